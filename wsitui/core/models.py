@@ -1,0 +1,151 @@
+"""Engine data model: job types, states, and the records the engine hands out.
+
+Specs (what a user submits) are pydantic models because they arrive from the edges (config,
+TUI dialogs). Workflow/Job records are frozen dataclasses: the engine creates many of them and
+hands out immutable snapshots to faces.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Ids end up as directory names under the data dir: keep them to a safe alphabet so they can
+# never contain a separator, "..", or a hidden-file dot at the start.
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+SAFE_ID_HINT = "use 1-64 letters, digits, '_' or '-', starting with a letter or digit"
+
+
+def check_safe_id(kind: str, value: str) -> str:
+    if not isinstance(value, str) or not SAFE_ID.match(value):
+        raise ValueError(f"{kind} {value!r} is not allowed: {SAFE_ID_HINT}")
+    return value
+
+
+class JobType(StrEnum):
+    TISSUE_MASK = "TISSUE_MASK"
+    SEGMENT_CELLS = "SEGMENT_CELLS"
+
+
+class JobState(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED)
+
+
+class WorkflowState(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+
+class JobSpec(BaseModel):
+    """One job as submitted. `id` is unique within its workflow."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    type: JobType
+    slide: str
+    branch: str = "main"
+    depends_on: tuple[str, ...] = ()
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _id_safe(cls, v: str) -> str:
+        return check_safe_id("job id", v)
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_safe(cls, v: str) -> str:
+        return check_safe_id("branch", v)
+
+    @field_validator("slide")
+    @classmethod
+    def _slide_nonempty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("slide path is empty: give the path of a slide file")
+        return v
+
+
+class WorkflowSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    jobs: tuple[JobSpec, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Workflow:
+    id: str
+    tenant: str
+    name: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """Snapshot of a job. `id` is global; `key` is the user's id within the workflow."""
+
+    id: str
+    key: str
+    workflow_id: str
+    tenant: str
+    job_type: JobType
+    slide: str
+    branch: str
+    depends_on: tuple[str, ...]  # global job ids, same workflow
+    params: dict[str, Any]
+    state: JobState
+    tiles_done: int = 0
+    tiles_total: int = 0
+    attempt: int = 1
+    error: str | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    seq: int = 0  # lane entry order; lower = earlier
+    enqueued: bool = True  # False: created but not started by the user yet
+    blocked: bool = False  # an upstream failed or was canceled
+
+    @property
+    def progress(self) -> float:
+        if self.state is JobState.SUCCEEDED:
+            return 1.0
+        if self.tiles_total <= 0:
+            return 0.0
+        return min(1.0, self.tiles_done / self.tiles_total)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    job_id: str
+    ts: float
+    state: JobState
+    attempt: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowStatus:
+    workflow: Workflow
+    state: WorkflowState
+    progress: float
+    jobs: tuple[Job, ...] = field(default=())
+
+
+def job_id_for(workflow_id: str, key: str) -> str:
+    return f"{workflow_id}.{key}"
