@@ -1,0 +1,158 @@
+"""Typed events the engine publishes, and the bus every face subscribes to.
+
+Events are published from the event-loop thread only, after the change they describe has been
+committed to the store. Async consumers read a memory stream; sync listeners (the JSONL log) are
+called in order, before the streams.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from wsitui.core.models import Job, JobState, Workflow, WorkflowState
+
+
+def _job_fields(job: Job) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "workflow_id": job.workflow_id,
+        "tenant": job.tenant,
+        "branch": job.branch,
+        "job_type": str(job.job_type),
+        "state": str(job.state),
+        "attempt": job.attempt,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class JobStateChanged:
+    ts: float
+    job: Job
+    previous: JobState | None  # None when the job was just created
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"ts": self.ts, "event": "job_state", **_job_fields(self.job)}
+        out["previous"] = str(self.previous) if self.previous else None
+        out["reason"] = self.reason
+        out["blocked"] = self.job.blocked
+        out["seq"] = self.job.seq
+        if self.job.error:
+            out["error"] = self.job.error
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class JobProgress:
+    ts: float
+    job: Job
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ts": self.ts,
+            "event": "job_progress",
+            **_job_fields(self.job),
+            "tiles_done": self.job.tiles_done,
+            "tiles_total": self.job.tiles_total,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowProgress:
+    ts: float
+    workflow: Workflow
+    state: WorkflowState
+    progress: float  # mean of its jobs' progress, 0..1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ts": self.ts,
+            "event": "workflow_progress",
+            "workflow_id": self.workflow.id,
+            "tenant": self.workflow.tenant,
+            "state": str(self.state),
+            "progress": round(self.progress, 6),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TenantAdmitted:
+    ts: float
+    tenant: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ts": self.ts, "event": "tenant_admitted", "tenant": self.tenant}
+
+
+@dataclass(frozen=True, slots=True)
+class TenantReleased:
+    ts: float
+    tenant: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ts": self.ts, "event": "tenant_released", "tenant": self.tenant}
+
+
+@dataclass(frozen=True, slots=True)
+class TenantWaiting:
+    ts: float
+    tenant: str
+    position: int  # 1 = next to be admitted
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ts": self.ts,
+            "event": "tenant_waiting",
+            "tenant": self.tenant,
+            "position": self.position,
+        }
+
+
+Event = (
+    JobStateChanged
+    | JobProgress
+    | WorkflowProgress
+    | TenantAdmitted
+    | TenantReleased
+    | TenantWaiting
+)
+Listener = Callable[[Event], None]
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+        self._streams: list[MemoryObjectSendStream[Event]] = []
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
+
+    def subscribe(self) -> MemoryObjectReceiveStream[Event]:
+        """A stream of every later event; close the receiver to unsubscribe."""
+        # Unbounded: the engine must never block on a slow face. Faces coalesce progress.
+        send, receive = anyio.create_memory_object_stream[Event](math.inf)
+        self._streams.append(send)
+        return receive
+
+    def publish(self, event: Event) -> None:
+        for listener in self._listeners:
+            listener(event)
+        for stream in list(self._streams):
+            try:
+                stream.send_nowait(event)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._streams.remove(stream)
+
+    def close(self) -> None:
+        for stream in self._streams:
+            stream.close()
+        self._streams.clear()
