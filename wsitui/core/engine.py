@@ -504,8 +504,7 @@ class Engine:
             "interrupted: the engine stopped; resumes from its last checkpoint",
             now,
         )
-        self._changed.set()
-        self._changed = anyio.Event()
+        self._notify()
 
     def _on_progress(self, job_id: str, tiles_done: int, tiles_total: int) -> None:
         job = self._jobs.get(job_id)
@@ -516,6 +515,12 @@ class Engine:
         now = self.clock()
         self.bus.publish(JobProgress(now, job))
         self._publish_workflow(job.workflow_id, now)
+        self._notify()
+
+    def _notify(self) -> None:
+        """Wake `wait_until` callers: something changed."""
+        self._changed.set()
+        self._changed = anyio.Event()
 
     def _call_in_loop(self, fn: Callable[..., None], *args: Any) -> None:
         if threading.get_ident() == self._loop_thread:
@@ -558,8 +563,7 @@ class Engine:
     def _after_change(self, now: float) -> None:
         self._publish_effects(now)
         self._dispatch()
-        self._changed.set()
-        self._changed = anyio.Event()
+        self._notify()
 
     def _publish_effects(self, now: float) -> None:
         effects = self.scheduler.take_effects()

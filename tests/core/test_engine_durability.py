@@ -1,0 +1,179 @@
+"""Cancel while running, restart and resume, the JSONL log, and a SIGKILL crash test."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tests.core.fakes import GatedExecutor, SleepExecutor
+from wsitui.core.engine import Engine
+from wsitui.core.eventlog import JsonlEventLog
+from wsitui.core.models import JobSpec, JobState, WorkflowSpec
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def spec(*keys: str, branch: str = "main") -> WorkflowSpec:
+    return WorkflowSpec(
+        name="w",
+        jobs=tuple(JobSpec(id=k, type="TISSUE_MASK", slide="s.svs", branch=branch) for k in keys),
+    )
+
+
+@pytest.mark.anyio
+async def test_cancel_running_job_stops_at_next_tile_and_blocks_dependents(tmp_path):
+    ex = SleepExecutor(tiles=200, tile_seconds=0.02)
+    async with Engine(tmp_path, [ex]) as engine:
+        w = engine.submit(
+            "t",
+            WorkflowSpec(
+                name="w",
+                jobs=(
+                    JobSpec(id="a", type="TISSUE_MASK", slide="s"),
+                    JobSpec(id="b", type="TISSUE_MASK", slide="s", branch="x", depends_on=("a",)),
+                ),
+            ),
+        )
+        a, b = (j.id for j in w.jobs)
+        with anyio.fail_after(5):
+            await engine.wait_until(lambda: engine.job("t", a).tiles_done >= 3)
+        asked = time.monotonic()
+        engine.cancel("t", a)
+        with anyio.fail_after(5):
+            await engine.wait_until(lambda: engine.job("t", a).state.terminal)
+        assert time.monotonic() - asked < 1.0
+        job = engine.job("t", a)
+        assert job.state is JobState.CANCELED and job.tiles_done < 200
+        assert engine.job("t", b).blocked
+        assert engine.is_idle()
+        assert [t.state for t in engine.timeline("t", a)] == [
+            JobState.PENDING,
+            JobState.RUNNING,
+            JobState.CANCELED,
+        ]
+
+
+@pytest.mark.anyio
+async def test_stop_and_restart_resumes_interrupted_job_from_checkpoint(tmp_path):
+    log = tmp_path / "tiles.log"
+    ex = SleepExecutor(tiles=30, tile_seconds=0.01, log=log)
+    async with Engine(tmp_path, [ex]) as engine:
+        w = engine.submit("t", spec("a", "b"))
+        a, b = (j.id for j in w.jobs)
+        with anyio.fail_after(5):
+            await engine.wait_until(lambda: engine.job("t", a).tiles_done >= 5)
+    # Leaving the context interrupted `a`: back to PENDING, its checkpoint kept.
+    async with Engine(tmp_path, [ex]) as engine:
+        job = engine.job("t", a)
+        assert job.state is JobState.RUNNING  # resumed first, at the head of its lane
+        with anyio.fail_after(10):
+            await engine.wait_idle()
+        assert engine.job("t", a).state is JobState.SUCCEEDED
+        assert engine.job("t", b).state is JobState.SUCCEEDED
+        reasons = [t.reason for t in engine.timeline("t", a)]
+        assert any(r.startswith("interrupted") for r in reasons)
+    tiles = [int(line.split()[2]) for line in log.read_text().splitlines() if line.startswith(a)]
+    assert sorted(set(tiles)) == list(range(30))
+    assert len(tiles) == 30  # a clean stop redoes no tile
+
+
+@pytest.mark.anyio
+async def test_jsonl_event_log_has_the_documented_fields(tmp_path):
+    ex = GatedExecutor()
+    path = tmp_path / "events.jsonl"
+    log = JsonlEventLog(path)
+    async with Engine(tmp_path, [ex]) as engine:
+        engine.bus.add_listener(log)
+        w = engine.submit("t", spec("a"))
+        ex.release(w.jobs[0].id)
+        with anyio.fail_after(5):
+            await engine.wait_idle()
+    log.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    states = [e for e in lines if e["event"] == "job_state"]
+    assert [e["state"] for e in states] == ["PENDING", "RUNNING", "SUCCEEDED"]
+    for e in states:
+        assert isinstance(e["ts"], float)
+        for key in ("job_id", "workflow_id", "tenant", "branch", "job_type", "state", "attempt"):
+            assert key in e
+    progress = [e for e in lines if e["event"] == "job_progress"]
+    assert progress and progress[-1]["tiles_done"] == progress[-1]["tiles_total"] == 10
+    assert {e["event"] for e in lines} >= {"workflow_progress", "tenant_admitted"}
+    assert lines[-1]["event"] in ("tenant_released", "workflow_progress")
+
+
+CRASH_SCRIPT = """
+import sys, anyio
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+from tests.core.fakes import SleepExecutor
+from wsitui.core.engine import Engine
+from wsitui.core.models import JobSpec, WorkflowSpec
+
+data, submit = Path(sys.argv[1]), sys.argv[2] == "submit"
+
+async def main():
+    ex = SleepExecutor(tiles=40, tile_seconds=0.02, log=data / "tiles.log")
+    async with Engine(data, [ex], max_workers=2) as engine:
+        if submit:
+            for t in ("a", "b"):
+                engine.submit(t, WorkflowSpec(name="w", jobs=tuple(
+                    JobSpec(id=f"j{{i}}", type="TISSUE_MASK", slide="s", branch="main")
+                    for i in range(3))))
+        print("ready", flush=True)
+        await engine.wait_idle()
+    print("idle", flush=True)
+
+anyio.run(main)
+"""
+
+
+def test_sigkill_mid_job_then_restart_ends_every_job_exactly_once(tmp_path):
+    script = tmp_path / "crash.py"
+    script.write_text(CRASH_SCRIPT.format(repo=str(REPO)))
+    data = tmp_path / "data"
+    data.mkdir()
+    log = data / "tiles.log"
+    proc = subprocess.Popen([sys.executable, str(script), str(data), "submit"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # kill once the first jobs are mid-way
+        if log.exists() and log.read_text().count("\n") >= 25:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    db = sqlite3.connect(data / "state.db")
+    running = dict(db.execute("SELECT id, tiles_done FROM jobs WHERE state='RUNNING'").fetchall())
+    checkpoints = dict(db.execute("SELECT job_id, tiles_done FROM checkpoints").fetchall())
+    db.close()
+    assert running, "the kill should land while jobs run"
+    before = log.read_text().splitlines()
+
+    done = subprocess.run(
+        [sys.executable, str(script), str(data), "resume"], capture_output=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    db = sqlite3.connect(data / "state.db")
+    states = dict(db.execute("SELECT id, state FROM jobs").fetchall())
+    terminal = db.execute(
+        "SELECT job_id, COUNT(*) FROM transitions WHERE state IN ('SUCCEEDED','FAILED','CANCELED')"
+        " GROUP BY job_id"
+    ).fetchall()
+    db.close()
+    assert len(states) == 6 and set(states.values()) == {"SUCCEEDED"}  # none lost
+    assert sorted(n for _, n in terminal) == [1] * 6  # each ended exactly once
+    after = log.read_text().splitlines()[len(before) :]
+    for job_id in running:
+        first_resumed = min(int(x.split()[2]) for x in after if x.split()[0] == job_id)
+        assert first_resumed == checkpoints.get(job_id, 0) > 0  # resumed at its checkpoint
+        tiles = {int(x.split()[2]) for x in before + after if x.split()[0] == job_id}
+        assert tiles == set(range(40))

@@ -1,0 +1,214 @@
+"""Hypothesis drives random submits / cancels / retries / completions / failures across tenants
+and checks rules R1-R6 after every step against facts the test tracks itself."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from wsitui.core.rules import Phase, Scheduler
+
+TENANTS = ["t0", "t1", "t2", "t3", "t4"]
+BAD = (Phase.FAILED, Phase.CANCELED)
+
+
+class SchedulerMachine(RuleBasedStateMachine):
+    @initialize(workers=st.integers(1, 4), users=st.integers(1, 3))
+    def setup(self, workers: int, users: int) -> None:
+        self.s = Scheduler(max_workers=workers, max_active_users=users)
+        self.n = 0
+        self.wf = 0
+        self.phase: dict[str, Phase] = {}  # the test's own record of every job's phase
+        self.arrival: list[str] = []  # tenants in the order they became live while inactive
+        self.max_seq_seen = 0
+        self.in_lane: set[str] = set()
+        self.prev_active: set[str] = set()
+
+    # ---- facts the test derives on its own ---------------------------------------------------
+    def blocked(self, job_id: str) -> bool:
+        return any(self.phase[d] in BAD or self.blocked(d) for d in self.s.jobs[job_id].deps)
+
+    def live(self, job_id: str) -> bool:
+        p = self.phase[job_id]
+        return p is Phase.RUNNING or (p is Phase.QUEUED and not self.blocked(job_id))
+
+    def live_tenants(self) -> set[str]:
+        return {self.s.jobs[j].tenant for j in self.phase if self.live(j)}
+
+    def ready_heads(self) -> dict[str, list[str]]:
+        """Per tenant: lane heads (oldest live queued job) of idle lanes whose deps succeeded."""
+        lanes: dict[tuple, list[str]] = defaultdict(list)
+        busy = {self.s.jobs[j].lane for j, p in self.phase.items() if p is Phase.RUNNING}
+        for j, p in self.phase.items():
+            if p is Phase.QUEUED and not self.blocked(j):
+                lanes[self.s.jobs[j].lane].append(j)
+        out: dict[str, list[str]] = defaultdict(list)
+        for lane, jobs in lanes.items():
+            head = min(jobs, key=lambda j: self.s.jobs[j].seq)
+            deps_ok = all(self.phase[d] is Phase.SUCCEEDED for d in self.s.jobs[head].deps)
+            if lane not in busy and deps_ok:
+                out[lane[0]].append(head)
+        return out
+
+    # ---- the step every rule ends with -------------------------------------------------------
+    def dispatch(self) -> None:
+        # Arrival order: a tenant that gained live work while not active joins the queue.
+        live = self.live_tenants()
+        for t in TENANTS:
+            if t in live and t not in self.s.active and t not in self.arrival:
+                self.arrival.append(t)
+            if t not in live and t in self.arrival:
+                self.arrival.remove(t)
+        # R1: jobs enter lanes in increasing seq (entry order).
+        entered = {j for j in self.phase if self.live(j) and self.phase[j] is Phase.QUEUED}
+        for j in sorted(entered - self.in_lane, key=lambda j: self.s.jobs[j].seq):
+            assert self.s.jobs[j].seq > self.max_seq_seen
+            self.max_seq_seen = self.s.jobs[j].seq
+        active_before = list(self.s.active)
+        ready = self.ready_heads()
+        starts = self.s.next_starts()
+        # R3: admitted tenants come off the front of the arrival queue, only into free slots.
+        admitted = [t for t in self.s.active if t not in active_before]
+        assert admitted == self.arrival[: len(admitted)]
+        del self.arrival[: len(admitted)]
+        assert list(self.s.waiting) == self.arrival
+        # R6: round-robin between tenants, oldest ready head first within a tenant.
+        counts: Counter[str] = Counter()
+        for j in starts:
+            t = self.s.jobs[j].tenant
+            assert t in self.s.active
+            assert j == min(ready[t], key=lambda x: self.s.jobs[x].seq)
+            for other, heads in ready.items():
+                if other != t and heads and other in self.s.active:
+                    assert counts[t] <= counts[other], "a tenant got a second worker first"
+            ready[t].remove(j)
+            counts[t] += 1
+            self.phase[j] = Phase.RUNNING
+        self.in_lane = {j for j in self.phase if self.live(j) and self.phase[j] is Phase.QUEUED}
+        self.prev_active = set(self.s.active)
+
+    # ---- rules -------------------------------------------------------------------------------
+    @rule(
+        tenant=st.sampled_from(TENANTS),
+        shape=st.lists(
+            st.tuples(st.integers(0, 2), st.lists(st.integers(0, 5), max_size=2)),
+            min_size=1,
+            max_size=6,
+        ),
+    )
+    def submit(self, tenant: str, shape: list[tuple[int, list[int]]]) -> None:
+        self.wf += 1
+        ids: list[str] = []
+        for branch, dep_picks in shape:
+            self.n += 1
+            job_id = f"j{self.n}"
+            deps = sorted({ids[p % len(ids)] for p in dep_picks} if ids else set())
+            self.s.add(job_id, tenant, (tenant, f"w{self.wf}", f"b{branch}"), deps, 0, Phase.HELD)
+            self.s.enqueue(job_id)
+            self.phase[job_id] = Phase.QUEUED
+            ids.append(job_id)
+        self.dispatch()
+
+    @precondition(lambda self: any(p is Phase.RUNNING for p in self.phase.values()))
+    @rule(data=st.data(), outcome=st.sampled_from([Phase.SUCCEEDED, Phase.SUCCEEDED, *BAD]))
+    def finish(self, data: st.DataObject, outcome: Phase) -> None:
+        running = sorted(j for j, p in self.phase.items() if p is Phase.RUNNING)
+        job_id = data.draw(st.sampled_from(running))
+        self.s.finish(job_id, outcome)
+        self.phase[job_id] = outcome
+        self.dispatch()
+
+    @precondition(lambda self: sum(p is Phase.RUNNING for p in self.phase.values()) >= 2)
+    @rule(data=st.data())
+    def finish_several(self, data: st.DataObject) -> None:
+        """Several workers free up before one dispatch: exercises round-robin within a pass."""
+        running = sorted(j for j, p in self.phase.items() if p is Phase.RUNNING)
+        for job_id in data.draw(st.lists(st.sampled_from(running), min_size=2, unique=True)):
+            self.s.finish(job_id, Phase.SUCCEEDED)
+            self.phase[job_id] = Phase.SUCCEEDED
+        self.dispatch()
+
+    @precondition(lambda self: any(p is Phase.QUEUED for p in self.phase.values()))
+    @rule(data=st.data())
+    def cancel_pending(self, data: st.DataObject) -> None:
+        queued = sorted(j for j, p in self.phase.items() if p is Phase.QUEUED)
+        job_id = data.draw(st.sampled_from(queued))
+        self.s.cancel_queued(job_id)
+        self.phase[job_id] = Phase.CANCELED
+        self.dispatch()
+
+    @precondition(lambda self: any(p in BAD for p in self.phase.values()))
+    @rule(data=st.data())
+    def retry(self, data: st.DataObject) -> None:
+        bad = sorted(j for j, p in self.phase.items() if p in BAD)
+        job_id = data.draw(st.sampled_from(bad))
+        self.s.retry(job_id)
+        self.phase[job_id] = Phase.QUEUED
+        self.dispatch()
+
+    @precondition(lambda self: any(p is Phase.RUNNING for p in self.phase.values()))
+    @rule(data=st.data())
+    def interrupt(self, data: st.DataObject) -> None:
+        running = sorted(j for j, p in self.phase.items() if p is Phase.RUNNING)
+        job_id = data.draw(st.sampled_from(running))
+        self.s.interrupt(job_id)
+        self.phase[job_id] = Phase.QUEUED
+        self.in_lane.add(job_id)  # back at the head with its old seq: not a new entry
+        self.dispatch()
+
+    # ---- invariants after every step ---------------------------------------------------------
+    @invariant()
+    def rules_hold(self) -> None:
+        if not hasattr(self, "s"):
+            return
+        running = [j for j, p in self.phase.items() if p is Phase.RUNNING]
+        # R1: one running job per lane.
+        lanes = Counter(self.s.jobs[j].lane for j in running)
+        assert all(n == 1 for n in lanes.values())
+        # R2: worker cap.
+        assert len(running) <= self.s.max_workers == self.s.max_workers
+        assert self.s.running == len(running)
+        # R3: cap; every running tenant active; active exactly while live; no idle free slot.
+        live = self.live_tenants()
+        assert len(self.s.active) <= self.s.max_active_users
+        assert {self.s.jobs[j].tenant for j in running} <= set(self.s.active)
+        assert set(self.s.active) <= live
+        assert set(self.s.active) | set(self.s.waiting) == live
+        if len(self.s.active) < self.s.max_active_users:
+            assert not self.s.waiting
+        # R4: running jobs' deps all succeeded; blocked flags match the test's own derivation.
+        for j in running:
+            assert all(self.phase[d] is Phase.SUCCEEDED for d in self.s.jobs[j].deps)
+        for j, p in self.phase.items():
+            if p is Phase.QUEUED:
+                assert self.s.jobs[j].blocked == self.blocked(j), j
+        # R5 / work conservation: a free worker never idles beside a ready active lane head.
+        if len(running) < self.s.max_workers:
+            ready = self.ready_heads()
+            assert not any(ready.get(t) for t in self.s.active)
+
+    def teardown(self) -> None:
+        """Deadlock freedom: finishing running jobs successfully drains every live job."""
+        if not hasattr(self, "s"):
+            return
+        for _ in range(10_000):
+            running = sorted(j for j, p in self.phase.items() if p is Phase.RUNNING)
+            if not running:
+                break
+            self.s.finish(running[0], Phase.SUCCEEDED)
+            self.phase[running[0]] = Phase.SUCCEEDED
+            self.dispatch()
+            self.rules_hold()
+        assert not self.live_tenants(), "live jobs left that can never start"
+
+
+SchedulerMachine.TestCase.settings = settings(
+    max_examples=150,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestScheduler = SchedulerMachine.TestCase

@@ -1,0 +1,47 @@
+"""Layering: the engine never imports Textual (or any face); executors never import faces."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "wsitui"
+
+# package -> prefixes its modules must not import
+FORBIDDEN = {
+    "core": ("textual", "rich", "wsitui.tui", "wsitui.headless", "wsitui.jobs", "wsitui.cli"),
+    "slides": ("textual", "wsitui.tui", "wsitui.headless", "wsitui.cli"),
+    "jobs": ("textual", "wsitui.tui", "wsitui.headless", "wsitui.cli"),
+    "headless": ("textual", "wsitui.tui"),
+}
+
+
+def imported_names(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_no_layer_imports_what_it_must_not():
+    bad = []
+    for package, forbidden in FORBIDDEN.items():
+        for path in (PKG / package).rglob("*.py"):
+            for name in imported_names(path):
+                if any(name == f or name.startswith(f + ".") for f in forbidden):
+                    bad.append(f"{path.relative_to(PKG.parent)} imports {name}")
+    assert bad == []
+
+
+def test_importing_the_engine_loads_no_textual():
+    code = (
+        "import sys, wsitui.core.engine, wsitui.core.eventlog; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
