@@ -81,6 +81,24 @@ class EngineStats:
     max_active_users: int
 
 
+class _Tally:
+    """Running totals of one workflow's jobs, so status is O(1) per event, not O(jobs)."""
+
+    __slots__ = ("jobs", "progress", "runnable", "states")
+
+    def __init__(self) -> None:
+        self.jobs = 0
+        self.progress = 0.0
+        self.runnable = 0  # PENDING and not blocked
+        self.states: dict[JobState, int] = dict.fromkeys(JobState, 0)
+
+    def add(self, job: Job, sign: int) -> None:
+        self.jobs += sign
+        self.progress += sign * job.progress
+        self.states[job.state] += sign
+        self.runnable += sign * (job.state is JobState.PENDING and not job.blocked)
+
+
 class _Checkpoint:
     def __init__(self, store: Store, job: Job) -> None:
         self._store, self._job = store, job
@@ -134,6 +152,7 @@ class Engine:
         self._jobs: dict[str, Job] = {}
         self._workflows: dict[str, Workflow] = {}
         self._wf_jobs: dict[str, list[str]] = {}
+        self._tally: dict[str, _Tally] = {}
         self._cancel: dict[str, threading.Event] = {}  # one per RUNNING job
         self._tg: TaskGroup | None = None
         self._closing = False
@@ -186,7 +205,7 @@ class Engine:
         interrupted: list[Job] = []
         queued: list[Job] = []
         for job in self.store.jobs():
-            self._jobs[job.id] = job
+            self._put(job)
             self._wf_jobs[job.workflow_id].append(job.id)
             if job.state is JobState.RUNNING:
                 interrupted.append(job)
@@ -211,7 +230,7 @@ class Engine:
             self.scheduler.enqueue(job.id, job.seq)
         for job_id, job in self._jobs.items():
             if self.scheduler.jobs[job_id].blocked:
-                self._jobs[job_id] = replace(job, blocked=True)
+                self._put(replace(job, blocked=True))
         self._publish_effects(now)
 
     # ---- tenant-scoped reads -----------------------------------------------------------------
@@ -511,7 +530,7 @@ class Engine:
         if job is None or job.state is not JobState.RUNNING:
             return
         job = replace(job, tiles_done=tiles_done, tiles_total=tiles_total)
-        self._jobs[job_id] = job
+        self._put(job)
         now = self.clock()
         self.bus.publish(JobProgress(now, job))
         self._publish_workflow(job.workflow_id, now)
@@ -553,7 +572,7 @@ class Engine:
         events: list[Event] = []
         for job in jobs:
             before = None if created else self._jobs[job.id].state
-            self._jobs[job.id] = job
+            self._put(job)
             events.append(JobStateChanged(now, job, before, reason))
         for event in events:
             self.bus.publish(event)
@@ -569,7 +588,7 @@ class Engine:
         effects = self.scheduler.take_effects()
         for change in effects.blocks:
             job = replace(self._jobs[change.job_id], blocked=change.blocked)
-            self._jobs[job.id] = job
+            self._put(job)
             reason = (
                 "blocked: an upstream job failed or was canceled"
                 if change.blocked
@@ -588,24 +607,34 @@ class Engine:
         status = self._status(workflow_id, with_jobs=False)
         self.bus.publish(WorkflowProgress(now, status.workflow, status.state, status.progress))
 
+    def _put(self, job: Job) -> None:
+        """Replace a job's snapshot, keeping its workflow's tally in step."""
+        tally = self._tally.setdefault(job.workflow_id, _Tally())
+        old = self._jobs.get(job.id)
+        if old is not None:
+            tally.add(old, -1)
+        tally.add(job, +1)
+        self._jobs[job.id] = job
+
     def _status(self, workflow_id: str, *, with_jobs: bool) -> WorkflowStatus:
-        jobs = [self._jobs[j] for j in self._wf_jobs[workflow_id]]
-        progress = sum(j.progress for j in jobs) / len(jobs) if jobs else 0.0
-        states = {j.state for j in jobs}
-        can_run = any(j.state is JobState.PENDING and not j.blocked for j in jobs)
-        if JobState.RUNNING in states:
+        tally = self._tally.get(workflow_id) or _Tally()
+        n, states = tally.jobs, tally.states
+        if states[JobState.RUNNING]:
             state = WorkflowState.RUNNING
-        elif states == {JobState.SUCCEEDED}:
+        elif n and states[JobState.SUCCEEDED] == n:
             state = WorkflowState.SUCCEEDED
-        elif can_run or not jobs:
+        elif tally.runnable or not n:
             state = WorkflowState.PENDING
-        elif JobState.FAILED in states:
+        elif states[JobState.FAILED]:
             state = WorkflowState.FAILED
         else:
             state = WorkflowState.CANCELED
-        return WorkflowStatus(
-            self._workflows[workflow_id], state, progress, tuple(jobs) if with_jobs else ()
-        )
+        jobs = tuple(self._jobs[j] for j in self._wf_jobs[workflow_id]) if with_jobs else ()
+        # Clamp: the running sum accumulates float error over many updates.
+        progress = max(0.0, min(1.0, tally.progress / n)) if n else 0.0
+        if state is WorkflowState.SUCCEEDED:
+            progress = 1.0
+        return WorkflowStatus(self._workflows[workflow_id], state, progress, jobs)
 
     @staticmethod
     def _lane(job: Job) -> rules.LaneKey:
