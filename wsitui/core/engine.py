@@ -49,7 +49,7 @@ from wsitui.core.models import (
     WorkflowStatus,
     job_id_for,
 )
-from wsitui.core.paths import results_dir
+from wsitui.core.paths import DataDirLock, results_dir
 from wsitui.core.store import Store
 
 _PHASE = {
@@ -142,8 +142,10 @@ class Engine:
         max_active_users: int = 3,
         bus: EventBus | None = None,
         clock: Callable[[], float] = time.time,
+        results_root: Path | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.results_root = Path(results_root) if results_root else self.data_dir / "results"
         self.bus = bus or EventBus()
         self.clock = clock
         self.executors: dict[str, Executor] = {str(e.job_type): e for e in executors}
@@ -168,7 +170,13 @@ class Engine:
         return self._store
 
     async def __aenter__(self) -> Engine:
-        self._store = Store(self.data_dir / "state.db")
+        self._lock = DataDirLock(self.data_dir)
+        self._lock.acquire()
+        try:
+            self._store = Store(self.data_dir / "state.db")
+        except BaseException:
+            self._lock.release()
+            raise
         self._loop_thread = threading.get_ident()
         self._token = anyio.lowlevel.current_token()
         self._recover()
@@ -196,6 +204,7 @@ class Engine:
             self._tg = None
             self.store.close()
             self._store = None
+            self._lock.release()
 
     def _recover(self) -> None:
         """Rebuild in-memory state; jobs found RUNNING were interrupted and resume first."""
@@ -261,7 +270,7 @@ class Engine:
         return self.store.transitions(job_id)
 
     def results_dir(self, job: Job) -> Path:
-        return results_dir(self.data_dir, job.tenant, job.workflow_id, job.key)
+        return results_dir(self.results_root, job.tenant, job.workflow_id, job.key)
 
     def stats(self) -> EngineStats:
         s = self.scheduler
@@ -287,6 +296,11 @@ class Engine:
         await self.wait_until(self.is_idle)
 
     # ---- commands ----------------------------------------------------------------------------
+    def validate(self, tenant: str, spec: WorkflowSpec) -> None:
+        """Raise InvalidRequest exactly when `submit` would, without creating anything."""
+        _check_tenant(tenant)
+        self._validate_jobs(spec.jobs, existing={})
+
     def submit(self, tenant: str, spec: WorkflowSpec, *, start: bool = True) -> WorkflowStatus:
         """Create a workflow with its jobs; `start=False` leaves them held until `start`."""
         _check_tenant(tenant)
@@ -341,7 +355,7 @@ class Engine:
             "canceled while pending",
             now,
         )
-        self._after_change(now)
+        self._after_change()
 
     def retry(self, tenant: str, job_id: str) -> Job:
         job = self.job(tenant, job_id)
@@ -366,7 +380,7 @@ class Engine:
             blocked=sj.blocked,
         )
         self._commit([retried], f"retry: attempt {retried.attempt}", now)
-        self._after_change(now)
+        self._after_change()
         return self._jobs[job.id]
 
     # ---- internals: validation and creation --------------------------------------------------
@@ -448,7 +462,7 @@ class Engine:
         self._commit(
             created, "submitted", now, created=True, workflow=workflow if new_workflow else None
         )
-        self._after_change(now)
+        self._after_change()
 
     def _enqueue(self, job_ids: list[str]) -> None:
         now = self.clock()
@@ -460,16 +474,16 @@ class Engine:
                 replace(self._jobs[job_id], enqueued=True, seq=sj.seq, blocked=sj.blocked)
             )
         self._commit(changed, "started by user", now)
-        self._after_change(now)
+        self._after_change()
 
     # ---- internals: running jobs -------------------------------------------------------------
     def _dispatch(self) -> None:
-        if self._tg is None or self._closing:
-            return
-        starts = self.scheduler.next_starts()
+        """Start what the rules allow, then publish what changed (admissions included)."""
+        running = self._tg is not None and not self._closing
+        starts = self.scheduler.next_starts() if running else []
         now = self.clock()
         self._publish_effects(now)
-        if not starts:
+        if not starts or self._tg is None:
             return
         started = [
             replace(self._jobs[j], state=JobState.RUNNING, started_at=now, finished_at=None)
@@ -513,7 +527,7 @@ class Engine:
             reason if error is None else f"{reason}: {error}",
             now,
         )
-        self._after_change(now)
+        self._after_change()
 
     def _interrupt(self, job_id: str) -> None:
         self.scheduler.interrupt(job_id)
@@ -579,8 +593,7 @@ class Engine:
         for wf_id in dict.fromkeys(j.workflow_id for j in jobs):
             self._publish_workflow(wf_id, now)
 
-    def _after_change(self, now: float) -> None:
-        self._publish_effects(now)
+    def _after_change(self) -> None:
         self._dispatch()
         self._notify()
 

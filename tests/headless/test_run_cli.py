@@ -1,0 +1,380 @@
+"""`wsitui run` as a user runs it: a subprocess on generated slides."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.headless.replay import replay
+from tests.slides.samples import sample_slide_path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wsitui(*args: str | Path, cwd: Path | None = None, timeout: float = 120):
+    return subprocess.run(
+        [sys.executable, "-m", "wsitui.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+@pytest.fixture(scope="session")
+def slides(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return (
+        sample_slide_path(tmp_path_factory, (4096, 3072), 0),
+        sample_slide_path(tmp_path_factory, (2048, 1536), 3),
+    )
+
+
+def write_config(path: Path, body: str) -> Path:
+    path.write_text(body)
+    return path
+
+
+def demo_config(tmp: Path, a: Path, b: Path, *, workers: int = 2, users: int = 1) -> Path:
+    return write_config(
+        tmp / "run.toml",
+        f"""
+[scheduler]
+max_workers = {workers}
+max_active_users = {users}
+
+[[workflows]]
+tenant = "alice"
+name = "demo"
+  [[workflows.jobs]]
+  id = "mask"
+  type = "TISSUE_MASK"
+  slide = "{a}"
+  branch = "A"
+  [[workflows.jobs]]
+  id = "fine"
+  type = "TISSUE_MASK"
+  slide = "{a}"
+  branch = "B"
+  depends_on = ["mask"]
+  params = {{ tile_size = 256 }}
+  [[workflows.jobs]]
+  id = "other"
+  type = "TISSUE_MASK"
+  slide = "{b}"
+  branch = "A"
+
+[[workflows]]
+tenant = "bob"
+name = "demo"
+  [[workflows.jobs]]
+  id = "mask"
+  type = "TISSUE_MASK"
+  slide = "{b}"
+""",
+    )
+
+
+def test_run_writes_outputs_summary_and_a_replayable_event_log(tmp_path, slides):
+    config = demo_config(tmp_path, *slides)
+    data, events = tmp_path / "data", tmp_path / "events.jsonl"
+    out = wsitui("run", config, "--data-dir", data, "--events", events, "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["exit_code"] == 0
+    jobs = [j for w in summary["workflows"] for j in w["jobs"]]
+    assert len(jobs) == 4 and {j["state"] for j in jobs} == {"SUCCEEDED"}
+    for job in jobs:
+        results = Path(job["results_dir"])
+        assert results.is_relative_to(data / "results")
+        for name in ("manifest.json", "tiles.json", "tissue_mask.png", "preview.png"):
+            assert (results / name).is_file(), (job["key"], name)
+        assert job["tiles_done"] == job["tiles_total"] > 0
+    # max_active_users = 1: bob only ran after alice had finished everything.
+    replay(
+        events,
+        max_workers=2,
+        max_active_users=1,
+        depends_on={j["id"]: j["depends_on"] for j in jobs},
+    )
+    log = [json.loads(line) for line in events.read_text().splitlines()]
+    admitted = [e["tenant"] for e in log if e["event"] == "tenant_admitted"]
+    assert admitted == ["alice", "bob"]
+
+    again = wsitui("run", config, "--data-dir", data, "--json")  # resumes: nothing redone
+    assert again.returncode == 0, again.stderr
+    db = sqlite3.connect(data / "state.db")
+    starts = db.execute("SELECT COUNT(*) FROM transitions WHERE state='RUNNING'").fetchone()[0]
+    db.close()
+    assert starts == 4
+
+    status = wsitui("status", "--data-dir", data, "--json")
+    assert status.returncode == 0
+    assert sorted(w["tenant"] for w in json.loads(status.stdout)) == ["alice", "bob"]
+
+
+def corrupt_tiles(src: Path, dst: Path) -> None:
+    """Same headers (it opens fine), but every tile's JPEG data is zeroed: reads fail."""
+    import tifffile
+
+    data = bytearray(src.read_bytes())
+    with tifffile.TiffFile(src) as tif:
+        for page in tif.pages:
+            if page.is_tiled:
+                for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True):
+                    data[offset : offset + count] = bytes(count)
+    dst.write_bytes(bytes(data))
+
+
+def test_failed_job_exits_1_and_blocks_only_its_dependents(tmp_path, slides):
+    broken = tmp_path / "broken.svs"
+    corrupt_tiles(slides[0], broken)
+    config = write_config(
+        tmp_path / "c.toml",
+        f"""
+[[workflows]]
+tenant = "t"
+name = "w"
+  [[workflows.jobs]]
+  id = "bad"
+  type = "TISSUE_MASK"
+  slide = "{broken}"
+  [[workflows.jobs]]
+  id = "after"
+  type = "TISSUE_MASK"
+  slide = "{slides[1]}"
+  depends_on = ["bad"]
+  [[workflows.jobs]]
+  id = "fine"
+  type = "TISSUE_MASK"
+  slide = "{slides[1]}"
+  branch = "other"
+""",
+    )
+    out = wsitui("run", config, "--data-dir", tmp_path / "data", "--json")
+    assert out.returncode == 1, out.stderr
+    jobs = {j["key"]: j for j in json.loads(out.stdout)["workflows"][0]["jobs"]}
+    assert jobs["bad"]["state"] == "FAILED"
+    assert "broken.svs" in jobs["bad"]["error"] and "\n" not in jobs["bad"]["error"]
+    assert jobs["after"]["state"] == "PENDING" and jobs["after"]["blocked"]
+    assert jobs["fine"]["state"] == "SUCCEEDED"
+
+
+def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path, slides):
+    jobs = "".join(
+        f"""
+  [[workflows.jobs]]
+  id = "m{i}"
+  type = "TISSUE_MASK"
+  slide = "{slides[0]}"
+  params = {{ tile_size = 64 }}
+"""
+        for i in range(30)
+    )
+    config = write_config(
+        tmp_path / "c.toml", f'[[workflows]]\ntenant = "t"\nname = "serial"\n{jobs}'
+    )
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wsitui.cli", "run", str(config), "--data-dir", str(data)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    deadline = time.monotonic() + 60
+    done = 0
+    while time.monotonic() < deadline and done < 3:
+        time.sleep(0.1)
+        if (data / "state.db").exists():
+            db = sqlite3.connect(data / "state.db")
+            done = db.execute("SELECT COUNT(*) FROM jobs WHERE state='SUCCEEDED'").fetchone()[0]
+            db.close()
+    assert done >= 3
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Run the same command again to resume" in out
+    assert "Traceback" not in err
+    db = sqlite3.connect(data / "state.db")
+    states = [s for (s,) in db.execute("SELECT state FROM jobs")]
+    db.close()
+    assert "RUNNING" not in states and "PENDING" in states
+    finished_before = states.count("SUCCEEDED")
+
+    rerun = wsitui("run", config, "--data-dir", data, "--quiet")
+    assert rerun.returncode == 0, rerun.stderr
+    db = sqlite3.connect(data / "state.db")
+    completed = db.execute(
+        "SELECT job_id, COUNT(*) FROM transitions WHERE state='SUCCEEDED' GROUP BY job_id"
+    ).fetchall()
+    db.close()
+    assert len(completed) == 30 and {n for _, n in completed} == {1}
+    assert finished_before >= 3
+
+
+BAD_CONFIGS: dict[str, tuple[str, str]] = {
+    # name: (config body with {slide}/{text}/{empty}/{cut} placeholders, expected message part)
+    "bad_toml": ("[[workflows]\n", "invalid TOML"),
+    "unknown_top_key": ("colour = 1\n", "colour: Extra inputs are not permitted"),
+    "unknown_job_key": (
+        '[[workflows]]\ntenant="t"\nname="w"\n[[workflows.jobs]]\nid="a"\ntype="TISSUE_MASK"\n'
+        'slide="{slide}"\nslid="x"\n',
+        "workflows[0].jobs[0].slid",
+    ),
+    "unknown_job_type": (
+        '[[workflows]]\ntenant="t"\nname="w"\n[[workflows.jobs]]\nid="a"\ntype="SEGMENT"\n'
+        'slide="{slide}"\n',
+        "workflows[0].jobs[0].type",
+    ),
+    "cycle": (
+        '[[workflows]]\ntenant="t"\nname="w"\n'
+        '[[workflows.jobs]]\nid="a"\ntype="TISSUE_MASK"\nslide="{slide}"\ndepends_on=["b"]\n'
+        '[[workflows.jobs]]\nid="b"\ntype="TISSUE_MASK"\nslide="{slide}"\ndepends_on=["a"]\n',
+        "dependency cycle",
+    ),
+    "missing_slide": (
+        '[[workflows]]\ntenant="t"\nname="w"\n[[workflows.jobs]]\nid="a"\ntype="TISSUE_MASK"\n'
+        'slide="nowhere.svs"\n',
+        "nowhere.svs",
+    ),
+    "duplicate_ids": (
+        '[[workflows]]\ntenant="t"\nname="w"\n'
+        '[[workflows.jobs]]\nid="a"\ntype="TISSUE_MASK"\nslide="{slide}"\n'
+        '[[workflows.jobs]]\nid="a"\ntype="TISSUE_MASK"\nslide="{slide}"\n',
+        "used twice",
+    ),
+    "negative_workers": ("[scheduler]\nmax_workers = -1\n", "scheduler.max_workers"),
+    "zero_users": ("[scheduler]\nmax_active_users = 0\n", "scheduler.max_active_users"),
+    "workers_not_int": ('[scheduler]\nmax_workers = "four"\n', "scheduler.max_workers"),
+    "id_with_slash": (
+        '[[workflows]]\ntenant="t"\nname="w"\n[[workflows.jobs]]\nid="a/b"\ntype="TISSUE_MASK"\n'
+        'slide="{slide}"\n',
+        "job id 'a/b' is not allowed",
+    ),
+    "id_dotdot": (
+        '[[workflows]]\ntenant="t"\nname="w"\n[[workflows.jobs]]\nid=".."\ntype="TISSUE_MASK"\n'
+        'slide="{slide}"\n',
+        "job id '..' is not allowed",
+    ),
+    "tenant_escape": (
+        '[[workflows]]\ntenant="../root"\nname="w"\n[[workflows.jobs]]\nid="a"\n'
+        'type="TISSUE_MASK"\nslide="{slide}"\n',
+        "tenant '../root' is not allowed",
+    ),
+    "branch_with_space": (
+        '[[workflows]]\ntenant="t"\nname="w"\n[[workflows.jobs]]\nid="a"\ntype="TISSUE_MASK"\n'
+        'slide="{slide}"\nbranch="my branch"\n',
+        "branch 'my branch' is not allowed",
+    ),
+    "slide_not_an_image": (
+        '[[workflows]]\ntenant="t"\nname="w"\n[[workflows.jobs]]\nid="a"\ntype="TISSUE_MASK"\n'
+        'slide="{text}"\n',
+        "notes.svs",
+    ),
+    "zero_byte_slide": (
+        '[[workflows]]\ntenant="t"\nname="w"\n[[workflows.jobs]]\nid="a"\ntype="TISSUE_MASK"\n'
+        'slide="{empty}"\n',
+        "empty.svs",
+    ),
+    "truncated_slide": (
+        '[[workflows]]\ntenant="t"\nname="w"\n[[workflows.jobs]]\nid="a"\ntype="TISSUE_MASK"\n'
+        'slide="{cut}"\n',
+        "cut.svs",
+    ),
+    "unknown_dependency": (
+        '[[workflows]]\ntenant="t"\nname="w"\n[[workflows.jobs]]\nid="a"\ntype="TISSUE_MASK"\n'
+        'slide="{slide}"\ndepends_on=["ghost"]\n',
+        "unknown job 'ghost'",
+    ),
+    "missing_type": (
+        '[[workflows]]\ntenant="t"\nname="w"\n[[workflows.jobs]]\nid="a"\nslide="{slide}"\n',
+        "workflows[0].jobs[0].type: Field required",
+    ),
+    "no_jobs": ('[[workflows]]\ntenant="t"\nname="w"\njobs=[]\n', "workflows[0].jobs"),
+    "no_tenant": (
+        '[[workflows]]\nname="w"\n[[workflows.jobs]]\nid="a"\ntype="TISSUE_MASK"\n'
+        'slide="{slide}"\n',
+        "workflows[0].tenant: Field required",
+    ),
+    "bad_param": (
+        '[[workflows]]\ntenant="t"\nname="w"\n[[workflows.jobs]]\nid="a"\ntype="TISSUE_MASK"\n'
+        'slide="{slide}"\nparams={{ tile_size = -5 }}\n',
+        "tile_size",
+    ),
+    "unknown_param": (
+        '[[workflows]]\ntenant="t"\nname="w"\n[[workflows.jobs]]\nid="a"\ntype="TISSUE_MASK"\n'
+        'slide="{slide}"\nparams={{ tilesize = 5 }}\n',
+        "tilesize",
+    ),
+    "segment_cells_not_yet": (
+        '[[workflows]]\ntenant="t"\nname="w"\n[[workflows.jobs]]\nid="a"\n'
+        'type="SEGMENT_CELLS"\nslide="{slide}"\n',
+        "SEGMENT_CELLS jobs cannot run yet",
+    ),
+    "bad_image_protocol": ('[ui]\nimage_protocol = "ascii"\n', "ui.image_protocol"),
+    "bad_sample_size": ('[[samples]]\npath = "s.svs"\nsize = "big"\n', "samples"),
+    "second_workflow_bad": (
+        '[[workflows]]\ntenant="t"\nname="ok"\n[[workflows.jobs]]\nid="a"\ntype="TISSUE_MASK"\n'
+        'slide="{slide}"\n'
+        '[[workflows]]\ntenant="u"\nname="w"\n[[workflows.jobs]]\nid="a"\ntype="TISSUE_MASK"\n'
+        'slide="{slide}"\ndepends_on=["a"]\n',
+        "workflows[1]",
+    ),
+}
+
+
+def test_malformed_configs_and_inputs_exit_2_with_one_line_and_nothing_run(tmp_path, slides):
+    text = tmp_path / "notes.svs"
+    text.write_text("these are my notes, not a slide\n")
+    (tmp_path / "empty.svs").write_bytes(b"")
+    cut = tmp_path / "cut.svs"
+    cut.write_bytes(slides[0].read_bytes()[: slides[0].stat().st_size // 2])
+    fill = {"slide": slides[1], "text": text, "empty": tmp_path / "empty.svs", "cut": cut}
+    cases: list[tuple[str, Path, str]] = []
+    for name, (body, expected) in BAD_CONFIGS.items():
+        config = tmp_path / f"{name}.toml"
+        config.write_text(body.format(**fill))
+        cases.append((name, config, expected))
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe")
+    cases.append(("binary_config", binary, "not a text file"))
+    cases.append(("missing_config", tmp_path / "nope.toml", "config file not found"))
+    assert len(cases) >= 20
+
+    def check(case: tuple[str, Path, str]) -> str | None:
+        name, config, expected = case
+        data, events = tmp_path / f"data-{name}", tmp_path / f"events-{name}.jsonl"
+        out = wsitui("run", config, "--data-dir", data, "--events", events)
+        lines = out.stderr.strip().splitlines()
+        problems = []
+        if out.returncode != 2:
+            problems.append(f"exit {out.returncode}")
+        if len(lines) != 1 or "Traceback" in out.stderr:
+            problems.append(f"stderr not one line: {out.stderr!r}")
+        elif expected not in lines[0]:
+            problems.append(f"{expected!r} not in {lines[0]!r}")
+        if (data / "state.db").exists() or events.exists():
+            problems.append("something ran")
+        return f"{name}: {'; '.join(problems)}" if problems else None
+
+    with ThreadPoolExecutor(4) as pool:
+        failures: Sequence[str | None] = list(pool.map(check, cases))
+    assert [f for f in failures if f] == []
+
+
+def test_version_and_help():
+    assert wsitui("--version").stdout.startswith("wsitui ")
+    for args in (["--help"], ["run", "--help"], ["status", "--help"], ["sample", "--help"]):
+        out = wsitui(*args)
+        assert out.returncode == 0 and "usage: wsitui" in out.stdout

@@ -1,0 +1,81 @@
+"""`wsitui` command line: run, status, sample (the TUI arrives as the no-argument default)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from wsitui import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wsitui",
+        description="Long tile-based inference on whole-slide images, from a terminal.",
+    )
+    p.add_argument("--version", action="version", version=f"wsitui {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the workflows of a TOML config headless")
+    run.add_argument("config", type=Path, help="TOML config (see sample_config.toml)")
+    run.add_argument("--data-dir", type=Path, help="state and results (default: XDG data dir)")
+    run.add_argument("--out", type=Path, help="results root (default: DATA_DIR/results)")
+    run.add_argument("--events", type=Path, help="append a JSONL event log to this file")
+    run.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    run.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+    status = sub.add_parser("status", help="list the data dir's workflows and jobs per tenant")
+    status.add_argument("--data-dir", type=Path, help="default: XDG data dir")
+    status.add_argument("--tenant", help="only this tenant")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sample = sub.add_parser("sample", help="write a synthetic H&E-like Aperio SVS slide")
+    sample.add_argument("out", type=Path, help="output path, e.g. demo.svs")
+    sample.add_argument("--size", default="4096x3072", help="WxH in pixels (default 4096x3072)")
+    sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        from wsitui.headless.run import RunOptions, run
+
+        return run(
+            RunOptions(
+                config=args.config,
+                data_dir=args.data_dir,
+                out=args.out,
+                events=args.events,
+                json=args.json,
+                quiet=args.quiet,
+            )
+        )
+    if args.command == "status":
+        from wsitui.headless.status import status
+
+        return status(args.data_dir, tenant=args.tenant, as_json=args.json)
+    if args.command == "sample":
+        return _sample(args.out, args.size, args.seed)
+    _parser().print_help()
+    return 0
+
+
+def _sample(out: Path, size_text: str, seed: int) -> int:
+    from wsitui.slides.errors import SlideError
+    from wsitui.slides.sample import parse_size, write_sample_slide
+
+    try:
+        size = parse_size(size_text)
+        info = write_sample_slide(out, size=size, seed=seed)
+    except (ValueError, SlideError, OSError) as exc:
+        print(f"wsitui sample: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"slide": str(out), "size": list(size), "seed": seed, "info": repr(info)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

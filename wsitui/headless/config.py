@@ -1,0 +1,160 @@
+"""The TOML config shared by `wsitui run` and the TUI: strict, with errors that name the key."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from wsitui.core.models import JobSpec, JobType, WorkflowSpec, check_safe_id
+
+
+class ConfigError(Exception):
+    """One line: the file, the key path, what is wrong and a hint."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SchedulerConfig(_Strict):
+    max_workers: int = Field(4, ge=1, le=256)
+    max_active_users: int = Field(3, ge=1, le=1000)
+
+
+class PathsConfig(_Strict):
+    data_dir: Path | None = None  # default: XDG data dir
+    results: Path | None = None  # default: <data_dir>/results
+    events: Path | None = None  # JSONL event log; none by default
+
+
+class UIConfig(_Strict):
+    image_protocol: Literal["auto", "sixel", "tgp", "halfcell"] = "auto"
+    tenant: str | None = None  # tenant shown first in the TUI
+
+
+class SampleConfig(_Strict):
+    """A synthetic slide generated on first use when the file is missing."""
+
+    path: Path
+    size: str = "4096x3072"
+    seed: int = Field(0, ge=0)
+
+
+class JobConfig(_Strict):
+    id: str
+    type: JobType
+    slide: Path
+    branch: str = "main"
+    depends_on: list[str] = Field(default_factory=list)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        return check_safe_id("job id", v)
+
+    @field_validator("branch")
+    @classmethod
+    def _branch(cls, v: str) -> str:
+        return check_safe_id("branch", v)
+
+
+class WorkflowConfig(_Strict):
+    tenant: str
+    name: str = Field(min_length=1, max_length=200)
+    jobs: list[JobConfig] = Field(min_length=1)
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, v: str) -> str:
+        return check_safe_id("tenant", v)
+
+    def spec(self) -> WorkflowSpec:
+        return WorkflowSpec(
+            name=self.name,
+            jobs=tuple(
+                JobSpec(
+                    id=j.id,
+                    type=j.type,
+                    slide=str(j.slide),
+                    branch=j.branch,
+                    depends_on=tuple(j.depends_on),
+                    params=j.params,
+                )
+                for j in self.jobs
+            ),
+        )
+
+
+class Config(_Strict):
+    scheduler: SchedulerConfig = SchedulerConfig()
+    paths: PathsConfig = PathsConfig()
+    ui: UIConfig = UIConfig()
+    samples: list[SampleConfig] = Field(default_factory=list)
+    workflows: list[WorkflowConfig] = Field(default_factory=list)
+
+
+_HINTS = {
+    "extra_forbidden": "remove it or check its spelling",
+    "missing": "add it",
+}
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def load_config(path: Path) -> Config:
+    """Read, validate and resolve a config: relative paths become relative to the file."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found; check the path") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; a config is TOML text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        msg = err["msg"].removeprefix("Value error, ")
+        hint = _HINTS.get(err["type"])
+        more = exc.error_count() - 1
+        line = f"{path}: {_loc(err['loc'])}: {msg}"
+        if hint:
+            line += f" ({hint})"
+        if more:
+            line += f" [and {more} more problem{'s' if more > 1 else ''}]"
+        raise ConfigError(line) from None
+    return _resolve(config, path.resolve().parent)
+
+
+def _resolve(config: Config, base: Path) -> Config:
+    def fix(p: Path | None) -> Path | None:
+        return None if p is None else (base / p.expanduser()).resolve()
+
+    return config.model_copy(
+        update={
+            "paths": config.paths.model_copy(
+                update={k: fix(getattr(config.paths, k)) for k in ("data_dir", "results", "events")}
+            ),
+            "samples": [s.model_copy(update={"path": fix(s.path)}) for s in config.samples],
+            "workflows": [
+                w.model_copy(
+                    update={"jobs": [j.model_copy(update={"slide": fix(j.slide)}) for j in w.jobs]}
+                )
+                for w in config.workflows
+            ],
+        }
+    )

@@ -1,0 +1,315 @@
+"""`wsitui run CONFIG.toml`: check everything, submit (or resume), show progress, summarise.
+
+Exit codes: 0 every job succeeded, 1 a job failed or was canceled, 2 config or input error
+(nothing ran), 130 interrupted (state saved; run again to resume).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from wsitui.core.engine import Engine, EngineError
+from wsitui.core.eventlog import JsonlEventLog
+from wsitui.core.models import Job, JobState, WorkflowStatus
+from wsitui.core.paths import DataDirInUse, default_data_dir
+from wsitui.core.store import Store, StoreError
+from wsitui.headless.config import Config, ConfigError, WorkflowConfig, load_config
+from wsitui.headless.display import STATE_STYLE, PlainLines, ProgressBars
+from wsitui.jobs.registry import default_executors
+from wsitui.slides.errors import SlideError
+from wsitui.slides.reader import open_slide
+from wsitui.slides.sample import parse_size, write_sample_slide
+
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class InputError(Exception):
+    """A problem with the config's inputs found before anything runs (exit 2)."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    config: Path
+    data_dir: Path | None = None
+    out: Path | None = None
+    events: Path | None = None
+    json: bool = False
+    quiet: bool = False
+
+
+class JobSummary(BaseModel):
+    id: str
+    key: str
+    type: str
+    branch: str
+    slide: str
+    depends_on: list[str]  # job ids
+    state: str
+    blocked: bool
+    attempt: int
+    tiles_done: int
+    tiles_total: int
+    error: str | None
+    results_dir: str
+    started_at: float | None
+    finished_at: float | None
+
+
+class WorkflowSummary(BaseModel):
+    id: str
+    tenant: str
+    name: str
+    state: str
+    progress: float
+    jobs: list[JobSummary]
+
+
+class RunSummary(BaseModel):
+    exit_code: int
+    interrupted: bool
+    data_dir: str
+    workflows: list[WorkflowSummary]
+
+
+def run(opts: RunOptions) -> int:
+    err = Console(stderr=True)
+    try:
+        config = load_config(opts.config)
+        data_dir = opts.data_dir or config.paths.data_dir or default_data_dir()
+        engine = Engine(
+            data_dir,
+            default_executors(),
+            max_workers=config.scheduler.max_workers,
+            max_active_users=config.scheduler.max_active_users,
+            results_root=opts.out or config.paths.results,
+        )
+        _make_samples(config, err, quiet=opts.quiet)
+        plan = _plan(engine, config, data_dir)
+    except (ConfigError, InputError, SlideError, EngineError, StoreError) as exc:
+        print(f"wsitui: {exc}", file=sys.stderr)  # one line, never wrapped
+        return EXIT_INPUT
+    try:
+        return anyio.run(_run, engine, config, plan, opts)
+    except DataDirInUse as exc:
+        print(f"wsitui: {exc}", file=sys.stderr)  # one line, never wrapped
+        return EXIT_INPUT
+
+
+def _make_samples(config: Config, err: Console, *, quiet: bool) -> None:
+    for sample in config.samples:
+        if sample.path.exists():
+            continue
+        try:
+            size = parse_size(sample.size)
+        except ValueError as exc:
+            raise InputError(f"samples: {exc}") from None
+        if not quiet:
+            err.print(f"generating sample slide {sample.path} ({sample.size}, seed {sample.seed})")
+        sample.path.parent.mkdir(parents=True, exist_ok=True)
+        write_sample_slide(sample.path, size=size, seed=sample.seed)
+
+
+@dataclass
+class _Plan:
+    """Per config workflow: the stored workflow id to resume, or None to submit it new."""
+
+    resume: dict[int, str]
+
+
+def _plan(engine: Engine, config: Config, data_dir: Path) -> _Plan:
+    """Validate every workflow and open every slide before anything runs."""
+    for i, wf in enumerate(config.workflows):
+        try:
+            engine.validate(wf.tenant, wf.spec())
+        except EngineError as exc:
+            raise InputError(f"workflows[{i}] ({wf.tenant}/{wf.name}): {exc}") from None
+    for slide in sorted({j.slide for wf in config.workflows for j in wf.jobs}):
+        open_slide(slide).close()
+    return _Plan(resume=_match_stored(config, data_dir))
+
+
+def _match_stored(config: Config, data_dir: Path) -> dict[int, str]:
+    """Find workflows a previous run on this data dir submitted (same tenant and name)."""
+    if not (data_dir / "state.db").exists():
+        return {}
+    store = Store(data_dir / "state.db")
+    try:
+        stored = {(w.tenant, w.name): w.id for w in store.workflows()}
+        jobs = {(j.workflow_id, j.key): j for j in store.jobs()}
+    finally:
+        store.close()
+    resume: dict[int, str] = {}
+    for i, wf in enumerate(config.workflows):
+        wf_id = stored.get((wf.tenant, wf.name))
+        if wf_id is None:
+            continue
+        for j in wf.jobs:
+            old = jobs.get((wf_id, j.id))
+            if old is None:
+                continue
+            now = (str(j.type), str(j.slide), j.branch, tuple(f"{wf_id}.{d}" for d in j.depends_on))
+            before = (str(old.job_type), old.slide, old.branch, old.depends_on)
+            if now != before or j.params != old.params:
+                raise InputError(
+                    f"workflows[{i}] ({wf.tenant}/{wf.name}): job {j.id!r} differs from the one "
+                    f"already in {data_dir}; rename the workflow or use a fresh --data-dir"
+                )
+        resume[i] = wf_id
+    return resume
+
+
+async def _run(engine: Engine, config: Config, plan: _Plan, opts: RunOptions) -> int:
+    human = Console(stderr=opts.json)
+    if not human.is_terminal:  # logs and pipes: don't squeeze the summary into 80 columns
+        human = Console(stderr=opts.json, width=160)
+    events_path = opts.events or config.paths.events
+    log = JsonlEventLog(events_path) if events_path else None
+    if log:
+        engine.bus.add_listener(log)
+    bars: ProgressBars | None = None
+    if not opts.quiet:
+        if human.is_terminal:
+            bars = ProgressBars(human)
+            engine.bus.add_listener(bars)
+        else:
+            engine.bus.add_listener(PlainLines(human.file))
+    interrupted = False
+    async with engine:
+        ids = [_submit(engine, i, wf, plan) for i, wf in enumerate(config.workflows)]
+        if bars:
+            bars.add(
+                [engine.workflow(w.tenant, i) for w, i in zip(config.workflows, ids, strict=True)]
+            )
+            bars.progress.start()
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def watch_signals() -> None:
+                    nonlocal interrupted
+                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                        async for _ in signals:
+                            interrupted = True
+                            tg.cancel_scope.cancel()
+                            return
+
+                tg.start_soon(watch_signals)
+                await engine.wait_idle()
+                tg.cancel_scope.cancel()
+        finally:
+            if bars:
+                bars.progress.stop()
+        if interrupted and not opts.quiet:
+            human.print(
+                "[yellow]interrupted:[/] running jobs stop at their next tile; their state is "
+                "saved. Run the same command again to resume."
+            )
+    # After the engine stopped, so interrupted jobs show as they are on disk (PENDING).
+    statuses = [engine.workflow(w.tenant, i) for w, i in zip(config.workflows, ids, strict=True)]
+    if log:
+        log.close()
+    code = EXIT_INTERRUPTED if interrupted else _exit_code(statuses)
+    if opts.json:
+        summary = RunSummary(
+            exit_code=code,
+            interrupted=interrupted,
+            data_dir=str(engine.data_dir),
+            workflows=[_workflow_summary(engine, s) for s in statuses],
+        )
+        sys.stdout.write(summary.model_dump_json(indent=2) + "\n")
+    elif not opts.quiet:
+        human.print(_table(engine, statuses))
+    return code
+
+
+def _submit(engine: Engine, index: int, wf: WorkflowConfig, plan: _Plan) -> str:
+    wf_id = plan.resume.get(index)
+    if wf_id is None:
+        return engine.submit(wf.tenant, wf.spec()).workflow.id
+    have = {j.key: j for j in engine.workflow(wf.tenant, wf_id).jobs}
+    for spec in wf.spec().jobs:  # in config order: a job's dependencies are known first
+        job = have.get(spec.id)
+        if job is None:
+            engine.add_job(wf.tenant, wf_id, spec)
+        elif job.state in (JobState.FAILED, JobState.CANCELED):
+            engine.retry(wf.tenant, job.id)
+        elif job.state is JobState.PENDING and not job.enqueued:
+            engine.start(wf.tenant, [job.id])
+    return wf_id
+
+
+def _exit_code(statuses: list[WorkflowStatus]) -> int:
+    jobs = [j for s in statuses for j in s.jobs]
+    return EXIT_OK if all(j.state is JobState.SUCCEEDED for j in jobs) else EXIT_FAILED
+
+
+def _job_summary(engine: Engine, job: Job) -> JobSummary:
+    return JobSummary(
+        id=job.id,
+        key=job.key,
+        type=str(job.job_type),
+        branch=job.branch,
+        slide=job.slide,
+        depends_on=list(job.depends_on),
+        state=str(job.state),
+        blocked=job.blocked,
+        attempt=job.attempt,
+        tiles_done=job.tiles_done,
+        tiles_total=job.tiles_total,
+        error=job.error,
+        results_dir=str(engine.results_dir(job)),
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+def _workflow_summary(engine: Engine, status: WorkflowStatus) -> WorkflowSummary:
+    wf = status.workflow
+    return WorkflowSummary(
+        id=wf.id,
+        tenant=wf.tenant,
+        name=wf.name,
+        state=str(status.state),
+        progress=status.progress,
+        jobs=[_job_summary(engine, j) for j in status.jobs],
+    )
+
+
+def _table(engine: Engine, statuses: list[WorkflowStatus]) -> Table:
+    table = Table(
+        title="wsitui run summary",
+        title_justify="left",
+        caption=f"outputs under {engine.results_root}",
+        caption_justify="left",
+    )
+    for col in ("tenant", "workflow", "job", "type", "branch", "state", "tiles", "time"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("output / error", overflow="fold", ratio=1)
+    for status in sorted(statuses, key=lambda s: s.workflow.tenant):
+        for job in status.jobs:
+            elapsed = ""
+            if job.started_at and job.finished_at:
+                elapsed = f"{job.finished_at - job.started_at:.1f}s"
+            state = "BLOCKED" if job.blocked and job.state is JobState.PENDING else str(job.state)
+            detail = job.error or ""
+            if job.state is JobState.SUCCEEDED:
+                detail = str(engine.results_dir(job).relative_to(engine.results_root.resolve()))
+            table.add_row(
+                status.workflow.tenant,
+                status.workflow.name,
+                job.key,
+                str(job.job_type),
+                job.branch,
+                f"[{STATE_STYLE.get(state, 'red')}]{state}[/]",
+                f"{job.tiles_done}/{job.tiles_total}",
+                elapsed,
+                detail,
+            )
+    return table

@@ -1,0 +1,11 @@
+"""The executors a face hands to the engine: one per job type that can run."""
+
+from __future__ import annotations
+
+from wsitui.core.executor import Executor
+from wsitui.jobs.tissue_mask import TissueMaskExecutor
+
+
+def default_executors() -> list[Executor]:
+    # SEGMENT_CELLS is refused at submission until its executor lands (engine: no executor).
+    return [TissueMaskExecutor()]
