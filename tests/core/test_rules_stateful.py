@@ -202,7 +202,21 @@ class SchedulerMachine(RuleBasedStateMachine):
             self.phase[running[0]] = Phase.SUCCEEDED
             self.dispatch()
             self.rules_hold()
-        assert not self.live_tenants(), "live jobs left that can never start"
+        stuck = [
+            (
+                j,
+                self.phase[j],
+                self.s.jobs[j].lane,
+                self.s.jobs[j].seq,
+                self.s.jobs[j].unmet,
+                [(d, self.phase[d]) for d in self.s.jobs[j].deps],
+                self.s.lanes[self.s.jobs[j].lane].queue,
+                self.s.lanes[self.s.jobs[j].lane].running,
+            )
+            for j in self.phase
+            if self.live(j)
+        ]
+        assert not stuck, f"live jobs left that can never start: {stuck} active={self.s.active}"
 
 
 SchedulerMachine.TestCase.settings = settings(

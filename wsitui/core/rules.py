@@ -53,6 +53,7 @@ class SJob:
     deps: tuple[str, ...]
     seq: int
     phase: Phase
+    order: int = 0  # registration order: dependencies always come first (topological)
     unmet: int = 0  # dependencies not SUCCEEDED
     bad_deps: int = 0  # dependencies FAILED/CANCELED or themselves blocked
     dependents: list[str] = field(default_factory=list)
@@ -136,7 +137,7 @@ class Scheduler:
         if phase not in (Phase.HELD, Phase.SUCCEEDED, *DONE_BAD):
             raise ValueError(f"cannot register {job_id} as {phase}")
         deps = tuple(deps)
-        job = SJob(job_id, tenant, lane, deps, seq, phase)
+        job = SJob(job_id, tenant, lane, deps, seq, phase, order=len(self.jobs))
         self._next_seq = max(self._next_seq, seq)
         for dep_id in deps:
             dep = self.jobs[dep_id]
@@ -242,7 +243,8 @@ class Scheduler:
         """Propagate a change in `root`'s badness to its transitive dependents (R4).
 
         Dependents that become blocked leave their lanes; dependents that become unblocked
-        re-enter at the back, in topological order (sorted by their previous seq).
+        re-enter at the back in topological order (not by previous seq: jobs retried while
+        blocked may hold seqs out of dependency order).
         """
         unblocked: list[SJob] = []
         stack = [root]
@@ -267,7 +269,7 @@ class Scheduler:
                 # A child that changed state changes its own dependents' badness too.
                 if child.phase not in DONE_BAD:
                     stack.append(child)
-        for child in sorted(unblocked, key=lambda j: j.seq):
+        for child in sorted(unblocked, key=lambda j: j.order):
             child.seq = self.new_seq()
             self._enter_lane(child)
 
