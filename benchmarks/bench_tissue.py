@@ -1,0 +1,201 @@
+"""TISSUE_MASK speed and quality on a big synthetic slide, against baselines in the same run.
+
+    .venv/bin/python benchmarks/bench_tissue.py [--size 40000x30000] [--seed 0] [--regen]
+
+The slide is generated once into a cache dir outside the repo (~/.cache/wsitui/bench/ or
+$WSITUI_BENCH_DIR), in a child process so its peak RSS and time can be measured. Reports:
+  * generator: seconds, peak RSS, file size (goal: <= ~500 MB RSS for 40k x 30k);
+  * tissue mask: wall time (open + mask + tile grid) and IoU vs the generator's truth, beside a
+    plain Otsu-on-thumbnail baseline (goal: < 0.5 s at IoU >= 0.95);
+  * the whole TISSUE_MASK job including all artifacts;
+  * read speed: 512-px level-0 tiles/s, tifffile fast path vs OpenSlide, 1 and 2 threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from skimage.filters import threshold_otsu
+
+from wsitui.jobs.tissue_mask import (
+    DEFAULTS,
+    build_tile_grid,
+    compute_tissue_mask,
+    run_tissue_mask,
+)
+from wsitui.slides.reader import open_slide
+from wsitui.slides.sample import load_truth, parse_size, truth_path_for
+
+GEN_CODE = """
+import sys, time
+from pathlib import Path
+from wsitui.slides.sample import write_sample_slide
+w, h, seed = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+info = write_sample_slide(Path(sys.argv[1]), (w, h), seed)
+print(info.seconds, info.file_bytes, info.nuclei)
+"""
+
+
+def generate(path: Path, size: tuple[int, int], seed: int) -> dict[str, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", GEN_CODE, str(path), str(size[0]), str(size[1]), str(seed)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    wall = time.perf_counter() - t
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if peak_kb <= before:
+        print("note: peak RSS not measurable (an earlier child was bigger)")
+    return {
+        "seconds": wall,
+        "peak_rss_mb": peak_kb / 1024,
+        "file_mb": int(out[1]) / 1e6,
+        "nuclei": int(out[2]),
+    }
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    if a.shape != b.shape:  # nearest-resize the prediction onto the truth grid
+        a = np.asarray(Image.fromarray(a).resize(b.shape[::-1], Image.Resampling.NEAREST))
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+def time_median(fn, repeats: int) -> tuple[float, object]:
+    fn()  # warm-up: page cache, imports, OpenSlide cache
+    times, result = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), result
+
+
+def ours(path: Path) -> np.ndarray:
+    with open_slide(path) as r:
+        tm = compute_tissue_mask(r)
+        build_tile_grid(tm, r, DEFAULTS)
+        return tm.mask
+
+
+def baseline(path: Path) -> np.ndarray:
+    """Plain Otsu on a 1024-px thumbnail, no morphology."""
+    with open_slide(path) as r:
+        grey = r.thumbnail(1024).astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return grey <= threshold_otsu(grey)
+
+
+def read_speed(path: Path, fast: bool, threads: int, n: int, seed: int = 1) -> float:
+    with open_slide(path, fast_path=fast) as r:
+        if fast and 0 not in getattr(r, "fast_levels", ()):
+            raise SystemExit(f"tifffile fast path is off for level 0 of {path}")
+        w, h = r.dimensions
+        rng = np.random.default_rng(seed)
+        locs = [
+            (int(rng.integers(0, w // 512)) * 512, int(rng.integers(0, h // 512)) * 512)
+            for _ in range(n)
+        ]
+
+        def one(loc: tuple[int, int]) -> int:
+            return int(r.read_region(loc, 0, (512, 512))[0, 0, 0])
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(one, locs[: n // 4]))  # warm the page cache
+            t = time.perf_counter()
+            list(pool.map(one, locs))
+            return n / (time.perf_counter() - t)
+
+
+def raw_openslide_speed(path: Path, n: int, seed: int = 1) -> float:
+    """openslide-python alone (no compositing, no numpy), for reference."""
+    import openslide
+
+    s = openslide.OpenSlide(path)
+    try:
+        w, h = s.dimensions
+        rng = np.random.default_rng(seed)
+        locs = [
+            (int(rng.integers(0, w // 512)) * 512, int(rng.integers(0, h // 512)) * 512)
+            for _ in range(n)
+        ]
+        for loc in locs[: n // 4]:
+            s.read_region(loc, 0, (512, 512))
+        t = time.perf_counter()
+        for loc in locs:
+            s.read_region(loc, 0, (512, 512))
+        return n / (time.perf_counter() - t)
+    finally:
+        s.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="40000x30000", type=parse_size)
+    ap.add_argument("--seed", default=0, type=int)
+    ap.add_argument("--regen", action="store_true", help="regenerate the cached slide")
+    ap.add_argument("--repeats", default=5, type=int)
+    ap.add_argument("--tiles", default=400, type=int, help="tiles per read-speed measurement")
+    default_dir = Path(os.environ.get("WSITUI_BENCH_DIR", Path.home() / ".cache/wsitui/bench"))
+    ap.add_argument("--cache-dir", default=default_dir, type=Path)
+    args = ap.parse_args()
+
+    args.cache_dir.mkdir(parents=True, exist_ok=True)
+    w, h = args.size
+    path = args.cache_dir / f"sample_{w}x{h}_s{args.seed}.svs"
+    print(f"slide: {path}")
+    if args.regen or not path.exists() or not truth_path_for(path).exists():
+        g = generate(path, args.size, args.seed)
+        print(
+            f"generator: {g['seconds']:.1f} s, peak RSS {g['peak_rss_mb']:.0f} MB, "
+            f"{g['file_mb']:.0f} MB file, {g['nuclei']:,} nuclei"
+        )
+    else:
+        print("generator: cached slide reused (pass --regen to measure generation)")
+    truth = load_truth(path)
+
+    t_ours, m_ours = time_median(lambda: ours(path), args.repeats)
+    t_base, m_base = time_median(lambda: baseline(path), args.repeats)
+    rows = [
+        ("otsu on 1024-px thumbnail (baseline)", t_base, iou(m_base, truth.tissue)),
+        ("wsitui compute_tissue_mask + grid", t_ours, iou(m_ours, truth.tissue)),
+    ]
+    print(f"\n{'tissue mask':40} {'median s':>9} {'IoU':>7} {'time / baseline':>16}")
+    for name, t, q in rows:
+        print(f"{name:40} {t:9.3f} {q:7.4f} {t / t_base:16.2f}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        man = run_tissue_mask(path, Path(tmp), DEFAULTS)
+        print(
+            f"\nwhole TISSUE_MASK job: {time.perf_counter() - t:.2f} s "
+            f"({man.grid.cols}x{man.grid.rows} tiles, {man.grid.tissue_tiles} tissue), "
+            f"timings {man.timings}"
+        )
+
+    print(f"\n{'read 512-px level-0 tiles':40} {'tiles/s':>9} {'vs OpenSlide 1 thread':>22}")
+    raw = raw_openslide_speed(path, args.tiles)
+    base = None
+    for fast in (False, True):
+        for threads in (1, 2):
+            rate = read_speed(path, fast, threads, args.tiles)
+            base = base or rate
+            name = f"{'tifffile' if fast else 'OpenSlide'}, {threads} thread(s)"
+            print(f"{name:40} {rate:9.0f} {rate / base:22.2f}")
+    print(f"{'(raw openslide-python, RGBA PIL image)':40} {raw:9.0f} {raw / base:22.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,10 @@
+from pathlib import Path
+
+import pytest
+
+from tests.slides.samples import SIZE, sample_slide_path
+
+
+@pytest.fixture(scope="session")
+def sample_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return sample_slide_path(tmp_path_factory, SIZE, 0)
