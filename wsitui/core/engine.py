@@ -143,11 +143,13 @@ class Engine:
         bus: EventBus | None = None,
         clock: Callable[[], float] = time.time,
         results_root: Path | None = None,
+        new_id: Callable[[], str] = lambda: "wf" + secrets.token_hex(4),
     ) -> None:
         self.data_dir = Path(data_dir)
         self.results_root = Path(results_root) if results_root else self.data_dir / "results"
         self.bus = bus or EventBus()
         self.clock = clock
+        self._new_id = new_id  # deterministic in snapshot tests
         self.executors: dict[str, Executor] = {str(e.job_type): e for e in executors}
         self.scheduler = rules.Scheduler(max_workers, max_active_users)
         self._store: Store | None = None
@@ -283,6 +285,14 @@ class Engine:
             max_active_users=s.max_active_users,
         )
 
+    def queue_depths(self, tenant: str) -> dict[tuple[str, str], int]:
+        """Queued (startable, not running) jobs per (workflow id, branch) of one tenant."""
+        return {
+            (wf_id, branch): len(lane.queue)
+            for (owner, wf_id, branch), lane in self.scheduler.lanes.items()
+            if owner == tenant
+        }
+
     def is_idle(self) -> bool:
         """Nothing running and nothing queued that could run."""
         return self.scheduler.running == 0 and not any(self.scheduler.live.values())
@@ -305,9 +315,9 @@ class Engine:
         """Create a workflow with its jobs; `start=False` leaves them held until `start`."""
         _check_tenant(tenant)
         ordered = self._validate_jobs(spec.jobs, existing={})
-        wf_id = "wf" + secrets.token_hex(4)
+        wf_id = self._new_id()
         while wf_id in self._workflows:
-            wf_id = "wf" + secrets.token_hex(4)
+            wf_id = self._new_id()
         workflow = Workflow(wf_id, tenant, spec.name, self.clock())
         self._workflows[wf_id] = workflow
         self._wf_jobs[wf_id] = []

@@ -20,19 +20,14 @@ from wsitui.core.engine import Engine, EngineError
 from wsitui.core.eventlog import JsonlEventLog
 from wsitui.core.models import Job, JobState, WorkflowStatus
 from wsitui.core.paths import DataDirInUse, default_data_dir
-from wsitui.core.store import Store, StoreError
-from wsitui.headless.config import Config, ConfigError, WorkflowConfig, load_config
+from wsitui.core.store import StoreError
+from wsitui.headless.config import Config, ConfigError, load_config
 from wsitui.headless.display import STATE_STYLE, PlainLines, ProgressBars
+from wsitui.headless.plan import InputError, Plan, check_and_plan, make_samples, submit_or_resume
 from wsitui.jobs.registry import default_executors
 from wsitui.slides.errors import SlideError
-from wsitui.slides.reader import open_slide
-from wsitui.slides.sample import parse_size, write_sample_slide
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-class InputError(Exception):
-    """A problem with the config's inputs found before anything runs (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +86,8 @@ def run(opts: RunOptions) -> int:
             max_active_users=config.scheduler.max_active_users,
             results_root=opts.out or config.paths.results,
         )
-        _make_samples(config, err, quiet=opts.quiet)
-        plan = _plan(engine, config, data_dir)
+        make_samples(config, None if opts.quiet else err.print)
+        plan = check_and_plan(engine, config, data_dir)
     except (ConfigError, InputError, SlideError, EngineError, StoreError) as exc:
         print(f"wsitui: {exc}", file=sys.stderr)  # one line, never wrapped
         return EXIT_INPUT
@@ -103,70 +98,7 @@ def run(opts: RunOptions) -> int:
         return EXIT_INPUT
 
 
-def _make_samples(config: Config, err: Console, *, quiet: bool) -> None:
-    for sample in config.samples:
-        if sample.path.exists():
-            continue
-        try:
-            size = parse_size(sample.size)
-        except ValueError as exc:
-            raise InputError(f"samples: {exc}") from None
-        if not quiet:
-            err.print(f"generating sample slide {sample.path} ({sample.size}, seed {sample.seed})")
-        sample.path.parent.mkdir(parents=True, exist_ok=True)
-        write_sample_slide(sample.path, size=size, seed=sample.seed)
-
-
-@dataclass
-class _Plan:
-    """Per config workflow: the stored workflow id to resume, or None to submit it new."""
-
-    resume: dict[int, str]
-
-
-def _plan(engine: Engine, config: Config, data_dir: Path) -> _Plan:
-    """Validate every workflow and open every slide before anything runs."""
-    for i, wf in enumerate(config.workflows):
-        try:
-            engine.validate(wf.tenant, wf.spec())
-        except EngineError as exc:
-            raise InputError(f"workflows[{i}] ({wf.tenant}/{wf.name}): {exc}") from None
-    for slide in sorted({j.slide for wf in config.workflows for j in wf.jobs}):
-        open_slide(slide).close()
-    return _Plan(resume=_match_stored(config, data_dir))
-
-
-def _match_stored(config: Config, data_dir: Path) -> dict[int, str]:
-    """Find workflows a previous run on this data dir submitted (same tenant and name)."""
-    if not (data_dir / "state.db").exists():
-        return {}
-    store = Store(data_dir / "state.db")
-    try:
-        stored = {(w.tenant, w.name): w.id for w in store.workflows()}
-        jobs = {(j.workflow_id, j.key): j for j in store.jobs()}
-    finally:
-        store.close()
-    resume: dict[int, str] = {}
-    for i, wf in enumerate(config.workflows):
-        wf_id = stored.get((wf.tenant, wf.name))
-        if wf_id is None:
-            continue
-        for j in wf.jobs:
-            old = jobs.get((wf_id, j.id))
-            if old is None:
-                continue
-            now = (str(j.type), str(j.slide), j.branch, tuple(f"{wf_id}.{d}" for d in j.depends_on))
-            before = (str(old.job_type), old.slide, old.branch, old.depends_on)
-            if now != before or j.params != old.params:
-                raise InputError(
-                    f"workflows[{i}] ({wf.tenant}/{wf.name}): job {j.id!r} differs from the one "
-                    f"already in {data_dir}; rename the workflow or use a fresh --data-dir"
-                )
-        resume[i] = wf_id
-    return resume
-
-
-async def _run(engine: Engine, config: Config, plan: _Plan, opts: RunOptions) -> int:
+async def _run(engine: Engine, config: Config, plan: Plan, opts: RunOptions) -> int:
     human = Console(stderr=opts.json)
     if not human.is_terminal:  # logs and pipes: don't squeeze the summary into 80 columns
         human = Console(stderr=opts.json, width=160)
@@ -183,7 +115,7 @@ async def _run(engine: Engine, config: Config, plan: _Plan, opts: RunOptions) ->
             engine.bus.add_listener(PlainLines(human.file))
     interrupted = False
     async with engine:
-        ids = [_submit(engine, i, wf, plan) for i, wf in enumerate(config.workflows)]
+        ids = [submit_or_resume(engine, i, wf, plan) for i, wf in enumerate(config.workflows)]
         if bars:
             bars.add(
                 [engine.workflow(w.tenant, i) for w, i in zip(config.workflows, ids, strict=True)]
@@ -227,22 +159,6 @@ async def _run(engine: Engine, config: Config, plan: _Plan, opts: RunOptions) ->
     elif not opts.quiet:
         human.print(_table(engine, statuses))
     return code
-
-
-def _submit(engine: Engine, index: int, wf: WorkflowConfig, plan: _Plan) -> str:
-    wf_id = plan.resume.get(index)
-    if wf_id is None:
-        return engine.submit(wf.tenant, wf.spec()).workflow.id
-    have = {j.key: j for j in engine.workflow(wf.tenant, wf_id).jobs}
-    for spec in wf.spec().jobs:  # in config order: a job's dependencies are known first
-        job = have.get(spec.id)
-        if job is None:
-            engine.add_job(wf.tenant, wf_id, spec)
-        elif job.state in (JobState.FAILED, JobState.CANCELED):
-            engine.retry(wf.tenant, job.id)
-        elif job.state is JobState.PENDING and not job.enqueued:
-            engine.start(wf.tenant, [job.id])
-    return wf_id
 
 
 def _exit_code(statuses: list[WorkflowStatus]) -> int:
