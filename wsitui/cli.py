@@ -1,4 +1,4 @@
-"""`wsitui` command line: run, status, sample (the TUI arrives as the no-argument default)."""
+"""`wsitui` command line: the TUI by default; run, status and sample as subcommands."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Long tile-based inference on whole-slide images, from a terminal.",
     )
     p.add_argument("--version", action="version", version=f"wsitui {__version__}")
+    p.add_argument("--config", type=Path, help="TOML config for the TUI (see sample_config.toml)")
+    p.add_argument("--data-dir", type=Path, help="state and results (default: XDG data dir)")
+    p.add_argument("--tenant", help="tenant to show first in the TUI")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the workflows of a TOML config headless")
@@ -59,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         return status(args.data_dir, tenant=args.tenant, as_json=args.json)
     if args.command == "sample":
         return _sample(args.out, args.size, args.seed)
-    _parser().print_help()
-    return 0
+    from wsitui.tui.main import tui_main
+
+    return tui_main(args.config, args.data_dir, args.tenant)
 
 
 def _sample(out: Path, size_text: str, seed: int) -> int:

@@ -1,0 +1,55 @@
+"""Test-only executor for the TUI: scripted progress and outcomes, so screens are deterministic.
+It fakes the work (the UI is under test); the real executors have their own tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import numpy as np
+from PIL import Image
+
+from wsitui.core.executor import JobContext, JobError
+from wsitui.core.models import JobSpec, JobType
+
+
+class ScriptedExecutor:
+    def __init__(self) -> None:
+        self.job_type = JobType.TISSUE_MASK
+        self.progress: dict[str, tuple[int, int]] = {}  # job key -> (done, total) to report
+        self.gates: dict[str, anyio.Event] = {}
+        self.outcomes: dict[str, str] = {}
+
+    def validate(self, spec: JobSpec, slide: Path) -> None:
+        return None
+
+    async def run(self, ctx: JobContext) -> None:
+        key = ctx.job.key
+        done, total = self.progress.get(key, (0, 10))
+        ctx.report(done, total)
+        gate = self.gates.setdefault(key, anyio.Event())
+        while not gate.is_set():
+            with anyio.move_on_after(0.02):
+                await gate.wait()
+            ctx.check_cancel()
+        self.gates.pop(key, None)
+        if self.outcomes.pop(key, "ok") == "fail":
+            raise JobError(f"synthetic failure in {key}")
+        write_preview(ctx.results_dir / "preview.png")
+        ctx.report(total, total)
+
+    def release(self, key: str, outcome: str = "ok") -> None:
+        self.outcomes[key] = outcome
+        self.gates.setdefault(key, anyio.Event()).set()
+
+
+def write_preview(path: Path) -> None:
+    """A deterministic stand-in preview: pink 'tissue' disc with a green overlay on white."""
+    h, w = 96, 128
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.full((h, w, 3), 255, np.uint8)
+    tissue = (yy - 48) ** 2 / 40**2 + (xx - 64) ** 2 / 55**2 < 1
+    img[tissue] = (232, 160, 200)
+    edge = tissue & ~((yy - 48) ** 2 / 36**2 + (xx - 64) ** 2 / 51**2 < 1)
+    img[edge] = (40, 200, 60)
+    Image.fromarray(img).save(path)

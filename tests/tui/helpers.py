@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+from textual.pilot import Pilot
+
+from wsitui.core.models import JobSpec, WorkflowSpec
+from wsitui.tui.app import WsituiApp
+
+
+def spec(name: str, *jobs: tuple) -> WorkflowSpec:
+    """jobs: (key, branch[, depends_on])."""
+    return WorkflowSpec(
+        name=name,
+        jobs=tuple(
+            JobSpec(
+                id=j[0],
+                type="TISSUE_MASK",
+                slide="samples/demo.svs",
+                branch=j[1],
+                depends_on=j[2] if len(j) > 2 else (),
+            )
+            for j in jobs
+        ),
+    )
+
+
+async def settle(app: WsituiApp, pilot: Pilot, until: Callable[[], bool] | None = None) -> None:
+    """Let the engine and the UI catch up, deterministically, before a snapshot or assert."""
+    await app.ready.wait()
+    if until is not None:
+        with anyio.fail_after(10):
+            await app.engine.wait_until(until)
+    for _ in range(2):
+        await pilot.pause()
+        await app.flush()
+    await pilot.pause()

@@ -1,0 +1,448 @@
+"""The wsitui Textual app: one screen over the embedded engine, driven by engine events.
+
+The engine runs inside a worker on Textual's own event loop; executors do their CPU work in
+threads, so the UI never waits on work. Engine events only mark what is stale; a 10 Hz timer
+redraws it, which caps updates at about ten a second per job however fast tiles finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import anyio.to_thread
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Label, ListView, Static
+from textual.worker import Worker
+
+from wsitui.core.engine import Engine, EngineError
+from wsitui.core.events import Event, JobProgress, JobStateChanged, WorkflowProgress
+from wsitui.core.metrics import Metrics
+from wsitui.core.models import Job, JobSpec, JobState, JobType, WorkflowSpec, WorkflowStatus
+from wsitui.core.paths import DataDirInUse
+from wsitui.slides.errors import SlideError
+from wsitui.slides.reader import open_slide
+from wsitui.slides.sample import write_sample_slide
+from wsitui.tui.screens.detail import PREVIEW, JobDetailScreen, PreviewScreen
+from wsitui.tui.screens.dialogs import (
+    AddJobDialog,
+    ConfirmDialog,
+    NewJob,
+    NewWorkflowDialog,
+    TenantDialog,
+)
+from wsitui.tui.screens.help import HelpScreen
+from wsitui.tui.screens.metrics import MetricsScreen
+from wsitui.tui.widgets.lanes import JobCard, LaneBoard
+from wsitui.tui.widgets.preview import ImageProtocol
+from wsitui.tui.widgets.topbar import TopBar
+from wsitui.tui.widgets.workflows import WorkflowList, WorkflowRow
+
+MIN_WIDTH, MIN_HEIGHT = 80, 24
+DEMO_SIZE = (4096, 3072)
+
+
+class WsituiApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "wsitui"
+    BINDINGS = [
+        Binding("n", "new_workflow", "New wf"),
+        Binding("a", "add_job", "Add job"),
+        Binding("s", "start_job", "Start"),
+        Binding("S", "start_all", "Start all"),
+        Binding("c", "cancel_job", "Cancel"),
+        Binding("r", "retry_job", "Retry"),
+        Binding("u", "switch_tenant", "Tenant"),
+        Binding("enter", "details", "Details"),
+        Binding("p", "preview", "Preview"),
+        Binding("m", "metrics", "Metrics"),
+        Binding("d", "demo", "Demo"),
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        tenant: str,
+        startup: Callable[[Engine], object] | None = None,
+        image_protocol: ImageProtocol = "auto",
+        sample_dir: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.tenant = tenant
+        self.image_protocol = image_protocol
+        self.sample_dir = sample_dir or engine.data_dir / "samples"
+        self.metrics = Metrics()
+        self.selected_workflow: str | None = None
+        self.selected_job: str | None = None
+        self.ready = asyncio.Event()
+        self._startup = startup
+        self._stop = asyncio.Event()
+        self._engine_worker: Worker[None] | None = None
+        self._stale_structure = True
+        self._stale_cards = True
+        self._stale_jobs: set[str] = set()
+        self._stale_workflows: set[str] = set()
+
+    # ---- layout ------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield TopBar(id="topbar")
+        with Vertical(id="main"):
+            yield WorkflowList(id="workflows")
+            yield Label("", id="lanes-title")
+            yield LaneBoard(id="lanes")
+        yield Static(id="too-small")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._engine_worker = self.run_worker(
+            self._run_engine(), name="engine", exit_on_error=False
+        )
+        self.set_interval(0.1, self.flush)
+        self._check_size()
+
+    def on_resize(self) -> None:
+        self._check_size()
+
+    def _check_size(self) -> None:
+        w, h = self.size
+        small = w < MIN_WIDTH or h < MIN_HEIGHT
+        self.set_class(small, "-too-small")
+        self.query_one("#too-small", Static).update(
+            f"terminal too small: {w}×{h}\nwsitui needs at least {MIN_WIDTH}×{MIN_HEIGHT}"
+        )
+
+    # ---- engine ------------------------------------------------------------------------------
+    async def _run_engine(self) -> None:
+        try:
+            async with self.engine:
+                self.engine.bus.add_listener(self._on_event)
+                self.engine.bus.add_listener(self.metrics)
+                if self._startup is not None:
+                    self._startup(self.engine)
+                self.ready.set()
+                self._stale_structure = True
+                await self._stop.wait()
+        except DataDirInUse as exc:
+            self.exit(return_code=2, message=str(exc))
+
+    def _on_event(self, event: Event) -> None:
+        """Runs for every engine event: only note what is stale (cheap); `flush` redraws."""
+        if isinstance(event, JobProgress):
+            if event.job.tenant == self.tenant:
+                self._stale_jobs.add(event.job.id)
+        elif isinstance(event, WorkflowProgress):
+            if event.workflow.tenant == self.tenant:
+                self._stale_workflows.add(event.workflow.id)
+        elif isinstance(event, JobStateChanged):
+            if event.job.tenant == self.tenant:
+                if event.previous is None and event.reason == "submitted":
+                    self._stale_structure = True
+                self._stale_cards = True
+        else:  # tenant admitted / released / waiting: badges may change
+            self._stale_cards = True
+
+    async def flush(self) -> None:
+        """Redraw what engine events marked stale (also called directly by tests)."""
+        if not self.ready.is_set():
+            return
+        self.query_one(TopBar).show(
+            self.tenant, self.engine.stats(), self.metrics.tiles_per_second(self.engine.clock())
+        )
+        if self._stale_structure:
+            self._stale_structure = False
+            await self._rebuild()
+            return
+        rows = self.query_one(WorkflowList).rows()
+        for wf_id in self._stale_workflows & rows.keys():
+            rows[wf_id].show(self.engine.workflow(self.tenant, wf_id))
+        self._stale_workflows.clear()
+        board = self.query_one(LaneBoard)
+        if self._stale_cards:
+            self._stale_cards = False
+            self._stale_jobs.clear()
+            self._show_cards(board.cards.values())
+        elif self._stale_jobs:
+            cards = [board.cards[j] for j in self._stale_jobs if j in board.cards]
+            self._stale_jobs.clear()
+            self._show_cards(cards)
+
+    async def _rebuild(self) -> None:
+        workflows = self.engine.workflows(self.tenant)
+        ids = [w.workflow.id for w in workflows]
+        if self.selected_workflow not in ids:
+            self.selected_workflow = ids[-1] if ids else None
+        wf_list = self.query_one(WorkflowList)
+        await wf_list.clear()
+        await wf_list.extend(WorkflowRow(self.engine.workflow(self.tenant, i)) for i in ids)
+        if self.selected_workflow is not None:
+            wf_list.index = ids.index(self.selected_workflow)
+        await self._rebuild_lanes()
+
+    async def _rebuild_lanes(self) -> None:
+        board = self.query_one(LaneBoard)
+        title = self.query_one("#lanes-title", Label)
+        if self.selected_workflow is None:
+            title.update(f"[b]{self.tenant}[/b] has no workflows yet")
+            await board.show_jobs([], "n: new workflow · d: demo workflow on a sample slide")
+            return
+        status = self.engine.workflow(self.tenant, self.selected_workflow)
+        title.update(_lanes_title(status))
+        await board.show_jobs(status.jobs, "a: add a job to this workflow")
+        self._show_cards(board.cards.values())
+
+    def _show_cards(self, cards: Iterable[JobCard]) -> None:
+        cards = list(cards)
+        if not cards or self.selected_workflow is None:
+            return
+        status = self.engine.workflow(self.tenant, self.selected_workflow)
+        jobs = {j.id: j for j in status.jobs}
+        running = {j.branch: j for j in status.jobs if j.state is JobState.RUNNING}
+        waiting = self.engine.stats().waiting
+        now = self.engine.clock()
+        for card in cards:
+            job = jobs.get(card.job.id)
+            if job is not None:
+                lane_running = running.get(job.branch)
+                card.show(
+                    job, jobs, waiting=waiting,
+                    lane_running=lane_running if lane_running is not job else None, now=now,
+                )  # fmt: skip
+        self.query_one("#lanes-title", Label).update(_lanes_title(status))
+
+    # ---- selection ---------------------------------------------------------------------------
+    @on(ListView.Highlighted, "#workflows")
+    async def _workflow_highlighted(self, event: ListView.Highlighted) -> None:
+        if isinstance(event.item, WorkflowRow) and event.item.workflow_id != self.selected_workflow:
+            self.selected_workflow = event.item.workflow_id
+            self.selected_job = None
+            await self._rebuild_lanes()
+
+    @on(ListView.Selected, "#workflows")
+    def _workflow_selected(self) -> None:
+        self.query_one(LaneBoard).focus_card(0, 0)
+
+    @on(JobCard.Selected)
+    def _job_selected(self, event: JobCard.Selected) -> None:
+        self.selected_job = event.job_id
+
+    def _job(self) -> Job | None:
+        if self.selected_job is None:
+            self.notify(
+                "select a job card first (tab to the lanes, arrows to move)", severity="warning"
+            )
+            return None
+        try:
+            return self.engine.job(self.tenant, self.selected_job)
+        except EngineError as exc:
+            self.notify(str(exc), severity="error")
+            return None
+
+    def _engine_call(self, fn: Callable[[], object], done: str | None = None) -> bool:
+        """Run an engine command; a refusal is shown in the app, never raised."""
+        try:
+            fn()
+        except (EngineError, ValueError) as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return False
+        if done:
+            self.notify(done)
+        return True
+
+    # ---- actions -----------------------------------------------------------------------------
+    def action_new_workflow(self) -> None:
+        def created(name: str | None) -> None:
+            if not name:
+                return
+            try:
+                status = self.engine.submit(self.tenant, WorkflowSpec(name=name), start=False)
+            except (EngineError, ValueError) as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self.selected_workflow = status.workflow.id
+            self._stale_structure = True
+
+        self.push_screen(NewWorkflowDialog(), created)
+
+    def action_add_job(self) -> None:
+        if self.selected_workflow is None:
+            self.notify("create a workflow first (n)", severity="warning")
+            return
+        status = self.engine.workflow(self.tenant, self.selected_workflow)
+        branches = list(dict.fromkeys(j.branch for j in status.jobs))
+        dialog = AddJobDialog(status.workflow.name, [j.key for j in status.jobs], branches)
+        self.push_screen(dialog, self._add_job)
+
+    @work(exclusive=False, group="add-job")
+    async def _add_job(self, new: NewJob | None) -> None:
+        if new is None or self.selected_workflow is None:
+            return
+        workflow_id = self.selected_workflow
+        try:  # open the slide off the UI thread: a bad file is an error here, not a failed job
+            await anyio.to_thread.run_sync(lambda: open_slide(new.slide).close())
+        except SlideError as exc:
+            self.notify(str(exc), title="cannot add job", severity="error", timeout=10)
+            return
+        spec = JobSpec(
+            id=new.key, type=new.job_type, slide=str(Path(new.slide).resolve()),
+            branch=new.branch, depends_on=new.depends_on,
+        )  # fmt: skip
+        if self._engine_call(
+            lambda: self.engine.add_job(self.tenant, workflow_id, spec, start=False)
+        ):
+            self.notify(f"added {new.key}: press s to start it")
+
+    def action_start_job(self) -> None:
+        job = self._job()
+        if job is not None:
+            if job.enqueued and job.state is JobState.PENDING:
+                self.notify(f"{job.key} is already queued")
+                return
+            self._engine_call(
+                lambda: self.engine.start(self.tenant, [job.id]), f"started {job.key}"
+            )
+            self._stale_cards = True
+
+    def action_start_all(self) -> None:
+        if self.selected_workflow is None:
+            self.notify("no workflow selected", severity="warning")
+            return
+        wf_id = self.selected_workflow
+        self._engine_call(
+            lambda: self.engine.start_workflow(self.tenant, wf_id), "started all held jobs"
+        )
+        self._stale_cards = True
+
+    def action_cancel_job(self) -> None:
+        job = self._job()
+        if job is not None:
+            note = "stops at its next tile" if job.state is JobState.RUNNING else "canceled"
+            self._engine_call(lambda: self.engine.cancel(self.tenant, job.id), f"{job.key} {note}")
+
+    def action_retry_job(self) -> None:
+        job = self._job()
+        if job is not None:
+            self._engine_call(lambda: self.engine.retry(self.tenant, job.id), f"retrying {job.key}")
+
+    def action_switch_tenant(self) -> None:
+        def switched(tenant: str | None) -> None:
+            if tenant and tenant != self.tenant:
+                self.tenant = tenant
+                self.selected_workflow = self.selected_job = None
+                self._stale_structure = True
+                self.notify(f"tenant {tenant}")
+
+        self.push_screen(TenantDialog(self.engine.tenants(), self.tenant), switched)
+
+    def action_details(self) -> None:
+        job = self._job()
+        if job is None:
+            return
+        status = self.engine.workflow(self.tenant, job.workflow_id)
+        self.push_screen(
+            JobDetailScreen(
+                job,
+                {j.id: j for j in status.jobs},
+                self.engine.timeline(self.tenant, job.id),
+                self.engine.results_dir(job),
+                self.image_protocol,
+            )
+        )
+
+    def action_preview(self) -> None:
+        job = self._job()
+        if job is not None:
+            path = self.engine.results_dir(job) / PREVIEW
+            self.push_screen(PreviewScreen(path, self.image_protocol, f"{job.key} · {job.slide}"))
+
+    def action_metrics(self) -> None:
+        def depths() -> dict[str, int]:
+            names = {w.workflow.id: w.workflow.name for w in self.engine.workflows(self.tenant)}
+            return {
+                f"{names.get(wf, wf)}/{branch}": n
+                for (wf, branch), n in self.engine.queue_depths(self.tenant).items()
+            }
+
+        self.push_screen(
+            MetricsScreen(self.metrics, self.engine.clock, depths, self.engine.stats().max_workers)
+        )
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(list(self.BINDINGS)))  # type: ignore[arg-type]
+
+    @work(exclusive=True, group="demo")
+    async def action_demo(self) -> None:
+        slide = self.sample_dir / "demo.svs"
+        if not slide.exists():
+            self.notify(f"generating a sample slide at {slide}…")
+            slide.parent.mkdir(parents=True, exist_ok=True)
+            await anyio.to_thread.run_sync(lambda: write_sample_slide(slide, DEMO_SIZE, 1))
+        jobs = (
+            JobSpec(id="mask", type=JobType.TISSUE_MASK, slide=str(slide), branch="A"),
+            JobSpec(
+                id="mask-fine", type=JobType.TISSUE_MASK, slide=str(slide), branch="A",
+                depends_on=("mask",), params={"tile_size": 256},
+            ),
+            JobSpec(
+                id="mask-coarse", type=JobType.TISSUE_MASK, slide=str(slide), branch="B",
+                params={"tile_size": 1024},
+            ),
+        )  # fmt: skip
+        try:
+            status = self.engine.submit(
+                self.tenant, WorkflowSpec(name="demo", jobs=jobs), start=False
+            )
+        except EngineError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.selected_workflow = status.workflow.id
+        self._stale_structure = True
+        self.notify("demo workflow ready: press S to start all its jobs")
+
+    def action_quit(self) -> None:
+        running = self.engine.stats().running if self.ready.is_set() else 0
+        if not running:
+            self._quit(True)
+            return
+        question = (
+            f"{running} job(s) running. Quit? They stop at their next tile; their state is on "
+            "disk and they resume at the next start."
+        )
+        self.push_screen(ConfirmDialog(question, yes="Quit"), self._quit)
+
+    @work(exclusive=True, group="quit")
+    async def _quit(self, confirmed: bool | None) -> None:
+        if confirmed:
+            await self.shutdown()
+            self.exit()
+
+    async def shutdown(self) -> None:
+        """Stop the engine: running jobs go back to the head of their lanes, resumable."""
+        self._stop.set()
+        if self._engine_worker is not None:
+            await self._engine_worker.wait()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for binding in self.BINDINGS:
+            assert isinstance(binding, Binding)
+            if binding.action in ("quit", "help"):
+                continue
+            yield SystemCommand(
+                binding.description, f"key {binding.key}", getattr(self, f"action_{binding.action}")
+            )
+
+
+def _lanes_title(status: WorkflowStatus) -> str:
+    return (
+        f"lanes of [b]{status.workflow.name}[/b] · {len(status.jobs)} jobs · "
+        f"{status.state} {status.progress:.0%}"
+    )

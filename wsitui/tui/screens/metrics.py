@@ -1,0 +1,73 @@
+"""The dashboard: average job latency per minute, busy workers, per-branch queue depth."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Label, Sparkline, Static
+
+from wsitui.core.metrics import Metrics
+
+MINUTES = 30
+
+
+class MetricsScreen(Screen[None]):
+    DEFAULT_CSS = """
+    MetricsScreen VerticalScroll { padding: 0 2; }
+    MetricsScreen .section { text-style: bold; margin-top: 1; color: $accent; }
+    MetricsScreen Sparkline { height: 3; }
+    """
+    BINDINGS = [Binding("escape,q,m", "app.pop_screen", "Back")]
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        now: Callable[[], float],
+        depths: Callable[[], dict[str, int]],
+        max_workers: int,
+    ) -> None:
+        super().__init__()
+        self.metrics, self.now, self.depths, self.max_workers = metrics, now, depths, max_workers
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Label(f"Average job latency per minute (last {MINUTES} min)", classes="section")
+            yield Sparkline([], id="latency")
+            yield Label("", id="latency-text")
+            yield Label(f"Busy workers per minute (of {self.max_workers})", classes="section")
+            yield Sparkline([], id="workers")
+            yield Label("", id="workers-text")
+            yield Label("Queue depth per branch (this tenant)", classes="section")
+            yield Static(id="depths")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_data()
+        self.set_interval(1.0, self.refresh_data)
+
+    def refresh_data(self) -> None:
+        now = self.now()
+        latency = self.metrics.latency_per_minute(now, MINUTES)
+        workers = self.metrics.workers_per_minute(now, MINUTES)
+        self.query_one("#latency", Sparkline).data = latency
+        self.query_one("#workers", Sparkline).data = workers
+        recent = [v for v in latency if v > 0]
+        self.query_one("#latency-text", Label).update(
+            f"now {latency[-1]:.1f} s · mean of active minutes "
+            f"{(sum(recent) / len(recent)) if recent else 0:.1f} s · tiles/s "
+            f"{self.metrics.tiles_per_second(now):.0f}"
+        )
+        self.query_one("#workers-text", Label).update(
+            f"now {self.metrics.running}/{self.max_workers} · peak {max(workers):.0f}"
+        )
+        table = Table.grid(padding=(0, 1))
+        depths = self.depths()
+        top = max(depths.values(), default=0) or 1
+        for lane, depth in sorted(depths.items()):
+            table.add_row(lane, "█" * round(20 * depth / top) or "·", str(depth))
+        self.query_one("#depths", Static).update(table if depths else "no lanes yet")
