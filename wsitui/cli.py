@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from wsitui import __version__
+from wsitui.slides.sample import DEFAULT_SIZE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,20 +24,22 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the workflows of a TOML config headless")
     run.add_argument("config", type=Path, help="TOML config (see sample_config.toml)")
-    run.add_argument("--data-dir", type=Path, help="state and results (default: XDG data dir)")
+    run.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="state and results")
     run.add_argument("--out", type=Path, help="results root (default: DATA_DIR/results)")
     run.add_argument("--events", type=Path, help="append a JSONL event log to this file")
     run.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
     status = sub.add_parser("status", help="list the data dir's workflows and jobs per tenant")
-    status.add_argument("--data-dir", type=Path, help="default: XDG data dir")
+    status.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="state dir")
     status.add_argument("--tenant", help="only this tenant")
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
     sample = sub.add_parser("sample", help="write a synthetic H&E-like Aperio SVS slide")
     sample.add_argument("out", type=Path, help="output path, e.g. demo.svs")
-    sample.add_argument("--size", default="4096x3072", help="WxH in pixels (default 4096x3072)")
+    sample.add_argument(
+        "--size", default=f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}", help="WxH in pixels"
+    )
     sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     return p
 
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(
             RunOptions(
                 config=args.config,
-                data_dir=args.data_dir,
+                data_dir=args.data_dir,  # before or after the subcommand
                 out=args.out,
                 events=args.events,
                 json=args.json,
@@ -69,15 +72,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _sample(out: Path, size_text: str, seed: int) -> int:
     from wsitui.slides.errors import SlideError
-    from wsitui.slides.sample import parse_size, write_sample_slide
+    from wsitui.slides.sample import parse_size, truth_path_for, write_sample_slide
 
     try:
         size = parse_size(size_text)
-        info = write_sample_slide(out, size=size, seed=seed)
+        write_sample_slide(out, size=size, seed=seed)
     except (ValueError, SlideError, OSError) as exc:
         print(f"wsitui sample: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"slide": str(out), "size": list(size), "seed": seed, "info": repr(info)}))
+    truth = truth_path_for(out)
+    print(json.dumps({"slide": str(out), "size": list(size), "seed": seed, "truth": str(truth)}))
     return 0
 
 

@@ -177,3 +177,102 @@ def test_sigkill_mid_job_then_restart_ends_every_job_exactly_once(tmp_path):
         assert first_resumed == checkpoints.get(job_id, 0) > 0  # resumed at its checkpoint
         tiles = {int(x.split()[2]) for x in before + after if x.split()[0] == job_id}
         assert tiles == set(range(40))
+
+
+@pytest.mark.anyio
+async def test_restart_after_retry_keeps_dependents_behind_their_upstream(tmp_path):
+    # Regression (review): unblocked dependents got new lane seqs only in memory, so after a
+    # restart the dependent sat at the head of the lane waiting for its upstream behind it.
+    ex = GatedExecutor()
+    async with Engine(tmp_path, [ex]) as engine:
+        w = engine.submit(
+            "t",
+            WorkflowSpec(
+                name="w",
+                jobs=(
+                    JobSpec(id="m1", type="TISSUE_MASK", slide="s"),
+                    JobSpec(id="m2", type="TISSUE_MASK", slide="s", depends_on=("m1",)),
+                ),
+            ),
+        )
+        m1, m2 = (j.id for j in w.jobs)
+        ex.release(m1, "fail")
+        with anyio.fail_after(5):
+            await engine.wait_idle()
+        engine.retry("t", m1)
+        assert engine.job("t", m1).seq < engine.job("t", m2).seq
+    # Stopped while m1 ran: on restart both must still complete, in order.
+    ex2 = GatedExecutor()
+    async with Engine(tmp_path, [ex2]) as engine:
+        assert engine.job("t", m1).seq < engine.job("t", m2).seq
+        ex2.release(m1)
+        with anyio.fail_after(5):
+            await engine.wait_until(lambda: engine.job("t", m1).state.terminal)
+        ex2.release(m2)
+        with anyio.fail_after(5):
+            await engine.wait_idle()
+        assert engine.job("t", m2).state is JobState.SUCCEEDED
+
+
+@pytest.mark.anyio
+async def test_user_cancel_is_kept_when_shutdown_comes_first(tmp_path):
+    ex = SleepExecutor(tiles=100, tile_seconds=0.05)
+    async with Engine(tmp_path, [ex]) as engine:
+        w = engine.submit("t", spec("a"))
+        with anyio.fail_after(5):
+            await engine.wait_until(lambda: engine.job("t", w.jobs[0].id).tiles_done >= 1)
+        engine.cancel("t", w.jobs[0].id)  # leaving the context right away: shutdown too
+    async with Engine(tmp_path, [ex]) as engine:
+        assert engine.job("t", w.jobs[0].id).state is JobState.CANCELED
+        assert engine.is_idle()
+
+
+@pytest.mark.anyio
+async def test_bad_results_path_fails_the_job_not_the_engine(tmp_path):
+    ex = GatedExecutor()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "data" / "results").mkdir(parents=True)
+    (tmp_path / "data" / "results" / "t").symlink_to(outside)  # escapes the results root
+    async with Engine(tmp_path / "data", [ex]) as engine:
+        w = engine.submit("t", spec("a"))
+        with anyio.fail_after(5):
+            await engine.wait_idle()
+        job = engine.job("t", w.jobs[0].id)
+        assert job.state is JobState.FAILED and "outside" in (job.error or "")
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.anyio
+async def test_starting_a_canceled_held_job_is_refused_cleanly(tmp_path):
+    from wsitui.core.engine import InvalidRequest
+
+    ex = GatedExecutor()
+    async with Engine(tmp_path, [ex]) as engine:
+        w = engine.submit("t", spec("a", "b"), start=False)
+        a, b = (j.id for j in w.jobs)
+        engine.cancel("t", a)
+        with pytest.raises(InvalidRequest, match="'a' is CANCELED: only held jobs can be started"):
+            engine.start("t", [a, b])
+        assert not engine.job("t", b).enqueued  # nothing changed
+        engine.start_workflow("t", w.workflow.id)  # starts b, skips canceled a
+        assert engine.job("t", b).state is JobState.RUNNING
+        ex.release(b)
+        with anyio.fail_after(5):
+            await engine.wait_idle()
+
+
+@pytest.mark.anyio
+async def test_a_failing_listener_is_dropped_and_the_engine_goes_on(tmp_path):
+    ex = GatedExecutor()
+
+    def broken(event: object) -> None:
+        raise OSError("disk full")
+
+    async with Engine(tmp_path, [ex]) as engine:
+        engine.bus.add_listener(broken)
+        w = engine.submit("t", spec("a"))
+        ex.release(w.jobs[0].id)
+        with anyio.fail_after(5):
+            await engine.wait_idle()
+        assert engine.job("t", w.jobs[0].id).state is JobState.SUCCEEDED

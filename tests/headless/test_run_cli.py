@@ -323,7 +323,29 @@ BAD_CONFIGS: dict[str, tuple[str, str]] = {
         "SEGMENT_CELLS jobs cannot run yet",
     ),
     "bad_image_protocol": ('[ui]\nimage_protocol = "ascii"\n', "ui.image_protocol"),
-    "bad_sample_size": ('[[samples]]\npath = "s.svs"\nsize = "big"\n', "samples"),
+    "bad_sample_size": (
+        '[[samples]]\npath = "s.svs"\nsize = "big"\n[[workflows]]\ntenant="t"\nname="w"\n'
+        '[[workflows.jobs]]\nid="a"\ntype="TISSUE_MASK"\nslide="s.svs"\n',
+        "samples",
+    ),
+    "duplicate_workflow_names": (
+        '[[workflows]]\ntenant="t"\nname="w"\n[[workflows.jobs]]\nid="a"\ntype="TISSUE_MASK"\n'
+        'slide="{slide}"\n'
+        '[[workflows]]\ntenant="t"\nname="w"\n[[workflows.jobs]]\nid="b"\ntype="TISSUE_MASK"\n'
+        'slide="{slide}"\n',
+        "repeats tenant 't' and name 'w'",
+    ),
+    "no_workflows": ("[scheduler]\nmax_workers = 2\n", "no [[workflows]] to run"),
+    "events_is_a_directory": (  # run with --events naming a directory
+        '[[workflows]]\ntenant="t"\nname="w"\n[[workflows.jobs]]\n'
+        'id="a"\ntype="TISSUE_MASK"\nslide="{slide}"\n',
+        "event log",
+    ),
+    "symlink_loop_slide": (
+        '[[workflows]]\ntenant="t"\nname="w"\n[[workflows.jobs]]\nid="a"\ntype="TISSUE_MASK"\n'
+        'slide="{loop}"\n',
+        "cannot be resolved",
+    ),
     "second_workflow_bad": (
         '[[workflows]]\ntenant="t"\nname="ok"\n[[workflows.jobs]]\nid="a"\ntype="TISSUE_MASK"\n'
         'slide="{slide}"\n'
@@ -340,7 +362,15 @@ def test_malformed_configs_and_inputs_exit_2_with_one_line_and_nothing_run(tmp_p
     (tmp_path / "empty.svs").write_bytes(b"")
     cut = tmp_path / "cut.svs"
     cut.write_bytes(slides[0].read_bytes()[: slides[0].stat().st_size // 2])
-    fill = {"slide": slides[1], "text": text, "empty": tmp_path / "empty.svs", "cut": cut}
+    loop = tmp_path / "loop.svs"
+    loop.symlink_to(loop)
+    fill = {
+        "slide": slides[1],
+        "text": text,
+        "empty": tmp_path / "empty.svs",
+        "cut": cut,
+        "loop": loop,
+    }
     cases: list[tuple[str, Path, str]] = []
     for name, (body, expected) in BAD_CONFIGS.items():
         config = tmp_path / f"{name}.toml"
@@ -355,7 +385,8 @@ def test_malformed_configs_and_inputs_exit_2_with_one_line_and_nothing_run(tmp_p
     def check(case: tuple[str, Path, str]) -> str | None:
         name, config, expected = case
         data, events = tmp_path / f"data-{name}", tmp_path / f"events-{name}.jsonl"
-        out = wsitui("run", config, "--data-dir", data, "--events", events)
+        events_arg = tmp_path if name == "events_is_a_directory" else events
+        out = wsitui("run", config, "--data-dir", data, "--events", events_arg)
         lines = out.stderr.strip().splitlines()
         problems = []
         if out.returncode != 2:
@@ -378,3 +409,26 @@ def test_version_and_help():
     for args in (["--help"], ["run", "--help"], ["status", "--help"], ["sample", "--help"]):
         out = wsitui(*args)
         assert out.returncode == 0 and "usage: wsitui" in out.stdout
+
+
+def test_rerun_adds_new_jobs_in_dependency_order_and_data_dir_works_before_subcommand(
+    tmp_path, slides
+):
+    data = tmp_path / "data"
+    one = (
+        '[[workflows]]\ntenant="t"\nname="w"\n[[workflows.jobs]]\nid="a"\n'
+        f'type="TISSUE_MASK"\nslide="{slides[1]}"\n'
+    )
+    config = write_config(tmp_path / "c.toml", one)
+    assert wsitui("--data-dir", data, "run", config, "--quiet").returncode == 0
+    assert (data / "state.db").exists()  # the top-level --data-dir was honoured
+    # New jobs listed before the new job they depend on.
+    more = one + (
+        f'[[workflows.jobs]]\nid="c"\ntype="TISSUE_MASK"\nslide="{slides[1]}"\ndepends_on=["b"]\n'
+        f'[[workflows.jobs]]\nid="b"\ntype="TISSUE_MASK"\nslide="{slides[1]}"\n'
+    )
+    write_config(config, more)
+    out = wsitui("run", config, "--data-dir", data, "--json")
+    assert out.returncode == 0, out.stderr
+    states = {j["key"]: j["state"] for j in json.loads(out.stdout)["workflows"][0]["jobs"]}
+    assert states == {"a": "SUCCEEDED", "b": "SUCCEEDED", "c": "SUCCEEDED"}

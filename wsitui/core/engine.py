@@ -158,6 +158,7 @@ class Engine:
         self._wf_jobs: dict[str, list[str]] = {}
         self._tally: dict[str, _Tally] = {}
         self._cancel: dict[str, threading.Event] = {}  # one per RUNNING job
+        self._user_canceled: set[str] = set()  # so shutdown cannot turn a cancel into a resume
         self._tg: TaskGroup | None = None
         self._closing = False
         self._changed = anyio.Event()
@@ -306,10 +307,10 @@ class Engine:
         await self.wait_until(self.is_idle)
 
     # ---- commands ----------------------------------------------------------------------------
-    def validate(self, tenant: str, spec: WorkflowSpec) -> None:
-        """Raise InvalidRequest exactly when `submit` would, without creating anything."""
+    def validate(self, tenant: str, spec: WorkflowSpec) -> list[JobSpec]:
+        """Raise InvalidRequest exactly when `submit` would; else the jobs in dependency order."""
         _check_tenant(tenant)
-        self._validate_jobs(spec.jobs, existing={})
+        return self._validate_jobs(spec.jobs, existing={})
 
     def submit(self, tenant: str, spec: WorkflowSpec, *, start: bool = True) -> WorkflowStatus:
         """Create a workflow with its jobs; `start=False` leaves them held until `start`."""
@@ -333,12 +334,19 @@ class Engine:
 
     def start(self, tenant: str, job_ids: Sequence[str]) -> None:
         """Queue held jobs, and any held jobs they depend on, at the back of their lanes."""
+        requested = [self.job(tenant, j) for j in job_ids]
+        for job in requested:  # refuse before changing anything
+            if job.state is not JobState.PENDING:
+                raise InvalidRequest(
+                    f"job {job.key!r} is {job.state}: only held jobs can be started"
+                    + ("; retry it instead" if job.state in _PHASE else "")
+                )
         to_start: set[str] = set()
-        stack = [self.job(tenant, j).id for j in job_ids]
+        stack = [job.id for job in requested]
         while stack:
             job = self._jobs[stack.pop()]
-            if job.enqueued or job.id in to_start:
-                continue
+            if not _held(job) or job.id in to_start:
+                continue  # queued, running or finished upstreams need nothing
             to_start.add(job.id)
             stack.extend(job.depends_on)
         creation = {job_id: i for i, job_id in enumerate(self._jobs)}  # topological
@@ -346,12 +354,13 @@ class Engine:
 
     def start_workflow(self, tenant: str, workflow_id: str) -> None:
         self.workflow(tenant, workflow_id)
-        self._enqueue([j for j in self._wf_jobs[workflow_id] if not self._jobs[j].enqueued])
+        self._enqueue([j for j in self._wf_jobs[workflow_id] if _held(self._jobs[j])])
 
     def cancel(self, tenant: str, job_id: str) -> None:
         """Cancel a pending job now, or ask a running one to stop at its next tile."""
         job = self.job(tenant, job_id)
         if job.state is JobState.RUNNING:
+            self._user_canceled.add(job.id)
             self._cancel[job.id].set()
             return
         if job.state is not JobState.PENDING:
@@ -513,7 +522,7 @@ class Engine:
             out_dir.mkdir(parents=True, exist_ok=True)
             await self.executors[str(job.job_type)].run(_JobContext(self, job, out_dir, cancel))
         except JobCanceled:
-            if self._closing:
+            if self._closing and job_id not in self._user_canceled:
                 self._interrupt(job_id)
                 return
             state, reason = JobState.CANCELED, "canceled while running"
@@ -525,6 +534,7 @@ class Engine:
             self._write_traceback(job)
         finally:
             self._cancel.pop(job_id, None)
+            self._user_canceled.discard(job_id)
         self._finish(job_id, state, error, reason)
 
     def _finish(self, job_id: str, state: JobState, error: str | None, reason: str) -> None:
@@ -575,7 +585,7 @@ class Engine:
         try:
             path = self.results_dir(job) / "error.log"
             path.write_text(traceback.format_exc())
-        except OSError:
+        except Exception:  # best effort: the job already failed with its own message
             pass
 
     # ---- internals: commit, publish ----------------------------------------------------------
@@ -609,13 +619,20 @@ class Engine:
 
     def _publish_effects(self, now: float) -> None:
         effects = self.scheduler.take_effects()
-        for change in effects.blocks:
-            job = replace(self._jobs[change.job_id], blocked=change.blocked)
+        # Unblocked jobs re-entered their lanes with new seqs: commit those before publishing,
+        # or a restart would rebuild lanes in a stale order.
+        changed = [
+            replace(self._jobs[c.job_id], blocked=c.blocked, seq=self.scheduler.jobs[c.job_id].seq)
+            for c in effects.blocks
+        ]
+        if changed:
+            self.store.apply(changed)
+        for job in changed:
             self._put(job)
             reason = (
                 "blocked: an upstream job failed or was canceled"
-                if change.blocked
-                else ("unblocked: upstream retried")
+                if job.blocked
+                else "unblocked: upstream retried"
             )
             self.bus.publish(JobStateChanged(now, job, job.state, reason))
         for tc in effects.tenants:
@@ -662,6 +679,10 @@ class Engine:
     @staticmethod
     def _lane(job: Job) -> rules.LaneKey:
         return (job.tenant, job.workflow_id, job.branch)
+
+
+def _held(job: Job) -> bool:
+    return job.state is JobState.PENDING and not job.enqueued
 
 
 def _check_tenant(tenant: str) -> None:

@@ -7,6 +7,7 @@ called in order, before the streams.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -144,8 +145,16 @@ class EventBus:
         return receive
 
     def publish(self, event: Event) -> None:
-        for listener in self._listeners:
-            listener(event)
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception as exc:  # a broken face must not stop the engine
+                # The change is already committed; dropping the listener keeps the engine and
+                # every other face going (e.g. an event log on a full disk).
+                self._listeners.remove(listener)
+                logging.getLogger("wsitui").error(
+                    "event listener %r failed and was removed: %s", listener, exc
+                )
         for stream in list(self._streams):
             try:
                 stream.send_nowait(event)

@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wsitui.core.models import JobSpec, JobType, WorkflowSpec, check_safe_id
 
@@ -96,6 +96,19 @@ class Config(_Strict):
     samples: list[SampleConfig] = Field(default_factory=list)
     workflows: list[WorkflowConfig] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _unique_workflows(self) -> Config:
+        # (tenant, name) is how a rerun finds a workflow again: it must be unambiguous.
+        seen: dict[tuple[str, str], int] = {}
+        for i, wf in enumerate(self.workflows):
+            first = seen.setdefault((wf.tenant, wf.name), i)
+            if first != i:
+                raise ValueError(
+                    f"workflows[{i}] repeats tenant {wf.tenant!r} and name {wf.name!r} of "
+                    f"workflows[{first}]; give each workflow of a tenant its own name"
+                )
+        return self
+
 
 _HINTS = {
     "extra_forbidden": "remove it or check its spelling",
@@ -107,7 +120,7 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
+    return out
 
 
 def load_config(path: Path) -> Config:
@@ -131,18 +144,24 @@ def load_config(path: Path) -> Config:
         msg = err["msg"].removeprefix("Value error, ")
         hint = _HINTS.get(err["type"])
         more = exc.error_count() - 1
-        line = f"{path}: {_loc(err['loc'])}: {msg}"
+        where = _loc(err["loc"])
+        line = f"{path}: {where + ': ' if where else ''}{msg}"
         if hint:
             line += f" ({hint})"
         if more:
             line += f" [and {more} more problem{'s' if more > 1 else ''}]"
         raise ConfigError(line) from None
-    return _resolve(config, path.resolve().parent)
+    return _resolve(config, path, path.resolve().parent)
 
 
-def _resolve(config: Config, base: Path) -> Config:
+def _resolve(config: Config, path: Path, base: Path) -> Config:
     def fix(p: Path | None) -> Path | None:
-        return None if p is None else (base / p.expanduser()).resolve()
+        if p is None:
+            return None
+        try:
+            return (base / p.expanduser()).resolve()
+        except (OSError, RuntimeError) as exc:  # e.g. a symlink loop
+            raise ConfigError(f"{path}: path {p} cannot be resolved ({exc}); fix it") from None
 
     return config.model_copy(
         update={

@@ -94,7 +94,7 @@ def submit_or_resume(
     if wf_id is None:
         return engine.submit(wf.tenant, wf.spec(), start=start).workflow.id
     have = {j.key: j for j in engine.workflow(wf.tenant, wf_id).jobs}
-    for spec in wf.spec().jobs:  # in config order: a job's dependencies are known first
+    for spec in engine.validate(wf.tenant, wf.spec()):  # dependencies first
         job = have.get(spec.id)
         if job is None:
             engine.add_job(wf.tenant, wf_id, spec, start=start)

@@ -76,8 +76,13 @@ class RunSummary(BaseModel):
 
 def run(opts: RunOptions) -> int:
     err = Console(stderr=True)
+    log: JsonlEventLog | None = None
     try:
         config = load_config(opts.config)
+        if not config.workflows:
+            raise InputError(
+                f"{opts.config}: no [[workflows]] to run; add one (see sample_config.toml)"
+            )
         data_dir = opts.data_dir or config.paths.data_dir or default_data_dir()
         engine = Engine(
             data_dir,
@@ -88,22 +93,34 @@ def run(opts: RunOptions) -> int:
         )
         make_samples(config, None if opts.quiet else err.print)
         plan = check_and_plan(engine, config, data_dir)
+        events_path = opts.events or config.paths.events
+        if events_path:
+            try:
+                log = JsonlEventLog(events_path)
+            except OSError as exc:
+                raise InputError(
+                    f"event log {events_path} cannot be written ({exc.strerror}); "
+                    "give a file path in a writable directory"
+                ) from None
     except (ConfigError, InputError, SlideError, EngineError, StoreError) as exc:
         print(f"wsitui: {exc}", file=sys.stderr)  # one line, never wrapped
         return EXIT_INPUT
     try:
-        return anyio.run(_run, engine, config, plan, opts)
-    except DataDirInUse as exc:
-        print(f"wsitui: {exc}", file=sys.stderr)  # one line, never wrapped
+        return anyio.run(_run, engine, config, plan, opts, log)
+    except (DataDirInUse, EngineError) as exc:
+        print(f"wsitui: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    finally:
+        if log:
+            log.close()
 
 
-async def _run(engine: Engine, config: Config, plan: Plan, opts: RunOptions) -> int:
+async def _run(
+    engine: Engine, config: Config, plan: Plan, opts: RunOptions, log: JsonlEventLog | None
+) -> int:
     human = Console(stderr=opts.json)
     if not human.is_terminal:  # logs and pipes: don't squeeze the summary into 80 columns
         human = Console(stderr=opts.json, width=160)
-    events_path = opts.events or config.paths.events
-    log = JsonlEventLog(events_path) if events_path else None
     if log:
         engine.bus.add_listener(log)
     bars: ProgressBars | None = None
@@ -114,39 +131,45 @@ async def _run(engine: Engine, config: Config, plan: Plan, opts: RunOptions) -> 
         else:
             engine.bus.add_listener(PlainLines(human.file))
     interrupted = False
-    async with engine:
-        ids = [submit_or_resume(engine, i, wf, plan) for i, wf in enumerate(config.workflows)]
-        if bars:
-            bars.add(
-                [engine.workflow(w.tenant, i) for w, i in zip(config.workflows, ids, strict=True)]
-            )
-            bars.progress.start()
-        try:
-            async with anyio.create_task_group() as tg:
+    waiting = anyio.CancelScope()
 
-                async def watch_signals() -> None:
-                    nonlocal interrupted
-                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                        async for _ in signals:
-                            interrupted = True
-                            tg.cancel_scope.cancel()
-                            return
+    async def watch_signals() -> None:
+        # Stays open until the engine has stopped, so a second Ctrl-C during the stop is
+        # answered here instead of raising KeyboardInterrupt mid-shutdown.
+        nonlocal interrupted
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                if interrupted and not opts.quiet:
+                    human.print("[yellow]still stopping:[/] waiting for jobs to reach a tile")
+                interrupted = True
+                waiting.cancel()
 
-                tg.start_soon(watch_signals)
-                await engine.wait_idle()
-                tg.cancel_scope.cancel()
-        finally:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch_signals)
+        async with engine:
+            ids = [submit_or_resume(engine, i, w, plan) for i, w in enumerate(config.workflows)]
             if bars:
-                bars.progress.stop()
-        if interrupted and not opts.quiet:
-            human.print(
-                "[yellow]interrupted:[/] running jobs stop at their next tile; their state is "
-                "saved. Run the same command again to resume."
-            )
+                bars.add(
+                    [
+                        engine.workflow(w.tenant, i)
+                        for w, i in zip(config.workflows, ids, strict=True)
+                    ]
+                )
+                bars.progress.start()
+            try:
+                with waiting:
+                    await engine.wait_idle()
+            finally:
+                if bars:
+                    bars.progress.stop()
+            if interrupted and not opts.quiet:
+                human.print(
+                    "[yellow]interrupted:[/] running jobs stop at their next tile; their state is "
+                    "saved. Run the same command again to resume."
+                )
+        tg.cancel_scope.cancel()
     # After the engine stopped, so interrupted jobs show as they are on disk (PENDING).
     statuses = [engine.workflow(w.tenant, i) for w, i in zip(config.workflows, ids, strict=True)]
-    if log:
-        log.close()
     code = EXIT_INTERRUPTED if interrupted else _exit_code(statuses)
     if opts.json:
         summary = RunSummary(

@@ -74,5 +74,8 @@ def status(data_dir: Path | None, *, tenant: str | None = None, as_json: bool = 
                 str(j.attempt),
                 f"{j.tiles_done}/{j.tiles_total}",
             )
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # pipes and logs: don't fold the table into 80 columns
+        console = Console(width=160)
+    console.print(table)
     return 0
