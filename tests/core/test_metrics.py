@@ -1,0 +1,29 @@
+from wsitui.core.events import JobProgress, JobStateChanged
+from wsitui.core.metrics import Metrics
+from wsitui.core.models import Job, JobState, JobType
+
+T = 6_000_000.0  # a minute boundary (divisible by 60)
+
+
+def job(state: JobState, started: float | None = None, finished: float | None = None, done=0):
+    return Job(
+        id="w.j", key="j", workflow_id="w", tenant="t", job_type=JobType.TISSUE_MASK,
+        slide="s", branch="main", depends_on=(), params={}, state=state, tiles_done=done,
+        tiles_total=100, started_at=started, finished_at=finished,
+    )  # fmt: skip
+
+
+def test_latency_per_minute_workers_and_tiles_per_second():
+    m = Metrics(window_s=5.0)
+    m(JobStateChanged(T + 1, job(JobState.RUNNING, T + 1), JobState.PENDING, "started"))
+    m(JobProgress(T + 2, job(JobState.RUNNING, T + 1, done=40)))
+    m(JobProgress(T + 3, job(JobState.RUNNING, T + 1, done=90)))
+    assert m.tiles_per_second(T + 3) == 90 / 5.0
+    assert m.tiles_per_second(T + 30) == 0.0  # old samples fall out of the window
+    done = job(JobState.SUCCEEDED, T + 1, T + 121)
+    m(JobStateChanged(T + 121, done, JobState.RUNNING, "completed"))
+    lat = m.latency_per_minute(T + 121, minutes=3)
+    assert lat == [0.0, 0.0, 120.0]  # the job ended in the third minute, took 120 s
+    # One worker busy from minute 0 to minute 2 (the quiet minute 1 keeps the count).
+    assert m.workers_per_minute(T + 121, minutes=3) == [1.0, 1.0, 1.0]
+    assert m.running == 0

@@ -1,0 +1,165 @@
+"""Pilot tests of the key flows, driving the real app with keys."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tests.slides.samples import sample_slide_path
+from tests.tui.conftest import make_app
+from tests.tui.helpers import settle, spec
+from wsitui.core.models import JobState
+from wsitui.tui.screens.dialogs import AddJobDialog, ConfirmDialog, TenantDialog
+from wsitui.tui.screens.metrics import MetricsScreen
+from wsitui.tui.widgets.lanes import JobCard
+from wsitui.tui.widgets.workflows import WorkflowRow
+
+pytestmark = pytest.mark.anyio
+SIZE = (120, 36)
+
+
+@pytest.fixture(scope="module")
+def slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return sample_slide_path(tmp_path_factory, (2048, 1536), 3)
+
+
+def only_job(app):
+    (w,) = app.engine.workflows(app.tenant)
+    (job,) = app.engine.workflow(app.tenant, w.workflow.id).jobs
+    return job
+
+
+async def test_create_start_cancel_retry(tmp_path, slide):
+    app, ex, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("n", *"mywf", "enter")
+        await settle(app, pilot)
+        assert [r.workflow_id for r in app.query(WorkflowRow)] == ["wf0001"]
+
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(app.screen, AddJobDialog)
+        app.screen.query_one("#slide").value = str(slide)
+        await pilot.press("enter")
+        await pilot.pause()
+        for worker in [w for w in app.workers if w.group == "add-job"]:
+            await worker.wait()
+        await settle(app, pilot)
+        job = only_job(app)
+        assert job.state is JobState.PENDING and not job.enqueued  # held until started
+
+        await pilot.press("tab")  # from the workflow list to the first job card
+        assert isinstance(app.focused, JobCard)
+        await pilot.press("s")
+        await settle(app, pilot, lambda: only_job(app).state is JobState.RUNNING)
+        card = app.query_one(JobCard)
+        assert "RUNNING" in str(card.query_one(".badge").render())
+
+        await pilot.press("c")
+        await settle(app, pilot, lambda: only_job(app).state is JobState.CANCELED)
+        assert "CANCELED" in str(card.query_one(".badge").render())
+
+        await pilot.press("r")
+        await settle(app, pilot, lambda: only_job(app).state is JobState.RUNNING)
+        assert only_job(app).attempt == 2
+        ex.release(only_job(app).key)
+        await settle(app, pilot, lambda: only_job(app).state is JobState.SUCCEEDED)
+        assert "SUCCEEDED" in str(app.query_one(JobCard).query_one(".badge").render())
+        await app.shutdown()
+
+
+async def test_tenants_see_and_touch_only_their_own_workflows(tmp_path):
+    app, ex, _ = make_app(tmp_path / "data", tenant="bob")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        alice = app.engine.submit("alice", spec("secret", ("a", "A")))
+        app.engine.submit("bob", spec("mine", ("b", "A")), start=False)
+        await settle(app, pilot)
+        rows = list(app.query(WorkflowRow))
+        assert [r.workflow_id for r in rows] == ["wf0002"]  # bob's only
+        assert all(c.job.tenant == "bob" for c in app.query(JobCard))
+
+        # Even with alice's job id in hand, bob's commands cannot reach it.
+        app.selected_job = alice.jobs[0].id
+        await pilot.press("c")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert app.engine.job("alice", alice.jobs[0].id).state is JobState.RUNNING
+        messages = [n.message for n in app._notifications]
+        assert any("no job" in m and "'bob'" in m for m in messages)
+
+        # Switching tenant with the picker shows alice's workflows instead.
+        await pilot.press("u")
+        await pilot.pause()
+        assert isinstance(app.screen, TenantDialog)
+        await pilot.press("up", "enter")  # alice sorts before bob
+        await settle(app, pilot)
+        assert app.tenant == "alice"
+        assert [r.workflow_id for r in app.query(WorkflowRow)] == ["wf0001"]
+        ex.release("a")
+        await app.shutdown()
+
+
+async def test_quit_with_running_jobs_asks_then_resumes_next_start(tmp_path):
+    data = tmp_path / "data"
+    app, _, _ = make_app(data)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        w = app.engine.submit("alice", spec("long", ("a", "A")))
+        job_id = w.jobs[0].id
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total > 0)
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("n")  # changed my mind
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmDialog) and app.is_running
+        await pilot.press("q")
+        await pilot.pause()
+        await pilot.press("y")
+        with anyio.fail_after(10):
+            while app.is_running:
+                await anyio.sleep(0.05)
+    db = sqlite3.connect(data / "state.db")
+    state, reason = db.execute(
+        "SELECT j.state, t.reason FROM jobs j JOIN transitions t ON t.job_id = j.id "
+        "WHERE j.id = ? ORDER BY t.id DESC LIMIT 1",
+        (job_id,),
+    ).fetchone()
+    db.close()
+    assert state == "PENDING" and reason.startswith("interrupted")
+
+    app2, ex2, _ = make_app(data)
+    async with app2.run_test(size=SIZE) as pilot:
+        await settle(
+            app2, pilot, lambda: app2.engine.job("alice", job_id).state is JobState.RUNNING
+        )
+        ex2.release("a")
+        await settle(app2, pilot, lambda: app2.engine.job("alice", job_id).state.terminal)
+        assert app2.engine.job("alice", job_id).state is JobState.SUCCEEDED
+        await app2.shutdown()
+
+
+async def test_metrics_screen_shows_latency_after_a_job(tmp_path):
+    app, ex, clock = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        w = app.engine.submit("alice", spec("m", ("a", "A"), ("b", "A")))
+        await settle(app, pilot, lambda: app.engine.stats().running == 1)
+        clock.now += 30
+        ex.release("a")
+        await settle(app, pilot, lambda: app.engine.job("alice", w.jobs[0].id).state.terminal)
+        await pilot.press("m")
+        await pilot.pause()
+        assert isinstance(app.screen, MetricsScreen)
+        assert app.metrics.latency_per_minute(clock.now, 30)[-1] == pytest.approx(30.0)
+        text = str(app.screen.query_one("#latency-text").render())
+        assert "now 30.0 s" in text
+        depths = str(app.screen.query_one("#depths").render())
+        assert depths  # the b lane is running, nothing queued
+        ex.release("b")
+        await app.shutdown()
