@@ -8,7 +8,7 @@ redraws it, which caps updates at about ten a second per job however fast tiles 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import anyio.to_thread
@@ -21,7 +21,7 @@ from textual.widgets import Footer, Label, ListView, Static
 from textual.worker import Worker
 
 from wsitui.core.engine import Engine, EngineError
-from wsitui.core.events import Event, JobProgress, JobStateChanged, WorkflowProgress
+from wsitui.core.events import Event, JobProgress, JobStateChanged, Listener, WorkflowProgress
 from wsitui.core.metrics import Metrics
 from wsitui.core.models import Job, JobSpec, JobState, JobType, WorkflowSpec, WorkflowStatus
 from wsitui.core.paths import DataDirInUse
@@ -74,6 +74,7 @@ class WsituiApp(App[None]):
         startup: Callable[[Engine], object] | None = None,
         image_protocol: ImageProtocol = "auto",
         sample_dir: Path | None = None,
+        listeners: Sequence[Listener] = (),
     ) -> None:
         super().__init__()
         self.engine = engine
@@ -85,6 +86,7 @@ class WsituiApp(App[None]):
         self.selected_job: str | None = None
         self.ready = asyncio.Event()
         self._startup = startup
+        self._listeners = listeners  # e.g. the JSONL event log
         self._stop = asyncio.Event()
         self._engine_worker: Worker[None] | None = None
         self._stale_structure = True
@@ -124,6 +126,8 @@ class WsituiApp(App[None]):
     async def _run_engine(self) -> None:
         try:
             async with self.engine:
+                for listener in self._listeners:
+                    self.engine.bus.add_listener(listener)
                 self.engine.bus.add_listener(self._on_event)
                 self.engine.bus.add_listener(self.metrics)
                 if self._startup is not None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from wsitui.core.engine import Engine, EngineError
+from wsitui.core.eventlog import JsonlEventLog
 from wsitui.core.paths import default_data_dir
 from wsitui.core.store import StoreError
 from wsitui.headless.config import Config, ConfigError, load_config
@@ -41,8 +42,12 @@ def tui_main(config_path: Path | None, data_dir: Path | None, tenant: str | None
         )
         make_samples(config, print)
         plan = check_and_plan(engine, config, data)
+        log = JsonlEventLog(config.paths.events) if config.paths.events else None
     except (ConfigError, InputError, SlideError, EngineError, StoreError) as exc:
         print(f"wsitui: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"wsitui: event log {config.paths.events}: {exc.strerror}", file=sys.stderr)
         return 2
 
     def startup(engine: Engine) -> None:
@@ -58,6 +63,11 @@ def tui_main(config_path: Path | None, data_dir: Path | None, tenant: str | None
         startup=startup,
         image_protocol=config.ui.image_protocol,
         sample_dir=data / "samples",
+        listeners=[log] if log else [],
     )
-    app.run()
+    try:
+        app.run()
+    finally:
+        if log:
+            log.close()
     return app.return_code or 0

@@ -1,0 +1,69 @@
+"""Make SVG screenshots of the main screens from the real app (real executors, real slides).
+
+    .venv/bin/python scripts/screenshots.py [OUT_DIR]   (default: screenshots/)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+from wsitui.core.engine import Engine
+from wsitui.core.models import JobSpec, WorkflowSpec
+from wsitui.jobs.registry import default_executors
+from wsitui.slides.sample import write_sample_slide
+from wsitui.tui.app import WsituiApp
+
+
+def demo(slide: Path, name: str) -> WorkflowSpec:
+    s = str(slide)
+    return WorkflowSpec(
+        name=name,
+        jobs=(
+            JobSpec(id="mask", type="TISSUE_MASK", slide=s, branch="A"),
+            JobSpec(id="mask-256", type="TISSUE_MASK", slide=s, branch="A",
+                    depends_on=("mask",), params={"tile_size": 256}),
+            JobSpec(id="mask-1024", type="TISSUE_MASK", slide=s, branch="B",
+                    params={"tile_size": 1024}),
+            JobSpec(id="mask-fine", type="TISSUE_MASK", slide=s, branch="C",
+                    params={"tile_size": 128}),
+        ),
+    )  # fmt: skip
+
+
+async def main(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        slide = Path(tmp) / "demo.svs"
+        write_sample_slide(slide, (8192, 6144), 1)
+        engine = Engine(Path(tmp) / "data", default_executors(), max_active_users=1)
+        app = WsituiApp(engine, tenant="alice", image_protocol="halfcell")
+        async with app.run_test(size=(120, 36)) as pilot:
+            await app.ready.wait()
+            engine.submit("alice", demo(slide, "cohort-7"))
+            engine.submit("bob", demo(slide, "bob-batch"))
+            await engine.wait_until(lambda: engine.stats().running > 0)
+            await app.flush()
+            await pilot.pause()
+            app.save_screenshot("main.svg", str(out))
+            await engine.wait_until(lambda: engine.stats().active == ("bob",))
+            await app.flush()
+            await pilot.press("tab", "enter")
+            await pilot.pause(0.5)
+            app.save_screenshot("job_detail.svg", str(out))
+            await pilot.press("escape", "m")
+            await pilot.pause(0.5)
+            app.save_screenshot("metrics.svg", str(out))
+            await pilot.press("escape", "question_mark")
+            await pilot.pause()
+            app.save_screenshot("help.svg", str(out))
+            await pilot.press("escape")
+            await engine.wait_idle()
+            await app.shutdown()
+    print(f"wrote {', '.join(sorted(p.name for p in out.glob('*.svg')))} to {out}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("screenshots")))
