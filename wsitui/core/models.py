@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 # Ids end up as directory names under the data dir: keep them to a safe alphabet so they can
 # never contain a separator, "..", or a hidden-file dot at the start.
@@ -24,6 +24,16 @@ def check_safe_id(kind: str, value: str) -> str:
     if not isinstance(value, str) or not SAFE_ID.match(value):
         raise ValueError(f"{kind} {value!r} is not allowed: {SAFE_ID_HINT}")
     return value
+
+
+def _safe(kind: str) -> AfterValidator:
+    return AfterValidator(lambda value: check_safe_id(kind, value))
+
+
+# Shared by specs and the config file: every id that can become a directory name.
+TenantId = Annotated[str, _safe("tenant")]
+JobKey = Annotated[str, _safe("job id")]
+BranchName = Annotated[str, _safe("branch")]
 
 
 class JobType(StrEnum):
@@ -56,22 +66,12 @@ class JobSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str
+    id: JobKey
     type: JobType
     slide: str
-    branch: str = "main"
+    branch: BranchName = "main"
     depends_on: tuple[str, ...] = ()
     params: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("id")
-    @classmethod
-    def _id_safe(cls, v: str) -> str:
-        return check_safe_id("job id", v)
-
-    @field_validator("branch")
-    @classmethod
-    def _branch_safe(cls, v: str) -> str:
-        return check_safe_id("branch", v)
 
     @field_validator("slide")
     @classmethod

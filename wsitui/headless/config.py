@@ -6,9 +6,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from wsitui.core.models import JobSpec, JobType, WorkflowSpec, check_safe_id
+from wsitui.core.models import BranchName, JobKey, JobSpec, JobType, TenantId, WorkflowSpec
 
 
 class ConfigError(Exception):
@@ -32,7 +32,7 @@ class PathsConfig(_Strict):
 
 class UIConfig(_Strict):
     image_protocol: Literal["auto", "sixel", "tgp", "halfcell"] = "auto"
-    tenant: str | None = None  # tenant shown first in the TUI
+    tenant: TenantId | None = None  # tenant shown first in the TUI
 
 
 class SampleConfig(_Strict):
@@ -44,33 +44,18 @@ class SampleConfig(_Strict):
 
 
 class JobConfig(_Strict):
-    id: str
+    id: JobKey
     type: JobType
     slide: Path
-    branch: str = "main"
+    branch: BranchName = "main"
     depends_on: list[str] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("id")
-    @classmethod
-    def _id(cls, v: str) -> str:
-        return check_safe_id("job id", v)
-
-    @field_validator("branch")
-    @classmethod
-    def _branch(cls, v: str) -> str:
-        return check_safe_id("branch", v)
-
 
 class WorkflowConfig(_Strict):
-    tenant: str
+    tenant: TenantId
     name: str = Field(min_length=1, max_length=200)
     jobs: list[JobConfig] = Field(min_length=1)
-
-    @field_validator("tenant")
-    @classmethod
-    def _tenant(cls, v: str) -> str:
-        return check_safe_id("tenant", v)
 
     def spec(self) -> WorkflowSpec:
         return WorkflowSpec(
