@@ -85,6 +85,9 @@ class WsituiApp(App[None]):
         self.selected_workflow: str | None = None
         self.selected_job: str | None = None
         self.ready = asyncio.Event()
+        # One redraw at a time: the timer, tests and selection changes all redraw, and a
+        # rebuild awaits while it swaps widgets, so an unguarded second redraw sees half a board.
+        self._draw_lock = asyncio.Lock()
         self._startup = startup
         self._listeners = listeners  # e.g. the JSONL event log
         self._stop = asyncio.Event()
@@ -105,6 +108,12 @@ class WsituiApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        # Keep the main screen's widgets: queries go to the *active* screen, which is a dialog
+        # or the metrics screen whenever one is open, while flush must still update these.
+        self._topbar = self.query_one(TopBar)
+        self._wf_list = self.query_one(WorkflowList)
+        self._board = self.query_one(LaneBoard)
+        self._lanes_title = self.query_one("#lanes-title", Label)
         self._engine_worker = self.run_worker(
             self._run_engine(), name="engine", exit_on_error=False
         )
@@ -118,7 +127,7 @@ class WsituiApp(App[None]):
         w, h = self.size
         small = w < MIN_WIDTH or h < MIN_HEIGHT
         self.set_class(small, "-too-small")
-        self.query_one("#too-small", Static).update(
+        self.screen_stack[0].query_one("#too-small", Static).update(
             f"terminal too small: {w}×{h}\nwsitui needs at least {MIN_WIDTH}×{MIN_HEIGHT}"
         )
 
@@ -158,18 +167,22 @@ class WsituiApp(App[None]):
         """Redraw what engine events marked stale (also called directly by tests)."""
         if not self.ready.is_set():
             return
-        self.query_one(TopBar).show(
+        async with self._draw_lock:
+            await self._redraw()
+
+    async def _redraw(self) -> None:
+        self._topbar.show(
             self.tenant, self.engine.stats(), self.metrics.tiles_per_second(self.engine.clock())
         )
         if self._stale_structure:
             self._stale_structure = False
             await self._rebuild()
             return
-        rows = self.query_one(WorkflowList).rows()
+        rows = self._wf_list.rows()
         for wf_id in self._stale_workflows & rows.keys():
             rows[wf_id].show(self.engine.workflow(self.tenant, wf_id))
         self._stale_workflows.clear()
-        board = self.query_one(LaneBoard)
+        board = self._board
         if self._stale_cards:
             self._stale_cards = False
             self._stale_jobs.clear()
@@ -184,7 +197,7 @@ class WsituiApp(App[None]):
         ids = [w.workflow.id for w in workflows]
         if self.selected_workflow not in ids:
             self.selected_workflow = ids[-1] if ids else None
-        wf_list = self.query_one(WorkflowList)
+        wf_list = self._wf_list
         await wf_list.clear()
         await wf_list.extend(WorkflowRow(self.engine.workflow(self.tenant, i)) for i in ids)
         if self.selected_workflow is not None:
@@ -192,8 +205,7 @@ class WsituiApp(App[None]):
         await self._rebuild_lanes()
 
     async def _rebuild_lanes(self) -> None:
-        board = self.query_one(LaneBoard)
-        title = self.query_one("#lanes-title", Label)
+        board, title = self._board, self._lanes_title
         if self.selected_workflow is None:
             title.update(f"[b]{self.tenant}[/b] has no workflows yet")
             await board.show_jobs([], "n: new workflow · d: demo workflow on a sample slide")
@@ -220,7 +232,7 @@ class WsituiApp(App[None]):
                     job, jobs, waiting=waiting,
                     lane_running=lane_running if lane_running is not job else None, now=now,
                 )  # fmt: skip
-        self.query_one("#lanes-title", Label).update(_lanes_title(status))
+        self._lanes_title.update(_lanes_title(status))
 
     # ---- selection ---------------------------------------------------------------------------
     @on(ListView.Highlighted, "#workflows")
@@ -228,11 +240,12 @@ class WsituiApp(App[None]):
         if isinstance(event.item, WorkflowRow) and event.item.workflow_id != self.selected_workflow:
             self.selected_workflow = event.item.workflow_id
             self.selected_job = None
-            await self._rebuild_lanes()
+            async with self._draw_lock:
+                await self._rebuild_lanes()
 
     @on(ListView.Selected, "#workflows")
     def _workflow_selected(self) -> None:
-        self.query_one(LaneBoard).focus_card(0, 0)
+        self._board.focus_card(0, 0)
 
     @on(JobCard.Selected)
     def _job_selected(self, event: JobCard.Selected) -> None:
