@@ -1,6 +1,6 @@
 """Make SVG screenshots of the main screens from the real app (real executors, real slides).
 
-    .venv/bin/python scripts/screenshots.py [OUT_DIR]   (default: screenshots/)
+.venv/bin/python scripts/screenshots.py [OUT_DIR]   (default: screenshots/)
 """
 
 from __future__ import annotations
