@@ -1,6 +1,7 @@
 """TISSUE_MASK speed and quality on a big synthetic slide, against baselines in the same run.
 
     .venv/bin/python benchmarks/bench_tissue.py [--size 40000x30000] [--seed 0] [--regen]
+        [--single-level 16384x15872 | --single-level none]
 
 The slide is generated once into a cache dir outside the repo (~/.cache/wsitui/bench/ or
 $WSITUI_BENCH_DIR), in a child process so its peak RSS and time can be measured. Reports:
@@ -8,6 +9,8 @@ $WSITUI_BENCH_DIR), in a child process so its peak RSS and time can be measured.
   * tissue mask: wall time (open + mask + tile grid) and IoU vs the generator's truth, beside a
     plain Otsu-on-thumbnail baseline (goal: < 0.5 s at IoU >= 0.95);
   * the whole TISSUE_MASK job including all artifacts;
+  * the same job on a single-level tiled TIFF (no pyramid: every tile is decoded), cut from the
+    big slide and cached beside it, run in a child process for its time and peak RSS;
   * read speed: 512-px level-0 tiles/s, tifffile fast path vs OpenSlide, 1 and 2 threads.
 """
 
@@ -25,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import tifffile
 from PIL import Image
 from skimage.filters import threshold_otsu
 
@@ -32,10 +36,11 @@ from wsitui.jobs.tissue_mask import (
     DEFAULTS,
     build_tile_grid,
     compute_tissue_mask,
+    load_tissue_mask,
     run_tissue_mask,
 )
 from wsitui.slides.reader import open_slide
-from wsitui.slides.sample import load_truth, parse_size, truth_path_for
+from wsitui.slides.sample import MPP, load_truth, parse_size, truth_path_for
 
 GEN_CODE = """
 import sys, time
@@ -66,6 +71,59 @@ def generate(path: Path, size: tuple[int, int], seed: int) -> dict[str, float]:
         "file_mb": int(out[1]) / 1e6,
         "nuclei": int(out[2]),
     }
+
+
+JOB_CODE = """
+import resource, sys, time
+from pathlib import Path
+from wsitui.jobs.tissue_mask import DEFAULTS, run_tissue_mask
+t = time.perf_counter()
+run_tissue_mask(Path(sys.argv[1]), Path(sys.argv[2]), DEFAULTS)
+print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def write_single_level(src: Path, size: tuple[int, int], dest: Path) -> None:
+    """The top-left `size` of src's level 0 as a single-level JPEG tiled TIFF (same MPP)."""
+    w, h = size
+    with open_slide(src) as r:
+        if w > r.dimensions[0] or h > r.dimensions[1]:
+            raise SystemExit(f"--single-level {w}x{h} is bigger than the slide {r.dimensions}")
+
+        def tiles():
+            for y in range(0, h, 256):
+                for x in range(0, w, 256):
+                    yield r.read_region((x, y), 0, (256, 256))
+
+        tmp = dest.with_name(dest.name + ".partial")
+        tifffile.imwrite(
+            tmp,
+            tiles(),
+            shape=(h, w, 3),
+            dtype=np.uint8,
+            tile=(256, 256),
+            photometric="rgb",
+            compression="jpeg",
+            compressionargs={"level": 80},
+            metadata=None,
+            bigtiff=w * h * 3 > 2**31,
+            resolution=(1e4 / MPP, 1e4 / MPP),
+            resolutionunit="CENTIMETER",
+        )
+        tmp.replace(dest)
+
+
+def single_level_job(path: Path) -> tuple[float, float, np.ndarray, tuple[float, float]]:
+    """(seconds, peak RSS MB, mask, mask downsample) of the whole job in a fresh process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(
+            [sys.executable, "-c", JOB_CODE, str(path), tmp],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        mask, ds = load_tissue_mask(Path(tmp))
+    return float(out[0]), int(out[1]) / 1024, mask, ds
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -148,6 +206,11 @@ def main() -> None:
     ap.add_argument("--regen", action="store_true", help="regenerate the cached slide")
     ap.add_argument("--repeats", default=5, type=int)
     ap.add_argument("--tiles", default=400, type=int, help="tiles per read-speed measurement")
+    ap.add_argument(
+        "--single-level",
+        default="16384x15872",
+        help="WxH of the single-level TIFF cut from the slide, or 'none' to skip",
+    )
     default_dir = Path(os.environ.get("WSITUI_BENCH_DIR", Path.home() / ".cache/wsitui/bench"))
     ap.add_argument("--cache-dir", default=default_dir, type=Path)
     args = ap.parse_args()
@@ -183,6 +246,20 @@ def main() -> None:
             f"\nwhole TISSUE_MASK job: {time.perf_counter() - t:.2f} s "
             f"({man.grid.cols}x{man.grid.rows} tiles, {man.grid.tissue_tiles} tissue), "
             f"timings {man.timings}"
+        )
+
+    if args.single_level != "none":
+        sw, sh = parse_size(args.single_level)
+        single = args.cache_dir / f"single_{sw}x{sh}_from_{path.stem}.tif"
+        if args.regen or not single.exists():
+            write_single_level(path, (sw, sh), single)
+        secs, rss, mask, (dx, _) = single_level_job(single)
+        td = truth.tissue_downsample
+        want = truth.tissue[: round(sh / td), : round(sw / td)]
+        print(
+            f"single-level {sw}x{sh} TIFF, whole job in a new process: {secs:.2f} s, "
+            f"peak RSS {rss:.0f} MB, mask {mask.shape[1]}x{mask.shape[0]} "
+            f"({dx:.1f}x level 0), IoU vs truth {iou(mask, want):.4f}"
         )
 
     print(f"\n{'read 512-px level-0 tiles':40} {'tiles/s':>9} {'vs OpenSlide 1 thread':>22}")

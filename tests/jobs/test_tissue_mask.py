@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.slides.samples import SIZE
+from tests.slides.samples import SIZE, iou, record_reads
 from wsitui.core.executor import JobCanceled, JobError
 from wsitui.core.models import Job, JobSpec, JobState, JobType
 from wsitui.jobs.tissue_mask import (
@@ -27,6 +27,7 @@ from wsitui.jobs.tissue_mask import (
     load_tissue_mask,
     tile_fractions,
 )
+from wsitui.slides import reader as reader_mod
 from wsitui.slides.reader import open_slide
 from wsitui.slides.sample import load_truth
 
@@ -306,3 +307,65 @@ def test_otsu_matches_skimage_and_handles_one_level():
         img[img > t].mean()
     )
     assert otsu(np.bincount(np.full(10, 245), minlength=256)) == (245, 245.0, 245.0)
+
+
+def test_single_level_tiff_mask_is_built_block_by_block(
+    single_level_slide: Path, sample_slide: Path, tmp_path: Path, monkeypatch
+):
+    # A region cap as small as one block stands in for a level too big to read at once (an
+    # 18432 x 15360 single-level TIFF used to fail with "ValueError: region size ... invalid").
+    block = reader_mod.READ_BLOCK**2
+    monkeypatch.setattr(reader_mod, "MAX_REGION_PIXELS", block)
+    reads = record_reads(monkeypatch)
+    run(FakeContext(single_level_slide, tmp_path))
+
+    with open_slide(single_level_slide) as r:
+        level0 = r.dimensions[0] * r.dimensions[1]
+    assert level0 > 10 * block  # so the bounds below mean something
+    assert reads and max(w * h for w, h in reads) <= block
+    # One pass over level 0 in all (the preview reuses the mask's image, no second pass).
+    assert level0 <= sum(w * h for w, h in reads) < 1.2 * level0
+
+    man = TissueManifest.model_validate_json((tmp_path / MANIFEST_FILE).read_text())
+    assert (man.slide.level_count, man.mask.level_read, man.mask.mpp_assumed) == (1, 0, False)
+    mask, _ = load_tissue_mask(tmp_path)
+    truth = load_truth(sample_slide)
+    with open_slide(sample_slide) as r:
+        pyramidal = compute_tissue_mask(r).mask
+    assert abs(mask.shape[0] - 192) <= 1 and abs(mask.shape[1] - 256) <= 1  # ~8 µm/px
+    assert iou(mask, truth.tissue) >= 0.95
+    assert iou(mask, pyramidal) >= 0.97
+
+    with Image.open(tmp_path / PREVIEW_FILE) as img:
+        assert img.size == (1024, 768)
+        px = np.asarray(img).astype(int)
+    small = np.asarray(Image.fromarray(mask).resize((1024, 768), Image.Resampling.NEAREST))
+    green = px[..., 1] - px[..., 0]
+    assert green[small].mean() > green[~small].mean() + 20  # tissue tinted, slide underneath
+
+
+def test_cancel_stops_a_long_mask_read(single_level_slide: Path, tmp_path: Path, monkeypatch):
+    # On a single-level slide the mask read decodes every tile; a cancel must not wait for it.
+    ctx = FakeContext(single_level_slide, tmp_path)
+    checks = 0
+
+    def check_cancel() -> None:
+        nonlocal checks
+        checks += 1
+        if checks == 3:  # job start, block 1, block 2: cancel here
+            raise JobCanceled("canceled")
+
+    ctx.check_cancel = check_cancel  # type: ignore[method-assign]
+    reads = record_reads(monkeypatch)
+    with open_slide(single_level_slide) as r:
+        compute_tissue_mask(r)  # uncanceled, for the number of blocks in the whole level
+
+    def blocks() -> int:
+        return sum(w * h > 256 * 256 for w, h in reads)  # not the tile checked at open
+
+    total = blocks()
+    reads.clear()
+    with pytest.raises(JobCanceled):
+        run(ctx)
+    assert 2 <= blocks() <= 2 + reader_mod.SCALED_READ_WORKERS < total
+    assert not (tmp_path / MANIFEST_FILE).exists()

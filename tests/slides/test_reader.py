@@ -1,4 +1,5 @@
 import io
+import os
 import shutil
 import struct
 import zlib
@@ -11,7 +12,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from tests.slides.samples import SIZE
+from tests.slides.samples import SINGLE_LEVEL_SCALE, SIZE, record_reads, zero_tile_bytecounts
 from wsitui.slides import reader as reader_mod
 from wsitui.slides.errors import SlideError
 from wsitui.slides.reader import (
@@ -107,7 +108,11 @@ def test_outside_the_image_is_white_not_black(fast, slow):
     for r in (fast, slow):
         out = r.read_region((SIZE[0] - 10, 0), 0, (50, 20))
         assert (out[:, 10:] == 255).all()
-        assert (out[:, :10] < 255).any() or (out[:, :10] > 200).all()
+        # The 10 columns inside are the slide's own pixels (glass is ~243, never pure white),
+        # the same as reading them alone: the padding did not shift or overwrite them.
+        inside = r.read_region((SIZE[0] - 10, 0), 0, (10, 20))
+        np.testing.assert_array_equal(out[:, :10], inside)
+        assert (inside < 255).any(axis=2).all()
 
 
 def test_composite_onto_background():
@@ -354,3 +359,248 @@ def test_canvas_colours():
 
     assert canvas(2, 3, (1, 2, 3)).tolist() == [[[1, 2, 3]] * 3] * 2
     assert (canvas(4, 5, (255, 255, 255)) == 255).all()
+
+
+# ------------------------------------------------------------------ reduced reads in blocks
+
+
+def _whole_then_resize(r, level: int, size: tuple[int, int]) -> np.ndarray:
+    w, h = r.level_dimensions[level]
+    whole = r.read_region((0, 0), level, (w, h))
+    return np.asarray(Image.fromarray(whole).resize(size, Image.Resampling.BOX))
+
+
+def _means(pixels: np.ndarray, k: int) -> np.ndarray:
+    """Exact k x k means, rounded half up, in integers (numpy, independent of PIL)."""
+    h, w = pixels.shape[:2]
+    sums = pixels.reshape(h // k, k, w // k, k, 3).sum(axis=(1, 3), dtype=np.uint32)
+    return ((2 * sums + k * k) // (2 * k * k)).astype(np.uint8)
+
+
+def _box_means(r, level: int, k: int) -> np.ndarray:
+    w, h = r.level_dimensions[level]
+    return _means(r.read_region((0, 0), level, (w, h)), k)
+
+
+@pytest.fixture(scope="module")
+def single_level_means(single_level_slide: Path) -> np.ndarray:
+    """16 x 16 means of the single-level slide's pixels, decoded by tifffile alone."""
+    return _means(tifffile.imread(single_level_slide), 16)
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+@pytest.mark.parametrize(
+    ("level", "size", "k"),
+    [
+        (1, (256, 192), 4),  # integer factor: exact box means whatever the blocks
+        (0, (256, 192), 16),
+        (1, (1024, 768), 1),  # 1x: a plain copy
+        (0, (333, 250), 0),  # fractional factor: PIL's BOX resize, blocks share float edges
+        (2, (300, 230), 0),  # slight upscale (level dims rounded below the target)
+    ],
+)
+def test_read_level_scaled_is_the_whole_level_reduced_read_in_blocks(
+    sample_slide: Path, monkeypatch, fast_path: bool, level: int, size: tuple[int, int], k: int
+):
+    with open_slide(sample_slide, fast_path=fast_path) as r:
+        want = _box_means(r, level, k) if k else _whole_then_resize(r, level, size)
+        monkeypatch.setattr(reader_mod, "READ_BLOCK", 300)  # many blocks, ragged edges
+        reads = record_reads(monkeypatch)
+        got = r.read_level_scaled(level, size)
+        lw, lh = r.level_dimensions[level]
+    assert got.shape == (size[1], size[0], 3) and got.dtype == np.uint8
+    assert len(reads) >= -(-lw // 300) * -(-lh // 300)
+    assert max(w * h for w, h in reads) <= 300 * 300
+    if k:
+        np.testing.assert_array_equal(got, want)
+    else:  # PIL's fixed-point rounding depends on the image width: +-1, rarely
+        diff = np.abs(got.astype(int) - want)
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+def test_one_output_pixel_wider_than_a_block_goes_through_an_intermediate(
+    sample_slide: Path, monkeypatch
+):
+    with open_slide(sample_slide) as r:
+        want = _box_means(r, 0, 512)
+        monkeypatch.setattr(reader_mod, "READ_BLOCK", 300)  # 512 level px per output px
+        reads = record_reads(monkeypatch)
+        got = r.read_level_scaled(0, (8, 6))
+    assert max(w * h for w, h in reads) <= 300 * 300
+    assert np.abs(got.astype(int) - want).max() <= 1  # means of means of equal cells, rounded
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_single_level_thumbnail_never_reads_the_whole_level(
+    single_level_slide: Path, single_level_means: np.ndarray, monkeypatch, fast_path: bool
+):
+    with open_slide(single_level_slide, fast_path=fast_path) as r:
+        assert r.level_count == 1 and r.vendor == "generic-tiff"
+        assert r.mpp == pytest.approx(0.499 / SINGLE_LEVEL_SCALE)
+        assert (0 in getattr(r, "fast_levels", ())) == fast_path
+        w, h = r.dimensions
+        reads = record_reads(monkeypatch)
+        got = r.thumbnail(512)
+    block = reader_mod.READ_BLOCK**2
+    assert w * h > 10 * block  # so the bound below means something
+    assert len(reads) > 1 and max(rw * rh for rw, rh in reads) <= block
+    assert sum(rw * rh for rw, rh in reads) == w * h  # each level-0 pixel read once
+    np.testing.assert_array_equal(got, single_level_means)
+
+
+def test_read_level_of_a_big_level_is_not_refused(single_level_slide: Path, monkeypatch):
+    # Stands in for an 18432 x 15360 single-level slide (over MAX_REGION_PIXELS in one read).
+    monkeypatch.setattr(reader_mod, "MAX_REGION_PIXELS", reader_mod.READ_BLOCK**2)
+    with open_slide(single_level_slide) as r:
+        w, h = r.dimensions
+        with pytest.raises(ValueError, match=f"region size {w}x{h} is invalid"):
+            r.read_region((0, 0), 0, (w, h))  # a caller asking for it at once is still refused
+        level = r.read_level(0)
+        np.testing.assert_array_equal(
+            level[2000:2300, 4000:4300], r.read_region((4000, 2000), 0, (300, 300))
+        )
+    assert level.shape == (h, w, 3)
+
+
+# ------------------------------------------------------------------ no-data tiles (0 bytes)
+
+
+def test_missing_aperio_tiles_are_white_and_both_readers_agree(sample_slide: Path, tmp_path):
+    p = tmp_path / "holes.svs"
+    shutil.copy(sample_slide, p)
+    zero_tile_bytecounts(p, 0, [0, 17])  # level-0 tiles (0, 0) and (1, 1) hold no data
+    with open_slide(sample_slide) as orig, open_slide(p) as f, open_slide(p, fast_path=False) as s:
+        for r in (f, s):
+            out = r.read_region((0, 0), 0, (768, 768))
+            assert (out[:256, :256] == 255).all() and (out[256:512, 256:512] == 255).all()
+            want = orig.read_region((0, 0), 0, (768, 768))
+            np.testing.assert_array_equal(out[:256, 256:], want[:256, 256:])  # the rest: as is
+        # OpenSlide also marks the Aperio tiles above a hole missing at every coarser level and
+        # paints them from level 0, so there the stored tiles must not be read by tifffile.
+        assert f.fast_levels == (0,)
+        for level in range(3):
+            np.testing.assert_array_equal(f.read_level(level), s.read_level(level))
+        assert (s.read_region((0, 0), 1, (64, 64)) == 255).all()
+
+
+def test_missing_generic_tiff_tile_is_white(single_level_slide: Path, tmp_path: Path):
+    p = tmp_path / "holes.tif"
+    shutil.copy(single_level_slide, p)
+    with tifffile.TiffFile(p) as tif:
+        across = -(-tif.pages[0].imagewidth // tif.pages[0].tilewidth)
+    zero_tile_bytecounts(p, 0, [across + 1])  # tile (1, 1)
+    for fast_path in (True, False):
+        with open_slide(p, fast_path=fast_path) as r:
+            out = r.read_region((0, 0), 0, (768, 768))
+        assert (out[256:512, 256:512] == 255).all()
+        assert (out[:256] < 255).any(axis=2).all()  # tiles around it are there
+
+
+# ----------------------------------------------------------------- plain images: lazy decode
+
+
+@pytest.fixture
+def decodes(monkeypatch) -> list[str]:
+    """Names of the files Pillow decodes pixels of, from now on."""
+    from PIL import ImageFile
+
+    seen: list[str] = []
+    real = ImageFile.ImageFile.load
+
+    def load(self):
+        if self.tile:  # pixel data still to decode (load() on a loaded image is a no-op)
+            seen.append(Path(self.filename).name)
+        return real(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    return seen
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "TIFF"])
+def test_opening_a_plain_image_decodes_nothing(tmp_path: Path, decodes: list[str], fmt: str):
+    arr = np.random.default_rng(0).integers(0, 255, (1100, 1300, 3), dtype=np.uint8)
+    p = tmp_path / f"x.{fmt.lower()}"
+    Image.fromarray(arr).save(p, fmt)
+    open_slide(p).close()  # a preflight check
+    with open_slide(p) as r:
+        assert r.level_dimensions == ((1300, 1100), (325, 275))
+        assert decodes == []
+        first = r.read_region((0, 0), 0, (64, 64))
+        r.thumbnail(100)
+        r.read_region((5, 5), 1, (10, 10))
+    assert decodes == [p.name]  # once, on the first read
+    with Image.open(p) as img:
+        np.testing.assert_array_equal(first, np.asarray(img.convert("RGB"))[:64, :64])
+
+
+def test_plain_image_is_decoded_once_by_concurrent_first_reads(tmp_path: Path, decodes: list[str]):
+    arr = np.random.default_rng(2).integers(0, 255, (1500, 1200, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(tmp_path / "x.png")
+    spots = [(x, y) for x in range(0, 1200, 150) for y in range(0, 1500, 300)]
+    with open_slide(tmp_path / "x.png") as r, ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda xy: r.read_region(xy, 0, (100, 100)), spots))
+    assert decodes == ["x.png"]
+    for (x, y), g in zip(spots, got, strict=True):
+        np.testing.assert_array_equal(g, arr[y : y + 100, x : x + 100])
+
+
+def test_corrupt_plain_pixels_are_a_slide_error_on_first_read(tmp_path: Path):
+    # Valid chunk CRCs around a broken zlib stream: only decoding can tell.
+    p = tmp_path / "bad.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300, 3), np.uint8)).save(p)
+    b = bytearray(p.read_bytes())
+    i = b.find(b"IDAT")
+    n = struct.unpack(">I", b[i - 4 : i])[0]
+    b[i + 104 : i + 204] = bytes(100)
+    b[i + 4 + n : i + 8 + n] = struct.pack(">I", zlib.crc32(bytes(b[i : i + 4 + n])))
+    p.write_bytes(bytes(b))
+    with open_slide(p) as r, pytest.raises(SlideError) as e:
+        r.read_region((0, 0), 0, (10, 10))
+    assert str(e.value).startswith(f"image '{p}' is truncated or corrupt:")
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        # palette with a transparent entry, grey + alpha, RGBA: composited onto white
+        lambda a: Image.fromarray(a).convert("P", palette=Image.Palette.ADAPTIVE, colors=8),
+        lambda a: Image.fromarray(a).convert("LA"),
+        lambda a: Image.fromarray(a).convert("RGBA"),
+        lambda a: Image.fromarray(a).convert("L"),
+    ],
+)
+def test_plain_modes_convert_in_strips_like_a_whole_convert(tmp_path: Path, monkeypatch, make):
+    arr = np.random.default_rng(1).integers(0, 255, (50, 40, 3), dtype=np.uint8)
+    img = make(arr)
+    if img.mode == "P":
+        img.info["transparency"] = 0
+    elif img.mode in {"LA", "RGBA"}:
+        alpha = np.tile(np.linspace(0, 255, 40).astype(np.uint8), (50, 1))
+        img.putalpha(Image.fromarray(alpha))
+    p = tmp_path / "x.png"
+    img.save(p, transparency=0) if img.mode == "P" else img.save(p)
+    with Image.open(p) as ref:
+        want = composite(np.asarray(ref.convert("RGBA")))
+    monkeypatch.setattr(reader_mod, "PLAIN_STRIP_ROWS", 7)  # strips that do not divide 50
+    with open_slide(p) as r:
+        got = r.read_region((0, 0), 0, (40, 50))
+    np.testing.assert_array_equal(got, want)
+    if img.mode != "L":
+        assert (got == 255).all(axis=2).any()  # something was transparent and became white
+
+
+# --------------------------------------------------------------------- not a regular file
+
+
+def test_fifo_is_not_a_regular_file(tmp_path: Path):
+    p = tmp_path / "pipe.svs"
+    os.mkfifo(p)  # opening it to read would block forever
+    assert _one_line_error(p) == f"slide '{p}' is not a regular file; give a slide file"
+
+
+@pytest.mark.skipif(not Path("/dev/null").is_char_device(), reason="no /dev/null")
+def test_character_device_is_not_a_regular_file():
+    assert _one_line_error(Path("/dev/null")) == (
+        "slide '/dev/null' is not a regular file; give a slide file"
+    )

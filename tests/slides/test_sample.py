@@ -1,4 +1,6 @@
+import inspect
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +9,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from tests.slides.samples import SIZE
+from wsitui.slides import sample as sample_mod
 from wsitui.slides.errors import SlideError
 from wsitui.slides.reader import open_slide
 from wsitui.slides.sample import (
@@ -14,6 +17,7 @@ from wsitui.slides.sample import (
     A_MIN,
     B_MIN,
     CELL,
+    DEFAULT_SIZE,
     TILE,
     SamplePlan,
     level_dimensions,
@@ -198,3 +202,13 @@ def test_field_upsampling_matches_point_evaluation():
     pts = plan.tissue_at_points(xs.ravel(), ys.ravel()).reshape(48, 64)
     np.testing.assert_allclose(region, pts, atol=1e-5)
     assert math.isclose(plan.field_ds, 16)
+
+
+def test_docs_state_the_real_default_size():
+    # The CLI help and docs quote the default; they must not drift from DEFAULT_SIZE.
+    for doc in (sample_mod.__doc__, sample_mod.sample_command.__doc__):
+        assert doc is not None
+        stated = re.findall(r"DEFAULT_SIZE`?,? \(?(\d+) x (\d+)", doc)
+        assert stated and all((int(w), int(h)) == DEFAULT_SIZE for w, h in stated)
+    for fn in (sample_mod.write_sample_slide, sample_mod.sample_command):
+        assert inspect.signature(fn).parameters["size"].default == DEFAULT_SIZE

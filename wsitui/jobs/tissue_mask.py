@@ -1,16 +1,18 @@
 """TISSUE_MASK: where the tissue is, computed at low resolution and mapped onto a tile grid.
 
-The mask is computed from one pyramid level near `target_mpp` (8 µm/px by default; never from
-full-resolution tiles): grey level, Otsu threshold, then objects and holes smaller than a given
-area in µm² are removed / filled. It is then mapped onto the job's tile grid (`tile_size` px at
-`level`) as an exact per-tile tissue fraction; a tile is tissue when that is at least
+The mask is computed from the whole slide at about `target_mpp` (8 µm/px by default): from the
+pyramid level nearest that, area-averaged down when that level is much finer (a slide with no
+coarse level, e.g. a single-level TIFF, is reduced block by block, so memory stays bounded but
+every tile is decoded); then grey level, Otsu threshold, and objects and holes smaller than a
+given area in µm² are removed / filled. It is then mapped onto the job's tile grid (`tile_size`
+px at `level`) as an exact per-tile tissue fraction; a tile is tissue when that is at least
 `min_tissue_fraction`. Downstream jobs (SEGMENT_CELLS) load the grid with `load_tile_grid` to
 skip background tiles.
 
 Outputs in the results dir: tissue_mask.png, tiles.json, tiles/tile_<col>_<row>.png (mask of
 each tissue tile at the mask's resolution), preview.png, manifest.json and artifacts.zip.
-The whole job takes about a second even on a 40k x 30k slide, so it does not checkpoint: a
-resumed job simply starts again.
+The whole job takes about a second even on a 40k x 30k pyramidal slide, so it does not
+checkpoint: a resumed job simply starts again.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ ARCHIVE_FILE = "artifacts.zip"
 TILES_FORMAT = "wsitui.tiles/1"
 MANIFEST_FORMAT = "wsitui.tissue_mask/1"
 PREVIEW_MAX = 1024
+# The preview reads the slide itself when that is cheap: a level of at most this many times the
+# preview's pixels. Otherwise (no coarse level) it reuses the image the mask was computed from.
+PREVIEW_READ_RATIO = 16
 MIN_CONTRAST = 8.0  # grey levels between Otsu classes; below that the level is one class
 
 
@@ -119,6 +124,7 @@ class TissueMask:
     mpp_assumed: bool  # the slide had no mpp; params' assumed_mpp was used
     threshold: float | None  # Otsu grey threshold; None when the level had no contrast
     timings: dict[str, float] = field(default_factory=dict)
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)  # RGB it came from
 
 
 def _area_px(um2: float, mpp_x: float, mpp_y: float) -> float:
@@ -171,19 +177,27 @@ def compute_tissue_mask(
     min_object_um2: float = DEFAULTS.min_object_um2,
     min_hole_um2: float = DEFAULTS.min_hole_um2,
     assumed_mpp: float = DEFAULTS.assumed_mpp,
+    check_cancel: Callable[[], None] | None = None,
 ) -> TissueMask:
-    """Tissue mask of the whole slide at about target_mpp µm/px (reads one small level)."""
+    """Tissue mask of the whole slide at about target_mpp µm/px.
+
+    Reads the level nearest target_mpp; when that is much finer (no coarse level), it is
+    area-averaged down block by block (SlideReader.read_level_scaled), never held whole.
+    check_cancel is called between blocks: on a big single-level slide this read is the long
+    part of the job, and a cancel should not wait for it.
+    """
     t0 = time.perf_counter()
     mpp0 = reader.mpp if reader.mpp is not None else assumed_mpp
     want_ds = max(1.0, target_mpp / mpp0)
     level = reader.best_level_for_downsample(want_ds)
-    rgb = reader.read_level(level)
+    lw, lh = reader.level_dimensions[level]
+    factor = want_ds / reader.level_downsamples[level]
+    # Within 1.25x of the target the level is used as it is (no resampling blur).
+    size = (lw, lh) if factor <= 1.25 else (max(1, round(lw / factor)), max(1, round(lh / factor)))
+    on_block = None if check_cancel is None else (lambda _done, _total: check_cancel())
+    rgb = reader.read_level_scaled(level, size, on_block)
     t1 = time.perf_counter()
     grey = Image.fromarray(rgb).convert("L")  # ITU-R 601 luma, in C
-    factor = want_ds / reader.level_downsamples[level]
-    if factor > 1.25:  # the level is much finer than wanted: area-average down to it
-        size = (max(1, round(grey.width / factor)), max(1, round(grey.height / factor)))
-        grey = grey.resize(size, Image.Resampling.BOX)
     # No blur: at ~8 µm/px pixel noise is already averaged out, and the small-object/hole
     # cleanup below removes specks; a blur only rounded off boundaries (lower IoU, measured).
     g = np.asarray(grey)
@@ -204,6 +218,7 @@ def compute_tissue_mask(
         mpp_assumed=reader.mpp is None,
         threshold=threshold,
         timings={"read_s": t1 - t0, "mask_s": t2 - t1},
+        image=rgb,
     )
 
 
@@ -443,9 +458,32 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def render_preview(reader: SlideReader, mask: np.ndarray) -> np.ndarray:
-    """Downscaled slide with the mask in translucent green and its outline in dark green."""
-    img = reader.thumbnail(PREVIEW_MAX).astype(np.float32)
+def preview_base(reader: SlideReader, image: np.ndarray | None = None) -> np.ndarray:
+    """The slide at preview size: its thumbnail, or `image` (the whole slide at any size)
+    resized when reading a thumbnail would mean decoding a much bigger level (no coarse level).
+    """
+    level, (tw, th) = reader.thumbnail_plan(PREVIEW_MAX)
+    lw, lh = reader.level_dimensions[level]
+    if image is None or lw * lh <= PREVIEW_READ_RATIO * tw * th:
+        return reader.thumbnail(PREVIEW_MAX)
+    if (image.shape[1], image.shape[0]) == (tw, th):
+        return image
+    # Area-average when shrinking; when the mask's image is the smaller one (a small slide
+    # with no coarse level), smooth rather than blocky enlargement.
+    shrink = image.shape[1] >= tw and image.shape[0] >= th
+    kind = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
+    return np.asarray(Image.fromarray(image).resize((tw, th), kind))
+
+
+def render_preview(
+    reader: SlideReader, mask: np.ndarray, image: np.ndarray | None = None
+) -> np.ndarray:
+    """Downscaled slide with the mask in translucent green and its outline in dark green.
+
+    image: the RGB the mask was computed from (TissueMask.image), used instead of reading the
+    slide again when that would be expensive (see preview_base).
+    """
+    img = preview_base(reader, image).astype(np.float32)
     h, w = img.shape[:2]
     m = np.asarray(Image.fromarray(mask).resize((w, h), Image.Resampling.NEAREST))
     img[m] = 0.6 * img[m] + 0.4 * np.array([0.0, 200.0, 0.0], np.float32)
@@ -513,6 +551,7 @@ def _run(
         min_object_um2=params.min_object_um2,
         min_hole_um2=params.min_hole_um2,
         assumed_mpp=params.assumed_mpp,
+        check_cancel=cancel_point,
     )
     cancel_point()
     t_grid = time.perf_counter()
@@ -540,7 +579,7 @@ def _run(
             progress(i + 1, total)
     Image.fromarray(tm.mask).save(out / MASK_FILE)
     (out / TILES_FILE).write_text(grid.model_dump_json())
-    Image.fromarray(render_preview(reader, tm.mask)).save(out / PREVIEW_FILE)
+    Image.fromarray(render_preview(reader, tm.mask, tm.image)).save(out / PREVIEW_FILE)
     timings["write_s"] = time.perf_counter() - t_write
 
     artifacts = [

@@ -13,8 +13,13 @@
   OpenSlide and pixel-identical; identity is checked at open on one busy tile per level, and
   reads whose location does not fall on a level pixel (OpenSlide interpolates those) go to
   OpenSlide.
-* Pillow for plain PNG / JPEG / BMP / (non-tiled) TIFF up to `max_plain_pixels`; the size is
-  checked from the header, before decoding. A small 4x pyramid is built at open.
+* Pillow for plain PNG / JPEG / BMP / (non-tiled) TIFF up to `max_plain_pixels`. Opening reads
+  the header only (size, mode; for PNG also the chunk CRCs, which catches truncated files without
+  decoding); the pixels are decoded on the first read, then held with a small 4x pyramid.
+
+Whole-level and reduced reads (`read_level`, `read_level_scaled`, `thumbnail`) go block by block
+(at most READ_BLOCK x READ_BLOCK level pixels per read), so a slide without a coarse level (a
+single-level tiled TIFF) costs the output plus a few blocks of memory, not the whole level.
 
 Every failure to open or read is a SlideError with a one-line message.
 """
@@ -25,11 +30,13 @@ import logging
 import math
 import os
 import re
+import stat
 import threading
 import warnings
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +54,9 @@ DEFAULT_MAX_PLAIN_PIXELS = 100_000_000
 OPENSLIDE_CACHE_BYTES = 128 * 2**20
 TILE_CACHE_BYTES = 64 * 2**20  # decoded tifffile tiles per reader (overlapping reads reuse)
 MAX_REGION_PIXELS = 2**28  # one read_region; larger requests are a caller bug
+READ_BLOCK = 2048  # side of the largest region read_level_scaled asks the backend for at once
+SCALED_READ_WORKERS = min(4, os.cpu_count() or 1)  # blocks decoded at once (tifffile frees GIL)
+PLAIN_STRIP_ROWS = 1024  # rows converted at a time when a plain image is not RGB already
 WHITE = (255, 255, 255)
 
 _FAST_VENDORS = {"aperio", "generic-tiff"}  # levels are plain TIFF tile grids
@@ -91,6 +101,11 @@ class SlideReader(ABC):
     @abstractmethod
     def _read(self, x: int, y: int, level: int, w: int, h: int) -> np.ndarray: ...
 
+    def _read_level_px(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        """A region addressed in `level` pixels (backends override to skip level-0 rounding)."""
+        ds = self.level_downsamples[level]
+        return self._read(round(x * ds), round(y * ds), level, w, h)
+
     @abstractmethod
     def close(self) -> None:
         """Release the slide; call when no read is in flight. Idempotent."""
@@ -121,22 +136,103 @@ class SlideReader(ABC):
         return best
 
     def read_level(self, level: int) -> np.ndarray:
-        """A whole level as one array (meant for the small levels)."""
-        w, h = self.level_dimensions[level]
-        return self.read_region((0, 0), level, (w, h))
+        """A whole level as one array, read block by block (memory: the level itself)."""
+        return self.read_level_scaled(level, self.level_dimensions[level])
 
-    def thumbnail(self, max_size: int | tuple[int, int] = 1024) -> np.ndarray:
-        """The whole slide fitting in max_size (w, h), aspect kept, area-averaged."""
+    def read_level_scaled(
+        self,
+        level: int,
+        size: tuple[int, int],
+        on_block: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """The whole of `level` area-averaged to `size` (w, h), as (h, w, 3) uint8.
+
+        Read in blocks of at most READ_BLOCK x READ_BLOCK level pixels, each reduced on its own
+        and pasted into the output, so peak memory is the output plus a few blocks however big
+        the level is. Integer factors give exact rounded box means (PIL reduce), so the block
+        layout cannot show; other factors use PIL's BOX resize with each block's exact
+        fractional source box, equal to resizing the whole level up to PIL's fixed-point
+        rounding (+-1).
+
+        on_block(done, total) is called in this thread after each block; an exception it raises
+        (e.g. a job's cancel) stops the read, dropping the blocks not yet started.
+        """
+        if not 0 <= level < self.level_count:
+            raise ValueError(
+                f"level {level} does not exist in {quoted(self.path)}: use 0-{self.level_count - 1}"
+            )
+        lw, lh = self.level_dimensions[level]
+        tw, th = (int(v) for v in size)
+        if tw < 1 or th < 1:
+            raise ValueError(f"output size {tw}x{th} is invalid: need at least 1x1")
+        fx, fy = lw / tw, lh / th
+        if fx > READ_BLOCK - 1 or fy > READ_BLOCK - 1:
+            # One output pixel would span more than a block: go through an intermediate m times
+            # the output, then take exact m x m means, so no read is bigger than a block.
+            m = math.ceil(max(fx, fy) / (READ_BLOCK // 2))
+            mid = self.read_level_scaled(level, (tw * m, th * m), on_block)
+            return np.asarray(Image.fromarray(mid).reduce(m))
+        bw, bh = _block_out(fx), _block_out(fy)
+        kx, ky = (int(fx), int(fy)) if fx.is_integer() and fy.is_integer() else (0, 0)
+        blocks = [
+            (ox, oy, min(tw, ox + bw), min(th, oy + bh))
+            for oy in range(0, th, bh)
+            for ox in range(0, tw, bw)
+        ]
+
+        def one(block: tuple[int, int, int, int]) -> np.ndarray:
+            ox0, oy0, ox1, oy1 = block
+            sx0, sy0 = ox0 * fx, oy0 * fy
+            sx1, sy1 = min(ox1 * fx, lw), min(oy1 * fy, lh)  # float noise must not pass the edge
+            rx0, ry0 = math.floor(sx0), math.floor(sy0)
+            rx1, ry1 = min(lw, math.ceil(sx1)), min(lh, math.ceil(sy1))
+            region = self._read_level_px(level, rx0, ry0, rx1 - rx0, ry1 - ry0)
+            if region.shape[:2] == (oy1 - oy0, ox1 - ox0):
+                return region  # factor 1: the block is the output
+            if kx:  # the block is exactly (bw * kx, bh * ky) px: whole cells only
+                return np.asarray(Image.fromarray(region).reduce((kx, ky)))
+            box = (sx0 - rx0, sy0 - ry0, sx1 - rx0, sy1 - ry0)
+            out = Image.fromarray(region).resize(
+                (ox1 - ox0, oy1 - oy0), Image.Resampling.BOX, box=box
+            )
+            return np.asarray(out)
+
+        if len(blocks) == 1:
+            out = np.ascontiguousarray(one(blocks[0]))
+            if on_block is not None:
+                on_block(1, 1)
+            return out
+        out = np.empty((th, tw, 3), np.uint8)
+        pool = ThreadPoolExecutor(min(SCALED_READ_WORKERS, len(blocks)), "wsitui-scaled")
+        try:
+            parts = pool.map(one, blocks)
+            for i, ((ox0, oy0, ox1, oy1), part) in enumerate(zip(blocks, parts, strict=True)):
+                out[oy0:oy1, ox0:ox1] = part
+                if on_block is not None:
+                    on_block(i + 1, len(blocks))
+        finally:
+            # On an error or a cancel, do not decode the rest of the level first.
+            pool.shutdown(wait=True, cancel_futures=True)
+        return out
+
+    def thumbnail_plan(self, max_size: int | tuple[int, int] = 1024) -> tuple[int, tuple[int, int]]:
+        """(level thumbnail() reads, (w, h) it returns) for max_size, without reading pixels."""
         mw, mh = (max_size, max_size) if isinstance(max_size, int) else max_size
         if mw < 1 or mh < 1:
             raise ValueError(f"thumbnail size {mw}x{mh} is invalid: need at least 1x1")
         w0, h0 = self.dimensions
         scale = max(w0 / mw, h0 / mh, 1.0)
         target = (max(1, round(w0 / scale)), max(1, round(h0 / scale)))
-        img = self.read_level(self.best_level_for_downsample(scale))
-        if (img.shape[1], img.shape[0]) == target:
-            return img
-        return np.asarray(Image.fromarray(img).resize(target, Image.Resampling.BOX))
+        return self.best_level_for_downsample(scale), target
+
+    def thumbnail(self, max_size: int | tuple[int, int] = 1024) -> np.ndarray:
+        """The whole slide fitting in max_size (w, h), aspect kept, area-averaged.
+
+        Memory stays bounded even on a slide with no coarse level (see read_level_scaled), but
+        then every level-0 tile is decoded.
+        """
+        level, target = self.thumbnail_plan(max_size)
+        return self.read_level_scaled(level, target)
 
     def __enter__(self) -> Self:
         return self
@@ -152,6 +248,17 @@ class SlideReader(ABC):
 
 
 # ------------------------------------------------------------------------------- helpers
+
+
+def _block_out(factor: float) -> int:
+    """Output px per block side so that its source spans at most READ_BLOCK level px.
+
+    With an integer factor the source is exactly READ_BLOCK wide, so blocks start on tile
+    boundaries and no tile is decoded twice; otherwise one px is kept for the partial pixel.
+    """
+    if factor.is_integer():
+        return max(1, READ_BLOCK // int(factor))
+    return max(1, math.floor((READ_BLOCK - 1) / factor))
 
 
 def composite(rgba: np.ndarray, background: tuple[int, int, int] = WHITE) -> np.ndarray:
@@ -392,6 +499,12 @@ class OpenSlideReader(SlideReader):
         rgba = self._call(lambda osr: osr.read_region((x, y), level, (w, h)))
         return composite(np.asarray(rgba), self.background)
 
+    def _read_level_px(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        lvl = self._fast.get(level)
+        if lvl is not None:  # tile grid in level px: no round trip through level-0 coordinates
+            return self._read_tiles(lvl, level, x, y, w, h)
+        return super()._read_level_px(level, x, y, w, h)
+
     def associated_image(self, name: str) -> np.ndarray:
         if name not in self._associated:
             have = ", ".join(self._associated) or "none"
@@ -415,6 +528,15 @@ class OpenSlideReader(SlideReader):
                     pages = candidates.get(dims, [])
                     if len(pages) == 1 and (lvl := self._fast_level(pages[0])) is not None:
                         levels[i] = lvl
+                    holes = len(pages) != 1 or 0 in pages[0].databytecounts
+                    if self.vendor == "aperio" and holes:
+                        # OpenSlide marks every Aperio tile over a missing (0-byte) one missing
+                        # too, at all coarser levels, and paints those from the finer level;
+                        # only level 0 simply shows a hole. tifffile would show the stored
+                        # tiles, so coarser levels (and this one, unless it is 0) stay with
+                        # OpenSlide. A level we cannot match to a page counts as having holes.
+                        levels = {k: v for k, v in levels.items() if k < max(i, 1)}
+                        break
         except Exception:  # any doubt about the file: OpenSlide alone reads it
             return
         if not levels:
@@ -526,7 +648,11 @@ class OpenSlideReader(SlideReader):
 
 
 class PillowReader(SlideReader):
-    """A plain image held in memory, with a 4x pyramid for low-resolution reads."""
+    """A plain image: header checked at open, pixels decoded on the first read.
+
+    Opening is cheap (a preflight `open_slide(path).close()` decodes nothing); the decoded image
+    and a 4x pyramid are then held as PIL images (one copy of the pixels, cropped per read).
+    """
 
     def __init__(self, path: Path, max_pixels: int = DEFAULT_MAX_PLAIN_PIXELS) -> None:
         self.path = path
@@ -534,27 +660,10 @@ class PillowReader(SlideReader):
         self.backend = "pillow"
         self.mpp = None
         self.background = WHITE
-        name = quoted(path)
-        try:
-            with warnings.catch_warnings():
-                # Our own limit (below) decides; Pillow's warning would only add noise.
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                img = Image.open(path)
-        except Image.DecompressionBombError as e:
-            # Pillow refuses beyond 2x its own limit before we see the size; it names the size.
-            m = re.search(r"\((\d+) pixels\)", str(e))
-            count = f"{int(m.group(1)):,} pixels" if m else "more pixels than Pillow allows"
-            raise SlideError(
-                f"image {name} has {count}, over the {max_pixels:,} limit for plain images; "
-                "convert it to a tiled pyramidal TIFF"
-            ) from e
-        except UnidentifiedImageError as e:
-            raise SlideError(
-                f"{name} is not a slide image OpenSlide or Pillow can read; {SLIDE_HINT}"
-            ) from e
-        except OSError as e:
-            raise SlideError(f"cannot read {name}: {e.strerror or e}") from e
-        with img:
+        self._max_pixels = max_pixels
+        with self._open() as img:
+            # Everything here comes from the header; nothing is decoded yet.
+            name = quoted(path)
             if img.format not in _PLAIN_FORMATS:
                 raise SlideError(
                     f"{name} is a {img.format} image, which wsitui does not read; {SLIDE_HINT}"
@@ -570,22 +679,86 @@ class PillowReader(SlideReader):
                     f"image {name} has pixel mode {img.mode} (e.g. 16-bit or float), which wsitui "
                     "does not read; convert it to 8-bit RGB"
                 )
+            if img.format == "PNG":
+                # Chunk CRCs catch a truncated or damaged PNG at open, at the cost of reading
+                # the file but without inflating or decoding any pixel data.
+                try:
+                    img.verify()
+                except (OSError, ValueError, SyntaxError, EOFError) as e:
+                    raise self._corrupt(e) from e
+            self.properties = {"pillow.format": img.format, "pillow.mode": img.mode}
+        dims = [(w, h)]
+        while max(dims[-1]) // 4 >= 256:
+            dims.append((-(-dims[-1][0] // 4), -(-dims[-1][1] // 4)))  # Image.reduce rounds up
+        self.level_dimensions = tuple(dims)
+        self.level_downsamples = tuple(w / d[0] for d in dims)
+        self._levels: list[Image.Image] | None = None
+        self._load_lock = threading.Lock()
+        self._closed = False
+
+    def _open(self) -> Image.Image:
+        name = quoted(self.path)
+        try:
+            with warnings.catch_warnings():
+                # Our own limit (checked from the header) decides; Pillow's warning is noise.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                return Image.open(self.path)
+        except Image.DecompressionBombError as e:
+            # Pillow refuses beyond 2x its own limit before we see the size; it names the size.
+            m = re.search(r"\((\d+) pixels\)", str(e))
+            count = f"{int(m.group(1)):,} pixels" if m else "more pixels than Pillow allows"
+            raise SlideError(
+                f"image {name} has {count}, over the {self._max_pixels:,} limit for plain "
+                "images; convert it to a tiled pyramidal TIFF"
+            ) from e
+        except UnidentifiedImageError as e:
+            raise SlideError(
+                f"{name} is not a slide image OpenSlide or Pillow can read; {SLIDE_HINT}"
+            ) from e
+        except OSError as e:
+            raise SlideError(f"cannot read {name}: {e.strerror or e}") from e
+
+    def _corrupt(self, e: BaseException) -> SlideError:
+        return SlideError(f"image {quoted(self.path)} is truncated or corrupt: {e}")
+
+    def _pixels(self) -> list[Image.Image]:
+        """The decoded pyramid, decoding it on first use (once, whichever thread gets here)."""
+        levels = self._levels
+        if levels is not None:
+            return levels
+        with self._load_lock:
+            if self._closed:
+                raise SlideError(f"image {quoted(self.path)} is closed; open it again")
+            if self._levels is None:
+                self._levels = self._decode()
+            return self._levels
+
+    def _decode(self) -> list[Image.Image]:
+        img = self._open()
+        keep = False  # close() frees the pixels too, so an RGB image we keep is not closed
+        try:
+            if img.size != self.level_dimensions[0] or img.mode != self.properties["pillow.mode"]:
+                raise SlideError(
+                    f"image {quoted(self.path)} changed since it was opened; open it again"
+                )
             try:
                 img.load()
-                if img.mode in {"RGBA", "LA", "PA", "La", "RGBa"} or "transparency" in img.info:
-                    rgb = composite(np.asarray(img.convert("RGBA")), WHITE)
-                else:
-                    rgb = np.asarray(img.convert("RGB"))
+                rgb = _plain_to_rgb(img)
             except (OSError, ValueError, SyntaxError) as e:
-                raise SlideError(f"image {name} is truncated or corrupt: {e}") from e
-            self.properties = {"pillow.format": img.format, "pillow.mode": img.mode}
-        levels = [np.ascontiguousarray(rgb)]
-        while max(levels[-1].shape[:2]) // 4 >= 256:
-            levels.append(np.asarray(Image.fromarray(levels[-1]).reduce(4)))
-        self._levels = levels
-        self.level_dimensions = tuple((a.shape[1], a.shape[0]) for a in levels)
-        self.level_downsamples = tuple(w / d[0] for d in self.level_dimensions)
-        self._closed = False
+                raise self._corrupt(e) from e
+            if rgb is img and getattr(img, "fp", None) is not None:
+                # Pillow keeps multi-frame files (TIFF, MPO) open after load(); a copy lets us
+                # close the file. Single-frame ones are closed already, so no copy is needed.
+                rgb = img.copy()
+            keep = rgb is img
+        finally:
+            if not keep:
+                img.close()
+        levels = [rgb]
+        for w, h in self.level_dimensions[1:]:
+            levels.append(levels[-1].reduce(4))
+            assert levels[-1].size == (w, h), "pyramid size differs from the one given at open"
+        return levels
 
     @property
     def associated_images(self) -> tuple[str, ...]:
@@ -595,21 +768,44 @@ class PillowReader(SlideReader):
         raise SlideError(f"image {quoted(self.path)} has no associated image {name!r} (has: none)")
 
     def _read(self, x: int, y: int, level: int, w: int, h: int) -> np.ndarray:
+        ds = self.level_downsamples[level]
+        return self._read_level_px(level, math.floor(x / ds), math.floor(y / ds), w, h)
+
+    def _read_level_px(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         if self._closed:
             raise SlideError(f"image {quoted(self.path)} is closed; open it again")
-        arr = self._levels[level]
-        ds = self.level_downsamples[level]
-        lx, ly = math.floor(x / ds), math.floor(y / ds)
+        img = self._pixels()[level]
         out = canvas(h, w, self.background)
-        ax, ay = max(lx, 0), max(ly, 0)
-        bx, by = min(lx + w, arr.shape[1]), min(ly + h, arr.shape[0])
+        ax, ay = max(x, 0), max(y, 0)
+        bx, by = min(x + w, img.width), min(y + h, img.height)
         if ax < bx and ay < by:
-            out[ay - ly : by - ly, ax - lx : bx - lx] = arr[ay:by, ax:bx]
+            out[ay - y : by - y, ax - x : bx - x] = np.asarray(img.crop((ax, ay, bx, by)))
         return out
 
     def close(self) -> None:
-        self._closed = True
-        self._levels = []
+        with self._load_lock:
+            self._closed = True
+            self._levels = None
+
+
+def _plain_to_rgb(img: Image.Image) -> Image.Image:
+    """A loaded plain image as RGB, transparency composited onto white.
+
+    Converted in strips: a whole-image convert (and the uint16 compositing maths) would hold
+    several full-size copies at once; this holds the source and the result only.
+    """
+    transparent = img.mode in {"RGBA", "LA", "PA", "La", "RGBa"} or "transparency" in img.info
+    if img.mode == "RGB" and not transparent:
+        return img
+    out = Image.new("RGB", img.size)
+    for y0 in range(0, img.height, PLAIN_STRIP_ROWS):
+        strip = img.crop((0, y0, img.width, min(img.height, y0 + PLAIN_STRIP_ROWS)))
+        if transparent:
+            part = Image.fromarray(composite(np.asarray(strip.convert("RGBA")), WHITE))
+        else:
+            part = strip.convert("RGB")
+        out.paste(part, (0, y0))
+    return out
 
 
 # ------------------------------------------------------------------------------ open_slide
@@ -630,8 +826,11 @@ def open_slide(
         raise SlideError(f"slide {name} does not exist; check the path") from None
     except OSError as e:
         raise SlideError(f"cannot read slide {name}: {e.strerror or e}") from e
-    if p.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         raise SlideError(f"slide {name} is a directory; give the slide file itself")
+    if not stat.S_ISREG(st.st_mode):
+        # A FIFO, socket or device: its size means nothing and reading it may block forever.
+        raise SlideError(f"slide {name} is not a regular file; give a slide file")
     if st.st_size == 0:
         raise SlideError(f"slide {name} is empty (0 bytes); copy or export it again")
     try:
