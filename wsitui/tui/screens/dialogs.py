@@ -25,14 +25,16 @@ SLIDE_SUFFIXES = (
 DIALOG_CSS = """
 ModalScreen { align: center middle; }
 ModalScreen > Vertical {
-    width: 72; height: auto; max-height: 90%;
+    width: 72; height: auto; max-height: 100%; overflow-y: auto;
     border: thick $accent; background: $surface; padding: 1 2;
 }
 ModalScreen .title { text-style: bold; margin-bottom: 1; }
-ModalScreen .hint { color: $text-muted; }
+ModalScreen .hint { color: $text-muted; margin-top: 1; }
+ModalScreen SelectionList { max-height: 6; }
 ModalScreen .error { color: $error; height: auto; }
 ModalScreen Horizontal.buttons { height: auto; margin-top: 1; align-horizontal: right; }
 ModalScreen Button { margin-left: 1; }
+ModalScreen Input, ModalScreen Select { background: $boost; }
 """
 
 
@@ -112,24 +114,36 @@ class AddJobDialog(ModalScreen[NewJob | None]):
         n = len(self.job_keys) + 1
         with Vertical():
             yield Label(f"Add a job to {self.workflow_name}", classes="title")
-            yield Label("Slide (tab completes; slide formats only)", classes="hint")
-            yield Input(placeholder="path/to/slide.svs", id="slide", suggester=SlidePathSuggester())
+            yield Label(
+                "Slide path (→ accepts the completion; folders and slide files are offered)",
+                classes="hint",
+            )
+            yield Input(
+                placeholder="path/to/slide.svs",
+                id="slide",
+                suggester=SlidePathSuggester(),
+                compact=True,
+            )
             yield Label("Job type", classes="hint")
             yield Select(
                 [(t.value, t) for t in JobType],
                 value=JobType.TISSUE_MASK,
                 allow_blank=False,
                 id="type",
+                compact=True,
             )
             yield Label(f"Branch (existing: {', '.join(self.branches)})", classes="hint")
             yield Input(
-                value=self.branches[0], id="branch", suggester=SuggestFromList(self.branches)
+                value=self.branches[0],
+                id="branch",
+                suggester=SuggestFromList(self.branches),
+                compact=True,
             )
             yield Label("Job id", classes="hint")
-            yield Input(value=f"job{n}", id="key")
+            yield Input(value=f"job{n}", id="key", compact=True)
             if self.job_keys:
                 yield Label("Depends on", classes="hint")
-                yield SelectionList[str](*[(k, k) for k in self.job_keys], id="deps")
+                yield SelectionList[str](*[(k, k) for k in self.job_keys], id="deps", compact=True)
             yield Label("", classes="error", id="error")
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
