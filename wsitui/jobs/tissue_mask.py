@@ -18,6 +18,7 @@ checkpoint: a resumed job simply starts again.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import platform
 import shutil
@@ -565,18 +566,25 @@ def _run(
     tiles_dir = out / TILES_DIR
     tiles_dir.mkdir()
     tissue = set(grid.tissue_tiles)
-    tile_bytes = 0
+    tile_pngs: dict[str, bytes] = {}  # encoded once: written here, archived below
+
+    def write_tile(col: int, row: int) -> None:
+        y0, y1, x0, x1 = grid.mask_box(col, row)
+        buf = io.BytesIO()
+        Image.fromarray(tm.mask[y0:y1, x0:x1]).save(buf, format="PNG", compress_level=1)
+        name = f"tile_{col}_{row}.png"
+        (tiles_dir / name).write_bytes(buf.getvalue())
+        tile_pngs[name] = buf.getvalue()
+
     step = max(1, total // 200)  # ~200 progress reports per job at most
     for i in range(total):
         row, col = divmod(i, grid.cols)
         if (col, row) in tissue:
-            y0, y1, x0, x1 = grid.mask_box(col, row)
-            p = tiles_dir / f"tile_{col}_{row}.png"
-            Image.fromarray(tm.mask[y0:y1, x0:x1]).save(p)
-            tile_bytes += p.stat().st_size
+            write_tile(col, row)
         cancel_point()  # every tile boundary
         if (i + 1) % step == 0 or i + 1 == total:
             progress(i + 1, total)
+    tile_bytes = sum(len(b) for b in tile_pngs.values())
     Image.fromarray(tm.mask).save(out / MASK_FILE)
     (out / TILES_FILE).write_text(grid.model_dump_json())
     Image.fromarray(render_preview(reader, tm.mask, tm.image)).save(out / PREVIEW_FILE)
@@ -635,19 +643,19 @@ def _run(
         versions=library_versions(),
     )
     (out / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))
-    _write_archive(out, [MASK_FILE, TILES_FILE, PREVIEW_FILE, MANIFEST_FILE])
+    _write_archive(out, [MASK_FILE, TILES_FILE, PREVIEW_FILE, MANIFEST_FILE], tile_pngs)
     return manifest
 
 
-def _write_archive(out: Path, names: list[str]) -> None:
+def _write_archive(out: Path, names: list[str], tile_pngs: dict[str, bytes]) -> None:
     tmp = out / f".{ARCHIVE_FILE}.partial"
     with zipfile.ZipFile(tmp, "w") as zf:
         for name in names:
             # PNGs are compressed already; deflating them again only costs time.
             kind = zipfile.ZIP_STORED if name.endswith(".png") else zipfile.ZIP_DEFLATED
             zf.write(out / name, name, compress_type=kind)
-        for p in sorted((out / TILES_DIR).iterdir()):
-            zf.write(p, f"{TILES_DIR}/{p.name}", compress_type=zipfile.ZIP_STORED)
+        for name in sorted(tile_pngs):
+            zf.writestr(f"{TILES_DIR}/{name}", tile_pngs[name], compress_type=zipfile.ZIP_STORED)
     tmp.replace(out / ARCHIVE_FILE)
 
 
