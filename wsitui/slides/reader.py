@@ -34,9 +34,9 @@ import stat
 import threading
 import warnings
 from abc import ABC, abstractmethod
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,15 +203,30 @@ class SlideReader(ABC):
                 on_block(1, 1)
             return out
         out = np.empty((th, tw, 3), np.uint8)
-        pool = ThreadPoolExecutor(min(SCALED_READ_WORKERS, len(blocks)), "wsitui-scaled")
+        workers = min(SCALED_READ_WORKERS, len(blocks))
+        pool = ThreadPoolExecutor(workers, "wsitui-scaled")
+        # A sliding window, not pool.map: workers stay at most `workers` blocks ahead of the
+        # caller, so a cancel raised by on_block leaves at most that many blocks decoding.
+        todo = iter(blocks)
+        window: deque[tuple[tuple[int, int, int, int], Future[np.ndarray]]] = deque()
+
+        def submit_next() -> None:
+            block = next(todo, None)
+            if block is not None:
+                window.append((block, pool.submit(one, block)))
+
         try:
-            parts = pool.map(one, blocks)
-            for i, ((ox0, oy0, ox1, oy1), part) in enumerate(zip(blocks, parts, strict=True)):
-                out[oy0:oy1, ox0:ox1] = part
+            for _ in range(workers):
+                submit_next()
+            done = 0
+            while window:
+                (ox0, oy0, ox1, oy1), future = window.popleft()
+                out[oy0:oy1, ox0:ox1] = future.result()
+                done += 1
                 if on_block is not None:
-                    on_block(i + 1, len(blocks))
+                    on_block(done, len(blocks))
+                submit_next()
         finally:
-            # On an error or a cancel, do not decode the rest of the level first.
             pool.shutdown(wait=True, cancel_futures=True)
         return out
 
