@@ -153,6 +153,7 @@ class Engine:
         self.executors: dict[str, Executor] = {str(e.job_type): e for e in executors}
         self.scheduler = rules.Scheduler(max_workers, max_active_users)
         self._store: Store | None = None
+        self._lock = DataDirLock(self.data_dir)
         self._jobs: dict[str, Job] = {}
         self._workflows: dict[str, Workflow] = {}
         self._wf_jobs: dict[str, list[str]] = {}
@@ -173,7 +174,6 @@ class Engine:
         return self._store
 
     async def __aenter__(self) -> Engine:
-        self._lock = DataDirLock(self.data_dir)
         self._lock.acquire()
         try:
             self._store = Store(self.data_dir / "state.db")
