@@ -4,9 +4,11 @@ from collections.abc import Callable
 
 import anyio
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from wsitui.core.models import JobSpec, WorkflowSpec
 from wsitui.tui.app import WsituiApp
+from wsitui.tui.screens.dialogs import AddJobDialog
 
 
 def spec(name: str, *jobs: tuple) -> WorkflowSpec:
@@ -36,3 +38,16 @@ async def settle(app: WsituiApp, pilot: Pilot, until: Callable[[], bool] | None 
         await pilot.pause()
         await app.flush()
     await pilot.pause()
+
+
+async def add_job_via_dialog(app: WsituiApp, pilot: Pilot, slide: str) -> None:
+    """Press a, give the slide path, submit, and wait for the slide check to finish."""
+    await pilot.press("a")
+    await pilot.pause()
+    assert isinstance(app.screen, AddJobDialog)
+    app.screen.query_one("#slide", Input).value = slide
+    await pilot.press("enter")
+    await pilot.pause()
+    for worker in [w for w in app.workers if w.group == "add-job"]:
+        await worker.wait()
+    await settle(app, pilot)

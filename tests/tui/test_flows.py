@@ -10,9 +10,9 @@ import pytest
 
 from tests.slides.samples import sample_slide_path
 from tests.tui.conftest import make_app
-from tests.tui.helpers import settle, spec
+from tests.tui.helpers import add_job_via_dialog, settle, spec
 from wsitui.core.models import JobState
-from wsitui.tui.screens.dialogs import AddJobDialog, ConfirmDialog, TenantDialog
+from wsitui.tui.screens.dialogs import ConfirmDialog, TenantDialog
 from wsitui.tui.screens.metrics import MetricsScreen
 from wsitui.tui.widgets.lanes import JobCard
 from wsitui.tui.widgets.workflows import WorkflowRow
@@ -40,15 +40,7 @@ async def test_create_start_cancel_retry(tmp_path, slide):
         await settle(app, pilot)
         assert [r.workflow_id for r in app.query(WorkflowRow)] == ["wf0001"]
 
-        await pilot.press("a")
-        await pilot.pause()
-        assert isinstance(app.screen, AddJobDialog)
-        app.screen.query_one("#slide").value = str(slide)
-        await pilot.press("enter")
-        await pilot.pause()
-        for worker in [w for w in app.workers if w.group == "add-job"]:
-            await worker.wait()
-        await settle(app, pilot)
+        await add_job_via_dialog(app, pilot, str(slide))
         job = only_job(app)
         assert job.state is JobState.PENDING and not job.enqueued  # held until started
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from textual.pilot import Pilot
 
 from tests.tui.conftest import T0, make_app
-from tests.tui.helpers import settle, spec
+from tests.tui.helpers import add_job_via_dialog, settle, spec
 from wsitui.core.models import JobState
 
 SIZE = (120, 36)
@@ -162,13 +162,6 @@ def test_error_shown_for_a_bad_slide(snap_compare, snapshot_dir: Path):
         await app.ready.wait()
         app.engine.submit("alice", spec("w", ("a", "A")), start=False)
         await settle(app, pilot)
-        await pilot.press("a")
-        await pilot.pause()
-        app.screen.query_one("#slide").value = str(bad)
-        await pilot.press("enter")
-        await pilot.pause()
-        for worker in [w for w in app.workers if w.group == "add-job"]:
-            await worker.wait()
-        await settle(app, pilot)
+        await add_job_via_dialog(app, pilot, str(bad))
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
