@@ -1,19 +1,39 @@
 """The contract between the engine and per-job-type executors.
 
-An executor is a plugin for one JobType. The engine calls `validate` at submission (bad params
-are refused before anything runs) and `run` when the job starts. `run` is async but must do its
-CPU work off the event loop (`anyio.to_thread.run_sync`); inside that thread it reports progress,
-checks for cancellation at tile boundaries and saves checkpoints through the JobContext, all of
-which are safe to call from any thread.
+An executor is a plugin for one JobType. Its life with an engine:
+
+- `params_model` declares the job's params (pydantic, `extra="forbid"`); the engine validates a
+  job's params once, at submission, and hands the executor the parsed model at run time.
+- `validate` is called at submission with the parsed params and the specs of the jobs this one
+  depends on (`UpstreamSpec`), so an executor can refuse what it cannot run ("needs a
+  TISSUE_MASK upstream on the same slide") before anything runs.
+- `resources(params)` names what a running job holds besides a worker (e.g. `{"gpu": 1}`);
+  `capacity()` says how much of each resource the machine has. Both are scheduling rules: a job
+  starts only when its resources are free (R9 in `rules.py`).
+- `open()` / `close()` run once with the engine: create shared, expensive things lazily (a
+  loaded model) and release them on close.
+- `run(ctx)` does the work. CPU work goes off the event loop through `ctx.to_thread`, which uses
+  the executor type's own bounded thread pool (`threads`). Inside a thread the executor reports
+  progress and its stage, checks for cancellation at tile boundaries and saves checkpoints
+  through the JobContext, all of which are safe from any thread.
+
+Results: `ctx.results_dir` is created by the engine. Its contents are kept when a job resumes
+within one attempt (per-tile shards under `ctx.shards_dir` make resume cheap) and cleared when a
+new attempt (a retry) starts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
-from wsitui.core.models import Job, JobSpec, JobType
+from pydantic import BaseModel, ConfigDict
+
+from wsitui.core.models import Job, JobSpec, JobState, JobType
+
+T = TypeVar("T")
 
 
 class JobCanceled(Exception):
@@ -22,6 +42,33 @@ class JobCanceled(Exception):
 
 class JobError(Exception):
     """A failure with a one-line message meant for the user (the job ends FAILED with it)."""
+
+
+class NoParams(BaseModel):
+    """Params model of an executor that takes none."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSpec:
+    """A dependency as known at submission (it may be submitted in the same call)."""
+
+    key: str
+    job_type: JobType
+    slide: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamJob:
+    """A dependency as an executor sees it at run time (it has SUCCEEDED, by rule R4)."""
+
+    key: str
+    job_id: str
+    job_type: JobType
+    slide: str
+    state: JobState
+    results_dir: Path
 
 
 class CheckpointStore(Protocol):
@@ -34,10 +81,26 @@ class CheckpointStore(Protocol):
 
 class JobContext(Protocol):
     job: Job
+    params: BaseModel  # the executor's params_model, parsed from job.params
     results_dir: Path  # created by the engine, inside the data dir
+    shards_dir: Path  # results_dir / "shards": per-tile results, kept on resume
+    upstream: tuple[UpstreamJob, ...]
     checkpoint: CheckpointStore
 
-    def report(self, tiles_done: int, tiles_total: int) -> None: ...
+    def report(
+        self, tiles_done: int, tiles_total: int, counters: Mapping[str, int] | None = None
+    ) -> None:
+        """Progress. Within one attempt tiles_done never goes down (lower values are ignored)
+        unless `restart_progress` was called first."""
+        ...
+
+    def restart_progress(self, reason: str) -> None:
+        """Say honestly that the work starts over from tile 0 (e.g. a checkpoint was unusable)."""
+        ...
+
+    def set_stage(self, stage: str) -> None:
+        """What the job does now, shown by every face: "loading model", "writing outputs"."""
+        ...
 
     def cancel_requested(self) -> bool: ...
 
@@ -45,12 +108,36 @@ class JobContext(Protocol):
         """Raise JobCanceled if the user (or shutdown) asked this job to stop."""
         ...
 
-
-class Executor(Protocol):
-    job_type: JobType
-
-    def validate(self, spec: JobSpec, slide: Path) -> None:
-        """Raise ValueError with a one-line message if the spec cannot run (e.g. bad params)."""
+    async def to_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking work in this job type's bounded thread pool."""
         ...
 
-    async def run(self, ctx: JobContext) -> None: ...
+
+class Executor:
+    """Base class with the defaults; an executor overrides what it needs."""
+
+    job_type: ClassVar[JobType]
+    params_model: ClassVar[type[BaseModel]] = NoParams
+    threads: ClassVar[int] = 2  # this job type's own thread pool size
+
+    def resources(self, params: BaseModel) -> Mapping[str, int]:
+        """Resources a running job holds besides its worker, e.g. {"gpu": 1}."""
+        return {}
+
+    def capacity(self) -> Mapping[str, int]:
+        """How much of each resource this machine has for this job type, e.g. {"gpu": 2}."""
+        return {}
+
+    def validate(
+        self, spec: JobSpec, slide: Path, params: BaseModel, upstream: Sequence[UpstreamSpec]
+    ) -> None:
+        """Raise ValueError with a one-line message if the job cannot run."""
+
+    async def open(self) -> None:
+        """Called once when the engine starts."""
+
+    async def close(self) -> None:
+        """Called once when the engine stops: release shared resources (models, pools)."""
+
+    async def run(self, ctx: JobContext) -> None:
+        raise NotImplementedError

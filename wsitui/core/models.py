@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 # Ids end up as directory names under the data dir: keep them to a safe alphabet so they can
 # never contain a separator, "..", or a hidden-file dot at the start.
-SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+SAFE_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # \Z: "$" would accept a final newline
 SAFE_ID_HINT = "use 1-64 letters, digits, '_' or '-', starting with a letter or digit"
 
 
@@ -120,6 +120,9 @@ class Job:
     seq: int = 0  # lane entry order; lower = earlier
     enqueued: bool = True  # False: created but not started by the user yet
     blocked: bool = False  # an upstream failed or was canceled
+    stage: str = ""  # what a running job is doing, as its executor says ("loading model", ...)
+    counters: dict[str, int] = field(default_factory=dict)  # live counts, e.g. {"cells": 1234}
+    crashes: int = 0  # process deaths while it ran with no checkpoint since (poison-job guard)
 
     @property
     def progress(self) -> float:

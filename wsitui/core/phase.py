@@ -1,0 +1,122 @@
+"""A job's phase as a person reads it: one derivation shared by every face.
+
+The scheduler has its own view (`rules.Phase`); a face wants more: *why* a pending job is not
+running. This module answers that from job snapshots alone (plus the waiting-tenant order), so
+the TUI, `wsitui status` (which reads a data dir without an engine) and `wsitui run --json`
+agree on every job. Order of precedence for a PENDING job:
+
+  held (not started by the user) → blocked (an upstream failed or was canceled) → after a
+  dependency (an upstream has not succeeded yet) → waiting (its tenant waits for a slot) →
+  behind (another job of its lane runs or is ahead of it) → ready (waiting for a free worker).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from wsitui.core.models import Job, JobState
+
+
+class JobPhase(StrEnum):
+    HELD = "held"
+    BLOCKED = "blocked"
+    AFTER = "after"  # waiting on a dependency that has not succeeded yet
+    WAITING = "waiting"  # its tenant waits for an active-tenant slot
+    BEHIND = "behind"  # another job of its lane runs or is ahead of it
+    READY = "ready"  # first in its lane, waiting for a free worker (or resource)
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+_TERMINAL = {
+    JobState.RUNNING: JobPhase.RUNNING,
+    JobState.SUCCEEDED: JobPhase.SUCCEEDED,
+    JobState.FAILED: JobPhase.FAILED,
+    JobState.CANCELED: JobPhase.CANCELED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseInfo:
+    phase: JobPhase
+    reason: str = ""  # one line; empty when the phase says it all
+
+
+def _bad_upstream(job: Job, jobs: Mapping[str, Job]) -> Job | None:
+    """The failed or canceled job (possibly several levels up) that blocks `job`."""
+    for dep_id in job.depends_on:
+        dep = jobs.get(dep_id)
+        if dep is None:
+            continue
+        if dep.state in (JobState.FAILED, JobState.CANCELED):
+            return dep
+        if dep.blocked:
+            found = _bad_upstream(dep, jobs)
+            if found is not None:
+                return found
+    return None
+
+
+def _in_lane(job: Job) -> bool:
+    """Queued and standing in its lane (not held, not blocked)."""
+    return job.state is JobState.PENDING and job.enqueued and not job.blocked
+
+
+def job_phases(jobs: Sequence[Job], waiting: Sequence[str] = ()) -> dict[str, PhaseInfo]:
+    """Phase of every job of one workflow. `waiting`: tenants waiting for a slot, in order."""
+    by_id = {job.id: job for job in jobs}
+    lanes: dict[str, list[Job]] = {}
+    for job in jobs:
+        if job.state is JobState.RUNNING or _in_lane(job):
+            lanes.setdefault(job.branch, []).append(job)
+    out: dict[str, PhaseInfo] = {}
+    for job in jobs:
+        out[job.id] = _phase(job, by_id, lanes.get(job.branch, ()), waiting)
+    return out
+
+
+def job_phase(job: Job, jobs: Sequence[Job], waiting: Sequence[str] = ()) -> PhaseInfo:
+    """Phase of one job; `jobs` are its workflow's jobs."""
+    return job_phases(jobs, waiting)[job.id]
+
+
+def _phase(
+    job: Job, by_id: Mapping[str, Job], lane: Sequence[Job], waiting: Sequence[str]
+) -> PhaseInfo:
+    if job.state in _TERMINAL:
+        reason = ""
+        if job.state is JobState.FAILED and job.error:
+            reason = job.error.splitlines()[0]
+        elif job.state is JobState.RUNNING and job.stage:
+            reason = job.stage
+        return PhaseInfo(_TERMINAL[job.state], reason)
+    if not job.enqueued:
+        return PhaseInfo(JobPhase.HELD, "not started yet")
+    if job.blocked:
+        up = _bad_upstream(job, by_id)
+        why = f"upstream {up.key} {str(up.state).lower()}" if up else "an upstream job failed"
+        return PhaseInfo(JobPhase.BLOCKED, why + "; retry it to go on")
+    unmet = [
+        by_id[d] for d in job.depends_on if d in by_id and by_id[d].state is not JobState.SUCCEEDED
+    ]
+    if unmet:
+        dep = unmet[0]
+        note = " (not started)" if dep.state is JobState.PENDING and not dep.enqueued else ""
+        return PhaseInfo(JobPhase.AFTER, f"after {dep.key}{note}")
+    if job.tenant in waiting:
+        place = list(waiting).index(job.tenant) + 1
+        return PhaseInfo(JobPhase.WAITING, f"for a tenant slot (#{place} in line)")
+    ahead = [
+        other
+        for other in lane
+        if other.id != job.id
+        and (other.state is JobState.RUNNING or (other.seq, other.id) < (job.seq, job.id))
+    ]
+    if ahead:
+        first = next((o for o in ahead if o.state is JobState.RUNNING), ahead[0])
+        return PhaseInfo(JobPhase.BEHIND, f"behind {first.key} in its lane")
+    return PhaseInfo(JobPhase.READY, "waiting for a free worker")
