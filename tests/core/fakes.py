@@ -4,25 +4,37 @@ the real executors live in wsitui.jobs and have their own tests."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
+from pydantic import BaseModel
 
-from wsitui.core.executor import JobContext, JobError
+from wsitui.core.executor import Executor, JobContext, JobError, UpstreamSpec
 from wsitui.core.models import JobSpec, JobType
 
 
-class GatedExecutor:
+class LooseParams(BaseModel):
+    """Fakes accept any params (the engine's own params handling is tested separately)."""
+
+    model_config = {"extra": "allow"}
+
+
+class GatedExecutor(Executor):
     """Each job runs until the test releases it with an outcome: exact control over timing."""
 
+    params_model = LooseParams
+
     def __init__(self, job_type: JobType = JobType.TISSUE_MASK) -> None:
-        self.job_type = job_type
+        self.job_type = job_type  # type: ignore[misc]
         self.gates: dict[str, anyio.Event] = {}
         self.outcomes: dict[str, str] = {}
         self.started: list[str] = []
 
-    def validate(self, spec: JobSpec, slide: Path) -> None:
+    def validate(
+        self, spec: JobSpec, slide: Path, params: BaseModel, upstream: Sequence[UpstreamSpec]
+    ) -> None:
         if "bad" in spec.params:
             raise ValueError("param 'bad' is not allowed: remove it")
 
@@ -44,20 +56,19 @@ class GatedExecutor:
         self.gates.setdefault(job_id, anyio.Event()).set()
 
 
-class SleepExecutor:
+class SleepExecutor(Executor):
+    params_model = LooseParams
+
     """Sleeps per tile in a worker thread, checkpointing each tile and logging it to a file."""
 
     def __init__(self, tiles: int = 20, tile_seconds: float = 0.05, log: Path | None = None):
-        self.job_type = JobType.TISSUE_MASK
+        self.job_type = JobType.TISSUE_MASK  # type: ignore[misc]
         self.tiles = tiles
         self.tile_seconds = tile_seconds
         self.log = log
 
-    def validate(self, spec: JobSpec, slide: Path) -> None:
-        return None
-
     async def run(self, ctx: JobContext) -> None:
-        await anyio.to_thread.run_sync(self._work, ctx)
+        await ctx.to_thread(self._work, ctx)
 
     def _work(self, ctx: JobContext) -> None:
         saved = ctx.checkpoint.load()

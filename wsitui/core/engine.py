@@ -9,20 +9,25 @@ and retry; there is no polling tick (R8).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
+import shutil
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
+import anyio.to_thread
 from anyio.abc import TaskGroup
+from pydantic import BaseModel, ValidationError
 
 from wsitui.core import rules
 from wsitui.core.events import (
@@ -35,7 +40,13 @@ from wsitui.core.events import (
     TenantWaiting,
     WorkflowProgress,
 )
-from wsitui.core.executor import Executor, JobCanceled, JobError
+from wsitui.core.executor import (
+    Executor,
+    JobCanceled,
+    JobError,
+    UpstreamJob,
+    UpstreamSpec,
+)
 from wsitui.core.models import (
     SAFE_ID,
     SAFE_ID_HINT,
@@ -50,7 +61,9 @@ from wsitui.core.models import (
     job_id_for,
 )
 from wsitui.core.paths import DataDirLock, results_dir
-from wsitui.core.store import Store
+from wsitui.core.store import Store, StoreError
+
+T = TypeVar("T")
 
 _PHASE = {
     JobState.SUCCEEDED: rules.Phase.SUCCEEDED,
@@ -79,6 +92,7 @@ class EngineStats:
     queued: int
     max_workers: int
     max_active_users: int
+    resources: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # name: (used, cap)
 
 
 class _Tally:
@@ -99,30 +113,72 @@ class _Tally:
         self.runnable += sign * (job.state is JobState.PENDING and not job.blocked)
 
 
+class _Revoked:
+    """Shared by a run's context parts: set once the engine gave up waiting for the run."""
+
+    __slots__ = ("is_set",)
+
+    def __init__(self) -> None:
+        self.is_set = False
+
+
 class _Checkpoint:
-    def __init__(self, store: Store, job: Job) -> None:
-        self._store, self._job = store, job
+    def __init__(self, store: Store, job: Job, revoked: _Revoked) -> None:
+        self._store, self._job, self._revoked = store, job, revoked
 
     def load(self) -> dict[str, Any] | None:
         found = self._store.load_checkpoint(self._job.id, self._job.attempt)
         return None if found is None else found[0]
 
     def save(self, state: Mapping[str, Any], tiles_done: int) -> None:
+        if self._revoked.is_set:  # a run past its cancel deadline must not write any more
+            raise JobCanceled(self._job.id)
         self._store.save_checkpoint(self._job.id, self._job.attempt, state, tiles_done)
 
 
 class _JobContext:
     """What an executor sees of the engine; every method is safe from any thread."""
 
-    def __init__(self, engine: Engine, job: Job, out_dir: Path, cancel: threading.Event) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        job: Job,
+        out_dir: Path,
+        cancel: threading.Event,
+        params: BaseModel,
+        upstream: tuple[UpstreamJob, ...],
+        limiter: anyio.CapacityLimiter,
+    ) -> None:
         self.job = job
+        self.params = params
         self.results_dir = out_dir
-        self.checkpoint = _Checkpoint(engine.store, job)
+        self.shards_dir = out_dir / "shards"
+        self.upstream = upstream
+        self.revoked = _Revoked()
+        self.checkpoint = _Checkpoint(engine.store, job, self.revoked)
         self._engine = engine
         self._cancel = cancel
+        self._limiter = limiter
 
-    def report(self, tiles_done: int, tiles_total: int) -> None:
-        self._engine._call_in_loop(self._engine._on_progress, self.job.id, tiles_done, tiles_total)
+    def _send(self, **change: Any) -> None:
+        if self.revoked.is_set:
+            raise JobCanceled(self.job.id)
+        self._engine._call_in_loop(self._engine._on_progress, self.job.id, self.job.attempt, change)
+
+    def report(
+        self, tiles_done: int, tiles_total: int, counters: Mapping[str, int] | None = None
+    ) -> None:
+        self._send(
+            tiles_done=int(tiles_done),
+            tiles_total=int(tiles_total),
+            counters=None if counters is None else {str(k): int(v) for k, v in counters.items()},
+        )
+
+    def restart_progress(self, reason: str) -> None:
+        self._send(restart=reason)
+
+    def set_stage(self, stage: str) -> None:
+        self._send(stage=" ".join(str(stage).split())[:80])
 
     def cancel_requested(self) -> bool:
         return self._cancel.is_set()
@@ -130,6 +186,36 @@ class _JobContext:
     def check_cancel(self) -> None:
         if self._cancel.is_set():
             raise JobCanceled(self.job.id)
+
+    async def to_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        # abandon_on_cancel: a run the engine gave up on must not pin shutdown to its thread.
+        return await anyio.to_thread.run_sync(
+            fn, *args, limiter=self._limiter, abandon_on_cancel=True
+        )
+
+
+@dataclass(slots=True)
+class _Run:
+    """One RUNNING job's controls."""
+
+    cancel: threading.Event  # seen by executor threads
+    stop: asyncio.Event  # the same request, awaitable on the loop
+    ctx: _JobContext | None = None
+
+    def request_stop(self) -> None:
+        self.cancel.set()
+        self.stop.set()
+
+
+class _Crash(Exception):
+    """An executor raised something that is not an Exception (SystemExit, a stray cancel...)."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(f"{type(exc).__name__}: {exc}".rstrip(": "))
+
+
+class _Abandoned(Exception):
+    """The run ignored a stop request for longer than the grace period."""
 
 
 class Engine:
@@ -144,27 +230,43 @@ class Engine:
         clock: Callable[[], float] = time.time,
         results_root: Path | None = None,
         new_id: Callable[[], str] = lambda: "wf" + secrets.token_hex(4),
+        cancel_grace: float = 5.0,
+        resources: Mapping[str, int] | None = None,
     ) -> None:
+        """`cancel_grace`: seconds a running job gets to stop after a cancel or shutdown before
+        the engine ends it without waiting. `resources`: caps that override what the executors
+        declare (e.g. {"gpu": 1} on a box whose second GPU is for something else)."""
         self.data_dir = Path(data_dir)
         self.results_root = Path(results_root) if results_root else self.data_dir / "results"
         self.bus = bus or EventBus()
         self.clock = clock
+        self.cancel_grace = cancel_grace
         self._new_id = new_id  # deterministic in snapshot tests
         self.executors: dict[str, Executor] = {str(e.job_type): e for e in executors}
-        self.scheduler = rules.Scheduler(max_workers, max_active_users)
+        capacity: dict[str, int] = {}
+        for executor in self.executors.values():
+            for name, amount in executor.capacity().items():
+                capacity[name] = max(capacity.get(name, 0), amount)
+        capacity.update(resources or {})
+        self.scheduler = rules.Scheduler(max_workers, max_active_users, capacity)
+        self._limiters = {
+            t: anyio.CapacityLimiter(max(1, e.threads)) for t, e in self.executors.items()
+        }
         self._store: Store | None = None
         self._lock = DataDirLock(self.data_dir)
         self._jobs: dict[str, Job] = {}
         self._workflows: dict[str, Workflow] = {}
         self._wf_jobs: dict[str, list[str]] = {}
         self._tally: dict[str, _Tally] = {}
-        self._cancel: dict[str, threading.Event] = {}  # one per RUNNING job
+        self._runs: dict[str, _Run] = {}  # one per RUNNING job
         self._user_canceled: set[str] = set()  # so shutdown cannot turn a cancel into a resume
+        self._abandoned: set[asyncio.Task[Any]] = set()  # runs past their cancel deadline
         self._tg: TaskGroup | None = None
         self._closing = False
         self._changed = anyio.Event()
         self._loop_thread: int | None = None
         self._token: Any = None
+        self._opened: list[Executor] = []
 
     # ---- lifecycle -----------------------------------------------------------------------------
     @property
@@ -177,12 +279,19 @@ class Engine:
         self._lock.acquire()
         try:
             self._store = Store(self.data_dir / "state.db")
+            self._loop_thread = threading.get_ident()
+            self._token = anyio.lowlevel.current_token()
+            self._recover()
+            for executor in self.executors.values():
+                await executor.open()
+                self._opened.append(executor)
         except BaseException:
+            await self._close_executors()
+            if self._store is not None:
+                self._store.close()
+                self._store = None
             self._lock.release()
             raise
-        self._loop_thread = threading.get_ident()
-        self._token = anyio.lowlevel.current_token()
-        self._recover()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._dispatch()
@@ -194,10 +303,14 @@ class Engine:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        """Stop: running jobs stop at their next tile and go back to the head of their lane."""
+        """Stop: running jobs stop at their next tile and go back to the head of their lane.
+
+        Bounded: a job that does not stop within `cancel_grace` is left behind (interrupted,
+        resumed at the next start) and the engine closes anyway.
+        """
         self._closing = True
-        for event in self._cancel.values():
-            event.set()
+        for run in self._runs.values():
+            run.request_stop()
         try:
             assert self._tg is not None
             # If this exit is itself a cancellation, job tasks are cancelled instead; their
@@ -205,45 +318,93 @@ class Engine:
             return await self._tg.__aexit__(exc_type, exc, tb)
         finally:
             self._tg = None
+            with anyio.CancelScope(shield=True):
+                await self._close_executors()
+            for task in self._abandoned:
+                task.cancel()
             self.store.close()
             self._store = None
             self._lock.release()
 
+    async def _close_executors(self) -> None:
+        while self._opened:
+            executor = self._opened.pop()
+            try:
+                with anyio.move_on_after(max(self.cancel_grace, 1.0)):
+                    await executor.close()
+            except Exception:  # a failing close must not keep the data dir locked
+                logging.getLogger("wsitui").exception(
+                    "closing the %s executor failed", executor.job_type
+                )
+
     def _recover(self) -> None:
-        """Rebuild in-memory state; jobs found RUNNING were interrupted and resume first."""
+        """Rebuild in-memory state; jobs found RUNNING were interrupted and resume first.
+
+        A job found RUNNING means the process died while it ran. One that died twice in a row
+        without saving a checkpoint in between is failed instead of resumed a third time: it is
+        likely what kills the process (a poison job).
+        """
         for wf in self.store.workflows():
             self._workflows[wf.id] = wf
             self._wf_jobs[wf.id] = []
         interrupted: list[Job] = []
+        poisoned: list[Job] = []
         queued: list[Job] = []
+        now = self.clock()
         for job in self.store.jobs():
-            self._put(job)
-            self._wf_jobs[job.workflow_id].append(job.id)
+            if job.workflow_id not in self._wf_jobs:
+                raise StoreError(
+                    f"state database {self.store.path}: job {job.id!r} belongs to no workflow; "
+                    "restore a backup of state.db, or move it aside to start afresh"
+                )
             if job.state is JobState.RUNNING:
-                interrupted.append(job)
+                job = replace(job, crashes=job.crashes + 1)
+                if job.crashes >= 2:
+                    job = replace(
+                        job,
+                        state=JobState.FAILED,
+                        finished_at=now,
+                        error="the process died while this job ran, twice in a row with no "
+                        "progress saved: failed instead of resumed again; see its error.log "
+                        "or the log, fix the cause, then retry it",
+                    )
+                    poisoned.append(job)
+                else:
+                    interrupted.append(job)
             elif job.state is JobState.PENDING and job.enqueued:
                 queued.append(job)
+            self._put(job)
+            self._wf_jobs[job.workflow_id].append(job.id)
             phase = _PHASE.get(job.state, rules.Phase.HELD)
-            self.scheduler.add(job.id, job.tenant, self._lane(job), job.depends_on, job.seq, phase)
-        now = self.clock()
+            self.scheduler.add(
+                job.id,
+                job.tenant,
+                self._lane(job),
+                job.depends_on,
+                job.seq,
+                phase,
+                self._needs(job),
+            )
         resumed = []
         for job in interrupted:
             found = self.store.load_checkpoint(job.id, job.attempt)
             resumed.append(
-                replace(job, state=JobState.PENDING, tiles_done=found[1] if found else 0)
+                replace(job, state=JobState.PENDING, tiles_done=found[1] if found else 0, stage="")
             )
+        # Interrupted jobs go back to the head of their lanes (their old seqs are lowest).
+        for job in sorted(interrupted, key=lambda j: j.seq) + sorted(queued, key=lambda j: j.seq):
+            self.scheduler.enqueue(job.id, job.seq)
+        # Which tenants were active, and the waiting order, continue from the stored state.
+        self.scheduler.restore_tenants(self.store.tenant_rows())
+        for job_id, job in self._jobs.items():
+            if self.scheduler.jobs[job_id].blocked != job.blocked:
+                self._put(replace(job, blocked=self.scheduler.jobs[job_id].blocked))
         self._commit(
             resumed,
             "interrupted: the engine stopped while it ran; resumes from its last checkpoint",
             now,
         )
-        # Interrupted jobs go back to the head of their lanes, and their tenants were active.
-        for job in sorted(interrupted, key=lambda j: j.seq) + sorted(queued, key=lambda j: j.seq):
-            self.scheduler.enqueue(job.id, job.seq)
-        for job_id, job in self._jobs.items():
-            if self.scheduler.jobs[job_id].blocked:
-                self._put(replace(job, blocked=True))
-        self._publish_effects(now)
+        self._commit(poisoned, "failed: crashed the process on two consecutive starts", now)
 
     # ---- tenant-scoped reads -----------------------------------------------------------------
     def tenants(self) -> list[str]:
@@ -284,6 +445,7 @@ class Engine:
             queued=s.queued_count(),
             max_workers=s.max_workers,
             max_active_users=s.max_active_users,
+            resources={k: (s.in_use.get(k, 0), cap) for k, cap in s.capacity.items()},
         )
 
     def queue_depths(self, tenant: str) -> dict[tuple[str, str], int]:
@@ -327,7 +489,7 @@ class Engine:
 
     def add_job(self, tenant: str, workflow_id: str, spec: JobSpec, *, start: bool = True) -> Job:
         workflow = self.workflow(tenant, workflow_id).workflow
-        existing = {self._jobs[j].key: j for j in self._wf_jobs[workflow_id]}
+        existing = {self._jobs[j].key: self._jobs[j] for j in self._wf_jobs[workflow_id]}
         ordered = self._validate_jobs((spec,), existing=existing)
         self._create_jobs(workflow, ordered, start=start, new_workflow=False)
         return self._jobs[job_id_for(workflow_id, spec.id)]
@@ -357,11 +519,12 @@ class Engine:
         self._enqueue([j for j in self._wf_jobs[workflow_id] if _held(self._jobs[j])])
 
     def cancel(self, tenant: str, job_id: str) -> None:
-        """Cancel a pending job now, or ask a running one to stop at its next tile."""
+        """Cancel a pending job now, or ask a running one to stop at its next tile (it ends
+        CANCELED at the latest `cancel_grace` seconds later)."""
         job = self.job(tenant, job_id)
         if job.state is JobState.RUNNING:
             self._user_canceled.add(job.id)
-            self._cancel[job.id].set()
+            self._runs[job.id].request_stop()
             return
         if job.state is not JobState.PENDING:
             raise InvalidRequest(
@@ -383,9 +546,7 @@ class Engine:
                 f"job {job.key!r} is {job.state}: only failed or canceled jobs can be retried"
             )
         self.scheduler.retry(job.id)
-        self.store.clear_checkpoint(job.id)
         now = self.clock()
-        sj = self.scheduler.jobs[job.id]
         retried = replace(
             job,
             state=JobState.PENDING,
@@ -394,39 +555,65 @@ class Engine:
             error=None,
             started_at=None,
             finished_at=None,
-            seq=sj.seq,
             enqueued=True,
-            blocked=sj.blocked,
+            stage="",
+            counters={},
+            crashes=0,
         )
-        self._commit([retried], f"retry: attempt {retried.attempt}", now)
+        # The retried job, the dependents it unblocks, and dropping its old checkpoint: one
+        # transaction, so a crash can never leave a dependent ahead of its upstream.
+        self._commit([retried], f"retry: attempt {retried.attempt}", now, clear=[job.id])
         self._after_change()
         return self._jobs[job.id]
 
     # ---- internals: validation and creation --------------------------------------------------
+    def _parse_params(self, spec: JobSpec) -> BaseModel:
+        executor = self.executors.get(str(spec.type))
+        if executor is None:
+            raise InvalidRequest(
+                f"job {spec.id!r}: {spec.type} jobs cannot run yet (no executor is "
+                f"installed for them); available: {', '.join(sorted(self.executors)) or 'none'}"
+            )
+        try:
+            return executor.params_model.model_validate(spec.params)
+        except ValidationError as exc:
+            raise InvalidRequest(f"job {spec.id!r}: {_params_error(exc)}") from None
+
     def _validate_jobs(
-        self, specs: Sequence[JobSpec], existing: Mapping[str, str]
+        self, specs: Sequence[JobSpec], existing: Mapping[str, Job]
     ) -> list[JobSpec]:
-        """Check ids, types, params and the DAG; return specs in a stable topological order."""
+        """Check ids, types, params, resources, upstreams and the DAG; return specs in a stable
+        topological order."""
         keys: dict[str, JobSpec] = {}
         for spec in specs:
             if spec.id in keys or spec.id in existing:
                 raise InvalidRequest(f"job id {spec.id!r} is used twice in the workflow")
             keys[spec.id] = spec
         for spec in specs:
+            upstream: list[UpstreamSpec] = []
             for dep in spec.depends_on:
-                if dep not in keys and dep not in existing:
+                if dep in keys:
+                    upstream.append(UpstreamSpec(dep, keys[dep].type, keys[dep].slide))
+                elif dep in existing:
+                    up = existing[dep]
+                    upstream.append(UpstreamSpec(dep, up.job_type, up.slide))
+                else:
                     raise InvalidRequest(
                         f"job {spec.id!r} depends on unknown job {dep!r}: depends_on names "
                         "jobs of the same workflow"
                     )
-            executor = self.executors.get(str(spec.type))
-            if executor is None:
+            params = self._parse_params(spec)
+            executor = self.executors[str(spec.type)]
+            needs = executor.resources(params)
+            if not self.scheduler.fits(needs.items()):
+                have = ", ".join(f"{k}={v}" for k, v in sorted(self.scheduler.capacity.items()))
+                want = ", ".join(f"{k}={v}" for k, v in sorted(needs.items()))
                 raise InvalidRequest(
-                    f"job {spec.id!r}: {spec.type} jobs cannot run yet (no executor is "
-                    f"installed for them); available: {', '.join(sorted(self.executors)) or 'none'}"
+                    f"job {spec.id!r} needs {want} but this engine has {have or 'none'}: "
+                    'run it on the CPU (device = "cpu") or on a machine that has it'
                 )
             try:
-                executor.validate(spec, Path(spec.slide))
+                executor.validate(spec, Path(spec.slide), params, tuple(upstream))
             except ValueError as exc:
                 raise InvalidRequest(f"job {spec.id!r}: {exc}") from None
         ordered: list[JobSpec] = []
@@ -450,6 +637,16 @@ class Engine:
             visit(spec.id, [])
         return ordered
 
+    def _needs(self, job: Job) -> dict[str, int]:
+        """Resources a job holds while running (R9); params were validated at submission."""
+        executor = self.executors.get(str(job.job_type))
+        if executor is None:
+            return {}
+        try:
+            return dict(executor.resources(executor.params_model.model_validate(job.params)))
+        except ValidationError:
+            return {}  # the job fails with the message when it starts
+
     def _create_jobs(
         self, workflow: Workflow, specs: list[JobSpec], *, start: bool, new_workflow: bool
     ) -> None:
@@ -471,12 +668,17 @@ class Engine:
                 enqueued=False,
             )
             self.scheduler.add(
-                job.id, job.tenant, self._lane(job), job.depends_on, 0, rules.Phase.HELD
+                job.id,
+                job.tenant,
+                self._lane(job),
+                job.depends_on,
+                0,
+                rules.Phase.HELD,
+                self._needs(job),
             )
             if start:
                 self.scheduler.enqueue(job.id)
-            sj = self.scheduler.jobs[job.id]
-            created.append(replace(job, seq=sj.seq, enqueued=start, blocked=sj.blocked))
+            created.append(replace(job, enqueued=start))
             self._wf_jobs[workflow.id].append(job.id)
         self._commit(
             created, "submitted", now, created=True, workflow=workflow if new_workflow else None
@@ -485,57 +687,161 @@ class Engine:
 
     def _enqueue(self, job_ids: list[str]) -> None:
         now = self.clock()
-        changed = []
         for job_id in job_ids:
             self.scheduler.enqueue(job_id)
-            sj = self.scheduler.jobs[job_id]
-            changed.append(
-                replace(self._jobs[job_id], enqueued=True, seq=sj.seq, blocked=sj.blocked)
-            )
+        changed = [replace(self._jobs[j], enqueued=True) for j in job_ids]
         self._commit(changed, "started by user", now)
         self._after_change()
 
     # ---- internals: running jobs -------------------------------------------------------------
     def _dispatch(self) -> None:
-        """Start what the rules allow, then publish what changed (admissions included)."""
+        """Start what the rules allow; commit the starts with any admissions, then publish."""
         running = self._tg is not None and not self._closing
         starts = self.scheduler.next_starts() if running else []
         now = self.clock()
-        self._publish_effects(now)
-        if not starts or self._tg is None:
-            return
         started = [
             replace(self._jobs[j], state=JobState.RUNNING, started_at=now, finished_at=None)
             for j in starts
         ]
         self._commit(started, "started", now)
+        if self._tg is None:
+            return
         for job in started:
-            self._cancel[job.id] = threading.Event()
+            self._runs[job.id] = _Run(threading.Event(), asyncio.Event())
             self._tg.start_soon(self._run_job, job.id, name=f"job {job.id}")
+
+    def _prepare_results(self, job: Job) -> Path:
+        """The job's results dir: kept when it resumes within an attempt, emptied for a new one."""
+        out_dir = self.results_dir(job)
+        marker = out_dir / ".attempt"
+        try:
+            current = marker.read_text().strip() if marker.is_file() else None
+        except OSError:
+            current = None
+        if out_dir.exists() and current != str(job.attempt):
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{job.attempt}\n")
+        return out_dir
+
+    def _upstream(self, job: Job) -> tuple[UpstreamJob, ...]:
+        return tuple(
+            UpstreamJob(
+                key=up.key,
+                job_id=up.id,
+                job_type=up.job_type,
+                slide=up.slide,
+                state=up.state,
+                results_dir=self.results_dir(up),
+            )
+            for up in (self._jobs[d] for d in job.depends_on)
+        )
 
     async def _run_job(self, job_id: str) -> None:
         job = self._jobs[job_id]
-        cancel = self._cancel[job_id]
+        run = self._runs[job_id]
+        executor = self.executors[str(job.job_type)]
         state, error, reason = JobState.SUCCEEDED, None, "completed"
         try:
-            out_dir = self.results_dir(job)
-            out_dir.mkdir(parents=True, exist_ok=True)
-            await self.executors[str(job.job_type)].run(_JobContext(self, job, out_dir, cancel))
+            params = self._parse_params(
+                JobSpec(id=job.key, type=job.job_type, slide=job.slide, params=job.params)
+            )
+            out_dir = self._prepare_results(job)
+            run.ctx = _JobContext(
+                self,
+                job,
+                out_dir,
+                run.cancel,
+                params,
+                self._upstream(job),
+                self._limiters[str(job.job_type)],
+            )
+            await self._supervise(executor, run)
         except JobCanceled:
             if self._closing and job_id not in self._user_canceled:
                 self._interrupt(job_id)
                 return
             state, reason = JobState.CANCELED, "canceled while running"
-        except JobError as exc:
+        except _Abandoned:
+            if self._closing and job_id not in self._user_canceled:
+                self._interrupt(job_id, late=True)
+                return
+            state = JobState.CANCELED
+            reason = (
+                f"canceled: it did not stop within {self.cancel_grace:g} s of the request; its "
+                "late result is discarded and its partial outputs removed"
+            )
+            self._discard_results(job)
+        except (JobError, EngineError) as exc:
             state, error, reason = JobState.FAILED, str(exc), "failed"
         except Exception as exc:  # an executor bug must fail its job, never the engine
             state, reason = JobState.FAILED, "failed"
-            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            self._write_traceback(job)
+            error = (f"{type(exc).__name__}: {exc}".splitlines() or [type(exc).__name__])[0]
+            self._write_traceback(job, exc)
         finally:
-            self._cancel.pop(job_id, None)
+            self._runs.pop(job_id, None)
             self._user_canceled.discard(job_id)
         self._finish(job_id, state, error, reason)
+
+    async def _supervise(self, executor: Executor, run: _Run) -> None:
+        """Run the executor as its own task, so a run that ignores a stop request can be left
+        behind after `cancel_grace` (its threads cannot be killed) while its worker is freed.
+
+        Whatever the executor raises (SystemExit, KeyboardInterrupt, a stray CancelledError)
+        fails only its own job; only a real cancellation of this task propagates.
+        """
+        assert run.ctx is not None
+        ctx = run.ctx
+
+        async def guarded() -> BaseException | None:
+            try:
+                await executor.run(ctx)
+            except Exception:
+                raise
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # a real cancellation (the run was abandoned or shut down)
+                return _Crash(exc)
+            except BaseException as exc:  # SystemExit, KeyboardInterrupt from executor code
+                return _Crash(exc)
+            return None
+
+        task = asyncio.get_running_loop().create_task(guarded(), name=f"executor {ctx.job.id}")
+        stop_wait = asyncio.ensure_future(run.stop.wait())
+        try:
+            done, _ = await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if task not in done:  # asked to stop: it has `cancel_grace` seconds to do so
+                done, _ = await asyncio.wait({task}, timeout=self.cancel_grace)
+            if task not in done:
+                ctx.revoked.is_set = True
+                self._abandon(task)
+                raise _Abandoned
+        finally:
+            stop_wait.cancel()
+            if not task.done():  # this task itself was cancelled (hard stop): leave it behind
+                ctx.revoked.is_set = True
+                self._abandon(task)
+        crash = task.result()
+        if crash is not None:
+            raise crash
+
+    def _abandon(self, task: asyncio.Task[Any]) -> None:
+        task.cancel()
+        self._abandoned.add(task)
+        task.add_done_callback(_forget(self._abandoned))
+
+    def _discard_results(self, job: Job) -> None:
+        """A run left behind may still write: move its results dir out of the way, then drop it."""
+        out_dir = self.results_dir(job)
+        if not out_dir.exists():
+            return
+        trash = out_dir.with_name(f".{out_dir.name}.discarded-{secrets.token_hex(4)}")
+        try:
+            out_dir.rename(trash)
+        except OSError:
+            return
+        threading.Thread(target=shutil.rmtree, args=(trash, True), daemon=True).start()
 
     def _finish(self, job_id: str, state: JobState, error: str | None, reason: str) -> None:
         self.scheduler.finish(job_id, _PHASE[state])
@@ -543,31 +849,60 @@ class Engine:
         now = self.clock()
         tiles_done = job.tiles_total if state is JobState.SUCCEEDED else job.tiles_done
         self._commit(
-            [replace(job, state=state, error=error, finished_at=now, tiles_done=tiles_done)],
+            [
+                replace(
+                    job,
+                    state=state,
+                    error=error,
+                    finished_at=now,
+                    tiles_done=tiles_done,
+                    stage="",
+                    crashes=0,
+                )
+            ],
             reason if error is None else f"{reason}: {error}",
             now,
         )
         self._after_change()
 
-    def _interrupt(self, job_id: str) -> None:
+    def _interrupt(self, job_id: str, *, late: bool = False) -> None:
         self.scheduler.interrupt(job_id)
         now = self.clock()
         self._commit(
-            [replace(self._jobs[job_id], state=JobState.PENDING, started_at=None)],
-            "interrupted: the engine stopped; resumes from its last checkpoint",
+            [
+                replace(
+                    self._jobs[job_id], state=JobState.PENDING, started_at=None, stage="", crashes=0
+                )
+            ],
+            "interrupted: the engine stopped"
+            + (f" (it did not stop within {self.cancel_grace:g} s)" if late else "")
+            + "; resumes from its last checkpoint",
             now,
         )
         self._notify()
 
-    def _on_progress(self, job_id: str, tiles_done: int, tiles_total: int) -> None:
+    def _on_progress(self, job_id: str, attempt: int, change: Mapping[str, Any]) -> None:
         job = self._jobs.get(job_id)
-        if job is None or job.state is not JobState.RUNNING:
+        if job is None or job.state is not JobState.RUNNING or job.attempt != attempt:
+            return  # a late report of a run that already ended
+        restarted = "restart" in change
+        tiles_done = 0 if restarted else job.tiles_done
+        if "tiles_done" in change:
+            # Within one attempt progress never goes backwards, unless the executor said so.
+            tiles_done = max(tiles_done, change["tiles_done"])
+        updated = replace(
+            job,
+            tiles_done=tiles_done,
+            tiles_total=change.get("tiles_total", job.tiles_total),
+            counters=change["counters"] if change.get("counters") is not None else job.counters,
+            stage=change.get("stage", job.stage),
+        )
+        if updated == job and not restarted:
             return
-        job = replace(job, tiles_done=tiles_done, tiles_total=tiles_total)
-        self._put(job)
+        self._put(updated)
         now = self.clock()
-        self.bus.publish(JobProgress(now, job))
-        self._publish_workflow(job.workflow_id, now)
+        self.bus.publish(JobProgress(now, updated, restarted=restarted))
+        self._publish_workflow(updated.workflow_id, now)
         self._notify()
 
     def _notify(self) -> None:
@@ -581,10 +916,10 @@ class Engine:
         else:
             anyio.from_thread.run_sync(fn, *args, token=self._token)
 
-    def _write_traceback(self, job: Job) -> None:
+    def _write_traceback(self, job: Job, exc: BaseException) -> None:
         try:
             path = self.results_dir(job) / "error.log"
-            path.write_text(traceback.format_exc())
+            path.write_text("".join(traceback.format_exception(exc)))
         except Exception:  # best effort: the job already failed with its own message
             pass
 
@@ -597,44 +932,58 @@ class Engine:
         *,
         created: bool = False,
         workflow: Workflow | None = None,
+        clear: Sequence[str] = (),
     ) -> None:
-        """Persist new job snapshots with their transitions, then publish them."""
-        if not jobs and workflow is None:
+        """Persist a change, then publish it: the jobs a command changed with their
+        transitions, every job the scheduler moved or (un)blocked as a consequence, and the
+        tenant state — one transaction, so a restart never sees half of it."""
+        effects = self.scheduler.take_effects()
+        sched = self.scheduler.jobs
+        # Lane positions and blocked flags come from the scheduler, for every job touched.
+        main = [replace(j, seq=sched[j.id].seq, blocked=sched[j.id].blocked) for j in jobs]
+        main_ids = {j.id for j in main}
+        side_ids = [c.job_id for c in effects.blocks] + sorted(
+            effects.moved, key=lambda j: sched[j].seq
+        )
+        side = [
+            replace(self._jobs[j], seq=sched[j].seq, blocked=sched[j].blocked)
+            for j in dict.fromkeys(side_ids)
+            if j not in main_ids
+        ]
+        tenants = self.scheduler.tenant_rows() if self.scheduler.tenants_dirty else None
+        if not main and not side and tenants is None and workflow is None and not clear:
+            self._publish_tenants(effects, now)
             return
-        transitions = [Transition(j.id, now, j.state, j.attempt, reason) for j in jobs]
-        self.store.apply(jobs, transitions, workflow=workflow)
+        transitions = [Transition(j.id, now, j.state, j.attempt, reason) for j in main]
+        self.store.apply(
+            [*main, *side], transitions, workflow=workflow, tenants=tenants, clear=clear
+        )
         events: list[Event] = []
-        for job in jobs:
+        for job in main:
             before = None if created else self._jobs[job.id].state
             self._put(job)
             events.append(JobStateChanged(now, job, before, reason))
+        for job in side:
+            old = self._jobs[job.id]
+            self._put(job)
+            if job.blocked and not old.blocked:
+                why = "blocked: an upstream job failed or was canceled"
+            elif old.blocked and not job.blocked:
+                why = "unblocked: upstream retried"
+            else:
+                why = "re-entered its lane: its upstream was started"
+            events.append(JobStateChanged(now, job, job.state, why))
         for event in events:
             self.bus.publish(event)
-        for wf_id in dict.fromkeys(j.workflow_id for j in jobs):
+        self._publish_tenants(effects, now)
+        for wf_id in dict.fromkeys(j.workflow_id for j in [*main, *side]):
             self._publish_workflow(wf_id, now)
 
     def _after_change(self) -> None:
         self._dispatch()
         self._notify()
 
-    def _publish_effects(self, now: float) -> None:
-        effects = self.scheduler.take_effects()
-        # Unblocked jobs re-entered their lanes with new seqs: commit those before publishing,
-        # or a restart would rebuild lanes in a stale order.
-        changed = [
-            replace(self._jobs[c.job_id], blocked=c.blocked, seq=self.scheduler.jobs[c.job_id].seq)
-            for c in effects.blocks
-        ]
-        if changed:
-            self.store.apply(changed)
-        for job in changed:
-            self._put(job)
-            reason = (
-                "blocked: an upstream job failed or was canceled"
-                if job.blocked
-                else "unblocked: upstream retried"
-            )
-            self.bus.publish(JobStateChanged(now, job, job.state, reason))
+    def _publish_tenants(self, effects: rules.Effects, now: float) -> None:
         for tc in effects.tenants:
             self.bus.publish(
                 TenantAdmitted(now, tc.tenant) if tc.admitted else TenantReleased(now, tc.tenant)
@@ -679,6 +1028,22 @@ class Engine:
     @staticmethod
     def _lane(job: Job) -> rules.LaneKey:
         return (job.tenant, job.workflow_id, job.branch)
+
+
+def _forget(tasks: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None]:
+    def done(task: asyncio.Task[Any]) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a late failure of a run left behind is not news
+
+    return done
+
+
+def _params_error(exc: ValidationError) -> str:
+    """First pydantic error as one line: `params.tile_size: Input should be ...`."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "params"
+    return f"params.{where}: {err.get('msg', 'invalid')}".replace("params.params", "params")
 
 
 def _held(job: Job) -> bool:

@@ -51,8 +51,12 @@ class JobStateChanged:
 
 @dataclass(frozen=True, slots=True)
 class JobProgress:
+    """Tiles, live counters or the stage of a RUNNING job changed (not committed per event:
+    the durable record of progress is the executor's checkpoint)."""
+
     ts: float
     job: Job
+    restarted: bool = False  # the executor said honestly that it starts over from tile 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +65,9 @@ class JobProgress:
             **_job_fields(self.job),
             "tiles_done": self.job.tiles_done,
             "tiles_total": self.job.tiles_total,
+            "stage": self.job.stage,
+            "counters": dict(self.job.counters),
+            **({"restarted": True} if self.restarted else {}),
         }
 
 

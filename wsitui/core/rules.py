@@ -1,30 +1,46 @@
 """The scheduling rules, as one pure state machine (no I/O, no clock, no async).
 
 The engine feeds it every job transition and asks `next_starts()` which jobs to start now. Each
-rule from the engine issue is marked where it is enforced:
+rule is marked where it is enforced. This docstring is the one place that states the rules the
+code follows, including where they say more than the engine issue did:
 
   R1  A lane is (tenant, workflow, branch): at most one RUNNING job per lane, FIFO by entry `seq`.
   R2  At most `max_workers` RUNNING jobs in total.
-  R3  A tenant is active from admission until it has no live job (RUNNING, or PENDING and able to
-      run). At most `max_active_users` are active; waiting tenants are admitted in arrival order,
-      and only when an active tenant has no live job left (not between two jobs of a lane).
-  R4  A job starts only when every dependency SUCCEEDED. A job whose upstream FAILED or was
-      CANCELED is blocked: it leaves its lane (holds neither lane nor tenant slot); retrying the
-      upstream re-enters it at the back of its lane.
+  R3  A tenant becomes active when it is admitted, which is as soon as it has a live job (one
+      RUNNING, or queued in a lane) and a slot is free, not at its first start. It stays active
+      until it has no live job left (not between two jobs of a lane). At most
+      `max_active_users` are active; waiting tenants are admitted in arrival order (the order in
+      which they gained live work). Which tenants are active, the waiting order and the
+      round-robin position are state: the engine persists them with every change, so a restart
+      continues with the same active tenants and the same queue.
+  R4  A job starts only when every dependency SUCCEEDED. A job stands in its lane only while
+      none of its upstreams (transitively) is HELD, FAILED or CANCELED. A job whose upstream
+      FAILED or was CANCELED is *blocked*; a queued job whose upstream is still held (not
+      started by the user) is *parked*. Blocked and parked jobs leave their lane: they hold
+      neither lane nor tenant slot. When the upstream is started or retried they re-enter at the
+      back of their lane, in dependency order, so a job never stands ahead of its own upstream.
   R5  Failures are lane-local: nothing but dependents is affected by a failure.
-  R6  Free workers are handed to active tenants round-robin; within a tenant the oldest ready
-      lane head (lowest seq) goes first.
+  R6  Free workers are handed to active tenants round-robin by least recent service: the tenant
+      served longest ago goes first, and a newly admitted tenant counts as never served, so it
+      gets the next free worker. Within a tenant the oldest ready lane head (lowest seq) goes
+      first. "Oldest" is lane entry order: a retried or re-entering job has a new, later seq; an
+      interrupted job (the engine stopped) keeps its seq and so returns to the head of its lane.
+  R9  Resources: a job may hold resources besides its worker (e.g. one `gpu`). A job starts only
+      if its resources fit under their caps; a lane head that does not fit is passed over, not
+      waited for, so a short CPU job never waits behind GPU jobs.
 
-Deadlock freedom: every job enters its lane after its dependencies (topological `seq`), and a
-retry re-enters the job and then its unblocked dependents with fresh, increasing seqs; so the
-queued job with the lowest seq is always a lane head whose dependencies are done or running.
+Held jobs (created but not started by the user) are in no lane and hold nothing.
+
+Deadlock freedom: every job enters its lane after its dependencies (topological `seq`), and jobs
+that re-enter do so with fresh, increasing seqs after their upstreams; so the queued job with the
+lowest seq is always a lane head whose dependencies are done or running.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -56,11 +72,28 @@ class SJob:
     order: int = 0  # registration order: dependencies always come first (topological)
     unmet: int = 0  # dependencies not SUCCEEDED
     bad_deps: int = 0  # dependencies FAILED/CANCELED or themselves blocked
+    held_deps: int = 0  # dependencies HELD or themselves parked behind a held job
+    needs: tuple[tuple[str, int], ...] = ()  # resources held while running (R9)
     dependents: list[str] = field(default_factory=list)
 
     @property
     def blocked(self) -> bool:
         return self.bad_deps > 0
+
+    @property
+    def parked(self) -> bool:
+        """Out of its lane because of an upstream (R4): blocked, or behind a held job."""
+        return self.bad_deps > 0 or self.held_deps > 0
+
+    @property
+    def in_lane(self) -> bool:
+        return self.phase is Phase.QUEUED and not self.parked
+
+    def contribution(self) -> tuple[bool, bool]:
+        """(holds dependents back as held, blocks dependents as bad)."""
+        held = self.phase is Phase.HELD or (self.phase is Phase.QUEUED and self.held_deps > 0)
+        bad = self.phase in DONE_BAD or self.bad_deps > 0
+        return held, bad
 
 
 @dataclass(slots=True)
@@ -82,32 +115,54 @@ class BlockChange:
     blocked: bool
 
 
+@dataclass(frozen=True, slots=True)
+class TenantRow:
+    """One tenant's persisted scheduling state (R3, R6)."""
+
+    tenant: str
+    status: str  # "active" or "waiting"
+    order: int  # admission order (active) or arrival order (waiting)
+    served: int  # service tick of its last start; -1: never served since admission
+
+
 @dataclass(slots=True)
 class Effects:
     """What a call changed besides the job it was about: the engine persists and publishes it."""
 
     tenants: list[TenantChange] = field(default_factory=list)
     blocks: list[BlockChange] = field(default_factory=list)
+    moved: set[str] = field(default_factory=set)  # jobs whose seq changed (re-entered a lane)
     waiting_changed: bool = False
 
 
 class Scheduler:
-    def __init__(self, max_workers: int = 4, max_active_users: int = 3) -> None:
+    def __init__(
+        self,
+        max_workers: int = 4,
+        max_active_users: int = 3,
+        capacity: Mapping[str, int] | None = None,
+    ) -> None:
         if max_workers < 1 or max_active_users < 1:
             raise ValueError("max_workers and max_active_users must be at least 1")
         self.max_workers = max_workers
         self.max_active_users = max_active_users
+        self.capacity: dict[str, int] = dict(capacity or {})
+        self.in_use: dict[str, int] = dict.fromkeys(self.capacity, 0)
         self.jobs: dict[str, SJob] = {}
         self.lanes: dict[LaneKey, Lane] = {}
         self.running = 0
-        self.live: dict[str, int] = {}  # tenant -> number of QUEUED + RUNNING jobs
-        self.active: list[str] = []  # admission order; round-robin walks it
+        self.live: dict[str, int] = {}  # tenant -> number of in-lane + RUNNING jobs
+        self.active: list[str] = []  # admission order
         self.waiting: deque[str] = deque()  # arrival order (R3)
-        self._rr = 0  # index into `active` of the tenant served next (R6)
+        self._order: dict[str, int] = {}  # tenant -> admission or arrival number
+        self._served: dict[str, int] = {}  # tenant -> tick of its last start (R6)
+        self._tick = 0
+        self._counter = 0
         # Per tenant: heap of (seq, lane) for lanes whose head may be ready; validated lazily.
         self._ready: dict[str, list[tuple[int, LaneKey]]] = {}
         self._next_seq = 0
         self.effects = Effects()
+        self.tenants_dirty = False  # tenant rows changed since `tenant_rows` was last read
 
     # ---- queries -------------------------------------------------------------------------
     def new_seq(self) -> int:
@@ -123,6 +178,19 @@ class Scheduler:
     def lane_head(self, lane: Lane) -> SJob | None:
         return self.jobs[lane.queue[0][1]] if lane.queue else None
 
+    def fits(self, needs: Iterable[tuple[str, int]]) -> bool:
+        """Whether resources `needs` could ever be granted (every named resource has a cap)."""
+        return all(amount <= self.capacity.get(name, 0) for name, amount in needs)
+
+    def tenant_rows(self) -> list[TenantRow]:
+        """The tenant state to persist (R3, R6); clears `tenants_dirty`."""
+        self.tenants_dirty = False
+        rows = [
+            TenantRow(t, "active", self._order[t], self._served.get(t, -1)) for t in self.active
+        ]
+        rows += [TenantRow(t, "waiting", self._order[t], -1) for t in self.waiting]
+        return rows
+
     # ---- building state ------------------------------------------------------------------
     def add(
         self,
@@ -132,32 +200,70 @@ class Scheduler:
         deps: Iterable[str],
         seq: int,
         phase: Phase,
+        needs: Mapping[str, int] | None = None,
     ) -> None:
         """Register a HELD or finished job; `enqueue` queues it. Dependencies come first."""
         if phase not in (Phase.HELD, Phase.SUCCEEDED, *DONE_BAD):
             raise ValueError(f"cannot register {job_id} as {phase}")
         deps = tuple(deps)
         job = SJob(job_id, tenant, lane, deps, seq, phase, order=len(self.jobs))
+        job.needs = tuple(sorted((k, v) for k, v in (needs or {}).items() if v > 0))
         self._next_seq = max(self._next_seq, seq)
         for dep_id in deps:
             dep = self.jobs[dep_id]
             dep.dependents.append(job_id)
             if dep.phase is not Phase.SUCCEEDED:
                 job.unmet += 1
-            if dep.phase in DONE_BAD or dep.blocked:
-                job.bad_deps += 1
+            held, bad = dep.contribution()
+            job.held_deps += held
+            job.bad_deps += bad
         self.jobs[job_id] = job
         self.lanes.setdefault(lane, Lane(lane))
 
     def enqueue(self, job_id: str, seq: int | None = None) -> None:
-        """A HELD job enters the back of its lane (or is parked, blocked, until retry)."""
+        """A HELD job enters the back of its lane (or is parked until its upstreams allow)."""
         job = self.jobs[job_id]
         if job.phase is not Phase.HELD:
             raise ValueError(f"job {job_id} is {job.phase}, not held")
+        before = job.contribution()
         job.seq = self.new_seq() if seq is None else seq
         job.phase = Phase.QUEUED
-        if not job.blocked:
+        if not job.parked:
             self._enter_lane(job)
+        self._propagate(job, before)
+
+    def restore_tenants(self, rows: Iterable[TenantRow]) -> None:
+        """After recovery: put back the persisted active set, waiting order and service ticks.
+
+        Call after every job is registered and enqueued. Tenants that are no longer live are
+        dropped; live tenants the rows do not know (none, unless the rows are older than the
+        jobs) wait behind the known ones.
+        """
+        known = sorted(rows, key=lambda r: (r.status != "active", r.order))
+        live = [t for t in [*self.active, *self.waiting] if self.is_live(t)]
+        self.active, self.waiting = [], deque()
+        self._order.clear()
+        self._served.clear()
+        self._counter = 0
+        for row in known:
+            if not self.is_live(row.tenant) or row.tenant in self._order:
+                continue
+            self._order[row.tenant] = row.order
+            self._counter = max(self._counter, row.order)
+            if row.status == "active" and len(self.active) < self.max_active_users:
+                self.active.append(row.tenant)
+                if row.served >= 0:
+                    self._served[row.tenant] = row.served
+                    self._tick = max(self._tick, row.served)
+            else:
+                self.waiting.append(row.tenant)
+        for tenant in live:
+            if tenant not in self._order:
+                self._counter += 1
+                self._order[tenant] = self._counter
+                self.waiting.append(tenant)
+        self.effects = Effects()
+        self.tenants_dirty = True
 
     # ---- transitions ---------------------------------------------------------------------
     def next_starts(self) -> list[str]:
@@ -165,14 +271,19 @@ class Scheduler:
         self._admit()
         started: list[str] = []
         while self.running < self.max_workers and self.active:  # R2
-            job = self._pick_round_robin()
+            job = self._pick()
             if job is None:
                 break
             lane = self.lanes[job.lane]
             heapq.heappop(lane.queue)
             lane.running = job.id  # R1: the lane is busy before anything else is considered
             job.phase = Phase.RUNNING
+            for name, amount in job.needs:  # R9
+                self.in_use[name] = self.in_use.get(name, 0) + amount
             self.running += 1
+            self._tick += 1
+            self._served[job.tenant] = self._tick
+            self.tenants_dirty = True
             started.append(job.id)
         return started
 
@@ -181,28 +292,24 @@ class Scheduler:
         job = self.jobs[job_id]
         if job.phase is not Phase.RUNNING or phase not in (Phase.SUCCEEDED, *DONE_BAD):
             raise ValueError(f"cannot finish {job_id} ({job.phase}) as {phase}")
-        lane = self.lanes[job.lane]
-        lane.running = None
-        self.running -= 1
+        self._leave_worker(job)
+        before = job.contribution()
         job.phase = phase
-        self._mark_ready(lane)
         if phase is Phase.SUCCEEDED:
             for dep_id in job.dependents:
                 dependent = self.jobs[dep_id]
                 dependent.unmet -= 1
-                if dependent.unmet == 0 and dependent.phase is Phase.QUEUED:
+                if dependent.unmet == 0 and dependent.in_lane:
                     self._mark_ready(self.lanes[dependent.lane])
-        else:
-            self._spread_block(job, +1)  # R4/R5: only dependents are affected
+        self._propagate(job, before)  # R4/R5: only dependents are affected
         self._live_delta(job.tenant, -1)
 
     def interrupt(self, job_id: str) -> None:
         """A RUNNING job was stopped by shutdown: it returns to the head of its lane."""
         job = self.jobs[job_id]
-        lane = self.lanes[job.lane]
-        lane.running = None
-        self.running -= 1
+        self._leave_worker(job)
         job.phase = Phase.QUEUED
+        lane = self.lanes[job.lane]
         heapq.heappush(lane.queue, (job.seq, job.id))
         self._mark_ready(lane)
 
@@ -210,15 +317,12 @@ class Scheduler:
         job = self.jobs[job_id]
         if job.phase not in (Phase.QUEUED, Phase.HELD):
             raise ValueError(f"job {job_id} is {job.phase}, not pending")
-        was_live = job.phase is Phase.QUEUED and not job.blocked
+        before = job.contribution()
+        was_live = job.in_lane
         if was_live:
-            lane = self.lanes[job.lane]
-            lane.queue.remove((job.seq, job.id))
-            heapq.heapify(lane.queue)
-            self._mark_ready(lane)
+            self._leave_lane(job)
         job.phase = Phase.CANCELED
-        if not job.blocked:  # a blocked job was already bad for its dependents
-            self._spread_block(job, +1)
+        self._propagate(job, before)
         if was_live:
             self._live_delta(job.tenant, -1)
 
@@ -227,77 +331,107 @@ class Scheduler:
         job = self.jobs[job_id]
         if job.phase not in DONE_BAD:
             raise ValueError(f"job {job_id} is {job.phase}, not failed or canceled")
+        before = job.contribution()
         job.phase = Phase.HELD
-        self.enqueue(job_id)
-        if not job.blocked:  # still blocked by another upstream: still bad for dependents
-            self._spread_block(job, -1)
+        job.seq = self.new_seq()
+        job.phase = Phase.QUEUED
+        if not job.parked:
+            self._enter_lane(job)
+        self._propagate(job, before)
 
     # ---- internals -----------------------------------------------------------------------
+    def _leave_worker(self, job: SJob) -> None:
+        lane = self.lanes[job.lane]
+        lane.running = None
+        self.running -= 1
+        for name, amount in job.needs:
+            self.in_use[name] -= amount
+        self._mark_ready(lane)
+
     def _enter_lane(self, job: SJob) -> None:
         lane = self.lanes[job.lane]
         heapq.heappush(lane.queue, (job.seq, job.id))
         self._mark_ready(lane)
         self._live_delta(job.tenant, +1)
 
-    def _spread_block(self, root: SJob, delta: int) -> None:
-        """Propagate a change in `root`'s badness to its transitive dependents (R4).
+    def _leave_lane(self, job: SJob) -> None:
+        lane = self.lanes[job.lane]
+        lane.queue.remove((job.seq, job.id))
+        heapq.heapify(lane.queue)
+        self._mark_ready(lane)
 
-        Dependents that become blocked leave their lanes; dependents that become unblocked
-        re-enter at the back in topological order (not by previous seq: jobs retried while
-        blocked may hold seqs out of dependency order).
+    def _propagate(self, root: SJob, before: tuple[bool, bool]) -> None:
+        """Spread a change in `root`'s held/bad contribution to its transitive dependents (R4).
+
+        Dependents that become parked leave their lanes; dependents that become free re-enter
+        at the back in topological order (not by previous seq: jobs retried while parked may
+        hold seqs out of dependency order), so none stands ahead of its upstream.
         """
-        unblocked: list[SJob] = []
-        stack = [root]
+        freed: list[SJob] = []
+        stack = [(root, before)]
         while stack:
-            node = stack.pop()
+            node, (held0, bad0) = stack.pop()
+            held1, bad1 = node.contribution()
+            if (held1, bad1) == (held0, bad0):
+                continue
             for dep_id in node.dependents:
                 child = self.jobs[dep_id]
-                was_blocked = child.blocked
-                child.bad_deps += delta
-                if was_blocked == child.blocked:
-                    continue
-                self.effects.blocks.append(BlockChange(child.id, child.blocked))
-                if child.phase is Phase.QUEUED:
-                    if child.blocked:
-                        lane = self.lanes[child.lane]
-                        lane.queue.remove((child.seq, child.id))
-                        heapq.heapify(lane.queue)
-                        self._mark_ready(lane)
-                        self._live_delta(child.tenant, -1)
-                    else:
-                        unblocked.append(child)
-                # A child that changed state changes its own dependents' badness too.
-                if child.phase not in DONE_BAD:
-                    stack.append(child)
-        for child in sorted(unblocked, key=lambda j: j.order):
-            child.seq = self.new_seq()
-            self._enter_lane(child)
+                child_before = child.contribution()
+                was_blocked, was_in_lane = child.blocked, child.in_lane
+                child.held_deps += held1 - held0
+                child.bad_deps += bad1 - bad0
+                if was_blocked != child.blocked:
+                    self.effects.blocks.append(BlockChange(child.id, child.blocked))
+                if was_in_lane and not child.in_lane:
+                    self._leave_lane(child)
+                    self._live_delta(child.tenant, -1)
+                elif not was_in_lane and child.in_lane:
+                    freed.append(child)
+                stack.append((child, child_before))
+        for child in sorted(freed, key=lambda j: j.order):
+            if child.in_lane:  # a later step of the same change may have parked it again
+                child.seq = self.new_seq()
+                self.effects.moved.add(child.id)
+                self._enter_lane(child)
 
     def _mark_ready(self, lane: Lane) -> None:
         head = self.lane_head(lane)
         if lane.running is None and head is not None and head.unmet == 0:
             heapq.heappush(self._ready.setdefault(head.tenant, []), (head.seq, lane.key))
 
+    def _fits_now(self, job: SJob) -> bool:
+        return all(
+            self.in_use.get(name, 0) + amount <= self.capacity.get(name, 0)
+            for name, amount in job.needs
+        )
+
     def _pop_ready(self, tenant: str) -> SJob | None:
-        """Oldest ready lane head of a tenant; stale heap entries are dropped on the way."""
+        """Oldest ready lane head of a tenant whose resources fit (R6, R9).
+
+        Stale heap entries are dropped on the way; heads that do not fit now are kept.
+        """
         heap = self._ready.get(tenant)
+        passed: list[tuple[int, LaneKey]] = []
+        found: SJob | None = None
         while heap:
-            seq, key = heap[0]
+            entry = heapq.heappop(heap)
+            seq, key = entry
             lane = self.lanes[key]
             head = self.lane_head(lane)
             if lane.running is None and head is not None and head.seq == seq and head.unmet == 0:
-                heapq.heappop(heap)
-                return head
-            heapq.heappop(heap)
-        return None
+                if self._fits_now(head):
+                    found = head
+                    break
+                passed.append(entry)
+        for entry in passed:
+            heapq.heappush(heap, entry)  # type: ignore[arg-type]
+        return found
 
-    def _pick_round_robin(self) -> SJob | None:
-        n = len(self.active)
-        for i in range(n):
-            idx = (self._rr + i) % n
-            job = self._pop_ready(self.active[idx])
+    def _pick(self) -> SJob | None:
+        """R6: the active tenant served longest ago (never served first) gets the worker."""
+        for tenant in sorted(self.active, key=lambda t: (self._served.get(t, -1), self._order[t])):
+            job = self._pop_ready(tenant)
             if job is not None:
-                self._rr = (idx + 1) % n  # R6: next start serves the following tenant
                 return job
         return None
 
@@ -306,27 +440,32 @@ class Scheduler:
         after = before + delta
         self.live[tenant] = after
         if before == 0 and after > 0 and tenant not in self.active:
+            self._counter += 1
+            self._order[tenant] = self._counter
             self.waiting.append(tenant)
             self.effects.waiting_changed = True
+            self.tenants_dirty = True
         elif before > 0 and after == 0:
             if tenant in self.active:  # R3: released only when nothing live is left
-                idx = self.active.index(tenant)
-                self.active.pop(idx)
-                if idx < self._rr:
-                    self._rr -= 1
-                if self._rr >= len(self.active):
-                    self._rr = 0
+                self.active.remove(tenant)
                 self.effects.tenants.append(TenantChange(tenant, admitted=False))
             else:
                 self.waiting.remove(tenant)
                 self.effects.waiting_changed = True
+            self._served.pop(tenant, None)
+            self._order.pop(tenant, None)
+            self.tenants_dirty = True
 
     def _admit(self) -> None:
         while len(self.active) < self.max_active_users and self.waiting:  # R3
             tenant = self.waiting.popleft()
             self.active.append(tenant)
+            self._counter += 1
+            self._order[tenant] = self._counter
+            self._served.pop(tenant, None)  # R6: a newcomer counts as never served
             self.effects.tenants.append(TenantChange(tenant, admitted=True))
             self.effects.waiting_changed = True
+            self.tenants_dirty = True
 
     def take_effects(self) -> Effects:
         effects, self.effects = self.effects, Effects()

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from wsitui.core.models import Job, JobState, JobType, Transition, Workflow
+from wsitui.core.rules import TenantRow
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workflows (
@@ -42,7 +43,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at REAL,
     finished_at REAL,
     seq INTEGER NOT NULL DEFAULT 0,
-    enqueued INTEGER NOT NULL DEFAULT 1
+    enqueued INTEGER NOT NULL DEFAULT 1,
+    stage TEXT NOT NULL DEFAULT '',
+    counters TEXT NOT NULL DEFAULT '{}',
+    crashes INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs(tenant, workflow_id);
 CREATE TABLE IF NOT EXISTS transitions (
@@ -54,6 +58,12 @@ CREATE TABLE IF NOT EXISTS transitions (
     reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS transitions_job ON transitions(job_id);
+CREATE TABLE IF NOT EXISTS tenants (  -- R3/R6 state: who is active, who waits, in which order
+    tenant TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    ord INTEGER NOT NULL,
+    served INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
     job_id TEXT PRIMARY KEY,
     attempt INTEGER NOT NULL,
@@ -64,12 +74,20 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 
 _JOB_COLUMNS = (
     "id, key, workflow_id, tenant, job_type, slide, branch, depends_on, params, state, "
-    "tiles_done, tiles_total, attempt, error, created_at, started_at, finished_at, seq, enqueued"
+    "tiles_done, tiles_total, attempt, error, created_at, started_at, finished_at, seq, enqueued, "
+    "stage, counters, crashes"
 )
+# Columns added after the first release: an older state.db gains them on open.
+_COLUMN_DEFAULTS = {"stage": "''", "counters": "'{}'", "crashes": "0"}
+_ADDED_COLUMNS = {
+    "stage": "TEXT NOT NULL DEFAULT ''",
+    "counters": "TEXT NOT NULL DEFAULT '{}'",
+    "crashes": "INTEGER NOT NULL DEFAULT 0",
+}
 
 
 class StoreError(Exception):
-    pass
+    """A one-line message naming the state database and what to do."""
 
 
 def _job_row(job: Job) -> tuple[Any, ...]:
@@ -93,10 +111,35 @@ def _job_row(job: Job) -> tuple[Any, ...]:
         job.finished_at,
         job.seq,
         int(job.enqueued),
+        job.stage,
+        json.dumps(job.counters, sort_keys=True),
+        job.crashes,
     )
 
 
-def _row_job(row: sqlite3.Row) -> Job:
+def _row_job(row: sqlite3.Row, path: Path) -> Job:
+    """A job from its row; a row that does not parse is reported, never half-read."""
+    try:
+        return _parse_job(row)
+    except (ValueError, TypeError, KeyError) as exc:  # json errors are ValueErrors
+        raise StoreError(
+            f"state database {path}: job row {row['id']!r} is corrupt ({_one_line(exc)}); "
+            "restore a backup of state.db, or move it aside to start afresh"
+        ) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+def _parse_job(row: sqlite3.Row) -> Job:
+    depends_on = json.loads(row["depends_on"])
+    params = json.loads(row["params"])
+    counters = json.loads(row["counters"])
+    if not isinstance(depends_on, list) or not isinstance(params, dict):
+        raise ValueError("depends_on must be a list and params an object")
+    if not isinstance(counters, dict):
+        raise ValueError("counters must be an object")
     return Job(
         id=row["id"],
         key=row["key"],
@@ -105,8 +148,8 @@ def _row_job(row: sqlite3.Row) -> Job:
         job_type=JobType(row["job_type"]),
         slide=row["slide"],
         branch=row["branch"],
-        depends_on=tuple(json.loads(row["depends_on"])),
-        params=json.loads(row["params"]),
+        depends_on=tuple(str(d) for d in depends_on),
+        params=params,
         state=JobState(row["state"]),
         tiles_done=row["tiles_done"],
         tiles_total=row["tiles_total"],
@@ -117,31 +160,83 @@ def _row_job(row: sqlite3.Row) -> Job:
         finished_at=row["finished_at"],
         seq=row["seq"],
         enqueued=bool(row["enqueued"]),
+        stage=str(row["stage"]),
+        counters={str(k): int(v) for k, v in counters.items()},
+        crashes=int(row["crashes"]),
     )
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode survives a process crash (SIGKILL); only power loss can roll
-            # back the last transactions, and never corrupts the database.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(
-                f"state database {path} cannot be opened ({exc}); move it aside or pick another "
-                "--data-dir"
-            ) from None
+    """`readonly=True` (for `wsitui status`) never creates, migrates or writes anything."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        self.readonly = readonly
         self._lock = threading.Lock()
+        self._tenants: dict[str, TenantRow] = {}  # as last written
+        try:
+            if readonly:
+                uri = f"{path.resolve().as_uri()}?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA busy_timeout=5000")
+            if readonly:
+                self._check_schema()
+            else:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode survives a process crash (SIGKILL); only power loss can
+                # roll back the last transactions, and never corrupts the database.
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(SCHEMA)
+                self._migrate()
+                # A read-only file opens fine and fails only at the first write: find out now.
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("ROLLBACK")
+            self._tenants = {r.tenant: r for r in self.tenant_rows()}
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"state database {path} cannot be opened ({_one_line(exc)}); move it aside or "
+                "pick another --data-dir"
+            ) from None
+
+    def _check_schema(self) -> None:
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+        missing = {"workflows", "jobs", "transitions", "checkpoints"} - tables
+        if missing:
+            raise StoreError(
+                f"state database {self.path} holds no wsitui state (no {', '.join(sorted(missing))}"
+                " table); run a config first, or point --data-dir at a wsitui data dir"
+            )
+
+    def _migrate(self) -> None:
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)")}
+        for name, decl in _ADDED_COLUMNS.items():
+            if name not in have:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def _write(self, statements: Callable[[sqlite3.Connection], None]) -> None:
+        """Run `statements` in one transaction; any SQLite failure is a one-line StoreError."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    statements(self._db)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(
+                    f"state database {self.path} cannot be written ({_one_line(exc)}); check "
+                    "that the file and its folder are writable and the disk has room"
+                ) from None
 
     # ---- writes: one transaction each --------------------------------------------------------
     def apply(
@@ -149,72 +244,131 @@ class Store:
         jobs: Iterable[Job],
         transitions: Iterable[Transition] = (),
         workflow: Workflow | None = None,
+        tenants: Iterable[TenantRow] | None = None,
+        clear: Iterable[str] = (),
     ) -> None:
-        """Upsert job rows and append their transitions, atomically."""
-        with self._lock:
-            try:
-                self._db.execute("BEGIN")
-                if workflow is not None:
-                    self._db.execute(
-                        "INSERT INTO workflows VALUES (?, ?, ?, ?)",
-                        (workflow.id, workflow.tenant, workflow.name, workflow.created_at),
-                    )
-                self._db.executemany(
-                    f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 19)}) "
-                    "ON CONFLICT(id) DO UPDATE SET state=excluded.state, "
-                    "tiles_done=excluded.tiles_done, tiles_total=excluded.tiles_total, "
-                    "attempt=excluded.attempt, error=excluded.error, "
-                    "started_at=excluded.started_at, finished_at=excluded.finished_at, "
-                    "seq=excluded.seq, enqueued=excluded.enqueued",
-                    [_job_row(j) for j in jobs],
+        """Upsert job rows, append their transitions, drop the checkpoints of jobs in `clear`
+        and, if given, replace the tenant state: all in one transaction (one user command, one
+        transaction)."""
+        cleared = [(job_id,) for job_id in clear]
+        job_rows = [_job_row(j) for j in jobs]
+        transition_rows = [(t.job_id, t.ts, str(t.state), t.attempt, t.reason) for t in transitions]
+        new_tenants = None if tenants is None else {r.tenant: r for r in tenants}
+
+        def statements(db: sqlite3.Connection) -> None:
+            if workflow is not None:
+                db.execute(
+                    "INSERT INTO workflows VALUES (?, ?, ?, ?)",
+                    (workflow.id, workflow.tenant, workflow.name, workflow.created_at),
                 )
-                self._db.executemany(
-                    "INSERT INTO transitions (job_id, ts, state, attempt, reason) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [(t.job_id, t.ts, str(t.state), t.attempt, t.reason) for t in transitions],
+            db.executemany(
+                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 22)}) "
+                "ON CONFLICT(id) DO UPDATE SET state=excluded.state, "
+                "tiles_done=excluded.tiles_done, tiles_total=excluded.tiles_total, "
+                "attempt=excluded.attempt, error=excluded.error, "
+                "started_at=excluded.started_at, finished_at=excluded.finished_at, "
+                "seq=excluded.seq, enqueued=excluded.enqueued, stage=excluded.stage, "
+                "counters=excluded.counters, crashes=excluded.crashes",
+                job_rows,
+            )
+            db.executemany(
+                "INSERT INTO transitions (job_id, ts, state, attempt, reason) "
+                "VALUES (?, ?, ?, ?, ?)",
+                transition_rows,
+            )
+            db.executemany("DELETE FROM checkpoints WHERE job_id=?", cleared)
+            if new_tenants is not None:
+                gone = [(t,) for t in self._tenants if t not in new_tenants]
+                db.executemany("DELETE FROM tenants WHERE tenant=?", gone)
+                db.executemany(
+                    "INSERT OR REPLACE INTO tenants VALUES (?, ?, ?, ?)",
+                    [
+                        (r.tenant, r.status, r.order, r.served)
+                        for r in new_tenants.values()
+                        if self._tenants.get(r.tenant) != r
+                    ],
                 )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+
+        self._write(statements)
+        if new_tenants is not None:
+            self._tenants = new_tenants
 
     def save_checkpoint(
         self, job_id: str, attempt: int, data: Mapping[str, Any], tiles_done: int
     ) -> None:
+        """Progress is durable; a job that checkpoints is not a poison job (crashes reset)."""
         payload = json.dumps(dict(data), sort_keys=True)
-        with self._lock:
-            self._db.execute("BEGIN")
-            self._db.execute(
+
+        def statements(db: sqlite3.Connection) -> None:
+            db.execute(
                 "INSERT INTO checkpoints VALUES (?, ?, ?, ?) ON CONFLICT(job_id) DO UPDATE SET "
                 "attempt=excluded.attempt, data=excluded.data, tiles_done=excluded.tiles_done",
                 (job_id, attempt, payload, tiles_done),
             )
-            self._db.execute("UPDATE jobs SET tiles_done=? WHERE id=?", (tiles_done, job_id))
-            self._db.execute("COMMIT")
+            db.execute("UPDATE jobs SET tiles_done=?, crashes=0 WHERE id=?", (tiles_done, job_id))
+
+        self._write(statements)
 
     def clear_checkpoint(self, job_id: str) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,))
+        self._write(lambda db: db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,)))
 
     # ---- reads -------------------------------------------------------------------------------
-    def load_checkpoint(self, job_id: str, attempt: int) -> tuple[dict[str, Any], int] | None:
+    def _read(self, query: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            row = self._db.execute(
-                "SELECT data, tiles_done FROM checkpoints WHERE job_id=? AND attempt=?",
-                (job_id, attempt),
-            ).fetchone()
-        return None if row is None else (json.loads(row["data"]), row["tiles_done"])
+            try:
+                return self._db.execute(query, args).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(
+                    f"state database {self.path} cannot be read ({_one_line(exc)}); restore a "
+                    "backup of state.db, or move it aside to start afresh"
+                ) from None
+
+    def load_checkpoint(self, job_id: str, attempt: int) -> tuple[dict[str, Any], int] | None:
+        rows = self._read(
+            "SELECT data, tiles_done FROM checkpoints WHERE job_id=? AND attempt=?",
+            (job_id, attempt),
+        )
+        if not rows:
+            return None
+        try:
+            data = json.loads(rows[0]["data"])
+        except ValueError:
+            return None  # an unreadable checkpoint means "start over", never a crash
+        return (data, rows[0]["tiles_done"]) if isinstance(data, dict) else None
 
     def workflows(self) -> list[Workflow]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM workflows ORDER BY created_at, id").fetchall()
+        rows = self._read("SELECT * FROM workflows ORDER BY created_at, id")
         return [Workflow(r["id"], r["tenant"], r["name"], r["created_at"]) for r in rows]
 
     def jobs(self) -> list[Job]:
         """Every job, in creation order (dependencies before dependents)."""
-        with self._lock:
-            rows = self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY rowid").fetchall()
-        return [_row_job(r) for r in rows]
+        cols = _JOB_COLUMNS if not self.readonly else self._readable_columns()
+        rows = self._read(f"SELECT {cols} FROM jobs ORDER BY rowid")
+        return [_row_job(r, self.path) for r in rows]
+
+    def _readable_columns(self) -> str:
+        """Read-only: an older state.db may lack newer columns; read defaults for those."""
+        have = {r["name"] for r in self._read("PRAGMA table_info(jobs)")}
+        return ", ".join(
+            c if c in have else f"{_COLUMN_DEFAULTS[c]} AS {c}"
+            for c in (c.strip() for c in _JOB_COLUMNS.split(","))
+        )
+
+    def tenant_rows(self) -> list[TenantRow]:
+        """Persisted tenant state (R3/R6); empty for a state.db older than it."""
+        tables = {r[0] for r in self._read("SELECT name FROM sqlite_master")}
+        if "tenants" not in tables:
+            return []
+        rows = self._read("SELECT tenant, status, ord, served FROM tenants ORDER BY ord")
+        return [TenantRow(r["tenant"], r["status"], r["ord"], r["served"]) for r in rows]
+
+    def tenant_state(self) -> tuple[list[str], list[str]]:
+        """(active tenants in admission order, waiting tenants in arrival order)."""
+        rows = self.tenant_rows()
+        return (
+            [r.tenant for r in rows if r.status == "active"],
+            [r.tenant for r in rows if r.status == "waiting"],
+        )
 
     def transitions(self, job_id: str | None = None) -> list[Transition]:
         query = "SELECT job_id, ts, state, attempt, reason FROM transitions"
@@ -222,9 +376,14 @@ class Store:
         if job_id is not None:
             query += " WHERE job_id=?"
             args = (job_id,)
-        with self._lock:
-            rows = self._db.execute(query + " ORDER BY id", args).fetchall()
-        return [
-            Transition(r["job_id"], r["ts"], JobState(r["state"]), r["attempt"], r["reason"])
-            for r in rows
-        ]
+        rows = self._read(query + " ORDER BY id", args)
+        try:
+            return [
+                Transition(r["job_id"], r["ts"], JobState(r["state"]), r["attempt"], r["reason"])
+                for r in rows
+            ]
+        except ValueError as exc:
+            raise StoreError(
+                f"state database {self.path}: a transition row is corrupt ({_one_line(exc)}); "
+                "restore a backup of state.db, or move it aside to start afresh"
+            ) from None
