@@ -12,9 +12,21 @@ from textual.widget import Widget
 from textual_image.widget import HalfcellImage, SixelImage, TGPImage
 from textual_image.widget import Image as AutoImage
 
+from wsitui.tui.widgets.sixel import XtermSixelImage
+
 ImageProtocol = Literal["auto", "sixel", "tgp", "halfcell"]
-_CLASSES = {"auto": AutoImage, "sixel": SixelImage, "tgp": TGPImage, "halfcell": HalfcellImage}
+_CLASSES: dict[str, type[Widget]] = {
+    # The automatic choice, with our sixel widget when the terminal speaks sixel.
+    "auto": XtermSixelImage if AutoImage is SixelImage else AutoImage,
+    "sixel": XtermSixelImage,
+    "tgp": TGPImage,
+    "halfcell": HalfcellImage,
+}
+
+
+def image_class(protocol: ImageProtocol) -> type[Widget]:
+    return _CLASSES[protocol]
 
 
 def image_widget(path: Path, protocol: ImageProtocol = "auto", **kwargs: str) -> Widget:
-    return _CLASSES[protocol](path, **kwargs)  # type: ignore[no-any-return]
+    return image_class(protocol)(path, **kwargs)

@@ -1,0 +1,100 @@
+"""Sixel previews decode to the image in xterm, whose colour definitions do not select.
+
+The decoder below paints the way xterm 379 with `-ti vt340` does (seen with
+scripts/check_sixel.py): `#N;2;R;G;B` only defines register N, `#N` selects it, and painting
+starts with register 3 selected.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+from textual.app import App, ComposeResult
+from textual.geometry import Region
+from textual_image._sixel import image_to_sixels
+
+from tests.tui.fakes import write_preview
+from wsitui.tui.widgets.preview import image_class
+from wsitui.tui.widgets.sixel import XtermSixelImage, select_after_define
+
+XTERM_START_REGISTER = 3
+pytestmark = pytest.mark.anyio
+
+
+def decode_like_xterm(sixel: str) -> np.ndarray:
+    header = re.match(r'\x1bP[\d;]*q"1;1;(\d+);(\d+)', sixel)
+    assert header, "no raster attributes"
+    width, height = int(header.group(1)), int(header.group(2))
+    body = sixel[header.end() : sixel.rindex("\x1b\\")]
+    registers: dict[int, tuple[int, int, int]] = {}
+    canvas = np.full((height, width, 3), -1, int)
+    current, x, band = XTERM_START_REGISTER, 0, 0
+    for token in re.finditer(r"#(\d+)((?:;\d+){4})?|!(\d+)(.)|([?-~])|(\$)|(-)", body):
+        reg, define, count, rep_char, char, cr, nl = token.groups()
+        if reg is not None:
+            if define:
+                _, r, g, b = (int(v) for v in define[1:].split(";"))
+                registers[int(reg)] = (r * 255 // 100, g * 255 // 100, b * 255 // 100)
+            else:
+                current = int(reg)
+            continue
+        if cr:
+            x = 0
+            continue
+        if nl:
+            x, band = 0, band + 6
+            continue
+        n, ch = (int(count), rep_char) if count else (1, char)
+        bits = ord(ch) - 0x3F
+        colour = registers.get(current, (0, 0, 0))
+        for row in range(6):
+            if bits & (1 << row) and band + row < height:
+                canvas[band + row, x : x + n] = colour
+        x += n
+    return canvas
+
+
+def preview_image(tmp_path) -> Image.Image:
+    path = tmp_path / "preview.png"
+    write_preview(path)
+    return Image.open(path).convert("RGB")
+
+
+def test_sixel_top_rows_are_the_image_not_a_band_of_another_colour(tmp_path):
+    image = preview_image(tmp_path)
+    ref = np.asarray(image).astype(int)
+    decoded = decode_like_xterm(select_after_define(image_to_sixels(image)))
+    # Every pixel painted, and close to the image (the encoder quantizes colours a little).
+    assert (decoded >= 0).all()
+    top = np.abs(decoded[:12] - ref[:12]).max()
+    assert top <= 8, f"top rows differ by up to {top}"
+    assert np.abs(decoded - ref).mean() < 2
+
+
+def test_textual_image_alone_paints_the_top_band_wrong(tmp_path):
+    # The reason for the fix: if textual-image starts selecting after defining, this fails
+    # and XtermSixelImage can go.
+    image = preview_image(tmp_path)
+    decoded = decode_like_xterm(image_to_sixels(image))
+    assert np.abs(decoded[:6] - np.asarray(image)[:6].astype(int)).max() > 50
+
+
+async def test_the_sixel_widget_renders_with_the_fix(tmp_path):
+    assert image_class("sixel") is XtermSixelImage
+    write_preview(tmp_path / "preview.png")
+
+    class Preview(App[None]):
+        def compose(self) -> ComposeResult:
+            yield XtermSixelImage(tmp_path / "preview.png")
+
+    app = Preview()
+    async with app.run_test(size=(40, 12)) as pilot:
+        await pilot.pause()
+        impl = app.query_one(XtermSixelImage).children[0]
+        lines = impl.render_lines(Region(0, 0, impl.size.width, impl.size.height))
+    text = "".join(seg.text for strip in lines for seg in strip)
+    defined = re.findall(r"#(\d+);2;\d+;\d+;\d+(#\d+)?", text)
+    assert defined and all(sel == f"#{reg}" for reg, sel in defined)

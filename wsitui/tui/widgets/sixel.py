@@ -1,0 +1,47 @@
+"""Sixel previews that draw right in xterm: select each colour register after defining it.
+
+textual-image's encoder defines a colour register the first time it uses it (`#N;2;R;G;B`) and
+then paints, assuming the definition also selects the register. xterm (with `-ti vt340`) only
+*defines* it: the pixels that follow are painted with whichever register was selected before.
+At the top of an image that is xterm's start-up register (3): the first two bands, painted
+before any plain `#N` select, came out as a solid band of register 3's colour, which for a
+tissue preview is the overlay green. Further down every colour's first run in a band took the
+previous colour (speckles at tissue edges). An explicit `#N` after each definition is what the
+DEC spec requires and is harmless where a definition also selects.
+
+Check by eye in a real sixel terminal: `scripts/check_sixel.py`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from PIL import Image as PILImage
+from textual.app import ComposeResult
+from textual_image._sixel import BackgroundColor, SixelOptions
+from textual_image.widget.sixel import Image as SixelImage
+from textual_image.widget.sixel import _ImageSixelImpl, _NoopRenderable
+
+_DEFINE = re.compile(r"#(\d+);2;\d+;\d+;\d+")
+
+
+def select_after_define(sixel: str) -> str:
+    """Follow every colour-register definition with a select of that register."""
+    return _DEFINE.sub(lambda m: f"{m.group(0)}#{m.group(1)}", sixel)
+
+
+class _SelectingSixelImpl(_ImageSixelImpl):
+    def _image_to_sixels(
+        self,
+        image: PILImage.Image,
+        sixel_options: SixelOptions | None = None,
+        background: BackgroundColor | None = None,
+    ) -> str:
+        return select_after_define(super()._image_to_sixels(image, sixel_options, background))
+
+
+class XtermSixelImage(SixelImage, Renderable=_NoopRenderable):
+    """textual-image's sixel widget with the register fix above."""
+
+    def compose(self) -> ComposeResult:
+        yield _SelectingSixelImpl(self.image, self._sixel_options)
