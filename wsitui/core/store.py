@@ -192,9 +192,10 @@ class Store:
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(SCHEMA)
                 self._migrate()
-                # A read-only file opens fine and fails only at the first write: find out now.
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute("ROLLBACK")
+                # A read-only file opens fine and fails only at the first write: find out now
+                # with a write that changes nothing (the schema version, set to itself).
+                version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                self._db.execute(f"PRAGMA user_version = {int(version)}")
             self._tenants = {r.tenant: r for r in self.tenant_rows()}
         except sqlite3.Error as exc:
             raise StoreError(
