@@ -100,3 +100,16 @@ def iou(pred: np.ndarray, truth: np.ndarray) -> float:
         size = (truth.shape[1], truth.shape[0])
         pred = np.asarray(Image.fromarray(pred).resize(size, Image.Resampling.NEAREST))
     return float((pred & truth).sum() / max(1, (pred | truth).sum()))
+
+
+def with_stated_mpp(factory: pytest.TempPathFactory, source: Path, mpp: str) -> Path:
+    """A copy of a sample SVS whose Aperio description states `mpp` (e.g. '1e-09')."""
+    key = ("mpp", source, mpp)
+    if key not in _made:
+        out = factory.mktemp("mpp") / f"mpp_{mpp}.svs"
+        out.write_bytes(source.read_bytes())
+        with tifffile.TiffFile(out, mode="r+b") as tif:
+            tag = tif.pages[0].tags["ImageDescription"]
+            tag.overwrite(tag.value.replace(f"MPP = {MPP:.4f}", f"MPP = {mpp}"))
+        _made[key] = out
+    return _made[key]

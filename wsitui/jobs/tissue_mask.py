@@ -6,108 +6,118 @@ coarse level, e.g. a single-level TIFF, is reduced block by block, so memory sta
 every tile is decoded); then grey level, Otsu threshold, and objects and holes smaller than a
 given area in µm² are removed / filled. It is then mapped onto the job's tile grid (`tile_size`
 px at `level`) as an exact per-tile tissue fraction; a tile is tissue when that is at least
-`min_tissue_fraction`. Downstream jobs (SEGMENT_CELLS) load the grid with `load_tile_grid` to
-skip background tiles.
+`min_tissue_fraction` (a tile exactly at the threshold is kept). Downstream jobs load the grid
+and mask with `wsitui.jobs.common.upstream`.
 
-Outputs in the results dir: tissue_mask.png, tiles.json, tiles/tile_<col>_<row>.png (mask of
-each tissue tile at the mask's resolution), preview.png, manifest.json and artifacts.zip.
-The whole job takes about a second even on a 40k x 30k pyramidal slide, so it does not
-checkpoint: a resumed job simply starts again.
+Budgets, checked before anything big is allocated: the mask image has at most
+MAX_MASK_PIXELS (a JobError names the size and the fix), the grid at most MAX_GRID_TILES. A
+pixel size the slide states that is not plausible (1e-9 or 1e9 µm/px) is replaced by
+`assumed_mpp`, loudly: in the job's stage and in the manifest's `warnings`.
+
+Resumable: the slide is read in horizontal bands of the mask image; each band is kept as a
+shard under `shards_dir` and recorded in the checkpoint, so a resumed job reads only the bands
+it has not got yet and its progress (grid tiles whose pixels are read) never goes back.
+
+Outputs in the results dir: tissue_mask.png, tiles.json, preview.png, tissue.geojson (QuPath
+annotations, level-0 px) and manifest.json (written last); opt in to per-tile mask PNGs
+(`tile_masks`) and artifacts.zip (`archive`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
-import math
-import platform
 import shutil
 import time
-import zipfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from importlib import metadata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import anyio.to_thread
 import numpy as np
-import openslide
 from PIL import Image
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from scipy import ndimage
 
-import wsitui
-from wsitui.core.executor import JobContext, JobError
+from wsitui.core.executor import (
+    CheckpointStore,
+    Executor,
+    JobContext,
+    JobError,
+    UpstreamSpec,
+)
 from wsitui.core.models import JobSpec, JobType
+from wsitui.jobs.common.archive import write_archive
+from wsitui.jobs.common.files import write_atomic
+from wsitui.jobs.common.geojson import TISSUE, feature_collection, mask_polygons, write_geojson
+from wsitui.jobs.common.grid import TILES_FILE, GridGeometry, TileGrid
+from wsitui.jobs.common.manifest import (
+    MANIFEST_FILE,
+    Artifact,
+    JobManifest,
+    SlideMeta,
+    library_versions,
+    write_manifest,
+)
+from wsitui.jobs.common.mpp import PLAUSIBLE_MPP, resolve_mpp
+from wsitui.jobs.common.shards import ShardStore
+from wsitui.jobs.common.upstream import MASK_FILE
 from wsitui.slides.errors import SlideError, quoted
 from wsitui.slides.reader import SlideReader, open_slide
 
-MASK_FILE = "tissue_mask.png"
-TILES_FILE = "tiles.json"
 TILES_DIR = "tiles"
 PREVIEW_FILE = "preview.png"
-MANIFEST_FILE = "manifest.json"
+GEOJSON_FILE = "tissue.geojson"
 ARCHIVE_FILE = "artifacts.zip"
-TILES_FORMAT = "wsitui.tiles/1"
-MANIFEST_FORMAT = "wsitui.tissue_mask/1"
+MANIFEST_FORMAT = "wsitui.tissue_mask/2"
 PREVIEW_MAX = 1024
 # The preview reads the slide itself when that is cheap: a level of at most this many times the
 # preview's pixels. Otherwise (no coarse level) it reuses the image the mask was computed from.
 PREVIEW_READ_RATIO = 16
 MIN_CONTRAST = 8.0  # grey levels between Otsu classes; below that the level is one class
-
+# The mask image: RGB, grey, labels (int32) and the mask at once stay under ~0.4 GB. At 8 µm/px
+# that is 50 x 50 mm of glass, twice a slide's scan area.
+MAX_MASK_PIXELS = 40_000_000
+BAND_SOURCE_PIXELS = 16 * 2**20  # slide pixels read per band (one shard, one checkpoint)
 
 # ------------------------------------------------------------------------------- params
 
+_Float = dict(strict=True, allow_inf_nan=False)
 
-@dataclass(frozen=True, slots=True)
-class TissueMaskParams:
-    tile_size: int = 512  # grid tile side, px at `level`
-    level: int = 0  # pyramid level the grid is defined at
-    min_tissue_fraction: float = 0.05  # a tile with at least this much tissue is processed
-    target_mpp: float = 8.0  # resolution the mask is computed at (µm/px)
-    min_object_um2: float = 10_000.0  # smaller tissue specks are dropped (QuPath's default)
-    min_hole_um2: float = 10_000.0  # smaller holes inside tissue are filled
-    assumed_mpp: float = 0.5  # level-0 µm/px when the slide does not say
+
+class TissueMaskParams(BaseModel):
+    """A TISSUE_MASK job's params (the engine validates them at submission)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tile_size: Annotated[int, Field(strict=True, ge=16, le=16384)] = 512  # grid tile, px at level
+    level: Annotated[int, Field(strict=True, ge=0, le=32)] = 0  # level the grid is defined at
+    # A tile with at least this much tissue is processed downstream.
+    min_tissue_fraction: Annotated[float, Field(ge=0.0, le=1.0, **_Float)] = 0.05
+    # Resolution the mask is computed at (µm/px); masks are coarse by design.
+    target_mpp: Annotated[float, Field(ge=0.5, le=100.0, **_Float)] = 8.0
+    min_object_um2: Annotated[float, Field(ge=0.0, le=1e9, **_Float)] = 10_000.0  # specks dropped
+    min_hole_um2: Annotated[float, Field(ge=0.0, le=1e9, **_Float)] = 10_000.0  # holes filled
+    # Level-0 µm/px when the slide does not say, or says something implausible.
+    assumed_mpp: Annotated[float, Field(ge=PLAUSIBLE_MPP[0], le=PLAUSIBLE_MPP[1], **_Float)] = 0.5
+    tile_masks: Annotated[bool, Field(strict=True)] = False  # tiles/tile_<col>_<row>.png
+    archive: Annotated[bool, Field(strict=True)] = False  # artifacts.zip of every output
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> TissueMaskParams:
-        """Parse job params; raise ValueError with one line naming the param and the fix."""
-        known = [f.name for f in fields(cls)]
-        for name in params:
-            if name not in known:
+    def parse(cls, params: Mapping[str, Any]) -> TissueMaskParams:
+        """Parse job params; ValueError with one line naming the param and the fix."""
+        try:
+            return cls.model_validate(dict(params))
+        except ValidationError as e:
+            err = e.errors()[0]
+            name = ".".join(str(p) for p in err["loc"]) or "params"
+            if err["type"] == "extra_forbidden":
+                known = ", ".join(cls.model_fields)
                 raise ValueError(
-                    f"unknown param {name!r} for TISSUE_MASK; use one of: {', '.join(known)}"
-                )
-        values: dict[str, Any] = {}
-        for name, lo, hi in (("tile_size", 16, 16384), ("level", 0, 32)):
-            if name in params:
-                v = params[name]
-                if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                    raise ValueError(
-                        f"param {name!r} must be an integer from {lo} to {hi}, got {v!r}"
-                    )
-                values[name] = v
-        for name, lo, hi, lo_open in (
-            ("min_tissue_fraction", 0.0, 1.0, False),
-            ("target_mpp", 0.0, 100.0, True),
-            ("min_object_um2", 0.0, 1e9, False),
-            ("min_hole_um2", 0.0, 1e9, False),
-            ("assumed_mpp", 0.0, 100.0, True),
-        ):
-            if name in params:
-                v = params[name]
-                ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-                ok = ok and (lo < v if lo_open else lo <= v) and v <= hi
-                if not ok:
-                    rng = f"above {lo:g} up to {hi:g}" if lo_open else f"from {lo:g} to {hi:g}"
-                    raise ValueError(f"param {name!r} must be a number {rng}, got {v!r}")
-                values[name] = float(v)
-        return cls(**values)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+                    f"unknown param {name!r} for TISSUE_MASK; use one of: {known}"
+                ) from None
+            raise ValueError(
+                f"param {name!r}: {err['msg'].lower()}, got {err.get('input')!r}"
+            ) from None
 
 
 DEFAULTS = TissueMaskParams()
@@ -117,19 +127,54 @@ DEFAULTS = TissueMaskParams()
 
 
 @dataclass(frozen=True, slots=True)
+class MaskPlan:
+    """Which level is read, at what size, in which bands: fixed before anything is read."""
+
+    level: int
+    size: tuple[int, int]  # (w, h) of the mask image
+    bands: tuple[tuple[int, int], ...]  # output rows [r0, r1) per band
+    mpp0: float  # level-0 µm/px used
+    mpp_assumed: bool
+    warning: str | None
+    downsample: tuple[float, float]  # level-0 px per mask px, (x, y)
+
+
+def plan_mask(reader: SlideReader, params: TissueMaskParams) -> MaskPlan:
+    """The read plan for the mask; JobError when it would exceed MAX_MASK_PIXELS."""
+    mpp = resolve_mpp(reader, params.assumed_mpp)
+    want_ds = max(1.0, params.target_mpp / mpp.mpp)
+    level = reader.best_level_for_downsample(want_ds)
+    lw, lh = reader.level_dimensions[level]
+    factor = want_ds / reader.level_downsamples[level]
+    # Within 1.25x of the target the level is used as it is (no resampling blur).
+    size = (lw, lh) if factor <= 1.25 else (max(1, round(lw / factor)), max(1, round(lh / factor)))
+    if size[0] * size[1] > MAX_MASK_PIXELS:
+        w0, h0 = reader.dimensions
+        raise JobError(
+            f"slide {quoted(reader.path)}: a mask at {params.target_mpp:g} µm/px would be "
+            f"{size[0]:,}x{size[1]:,} px, over the {MAX_MASK_PIXELS:,} px limit (the slide is "
+            f"{w0 * mpp.mpp / 1000:,.0f}x{h0 * mpp.mpp / 1000:,.0f} mm at {mpp.mpp:g} µm/px); "
+            "raise target_mpp, or set assumed_mpp if the slide's pixel size is wrong"
+        )
+    src_per_row = lw * (lh / size[1])
+    rows = max(1, int(BAND_SOURCE_PIXELS // max(1.0, src_per_row)))
+    bands = tuple((r, min(size[1], r + rows)) for r in range(0, size[1], rows))
+    w0, h0 = reader.dimensions
+    ds = (w0 / size[0], h0 / size[1])
+    return MaskPlan(level, size, bands, mpp.mpp, mpp.source != "slide", mpp.warning, ds)
+
+
+@dataclass(frozen=True, slots=True)
 class TissueMask:
     mask: np.ndarray  # bool (rows, cols), True = tissue
     downsample: tuple[float, float]  # level-0 px per mask px, (x, y)
     level: int  # pyramid level that was read
     mpp: float  # µm per mask px (x)
-    mpp_assumed: bool  # the slide had no mpp; params' assumed_mpp was used
-    threshold: float | None  # Otsu grey threshold; None when the level had no contrast
+    mpp_assumed: bool  # the slide had no (plausible) mpp; params' assumed_mpp was used
+    threshold: float | None  # grey threshold; None when the image had no contrast
     timings: dict[str, float] = field(default_factory=dict)
     image: np.ndarray | None = field(default=None, repr=False, compare=False)  # RGB it came from
-
-
-def _area_px(um2: float, mpp_x: float, mpp_y: float) -> float:
-    return um2 / (mpp_x * mpp_y)
+    warnings: tuple[str, ...] = ()
 
 
 def clean_mask(mask: np.ndarray, min_object_px: float, min_hole_px: float) -> np.ndarray:
@@ -171,223 +216,83 @@ def otsu(hist: np.ndarray) -> tuple[int, float, float]:
     return t, float(mu0[t]), float(mu1[t])
 
 
-def compute_tissue_mask(
-    reader: SlideReader,
-    *,
-    target_mpp: float = DEFAULTS.target_mpp,
-    min_object_um2: float = DEFAULTS.min_object_um2,
-    min_hole_um2: float = DEFAULTS.min_hole_um2,
-    assumed_mpp: float = DEFAULTS.assumed_mpp,
-    check_cancel: Callable[[], None] | None = None,
-) -> TissueMask:
-    """Tissue mask of the whole slide at about target_mpp µm/px.
-
-    Reads the level nearest target_mpp; when that is much finer (no coarse level), it is
-    area-averaged down block by block (SlideReader.read_level_scaled), never held whole.
-    check_cancel is called between blocks: on a big single-level slide this read is the long
-    part of the job, and a cancel should not wait for it.
-    """
-    t0 = time.perf_counter()
-    mpp0 = reader.mpp if reader.mpp is not None else assumed_mpp
-    want_ds = max(1.0, target_mpp / mpp0)
-    level = reader.best_level_for_downsample(want_ds)
-    lw, lh = reader.level_dimensions[level]
-    factor = want_ds / reader.level_downsamples[level]
-    # Within 1.25x of the target the level is used as it is (no resampling blur).
-    size = (lw, lh) if factor <= 1.25 else (max(1, round(lw / factor)), max(1, round(lh / factor)))
-    on_block = None if check_cancel is None else (lambda _done, _total: check_cancel())
-    rgb = reader.read_level_scaled(level, size, on_block)
-    t1 = time.perf_counter()
+def mask_from_rgb(
+    rgb: np.ndarray, mpp: tuple[float, float], min_object_um2: float, min_hole_um2: float
+) -> tuple[np.ndarray, float | None]:
+    """(tissue mask, grey threshold or None) of an RGB image at `mpp` (x, y) µm/px."""
     grey = Image.fromarray(rgb).convert("L")  # ITU-R 601 luma, in C
     # No blur: at ~8 µm/px pixel noise is already averaged out, and the small-object/hole
     # cleanup below removes specks; a blur only rounded off boundaries (lower IoU, measured).
     g = np.asarray(grey)
-    w0, h0 = reader.dimensions
-    ds = (w0 / g.shape[1], h0 / g.shape[0])
     t, dark, bright = otsu(np.asarray(grey.histogram(), np.float64))  # C histogram: 5x bincount
     threshold: float | None = float(t) if bright - dark > MIN_CONTRAST else None
     # Without contrast there is one class: blank glass if bright, all tissue if dark.
     mask = g <= t if threshold is not None else np.full(g.shape, float(g.mean()) < 200.0)
-    mx, my = ds[0] * mpp0, ds[1] * mpp0
-    mask = clean_mask(mask, _area_px(min_object_um2, mx, my), _area_px(min_hole_um2, mx, my))
+    area = mpp[0] * mpp[1]
+    return clean_mask(mask, min_object_um2 / area, min_hole_um2 / area), threshold
+
+
+def compute_tissue_mask(
+    reader: SlideReader,
+    params: TissueMaskParams = DEFAULTS,
+    *,
+    check_cancel: Callable[[], None] | None = None,
+    bands: Callable[[MaskPlan], np.ndarray] | None = None,
+) -> TissueMask:
+    """Tissue mask of the whole slide at about params.target_mpp µm/px.
+
+    bands(plan) returns the mask image (the resumable job reads it band by band); by default
+    it is read in one go, check_cancel called between blocks.
+    """
+    t0 = time.perf_counter()
+    plan = plan_mask(reader, params)
+    if bands is not None:
+        rgb = bands(plan)
+    else:
+        on_block = None if check_cancel is None else (lambda _d, _t: check_cancel())
+        rgb = reader.read_level_scaled(plan.level, plan.size, on_block)
+    t1 = time.perf_counter()
+    ds = plan.downsample
+    mpp = (ds[0] * plan.mpp0, ds[1] * plan.mpp0)
+    mask, threshold = mask_from_rgb(rgb, mpp, params.min_object_um2, params.min_hole_um2)
     t2 = time.perf_counter()
     return TissueMask(
         mask=mask,
         downsample=ds,
-        level=level,
-        mpp=mx,
-        mpp_assumed=reader.mpp is None,
+        level=plan.level,
+        mpp=mpp[0],
+        mpp_assumed=plan.mpp_assumed,
         threshold=threshold,
         timings={"read_s": t1 - t0, "mask_s": t2 - t1},
         image=rgb,
+        warnings=() if plan.warning is None else (plan.warning,),
     )
 
 
-# ------------------------------------------------------------------------------ tile grid
-
-
-class TileGrid(BaseModel):
-    """tiles.json: the job's tile grid and which tiles hold tissue."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    format: str = TILES_FORMAT
-    tile_size: int
-    level: int
-    level_downsample: float
-    level_dimensions: tuple[int, int]  # (w, h) of `level`
-    slide_dimensions: tuple[int, int]  # (w, h) of level 0
-    cols: int
-    rows: int
-    min_tissue_fraction: float
-    mask_downsample: tuple[float, float]  # level-0 px per mask px, (x, y)
-    mask_shape: tuple[int, int]  # (rows, cols) of tissue_mask.png
-    tissue_fraction: list[list[float]]  # [row][col]
-    tissue_tiles: list[tuple[int, int]]  # (col, row), row-major order
-
-    def fraction(self, col: int, row: int) -> float:
-        return self.tissue_fraction[row][col]
-
-    def is_tissue(self, col: int, row: int) -> bool:
-        return self.tissue_fraction[row][col] >= self.min_tissue_fraction
-
-    def tile_rect(self, col: int, row: int) -> tuple[int, int, int, int]:
-        """(x, y, w, h) at `level`, clipped to the level."""
-        x, y = col * self.tile_size, row * self.tile_size
-        lw, lh = self.level_dimensions
-        return x, y, min(self.tile_size, lw - x), min(self.tile_size, lh - y)
-
-    def tile_location(self, col: int, row: int) -> tuple[int, int]:
-        """Level-0 top-left of a tile, as read_region wants it."""
-        x, y, _, _ = self.tile_rect(col, row)
-        return round(x * self.level_downsample), round(y * self.level_downsample)
-
-    def mask_box(self, col: int, row: int) -> tuple[int, int, int, int]:
-        """(y0, y1, x0, x1) of the mask pixels a tile touches (its tiles/ PNG)."""
-        x, y, w, h = self.tile_rect(col, row)
-        ds, (dx, dy) = self.level_downsample, self.mask_downsample
-        return (
-            math.floor(y * ds / dy),
-            min(self.mask_shape[0], math.ceil((y + h) * ds / dy)),
-            math.floor(x * ds / dx),
-            min(self.mask_shape[1], math.ceil((x + w) * ds / dx)),
-        )
-
-
-def _edge_integral(s: np.ndarray, edges: np.ndarray, axis: int) -> np.ndarray:
-    """Linear interpolation of a summed-area table at fractional edges along one axis."""
-    n = s.shape[axis] - 1
-    e = np.clip(edges, 0, n)
-    i = np.minimum(np.floor(e).astype(np.int64), max(n - 1, 0))
-    t = e - i
-    a, b = np.take(s, i, axis=axis), np.take(s, np.minimum(i + 1, n), axis=axis)
-    shape = [1, 1]
-    shape[axis] = len(e)
-    return a * (1 - t.reshape(shape)) + b * t.reshape(shape)
-
-
-def tile_fractions(
-    tm: TissueMask,
-    slide_dims: tuple[int, int],
-    level_dims: tuple[int, int],
-    level_ds: float,
-    tile_size: int,
-) -> np.ndarray:
-    """Exact area fraction of tissue under each grid tile, (rows, cols) float64."""
-    lw, lh = level_dims
-    cols, rows = math.ceil(lw / tile_size), math.ceil(lh / tile_size)
-    # Tile edges in level-0 px, clipped to the slide, then in mask px.
-    xe = np.minimum(np.arange(cols + 1) * tile_size * level_ds, slide_dims[0]) / tm.downsample[0]
-    ye = np.minimum(np.arange(rows + 1) * tile_size * level_ds, slide_dims[1]) / tm.downsample[1]
-    # The mask is constant per pixel, so its running sum is piecewise linear between pixel
-    # edges: interpolating it at fractional tile edges is exact. Rows first, then columns.
-    h, w = tm.mask.shape
-    run_x = np.zeros((h, w + 1), np.int32)
-    np.cumsum(tm.mask, axis=1, dtype=np.int32, out=run_x[:, 1:])
-    per_row = np.diff(_edge_integral(run_x, xe, 1), axis=1)  # (h, cols)
-    run_y = np.zeros((h + 1, cols))
-    np.cumsum(per_row, axis=0, out=run_y[1:])
-    sums = np.diff(_edge_integral(run_y, ye, 0), axis=0)  # (rows, cols)
-    area = np.outer(np.diff(ye), np.diff(xe))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.where(area > 0, sums / area, 0.0)
-    return np.clip(frac, 0.0, 1.0)
-
-
 def build_tile_grid(tm: TissueMask, reader: SlideReader, params: TissueMaskParams) -> TileGrid:
+    geometry = grid_geometry(reader, params)
+    return TileGrid.build(
+        geometry, reader.dimensions, tm.mask, tm.downsample, params.min_tissue_fraction
+    )
+
+
+def grid_geometry(reader: SlideReader, params: TissueMaskParams) -> GridGeometry:
     if params.level >= reader.level_count:
         raise JobError(
             f"param 'level' is {params.level} but slide {quoted(reader.path)} has levels "
             f"0-{reader.level_count - 1}; use one of those"
         )
-    level_dims = reader.level_dimensions[params.level]
-    level_ds = reader.level_downsamples[params.level]
-    frac = tile_fractions(tm, reader.dimensions, level_dims, level_ds, params.tile_size)
-    rows, cols = frac.shape
-    tissue = frac >= params.min_tissue_fraction
-    return TileGrid(
-        tile_size=params.tile_size,
-        level=params.level,
-        level_downsample=level_ds,
-        level_dimensions=level_dims,
-        slide_dimensions=reader.dimensions,
-        cols=cols,
-        rows=rows,
-        min_tissue_fraction=params.min_tissue_fraction,
-        mask_downsample=tm.downsample,
-        mask_shape=(int(tm.mask.shape[0]), int(tm.mask.shape[1])),
-        tissue_fraction=np.round(frac, 4).tolist(),
-        tissue_tiles=[(int(c), int(r)) for r, c in zip(*np.nonzero(tissue), strict=True)],
+    geometry = GridGeometry(
+        params.tile_size,
+        params.level,
+        reader.level_downsamples[params.level],
+        reader.level_dimensions[params.level],
     )
-
-
-def _finished_file(results_dir: Path, name: str) -> Path:
-    path = Path(results_dir) / name
-    if not path.is_file():
-        raise JobError(f"{quoted(path)} does not exist; run the TISSUE_MASK job (again) first")
-    return path
-
-
-def load_tile_grid(results_dir: Path) -> TileGrid:
-    """The tiles.json of a finished TISSUE_MASK job (JobError if missing or unreadable)."""
-    path = _finished_file(results_dir, TILES_FILE)
-    try:
-        grid = TileGrid.model_validate_json(path.read_bytes())
-    except (OSError, ValueError) as e:
-        first = str(e).splitlines()[0]
-        raise JobError(f"{quoted(path)} is unreadable ({first}); rerun the TISSUE_MASK job") from e
-    if grid.format != TILES_FORMAT:
-        raise JobError(
-            f"{quoted(path)} has format {grid.format!r}, expected {TILES_FORMAT!r}; "
-            "rerun the TISSUE_MASK job"
-        )
-    return grid
-
-
-def load_tissue_mask(results_dir: Path) -> tuple[np.ndarray, tuple[float, float]]:
-    """(mask bool array, level-0 px per mask px (x, y)) of a finished TISSUE_MASK job."""
-    grid = load_tile_grid(results_dir)
-    path = _finished_file(results_dir, MASK_FILE)
-    try:
-        with Image.open(path) as img:
-            mask = np.asarray(img.convert("L")) > 0
-    except OSError as e:
-        raise JobError(f"{quoted(path)} is unreadable ({e}); rerun the TISSUE_MASK job") from e
-    return mask, grid.mask_downsample
+    geometry.check_budget(reader.path)
+    return geometry
 
 
 # ------------------------------------------------------------------------------- outputs
-
-
-class SlideMeta(BaseModel):
-    path: str
-    vendor: str | None
-    backend: str
-    dimensions: tuple[int, int]
-    level_count: int
-    level_dimensions: list[tuple[int, int]]
-    level_downsamples: list[float]
-    mpp: float | None
 
 
 class MaskMeta(BaseModel):
@@ -395,8 +300,8 @@ class MaskMeta(BaseModel):
     shape: tuple[int, int]  # (rows, cols)
     downsample: tuple[float, float]  # level-0 px per mask px, (x, y)
     level_read: int
-    mpp: float
-    mpp_assumed: bool
+    mpp: float  # µm per mask px
+    mpp_assumed: bool  # level-0 µm/px was params.assumed_mpp (see warnings for why)
     threshold: float | None
     tissue_fraction: float
 
@@ -411,52 +316,13 @@ class GridMeta(BaseModel):
     tissue_tiles: int
 
 
-class Artifact(BaseModel):
-    path: str  # relative to the results dir; a directory ends with '/'
-    kind: str
-    bytes: int
-    sha256: str | None = None  # files only
-    count: int | None = None  # directories only: number of files
-
-
-class TissueManifest(BaseModel):
+class TissueManifest(JobManifest):
     format: str = MANIFEST_FORMAT
-    job_id: str
     job_type: str = JobType.TISSUE_MASK.value
-    created_at: float
-    params: dict[str, Any]
-    slide: SlideMeta
     mask: MaskMeta
     grid: GridMeta
-    artifacts: list[Artifact]
-    archive: str  # a zip of every artifact plus this manifest
-    timings: dict[str, float]
-    versions: dict[str, str]
-
-
-def library_versions() -> dict[str, str]:
-    out = {"wsitui": wsitui.__version__, "python": platform.python_version()}
-    for dist in (
-        "numpy",
-        "scipy",
-        "scikit-image",
-        "pillow",
-        "openslide-python",
-        "openslide-bin",
-        "tifffile",
-        "imagecodecs",
-        "pydantic",
-    ):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    out["openslide"] = str(openslide.__library_version__)
-    return out
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    regions: int  # tissue polygons in tissue.geojson
+    archive: str | None  # artifacts.zip when the job's `archive` param asked for it
 
 
 def preview_base(reader: SlideReader, image: np.ndarray | None = None) -> np.ndarray:
@@ -493,29 +359,63 @@ def render_preview(
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
+def _png(arr: np.ndarray, level: int = 1) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=level)
+    return buf.getvalue()
+
+
+OUTPUTS = (MASK_FILE, TILES_FILE, PREVIEW_FILE, GEOJSON_FILE, MANIFEST_FILE, ARCHIVE_FILE)
+
+
 def _clear_outputs(results_dir: Path) -> None:
-    """A retried job starts from a clean slate: remove what an earlier attempt wrote."""
-    shutil.rmtree(results_dir / TILES_DIR, ignore_errors=True)
-    for name in (MASK_FILE, TILES_FILE, PREVIEW_FILE, MANIFEST_FILE, ARCHIVE_FILE):
+    """Outputs of an earlier run go before new ones are written (the manifest first: a dir
+    without one is not finished). Shards stay: they are this attempt's work."""
+    for name in (MANIFEST_FILE, *OUTPUTS):
         (results_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(results_dir / TILES_DIR, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- the job
+
+
+def _noop(*_a: Any) -> None:
+    return None
+
+
+@dataclass
+class JobHooks:
+    """How the job talks to whoever runs it: the engine's JobContext, or nothing (a script)."""
+
+    report: Callable[..., None] = _noop  # (tiles_done, tiles_total)
+    set_stage: Callable[[str], None] = _noop
+    check_cancel: Callable[[], None] = _noop
+    restart_progress: Callable[[str], None] = _noop
+    checkpoint: CheckpointStore | None = None
+    shards_dir: Path | None = None  # default: results_dir / "shards"
 
 
 def run_tissue_mask(
     slide: Path,
     results_dir: Path,
-    params: TissueMaskParams,
+    params: TissueMaskParams = DEFAULTS,
     *,
     job_id: str = "",
-    report: Callable[[int, int], None] | None = None,
-    check_cancel: Callable[[], None] | None = None,
+    hooks: JobHooks | None = None,
 ) -> TissueManifest:
     """The whole job, synchronously. SlideError/OSError come out as JobError (one line)."""
     t0 = time.perf_counter()
+    hooks = hooks or JobHooks()
     try:
         with open_slide(slide) as reader:
-            return _run(reader, Path(results_dir), params, job_id, report, check_cancel, t0)
+            return _Run(reader, Path(results_dir), params, job_id, hooks, t0).run()
     except SlideError as e:
         raise JobError(str(e)) from e
+    except MemoryError as e:
+        raise JobError(
+            f"slide {quoted(slide)}: out of memory while making the tissue mask; "
+            "raise target_mpp or free memory"
+        ) from e
     except OSError as e:
         raise JobError(
             f"cannot write results to {quoted(results_dir)}: {e.strerror or e}; "
@@ -523,152 +423,210 @@ def run_tissue_mask(
         ) from e
 
 
-def _run(
-    reader: SlideReader,
-    out: Path,
-    params: TissueMaskParams,
-    job_id: str,
-    report: Callable[[int, int], None] | None,
-    check_cancel: Callable[[], None] | None,
-    t0: float,
-) -> TissueManifest:
-    def cancel_point() -> None:
-        if check_cancel is not None:
-            check_cancel()
+class _Run:
+    def __init__(
+        self,
+        reader: SlideReader,
+        out: Path,
+        params: TissueMaskParams,
+        job_id: str,
+        hooks: JobHooks,
+        t0: float,
+    ) -> None:
+        self.reader, self.out, self.params, self.job_id = reader, out, params, job_id
+        self.hooks, self.t0 = hooks, t0
+        self.done = 0
+        self.total = 0
 
-    def progress(done: int, total: int) -> None:
-        if report is not None:
-            report(done, total)
+    def progress(self, done: int) -> None:
+        self.done = max(self.done, done)
+        self.hooks.report(self.done, self.total)
 
-    cancel_point()
-    # Cheap grid size first, so progress has a total from the start.
-    if params.level < reader.level_count:
-        lw, lh = reader.level_dimensions[params.level]
-        total = math.ceil(lw / params.tile_size) * math.ceil(lh / params.tile_size)
-        progress(0, total)
-    tm = compute_tissue_mask(
-        reader,
-        target_mpp=params.target_mpp,
-        min_object_um2=params.min_object_um2,
-        min_hole_um2=params.min_hole_um2,
-        assumed_mpp=params.assumed_mpp,
-        check_cancel=cancel_point,
-    )
-    cancel_point()
-    t_grid = time.perf_counter()
-    grid = build_tile_grid(tm, reader, params)
-    total = grid.cols * grid.rows
-    timings = {**tm.timings, "grid_s": time.perf_counter() - t_grid}
+    def run(self) -> TissueManifest:
+        h, reader, params = self.hooks, self.reader, self.params
+        h.check_cancel()
+        geometry = grid_geometry(reader, params)  # budgets before any pixel is read
+        self.total = geometry.count
+        plan = plan_mask(reader, params)
+        read_stage = f"reading level {plan.level}"
+        if plan.warning is not None:
+            read_stage += f" (warning: {plan.warning})"
+        h.set_stage(read_stage)
 
-    t_write = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    _clear_outputs(out)
-    tiles_dir = out / TILES_DIR
-    tiles_dir.mkdir()
-    tissue = set(grid.tissue_tiles)
-    tile_pngs: dict[str, bytes] = {}  # encoded once: written here, archived below
-
-    def write_tile(col: int, row: int) -> None:
-        y0, y1, x0, x1 = grid.mask_box(col, row)
-        buf = io.BytesIO()
-        Image.fromarray(tm.mask[y0:y1, x0:x1]).save(buf, format="PNG", compress_level=1)
-        name = f"tile_{col}_{row}.png"
-        (tiles_dir / name).write_bytes(buf.getvalue())
-        tile_pngs[name] = buf.getvalue()
-
-    step = max(1, total // 200)  # ~200 progress reports per job at most
-    for i in range(total):
-        row, col = divmod(i, grid.cols)
-        if (col, row) in tissue:
-            write_tile(col, row)
-        cancel_point()  # every tile boundary
-        if (i + 1) % step == 0 or i + 1 == total:
-            progress(i + 1, total)
-    tile_bytes = sum(len(b) for b in tile_pngs.values())
-    Image.fromarray(tm.mask).save(out / MASK_FILE)
-    (out / TILES_FILE).write_text(grid.model_dump_json())
-    Image.fromarray(render_preview(reader, tm.mask, tm.image)).save(out / PREVIEW_FILE)
-    timings["write_s"] = time.perf_counter() - t_write
-
-    artifacts = [
-        Artifact(
-            path=name, kind=kind, bytes=(out / name).stat().st_size, sha256=_sha256(out / name)
+        tm = compute_tissue_mask(reader, params, bands=lambda p: self.read_bands(p, geometry))
+        h.check_cancel()
+        h.set_stage("masking")
+        t_grid = time.perf_counter()
+        grid = TileGrid.build(
+            geometry, reader.dimensions, tm.mask, tm.downsample, params.min_tissue_fraction
         )
-        for name, kind in (
-            (MASK_FILE, "tissue_mask"),
-            (TILES_FILE, "tile_grid"),
-            (PREVIEW_FILE, "preview"),
+        timings = {**tm.timings, "grid_s": time.perf_counter() - t_grid}
+        h.check_cancel()
+        h.set_stage("writing outputs")
+        return self.write(tm, grid, timings)
+
+    # -- reading, band by band --------------------------------------------------------------
+
+    def read_bands(self, plan: MaskPlan, geometry: GridGeometry) -> np.ndarray:
+        """The mask image, each band kept as a shard: a resumed job reads only missing ones."""
+        h, reader = self.hooks, self.reader
+        shards = ShardStore(
+            h.shards_dir or self.out / "shards",
+            {
+                "kind": "tissue_mask.bands/1",
+                "slide": str(reader.path),
+                "dimensions": list(reader.dimensions),
+                "level": plan.level,
+                "size": list(plan.size),
+                "bands": [list(b) for b in plan.bands],
+                "mpp0": plan.mpp0,
+            },
         )
-    ]
-    artifacts.append(
-        Artifact(path=f"{TILES_DIR}/", kind="tile_masks", bytes=tile_bytes, count=len(tissue))
-    )
-    timings["total_s"] = time.perf_counter() - t0
-    manifest = TissueManifest(
-        job_id=job_id,
-        created_at=time.time(),
-        params=params.as_dict(),
-        slide=SlideMeta(
-            path=str(reader.path),
-            vendor=reader.vendor,
-            backend=reader.backend,
-            dimensions=reader.dimensions,
-            level_count=reader.level_count,
-            level_dimensions=list(reader.level_dimensions),
-            level_downsamples=list(reader.level_downsamples),
-            mpp=reader.mpp,
-        ),
-        mask=MaskMeta(
-            file=MASK_FILE,
-            shape=(int(tm.mask.shape[0]), int(tm.mask.shape[1])),
-            downsample=tm.downsample,
-            level_read=tm.level,
-            mpp=tm.mpp,
-            mpp_assumed=tm.mpp_assumed,
-            threshold=tm.threshold,
-            tissue_fraction=float(tm.mask.mean()),
-        ),
-        grid=GridMeta(
-            file=TILES_FILE,
-            tile_size=grid.tile_size,
-            level=grid.level,
-            cols=grid.cols,
-            rows=grid.rows,
-            tiles_total=total,
-            tissue_tiles=len(grid.tissue_tiles),
-        ),
-        artifacts=artifacts,
-        archive=ARCHIVE_FILE,
-        timings={k: round(v, 4) for k, v in timings.items()},
-        versions=library_versions(),
-    )
-    (out / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))
-    _write_archive(out, [MASK_FILE, TILES_FILE, PREVIEW_FILE, MANIFEST_FILE], tile_pngs)
-    return manifest
+        # A grid row's tiles are read once every mask row under them is: the progress unit.
+        _, ye = geometry.level0_edges(reader.dimensions)
+        last_row = np.ceil(ye[1:] / plan.downsample[1] - 1e-9).astype(np.int64)
 
+        def tiles_read(rows_done: int) -> int:
+            return geometry.cols * int(np.count_nonzero(last_row <= rows_done))
 
-def _write_archive(out: Path, names: list[str], tile_pngs: dict[str, bytes]) -> None:
-    tmp = out / f".{ARCHIVE_FILE}.partial"
-    with zipfile.ZipFile(tmp, "w") as zf:
-        for name in names:
-            # PNGs are compressed already; deflating them again only costs time.
-            kind = zipfile.ZIP_STORED if name.endswith(".png") else zipfile.ZIP_DEFLATED
-            zf.write(out / name, name, compress_type=kind)
-        for name in sorted(tile_pngs):
-            zf.writestr(f"{TILES_DIR}/{name}", tile_pngs[name], compress_type=zipfile.ZIP_STORED)
-    tmp.replace(out / ARCHIVE_FILE)
+        # Shards are whole (atomic) and of this plan: keep the leading run of them.
+        image = np.empty((plan.size[1], plan.size[0], 3), np.uint8)
+        have = 0
+        for r0, r1 in plan.bands:
+            band = shards.get_array(f"band_{r0}") if shards.reused else None
+            if band is None or band.shape != (r1 - r0, plan.size[0], 3):
+                break
+            image[r0:r1] = band
+            have += 1
+        saved = h.checkpoint.load() if h.checkpoint is not None else None
+        claimed = int((saved or {}).get("bands_done", 0))
+        if claimed > have:
+            h.restart_progress(
+                f"{claimed - have} of {claimed} saved band(s) of the mask image were missing "
+                "or unreadable; reading them again"
+            )
+            self.done = 0
+        self.progress(tiles_read(plan.bands[have - 1][1]) if have else 0)
+
+        def on_block(_d: int, _t: int) -> None:
+            h.check_cancel()
+
+        for i in range(have, len(plan.bands)):
+            r0, r1 = plan.bands[i]
+            h.check_cancel()
+            image[r0:r1] = band = reader.read_level_scaled(
+                plan.level, plan.size, on_block, rows=(r0, r1)
+            )
+            shards.put_array(f"band_{r0}", band)
+            done = tiles_read(r1) if i + 1 < len(plan.bands) else self.total
+            if h.checkpoint is not None:
+                h.checkpoint.save({"bands_done": i + 1}, done)
+            self.progress(done)
+        return image
+
+    # -- outputs -----------------------------------------------------------------------------
+
+    def write(self, tm: TissueMask, grid: TileGrid, timings: dict[str, float]) -> TissueManifest:
+        out, reader, params = self.out, self.reader, self.params
+        t_write = time.perf_counter()
+        out.mkdir(parents=True, exist_ok=True)
+        _clear_outputs(out)
+        write_atomic(out / MASK_FILE, _png(tm.mask))
+        write_atomic(out / TILES_FILE, grid.model_dump_json().encode())
+        write_atomic(out / PREVIEW_FILE, _png(render_preview(reader, tm.mask, tm.image)))
+        self.hooks.check_cancel()
+        polygons = mask_polygons(tm.mask, tm.downsample)
+        write_geojson(out / GEOJSON_FILE, feature_collection(polygons, TISSUE))
+        artifacts = [
+            Artifact.file(out, name, kind)
+            for name, kind in (
+                (MASK_FILE, "tissue_mask"),
+                (TILES_FILE, "tile_grid"),
+                (PREVIEW_FILE, "preview"),
+                (GEOJSON_FILE, "tissue_annotations"),
+            )
+        ]
+        tile_pngs = self.write_tile_masks(tm, grid) if params.tile_masks else {}
+        if params.tile_masks:
+            artifacts.append(
+                Artifact(
+                    path=f"{TILES_DIR}/",
+                    kind="tile_masks",
+                    bytes=sum(len(b) for b in tile_pngs.values()),
+                    count=len(tile_pngs),
+                )
+            )
+        timings["write_s"] = time.perf_counter() - t_write
+        timings["total_s"] = time.perf_counter() - self.t0
+        manifest = TissueManifest(
+            job_id=self.job_id,
+            created_at=time.time(),
+            params=params.model_dump(),
+            slide=SlideMeta.of(reader),
+            mask=MaskMeta(
+                file=MASK_FILE,
+                shape=(int(tm.mask.shape[0]), int(tm.mask.shape[1])),
+                downsample=tm.downsample,
+                level_read=tm.level,
+                mpp=tm.mpp,
+                mpp_assumed=tm.mpp_assumed,
+                threshold=tm.threshold,
+                tissue_fraction=float(tm.mask.mean()),
+            ),
+            grid=GridMeta(
+                file=TILES_FILE,
+                tile_size=grid.tile_size,
+                level=grid.level,
+                cols=grid.cols,
+                rows=grid.rows,
+                tiles_total=grid.cols * grid.rows,
+                tissue_tiles=len(grid.tissue_tiles),
+            ),
+            regions=len(polygons),
+            artifacts=artifacts,
+            archive=ARCHIVE_FILE if params.archive else None,
+            timings={k: round(v, 4) for k, v in timings.items()},
+            versions=library_versions(),
+            warnings=list(tm.warnings),
+        )
+        write_manifest(out, manifest)
+        if params.archive:
+            names = [a.path for a in artifacts if not a.path.endswith("/")] + [MANIFEST_FILE]
+            extra = {f"{TILES_DIR}/{n}": b for n, b in tile_pngs.items()}
+            write_archive(out, ARCHIVE_FILE, names, extra)
+        self.progress(self.total)
+        return manifest
+
+    def write_tile_masks(self, tm: TissueMask, grid: TileGrid) -> dict[str, bytes]:
+        tiles_dir = self.out / TILES_DIR
+        tiles_dir.mkdir()
+        pngs: dict[str, bytes] = {}
+        for col, row in grid.tissue_tiles:
+            self.hooks.check_cancel()
+            y0, y1, x0, x1 = grid.mask_box(col, row)
+            name = f"tile_{col}_{row}.png"
+            pngs[name] = _png(tm.mask[y0:y1, x0:x1])
+            (tiles_dir / name).write_bytes(pngs[name])
+        return pngs
 
 
 # ------------------------------------------------------------------------------ executor
 
 
-class TissueMaskExecutor:
+class TissueMaskExecutor(Executor):
     """The Executor for JobType.TISSUE_MASK (see wsitui.core.executor)."""
 
     job_type = JobType.TISSUE_MASK
+    params_model = TissueMaskParams
+    threads = 2
 
-    def validate(self, spec: JobSpec, slide: Path) -> None:
-        TissueMaskParams.from_params(spec.params)
+    def validate(
+        self,
+        spec: JobSpec,
+        slide: Path,
+        params: BaseModel,
+        upstream: Sequence[UpstreamSpec] = (),
+    ) -> None:
         # Existence only: the slide is opened when the job runs, not at submission.
         if not slide.exists():
             raise ValueError(f"slide {quoted(spec.slide)} does not exist; check the path")
@@ -676,17 +634,21 @@ class TissueMaskExecutor:
             raise ValueError(f"slide {quoted(spec.slide)} is not a file; give the slide file")
 
     async def run(self, ctx: JobContext) -> None:
-        try:
-            params = TissueMaskParams.from_params(ctx.job.params)
-        except ValueError as e:
-            raise JobError(str(e)) from e
-        await anyio.to_thread.run_sync(
-            lambda: run_tissue_mask(
-                Path(ctx.job.slide).expanduser(),
-                ctx.results_dir,
-                params,
-                job_id=ctx.job.id,
-                report=ctx.report,
-                check_cancel=ctx.check_cancel,
-            )
+        params = ctx.params
+        if not isinstance(params, TissueMaskParams):
+            try:
+                params = TissueMaskParams.parse(ctx.job.params)
+            except ValueError as e:
+                raise JobError(str(e)) from e
+        hooks = JobHooks(
+            report=ctx.report,
+            set_stage=ctx.set_stage,
+            check_cancel=ctx.check_cancel,
+            restart_progress=ctx.restart_progress,
+            checkpoint=ctx.checkpoint,
+            shards_dir=ctx.shards_dir,
+        )
+        slide = Path(ctx.job.slide).expanduser()
+        await ctx.to_thread(
+            lambda: run_tissue_mask(slide, ctx.results_dir, params, job_id=ctx.job.id, hooks=hooks)
         )

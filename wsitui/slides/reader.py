@@ -51,9 +51,13 @@ from PIL import Image, UnidentifiedImageError
 from wsitui.slides.errors import SlideError, quoted
 
 DEFAULT_MAX_PLAIN_PIXELS = 100_000_000
+# Budgets checked from headers, before anything is allocated or handed to OpenSlide (which
+# aborts the whole process when GLib cannot allocate). The biggest real scans are ~200k x 100k.
+MAX_SLIDE_PIXELS = 2**35  # any page/level: ~34 Gpx, e.g. 185,000 x 185,000
+MAX_TILE_PIXELS = 4096 * 4096  # one stored tile is decoded whole: 48 MB of RGB at this limit
 OPENSLIDE_CACHE_BYTES = 128 * 2**20
 TILE_CACHE_BYTES = 64 * 2**20  # decoded tifffile tiles per reader (overlapping reads reuse)
-MAX_REGION_PIXELS = 2**28  # one read_region; larger requests are a caller bug
+MAX_REGION_PIXELS = 2**26  # one read_region (256 MB as RGBA); larger requests are a caller bug
 READ_BLOCK = 2048  # side of the largest region read_level_scaled asks the backend for at once
 SCALED_READ_WORKERS = min(4, os.cpu_count() or 1)  # blocks decoded at once (tifffile frees GIL)
 PLAIN_STRIP_ROWS = 1024  # rows converted at a time when a plain image is not RGB already
@@ -144,8 +148,12 @@ class SlideReader(ABC):
         level: int,
         size: tuple[int, int],
         on_block: Callable[[int, int], None] | None = None,
+        rows: tuple[int, int] | None = None,
     ) -> np.ndarray:
         """The whole of `level` area-averaged to `size` (w, h), as (h, w, 3) uint8.
+
+        rows: only output rows [r0, r1) of that image, as (r1 - r0, w, 3): a caller can read
+        the image band by band (and keep finished bands) and get the same pixels.
 
         Read in blocks of at most READ_BLOCK x READ_BLOCK level pixels, each reduced on its own
         and pasted into the output, so peak memory is the output plus a few blocks however big
@@ -165,18 +173,21 @@ class SlideReader(ABC):
         tw, th = (int(v) for v in size)
         if tw < 1 or th < 1:
             raise ValueError(f"output size {tw}x{th} is invalid: need at least 1x1")
+        r0, r1 = (0, th) if rows is None else (int(rows[0]), int(rows[1]))
+        if not 0 <= r0 < r1 <= th:
+            raise ValueError(f"rows {r0}-{r1} are invalid for an output {th} rows high")
         fx, fy = lw / tw, lh / th
         if fx > READ_BLOCK - 1 or fy > READ_BLOCK - 1:
             # One output pixel would span more than a block: go through an intermediate m times
             # the output, then take exact m x m means, so no read is bigger than a block.
             m = math.ceil(max(fx, fy) / (READ_BLOCK // 2))
-            mid = self.read_level_scaled(level, (tw * m, th * m), on_block)
+            mid = self.read_level_scaled(level, (tw * m, th * m), on_block, (r0 * m, r1 * m))
             return np.asarray(Image.fromarray(mid).reduce(m))
         bw, bh = _block_out(fx), _block_out(fy)
         kx, ky = (int(fx), int(fy)) if fx.is_integer() and fy.is_integer() else (0, 0)
         blocks = [
-            (ox, oy, min(tw, ox + bw), min(th, oy + bh))
-            for oy in range(0, th, bh)
+            (ox, oy, min(tw, ox + bw), min(r1, oy + bh))
+            for oy in range(r0, r1, bh)
             for ox in range(0, tw, bw)
         ]
 
@@ -202,7 +213,7 @@ class SlideReader(ABC):
             if on_block is not None:
                 on_block(1, 1)
             return out
-        out = np.empty((th, tw, 3), np.uint8)
+        out = np.empty((r1 - r0, tw, 3), np.uint8)
         workers = min(SCALED_READ_WORKERS, len(blocks))
         pool = ThreadPoolExecutor(workers, "wsitui-scaled")
         # A sliding window, not pool.map: workers stay at most `workers` blocks ahead of the
@@ -221,7 +232,7 @@ class SlideReader(ABC):
             done = 0
             while window:
                 (ox0, oy0, ox1, oy1), future = window.popleft()
-                out[oy0:oy1, ox0:ox1] = future.result()
+                out[oy0 - r0 : oy1 - r0, ox0:ox1] = future.result()
                 done += 1
                 if on_block is not None:
                     on_block(done, len(blocks))
@@ -359,6 +370,26 @@ def _corrupt(path: Path, what: str) -> SlideError:
     )
 
 
+def check_pixel_budget(path: Path, w: int, h: int, where: str) -> None:
+    """SlideError when a page or level declares more than MAX_SLIDE_PIXELS."""
+    if w * h > MAX_SLIDE_PIXELS:
+        raise SlideError(
+            f"slide {quoted(path)} declares {w:,}x{h:,} px ({where}), over the "
+            f"{MAX_SLIDE_PIXELS:,} px limit for a slide; the file is damaged or not a slide"
+        )
+
+
+def check_tile_budget(path: Path, w: int, h: int, where: str) -> None:
+    """SlideError when one stored tile is bigger than MAX_TILE_PIXELS (it is decoded whole)."""
+    if w * h > MAX_TILE_PIXELS:
+        side = math.isqrt(MAX_TILE_PIXELS)
+        raise SlideError(
+            f"slide {quoted(path)} has {w:,}x{h:,} px tiles ({where}), over the "
+            f"{MAX_TILE_PIXELS:,} px limit per tile; export it again with tiles of at most "
+            f"{side}x{side} px (256 or 512 is usual)"
+        )
+
+
 def _check_tiff_complete(path: Path, file_size: int) -> None:
     """Refuse TIFFs whose page list or tile data runs past the end of the file."""
     try:
@@ -374,6 +405,9 @@ def _check_tiff_complete(path: Path, file_size: int) -> None:
             for i, page in enumerate(pages):
                 if not isinstance(page, tifffile.TiffPage):
                     continue
+                check_pixel_budget(path, page.imagewidth, page.imagelength, f"page {i}")
+                if page.is_tiled:
+                    check_tile_budget(path, page.tilewidth, page.tilelength, f"page {i}")
                 ends = np.asarray(page.dataoffsets, np.int64) + np.asarray(
                     page.databytecounts, np.int64
                 )
@@ -454,6 +488,16 @@ class OpenSlideReader(SlideReader):
             self._associated = tuple(osr.associated_images.keys())
         except openslide.OpenSlideError as e:
             raise _corrupt(path, str(e)) from e
+        try:
+            for i, (w, h) in enumerate(self.level_dimensions):
+                check_pixel_budget(path, w, h, f"level {i}")
+                tw = self.properties.get(f"openslide.level[{i}].tile-width", "")
+                th = self.properties.get(f"openslide.level[{i}].tile-height", "")
+                if tw.isdigit() and th.isdigit():
+                    check_tile_budget(path, int(tw), int(th), f"level {i}")
+        except SlideError:
+            self._osr.close()
+            raise
         self.mpp = _parse_mpp(self.properties)
         self.background = _parse_background(self.properties)
         self._fd: int | None = None

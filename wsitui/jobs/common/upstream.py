@@ -1,0 +1,58 @@
+"""What a finished TISSUE_MASK job hands downstream: its tile grid and its mask.
+
+Downstream job types (SEGMENT_CELLS) read these from the upstream job's results dir to skip
+background tiles; they import this module, never the TISSUE_MASK executor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from wsitui.core.executor import JobError
+from wsitui.jobs.common.grid import TILES_FILE, TILES_FORMAT, TileGrid
+from wsitui.slides.errors import quoted
+
+MASK_FILE = "tissue_mask.png"
+
+
+def finished_file(results_dir: Path, name: str, job_type: str = "TISSUE_MASK") -> Path:
+    path = Path(results_dir) / name
+    if not path.is_file():
+        raise JobError(f"{quoted(path)} does not exist; run the {job_type} job (again) first")
+    return path
+
+
+def load_tile_grid(results_dir: Path) -> TileGrid:
+    """The tiles.json of a finished TISSUE_MASK job (JobError if missing or unreadable)."""
+    path = finished_file(results_dir, TILES_FILE)
+    try:
+        grid = TileGrid.model_validate_json(path.read_bytes())
+    except (OSError, ValueError) as e:
+        first = str(e).splitlines()[0]
+        raise JobError(f"{quoted(path)} is unreadable ({first}); rerun the TISSUE_MASK job") from e
+    if grid.format != TILES_FORMAT:
+        raise JobError(
+            f"{quoted(path)} has format {grid.format!r}, expected {TILES_FORMAT!r}; "
+            "rerun the TISSUE_MASK job"
+        )
+    return grid
+
+
+def load_tissue_mask(results_dir: Path) -> tuple[np.ndarray, tuple[float, float]]:
+    """(mask bool array, level-0 px per mask px (x, y)) of a finished TISSUE_MASK job."""
+    grid = load_tile_grid(results_dir)
+    path = finished_file(results_dir, MASK_FILE)
+    try:
+        with Image.open(path) as img:
+            mask = np.asarray(img.convert("L")) > 0
+    except OSError as e:
+        raise JobError(f"{quoted(path)} is unreadable ({e}); rerun the TISSUE_MASK job") from e
+    if mask.shape != grid.mask_shape:
+        raise JobError(
+            f"{quoted(path)} is {mask.shape[1]}x{mask.shape[0]} px but tiles.json says "
+            f"{grid.mask_shape[1]}x{grid.mask_shape[0]}; rerun the TISSUE_MASK job"
+        )
+    return mask, grid.mask_downsample
