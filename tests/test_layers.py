@@ -1,4 +1,5 @@
-"""Layering: the engine never imports Textual (or any face); executors never import faces."""
+"""Layering: the engine never imports Textual (or any face); executors never import faces;
+the session layer sits below both faces, and the TUI never imports the headless face."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ FORBIDDEN = {
     "slides": ("textual", "wsitui.tui", "wsitui.headless", "wsitui.cli"),
     "jobs": ("textual", "wsitui.tui", "wsitui.headless", "wsitui.cli"),
     "headless": ("textual", "wsitui.tui"),
+    # Below both faces: nothing that draws, and neither face.
+    "session": ("textual", "rich", "wsitui.tui", "wsitui.headless", "wsitui.cli"),
+    # The TUI reaches the engine through the session layer, never through the headless face.
+    "tui": ("wsitui.headless",),
 }
 
 

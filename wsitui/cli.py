@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="list the data dir's workflows and jobs per tenant")
     status.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="state dir")
     status.add_argument("--tenant", help="only this tenant")
+    status.add_argument("--out", type=Path, help="results root, if run used --out")
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
     sample = sub.add_parser("sample", help="write a synthetic H&E-like Aperio SVS slide")
@@ -41,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
         "--size", default=f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}", help="WxH in pixels"
     )
     sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sample.add_argument(
+        "--force", action="store_true", help="replace an existing slide and truth file"
+    )
     return p
 
 
@@ -62,24 +66,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         from wsitui.headless.status import status
 
-        return status(args.data_dir, tenant=args.tenant, as_json=args.json)
+        return status(args.data_dir, tenant=args.tenant, as_json=args.json, out=args.out)
     if args.command == "sample":
-        return _sample(args.out, args.size, args.seed)
+        return _sample(args.out, args.size, args.seed, force=args.force)
     from wsitui.tui.main import tui_main
 
     return tui_main(args.config, args.data_dir, args.tenant)
 
 
-def _sample(out: Path, size_text: str, seed: int) -> int:
+def _sample(out: Path, size_text: str, seed: int, *, force: bool) -> int:
+    from wsitui.core.text import one_line
     from wsitui.slides.errors import SlideError
     from wsitui.slides.sample import parse_size, truth_path_for, write_sample_slide
 
     try:
         size = parse_size(size_text)
-        write_sample_slide(out, size=size, seed=seed)
+        write_sample_slide(out, size=size, seed=seed, force=force)
     except (ValueError, SlideError, OSError) as exc:
-        print(f"wsitui sample: {exc}", file=sys.stderr)
+        print(f"wsitui sample: {one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("wsitui sample: interrupted; nothing was written", file=sys.stderr)
+        return 130
     truth = truth_path_for(out)
     print(json.dumps({"slide": str(out), "size": list(size), "seed": seed, "truth": str(truth)}))
     return 0

@@ -13,36 +13,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-
+from tests.headless.helpers import REPO, corrupt_tiles, write_config, wsitui
 from tests.headless.replay import replay
-from tests.slides.samples import sample_slide_path
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def wsitui(*args: str | Path, cwd: Path | None = None, timeout: float = 120):
-    return subprocess.run(
-        [sys.executable, "-m", "wsitui.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-
-
-@pytest.fixture(scope="session")
-def slides(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return (
-        sample_slide_path(tmp_path_factory, (4096, 3072), 0),
-        sample_slide_path(tmp_path_factory, (2048, 1536), 3),
-    )
-
-
-def write_config(path: Path, body: str) -> Path:
-    path.write_text(body)
-    return path
 
 
 def demo_config(tmp: Path, a: Path, b: Path, *, workers: int = 2, users: int = 1) -> Path:
@@ -123,19 +95,6 @@ def test_run_writes_outputs_summary_and_a_replayable_event_log(tmp_path, slides)
     assert sorted(w["tenant"] for w in json.loads(status.stdout)) == ["alice", "bob"]
 
 
-def corrupt_tiles(src: Path, dst: Path) -> None:
-    """Same headers (it opens fine), but every tile's JPEG data is zeroed: reads fail."""
-    import tifffile
-
-    data = bytearray(src.read_bytes())
-    with tifffile.TiffFile(src) as tif:
-        for page in tif.pages:
-            if page.is_tiled:
-                for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True):
-                    data[offset : offset + count] = bytes(count)
-    dst.write_bytes(bytes(data))
-
-
 def test_failed_job_exits_1_and_blocks_only_its_dependents(tmp_path, slides):
     broken = tmp_path / "broken.svs"
     corrupt_tiles(slides[0], broken)
@@ -170,6 +129,23 @@ name = "w"
     assert jobs["fine"]["state"] == "SUCCEEDED"
 
 
+def succeeded_so_far(db_path: Path) -> int:
+    """Jobs SUCCEEDED in a running process's state.db; 0 until its tables exist.
+
+    The file appears before the engine has created its schema: reading it then fails with
+    "no such table", which means nothing has finished yet, not an error.
+    """
+    if not db_path.exists():
+        return 0
+    db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT COUNT(*) FROM jobs WHERE state='SUCCEEDED'").fetchone()[0]
+    except sqlite3.DatabaseError:  # no such table (yet), or the database is locked
+        return 0
+    finally:
+        db.close()
+
+
 def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path, slides):
     jobs = "".join(
         f"""
@@ -196,10 +172,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path, slides):
     done = 0
     while time.monotonic() < deadline and done < 3:
         time.sleep(0.1)
-        if (data / "state.db").exists():
-            db = sqlite3.connect(data / "state.db")
-            done = db.execute("SELECT COUNT(*) FROM jobs WHERE state='SUCCEEDED'").fetchone()[0]
-            db.close()
+        done = succeeded_so_far(data / "state.db")
     assert done >= 3
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)

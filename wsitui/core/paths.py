@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from pathlib import Path
 from typing import IO
 
@@ -27,6 +28,68 @@ def results_dir(results_root: Path, tenant: str, workflow_id: str, job_key: str)
     return path
 
 
+class UnusableDir(Exception):
+    """A directory wsitui must write into cannot be used; one line naming it and the fix."""
+
+
+def check_writable_dir(path: Path, what: str) -> None:
+    """Raise UnusableDir unless `path` is a writable directory or can be created as one.
+
+    Creates nothing: the nearest existing ancestor must be a directory we may write into.
+    Never opens anything, so a FIFO or a device in the way is named, not waited on.
+    """
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError):  # missing, or under a non-directory
+        st = None
+    except OSError as exc:
+        raise UnusableDir(
+            f"{what} {path} cannot be checked ({exc.strerror}); fix the path"
+        ) from None
+    if st is not None:
+        if not stat.S_ISDIR(st.st_mode):
+            raise UnusableDir(
+                f"{what} {path} is {_kind(st.st_mode)}, not a directory; give a directory path"
+            )
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UnusableDir(f"{what} {path} is not writable; give a directory you can write")
+        return
+    parent = path.parent
+    while True:
+        try:
+            pst = parent.stat()
+            break
+        except (FileNotFoundError, NotADirectoryError):
+            if parent == parent.parent:
+                raise UnusableDir(f"{what} {path} cannot be created; fix the path") from None
+            parent = parent.parent
+        except OSError as exc:
+            raise UnusableDir(
+                f"{what} {path} cannot be created ({exc.strerror}); fix the path"
+            ) from None
+    if not stat.S_ISDIR(pst.st_mode):
+        raise UnusableDir(
+            f"{what} {path} cannot be created: {parent} is {_kind(pst.st_mode)}, "
+            "not a directory; fix the path"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UnusableDir(
+            f"{what} {path} cannot be created: {parent} is not writable; give another path"
+        )
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a directory"
+
+
 class DataDirInUse(Exception):
     pass
 
@@ -38,6 +101,28 @@ class DataDirLock:
         self.path = data_dir / "engine.lock"
         self._file: IO[str] | None = None
 
+    def probe(self) -> None:
+        """Raise DataDirInUse now if another process holds the lock (creates nothing)."""
+        if not self.path.is_file():
+            return  # no engine ever ran here, or the data dir does not exist yet
+        try:
+            f = self.path.open("r")
+        except OSError:
+            return  # acquire() will say what is wrong
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = f.read(32).strip() or "?"
+            raise DataDirInUse(self._in_use(owner)) from None
+        finally:
+            f.close()  # closing drops the probe's shared lock
+
+    def _in_use(self, owner: str) -> str:
+        return (
+            f"data dir {self.path.parent} is in use by another wsitui process (pid {owner}); "
+            "wait for it or use another --data-dir"
+        )
+
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         f = self.path.open("a+")
@@ -47,10 +132,7 @@ class DataDirLock:
             f.seek(0)
             owner = f.read().strip() or "?"
             f.close()
-            raise DataDirInUse(
-                f"data dir {self.path.parent} is in use by another wsitui process (pid {owner}); "
-                "wait for it or use another --data-dir"
-            ) from None
+            raise DataDirInUse(self._in_use(owner)) from None
         f.seek(0)
         f.truncate()
         f.write(str(os.getpid()))

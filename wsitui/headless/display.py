@@ -6,6 +6,7 @@ import time
 from typing import TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -25,6 +26,7 @@ from wsitui.core.events import (
     WorkflowProgress,
 )
 from wsitui.core.models import Job, JobState, WorkflowStatus
+from wsitui.core.text import one_line
 
 STATE_STYLE = {
     "PENDING": "yellow",
@@ -39,6 +41,11 @@ def job_label(job: Job) -> str:
     return f"{job.tenant}/{job.key} [{job.job_type}] ({job.branch})"
 
 
+def _line(text: str) -> str:
+    """Rich markup text made of user data: one line, brackets shown as typed."""
+    return escape(one_line(text))
+
+
 class PlainLines:
     """One line per state change and per 25% of a job's progress: logs and pipes stay short."""
 
@@ -49,7 +56,7 @@ class PlainLines:
     def __call__(self, event: Event) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
         if isinstance(event, JobStateChanged):
-            line = f"{stamp} {job_label(event.job)} {event.job.state}: {event.reason}"
+            line = f"{stamp} {job_label(event.job)} {event.job.state}: {one_line(event.reason)}"
         elif isinstance(event, JobProgress) and event.job.tiles_total:
             quarter = 4 * event.job.tiles_done // event.job.tiles_total
             if quarter <= self._quarter.get(event.job.id, 0):
@@ -88,7 +95,9 @@ class ProgressBars:
         for status in sorted(statuses, key=lambda s: (s.workflow.tenant, s.workflow.created_at)):
             wf = status.workflow
             self._tasks[wf.id] = self.progress.add_task(
-                f"[bold]{wf.tenant}[/] · {wf.name}", total=100, state=self._state(status.state)
+                f"[bold]{wf.tenant}[/] · {_line(wf.name)}",
+                total=100,
+                state=self._state(status.state),
             )
             for job in status.jobs:
                 self._tasks[job.id] = self.progress.add_task(

@@ -15,19 +15,21 @@ import anyio
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from wsitui.core.engine import Engine, EngineError
-from wsitui.core.eventlog import JsonlEventLog
-from wsitui.core.models import Job, JobState, WorkflowStatus
-from wsitui.core.paths import DataDirInUse, default_data_dir
-from wsitui.core.store import StoreError
-from wsitui.headless.config import Config, ConfigError, load_config
+from wsitui.core.engine import Engine
+from wsitui.core.models import JobState, WorkflowStatus
+from wsitui.core.phase import job_phases
+from wsitui.core.text import one_line
 from wsitui.headless.display import STATE_STYLE, PlainLines, ProgressBars
-from wsitui.headless.plan import InputError, Plan, check_and_plan, make_samples, submit_or_resume
-from wsitui.jobs.registry import default_executors
-from wsitui.slides.errors import SlideError
-
-EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+from wsitui.session.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    SessionError,
+)
+from wsitui.session.session import Session, SessionOptions, prepare_session
+from wsitui.session.summary import WorkflowSummary, summarize
 
 
 @dataclass(frozen=True)
@@ -40,33 +42,6 @@ class RunOptions:
     quiet: bool = False
 
 
-class JobSummary(BaseModel):
-    id: str
-    key: str
-    type: str
-    branch: str
-    slide: str
-    depends_on: list[str]  # job ids
-    state: str
-    blocked: bool
-    attempt: int
-    tiles_done: int
-    tiles_total: int
-    error: str | None
-    results_dir: str
-    started_at: float | None
-    finished_at: float | None
-
-
-class WorkflowSummary(BaseModel):
-    id: str
-    tenant: str
-    name: str
-    state: str
-    progress: float
-    jobs: list[JobSummary]
-
-
 class RunSummary(BaseModel):
     exit_code: int
     interrupted: bool
@@ -74,55 +49,47 @@ class RunSummary(BaseModel):
     workflows: list[WorkflowSummary]
 
 
+def _error(message: str) -> None:
+    print(f"wsitui: {one_line(message)}", file=sys.stderr)  # one line, never wrapped
+
+
 def run(opts: RunOptions) -> int:
     err = Console(stderr=True)
-    log: JsonlEventLog | None = None
+    say = None if opts.quiet else (lambda line: err.print(one_line(line), markup=False))
     try:
-        config = load_config(opts.config)
-        if not config.workflows:
-            raise InputError(
-                f"{opts.config}: no [[workflows]] to run; add one (see sample_config.toml)"
-            )
-        data_dir = opts.data_dir or config.paths.data_dir or default_data_dir()
-        engine = Engine(
-            data_dir,
-            default_executors(),
-            max_workers=config.scheduler.max_workers,
-            max_active_users=config.scheduler.max_active_users,
-            results_root=opts.out or config.paths.results,
+        session = prepare_session(
+            SessionOptions(
+                config=opts.config,
+                data_dir=opts.data_dir,
+                out=opts.out,
+                events=opts.events,
+                require_workflows=True,
+            ),
+            say,
         )
-        make_samples(config, None if opts.quiet else err.print)
-        plan = check_and_plan(engine, config, data_dir)
-        events_path = opts.events or config.paths.events
-        if events_path:
-            try:
-                log = JsonlEventLog(events_path)
-            except OSError as exc:
-                raise InputError(
-                    f"event log {events_path} cannot be written ({exc.strerror}); "
-                    "give a file path in a writable directory"
-                ) from None
-    except (ConfigError, InputError, SlideError, EngineError, StoreError) as exc:
-        print(f"wsitui: {exc}", file=sys.stderr)  # one line, never wrapped
-        return EXIT_INPUT
+    except SessionError as exc:
+        _error(exc.message)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _error("interrupted before anything ran; nothing was changed")
+        return EXIT_INTERRUPTED
     try:
-        return anyio.run(_run, engine, config, plan, opts, log)
-    except (DataDirInUse, EngineError) as exc:
-        print(f"wsitui: {exc}", file=sys.stderr)
-        return EXIT_INPUT
+        code = anyio.run(_run, session, opts)
+    except SessionError as exc:
+        _error(exc.message)
+        code = exc.exit_code
     finally:
-        if log:
-            log.close()
+        session.close()
+    for warning in session.warnings():
+        _error(warning)
+    return code
 
 
-async def _run(
-    engine: Engine, config: Config, plan: Plan, opts: RunOptions, log: JsonlEventLog | None
-) -> int:
+async def _run(session: Session, opts: RunOptions) -> int:
+    engine = session.engine
     human = Console(stderr=opts.json)
     if not human.is_terminal:  # logs and pipes: don't squeeze the summary into 80 columns
         human = Console(stderr=opts.json, width=160)
-    if log:
-        engine.bus.add_listener(log)
     bars: ProgressBars | None = None
     if not opts.quiet:
         if human.is_terminal:
@@ -131,6 +98,7 @@ async def _run(
         else:
             engine.bus.add_listener(PlainLines(human.file))
     interrupted = False
+    failure: SessionError | None = None
     waiting = anyio.CancelScope()
 
     async def watch_signals() -> None:
@@ -146,37 +114,44 @@ async def _run(
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch_signals)
-        async with engine:
-            ids = [submit_or_resume(engine, i, w, plan) for i, w in enumerate(config.workflows)]
-            if bars:
-                bars.add(
-                    [
-                        engine.workflow(w.tenant, i)
-                        for w, i in zip(config.workflows, ids, strict=True)
-                    ]
-                )
-                bars.progress.start()
-            try:
-                with waiting:
-                    await engine.wait_idle()
-            finally:
+        try:
+            # Opened inside the task group but caught here: a refusal (busy data dir, a store
+            # that cannot be written) stays one SessionError, never an exception group.
+            async with session.open(start=True):
                 if bars:
-                    bars.progress.stop()
-            if interrupted and not opts.quiet:
-                human.print(
-                    "[yellow]interrupted:[/] running jobs stop at their next tile; their state is "
-                    "saved. Run the same command again to resume."
-                )
+                    bars.add(_statuses(session))
+                    bars.progress.start()
+                try:
+                    with waiting:
+                        await engine.wait_idle()
+                finally:
+                    if bars:
+                        bars.progress.stop()
+                if interrupted and not opts.quiet:
+                    human.print(
+                        "[yellow]interrupted:[/] running jobs stop at their next tile; their "
+                        "state is saved. Run the same command again to resume."
+                    )
+        except SessionError as exc:
+            failure = exc
         tg.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
     # After the engine stopped, so interrupted jobs show as they are on disk (PENDING).
-    statuses = [engine.workflow(w.tenant, i) for w, i in zip(config.workflows, ids, strict=True)]
+    statuses = _statuses(session)
     code = EXIT_INTERRUPTED if interrupted else _exit_code(statuses)
     if opts.json:
+        waiting_tenants = engine.stats().waiting
         summary = RunSummary(
             exit_code=code,
             interrupted=interrupted,
             data_dir=str(engine.data_dir),
-            workflows=[_workflow_summary(engine, s) for s in statuses],
+            workflows=[
+                summarize(
+                    s.workflow, s.jobs, waiting=waiting_tenants, results_root=engine.results_root
+                )
+                for s in statuses
+            ],
         )
         sys.stdout.write(summary.model_dump_json(indent=2) + "\n")
     elif not opts.quiet:
@@ -184,71 +159,54 @@ async def _run(
     return code
 
 
+def _statuses(session: Session) -> list[WorkflowStatus]:
+    return [
+        session.engine.workflow(w.tenant, i)
+        for w, i in zip(session.config.workflows, session.workflow_ids, strict=True)
+    ]
+
+
 def _exit_code(statuses: list[WorkflowStatus]) -> int:
     jobs = [j for s in statuses for j in s.jobs]
     return EXIT_OK if all(j.state is JobState.SUCCEEDED for j in jobs) else EXIT_FAILED
-
-
-def _job_summary(engine: Engine, job: Job) -> JobSummary:
-    return JobSummary(
-        id=job.id,
-        key=job.key,
-        type=str(job.job_type),
-        branch=job.branch,
-        slide=job.slide,
-        depends_on=list(job.depends_on),
-        state=str(job.state),
-        blocked=job.blocked,
-        attempt=job.attempt,
-        tiles_done=job.tiles_done,
-        tiles_total=job.tiles_total,
-        error=job.error,
-        results_dir=str(engine.results_dir(job)),
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-    )
-
-
-def _workflow_summary(engine: Engine, status: WorkflowStatus) -> WorkflowSummary:
-    wf = status.workflow
-    return WorkflowSummary(
-        id=wf.id,
-        tenant=wf.tenant,
-        name=wf.name,
-        state=str(status.state),
-        progress=status.progress,
-        jobs=[_job_summary(engine, j) for j in status.jobs],
-    )
 
 
 def _table(engine: Engine, statuses: list[WorkflowStatus]) -> Table:
     table = Table(
         title="wsitui run summary",
         title_justify="left",
-        caption=f"outputs under {engine.results_root}",
+        caption=Text(f"outputs under {one_line(engine.results_root)}"),
         caption_justify="left",
     )
     for col in ("tenant", "workflow", "job", "type", "branch", "state", "tiles", "time"):
         table.add_column(col, no_wrap=True)
     table.add_column("output / error", overflow="fold", ratio=1)
+    waiting = engine.stats().waiting
     for status in sorted(statuses, key=lambda s: s.workflow.tenant):
+        phases = job_phases(status.jobs, waiting)
         for job in status.jobs:
             elapsed = ""
             if job.started_at and job.finished_at:
                 elapsed = f"{job.finished_at - job.started_at:.1f}s"
-            state = "BLOCKED" if job.blocked and job.state is JobState.PENDING else str(job.state)
-            detail = job.error or ""
+            phase = phases[job.id]
+            state = str(job.state)
+            detail = one_line(job.error or "")
             if job.state is JobState.SUCCEEDED:
-                detail = str(engine.results_dir(job).relative_to(engine.results_root.resolve()))
+                detail = one_line(
+                    engine.results_dir(job).relative_to(engine.results_root.resolve())
+                )
+            elif job.state is JobState.PENDING:
+                state = f"{state} ({phase.phase})"
+                detail = one_line(phase.reason)
             table.add_row(
-                status.workflow.tenant,
-                status.workflow.name,
-                job.key,
-                str(job.job_type),
-                job.branch,
-                f"[{STATE_STYLE.get(state, 'red')}]{state}[/]",
+                Text(status.workflow.tenant),
+                Text(one_line(status.workflow.name)),
+                Text(job.key),
+                Text(str(job.job_type)),
+                Text(job.branch),
+                Text(state, style=STATE_STYLE.get(str(job.state), "red")),
                 f"{job.tiles_done}/{job.tiles_total}",
                 elapsed,
-                detail,
+                Text(detail),
             )
     return table

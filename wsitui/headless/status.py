@@ -1,4 +1,8 @@
-"""`wsitui status`: read-only view of a data dir (safe while another process runs it)."""
+"""`wsitui status`: read-only view of a data dir (safe while another process runs it).
+
+It opens `state.db` read-only (never creating or migrating anything) and prints the same
+workflow and job summary as `wsitui run --json`, phases included.
+"""
 
 from __future__ import annotations
 
@@ -9,73 +13,80 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from wsitui.core.models import Job
 from wsitui.core.paths import default_data_dir
 from wsitui.core.store import Store, StoreError
+from wsitui.core.text import one_line
+from wsitui.session.errors import EXIT_INPUT, EXIT_OK
+from wsitui.session.summary import WorkflowSummary, summarize
 
 
-def status(data_dir: Path | None, *, tenant: str | None = None, as_json: bool = False) -> int:
+def _error(message: str) -> int:
+    print(f"wsitui status: {one_line(message)}", file=sys.stderr)
+    return EXIT_INPUT
+
+
+def status(
+    data_dir: Path | None,
+    *,
+    tenant: str | None = None,
+    as_json: bool = False,
+    out: Path | None = None,
+) -> int:
     data_dir = data_dir or default_data_dir()
+    if data_dir.exists() and not data_dir.is_dir():
+        return _error(f"data dir {data_dir} is not a directory; give the data dir of a run")
     db = data_dir / "state.db"
     if not db.exists():
-        print(f"wsitui status: no wsitui state in {data_dir}; run a config first", file=sys.stderr)
-        return 2
+        return _error(f"no wsitui state in {data_dir}; run a config first")
     try:
-        store = Store(db)
+        store = Store(db, readonly=True)
+        try:
+            workflows = [w for w in store.workflows() if tenant is None or w.tenant == tenant]
+            jobs = store.jobs()
+            _, waiting = store.tenant_state()
+        finally:
+            store.close()
     except StoreError as exc:
-        print(f"wsitui status: {exc}", file=sys.stderr)
-        return 2
-    try:
-        workflows = [w for w in store.workflows() if tenant is None or w.tenant == tenant]
-        jobs_by_wf = defaultdict(list)
-        for job in store.jobs():
-            jobs_by_wf[job.workflow_id].append(job)
-    finally:
-        store.close()
+        return _error(str(exc))
+    jobs_by_wf: dict[str, list[Job]] = defaultdict(list)
+    for job in jobs:
+        jobs_by_wf[job.workflow_id].append(job)
+    results_root = out or data_dir / "results"
+    summaries = [
+        summarize(w, jobs_by_wf[w.id], waiting=waiting, results_root=results_root)
+        for w in sorted(workflows, key=lambda w: (w.tenant, w.created_at))
+    ]
     if as_json:
-        out = [
-            {
-                "id": w.id,
-                "tenant": w.tenant,
-                "name": w.name,
-                "created_at": w.created_at,
-                "jobs": [
-                    {
-                        "id": j.id,
-                        "key": j.key,
-                        "type": str(j.job_type),
-                        "branch": j.branch,
-                        "state": str(j.state),
-                        "attempt": j.attempt,
-                        "tiles_done": j.tiles_done,
-                        "tiles_total": j.tiles_total,
-                        "error": j.error,
-                    }
-                    for j in jobs_by_wf[w.id]
-                ],
-            }
-            for w in workflows
-        ]
-        print(json.dumps(out, indent=2))
-        return 0
-    table = Table(title=f"wsitui status: {data_dir}", title_justify="left")
+        print(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2))
+        return EXIT_OK
+    _print_table(data_dir, summaries)
+    return EXIT_OK
+
+
+def _print_table(data_dir: Path, summaries: list[WorkflowSummary]) -> None:
+    table = Table(title=Text(f"wsitui status: {one_line(data_dir)}"), title_justify="left")
     for col in ("tenant", "workflow", "id", "job", "type", "branch", "state", "try", "tiles"):
         table.add_column(col, no_wrap=col not in ("workflow", "job"), overflow="fold")
-    for w in sorted(workflows, key=lambda w: (w.tenant, w.created_at)):
-        for j in jobs_by_wf[w.id]:
+    table.add_column("why / error", overflow="fold", ratio=1)
+    for w in summaries:
+        for j in w.jobs:
+            state = j.state if j.state != "PENDING" else f"{j.state} ({j.phase})"
             table.add_row(
-                w.tenant,
-                w.name,
-                w.id,
-                j.key,
-                str(j.job_type),
-                j.branch,
-                str(j.state),
+                Text(w.tenant),
+                Text(one_line(w.name)),
+                Text(w.id),
+                Text(j.key),
+                Text(j.type),
+                Text(j.branch),
+                Text(state),
                 str(j.attempt),
                 f"{j.tiles_done}/{j.tiles_total}",
+                Text(one_line(j.error or j.reason)),
             )
     console = Console()
     if not console.is_terminal:  # pipes and logs: don't fold the table into 80 columns
         console = Console(width=160)
     console.print(table)
-    return 0

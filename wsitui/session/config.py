@@ -1,7 +1,14 @@
-"""The TOML config shared by `wsitui run` and the TUI: strict, with errors that name the key."""
+"""The TOML config shared by `wsitui run` and the TUI: strict, with errors that name the key.
+
+Reading is careful about what the path is: only a regular file of at most `MAX_CONFIG_BYTES` is
+read (a FIFO would hang, `/dev/zero` would grow without bound), and nesting deeper than
+`MAX_DEPTH` is refused before it can exhaust the interpreter's stack.
+"""
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -9,6 +16,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wsitui.core.models import BranchName, JobKey, JobSpec, JobType, TenantId, WorkflowSpec
+
+MAX_CONFIG_BYTES = 4 * 1024 * 1024  # thousands of jobs fit in well under 1 MiB
+MAX_DEPTH = 32  # tables and arrays nested in each other (params included)
 
 
 class ConfigError(Exception):
@@ -22,6 +32,8 @@ class _Strict(BaseModel):
 class SchedulerConfig(_Strict):
     max_workers: int = Field(4, ge=1, le=256)
     max_active_users: int = Field(3, ge=1, le=1000)
+    # Seconds a canceled or interrupted job gets to reach a tile boundary before it is dropped.
+    cancel_grace: float = Field(5.0, gt=0, le=3600)
 
 
 class PathsConfig(_Strict):
@@ -108,20 +120,76 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def load_config(path: Path) -> Config:
-    """Read, validate and resolve a config: relative paths become relative to the file."""
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def read_config_bytes(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_CONFIG_BYTES; never blocks on a FIFO."""
     try:
-        raw = path.read_bytes()
+        st = path.stat()
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found; check the path") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{path}: is {_kind(st.st_mode)}; a config is a TOML file")
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: {st.st_size:,} bytes is too large for a config "
+            f"(at most {MAX_CONFIG_BYTES:,}); check the path"
+        )
+    try:
+        # O_NONBLOCK: if the path was swapped for a FIFO since the stat, open must not hang.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ConfigError(f"{path}: is not a regular file; a config is a TOML file")
+        raw = f.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: too large for a config (over {MAX_CONFIG_BYTES:,} bytes)")
+    return raw
+
+
+def _too_deep(data: object) -> bool:
+    """True when tables/arrays nest deeper than MAX_DEPTH (iterative: no recursion)."""
+    stack: list[tuple[object, int]] = [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return False
+
+
+def load_config(path: Path) -> Config:
+    """Read, validate and resolve a config: relative paths become relative to the file."""
+    raw = read_config_bytes(path)
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file; a config is TOML text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        data = None
+    if data is None or _too_deep(data):
+        raise ConfigError(
+            f"{path}: tables or arrays nested more than {MAX_DEPTH} levels deep; flatten them"
+        )
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:

@@ -1,21 +1,28 @@
-"""Shared by `wsitui run` and the TUI: make samples, check a config's inputs, submit or resume.
+"""Make samples, check a config's inputs, and submit or resume its workflows.
 
 A config workflow is matched to a stored one by (tenant, name): running the same config again
-on the same data dir resumes it instead of redoing finished jobs.
+on the same data dir resumes it instead of redoing finished jobs. A stored job whose definition
+changed in the config (type, slide, branch, depends_on, params) is refused before anything runs:
+resuming it would keep results made with the old definition under the new one's name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
 
 from wsitui.core.engine import Engine, EngineError
-from wsitui.core.models import JobState
+from wsitui.core.models import Job, JobState
 from wsitui.core.store import Store
-from wsitui.headless.config import Config, WorkflowConfig
+from wsitui.session.config import Config, JobConfig, WorkflowConfig
+from wsitui.slides.errors import SlideError
 from wsitui.slides.reader import open_slide
-from wsitui.slides.sample import parse_size, write_sample_slide
+from wsitui.slides.sample import parse_size, truth_path_for, write_sample_slide
 
 
 class InputError(Exception):
@@ -23,18 +30,47 @@ class InputError(Exception):
 
 
 def make_samples(config: Config, say: Callable[[str], object] | None = None) -> None:
-    """Generate each missing sample slide the config names."""
-    for sample in config.samples:
-        if sample.path.exists():
-            continue
+    """Generate each missing sample slide the config names; reuse one that is there.
+
+    Never overwrites: the slide writer refuses to replace a file the project did not make
+    (e.g. a user's own truth file next to the slide) and that refusal is an input error.
+    """
+    for i, sample in enumerate(config.samples):
+        where = f"samples[{i}] {sample.path}"
+        try:
+            st = sample.path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            st = None
+        except OSError as exc:
+            raise InputError(f"{where}: cannot be checked ({exc.strerror}); fix the path") from None
+        if st is not None:
+            if not stat.S_ISREG(st.st_mode):
+                raise InputError(f"{where}: exists and is not a regular file; fix the path")
+            continue  # an existing slide is reused
         try:
             size = parse_size(sample.size)
         except ValueError as exc:
-            raise InputError(f"samples: {exc}") from None
+            raise InputError(f"samples[{i}]: {exc}") from None
+        truth = truth_path_for(sample.path)
+        if truth.exists() or truth.is_symlink():
+            # A truth file with no slide beside it was not written by us with this slide.
+            raise InputError(
+                f"{where}: {truth} already exists and would be overwritten; move it aside "
+                "or give the sample another path"
+            )
+        try:
+            sample.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(
+                f"{where}: cannot create its directory {sample.path.parent} "
+                f"({exc.strerror}); fix the path"
+            ) from None
         if say is not None:
             say(f"generating sample slide {sample.path} ({sample.size}, seed {sample.seed})")
-        sample.path.parent.mkdir(parents=True, exist_ok=True)
-        write_sample_slide(sample.path, size=size, seed=sample.seed)
+        try:
+            write_sample_slide(sample.path, size=size, seed=sample.seed)
+        except (SlideError, ValueError, OSError) as exc:
+            raise InputError(f"{where}: {exc}") from None
 
 
 @dataclass
@@ -53,14 +89,15 @@ def check_and_plan(engine: Engine, config: Config, data_dir: Path) -> Plan:
             raise InputError(f"workflows[{i}] ({wf.tenant}/{wf.name}): {exc}") from None
     for slide in sorted({j.slide for wf in config.workflows for j in wf.jobs}):
         open_slide(slide).close()
-    return Plan(resume=_match_stored(config, data_dir))
+    return Plan(resume=_match_stored(engine, config, data_dir))
 
 
-def _match_stored(config: Config, data_dir: Path) -> dict[int, str]:
+def _match_stored(engine: Engine, config: Config, data_dir: Path) -> dict[int, str]:
     """Find workflows a previous run on this data dir submitted (same tenant and name)."""
-    if not (data_dir / "state.db").exists():
+    db = data_dir / "state.db"
+    if not db.exists():
         return {}
-    store = Store(data_dir / "state.db")
+    store = Store(db, readonly=True)
     try:
         stored = {(w.tenant, w.name): w.id for w in store.workflows()}
         jobs = {(j.workflow_id, j.key): j for j in store.jobs()}
@@ -75,15 +112,42 @@ def _match_stored(config: Config, data_dir: Path) -> dict[int, str]:
             old = jobs.get((wf_id, j.id))
             if old is None:
                 continue
-            now = (str(j.type), str(j.slide), j.branch, tuple(f"{wf_id}.{d}" for d in j.depends_on))
-            before = (str(old.job_type), old.slide, old.branch, old.depends_on)
-            if now != before or j.params != old.params:
+            changed = changed_fields(engine, wf_id, j, old)
+            if changed:
                 raise InputError(
-                    f"workflows[{i}] ({wf.tenant}/{wf.name}): job {j.id!r} differs from the one "
-                    f"already in {data_dir}; rename the workflow or use a fresh --data-dir"
+                    f"workflows[{i}] ({wf.tenant}/{wf.name}): job {j.id!r} changed its "
+                    f"{', '.join(changed)} since it was stored in {data_dir}; rename the "
+                    "workflow to run it anew, or use another --data-dir"
                 )
         resume[i] = wf_id
     return resume
+
+
+def changed_fields(engine: Engine, wf_id: str, new: JobConfig, old: Job) -> list[str]:
+    """Which parts of a stored job's definition the config now gives differently."""
+    changed = []
+    if str(new.type) != str(old.job_type):
+        changed.append("type")
+    if str(new.slide) != old.slide:
+        changed.append("slide")
+    if new.branch != old.branch:
+        changed.append("branch")
+    if tuple(f"{wf_id}.{d}" for d in new.depends_on) != tuple(old.depends_on):
+        changed.append("depends_on")
+    if _params(engine, str(new.type), new.params) != _params(engine, str(new.type), old.params):
+        changed.append("params")
+    return changed
+
+
+def _params(engine: Engine, job_type: str, params: Mapping[str, Any]) -> object:
+    """Params as the executor reads them (defaults filled in), else as written."""
+    model = getattr(engine.executors.get(job_type), "params_model", None)
+    if model is not None:
+        try:
+            return model.model_validate(dict(params)).model_dump()
+        except ValidationError:
+            pass
+    return dict(params)
 
 
 def submit_or_resume(

@@ -1,4 +1,4 @@
-"""`wsitui [--config FILE]`: open the TUI over an engine built from the config (or defaults)."""
+"""`wsitui [--config FILE]`: open the TUI over the session built from the config (or defaults)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,11 @@ import re
 import sys
 from pathlib import Path
 
-from wsitui.core.engine import Engine, EngineError
-from wsitui.core.eventlog import JsonlEventLog
-from wsitui.core.paths import default_data_dir
-from wsitui.core.store import StoreError
-from wsitui.headless.config import Config, ConfigError, load_config
-from wsitui.headless.plan import InputError, check_and_plan, make_samples, submit_or_resume
-from wsitui.jobs.registry import default_executors
-from wsitui.slides.errors import SlideError
+from wsitui.core.engine import Engine
+from wsitui.core.text import one_line
+from wsitui.session.config import Config
+from wsitui.session.errors import EXIT_INTERRUPTED, SessionError
+from wsitui.session.session import SessionOptions, prepare_session
 
 
 def default_tenant(config: Config) -> str:
@@ -31,43 +28,35 @@ def default_tenant(config: Config) -> str:
 
 def tui_main(config_path: Path | None, data_dir: Path | None, tenant: str | None) -> int:
     try:
-        config = load_config(config_path) if config_path else Config()
-        data = data_dir or config.paths.data_dir or default_data_dir()
-        engine = Engine(
-            data,
-            default_executors(),
-            max_workers=config.scheduler.max_workers,
-            max_active_users=config.scheduler.max_active_users,
-            results_root=config.paths.results,
+        session = prepare_session(
+            SessionOptions(config=config_path, data_dir=data_dir),
+            lambda line: print(one_line(line), flush=True),
         )
-        make_samples(config, print)
-        plan = check_and_plan(engine, config, data)
-        log = JsonlEventLog(config.paths.events) if config.paths.events else None
-    except (ConfigError, InputError, SlideError, EngineError, StoreError) as exc:
-        print(f"wsitui: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"wsitui: event log {config.paths.events}: {exc.strerror}", file=sys.stderr)
-        return 2
+    except SessionError as exc:
+        print(f"wsitui: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("wsitui: interrupted before the TUI started; nothing was changed", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
     def startup(engine: Engine) -> None:
         # Config workflows arrive held: the user starts them (s / S), or resumes old ones.
-        for i, wf in enumerate(config.workflows):
-            submit_or_resume(engine, i, wf, plan, start=False)
+        session.submit(start=False)
 
     from wsitui.tui.app import WsituiApp  # imports textual-image, which probes the terminal
 
     app = WsituiApp(
-        engine,
-        tenant=tenant or default_tenant(config),
+        session.engine,
+        tenant=tenant or default_tenant(session.config),
         startup=startup,
-        image_protocol=config.ui.image_protocol,
-        sample_dir=data / "samples",
-        listeners=[log] if log else [],
+        image_protocol=session.config.ui.image_protocol,
+        sample_dir=session.data_dir / "samples",
+        listeners=[session.event_log] if session.event_log else [],
     )
     try:
         app.run()
     finally:
-        if log:
-            log.close()
+        session.close()
+    for warning in session.warnings():
+        print(f"wsitui: {one_line(warning)}", file=sys.stderr)
     return app.return_code or 0

@@ -1,0 +1,35 @@
+"""Make any text safe to print as one terminal line: the one helper every error message uses.
+
+Paths, workflow names and library messages can hold newlines, escape codes (ESC), or bidi
+overrides. Printed raw they split one error into many lines, or drive the terminal. Here every
+such character becomes a visible escape (`\\n`, `\\x1b`, `\\u202e`), and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+# Control, format (bidi overrides), surrogate, private, unassigned; line/paragraph separators.
+_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(ch: str) -> str:
+    if ch in _NAMED:
+        return _NAMED[ch]
+    code = ord(ch)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
+
+
+def one_line(text: object) -> str:
+    """`str(text)` with every character that could break the line or drive the terminal escaped."""
+    s = str(text)
+    if s.isprintable() and "\x1b" not in s:  # fast path: nothing to escape
+        return s
+    return "".join(_escape(ch) if unicodedata.category(ch) in _UNSAFE else ch for ch in s)

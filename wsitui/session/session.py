@@ -1,0 +1,173 @@
+"""One start-up sequence for every face: config → checks → engine → samples → plan → event log.
+
+`prepare_session` does everything that can be refused before anything runs, and turns every
+known failure into one `SessionError` (an escaped line and an exit code). `Session.open` then
+starts the engine and submits or resumes the config's workflows; `wsitui run` uses it, the TUI
+enters the engine itself and calls `Session.submit` once it is up.
+
+Order matters: cheap checks that create nothing come first (the data dir, the results dir and
+the event log path are checked, not made), then a probe of the data-dir lock (a busy data dir is
+refused before slow sample generation), then samples, slides and the stored-state plan.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wsitui.core.engine import Engine, EngineError
+from wsitui.core.eventlog import EventLogError, JsonlEventLog, check_event_log
+from wsitui.core.paths import (
+    DataDirInUse,
+    DataDirLock,
+    UnusableDir,
+    check_writable_dir,
+    default_data_dir,
+)
+from wsitui.core.store import StoreError
+from wsitui.jobs.registry import default_executors
+from wsitui.session.config import Config, ConfigError, load_config
+from wsitui.session.errors import EXIT_INPUT, SessionError
+from wsitui.session.plan import InputError, Plan, check_and_plan, make_samples, submit_or_resume
+from wsitui.slides.errors import SlideError
+
+# Every failure a session knows how to explain in one line: all are input errors (exit 2).
+_KNOWN = (
+    ConfigError,
+    InputError,
+    SlideError,
+    EngineError,
+    StoreError,
+    UnusableDir,
+    EventLogError,
+    DataDirInUse,
+)
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    config: Path | None = None  # None: built-in defaults (the TUI without --config)
+    data_dir: Path | None = None  # overrides [paths] data_dir
+    out: Path | None = None  # overrides [paths] results
+    events: Path | None = None  # overrides [paths] events
+    require_workflows: bool = False  # `wsitui run` has nothing to do without one
+
+
+@dataclass
+class Session:
+    config: Config
+    data_dir: Path
+    engine: Engine
+    plan: Plan
+    event_log: JsonlEventLog | None
+    workflow_ids: list[str] = field(default_factory=list)  # per config workflow, once submitted
+
+    def submit(self, *, start: bool) -> list[str]:
+        """Submit or resume every config workflow on the open engine; return their ids.
+
+        `start=False` (the TUI) leaves new jobs held and old ones as they are.
+        """
+        try:
+            self.workflow_ids = [
+                submit_or_resume(self.engine, i, wf, self.plan, start=start)
+                for i, wf in enumerate(self.config.workflows)
+            ]
+        except (EngineError, StoreError) as exc:
+            raise SessionError(exc, EXIT_INPUT) from None
+        return self.workflow_ids
+
+    @asynccontextmanager
+    async def open(self, *, start: bool = True) -> AsyncIterator[Session]:
+        """Start the engine, attach the event log, submit or resume; stop the engine on exit."""
+        async with AsyncExitStack() as stack:
+            try:
+                await stack.enter_async_context(self.engine)
+            except (DataDirInUse, StoreError, OSError) as exc:
+                raise SessionError(_message(exc), EXIT_INPUT) from None
+            if self.event_log is not None:
+                self.engine.bus.add_listener(self.event_log)
+            self.submit(start=start)
+            yield self
+
+    def warnings(self) -> list[str]:
+        """One-line problems found while the session ran (e.g. the event log's disk filled)."""
+        return [self.event_log.error] if self.event_log and self.event_log.error else []
+
+    def close(self) -> None:
+        if self.event_log is not None:
+            self.event_log.close()
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, _KNOWN):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    return str(exc)
+
+
+def prepare_session(opts: SessionOptions, say: Callable[[str], object] | None = None) -> Session:
+    """Check everything and build the engine; raise SessionError (exit 2) with one line."""
+    try:
+        return _prepare(opts, say)
+    except (*_KNOWN, OSError) as exc:
+        raise SessionError(_message(exc), EXIT_INPUT) from None
+    except RecursionError:
+        raise SessionError("input nested too deeply to read; simplify it", EXIT_INPUT) from None
+
+
+def _prepare(opts: SessionOptions, say: Callable[[str], object] | None) -> Session:
+    config = load_config(opts.config) if opts.config else Config()
+    if opts.require_workflows and not config.workflows:
+        raise InputError(
+            f"{opts.config}: no [[workflows]] to run; add one (see sample_config.toml)"
+        )
+    data_dir = opts.data_dir or config.paths.data_dir or default_data_dir()
+    check_writable_dir(data_dir, "data dir")
+    _check_state_db(data_dir / "state.db")
+    engine = Engine(
+        data_dir,
+        default_executors(),
+        max_workers=config.scheduler.max_workers,
+        max_active_users=config.scheduler.max_active_users,
+        results_root=opts.out or config.paths.results,
+        cancel_grace=config.scheduler.cancel_grace,
+    )
+    check_writable_dir(engine.results_root, "results dir")
+    events = opts.events or config.paths.events
+    if events is not None:
+        check_event_log(events)
+    DataDirLock(data_dir).probe()  # refuse a busy data dir before slow work
+    make_samples(config, say)
+    plan = check_and_plan(engine, config, data_dir)
+    log = JsonlEventLog(events) if events is not None else None
+    return Session(config=config, data_dir=data_dir, engine=engine, plan=plan, event_log=log)
+
+
+def _check_state_db(db: Path) -> None:
+    """A stored state the engine could not write would fail mid-run: say so now."""
+    if not db.exists():
+        return
+    if not db.is_file():
+        raise InputError(
+            f"state database {db} is not a regular file; move it aside or use another --data-dir"
+        )
+    if not os.access(db, os.R_OK | os.W_OK):
+        raise InputError(
+            f"state database {db} is read-only; make it writable or use another --data-dir"
+        )
+
+
+@asynccontextmanager
+async def open_session(
+    opts: SessionOptions, say: Callable[[str], object] | None = None, *, start: bool = True
+) -> AsyncIterator[Session]:
+    """`prepare_session` then `Session.open`, closing the event log at the end."""
+    session = prepare_session(opts, say)
+    try:
+        async with session.open(start=start):
+            yield session
+    finally:
+        session.close()

@@ -1,0 +1,126 @@
+"""The machine-readable summary of workflows and jobs: `wsitui run --json` and `status --json`.
+
+Both print exactly these models, built by one function from job snapshots (from a live engine
+or read from a data dir), with the phase and its reason from `wsitui.core.phase`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from wsitui.core.models import Job, JobState, Workflow, WorkflowState
+from wsitui.core.paths import results_dir
+from wsitui.core.phase import JobPhase, PhaseInfo, job_phases
+
+
+class JobSummary(BaseModel):
+    id: str
+    key: str
+    type: str
+    branch: str
+    slide: str
+    depends_on: list[str]  # job ids
+    state: str  # PENDING RUNNING SUCCEEDED FAILED CANCELED
+    phase: str  # held blocked after waiting behind ready running succeeded failed canceled
+    reason: str  # why it is in that phase, one line ("" when the phase says it all)
+    stage: str  # what a running job does now, as its executor says
+    counters: dict[str, int]
+    blocked: bool  # phase == "blocked" (kept for scripts that read it)
+    attempt: int
+    crashes: int
+    tiles_done: int
+    tiles_total: int
+    error: str | None
+    results_dir: str
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+
+class WorkflowSummary(BaseModel):
+    id: str
+    tenant: str
+    name: str
+    created_at: float
+    state: str
+    progress: float
+    jobs: list[JobSummary]
+
+
+def workflow_state(
+    jobs: Sequence[Job], phases: Mapping[str, PhaseInfo]
+) -> tuple[WorkflowState, float]:
+    """A workflow's state and progress (0..1) from its jobs and their phases.
+
+    PENDING while any job can still run (pending and not blocked); else FAILED if a job failed,
+    CANCELED if one was canceled, SUCCEEDED when all did.
+    """
+    n = len(jobs)
+    states = [j.state for j in jobs]
+    if JobState.RUNNING in states:
+        state = WorkflowState.RUNNING
+    elif n and all(s is JobState.SUCCEEDED for s in states):
+        state = WorkflowState.SUCCEEDED
+    elif not n or any(
+        j.state is JobState.PENDING and phases[j.id].phase is not JobPhase.BLOCKED for j in jobs
+    ):
+        state = WorkflowState.PENDING
+    elif JobState.FAILED in states:
+        state = WorkflowState.FAILED
+    else:
+        state = WorkflowState.CANCELED
+    if state is WorkflowState.SUCCEEDED:
+        return state, 1.0
+    return state, (max(0.0, min(1.0, sum(j.progress for j in jobs) / n)) if n else 0.0)
+
+
+def _results_dir(results_root: Path, job: Job) -> str:
+    try:
+        return str(results_dir(results_root, job.tenant, job.workflow_id, job.key))
+    except ValueError:  # an id a stored row should never hold: show no path rather than fail
+        return ""
+
+
+def summarize(
+    workflow: Workflow, jobs: Sequence[Job], *, waiting: Sequence[str], results_root: Path
+) -> WorkflowSummary:
+    """One workflow with its jobs; `waiting`: tenants waiting for a slot, in order."""
+    phases = job_phases(jobs, waiting)
+    state, progress = workflow_state(jobs, phases)
+    return WorkflowSummary(
+        id=workflow.id,
+        tenant=workflow.tenant,
+        name=workflow.name,
+        created_at=workflow.created_at,
+        state=str(state),
+        progress=progress,
+        jobs=[
+            JobSummary(
+                id=j.id,
+                key=j.key,
+                type=str(j.job_type),
+                branch=j.branch,
+                slide=j.slide,
+                depends_on=list(j.depends_on),
+                state=str(j.state),
+                phase=str(phases[j.id].phase),
+                reason=phases[j.id].reason,
+                stage=j.stage,
+                counters=dict(j.counters),
+                blocked=phases[j.id].phase is JobPhase.BLOCKED,
+                attempt=j.attempt,
+                crashes=j.crashes,
+                tiles_done=j.tiles_done,
+                tiles_total=j.tiles_total,
+                error=j.error,
+                results_dir=_results_dir(results_root, j),
+                created_at=j.created_at,
+                started_at=j.started_at,
+                finished_at=j.finished_at,
+            )
+            for j in jobs
+        ],
+    )
