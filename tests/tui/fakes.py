@@ -3,35 +3,47 @@ It fakes the work (the UI is under test); the real executors have their own test
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
 import numpy as np
 from PIL import Image
+from pydantic import BaseModel
 
-from wsitui.core.executor import JobContext, JobError
+from wsitui.core.executor import Executor, JobContext, JobError, UpstreamSpec
 from wsitui.core.models import JobSpec, JobType
 
 
-class ScriptedExecutor:
+class ScriptedExecutor(Executor):
+    job_type = JobType.TISSUE_MASK
+
     def __init__(self) -> None:
-        self.job_type = JobType.TISSUE_MASK
         self.progress: dict[str, tuple[int, int]] = {}  # job key -> (done, total) to report
+        self.stages: dict[str, str] = {}  # job key -> stage to set before reporting
+        self.counters: dict[str, dict[str, int]] = {}  # job key -> counters to report
+        self.later_stages: dict[str, str] = {}  # job key -> stage to set while it waits
         self.gates: dict[str, anyio.Event] = {}
         self.outcomes: dict[str, str] = {}
 
-    def validate(self, spec: JobSpec, slide: Path) -> None:
+    def validate(
+        self, spec: JobSpec, slide: Path, params: BaseModel, upstream: Sequence[UpstreamSpec]
+    ) -> None:
         return None
 
     async def run(self, ctx: JobContext) -> None:
         key = ctx.job.key
+        if key in self.stages:
+            ctx.set_stage(self.stages[key])
         done, total = self.progress.get(key, (0, 10))
-        ctx.report(done, total)
+        ctx.report(done, total, self.counters.get(key))
         gate = self.gates.setdefault(key, anyio.Event())
         while not gate.is_set():
             with anyio.move_on_after(0.02):
                 await gate.wait()
             ctx.check_cancel()
+            if key in self.later_stages:  # a stage change alone, with no progress report
+                ctx.set_stage(self.later_stages.pop(key))
         self.gates.pop(key, None)
         if self.outcomes.pop(key, "ok") == "fail":
             raise JobError(f"synthetic failure in {key}")

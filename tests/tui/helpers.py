@@ -9,6 +9,7 @@ from textual.widgets import Input
 from wsitui.core.models import JobSpec, WorkflowSpec
 from wsitui.tui.app import WsituiApp
 from wsitui.tui.screens.dialogs import AddJobDialog
+from wsitui.tui.widgets.lanes import JobCard
 
 
 def spec(name: str, *jobs: tuple) -> WorkflowSpec:
@@ -51,3 +52,15 @@ async def add_job_via_dialog(app: WsituiApp, pilot: Pilot, slide: str) -> None:
     for worker in [w for w in app.workers if w.group == "add-job"]:
         await worker.wait()
     await settle(app, pilot)
+
+
+def card_text(card: JobCard) -> tuple[str, str]:
+    """What a card says: its badge line and its times line."""
+    return str(card.query_one(".badge").render()), str(card.query_one(".times").render())
+
+
+async def wait_for(pilot: Pilot, predicate: Callable[[], bool]) -> None:
+    """Let the app run (its timers included) until `predicate` holds; fail after 10 s."""
+    with anyio.fail_after(10):
+        while not predicate():
+            await pilot.pause(0.05)

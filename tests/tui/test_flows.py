@@ -7,11 +7,13 @@ from pathlib import Path
 
 import anyio
 import pytest
+from textual.widgets._footer import FooterKey
 
 from tests.slides.samples import sample_slide_path
 from tests.tui.conftest import make_app
-from tests.tui.helpers import add_job_via_dialog, settle, spec
+from tests.tui.helpers import add_job_via_dialog, card_text, settle, spec, wait_for
 from wsitui.core.models import JobState
+from wsitui.tui.screens.detail import JobDetailScreen, PreviewScreen
 from wsitui.tui.screens.dialogs import ConfirmDialog, TenantDialog
 from wsitui.tui.screens.metrics import MetricsScreen
 from wsitui.tui.widgets.lanes import JobCard
@@ -151,7 +153,98 @@ async def test_metrics_screen_shows_latency_after_a_job(tmp_path):
         assert app.metrics.latency_per_minute(clock.now, 30)[-1] == pytest.approx(30.0)
         text = str(app.screen.query_one("#latency-text").render())
         assert "now 30.0 s" in text
-        depths = str(app.screen.query_one("#depths").render())
-        assert depths  # the b lane is running, nothing queued
         ex.release("b")
+        await app.shutdown()
+
+
+async def test_metrics_screen_shows_queue_depth_per_branch(tmp_path):
+    app, ex, _ = make_app(tmp_path / "data", max_workers=1)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        # One worker: a runs; b waits behind it in lane A, c and d wait in lane B.
+        app.engine.submit("alice", spec("deep", ("a", "A"), ("b", "A"), ("c", "B"), ("d", "B")))
+        await settle(app, pilot, lambda: app.engine.stats().running == 1)
+        await pilot.press("m")
+        await pilot.pause()
+        assert isinstance(app.screen, MetricsScreen)
+        lines = str(app.screen.query_one("#depths").render()).splitlines()
+        assert [line.split()[0] for line in lines] == ["deep/A", "deep/B"]
+        assert [line.split()[-1] for line in lines] == ["1", "2"]
+        ex.release("a")
+        ex.release("b")
+        ex.release("c")
+        ex.release("d")
+        await app.shutdown()
+
+
+async def test_running_card_clock_ticks_with_no_progress_and_shows_stage(tmp_path):
+    app, ex, clock = make_app(tmp_path / "data")
+    ex.stages["load"] = "loading model"
+    ex.progress["load"] = (0, 0)  # nothing known about tiles yet
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        w = app.engine.submit("alice", spec("slow", ("load", "A")))
+        job_id = w.jobs[0].id
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).stage == "loading model")
+        card = app.query_one(JobCard)
+        assert card_text(card) == ("RUNNING loading model", "00:00 · ETA --:--")
+
+        # No event from the job: only the clock moves, and the card follows it.
+        clock.now += 5
+        await wait_for(pilot, lambda: card_text(card)[1].startswith("00:05"))
+        clock.now += 60
+        await wait_for(pilot, lambda: card_text(card)[1].startswith("01:05"))
+
+        # A stage change alone (no tiles) reaches the card too.
+        ex.later_stages["load"] = "writing outputs"
+        await wait_for(pilot, lambda: card_text(card)[0] == "RUNNING writing outputs")
+        ex.release("load")
+        await app.shutdown()
+
+
+async def test_card_shows_counters_and_detail_shows_stage(tmp_path):
+    app, ex, _ = make_app(tmp_path / "data")
+    ex.stages["seg"] = "segmenting"
+    ex.progress["seg"] = (3, 10)
+    ex.counters["seg"] = {"cells": 1234}
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        w = app.engine.submit("alice", spec("cells", ("seg", "A")))
+        job_id = w.jobs[0].id
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).counters != {})
+        card = app.query_one(JobCard)
+        assert card_text(card)[1] == "00:00 · cells 1.2k · ETA 00:00"
+
+        await pilot.press("tab", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, JobDetailScreen)
+        progress = str(app.screen.query_one("#progress").render())
+        assert "tiles 3/10" in progress and "stage: segmenting" in progress
+        assert "cells 1.2k" in progress
+        ex.later_stages["seg"] = "writing outputs"  # the open detail screen follows the job
+        await wait_for(
+            pilot,
+            lambda: "stage: writing outputs" in str(app.screen.query_one("#progress").render()),
+        )
+        await pilot.press("p")  # the detail screen's own key for the full-screen preview
+        await pilot.pause()
+        assert isinstance(app.screen, PreviewScreen)
+        ex.release("seg")
+        await app.shutdown()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_footer_shows_help_and_quit(tmp_path, size):
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=size) as pilot:
+        await settle(app, pilot)
+        keys = {k.description: k for k in app.screen.query(FooterKey)}
+        for name in ("Help", "Quit"):
+            region = keys[name].region
+            assert region.width > 0 and region.right <= size[0], f"{name} cut off at {size}"
+            # Not hidden under anything docked over the footer either (the palette key is):
+            # every cell of the key shows the key.
+            for x in range(region.x, region.right):
+                widget, _ = app.screen.get_widget_at(x, region.y)
+                assert widget is keys[name], f"{name} covered at {size}"
         await app.shutdown()

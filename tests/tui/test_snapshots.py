@@ -7,8 +7,9 @@ from pathlib import Path
 from textual.pilot import Pilot
 
 from tests.tui.conftest import T0, make_app
-from tests.tui.helpers import add_job_via_dialog, settle, spec
+from tests.tui.helpers import add_job_via_dialog, card_text, settle, spec, wait_for
 from wsitui.core.models import JobState
+from wsitui.tui.widgets.lanes import JobCard
 
 SIZE = (120, 36)
 
@@ -25,6 +26,8 @@ def test_first_start(snap_compare, snapshot_dir: Path):
 def three_lanes_mid_run(snapshot_dir: Path):
     app, ex, clock = make_app(snapshot_dir)
     ex.progress = {"a1": (3, 10), "b1": (9, 12), "c1": (1, 8)}
+    ex.stages = {"b1": "segmenting"}
+    ex.counters = {"b1": {"cells": 1234}}
 
     async def run_before(pilot: Pilot) -> None:
         await app.ready.wait()
@@ -50,8 +53,11 @@ def three_lanes_mid_run(snapshot_dir: Path):
                 if j.state is JobState.RUNNING
             ),
         )
-        clock.now = T0 + 90  # elapsed 01:30 on every running card, ETA from its progress
-        app._stale_cards = True
+        # The clock alone moves the cards: elapsed 01:30 on every running card at the next
+        # tick (no progress event), ETA from its progress.
+        clock.now = T0 + 90
+        running = [c for c in app.query(JobCard) if c.job.state is JobState.RUNNING]
+        await wait_for(pilot, lambda: all(card_text(c)[1].startswith("01:30") for c in running))
         await settle(app, pilot)
 
     return app, run_before

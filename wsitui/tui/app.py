@@ -1,8 +1,12 @@
 """The wsitui Textual app: one screen over the embedded engine, driven by engine events.
 
 The engine runs inside a worker on Textual's own event loop; executors do their CPU work in
-threads, so the UI never waits on work. Engine events only mark what is stale; a 10 Hz timer
-redraws it, which caps updates at about ten a second per job however fast tiles finish.
+threads, so the UI never waits on work. The screen is drawn from reactive state: every widget
+holds the snapshot it shows (a card its job, badge and clock; a row its workflow status) and
+repaints itself when given a new one. Engine events only say which workflows have news; a 10 Hz
+`flush` hands those widgets fresh snapshots (so bursts of tile events cost one redraw per job a
+tenth of a second), and a 1 Hz tick moves the clock `now`, so a running job's elapsed time moves
+even when it reports nothing (loading a model).
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import anyio.to_thread
+from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Label, ListView, Static
 from textual.worker import Worker
@@ -28,6 +34,7 @@ from wsitui.core.paths import DataDirInUse
 from wsitui.slides.errors import SlideError
 from wsitui.slides.reader import open_slide
 from wsitui.slides.sample import write_sample_slide
+from wsitui.tui.badges import badges
 from wsitui.tui.screens.detail import PREVIEW, JobDetailScreen, PreviewScreen
 from wsitui.tui.screens.dialogs import (
     AddJobDialog,
@@ -44,27 +51,38 @@ from wsitui.tui.widgets.topbar import TopBar
 from wsitui.tui.widgets.workflows import WorkflowList, WorkflowRow
 
 MIN_WIDTH, MIN_HEIGHT = 80, 24
+EMPTY_TENANT = "n: new workflow · d: demo workflow on a sample slide"
 DEMO_SIZE = (4096, 3072)
+ALL = "*"  # in the inbox: list the tenant's workflows again (start, tenant switch, new one)
+# Actions that act on the main screen's selection: hidden and off while another screen is up.
+MAIN_ONLY = frozenset(
+    {"new_workflow", "add_job", "start_job", "start_all", "cancel_job", "retry_job",
+     "switch_tenant", "details", "preview", "metrics", "demo"}
+)  # fmt: skip
 
 
 class WsituiApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "wsitui"
+    # The footer shows the everyday keys and always `?` and `q` (it must fit 80 columns);
+    # the help screen lists every key.
     BINDINGS = [
         Binding("n", "new_workflow", "New wf"),
         Binding("a", "add_job", "Add job"),
         Binding("s", "start_job", "Start"),
-        Binding("S", "start_all", "Start all"),
+        Binding("S", "start_all", "Start all", show=False),
         Binding("c", "cancel_job", "Cancel"),
         Binding("r", "retry_job", "Retry"),
-        Binding("u", "switch_tenant", "Tenant"),
+        Binding("u", "switch_tenant", "Tenant", show=False),
         Binding("enter", "details", "Details"),
-        Binding("p", "preview", "Preview"),
+        Binding("p", "preview", "Preview", show=False),
         Binding("m", "metrics", "Metrics"),
-        Binding("d", "demo", "Demo"),
+        Binding("d", "demo", "Demo", show=False),
         Binding("question_mark,f1", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
+
+    now: reactive[float] = reactive(0.0, init=False)  # the engine's clock, ticked every second
 
     def __init__(
         self,
@@ -85,17 +103,15 @@ class WsituiApp(App[None]):
         self.selected_workflow: str | None = None
         self.selected_job: str | None = None
         self.ready = asyncio.Event()
-        # One redraw at a time: the timer, tests and selection changes all redraw, and a
-        # rebuild awaits while it swaps widgets, so an unguarded second redraw sees half a board.
+        # One redraw at a time: the timer and tests both flush, and laying lanes out again
+        # awaits while it swaps widgets, so an unguarded second flush would see half a board.
         self._draw_lock = asyncio.Lock()
         self._startup = startup
         self._listeners = listeners  # e.g. the JSONL event log
         self._stop = asyncio.Event()
         self._engine_worker: Worker[None] | None = None
-        self._stale_structure = True
-        self._stale_cards = True
-        self._stale_jobs: set[str] = set()
-        self._stale_workflows: set[str] = set()
+        self._inbox: set[str] = {ALL}  # workflow ids with news since the last flush
+        self._board_workflow: str | None = None  # whose jobs the lane board shows
 
     # ---- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -105,7 +121,8 @@ class WsituiApp(App[None]):
             yield Label("", id="lanes-title")
             yield LaneBoard(id="lanes")
         yield Static(id="too-small")
-        yield Footer()
+        # No "^p palette" entry: at 80 columns it pushed `q Quit` off; help names ctrl+p.
+        yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
         # Keep the main screen's widgets: queries go to the *active* screen, which is a dialog
@@ -118,6 +135,7 @@ class WsituiApp(App[None]):
             self._run_engine(), name="engine", exit_on_error=False
         )
         self.set_interval(0.1, self.flush)
+        self.set_interval(1.0, self.tick)
         self._check_size()
 
     def on_resize(self) -> None:
@@ -131,6 +149,10 @@ class WsituiApp(App[None]):
             f"terminal too small: {w}×{h}\nwsitui needs at least {MIN_WIDTH}×{MIN_HEIGHT}"
         )
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Main-screen keys are off (and out of the footer) while another screen is up."""
+        return action not in MAIN_ONLY or self.screen is self.screen_stack[0]
+
     # ---- engine ------------------------------------------------------------------------------
     async def _run_engine(self) -> None:
         try:
@@ -141,58 +163,64 @@ class WsituiApp(App[None]):
                 self.engine.bus.add_listener(self.metrics)
                 if self._startup is not None:
                     self._startup(self.engine)
+                self.now = self.engine.clock()
                 self.ready.set()
-                self._stale_structure = True
                 await self._stop.wait()
         except DataDirInUse as exc:
             self.exit(return_code=2, message=str(exc))
 
     def _on_event(self, event: Event) -> None:
-        """Runs for every engine event: only note what is stale (cheap); `flush` redraws."""
-        if isinstance(event, JobProgress):
+        """Runs for every engine event: only note which workflow has news (cheap)."""
+        if isinstance(event, (JobProgress, JobStateChanged)):
             if event.job.tenant == self.tenant:
-                self._stale_jobs.add(event.job.id)
+                self._inbox.add(event.job.workflow_id)
         elif isinstance(event, WorkflowProgress):
             if event.workflow.tenant == self.tenant:
-                self._stale_workflows.add(event.workflow.id)
-        elif isinstance(event, JobStateChanged):
-            if event.job.tenant == self.tenant:
-                if event.previous is None and event.reason == "submitted":
-                    self._stale_structure = True
-                self._stale_cards = True
-        else:  # tenant admitted / released / waiting: badges may change
-            self._stale_cards = True
+                self._inbox.add(event.workflow.id)
+        elif self.selected_workflow is not None:  # tenant admission: "waiting" badges change
+            self._inbox.add(self.selected_workflow)
+
+    def tick(self) -> None:
+        """Move the clock: elapsed times, ETAs and the throughput figure follow it."""
+        if self.ready.is_set():
+            self.now = self.engine.clock()
+
+    def watch_now(self, now: float) -> None:
+        self._board.now = now
+        self._topbar.show(self.tenant, self.engine.stats(), self.metrics.tiles_per_second(now))
+        if isinstance(self.screen, JobDetailScreen):
+            self.screen.now = now
 
     async def flush(self) -> None:
-        """Redraw what engine events marked stale (also called directly by tests)."""
+        """Hand the widgets fresh snapshots of what has news (also called directly by tests)."""
         if not self.ready.is_set():
             return
         async with self._draw_lock:
-            await self._redraw()
+            news, self._inbox = self._inbox, set()
+            self._topbar.show(
+                self.tenant, self.engine.stats(), self.metrics.tiles_per_second(self.now)
+            )
+            if news:
+                await self._apply(news)
 
-    async def _redraw(self) -> None:
-        self._topbar.show(
-            self.tenant, self.engine.stats(), self.metrics.tiles_per_second(self.engine.clock())
-        )
-        if self._stale_structure:
-            self._stale_structure = False
-            await self._rebuild()
-            return
+    async def _apply(self, news: set[str]) -> None:
         rows = self._wf_list.rows()
-        for wf_id in self._stale_workflows & rows.keys():
-            rows[wf_id].show(self.engine.workflow(self.tenant, wf_id))
-        self._stale_workflows.clear()
-        board = self._board
-        if self._stale_cards:
-            self._stale_cards = False
-            self._stale_jobs.clear()
-            self._show_cards(board.cards.values())
-        elif self._stale_jobs:
-            cards = [board.cards[j] for j in self._stale_jobs if j in board.cards]
-            self._stale_jobs.clear()
-            self._show_cards(cards)
+        if ALL in news or not news <= rows.keys() | {self._board_workflow}:
+            await self._list_workflows()
+            return
+        for wf_id in news & rows.keys():
+            rows[wf_id].status = self.engine.workflow(self.tenant, wf_id)
+        if self.selected_workflow in news or self._board_workflow != self.selected_workflow:
+            await self._show_lanes()
+        screen = self.screen
+        if isinstance(screen, JobDetailScreen) and screen.job.workflow_id in news:
+            status = self.engine.workflow(self.tenant, screen.job.workflow_id)
+            jobs = {j.id: j for j in status.jobs}
+            if screen.job.id in jobs:
+                job_badges = badges(status.jobs, self.engine.stats().waiting)
+                screen.show(jobs[screen.job.id], job_badges[screen.job.id])
 
-    async def _rebuild(self) -> None:
+    async def _list_workflows(self) -> None:
         workflows = self.engine.workflows(self.tenant)
         ids = [w.workflow.id for w in workflows]
         if self.selected_workflow not in ids:
@@ -202,46 +230,34 @@ class WsituiApp(App[None]):
         await wf_list.extend(WorkflowRow(self.engine.workflow(self.tenant, i)) for i in ids)
         if self.selected_workflow is not None:
             wf_list.index = ids.index(self.selected_workflow)
-        await self._rebuild_lanes()
+        await self._show_lanes()
 
-    async def _rebuild_lanes(self) -> None:
+    async def _show_lanes(self) -> None:
+        """Lay the selected workflow's lanes out again if its jobs changed, else update cards."""
         board, title = self._board, self._lanes_title
-        if self.selected_workflow is None:
-            title.update(f"[b]{self.tenant}[/b] has no workflows yet")
-            await board.show_jobs([], "n: new workflow · d: demo workflow on a sample slide")
+        wf_id = self.selected_workflow
+        if wf_id is None:
+            title.update(Text.assemble((self.tenant, "bold"), " has no workflows yet"))
+            if self._board_workflow is not None or not board.children:
+                await board.show_jobs([], {}, EMPTY_TENANT)
+            self._board_workflow = None
             return
-        status = self.engine.workflow(self.tenant, self.selected_workflow)
+        status = self.engine.workflow(self.tenant, wf_id)
         title.update(_lanes_title(status))
-        await board.show_jobs(status.jobs, "a: add a job to this workflow")
-        self._show_cards(board.cards.values())
-
-    def _show_cards(self, cards: Iterable[JobCard]) -> None:
-        cards = list(cards)
-        if not cards or self.selected_workflow is None:
-            return
-        status = self.engine.workflow(self.tenant, self.selected_workflow)
-        jobs = {j.id: j for j in status.jobs}
-        running = {j.branch: j for j in status.jobs if j.state is JobState.RUNNING}
-        waiting = self.engine.stats().waiting
-        now = self.engine.clock()
-        for card in cards:
-            job = jobs.get(card.job.id)
-            if job is not None:
-                lane_running = running.get(job.branch)
-                card.show(
-                    job, jobs, waiting=waiting,
-                    lane_running=lane_running if lane_running is not job else None, now=now,
-                )  # fmt: skip
-        self._lanes_title.update(_lanes_title(status))
+        job_badges = badges(status.jobs, self.engine.stats().waiting)
+        if self._board_workflow != wf_id or set(board.job_ids()) != {j.id for j in status.jobs}:
+            await board.show_jobs(status.jobs, job_badges, "a: add a job to this workflow")
+            self._board_workflow = wf_id
+        else:
+            board.update_jobs(status.jobs, job_badges)
 
     # ---- selection ---------------------------------------------------------------------------
     @on(ListView.Highlighted, "#workflows")
-    async def _workflow_highlighted(self, event: ListView.Highlighted) -> None:
+    def _workflow_highlighted(self, event: ListView.Highlighted) -> None:
         if isinstance(event.item, WorkflowRow) and event.item.workflow_id != self.selected_workflow:
             self.selected_workflow = event.item.workflow_id
             self.selected_job = None
-            async with self._draw_lock:
-                await self._rebuild_lanes()
+            self._inbox.add(self.selected_workflow)  # the board follows at the next flush
 
     @on(ListView.Selected, "#workflows")
     def _workflow_selected(self) -> None:
@@ -285,7 +301,7 @@ class WsituiApp(App[None]):
                 self.notify(str(exc), severity="error")
                 return
             self.selected_workflow = status.workflow.id
-            self._stale_structure = True
+            self._inbox.add(ALL)  # a workflow without jobs publishes no job event
 
         self.push_screen(NewWorkflowDialog(), created)
 
@@ -326,7 +342,6 @@ class WsituiApp(App[None]):
             self._engine_call(
                 lambda: self.engine.start(self.tenant, [job.id]), f"started {job.key}"
             )
-            self._stale_cards = True
 
     def action_start_all(self) -> None:
         if self.selected_workflow is None:
@@ -336,7 +351,6 @@ class WsituiApp(App[None]):
         self._engine_call(
             lambda: self.engine.start_workflow(self.tenant, wf_id), "started all held jobs"
         )
-        self._stale_cards = True
 
     def action_cancel_job(self) -> None:
         job = self._job()
@@ -354,7 +368,7 @@ class WsituiApp(App[None]):
             if tenant and tenant != self.tenant:
                 self.tenant = tenant
                 self.selected_workflow = self.selected_job = None
-                self._stale_structure = True
+                self._inbox.add(ALL)
                 self.notify(f"tenant {tenant}")
 
         self.push_screen(TenantDialog(self.engine.tenants(), self.tenant), switched)
@@ -367,10 +381,11 @@ class WsituiApp(App[None]):
         self.push_screen(
             JobDetailScreen(
                 job,
-                {j.id: j for j in status.jobs},
+                badges(status.jobs, self.engine.stats().waiting)[job.id],
                 self.engine.timeline(self.tenant, job.id),
                 self.engine.results_dir(job),
                 self.image_protocol,
+                now=self.now,
             )
         )
 
@@ -421,7 +436,7 @@ class WsituiApp(App[None]):
             self.notify(str(exc), severity="error")
             return
         self.selected_workflow = status.workflow.id
-        self._stale_structure = True
+        self._inbox.add(ALL)
         self.notify("demo workflow ready: press S to start all its jobs")
 
     def action_quit(self) -> None:
@@ -458,8 +473,9 @@ class WsituiApp(App[None]):
             )
 
 
-def _lanes_title(status: WorkflowStatus) -> str:
-    return (
-        f"lanes of [b]{status.workflow.name}[/b] · {len(status.jobs)} jobs · "
-        f"{status.state} {status.progress:.0%}"
+def _lanes_title(status: WorkflowStatus) -> Text:
+    return Text.assemble(
+        "lanes of ",
+        (status.workflow.name, "bold"),
+        f" · {len(status.jobs)} jobs · {status.state} {status.progress:.0%}",
     )

@@ -1,4 +1,8 @@
-"""Job detail: params, timeline of transitions, error, outputs and the job's preview image."""
+"""Job detail: state and stage, params, timeline, error, outputs and the job's preview image.
+
+The header lines follow the job live (the app hands the screen each new snapshot, and its
+clock ticks every second); the rest is read when the screen opens.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,29 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
-from wsitui.core.models import Job, Transition
-from wsitui.tui.badges import badge
+from wsitui.core.models import Job, JobState, Transition
+from wsitui.tui.badges import Badge
+from wsitui.tui.times import counters_text, elapsed_and_eta
+from wsitui.tui.widgets.lanes import badge_text
 from wsitui.tui.widgets.preview import ImageProtocol, image_widget
 
 PREVIEW = "preview.png"
+
+
+def progress_text(job: Job, now: float) -> Text:
+    """tiles, elapsed, ETA, the running job's stage and its counters, on one line."""
+    elapsed, eta = elapsed_and_eta(job, now)
+    text = Text(f"tiles {job.tiles_done}/{job.tiles_total} · elapsed {elapsed} · ETA {eta}")
+    if job.state is JobState.RUNNING and job.stage:
+        text.append(" · stage: ")
+        text.append(job.stage, style="bold")
+    if job.counters:
+        text.append(" · " + counters_text(job.counters))
+    return text
 
 
 class JobDetailScreen(Screen[None]):
@@ -30,50 +49,89 @@ class JobDetailScreen(Screen[None]):
     """
     BINDINGS = [
         Binding("escape,q", "app.pop_screen", "Back"),
-        Binding("p", "app.preview", "Full-screen preview"),
+        Binding("p", "preview", "Full-screen preview"),
     ]
+
+    job: reactive[Job] = reactive[Job](None, init=False)  # type: ignore[arg-type]
+    badge: reactive[Badge] = reactive(Badge("", "", "pending"), init=False)
+    now: reactive[float] = reactive(0.0, init=False)
 
     def __init__(
         self,
         job: Job,
-        jobs: dict[str, Job],
+        badge: Badge,
         timeline: list[Transition],
         results_dir: Path,
         protocol: ImageProtocol,
+        *,
+        now: float,
     ) -> None:
         super().__init__()
-        self.job, self.jobs, self.timeline = job, jobs, timeline
-        self.results_dir, self.protocol = results_dir, protocol
+        self.timeline, self.results_dir, self.protocol = timeline, results_dir, protocol
+        self._header = Label(id="header")
+        self._progress = Label(id="progress")
+        self.set_reactive(JobDetailScreen.job, job)
+        self.set_reactive(JobDetailScreen.badge, badge)
+        self.set_reactive(JobDetailScreen.now, now)
+        self._paint()
+
+    def show(self, job: Job, badge: Badge) -> None:
+        self.job, self.badge = job, badge
+
+    def action_preview(self) -> None:
+        job = self.job
+        title = f"{job.key} · {job.slide}"
+        self.app.push_screen(PreviewScreen(self.results_dir / PREVIEW, self.protocol, title))
+
+    def watch_job(self) -> None:
+        self._paint()
+
+    def watch_badge(self) -> None:
+        self._paint()
+
+    def watch_now(self) -> None:
+        self._progress.update(progress_text(self.job, self.now))
+
+    def _paint(self) -> None:
+        job = self.job
+        header = Text.assemble(
+            (job.key, "bold"), f" · {job.job_type} · branch {job.branch} · ", badge_text(self.badge)
+        )
+        header.append(f"  (attempt {job.attempt}, {job.id})", style="dim")
+        self._header.update(header)
+        self._progress.update(progress_text(job, self.now))
 
     def compose(self) -> ComposeResult:
         job = self.job
-        b = badge(job, self.jobs)
         with VerticalScroll():
-            yield Label(
-                f"[b]{job.key}[/b] · {job.job_type} · branch {job.branch} · "
-                f"[b]{b.label}[/b] {b.reason}  [dim](attempt {job.attempt}, {job.id})[/]"
-            )
-            yield Label(f"slide: {job.slide}")
+            yield self._header
+            yield Label(Text(f"slide: {job.slide}"))
+            yield self._progress
             yield Label("Params", classes="section")
-            yield Static(json.dumps(job.params, indent=2, sort_keys=True) if job.params else "{}")
+            yield Static(
+                Text(json.dumps(job.params, indent=2, sort_keys=True) if job.params else "{}")
+            )
             yield Label("Timeline", classes="section")
             table: DataTable[str] = DataTable(show_cursor=False)
             table.add_columns("time", "state", "try", "reason")
             for t in self.timeline:
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t.ts))
-                table.add_row(stamp, str(t.state), str(t.attempt), t.reason)
+                table.add_row(stamp, str(t.state), str(t.attempt), Text(t.reason))
             yield table
             if job.error:
                 yield Label("Error", classes="section")
                 yield Static(Text(job.error), classes="error")
             yield Label("Outputs", classes="section")
             files = (
-                sorted(p.name for p in self.results_dir.iterdir())
+                sorted(p.name for p in self.results_dir.iterdir() if not p.name.startswith("."))
                 if self.results_dir.is_dir()
                 else []
             )
             yield Static(
-                str(self.results_dir) + ("\n  " + "  ".join(files) if files else "\n  (none yet)")
+                Text(
+                    str(self.results_dir)
+                    + ("\n  " + "  ".join(files) if files else "\n  (none yet)")
+                )
             )
             preview = self.results_dir / PREVIEW
             yield Label("Preview", classes="section")
@@ -97,7 +155,7 @@ class PreviewScreen(Screen[None]):
         self.path, self.protocol, self.title_text = path, protocol, title
 
     def compose(self) -> ComposeResult:
-        yield Label(self.title_text)
+        yield Label(Text(self.title_text))
         if self.path.is_file():
             yield image_widget(self.path, self.protocol, classes="preview")
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -65,9 +65,19 @@ class MetricsScreen(Screen[None]):
         self.query_one("#workers-text", Label).update(
             f"now {self.metrics.running}/{self.max_workers} · peak {max(workers):.0f}"
         )
-        table = Table.grid(padding=(0, 1))
-        depths = self.depths()
-        top = max(depths.values(), default=0) or 1
-        for lane, depth in sorted(depths.items()):
-            table.add_row(lane, "█" * round(20 * depth / top) or "·", str(depth))
-        self.query_one("#depths", Static).update(table if depths else "no lanes yet")
+        self.query_one("#depths", Static).update(depths_text(self.depths()))
+
+
+def depths_text(depths: dict[str, int]) -> Text:
+    """One line per lane: its name, a bar scaled to the deepest queue, and the count."""
+    if not depths:
+        return Text("no lanes yet")
+    width = max(len(lane) for lane in depths)
+    top = max(depths.values()) or 1
+    text = Text()
+    for lane, depth in sorted(depths.items()):
+        text.append(f"{lane:<{width}} ")
+        text.append("█" * round(20 * depth / top) or "·", style="bold")
+        text.append(f" {depth}\n")
+    text.rstrip()
+    return text

@@ -5,22 +5,38 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Label, ProgressBar
+from textual.reactive import reactive
+from textual.widgets import Label
 
 from wsitui.core.models import Job, JobState
-from wsitui.tui.badges import badge, elapsed_and_eta
+from wsitui.tui.badges import Badge
+from wsitui.tui.times import counters_text, elapsed_and_eta
+from wsitui.tui.widgets.bar import FractionBar
 
 
 def slide_name(slide: str) -> str:
     return slide.replace("\\", "/").rsplit("/", 1)[-1]
 
 
+def badge_text(badge: Badge) -> Text:
+    """The badge and its reason; job text is never read as markup (a stage may hold "[")."""
+    text = Text(badge.label, style="bold")
+    if badge.reason:
+        text.append(" ")
+        text.append(badge.reason, style="dim")
+    return text
+
+
 class JobCard(Vertical, can_focus=True):
-    """One job: type and slide, state badge with the reason, tiles bar, elapsed and ETA."""
+    """One job: badge with the reason (a running job's stage), tiles bar, elapsed, ETA and
+    counters. It redraws itself from its reactive state: the job snapshot, its badge, and the
+    app's clock, which ticks every second, so a running job's elapsed time moves even when no
+    progress arrives (a job loading a model must not look hung)."""
 
     DEFAULT_CSS = """
     JobCard {
@@ -32,10 +48,9 @@ class JobCard(Vertical, can_focus=True):
     JobCard:focus { border: round $accent; background: $boost; }
     JobCard .badge { width: 1fr; height: 1; }
     JobCard Horizontal { height: 1; }
-    JobCard ProgressBar { width: 1fr; height: 1; }
-    JobCard ProgressBar Bar { width: 1fr; }
+    JobCard FractionBar { width: 1fr; }
     JobCard .tiles { width: auto; margin-left: 1; }
-    JobCard .times { height: 1; color: $text-muted; }
+    JobCard .times { width: 1fr; height: 1; color: $text-muted; }
     """
 
     BINDINGS = [
@@ -45,47 +60,67 @@ class JobCard(Vertical, can_focus=True):
         Binding("right", "move(1, 0)", "Right", show=False),
     ]
 
+    job: reactive[Job] = reactive[Job](None, init=False)  # type: ignore[arg-type]
+    badge: reactive[Badge] = reactive(Badge("", "", "pending"), init=False)
+    now: reactive[float] = reactive(0.0, init=False)
+
     class Selected(Message):
         def __init__(self, job_id: str) -> None:
             super().__init__()
             self.job_id = job_id
 
-    def __init__(self, job: Job, column: int, row: int) -> None:
+    def __init__(self, job: Job, badge: Badge, now: float, column: int, row: int) -> None:
         super().__init__(id=f"card-{column}-{row}")
-        self.job = job
         self.column, self.row = column, row
+        self._badge = Label(classes="badge")
+        self._bar = FractionBar()
+        self._tiles = Label(classes="tiles")
+        self._times = Label(classes="times")
+        self.set_reactive(JobCard.job, job)
+        self.set_reactive(JobCard.badge, badge)
+        self.set_reactive(JobCard.now, now)
+        self._paint_job()
+        self._paint_badge()
 
     def compose(self) -> ComposeResult:
-        yield Label(classes="badge")
+        yield self._badge
         with Horizontal():
-            yield ProgressBar(total=1, show_eta=False, show_percentage=False)
-            yield Label(classes="tiles")
-        yield Label(classes="times")
+            yield self._bar
+            yield self._tiles
+        yield self._times
 
-    def show(
-        self,
-        job: Job,
-        jobs: Mapping[str, Job],
-        *,
-        waiting: Sequence[str],
-        lane_running: Job | None,
-        now: float,
-    ) -> None:
-        self.job = job
+    def watch_job(self) -> None:
+        self._paint_job()
+
+    def watch_badge(self) -> None:
+        self._paint_badge()
+
+    def watch_now(self) -> None:
+        self._paint_times()
+
+    def _paint_badge(self) -> None:
+        b = self.badge
+        self._badge.update(badge_text(b))
+        self._badge.set_classes(f"badge state-{b.css}")
+        self.set_classes(f"card-{b.css}")
+
+    def _paint_job(self) -> None:
+        job = self.job
         self.border_title = f"{job.key} · {job.job_type}"
         self.border_subtitle = slide_name(job.slide)
-        b = badge(job, jobs, waiting=waiting, lane_running=lane_running)
-        label = self.query_one(".badge", Label)
-        text = f"[b]{b.label}[/b]" + (f" [dim]{b.reason}[/dim]" if b.reason else "")
-        label.update(text)
-        label.set_classes(f"badge state-{b.css}")
-        self.set_classes(f"card-{b.css}")
-        total = job.tiles_total or 1
-        done = job.tiles_done if job.tiles_total else (1 if job.state is JobState.SUCCEEDED else 0)
-        self.query_one(ProgressBar).update(total=total, progress=done)
-        elapsed, eta = elapsed_and_eta(job, now)
-        self.query_one(".tiles", Label).update(f"{job.tiles_done}/{job.tiles_total} tiles")
-        self.query_one(".times", Label).update(f"{elapsed} · ETA {eta}")
+        if job.tiles_total:
+            self._bar.fraction = job.tiles_done / job.tiles_total
+        else:
+            self._bar.fraction = 1.0 if job.state is JobState.SUCCEEDED else 0.0
+        self._tiles.update(f"{job.tiles_done}/{job.tiles_total} tiles")
+        self._paint_times()
+
+    def _paint_times(self) -> None:
+        job = self.job
+        elapsed, eta = elapsed_and_eta(job, self.now)
+        # Counters before the ETA: on a narrow card the live count is what stays visible.
+        counters = f" · {counters_text(job.counters)}" if job.counters else ""
+        self._times.update(Text(f"{elapsed}{counters} · ETA {eta}"))
 
     def on_focus(self) -> None:
         self.post_message(self.Selected(self.job.id))
@@ -110,19 +145,26 @@ class LaneColumn(VerticalScroll, can_focus=False):
 
 
 class LaneBoard(Horizontal, can_focus=False):
-    """Rebuilt when the workflow's jobs change; cards update in place on progress."""
+    """Laid out again when the workflow's jobs change; cards update in place otherwise."""
 
     DEFAULT_CSS = """
     LaneBoard { height: 1fr; overflow-x: auto; }
     LaneBoard > .empty { padding: 1 2; color: $text-muted; }
     """
 
+    now: reactive[float] = reactive(0.0, init=False)
+
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.cards: dict[str, JobCard] = {}
         self._grid: list[list[JobCard]] = []
 
-    async def show_jobs(self, jobs: Sequence[Job], empty_text: str) -> None:
+    def job_ids(self) -> tuple[str, ...]:
+        return tuple(self.cards)
+
+    async def show_jobs(
+        self, jobs: Sequence[Job], badges: Mapping[str, Badge], empty_text: str
+    ) -> None:
         """Lay out lanes: branches in order of first appearance, jobs by lane entry (seq)."""
         await self.remove_children()
         self.cards, self._grid = {}, []
@@ -135,12 +177,26 @@ class LaneBoard(Horizontal, can_focus=False):
         columns = []
         for col, (branch, lane_jobs) in enumerate(lanes.items()):
             ordered = sorted(lane_jobs, key=_fifo_key)
-            cards = [JobCard(job, col, row) for row, job in enumerate(ordered)]
+            cards = [
+                JobCard(job, badges[job.id], self.now, col, row) for row, job in enumerate(ordered)
+            ]
             self._grid.append(cards)
             self.cards.update({card.job.id: card for card in cards})
             column = LaneColumn(Label(f"branch {branch}", classes="lane-title"), *cards)
             columns.append(column)
         await self.mount(*columns)
+
+    def update_jobs(self, jobs: Sequence[Job], badges: Mapping[str, Badge]) -> None:
+        """New snapshots of the jobs on the board: each card repaints only what changed."""
+        for job in jobs:
+            card = self.cards.get(job.id)
+            if card is not None:
+                card.job = job
+                card.badge = badges[job.id]
+
+    def watch_now(self, now: float) -> None:
+        for card in self.cards.values():
+            card.now = now
 
     def focus_card(self, column: int, row: int) -> None:
         if not self._grid:

@@ -2,48 +2,62 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.widgets import Label, ListItem, ListView, ProgressBar
+from textual.reactive import reactive
+from textual.widgets import Label, ListItem, ListView
 
 from wsitui.core.models import WorkflowStatus
+from wsitui.tui.widgets.bar import FractionBar
 
 
 class WorkflowRow(ListItem):
+    """Redraws itself whenever it is given a new status snapshot (reactive `status`)."""
+
     DEFAULT_CSS = """
     WorkflowRow { height: 1; }
     WorkflowRow Horizontal { height: 1; }
     WorkflowRow .wf-name { width: 1fr; }
     WorkflowRow .wf-state { width: 11; }
-    WorkflowRow ProgressBar { width: 36; }
-    WorkflowRow ProgressBar Bar { width: 28; }
+    WorkflowRow FractionBar { width: 28; }
+    WorkflowRow .wf-percent { width: 5; margin-right: 3; content-align-horizontal: right; }
     """
+
+    status: reactive[WorkflowStatus] = reactive[WorkflowStatus](None, init=False)  # type: ignore[arg-type]
 
     def __init__(self, status: WorkflowStatus) -> None:
         super().__init__()
         self.workflow_id = status.workflow.id
-        self._status = status
+        # Children exist from the start, so a new status never needs to query for them.
+        self._name = Label(classes="wf-name")
+        self._state = Label(classes="wf-state")
+        self._bar = FractionBar()
+        self._percent = Label(classes="wf-percent")
+        self.set_reactive(WorkflowRow.status, status)
+        self._paint()
 
     def compose(self) -> ComposeResult:
         with Horizontal():
-            yield Label(classes="wf-name")
-            yield Label(classes="wf-state")
-            yield ProgressBar(total=100, show_eta=False)
+            yield self._name
+            yield self._state
+            yield self._bar
+            yield self._percent
 
-    def on_mount(self) -> None:
-        self.show(self._status)
+    def watch_status(self) -> None:
+        self._paint()
 
-    def show(self, status: WorkflowStatus) -> None:
-        self._status = status
+    def _paint(self) -> None:
+        status = self.status
         wf = status.workflow
         n = len(status.jobs)
-        self.query_one(".wf-name", Label).update(
-            f"{wf.name} [dim]{wf.id}{f' · {n} job' + ('s' if n > 1 else '') if n else ''}[/]"
-        )
-        state = self.query_one(".wf-state", Label)
-        state.update(str(status.state))
-        state.set_classes(f"wf-state state-{str(status.state).lower()}")
-        self.query_one(ProgressBar).update(progress=round(status.progress * 100, 1))
+        name = Text(wf.name)
+        name.append(f" {wf.id}" + (f" · {n} job" + ("s" if n > 1 else "") if n else ""), "dim")
+        self._name.update(name)
+        self._state.update(str(status.state))
+        self._state.set_classes(f"wf-state state-{str(status.state).lower()}")
+        self._bar.fraction = status.progress
+        self._percent.update(f"{status.progress:.0%}")
 
 
 class WorkflowList(ListView):
