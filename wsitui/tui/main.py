@@ -41,7 +41,10 @@ def tui_main(config_path: Path | None, data_dir: Path | None, tenant: str | None
 
     def startup(engine: Engine) -> None:
         # Config workflows arrive held: the user starts them (s / S), or resumes old ones.
-        session.submit(start=False)
+        try:
+            session.submit(start=False)
+        except SessionError as exc:  # e.g. the disk filled since the checks: leave, one line
+            app.exit(return_code=exc.exit_code, message=f"wsitui: {exc.message}")
 
     from wsitui.tui.app import WsituiApp  # imports textual-image, which probes the terminal
 

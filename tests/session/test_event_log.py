@@ -1,0 +1,81 @@
+"""The JSONL event log: what it refuses to open, and a write that fails later."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from wsitui.core.eventlog import EventLogError, JsonlEventLog
+from wsitui.core.events import TenantAdmitted
+
+
+def test_appends_to_an_existing_event_log_and_starts_an_empty_file(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"ts": 1, "event": "tenant_admitted", "tenant": "a"}\n')
+    log = JsonlEventLog(path)
+    log(TenantAdmitted(2.0, "b"))
+    log.close()
+    assert [json.loads(line)["tenant"] for line in path.read_text().splitlines()] == ["a", "b"]
+    empty = tmp_path / "empty.jsonl"
+    empty.touch()
+    JsonlEventLog(empty).close()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"II*\x00binary slide", b'{"not": "an event"}\n', b"[1, 2]\n", b"plain text\n"],
+    ids=["tiff", "json_without_event", "json_array", "text"],
+)
+def test_refuses_to_append_to_a_file_that_is_not_an_event_log(tmp_path, content):
+    path = tmp_path / "victim"
+    path.write_bytes(content)
+    with pytest.raises(EventLogError, match="not a wsitui event log"):
+        JsonlEventLog(path)
+    assert path.read_bytes() == content
+
+
+def test_refuses_a_fifo_without_opening_it(tmp_path):
+    fifo = tmp_path / "events.jsonl"
+    os.mkfifo(fifo)
+    raised: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            JsonlEventLog(fifo)
+        except EventLogError as exc:
+            raised.append(exc)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    if worker.is_alive():  # it opened the FIFO and waits for a reader: unblock it, then fail
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        pytest.fail("opening a FIFO as the event log blocked")
+    assert len(raised) == 1 and "FIFO" in str(raised[0])
+
+
+def test_refuses_a_path_under_a_regular_file(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(EventLogError, match="not a directory"):
+        JsonlEventLog(tmp_path / "f" / "events.jsonl")
+
+
+def test_a_write_that_fails_later_stops_the_log_and_is_reported(tmp_path):
+    path = tmp_path / "events.jsonl"
+    log = JsonlEventLog(path)
+    log(TenantAdmitted(1.0, "a"))
+    # The disk fills up: from now on the file's descriptor writes to /dev/full.
+    full = os.open("/dev/full", os.O_WRONLY)
+    fileno = log._file.fileno() if log._file else -1
+    os.dup2(full, fileno)
+    os.close(full)
+    log(TenantAdmitted(2.0, "b"))  # must not raise: the engine goes on
+    log(TenantAdmitted(3.0, "c"))
+    log.close()
+    assert log.error is not None and "No space left on device" in log.error
+    assert str(path) in log.error and "\n" not in log.error
+    assert Path(path).read_text().count("\n") == 1  # what was written before is intact
