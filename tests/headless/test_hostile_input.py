@@ -362,3 +362,32 @@ def test_rerun_with_a_changed_stored_job_is_refused_before_anything_runs(
         out, 2, "workflows[0] (t/w)", "job 'a'", f"changed its {field}", "rename the workflow"
     )
     assert digest(data / "state.db") == before
+
+
+def test_store_failure_while_submitting_is_one_line_exit_2(tmp_path, slides, capsys, monkeypatch):
+    """The disk fills between the checks and the first write: still one line, never a group."""
+    import wsitui.session.session as session_module
+    from wsitui.cli import main
+    from wsitui.core.store import StoreError
+
+    def disk_full(*args: object, **kwargs: object) -> str:
+        raise StoreError("state database state.db: write failed (database or disk is full)")
+
+    monkeypatch.setattr(session_module, "submit_or_resume", disk_full)
+    config = one_job_config(tmp_path / "c.toml", slides[1])
+    code = main(["run", str(config), "--data-dir", str(tmp_path / "data"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err == "wsitui: state database state.db: write failed (database or disk is full)\n"
+
+
+def test_state_files_that_are_fifos_are_refused_without_hanging(tmp_path, slides):
+    config = one_job_config(tmp_path / "c.toml", slides[1])
+    for name in ("state.db", "engine.lock"):
+        data = tmp_path / f"data-{name}"
+        data.mkdir()
+        os.mkfifo(data / name)
+        out = wsitui("run", config, "--data-dir", data, timeout=60)
+        assert_one_line_error(out, 2, name, "not a regular file")
+    status = wsitui("status", "--data-dir", tmp_path / "data-state.db", timeout=60)
+    assert_one_line_error(status, 2, "state.db", "not a regular file")

@@ -41,6 +41,8 @@ def status(
     db = data_dir / "state.db"
     if not db.exists():
         return _error(f"no wsitui state in {data_dir}; run a config first")
+    if not db.is_file():  # SQLite would block forever opening a FIFO
+        return _error(f"{db} is not a regular file; give the data dir of a run")
     try:
         store = Store(db, readonly=True)
         try:

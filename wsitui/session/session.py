@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,16 +81,33 @@ class Session:
 
     @asynccontextmanager
     async def open(self, *, start: bool = True) -> AsyncIterator[Session]:
-        """Start the engine, attach the event log, submit or resume; stop the engine on exit."""
-        async with AsyncExitStack() as stack:
-            try:
-                await stack.enter_async_context(self.engine)
-            except (DataDirInUse, StoreError, OSError) as exc:
-                raise SessionError(_message(exc), EXIT_INPUT) from None
+        """Start the engine, attach the event log, submit or resume; stop the engine on exit.
+
+        A refusal while submitting stops the engine first and is raised after it, as itself:
+        raised inside the engine's task group it would come out as an exception group.
+        """
+        engine = self.engine
+        try:
+            await engine.__aenter__()
+        except (DataDirInUse, StoreError, OSError) as exc:
+            raise SessionError(_message(exc), EXIT_INPUT) from None
+        failure: SessionError | None = None
+        try:
             if self.event_log is not None:
-                self.engine.bus.add_listener(self.event_log)
-            self.submit(start=start)
-            yield self
+                engine.bus.add_listener(self.event_log)
+            try:
+                self.submit(start=start)
+            except SessionError as exc:
+                failure = exc
+            if failure is None:
+                yield self
+        except BaseException as exc:
+            if not await engine.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+            return
+        await engine.__aexit__(None, None, None)
+        if failure is not None:
+            raise failure
 
     def warnings(self) -> list[str]:
         """One-line problems found while the session ran (e.g. the event log's disk filled)."""
@@ -126,7 +143,7 @@ def _prepare(opts: SessionOptions, say: Callable[[str], object] | None) -> Sessi
         )
     data_dir = opts.data_dir or config.paths.data_dir or default_data_dir()
     check_writable_dir(data_dir, "data dir")
-    _check_state_db(data_dir / "state.db")
+    _check_state_files(data_dir)
     engine = Engine(
         data_dir,
         default_executors(),
@@ -146,18 +163,22 @@ def _prepare(opts: SessionOptions, say: Callable[[str], object] | None) -> Sessi
     return Session(config=config, data_dir=data_dir, engine=engine, plan=plan, event_log=log)
 
 
-def _check_state_db(db: Path) -> None:
-    """A stored state the engine could not write would fail mid-run: say so now."""
-    if not db.exists():
-        return
-    if not db.is_file():
-        raise InputError(
-            f"state database {db} is not a regular file; move it aside or use another --data-dir"
-        )
-    if not os.access(db, os.R_OK | os.W_OK):
-        raise InputError(
-            f"state database {db} is read-only; make it writable or use another --data-dir"
-        )
+def _check_state_files(data_dir: Path) -> None:
+    """What the engine opens in the data dir must be regular files it can write, if present.
+
+    A state.db or lock file that is a FIFO would hang SQLite or the lock; a read-only state.db
+    would fail at the first write, mid-run.
+    """
+    for name in ("state.db", "engine.lock"):
+        path = data_dir / name
+        if not (path.exists() or path.is_symlink()):
+            continue
+        if not path.is_file():
+            raise InputError(
+                f"{path} is not a regular file; move it aside or use another --data-dir"
+            )
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise InputError(f"{path} is read-only; make it writable or use another --data-dir")
 
 
 @asynccontextmanager
