@@ -71,7 +71,7 @@ def run(opts: RunOptions) -> int:
         _error(exc.message)
         return exc.exit_code
     except KeyboardInterrupt:
-        _error("interrupted before anything ran; nothing was changed")
+        _error("interrupted before any job ran; run the same command again to start")
         return EXIT_INTERRUPTED
     try:
         code = anyio.run(_run, session, opts)

@@ -179,16 +179,3 @@ def _check_state_files(data_dir: Path) -> None:
             )
         if not os.access(path, os.R_OK | os.W_OK):
             raise InputError(f"{path} is read-only; make it writable or use another --data-dir")
-
-
-@asynccontextmanager
-async def open_session(
-    opts: SessionOptions, say: Callable[[str], object] | None = None, *, start: bool = True
-) -> AsyncIterator[Session]:
-    """`prepare_session` then `Session.open`, closing the event log at the end."""
-    session = prepare_session(opts, say)
-    try:
-        async with session.open(start=start):
-            yield session
-    finally:
-        session.close()
