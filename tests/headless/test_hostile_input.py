@@ -391,3 +391,14 @@ def test_state_files_that_are_fifos_are_refused_without_hanging(tmp_path, slides
         assert_one_line_error(out, 2, name, "not a regular file")
     status = wsitui("status", "--data-dir", tmp_path / "data-state.db", timeout=60)
     assert_one_line_error(status, 2, "state.db", "not a regular file")
+
+
+def test_run_on_an_empty_state_db_starts_afresh(tmp_path, slides):
+    """A zero-byte state.db (e.g. touched by hand) holds nothing: the run creates the state."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "state.db").touch()
+    config = one_job_config(tmp_path / "c.toml", slides[1])
+    out = wsitui("run", config, "--data-dir", data, "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert (data / "state.db").stat().st_size > 0

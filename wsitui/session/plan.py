@@ -95,7 +95,7 @@ def check_and_plan(engine: Engine, config: Config, data_dir: Path) -> Plan:
 def _match_stored(engine: Engine, config: Config, data_dir: Path) -> dict[int, str]:
     """Find workflows a previous run on this data dir submitted (same tenant and name)."""
     db = data_dir / "state.db"
-    if not db.exists():
+    if not db.exists() or db.stat().st_size == 0:  # nothing stored yet: the engine starts it
         return {}
     store = Store(db, readonly=True)
     try:
