@@ -1,7 +1,9 @@
 """Random commands through the real engine, with restarts: what is on disk always matches what
 the engine holds, and after any history every job that can run does run (no lost or stuck job).
 
-The pure scheduler has its own rule-by-rule stateful test; this one covers persistence."""
+Histories include held jobs and starting them, executors that raise a BaseException or ignore
+cancel, clean stops and crashes at any commit (a copy of the committed state, as SIGKILL leaves
+it). The pure scheduler has its own rule-by-rule stateful test; this one covers persistence."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import anyio
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, given, settings
 
+from tests.core.crash import snapshot
 from tests.core.fakes import GatedExecutor
 from wsitui.core.engine import Engine
 from wsitui.core.models import JobSpec, JobState, WorkflowSpec
@@ -26,6 +29,11 @@ def persisted_matches_memory(engine: Engine, data: Path) -> None:
         rows = {j.id: j for j in store.jobs()}
     finally:
         store.close()
+    tenants = Store(data / "state.db", readonly=True)
+    try:
+        assert tenants.tenant_state() == (list(engine.stats().active), list(engine.stats().waiting))
+    finally:
+        tenants.close()
     assert rows.keys() == engine._jobs.keys()
     for job_id, mem in engine._jobs.items():
         row = rows[job_id]
@@ -34,7 +42,7 @@ def persisted_matches_memory(engine: Engine, data: Path) -> None:
             mem.seq,
             mem.attempt,
             mem.enqueued,
-        ), job_id
+        ), job_id  # `blocked` is derived from upstream states on load, not stored
 
 
 async def settle(engine: Engine) -> None:
@@ -42,16 +50,22 @@ async def settle(engine: Engine) -> None:
         await anyio.sleep(0.02)  # let job tasks reach their gates or finish
 
 
+KW = {"max_workers": 2, "max_active_users": 2, "cancel_grace": 0.05}
+
+
 async def run_history(steps: st.DataObject) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp)
+        data = Path(tmp) / "run0"
         n_wf = 0
-        for _round in range(steps.draw(st.integers(1, 3), label="engine runs")):
+        for round_ in range(steps.draw(st.integers(1, 3), label="engine runs")):
             ex = GatedExecutor()
-            async with Engine(data, [ex], max_workers=2, max_active_users=2) as engine:
+            crash_copy: Path | None = None
+            async with Engine(data, [ex], **KW) as engine:
                 for _ in range(steps.draw(st.integers(1, 8), label="commands")):
                     jobs = list(engine._jobs.values())
-                    op = steps.draw(st.sampled_from(["submit", "finish", "cancel", "retry"]))
+                    op = steps.draw(
+                        st.sampled_from(["submit", "start", "finish", "cancel", "retry", "crash"])
+                    )
                     if op == "submit" or not jobs:
                         n_wf += 1
                         shape = steps.draw(
@@ -76,35 +90,61 @@ async def run_history(steps: st.DataObject) -> None:
                                 )
                             )
                         tenant = steps.draw(st.sampled_from(TENANTS))
-                        engine.submit(tenant, WorkflowSpec(name=f"w{n_wf}", jobs=tuple(specs)))
+                        engine.submit(
+                            tenant,
+                            WorkflowSpec(name=f"w{n_wf}", jobs=tuple(specs)),
+                            start=steps.draw(st.booleans(), label="start"),
+                        )
+                    elif op == "start":
+                        held = sorted(
+                            j.id for j in jobs if j.state is JobState.PENDING and not j.enqueued
+                        )
+                        if held:
+                            job = engine._jobs[steps.draw(st.sampled_from(held))]
+                            engine.start(job.tenant, [job.id])
                     elif op == "finish":
                         running = sorted(j.id for j in jobs if j.state is JobState.RUNNING)
                         if running:
                             job_id = steps.draw(st.sampled_from(running))
-                            ex.release(job_id, steps.draw(st.sampled_from(["ok", "ok", "fail"])))
+                            outcome = steps.draw(st.sampled_from(["ok", "ok", "fail", "exit"]))
+                            ex.release(job_id, outcome)
                             with anyio.fail_after(5):
                                 await engine.wait_until(
                                     lambda j=job_id: engine._jobs[j].state.terminal
                                 )
                     elif op == "cancel":
-                        pending = sorted(j.id for j in jobs if j.state is JobState.PENDING)
-                        if pending:
-                            job = engine._jobs[steps.draw(st.sampled_from(pending))]
+                        live = sorted(
+                            j.id for j in jobs if j.state in (JobState.PENDING, JobState.RUNNING)
+                        )
+                        if live:
+                            job = engine._jobs[steps.draw(st.sampled_from(live))]
+                            if job.state is JobState.RUNNING and steps.draw(st.booleans()):
+                                ex.stubborn.add(job.id)  # it ignores the cancel
                             engine.cancel(job.tenant, job.id)
-                    else:
+                    elif op == "retry":
                         bad = sorted(
                             j.id for j in jobs if j.state in (JobState.FAILED, JobState.CANCELED)
                         )
                         if bad:
                             job = engine._jobs[steps.draw(st.sampled_from(bad))]
                             engine.retry(job.tenant, job.id)
+                    else:  # the process dies here: the next run starts from what was committed
+                        crash_copy = snapshot(engine, Path(tmp) / f"crash{round_}")
+                        break
                     await settle(engine)
                     persisted_matches_memory(engine, data)
-            # The engine stopped (running jobs interrupted back to PENDING): disk == memory.
-            persisted_matches_memory(engine, data)
-        # Drain: succeed whatever runs until nothing can; every job that could run must have.
+            if crash_copy is not None:
+                data = crash_copy
+            else:
+                # The engine stopped (running jobs interrupted back to PENDING): disk == memory.
+                persisted_matches_memory(engine, data)
+        # Drain: start what is held, succeed whatever runs until nothing can; every job that
+        # could run must have.
         ex = GatedExecutor()
-        async with Engine(data, [ex], max_workers=2, max_active_users=2) as engine:
+        async with Engine(data, [ex], **KW) as engine:
+            for tenant in engine.tenants():
+                for status in engine.workflows(tenant):
+                    engine.start_workflow(tenant, status.workflow.id)
             for _ in range(500):
                 running = [j.id for j in engine._jobs.values() if j.state is JobState.RUNNING]
                 if not running:
@@ -120,6 +160,7 @@ async def run_history(steps: st.DataObject) -> None:
                 j.id for j in engine._jobs.values() if j.state is JobState.PENDING and not j.blocked
             ]
             assert stuck == [], f"jobs that could run but never did: {stuck}"
+            persisted_matches_memory(engine, data)
 
 
 @settings(

@@ -1,5 +1,6 @@
-"""Hypothesis drives random submits / cancels / retries / completions / failures across tenants
-and checks rules R1-R6 after every step against facts the test tracks itself."""
+"""Hypothesis drives random submits (some held) / starts / cancels / retries / completions /
+failures / interrupts / restarts across tenants, with GPU jobs under a resource cap, and checks
+rules R1-R6 and R9 after every step against facts the test tracks itself."""
 
 from __future__ import annotations
 
@@ -16,9 +17,14 @@ BAD = (Phase.FAILED, Phase.CANCELED)
 
 
 class SchedulerMachine(RuleBasedStateMachine):
-    @initialize(workers=st.integers(1, 4), users=st.integers(1, 3))
-    def setup(self, workers: int, users: int) -> None:
-        self.s = Scheduler(max_workers=workers, max_active_users=users)
+    @initialize(workers=st.integers(1, 4), users=st.integers(1, 3), gpus=st.integers(1, 2))
+    def setup(self, workers: int, users: int, gpus: int) -> None:
+        self.s = Scheduler(max_workers=workers, max_active_users=users, capacity={"gpu": gpus})
+        self.needs: dict[str, dict[str, int]] = {}
+        self.served: dict[str, int] = {}  # tenant -> tick of its last start since admission
+        self.admitted_at: dict[str, int] = {}
+        self.tick = 0
+        self.memo: dict[tuple[str, str], bool] = {}  # derived facts, valid until phases change
         self.n = 0
         self.wf = 0
         self.phase: dict[str, Phase] = {}  # the test's own record of every job's phase
@@ -29,11 +35,34 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     # ---- facts the test derives on its own ---------------------------------------------------
     def blocked(self, job_id: str) -> bool:
-        return any(self.phase[d] in BAD or self.blocked(d) for d in self.s.jobs[job_id].deps)
+        key = ("blocked", job_id)
+        if key not in self.memo:
+            self.memo[key] = any(
+                self.phase[d] in BAD or self.blocked(d) for d in self.s.jobs[job_id].deps
+            )
+        return self.memo[key]
+
+    def behind_held(self, job_id: str) -> bool:
+        """An upstream (transitively) is held: the job may not stand in its lane (R4)."""
+        key = ("held", job_id)
+        if key not in self.memo:
+            self.memo[key] = any(
+                self.phase[d] is Phase.HELD
+                or (self.phase[d] is Phase.QUEUED and self.behind_held(d))
+                for d in self.s.jobs[job_id].deps
+            )
+        return self.memo[key]
+
+    def parked(self, job_id: str) -> bool:
+        return self.blocked(job_id) or self.behind_held(job_id)
 
     def live(self, job_id: str) -> bool:
         p = self.phase[job_id]
-        return p is Phase.RUNNING or (p is Phase.QUEUED and not self.blocked(job_id))
+        return p is Phase.RUNNING or (p is Phase.QUEUED and not self.parked(job_id))
+
+    def gpu_free(self) -> int:
+        used = sum(self.needs[j].get("gpu", 0) for j, p in self.phase.items() if p is Phase.RUNNING)
+        return self.s.capacity["gpu"] - used
 
     def live_tenants(self) -> set[str]:
         return {self.s.jobs[j].tenant for j in self.phase if self.live(j)}
@@ -43,18 +72,20 @@ class SchedulerMachine(RuleBasedStateMachine):
         lanes: dict[tuple, list[str]] = defaultdict(list)
         busy = {self.s.jobs[j].lane for j, p in self.phase.items() if p is Phase.RUNNING}
         for j, p in self.phase.items():
-            if p is Phase.QUEUED and not self.blocked(j):
+            if p is Phase.QUEUED and not self.parked(j):
                 lanes[self.s.jobs[j].lane].append(j)
         out: dict[str, list[str]] = defaultdict(list)
         for lane, jobs in lanes.items():
             head = min(jobs, key=lambda j: self.s.jobs[j].seq)
             deps_ok = all(self.phase[d] is Phase.SUCCEEDED for d in self.s.jobs[head].deps)
-            if lane not in busy and deps_ok:
+            fits = self.needs[head].get("gpu", 0) <= self.gpu_free()
+            if lane not in busy and deps_ok and fits:
                 out[lane[0]].append(head)
         return out
 
     # ---- the step every rule ends with -------------------------------------------------------
     def dispatch(self) -> None:
+        self.memo.clear()
         # Arrival order: a tenant that gained live work while not active joins the queue.
         live = self.live_tenants()
         for t in TENANTS:
@@ -75,20 +106,33 @@ class SchedulerMachine(RuleBasedStateMachine):
         assert admitted == self.arrival[: len(admitted)]
         del self.arrival[: len(admitted)]
         assert list(self.s.waiting) == self.arrival
-        # R6: round-robin between tenants, oldest ready head first within a tenant.
-        counts: Counter[str] = Counter()
+        # R6: the active tenant served longest ago (a newcomer: never) gets the next worker;
+        # within a tenant the oldest ready lane head. R9: only heads whose resources fit.
+        for t in admitted:
+            self.served.pop(t, None)
+            self.tick += 1
+            self.admitted_at[t] = self.tick
         for j in starts:
             t = self.s.jobs[j].tenant
             assert t in self.s.active
             assert j == min(ready[t], key=lambda x: self.s.jobs[x].seq)
+            rank = (self.served.get(t, -1), self.admitted_at.get(t, 0))
             for other, heads in ready.items():
                 if other != t and heads and other in self.s.active:
-                    assert counts[t] <= counts[other], "a tenant got a second worker first"
-            ready[t].remove(j)
-            counts[t] += 1
+                    other_rank = (self.served.get(other, -1), self.admitted_at.get(other, 0))
+                    assert rank <= other_rank, f"{t} served before {other} (R6)"
             self.phase[j] = Phase.RUNNING
+            self.tick += 1
+            self.served[t] = self.tick
+            ready[t].remove(j)
+            if self.needs[j]:  # the GPU it took may make other heads not fit any more
+                ready = self.ready_heads()
+        self.memo.clear()
         self.in_lane = {j for j in self.phase if self.live(j) and self.phase[j] is Phase.QUEUED}
         self.prev_active = set(self.s.active)
+
+    def order(self, job_id: str) -> int:
+        return self.s.jobs[job_id].order
 
     # ---- rules -------------------------------------------------------------------------------
     @rule(
@@ -98,18 +142,59 @@ class SchedulerMachine(RuleBasedStateMachine):
             min_size=1,
             max_size=6,
         ),
+        data=st.data(),
     )
-    def submit(self, tenant: str, shape: list[tuple[int, list[int]]]) -> None:
+    def submit(self, tenant: str, shape: list[tuple[int, list[int]]], data: st.DataObject) -> None:
         self.wf += 1
         ids: list[str] = []
+        start = data.draw(st.booleans(), label="start on")
         for branch, dep_picks in shape:
             self.n += 1
             job_id = f"j{self.n}"
             deps = sorted({ids[p % len(ids)] for p in dep_picks} if ids else set())
-            self.s.add(job_id, tenant, (tenant, f"w{self.wf}", f"b{branch}"), deps, 0, Phase.HELD)
-            self.s.enqueue(job_id)
-            self.phase[job_id] = Phase.QUEUED
+            self.needs[job_id] = {"gpu": 1} if data.draw(st.booleans(), label="gpu") else {}
+            lane = (tenant, f"w{self.wf}", f"b{branch}")
+            self.s.add(job_id, tenant, lane, deps, 0, Phase.HELD, self.needs[job_id])
+            self.phase[job_id] = Phase.HELD
+            if start:
+                self.s.enqueue(job_id)
+                self.phase[job_id] = Phase.QUEUED
             ids.append(job_id)
+        self.dispatch()
+
+    @precondition(lambda self: any(p is Phase.HELD for p in self.phase.values()))
+    @rule(data=st.data())
+    def start_one(self, data: st.DataObject) -> None:
+        """The user starts one held job (its upstreams may stay held: it must then wait)."""
+        held = sorted(j for j, p in self.phase.items() if p is Phase.HELD)
+        job_id = data.draw(st.sampled_from(held))
+        self.s.enqueue(job_id)
+        self.phase[job_id] = Phase.QUEUED
+        self.dispatch()
+
+    @rule()
+    def restart(self) -> None:
+        """The process stops (running jobs interrupted) and a new scheduler is rebuilt from the
+        persisted facts, as the engine does: the same tenants stay active, in the same queue."""
+        old = self.s
+        rows = old.tenant_rows()
+        active, waiting = list(old.active), list(old.waiting)
+        new = Scheduler(old.max_workers, old.max_active_users, old.capacity)
+        requeue = []
+        for job_id, job in old.jobs.items():  # registration order is topological
+            phase = self.phase[job_id]
+            reg = phase if phase in (Phase.SUCCEEDED, *BAD) else Phase.HELD
+            new.add(job_id, job.tenant, job.lane, job.deps, job.seq, reg, self.needs[job_id])
+            if phase in (Phase.QUEUED, Phase.RUNNING):
+                requeue.append(job)
+        for job in sorted(requeue, key=lambda j: j.seq):
+            new.enqueue(job.id, job.seq)
+            self.phase[job.id] = Phase.QUEUED
+        new.restore_tenants(rows)
+        assert list(new.active) == active and list(new.waiting) == waiting
+        self.s = new
+        self.memo.clear()
+        self.in_lane = {j for j in self.phase if self.live(j) and self.phase[j] is Phase.QUEUED}
         self.dispatch()
 
     @precondition(lambda self: any(p is Phase.RUNNING for p in self.phase.values()))
@@ -131,10 +216,10 @@ class SchedulerMachine(RuleBasedStateMachine):
             self.phase[job_id] = Phase.SUCCEEDED
         self.dispatch()
 
-    @precondition(lambda self: any(p is Phase.QUEUED for p in self.phase.values()))
+    @precondition(lambda self: any(p in (Phase.QUEUED, Phase.HELD) for p in self.phase.values()))
     @rule(data=st.data())
     def cancel_pending(self, data: st.DataObject) -> None:
-        queued = sorted(j for j, p in self.phase.items() if p is Phase.QUEUED)
+        queued = sorted(j for j, p in self.phase.items() if p in (Phase.QUEUED, Phase.HELD))
         job_id = data.draw(st.sampled_from(queued))
         self.s.cancel_queued(job_id)
         self.phase[job_id] = Phase.CANCELED
@@ -164,6 +249,7 @@ class SchedulerMachine(RuleBasedStateMachine):
     def rules_hold(self) -> None:
         if not hasattr(self, "s"):
             return
+        self.memo.clear()
         running = [j for j, p in self.phase.items() if p is Phase.RUNNING]
         # R1: one running job per lane.
         lanes = Counter(self.s.jobs[j].lane for j in running)
@@ -185,15 +271,31 @@ class SchedulerMachine(RuleBasedStateMachine):
         for j, p in self.phase.items():
             if p is Phase.QUEUED:
                 assert self.s.jobs[j].blocked == self.blocked(j), j
-        # R5 / work conservation: a free worker never idles beside a ready active lane head.
+                assert self.s.jobs[j].parked == self.parked(j), j
+        # R4: a queued job never stands in its lane ahead of (or beside) an unfinished upstream.
+        in_lane = {j for j, p in self.phase.items() if p is Phase.QUEUED and not self.parked(j)}
+        for j in in_lane:
+            for d in self.s.jobs[j].deps:
+                assert self.phase[d] in (Phase.SUCCEEDED, Phase.RUNNING) or (
+                    d in in_lane and self.s.jobs[d].seq < self.s.jobs[j].seq
+                ), f"{j} stands in a lane ahead of its upstream {d}"
+        # R9: resources never over-committed.
+        assert self.gpu_free() >= 0
+        # R5 / work conservation: a free worker never idles beside a ready active lane head
+        # (ready: dependencies succeeded and resources fit).
         if len(running) < self.s.max_workers:
             ready = self.ready_heads()
             assert not any(ready.get(t) for t in self.s.active)
 
     def teardown(self) -> None:
-        """Deadlock freedom: finishing running jobs successfully drains every live job."""
+        """Deadlock freedom: once held jobs are started, finishing running jobs successfully
+        drains every live job."""
         if not hasattr(self, "s"):
             return
+        for j in sorted((j for j, p in self.phase.items() if p is Phase.HELD), key=self.order):
+            self.s.enqueue(j)
+            self.phase[j] = Phase.QUEUED
+            self.dispatch()
         for _ in range(10_000):
             running = sorted(j for j, p in self.phase.items() if p is Phase.RUNNING)
             if not running:

@@ -822,6 +822,8 @@ class Engine:
             if not task.done():  # this task itself was cancelled (hard stop): leave it behind
                 ctx.revoked.is_set = True
                 self._abandon(task)
+            elif not task.cancelled():
+                task.exception()  # mark it retrieved; `result()` below still raises it
         crash = task.result()
         if crash is not None:
             raise crash
