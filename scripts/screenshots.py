@@ -37,7 +37,7 @@ async def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         slide = Path(tmp) / "demo.svs"
-        write_sample_slide(slide, (8192, 6144), 1)
+        write_sample_slide(slide, size=(8192, 6144), seed=1)
         engine = Engine(Path(tmp) / "data", default_executors(), max_active_users=1)
         app = WsituiApp(engine, tenant="alice", image_protocol="halfcell")
         async with app.run_test(size=(120, 36)) as pilot:

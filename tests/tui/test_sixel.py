@@ -94,7 +94,13 @@ async def test_the_sixel_widget_renders_with_the_fix(tmp_path):
     async with app.run_test(size=(40, 12)) as pilot:
         await pilot.pause()
         impl = app.query_one(XtermSixelImage).children[0]
+        region = impl.region
         lines = impl.render_lines(Region(0, 0, impl.size.width, impl.size.height))
     text = "".join(seg.text for strip in lines for seg in strip)
     defined = re.findall(r"#(\d+);2;\d+;\d+;\d+(#\d+)?", text)
     assert defined and all(sel == f"#{reg}" for reg, sel in defined)
+    # After the image the cursor goes back to the right edge of the widget's last row, where
+    # Textual writes the rest of that line; one row lower, a widget on the screen's last free
+    # row made the terminal scroll (the full-screen preview lost its title line).
+    row, col = (int(v) for v in re.findall(r"\x1b\[(\d+);(\d+)H", text)[-1])
+    assert (row - 1, col - 1) == (region.bottom - 1, region.right)

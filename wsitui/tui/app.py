@@ -416,7 +416,9 @@ class WsituiApp(App[None]):
         if not slide.exists():
             self.notify(f"generating a sample slide at {slide}…")
             slide.parent.mkdir(parents=True, exist_ok=True)
-            await anyio.to_thread.run_sync(lambda: write_sample_slide(slide, DEMO_SIZE, 1))
+            await anyio.to_thread.run_sync(
+                lambda: write_sample_slide(slide, size=DEMO_SIZE, seed=1)
+            )
         jobs = (
             JobSpec(id="mask", type=JobType.TISSUE_MASK, slide=str(slide), branch="A"),
             JobSpec(

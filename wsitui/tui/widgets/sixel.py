@@ -9,19 +9,30 @@ tissue preview is the overlay green. Further down every colour's first run in a 
 previous colour (speckles at tissue edges). An explicit `#N` after each definition is what the
 DEC spec requires and is harmless where a definition also selects.
 
+Second, after the image textual-image moved the cursor to the row *below* the widget, while
+Textual goes on writing the rest of the widget's last line (the cells right of the image, then
+"\r\n") where it believes the cursor is. The padding landed a row too low, and when that row
+was the screen's last (the full-screen preview, just above the footer) the "\n" scrolled the
+whole screen up a line: the title vanished and a ghost footer stayed above the real one.
+
 Check by eye in a real sixel terminal: `scripts/check_sixel.py`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from PIL import Image as PILImage
+from rich.control import Control
+from rich.segment import ControlType, Segment
+from rich.style import Style
 from textual.app import ComposeResult
 from textual_image._sixel import BackgroundColor, SixelOptions
 from textual_image.widget.sixel import Image as SixelImage
 from textual_image.widget.sixel import _ImageSixelImpl, _NoopRenderable
 
+_NULL_STYLE = Style()
 _DEFINE = re.compile(r"#(\d+);2;\d+;\d+;\d+")
 
 
@@ -39,9 +50,21 @@ class _SelectingSixelImpl(_ImageSixelImpl):
     ) -> str:
         return select_after_define(super()._image_to_sixels(image, sixel_options, background))
 
+    def _get_sixel_segments(self, sixel_data: str) -> Iterable[Segment]:
+        region = self.screen.find_widget(self).visible_region
+        return [
+            Segment(Control.move_to(region.x, region.y).segment.text, style=_NULL_STYLE),
+            Segment(sixel_data, style=_NULL_STYLE, control=((ControlType.CURSOR_FORWARD, 0),)),
+            # Back to where Textual expects the cursor after this line's strip: the right edge
+            # of the widget's *last* row (region.bottom is one past it).
+            Segment(
+                Control.move_to(region.right, region.bottom - 1).segment.text, style=_NULL_STYLE
+            ),
+        ]
+
 
 class XtermSixelImage(SixelImage, Renderable=_NoopRenderable):
-    """textual-image's sixel widget with the register fix above."""
+    """textual-image's sixel widget with both fixes above."""
 
     def compose(self) -> ComposeResult:
         yield _SelectingSixelImpl(self.image, self._sixel_options)

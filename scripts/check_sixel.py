@@ -1,0 +1,211 @@
+"""Check the TUI's sixel previews in a real sixel terminal (by eye; not a CI test).
+
+    .venv/bin/python scripts/check_sixel.py [OUT_DIR]      (default: /tmp/wsitui-sixel)
+
+Needs Debian's xvfb, xterm, xdotool and imagemagick:
+    apt-get update && apt-get install -y xvfb xterm xdotool imagemagick
+
+What it does: runs one TISSUE_MASK job on a generated slide (so a real preview.png exists),
+starts Xvfb and an xterm that speaks sixel (`-ti vt340`), opens the wsitui TUI in it with
+image_protocol "auto" (which must pick sixel there), presses keys with xdotool to open the job
+detail and the full-screen preview, and grabs the screen with ImageMagick's `import`. It writes
+into OUT_DIR: preview.png (the job's own image), detail.png, fullscreen.png (what the terminal
+shows) and main.png, and prints how the top and bottom image rows compare with preview.png.
+Look at the PNGs: the image in the terminal must look like preview.png, edge to edge.
+
+`--app DATA_DIR` is the inner mode the xterm runs: the TUI over an engine on DATA_DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from wsitui.core.engine import Engine  # noqa: E402
+from wsitui.core.models import JobSpec, WorkflowSpec  # noqa: E402
+from wsitui.jobs.registry import default_executors  # noqa: E402
+from wsitui.slides.sample import write_sample_slide  # noqa: E402
+
+TOOLS = ("Xvfb", "xterm", "xdotool", "import")
+COLUMNS, ROWS = 120, 40
+BORDER = 2  # xterm internal border, px
+
+
+def prepare(data: Path) -> Path:
+    """Run one TISSUE_MASK job to completion; return its preview.png."""
+    slide = data.parent / "demo.svs"
+    if not slide.exists():
+        write_sample_slide(slide, size=(4096, 3072), seed=1)
+
+    async def run() -> Path:
+        async with Engine(data, default_executors()) as engine:
+            status = engine.submit(
+                "alice",
+                WorkflowSpec(
+                    name="sixel",
+                    jobs=(JobSpec(id="mask", type="TISSUE_MASK", slide=str(slide), branch="A"),),
+                ),
+            )
+            await engine.wait_idle()
+            job = engine.job("alice", status.jobs[0].id)
+            if str(job.state) != "SUCCEEDED":
+                raise SystemExit(f"check_sixel: the job ended {job.state}: {job.error}")
+            return engine.results_dir(job) / "preview.png"
+
+    return asyncio.run(run())
+
+
+def run_app(data: Path) -> None:
+    """Inner mode, inside the xterm: the TUI with the automatic image protocol."""
+    from wsitui.tui.app import WsituiApp  # imports textual-image, which probes the terminal
+
+    engine = Engine(data, default_executors())
+    WsituiApp(engine, tenant="alice", image_protocol="auto").run()
+
+
+def grab(display: str, window: str, out: Path) -> None:
+    subprocess.run(
+        ["import", "-display", display, "-window", window, str(out)], check=True, timeout=30
+    )
+
+
+def keys(display: str, *names: str) -> None:
+    env = {**os.environ, "DISPLAY": display}
+    # No window manager: keyboard focus follows the pointer, so keep it over the xterm.
+    subprocess.run(["xdotool", "mousemove", "200", "200"], env=env, check=True)
+    for name in names:
+        subprocess.run(["xdotool", "key", "--clearmodifiers", name], env=env, check=True)
+        time.sleep(0.4)
+
+
+_SIXEL_AT = re.compile(rb'\x1b\[(\d+);(\d+)H\x1bP[\d;]*q"1;1;(\d+);(\d+)')
+
+
+def last_sixel(typescript: bytes) -> tuple[int, int, int, int] | None:
+    """(row, column, width px, height px) of the last image the app drew (1-based cells)."""
+    found = list(_SIXEL_AT.finditer(typescript))
+    if not found:
+        return None
+    row, col, width, height = (int(v) for v in found[-1].groups())
+    return row, col, width, height
+
+
+def compare(preview: Path, shot: Path, where: tuple[int, int, int, int] | None) -> str:
+    """Cut the drawn image out of the window grab and compare it with preview.png."""
+    if where is None:
+        return f"{shot.name}: the app drew no sixel image (did it pick sixel?)"
+    row, col, width, height = where
+    img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    cell_w = (img.shape[1] - 2 * BORDER) / COLUMNS
+    cell_h = (img.shape[0] - 2 * BORDER) / ROWS
+    x, y = BORDER + round((col - 1) * cell_w), BORDER + round((row - 1) * cell_h)
+    crop = img[y : y + height, x : x + width]
+    ref = Image.open(preview).convert("RGB")
+    scaled = np.asarray(ref.resize((crop.shape[1], crop.shape[0]), Image.Resampling.LANCZOS))
+    diff = np.abs(crop - scaled.astype(int)).sum(axis=2)
+    band = 6  # one sixel band
+    return (
+        f"{shot.name}: {width}x{height} px image at cell ({col},{row}); mean |difference| "
+        f"per pixel from preview.png (0-765): top {band} rows {diff[:band].mean():.1f}, "
+        f"middle {diff[height // 2 - 3 : height // 2 + 3].mean():.1f}, bottom {band} rows "
+        f"{diff[-band:].mean():.1f}, whole {diff.mean():.1f}. A few units is right; tens "
+        "mean a band of wrong colour"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", type=Path, default=Path("/tmp/wsitui-sixel"))
+    parser.add_argument("--app", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--display", default=":77", help="X display for Xvfb (default :77)")
+    args = parser.parse_args()
+    if args.app:
+        run_app(args.app)
+        return 0
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        print(
+            f"check_sixel: missing {', '.join(missing)}: "
+            "apt-get install -y xvfb xterm xdotool imagemagick",
+            file=sys.stderr,
+        )
+        return 2
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    display = args.display
+    typescript = out / "typescript"  # every byte the app wrote, escape codes included
+    reports = []
+    with tempfile.TemporaryDirectory(prefix="wsitui-sixel-") as tmp:
+        data = Path(tmp) / "data"
+        preview = prepare(data)
+        shutil.copy(preview, out / "preview.png")
+        xvfb = subprocess.Popen(
+            ["Xvfb", display, "-screen", "0", "1600x1000x24", "-nolisten", "tcp"]
+        )
+        xterm: subprocess.Popen[bytes] | None = None
+        try:
+            time.sleep(1.5)
+            env = {**os.environ, "DISPLAY": display, "TERM": "xterm-256color"}
+            env.pop("TMUX", None)
+            inner = [sys.executable, str(Path(__file__).resolve()), "--app", str(data)]
+            xterm = subprocess.Popen(
+                [
+                    "xterm", "-ti", "vt340", "-geometry", f"{COLUMNS}x{ROWS}+0+0",
+                    "-xrm", "XTerm*numColorRegisters: 256", "-b", str(BORDER),
+                    "-e", "script", "-q", "-f", "-c", shlex.join(inner), str(typescript),
+                ],
+                env=env,
+            )  # fmt: skip
+            window = subprocess.run(
+                ["xdotool", "search", "--sync", "--class", "xterm"],
+                env=env, capture_output=True, text=True, check=True, timeout=30,
+            ).stdout.split()[0]  # fmt: skip
+            time.sleep(6)  # start-up: python, textual, the terminal probe
+            grab(display, window, out / "main.png")
+            keys(display, "Tab", "Return")
+            time.sleep(2)
+            grab(display, window, out / "detail.png")
+            reports.append(
+                compare(preview, out / "detail.png", last_sixel(typescript.read_bytes()))
+            )
+            keys(display, "p")
+            time.sleep(2)
+            grab(display, window, out / "fullscreen.png")
+            reports.append(
+                compare(preview, out / "fullscreen.png", last_sixel(typescript.read_bytes()))
+            )
+            keys(display, "Escape", "Escape", "q")
+            time.sleep(1)
+        finally:
+            for proc in (xterm, xvfb):
+                if proc is not None and proc.poll() is None:
+                    proc.terminate()
+                    try:
+                        proc.wait(5)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+    print("\n".join(reports))
+    print(
+        f"wrote preview.png, main.png, detail.png, fullscreen.png and typescript to {out}: "
+        "look at them (the image edge to edge, title line and one footer on the full screen)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
