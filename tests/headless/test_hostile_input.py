@@ -14,12 +14,13 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.headless.helpers import assert_one_line_error, one_job_config, write_config, wsitui
+from tests.headless.helpers import REPO, assert_one_line_error, one_job_config, write_config, wsitui
 from wsitui.core.paths import DataDirLock
 
 
@@ -402,3 +403,18 @@ def test_run_on_an_empty_state_db_starts_afresh(tmp_path, slides):
     out = wsitui("run", config, "--data-dir", data, "--quiet")
     assert out.returncode == 0, out.stderr
     assert (data / "state.db").stat().st_size > 0
+
+
+def test_output_to_a_closed_pipe_stops_quietly(stored_run):
+    """`wsitui status --json | head -1`: the reader leaves; no traceback on the terminal."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wsitui.cli", "status", "--data-dir", str(stored_run), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # before the interpreter has even started: every write fails
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141, err
+    assert err == b""
