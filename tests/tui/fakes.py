@@ -13,10 +13,12 @@ from pydantic import BaseModel
 
 from wsitui.core.executor import Executor, JobContext, JobError, UpstreamSpec
 from wsitui.core.models import JobSpec, JobType
+from wsitui.jobs.tissue_mask import TissueMaskParams
 
 
 class ScriptedExecutor(Executor):
     job_type = JobType.TISSUE_MASK
+    params_model = TissueMaskParams  # the real job's params, so the TUI submits what it would
 
     def __init__(self) -> None:
         self.progress: dict[str, tuple[int, int]] = {}  # job key -> (done, total) to report

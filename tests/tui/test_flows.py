@@ -248,3 +248,20 @@ async def test_footer_shows_help_and_quit(tmp_path, size):
                 widget, _ = app.screen.get_widget_at(x, region.y)
                 assert widget is keys[name], f"{name} covered at {size}"
         await app.shutdown()
+
+
+async def test_demo_key_generates_a_slide_and_a_held_workflow(tmp_path):
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("d")
+        for worker in [w for w in app.workers if w.group == "demo"]:
+            await worker.wait()
+        await settle(app, pilot)
+        assert (app.sample_dir / "demo.svs").is_file()
+        (w,) = app.engine.workflows("alice")
+        jobs = app.engine.workflow("alice", w.workflow.id).jobs
+        assert w.workflow.name == "demo" and len(jobs) == 3
+        assert not any(j.enqueued for j in jobs)  # held until S
+        assert len(app.query(JobCard)) == 3
+        await app.shutdown()
