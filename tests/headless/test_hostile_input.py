@@ -418,3 +418,26 @@ def test_output_to_a_closed_pipe_stops_quietly(stored_run):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 141, err
     assert err == b""
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('[paths]\ndata_dir = "x\\u0000y"\n', "paths.data_dir"),
+        ('[[samples]]\npath = "x\\u0000y.svs"\n', "samples[0].path"),
+        ("", "workflows[0].jobs[0].slide"),
+    ],
+    ids=["data_dir", "sample", "slide"],
+)
+def test_nul_in_a_config_path_is_one_line_exit_2(tmp_path, toml, key):
+    config = one_job_config(tmp_path / "c.toml", "a\\u0000b.svs")
+    config.write_text(
+        toml + config.read_text().replace("a\\u0000b.svs", "s.svs" if toml else "a\\u0000b.svs")
+    )
+    out = wsitui("run", config, "--data-dir", tmp_path / "data")
+    assert_one_line_error(out, 2, key, "NUL")
+
+
+def test_tui_refuses_an_unsafe_tenant_with_one_line(tmp_path):
+    out = wsitui("--tenant", "../../etc", "--data-dir", tmp_path / "data", timeout=60)
+    assert_one_line_error(out, 2, "tenant '../../etc' is not allowed")

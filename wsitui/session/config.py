@@ -208,25 +208,42 @@ def load_config(path: Path) -> Config:
 
 
 def _resolve(config: Config, path: Path, base: Path) -> Config:
-    def fix(p: Path | None) -> Path | None:
+    def fix(p: Path | None, key: str) -> Path | None:
         if p is None:
             return None
+        if "\x00" in str(p):
+            raise ConfigError(f"{path}: {key}: a path cannot contain a NUL character; fix it")
         try:
             return (base / p.expanduser()).resolve()
-        except (OSError, RuntimeError) as exc:  # e.g. a symlink loop
-            raise ConfigError(f"{path}: path {p} cannot be resolved ({exc}); fix it") from None
+        except (OSError, RuntimeError, ValueError) as exc:  # e.g. a symlink loop
+            raise ConfigError(
+                f"{path}: {key}: path {p} cannot be resolved ({exc}); fix it"
+            ) from None
 
     return config.model_copy(
         update={
             "paths": config.paths.model_copy(
-                update={k: fix(getattr(config.paths, k)) for k in ("data_dir", "results", "events")}
+                update={
+                    k: fix(getattr(config.paths, k), f"paths.{k}")
+                    for k in ("data_dir", "results", "events")
+                }
             ),
-            "samples": [s.model_copy(update={"path": fix(s.path)}) for s in config.samples],
+            "samples": [
+                s.model_copy(update={"path": fix(s.path, f"samples[{i}].path")})
+                for i, s in enumerate(config.samples)
+            ],
             "workflows": [
                 w.model_copy(
-                    update={"jobs": [j.model_copy(update={"slide": fix(j.slide)}) for j in w.jobs]}
+                    update={
+                        "jobs": [
+                            j.model_copy(
+                                update={"slide": fix(j.slide, f"workflows[{wi}].jobs[{ji}].slide")}
+                            )
+                            for ji, j in enumerate(w.jobs)
+                        ]
+                    }
                 )
-                for w in config.workflows
+                for wi, w in enumerate(config.workflows)
             ],
         }
     )

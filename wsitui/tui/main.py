@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 from wsitui.core.engine import Engine
+from wsitui.core.models import check_safe_id
 from wsitui.core.text import one_line
 from wsitui.session.config import Config
-from wsitui.session.errors import EXIT_INTERRUPTED, SessionError
+from wsitui.session.errors import EXIT_INPUT, EXIT_INTERRUPTED, SessionError
 from wsitui.session.session import SessionOptions, prepare_session
 
 
@@ -27,6 +28,12 @@ def default_tenant(config: Config) -> str:
 
 
 def tui_main(config_path: Path | None, data_dir: Path | None, tenant: str | None) -> int:
+    try:
+        if tenant is not None:
+            check_safe_id("tenant", tenant)
+    except ValueError as exc:
+        print(f"wsitui: --tenant: {one_line(exc)}", file=sys.stderr)
+        return EXIT_INPUT
     try:
         session = prepare_session(
             SessionOptions(config=config_path, data_dir=data_dir),
