@@ -78,6 +78,9 @@ def run(opts: RunOptions) -> int:
     except SessionError as exc:
         _error(exc.message)
         code = exc.exit_code
+    except KeyboardInterrupt:  # before the signal watcher was up, or after it stopped
+        _error("interrupted: state is saved; run the same command again to resume")
+        code = EXIT_INTERRUPTED
     finally:
         session.close()
     for warning in session.warnings():
