@@ -237,8 +237,14 @@ async def test_card_shows_counters_and_detail_shows_stage(tmp_path):
 async def test_footer_shows_help_and_quit(tmp_path, size):
     app, _, _ = make_app(tmp_path / "data")
     async with app.run_test(size=size) as pilot:
+        await app.ready.wait()
+        app.engine.submit("alice", spec("w", ("a", "A")), start=False)
         await settle(app, pilot)
+        await pilot.press("tab")  # a job card has focus: the most keys in the footer
+        await pilot.pause()
+        assert isinstance(app.focused, JobCard)
         keys = {k.description: k for k in app.screen.query(FooterKey)}
+        assert "Details" in keys
         for name in ("Help", "Quit"):
             region = keys[name].region
             assert region.width > 0 and region.right <= size[0], f"{name} cut off at {size}"

@@ -122,7 +122,7 @@ class WsituiApp(App[None]):
             yield LaneBoard(id="lanes")
         yield Static(id="too-small")
         # No "^p palette" entry: at 80 columns it pushed `q Quit` off; help names ctrl+p.
-        yield Footer(show_command_palette=False)
+        yield Footer(show_command_palette=False, compact=True)
 
     def on_mount(self) -> None:
         # Keep the main screen's widgets: queries go to the *active* screen, which is a dialog
