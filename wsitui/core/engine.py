@@ -954,7 +954,8 @@ class Engine:
         ]
         tenants = self.scheduler.tenant_rows() if self.scheduler.tenants_dirty else None
         if not main and not side and tenants is None and workflow is None and not clear:
-            self._publish_tenants(effects, now)
+            self._publish_tenants(effects, now, admitted=True)
+            self._publish_tenants(effects, now, admitted=False)
             return
         transitions = [Transition(j.id, now, j.state, j.attempt, reason) for j in main]
         self.store.apply(
@@ -975,9 +976,11 @@ class Engine:
             else:
                 why = "re-entered its lane: its upstream was started"
             events.append(JobStateChanged(now, job, job.state, why))
+        # Admissions before the starts they allow; releases after the ends that caused them.
+        self._publish_tenants(effects, now, admitted=True)
         for event in events:
             self.bus.publish(event)
-        self._publish_tenants(effects, now)
+        self._publish_tenants(effects, now, admitted=False)
         for wf_id in dict.fromkeys(j.workflow_id for j in [*main, *side]):
             self._publish_workflow(wf_id, now)
 
@@ -985,12 +988,13 @@ class Engine:
         self._dispatch()
         self._notify()
 
-    def _publish_tenants(self, effects: rules.Effects, now: float) -> None:
+    def _publish_tenants(self, effects: rules.Effects, now: float, *, admitted: bool) -> None:
         for tc in effects.tenants:
-            self.bus.publish(
-                TenantAdmitted(now, tc.tenant) if tc.admitted else TenantReleased(now, tc.tenant)
-            )
-        if effects.waiting_changed:
+            if tc.admitted and admitted:
+                self.bus.publish(TenantAdmitted(now, tc.tenant))
+            elif not tc.admitted and not admitted:
+                self.bus.publish(TenantReleased(now, tc.tenant))
+        if effects.waiting_changed and not admitted:
             for pos, tenant in enumerate(self.scheduler.waiting, start=1):
                 self.bus.publish(TenantWaiting(now, tenant, pos))
 

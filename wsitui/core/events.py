@@ -43,7 +43,9 @@ class JobStateChanged:
         out["previous"] = str(self.previous) if self.previous else None
         out["reason"] = self.reason
         out["blocked"] = self.job.blocked
+        out["enqueued"] = self.job.enqueued  # False: held, not started by the user yet
         out["seq"] = self.job.seq
+        out["depends_on"] = list(self.job.depends_on)
         if self.job.error:
             out["error"] = self.job.error
         return out

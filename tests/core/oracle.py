@@ -1,0 +1,165 @@
+"""The rule oracle: replays a JSONL event log and lists every event that breaks a scheduling
+rule. It knows nothing of the engine's code: it rebuilds each job's state, lane, dependencies
+and each tenant's live work from the events alone (the fields `wsitui run --events` writes), so
+it checks the engine from outside, across restarts and crashes in one appended log.
+
+Checked at each start (a job_state event to RUNNING): R1 one running job per lane, and it is
+the oldest job standing in its lane; R2 the worker cap; R3 its tenant is active; R4 every
+dependency SUCCEEDED, and no job stands in a lane ahead of an unfinished upstream. At each
+admission: R3 the cap, and admission in arrival order (the order tenants gained live work while
+not active). At each release: the tenant has no live job left.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Lane = tuple[str, str, str]
+
+
+@dataclass
+class _Job:
+    tenant: str
+    lane: Lane
+    deps: list[str]
+    state: str = "PENDING"
+    enqueued: bool = True
+    seq: int = 0
+
+
+@dataclass
+class Oracle:
+    max_workers: int
+    max_active_users: int
+    jobs: dict[str, _Job] = field(default_factory=dict)
+    by_tenant: dict[str, list[str]] = field(default_factory=dict)
+    active: list[str] = field(default_factory=list)
+    arrivals: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    starts: int = 0
+    events: int = 0
+
+    # ---- derived facts -------------------------------------------------------------------
+    def _bad(self, job_id: str) -> bool:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return False
+        if job.state in ("FAILED", "CANCELED"):
+            return True
+        return job.state == "PENDING" and any(self._bad(d) for d in job.deps)
+
+    def _held(self, job_id: str) -> bool:
+        job = self.jobs.get(job_id)
+        if job is None or job.state != "PENDING":
+            return False
+        return not job.enqueued or any(self._held(d) for d in job.deps)
+
+    def in_lane(self, job_id: str) -> bool:
+        job = self.jobs[job_id]
+        return (
+            job.state == "PENDING"
+            and job.enqueued
+            and not any(self._bad(d) or self._held(d) for d in job.deps)
+        )
+
+    def live(self, tenant: str) -> bool:
+        return any(
+            self.jobs[i].state == "RUNNING" or self.in_lane(i)
+            for i in self.by_tenant.get(tenant, ())
+        )
+
+    def _flag(self, n: int, rule: str, what: str) -> None:
+        self.violations.append(f"event {n}: {rule}: {what}")
+
+    # ---- replay --------------------------------------------------------------------------
+    def feed(self, n: int, e: dict[str, Any]) -> None:
+        self.events += 1
+        kind = e.get("event")
+        if kind == "tenant_admitted":
+            self._admit(n, e["tenant"])
+        elif kind == "tenant_released":
+            tenant = e["tenant"]
+            if tenant not in self.active:
+                self._flag(n, "R3", f"{tenant} released but was not active")
+            else:
+                self.active.remove(tenant)
+            if self.live(tenant):
+                self._flag(n, "R3", f"{tenant} released with live work left")
+        elif kind == "job_state":
+            self._job_state(n, e)
+            self._track_arrival(e["tenant"])  # a change concerns one tenant's jobs
+
+    def _admit(self, n: int, tenant: str) -> None:
+        if tenant in self.active:
+            self._flag(n, "R3", f"{tenant} admitted twice")
+            return
+        self.active.append(tenant)
+        if len(self.active) > self.max_active_users:
+            self._flag(n, "R3", f"{len(self.active)} active tenants > {self.max_active_users}")
+        if self.arrivals and self.arrivals[0] != tenant:
+            self._flag(n, "R3", f"{tenant} admitted before {self.arrivals[0]}, who came first")
+        if tenant in self.arrivals:
+            self.arrivals.remove(tenant)
+
+    def _track_arrival(self, tenant: str) -> None:
+        live = self.live(tenant)
+        if live and tenant not in self.active and tenant not in self.arrivals:
+            self.arrivals.append(tenant)
+        elif not live and tenant in self.arrivals:
+            self.arrivals.remove(tenant)
+
+    def _job_state(self, n: int, e: dict[str, Any]) -> None:
+        job_id = e["job_id"]
+        lane = (e["tenant"], e["workflow_id"], e["branch"])
+        job = self.jobs.get(job_id)
+        if job is None:
+            job = self.jobs[job_id] = _Job(e["tenant"], lane, list(e.get("depends_on", [])))
+            self.by_tenant.setdefault(job.tenant, []).append(job_id)
+        if e["state"] == "RUNNING" and job.state != "RUNNING":
+            self._check_start(n, job_id, job, e)
+        job.state = e["state"]
+        job.enqueued = bool(e.get("enqueued", True))
+        job.seq = int(e.get("seq", 0))
+
+    def _check_start(self, n: int, job_id: str, job: _Job, e: dict[str, Any]) -> None:
+        self.starts += 1
+        running = [i for i, j in self.jobs.items() if j.state == "RUNNING"]
+        if len(running) >= self.max_workers:
+            self._flag(n, "R2", f"{job_id} starts with {len(running)} running")
+        if any(self.jobs[i].lane == job.lane for i in running):
+            self._flag(n, "R1", f"{job_id} starts beside a running job of lane {job.lane}")
+        if job.tenant not in self.active:
+            self._flag(n, "R3", f"{job_id} starts but {job.tenant} is not active")
+        for dep in job.deps:
+            if dep in self.jobs and self.jobs[dep].state != "SUCCEEDED":
+                self._flag(n, "R4", f"{job_id} starts before {dep} succeeded")
+        seq = int(e.get("seq", job.seq))
+        ahead = [
+            i
+            for i in self.by_tenant[job.tenant]
+            if i != job_id
+            and self.jobs[i].lane == job.lane
+            and self.jobs[i].seq < seq
+            and self.in_lane(i)
+        ]
+        if ahead:
+            self._flag(n, "R1", f"{job_id} (seq {seq}) starts before older {ahead[0]} in lane")
+
+
+def read_events(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
+    for path in paths:
+        with path.open() as f:
+            for line in f:
+                if line.strip():
+                    yield json.loads(line)
+
+
+def check(events: Iterable[dict[str, Any]], *, max_workers: int, max_active_users: int) -> Oracle:
+    oracle = Oracle(max_workers, max_active_users)
+    for n, event in enumerate(events):
+        oracle.feed(n, event)
+    return oracle
