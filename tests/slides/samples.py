@@ -23,7 +23,7 @@ def sample_slide_path(factory: pytest.TempPathFactory, size: tuple[int, int], se
     key = (size, seed)
     if key not in _made:
         out = factory.mktemp(f"sample_{size[0]}x{size[1]}_s{seed}") / "sample.svs"
-        write_sample_slide(out, size, seed)
+        write_sample_slide(out, size=size, seed=seed)
         _made[key] = out
     return _made[key]
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from scipy import ndimage
 
@@ -74,6 +74,10 @@ PREVIEW_MAX = 1024
 # preview's pixels. Otherwise (no coarse level) it reuses the image the mask was computed from.
 PREVIEW_READ_RATIO = 16
 MIN_CONTRAST = 8.0  # grey levels between Otsu classes; below that the level is one class
+EDGE_FRACTION = 0.47  # where between glass and tissue grey the edge is (see mask_from_rgb)
+LEVEL_BLOCK = 8  # mask px per block of the local level maps (a multiple of 2)
+CORE_CELLS = 3  # 2-px cells between an edge of the first split and a cell that sets a level
+CLOSE_PX = 1  # notches narrower than about twice this are closed
 # The mask image: RGB, grey, labels (int32) and the mask at once stay under ~0.4 GB. At 8 µm/px
 # that is 50 x 50 mm of glass, twice a slide's scan area.
 MAX_MASK_PIXELS = 40_000_000
@@ -216,20 +220,104 @@ def otsu(hist: np.ndarray) -> tuple[int, float, float]:
     return t, float(mu0[t]), float(mu1[t])
 
 
+def _shift_reduce(mask: np.ndarray, k: int, erode: bool, outside: bool) -> np.ndarray:
+    """Square erosion (or dilation) by k px with boolean shifts, separable; pixels beyond the
+    image count as `outside`."""
+    out = mask
+    for axis in (0, 1):
+        src, out = out, out.copy()
+        n = src.shape[axis]
+        for d in range(1, min(k, n - 1) + 1):
+            lo = [slice(None)] * 2
+            hi = [slice(None)] * 2
+            lo[axis], hi[axis] = slice(d, None), slice(None, -d)
+            if erode:
+                out[tuple(lo)] &= src[tuple(hi)]
+                out[tuple(hi)] &= src[tuple(lo)]
+            else:
+                out[tuple(lo)] |= src[tuple(hi)]
+                out[tuple(hi)] |= src[tuple(lo)]
+        if erode != outside:  # the border band sees `outside` within k px
+            band = [slice(None)] * 2
+            for part in (slice(0, min(k, n)), slice(max(0, n - k), n)):
+                band[axis] = part
+                out[tuple(band)] = outside
+    return out
+
+
+def _threshold_map(g: np.ndarray, first: np.ndarray, fallback: tuple[float, float]) -> np.ndarray:
+    """Per-pixel grey threshold: EDGE_FRACTION of the way from the local glass level to the
+    local tissue level, each the mean grey of its class (of the first split) around the pixel,
+    from pixels well inside that class only.
+
+    On 2 x 2 px cells (PIL's C reduce): a cell counts for a class when it is wholly that class
+    and CORE_CELLS cells away from the other (a fade or pale tissue near an edge would bias
+    it). Counting cells' grey is summed over LEVEL_BLOCK-px blocks, Gaussian-weighted across
+    blocks, the global class mean where no counting cell is near; the threshold is then
+    interpolated back to pixels.
+    """
+    c, b = 2, LEVEL_BLOCK
+    h, w = g.shape
+    share = np.asarray(Image.fromarray(first.view(np.uint8) * np.uint8(255)).reduce(c))
+    mean_all = np.asarray(Image.fromarray(g).reduce(c), np.float32)
+    mean_t = np.asarray(Image.fromarray(np.where(first, g, 0)).reduce(c), np.float32)
+    k = b // c
+    ch, cw = share.shape
+    bh, bw = -(-ch // k), -(-cw // k)
+    pad = ((0, bh * k - ch), (0, bw * k - cw))
+    levels = []
+    for whole, mean, fb in (
+        (share == 255, mean_t, fallback[0]),
+        (share == 0, mean_all, fallback[1]),
+    ):
+        core = _shift_reduce(whole, CORE_CELLS, erode=True, outside=True)
+        total = np.pad(np.where(core, mean, 0), pad).reshape(bh, k, bw, k).sum((1, 3))
+        count = np.pad(core, pad).reshape(bh, k, bw, k).sum((1, 3), dtype=np.float32)
+        total = ndimage.gaussian_filter(total, 1.0, mode="nearest")
+        count = ndimage.gaussian_filter(count, 1.0, mode="nearest")
+        levels.append(np.where(count > 0.05 * k * k, total / np.maximum(count, 1e-6), fb))
+    tissue, glass = levels
+    thr = np.clip(glass + (tissue - glass) * EDGE_FRACTION, 0, 255).astype(np.uint8)
+    # Block centres sit at (i + 0.5) * b: resizing to b x the size puts them there. Grey
+    # levels are integers, so an integer threshold map (a quarter of a float one) loses
+    # nothing but the interpolation's rounding.
+    up = Image.fromarray(thr).resize((bw * b, bh * b), Image.Resampling.BILINEAR)
+    return np.asarray(up)[:h, :w]
+
+
+def _close(mask: np.ndarray, px: int) -> np.ndarray:
+    """Square closing by px: notches and gaps narrower than about 2 px are filled."""
+    grown = _shift_reduce(mask, px, erode=False, outside=False)
+    return _shift_reduce(grown, px, erode=True, outside=True)
+
+
 def mask_from_rgb(
     rgb: np.ndarray, mpp: tuple[float, float], min_object_um2: float, min_hole_um2: float
 ) -> tuple[np.ndarray, float | None]:
-    """(tissue mask, grey threshold or None) of an RGB image at `mpp` (x, y) µm/px."""
-    grey = Image.fromarray(rgb).convert("L")  # ITU-R 601 luma, in C
-    # No blur: at ~8 µm/px pixel noise is already averaged out, and the small-object/hole
-    # cleanup below removes specks; a blur only rounded off boundaries (lower IoU, measured).
-    g = np.asarray(grey)
+    """(tissue mask, first-pass Otsu threshold or None) of an RGB image at `mpp` µm/px.
+
+    1. Grey (ITU-R 601 luma), Otsu on its histogram: a first tissue/glass split.
+    2. Each pixel is then compared with its own threshold, EDGE_FRACTION of the way from the
+       local glass level to the local tissue level (see _threshold_map): the edge of pale
+       tissue or a soft
+       edge that fades into the glass sits where the stain is half there, not wherever a
+       global threshold happens to cut the fade. The grey is 3x3 box-blurred first (nuclei
+       make single pixels noisy at ~8 µm/px). EDGE_FRACTION is a little under half because
+       the tissue level includes nuclei, darker than the stain at the edge.
+    3. Objects and holes smaller than the given areas are removed / filled.
+    """
+    grey = Image.fromarray(rgb).convert("L")  # in C
     t, dark, bright = otsu(np.asarray(grey.histogram(), np.float64))  # C histogram: 5x bincount
-    threshold: float | None = float(t) if bright - dark > MIN_CONTRAST else None
-    # Without contrast there is one class: blank glass if bright, all tissue if dark.
-    mask = g <= t if threshold is not None else np.full(g.shape, float(g.mean()) < 200.0)
+    if bright - dark <= MIN_CONTRAST:
+        # One class: blank glass if bright, all tissue if dark.
+        g0 = np.asarray(grey)
+        return np.full(g0.shape, float(g0.mean()) < 200.0), None
+    g = np.asarray(grey.filter(ImageFilter.BoxBlur(1)))
+    mask = g <= _threshold_map(g, g <= t, (dark, bright))
+    if CLOSE_PX:
+        mask = _close(mask, CLOSE_PX)
     area = mpp[0] * mpp[1]
-    return clean_mask(mask, min_object_um2 / area, min_hole_um2 / area), threshold
+    return clean_mask(mask, min_object_um2 / area, min_hole_um2 / area), float(t)
 
 
 def compute_tissue_mask(

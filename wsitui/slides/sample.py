@@ -16,7 +16,14 @@ function of (seed, size), and any 256-px tile can be rendered on its own:
 Ground truth goes beside the slide as `NAME.truth.npz` (see `load_truth` / `SampleTruth`):
 `tissue` (bool grid, one cell per `tissue_downsample` level-0 px), `nuclei` (N x 5 float64:
 cx, cy, a, b, theta in level-0 px / radians; draw them with `rasterize_nuclei`), plus `width`,
-`height`, `seed`, `mpp` and `version`.
+`height`, `seed`, `mpp`, `version`, and since version 2 `generator`, `slide` (the file name it
+belongs to) and `style` (JSON of the SampleStyle).
+
+The look (stains, eosin texture and lumens, soft edges, nuclei, blur, noise, JPEG quality) is
+a `SampleStyle` (wsitui.slides.style); the default style is the generator's original look,
+pixel for pixel. `wsitui.slides.patches.render_patch` draws training patches with this code.
+
+Writing never harms what the project did not make: see `write_sample_slide`.
 
 The writer streams: level-0 tiles are rendered row by row and handed to tifffile; level 1 (4x)
 is built during that pass, lower levels from level 1, and the tissue field is built in strips.
@@ -31,11 +38,12 @@ import os
 import re
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import tifffile
@@ -44,6 +52,8 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from wsitui.slides.errors import SlideError, quoted
+from wsitui.slides.safe_write import AtomicFile, check_target
+from wsitui.slides.style import DEFAULT_STYLE, SampleStyle
 
 TILE = 256  # TIFF tile side (level-0 px)
 CELL = 128  # nucleus seeding cell side; divides TILE so each cell belongs to one tile
@@ -55,21 +65,24 @@ THUMBNAIL_MAX = 1024
 DEFAULT_SIZE = (8192, 6144)
 MIN_SIDE = 1024  # so there is always a level 1 to build the thumbnail from
 MAX_SIDE = 200_000
+# 1.6 Gpx (e.g. 40,000 x 40,000): level 1 alone is 300 MB, the file ~200 MB, ~3 min on 2 cores.
+# 200,000 x 200,000 would need ~7.5 GB for level 1 and hours.
+MAX_PIXELS = 1_600_000_000
 
-# Nuclei: ellipse semi-axes in level-0 px (0.5 µm/px -> 2-4.5 µm), 12 slots per cell.
-A_MIN, A_MAX, B_MIN = 4.0, 9.0, 4.0
+# Nuclei of the default style: ellipse semi-axes in level-0 px (0.5 µm/px -> 2-4.5 µm), 12
+# slots per cell (other styles: wsitui.slides.style).
+A_MIN, A_MAX = DEFAULT_STYLE.nucleus_major_px
+B_MIN = DEFAULT_STYLE.nucleus_minor_min_px
 SLOTS = 12
-SLOT_P = 0.75
-GAP = 1.5  # min px between two nuclei's bounding circles
-
-GLASS = np.array([243.0, 243.0, 241.0], np.float32)
-PINK_LIGHT = np.array([236.0, 178.0, 208.0], np.float32)
-PINK_DARK = np.array([214.0, 128.0, 178.0], np.float32)
-NUC_LIGHT = np.array([128.0, 78.0, 166.0], np.float32)
-NUC_DARK = np.array([72.0, 40.0, 122.0], np.float32)
+LUMEN_CELL = 256  # lumens are seeded per cell of this side (level-0 px), at most 2 per cell
 
 _DESC_HEAD = "Aperio Image Library v12.0.15\r\n"
-TRUTH_VERSION = 1
+TRUTH_VERSION = 2  # 2: records the generator, the slide's file name and the style
+GENERATOR = "wsitui.sample"
+# Page 0's description of every slide this module writes contains this: how an existing file
+# is recognised as a generated sample (which may be replaced without --force).
+SAMPLE_MARKER = "|ScanScope ID = WSITUI|"
+_V1_KEYS = {"version", "width", "height", "seed", "mpp", "tissue", "tissue_downsample", "nuclei"}
 
 
 # ---------------------------------------------------------------------------- public helpers
@@ -92,6 +105,12 @@ def check_size(size: tuple[int, int]) -> None:
     if not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE):
         raise ValueError(
             f"size {w}x{h} is out of range: each side must be {MIN_SIDE:,}-{MAX_SIDE:,} px"
+        )
+    if w * h > MAX_PIXELS:
+        raise ValueError(
+            f"size {w}x{h} is {w * h:,} px, over the {MAX_PIXELS:,} px limit for a sample "
+            f"(e.g. 40000x40000; level 1 alone would take {w * h * 3 / 16 / 1e9:.1f} GB); "
+            "give a smaller size"
         )
 
 
@@ -145,6 +164,8 @@ class SampleTruth:
     tissue: np.ndarray  # bool (rows, cols); cell (i, j) = level-0 block at (j*ds, i*ds)
     tissue_downsample: float  # level-0 px per tissue pixel
     nuclei: np.ndarray  # float64 (N, 5): cx, cy, a, b, theta (level-0 px, radians)
+    style: SampleStyle = DEFAULT_STYLE
+    slide: str | None = None  # file name of the slide it belongs to (version 1: not recorded)
 
 
 def load_truth(path: Path) -> SampleTruth:
@@ -155,12 +176,16 @@ def load_truth(path: Path) -> SampleTruth:
     if not path.is_file():
         raise SlideError(f"ground truth {quoted(path)} does not exist; regenerate the sample")
     try:
-        with np.load(path) as z:
-            if int(z["version"]) != TRUTH_VERSION:
+        with np.load(path, allow_pickle=False) as z:
+            version = int(z["version"])
+            if version not in (1, TRUTH_VERSION):
                 raise SlideError(
-                    f"ground truth {quoted(path)} has version {int(z['version'])}, expected "
+                    f"ground truth {quoted(path)} has version {version}, expected "
                     f"{TRUTH_VERSION}; regenerate the sample"
                 )
+            extra: dict[str, Any] = {}
+            if version >= 2:
+                extra = {"style": SampleStyle.from_json(str(z["style"])), "slide": str(z["slide"])}
             return SampleTruth(
                 width=int(z["width"]),
                 height=int(z["height"]),
@@ -169,9 +194,36 @@ def load_truth(path: Path) -> SampleTruth:
                 tissue=z["tissue"].astype(bool),
                 tissue_downsample=float(z["tissue_downsample"]),
                 nuclei=z["nuclei"].astype(np.float64),
+                **extra,
             )
-    except (OSError, KeyError, ValueError) as e:
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as e:
         raise SlideError(f"ground truth {quoted(path)} is unreadable: {e}") from e
+
+
+def is_sample_slide(path: Path) -> bool:
+    """Whether `path` is a slide this module wrote (page 0 carries SAMPLE_MARKER)."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            desc = tif.pages.first.description
+    except Exception:  # not a TIFF, unreadable, truncated: not ours
+        return False
+    return desc.startswith(_DESC_HEAD) and SAMPLE_MARKER in desc
+
+
+def is_sample_truth(path: Path, slide: Path) -> bool:
+    """Whether `path` is a truth sidecar this module wrote that may be replaced for `slide`:
+    it names this slide, or a slide that no longer exists (version 1 named none)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            if int(z["version"]) == 1:
+                return keys == _V1_KEYS
+            if str(z["generator"]) != GENERATOR:
+                return False
+            owner = str(z["slide"])
+    except Exception:  # not an npz, not ours
+        return False
+    return owner == slide.name or not (path.parent / owner).exists()
 
 
 # ------------------------------------------------------------------------- the slide's content
@@ -229,16 +281,24 @@ def _flip_small(raw: np.ndarray, min_px: float) -> np.ndarray:
 class SamplePlan:
     """Everything that defines a sample slide's pixels, for a (width, height, seed)."""
 
-    def __init__(self, width: int, height: int, seed: int) -> None:
+    def __init__(
+        self, width: int, height: int, seed: int, style: SampleStyle = DEFAULT_STYLE
+    ) -> None:
         check_size((width, height))
         if not 0 <= seed < 2**63:
             raise ValueError(f"seed {seed} is out of range: use 0 <= seed < 2**63")
-        self.width, self.height, self.seed = width, height, seed
+        self.width, self.height, self.seed, self.style = width, height, seed, style
+        self._colors = {
+            name: np.array(getattr(style, name), np.float32)
+            for name in ("glass", "eosin_light", "eosin_dark", "nucleus_light", "nucleus_dark")
+        }
         ds = 16
         while math.ceil(width / ds) * math.ceil(height / ds) > 8_000_000:
             ds *= 2
         self.field_ds = ds
-        self.fields = self._make_fields()  # (2, fh, fw) float32: tissue signed field, shade
+        # (2, fh, fw) float32: tissue signed field, shade; with soft edges a third channel,
+        # the signed distance to the tissue edge in level-0 px.
+        self.fields = self._make_fields()
         self.truth_tissue = self.fields[0] > 0
         self.cells_x = math.ceil(width / CELL)
         self.cells_y = math.ceil(height / CELL)
@@ -293,6 +353,14 @@ class SamplePlan:
         np.abs(tissue, out=tissue)
         np.negative(tissue, out=tissue, where=~clean)
         tissue[tissue == 0] = -1e-6
+        if self.style.soft_edge_um > 0:
+            # Signed distance (level-0 px, > 0 inside) to the truth's edge: the stain fades
+            # symmetrically across the edge the truth draws, filled holes included.
+            inside = tissue > 0
+            d_in = ndimage.distance_transform_edt(inside)
+            d_out = ndimage.distance_transform_edt(~inside)
+            dist = np.where(inside, d_in - 0.5, 0.5 - d_out) * ds
+            fields = np.concatenate([fields, dist.astype(np.float32)[None]])
         return fields
 
     def _axis(self, start: int, n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -339,21 +407,24 @@ class SamplePlan:
         cx = np.repeat(gx.ravel(), SLOTS)
         cy = np.repeat(gy.ravel(), SLOTS)
         k = np.tile(np.arange(SLOTS), gx.size)
+        st = self.style
+        a_min, a_max = st.nucleus_major_px
+        b_min, gap = st.nucleus_minor_min_px, st.nucleus_gap_px
         draws = [_hash_u01(self.seed, cx, cy, k * 8 + j) for j in range(7)]
-        act = draws[0] < SLOT_P
+        act = draws[0] < st.nucleus_density
         cx, cy, k = cx[act], cy[act], k[act]
         d = [x[act] for x in draws]
         x = (cx + d[1]) * CELL
         y = (cy + d[2]) * CELL
-        a = A_MIN + (A_MAX - A_MIN) * d[3]
-        b = B_MIN + (a - B_MIN) * d[4]
+        a = a_min + (a_max - a_min) * d[3]
+        b = np.minimum(b_min + (a - b_min) * d[4], a)
         theta = np.pi * d[5]
         key = ((cy + 1) * (self.cells_x + 3) + (cx + 1)) * SLOTS + k  # row-major cell order
         rejected = np.zeros(len(x), bool)
-        pairs = cKDTree(np.column_stack([x, y])).query_pairs(2 * A_MAX + GAP, output_type="ndarray")
+        pairs = cKDTree(np.column_stack([x, y])).query_pairs(2 * a_max + gap, output_type="ndarray")
         if len(pairs):
             i, j = pairs[:, 0], pairs[:, 1]
-            close = np.hypot(x[i] - x[j], y[i] - y[j]) < a[i] + a[j] + GAP
+            close = np.hypot(x[i] - x[j], y[i] - y[j]) < a[i] + a[j] + gap
             i, j = i[close], j[close]
             rejected[np.where(key[i] > key[j], i, j)] = True
         keep = ~rejected & (cx >= cx0) & (cx < cx1) & (cy >= cy0) & (cy < cy1)
@@ -366,8 +437,71 @@ class SamplePlan:
             else:
                 px, py = x + (a + 1) * np.cos(ang), y + (a + 1) * np.sin(ang)
             ok &= self.tissue_at_points(px, py) > 0
+        if st.lumens_per_mm2 > 0 and ok.any():
+            # Not inside (or cut by) a lumen: lumens are empty spaces in the tissue.
+            lx, ly, lr = self.lumens_in_box(
+                x0=cx0 * CELL - a_max,
+                y0=cy0 * CELL - a_max,
+                x1=cx1 * CELL + a_max,
+                y1=cy1 * CELL + a_max,
+            )
+            if len(lx):
+                idx = np.nonzero(ok)[0]
+                dist = np.hypot(x[idx, None] - lx[None], y[idx, None] - ly[None])
+                ok[idx[(dist < lr[None] + a[idx, None]).any(axis=1)]] = False
         params = np.column_stack([x, y, a, b, theta])[ok]
         return params, d[6][ok], cy[ok]
+
+    # -- eosin texture -----------------------------------------------------------------------
+
+    def lumens_in_box(
+        self, x0: float, y0: float, x1: float, y1: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Lumens (cx, cy, radius in level-0 px) that reach the box [x0, x1) x [y0, y1).
+
+        Seeded per LUMEN_CELL cell like nuclei (no RNG state): any region sees the same ones.
+        A lumen lies wholly inside the tissue.
+        """
+        st = self.style
+        none = (np.zeros(0), np.zeros(0), np.zeros(0))
+        if st.lumens_per_mm2 <= 0:
+            return none
+        r_max = st.lumen_radius_um[1] / MPP
+        c0x, c1x = math.floor((x0 - r_max) / LUMEN_CELL), math.floor((x1 + r_max) / LUMEN_CELL)
+        c0y, c1y = math.floor((y0 - r_max) / LUMEN_CELL), math.floor((y1 + r_max) / LUMEN_CELL)
+        gx, gy = np.meshgrid(np.arange(c0x, c1x + 1), np.arange(c0y, c1y + 1))
+        cx, cy = np.repeat(gx.ravel(), 2), np.repeat(gy.ravel(), 2)
+        k = np.tile(np.arange(2), gx.size) + 1000  # draw indices apart from the nuclei's
+        u = [_hash_u01(self.seed, cx, cy, k * 8 + j) for j in range(4)]
+        p = min(1.0, st.lumens_per_mm2 * (LUMEN_CELL * MPP / 1000) ** 2 / 2)
+        on = u[0] < p
+        x = (cx + u[1])[on] * LUMEN_CELL
+        y = (cy + u[2])[on] * LUMEN_CELL
+        r0, r1 = st.lumen_radius_um
+        r = (r0 + (r1 - r0) * u[3][on] ** 2) / MPP  # many small, few big
+        ok = (x + r >= x0) & (x - r < x1) & (y + r >= y0) & (y - r < y1)
+        for ang in [None, *np.linspace(0, 2 * np.pi, 8, endpoint=False)]:
+            if ang is None:
+                px, py = x, y
+            else:
+                px, py = x + (r + 4) * np.cos(ang), y + (r + 4) * np.sin(ang)
+            ok &= self.tissue_at_points(px, py) > 0
+        return x[ok], y[ok], r[ok]
+
+    def _grain(self, x0: int, y0: int, w: int, h: int) -> np.ndarray:
+        """Eosin grain in [-1, 1]: hashed values on a lattice, bilinear between (seamless)."""
+        g = self.style.grain_px
+        gx0, gy0 = math.floor(x0 / g), math.floor(y0 / g)
+        gx1, gy1 = math.floor((x0 + w) / g) + 1, math.floor((y0 + h) / g) + 1
+        lx, ly = np.meshgrid(np.arange(gx0, gx1 + 1), np.arange(gy0, gy1 + 1))
+        lattice = _hash_u01(self.seed, lx, ly, np.full(lx.shape, 4242)).astype(np.float32) * 2 - 1
+        fx = (np.arange(x0, x0 + w) + 0.5) / g - gx0
+        fy = (np.arange(y0, y0 + h) + 0.5) / g - gy0
+        ix, iy = np.floor(fx).astype(np.int64), np.floor(fy).astype(np.int64)
+        tx, ty = (fx - ix).astype(np.float32), (fy - iy).astype(np.float32)[:, None]
+        top = lattice[iy][:, ix] * (1 - tx) + lattice[iy][:, ix + 1] * tx
+        bot = lattice[iy + 1][:, ix] * (1 - tx) + lattice[iy + 1][:, ix + 1] * tx
+        return top * (1 - ty) + bot * ty
 
     # -- pixels ----------------------------------------------------------------------------
 
@@ -376,35 +510,76 @@ class SamplePlan:
     ) -> np.ndarray:
         """Level-0 TIFF tile (tx, ty): (256, 256, 3) uint8, padding past the edge included.
 
-        nuclei: (params, shade) containing at least every nucleus that reaches the tile (a
-        speed-up for the writer); by default they are computed from the tile's neighbour cells.
+        nuclei: (params, shade) containing at least every nucleus that reaches the tile or
+        its blur margin (a speed-up for the writer); by default computed from the neighbours.
         """
         x0, y0 = tx * TILE, ty * TILE
+        m = self.blur_margin
         if nuclei is None:
+            reach = 1 + math.ceil((m + self.style.nucleus_major_px[1]) / CELL)
             c = TILE // CELL
             p, shade, _ = self.nuclei_in_cells(
-                c * tx - 1, c * tx + c + 1, c * ty - 1, c * ty + c + 1
+                c * tx - reach, c * tx + c + reach, c * ty - reach, c * ty + c + reach
             )
         else:
             p, shade = nuclei
-        f = self.fields_at_region(x0, y0, TILE, TILE)
-        tissue = f[0] > 0
         # Triangular noise (sum of two uniform bytes, unit std): ~5x cheaper than Gaussian.
         raw = np.frombuffer(
             np.random.default_rng([self.seed, 2, tx, ty]).bytes(2 * TILE * TILE), np.uint8
         ).reshape(2, TILE, TILE)
         noise = (raw[0].astype(np.float32) + raw[1] - 255.0) * (1 / 104.4)
-        amp = np.where(tissue, np.float32(7.0), np.float32(2.0))
-        shade_px = np.where(tissue, f[1], np.float32(0.0))[..., None]
-        img = np.where(tissue[..., None], PINK_LIGHT, GLASS) + (PINK_DARK - PINK_LIGHT) * shade_px
+        img, amp = self._base(x0 - m, y0 - m, TILE + 2 * m, TILE + 2 * m, p, shade)
+        if m:
+            b = self.style.blur_px
+            img = ndimage.gaussian_filter(img, (b, b, 0), truncate=3.0)[m:-m, m:-m]
+            amp = amp[m:-m, m:-m]
         img += (amp * noise)[..., None]
-        labels = rasterize_nuclei(p, x0, y0, TILE, TILE)
+        img += 0.5
+        return np.clip(img, 0, 255, out=img).astype(np.uint8)
+
+    @property
+    def blur_margin(self) -> int:
+        b = self.style.blur_px
+        return math.ceil(3 * b) if b > 0 else 0
+
+    def _base(
+        self, x0: int, y0: int, w: int, h: int, p: np.ndarray, shade: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(colour before noise (h, w, 3) float32, noise amplitude (h, w) float32)."""
+        st, col = self.style, self._colors
+        f = self.fields_at_region(x0, y0, w, h)
+        if st.soft_edge_um > 0:
+            alpha = np.clip(0.5 + f[2] / np.float32(st.soft_edge_um / MPP), 0, 1)
+            a3 = alpha[..., None]
+            stain = col["eosin_light"] + (col["eosin_dark"] - col["eosin_light"]) * f[1][..., None]
+            img = col["glass"] + (stain - col["glass"]) * a3
+            amp = np.float32(st.noise_glass) + np.float32(st.noise_tissue - st.noise_glass) * alpha
+        else:
+            tissue = f[0] > 0
+            amp = np.where(tissue, np.float32(st.noise_tissue), np.float32(st.noise_glass))
+            shade_px = np.where(tissue, f[1], np.float32(0.0))[..., None]
+            img = np.where(tissue[..., None], col["eosin_light"], col["glass"])
+            img = img + (col["eosin_dark"] - col["eosin_light"]) * shade_px
+            alpha = tissue.astype(np.float32)
+        if st.grain > 0:
+            img += (self._grain(x0, y0, w, h) * np.float32(st.grain) * alpha)[..., None]
+        if st.lumens_per_mm2 > 0:
+            lx, ly, lr = self.lumens_in_box(x0, y0, x0 + w, y0 + h)
+            if len(lx):
+                xs = np.arange(x0, x0 + w, dtype=np.float32) + 0.5
+                ys = (np.arange(y0, y0 + h, dtype=np.float32) + 0.5)[:, None]
+                inside = np.zeros((h, w), bool)
+                for cx, cy, r in zip(lx, ly, lr, strict=True):
+                    inside |= (xs - cx) ** 2 + (ys - cy) ** 2 <= r * r
+                img[inside] = np.array(st.lumen_color, np.float32)
+                amp = np.where(inside, np.float32(st.noise_glass), amp)
+        labels = rasterize_nuclei(p, x0, y0, w, h)
         nz = labels > 0
         if nz.any():
             ns = shade[labels[nz] - 1].astype(np.float32)[:, None]
-            img[nz] = NUC_LIGHT + (NUC_DARK - NUC_LIGHT) * ns + (9.0 * noise[nz])[:, None]
-        img += 0.5
-        return np.clip(img, 0, 255, out=img).astype(np.uint8)
+            img[nz] = col["nucleus_light"] + (col["nucleus_dark"] - col["nucleus_light"]) * ns
+            amp = np.where(nz, np.float32(st.noise_nucleus), amp)
+        return img, amp.astype(np.float32, copy=False)
 
     def render_region(self, x0: int, y0: int, w: int, h: int) -> np.ndarray:
         """Level-0 pixels of any region, composed from independently rendered tiles."""
@@ -450,11 +625,11 @@ def _reduce4(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     return np.concatenate(strips) if len(strips) > 1 else strips[0]
 
 
-def _desc_level(w0: int, h0: int, w: int, h: int) -> str:
+def _desc_level(w0: int, h0: int, w: int, h: int, q: int = JPEG_QUALITY) -> str:
     base = f"{w0}x{h0} [0,0 {w0}x{h0}] ({TILE}x{TILE})"
     if (w, h) == (w0, h0):
-        return f"{_DESC_HEAD}{base} JPEG/RGB Q={JPEG_QUALITY}"
-    return f"{_DESC_HEAD}{base} -> {w}x{h} JPEG/RGB Q={JPEG_QUALITY}"
+        return f"{_DESC_HEAD}{base} JPEG/RGB Q={q}"
+    return f"{_DESC_HEAD}{base} -> {w}x{h} JPEG/RGB Q={q}"
 
 
 def _label_image(seed: int, size: tuple[int, int]) -> np.ndarray:
@@ -479,9 +654,9 @@ def _macro_image(label: np.ndarray, overview: np.ndarray) -> np.ndarray:
 
 
 def _write_svs(
-    dest: Path,
+    dest: IO[bytes],
     plan: SamplePlan,
-    scratch: Path,
+    scratch: IO[bytes],
     workers: int,
     progress: Callable[[int, int], None] | None,
 ) -> np.ndarray:
@@ -492,14 +667,15 @@ def _write_svs(
     w1, h1 = dims[1]
     # Level 1 lives in a file-backed array when big, so RSS stays flat on huge slides.
     if w1 * h1 * 3 > 256 * 2**20:
-        level1: np.ndarray = np.lib.format.open_memmap(
-            scratch / "level1.npy", mode="w+", dtype=np.uint8, shape=(h1, w1, 3)
-        )
+        level1: np.ndarray = np.memmap(scratch, dtype=np.uint8, mode="w+", shape=(h1, w1, 3))
     else:
         level1 = np.empty((h1, w1, 3), np.uint8)
     truth_nuclei: list[np.ndarray] = []
     c = TILE // CELL  # cells per tile side
     q = TILE // LEVEL_FACTOR  # a level-0 tile's side at level 1
+
+    # How far a nucleus reaches into a tile's pixels: its radius plus the blur margin.
+    reach = plan.style.nucleus_major_px[1] + plan.blur_margin + 2
 
     def row_tiles(pool: ThreadPoolExecutor) -> Iterator[np.ndarray]:
         for ty in range(nty):
@@ -508,7 +684,7 @@ def _write_svs(
             truth_nuclei.append(p[(crow >= c * ty) & (crow < c * ty + c)])
 
             def render(tx: int, ty: int = ty, p: np.ndarray = p, sh: np.ndarray = shade) -> Any:
-                near = np.abs(p[:, 0] - (tx * TILE + TILE / 2)) < TILE / 2 + A_MAX + 2
+                near = np.abs(p[:, 0] - (tx * TILE + TILE / 2)) < TILE / 2 + reach
                 return plan.render_tile(tx, ty, (p[near], sh[near]))
 
             tiles = list(pool.map(render, range(ntx)))  # one row: ~31 MB on 40k px
@@ -522,17 +698,21 @@ def _write_svs(
                 progress((ty + 1) * ntx, ntx * nty)
             yield from tiles
 
+    quality = plan.style.jpeg_quality
     desc0 = (
-        f"{_desc_level(width, height, width, height)}|AppMag = {APP_MAG}|StripeWidth = 2040"
-        f"|ScanScope ID = WSITUI|Filename = wsitui-sample-{seed}|Date = 01/01/25"
+        f"{_desc_level(width, height, width, height, quality)}"
+        f"|AppMag = {APP_MAG}|StripeWidth = 2040"
+        f"{SAMPLE_MARKER}Filename = wsitui-sample-{seed}|Date = 01/01/25"
         f"|Time = 00:00:00|User = wsitui|MPP = {MPP:.4f}|Left = 0|Top = 0"
         f"|Title = wsitui synthetic sample (seed {seed})"
     )
+    if not plan.style.is_default:
+        desc0 += f"|Style = {plan.style.name}"
     common: dict[str, Any] = {
         "photometric": "rgb",
         "metadata": None,  # else tifffile puts its own JSON in ImageDescription
         "compression": "jpeg",
-        "compressionargs": {"level": JPEG_QUALITY},
+        "compressionargs": {"level": quality},
     }
     # tifffile buffers up to 512 MB of raw tiles per batch by default: keep it to 16 MB.
     batch = {"maxworkers": workers, "buffersize": 16 * 2**20}
@@ -567,7 +747,7 @@ def _write_svs(
             tif.write(
                 arr,
                 tile=(TILE, TILE),
-                description=_desc_level(width, height, w, h),
+                description=_desc_level(width, height, w, h, quality),
                 **batch,
                 **common,
             )
@@ -594,57 +774,72 @@ def _write_svs(
 
 def write_sample_slide(
     out: Path,
+    *,
     size: tuple[int, int] = DEFAULT_SIZE,
     seed: int = 0,
-    *,
+    force: bool = False,
+    style: SampleStyle | None = None,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> SampleInfo:
     """Write a synthetic Aperio SVS at `out` and its ground truth at `truth_path_for(out)`.
 
     OpenSlide opens it as vendor 'aperio' (levels 4x apart, thumbnail, label, macro, MPP 0.499,
-    AppMag 20). Same (size, seed) -> identical files. Both files appear atomically (written
-    under temporary names, then renamed). `progress(tiles_done, tiles_total)` is called per
-    row of level-0 tiles. Raises SlideError (bad output location) or ValueError (bad size/seed).
+    AppMag 20). Same (size, seed, style) -> identical files. `progress(tiles_done, tiles_total)`
+    is called per row of level-0 tiles.
+
+    Nothing the project did not make is harmed: an existing slide is replaced only when it is
+    a generated sample (its description carries SAMPLE_MARKER), an existing truth file only
+    when it is a sidecar written here for this slide (`is_sample_truth`); anything else needs
+    `force=True`. A directory, symbolic link, FIFO, socket or device is never written, even
+    with force. Both files appear atomically (written unnamed, then renamed), and a killed
+    process leaves no scratch directory or file. Raises SlideError (output location, refusal)
+    or ValueError (bad size, seed or style).
     """
     t_start = time.perf_counter()
     out = Path(out)
-    plan = SamplePlan(size[0], size[1], seed)
+    plan = SamplePlan(size[0], size[1], seed, style or DEFAULT_STYLE)
     if not out.parent.is_dir():
         raise SlideError(
             f"cannot write {quoted(out)}: directory {quoted(out.parent)} does not exist"
         )
-    if out.is_dir():
-        raise SlideError(f"cannot write {quoted(out)}: it is a directory; give a file name")
     truth = truth_path_for(out)
+
+    def check() -> None:
+        check_target(out, is_sample_slide, force, "slide")
+        check_target(truth, lambda p: is_sample_truth(p, out), force, "ground truth")
+
+    check()
     try:
-        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        with AtomicFile(out) as slide_file, AtomicFile(truth) as truth_file:
+            # Level 1 of a big slide lives in an unnamed file (gone when closed or killed).
+            with tempfile.TemporaryFile(dir=out.parent) as scratch:
+                nuclei = _write_svs(
+                    slide_file.file,
+                    plan,
+                    scratch,
+                    workers or min(4, os.cpu_count() or 1),
+                    progress,
+                )
+            np.savez_compressed(
+                truth_file.file,
+                version=TRUTH_VERSION,
+                generator=GENERATOR,
+                slide=out.name,
+                style=plan.style.to_json(),
+                width=plan.width,
+                height=plan.height,
+                seed=seed,
+                mpp=MPP,
+                tissue=plan.truth_tissue,
+                tissue_downsample=float(plan.field_ds),
+                nuclei=nuclei,
+            )
+            check()  # again: something may have appeared there while we wrote
+            truth_file.commit()
+            slide_file.commit()
     except OSError as e:
         raise SlideError(f"cannot write {quoted(out)}: {e.strerror or e}") from e
-    try:
-        tmp_slide, tmp_truth = scratch / "slide.svs", scratch / "truth.npz"
-        nuclei = _write_svs(
-            tmp_slide, plan, scratch, workers or min(4, os.cpu_count() or 1), progress
-        )
-        np.savez_compressed(
-            tmp_truth,
-            version=TRUTH_VERSION,
-            width=plan.width,
-            height=plan.height,
-            seed=seed,
-            mpp=MPP,
-            tissue=plan.truth_tissue,
-            tissue_downsample=float(plan.field_ds),
-            nuclei=nuclei,
-        )
-        tmp_truth.replace(truth)
-        tmp_slide.replace(out)
-    except OSError as e:
-        raise SlideError(f"cannot write {quoted(out)}: {e.strerror or e}") from e
-    finally:
-        for leftover in scratch.iterdir():
-            leftover.unlink()
-        scratch.rmdir()
     return SampleInfo(
         path=out,
         truth_path=truth,
@@ -656,18 +851,4 @@ def write_sample_slide(
         tissue_fraction=float(plan.truth_tissue.mean()),
         file_bytes=out.stat().st_size,
         seconds=time.perf_counter() - t_start,
-    )
-
-
-def sample_command(out: Path, size: tuple[int, int] = DEFAULT_SIZE, seed: int = 0) -> None:
-    """`wsitui sample OUT.svs [--size WxH] [--seed N]`: write a sample and print one line.
-
-    The size defaults to `DEFAULT_SIZE` (8192 x 6144), like write_sample_slide.
-    """
-    info = write_sample_slide(out, size, seed)
-    levels = " ".join(f"{w}x{h}" for w, h in info.level_dimensions)
-    print(
-        f"wrote {info.path} ({info.file_bytes / 1e6:.1f} MB, levels {levels}, "
-        f"{info.nuclei:,} nuclei, {info.tissue_fraction:.0%} tissue, {info.seconds:.1f} s) "
-        f"and its ground truth {info.truth_path.name}"
     )

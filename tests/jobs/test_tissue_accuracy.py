@@ -1,0 +1,60 @@
+"""The tissue mask on slides of other looks than the generator's default.
+
+Grainy eosin, white lumens inside tissue (tissue in the truth, as a pathologist draws it), soft
+edges fading into the glass, pale or strong stains. A plain global Otsu threshold scores a mean
+IoU of 0.945 (worst 0.915) on these six; the mask must do better than 0.96 on average.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.slides.samples import iou
+from wsitui.jobs.tissue_mask import compute_tissue_mask
+from wsitui.slides.reader import open_slide
+from wsitui.slides.sample import SamplePlan, load_truth, write_sample_slide
+from wsitui.slides.style import STYLES, SampleStyle, random_style
+
+SIZE = (4096, 3072)
+
+
+def looks() -> list[SampleStyle]:
+    named = [STYLES[n] for n in ("grainy", "soft", "dark")]
+    drawn = [random_style(np.random.default_rng(i), f"random{i}") for i in (1, 3, 4)]
+    assert all(s.soft_edge_um > 0 for s in drawn)  # the hard cases: soft edges
+    return named + drawn
+
+
+@pytest.fixture(scope="module")
+def scores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, float]:
+    out = {}
+    root = tmp_path_factory.mktemp("looks")
+    for style in looks():
+        slide = root / f"{style.name}.svs"
+        write_sample_slide(slide, size=SIZE, seed=0, style=style)
+        with open_slide(slide) as r:
+            mask = compute_tissue_mask(r).mask
+        out[style.name] = iou(mask, load_truth(slide).tissue)
+    return out
+
+
+def test_the_mask_holds_up_on_other_looks(scores: dict[str, float]):
+    assert min(scores.values()) >= 0.94, scores
+    assert float(np.mean(list(scores.values()))) >= 0.96, scores
+
+
+def test_lumens_inside_tissue_count_as_tissue(tmp_path: Path):
+    slide = tmp_path / "lumens.svs"
+    style = STYLES["grainy"]
+    write_sample_slide(slide, size=SIZE, seed=2, style=style)
+    plan = SamplePlan(*SIZE, seed=2, style=style)
+    lx, ly, _ = plan.lumens_in_box(0, 0, *SIZE)
+    assert len(lx) > 20  # the look has them
+    truth = load_truth(slide)
+    with open_slide(slide) as r:
+        mask = compute_tissue_mask(r).mask
+    ds = truth.tissue_downsample
+    rows, cols = (ly // ds).astype(int), (lx // ds).astype(int)
+    assert truth.tissue[rows, cols].all()  # lumens lie in tissue in the truth
+    assert mask[rows, cols].mean() >= 0.95  # and the mask does not punch them out

@@ -1,0 +1,215 @@
+"""How a synthetic slide looks: stains, textures, edges, nuclei, optics. Content comes from the
+seed; the look comes from a `SampleStyle`.
+
+`DEFAULT_STYLE` is the look the generator always had (its slides and seeded truth are
+unchanged). `random_style(rng)` draws a wide variation around real H&E: stain colours from
+perturbed Ruifrok-Johnston stain vectors and concentrations (Beer-Lambert), grainy eosin with
+small white lumens, soft tissue edges, nuclei of other densities, sizes, shapes, darkness and
+overlap, focus blur, noise and JPEG quality. A model trained on generated images should see
+many looks, not learn one. Named looks (`STYLES`) are what `wsitui sample --style NAME` and
+the tests use.
+
+Sizes are in level-0 px of the sample slides (MPP 0.499 µm/px); `render_patch` scales them to
+its own pixel size.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+RGB = tuple[float, float, float]
+
+# Optical density vectors of the stains (Ruifrok & Johnston 2001), normalised.
+HEMATOXYLIN_OD = (0.650, 0.704, 0.286)
+EOSIN_OD = (0.072, 0.990, 0.105)
+
+
+def stain_rgb(stains: list[tuple[tuple[float, float, float], float]], light: float = 243.0) -> RGB:
+    """Colour of light `light` through stains [(OD vector, concentration)] (Beer-Lambert)."""
+    od = np.zeros(3)
+    for vec, conc in stains:
+        v = np.asarray(vec, np.float64)
+        od += conc * v / np.linalg.norm(v)
+    rgb = light * np.power(10.0, -od)
+    return (float(rgb[0]), float(rgb[1]), float(rgb[2]))
+
+
+@dataclass(frozen=True, slots=True)
+class SampleStyle:
+    name: str = "default"
+    # Colours (RGB 0-255): glass, eosin-stained tissue from light to dark, nuclei light to dark.
+    glass: RGB = (243.0, 243.0, 241.0)
+    eosin_light: RGB = (236.0, 178.0, 208.0)
+    eosin_dark: RGB = (214.0, 128.0, 178.0)
+    nucleus_light: RGB = (128.0, 78.0, 166.0)
+    nucleus_dark: RGB = (72.0, 40.0, 122.0)
+    # Eosin texture: grains (bright/dark speckle of `grain_px` size, +-grain amplitude in grey
+    # levels) and small white lumens (per mm² of tissue, radius range in µm). Lumens are
+    # drawn inside tissue and count as tissue in the truth, as a pathologist draws it.
+    grain: float = 0.0
+    grain_px: float = 3.0
+    lumens_per_mm2: float = 0.0
+    lumen_radius_um: tuple[float, float] = (8.0, 30.0)
+    lumen_color: RGB = (238.0, 232.0, 236.0)
+    # Soft tissue edges: the stain fades over this many µm across the true edge (0: sharp).
+    soft_edge_um: float = 0.0
+    # Nuclei: slot probability (12 slots per 64-µm cell), semi-axes in px (major from a range,
+    # minor from minor_min up to the major), minimum gap in px between bounding circles
+    # (negative: nuclei overlap; the later one is drawn on top, as the truth labels say).
+    nucleus_density: float = 0.75
+    nucleus_major_px: tuple[float, float] = (4.0, 9.0)
+    nucleus_minor_min_px: float = 4.0
+    nucleus_gap_px: float = 1.5
+    # Optics and file: Gaussian blur sigma in px (focus), noise std in grey levels on glass,
+    # tissue and nuclei, and the JPEG quality of the stored tiles.
+    blur_px: float = 0.0
+    noise_glass: float = 2.0
+    noise_tissue: float = 7.0
+    noise_nucleus: float = 9.0
+    jpeg_quality: int = 80
+
+    def __post_init__(self) -> None:
+        problems = []
+        a0, a1 = self.nucleus_major_px
+        if not 1.0 <= a0 <= a1 <= 30.0:
+            problems.append("nucleus_major_px must be 1 <= min <= max <= 30")
+        if not 0.5 <= self.nucleus_minor_min_px <= a1:
+            problems.append("nucleus_minor_min_px must be 0.5 up to the largest major axis")
+        if not 0.0 <= self.nucleus_density <= 1.0:
+            problems.append("nucleus_density must be 0-1")
+        if not -a0 < self.nucleus_gap_px <= 20.0:
+            problems.append("nucleus_gap_px must be above minus the smallest major axis")
+        r0, r1 = self.lumen_radius_um
+        if not 1.0 <= r0 <= r1 <= 60.0:
+            problems.append("lumen_radius_um must be 1 <= min <= max <= 60")
+        if not 0 <= self.lumens_per_mm2 <= 200 or not 0 <= self.soft_edge_um <= 500:
+            problems.append("lumens_per_mm2 must be 0-200 and soft_edge_um 0-500")
+        if not 0 <= self.blur_px <= 8 or not 1 <= self.grain_px <= 32 or self.grain < 0:
+            problems.append("blur_px must be 0-8, grain_px 1-32, grain >= 0")
+        if not 1 <= self.jpeg_quality <= 100:
+            problems.append("jpeg_quality must be 1-100")
+        if problems:
+            raise ValueError(f"style {self.name!r}: {'; '.join(problems)}")
+
+    @property
+    def is_default(self) -> bool:
+        return self == DEFAULT_STYLE
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SampleStyle:
+        raw: dict[str, Any] = json.loads(text)
+        names = {f.name for f in fields(cls)}
+        return cls(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in names}
+        )
+
+
+DEFAULT_STYLE = SampleStyle()
+
+
+def random_style(rng: np.random.Generator, name: str = "random") -> SampleStyle:
+    """A style drawn with wide variation around real H&E (see the module docstring)."""
+
+    def jitter(vec: tuple[float, float, float], amount: float) -> tuple[float, float, float]:
+        v = np.clip(np.asarray(vec) + rng.normal(0, amount, 3), 0.01, None)
+        v = v / np.linalg.norm(v)
+        return (float(v[0]), float(v[1]), float(v[2]))
+
+    h_vec, e_vec = jitter(HEMATOXYLIN_OD, 0.08), jitter(EOSIN_OD, 0.08)
+    light = float(rng.uniform(232, 250))
+    glass_tint = rng.normal(0, 2.0, 3)
+    glass = tuple(float(np.clip(light + t, 0, 255)) for t in glass_tint)
+    e_lo = float(rng.uniform(0.05, 0.25))  # eosin OD: pale to strong
+    e_hi = e_lo + float(rng.uniform(0.05, 0.35))
+    h_bg = float(rng.uniform(0.0, 0.08))  # hematoxylin counterstain in the eosin
+    h_lo = float(rng.uniform(0.35, 0.7))
+    h_hi = h_lo + float(rng.uniform(0.1, 0.5))
+    a0 = float(rng.uniform(3.0, 6.0))
+    a1 = a0 + float(rng.uniform(1.5, 6.0))
+    soft = float(rng.choice([0.0, rng.uniform(10, 150)]))
+    return SampleStyle(
+        name=name,
+        glass=glass,  # type: ignore[arg-type]
+        eosin_light=stain_rgb([(e_vec, e_lo), (h_vec, h_bg)], light),
+        eosin_dark=stain_rgb([(e_vec, e_hi), (h_vec, h_bg * 1.5)], light),
+        nucleus_light=stain_rgb([(h_vec, h_lo), (e_vec, e_lo * 0.5)], light),
+        nucleus_dark=stain_rgb([(h_vec, h_hi), (e_vec, e_lo * 0.5)], light),
+        grain=float(rng.choice([0.0, rng.uniform(4, 22)])),
+        grain_px=float(rng.uniform(1.5, 5.0)),
+        lumens_per_mm2=float(rng.choice([0.0, rng.uniform(5, 60)])),
+        lumen_radius_um=(float(rng.uniform(4, 10)), float(rng.uniform(12, 35))),
+        soft_edge_um=soft,
+        nucleus_density=float(rng.uniform(0.3, 0.95)),
+        nucleus_major_px=(a0, a1),
+        nucleus_minor_min_px=float(rng.uniform(max(1.5, a0 * 0.35), a0)),
+        nucleus_gap_px=float(rng.uniform(-0.4 * a0, 2.0)),
+        blur_px=float(rng.choice([0.0, rng.uniform(0.3, 1.8)])),
+        noise_glass=float(rng.uniform(1, 4)),
+        noise_tissue=float(rng.uniform(3, 12)),
+        noise_nucleus=float(rng.uniform(4, 14)),
+        jpeg_quality=int(rng.integers(60, 96)),
+    )
+
+
+# Looks the generator's default slides do not have; the tissue mask is tested on all of them.
+STYLES: dict[str, SampleStyle] = {
+    "default": DEFAULT_STYLE,
+    # Grainy, pale eosin with many small white lumens and soft edges.
+    "grainy": SampleStyle(
+        name="grainy",
+        eosin_light=(240.0, 200.0, 222.0),
+        eosin_dark=(226.0, 160.0, 198.0),
+        grain=18.0,
+        grain_px=2.5,
+        lumens_per_mm2=40.0,
+        lumen_radius_um=(6.0, 28.0),
+        soft_edge_um=40.0,
+        noise_tissue=10.0,
+        jpeg_quality=70,
+    ),
+    # Very soft edges fading into the glass, blur, small dense overlapping dark nuclei.
+    "soft": SampleStyle(
+        name="soft",
+        glass=(246.0, 244.0, 245.0),
+        eosin_light=(232.0, 170.0, 196.0),
+        eosin_dark=(205.0, 120.0, 165.0),
+        nucleus_light=(100.0, 70.0, 150.0),
+        nucleus_dark=(50.0, 30.0, 100.0),
+        soft_edge_um=120.0,
+        lumens_per_mm2=10.0,
+        nucleus_density=0.95,
+        nucleus_major_px=(3.5, 7.0),
+        nucleus_minor_min_px=2.5,
+        nucleus_gap_px=-1.5,
+        blur_px=1.2,
+        jpeg_quality=65,
+    ),
+    # Strong stain, big elongated nuclei, sharp focus, high quality.
+    "dark": SampleStyle(
+        name="dark",
+        eosin_light=(222.0, 140.0, 185.0),
+        eosin_dark=(190.0, 90.0, 150.0),
+        nucleus_light=(90.0, 55.0, 140.0),
+        nucleus_dark=(40.0, 20.0, 90.0),
+        grain=8.0,
+        nucleus_density=0.6,
+        nucleus_major_px=(6.0, 12.0),
+        nucleus_minor_min_px=3.0,
+        jpeg_quality=90,
+    ),
+}
+
+
+def style_named(name: str) -> SampleStyle:
+    """A named style; ValueError (one line) listing the names otherwise."""
+    try:
+        return STYLES[name]
+    except KeyError:
+        raise ValueError(f"style {name!r} is unknown; use one of: {', '.join(STYLES)}") from None
