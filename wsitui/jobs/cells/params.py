@@ -1,0 +1,45 @@
+"""SEGMENT_CELLS job params: what a user sets in the config, the add-job dialog or the CLI.
+
+IO settings (tile size, overlap, batch) are kept apart from the model and from the engine; the
+defaults were chosen by measuring throughput (see benchmarks/bench_cells.py and README).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class SegmentCellsParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = Field(
+        default=None,
+        description="a pretrained InstanSeg name, a model folder, a TorchScript .pt file, or "
+        "'classical'; absent: the shipped model",
+    )
+    device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N | mps")
+    tile_size: int = Field(default=1024, ge=64, le=4096, description="core px at model scale")
+    max_nucleus_um: float = Field(
+        default=20.0, gt=0, le=200, description="largest nucleus diameter; sets the overlap"
+    )
+    batch_size: int | Literal["auto"] = "auto"
+    assumed_mpp: float = Field(default=0.5, gt=0, description="µm/px for slides without one")
+    min_area_um2: float = Field(default=6.0, ge=0, description="smaller instances are dropped")
+    tissue: Literal["auto", "all"] = Field(
+        default="auto",
+        description="auto: only tiles with tissue (an upstream TISSUE_MASK's mask, else its "
+        "own); all: every tile",
+    )
+    geojson_gz: bool = Field(default=False, description="also write cells.geojson.gz")
+    tile_labels: bool = Field(default=False, description="write per-tile label PNGs")
+    archive: bool = Field(default=False, description="zip the outputs into artifacts.zip")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit()):
+            return v
+        raise ValueError(f"device {v!r} is not one of auto, cpu, cuda, cuda:N, mps")

@@ -1,0 +1,153 @@
+"""The tile pipeline: reading, inference and polygon extraction overlap.
+
+    reader threads --(bounded prefetch)--> model (this thread, batches) --(bounded)--> extractor
+
+Reads run ahead on a small pool (tifffile decodes without the GIL); the model runs batches on
+the calling thread with its own thread budget; each tile's labels go to one extractor thread
+that traces polygons and writes the tile's shard. At most `window` tiles are read ahead and at
+most two batches wait for extraction, so memory is bounded whatever the slide size. A tile whose
+shard exists (a resumed job) is skipped. Cancel is checked between batches.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from wsitui.jobs.cells.extract import CellRecords, extract
+from wsitui.jobs.cells.plan import CellPlan
+from wsitui.jobs.cells.source import Prefetcher, TileImage
+from wsitui.jobs.common.grid import Tile
+from wsitui.jobs.common.shards import ShardStore
+from wsitui.slides.reader import SlideReader
+
+
+class Segmenter(Protocol):
+    """What the pipeline needs of a model (wsitui.models.LoadedModel, or a test double)."""
+
+    pixel_size: float
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """(B, H, W, 3) uint8 RGB at `pixel_size` -> (B, H, W) int instance labels."""
+        ...
+
+
+def shard_key(tile: Tile) -> str:
+    return f"t{tile.col}_{tile.row}"
+
+
+@dataclass(slots=True)
+class Timings:
+    read: float = 0.0  # summed over reader threads (they overlap the model)
+    infer: float = 0.0
+    post: float = 0.0  # polygon extraction + shard writes (overlaps the model)
+    wait_read: float = 0.0  # time the model waited for pixels: the part reading did not hide
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, name: str, seconds: float) -> None:
+        with self.lock:
+            setattr(self, name, getattr(self, name) + seconds)
+
+
+@dataclass(slots=True)
+class Progress:
+    tiles_done: int
+    cells: int
+
+
+def run_tiles(
+    reader: SlideReader,
+    plan: CellPlan,
+    model: Segmenter,
+    shards: ShardStore,
+    *,
+    batch_size: int,
+    min_area_px: float,
+    read_threads: int,
+    on_progress: Callable[[Progress], None],
+    check_cancel: Callable[[], None],
+    on_labels: Callable[[Tile, np.ndarray], None] | None = None,
+) -> Timings:
+    """Segment every planned tile that has no shard yet; shards hold the results."""
+    timings = Timings()
+    todo = [t for t in plan.tiles if not shards.has(shard_key(t))]
+    done = plan.skipped + len(plan.tiles) - len(todo)
+    cells = _count_cells(shards, [t for t in plan.tiles if shards.has(shard_key(t))])
+    state = Progress(done, cells)
+    lock = threading.Lock()
+    on_progress(state)
+    level_dims = plan.geometry.level_dimensions
+
+    def post(image: TileImage, labels: np.ndarray) -> None:
+        began = time.perf_counter()
+        rec = extract(
+            labels,
+            image.tile,
+            scale=plan.scale,
+            valid=(image.h, image.w),
+            level_dims=level_dims,
+            band=plan.band,
+            min_area=min_area_px,
+        )
+        if on_labels is not None:
+            on_labels(image.tile, labels[: image.h, : image.w])
+        shards.put_bytes(shard_key(image.tile), rec.to_bytes())
+        timings.add("post", time.perf_counter() - began)
+        with lock:
+            state.tiles_done += 1
+            state.cells += int(np.count_nonzero(rec.status != 2))
+            snapshot = Progress(state.tiles_done, state.cells)
+        on_progress(snapshot)
+
+    window = max(2 * batch_size, read_threads + 1)
+    prefetch = Prefetcher(reader, plan, todo, threads=read_threads, window=window)
+    extractor = ThreadPoolExecutor(1, thread_name_prefix="wsitui-extract")
+    pending: list[Future[None]] = []
+    try:
+        batch: list[TileImage] = []
+        images = iter(prefetch)
+        while True:
+            check_cancel()
+            waited = time.perf_counter()
+            image = next(images, None)
+            timings.add("wait_read", time.perf_counter() - waited)
+            if image is not None:
+                timings.add("read", image.seconds)
+                batch.append(image)
+                if len(batch) < batch_size:
+                    continue
+            if not batch:
+                break
+            began = time.perf_counter()
+            labels = model.predict(np.stack([b.rgb for b in batch]))
+            timings.add("infer", time.perf_counter() - began)
+            for b, lab in zip(batch, labels, strict=True):
+                pending.append(extractor.submit(post, b, lab))
+            batch = []
+            # Back-pressure: at most two batches wait for extraction.
+            while len(pending) > 2 * batch_size:
+                pending.pop(0).result()
+            if image is None:
+                break
+        for fut in pending:
+            fut.result()
+    finally:
+        prefetch.close()
+        extractor.shutdown(wait=True, cancel_futures=True)
+    return timings
+
+
+def _count_cells(shards: ShardStore, tiles: Sequence[Tile]) -> int:
+    total = 0
+    for tile in tiles:
+        data = shards.get_bytes(shard_key(tile))
+        if data is not None:
+            rec = CellRecords.from_bytes(data)
+            total += int(np.count_nonzero(rec.status != 2))
+    return total

@@ -1,0 +1,152 @@
+"""Writing the cells a job kept: QuPath-ready GeoJSON, a CSV table, both streamed.
+
+`cells.geojson` is a FeatureCollection QuPath 0.4-0.6 imports as detections: each Feature has
+a UUID `id` (derived from the job and the cell's position, so a resumed job writes the same
+ids), a valid Polygon in level-0 px with (0, 0) at the image's top-left corner,
+`properties.objectType = "detection"`, a classification with a colour, and `measurements` as a
+name -> number dict. Features are written one at a time to a temporary file that is renamed
+when complete: memory does not grow with the number of cells, and a reader never sees half a
+file. Numbers are finite (strict JSON).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import math
+import uuid
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import numpy as np
+import shapely
+from shapely.geometry import Polygon
+
+from wsitui.jobs.cells.extract import CellRecords
+
+NUCLEUS = {"name": "Nucleus", "color": [0, 90, 200]}
+_NAMESPACE = uuid.UUID("6f1c7a52-3f1e-4e8e-9d7c-1f0e8d9e2a11")
+CSV_FIELDS = (
+    "id",
+    "centroid_x_px",
+    "centroid_y_px",
+    "centroid_x_um",
+    "centroid_y_um",
+    "area_um2",
+    "perimeter_um",
+    "tile",
+)
+
+
+def _r(v: float, nd: int = 3) -> float:
+    v = round(float(v), nd)
+    if not math.isfinite(v):
+        raise ValueError("a measurement is not a finite number")
+    return v
+
+
+def valid_ring(ring: np.ndarray) -> list[list[float]]:
+    """A closed, valid exterior ring (repaired when rounding made it touch itself)."""
+    poly = Polygon(np.round(ring, 2))
+    if not poly.is_valid:
+        fixed = shapely.make_valid(poly)
+        parts = [g for g in getattr(fixed, "geoms", [fixed]) if isinstance(g, Polygon)]
+        poly = max(parts, key=lambda g: g.area) if parts else poly
+    poly = shapely.orient_polygons(poly)  # RFC 7946: exterior counter-clockwise
+    return [[float(x), float(y)] for x, y in poly.exterior.coords]
+
+
+class CellWriter:
+    """Streams cells into cells.geojson (+ .gz) and cells.csv in `out`."""
+
+    def __init__(self, out: Path, *, job_id: str, mpp: float, gz: bool) -> None:
+        self.out, self.job_id, self.mpp = out, job_id, mpp
+        self.count = 0
+        self._tmp = [out / ".cells.geojson.partial", out / ".cells.csv.partial"]
+        self._geo: IO[str] = self._tmp[0].open("w", encoding="utf-8")
+        self._gz: IO[str] | None = None
+        if gz:
+            self._tmp.append(out / ".cells.geojson.gz.partial")
+            self._gz = gzip.open(  # noqa: SIM115 - closed in close() / abort()
+                self._tmp[2], "wt", encoding="utf-8", compresslevel=6
+            )
+        self._csv_file = self._tmp[1].open("w", newline="", encoding="utf-8")
+        self._csv = csv.writer(self._csv_file)
+        self._csv.writerow(CSV_FIELDS)
+        self._emit('{"type":"FeatureCollection","features":[\n')
+
+    def _emit(self, text: str) -> None:
+        self._geo.write(text)
+        if self._gz is not None:
+            self._gz.write(text)
+
+    def add(self, rec: CellRecords, keep: np.ndarray, tile: tuple[int, int]) -> None:
+        mpp = self.mpp
+        tile_name = f"{tile[0]}_{tile[1]}"
+        for i in np.nonzero(keep)[0]:
+            cx, cy = (float(v) for v in rec.centroid[i])
+            cid = str(uuid.uuid5(_NAMESPACE, f"{self.job_id}:{cx:.2f}:{cy:.2f}"))
+            measurements = {
+                "Area µm^2": _r(rec.area[i] * mpp * mpp),
+                "Perimeter µm": _r(rec.perimeter[i] * mpp),
+                "Centroid X µm": _r(cx * mpp),
+                "Centroid Y µm": _r(cy * mpp),
+            }
+            feature = {
+                "type": "Feature",
+                "id": cid,
+                "geometry": {"type": "Polygon", "coordinates": [valid_ring(rec.ring(int(i)))]},
+                "properties": {
+                    "objectType": "detection",
+                    "classification": NUCLEUS,
+                    "measurements": measurements,
+                },
+            }
+            text = json.dumps(feature, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+            self._emit((",\n" if self.count else "") + text)
+            self._csv.writerow(
+                (
+                    cid,
+                    _r(cx, 2),
+                    _r(cy, 2),
+                    measurements["Centroid X µm"],
+                    measurements["Centroid Y µm"],
+                    measurements["Area µm^2"],
+                    measurements["Perimeter µm"],
+                    tile_name,
+                )
+            )
+            self.count += 1
+
+    def close(self) -> None:
+        """Finish the files and move them into place."""
+        self._emit("\n]}\n")
+        for f in (self._geo, self._gz, self._csv_file):
+            if f is not None:
+                f.close()
+        names = ["cells.geojson", "cells.csv", "cells.geojson.gz"]
+        for tmp, name in zip(self._tmp, names, strict=False):
+            tmp.replace(self.out / name)
+
+    def abort(self) -> None:
+        for f in (self._geo, self._gz, self._csv_file):
+            if f is not None and not f.closed:
+                f.close()
+        for tmp in self._tmp:
+            tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> CellWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
