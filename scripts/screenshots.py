@@ -42,14 +42,17 @@ async def main(out: Path) -> None:
         app = WsituiApp(engine, tenant="alice", image_protocol="halfcell")
         async with app.run_test(size=(120, 36)) as pilot:
             await app.ready.wait()
+            # Jobs take about a second each: let one workflow finish, and show it next to a
+            # held one (a mid-run screen here would be a race, not a picture of one moment).
             engine.submit("alice", demo(slide, "cohort-7"))
-            engine.submit("bob", demo(slide, "bob-batch"))
-            await engine.wait_until(lambda: engine.stats().running > 0)
+            await engine.wait_idle()
+            engine.submit("alice", demo(slide, "cohort-8"), start=False)
+            await app.flush()
+            await pilot.pause()
+            await pilot.press("up")  # the workflow list: select the finished cohort-7
             await app.flush()
             await pilot.pause()
             app.save_screenshot("main.svg", str(out))
-            await engine.wait_until(lambda: engine.stats().active == ("bob",))
-            await app.flush()
             await pilot.press("tab", "enter")
             await pilot.pause(0.5)
             app.save_screenshot("job_detail.svg", str(out))
@@ -60,7 +63,6 @@ async def main(out: Path) -> None:
             await pilot.pause()
             app.save_screenshot("help.svg", str(out))
             await pilot.press("escape")
-            await engine.wait_idle()
             await app.shutdown()
     print(f"wrote {', '.join(sorted(p.name for p in out.glob('*.svg')))} to {out}")
 
