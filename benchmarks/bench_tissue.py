@@ -8,7 +8,10 @@ $WSITUI_BENCH_DIR), in a child process so its peak RSS and time can be measured.
   * generator: seconds, peak RSS, file size (goal: <= ~500 MB RSS for 40k x 30k);
   * tissue mask: wall time (open + mask + tile grid) and IoU vs the generator's truth, beside a
     plain Otsu-on-thumbnail baseline (goal: < 0.5 s at IoU >= 0.95);
-  * the whole TISSUE_MASK job including all artifacts;
+  * the whole TISSUE_MASK job with its default outputs (goal: < 0.5 s), beside the same job
+    with the opt-in per-tile PNGs and zip (what it wrote by default before), median of runs;
+  * accuracy on other looks: 4096 x 3072 slides in several styles (grainy eosin with lumens,
+    soft edges, ...), IoU of the mask vs a plain global Otsu at the same resolution;
   * the same job on a single-level tiled TIFF (no pyramid: every tile is decoded), cut from the
     big slide and cached beside it, run in a child process for its time and peak RSS;
   * read speed: 512-px level-0 tiles/s, tifffile fast path vs OpenSlide, 1 and 2 threads.
@@ -26,28 +29,35 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
 from PIL import Image
 from skimage.filters import threshold_otsu
 
+from wsitui.jobs.common.upstream import load_tissue_mask
 from wsitui.jobs.tissue_mask import (
     DEFAULTS,
+    TissueMaskParams,
     build_tile_grid,
+    clean_mask,
     compute_tissue_mask,
-    load_tissue_mask,
+    otsu,
+    plan_mask,
     run_tissue_mask,
 )
 from wsitui.slides.reader import open_slide
-from wsitui.slides.sample import MPP, load_truth, parse_size, truth_path_for
+from wsitui.slides.sample import MPP, load_truth, parse_size, truth_path_for, write_sample_slide
+from wsitui.slides.style import STYLES, random_style
 
 GEN_CODE = """
 import sys, time
 from pathlib import Path
+from typing import Any
 from wsitui.slides.sample import write_sample_slide
 w, h, seed = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-info = write_sample_slide(Path(sys.argv[1]), (w, h), seed)
+info = write_sample_slide(Path(sys.argv[1]), size=(w, h), seed=seed)
 print(info.seconds, info.file_bytes, info.nuclei)
 """
 
@@ -76,6 +86,7 @@ def generate(path: Path, size: tuple[int, int], seed: int) -> dict[str, float]:
 JOB_CODE = """
 import resource, sys, time
 from pathlib import Path
+from typing import Any
 from wsitui.jobs.tissue_mask import DEFAULTS, run_tissue_mask
 t = time.perf_counter()
 run_tissue_mask(Path(sys.argv[1]), Path(sys.argv[2]), DEFAULTS)
@@ -132,7 +143,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max(1, (a | b).sum()))
 
 
-def time_median(fn, repeats: int) -> tuple[float, object]:
+def time_median(fn, repeats: int) -> tuple[float, Any]:
     fn()  # warm-up: page cache, imports, OpenSlide cache
     times, result = [], None
     for _ in range(repeats):
@@ -199,6 +210,37 @@ def raw_openslide_speed(path: Path, n: int, seed: int = 1) -> float:
         s.close()
 
 
+def looks(cache: Path) -> None:
+    """IoU of the mask vs a plain global Otsu (same resolution, same cleanup) on other looks."""
+    styles = [STYLES[n] for n in ("default", "grainy", "soft", "dark")]
+    styles += [random_style(np.random.default_rng(i), f"random{i}") for i in range(6)]
+    print(f"\n{'look (4096x3072, seeds 0 and 5)':40} {'IoU':>7} {'plain Otsu':>11}")
+    ours_all, base_all = [], []
+    for style in styles:
+        ours_s, base_s = [], []
+        for seed in (0, 5):
+            path = cache / f"look_{style.name}_s{seed}.svs"
+            if not path.exists() or not truth_path_for(path).exists():
+                write_sample_slide(path, size=(4096, 3072), seed=seed, style=style, force=True)
+            truth = load_truth(path)
+            with open_slide(path) as r:
+                ours_s.append(iou(compute_tissue_mask(r).mask, truth.tissue))
+                plan = plan_mask(r, DEFAULTS)
+                rgb = r.read_level_scaled(plan.level, plan.size)
+            grey = Image.fromarray(rgb).convert("L")
+            t, _, _ = otsu(np.asarray(grey.histogram(), np.float64))
+            area = (plan.downsample[0] * plan.mpp0) * (plan.downsample[1] * plan.mpp0)
+            plain = clean_mask(np.asarray(grey) <= t, 1e4 / area, 1e4 / area)
+            base_s.append(iou(plain, truth.tissue))
+        ours_all += ours_s
+        base_all += base_s
+        print(f"{style.name:40} {np.mean(ours_s):7.4f} {np.mean(base_s):11.4f}")
+    print(
+        f"{'all: mean (worst)':40} {np.mean(ours_all):.4f} ({min(ours_all):.4f})"
+        f"   plain Otsu {np.mean(base_all):.4f} ({min(base_all):.4f})"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="40000x30000", type=parse_size)
@@ -213,6 +255,7 @@ def main() -> None:
     )
     default_dir = Path(os.environ.get("WSITUI_BENCH_DIR", Path.home() / ".cache/wsitui/bench"))
     ap.add_argument("--cache-dir", default=default_dir, type=Path)
+    ap.add_argument("--no-looks", action="store_true", help="skip the accuracy on other looks")
     args = ap.parse_args()
 
     args.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -239,14 +282,23 @@ def main() -> None:
     for name, t, q in rows:
         print(f"{name:40} {t:9.3f} {q:7.4f} {t / t_base:16.2f}")
 
-    with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        man = run_tissue_mask(path, Path(tmp), DEFAULTS)
-        print(
-            f"\nwhole TISSUE_MASK job: {time.perf_counter() - t:.2f} s "
-            f"({man.grid.cols}x{man.grid.rows} tiles, {man.grid.tissue_tiles} tissue), "
-            f"timings {man.timings}"
-        )
+    def whole_job(params: TissueMaskParams) -> object:
+        with tempfile.TemporaryDirectory() as tmp:  # a fresh dir: no shards to resume from
+            return run_tissue_mask(path, Path(tmp), params)
+
+    everything = TissueMaskParams(tile_masks=True, archive=True)
+    t_job, man = time_median(lambda: whole_job(DEFAULTS), args.repeats)
+    t_all, _ = time_median(lambda: whole_job(everything), args.repeats)
+    print(f"\n{'whole TISSUE_MASK job':40} {'median s':>9} {'time / baseline':>16}")
+    print(f"{'+ per-tile PNGs and zip (baseline)':40} {t_all:9.3f} {1.0:16.2f}")
+    print(f"{'default outputs':40} {t_job:9.3f} {t_job / t_all:16.2f}")
+    print(
+        f"({man.grid.cols}x{man.grid.rows} tiles, {man.grid.tissue_tiles} tissue, "
+        f"{man.regions} tissue polygons; timings of the last run {man.timings})"
+    )
+
+    if not args.no_looks:
+        looks(args.cache_dir)
 
     if args.single_level != "none":
         sw, sh = parse_size(args.single_level)

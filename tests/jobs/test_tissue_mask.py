@@ -87,7 +87,9 @@ def test_default_outputs_exist_and_agree(finished: FakeContext):
     small = np.asarray(Image.fromarray(mask).resize((1024, 768), Image.Resampling.NEAREST))
     with open_slide(finished.job.slide) as r:
         thumb = r.thumbnail(1024).astype(int)
-    np.testing.assert_array_equal(px[~small], thumb[~small])  # background untouched
+    # Background untouched: the slide at preview size (from the mask's own image, which is
+    # the level the thumbnail reads: equal up to resampling rounding).
+    assert np.abs(px[~small].astype(int) - thumb[~small]).max() <= 1
     green_gain = (px[..., 1].astype(int) - px[..., 0]) - (thumb[..., 1] - thumb[..., 0])
     assert (green_gain[small] > 20).all()  # tissue tinted green
     assert finished.stages == ["reading level 2", "masking", "writing outputs"]

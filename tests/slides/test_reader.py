@@ -1,4 +1,6 @@
 import io
+import itertools
+import math
 import os
 import shutil
 import struct
@@ -604,3 +606,58 @@ def test_character_device_is_not_a_regular_file():
     assert _one_line_error(Path("/dev/null")) == (
         "slide '/dev/null' is not a regular file; give a slide file"
     )
+
+
+# ----------------------------------------------------------------- pixel budgets at open
+
+
+def _empty_tiled_tiff(path: Path, side: int, tile: int) -> None:
+    """A tiled TIFF declaring side x side px whose tiles are all missing: a tiny file."""
+    n = math.ceil(side / tile) ** 2
+
+    def tiles():
+        for _ in range(n):
+            yield b""
+
+    tifffile.imwrite(
+        path,
+        tiles(),
+        shape=(side, side, 3),
+        dtype=np.uint8,
+        tile=(tile, tile),
+        photometric="rgb",
+        compression="jpeg",
+        metadata=None,
+        bigtiff=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("side", "tile", "message"),
+    [
+        # OpenSlide aborts the whole process (GLib cannot allocate) on the first one; the
+        # second used to take 2.25 GB for one tile. Both are refused from the header.
+        (2_000_000, 16384, "declares 2,000,000x2,000,000 px (page 0), over the"),
+        (600_000, 4096, "declares 600,000x600,000 px (page 0), over the 34,359,738,368 px"),
+        (16384, 12288, "has 12,288x12,288 px tiles (page 0), over the 16,777,216 px limit"),
+    ],
+)
+def test_budgets_are_checked_from_the_header(tmp_path: Path, side: int, tile: int, message: str):
+    p = tmp_path / "huge.tif"
+    _empty_tiled_tiff(p, side, tile)
+    assert p.stat().st_size < 5_000_000
+    with pytest.raises(SlideError) as e:
+        open_slide(p)
+    msg = str(e.value)
+    assert message in msg and f"'{p}'" in msg and "\n" not in msg
+
+
+def test_a_level_is_read_band_by_band_to_the_same_pixels(fast: OpenSlideReader):
+    for level, size in ((1, (256, 192)), (0, (1000, 750)), (0, (4096, 3072)), (0, (2, 1))):
+        whole = fast.read_level_scaled(level, size)
+        h = size[1]
+        cuts = sorted({0, h // 3, h // 2, h})
+        bands = [fast.read_level_scaled(level, size, rows=r) for r in itertools.pairwise(cuts)]
+        np.testing.assert_array_equal(np.concatenate(bands), whole)
+    with pytest.raises(ValueError, match="rows 5-3 are invalid"):
+        fast.read_level_scaled(0, (100, 100), rows=(5, 3))

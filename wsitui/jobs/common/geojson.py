@@ -48,16 +48,18 @@ def _edges(mask: np.ndarray) -> tuple[np.ndarray, ...]:
     p = np.zeros((h + 2, w + 2), np.int8)
     p[1:-1, 1:-1] = mask
     parts = []
-    dh = p[1:, 1:-1] - p[:-1, 1:-1]  # (h+1, w): edge y = i, x from j to j+1
-    i, j = np.nonzero(dh > 0)  # tissue below: east, starts at (j, i); right side = pixel (i, j)
-    parts.append((j, i, np.full(len(i), E), i, j))
-    i, j = np.nonzero(dh < 0)  # tissue above: west, starts at (j+1, i); right = (i-1, j)
-    parts.append((j + 1, i, np.full(len(i), W), i - 1, j))
-    dv = p[1:-1, 1:] - p[1:-1, :-1]  # (h, w+1): edge x = j, y from i to i+1
-    i, j = np.nonzero(dv > 0)  # tissue right: north, starts at (j, i+1); right = (i, j)
-    parts.append((j, i + 1, np.full(len(i), N), i, j))
-    i, j = np.nonzero(dv < 0)  # tissue left: south, starts at (j, i); right = (i, j-1)
-    parts.append((j, i, np.full(len(i), S), i, j - 1))
+    # One nonzero per orientation (the costly part on big masks); the side the tissue is on
+    # gives the direction.
+    i, j = np.nonzero(p[1:, 1:-1] != p[:-1, 1:-1])  # (h+1, w): edge y = i, x from j to j+1
+    below = p[i + 1, j + 1].astype(bool)
+    # Tissue below: east from (j, i), right side = pixel (i, j); above: west from (j+1, i),
+    # right side = pixel (i-1, j).
+    parts.append((j + ~below, i, np.where(below, E, W), i - ~below, j))
+    i, j = np.nonzero(p[1:-1, 1:] != p[1:-1, :-1])  # (h, w+1): edge x = j, y from i to i+1
+    right = p[i + 1, j + 1].astype(bool)
+    # Tissue right: north from (j, i+1), right side = (i, j); left: south from (j, i),
+    # right side = (i, j-1).
+    parts.append((j, i + right, np.where(right, N, S), i, j - ~right))
     return tuple(np.concatenate(c).astype(np.int64) for c in zip(*parts, strict=True))
 
 

@@ -149,8 +149,8 @@ def mask_fractions(
     # The mask is constant per pixel, so its running sum is piecewise linear between pixel
     # edges: interpolating it at fractional tile edges is exact. Rows first, then columns.
     h, w = mask.shape
-    run_x = np.zeros((h, w + 1), np.int64)
-    np.cumsum(mask, axis=1, dtype=np.int64, out=run_x[:, 1:])
+    run_x = np.zeros((h, w + 1), np.int32)  # a row's count fits: masks are < 2**31 px wide
+    np.cumsum(mask, axis=1, dtype=np.int32, out=run_x[:, 1:])
     per_row = np.diff(_edge_integral(run_x, xe, 1), axis=1)  # (h, cols)
     run_y = np.zeros((h + 1, geometry.cols))
     np.cumsum(per_row, axis=0, out=run_y[1:])
