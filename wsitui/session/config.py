@@ -208,17 +208,22 @@ def load_config(path: Path) -> Config:
 
 
 def _resolve(config: Config, path: Path, base: Path) -> Config:
+    resolved: dict[Path, Path] = {}  # many jobs name the same slide: resolve it once
+
     def fix(p: Path | None, key: str) -> Path | None:
         if p is None:
             return None
+        if p in resolved:
+            return resolved[p]
         if "\x00" in str(p):
             raise ConfigError(f"{path}: {key}: a path cannot contain a NUL character; fix it")
         try:
-            return (base / p.expanduser()).resolve()
+            resolved[p] = (base / p.expanduser()).resolve()
         except (OSError, RuntimeError, ValueError) as exc:  # e.g. a symlink loop
             raise ConfigError(
                 f"{path}: {key}: path {p} cannot be resolved ({exc}); fix it"
             ) from None
+        return resolved[p]
 
     return config.model_copy(
         update={
