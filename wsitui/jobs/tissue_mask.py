@@ -453,9 +453,14 @@ def render_preview(
     m = Image.fromarray(mask.view(np.uint8) * np.uint8(255)).resize((w, h), Image.NEAREST)
     tinted = Image.blend(base, Image.new("RGB", (w, h), PREVIEW_TINT), 0.4)
     out = Image.composite(tinted, base, m)
-    # Outline: mask pixels with a non-mask 4-neighbour (edge of the image counts as mask).
-    edge = m.filter(ImageFilter.MinFilter(3))
-    edge = Image.fromarray(np.asarray(m) & ~np.asarray(edge))
+    # Outline: mask pixels with a non-mask 4-neighbour (beyond the image counts as mask).
+    mm = np.asarray(m) > 0
+    inner = mm.copy()
+    inner[1:] &= mm[:-1]
+    inner[:-1] &= mm[1:]
+    inner[:, 1:] &= mm[:, :-1]
+    inner[:, :-1] &= mm[:, 1:]
+    edge = Image.fromarray((mm & ~inner).view(np.uint8) * np.uint8(255))
     out.paste(PREVIEW_EDGE, (0, 0, w, h), edge)
     return np.asarray(out)
 
@@ -618,7 +623,8 @@ class _Run:
             image[r0:r1] = band = reader.read_level_scaled(
                 plan.level, plan.size, on_block, rows=(r0, r1)
             )
-            shards.put_array(f"band_{r0}", band)
+            if len(plan.bands) > 1:  # one band: reading it again is as cheap as a shard
+                shards.put_array(f"band_{r0}", band)
             done = tiles_read(r1) if i + 1 < len(plan.bands) else self.total
             if h.checkpoint is not None:
                 h.checkpoint.save({"bands_done": i + 1}, done)

@@ -87,12 +87,18 @@ def _rings(mask: np.ndarray) -> list[tuple[np.ndarray, int]]:
         hit = (skey[pos] == want) & (nxt < 0)
         nxt[hit] = order[pos[hit]]
     corner = d[nxt] != d  # the edge ends where the boundary turns
-    nxt_l, corner_l = nxt.tolist(), corner.tolist()
+    # Only corners matter: jump from each corner edge straight to the next one (pointer
+    # doubling, a few numpy passes), so the Python walk below visits corners only.
+    ahead = np.where(corner, np.arange(len(d)), nxt)
+    while not (done := corner[ahead]).all():
+        ahead = np.where(done, ahead, ahead[ahead])
+    nxt = ahead[nxt]  # for a corner edge: the next corner edge on its ring
+    nxt_l = nxt.tolist()
     x1_l, y1_l = x1.tolist(), y1.tolist()
     seen = bytearray(len(d))
     rings = []
-    for start in range(len(d)):
-        if seen[start] or not corner_l[start]:
+    for start in np.nonzero(corner)[0].tolist():
+        if seen[start]:
             continue
         px = int(pr[start] * w + pc[start])
         # Where the ring comes back to a vertex it passed (a pinch at a diagonal pixel pair),
@@ -103,17 +109,16 @@ def _rings(mask: np.ndarray) -> list[tuple[np.ndarray, int]]:
         e = start
         while not seen[e]:
             seen[e] = 1
-            if corner_l[e]:
-                v = (x1_l[e], y1_l[e])
-                i = at.get(v)
-                if i is not None:
-                    loop = pts[i:]
-                    del pts[i:]
-                    for u in loop:
-                        del at[u]
-                    rings.append((np.asarray(loop, np.float64), px))
-                at[v] = len(pts)
-                pts.append(v)
+            v = (x1_l[e], y1_l[e])
+            i = at.get(v)
+            if i is not None:
+                loop = pts[i:]
+                del pts[i:]
+                for u in loop:
+                    del at[u]
+                rings.append((np.asarray(loop, np.float64), px))
+            at[v] = len(pts)
+            pts.append(v)
             e = nxt_l[e]
         rings.append((np.asarray(pts, np.float64), px))
     return rings
