@@ -1,0 +1,94 @@
+"""`wsitui model list | train | eval` through `add_model_commands` / `run_model_command`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.models.conftest import FakeFactory
+from wsitui.models.cli import add_model_commands, run_model_command
+
+
+def run(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="wsitui")
+    add_model_commands(p.add_subparsers(dest="command"))
+    return run_model_command(p.parse_args(argv))
+
+
+def test_list_shows_shipped_cached_and_configured(
+    tmp_path: Path, model_dir: Path, fake_model: FakeFactory, capsys: pytest.CaptureFixture[str]
+):
+    fake_model(model_dir / "brightfield_nuclei" / "0.1.1" / "instanseg.pt", pixel_size=0.5)
+    fake_model(tmp_path / "local" / "instanseg.pt", pixel_size=0.25)
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[[workflows]]\ntenant = "a"\nname = "w"\n'
+        '[[workflows.jobs]]\nid = "j1"\ntype = "TISSUE_MASK"\nslide = "s.svs"\n'
+        'params = { model = "local" }\n'
+        '[[workflows.jobs]]\nid = "j2"\ntype = "TISSUE_MASK"\nslide = "s.svs"\n'
+        'params = { model = "nowhere.pt" }\n'
+    )
+    assert run(["model", "list", "--config", str(config), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["cache_dir"] == str(model_dir)
+    rows = {(m["origin"], m["name"]): m for m in out["models"]}
+    shipped = rows[("shipped", "wsitui_he_nuclei")]
+    assert (shipped["pixel_size"], shipped["channels"], shipped["problem"]) == (0.5, 3, "")
+    assert rows[("built-in", "classical")]["kind"] == "classical"
+    cached = rows[("cached", "brightfield_nuclei")]
+    assert (cached["version"], cached["pixel_size"]) == ("0.1.1", 0.5)
+    local = rows[("configured", "local")]
+    assert (local["kind"], local["pixel_size"]) == ("folder", 0.25)
+    assert "does not exist" in rows[("configured", "nowhere.pt")]["problem"]
+    assert run(["model", "list"]) == 0
+    text = capsys.readouterr().out
+    assert "wsitui_he_nuclei" in text and "brightfield_nuclei" in text
+
+
+def test_eval_of_a_bad_model_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]):
+    assert run(["model", "eval", "no_such_model"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("wsitui model: model 'no_such_model' is unknown") and "\n" not in err
+
+
+def test_eval_classical_prints_f1(capsys: pytest.CaptureFixture[str]):
+    assert run(["model", "eval", "classical", "--images", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"]["name"] == "classical" and 0.5 < out["f1"] <= 1.0
+
+
+def test_train_smoke_writes_a_loadable_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """CI never trains for real: 3 steps on 4 small patches, then the export loads."""
+    pytest.importorskip("edt")
+    out = tmp_path / "m"
+    argv = ["model", "train", "--out", str(out), "--steps", "3", "--pool", "4", "--patch", "64"]
+    assert run(argv) == 0
+    assert "saved" in capsys.readouterr().out
+    from wsitui.models.loaded import load
+    from wsitui.models.source import resolve
+
+    model = load(resolve(str(out)), "cpu")
+    assert (model.pixel_size, model.channels, model.source_kind) == (0.5, 3, "folder")
+    info = json.loads((out / "wsitui_model.json").read_text())
+    assert info["train"]["steps"] == 3 and info["train"]["seed"] == 0
+    assert (out / "instanseg.pt").stat().st_size < 1_000_000
+
+
+def test_bad_train_args_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    assert run(["model", "train", "--out", str(tmp_path), "--steps", "0"]) == 2
+    assert "--steps, --batch, --pool and --threads must be >= 1" in capsys.readouterr().err
+
+
+def test_importing_the_model_cli_loads_no_torch():
+    code = (
+        "import sys, wsitui.models, wsitui.models.cli, wsitui.models.source; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'instanseg', 'skimage')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,161 @@
+"""Loading every kind of model offline: the messages a user sees are asserted.
+
+There is no network on this machine: the pretrained download is faked (requests.get raises
+ConnectionError as it would offline), and "cached" pretrained models are fake TorchScript files
+placed where instanseg's loader keeps them."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.models.conftest import FakeFactory
+from wsitui.models.device import pick_device
+from wsitui.models.errors import ModelError
+from wsitui.models.loaded import ModelCache, load
+from wsitui.models.source import ModelSource, resolve
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Fake the network: every requests.get raises ConnectionError (and is recorded)."""
+    import requests
+
+    calls: list[str] = []
+
+    def no_network(url: str, *a: object, **k: object) -> None:
+        calls.append(url)
+        raise requests.ConnectionError(f"Failed to resolve host for {url}")
+
+    monkeypatch.setattr(requests, "get", no_network)
+    return calls
+
+
+def test_pretrained_offline_and_not_cached_is_one_line(model_dir: Path, offline: list[str]):
+    source = resolve("brightfield_nuclei")
+    with pytest.raises(ModelError) as err:
+        load(source, "cpu")
+    msg = str(err.value)
+    assert offline, "instanseg's own loader was called"
+    assert "pretrained model 'brightfield_nuclei' is not in the cache" in msg
+    assert str(model_dir) in msg
+    assert "set model to a local folder or .pt file, or 'shipped'" in msg
+    assert "\n" not in msg
+    assert "INSTANSEG_BIOIMAGEIO_PATH" not in os.environ  # put back as it was
+
+
+def test_pretrained_cached_loads_without_network(
+    model_dir: Path, offline: list[str], fake_model: FakeFactory
+):
+    fake_model(model_dir / "brightfield_nuclei" / "0.1.1" / "instanseg.pt", pixel_size=0.25)
+    model = load(resolve(None), "cpu")  # the default, now that it is cached
+    assert (model.name, model.source_kind, model.pixel_size) == (
+        "brightfield_nuclei",
+        "pretrained",
+        0.25,
+    )
+    assert offline == []
+    m = model.manifest()
+    assert m["version"] == "0.1.1" and len(str(m["sha256"])) == 64
+
+
+def test_a_pt_file_and_a_folder_load(tmp_path: Path, fake_model: FakeFactory):
+    pt = fake_model(tmp_path / "exported.pt")
+    fake_model(tmp_path / "folder" / "instanseg.pt")
+    for value in ("exported.pt", "folder"):
+        model = load(resolve(value, tmp_path), "cpu")
+        assert model.pixel_size == 0.5 and model.channels == 3 and model.device == "cpu"
+        rgb = np.full((2, 40, 48, 3), 240, np.uint8)
+        rgb[:, 10:20, 10:20] = 30
+        labels = model.predict(rgb)
+        assert labels.dtype == np.int32 and labels.shape == (2, 40, 48)
+        assert labels[0, 15, 15] == 1 and labels[0, 30, 30] == 0
+    assert load(resolve(str(pt)), "cpu").sha256 == load(resolve("exported.pt", tmp_path)).sha256
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("garbage", "is not a TorchScript file"),
+        ("no_pixel", "has no pixel_size: export it with InstanSeg_Torchscript"),
+        ("one_channel", "expects 1 input channels; wsitui feeds RGB"),
+    ],
+)
+def test_unusable_model_files(tmp_path: Path, fake_model: FakeFactory, kind: str, message: str):
+    pt = tmp_path / "bad.pt"
+    if kind == "garbage":
+        pt.write_bytes(b"PK\x03\x04 this is not a model")
+    else:
+        fake_model(pt, pixel=kind != "no_pixel", channels=1 if kind == "one_channel" else 3)
+    with pytest.raises(ModelError) as err:
+        load(resolve(str(pt)), "cpu")
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_requested_but_absent():
+    with pytest.raises(ModelError, match="device 'cuda' requested but CUDA is not available"):
+        pick_device("cuda")
+    with pytest.raises(ModelError, match="device 'cuda' requested"):
+        load(resolve("shipped"), "cuda")
+
+
+def test_auto_device_on_this_machine():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    if expected == "cpu" and torch.backends.mps.is_available():
+        expected = "mps"
+    assert pick_device("auto") == expected
+
+
+def test_out_of_memory_on_a_tile_is_one_line(tmp_path: Path, fake_model: FakeFactory):
+    model = load(resolve(str(fake_model(tmp_path / "oom.pt", oom_side=100))), "cpu")
+    model.predict(np.zeros((1, 64, 64, 3), np.uint8))  # small tiles still work
+    with pytest.raises(ModelError) as err:
+        model.predict(np.zeros((1, 128, 128, 3), np.uint8))
+    assert str(err.value).startswith("out of memory on a batch of 1 tile(s) of 128x128 on cpu")
+    model.predict(np.zeros((1, 64, 64, 3), np.uint8))  # and still work after
+
+
+def test_model_cache_loads_once_per_model_and_device(tmp_path: Path, fake_model: FakeFactory):
+    source = resolve(str(fake_model(tmp_path / "m.pt")))
+    cache = ModelCache(cpu_threads=1)
+    got: list[object] = []
+    threads = [
+        threading.Thread(target=lambda d=d: got.append(cache.get(source, d)))
+        for d in ("auto", "cpu", "cpu", "auto")
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert cache.loads == 1 and len({id(m) for m in got}) == 1
+    assert cache.get(resolve("classical")).is_classical
+    assert cache.loads == 2
+    cache.close()
+    assert cache.get(source, "cpu") is not got[0]  # released on close, loaded again
+
+
+def test_a_failed_load_is_not_cached(tmp_path: Path, fake_model: FakeFactory):
+    pt = tmp_path / "later.pt"
+    pt.write_bytes(b"not yet")
+    source = ModelSource("file", "later.pt", pt)
+    cache = ModelCache()
+    with pytest.raises(ModelError, match="not a TorchScript file"):
+        cache.get(source, "cpu")
+    fake_model(pt)
+    assert cache.get(source, "cpu").pixel_size == 0.5
+
+
+def test_shipped_model_loads_through_the_same_path():
+    model = load(resolve("shipped"), "cpu")
+    assert (model.source_kind, model.pixel_size, model.channels) == ("shipped", 0.5, 3)
+    assert model.manifest()["name"] == "wsitui_he_nuclei"
+    out = model.predict(np.full((1, 64, 80, 3), 235, np.uint8))
+    assert out.shape == (1, 64, 80) and out.dtype == np.int32

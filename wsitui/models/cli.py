@@ -1,0 +1,166 @@
+"""`wsitui model list | train | eval`: exposed as `add_model_commands(subparsers)` and
+`run_model_command(args) -> int` for `wsitui/cli.py` to wire in. Imports nothing heavy at
+parser build time (`wsitui --help` stays fast); torch is imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from wsitui.models.errors import ModelError
+
+
+def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
+    """Add `model` with its subcommands to a `wsitui` subparsers object."""
+    model = subparsers.add_parser("model", help="list, train or evaluate segmentation models")
+    sub = model.add_subparsers(dest="model_command", metavar="MODEL_COMMAND")
+    model.set_defaults(model_parser=model)
+
+    ls = sub.add_parser("list", help="the shipped, cached and configured models")
+    ls.add_argument("--config", type=Path, help="also list the models this config names")
+    ls.add_argument("--model-dir", help="model cache dir (default $WSITUI_MODEL_DIR or XDG cache)")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+
+    tr = sub.add_parser("train", help="train a small InstanSeg model on generated images (CPU)")
+    tr.add_argument("--out", type=Path, required=True, help="output folder (gets instanseg.pt)")
+    tr.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
+    tr.add_argument("--seed", type=int, default=0, help="seed of data and weights (default 0)")
+    tr.add_argument("--batch", type=int, default=4, help="images per step (default 4)")
+    tr.add_argument("--patch", type=int, default=128, help="training crop in px (default 128)")
+    tr.add_argument("--pool", type=int, default=800, help="generated patches (default 800)")
+    tr.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    tr.add_argument("--eval", action="store_true", help="print held-out F1 when done")
+
+    ev = sub.add_parser("eval", help="held-out detection F1 of a model on generated images")
+    ev.add_argument("model", nargs="?", default="shipped", help="name, folder, .pt or classical")
+    ev.add_argument("--images", type=int, default=20, help="held-out 256² images (default 20)")
+    ev.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps")
+    ev.add_argument("--model-dir", help="model cache dir")
+    ev.add_argument("--json", action="store_true", help="machine-readable output")
+    return model
+
+
+def _err(msg: str) -> int:
+    print(f"wsitui model: {msg}", file=sys.stderr)
+    return 2
+
+
+def run_model_command(args: argparse.Namespace) -> int:
+    """Exit 0 on success, 2 on bad input or an unusable model (one line on stderr)."""
+    cmd = getattr(args, "model_command", None)
+    try:
+        if cmd == "list":
+            return _list(args)
+        if cmd == "train":
+            return _train(args)
+        if cmd == "eval":
+            return _eval(args)
+    except ModelError as exc:
+        return _err(str(exc))
+    except KeyboardInterrupt:
+        print("wsitui model: interrupted", file=sys.stderr)
+        return 130
+    parser = getattr(args, "model_parser", None)
+    if parser is not None:
+        parser.print_help(sys.stderr)
+    return 2
+
+
+def _configured(config: Path) -> list[tuple[str, Path]]:
+    from wsitui.session.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        raise ModelError(str(exc)) from None
+    base = config.resolve().parent
+    out = []
+    for wf in cfg.workflows:
+        for job in wf.jobs:
+            value = job.params.get("model")
+            if isinstance(value, str):
+                out.append((value, base))
+    return out
+
+
+def _list(args: argparse.Namespace) -> int:
+    from wsitui.models.catalog import list_models
+    from wsitui.models.source import cache_dir
+
+    cache = cache_dir(args.model_dir)
+    entries = list_models(cache, _configured(args.config) if args.config else None)
+    if args.json:
+        print(json.dumps({"cache_dir": str(cache), "models": [e.as_dict() for e in entries]}))
+        return 0
+    print(f"model cache: {cache}")
+    rows = [("NAME", "FROM", "KIND", "PIXEL µm", "CH", "VERSION", "SHA256", "PATH / PROBLEM")]
+    for e in entries:
+        rows.append(
+            (
+                e.name,
+                e.origin,
+                e.kind,
+                f"{e.pixel_size:g}" if e.pixel_size else "-",
+                str(e.channels or "-"),
+                e.version or "-",
+                e.sha256[:12] or "-",
+                e.problem or e.path or "-",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from wsitui.models.train import TrainConfig, train
+
+    if args.steps < 1 or args.batch < 1 or args.pool < 1 or args.threads < 1:
+        raise ModelError("train: --steps, --batch, --pool and --threads must be >= 1")
+    cfg = TrainConfig(
+        out=args.out,
+        steps=args.steps,
+        seed=args.seed,
+        batch=args.batch,
+        patch=args.patch,
+        pool=args.pool,
+        threads=args.threads,
+        warm_steps=min(200, max(1, args.steps // 10)),
+    )
+    path = train(cfg, log=lambda s: print(s, flush=True))
+    if args.eval:
+        from wsitui.models.evaluate import evaluate
+        from wsitui.models.loaded import load
+        from wsitui.models.source import ModelSource
+
+        result = evaluate(load(ModelSource("file", path.parent.name, path), "cpu"))
+        print(f"held-out F1 {result.score.f1:.3f} ({result.score})")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from wsitui.models.data import heldout_set
+    from wsitui.models.evaluate import evaluate
+    from wsitui.models.loaded import load
+    from wsitui.models.source import cache_dir, resolve
+
+    if not 1 <= args.images <= 1000:
+        raise ModelError("eval: --images must be 1-1000")
+    source = resolve(args.model, Path.cwd(), cache_dir(args.model_dir))
+    model = load(source, args.device)
+    result = evaluate(model, heldout_set(args.images))
+    s = result.score
+    if args.json:
+        out = {"model": model.manifest(), "f1": s.f1, "tp": s.tp, "fp": s.fp, "fn": s.fn}
+        print(json.dumps({**out, "images": args.images, "seconds": result.seconds}))
+    else:
+        print(
+            f"{model.name}: F1 {s.f1:.3f} (precision {s.precision:.3f}, recall {s.recall:.3f}; "
+            f"{s.tp} matched, {s.fp} false, {s.fn} missed) on {args.images} held-out images"
+        )
+    return 0

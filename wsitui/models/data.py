@@ -1,0 +1,47 @@
+"""Training and held-out images from the project's one sample generator (`wsitui.slides`).
+
+Training draws a new random look (`random_style`) for every few patches from its own seed
+stream; held-out sets draw styles from another stream and patch seeds from a range training
+never uses, plus the named looks (`grainy`, `soft`, `dark`) training never sees.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from wsitui.slides.patches import render_patch
+from wsitui.slides.style import STYLES, random_style
+
+PIXEL_SIZE = 0.5  # µm/px of every generated patch and of the shipped model
+TRAIN_STREAM, HELDOUT_STREAM = 101, 202
+HELDOUT_SEED_BASE = 2**30  # training patch seeds are below this, held-out ones above
+HELDOUT_NAMED = ("grainy", "soft", "dark")
+
+Sample = tuple[np.ndarray, np.ndarray]  # rgb uint8 (H, W, 3), labels int32 (H, W)
+
+
+def training_pool(seed: int, count: int, size: int, per_style: int = 2) -> list[Sample]:
+    """`count` patches of `size` px, a fresh random style every `per_style` patches."""
+    rng = np.random.default_rng([TRAIN_STREAM, seed])
+    out: list[Sample] = []
+    style = random_style(rng)
+    for i in range(count):
+        if i % per_style == 0:
+            style = random_style(rng, name=f"train{i}")
+        patch_seed = int(rng.integers(0, HELDOUT_SEED_BASE))
+        out.append(render_patch(style, (size, size), patch_seed, PIXEL_SIZE))
+    return out
+
+
+def heldout_set(count: int = 20, size: int = 256, seed: int = 0) -> list[Sample]:
+    """Images in styles and seeds training never used: named looks first, then random ones."""
+    rng = np.random.default_rng([HELDOUT_STREAM, seed])
+    out: list[Sample] = []
+    for i in range(count):
+        if i < len(HELDOUT_NAMED):
+            style = STYLES[HELDOUT_NAMED[i]]
+        else:
+            style = random_style(rng, name=f"heldout{i}")
+        patch_seed = HELDOUT_SEED_BASE + int(rng.integers(0, HELDOUT_SEED_BASE))
+        out.append(render_patch(style, (size, size), patch_seed, PIXEL_SIZE))
+    return out

@@ -1,0 +1,67 @@
+"""Device choice and CPU threads for torch models (torch is imported only when called)."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from wsitui.models.errors import ModelError
+
+_threads_lock = threading.Lock()
+_threads_set: int | None = None
+
+
+def pick_device(requested: str = "auto") -> str:
+    """`auto` -> cuda, then mps, then cpu; a forced device must exist (ModelError otherwise)."""
+    import torch
+
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelError(
+                f"device {requested!r} requested but CUDA is not available here: "
+                "use device = 'auto' or 'cpu'"
+            )
+        index = int(requested.split(":")[1]) if ":" in requested else 0
+        if index >= torch.cuda.device_count():
+            raise ModelError(
+                f"device {requested!r} requested but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s): use cuda:0 or device = 'auto'"
+            )
+        return requested
+    if requested == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ModelError(
+                "device 'mps' requested but Apple MPS is not available here: "
+                "use device = 'auto' or 'cpu'"
+            )
+        return "mps"
+    if requested == "cpu":
+        return "cpu"
+    raise ModelError(f"device {requested!r} is unknown: use auto, cpu, cuda, cuda:N or mps")
+
+
+def default_cpu_threads(jobs_in_flight: int = 1) -> int:
+    """Torch threads for CPU inference: the machine's cores shared by the jobs in flight."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(1, jobs_in_flight))
+
+
+def set_cpu_threads(n: int) -> int:
+    """Set torch's intra-op threads for the process (once per value); returns the value set."""
+    import torch
+
+    global _threads_set
+    n = max(1, int(n))
+    with _threads_lock:
+        if _threads_set != n:
+            torch.set_num_threads(n)
+            _threads_set = n
+    return n

@@ -1,0 +1,293 @@
+"""Loading a TorchScript InstanSeg model and running it on tiles: `LoadedModel`, `ModelCache`.
+
+torch and instanseg are imported here only, lazily, inside the functions that need them (never
+at import of this module, never on the UI thread: the executor calls `ModelCache.get` from its
+worker threads).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from wsitui.models.classical import ClassicalModel
+from wsitui.models.device import default_cpu_threads, pick_device, set_cpu_threads
+from wsitui.models.errors import ModelError
+from wsitui.models.normalize import normalize_batch
+from wsitui.models.source import ModelSource
+
+_download_lock = threading.Lock()
+
+
+class LoadedModel(Protocol):
+    name: str
+    source_kind: str
+    sha256: str
+    version: str
+    pixel_size: float
+    channels: int
+    device: str
+    precision: str
+    is_classical: bool
+    fallback_reason: str
+
+    def predict(
+        self, batch: np.ndarray, postprocess: dict[str, Any] | None = None
+    ) -> np.ndarray: ...
+
+    def manifest(self) -> dict[str, object]: ...
+
+    def close(self) -> None: ...
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _first_line(exc: BaseException) -> str:
+    """The line of an error that says what went wrong (TorchScript puts it last)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    line = lines[-1] if lines[0].startswith("The following operation failed") else lines[0]
+    return line[:200]
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return True
+    return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
+
+
+def _download_pretrained(source: ModelSource) -> Any:
+    """instanseg's own loader, pointed at our cache dir; ModelError when offline."""
+    from instanseg.utils.utils import download_model
+
+    assert source.path is not None
+    cache = source.path.parent.parent.parent
+    with _download_lock:  # the env var is process-wide
+        old = os.environ.get("INSTANSEG_BIOIMAGEIO_PATH")
+        os.environ["INSTANSEG_BIOIMAGEIO_PATH"] = str(cache)
+        try:
+            return download_model(source.name, source.version or None, verbose=False)
+        except Exception as exc:  # requests' ConnectionError, HTTP errors, bad zips
+            raise ModelError(
+                f"pretrained model {source.name!r} is not in the cache ({cache}) and could not be "
+                f"downloaded ({type(exc).__name__}): connect once to fetch it, or set model to a "
+                "local folder or .pt file, or 'shipped'"
+            ) from None
+        finally:
+            if old is None:
+                os.environ.pop("INSTANSEG_BIOIMAGEIO_PATH", None)
+            else:
+                os.environ["INSTANSEG_BIOIMAGEIO_PATH"] = old
+
+
+def _load_module(source: ModelSource) -> Any:
+    import torch
+
+    assert source.path is not None
+    if source.kind == "pretrained" and not source.path.is_file():
+        return _download_pretrained(source)
+    if not source.path.is_file():
+        raise ModelError(f"model file {source.path} is missing: reinstall wsitui or retrain it")
+    try:
+        return torch.jit.load(str(source.path), map_location="cpu")
+    except Exception as exc:
+        raise ModelError(
+            f"model {source.path} is not a TorchScript file ({_first_line(exc)}): export it with "
+            "InstanSeg_Torchscript + torch.jit.script"
+        ) from None
+
+
+def _expected_channels(module: Any) -> int | None:
+    fcn = getattr(module, "fcn", module)
+    for _, p in fcn.named_parameters():
+        if p.dim() == 4:
+            return int(p.shape[1])
+    return None
+
+
+class TorchModel:
+    """A TorchScript InstanSeg model on one device; `predict` is safe from any thread (calls are
+    serialised: on CPU one call already uses every torch thread)."""
+
+    is_classical = False
+    fallback_reason = ""
+
+    def __init__(
+        self,
+        source: ModelSource,
+        device: str = "auto",
+        cpu_threads: int | None = None,
+        postprocess: dict[str, Any] | None = None,
+    ) -> None:
+        import torch
+
+        self.name = source.name
+        self.source_kind = source.kind
+        self.version = source.version
+        self.device = pick_device(device)
+        if self.device == "cpu":
+            self.threads = set_cpu_threads(cpu_threads or default_cpu_threads())
+        else:
+            self.threads = 0
+        module = _load_module(source)
+        assert source.path is not None
+        self.path = source.path
+        self.sha256 = file_sha256(source.path)
+        pixel_size = getattr(module, "pixel_size", None)
+        if not isinstance(pixel_size, (int, float)) or not pixel_size > 0:
+            raise ModelError(
+                f"model {self.name} has no pixel_size: export it with "
+                "InstanSeg_Torchscript(..., pixel_size=<µm/px>)"
+            )
+        self.pixel_size = float(pixel_size)
+        channels = _expected_channels(module)
+        if channels is not None and channels != 3:
+            raise ModelError(
+                f"model {self.name} expects {channels} input channels; wsitui feeds RGB "
+                "brightfield tiles (3 channels): use an H&E/brightfield model"
+            )
+        self.channels = 3
+        self.precision = "fp32"
+        self.postprocess = dict(postprocess or {})
+        try:
+            module = module.to(self.device).eval()
+        except Exception as exc:
+            raise ModelError(
+                f"model {self.name} cannot move to {self.device}: {_first_line(exc)}"
+            ) from None
+        self._module = module
+        self._lock = threading.Lock()
+        self._torch = torch
+        # A probe tile: a model that is not an InstanSeg export fails here, at load.
+        try:
+            self.predict(np.full((1, 64, 64, 3), 230, np.uint8))
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(
+                f"model {self.name} failed on a test tile ({_first_line(exc)}): is it an InstanSeg "
+                "TorchScript export taking (B, 3, H, W)?"
+            ) from None
+
+    def predict(self, batch: np.ndarray, postprocess: dict[str, Any] | None = None) -> np.ndarray:
+        """uint8 (B, H, W, 3) RGB at `pixel_size` -> int32 (B, H, W) labels (0 background).
+
+        `postprocess` (instanseg's own kwargs: seed_threshold, mask_threshold, peak_distance,
+        min_size, ...) overrides the defaults given at load, for this call."""
+        if batch.ndim != 4 or batch.shape[3] != 3 or batch.dtype != np.uint8:
+            raise ValueError(
+                f"predict needs uint8 (B, H, W, 3) RGB, got {batch.dtype} {batch.shape}"
+            )
+        torch = self._torch
+        x = torch.from_numpy(normalize_batch(batch))
+        with self._lock, torch.inference_mode():
+            try:
+                x = x.to(self.device)
+                if self.device != "cpu":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                out = self._module(x, **{**self.postprocess, **(postprocess or {})})
+            except Exception as exc:
+                if _is_oom(exc):
+                    if self.device.startswith("cuda"):
+                        torch.cuda.empty_cache()
+                    raise ModelError(
+                        f"out of memory on a batch of {batch.shape[0]} tile(s) of "
+                        f"{batch.shape[2]}x{batch.shape[1]} on {self.device}: use a smaller "
+                        "tile_size or batch, or device = 'cpu'"
+                    ) from None
+                raise ModelError(
+                    f"model {self.name} failed on a tile: {_first_line(exc)}"
+                ) from None
+            labels = out[:, 0].to("cpu").numpy()
+        return labels.astype(np.int32)
+
+    def manifest(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "kind": self.source_kind,
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "version": self.version,
+            "pixel_size": self.pixel_size,
+            "channels": self.channels,
+            "device": self.device,
+            "precision": self.precision,
+            "cpu_threads": self.threads,
+            "normalization": "per tile and channel, 0.1-99.9 percentiles, spread >= 64 levels",
+            "postprocess": dict(self.postprocess),
+            "fallback_reason": "",
+        }
+
+    def close(self) -> None:
+        self._module = None
+        if self.device.startswith("cuda"):
+            self._torch.cuda.empty_cache()
+
+
+def load(
+    source: ModelSource,
+    device: str = "auto",
+    cpu_threads: int | None = None,
+    postprocess: dict[str, Any] | None = None,
+) -> LoadedModel:
+    """Load one model (no sharing: use ModelCache for that)."""
+    if source.kind == "classical":
+        return ClassicalModel(source.fallback_reason)
+    return TorchModel(source, device, cpu_threads, postprocess)
+
+
+class ModelCache:
+    """Models loaded at most once per (model, device), shared by the jobs of one executor.
+
+    Thread-safe: concurrent `get`s of one key wait for the single load. Open with the executor
+    (`open()`), release with `close()`. A failed load is not cached (the next job tries again
+    and gets the same one-line error if nothing changed)."""
+
+    def __init__(self, cpu_threads: int | None = None) -> None:
+        self._lock = threading.Lock()
+        self._key_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._models: dict[tuple[str, str], LoadedModel] = {}
+        self._cpu_threads = cpu_threads
+        self.loads = 0  # how many loads happened (the tests check "once")
+
+    def get(self, source: ModelSource, device: str = "auto") -> LoadedModel:
+        """The loaded model for (source, actual device); ModelError if it cannot load."""
+        if source.kind != "classical":
+            device = pick_device(device)  # "auto" and "cpu" share one model on a CPU machine
+        key = (source.key, device)
+        with self._lock:
+            if key in self._models:
+                return self._models[key]
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._models:
+                    return self._models[key]
+            model = load(source, device, self._cpu_threads)
+            with self._lock:
+                self._models[key] = model
+                self.loads += 1
+            return model
+
+    def close(self) -> None:
+        with self._lock:
+            models = list(self._models.values())
+            self._models.clear()
+            self._key_locks.clear()
+        for m in models:
+            m.close()

@@ -1,0 +1,190 @@
+"""`wsitui model train`: instanseg's own InstanSeg_UNet and loss, trained on CPU on generated
+images of wide random style, exported with `InstanSeg_Torchscript` + `torch.jit.script`.
+
+Reproducible from its seed (same data, same initial weights, same batches; torch's CPU kernels
+are deterministic for this network with a fixed thread count). Needs `wsitui[train]` (instanseg's
+loss imports pandas and seaborn; its distance seed loss needs edt).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wsitui.models.data import PIXEL_SIZE, Sample, training_pool
+from wsitui.models.errors import ModelError
+from wsitui.models.normalize import normalize_batch
+
+MODEL_FILE = "instanseg.pt"
+INFO_FILE = "wsitui_model.json"
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    out: Path
+    steps: int = 3000
+    seed: int = 0
+    batch: int = 4
+    patch: int = 128
+    layers: tuple[int, ...] = (8, 16, 32)
+    warm_steps: int = 200
+    lr: float = 1e-3
+    pool: int = 800
+    threads: int = 1
+    snapshot_every: int = 0  # export a snapshot every N steps (0: only at the end)
+    name: str = "wsitui_he_nuclei"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _require_training_deps() -> None:
+    missing = []
+    for mod in ("torch", "instanseg", "pandas", "seaborn", "edt"):
+        try:
+            __import__(mod)
+        except ImportError:
+            missing.append(mod)
+    if missing:
+        raise ModelError(
+            f"training needs {', '.join(missing)}: install the extra with "
+            "`pip install 'wsitui[train]'` (torch and instanseg-torch come with wsitui)"
+        )
+
+
+def _augment(rng: np.random.Generator, rgb: np.ndarray, lab: np.ndarray, size: int) -> Sample:
+    h, w = lab.shape
+    y0 = int(rng.integers(0, h - size + 1))
+    x0 = int(rng.integers(0, w - size + 1))
+    rgb, lab = rgb[y0 : y0 + size, x0 : x0 + size], lab[y0 : y0 + size, x0 : x0 + size]
+    k = int(rng.integers(0, 4))
+    rgb, lab = np.rot90(rgb, k), np.rot90(lab, k)
+    if rng.random() < 0.5:
+        rgb, lab = rgb[:, ::-1], lab[:, ::-1]
+    # Mild colour jitter on top of the style's own stain variation: per-channel gain and offset.
+    gain = rng.uniform(0.9, 1.1, 3)
+    offset = rng.normal(0, 6, 3)
+    rgb = np.clip(rgb.astype(np.float32) * gain + offset, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(rgb), np.ascontiguousarray(lab)
+
+
+def _dice_loss(pred: Any, gt: Any, **_: Any) -> Any:
+    import torch
+
+    p = torch.sigmoid(pred.squeeze(1)).flatten(1)
+    g = gt.flatten(1)
+    inter = (p * g).sum(1)
+    return (1 - (2 * inter + 1) / (p.sum(1) + g.sum(1) + 1)).mean()
+
+
+def export(model: Any, path: Path, pixel_size: float = PIXEL_SIZE) -> None:
+    """Script the trained network with instanseg's own post-processing and save it."""
+    import torch
+    from instanseg.utils.loss.instanseg_loss import InstanSeg_Torchscript
+
+    model.eval()
+    wrapped = InstanSeg_Torchscript(
+        model, cells_and_nuclei=False, pixel_size=pixel_size, n_sigma=2, backbone_dim_in=3
+    )
+    scripted = torch.jit.script(wrapped)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.jit.save(scripted, str(tmp))
+    tmp.replace(path)
+
+
+def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
+    """Train and export to `cfg.out/instanseg.pt`; returns that path."""
+    _require_training_deps()
+    import torch
+    from instanseg.utils.loss.instanseg_loss import InstanSeg
+    from instanseg.utils.model_loader import build_model_from_dict
+
+    if cfg.steps < 1 or cfg.batch < 1 or cfg.patch < 64 or cfg.patch % 32:
+        raise ModelError("train: --steps and --batch must be >= 1 and --patch a multiple of 32")
+    t0 = time.monotonic()
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng([cfg.seed, 5])
+    src = cfg.patch + 32
+    pool = training_pool(cfg.seed, cfg.pool, src)
+    log(f"data: {len(pool)} patches of {src} px in {time.monotonic() - t0:.0f} s")
+
+    model = build_model_from_dict(
+        {
+            "model_str": "InstanSeg_UNet",
+            "dim_in": 3,
+            "layers": list(cfg.layers),
+            "cells_and_nuclei": False,
+            "dim_coords": 2,
+            "n_sigma": 2,
+            "dim_seeds": 1,
+            "multihead": False,
+            "norm": "BATCH",
+            "dropprob": 0.0,
+        },
+        random_seed=cfg.seed,
+    )
+    loss_fn = InstanSeg(
+        n_sigma=2,
+        device="cpu",
+        binary_loss_fn_str="lovasz_hinge",
+        seed_loss_fn="l1_distance",
+        window_size=32,
+        dim_coords=2,
+        dim_seeds=1,
+    )
+    model = loss_fn.initialize_pixel_classifier(model, MLP_width=5)
+    lovasz = loss_fn.binary_loss_fn
+    loss_fn.update_seed_loss("binary_xloss")
+    loss_fn.binary_loss_fn = _dice_loss
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1
+    )
+    model.train()
+    recent: list[float] = []
+    for step in range(1, cfg.steps + 1):
+        if step == cfg.warm_steps + 1:
+            loss_fn.update_seed_loss("l1_distance")
+            loss_fn.binary_loss_fn = lovasz
+            log(f"step {step}: warm start over, l1_distance + lovasz_hinge from here")
+        picks = rng.integers(0, len(pool), cfg.batch)
+        items = [_augment(rng, *pool[int(i)], cfg.patch) for i in picks]
+        x = torch.from_numpy(normalize_batch(np.stack([r for r, _ in items])))
+        y = torch.from_numpy(np.stack([lab for _, lab in items])[:, None].astype(np.int64))
+        out = model(x)
+        loss = loss_fn(out, y.clone()).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 20.0)
+        opt.step()
+        sched.step()
+        recent.append(float(loss.detach()))
+        if step % 50 == 0 or step == cfg.steps:
+            log(
+                f"step {step}/{cfg.steps} loss {np.mean(recent):.4f} "
+                f"({time.monotonic() - t0:.0f} s)"
+            )
+            recent.clear()
+        if cfg.snapshot_every and step % cfg.snapshot_every == 0 and step < cfg.steps:
+            export(model, cfg.out / f"step{step}" / MODEL_FILE)
+            model.train()
+    path = cfg.out / MODEL_FILE
+    export(model, path)
+    elapsed = time.monotonic() - t0
+    info = {
+        "name": cfg.name,
+        "pixel_size": PIXEL_SIZE,
+        "channels": 3,
+        "train": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "train_seconds": round(elapsed),
+        "torch": torch.__version__,
+    }
+    (cfg.out / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    log(f"saved {path} ({path.stat().st_size / 1024:.0f} KiB) after {elapsed:.0f} s")
+    return path
