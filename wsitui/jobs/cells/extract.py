@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wsitui.jobs.cells.trace import outlines, ring_area, ring_perimeter
+from wsitui.jobs.cells.trace import outlines, ring_measures
 from wsitui.jobs.common.grid import Tile
 
 INTERIOR, EDGE_OWNED, EDGE_GUEST = 0, 1, 2  # record status
@@ -134,12 +134,14 @@ def extract(
     starts = np.zeros(len(ids) + 1, np.int64)
     starts[1:] = np.cumsum([len(p) for p in pieces])
     status = np.where(owned[ids], np.where(near[ids], EDGE_OWNED, INTERIOR), EDGE_GUEST)
+    xy = np.concatenate(pieces) if pieces else np.zeros((0, 2))
+    area, perimeter = ring_measures(xy, starts)
     return CellRecords(
-        xy=np.concatenate(pieces) if pieces else np.zeros((0, 2)),
+        xy=xy,
         starts=starts,
         centroid=np.stack([cx[ids] * scale + ox, cy[ids] * scale + oy], axis=1),
-        area=np.array([ring_area(p) for p in pieces]),
-        perimeter=np.array([ring_perimeter(p) for p in pieces]),
+        area=area,
+        perimeter=perimeter,
         status=status.astype(np.uint8),
         depth=depth[ids],
     )

@@ -20,12 +20,13 @@ from wsitui.jobs.common.grid import GridGeometry, Tile, mask_fractions
 from wsitui.slides.reader import SlideReader
 
 ALIGN = 32  # model inputs are padded to a multiple of this (UNet strides)
+SNAP = 0.02  # a pyramid level this close to the model's scale is read without resampling
 
 
 @dataclass(frozen=True, slots=True)
 class CellPlan:
     slide_mpp: float  # µm per level-0 px used
-    model_px: float  # µm per model px
+    model_px: float  # µm per model px as read (the model's own, or within SNAP of it)
     scale: float  # level-0 px per model px
     read_level: int  # pyramid level the pixels come from
     geometry: GridGeometry  # tiles on the virtual model-px level
@@ -56,12 +57,20 @@ def plan_tiles(
 ) -> CellPlan:
     """`tissue`: (mask, level-0 px per mask px) or None for every tile."""
     scale = model_px / slide_mpp
+    level = reader.best_level_for_downsample(scale * (1 + SNAP))
+    ds = reader.level_downsamples[level]
+    if abs(scale / ds - 1) <= SNAP:
+        # Within 2 % of a level (0.499 vs 0.5 µm/px): read that level as it is. Resampling
+        # every tile by 0.2 % would cost time and blur pixels for no gain.
+        scale = ds
+        model_px = ds * slide_mpp
     w0, h0 = reader.dimensions
     dims = (max(1, math.ceil(w0 / scale)), max(1, math.ceil(h0 / scale)))
-    overlap = overlap_for(max_nucleus_um, model_px)
+    need = overlap_for(max_nucleus_um, model_px)
+    input_size = math.ceil((tile_size + 2 * need) / ALIGN) * ALIGN
+    # The model sees the padded input anyway: use the padding as overlap (free context).
+    overlap = (input_size - tile_size) // 2
     geometry = GridGeometry(tile_size, -1, scale, dims, overlap)
-    level = reader.best_level_for_downsample(scale)
-    input_size = math.ceil((tile_size + 2 * overlap) / ALIGN) * ALIGN
     if tissue is None:
         keep = np.ones((geometry.rows, geometry.cols), bool)
     else:

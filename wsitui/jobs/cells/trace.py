@@ -65,15 +65,18 @@ def outlines(lab: np.ndarray) -> dict[int, np.ndarray]:
     nxt_l, corner_l = nxt.tolist(), corner.tolist()
     x1_l, y1_l, label_l = x1.tolist(), y1.tolist(), label.tolist()
     seen = bytearray(len(d))
-    best: dict[int, tuple[float, np.ndarray]] = {}
+    best: dict[int, tuple[float, list[tuple[int, int]]]] = {}
 
     def keep(lbl: int, pts: list[tuple[int, int]]) -> None:
-        ring = np.asarray(pts, np.float64)
-        x, y = ring[:, 0], ring[:, 1]
-        area2 = float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+        # Shoelace in plain Python: cheaper than numpy on rings of a few dozen vertices.
+        area2 = 0
+        px, py = pts[-1]
+        for x, y in pts:
+            area2 += px * y - x * py
+            px, py = x, y
         # Outer rings run clockwise on screen (instance on the right, y down): positive area.
-        if area2 > 0 and area2 > best.get(lbl, (0.0, ring))[0]:
-            best[lbl] = (area2, ring)
+        if area2 > 0 and (lbl not in best or area2 > best[lbl][0]):
+            best[lbl] = (float(area2), pts)
 
     for start in range(len(d)):
         if seen[start] or not corner_l[start]:
@@ -98,7 +101,20 @@ def outlines(lab: np.ndarray) -> dict[int, np.ndarray]:
             e = nxt_l[e]
         if len(pts) >= 4:
             keep(lbl, pts)
-    return {lbl: ring for lbl, (_, ring) in best.items()}
+    return {lbl: np.asarray(pts, np.float64) for lbl, (_, pts) in best.items()}
+
+
+def ring_measures(xy: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(areas, perimeters) of rings concatenated in `xy`, ring i = xy[starts[i]:starts[i+1]]."""
+    if len(starts) < 2:
+        return np.zeros(0), np.zeros(0)
+    nxt = np.arange(1, len(xy) + 1)
+    nxt[starts[1:] - 1] = starts[:-1]  # each ring's last vertex closes on its first
+    x, y = xy[:, 0], xy[:, 1]
+    cross = x * y[nxt] - x[nxt] * y
+    seg = np.hypot(x[nxt] - x, y[nxt] - y)
+    heads = starts[:-1]
+    return 0.5 * np.add.reduceat(cross, heads), np.add.reduceat(seg, heads)
 
 
 def ring_area(ring: np.ndarray) -> float:
