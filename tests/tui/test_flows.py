@@ -7,6 +7,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from textual.widgets import DataTable
 from textual.widgets._footer import FooterKey
 
 from tests.slides.samples import sample_slide_path
@@ -226,10 +227,16 @@ async def test_card_shows_counters_and_detail_shows_stage(tmp_path):
             pilot,
             lambda: "stage: writing outputs" in str(app.screen.query_one("#progress").render()),
         )
+        detail = app.screen
+        table = detail.query_one("#timeline", DataTable)
+        assert [table.get_row_at(i)[1] for i in range(table.row_count)] == ["PENDING", "RUNNING"]
+        ex.release("seg")  # it ends while the screen is open: header and timeline follow
+        await wait_for(pilot, lambda: table.row_count == 3)
+        assert table.get_row_at(2)[1] == "SUCCEEDED"
+        assert "SUCCEEDED" in str(detail.query_one("#header").render())
         await pilot.press("p")  # the detail screen's own key for the full-screen preview
         await pilot.pause()
         assert isinstance(app.screen, PreviewScreen)
-        ex.release("seg")
         await app.shutdown()
 
 

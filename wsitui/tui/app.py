@@ -382,7 +382,7 @@ class WsituiApp(App[None]):
             JobDetailScreen(
                 job,
                 badges(status.jobs, self.engine.stats().waiting)[job.id],
-                self.engine.timeline(self.tenant, job.id),
+                lambda: self.engine.timeline(self.tenant, job.id),
                 self.engine.results_dir(job),
                 self.image_protocol,
                 now=self.now,

@@ -1,13 +1,15 @@
 """Job detail: state and stage, params, timeline, error, outputs and the job's preview image.
 
 The header lines follow the job live (the app hands the screen each new snapshot, and its
-clock ticks every second); the rest is read when the screen opens.
+clock ticks every second), and the timeline is read again when the job changes state; the rest
+is read when the screen opens.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.text import Text
@@ -60,7 +62,7 @@ class JobDetailScreen(Screen[None]):
         self,
         job: Job,
         badge: Badge,
-        timeline: list[Transition],
+        timeline: Callable[[], list[Transition]],
         results_dir: Path,
         protocol: ImageProtocol,
         *,
@@ -69,6 +71,7 @@ class JobDetailScreen(Screen[None]):
         super().__init__()
         self.timeline, self.results_dir, self.protocol = timeline, results_dir, protocol
         self._header = Label(id="header")
+        self._table: DataTable[str | Text] = DataTable(show_cursor=False, id="timeline")
         self._progress = Label(id="progress")
         self.set_reactive(JobDetailScreen.job, job)
         self.set_reactive(JobDetailScreen.badge, badge)
@@ -83,8 +86,17 @@ class JobDetailScreen(Screen[None]):
         title = f"{job.key} · {job.slide}"
         self.app.push_screen(PreviewScreen(self.results_dir / PREVIEW, self.protocol, title))
 
-    def watch_job(self) -> None:
+    def watch_job(self, old: Job, new: Job) -> None:
         self._paint()
+        if (old.state, old.attempt, old.blocked) != (new.state, new.attempt, new.blocked):
+            self._fill_timeline()
+
+    def _fill_timeline(self) -> None:
+        table = self._table
+        table.clear()
+        for t in self.timeline():
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t.ts))
+            table.add_row(stamp, str(t.state), str(t.attempt), Text(t.reason))
 
     def watch_badge(self) -> None:
         self._paint()
@@ -112,12 +124,9 @@ class JobDetailScreen(Screen[None]):
                 Text(json.dumps(job.params, indent=2, sort_keys=True) if job.params else "{}")
             )
             yield Label("Timeline", classes="section")
-            table: DataTable[str] = DataTable(show_cursor=False)
-            table.add_columns("time", "state", "try", "reason")
-            for t in self.timeline:
-                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t.ts))
-                table.add_row(stamp, str(t.state), str(t.attempt), Text(t.reason))
-            yield table
+            self._table.add_columns("time", "state", "try", "reason")
+            self._fill_timeline()
+            yield self._table
             if job.error:
                 yield Label("Error", classes="section")
                 yield Static(Text(job.error), classes="error")
