@@ -3,11 +3,13 @@
 The mask is computed from the whole slide at about `target_mpp` (8 µm/px by default): from the
 pyramid level nearest that, area-averaged down when that level is much finer (a slide with no
 coarse level, e.g. a single-level TIFF, is reduced block by block, so memory stays bounded but
-every tile is decoded); then grey level, Otsu threshold, and objects and holes smaller than a
-given area in µm² are removed / filled. It is then mapped onto the job's tile grid (`tile_size`
-px at `level`) as an exact per-tile tissue fraction; a tile is tissue when that is at least
-`min_tissue_fraction` (a tile exactly at the threshold is kept). Downstream jobs load the grid
-and mask with `wsitui.jobs.common.upstream`.
+every tile is decoded); then grey level, an Otsu split refined by a local threshold half-way
+between the glass and the tissue around each pixel (soft edges, pale or grainy stain, see
+`mask_from_rgb`), and objects and holes smaller than a given area in µm² are removed / filled.
+It is then mapped onto the job's tile grid (`tile_size` px at `level`) as an exact per-tile
+tissue fraction; a tile is tissue when that is at least `min_tissue_fraction` (a tile exactly
+at the threshold is kept). Downstream jobs load the grid and mask with
+`wsitui.jobs.common.upstream`.
 
 Budgets, checked before anything big is allocated: the mask image has at most
 MAX_MASK_PIXELS (a JobError names the size and the fix), the grid at most MAX_GRID_TILES. A
@@ -15,8 +17,9 @@ pixel size the slide states that is not plausible (1e-9 or 1e9 µm/px) is replac
 `assumed_mpp`, loudly: in the job's stage and in the manifest's `warnings`.
 
 Resumable: the slide is read in horizontal bands of the mask image; each band is kept as a
-shard under `shards_dir` and recorded in the checkpoint, so a resumed job reads only the bands
-it has not got yet and its progress (grid tiles whose pixels are read) never goes back.
+shard under `shards_dir` (unless there is only one) and recorded in the checkpoint, so a
+resumed job reads only the bands it has not got yet and its progress (grid tiles whose pixels
+are read) never goes back.
 
 Outputs in the results dir: tissue_mask.png, tiles.json, preview.png, tissue.geojson (QuPath
 annotations, level-0 px) and manifest.json (written last); opt in to per-tile mask PNGs
@@ -70,8 +73,9 @@ GEOJSON_FILE = "tissue.geojson"
 ARCHIVE_FILE = "artifacts.zip"
 MANIFEST_FORMAT = "wsitui.tissue_mask/2"
 PREVIEW_MAX = 1024
-# The preview reads the slide itself when that is cheap: a level of at most this many times the
-# preview's pixels. Otherwise (no coarse level) it reuses the image the mask was computed from.
+# The preview is the mask's own image resized when that is at least preview size; when it is
+# smaller, the slide's thumbnail is read if its level has at most this many times the
+# preview's pixels (else the small image is enlarged: no coarse level to read).
 PREVIEW_READ_RATIO = 16
 MIN_CONTRAST = 8.0  # grey levels between Otsu classes; below that the level is one class
 EDGE_FRACTION = 0.47  # where between glass and tissue grey the edge is (see mask_from_rgb)
@@ -555,8 +559,8 @@ class _Run:
         self.total = geometry.count
         plan = plan_mask(reader, params)
         read_stage = f"reading level {plan.level}"
-        if plan.warning is not None:
-            read_stage += f" (warning: {plan.warning})"
+        if plan.mpp_assumed and reader.mpp is not None:  # faces show ~80 characters of a stage
+            read_stage += f"; slide MPP {reader.mpp:g} implausible, assumed {plan.mpp0:g}"
         h.set_stage(read_stage)
 
         tm = compute_tissue_mask(reader, params, bands=lambda p: self.read_bands(p, geometry))
