@@ -192,3 +192,18 @@ def test_a_style_is_recorded_in_the_slide_and_its_truth(tmp_path: Path):
     # tissue truth is: the look does not move the tissue.
     plain = write_sample_slide(tmp_path / "plain.svs", size=SMALL, seed=1)
     np.testing.assert_array_equal(load_truth(plain.path).tissue, truth.tissue)
+
+
+def test_a_big_level_1_goes_through_an_unnamed_file_with_the_same_result(
+    tmp_path: Path, monkeypatch
+):
+    a = write_sample_slide(tmp_path / "a.svs", size=SMALL, seed=4)
+    monkeypatch.setattr(sample_mod, "LEVEL1_IN_MEMORY_BYTES", 1024)  # force the file-backed path
+    b = write_sample_slide(tmp_path / "b.svs", size=SMALL, seed=4)
+    assert a.path.read_bytes() == b.path.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.svs",
+        "a.truth.npz",
+        "b.svs",
+        "b.truth.npz",
+    ]

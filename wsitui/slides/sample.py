@@ -74,6 +74,7 @@ MAX_PIXELS = 1_600_000_000
 A_MIN, A_MAX = DEFAULT_STYLE.nucleus_major_px
 B_MIN = DEFAULT_STYLE.nucleus_minor_min_px
 SLOTS = 12
+LEVEL1_IN_MEMORY_BYTES = 256 * 2**20  # a bigger level 1 lives in an unnamed file instead
 LUMEN_CELL = 256  # lumens are seeded per cell of this side (level-0 px), at most 2 per cell
 
 _DESC_HEAD = "Aperio Image Library v12.0.15\r\n"
@@ -666,7 +667,7 @@ def _write_svs(
     ntx, nty = math.ceil(width / TILE), math.ceil(height / TILE)
     w1, h1 = dims[1]
     # Level 1 lives in a file-backed array when big, so RSS stays flat on huge slides.
-    if w1 * h1 * 3 > 256 * 2**20:
+    if w1 * h1 * 3 > LEVEL1_IN_MEMORY_BYTES:
         level1: np.ndarray = np.memmap(scratch, dtype=np.uint8, mode="w+", shape=(h1, w1, 3))
     else:
         level1 = np.empty((h1, w1, 3), np.uint8)
