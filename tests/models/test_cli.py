@@ -66,7 +66,20 @@ def test_train_smoke_writes_a_loadable_model(tmp_path: Path, capsys: pytest.Capt
     """CI never trains for real: 3 steps on 4 small patches, then the export loads."""
     pytest.importorskip("edt")
     out = tmp_path / "m"
-    argv = ["model", "train", "--out", str(out), "--steps", "3", "--pool", "4", "--patch", "64"]
+    argv = [
+        "model",
+        "train",
+        "--out",
+        str(out),
+        "--steps",
+        "3",
+        "--pool",
+        "4",
+        "--patch",
+        "64",
+        "--tune-images",
+        "1",
+    ]
     assert run(argv) == 0
     assert "saved" in capsys.readouterr().out
     from wsitui.models.loaded import load

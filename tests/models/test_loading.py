@@ -159,3 +159,18 @@ def test_shipped_model_loads_through_the_same_path():
     assert model.manifest()["name"] == "wsitui_he_nuclei"
     out = model.predict(np.full((1, 64, 80, 3), 235, np.uint8))
     assert out.shape == (1, 64, 80) and out.dtype == np.int32
+
+
+def test_gpu_resource_only_for_cuda(monkeypatch: pytest.MonkeyPatch):
+    from wsitui.models import device
+
+    assert device.gpu_resources("cuda:1") == {"gpu": 1}
+    assert device.gpu_resources("cpu") == {} and device.gpu_resources("mps") == {}
+    monkeypatch.setattr(device, "cuda_visible", lambda: False)
+    assert device.gpu_resources("auto") == {}
+    monkeypatch.setattr(device, "cuda_visible", lambda: True)
+    assert device.gpu_resources("auto") == {"gpu": 1}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.undo()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert device.cuda_visible() is False

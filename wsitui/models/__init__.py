@@ -20,6 +20,7 @@ _LAZY = {
     "pick_device": "wsitui.models.device",
     "set_cpu_threads": "wsitui.models.device",
     "default_cpu_threads": "wsitui.models.device",
+    "gpu_resources": "wsitui.models.device",
     "detection_score": "wsitui.models.metrics",
     "DetectionScore": "wsitui.models.metrics",
 }
@@ -44,6 +45,7 @@ __all__ = [
     "cache_dir",
     "default_cpu_threads",
     "detection_score",
+    "gpu_resources",
     "load",
     "pick_device",
     "resolve",

@@ -33,6 +33,9 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
     tr.add_argument("--patch", type=int, default=128, help="training crop in px (default 128)")
     tr.add_argument("--pool", type=int, default=800, help="generated patches (default 800)")
     tr.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    tr.add_argument(
+        "--tune-images", type=int, default=20, help="images to tune post-processing (0: skip)"
+    )
     tr.add_argument("--eval", action="store_true", help="print held-out F1 when done")
 
     ev = sub.add_parser("eval", help="held-out detection F1 of a model on generated images")
@@ -130,7 +133,8 @@ def _train(args: argparse.Namespace) -> int:
         patch=args.patch,
         pool=args.pool,
         threads=args.threads,
-        warm_steps=min(200, max(1, args.steps // 10)),
+        tune_images=max(0, args.tune_images),
+        warm_steps=min(200, max(1, args.steps // 2)),
     )
     path = train(cfg, log=lambda s: print(s, flush=True))
     if args.eval:

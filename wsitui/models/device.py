@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 from wsitui.models.errors import ModelError
 
@@ -65,3 +66,20 @@ def set_cpu_threads(n: int) -> int:
             torch.set_num_threads(n)
             _threads_set = n
     return n
+
+
+def cuda_visible() -> bool:
+    """Whether an NVIDIA GPU is visible, without importing torch (cheap: for scheduling)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return Path("/dev/nvidia0").exists() or (gpus.is_dir() and any(gpus.iterdir()))
+
+
+def gpu_resources(device: str) -> dict[str, int]:
+    """What a model job holds besides a worker: one `gpu` when it will run on CUDA.
+
+    For `Executor.resources(params)`: decided without importing torch."""
+    if device.startswith("cuda") or (device == "auto" and cuda_visible()):
+        return {"gpu": 1}
+    return {}

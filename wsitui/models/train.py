@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from wsitui.models.data import PIXEL_SIZE, Sample, training_pool
+from wsitui.models.data import PIXEL_SIZE, TUNING_SEED, Sample, heldout_set, training_pool
 from wsitui.models.errors import ModelError
 from wsitui.models.normalize import normalize_batch
 
@@ -38,6 +38,7 @@ class TrainConfig:
     pool: int = 800
     threads: int = 1
     snapshot_every: int = 0  # export a snapshot every N steps (0: only at the end)
+    tune_images: int = 20  # tuning images for the post-processing defaults (0: keep instanseg's)
     name: str = "wsitui_he_nuclei"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -87,14 +88,59 @@ def export(model: Any, path: Path, pixel_size: float = PIXEL_SIZE) -> None:
     from instanseg.utils.loss.instanseg_loss import InstanSeg_Torchscript
 
     model.eval()
-    wrapped = InstanSeg_Torchscript(
-        model, cells_and_nuclei=False, pixel_size=pixel_size, n_sigma=2, backbone_dim_in=3
-    )
+    rng_state = torch.random.get_rng_state()  # tracing draws a random input: keep the
+    try:  # training's random stream unchanged, so snapshots do not change the result
+        wrapped = InstanSeg_Torchscript(
+            model, cells_and_nuclei=False, pixel_size=pixel_size, n_sigma=2, backbone_dim_in=3
+        )
+    finally:
+        torch.random.set_rng_state(rng_state)
     scripted = torch.jit.script(wrapped)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.jit.save(scripted, str(tmp))
     tmp.replace(path)
+
+
+# Post-processing defaults searched one at a time (coordinate descent from instanseg's own).
+TUNE_GRID: dict[str, tuple[float, ...]] = {
+    "seed_threshold": (0.5, 0.6, 0.7, 0.8),
+    "mask_threshold": (0.4, 0.53, 0.65),
+    "peak_distance": (3, 4, 5),
+    "min_size": (5, 10, 20),
+}
+
+
+def tune_postprocess(
+    path: Path, images: int = 20, log: Callable[[str], None] = print
+) -> dict[str, float]:
+    """Pick post-processing defaults on a tuning set (its own style stream: never the held-out
+    test images) and write them into the exported model; returns what was chosen."""
+    import torch
+
+    from wsitui.models.evaluate import evaluate
+    from wsitui.models.loaded import load
+    from wsitui.models.source import ModelSource
+
+    tuning = heldout_set(images, 256, seed=TUNING_SEED)
+    model = load(ModelSource("file", path.parent.name, path), "cpu")
+    best = {"seed_threshold": 0.7, "mask_threshold": 0.53, "peak_distance": 5, "min_size": 10}
+    best_f1 = evaluate(model, tuning, best).score.f1
+    log(f"tuning: instanseg's defaults F1 {best_f1:.3f}")
+    for key, values in TUNE_GRID.items():
+        for v in values:
+            trial = {**best, key: v}
+            f1 = evaluate(model, tuning, trial).score.f1
+            if f1 > best_f1 + 1e-9:
+                best, best_f1 = trial, f1
+    log(f"tuning: chose {best}, F1 {best_f1:.3f} on the tuning set")
+    module = torch.jit.load(str(path), map_location="cpu")
+    for key, v in best.items():
+        setattr(module, f"default_{key}", int(v) if key in ("peak_distance", "min_size") else v)
+    tmp = path.with_suffix(".tmp")
+    torch.jit.save(module, str(tmp))
+    tmp.replace(path)
+    return best
 
 
 def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
@@ -176,12 +222,14 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
             model.train()
     path = cfg.out / MODEL_FILE
     export(model, path)
+    tuned = tune_postprocess(path, cfg.tune_images, log) if cfg.tune_images else {}
     elapsed = time.monotonic() - t0
     info = {
         "name": cfg.name,
         "pixel_size": PIXEL_SIZE,
         "channels": 3,
         "train": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "postprocess": tuned,
         "train_seconds": round(elapsed),
         "torch": torch.__version__,
     }
