@@ -171,6 +171,10 @@ async def test_metrics_screen_shows_queue_depth_per_branch(tmp_path):
         lines = str(app.screen.query_one("#depths").render()).splitlines()
         assert [line.split()[0] for line in lines] == ["deep/A", "deep/B"]
         assert [line.split()[-1] for line in lines] == ["1", "2"]
+        await pilot.press("n", "c")  # main-screen keys do nothing here (no dialog, no cancel)
+        await pilot.pause()
+        assert isinstance(app.screen, MetricsScreen)
+        assert app.engine.stats().running == 1
         ex.release("a")
         ex.release("b")
         ex.release("c")

@@ -151,7 +151,7 @@ class WsituiApp(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Main-screen keys are off (and out of the footer) while another screen is up."""
-        return action not in MAIN_ONLY or self.screen is self.screen_stack[0]
+        return action not in MAIN_ONLY or len(self.screen_stack) <= 1
 
     # ---- engine ------------------------------------------------------------------------------
     async def _run_engine(self) -> None:
