@@ -54,7 +54,7 @@ def _bad_upstream(job: Job, jobs: Mapping[str, Job]) -> Job | None:
             continue
         if dep.state in (JobState.FAILED, JobState.CANCELED):
             return dep
-        if dep.blocked:
+        if dep.state is JobState.PENDING:  # `blocked` is derived, not stored: walk up
             found = _bad_upstream(dep, jobs)
             if found is not None:
                 return found
@@ -96,8 +96,8 @@ def _phase(
         return PhaseInfo(_TERMINAL[job.state], reason)
     if not job.enqueued:
         return PhaseInfo(JobPhase.HELD, "not started yet")
-    if job.blocked:
-        up = _bad_upstream(job, by_id)
+    up = _bad_upstream(job, by_id)
+    if job.blocked or up is not None:
         why = f"upstream {up.key} {str(up.state).lower()}" if up else "an upstream job failed"
         return PhaseInfo(JobPhase.BLOCKED, why + "; retry it to go on")
     unmet = [
