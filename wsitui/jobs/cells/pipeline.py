@@ -108,6 +108,7 @@ def run_tiles(
     window = max(2 * batch_size, read_threads + 1)
     prefetch = Prefetcher(reader, plan, todo, threads=read_threads, window=window)
     extractor = ThreadPoolExecutor(1, thread_name_prefix="wsitui-extract")
+    infer = ThreadPoolExecutor(1, thread_name_prefix="wsitui-infer")
     pending: list[Future[None]] = []
     try:
         batch: list[TileImage] = []
@@ -125,7 +126,9 @@ def run_tiles(
             if not batch:
                 break
             began = time.perf_counter()
-            labels = model.predict(np.stack([b.rgb for b in batch]))
+            labels = _interruptible(
+                infer, model.predict, np.stack([b.rgb for b in batch]), check_cancel
+            )
             timings.add("infer", time.perf_counter() - began)
             for b, lab in zip(batch, labels, strict=True):
                 pending.append(extractor.submit(post, b, lab))
@@ -140,7 +143,24 @@ def run_tiles(
     finally:
         prefetch.close()
         extractor.shutdown(wait=True, cancel_futures=True)
+        infer.shutdown(wait=False)  # a batch still computing after a cancel is left to finish
     return timings
+
+
+def _interruptible(
+    pool: ThreadPoolExecutor,
+    fn: Callable[[np.ndarray], np.ndarray],
+    batch: np.ndarray,
+    check_cancel: Callable[[], None],
+) -> np.ndarray:
+    """`fn(batch)` on `pool`, checking for cancel every 0.1 s: a cancel is answered within a
+    fraction of a second even when one batch takes several (its result is then discarded)."""
+    fut = pool.submit(fn, batch)
+    while True:
+        try:
+            return fut.result(timeout=0.1)
+        except TimeoutError:
+            check_cancel()
 
 
 def _count_cells(shards: ShardStore, tiles: Sequence[Tile]) -> int:
