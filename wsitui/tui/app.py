@@ -438,7 +438,6 @@ class WsituiApp(App[None]):
             self.notify(str(exc), severity="error")
             return
         self.selected_workflow = status.workflow.id
-        self._inbox.add(ALL)
         self.notify("demo workflow ready: press S to start all its jobs")
 
     def action_quit(self) -> None:
