@@ -76,7 +76,7 @@ async def test_tenants_see_and_touch_only_their_own_workflows(tmp_path):
         await settle(app, pilot)
         rows = list(app.query(WorkflowRow))
         assert [r.workflow_id for r in rows] == ["wf0002"]  # bob's only
-        assert all(c.job.tenant == "bob" for c in app.query(JobCard))
+        assert [(c.job.tenant, c.job.key) for c in app.query(JobCard)] == [("bob", "b")]
 
         # Even with alice's job id in hand, bob's commands cannot reach it.
         app.selected_job = alice.jobs[0].id
