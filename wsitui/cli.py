@@ -1,4 +1,4 @@
-"""`wsitui` command line: the TUI by default; run, status and sample as subcommands."""
+"""`wsitui` command line: the TUI by default; run, status, sample and model as subcommands."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from wsitui import __version__
+from wsitui.models.cli import add_model_commands  # cheap: no torch at parser build
 from wsitui.slides.sample import DEFAULT_SIZE
 
 
@@ -36,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--tenant", help="only this tenant")
     status.add_argument("--out", type=Path, help="results root, if run used --out")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    add_model_commands(sub)
 
     sample = sub.add_parser("sample", help="write a synthetic H&E-like Aperio SVS slide")
     sample.add_argument("out", type=Path, help="output path, e.g. demo.svs")
@@ -85,6 +88,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return status(args.data_dir, tenant=args.tenant, as_json=args.json, out=args.out)
     if args.command == "sample":
         return _sample(args.out, args.size, args.seed, force=args.force)
+    if args.command == "model":
+        from wsitui.models.cli import run_model_command
+
+        return run_model_command(args)
     from wsitui.tui.main import tui_main
 
     return tui_main(args.config, args.data_dir, args.tenant)

@@ -290,10 +290,15 @@ BAD_CONFIGS: dict[str, tuple[str, str]] = {
         'slide="{slide}"\nparams={{ tilesize = 5 }}\n',
         "tilesize",
     ),
-    "segment_cells_not_yet": (
+    "segment_cells_bad_device": (
         '[[workflows]]\ntenant="t"\nname="w"\n[[workflows.jobs]]\nid="a"\n'
-        'type="SEGMENT_CELLS"\nslide="{slide}"\n',
-        "SEGMENT_CELLS jobs cannot run yet",
+        'type="SEGMENT_CELLS"\nslide="{slide}"\nparams={{ device = "tpu" }}\n',
+        "device 'tpu' is not one of auto, cpu, cuda, cuda:N, mps",
+    ),
+    "segment_cells_unknown_model": (
+        '[[workflows]]\ntenant="t"\nname="w"\n[[workflows.jobs]]\nid="a"\n'
+        'type="SEGMENT_CELLS"\nslide="{slide}"\nparams={{ model = "no_such_model" }}\n',
+        "model 'no_such_model' is unknown",
     ),
     "bad_image_protocol": ('[ui]\nimage_protocol = "ascii"\n', "ui.image_protocol"),
     "bad_sample_size": (

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from wsitui.core.executor import Executor
+from wsitui.jobs.segment_cells import SegmentCellsExecutor
 from wsitui.jobs.tissue_mask import TissueMaskExecutor
 
 
 def default_executors() -> list[Executor]:
-    # SEGMENT_CELLS is refused at submission until its executor lands (engine: no executor).
-    return [TissueMaskExecutor()]
+    return [TissueMaskExecutor(), SegmentCellsExecutor()]

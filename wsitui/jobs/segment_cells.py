@@ -1,0 +1,398 @@
+"""SEGMENT_CELLS: InstanSeg nuclei over a whole slide, tiled, seam-free, QuPath-ready.
+
+The job reads the slide at the model's pixel size (planning in `cells/plan.py`), segments only
+tiles with tissue (the mask of an upstream TISSUE_MASK job on the same slide when the DAG has
+one, else its own low-resolution mask), overlaps reading, inference and polygon extraction
+(`cells/pipeline.py`), keeps each nucleus exactly once across tile seams (`cells/extract.py`,
+`cells/merge.py`) and streams the outputs (`cells/write.py`). Per-tile results are shards: a
+restarted job resumes at the tiles it has not finished.
+
+Outputs in the results dir: cells.geojson (QuPath detections), cells.csv, preview.png (the
+slide with cell outlines), manifest.json (written last); on request cells.geojson.gz, per-tile
+label PNGs (`tile_labels`) and artifacts.zip (`archive`).
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+from pydantic import BaseModel
+
+from wsitui.core.executor import Executor, JobContext, JobError, UpstreamJob, UpstreamSpec
+from wsitui.core.models import JobSpec, JobType
+from wsitui.jobs.cells.extract import CellRecords
+from wsitui.jobs.cells.merge import settle_seams
+from wsitui.jobs.cells.params import SegmentCellsParams
+from wsitui.jobs.cells.pipeline import Progress, Segmenter, run_tiles, shard_key
+from wsitui.jobs.cells.plan import CellPlan, plan_tiles
+from wsitui.jobs.cells.write import CellWriter
+from wsitui.jobs.common.archive import write_archive
+from wsitui.jobs.common.files import write_atomic
+from wsitui.jobs.common.grid import MAX_GRID_TILES
+from wsitui.jobs.common.manifest import (
+    Artifact,
+    JobManifest,
+    SlideMeta,
+    library_versions,
+    write_manifest,
+)
+from wsitui.jobs.common.mpp import resolve_mpp
+from wsitui.jobs.common.shards import ShardStore
+from wsitui.jobs.common.upstream import load_tissue_mask
+from wsitui.models import ModelError, resolve
+from wsitui.models.device import cuda_visible, gpu_resources
+from wsitui.slides.errors import SlideError, quoted
+from wsitui.slides.reader import SlideReader, open_slide
+
+MANIFEST_FORMAT = "wsitui.segment_cells/1"
+PREVIEW_FILE = "preview.png"
+PREVIEW_MAX = 1024
+LABELS_DIR = "labels"
+ARCHIVE_FILE = "artifacts.zip"
+
+
+class TilesMeta(BaseModel):
+    tile_size: int  # core, model px
+    overlap: int  # model px on each side
+    input_size: int  # model input side (read region padded)
+    read_level: int
+    scale: float  # level-0 px per model px
+    total: int
+    processed: int
+    skipped: int  # without tissue
+    batch_size: int
+
+
+class CellsManifest(JobManifest):
+    model: dict[str, Any]  # name, kind, sha256, pixel_size, device, precision, ...
+    tiles: TilesMeta
+    cells: int
+    mpp: float  # µm per level-0 px used
+    mpp_source: str  # slide | assumed
+    tissue_source: str  # upstream:<job> | own | all
+    tissue_area_mm2: float
+    density_per_mm2: float
+
+
+def _tissue_area_mm2(mask: np.ndarray, mask_ds: tuple[float, float], mpp: float) -> float:
+    return float(mask.sum()) * mask_ds[0] * mask_ds[1] * mpp * mpp / 1e6
+
+
+def _mask_upstream(upstream: Sequence[UpstreamJob], slide: str) -> UpstreamJob | None:
+    for up in upstream:
+        if up.job_type is JobType.TISSUE_MASK and _same_slide(up.slide, slide):
+            return up
+    return None
+
+
+def _same_slide(a: str, b: str) -> bool:
+    try:
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    except OSError:
+        return a == b
+
+
+def _batch_size(params: SegmentCellsParams, device: str) -> int:
+    if params.batch_size != "auto":
+        return int(params.batch_size)
+    # Batching pays on an accelerator; on CPU one tile at a time is as fast per tile (measured).
+    return 1 if device == "cpu" else 4
+
+
+class SegmentCellsExecutor(Executor):
+    """The Executor for JobType.SEGMENT_CELLS (see wsitui.core.executor)."""
+
+    job_type = JobType.SEGMENT_CELLS
+    params_model = SegmentCellsParams
+    threads = 2  # jobs of this type running at once; each uses the model's own thread budget
+
+    def __init__(self) -> None:
+        self._models: Any = None  # wsitui.models.ModelCache, made on first use (imports torch)
+
+    @property
+    def models(self) -> Any:
+        if self._models is None:
+            from wsitui.models import ModelCache
+
+            self._models = ModelCache()
+        return self._models
+
+    def resources(self, params: BaseModel) -> dict[str, int]:
+        assert isinstance(params, SegmentCellsParams)
+        if params.model == "classical":
+            return {}
+        return gpu_resources(params.device)  # one `gpu` when it will run on CUDA
+
+    def capacity(self) -> dict[str, int]:
+        return {"gpu": _gpu_count()}
+
+    def validate(
+        self, spec: JobSpec, slide: Path, params: BaseModel, upstream: Sequence[UpstreamSpec]
+    ) -> None:
+        assert isinstance(params, SegmentCellsParams)
+        if not slide.exists():
+            raise ValueError(f"slide {quoted(spec.slide)} does not exist; check the path")
+        if not slide.is_file():
+            raise ValueError(f"slide {quoted(spec.slide)} is not a file; give the slide file")
+        for up in upstream:
+            if up.job_type is JobType.TISSUE_MASK and not _same_slide(up.slide, spec.slide):
+                raise ValueError(
+                    f"its upstream TISSUE_MASK {up.key!r} is on another slide "
+                    f"({quoted(up.slide)}); depend on a mask of {quoted(spec.slide)}"
+                )
+        try:
+            resolve(params.model)
+        except ModelError as e:
+            raise ValueError(str(e)) from None
+        if params.device.startswith("cuda") and not cuda_visible():
+            raise ValueError(
+                f"device {params.device!r} requested but no CUDA GPU is visible here: use "
+                "device = 'auto' or 'cpu'"
+            )
+
+    async def close(self) -> None:
+        if self._models is not None:
+            self._models.close()
+            self._models = None
+
+    async def run(self, ctx: JobContext) -> None:
+        params = ctx.params
+        assert isinstance(params, SegmentCellsParams)
+        await ctx.to_thread(_Run(self, ctx, params).run)
+
+
+class _Run:
+    def __init__(
+        self, executor: SegmentCellsExecutor, ctx: JobContext, params: SegmentCellsParams
+    ) -> None:
+        self.executor, self.ctx, self.params = executor, ctx, params
+        self.out = ctx.results_dir
+        self.timings: dict[str, float] = {}
+        self.warnings: list[str] = []
+
+    def _timed(self, name: str, began: float) -> float:
+        now = time.perf_counter()
+        self.timings[name] = round(self.timings.get(name, 0.0) + now - began, 4)
+        return now
+
+    def run(self) -> None:
+        ctx = self.ctx
+        started = t = time.perf_counter()
+        ctx.set_stage("opening slide")
+        try:
+            reader = open_slide(ctx.job.slide)
+        except SlideError as e:
+            raise JobError(str(e)) from e
+        try:
+            self._run(reader, started, t)
+        except SlideError as e:
+            raise JobError(str(e)) from e
+        except ModelError as e:
+            raise JobError(str(e)) from e
+        finally:
+            reader.close()
+
+    def _run(self, reader: SlideReader, started: float, t: float) -> None:
+        ctx, params = self.ctx, self.params
+        mpp = resolve_mpp(reader, params.assumed_mpp)
+        if mpp.warning:
+            self.warnings.append(mpp.warning)
+        ctx.set_stage("loading model")
+        source = resolve(params.model)
+        model = self.executor.models.get(source, params.device)
+        if model.is_classical:
+            why = f": {model.fallback_reason}" if model.fallback_reason else ""
+            self.warnings.append(f"model: {model.name}, the classical fallback, not InstanSeg{why}")
+        t = self._timed("load_model", t)
+
+        ctx.set_stage("finding tissue")
+        tissue, tissue_source = self._tissue(reader, mpp.mpp)
+        plan = plan_tiles(
+            reader,
+            slide_mpp=mpp.mpp,
+            model_px=float(model.pixel_size),
+            tile_size=params.tile_size,
+            max_nucleus_um=params.max_nucleus_um,
+            tissue=tissue,
+        )
+        if plan.total > MAX_GRID_TILES:
+            raise JobError(
+                f"slide {quoted(ctx.job.slide)}: {plan.total:,} tiles of {params.tile_size} px "
+                f"is over the {MAX_GRID_TILES:,} tile limit; use a larger tile_size"
+            )
+        shards = ShardStore(ctx.shards_dir, self._shard_plan(reader, plan, model))
+        t = self._timed("plan", t)
+
+        ctx.set_stage("segmenting")
+        batch = _batch_size(params, model.device)
+        label_dir = self.out / LABELS_DIR if params.tile_labels else None
+        if label_dir is not None:
+            label_dir.mkdir(exist_ok=True)
+
+        def progress(p: Progress) -> None:
+            ctx.report(p.tiles_done, plan.total, {"cells": p.cells})
+
+        def save_labels(tile: Any, labels: np.ndarray) -> None:
+            assert label_dir is not None
+            img = Image.fromarray(np.asarray(labels, np.int32).astype(np.uint16) % 65536)
+            img.save(label_dir / f"{shard_key(tile)}.png", optimize=False, compress_level=1)
+
+        tile_times = run_tiles(
+            reader,
+            plan,
+            model,
+            shards,
+            batch_size=batch,
+            min_area_px=params.min_area_um2 / (plan.model_px**2),
+            read_threads=2,
+            on_progress=progress,
+            check_cancel=ctx.check_cancel,
+            on_labels=save_labels if label_dir is not None else None,
+        )
+        for name in ("read", "infer", "post", "wait_read"):
+            self.timings[name] = round(getattr(tile_times, name), 4)
+        t = self._timed("segment", t)
+
+        ctx.check_cancel()
+        ctx.set_stage("merging seams")
+        keep = settle_seams((tile_key, rec) for tile_key, rec in self._records(plan, shards))
+        t = self._timed("merge", t)
+
+        ctx.check_cancel()
+        ctx.set_stage("writing outputs")
+        base = reader.thumbnail(PREVIEW_MAX)
+        preview = Image.fromarray(base)
+        draw = ImageDraw.Draw(preview)
+        sx = base.shape[1] / reader.dimensions[0]
+        sy = base.shape[0] / reader.dimensions[1]
+        with CellWriter(self.out, job_id=ctx.job.id, mpp=mpp.mpp, gz=params.geojson_gz) as w:
+            for tile_key, rec in self._records(plan, shards):
+                w.add(rec, keep[tile_key], tile_key)
+                _draw_outlines(draw, rec, keep[tile_key], sx, sy)
+            cells = w.count
+        write_atomic(self.out / PREVIEW_FILE, _png(preview))
+        mask_area = (
+            _tissue_area_mm2(tissue[0], tissue[1], mpp.mpp)
+            if tissue is not None
+            else reader.dimensions[0] * reader.dimensions[1] * mpp.mpp**2 / 1e6
+        )
+        artifacts = ["cells.geojson", "cells.csv", PREVIEW_FILE]
+        if params.geojson_gz:
+            artifacts.append("cells.geojson.gz")
+        if params.archive:
+            extra = (
+                [f"{LABELS_DIR}/{p.name}" for p in sorted(label_dir.iterdir())] if label_dir else []
+            )
+            write_archive(self.out, ARCHIVE_FILE, artifacts + extra)
+            artifacts.append(ARCHIVE_FILE)
+        t = self._timed("write", t)
+        self.timings["total"] = round(time.perf_counter() - started, 4)
+        manifest = CellsManifest(
+            format=MANIFEST_FORMAT,
+            job_id=ctx.job.id,
+            job_type=str(JobType.SEGMENT_CELLS),
+            created_at=time.time(),
+            params=params.model_dump(mode="json"),
+            slide=SlideMeta.of(reader),
+            artifacts=[Artifact.file(self.out, a, a.rsplit(".", 1)[-1]) for a in artifacts],
+            timings=self.timings,
+            versions=library_versions(),
+            warnings=self.warnings,
+            model=dict(model.manifest()),
+            tiles=TilesMeta(
+                tile_size=params.tile_size,
+                overlap=plan.overlap,
+                input_size=plan.input_size,
+                read_level=plan.read_level,
+                scale=plan.scale,
+                total=plan.total,
+                processed=len(plan.tiles),
+                skipped=plan.skipped,
+                batch_size=batch,
+            ),
+            cells=cells,
+            mpp=mpp.mpp,
+            mpp_source=mpp.source,
+            tissue_source=tissue_source,
+            tissue_area_mm2=round(mask_area, 6),
+            density_per_mm2=round(cells / mask_area, 3) if mask_area > 0 else 0.0,
+        )
+        write_manifest(self.out, manifest)
+        if label_dir is None:
+            shutil.rmtree(self.out / LABELS_DIR, ignore_errors=True)
+        ctx.report(plan.total, plan.total, {"cells": cells})
+
+    def _tissue(
+        self, reader: SlideReader, mpp: float
+    ) -> tuple[tuple[np.ndarray, tuple[float, float]] | None, str]:
+        if self.params.tissue == "all":
+            return None, "all"
+        up = _mask_upstream(self.ctx.upstream, self.ctx.job.slide)
+        if up is not None:
+            try:
+                return load_tissue_mask(up.results_dir), f"upstream:{up.key}"
+            except JobError as e:
+                self.warnings.append(f"upstream mask unusable ({e}); computed its own")
+        from wsitui.jobs.tissue_mask import compute_tissue_mask  # FIXME: move to jobs/common
+
+        tm = compute_tissue_mask(reader, check_cancel=self.ctx.check_cancel)
+        return (tm.mask, tm.downsample), "own"
+
+    def _shard_plan(self, reader: SlideReader, plan: CellPlan, model: Segmenter) -> dict[str, Any]:
+        """What the shards were computed for: a resumed job reuses them only if all agree."""
+        st = Path(reader.path).stat()
+        return {
+            "slide": str(reader.path),
+            "slide_size": st.st_size,
+            "slide_mtime": st.st_mtime,
+            "model": getattr(model, "sha256", ""),
+            "scale": plan.scale,
+            "tile_size": plan.geometry.tile_size,
+            "overlap": plan.overlap,
+            "band": plan.band,
+            "min_area_um2": self.params.min_area_um2,
+        }
+
+    def _records(self, plan: CellPlan, shards: ShardStore) -> Any:
+        for tile in plan.tiles:
+            data = shards.get_bytes(shard_key(tile))
+            if data is None:
+                raise JobError(f"tile {tile.col},{tile.row} has no result; retry the job")
+            try:
+                rec = CellRecords.from_bytes(data)
+            except (OSError, ValueError, KeyError) as e:
+                raise JobError(
+                    f"tile {tile.col},{tile.row} result is unreadable ({e}); retry"
+                ) from e
+            yield (tile.col, tile.row), rec
+
+
+def _draw_outlines(
+    draw: ImageDraw.ImageDraw, rec: CellRecords, keep: np.ndarray, sx: float, sy: float
+) -> None:
+    for i in np.nonzero(keep)[0]:
+        ring = rec.ring(int(i))
+        pts = [(float(x * sx), float(y * sy)) for x, y in ring]
+        if len(pts) >= 3:
+            draw.polygon(pts, outline=(20, 200, 40))
+
+
+def _gpu_count() -> int:
+    """NVIDIA GPUs visible, without importing torch (the engine asks at start-up)."""
+    if not cuda_visible():
+        return 0
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return max(1, len(list(gpus.iterdir()))) if gpus.is_dir() else 1
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
