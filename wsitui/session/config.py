@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -242,7 +243,12 @@ def _resolve(config: Config, path: Path, base: Path) -> Config:
                     update={
                         "jobs": [
                             j.model_copy(
-                                update={"slide": fix(j.slide, f"workflows[{wi}].jobs[{ji}].slide")}
+                                update={
+                                    "slide": fix(j.slide, f"workflows[{wi}].jobs[{ji}].slide"),
+                                    "params": _model_path(
+                                        j.params, base, fix, f"workflows[{wi}].jobs[{ji}]"
+                                    ),
+                                }
                             )
                             for ji, j in enumerate(w.jobs)
                         ]
@@ -252,3 +258,17 @@ def _resolve(config: Config, path: Path, base: Path) -> Config:
             ],
         }
     )
+
+
+def _model_path(
+    params: dict[str, Any], base: Path, fix: Callable[[Path, str], Path | None], key: str
+) -> dict[str, Any]:
+    """A `model` param that names a folder or a .pt file is relative to the config file too
+    (a pretrained name or 'classical' is left as it is)."""
+    model = params.get("model")
+    if not isinstance(model, str) or not model:
+        return params
+    looks_like_path = "/" in model or "\\" in model or model.endswith(".pt") or model[0] in ".~"
+    if not looks_like_path and not (base / model).exists():
+        return params
+    return {**params, "model": str(fix(Path(model), f"{key}.params.model"))}
