@@ -1,0 +1,298 @@
+"""SEGMENT_CELLS benchmark: three ways over one generated slide, side by side in one run.
+
+    (a) limit     the model alone over the job's own tissue tiles, pre-read and pre-normalised
+    (b) wsitui    the TISSUE_MASK + SEGMENT_CELLS jobs through the engine
+    (c) instanseg instanseg-torch's own eval_whole_slide_image with the same model (in the
+                  separate environment made by benchmarks/setup_baseline.sh)
+
+    .venv/bin/python benchmarks/bench_cells.py [--size 8192x6144] [--seed 11] [--model shipped]
+        [--skip-baseline]
+
+Each variant runs in its own process (peak RSS is that process's). Prints tiles/s, total time,
+detection F1 against the generator's truth (centroids within 6 px) and peak RSS, then the
+ratios the goals are stated in: (b) >= 0.85 x (a) throughput; (b) >= 2x faster than (c) at
+equal or better F1. Slides are generated once into benchmarks/.cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "benchmarks" / ".cache"
+BASELINE_PY = ROOT / "benchmarks" / ".venv-baseline" / "bin" / "python"
+sys.path.insert(0, str(ROOT))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def sample(size: tuple[int, int], seed: int) -> Path:
+    from wsitui.slides.sample import write_sample_slide
+
+    path = CACHE / f"cells_{size[0]}x{size[1]}_s{seed}.svs"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        print(f"generating {path.name} (once) ...", file=sys.stderr)
+        write_sample_slide(path, size=size, seed=seed)
+    return path
+
+
+def f1_of(centroids: Any, slide: Path) -> float:
+    from tests.cells.truth import match_centroids
+    from wsitui.slides.sample import load_truth
+
+    return match_centroids(centroids, load_truth(slide).nuclei[:, :2]).f1
+
+
+# ---- (a) the model alone ---------------------------------------------------------------------
+def variant_limit(slide: Path, model_name: str) -> dict[str, Any]:
+    import torch
+
+    from wsitui.jobs.cells.params import SegmentCellsParams
+    from wsitui.jobs.cells.plan import plan_tiles
+    from wsitui.jobs.cells.source import read_tile
+    from wsitui.jobs.tissue_mask import compute_tissue_mask
+    from wsitui.models import ModelCache, resolve
+    from wsitui.models.normalize import normalize_batch
+    from wsitui.slides.reader import open_slide
+
+    params = SegmentCellsParams()
+    cache = ModelCache()
+    model = cache.get(resolve(model_name), "cpu")
+    reader = open_slide(slide)
+    tm = compute_tissue_mask(reader)
+    plan = plan_tiles(
+        reader,
+        slide_mpp=reader.mpp or params.assumed_mpp,
+        model_px=model.pixel_size,
+        tile_size=params.tile_size,
+        max_nucleus_um=params.max_nucleus_um,
+        tissue=(tm.mask, tm.downsample),
+    )
+    rgbs = [read_tile(reader, plan, t).rgb[None] for t in plan.tiles]
+    if model.is_classical:
+        began = time.perf_counter()
+        for rgb in rgbs:
+            model.predict(rgb)
+        seconds = time.perf_counter() - began
+        return {"tiles": len(rgbs), "seconds": seconds, "tiles_per_s": len(rgbs) / seconds}
+    inputs = [torch.from_numpy(normalize_batch(rgb)) for rgb in rgbs]
+    module, post = model._module, model.postprocess  # the bare TorchScript forward
+    with torch.inference_mode():
+        module(inputs[0], **post)  # warm-up, not timed
+        began = time.perf_counter()
+        for x in inputs:
+            module(x, **post)
+        seconds = time.perf_counter() - began
+    reader.close()
+    n = len(inputs)
+    return {"tiles": n, "seconds": seconds, "tiles_per_s": n / seconds, "f1": None}
+
+
+# ---- (b) the wsitui jobs -----------------------------------------------------------------------
+def variant_wsitui(slide: Path, model_name: str) -> dict[str, Any]:
+    import anyio
+
+    from tests.cells.truth import cells_centroids
+    from wsitui.core.engine import Engine
+    from wsitui.core.models import JobSpec, WorkflowSpec
+    from wsitui.jobs.registry import default_executors
+
+    async def main() -> dict[str, Any]:
+        with tempfile.TemporaryDirectory() as tmp:
+            async with Engine(Path(tmp), default_executors()) as engine:
+                began = time.perf_counter()
+                w = engine.submit(
+                    "bench",
+                    WorkflowSpec(
+                        name="cells",
+                        jobs=(
+                            JobSpec(id="mask", type="TISSUE_MASK", slide=str(slide)),
+                            JobSpec(
+                                id="cells",
+                                type="SEGMENT_CELLS",
+                                slide=str(slide),
+                                depends_on=("mask",),
+                                params={"model": model_name},
+                            ),
+                        ),
+                    ),
+                )
+                await engine.wait_idle()
+                total = time.perf_counter() - began
+                job = engine.workflow("bench", w.workflow.id).jobs[1]
+                if job.error:
+                    raise SystemExit(f"wsitui job failed: {job.error}")
+                out = engine.results_dir(job)
+                manifest = json.loads((out / "manifest.json").read_text())
+                cells = cells_centroids(out)
+        n = manifest["tiles"]["processed"]
+        job_s = manifest["timings"]["total"]
+        return {
+            "tiles": n,
+            "seconds": total,
+            "job_seconds": job_s,
+            "tiles_per_s": n / manifest["timings"]["segment"],
+            "f1": f1_of(cells, slide),
+            "cells": manifest["cells"],
+            "timings": manifest["timings"],
+        }
+
+    return anyio.run(main)
+
+
+# ---- (c) instanseg's own whole-slide path ------------------------------------------------------
+BASELINE = r"""
+import json, resource, sys, time, shutil
+from pathlib import Path
+import numpy as np, torch
+from instanseg import InstanSeg
+from instanseg.utils.tiling import _chops
+slide, model_path, mpp = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+module = torch.jit.load(model_path)
+seg = InstanSeg(module, device="cpu", verbosity=0)
+began = time.perf_counter()
+seg.eval_whole_slide_image(str(slide), pixel_size=mpp, tile_size=512, overlap=80,
+                           save_geojson=True, use_otsu_threshold=True)
+seconds = time.perf_counter() - began
+out = sorted(slide.parent.glob("*.geojson"))
+features = json.loads(out[0].read_text()) if out else []
+if isinstance(features, dict):
+    features = features.get("features", [])
+cents = []
+for f in features:
+    ring = np.asarray(f["geometry"]["coordinates"][0], float)
+    cents.append(ring[:-1].mean(axis=0))
+tiles = None
+try:
+    from instanseg.inference_class import _threshold_thumbnail, _find_non_empty_positions
+    sl = seg.read_slide(str(slide))
+    scale = module.pixel_size / mpp
+    dims = (round(sl.dimensions[1] / scale), round(sl.dimensions[0] / scale))
+    chops = _chops(dims, (512, 512), overlap=2 * (80 + 20))
+    mask, _ = _threshold_thumbnail(sl)
+    tiles = int(np.sum(_find_non_empty_positions(mask, chops, 512, dims)))
+except Exception as e:
+    print("tile count unavailable:", e, file=sys.stderr)
+print(json.dumps({"seconds": seconds, "centroids": [list(map(float, c)) for c in cents],
+                  "tiles": tiles, "features": len(features),
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def variant_baseline(slide: Path, model_name: str) -> dict[str, Any]:
+    import numpy as np
+
+    from wsitui.models import resolve
+    from wsitui.slides.reader import open_slide
+
+    if not BASELINE_PY.exists():
+        raise SystemExit("no baseline environment: run bash benchmarks/setup_baseline.sh")
+    source = resolve(model_name)
+    with open_slide(slide) as reader:
+        mpp = reader.mpp or 0.5
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / slide.name  # it writes its zarr and GeoJSON next to the slide
+        copy.symlink_to(slide)
+        script = Path(tmp) / "baseline.py"
+        script.write_text(BASELINE)
+        done = subprocess.run(
+            [str(BASELINE_PY), str(script), str(copy), str(source.path), str(mpp)],
+            capture_output=True,
+            text=True,
+        )
+    if done.returncode:
+        raise SystemExit(f"baseline failed: {done.stderr.strip().splitlines()[-1:]}")
+    r = json.loads(done.stdout.strip().splitlines()[-1])
+    cents = np.asarray(r["centroids"]).reshape(-1, 2)
+    tiles = r["tiles"]
+    return {
+        "tiles": tiles,
+        "seconds": r["seconds"],
+        "tiles_per_s": (tiles / r["seconds"]) if tiles else None,
+        "f1": f1_of(cents, slide),
+        "cells": r["features"],
+        "rss_mb": r["rss_mb"],
+    }
+
+
+VARIANTS = {"a": variant_limit, "b": variant_wsitui, "c": variant_baseline}
+
+
+def run_variant(name: str, slide: Path, model: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--variant", name, "--slide", str(slide), "--model", model],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        tail = (done.stderr.strip().splitlines() or ["?"])[-1]
+        return {"error": tail}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def fmt(v: Any, nd: int = 2) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", default="8192x6144")
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--model", default="shipped")
+    p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    p.add_argument("--slide", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.variant:
+        out = VARIANTS[args.variant](args.slide, args.model)
+        out.setdefault("rss_mb", peak_rss_mb())
+        print(json.dumps(out))
+        return 0
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    slide = sample((w, h), args.seed)
+    names = ["a", "b"] + ([] if args.skip_baseline else ["c"])
+    results = {n: run_variant(n, slide, args.model) for n in names}
+    labels = {"a": "(a) model alone", "b": "(b) wsitui job", "c": "(c) instanseg WSI"}
+    print(f"slide {slide.name} ({w}x{h}), model {args.model}, {math.prod((w, h)) / 1e6:.0f} Mpx")
+    print(
+        f"{'variant':20} {'tiles':>6} {'tiles/s':>8} {'total s':>8} {'F1':>6} {'peak RSS MB':>12}"
+    )
+    for n, r in results.items():
+        if "error" in r:
+            print(f"{labels[n]:20} failed: {r['error']}")
+            continue
+        print(
+            f"{labels[n]:20} {fmt(r['tiles']):>6} {fmt(r.get('tiles_per_s'), 3):>8} "
+            f"{fmt(r['seconds'], 1):>8} {fmt(r.get('f1'), 3):>6} {fmt(r['rss_mb'], 0):>12}"
+        )
+    a, b, c = (results.get(k, {}) for k in "abc")
+    if a.get("tiles_per_s") and b.get("tiles_per_s"):
+        print(f"(b)/(a) throughput: {b['tiles_per_s'] / a['tiles_per_s']:.2f}  (goal >= 0.85)")
+    if b.get("seconds") and c.get("seconds"):
+        print(
+            f"(c)/(b) time: {c['seconds'] / b['seconds']:.2f}x  (goal >= 2); "
+            f"F1 (b) {fmt(b.get('f1'), 3)} vs (c) {fmt(c.get('f1'), 3)}"
+        )
+    if b.get("timings"):
+        print("(b) stage timings, s:", json.dumps(b["timings"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
