@@ -207,3 +207,18 @@ def test_a_big_level_1_goes_through_an_unnamed_file_with_the_same_result(
         "b.svs",
         "b.truth.npz",
     ]
+
+
+def test_truth_files_of_the_previous_version_still_load_and_may_be_replaced(tmp_path: Path):
+    out = tmp_path / "old.svs"
+    write_sample_slide(out, size=SMALL, seed=1)
+    truth = truth_path_for(out)
+    with np.load(truth) as z:  # rewrite it as version 1 wrote it: no generator/slide/style
+        v1 = {k: z[k] for k in z.files if k not in ("generator", "slide", "style")}
+    v1["version"] = np.array(1)
+    with truth.open("wb") as f:
+        np.savez_compressed(f, **v1)
+    old = load_truth(out)
+    assert old.slide is None and old.style == STYLES["default"] and old.seed == 1
+    write_sample_slide(out, size=SMALL, seed=2)  # ours: replaced without force
+    assert load_truth(out).seed == 2
