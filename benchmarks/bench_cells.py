@@ -227,6 +227,47 @@ def variant_baseline(slide: Path, model_name: str) -> dict[str, Any]:
     }
 
 
+def tile_sizes(slide: Path, model_name: str) -> None:
+    """Why the default tile_size: the model's useful throughput (core px per second, the
+    overlap being recomputed context) for a range of core sizes, on this slide's tissue."""
+    import numpy as np
+    import torch
+
+    from wsitui.jobs.cells.params import SegmentCellsParams
+    from wsitui.jobs.cells.plan import ALIGN, overlap_for
+    from wsitui.models import ModelCache, resolve
+    from wsitui.models.normalize import normalize_batch
+    from wsitui.slides.reader import open_slide
+
+    model = ModelCache().get(resolve(model_name), "cpu")
+    need = overlap_for(SegmentCellsParams().max_nucleus_um, model.pixel_size)
+    with open_slide(slide) as reader:
+        w, h = reader.dimensions
+        side = min(w, h, 2048)
+        img = reader.read_region(((w - side) // 2, (h - side) // 2), 0, (side, side))
+    print(f"model {model.name}: core px/s by tile_size (overlap >= {need} px a side)")
+    for core in (256, 512, 768, 1024, 1536):
+        n = math.ceil((core + 2 * need) / ALIGN) * ALIGN
+        if n > side:
+            break
+        batch = np.ascontiguousarray(img[None, :n, :n])
+        if model.is_classical:
+            run = lambda: model.predict(batch)  # noqa: E731
+        else:
+            x = torch.from_numpy(normalize_batch(batch))
+            run = lambda: model._module(x, **model.postprocess)  # noqa: E731
+        with torch.inference_mode():
+            run()
+            best = min(_timed(run) for _ in range(3))
+        print(f"  tile_size {core:5}: input {n:5} px, {best:6.2f} s, {core * core / best / 1e6:.3f} Mpx/s")
+
+
+def _timed(fn: Any) -> float:
+    began = time.perf_counter()
+    fn()
+    return time.perf_counter() - began
+
+
 VARIANTS = {"a": variant_limit, "b": variant_wsitui, "c": variant_baseline}
 
 
@@ -256,6 +297,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--model", default="shipped")
     p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument("--tile-sizes", action="store_true", help="measure throughput by tile_size")
     p.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     p.add_argument("--slide", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -266,6 +308,9 @@ def main() -> int:
         return 0
     w, h = (int(v) for v in args.size.lower().split("x"))
     slide = sample((w, h), args.seed)
+    if args.tile_sizes:
+        tile_sizes(slide, args.model)
+        return 0
     names = ["a", "b"] + ([] if args.skip_baseline else ["c"])
     results = {n: run_variant(n, slide, args.model) for n in names}
     labels = {"a": "(a) model alone", "b": "(b) wsitui job", "c": "(c) instanseg WSI"}
