@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -252,14 +253,14 @@ def tile_sizes(slide: Path, model_name: str) -> None:
             break
         batch = np.ascontiguousarray(img[None, :n, :n])
         if model.is_classical:
-            run = lambda: model.predict(batch)  # noqa: E731
+            run = partial(model.predict, batch)
         else:
-            x = torch.from_numpy(normalize_batch(batch))
-            run = lambda: model._module(x, **model.postprocess)  # noqa: E731
+            run = partial(model._module, torch.from_numpy(normalize_batch(batch)), **model.postprocess)
         with torch.inference_mode():
             run()
             best = min(_timed(run) for _ in range(3))
-        print(f"  tile_size {core:5}: input {n:5} px, {best:6.2f} s, {core * core / best / 1e6:.3f} Mpx/s")
+        rate = core * core / best / 1e6
+        print(f"  tile_size {core:5}: input {n:5} px, {best:6.2f} s, {rate:.3f} Mpx/s")
 
 
 def _timed(fn: Any) -> float:
