@@ -255,7 +255,8 @@ def tile_sizes(slide: Path, model_name: str) -> None:
         if model.is_classical:
             run = partial(model.predict, batch)
         else:
-            run = partial(model._module, torch.from_numpy(normalize_batch(batch)), **model.postprocess)
+            x = torch.from_numpy(normalize_batch(batch))
+            run = partial(model._module, x, **model.postprocess)
         with torch.inference_mode():
             run()
             best = min(_timed(run) for _ in range(3))
