@@ -8,10 +8,13 @@ Needs Debian's xvfb, xterm, xdotool and imagemagick:
 What it does: runs one TISSUE_MASK job on a generated slide (so a real preview.png exists),
 starts Xvfb and an xterm that speaks sixel (`-ti vt340`), opens the wsitui TUI in it with
 image_protocol "auto" (which must pick sixel there), presses keys with xdotool to open the job
-detail and the full-screen preview, and grabs the screen with ImageMagick's `import`. It writes
-into OUT_DIR: preview.png (the job's own image), detail.png, fullscreen.png (what the terminal
-shows) and main.png, and prints how the top and bottom image rows compare with preview.png.
-Look at the PNGs: the image in the terminal must look like preview.png, edge to edge.
+detail and the full-screen preview, and grabs the xterm window with ImageMagick's `import`.
+The app runs under script(1), so OUT_DIR/typescript holds every byte it wrote; the position and
+size of each image come from there. It writes into OUT_DIR: preview.png (the job's own image),
+main.png, detail.png and fullscreen.png (what the terminal shows), and prints how the drawn
+image's top, middle and bottom rows compare with preview.png. Look at the PNGs too: the image
+must look like preview.png edge to edge, and the full screen must keep its title line and show
+one footer. Measured 2026-12-02, xterm 379: top rows 2.3 (323 before the register fix).
 
 `--app DATA_DIR` is the inner mode the xterm runs: the TUI over an engine on DATA_DIR.
 """

@@ -16,7 +16,11 @@ from textual.app import App, ComposeResult
 from textual.geometry import Region
 from textual_image._sixel import image_to_sixels
 
+from tests.tui.conftest import make_app
 from tests.tui.fakes import write_preview
+from tests.tui.helpers import settle, spec, wait_for
+from wsitui.tui.screens.detail import JobDetailScreen
+from wsitui.tui.widgets import sixel
 from wsitui.tui.widgets.preview import image_class
 from wsitui.tui.widgets.sixel import XtermSixelImage, select_after_define
 
@@ -104,3 +108,34 @@ async def test_the_sixel_widget_renders_with_the_fix(tmp_path):
     # row made the terminal scroll (the full-screen preview lost its title line).
     row, col = (int(v) for v in re.findall(r"\x1b\[(\d+);(\d+)H", text)[-1])
     assert (row - 1, col - 1) == (region.bottom - 1, region.right)
+
+
+async def test_detail_preview_is_not_redrawn_by_the_clock(tmp_path, monkeypatch):
+    # Each redraw of a sixel image first blanks the cells under it: a redraw every second
+    # (the clock tick repainting the whole screen) made the preview flicker in xterm.
+    draws: list[Region] = []
+    real = sixel._SelectingSixelImpl.render_lines
+
+    def counted(self: sixel._SelectingSixelImpl, crop: Region) -> list:
+        draws.append(crop)
+        return real(self, crop)
+
+    monkeypatch.setattr(sixel._SelectingSixelImpl, "render_lines", counted)
+    app, ex, clock = make_app(tmp_path / "data")
+    app.image_protocol = "sixel"
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.ready.wait()
+        w = app.engine.submit("alice", spec("d", ("mask", "A")))
+        ex.release("mask")
+        await settle(app, pilot, lambda: app.engine.job("alice", w.jobs[0].id).state.terminal)
+        await pilot.press("tab", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, JobDetailScreen)
+        await wait_for(pilot, lambda: bool(draws))
+        before = len(draws)
+        for _ in range(3):  # three ticks of the clock
+            clock.now += 1
+            await wait_for(pilot, lambda: app.now == clock.now)
+        await pilot.pause()
+        assert len(draws) == before
+        await app.shutdown()

@@ -82,7 +82,9 @@ class WsituiApp(App[None]):
         Binding("q", "quit", "Quit"),
     ]
 
-    now: reactive[float] = reactive(0.0, init=False)  # the engine's clock, ticked every second
+    # The engine's clock, ticked every second. State, not paint: repaint=True would repaint
+    # the whole active screen every second (a sixel preview flickered with it).
+    now: reactive[float] = reactive(0.0, init=False, repaint=False)
 
     def __init__(
         self,

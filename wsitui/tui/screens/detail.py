@@ -24,6 +24,7 @@ from wsitui.core.models import Job, JobState, Transition
 from wsitui.tui.badges import Badge
 from wsitui.tui.times import counters_text, elapsed_and_eta
 from wsitui.tui.widgets.lanes import badge_text
+from wsitui.tui.widgets.line import LiveLine
 from wsitui.tui.widgets.preview import ImageProtocol, image_widget
 
 PREVIEW = "preview.png"
@@ -54,9 +55,9 @@ class JobDetailScreen(Screen[None]):
         Binding("p", "preview", "Full-screen preview"),
     ]
 
-    job: reactive[Job] = reactive[Job](None, init=False)  # type: ignore[arg-type]
-    badge: reactive[Badge] = reactive(Badge("", "", "pending"), init=False)
-    now: reactive[float] = reactive(0.0, init=False)
+    job: reactive[Job] = reactive[Job](None, init=False, repaint=False)  # type: ignore[arg-type]
+    badge: reactive[Badge] = reactive(Badge("", "", "pending"), init=False, repaint=False)
+    now: reactive[float] = reactive(0.0, init=False, repaint=False)
 
     def __init__(
         self,
@@ -70,9 +71,9 @@ class JobDetailScreen(Screen[None]):
     ) -> None:
         super().__init__()
         self.timeline, self.results_dir, self.protocol = timeline, results_dir, protocol
-        self._header = Label(id="header")
+        self._header = LiveLine(id="header")
         self._table: DataTable[str | Text] = DataTable(show_cursor=False, id="timeline")
-        self._progress = Label(id="progress")
+        self._progress = LiveLine(id="progress")
         self.set_reactive(JobDetailScreen.job, job)
         self.set_reactive(JobDetailScreen.badge, badge)
         self.set_reactive(JobDetailScreen.now, now)
@@ -102,7 +103,7 @@ class JobDetailScreen(Screen[None]):
         self._paint()
 
     def watch_now(self) -> None:
-        self._progress.update(progress_text(self.job, self.now))
+        self._progress.show(progress_text(self.job, self.now))
 
     def _paint(self) -> None:
         job = self.job
@@ -110,8 +111,8 @@ class JobDetailScreen(Screen[None]):
             (job.key, "bold"), f" · {job.job_type} · branch {job.branch} · ", badge_text(self.badge)
         )
         header.append(f"  (attempt {job.attempt}, {job.id})", style="dim")
-        self._header.update(header)
-        self._progress.update(progress_text(job, self.now))
+        self._header.show(header)
+        self._progress.show(progress_text(job, self.now))
 
     def compose(self) -> ComposeResult:
         job = self.job

@@ -17,6 +17,7 @@ from wsitui.core.models import Job, JobState
 from wsitui.tui.badges import Badge
 from wsitui.tui.times import counters_text, elapsed_and_eta
 from wsitui.tui.widgets.bar import FractionBar
+from wsitui.tui.widgets.line import LiveLine
 
 
 def slide_name(slide: str) -> str:
@@ -60,9 +61,9 @@ class JobCard(Vertical, can_focus=True):
         Binding("right", "move(1, 0)", "Right", show=False),
     ]
 
-    job: reactive[Job] = reactive[Job](None, init=False)  # type: ignore[arg-type]
-    badge: reactive[Badge] = reactive(Badge("", "", "pending"), init=False)
-    now: reactive[float] = reactive(0.0, init=False)
+    job: reactive[Job] = reactive[Job](None, init=False, repaint=False)  # type: ignore[arg-type]
+    badge: reactive[Badge] = reactive(Badge("", "", "pending"), init=False, repaint=False)
+    now: reactive[float] = reactive(0.0, init=False, repaint=False)
 
     class Selected(Message):
         def __init__(self, job_id: str) -> None:
@@ -72,10 +73,10 @@ class JobCard(Vertical, can_focus=True):
     def __init__(self, job: Job, badge: Badge, now: float, column: int, row: int) -> None:
         super().__init__(id=f"card-{column}-{row}")
         self.column, self.row = column, row
-        self._badge = Label(classes="badge")
+        self._badge = LiveLine(classes="badge")
         self._bar = FractionBar()
         self._tiles = Label(classes="tiles")
-        self._times = Label(classes="times")
+        self._times = LiveLine(classes="times")
         self.set_reactive(JobCard.job, job)
         self.set_reactive(JobCard.badge, badge)
         self.set_reactive(JobCard.now, now)
@@ -100,7 +101,7 @@ class JobCard(Vertical, can_focus=True):
 
     def _paint_badge(self) -> None:
         b = self.badge
-        self._badge.update(badge_text(b))
+        self._badge.show(badge_text(b))
         self._badge.set_classes(f"badge state-{b.css}")
         self.set_classes(f"card-{b.css}")
 
@@ -120,7 +121,7 @@ class JobCard(Vertical, can_focus=True):
         elapsed, eta = elapsed_and_eta(job, self.now)
         # Counters before the ETA: on a narrow card the live count is what stays visible.
         counters = f" · {counters_text(job.counters)}" if job.counters else ""
-        self._times.update(Text(f"{elapsed}{counters} · ETA {eta}"))
+        self._times.show(Text(f"{elapsed}{counters} · ETA {eta}"))
 
     def on_focus(self) -> None:
         self.post_message(self.Selected(self.job.id))
@@ -152,7 +153,7 @@ class LaneBoard(Horizontal, can_focus=False):
     LaneBoard > .empty { padding: 1 2; color: $text-muted; }
     """
 
-    now: reactive[float] = reactive(0.0, init=False)
+    now: reactive[float] = reactive(0.0, init=False, repaint=False)
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ class WorkflowRow(ListItem):
     WorkflowRow .wf-percent { width: 5; margin-right: 3; content-align-horizontal: right; }
     """
 
-    status: reactive[WorkflowStatus] = reactive[WorkflowStatus](None, init=False)  # type: ignore[arg-type]
+    status: reactive[WorkflowStatus] = reactive[WorkflowStatus](None, init=False, repaint=False)  # type: ignore[arg-type]
 
     def __init__(self, status: WorkflowStatus) -> None:
         super().__init__()

@@ -1,0 +1,32 @@
+"""One line of live text that repaints only itself, and only when its text changes.
+
+A plain Label asks for a new layout on every update (its width follows its text), and a layout
+repaints its container: on the job detail screen that redrew the sixel preview every second
+with the clock, so the image flickered (each repaint first blanks the cells under the image).
+This line has a fixed size, so an update never needs a layout.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+
+class LiveLine(Static):
+    DEFAULT_CSS = """
+    LiveLine { width: 1fr; height: 1; }
+    """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._shown: Text | None = None
+
+    def show(self, text: Text) -> None:
+        if text != self._shown:
+            self._shown = text
+            self.update(text, layout=False)
+
+    @property
+    def text(self) -> str:
+        """The plain text shown (what a person reads)."""
+        return self._shown.plain if self._shown is not None else ""
