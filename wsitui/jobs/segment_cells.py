@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import io
 import shutil
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -51,6 +52,9 @@ from wsitui.models.device import cuda_visible, gpu_resources
 from wsitui.slides.errors import SlideError, quoted
 from wsitui.slides.reader import SlideReader, open_slide
 
+if TYPE_CHECKING:
+    from wsitui.jobs.cells.dask_backend import ClusterStatus, DaskClusters
+
 MANIFEST_FORMAT = "wsitui.segment_cells/1"
 PREVIEW_FILE = "preview.png"
 PREVIEW_MAX = 1024
@@ -79,6 +83,9 @@ class CellsManifest(JobManifest):
     tissue_source: str  # upstream:<job> | own | all
     tissue_area_mm2: float
     density_per_mm2: float
+    backend: str = "local"  # where the tiles ran: local | dask
+    # dask: scheduler, dashboard (Dask's own, "" without bokeh), workers, tiles_by_worker
+    dask: dict[str, Any] | None = None
 
 
 def _tissue_area_mm2(mask: np.ndarray, mask_ds: tuple[float, float], mpp: float) -> float:
@@ -113,8 +120,26 @@ class SegmentCellsExecutor(Executor):
     params_model = SegmentCellsParams
     threads = 2  # jobs of this type running at once; each uses the model's own thread budget
 
-    def __init__(self) -> None:
+    def __init__(self, dask: DaskClusters | None = None) -> None:
         self._models: Any = None  # wsitui.models.ModelCache, made on first use (imports torch)
+        # The session's Dask clients (and LocalCluster), made by the first dask job: importing
+        # dask costs ~0.5 s and never happens for local jobs nor on the UI thread.
+        self._dask = dask
+        self._dask_lock = threading.Lock()
+
+    @property
+    def dask(self) -> DaskClusters:
+        with self._dask_lock:
+            if self._dask is None:
+                from wsitui.jobs.cells.dask_backend import DaskClusters
+
+                self._dask = DaskClusters()
+            return self._dask
+
+    def dask_status(self) -> list[ClusterStatus]:
+        """Dask clusters in use, their dashboards and workers' tiles/s (empty when no job
+        used Dask). Cheap and safe on the UI thread: no dask call, no import."""
+        return self._dask.status() if self._dask is not None else []
 
     @property
     def models(self) -> Any:
@@ -158,6 +183,10 @@ class SegmentCellsExecutor(Executor):
             )
 
     async def close(self) -> None:
+        if self._dask is not None:
+            import anyio
+
+            await anyio.to_thread.run_sync(self._dask.close)
         if self._models is not None:
             self._models.close()
             self._models = None
@@ -244,20 +273,45 @@ class _Run:
             img = Image.fromarray(np.asarray(labels, np.int32).astype(np.uint16) % 65536)
             img.save(label_dir / f"{shard_key(tile)}.png", optimize=False, compress_level=1)
 
-        tile_times = run_tiles(
-            reader,
-            plan,
-            model,
-            shards,
-            batch_size=batch,
-            min_area_px=params.min_area_um2 / (plan.model_px**2),
-            read_threads=2,
-            on_progress=progress,
-            check_cancel=ctx.check_cancel,
-            on_labels=save_labels if label_dir is not None else None,
-        )
-        for name in ("read", "infer", "post", "wait_read"):
-            self.timings[name] = round(getattr(tile_times, name), 4)
+        if params.backend == "dask":
+            if label_dir is not None:
+                self.warnings.append("tile_labels is not written by the dask backend")
+            dask_run = self.executor.dask.run_tiles(
+                params.scheduler_address,
+                slide=str(reader.path),
+                plan=plan,
+                source=source,
+                device=params.device,  # each worker picks its own device for "auto"
+                shards=shards,
+                min_area_px=params.min_area_um2 / (plan.model_px**2),
+                on_progress=progress,
+                check_cancel=ctx.check_cancel,
+                set_stage=ctx.set_stage,
+            )
+            for name in ("read", "infer", "post", "wait"):
+                self.timings[name] = round(getattr(dask_run.timings, name), 4)
+            dask_meta: dict[str, Any] | None = {
+                "scheduler": dask_run.scheduler,
+                "dashboard": dask_run.dashboard,
+                "workers": dask_run.workers,
+                "tiles_by_worker": dask_run.tiles_by_worker,
+            }
+        else:
+            tile_times = run_tiles(
+                reader,
+                plan,
+                model,
+                shards,
+                batch_size=batch,
+                min_area_px=params.min_area_um2 / (plan.model_px**2),
+                read_threads=2,
+                on_progress=progress,
+                check_cancel=ctx.check_cancel,
+                on_labels=save_labels if label_dir is not None else None,
+            )
+            for name in ("read", "infer", "post", "wait_read"):
+                self.timings[name] = round(getattr(tile_times, name), 4)
+            dask_meta = None
         t = self._timed("segment", t)
 
         ctx.check_cancel()
@@ -323,6 +377,8 @@ class _Run:
             tissue_source=tissue_source,
             tissue_area_mm2=round(mask_area, 6),
             density_per_mm2=round(cells / mask_area, 3) if mask_area > 0 else 0.0,
+            backend=params.backend,
+            dask=dask_meta,
         )
         write_manifest(self.out, manifest)
         if label_dir is None:

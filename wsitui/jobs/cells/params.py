@@ -6,9 +6,12 @@ defaults were chosen by measuring throughput (see benchmarks/bench_cells.py and 
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_ADDRESS = re.compile(r"\A((tcp|tls|ucx|inproc)://)?[A-Za-z0-9_.\-\[\]:/]{1,250}\Z")
 
 
 class SegmentCellsParams(BaseModel):
@@ -35,6 +38,15 @@ class SegmentCellsParams(BaseModel):
     geojson_gz: bool = Field(default=False, description="also write cells.geojson.gz")
     tile_labels: bool = Field(default=False, description="write per-tile label PNGs")
     archive: bool = Field(default=False, description="zip the outputs into artifacts.zip")
+    backend: Literal["local", "dask"] = Field(
+        default="local",
+        description="where the tiles run: local (this machine's model) or dask (a Dask cluster)",
+    )
+    scheduler_address: str | None = Field(
+        default=None,
+        description="dask only: an existing scheduler, e.g. tcp://10.0.0.5:8786; absent: a "
+        "local Dask cluster for the session",
+    )
 
     @field_validator("device")
     @classmethod
@@ -43,3 +55,24 @@ class SegmentCellsParams(BaseModel):
         if v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit()):
             return v
         raise ValueError(f"device {v!r} is not one of auto, cpu, cuda, cuda:N, mps")
+
+    @field_validator("scheduler_address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = v.strip()
+        if not _ADDRESS.match(v):
+            raise ValueError(
+                f"scheduler_address {v!r} is not a Dask scheduler address: use e.g. tcp://host:8786"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> SegmentCellsParams:
+        if self.scheduler_address is not None and self.backend != "dask":
+            raise ValueError(
+                "scheduler_address is set but backend is 'local': set backend = 'dask' or "
+                "remove scheduler_address"
+            )
+        return self

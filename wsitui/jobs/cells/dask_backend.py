@@ -1,0 +1,435 @@
+"""SEGMENT_CELLS tile work on a Dask cluster: the sibling of `pipeline.run_tiles`.
+
+wsitui keeps every scheduling rule (lanes, tenants, workers, resources) in its own engine; a
+running job whose `backend` is "dask" hands only its tiles to Dask distributed:
+
+    job thread (client) --submit, at most `window` in flight--> scheduler --> workers
+         ^                                                                    |
+         +-- CellRecords bytes (polygons) <-- as_completed(...).add() --------+
+
+Each finished tile is written as the same shard the local backend writes, and progress goes to
+the same callback, so resume, merge, outputs, progress, stage and counters do not depend on the
+backend. The model is loaded once per worker and slides are opened on the workers
+(`dask_worker.py`). Cancel is checked every 0.1 s and cancels the job's futures. A lost worker
+costs only its tiles (the scheduler re-runs them). A scheduler that cannot be reached, or is
+lost mid-job, or a cluster with no (GPU) worker, ends the job with one line: JobError.
+
+`DaskClusters` holds the session's clients (one per scheduler address, plus a LocalCluster
+started on first use when a job names no address) and the per-worker tile rates the TUI's
+metrics screen shows (`status()`: no dask call, safe on the UI thread).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from distributed import Client, as_completed
+from distributed.client import FutureCancelledError
+
+from wsitui.core.executor import JobError
+from wsitui.jobs.cells.dask_worker import TileResult, make_plugin, segment_tile, slim_plan
+from wsitui.jobs.cells.pipeline import Progress, _count_cells, shard_key
+from wsitui.jobs.cells.plan import CellPlan
+from wsitui.jobs.common.grid import Tile
+from wsitui.jobs.common.shards import ShardStore
+from wsitui.models.errors import ModelError
+from wsitui.models.source import ModelSource
+from wsitui.slides.errors import SlideError
+
+if TYPE_CHECKING:
+    from distributed import Future
+
+LOCAL = "local"  # the address key of the session's own LocalCluster
+CONNECT_TIMEOUT = "5s"
+LOST_AFTER = 10.0  # seconds without a scheduler (or with no worker) before the job fails
+RATE_WINDOW = 30.0  # seconds over which a worker's tiles/s is measured
+POLL = 0.1  # the client checks cancel and the cluster's health this often
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRate:
+    address: str
+    threads: int
+    gpus: int
+    tiles: int  # tiles this session's jobs ran on it
+    tiles_per_s: float  # over the last RATE_WINDOW seconds
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStatus:
+    address: str  # scheduler address
+    local: bool  # the session's own LocalCluster
+    dashboard: str  # Dask's dashboard link ("" without bokeh)
+    workers: tuple[WorkerRate, ...]
+    tiles_per_s: float
+
+
+@dataclass(slots=True)
+class DaskTimings:
+    read: float = 0.0  # summed over workers
+    infer: float = 0.0
+    post: float = 0.0
+    wait: float = 0.0  # the client waiting for results (the job's wall time on the cluster)
+
+
+@dataclass(slots=True)
+class DaskRun:
+    """What a job's Dask run used (for its manifest)."""
+
+    scheduler: str
+    dashboard: str
+    workers: int  # workers when the job started
+    tiles_by_worker: dict[str, int]
+    timings: DaskTimings
+
+
+@dataclass(slots=True)
+class _Cluster:
+    client: Client
+    local: Any = None  # distributed.LocalCluster when the session started it
+    workers: dict[str, tuple[int, int]] = field(default_factory=dict)  # addr: (threads, gpus)
+    tiles: dict[str, int] = field(default_factory=dict)
+    recent: deque[tuple[float, str]] = field(default_factory=deque)
+    plugins: set[str] = field(default_factory=set)
+
+
+def local_size(cores: int | None = None) -> tuple[int, int, int]:
+    """(worker processes, threads per worker, model CPU threads per worker) for this machine:
+    one process per two cores, two threads each (one task reads and extracts while another
+    runs the model), the cores shared by the processes' models."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    cores = max(1, cores or 1)
+    processes = max(1, cores // 2)
+    return processes, 2, max(1, cores // processes)
+
+
+class DaskClusters:
+    """The session's Dask clients; thread-safe. Close with the executor."""
+
+    def __init__(
+        self,
+        *,
+        local_processes: bool = True,
+        local_workers: int | None = None,
+        local_threads: int | None = None,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._clusters: dict[str, _Cluster] = {}
+        self._local_processes = local_processes
+        self._local_workers = local_workers
+        self._local_threads = local_threads
+
+    def _connect(self, address: str | None) -> tuple[str, _Cluster]:
+        key = address or LOCAL
+        with self._lock:
+            old = self._clusters.get(key)
+            if old is not None and old.client.status == "running":
+                return key, old
+            self._clusters.pop(key, None)
+        if old is not None:  # a client whose scheduler went away: start afresh (a retry)
+            with contextlib.suppress(Exception):
+                old.client.close(timeout=2)
+            if old.local is not None:
+                with contextlib.suppress(Exception):
+                    old.local.close(timeout=5)
+        if address is None:
+            cluster = self._start_local()
+        else:
+            try:
+                client = Client(
+                    address, timeout=CONNECT_TIMEOUT, set_as_default=False, name="wsitui"
+                )
+            except (OSError, TimeoutError, ValueError) as e:
+                raise JobError(
+                    f"dask scheduler {address} cannot be reached ({_first_line(e)}): start it "
+                    "(`dask scheduler`) or fix scheduler_address, then retry the job"
+                ) from None
+            cluster = _Cluster(client)
+        with self._lock:
+            if key in self._clusters:  # another job connected meanwhile: keep one
+                extra, cluster = cluster, self._clusters[key]
+            else:
+                self._clusters[key], extra = cluster, None
+        if extra is not None:
+            _close(extra)
+        return key, cluster
+
+    def _start_local(self) -> _Cluster:
+        from distributed import LocalCluster
+
+        processes, threads, _ = local_size()
+        try:
+            local = LocalCluster(
+                n_workers=self._local_workers or processes,
+                threads_per_worker=self._local_threads or threads,
+                processes=self._local_processes,
+                dashboard_address=":0",  # any free port: the link is in the job's manifest
+                silence_logs=logging.ERROR,  # the TUI owns the terminal
+            )
+            client = Client(local, set_as_default=False, name="wsitui")
+        except Exception as e:
+            raise JobError(
+                f"could not start a local Dask cluster ({_first_line(e)}): use backend = 'local'"
+            ) from None
+        return _Cluster(client, local)
+
+    def client(self, address: str | None) -> Client:
+        return self._connect(address)[1].client
+
+    def status(self) -> list[ClusterStatus]:
+        """Clusters in use and their workers' tile rates (no dask call: any thread)."""
+        now = time.monotonic()
+        out = []
+        with self._lock:
+            for key, c in self._clusters.items():
+                recent: dict[str, int] = {}
+                while c.recent and c.recent[0][0] < now - 2 * RATE_WINDOW:
+                    c.recent.popleft()
+                for t, w in c.recent:
+                    if t >= now - RATE_WINDOW:
+                        recent[w] = recent.get(w, 0) + 1
+                rates = tuple(
+                    WorkerRate(
+                        addr,
+                        threads,
+                        gpus,
+                        c.tiles.get(addr, 0),
+                        round(recent.get(addr, 0) / RATE_WINDOW, 3),
+                    )
+                    for addr, (threads, gpus) in sorted(c.workers.items())
+                )
+                out.append(
+                    ClusterStatus(
+                        address=_scheduler_address(c.client),
+                        local=key == LOCAL,
+                        dashboard=_dashboard(c.client),
+                        workers=rates,
+                        tiles_per_s=round(sum(recent.values()) / RATE_WINDOW, 3),
+                    )
+                )
+        return out
+
+    def _record(self, cluster: _Cluster, worker: str) -> None:
+        with self._lock:
+            cluster.tiles[worker] = cluster.tiles.get(worker, 0) + 1
+            cluster.recent.append((time.monotonic(), worker))
+            if len(cluster.recent) > 100_000:
+                cluster.recent.popleft()
+
+    def _refresh_workers(self, cluster: _Cluster) -> dict[str, tuple[int, int]]:
+        info = cluster.client.scheduler_info(n_workers=-1)
+        workers = {
+            addr: (int(w.get("nthreads", 1)), int(w.get("resources", {}).get("GPU", 0)))
+            for addr, w in info.get("workers", {}).items()
+        }
+        with self._lock:
+            cluster.workers = workers
+        return workers
+
+    def close(self) -> None:
+        with self._lock:
+            clusters = list(self._clusters.values())
+            self._clusters.clear()
+        for c in clusters:
+            _close(c)
+
+    def run_tiles(
+        self,
+        address: str | None,
+        *,
+        slide: str,
+        plan: CellPlan,
+        source: ModelSource,
+        device: str,
+        shards: ShardStore,
+        min_area_px: float,
+        on_progress: Callable[[Progress], None],
+        check_cancel: Callable[[], None],
+        set_stage: Callable[[str], None],
+        window: int | None = None,
+    ) -> DaskRun:
+        """Segment every planned tile without a shard on the cluster at `address` (None: the
+        session's LocalCluster); shards hold the results, exactly as `pipeline.run_tiles`."""
+        set_stage("connecting to Dask" if address else "starting a local Dask cluster")
+        key, cluster = self._connect(address)
+        client = cluster.client
+        timings = DaskTimings()
+        workers = self._refresh_workers(cluster)
+        gpu = device.startswith("cuda")
+        resources = {"GPU": 1} if gpu else None
+        if gpu and workers and not any(g for _, g in workers.values()):
+            raise JobError(
+                f"device {device!r} but no worker of dask scheduler {_scheduler_address(client)} "
+                "has a GPU: start workers with `dask worker ADDRESS --resources GPU=1`, or use "
+                "device = 'auto'"
+            )
+        cpu_threads = local_size()[2] if key == LOCAL and self._local_processes else None
+        plugin = make_plugin(source, device, cpu_threads)
+        if plugin.name not in cluster.plugins:
+            client.register_plugin(plugin, name=plugin.name)
+            cluster.plugins.add(plugin.name)
+        dashboard = _dashboard(client)
+        where = f"{len(workers)} Dask worker{'s' if len(workers) != 1 else ''}"
+        set_stage(f"segmenting on {where}" + (f" · {dashboard}" if dashboard else ""))
+
+        todo = [t for t in plan.tiles if not shards.has(shard_key(t))]
+        done_tiles = [t for t in plan.tiles if shards.has(shard_key(t))]
+        state = Progress(plan.skipped + len(done_tiles), _count_cells(shards, done_tiles))
+        on_progress(state)
+        run = DaskRun(_scheduler_address(client), dashboard, len(workers), {}, timings)
+        if not todo:
+            return run
+        task_plan = slim_plan(plan)
+        token = uuid.uuid4().hex[:12]
+        pending = iter(todo)
+        inflight: dict[str, tuple[Future, Tile]] = {}
+
+        def submit() -> Future | None:
+            tile = next(pending, None)
+            if tile is None:
+                return None
+            fut = client.submit(
+                segment_tile,
+                plugin.name,
+                slide,
+                task_plan,
+                tile,
+                min_area_px,
+                key=f"wsitui-cells-{token}-{shard_key(tile)}",
+                resources=resources,
+            )
+            inflight[fut.key] = (fut, tile)
+            return fut
+
+        def width() -> int:
+            threads = sum(t for t, _ in workers.values()) or 1
+            return window or min(512, max(4, 2 * threads))
+
+        began = time.perf_counter()
+        ac = as_completed(loop=client.loop, with_results=True, raise_errors=False)
+        try:
+            for _ in range(width()):
+                fut = submit()
+                if fut is None:
+                    break
+                ac.add(fut)
+            unhealthy_since: float | None = None
+            last_refresh = time.monotonic()
+            while inflight:
+                check_cancel()
+                if not ac.has_ready():
+                    with ac.thread_condition:
+                        ac.thread_condition.wait(timeout=POLL)
+                if not ac.has_ready():
+                    now = time.monotonic()
+                    problem = _health(client, workers)
+                    if problem is None:
+                        unhealthy_since = None
+                    elif unhealthy_since is None:
+                        unhealthy_since = now
+                    elif now - unhealthy_since > LOST_AFTER:
+                        raise JobError(problem)
+                    if now - last_refresh > 2.0 and client.status == "running":
+                        with contextlib.suppress(Exception):
+                            workers = self._refresh_workers(cluster)
+                        last_refresh = now
+                    continue
+                for fut, result in ac.next_batch(block=False):
+                    _, tile = inflight.pop(fut.key)
+                    res = _result(fut, result, tile, client)
+                    fut.release()
+                    shards.put_bytes(shard_key(tile), res.data)
+                    timings.read += res.read
+                    timings.infer += res.infer
+                    timings.post += res.post
+                    run.tiles_by_worker[res.worker] = run.tiles_by_worker.get(res.worker, 0) + 1
+                    self._record(cluster, res.worker)
+                    state.tiles_done += 1
+                    state.cells += res.cells
+                    on_progress(Progress(state.tiles_done, state.cells))
+                    while len(inflight) < width():
+                        nxt = submit()
+                        if nxt is None:
+                            break
+                        ac.add(nxt)
+        finally:
+            if inflight:  # canceled or failed: the job's outstanding tiles stop here
+                futures = [f for f, _ in inflight.values()]
+                inflight.clear()
+                with contextlib.suppress(Exception):
+                    client.cancel(futures, asynchronous=False, force=True)
+            ac.clear()
+            timings.wait = time.perf_counter() - began
+        return run
+
+
+def _result(fut: Future, result: Any, tile: Tile, client: Client) -> TileResult:
+    where = f"tile {tile.col},{tile.row}"
+    if fut.status == "finished" and isinstance(result, TileResult):
+        return result
+    if fut.status != "error" or not isinstance(result, tuple):
+        why = getattr(result, "reason", "") if isinstance(result, FutureCancelledError) else ""
+        raise JobError(
+            f"{where} was lost ({why or fut.status}): the dask scheduler "
+            f"{_scheduler_address(client)} went away or dropped it; retry the job when the "
+            "cluster is back"
+        )
+    _, exc, _ = result
+    if isinstance(exc, (ModelError, SlideError, JobError)):
+        raise JobError(f"{exc} (on a Dask worker)") from None
+    if type(exc).__name__ == "KilledWorker":
+        raise JobError(
+            f"{where} killed Dask workers several times (out of memory?): give workers more "
+            "memory or use a smaller tile_size, then retry"
+        ) from None
+    raise JobError(f"{where} failed on a Dask worker: {type(exc).__name__}: {_first_line(exc)}")
+
+
+def _health(client: Client, workers: dict[str, tuple[int, int]]) -> str | None:
+    """A one-line problem when the cluster cannot make progress, else None."""
+    if client.status != "running":
+        return (
+            f"lost the dask scheduler {_scheduler_address(client)} ({client.status}): restart it, "
+            "then retry the job"
+        )
+    if not workers:
+        addr = _scheduler_address(client)
+        return f"dask scheduler {addr} has no workers: start `dask worker {addr}`, then retry"
+    return None
+
+
+def _scheduler_address(client: Client) -> str:
+    try:
+        return str(client.scheduler.address)
+    except Exception:
+        return "?"
+
+
+def _dashboard(client: Client) -> str:
+    try:
+        return str(client.dashboard_link or "")
+    except Exception:  # no bokeh, or no dashboard service
+        return ""
+
+
+def _close(cluster: _Cluster) -> None:
+    with contextlib.suppress(Exception):
+        cluster.client.close(timeout=5)
+    if cluster.local is not None:
+        with contextlib.suppress(Exception):
+            cluster.local.close(timeout=10)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]

@@ -1,0 +1,171 @@
+"""The Dask worker side of SEGMENT_CELLS: a plugin that keeps a model and open slides per worker,
+and the task that turns one tile into its CellRecords bytes.
+
+Nothing heavy travels with a task: the model is loaded once per worker by `CellsPlugin` (from
+the resolved model path, which must be readable on the worker), slides are opened on the worker
+(OpenSlide handles do not pickle) and kept open, and a task carries only the slide path, a
+slim plan (no tile list) and one tile. It returns polygons (`CellRecords.to_bytes()`, a few kB),
+never a label image. It imports `distributed`: import it only where Dask is used (the
+executor imports the Dask backend on first use, never at `wsitui --help`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from distributed import get_worker
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from wsitui.jobs.cells.extract import extract
+from wsitui.jobs.cells.plan import CellPlan
+from wsitui.jobs.cells.source import read_tile
+from wsitui.jobs.common.grid import Tile
+from wsitui.models.source import ModelSource
+from wsitui.slides.reader import SlideReader, open_slide
+
+PLUGIN_PREFIX = "wsitui-cells-"
+MAX_OPEN_SLIDES = 8  # slides kept open per worker (a cohort streams through a few at a time)
+
+
+@dataclass(frozen=True, slots=True)
+class TileResult:
+    """What one tile task sends back: the tile's records and where the time went."""
+
+    data: bytes  # CellRecords.to_bytes()
+    cells: int  # records that are not guests (what progress counts)
+    worker: str  # the worker's address (per-worker tile rates)
+    read: float
+    infer: float
+    post: float
+
+
+def plugin_name(source: ModelSource, device: str, cpu_threads: int | None) -> str:
+    """One plugin (one loaded model) per model file, device and thread budget."""
+    import hashlib
+
+    key = f"{source.key}|{source.version}|{device}|{cpu_threads}"
+    return PLUGIN_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def slim_plan(plan: CellPlan) -> CellPlan:
+    """The plan without its tile list: what a task needs, a few hundred bytes."""
+    return replace(plan, tiles=())
+
+
+class CellsPlugin(WorkerPlugin):
+    """The state a worker keeps for one model: the loaded model and open slide readers.
+
+    The model loads on the first task (once per worker, under a lock): a load error then
+    fails that task with its one-line ModelError, which the client turns into a FAILED job.
+    """
+
+    idempotent = True  # registered again by another job or session: the loaded model stays
+
+    def __init__(
+        self, name: str, source: ModelSource, device: str, cpu_threads: int | None
+    ) -> None:
+        self.name = name
+        self.source, self.device, self.cpu_threads = source, device, cpu_threads
+        self._model: Any = None
+        self._lock = threading.Lock()
+        self._readers: OrderedDict[tuple[str, int, float], SlideReader] = OrderedDict()
+        self.loads = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # What travels to the workers: the model's path and device, not locks or readers.
+        return {k: getattr(self, k) for k in ("name", "source", "device", "cpu_threads")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
+    def setup(self, worker: Any = None) -> None:
+        """Called by the worker when the plugin is registered (or the worker starts)."""
+
+    def teardown(self, worker: Any = None) -> None:
+        with self._lock:
+            model, self._model = self._model, None
+            readers = list(self._readers.values())
+            self._readers.clear()
+        if model is not None:
+            model.close()
+        for r in readers:
+            r.close()
+
+    def model(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                from wsitui.models.loaded import load
+
+                self._model = load(self.source, self.device, self.cpu_threads)
+                self.loads += 1
+            return self._model
+
+    def reader(self, path: str) -> SlideReader:
+        st = Path(path).stat()  # a slide replaced on disk is opened again
+        key = (path, st.st_size, st.st_mtime)
+        with self._lock:
+            r = self._readers.get(key)
+            if r is not None:
+                self._readers.move_to_end(key)
+                return r
+        opened = open_slide(path)
+        with self._lock:
+            r = self._readers.setdefault(key, opened)
+            self._readers.move_to_end(key)
+            old = []
+            while len(self._readers) > MAX_OPEN_SLIDES:
+                old.append(self._readers.popitem(last=False)[1])
+        if r is not opened:
+            opened.close()
+        for o in old:
+            o.close()
+        return r
+
+
+def make_plugin(source: ModelSource, device: str, cpu_threads: int | None) -> CellsPlugin:
+    return CellsPlugin(plugin_name(source, device, cpu_threads), source, device, cpu_threads)
+
+
+def segment_tile(
+    plugin: str, slide: str, plan: CellPlan, tile: Tile, min_area_px: float
+) -> TileResult:
+    """The task: read one tile on this worker, predict, extract polygons. Runs on a worker."""
+    worker = get_worker()
+    state = worker.plugins.get(plugin)
+    if state is None:
+        raise RuntimeError(f"dask worker {worker.address} has no wsitui plugin {plugin}")
+    model = state.model()
+    image = read_tile(state.reader(slide), plan, tile)
+    began = time.perf_counter()
+    labels = model.predict(image.rgb[None])[0]
+    infer = time.perf_counter() - began
+    rec = extract(
+        labels,
+        tile,
+        scale=plan.scale,
+        valid=(image.h, image.w),
+        level_dims=plan.geometry.level_dimensions,
+        band=plan.band,
+        min_area=min_area_px,
+    )
+    data = rec.to_bytes()
+    post = time.perf_counter() - began - infer
+    cells = int(np.count_nonzero(rec.status != 2))
+    return TileResult(data, cells, worker.address, image.seconds, infer, post)
+
+
+def model_loads(dask_worker: Any = None) -> dict[str, int]:
+    """{plugin: model loads} on one worker (run with `client.run`; the tests check "once")."""
+    if dask_worker is None:
+        dask_worker = get_worker()
+    return {
+        name: int(getattr(p, "loads", 0))
+        for name, p in dask_worker.plugins.items()
+        if name.startswith(PLUGIN_PREFIX)
+    }
