@@ -37,6 +37,33 @@ class SchedulerConfig(_Strict):
     cancel_grace: float = Field(5.0, gt=0, le=3600)
 
 
+class DaskConfig(_Strict):
+    """[dask]: defaults for SEGMENT_CELLS jobs that do not set `backend` / `scheduler_address`
+    themselves (a job's own params win)."""
+
+    backend: Literal["local", "dask"] = "local"
+    scheduler_address: str | None = None  # absent: a local Dask cluster for the session
+
+    @model_validator(mode="after")
+    def _valid(self) -> DaskConfig:
+        from wsitui.jobs.cells.params import SegmentCellsParams
+
+        try:
+            SegmentCellsParams(backend=self.backend, scheduler_address=self.scheduler_address)
+        except ValidationError as exc:  # its one line, not pydantic's report
+            raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        return self
+
+    def apply(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A SEGMENT_CELLS job's params with the defaults this section sets."""
+        out = dict(params)
+        if "backend" in self.model_fields_set:
+            out.setdefault("backend", self.backend)
+        if self.scheduler_address is not None and out.get("backend") == "dask":
+            out.setdefault("scheduler_address", self.scheduler_address)
+        return out
+
+
 class PathsConfig(_Strict):
     data_dir: Path | None = None  # default: XDG data dir
     results: Path | None = None  # default: <data_dir>/results
@@ -90,6 +117,7 @@ class WorkflowConfig(_Strict):
 class Config(_Strict):
     scheduler: SchedulerConfig = SchedulerConfig()
     paths: PathsConfig = PathsConfig()
+    dask: DaskConfig = DaskConfig()
     ui: UIConfig = UIConfig()
     samples: list[SampleConfig] = Field(default_factory=list)
     workflows: list[WorkflowConfig] = Field(default_factory=list)
@@ -246,7 +274,12 @@ def _resolve(config: Config, path: Path, base: Path) -> Config:
                                 update={
                                     "slide": fix(j.slide, f"workflows[{wi}].jobs[{ji}].slide"),
                                     "params": _model_path(
-                                        j.params, base, fix, f"workflows[{wi}].jobs[{ji}]"
+                                        config.dask.apply(j.params)
+                                        if j.type is JobType.SEGMENT_CELLS
+                                        else j.params,
+                                        base,
+                                        fix,
+                                        f"workflows[{wi}].jobs[{ji}]",
                                     ),
                                 }
                             )
