@@ -30,6 +30,7 @@ from anyio.abc import TaskGroup
 from pydantic import BaseModel, ValidationError
 
 from wsitui.core import rules
+from wsitui.core.admission import Admission, Limits, Refusal
 from wsitui.core.events import (
     Event,
     EventBus,
@@ -82,6 +83,18 @@ class NotFound(EngineError):
 
 class InvalidRequest(EngineError):
     pass
+
+
+class RateLimited(EngineError):
+    """The tenant submitted faster than its token bucket allows; nothing was submitted."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QueueFull(EngineError):
+    """Too many PENDING jobs (the tenant's or in total); nothing was submitted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,10 +245,12 @@ class Engine:
         new_id: Callable[[], str] = lambda: "wf" + secrets.token_hex(4),
         cancel_grace: float = 5.0,
         resources: Mapping[str, int] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         """`cancel_grace`: seconds a running job gets to stop after a cancel or shutdown before
         the engine ends it without waiting. `resources`: caps that override what the executors
-        declare (e.g. {"gpu": 1} on a box whose second GPU is for something else)."""
+        declare (e.g. {"gpu": 1} on a box whose second GPU is for something else). `limits`:
+        admission control of submissions (none by default)."""
         self.data_dir = Path(data_dir)
         self.results_root = Path(results_root) if results_root else self.data_dir / "results"
         self.bus = bus or EventBus()
@@ -258,6 +273,9 @@ class Engine:
         self._workflows: dict[str, Workflow] = {}
         self._wf_jobs: dict[str, list[str]] = {}
         self._tally: dict[str, _Tally] = {}
+        self.admission = Admission(limits or Limits(), clock)
+        self._pending: dict[str, int] = {}  # tenant -> PENDING jobs, for admission in O(1)
+        self._pending_total = 0
         self._runs: dict[str, _Run] = {}  # one per RUNNING job
         self._user_canceled: set[str] = set()  # so shutdown cannot turn a cancel into a resume
         self._abandoned: set[asyncio.Task[Any]] = set()  # runs past their cancel deadline
@@ -448,6 +466,18 @@ class Engine:
             resources={k: (s.in_use.get(k, 0), cap) for k, cap in s.capacity.items()},
         )
 
+    def pending_jobs(self, tenant: str | None = None) -> int:
+        """PENDING jobs (held or queued, not running) of one tenant, or of all."""
+        return self._pending_total if tenant is None else self._pending.get(tenant, 0)
+
+    def queued_by_branch(self) -> dict[str, int]:
+        """Queued (startable, not running) jobs per branch name, over every tenant."""
+        out: dict[str, int] = {}
+        for (_, _, branch), lane in self.scheduler.lanes.items():
+            if lane.queue:
+                out[branch] = out.get(branch, 0) + len(lane.queue)
+        return out
+
     def queue_depths(self, tenant: str) -> dict[tuple[str, str], int]:
         """Queued (startable, not running) jobs per (workflow id, branch) of one tenant."""
         return {
@@ -477,6 +507,7 @@ class Engine:
     def submit(self, tenant: str, spec: WorkflowSpec, *, start: bool = True) -> WorkflowStatus:
         """Create a workflow with its jobs; `start=False` leaves them held until `start`."""
         _check_tenant(tenant)
+        self._admit(tenant, len(spec.jobs))
         ordered = self._validate_jobs(spec.jobs, existing={})
         wf_id = self._new_id()
         while wf_id in self._workflows:
@@ -489,6 +520,7 @@ class Engine:
 
     def add_job(self, tenant: str, workflow_id: str, spec: JobSpec, *, start: bool = True) -> Job:
         workflow = self.workflow(tenant, workflow_id).workflow
+        self._admit(tenant, 1)
         existing = {self._jobs[j].key: self._jobs[j] for j in self._wf_jobs[workflow_id]}
         ordered = self._validate_jobs((spec,), existing=existing)
         self._create_jobs(workflow, ordered, start=start, new_workflow=False)
@@ -567,6 +599,17 @@ class Engine:
         return self._jobs[job.id]
 
     # ---- internals: validation and creation --------------------------------------------------
+    def _admit(self, tenant: str, jobs: int) -> None:
+        """Admission control, before anything changes: raise RateLimited / QueueFull."""
+        refused = self.admission.admit(
+            tenant, jobs, self._pending.get(tenant, 0), self._pending_total
+        )
+        if refused is None:
+            return
+        if refused.refusal is Refusal.RATE_LIMITED:
+            raise RateLimited(refused.message, refused.retry_after)
+        raise QueueFull(refused.message)
+
     def _parse_params(self, spec: JobSpec) -> BaseModel:
         executor = self.executors.get(str(spec.type))
         if executor is None:
@@ -1008,7 +1051,13 @@ class Engine:
         old = self._jobs.get(job.id)
         if old is not None:
             tally.add(old, -1)
+            if old.state is JobState.PENDING:
+                self._pending[old.tenant] -= 1
+                self._pending_total -= 1
         tally.add(job, +1)
+        if job.state is JobState.PENDING:
+            self._pending[job.tenant] = self._pending.get(job.tenant, 0) + 1
+            self._pending_total += 1
         self._jobs[job.id] = job
 
     def _status(self, workflow_id: str, *, with_jobs: bool) -> WorkflowStatus:

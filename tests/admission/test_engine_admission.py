@@ -1,0 +1,124 @@
+"""Admission control through the real engine: refusals change nothing, floods stay limited,
+other tenants keep being admitted and run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tests.core.fakes import LooseParams
+from wsitui.core.admission import Limits
+from wsitui.core.engine import Engine, QueueFull, RateLimited
+from wsitui.core.executor import Executor, JobContext
+from wsitui.core.models import JobSpec, JobState, JobType, WorkflowSpec
+
+pytestmark = pytest.mark.anyio
+
+
+class Instant(Executor):
+    """Finishes at once: these tests are about admission, not work."""
+
+    params_model = LooseParams
+    job_type = JobType.TISSUE_MASK
+
+    async def run(self, ctx: JobContext) -> None:
+        ctx.report(1, 1)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def spec(name: str, jobs: int = 1, branch: str = "main") -> WorkflowSpec:
+    return WorkflowSpec(
+        name=name,
+        jobs=tuple(
+            JobSpec(id=f"j{i}", type="TISSUE_MASK", slide="s.svs", branch=branch)
+            for i in range(jobs)
+        ),
+    )
+
+
+def stored_jobs(engine: Engine, tenant: str) -> int:
+    return sum(len(engine.workflow(tenant, w.workflow.id).jobs) for w in engine.workflows(tenant))
+
+
+async def test_a_flood_is_rate_limited_and_another_tenant_is_admitted_and_runs(tmp_path: Path):
+    clock = Clock()
+    limits = Limits(rate=5.0, burst=20, max_queued_per_tenant=5_000, max_queued=10_000)
+    engine = Engine(tmp_path / "d", [Instant()], clock=clock, limits=limits, max_workers=2)
+    async with engine:
+        admitted, refused, messages = 0, 0, set()
+        for i in range(10_000):
+            try:
+                engine.submit("flood", spec(f"f{i}"), start=False)
+                admitted += 1
+            except RateLimited as exc:
+                refused += 1
+                messages.add(str(exc).split(",")[0])
+            if i % 2_000 == 0:  # bob submits in the middle of the flood
+                engine.submit("bob", spec(f"b{i}", branch="B"))
+            clock.now += 0.001  # 10,000 submissions in 10 s
+        # Burst plus what 10 s at 5/s refill (give or take one for rounding).
+        assert 20 + 49 <= admitted <= 20 + 51
+        assert refused == 10_000 - admitted
+        assert messages == {"tenant flood: rate limited"}
+        # Nothing half-submitted, nothing lost: exactly the admitted workflows exist.
+        assert len(engine.workflows("flood")) == admitted
+        assert stored_jobs(engine, "flood") == admitted
+        with anyio.fail_after(30):
+            await engine.wait_idle()
+        bob = [engine.workflow("bob", w.workflow.id) for w in engine.workflows("bob")]
+        assert len(bob) == 5
+        assert all(j.state is JobState.SUCCEEDED for s in bob for j in s.jobs)
+    # And on disk: a restart finds the same admitted workflows, no more.
+    async with Engine(tmp_path / "d", [Instant()], clock=clock) as again:
+        assert len(again.workflows("flood")) == admitted
+
+
+async def test_queue_bounds_refuse_whole_workflows_and_free_up_as_jobs_finish(tmp_path: Path):
+    limits = Limits(max_queued_per_tenant=10, max_queued=15)
+    async with Engine(tmp_path / "d", [Instant()], limits=limits) as engine:
+        for i in range(4):
+            engine.submit("alice", spec(f"a{i}", jobs=2), start=False)  # 8 held jobs
+        with pytest.raises(QueueFull, match=r"^tenant alice: queue full: 8 jobs queued"):
+            engine.submit("alice", spec("three", jobs=3), start=False)
+        assert [w.workflow.name for w in engine.workflows("alice")] == ["a0", "a1", "a2", "a3"]
+        assert engine.pending_jobs("alice") == 8
+        first = engine.workflows("alice")[0].workflow.id
+        engine.add_job(
+            "alice", first, JobSpec(id="x", type="TISSUE_MASK", slide="s.svs"), start=False
+        )
+        engine.add_job(
+            "alice", first, JobSpec(id="y", type="TISSUE_MASK", slide="s.svs"), start=False
+        )
+        with pytest.raises(QueueFull):
+            engine.add_job(
+                "alice", first, JobSpec(id="z", type="TISSUE_MASK", slide="s.svs"), start=False
+            )
+        assert "z" not in {j.key for j in engine.workflow("alice", first).jobs}
+        # The total bound: 10 queued + 5 of bob's = 15; the next one is refused for everyone.
+        engine.submit("bob", spec("b", jobs=5), start=False)
+        with pytest.raises(QueueFull, match=r"^queue full: 15 jobs queued \(limit 15\)"):
+            engine.submit("carol", spec("c"), start=False)
+        # Jobs that run and finish leave the queue: alice can submit again.
+        engine.start_workflow("alice", first)
+        with anyio.fail_after(10):
+            await engine.wait_idle()
+        assert engine.pending_jobs("alice") == 6
+        assert engine.pending_jobs() == 11
+        engine.submit("alice", spec("later", jobs=3), start=False)
+        assert engine.admission.refused  # counted for the metrics endpoint
+
+
+async def test_no_limits_by_default(tmp_path: Path):
+    async with Engine(tmp_path / "d", [Instant()]) as engine:
+        for i in range(300):
+            engine.submit("alice", spec(f"w{i}"), start=False)
+        assert engine.pending_jobs("alice") == 300
