@@ -250,3 +250,53 @@ async def test_an_unreachable_scheduler_fails_its_job_with_one_line_and_nothing_
     assert cells.state is JobState.FAILED
     assert cells.error and "\n" not in cells.error
     assert "dask scheduler tcp://127.0.0.1:9 cannot be reached" in cells.error
+
+
+def test_a_cluster_lost_mid_job_fails_it_with_one_line_and_a_retry_resumes_once_it_is_back(
+    tmp_path, sample_slide
+):
+    import socket
+
+    import distributed
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+
+    def cluster() -> distributed.LocalCluster:
+        return distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=False,
+            scheduler_port=port,
+            host="127.0.0.1",
+            dashboard_address=":0",
+        )
+
+    plan = _plan(sample_slide)
+    shards = ShardStore(tmp_path / "s", {})
+    clusters = DaskClusters()
+    first = cluster()
+    stopped: list[int] = []
+
+    def on_progress(p) -> None:
+        if p.tiles_done >= plan.skipped + 3 and not stopped:
+            stopped.append(p.tiles_done)
+            first.close()  # the scheduler and its worker go away mid-job
+
+    try:
+        began = time.monotonic()
+        with pytest.raises(JobError) as e:
+            _run(clusters, address, sample_slide, shards, plan=plan, on_progress=on_progress)
+        failed_after = time.monotonic() - began
+        assert "\n" not in str(e.value) and "retry" in str(e.value)
+        assert address in str(e.value)
+        with cluster():  # back: the retry reconnects and does only the tiles left
+            run, progress = _run(clusters, address, sample_slide, shards, plan=plan)
+    finally:
+        first.close()
+        clusters.close()
+    assert failed_after < 60
+    assert progress[0] >= stopped[0] and progress[-1] == plan.total
+    assert 0 < sum(run.tiles_by_worker.values()) < len(plan.tiles)
