@@ -36,15 +36,12 @@ import tifffile
 from PIL import Image
 from skimage.filters import threshold_otsu
 
+from wsitui.jobs.common.tissue import clean_mask, compute_tissue_mask, otsu, plan_mask
 from wsitui.jobs.common.upstream import load_tissue_mask
 from wsitui.jobs.tissue_mask import (
     DEFAULTS,
     TissueMaskParams,
     build_tile_grid,
-    clean_mask,
-    compute_tissue_mask,
-    otsu,
-    plan_mask,
     run_tissue_mask,
 )
 from wsitui.slides.reader import open_slide

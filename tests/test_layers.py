@@ -12,7 +12,20 @@ PKG = Path(__file__).resolve().parents[1] / "wsitui"
 
 # package -> prefixes its modules must not import
 FORBIDDEN = {
-    "core": ("textual", "rich", "wsitui.tui", "wsitui.headless", "wsitui.jobs", "wsitui.cli"),
+    "core": (
+        "textual",
+        "rich",
+        "torch",
+        "dask",
+        "distributed",
+        "wsitui.tui",
+        "wsitui.headless",
+        "wsitui.jobs",
+        "wsitui.models",
+        "wsitui.session",
+        "wsitui.cli",
+    ),
+    "models": ("textual", "wsitui.tui", "wsitui.headless", "wsitui.jobs", "wsitui.cli"),
     "slides": ("textual", "wsitui.tui", "wsitui.headless", "wsitui.cli"),
     "jobs": ("textual", "wsitui.tui", "wsitui.headless", "wsitui.cli"),
     "headless": ("textual", "wsitui.tui"),
@@ -47,6 +60,34 @@ def test_importing_the_engine_loads_no_textual():
     code = (
         "import sys, wsitui.core.engine, wsitui.core.eventlog; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_no_executor_imports_another():
+    """Job types share code through wsitui.jobs.common, never through each other's module."""
+    executors = {p.stem for p in (PKG / "jobs").glob("*.py")} - {"__init__", "registry"}
+    bad = []
+    for path in [
+        *(PKG / "jobs").glob("*.py"),
+        *(PKG / "jobs" / "common").rglob("*.py"),
+        *(PKG / "jobs" / "cells").rglob("*.py"),
+    ]:
+        if path.stem == "registry":
+            continue
+        for name in imported_names(path):
+            other = name.removeprefix("wsitui.jobs.")
+            if name.startswith("wsitui.jobs.") and other in executors and other != path.stem:
+                bad.append(f"{path.relative_to(PKG.parent)} imports {name}")
+    assert bad == []
+
+
+def test_importing_the_engine_loads_no_torch():
+    code = (
+        "import sys, wsitui.core.engine, wsitui.jobs.registry, wsitui.session.session; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'instanseg', "
+        "'dask', 'distributed')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

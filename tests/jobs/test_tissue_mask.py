@@ -15,9 +15,10 @@ from tests.jobs.fakes import run as run_executor
 from tests.slides.samples import SIZE, iou, record_reads, with_stated_mpp
 from wsitui.core.executor import JobCanceled, JobError
 from wsitui.core.models import JobSpec, JobType
-from wsitui.jobs import tissue_mask as tm_mod
 from wsitui.jobs.common import grid as grid_mod
+from wsitui.jobs.common import tissue as tissue_mod
 from wsitui.jobs.common.grid import GridGeometry, TileGrid, mask_fractions
+from wsitui.jobs.common.tissue import compute_tissue_mask
 from wsitui.jobs.common.upstream import load_tile_grid, load_tissue_mask
 from wsitui.jobs.tissue_mask import (
     ARCHIVE_FILE,
@@ -29,7 +30,6 @@ from wsitui.jobs.tissue_mask import (
     TissueManifest,
     TissueMaskExecutor,
     TissueMaskParams,
-    compute_tissue_mask,
 )
 from wsitui.slides import reader as reader_mod
 from wsitui.slides.reader import open_slide
@@ -242,9 +242,9 @@ def test_a_resumed_job_continues_from_its_shards(
     single_level_slide: Path, tmp_path: Path, monkeypatch
 ):
     # The single-level slide is read in several bands (each a shard and a checkpoint).
-    monkeypatch.setattr(tm_mod, "BAND_SOURCE_PIXELS", 4 * 2**20)
+    monkeypatch.setattr(tissue_mod, "BAND_SOURCE_PIXELS", 4 * 2**20)
     with open_slide(single_level_slide) as r:
-        plan = tm_mod.plan_mask(r, TissueMaskParams())
+        plan = tissue_mod.plan_mask(r, TissueMaskParams())
         whole = compute_tissue_mask(r).mask
     assert len(plan.bands) >= 4
     checkpoint = MemoryCheckpoint()
@@ -380,7 +380,7 @@ def test_a_mask_over_its_pixel_budget_is_refused_before_reading(
 ):
     # 0.5 µm/px on the 4096 x 3072 sample would be level 0 whole: 12.6 Mpx (a 40k x 30k slide
     # would be 1.2 Gpx). The limit is lowered so the small sample stands in for a big slide.
-    monkeypatch.setattr(tm_mod, "MAX_MASK_PIXELS", 10_000_000)
+    monkeypatch.setattr(tissue_mod, "MAX_MASK_PIXELS", 10_000_000)
     reads = record_reads(monkeypatch)
     with pytest.raises(JobError) as e:
         run(make_ctx(sample_slide, tmp_path, {"target_mpp": 0.5}))
@@ -428,7 +428,7 @@ def test_plain_image_without_mpp(tmp_path: Path):
 def test_otsu_matches_skimage_and_handles_one_level():
     from skimage.filters import threshold_otsu
 
-    from wsitui.jobs.tissue_mask import otsu
+    from wsitui.jobs.common.tissue import otsu
 
     rng = np.random.default_rng(0)
     img = np.concatenate([rng.normal(170, 12, 5000), rng.normal(238, 4, 15000)])

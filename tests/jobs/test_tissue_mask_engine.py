@@ -7,7 +7,7 @@ import pytest
 from tests.slides.samples import record_reads
 from wsitui.core.engine import Engine
 from wsitui.core.models import JobSpec, JobState, JobType, WorkflowSpec
-from wsitui.jobs import tissue_mask as tm_mod
+from wsitui.jobs.common import tissue as tissue_mod
 from wsitui.jobs.common.upstream import load_tissue_mask
 from wsitui.jobs.registry import default_executors
 from wsitui.slides.reader import open_slide
@@ -18,9 +18,9 @@ pytestmark = pytest.mark.anyio
 async def test_a_stopped_job_resumes_without_redoing_its_bands(
     single_level_slide: Path, tmp_path: Path, monkeypatch
 ):
-    monkeypatch.setattr(tm_mod, "BAND_SOURCE_PIXELS", 2 * 2**20)  # many small bands
+    monkeypatch.setattr(tissue_mod, "BAND_SOURCE_PIXELS", 2 * 2**20)  # many small bands
     with open_slide(single_level_slide) as r:
-        plan = tm_mod.plan_mask(r, tm_mod.DEFAULTS)
+        plan = tissue_mod.plan_mask(r, tissue_mod.DEFAULTS)
         w0, h0 = r.dimensions
     assert len(plan.bands) >= 8
     spec = WorkflowSpec(

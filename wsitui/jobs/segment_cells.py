@@ -46,6 +46,7 @@ from wsitui.jobs.common.manifest import (
 )
 from wsitui.jobs.common.mpp import resolve_mpp
 from wsitui.jobs.common.shards import ShardStore
+from wsitui.jobs.common.tissue import MaskSettings, compute_tissue_mask
 from wsitui.jobs.common.upstream import load_tissue_mask
 from wsitui.models import ModelError, resolve
 from wsitui.models.device import cuda_visible, gpu_resources
@@ -396,9 +397,8 @@ class _Run:
                 return load_tissue_mask(up.results_dir), f"upstream:{up.key}"
             except JobError as e:
                 self.warnings.append(f"upstream mask unusable ({e}); computed its own")
-        from wsitui.jobs.tissue_mask import compute_tissue_mask  # FIXME: move to jobs/common
-
-        tm = compute_tissue_mask(reader, check_cancel=self.ctx.check_cancel)
+        settings = MaskSettings(assumed_mpp=mpp)  # the pixel size this job already settled
+        tm = compute_tissue_mask(reader, settings, check_cancel=self.ctx.check_cancel)
         return (tm.mask, tm.downsample), "own"
 
     def _shard_plan(self, reader: SlideReader, plan: CellPlan, model: Segmenter) -> dict[str, Any]:

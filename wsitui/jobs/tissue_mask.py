@@ -32,14 +32,13 @@ import io
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from scipy import ndimage
 
 from wsitui.core.executor import (
     CheckpointStore,
@@ -61,8 +60,14 @@ from wsitui.jobs.common.manifest import (
     library_versions,
     write_manifest,
 )
-from wsitui.jobs.common.mpp import PLAUSIBLE_MPP, resolve_mpp
+from wsitui.jobs.common.mpp import PLAUSIBLE_MPP
 from wsitui.jobs.common.shards import ShardStore
+from wsitui.jobs.common.tissue import (
+    MaskPlan,
+    TissueMask,
+    compute_tissue_mask,
+    plan_mask,
+)
 from wsitui.jobs.common.upstream import MASK_FILE
 from wsitui.slides.errors import SlideError, quoted
 from wsitui.slides.reader import SlideReader, open_slide
@@ -77,15 +82,6 @@ PREVIEW_MAX = 1024
 # smaller, the slide's thumbnail is read if its level has at most this many times the
 # preview's pixels (else the small image is enlarged: no coarse level to read).
 PREVIEW_READ_RATIO = 16
-MIN_CONTRAST = 8.0  # grey levels between Otsu classes; below that the level is one class
-EDGE_FRACTION = 0.47  # where between glass and tissue grey the edge is (see mask_from_rgb)
-LEVEL_BLOCK = 8  # mask px per block of the local level maps (a multiple of 2)
-CORE_CELLS = 3  # 2-px cells between an edge of the first split and a cell that sets a level
-CLOSE_PX = 1  # notches narrower than about twice this are closed
-# The mask image: RGB, grey, labels (int32) and the mask at once stay under ~0.4 GB. At 8 µm/px
-# that is 50 x 50 mm of glass, twice a slide's scan area.
-MAX_MASK_PIXELS = 40_000_000
-BAND_SOURCE_PIXELS = 16 * 2**20  # slide pixels read per band (one shard, one checkpoint)
 
 # ------------------------------------------------------------------------------- params
 
@@ -129,238 +125,6 @@ class TissueMaskParams(BaseModel):
 
 
 DEFAULTS = TissueMaskParams()
-
-
-# ------------------------------------------------------------------------- the mask itself
-
-
-@dataclass(frozen=True, slots=True)
-class MaskPlan:
-    """Which level is read, at what size, in which bands: fixed before anything is read."""
-
-    level: int
-    size: tuple[int, int]  # (w, h) of the mask image
-    bands: tuple[tuple[int, int], ...]  # output rows [r0, r1) per band
-    mpp0: float  # level-0 µm/px used
-    mpp_assumed: bool
-    warning: str | None
-    downsample: tuple[float, float]  # level-0 px per mask px, (x, y)
-
-
-def plan_mask(reader: SlideReader, params: TissueMaskParams) -> MaskPlan:
-    """The read plan for the mask; JobError when it would exceed MAX_MASK_PIXELS."""
-    mpp = resolve_mpp(reader, params.assumed_mpp)
-    want_ds = max(1.0, params.target_mpp / mpp.mpp)
-    level = reader.best_level_for_downsample(want_ds)
-    lw, lh = reader.level_dimensions[level]
-    factor = want_ds / reader.level_downsamples[level]
-    # Within 1.25x of the target the level is used as it is (no resampling blur).
-    size = (lw, lh) if factor <= 1.25 else (max(1, round(lw / factor)), max(1, round(lh / factor)))
-    if size[0] * size[1] > MAX_MASK_PIXELS:
-        w0, h0 = reader.dimensions
-        raise JobError(
-            f"slide {quoted(reader.path)}: a mask at {params.target_mpp:g} µm/px would be "
-            f"{size[0]:,}x{size[1]:,} px, over the {MAX_MASK_PIXELS:,} px limit (the slide is "
-            f"{w0 * mpp.mpp / 1000:,.0f}x{h0 * mpp.mpp / 1000:,.0f} mm at {mpp.mpp:g} µm/px); "
-            "raise target_mpp, or set assumed_mpp if the slide's pixel size is wrong"
-        )
-    src_per_row = lw * (lh / size[1])
-    rows = max(1, int(BAND_SOURCE_PIXELS // max(1.0, src_per_row)))
-    bands = tuple((r, min(size[1], r + rows)) for r in range(0, size[1], rows))
-    w0, h0 = reader.dimensions
-    ds = (w0 / size[0], h0 / size[1])
-    return MaskPlan(level, size, bands, mpp.mpp, mpp.source != "slide", mpp.warning, ds)
-
-
-@dataclass(frozen=True, slots=True)
-class TissueMask:
-    mask: np.ndarray  # bool (rows, cols), True = tissue
-    downsample: tuple[float, float]  # level-0 px per mask px, (x, y)
-    level: int  # pyramid level that was read
-    mpp: float  # µm per mask px (x)
-    mpp_assumed: bool  # the slide had no (plausible) mpp; params' assumed_mpp was used
-    threshold: float | None  # grey threshold; None when the image had no contrast
-    timings: dict[str, float] = field(default_factory=dict)
-    image: np.ndarray | None = field(default=None, repr=False, compare=False)  # RGB it came from
-    warnings: tuple[str, ...] = ()
-
-
-def clean_mask(mask: np.ndarray, min_object_px: float, min_hole_px: float) -> np.ndarray:
-    """Drop 8-connected objects < min_object_px; fill enclosed 4-connected holes < min_hole_px."""
-    out = mask.copy()
-    if min_object_px > 1:
-        lab, n = ndimage.label(out, structure=np.ones((3, 3), bool))
-        small = np.bincount(lab.ravel(), minlength=n + 1) < min_object_px
-        small[0] = False
-        if small.any():
-            out[small[lab]] = False
-    if min_hole_px > 1:
-        lab, n = ndimage.label(~out)
-        small = np.bincount(lab.ravel(), minlength=n + 1) < min_hole_px
-        small[0] = False
-        # Background touching the border is outside the tissue, not a hole.
-        small[np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])] = False
-        if small.any():
-            out[small[lab]] = True
-    return out
-
-
-def otsu(hist: np.ndarray) -> tuple[int, float, float]:
-    """Otsu on a grey histogram: (t, mean of <= t, mean of > t).
-
-    t maximises the between-class variance; the 256-bin histogram is ~10x cheaper than pixels.
-    With a single occupied level there is no split: both means are that level.
-    """
-    levels = np.arange(len(hist), dtype=np.float64)
-    w0 = np.cumsum(hist, dtype=np.float64)
-    w1 = w0[-1] - w0
-    s0 = np.cumsum(hist * levels)
-    valid = (w0 > 0) & (w1 > 0)
-    if not valid.any():
-        mean = float(s0[-1] / max(w0[-1], 1.0))
-        return int(mean), mean, mean
-    mu0 = np.divide(s0, w0, out=np.zeros_like(s0), where=valid)
-    mu1 = np.divide(s0[-1] - s0, w1, out=np.zeros_like(s0), where=valid)
-    between = np.where(valid, w0 * w1 * (mu0 - mu1) ** 2, -1.0)
-    t = int(np.argmax(between))
-    return t, float(mu0[t]), float(mu1[t])
-
-
-def _shift_reduce(mask: np.ndarray, k: int, erode: bool, outside: bool) -> np.ndarray:
-    """Square erosion (or dilation) by k px with boolean shifts, separable; pixels beyond the
-    image count as `outside`."""
-    out = mask
-    for axis in (0, 1):
-        src, out = out, out.copy()
-        n = src.shape[axis]
-        for d in range(1, min(k, n - 1) + 1):
-            lo = [slice(None)] * 2
-            hi = [slice(None)] * 2
-            lo[axis], hi[axis] = slice(d, None), slice(None, -d)
-            if erode:
-                out[tuple(lo)] &= src[tuple(hi)]
-                out[tuple(hi)] &= src[tuple(lo)]
-            else:
-                out[tuple(lo)] |= src[tuple(hi)]
-                out[tuple(hi)] |= src[tuple(lo)]
-        if erode != outside:  # the border band sees `outside` within k px
-            band = [slice(None)] * 2
-            for part in (slice(0, min(k, n)), slice(max(0, n - k), n)):
-                band[axis] = part
-                out[tuple(band)] = outside
-    return out
-
-
-def _threshold_map(g: np.ndarray, first: np.ndarray, fallback: tuple[float, float]) -> np.ndarray:
-    """Per-pixel grey threshold: EDGE_FRACTION of the way from the local glass level to the
-    local tissue level, each the mean grey of its class (of the first split) around the pixel,
-    from pixels well inside that class only.
-
-    On 2 x 2 px cells (PIL's C reduce): a cell counts for a class when it is wholly that class
-    and CORE_CELLS cells away from the other (a fade or pale tissue near an edge would bias
-    it). Counting cells' grey is summed over LEVEL_BLOCK-px blocks, Gaussian-weighted across
-    blocks, the global class mean where no counting cell is near; the threshold is then
-    interpolated back to pixels.
-    """
-    c, b = 2, LEVEL_BLOCK
-    h, w = g.shape
-    share = np.asarray(Image.fromarray(first.view(np.uint8) * np.uint8(255)).reduce(c))
-    mean_all = np.asarray(Image.fromarray(g).reduce(c), np.float32)
-    mean_t = np.asarray(Image.fromarray(np.where(first, g, 0)).reduce(c), np.float32)
-    k = b // c
-    ch, cw = share.shape
-    bh, bw = -(-ch // k), -(-cw // k)
-    pad = ((0, bh * k - ch), (0, bw * k - cw))
-    levels = []
-    for whole, mean, fb in (
-        (share == 255, mean_t, fallback[0]),
-        (share == 0, mean_all, fallback[1]),
-    ):
-        core = _shift_reduce(whole, CORE_CELLS, erode=True, outside=True)
-        total = np.pad(np.where(core, mean, 0), pad).reshape(bh, k, bw, k).sum((1, 3))
-        count = np.pad(core, pad).reshape(bh, k, bw, k).sum((1, 3), dtype=np.float32)
-        total = ndimage.gaussian_filter(total, 1.0, mode="nearest")
-        count = ndimage.gaussian_filter(count, 1.0, mode="nearest")
-        levels.append(np.where(count > 0.05 * k * k, total / np.maximum(count, 1e-6), fb))
-    tissue, glass = levels
-    thr = np.clip(glass + (tissue - glass) * EDGE_FRACTION, 0, 255).astype(np.uint8)
-    # Block centres sit at (i + 0.5) * b: resizing to b x the size puts them there. Grey
-    # levels are integers, so an integer threshold map (a quarter of a float one) loses
-    # nothing but the interpolation's rounding.
-    up = Image.fromarray(thr).resize((bw * b, bh * b), Image.Resampling.BILINEAR)
-    return np.asarray(up)[:h, :w]
-
-
-def _close(mask: np.ndarray, px: int) -> np.ndarray:
-    """Square closing by px: notches and gaps narrower than about 2 px are filled."""
-    grown = _shift_reduce(mask, px, erode=False, outside=False)
-    return _shift_reduce(grown, px, erode=True, outside=True)
-
-
-def mask_from_rgb(
-    rgb: np.ndarray, mpp: tuple[float, float], min_object_um2: float, min_hole_um2: float
-) -> tuple[np.ndarray, float | None]:
-    """(tissue mask, first-pass Otsu threshold or None) of an RGB image at `mpp` µm/px.
-
-    1. Grey (ITU-R 601 luma), Otsu on its histogram: a first tissue/glass split.
-    2. Each pixel is then compared with its own threshold, EDGE_FRACTION of the way from the
-       local glass level to the local tissue level (see _threshold_map): the edge of pale
-       tissue or a soft
-       edge that fades into the glass sits where the stain is half there, not wherever a
-       global threshold happens to cut the fade. The grey is 3x3 box-blurred first (nuclei
-       make single pixels noisy at ~8 µm/px). EDGE_FRACTION is a little under half because
-       the tissue level includes nuclei, darker than the stain at the edge.
-    3. Objects and holes smaller than the given areas are removed / filled.
-    """
-    grey = Image.fromarray(rgb).convert("L")  # in C
-    t, dark, bright = otsu(np.asarray(grey.histogram(), np.float64))  # C histogram: 5x bincount
-    if bright - dark <= MIN_CONTRAST:
-        # One class: blank glass if bright, all tissue if dark.
-        g0 = np.asarray(grey)
-        return np.full(g0.shape, float(g0.mean()) < 200.0), None
-    g = np.asarray(grey.filter(ImageFilter.BoxBlur(1)))
-    mask = g <= _threshold_map(g, g <= t, (dark, bright))
-    if CLOSE_PX:
-        mask = _close(mask, CLOSE_PX)
-    area = mpp[0] * mpp[1]
-    return clean_mask(mask, min_object_um2 / area, min_hole_um2 / area), float(t)
-
-
-def compute_tissue_mask(
-    reader: SlideReader,
-    params: TissueMaskParams = DEFAULTS,
-    *,
-    check_cancel: Callable[[], None] | None = None,
-    bands: Callable[[MaskPlan], np.ndarray] | None = None,
-) -> TissueMask:
-    """Tissue mask of the whole slide at about params.target_mpp µm/px.
-
-    bands(plan) returns the mask image (the resumable job reads it band by band); by default
-    it is read in one go, check_cancel called between blocks.
-    """
-    t0 = time.perf_counter()
-    plan = plan_mask(reader, params)
-    if bands is not None:
-        rgb = bands(plan)
-    else:
-        on_block = None if check_cancel is None else (lambda _d, _t: check_cancel())
-        rgb = reader.read_level_scaled(plan.level, plan.size, on_block)
-    t1 = time.perf_counter()
-    ds = plan.downsample
-    mpp = (ds[0] * plan.mpp0, ds[1] * plan.mpp0)
-    mask, threshold = mask_from_rgb(rgb, mpp, params.min_object_um2, params.min_hole_um2)
-    t2 = time.perf_counter()
-    return TissueMask(
-        mask=mask,
-        downsample=ds,
-        level=plan.level,
-        mpp=mpp[0],
-        mpp_assumed=plan.mpp_assumed,
-        threshold=threshold,
-        timings={"read_s": t1 - t0, "mask_s": t2 - t1},
-        image=rgb,
-        warnings=() if plan.warning is None else (plan.warning,),
-    )
 
 
 def build_tile_grid(tm: TissueMask, reader: SlideReader, params: TissueMaskParams) -> TileGrid:
