@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from distributed import Client, as_completed
 from distributed.client import FutureCancelledError
+from distributed.comm.core import CommClosedError
 
 from wsitui.core.executor import JobError
 from wsitui.jobs.cells.dask_worker import TileResult, make_plugin, segment_tile, slim_plan
@@ -260,6 +261,41 @@ class DaskClusters:
     ) -> DaskRun:
         """Segment every planned tile without a shard on the cluster at `address` (None: the
         session's LocalCluster); shards hold the results, exactly as `pipeline.run_tiles`."""
+        try:
+            return self._run_tiles(
+                address,
+                slide=slide,
+                plan=plan,
+                source=source,
+                device=device,
+                shards=shards,
+                min_area_px=min_area_px,
+                on_progress=on_progress,
+                check_cancel=check_cancel,
+                set_stage=set_stage,
+                window=window,
+            )
+        except (CommClosedError, ConnectionError, TimeoutError) as e:
+            raise JobError(
+                f"lost the dask scheduler {address or 'of the local cluster'} "
+                f"({type(e).__name__}: {_first_line(e)}): retry the job when it is back"
+            ) from None
+
+    def _run_tiles(
+        self,
+        address: str | None,
+        *,
+        slide: str,
+        plan: CellPlan,
+        source: ModelSource,
+        device: str,
+        shards: ShardStore,
+        min_area_px: float,
+        on_progress: Callable[[Progress], None],
+        check_cancel: Callable[[], None],
+        set_stage: Callable[[str], None],
+        window: int | None,
+    ) -> DaskRun:
         set_stage("connecting to Dask" if address else "starting a local Dask cluster")
         key, cluster = self._connect(address)
         client = cluster.client
