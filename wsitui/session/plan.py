@@ -22,7 +22,7 @@ from wsitui.core.store import Store
 from wsitui.session.config import Config, JobConfig, WorkflowConfig
 from wsitui.slides.errors import SlideError
 from wsitui.slides.reader import open_slide
-from wsitui.slides.sample import parse_size, truth_path_for, write_sample_slide
+from wsitui.slides.sample import check_sample_target, parse_size, write_sample_slide
 
 
 class InputError(Exception):
@@ -33,7 +33,8 @@ def make_samples(config: Config, say: Callable[[str], object] | None = None) -> 
     """Generate each missing sample slide the config names; reuse one that is there.
 
     Never overwrites: the slide writer refuses to replace a file the project did not make
-    (e.g. a user's own truth file next to the slide) and that refusal is an input error.
+    (e.g. a user's own truth file next to the slide) and that refusal is an input error; a
+    sample whose slide was deleted but whose truth file is ours is simply made again.
     """
     for i, sample in enumerate(config.samples):
         where = f"samples[{i}] {sample.path}"
@@ -51,13 +52,10 @@ def make_samples(config: Config, say: Callable[[str], object] | None = None) -> 
             size = parse_size(sample.size)
         except ValueError as exc:
             raise InputError(f"samples[{i}]: {exc}") from None
-        truth = truth_path_for(sample.path)
-        if truth.exists() or truth.is_symlink():
-            # A truth file with no slide beside it was not written by us with this slide.
-            raise InputError(
-                f"{where}: {truth} already exists and would be overwritten; move it aside "
-                "or give the sample another path"
-            )
+        try:
+            check_sample_target(sample.path)  # a user's file in the way: say so, make nothing
+        except SlideError as exc:
+            raise InputError(f"{where}: {exc}") from None
         try:
             sample.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

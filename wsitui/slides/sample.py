@@ -773,6 +773,14 @@ def _write_svs(
     return np.concatenate(truth_nuclei) if truth_nuclei else np.zeros((0, 5))
 
 
+def check_sample_target(out: Path, *, force: bool = False) -> None:
+    """SlideError (one line) unless writing a sample at `out` (and its truth) harms nothing:
+    what `write_sample_slide` checks first, for a caller that wants to know before it says
+    "generating"."""
+    check_target(out, is_sample_slide, force, "slide")
+    check_target(truth_path_for(out), lambda p: is_sample_truth(p, out), force, "ground truth")
+
+
 def write_sample_slide(
     out: Path,
     *,
@@ -805,12 +813,7 @@ def write_sample_slide(
             f"cannot write {quoted(out)}: directory {quoted(out.parent)} does not exist"
         )
     truth = truth_path_for(out)
-
-    def check() -> None:
-        check_target(out, is_sample_slide, force, "slide")
-        check_target(truth, lambda p: is_sample_truth(p, out), force, "ground truth")
-
-    check()
+    check_sample_target(out, force=force)
     try:
         with AtomicFile(out) as slide_file, AtomicFile(truth) as truth_file:
             # Level 1 of a big slide lives in an unnamed file (gone when closed or killed).
@@ -836,7 +839,7 @@ def write_sample_slide(
                 tissue_downsample=float(plan.field_ds),
                 nuclei=nuclei,
             )
-            check()  # again: something may have appeared there while we wrote
+            check_sample_target(out, force=force)  # again: something may have appeared meanwhile
             truth_file.commit()
             slide_file.commit()
     except OSError as e:
