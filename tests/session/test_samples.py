@@ -9,7 +9,7 @@ from wsitui.slides.sample import load_truth
 CONFIG = """
 [[samples]]
 path = "s.svs"
-size = "1024x768"
+size = "1024x1024"
 seed = 4
 
 [[workflows]]
