@@ -282,3 +282,23 @@ async def test_demo_key_generates_a_slide_and_a_held_workflow(tmp_path):
         assert not any(j.enqueued for j in jobs)  # held until S
         assert len(app.query(JobCard)) == 3
         await app.shutdown()
+
+
+async def test_names_and_errors_with_brackets_are_shown_as_typed(tmp_path):
+    # Text from users, slides and libraries is never read as markup: "[/]" used to crash the
+    # app (MarkupError) and "[red]" vanished.
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("n", *"cohort [/] [red]7", "enter")
+        await settle(app, pilot)
+        (row,) = app.query(WorkflowRow)
+        assert str(row.query_one(".wf-name").render()).startswith("cohort [/] [red]7 ")
+        await add_job_via_dialog(app, pilot, str(tmp_path / "scan [/b].svs"))
+        messages = [n.message for n in app._notifications]
+        assert any("scan [/b].svs" in m for m in messages), messages
+        await pilot.press("a")
+        await pilot.pause()
+        assert "Add a job to cohort [/] [red]7" in str(app.screen.query_one(".title").render())
+        await pilot.press("escape")
+        await app.shutdown()

@@ -21,6 +21,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Label, ListView, Static
@@ -154,6 +155,19 @@ class WsituiApp(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Main-screen keys are off (and out of the footer) while another screen is up."""
         return action not in MAIN_ONLY or len(self.screen_stack) <= 1
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Plain text unless asked: messages carry paths, names and library errors, and "[/]"
+        in one would be a MarkupError (a crash) or vanish."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # ---- engine ------------------------------------------------------------------------------
     async def _run_engine(self) -> None:

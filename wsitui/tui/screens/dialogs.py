@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -113,7 +114,7 @@ class AddJobDialog(ModalScreen[NewJob | None]):
     def compose(self) -> ComposeResult:
         n = len(self.job_keys) + 1
         with Vertical():
-            yield Label(f"Add a job to {self.workflow_name}", classes="title")
+            yield Label(Text(f"Add a job to {self.workflow_name}"), classes="title")
             yield Label(
                 "Slide path (→ accepts the completion; folders and slide files are offered)",
                 classes="hint",
@@ -132,7 +133,7 @@ class AddJobDialog(ModalScreen[NewJob | None]):
                 id="type",
                 compact=True,
             )
-            yield Label(f"Branch (existing: {', '.join(self.branches)})", classes="hint")
+            yield Label(Text(f"Branch (existing: {', '.join(self.branches)})"), classes="hint")
             yield Input(
                 value=self.branches[0],
                 id="branch",
