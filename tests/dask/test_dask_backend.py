@@ -300,3 +300,30 @@ def test_a_cluster_lost_mid_job_fails_it_with_one_line_and_a_retry_resumes_once_
     assert failed_after < 60
     assert progress[0] >= stopped[0] and progress[-1] == plan.total
     assert 0 < sum(run.tiles_by_worker.values()) < len(plan.tiles)
+
+
+def test_at_most_a_window_of_tiles_is_in_flight_whatever_the_slide_size(
+    tmp_path, sample_slide, threads_cluster
+):
+    client = threads_cluster.get_client()
+    held: list[int] = []
+
+    def job_tasks(dask_scheduler) -> int:
+        return sum("wsitui-cells" in str(k) for k in dask_scheduler.tasks)
+
+    plan = _plan(sample_slide)
+    clusters = DaskClusters()
+    try:
+        run, _ = _run(
+            clusters,
+            threads_cluster.scheduler_address,
+            sample_slide,
+            ShardStore(tmp_path / "s", {}),
+            plan=plan,
+            window=3,
+            on_progress=lambda p: held.append(client.run_on_scheduler(job_tasks)),
+        )
+    finally:
+        clusters.close()
+    assert len(plan.tiles) > 10 and sum(run.tiles_by_worker.values()) == len(plan.tiles)
+    assert 0 < max(held) <= 4  # the window (plus one being released), not the slide's tiles
