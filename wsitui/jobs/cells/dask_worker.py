@@ -46,10 +46,15 @@ class TileResult:
 
 
 def plugin_name(source: ModelSource, device: str, cpu_threads: int | None) -> str:
-    """One plugin (one loaded model) per model file, device and thread budget."""
+    """One plugin (one loaded model) per model file (as it is now), device and thread budget.
+    Plugins are idempotent: a later job or wsitui session reuses the model a worker loaded."""
     import hashlib
 
-    key = f"{source.key}|{source.version}|{device}|{cpu_threads}"
+    stamp = ""
+    if source.path is not None and source.path.is_file():
+        st = source.path.stat()  # a model retrained in place is a new plugin, loaded afresh
+        stamp = f"{st.st_size}:{st.st_mtime_ns}"
+    key = f"{source.key}|{source.version}|{stamp}|{device}|{cpu_threads}"
     return PLUGIN_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
