@@ -12,9 +12,11 @@ processes, whose RSS is printed apart):
     dask-2   the same, on 2 worker processes
 
 Per variant: tiles/s over the segmenting stage, work per tile on a worker (read + infer +
-extract), client peak RSS, and the cells found (they must be equal). `dask-1` also measures
-the Dask round trip per task (submit, schedule, run a no-op, result back through the same
-bounded `as_completed` window) and the per-tile compute times from Dask's task stream.
+extract, summed over threads that share the cores), overhead per tile (the extra wall time per
+tile against the local backend on the same cores), client peak RSS, and the cells found (they
+must be equal). `dask-1` also measures the Dask round trip per task (submit, schedule, run a
+no-op, result back through the same bounded `as_completed` window) and the per-tile compute
+times from Dask's task stream.
 
 The simulation replays those per-tile times (sampled) on W workers like the measured one
 (its threads each running one tile at a time, timed with its neighbours busy), adds the
@@ -293,12 +295,9 @@ def main() -> int:
             continue
         ratio = r["tiles_per_s"] / base["tiles_per_s"] if "tiles_per_s" in base else None
         overhead = None
-        if name != "local" and "segment_s" in base:
-            # Wall time per tile on one worker process, against the local backend's.
-            n_workers = VARIANTS[name][1]
-            overhead = 1000 * (
-                r["segment_s"] * n_workers / r["tiles"] - base["segment_s"] / base["tiles"]
-            )
+        if name != "local" and "tiles_per_s" in base:
+            # Extra wall time per tile on the same machine (its cores), against the local one.
+            overhead = 1000 * (1 / r["tiles_per_s"] - 1 / base["tiles_per_s"])
         print(
             f"{name:8} {r['tiles']:>6} {r['cells']:>7} {fmt(r['tiles_per_s'], 2):>8} "
             f"{fmt(ratio, 2):>8} {fmt(r['work_ms']):>13} {fmt(overhead):>17} "
