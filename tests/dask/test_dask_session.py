@@ -14,6 +14,7 @@ from tests.cells.test_segment_cells import cells_wf
 from wsitui.core.engine import Engine
 from wsitui.core.models import JobState
 from wsitui.jobs.cells.dask_backend import DaskClusters
+from wsitui.jobs.cells.dask_info import dashboard_link
 from wsitui.jobs.segment_cells import SegmentCellsExecutor
 from wsitui.jobs.tissue_mask import TissueMaskExecutor
 
@@ -41,11 +42,17 @@ async def test_a_dask_job_without_a_scheduler_runs_on_the_sessions_own_cluster(
         with anyio.fail_after(300):
             await engine.wait_until(lambda: engine._jobs[job_id].tiles_done >= 10)
         seen = cells.dask_status()
+        running = engine._jobs[job_id]
+        live_link = dashboard_link(running.stage, engine.results_dir(running))
         local = clusters._clusters["local"].local
         with anyio.fail_after(300):
             await engine.wait_idle()
         job = engine._jobs[job_id]
         assert job.state is JobState.SUCCEEDED, job.error
+        done_link = dashboard_link(job.stage, engine.results_dir(job))
+        mask = engine._jobs[w.jobs[0].id]
+        assert dashboard_link(mask.stage, engine.results_dir(mask)) == ""
     assert len(seen) == 1 and seen[0].local and seen[0].dashboard.startswith("http")
+    assert live_link == done_link == seen[0].dashboard  # the TUI's link, running or done
     assert sum(w.tiles for w in seen[0].workers) > 0 and seen[0].tiles_per_s > 0
     assert cells.dask_status() == [] and local.status.name == "closed"  # closed with the engine

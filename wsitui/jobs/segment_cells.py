@@ -54,7 +54,8 @@ from wsitui.slides.errors import SlideError, quoted
 from wsitui.slides.reader import SlideReader, open_slide
 
 if TYPE_CHECKING:
-    from wsitui.jobs.cells.dask_backend import ClusterStatus, DaskClusters
+    from wsitui.jobs.cells.dask_backend import DaskClusters
+    from wsitui.jobs.cells.dask_info import ClusterStatus
 
 MANIFEST_FORMAT = "wsitui.segment_cells/1"
 PREVIEW_FILE = "preview.png"

@@ -37,6 +37,7 @@ from distributed.client import FutureCancelledError
 from distributed.comm.core import CommClosedError
 
 from wsitui.core.executor import JobError
+from wsitui.jobs.cells.dask_info import ClusterStatus, WorkerRate
 from wsitui.jobs.cells.dask_worker import TileResult, make_plugin, segment_tile, slim_plan
 from wsitui.jobs.cells.pipeline import Progress, _count_cells, shard_key
 from wsitui.jobs.cells.plan import CellPlan
@@ -54,24 +55,6 @@ CONNECT_TIMEOUT = "5s"
 LOST_AFTER = 10.0  # seconds without a scheduler (or with no worker) before the job fails
 RATE_WINDOW = 30.0  # seconds over which a worker's tiles/s is measured
 POLL = 0.1  # the client checks cancel and the cluster's health this often
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerRate:
-    address: str
-    threads: int
-    gpus: int
-    tiles: int  # tiles this session's jobs ran on it
-    tiles_per_s: float  # over the last RATE_WINDOW seconds
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterStatus:
-    address: str  # scheduler address
-    local: bool  # the session's own LocalCluster
-    dashboard: str  # Dask's dashboard link ("" without bokeh)
-    workers: tuple[WorkerRate, ...]
-    tiles_per_s: float
 
 
 @dataclass(slots=True)
