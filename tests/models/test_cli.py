@@ -44,7 +44,9 @@ def test_list_shows_shipped_cached_and_configured(
     assert (cached["version"], cached["pixel_size"]) == ("0.1.1", 0.5)
     local = rows[("configured", "local")]
     assert (local["kind"], local["pixel_size"]) == ("folder", 0.25)
-    assert "does not exist" in rows[("configured", "nowhere.pt")]["problem"]
+    # (the config loader may already have made the relative path absolute)
+    nowhere = [m for (o, n), m in rows.items() if o == "configured" and n.endswith("nowhere.pt")]
+    assert len(nowhere) == 1 and "does not exist" in nowhere[0]["problem"]
     assert run(["model", "list"]) == 0
     text = capsys.readouterr().out
     assert "wsitui_he_nuclei" in text and "brightfield_nuclei" in text
@@ -89,6 +91,7 @@ def test_train_smoke_writes_a_loadable_model(tmp_path: Path, capsys: pytest.Capt
     assert (model.pixel_size, model.channels, model.source_kind) == (0.5, 3, "folder")
     info = json.loads((out / "wsitui_model.json").read_text())
     assert info["train"]["steps"] == 3 and info["train"]["seed"] == 0
+    assert info["normalization"] == "fixed" and model.manifest()["normalization"] == "fixed"
     assert (out / "instanseg.pt").stat().st_size < 1_000_000
 
 

@@ -174,3 +174,17 @@ def test_gpu_resource_only_for_cuda(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.undo()
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert device.cuda_visible() is False
+
+
+def test_a_trained_model_brings_its_normalization(tmp_path: Path, fake_model: FakeFactory):
+    folder = tmp_path / "trained"
+    fake_model(folder / "instanseg.pt")
+    assert load(resolve(str(folder)), "cpu").manifest()["normalization"] == "percentile"
+    (folder / "wsitui_model.json").write_text('{"normalization": "fixed"}')
+    assert load(resolve(str(folder)), "cpu").manifest()["normalization"] == "fixed"
+    (folder / "wsitui_model.json").write_text('{"normalization": "zscore"}')
+    with pytest.raises(ModelError, match="normalization 'zscore' is unknown: use fixed or"):
+        load(resolve(str(folder)), "cpu")
+    (folder / "wsitui_model.json").write_text("{not json")
+    with pytest.raises(ModelError, match="is not valid JSON: fix or delete it"):
+        load(resolve(str(folder)), "cpu")

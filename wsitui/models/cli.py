@@ -34,7 +34,16 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
     tr.add_argument("--pool", type=int, default=800, help="generated patches (default 800)")
     tr.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     tr.add_argument(
-        "--tune-images", type=int, default=20, help="images to tune post-processing (0: skip)"
+        "--tune-images",
+        type=int,
+        default=0,
+        help="tune post-processing on N images (default 0: no)",
+    )
+    tr.add_argument(
+        "--normalization", choices=("fixed", "percentile"), default="fixed", help="input scaling"
+    )
+    tr.add_argument(
+        "--negatives", type=float, default=0.1, help="share of styles with no nuclei (0.1)"
     )
     tr.add_argument("--eval", action="store_true", help="print held-out F1 when done")
 
@@ -134,6 +143,8 @@ def _train(args: argparse.Namespace) -> int:
         pool=args.pool,
         threads=args.threads,
         tune_images=max(0, args.tune_images),
+        normalization=args.normalization,
+        negatives=min(1.0, max(0.0, args.negatives)),
         warm_steps=min(200, max(1, args.steps // 2)),
     )
     path = train(cfg, log=lambda s: print(s, flush=True))

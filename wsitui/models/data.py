@@ -7,6 +7,8 @@ never uses, plus the named looks (`grainy`, `soft`, `dark`) training never sees.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from wsitui.slides.patches import render_patch
@@ -21,25 +23,33 @@ TUNING_SEED = 1  # `heldout_set(seed=1)` tunes post-processing; the test set is 
 Sample = tuple[np.ndarray, np.ndarray]  # rgb uint8 (H, W, 3), labels int32 (H, W)
 
 
-def training_pool(seed: int, count: int, size: int, per_style: int = 2) -> list[Sample]:
-    """`count` patches of `size` px, a fresh random style every `per_style` patches."""
+def training_pool(
+    seed: int, count: int, size: int, per_style: int = 2, negatives: float = 0.0
+) -> list[Sample]:
+    """`count` patches of `size` px, a fresh random style every `per_style` patches; a share
+    `negatives` of the styles has no nuclei at all (eosin, texture, lumens and glass only)."""
     rng = np.random.default_rng([TRAIN_STREAM, seed])
     out: list[Sample] = []
     style = random_style(rng)
     for i in range(count):
         if i % per_style == 0:
             style = random_style(rng, name=f"train{i}")
+            if rng.random() < negatives:
+                style = replace(style, nucleus_density=0.0)
         patch_seed = int(rng.integers(0, HELDOUT_SEED_BASE))
         out.append(render_patch(style, (size, size), patch_seed, PIXEL_SIZE))
     return out
 
 
-def heldout_set(count: int = 20, size: int = 256, seed: int = 0) -> list[Sample]:
-    """Images in styles and seeds training never used: named looks first, then random ones."""
+def heldout_set(
+    count: int = 20, size: int = 256, seed: int = 0, named: bool = True
+) -> list[Sample]:
+    """Images in styles and seeds training never used: named looks first (unless `named` is
+    False), then random ones."""
     rng = np.random.default_rng([HELDOUT_STREAM, seed])
     out: list[Sample] = []
     for i in range(count):
-        if i < len(HELDOUT_NAMED):
+        if named and i < len(HELDOUT_NAMED):
             style = STYLES[HELDOUT_NAMED[i]]
         else:
             style = random_style(rng, name=f"heldout{i}")

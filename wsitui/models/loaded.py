@@ -8,6 +8,7 @@ worker threads).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 from pathlib import Path
@@ -18,10 +19,11 @@ import numpy as np
 from wsitui.models.classical import ClassicalModel
 from wsitui.models.device import default_cpu_threads, pick_device, set_cpu_threads
 from wsitui.models.errors import ModelError
-from wsitui.models.normalize import normalize_batch
+from wsitui.models.normalize import NORMALIZATIONS, normalize_batch
 from wsitui.models.source import ModelSource
 
 _download_lock = threading.Lock()
+INFO_FILE = "wsitui_model.json"  # written beside a model by `wsitui model train`
 
 
 class LoadedModel(Protocol):
@@ -112,6 +114,23 @@ def _load_module(source: ModelSource) -> Any:
         ) from None
 
 
+def model_normalization(path: Path) -> str:
+    """The input normalisation a model was trained with: `wsitui_model.json` beside the file
+    (written by `wsitui model train`) says; any other InstanSeg export gets instanseg's own."""
+    info = path.parent / INFO_FILE
+    if not info.is_file():
+        return "percentile"
+    try:
+        value = json.loads(info.read_text()).get("normalization", "percentile")
+    except (OSError, ValueError, AttributeError):
+        raise ModelError(f"{info} is not valid JSON: fix or delete it") from None
+    if value not in NORMALIZATIONS:
+        raise ModelError(
+            f"{info}: normalization {value!r} is unknown: use {' or '.join(NORMALIZATIONS)}"
+        )
+    return str(value)
+
+
 def _expected_channels(module: Any) -> int | None:
     fcn = getattr(module, "fcn", module)
     for _, p in fcn.named_parameters():
@@ -163,6 +182,7 @@ class TorchModel:
             )
         self.channels = 3
         self.precision = "fp32"
+        self.normalization = model_normalization(source.path)
         self.postprocess = dict(postprocess or {})
         try:
             module = module.to(self.device).eval()
@@ -194,7 +214,7 @@ class TorchModel:
                 f"predict needs uint8 (B, H, W, 3) RGB, got {batch.dtype} {batch.shape}"
             )
         torch = self._torch
-        x = torch.from_numpy(normalize_batch(batch))
+        x = torch.from_numpy(normalize_batch(batch, self.normalization))
         with self._lock, torch.inference_mode():
             try:
                 x = x.to(self.device)
@@ -228,7 +248,7 @@ class TorchModel:
             "device": self.device,
             "precision": self.precision,
             "cpu_threads": self.threads,
-            "normalization": "per tile and channel, 0.1-99.9 percentiles, spread >= 64 levels",
+            "normalization": self.normalization,
             "postprocess": dict(self.postprocess),
             "fallback_reason": "",
         }
