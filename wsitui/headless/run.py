@@ -1,14 +1,15 @@
 """`wsitui run CONFIG.toml`: check everything, submit (or resume), show progress, summarise.
 
 Exit codes: 0 every job succeeded, 1 a job failed or was canceled, 2 config or input error
-(nothing ran), 130 interrupted (state saved; run again to resume).
+(nothing ran), 3 a config workflow refused by admission control (rate limited or queue full;
+nothing of it submitted), 130 interrupted (state saved; run again to resume).
 """
 
 from __future__ import annotations
 
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -22,6 +23,7 @@ from wsitui.core.models import JobState, WorkflowStatus
 from wsitui.core.phase import job_phases
 from wsitui.core.text import one_line
 from wsitui.headless.display import STATE_STYLE, PlainLines, ProgressBars
+from wsitui.observability.setup import ObserveOptions
 from wsitui.session.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -40,6 +42,7 @@ class RunOptions:
     events: Path | None = None
     json: bool = False
     quiet: bool = False
+    observe: ObserveOptions = field(default_factory=ObserveOptions)
 
 
 class RunSummary(BaseModel):
@@ -64,6 +67,7 @@ def run(opts: RunOptions) -> int:
                 out=opts.out,
                 events=opts.events,
                 require_workflows=True,
+                observe=opts.observe,
             ),
             say,
         )
@@ -73,6 +77,9 @@ def run(opts: RunOptions) -> int:
     except KeyboardInterrupt:
         _error("interrupted before any job ran; run the same command again to start")
         return EXIT_INTERRUPTED
+    server = session.observability.server
+    if server is not None and say is not None:
+        say(f"metrics: {server.url}")
     try:
         code = anyio.run(_run, session, opts)
     except SessionError as exc:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from wsitui.core.admission import Limits
 from wsitui.core.models import BranchName, JobKey, JobSpec, JobType, TenantId, WorkflowSpec
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # thousands of jobs fit in well under 1 MiB
@@ -35,6 +36,23 @@ class SchedulerConfig(_Strict):
     max_active_users: int = Field(3, ge=1, le=1000)
     # Seconds a canceled or interrupted job gets to reach a tile boundary before it is dropped.
     cancel_grace: float = Field(5.0, gt=0, le=3600)
+
+
+class LimitsConfig(_Strict):
+    """Admission control of submissions (see wsitui/core/admission.py); 0 switches one off."""
+
+    rate: float = Field(10.0, ge=0, le=1_000_000)  # submissions per second per tenant
+    burst: int = Field(200, ge=1, le=1_000_000)  # submissions at once per tenant
+    max_queued_per_tenant: int = Field(5_000, ge=0)  # PENDING jobs of one tenant
+    max_queued: int = Field(10_000, ge=0)  # PENDING jobs in total
+
+    def limits(self) -> Limits:
+        return Limits(
+            rate=self.rate or None,
+            burst=self.burst,
+            max_queued_per_tenant=self.max_queued_per_tenant or None,
+            max_queued=self.max_queued or None,
+        )
 
 
 class DaskConfig(_Strict):
@@ -116,6 +134,7 @@ class WorkflowConfig(_Strict):
 
 class Config(_Strict):
     scheduler: SchedulerConfig = SchedulerConfig()
+    limits: LimitsConfig = LimitsConfig()
     paths: PathsConfig = PathsConfig()
     dask: DaskConfig = DaskConfig()
     ui: UIConfig = UIConfig()

@@ -18,8 +18,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wsitui.core.engine import Engine, EngineError
+import anyio
+
+from wsitui.core.engine import Engine, EngineError, QueueFull, RateLimited
 from wsitui.core.eventlog import EventLogError, JsonlEventLog, check_event_log
+from wsitui.core.events import Listener
 from wsitui.core.paths import (
     DataDirInUse,
     DataDirLock,
@@ -29,8 +32,11 @@ from wsitui.core.paths import (
 )
 from wsitui.core.store import StoreError
 from wsitui.jobs.registry import default_executors
+from wsitui.observability.logs import LogError
+from wsitui.observability.server import MetricsError
+from wsitui.observability.setup import Observability, ObserveOptions
 from wsitui.session.config import Config, ConfigError, load_config
-from wsitui.session.errors import EXIT_INPUT, SessionError
+from wsitui.session.errors import EXIT_INPUT, EXIT_LIMITED, SessionError
 from wsitui.session.plan import InputError, Plan, check_and_plan, make_samples, submit_or_resume
 from wsitui.slides.errors import SlideError
 
@@ -44,6 +50,8 @@ _KNOWN = (
     UnusableDir,
     EventLogError,
     DataDirInUse,
+    LogError,
+    MetricsError,
 )
 
 
@@ -54,6 +62,7 @@ class SessionOptions:
     out: Path | None = None  # overrides [paths] results
     events: Path | None = None  # overrides [paths] events
     require_workflows: bool = False  # `wsitui run` has nothing to do without one
+    observe: ObserveOptions = field(default_factory=ObserveOptions)  # metrics endpoint, logs
 
 
 @dataclass
@@ -63,6 +72,7 @@ class Session:
     engine: Engine
     plan: Plan
     event_log: JsonlEventLog | None
+    observability: Observability
     workflow_ids: list[str] = field(default_factory=list)  # per config workflow, once submitted
 
     def submit(self, *, start: bool) -> list[str]:
@@ -75,9 +85,22 @@ class Session:
                 submit_or_resume(self.engine, i, wf, self.plan, start=start)
                 for i, wf in enumerate(self.config.workflows)
             ]
+        except (RateLimited, QueueFull) as exc:
+            raise SessionError(
+                f"{exc}; the config's workflows are submitted at once: raise [limits] in the "
+                "config for more",
+                EXIT_LIMITED,
+            ) from None
         except (EngineError, StoreError) as exc:
             raise SessionError(exc, EXIT_INPUT) from None
         return self.workflow_ids
+
+    def listeners(self) -> list[Listener]:
+        """What a face attaches to the engine's bus: the event log, metrics and job log."""
+        return [
+            *([self.event_log] if self.event_log is not None else []),
+            *self.observability.listeners(),
+        ]
 
     @asynccontextmanager
     async def open(self, *, start: bool = True) -> AsyncIterator[Session]:
@@ -93,8 +116,9 @@ class Session:
             raise SessionError(_message(exc), EXIT_INPUT) from None
         failure: SessionError | None = None
         try:
-            if self.event_log is not None:
-                engine.bus.add_listener(self.event_log)
+            for listener in self.listeners():
+                engine.bus.add_listener(listener)
+            await self.observability.start()
             try:
                 self.submit(start=start)
             except SessionError as exc:
@@ -102,9 +126,12 @@ class Session:
             if failure is None:
                 yield self
         except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await self.observability.aclose()
             if not await engine.__aexit__(type(exc), exc, exc.__traceback__):
                 raise
             return
+        await self.observability.aclose()
         await engine.__aexit__(None, None, None)
         if failure is not None:
             raise failure
@@ -116,6 +143,7 @@ class Session:
     def close(self) -> None:
         if self.event_log is not None:
             self.event_log.close()
+        self.observability.close()
 
 
 def _message(exc: BaseException) -> str:
@@ -151,16 +179,29 @@ def _prepare(opts: SessionOptions, say: Callable[[str], object] | None) -> Sessi
         max_active_users=config.scheduler.max_active_users,
         results_root=opts.out or config.paths.results,
         cancel_grace=config.scheduler.cancel_grace,
+        limits=config.limits.limits(),
     )
     check_writable_dir(engine.results_root, "results dir")
     events = opts.events or config.paths.events
     if events is not None:
         check_event_log(events)
     DataDirLock(data_dir).probe()  # refuse a busy data dir before slow work
-    make_samples(config, say)
-    plan = check_and_plan(engine, config, data_dir)
-    log = JsonlEventLog(events) if events is not None else None
-    return Session(config=config, data_dir=data_dir, engine=engine, plan=plan, event_log=log)
+    observability = Observability(engine, opts.observe)  # a port in use is refused here
+    try:
+        make_samples(config, say)
+        plan = check_and_plan(engine, config, data_dir)
+        log = JsonlEventLog(events) if events is not None else None
+    except BaseException:
+        observability.close()
+        raise
+    return Session(
+        config=config,
+        data_dir=data_dir,
+        engine=engine,
+        plan=plan,
+        event_log=log,
+        observability=observability,
+    )
 
 
 def _check_state_files(data_dir: Path) -> None:

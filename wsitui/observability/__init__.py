@@ -1,0 +1,1 @@
+"""Observability below both faces: Prometheus metrics over the engine, structured logs."""

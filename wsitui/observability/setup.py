@@ -1,0 +1,65 @@
+"""What a session switches on for observability: the shared `Metrics`, the job log, the
+Prometheus endpoint and the log handlers — one object both faces open and close the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from wsitui.core.engine import Engine
+from wsitui.core.events import Listener
+from wsitui.core.metrics import Metrics
+from wsitui.observability.logs import JobLog, LogSetup, setup_logging
+from wsitui.observability.prometheus import registry_for
+from wsitui.observability.server import MetricsServer, bind
+
+DEFAULT_METRICS_HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class ObserveOptions:
+    metrics_port: int | None = None  # None: no endpoint (the default); 0: any free port
+    metrics_host: str = DEFAULT_METRICS_HOST
+    log_file: Path | None = None
+    log_json: bool = False
+    log_to_stderr: bool = False  # headless `--log-json` without a file; never in the TUI
+
+
+class Observability:
+    """Built before the engine starts (so a bad port or log file is refused first)."""
+
+    def __init__(self, engine: Engine, opts: ObserveOptions) -> None:
+        self.metrics = Metrics()  # THE metrics source: the TUI's screen and the endpoint
+        self.job_log = JobLog()
+        self.logs: LogSetup = setup_logging(
+            opts.log_file, as_json=opts.log_json, to_stderr=opts.log_to_stderr
+        )
+        self.server: MetricsServer | None = None
+        if opts.metrics_port is not None:
+            try:
+                sock = bind(opts.metrics_host, opts.metrics_port)
+            except BaseException:
+                self.logs.close()
+                raise
+            self.server = MetricsServer(sock, registry_for(lambda: self.metrics.snapshot(engine)))
+
+    def listeners(self) -> list[Listener]:
+        """Bus listeners to attach when the engine is open (the metrics one exactly once)."""
+        return [self.metrics, self.job_log]
+
+    async def start(self) -> None:
+        if self.server is not None:
+            await self.server.start()
+
+    def start_soon(self) -> None:
+        if self.server is not None:
+            self.server.start_soon()
+
+    async def aclose(self) -> None:
+        if self.server is not None:
+            await self.server.aclose()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        self.logs.close()
