@@ -7,10 +7,47 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wsitui import __version__
 from wsitui.models.cli import add_model_commands  # cheap: no torch at parser build
 from wsitui.slides.sample import DEFAULT_SIZE
+
+if TYPE_CHECKING:
+    from wsitui.observability.setup import ObserveOptions
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535)")
+    return port
+
+
+def _observe_options(p: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """--metrics-port/--metrics-host/--log-file/--log-json, before or after a subcommand."""
+    kw = {"default": argparse.SUPPRESS} if suppress else {}
+    p.add_argument(
+        "--metrics-port",
+        type=_port,
+        help="serve Prometheus metrics on this port (off by default; 0: any free port)",
+        **kw,
+    )
+    p.add_argument(
+        "--metrics-host", help="address for --metrics-port (default 127.0.0.1: loopback)", **kw
+    )
+    p.add_argument(
+        "--log-file", type=Path, help="append structured logs (ids on every line) here", **kw
+    )
+    p.add_argument(
+        "--log-json",
+        action="store_true",
+        help="logs as JSON lines (headless without --log-file: on stderr)",
+        **kw,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="TOML config for the TUI (see sample_config.toml)")
     p.add_argument("--data-dir", type=Path, help="state and results (default: XDG data dir)")
     p.add_argument("--tenant", help="tenant to show first in the TUI")
+    _observe_options(p, suppress=False)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the workflows of a TOML config headless")
@@ -31,6 +69,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--events", type=Path, help="append a JSONL event log to this file")
     run.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    _observe_options(run, suppress=True)
+
+    serve = sub.add_parser(
+        "serve", help="serve the TUI in a browser (textual-serve; no authentication of its own)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="listen address (default loopback)")
+    serve.add_argument("--port", type=_port, default=8000, help="listen port (default 8000)")
+    serve.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML config")
+    serve.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="state dir")
+    serve.add_argument("--tenant", default=argparse.SUPPRESS, help="tenant shown first")
+    _observe_options(serve, suppress=True)
 
     status = sub.add_parser("status", help="list the data dir's workflows and jobs per tenant")
     status.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="state dir")
@@ -68,6 +117,19 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
 
 
+def _observe(args: argparse.Namespace, *, headless: bool) -> ObserveOptions:
+    from wsitui.observability.setup import DEFAULT_METRICS_HOST, ObserveOptions
+
+    return ObserveOptions(
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host or DEFAULT_METRICS_HOST,
+        log_file=args.log_file,
+        log_json=args.log_json,
+        # Headless may log to stderr; the TUI never writes over its own screen.
+        log_to_stderr=headless and args.log_json and args.log_file is None,
+    )
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         from wsitui.headless.run import RunOptions, run
@@ -80,6 +142,20 @@ def _dispatch(args: argparse.Namespace) -> int:
                 events=args.events,
                 json=args.json,
                 quiet=args.quiet,
+                observe=_observe(args, headless=True),
+            )
+        )
+    if args.command == "serve":
+        from wsitui.serve.server import ServeOptions, serve
+
+        return serve(
+            ServeOptions(
+                host=args.host,
+                port=args.port,
+                config=args.config,
+                data_dir=args.data_dir,
+                tenant=args.tenant,
+                observe=_observe(args, headless=False),
             )
         )
     if args.command == "status":
@@ -92,9 +168,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         from wsitui.models.cli import run_model_command
 
         return run_model_command(args)
+    from wsitui.observability.setup import ObserveOptions
     from wsitui.tui.main import tui_main
 
-    return tui_main(args.config, args.data_dir, args.tenant)
+    observe = _observe(args, headless=False)
+    if observe == ObserveOptions():
+        return tui_main(args.config, args.data_dir, args.tenant)
+    return tui_main(args.config, args.data_dir, args.tenant, observe=observe)
 
 
 def _sample(out: Path, size_text: str, seed: int, *, force: bool) -> int:

@@ -1,0 +1,42 @@
+"""`wsitui serve` in a real headless Chromium (the system's package): the page loads, the app
+draws its tenant bar, and a key pressed in the browser reaches the app."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tests.serve.cdp import browser, chromium_path, open_served
+from tests.serve.terminal import Served, start_serve
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        chromium_path() is None, reason="no chromium installed (apt-get install chromium)"
+    ),
+]
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    server = start_serve("--data-dir", tmp_path / "data", "--tenant", "alice")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_page_loads_draws_the_tenant_bar_and_takes_a_key(served):
+    with anyio.fail_after(90):
+        async with browser() as page:
+            await open_served(page, served.url)
+            await page.wait_for_text("tenant alice")  # the top bar, drawn in the browser
+            assert "wsitui keys" not in page.text
+            await page.press("?")
+            # The key went from the page to the app, and the app answered with its help.
+            await page.wait_for_text("wsitui keys")
+            assert any('"stdin"' in frame and "?" in frame for frame in page.sent)

@@ -1,0 +1,80 @@
+"""What one browser tab runs: the TUI, or a clear message when it cannot be opened.
+
+`wsitui serve` starts `python -m wsitui.serve.tab ARGS` for each tab (ARGS as for `wsitui`).
+A data dir already open (another tab, or a `wsitui` in a terminal) shows a notice instead of a
+crash; so does any one-line error the TUI would print on the terminal before it starts.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+from wsitui.core.paths import DataDirInUse, DataDirLock, default_data_dir
+from wsitui.core.text import one_line
+
+BUSY = (
+    "This data dir is already open in another browser tab or terminal:\n{dir}\n\n"
+    "One session owns a data dir at a time. Close the other tab (or quit wsitui there),\n"
+    "then reload this page."
+)
+
+
+class _Tee(io.TextIOBase):
+    """Keeps what is written (the TUI's one-line errors) and passes it on."""
+
+    def __init__(self, out: io.TextIOBase) -> None:
+        self.out, self.kept = out, io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.kept.write(text)
+        return self.out.write(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+def data_dir_of(config: Path | None, data_dir: Path | None) -> Path | None:
+    """The data dir the TUI will open, as `prepare_session` picks it; None if it cannot tell
+    (a bad config: the TUI itself then says what is wrong)."""
+    if data_dir is not None:
+        return data_dir
+    if config is not None:
+        from wsitui.session.config import load_config
+
+        try:
+            found = load_config(config).paths.data_dir
+        except Exception:
+            return None
+        return found or default_data_dir()
+    return default_data_dir()
+
+
+def main(argv: list[str]) -> int:
+    from wsitui.cli import _parser
+    from wsitui.cli import main as cli_main
+    from wsitui.serve.notice import show_notice
+
+    args = _parser().parse_args(argv)
+    where = data_dir_of(args.config, args.data_dir)
+    if where is not None:
+        try:
+            DataDirLock(where).probe()
+        except DataDirInUse:
+            show_notice(BUSY.format(dir=where))
+            return 0
+    tee = _Tee(sys.stderr)  # type: ignore[arg-type]
+    sys.stderr = tee  # type: ignore[assignment]
+    try:
+        code = cli_main(argv)
+    finally:
+        sys.stderr = tee.out  # type: ignore[assignment]
+    said = [one_line(line) for line in tee.kept.getvalue().splitlines() if line.strip()]
+    if code != 0 and said:
+        show_notice("wsitui could not open:\n\n" + "\n".join(said[-3:]))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
