@@ -23,7 +23,7 @@ def heldout() -> list[Sample]:
 
 def test_shipped_model_f1_on_heldout_images(heldout: list[Sample]):
     pytest.importorskip("torch")
-    result = evaluate(load(resolve("shipped"), "cpu"), heldout)
+    result = evaluate(load(resolve("shipped"), "cpu", cpu_threads=1), heldout)
     assert result.score.tp > 300, "the held-out set holds hundreds of nuclei"
     assert result.score.f1 >= F1_TARGET, result
 
@@ -37,7 +37,9 @@ def test_classical_fallback_f1_on_the_same_images(heldout: list[Sample]):
 def test_nothing_is_found_on_glass_or_eosin_alone(which: str):
     if which == "shipped":
         pytest.importorskip("torch")
-    model = ClassicalModel() if which == "classical" else load(resolve("shipped"), "cpu")
+    model = (
+        ClassicalModel() if which == "classical" else load(resolve("shipped"), "cpu", cpu_threads=1)
+    )
     rng = np.random.default_rng(0)
     glass = np.clip(rng.normal(242, 2, (1, 256, 256, 3)), 0, 255).astype(np.uint8)
     eosin = np.clip(rng.normal((225, 150, 195), 8, (1, 256, 256, 3)), 0, 255).astype(np.uint8)
@@ -76,7 +78,7 @@ def test_shipped_model_stays_quiet_on_nucleus_free_tissue():
     from wsitui.slides.patches import render_patch
     from wsitui.slides.style import STYLES
 
-    model = load(resolve("shipped"), "cpu")
+    model = load(resolve("shipped"), "cpu", cpu_threads=1)
     found = []
     for i, name in enumerate(("default", "grainy", "soft", "dark")):
         rgb, truth = render_patch(
