@@ -611,3 +611,15 @@ def test_a_read_only_state_db_is_refused_at_open(tmp_path):
         if os.geteuid() == 0:
             subprocess.run(["chattr", "-i", str(db)], check=True)
     assert db.read_bytes() == before
+
+
+async def test_a_new_workflow_without_jobs_is_published(tmp_path):
+    from wsitui.core.events import WorkflowProgress
+
+    seen: list[WorkflowProgress] = []
+    async with Engine(tmp_path / "d", [GatedExecutor()]) as engine:
+        engine.bus.add_listener(
+            lambda e: seen.append(e) if isinstance(e, WorkflowProgress) else None
+        )
+        w = engine.submit("t", WorkflowSpec(name="empty"), start=False)
+    assert [e.workflow.id for e in seen] == [w.workflow.id]

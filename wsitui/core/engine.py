@@ -1024,7 +1024,10 @@ class Engine:
         for event in events:
             self.bus.publish(event)
         self._publish_tenants(effects, now, admitted=False)
-        for wf_id in dict.fromkeys(j.workflow_id for j in [*main, *side]):
+        touched = [j.workflow_id for j in [*main, *side]]
+        if workflow is not None:
+            touched.append(workflow.id)  # a new workflow is news even with no jobs yet
+        for wf_id in dict.fromkeys(touched):
             self._publish_workflow(wf_id, now)
 
     def _after_change(self) -> None:
