@@ -1,0 +1,74 @@
+"""Structured logs: ids on every line, and nothing on the terminal unless asked."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from wsitui.core.events import JobStateChanged, TenantAdmitted
+from wsitui.core.models import Job, JobState, JobType
+from wsitui.observability.logs import JobLog, LogError, setup_logging
+
+
+def job(state: JobState) -> Job:
+    return Job(
+        id="wf1.mask", key="mask", workflow_id="wf1", tenant="alice",
+        job_type=JobType.TISSUE_MASK, slide="s.svs", branch="A", depends_on=(), params={},
+        state=state, error="boom" if state is JobState.FAILED else None,
+    )  # fmt: skip
+
+
+def test_without_a_file_nothing_reaches_the_terminal(capfd):
+    setup = setup_logging(None)  # the TUI without --log-file
+    try:
+        logging.getLogger("wsitui").error("an engine error while the TUI draws")
+        JobLog()(JobStateChanged(1.0, job(JobState.FAILED), JobState.RUNNING, "failed"))
+    finally:
+        setup.close()
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_text_lines_carry_the_ids_even_when_not_about_a_job(tmp_path: Path):
+    path = tmp_path / "w.log"
+    setup = setup_logging(path)
+    try:
+        log = JobLog()
+        log(JobStateChanged(1.0, job(JobState.FAILED), JobState.RUNNING, "failed: boom"))
+        log(TenantAdmitted(2.0, "bob"))
+        logging.getLogger("wsitui").warning("event listener failed")
+    finally:
+        setup.close()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 3
+    assert (
+        " WARNING tenant=alice workflow=wf1 job=wf1.mask job mask FAILED: failed: boom" in lines[0]
+    )
+    assert " INFO tenant=bob workflow=- job=- tenant bob admitted" in lines[1]
+    assert " tenant=- workflow=- job=- event listener failed" in lines[2]
+
+
+def test_json_lines_and_the_logger_is_restored_after(tmp_path: Path):
+    path = tmp_path / "w.jsonl"
+    logger = logging.getLogger("wsitui")
+    before = (logger.level, logger.propagate, list(logger.handlers))
+    setup = setup_logging(path, as_json=True)
+    try:
+        JobLog()(JobStateChanged(1.0, job(JobState.SUCCEEDED), JobState.RUNNING, "completed"))
+    finally:
+        setup.close()
+    (line,) = [json.loads(x) for x in path.read_text().splitlines()]
+    assert line["tenant"] == "alice" and line["workflow_id"] == "wf1"
+    assert line["job_id"] == "wf1.mask" and line["state"] == "SUCCEEDED"
+    assert line["level"] == "info" and line["ts"].endswith("Z")
+    assert (logger.level, logger.propagate, list(logger.handlers)) == before
+
+
+def test_an_unwritable_log_file_is_one_line(tmp_path: Path):
+    with pytest.raises(LogError, match=r"--log-file .*: its folder does not exist"):
+        setup_logging(tmp_path / "missing" / "w.log")
+    with pytest.raises(LogError, match="not a regular file"):
+        setup_logging(tmp_path)
