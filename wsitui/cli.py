@@ -127,6 +127,7 @@ def _observe(args: argparse.Namespace, *, headless: bool) -> ObserveOptions:
         log_json=args.log_json,
         # Headless may log to stderr; the TUI never writes over its own screen.
         log_to_stderr=headless and args.log_json and args.log_file is None,
+        errors_to_stderr=headless,
     )
 
 

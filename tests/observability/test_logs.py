@@ -72,3 +72,14 @@ def test_an_unwritable_log_file_is_one_line(tmp_path: Path):
         setup_logging(tmp_path / "missing" / "w.log")
     with pytest.raises(LogError, match="not a regular file"):
         setup_logging(tmp_path)
+
+
+def test_headless_without_log_options_still_shows_engine_errors_only(capfd):
+    setup = setup_logging(None, errors_to_stderr=True)
+    try:
+        JobLog()(JobStateChanged(1.0, job(JobState.FAILED), JobState.RUNNING, "failed"))
+        logging.getLogger("wsitui").error("event listener failed and was removed")
+    finally:
+        setup.close()
+    err = capfd.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].endswith("event listener failed and was removed")

@@ -42,7 +42,7 @@ class RunOptions:
     events: Path | None = None
     json: bool = False
     quiet: bool = False
-    observe: ObserveOptions = field(default_factory=ObserveOptions)
+    observe: ObserveOptions = field(default_factory=lambda: ObserveOptions(errors_to_stderr=True))
 
 
 class RunSummary(BaseModel):

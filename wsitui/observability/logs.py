@@ -118,9 +118,15 @@ def check_log_file(path: Path) -> None:
 
 
 def setup_logging(
-    log_file: Path | None, *, as_json: bool = False, to_stderr: bool = False
+    log_file: Path | None,
+    *,
+    as_json: bool = False,
+    to_stderr: bool = False,
+    errors_to_stderr: bool = False,
 ) -> LogSetup:
-    """Install the handlers on the `wsitui` logger (INFO and up); never on the root logger."""
+    """Install the handlers on the `wsitui` logger (INFO and up); never on the root logger.
+    `errors_to_stderr`: with no other handler, errors (not job lines) still go to stderr, as
+    a headless run printed them before logging was configurable."""
     logger = logging.getLogger(LOGGER)
     setup = LogSetup(path=log_file, _before=(logger.level, logger.propagate))
     formatter: logging.Formatter = JsonFormatter() if as_json else TextFormatter()
@@ -133,6 +139,10 @@ def setup_logging(
         setup.handlers.append(handler)
     if to_stderr:
         setup.handlers.append(logging.StreamHandler(sys.stderr))
+    if not setup.handlers and errors_to_stderr:
+        errors = logging.StreamHandler(sys.stderr)
+        errors.setLevel(logging.ERROR)
+        setup.handlers.append(errors)
     if not setup.handlers:
         # Without this, Python's last-resort handler would print warnings on the terminal,
         # over the TUI.

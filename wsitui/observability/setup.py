@@ -23,6 +23,7 @@ class ObserveOptions:
     log_file: Path | None = None
     log_json: bool = False
     log_to_stderr: bool = False  # headless `--log-json` without a file; never in the TUI
+    errors_to_stderr: bool = False  # headless without log options: errors still reach stderr
 
 
 class Observability:
@@ -32,7 +33,10 @@ class Observability:
         self.metrics = Metrics()  # THE metrics source: the TUI's screen and the endpoint
         self.job_log = JobLog()
         self.logs: LogSetup = setup_logging(
-            opts.log_file, as_json=opts.log_json, to_stderr=opts.log_to_stderr
+            opts.log_file,
+            as_json=opts.log_json,
+            to_stderr=opts.log_to_stderr,
+            errors_to_stderr=opts.errors_to_stderr,
         )
         self.server: MetricsServer | None = None
         if opts.metrics_port is not None:
