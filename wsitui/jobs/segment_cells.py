@@ -153,9 +153,9 @@ class SegmentCellsExecutor(Executor):
 
     def resources(self, params: BaseModel) -> dict[str, int]:
         assert isinstance(params, SegmentCellsParams)
-        if params.model == "classical":
-            return {}
-        return gpu_resources(params.device)  # one `gpu` when it will run on CUDA
+        if params.model == "classical" or params.backend == "dask":
+            return {}  # on Dask the cluster's GPU workers hold the GPUs, not this machine
+        return gpu_resources(params.device)  # one `gpu` when it will run on CUDA here
 
     def capacity(self) -> dict[str, int]:
         return {"gpu": _gpu_count()}
@@ -178,7 +178,7 @@ class SegmentCellsExecutor(Executor):
             resolve(params.model)
         except ModelError as e:
             raise ValueError(str(e)) from None
-        if params.device.startswith("cuda") and not cuda_visible():
+        if params.device.startswith("cuda") and params.backend == "local" and not cuda_visible():
             raise ValueError(
                 f"device {params.device!r} requested but no CUDA GPU is visible here: use "
                 "device = 'auto' or 'cpu'"

@@ -142,10 +142,17 @@ def _params(engine: Engine, job_type: str, params: Mapping[str, Any]) -> object:
     model = getattr(engine.executors.get(job_type), "params_model", None)
     if model is not None:
         try:
-            return model.model_validate(dict(params)).model_dump()
+            out = model.model_validate(dict(params)).model_dump()
         except ValidationError:
-            pass
+            return dict(params)
+        # Where tiles run changes no result: moving a job to a cluster is not "changed".
+        for key in RESULT_NEUTRAL:
+            out.pop(key, None)
+        return out
     return dict(params)
+
+
+RESULT_NEUTRAL = ("backend", "scheduler_address")  # set config-wide by [dask]
 
 
 def submit_or_resume(

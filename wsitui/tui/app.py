@@ -342,7 +342,7 @@ class WsituiApp(App[None]):
             return
         spec = JobSpec(
             id=new.key, type=new.job_type, slide=str(Path(new.slide).resolve()),
-            branch=new.branch, depends_on=new.depends_on,
+            branch=new.branch, depends_on=new.depends_on, params=new.params,
         )  # fmt: skip
         if self._engine_call(
             lambda: self.engine.add_job(self.tenant, workflow_id, spec, start=False)
@@ -420,7 +420,13 @@ class WsituiApp(App[None]):
             }
 
         self.push_screen(
-            MetricsScreen(self.metrics, self.engine.clock, depths, self.engine.stats().max_workers)
+            MetricsScreen(
+                self.metrics,
+                self.engine.clock,
+                depths,
+                self.engine.stats().max_workers,
+                dask=getattr(self.engine.executors.get("SEGMENT_CELLS"), "dask_status", list),
+            )
         )
 
     def action_help(self) -> None:

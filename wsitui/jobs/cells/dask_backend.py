@@ -319,7 +319,7 @@ class DaskClusters:
                 return None
             fut = client.submit(
                 segment_tile,
-                plugin.name,
+                plugin,
                 slide,
                 task_plan,
                 tile,

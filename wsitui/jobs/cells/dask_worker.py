@@ -137,14 +137,23 @@ def make_plugin(source: ModelSource, device: str, cpu_threads: int | None) -> Ce
     return CellsPlugin(plugin_name(source, device, cpu_threads), source, device, cpu_threads)
 
 
+_install_lock = threading.Lock()
+
+
 def segment_tile(
-    plugin: str, slide: str, plan: CellPlan, tile: Tile, min_area_px: float
+    plugin: CellsPlugin, slide: str, plan: CellPlan, tile: Tile, min_area_px: float
 ) -> TileResult:
-    """The task: read one tile on this worker, predict, extract polygons. Runs on a worker."""
+    """The task: read one tile on this worker, predict, extract polygons. Runs on a worker.
+
+    `plugin` travels with each task as its small spec (model path, device): a worker that
+    joined before the client's registration reached it (a cluster restarted at the same
+    address) installs it here instead of failing the tile.
+    """
     worker = get_worker()
-    state = worker.plugins.get(plugin)
-    if state is None:
-        raise RuntimeError(f"dask worker {worker.address} has no wsitui plugin {plugin}")
+    with _install_lock:
+        state = worker.plugins.get(plugin.name)
+        if state is None:
+            worker.plugins[plugin.name] = state = plugin
     model = state.model()
     image = read_tile(state.reader(slide), plan, tile)
     began = time.perf_counter()

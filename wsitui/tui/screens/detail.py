@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -20,7 +21,8 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
-from wsitui.core.models import Job, JobState, Transition
+from wsitui.core.models import Job, JobState, JobType, Transition
+from wsitui.jobs.cells.dask_info import dashboard_link
 from wsitui.tui.badges import Badge
 from wsitui.tui.times import counters_text, elapsed_and_eta
 from wsitui.tui.widgets.lanes import badge_text
@@ -28,6 +30,38 @@ from wsitui.tui.widgets.line import LiveLine
 from wsitui.tui.widgets.preview import ImageProtocol, image_widget
 
 PREVIEW = "preview.png"
+MANIFEST = "manifest.json"
+STAGES = ("read", "infer", "post", "merge", "write", "total")
+
+
+def result_lines(manifest: dict[str, Any]) -> list[str]:
+    """What a finished job found, from its manifest: cells, density, model, tiles, timings."""
+    lines: list[str] = []
+    if "cells" in manifest:
+        area = manifest.get("tissue_area_mm2") or 0.0
+        lines.append(
+            f"cells {manifest['cells']:,} · {manifest.get('density_per_mm2', 0):,.0f} per mm² "
+            f"of tissue ({area:.2f} mm², {manifest.get('tissue_source', '?')})"
+        )
+    model = manifest.get("model")
+    if isinstance(model, dict):
+        kind = model.get("kind", "?")
+        lines.append(
+            f"model {model.get('name', '?')} ({kind}) on {model.get('device', '?')}, "
+            f"{model.get('precision', '?')}, {model.get('pixel_size', '?')} µm/px"
+        )
+    tiles = manifest.get("tiles")
+    if isinstance(tiles, dict) and "processed" in tiles:
+        lines.append(
+            f"tiles {tiles['processed']} segmented, {tiles.get('skipped', 0)} without tissue · "
+            f"{tiles.get('tile_size')} px + {tiles.get('overlap')} px overlap"
+        )
+    timings = manifest.get("timings") or {}
+    shown = [f"{k} {timings[k]:.1f} s" for k in STAGES if isinstance(timings.get(k), int | float)]
+    if shown:
+        lines.append("timings: " + " · ".join(shown))
+    lines += [f"note: {w}" for w in manifest.get("warnings") or []]
+    return lines
 
 
 def progress_text(job: Job, now: float) -> Text:
@@ -114,6 +148,13 @@ class JobDetailScreen(Screen[None]):
         self._header.show(header)
         self._progress.show(progress_text(job, self.now))
 
+    def _result(self) -> list[str]:
+        try:
+            manifest = json.loads((self.results_dir / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return []
+        return result_lines(manifest) if isinstance(manifest, dict) else []
+
     def compose(self) -> ComposeResult:
         job = self.job
         with VerticalScroll():
@@ -131,6 +172,18 @@ class JobDetailScreen(Screen[None]):
             if job.error:
                 yield Label("Error", classes="section")
                 yield Static(Text(job.error), classes="error")
+            lines = self._result()
+            if lines:
+                yield Label("Result", classes="section")
+                yield Static(Text("\n".join(lines)))
+            link = (
+                dashboard_link(job.stage, self.results_dir)
+                if job.job_type is JobType.SEGMENT_CELLS
+                else ""
+            )
+            if link:
+                yield Label("Dask", classes="section")
+                yield Static(Text.assemble("dashboard: ", (link, f"link {link}")))
             yield Label("Outputs", classes="section")
             files = (
                 sorted(p.name for p in self.results_dir.iterdir() if not p.name.startswith("."))

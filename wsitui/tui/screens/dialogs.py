@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual import on
@@ -36,6 +37,10 @@ ModalScreen .error { color: $error; height: auto; }
 ModalScreen Horizontal.buttons { height: auto; margin-top: 1; align-horizontal: right; }
 ModalScreen Button { margin-left: 1; }
 ModalScreen Input, ModalScreen Select { background: $boost; }
+ModalScreen #cells-opts { height: auto; }
+ModalScreen .model-row { height: auto; }
+ModalScreen .model-row Input { width: 1fr; }
+ModalScreen .model-row Select { width: 12; margin-left: 1; }
 """
 
 
@@ -97,6 +102,38 @@ class NewJob:
     slide: str
     branch: str
     depends_on: tuple[str, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+MODEL_NAMES = ("shipped", "classical", "brightfield_nuclei")
+
+
+class ModelSuggester(Suggester):
+    """Completes a SEGMENT_CELLS model: a known name, or a path to a folder or .pt file."""
+
+    def __init__(self) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        if not value:
+            return None
+        for name in MODEL_NAMES:
+            if name.startswith(value) and name != value:
+                return name
+        expanded = str(Path(value).expanduser()) + ("/" if value.endswith("/") else "")
+        folder, _, stem = expanded.rpartition("/")
+        try:
+            names = sorted(p.name for p in Path(folder or ".").iterdir())
+        except OSError:
+            return None
+        for name in names:
+            if name.startswith(stem) and not name.startswith("."):
+                full = Path(folder or ".") / name
+                if full.is_dir():
+                    return value + name[len(stem) :] + "/"
+                if name.endswith(".pt"):
+                    return value + name[len(stem) :]
+        return None
 
 
 class AddJobDialog(ModalScreen[NewJob | None]):
@@ -133,6 +170,22 @@ class AddJobDialog(ModalScreen[NewJob | None]):
                 id="type",
                 compact=True,
             )
+            with Vertical(id="cells-opts"):
+                yield Label(
+                    "Model: shipped, classical, brightfield_nuclei, a folder or a .pt file",
+                    classes="hint",
+                )
+                with Horizontal(classes="model-row"):
+                    yield Input(
+                        placeholder="shipped", id="model", suggester=ModelSuggester(), compact=True
+                    )
+                    yield Select(
+                        [(d, d) for d in ("auto", "cpu", "cuda", "mps")],
+                        value="auto",
+                        allow_blank=False,
+                        id="device",
+                        compact=True,
+                    )
             yield Label(Text(f"Branch (existing: {', '.join(self.branches)})"), classes="hint")
             yield Input(
                 value=self.branches[0],
@@ -173,7 +226,27 @@ class AddJobDialog(ModalScreen[NewJob | None]):
             deps = tuple(self.query_one("#deps", SelectionList).selected)
         job_type = self.query_one("#type", Select).value
         assert isinstance(job_type, JobType)
-        self.dismiss(NewJob(key, job_type, slide, branch, deps))
+        params: dict[str, Any] = {}
+        if job_type is JobType.SEGMENT_CELLS:
+            model = self.query_one("#model", Input).value.strip()
+            if model:
+                if "/" in model or model.endswith(".pt") or model[0] in ".~":
+                    model = str(Path(model).expanduser().resolve())  # a path: made absolute
+                params["model"] = model
+            device = self.query_one("#device", Select).value
+            if isinstance(device, str) and device != "auto":
+                params["device"] = device
+        self.dismiss(NewJob(key, job_type, slide, branch, deps, params))
+
+    def on_mount(self) -> None:
+        self._show_cells_options(self.query_one("#type", Select).value)
+
+    @on(Select.Changed, "#type")
+    def _type_changed(self, event: Select.Changed) -> None:
+        self._show_cells_options(event.value)
+
+    def _show_cells_options(self, job_type: object) -> None:
+        self.query_one("#cells-opts").display = job_type is JobType.SEGMENT_CELLS
 
     @on(Button.Pressed, "#cancel")
     def _cancel(self) -> None:

@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, Sparkline, Static
 
 from wsitui.core.metrics import Metrics
+from wsitui.jobs.cells.dask_info import ClusterStatus
 
 MINUTES = 30
 
@@ -30,9 +31,11 @@ class MetricsScreen(Screen[None]):
         now: Callable[[], float],
         depths: Callable[[], dict[str, int]],
         max_workers: int,
+        dask: Callable[[], list[ClusterStatus]] = list,
     ) -> None:
         super().__init__()
         self.metrics, self.now, self.depths, self.max_workers = metrics, now, depths, max_workers
+        self.dask = dask  # cheap: no dask import, no cluster call (SegmentCellsExecutor)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
@@ -44,6 +47,8 @@ class MetricsScreen(Screen[None]):
             yield Label("", id="workers-text")
             yield Label("Queue depth per branch (this tenant)", classes="section")
             yield Static(id="depths")
+            yield Label("Dask workers (SEGMENT_CELLS on a cluster)", classes="section")
+            yield Static(id="dask")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -66,6 +71,23 @@ class MetricsScreen(Screen[None]):
             f"now {self.metrics.running}/{self.max_workers} · peak {max(workers):.0f}"
         )
         self.query_one("#depths", Static).update(depths_text(self.depths()))
+        self.query_one("#dask", Static).update(dask_text(self.dask()))
+
+
+def dask_text(clusters: list[ClusterStatus]) -> Text:
+    """Each cluster in use, then each of its workers with its tiles and tiles/s."""
+    if not clusters:
+        return Text("no Dask cluster in use", style="dim")
+    text = Text()
+    for c in clusters:
+        text.append(f"{c.address} · {c.tiles_per_s:.1f} tiles/s · {c.dashboard}\n")
+        for w in c.workers:
+            gpu = "  GPU" if w.gpus else ""
+            text.append(
+                f"  {w.address}  {w.threads} thr{gpu}  {w.tiles} tiles  {w.tiles_per_s:.2f}/s\n"
+            )
+    text.rstrip()
+    return text
 
 
 def depths_text(depths: dict[str, int]) -> Text:

@@ -1,0 +1,106 @@
+"""SEGMENT_CELLS in the TUI: the add-job dialog offers the model and device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input, Select
+
+from tests.slides.samples import sample_slide_path
+from tests.tui.fakes import ScriptedExecutor
+from tests.tui.helpers import settle
+from wsitui.core.engine import Engine
+from wsitui.core.models import JobType
+from wsitui.jobs.segment_cells import SegmentCellsExecutor
+from wsitui.tui.app import WsituiApp
+from wsitui.tui.screens.dialogs import AddJobDialog
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return sample_slide_path(tmp_path_factory, (2048, 1536), 3)
+
+
+async def test_add_a_cells_job_with_its_model_and_device(tmp_path, slide):
+    engine = Engine(tmp_path / "d", [ScriptedExecutor(), SegmentCellsExecutor()])
+    app = WsituiApp(engine, tenant="alice", image_protocol="halfcell")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("n", *"w", "enter")
+        await settle(app, pilot)
+        await pilot.press("a")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, AddJobDialog)
+        assert not dialog.query_one("#cells-opts").display  # only for SEGMENT_CELLS
+        dialog.query_one("#slide", Input).value = str(slide)
+        dialog.query_one("#type", Select).value = JobType.SEGMENT_CELLS
+        await pilot.pause()
+        assert dialog.query_one("#cells-opts").display
+        dialog.query_one("#model", Input).value = "classical"
+        dialog.query_one("#device", Select).value = "cpu"
+        await pilot.press("enter")
+        await pilot.pause()
+        for worker in [w for w in app.workers if w.group == "add-job"]:
+            await worker.wait()
+        await settle(app, pilot)
+        (w,) = engine.workflows("alice")
+        (job,) = engine.workflow("alice", w.workflow.id).jobs
+        assert job.job_type is JobType.SEGMENT_CELLS
+        assert job.params == {"model": "classical", "device": "cpu"}
+        await app.shutdown()
+
+
+def test_the_detail_screen_states_what_a_cells_job_found():
+    from wsitui.tui.screens.detail import result_lines
+
+    lines = result_lines(
+        {
+            "cells": 12345,
+            "density_per_mm2": 2100.4,
+            "tissue_area_mm2": 5.88,
+            "tissue_source": "upstream:mask",
+            "model": {
+                "name": "wsitui_he_nuclei",
+                "kind": "shipped",
+                "device": "cpu",
+                "precision": "fp32",
+                "pixel_size": 0.5,
+            },
+            "tiles": {"processed": 30, "skipped": 18, "tile_size": 1024, "overlap": 48},
+            "timings": {
+                "read": 1.0,
+                "infer": 60.25,
+                "post": 3.0,
+                "merge": 0.1,
+                "write": 2.0,
+                "total": 66.0,
+            },
+            "warnings": ["slide has no pixel size; assumed 0.5 µm/px"],
+        }
+    )
+    assert lines[0] == "cells 12,345 · 2,100 per mm² of tissue (5.88 mm², upstream:mask)"
+    assert lines[1] == "model wsitui_he_nuclei (shipped) on cpu, fp32, 0.5 µm/px"
+    assert "30 segmented, 18 without tissue" in lines[2]
+    assert "infer 60.2 s" in lines[3] and "total 66.0 s" in lines[3]
+    assert lines[4].startswith("note: slide has no pixel size")
+
+
+def test_the_metrics_screen_lists_dask_workers_and_their_rates():
+    from wsitui.jobs.cells.dask_info import ClusterStatus, WorkerRate
+    from wsitui.tui.screens.metrics import dask_text
+
+    assert str(dask_text([])) == "no Dask cluster in use"
+    cluster = ClusterStatus(
+        "tcp://10.0.0.5:8786",
+        False,
+        "http://10.0.0.5:8787/status",
+        (WorkerRate("tcp://10.0.0.7:40001", 2, 1, 120, 3.5),),
+        3.5,
+    )
+    lines = str(dask_text([cluster])).splitlines()
+    assert lines[0] == "tcp://10.0.0.5:8786 · 3.5 tiles/s · http://10.0.0.5:8787/status"
+    assert lines[1].split() == ["tcp://10.0.0.7:40001", "2", "thr", "GPU", "120", "tiles", "3.50/s"]
