@@ -201,3 +201,22 @@ async def test_an_unusable_model_fails_its_job_with_one_line_and_nothing_else(
     assert mask.state is JobState.SUCCEEDED
     assert cells.state is JobState.FAILED
     assert cells.error and "\n" not in cells.error and "model.pt" in cells.error
+
+
+@pytest.mark.parametrize("style", ["default", "grainy"])
+async def test_the_shipped_model_over_a_whole_slide_scores_f1_of_at_least_0_9(
+    tmp_path, tmp_path_factory, style
+):
+    from wsitui.slides.sample import write_sample_slide
+    from wsitui.slides.style import style_named
+
+    slide = tmp_path / f"{style}.svs"
+    write_sample_slide(slide, size=(2048, 1536), seed=21, style=style_named(style))
+    spec = cells_wf(slide, model="shipped", tile_size=512)
+    engine, cells_id = await run_to_end(tmp_path / "d", spec)
+    job = engine._jobs[cells_id]
+    assert job.state is JobState.SUCCEEDED, job.error
+    out = engine.results_dir(job)
+    assert json.loads((out / "manifest.json").read_text())["model"]["kind"] == "shipped"
+    score = score_against_truth(out, slide)
+    assert score.f1 >= 0.9, score
