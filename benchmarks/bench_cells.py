@@ -88,7 +88,7 @@ def variant_limit(slide: Path, model_name: str) -> dict[str, Any]:
             model.predict(rgb)
         seconds = time.perf_counter() - began
         return {"tiles": len(rgbs), "seconds": seconds, "tiles_per_s": len(rgbs) / seconds}
-    inputs = [torch.from_numpy(normalize_batch(rgb)) for rgb in rgbs]
+    inputs = [torch.from_numpy(normalize_batch(rgb, model.normalization)) for rgb in rgbs]
     module, post = model._module, model.postprocess  # the bare TorchScript forward
     with torch.inference_mode():
         module(inputs[0], **post)  # warm-up, not timed
@@ -247,7 +247,7 @@ def tile_sizes(slide: Path, model_name: str) -> None:
         side = min(w, h, 2048)
         img = reader.read_region(((w - side) // 2, (h - side) // 2), 0, (side, side))
     print(f"model {model.name}: core px/s by tile_size (overlap >= {need} px a side)")
-    for core in (256, 512, 768, 1024, 1536):
+    for core in (256, 384, 512, 576, 704, 896, 1024, 1536):
         n = math.ceil((core + 2 * need) / ALIGN) * ALIGN
         if n > side:
             break
@@ -255,7 +255,7 @@ def tile_sizes(slide: Path, model_name: str) -> None:
         if model.is_classical:
             run = partial(model.predict, batch)
         else:
-            x = torch.from_numpy(normalize_batch(batch))
+            x = torch.from_numpy(normalize_batch(batch, model.normalization))
             run = partial(model._module, x, **model.postprocess)
         with torch.inference_mode():
             run()

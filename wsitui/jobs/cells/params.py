@@ -23,7 +23,10 @@ class SegmentCellsParams(BaseModel):
         "'classical'; absent: the shipped model",
     )
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N | mps")
-    tile_size: int = Field(default=1024, ge=64, le=4096, description="core px at model scale")
+    # Measured with the shipped model on tissue (benchmarks/bench_cells.py --tile-sizes): useful
+    # throughput is flat for model inputs of ~576-896 px and falls beyond (InstanSeg's own
+    # post-processing grows faster than the area); 576 + 2 x 48 overlap = 672 px inputs.
+    tile_size: int = Field(default=576, ge=64, le=4096, description="core px at model scale")
     max_nucleus_um: float = Field(
         default=20.0, gt=0, le=200, description="largest nucleus diameter; sets the overlap"
     )
