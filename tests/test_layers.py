@@ -29,6 +29,8 @@ FORBIDDEN = {
     "slides": ("textual", "wsitui.tui", "wsitui.headless", "wsitui.cli"),
     "jobs": ("textual", "wsitui.tui", "wsitui.headless", "wsitui.cli"),
     "headless": ("textual", "wsitui.tui"),
+    "observability": ("textual", "rich", "wsitui.tui", "wsitui.headless", "wsitui.cli"),
+    "serve": ("wsitui.headless",),
     # Below both faces: nothing that draws, and neither face.
     "session": ("textual", "rich", "wsitui.tui", "wsitui.headless", "wsitui.cli"),
     # The TUI reaches the engine through the session layer, never through the headless face.

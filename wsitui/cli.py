@@ -169,13 +169,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         from wsitui.models.cli import run_model_command
 
         return run_model_command(args)
-    from wsitui.observability.setup import ObserveOptions
     from wsitui.tui.main import tui_main
 
-    observe = _observe(args, headless=False)
-    if observe == ObserveOptions():
-        return tui_main(args.config, args.data_dir, args.tenant)
-    return tui_main(args.config, args.data_dir, args.tenant, observe=observe)
+    return tui_main(args.config, args.data_dir, args.tenant, observe=_observe(args, headless=False))
 
 
 def _sample(out: Path, size_text: str, seed: int, *, force: bool) -> int:

@@ -27,7 +27,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, ListView, Static
 from textual.worker import Worker
 
-from wsitui.core.engine import Engine, EngineError
+from wsitui.core.engine import Engine, EngineError, QueueFull, RateLimited
 from wsitui.core.events import Event, JobProgress, JobStateChanged, Listener, WorkflowProgress
 from wsitui.core.metrics import Metrics
 from wsitui.core.models import Job, JobSpec, JobState, JobType, WorkflowSpec, WorkflowStatus
@@ -96,13 +96,15 @@ class WsituiApp(App[None]):
         image_protocol: ImageProtocol = "auto",
         sample_dir: Path | None = None,
         listeners: Sequence[Listener] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__()
         self.engine = engine
         self.tenant = tenant
         self.image_protocol = image_protocol
         self.sample_dir = sample_dir or engine.data_dir / "samples"
-        self.metrics = Metrics()
+        self._own_metrics = metrics is None  # a session's Metrics comes among `listeners`
+        self.metrics = metrics if metrics is not None else Metrics()
         self.selected_workflow: str | None = None
         self.selected_job: str | None = None
         self.ready = asyncio.Event()
@@ -176,7 +178,8 @@ class WsituiApp(App[None]):
                 for listener in self._listeners:
                     self.engine.bus.add_listener(listener)
                 self.engine.bus.add_listener(self._on_event)
-                self.engine.bus.add_listener(self.metrics)
+                if self._own_metrics:
+                    self.engine.bus.add_listener(self.metrics)
                 if self._startup is not None:
                     self._startup(self.engine)
                 self.now = self.engine.clock()
@@ -299,6 +302,9 @@ class WsituiApp(App[None]):
         """Run an engine command; a refusal is shown in the app, never raised."""
         try:
             fn()
+        except (RateLimited, QueueFull) as exc:
+            self.notify(str(exc), title="not submitted", severity="warning", timeout=8)
+            return False
         except (EngineError, ValueError) as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return False
@@ -313,6 +319,9 @@ class WsituiApp(App[None]):
                 return
             try:
                 status = self.engine.submit(self.tenant, WorkflowSpec(name=name), start=False)
+            except (RateLimited, QueueFull) as exc:
+                self.notify(str(exc), title="not submitted", severity="warning", timeout=8)
+                return
             except (EngineError, ValueError) as exc:
                 self.notify(str(exc), severity="error")
                 return
@@ -452,10 +461,20 @@ class WsituiApp(App[None]):
                 params={"tile_size": 1024},
             ),
         )  # fmt: skip
+        if "SEGMENT_CELLS" in self.engine.executors:  # nuclei on the tissue the mask found
+            jobs += (
+                JobSpec(
+                    id="cells", type=JobType.SEGMENT_CELLS, slide=str(slide), branch="C",
+                    depends_on=("mask",),
+                ),
+            )  # fmt: skip
         try:
             status = self.engine.submit(
                 self.tenant, WorkflowSpec(name="demo", jobs=jobs), start=False
             )
+        except (RateLimited, QueueFull) as exc:
+            self.notify(str(exc), title="not submitted", severity="warning", timeout=8)
+            return
         except EngineError as exc:
             self.notify(str(exc), severity="error")
             return

@@ -10,6 +10,7 @@ from pathlib import Path
 from wsitui.core.engine import Engine
 from wsitui.core.models import check_safe_id
 from wsitui.core.text import one_line
+from wsitui.observability.setup import ObserveOptions
 from wsitui.session.config import Config
 from wsitui.session.errors import EXIT_INPUT, EXIT_INTERRUPTED, SessionError
 from wsitui.session.session import SessionOptions, prepare_session
@@ -27,7 +28,12 @@ def default_tenant(config: Config) -> str:
     return user[:64] or "default"
 
 
-def tui_main(config_path: Path | None, data_dir: Path | None, tenant: str | None) -> int:
+def tui_main(
+    config_path: Path | None,
+    data_dir: Path | None,
+    tenant: str | None,
+    observe: ObserveOptions | None = None,
+) -> int:
     try:
         if tenant is not None:
             check_safe_id("tenant", tenant)
@@ -36,7 +42,9 @@ def tui_main(config_path: Path | None, data_dir: Path | None, tenant: str | None
         return EXIT_INPUT
     try:
         session = prepare_session(
-            SessionOptions(config=config_path, data_dir=data_dir),
+            SessionOptions(
+                config=config_path, data_dir=data_dir, observe=observe or ObserveOptions()
+            ),
             lambda line: print(one_line(line), flush=True),
         )
     except SessionError as exc:
@@ -47,6 +55,7 @@ def tui_main(config_path: Path | None, data_dir: Path | None, tenant: str | None
         return EXIT_INTERRUPTED
 
     def startup(engine: Engine) -> None:
+        session.observability.start_soon()  # --metrics-port: served from the TUI's own loop
         # Config workflows arrive held: the user starts them (s / S), or resumes old ones.
         try:
             session.submit(start=False)
@@ -61,7 +70,8 @@ def tui_main(config_path: Path | None, data_dir: Path | None, tenant: str | None
         startup=startup,
         image_protocol=session.config.ui.image_protocol,
         sample_dir=session.data_dir / "samples",
-        listeners=[session.event_log] if session.event_log else [],
+        listeners=session.listeners(),  # event log, the shared Metrics, the job log
+        metrics=session.observability.metrics,  # the one source /metrics reads too
     )
     try:
         app.run()
