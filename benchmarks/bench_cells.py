@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import subprocess
 import sys
 import tempfile
@@ -28,25 +27,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / "benchmarks" / ".cache"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, peak_rss_mb, sample
+
 BASELINE_PY = ROOT / "benchmarks" / ".venv-baseline" / "bin" / "python"
-sys.path.insert(0, str(ROOT))
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def sample(size: tuple[int, int], seed: int) -> Path:
-    from wsitui.slides.sample import write_sample_slide
-
-    path = CACHE / f"cells_{size[0]}x{size[1]}_s{seed}.svs"
-    if not path.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        print(f"generating {path.name} (once) ...", file=sys.stderr)
-        write_sample_slide(path, size=size, seed=seed)
-    return path
 
 
 def f1_of(centroids: Any, slide: Path) -> float:

@@ -42,26 +42,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / "benchmarks" / ".cache"
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import peak_rss_mb, sample
 
 JOBS_AT_ONCE = 2  # SegmentCellsExecutor.threads: jobs of the type running at once
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def sample(size: tuple[int, int], seed: int) -> Path:
-    from wsitui.slides.sample import write_sample_slide
-
-    path = CACHE / f"cells_{size[0]}x{size[1]}_s{seed}.svs"
-    if not path.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        print(f"generating {path.name} (once) ...", file=sys.stderr)
-        write_sample_slide(path, size=size, seed=seed)
-    return path
 
 
 def run_job(slide: Path, params: dict[str, Any]) -> dict[str, Any]:
