@@ -41,10 +41,12 @@ class SchedulerConfig(_Strict):
 class LimitsConfig(_Strict):
     """Admission control of submissions (see wsitui/core/admission.py); 0 switches one off."""
 
-    rate: float = Field(10.0, ge=0, le=1_000_000)  # submissions per second per tenant
-    burst: int = Field(200, ge=1, le=1_000_000)  # submissions at once per tenant
-    max_queued_per_tenant: int = Field(5_000, ge=0)  # PENDING jobs of one tenant
-    max_queued: int = Field(10_000, ge=0)  # PENDING jobs in total
+    # Defaults let a config of a few thousand workflows in (it is submitted at once, at start)
+    # and stop only a runaway client; a shared deployment sets its own.
+    rate: float = Field(20.0, ge=0, le=1_000_000)  # submissions per second per tenant
+    burst: int = Field(2_000, ge=1, le=1_000_000)  # submissions at once per tenant
+    max_queued_per_tenant: int = Field(50_000, ge=0)  # PENDING jobs of one tenant
+    max_queued: int = Field(100_000, ge=0)  # PENDING jobs in total
 
     def limits(self) -> Limits:
         return Limits(
