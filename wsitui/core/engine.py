@@ -817,6 +817,9 @@ class Engine:
             self._discard_results(job)
         except (JobError, EngineError) as exc:
             state, error, reason = JobState.FAILED, str(exc), "failed"
+        except _Crash as exc:  # a BaseException from executor code: its own name and message
+            state, error, reason = JobState.FAILED, str(exc).splitlines()[0], "failed"
+            self._write_traceback(job, exc)
         except Exception as exc:  # an executor bug must fail its job, never the engine
             state, reason = JobState.FAILED, "failed"
             error = (f"{type(exc).__name__}: {exc}".splitlines() or [type(exc).__name__])[0]
