@@ -104,3 +104,15 @@ def test_the_metrics_screen_lists_dask_workers_and_their_rates():
     lines = str(dask_text([cluster])).splitlines()
     assert lines[0] == "tcp://10.0.0.5:8786 · 3.5 tiles/s · http://10.0.0.5:8787/status"
     assert lines[1].split() == ["tcp://10.0.0.7:40001", "2", "thr", "GPU", "120", "tiles", "3.50/s"]
+
+
+async def test_the_metrics_screen_shows_the_numbers_the_endpoint_serves(tmp_path):
+    from wsitui.core.metrics import Metrics
+    from wsitui.tui.screens.metrics import now_text
+
+    engine = Engine(tmp_path / "d", [ScriptedExecutor()], max_workers=3)
+    async with engine:
+        metrics = Metrics()
+        text = str(now_text(metrics.snapshot(engine)))
+    assert text.startswith("running 0 · workers busy 0 free 3 · queued 0 (pending 0)")
+    assert "cells 0" in text and "submissions refused 0" in text

@@ -435,6 +435,7 @@ class WsituiApp(App[None]):
                 depths,
                 self.engine.stats().max_workers,
                 dask=getattr(self.engine.executors.get("SEGMENT_CELLS"), "dask_status", list),
+                snapshot=lambda: self.metrics.snapshot(self.engine),
             )
         )
 

@@ -11,7 +11,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Sparkline, Static
 
-from wsitui.core.metrics import Metrics
+from wsitui.core.metrics import Metrics, MetricsSnapshot
 from wsitui.jobs.cells.dask_info import ClusterStatus
 
 MINUTES = 30
@@ -32,13 +32,18 @@ class MetricsScreen(Screen[None]):
         depths: Callable[[], dict[str, int]],
         max_workers: int,
         dask: Callable[[], list[ClusterStatus]] = list,
+        snapshot: Callable[[], MetricsSnapshot] | None = None,
     ) -> None:
         super().__init__()
         self.metrics, self.now, self.depths, self.max_workers = metrics, now, depths, max_workers
         self.dask = dask  # cheap: no dask import, no cluster call (SegmentCellsExecutor)
+        self.snapshot = snapshot  # the numbers /metrics serves: one source for both
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
+            if self.snapshot is not None:
+                yield Label("Now (the numbers --metrics-port serves)", classes="section")
+                yield Static(id="now")
             yield Label(f"Average job latency per minute (last {MINUTES} min)", classes="section")
             yield Sparkline([], id="latency")
             yield Label("", id="latency-text")
@@ -72,6 +77,22 @@ class MetricsScreen(Screen[None]):
         )
         self.query_one("#depths", Static).update(depths_text(self.depths()))
         self.query_one("#dask", Static).update(dask_text(self.dask()))
+        if self.snapshot is not None:
+            self.query_one("#now", Static).update(now_text(self.snapshot()))
+
+
+def now_text(s: MetricsSnapshot) -> Text:
+    """The live engine figures and totals, as the Prometheus endpoint reports them."""
+    ended = sum(s.outcomes.values())
+    failed = sum(n for (_, state), n in s.outcomes.items() if state == "FAILED")
+    res = " · ".join(f"{k} {used}/{cap}" for k, (used, cap) in sorted(s.resources.items()))
+    return Text(
+        f"running {s.running} · workers busy {s.workers_busy} free {s.workers_free} · "
+        f"queued {s.queued} (pending {s.pending}) · tenants active {s.tenants_active} "
+        f"waiting {s.tenants_waiting}" + (f" · {res}" if res else "") + "\n"
+        f"tiles {sum(s.tiles.values()):,} · cells {s.cells:,} · jobs ended {ended:,} "
+        f"({failed:,} failed) · submissions refused {sum(s.submissions_refused.values()):,}"
+    )
 
 
 def dask_text(clusters: list[ClusterStatus]) -> Text:
