@@ -42,8 +42,10 @@ class CellPlan:
 
 
 def overlap_for(max_nucleus_um: float, model_px: float) -> int:
-    """Just more than the largest nucleus, in model px (plus a margin for its context)."""
-    return math.ceil(max_nucleus_um / model_px) + 8
+    """Just more than the largest nucleus, in model px: a nucleus owned by a tile reaches at
+    most a radius (plus the seam band) past its core, so a diameter leaves room for context;
+    the input alignment adds more."""
+    return math.ceil(max_nucleus_um / model_px) + 4
 
 
 def plan_tiles(
