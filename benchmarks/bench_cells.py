@@ -89,9 +89,9 @@ def variant_limit(slide: Path, model_name: str) -> dict[str, Any]:
 def variant_wsitui(slide: Path, model_name: str) -> dict[str, Any]:
     import anyio
 
+    from tests.cells.specs import mask_and_cells
     from tests.cells.truth import cells_centroids
     from wsitui.core.engine import Engine
-    from wsitui.core.models import JobSpec, WorkflowSpec
     from wsitui.jobs.registry import default_executors
 
     async def main() -> dict[str, Any]:
@@ -100,19 +100,7 @@ def variant_wsitui(slide: Path, model_name: str) -> dict[str, Any]:
                 began = time.perf_counter()
                 w = engine.submit(
                     "bench",
-                    WorkflowSpec(
-                        name="cells",
-                        jobs=(
-                            JobSpec(id="mask", type="TISSUE_MASK", slide=str(slide)),
-                            JobSpec(
-                                id="cells",
-                                type="SEGMENT_CELLS",
-                                slide=str(slide),
-                                depends_on=("mask",),
-                                params={"model": model_name},
-                            ),
-                        ),
-                    ),
+                    mask_and_cells(slide, "cells", model=model_name),
                 )
                 await engine.wait_idle()
                 total = time.perf_counter() - began

@@ -51,8 +51,8 @@ JOBS_AT_ONCE = 2  # SegmentCellsExecutor.threads: jobs of the type running at on
 def run_job(slide: Path, params: dict[str, Any]) -> dict[str, Any]:
     import anyio
 
+    from tests.cells.specs import mask_and_cells
     from wsitui.core.engine import Engine
-    from wsitui.core.models import JobSpec, WorkflowSpec
     from wsitui.jobs.registry import default_executors
 
     async def main() -> dict[str, Any]:
@@ -60,19 +60,7 @@ def run_job(slide: Path, params: dict[str, Any]) -> dict[str, Any]:
             async with Engine(Path(tmp), default_executors()) as engine:
                 w = engine.submit(
                     "bench",
-                    WorkflowSpec(
-                        name="cells",
-                        jobs=(
-                            JobSpec(id="mask", type="TISSUE_MASK", slide=str(slide)),
-                            JobSpec(
-                                id="cells",
-                                type="SEGMENT_CELLS",
-                                slide=str(slide),
-                                depends_on=("mask",),
-                                params=params,
-                            ),
-                        ),
-                    ),
+                    mask_and_cells(slide, "cells", **params),
                 )
                 await engine.wait_idle()
                 job = engine.workflow("bench", w.workflow.id).jobs[1]

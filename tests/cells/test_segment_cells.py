@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from shapely.geometry import shape
 
+from tests.cells.specs import mask_and_cells
 from tests.cells.truth import score_against_truth
 from wsitui.core.engine import Engine, InvalidRequest
 from wsitui.core.models import JobSpec, JobState, WorkflowSpec
@@ -27,19 +28,7 @@ def executors() -> list:
 
 
 def cells_wf(slide: Path, **params: object) -> WorkflowSpec:
-    return WorkflowSpec(
-        name="w",
-        jobs=(
-            JobSpec(id="mask", type="TISSUE_MASK", slide=str(slide)),
-            JobSpec(
-                id="cells",
-                type="SEGMENT_CELLS",
-                slide=str(slide),
-                depends_on=("mask",),
-                params={"model": "classical", **params},
-            ),
-        ),
-    )
+    return mask_and_cells(slide, **{"model": "classical", **params})
 
 
 async def run_to_end(data: Path, spec: WorkflowSpec) -> tuple[Engine, str]:
