@@ -1,13 +1,17 @@
 """Loading every kind of model offline: the messages a user sees are asserted.
 
-There is no network on this machine: the pretrained download is faked (requests.get raises
-ConnectionError as it would offline), and "cached" pretrained models are fake TorchScript files
-placed where instanseg's loader keeps them."""
+There is no network on this machine: the pretrained download goes through a local socket set as
+the proxy (one that drops connections, one that never answers) or, for a download that works, a
+local HTTP server in place of the release URL; "cached" pretrained models are fake TorchScript
+files placed where instanseg's loader keeps them, with wsitui's SHA-256 record."""
 
 from __future__ import annotations
 
-import os
+import io
+import socket
 import threading
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,45 +26,163 @@ from wsitui.models.source import ModelSource, resolve
 torch = pytest.importorskip("torch")
 
 
+class _Peer:
+    """A local TCP peer standing in for the network: `answer=False` accepts and never answers
+    (a stuck proxy), else it closes each connection at once (no usable network)."""
+
+    def __init__(self, answer: bool) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.accepted: list[socket.socket] = []
+        self.answer = answer
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+            if self.answer:
+                conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.accepted:
+            c.close()
+
+
+def _proxy(monkeypatch: pytest.MonkeyPatch, peer: _Peer) -> None:
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(var, peer.url)
+    for var in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+
+
 @pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Fake the network: every requests.get raises ConnectionError (and is recorded)."""
-    import requests
-
-    calls: list[str] = []
-
-    def no_network(url: str, *a: object, **k: object) -> None:
-        calls.append(url)
-        raise requests.ConnectionError(f"Failed to resolve host for {url}")
-
-    monkeypatch.setattr(requests, "get", no_network)
-    return calls
+def offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Peer]:
+    """The network as seen through a proxy that drops every connection."""
+    peer = _Peer(answer=True)
+    _proxy(monkeypatch, peer)
+    yield peer
+    peer.close()
 
 
-def test_pretrained_offline_and_not_cached_is_one_line(model_dir: Path, offline: list[str]):
+def test_pretrained_offline_and_not_cached_is_one_line(model_dir: Path, offline: _Peer):
     source = resolve("brightfield_nuclei")
     with pytest.raises(ModelError) as err:
         load(source, "cpu")
     msg = str(err.value)
-    assert offline, "instanseg's own loader was called"
+    assert offline.accepted, "the download went through the proxy"
     assert "pretrained model 'brightfield_nuclei' is not in the cache" in msg
     assert str(model_dir) in msg
     assert "set model to a local folder or .pt file, or 'shipped'" in msg
     assert "\n" not in msg
-    assert "INSTANSEG_BIOIMAGEIO_PATH" not in os.environ  # put back as it was
+    assert not any(p.is_file() for p in model_dir.rglob("*"))  # nothing half-written
+
+
+def test_a_proxy_that_never_answers_fails_the_download_at_its_deadline(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """instanseg's own loader waits forever here (requests.get with no timeout)."""
+    from wsitui.models import download
+
+    peer = _Peer(answer=False)
+    _proxy(monkeypatch, peer)
+    monkeypatch.setattr(download, "ANSWER_TIMEOUT_S", 1.0)
+    done: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            load(resolve("brightfield_nuclei"), "cpu")
+        except BaseException as exc:
+            done.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(60)  # generous for a loaded machine; the deadline is 1 s
+    peer.close()
+    assert not t.is_alive(), "the download did not end at its deadline"
+    assert peer.accepted
+    msg = str(done[0])
+    assert isinstance(done[0], ModelError) and "\n" not in msg
+    assert "could not be downloaded (no answer within 1 s" in msg
+
+
+def _zip_of(pt: Path) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.write(pt, "instanseg.pt")
+        z.writestr("rdf.yaml", "name: fake\n")
+    return buf.getvalue()
+
+
+def _http_serving(body: bytes) -> tuple[str, Callable[[], None]]:
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/m.zip", server.shutdown
+
+
+def test_a_download_is_recorded_and_a_changed_file_is_refused(
+    tmp_path: Path, model_dir: Path, fake_model: FakeFactory, monkeypatch: pytest.MonkeyPatch
+):
+    """The release server is faked (no internet here): a local HTTP server with the zip."""
+    from wsitui.models import download
+
+    url, stop = _http_serving(_zip_of(fake_model(tmp_path / "release.pt", pixel_size=0.25)))
+    monkeypatch.setattr(download, "pretrained_url", lambda name, version: url)
+    for var in ("http_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    try:
+        model = load(resolve("brightfield_nuclei"), "cpu")
+    finally:
+        stop()
+    cached = model_dir / "brightfield_nuclei" / "0.1.1" / "instanseg.pt"
+    record = cached.with_name("instanseg.pt.sha256").read_text().split()[0]
+    assert model.pixel_size == 0.25 and model.sha256 == record
+    assert (cached.parent / "rdf.yaml").is_file()
+    assert load(resolve(None), "cpu").sha256 == record  # the default now, from the cache
+    fake_model(cached, pixel_size=0.5)  # the cached file changes
+    with pytest.raises(ModelError) as err:
+        load(resolve("brightfield_nuclei"), "cpu")
+    assert "changed since it was downloaded" in str(err.value) and "\n" not in str(err.value)
+    cached.with_name("instanseg.pt.sha256").unlink()
+    with pytest.raises(ModelError, match="has no download record"):
+        load(resolve("brightfield_nuclei"), "cpu")
 
 
 def test_pretrained_cached_loads_without_network(
-    model_dir: Path, offline: list[str], fake_model: FakeFactory
+    model_dir: Path, offline: _Peer, fake_model: FakeFactory
 ):
-    fake_model(model_dir / "brightfield_nuclei" / "0.1.1" / "instanseg.pt", pixel_size=0.25)
+    from wsitui.models.download import sha256_bytes
+
+    pt = fake_model(model_dir / "brightfield_nuclei" / "0.1.1" / "instanseg.pt", pixel_size=0.25)
+    pt.with_name("instanseg.pt.sha256").write_text(sha256_bytes(pt.read_bytes()))
     model = load(resolve(None), "cpu")  # the default, now that it is cached
     assert (model.name, model.source_kind, model.pixel_size) == (
         "brightfield_nuclei",
         "pretrained",
         0.25,
     )
-    assert offline == []
+    assert offline.accepted == []
     m = model.manifest()
     assert m["version"] == "0.1.1" and len(str(m["sha256"])) == 64
 

@@ -12,7 +12,6 @@ from wsitui.models.source import (
     classical_source,
     resolve,
     shipped_source,
-    torch_available,
 )
 
 
@@ -43,26 +42,33 @@ def _describe(source: ModelSource, origin: str) -> ModelEntry:
             source.name, origin, source.kind, path, source.version, None, None, "",
             "not downloaded yet" if source.kind == "pretrained" else "file missing",
         )  # fmt: skip
-    from wsitui.models.loaded import file_sha256
+    return _inspect(source, origin, source.path)
 
-    pixel, channels, problem = None, None, ""
-    if torch_available():
-        import torch
 
-        try:
-            module = torch.jit.load(str(source.path), map_location="cpu")
-            value = getattr(module, "pixel_size", None)
-            pixel = float(value) if isinstance(value, (int, float)) else None
-            from wsitui.models.loaded import _expected_channels
+def _inspect(source: ModelSource, origin: str, path: Path) -> ModelEntry:
+    """What the archive says, read without executing it (no torch.jit.load: loading a model
+    runs its code); a model the archive check or its download record refuses says why."""
+    from wsitui.models.archive import check_archive, read_info
+    from wsitui.models.download import sha256_bytes, verify_download
 
-            channels = _expected_channels(module)
-            if pixel is None:
-                problem = "no pixel_size"
-        except Exception:
-            problem = "not a TorchScript file"
+    pixel, channels, problem, sha = None, None, "", ""
+    try:
+        data = path.read_bytes()
+        sha = sha256_bytes(data)
+        check_archive(path, data)
+        info = read_info(path)
+        pixel, channels = info.pixel_size, info.channels
+        if pixel is None:
+            problem = "no pixel_size"
+        if source.kind == "pretrained":
+            verify_download(path, sha)
+    except OSError as exc:
+        problem = f"cannot be read: {exc.strerror or exc}"
+    except ModelError as exc:
+        problem = str(exc)
     return ModelEntry(
-        source.name, origin, source.kind, path, source.version, pixel, channels,
-        file_sha256(source.path), problem,
+        source.name, origin, source.kind, str(path), source.version, pixel, channels, sha,
+        problem,
     )  # fmt: skip
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any, Protocol
@@ -73,45 +72,54 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
 
 
-def _download_pretrained(source: ModelSource) -> Any:
-    """instanseg's own loader, pointed at our cache dir; ModelError when offline."""
-    from instanseg.utils.utils import download_model
-
-    assert source.path is not None
-    cache = source.path.parent.parent.parent
-    with _download_lock:  # the env var is process-wide
-        old = os.environ.get("INSTANSEG_BIOIMAGEIO_PATH")
-        os.environ["INSTANSEG_BIOIMAGEIO_PATH"] = str(cache)
-        try:
-            return download_model(source.name, source.version or None, verbose=False)
-        except Exception as exc:  # requests' ConnectionError, HTTP errors, bad zips
-            raise ModelError(
-                f"pretrained model {source.name!r} is not in the cache ({cache}) and could not be "
-                f"downloaded ({type(exc).__name__}): connect once to fetch it, or set model to a "
-                "local folder or .pt file, or 'shipped'"
-            ) from None
-        finally:
-            if old is None:
-                os.environ.pop("INSTANSEG_BIOIMAGEIO_PATH", None)
-            else:
-                os.environ["INSTANSEG_BIOIMAGEIO_PATH"] = old
+MAX_MODEL_BYTES = 2 << 30  # a model is read into memory once: checked, hashed and loaded
 
 
-def _load_module(source: ModelSource) -> Any:
-    import torch
+def read_model_bytes(source: ModelSource) -> bytes:
+    """The model file's bytes, read once (so what is checked, hashed and loaded is the same):
+    a pretrained model is downloaded first if missing, and checked against its record."""
+    from wsitui.models.download import download_pretrained, sha256_bytes, verify_download
 
     assert source.path is not None
     if source.kind == "pretrained" and not source.path.is_file():
-        return _download_pretrained(source)
+        with _download_lock:
+            if not source.path.is_file():
+                download_pretrained(source)
     if not source.path.is_file():
         raise ModelError(f"model file {source.path} is missing: reinstall wsitui or retrain it")
     try:
-        return torch.jit.load(str(source.path), map_location="cpu")
+        size = source.path.stat().st_size
+        if size > MAX_MODEL_BYTES:
+            raise ModelError(f"model {source.path} is over 2 GB: not an InstanSeg export")
+        data = source.path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"model {source.path} cannot be read: {exc.strerror or exc}") from None
+    if source.kind == "pretrained":
+        verify_download(source.path, sha256_bytes(data))
+    return data
+
+
+def _load_module(source: ModelSource) -> tuple[Any, str]:
+    """The TorchScript module and the SHA-256 of the bytes it was loaded from. The archive's
+    code is checked before `torch.jit.load` (which runs the archive's `__setstate__`s)."""
+    import io
+
+    import torch
+
+    from wsitui.models.archive import check_archive
+    from wsitui.models.download import sha256_bytes
+
+    assert source.path is not None
+    data = read_model_bytes(source)
+    check_archive(source.path, data)
+    try:
+        module = torch.jit.load(io.BytesIO(data), map_location="cpu")
     except Exception as exc:
         raise ModelError(
             f"model {source.path} is not a TorchScript file ({_first_line(exc)}): export it with "
             "InstanSeg_Torchscript + torch.jit.script"
         ) from None
+    return module, sha256_bytes(data)
 
 
 def model_normalization(path: Path) -> str:
@@ -163,10 +171,9 @@ class TorchModel:
             self.threads = set_cpu_threads(cpu_threads or default_cpu_threads())
         else:
             self.threads = 0
-        module = _load_module(source)
+        module, self.sha256 = _load_module(source)
         assert source.path is not None
         self.path = source.path
-        self.sha256 = file_sha256(source.path)
         pixel_size = getattr(module, "pixel_size", None)
         if not isinstance(pixel_size, (int, float)) or not pixel_size > 0:
             raise ModelError(

@@ -1,7 +1,8 @@
 """Which model a job uses: the `model` and `device` job params, resolved to a `ModelSource`.
 
 No torch here: resolving is cheap and runs at submission. `model` is one of
-- absent: the pretrained `brightfield_nuclei` when it is in the cache, else the shipped model;
+- absent: the pretrained `brightfield_nuclei` when wsitui downloaded it into the cache (with its
+  SHA-256 record), else the shipped model;
 - `"shipped"` (or its name `wsitui_he_nuclei`): the small model committed with wsitui;
 - `"classical"`: hematoxylin deconvolution + watershed, no torch at all;
 - a pretrained InstanSeg name (`brightfield_nuclei`, ...): downloaded once into the cache dir;
@@ -108,6 +109,11 @@ def pretrained_path(name: str, version: str, cache: Path) -> Path:
     return cache / name / version / MODEL_FILE
 
 
+def record_path(model: Path) -> Path:
+    """Where the SHA-256 of a downloaded pretrained model is recorded (beside it)."""
+    return model.with_name(model.name + ".sha256")
+
+
 def shipped_source() -> ModelSource:
     return ModelSource("shipped", SHIPPED_NAME, SHIPPED_DIR / MODEL_FILE, "1")
 
@@ -137,7 +143,7 @@ def resolve(
             )
         version = pretrained_index().get(DEFAULT_PRETRAINED, "")
         cached = pretrained_path(DEFAULT_PRETRAINED, version, cache)
-        if version and cached.is_file():
+        if version and cached.is_file() and record_path(cached).is_file():
             return ModelSource("pretrained", DEFAULT_PRETRAINED, cached, version)
         return shipped_source()
     if model == CLASSICAL:
