@@ -69,7 +69,7 @@ async def shoot(out: Path) -> None:
         )
         try:
             async with browser(1280, 760) as page:
-                await open_served(page, server.url)
+                await open_served(page, server.page_url)
                 await page.wait_for_text("tenant alice")
                 await page.wait_for_text("lung-biopsy")
                 await page.press("S")  # start all of alice's workflow

@@ -72,9 +72,19 @@ def _parser() -> argparse.ArgumentParser:
     _observe_options(run, suppress=True)
 
     serve = sub.add_parser(
-        "serve", help="serve the TUI in a browser (textual-serve; no authentication of its own)"
+        "serve", help="serve the TUI in a browser (textual-serve; a token in the URL it prints)"
     )
     serve.add_argument("--host", default="127.0.0.1", help="listen address (default loopback)")
+    serve.add_argument(
+        "--allow-remote", action="store_true", help="allow a non-loopback --host (prints a warning)"
+    )
+    serve.add_argument(
+        "--allow-host", action="append", default=[], metavar="NAME",
+        help="also accept this Host name (a reverse proxy's); repeatable",
+    )  # fmt: skip
+    serve.add_argument(
+        "--no-token", action="store_true", help="no token (only behind your own auth proxy)"
+    )
     serve.add_argument("--port", type=_port, default=8000, help="listen port (default 8000)")
     serve.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML config")
     serve.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="state dir")
@@ -157,6 +167,9 @@ def _dispatch(args: argparse.Namespace) -> int:
                 data_dir=args.data_dir,
                 tenant=args.tenant,
                 observe=_observe(args, headless=False),
+                token=not args.no_token,
+                allow_remote=args.allow_remote,
+                allow_hosts=tuple(args.allow_host),
             )
         )
     if args.command == "status":

@@ -160,8 +160,9 @@ async def browser(width: int = 1280, height: int = 800) -> AsyncIterator[Page]:
 
 
 async def open_served(page: Page, url: str) -> None:
-    """Load the served page and focus its terminal (where xterm.js takes key presses)."""
-    await page.send("Page.navigate", url=url + "/")
+    """Load the served page (`url`: the one serve printed, with its token) and focus its
+    terminal (where xterm.js takes key presses)."""
+    await page.send("Page.navigate", url=url)
     await asyncio.wait_for(page.loaded.wait(), 60)
     for _ in range(100):
         found = await page.send(

@@ -39,7 +39,19 @@ class Served:
     """A `wsitui serve` subprocess in its own process group."""
 
     proc: subprocess.Popen[str]
-    url: str
+    url: str  # the origin, http://HOST:PORT
+    token: str  # "" with --no-token
+    banner: str = ""  # the line serve printed with its URL
+
+    @property
+    def page_url(self) -> str:
+        """The URL serve printed: the page, with its token."""
+        return f"{self.url}/" + (f"?token={self.token}" if self.token else "")
+
+    def ws_url(self, width: int = 120, height: int = 36, token: str | None = None) -> str:
+        token = self.token if token is None else token
+        ws = self.url.replace("http://", "ws://") + (f"/ws/{token}" if token else "/ws")
+        return ws + f"?width={width}&height={height}"
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -52,9 +64,15 @@ class Served:
 
 
 def start_serve(*args: str | Path, timeout: float = 60) -> Served:
-    """Start `wsitui ARGS serve --port 0` and wait for the line with its URL."""
+    """Start `wsitui ARGS serve --port 0 SERVE_ARGS` and wait for the line with its URL."""
+    return start_serve_with(args, (), timeout)
+
+
+def start_serve_with(
+    args: tuple[str | Path, ...], serve_args: tuple[str, ...], timeout: float = 60
+) -> Served:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wsitui.cli", *map(str, args), "serve", "--port", "0"],
+        [sys.executable, "-m", "wsitui.cli", *map(str, args), "serve", "--port", "0", *serve_args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -62,13 +80,13 @@ def start_serve(*args: str | Path, timeout: float = 60) -> Served:
         env={**os.environ, "PYTHONPATH": str(REPO)},
         start_new_session=True,
     )
-    found: list[str] = []
+    found: list[tuple[str, str, str]] = []
 
     def read() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
-            if m := re.search(r"(http://\S+?:\d+)", line):
-                found.append(m.group(1))
+            if m := re.search(r"(http://\S+?:\d+)/(?:\?token=([\w-]+))?", line):
+                found.append((m.group(1), m.group(2) or "", line))
                 return
 
     reader = threading.Thread(target=read, daemon=True)
@@ -79,7 +97,7 @@ def start_serve(*args: str | Path, timeout: float = 60) -> Served:
         raise AssertionError(
             f"wsitui serve did not start: {proc.stderr.read() if proc.stderr else ''}"
         )
-    return Served(proc, found[0])
+    return Served(proc, *found[0])
 
 
 class Tab:
@@ -113,9 +131,10 @@ class Tab:
 
 
 @contextlib.asynccontextmanager
-async def open_tab(url: str, width: int = 120, height: int = 36) -> AsyncIterator[Tab]:
-    async with aiohttp.ClientSession() as session:
-        ws_url = url.replace("http://", "ws://") + f"/ws?width={width}&height={height}"
-        async with session.ws_connect(ws_url) as ws:
-            await ws.send_json(["resize", {"width": width, "height": height}])
-            yield Tab(ws)
+async def open_tab(served: Served, width: int = 120, height: int = 36) -> AsyncIterator[Tab]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(served.ws_url(width, height)) as ws,
+    ):
+        await ws.send_json(["resize", {"width": width, "height": height}])
+        yield Tab(ws)

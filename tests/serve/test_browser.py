@@ -33,7 +33,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
 async def test_page_loads_draws_the_tenant_bar_and_takes_a_key(served):
     with anyio.fail_after(90):
         async with browser() as page:
-            await open_served(page, served.url)
+            await open_served(page, served.page_url)
             await page.wait_for_text("tenant alice")  # the top bar, drawn in the browser
             assert "wsitui keys" not in page.text
             await page.press("?")

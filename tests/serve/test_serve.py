@@ -30,10 +30,10 @@ def served(tmp_path: Path) -> Iterator[tuple[Served, Path]]:
 
 async def test_one_tab_owns_the_data_dir_a_second_gets_a_notice(served):
     server, _ = served
-    async with open_tab(server.url) as first:
+    async with open_tab(server) as first:
         text = await first.wait_for("tenant alice")  # the TUI drew its tenant bar
         assert "Traceback" not in text
-        async with open_tab(server.url) as second:
+        async with open_tab(server) as second:
             notice = await second.wait_for(BUSY)
             assert "One session owns a data dir at a time" in notice
             assert "Traceback" not in notice
@@ -42,7 +42,7 @@ async def test_one_tab_owns_the_data_dir_a_second_gets_a_notice(served):
     # Once the first tab's TUI has stopped (it takes a moment), a new tab gets the TUI again.
     with anyio.fail_after(90):
         while True:
-            async with open_tab(server.url) as again:
+            async with open_tab(server) as again:
                 if "tenant alice" in await again.wait_for("tenant alice", BUSY):
                     break
             await anyio.sleep(1)
@@ -55,7 +55,7 @@ async def test_a_data_dir_open_in_a_terminal_gives_the_notice_too(tmp_path):
     lock.acquire()  # as a `wsitui` in a terminal would
     server = start_serve("--data-dir", data)
     try:
-        async with open_tab(server.url) as tab:
+        async with open_tab(server) as tab:
             await tab.wait_for(BUSY)
     finally:
         server.stop()

@@ -8,7 +8,11 @@ crash; so does any one-line error the TUI would print on the terminal before it 
 from __future__ import annotations
 
 import io
+import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 from wsitui.core.paths import DataDirInUse, DataDirLock, default_data_dir
@@ -51,6 +55,23 @@ def data_dir_of(config: Path | None, data_dir: Path | None) -> Path | None:
     return default_data_dir()
 
 
+def end_with_parent(poll_s: float = 1.0, grace_s: float = 3.0) -> threading.Thread:
+    """A tab outlives no `wsitui serve`: once its parent is gone (killed, even with SIGKILL) the
+    tab gets SIGTERM, and exits for good `grace_s` later."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace_s)
+        os._exit(1)
+
+    thread = threading.Thread(target=watch, name="end-with-serve", daemon=True)
+    thread.start()
+    return thread
+
+
 def main(argv: list[str]) -> int:
     from wsitui.cli import _parser
     from wsitui.cli import main as cli_main
@@ -77,4 +98,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    end_with_parent()
     sys.exit(main(sys.argv[1:]))
