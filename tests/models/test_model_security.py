@@ -166,7 +166,9 @@ def test_other_ways_out_are_refused(tmp_path: Path, fake_model: FakeFactory):
         "def f(x: Tensor) -> Tensor:\n  return ops.image.write_file(x)\n": "ops.image.write_file",
         "def f() -> int:\n  return __torch__.torch.classes.c10d.ProcessGroup()\n": "custom class",
         "def f(x: Tensor) -> Tensor:\n  return torch.linalg_solve(x, x)\n": "torch.linalg_solve",
-        "def f(x: str) -> int:\n  return rpc_async(x)\n": "rpc_async()",
+        "def f(x: str) -> int:\n  return rpc_async(x)\n": "rpc_async",
+        "def f(x: str) -> int:\n  t = torch\n  return t.empty(0)\n": "torch as a value",
+        "def f(x: str) -> int:\n  return getattr(torch, 'from_file')(x)\n": "getattr on torch",
     }
     for extra, named in cases.items():
         bad = tmp_path / "bad.pt"

@@ -149,7 +149,7 @@ def _check_code(path: Path, name: str, source: str) -> None:
                     raise _refuse(path, f".{node.attr}() (file, process or network access)")
                 continue
             head, _, rest = chain.partition(".")
-            if head == "__torch__" and ".classes" in f".{rest}":
+            if head == "__torch__" and rest.split(".")[:2] == ["torch", "classes"]:
                 raise _refuse(path, f"{chain} (a C++ custom class)")
             if head == "torch":
                 if rest not in ALLOWED:
@@ -159,10 +159,33 @@ def _check_code(path: Path, name: str, source: str) -> None:
                     raise _refuse(path, _named(f"ops.{rest}", rest.rsplit(".", 1)[-1]))
             elif node.attr in FILE_PROCESS_NETWORK:
                 raise _refuse(path, f"{chain} (file, process or network access)")
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            if node.id in _ROOTS and id(node) not in inner:  # `t = torch`, then `t.anything`
+                raise _refuse(path, f"{node.id} as a value")
+            if node.id in FILE_PROCESS_NETWORK:
+                raise _refuse(path, f"{node.id} (file, process or network access)")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             called = node.func.id
             if called not in BUILTINS and called not in assigned:
                 raise _refuse(path, _named(f"{called}()", called))
+            if called in ("getattr", "hasattr") and node.args:
+                _check_getattr(path, node.args)
+
+
+_ROOTS = frozenset({"torch", "ops", "__torch__"})
+
+
+def _check_getattr(path: Path, args: list[ast.expr]) -> None:
+    """`getattr(x, "name")` reaches only attributes of the model's own objects."""
+    target = _chain(args[0]) or ""
+    if target.split(".")[0] in _ROOTS:
+        raise _refuse(path, f"getattr on {target}")
+    if len(args) > 1:
+        name = args[1]
+        if not isinstance(name, ast.Constant) or not isinstance(name.value, str):
+            raise _refuse(path, "getattr with a computed name")
+        if name.value in FILE_PROCESS_NETWORK:
+            raise _refuse(path, f"getattr(..., {name.value!r}) (file, process or network access)")
 
 
 def _named(what: str, op: str) -> str:
