@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -35,10 +36,14 @@ def tab_pids(marker: Path) -> list[int]:
     return found
 
 
-async def _until(condition, what: str, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
-    with anyio.fail_after(timeout):
-        while not condition():
-            await anyio.sleep(0.2)
+async def _until(condition: Callable[[], object], what: str, timeout: float = 60) -> None:
+    """Wait for `condition`; fail naming `what` after `timeout` s."""
+    try:
+        with anyio.fail_after(timeout):
+            while not condition():
+                await anyio.sleep(0.2)
+    except TimeoutError:
+        raise AssertionError(f"no {what} within {timeout:.0f} s") from None
 
 
 async def test_a_tab_whose_socket_closes_before_start_up_ends(tmp_path: Path):
@@ -47,9 +52,9 @@ async def test_a_tab_whose_socket_closes_before_start_up_ends(tmp_path: Path):
     try:
         async with aiohttp.ClientSession() as session:
             ws = await session.ws_connect(server.ws_url())
-            await _until(lambda: tab_pids(data), "the tab process to start")
+            await _until(lambda: tab_pids(data), "tab process started")
             await ws.close()  # as a headless screenshot that leaves at once
-        await _until(lambda: not tab_pids(data), "the tab process to end")
+        await _until(lambda: not tab_pids(data), "end of the tab process")
         assert server.proc.poll() is None  # serve itself goes on
     finally:
         server.stop()
@@ -66,7 +71,7 @@ async def test_tabs_end_with_serve(tmp_path: Path, sig: signal.Signals):
             assert pids
             os.kill(server.proc.pid, sig)  # serve alone, not its group
             server.proc.wait(timeout=60)
-            await _until(lambda: not tab_pids(data), f"tabs to end after serve got {sig.name}")
+            await _until(lambda: not tab_pids(data), f"end of the tabs after serve got {sig.name}")
     finally:
         for pid in tab_pids(data):  # never leave one behind, even when the test fails
             with contextlib.suppress(ProcessLookupError):
@@ -103,7 +108,7 @@ async def test_a_tab_app_that_ignores_quit_and_sigterm_is_still_ended(
         write_bytes=ignore, write_str=ignore, close=ignore, download_manager=DownloadManager(),
     )  # fmt: skip
     await tab.start(80, 24)
-    await _until(lambda: tab_pids(marker), "the stubborn tab to start")
+    await _until(lambda: tab_pids(marker), "stubborn tab started")
     with anyio.fail_after(30):
         await tab.end()
-    await _until(lambda: not tab_pids(marker), "the stubborn tab to end", timeout=10)
+    await _until(lambda: not tab_pids(marker), "end of the stubborn tab", timeout=10)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 
 from wsitui.serve.notice import show_notice
+from wsitui.serve.tab import end_with_parent
 
 if __name__ == "__main__":
+    end_with_parent()
     show_notice(" ".join(sys.argv[1:]) or "wsitui")
