@@ -4,9 +4,13 @@
 
 Reads run ahead on a small pool (tifffile decodes without the GIL); the model runs batches on
 the calling thread with its own thread budget; each tile's labels go to one extractor thread
-that traces polygons and writes the tile's shard. At most `window` tiles are read ahead and at
-most two batches wait for extraction, so memory is bounded whatever the slide size. A tile whose
-shard exists (a resumed job) is skipped. Cancel is checked between batches.
+that traces polygons and writes the tile's shard. Tiles read ahead are bounded in bytes
+(`memory.read_window`) and at most two batches wait for extraction, so memory is bounded
+whatever the slide size and batch size. A tile whose shard is valid (a resumed or retried job,
+see `common/shards.py`) is not segmented again. Cancel is checked between batches.
+
+`Progress.tiles_done` counts grid tiles settled (skipped + segmented, as the Dask backend does);
+the job reports to the faces only the work to do (tissue tiles), with skipped tiles apart.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from wsitui.jobs.cells.extract import CellRecords, extract
+from wsitui.jobs.cells.memory import read_window
 from wsitui.jobs.cells.plan import CellPlan
 from wsitui.jobs.cells.source import Prefetcher, TileImage
 from wsitui.jobs.common.grid import Tile
@@ -57,7 +62,7 @@ class Timings:
 
 @dataclass(slots=True)
 class Progress:
-    tiles_done: int
+    tiles_done: int  # grid tiles settled: skipped (no tissue) + segmented (as the Dask backend)
     cells: int
 
 
@@ -105,7 +110,7 @@ def run_tiles(
             snapshot = Progress(state.tiles_done, state.cells)
         on_progress(snapshot)
 
-    window = max(2 * batch_size, read_threads + 1)
+    window = read_window(plan.input_size**2 * 3, batch_size, read_threads)
     prefetch = Prefetcher(reader, plan, todo, threads=read_threads, window=window)
     extractor = ThreadPoolExecutor(1, thread_name_prefix="wsitui-extract")
     infer = ThreadPoolExecutor(1, thread_name_prefix="wsitui-infer")
@@ -166,8 +171,21 @@ def _interruptible(
 def _count_cells(shards: ShardStore, tiles: Sequence[Tile]) -> int:
     total = 0
     for tile in tiles:
-        data = shards.get_bytes(shard_key(tile))
-        if data is not None:
-            rec = CellRecords.from_bytes(data)
+        rec = load_records(shards, tile)
+        if rec is not None:
             total += int(np.count_nonzero(rec.status != 2))
     return total
+
+
+def load_records(shards: ShardStore, tile: Tile) -> CellRecords | None:
+    """The tile's records from its shard, or None when it has none or an unusable one (then
+    the shard is dropped: its tile is redone, never a decoder's traceback)."""
+    key = shard_key(tile)
+    data = shards.get_bytes(key)
+    if data is None:
+        return None
+    try:
+        return CellRecords.from_bytes(data)
+    except Exception:  # numpy / zipfile internals of any kind: the shard is not usable
+        shards.discard(key)
+        return None
