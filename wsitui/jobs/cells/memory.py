@@ -53,7 +53,7 @@ def check_budget(
         return
     where = "GPU host" if on_gpu else "CPU"
     head = (
-        f"tile_size {tile_size} with batch_size {batch} needs about {need / GB:.1f} GB on "
+        f"tile_size {tile_size} with batch_size {batch} needs about {need / GB:,.1f} GB on "
         f"{where}, over the memory budget of {budget_gb:g} GB"
     )
     best_tile = largest_tile(batch, max_nucleus_um, on_gpu, budget)
