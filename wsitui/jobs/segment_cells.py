@@ -31,6 +31,8 @@ from pydantic import BaseModel, Field
 
 from wsitui.core.executor import Executor, JobContext, JobError, UpstreamJob, UpstreamSpec
 from wsitui.core.models import JobSpec, JobType
+from wsitui.jobs.cells.chatter import to_log
+from wsitui.jobs.cells.domain import DomainCheck
 from wsitui.jobs.cells.extract import CellRecords
 from wsitui.jobs.cells.memory import check_budget, read_window
 from wsitui.jobs.cells.merge import settle_seams
@@ -272,7 +274,8 @@ class _Run:
             self.warnings.append(mpp.warning)
         self.stage("loading model")
         source = resolve(params.model)
-        model = self.executor.models.get(source, params.device)
+        with to_log():  # what instanseg prints while loading goes to the log
+            model = self.executor.models.get(source, params.device)
         if model.is_classical:
             why = f": {model.fallback_reason}" if model.fallback_reason else ""
             self.warnings.append(f"model: {model.name}, the classical fallback, not InstanSeg{why}")
@@ -380,7 +383,20 @@ class _Run:
 
         ctx.check_cancel()
         self.stage("merging seams")
-        keep = settle_seams((tile_key, rec) for tile_key, rec in self._records(plan, shards))
+        domain = DomainCheck(
+            mpp=mpp.mpp,
+            max_nucleus_um=params.max_nucleus_um,
+            core_um2=(plan.geometry.tile_size * plan.scale * mpp.mpp) ** 2,
+        )
+
+        def checked(records: Any) -> Any:
+            for tile_key, rec in records:
+                domain.add(tile_key, rec)
+                yield tile_key, rec
+
+        keep = settle_seams(checked(self._records(plan, shards)))
+        for message in domain.warnings():
+            self.warn(message, domain.short())
         t = self._timed("merge", t)
 
         ctx.check_cancel()

@@ -15,7 +15,7 @@ Coordinates in the records are level-0 pixels, (0, 0) at the slide's top-left co
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,6 +36,9 @@ class CellRecords:
     perimeter: np.ndarray  # (n,) level-0 px
     status: np.ndarray  # (n,) uint8: INTERIOR, EDGE_OWNED or EDGE_GUEST
     depth: np.ndarray  # (n,) model px from the centroid to the core edge (< 0: outside)
+    # (2,) what the tile looked like: share of its tissue stained by a chromogen (DAB-like,
+    # see domain.py; nan: not measured) and 1.0 when its post-processing was tightened
+    info: np.ndarray = field(default_factory=lambda: np.array([np.nan, 0.0]))
 
     def __len__(self) -> int:
         return len(self.area)
@@ -51,7 +54,8 @@ class CellRecords:
     @classmethod
     def from_bytes(cls, data: bytes) -> CellRecords:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            return cls(**{k: z[k] for k in cls.__dataclass_fields__})
+            # `info` came later: a shard without it (the Dask worker's) is still whole.
+            return cls(**{k: z[k] for k in cls.__dataclass_fields__ if k != "info" or k in z})
 
     @classmethod
     def empty(cls) -> CellRecords:

@@ -15,6 +15,8 @@ the job reports to the faces only the work to do (tissue tiles), with skipped ti
 
 from __future__ import annotations
 
+import functools
+import inspect
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +26,8 @@ from typing import Protocol
 
 import numpy as np
 
+from wsitui.jobs.cells.chatter import to_log
+from wsitui.jobs.cells.domain import TIGHT, out_of_domain
 from wsitui.jobs.cells.extract import CellRecords, extract
 from wsitui.jobs.cells.memory import read_window
 from wsitui.jobs.cells.plan import CellPlan
@@ -100,6 +104,7 @@ def run_tiles(
             band=plan.band,
             min_area=min_area_px,
         )
+        rec.info = np.array([image.chromogen, float(out_of_domain(image.chromogen))])
         if on_labels is not None:
             on_labels(image.tile, labels[: image.h, : image.w])
         shards.put_bytes(shard_key(image.tile), rec.to_bytes())
@@ -131,9 +136,18 @@ def run_tiles(
             if not batch:
                 break
             began = time.perf_counter()
-            labels = _interruptible(
-                infer, model.predict, np.stack([b.rgb for b in batch]), check_cancel
-            )
+            # Out-of-domain tiles (DAB-like stain) get instanseg's post-processing tightened:
+            # its time grows with the seeds a model proposes on what it was not made for.
+            odd = [out_of_domain(b.chromogen) for b in batch]
+            labels = [np.empty(0)] * len(batch)
+            for tight in (False, True):
+                idx = [i for i, o in enumerate(odd) if o == tight]
+                if not idx:
+                    continue
+                x = np.stack([batch[i].rgb for i in idx])
+                fn = _tightened(model) if tight else model.predict
+                for i, lab in zip(idx, _interruptible(infer, fn, x, check_cancel), strict=True):
+                    labels[i] = lab
             timings.add("infer", time.perf_counter() - began)
             for b, lab in zip(batch, labels, strict=True):
                 pending.append(extractor.submit(post, b, lab))
@@ -160,12 +174,29 @@ def _interruptible(
 ) -> np.ndarray:
     """`fn(batch)` on `pool`, checking for cancel every 0.1 s: a cancel is answered within a
     fraction of a second even when one batch takes several (its result is then discarded)."""
-    fut = pool.submit(fn, batch)
+    fut = pool.submit(_quiet, fn, batch)
     while True:
         try:
             return fut.result(timeout=0.1)
         except TimeoutError:
             check_cancel()
+
+
+def _quiet(fn: Callable[[np.ndarray], np.ndarray], batch: np.ndarray) -> np.ndarray:
+    with to_log():  # instanseg prints from its TorchScript: to the log, not the screen
+        return fn(batch)
+
+
+def _tightened(model: Segmenter) -> Callable[[np.ndarray], np.ndarray]:
+    """The model with instanseg's post-processing tightened (`domain.TIGHT`); a model without
+    such kwargs (a test double) as it is."""
+    try:
+        takes = "postprocess" in inspect.signature(model.predict).parameters
+    except (TypeError, ValueError):
+        takes = False
+    if not takes:
+        return model.predict
+    return functools.partial(model.predict, postprocess=TIGHT)  # type: ignore[call-arg]
 
 
 def _count_cells(shards: ShardStore, tiles: Sequence[Tile]) -> int:
