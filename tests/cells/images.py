@@ -36,3 +36,20 @@ def ihc_slide(path: Path, crop: int = 512, factor: int = 4, mpp: float = 0.6) ->
     side = crop * factor
     big = np.asarray(Image.fromarray(rgb).resize((side, side), Image.Resampling.BICUBIC))
     return write_rgb_slide(path, big, mpp)
+
+
+def forty_x_slide(path: Path, source: Path, region: tuple[int, int, int, int]) -> Path:
+    """A 40x (half the MPP) slide from a generated 20x one: `region` (x, y, w, h) of its
+    level 0, enlarged 2x (bicubic), written at half the MPP. The generator draws nuclei at its
+    own pixel size only; this stands in until it draws them at 0.25 µm/px."""
+    from wsitui.slides.reader import open_slide
+
+    x, y, w, h = region
+    reader = open_slide(source)
+    try:
+        rgb = reader.read_region((x, y), 0, (w, h))
+        mpp = float(reader.mpp or 0.5)
+    finally:
+        reader.close()
+    big = np.asarray(Image.fromarray(rgb).resize((2 * w, 2 * h), Image.Resampling.BICUBIC))
+    return write_rgb_slide(path, big, mpp / 2)

@@ -18,6 +18,7 @@ label PNGs (`tile_labels`) and artifacts.zip (`archive`).
 from __future__ import annotations
 
 import io
+import math
 import shutil
 import threading
 import time
@@ -412,12 +413,18 @@ class _Run:
             mpp=mpp.mpp,
             gz=params.geojson_gz,
             min_area_um2=params.min_area_um2,
+            max_area_um2=math.pi * (params.max_nucleus_um / 2) ** 2,
             fence=ctx.cancel_requested,
         ) as w:
             for tile_key, rec in self._records(plan, shards):
                 written = w.add(rec, keep[tile_key], tile_key)
                 _draw_outlines(draw, rec, written, sx, sy)
             cells = w.count
+        if w.too_large:
+            self.warnings.append(
+                f"{w.too_large} detection(s) larger than a {params.max_nucleus_um:g} µm "
+                "nucleus (max_nucleus_um) were not written: no nucleus is that large"
+            )
         write_atomic(self.out / PREVIEW_FILE, _png(preview))
         mask_area = (
             _tissue_area_mm2(tissue[0], tissue[1], mpp.mpp)

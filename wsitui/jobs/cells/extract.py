@@ -9,7 +9,9 @@ region's edge where it is not the slide's edge are cut: they are dropped (with a
 than any nucleus, the tile that owns such a cell sees it whole). Cells smaller than `min_area`
 model px are dropped as slivers.
 
-Coordinates in the records are level-0 pixels, (0, 0) at the slide's top-left corner.
+Coordinates in the records are level-0 pixels, (0, 0) at the slide's top-left corner. When the
+slide is finer than the model (scale > 1, e.g. 40x read at 0.5 µm/px) the outlines are smoothed
+(`trace.smooth_ring`, area kept) rather than drawn in steps of `scale` slide pixels.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wsitui.jobs.cells.trace import outlines, ring_measures
+from wsitui.jobs.cells.trace import outlines, ring_measures, smooth_ring
 from wsitui.jobs.common.grid import Tile
 
 INTERIOR, EDGE_OWNED, EDGE_GUEST = 0, 1, 2  # record status
@@ -134,6 +136,8 @@ def extract(
     rings = outlines(np.where(np.isin(lab, ids), lab, 0))
     ids = np.array([i for i in ids if i in rings], np.int64)
     ox, oy = rx * scale, ry * scale  # level-0 origin of the read region
+    if scale > 1 + 1e-6:  # a slide finer than the model: no model-pixel steps in the outlines
+        rings = {int(i): smooth_ring(rings[int(i)]) for i in ids}
     pieces = [rings[int(i)] * scale + (ox, oy) for i in ids]
     starts = np.zeros(len(ids) + 1, np.int64)
     starts[1:] = np.cumsum([len(p) for p in pieces])

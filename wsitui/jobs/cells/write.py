@@ -10,6 +10,8 @@ file. Numbers are finite (strict JSON).
 
 Measurements are taken on the polygon as written (after any repair), and a polygon smaller
 than `min_area_um2` there is not written: the size filter holds for every cell in the files.
+Nor is one larger than `max_area_um2` (a disc of the job's `max_nucleus_um`): no nucleus is that
+large, and the tile overlap is sized for nuclei up to it.
 The files are renamed into place through the job's write fence (`common/files.py`).
 """
 
@@ -78,10 +80,13 @@ class CellWriter:
         mpp: float,
         gz: bool,
         min_area_um2: float = 0.0,
+        max_area_um2: float = math.inf,
         fence: Fence | None = None,
     ) -> None:
         self.out, self.job_id, self.mpp = out, job_id, mpp
         self.min_area_um2 = min_area_um2
+        self.max_area_um2 = max_area_um2
+        self.too_large = 0  # over max_area_um2: larger than any nucleus the job allows
         self._fence = fence if fence is not None else current_fence()
         self.count = 0
         self.dropped = 0  # under min_area_um2 once traced and repaired
@@ -113,6 +118,9 @@ class CellWriter:
             area_um2 = poly.area * mpp * mpp
             if poly.is_empty or area_um2 < self.min_area_um2:
                 self.dropped += 1
+                continue
+            if area_um2 > self.max_area_um2:
+                self.too_large += 1
                 continue
             cx, cy = (float(v) for v in rec.centroid[i])
             cid = str(uuid.uuid5(_NAMESPACE, f"{self.job_id}:{cx:.2f}:{cy:.2f}"))
