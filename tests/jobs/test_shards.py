@@ -140,3 +140,14 @@ def test_writes_of_a_run_asked_to_stop_do_not_commit(tmp_path: Path):
     write_atomic(tmp_path / "c.txt", b"outside any run")  # no fence: plain atomic write
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["a.txt", "c.txt", "plan.json", "t0_0.bin"]  # no partials either
+
+
+def test_a_stopped_run_neither_resets_nor_deletes_the_shards_of_its_retry(tmp_path: Path):
+    retry = store(tmp_path, attempt=2)
+    retry.put_bytes("t0_0", records(2, 0).to_bytes())
+    (tmp_path / "t1_0.bin").write_bytes(b"junk a late reader would delete")
+    with pytest.raises(Fenced):  # another plan: it would empty the directory
+        ShardStore(tmp_path, {"other": 1}, fence=lambda: True)
+    late = store(tmp_path, attempt=1, fence=lambda: True)
+    assert late.get_bytes("t1_0") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json", "t0_0.bin", "t1_0.bin"]

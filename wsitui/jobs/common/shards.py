@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from wsitui.jobs.common.files import Fence, commit, current_fence
+from wsitui.jobs.common.files import Fence, Fenced, commit, current_fence
 
 PLAN_FILE = "plan.json"
 MAGIC = b"WSITUI-SHARD/1\n"
@@ -100,6 +100,8 @@ class ShardStore:
             old = json.loads(plan_path.read_text())
         self.reused = old == self.plan
         if not self.reused:
+            if self._stopped():  # a run asked to stop (or abandoned) removes nothing either
+                raise Fenced(f"shards under {self.root} not reset: its run was asked to stop")
             shutil.rmtree(self.root, ignore_errors=True)
             self.root.mkdir(parents=True, exist_ok=True)
             self._commit(PLAN_FILE, json.dumps(self.plan, sort_keys=True).encode())
@@ -177,8 +179,12 @@ class ShardStore:
                             self.stats.reused_from_earlier_attempts += 1
         return payload
 
+    def _stopped(self) -> bool:
+        return self._fence is not None and self._fence()
+
     def _redo(self, key: str, path: Path) -> None:
-        path.unlink(missing_ok=True)
+        if not self._stopped():  # an abandoned run must not delete its retry's shards
+            path.unlink(missing_ok=True)
         with self._lock:
             self._valid.pop(key, None)
             self._written.discard(key)
