@@ -188,3 +188,29 @@ async def test_a_job_that_segments_no_tile_says_so_in_its_manifest_and_stage(
     assert manifest["cells"] == 0 and manifest["tiles"]["processed"] == 0
     assert any("no tile segmented" in w and "empty" in w for w in manifest["warnings"])
     assert any("warning: no tile segmented" in s for s in stages)
+
+
+async def test_a_retried_dask_job_reuses_its_shards_too(tmp_path, sample_slide):
+    from wsitui.jobs.cells.dask_backend import DaskClusters
+    from wsitui.jobs.segment_cells import SegmentCellsExecutor
+    from wsitui.jobs.tissue_mask import TissueMaskExecutor
+
+    clusters = DaskClusters(local_processes=False, local_workers=1)  # threads: a quick start
+    cells = SegmentCellsExecutor(dask=clusters)
+    async with Engine(tmp_path / "d", [TissueMaskExecutor(), cells]) as engine:
+        cells_id = engine.submit("t", cells_wf(sample_slide, backend="dask")).jobs[1].id
+        with anyio.fail_after(300):
+            await engine.wait_until(lambda: engine._jobs[cells_id].tiles_done >= 3)
+            engine.cancel("t", cells_id)
+            await engine.wait_until(lambda: engine._jobs[cells_id].state.terminal)
+        assert engine._jobs[cells_id].state is JobState.CANCELED
+        engine.retry("t", cells_id)
+        with anyio.fail_after(300):
+            await engine.wait_idle()
+        job = engine._jobs[cells_id]
+        manifest = json.loads((engine.results_dir(job) / "manifest.json").read_text())
+    assert job.state is JobState.SUCCEEDED and job.attempt == 2, job.error
+    assert manifest["backend"] == "dask"
+    assert manifest["shards"]["reused_from_earlier_attempts"] >= 3
+    ran = sum(manifest["dask"]["tiles_by_worker"].values())
+    assert ran <= manifest["tiles"]["processed"] - 3  # the reused tiles were not sent again
