@@ -330,6 +330,9 @@ class _Run:
             # Backends count skipped tiles as settled; ETA and rate must see only real work.
             done = max(0, p.tiles_done - plan.skipped)
             ctx.report(done, work, {"cells": p.cells, "skipped": plan.skipped})
+            if p.odd and not self.note:  # said while it runs, not only in the manifest
+                self.note = "tiles look out of domain (not H&E)"
+                self.stage("segmenting")
 
         def save_labels(tile: Any, labels: np.ndarray) -> None:
             assert label_dir is not None

@@ -68,6 +68,7 @@ class Timings:
 class Progress:
     tiles_done: int  # grid tiles settled: skipped (no tissue) + segmented (as the Dask backend)
     cells: int
+    odd: int = 0  # tiles segmented this run that look out of domain (domain.py)
 
 
 def run_tiles(
@@ -112,7 +113,8 @@ def run_tiles(
         with lock:
             state.tiles_done += 1
             state.cells += int(np.count_nonzero(rec.status != 2))
-            snapshot = Progress(state.tiles_done, state.cells)
+            state.odd += int(out_of_domain(image.chromogen))
+            snapshot = Progress(state.tiles_done, state.cells, state.odd)
         on_progress(snapshot)
 
     window = read_window(plan.input_size**2 * 3, batch_size, read_threads)
