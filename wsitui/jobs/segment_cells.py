@@ -480,7 +480,7 @@ class _Run:
             shards=shards.stats.as_dict(),
         )
         write_manifest(self.out, manifest)
-        if label_dir is None:
+        if label_dir is None and not ctx.cancel_requested():  # fenced, as every write
             shutil.rmtree(self.out / LABELS_DIR, ignore_errors=True)
         ctx.report(work, work, {"cells": cells, "skipped": plan.skipped})
 
