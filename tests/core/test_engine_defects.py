@@ -554,10 +554,13 @@ async def test_results_are_kept_on_resume_and_cleared_for_a_new_attempt(tmp_path
         ex.release(x.id, "fail")
         await until(engine, lambda: engine._jobs[x.id].state.terminal)
         assert shard.exists()  # a failed attempt's outputs stay for the user to inspect
+        output = engine.results_dir(x) / "cells.csv"
+        output.write_text("attempt 1")
         engine.retry("t", x.id)
         marker = engine.results_dir(x) / ".attempt"
         await poll(lambda: marker.exists() and marker.read_text().strip() == "2")
-        assert not shard.exists()  # attempt 2 starts clean
+        assert not output.exists()  # attempt 2 starts without attempt 1's outputs
+        assert shard.exists()  # but keeps its shards: the executor reuses the valid ones
         ex.release(x.id)
         await until(engine, engine.is_idle)
 

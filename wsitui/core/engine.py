@@ -754,7 +754,9 @@ class Engine:
             self._tg.start_soon(self._run_job, job.id, name=f"job {job.id}")
 
     def _prepare_results(self, job: Job) -> Path:
-        """The job's results dir: kept when it resumes within an attempt, emptied for a new one."""
+        """The job's results dir: kept when it resumes within an attempt; for a new attempt
+        everything but `shards/` is removed (each shard records the job, plan and checksum it
+        belongs to and is checked before use, so a retry reuses the valid ones)."""
         out_dir = self.results_dir(job)
         marker = out_dir / ".attempt"
         try:
@@ -762,7 +764,13 @@ class Engine:
         except OSError:
             current = None
         if out_dir.exists() and current != str(job.attempt):
-            shutil.rmtree(out_dir)
+            for entry in list(out_dir.iterdir()):
+                if entry.name == "shards" and entry.is_dir() and not entry.is_symlink():
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
         out_dir.mkdir(parents=True, exist_ok=True)
         marker.write_text(f"{job.attempt}\n")
         return out_dir

@@ -19,7 +19,11 @@ An executor is a plugin for one JobType. Its life with an engine:
 
 Results: `ctx.results_dir` is created by the engine. Its contents are kept when a job resumes
 within one attempt (per-tile shards under `ctx.shards_dir` make resume cheap) and cleared when a
-new attempt (a retry) starts.
+new attempt (a retry) starts, except `ctx.shards_dir`: a retry reuses the shards still valid for
+it, so an executor must check each shard before use (`wsitui.jobs.common.shards` does: job,
+plan, key and checksum). A run abandoned past `cancel_grace` keeps `cancel_requested()` true
+forever, and a new attempt gets a new context: an executor fences its writes on it
+(`wsitui.jobs.common.files`), so a discarded run's late output never reaches its retry.
 """
 
 from __future__ import annotations

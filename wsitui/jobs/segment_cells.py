@@ -5,7 +5,10 @@ tiles with tissue (the mask of an upstream TISSUE_MASK job on the same slide whe
 one, else its own low-resolution mask), overlaps reading, inference and polygon extraction
 (`cells/pipeline.py`), keeps each nucleus exactly once across tile seams (`cells/extract.py`,
 `cells/merge.py`) and streams the outputs (`cells/write.py`). Per-tile results are shards: a
-restarted job resumes at the tiles it has not finished.
+restarted job resumes at the tiles it has not finished, and a retried one (a new attempt)
+reuses every shard that is valid for the same job, params and slide (`common/shards.py`: a
+shard that does not match is redone). Every write is fenced (`common/files.py`): a run the
+engine abandoned past `cancel_grace` commits nothing, so its late output never reaches a retry.
 
 Outputs in the results dir: cells.geojson (QuPath detections), cells.csv, preview.png (the
 slide with cell outlines), manifest.json (written last); on request cells.geojson.gz, per-tile
@@ -15,6 +18,7 @@ label PNGs (`tile_labels`) and artifacts.zip (`archive`).
 from __future__ import annotations
 
 import io
+import math
 import shutil
 import threading
 import time
@@ -24,18 +28,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from wsitui.core.executor import Executor, JobContext, JobError, UpstreamJob, UpstreamSpec
 from wsitui.core.models import JobSpec, JobType
+from wsitui.jobs.cells.chatter import to_log
+from wsitui.jobs.cells.domain import DomainCheck
 from wsitui.jobs.cells.extract import CellRecords
+from wsitui.jobs.cells.memory import check_budget, read_window
 from wsitui.jobs.cells.merge import settle_seams
 from wsitui.jobs.cells.params import SegmentCellsParams
-from wsitui.jobs.cells.pipeline import Progress, Segmenter, run_tiles, shard_key
+from wsitui.jobs.cells.pipeline import Progress, Segmenter, load_records, run_tiles, shard_key
 from wsitui.jobs.cells.plan import CellPlan, plan_tiles
 from wsitui.jobs.cells.write import CellWriter
 from wsitui.jobs.common.archive import write_archive
-from wsitui.jobs.common.files import write_atomic
+from wsitui.jobs.common.files import commit_fence, write_atomic
 from wsitui.jobs.common.grid import MAX_GRID_TILES
 from wsitui.jobs.common.manifest import (
     Artifact,
@@ -45,7 +52,7 @@ from wsitui.jobs.common.manifest import (
     write_manifest,
 )
 from wsitui.jobs.common.mpp import resolve_mpp
-from wsitui.jobs.common.shards import ShardStore
+from wsitui.jobs.common.shards import ShardOwner, ShardStore
 from wsitui.jobs.common.tissue import MaskSettings, compute_tissue_mask
 from wsitui.jobs.common.upstream import load_tissue_mask
 from wsitui.models import ModelError, resolve
@@ -74,6 +81,7 @@ class TilesMeta(BaseModel):
     processed: int
     skipped: int  # without tissue
     batch_size: int
+    read_ahead: int = 0  # tiles read ahead of the model (bounded in bytes)
 
 
 class CellsManifest(JobManifest):
@@ -86,6 +94,10 @@ class CellsManifest(JobManifest):
     tissue_area_mm2: float
     density_per_mm2: float
     backend: str = "local"  # where the tiles ran: local | dask
+    # shards found valid from before this run (a resume, or an earlier attempt: a retry
+    # resumes), how many of those an earlier attempt wrote, and how many did not match
+    # (tampered, corrupt, foreign) and were redone
+    shards: dict[str, int] = Field(default_factory=dict)
     # dask: scheduler, dashboard (Dask's own, "" without bokeh), workers, tiles_by_worker
     dask: dict[str, Any] | None = None
 
@@ -183,6 +195,16 @@ class SegmentCellsExecutor(Executor):
                 f"device {params.device!r} requested but no CUDA GPU is visible here: use "
                 "device = 'auto' or 'cpu'"
             )
+        on_gpu = params.device.startswith("cuda") or (
+            params.device == "auto" and params.backend == "local" and cuda_visible()
+        )
+        check_budget(
+            tile_size=params.tile_size,
+            batch=_batch_size(params, "cuda" if on_gpu else "cpu"),
+            max_nucleus_um=params.max_nucleus_um,
+            on_gpu=on_gpu,
+            budget_gb=params.memory_gb,
+        )
 
     async def close(self) -> None:
         if self._dask is not None:
@@ -207,13 +229,29 @@ class _Run:
         self.out = ctx.results_dir
         self.timings: dict[str, float] = {}
         self.warnings: list[str] = []
+        self.note = ""
 
     def _timed(self, name: str, began: float) -> float:
         now = time.perf_counter()
         self.timings[name] = round(self.timings.get(name, 0.0) + now - began, 4)
         return now
 
+    def warn(self, message: str, short: str) -> None:
+        """A warning for the manifest and, from now on, `short` beside the stage every face
+        shows (stages are cut at 80 characters)."""
+        self.warnings.append(message)
+        self.note = short
+
+    def stage(self, stage: str) -> None:
+        self.ctx.set_stage(f"{stage} - warning: {self.note}" if self.note else stage)
+
     def run(self) -> None:
+        # Every write this thread (and the helpers it hands the fence to) makes commits only
+        # while this run has not been asked to stop: an abandoned run writes nothing more.
+        with commit_fence(self.ctx.cancel_requested):
+            self._open_and_run()
+
+    def _open_and_run(self) -> None:
         ctx = self.ctx
         started = t = time.perf_counter()
         ctx.set_stage("opening slide")
@@ -235,15 +273,16 @@ class _Run:
         mpp = resolve_mpp(reader, params.assumed_mpp)
         if mpp.warning:
             self.warnings.append(mpp.warning)
-        ctx.set_stage("loading model")
+        self.stage("loading model")
         source = resolve(params.model)
-        model = self.executor.models.get(source, params.device)
+        with to_log():  # what instanseg prints while loading goes to the log
+            model = self.executor.models.get(source, params.device)
         if model.is_classical:
             why = f": {model.fallback_reason}" if model.fallback_reason else ""
             self.warnings.append(f"model: {model.name}, the classical fallback, not InstanSeg{why}")
         t = self._timed("load_model", t)
 
-        ctx.set_stage("finding tissue")
+        self.stage("finding tissue")
         tissue, tissue_source = self._tissue(reader, mpp.mpp)
         plan = plan_tiles(
             reader,
@@ -258,22 +297,52 @@ class _Run:
                 f"slide {quoted(ctx.job.slide)}: {plan.total:,} tiles of {params.tile_size} px "
                 f"is over the {MAX_GRID_TILES:,} tile limit; use a larger tile_size"
             )
-        shards = ShardStore(ctx.shards_dir, self._shard_plan(reader, plan, model))
+        shards = ShardStore(
+            ctx.shards_dir,
+            self._shard_plan(reader, plan, model),
+            owner=ShardOwner(ctx.job.id, ctx.job.attempt),
+            check=CellRecords.from_bytes,
+            fence=ctx.cancel_requested,
+        )
         t = self._timed("plan", t)
+        if not plan.tiles:
+            why = (
+                f"the tissue mask ({tissue_source}) is empty"
+                if tissue_source != "all"
+                else "the slide has no tile"
+            )
+            self.warn(
+                f"no tile segmented: {why}, so all {plan.total} tile(s) were skipped; check "
+                "the TISSUE_MASK params (e.g. min_object_um2) or set tissue = 'all'",
+                "no tile segmented (no tissue found)",
+            )
 
-        ctx.set_stage("segmenting")
+        self.stage("segmenting")
         batch = _batch_size(params, model.device)
+        window = read_window(plan.input_size**2 * 3, batch, 2)
         label_dir = self.out / LABELS_DIR if params.tile_labels else None
         if label_dir is not None:
             label_dir.mkdir(exist_ok=True)
 
+        work = len(plan.tiles)  # the work to do: tissue tiles; skipped ones are shown apart
+
         def progress(p: Progress) -> None:
-            ctx.report(p.tiles_done, plan.total, {"cells": p.cells})
+            # Backends count skipped tiles as settled; ETA and rate must see only real work.
+            done = max(0, p.tiles_done - plan.skipped)
+            ctx.report(done, work, {"cells": p.cells, "skipped": plan.skipped})
+            if p.odd and not self.note:  # said while it runs, not only in the manifest
+                self.note = "tiles look out of domain (not H&E)"
+                self.stage("segmenting")
 
         def save_labels(tile: Any, labels: np.ndarray) -> None:
             assert label_dir is not None
             img = Image.fromarray(np.asarray(labels, np.int32).astype(np.uint16) % 65536)
-            img.save(label_dir / f"{shard_key(tile)}.png", optimize=False, compress_level=1)
+            buf = io.BytesIO()
+            img.save(buf, format="PNG", optimize=False, compress_level=1)
+            # From the extractor thread: the fence is handed over explicitly.
+            write_atomic(
+                label_dir / f"{shard_key(tile)}.png", buf.getvalue(), fence=ctx.cancel_requested
+            )
 
         if params.backend == "dask":
             if label_dir is not None:
@@ -288,7 +357,7 @@ class _Run:
                 min_area_px=params.min_area_um2 / (plan.model_px**2),
                 on_progress=progress,
                 check_cancel=ctx.check_cancel,
-                set_stage=ctx.set_stage,
+                set_stage=self.stage,
             )
             for name in ("read", "infer", "post", "wait"):
                 self.timings[name] = round(getattr(dask_run.timings, name), 4)
@@ -317,22 +386,48 @@ class _Run:
         t = self._timed("segment", t)
 
         ctx.check_cancel()
-        ctx.set_stage("merging seams")
-        keep = settle_seams((tile_key, rec) for tile_key, rec in self._records(plan, shards))
+        self.stage("merging seams")
+        domain = DomainCheck(
+            mpp=mpp.mpp,
+            max_nucleus_um=params.max_nucleus_um,
+            core_um2=(plan.geometry.tile_size * plan.scale * mpp.mpp) ** 2,
+        )
+
+        def checked(records: Any) -> Any:
+            for tile_key, rec in records:
+                domain.add(tile_key, rec)
+                yield tile_key, rec
+
+        keep = settle_seams(checked(self._records(plan, shards)))
+        for message in domain.warnings():
+            self.warn(message, domain.short())
         t = self._timed("merge", t)
 
         ctx.check_cancel()
-        ctx.set_stage("writing outputs")
+        self.stage("writing outputs")
         base = reader.thumbnail(PREVIEW_MAX)
         preview = Image.fromarray(base)
         draw = ImageDraw.Draw(preview)
         sx = base.shape[1] / reader.dimensions[0]
         sy = base.shape[0] / reader.dimensions[1]
-        with CellWriter(self.out, job_id=ctx.job.id, mpp=mpp.mpp, gz=params.geojson_gz) as w:
+        with CellWriter(
+            self.out,
+            job_id=ctx.job.id,
+            mpp=mpp.mpp,
+            gz=params.geojson_gz,
+            min_area_um2=params.min_area_um2,
+            max_area_um2=math.pi * (params.max_nucleus_um / 2) ** 2,
+            fence=ctx.cancel_requested,
+        ) as w:
             for tile_key, rec in self._records(plan, shards):
-                w.add(rec, keep[tile_key], tile_key)
-                _draw_outlines(draw, rec, keep[tile_key], sx, sy)
+                written = w.add(rec, keep[tile_key], tile_key)
+                _draw_outlines(draw, rec, written, sx, sy)
             cells = w.count
+        if w.too_large:
+            self.warnings.append(
+                f"{w.too_large} detection(s) larger than a {params.max_nucleus_um:g} µm "
+                "nucleus (max_nucleus_um) were not written: no nucleus is that large"
+            )
         write_atomic(self.out / PREVIEW_FILE, _png(preview))
         mask_area = (
             _tissue_area_mm2(tissue[0], tissue[1], mpp.mpp)
@@ -372,6 +467,7 @@ class _Run:
                 processed=len(plan.tiles),
                 skipped=plan.skipped,
                 batch_size=batch,
+                read_ahead=window,
             ),
             cells=cells,
             mpp=mpp.mpp,
@@ -381,11 +477,12 @@ class _Run:
             density_per_mm2=round(cells / mask_area, 3) if mask_area > 0 else 0.0,
             backend=params.backend,
             dask=dask_meta,
+            shards=shards.stats.as_dict(),
         )
         write_manifest(self.out, manifest)
-        if label_dir is None:
+        if label_dir is None and not ctx.cancel_requested():  # fenced, as every write
             shutil.rmtree(self.out / LABELS_DIR, ignore_errors=True)
-        ctx.report(plan.total, plan.total, {"cells": cells})
+        ctx.report(work, work, {"cells": cells, "skipped": plan.skipped})
 
     def _tissue(
         self, reader: SlideReader, mpp: float
@@ -408,26 +505,27 @@ class _Run:
         return {
             "slide": str(reader.path),
             "slide_size": st.st_size,
-            "slide_mtime": st.st_mtime,
+            "slide_mtime": st.st_mtime_ns,
+            "slide_inode": st.st_ino,
+            "slide_dimensions": list(reader.dimensions),
             "model": getattr(model, "sha256", ""),
+            "model_name": str(getattr(model, "name", "")),
             "scale": plan.scale,
             "tile_size": plan.geometry.tile_size,
             "overlap": plan.overlap,
             "band": plan.band,
             "min_area_um2": self.params.min_area_um2,
+            "max_nucleus_um": self.params.max_nucleus_um,
         }
 
     def _records(self, plan: CellPlan, shards: ShardStore) -> Any:
         for tile in plan.tiles:
-            data = shards.get_bytes(shard_key(tile))
-            if data is None:
-                raise JobError(f"tile {tile.col},{tile.row} has no result; retry the job")
-            try:
-                rec = CellRecords.from_bytes(data)
-            except (OSError, ValueError, KeyError) as e:
+            rec = load_records(shards, tile)
+            if rec is None:  # removed or spoiled after it was segmented: redone on retry
                 raise JobError(
-                    f"tile {tile.col},{tile.row} result is unreadable ({e}); retry"
-                ) from e
+                    f"tile {tile.col},{tile.row} lost its result while the job ran; retry the "
+                    "job (the tile is redone, the other tiles are reused)"
+                )
             yield (tile.col, tile.row), rec
 
 

@@ -9,17 +9,19 @@ region's edge where it is not the slide's edge are cut: they are dropped (with a
 than any nucleus, the tile that owns such a cell sees it whole). Cells smaller than `min_area`
 model px are dropped as slivers.
 
-Coordinates in the records are level-0 pixels, (0, 0) at the slide's top-left corner.
+Coordinates in the records are level-0 pixels, (0, 0) at the slide's top-left corner. When the
+slide is finer than the model (scale > 1, e.g. 40x read at 0.5 µm/px) the outlines are smoothed
+(`trace.smooth_ring`, area kept) rather than drawn in steps of `scale` slide pixels.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from wsitui.jobs.cells.trace import outlines, ring_measures
+from wsitui.jobs.cells.trace import outlines, ring_measures, smooth_ring
 from wsitui.jobs.common.grid import Tile
 
 INTERIOR, EDGE_OWNED, EDGE_GUEST = 0, 1, 2  # record status
@@ -36,6 +38,9 @@ class CellRecords:
     perimeter: np.ndarray  # (n,) level-0 px
     status: np.ndarray  # (n,) uint8: INTERIOR, EDGE_OWNED or EDGE_GUEST
     depth: np.ndarray  # (n,) model px from the centroid to the core edge (< 0: outside)
+    # (2,) what the tile looked like: share of its tissue stained by a chromogen (DAB-like,
+    # see domain.py; nan: not measured) and 1.0 when its post-processing was tightened
+    info: np.ndarray = field(default_factory=lambda: np.array([np.nan, 0.0]))
 
     def __len__(self) -> int:
         return len(self.area)
@@ -51,7 +56,8 @@ class CellRecords:
     @classmethod
     def from_bytes(cls, data: bytes) -> CellRecords:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            return cls(**{k: z[k] for k in cls.__dataclass_fields__})
+            # `info` came later: a shard without it (the Dask worker's) is still whole.
+            return cls(**{k: z[k] for k in cls.__dataclass_fields__ if k != "info" or k in z})
 
     @classmethod
     def empty(cls) -> CellRecords:
@@ -130,6 +136,8 @@ def extract(
     rings = outlines(np.where(np.isin(lab, ids), lab, 0))
     ids = np.array([i for i in ids if i in rings], np.int64)
     ox, oy = rx * scale, ry * scale  # level-0 origin of the read region
+    if scale > 1 + 1e-6:  # a slide finer than the model: no model-pixel steps in the outlines
+        rings = {int(i): smooth_ring(rings[int(i)]) for i in ids}
     pieces = [rings[int(i)] * scale + (ox, oy) for i in ids]
     starts = np.zeros(len(ids) + 1, np.int64)
     starts[1:] = np.cumsum([len(p) for p in pieces])

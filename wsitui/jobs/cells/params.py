@@ -11,11 +11,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from wsitui.jobs.cells.memory import DEFAULT_BUDGET_GB
+
 _ADDRESS = re.compile(r"\A((tcp|tls|ucx|inproc)://)?[A-Za-z0-9_.\-\[\]:/]{1,250}\Z")
 
 
 class SegmentCellsParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: nan or inf in any float param is refused as "not a finite number"
+    # (nan slipped through as "must be <= 200", and compared false everywhere after).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     model: str | None = Field(
         default=None,
@@ -30,7 +34,17 @@ class SegmentCellsParams(BaseModel):
     max_nucleus_um: float = Field(
         default=20.0, gt=0, le=200, description="largest nucleus diameter; sets the overlap"
     )
-    batch_size: int | Literal["auto"] = "auto"
+    batch_size: int | Literal["auto"] = Field(
+        default="auto",
+        description="tiles per model call; auto: 1 on CPU, 4 on a GPU; bounded by memory_gb",
+    )
+    memory_gb: float = Field(
+        default=DEFAULT_BUDGET_GB,
+        gt=0,
+        le=4096,
+        description="memory budget of the job (GB); tile_size and batch_size must fit in it "
+        "(checked at submission, see cells/memory.py)",
+    )
     assumed_mpp: float = Field(default=0.5, gt=0, description="µm/px for slides without one")
     min_area_um2: float = Field(default=6.0, ge=0, description="smaller instances are dropped")
     tissue: Literal["auto", "all"] = Field(
@@ -58,6 +72,13 @@ class SegmentCellsParams(BaseModel):
         if v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit()):
             return v
         raise ValueError(f"device {v!r} is not one of auto, cpu, cuda, cuda:N, mps")
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"batch_size must be 'auto' or a whole number >= 1, not {v}")
+        return v
 
     @field_validator("scheduler_address")
     @classmethod

@@ -4,13 +4,19 @@
 
 Reads run ahead on a small pool (tifffile decodes without the GIL); the model runs batches on
 the calling thread with its own thread budget; each tile's labels go to one extractor thread
-that traces polygons and writes the tile's shard. At most `window` tiles are read ahead and at
-most two batches wait for extraction, so memory is bounded whatever the slide size. A tile whose
-shard exists (a resumed job) is skipped. Cancel is checked between batches.
+that traces polygons and writes the tile's shard. Tiles read ahead are bounded in bytes
+(`memory.read_window`) and at most two batches wait for extraction, so memory is bounded
+whatever the slide size and batch size. A tile whose shard is valid (a resumed or retried job,
+see `common/shards.py`) is not segmented again. Cancel is checked between batches.
+
+`Progress.tiles_done` counts grid tiles settled (skipped + segmented, as the Dask backend does);
+the job reports to the faces only the work to do (tissue tiles), with skipped tiles apart.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +26,10 @@ from typing import Protocol
 
 import numpy as np
 
+from wsitui.jobs.cells.chatter import to_log
+from wsitui.jobs.cells.domain import TIGHT, out_of_domain
 from wsitui.jobs.cells.extract import CellRecords, extract
+from wsitui.jobs.cells.memory import read_window
 from wsitui.jobs.cells.plan import CellPlan
 from wsitui.jobs.cells.source import Prefetcher, TileImage
 from wsitui.jobs.common.grid import Tile
@@ -57,8 +66,9 @@ class Timings:
 
 @dataclass(slots=True)
 class Progress:
-    tiles_done: int
+    tiles_done: int  # grid tiles settled: skipped (no tissue) + segmented (as the Dask backend)
     cells: int
+    odd: int = 0  # tiles segmented this run that look out of domain (domain.py)
 
 
 def run_tiles(
@@ -95,6 +105,7 @@ def run_tiles(
             band=plan.band,
             min_area=min_area_px,
         )
+        rec.info = np.array([image.chromogen, float(out_of_domain(image.chromogen))])
         if on_labels is not None:
             on_labels(image.tile, labels[: image.h, : image.w])
         shards.put_bytes(shard_key(image.tile), rec.to_bytes())
@@ -102,10 +113,11 @@ def run_tiles(
         with lock:
             state.tiles_done += 1
             state.cells += int(np.count_nonzero(rec.status != 2))
-            snapshot = Progress(state.tiles_done, state.cells)
+            state.odd += int(out_of_domain(image.chromogen))
+            snapshot = Progress(state.tiles_done, state.cells, state.odd)
         on_progress(snapshot)
 
-    window = max(2 * batch_size, read_threads + 1)
+    window = read_window(plan.input_size**2 * 3, batch_size, read_threads)
     prefetch = Prefetcher(reader, plan, todo, threads=read_threads, window=window)
     extractor = ThreadPoolExecutor(1, thread_name_prefix="wsitui-extract")
     infer = ThreadPoolExecutor(1, thread_name_prefix="wsitui-infer")
@@ -126,9 +138,18 @@ def run_tiles(
             if not batch:
                 break
             began = time.perf_counter()
-            labels = _interruptible(
-                infer, model.predict, np.stack([b.rgb for b in batch]), check_cancel
-            )
+            # Out-of-domain tiles (DAB-like stain) get instanseg's post-processing tightened:
+            # its time grows with the seeds a model proposes on what it was not made for.
+            odd = [out_of_domain(b.chromogen) for b in batch]
+            labels = [np.empty(0)] * len(batch)
+            for tight in (False, True):
+                idx = [i for i, o in enumerate(odd) if o == tight]
+                if not idx:
+                    continue
+                x = np.stack([batch[i].rgb for i in idx])
+                fn = _tightened(model) if tight else model.predict
+                for i, lab in zip(idx, _interruptible(infer, fn, x, check_cancel), strict=True):
+                    labels[i] = lab
             timings.add("infer", time.perf_counter() - began)
             for b, lab in zip(batch, labels, strict=True):
                 pending.append(extractor.submit(post, b, lab))
@@ -155,7 +176,7 @@ def _interruptible(
 ) -> np.ndarray:
     """`fn(batch)` on `pool`, checking for cancel every 0.1 s: a cancel is answered within a
     fraction of a second even when one batch takes several (its result is then discarded)."""
-    fut = pool.submit(fn, batch)
+    fut = pool.submit(_quiet, fn, batch)
     while True:
         try:
             return fut.result(timeout=0.1)
@@ -163,11 +184,41 @@ def _interruptible(
             check_cancel()
 
 
+def _quiet(fn: Callable[[np.ndarray], np.ndarray], batch: np.ndarray) -> np.ndarray:
+    with to_log():  # instanseg prints from its TorchScript: to the log, not the screen
+        return fn(batch)
+
+
+def _tightened(model: Segmenter) -> Callable[[np.ndarray], np.ndarray]:
+    """The model with instanseg's post-processing tightened (`domain.TIGHT`); a model without
+    such kwargs (a test double) as it is."""
+    try:
+        takes = "postprocess" in inspect.signature(model.predict).parameters
+    except (TypeError, ValueError):
+        takes = False
+    if not takes:
+        return model.predict
+    return functools.partial(model.predict, postprocess=TIGHT)  # type: ignore[call-arg]
+
+
 def _count_cells(shards: ShardStore, tiles: Sequence[Tile]) -> int:
     total = 0
     for tile in tiles:
-        data = shards.get_bytes(shard_key(tile))
-        if data is not None:
-            rec = CellRecords.from_bytes(data)
+        rec = load_records(shards, tile)
+        if rec is not None:
             total += int(np.count_nonzero(rec.status != 2))
     return total
+
+
+def load_records(shards: ShardStore, tile: Tile) -> CellRecords | None:
+    """The tile's records from its shard, or None when it has none or an unusable one (then
+    the shard is dropped: its tile is redone, never a decoder's traceback)."""
+    key = shard_key(tile)
+    data = shards.get_bytes(key)
+    if data is None:
+        return None
+    try:
+        return CellRecords.from_bytes(data)
+    except Exception:  # numpy / zipfile internals of any kind: the shard is not usable
+        shards.discard(key)
+        return None

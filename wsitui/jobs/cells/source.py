@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from wsitui.jobs.cells.domain import chromogen_share
 from wsitui.jobs.cells.plan import CellPlan
 from wsitui.jobs.common.grid import Tile
 from wsitui.slides.reader import SlideReader
@@ -29,6 +30,7 @@ class TileImage:
     h: int
     w: int
     seconds: float  # reading and resampling
+    chromogen: float = float("nan")  # share of its tissue stained like DAB (domain.py)
 
 
 def read_tile(reader: SlideReader, plan: CellPlan, tile: Tile) -> TileImage:
@@ -47,13 +49,14 @@ def read_tile(reader: SlideReader, plan: CellPlan, tile: Tile) -> TileImage:
         how = Image.Resampling.BOX if factor > 1 else Image.Resampling.BILINEAR
         img = Image.fromarray(raw).resize((rw, rh), how)
         rgb = np.asarray(img)
+    chromogen = chromogen_share(rgb[:rh, :rw])
     size = plan.input_size
     if rgb.shape[:2] != (size, size):
         padded = np.empty((size, size, 3), np.uint8)
         padded[...] = reader.background
         padded[:rh, :rw] = rgb[:rh, :rw]
         rgb = padded
-    return TileImage(tile, rgb, rh, rw, time.perf_counter() - began)
+    return TileImage(tile, rgb, rh, rw, time.perf_counter() - began, chromogen)
 
 
 class Prefetcher:

@@ -7,6 +7,12 @@ ids), a valid Polygon in level-0 px with (0, 0) at the image's top-left corner,
 name -> number dict. Features are written one at a time to a temporary file that is renamed
 when complete: memory does not grow with the number of cells, and a reader never sees half a
 file. Numbers are finite (strict JSON).
+
+Measurements are taken on the polygon as written (after any repair), and a polygon smaller
+than `min_area_um2` there is not written: the size filter holds for every cell in the files.
+Nor is one larger than `max_area_um2` (a disc of the job's `max_nucleus_um`): no nucleus is that
+large, and the tile overlap is sized for nuclei up to it.
+The files are renamed into place through the job's write fence (`common/files.py`).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import shapely
 from shapely.geometry import Polygon
 
 from wsitui.jobs.cells.extract import CellRecords
+from wsitui.jobs.common.files import Fence, commit, current_fence
 
 NUCLEUS = {"name": "Nucleus", "color": [0, 90, 200]}
 _NAMESPACE = uuid.UUID("6f1c7a52-3f1e-4e8e-9d7c-1f0e8d9e2a11")
@@ -49,21 +56,40 @@ def _r(v: float, nd: int = 3) -> float:
 
 def valid_ring(ring: np.ndarray) -> list[list[float]]:
     """A closed, valid exterior ring (repaired when rounding made it touch itself)."""
+    return [[float(x), float(y)] for x, y in valid_polygon(ring).exterior.coords]
+
+
+def valid_polygon(ring: np.ndarray) -> Polygon:
+    """The valid polygon written for a ring: rounded to 0.01 px, repaired, counter-clockwise."""
     poly = Polygon(np.round(ring, 2))
     if not poly.is_valid:
         fixed = shapely.make_valid(poly)
         parts = [g for g in getattr(fixed, "geoms", [fixed]) if isinstance(g, Polygon)]
         poly = max(parts, key=lambda g: g.area) if parts else poly
-    poly = shapely.orient_polygons(poly)  # RFC 7946: exterior counter-clockwise
-    return [[float(x), float(y)] for x, y in poly.exterior.coords]
+    return shapely.orient_polygons(poly)  # RFC 7946: exterior counter-clockwise
 
 
 class CellWriter:
     """Streams cells into cells.geojson (+ .gz) and cells.csv in `out`."""
 
-    def __init__(self, out: Path, *, job_id: str, mpp: float, gz: bool) -> None:
+    def __init__(
+        self,
+        out: Path,
+        *,
+        job_id: str,
+        mpp: float,
+        gz: bool,
+        min_area_um2: float = 0.0,
+        max_area_um2: float = math.inf,
+        fence: Fence | None = None,
+    ) -> None:
         self.out, self.job_id, self.mpp = out, job_id, mpp
+        self.min_area_um2 = min_area_um2
+        self.max_area_um2 = max_area_um2
+        self.too_large = 0  # over max_area_um2: larger than any nucleus the job allows
+        self._fence = fence if fence is not None else current_fence()
         self.count = 0
+        self.dropped = 0  # under min_area_um2 once traced and repaired
         self._tmp = [out / ".cells.geojson.partial", out / ".cells.csv.partial"]
         self._geo: IO[str] = self._tmp[0].open("w", encoding="utf-8")
         self._gz: IO[str] | None = None
@@ -82,22 +108,35 @@ class CellWriter:
         if self._gz is not None:
             self._gz.write(text)
 
-    def add(self, rec: CellRecords, keep: np.ndarray, tile: tuple[int, int]) -> None:
+    def add(self, rec: CellRecords, keep: np.ndarray, tile: tuple[int, int]) -> np.ndarray:
+        """Write the kept cells of a tile; returns the mask of those written."""
         mpp = self.mpp
         tile_name = f"{tile[0]}_{tile[1]}"
+        written = np.zeros(len(rec), bool)
         for i in np.nonzero(keep)[0]:
+            poly = valid_polygon(rec.ring(int(i)))
+            area_um2 = poly.area * mpp * mpp
+            if poly.is_empty or area_um2 < self.min_area_um2:
+                self.dropped += 1
+                continue
+            if area_um2 > self.max_area_um2:
+                self.too_large += 1
+                continue
             cx, cy = (float(v) for v in rec.centroid[i])
             cid = str(uuid.uuid5(_NAMESPACE, f"{self.job_id}:{cx:.2f}:{cy:.2f}"))
             measurements = {
-                "Area µm^2": _r(rec.area[i] * mpp * mpp),
-                "Perimeter µm": _r(rec.perimeter[i] * mpp),
+                "Area µm^2": _r(area_um2),
+                "Perimeter µm": _r(poly.exterior.length * mpp),
                 "Centroid X µm": _r(cx * mpp),
                 "Centroid Y µm": _r(cy * mpp),
             }
             feature = {
                 "type": "Feature",
                 "id": cid,
-                "geometry": {"type": "Polygon", "coordinates": [valid_ring(rec.ring(int(i)))]},
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [[[float(x), float(y)] for x, y in poly.exterior.coords]],
+                },
                 "properties": {
                     "objectType": "detection",
                     "classification": NUCLEUS,
@@ -119,6 +158,8 @@ class CellWriter:
                 )
             )
             self.count += 1
+            written[i] = True
+        return written
 
     def close(self) -> None:
         """Finish the files and move them into place."""
@@ -127,8 +168,12 @@ class CellWriter:
             if f is not None:
                 f.close()
         names = ["cells.geojson", "cells.csv", "cells.geojson.gz"]
-        for tmp, name in zip(self._tmp, names, strict=False):
-            tmp.replace(self.out / name)
+        try:
+            for tmp, name in zip(self._tmp, names, strict=False):
+                commit(tmp, self.out / name, self._fence)
+        finally:
+            for tmp in self._tmp:
+                tmp.unlink(missing_ok=True)
 
     def abort(self) -> None:
         for f in (self._geo, self._gz, self._csv_file):

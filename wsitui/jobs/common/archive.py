@@ -6,6 +6,8 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from wsitui.jobs.common.files import commit
+
 
 def write_archive(
     out: Path, name: str, files: list[str], extra: Mapping[str, bytes] | None = None
@@ -25,7 +27,7 @@ def write_archive(
                 data = (extra or {})[rel]
                 kind = zipfile.ZIP_STORED if rel.endswith(".png") else zipfile.ZIP_DEFLATED
                 zf.writestr(rel, data, compress_type=kind)
-        tmp.replace(out / name)
+        commit(tmp, out / name)  # fenced: an abandoned run's late archive never lands
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
