@@ -64,9 +64,14 @@ def tui_main(
 
     from wsitui.tui.app import WsituiApp  # imports textual-image, which probes the terminal
 
+    config = session.config
+    chosen = tenant or default_tenant(config)
     app = WsituiApp(
         session.engine,
-        tenant=tenant or default_tenant(session.config),
+        tenant=chosen,
+        # No tenant named anywhere (e.g. --data-dir alone): open on a tenant with work.
+        pick_tenant=tenant is None and not config.ui.tenant and not config.workflows,
+        reserved_names={w.name for w in config.workflows},  # never a demo's name
         startup=startup,
         image_protocol=session.config.ui.image_protocol,
         sample_dir=session.data_dir / "samples",
@@ -76,6 +81,13 @@ def tui_main(
     try:
         app.run()
     finally:
+        if app.stopping:  # the screen is gone; closing the session can take seconds
+            print(
+                f"wsitui: stopping: {app.stopping} job(s) were running; their state is on "
+                "disk and they resume at the next start…",
+                file=sys.stderr,
+                flush=True,
+            )
         session.close()
     for warning in session.warnings():
         print(f"wsitui: {one_line(warning)}", file=sys.stderr)
