@@ -54,6 +54,7 @@ from wsitui.tui.screens.detail import PREVIEW, JobDetailScreen, PreviewScreen
 from wsitui.tui.screens.dialogs import (
     AddJobDialog,
     ConfirmDialog,
+    Devices,
     NewJob,
     NewWorkflowDialog,
     TenantDialog,
@@ -134,6 +135,7 @@ class WsituiApp(App[None]):
         self.notes: list[Note] = []  # every notification, for the log screen (N)
         self.filter_text = ""
         self.rates = Rates()
+        self.devices: Devices | None = None  # None: probe the machine (tests give their own)
         self.stopping = 0  # jobs that were running when the user quit (main.py says so)
         self.engine = engine
         self.tenant = tenant
@@ -436,7 +438,9 @@ class WsituiApp(App[None]):
             return
         status = self.engine.workflow(self.tenant, self.selected_workflow)
         branches = list(dict.fromkeys(j.branch for j in status.jobs))
-        dialog = AddJobDialog(status.workflow.name, [j.key for j in status.jobs], branches)
+        dialog = AddJobDialog(
+            status.workflow.name, [j.key for j in status.jobs], branches, self.devices
+        )
         self.push_screen(dialog, self._add_job)
 
     def _add_job(self, new: NewJob | None) -> None:

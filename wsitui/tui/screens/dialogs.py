@@ -159,19 +159,29 @@ class ModelSuggester(Suggester):
         return None
 
 
-def device_options() -> list[tuple[str, str]]:
-    """The devices a SEGMENT_CELLS job can ask for, what this machine has marked, decided
-    without importing torch (the dialog must open at once)."""
-    gpus = Path("/proc/driver/nvidia/gpus")
-    n_gpus = len(list(gpus.iterdir())) if gpus.is_dir() else 0
-    has_cuda = cuda_visible()
-    has_mps = sys.platform == "darwin" and platform.machine() == "arm64"
-    best = "cuda" if has_cuda else "mps" if has_mps else "cpu"
-    options = [(f"auto (→ {best})", "auto"), ("cpu ✓", "cpu")]
-    options.append(("cuda ✓" if has_cuda else "cuda (none here)", "cuda"))
-    options += [(f"cuda:{i} ✓", f"cuda:{i}") for i in range(n_gpus if n_gpus > 1 else 0)]
-    options.append(("mps ✓" if has_mps else "mps (none here)", "mps"))
-    return options
+@dataclass(frozen=True)
+class Devices:
+    """What this machine has for a model, found without importing torch (the dialog must
+    open at once): NVIDIA GPUs from the driver, MPS on Apple silicon."""
+
+    gpus: int
+    mps: bool
+
+    @classmethod
+    def probe(cls) -> Devices:
+        listed = Path("/proc/driver/nvidia/gpus")
+        gpus = len(list(listed.iterdir())) if listed.is_dir() else 0
+        gpus = max(gpus, 1) if cuda_visible() else 0
+        return cls(gpus, sys.platform == "darwin" and platform.machine() == "arm64")
+
+    def options(self) -> list[tuple[str, str]]:
+        """(label, device) for the picker: every device a job can ask for, ✓ where present."""
+        best = "cuda" if self.gpus else "mps" if self.mps else "cpu"
+        options = [(f"auto (→ {best})", "auto"), ("cpu ✓", "cpu")]
+        options.append(("cuda ✓" if self.gpus else "cuda (none here)", "cuda"))
+        options += [(f"cuda:{i} ✓", f"cuda:{i}") for i in range(self.gpus if self.gpus > 1 else 0)]
+        options.append(("mps ✓" if self.mps else "mps (none here)", "mps"))
+        return options
 
 
 def check_slide(path: str) -> str | None:
@@ -190,12 +200,17 @@ class AddJobDialog(Dialog[NewJob | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
     def __init__(
-        self, workflow_name: str, job_keys: Sequence[str], branches: Sequence[str]
+        self,
+        workflow_name: str,
+        job_keys: Sequence[str],
+        branches: Sequence[str],
+        devices: Devices | None = None,
     ) -> None:
         super().__init__()
         self.workflow_name = workflow_name
         self.job_keys = list(job_keys)
         self.branches = list(branches)
+        self.devices = devices or Devices.probe()
 
     def compose(self) -> ComposeResult:
         n = len(self.job_keys) + 1
@@ -229,7 +244,7 @@ class AddJobDialog(Dialog[NewJob | None]):
                         placeholder="shipped", id="model", suggester=ModelSuggester(), compact=True
                     )
                     yield Select(
-                        device_options(),
+                        self.devices.options(),
                         value="auto",
                         allow_blank=False,
                         id="device",
