@@ -48,12 +48,12 @@ class Dialog(ModalScreen[R]):
         border: thick $accent; background: $surface; padding: 0 1;
         scrollbar-size-vertical: 1;
     }
-    Dialog .title { text-style: bold; width: 1fr; }
-    Dialog .hint { color: $text-muted; margin-top: 1; width: 1fr; }
+    Dialog .title { text-style: bold; width: 1fr; margin-bottom: 1; }
+    Dialog .hint { color: $text-muted; width: 1fr; }
     Dialog .keys { color: $text-muted; margin-top: 1; width: 1fr; }
-    Dialog SelectionList { max-height: 6; }
-    Dialog .error { color: $error; height: auto; width: 1fr; }
-    Dialog Horizontal.buttons { height: auto; margin-top: 1; align-horizontal: right; }
+    Dialog SelectionList { max-height: 4; }
+    Dialog .problem { color: $error; height: auto; width: 1fr; }
+    Dialog Horizontal.buttons { height: 1; margin-top: 1; align-horizontal: right; }
     Dialog Button { margin-left: 1; }
     Dialog Input, Dialog Select { background: $boost; }
     Dialog #cells-opts { height: auto; }
@@ -103,8 +103,8 @@ class NewWorkflowDialog(Dialog[str | None]):
             yield Label("New workflow", classes="title")
             yield Input(placeholder="name, e.g. cohort-3 masks", id="name")
             with Horizontal(classes="buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button("Create", variant="primary", id="ok")
+                yield Button("Cancel", id="cancel", compact=True)
+                yield Button("Create", variant="primary", id="ok", compact=True)
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#ok")
@@ -217,7 +217,7 @@ class AddJobDialog(Dialog[NewJob | None]):
         with box():
             yield Label(Text(f"Add a job to {self.workflow_name}"), classes="title")
             yield Label(
-                "Slide path (→ accepts the completion; folders and slide files are offered)",
+                "Slide path (→ accepts the completion: folders and slide files)",
                 classes="hint",
             )
             yield Input(
@@ -236,7 +236,7 @@ class AddJobDialog(Dialog[NewJob | None]):
             )
             with Vertical(id="cells-opts"):
                 yield Label(
-                    "Model (shipped, classical, a folder or .pt) · device (✓ present here)",
+                    "Model (shipped, classical, folder, .pt) · device (✓ here)",
                     classes="hint",
                 )
                 with Horizontal(classes="model-row"):
@@ -251,7 +251,7 @@ class AddJobDialog(Dialog[NewJob | None]):
                         compact=True,
                     )
             if self.branches:
-                hint = f"Branch (a lane; existing: {', '.join(self.branches)})"
+                hint = f"Branch (existing: {', '.join(self.branches)})"
             else:
                 hint = "Branch (a lane; jobs in one branch run one after another)"
             yield Label(Text(hint), classes="hint")
@@ -266,10 +266,10 @@ class AddJobDialog(Dialog[NewJob | None]):
             if self.job_keys:
                 yield Label("Depends on", classes="hint")
                 yield SelectionList[str](*[(k, k) for k in self.job_keys], id="deps", compact=True)
-            yield Label("", classes="error", id="error")
+            yield Label("", classes="problem", id="error")
             with Horizontal(classes="buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button("Add", variant="primary", id="ok")
+                yield Button("Cancel", id="cancel", compact=True)
+                yield Button("Add", variant="primary", id="ok", compact=True)
 
     def _error(self, text: str) -> None:
         self.query_one("#error", Label).update(Text(text))
@@ -357,7 +357,7 @@ class TenantDialog(Dialog[str | None]):
             yield Label("Switch tenant", classes="title")
             yield OptionList(*options, Option("new tenant…", id=NEW_TENANT), id="tenants")
             yield Input(placeholder="new tenant id", id="new")
-            yield Label("", classes="error", id="error")
+            yield Label("", classes="problem", id="error")
             yield Label("↑↓ choose · enter: switch · esc: cancel", classes="keys")
 
     def on_mount(self) -> None:
@@ -403,8 +403,8 @@ class ConfirmDialog(Dialog[bool]):
         with box():
             yield Label(Text(self.question), classes="title")
             with Horizontal(classes="buttons"):
-                yield Button("No (n)", id="no")
-                yield Button(f"{self.yes} (y)", variant="warning", id="yes")
+                yield Button("No (n)", id="no", compact=True)
+                yield Button(f"{self.yes} (y)", variant="warning", id="yes", compact=True)
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:

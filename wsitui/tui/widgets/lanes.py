@@ -143,7 +143,9 @@ class LaneColumn(VerticalScroll, can_focus=False):
         border-right: vkey $panel-lighten-1;
         padding: 0 1;
     }
-    LaneColumn > .lane-title { text-style: bold; height: 1; width: 1fr; }
+    LaneColumn > .lane-title {
+        text-style: bold; height: 1; width: 1fr; text-wrap: nowrap; text-overflow: ellipsis;
+    }
     """
 
 

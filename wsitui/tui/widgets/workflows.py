@@ -20,7 +20,9 @@ class WorkflowRow(ListItem):
     DEFAULT_CSS = """
     WorkflowRow { height: 1; }
     WorkflowRow Horizontal { height: 1; }
-    WorkflowRow .wf-name { width: 1fr; margin-right: 1; }
+    WorkflowRow .wf-name {
+        width: 1fr; margin-right: 1; text-wrap: nowrap; text-overflow: ellipsis;
+    }
     WorkflowRow .wf-state { width: 10; }
     WorkflowRow FractionBar { width: 1fr; max-width: 28; }
     WorkflowRow .wf-percent { width: 5; margin-right: 3; content-align-horizontal: right; }
