@@ -433,3 +433,9 @@ async def test_help_scrolls_and_says_how_to_close_at_80x24(tmp_path):
         body = app.screen.query_one("#help-body")
         assert body.max_scroll_y > 0  # the rest is reachable by scrolling
         await app.shutdown()
+
+
+def test_busy_workers_are_drawn_against_max_workers():
+    from wsitui.tui.screens.metrics import scaled_sparkline
+
+    assert scaled_sparkline([1, 4, 0, 2], 4).plain == "▃█▁▅"  # 1 of 4 is not full height

@@ -37,7 +37,9 @@ def times_text(job: Job, now: float, eta_s: float | None, rate: float | None) ->
         speed = f" · {rate:.1f}/s" if rate is not None else ""
         return f"{elapsed} · ETA {eta}{speed}{tail}"
     if job.started_at is not None and job.finished_at is not None:
-        return f"ran {elapsed}{tail}"
+        took = job.finished_at - job.started_at
+        ran = f"{took:.1f} s" if 0 <= took < 10 else elapsed  # "00:00" says nothing
+        return f"ran {ran}{tail}"
     return f"--:--{tail}"
 
 
