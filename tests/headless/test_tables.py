@@ -102,3 +102,19 @@ def test_model_list_rows_fit_80_columns(capsys: pytest.CaptureFixture[str]):
     table = [line for line in lines[1:] if not line.startswith("    ")]  # paths: own lines
     assert table[0].startswith("NAME") and "SHA256" in table[0]
     assert all(len(line) <= 80 for line in table), "\n".join(lines)
+
+
+def test_run_bars_show_stage_and_cells():
+    from dataclasses import replace
+
+    from wsitui.core.models import Job, JobType
+    from wsitui.headless.display import doing_text
+
+    job = Job(
+        id="w.c", key="c", workflow_id="w", tenant="t", job_type=JobType.SEGMENT_CELLS,
+        slide="s.svs", branch="A", depends_on=(), params={}, state=JobState.RUNNING,
+        stage="segmenting", counters={"cells": 12345},
+    )  # fmt: skip
+    assert doing_text(job) == "segmenting · 12,345 cells"
+    done = replace(job, state=JobState.SUCCEEDED)
+    assert doing_text(done) == "12,345 cells"  # the stage of a finished job is history

@@ -23,7 +23,7 @@ class WorkflowRow(ListItem):
     WorkflowRow .wf-name {
         width: 1fr; margin-right: 1; text-wrap: nowrap; text-overflow: ellipsis;
     }
-    WorkflowRow .wf-state { width: 10; }
+    WorkflowRow .wf-state { width: 10; margin-right: 1; }
     WorkflowRow FractionBar { width: 1fr; max-width: 28; }
     WorkflowRow .wf-percent { width: 5; margin-right: 3; content-align-horizontal: right; }
     """
