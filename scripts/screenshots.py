@@ -10,8 +10,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from textual.widgets import Select
+
 from wsitui.core.engine import Engine
-from wsitui.core.models import JobSpec, WorkflowSpec
+from wsitui.core.models import JobSpec, JobType, WorkflowSpec
 from wsitui.jobs.registry import default_executors
 from wsitui.slides.sample import write_sample_slide
 from wsitui.tui.app import WsituiApp
@@ -62,7 +64,16 @@ async def main(out: Path) -> None:
             await pilot.press("escape", "question_mark")
             await pilot.pause()
             app.save_screenshot("help.svg", str(out))
+            await pilot.press("escape", "a")  # the add-job dialog for a SEGMENT_CELLS job
+            await pilot.pause()
+            app.screen.query_one("#type", Select).value = JobType.SEGMENT_CELLS
+            await pilot.pause(0.3)
+            app.save_screenshot("add_job.svg", str(out))
             await pilot.press("escape")
+            await pilot.resize_terminal(80, 24)  # the smallest supported terminal
+            await app.flush()
+            await pilot.pause(0.5)
+            app.save_screenshot("main_80x24.svg", str(out))
             await app.shutdown()
     print(f"wrote {', '.join(sorted(p.name for p in out.glob('*.svg')))} to {out}")
 

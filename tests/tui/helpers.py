@@ -42,7 +42,8 @@ async def settle(app: WsituiApp, pilot: Pilot, until: Callable[[], bool] | None 
 
 
 async def add_job_via_dialog(app: WsituiApp, pilot: Pilot, slide: str) -> None:
-    """Press a, give the slide path, submit, and wait for the slide check to finish."""
+    """Press a, give the slide path, submit, and wait for the slide check to finish (the
+    dialog closes when the slide opens, and stays open with the error when it does not)."""
     await pilot.press("a")
     await pilot.pause()
     assert isinstance(app.screen, AddJobDialog)

@@ -1,76 +1,105 @@
-"""Snapshot tests of the main screens (half-block images only; sixel is never snapshotted)."""
+"""Snapshot tests of every screen at 80x24 (the smallest supported) and 120x40, with the
+longest realistic names (half-block images only; sixel is never snapshotted)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input, Select
 
 from tests.tui.conftest import T0, make_app
 from tests.tui.helpers import add_job_via_dialog, card_text, settle, spec, wait_for
-from wsitui.core.models import JobState
+from wsitui.core.models import JobSpec, JobState, JobType, WorkflowSpec
+from wsitui.tui.app import WsituiApp
+from wsitui.tui.screens.dialogs import Devices
 from wsitui.tui.widgets.lanes import JobCard
 
-SIZE = (120, 36)
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
+Before = Callable[[Pilot], Awaitable[None]]
+
+# Long but realistic: a TCGA slide name, a cohort with batch and date, descriptive job ids.
+WORKFLOW = "TCGA-BRCA-cohort-2024-batch-07-masks-and-nuclei"
+SLIDE = "TCGA-A1-A0SB-01Z-00-DX1.8F2A3C9E-1B7D-4C2E-9A6B-3F5E7D1C0B2A.svs"
 
 
-def test_first_start(snap_compare, snapshot_dir: Path):
-    app, _, _ = make_app(snapshot_dir)
+def long_names_spec() -> WorkflowSpec:
+    def job(key: str, branch: str, deps: tuple[str, ...] = ()) -> JobSpec:
+        return JobSpec(id=key, type="TISSUE_MASK", slide=f"slides/{SLIDE}", branch=branch,
+                       depends_on=deps)  # fmt: skip
 
-    async def run_before(pilot: Pilot) -> None:
-        await settle(app, pilot)
+    return WorkflowSpec(
+        name=WORKFLOW,
+        jobs=(
+            job("tissue-mask-coarse", "tissue-masks"),
+            job("tissue-mask-fine-256", "tissue-masks", ("tissue-mask-coarse",)),
+            job("nuclei-instanseg-20x", "nuclei-segmentation"),
+            job("nuclei-second-pass", "nuclei-segmentation", ("tissue-mask-coarse",)),
+            job("qc-mask-1024", "quality-control"),
+        ),
+    )
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+async def still(app: WsituiApp, pilot: Pilot) -> None:
+    """No blinking cursor in the picture (a blink caught mid-way made snapshots flaky)."""
+    for field in app.screen.query(Input):
+        field.cursor_blink = False
+    await settle(app, pilot)
 
 
-def three_lanes_mid_run(snapshot_dir: Path):
+def three_lanes_mid_run(snapshot_dir: Path) -> tuple[WsituiApp, Before]:
+    """A three-branch workflow mid-run: ETAs from measured rates, stage and counters."""
     app, ex, clock = make_app(snapshot_dir)
-    ex.progress = {"a1": (3, 10), "b1": (9, 12), "c1": (1, 8)}
-    ex.stages = {"b1": "segmenting"}
-    ex.counters = {"b1": {"cells": 1234}}
+    ex.progress = {
+        "tissue-mask-coarse": (0, 40),
+        "nuclei-instanseg-20x": (0, 165),
+        "qc-mask-1024": (0, 12),
+    }
+    ex.stages = {"nuclei-instanseg-20x": "segmenting"}
 
     async def run_before(pilot: Pilot) -> None:
         await app.ready.wait()
-        app.engine.submit(
-            "alice",
-            spec(
-                "cohort-7",
-                ("a1", "A"),
-                ("a2", "A"),
-                ("b1", "B"),
-                ("b2", "B", ("a1",)),
-                ("c1", "C"),
-            ),
-        )
+        wf = app.engine.submit("alice", long_names_spec())
+        ids = {j.key: j.id for j in wf.jobs}
         await settle(app, pilot, lambda: app.engine.stats().running == 3)
-        await settle(
-            app,
-            pilot,
-            lambda: all(
-                j.tiles_total
-                for w in app.engine.workflows("alice")
-                for j in app.engine.workflow("alice", w.workflow.id).jobs
-                if j.state is JobState.RUNNING
-            ),
-        )
-        # The clock alone moves the cards: elapsed 01:30 on every running card at the next
-        # tick (no progress event), ETA from its progress.
-        clock.now = T0 + 90
+        # Each running job reports twice, 30 s apart: a measured rate, so an ETA.
+        for at, step in ((10, 1), (40, 2)):
+            clock.now = T0 + at
+            ex.report("tissue-mask-coarse", 6 * step)
+            ex.report("nuclei-instanseg-20x", 40 * step, {"cells": 1234 * step})
+            ex.report("qc-mask-1024", 3 * step)
+            await settle(
+                app,
+                pilot,
+                lambda s=step: (
+                    app.engine.job("alice", ids["qc-mask-1024"]).tiles_done == 3 * s
+                    and app.engine.job("alice", ids["nuclei-instanseg-20x"]).tiles_done == 40 * s
+                ),
+            )
+        clock.now = T0 + 45
         running = [c for c in app.query(JobCard) if c.job.state is JobState.RUNNING]
-        await wait_for(pilot, lambda: all(card_text(c)[1].startswith("01:30") for c in running))
+        await wait_for(pilot, lambda: all(card_text(c)[1].startswith("00:45") for c in running))
         await settle(app, pilot)
 
     return app, run_before
 
 
-def test_three_lanes_mid_run(snap_compare, snapshot_dir: Path):
-    app, run_before = three_lanes_mid_run(snapshot_dir)
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+@pytest.mark.parametrize("size", SIZES)
+def test_first_start(snap_compare, snapshot_dir: Path, size):
+    app, _, _ = make_app(snapshot_dir)
+
+    async def run_before(pilot: Pilot) -> None:
+        await settle(app, pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
-def test_usable_at_80x24(snap_compare, snapshot_dir: Path):
+@pytest.mark.parametrize("size", SIZES)
+def test_three_lanes_mid_run(snap_compare, snapshot_dir: Path, size):
     app, run_before = three_lanes_mid_run(snapshot_dir)
-    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
 def test_too_small_terminal(snap_compare, snapshot_dir: Path):
@@ -78,7 +107,8 @@ def test_too_small_terminal(snap_compare, snapshot_dir: Path):
     assert snap_compare(app, terminal_size=(60, 16))
 
 
-def test_blocked_pending_held_badges(snap_compare, snapshot_dir: Path):
+@pytest.mark.parametrize("size", SIZES)
+def test_blocked_pending_held_badges(snap_compare, snapshot_dir: Path, size):
     app, _, _ = make_app(snapshot_dir, max_workers=1)
 
     async def run_before(pilot: Pilot) -> None:
@@ -101,10 +131,11 @@ def test_blocked_pending_held_badges(snap_compare, snapshot_dir: Path):
         )  # HELD
         await settle(app, pilot, lambda: app.engine.stats().running == 1)
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
-def test_waiting_for_a_tenant_slot(snap_compare, snapshot_dir: Path):
+@pytest.mark.parametrize("size", SIZES)
+def test_waiting_for_a_tenant_slot(snap_compare, snapshot_dir: Path, size):
     app, _, _ = make_app(snapshot_dir, tenant="bob", max_active_users=1)
 
     async def run_before(pilot: Pilot) -> None:
@@ -113,52 +144,90 @@ def test_waiting_for_a_tenant_slot(snap_compare, snapshot_dir: Path):
         app.engine.submit("bob", spec("his", ("x", "A"), ("y", "B")))
         await settle(app, pilot, lambda: app.engine.stats().waiting == ("bob",))
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
-def test_job_detail_with_half_block_preview(snap_compare, snapshot_dir: Path):
+@pytest.mark.parametrize("size", SIZES)
+def test_job_detail_with_half_block_preview(snap_compare, snapshot_dir: Path, size):
     app, ex, clock = make_app(snapshot_dir)
 
     async def run_before(pilot: Pilot) -> None:
         await app.ready.wait()
-        w = app.engine.submit("alice", spec("detail", ("mask", "A")))
+        w = app.engine.submit("alice", long_names_spec())
         job_id = w.jobs[0].id
         await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total > 0)
         clock.now = T0 + 42
-        ex.release("mask")
+        ex.release("tissue-mask-coarse")
         await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
         await pilot.press("tab", "enter")
         await settle(app, pilot)
 
-    assert snap_compare(app, terminal_size=(120, 48), run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
-def test_help_screen(snap_compare, snapshot_dir: Path):
-    app, _, _ = make_app(snapshot_dir)
-
-    async def run_before(pilot: Pilot) -> None:
-        await settle(app, pilot)
-        await pilot.press("question_mark")
-        await pilot.pause()
-
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
-
-
-def test_tenant_switch_dialog(snap_compare, snapshot_dir: Path):
+def dialog_app(snapshot_dir: Path, *keys: str) -> tuple[WsituiApp, Before]:
+    """A workflow with long names on screen, then `keys` pressed (a dialog opened)."""
     app, _, _ = make_app(snapshot_dir)
 
     async def run_before(pilot: Pilot) -> None:
         await app.ready.wait()
+        app.engine.submit("alice", long_names_spec(), start=False)
         app.engine.submit("bob", spec("his", ("x", "A")), start=False)
-        app.engine.submit("carol", spec("hers", ("y", "A")), start=False)
         await settle(app, pilot)
-        await pilot.press("u")
-        await pilot.pause()
+        await pilot.press(*keys)
+        await still(app, pilot)
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    return app, run_before
 
 
-def test_error_shown_for_a_bad_slide(snap_compare, snapshot_dir: Path):
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(
+    "keys",
+    [
+        pytest.param(("question_mark",), id="help"),
+        pytest.param(("u",), id="tenant"),
+        pytest.param(("n", *"cohort-8"), id="new_workflow"),
+        pytest.param(("tab", "c"), id="cancel_held"),
+        pytest.param(("m",), id="metrics"),
+        pytest.param(("s", "N"), id="notifications"),
+    ],
+)
+def test_screens(snap_compare, snapshot_dir: Path, size, keys):
+    app, run_before = dialog_app(snapshot_dir, *keys)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_quit_dialog(snap_compare, snapshot_dir: Path, size):
+    app, run_before = three_lanes_mid_run(snapshot_dir)
+
+    async def then_quit(pilot: Pilot) -> None:
+        await run_before(pilot)
+        await pilot.press("q")
+        await settle(app, pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=then_quit)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_add_job_dialog_for_a_cells_job(snap_compare, snapshot_dir: Path, size):
+    app, _, _ = make_app(snapshot_dir)
+    app.devices = Devices(gpus=1, mps=False)  # the machine's devices, fixed for the picture
+
+    async def run_before(pilot: Pilot) -> None:
+        await app.ready.wait()
+        app.engine.submit("alice", long_names_spec(), start=False)
+        await settle(app, pilot)
+        await pilot.press("a")
+        await settle(app, pilot)
+        app.screen.query_one("#type", Select).value = JobType.SEGMENT_CELLS
+        await still(app, pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_error_shown_for_a_bad_slide(snap_compare, snapshot_dir: Path, size):
     app, _, _ = make_app(snapshot_dir)
     snapshot_dir.mkdir(parents=True, exist_ok=True)
     bad = snapshot_dir / "notes.svs"
@@ -166,8 +235,9 @@ def test_error_shown_for_a_bad_slide(snap_compare, snapshot_dir: Path):
 
     async def run_before(pilot: Pilot) -> None:
         await app.ready.wait()
-        app.engine.submit("alice", spec("w", ("a", "A")), start=False)
+        app.engine.submit("alice", WorkflowSpec(name="w"), start=False)
         await settle(app, pilot)
         await add_job_via_dialog(app, pilot, str(bad))
+        await still(app, pilot)
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)

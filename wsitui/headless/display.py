@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TextIO
 
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -16,7 +18,10 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
+from rich.text import Text
 
+from wsitui.core.engine import Engine
 from wsitui.core.events import (
     Event,
     JobProgress,
@@ -26,6 +31,7 @@ from wsitui.core.events import (
     WorkflowProgress,
 )
 from wsitui.core.models import Job, JobState, WorkflowStatus
+from wsitui.core.phase import job_phases
 from wsitui.core.text import one_line
 
 STATE_STYLE = {
@@ -75,17 +81,80 @@ class PlainLines:
         print(line, file=self.out, flush=True)
 
 
+def cells_text(counters: Mapping[str, int]) -> str:
+    """The live cell count of a SEGMENT_CELLS job ("" for jobs that count none)."""
+    return f"{counters['cells']:,}" if "cells" in counters else ""
+
+
+def doing_text(job: Job) -> str:
+    """What a job is doing, for its bar: a running job's stage and its cell count."""
+    parts = [job.stage] if job.state is JobState.RUNNING and job.stage else []
+    if "cells" in job.counters:
+        parts.append(f"{cells_text(job.counters)} cells")
+    return _line(" · ".join(parts))
+
+
+def summary_table(engine: Engine, statuses: list[WorkflowStatus]) -> Group:
+    """`wsitui run`'s closing summary, readable at 80 columns: a table of the jobs (no header
+    cut, the cell count shown), then each job's output folder or error on a line of its own,
+    whole (as a table column it was squeezed to 8 characters)."""
+    table = Table(
+        title="wsitui run summary",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("workflow", overflow="fold", ratio=1, min_width=8)
+    table.add_column("job", overflow="fold", ratio=1, min_width=6)
+    for col in ("state", "tiles", "cells", "time"):
+        table.add_column(col, no_wrap=True, min_width=len(col))
+    outputs = Text(f"outputs under {one_line(engine.results_root)}:")
+    waiting = engine.stats().waiting
+    for status in sorted(statuses, key=lambda s: s.workflow.tenant):
+        phases = job_phases(status.jobs, waiting)
+        for job in status.jobs:
+            elapsed = ""
+            if job.started_at and job.finished_at:
+                elapsed = f"{job.finished_at - job.started_at:.1f}s"
+            phase = phases[job.id]
+            state = str(job.state)
+            if job.state is JobState.SUCCEEDED:
+                detail = one_line(
+                    engine.results_dir(job).relative_to(engine.results_root.resolve())
+                )
+            elif job.state is JobState.PENDING:
+                state = f"{state} ({phase.phase})"
+                detail = one_line(phase.reason)
+            else:
+                detail = f"{job.state}: {one_line(job.error or '')}"
+            table.add_row(
+                Text(f"{status.workflow.tenant}/{one_line(status.workflow.name)}"),
+                Text(f"{job.key} ({job.job_type})"),
+                Text(state, style=STATE_STYLE.get(str(job.state), "red")),
+                f"{job.tiles_done}/{job.tiles_total}",
+                cells_text(job.counters),
+                elapsed,
+            )
+            if detail:
+                outputs.append(f"\n  {job.key}: ")
+                outputs.append(detail, style="red" if job.state is JobState.FAILED else "")
+    return Group(table, outputs)
+
+
 class ProgressBars:
-    """Per workflow and per job bars, grouped by tenant (workflows are added tenant by tenant)."""
+    """Per workflow and per job bars, grouped by tenant (workflows are added tenant by tenant);
+    a job's bar says what it is doing (its stage) and, for SEGMENT_CELLS, the cells so far."""
 
     def __init__(self, console: Console) -> None:
         self.progress = Progress(
             TextColumn("{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=20),
             MofNCompleteColumn(),
             TextColumn("{task.fields[state]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
+            TextColumn("{task.fields[doing]}"),
             console=console,
             refresh_per_second=8,
         )
@@ -98,6 +167,7 @@ class ProgressBars:
                 f"[bold]{wf.tenant}[/] · {_line(wf.name)}",
                 total=100,
                 state=self._state(status.state),
+                doing="",
             )
             for job in status.jobs:
                 self._tasks[job.id] = self.progress.add_task(
@@ -105,6 +175,7 @@ class ProgressBars:
                     total=job.tiles_total or None,
                     completed=job.tiles_done,
                     state=self._state(job.state),
+                    doing=doing_text(job),
                 )
 
     @staticmethod
@@ -123,6 +194,7 @@ class ProgressBars:
                 total=job.tiles_total or None,
                 completed=job.tiles_done,
                 state=self._state(state) if state != "BLOCKED" else "[red dim]BLOCKED[/]",
+                doing=doing_text(job),
             )
         elif isinstance(event, WorkflowProgress):
             task = self._tasks.get(event.workflow.id)

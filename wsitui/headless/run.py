@@ -15,14 +15,10 @@ from pathlib import Path
 import anyio
 from pydantic import BaseModel
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from wsitui.core.engine import Engine
 from wsitui.core.models import JobState, WorkflowStatus
-from wsitui.core.phase import job_phases
 from wsitui.core.text import one_line
-from wsitui.headless.display import STATE_STYLE, PlainLines, ProgressBars
+from wsitui.headless.display import PlainLines, ProgressBars, summary_table
 from wsitui.observability.setup import ObserveOptions
 from wsitui.session.errors import (
     EXIT_FAILED,
@@ -165,7 +161,7 @@ async def _run(session: Session, opts: RunOptions) -> int:
         )
         sys.stdout.write(summary.model_dump_json(indent=2) + "\n")
     elif not opts.quiet:
-        human.print(_table(engine, statuses))
+        human.print(summary_table(engine, statuses))
     return code
 
 
@@ -179,44 +175,3 @@ def _statuses(session: Session) -> list[WorkflowStatus]:
 def _exit_code(statuses: list[WorkflowStatus]) -> int:
     jobs = [j for s in statuses for j in s.jobs]
     return EXIT_OK if all(j.state is JobState.SUCCEEDED for j in jobs) else EXIT_FAILED
-
-
-def _table(engine: Engine, statuses: list[WorkflowStatus]) -> Table:
-    table = Table(
-        title="wsitui run summary",
-        title_justify="left",
-        caption=Text(f"outputs under {one_line(engine.results_root)}"),
-        caption_justify="left",
-    )
-    for col in ("tenant", "workflow", "job", "type", "branch", "state", "tiles", "time"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("output / error", overflow="fold", ratio=1)
-    waiting = engine.stats().waiting
-    for status in sorted(statuses, key=lambda s: s.workflow.tenant):
-        phases = job_phases(status.jobs, waiting)
-        for job in status.jobs:
-            elapsed = ""
-            if job.started_at and job.finished_at:
-                elapsed = f"{job.finished_at - job.started_at:.1f}s"
-            phase = phases[job.id]
-            state = str(job.state)
-            detail = one_line(job.error or "")
-            if job.state is JobState.SUCCEEDED:
-                detail = one_line(
-                    engine.results_dir(job).relative_to(engine.results_root.resolve())
-                )
-            elif job.state is JobState.PENDING:
-                state = f"{state} ({phase.phase})"
-                detail = one_line(phase.reason)
-            table.add_row(
-                Text(status.workflow.tenant),
-                Text(one_line(status.workflow.name)),
-                Text(job.key),
-                Text(str(job.job_type)),
-                Text(job.branch),
-                Text(state, style=STATE_STYLE.get(str(job.state), "red")),
-                f"{job.tiles_done}/{job.tiles_total}",
-                elapsed,
-                Text(detail),
-            )
-    return table

@@ -11,6 +11,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -68,27 +69,39 @@ def status(
     return EXIT_OK
 
 
-def _print_table(data_dir: Path, summaries: list[WorkflowSummary]) -> None:
-    table = Table(title=Text(f"wsitui status: {one_line(data_dir)}"), title_justify="left")
-    for col in ("tenant", "workflow", "id", "job", "type", "branch", "state", "try", "tiles"):
-        table.add_column(col, no_wrap=col not in ("workflow", "job"), overflow="fold")
-    table.add_column("why / error", overflow="fold", ratio=1)
+def status_table(data_dir: Path, summaries: list[WorkflowSummary]) -> Table:
+    """Readable at 80 columns: workflow, job and reason fold onto more lines rather than
+    shrinking to nothing, no header is cut, and a cells job shows its cell count. Progress is
+    what the running process last committed (it commits progress every few seconds)."""
+    table = Table(
+        title=Text(f"wsitui status: {one_line(data_dir)}"),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("workflow", overflow="fold", ratio=2, min_width=10)
+    table.add_column("job", overflow="fold", ratio=2, min_width=8)
+    for col in ("state", "try", "tiles", "cells"):
+        table.add_column(col, no_wrap=True, min_width=len(col))
+    table.add_column("why / error", overflow="fold", ratio=3, min_width=14)
     for w in summaries:
         for j in w.jobs:
             state = j.state if j.state != "PENDING" else f"{j.state} ({j.phase})"
             table.add_row(
-                Text(w.tenant),
-                Text(one_line(w.name)),
-                Text(w.id),
-                Text(j.key),
-                Text(j.type),
-                Text(j.branch),
+                Text(f"{w.tenant}/{one_line(w.name)} ({w.id})"),
+                Text(f"{j.key} ({j.type}, {j.branch})"),
                 Text(state),
                 str(j.attempt),
                 f"{j.tiles_done}/{j.tiles_total}",
-                Text(one_line(j.error or j.reason)),
+                f"{j.counters['cells']:,}" if "cells" in j.counters else "",
+                Text(one_line(j.error or j.reason or j.stage)),
             )
+    return table
+
+
+def _print_table(data_dir: Path, summaries: list[WorkflowSummary]) -> None:
     console = Console()
     if not console.is_terminal:  # pipes and logs: don't fold the table into 80 columns
         console = Console(width=160)
-    console.print(table)
+    console.print(status_table(data_dir, summaries))

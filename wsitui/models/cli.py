@@ -109,7 +109,10 @@ def _list(args: argparse.Namespace) -> int:
         print(json.dumps({"cache_dir": str(cache), "models": [e.as_dict() for e in entries]}))
         return 0
     print(f"model cache: {cache}")
-    rows = [("NAME", "FROM", "KIND", "PIXEL µm", "CH", "VERSION", "SHA256", "PATH / PROBLEM")]
+    # The path (or problem) goes on its own indented line: as a last column it pushed every
+    # row, the header too, past 80 columns, and the terminal wrapped them.
+    rows = [("NAME", "FROM", "KIND", "PIXEL µm", "CH", "VERSION", "SHA256")]
+    paths = ["PATH / PROBLEM"]
     for e in entries:
         rows.append(
             (
@@ -120,12 +123,13 @@ def _list(args: argparse.Namespace) -> int:
                 str(e.channels or "-"),
                 e.version or "-",
                 e.sha256[:12] or "-",
-                e.problem or e.path or "-",
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+        paths.append(e.problem or e.path or "-")
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r, path in zip(rows, paths, strict=True):
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        print(f"    {path}")
     return 0
 
 

@@ -12,41 +12,57 @@ even when it reports nothing (loading a model).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 
 import anyio.to_thread
+from rich.errors import MarkupError
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.geometry import Size
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Label, ListView, Static
+from textual.widgets import Footer, Input, Label, ListView, Static
 from textual.worker import Worker
 
 from wsitui.core.engine import Engine, EngineError, QueueFull, RateLimited
 from wsitui.core.events import Event, JobProgress, JobStateChanged, Listener, WorkflowProgress
 from wsitui.core.metrics import Metrics
-from wsitui.core.models import Job, JobSpec, JobState, JobType, WorkflowSpec, WorkflowStatus
+from wsitui.core.models import (
+    Job,
+    JobSpec,
+    JobState,
+    JobType,
+    WorkflowSpec,
+    WorkflowStatus,
+    job_id_for,
+)
 from wsitui.core.paths import DataDirInUse
-from wsitui.slides.errors import SlideError
-from wsitui.slides.reader import open_slide
 from wsitui.slides.sample import write_sample_slide
 from wsitui.tui.badges import badges
+from wsitui.tui.progress import workflow_progress
+from wsitui.tui.rates import Rates
 from wsitui.tui.screens.detail import PREVIEW, JobDetailScreen, PreviewScreen
 from wsitui.tui.screens.dialogs import (
     AddJobDialog,
     ConfirmDialog,
+    Devices,
     NewJob,
     NewWorkflowDialog,
     TenantDialog,
 )
 from wsitui.tui.screens.help import HelpScreen
 from wsitui.tui.screens.metrics import MetricsScreen
-from wsitui.tui.widgets.lanes import JobCard, LaneBoard
+from wsitui.tui.screens.notes import Note, NotesScreen
+from wsitui.tui.widgets.lanes import LaneBoard
 from wsitui.tui.widgets.preview import ImageProtocol
 from wsitui.tui.widgets.topbar import TopBar
 from wsitui.tui.widgets.workflows import WorkflowList, WorkflowRow
@@ -58,8 +74,10 @@ ALL = "*"  # in the inbox: list the tenant's workflows again (start, tenant swit
 # Actions that act on the main screen's selection: hidden and off while another screen is up.
 MAIN_ONLY = frozenset(
     {"new_workflow", "add_job", "start_job", "start_all", "cancel_job", "retry_job",
-     "switch_tenant", "details", "preview", "metrics", "demo"}
+     "rerun_job", "switch_tenant", "details", "preview", "metrics", "demo", "filter",
+     "copy_path", "copy_id", "open_results", "notifications", "move"}
 )  # fmt: skip
+DEMO_NAME = "tui-demo"  # + a number: never a config's name, never an earlier demo's
 
 
 class WsituiApp(App[None]):
@@ -71,14 +89,24 @@ class WsituiApp(App[None]):
         Binding("n", "new_workflow", "New wf"),
         Binding("a", "add_job", "Add job"),
         Binding("s", "start_job", "Start"),
-        Binding("S", "start_all", "Start all", show=False),
+        Binding("S", "start_all", "Start all held jobs", show=False),
         Binding("c", "cancel_job", "Cancel"),
         Binding("r", "retry_job", "Retry"),
-        Binding("u", "switch_tenant", "Tenant", show=False),
+        Binding("R", "rerun_job", "Rerun a finished job as a new job", show=False),
+        Binding("u", "switch_tenant", "Switch tenant", show=False),
         Binding("enter", "details", "Details"),
-        Binding("p", "preview", "Preview", show=False),
-        Binding("m", "metrics", "Metrics"),
-        Binding("d", "demo", "Demo", show=False),
+        Binding("p", "preview", "Full-screen preview", show=False),
+        Binding("m", "metrics", "Metrics", show=False),
+        Binding("slash", "filter", "Filter workflows and jobs", show=False),
+        Binding("y", "copy_path", "Copy the job's results path", show=False),
+        Binding("Y", "copy_id", "Copy the job's id", show=False),
+        Binding("o", "open_results", "Open the results folder", show=False),
+        Binding("N", "notifications", "Notifications log", show=False),
+        Binding("d", "demo", "Demo workflow on a sample slide", show=False),
+        Binding("j", "move(0, 1)", "Next card / workflow", show=False),
+        Binding("k", "move(0, -1)", "Previous card / workflow", show=False),
+        Binding("h", "move(-1, 0)", "Lane to the left", show=False),
+        Binding("l", "move(1, 0)", "Lane to the right", show=False),
         Binding("question_mark,f1", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
@@ -97,8 +125,18 @@ class WsituiApp(App[None]):
         sample_dir: Path | None = None,
         listeners: Sequence[Listener] = (),
         metrics: Metrics | None = None,
+        pick_tenant: bool = False,
+        reserved_names: Collection[str] = (),
     ) -> None:
         super().__init__()
+        # True when no tenant was named: open on one that has work if this one has none.
+        self._pick_tenant = pick_tenant
+        self.reserved_names = set(reserved_names)  # the config's workflow names: never a demo's
+        self.notes: list[Note] = []  # every notification, for the log screen (N)
+        self.filter_text = ""
+        self.rates = Rates()
+        self.devices: Devices | None = None  # None: probe the machine (tests give their own)
+        self.stopping = 0  # jobs that were running when the user quit (main.py says so)
         self.engine = engine
         self.tenant = tenant
         self.image_protocol = image_protocol
@@ -106,7 +144,6 @@ class WsituiApp(App[None]):
         self._own_metrics = metrics is None  # a session's Metrics comes among `listeners`
         self.metrics = metrics if metrics is not None else Metrics()
         self.selected_workflow: str | None = None
-        self.selected_job: str | None = None
         self.ready = asyncio.Event()
         # One redraw at a time: the timer and tests both flush, and laying lanes out again
         # awaits while it swaps widgets, so an unguarded second flush would see half a board.
@@ -125,9 +162,12 @@ class WsituiApp(App[None]):
             yield WorkflowList(id="workflows")
             yield Label("", id="lanes-title")
             yield LaneBoard(id="lanes")
+        # Disabled while hidden: a hidden Input still took the first focus, and every key.
+        yield Input(
+            placeholder="filter workflows and jobs (esc clears)", id="filter", disabled=True
+        )
         yield Static(id="too-small")
-        # No "^p palette" entry: at 80 columns it pushed `q Quit` off; help names ctrl+p.
-        yield Footer(show_command_palette=False, compact=True)
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         # Keep the main screen's widgets: queries go to the *active* screen, which is a dialog
@@ -136,6 +176,8 @@ class WsituiApp(App[None]):
         self._wf_list = self.query_one(WorkflowList)
         self._board = self.query_one(LaneBoard)
         self._lanes_title = self.query_one("#lanes-title", Label)
+        self._board.rates = self.rates
+        self._filter = self.query_one("#filter", Input)  # hidden (app.tcss) until `/`
         self._engine_worker = self.run_worker(
             self._run_engine(), name="engine", exit_on_error=False
         )
@@ -143,11 +185,11 @@ class WsituiApp(App[None]):
         self.set_interval(1.0, self.tick)
         self._check_size()
 
-    def on_resize(self) -> None:
-        self._check_size()
+    def on_resize(self, event: events.Resize) -> None:
+        self._check_size(event.size)  # the new size: `self.size` may still be the old one
 
-    def _check_size(self) -> None:
-        w, h = self.size
+    def _check_size(self, size: Size | None = None) -> None:
+        w, h = size or self.size
         small = w < MIN_WIDTH or h < MIN_HEIGHT
         self.set_class(small, "-too-small")
         self.screen_stack[0].query_one("#too-small", Static).update(
@@ -165,11 +207,27 @@ class WsituiApp(App[None]):
         title: str = "",
         severity: SeverityLevel = "information",
         timeout: float | None = None,
-        markup: bool = False,
+        markup: bool = True,
     ) -> None:
-        """Plain text unless asked: messages carry paths, names and library errors, and "[/]"
-        in one would be a MarkupError (a crash) or vanish."""
+        """Every notification, Textual's own too (their markup intact), goes to the log."""
+        try:
+            shown = Text.from_markup(message).plain if markup else message
+        except MarkupError:
+            shown = message
+        self.notes.append(Note(self.engine.clock(), severity, title, shown))
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def tell(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+    ) -> None:
+        """The app's own messages: plain text (they carry paths, names and library errors,
+        and "[/]" in one would be a MarkupError, a crash, or vanish)."""
+        self.notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     # ---- engine ------------------------------------------------------------------------------
     async def _run_engine(self) -> None:
@@ -182,15 +240,28 @@ class WsituiApp(App[None]):
                     self.engine.bus.add_listener(self.metrics)
                 if self._startup is not None:
                     self._startup(self.engine)
+                if self._pick_tenant:
+                    self.tenant = self._tenant_with_work()
                 self.now = self.engine.clock()
                 self.ready.set()
                 await self._stop.wait()
         except DataDirInUse as exc:
             self.exit(return_code=2, message=str(exc))
 
+    def _tenant_with_work(self) -> str:
+        """This tenant if it has workflows, else the one whose newest workflow is newest."""
+        if self.engine.workflows(self.tenant):
+            return self.tenant
+        newest = {
+            t: max(w.workflow.created_at for w in self.engine.workflows(t))
+            for t in self.engine.tenants()
+        }
+        return max(newest, key=lambda t: newest[t]) if newest else self.tenant
+
     def _on_event(self, event: Event) -> None:
         """Runs for every engine event: only note which workflow has news (cheap)."""
         if isinstance(event, (JobProgress, JobStateChanged)):
+            self.rates.observe(event.job, self.engine.clock())
             if event.job.tenant == self.tenant:
                 self._inbox.add(event.job.workflow_id)
         elif isinstance(event, WorkflowProgress):
@@ -206,7 +277,7 @@ class WsituiApp(App[None]):
 
     def watch_now(self, now: float) -> None:
         self._board.now = now
-        self._topbar.show(self.tenant, self.engine.stats(), self.metrics.tiles_per_second(now))
+        self._topbar.show(self.tenant, self.engine.stats(), self.rates.total(now))
         if isinstance(self.screen, JobDetailScreen):
             self.screen.now = now
 
@@ -216,9 +287,7 @@ class WsituiApp(App[None]):
             return
         async with self._draw_lock:
             news, self._inbox = self._inbox, set()
-            self._topbar.show(
-                self.tenant, self.engine.stats(), self.metrics.tiles_per_second(self.now)
-            )
+            self._topbar.show(self.tenant, self.engine.stats(), self.rates.total(self.now))
             if news:
                 await self._apply(news)
 
@@ -239,14 +308,35 @@ class WsituiApp(App[None]):
                 job_badges = badges(status.jobs, self.engine.stats().waiting)
                 screen.show(jobs[screen.job.id], job_badges[screen.job.id])
 
+    def _matches(self, status: WorkflowStatus) -> bool:
+        """The `/` filter: a workflow is shown if its name or one of its jobs matches."""
+        text = self.filter_text
+        return not text or text in status.workflow.name.lower() or bool(self._shown(status))
+
+    def _shown(self, status: WorkflowStatus) -> list[Job]:
+        """The jobs the board shows: all, or those the filter matches (key, type, slide);
+        all of them when the filter matches the workflow's name."""
+        text = self.filter_text
+        if not text or text in status.workflow.name.lower():
+            return list(status.jobs)
+        return [
+            j
+            for j in status.jobs
+            if text in j.key.lower() or text in j.job_type.lower() or text in j.slide.lower()
+        ]
+
     async def _list_workflows(self) -> None:
-        workflows = self.engine.workflows(self.tenant)
-        ids = [w.workflow.id for w in workflows]
+        statuses = [
+            self.engine.workflow(self.tenant, w.workflow.id)
+            for w in self.engine.workflows(self.tenant)
+        ]
+        statuses = [st for st in statuses if self._matches(st)]
+        ids = [st.workflow.id for st in statuses]
         if self.selected_workflow not in ids:
             self.selected_workflow = ids[-1] if ids else None
         wf_list = self._wf_list
         await wf_list.clear()
-        await wf_list.extend(WorkflowRow(self.engine.workflow(self.tenant, i)) for i in ids)
+        await wf_list.extend(WorkflowRow(st) for st in statuses)
         if self.selected_workflow is not None:
             wf_list.index = ids.index(self.selected_workflow)
         await self._show_lanes()
@@ -256,60 +346,72 @@ class WsituiApp(App[None]):
         board, title = self._board, self._lanes_title
         wf_id = self.selected_workflow
         if wf_id is None:
-            title.update(Text.assemble((self.tenant, "bold"), " has no workflows yet"))
+            if self.filter_text:
+                title.update(Text(f"nothing matches {self.filter_text!r} (esc in / clears)"))
+            else:
+                title.update(Text.assemble((self.tenant, "bold"), " has no workflows yet"))
             if self._board_workflow is not None or not board.children:
                 await board.show_jobs([], {}, EMPTY_TENANT)
             self._board_workflow = None
             return
         status = self.engine.workflow(self.tenant, wf_id)
-        title.update(_lanes_title(status))
+        jobs = self._shown(status)
+        title.update(_lanes_title(status, len(jobs)))
         job_badges = badges(status.jobs, self.engine.stats().waiting)
-        if self._board_workflow != wf_id or set(board.job_ids()) != {j.id for j in status.jobs}:
-            await board.show_jobs(status.jobs, job_badges, "a: add a job to this workflow")
+        if self._board_workflow != wf_id or set(board.job_ids()) != {j.id for j in jobs}:
+            await board.show_jobs(jobs, job_badges, "a: add a job to this workflow")
             self._board_workflow = wf_id
         else:
-            board.update_jobs(status.jobs, job_badges)
+            board.update_jobs(jobs, job_badges)
 
     # ---- selection ---------------------------------------------------------------------------
     @on(ListView.Highlighted, "#workflows")
     def _workflow_highlighted(self, event: ListView.Highlighted) -> None:
         if isinstance(event.item, WorkflowRow) and event.item.workflow_id != self.selected_workflow:
             self.selected_workflow = event.item.workflow_id
-            self.selected_job = None
             self._inbox.add(self.selected_workflow)  # the board follows at the next flush
 
     @on(ListView.Selected, "#workflows")
     def _workflow_selected(self) -> None:
         self._board.focus_card(0, 0)
 
-    @on(JobCard.Selected)
-    def _job_selected(self, event: JobCard.Selected) -> None:
-        self.selected_job = event.job_id
+    @property
+    def selected_job(self) -> str | None:
+        """The job the keys act on: the highlighted card, which is always on screen."""
+        if self._board_workflow != self.selected_workflow:
+            return None  # the board still shows another workflow: wait for its redraw
+        return self._board.selected
 
     def _job(self) -> Job | None:
-        if self.selected_job is None:
-            self.notify(
-                "select a job card first (tab to the lanes, arrows to move)", severity="warning"
-            )
+        job_id = self.selected_job
+        if job_id is None:
+            if self.selected_workflow is None:
+                self.tell("no workflow yet: n creates one, d a demo", severity="warning")
+            else:
+                self.tell("this workflow has no jobs yet: a adds one", severity="warning")
             return None
         try:
-            return self.engine.job(self.tenant, self.selected_job)
+            return self.engine.job(self.tenant, job_id)
         except EngineError as exc:
-            self.notify(str(exc), severity="error")
+            self.tell(str(exc), severity="error")
             return None
+
+    def action_move(self, dx: int, dy: int) -> None:
+        """j/k/h/l: move the card selection (the workflow list handles j/k when focused)."""
+        self._board.move(dx, dy)
 
     def _engine_call(self, fn: Callable[[], object], done: str | None = None) -> bool:
         """Run an engine command; a refusal is shown in the app, never raised."""
         try:
             fn()
         except (RateLimited, QueueFull) as exc:
-            self.notify(str(exc), title="not submitted", severity="warning", timeout=8)
+            self.tell(str(exc), title="not submitted", severity="warning", timeout=8)
             return False
         except (EngineError, ValueError) as exc:
-            self.notify(str(exc), severity="error", timeout=8)
+            self.tell(str(exc), severity="error", timeout=8)
             return False
         if done:
-            self.notify(done)
+            self.tell(done)
         return True
 
     # ---- actions -----------------------------------------------------------------------------
@@ -320,10 +422,10 @@ class WsituiApp(App[None]):
             try:
                 status = self.engine.submit(self.tenant, WorkflowSpec(name=name), start=False)
             except (RateLimited, QueueFull) as exc:
-                self.notify(str(exc), title="not submitted", severity="warning", timeout=8)
+                self.tell(str(exc), title="not submitted", severity="warning", timeout=8)
                 return
             except (EngineError, ValueError) as exc:
-                self.notify(str(exc), severity="error")
+                self.tell(str(exc), severity="error")
                 return
             self.selected_workflow = status.workflow.id
             self._inbox.add(ALL)  # a workflow without jobs publishes no job event
@@ -332,23 +434,20 @@ class WsituiApp(App[None]):
 
     def action_add_job(self) -> None:
         if self.selected_workflow is None:
-            self.notify("create a workflow first (n)", severity="warning")
+            self.tell("create a workflow first (n)", severity="warning")
             return
         status = self.engine.workflow(self.tenant, self.selected_workflow)
         branches = list(dict.fromkeys(j.branch for j in status.jobs))
-        dialog = AddJobDialog(status.workflow.name, [j.key for j in status.jobs], branches)
+        dialog = AddJobDialog(
+            status.workflow.name, [j.key for j in status.jobs], branches, self.devices
+        )
         self.push_screen(dialog, self._add_job)
 
-    @work(exclusive=False, group="add-job")
-    async def _add_job(self, new: NewJob | None) -> None:
+    def _add_job(self, new: NewJob | None) -> None:
+        """The dialog has checked everything, the slide included: add the job, select it."""
         if new is None or self.selected_workflow is None:
             return
         workflow_id = self.selected_workflow
-        try:  # open the slide off the UI thread: a bad file is an error here, not a failed job
-            await anyio.to_thread.run_sync(lambda: open_slide(new.slide).close())
-        except SlideError as exc:
-            self.notify(str(exc), title="cannot add job", severity="error", timeout=10)
-            return
         spec = JobSpec(
             id=new.key, type=new.job_type, slide=str(Path(new.slide).resolve()),
             branch=new.branch, depends_on=new.depends_on, params=new.params,
@@ -356,13 +455,14 @@ class WsituiApp(App[None]):
         if self._engine_call(
             lambda: self.engine.add_job(self.tenant, workflow_id, spec, start=False)
         ):
-            self.notify(f"added {new.key}: press s to start it")
+            self._board.selected = job_id_for(workflow_id, new.key)  # kept by the redraw
+            self.tell(f"added {new.key}: press s to start it")
 
     def action_start_job(self) -> None:
         job = self._job()
         if job is not None:
             if job.enqueued and job.state is JobState.PENDING:
-                self.notify(f"{job.key} is already queued")
+                self.tell(f"{job.key} is already queued")
                 return
             self._engine_call(
                 lambda: self.engine.start(self.tenant, [job.id]), f"started {job.key}"
@@ -370,31 +470,95 @@ class WsituiApp(App[None]):
 
     def action_start_all(self) -> None:
         if self.selected_workflow is None:
-            self.notify("no workflow selected", severity="warning")
+            self.tell("no workflow selected", severity="warning")
             return
         wf_id = self.selected_workflow
+        status = self.engine.workflow(self.tenant, wf_id)
+        held = [j for j in status.jobs if j.state is JobState.PENDING and not j.enqueued]
+        if not held:
+            self.tell(
+                f"nothing held in {status.workflow.name}: its jobs are queued, running or done"
+            )
+            return
         self._engine_call(
-            lambda: self.engine.start_workflow(self.tenant, wf_id), "started all held jobs"
+            lambda: self.engine.start_workflow(self.tenant, wf_id),
+            f"started {len(held)} held job" + ("s" if len(held) > 1 else ""),
         )
 
     def action_cancel_job(self) -> None:
         job = self._job()
-        if job is not None:
-            note = "stops at its next tile" if job.state is JobState.RUNNING else "canceled"
-            self._engine_call(lambda: self.engine.cancel(self.tenant, job.id), f"{job.key} {note}")
+        if job is None:
+            return
+        if job.state is not JobState.RUNNING:
+            self._engine_call(
+                lambda: self.engine.cancel(self.tenant, job.id), f"{job.key} canceled"
+            )
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._engine_call(
+                    lambda: self.engine.cancel(self.tenant, job.id),
+                    f"{job.key} stops at its next tile",
+                )
+
+        question = (
+            f"Cancel {job.key}? It is running: it stops at its next tile and its partial "
+            "outputs are discarded (r retries it from the start)."
+        )
+        self.push_screen(ConfirmDialog(question, yes="Cancel job"), confirmed)
 
     def action_retry_job(self) -> None:
         job = self._job()
         if job is not None:
             self._engine_call(lambda: self.engine.retry(self.tenant, job.id), f"retrying {job.key}")
 
+    def action_rerun_job(self) -> None:
+        """R: run a finished job again. Failed and canceled jobs are retried (a new attempt);
+        the engine retries no SUCCEEDED job, so one is run again as a copy in the same lane
+        (`key-2`, `key-3`…), after a confirmation; its outputs stay as they are."""
+        job = self._job()
+        if job is None:
+            return
+        if job.state in (JobState.FAILED, JobState.CANCELED):
+            self.action_retry_job()
+            return
+        if job.state is not JobState.SUCCEEDED:
+            self.tell(f"{job.key} is {job.state}: only a finished job can be rerun")
+            return
+        status = self.engine.workflow(self.tenant, job.workflow_id)
+        keys = {j.key for j in status.jobs}
+        base = job.key
+        n = 2
+        while f"{base}-{n}" in keys:
+            n += 1
+        key = f"{base}-{n}"
+        by_id = {j.id: j.key for j in status.jobs}
+        spec = JobSpec(
+            id=key, type=job.job_type, slide=job.slide, branch=job.branch,
+            depends_on=tuple(by_id[d] for d in job.depends_on if d in by_id), params=job.params,
+        )  # fmt: skip
+
+        def confirmed(yes: bool | None) -> None:
+            if yes and self._engine_call(
+                lambda: self.engine.add_job(self.tenant, job.workflow_id, spec, start=True),
+                f"{key} runs {job.key} again",
+            ):
+                self._board.selected = job_id_for(job.workflow_id, key)
+
+        question = (
+            f"Run {job.key} again? It succeeded; a copy named {key} is added to branch "
+            f"{job.branch} and started. {job.key}'s outputs stay as they are."
+        )
+        self.push_screen(ConfirmDialog(question, yes="Rerun"), confirmed)
+
     def action_switch_tenant(self) -> None:
         def switched(tenant: str | None) -> None:
             if tenant and tenant != self.tenant:
                 self.tenant = tenant
-                self.selected_workflow = self.selected_job = None
+                self.selected_workflow = None
                 self._inbox.add(ALL)
-                self.notify(f"tenant {tenant}")
+                self.tell(f"tenant {tenant}")
 
         self.push_screen(TenantDialog(self.engine.tenants(), self.tenant), switched)
 
@@ -411,6 +575,7 @@ class WsituiApp(App[None]):
                 self.engine.results_dir(job),
                 self.image_protocol,
                 now=self.now,
+                rates=self.rates,
             )
         )
 
@@ -439,6 +604,69 @@ class WsituiApp(App[None]):
             )
         )
 
+    def action_filter(self) -> None:
+        self._filter.disabled = False
+        self._filter.display = True
+        self._filter.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip().lower()
+        self._inbox.add(ALL)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self._board.focus_card(0, 0)
+
+    def on_key(self, event: events.Key) -> None:
+        if event.key == "escape" and self.focused is self._filter:
+            self._filter.value = ""
+            self._filter.display = False
+            self._filter.disabled = True
+            self._board.focus_card(0, 0)
+            event.stop()
+
+    def action_copy_path(self) -> None:
+        job = self._job()
+        if job is not None:
+            path = str(self.engine.results_dir(job))
+            self.copy_to_clipboard(path)  # OSC 52: works over SSH where the terminal allows it
+            self.tell(f"copied {path}", title="clipboard")
+
+    def action_copy_id(self) -> None:
+        job = self._job()
+        if job is not None:
+            self.copy_to_clipboard(job.id)
+            self.tell(f"copied {job.id}", title="clipboard")
+
+    def action_open_results(self) -> None:
+        job = self._job()
+        if job is None:
+            return
+        path = self.engine.results_dir(job)
+        if not path.is_dir():
+            self.tell(f"{job.key} has no results yet; they go to {path}")
+            return
+        opener = system_opener()
+        if opener is None:
+            self.tell(f"no file opener here (no desktop session): results are in {path}")
+            return
+        try:
+            subprocess.Popen(
+                [opener, str(path)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self.tell(f"{opener} failed ({exc.strerror}): results are in {path}", severity="error")
+            return
+        self.tell(f"opened {path}")
+
+    def action_notifications(self) -> None:
+        self.push_screen(NotesScreen(self.notes))
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen(list(self.BINDINGS)))  # type: ignore[arg-type]
 
@@ -446,7 +674,7 @@ class WsituiApp(App[None]):
     async def action_demo(self) -> None:
         slide = self.sample_dir / "demo.svs"
         if not slide.exists():
-            self.notify(f"generating a sample slide at {slide}…")
+            self.tell(f"generating a sample slide at {slide}…")
             slide.parent.mkdir(parents=True, exist_ok=True)
             await anyio.to_thread.run_sync(
                 lambda: write_sample_slide(slide, size=DEMO_SIZE, seed=1)
@@ -469,18 +697,28 @@ class WsituiApp(App[None]):
                     depends_on=("mask",),
                 ),
             )  # fmt: skip
+        name = self.demo_name()
         try:
             status = self.engine.submit(
-                self.tenant, WorkflowSpec(name="demo", jobs=jobs), start=False
+                self.tenant, WorkflowSpec(name=name, jobs=jobs), start=False
             )
         except (RateLimited, QueueFull) as exc:
-            self.notify(str(exc), title="not submitted", severity="warning", timeout=8)
+            self.tell(str(exc), title="not submitted", severity="warning", timeout=8)
             return
         except EngineError as exc:
-            self.notify(str(exc), severity="error")
+            self.tell(str(exc), severity="error")
             return
         self.selected_workflow = status.workflow.id
-        self.notify("demo workflow ready: press S to start all its jobs")
+        self.tell(f"demo workflow {name} ready: press S to start all its jobs")
+
+    def demo_name(self) -> str:
+        """tui-demo-1, -2…: the first not used by this tenant's workflows nor by the config,
+        so a config run again never finds its workflow's name taken by a demo."""
+        taken = self.reserved_names | {w.workflow.name for w in self.engine.workflows(self.tenant)}
+        n = 1
+        while f"{DEMO_NAME}-{n}" in taken:
+            n += 1
+        return f"{DEMO_NAME}-{n}"
 
     def action_quit(self) -> None:
         running = self.engine.stats().running if self.ready.is_set() else 0
@@ -489,13 +727,21 @@ class WsituiApp(App[None]):
             return
         question = (
             f"{running} job(s) running. Quit? They stop at their next tile; their state is on "
-            "disk and they resume at the next start."
+            "disk and they resume at the next start. (q again or y quits)"
         )
-        self.push_screen(ConfirmDialog(question, yes="Quit"), self._quit)
+        self.push_screen(ConfirmDialog(question, yes="Quit", again="q"), self._quit)
 
     @work(exclusive=True, group="quit")
     async def _quit(self, confirmed: bool | None) -> None:
         if confirmed:
+            running = self.engine.stats().running if self.ready.is_set() else 0
+            if running:
+                self.stopping = running
+                self.tell(
+                    f"stopping {running} running job(s) at their next tile…",
+                    title="quitting",
+                    timeout=30,
+                )
             await self.shutdown()
             self.exit()
 
@@ -516,9 +762,19 @@ class WsituiApp(App[None]):
             )
 
 
-def _lanes_title(status: WorkflowStatus) -> Text:
+def system_opener() -> str | None:
+    """`open` on macOS, `xdg-open` in a Linux desktop session; None over SSH or headless."""
+    if sys.platform == "darwin":
+        return shutil.which("open")
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return shutil.which("xdg-open")
+    return None
+
+
+def _lanes_title(status: WorkflowStatus, shown: int) -> Text:
+    n = len(status.jobs)
+    jobs = f"{shown} of {n} jobs" if shown != n else f"{n} job" + ("" if n == 1 else "s")
     return Text.assemble(
-        "lanes of ",
         (status.workflow.name, "bold"),
-        f" · {len(status.jobs)} jobs · {status.state} {status.progress:.0%}",
+        f" · {jobs} · {status.state} {workflow_progress(status.jobs):.0%}",
     )

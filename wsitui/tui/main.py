@@ -6,6 +6,7 @@ import getpass
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wsitui.core.engine import Engine
 from wsitui.core.models import check_safe_id
@@ -13,7 +14,10 @@ from wsitui.core.text import one_line
 from wsitui.observability.setup import ObserveOptions
 from wsitui.session.config import Config
 from wsitui.session.errors import EXIT_INPUT, EXIT_INTERRUPTED, SessionError
-from wsitui.session.session import SessionOptions, prepare_session
+from wsitui.session.session import Session, SessionOptions, prepare_session
+
+if TYPE_CHECKING:
+    from wsitui.tui.app import WsituiApp
 
 
 def default_tenant(config: Config) -> str:
@@ -26,6 +30,35 @@ def default_tenant(config: Config) -> str:
     except (KeyError, OSError):
         user = ""
     return user[:64] or "default"
+
+
+def build_app(session: Session, tenant: str | None) -> WsituiApp:
+    """The app over a prepared session: config workflows submitted held at startup."""
+    from wsitui.tui.app import WsituiApp  # imports textual-image, which probes the terminal
+
+    def startup(engine: Engine) -> None:
+        session.observability.start_soon()  # --metrics-port: served from the TUI's own loop
+        # Config workflows arrive held: the user starts them (s / S), or resumes old ones.
+        try:
+            session.submit(start=False)
+        except SessionError as exc:  # e.g. the disk filled since the checks: leave, one line
+            app.exit(return_code=exc.exit_code, message=f"wsitui: {exc.message}")
+
+    config = session.config
+    chosen = tenant or default_tenant(config)
+    app = WsituiApp(
+        session.engine,
+        tenant=chosen,
+        startup=startup,
+        image_protocol=config.ui.image_protocol,
+        sample_dir=session.data_dir / "samples",
+        listeners=session.listeners(),  # event log, the shared Metrics, the job log
+        metrics=session.observability.metrics,  # the one source /metrics reads too
+        # No tenant named anywhere (e.g. --data-dir alone): open on a tenant with work.
+        pick_tenant=tenant is None and not config.ui.tenant and not config.workflows,
+        reserved_names={w.name for w in config.workflows},  # never a demo's name
+    )
+    return app
 
 
 def tui_main(
@@ -54,28 +87,17 @@ def tui_main(
         print("wsitui: interrupted before the TUI started; nothing was changed", file=sys.stderr)
         return EXIT_INTERRUPTED
 
-    def startup(engine: Engine) -> None:
-        session.observability.start_soon()  # --metrics-port: served from the TUI's own loop
-        # Config workflows arrive held: the user starts them (s / S), or resumes old ones.
-        try:
-            session.submit(start=False)
-        except SessionError as exc:  # e.g. the disk filled since the checks: leave, one line
-            app.exit(return_code=exc.exit_code, message=f"wsitui: {exc.message}")
-
-    from wsitui.tui.app import WsituiApp  # imports textual-image, which probes the terminal
-
-    app = WsituiApp(
-        session.engine,
-        tenant=tenant or default_tenant(session.config),
-        startup=startup,
-        image_protocol=session.config.ui.image_protocol,
-        sample_dir=session.data_dir / "samples",
-        listeners=session.listeners(),  # event log, the shared Metrics, the job log
-        metrics=session.observability.metrics,  # the one source /metrics reads too
-    )
+    app = build_app(session, tenant)
     try:
         app.run()
     finally:
+        if app.stopping:  # the screen is gone; closing the session can take seconds
+            print(
+                f"wsitui: {app.stopping} running job(s) stopped at a tile boundary and resume "
+                "at the next start; closing the session…",
+                file=sys.stderr,
+                flush=True,
+            )
         session.close()
     for warning in session.warnings():
         print(f"wsitui: {one_line(warning)}", file=sys.stderr)

@@ -16,17 +16,31 @@ def clock_text(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
-def elapsed_and_eta(job: Job, now: float) -> tuple[str, str]:
+def elapsed_and_eta(job: Job, now: float, eta_s: float | None) -> tuple[str, str]:
+    """The job's run time (to now while it runs) and the ETA from its measured rate."""
     if job.started_at is None:
         return "--:--", "--:--"
     end = job.finished_at if job.finished_at is not None else now
-    elapsed = end - job.started_at
+    elapsed = clock_text(max(0.0, end - job.started_at))
     if job.state is not JobState.RUNNING:
-        return clock_text(elapsed), "--:--"
-    if job.tiles_total and job.tiles_done:
-        remaining = elapsed * (job.tiles_total - job.tiles_done) / job.tiles_done
-        return clock_text(elapsed), clock_text(remaining)
-    return clock_text(elapsed), "--:--"
+        return elapsed, "--:--"
+    return elapsed, clock_text(eta_s)
+
+
+def times_text(job: Job, now: float, eta_s: float | None, rate: float | None) -> str:
+    """A card's last line. Running: elapsed, ETA, measured tiles/s, then the live counters (cut
+    first on a narrow card). Finished: how long it ran. Zero counters are not news."""
+    elapsed, eta = elapsed_and_eta(job, now, eta_s)
+    counters = {k: v for k, v in job.counters.items() if v}
+    tail = f" · {counters_text(counters)}" if counters else ""
+    if job.state is JobState.RUNNING:
+        speed = f" · {rate:.1f}/s" if rate is not None else ""
+        return f"{elapsed} · ETA {eta}{speed}{tail}"
+    if job.started_at is not None and job.finished_at is not None:
+        took = job.finished_at - job.started_at
+        ran = f"{took:.1f} s" if 0 <= took < 10 else elapsed  # "00:00" says nothing
+        return f"ran {ran}{tail}"
+    return f"--:--{tail}"
 
 
 def compact_count(n: int) -> str:

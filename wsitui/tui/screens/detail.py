@@ -24,6 +24,7 @@ from textual.widgets import DataTable, Footer, Label, Static
 from wsitui.core.models import Job, JobState, JobType, Transition
 from wsitui.jobs.cells.dask_info import dashboard_link
 from wsitui.tui.badges import Badge
+from wsitui.tui.rates import WINDOW_S, Rates
 from wsitui.tui.times import counters_text, elapsed_and_eta
 from wsitui.tui.widgets.lanes import badge_text
 from wsitui.tui.widgets.line import LiveLine
@@ -64,10 +65,14 @@ def result_lines(manifest: dict[str, Any]) -> list[str]:
     return lines
 
 
-def progress_text(job: Job, now: float) -> Text:
-    """tiles, elapsed, ETA, the running job's stage and its counters, on one line."""
-    elapsed, eta = elapsed_and_eta(job, now)
+def progress_text(job: Job, now: float, rates: Rates | None = None) -> Text:
+    """tiles, elapsed, ETA and measured rate, the running job's stage and its counters."""
+    eta_s = rates.eta(job, now) if rates is not None else None
+    rate = rates.rate(job.id, now) if rates is not None else None
+    elapsed, eta = elapsed_and_eta(job, now, eta_s)
     text = Text(f"tiles {job.tiles_done}/{job.tiles_total} · elapsed {elapsed} · ETA {eta}")
+    if rate is not None and job.state is JobState.RUNNING:
+        text.append(f" · {rate:.1f} tiles/s over {WINDOW_S:.0f} s")
     if job.state is JobState.RUNNING and job.stage:
         text.append(" · stage: ")
         text.append(job.stage, style="bold")
@@ -102,10 +107,13 @@ class JobDetailScreen(Screen[None]):
         protocol: ImageProtocol,
         *,
         now: float,
+        rates: Rates | None = None,
     ) -> None:
         super().__init__()
+        self.rates = rates
         self.timeline, self.results_dir, self.protocol = timeline, results_dir, protocol
         self._header = LiveLine(id="header")
+        self._state = LiveLine(id="state")
         self._table: DataTable[str | Text] = DataTable(show_cursor=False, id="timeline")
         self._progress = LiveLine(id="progress")
         self.set_reactive(JobDetailScreen.job, job)
@@ -137,16 +145,18 @@ class JobDetailScreen(Screen[None]):
         self._paint()
 
     def watch_now(self) -> None:
-        self._progress.show(progress_text(self.job, self.now))
+        self._progress.show(progress_text(self.job, self.now, self.rates))
 
     def _paint(self) -> None:
         job = self.job
-        header = Text.assemble(
-            (job.key, "bold"), f" · {job.job_type} · branch {job.branch} · ", badge_text(self.badge)
+        # Two short lines, so nothing is cut at 80 columns: what the job is, then its state.
+        self._header.show(
+            Text.assemble((job.key, "bold"), f" · {job.job_type} · branch {job.branch}")
         )
-        header.append(f"  (attempt {job.attempt}, {job.id})", style="dim")
-        self._header.show(header)
-        self._progress.show(progress_text(job, self.now))
+        self._state.show(
+            Text.assemble(badge_text(self.badge), (f"  (attempt {job.attempt}, {job.id})", "dim"))
+        )
+        self._progress.show(progress_text(job, self.now, self.rates))
 
     def _result(self) -> list[str]:
         try:
@@ -159,6 +169,7 @@ class JobDetailScreen(Screen[None]):
         job = self.job
         with VerticalScroll():
             yield self._header
+            yield self._state
             yield Label(Text(f"slide: {job.slide}"))
             yield self._progress
             yield Label("Params", classes="section")

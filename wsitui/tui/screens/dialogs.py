@@ -2,46 +2,70 @@
 
 from __future__ import annotations
 
+import platform
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio.to_thread
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.suggester import Suggester, SuggestFromList
 from textual.widgets import Button, Input, Label, OptionList, Select, SelectionList
 from textual.widgets.option_list import Option
 
 from wsitui.core.models import SAFE_ID, SAFE_ID_HINT, JobType
+from wsitui.models.device import cuda_visible
+from wsitui.slides.errors import SlideError
+from wsitui.slides.reader import open_slide
 
 SLIDE_SUFFIXES = (
     ".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".vms", ".vmu", ".scn", ".bif", ".svslide",
     ".dcm", ".png", ".jpg", ".jpeg",
 )  # fmt: skip
 
-DIALOG_CSS = """
-ModalScreen { align: center middle; }
-ModalScreen > Vertical {
-    width: 72; height: auto; max-height: 100%; overflow-y: auto;
-    border: thick $accent; background: $surface; padding: 1 2;
-}
-ModalScreen .title { text-style: bold; margin-bottom: 1; }
-ModalScreen .hint { color: $text-muted; margin-top: 1; }
-ModalScreen SelectionList { max-height: 6; }
-ModalScreen .error { color: $error; height: auto; }
-ModalScreen Horizontal.buttons { height: auto; margin-top: 1; align-horizontal: right; }
-ModalScreen Button { margin-left: 1; }
-ModalScreen Input, ModalScreen Select { background: $boost; }
-ModalScreen #cells-opts { height: auto; }
-ModalScreen .model-row { height: auto; }
-ModalScreen .model-row Input { width: 1fr; }
-ModalScreen .model-row Select { width: 12; margin-left: 1; }
-"""
+R = TypeVar("R")
+
+
+class Dialog(ModalScreen[R]):
+    """A bordered box centred over the dimmed main screen; every dialog is one.
+
+    Textual scopes a screen's DEFAULT_CSS under the class that defines it, so rules written for
+    `ModalScreen` in each subclass never matched (dialogs were drawn unstyled from the top-left):
+    the rules live here, once, unscoped, and select `Dialog`, which every subclass is."""
+
+    SCOPED_CSS = False
+    DEFAULT_CSS = """
+    Dialog { align: center middle; }
+    Dialog > .dialog-box {
+        width: 72; max-width: 100%; height: auto; max-height: 100%;
+        border: thick $accent; background: $surface; padding: 0 1;
+        scrollbar-size-vertical: 1;
+    }
+    Dialog .title { text-style: bold; width: 1fr; margin-bottom: 1; }
+    Dialog .hint { color: $text-muted; width: 1fr; }
+    Dialog .keys { color: $text-muted; margin-top: 1; width: 1fr; }
+    Dialog SelectionList { max-height: 4; }
+    Dialog .problem { color: $error; height: auto; width: 1fr; }
+    Dialog Horizontal.buttons { height: 1; margin-top: 1; align-horizontal: right; }
+    Dialog Button { margin-left: 1; }
+    Dialog Input, Dialog Select { background: $boost; }
+    Dialog #cells-opts { height: auto; }
+    Dialog .model-row { height: auto; }
+    Dialog .model-row Input { width: 1fr; }
+    Dialog .model-row Select { width: 26; margin-left: 1; }
+    """
+
+
+def box() -> VerticalScroll:
+    """The dialog's bordered box: scrolls when its text is taller than the terminal."""
+    return VerticalScroll(classes="dialog-box", can_focus=False)
 
 
 class SlidePathSuggester(Suggester):
@@ -71,17 +95,16 @@ class SlidePathSuggester(Suggester):
         return None
 
 
-class NewWorkflowDialog(ModalScreen[str | None]):
-    DEFAULT_CSS = DIALOG_CSS
+class NewWorkflowDialog(Dialog[str | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with box():
             yield Label("New workflow", classes="title")
             yield Input(placeholder="name, e.g. cohort-3 masks", id="name")
             with Horizontal(classes="buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button("Create", variant="primary", id="ok")
+                yield Button("Cancel", id="cancel", compact=True)
+                yield Button("Create", variant="primary", id="ok", compact=True)
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#ok")
@@ -136,24 +159,65 @@ class ModelSuggester(Suggester):
         return None
 
 
-class AddJobDialog(ModalScreen[NewJob | None]):
-    DEFAULT_CSS = DIALOG_CSS
+@dataclass(frozen=True)
+class Devices:
+    """What this machine has for a model, found without importing torch (the dialog must
+    open at once): NVIDIA GPUs from the driver, MPS on Apple silicon."""
+
+    gpus: int
+    mps: bool
+
+    @classmethod
+    def probe(cls) -> Devices:
+        listed = Path("/proc/driver/nvidia/gpus")
+        gpus = len(list(listed.iterdir())) if listed.is_dir() else 0
+        gpus = max(gpus, 1) if cuda_visible() else 0
+        return cls(gpus, sys.platform == "darwin" and platform.machine() == "arm64")
+
+    def options(self) -> list[tuple[str, str]]:
+        """(label, device) for the picker: every device a job can ask for, ✓ where present."""
+        best = "cuda" if self.gpus else "mps" if self.mps else "cpu"
+        options = [(f"auto (→ {best})", "auto"), ("cpu ✓", "cpu")]
+        options.append(("cuda ✓" if self.gpus else "cuda (none here)", "cuda"))
+        options += [(f"cuda:{i} ✓", f"cuda:{i}") for i in range(self.gpus if self.gpus > 1 else 0)]
+        options.append(("mps ✓" if self.mps else "mps (none here)", "mps"))
+        return options
+
+
+def check_slide(path: str) -> str | None:
+    """None when `path` opens as a slide, else the one-line reason (run off the UI thread)."""
+    try:
+        open_slide(path).close()
+    except SlideError as exc:
+        return str(exc)
+    return None
+
+
+class AddJobDialog(Dialog[NewJob | None]):
+    """Everything is checked here, the slide too (it is opened off the UI thread): an error
+    keeps the dialog open with what was typed, and goes away once the field is changed."""
+
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
     def __init__(
-        self, workflow_name: str, job_keys: Sequence[str], branches: Sequence[str]
+        self,
+        workflow_name: str,
+        job_keys: Sequence[str],
+        branches: Sequence[str],
+        devices: Devices | None = None,
     ) -> None:
         super().__init__()
         self.workflow_name = workflow_name
         self.job_keys = list(job_keys)
-        self.branches = list(branches) or ["main"]
+        self.branches = list(branches)
+        self.devices = devices or Devices.probe()
 
     def compose(self) -> ComposeResult:
         n = len(self.job_keys) + 1
-        with Vertical():
+        with box():
             yield Label(Text(f"Add a job to {self.workflow_name}"), classes="title")
             yield Label(
-                "Slide path (→ accepts the completion; folders and slide files are offered)",
+                "Slide path (→ accepts the completion: folders and slide files)",
                 classes="hint",
             )
             yield Input(
@@ -172,7 +236,7 @@ class AddJobDialog(ModalScreen[NewJob | None]):
             )
             with Vertical(id="cells-opts"):
                 yield Label(
-                    "Model: shipped, classical, brightfield_nuclei, a folder or a .pt file",
+                    "Model (shipped, classical, folder, .pt) · device (✓ here)",
                     classes="hint",
                 )
                 with Horizontal(classes="model-row"):
@@ -180,15 +244,19 @@ class AddJobDialog(ModalScreen[NewJob | None]):
                         placeholder="shipped", id="model", suggester=ModelSuggester(), compact=True
                     )
                     yield Select(
-                        [(d, d) for d in ("auto", "cpu", "cuda", "mps")],
+                        self.devices.options(),
                         value="auto",
                         allow_blank=False,
                         id="device",
                         compact=True,
                     )
-            yield Label(Text(f"Branch (existing: {', '.join(self.branches)})"), classes="hint")
+            if self.branches:
+                hint = f"Branch (existing: {', '.join(self.branches)})"
+            else:
+                hint = "Branch (a lane; jobs in one branch run one after another)"
+            yield Label(Text(hint), classes="hint")
             yield Input(
-                value=self.branches[0],
+                value=self.branches[0] if self.branches else "main",
                 id="branch",
                 suggester=SuggestFromList(self.branches),
                 compact=True,
@@ -198,10 +266,18 @@ class AddJobDialog(ModalScreen[NewJob | None]):
             if self.job_keys:
                 yield Label("Depends on", classes="hint")
                 yield SelectionList[str](*[(k, k) for k in self.job_keys], id="deps", compact=True)
-            yield Label("", classes="error", id="error")
+            yield Label("", classes="problem", id="error")
             with Horizontal(classes="buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button("Add", variant="primary", id="ok")
+                yield Button("Cancel", id="cancel", compact=True)
+                yield Button("Add", variant="primary", id="ok", compact=True)
+
+    def _error(self, text: str) -> None:
+        self.query_one("#error", Label).update(Text(text))
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def _edited(self) -> None:
+        self._error("")  # a fixed field never keeps the old complaint
 
     @on(Button.Pressed, "#ok")
     @on(Input.Submitted)
@@ -210,16 +286,15 @@ class AddJobDialog(ModalScreen[NewJob | None]):
         slide = str(Path(slide).expanduser()) if slide else ""
         branch = self.query_one("#branch", Input).value.strip()
         key = self.query_one("#key", Input).value.strip()
-        error = self.query_one("#error", Label)
         if not slide:
-            error.update("give the path of a slide file")
+            self._error("give the path of a slide file")
             return
         for kind, value in (("branch", branch), ("job id", key)):
             if not SAFE_ID.match(value):
-                error.update(f"{kind} {value!r} is not allowed: {SAFE_ID_HINT}")
+                self._error(f"{kind} {value!r} is not allowed: {SAFE_ID_HINT}")
                 return
         if key in self.job_keys:
-            error.update(f"job id {key!r} is already used in this workflow")
+            self._error(f"job id {key!r} is already used in this workflow")
             return
         deps: tuple[str, ...] = ()
         if self.job_keys:
@@ -236,7 +311,17 @@ class AddJobDialog(ModalScreen[NewJob | None]):
             device = self.query_one("#device", Select).value
             if isinstance(device, str) and device != "auto":
                 params["device"] = device
-        self.dismiss(NewJob(key, job_type, slide, branch, deps, params))
+        self._error(f"opening {Path(slide).name}…")
+        self._check_and_close(NewJob(key, job_type, slide, branch, deps, params))
+
+    @work(exclusive=True, group="add-job")
+    async def _check_and_close(self, new: NewJob) -> None:
+        problem = await anyio.to_thread.run_sync(lambda: check_slide(new.slide))
+        if problem is not None:
+            self._error(problem)
+            self.query_one("#slide", Input).focus()
+            return
+        self.dismiss(new)
 
     def on_mount(self) -> None:
         self._show_cells_options(self.query_one("#type", Select).value)
@@ -256,8 +341,7 @@ class AddJobDialog(ModalScreen[NewJob | None]):
 NEW_TENANT = "\x00new"
 
 
-class TenantDialog(ModalScreen[str | None]):
-    DEFAULT_CSS = DIALOG_CSS
+class TenantDialog(Dialog[str | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
     def __init__(self, tenants: Sequence[str], current: str) -> None:
@@ -269,11 +353,12 @@ class TenantDialog(ModalScreen[str | None]):
         options = [
             Option(t + ("  (current)" if t == self.current else ""), id=t) for t in self.tenants
         ]
-        with Vertical():
+        with box():
             yield Label("Switch tenant", classes="title")
             yield OptionList(*options, Option("new tenant…", id=NEW_TENANT), id="tenants")
             yield Input(placeholder="new tenant id", id="new")
-            yield Label("", classes="error", id="error")
+            yield Label("", classes="problem", id="error")
+            yield Label("↑↓ choose · enter: switch · esc: cancel", classes="keys")
 
     def on_mount(self) -> None:
         self.query_one("#new", Input).display = False
@@ -299,24 +384,27 @@ class TenantDialog(ModalScreen[str | None]):
         self.dismiss(value)
 
 
-class ConfirmDialog(ModalScreen[bool]):
-    DEFAULT_CSS = DIALOG_CSS
+class ConfirmDialog(Dialog[bool]):
+    """A yes/no question; `again` names the key that asked it, which then confirms too (q, q)."""
+
     BINDINGS = [
         Binding("escape,n", "dismiss(False)", "No"),
         Binding("y", "dismiss(True)", "Yes"),
     ]
 
-    def __init__(self, question: str, yes: str = "Yes") -> None:
+    def __init__(self, question: str, yes: str = "Yes", again: str | None = None) -> None:
         super().__init__()
+        if again:
+            self._bindings.bind(again, "dismiss(True)", "Yes", show=False)
         self.question = question
         self.yes = yes
 
     def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label(self.question)
+        with box():
+            yield Label(Text(self.question), classes="title")
             with Horizontal(classes="buttons"):
-                yield Button("No (n)", id="no")
-                yield Button(f"{self.yes} (y)", variant="warning", id="yes")
+                yield Button("No (n)", id="no", compact=True)
+                yield Button(f"{self.yes} (y)", variant="warning", id="yes", compact=True)
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:

@@ -22,6 +22,7 @@ class MetricsScreen(Screen[None]):
     MetricsScreen VerticalScroll { padding: 0 2; }
     MetricsScreen .section { text-style: bold; margin-top: 1; color: $accent; }
     MetricsScreen Sparkline { height: 3; }
+    MetricsScreen #workers { height: 1; }
     """
     BINDINGS = [Binding("escape,q,m", "app.pop_screen", "Back")]
 
@@ -48,7 +49,7 @@ class MetricsScreen(Screen[None]):
             yield Sparkline([], id="latency")
             yield Label("", id="latency-text")
             yield Label(f"Busy workers per minute (of {self.max_workers})", classes="section")
-            yield Sparkline([], id="workers")
+            yield Static(id="workers")
             yield Label("", id="workers-text")
             yield Label("Queue depth per branch (this tenant)", classes="section")
             yield Static(id="depths")
@@ -65,7 +66,7 @@ class MetricsScreen(Screen[None]):
         latency = self.metrics.latency_per_minute(now, MINUTES)
         workers = self.metrics.workers_per_minute(now, MINUTES)
         self.query_one("#latency", Sparkline).data = latency
-        self.query_one("#workers", Sparkline).data = workers
+        self.query_one("#workers", Static).update(scaled_sparkline(workers, self.max_workers))
         recent = [v for v in latency if v > 0]
         self.query_one("#latency-text", Label).update(
             f"now {latency[-1]:.1f} s · mean of active minutes "
@@ -108,6 +109,20 @@ def dask_text(clusters: list[ClusterStatus]) -> Text:
                 f"  {w.address}  {w.threads} thr{gpu}  {w.tiles} tiles  {w.tiles_per_s:.2f}/s\n"
             )
     text.rstrip()
+    return text
+
+
+BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def scaled_sparkline(values: list[float], top: float) -> Text:
+    """One cell per value, its height the value's share of `top` (e.g. max_workers): 1 busy
+    worker of 4 is a quarter-high block, not full height as on a self-scaled sparkline."""
+    top = top or 1
+    text = Text()
+    for v in values:
+        level = round(7 * min(max(v, 0.0), top) / top)
+        text.append(BLOCKS[level], style="bold" if v > 0 else "dim")  # idle: a dim floor
     return text
 
 

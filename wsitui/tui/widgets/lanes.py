@@ -9,15 +9,17 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Label
 
 from wsitui.core.models import Job, JobState
 from wsitui.tui.badges import Badge
-from wsitui.tui.times import counters_text, elapsed_and_eta
+from wsitui.tui.rates import Rates
+from wsitui.tui.times import times_text
 from wsitui.tui.widgets.bar import FractionBar
 from wsitui.tui.widgets.line import LiveLine
+
+SHORT_TYPE = {"TISSUE_MASK": "mask", "SEGMENT_CELLS": "cells"}  # a card title fits 80 columns
 
 
 def slide_name(slide: str) -> str:
@@ -46,7 +48,7 @@ class JobCard(Vertical, can_focus=True):
         padding: 0 1;
         margin-bottom: 0;
     }
-    JobCard:focus { border: round $accent; background: $boost; }
+    JobCard:focus { background: $boost; }
     JobCard .badge { width: 1fr; height: 1; }
     JobCard Horizontal { height: 1; }
     JobCard FractionBar { width: 1fr; }
@@ -55,24 +57,22 @@ class JobCard(Vertical, can_focus=True):
     """
 
     BINDINGS = [
-        Binding("up", "move(0, -1)", "Up", show=False),
-        Binding("down", "move(0, 1)", "Down", show=False),
-        Binding("left", "move(-1, 0)", "Left", show=False),
-        Binding("right", "move(1, 0)", "Right", show=False),
+        Binding("up,k", "move(0, -1)", "Up", show=False),
+        Binding("down,j", "move(0, 1)", "Down", show=False),
+        Binding("left,h", "move(-1, 0)", "Left", show=False),
+        Binding("right,l", "move(1, 0)", "Right", show=False),
     ]
 
     job: reactive[Job] = reactive[Job](None, init=False, repaint=False)  # type: ignore[arg-type]
     badge: reactive[Badge] = reactive(Badge("", "", "pending"), init=False, repaint=False)
     now: reactive[float] = reactive(0.0, init=False, repaint=False)
 
-    class Selected(Message):
-        def __init__(self, job_id: str) -> None:
-            super().__init__()
-            self.job_id = job_id
-
-    def __init__(self, job: Job, badge: Badge, now: float, column: int, row: int) -> None:
+    def __init__(
+        self, job: Job, badge: Badge, now: float, column: int, row: int, rates: Rates
+    ) -> None:
         super().__init__(id=f"card-{column}-{row}")
         self.column, self.row = column, row
+        self.rates = rates
         self._badge = LiveLine(classes="badge")
         self._bar = FractionBar()
         self._tiles = Label(classes="tiles")
@@ -103,28 +103,30 @@ class JobCard(Vertical, can_focus=True):
         b = self.badge
         self._badge.show(badge_text(b))
         self._badge.set_classes(f"badge state-{b.css}")
-        self.set_classes(f"card-{b.css}")
+        for name in [c for c in self.classes if c.startswith("card-")]:
+            self.remove_class(name)  # not set_classes: that would drop "-selected"
+        self.add_class(f"card-{b.css}")
 
     def _paint_job(self) -> None:
         job = self.job
-        self.border_title = f"{job.key} · {job.job_type}"
+        self.border_title = Text(f"{job.key} · {SHORT_TYPE.get(job.job_type, job.job_type)}")
         self.border_subtitle = slide_name(job.slide)
         if job.tiles_total:
             self._bar.fraction = job.tiles_done / job.tiles_total
         else:
             self._bar.fraction = 1.0 if job.state is JobState.SUCCEEDED else 0.0
-        self._tiles.update(f"{job.tiles_done}/{job.tiles_total} tiles")
+        self._tiles.update(f"{job.tiles_done}/{job.tiles_total}")
         self._paint_times()
 
     def _paint_times(self) -> None:
-        job = self.job
-        elapsed, eta = elapsed_and_eta(job, self.now)
-        # Counters before the ETA: on a narrow card the live count is what stays visible.
-        counters = f" · {counters_text(job.counters)}" if job.counters else ""
-        self._times.show(Text(f"{elapsed}{counters} · ETA {eta}"))
+        job, now = self.job, self.now
+        rate = self.rates.rate(job.id, now)
+        self._times.show(Text(times_text(job, now, self.rates.eta(job, now), rate)))
 
     def on_focus(self) -> None:
-        self.post_message(self.Selected(self.job.id))
+        board = next((a for a in self.ancestors if isinstance(a, LaneBoard)), None)
+        if board is not None and board.selected != self.job.id:
+            board.select(self.job.id)
 
     def action_move(self, dx: int, dy: int) -> None:
         board = next((a for a in self.ancestors if isinstance(a, LaneBoard)), None)
@@ -141,12 +143,18 @@ class LaneColumn(VerticalScroll, can_focus=False):
         border-right: vkey $panel-lighten-1;
         padding: 0 1;
     }
-    LaneColumn > .lane-title { text-style: bold; height: 1; width: 1fr; }
+    LaneColumn > .lane-title {
+        text-style: bold; height: 1; width: 1fr; text-wrap: nowrap; text-overflow: ellipsis;
+    }
     """
 
 
 class LaneBoard(Horizontal, can_focus=False):
-    """Laid out again when the workflow's jobs change; cards update in place otherwise."""
+    """Laid out again when the workflow's jobs change; cards update in place otherwise.
+
+    The board owns the selection: one card of the jobs shown, drawn highlighted, and the only
+    job the keys act on. A new layout keeps it on the same job if that job is still shown, else
+    on the first card, so it never points at a job that is not on screen."""
 
     DEFAULT_CSS = """
     LaneBoard { height: 1fr; overflow-x: auto; }
@@ -159,6 +167,8 @@ class LaneBoard(Horizontal, can_focus=False):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.cards: dict[str, JobCard] = {}
         self._grid: list[list[JobCard]] = []
+        self.rates = Rates()
+        self.selected: str | None = None
 
     def job_ids(self) -> tuple[str, ...]:
         return tuple(self.cards)
@@ -167,10 +177,12 @@ class LaneBoard(Horizontal, can_focus=False):
         self, jobs: Sequence[Job], badges: Mapping[str, Badge], empty_text: str
     ) -> None:
         """Lay out lanes: branches in order of first appearance, jobs by lane entry (seq)."""
+        had_focus = any(card.has_focus for card in self.cards.values())
         await self.remove_children()
         self.cards, self._grid = {}, []
         if not jobs:
             await self.mount(Label(empty_text, classes="empty"))
+            self.select(None)
             return
         lanes: dict[str, list[Job]] = defaultdict(list)
         for job in jobs:
@@ -179,13 +191,29 @@ class LaneBoard(Horizontal, can_focus=False):
         for col, (branch, lane_jobs) in enumerate(lanes.items()):
             ordered = sorted(lane_jobs, key=_fifo_key)
             cards = [
-                JobCard(job, badges[job.id], self.now, col, row) for row, job in enumerate(ordered)
+                JobCard(job, badges[job.id], self.now, col, row, self.rates)
+                for row, job in enumerate(ordered)
             ]
             self._grid.append(cards)
             self.cards.update({card.job.id: card for card in cards})
-            column = LaneColumn(Label(f"branch {branch}", classes="lane-title"), *cards)
-            columns.append(column)
+            title = Label(Text(f"branch {branch}"), classes="lane-title")
+            columns.append(LaneColumn(title, *cards))
         await self.mount(*columns)
+        keep = self.selected if self.selected in self.cards else self._grid[0][0].job.id
+        self.select(keep, focus=had_focus)
+
+    def select(self, job_id: str | None, *, focus: bool = False) -> None:
+        """Highlight `job_id`'s card (None: no card)."""
+        if job_id is not None and job_id not in self.cards:
+            job_id = None
+        for card_id, card in self.cards.items():
+            card.set_class(card_id == job_id, "-selected")
+        self.selected = job_id
+        if job_id is not None:
+            card = self.cards[job_id]
+            if focus:
+                card.focus()
+            card.scroll_visible(animate=False)
 
     def update_jobs(self, jobs: Sequence[Job], badges: Mapping[str, Badge]) -> None:
         """New snapshots of the jobs on the board: each card repaints only what changed."""
@@ -205,7 +233,15 @@ class LaneBoard(Horizontal, can_focus=False):
         column = max(0, min(column, len(self._grid) - 1))
         cards = self._grid[column]
         if cards:
-            cards[max(0, min(row, len(cards) - 1))].focus()
+            self.select(cards[max(0, min(row, len(cards) - 1))].job.id, focus=True)
+
+    def move(self, dx: int, dy: int) -> None:
+        """Move the selection (from the app's j/k/h/l when no card has focus)."""
+        card = self.cards.get(self.selected or "")
+        if card is None:
+            self.focus_card(0, 0)
+        else:
+            self.focus_card(card.column + dx, card.row + dy)
 
 
 def _fifo_key(job: Job) -> tuple[int, float]:

@@ -36,7 +36,8 @@ class TopBar(Static):
         text.append(" │ queued ")
         text.append(str(stats.queued), style="bold")
         text.append(" │ ")
-        text.append(f"{tiles_per_s:.0f}", style="bold")
+        # Measured over the last WINDOW_S seconds (tui/rates.py); 0.0 once nothing moves.
+        text.append(f"{tiles_per_s:.1f}", style="bold")
         text.append(" tiles/s")
         if text.markup != self._last:  # the bar is asked 10x a second: repaint only changes
             self._last = text.markup

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import Label, ListItem, ListView
 
 from wsitui.core.models import WorkflowStatus
+from wsitui.tui.progress import workflow_progress
 from wsitui.tui.widgets.bar import FractionBar
 
 
@@ -18,9 +20,11 @@ class WorkflowRow(ListItem):
     DEFAULT_CSS = """
     WorkflowRow { height: 1; }
     WorkflowRow Horizontal { height: 1; }
-    WorkflowRow .wf-name { width: 1fr; }
-    WorkflowRow .wf-state { width: 11; }
-    WorkflowRow FractionBar { width: 28; }
+    WorkflowRow .wf-name {
+        width: 1fr; margin-right: 1; text-wrap: nowrap; text-overflow: ellipsis;
+    }
+    WorkflowRow .wf-state { width: 10; margin-right: 1; }
+    WorkflowRow FractionBar { width: 1fr; max-width: 28; }
     WorkflowRow .wf-percent { width: 5; margin-right: 3; content-align-horizontal: right; }
     """
 
@@ -51,16 +55,21 @@ class WorkflowRow(ListItem):
         status = self.status
         wf = status.workflow
         n = len(status.jobs)
-        name = Text(wf.name)
+        name = Text(wf.name, no_wrap=True, overflow="ellipsis")
         name.append(f" {wf.id}" + (f" · {n} job" + ("s" if n > 1 else "") if n else ""), "dim")
-        self._name.update(name)
+        self._name.update(name)  # cut with "…" before it can run into the state
         self._state.update(str(status.state))
         self._state.set_classes(f"wf-state state-{str(status.state).lower()}")
-        self._bar.fraction = status.progress
-        self._percent.update(f"{status.progress:.0%}")
+        progress = workflow_progress(status.jobs)  # weighted by tiles, not by job count
+        self._bar.fraction = progress
+        self._percent.update(f"{progress:.0%}")
 
 
 class WorkflowList(ListView):
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+    ]
     DEFAULT_CSS = """
     WorkflowList { height: auto; max-height: 8; border: round $primary-darken-2; }
     WorkflowList:focus { border: round $accent; }

@@ -1,0 +1,441 @@
+"""Pilot tests of the TUI as a new user meets it (issues 21 and 22): keys act on the visible
+highlighted card, dialogs keep what was typed, numbers say what is true, conventions work."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from textual.content import Content
+from textual.widgets import Input, Select
+
+from tests.slides.samples import sample_slide_path
+from tests.tui.conftest import T0, make_app
+from tests.tui.helpers import settle, spec, wait_for
+from wsitui.core.models import JobState, JobType, WorkflowSpec
+from wsitui.session.session import SessionOptions, prepare_session
+from wsitui.tui.main import build_app
+from wsitui.tui.rates import WINDOW_S
+from wsitui.tui.screens.dialogs import AddJobDialog, ConfirmDialog, Devices, TenantDialog
+from wsitui.tui.screens.help import HelpScreen
+from wsitui.tui.screens.notes import NotesScreen
+from wsitui.tui.widgets.lanes import JobCard
+from wsitui.tui.widgets.workflows import WorkflowRow
+
+pytestmark = pytest.mark.anyio
+SIZE = (120, 40)
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return sample_slide_path(tmp_path_factory, (2048, 1536), 3)
+
+
+def selected(app) -> JobCard:
+    (card,) = [c for c in app.query(JobCard) if c.has_class("-selected")]
+    return card
+
+
+# ---- 21.2 / 22.6: keys act only on the visible, highlighted card -----------------------------
+async def test_first_card_is_selected_and_keys_act_on_the_shown_workflow_only(tmp_path):
+    app, ex, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        first = app.engine.submit("alice", spec("first", ("cells", "A")), start=False)
+        await settle(app, pilot)
+        await pilot.press("n", *"second", "enter")  # a new workflow: it is shown
+        await settle(app, pilot)
+        job = spec("x", ("cells2", "A")).jobs[0]
+        second = app.engine.add_job("alice", app.selected_workflow, job, start=False)
+        await settle(app, pilot)
+        # The newest workflow is shown; its only card is highlighted at once, no tab needed.
+        assert [c.job.key for c in app.query(JobCard)] == ["cells2"]
+        assert selected(app).job.key == "cells2"
+        await pilot.press("s")
+        await settle(app, pilot)
+        assert app.engine.job("alice", second.id).enqueued
+        assert not app.engine.job("alice", first.jobs[0].id).enqueued  # not on screen
+
+        # Another workflow shown: the selection follows to its first card, never stale.
+        await pilot.press("up")  # the workflow list has focus: move to "first"
+        await settle(app, pilot)
+        assert selected(app).job.key == "cells"
+        assert app.selected_job == first.jobs[0].id
+        ex.release("cells2")
+        await app.shutdown()
+
+
+async def test_selection_is_a_visible_highlight_that_moves_with_jkhl(tmp_path):
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        app.engine.submit("alice", spec("w", ("a1", "A"), ("a2", "A"), ("b1", "B")), start=False)
+        await settle(app, pilot)
+        card = selected(app)
+        assert card.job.key == "a1"
+        assert card.styles.border_top[0] == "heavy"  # not a faint background change
+        others = [c for c in app.query(JobCard) if c is not card]
+        assert all(c.styles.border_top[0] != "heavy" for c in others)
+        await pilot.press("tab")  # to the cards
+        await pilot.press("j")
+        assert selected(app).job.key == "a2"
+        await pilot.press("l")
+        assert selected(app).job.key == "b1"
+        await pilot.press("h", "k")
+        assert selected(app).job.key == "a1"
+        await app.shutdown()
+
+
+async def test_after_adding_a_job_the_new_card_is_the_selection(tmp_path, slide):
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        app.engine.submit("alice", spec("w", ("cells-big", "A")), start=False)
+        await settle(app, pilot)
+        await pilot.press("a")
+        await pilot.pause()
+        app.screen.query_one("#slide", Input).value = str(slide)
+        app.screen.query_one("#key", Input).value = "cells-big2"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, AddJobDialog))
+        await settle(app, pilot)
+        assert selected(app).job.key == "cells-big2"
+        await pilot.press("c")  # held, so canceled at once: the one meant
+        await settle(app, pilot)
+        states = {j.key: j.state for j in app.engine.workflow("alice", "wf0001").jobs}
+        assert states == {"cells-big": JobState.PENDING, "cells-big2": JobState.CANCELED}
+        await app.shutdown()
+
+
+async def test_cancel_of_a_running_job_asks_first(tmp_path):
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        w = app.engine.submit("alice", spec("w", ("run", "A")))
+        job_id = w.jobs[0].id
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total > 0)
+        await pilot.press("c")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)
+        assert "partial" in str(app.screen.query_one(".title").render())
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert app.engine.job("alice", job_id).state is JobState.RUNNING
+        await pilot.press("c", "y")
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
+        assert app.engine.job("alice", job_id).state is JobState.CANCELED
+        await app.shutdown()
+
+
+# ---- 21.1 / 22.7: the demo's name never clashes ---------------------------------------------
+async def test_each_demo_gets_its_own_name_never_a_config_one(tmp_path):
+    app, _, _ = make_app(tmp_path / "data")
+    app.reserved_names = {"tui-demo-1"}  # as if the config had a workflow of that name
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        for _ in range(2):
+            await pilot.press("d")
+            for worker in [w for w in app.workers if w.group == "demo"]:
+                await worker.wait()
+            await settle(app, pilot)
+        names = [w.workflow.name for w in app.engine.workflows("alice")]
+        assert names == ["tui-demo-2", "tui-demo-3"]
+        await app.shutdown()
+
+
+async def test_readme_main_command_twice_around_a_demo(tmp_path):
+    """`wsitui --config sample_config.toml`, `d` as bob, quit, then the same command again:
+    the config's workflows still start (the demo used to take bob's "demo", exit 2)."""
+    config = tmp_path / "sample_config.toml"
+    shutil.copy(REPO / "sample_config.toml", config)
+    opts = SessionOptions(config=config, data_dir=tmp_path / "data")
+
+    session = prepare_session(opts)
+    app = build_app(session, "bob")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            await pilot.press("d")
+            for worker in [w for w in app.workers if w.group == "demo"]:
+                await worker.wait()
+            await settle(app, pilot)
+            await app.shutdown()
+    finally:
+        session.close()
+
+    session = prepare_session(opts)
+    app = build_app(session, "bob")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            assert app.return_code is None and app.is_running  # not "rename the workflow"
+            names = sorted(w.workflow.name for w in app.engine.workflows("bob"))
+            assert names == ["demo", "tui-demo-1"]
+            await app.shutdown()
+    finally:
+        session.close()
+
+
+# ---- 21.3 / 22.1 / 22.5: the add-job dialog ---------------------------------------------------
+async def test_add_job_dialog_offers_devices_with_what_is_present_marked(tmp_path):
+    app, _, _ = make_app(tmp_path / "data")
+    app.devices = Devices(gpus=2, mps=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.ready.wait()
+        app.engine.submit("alice", WorkflowSpec(name="w"), start=False)
+        await settle(app, pilot)
+        await pilot.press("a")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, AddJobDialog)
+        dialog.query_one("#type", Select).value = JobType.SEGMENT_CELLS
+        await pilot.pause()
+        device = dialog.query_one("#device", Select)
+        labels = [str(label) for label, _ in device._options]
+        assert labels == [
+            "auto (→ cuda)", "cpu ✓", "cuda ✓", "cuda:0 ✓", "cuda:1 ✓", "mps (none here)"
+        ]  # fmt: skip
+        # Drawn: inside the screen, with a real size (it used to be invisible).
+        region = device.region
+        assert region.width >= 10 and region.height == 1 and region.bottom <= 24
+        await app.shutdown()
+
+
+async def test_a_bad_slide_keeps_the_dialog_open_and_the_error_clears_once_fixed(tmp_path, slide):
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        app.engine.submit("alice", WorkflowSpec(name="w"), start=False)
+        await settle(app, pilot)
+        await pilot.press("a")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, AddJobDialog)
+        # A new workflow has no branches yet: no "existing: main" that does not exist.
+        hints = " ".join(str(lb.render()) for lb in dialog.query(".hint"))
+        assert "existing" not in hints
+        dialog.query_one("#key", Input).value = "my-job"
+        dialog.query_one("#slide", Input).value = str(tmp_path / "nope.svs")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "does not exist" in str(dialog.query_one("#error").render()))
+        assert app.screen is dialog  # still open
+        assert dialog.query_one("#key", Input).value == "my-job"  # what was typed is kept
+        dialog.query_one("#slide", Input).value = str(slide)
+        await pilot.pause()
+        assert str(dialog.query_one("#error").render()).strip() == ""  # fixed: no old error
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is not dialog)
+        await settle(app, pilot)
+        assert [j.key for j in app.engine.workflow("alice", "wf0001").jobs] == ["my-job"]
+        await app.shutdown()
+
+
+# ---- 21.4: "terminal too small" follows one resize --------------------------------------------
+async def test_too_small_notice_follows_a_single_resize(tmp_path):
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        assert not app.has_class("-too-small")
+        await pilot.resize_terminal(60, 20)
+        await pilot.pause()
+        assert app.has_class("-too-small")
+        assert "60×20" in str(app.query_one("#too-small").render())
+        await pilot.resize_terminal(200, 50)
+        await pilot.pause()
+        assert not app.has_class("-too-small")
+        await app.shutdown()
+
+
+# ---- 21.6 / 22.2: numbers that say what is true -----------------------------------------------
+async def test_eta_comes_from_measured_work_and_skipped_tiles_do_not_move_it(tmp_path):
+    app, ex, clock = make_app(tmp_path / "data")
+    ex.progress["cells"] = (0, 165)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        w = app.engine.submit("alice", spec("w", ("cells", "A")))
+        job_id = w.jobs[0].id
+
+        async def report(done: int, at: float) -> None:
+            clock.now = T0 + at
+            ex.report("cells", done)
+            await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_done == done)
+
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total == 165)
+        card = app.query_one(JobCard)
+        # 98 background tiles skipped at once: no ETA from that ("ETA 00:00" before).
+        await report(98, 1)
+        await wait_for(pilot, lambda: "ETA --:--" in str(card.query_one(".times").render()))
+        # Then real work: 2 tiles per second for 10 s -> 47 left at 2/s is 00:23.
+        for i in range(1, 11):
+            await report(98 + 2 * i, 1 + i)
+        assert app.rates.rate(job_id, clock.now) == pytest.approx(2.0)
+        await wait_for(pilot, lambda: "ETA 00:23" in str(card.query_one(".times").render()))
+        assert "2.0/s" in str(card.query_one(".times").render())
+        # Idle: the rate decays to 0 over the window and the ETA stops promising.
+        clock.now += WINDOW_S + 1
+        assert app.rates.rate(job_id, clock.now) == 0.0
+        assert app.rates.total(clock.now) == 0.0
+        await wait_for(pilot, lambda: "ETA --:--" in str(card.query_one(".times").render()))
+        ex.release("cells")
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
+        # A finished card shows how long it ran, not "00:00 · ETA --:--".
+        await wait_for(pilot, lambda: str(card.query_one(".times").render()).startswith("ran "))
+        await app.shutdown()
+
+
+async def test_workflow_progress_weighs_jobs_by_their_tiles(tmp_path):
+    app, ex, _ = make_app(tmp_path / "data")
+    ex.progress = {"small": (10, 10), "cells": (30, 48)}
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        w = app.engine.submit("alice", spec("w", ("small", "A"), ("cells", "B")))
+        ex.release("small")
+        await settle(
+            app, pilot, lambda: app.engine.job("alice", w.jobs[0].id).state is JobState.SUCCEEDED
+        )
+        await settle(app, pilot, lambda: app.engine.job("alice", w.jobs[1].id).tiles_done == 30)
+        (row,) = app.query(WorkflowRow)
+        assert str(row.query_one(".wf-percent").render()).strip() == "69%"  # 40/58, not 50 %
+        ex.release("cells")
+        await app.shutdown()
+
+
+# ---- 21.7 / 22.3 / 22.4: quit, tenant picker, raw markup ---------------------------------------
+async def test_quit_asks_at_once_and_a_second_q_confirms_with_a_stopping_notice(tmp_path):
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.ready.wait()
+        w = app.engine.submit("alice", spec("w", ("a", "A")))
+        await settle(app, pilot, lambda: app.engine.job("alice", w.jobs[0].id).tiles_total > 0)
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmDialog)  # no pause needed: it is up at once
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running)
+    assert app.stopping == 1
+    assert any("stopping 1 running job" in n.message for n in app.notes)
+
+
+async def test_tenant_picker_says_which_keys_work(tmp_path):
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("u")
+        await pilot.pause()
+        assert isinstance(app.screen, TenantDialog)
+        keys = str(app.screen.query_one(".keys").render())
+        assert "enter" in keys and "esc" in keys
+        await app.shutdown()
+
+
+async def test_without_a_tenant_it_opens_on_one_with_work(tmp_path):
+    data = tmp_path / "data"
+    app, _, _ = make_app(data, tenant="root")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        app.engine.submit("carol", spec("hers", ("x", "A")), start=False)
+        await app.shutdown()
+    app, _, _ = make_app(data, tenant="root")
+    app._pick_tenant = True
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        assert app.tenant == "carol"
+        assert [r.workflow_id for r in app.query(WorkflowRow)] == ["wf0001"]
+        await app.shutdown()
+
+
+async def test_ctrl_c_hint_is_shown_without_raw_markup(tmp_path):
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        (note,) = [n for n in app._notifications if "ctrl+q" in n.message]
+        assert note.markup  # Textual's own message keeps its markup: "[b]" is bold, not text
+        assert "[b]" not in Content.from_markup(note.message).plain
+        assert "Press ctrl+q to quit the app" in app.notes[-1].message  # the log has it plain
+        await app.shutdown()
+
+
+# ---- 21.9: conventions ------------------------------------------------------------------------
+async def test_filter_copy_open_notes_and_rerun(tmp_path, monkeypatch):
+    app, ex, _ = make_app(tmp_path / "data")
+    copied: list[str] = []
+    monkeypatch.setattr(app, "copy_to_clipboard", copied.append)
+    monkeypatch.setattr("wsitui.tui.app.system_opener", lambda: None)  # as over SSH
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        app.engine.submit("alice", spec("masks", ("m1", "A")), start=False)
+        w = app.engine.submit("alice", spec("cells-run", ("seg", "A"), ("other", "B")))
+        await settle(app, pilot)
+
+        await pilot.press("slash", *"m1")
+        await settle(app, pilot)
+        assert [r.workflow_id for r in app.query(WorkflowRow)] == ["wf0001"]
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert len(app.query(WorkflowRow)) == 2
+        app.query_one("#workflows").focus()
+        await pilot.press("j")  # j moves down the workflow list too
+        await settle(app, pilot)
+
+        seg = w.jobs[0]
+        ex.release("seg")
+        await settle(app, pilot, lambda: app.engine.job("alice", seg.id).state.terminal)
+        assert selected(app).job.key == "seg"
+        await pilot.press("y")
+        await pilot.press("Y")
+        assert copied == [str(app.engine.results_dir(app.engine.job("alice", seg.id))), seg.id]
+        await pilot.press("o")
+        assert "results are in" in app.notes[-1].message  # no opener: the path instead
+
+        await pilot.press("R")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("y")
+        await settle(app, pilot)
+        keys = [j.key for j in app.engine.workflow("alice", w.workflow.id).jobs]
+        assert "seg-2" in keys
+        assert selected(app).job.key == "seg-2"
+
+        await pilot.press("N")
+        await pilot.pause()
+        assert isinstance(app.screen, NotesScreen)
+        assert "copied" in " ".join(str(s.render()) for s in app.screen.query("Static"))
+        await pilot.press("escape")
+        ex.release("other")
+        ex.release("seg-2")
+        await app.shutdown()
+
+
+async def test_start_all_with_nothing_held_says_so(tmp_path):
+    app, ex, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        app.engine.submit("alice", spec("w", ("a", "A")))
+        await settle(app, pilot)
+        await pilot.press("S")
+        assert "nothing held" in app.notes[-1].message
+        ex.release("a")
+        await app.shutdown()
+
+
+async def test_help_scrolls_and_says_how_to_close_at_80x24(tmp_path):
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        close = app.screen.query_one(".keys")
+        assert "esc" in str(close.render()) and close.region.bottom <= 24
+        body = app.screen.query_one("#help-body")
+        assert body.max_scroll_y > 0  # the rest is reachable by scrolling
+        await app.shutdown()
+
+
+def test_busy_workers_are_drawn_against_max_workers():
+    from wsitui.tui.screens.metrics import scaled_sparkline
+
+    assert scaled_sparkline([1, 4, 0, 2], 4).plain == "▃█▁▅"  # 1 of 4 is not full height
