@@ -17,9 +17,10 @@ pixel size the slide states that is not plausible (1e-9 or 1e9 µm/px) is replac
 `assumed_mpp`, loudly: in the job's stage and in the manifest's `warnings`.
 
 Resumable: the slide is read in horizontal bands of the mask image; each band is kept as a
-shard under `shards_dir` (unless there is only one) and recorded in the checkpoint, so a
-resumed job reads only the bands it has not got yet and its progress (grid tiles whose pixels
-are read) never goes back.
+shard under `shards_dir` and recorded in the checkpoint, so a resumed job reads only the bands
+it has not got yet and its progress (grid tiles whose pixels are read) never goes back. With
+only one band nothing is kept or recorded: the checkpoint never claims what a resumed job
+could not restore, so its first progress is what it continues from.
 
 Outputs in the results dir: tissue_mask.png, tiles.json, preview.png, tissue.geojson (QuPath
 annotations, level-0 px) and manifest.json (written last); opt in to per-tile mask PNGs
@@ -391,11 +392,14 @@ class _Run:
             image[r0:r1] = band = reader.read_level_scaled(
                 plan.level, plan.size, on_block, rows=(r0, r1)
             )
-            if len(plan.bands) > 1:  # one band: reading it again is as cheap as a shard
-                shards.put_array(f"band_{r0}", band)
             done = tiles_read(r1) if i + 1 < len(plan.bands) else self.total
-            if h.checkpoint is not None:
-                h.checkpoint.save({"bands_done": i + 1}, done)
+            # One band: reading it again is as cheap as a shard, so none is kept, and the
+            # checkpoint claims nothing a resumed job could not restore (a claim without its
+            # shard would make every resume restart its progress: 100 % -> 0 % -> 100 %).
+            if len(plan.bands) > 1:
+                shards.put_array(f"band_{r0}", band)
+                if h.checkpoint is not None:
+                    h.checkpoint.save({"bands_done": i + 1}, done)
             self.progress(done)
         return image
 
