@@ -33,7 +33,7 @@ import io
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -254,6 +254,21 @@ def _clear_outputs(results_dir: Path) -> None:
 # ---------------------------------------------------------------------------- the job
 
 
+def empty_warning(tm: TissueMask, grid: TileGrid, params: TissueMaskParams) -> str | None:
+    """A one-line warning when the mask is empty or no tile holds enough of it, else None."""
+    if not tm.mask.any():
+        return (
+            "no tissue found: the mask is empty, so downstream jobs segment nothing; check the "
+            "slide, or run SEGMENT_CELLS with tissue = 'all'"
+        )
+    if not grid.tissue_tiles:
+        return (
+            f"no tile has {params.min_tissue_fraction:g} of tissue (mask covers "
+            f"{tm.mask.mean():.1%} of the slide); lower min_tissue_fraction or tile_size"
+        )
+    return None
+
+
 def _noop(*_a: Any) -> None:
     return None
 
@@ -336,6 +351,10 @@ class _Run:
             geometry, reader.dimensions, tm.mask, tm.downsample, params.min_tissue_fraction
         )
         timings = {**tm.timings, "grid_s": time.perf_counter() - t_grid}
+        empty = empty_warning(tm, grid, params)
+        if empty is not None:  # downstream jobs would segment nothing: say so everywhere
+            tm = replace(tm, warnings=(*tm.warnings, empty))
+            h.set_stage(empty)
         h.check_cancel()
         h.set_stage("writing outputs")
         return self.write(tm, grid, timings)

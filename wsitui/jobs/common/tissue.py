@@ -27,7 +27,7 @@ from wsitui.slides.errors import quoted
 from wsitui.slides.reader import SlideReader
 
 MIN_CONTRAST = 8.0  # grey levels between Otsu classes; below that the level is one class
-EDGE_FRACTION = 0.47  # where between glass and tissue grey the edge is (see mask_from_rgb)
+EDGE_FRACTION = 0.45  # where between glass and tissue OD the edge is (see mask_from_rgb)
 LEVEL_BLOCK = 8  # mask px per block of the local level maps (a multiple of 2)
 CORE_CELLS = 3  # 2-px cells between an edge of the first split and a cell that sets a level
 CLOSE_PX = 1  # notches narrower than about twice this are closed
@@ -110,6 +110,76 @@ class TissueMask:
     timings: dict[str, float] = field(default_factory=dict)
     image: np.ndarray | None = field(default=None, repr=False, compare=False)  # RGB it came from
     warnings: tuple[str, ...] = ()
+
+
+# Stain unmixing (Ruifrok & Johnston): optical density = h * H + e * E + r * (H x E).
+_H = np.array([0.650, 0.704, 0.286])
+_E = np.array([0.072, 0.990, 0.105])
+_H, _E = _H / np.linalg.norm(_H), _E / np.linalg.norm(_E)
+_N = np.cross(_H, _E) / np.linalg.norm(np.cross(_H, _E))
+UNMIX = np.linalg.inv(np.column_stack([_H, _E, _N]))
+MIN_EOSIN_SHARE = 0.08  # an object's eosin, over its whole OD: tissue has cytoplasm / stroma
+MAX_RESIDUAL_SHARE = 0.45  # OD that is neither H nor E: dust, ink, brown or yellow debris
+FLOOR_UM2 = 1500.0  # smaller objects are specks whatever they look like (~45 µm across)
+THIN_UM = 120.0  # an object this thin (twice the largest inside distance), not H&E: ink
+GLASS_MIN = 205.0  # glass is brighter than this grey; a brighter class darker than it is not glass
+GLASS_WHITE = 243.0  # glass grey assumed when an image has none
+SMALL_IMAGE_SHARE = 0.05  # min_object_um2 is at most this share of the image's area
+PALE_DELTA = 4.0  # grey levels under the glass a pale object starts at (at least)
+
+
+def stain_like(mean_rgb: np.ndarray, glass_rgb: np.ndarray) -> np.ndarray:
+    """(n,) bool: colours (n, 3) that haematoxylin and eosin make on this glass: some eosin,
+    little that neither stain explains. Dust and black ink are grey (no eosin), blue or green
+    ink has none either, brown, yellow and red debris are mostly residual.
+    """
+    od = -np.log10(np.clip(mean_rgb, 1.0, None) / np.maximum(glass_rgb, 1.0))
+    od = np.clip(od, 0.0, None)
+    _, e, r = (od @ UNMIX.T).T
+    n = np.maximum(np.linalg.norm(od, axis=1), 1e-6)
+    return (e >= MIN_EOSIN_SHARE * n) & (np.abs(r) <= MAX_RESIDUAL_SHARE * n) & (n > 0.02)
+
+
+def keep_tissue_objects(
+    mask: np.ndarray,
+    rgb: np.ndarray,
+    glass_rgb: np.ndarray,
+    mpp: tuple[float, float],
+    min_object_um2: float,
+) -> np.ndarray:
+    """Objects of `mask` that are tissue, told from dust and debris by more than area.
+
+    An object (8-connected) is kept when it is at least `min_object_um2`, or when it is at least
+    FLOOR_UM2 (capped at min_object_um2) and stain-coloured (`stain_like`): a small fragment of
+    tissue is kept, a dark speck, a coloured one or a stroke of ink of the same size is not.
+    A big object that is not stain-coloured and thin (a pen mark) is dropped too.
+    """
+    px_area = mpp[0] * mpp[1]
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return mask
+    idx = lab.ravel()
+    area = np.bincount(idx, minlength=n + 1).astype(np.float64)
+    sums = np.stack(
+        [np.bincount(idx, rgb[..., c].ravel(), minlength=n + 1) for c in range(3)], axis=1
+    )
+    colour = sums / np.maximum(area, 1.0)[:, None]
+    stained = stain_like(colour, glass_rgb)
+    floor = min(FLOOR_UM2, min_object_um2) / px_area
+    big = area >= min_object_um2 / px_area
+    keep = (big | stained) & (area >= floor)
+    odd = np.nonzero(big & ~stained)[0]
+    odd = odd[odd > 0]
+    if len(odd):
+        boxes = ndimage.find_objects(lab)
+        thin_px = THIN_UM / 2 / min(mpp)
+        for i in odd:
+            box = boxes[i - 1]
+            inner = ndimage.distance_transform_edt(np.pad(lab[box] == i, 1))
+            if inner.max() <= thin_px:
+                keep[i] = False
+    keep[0] = False
+    return keep[lab]
 
 
 def clean_mask(mask: np.ndarray, min_object_px: float, min_hole_px: float) -> np.ndarray:
@@ -210,7 +280,12 @@ def _threshold_map(g: np.ndarray, first: np.ndarray, fallback: tuple[float, floa
         count = ndimage.gaussian_filter(count, 1.0, mode="nearest")
         levels.append(np.where(count > 0.05 * k * k, total / np.maximum(count, 1e-6), fb))
     tissue, glass = levels
-    thr = np.clip(glass + (tissue - glass) * EDGE_FRACTION, 0, 255).astype(np.uint8)
+    # EDGE_FRACTION of the way in optical density (stain is additive there, not in grey): a
+    # fade whose stain thins out (Beer-Lambert) and one mixed linearly in RGB both cut near
+    # half-way.
+    g_lv, t_lv = np.maximum(glass, 1.0), np.clip(tissue, 1.0, None)
+    thr = np.clip(g_lv * np.power(np.minimum(t_lv / g_lv, 1.0), EDGE_FRACTION), 0, 255)
+    thr = thr.astype(np.uint8)
     # Block centres sit at (i + 0.5) * b: resizing to b x the size puts them there. Grey
     # levels are integers, so an integer threshold map (a quarter of a float one) loses
     # nothing but the interpolation's rounding.
@@ -246,11 +321,64 @@ def mask_from_rgb(
         g0 = np.asarray(grey)
         return np.full(g0.shape, float(g0.mean()) < 200.0), None
     g = np.asarray(grey.filter(ImageFilter.BoxBlur(1)))
+    if bright < GLASS_MIN:
+        # No glass at all (a crop of tissue): Otsu split the tissue itself. It is all tissue
+        # if it is stain-coloured against white glass.
+        white = np.full(3, GLASS_WHITE)
+        whole = bool(stain_like(rgb.reshape(-1, 3).mean(axis=0)[None], white)[0])
+        return np.full(g.shape, whole), float(t)
     mask = g <= _threshold_map(g, g <= t, (dark, bright))
     if CLOSE_PX:
         mask = _close(mask, CLOSE_PX)
+    glass_rgb = _glass_colour(rgb, g > t, bright)
+    mask |= _pale_objects(g, mask, g > t, mpp)
+    # A small image (a 125 x 75 µm crop) is not thrown away whole by a slide-sized threshold.
+    image_um2 = g.size * mpp[0] * mpp[1]
+    mask = keep_tissue_objects(
+        mask, rgb, glass_rgb, mpp, min(min_object_um2, SMALL_IMAGE_SHARE * image_um2)
+    )
     area = mpp[0] * mpp[1]
-    return clean_mask(mask, min_object_um2 / area, min_hole_um2 / area), float(t)
+    return clean_mask(mask, 0.0, min_hole_um2 / area), float(t)
+
+
+def _pale_objects(
+    g: np.ndarray, mask: np.ndarray, glass: np.ndarray, mpp: tuple[float, float]
+) -> np.ndarray:
+    """Pale tissue the first split missed: objects a little darker than the glass, apart from
+    the mask, each cut half-way (in optical density) between the glass and its own darkest
+    tenth, so a faint fragment gets its own edge, not one set by darker tissue nearby. Its
+    colour is judged with the others' (keep_tissue_objects)."""
+    step = max(1, int(np.sqrt(g.size / 200_000)))
+    sample = g[::step, ::step][glass[::step, ::step]]
+    if sample.size < 100:
+        return np.zeros_like(mask)
+    level = float(np.median(sample))
+    spread = float(np.percentile(sample, 50) - np.percentile(sample, 5))
+    cand = g <= level - max(PALE_DELTA, 2.0 * spread)
+    cand &= ~_shift_reduce(mask, 2, erode=False, outside=False)
+    lab, n = ndimage.label(cand, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return cand
+    area = np.bincount(lab.ravel(), minlength=n + 1)
+    floor = FLOOR_UM2 / (mpp[0] * mpp[1])
+    out = np.zeros_like(mask)
+    for i, box in enumerate(ndimage.find_objects(lab), start=1):
+        if box is None or area[i] < floor:
+            continue
+        own = lab[box] == i
+        dark = float(np.percentile(g[box][own], 10))
+        cut = level * (max(dark, 1.0) / level) ** 0.5
+        out[box] |= own & (g[box] <= cut)
+    return out
+
+
+def _glass_colour(rgb: np.ndarray, glass: np.ndarray, bright: float) -> np.ndarray:
+    """Mean RGB of the glass (the bright class), from a sample of its pixels."""
+    step = max(1, int(np.sqrt(glass.size / 200_000)))
+    sub, on = rgb[::step, ::step], glass[::step, ::step]
+    if not on.any():
+        return np.full(3, bright)
+    return sub[on].mean(axis=0)
 
 
 def compute_tissue_mask(
