@@ -125,6 +125,9 @@ THIN_UM = 120.0  # an object this thin (twice the largest inside distance), not 
 GLASS_MIN = 205.0  # glass is brighter than this grey; a brighter class darker than it is not glass
 GLASS_WHITE = 243.0  # glass grey assumed when an image has none
 SMALL_IMAGE_SHARE = 0.05  # min_object_um2 is at most this share of the image's area
+OWN_EDGE_MAX_UM2 = 300_000.0  # pieces under this (~0.6 mm across) get their own edge
+OWN_LEVEL_PERCENTILE = 25  # a small piece's own tissue level: this percentile of its grey
+OWN_EDGE_FRACTION = 0.5  # a small piece's edge: half its own median OD (see _own_edges)
 PALE_DELTA = 4.0  # grey levels under the glass a pale object starts at (at least)
 
 
@@ -331,7 +334,7 @@ def mask_from_rgb(
     if CLOSE_PX:
         mask = _close(mask, CLOSE_PX)
     glass_rgb = _glass_colour(rgb, g > t, bright)
-    mask |= _pale_objects(g, mask, g > t, mpp)
+    mask = _own_edges(g, mask, g > t, mpp, min_object_um2)
     # A small image (a 125 x 75 µm crop) is not thrown away whole by a slide-sized threshold.
     image_um2 = g.size * mpp[0] * mpp[1]
     mask = keep_tissue_objects(
@@ -341,34 +344,47 @@ def mask_from_rgb(
     return clean_mask(mask, 0.0, min_hole_um2 / area), float(t)
 
 
-def _pale_objects(
-    g: np.ndarray, mask: np.ndarray, glass: np.ndarray, mpp: tuple[float, float]
+def _own_edges(
+    g: np.ndarray,
+    mask: np.ndarray,
+    glass: np.ndarray,
+    mpp: tuple[float, float],
+    min_object_um2: float,
 ) -> np.ndarray:
-    """Pale tissue the first split missed: objects a little darker than the glass, apart from
-    the mask, each cut half-way (in optical density) between the glass and its own darkest
-    tenth, so a faint fragment gets its own edge, not one set by darker tissue nearby. Its
-    colour is judged with the others' (keep_tissue_objects)."""
+    """The mask with each small piece of tissue cut at its own level.
+
+    The threshold map takes its tissue level from the tissue around a pixel, which for a small
+    or pale fragment is darker tissue nearby (or the slide's average): a pale piece is then
+    cut too tight or missed. Here every object of "a little darker than the glass" (or of the
+    mask) under min_object_um2 is cut half-way, in optical density, between the glass and its
+    own median inside; bigger ones keep the map's edge. Colour is judged afterwards
+    (keep_tissue_objects).
+    """
     step = max(1, int(np.sqrt(g.size / 200_000)))
     sample = g[::step, ::step][glass[::step, ::step]]
     if sample.size < 100:
-        return np.zeros_like(mask)
+        return mask
     level = float(np.median(sample))
     spread = float(np.percentile(sample, 50) - np.percentile(sample, 5))
-    cand = g <= level - max(PALE_DELTA, 2.0 * spread)
-    cand &= ~_shift_reduce(mask, 2, erode=False, outside=False)
+    cand = (g <= level - max(PALE_DELTA, 2.0 * spread)) | mask
     lab, n = ndimage.label(cand, structure=np.ones((3, 3), bool))
     if n == 0:
-        return cand
+        return mask
     area = np.bincount(lab.ravel(), minlength=n + 1)
-    floor = FLOOR_UM2 / (mpp[0] * mpp[1])
-    out = np.zeros_like(mask)
-    for i, box in enumerate(ndimage.find_objects(lab), start=1):
-        if box is None or area[i] < floor:
-            continue
+    px = mpp[0] * mpp[1]
+    small = (area >= min(FLOOR_UM2, min_object_um2) / px) & (area < OWN_EDGE_MAX_UM2 / px)
+    small[0] = False
+    if not small.any():
+        return mask
+    out = mask.copy()
+    boxes = ndimage.find_objects(lab)
+    for i in np.nonzero(small)[0]:
+        box = boxes[i - 1]
         own = lab[box] == i
-        dark = float(np.percentile(g[box][own], 10))
-        cut = level * (max(dark, 1.0) / level) ** 0.5
-        out[box] |= own & (g[box] <= cut)
+        inside = float(np.percentile(g[box][own], OWN_LEVEL_PERCENTILE))
+        cut = level * (max(inside, 1.0) / level) ** OWN_EDGE_FRACTION
+        region = out[box]
+        region[own] = (g[box] <= cut)[own]
     return out
 
 
