@@ -1,11 +1,12 @@
 """The tissue mask on needle-biopsy-like slides (issue 20): small fragments with nuclei, pale
 and soft-edged pieces kept; dust, coloured specks and pen marks left out.
 
-Slides from wsitui.slides.fragments, in looks the mask was not tuned on (tuning used the named
-looks and random_style seeds 0-5; these are seeds 7-9). Floors sit just under what was measured
-(see README's benchmark rows); the size-only filter this replaced scored IoU 0.82-0.89 here.
+Slides from wsitui.slides.fragments (slide seed 3; tuning used seed 0), in three named looks
+and three random_style looks the mask was not tuned on (tuning used seeds 0-5; these are
+7-9). Floors sit just under what was measured
+(see README's benchmark rows); the size-only filter this replaced scores far lower
+(benchmarks/bench_tissue.py prints both).
 """
-
 
 import numpy as np
 import pytest
@@ -23,13 +24,13 @@ LOOKS = {
     **{f"random{i}": random_style(np.random.default_rng(i), f"random{i}") for i in (7, 8, 9)},
 }
 # (IoU floor, false tissue ceiling as a share of the true tissue), just past what was measured.
-FLOORS = {  # measured: IoU 0.949 / 0.962 / 0.894 / 0.911 / 0.950 / 0.914
-    "default": (0.94, 0.035),
-    "dark": (0.955, 0.02),
-    "soft": (0.885, 0.10),
-    "random7": (0.90, 0.075),
-    "random8": (0.94, 0.035),
-    "random9": (0.905, 0.055),
+FLOORS = {  # measured: IoU 0.961 / 0.966 / 0.924 / 0.925 / 0.967 / 0.916
+    "default": (0.955, 0.02),
+    "dark": (0.96, 0.01),
+    "soft": (0.915, 0.06),
+    "random7": (0.915, 0.045),
+    "random8": (0.96, 0.02),
+    "random9": (0.91, 0.04),
 }
 
 

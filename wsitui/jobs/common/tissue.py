@@ -127,6 +127,7 @@ GLASS_WHITE = 243.0  # glass grey assumed when an image has none
 SMALL_IMAGE_SHARE = 0.05  # min_object_um2 is at most this share of the image's area
 OWN_EDGE_MAX_UM2 = 300_000.0  # pieces under this (~0.6 mm across) get their own edge
 OWN_LEVEL_PERCENTILE = 25  # a small piece's own tissue level: this percentile of its grey
+OWN_RIM_PX = 2  # how far in from a small piece's edge its own cut applies
 OWN_EDGE_FRACTION = 0.5  # a small piece's edge: half its own median OD (see _own_edges)
 PALE_DELTA = 4.0  # grey levels under the glass a pale object starts at (at least)
 
@@ -384,7 +385,10 @@ def _own_edges(
         inside = float(np.percentile(g[box][own], OWN_LEVEL_PERCENTILE))
         cut = level * (max(inside, 1.0) / level) ** OWN_EDGE_FRACTION
         region = out[box]
-        region[own] = (g[box] <= cut)[own]
+        # Only the rim is decided again: what the map found well inside (lumens included)
+        # stays, so a bright lumen near the edge is not opened to the glass.
+        core = _shift_reduce(region & own, OWN_RIM_PX, erode=True, outside=False)
+        region[own] = ((g[box] <= cut) | core)[own]
     return out
 
 
