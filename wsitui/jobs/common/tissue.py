@@ -127,6 +127,7 @@ GLASS_WHITE = 243.0  # glass grey assumed when an image has none
 SMALL_IMAGE_SHARE = 0.05  # min_object_um2 is at most this share of the image's area
 OWN_EDGE_MAX_UM2 = 300_000.0  # pieces under this (~0.6 mm across) get their own edge
 OWN_LEVEL_PERCENTILE = 25  # a small piece's own tissue level: this percentile of its grey
+OWN_BLUR_PX = 1  # small pieces are judged on a 5 x 5 box blur: pale grainy stain is noisy
 OWN_RIM_PX = 2  # how far in from a small piece's edge its own cut applies
 OWN_EDGE_FRACTION = 0.5  # a small piece's edge: half its own median OD (see _own_edges)
 PALE_DELTA = 4.0  # grey levels under the glass a pale object starts at (at least)
@@ -335,7 +336,8 @@ def mask_from_rgb(
     if CLOSE_PX:
         mask = _close(mask, CLOSE_PX)
     glass_rgb = _glass_colour(rgb, g > t, bright)
-    mask = _own_edges(g, mask, g > t, mpp, min_object_um2)
+    smooth = np.asarray(grey.filter(ImageFilter.BoxBlur(OWN_BLUR_PX))) if OWN_BLUR_PX > 1 else g
+    mask = _own_edges(smooth, mask, g > t, mpp, min_object_um2)
     # A small image (a 125 x 75 µm crop) is not thrown away whole by a slide-sized threshold.
     image_um2 = g.size * mpp[0] * mpp[1]
     mask = keep_tissue_objects(
@@ -366,7 +368,8 @@ def _own_edges(
     if sample.size < 100:
         return mask
     level = float(np.median(sample))
-    spread = float(np.percentile(sample, 50) - np.percentile(sample, 5))
+    # Glass noise from the bright side only: the bright class also holds fades and pale stain.
+    spread = float(np.percentile(sample, 95) - level)
     cand = (g <= level - max(PALE_DELTA, 2.0 * spread)) | mask
     lab, n = ndimage.label(cand, structure=np.ones((3, 3), bool))
     if n == 0:
@@ -382,7 +385,11 @@ def _own_edges(
     for i in np.nonzero(small)[0]:
         box = boxes[i - 1]
         own = lab[box] == i
-        inside = float(np.percentile(g[box][own], OWN_LEVEL_PERCENTILE))
+        # Its level from what the map found of it (the candidate also holds the fade).
+        found = own & mask[box]
+        inside = float(
+            np.percentile(g[box][found if found.sum() >= 4 else own], OWN_LEVEL_PERCENTILE)
+        )
         cut = level * (max(inside, 1.0) / level) ** OWN_EDGE_FRACTION
         region = out[box]
         # Only the rim is decided again: what the map found well inside (lumens included)
