@@ -126,8 +126,8 @@ GLASS_MIN = 205.0  # glass is brighter than this grey; a brighter class darker t
 GLASS_WHITE = 243.0  # glass grey assumed when an image has none
 SMALL_IMAGE_SHARE = 0.05  # min_object_um2 is at most this share of the image's area
 OWN_EDGE_MAX_UM2 = 300_000.0  # pieces under this (~0.6 mm across) get their own edge
-OWN_LEVEL_PERCENTILE = 25  # a small piece's own tissue level: this percentile of its grey
 OWN_BLUR_PX = 1  # small pieces are judged on a 5 x 5 box blur: pale grainy stain is noisy
+OWN_LEVEL_PERCENTILE = 25  # a small piece's own tissue level: this percentile of its grey
 OWN_RIM_PX = 2  # how far in from a small piece's edge its own cut applies
 OWN_EDGE_FRACTION = 0.5  # a small piece's edge: half its own median OD (see _own_edges)
 PALE_DELTA = 4.0  # grey levels under the glass a pale object starts at (at least)
@@ -163,11 +163,11 @@ def keep_tissue_objects(
     lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
     if n == 0:
         return mask
-    idx = lab.ravel()
+    on = lab > 0
+    idx = lab[on]
     area = np.bincount(idx, minlength=n + 1).astype(np.float64)
-    sums = np.stack(
-        [np.bincount(idx, rgb[..., c].ravel(), minlength=n + 1) for c in range(3)], axis=1
-    )
+    picked = rgb[on]
+    sums = np.stack([np.bincount(idx, picked[:, c], minlength=n + 1) for c in range(3)], axis=1)
     colour = sums / np.maximum(area, 1.0)[:, None]
     stained = stain_like(colour, glass_rgb)
     floor = min(FLOOR_UM2, min_object_um2) / px_area
@@ -360,7 +360,7 @@ def _own_edges(
     or pale fragment is darker tissue nearby (or the slide's average): a pale piece is then
     cut too tight or missed. Here every object of "a little darker than the glass" (or of the
     mask) under min_object_um2 is cut half-way, in optical density, between the glass and its
-    own median inside; bigger ones keep the map's edge. Colour is judged afterwards
+    own level inside; bigger ones keep the map's edge. Colour is judged afterwards
     (keep_tissue_objects).
     """
     step = max(1, int(np.sqrt(g.size / 200_000)))
@@ -380,22 +380,33 @@ def _own_edges(
     small[0] = False
     if not small.any():
         return mask
+    # Its level: the darkest quarter's grey (OWN_LEVEL_PERCENTILE) of what the map found of
+    # it (the candidate also holds the fade), or of the whole candidate when the map found
+    # little. All small objects at once: pixels sorted by (object, grey).
+    on = lab > 0
+    idx = lab[on]
+    hit = mask[on]
+    n_found = np.bincount(idx[hit], minlength=n + 1)
+    use = small[idx] & (hit | (n_found[idx] < 4))
+    ui, ug = idx[use], g[on][use]
+    order = np.lexsort((ug, ui))
+    counts = np.bincount(ui, minlength=n + 1)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pick = starts + ((counts - 1).clip(0) * OWN_LEVEL_PERCENTILE / 100).astype(np.int64)
+    sorted_g = ug[order].astype(np.float64)
+    inside = np.where(
+        counts > 0,
+        sorted_g[np.minimum(pick, max(len(sorted_g) - 1, 0))] if len(sorted_g) else level,
+        level,
+    )
+    cut = level * (np.clip(inside, 1.0, level) / level) ** OWN_EDGE_FRACTION
+    # Only the rim is decided again: what the map found well inside (lumens included) stays,
+    # so a bright lumen near the edge is not opened to the glass.
+    core = _shift_reduce(mask, OWN_RIM_PX, erode=True, outside=False)
     out = mask.copy()
-    boxes = ndimage.find_objects(lab)
-    for i in np.nonzero(small)[0]:
-        box = boxes[i - 1]
-        own = lab[box] == i
-        # Its level from what the map found of it (the candidate also holds the fade).
-        found = own & mask[box]
-        inside = float(
-            np.percentile(g[box][found if found.sum() >= 4 else own], OWN_LEVEL_PERCENTILE)
-        )
-        cut = level * (max(inside, 1.0) / level) ** OWN_EDGE_FRACTION
-        region = out[box]
-        # Only the rim is decided again: what the map found well inside (lumens included)
-        # stays, so a bright lumen near the edge is not opened to the glass.
-        core = _shift_reduce(region & own, OWN_RIM_PX, erode=True, outside=False)
-        region[own] = ((g[box] <= cut) | core)[own]
+    redo = on.copy()
+    redo[on] = small[idx]
+    out[redo] = (g[redo] <= cut[lab[redo]]) | core[redo]
     return out
 
 
