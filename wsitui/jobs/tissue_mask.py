@@ -5,7 +5,9 @@ pyramid level nearest that, area-averaged down when that level is much finer (a 
 coarse level, e.g. a single-level TIFF, is reduced block by block, so memory stays bounded but
 every tile is decoded); then grey level, an Otsu split refined by a local threshold half-way
 between the glass and the tissue around each pixel (soft edges, pale or grainy stain, see
-`mask_from_rgb`), and objects and holes smaller than a given area in µm² are removed / filled.
+`mask_from_rgb`), small pieces cut at their own level, objects told from dust, debris and ink
+by colour as well as area, and holes smaller than a given area in µm² filled. An empty mask
+(or no tile over min_tissue_fraction) is a warning in the manifest and the stage.
 It is then mapped onto the job's tile grid (`tile_size` px at `level`) as an exact per-tile
 tissue fraction; a tile is tissue when that is at least `min_tissue_fraction` (a tile exactly
 at the threshold is kept). Downstream jobs load the grid and mask with

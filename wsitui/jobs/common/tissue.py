@@ -4,10 +4,12 @@ TISSUE_MASK maps it onto a tile grid and writes it out; SEGMENT_CELLS computes i
 has no TISSUE_MASK upstream on the same slide. The mask is computed at about `target_mpp`
 (8 µm/px by default) from the pyramid level nearest that, area-averaged down when that level
 is much finer (block by block, so memory stays bounded): grey level, an Otsu first split, then
-per pixel a threshold between the local glass and tissue grey levels (soft edges, pale or
-grainy stain), a 1-px closing, and objects and holes smaller than given areas in µm² removed /
-filled. The mask image has at most MAX_MASK_PIXELS (a JobError names the size and the fix); a
-pixel size the slide states that is not plausible is replaced by `assumed_mpp`, loudly.
+per pixel a threshold between the local glass and tissue levels in optical density (soft
+edges, pale or grainy stain), a 1-px closing; pieces under OWN_EDGE_MAX_UM2 re-cut at their
+own level (`_own_edges`: small and pale fragments); objects told from debris by colour and
+area (`keep_tissue_objects`); holes smaller than a given area in µm² filled. The mask image
+has at most MAX_MASK_PIXELS (a JobError names the size and the fix); a pixel size the slide
+states that is not plausible is replaced by `assumed_mpp`, loudly.
 """
 
 from __future__ import annotations
@@ -310,14 +312,17 @@ def mask_from_rgb(
     """(tissue mask, first-pass Otsu threshold or None) of an RGB image at `mpp` µm/px.
 
     1. Grey (ITU-R 601 luma), Otsu on its histogram: a first tissue/glass split.
-    2. Each pixel is then compared with its own threshold, EDGE_FRACTION of the way from the
-       local glass level to the local tissue level (see _threshold_map): the edge of pale
-       tissue or a soft
-       edge that fades into the glass sits where the stain is half there, not wherever a
-       global threshold happens to cut the fade. The grey is 3x3 box-blurred first (nuclei
-       make single pixels noisy at ~8 µm/px). EDGE_FRACTION is a little under half because
-       the tissue level includes nuclei, darker than the stain at the edge.
-    3. Objects and holes smaller than the given areas are removed / filled.
+    2. Each pixel is then compared with its own threshold, EDGE_FRACTION of the way (in
+       optical density) from the local glass level to the local tissue level (see
+       _threshold_map): the edge of pale tissue or a soft edge that fades into the glass sits
+       where the stain is half there, not wherever a global threshold happens to cut the
+       fade. The grey is 3x3 box-blurred first (nuclei make single pixels noisy at ~8 µm/px).
+       EDGE_FRACTION is a little under half because the tissue level includes nuclei, darker
+       than the stain at the edge. An image whose brighter class is not glass (a crop of
+       tissue) is all tissue when stain-coloured.
+    3. Pieces under OWN_EDGE_MAX_UM2 are cut again at their own level (_own_edges).
+    4. Objects are kept by colour and area (keep_tissue_objects; min_object_um2 is capped at
+       SMALL_IMAGE_SHARE of the image), holes under min_hole_um2 filled.
     """
     grey = Image.fromarray(rgb).convert("L")  # in C
     t, dark, bright = otsu(np.asarray(grey.histogram(), np.float64))  # C histogram: 5x bincount
