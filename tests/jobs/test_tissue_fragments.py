@@ -13,7 +13,13 @@ import pytest
 from scipy import ndimage
 
 from wsitui.jobs.common.tissue import compute_tissue_mask
-from wsitui.slides.fragments import MPP, load_fragment_truth, write_fragment_slide
+from wsitui.slides.fragments import (
+    MPP,
+    FragmentLayout,
+    load_fragment_truth,
+    render_fragments,
+    write_fragment_slide,
+)
 from wsitui.slides.reader import open_slide
 from wsitui.slides.style import STYLES, random_style
 
@@ -77,3 +83,21 @@ def test_dust_specks_and_ink_stay_out(results):
     for look, (mask, truth) in results.items():
         far = ndimage.distance_transform_edt(~truth) * 16 * MPP > 24
         assert (mask & far).sum() <= 0.01 * truth.sum(), look
+
+
+def test_a_fragment_slide_is_a_pyramidal_svs_with_its_truth(tmp_path):
+    slide = tmp_path / "f.svs"
+    drawn = write_fragment_slide(slide, size=(2048, 1536), seed=1, style=STYLES["soft"])
+    with open_slide(slide) as r:
+        assert r.dimensions == (2048, 1536) and r.level_count == 2
+        assert abs(r.mpp - MPP) < 1e-3
+    truth, ds = load_fragment_truth(slide)
+    assert ds == 16 and truth.shape == (96, 128) and truth.any()
+    np.testing.assert_array_equal(truth, drawn.tissue)
+    # A pure function of (size, seed, style): the same pixels again; junk is never tissue.
+    again = render_fragments((2048, 1536), 1, STYLES["soft"])
+    np.testing.assert_array_equal(again.rgb, drawn.rgb)
+    bare = render_fragments(
+        (2048, 1536), 1, STYLES["soft"], FragmentLayout(dust=0, specks=0, pen_marks=0)
+    )
+    np.testing.assert_array_equal(bare.tissue, drawn.tissue)

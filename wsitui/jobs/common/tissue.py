@@ -32,6 +32,7 @@ MIN_CONTRAST = 8.0  # grey levels between Otsu classes; below that the level is 
 EDGE_FRACTION = 0.45  # where between glass and tissue OD the edge is (see mask_from_rgb)
 LEVEL_BLOCK = 8  # mask px per block of the local level maps (a multiple of 2)
 CORE_CELLS = 3  # 2-px cells between an edge of the first split and a cell that sets a level
+LEVEL_SIGMA = 1.0  # blocks the local levels are Gaussian-weighted over
 CLOSE_PX = 1  # notches narrower than about twice this are closed
 # The mask image: RGB, grey, labels (int32) and the mask at once stay under ~0.4 GB. At 8 µm/px
 # that is 50 x 50 mm of glass, twice a slide's scan area.
@@ -283,8 +284,8 @@ def _threshold_map(g: np.ndarray, first: np.ndarray, fallback: tuple[float, floa
         core = _shift_reduce(whole, CORE_CELLS, erode=True, outside=True)
         total = np.pad(np.where(core, mean, 0), pad).reshape(bh, k, bw, k).sum((1, 3))
         count = np.pad(core, pad).reshape(bh, k, bw, k).sum((1, 3), dtype=np.float32)
-        total = ndimage.gaussian_filter(total, 1.0, mode="nearest")
-        count = ndimage.gaussian_filter(count, 1.0, mode="nearest")
+        total = ndimage.gaussian_filter(total, LEVEL_SIGMA, mode="nearest")
+        count = ndimage.gaussian_filter(count, LEVEL_SIGMA, mode="nearest")
         levels.append(np.where(count > 0.05 * k * k, total / np.maximum(count, 1e-6), fb))
     tissue, glass = levels
     # EDGE_FRACTION of the way in optical density (stain is additive there, not in grey): a
