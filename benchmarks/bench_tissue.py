@@ -10,8 +10,10 @@ $WSITUI_BENCH_DIR), in a child process so its peak RSS and time can be measured.
     plain Otsu-on-thumbnail baseline (goal: < 0.5 s at IoU >= 0.95);
   * the whole TISSUE_MASK job with its default outputs (goal: < 0.5 s), beside the same job
     with the opt-in per-tile PNGs and zip (what it wrote by default before), median of runs;
-  * accuracy on other looks: 4096 x 3072 slides in several styles (grainy eosin with lumens,
-    soft edges, ...), IoU of the mask vs a plain global Otsu at the same resolution;
+  * accuracy on other looks: 4096 x 3072 slides in 14 styles (grainy eosin with lumens, soft
+    edges, ...) and fragment slides in the same styles (small pieces with nuclei, pale soft
+    edges, dust, coloured specks, pen marks), IoU, missed and false tissue (shares of the true
+    tissue) of the mask beside a plain global Otsu at the same resolution, in the same run;
   * the same job on a single-level tiled TIFF (no pyramid: every tile is decoded), cut from the
     big slide and cached beside it, run in a child process for its time and peak RSS;
   * read speed: 512-px level-0 tiles/s, tifffile fast path vs OpenSlide, 1 and 2 threads.
@@ -44,6 +46,7 @@ from wsitui.jobs.tissue_mask import (
     build_tile_grid,
     run_tissue_mask,
 )
+from wsitui.slides.fragments import load_fragment_truth, write_fragment_slide
 from wsitui.slides.reader import open_slide
 from wsitui.slides.sample import MPP, load_truth, parse_size, truth_path_for, write_sample_slide
 from wsitui.slides.style import STYLES, random_style
@@ -207,35 +210,66 @@ def raw_openslide_speed(path: Path, n: int, seed: int = 1) -> float:
         s.close()
 
 
+def errors(mask: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
+    """(IoU, missed tissue, false tissue), both errors as shares of the true tissue's area."""
+    if mask.shape != truth.shape:
+        mask = np.asarray(Image.fromarray(mask).resize(truth.shape[::-1], Image.Resampling.NEAREST))
+    t = max(1, int(truth.sum()))
+    return iou(mask, truth), float((truth & ~mask).sum() / t), float((mask & ~truth).sum() / t)
+
+
+def plain_otsu(r: Any) -> np.ndarray:
+    """Global grey Otsu at the mask's resolution, objects and holes < 10,000 µm² removed."""
+    plan = plan_mask(r, DEFAULTS)
+    rgb = r.read_level_scaled(plan.level, plan.size)
+    grey = Image.fromarray(rgb).convert("L")
+    t, _, _ = otsu(np.asarray(grey.histogram(), np.float64))
+    area = (plan.downsample[0] * plan.mpp0) * (plan.downsample[1] * plan.mpp0)
+    return clean_mask(np.asarray(grey) <= t, 1e4 / area, 1e4 / area)
+
+
 def looks(cache: Path) -> None:
-    """IoU of the mask vs a plain global Otsu (same resolution, same cleanup) on other looks."""
+    """IoU, missed and false tissue of the mask vs a plain global Otsu (same resolution, same
+    cleanup), on sample slides in other looks and on fragment slides (small pieces, pale soft
+    edges, dust, specks, ink: wsitui.slides.fragments)."""
     styles = [STYLES[n] for n in ("default", "grainy", "soft", "dark")]
-    styles += [random_style(np.random.default_rng(i), f"random{i}") for i in range(6)]
-    print(f"\n{'look (4096x3072, seeds 0 and 5)':40} {'IoU':>7} {'plain Otsu':>11}")
-    ours_all, base_all = [], []
-    for style in styles:
-        ours_s, base_s = [], []
-        for seed in (0, 5):
-            path = cache / f"look_{style.name}_s{seed}.svs"
-            if not path.exists() or not truth_path_for(path).exists():
-                write_sample_slide(path, size=(4096, 3072), seed=seed, style=style, force=True)
-            truth = load_truth(path)
-            with open_slide(path) as r:
-                ours_s.append(iou(compute_tissue_mask(r).mask, truth.tissue))
-                plan = plan_mask(r, DEFAULTS)
-                rgb = r.read_level_scaled(plan.level, plan.size)
-            grey = Image.fromarray(rgb).convert("L")
-            t, _, _ = otsu(np.asarray(grey.histogram(), np.float64))
-            area = (plan.downsample[0] * plan.mpp0) * (plan.downsample[1] * plan.mpp0)
-            plain = clean_mask(np.asarray(grey) <= t, 1e4 / area, 1e4 / area)
-            base_s.append(iou(plain, truth.tissue))
-        ours_all += ours_s
-        base_all += base_s
-        print(f"{style.name:40} {np.mean(ours_s):7.4f} {np.mean(base_s):11.4f}")
+    styles += [random_style(np.random.default_rng(i), f"random{i}") for i in range(10)]
     print(
-        f"{'all: mean (worst)':40} {np.mean(ours_all):.4f} ({min(ours_all):.4f})"
-        f"   plain Otsu {np.mean(base_all):.4f} ({min(base_all):.4f})"
+        f"\n{'look (4096x3072)':28} {'IoU':>6} {'missed':>7} {'false':>6}"
+        f"   {'Otsu IoU':>8} {'missed':>7} {'false':>6}"
     )
+    for kind in ("sample", "fragments"):
+        ours_all, base_all = [], []
+        for style in styles:
+            ours_s, base_s = [], []
+            for seed in (0, 5):
+                path = cache / f"{'look' if kind == 'sample' else 'frag'}_{style.name}_s{seed}.svs"
+                if not path.exists() or not truth_path_for(path).exists():
+                    if kind == "sample":
+                        write_sample_slide(
+                            path, size=(4096, 3072), seed=seed, style=style, force=True
+                        )
+                    else:
+                        write_fragment_slide(path, seed=seed, style=style, force=True)
+                truth = (
+                    load_truth(path).tissue if kind == "sample" else load_fragment_truth(path)[0]
+                )
+                with open_slide(path) as r:
+                    ours_s.append(errors(compute_tissue_mask(r).mask, truth))
+                    base_s.append(errors(plain_otsu(r), truth))
+            ours_all += ours_s
+            base_all += base_s
+            o, b = np.mean(ours_s, axis=0), np.mean(base_s, axis=0)
+            name = f"{kind} {style.name}"
+            ours_txt = f"{o[0]:6.4f} {o[1]:7.4f} {o[2]:6.4f}"
+            print(f"{name:28} {ours_txt}   {b[0]:8.4f} {b[1]:7.4f} {b[2]:6.4f}")
+        o, b = np.array(ours_all), np.array(base_all)
+        print(
+            f"{kind + ': mean (worst IoU)':28} {o[:, 0].mean():.4f} ({o[:, 0].min():.4f}) "
+            f"missed {o[:, 1].mean():.4f} false {o[:, 2].mean():.4f} | plain Otsu "
+            f"{b[:, 0].mean():.4f} ({b[:, 0].min():.4f}) missed {b[:, 1].mean():.4f} "
+            f"false {b[:, 2].mean():.4f}"
+        )
 
 
 def main() -> None:

@@ -297,8 +297,22 @@ def test_a_cheap_single_band_read_keeps_no_shard(sample_slide: Path, tmp_path: P
     # every run and save nothing on resume.
     checkpoint = MemoryCheckpoint()
     run(make_ctx(sample_slide, tmp_path, checkpoint=checkpoint))
-    assert checkpoint.state == {"bands_done": 1}
     assert list((tmp_path / "shards").glob("band_*")) == []
+    # ... so the checkpoint claims no band it has not kept (issue 15 item 9).
+    assert checkpoint.state is None and checkpoint.tiles_done == 0
+
+
+def test_a_resumed_single_band_job_keeps_its_progress_honest(sample_slide: Path, tmp_path: Path):
+    # Resumed (e.g. killed while writing outputs): no "saved band(s) missing" restart, and the
+    # first progress it publishes is the checkpoint's, which it then only raises (issue 15 #9).
+    checkpoint = MemoryCheckpoint()
+    run(make_ctx(sample_slide, tmp_path, checkpoint=checkpoint))
+    again = make_ctx(sample_slide, tmp_path, checkpoint=checkpoint)
+    run(again)
+    assert again.restarts == []
+    done = [d for d, _ in again.reports]
+    assert done[0] == checkpoint.tiles_done and done == sorted(done)
+    assert again.reports[-1][0] == again.reports[-1][1] > 0
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,9 @@ pyramid level nearest that, area-averaged down when that level is much finer (a 
 coarse level, e.g. a single-level TIFF, is reduced block by block, so memory stays bounded but
 every tile is decoded); then grey level, an Otsu split refined by a local threshold half-way
 between the glass and the tissue around each pixel (soft edges, pale or grainy stain, see
-`mask_from_rgb`), and objects and holes smaller than a given area in µm² are removed / filled.
+`mask_from_rgb`), small pieces cut at their own level, objects told from dust, debris and ink
+by colour as well as area, and holes smaller than a given area in µm² filled. An empty mask
+(or no tile over min_tissue_fraction) is a warning in the manifest and the stage.
 It is then mapped onto the job's tile grid (`tile_size` px at `level`) as an exact per-tile
 tissue fraction; a tile is tissue when that is at least `min_tissue_fraction` (a tile exactly
 at the threshold is kept). Downstream jobs load the grid and mask with
@@ -17,9 +19,10 @@ pixel size the slide states that is not plausible (1e-9 or 1e9 µm/px) is replac
 `assumed_mpp`, loudly: in the job's stage and in the manifest's `warnings`.
 
 Resumable: the slide is read in horizontal bands of the mask image; each band is kept as a
-shard under `shards_dir` (unless there is only one) and recorded in the checkpoint, so a
-resumed job reads only the bands it has not got yet and its progress (grid tiles whose pixels
-are read) never goes back.
+shard under `shards_dir` and recorded in the checkpoint, so a resumed job reads only the bands
+it has not got yet and its progress (grid tiles whose pixels are read) never goes back. With
+only one band nothing is kept or recorded: the checkpoint never claims what a resumed job
+could not restore, so its first progress is what it continues from.
 
 Outputs in the results dir: tissue_mask.png, tiles.json, preview.png, tissue.geojson (QuPath
 annotations, level-0 px) and manifest.json (written last); opt in to per-tile mask PNGs
@@ -32,7 +35,7 @@ import io
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -253,6 +256,21 @@ def _clear_outputs(results_dir: Path) -> None:
 # ---------------------------------------------------------------------------- the job
 
 
+def empty_warning(tm: TissueMask, grid: TileGrid, params: TissueMaskParams) -> str | None:
+    """A one-line warning when the mask is empty or no tile holds enough of it, else None."""
+    if not tm.mask.any():
+        return (
+            "no tissue found: the mask is empty, so downstream jobs segment nothing; check the "
+            "slide, or run SEGMENT_CELLS with tissue = 'all'"
+        )
+    if not grid.tissue_tiles:
+        return (
+            f"no tile has {params.min_tissue_fraction:g} of tissue (mask covers "
+            f"{tm.mask.mean():.1%} of the slide); lower min_tissue_fraction or tile_size"
+        )
+    return None
+
+
 def _noop(*_a: Any) -> None:
     return None
 
@@ -335,6 +353,10 @@ class _Run:
             geometry, reader.dimensions, tm.mask, tm.downsample, params.min_tissue_fraction
         )
         timings = {**tm.timings, "grid_s": time.perf_counter() - t_grid}
+        empty = empty_warning(tm, grid, params)
+        if empty is not None:  # downstream jobs would segment nothing: say so everywhere
+            tm = replace(tm, warnings=(*tm.warnings, empty))
+            h.set_stage(empty)
         h.check_cancel()
         h.set_stage("writing outputs")
         return self.write(tm, grid, timings)
@@ -391,11 +413,14 @@ class _Run:
             image[r0:r1] = band = reader.read_level_scaled(
                 plan.level, plan.size, on_block, rows=(r0, r1)
             )
-            if len(plan.bands) > 1:  # one band: reading it again is as cheap as a shard
-                shards.put_array(f"band_{r0}", band)
             done = tiles_read(r1) if i + 1 < len(plan.bands) else self.total
-            if h.checkpoint is not None:
-                h.checkpoint.save({"bands_done": i + 1}, done)
+            # One band: reading it again is as cheap as a shard, so none is kept, and the
+            # checkpoint claims nothing a resumed job could not restore (a claim without its
+            # shard would make every resume restart its progress: 100 % -> 0 % -> 100 %).
+            if len(plan.bands) > 1:
+                shards.put_array(f"band_{r0}", band)
+                if h.checkpoint is not None:
+                    h.checkpoint.save({"bands_done": i + 1}, done)
             self.progress(done)
         return image
 

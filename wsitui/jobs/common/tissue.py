@@ -4,10 +4,12 @@ TISSUE_MASK maps it onto a tile grid and writes it out; SEGMENT_CELLS computes i
 has no TISSUE_MASK upstream on the same slide. The mask is computed at about `target_mpp`
 (8 µm/px by default) from the pyramid level nearest that, area-averaged down when that level
 is much finer (block by block, so memory stays bounded): grey level, an Otsu first split, then
-per pixel a threshold between the local glass and tissue grey levels (soft edges, pale or
-grainy stain), a 1-px closing, and objects and holes smaller than given areas in µm² removed /
-filled. The mask image has at most MAX_MASK_PIXELS (a JobError names the size and the fix); a
-pixel size the slide states that is not plausible is replaced by `assumed_mpp`, loudly.
+per pixel a threshold between the local glass and tissue levels in optical density (soft
+edges, pale or grainy stain), a 1-px closing; pieces under OWN_EDGE_MAX_UM2 re-cut at their
+own level (`_own_edges`: small and pale fragments); objects told from debris by colour and
+area (`keep_tissue_objects`); holes smaller than a given area in µm² filled. The mask image
+has at most MAX_MASK_PIXELS (a JobError names the size and the fix); a pixel size the slide
+states that is not plausible is replaced by `assumed_mpp`, loudly.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from wsitui.slides.errors import quoted
 from wsitui.slides.reader import SlideReader
 
 MIN_CONTRAST = 8.0  # grey levels between Otsu classes; below that the level is one class
-EDGE_FRACTION = 0.47  # where between glass and tissue grey the edge is (see mask_from_rgb)
+EDGE_FRACTION = 0.45  # where between glass and tissue OD the edge is (see mask_from_rgb)
 LEVEL_BLOCK = 8  # mask px per block of the local level maps (a multiple of 2)
 CORE_CELLS = 3  # 2-px cells between an edge of the first split and a cell that sets a level
+LEVEL_SIGMA = 1.0  # blocks the local levels are Gaussian-weighted over
 CLOSE_PX = 1  # notches narrower than about twice this are closed
 # The mask image: RGB, grey, labels (int32) and the mask at once stay under ~0.4 GB. At 8 µm/px
 # that is 50 x 50 mm of glass, twice a slide's scan area.
@@ -110,6 +113,81 @@ class TissueMask:
     timings: dict[str, float] = field(default_factory=dict)
     image: np.ndarray | None = field(default=None, repr=False, compare=False)  # RGB it came from
     warnings: tuple[str, ...] = ()
+
+
+# Stain unmixing (Ruifrok & Johnston): optical density = h * H + e * E + r * (H x E).
+_H = np.array([0.650, 0.704, 0.286])
+_E = np.array([0.072, 0.990, 0.105])
+_H, _E = _H / np.linalg.norm(_H), _E / np.linalg.norm(_E)
+_N = np.cross(_H, _E) / np.linalg.norm(np.cross(_H, _E))
+UNMIX = np.linalg.inv(np.column_stack([_H, _E, _N]))
+MIN_EOSIN_SHARE = 0.08  # an object's eosin, over its whole OD: tissue has cytoplasm / stroma
+MAX_RESIDUAL_SHARE = 0.45  # OD that is neither H nor E: dust, ink, brown or yellow debris
+FLOOR_UM2 = 1500.0  # smaller objects are specks whatever they look like (~45 µm across)
+THIN_UM = 120.0  # an object this thin (twice the largest inside distance), not H&E: ink
+GLASS_MIN = 205.0  # glass is brighter than this grey; a brighter class darker than it is not glass
+GLASS_WHITE = 243.0  # glass grey assumed when an image has none
+SMALL_IMAGE_SHARE = 0.05  # min_object_um2 is at most this share of the image's area
+OWN_EDGE_MAX_UM2 = 300_000.0  # pieces under this (~0.6 mm across) get their own edge
+OWN_BLUR_PX = 1  # small pieces are judged on a 5 x 5 box blur: pale grainy stain is noisy
+OWN_LEVEL_PERCENTILE = 25  # a small piece's own tissue level: this percentile of its grey
+OWN_RIM_PX = 2  # how far in from a small piece's edge its own cut applies
+OWN_EDGE_FRACTION = 0.5  # a small piece's edge: half its own median OD (see _own_edges)
+PALE_DELTA = 4.0  # grey levels under the glass a pale object starts at (at least)
+
+
+def stain_like(mean_rgb: np.ndarray, glass_rgb: np.ndarray) -> np.ndarray:
+    """(n,) bool: colours (n, 3) that haematoxylin and eosin make on this glass: some eosin,
+    little that neither stain explains. Dust and black ink are grey (no eosin), blue or green
+    ink has none either, brown, yellow and red debris are mostly residual.
+    """
+    od = -np.log10(np.clip(mean_rgb, 1.0, None) / np.maximum(glass_rgb, 1.0))
+    od = np.clip(od, 0.0, None)
+    _, e, r = (od @ UNMIX.T).T
+    n = np.maximum(np.linalg.norm(od, axis=1), 1e-6)
+    return (e >= MIN_EOSIN_SHARE * n) & (np.abs(r) <= MAX_RESIDUAL_SHARE * n) & (n > 0.02)
+
+
+def keep_tissue_objects(
+    mask: np.ndarray,
+    rgb: np.ndarray,
+    glass_rgb: np.ndarray,
+    mpp: tuple[float, float],
+    min_object_um2: float,
+) -> np.ndarray:
+    """Objects of `mask` that are tissue, told from dust and debris by more than area.
+
+    An object (8-connected) is kept when it is at least `min_object_um2`, or when it is at least
+    FLOOR_UM2 (capped at min_object_um2) and stain-coloured (`stain_like`): a small fragment of
+    tissue is kept, a dark speck, a coloured one or a stroke of ink of the same size is not.
+    A big object that is not stain-coloured and thin (a pen mark) is dropped too.
+    """
+    px_area = mpp[0] * mpp[1]
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return mask
+    on = lab > 0
+    idx = lab[on]
+    area = np.bincount(idx, minlength=n + 1).astype(np.float64)
+    picked = rgb[on]
+    sums = np.stack([np.bincount(idx, picked[:, c], minlength=n + 1) for c in range(3)], axis=1)
+    colour = sums / np.maximum(area, 1.0)[:, None]
+    stained = stain_like(colour, glass_rgb)
+    floor = min(FLOOR_UM2, min_object_um2) / px_area
+    big = area >= min_object_um2 / px_area
+    keep = (big | stained) & (area >= floor)
+    odd = np.nonzero(big & ~stained)[0]
+    odd = odd[odd > 0]
+    if len(odd):
+        boxes = ndimage.find_objects(lab)
+        thin_px = THIN_UM / 2 / min(mpp)
+        for i in odd:
+            box = boxes[i - 1]
+            inner = ndimage.distance_transform_edt(np.pad(lab[box] == i, 1))
+            if inner.max() <= thin_px:
+                keep[i] = False
+    keep[0] = False
+    return keep[lab]
 
 
 def clean_mask(mask: np.ndarray, min_object_px: float, min_hole_px: float) -> np.ndarray:
@@ -206,11 +284,16 @@ def _threshold_map(g: np.ndarray, first: np.ndarray, fallback: tuple[float, floa
         core = _shift_reduce(whole, CORE_CELLS, erode=True, outside=True)
         total = np.pad(np.where(core, mean, 0), pad).reshape(bh, k, bw, k).sum((1, 3))
         count = np.pad(core, pad).reshape(bh, k, bw, k).sum((1, 3), dtype=np.float32)
-        total = ndimage.gaussian_filter(total, 1.0, mode="nearest")
-        count = ndimage.gaussian_filter(count, 1.0, mode="nearest")
+        total = ndimage.gaussian_filter(total, LEVEL_SIGMA, mode="nearest")
+        count = ndimage.gaussian_filter(count, LEVEL_SIGMA, mode="nearest")
         levels.append(np.where(count > 0.05 * k * k, total / np.maximum(count, 1e-6), fb))
     tissue, glass = levels
-    thr = np.clip(glass + (tissue - glass) * EDGE_FRACTION, 0, 255).astype(np.uint8)
+    # EDGE_FRACTION of the way in optical density (stain is additive there, not in grey): a
+    # fade whose stain thins out (Beer-Lambert) and one mixed linearly in RGB both cut near
+    # half-way.
+    g_lv, t_lv = np.maximum(glass, 1.0), np.clip(tissue, 1.0, None)
+    thr = np.clip(g_lv * np.power(np.minimum(t_lv / g_lv, 1.0), EDGE_FRACTION), 0, 255)
+    thr = thr.astype(np.uint8)
     # Block centres sit at (i + 0.5) * b: resizing to b x the size puts them there. Grey
     # levels are integers, so an integer threshold map (a quarter of a float one) loses
     # nothing but the interpolation's rounding.
@@ -230,14 +313,17 @@ def mask_from_rgb(
     """(tissue mask, first-pass Otsu threshold or None) of an RGB image at `mpp` µm/px.
 
     1. Grey (ITU-R 601 luma), Otsu on its histogram: a first tissue/glass split.
-    2. Each pixel is then compared with its own threshold, EDGE_FRACTION of the way from the
-       local glass level to the local tissue level (see _threshold_map): the edge of pale
-       tissue or a soft
-       edge that fades into the glass sits where the stain is half there, not wherever a
-       global threshold happens to cut the fade. The grey is 3x3 box-blurred first (nuclei
-       make single pixels noisy at ~8 µm/px). EDGE_FRACTION is a little under half because
-       the tissue level includes nuclei, darker than the stain at the edge.
-    3. Objects and holes smaller than the given areas are removed / filled.
+    2. Each pixel is then compared with its own threshold, EDGE_FRACTION of the way (in
+       optical density) from the local glass level to the local tissue level (see
+       _threshold_map): the edge of pale tissue or a soft edge that fades into the glass sits
+       where the stain is half there, not wherever a global threshold happens to cut the
+       fade. The grey is 3x3 box-blurred first (nuclei make single pixels noisy at ~8 µm/px).
+       EDGE_FRACTION is a little under half because the tissue level includes nuclei, darker
+       than the stain at the edge. An image whose brighter class is not glass (a crop of
+       tissue) is all tissue when stain-coloured.
+    3. Pieces under OWN_EDGE_MAX_UM2 are cut again at their own level (_own_edges).
+    4. Objects are kept by colour and area (keep_tissue_objects; min_object_um2 is capped at
+       SMALL_IMAGE_SHARE of the image), holes under min_hole_um2 filled.
     """
     grey = Image.fromarray(rgb).convert("L")  # in C
     t, dark, bright = otsu(np.asarray(grey.histogram(), np.float64))  # C histogram: 5x bincount
@@ -246,11 +332,97 @@ def mask_from_rgb(
         g0 = np.asarray(grey)
         return np.full(g0.shape, float(g0.mean()) < 200.0), None
     g = np.asarray(grey.filter(ImageFilter.BoxBlur(1)))
+    if bright < GLASS_MIN:
+        # No glass at all (a crop of tissue): Otsu split the tissue itself. It is all tissue
+        # if it is stain-coloured against white glass.
+        white = np.full(3, GLASS_WHITE)
+        whole = bool(stain_like(rgb.reshape(-1, 3).mean(axis=0)[None], white)[0])
+        return np.full(g.shape, whole), float(t)
     mask = g <= _threshold_map(g, g <= t, (dark, bright))
     if CLOSE_PX:
         mask = _close(mask, CLOSE_PX)
+    glass_rgb = _glass_colour(rgb, g > t, bright)
+    smooth = np.asarray(grey.filter(ImageFilter.BoxBlur(OWN_BLUR_PX))) if OWN_BLUR_PX > 1 else g
+    mask = _own_edges(smooth, mask, g > t, mpp, min_object_um2)
+    # A small image (a 125 x 75 µm crop) is not thrown away whole by a slide-sized threshold.
+    image_um2 = g.size * mpp[0] * mpp[1]
+    mask = keep_tissue_objects(
+        mask, rgb, glass_rgb, mpp, min(min_object_um2, SMALL_IMAGE_SHARE * image_um2)
+    )
     area = mpp[0] * mpp[1]
-    return clean_mask(mask, min_object_um2 / area, min_hole_um2 / area), float(t)
+    return clean_mask(mask, 0.0, min_hole_um2 / area), float(t)
+
+
+def _own_edges(
+    g: np.ndarray,
+    mask: np.ndarray,
+    glass: np.ndarray,
+    mpp: tuple[float, float],
+    min_object_um2: float,
+) -> np.ndarray:
+    """The mask with each small piece of tissue cut at its own level.
+
+    The threshold map takes its tissue level from the tissue around a pixel, which for a small
+    or pale fragment is darker tissue nearby (or the slide's average): a pale piece is then
+    cut too tight or missed. Here every object of "a little darker than the glass" (or of the
+    mask) under min_object_um2 is cut half-way, in optical density, between the glass and its
+    own level inside; bigger ones keep the map's edge. Colour is judged afterwards
+    (keep_tissue_objects).
+    """
+    step = max(1, int(np.sqrt(g.size / 200_000)))
+    sample = g[::step, ::step][glass[::step, ::step]]
+    if sample.size < 100:
+        return mask
+    level = float(np.median(sample))
+    # Glass noise from the bright side only: the bright class also holds fades and pale stain.
+    spread = float(np.percentile(sample, 95) - level)
+    cand = (g <= level - max(PALE_DELTA, 2.0 * spread)) | mask
+    lab, n = ndimage.label(cand, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return mask
+    area = np.bincount(lab.ravel(), minlength=n + 1)
+    px = mpp[0] * mpp[1]
+    small = (area >= min(FLOOR_UM2, min_object_um2) / px) & (area < OWN_EDGE_MAX_UM2 / px)
+    small[0] = False
+    if not small.any():
+        return mask
+    # Its level: the darkest quarter's grey (OWN_LEVEL_PERCENTILE) of what the map found of
+    # it (the candidate also holds the fade), or of the whole candidate when the map found
+    # little. All small objects at once: pixels sorted by (object, grey).
+    on = lab > 0
+    idx = lab[on]
+    hit = mask[on]
+    n_found = np.bincount(idx[hit], minlength=n + 1)
+    use = small[idx] & (hit | (n_found[idx] < 4))
+    ui, ug = idx[use], g[on][use]
+    order = np.lexsort((ug, ui))
+    counts = np.bincount(ui, minlength=n + 1)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pick = starts + ((counts - 1).clip(0) * OWN_LEVEL_PERCENTILE / 100).astype(np.int64)
+    sorted_g = ug[order].astype(np.float64)
+    inside = np.where(
+        counts > 0,
+        sorted_g[np.minimum(pick, max(len(sorted_g) - 1, 0))] if len(sorted_g) else level,
+        level,
+    )
+    cut = level * (np.clip(inside, 1.0, level) / level) ** OWN_EDGE_FRACTION
+    # Only the rim is decided again: what the map found well inside (lumens included) stays,
+    # so a bright lumen near the edge is not opened to the glass.
+    core = _shift_reduce(mask, OWN_RIM_PX, erode=True, outside=False)
+    out = mask.copy()
+    redo = on.copy()
+    redo[on] = small[idx]
+    out[redo] = (g[redo] <= cut[lab[redo]]) | core[redo]
+    return out
+
+
+def _glass_colour(rgb: np.ndarray, glass: np.ndarray, bright: float) -> np.ndarray:
+    """Mean RGB of the glass (the bright class), from a sample of its pixels."""
+    step = max(1, int(np.sqrt(glass.size / 200_000)))
+    sub, on = rgb[::step, ::step], glass[::step, ::step]
+    if not on.any():
+        return np.full(3, bright)
+    return sub[on].mean(axis=0)
 
 
 def compute_tissue_mask(

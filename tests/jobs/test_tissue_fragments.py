@@ -1,0 +1,103 @@
+"""The tissue mask on needle-biopsy-like slides (issue 20): small fragments with nuclei, pale
+and soft-edged pieces kept; dust, coloured specks and pen marks left out.
+
+Slides from wsitui.slides.fragments (slide seed 3; tuning used seed 0), in three named looks
+and three random_style looks the mask was not tuned on (tuning used seeds 0-5; these are
+7-9). Floors sit just under what was measured
+(see README's benchmark rows); the size-only filter this replaced scores far lower
+(benchmarks/bench_tissue.py prints both).
+"""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from wsitui.jobs.common.tissue import compute_tissue_mask
+from wsitui.slides.fragments import (
+    MPP,
+    FragmentLayout,
+    load_fragment_truth,
+    render_fragments,
+    write_fragment_slide,
+)
+from wsitui.slides.reader import open_slide
+from wsitui.slides.style import STYLES, random_style
+
+LOOKS = {
+    "default": STYLES["default"],
+    "dark": STYLES["dark"],
+    "soft": STYLES["soft"],
+    **{f"random{i}": random_style(np.random.default_rng(i), f"random{i}") for i in (7, 8, 9)},
+}
+# (IoU floor, false tissue ceiling as a share of the true tissue), just past what was measured.
+FLOORS = {  # measured: IoU 0.966 / 0.967 / 0.928 / 0.936 / 0.970 / 0.929
+    "default": (0.96, 0.015),
+    "dark": (0.96, 0.01),
+    "soft": (0.92, 0.065),
+    "random7": (0.93, 0.045),
+    "random8": (0.965, 0.015),
+    "random9": (0.92, 0.045),
+}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[np.ndarray, ...]]:
+    root = tmp_path_factory.mktemp("fragments")
+    out = {}
+    for name, style in LOOKS.items():
+        slide = root / f"{name}.svs"
+        write_fragment_slide(slide, seed=3, style=style)
+        with open_slide(slide) as r:
+            mask = compute_tissue_mask(r).mask
+        out[name] = (mask, load_fragment_truth(slide)[0])
+    return out
+
+
+@pytest.mark.parametrize("look", list(LOOKS))
+def test_fragment_slides_iou_and_false_tissue(look: str, results):
+    mask, truth = results[look]
+    iou = (mask & truth).sum() / (mask | truth).sum()
+    false = (mask & ~truth).sum() / truth.sum()
+    floor, ceiling = FLOORS[look]
+    assert iou >= floor and false <= ceiling, (look, iou, false)
+
+
+def test_small_fragments_with_nuclei_are_kept(results):
+    # Pieces under the 10,000 µm² size threshold: most of each is in the mask.
+    kept, small = 0, 0
+    for mask, truth in results.values():
+        lab, n = ndimage.label(truth)
+        area_um2 = np.bincount(lab.ravel())[1:] * (16 * MPP) ** 2
+        covered = ndimage.mean(mask, lab, np.arange(1, n + 1))
+        is_small = area_um2 < 10_000
+        small += int(is_small.sum())
+        kept += int((covered[is_small] >= 0.5).sum())
+    assert small >= 30 and kept >= 0.85 * small, (kept, small)
+
+
+def test_dust_specks_and_ink_stay_out(results):
+    # Everything drawn on the glass is at least 40 µm from tissue: mask pixels farther than
+    # 24 µm from the truth are dust, debris or ink called tissue. Measured: at most 0.8 % of
+    # the tissue's area (eosin-pink specks over 1,500 µm² pass the colour test); the size-only
+    # filter kept pen marks whole.
+    for look, (mask, truth) in results.items():
+        far = ndimage.distance_transform_edt(~truth) * 16 * MPP > 24
+        assert (mask & far).sum() <= 0.01 * truth.sum(), look
+
+
+def test_a_fragment_slide_is_a_pyramidal_svs_with_its_truth(tmp_path):
+    slide = tmp_path / "f.svs"
+    drawn = write_fragment_slide(slide, size=(2048, 1536), seed=1, style=STYLES["soft"])
+    with open_slide(slide) as r:
+        assert r.dimensions == (2048, 1536) and r.level_count == 2
+        assert abs(r.mpp - MPP) < 1e-3
+    truth, ds = load_fragment_truth(slide)
+    assert ds == 16 and truth.shape == (96, 128) and truth.any()
+    np.testing.assert_array_equal(truth, drawn.tissue)
+    # A pure function of (size, seed, style): the same pixels again; junk is never tissue.
+    again = render_fragments((2048, 1536), 1, STYLES["soft"])
+    np.testing.assert_array_equal(again.rgb, drawn.rgb)
+    bare = render_fragments(
+        (2048, 1536), 1, STYLES["soft"], FragmentLayout(dust=0, specks=0, pen_marks=0)
+    )
+    np.testing.assert_array_equal(bare.tissue, drawn.tissue)
