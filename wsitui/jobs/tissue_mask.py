@@ -52,7 +52,7 @@ from wsitui.core.executor import (
 )
 from wsitui.core.models import JobSpec, JobType
 from wsitui.jobs.common.archive import write_archive
-from wsitui.jobs.common.files import write_atomic
+from wsitui.jobs.common.files import commit_fence, write_atomic
 from wsitui.jobs.common.geojson import TISSUE, feature_collection, mask_polygons, write_geojson
 from wsitui.jobs.common.grid import TILES_FILE, GridGeometry, TileGrid
 from wsitui.jobs.common.manifest import (
@@ -506,7 +506,7 @@ class _Run:
             y0, y1, x0, x1 = grid.mask_box(col, row)
             name = f"tile_{col}_{row}.png"
             pngs[name] = _png(tm.mask[y0:y1, x0:x1])
-            (tiles_dir / name).write_bytes(pngs[name])
+            write_atomic(tiles_dir / name, pngs[name])
         return pngs
 
 
@@ -549,6 +549,11 @@ class TissueMaskExecutor(Executor):
             shards_dir=ctx.shards_dir,
         )
         slide = Path(ctx.job.slide).expanduser()
-        await ctx.to_thread(
-            lambda: run_tissue_mask(slide, ctx.results_dir, params, job_id=ctx.job.id, hooks=hooks)
-        )
+
+        def work() -> None:
+            # Writes commit only while this run is not asked to stop: a run abandoned past
+            # cancel_grace writes nothing into its retry's results dir.
+            with commit_fence(ctx.cancel_requested):
+                run_tissue_mask(slide, ctx.results_dir, params, job_id=ctx.job.id, hooks=hooks)
+
+        await ctx.to_thread(work)
