@@ -845,9 +845,12 @@ class Engine:
             except Exception:
                 raise
             except asyncio.CancelledError as exc:
+                if ctx.revoked.is_set:
+                    raise  # a real cancellation: the engine abandoned the run (or shuts down)
+                # A stray cancel from executor code (even of its own task): its job fails.
                 task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise  # a real cancellation (the run was abandoned or shut down)
+                while task is not None and task.cancelling():
+                    task.uncancel()
                 return _Crash(exc)
             except BaseException as exc:  # SystemExit, KeyboardInterrupt from executor code
                 return _Crash(exc)
@@ -870,6 +873,8 @@ class Engine:
                 self._abandon(task)
             elif not task.cancelled():
                 task.exception()  # mark it retrieved; `result()` below still raises it
+        if task.cancelled():  # cancelled from outside its own code but not by the engine
+            raise _Crash(asyncio.CancelledError())
         crash = task.result()
         if crash is not None:
             raise crash

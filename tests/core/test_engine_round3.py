@@ -1,0 +1,60 @@
+"""One test per engine defect of the third outside audit (issue #15), each failing on the engine
+before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+
+import anyio
+import pytest
+
+from tests.core.crash import snapshot
+from tests.core.fakes import GatedExecutor, LooseParams
+from wsitui.core.engine import Engine
+from wsitui.core.executor import Executor, JobContext
+from wsitui.core.models import JobSpec, JobState, JobType, WorkflowSpec
+
+pytestmark = pytest.mark.anyio
+
+
+def job(key: str, branch: str = "main", deps: tuple[str, ...] = (), **params: object) -> JobSpec:
+    return JobSpec(
+        id=key, type="TISSUE_MASK", slide="s.svs", branch=branch, depends_on=deps, params=params
+    )
+
+
+def wf(name: str, *jobs: JobSpec) -> WorkflowSpec:
+    return WorkflowSpec(name=name, jobs=jobs)
+
+
+async def until(engine: Engine, predicate, seconds: float = 10) -> None:  # type: ignore[no-untyped-def]
+    with anyio.fail_after(seconds):
+        await engine.wait_until(predicate)
+
+
+# ---- 1: an executor that cancels its own task fails only its own job -------------------------
+class SelfCancelling(GatedExecutor):
+    async def run(self, ctx: JobContext) -> None:
+        if ctx.job.params.get("self_cancel"):
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            await asyncio.sleep(0)
+        await super().run(ctx)
+
+
+async def test_an_executor_cancelling_its_own_task_fails_only_its_job(tmp_path):
+    ex = SelfCancelling()
+    body_finished = False
+    async with Engine(tmp_path / "d", [ex], max_workers=2) as engine:
+        good = engine.submit("bob", wf("w", job("y"))).jobs[0].id
+        await until(engine, lambda: good in engine._runs)
+        bad = engine.submit("alice", wf("w", job("x", self_cancel=True))).jobs[0].id
+        await until(engine, lambda: engine._jobs[bad].state is JobState.FAILED)
+        assert (engine._jobs[bad].error or "").startswith("CancelledError")
+        assert engine._jobs[good].state is JobState.RUNNING  # the other tenant carries on
+        ex.release(good)
+        await until(engine, engine.is_idle)
+        assert engine._jobs[good].state is JobState.SUCCEEDED
+        body_finished = True
+    assert body_finished
