@@ -7,12 +7,15 @@ Checked at each start (a job_state event to RUNNING): R1 one running job per lan
 the oldest job standing in its lane; R2 the worker cap; R3 its tenant is active; R4 every
 dependency SUCCEEDED, and no job stands in a lane ahead of an unfinished upstream. At each
 admission: R3 the cap, and admission in arrival order (the order tenants gained live work while
-not active). At each release: the tenant has no live job left.
+not active). At each release: the tenant has no live job left. LOG: every transition is in
+the log: each job_state event's `previous` is the state the log last showed for that job (a
+start-up that recovers jobs before the log is attached breaks this).
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +119,10 @@ class Oracle:
         job_id = e["job_id"]
         lane = (e["tenant"], e["workflow_id"], e["branch"])
         job = self.jobs.get(job_id)
+        if "previous" in e:
+            shown = None if job is None else job.state
+            if e["previous"] != shown:
+                self._flag(n, "LOG", f"{job_id} was {e['previous']}, the log last showed {shown}")
         if job is None:
             job = self.jobs[job_id] = _Job(e["tenant"], lane, list(e.get("depends_on", [])))
             self.by_tenant.setdefault(job.tenant, []).append(job_id)
@@ -163,3 +170,33 @@ def check(events: Iterable[dict[str, Any]], *, max_workers: int, max_active_user
     for n, event in enumerate(events):
         oracle.feed(n, event)
     return oracle
+
+
+SIDE_EFFECTS = ("blocked:", "unblocked:", "re-entered")  # job_state events that are no transition
+
+
+def missing_from_log(events: Iterable[dict[str, Any]], db: Path) -> list[str]:
+    """Each job whose committed transitions (state.db) differ from those its log shows.
+
+    The log and the store must tell the same story: what the engine committed while it
+    recovered at start-up included. Empty when they agree.
+    """
+    logged: dict[str, list[tuple[str, str]]] = {}
+    for e in events:
+        if e.get("event") == "job_state" and not str(e.get("reason", "")).startswith(
+            SIDE_EFFECTS
+        ):
+            logged.setdefault(e["job_id"], []).append((e["state"], e["reason"]))
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute("SELECT job_id, state, reason FROM transitions ORDER BY rowid")
+        stored: dict[str, list[tuple[str, str]]] = {}
+        for job_id, state, reason in rows:
+            stored.setdefault(job_id, []).append((state, reason))
+    finally:
+        con.close()
+    return [
+        f"{job_id}: committed {stored.get(job_id, [])}, logged {logged.get(job_id, [])}"
+        for job_id in sorted(stored.keys() | logged.keys())
+        if stored.get(job_id, []) != logged.get(job_id, [])
+    ]

@@ -58,3 +58,22 @@ async def test_an_executor_cancelling_its_own_task_fails_only_its_job(tmp_path):
         assert engine._jobs[good].state is JobState.SUCCEEDED
         body_finished = True
     assert body_finished
+
+
+# ---- 8: a kill while several jobs run marks none of them as poison ----------------------------
+async def test_deaths_with_several_jobs_running_make_no_poison_job(tmp_path):
+    ex = GatedExecutor()
+    async with Engine(tmp_path / "d", [ex], max_workers=2) as engine:
+        w = engine.submit("t", wf("w", job("x", branch="p"), job("y", branch="q")))
+        ids = [j.id for j in w.jobs]
+        await until(engine, lambda: all(j in engine._runs for j in ids))
+        first = snapshot(engine, tmp_path / "crash1")  # SIGKILLed from outside, twice
+    async with Engine(first, [ex], max_workers=2) as engine:
+        await until(engine, lambda: all(j in engine._runs for j in ids))
+        second = snapshot(engine, tmp_path / "crash2")
+    async with Engine(second, [ex], max_workers=2) as engine:
+        assert [engine._jobs[j].state for j in ids] == [JobState.RUNNING] * 2  # resumed again
+        for j in ids:
+            ex.release(j)
+        await until(engine, engine.is_idle)
+        assert [engine._jobs[j].state for j in ids] == [JobState.SUCCEEDED] * 2

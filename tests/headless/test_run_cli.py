@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.core.oracle import check, read_events
+from tests.core.oracle import check, missing_from_log, read_events
 from tests.headless.helpers import REPO, corrupt_tiles, write_config, wsitui
 
 
@@ -190,6 +190,63 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path, slides):
     db.close()
     assert len(completed) == 30 and {n for _, n in completed} == {1}
     assert finished_before >= 3
+
+
+def running_so_far(db_path: Path) -> int:
+    if not db_path.exists():
+        return 0
+    db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT COUNT(*) FROM jobs WHERE state='RUNNING'").fetchone()[0]
+    except sqlite3.DatabaseError:
+        return 0
+    finally:
+        db.close()
+
+
+def test_sigkill_and_rerun_log_every_transition_recovery_included(tmp_path, slides):
+    """#15.2: what the engine commits while it opens (the killed run's jobs "interrupted", then
+    started again) is in the event log: the log replays to exactly the committed transitions."""
+    workflows = "".join(
+        f"""
+[[workflows]]
+tenant = "{tenant}"
+name = "w"
+"""
+        + "".join(
+            f"""  [[workflows.jobs]]
+  id = "m{i}"
+  type = "TISSUE_MASK"
+  slide = "{slides[0]}"
+  branch = "b{i % 2}"
+  params = {{ tile_size = 64 }}
+"""
+            for i in range(4)
+        )
+        for tenant in ("t1", "t2")
+    )
+    config = write_config(
+        tmp_path / "c.toml", f"[scheduler]\nmax_workers = 4\n{workflows}"
+    )
+    data, events = tmp_path / "data", tmp_path / "events.jsonl"
+    args = ["run", str(config), "--data-dir", str(data), "--events", str(events), "--quiet"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wsitui.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and running_so_far(data / "state.db") < 2:
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL while jobs run: they are RUNNING on disk
+    proc.wait(timeout=30)
+    assert running_so_far(data / "state.db") >= 2
+    rerun = wsitui(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    log = list(read_events([events]))
+    assert missing_from_log(log, data / "state.db") == []
+    assert check(log, max_workers=4, max_active_users=3).violations == []
 
 
 BAD_CONFIGS: dict[str, tuple[str, str]] = {

@@ -359,8 +359,11 @@ class Engine:
         """Rebuild in-memory state; jobs found RUNNING were interrupted and resume first.
 
         A job found RUNNING means the process died while it ran. One that died twice in a row
-        without saving a checkpoint in between is failed instead of resumed a third time: it is
-        likely what kills the process (a poison job).
+        without saving a checkpoint in between, each time as the only job running, is failed
+        instead of resumed a third time: it is likely what kills the process (a poison job).
+        A death with several jobs running counts against none of them: an external SIGKILL (or
+        the OOM killer) while innocent jobs run must not fail them, and a real poison job is
+        caught once it dies alone (interrupted jobs resume first, so that comes soon).
         """
         for wf in self.store.workflows():
             self._workflows[wf.id] = wf
@@ -369,14 +372,16 @@ class Engine:
         poisoned: list[Job] = []
         queued: list[Job] = []
         now = self.clock()
-        for job in self.store.jobs():
+        stored = self.store.jobs()
+        alone = sum(j.state is JobState.RUNNING for j in stored) == 1
+        for job in stored:
             if job.workflow_id not in self._wf_jobs:
                 raise StoreError(
                     f"state database {self.store.path}: job {job.id!r} belongs to no workflow; "
                     "restore a backup of state.db, or move it aside to start afresh"
                 )
             if job.state is JobState.RUNNING:
-                job = replace(job, crashes=job.crashes + 1)
+                job = replace(job, crashes=job.crashes + alone)
                 if job.crashes >= 2:
                     job = replace(
                         job,
@@ -391,7 +396,9 @@ class Engine:
                     interrupted.append(job)
             elif job.state is JobState.PENDING and job.enqueued:
                 queued.append(job)
-            self._put(job)
+            # A poison job is kept RUNNING in memory until its FAILED commit, so that event
+            # says what it was.
+            self._put(replace(job, state=JobState.RUNNING) if poisoned[-1:] == [job] else job)
             self._wf_jobs[job.workflow_id].append(job.id)
             phase = _PHASE.get(job.state, rules.Phase.HELD)
             self.scheduler.add(

@@ -110,14 +110,19 @@ class Session:
         raised inside the engine's task group it would come out as an exception group.
         """
         engine = self.engine
+        # Listeners go in before the engine opens: what it commits while it recovers (jobs
+        # resumed, "interrupted", poison jobs failed) and the starts of resumed jobs are logged.
+        listeners = self.listeners()
+        for listener in listeners:
+            engine.bus.add_listener(listener)
         try:
             await engine.__aenter__()
         except (DataDirInUse, StoreError, OSError) as exc:
+            for listener in listeners:
+                engine.bus.remove_listener(listener)
             raise SessionError(_message(exc), EXIT_INPUT) from None
         failure: SessionError | None = None
         try:
-            for listener in self.listeners():
-                engine.bus.add_listener(listener)
             await self.observability.start()
             try:
                 self.submit(start=start)
