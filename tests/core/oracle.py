@@ -183,9 +183,7 @@ def missing_from_log(events: Iterable[dict[str, Any]], db: Path) -> list[str]:
     """
     logged: dict[str, list[tuple[str, str]]] = {}
     for e in events:
-        if e.get("event") == "job_state" and not str(e.get("reason", "")).startswith(
-            SIDE_EFFECTS
-        ):
+        if e.get("event") == "job_state" and not str(e.get("reason", "")).startswith(SIDE_EFFECTS):
             logged.setdefault(e["job_id"], []).append((e["state"], e["reason"]))
     con = sqlite3.connect(db)
     try:

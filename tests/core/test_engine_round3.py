@@ -9,10 +9,10 @@ import anyio
 import pytest
 
 from tests.core.crash import snapshot
-from tests.core.fakes import GatedExecutor, LooseParams
+from tests.core.fakes import GatedExecutor
 from wsitui.core.engine import Engine
-from wsitui.core.executor import Executor, JobContext
-from wsitui.core.models import JobSpec, JobState, JobType, WorkflowSpec
+from wsitui.core.executor import JobContext
+from wsitui.core.models import JobSpec, JobState, WorkflowSpec
 
 pytestmark = pytest.mark.anyio
 

@@ -225,9 +225,7 @@ name = "w"
         )
         for tenant in ("t1", "t2")
     )
-    config = write_config(
-        tmp_path / "c.toml", f"[scheduler]\nmax_workers = 4\n{workflows}"
-    )
+    config = write_config(tmp_path / "c.toml", f"[scheduler]\nmax_workers = 4\n{workflows}")
     data, events = tmp_path / "data", tmp_path / "events.jsonl"
     args = ["run", str(config), "--data-dir", str(data), "--events", str(events), "--quiet"]
     proc = subprocess.Popen(
