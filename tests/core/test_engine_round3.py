@@ -12,7 +12,7 @@ from tests.core.crash import snapshot
 from tests.core.fakes import GatedExecutor
 from wsitui.core.engine import Engine
 from wsitui.core.executor import JobContext
-from wsitui.core.models import JobSpec, JobState, WorkflowSpec
+from wsitui.core.models import JobSpec, JobState, JobType, WorkflowSpec
 
 pytestmark = pytest.mark.anyio
 
@@ -77,3 +77,28 @@ async def test_deaths_with_several_jobs_running_make_no_poison_job(tmp_path):
             ex.release(j)
         await until(engine, engine.is_idle)
         assert [engine._jobs[j].state for j in ids] == [JobState.SUCCEEDED] * 2
+
+
+async def test_a_stored_job_without_an_executor_fails_in_one_line(tmp_path):
+    ex = GatedExecutor()
+    async with Engine(tmp_path / "d", [ex]) as engine:
+        x = engine.submit("t", wf("w", job("x"))).jobs[0].id
+        await until(engine, lambda: x in engine._runs)
+        crashed = snapshot(engine, tmp_path / "crash")
+        ex.release(x)
+    other = GatedExecutor(JobType.SEGMENT_CELLS)  # reopened without a TISSUE_MASK executor
+    async with Engine(crashed, [other]) as engine:
+        await until(engine, lambda: engine._jobs[x].state is JobState.FAILED)
+        error = engine._jobs[x].error or ""
+        assert "no executor" in error and "\n" not in error
+        y = (
+            engine.submit(
+                "t",
+                WorkflowSpec(name="v", jobs=(JobSpec(id="y", type="SEGMENT_CELLS", slide="s"),)),
+            )
+            .jobs[0]
+            .id
+        )
+        other.release(y)
+        await until(engine, engine.is_idle)  # the engine goes on
+        assert engine._jobs[y].state is JobState.SUCCEEDED

@@ -30,7 +30,7 @@ from anyio.abc import TaskGroup
 from pydantic import BaseModel, ValidationError
 
 from wsitui.core import rules
-from wsitui.core.admission import Admission, Limits, Refusal
+from wsitui.core.admission import Admission, Decision, Limits, Refusal
 from wsitui.core.events import (
     Event,
     EventBus,
@@ -514,8 +514,8 @@ class Engine:
     def submit(self, tenant: str, spec: WorkflowSpec, *, start: bool = True) -> WorkflowStatus:
         """Create a workflow with its jobs; `start=False` leaves them held until `start`."""
         _check_tenant(tenant)
-        self._admit(tenant, len(spec.jobs))
         ordered = self._validate_jobs(spec.jobs, existing={})
+        self._admit(tenant, len(spec.jobs))  # after validation: a refused spec costs no token
         wf_id = self._new_id()
         while wf_id in self._workflows:
             wf_id = self._new_id()
@@ -527,9 +527,9 @@ class Engine:
 
     def add_job(self, tenant: str, workflow_id: str, spec: JobSpec, *, start: bool = True) -> Job:
         workflow = self.workflow(tenant, workflow_id).workflow
-        self._admit(tenant, 1)
         existing = {self._jobs[j].key: self._jobs[j] for j in self._wf_jobs[workflow_id]}
         ordered = self._validate_jobs((spec,), existing=existing)
+        self._admit(tenant, 1)
         self._create_jobs(workflow, ordered, start=start, new_workflow=False)
         return self._jobs[job_id_for(workflow_id, spec.id)]
 
@@ -605,14 +605,25 @@ class Engine:
         self._after_change()
         return self._jobs[job.id]
 
+    def check_admission(self, requests: Sequence[tuple[str, int, int]]) -> None:
+        """Raise RateLimited / QueueFull unless every submission of a series would be admitted
+        (see `Admission.preview`); takes nothing. A face checks a whole config with it before
+        submitting any of it."""
+        refused = self.admission.preview(requests, self._pending, self._pending_total)
+        if refused is not None:
+            self._raise_refusal(refused)
+
     # ---- internals: validation and creation --------------------------------------------------
     def _admit(self, tenant: str, jobs: int) -> None:
         """Admission control, before anything changes: raise RateLimited / QueueFull."""
         refused = self.admission.admit(
             tenant, jobs, self._pending.get(tenant, 0), self._pending_total
         )
-        if refused is None:
-            return
+        if refused is not None:
+            self._raise_refusal(refused)
+
+    @staticmethod
+    def _raise_refusal(refused: Decision) -> None:
         if refused.refusal is Refusal.RATE_LIMITED:
             raise RateLimited(refused.message, refused.retry_after)
         raise QueueFull(refused.message)
@@ -790,12 +801,13 @@ class Engine:
     async def _run_job(self, job_id: str) -> None:
         job = self._jobs[job_id]
         run = self._runs[job_id]
-        executor = self.executors[str(job.job_type)]
         state, error, reason = JobState.SUCCEEDED, None, "completed"
         try:
+            # A stored job of a type this engine has no executor for fails here, in one line.
             params = self._parse_params(
                 JobSpec(id=job.key, type=job.job_type, slide=job.slide, params=job.params)
             )
+            executor = self.executors[str(job.job_type)]
             out_dir = self._prepare_results(job)
             run.ctx = _JobContext(
                 self,

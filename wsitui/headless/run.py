@@ -1,6 +1,7 @@
 """`wsitui run CONFIG.toml`: check everything, submit (or resume), show progress, summarise.
 
-Exit codes: 0 every job succeeded, 1 a job failed or was canceled, 2 config or input error
+Exit codes: 0 every job succeeded, 1 a job failed or was canceled (or a config workflow was
+skipped: its stored twin no longer matches it), 2 config or input error
 (nothing ran), 3 a config workflow refused by admission control (rate limited or queue full;
 nothing of it submitted), 130 interrupted (state saved; run again to resume).
 """
@@ -50,6 +51,7 @@ class RunSummary(BaseModel):
     interrupted: bool
     data_dir: str
     workflows: list[WorkflowSummary]
+    skipped: list[str] = []  # config workflows not run: their stored twin no longer matches
 
 
 def _error(message: str) -> None:
@@ -77,6 +79,8 @@ def run(opts: RunOptions) -> int:
     except KeyboardInterrupt:
         _error("interrupted before any job ran; run the same command again to start")
         return EXIT_INTERRUPTED
+    for line in session.skipped():  # a stored workflow the config no longer matches
+        _error(line)
     server = session.observability.server
     if server is not None and say is not None:
         say(f"metrics: {server.url}")
@@ -150,12 +154,15 @@ async def _run(session: Session, opts: RunOptions) -> int:
     # After the engine stopped, so interrupted jobs show as they are on disk (PENDING).
     statuses = _statuses(session)
     code = EXIT_INTERRUPTED if interrupted else _exit_code(statuses)
+    if code == EXIT_OK and session.skipped():
+        code = EXIT_FAILED  # not everything the config asks for ran
     if opts.json:
         waiting_tenants = engine.stats().waiting
         summary = RunSummary(
             exit_code=code,
             interrupted=interrupted,
             data_dir=str(engine.data_dir),
+            skipped=session.skipped(),
             workflows=[
                 summarize(
                     s.workflow, s.jobs, waiting=waiting_tenants, results_root=engine.results_root
@@ -170,10 +177,7 @@ async def _run(session: Session, opts: RunOptions) -> int:
 
 
 def _statuses(session: Session) -> list[WorkflowStatus]:
-    return [
-        session.engine.workflow(w.tenant, i)
-        for w, i in zip(session.config.workflows, session.workflow_ids, strict=True)
-    ]
+    return [session.engine.workflow(w.tenant, i) for w, i in session.runs]
 
 
 def _exit_code(statuses: list[WorkflowStatus]) -> int:
