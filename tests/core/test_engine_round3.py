@@ -102,3 +102,22 @@ async def test_a_stored_job_without_an_executor_fails_in_one_line(tmp_path):
         other.release(y)
         await until(engine, engine.is_idle)  # the engine goes on
         assert engine._jobs[y].state is JobState.SUCCEEDED
+
+
+# ---- #21.8: `wsitui status` reads committed progress: it is committed, at a bounded rate -----
+async def test_running_progress_is_committed_for_status_readers(tmp_path):
+    from wsitui.core.store import Store
+
+    ex = GatedExecutor()  # reports 0/10 as it starts
+    async with Engine(tmp_path / "d", [ex]) as engine:
+        x = engine.submit("t", wf("w", job("x"))).jobs[0].id
+        await until(engine, lambda: engine._jobs[x].tiles_total == 10)
+        engine._runs[x].ctx.set_stage("tiling")  # type: ignore[union-attr]
+        reader = Store(tmp_path / "d" / "state.db", readonly=True)
+        try:
+            (row,) = [j for j in reader.jobs() if j.id == x]
+        finally:
+            reader.close()
+        assert (row.state, row.tiles_total, row.stage) == (JobState.RUNNING, 10, "tiling")
+        ex.release(x)
+        await until(engine, engine.is_idle)

@@ -66,6 +66,8 @@ from wsitui.core.store import Store, StoreError
 
 T = TypeVar("T")
 
+PROGRESS_COMMIT_S = 2.0  # a running job's progress is committed at most this often (and at stages)
+
 _PHASE = {
     JobState.SUCCEEDED: rules.Phase.SUCCEEDED,
     JobState.FAILED: rules.Phase.FAILED,
@@ -279,6 +281,7 @@ class Engine:
         self._runs: dict[str, _Run] = {}  # one per RUNNING job
         self._user_canceled: set[str] = set()  # so shutdown cannot turn a cancel into a resume
         self._abandoned: set[asyncio.Task[Any]] = set()  # runs past their cancel deadline
+        self._progress_saved: dict[str, float] = {}  # job id -> when its progress was committed
         self._tg: TaskGroup | None = None
         self._closing = False
         self._changed = anyio.Event()
@@ -846,6 +849,7 @@ class Engine:
         finally:
             self._runs.pop(job_id, None)
             self._user_canceled.discard(job_id)
+            self._progress_saved.pop(job_id, None)
         self._finish(job_id, state, error, reason)
 
     async def _supervise(self, executor: Executor, run: _Run) -> None:
@@ -972,10 +976,26 @@ class Engine:
         if updated == job and not restarted:
             return
         self._put(updated)
+        self._save_progress(updated, force=restarted or updated.stage != job.stage)
         now = self.clock()
         self.bus.publish(JobProgress(now, updated, restarted=restarted))
         self._publish_workflow(updated.workflow_id, now)
         self._notify()
+
+    def _save_progress(self, job: Job, *, force: bool) -> None:
+        """Commit a running job's progress for readers of the database (`wsitui status`): at
+        its first report, at each stage change or restart, else at most every
+        PROGRESS_COMMIT_S seconds, so a status read lags the live figure by that much at most.
+        Best effort: a failed write here is logged, the next commit says it to the user."""
+        at = time.monotonic()
+        last = self._progress_saved.get(job.id)
+        if not force and last is not None and at - last < PROGRESS_COMMIT_S:
+            return
+        self._progress_saved[job.id] = at
+        try:
+            self.store.save_progress(job)
+        except StoreError as exc:
+            logging.getLogger("wsitui").warning("progress of %s not saved: %s", job.id, exc)
 
     def _notify(self) -> None:
         """Wake `wait_until` callers: something changed."""

@@ -53,8 +53,9 @@ class JobStateChanged:
 
 @dataclass(frozen=True, slots=True)
 class JobProgress:
-    """Tiles, live counters or the stage of a RUNNING job changed (not committed per event:
-    the durable record of progress is the executor's checkpoint)."""
+    """Tiles, live counters or the stage of a RUNNING job changed. Not committed per event:
+    the engine commits the figure at stage changes and at most every 2 s (for `wsitui status`);
+    the durable record to resume from is the executor's checkpoint."""
 
     ts: float
     job: Job
