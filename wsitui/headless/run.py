@@ -8,8 +8,10 @@ nothing of it submitted), 130 interrupted (state saved; run again to resume).
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +60,30 @@ def _error(message: str) -> None:
     print(f"wsitui: {one_line(message)}", file=sys.stderr)  # one line, never wrapped
 
 
+def _exit_now(signum: int, frame: object) -> None:
+    """After the engine stopped (or past the stop's deadline): a signal ends the process now,
+    in one line. Everything is committed already; nothing is left to wait for."""
+    _error("interrupted again: exiting now; state is saved, run the same command to resume")
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _answer_signals_by_exiting() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _exit_now)
+        signal.signal(signal.SIGTERM, _exit_now)
+
+
 def run(opts: RunOptions) -> int:
+    if threading.current_thread() is threading.main_thread():
+        # `wsitui` ignores Ctrl-C while it imports (cli.py); from here on it is ours to answer.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return _run_command(opts)
+    finally:
+        _answer_signals_by_exiting()  # a second Ctrl-C while Python exits: no traceback
+
+
+def _run_command(opts: RunOptions) -> int:
     err = Console(stderr=True)
     say = None if opts.quiet else (lambda line: err.print(one_line(line), markup=False))
     try:
@@ -89,10 +114,14 @@ def run(opts: RunOptions) -> int:
     except SessionError as exc:
         _error(exc.message)
         code = exc.exit_code
-    except KeyboardInterrupt:  # before the signal watcher was up, or after it stopped
+    except (KeyboardInterrupt, BaseExceptionGroup) as exc:
+        # Before the signal watcher was up, or after it stopped (a group: raised in a task).
+        if isinstance(exc, BaseExceptionGroup) and exc.subgroup(KeyboardInterrupt) is None:
+            raise
         _error("interrupted: state is saved; run the same command again to resume")
         code = EXIT_INTERRUPTED
     finally:
+        _answer_signals_by_exiting()
         session.close()
     for warning in session.warnings():
         _error(warning)
@@ -123,6 +152,8 @@ async def _run(session: Session, opts: RunOptions) -> int:
             async for _ in signals:
                 if interrupted and not opts.quiet:
                     human.print("[yellow]still stopping:[/] waiting for jobs to reach a tile")
+                if not interrupted:
+                    _deadline(engine.cancel_grace + STOP_MARGIN_S)
                 interrupted = True
                 waiting.cancel()
 
@@ -174,6 +205,28 @@ async def _run(session: Session, opts: RunOptions) -> int:
     elif not opts.quiet:
         human.print(_table(engine, statuses))
     return code
+
+
+STOP_MARGIN_S = 0.8  # a stop ends the process within cancel_grace plus this, whatever runs
+
+
+def _deadline(seconds: float) -> None:
+    """The process ends within `seconds` of a stop request whatever a thread is doing: the
+    engine leaves a run behind after `cancel_grace`; this covers what could still hang
+    (an executor's close, a thread the interpreter would join at exit). What is committed is
+    consistent at any instant (SQLite transactions), so exiting here loses nothing."""
+
+    def expire() -> None:
+        _error(
+            f"still stopping {seconds:g} s after the interrupt: exiting now; state is saved, "
+            "run the same command again to resume"
+        )
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
 
 
 def _statuses(session: Session) -> list[WorkflowStatus]:
