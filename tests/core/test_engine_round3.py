@@ -10,7 +10,7 @@ import pytest
 
 from tests.core.crash import snapshot
 from tests.core.fakes import GatedExecutor
-from wsitui.core.engine import Engine
+from wsitui.core.engine import Engine, InvalidRequest
 from wsitui.core.executor import JobContext
 from wsitui.core.models import JobSpec, JobState, JobType, WorkflowSpec
 
@@ -121,3 +121,27 @@ async def test_running_progress_is_committed_for_status_readers(tmp_path):
         assert (row.state, row.tiles_total, row.stage) == (JobState.RUNNING, 10, "tiling")
         ex.release(x)
         await until(engine, engine.is_idle)
+
+
+# ---- 5: a stored job that needs a resource this engine lacks fails at once -------------------
+async def test_stored_gpu_jobs_reopened_without_a_gpu_fail_at_once(tmp_path):
+    from tests.core.test_engine_defects import Gpu
+
+    cpu, gpu = GatedExecutor(), Gpu()
+    async with Engine(tmp_path / "d", [cpu, gpu], max_workers=2) as engine:
+        cells = [JobSpec(id=f"g{i}", type="SEGMENT_CELLS", slide="s", branch="g") for i in (0, 1)]
+        w = engine.submit("t", wf("w", *cells, job("after", deps=("g1",))))
+        g0, g1, after = (j.id for j in w.jobs)
+        await until(engine, lambda: g0 in engine._runs)
+        crashed = snapshot(engine, tmp_path / "crash")  # g0 RUNNING, g1 queued
+        gpu.gates.setdefault(g0, anyio.Event()).set()
+    async with Engine(crashed, [cpu, Gpu()], resources={"gpu": 0}) as engine:
+        for job_id in (g0, g1):
+            failed = engine._jobs[job_id]
+            assert failed.state is JobState.FAILED
+            assert "needs gpu=1 but this engine has gpu=0" in (failed.error or "")
+            assert "\n" not in (failed.error or "")
+        assert engine._jobs[after].blocked
+        assert engine.is_idle() and engine.stats().active == ()  # no slot held by them
+        with pytest.raises(InvalidRequest, match="cannot run on this machine"):
+            engine.retry("t", g1)

@@ -373,6 +373,7 @@ class Engine:
             self._wf_jobs[wf.id] = []
         interrupted: list[Job] = []
         poisoned: list[Job] = []
+        unfit: list[Job] = []
         queued: list[Job] = []
         now = self.clock()
         stored = self.store.jobs()
@@ -383,7 +384,19 @@ class Engine:
                     f"state database {self.store.path}: job {job.id!r} belongs to no workflow; "
                     "restore a backup of state.db, or move it aside to start afresh"
                 )
-            if job.state is JobState.RUNNING:
+            needs = self._needs(job)
+            as_stored = job
+            if job.state in (JobState.RUNNING, JobState.PENDING) and not self.scheduler.fits(
+                needs.items()
+            ):  # e.g. a GPU job stored on a machine that had one: it could never start here
+                job = replace(
+                    job,
+                    state=JobState.FAILED,
+                    finished_at=now,
+                    error=f"{self._unfit_reason(needs)}; this job cannot run on this machine",
+                )
+                unfit.append(job)
+            elif job.state is JobState.RUNNING:
                 job = replace(job, crashes=job.crashes + alone)
                 if job.crashes >= 2:
                     job = replace(
@@ -399,19 +412,14 @@ class Engine:
                     interrupted.append(job)
             elif job.state is JobState.PENDING and job.enqueued:
                 queued.append(job)
-            # A poison job is kept RUNNING in memory until its FAILED commit, so that event
-            # says what it was.
-            self._put(replace(job, state=JobState.RUNNING) if poisoned[-1:] == [job] else job)
+            # A job failed here is kept as stored in memory until its FAILED commit, so that
+            # event says what it was.
+            failing = job.state is JobState.FAILED and as_stored.state is not JobState.FAILED
+            self._put(replace(as_stored, crashes=job.crashes) if failing else job)
             self._wf_jobs[job.workflow_id].append(job.id)
             phase = _PHASE.get(job.state, rules.Phase.HELD)
             self.scheduler.add(
-                job.id,
-                job.tenant,
-                self._lane(job),
-                job.depends_on,
-                job.seq,
-                phase,
-                self._needs(job),
+                job.id, job.tenant, self._lane(job), job.depends_on, job.seq, phase, needs
             )
         resumed = []
         for job in interrupted:
@@ -433,6 +441,9 @@ class Engine:
             now,
         )
         self._commit(poisoned, "failed: crashed the process on two consecutive starts", now)
+        self._commit(unfit, "failed: needs a resource this engine does not have", now)
+        for job in unfit:
+            logging.getLogger("wsitui").warning("job %s failed: %s", job.id, job.error)
 
     # ---- tenant-scoped reads -----------------------------------------------------------------
     def tenants(self) -> list[str]:
@@ -587,6 +598,12 @@ class Engine:
             raise InvalidRequest(
                 f"job {job.key!r} is {job.state}: only failed or canceled jobs can be retried"
             )
+        needs = self._needs(job)
+        if not self.scheduler.fits(needs.items()):  # it would wait forever
+            raise InvalidRequest(
+                f"job {job.key!r} {self._unfit_reason(needs)}: it cannot run on this machine; "
+                'submit it anew with device = "cpu", or retry it on a machine that has it'
+            )
         self.scheduler.retry(job.id)
         now = self.clock()
         retried = replace(
@@ -670,10 +687,8 @@ class Engine:
             executor = self.executors[str(spec.type)]
             needs = executor.resources(params)
             if not self.scheduler.fits(needs.items()):
-                have = ", ".join(f"{k}={v}" for k, v in sorted(self.scheduler.capacity.items()))
-                want = ", ".join(f"{k}={v}" for k, v in sorted(needs.items()))
                 raise InvalidRequest(
-                    f"job {spec.id!r} needs {want} but this engine has {have or 'none'}: "
+                    f"job {spec.id!r}: {self._unfit_reason(needs)}: "
                     'run it on the CPU (device = "cpu") or on a machine that has it'
                 )
             try:
@@ -700,6 +715,11 @@ class Engine:
         for spec in specs:
             visit(spec.id, [])
         return ordered
+
+    def _unfit_reason(self, needs: Mapping[str, int]) -> str:
+        have = ", ".join(f"{k}={v}" for k, v in sorted(self.scheduler.capacity.items()))
+        want = ", ".join(f"{k}={v}" for k, v in sorted(needs.items()) if v > 0)
+        return f"needs {want} but this engine has {have or 'none'}"
 
     def _needs(self, job: Job) -> dict[str, int]:
         """Resources a job holds while running (R9); params were validated at submission."""
