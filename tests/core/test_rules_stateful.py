@@ -22,6 +22,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.s = Scheduler(max_workers=workers, max_active_users=users, capacity={"gpu": gpus})
         self.needs: dict[str, dict[str, int]] = {}
         self.served: dict[str, int] = {}  # tenant -> tick of its last start since admission
+        self.served_res: dict[tuple[str, tuple], int] = {}  # (tenant, class) -> last start
         self.admitted_at: dict[str, int] = {}
         self.tick = 0
         self.memo: dict[tuple[str, str], bool] = {}  # derived facts, valid until phases change
@@ -106,30 +107,54 @@ class SchedulerMachine(RuleBasedStateMachine):
         assert admitted == self.arrival[: len(admitted)]
         del self.arrival[: len(admitted)]
         assert list(self.s.waiting) == self.arrival
-        # R6: the active tenant served longest ago (a newcomer: never) gets the next worker;
-        # within a tenant the oldest ready lane head. R9: only heads whose resources fit.
+        # R6: per resource class (a job's needs), the active tenant served that class longest
+        # ago (a newcomer: never; a job without resources: any start counts) gets the next
+        # worker; ties by admission, then the oldest ready lane head. R9: only heads that fit.
         for t in admitted:
             self.served.pop(t, None)
+            for key in [k for k in self.served_res if k[0] == t]:
+                del self.served_res[key]
             self.tick += 1
             self.admitted_at[t] = self.tick
         for j in starts:
             t = self.s.jobs[j].tenant
             assert t in self.s.active
-            assert j == min(ready[t], key=lambda x: self.s.jobs[x].seq)
-            rank = (self.served.get(t, -1), self.admitted_at.get(t, 0))
+            candidates: dict[tuple[str, tuple], str] = {}
             for other, heads in ready.items():
-                if other != t and heads and other in self.s.active:
-                    other_rank = (self.served.get(other, -1), self.admitted_at.get(other, 0))
-                    assert rank <= other_rank, f"{t} served before {other} (R6)"
+                if other not in self.s.active:
+                    continue
+                for h in heads:
+                    key = (other, self.cls(h))
+                    if (
+                        key not in candidates
+                        or self.s.jobs[h].seq < self.s.jobs[candidates[key]].seq
+                    ):
+                        candidates[key] = h
+
+            def rank(
+                key: tuple[str, tuple], candidates: dict[tuple[str, tuple], str] = candidates
+            ) -> tuple[int, int, int]:
+                tenant, cls = key
+                served = self.served_res.get(key, -1) if cls else self.served.get(tenant, -1)
+                seq = self.s.jobs[candidates[key]].seq
+                return (served, self.admitted_at.get(tenant, 0), seq)
+
+            best = min(candidates, key=rank)
+            assert candidates[best] == j, f"{j} started before {candidates[best]} (R6)"
             self.phase[j] = Phase.RUNNING
             self.tick += 1
             self.served[t] = self.tick
+            if self.cls(j):
+                self.served_res[(t, self.cls(j))] = self.tick
             ready[t].remove(j)
             if self.needs[j]:  # the GPU it took may make other heads not fit any more
                 ready = self.ready_heads()
         self.memo.clear()
         self.in_lane = {j for j in self.phase if self.live(j) and self.phase[j] is Phase.QUEUED}
         self.prev_active = set(self.s.active)
+
+    def cls(self, job_id: str) -> tuple:
+        return tuple(sorted((k, v) for k, v in self.needs[job_id].items() if v > 0))
 
     def order(self, job_id: str) -> int:
         return self.s.jobs[job_id].order
@@ -192,6 +217,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             self.phase[job.id] = Phase.QUEUED
         new.restore_tenants(rows)
         assert list(new.active) == active and list(new.waiting) == waiting
+        self.served_res.clear()  # per-class service is not persisted (rules.py R6)
         self.s = new
         self.memo.clear()
         self.in_lane = {j for j in self.phase if self.live(j) and self.phase[j] is Phase.QUEUED}

@@ -43,3 +43,33 @@ def test_round_robin_within_one_dispatch_pass():
         s.finish(job, Phase.SUCCEEDED)
     # tiny has nothing left; the next pass resumes after big: small, then big, alternating.
     assert s.next_starts() == ["small1", "big2", "big3", "big4"]
+
+
+def test_fair_share_holds_per_resource_a_busy_cpu_tenant_still_gets_the_gpu():
+    """#15.4: A's CPU jobs keep it "recently served"; B keeps adding GPU jobs. A's GPU job
+    must win the GPU the next time it frees (it was never served the GPU), not after all of B's."""
+    s = Scheduler(max_workers=4, max_active_users=2, capacity={"gpu": 1})
+    gpu = {"gpu": 1}
+    s.add("b0", "B", ("B", "w", "gpu"), [], 0, Phase.HELD, gpu)
+    s.enqueue("b0")
+    assert s.next_starts() == ["b0"]
+    s.add("a_gpu", "A", ("A", "w", "gpu"), [], 0, Phase.HELD, gpu)
+    s.enqueue("a_gpu")
+    s.add("a0", "A", ("A", "w", "cpu"), [], 0, Phase.HELD)
+    s.enqueue("a0")
+    assert s.next_starts() == ["a0"]  # the GPU is busy: A's CPU job goes
+    gpu_grants, b_running, a_running = [], "b0", "a0"
+    for i in range(1, 21):
+        s.add(f"a{i}", "A", ("A", "w", "cpu"), [], 0, Phase.HELD)
+        s.enqueue(f"a{i}")
+        s.finish(a_running, Phase.SUCCEEDED)  # A is served again, on the CPU
+        (a_running,) = s.next_starts()
+        s.add(f"b{i}", "B", ("B", "w", "gpu"), [], 0, Phase.HELD, gpu)
+        s.enqueue(f"b{i}")
+        s.finish(b_running, Phase.SUCCEEDED)  # the GPU frees
+        started = s.next_starts()
+        gpu_grants += [j for j in started if s.jobs[j].needs]
+        if "a_gpu" in started:
+            break
+        (b_running,) = started
+    assert gpu_grants == ["a_gpu"]  # the first time the GPU freed after A's job queued

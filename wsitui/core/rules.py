@@ -20,14 +20,25 @@ code follows, including where they say more than the engine issue did:
       neither lane nor tenant slot. When the upstream is started or retried they re-enter at the
       back of their lane, in dependency order, so a job never stands ahead of its own upstream.
   R5  Failures are lane-local: nothing but dependents is affected by a failure.
-  R6  Free workers are handed to active tenants round-robin by least recent service: the tenant
-      served longest ago goes first, and a newly admitted tenant counts as never served, so it
-      gets the next free worker. Within a tenant the oldest ready lane head (lowest seq) goes
-      first. "Oldest" is lane entry order: a retried or re-entering job has a new, later seq; an
-      interrupted job (the engine stopped) keeps its seq and so returns to the head of its lane.
+  R6  Free workers are handed to active tenants round-robin by least recent service, counted
+      per resource class (a job's resources, e.g. `gpu=1`; no resources is the CPU class). The
+      candidates are each active tenant's oldest ready lane head of each class that fits now;
+      the one whose tenant was served that class longest ago goes first (a CPU-class job
+      competes only for a worker, so any start of its tenant counts as service; a GPU job
+      competes for the GPU, so only the tenant's GPU starts count), then admission order, then
+      lane entry order. A newly admitted tenant counts as never served, in every class.
+      Bound: while a ready job of class C waits and fits whenever C frees, each other active
+      tenant starts at most one job of class C before it (plus once each tenant admitted in
+      the meantime): a tenant kept "recently served" by its CPU jobs still gets the GPU next.
+      Per-class service is not persisted: after a restart every class counts as never served
+      (ties by admission order). "Oldest" is lane entry order: a retried or re-entering job
+      has a new, later seq; an interrupted job (the engine stopped) keeps its seq and so
+      returns to the head of its lane.
   R9  Resources: a job may hold resources besides its worker (e.g. one `gpu`). A job starts only
       if its resources fit under their caps; a lane head that does not fit is passed over, not
-      waited for, so a short CPU job never waits behind GPU jobs.
+      waited for, so a short CPU job never waits behind GPU jobs. A job that needs more than a
+      cap (a GPU job on an engine with gpu = 0) can never start: the engine refuses it at
+      submission and fails a stored one when it opens, so it holds no slot.
 
 Held jobs (created but not started by the user) are in no lane and hold nothing.
 
@@ -45,6 +56,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 LaneKey = tuple[str, str, str]  # (tenant, workflow_id, branch)
+Needs = tuple[tuple[str, int], ...]  # resources a job holds while running, sorted: its class
 
 
 class Phase(StrEnum):
@@ -73,7 +85,7 @@ class SJob:
     unmet: int = 0  # dependencies not SUCCEEDED
     bad_deps: int = 0  # dependencies FAILED/CANCELED or themselves blocked
     held_deps: int = 0  # dependencies HELD or themselves parked behind a held job
-    needs: tuple[tuple[str, int], ...] = ()  # resources held while running (R9)
+    needs: Needs = ()  # resources held while running (R9)
     dependents: list[str] = field(default_factory=list)
 
     @property
@@ -158,8 +170,11 @@ class Scheduler:
         self._served: dict[str, int] = {}  # tenant -> tick of its last start (R6)
         self._tick = 0
         self._counter = 0
-        # Per tenant: heap of (seq, lane) for lanes whose head may be ready; validated lazily.
-        self._ready: dict[str, list[tuple[int, LaneKey]]] = {}
+        # Per tenant and resource class (a job's `needs`): heap of (seq, lane) for lanes whose
+        # head may be ready; validated lazily. All heads of a class fit or none do (R9).
+        self._ready: dict[str, dict[Needs, list[tuple[int, LaneKey]]]] = {}
+        # (tenant, class) -> tick of its last start of a job of that class (R6, per resource).
+        self._served_res: dict[tuple[str, Needs], int] = {}
         self._next_seq = 0
         self.effects = Effects()
         self.tenants_dirty = False  # tenant rows changed since `tenant_rows` was last read
@@ -244,6 +259,7 @@ class Scheduler:
         self.active, self.waiting = [], deque()
         self._order.clear()
         self._served.clear()
+        self._served_res.clear()  # not persisted: every class counts as never served again
         self._counter = 0
         for row in known:
             if not self.is_live(row.tenant) or row.tenant in self._order:
@@ -283,6 +299,8 @@ class Scheduler:
             self.running += 1
             self._tick += 1
             self._served[job.tenant] = self._tick
+            if job.needs:
+                self._served_res[(job.tenant, job.needs)] = self._tick
             self.tenants_dirty = True
             started.append(job.id)
         return started
@@ -397,7 +415,8 @@ class Scheduler:
     def _mark_ready(self, lane: Lane) -> None:
         head = self.lane_head(lane)
         if lane.running is None and head is not None and head.unmet == 0:
-            heapq.heappush(self._ready.setdefault(head.tenant, []), (head.seq, lane.key))
+            heaps = self._ready.setdefault(head.tenant, {})
+            heapq.heappush(heaps.setdefault(head.needs, []), (head.seq, lane.key))
 
     def _fits_now(self, job: SJob) -> bool:
         return all(
@@ -405,35 +424,41 @@ class Scheduler:
             for name, amount in job.needs
         )
 
-    def _pop_ready(self, tenant: str) -> SJob | None:
-        """Oldest ready lane head of a tenant whose resources fit (R6, R9).
-
-        Stale heap entries are dropped on the way; heads that do not fit now are kept.
-        """
-        heap = self._ready.get(tenant)
-        passed: list[tuple[int, LaneKey]] = []
-        found: SJob | None = None
+    def _peek_ready(self, heap: list[tuple[int, LaneKey]]) -> SJob | None:
+        """Oldest ready lane head in one (tenant, class) heap; stale entries are dropped."""
         while heap:
-            entry = heapq.heappop(heap)
-            seq, key = entry
+            seq, key = heap[0]
             lane = self.lanes[key]
             head = self.lane_head(lane)
             if lane.running is None and head is not None and head.seq == seq and head.unmet == 0:
-                if self._fits_now(head):
-                    found = head
-                    break
-                passed.append(entry)
-        for entry in passed:
-            heapq.heappush(heap, entry)  # type: ignore[arg-type]
-        return found
+                return head
+            heapq.heappop(heap)
+        return None
+
+    def rank(self, tenant: str, needs: Needs) -> int:
+        """R6: when `tenant` was last served a job of class `needs` (-1: never since admitted).
+        A job without resources competes for a worker: any start of the tenant counts."""
+        if not needs:
+            return self._served.get(tenant, -1)
+        return self._served_res.get((tenant, needs), -1)
 
     def _pick(self) -> SJob | None:
-        """R6: the active tenant served longest ago (never served first) gets the worker."""
-        for tenant in sorted(self.active, key=lambda t: (self._served.get(t, -1), self._order[t])):
-            job = self._pop_ready(tenant)
-            if job is not None:
-                return job
-        return None
+        """R6/R9: of every active tenant's oldest ready head per resource class that fits now,
+        the one whose tenant was served that class longest ago (then admission order, then
+        lane entry order) gets the worker."""
+        best: tuple[tuple[int, int, int], list[tuple[int, LaneKey]], SJob] | None = None
+        for tenant in self.active:
+            for needs, heap in self._ready.get(tenant, {}).items():
+                head = self._peek_ready(heap)
+                if head is None or not self._fits_now(head):
+                    continue  # every head of this class needs the same: none fits
+                key = (self.rank(tenant, needs), self._order[tenant], head.seq)
+                if best is None or key < best[0]:
+                    best = (key, heap, head)
+        if best is None:
+            return None
+        heapq.heappop(best[1])
+        return best[2]
 
     def _live_delta(self, tenant: str, delta: int) -> None:
         before = self.live.get(tenant, 0)
@@ -453,6 +478,7 @@ class Scheduler:
                 self.waiting.remove(tenant)
                 self.effects.waiting_changed = True
             self._served.pop(tenant, None)
+            self._forget_resource_service(tenant)
             self._order.pop(tenant, None)
             self.tenants_dirty = True
 
@@ -463,9 +489,14 @@ class Scheduler:
             self._counter += 1
             self._order[tenant] = self._counter
             self._served.pop(tenant, None)  # R6: a newcomer counts as never served
+            self._forget_resource_service(tenant)
             self.effects.tenants.append(TenantChange(tenant, admitted=True))
             self.effects.waiting_changed = True
             self.tenants_dirty = True
+
+    def _forget_resource_service(self, tenant: str) -> None:
+        for key in [k for k in self._served_res if k[0] == tenant]:
+            del self._served_res[key]
 
     def take_effects(self) -> Effects:
         effects, self.effects = self.effects, Effects()
