@@ -4,6 +4,7 @@ before its fix."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import anyio
 import pytest
@@ -145,3 +146,43 @@ async def test_stored_gpu_jobs_reopened_without_a_gpu_fail_at_once(tmp_path):
         assert engine.is_idle() and engine.stats().active == ()  # no slot held by them
         with pytest.raises(InvalidRequest, match="cannot run on this machine"):
             engine.retry("t", g1)
+
+
+# ---- 6: an abandoned GPU run keeps the GPU until its thread returns ---------------------------
+class StuckGpu(GatedExecutor):
+    """A GPU job whose thread ignores cancel until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__(JobType.SEGMENT_CELLS)
+        self.unblock = threading.Event()
+
+    def resources(self, params: object) -> dict[str, int]:
+        return {"gpu": 1}
+
+    def capacity(self) -> dict[str, int]:
+        return {"gpu": 1}
+
+    async def run(self, ctx: JobContext) -> None:
+        self.started.append(ctx.job.id)
+        if ctx.job.key == "stuck":
+            await ctx.to_thread(self.unblock.wait, 60)
+        else:
+            await super().run(ctx)
+
+
+async def test_an_abandoned_gpu_run_keeps_the_gpu_until_its_thread_returns(tmp_path):
+    ex = StuckGpu()
+    async with Engine(tmp_path / "d", [ex], max_workers=2, cancel_grace=0.1) as engine:
+        specs = [JobSpec(id=k, type="SEGMENT_CELLS", slide="s", branch=k) for k in ("stuck", "n")]
+        stuck, nxt = (j.id for j in engine.submit("t", wf("w", *specs)).jobs)
+        await until(engine, lambda: stuck in engine._runs)
+        engine.cancel("t", stuck)
+        await until(engine, lambda: engine._jobs[stuck].state is JobState.CANCELED)
+        # Its worker is free but its thread still runs on the GPU: the next GPU job waits.
+        assert engine._jobs[nxt].state is JobState.PENDING and nxt not in ex.started
+        assert engine.stats().resources == {"gpu": (1, 1)}
+        ex.unblock.set()  # the thread returns: the GPU is free
+        await until(engine, lambda: nxt in engine._runs)
+        ex.release(nxt)
+        await until(engine, engine.is_idle)
+        assert engine.stats().resources == {"gpu": (0, 1)}

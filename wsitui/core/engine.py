@@ -10,6 +10,7 @@ and retry; there is no polling tick (R8).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import shutil
@@ -174,6 +175,9 @@ class _JobContext:
         self._engine = engine
         self._cancel = cancel
         self._limiter = limiter
+        self.threads_lock = threading.Lock()
+        self.threads = 0  # worker threads running this job's code now
+        self.on_threads_done: Callable[[], None] | None = None  # set once the run is abandoned
 
     def _send(self, **change: Any) -> None:
         if self.revoked.is_set:
@@ -203,9 +207,21 @@ class _JobContext:
             raise JobCanceled(self.job.id)
 
     async def to_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        def tracked() -> T:
+            with self.threads_lock:
+                self.threads += 1
+            try:
+                return fn(*args)
+            finally:
+                with self.threads_lock:
+                    self.threads -= 1
+                    done = self.on_threads_done if self.threads == 0 else None
+                if done is not None:
+                    done()
+
         # abandon_on_cancel: a run the engine gave up on must not pin shutdown to its thread.
         return await anyio.to_thread.run_sync(
-            fn, *args, limiter=self._limiter, abandon_on_cancel=True
+            tracked, limiter=self._limiter, abandon_on_cancel=True
         )
 
 
@@ -282,6 +298,7 @@ class Engine:
         self._user_canceled: set[str] = set()  # so shutdown cannot turn a cancel into a resume
         self._abandoned: set[asyncio.Task[Any]] = set()  # runs past their cancel deadline
         self._progress_saved: dict[str, float] = {}  # job id -> when its progress was committed
+        self._holds: dict[str, rules.Needs] = {}  # resources of abandoned runs still working
         self._tg: TaskGroup | None = None
         self._closing = False
         self._changed = anyio.Event()
@@ -825,6 +842,7 @@ class Engine:
         job = self._jobs[job_id]
         run = self._runs[job_id]
         state, error, reason = JobState.SUCCEEDED, None, "completed"
+        left_behind: _JobContext | None = None
         try:
             # A stored job of a type this engine has no executor for fails here, in one line.
             params = self._parse_params(
@@ -857,6 +875,7 @@ class Engine:
                 "late result is discarded and its partial outputs removed"
             )
             self._discard_results(job)
+            left_behind = run.ctx
         except (JobError, EngineError) as exc:
             state, error, reason = JobState.FAILED, str(exc), "failed"
         except _Crash as exc:  # a BaseException from executor code: its own name and message
@@ -870,7 +889,7 @@ class Engine:
             self._runs.pop(job_id, None)
             self._user_canceled.discard(job_id)
             self._progress_saved.pop(job_id, None)
-        self._finish(job_id, state, error, reason)
+        self._finish(job_id, state, error, reason, left_behind=left_behind)
 
     async def _supervise(self, executor: Executor, run: _Run) -> None:
         """Run the executor as its own task, so a run that ignores a stop request can be left
@@ -939,8 +958,18 @@ class Engine:
             return
         threading.Thread(target=shutil.rmtree, args=(trash, True), daemon=True).start()
 
-    def _finish(self, job_id: str, state: JobState, error: str | None, reason: str) -> None:
+    def _finish(
+        self,
+        job_id: str,
+        state: JobState,
+        error: str | None,
+        reason: str,
+        *,
+        left_behind: _JobContext | None = None,
+    ) -> None:
         self.scheduler.finish(job_id, _PHASE[state])
+        if left_behind is not None:
+            self._hold_while_busy(job_id, left_behind)
         job = self._jobs[job_id]
         now = self.clock()
         tiles_done = job.tiles_total if state is JobState.SUCCEEDED else job.tiles_done
@@ -959,6 +988,34 @@ class Engine:
             reason if error is None else f"{reason}: {error}",
             now,
         )
+        self._after_change()
+
+    def _hold_while_busy(self, job_id: str, ctx: _JobContext) -> None:
+        """A run left behind after `cancel_grace` frees its worker, but the resources it holds
+        (a GPU) stay reserved until its threads return: the next GPU job never overlaps it.
+        Called before the dispatch that would hand them out."""
+        needs = self.scheduler.jobs[job_id].needs
+        if not needs:
+            return
+        loop = asyncio.get_running_loop()
+        with ctx.threads_lock:
+            if ctx.threads == 0:
+                return  # its work has stopped already
+            ctx.on_threads_done = lambda: _call_soon(loop, self._release_hold, job_id)
+        self.scheduler.reserve(needs)
+        self._holds[job_id] = needs
+        logging.getLogger("wsitui").warning(
+            "job %s was left running in a thread after it was canceled; %s stay in use until "
+            "that thread returns",
+            job_id,
+            ", ".join(f"{k}={v}" for k, v in needs),
+        )
+
+    def _release_hold(self, job_id: str) -> None:
+        needs = self._holds.pop(job_id, None)
+        if needs is None or self._store is None:
+            return  # already released, or the engine has closed
+        self.scheduler.unreserve(needs)
         self._after_change()
 
     def _interrupt(self, job_id: str, *, late: bool = False) -> None:
@@ -1153,6 +1210,12 @@ class Engine:
     @staticmethod
     def _lane(job: Job) -> rules.LaneKey:
         return (job.tenant, job.workflow_id, job.branch)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    """From any thread; nothing if the loop has closed (the engine stopped meanwhile)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(fn, *args)
 
 
 def _forget(tasks: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None]:

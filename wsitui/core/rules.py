@@ -357,6 +357,15 @@ class Scheduler:
             self._enter_lane(job)
         self._propagate(job, before)
 
+    def reserve(self, needs: Needs) -> None:
+        """Hold resources outside any job (a run the engine left behind still uses them)."""
+        for name, amount in needs:
+            self.in_use[name] = self.in_use.get(name, 0) + amount
+
+    def unreserve(self, needs: Needs) -> None:
+        for name, amount in needs:  # heads passed over stay queued: the next pick sees them
+            self.in_use[name] -= amount
+
     # ---- internals -----------------------------------------------------------------------
     def _leave_worker(self, job: SJob) -> None:
         lane = self.lanes[job.lane]
