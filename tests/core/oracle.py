@@ -7,7 +7,10 @@ Checked at each start (a job_state event to RUNNING): R1 one running job per lan
 the oldest job standing in its lane; R2 the worker cap; R3 its tenant is active; R4 every
 dependency SUCCEEDED, and no job stands in a lane ahead of an unfinished upstream. At each
 admission: R3 the cap, and admission in arrival order (the order tenants gained live work while
-not active). At each release: the tenant has no live job left. LOG: every transition is in
+not active), except tenants the event says were passed over (they could start nothing: the
+oracle has no view of resources, so it checks only that they had nothing running); a tenant
+that gave its slot up ("yielded") had nothing running and waits first in line. At each
+release: the tenant has no live job left. LOG: every transition is in
 the log: each job_state event's `previous` is the state the log last showed for that job (a
 start-up that recovers jobs before the log is attached breaks this).
 """
@@ -83,28 +86,41 @@ class Oracle:
         self.events += 1
         kind = e.get("event")
         if kind == "tenant_admitted":
-            self._admit(n, e["tenant"])
+            self._admit(n, e["tenant"], e.get("passed_over", ()))
         elif kind == "tenant_released":
             tenant = e["tenant"]
             if tenant not in self.active:
                 self._flag(n, "R3", f"{tenant} released but was not active")
             else:
                 self.active.remove(tenant)
-            if self.live(tenant):
+            if e.get("yielded"):  # gave its slot up, work waiting for a busy resource: first
+                if any(self.jobs[i].state == "RUNNING" for i in self.by_tenant.get(tenant, ())):
+                    self._flag(n, "R3", f"{tenant} gave its slot up with a job running")
+                if tenant in self.arrivals:
+                    self.arrivals.remove(tenant)
+                self.arrivals.insert(0, tenant)
+            elif self.live(tenant):
                 self._flag(n, "R3", f"{tenant} released with live work left")
         elif kind == "job_state":
             self._job_state(n, e)
             self._track_arrival(e["tenant"])  # a change concerns one tenant's jobs
 
-    def _admit(self, n: int, tenant: str) -> None:
+    def _admit(self, n: int, tenant: str, passed_over: Iterable[str] = ()) -> None:
         if tenant in self.active:
             self._flag(n, "R3", f"{tenant} admitted twice")
             return
         self.active.append(tenant)
         if len(self.active) > self.max_active_users:
             self._flag(n, "R3", f"{len(self.active)} active tenants > {self.max_active_users}")
-        if self.arrivals and self.arrivals[0] != tenant:
-            self._flag(n, "R3", f"{tenant} admitted before {self.arrivals[0]}, who came first")
+        # Tenants passed over (the engine says they could start nothing: the oracle does not
+        # see resources) must have nothing running.
+        passed = set(passed_over)
+        for other in passed:
+            if any(self.jobs[i].state == "RUNNING" for i in self.by_tenant.get(other, ())):
+                self._flag(n, "R3", f"{other} passed over with a job running")
+        first = next((t for t in self.arrivals if t not in passed), None)
+        if first is not None and first != tenant:
+            self._flag(n, "R3", f"{tenant} admitted before {first}, who came first")
         if tenant in self.arrivals:
             self.arrivals.remove(tenant)
 

@@ -102,11 +102,23 @@ class SchedulerMachine(RuleBasedStateMachine):
         active_before = list(self.s.active)
         ready = self.ready_heads()
         starts = self.s.next_starts()
-        # R3: admitted tenants come off the front of the arrival queue, only into free slots.
+        effects = self.s.take_effects()
+        yielded = [tc.tenant for tc in effects.tenants if tc.yielded]
+        passed = {p for tc in effects.tenants if tc.admitted for p in tc.passed_over}
         admitted = [t for t in self.s.active if t not in active_before]
-        assert admitted == self.arrival[: len(admitted)]
-        del self.arrival[: len(admitted)]
-        assert list(self.s.waiting) == self.arrival
+        if not yielded and not passed:
+            # R3: admitted tenants come off the front of the arrival queue, into free slots.
+            assert admitted == self.arrival[: len(admitted)]
+            del self.arrival[: len(admitted)]
+            assert list(self.s.waiting) == self.arrival
+        else:
+            # R3: a tenant that gave its slot up, or was passed over, had nothing running (and,
+            # checked in rules_hold, no active tenant is stalled while one that can start waits).
+            running_tenants = {
+                self.s.jobs[j].tenant for j, p in self.phase.items() if p is Phase.RUNNING
+            }
+            assert not (set(yielded) | passed) & running_tenants
+            self.arrival = list(self.s.waiting)
         # R6: per resource class (a job's needs), the active tenant served that class longest
         # ago (a newcomer: never; a job without resources: any start counts) gets the next
         # worker; ties by admission, then the oldest ready lane head. R9: only heads that fit.
@@ -140,7 +152,8 @@ class SchedulerMachine(RuleBasedStateMachine):
                 return (served, self.admitted_at.get(tenant, 0), seq)
 
             best = min(candidates, key=rank)
-            assert candidates[best] == j, f"{j} started before {candidates[best]} (R6)"
+            if not yielded:  # with a slot handed over mid-pass, the candidates changed on the way
+                assert candidates[best] == j, f"{j} started before {candidates[best]} (R6)"
             self.phase[j] = Phase.RUNNING
             self.tick += 1
             self.served[t] = self.tick
@@ -291,6 +304,17 @@ class SchedulerMachine(RuleBasedStateMachine):
         assert set(self.s.active) | set(self.s.waiting) == live
         if len(self.s.active) < self.s.max_active_users:
             assert not self.s.waiting
+        # R3: a slot is held by a tenant that could start something, unless no waiting tenant
+        # could either: no active tenant is stalled (live, nothing running, every ready head
+        # needs a resource that is full) while a waiting one can start now.
+        ready_now = self.ready_heads()
+        runs = {self.s.jobs[j].tenant for j in running}
+
+        def stalled(t: str) -> bool:
+            return t in live and t not in runs and not ready_now.get(t)
+
+        if any(stalled(t) for t in self.s.active):
+            assert all(stalled(t) for t in self.s.waiting), "a stalled tenant holds a slot"
         # R4: running jobs' deps all succeeded; blocked flags match the test's own derivation.
         for j in running:
             assert all(self.phase[d] is Phase.SUCCEEDED for d in self.s.jobs[j].deps)

@@ -1159,10 +1159,14 @@ class Engine:
         self._notify()
 
     def _publish_tenants(self, effects: rules.Effects, now: float, *, admitted: bool) -> None:
+        if admitted:  # a slot given up (R3) is released before it is taken
+            for tc in effects.tenants:
+                if tc.yielded:
+                    self.bus.publish(TenantReleased(now, tc.tenant, yielded=True))
         for tc in effects.tenants:
             if tc.admitted and admitted:
-                self.bus.publish(TenantAdmitted(now, tc.tenant))
-            elif not tc.admitted and not admitted:
+                self.bus.publish(TenantAdmitted(now, tc.tenant, passed_over=tc.passed_over))
+            elif not tc.admitted and not tc.yielded and not admitted:
                 self.bus.publish(TenantReleased(now, tc.tenant))
         if effects.waiting_changed and not admitted:
             for pos, tenant in enumerate(self.scheduler.waiting, start=1):

@@ -50,6 +50,7 @@ lowest seq is always a lane head whose dependencies are done or running.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -118,7 +119,9 @@ class Lane:
 @dataclass(frozen=True, slots=True)
 class TenantChange:
     tenant: str
-    admitted: bool  # True: admitted (active); False: released (no live job left)
+    admitted: bool  # True: admitted (active); False: released (no live job left, or yielded)
+    yielded: bool = False  # released with live work that cannot start now (R3)
+    passed_over: tuple[str, ...] = ()  # admitted: waiting tenants passed over (R3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +166,7 @@ class Scheduler:
         self.jobs: dict[str, SJob] = {}
         self.lanes: dict[LaneKey, Lane] = {}
         self.running = 0
+        self.running_by: dict[str, int] = {}  # tenant -> RUNNING jobs
         self.live: dict[str, int] = {}  # tenant -> number of in-lane + RUNNING jobs
         self.active: list[str] = []  # admission order
         self.waiting: deque[str] = deque()  # arrival order (R3)
@@ -283,8 +287,26 @@ class Scheduler:
 
     # ---- transitions ---------------------------------------------------------------------
     def next_starts(self) -> list[str]:
-        """Admit waiting tenants into free slots, then fill free workers. Marks jobs RUNNING."""
+        """Admit waiting tenants into free slots, then fill free workers; then let active
+        tenants that cannot start anything give their slots to waiting ones that can (R3),
+        and fill again. Marks jobs RUNNING."""
         self._admit()
+        started = self._fill()
+        while self._yield_slot():
+            started += self._fill()
+        return started
+
+    def stalled(self, tenant: str) -> bool:
+        """R3: live, nothing RUNNING, and every ready lane head needs a resource that is full."""
+        if self.running_by.get(tenant, 0) or not self.is_live(tenant):
+            return False
+        for heap in self._ready.get(tenant, {}).values():
+            head = self._peek_ready(heap)
+            if head is not None and self._fits_now(head):
+                return False
+        return True
+
+    def _fill(self) -> list[str]:
         started: list[str] = []
         while self.running < self.max_workers and self.active:  # R2
             job = self._pick()
@@ -297,6 +319,7 @@ class Scheduler:
             for name, amount in job.needs:  # R9
                 self.in_use[name] = self.in_use.get(name, 0) + amount
             self.running += 1
+            self.running_by[job.tenant] = self.running_by.get(job.tenant, 0) + 1
             self._tick += 1
             self._served[job.tenant] = self._tick
             if job.needs:
@@ -371,6 +394,7 @@ class Scheduler:
         lane = self.lanes[job.lane]
         lane.running = None
         self.running -= 1
+        self.running_by[job.tenant] -= 1
         for name, amount in job.needs:
             self.in_use[name] -= amount
         self._mark_ready(lane)
@@ -493,15 +517,42 @@ class Scheduler:
 
     def _admit(self) -> None:
         while len(self.active) < self.max_active_users and self.waiting:  # R3
-            tenant = self.waiting.popleft()
-            self.active.append(tenant)
-            self._counter += 1
-            self._order[tenant] = self._counter
-            self._served.pop(tenant, None)  # R6: a newcomer counts as never served
-            self._forget_resource_service(tenant)
-            self.effects.tenants.append(TenantChange(tenant, admitted=True))
-            self.effects.waiting_changed = True
-            self.tenants_dirty = True
+            # The first waiting tenant that can start something; if none can, the first.
+            taker = next((t for t in self.waiting if not self.stalled(t)), self.waiting[0])
+            self._admit_tenant(taker)
+
+    def _admit_tenant(self, tenant: str) -> None:
+        passed = tuple(itertools.takewhile(lambda t: t != tenant, self.waiting))
+        self.waiting.remove(tenant)
+        self.active.append(tenant)
+        self._counter += 1
+        self._order[tenant] = self._counter
+        self._served.pop(tenant, None)  # R6: a newcomer counts as never served
+        self._forget_resource_service(tenant)
+        self.effects.tenants.append(TenantChange(tenant, admitted=True, passed_over=passed))
+        self.effects.waiting_changed = True
+        self.tenants_dirty = True
+
+    def _yield_slot(self) -> bool:
+        """R3: one stalled active tenant gives its slot to the first waiting tenant that can
+        start something now, and waits first in line. False when there is no such pair.
+
+        Terminates: resources are only taken during a pass, so a stalled tenant stays stalled
+        until the pass ends and is never a taker again in it."""
+        taker = next((t for t in self.waiting if not self.stalled(t)), None)
+        if taker is None:
+            return False
+        giver = next((t for t in reversed(self.active) if self.stalled(t)), None)
+        if giver is None:
+            return False
+        self.active.remove(giver)
+        self._served.pop(giver, None)
+        self._forget_resource_service(giver)
+        self._order[giver] = min(self._order[t] for t in self.waiting) - 1
+        self.waiting.appendleft(giver)
+        self.effects.tenants.append(TenantChange(giver, admitted=False, yielded=True))
+        self._admit_tenant(taker)
+        return True
 
     def _forget_resource_service(self, tenant: str) -> None:
         for key in [k for k in self._served_res if k[0] == tenant]:
