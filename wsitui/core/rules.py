@@ -13,6 +13,16 @@ code follows, including where they say more than the engine issue did:
       which they gained live work). Which tenants are active, the waiting order and the
       round-robin position are state: the engine persists them with every change, so a restart
       continues with the same active tenants and the same queue.
+      When a slot is held, exactly: an active tenant holds its slot while it has a RUNNING job,
+      or a ready job (a lane head whose dependencies succeeded) whose resources fit now, or
+      while no waiting tenant could start anything either. A *stalled* tenant (live, nothing
+      RUNNING, every ready job needs a resource that is full, e.g. the GPU another tenant
+      uses) gives its slot to the first waiting tenant that can start something, and goes
+      back first in line; likewise a stalled waiting tenant is passed over (it keeps its
+      place) when a slot frees and a later one can start. So a tenant whose only job waits for
+      the GPU never keeps workers idle that another tenant's CPU jobs could use; it runs at the
+      next slot free when its resource is. Checked after every dispatch pass, never between
+      two jobs of a lane: a tenant with a running job is never stalled.
   R4  A job starts only when every dependency SUCCEEDED. A job stands in its lane only while
       none of its upstreams (transitively) is HELD, FAILED or CANCELED. A job whose upstream
       FAILED or was CANCELED is *blocked*; a queued job whose upstream is still held (not
