@@ -549,11 +549,13 @@ class Scheduler:
 
         Terminates: resources are only taken during a pass, so a stalled tenant stays stalled
         until the pass ends and is never a taker again in it."""
-        taker = next((t for t in self.waiting if not self.stalled(t)), None)
-        if taker is None:
+        if not self.waiting:
             return False
         giver = next((t for t in reversed(self.active) if self.stalled(t)), None)
-        if giver is None:
+        if giver is None:  # the usual case, found in O(active tenants)
+            return False
+        taker = next((t for t in self.waiting if not self.stalled(t)), None)
+        if taker is None:
             return False
         self.active.remove(giver)
         self._served.pop(giver, None)
