@@ -186,3 +186,30 @@ async def test_an_abandoned_gpu_run_keeps_the_gpu_until_its_thread_returns(tmp_p
         ex.release(nxt)
         await until(engine, engine.is_idle)
         assert engine.stats().resources == {"gpu": (0, 1)}
+
+
+async def test_a_tenant_waiting_only_for_the_gpu_gives_its_slot_up_through_the_engine(tmp_path):
+    from tests.core.oracle import check, read_events
+    from tests.core.test_engine_defects import Gpu
+    from wsitui.core.eventlog import JsonlEventLog
+
+    cpu, gpu = GatedExecutor(), Gpu()
+    log = JsonlEventLog(tmp_path / "events.jsonl")
+    engine = Engine(tmp_path / "d", [cpu, gpu], max_workers=4, max_active_users=2)
+    engine.bus.add_listener(log)
+    cells = WorkflowSpec(name="w", jobs=(JobSpec(id="g", type="SEGMENT_CELLS", slide="s"),))
+    async with engine:
+        a = engine.submit("A", cells).jobs[0].id
+        await until(engine, lambda: a in engine._runs)
+        b = engine.submit("B", cells).jobs[0].id  # B is admitted, but only waits for the GPU
+        c = engine.submit("C", wf("w", job("c"))).jobs[0].id
+        await until(engine, lambda: c in engine._runs)  # C's CPU job need not wait
+        assert engine.stats().active == ("A", "C") and engine.stats().waiting == ("B",)
+        gpu.gates.setdefault(a, anyio.Event()).set()  # A is done: B, first in line, gets in
+        await until(engine, lambda: b in engine._runs)
+        gpu.gates.setdefault(b, anyio.Event()).set()
+        cpu.release(c)
+        await until(engine, engine.is_idle)
+    log.close()
+    oracle = check(read_events([tmp_path / "events.jsonl"]), max_workers=4, max_active_users=2)
+    assert oracle.violations == []
