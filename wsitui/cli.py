@@ -191,6 +191,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 json=args.json,
                 quiet=args.quiet,
                 observe=_observe(args, headless=True),
+                program=_PROGRAM,
             )
         )
     if args.command == "serve":

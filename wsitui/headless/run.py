@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+from anyio.abc import TaskStatus
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
@@ -46,6 +47,9 @@ class RunOptions:
     json: bool = False
     quiet: bool = False
     observe: ObserveOptions = field(default_factory=lambda: ObserveOptions(errors_to_stderr=True))
+    # The process is `wsitui` itself (not a test calling `run`): once the engine has stopped, a
+    # signal ends it at once, in one line.
+    program: bool = False
 
 
 class RunSummary(BaseModel):
@@ -67,8 +71,8 @@ def _exit_now(signum: int, frame: object) -> None:
     os._exit(EXIT_INTERRUPTED)
 
 
-def _answer_signals_by_exiting() -> None:
-    if threading.current_thread() is threading.main_thread():
+def _answer_signals_by_exiting(opts: RunOptions) -> None:
+    if opts.program and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _exit_now)
         signal.signal(signal.SIGTERM, _exit_now)
 
@@ -80,7 +84,7 @@ def run(opts: RunOptions) -> int:
     try:
         return _run_command(opts)
     finally:
-        _answer_signals_by_exiting()  # a second Ctrl-C while Python exits: no traceback
+        _answer_signals_by_exiting(opts)  # a second Ctrl-C while Python exits: no traceback
 
 
 def _run_command(opts: RunOptions) -> int:
@@ -121,7 +125,7 @@ def _run_command(opts: RunOptions) -> int:
         _error("interrupted: state is saved; run the same command again to resume")
         code = EXIT_INTERRUPTED
     finally:
-        _answer_signals_by_exiting()
+        _answer_signals_by_exiting(opts)
         session.close()
     for warning in session.warnings():
         _error(warning)
@@ -144,11 +148,12 @@ async def _run(session: Session, opts: RunOptions) -> int:
     failure: SessionError | None = None
     waiting = anyio.CancelScope()
 
-    async def watch_signals() -> None:
+    async def watch_signals(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         # Stays open until the engine has stopped, so a second Ctrl-C during the stop is
         # answered here instead of raising KeyboardInterrupt mid-shutdown.
         nonlocal interrupted
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()  # before the engine opens: no signal finds no handler
             async for _ in signals:
                 if interrupted and not opts.quiet:
                     human.print("[yellow]still stopping:[/] waiting for jobs to reach a tile")
@@ -158,7 +163,7 @@ async def _run(session: Session, opts: RunOptions) -> int:
                 waiting.cancel()
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(watch_signals)
+        await tg.start(watch_signals)
         try:
             # Opened inside the task group but caught here: a refusal (busy data dir, a store
             # that cannot be written) stays one SessionError, never an exception group.
