@@ -12,8 +12,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_bench_scheduler_runs_on_a_tiny_workload():
     out = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "bench_scheduler.py"),
-         "--jobs", "40", "--tenants", "4", "--lanes", "8"],  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "bench_scheduler.py"),
+            "--jobs",
+            "40",
+            "--tenants",
+            "4",
+            "--lanes",
+            "8",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
