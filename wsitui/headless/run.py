@@ -157,7 +157,7 @@ async def _run(session: Session, opts: RunOptions) -> int:
             async for _ in signals:
                 if interrupted and not opts.quiet:
                     human.print("[yellow]still stopping:[/] waiting for jobs to reach a tile")
-                if not interrupted:
+                if not interrupted and opts.program:
                     _deadline(engine.cancel_grace + STOP_MARGIN_S)
                 interrupted = True
                 waiting.cancel()
