@@ -51,7 +51,10 @@ def main() -> int:
     print(f"rule violations: {len(o.violations)}")
     for v in o.violations[:20]:
         print("  " + v)
-    return 1 if o.violations else 0
+    print(f"jobs whose committed transitions the log misses: {len(r.missing)}")
+    for m in r.missing[:20]:
+        print("  " + m)
+    return 1 if o.violations or r.missing else 0
 
 
 if __name__ == "__main__":

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
+import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from wsitui import __version__
-from wsitui.models.cli import add_model_commands  # cheap: no torch at parser build
-from wsitui.slides.sample import DEFAULT_SIZE
+
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    sys.stderr.write("wsitui: interrupted while starting; nothing was run\n")
+    os._exit(130)
+
+
+# Run as the program (not imported by a test): a Ctrl-C during the slow imports below ends the
+# process in one line, not a traceback. Each command takes Ctrl-C over once it can answer it.
+_PROGRAM = __name__ == "__main__" or Path(sys.argv[0]).name == "wsitui"
+if _PROGRAM and hasattr(signal, "SIGINT"):
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
+
+from wsitui import __version__  # noqa: E402
+from wsitui.models.cli import add_model_commands  # noqa: E402  # cheap: no torch at parser build
+from wsitui.slides.sample import DEFAULT_SIZE  # noqa: E402
 
 if TYPE_CHECKING:
     from wsitui.observability.setup import ObserveOptions
@@ -116,8 +132,13 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a reader that 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if _PROGRAM and args.command != "run":  # `run` takes Ctrl-C over itself, after its imports
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        return _dispatch(args)
+        code = _dispatch(args)
+        if _PROGRAM and args.command in ("run", None):
+            _exit_without_lingering_threads(code)
+        return code
     except BrokenPipeError:
         # The reader of our output left early (`wsitui status --json | head`): stop quietly,
         # and keep the interpreter's final flush from printing the same error again.
@@ -125,6 +146,32 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return EXIT_BROKEN_PIPE
+
+
+LINGER_S = 0.5  # how long the end of the program waits for worker threads to finish
+
+
+def _exit_without_lingering_threads(code: int) -> None:
+    """The engine has closed; the interpreter would now join every non-daemon thread, so a
+    worker thread blocked in a job the engine left behind (it ignored its stop) would hold the
+    process for as long as it blocks. Give threads a moment, then exit without them."""
+    deadline = time.monotonic() + LINGER_S
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or thread.daemon:
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+    left = [t for t in threading.enumerate() if t.is_alive() and not t.daemon]
+    left = [t for t in left if t is not threading.current_thread()]
+    if not left:
+        return
+    print(
+        f"wsitui: {len(left)} worker thread(s) still busy in a job that ignored its stop; "
+        "exiting without waiting for them (state is saved)",
+        file=sys.stderr,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _observe(args: argparse.Namespace, *, headless: bool) -> ObserveOptions:
@@ -154,6 +201,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 json=args.json,
                 quiet=args.quiet,
                 observe=_observe(args, headless=True),
+                program=_PROGRAM,
             )
         )
     if args.command == "serve":

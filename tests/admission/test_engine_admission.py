@@ -10,7 +10,7 @@ import pytest
 
 from tests.core.fakes import LooseParams
 from wsitui.core.admission import Limits
-from wsitui.core.engine import Engine, QueueFull, RateLimited
+from wsitui.core.engine import Engine, InvalidRequest, QueueFull, RateLimited
 from wsitui.core.executor import Executor, JobContext
 from wsitui.core.models import JobSpec, JobState, JobType, WorkflowSpec
 
@@ -122,3 +122,35 @@ async def test_no_limits_by_default(tmp_path: Path):
         for i in range(300):
             engine.submit("alice", spec(f"w{i}"), start=False)
         assert engine.pending_jobs("alice") == 300
+
+
+async def test_an_invalid_submission_spends_no_rate_limit_token(tmp_path: Path):
+    engine = Engine(tmp_path / "d", [Instant()], limits=Limits(rate=0.001, burst=1))
+    async with engine:
+        bad = WorkflowSpec(
+            name="bad",
+            jobs=(JobSpec(id="a", type="TISSUE_MASK", slide="s", depends_on=("nope",)),),
+        )
+        with pytest.raises(InvalidRequest):
+            engine.submit("t", bad)
+        engine.submit("t", spec("good"))  # the one token is still there
+
+
+async def test_a_workflow_larger_than_the_bound_is_told_it_can_never_fit(tmp_path: Path):
+    engine = Engine(tmp_path / "d", [Instant()], limits=Limits(max_queued_per_tenant=3))
+    async with engine:
+        with pytest.raises(QueueFull) as refused:
+            engine.submit("t", spec("big", jobs=5))
+    message = str(refused.value)
+    assert "can never fit" in message and "max_queued_per_tenant" in message
+    assert "wait for some to finish" not in message
+
+
+async def test_a_series_is_checked_whole_before_anything_is_taken(tmp_path: Path):
+    engine = Engine(tmp_path / "d", [Instant()], limits=Limits(max_queued_per_tenant=4))
+    async with engine:
+        engine.check_admission([("t", 2, 0), ("u", 4, 0)])  # fits: nothing raised
+        with pytest.raises(QueueFull):  # the second one no longer fits after the first
+            engine.check_admission([("t", 3, 0), ("t", 2, 0)])
+        assert engine.pending_jobs() == 0
+        engine.submit("t", spec("w", jobs=4), start=False)  # nothing was taken by the checks

@@ -18,7 +18,7 @@ import anyio
 
 from tests.core.crash import snapshot
 from tests.core.fakes import LooseParams
-from tests.core.oracle import Oracle, check, read_events
+from tests.core.oracle import Oracle, check, missing_from_log, read_events
 from wsitui.core.engine import Engine
 from wsitui.core.eventlog import JsonlEventLog
 from wsitui.core.executor import Executor, JobContext, JobError
@@ -34,7 +34,9 @@ class ChaosExecutor(Executor):
         self.tile_seconds = tile_seconds
 
     async def run(self, ctx: JobContext) -> None:
-        fate = zlib.crc32(f"{ctx.job.id}/{ctx.job.attempt}".encode()) % 100
+        fate = ctx.job.params.get("fate")  # set: a job whose outcome the run relies on
+        if not isinstance(fate, int):
+            fate = zlib.crc32(f"{ctx.job.id}/{ctx.job.attempt}".encode()) % 100
         if fate == 0:
             raise SystemExit("chaos: an executor bug that exits")
         await ctx.to_thread(self._work, ctx, fate)
@@ -61,6 +63,7 @@ class ChaosResult:
     restarts: int
     crashes: int
     states: dict[str, int] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)  # transitions committed but not logged
 
 
 def _workflow(rng: random.Random, n: int, size: int) -> WorkflowSpec:
@@ -138,6 +141,14 @@ async def chaos_run(
                 for tenant in engine.tenants():
                     for status in engine.workflows(tenant):
                         engine.start_workflow(tenant, status.workflow.id)
+                # Whatever the timing did to the random jobs, one job surely fails and one
+                # surely succeeds (nothing cancels them): the run's outcome is deterministic.
+                sure = (("fails", 2), ("succeeds", 10))
+                specs = [
+                    JobSpec(id=k, type="TISSUE_MASK", slide="s", params={"fate": f})
+                    for k, f in sure
+                ]
+                engine.submit(names[0], WorkflowSpec(name="sure", jobs=tuple(specs)))
                 with anyio.fail_after(600):
                     await engine.wait_idle()
             elif crash and segment == segments - 2:
@@ -156,6 +167,7 @@ async def chaos_run(
     oracle = check(
         read_events([log_path]), max_workers=max_workers, max_active_users=max_active_users
     )
+    missing = missing_from_log(read_events([log_path]), data / "state.db")
     return ChaosResult(
         oracle=oracle,
         jobs=submitted,
@@ -163,4 +175,5 @@ async def chaos_run(
         restarts=restarts,
         crashes=int(crash),
         states=states,
+        missing=missing,
     )

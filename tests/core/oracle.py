@@ -7,12 +7,18 @@ Checked at each start (a job_state event to RUNNING): R1 one running job per lan
 the oldest job standing in its lane; R2 the worker cap; R3 its tenant is active; R4 every
 dependency SUCCEEDED, and no job stands in a lane ahead of an unfinished upstream. At each
 admission: R3 the cap, and admission in arrival order (the order tenants gained live work while
-not active). At each release: the tenant has no live job left.
+not active), except tenants the event says were passed over (they could start nothing: the
+oracle has no view of resources, so it checks only that they had nothing running); a tenant
+that gave its slot up ("yielded") had nothing running and waits first in line. At each
+release: the tenant has no live job left. LOG: every transition is in
+the log: each job_state event's `previous` is the state the log last showed for that job (a
+start-up that recovers jobs before the log is attached breaks this).
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,28 +86,41 @@ class Oracle:
         self.events += 1
         kind = e.get("event")
         if kind == "tenant_admitted":
-            self._admit(n, e["tenant"])
+            self._admit(n, e["tenant"], e.get("passed_over", ()))
         elif kind == "tenant_released":
             tenant = e["tenant"]
             if tenant not in self.active:
                 self._flag(n, "R3", f"{tenant} released but was not active")
             else:
                 self.active.remove(tenant)
-            if self.live(tenant):
+            if e.get("yielded"):  # gave its slot up, work waiting for a busy resource: first
+                if any(self.jobs[i].state == "RUNNING" for i in self.by_tenant.get(tenant, ())):
+                    self._flag(n, "R3", f"{tenant} gave its slot up with a job running")
+                if tenant in self.arrivals:
+                    self.arrivals.remove(tenant)
+                self.arrivals.insert(0, tenant)
+            elif self.live(tenant):
                 self._flag(n, "R3", f"{tenant} released with live work left")
         elif kind == "job_state":
             self._job_state(n, e)
             self._track_arrival(e["tenant"])  # a change concerns one tenant's jobs
 
-    def _admit(self, n: int, tenant: str) -> None:
+    def _admit(self, n: int, tenant: str, passed_over: Iterable[str] = ()) -> None:
         if tenant in self.active:
             self._flag(n, "R3", f"{tenant} admitted twice")
             return
         self.active.append(tenant)
         if len(self.active) > self.max_active_users:
             self._flag(n, "R3", f"{len(self.active)} active tenants > {self.max_active_users}")
-        if self.arrivals and self.arrivals[0] != tenant:
-            self._flag(n, "R3", f"{tenant} admitted before {self.arrivals[0]}, who came first")
+        # Tenants passed over (the engine says they could start nothing: the oracle does not
+        # see resources) must have nothing running.
+        passed = set(passed_over)
+        for other in passed:
+            if any(self.jobs[i].state == "RUNNING" for i in self.by_tenant.get(other, ())):
+                self._flag(n, "R3", f"{other} passed over with a job running")
+        first = next((t for t in self.arrivals if t not in passed), None)
+        if first is not None and first != tenant:
+            self._flag(n, "R3", f"{tenant} admitted before {first}, who came first")
         if tenant in self.arrivals:
             self.arrivals.remove(tenant)
 
@@ -116,6 +135,10 @@ class Oracle:
         job_id = e["job_id"]
         lane = (e["tenant"], e["workflow_id"], e["branch"])
         job = self.jobs.get(job_id)
+        if "previous" in e:
+            shown = None if job is None else job.state
+            if e["previous"] != shown:
+                self._flag(n, "LOG", f"{job_id} was {e['previous']}, the log last showed {shown}")
         if job is None:
             job = self.jobs[job_id] = _Job(e["tenant"], lane, list(e.get("depends_on", [])))
             self.by_tenant.setdefault(job.tenant, []).append(job_id)
@@ -163,3 +186,31 @@ def check(events: Iterable[dict[str, Any]], *, max_workers: int, max_active_user
     for n, event in enumerate(events):
         oracle.feed(n, event)
     return oracle
+
+
+SIDE_EFFECTS = ("blocked:", "unblocked:", "re-entered")  # job_state events that are no transition
+
+
+def missing_from_log(events: Iterable[dict[str, Any]], db: Path) -> list[str]:
+    """Each job whose committed transitions (state.db) differ from those its log shows.
+
+    The log and the store must tell the same story: what the engine committed while it
+    recovered at start-up included. Empty when they agree.
+    """
+    logged: dict[str, list[tuple[str, str]]] = {}
+    for e in events:
+        if e.get("event") == "job_state" and not str(e.get("reason", "")).startswith(SIDE_EFFECTS):
+            logged.setdefault(e["job_id"], []).append((e["state"], e["reason"]))
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute("SELECT job_id, state, reason FROM transitions ORDER BY rowid")
+        stored: dict[str, list[tuple[str, str]]] = {}
+        for job_id, state, reason in rows:
+            stored.setdefault(job_id, []).append((state, reason))
+    finally:
+        con.close()
+    return [
+        f"{job_id}: committed {stored.get(job_id, [])}, logged {logged.get(job_id, [])}"
+        for job_id in sorted(stored.keys() | logged.keys())
+        if stored.get(job_id, []) != logged.get(job_id, [])
+    ]

@@ -53,6 +53,13 @@ async def settle(engine: Engine) -> None:
 KW = {"max_workers": 2, "max_active_users": 2, "cancel_grace": 0.05}
 
 
+def draw_index(steps: st.DataObject) -> int:
+    """Which job a command picks, drawn the same way whatever the engine's state: the lists it
+    indexes depend on timing (a job still RUNNING or already ended), and draws that depend on
+    them make Hypothesis fail the test as flaky (FlakyStrategyDefinition) under load."""
+    return steps.draw(st.integers(0, 1_000), label="pick")
+
+
 async def run_history(steps: st.DataObject) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "run0"
@@ -99,14 +106,16 @@ async def run_history(steps: st.DataObject) -> None:
                         held = sorted(
                             j.id for j in jobs if j.state is JobState.PENDING and not j.enqueued
                         )
+                        pick = draw_index(steps)
                         if held:
-                            job = engine._jobs[steps.draw(st.sampled_from(held))]
+                            job = engine._jobs[held[pick % len(held)]]
                             engine.start(job.tenant, [job.id])
                     elif op == "finish":
                         running = sorted(j.id for j in jobs if j.state is JobState.RUNNING)
+                        pick = draw_index(steps)
+                        outcome = steps.draw(st.sampled_from(["ok", "ok", "fail", "exit"]))
                         if running:
-                            job_id = steps.draw(st.sampled_from(running))
-                            outcome = steps.draw(st.sampled_from(["ok", "ok", "fail", "exit"]))
+                            job_id = running[pick % len(running)]
                             ex.release(job_id, outcome)
                             with anyio.fail_after(5):
                                 await engine.wait_until(
@@ -116,17 +125,20 @@ async def run_history(steps: st.DataObject) -> None:
                         live = sorted(
                             j.id for j in jobs if j.state in (JobState.PENDING, JobState.RUNNING)
                         )
+                        pick = draw_index(steps)
+                        stubborn = steps.draw(st.booleans(), label="ignores cancel")
                         if live:
-                            job = engine._jobs[steps.draw(st.sampled_from(live))]
-                            if job.state is JobState.RUNNING and steps.draw(st.booleans()):
+                            job = engine._jobs[live[pick % len(live)]]
+                            if job.state is JobState.RUNNING and stubborn:
                                 ex.stubborn.add(job.id)  # it ignores the cancel
                             engine.cancel(job.tenant, job.id)
                     elif op == "retry":
                         bad = sorted(
                             j.id for j in jobs if j.state in (JobState.FAILED, JobState.CANCELED)
                         )
+                        pick = draw_index(steps)
                         if bad:
-                            job = engine._jobs[steps.draw(st.sampled_from(bad))]
+                            job = engine._jobs[bad[pick % len(bad)]]
                             engine.retry(job.tenant, job.id)
                     else:  # the process dies here: the next run starts from what was committed
                         crash_copy = snapshot(engine, Path(tmp) / f"crash{round_}")

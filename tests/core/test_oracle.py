@@ -16,7 +16,9 @@ from tests.core.oracle import check
 def test_a_random_run_with_restarts_and_a_crash_breaks_no_rule(tmp_path, seed):
     result = anyio.run(lambda: chaos_run(tmp_path, tenants=5, jobs=70, seed=seed, max_workers=3))
     assert result.oracle.violations == []
+    assert result.missing == []  # the log shows every committed transition, recovery included
     assert result.oracle.starts >= 40 and result.crashes == 1 and result.restarts == 2
+    # The run ends with a job that surely fails and one that surely succeeds (not timing).
     assert result.states.get("SUCCEEDED", 0) > 0 and result.states.get("FAILED", 0) > 0
     assert "RUNNING" not in result.states
 
@@ -99,3 +101,16 @@ def admitted(tenant: str) -> dict[str, Any]:
 def test_the_oracle_catches_each_rule_broken(events, rule):
     oracle = check(events, max_workers=2, max_active_users=1)
     assert any(f": {rule}: " in v for v in oracle.violations), oracle.violations
+
+
+def test_the_oracle_catches_a_transition_missing_from_the_log():
+    events = [
+        {**job_state("x", "PENDING"), "previous": None},
+        admitted("a"),
+        {**start("x"), "previous": "PENDING"},
+        {**job_state("x", "PENDING"), "previous": "RUNNING"},  # interrupted
+        # ... and its restart is missing from the log
+        {**job_state("x", "SUCCEEDED"), "previous": "RUNNING"},
+    ]
+    oracle = check(events, max_workers=2, max_active_users=1)
+    assert any(": LOG: " in v for v in oracle.violations), oracle.violations

@@ -22,6 +22,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.s = Scheduler(max_workers=workers, max_active_users=users, capacity={"gpu": gpus})
         self.needs: dict[str, dict[str, int]] = {}
         self.served: dict[str, int] = {}  # tenant -> tick of its last start since admission
+        self.served_res: dict[tuple[str, tuple], int] = {}  # (tenant, class) -> last start
         self.admitted_at: dict[str, int] = {}
         self.tick = 0
         self.memo: dict[tuple[str, str], bool] = {}  # derived facts, valid until phases change
@@ -101,35 +102,72 @@ class SchedulerMachine(RuleBasedStateMachine):
         active_before = list(self.s.active)
         ready = self.ready_heads()
         starts = self.s.next_starts()
-        # R3: admitted tenants come off the front of the arrival queue, only into free slots.
+        effects = self.s.take_effects()
+        yielded = [tc.tenant for tc in effects.tenants if tc.yielded]
+        passed = {p for tc in effects.tenants if tc.admitted for p in tc.passed_over}
         admitted = [t for t in self.s.active if t not in active_before]
-        assert admitted == self.arrival[: len(admitted)]
-        del self.arrival[: len(admitted)]
-        assert list(self.s.waiting) == self.arrival
-        # R6: the active tenant served longest ago (a newcomer: never) gets the next worker;
-        # within a tenant the oldest ready lane head. R9: only heads whose resources fit.
+        if not yielded and not passed:
+            # R3: admitted tenants come off the front of the arrival queue, into free slots.
+            assert admitted == self.arrival[: len(admitted)]
+            del self.arrival[: len(admitted)]
+            assert list(self.s.waiting) == self.arrival
+        else:
+            # R3: a tenant that gave its slot up, or was passed over, had nothing running (and,
+            # checked in rules_hold, no active tenant is stalled while one that can start waits).
+            running_tenants = {
+                self.s.jobs[j].tenant for j, p in self.phase.items() if p is Phase.RUNNING
+            }
+            assert not (set(yielded) | passed) & running_tenants
+            self.arrival = list(self.s.waiting)
+        # R6: per resource class (a job's needs), the active tenant served that class longest
+        # ago (a newcomer: never; a job without resources: any start counts) gets the next
+        # worker; ties by admission, then the oldest ready lane head. R9: only heads that fit.
         for t in admitted:
             self.served.pop(t, None)
+            for key in [k for k in self.served_res if k[0] == t]:
+                del self.served_res[key]
             self.tick += 1
             self.admitted_at[t] = self.tick
         for j in starts:
             t = self.s.jobs[j].tenant
             assert t in self.s.active
-            assert j == min(ready[t], key=lambda x: self.s.jobs[x].seq)
-            rank = (self.served.get(t, -1), self.admitted_at.get(t, 0))
+            candidates: dict[tuple[str, tuple], str] = {}
             for other, heads in ready.items():
-                if other != t and heads and other in self.s.active:
-                    other_rank = (self.served.get(other, -1), self.admitted_at.get(other, 0))
-                    assert rank <= other_rank, f"{t} served before {other} (R6)"
+                if other not in self.s.active:
+                    continue
+                for h in heads:
+                    key = (other, self.cls(h))
+                    if (
+                        key not in candidates
+                        or self.s.jobs[h].seq < self.s.jobs[candidates[key]].seq
+                    ):
+                        candidates[key] = h
+
+            def rank(
+                key: tuple[str, tuple], candidates: dict[tuple[str, tuple], str] = candidates
+            ) -> tuple[int, int, int]:
+                tenant, cls = key
+                served = self.served_res.get(key, -1) if cls else self.served.get(tenant, -1)
+                seq = self.s.jobs[candidates[key]].seq
+                return (served, self.admitted_at.get(tenant, 0), seq)
+
+            best = min(candidates, key=rank)
+            if not yielded:  # with a slot handed over mid-pass, the candidates changed on the way
+                assert candidates[best] == j, f"{j} started before {candidates[best]} (R6)"
             self.phase[j] = Phase.RUNNING
             self.tick += 1
             self.served[t] = self.tick
+            if self.cls(j):
+                self.served_res[(t, self.cls(j))] = self.tick
             ready[t].remove(j)
             if self.needs[j]:  # the GPU it took may make other heads not fit any more
                 ready = self.ready_heads()
         self.memo.clear()
         self.in_lane = {j for j in self.phase if self.live(j) and self.phase[j] is Phase.QUEUED}
         self.prev_active = set(self.s.active)
+
+    def cls(self, job_id: str) -> tuple:
+        return tuple(sorted((k, v) for k, v in self.needs[job_id].items() if v > 0))
 
     def order(self, job_id: str) -> int:
         return self.s.jobs[job_id].order
@@ -192,6 +230,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             self.phase[job.id] = Phase.QUEUED
         new.restore_tenants(rows)
         assert list(new.active) == active and list(new.waiting) == waiting
+        self.served_res.clear()  # per-class service is not persisted (rules.py R6)
         self.s = new
         self.memo.clear()
         self.in_lane = {j for j in self.phase if self.live(j) and self.phase[j] is Phase.QUEUED}
@@ -265,6 +304,17 @@ class SchedulerMachine(RuleBasedStateMachine):
         assert set(self.s.active) | set(self.s.waiting) == live
         if len(self.s.active) < self.s.max_active_users:
             assert not self.s.waiting
+        # R3: a slot is held by a tenant that could start something, unless no waiting tenant
+        # could either: no active tenant is stalled (live, nothing running, every ready head
+        # needs a resource that is full) while a waiting one can start now.
+        ready_now = self.ready_heads()
+        runs = {self.s.jobs[j].tenant for j in running}
+
+        def stalled(t: str) -> bool:
+            return t in live and t not in runs and not ready_now.get(t)
+
+        if any(stalled(t) for t in self.s.active):
+            assert all(stalled(t) for t in self.s.waiting), "a stalled tenant holds a slot"
         # R4: running jobs' deps all succeeded; blocked flags match the test's own derivation.
         for j in running:
             assert all(self.phase[d] is Phase.SUCCEEDED for d in self.s.jobs[j].deps)

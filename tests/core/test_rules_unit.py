@@ -43,3 +43,61 @@ def test_round_robin_within_one_dispatch_pass():
         s.finish(job, Phase.SUCCEEDED)
     # tiny has nothing left; the next pass resumes after big: small, then big, alternating.
     assert s.next_starts() == ["small1", "big2", "big3", "big4"]
+
+
+def test_fair_share_holds_per_resource_a_busy_cpu_tenant_still_gets_the_gpu():
+    """#15.4: A's CPU jobs keep it "recently served"; B keeps adding GPU jobs. A's GPU job
+    must win the GPU the next time it frees (it was never served the GPU), not after all of B's."""
+    s = Scheduler(max_workers=4, max_active_users=2, capacity={"gpu": 1})
+    gpu = {"gpu": 1}
+    s.add("b0", "B", ("B", "w", "gpu"), [], 0, Phase.HELD, gpu)
+    s.enqueue("b0")
+    assert s.next_starts() == ["b0"]
+    s.add("a_gpu", "A", ("A", "w", "gpu"), [], 0, Phase.HELD, gpu)
+    s.enqueue("a_gpu")
+    s.add("a0", "A", ("A", "w", "cpu"), [], 0, Phase.HELD)
+    s.enqueue("a0")
+    assert s.next_starts() == ["a0"]  # the GPU is busy: A's CPU job goes
+    gpu_grants, b_running, a_running = [], "b0", "a0"
+    for i in range(1, 21):
+        s.add(f"a{i}", "A", ("A", "w", "cpu"), [], 0, Phase.HELD)
+        s.enqueue(f"a{i}")
+        s.finish(a_running, Phase.SUCCEEDED)  # A is served again, on the CPU
+        (a_running,) = s.next_starts()
+        s.add(f"b{i}", "B", ("B", "w", "gpu"), [], 0, Phase.HELD, gpu)
+        s.enqueue(f"b{i}")
+        s.finish(b_running, Phase.SUCCEEDED)  # the GPU frees
+        started = s.next_starts()
+        gpu_grants += [j for j in started if s.jobs[j].needs]
+        if "a_gpu" in started:
+            break
+        (b_running,) = started
+    assert gpu_grants == ["a_gpu"]  # the first time the GPU freed after A's job queued
+
+
+def test_a_tenant_whose_only_work_waits_for_a_busy_gpu_gives_its_slot_up():
+    """#15.5: B's only job waits for the GPU A holds; C's CPU jobs could run on idle workers.
+    B gives its slot to C and waits first in line; it is admitted at the next free slot."""
+    s = Scheduler(max_workers=4, max_active_users=2, capacity={"gpu": 1})
+    gpu = {"gpu": 1}
+    s.add("a1", "A", ("A", "w", "g"), [], 0, Phase.HELD, gpu)
+    s.enqueue("a1")
+    assert s.next_starts() == ["a1"]
+    s.add("b1", "B", ("B", "w", "g"), [], 0, Phase.HELD, gpu)
+    s.enqueue("b1")
+    assert s.next_starts() == [] and s.active == ["A", "B"]  # no one else waits: B keeps it
+    s.take_effects()
+    s.add("c1", "C", ("C", "w", "x"), [], 0, Phase.HELD)
+    s.add("c2", "C", ("C", "w", "y"), [], 0, Phase.HELD)
+    s.enqueue("c1")
+    s.enqueue("c2")
+    assert s.next_starts() == ["c1", "c2"]
+    assert s.active == ["A", "C"] and list(s.waiting) == ["B"]
+    changes = s.take_effects().tenants
+    assert [(c.tenant, c.admitted, c.yielded) for c in changes] == [
+        ("B", False, True),
+        ("C", True, False),
+    ]
+    assert changes[1].passed_over == ("B",)  # B waited first but could start nothing
+    s.finish("a1", Phase.SUCCEEDED)  # A is done: its slot goes to B, first in line
+    assert s.next_starts() == ["b1"] and s.active == ["C", "B"]

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.core.oracle import check, read_events
-from tests.headless.helpers import REPO, corrupt_tiles, write_config, wsitui
+from tests.core.oracle import check, missing_from_log, read_events
+from tests.headless.helpers import REPO, assert_one_line_error, corrupt_tiles, write_config, wsitui
 
 
 def demo_config(tmp: Path, a: Path, b: Path, *, workers: int = 2, users: int = 1) -> Path:
@@ -190,6 +190,61 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path, slides):
     db.close()
     assert len(completed) == 30 and {n for _, n in completed} == {1}
     assert finished_before >= 3
+
+
+def running_so_far(db_path: Path) -> int:
+    if not db_path.exists():
+        return 0
+    db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT COUNT(*) FROM jobs WHERE state='RUNNING'").fetchone()[0]
+    except sqlite3.DatabaseError:
+        return 0
+    finally:
+        db.close()
+
+
+def test_sigkill_and_rerun_log_every_transition_recovery_included(tmp_path, slides):
+    """#15.2: what the engine commits while it opens (the killed run's jobs "interrupted", then
+    started again) is in the event log: the log replays to exactly the committed transitions."""
+    workflows = "".join(
+        f"""
+[[workflows]]
+tenant = "{tenant}"
+name = "w"
+"""
+        + "".join(
+            f"""  [[workflows.jobs]]
+  id = "m{i}"
+  type = "TISSUE_MASK"
+  slide = "{slides[0]}"
+  branch = "b{i % 2}"
+  params = {{ tile_size = 64 }}
+"""
+            for i in range(4)
+        )
+        for tenant in ("t1", "t2")
+    )
+    config = write_config(tmp_path / "c.toml", f"[scheduler]\nmax_workers = 4\n{workflows}")
+    data, events = tmp_path / "data", tmp_path / "events.jsonl"
+    args = ["run", str(config), "--data-dir", str(data), "--events", str(events), "--quiet"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wsitui.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and running_so_far(data / "state.db") < 2:
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL while jobs run: they are RUNNING on disk
+    proc.wait(timeout=30)
+    assert running_so_far(data / "state.db") >= 2
+    rerun = wsitui(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    log = list(read_events([events]))
+    assert missing_from_log(log, data / "state.db") == []
+    assert check(log, max_workers=4, max_active_users=3).violations == []
 
 
 BAD_CONFIGS: dict[str, tuple[str, str]] = {
@@ -406,3 +461,60 @@ def test_rerun_adds_new_jobs_in_dependency_order_and_data_dir_works_before_subco
     assert out.returncode == 0, out.stderr
     states = {j["key"]: j["state"] for j in json.loads(out.stdout)["workflows"][0]["jobs"]}
     assert states == {"a": "SUCCEEDED", "b": "SUCCEEDED", "c": "SUCCEEDED"}
+
+
+def two_workflows(path: Path, slide: Path, *, head: str = "", w1: str = "", w2: str = "") -> Path:
+    def jobs(names: str, extra: str) -> str:
+        return "".join(
+            f'  [[workflows.jobs]]\n  id = "{n}"\n  type = "TISSUE_MASK"\n  slide = "{slide}"\n'
+            + extra
+            for n in names
+        )
+
+    return write_config(
+        path,
+        head
+        + '[[workflows]]\ntenant = "t"\nname = "w1"\n'
+        + jobs("ab", w1)
+        + '[[workflows]]\ntenant = "t"\nname = "w2"\n'
+        + jobs("cd", w2),
+    )
+
+
+def stored_workflows(db: Path) -> int:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute("SELECT COUNT(*) FROM workflows").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_a_config_refused_by_limits_submits_nothing(tmp_path, slides):
+    """#15.8: the first workflow fits, the second does not: nothing of the config starts."""
+    config = two_workflows(
+        tmp_path / "c.toml", slides[1], head="[limits]\nmax_queued_per_tenant = 2\n"
+    )
+    out = wsitui("run", config, "--data-dir", tmp_path / "data")
+    line = assert_one_line_error(out, 3, "queue full", "nothing of the config was submitted")
+    assert "max_queued_per_tenant" not in line or "[limits]" in line
+    assert stored_workflows(tmp_path / "data" / "state.db") == 0
+
+
+def test_a_stored_workflow_that_no_longer_matches_skips_only_itself(tmp_path, slides):
+    """#21.1: one workflow's stored twin changed; it is skipped in one line, the rest run."""
+    data = tmp_path / "data"
+    first = wsitui("run", two_workflows(tmp_path / "c.toml", slides[1]), "--data-dir", data)
+    assert first.returncode == 0, first.stderr
+    changed = two_workflows(tmp_path / "c2.toml", slides[1], w1="  params = { tile_size = 256 }\n")
+    with changed.open("a") as f:  # and one new job in the workflow that still matches
+        f.write(
+            f'  [[workflows.jobs]]\n  id = "e"\n  type = "TISSUE_MASK"\n  slide = "{slides[1]}"\n'
+        )
+    out = wsitui("run", changed, "--data-dir", data, "--json", "--quiet")
+    line = assert_one_line_error(out, 1, "workflows[0] (t/w1) skipped", "changed its params")
+    assert "rename the workflow" in line
+    summary = json.loads(out.stdout)
+    assert [w["name"] for w in summary["workflows"]] == ["w2"]
+    assert summary["skipped"] == [line.removeprefix("wsitui: ")]
+    states = {j["key"]: j["state"] for j in summary["workflows"][0]["jobs"]}
+    assert states == {"c": "SUCCEEDED", "d": "SUCCEEDED", "e": "SUCCEEDED"}

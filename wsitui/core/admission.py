@@ -13,7 +13,7 @@ full buckets are dropped once there are many.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -75,31 +75,10 @@ class Admission:
         self, tenant: str, jobs: int, queued_tenant: int, queued_total: int
     ) -> Decision | None:
         """None and a token taken, or the refusal (nothing taken). `queued_*`: PENDING jobs now."""
-        lim = self.limits
         now = self.clock()
-        bucket = self._refill(tenant, now) if lim.rate is not None else None
-        if bucket is not None and bucket.tokens < 1.0:
-            assert lim.rate is not None
-            wait = (1.0 - bucket.tokens) / lim.rate
-            return self._refuse(
-                Refusal.RATE_LIMITED,
-                f"tenant {tenant}: rate limited, retry in {_seconds(wait)} "
-                f"(limit {lim.rate:g}/s, burst {lim.burst})",
-                wait,
-            )
-        per_tenant = lim.max_queued_per_tenant
-        if per_tenant is not None and queued_tenant + jobs > per_tenant:
-            return self._refuse(
-                Refusal.QUEUE_FULL,
-                f"tenant {tenant}: queue full: {queued_tenant:,} jobs queued "
-                f"(limit {per_tenant:,} per tenant); wait for some to finish",
-            )
-        if lim.max_queued is not None and queued_total + jobs > lim.max_queued:
-            return self._refuse(
-                Refusal.QUEUE_FULL,
-                f"queue full: {queued_total:,} jobs queued (limit {lim.max_queued:,}); "
-                "wait for some to finish",
-            )
+        decision, bucket = self._decide(tenant, jobs, queued_tenant, queued_total, now, {})
+        if decision is not None:
+            return self._refuse(decision)
         if bucket is not None:
             bucket.tokens -= 1.0
             self._buckets[tenant] = bucket
@@ -108,19 +87,99 @@ class Admission:
         self.admitted += 1
         return None
 
-    def _refill(self, tenant: str, now: float) -> _Bucket:
+    def preview(
+        self,
+        requests: Sequence[tuple[str, int, int]],
+        queued: Mapping[str, int],
+        queued_total: int,
+    ) -> Decision | None:
+        """Would this series of submissions all be admitted? Nothing is taken either way.
+
+        Each request is (tenant, jobs submitted, jobs that become PENDING without a submission,
+        e.g. retried); they are checked in order, each seeing the tokens and queue the earlier
+        ones used, as `admit` would. The first refusal is returned (and counted as refused), so
+        a face can refuse a whole config before anything of it is submitted.
+        """
+        now = self.clock()
+        sim: dict[str, _Bucket] = {}
+        pending = dict(queued)
+        total = queued_total
+        for tenant, jobs, extra in requests:
+            if jobs > 0:
+                decision, bucket = self._decide(
+                    tenant, jobs, pending.get(tenant, 0), total, now, sim
+                )
+                if decision is not None:
+                    return self._refuse(decision)
+                if bucket is not None:
+                    bucket.tokens -= 1.0
+                    sim[tenant] = bucket
+            pending[tenant] = pending.get(tenant, 0) + jobs + extra
+            total += jobs + extra
+        return None
+
+    def _decide(
+        self,
+        tenant: str,
+        jobs: int,
+        queued_tenant: int,
+        queued_total: int,
+        now: float,
+        sim: Mapping[str, _Bucket],
+    ) -> tuple[Decision | None, _Bucket | None]:
+        lim = self.limits
+        bucket = self._refill(tenant, now, sim.get(tenant)) if lim.rate is not None else None
+        if bucket is not None and bucket.tokens < 1.0:
+            assert lim.rate is not None
+            wait = (1.0 - bucket.tokens) / lim.rate
+            return Decision(
+                Refusal.RATE_LIMITED,
+                f"tenant {tenant}: rate limited, retry in {_seconds(wait)} "
+                f"(limit {lim.rate:g}/s, burst {lim.burst})",
+                wait,
+            ), None
+        per_tenant = lim.max_queued_per_tenant
+        if per_tenant is not None and jobs > per_tenant:
+            return Decision(
+                Refusal.QUEUE_FULL,
+                f"tenant {tenant}: {jobs:,} jobs at once can never fit the limit of "
+                f"{per_tenant:,} PENDING jobs per tenant; raise [limits] max_queued_per_tenant "
+                f"to at least {jobs:,}, or split the workflow",
+            ), None
+        if lim.max_queued is not None and jobs > lim.max_queued:
+            return Decision(
+                Refusal.QUEUE_FULL,
+                f"{jobs:,} jobs at once can never fit the limit of {lim.max_queued:,} PENDING "
+                f"jobs in total; raise [limits] max_queued to at least {jobs:,}, or split the "
+                "workflow",
+            ), None
+        if per_tenant is not None and queued_tenant + jobs > per_tenant:
+            return Decision(
+                Refusal.QUEUE_FULL,
+                f"tenant {tenant}: queue full: {queued_tenant:,} jobs queued "
+                f"(limit {per_tenant:,} per tenant); wait for some to finish",
+            ), None
+        if lim.max_queued is not None and queued_total + jobs > lim.max_queued:
+            return Decision(
+                Refusal.QUEUE_FULL,
+                f"queue full: {queued_total:,} jobs queued (limit {lim.max_queued:,}); "
+                "wait for some to finish",
+            ), None
+        return None, bucket
+
+    def _refill(self, tenant: str, now: float, bucket: _Bucket | None = None) -> _Bucket:
         assert self.limits.rate is not None
         burst = float(self.limits.burst)
-        bucket = self._buckets.get(tenant)
+        bucket = bucket or self._buckets.get(tenant)
         if bucket is None:
             return _Bucket(burst, now)
         # A clock that went backwards refills nothing (and never takes tokens away).
         gained = max(0.0, now - bucket.at) * self.limits.rate
         return _Bucket(min(burst, bucket.tokens + gained), max(now, bucket.at))
 
-    def _refuse(self, refusal: Refusal, message: str, wait: float = 0.0) -> Decision:
-        self.refused[refusal] += 1
-        return Decision(refusal, message, wait)
+    def _refuse(self, decision: Decision) -> Decision:
+        self.refused[decision.refusal] += 1
+        return decision
 
     def _prune(self, now: float) -> None:
         for tenant in [

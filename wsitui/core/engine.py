@@ -10,6 +10,7 @@ and retry; there is no polling tick (R8).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import shutil
@@ -30,7 +31,7 @@ from anyio.abc import TaskGroup
 from pydantic import BaseModel, ValidationError
 
 from wsitui.core import rules
-from wsitui.core.admission import Admission, Limits, Refusal
+from wsitui.core.admission import Admission, Decision, Limits, Refusal
 from wsitui.core.events import (
     Event,
     EventBus,
@@ -65,6 +66,8 @@ from wsitui.core.paths import DataDirLock, results_dir
 from wsitui.core.store import Store, StoreError
 
 T = TypeVar("T")
+
+PROGRESS_COMMIT_S = 2.0  # a running job's progress is committed at most this often (and at stages)
 
 _PHASE = {
     JobState.SUCCEEDED: rules.Phase.SUCCEEDED,
@@ -172,6 +175,9 @@ class _JobContext:
         self._engine = engine
         self._cancel = cancel
         self._limiter = limiter
+        self.threads_lock = threading.Lock()
+        self.threads = 0  # worker threads running this job's code now
+        self.on_threads_done: Callable[[], None] | None = None  # set once the run is abandoned
 
     def _send(self, **change: Any) -> None:
         if self.revoked.is_set:
@@ -201,9 +207,21 @@ class _JobContext:
             raise JobCanceled(self.job.id)
 
     async def to_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        def tracked() -> T:
+            with self.threads_lock:
+                self.threads += 1
+            try:
+                return fn(*args)
+            finally:
+                with self.threads_lock:
+                    self.threads -= 1
+                    done = self.on_threads_done if self.threads == 0 else None
+                if done is not None:
+                    done()
+
         # abandon_on_cancel: a run the engine gave up on must not pin shutdown to its thread.
         return await anyio.to_thread.run_sync(
-            fn, *args, limiter=self._limiter, abandon_on_cancel=True
+            tracked, limiter=self._limiter, abandon_on_cancel=True
         )
 
 
@@ -279,6 +297,8 @@ class Engine:
         self._runs: dict[str, _Run] = {}  # one per RUNNING job
         self._user_canceled: set[str] = set()  # so shutdown cannot turn a cancel into a resume
         self._abandoned: set[asyncio.Task[Any]] = set()  # runs past their cancel deadline
+        self._progress_saved: dict[str, float] = {}  # job id -> when its progress was committed
+        self._holds: dict[str, rules.Needs] = {}  # resources of abandoned runs still working
         self._tg: TaskGroup | None = None
         self._closing = False
         self._changed = anyio.Event()
@@ -359,24 +379,42 @@ class Engine:
         """Rebuild in-memory state; jobs found RUNNING were interrupted and resume first.
 
         A job found RUNNING means the process died while it ran. One that died twice in a row
-        without saving a checkpoint in between is failed instead of resumed a third time: it is
-        likely what kills the process (a poison job).
+        without saving a checkpoint in between, each time as the only job running, is failed
+        instead of resumed a third time: it is likely what kills the process (a poison job).
+        A death with several jobs running counts against none of them: an external SIGKILL (or
+        the OOM killer) while innocent jobs run must not fail them, and a real poison job is
+        caught once it dies alone (interrupted jobs resume first, so that comes soon).
         """
         for wf in self.store.workflows():
             self._workflows[wf.id] = wf
             self._wf_jobs[wf.id] = []
         interrupted: list[Job] = []
         poisoned: list[Job] = []
+        unfit: list[Job] = []
         queued: list[Job] = []
         now = self.clock()
-        for job in self.store.jobs():
+        stored = self.store.jobs()
+        alone = sum(j.state is JobState.RUNNING for j in stored) == 1
+        for job in stored:
             if job.workflow_id not in self._wf_jobs:
                 raise StoreError(
                     f"state database {self.store.path}: job {job.id!r} belongs to no workflow; "
                     "restore a backup of state.db, or move it aside to start afresh"
                 )
-            if job.state is JobState.RUNNING:
-                job = replace(job, crashes=job.crashes + 1)
+            needs = self._needs(job)
+            as_stored = job
+            if job.state in (JobState.RUNNING, JobState.PENDING) and not self.scheduler.fits(
+                needs.items()
+            ):  # e.g. a GPU job stored on a machine that had one: it could never start here
+                job = replace(
+                    job,
+                    state=JobState.FAILED,
+                    finished_at=now,
+                    error=f"{self._unfit_reason(needs)}; this job cannot run on this machine",
+                )
+                unfit.append(job)
+            elif job.state is JobState.RUNNING:
+                job = replace(job, crashes=job.crashes + alone)
                 if job.crashes >= 2:
                     job = replace(
                         job,
@@ -391,17 +429,14 @@ class Engine:
                     interrupted.append(job)
             elif job.state is JobState.PENDING and job.enqueued:
                 queued.append(job)
-            self._put(job)
+            # A job failed here is kept as stored in memory until its FAILED commit, so that
+            # event says what it was.
+            failing = job.state is JobState.FAILED and as_stored.state is not JobState.FAILED
+            self._put(replace(as_stored, crashes=job.crashes) if failing else job)
             self._wf_jobs[job.workflow_id].append(job.id)
             phase = _PHASE.get(job.state, rules.Phase.HELD)
             self.scheduler.add(
-                job.id,
-                job.tenant,
-                self._lane(job),
-                job.depends_on,
-                job.seq,
-                phase,
-                self._needs(job),
+                job.id, job.tenant, self._lane(job), job.depends_on, job.seq, phase, needs
             )
         resumed = []
         for job in interrupted:
@@ -423,6 +458,9 @@ class Engine:
             now,
         )
         self._commit(poisoned, "failed: crashed the process on two consecutive starts", now)
+        self._commit(unfit, "failed: needs a resource this engine does not have", now)
+        for job in unfit:
+            logging.getLogger("wsitui").warning("job %s failed: %s", job.id, job.error)
 
     # ---- tenant-scoped reads -----------------------------------------------------------------
     def tenants(self) -> list[str]:
@@ -507,8 +545,8 @@ class Engine:
     def submit(self, tenant: str, spec: WorkflowSpec, *, start: bool = True) -> WorkflowStatus:
         """Create a workflow with its jobs; `start=False` leaves them held until `start`."""
         _check_tenant(tenant)
-        self._admit(tenant, len(spec.jobs))
         ordered = self._validate_jobs(spec.jobs, existing={})
+        self._admit(tenant, len(spec.jobs))  # after validation: a refused spec costs no token
         wf_id = self._new_id()
         while wf_id in self._workflows:
             wf_id = self._new_id()
@@ -520,9 +558,9 @@ class Engine:
 
     def add_job(self, tenant: str, workflow_id: str, spec: JobSpec, *, start: bool = True) -> Job:
         workflow = self.workflow(tenant, workflow_id).workflow
-        self._admit(tenant, 1)
         existing = {self._jobs[j].key: self._jobs[j] for j in self._wf_jobs[workflow_id]}
         ordered = self._validate_jobs((spec,), existing=existing)
+        self._admit(tenant, 1)
         self._create_jobs(workflow, ordered, start=start, new_workflow=False)
         return self._jobs[job_id_for(workflow_id, spec.id)]
 
@@ -577,6 +615,12 @@ class Engine:
             raise InvalidRequest(
                 f"job {job.key!r} is {job.state}: only failed or canceled jobs can be retried"
             )
+        needs = self._needs(job)
+        if not self.scheduler.fits(needs.items()):  # it would wait forever
+            raise InvalidRequest(
+                f"job {job.key!r} {self._unfit_reason(needs)}: it cannot run on this machine; "
+                'submit it anew with device = "cpu", or retry it on a machine that has it'
+            )
         self.scheduler.retry(job.id)
         now = self.clock()
         retried = replace(
@@ -598,14 +642,25 @@ class Engine:
         self._after_change()
         return self._jobs[job.id]
 
+    def check_admission(self, requests: Sequence[tuple[str, int, int]]) -> None:
+        """Raise RateLimited / QueueFull unless every submission of a series would be admitted
+        (see `Admission.preview`); takes nothing. A face checks a whole config with it before
+        submitting any of it."""
+        refused = self.admission.preview(requests, self._pending, self._pending_total)
+        if refused is not None:
+            self._raise_refusal(refused)
+
     # ---- internals: validation and creation --------------------------------------------------
     def _admit(self, tenant: str, jobs: int) -> None:
         """Admission control, before anything changes: raise RateLimited / QueueFull."""
         refused = self.admission.admit(
             tenant, jobs, self._pending.get(tenant, 0), self._pending_total
         )
-        if refused is None:
-            return
+        if refused is not None:
+            self._raise_refusal(refused)
+
+    @staticmethod
+    def _raise_refusal(refused: Decision) -> None:
         if refused.refusal is Refusal.RATE_LIMITED:
             raise RateLimited(refused.message, refused.retry_after)
         raise QueueFull(refused.message)
@@ -649,10 +704,8 @@ class Engine:
             executor = self.executors[str(spec.type)]
             needs = executor.resources(params)
             if not self.scheduler.fits(needs.items()):
-                have = ", ".join(f"{k}={v}" for k, v in sorted(self.scheduler.capacity.items()))
-                want = ", ".join(f"{k}={v}" for k, v in sorted(needs.items()))
                 raise InvalidRequest(
-                    f"job {spec.id!r} needs {want} but this engine has {have or 'none'}: "
+                    f"job {spec.id!r}: {self._unfit_reason(needs)}: "
                     'run it on the CPU (device = "cpu") or on a machine that has it'
                 )
             try:
@@ -679,6 +732,11 @@ class Engine:
         for spec in specs:
             visit(spec.id, [])
         return ordered
+
+    def _unfit_reason(self, needs: Mapping[str, int]) -> str:
+        have = ", ".join(f"{k}={v}" for k, v in sorted(self.scheduler.capacity.items()))
+        want = ", ".join(f"{k}={v}" for k, v in sorted(needs.items()) if v > 0)
+        return f"needs {want} but this engine has {have or 'none'}"
 
     def _needs(self, job: Job) -> dict[str, int]:
         """Resources a job holds while running (R9); params were validated at submission."""
@@ -791,12 +849,14 @@ class Engine:
     async def _run_job(self, job_id: str) -> None:
         job = self._jobs[job_id]
         run = self._runs[job_id]
-        executor = self.executors[str(job.job_type)]
         state, error, reason = JobState.SUCCEEDED, None, "completed"
+        left_behind: _JobContext | None = None
         try:
+            # A stored job of a type this engine has no executor for fails here, in one line.
             params = self._parse_params(
                 JobSpec(id=job.key, type=job.job_type, slide=job.slide, params=job.params)
             )
+            executor = self.executors[str(job.job_type)]
             out_dir = self._prepare_results(job)
             run.ctx = _JobContext(
                 self,
@@ -823,6 +883,7 @@ class Engine:
                 "late result is discarded and its partial outputs removed"
             )
             self._discard_results(job)
+            left_behind = run.ctx
         except (JobError, EngineError) as exc:
             state, error, reason = JobState.FAILED, str(exc), "failed"
         except _Crash as exc:  # a BaseException from executor code: its own name and message
@@ -835,7 +896,8 @@ class Engine:
         finally:
             self._runs.pop(job_id, None)
             self._user_canceled.discard(job_id)
-        self._finish(job_id, state, error, reason)
+            self._progress_saved.pop(job_id, None)
+        self._finish(job_id, state, error, reason, left_behind=left_behind)
 
     async def _supervise(self, executor: Executor, run: _Run) -> None:
         """Run the executor as its own task, so a run that ignores a stop request can be left
@@ -853,9 +915,12 @@ class Engine:
             except Exception:
                 raise
             except asyncio.CancelledError as exc:
+                if ctx.revoked.is_set:
+                    raise  # a real cancellation: the engine abandoned the run (or shuts down)
+                # A stray cancel from executor code (even of its own task): its job fails.
                 task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise  # a real cancellation (the run was abandoned or shut down)
+                while task is not None and task.cancelling():
+                    task.uncancel()
                 return _Crash(exc)
             except BaseException as exc:  # SystemExit, KeyboardInterrupt from executor code
                 return _Crash(exc)
@@ -878,6 +943,8 @@ class Engine:
                 self._abandon(task)
             elif not task.cancelled():
                 task.exception()  # mark it retrieved; `result()` below still raises it
+        if task.cancelled():  # cancelled from outside its own code but not by the engine
+            raise _Crash(asyncio.CancelledError())
         crash = task.result()
         if crash is not None:
             raise crash
@@ -899,8 +966,18 @@ class Engine:
             return
         threading.Thread(target=shutil.rmtree, args=(trash, True), daemon=True).start()
 
-    def _finish(self, job_id: str, state: JobState, error: str | None, reason: str) -> None:
+    def _finish(
+        self,
+        job_id: str,
+        state: JobState,
+        error: str | None,
+        reason: str,
+        *,
+        left_behind: _JobContext | None = None,
+    ) -> None:
         self.scheduler.finish(job_id, _PHASE[state])
+        if left_behind is not None:
+            self._hold_while_busy(job_id, left_behind)
         job = self._jobs[job_id]
         now = self.clock()
         tiles_done = job.tiles_total if state is JobState.SUCCEEDED else job.tiles_done
@@ -919,6 +996,34 @@ class Engine:
             reason if error is None else f"{reason}: {error}",
             now,
         )
+        self._after_change()
+
+    def _hold_while_busy(self, job_id: str, ctx: _JobContext) -> None:
+        """A run left behind after `cancel_grace` frees its worker, but the resources it holds
+        (a GPU) stay reserved until its threads return: the next GPU job never overlaps it.
+        Called before the dispatch that would hand them out."""
+        needs = self.scheduler.jobs[job_id].needs
+        if not needs:
+            return
+        loop = asyncio.get_running_loop()
+        with ctx.threads_lock:
+            if ctx.threads == 0:
+                return  # its work has stopped already
+            ctx.on_threads_done = lambda: _call_soon(loop, self._release_hold, job_id)
+        self.scheduler.reserve(needs)
+        self._holds[job_id] = needs
+        logging.getLogger("wsitui").warning(
+            "job %s was left running in a thread after it was canceled; %s stay in use until "
+            "that thread returns",
+            job_id,
+            ", ".join(f"{k}={v}" for k, v in needs),
+        )
+
+    def _release_hold(self, job_id: str) -> None:
+        needs = self._holds.pop(job_id, None)
+        if needs is None or self._store is None:
+            return  # already released, or the engine has closed
+        self.scheduler.unreserve(needs)
         self._after_change()
 
     def _interrupt(self, job_id: str, *, late: bool = False) -> None:
@@ -956,10 +1061,26 @@ class Engine:
         if updated == job and not restarted:
             return
         self._put(updated)
+        self._save_progress(updated, force=restarted or updated.stage != job.stage)
         now = self.clock()
         self.bus.publish(JobProgress(now, updated, restarted=restarted))
         self._publish_workflow(updated.workflow_id, now)
         self._notify()
+
+    def _save_progress(self, job: Job, *, force: bool) -> None:
+        """Commit a running job's progress for readers of the database (`wsitui status`): at
+        its first report, at each stage change or restart, else at most every
+        PROGRESS_COMMIT_S seconds, so a status read lags the live figure by that much at most.
+        Best effort: a failed write here is logged, the next commit says it to the user."""
+        at = time.monotonic()
+        last = self._progress_saved.get(job.id)
+        if not force and last is not None and at - last < PROGRESS_COMMIT_S:
+            return
+        self._progress_saved[job.id] = at
+        try:
+            self.store.save_progress(job)
+        except StoreError as exc:
+            logging.getLogger("wsitui").warning("progress of %s not saved: %s", job.id, exc)
 
     def _notify(self) -> None:
         """Wake `wait_until` callers: something changed."""
@@ -1046,10 +1167,14 @@ class Engine:
         self._notify()
 
     def _publish_tenants(self, effects: rules.Effects, now: float, *, admitted: bool) -> None:
+        if admitted:  # a slot given up (R3) is released before it is taken
+            for tc in effects.tenants:
+                if tc.yielded:
+                    self.bus.publish(TenantReleased(now, tc.tenant, yielded=True))
         for tc in effects.tenants:
             if tc.admitted and admitted:
-                self.bus.publish(TenantAdmitted(now, tc.tenant))
-            elif not tc.admitted and not admitted:
+                self.bus.publish(TenantAdmitted(now, tc.tenant, passed_over=tc.passed_over))
+            elif not tc.admitted and not tc.yielded and not admitted:
                 self.bus.publish(TenantReleased(now, tc.tenant))
         if effects.waiting_changed and not admitted:
             for pos, tenant in enumerate(self.scheduler.waiting, start=1):
@@ -1097,6 +1222,12 @@ class Engine:
     @staticmethod
     def _lane(job: Job) -> rules.LaneKey:
         return (job.tenant, job.workflow_id, job.branch)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    """From any thread; nothing if the loop has closed (the engine stopped meanwhile)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(fn, *args)
 
 
 def _forget(tasks: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None]:

@@ -53,8 +53,9 @@ class JobStateChanged:
 
 @dataclass(frozen=True, slots=True)
 class JobProgress:
-    """Tiles, live counters or the stage of a RUNNING job changed (not committed per event:
-    the durable record of progress is the executor's checkpoint)."""
+    """Tiles, live counters or the stage of a RUNNING job changed. Not committed per event:
+    the engine commits the figure at stage changes and at most every 2 s (for `wsitui status`);
+    the durable record to resume from is the executor's checkpoint."""
 
     ts: float
     job: Job
@@ -95,18 +96,29 @@ class WorkflowProgress:
 class TenantAdmitted:
     ts: float
     tenant: str
+    # Waiting tenants admitted later instead: each had nothing it could start (R3 in rules.py).
+    passed_over: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"ts": self.ts, "event": "tenant_admitted", "tenant": self.tenant}
+        out: dict[str, Any] = {"ts": self.ts, "event": "tenant_admitted", "tenant": self.tenant}
+        if self.passed_over:
+            out["passed_over"] = list(self.passed_over)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
 class TenantReleased:
     ts: float
     tenant: str
+    # True: it still has work, all of it waiting for a busy resource, and gave its slot to a
+    # waiting tenant that can start now; it waits first in line (R3 in rules.py).
+    yielded: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"ts": self.ts, "event": "tenant_released", "tenant": self.tenant}
+        out: dict[str, Any] = {"ts": self.ts, "event": "tenant_released", "tenant": self.tenant}
+        if self.yielded:
+            out["yielded"] = True
+        return out
 
 
 @dataclass(frozen=True, slots=True)

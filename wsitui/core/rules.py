@@ -13,6 +13,16 @@ code follows, including where they say more than the engine issue did:
       which they gained live work). Which tenants are active, the waiting order and the
       round-robin position are state: the engine persists them with every change, so a restart
       continues with the same active tenants and the same queue.
+      When a slot is held, exactly: an active tenant holds its slot while it has a RUNNING job,
+      or a ready job (a lane head whose dependencies succeeded) whose resources fit now, or
+      while no waiting tenant could start anything either. A *stalled* tenant (live, nothing
+      RUNNING, every ready job needs a resource that is full, e.g. the GPU another tenant
+      uses) gives its slot to the first waiting tenant that can start something, and goes
+      back first in line; likewise a stalled waiting tenant is passed over (it keeps its
+      place) when a slot frees and a later one can start. So a tenant whose only job waits for
+      the GPU never keeps workers idle that another tenant's CPU jobs could use; it runs at the
+      next slot free when its resource is. Checked after every dispatch pass, never between
+      two jobs of a lane: a tenant with a running job is never stalled.
   R4  A job starts only when every dependency SUCCEEDED. A job stands in its lane only while
       none of its upstreams (transitively) is HELD, FAILED or CANCELED. A job whose upstream
       FAILED or was CANCELED is *blocked*; a queued job whose upstream is still held (not
@@ -20,14 +30,25 @@ code follows, including where they say more than the engine issue did:
       neither lane nor tenant slot. When the upstream is started or retried they re-enter at the
       back of their lane, in dependency order, so a job never stands ahead of its own upstream.
   R5  Failures are lane-local: nothing but dependents is affected by a failure.
-  R6  Free workers are handed to active tenants round-robin by least recent service: the tenant
-      served longest ago goes first, and a newly admitted tenant counts as never served, so it
-      gets the next free worker. Within a tenant the oldest ready lane head (lowest seq) goes
-      first. "Oldest" is lane entry order: a retried or re-entering job has a new, later seq; an
-      interrupted job (the engine stopped) keeps its seq and so returns to the head of its lane.
+  R6  Free workers are handed to active tenants round-robin by least recent service, counted
+      per resource class (a job's resources, e.g. `gpu=1`; no resources is the CPU class). The
+      candidates are each active tenant's oldest ready lane head of each class that fits now;
+      the one whose tenant was served that class longest ago goes first (a CPU-class job
+      competes only for a worker, so any start of its tenant counts as service; a GPU job
+      competes for the GPU, so only the tenant's GPU starts count), then admission order, then
+      lane entry order. A newly admitted tenant counts as never served, in every class.
+      Bound: while a ready job of class C waits and fits whenever C frees, each other active
+      tenant starts at most one job of class C before it (plus once each tenant admitted in
+      the meantime): a tenant kept "recently served" by its CPU jobs still gets the GPU next.
+      Per-class service is not persisted: after a restart every class counts as never served
+      (ties by admission order). "Oldest" is lane entry order: a retried or re-entering job
+      has a new, later seq; an interrupted job (the engine stopped) keeps its seq and so
+      returns to the head of its lane.
   R9  Resources: a job may hold resources besides its worker (e.g. one `gpu`). A job starts only
       if its resources fit under their caps; a lane head that does not fit is passed over, not
-      waited for, so a short CPU job never waits behind GPU jobs.
+      waited for, so a short CPU job never waits behind GPU jobs. A job that needs more than a
+      cap (a GPU job on an engine with gpu = 0) can never start: the engine refuses it at
+      submission and fails a stored one when it opens, so it holds no slot.
 
 Held jobs (created but not started by the user) are in no lane and hold nothing.
 
@@ -39,12 +60,14 @@ lowest seq is always a lane head whose dependencies are done or running.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 LaneKey = tuple[str, str, str]  # (tenant, workflow_id, branch)
+Needs = tuple[tuple[str, int], ...]  # resources a job holds while running, sorted: its class
 
 
 class Phase(StrEnum):
@@ -73,7 +96,7 @@ class SJob:
     unmet: int = 0  # dependencies not SUCCEEDED
     bad_deps: int = 0  # dependencies FAILED/CANCELED or themselves blocked
     held_deps: int = 0  # dependencies HELD or themselves parked behind a held job
-    needs: tuple[tuple[str, int], ...] = ()  # resources held while running (R9)
+    needs: Needs = ()  # resources held while running (R9)
     dependents: list[str] = field(default_factory=list)
 
     @property
@@ -106,7 +129,9 @@ class Lane:
 @dataclass(frozen=True, slots=True)
 class TenantChange:
     tenant: str
-    admitted: bool  # True: admitted (active); False: released (no live job left)
+    admitted: bool  # True: admitted (active); False: released (no live job left, or yielded)
+    yielded: bool = False  # released with live work that cannot start now (R3)
+    passed_over: tuple[str, ...] = ()  # admitted: waiting tenants passed over (R3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +176,7 @@ class Scheduler:
         self.jobs: dict[str, SJob] = {}
         self.lanes: dict[LaneKey, Lane] = {}
         self.running = 0
+        self.running_by: dict[str, int] = {}  # tenant -> RUNNING jobs
         self.live: dict[str, int] = {}  # tenant -> number of in-lane + RUNNING jobs
         self.active: list[str] = []  # admission order
         self.waiting: deque[str] = deque()  # arrival order (R3)
@@ -158,8 +184,11 @@ class Scheduler:
         self._served: dict[str, int] = {}  # tenant -> tick of its last start (R6)
         self._tick = 0
         self._counter = 0
-        # Per tenant: heap of (seq, lane) for lanes whose head may be ready; validated lazily.
-        self._ready: dict[str, list[tuple[int, LaneKey]]] = {}
+        # Per tenant and resource class (a job's `needs`): heap of (seq, lane) for lanes whose
+        # head may be ready; validated lazily. All heads of a class fit or none do (R9).
+        self._ready: dict[str, dict[Needs, list[tuple[int, LaneKey]]]] = {}
+        # (tenant, class) -> tick of its last start of a job of that class (R6, per resource).
+        self._served_res: dict[tuple[str, Needs], int] = {}
         self._next_seq = 0
         self.effects = Effects()
         self.tenants_dirty = False  # tenant rows changed since `tenant_rows` was last read
@@ -244,6 +273,7 @@ class Scheduler:
         self.active, self.waiting = [], deque()
         self._order.clear()
         self._served.clear()
+        self._served_res.clear()  # not persisted: every class counts as never served again
         self._counter = 0
         for row in known:
             if not self.is_live(row.tenant) or row.tenant in self._order:
@@ -267,8 +297,26 @@ class Scheduler:
 
     # ---- transitions ---------------------------------------------------------------------
     def next_starts(self) -> list[str]:
-        """Admit waiting tenants into free slots, then fill free workers. Marks jobs RUNNING."""
+        """Admit waiting tenants into free slots, then fill free workers; then let active
+        tenants that cannot start anything give their slots to waiting ones that can (R3),
+        and fill again. Marks jobs RUNNING."""
         self._admit()
+        started = self._fill()
+        while self._yield_slot():
+            started += self._fill()
+        return started
+
+    def stalled(self, tenant: str) -> bool:
+        """R3: live, nothing RUNNING, and every ready lane head needs a resource that is full."""
+        if self.running_by.get(tenant, 0) or not self.is_live(tenant):
+            return False
+        for heap in self._ready.get(tenant, {}).values():
+            head = self._peek_ready(heap)
+            if head is not None and self._fits_now(head):
+                return False
+        return True
+
+    def _fill(self) -> list[str]:
         started: list[str] = []
         while self.running < self.max_workers and self.active:  # R2
             job = self._pick()
@@ -281,8 +329,11 @@ class Scheduler:
             for name, amount in job.needs:  # R9
                 self.in_use[name] = self.in_use.get(name, 0) + amount
             self.running += 1
+            self.running_by[job.tenant] = self.running_by.get(job.tenant, 0) + 1
             self._tick += 1
             self._served[job.tenant] = self._tick
+            if job.needs:
+                self._served_res[(job.tenant, job.needs)] = self._tick
             self.tenants_dirty = True
             started.append(job.id)
         return started
@@ -339,11 +390,21 @@ class Scheduler:
             self._enter_lane(job)
         self._propagate(job, before)
 
+    def reserve(self, needs: Needs) -> None:
+        """Hold resources outside any job (a run the engine left behind still uses them)."""
+        for name, amount in needs:
+            self.in_use[name] = self.in_use.get(name, 0) + amount
+
+    def unreserve(self, needs: Needs) -> None:
+        for name, amount in needs:  # heads passed over stay queued: the next pick sees them
+            self.in_use[name] -= amount
+
     # ---- internals -----------------------------------------------------------------------
     def _leave_worker(self, job: SJob) -> None:
         lane = self.lanes[job.lane]
         lane.running = None
         self.running -= 1
+        self.running_by[job.tenant] -= 1
         for name, amount in job.needs:
             self.in_use[name] -= amount
         self._mark_ready(lane)
@@ -397,7 +458,8 @@ class Scheduler:
     def _mark_ready(self, lane: Lane) -> None:
         head = self.lane_head(lane)
         if lane.running is None and head is not None and head.unmet == 0:
-            heapq.heappush(self._ready.setdefault(head.tenant, []), (head.seq, lane.key))
+            heaps = self._ready.setdefault(head.tenant, {})
+            heapq.heappush(heaps.setdefault(head.needs, []), (head.seq, lane.key))
 
     def _fits_now(self, job: SJob) -> bool:
         return all(
@@ -405,35 +467,41 @@ class Scheduler:
             for name, amount in job.needs
         )
 
-    def _pop_ready(self, tenant: str) -> SJob | None:
-        """Oldest ready lane head of a tenant whose resources fit (R6, R9).
-
-        Stale heap entries are dropped on the way; heads that do not fit now are kept.
-        """
-        heap = self._ready.get(tenant)
-        passed: list[tuple[int, LaneKey]] = []
-        found: SJob | None = None
+    def _peek_ready(self, heap: list[tuple[int, LaneKey]]) -> SJob | None:
+        """Oldest ready lane head in one (tenant, class) heap; stale entries are dropped."""
         while heap:
-            entry = heapq.heappop(heap)
-            seq, key = entry
+            seq, key = heap[0]
             lane = self.lanes[key]
             head = self.lane_head(lane)
             if lane.running is None and head is not None and head.seq == seq and head.unmet == 0:
-                if self._fits_now(head):
-                    found = head
-                    break
-                passed.append(entry)
-        for entry in passed:
-            heapq.heappush(heap, entry)  # type: ignore[arg-type]
-        return found
+                return head
+            heapq.heappop(heap)
+        return None
+
+    def rank(self, tenant: str, needs: Needs) -> int:
+        """R6: when `tenant` was last served a job of class `needs` (-1: never since admitted).
+        A job without resources competes for a worker: any start of the tenant counts."""
+        if not needs:
+            return self._served.get(tenant, -1)
+        return self._served_res.get((tenant, needs), -1)
 
     def _pick(self) -> SJob | None:
-        """R6: the active tenant served longest ago (never served first) gets the worker."""
-        for tenant in sorted(self.active, key=lambda t: (self._served.get(t, -1), self._order[t])):
-            job = self._pop_ready(tenant)
-            if job is not None:
-                return job
-        return None
+        """R6/R9: of every active tenant's oldest ready head per resource class that fits now,
+        the one whose tenant was served that class longest ago (then admission order, then
+        lane entry order) gets the worker."""
+        best: tuple[tuple[int, int, int], list[tuple[int, LaneKey]], SJob] | None = None
+        for tenant in self.active:
+            for needs, heap in self._ready.get(tenant, {}).items():
+                head = self._peek_ready(heap)
+                if head is None or not self._fits_now(head):
+                    continue  # every head of this class needs the same: none fits
+                key = (self.rank(tenant, needs), self._order[tenant], head.seq)
+                if best is None or key < best[0]:
+                    best = (key, heap, head)
+        if best is None:
+            return None
+        heapq.heappop(best[1])
+        return best[2]
 
     def _live_delta(self, tenant: str, delta: int) -> None:
         before = self.live.get(tenant, 0)
@@ -453,19 +521,54 @@ class Scheduler:
                 self.waiting.remove(tenant)
                 self.effects.waiting_changed = True
             self._served.pop(tenant, None)
+            self._forget_resource_service(tenant)
             self._order.pop(tenant, None)
             self.tenants_dirty = True
 
     def _admit(self) -> None:
         while len(self.active) < self.max_active_users and self.waiting:  # R3
-            tenant = self.waiting.popleft()
-            self.active.append(tenant)
-            self._counter += 1
-            self._order[tenant] = self._counter
-            self._served.pop(tenant, None)  # R6: a newcomer counts as never served
-            self.effects.tenants.append(TenantChange(tenant, admitted=True))
-            self.effects.waiting_changed = True
-            self.tenants_dirty = True
+            # The first waiting tenant that can start something; if none can, the first.
+            taker = next((t for t in self.waiting if not self.stalled(t)), self.waiting[0])
+            self._admit_tenant(taker)
+
+    def _admit_tenant(self, tenant: str) -> None:
+        passed = tuple(itertools.takewhile(lambda t: t != tenant, self.waiting))
+        self.waiting.remove(tenant)
+        self.active.append(tenant)
+        self._counter += 1
+        self._order[tenant] = self._counter
+        self._served.pop(tenant, None)  # R6: a newcomer counts as never served
+        self._forget_resource_service(tenant)
+        self.effects.tenants.append(TenantChange(tenant, admitted=True, passed_over=passed))
+        self.effects.waiting_changed = True
+        self.tenants_dirty = True
+
+    def _yield_slot(self) -> bool:
+        """R3: one stalled active tenant gives its slot to the first waiting tenant that can
+        start something now, and waits first in line. False when there is no such pair.
+
+        Terminates: resources are only taken during a pass, so a stalled tenant stays stalled
+        until the pass ends and is never a taker again in it."""
+        if not self.waiting:
+            return False
+        giver = next((t for t in reversed(self.active) if self.stalled(t)), None)
+        if giver is None:  # the usual case, found in O(active tenants)
+            return False
+        taker = next((t for t in self.waiting if not self.stalled(t)), None)
+        if taker is None:
+            return False
+        self.active.remove(giver)
+        self._served.pop(giver, None)
+        self._forget_resource_service(giver)
+        self._order[giver] = min(self._order[t] for t in self.waiting) - 1
+        self.waiting.appendleft(giver)
+        self.effects.tenants.append(TenantChange(giver, admitted=False, yielded=True))
+        self._admit_tenant(taker)
+        return True
+
+    def _forget_resource_service(self, tenant: str) -> None:
+        for key in [k for k in self._served_res if k[0] == tenant]:
+            del self._served_res[key]
 
     def take_effects(self) -> Effects:
         effects, self.effects = self.effects, Effects()

@@ -310,6 +310,23 @@ class Store:
 
         self._write(statements)
 
+    def save_progress(self, job: Job) -> None:
+        """A RUNNING job's progress, stage and counters, for readers of the database (`wsitui
+        status`); no transition, and nothing else of the row (crashes stay as they are)."""
+        self._write(
+            lambda db: db.execute(
+                "UPDATE jobs SET tiles_done=?, tiles_total=?, stage=?, counters=? "
+                "WHERE id=? AND state='RUNNING'",
+                (
+                    job.tiles_done,
+                    job.tiles_total,
+                    job.stage,
+                    json.dumps(dict(job.counters), sort_keys=True),
+                    job.id,
+                ),
+            )
+        )
+
     def clear_checkpoint(self, job_id: str) -> None:
         self._write(lambda db: db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,)))
 

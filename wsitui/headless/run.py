@@ -1,18 +1,22 @@
 """`wsitui run CONFIG.toml`: check everything, submit (or resume), show progress, summarise.
 
-Exit codes: 0 every job succeeded, 1 a job failed or was canceled, 2 config or input error
+Exit codes: 0 every job succeeded, 1 a job failed or was canceled (or a config workflow was
+skipped: its stored twin no longer matches it), 2 config or input error
 (nothing ran), 3 a config workflow refused by admission control (rate limited or queue full;
 nothing of it submitted), 130 interrupted (state saved; run again to resume).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+from anyio.abc import TaskStatus
 from pydantic import BaseModel
 from rich.console import Console
 
@@ -39,6 +43,9 @@ class RunOptions:
     json: bool = False
     quiet: bool = False
     observe: ObserveOptions = field(default_factory=lambda: ObserveOptions(errors_to_stderr=True))
+    # The process is `wsitui` itself (not a test calling `run`): once the engine has stopped, a
+    # signal ends it at once, in one line.
+    program: bool = False
 
 
 class RunSummary(BaseModel):
@@ -46,13 +53,37 @@ class RunSummary(BaseModel):
     interrupted: bool
     data_dir: str
     workflows: list[WorkflowSummary]
+    skipped: list[str] = []  # config workflows not run: their stored twin no longer matches
 
 
 def _error(message: str) -> None:
     print(f"wsitui: {one_line(message)}", file=sys.stderr)  # one line, never wrapped
 
 
+def _exit_now(signum: int, frame: object) -> None:
+    """After the engine stopped (or past the stop's deadline): a signal ends the process now,
+    in one line. Everything is committed already; nothing is left to wait for."""
+    _error("interrupted again: exiting now; state is saved, run the same command to resume")
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _answer_signals_by_exiting(opts: RunOptions) -> None:
+    if opts.program and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _exit_now)
+        signal.signal(signal.SIGTERM, _exit_now)
+
+
 def run(opts: RunOptions) -> int:
+    if threading.current_thread() is threading.main_thread():
+        # `wsitui` ignores Ctrl-C while it imports (cli.py); from here on it is ours to answer.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return _run_command(opts)
+    finally:
+        _answer_signals_by_exiting(opts)  # a second Ctrl-C while Python exits: no traceback
+
+
+def _run_command(opts: RunOptions) -> int:
     err = Console(stderr=True)
     say = None if opts.quiet else (lambda line: err.print(one_line(line), markup=False))
     try:
@@ -73,6 +104,8 @@ def run(opts: RunOptions) -> int:
     except KeyboardInterrupt:
         _error("interrupted before any job ran; run the same command again to start")
         return EXIT_INTERRUPTED
+    for line in session.skipped():  # a stored workflow the config no longer matches
+        _error(line)
     server = session.observability.server
     if server is not None and say is not None:
         say(f"metrics: {server.url}")
@@ -81,10 +114,14 @@ def run(opts: RunOptions) -> int:
     except SessionError as exc:
         _error(exc.message)
         code = exc.exit_code
-    except KeyboardInterrupt:  # before the signal watcher was up, or after it stopped
+    except (KeyboardInterrupt, BaseExceptionGroup) as exc:
+        # Before the signal watcher was up, or after it stopped (a group: raised in a task).
+        if isinstance(exc, BaseExceptionGroup) and exc.subgroup(KeyboardInterrupt) is None:
+            raise
         _error("interrupted: state is saved; run the same command again to resume")
         code = EXIT_INTERRUPTED
     finally:
+        _answer_signals_by_exiting(opts)
         session.close()
     for warning in session.warnings():
         _error(warning)
@@ -107,19 +144,22 @@ async def _run(session: Session, opts: RunOptions) -> int:
     failure: SessionError | None = None
     waiting = anyio.CancelScope()
 
-    async def watch_signals() -> None:
+    async def watch_signals(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         # Stays open until the engine has stopped, so a second Ctrl-C during the stop is
         # answered here instead of raising KeyboardInterrupt mid-shutdown.
         nonlocal interrupted
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()  # before the engine opens: no signal finds no handler
             async for _ in signals:
                 if interrupted and not opts.quiet:
                     human.print("[yellow]still stopping:[/] waiting for jobs to reach a tile")
+                if not interrupted and opts.program:
+                    _deadline(engine.cancel_grace + STOP_MARGIN_S)
                 interrupted = True
                 waiting.cancel()
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(watch_signals)
+        await tg.start(watch_signals)
         try:
             # Opened inside the task group but caught here: a refusal (busy data dir, a store
             # that cannot be written) stays one SessionError, never an exception group.
@@ -146,12 +186,15 @@ async def _run(session: Session, opts: RunOptions) -> int:
     # After the engine stopped, so interrupted jobs show as they are on disk (PENDING).
     statuses = _statuses(session)
     code = EXIT_INTERRUPTED if interrupted else _exit_code(statuses)
+    if code == EXIT_OK and session.skipped():
+        code = EXIT_FAILED  # not everything the config asks for ran
     if opts.json:
         waiting_tenants = engine.stats().waiting
         summary = RunSummary(
             exit_code=code,
             interrupted=interrupted,
             data_dir=str(engine.data_dir),
+            skipped=session.skipped(),
             workflows=[
                 summarize(
                     s.workflow, s.jobs, waiting=waiting_tenants, results_root=engine.results_root
@@ -165,11 +208,30 @@ async def _run(session: Session, opts: RunOptions) -> int:
     return code
 
 
+STOP_MARGIN_S = 0.8  # a stop ends the process within cancel_grace plus this, whatever runs
+
+
+def _deadline(seconds: float) -> None:
+    """The process ends within `seconds` of a stop request whatever a thread is doing: the
+    engine leaves a run behind after `cancel_grace`; this covers what could still hang
+    (an executor's close, a thread the interpreter would join at exit). What is committed is
+    consistent at any instant (SQLite transactions), so exiting here loses nothing."""
+
+    def expire() -> None:
+        _error(
+            f"still stopping {seconds:g} s after the interrupt: exiting now; state is saved, "
+            "run the same command again to resume"
+        )
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+
+
 def _statuses(session: Session) -> list[WorkflowStatus]:
-    return [
-        session.engine.workflow(w.tenant, i)
-        for w, i in zip(session.config.workflows, session.workflow_ids, strict=True)
-    ]
+    return [session.engine.workflow(w.tenant, i) for w, i in session.runs]
 
 
 def _exit_code(statuses: list[WorkflowStatus]) -> int:

@@ -38,20 +38,25 @@ class SchedulerConfig(_Strict):
     cancel_grace: float = Field(5.0, gt=0, le=3600)
 
 
+MAX_QUEUED = 10_000_000  # jobs: far above any real queue, far below what exhausts memory
+
+
 class LimitsConfig(_Strict):
     """Admission control of submissions (see wsitui/core/admission.py); 0 switches one off."""
 
     # Defaults let a config of a few thousand workflows in (it is submitted at once, at start)
     # and stop only a runaway client; a shared deployment sets its own.
     rate: float = Field(20.0, ge=0, le=1_000_000)  # submissions per second per tenant
-    burst: int = Field(2_000, ge=1, le=1_000_000)  # submissions at once per tenant
-    max_queued_per_tenant: int = Field(50_000, ge=0)  # PENDING jobs of one tenant
-    max_queued: int = Field(100_000, ge=0)  # PENDING jobs in total
+    burst: int = Field(2_000, ge=0, le=1_000_000)  # submissions at once per tenant
+    # PENDING jobs of one tenant / in total. Bounded: each is a row in memory and on disk.
+    max_queued_per_tenant: int = Field(50_000, ge=0, le=MAX_QUEUED)
+    max_queued: int = Field(100_000, ge=0, le=MAX_QUEUED)
 
     def limits(self) -> Limits:
+        off = not self.rate or not self.burst  # either at 0 switches the rate limit off
         return Limits(
-            rate=self.rate or None,
-            burst=self.burst,
+            rate=None if off else self.rate,
+            burst=max(1, self.burst),
             max_queued_per_tenant=self.max_queued_per_tenant or None,
             max_queued=self.max_queued or None,
         )

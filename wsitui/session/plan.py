@@ -2,15 +2,17 @@
 
 A config workflow is matched to a stored one by (tenant, name): running the same config again
 on the same data dir resumes it instead of redoing finished jobs. A stored job whose definition
-changed in the config (type, slide, branch, depends_on, params) is refused before anything runs:
-resuming it would keep results made with the old definition under the new one's name.
+changed in the config (type, slide, branch, depends_on, params) is not resumed: resuming it would
+keep results made with the old definition under the new one's name. That workflow is skipped
+with one line saying why and how to run it anew; the config's other workflows run (a stored
+workflow never blocks the others). Only when every workflow is skipped is it an input error.
 """
 
 from __future__ import annotations
 
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +75,11 @@ def make_samples(config: Config, say: Callable[[str], object] | None = None) -> 
 
 @dataclass
 class Plan:
-    """Per config workflow: the stored workflow id to resume, or None to submit it new."""
+    """Per config workflow: the stored workflow id to resume, or None to submit it new; and
+    the workflows skipped because their stored twin no longer matches (index: one line)."""
 
     resume: dict[int, str]
+    skipped: dict[int, str] = field(default_factory=dict)
 
 
 def check_and_plan(engine: Engine, config: Config, data_dir: Path) -> Plan:
@@ -87,21 +91,24 @@ def check_and_plan(engine: Engine, config: Config, data_dir: Path) -> Plan:
             raise InputError(f"workflows[{i}] ({wf.tenant}/{wf.name}): {exc}") from None
     for slide in sorted({j.slide for wf in config.workflows for j in wf.jobs}):
         open_slide(slide).close()
-    return Plan(resume=_match_stored(engine, config, data_dir))
+    plan = _match_stored(engine, config, data_dir)
+    if config.workflows and len(plan.skipped) == len(config.workflows):
+        raise InputError(plan.skipped[0])
+    return plan
 
 
-def _match_stored(engine: Engine, config: Config, data_dir: Path) -> dict[int, str]:
+def _match_stored(engine: Engine, config: Config, data_dir: Path) -> Plan:
     """Find workflows a previous run on this data dir submitted (same tenant and name)."""
     db = data_dir / "state.db"
     if not db.exists() or db.stat().st_size == 0:  # nothing stored yet: the engine starts it
-        return {}
+        return Plan(resume={})
     store = Store(db, readonly=True)
     try:
         stored = {(w.tenant, w.name): w.id for w in store.workflows()}
         jobs = {(j.workflow_id, j.key): j for j in store.jobs()}
     finally:
         store.close()
-    resume: dict[int, str] = {}
+    plan = Plan(resume={})
     for i, wf in enumerate(config.workflows):
         wf_id = stored.get((wf.tenant, wf.name))
         if wf_id is None:
@@ -112,13 +119,15 @@ def _match_stored(engine: Engine, config: Config, data_dir: Path) -> dict[int, s
                 continue
             changed = changed_fields(engine, wf_id, j, old)
             if changed:
-                raise InputError(
-                    f"workflows[{i}] ({wf.tenant}/{wf.name}): job {j.id!r} changed its "
+                plan.skipped[i] = (
+                    f"workflows[{i}] ({wf.tenant}/{wf.name}) skipped: job {j.id!r} changed its "
                     f"{', '.join(changed)} since it was stored in {data_dir}; rename the "
                     "workflow to run it anew, or use another --data-dir"
                 )
-        resume[i] = wf_id
-    return resume
+                break
+        else:
+            plan.resume[i] = wf_id
+    return plan
 
 
 def changed_fields(engine: Engine, wf_id: str, new: JobConfig, old: Job) -> list[str]:
@@ -153,6 +162,32 @@ def _params(engine: Engine, job_type: str, params: Mapping[str, Any]) -> object:
 
 
 RESULT_NEUTRAL = ("backend", "scheduler_address")  # set config-wide by [dask]
+
+
+def admission_requests(
+    engine: Engine, config: Config, plan: Plan, *, start: bool = True
+) -> list[tuple[str, int, int]]:
+    """The submissions `submit_or_resume` will make for the whole config, in order, as
+    (tenant, jobs submitted, jobs made PENDING without a submission): what
+    `Engine.check_admission` needs to refuse the config before any of it is submitted."""
+    out: list[tuple[str, int, int]] = []
+    for i, wf in enumerate(config.workflows):
+        if i in plan.skipped:
+            continue
+        wf_id = plan.resume.get(i)
+        if wf_id is None:
+            out.append((wf.tenant, len(wf.jobs), 0))
+            continue
+        have = {j.key: j for j in engine.workflow(wf.tenant, wf_id).jobs}
+        retried = 0
+        for j in wf.jobs:
+            job = have.get(j.id)
+            if job is None:
+                out.append((wf.tenant, 1, 0))  # add_job: one submission each
+            elif start and job.state in (JobState.FAILED, JobState.CANCELED):
+                retried += 1
+        out.append((wf.tenant, 0, retried))
+    return out
 
 
 def submit_or_resume(

@@ -35,9 +35,16 @@ from wsitui.jobs.registry import default_executors
 from wsitui.observability.logs import LogError
 from wsitui.observability.server import MetricsError
 from wsitui.observability.setup import Observability, ObserveOptions
-from wsitui.session.config import Config, ConfigError, load_config
+from wsitui.session.config import Config, ConfigError, WorkflowConfig, load_config
 from wsitui.session.errors import EXIT_INPUT, EXIT_LIMITED, SessionError
-from wsitui.session.plan import InputError, Plan, check_and_plan, make_samples, submit_or_resume
+from wsitui.session.plan import (
+    InputError,
+    Plan,
+    admission_requests,
+    check_and_plan,
+    make_samples,
+    submit_or_resume,
+)
 from wsitui.slides.errors import SlideError
 
 # Every failure a session knows how to explain in one line: all are input errors (exit 2).
@@ -73,22 +80,37 @@ class Session:
     plan: Plan
     event_log: JsonlEventLog | None
     observability: Observability
-    workflow_ids: list[str] = field(default_factory=list)  # per config workflow, once submitted
+    # Per config workflow that runs (the skipped ones left out), once submitted.
+    runs: list[tuple[WorkflowConfig, str]] = field(default_factory=list)
+
+    @property
+    def workflow_ids(self) -> list[str]:
+        return [wf_id for _, wf_id in self.runs]
+
+    def skipped(self) -> list[str]:
+        """One line per config workflow not run (its stored twin no longer matches it)."""
+        return [self.plan.skipped[i] for i in sorted(self.plan.skipped)]
 
     def submit(self, *, start: bool) -> list[str]:
         """Submit or resume every config workflow on the open engine; return their ids.
 
-        `start=False` (the TUI) leaves new jobs held and old ones as they are.
+        `start=False` (the TUI) leaves new jobs held and old ones as they are. The whole config
+        passes admission control before any of it is submitted: a refusal leaves nothing half
+        started. Workflows in `plan.skipped` are left out.
         """
         try:
-            self.workflow_ids = [
-                submit_or_resume(self.engine, i, wf, self.plan, start=start)
+            self.engine.check_admission(
+                admission_requests(self.engine, self.config, self.plan, start=start)
+            )
+            self.runs = [
+                (wf, submit_or_resume(self.engine, i, wf, self.plan, start=start))
                 for i, wf in enumerate(self.config.workflows)
+                if i not in self.plan.skipped
             ]
         except (RateLimited, QueueFull) as exc:
             raise SessionError(
-                f"{exc}; the config's workflows are submitted at once: raise [limits] in the "
-                "config for more",
+                f"{exc}; nothing of the config was submitted (its workflows are submitted "
+                "at once): raise [limits] in the config, or retry later",
                 EXIT_LIMITED,
             ) from None
         except (EngineError, StoreError) as exc:
@@ -110,14 +132,19 @@ class Session:
         raised inside the engine's task group it would come out as an exception group.
         """
         engine = self.engine
+        # Listeners go in before the engine opens: what it commits while it recovers (jobs
+        # resumed, "interrupted", poison jobs failed) and the starts of resumed jobs are logged.
+        listeners = self.listeners()
+        for listener in listeners:
+            engine.bus.add_listener(listener)
         try:
             await engine.__aenter__()
         except (DataDirInUse, StoreError, OSError) as exc:
+            for listener in listeners:
+                engine.bus.remove_listener(listener)
             raise SessionError(_message(exc), EXIT_INPUT) from None
         failure: SessionError | None = None
         try:
-            for listener in self.listeners():
-                engine.bus.add_listener(listener)
             await self.observability.start()
             try:
                 self.submit(start=start)
