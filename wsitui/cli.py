@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from wsitui import __version__
 from wsitui.models.cli import add_model_commands  # cheap: no torch at parser build
@@ -50,8 +50,17 @@ def _observe_options(p: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes in one line plus a `--help` hint (exit 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        from wsitui.core.text import one_line
+
+        self.exit(2, f"{self.prog}: {one_line(message)}; see `{self.prog} --help`\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="wsitui",
         description="Long tile-based inference on whole-slide images, from a terminal.",
     )
@@ -105,6 +114,9 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a reader that 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from wsitui.observability.libraries import route_library_output
+
+    route_library_output()  # library warnings and logs to the wsitui log, never the terminal
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)

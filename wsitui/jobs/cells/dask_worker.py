@@ -7,6 +7,11 @@ the resolved model path, which must be readable on the worker), slides are opene
 slim plan (no tile list) and one tile. It returns polygons (`CellRecords.to_bytes()`, a few kB),
 never a label image. It imports `distributed`: import it only where Dask is used (the
 executor imports the Dask backend on first use, never at `wsitui --help`).
+
+Torch's CPU threads on a worker: the plugin's `cpu_threads` when the client set one (the
+session's own LocalCluster), else the worker's own thread count (`dask worker --nthreads N`),
+set in every task thread before the model runs: a worker never runs more torch threads than it
+was given, whatever torch defaults to (its core count, ignoring `OMP_NUM_THREADS`).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class TileResult:
     data: bytes  # CellRecords.to_bytes()
     cells: int  # records that are not guests (what progress counts)
     worker: str  # the worker's address (per-worker tile rates)
+    torch_threads: int  # torch's CPU threads in the task that ran the model (0: not torch)
     read: float
     infer: float
     post: float
@@ -102,14 +108,21 @@ class CellsPlugin(WorkerPlugin):
         for r in readers:
             r.close()
 
-    def model(self) -> Any:
+    def model(self, worker_threads: int = 1) -> Any:
+        """The loaded model, with torch's CPU threads set for the calling task's thread."""
+        threads = max(1, self.cpu_threads or worker_threads)
         with self._lock:
             if self._model is None:
                 from wsitui.models.loaded import load
+                from wsitui.observability.libraries import quiet_known_warnings
 
-                self._model = load(self.source, self.device, self.cpu_threads)
+                quiet_known_warnings()  # known library warnings never reach a worker's stderr
+                self._model = load(self.source, self.device, threads)
                 self.loads += 1
-            return self._model
+            model = self._model
+        if getattr(model, "device", "") == "cpu" and not model.is_classical:
+            _set_torch_threads(threads)
+        return model
 
     def reader(self, path: str) -> SlideReader:
         st = Path(path).stat()  # a slide replaced on disk is opened again
@@ -140,6 +153,51 @@ def make_plugin(source: ModelSource, device: str, cpu_threads: int | None) -> Ce
 _install_lock = threading.Lock()
 
 
+def _set_torch_threads(n: int) -> None:
+    """Torch's intra-op threads for this thread (OpenMP keeps the setting per thread, and a
+    Dask worker runs tasks in a pool of its own)."""
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def torch_threads() -> int:
+    """Torch's CPU threads as a task on this worker sees them (0 without torch imported)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else 0
+
+
+def _installed(worker: Any, plugin: CellsPlugin) -> CellsPlugin:
+    with _install_lock:
+        state = worker.plugins.get(plugin.name)
+        if state is None:
+            worker.plugins[plugin.name] = state = plugin
+    assert isinstance(state, CellsPlugin)
+    return state
+
+
+def _worker_threads(worker: Any) -> int:
+    state = getattr(worker, "state", None)
+    return int(getattr(state, "nthreads", 0) or getattr(worker, "nthreads", 1) or 1)
+
+
+def describe_model(plugin: CellsPlugin) -> dict[str, Any]:
+    """The task that loads the model on a worker (as its tiles will) and says what it is:
+    pixel size, hash, the device and torch threads it runs with. The client plans from this and
+    never loads the model itself."""
+    worker = get_worker()
+    model = _installed(worker, plugin).model(_worker_threads(worker))
+    info = dict(model.manifest())
+    if info.get("device") == "cpu" and not model.is_classical:
+        info["cpu_threads"] = torch_threads()
+    info["is_classical"] = bool(model.is_classical)
+    info["worker"] = worker.address
+    return info
+
+
 def segment_tile(
     plugin: CellsPlugin, slide: str, plan: CellPlan, tile: Tile, min_area_px: float
 ) -> TileResult:
@@ -150,11 +208,8 @@ def segment_tile(
     address) installs it here instead of failing the tile.
     """
     worker = get_worker()
-    with _install_lock:
-        state = worker.plugins.get(plugin.name)
-        if state is None:
-            worker.plugins[plugin.name] = state = plugin
-    model = state.model()
+    state = _installed(worker, plugin)
+    model = state.model(_worker_threads(worker))
     image = read_tile(state.reader(slide), plan, tile)
     began = time.perf_counter()
     labels = model.predict(image.rgb[None])[0]
@@ -171,7 +226,8 @@ def segment_tile(
     data = rec.to_bytes()
     post = time.perf_counter() - began - infer
     cells = int(np.count_nonzero(rec.status != 2))
-    return TileResult(data, cells, worker.address, image.seconds, infer, post)
+    threads = torch_threads() if not model.is_classical and model.device == "cpu" else 0
+    return TileResult(data, cells, worker.address, threads, image.seconds, infer, post)
 
 
 def model_loads(dask_worker: Any = None) -> dict[str, int]:
