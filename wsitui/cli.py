@@ -27,6 +27,16 @@ def _port(text: str) -> int:
     return port
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0-3600)")
+    return value
+
+
 def _observe_options(p: argparse.ArgumentParser, *, suppress: bool) -> None:
     """--metrics-port/--metrics-host/--log-file/--log-json, before or after a subcommand."""
     kw = {"default": argparse.SUPPRESS} if suppress else {}
@@ -38,6 +48,14 @@ def _observe_options(p: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
     p.add_argument(
         "--metrics-host", help="address for --metrics-port (default 127.0.0.1: loopback)", **kw
+    )
+    p.add_argument(
+        "--metrics-linger",
+        type=_seconds,
+        metavar="SECONDS",
+        help="`run`: keep --metrics-port up this long after the run for a last scrape (default "
+        "5; ends after one scrape or on Ctrl-C; 0: close at once)",
+        **kw,
     )
     p.add_argument(
         "--log-file", type=Path, help="append structured logs (ids on every line) here", **kw
@@ -130,10 +148,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _observe(args: argparse.Namespace, *, headless: bool) -> ObserveOptions:
-    from wsitui.observability.setup import DEFAULT_METRICS_HOST, ObserveOptions
+    from wsitui.observability.setup import (
+        DEFAULT_METRICS_HOST,
+        DEFAULT_METRICS_LINGER_S,
+        ObserveOptions,
+    )
 
+    linger = getattr(args, "metrics_linger", None)
     return ObserveOptions(
         metrics_port=args.metrics_port,
+        metrics_linger=(DEFAULT_METRICS_LINGER_S if linger is None else linger) if headless else 0,
         metrics_host=args.metrics_host or DEFAULT_METRICS_HOST,
         log_file=args.log_file,
         log_json=args.log_json,
