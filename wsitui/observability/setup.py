@@ -71,9 +71,10 @@ class Observability:
             await self.server.aclose()
 
     def _finished(self) -> bool:
-        """The run ended by itself: nothing left running or queued (Ctrl-C leaves work)."""
+        """The run ended by itself (nothing left running or queued: Ctrl-C leaves work) after
+        ending some job (a refused config has nothing to scrape)."""
         try:
-            return self._engine.is_idle()
+            return self._engine.is_idle() and bool(self.metrics.snapshot(self._engine).outcomes)
         except Exception:  # an engine that never opened
             return False
 
