@@ -358,6 +358,8 @@ class DaskClusters:
                 with contextlib.suppress(Exception):  # its error is read below
                     fut.result(timeout=POLL)
                 if not fut.done():
+                    if not workers and client.status == "running":  # one may have joined
+                        workers = self._refresh_workers(cluster)
                     health.check(client, workers)
             if fut.status != "finished":
                 exc = fut.exception(timeout=REQUEST_S) if fut.status == "error" else None
@@ -372,7 +374,7 @@ class DaskClusters:
         finally:
             if not fut.done():
                 with contextlib.suppress(Exception):
-                    client.cancel([fut], asynchronous=False, force=True)
+                    _call(lambda: client.cancel([fut], force=True), REQUEST_S, "cancel")
             fut.release()
         if source.path is not None and source.path.is_file() and not info.get("is_classical"):
             from wsitui.models.loaded import file_sha256
@@ -529,7 +531,7 @@ class DaskClusters:
                 futures = [f for f, _ in inflight.values()]
                 inflight.clear()
                 with contextlib.suppress(Exception):
-                    client.cancel(futures, asynchronous=False, force=True)
+                    _call(lambda: client.cancel(futures, force=True), REQUEST_S, "cancel")
             ac.clear()
             timings.wait = time.perf_counter() - began
         return run
