@@ -13,10 +13,10 @@ of a successful run):
 
 Either way the records go to the handlers of the `wsitui` logger that write the log
 (`--log-file`, or `--log-json` on stderr when asked), never to the errors-only stderr handler
-of a headless run, and nowhere at all without a log: `LibraryRecordsOnly` marks the handlers
-that may take them. Every face calls `route_library_output()` at start (the CLI's `main`), and
-the Dask backend calls it again after importing distributed (whose import re-adds its
-handler). Idempotent; no heavy import.
+of a headless run (it carries the `LibraryRecordsOnly` filter, which keeps them off it), and
+nowhere at all without a log. Every face calls `route_library_output()` at start (the CLI's
+`main`, which serve tab processes run too), and the Dask backend calls it again after importing
+distributed (whose import re-adds its handler). Idempotent; no heavy import.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ class _ToWsituiLog(logging.Handler):
 
 
 class LibraryRecordsOnly(logging.Filter):
-    """On a handler that must not show library records (the errors-only stderr handler)."""
+    """Keeps library records off a handler (the errors-only stderr handler): it passes only
+    wsitui's own records."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not getattr(record, _LIBRARY, False)
