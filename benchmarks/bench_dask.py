@@ -10,6 +10,12 @@ processes, whose RSS is printed apart):
     local    the TISSUE_MASK + SEGMENT_CELLS jobs through the engine, backend = "local"
     dask-1   the same jobs, backend = "dask", on a LocalCluster of 1 worker process
     dask-2   the same, on 2 worker processes
+    cli-1x2  real `dask scheduler` and `dask worker --nthreads 2` processes, as users start them
+    cli-2x1  a `dask scheduler` and two `dask worker --nthreads 1` processes
+
+`--variants local,cli-2x1` runs some of them. Each Dask variant also reports the torch threads
+its workers ran the model with (the manifest's `dask.torch_threads_by_worker`; the classical
+model runs no torch).
 
 Per variant: tiles/s over the segmenting stage, work per tile on a worker (read + infer +
 extract, summed over threads that share the cores), overhead per tile (the extra wall time per
@@ -133,18 +139,79 @@ def variant_dask(slide: Path, model: str, workers: int) -> dict[str, Any]:
             )
         out["cluster_start_s"] = start_s
         out["threads"] = threads
-        out["tile_s"] = [
-            ss["stop"] - ss["start"]
-            for rec in ts.data
-            if "wsitui-cells" in str(rec.get("key", ""))
-            for ss in rec.get("startstops", ())
-            if ss.get("action") == "compute"
-        ]
+        out["tile_s"] = _tile_times(ts)
         out["round_trip_ms"] = 1000 * round_trip(client, 2 * threads * workers)
         rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         out["worker_rss_mb"] = sorted(rss.values())
     out["rss_mb"] = peak_rss_mb()
     return out
+
+
+def variant_cli(slide: Path, model: str, workers: int, threads: int) -> dict[str, Any]:
+    """The job on real `dask scheduler` / `dask worker` processes (not a LocalCluster)."""
+    import socket
+
+    import distributed
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH") or repo}
+    quiet = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    py = sys.executable
+    procs = [
+        subprocess.Popen(
+            [
+                *(py, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1"),
+                *("--port", str(port), "--dashboard-address", ":0"),
+            ],
+            **quiet,
+        )
+    ]
+    began = time.perf_counter()
+    try:
+        for _ in range(workers):
+            procs.append(
+                subprocess.Popen(
+                    [
+                        *(py, "-m", "distributed.cli.dask_worker", address),
+                        *("--nthreads", str(threads), "--no-dashboard"),
+                    ],
+                    **quiet,
+                )
+            )
+        with distributed.Client(address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=120)
+            start_s = time.perf_counter() - began
+            with distributed.get_task_stream(client) as ts:
+                out = run_job(
+                    slide, {"model": model, "backend": "dask", "scheduler_address": address}
+                )
+            out["cluster_start_s"] = start_s
+            out["threads"] = threads
+            out["tile_s"] = _tile_times(ts)
+            out["round_trip_ms"] = 1000 * round_trip(client, 2 * threads * workers)
+            rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+            out["worker_rss_mb"] = sorted(rss.values())
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+    out["rss_mb"] = peak_rss_mb()
+    return out
+
+
+def _tile_times(ts: Any) -> list[float]:
+    return [
+        ss["stop"] - ss["start"]
+        for rec in ts.data
+        if "wsitui-cells" in str(rec.get("key", ""))
+        for ss in rec.get("startstops", ())
+        if ss.get("action") == "compute"
+    ]
 
 
 def _noop(i: int) -> int:
@@ -168,7 +235,13 @@ def round_trip(client: Any, window: int, n: int = 400) -> float:
     return (time.perf_counter() - began) / n
 
 
-VARIANTS = {"local": (variant_local, 0), "dask-1": (variant_dask, 1), "dask-2": (variant_dask, 2)}
+VARIANTS: dict[str, Any] = {
+    "local": lambda slide, model: variant_local(slide, model, 0),
+    "dask-1": lambda slide, model: variant_dask(slide, model, 1),
+    "dask-2": lambda slide, model: variant_dask(slide, model, 2),
+    "cli-1x2": lambda slide, model: variant_cli(slide, model, 1, 2),
+    "cli-2x1": lambda slide, model: variant_cli(slide, model, 2, 1),
+}
 
 
 def run_variant(name: str, slide: Path, model: str) -> dict[str, Any]:
@@ -219,6 +292,12 @@ def simulate(
     return end
 
 
+def _threads(r: dict[str, Any]) -> str:
+    """Torch threads per worker as the manifest says ("-": not torch, or the local backend)."""
+    by = (r.get("dask") or {}).get("torch_threads_by_worker") or {}
+    return ",".join(str(v) for v in by.values()) or "-"
+
+
 def fmt(v: Any, nd: int = 1) -> str:
     if v is None:
         return "-"
@@ -235,19 +314,25 @@ def main() -> int:
         "--cohort-tiles", type=int, default=1000, help="tissue tiles per simulated slide"
     )
     p.add_argument("--repeat", type=int, default=1, help="rounds; each variant keeps its best")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated (default: all)")
     p.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     p.add_argument("--slide", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.variant:
-        fn, workers = VARIANTS[args.variant]
-        print(json.dumps(fn(args.slide, args.model, workers)))
+        print(json.dumps(VARIANTS[args.variant](args.slide, args.model)))
         return 0
+    chosen = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(chosen) - set(VARIANTS))
+    if unknown or "local" not in chosen:
+        p.error(
+            f"--variants: {', '.join(unknown) or 'local is missing'}; use {', '.join(VARIANTS)}"
+        )
 
     w, h = (int(v) for v in args.size.lower().split("x"))
     slide = sample((w, h), args.seed)
     results: dict[str, dict[str, Any]] = {}
     for _ in range(args.repeat):  # rounds interleave the variants; each keeps its best
-        for name in VARIANTS:
+        for name in chosen:
             r = run_variant(name, slide, args.model)
             best = results.get(name)
             if best is None or r.get("tiles_per_s", 0) > best.get("tiles_per_s", 0):
@@ -259,7 +344,8 @@ def main() -> int:
     )
     print(
         f"{'variant':8} {'tiles':>6} {'cells':>7} {'tiles/s':>8} {'x local':>8} "
-        f"{'work ms/tile':>13} {'overhead ms/tile':>17} {'client RSS MB':>14}  workers' RSS MB"
+        f"{'work ms/tile':>13} {'overhead ms/tile':>17} {'client RSS MB':>14} {'torch thr':>9}"
+        "  workers' RSS MB"
     )
     for name, r in results.items():
         if "error" in r:
@@ -273,13 +359,14 @@ def main() -> int:
         print(
             f"{name:8} {r['tiles']:>6} {r['cells']:>7} {fmt(r['tiles_per_s'], 2):>8} "
             f"{fmt(ratio, 2):>8} {fmt(r['work_ms']):>13} {fmt(overhead):>17} "
-            f"{fmt(r['rss_mb']):>14}  {', '.join(fmt(x) for x in r.get('worker_rss_mb', []))}"
+            f"{fmt(r['rss_mb']):>14} {_threads(r):>9}  "
+            f"{', '.join(fmt(x) for x in r.get('worker_rss_mb', []))}"
         )
     ok = [r for r in results.values() if "cells" in r]
     print(f"\nsame cells in every variant: {len({r['cells'] for r in ok}) == 1}")
-    one = results["dask-1"]
+    one = next((results[n] for n in ("dask-1", "cli-1x2", "cli-2x1") if n in results), {})
     if "tile_s" not in one or not one["tile_s"]:
-        return 1
+        return 0 if len(chosen) == 1 else 1
     print(
         f"dask-1: cluster start {one['cluster_start_s']:.1f} s; Dask round trip per task "
         f"{one['round_trip_ms']:.2f} ms; client work per tile {one['client_ms']:.2f} ms; "

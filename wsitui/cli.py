@@ -23,7 +23,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from typing import TYPE_CHECKING  # noqa: E402
+from typing import TYPE_CHECKING, NoReturn  # noqa: E402
 
 from wsitui import __version__  # noqa: E402
 from wsitui.models.cli import add_model_commands  # noqa: E402  # cheap: no torch at parser build
@@ -43,6 +43,16 @@ def _port(text: str) -> int:
     return port
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0-3600)")
+    return value
+
+
 def _observe_options(p: argparse.ArgumentParser, *, suppress: bool) -> None:
     """--metrics-port/--metrics-host/--log-file/--log-json, before or after a subcommand."""
     kw = {"default": argparse.SUPPRESS} if suppress else {}
@@ -56,6 +66,14 @@ def _observe_options(p: argparse.ArgumentParser, *, suppress: bool) -> None:
         "--metrics-host", help="address for --metrics-port (default 127.0.0.1: loopback)", **kw
     )
     p.add_argument(
+        "--metrics-linger",
+        type=_seconds,
+        metavar="SECONDS",
+        help="`run`: keep --metrics-port up this long after the run for a last scrape (default "
+        "5; ends after one scrape or on Ctrl-C; 0: close at once)",
+        **kw,
+    )
+    p.add_argument(
         "--log-file", type=Path, help="append structured logs (ids on every line) here", **kw
     )
     p.add_argument(
@@ -66,8 +84,17 @@ def _observe_options(p: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes in one line plus a `--help` hint (exit 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        from wsitui.core.text import one_line
+
+        self.exit(2, f"{self.prog}: {one_line(message)}; see `{self.prog} --help`\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="wsitui",
         description="Long tile-based inference on whole-slide images, from a terminal.",
     )
@@ -131,6 +158,9 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a reader that 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from wsitui.observability.libraries import route_library_output
+
+    route_library_output()  # library warnings and logs to the wsitui log, never the terminal
     args = _parser().parse_args(argv)
     if _PROGRAM and args.command != "run":  # `run` takes Ctrl-C over itself, after its imports
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -175,10 +205,16 @@ def _exit_without_lingering_threads(code: int) -> None:
 
 
 def _observe(args: argparse.Namespace, *, headless: bool) -> ObserveOptions:
-    from wsitui.observability.setup import DEFAULT_METRICS_HOST, ObserveOptions
+    from wsitui.observability.setup import (
+        DEFAULT_METRICS_HOST,
+        DEFAULT_METRICS_LINGER_S,
+        ObserveOptions,
+    )
 
+    linger = getattr(args, "metrics_linger", None)
     return ObserveOptions(
         metrics_port=args.metrics_port,
+        metrics_linger=(DEFAULT_METRICS_LINGER_S if linger is None else linger) if headless else 0,
         metrics_host=args.metrics_host or DEFAULT_METRICS_HOST,
         log_file=args.log_file,
         log_json=args.log_json,

@@ -275,8 +275,17 @@ class _Run:
             self.warnings.append(mpp.warning)
         self.stage("loading model")
         source = resolve(params.model)
-        with to_log():  # what instanseg prints while loading goes to the log
-            model = self.executor.models.get(source, params.device)
+        if params.backend == "dask":  # only the workers load it: this machine may lack the device
+            model: Any = self.executor.dask.describe_model(
+                params.scheduler_address,
+                source=source,
+                device=params.device,
+                check_cancel=ctx.check_cancel,
+                set_stage=self.stage,
+            )
+        else:
+            with to_log():  # what instanseg prints while loading goes to the log
+                model = self.executor.models.get(source, params.device)
         if model.is_classical:
             why = f": {model.fallback_reason}" if model.fallback_reason else ""
             self.warnings.append(f"model: {model.name}, the classical fallback, not InstanSeg{why}")
@@ -361,12 +370,7 @@ class _Run:
             )
             for name in ("read", "infer", "post", "wait"):
                 self.timings[name] = round(getattr(dask_run.timings, name), 4)
-            dask_meta: dict[str, Any] | None = {
-                "scheduler": dask_run.scheduler,
-                "dashboard": dask_run.dashboard,
-                "workers": dask_run.workers,
-                "tiles_by_worker": dask_run.tiles_by_worker,
-            }
+            dask_meta: dict[str, Any] | None = dask_run.manifest()
         else:
             tile_times = run_tiles(
                 reader,

@@ -27,6 +27,7 @@ from wsitui.core.events import (
     WorkflowProgress,
 )
 from wsitui.core.models import JobState, WorkflowState
+from wsitui.observability.libraries import LibraryRecordsOnly
 
 LOGGER = "wsitui"
 MAX_WORKFLOWS_KEPT = 10_000  # workflow states remembered to log changes only
@@ -142,6 +143,7 @@ def setup_logging(
     if not setup.handlers and errors_to_stderr:
         errors = logging.StreamHandler(sys.stderr)
         errors.setLevel(logging.ERROR)
+        errors.addFilter(LibraryRecordsOnly())  # library tracebacks go to a log file only
         setup.handlers.append(errors)
     if not setup.handlers:
         # Without this, Python's last-resort handler would print warnings on the terminal,

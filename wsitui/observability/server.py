@@ -5,7 +5,12 @@ engine commands, never halfway through one, and needs no locks. The socket is bo
 engine starts, so a port in use is refused with one line before anything runs.
 
 Only `GET /metrics` (and `/`) is answered; anything else gets 404. There is no authentication:
-it listens on loopback unless `--metrics-host` says otherwise.
+it listens on loopback unless `--metrics-host` says otherwise. The format follows the scrape's
+`Accept` header: OpenMetrics when asked (`application/openmetrics-text`), else Prometheus text.
+
+After a headless run the endpoint stays up `linger` seconds (default 5, `--metrics-linger`) so
+the last scrape reads the final counts; it closes sooner once one scrape has read them, and at
+once on Ctrl-C or SIGTERM (an interrupted run does not linger at all).
 """
 
 from __future__ import annotations
@@ -13,10 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
+import threading
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 
 log = logging.getLogger("wsitui.metrics")
 
@@ -68,6 +77,7 @@ class MetricsServer:
         self._registry = registry
         self._server: asyncio.Server | None = None
         self._task: asyncio.Task[None] | None = None
+        self._scraped: asyncio.Event | None = None  # set by a scrape while lingering
         host, port = sock.getsockname()[:2]
         self.host, self.port = str(host), int(port)
 
@@ -85,6 +95,25 @@ class MetricsServer:
         """`start` from synchronous code on the loop thread (e.g. a TUI's startup hook)."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self.start())
+
+    async def linger(self, seconds: float) -> None:
+        """Keep serving up to `seconds` so a last scrape reads the final counts: ends early
+        after one scrape, and at once on SIGINT/SIGTERM (which then reach the face as before).
+        Only from the main thread (elsewhere a signal could not end it): else no linger."""
+        if self._server is None or seconds <= 0:
+            return
+        if threading.current_thread() is not threading.main_thread():
+            return
+        done = self._scraped = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        restore = _on_stop_signals(lambda: loop.call_soon_threadsafe(done.set))
+        log.info("metrics: final counts at %s for up to %g s (Ctrl-C ends it)", self.url, seconds)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), seconds)
+        finally:
+            restore()
+            self._scraped = None
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -111,8 +140,11 @@ class MetricsServer:
             if method not in (b"GET", b"HEAD"):
                 await self._send(writer, 405, b"only GET\n", "text/plain", method == b"HEAD")
             elif path in (b"/metrics", b"/"):
-                body = generate_latest(self._registry)
-                await self._send(writer, 200, body, CONTENT_TYPE_LATEST, method == b"HEAD")
+                encoder, ctype = choose_encoder(_header(head, b"accept"))
+                body = encoder(self._registry)
+                await self._send(writer, 200, body, ctype, method == b"HEAD")
+                if self._scraped is not None and method == b"GET":
+                    self._scraped.set()  # the final counts were read: lingering can end
             else:
                 await self._send(writer, 404, b"try /metrics\n", "text/plain", method == b"HEAD")
         except (TimeoutError, ValueError, ConnectionError, asyncio.IncompleteReadError):
@@ -148,3 +180,34 @@ class MetricsServer:
         if not head_only:
             writer.write(body)
         await writer.drain()
+
+
+def _header(head: bytes, name: bytes) -> str:
+    """One request header's value ("" when absent)."""
+    for line in head.split(b"\n")[1:]:
+        key, sep, value = line.partition(b":")
+        if sep and key.strip().lower() == name:
+            return value.strip().decode("latin-1")
+    return ""
+
+
+def _on_stop_signals(notify: Callable[[], object]) -> Callable[[], None]:
+    """Call `notify` on SIGINT/SIGTERM besides what was installed (asyncio's handlers still
+    run: they read the signal from their own wakeup fd); returns the undo."""
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: object) -> None:
+        notify()
+        prev = previous.get(signum)
+        if callable(prev) and prev is not signal.default_int_handler:
+            prev(signum, frame)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.getsignal(sig)
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, prev in previous.items():
+            signal.signal(sig, prev if prev is not None else signal.SIG_DFL)
+
+    return restore

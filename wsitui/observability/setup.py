@@ -14,6 +14,7 @@ from wsitui.observability.prometheus import registry_for
 from wsitui.observability.server import MetricsServer, bind
 
 DEFAULT_METRICS_HOST = "127.0.0.1"
+DEFAULT_METRICS_LINGER_S = 5.0  # after a headless run: time for a last scrape of the final counts
 
 
 @dataclass(frozen=True)
@@ -24,12 +25,16 @@ class ObserveOptions:
     log_json: bool = False
     log_to_stderr: bool = False  # headless `--log-json` without a file; never in the TUI
     errors_to_stderr: bool = False  # headless without log options: errors still reach stderr
+    # Seconds the endpoint stays up after a run that finished (not one interrupted), for a last
+    # scrape; 0 in the TUI (the user quits on purpose).
+    metrics_linger: float = 0.0
 
 
 class Observability:
     """Built before the engine starts (so a bad port or log file is refused first)."""
 
     def __init__(self, engine: Engine, opts: ObserveOptions) -> None:
+        self._engine, self._linger = engine, opts.metrics_linger
         self.metrics = Metrics()  # THE metrics source: the TUI's screen and the endpoint
         self.job_log = JobLog()
         self.logs: LogSetup = setup_logging(
@@ -61,7 +66,17 @@ class Observability:
 
     async def aclose(self) -> None:
         if self.server is not None:
+            if self._linger > 0 and self._finished():
+                await self.server.linger(self._linger)
             await self.server.aclose()
+
+    def _finished(self) -> bool:
+        """The run ended by itself (nothing left running or queued: Ctrl-C leaves work) after
+        ending some job (a refused config has nothing to scrape)."""
+        try:
+            return self._engine.is_idle() and bool(self.metrics.snapshot(self._engine).outcomes)
+        except Exception:  # an engine that never opened
+            return False
 
     def close(self) -> None:
         if self.server is not None:

@@ -14,6 +14,14 @@ backend. The model is loaded once per worker and slides are opened on the worker
 costs only its tiles (the scheduler re-runs them). A scheduler that cannot be reached, or is
 lost mid-job, or a cluster with no (GPU) worker, ends the job with one line: JobError.
 
+Every network wait has a deadline: connecting and the scheduler's first answer
+`CONNECT_S` (a peer that accepts TCP and never answers fails then too), each request to the
+scheduler `REQUEST_S`, and a scheduler lost (or without workers) mid-job `LOST_AFTER`.
+
+The client never loads the model: one task loads it on a worker (as the tiles will) and
+answers its pixel size, hash, device and torch threads (`describe_model`), so a client without
+a GPU can run a `device = "cuda"` job on GPU workers.
+
 `DaskClusters` holds the session's clients (one per scheduler address, plus a LocalCluster
 started on first use when a job names no address) and the per-worker tile rates the TUI's
 metrics screen shows (`status()`: no dask call, safe on the UI thread).
@@ -21,6 +29,7 @@ metrics screen shows (`status()`: no dask call, safe on the UI thread).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -38,20 +47,31 @@ from distributed.comm.core import CommClosedError
 
 from wsitui.core.executor import JobError
 from wsitui.jobs.cells.dask_info import ClusterStatus, WorkerRate
-from wsitui.jobs.cells.dask_worker import TileResult, make_plugin, segment_tile, slim_plan
+from wsitui.jobs.cells.dask_worker import (
+    CellsPlugin,
+    TileResult,
+    describe_model,
+    make_plugin,
+    segment_tile,
+    slim_plan,
+)
 from wsitui.jobs.cells.pipeline import Progress, _count_cells, shard_key
 from wsitui.jobs.cells.plan import CellPlan
 from wsitui.jobs.common.grid import Tile
 from wsitui.jobs.common.shards import ShardStore
 from wsitui.models.errors import ModelError
 from wsitui.models.source import ModelSource
+from wsitui.observability.libraries import route_library_output
 from wsitui.slides.errors import SlideError
+
+route_library_output()  # `import distributed` gave its loggers a stderr handler: to the log
 
 if TYPE_CHECKING:
     from distributed import Future
 
 LOCAL = "local"  # the address key of the session's own LocalCluster
-CONNECT_TIMEOUT = "5s"
+CONNECT_S = 5.0  # connect to a scheduler and get its first answer, all retries included
+REQUEST_S = 10.0  # one request to a connected scheduler (workers, plugin registration)
 LOST_AFTER = 10.0  # seconds without a scheduler (or with no worker) before the job fails
 RATE_WINDOW = 30.0  # seconds over which a worker's tiles/s is measured
 POLL = 0.1  # the client checks cancel and the cluster's health this often
@@ -74,6 +94,33 @@ class DaskRun:
     workers: int  # workers when the job started
     tiles_by_worker: dict[str, int]
     timings: DaskTimings
+    torch_threads_by_worker: dict[str, int] = field(default_factory=dict)  # CPU workers
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest's `dask` block."""
+        return {
+            "scheduler": self.scheduler,
+            "dashboard": self.dashboard,
+            "workers": self.workers,
+            "tiles_by_worker": self.tiles_by_worker,
+            "torch_threads_by_worker": self.torch_threads_by_worker,
+        }
+
+
+@dataclass(slots=True)
+class RemoteModel:
+    """The model as a worker loaded it: what the client plans with, in place of loading it."""
+
+    name: str
+    pixel_size: float
+    sha256: str
+    device: str
+    is_classical: bool
+    fallback_reason: str
+    info: dict[str, Any]  # the worker's model manifest
+
+    def manifest(self) -> dict[str, object]:
+        return dict(self.info)
 
 
 @dataclass(slots=True)
@@ -129,13 +176,18 @@ class DaskClusters:
         if address is None:
             cluster = self._start_local()
         else:
+            began = time.monotonic()
             try:
-                client = Client(
-                    address, timeout=CONNECT_TIMEOUT, set_as_default=False, name="wsitui"
+                _probe(address, CONNECT_S)  # bounded: Client() alone waits forever on a mute peer
+                left = max(1.0, CONNECT_S - (time.monotonic() - began))
+                client = _call(
+                    lambda: Client(address, timeout=left, set_as_default=False, name="wsitui"),
+                    left,
+                    "connect",
                 )
             except (OSError, TimeoutError, ValueError) as e:
                 raise JobError(
-                    f"dask scheduler {address} cannot be reached ({_first_line(e)}): start it "
+                    f"dask scheduler {address} cannot be reached ({_why(e)}): start it "
                     "(`dask scheduler`) or fix scheduler_address, then retry the job"
                 ) from None
             cluster = _Cluster(client)
@@ -211,7 +263,8 @@ class DaskClusters:
                 cluster.recent.popleft()
 
     def _refresh_workers(self, cluster: _Cluster) -> dict[str, tuple[int, int]]:
-        info = cluster.client.scheduler_info(n_workers=-1)
+        client = cluster.client
+        info = _call(lambda: client.scheduler_info(n_workers=-1), REQUEST_S, "list workers")
         workers = {
             addr: (int(w.get("nthreads", 1)), int(w.get("resources", {}).get("GPU", 0)))
             for addr, w in info.get("workers", {}).items()
@@ -226,6 +279,122 @@ class DaskClusters:
             self._clusters.clear()
         for c in clusters:
             _close(c)
+
+    @contextlib.contextmanager
+    def _scheduler_errors(self, address: str | None) -> Any:
+        try:
+            yield
+        except (CommClosedError, ConnectionError, TimeoutError) as e:
+            raise JobError(
+                f"lost the dask scheduler {address or 'of the local cluster'} "
+                f"({type(e).__name__}: {_first_line(e)}): retry the job when it is back"
+            ) from None
+
+    def _prepare(
+        self,
+        address: str | None,
+        source: ModelSource,
+        device: str,
+        set_stage: Callable[[str], None],
+    ) -> tuple[_Cluster, dict[str, tuple[int, int]], CellsPlugin, dict[str, int] | None]:
+        """Connect, list the workers, check for GPU workers, register the model's plugin."""
+        set_stage("connecting to Dask" if address else "starting a local Dask cluster")
+        _, cluster = self._connect(address)
+        client = cluster.client
+        workers = self._refresh_workers(cluster)
+        gpu = device.startswith("cuda")
+        if gpu and workers and not any(g for _, g in workers.values()):
+            raise JobError(
+                f"device {device!r} but no worker of dask scheduler {_scheduler_address(client)} "
+                "has a GPU: start workers with `dask worker ADDRESS --resources GPU=1`, or use "
+                "device = 'auto'"
+            )
+        # Torch threads: each worker's own thread count (see dask_worker), never the client's.
+        plugin = make_plugin(source, device, None)
+        if plugin.name not in cluster.plugins:
+            _call(
+                lambda: client.register_plugin(plugin, name=plugin.name),
+                REQUEST_S,
+                "register the model",
+            )
+            cluster.plugins.add(plugin.name)
+        return cluster, workers, plugin, ({"GPU": 1} if gpu else None)
+
+    def describe_model(
+        self,
+        address: str | None,
+        *,
+        source: ModelSource,
+        device: str,
+        check_cancel: Callable[[], None],
+        set_stage: Callable[[str], None],
+    ) -> RemoteModel:
+        """The model as a worker of the cluster loads it; the client does not load it."""
+        with self._scheduler_errors(address):
+            return self._describe(address, source, device, check_cancel, set_stage)
+
+    def _describe(
+        self,
+        address: str | None,
+        source: ModelSource,
+        device: str,
+        check_cancel: Callable[[], None],
+        set_stage: Callable[[str], None],
+    ) -> RemoteModel:
+        cluster, workers, plugin, resources = self._prepare(address, source, device, set_stage)
+        client = cluster.client
+        set_stage("loading the model on a Dask worker")
+        fut = client.submit(
+            describe_model,
+            plugin,
+            key=f"wsitui-model-{uuid.uuid4().hex[:12]}",
+            resources=resources,
+            pure=False,
+        )
+        health = _Health()
+        try:
+            while not fut.done():
+                check_cancel()
+                with contextlib.suppress(Exception):  # its error is read below
+                    fut.result(timeout=POLL)
+                if not fut.done():
+                    if not workers and client.status == "running":  # one may have joined
+                        workers = self._refresh_workers(cluster)
+                    health.check(client, workers)
+            if fut.status != "finished":
+                exc = fut.exception(timeout=REQUEST_S) if fut.status == "error" else None
+                if isinstance(exc, (ModelError, SlideError, JobError)):
+                    raise JobError(f"{exc} (on a Dask worker)") from None
+                what = f"{type(exc).__name__}: {_first_line(exc)}" if exc else fut.status
+                raise JobError(
+                    f"the model could not be loaded on a Dask worker ({what}): check that "
+                    f"{source.path or source.name} is readable there, then retry"
+                )
+            info = fut.result(timeout=REQUEST_S)
+        finally:
+            if not fut.done():
+                with contextlib.suppress(Exception):
+                    _call(lambda: client.cancel([fut], force=True), REQUEST_S, "cancel")
+            fut.release()
+        if source.path is not None and source.path.is_file() and not info.get("is_classical"):
+            from wsitui.models.loaded import file_sha256
+
+            ours = file_sha256(source.path)  # the file's bytes: no unpickling, no torch
+            if ours != info.get("sha256"):
+                raise JobError(
+                    f"model {source.path} on Dask worker {info.get('worker')} is not the file "
+                    f"here (sha256 {str(info.get('sha256'))[:12]} there, {ours[:12]} here): "
+                    "give the workers the same file, then retry"
+                )
+        return RemoteModel(
+            name=str(info.get("name", source.name)),
+            pixel_size=float(info["pixel_size"]),
+            sha256=str(info.get("sha256", "")),
+            device=str(info.get("device", device)),
+            is_classical=bool(info.get("is_classical")),
+            fallback_reason=str(info.get("fallback_reason", "")),
+            info={k: v for k, v in info.items() if k not in ("is_classical", "worker")},
+        )
 
     def run_tiles(
         self,
@@ -244,7 +413,7 @@ class DaskClusters:
     ) -> DaskRun:
         """Segment every planned tile without a shard on the cluster at `address` (None: the
         session's LocalCluster); shards hold the results, exactly as `pipeline.run_tiles`."""
-        try:
+        with self._scheduler_errors(address):
             return self._run_tiles(
                 address,
                 slide=slide,
@@ -258,11 +427,6 @@ class DaskClusters:
                 set_stage=set_stage,
                 window=window,
             )
-        except (CommClosedError, ConnectionError, TimeoutError) as e:
-            raise JobError(
-                f"lost the dask scheduler {address or 'of the local cluster'} "
-                f"({type(e).__name__}: {_first_line(e)}): retry the job when it is back"
-            ) from None
 
     def _run_tiles(
         self,
@@ -279,24 +443,9 @@ class DaskClusters:
         set_stage: Callable[[str], None],
         window: int | None,
     ) -> DaskRun:
-        set_stage("connecting to Dask" if address else "starting a local Dask cluster")
-        key, cluster = self._connect(address)
+        cluster, workers, plugin, resources = self._prepare(address, source, device, set_stage)
         client = cluster.client
         timings = DaskTimings()
-        workers = self._refresh_workers(cluster)
-        gpu = device.startswith("cuda")
-        resources = {"GPU": 1} if gpu else None
-        if gpu and workers and not any(g for _, g in workers.values()):
-            raise JobError(
-                f"device {device!r} but no worker of dask scheduler {_scheduler_address(client)} "
-                "has a GPU: start workers with `dask worker ADDRESS --resources GPU=1`, or use "
-                "device = 'auto'"
-            )
-        cpu_threads = local_size()[2] if key == LOCAL and self._local_processes else None
-        plugin = make_plugin(source, device, cpu_threads)
-        if plugin.name not in cluster.plugins:
-            client.register_plugin(plugin, name=plugin.name)
-            cluster.plugins.add(plugin.name)
         dashboard = _dashboard(client)
         where = f"{len(workers)} Dask worker{'s' if len(workers) != 1 else ''}"
         set_stage(f"segmenting on {where}" + (f" · {dashboard}" if dashboard else ""))
@@ -342,7 +491,7 @@ class DaskClusters:
                 if fut is None:
                     break
                 ac.add(fut)
-            unhealthy_since: float | None = None
+            health = _Health()
             last_refresh = time.monotonic()
             while inflight:
                 check_cancel()
@@ -351,13 +500,7 @@ class DaskClusters:
                         ac.thread_condition.wait(timeout=POLL)
                 if not ac.has_ready():
                     now = time.monotonic()
-                    problem = _health(client, workers)
-                    if problem is None:
-                        unhealthy_since = None
-                    elif unhealthy_since is None:
-                        unhealthy_since = now
-                    elif now - unhealthy_since > LOST_AFTER:
-                        raise JobError(problem)
+                    health.check(client, workers)
                     if now - last_refresh > 2.0 and client.status == "running":
                         with contextlib.suppress(Exception):
                             workers = self._refresh_workers(cluster)
@@ -372,6 +515,8 @@ class DaskClusters:
                     timings.infer += res.infer
                     timings.post += res.post
                     run.tiles_by_worker[res.worker] = run.tiles_by_worker.get(res.worker, 0) + 1
+                    if res.torch_threads:
+                        run.torch_threads_by_worker[res.worker] = res.torch_threads
                     self._record(cluster, res.worker)
                     state.tiles_done += 1
                     state.cells += res.cells
@@ -386,7 +531,7 @@ class DaskClusters:
                 futures = [f for f, _ in inflight.values()]
                 inflight.clear()
                 with contextlib.suppress(Exception):
-                    client.cancel(futures, asynchronous=False, force=True)
+                    _call(lambda: client.cancel(futures, force=True), REQUEST_S, "cancel")
             ac.clear()
             timings.wait = time.perf_counter() - began
         return run
@@ -412,6 +557,23 @@ def _result(fut: Future, result: Any, tile: Tile, client: Client) -> TileResult:
             "memory or use a smaller tile_size, then retry"
         ) from None
     raise JobError(f"{where} failed on a Dask worker: {type(exc).__name__}: {_first_line(exc)}")
+
+
+class _Health:
+    """Fails the job once the cluster has been unable to make progress for LOST_AFTER s."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def check(self, client: Client, workers: dict[str, tuple[int, int]]) -> None:
+        problem = _health(client, workers)
+        now = time.monotonic()
+        if problem is None:
+            self.since = None
+        elif self.since is None:
+            self.since = now
+        elif now - self.since > LOST_AFTER:
+            raise JobError(problem)
 
 
 def _health(client: Client, workers: dict[str, tuple[int, int]]) -> str | None:
@@ -447,6 +609,70 @@ def _close(cluster: _Cluster) -> None:
     if cluster.local is not None:
         with contextlib.suppress(Exception):
             cluster.local.close(timeout=10)
+
+
+def _probe(address: str, deadline_s: float) -> None:
+    """Connect to a scheduler and read its handshake within `deadline_s` in all (OSError or
+    TimeoutError otherwise). distributed's own connect bounds only the TCP connect: a peer
+    that accepts and never answers would hold the job forever."""
+    import socket
+
+    from distributed.comm import connect
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    began = time.monotonic()
+    scheme, loc = parse_address(address)
+    if scheme == "tcp":  # a closed port or unknown host says so at once, not after retries
+        try:
+            socket.create_connection(parse_host_port(loc), timeout=deadline_s).close()
+        except TimeoutError:
+            raise TimeoutError(f"no answer within {deadline_s:g} s") from None
+        except socket.gaierror as e:
+            raise OSError(f"unknown host ({e.strerror})") from None
+        except OSError as e:
+            raise OSError(e.strerror or str(e)) from None
+        deadline_s = max(0.1, deadline_s - (time.monotonic() - began))
+
+    async def handshake() -> None:
+        comm = await connect(address, timeout=deadline_s)
+        comm.abort()
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(handshake(), deadline_s))
+    except TimeoutError:
+        raise TimeoutError(f"no answer within {deadline_s:g} s") from None
+    finally:
+        loop.close()
+
+
+def _call(fn: Callable[[], Any], deadline_s: float, what: str) -> Any:
+    """`fn()` (a blocking request to a scheduler) within `deadline_s`, else TimeoutError: run in
+    a daemon thread, left behind if the peer never answers."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # handed to the caller
+            box["error"] = e
+
+    thread = threading.Thread(target=target, name=f"wsitui-dask-{what}", daemon=True)
+    thread.start()
+    thread.join(deadline_s)
+    if thread.is_alive():
+        raise TimeoutError(f"no answer to {what} within {deadline_s:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _why(exc: BaseException) -> str:
+    """Why a connect failed, without distributed's own (untrue) timings."""
+    text = _first_line(exc)
+    if isinstance(exc, TimeoutError) or text.startswith("Timed out trying to connect"):
+        return f"no answer within {CONNECT_S:g} s"
+    return text
 
 
 def _first_line(exc: BaseException) -> str:

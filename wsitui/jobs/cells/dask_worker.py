@@ -7,6 +7,17 @@ the resolved model path, which must be readable on the worker), slides are opene
 slim plan (no tile list) and one tile. It returns polygons (`CellRecords.to_bytes()`, a few kB),
 never a label image. It imports `distributed`: import it only where Dask is used (the
 executor imports the Dask backend on first use, never at `wsitui --help`).
+
+Torch's CPU threads on a worker: the plugin's `cpu_threads` when the client set one (the
+session's own LocalCluster), else the worker's own thread count (`dask worker --nthreads N`),
+set in every task thread before the model runs: a worker never runs more torch threads than it
+was given, whatever torch defaults to (its core count, ignoring `OMP_NUM_THREADS`).
+
+Memory allocation on a worker: Dask's nanny starts workers with `MALLOC_TRIM_THRESHOLD_=65536`,
+which also switches off glibc's adaptive mmap threshold, so every large tensor is mmapped,
+page-faulted and unmapped again: a 352-px tile's inference took 1.0-1.9 s instead of 0.3-0.4 s
+(measured, one torch thread). Loading a torch model raises glibc's mmap and trim thresholds for
+the worker process (`mallopt`), back to what a plain process gets at its best.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ class TileResult:
     data: bytes  # CellRecords.to_bytes()
     cells: int  # records that are not guests (what progress counts)
     worker: str  # the worker's address (per-worker tile rates)
+    torch_threads: int  # torch's CPU threads in the task that ran the model (0: not torch)
     read: float
     infer: float
     post: float
@@ -81,6 +93,7 @@ class CellsPlugin(WorkerPlugin):
         self._lock = threading.Lock()
         self._readers: OrderedDict[tuple[str, int, float], SlideReader] = OrderedDict()
         self.loads = 0
+        self.malloc_tuned = False
 
     def __getstate__(self) -> dict[str, Any]:
         # What travels to the workers: the model's path and device, not locks or readers.
@@ -102,14 +115,23 @@ class CellsPlugin(WorkerPlugin):
         for r in readers:
             r.close()
 
-    def model(self) -> Any:
+    def model(self, worker_threads: int = 1) -> Any:
+        """The loaded model, with torch's CPU threads set for the calling task's thread."""
+        threads = max(1, self.cpu_threads or worker_threads)
         with self._lock:
             if self._model is None:
                 from wsitui.models.loaded import load
+                from wsitui.observability.libraries import quiet_known_warnings
 
-                self._model = load(self.source, self.device, self.cpu_threads)
+                quiet_known_warnings()  # known library warnings never reach a worker's stderr
+                self._model = load(self.source, self.device, threads)
                 self.loads += 1
-            return self._model
+                if not self._model.is_classical:
+                    self.malloc_tuned = tune_malloc()
+            model = self._model
+        if getattr(model, "device", "") == "cpu" and not model.is_classical:
+            _set_torch_threads(threads)
+        return model
 
     def reader(self, path: str) -> SlideReader:
         st = Path(path).stat()  # a slide replaced on disk is opened again
@@ -138,6 +160,72 @@ def make_plugin(source: ModelSource, device: str, cpu_threads: int | None) -> Ce
 
 
 _install_lock = threading.Lock()
+MMAP_THRESHOLD = 32 << 20  # bytes: glibc's largest adaptive value on 64-bit
+TRIM_THRESHOLD = 256 << 20  # bytes of free heap kept before returning memory to the system
+
+
+def tune_malloc() -> bool:
+    """Large tensors from the heap, not fresh mmaps (see the module doc); False where the C
+    library is not glibc (nothing changed)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameters
+        return bool(libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD)) and bool(
+            libc.mallopt(m_trim_threshold, TRIM_THRESHOLD)
+        )
+    except (OSError, AttributeError):
+        return False
+
+
+def _set_torch_threads(n: int) -> None:
+    """Torch's intra-op threads for this thread (OpenMP keeps the setting per thread, and a
+    Dask worker runs tasks in a pool of its own)."""
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def torch_threads() -> int:
+    """Torch's CPU threads as a task on this worker sees them (0 without torch imported)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else 0
+
+
+def _installed(worker: Any, plugin: CellsPlugin) -> CellsPlugin:
+    with _install_lock:
+        state = worker.plugins.get(plugin.name)
+        if state is None:
+            worker.plugins[plugin.name] = state = plugin
+    assert isinstance(state, CellsPlugin)
+    return state
+
+
+def _worker_threads(worker: Any) -> int:
+    state = getattr(worker, "state", None)
+    return int(getattr(state, "nthreads", 0) or getattr(worker, "nthreads", 1) or 1)
+
+
+def describe_model(plugin: CellsPlugin) -> dict[str, Any]:
+    """The task that loads the model on a worker (as its tiles will) and says what it is:
+    pixel size, hash, the device and torch threads it runs with. The client plans from this and
+    never loads the model itself."""
+    worker = get_worker()
+    model = _installed(worker, plugin).model(_worker_threads(worker))
+    info = dict(model.manifest())
+    if info.get("device") == "cpu" and not model.is_classical:
+        info["cpu_threads"] = torch_threads()
+    info["is_classical"] = bool(model.is_classical)
+    info["worker_malloc_tuned"] = _installed(worker, plugin).malloc_tuned
+    info["worker"] = worker.address
+    return info
 
 
 def segment_tile(
@@ -150,11 +238,8 @@ def segment_tile(
     address) installs it here instead of failing the tile.
     """
     worker = get_worker()
-    with _install_lock:
-        state = worker.plugins.get(plugin.name)
-        if state is None:
-            worker.plugins[plugin.name] = state = plugin
-    model = state.model()
+    state = _installed(worker, plugin)
+    model = state.model(_worker_threads(worker))
     image = read_tile(state.reader(slide), plan, tile)
     began = time.perf_counter()
     labels = model.predict(image.rgb[None])[0]
@@ -171,7 +256,8 @@ def segment_tile(
     data = rec.to_bytes()
     post = time.perf_counter() - began - infer
     cells = int(np.count_nonzero(rec.status != 2))
-    return TileResult(data, cells, worker.address, image.seconds, infer, post)
+    threads = torch_threads() if not model.is_classical and model.device == "cpu" else 0
+    return TileResult(data, cells, worker.address, threads, image.seconds, infer, post)
 
 
 def model_loads(dask_worker: Any = None) -> dict[str, int]:

@@ -1,0 +1,123 @@
+"""A real `dask worker` process (the command users start), with the shipped torch model:
+torch's threads follow the worker's own `--nthreads`, and the client never loads the model, so a
+`device = "cuda"` job runs on a GPU worker from a client without a GPU.
+
+Faked, because no GPU exists here: only the worker's device check. The worker advertises
+`--resources GPU=1` and its `pick_device` maps "cuda" to "cpu"; everything else is real."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cells.specs import mask_and_cells
+from tests.cells.test_segment_cells import run_to_end
+from tests.slides.samples import sample_slide_path
+from wsitui.core.models import JobState
+from wsitui.jobs.cells import dask_worker
+from wsitui.jobs.cells.dask_backend import DaskClusters
+from wsitui.models.device import cuda_visible
+from wsitui.models.loaded import file_sha256
+from wsitui.models.source import shipped_source
+
+distributed = pytest.importorskip("distributed")
+pytest.importorskip("torch")
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _fake_gpu() -> None:
+    """On the worker: its device check says yes to CUDA and runs on the CPU."""
+    import wsitui.models.loaded as loaded
+
+    real = loaded.pick_device
+    loaded.pick_device = lambda d="auto": "cpu" if d.startswith("cuda") else real(d)
+
+
+@pytest.fixture(scope="module")
+def worker_cluster() -> Iterator[tuple[str, object]]:
+    """A scheduler here and one `dask worker --nthreads 1 --resources GPU=1` process."""
+    with distributed.LocalCluster(
+        n_workers=0,
+        processes=False,
+        protocol="tcp",  # reachable from another process (threads clusters use inproc)
+        host="127.0.0.1",
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    ) as cluster:
+        address = cluster.scheduler_address
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env.pop("OMP_NUM_THREADS", None)  # as a user's shell: torch would default to all cores
+        worker = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "distributed.cli.dask_worker", address),
+                *("--nthreads", "1", "--resources", "GPU=1", "--no-dashboard"),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            client = cluster.get_client()
+            client.wait_for_workers(1, timeout=120)
+            client.run(_fake_gpu)
+            yield address, client
+        finally:
+            worker.terminate()
+            worker.wait(30)
+
+
+@pytest.fixture(scope="module")
+def small_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return sample_slide_path(tmp_path_factory, (1536, 1024), 5)
+
+
+def test_a_dask_worker_runs_torch_with_its_own_thread_count(worker_cluster):
+    address, client = worker_cluster
+    clusters = DaskClusters()
+    try:
+        model = clusters.describe_model(
+            address,
+            source=shipped_source(),
+            device="cpu",
+            check_cancel=lambda: None,
+            set_stage=lambda s: None,
+        )
+    finally:
+        clusters.close()
+    assert model.info["cpu_threads"] == 1  # `--nthreads 1`, not torch's default of every core
+    assert model.pixel_size == 0.5 and model.sha256 == file_sha256(shipped_source().path)
+    (seen,) = client.gather([client.submit(dask_worker.torch_threads, pure=False)])
+    assert seen == 1  # in the worker's task threads, where the model runs
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(cuda_visible(), reason="checks a client without a GPU")
+async def test_a_cuda_job_on_dask_runs_from_a_client_without_a_gpu(
+    tmp_path, small_slide, worker_cluster
+):
+    address, _ = worker_cluster
+    spec = mask_and_cells(
+        small_slide,
+        model="shipped",
+        device="cuda",
+        backend="dask",
+        scheduler_address=address,
+        tile_size=512,
+    )
+    engine, cells_id = await run_to_end(tmp_path / "d", spec)
+    job = engine._jobs[cells_id]
+    assert job.state is JobState.SUCCEEDED, job.error
+    manifest = json.loads((engine.results_dir(job) / "manifest.json").read_text())
+    assert manifest["model"]["sha256"] == file_sha256(shipped_source().path)
+    assert manifest["model"]["pixel_size"] == 0.5
+    assert manifest["cells"] == job.counters["cells"] > 0
+    threads = manifest["dask"]["torch_threads_by_worker"]
+    assert list(threads.values()) == [1]  # the manifest says what the worker ran with
