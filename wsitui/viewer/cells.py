@@ -135,12 +135,13 @@ class CellIndex:
             loader.add(feature, props)
         loader.flush()
         name = f"cells file '{path}'"
+        if objects and set(objects) == {"annotation"}:
+            # QuPath and wsitui write cells as detections (or cells), regions as annotations.
+            raise OverlayError(
+                f"{name} holds annotations (e.g. tissue), not cells; give it as --tissue, "
+                "and cells.geojson from a SEGMENT_CELLS job as --cells"
+            )
         if loader.n == 0:
-            if objects and set(objects) <= {"annotation"}:
-                raise OverlayError(
-                    f"{name} holds annotations (e.g. tissue), not cells; give it as --tissue, "
-                    "and cells.geojson from a SEGMENT_CELLS job as --cells"
-                )
             if not loader.seen:
                 raise OverlayError(
                     f"{name} has no features; give the cells.geojson a SEGMENT_CELLS job wrote"

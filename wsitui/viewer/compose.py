@@ -3,11 +3,12 @@
 The TUI's slide widget and `wsitui view --snapshot` both call `Compositor.compose`; the
 widget only shows what comes back.
 
-* Slide: the pyramid level whose pixel size is nearest the view's (`nearest_level`); its
-  cached tiles are pasted into a canvas covering the view (in that level's px) and the canvas
-  is resampled to the view's size (area average when shrinking, bilinear when enlarging).
+* Slide: the pyramid level whose pixel size is nearest the view's (`nearest_level`). A level
+  no finer than the kept thumbnail is drawn from the thumbnail; otherwise the level's cached
+  tiles are pasted into a canvas covering the view (in that level's px) and the canvas is
+  resampled to the view's size (area average when shrinking, bilinear when enlarging).
   `compose` never reads the slide: tiles not cached yet are drawn from the always-loaded
-  coarsest level scaled up, and the frame says which tiles are missing (`Frame.missing`); the
+  thumbnail scaled up, and the frame says which tiles are missing (`Frame.missing`); the
   caller fetches them (off the UI thread) and composes again. `compose_sync` does both.
 * Tissue: outlines of every ring, in the file's classification colour.
 * Cells: outlines in their class colour when a median cell spans at least OUTLINE_MIN_PX view
@@ -84,10 +85,14 @@ class Compositor:
     def level_for(self, view: View) -> int:
         return nearest_level(self.source.downsamples, view.scale)
 
+    def from_base(self, level: int) -> bool:
+        """Whether `level` is no finer than the thumbnail (then the view is drawn from it)."""
+        return self.source.downsamples[level] >= min(self.source.base_ds) * (1 - 1e-6)
+
     def wanted(self, view: View, ring: int = RING) -> list[Key]:
         """Tiles the view needs (plus a ring for panning), nearest the centre first."""
         level = self.level_for(view)
-        if level == self.source.base_level:
+        if self.from_base(level):
             return []
         return self.source.tiles_for(view, level, ring)
 
@@ -120,34 +125,32 @@ class Compositor:
     # ---- slide ----------------------------------------------------------------------------
     def _slide(self, view: View, level: int) -> tuple[np.ndarray, list[Key]]:
         src = self.source
-        ds = src.downsamples[level]
         x0, y0, x1, y1 = view.region
+        if self.from_base(level):
+            return self._from_base(x0, y0, x1, y1, (view.width, view.height), shrink=True), []
+        ds = src.downsamples[level]
         # The canvas covers the view in level px (past the slide's edge too: background).
         cx0, cy0 = math.floor(x0 / ds), math.floor(y0 / ds)
         cx1, cy1 = math.ceil(x1 / ds), math.ceil(y1 / ds)
         cw, ch = max(1, cx1 - cx0), max(1, cy1 - cy0)
-        missing: list[Key] = []
-        if level == src.base_level:
-            canvas = _crop(src.base, cx0, cy0, cw, ch, src.reader.background)
+        keys = src.tiles_for(view, level)
+        tiles = {k: src.cached(k) for k in keys}
+        missing = [k for k, t in tiles.items() if t is None]
+        if missing:
+            canvas = self._from_base(cx0 * ds, cy0 * ds, cx1 * ds, cy1 * ds, (cw, ch))
         else:
-            keys = src.tiles_for(view, level)
-            tiles = {k: src.cached(k) for k in keys}
-            missing = [k for k, t in tiles.items() if t is None]
-            if missing:
-                canvas = self._from_base(cx0 * ds, cy0 * ds, cw, ch, ds)
-            else:
-                canvas = np.empty((ch, cw, 3), np.uint8)
-                canvas[:] = src.reader.background
-            for key, tile in tiles.items():
-                if tile is None:
-                    continue
-                tx0, ty0, tx1, ty1 = src.tile_box(key)
-                ax, ay = max(tx0, cx0), max(ty0, cy0)
-                bx, by = min(tx1, cx1), min(ty1, cy1)
-                if ax < bx and ay < by:
-                    canvas[ay - cy0 : by - cy0, ax - cx0 : bx - cx0] = tile[
-                        ay - ty0 : by - ty0, ax - tx0 : bx - tx0
-                    ]
+            canvas = np.empty((ch, cw, 3), np.uint8)
+            canvas[:] = src.reader.background
+        for key, tile in tiles.items():
+            if tile is None:
+                continue
+            tx0, ty0, tx1, ty1 = src.tile_box(key)
+            ax, ay = max(tx0, cx0), max(ty0, cy0)
+            bx, by = min(tx1, cx1), min(ty1, cy1)
+            if ax < bx and ay < by:
+                canvas[ay - cy0 : by - cy0, ax - cx0 : bx - cx0] = tile[
+                    ay - ty0 : by - ty0, ax - tx0 : bx - tx0
+                ]
         box = (x0 / ds - cx0, y0 / ds - cy0, x1 / ds - cx0, y1 / ds - cy0)
         shrink = view.scale >= ds
         out = Image.fromarray(canvas).resize(
@@ -157,17 +160,30 @@ class Compositor:
         )
         return np.asarray(out), missing
 
-    def _from_base(self, x0: float, y0: float, w: int, h: int, ds: float) -> np.ndarray:
-        """A canvas of (w, h) level px at level-0 (x0, y0) drawn from the coarse base level."""
+    def _from_base(
+        self,
+        x0: float,
+        y0: float,
+        x1: float,
+        y1: float,
+        size: tuple[int, int],
+        shrink: bool = False,
+    ) -> np.ndarray:
+        """Level-0 area [x0, x1) x [y0, y1) at `size` px, drawn from the thumbnail."""
         src = self.source
-        bds = src.downsamples[src.base_level]
-        bx0, by0 = math.floor(x0 / bds), math.floor(y0 / bds)
-        bx1, by1 = math.ceil((x0 + w * ds) / bds), math.ceil((y0 + h * ds) / bds)
+        fx, fy = src.base_ds
+        bx0, by0 = math.floor(x0 / fx), math.floor(y0 / fy)
+        bx1, by1 = math.ceil(x1 / fx), math.ceil(y1 / fy)
         part = _crop(
             src.base, bx0, by0, max(1, bx1 - bx0), max(1, by1 - by0), src.reader.background
         )
-        box = (x0 / bds - bx0, y0 / bds - by0, (x0 + w * ds) / bds - bx0, (y0 + h * ds) / bds - by0)
-        out = Image.fromarray(part).resize((w, h), Image.Resampling.BILINEAR, box=box)
+        box = (x0 / fx - bx0, y0 / fy - by0, x1 / fx - bx0, y1 / fy - by0)
+        resample = (
+            Image.Resampling.BOX
+            if shrink and (x1 - x0) / size[0] >= fx
+            else Image.Resampling.BILINEAR
+        )
+        out = Image.fromarray(part).resize(size, resample, box=box)
         return np.array(out)
 
     # ---- overlays -------------------------------------------------------------------------

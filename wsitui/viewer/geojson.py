@@ -92,7 +92,7 @@ def iter_features(
                     feature, end = decoder.raw_decode(buf, pos)
                 except json.JSONDecodeError as e:
                     if eof:
-                        if pos >= len(buf):
+                        if pos >= len(buf) or e.pos >= len(buf.rstrip()):
                             raise OverlayError(
                                 f"{name} ends before its features array is closed; "
                                 "it was cut short: copy or export it again"

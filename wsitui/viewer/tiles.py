@@ -2,9 +2,10 @@
 
 A tile is TILE x TILE level pixels at (tx*TILE, ty*TILE) of its level (clipped at the level's
 edge), read through the jobs' slide reader (`SlideReader.read_region`). Decoded tiles go into
-one LRU cache bounded in bytes (DEFAULT_CACHE_MB unless told). The coarsest level is read whole
-at open and kept outside the budget: whatever is not cached yet can always be drawn from it
-(scaled up), so a view is never blank.
+one LRU cache bounded in bytes (DEFAULT_CACHE_MB unless told). A thumbnail (BASE_MAX px a side,
+`SlideReader.thumbnail`, read at open, ~2 MB) is kept outside the budget: views coarser than it
+are drawn from it, and whatever is not cached yet is drawn from it scaled up, so a view is
+never blank.
 
 `read_region` is only called from `fetch` (a worker thread in the TUI); the compositor asks
 `cached` only, which never reads.
@@ -27,7 +28,7 @@ TILE = 512  # level px per tile side
 DEFAULT_CACHE_MB = 256  # decoded tiles kept (a 512^2 RGB tile is 0.75 MB: ~340 tiles)
 RING = 1  # tiles read around the view, so a pan's new strip is usually there already
 FETCH_THREADS = 4  # tifffile decoding releases the GIL
-MAX_BASE_PIXELS = 4_000_000  # the always-kept coarsest level may be at most this big
+BASE_MAX = 1024  # the always-kept thumbnail's longer side
 
 Key = tuple[int, int, int]  # (level, tx, ty)
 
@@ -76,15 +77,10 @@ class TileSource:
         self.reads = 0  # tiles read from the slide (tests and the benchmark count them)
         self.read_log: list[tuple[int, int, int, int, int]] = []  # (level, x0, y0, w, h) level-0
         self._pool = ThreadPoolExecutor(FETCH_THREADS, "wsitui-viewer")
-        self.base_level = self._base_level()
-        self.base = reader.read_level(self.base_level)  # (h, w, 3): always at hand
-
-    def _base_level(self) -> int:
-        dims = self.reader.level_dimensions
-        for i in range(len(dims) - 1, -1, -1):
-            if dims[i][0] * dims[i][1] <= MAX_BASE_PIXELS:
-                return i
-        return len(dims) - 1  # huge even at its coarsest: read it anyway (reader reads in blocks)
+        self.base = reader.thumbnail(BASE_MAX)  # (h, w, 3): always at hand
+        w0, h0 = reader.dimensions
+        # level-0 px per thumbnail px, per axis (the thumbnail's sides are rounded)
+        self.base_ds = (w0 / self.base.shape[1], h0 / self.base.shape[0])
 
     @property
     def dimensions(self) -> tuple[int, int]:

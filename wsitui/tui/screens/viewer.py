@@ -207,7 +207,7 @@ class ViewerScreen(Screen[None]):
     @on(SlideView.CursorMoved)
     def _cursor(self, event: SlideView.CursorMoved) -> None:
         comp = self.compositor
-        if comp is not None and comp.cells is not None and self.slide_view.layers.cells:
+        if comp is not None and comp.cells is not None and self.slide_view.overlays.cells:
             self.hover = comp.cells.at(event.x, event.y)
         self._update_status()
 
@@ -246,12 +246,12 @@ class ViewerScreen(Screen[None]):
             lines.append(f"{bar} {format_um(um)}")
         else:
             lines.append(f"{view.scale:.3g} px per view px (no µm/px in slide)")
-        if sv.cursor is not None:
-            x, y = view.to_slide(sv.cursor.px, sv.cursor.py)
+        if sv.pointer is not None:
+            x, y = view.to_slide(sv.pointer.px, sv.pointer.py)
             lines.append(f"cursor {x:,.0f}, {y:,.0f} px")
             if comp.mpp:
                 lines.append(f"       {x * comp.mpp:,.1f}, {y * comp.mpp:,.1f} µm")
-        layers = sv.layers
+        layers = sv.overlays
         if comp.tissue is not None:
             lines.append(f"t tissue: {'on' if layers.tissue else 'off'}")
         if comp.cells is not None:
@@ -266,7 +266,7 @@ class ViewerScreen(Screen[None]):
         comp = self.compositor
         if comp is None or comp.cells is None:
             return ""
-        cell = self.hover if self.hover is not None else self.slide_view.layers.selected
+        cell = self.hover if self.hover is not None else self.slide_view.overlays.selected
         if cell is None:
             return f"{len(comp.cells):,} cells · n/N: next/prev"
         info = comp.cells.info(cell)
@@ -303,7 +303,7 @@ class ViewerScreen(Screen[None]):
 
     def action_toggle(self, layer: str) -> None:
         sv = self.slide_view
-        setattr(sv.layers, layer, not getattr(sv.layers, layer))
+        setattr(sv.overlays, layer, not getattr(sv.overlays, layer))
         sv.redraw()
 
     def action_step(self, direction: int) -> None:
@@ -313,10 +313,10 @@ class ViewerScreen(Screen[None]):
         if comp.cells is None:
             self.notify("no cells loaded (give --cells, or wait for indexing)", severity="warning")
             return
-        cell = comp.cells.step(sv.layers.selected, direction, sv.view.centre)
+        cell = comp.cells.step(sv.overlays.selected, direction, sv.view.centre)
         if cell is None:
             return
-        sv.layers.selected = cell
+        sv.overlays.selected = cell
         self.hover = None
         view = sv.view
         target = comp.cells.median_size / TARGET_CELL_PX

@@ -71,8 +71,8 @@ class SlideView(Widget, can_focus=True):
         self.cell_px = cell_pixels(protocol)
         self.compositor: Compositor | None = None
         self.view: View | None = None
-        self.layers = Layers()
-        self.cursor: Cursor | None = None
+        self.overlays = Layers()
+        self.pointer: Cursor | None = None
         self.frame: Frame | None = None  # the frame on screen
         self._dragging = False
 
@@ -103,13 +103,13 @@ class SlideView(Widget, can_focus=True):
             self.set_view(self.view.zoom(factor, anchor))
 
     def zoom_at_cursor(self, factor: float) -> None:
-        anchor = (self.cursor.px, self.cursor.py) if self.cursor else None
+        anchor = (self.pointer.px, self.pointer.py) if self.pointer else None
         self.zoom(factor, anchor)
 
     def redraw(self) -> None:
         if self.compositor is None or self.view is None:
             return
-        self._render_view(self.view, Layers(**vars(self.layers)))
+        self._render_view(self.view, Layers(**vars(self.overlays)))
 
     # ---- rendering off the event loop -------------------------------------------------------
     @work(thread=True, exclusive=True, group="slide-render")
@@ -154,8 +154,8 @@ class SlideView(Widget, can_focus=True):
         if self._dragging and (event.delta_x or event.delta_y):
             cw, ch = self.cell_px
             self.set_view(self.view.pan_px(-event.delta_x * cw, -event.delta_y * ch))
-        self.cursor = Cursor(*self._view_px(event.x, event.y))
-        self.post_message(self.CursorMoved(*self.view.to_slide(self.cursor.px, self.cursor.py)))
+        self.pointer = Cursor(*self._view_px(event.x, event.y))
+        self.post_message(self.CursorMoved(*self.view.to_slide(self.pointer.px, self.pointer.py)))
 
     def on_mouse_down(self, event: events.MouseDown) -> None:
         self._dragging = True
@@ -166,11 +166,11 @@ class SlideView(Widget, can_focus=True):
         self.release_mouse()
 
     def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
-        self.cursor = Cursor(*self._view_px(event.x, event.y))
-        self.zoom(ZOOM_STEP, (self.cursor.px, self.cursor.py))
+        self.pointer = Cursor(*self._view_px(event.x, event.y))
+        self.zoom(ZOOM_STEP, (self.pointer.px, self.pointer.py))
         event.stop()
 
     def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
-        self.cursor = Cursor(*self._view_px(event.x, event.y))
-        self.zoom(1 / ZOOM_STEP, (self.cursor.px, self.cursor.py))
+        self.pointer = Cursor(*self._view_px(event.x, event.y))
+        self.zoom(1 / ZOOM_STEP, (self.pointer.px, self.pointer.py))
         event.stop()
