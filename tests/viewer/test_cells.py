@@ -70,8 +70,11 @@ def test_queries_and_the_cell_under_a_point(tmp_path):
 
 def test_reading_order_is_rows_then_left_to_right(tmp_path):
     # Two rows (64-px bands): the lower-left one comes after both upper ones.
-    cells = [feature(square(500, 300), fid="lower-left"), feature(square(900, 10), fid="upper-right"),
-             feature(square(20, 12), fid="upper-left")]  # fmt: skip
+    cells = [
+        feature(square(500, 300), fid="lower-left"),
+        feature(square(900, 10), fid="upper-right"),
+        feature(square(20, 12), fid="upper-left"),
+    ]
     idx = CellIndex.load(write(tmp_path / "c.geojson", cells), SIZE)
     order = []
     cur = None
@@ -87,8 +90,13 @@ def test_reading_order_is_rows_then_left_to_right(tmp_path):
 
 def test_invalid_polygons_are_skipped_with_a_count(tmp_path):
     bowtie = [[0, 0], [10, 10], [10, 0], [0, 10], [0, 0]]
-    cells = [feature(square(10, 10)), feature(bowtie), feature([[1, 2], [3, "x"]]), feature([[1, 1]]),
-             feature([[0, 0], [1e999, 0], [0, 1], [0, 0]])]  # fmt: skip
+    cells = [
+        feature(square(10, 10)),
+        feature(bowtie),
+        feature([[1, 2], [3, "x"]]),
+        feature([[1, 1]]),
+        feature([[0, 0], [1e999, 0], [0, 1], [0, 0]]),
+    ]
     path = tmp_path / "c.geojson"
     path.write_text(
         json.dumps({"type": "FeatureCollection", "features": cells}).replace("Infinity", "1e999")
@@ -125,7 +133,7 @@ BAD = {
             }
         ),
         "no usable cell polygons among its 1 features (1 not polygons",
-    ),  # fmt: skip
+    ),
     "bad json inside": (
         '{"type":"FeatureCollection","features":[\n{"a":1},\n{"a":,}\n]}',
         "is not valid JSON",
@@ -148,7 +156,7 @@ def test_bad_cells_files_are_one_line(tmp_path, case):
 
 
 def test_tissue_given_as_cells_says_so(sample_dir):
-    with pytest.raises(OverlayError, match="holds annotations .* give it as --tissue"):
+    with pytest.raises(OverlayError, match=r"holds annotations .* give it as --tissue"):
         CellIndex.load(sample_dir / "tissue.geojson", SIZE)
 
 

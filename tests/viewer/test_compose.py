@@ -119,7 +119,7 @@ def test_compose_reads_nothing_and_fills_unread_tiles_from_the_thumbnail(composi
     log = compositor.source.read_log
     assert {entry[0] for entry in log} == {0}
     for _, x, y, w, h in log:
-        assert 0 <= x and 0 <= y and x + w <= 4096 and y + h <= 3072
+        assert x >= 0 and y >= 0 and x + w <= 4096 and y + h <= 3072
     assert min(e[1] for e in log) <= 1000 and min(e[2] for e in log) <= 800
     assert max(e[1] + e[3] for e in log) >= 1640 and max(e[2] + e[4] for e in log) >= 1200
 
