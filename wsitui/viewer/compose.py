@@ -243,7 +243,7 @@ class Compositor:
         density = ndimage.gaussian_filter(counts, HEAT_SIGMA, mode="constant")
         level = np.clip(density / max(float(density.max()), 1e-6), 0, 1)
         level = np.repeat(np.repeat(level, HEAT_BIN, 0), HEAT_BIN, 1)[: view.height, : view.width]
-        alpha = (0.6 * np.sqrt(level))[..., None]
+        alpha = (0.6 * level)[..., None]
         heat = np.stack([np.full_like(level, 255), 220 * (1 - level), np.zeros_like(level)], axis=2)
         rgb = np.asarray(img, np.float32)
         out = rgb * (1 - alpha) + heat * alpha

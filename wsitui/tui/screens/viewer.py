@@ -122,7 +122,7 @@ class ViewerScreen(Screen[None]):
         self._open()
 
     # ---- loading ----------------------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="viewer-open")
+    @work(thread=True, exclusive=True, group="viewer-open", exit_on_error=False)
     def _open(self) -> None:
         try:
             reader = open_slide(self.slide_path)
@@ -161,7 +161,7 @@ class ViewerScreen(Screen[None]):
             self._index_cells(comp, self.cells_path)
         self._update_status()
 
-    @work(thread=True, exclusive=True, group="viewer-cells")
+    @work(thread=True, exclusive=True, group="viewer-cells", exit_on_error=False)
     def _index_cells(self, comp: Compositor, path: Path) -> None:
         worker = get_current_worker()
 
@@ -285,10 +285,10 @@ class ViewerScreen(Screen[None]):
             self.app.pop_screen()
 
     def on_unmount(self) -> None:
+        # Textual cancels this screen's workers; a render thread still running finds the
+        # source closed and stops (SlideView catches that).
         if self.compositor is not None:
-            source = self.compositor.source
-            self.workers.cancel_all()
-            source.close()
+            self.compositor.source.close()
 
     def action_pan(self, fx: float, fy: float) -> None:
         self.slide_view.pan(fx, fy)

@@ -23,6 +23,7 @@ from textual.widget import Widget
 from textual.worker import get_current_worker
 from textual_image._terminal import get_cell_size
 
+from wsitui.core.text import one_line
 from wsitui.tui.widgets.preview import ImageProtocol, image_class
 from wsitui.viewer.compose import Compositor, Frame, Layers
 from wsitui.viewer.view import PAN_FRACTION, ZOOM_STEP, View
@@ -112,8 +113,16 @@ class SlideView(Widget, can_focus=True):
         self._render_view(self.view, Layers(**vars(self.overlays)))
 
     # ---- rendering off the event loop -------------------------------------------------------
-    @work(thread=True, exclusive=True, group="slide-render")
+    @work(thread=True, exclusive=True, group="slide-render", exit_on_error=False)
     def _render_view(self, view: View, layers: Layers) -> None:
+        worker = get_current_worker()
+        try:
+            self._render_steps(view, layers)
+        except Exception as exc:  # a read error, or the screen closed the slide meanwhile
+            if not worker.is_cancelled and self.is_attached:
+                self.app.call_from_thread(self.notify, one_line(exc), severity="error")
+
+    def _render_steps(self, view: View, layers: Layers) -> None:
         comp = self.compositor
         assert comp is not None
         worker = get_current_worker()
