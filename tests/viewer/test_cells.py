@@ -139,6 +139,17 @@ BAD = {
         "is not valid JSON",
     ),
     "binary": (b"\x89PNG\r\n\x1a\n\xff\xfe", "is not"),
+    "odd objectType": (
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {"type": "Feature", "geometry": None, "properties": {"objectType": [1]}}
+                ],
+            }
+        ),
+        "no usable cell polygons among its 1 features",
+    ),
 }
 
 

@@ -137,6 +137,7 @@ class CellIndex:
                 props = feature.get("properties")
                 props = props if type(props) is dict else {}
                 kind = props.get("objectType", "")
+                kind = kind if type(kind) is str else str(kind)
                 objects[kind] = objects.get(kind, 0) + 1
                 loader.add(feature, props)
             loader.flush()
