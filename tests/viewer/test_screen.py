@@ -137,6 +137,27 @@ async def test_wheel_and_keys_zoom_about_the_cursor(sample_dir):
         assert f"cursor {under[0]:,.0f}, {under[1]:,.0f} px" in info
 
 
+async def test_dragging_moves_the_picture_with_the_mouse(sample_dir):
+    app = make_app(sample_dir, cells=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        sv = app.screen.slide_view
+        await pilot.press("plus", "plus")
+        await settle(app, pilot)
+        before = sv.view
+        await pilot.mouse_down(SlideView, offset=(30, 10))
+        x, y = sv.region.x + 25, sv.region.y + 8
+        move = events.MouseMove(sv, x, y, -5, -2, 1, False, False, False, x, y)
+        app.screen._forward_event(move)
+        await pilot.mouse_up(SlideView, offset=(25, 8))
+        await settle(app, pilot)
+        cw, ch = sv.cell_px
+        # The picture follows the mouse 5 cells left and 2 up: the view moves right and down.
+        assert sv.view.x0 - before.x0 == pytest.approx(5 * cw * before.scale)
+        assert sv.view.y0 - before.y0 == pytest.approx(2 * ch * before.scale)
+        assert sv.view.scale == before.scale
+
+
 async def test_next_cell_toggles_and_side_panel(sample_dir):
     app = make_app(sample_dir)
     async with app.run_test(size=(120, 40)) as pilot:
