@@ -28,6 +28,7 @@ TILE = 512  # level px per tile side
 DEFAULT_CACHE_MB = 256  # decoded tiles kept (a 512^2 RGB tile is 0.75 MB: ~340 tiles)
 RING = 1  # tiles read around the view, so a pan's new strip is usually there already
 FETCH_THREADS = 4  # tifffile decoding releases the GIL
+READ_LOG_MAX = 10_000  # reads remembered (tests and the benchmark look at them)
 BASE_MAX = 1024  # the always-kept thumbnail's longer side
 
 Key = tuple[int, int, int]  # (level, tx, ty)
@@ -134,6 +135,8 @@ class TileSource:
         tile = self.reader.read_region(loc, level, (x1 - x0, y1 - y0))
         self.reads += 1
         self.read_log.append((level, loc[0], loc[1], round((x1 - x0) * ds), round((y1 - y0) * ds)))
+        if len(self.read_log) > READ_LOG_MAX:  # a long session must not grow it for ever
+            del self.read_log[: READ_LOG_MAX // 2]
         self.cache.put(key, tile)
         return tile
 

@@ -231,7 +231,8 @@ class ViewerScreen(Screen[None]):
         view = frame.view
         w0, h0 = comp.source.dimensions
         ds = comp.source.downsamples[frame.level]
-        parts = [self.title_text, f"{w0:,}×{h0:,} px", f"level {frame.level} (÷{ds:g})"]
+        where = "thumbnail" if comp.from_base(frame.level) else f"level {frame.level} (÷{ds:g})"
+        parts = [self.title_text, f"{w0:,}×{h0:,} px", where]
         if not frame.complete:
             parts.append(f"reading {len(frame.missing)} tiles…")
         if self.cells_note:
