@@ -117,6 +117,10 @@ def test_cells_outside_the_slide_are_counted(tmp_path):
 BAD = {
     "not json": ("hello", "is not GeoJSON"),
     "cut short": ('{"type":"FeatureCollection","features":[\n{"type":"Feature"', "cut short"),
+    "cut short in a line": (
+        '{"type":"FeatureCollection","features":[\n{"type":"Feature","geometry":null},\n{"type":"Fea',
+        "ends inside feature 2; it was cut short",
+    ),
     "no features key": ('{"type":"Feature","geometry":null}', 'no "features" array'),
     "empty": ('{"type":"FeatureCollection","features":[]}', "has no features"),
     "points": (

@@ -156,7 +156,8 @@ def _by_line(
         if tail:
             yield tail
 
-    for line in all_lines():
+    lines_left = all_lines()
+    for line in lines_left:
         item = line.strip()
         if item.endswith(","):
             item = item[:-1].rstrip()
@@ -167,6 +168,11 @@ def _by_line(
         try:
             feature = _loads(item)
         except ValueError as e:  # orjson.JSONDecodeError and json's are ValueErrors
+            if not any(rest.strip() for rest in lines_left):  # the last line: cut short
+                raise OverlayError(
+                    f"{name} ends inside feature {count + 1:,}; "
+                    "it was cut short: copy or export it again"
+                ) from None
             raise OverlayError(f"{name} is not valid JSON (feature {count + 1:,}): {e}") from None
         count += 1
         if progress is not None and count % 8192 == 0:
