@@ -76,6 +76,9 @@ BAD = {
     "region without snapshot": (["view", "{d}/s.svs", "--region", "0,0,5,5"], "go with --snapshot"),
     "tissue as cells": (["view", "{d}/s.svs", "--cells", "{d}/tissue.geojson", "--snapshot",
                          "{t}/a.png"], "holds annotations"),
+    "no slide for the screen": (["view", "{d}/nope.svs"], "does not exist"),
+    "no cells file for the screen": (["view", "{d}/s.svs", "--cells", "{t}/no.geojson"],
+                                     "cells file"),
     "cache size": (["view", "{d}/s.svs", "--cache-mb", "0"], "--cache-mb 0 is invalid"),
 }  # fmt: skip
 

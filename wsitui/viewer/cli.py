@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from wsitui.slides.errors import SlideError
+from wsitui.slides.reader import open_slide
 from wsitui.viewer.geojson import OverlayError
 from wsitui.viewer.snapshot import SnapshotRequest, parse_region, write_snapshot
 
@@ -38,6 +39,14 @@ def view_main(args: argparse.Namespace) -> int | None:
         return 0
     if args.region is not None or args.width is not None:
         return _fail("--region and --width go with --snapshot OUT.png")
+    # Before the screen takes the terminal: what cannot work at all is one line here.
+    try:
+        open_slide(args.slide).close()  # the header only
+    except SlideError as exc:
+        return _fail(str(exc))
+    for what, path in (("cells", args.cells), ("tissue", args.tissue)):
+        if path is not None and not path.is_file():
+            return _fail(f"{what} file '{path}' does not exist; check the path")
     return None
 
 
