@@ -33,6 +33,20 @@ FORBIDDEN = {
     "serve": ("wsitui.headless",),
     # Below both faces: nothing that draws, and neither face.
     "session": ("textual", "rich", "wsitui.tui", "wsitui.headless", "wsitui.cli"),
+    # The slide viewer's logic: no drawing toolkit, no engine, no face (its screen is in tui).
+    "viewer": (
+        "textual",
+        "rich",
+        "torch",
+        "dask",
+        "distributed",
+        "wsitui.tui",
+        "wsitui.headless",
+        "wsitui.core",
+        "wsitui.jobs",
+        "wsitui.session",
+        "wsitui.cli",
+    ),
     # The TUI reaches the engine through the session layer, never through the headless face.
     "tui": ("wsitui.headless",),
 }

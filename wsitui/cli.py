@@ -151,7 +151,22 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument(
         "--force", action="store_true", help="replace an existing slide and truth file"
     )
+    _view_parser(sub)
     return p
+
+
+def _view_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    view = sub.add_parser("view", help="pan and zoom a slide with tissue and cell overlays")
+    view.add_argument("slide", type=Path, help="slide file (SVS, tiled TIFF, ...)")
+    view.add_argument("--cells", type=Path, help="cells.geojson[.gz] (a SEGMENT_CELLS output)")
+    view.add_argument("--tissue", type=Path, help="tissue.geojson (a TISSUE_MASK output)")
+    view.add_argument("--snapshot", type=Path, help="write the view of --region to this PNG")
+    view.add_argument("--region", help="X,Y,W,H in level-0 px for --snapshot (default: all)")
+    view.add_argument("--width", type=int, help="--snapshot width in px (default 1280)")
+    view.add_argument(
+        "--image-protocol", choices=("auto", "sixel", "tgp", "halfcell"), default="auto"
+    )
+    view.add_argument("--cache-mb", type=float, default=256, help="decoded tile cache (MB)")
 
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a reader that went away
@@ -262,6 +277,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         return status(args.data_dir, tenant=args.tenant, as_json=args.json, out=args.out)
     if args.command == "sample":
         return _sample(args.out, args.size, args.seed, force=args.force)
+    if args.command == "view":
+        from wsitui.viewer.cli import view_main
+
+        code = view_main(args)  # --snapshot, or a bad option
+        if code is not None:
+            return code
+        from wsitui.tui.screens.viewer import run_viewer
+
+        return run_viewer(args.slide, args.cells, args.tissue, args.image_protocol, args.cache_mb)
     if args.command == "model":
         from wsitui.models.cli import run_model_command
 

@@ -96,6 +96,7 @@ class WsituiApp(App[None]):
         Binding("u", "switch_tenant", "Switch tenant", show=False),
         Binding("enter", "details", "Details"),
         Binding("p", "preview", "Full-screen preview", show=False),
+        Binding("v", "view_slide", "View the slide with its outputs", show=False),
         Binding("m", "metrics", "Metrics", show=False),
         Binding("slash", "filter", "Filter workflows and jobs", show=False),
         Binding("y", "copy_path", "Copy the job's results path", show=False),
@@ -584,6 +585,32 @@ class WsituiApp(App[None]):
         if job is not None:
             path = self.engine.results_dir(job) / PREVIEW
             self.push_screen(PreviewScreen(path, self.image_protocol, f"{job.key} · {job.slide}"))
+
+    def action_view_slide(self) -> None:
+        """The slide viewer on the selected job's slide, with its workflow's tissue and cells."""
+        from wsitui.tui.screens.viewer import ViewerScreen
+
+        job = self._job() if len(self.screen_stack) == 1 else None
+        if job is None:
+            return
+        jobs = self.engine.workflow(self.tenant, job.workflow_id).jobs
+        found: dict[JobType, Path] = {}
+        # The job itself first, then the others on the same slide, last one of a type wins.
+        for other in [*(j for j in jobs if j.slide == job.slide and j.id != job.id), job]:
+            name = {JobType.TISSUE_MASK: "tissue.geojson", JobType.SEGMENT_CELLS: "cells.geojson"}
+            if other.job_type in name:
+                path = self.engine.results_dir(other) / name[other.job_type]
+                if path.is_file():
+                    found[other.job_type] = path
+        self.push_screen(
+            ViewerScreen(
+                Path(job.slide),
+                cells=found.get(JobType.SEGMENT_CELLS),
+                tissue=found.get(JobType.TISSUE_MASK),
+                protocol=self.image_protocol,
+                title=f"{job.key} · {Path(job.slide).name}",
+            )
+        )
 
     def action_metrics(self) -> None:
         def depths() -> dict[str, int]:

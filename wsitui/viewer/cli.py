@@ -1,0 +1,55 @@
+"""`wsitui view` options, and --snapshot: one composed view written to a PNG (no Textual)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from wsitui.slides.errors import SlideError
+from wsitui.slides.reader import open_slide
+from wsitui.viewer.geojson import OverlayError
+from wsitui.viewer.snapshot import SnapshotRequest, parse_region, write_snapshot
+
+
+def view_main(args: argparse.Namespace) -> int | None:
+    """Check the options; with --snapshot write it. Returns an exit code, or None when the
+    caller (wsitui.cli) should open the interactive viewer."""
+    if args.cache_mb <= 0:
+        return _fail(f"--cache-mb {args.cache_mb:g} is invalid: give a size in MB above 0")
+    if args.snapshot is not None:
+        try:
+            region = parse_region(args.region) if args.region else None
+            frame, warnings = write_snapshot(
+                SnapshotRequest(
+                    slide=args.slide,
+                    out=args.snapshot,
+                    region=region,
+                    width=args.width,
+                    cells=args.cells,
+                    tissue=args.tissue,
+                    cache_mb=args.cache_mb,
+                )
+            )
+        except (SlideError, OverlayError, ValueError, OSError) as exc:
+            return _fail(str(exc))
+        for w in warnings:
+            print(f"wsitui view: warning: {w}", file=sys.stderr)
+        h, w = frame.rgb.shape[:2]
+        print(f"{args.snapshot}: {w}x{h} px, level {frame.level}, cells {frame.cells_mode}")
+        return 0
+    if args.region is not None or args.width is not None:
+        return _fail("--region and --width go with --snapshot OUT.png")
+    # Before the screen takes the terminal: what cannot work at all is one line here.
+    try:
+        open_slide(args.slide).close()  # the header only
+    except SlideError as exc:
+        return _fail(str(exc))
+    for what, path in (("cells", args.cells), ("tissue", args.tissue)):
+        if path is not None and not path.is_file():
+            return _fail(f"{what} file '{path}' does not exist; check the path")
+    return None
+
+
+def _fail(message: str) -> int:
+    print(f"wsitui view: {' '.join(message.split())}", file=sys.stderr)
+    return 2

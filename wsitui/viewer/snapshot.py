@@ -1,0 +1,97 @@
+"""`wsitui view SLIDE --snapshot OUT.png --region X,Y,W,H [--width PX]`: one composed view to PNG.
+
+The picture is `Compositor.compose` of `View.of_region(region, width)`: what the screen draws
+for that region at that many pixels, overlays included.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from wsitui.slides.reader import open_slide
+from wsitui.viewer.cells import CellIndex
+from wsitui.viewer.compose import Compositor, Frame, Layers
+from wsitui.viewer.tiles import DEFAULT_CACHE_MB, TileSource
+from wsitui.viewer.tissue import TissueOutline
+from wsitui.viewer.view import View
+
+DEFAULT_WIDTH = 1280
+MAX_WIDTH = 8192
+
+
+@dataclass(frozen=True)
+class SnapshotRequest:
+    slide: Path
+    out: Path
+    region: tuple[float, float, float, float] | None  # level-0 x, y, w, h; None: whole slide
+    width: int | None
+    cells: Path | None = None
+    tissue: Path | None = None
+    cache_mb: float = DEFAULT_CACHE_MB
+
+
+def parse_region(text: str) -> tuple[float, float, float, float]:
+    """'X,Y,W,H' in level-0 px; ValueError with one line otherwise."""
+    parts = re.split(r"\s*,\s*", text.strip())
+    try:
+        x, y, w, h = (float(p) for p in parts)
+    except ValueError:
+        raise ValueError(
+            f"region {text!r} is not X,Y,W,H: give four numbers in level-0 px, "
+            "e.g. 1000,2000,1280,800"
+        ) from None
+    if w <= 0 or h <= 0:
+        raise ValueError(f"region {text!r} has no area: W and H must be > 0")
+    return x, y, w, h
+
+
+def load_compositor(
+    slide: Path, cells: Path | None, tissue: Path | None, cache_mb: float = DEFAULT_CACHE_MB
+) -> tuple[Compositor, list[str]]:
+    """Open slide and overlays (raises SlideError / OverlayError); also the overlays' warnings."""
+    reader = open_slide(slide)
+    try:
+        source = TileSource(reader, cache_mb)
+        size = reader.dimensions
+        cell_index = CellIndex.load(cells, size) if cells is not None else None
+        outline = TissueOutline.load(tissue, size) if tissue is not None else None
+    except BaseException:
+        reader.close()
+        raise
+    warnings = [
+        *(cell_index.warnings if cell_index else []),
+        *(outline.warnings if outline else []),
+    ]
+    return Compositor(source, reader.mpp, cell_index, outline), warnings
+
+
+def snapshot_frame(
+    comp: Compositor, region: tuple[float, float, float, float] | None, width: int | None
+) -> Frame:
+    w0, h0 = comp.source.dimensions
+    region = region or (0.0, 0.0, float(w0), float(h0))
+    x, y, w, h = region
+    if x + w <= 0 or y + h <= 0 or x >= w0 or y >= h0:
+        raise ValueError(f"region {x:g},{y:g},{w:g},{h:g} lies outside the slide ({w0}x{h0} px)")
+    width = width or min(DEFAULT_WIDTH, max(1, round(w)))
+    if not 1 <= width <= MAX_WIDTH or round(h * width / w) > MAX_WIDTH:
+        raise ValueError(
+            f"width {width} px is out of range: the picture may be 1-{MAX_WIDTH} px a side"
+        )
+    view = View.of_region((w0, h0), region, width)
+    return comp.compose_sync(view, Layers())
+
+
+def write_snapshot(req: SnapshotRequest) -> tuple[Frame, list[str]]:
+    comp, warnings = load_compositor(req.slide, req.cells, req.tissue, req.cache_mb)
+    try:
+        frame = snapshot_frame(comp, req.region, req.width)
+    finally:
+        comp.source.close()
+    req.out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(frame.rgb).save(req.out, optimize=True)
+    return frame, warnings
