@@ -64,7 +64,7 @@ def test_macenko_finds_the_stains_of_a_slide(h_vec: tuple, e_vec: tuple) -> None
 
 def test_a_slide_without_stained_tissue_falls_back_to_default_vectors_loudly() -> None:
     glass = np.full((64, 64, 3), 240, np.uint8)
-    stains, warning = slide_stains(glass, None, None)
+    stains, warning = slide_stains(glass, glass, None, None)
     assert stains.source == "default" and warning is not None and "stain_vectors" in warning
-    given, none = slide_stains(glass, ((1, 1, 0), (0, 1, 1)), 250.0)
+    given, none = slide_stains(glass, glass, ((1, 1, 0), (0, 1, 1)), 250.0)
     assert given.source == "param" and none is None and given.background == 250.0

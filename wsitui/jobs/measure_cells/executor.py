@@ -37,7 +37,7 @@ from wsitui.jobs.common.manifest import (
     write_manifest,
 )
 from wsitui.jobs.common.shards import ShardOwner, ShardStore
-from wsitui.jobs.measure_cells.measure import Scale, measure_tile
+from wsitui.jobs.measure_cells.measure import Scale, measure_tile, read_scaled
 from wsitui.jobs.measure_cells.names import ALL
 from wsitui.jobs.measure_cells.params import MeasureCellsParams
 from wsitui.jobs.measure_cells.source import CELLS_FILE, CellIndex, index_cells
@@ -47,7 +47,9 @@ from wsitui.slides.errors import SlideError, quoted
 from wsitui.slides.reader import SlideReader, open_slide
 
 MANIFEST_FORMAT = "wsitui.measure_cells/1"
-STAIN_THUMB = 1024  # px, longest side of the image the stain vectors are estimated on
+STAIN_THUMB = 1024  # px, longest side of the image the background is estimated on
+STAIN_WINDOWS = 32  # windows around cells the stain vectors are estimated on
+STAIN_WINDOW = 128  # px at the cells' pixel size
 NEEDS = "needs a SEGMENT_CELLS upstream on the same slide (depends_on = [its id])"
 
 
@@ -157,17 +159,18 @@ class _Run:
         mpp, scale, cells_sha = self._upstream_meta(up)
         sc = Scale(scale, mpp * scale, params.expansion_um / (mpp * scale))
 
-        ctx.set_stage("estimating stain vectors")
-        thumb = reader.thumbnail(STAIN_THUMB)
-        stains, warning = slide_stains(thumb, params.stain_vectors, params.background)
-        if warning:
-            self.warnings.append(warning)
-        t = self._timed("stains", t)
-
         ctx.set_stage("indexing cells")
         index = index_cells(up.results_dir, ctx.check_cancel)
         tiles = _tiles(index, params.tile_size * scale)
         t = self._timed("index", t)
+
+        ctx.set_stage("estimating stain vectors")
+        thumb = reader.thumbnail(STAIN_THUMB)
+        tissue = _around_cells(reader, index, scale) if params.stain_vectors is None else thumb
+        stains, warning = slide_stains(thumb, tissue, params.stain_vectors, params.background)
+        if warning:
+            self.warnings.append(warning)
+        t = self._timed("stains", t)
 
         st = Path(reader.path).stat()
         shards = ShardStore(
@@ -251,6 +254,23 @@ class _Run:
             shards.discard(key)  # not this tile's cells: measured again
             return None
         return rows
+
+
+def _around_cells(reader: SlideReader, index: CellIndex, scale: float) -> np.ndarray:
+    """RGB pixels (n, 3) of STAIN_WINDOWS windows at the cells' pixel size, centred on cells
+    spread evenly over the file: tissue with nuclei resolved, a few MB however big the slide."""
+    if len(index) == 0:
+        return np.zeros((0, 3), np.uint8)
+    picks = np.unique(np.linspace(0, len(index) - 1, STAIN_WINDOWS).astype(np.int64))
+    half = STAIN_WINDOW / 2 * scale
+    w, h = reader.dimensions
+    parts = []
+    for i in picks.tolist():
+        b = index.bbox[i]
+        x0 = int(min(max(0.0, (b[0] + b[2]) / 2 - half), max(0.0, w - 2 * half)))
+        y0 = int(min(max(0.0, (b[1] + b[3]) / 2 - half), max(0.0, h - 2 * half)))
+        parts.append(read_scaled(reader, x0, y0, STAIN_WINDOW, STAIN_WINDOW, scale).reshape(-1, 3))
+    return np.concatenate(parts)
 
 
 def _tiles(index: CellIndex, size: float) -> list[tuple[str, np.ndarray]]:

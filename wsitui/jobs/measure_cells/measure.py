@@ -66,11 +66,21 @@ def intensity_stats(values: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> 
     has = counts > 0
     if has.any():
         sel = ids[has]
-        out[has, 0] = ndimage.mean(values, labels, sel)
-        out[has, 1] = ndimage.standard_deviation(values, labels, sel)
-        out[has, 2] = ndimage.minimum(values, labels, sel)
-        out[has, 3] = ndimage.maximum(values, labels, sel)
+        with np.errstate(invalid="ignore", divide="ignore"):  # scipy divides for all labels
+            out[has] = _stats(values, labels, sel)
     return out
+
+
+def _stats(values: np.ndarray, labels: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    return np.stack(
+        [
+            ndimage.mean(values, labels, sel),
+            ndimage.standard_deviation(values, labels, sel),
+            ndimage.minimum(values, labels, sel),
+            ndimage.maximum(values, labels, sel),
+        ],
+        axis=1,
+    )
 
 
 def measure_tile(

@@ -7,10 +7,12 @@ two stains (QuPath's "residual"), the 3x3 matrix is inverted and a pixel's conce
 its OD times that inverse. A pixel of a pure mix of the two stains gives back its
 concentrations exactly (up to the 8-bit rounding of the image).
 
-Macenko: the OD of tissue pixels (OD above `beta` in every channel) lies in the plane of the two
-stains; project it on the plane of the two largest eigenvectors of its covariance, and the
-robust extremes (percentiles `alpha`, 100 - `alpha`) of the angle in that plane are the two
-stains. The one with the larger red OD is haematoxylin (blue-purple absorbs red).
+Macenko: the OD of tissue pixels (OD of magnitude above `beta`: a per-channel threshold, as
+in the paper, drops pale eosin, whose red OD is near 0, and biases both vectors) lies in the
+plane of the two stains; project it on the plane of the two largest eigenvectors of its
+covariance, and the robust extremes (percentiles `alpha`, 100 - `alpha`) of the angle in
+that plane are the two stains. The one with the larger red OD is haematoxylin (blue-purple
+absorbs red).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 
 from wsitui.slides.style import EOSIN_OD, HEMATOXYLIN_OD
 
-BETA = 0.15  # OD under this in a channel is glass or too faint to tell the stains apart
+BETA = 0.15  # OD magnitude under this is glass or too faint to tell the stains apart
 ALPHA = 1.0  # percentile of the angle taken as each extreme (robust to outliers)
 MIN_PIXELS = 500  # fewer tissue pixels than this: the defaults (Ruifrok & Johnston) are used
 
@@ -74,7 +76,7 @@ def macenko(rgb: np.ndarray, background: float) -> tuple[np.ndarray, np.ndarray]
     """(haematoxylin, eosin) unit OD vectors of the tissue in `rgb`, or None if there are
     fewer than MIN_PIXELS tissue pixels."""
     od = optical_density(rgb.reshape(-1, 3), background).astype(np.float64)
-    od = od[(od > BETA).all(axis=1)]
+    od = od[np.linalg.norm(od, axis=1) > BETA]
     if len(od) < MIN_PIXELS:
         return None
     _, vecs = np.linalg.eigh(np.cov(od.T))
@@ -99,15 +101,20 @@ def macenko(rgb: np.ndarray, background: float) -> tuple[np.ndarray, np.ndarray]
 
 def slide_stains(
     thumb: np.ndarray,
+    tissue: np.ndarray,
     vectors: tuple[tuple[float, float, float], tuple[float, float, float]] | None,
     background: float | None,
 ) -> tuple[Stains, str | None]:
-    """The stains a job deconvolves with, and a warning when it fell back to the defaults."""
+    """The stains a job deconvolves with, and a warning when it fell back to the defaults.
+
+    thumb: a low-resolution image of the whole slide (its glass gives the background);
+    tissue: RGB pixels at the cells' pixel size around cells (nuclei are resolved there).
+    """
     i0 = background if background is not None else estimate_background(thumb)
     if vectors is not None:
         h, e = (tuple(float(c) for c in _unit(v)) for v in vectors)
         return Stains(h, e, i0, "param"), None  # type: ignore[arg-type]
-    found = macenko(thumb, i0)
+    found = macenko(tissue, i0)
     if found is None:
         h, e = (tuple(float(c) for c in _unit(v)) for v in (HEMATOXYLIN_OD, EOSIN_OD))
         why = (
