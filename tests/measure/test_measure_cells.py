@@ -186,3 +186,19 @@ async def test_a_resumed_job_measures_only_what_is_left_and_writes_the_same(tmp_
     # Ids are derived from the cells job's id, which differs between the two data dirs
     cols = [c for c in reference.column_names if c != "id"]
     assert resumed.select(cols).to_pylist() == reference.select(cols).to_pylist()
+
+
+async def test_a_canceled_job_stops_at_a_tile_and_writes_no_outputs(tmp_path, sample_slide):
+    async with Engine(tmp_path / "d", default_executors()) as engine:
+        w = engine.submit("t", workflow(sample_slide, tile_size=128))
+        mid = w.jobs[2].id
+        with anyio.fail_after(300):
+            await engine.wait_until(lambda: engine._jobs[mid].tiles_done >= 2)
+        engine.cancel("t", mid)
+        with anyio.fail_after(60):
+            await engine.wait_until(lambda: engine._jobs[mid].state is JobState.CANCELED)
+        job = engine._jobs[mid]
+        out = engine.results_dir(job)
+    assert job.tiles_done < job.tiles_total  # stopped part-way, not run to the end
+    for name in ("cells.geojson", "measurements.parquet", "manifest.json"):
+        assert not (out / name).exists()
