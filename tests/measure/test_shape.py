@@ -88,3 +88,21 @@ def test_known_shapes_have_their_geometric_values() -> None:
     sq = measure(SHAPES["square"])
     assert sq["Nucleus: Solidity"] == pytest.approx(1.0)
     assert sq["Nucleus: Area µm^2"] == pytest.approx(40 * 40 * UM**2, rel=0.01)
+
+
+def test_many_cells_in_one_label_image_each_equal_regionprops() -> None:
+    label = np.zeros((200, 200), np.int32)
+    rasterise(label, SHAPES["disc"], 1, 0.0, 0.0, 1.0)
+    rasterise(label, SHAPES["ellipse at 30 degrees"] + 100, 2, 0.0, 0.0, 1.0)
+    rasterise(label, SHAPES["square"] + [100, 0], 3, 0.0, 0.0, 1.0)
+    rasterise(label, ellipse(40, 150, 25, 9, -50), 4, 0.0, 0.0, 1.0)  # a neighbour: not asked
+    got = shape_rows(label, np.array([1, 2, 3]), UM)
+    assert sorted(got) == [1, 2, 3]
+    for p in regionprops(label)[:3]:
+        m = dict(zip(SHAPE, got[p.label], strict=False))
+        assert m["Nucleus: Area µm^2"] == pytest.approx(p.area * UM**2)
+        assert m["Nucleus: Eccentricity"] == pytest.approx(p.eccentricity)
+        assert m["Nucleus: Major axis µm"] == pytest.approx(p.axis_major_length * UM)
+        assert m["Nucleus: Minor axis µm"] == pytest.approx(p.axis_minor_length * UM)
+        assert m["Nucleus: Orientation degrees"] == pytest.approx(math.degrees(p.orientation))
+        assert m["Nucleus: Solidity"] == pytest.approx(p.solidity)

@@ -31,24 +31,52 @@ def rasterise(
 
 
 def shape_rows(label: np.ndarray, values: np.ndarray, um_per_px: float) -> dict[int, list[float]]:
-    """Shape measurements (in SHAPE's order, less the cell area) of the regions `values`."""
-    wanted = {int(v) for v in values}
+    """Shape measurements (in SHAPE's order, less the cell area) of the regions `values`.
+
+    Area and the second moments (eccentricity, axes, orientation) come from one pass of
+    bincounts over the image, by regionprops' own formulas (inertia tensor, its eigenvalues,
+    `0.5 atan2(-2b, c - a)`); perimeter and solidity from regionprops itself (profiled: its
+    per-region moments were a quarter of the job's time)."""
+    ids = np.asarray(values, np.int64)
+    if len(ids) == 0:
+        return {}
+    top = int(ids.max())
+    rr, cc = np.nonzero((label > 0) & (label <= top))
+    lab = label[rr, cc]
+    n = np.bincount(lab, minlength=top + 1).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r0 = np.bincount(lab, rr, top + 1) / n
+        c0 = np.bincount(lab, cc, top + 1) / n
+        dr, dc = rr - r0[lab], cc - c0[lab]
+        a = np.bincount(lab, dc * dc, top + 1) / n  # inertia tensor [[a, b], [b, c]]
+        c = np.bincount(lab, dr * dr, top + 1) / n
+        b = -np.bincount(lab, dr * dc, top + 1) / n
+    wanted = set(ids.tolist())
     out: dict[int, list[float]] = {}
     for region in regionprops(label):
-        if region.label not in wanted:
+        k = region.label
+        if k not in wanted:
             continue
-        area = float(region.area)
+        area = float(n[k])
         perimeter = float(region.perimeter)
         circ = min(1.0, 4 * math.pi * area / perimeter**2) if perimeter > 0 else 1.0
-        out[region.label] = [
+        ak, bk, ck = float(a[k]), float(b[k]), float(c[k])
+        half = math.sqrt(((ak - ck) / 2) ** 2 + bk**2)
+        l1 = max(0.0, (ak + ck) / 2 + half)
+        l2 = max(0.0, (ak + ck) / 2 - half)
+        if abs(ak - ck) <= 1e-12 * max(ak + ck, 1e-300):
+            orientation = math.pi / 4 if bk < 0 else -math.pi / 4
+        else:
+            orientation = 0.5 * math.atan2(-2 * bk, ck - ak)
+        out[k] = [
             area * um_per_px**2,
             perimeter * um_per_px,
             circ,
             float(region.solidity),
-            float(region.eccentricity),
-            float(region.axis_major_length) * um_per_px,
-            float(region.axis_minor_length) * um_per_px,
-            math.degrees(float(region.orientation)),
+            math.sqrt(1 - l2 / l1) if l1 > 0 else 0.0,
+            4 * math.sqrt(l1) * um_per_px,
+            4 * math.sqrt(l2) * um_per_px,
+            math.degrees(orientation),
         ]
     return out
 
