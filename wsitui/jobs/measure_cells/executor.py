@@ -163,6 +163,8 @@ class _Run:
         index = index_cells(up.results_dir, ctx.check_cancel)
         tiles = _tiles(index, params.tile_size * scale)
         t = self._timed("index", t)
+        if len(index) == 0:
+            self.warnings.append(f"the SEGMENT_CELLS job {up.key!r} found no cells: none measured")
 
         ctx.set_stage("estimating stain vectors")
         thumb = reader.thumbnail(STAIN_THUMB)
