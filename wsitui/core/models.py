@@ -39,6 +39,7 @@ BranchName = Annotated[str, _safe("branch")]
 class JobType(StrEnum):
     TISSUE_MASK = "TISSUE_MASK"
     SEGMENT_CELLS = "SEGMENT_CELLS"
+    MEASURE_CELLS = "MEASURE_CELLS"
 
 
 class JobState(StrEnum):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from wsitui.core.executor import Executor
+from wsitui.jobs.measure_cells.executor import MeasureCellsExecutor
 from wsitui.jobs.segment_cells import SegmentCellsExecutor
 from wsitui.jobs.tissue_mask import TissueMaskExecutor
 
 
 def default_executors() -> list[Executor]:
-    return [TissueMaskExecutor(), SegmentCellsExecutor()]
+    return [TissueMaskExecutor(), SegmentCellsExecutor(), MeasureCellsExecutor()]
