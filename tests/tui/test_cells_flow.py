@@ -89,6 +89,21 @@ def test_the_detail_screen_states_what_a_cells_job_found():
     assert lines[4].startswith("note: slide has no pixel size")
 
 
+def test_the_detail_screen_states_what_a_measure_job_did_without_a_false_density():
+    from wsitui.tui.screens.detail import result_lines
+
+    lines = result_lines(
+        {
+            "cells": 5054,
+            "measurements": ["Nucleus: Area µm^2", "Hematoxylin: Nucleus: Mean"],
+            "stains": {"source": "macenko", "hematoxylin": [0.65, 0.7, 0.29]},
+            "tiles": {"total": 12, "tile_size": 1024},
+        }
+    )
+    assert lines[0] == "cells measured 5,054 · 2 measurements each · stain vectors: macenko"
+    assert not any("per mm²" in line for line in lines)
+
+
 def test_the_metrics_screen_lists_dask_workers_and_their_rates():
     from wsitui.jobs.cells.dask_info import ClusterStatus, WorkerRate
     from wsitui.tui.screens.metrics import dask_text

@@ -38,7 +38,13 @@ STAGES = ("read", "infer", "post", "merge", "write", "total")
 def result_lines(manifest: dict[str, Any]) -> list[str]:
     """What a finished job found, from its manifest: cells, density, model, tiles, timings."""
     lines: list[str] = []
-    if "cells" in manifest:
+    stains = manifest.get("stains")
+    if "cells" in manifest and isinstance(stains, dict):  # MEASURE_CELLS: no density of its own
+        lines.append(
+            f"cells measured {manifest['cells']:,} · {len(manifest.get('measurements') or [])} "
+            f"measurements each · stain vectors: {stains.get('source', '?')}"
+        )
+    elif "cells" in manifest:
         area = manifest.get("tissue_area_mm2") or 0.0
         lines.append(
             f"cells {manifest['cells']:,} · {manifest.get('density_per_mm2', 0):,.0f} per mm² "
