@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from wsitui.core.executor import Executor, JobContext, JobError, UpstreamJob, UpstreamSpec
 from wsitui.core.models import JobSpec, JobType
+from wsitui.jobs.cells.accel import GpuTurns, accelerate, first_tiles, torch_cuda_usable
 from wsitui.jobs.cells.extract import CellRecords
 from wsitui.jobs.cells.merge import settle_seams
 from wsitui.jobs.cells.params import SegmentCellsParams
@@ -49,7 +50,7 @@ from wsitui.jobs.common.shards import ShardStore
 from wsitui.jobs.common.tissue import MaskSettings, compute_tissue_mask
 from wsitui.jobs.common.upstream import load_tissue_mask
 from wsitui.models import ModelError, resolve
-from wsitui.models.device import cuda_visible, gpu_resources
+from wsitui.models.device import cuda_device_count, cuda_visible, gpu_resources
 from wsitui.slides.errors import SlideError, quoted
 from wsitui.slides.reader import SlideReader, open_slide
 
@@ -128,6 +129,7 @@ class SegmentCellsExecutor(Executor):
         # dask costs ~0.5 s and never happens for local jobs nor on the UI thread.
         self._dask = dask
         self._dask_lock = threading.Lock()
+        self.gpu_turns = GpuTurns()  # several GPUs: jobs go to cuda:N in turn
 
     @property
     def dask(self) -> DaskClusters:
@@ -237,7 +239,8 @@ class _Run:
             self.warnings.append(mpp.warning)
         ctx.set_stage("loading model")
         source = resolve(params.model)
-        model = self.executor.models.get(source, params.device)
+        device = self.executor.gpu_turns.assign(params.device, _gpu_count(), torch_cuda_usable)
+        model = self.executor.models.get(source, device)
         if model.is_classical:
             why = f": {model.fallback_reason}" if model.fallback_reason else ""
             self.warnings.append(f"model: {model.name}, the classical fallback, not InstanSeg{why}")
@@ -263,6 +266,15 @@ class _Run:
 
         ctx.set_stage("segmenting")
         batch = _batch_size(params, model.device)
+        if params.backend == "local":  # precision, GPU batch size, out-of-memory retries
+            model = accelerate(
+                model,
+                precision=params.precision,
+                batch_size=params.batch_size,
+                default_batch=batch,
+                probe=lambda: first_tiles(reader, plan),
+            )
+            batch = model.batch_size
         label_dir = self.out / LABELS_DIR if params.tile_labels else None
         if label_dir is not None:
             label_dir.mkdir(exist_ok=True)
@@ -443,10 +455,7 @@ def _draw_outlines(
 
 def _gpu_count() -> int:
     """NVIDIA GPUs visible, without importing torch (the engine asks at start-up)."""
-    if not cuda_visible():
-        return 0
-    gpus = Path("/proc/driver/nvidia/gpus")
-    return max(1, len(list(gpus.iterdir()))) if gpus.is_dir() else 1
+    return cuda_device_count()
 
 
 def _png(img: Image.Image) -> bytes:

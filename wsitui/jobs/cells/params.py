@@ -31,6 +31,9 @@ class SegmentCellsParams(BaseModel):
         default=20.0, gt=0, le=200, description="largest nucleus diameter; sets the overlap"
     )
     batch_size: int | Literal["auto"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        default="auto", description="auto: bf16 on CUDA when its cells agree with fp32's, else fp32"
+    )
     assumed_mpp: float = Field(default=0.5, gt=0, description="µm/px for slides without one")
     min_area_um2: float = Field(default=6.0, ge=0, description="smaller instances are dropped")
     tissue: Literal["auto", "all"] = Field(
