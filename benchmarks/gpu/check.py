@@ -148,7 +148,7 @@ def bare_model(
             row: dict[str, Any] = {"precision": precision, "batch": b, "input": plan.input_size}
             try:
                 with torch.inference_mode(), ctx:
-                    for _ in range(3):  # warm-up: TorchScript profiles and optimises the first calls
+                    for _ in range(3):  # warm-up: TorchScript optimises on its first calls
                         module(x, **post)
                     _sync(device)
                     if device.startswith("cuda"):
