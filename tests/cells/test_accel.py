@@ -250,5 +250,55 @@ def test_the_device_path_gives_the_models_own_instances_and_records_what_ran(shi
     # bf16 on CPU runs; how well it agrees with fp32 is what `auto` checks on a GPU
 
 
+def test_window_for_nuclei_of_at_most_max_nucleus_um(shipped) -> None:
+    from wsitui.jobs.cells.accel import window_for
+
+    assert window_for(shipped, 20.0, 0.5) == 24  # 40-px nuclei: a 48-px square, not 64
+    assert window_for(shipped, 30.0, 0.5) is None  # the model's default is already smaller
+    assert window_for(object(), 20.0, 0.5) is None  # not an InstanSeg export: left alone
+
+
+def test_the_smaller_window_keeps_every_cell_one_to_one(shipped, sample_slide: Path) -> None:
+    """#19's rule for a CPU speed-up: cells matched one-to-one with today's (IoU >= 0.9) for
+    >= 99 %, here on tissue tiles of a generated slide, through the job's own seam."""
+    from wsitui.jobs.cells.accel import first_tiles, window_for
+    from wsitui.jobs.cells.params import SegmentCellsParams
+    from wsitui.jobs.cells.plan import plan_tiles
+    from wsitui.jobs.common.tissue import compute_tissue_mask
+    from wsitui.slides.reader import open_slide
+
+    params = SegmentCellsParams()
+    with open_slide(sample_slide) as reader:
+        tm = compute_tissue_mask(reader)
+        plan = plan_tiles(
+            reader,
+            slide_mpp=reader.mpp or params.assumed_mpp,
+            model_px=shipped.pixel_size,
+            tile_size=params.tile_size,
+            max_nucleus_um=params.max_nucleus_um,
+            tissue=(tm.mask, tm.downsample),
+        )
+        x = first_tiles(reader, plan, 3)
+    window = window_for(shipped, params.max_nucleus_um, plan.model_px)
+    acc = accelerate(
+        shipped,
+        precision="auto",
+        batch_size=1,
+        default_batch=1,
+        probe=_no_probe,
+        window_size=window,
+    )
+    assert window is not None and window < 32 and acc.manifest()["window_size"] == window
+    matched = total = 0
+    for tile in x:
+        ref = shipped.predict(tile[None])[0]
+        got = acc.predict(tile[None])[0]
+        n_ref, n_got = len(np.unique(ref)) - 1, len(np.unique(got)) - 1
+        matched += round(label_agreement(ref, got, iou=0.9) * (n_ref + n_got) / 2)
+        total += n_ref
+    assert total > 20  # the tiles hold nuclei
+    assert matched >= 0.99 * total
+
+
 def _no_probe() -> np.ndarray:
     raise AssertionError("no probe needed")

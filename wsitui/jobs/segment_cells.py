@@ -28,7 +28,13 @@ from pydantic import BaseModel
 
 from wsitui.core.executor import Executor, JobContext, JobError, UpstreamJob, UpstreamSpec
 from wsitui.core.models import JobSpec, JobType
-from wsitui.jobs.cells.accel import GpuTurns, accelerate, first_tiles, torch_cuda_usable
+from wsitui.jobs.cells.accel import (
+    GpuTurns,
+    accelerate,
+    first_tiles,
+    torch_cuda_usable,
+    window_for,
+)
 from wsitui.jobs.cells.extract import CellRecords
 from wsitui.jobs.cells.merge import settle_seams
 from wsitui.jobs.cells.params import SegmentCellsParams
@@ -273,6 +279,7 @@ class _Run:
                 batch_size=params.batch_size,
                 default_batch=batch,
                 probe=lambda: first_tiles(reader, plan),
+                window_size=window_for(model, params.max_nucleus_um, plan.model_px),
             )
             batch = model.batch_size
         label_dir = self.out / LABELS_DIR if params.tile_labels else None
