@@ -97,10 +97,6 @@ def profile(ctx: dict[str, Any]) -> None:
             add("network (fcn)", ms)
             ms, out = _ms(lambda x=x: module(x, **post))
             add("whole TorchScript call", ms)
-            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-                module(x, **post)  # once more, for the operator breakdown (not timed above)
-            for ev in prof.key_averages():
-                ops[ev.key] = ops.get(ev.key, 0.0) + ev.self_cpu_time_total / 1000
             labels = out[:, 0].numpy().astype(np.int32)[0]
             ms, rec = _ms(
                 lambda lab=labels, im=image: extract(
@@ -124,6 +120,15 @@ def profile(ctx: dict[str, Any]) -> None:
                 ms, _ = _ms(lambda r=rec, k=key, kp=keep: w.add(r, kp[k], k))
             add("write (CellWriter.add)", ms)
             add("cells", float(len(rec)))
+        # The operator breakdown after the timed loop: the profiler slows what it watches.
+        for tile in ctx["tiles"]:
+            x = torch.from_numpy(
+                normalize_batch(read_tile(reader, plan, tile).rgb[None], model.normalization)
+            )
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+                module(x, **post)
+            for ev in prof.key_averages():
+                ops[ev.key] = ops.get(ev.key, 0.0) + ev.self_cpu_time_total / 1000
     med = {k: statistics.median(v) for k, v in steps.items()}
     cells = med.pop("cells")
     med["instanseg post-processing"] = med["whole TorchScript call"] - med["network (fcn)"]
@@ -180,22 +185,30 @@ def candidates(ctx: dict[str, Any], windows: list[int]) -> None:
         set_cpu_threads(threads)
         for _ in range(2):  # warm-up: TorchScript re-optimises after a change
             run(xs[0], **kw)
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         with ThreadPoolExecutor(in_flight) as pool:
             got = list(pool.map(lambda x: run(x, **kw), xs))
+        cpu_ms[0] = 1000 * (time.process_time() - cpu) / len(xs)
         return (time.perf_counter() - began) / len(xs), got
 
+    # CPU time per tile too: on a loaded machine wall time swings with the other work.
+    cpu_ms = [0.0]
     base_s, ref = timed(2, 1)
-    print(f"\nbaseline (window_size default, 1 tile x 2 threads): {1000 * base_s:.0f} ms/tile")
+    print(
+        f"\nbaseline (window_size default, 1 tile x 2 threads): {1000 * base_s:.0f} ms/tile, "
+        f"CPU {cpu_ms[0]:.0f} ms/tile"
+    )
     runs: list[tuple[str, int, int, dict[str, Any]]] = [
         *[(f"window_size={w}", 2, 1, {"window_size": w}) for w in windows],
+        *[(f"1 thread, window_size={w}", 1, 1, {"window_size": w}) for w in (32, *windows)],
         ("2 tiles in flight x 1 thread", 1, 2, {}),
         ("baseline again", 2, 1, {}),
     ]
     for name, threads, in_flight, kw in runs:
         s, got = timed(threads, in_flight, **kw)
         print(
-            f"{name}: {1000 * s:.0f} ms/tile ({base_s / s:.2f}x), cells matched one-to-one at "
+            f"{name}: {1000 * s:.0f} ms/tile ({base_s / s:.2f}x), CPU {cpu_ms[0]:.0f} ms/tile, "
+            "cells matched one-to-one at "
             f"IoU>=0.9: {one_to_one(ref, got)}",
             flush=True,
         )
@@ -217,11 +230,13 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--tiles", type=int, default=3)
     p.add_argument("--candidates", action="store_true")
+    p.add_argument("--skip-profile", action="store_true")
     p.add_argument("--windows", default="16,24")
     args = p.parse_args()
     ctx = setup(parse_size(args.size), args.seed, args.tiles)
     print(f"== profile {time.strftime('%Y-%m-%d %H:%M %Z')}")
-    profile(ctx)
+    if not args.skip_profile:
+        profile(ctx)
     if args.candidates:
         candidates(ctx, [int(w) for w in args.windows.split(",")])
     ctx["reader"].close()
