@@ -92,6 +92,9 @@ class GpuSampler:
         }
 
 
+MAX_BARE_TILES = 64
+
+
 # ---- the bare model ----------------------------------------------------------------------------
 def bare_model(
     slide: Path,
@@ -125,13 +128,14 @@ def bare_model(
         max_nucleus_um=params.max_nucleus_um,
         tissue=(tm.mask, tm.downsample),
     )
-    # Tiles spread over the plan (the job's mix of full and sparse tissue tiles), not the first.
-    step = max(1, len(plan.tiles) // max(batches))
-    picked = replace(plan, tiles=plan.tiles[::step][: max(batches)])
-    rgb = first_tiles(reader, picked, max(batches))
+    # The job's own tissue tiles (up to MAX_BARE_TILES, spread over the plan), so the bare model
+    # and the job see the same mix of full and sparse tiles; batches cycle through them.
+    step = max(1, -(-len(plan.tiles) // MAX_BARE_TILES))
+    picked = replace(plan, tiles=plan.tiles[::step][:MAX_BARE_TILES])
+    rgb = first_tiles(reader, picked, MAX_BARE_TILES)
     reader.close()
     reps = -(-max(batches) // len(rgb))
-    rgb = np.concatenate([rgb] * reps)[: max(batches)]
+    rgb = np.concatenate([rgb] * reps)
     x_all = torch.from_numpy(normalize_batch(rgb, model.normalization)).to(device)
     if device != "cpu":
         x_all = x_all.contiguous(memory_format=torch.channels_last)
@@ -139,7 +143,8 @@ def bare_model(
     rows = []
     for precision in precisions:
         for b in batches:
-            x = x_all[:b]
+            chunks = [x_all[i : i + b] for i in range(0, len(x_all) - b + 1, b)]
+            x = chunks[0]
             ctx = (
                 torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
                 if precision == "bf16"
@@ -155,10 +160,10 @@ def bare_model(
                         torch.cuda.reset_peak_memory_stats()
                     n, began = 0, time.perf_counter()
                     while True:
-                        module(x, **post)
+                        module(chunks[n % len(chunks)].clone(), **post)  # clamps in place
                         n += 1
                         _sync(device)
-                        if time.perf_counter() - began >= seconds:
+                        if n >= len(chunks) and time.perf_counter() - began >= seconds:
                             break
                     took = time.perf_counter() - began
                 row["tiles_per_s"] = round(n * b / took, 2)
