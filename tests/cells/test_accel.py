@@ -302,3 +302,56 @@ def test_the_smaller_window_keeps_every_cell_one_to_one(shipped, sample_slide: P
 
 def _no_probe() -> np.ndarray:
     raise AssertionError("no probe needed")
+
+
+def test_a_job_whose_batch_runs_out_of_cuda_memory_finishes_every_tile(
+    tmp_path: Path, sample_slide: Path
+) -> None:
+    """Through the tile pipeline: batches of 4 where only 2 fit are retried in halves, and every
+    tile gets its shard (the job does not fail)."""
+    from wsitui.jobs.cells.accel import Accelerated, PrecisionChoice
+    from wsitui.jobs.cells.pipeline import run_tiles, shard_key
+    from wsitui.jobs.cells.plan import plan_tiles
+    from wsitui.jobs.common.shards import ShardStore
+    from wsitui.slides.reader import open_slide
+
+    class TwoFit:
+        pixel_size, device, is_classical = 0.5, "cuda:0", False
+
+        def predict(self, batch: np.ndarray) -> np.ndarray:
+            if len(batch) > 2:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4 GiB")
+            labels = np.zeros(batch.shape[:3], np.int32)
+            labels[:, 20:30, 20:30] = 1  # one square nucleus per tile
+            return labels
+
+        def manifest(self) -> dict[str, object]:
+            return {"device": self.device}
+
+    fake = TwoFit()
+    acc = Accelerated(fake, OomRetry(fake.predict, 4), PrecisionChoice("fp32", "test"), 4)
+    with open_slide(sample_slide) as reader:
+        plan = plan_tiles(
+            reader,
+            slide_mpp=reader.mpp or 0.5,
+            model_px=0.5,
+            tile_size=256,
+            max_nucleus_um=20,
+            tissue=None,
+        )
+        shards = ShardStore(tmp_path / "shards", {"test": 1})
+        run_tiles(
+            reader,
+            plan,
+            acc,
+            shards,
+            batch_size=4,
+            min_area_px=1,
+            read_threads=2,
+            on_progress=lambda p: None,
+            check_cancel=lambda: None,
+        )
+    assert len(plan.tiles) > 4
+    assert all(shards.has(shard_key(t)) for t in plan.tiles)
+    info = acc.manifest()
+    assert info["batch_size"] == 4 and info["batch_size_final"] == 2 and info["oom_retries"] == 1
