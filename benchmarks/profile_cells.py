@@ -235,10 +235,14 @@ def main() -> int:
     args = p.parse_args()
     ctx = setup(parse_size(args.size), args.seed, args.tiles)
     print(f"== profile {time.strftime('%Y-%m-%d %H:%M %Z')}")
-    if not args.skip_profile:
-        profile(ctx)
-    if args.candidates:
-        candidates(ctx, [int(w) for w in args.windows.split(",")])
+    # On a worker thread, like the job's model ("wsitui-infer"): measured here, a TorchScript
+    # call on the main thread with 2 intra-op threads ran ~10x slower than on a worker thread on
+    # the loaded 2-core machine (OpenMP threads waiting on busy cores).
+    with ThreadPoolExecutor(1, thread_name_prefix="profile") as worker:
+        if not args.skip_profile:
+            worker.submit(profile, ctx).result()
+        if args.candidates:
+            worker.submit(candidates, ctx, [int(w) for w in args.windows.split(",")]).result()
     ctx["reader"].close()
     return 0
 

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -298,7 +299,12 @@ def main() -> int:
         print(f"slide {size[0]}x{size[1]} seed {args.seed}: {time.perf_counter() - began:.1f} s")
 
         print("== 1. bare model (TorchScript forward, tiles already on the device)")
-        results["bare"] = bare_model(slide, device, batches, ["fp32", "bf16"], seconds, tile)
+        # On a worker thread, like the job's model: on CPU a TorchScript call on the main thread
+        # ran ~10x slower on a loaded machine (OpenMP threads waiting on busy cores).
+        with ThreadPoolExecutor(1) as worker:
+            results["bare"] = worker.submit(
+                bare_model, slide, device, batches, ["fp32", "bf16"], seconds, tile
+            ).result()
 
         print("== 2. the SEGMENT_CELLS job (TISSUE_MASK + SEGMENT_CELLS through the engine)")
         runs: dict[str, dict[str, Any]] = {}
