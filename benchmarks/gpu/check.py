@@ -141,6 +141,28 @@ def bare_model(
     if device != "cpu":
         x_all = x_all.contiguous(memory_format=torch.channels_last)
     module, post = model._module, model.postprocess  # the bare TorchScript forward
+    # Timed on a fresh thread, like the job's model ("wsitui-infer"): on the loaded 2-core
+    # machine a TorchScript call on the thread that set torch's 2 threads ran ~10x slower.
+    with ThreadPoolExecutor(1) as worker:
+        rows = worker.submit(
+            _bare_rows, x_all, module, post, device, batches, precisions, seconds, plan.input_size
+        ).result()
+    cache.close()
+    return rows
+
+
+def _bare_rows(
+    x_all: Any,
+    module: Any,
+    post: dict[str, Any],
+    device: str,
+    batches: list[int],
+    precisions: list[str],
+    seconds: float,
+    input_size: int,
+) -> list[dict[str, Any]]:
+    import torch
+
     rows = []
     for precision in precisions:
         for b in batches:
@@ -151,7 +173,7 @@ def bare_model(
                 if precision == "bf16"
                 else torch.autocast(device_type="cpu", enabled=False)
             )
-            row: dict[str, Any] = {"precision": precision, "batch": b, "input": plan.input_size}
+            row: dict[str, Any] = {"precision": precision, "batch": b, "input": input_size}
             try:
                 with torch.inference_mode(), ctx:
                     for _ in range(3):  # warm-up: TorchScript optimises on its first calls
@@ -174,7 +196,6 @@ def bare_model(
                 row["error"] = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:160]
             rows.append(row)
             print("  bare", _fmt(row), flush=True)
-    cache.close()
     return rows
 
 
@@ -299,12 +320,7 @@ def main() -> int:
         print(f"slide {size[0]}x{size[1]} seed {args.seed}: {time.perf_counter() - began:.1f} s")
 
         print("== 1. bare model (TorchScript forward, tiles already on the device)")
-        # On a worker thread, like the job's model: on CPU a TorchScript call on the main thread
-        # ran ~10x slower on a loaded machine (OpenMP threads waiting on busy cores).
-        with ThreadPoolExecutor(1) as worker:
-            results["bare"] = worker.submit(
-                bare_model, slide, device, batches, ["fp32", "bf16"], seconds, tile
-            ).result()
+        results["bare"] = bare_model(slide, device, batches, ["fp32", "bf16"], seconds, tile)
 
         print("== 2. the SEGMENT_CELLS job (TISSUE_MASK + SEGMENT_CELLS through the engine)")
         runs: dict[str, dict[str, Any]] = {}
