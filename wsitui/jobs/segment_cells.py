@@ -34,6 +34,13 @@ from wsitui.core.executor import Executor, JobContext, JobError, UpstreamJob, Up
 from wsitui.core.models import JobSpec, JobType
 from wsitui.jobs.cells.chatter import to_log
 from wsitui.jobs.cells.domain import DomainCheck
+from wsitui.jobs.cells.accel import (
+    GpuTurns,
+    accelerate,
+    first_tiles,
+    torch_cuda_usable,
+    window_for,
+)
 from wsitui.jobs.cells.extract import CellRecords
 from wsitui.jobs.cells.memory import check_budget, read_window
 from wsitui.jobs.cells.merge import settle_seams
@@ -56,7 +63,7 @@ from wsitui.jobs.common.shards import ShardOwner, ShardStore
 from wsitui.jobs.common.tissue import MaskSettings, compute_tissue_mask
 from wsitui.jobs.common.upstream import load_tissue_mask
 from wsitui.models import ModelError, resolve
-from wsitui.models.device import cuda_visible, gpu_resources
+from wsitui.models.device import cuda_device_count, cuda_visible, gpu_resources
 from wsitui.slides.errors import SlideError, quoted
 from wsitui.slides.reader import SlideReader, open_slide
 
@@ -140,6 +147,7 @@ class SegmentCellsExecutor(Executor):
         # dask costs ~0.5 s and never happens for local jobs nor on the UI thread.
         self._dask = dask
         self._dask_lock = threading.Lock()
+        self.gpu_turns = GpuTurns()  # several GPUs: jobs go to cuda:N in turn
 
     @property
     def dask(self) -> DaskClusters:
@@ -284,8 +292,9 @@ class _Run:
                 set_stage=self.stage,
             )
         else:
+            device = self.executor.gpu_turns.assign(params.device, _gpu_count(), torch_cuda_usable)
             with to_log():  # what instanseg prints while loading goes to the log
-                model = self.executor.models.get(source, params.device)
+                model = self.executor.models.get(source, device)
         if model.is_classical:
             why = f": {model.fallback_reason}" if model.fallback_reason else ""
             self.warnings.append(f"model: {model.name}, the classical fallback, not InstanSeg{why}")
@@ -328,6 +337,16 @@ class _Run:
 
         self.stage("segmenting")
         batch = _batch_size(params, model.device)
+        if params.backend == "local":  # precision, GPU batch size, out-of-memory retries
+            model = accelerate(
+                model,
+                precision=params.precision,
+                batch_size=params.batch_size,
+                default_batch=batch,
+                probe=lambda: first_tiles(reader, plan),
+                window_size=window_for(model, params.max_nucleus_um, plan.model_px),
+            )
+            batch = model.batch_size
         window = read_window(plan.input_size**2 * 3, batch, 2)
         label_dir = self.out / LABELS_DIR if params.tile_labels else None
         if label_dir is not None:
@@ -545,10 +564,7 @@ def _draw_outlines(
 
 def _gpu_count() -> int:
     """NVIDIA GPUs visible, without importing torch (the engine asks at start-up)."""
-    if not cuda_visible():
-        return 0
-    gpus = Path("/proc/driver/nvidia/gpus")
-    return max(1, len(list(gpus.iterdir()))) if gpus.is_dir() else 1
+    return cuda_device_count()
 
 
 def _png(img: Image.Image) -> bytes:

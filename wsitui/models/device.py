@@ -76,6 +76,20 @@ def cuda_visible() -> bool:
     return Path("/dev/nvidia0").exists() or (gpus.is_dir() and any(gpus.iterdir()))
 
 
+def cuda_device_count(gpus_dir: Path = Path("/proc/driver/nvidia/gpus")) -> int:
+    """NVIDIA GPUs this process may use, without importing torch: the driver's GPUs, narrowed
+    by CUDA_VISIBLE_DEVICES when it lists some (the `gpu` resource's capacity)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed in ("", "-1"):
+        return 0
+    found = len(list(gpus_dir.iterdir())) if gpus_dir.is_dir() else 0
+    if found == 0 and Path("/dev/nvidia0").exists():
+        found = 1
+    if listed is None:
+        return found
+    return min(found, len([d for d in listed.split(",") if d.strip()]))
+
+
 def gpu_resources(device: str) -> dict[str, int]:
     """What a model job holds besides a worker: one `gpu` when it will run on CUDA.
 

@@ -36,7 +36,8 @@ class SegmentCellsParams(BaseModel):
     )
     batch_size: int | Literal["auto"] = Field(
         default="auto",
-        description="tiles per model call; auto: 1 on CPU, 4 on a GPU; bounded by memory_gb",
+        description="tiles per model call; auto: 1 on CPU, from free memory on a GPU; bounded by "
+        "memory_gb",
     )
     memory_gb: float = Field(
         default=DEFAULT_BUDGET_GB,
@@ -44,6 +45,9 @@ class SegmentCellsParams(BaseModel):
         le=4096,
         description="memory budget of the job (GB); tile_size and batch_size must fit in it "
         "(checked at submission, see cells/memory.py)",
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        default="auto", description="auto: bf16 on CUDA when its cells agree with fp32's, else fp32"
     )
     assumed_mpp: float = Field(default=0.5, gt=0, description="µm/px for slides without one")
     min_area_um2: float = Field(default=6.0, ge=0, description="smaller instances are dropped")

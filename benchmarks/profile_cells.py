@@ -1,0 +1,251 @@
+"""Where one SEGMENT_CELLS tile's time goes, end to end, on CPU; and two candidate speed-ups.
+
+    .venv/bin/python benchmarks/profile_cells.py [--size 2048x1536] [--seed 11] [--tiles 3]
+        [--candidates]
+
+Profile (median over `--tiles` tissue tiles of a generated slide, the shipped model, the job's
+own defaults): read, normalise, network (`fcn`), instanseg's post-processing (the rest of the
+TorchScript call; its heaviest operators from torch.profiler), tracing + records (`extract`),
+the seam merge (`settle_seams`) and the write (`CellWriter.add`).
+
+`--candidates` measures, on the same tiles, the candidates of issue #19 whose results must not
+move (cells matched one-to-one with today's at IoU >= 0.9 for >= 99 %):
+  - instanseg's `window_size` smaller than its default 32 px (nuclei here are at most
+    `max_nucleus_um` across), and
+  - two tiles in flight with one torch thread each, against one tile with two threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+from common import sample
+
+
+def _ms(fn: Callable[[], Any]) -> tuple[float, Any]:
+    began = time.perf_counter()
+    out = fn()
+    return (time.perf_counter() - began) * 1000, out
+
+
+def setup(size: tuple[int, int], seed: int, n: int) -> dict[str, Any]:
+    from wsitui.jobs.cells.params import SegmentCellsParams
+    from wsitui.jobs.cells.plan import plan_tiles
+    from wsitui.jobs.common.tissue import compute_tissue_mask
+    from wsitui.models import ModelCache, resolve
+    from wsitui.slides.reader import open_slide
+
+    slide = sample(size, seed)
+    params = SegmentCellsParams()
+    cache = ModelCache()
+    model = cache.get(resolve(None), "cpu")
+    reader = open_slide(slide)
+    tm = compute_tissue_mask(reader)
+    plan = plan_tiles(
+        reader,
+        slide_mpp=reader.mpp or params.assumed_mpp,
+        model_px=model.pixel_size,
+        tile_size=params.tile_size,
+        max_nucleus_um=params.max_nucleus_um,
+        tissue=(tm.mask, tm.downsample),
+    )
+    # Tiles from the middle of the plan: full of tissue, not slide-edge slivers.
+    mid = len(plan.tiles) // 2
+    tiles = plan.tiles[max(0, mid - n // 2) : max(0, mid - n // 2) + n]
+    return {"params": params, "model": model, "reader": reader, "plan": plan, "tiles": tiles}
+
+
+def profile(ctx: dict[str, Any]) -> None:
+    import torch
+
+    from wsitui.jobs.cells.extract import extract
+    from wsitui.jobs.cells.merge import settle_seams
+    from wsitui.jobs.cells.source import read_tile
+    from wsitui.jobs.cells.write import CellWriter
+    from wsitui.models.normalize import normalize_batch
+
+    model, reader, plan, params = ctx["model"], ctx["reader"], ctx["plan"], ctx["params"]
+    module, post = model._module, model.postprocess
+    steps: dict[str, list[float]] = {}
+    ops: dict[str, float] = {}
+
+    def add(name: str, ms: float) -> None:
+        steps.setdefault(name, []).append(ms)
+
+    with torch.inference_mode():
+        warm = torch.from_numpy(normalize_batch(read_tile(reader, plan, ctx["tiles"][0]).rgb[None]))
+        for _ in range(3):  # TorchScript optimises each entry point on its first calls
+            module(warm, **post)
+            module.fcn(warm)
+        for tile in ctx["tiles"]:
+            ms, image = _ms(lambda t=tile: read_tile(reader, plan, t))
+            add("read", ms)
+            ms, arr = _ms(lambda im=image: normalize_batch(im.rgb[None], model.normalization))
+            add("normalise", ms)
+            x = torch.from_numpy(arr)
+            ms, _ = _ms(lambda x=x: module.fcn(x))
+            add("network (fcn)", ms)
+            ms, out = _ms(lambda x=x: module(x, **post))
+            add("whole TorchScript call", ms)
+            labels = out[:, 0].numpy().astype(np.int32)[0]
+            ms, rec = _ms(
+                lambda lab=labels, im=image: extract(
+                    lab,
+                    im.tile,
+                    scale=plan.scale,
+                    valid=(im.h, im.w),
+                    level_dims=plan.geometry.level_dimensions,
+                    band=plan.band,
+                    min_area=params.min_area_um2 / plan.model_px**2,
+                )
+            )
+            add("tracing + records (extract)", ms)
+            key = (tile.col, tile.row)
+            ms, keep = _ms(lambda r=rec, k=key: settle_seams([(k, r)]))
+            add("seam merge (settle_seams)", ms)
+            with (
+                tempfile.TemporaryDirectory() as tmp,
+                CellWriter(Path(tmp), job_id="p", mpp=plan.slide_mpp, gz=False) as w,
+            ):
+                ms, _ = _ms(lambda r=rec, k=key, kp=keep: w.add(r, kp[k], k))
+            add("write (CellWriter.add)", ms)
+            add("cells", float(len(rec)))
+        # The operator breakdown after the timed loop: the profiler slows what it watches.
+        for tile in ctx["tiles"]:
+            x = torch.from_numpy(
+                normalize_batch(read_tile(reader, plan, tile).rgb[None], model.normalization)
+            )
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+                module(x, **post)
+            for ev in prof.key_averages():
+                ops[ev.key] = ops.get(ev.key, 0.0) + ev.self_cpu_time_total / 1000
+    med = {k: statistics.median(v) for k, v in steps.items()}
+    cells = med.pop("cells")
+    med["instanseg post-processing"] = med["whole TorchScript call"] - med["network (fcn)"]
+    order = [
+        "read",
+        "normalise",
+        "network (fcn)",
+        "instanseg post-processing",
+        "tracing + records (extract)",
+        "seam merge (settle_seams)",
+        "write (CellWriter.add)",
+    ]
+    total = sum(med[k] for k in order)
+    n = len(ctx["tiles"])
+    print(f"one {plan.input_size}-px tile (median of {n}, ~{cells:.0f} cells/tile), {_cores()}")
+    print("| step | ms | share |\n|---|---:|---:|")
+    for k in order:
+        print(f"| {k} | {med[k]:.0f} | {100 * med[k] / total:.0f} % |")
+    print(f"| total | {total:.0f} | |")
+    print(f"\nheaviest operators inside the TorchScript call (self CPU ms per tile, {n} tiles):")
+    for name, v in sorted(ops.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"  {v / n:8.1f}  {name}")
+
+
+def candidates(ctx: dict[str, Any], windows: list[int]) -> None:
+    import torch
+
+    from wsitui.jobs.cells.accel import label_agreement
+    from wsitui.jobs.cells.source import read_tile
+    from wsitui.models.device import set_cpu_threads
+    from wsitui.models.normalize import normalize_batch
+
+    model, reader, plan = ctx["model"], ctx["reader"], ctx["plan"]
+    module, post = model._module, dict(model.postprocess)
+    xs = [
+        torch.from_numpy(normalize_batch(read_tile(reader, plan, t).rgb[None], model.normalization))
+        for t in ctx["tiles"]
+    ]
+
+    def run(x: torch.Tensor, **kw: Any) -> np.ndarray:
+        with torch.inference_mode():
+            return module(x, **{**post, **kw})[0, 0].numpy().astype(np.int32)
+
+    def one_to_one(ref: list[np.ndarray], got: list[np.ndarray]) -> str:
+        share = []
+        for r, g in zip(ref, got, strict=True):
+            n_ref, n_got = len(np.unique(r)) - 1, len(np.unique(g)) - 1
+            f1 = label_agreement(r, g, iou=0.9)  # matched pairs at IoU >= 0.9
+            matched = f1 * (n_ref + n_got) / 2
+            share.append(matched / max(n_ref, 1))
+        return f"{100 * min(share):.2f} % (worst tile)"
+
+    def timed(threads: int, in_flight: int, **kw: Any) -> tuple[float, list[np.ndarray]]:
+        set_cpu_threads(threads)
+        for _ in range(2):  # warm-up: TorchScript re-optimises after a change
+            run(xs[0], **kw)
+        began, cpu = time.perf_counter(), time.process_time()
+        with ThreadPoolExecutor(in_flight) as pool:
+            got = list(pool.map(lambda x: run(x, **kw), xs))
+        cpu_ms[0] = 1000 * (time.process_time() - cpu) / len(xs)
+        return (time.perf_counter() - began) / len(xs), got
+
+    # CPU time per tile too: on a loaded machine wall time swings with the other work.
+    cpu_ms = [0.0]
+    base_s, ref = timed(2, 1)
+    print(
+        f"\nbaseline (window_size default, 1 tile x 2 threads): {1000 * base_s:.0f} ms/tile, "
+        f"CPU {cpu_ms[0]:.0f} ms/tile"
+    )
+    runs: list[tuple[str, int, int, dict[str, Any]]] = [
+        *[(f"window_size={w}", 2, 1, {"window_size": w}) for w in windows],
+        *[(f"1 thread, window_size={w}", 1, 1, {"window_size": w}) for w in (32, *windows)],
+        ("2 tiles in flight x 1 thread", 1, 2, {}),
+        ("baseline again", 2, 1, {}),
+    ]
+    for name, threads, in_flight, kw in runs:
+        s, got = timed(threads, in_flight, **kw)
+        print(
+            f"{name}: {1000 * s:.0f} ms/tile ({base_s / s:.2f}x), CPU {cpu_ms[0]:.0f} ms/tile, "
+            "cells matched one-to-one at "
+            f"IoU>=0.9: {one_to_one(ref, got)}",
+            flush=True,
+        )
+    set_cpu_threads(2)
+
+
+def _cores() -> str:
+    import os
+
+    load = os.getloadavg()[0]
+    return f"{len(os.sched_getaffinity(0))} cores, load average {load:.1f}"
+
+
+def main() -> int:
+    from wsitui.slides.sample import parse_size
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", default="2048x1536")
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--tiles", type=int, default=3)
+    p.add_argument("--candidates", action="store_true")
+    p.add_argument("--skip-profile", action="store_true")
+    p.add_argument("--windows", default="16,24")
+    args = p.parse_args()
+    ctx = setup(parse_size(args.size), args.seed, args.tiles)
+    print(f"== profile {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    # On a worker thread, like the job's model ("wsitui-infer"): measured here, a TorchScript
+    # call on the main thread with 2 intra-op threads ran ~10x slower than on a worker thread on
+    # the loaded 2-core machine (OpenMP threads waiting on busy cores).
+    with ThreadPoolExecutor(1, thread_name_prefix="profile") as worker:
+        if not args.skip_profile:
+            worker.submit(profile, ctx).result()
+        if args.candidates:
+            worker.submit(candidates, ctx, [int(w) for w in args.windows.split(",")]).result()
+    ctx["reader"].close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

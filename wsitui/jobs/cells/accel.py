@@ -1,0 +1,438 @@
+"""Running SEGMENT_CELLS at the speed of a GPU: batch size, precision, out-of-memory, devices.
+
+Every decision is a pure function of numbers it is handed (free memory, measured peaks, an F1,
+a device count), so it is tested on CPU (tests/cells/test_accel.py); the CUDA calls sit behind
+`CudaMemory` and `DeviceSegmenter`, and torch is imported only when a device is touched.
+
+- `auto_batch_size`: the largest batch whose measured memory fits the GPU's free memory.
+- `choose_precision`: `auto` takes bf16 on CUDA only when its instances agree with fp32's on the
+  job's own first tiles (F1 >= 1 - `F1_TOLERANCE`), else fp32.
+- `OomRetry`: a CUDA out-of-memory on a batch re-runs it in halves (down to one tile) instead of
+  failing the job; later batches keep the smaller size.
+- `assign_gpu`: several GPUs: each job gets the next `cuda:N` in turn.
+- `DeviceSegmenter`: pinned host memory, non-blocking copies, autocast at the chosen precision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol
+
+import numpy as np
+
+from wsitui.jobs.cells.pipeline import Segmenter
+from wsitui.jobs.cells.plan import CellPlan
+from wsitui.jobs.cells.source import read_tile
+from wsitui.models.errors import ModelError
+from wsitui.slides.reader import SlideReader
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+F1_TOLERANCE = 0.005  # a lower precision is used only when its instances agree this well
+MATCH_IOU = 0.5  # an instance matches when IoU >= this
+HEADROOM = 0.8  # share of free GPU memory a batch may take (the allocator fragments)
+MAX_AUTO_BATCH = 32  # past this the GPU is fed; bigger batches only delay the first results
+PROBE_TILES = 4  # the job's first tiles, used to measure memory and check precision
+WINDOW_MARGIN = 1.2  # instanseg's window around a seed: 20 % beyond half the largest nucleus
+
+
+# ---- batch size from free memory ---------------------------------------------------------------
+def auto_batch_size(
+    free_bytes: int,
+    per_tile_bytes: int,
+    fixed_bytes: int = 0,
+    *,
+    headroom: float = HEADROOM,
+    cap: int = MAX_AUTO_BATCH,
+) -> int:
+    """The largest batch (1..cap) whose `fixed + B x per_tile` bytes fit `headroom` of free."""
+    usable = free_bytes * headroom - fixed_bytes
+    if per_tile_bytes <= 0:
+        return cap
+    return int(max(1, min(cap, usable // per_tile_bytes)))
+
+
+def tile_memory(peak_at: Callable[[int], int]) -> tuple[int, int]:
+    """(per-tile, fixed) bytes from the peak memory of a batch of 1 and of 2 tiles."""
+    one, two = peak_at(1), peak_at(2)
+    # A nearly flat curve (a cached workspace) is not free memory: count the whole batch of 1.
+    per_tile = two - one if two - one > one // 8 else max(one, 1)
+    return per_tile, max(one - per_tile, 0)
+
+
+class CudaMemory(Protocol):
+    """What batch sizing needs of a device (torch.cuda for real; a fake in the tests)."""
+
+    def free(self) -> int: ...
+
+    def peak_during(self, fn: Callable[[], object]) -> int: ...
+
+
+class TorchCudaMemory:
+    def __init__(self, device: str) -> None:
+        import torch
+
+        self._torch, self._device = torch, torch.device(device)
+
+    def free(self) -> int:
+        return int(self._torch.cuda.mem_get_info(self._device)[0])
+
+    def peak_during(self, fn: Callable[[], object]) -> int:
+        cuda = self._torch.cuda
+        cuda.synchronize(self._device)
+        cuda.empty_cache()
+        base = cuda.memory_allocated(self._device)
+        cuda.reset_peak_memory_stats(self._device)
+        fn()
+        cuda.synchronize(self._device)
+        return int(cuda.max_memory_allocated(self._device) - base)
+
+
+def measured_batch_size(
+    segmenter: Segmenter, probe: np.ndarray, memory: CudaMemory, cap: int = MAX_AUTO_BATCH
+) -> tuple[int, dict[str, int]]:
+    """`auto` batch on a GPU: peaks of 1 and 2 probe tiles, then what free memory holds."""
+    tiles = np.concatenate([probe, probe])[:2] if len(probe) < 2 else probe[:2]
+
+    def peak(n: int) -> int:
+        return memory.peak_during(lambda: segmenter.predict(tiles[:n]))
+
+    try:
+        per_tile, fixed = tile_memory(peak)
+    except Exception as exc:
+        if not is_oom(exc):
+            raise
+        return 1, {"free_bytes": memory.free()}  # two tiles do not fit: one at a time
+    free = memory.free()
+    batch = auto_batch_size(free, per_tile, fixed, cap=cap)
+    return batch, {"free_bytes": free, "per_tile_bytes": per_tile, "fixed_bytes": fixed}
+
+
+# ---- precision ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class PrecisionChoice:
+    precision: str  # fp32 | bf16 | fp16: what runs
+    reason: str
+    agreement_f1: float | None = None  # the candidate's F1 against fp32 on the probe tiles
+
+
+def choose_precision(
+    requested: str,
+    device: str,
+    check: Callable[[str], float],
+    supported: Callable[[str], bool] = lambda _p: True,
+) -> PrecisionChoice:
+    """`check(p)` -> F1 of precision `p`'s instances against fp32's on the probe tiles."""
+    if requested not in PRECISIONS:
+        raise ModelError(f"precision {requested!r} is unknown: use {', '.join(PRECISIONS)}")
+    if requested != "auto":
+        if requested != "fp32" and not supported(requested):
+            raise ModelError(
+                f"precision {requested!r} is not supported on {device}: use precision = 'auto' "
+                "or 'fp32'"
+            )
+        return PrecisionChoice(requested, "requested")
+    if not device.startswith("cuda"):
+        return PrecisionChoice("fp32", f"auto on {device}: fp32 (lower precision pays on CUDA)")
+    if not supported("bf16"):
+        return PrecisionChoice("fp32", f"auto: bf16 is not supported on {device}")
+    f1 = check("bf16")
+    if f1 >= 1.0 - F1_TOLERANCE:
+        return PrecisionChoice("bf16", f"auto: bf16 agrees with fp32 (F1 {f1:.4f})", f1)
+    return PrecisionChoice(
+        "fp32", f"auto: bf16 F1 {f1:.4f} against fp32 is under {1 - F1_TOLERANCE}: fp32", f1
+    )
+
+
+def label_agreement(ref: np.ndarray, other: np.ndarray, iou: float = MATCH_IOU) -> float:
+    """Instance F1 of `other` against `ref` (int label images of one shape, 0 = background):
+    pairs of instances with IoU >= `iou` (> 0.5 makes the pairing one-to-one)."""
+    ref, other = np.asarray(ref, np.int64).ravel(), np.asarray(other, np.int64).ravel()
+    ref_ids, ref_area = np.unique(ref[ref > 0], return_counts=True)
+    oth_ids, oth_area = np.unique(other[other > 0], return_counts=True)
+    if len(ref_ids) == 0 and len(oth_ids) == 0:
+        return 1.0
+    both = (ref > 0) & (other > 0)
+    pairs, inter = np.unique(
+        np.stack([ref[both], other[both]]), axis=1, return_counts=True
+    )  # (2, P) label pairs and their overlap
+    ra = ref_area[np.searchsorted(ref_ids, pairs[0])] if pairs.size else np.zeros(0)
+    oa = oth_area[np.searchsorted(oth_ids, pairs[1])] if pairs.size else np.zeros(0)
+    ious = inter / np.maximum(ra + oa - inter, 1)
+    matched = int(np.count_nonzero(ious >= iou))  # at IoU > 0.5 a label has one partner
+    total = len(ref_ids) + len(oth_ids)
+    return 2.0 * matched / total if total else 1.0
+
+
+# ---- instanseg's window -----------------------------------------------------------------------
+def window_for(model: Any, max_nucleus_um: float, model_px: float) -> int | None:
+    """instanseg's `window_size` (half the side of the square it grows each instance in, model
+    px) for nuclei at most `max_nucleus_um` across, when smaller than the model's own default
+    (32); None keeps the default. Measured (README, "Where a tile's time goes"): 24 instead of 32
+    cut post-processing CPU time per tile by ~15 % with every cell matched one-to-one."""
+    default = getattr(getattr(model, "_module", None), "default_window_size", None)
+    if not isinstance(default, int) or model_px <= 0:
+        return None
+    window = math.ceil(max_nucleus_um / model_px / 2 * WINDOW_MARGIN)
+    return window if window < default else None
+
+
+# ---- out of memory -----------------------------------------------------------------------------
+def is_oom(exc: BaseException) -> bool:
+    """A CUDA out-of-memory, raw from torch or as the model layer's one-line ModelError."""
+    if isinstance(exc, ModelError):
+        return str(exc).startswith("out of memory")
+    if isinstance(exc, MemoryError):
+        return True
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+    return isinstance(exc, torch.cuda.OutOfMemoryError)
+
+
+@dataclass(slots=True)
+class OomRetry:
+    """`predict` in chunks of `batch_size`; an out-of-memory halves the chunk and retries it.
+    One tile that does not fit is the model layer's error (a smaller tile_size is the fix)."""
+
+    predict_fn: Callable[[np.ndarray], np.ndarray]
+    batch_size: int
+    on_oom: Callable[[], None] = lambda: None  # e.g. torch.cuda.empty_cache
+    retries: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        out: list[np.ndarray] = []
+        i = 0
+        while i < len(batch):
+            n = min(self.batch_size, len(batch) - i)
+            try:
+                out.append(self.predict_fn(batch[i : i + n]))
+            except Exception as exc:
+                if n <= 1 or not is_oom(exc):
+                    raise
+                self.on_oom()
+                with self.lock:
+                    self.batch_size = max(1, n // 2)
+                    self.retries += 1
+                continue
+            i += n
+        return np.concatenate(out) if len(out) > 1 else out[0]
+
+
+# ---- several GPUs ------------------------------------------------------------------------------
+class GpuTurns:
+    """Round-robin over the GPUs: each job asking for `cuda` (or `auto` where CUDA runs) gets
+    the next `cuda:N`; an explicit `cuda:N`, `cpu` or `mps` is kept."""
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def assign(self, requested: str, count: int, cuda_usable: Callable[[], bool]) -> str:
+        if count <= 1 or requested not in ("cuda", "auto"):
+            return requested
+        if requested == "auto" and not cuda_usable():
+            return requested
+        with self._lock:
+            index = self._next % count
+            self._next += 1
+        return f"cuda:{index}"
+
+
+def torch_cuda_usable() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+# ---- the device path ---------------------------------------------------------------------------
+_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+class DeviceSegmenter:
+    """A loaded TorchScript model run on its device with pinned host memory, non-blocking
+    host-to-device copies and autocast at `precision` (fp32: none). Same contract as
+    `LoadedModel.predict` (uint8 (B, H, W, 3) -> int32 (B, H, W)); errors are ModelErrors."""
+
+    def __init__(
+        self, model: Any, precision: str = "fp32", postprocess: dict[str, Any] | None = None
+    ) -> None:
+        import torch
+
+        self._torch = torch
+        self.model = model
+        self.pixel_size = float(model.pixel_size)
+        self.device = str(model.device)
+        self.precision = precision
+        self.pinned = self.device.startswith("cuda")
+        # The bare TorchScript module: the model layer's own predict copies from pageable memory
+        # and has no precision setting. (A later hunk in wsitui/models/loaded.py could expose it.)
+        self._module = model._module
+        self._postprocess = {**(getattr(model, "postprocess", {}) or {}), **(postprocess or {})}
+        self._normalization = getattr(model, "normalization", "percentile")
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = getattr(self._torch, _DTYPES[self.precision])
+        kind = "cuda" if self.device.startswith("cuda") else self.device
+        return self._torch.autocast(device_type=kind, dtype=dtype)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        from wsitui.models.normalize import normalize_batch
+
+        torch = self._torch
+        x = torch.from_numpy(normalize_batch(batch, self._normalization))
+        with torch.inference_mode():
+            try:
+                if self.pinned:
+                    x = x.pin_memory().to(self.device, non_blocking=True)
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with self._autocast():
+                    out = self._module(x, **self._postprocess)
+                labels = out[:, 0].float().to("cpu").numpy()
+            except Exception as exc:
+                if is_oom(exc):
+                    raise ModelError(
+                        f"out of memory on a batch of {batch.shape[0]} tile(s) of "
+                        f"{batch.shape[2]}x{batch.shape[1]} on {self.device}: use a smaller "
+                        "tile_size or batch, or device = 'cpu'"
+                    ) from None
+                line = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
+                raise ModelError(f"model failed on a tile at {self.precision}: {line}") from None
+        return labels.astype(np.int32)
+
+    def empty_cache(self) -> None:
+        if self.pinned:
+            self._torch.cuda.empty_cache()
+
+
+@dataclass(slots=True)
+class Accelerated:
+    """What the pipeline runs (`predict`) and what the manifest records (`manifest()`)."""
+
+    model: Any  # the LoadedModel
+    runner: OomRetry
+    precision: PrecisionChoice
+    batch_size: int  # the first batch size
+    memory: dict[str, int] = field(default_factory=dict)
+    pinned: bool = False
+    window_size: int | None = None  # instanseg's, when set smaller than the model's default
+
+    @property
+    def pixel_size(self) -> float:
+        return float(self.model.pixel_size)
+
+    @property
+    def device(self) -> str:
+        return str(self.model.device)
+
+    @property
+    def sha256(self) -> str:
+        return str(getattr(self.model, "sha256", ""))
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return self.runner.predict(batch)
+
+    def manifest(self) -> dict[str, object]:
+        info = dict(self.model.manifest())
+        info.update(
+            precision=self.precision.precision,
+            precision_reason=self.precision.reason,
+            batch_size=self.batch_size,
+            batch_size_final=self.runner.batch_size,
+            oom_retries=self.runner.retries,
+            pinned_memory=self.pinned,
+        )
+        if self.window_size is not None:
+            info["window_size"] = self.window_size
+        if self.precision.agreement_f1 is not None:
+            info["precision_agreement_f1"] = round(self.precision.agreement_f1, 5)
+        if self.memory:
+            info["gpu_memory"] = dict(self.memory)
+        return info
+
+
+def accelerate(
+    model: Any,
+    *,
+    precision: str,
+    batch_size: int | str,
+    default_batch: int,
+    probe: Callable[[], np.ndarray],
+    window_size: int | None = None,
+    memory: Callable[[str], CudaMemory] = TorchCudaMemory,
+) -> Accelerated:
+    """Settle precision and batch size for one job. On CPU with `auto`/`fp32` the model's own
+    predict runs unchanged; on CUDA (or a requested lower precision) `DeviceSegmenter` runs.
+    `probe()` -> the job's first tiles (uint8 (N, H, W, 3)), read only when a check needs them;
+    `window_size` (see `window_for`) is passed to instanseg's post-processing."""
+    device = str(model.device)
+    on_cuda = device.startswith("cuda")
+    if model.is_classical or (not on_cuda and precision in ("auto", "fp32")):
+        choice = PrecisionChoice("fp32", "classical" if model.is_classical else f"{device}: fp32")
+        batch = default_batch if batch_size == "auto" else int(batch_size)
+        if model.is_classical or window_size is None:
+            return Accelerated(model, OomRetry(model.predict, batch), choice, batch)
+        predict = partial(model.predict, postprocess={"window_size": window_size})
+        return Accelerated(model, OomRetry(predict, batch), choice, batch, window_size=window_size)
+    extra = {"window_size": window_size} if window_size is not None else {}
+    tiles: list[np.ndarray] = []
+
+    def probe_tiles() -> np.ndarray:
+        if not tiles:
+            tiles.append(probe())
+        return tiles[0]
+
+    runners = {"fp32": DeviceSegmenter(model, "fp32", extra)}
+
+    def runner(p: str) -> DeviceSegmenter:
+        if p not in runners:
+            runners[p] = DeviceSegmenter(model, p, extra)
+        return runners[p]
+
+    def check(p: str) -> float:
+        x = probe_tiles()
+        ref, got = runners["fp32"].predict(x), runner(p).predict(x)
+        return float(np.mean([label_agreement(r, g) for r, g in zip(ref, got, strict=True)]))
+
+    choice = choose_precision(precision, device, check, _supported(device))
+    seg = runner(choice.precision)
+    mem: dict[str, int] = {}
+    if batch_size != "auto":
+        batch = int(batch_size)
+    elif on_cuda:
+        batch, mem = measured_batch_size(seg, probe_tiles(), memory(device))
+    else:
+        batch = default_batch
+    runner_ = OomRetry(seg.predict, batch, seg.empty_cache)
+    return Accelerated(model, runner_, choice, batch, mem, seg.pinned, window_size)
+
+
+def first_tiles(reader: SlideReader, plan: CellPlan, n: int = PROBE_TILES) -> np.ndarray:
+    """The job's first `n` planned tiles (uint8 (n, S, S, 3)): what memory and precision are
+    measured on. A plan without tiles gives one blank tile."""
+    if not plan.tiles:
+        return np.full((1, plan.input_size, plan.input_size, 3), 255, np.uint8)
+    return np.stack([read_tile(reader, plan, t).rgb for t in plan.tiles[:n]])
+
+
+def _supported(device: str) -> Callable[[str], bool]:
+    def ok(p: str) -> bool:
+        import torch
+
+        if p == "fp32":
+            return True
+        if device.startswith("cuda"):
+            if p == "bf16":
+                return bool(torch.cuda.is_bf16_supported())
+            return True
+        return device == "cpu"  # CPU autocast runs bf16 and fp16 (slowly on most CPUs)
+
+    return ok
