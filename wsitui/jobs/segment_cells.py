@@ -32,8 +32,6 @@ from pydantic import BaseModel, Field
 
 from wsitui.core.executor import Executor, JobContext, JobError, UpstreamJob, UpstreamSpec
 from wsitui.core.models import JobSpec, JobType
-from wsitui.jobs.cells.chatter import to_log
-from wsitui.jobs.cells.domain import DomainCheck
 from wsitui.jobs.cells.accel import (
     GpuTurns,
     accelerate,
@@ -41,6 +39,8 @@ from wsitui.jobs.cells.accel import (
     torch_cuda_usable,
     window_for,
 )
+from wsitui.jobs.cells.chatter import to_log
+from wsitui.jobs.cells.domain import DomainCheck
 from wsitui.jobs.cells.extract import CellRecords
 from wsitui.jobs.cells.memory import check_budget, read_window
 from wsitui.jobs.cells.merge import settle_seams
