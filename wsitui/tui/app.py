@@ -16,7 +16,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio.to_thread
@@ -46,6 +47,8 @@ from wsitui.core.models import (
     job_id_for,
 )
 from wsitui.core.paths import DataDirInUse
+from wsitui.session.errors import SessionError
+from wsitui.session.session import Session
 from wsitui.slides.sample import write_sample_slide
 from wsitui.tui.badges import badges
 from wsitui.tui.progress import workflow_progress
@@ -125,6 +128,7 @@ class WsituiApp(App[None]):
         sample_dir: Path | None = None,
         listeners: Sequence[Listener] = (),
         metrics: Metrics | None = None,
+        session: Session | None = None,
         pick_tenant: bool = False,
         reserved_names: Collection[str] = (),
     ) -> None:
@@ -149,7 +153,9 @@ class WsituiApp(App[None]):
         # awaits while it swaps widgets, so an unguarded second flush would see half a board.
         self._draw_lock = asyncio.Lock()
         self._startup = startup
-        self._listeners = listeners  # e.g. the JSONL event log
+        self._listeners = listeners  # e.g. the JSONL event log (without a session)
+        # The session opens the engine (its listeners, config workflows, metrics endpoint).
+        self._session = session
         self._stop = asyncio.Event()
         self._engine_worker: Worker[None] | None = None
         self._inbox: set[str] = {ALL}  # workflow ids with news since the last flush
@@ -231,22 +237,45 @@ class WsituiApp(App[None]):
 
     # ---- engine ------------------------------------------------------------------------------
     async def _run_engine(self) -> None:
+        """Open the engine (through the session, like every face, when there is one) with
+        every listener attached first: what it commits while it opens (interrupted jobs
+        resumed, poison jobs failed) reaches the event log, the metrics and this screen."""
+        own: list[Listener] = [self._on_event, *([self.metrics] if self._own_metrics else [])]
+        for listener in own:
+            self.engine.bus.add_listener(listener)
         try:
-            async with self.engine:
-                for listener in self._listeners:
-                    self.engine.bus.add_listener(listener)
-                self.engine.bus.add_listener(self._on_event)
-                if self._own_metrics:
-                    self.engine.bus.add_listener(self.metrics)
+            async with self._open_engine():
                 if self._startup is not None:
                     self._startup(self.engine)
                 if self._pick_tenant:
                     self.tenant = self._tenant_with_work()
                 self.now = self.engine.clock()
                 self.ready.set()
+                self._warn_skipped()
                 await self._stop.wait()
+        except SessionError as exc:  # a busy data dir, or the config refused while submitting
+            self.exit(return_code=exc.exit_code, message=f"wsitui: {exc.message}")
         except DataDirInUse as exc:
             self.exit(return_code=2, message=str(exc))
+
+    @asynccontextmanager
+    async def _open_engine(self) -> AsyncIterator[None]:
+        """The session's `open` (config workflows submitted held, the metrics endpoint
+        served), else the bare engine with the given listeners attached before it opens."""
+        if self._session is not None:
+            async with self._session.open(start=False):
+                yield
+            return
+        for listener in self._listeners:
+            self.engine.bus.add_listener(listener)
+        async with self.engine:
+            yield
+
+    def _warn_skipped(self) -> None:
+        """Config workflows left out (their stored twin no longer matches): say why, once."""
+        if self._session is not None:
+            for line in self._session.skipped():
+                self.tell(line, title="config workflow skipped", severity="warning", timeout=30)
 
     def _tenant_with_work(self) -> str:
         """This tenant if it has workflows, else the one whose newest workflow is newest."""
