@@ -141,6 +141,9 @@ class _Revoked:
 class _Checkpoint:
     def __init__(self, store: Store, job: Job, revoked: _Revoked) -> None:
         self._store, self._job, self._revoked = store, job, revoked
+        # The total the run last reported (set from its thread by `report`, so never behind
+        # a report the loop has not applied yet); saved with every checkpoint.
+        self.tiles_total = job.tiles_total
 
     def load(self) -> dict[str, Any] | None:
         found = self._store.load_checkpoint(self._job.id, self._job.attempt)
@@ -149,7 +152,10 @@ class _Checkpoint:
     def save(self, state: Mapping[str, Any], tiles_done: int) -> None:
         if self._revoked.is_set:  # a run past its cancel deadline must not write any more
             raise JobCanceled(self._job.id)
-        self._store.save_checkpoint(self._job.id, self._job.attempt, state, tiles_done)
+        # The total goes with the done count: the job row's total is otherwise only saved with
+        # throttled progress, and a resume after a kill showed "48 of 0".
+        total = max(self.tiles_total, tiles_done)
+        self._store.save_checkpoint(self._job.id, self._job.attempt, state, tiles_done, total)
 
 
 class _JobContext:
@@ -187,6 +193,7 @@ class _JobContext:
     def report(
         self, tiles_done: int, tiles_total: int, counters: Mapping[str, int] | None = None
     ) -> None:
+        self.checkpoint.tiles_total = int(tiles_total)
         self._send(
             tiles_done=int(tiles_done),
             tiles_total=int(tiles_total),
