@@ -622,13 +622,45 @@ class Engine:
             raise InvalidRequest(
                 f"job {job.key!r} is {job.state}: only failed or canceled jobs can be retried"
             )
+        self._check_fits(job, "retry")
+        self.scheduler.retry(job.id)
+        return self._new_attempt(job, "retry")
+
+    def rerun(self, tenant: str, job_id: str) -> Job:
+        """Run a SUCCEEDED job again as a new attempt at the back of its lane (rules.py:
+        rerun). Its outputs are written anew when it starts (valid shards of the same plan are
+        reused, as for a retry); dependents that succeeded stay as they are, those not started
+        yet wait for it. Refused while a dependent runs: that run reads these outputs."""
+        job = self.job(tenant, job_id)
+        if job.state is not JobState.SUCCEEDED:
+            raise InvalidRequest(
+                f"job {job.key!r} is {job.state}: only a succeeded job can be rerun "
+                "(retry a failed or canceled one)"
+            )
+        running = [
+            self._jobs[d].key
+            for d in self._wf_jobs[job.workflow_id]
+            if job.id in self._jobs[d].depends_on and self._jobs[d].state is JobState.RUNNING
+        ]
+        if running:
+            raise InvalidRequest(
+                f"job {job.key!r} cannot be rerun while {', '.join(map(repr, running))} runs "
+                "on its outputs; wait for it to finish, or cancel it first"
+            )
+        self._check_fits(job, "rerun")
+        self.scheduler.rerun(job.id)
+        return self._new_attempt(job, "rerun")
+
+    def _check_fits(self, job: Job, verb: str) -> None:
         needs = self._needs(job)
         if not self.scheduler.fits(needs.items()):  # it would wait forever
             raise InvalidRequest(
                 f"job {job.key!r} {self._unfit_reason(needs)}: it cannot run on this machine; "
-                'submit it anew with device = "cpu", or retry it on a machine that has it'
+                f'submit it anew with device = "cpu", or {verb} it on a machine that has it'
             )
-        self.scheduler.retry(job.id)
+
+    def _new_attempt(self, job: Job, verb: str) -> Job:
+        """Commit a job the scheduler put back in its lane as its next attempt."""
         now = self.clock()
         retried = replace(
             job,
@@ -645,7 +677,7 @@ class Engine:
         )
         # The retried job, the dependents it unblocks, and dropping its old checkpoint: one
         # transaction, so a crash can never leave a dependent ahead of its upstream.
-        self._commit([retried], f"retry: attempt {retried.attempt}", now, clear=[job.id])
+        self._commit([retried], f"{verb}: attempt {retried.attempt}", now, clear=[job.id])
         self._after_change()
         return self._jobs[job.id]
 
