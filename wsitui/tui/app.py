@@ -95,7 +95,7 @@ class WsituiApp(App[None]):
         Binding("S", "start_all", "Start all held jobs", show=False),
         Binding("c", "cancel_job", "Cancel"),
         Binding("r", "retry_job", "Retry"),
-        Binding("R", "rerun_job", "Rerun a finished job as a new job", show=False),
+        Binding("R", "rerun_job", "Rerun a finished job (new attempt)", show=False),
         Binding("u", "switch_tenant", "Switch tenant", show=False),
         Binding("enter", "details", "Details"),
         Binding("p", "preview", "Full-screen preview", show=False),
@@ -543,9 +543,10 @@ class WsituiApp(App[None]):
             self._engine_call(lambda: self.engine.retry(self.tenant, job.id), f"retrying {job.key}")
 
     def action_rerun_job(self) -> None:
-        """R: run a finished job again. Failed and canceled jobs are retried (a new attempt);
-        the engine retries no SUCCEEDED job, so one is run again as a copy in the same lane
-        (`key-2`, `key-3`…), after a confirmation; its outputs stay as they are."""
+        """R: run a finished job again as its next attempt. Failed and canceled jobs are
+        retried; a SUCCEEDED one is rerun (`Engine.rerun`) after a confirmation: it goes to the
+        back of its lane, its outputs are written anew, and jobs after it that succeeded keep
+        theirs."""
         job = self._job()
         if job is None:
             return
@@ -555,29 +556,18 @@ class WsituiApp(App[None]):
         if job.state is not JobState.SUCCEEDED:
             self.tell(f"{job.key} is {job.state}: only a finished job can be rerun")
             return
-        status = self.engine.workflow(self.tenant, job.workflow_id)
-        keys = {j.key for j in status.jobs}
-        base = job.key
-        n = 2
-        while f"{base}-{n}" in keys:
-            n += 1
-        key = f"{base}-{n}"
-        by_id = {j.id: j.key for j in status.jobs}
-        spec = JobSpec(
-            id=key, type=job.job_type, slide=job.slide, branch=job.branch,
-            depends_on=tuple(by_id[d] for d in job.depends_on if d in by_id), params=job.params,
-        )  # fmt: skip
 
         def confirmed(yes: bool | None) -> None:
-            if yes and self._engine_call(
-                lambda: self.engine.add_job(self.tenant, job.workflow_id, spec, start=True),
-                f"{key} runs {job.key} again",
-            ):
-                self._board.selected = job_id_for(job.workflow_id, key)
+            if yes:
+                self._engine_call(
+                    lambda: self.engine.rerun(self.tenant, job.id),
+                    f"rerunning {job.key}: attempt {job.attempt + 1}",
+                )
 
         question = (
-            f"Run {job.key} again? It succeeded; a copy named {key} is added to branch "
-            f"{job.branch} and started. {job.key}'s outputs stay as they are."
+            f"Run {job.key} again? It succeeded; it runs again as attempt {job.attempt + 1} "
+            f"at the back of branch {job.branch}, and its outputs are replaced when it starts. "
+            "Jobs after it that succeeded keep their outputs."
         )
         self.push_screen(ConfirmDialog(question, yes="Rerun"), confirmed)
 
