@@ -8,15 +8,20 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import anyio
 import pytest
 
+import wsitui.core.engine as engine_module
+from tests.core.crash import snapshot
 from tests.core.fakes import GatedExecutor, SleepExecutor
 from wsitui.core.engine import Engine
 from wsitui.core.eventlog import JsonlEventLog
+from wsitui.core.events import Event, JobProgress, JobStateChanged
+from wsitui.core.executor import JobContext
 from wsitui.core.models import JobSpec, JobState, WorkflowSpec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -276,3 +281,60 @@ async def test_a_failing_listener_is_dropped_and_the_engine_goes_on(tmp_path):
         with anyio.fail_after(5):
             await engine.wait_idle()
         assert engine.job("t", w.jobs[0].id).state is JobState.SUCCEEDED
+
+
+class StagedCheckpointer(SleepExecutor):
+    """Sets a stage before its first report (that progress commit saves a total of 0), then
+    reports and checkpoints 48 of 100 tiles and waits: the instant a SIGKILL hits."""
+
+    def __init__(self) -> None:
+        super().__init__(tiles=100)
+        self.saved = threading.Event()
+        self.gate = threading.Event()
+
+    def _work(self, ctx: JobContext) -> None:
+        saved = ctx.checkpoint.load()
+        if saved is None:
+            ctx.set_stage("reading")
+            ctx.report(48, self.tiles)
+            ctx.checkpoint.save({"next_tile": 48}, 48)
+            self.saved.set()
+        else:
+            ctx.report(saved["next_tile"], self.tiles)
+        while not self.gate.wait(0.02):
+            ctx.check_cancel()
+
+
+@pytest.mark.anyio
+async def test_a_job_resumed_after_a_kill_continues_from_its_checkpoint_of_total(
+    tmp_path, monkeypatch
+):
+    """#15 follow-up: the job row's total is saved with the checkpoint, not only with the
+    throttled progress commit; a resume used to publish "48 of 0"."""
+    monkeypatch.setattr(engine_module, "PROGRESS_COMMIT_S", 1e9)  # no progress commit but the first
+    ex = StagedCheckpointer()
+    async with Engine(tmp_path / "first", [ex]) as engine:
+        (job,) = engine.submit("t", spec("a")).jobs
+        with anyio.fail_after(30):
+            await anyio.to_thread.run_sync(ex.saved.wait)
+        killed = snapshot(engine, tmp_path / "killed")  # what a SIGKILL leaves on disk
+        ex.gate.set()
+
+    ex = StagedCheckpointer()
+    seen: list[tuple[str, int, int]] = []
+
+    def record(event: Event) -> None:
+        if isinstance(event, (JobStateChanged, JobProgress)) and event.job.id == job.id:
+            seen.append((event.job.state, event.job.tiles_done, event.job.tiles_total))
+
+    engine = Engine(killed, [ex])
+    engine.bus.add_listener(record)  # before it opens, as every face does: recovery included
+    async with engine:
+        with anyio.fail_after(30):
+            await engine.wait_until(lambda: engine.job("t", job.id).state is JobState.RUNNING)
+        ex.gate.set()
+        with anyio.fail_after(30):
+            await engine.wait_until(lambda: engine.job("t", job.id).state.terminal)
+    assert seen[0] == (JobState.PENDING, 48, 100)  # the recovery commit: what it continues from
+    assert all(total > 0 and done <= total for _, done, total in seen)
+    assert [done for _, done, _ in seen] == sorted(done for _, done, _ in seen)  # never back

@@ -307,6 +307,7 @@ async def test_another_tenants_ids_behave_like_unknown_ids(tmp_path, ex):
             lambda: engine.job("bob", job_id),
             lambda: engine.cancel("bob", job_id),
             lambda: engine.retry("bob", job_id),
+            lambda: engine.rerun("bob", job_id),
             lambda: engine.timeline("bob", job_id),
             lambda: engine.start("bob", [job_id]),
         ):

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import anyio
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from tests.core.crash import snapshot
 from tests.core.fakes import GatedExecutor
-from wsitui.core.engine import Engine
+from wsitui.core.engine import Engine, InvalidRequest
 from wsitui.core.models import JobSpec, JobState, WorkflowSpec
 from wsitui.core.store import Store
 
@@ -71,7 +72,9 @@ async def run_history(steps: st.DataObject) -> None:
                 for _ in range(steps.draw(st.integers(1, 8), label="commands")):
                     jobs = list(engine._jobs.values())
                     op = steps.draw(
-                        st.sampled_from(["submit", "start", "finish", "cancel", "retry", "crash"])
+                        st.sampled_from(
+                            ["submit", "start", "finish", "cancel", "retry", "rerun", "crash"]
+                        )
                     )
                     if op == "submit" or not jobs:
                         n_wf += 1
@@ -140,6 +143,21 @@ async def run_history(steps: st.DataObject) -> None:
                         if bad:
                             job = engine._jobs[bad[pick % len(bad)]]
                             engine.retry(job.tenant, job.id)
+                    elif op == "rerun":
+                        done = sorted(j.id for j in jobs if j.state is JobState.SUCCEEDED)
+                        pick = draw_index(steps)
+                        if done:
+                            job = engine._jobs[done[pick % len(done)]]
+                            readers = [
+                                j
+                                for j in jobs
+                                if job.id in j.depends_on and j.state is JobState.RUNNING
+                            ]
+                            if readers:  # a running dependent reads its outputs: refused
+                                with pytest.raises(InvalidRequest):
+                                    engine.rerun(job.tenant, job.id)
+                            else:
+                                engine.rerun(job.tenant, job.id)
                     else:  # the process dies here: the next run starts from what was committed
                         crash_copy = snapshot(engine, Path(tmp) / f"crash{round_}")
                         break

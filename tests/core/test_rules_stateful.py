@@ -1,12 +1,13 @@
-"""Hypothesis drives random submits (some held) / starts / cancels / retries / completions /
-failures / interrupts / restarts across tenants, with GPU jobs under a resource cap, and checks
-rules R1-R6 and R9 after every step against facts the test tracks itself."""
+"""Hypothesis drives random submits (some held) / starts / cancels / retries / reruns /
+completions / failures / interrupts / restarts across tenants, with GPU jobs under a resource
+cap, and checks rules R1-R6 and R9 after every step against facts the test tracks itself."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -270,6 +271,20 @@ class SchedulerMachine(RuleBasedStateMachine):
         bad = sorted(j for j, p in self.phase.items() if p in BAD)
         job_id = data.draw(st.sampled_from(bad))
         self.s.retry(job_id)
+        self.phase[job_id] = Phase.QUEUED
+        self.dispatch()
+
+    @precondition(lambda self: any(p is Phase.SUCCEEDED for p in self.phase.values()))
+    @rule(data=st.data())
+    def rerun(self, data: st.DataObject) -> None:
+        """A succeeded job run again as a new attempt; refused while a dependent runs."""
+        done = sorted(j for j, p in self.phase.items() if p is Phase.SUCCEEDED)
+        job_id = data.draw(st.sampled_from(done))
+        if any(self.phase[d] is Phase.RUNNING for d in self.s.jobs[job_id].dependents):
+            with pytest.raises(ValueError, match="running dependent"):
+                self.s.rerun(job_id)
+            return
+        self.s.rerun(job_id)
         self.phase[job_id] = Phase.QUEUED
         self.dispatch()
 

@@ -394,10 +394,15 @@ async def test_filter_copy_open_notes_and_rerun(tmp_path, monkeypatch):
         await pilot.pause()
         assert isinstance(app.screen, ConfirmDialog)
         await pilot.press("y")
-        await settle(app, pilot)
+        await settle(app, pilot, lambda: app.engine.job("alice", seg.id).attempt == 2)
+        # The same job, its next attempt (not a copy `seg-2` beside it), and still selected.
         keys = [j.key for j in app.engine.workflow("alice", w.workflow.id).jobs]
-        assert "seg-2" in keys
-        assert selected(app).job.key == "seg-2"
+        assert keys == ["seg", "other"]
+        rerun = app.engine.job("alice", seg.id)
+        assert rerun.state in (JobState.PENDING, JobState.RUNNING)
+        assert "rerun: attempt 2" in [t.reason for t in app.engine.timeline("alice", seg.id)]
+        assert app.notes[-1].message == "rerunning seg: attempt 2"
+        assert selected(app).job.key == "seg"
 
         await pilot.press("N")
         await pilot.pause()
@@ -405,7 +410,7 @@ async def test_filter_copy_open_notes_and_rerun(tmp_path, monkeypatch):
         assert "copied" in " ".join(str(s.render()) for s in app.screen.query("Static"))
         await pilot.press("escape")
         ex.release("other")
-        ex.release("seg-2")
+        ex.release("seg")
         await app.shutdown()
 
 

@@ -141,6 +141,9 @@ class _Revoked:
 class _Checkpoint:
     def __init__(self, store: Store, job: Job, revoked: _Revoked) -> None:
         self._store, self._job, self._revoked = store, job, revoked
+        # The total the run last reported (set from its thread by `report`, so never behind
+        # a report the loop has not applied yet); saved with every checkpoint.
+        self.tiles_total = job.tiles_total
 
     def load(self) -> dict[str, Any] | None:
         found = self._store.load_checkpoint(self._job.id, self._job.attempt)
@@ -149,7 +152,10 @@ class _Checkpoint:
     def save(self, state: Mapping[str, Any], tiles_done: int) -> None:
         if self._revoked.is_set:  # a run past its cancel deadline must not write any more
             raise JobCanceled(self._job.id)
-        self._store.save_checkpoint(self._job.id, self._job.attempt, state, tiles_done)
+        # The total goes with the done count: the job row's total is otherwise only saved with
+        # throttled progress, and a resume after a kill showed "48 of 0".
+        total = max(self.tiles_total, tiles_done)
+        self._store.save_checkpoint(self._job.id, self._job.attempt, state, tiles_done, total)
 
 
 class _JobContext:
@@ -187,6 +193,7 @@ class _JobContext:
     def report(
         self, tiles_done: int, tiles_total: int, counters: Mapping[str, int] | None = None
     ) -> None:
+        self.checkpoint.tiles_total = int(tiles_total)
         self._send(
             tiles_done=int(tiles_done),
             tiles_total=int(tiles_total),
@@ -615,13 +622,45 @@ class Engine:
             raise InvalidRequest(
                 f"job {job.key!r} is {job.state}: only failed or canceled jobs can be retried"
             )
+        self._check_fits(job, "retry")
+        self.scheduler.retry(job.id)
+        return self._new_attempt(job, "retry")
+
+    def rerun(self, tenant: str, job_id: str) -> Job:
+        """Run a SUCCEEDED job again as a new attempt at the back of its lane (rules.py:
+        rerun). Its outputs are written anew when it starts (valid shards of the same plan are
+        reused, as for a retry); dependents that succeeded stay as they are, those not started
+        yet wait for it. Refused while a dependent runs: that run reads these outputs."""
+        job = self.job(tenant, job_id)
+        if job.state is not JobState.SUCCEEDED:
+            raise InvalidRequest(
+                f"job {job.key!r} is {job.state}: only a succeeded job can be rerun "
+                "(retry a failed or canceled one)"
+            )
+        running = [
+            self._jobs[d].key
+            for d in self._wf_jobs[job.workflow_id]
+            if job.id in self._jobs[d].depends_on and self._jobs[d].state is JobState.RUNNING
+        ]
+        if running:
+            raise InvalidRequest(
+                f"job {job.key!r} cannot be rerun while {', '.join(map(repr, running))} runs "
+                "on its outputs; wait for it to finish, or cancel it first"
+            )
+        self._check_fits(job, "rerun")
+        self.scheduler.rerun(job.id)
+        return self._new_attempt(job, "rerun")
+
+    def _check_fits(self, job: Job, verb: str) -> None:
         needs = self._needs(job)
         if not self.scheduler.fits(needs.items()):  # it would wait forever
             raise InvalidRequest(
                 f"job {job.key!r} {self._unfit_reason(needs)}: it cannot run on this machine; "
-                'submit it anew with device = "cpu", or retry it on a machine that has it'
+                f'submit it anew with device = "cpu", or {verb} it on a machine that has it'
             )
-        self.scheduler.retry(job.id)
+
+    def _new_attempt(self, job: Job, verb: str) -> Job:
+        """Commit a job the scheduler put back in its lane as its next attempt."""
         now = self.clock()
         retried = replace(
             job,
@@ -638,7 +677,7 @@ class Engine:
         )
         # The retried job, the dependents it unblocks, and dropping its old checkpoint: one
         # transaction, so a crash can never leave a dependent ahead of its upstream.
-        self._commit([retried], f"retry: attempt {retried.attempt}", now, clear=[job.id])
+        self._commit([retried], f"{verb}: attempt {retried.attempt}", now, clear=[job.id])
         self._after_change()
         return self._jobs[job.id]
 

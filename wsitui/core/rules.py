@@ -52,6 +52,14 @@ code follows, including where they say more than the engine issue did:
 
 Held jobs (created but not started by the user) are in no lane and hold nothing.
 
+A *rerun* makes a SUCCEEDED job a new attempt, like a retry: it goes to the back of its lane
+(a new seq). It is refused while a direct dependent is RUNNING (that run reads its outputs; R4
+says a running job's dependencies all SUCCEEDED). Its dependents count it unmet again: one not
+started yet waits for the rerun to succeed (R4) and is blocked if it fails; those queued in a
+lane move to the back, behind it, in dependency order (transitively through queued jobs), as
+when an upstream re-enters. Dependents that already SUCCEEDED stay SUCCEEDED as they are:
+their outputs came from the earlier attempt; rerun them too to refresh them.
+
 Deadlock freedom: every job enters its lane after its dependencies (topological `seq`), and jobs
 that re-enter do so with fresh, increasing seqs after their upstreams; so the queued job with the
 lowest seq is always a lane head whose dependencies are done or running.
@@ -389,6 +397,40 @@ class Scheduler:
         if not job.parked:
             self._enter_lane(job)
         self._propagate(job, before)
+
+    def rerun(self, job_id: str) -> None:
+        """SUCCEEDED → back of its lane as a new attempt; its dependents wait for it again."""
+        job = self.jobs[job_id]
+        if job.phase is not Phase.SUCCEEDED:
+            raise ValueError(f"job {job_id} is {job.phase}, not succeeded")
+        if any(self.jobs[d].phase is Phase.RUNNING for d in job.dependents):
+            raise ValueError(f"job {job_id} has a running dependent")
+        for dep_id in job.dependents:
+            self.jobs[dep_id].unmet += 1  # `unmet` counts dependencies not SUCCEEDED
+        before = job.contribution()
+        job.seq = self.new_seq()
+        job.phase = Phase.QUEUED
+        if not job.parked:
+            self._enter_lane(job)
+        self._propagate(job, before)
+        # Dependents queued in a lane now stand ahead of it: they move behind it, in
+        # dependency order, so none waits at a lane head for an upstream queued behind it.
+        behind: dict[str, SJob] = {}
+        stack = [job]
+        while stack:
+            for dep_id in stack.pop().dependents:
+                child = self.jobs[dep_id]
+                if child.in_lane and dep_id not in behind:
+                    behind[dep_id] = child
+                    stack.append(child)
+        for child in sorted(behind.values(), key=lambda j: j.order):
+            lane = self.lanes[child.lane]
+            lane.queue.remove((child.seq, child.id))
+            child.seq = self.new_seq()
+            heapq.heapify(lane.queue)
+            heapq.heappush(lane.queue, (child.seq, child.id))
+            self._mark_ready(lane)
+            self.effects.moved.add(child.id)
 
     def reserve(self, needs: Needs) -> None:
         """Hold resources outside any job (a run the engine left behind still uses them)."""

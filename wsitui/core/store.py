@@ -295,9 +295,11 @@ class Store:
             self._tenants = new_tenants
 
     def save_checkpoint(
-        self, job_id: str, attempt: int, data: Mapping[str, Any], tiles_done: int
+        self, job_id: str, attempt: int, data: Mapping[str, Any], tiles_done: int, tiles_total: int
     ) -> None:
-        """Progress is durable; a job that checkpoints is not a poison job (crashes reset)."""
+        """Progress is durable; a job that checkpoints is not a poison job (crashes reset).
+        The job row gets the done count and the total together: a job resumed from this
+        checkpoint shows a figure of the same moment (never "48 of 0")."""
         payload = json.dumps(dict(data), sort_keys=True)
 
         def statements(db: sqlite3.Connection) -> None:
@@ -306,7 +308,10 @@ class Store:
                 "attempt=excluded.attempt, data=excluded.data, tiles_done=excluded.tiles_done",
                 (job_id, attempt, payload, tiles_done),
             )
-            db.execute("UPDATE jobs SET tiles_done=?, crashes=0 WHERE id=?", (tiles_done, job_id))
+            db.execute(
+                "UPDATE jobs SET tiles_done=?, tiles_total=?, crashes=0 WHERE id=?",
+                (tiles_done, tiles_total, job_id),
+            )
 
         self._write(statements)
 

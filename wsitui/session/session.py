@@ -2,8 +2,8 @@
 
 `prepare_session` does everything that can be refused before anything runs, and turns every
 known failure into one `SessionError` (an escaped line and an exit code). `Session.open` then
-starts the engine and submits or resumes the config's workflows; `wsitui run` uses it, the TUI
-enters the engine itself and calls `Session.submit` once it is up.
+starts the engine and submits or resumes the config's workflows; every face opens through it
+(`wsitui run` starts the workflows, the TUI submits them held).
 
 Order matters: cheap checks that create nothing come first (the data dir, the results dir and
 the event log path are checked, not made), then a probe of the data-dir lock (a busy data dir is

@@ -16,7 +16,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio.to_thread
@@ -46,6 +47,8 @@ from wsitui.core.models import (
     job_id_for,
 )
 from wsitui.core.paths import DataDirInUse
+from wsitui.session.errors import SessionError
+from wsitui.session.session import Session
 from wsitui.slides.sample import write_sample_slide
 from wsitui.tui.badges import badges
 from wsitui.tui.progress import workflow_progress
@@ -92,7 +95,7 @@ class WsituiApp(App[None]):
         Binding("S", "start_all", "Start all held jobs", show=False),
         Binding("c", "cancel_job", "Cancel"),
         Binding("r", "retry_job", "Retry"),
-        Binding("R", "rerun_job", "Rerun a finished job as a new job", show=False),
+        Binding("R", "rerun_job", "Rerun a finished job (new attempt)", show=False),
         Binding("u", "switch_tenant", "Switch tenant", show=False),
         Binding("enter", "details", "Details"),
         Binding("p", "preview", "Full-screen preview", show=False),
@@ -126,6 +129,7 @@ class WsituiApp(App[None]):
         sample_dir: Path | None = None,
         listeners: Sequence[Listener] = (),
         metrics: Metrics | None = None,
+        session: Session | None = None,
         pick_tenant: bool = False,
         reserved_names: Collection[str] = (),
     ) -> None:
@@ -150,7 +154,9 @@ class WsituiApp(App[None]):
         # awaits while it swaps widgets, so an unguarded second flush would see half a board.
         self._draw_lock = asyncio.Lock()
         self._startup = startup
-        self._listeners = listeners  # e.g. the JSONL event log
+        self._listeners = listeners  # e.g. the JSONL event log (without a session)
+        # The session opens the engine (its listeners, config workflows, metrics endpoint).
+        self._session = session
         self._stop = asyncio.Event()
         self._engine_worker: Worker[None] | None = None
         self._inbox: set[str] = {ALL}  # workflow ids with news since the last flush
@@ -232,22 +238,45 @@ class WsituiApp(App[None]):
 
     # ---- engine ------------------------------------------------------------------------------
     async def _run_engine(self) -> None:
+        """Open the engine (through the session, like every face, when there is one) with
+        every listener attached first: what it commits while it opens (interrupted jobs
+        resumed, poison jobs failed) reaches the event log, the metrics and this screen."""
+        own: list[Listener] = [self._on_event, *([self.metrics] if self._own_metrics else [])]
+        for listener in own:
+            self.engine.bus.add_listener(listener)
         try:
-            async with self.engine:
-                for listener in self._listeners:
-                    self.engine.bus.add_listener(listener)
-                self.engine.bus.add_listener(self._on_event)
-                if self._own_metrics:
-                    self.engine.bus.add_listener(self.metrics)
+            async with self._open_engine():
                 if self._startup is not None:
                     self._startup(self.engine)
                 if self._pick_tenant:
                     self.tenant = self._tenant_with_work()
                 self.now = self.engine.clock()
                 self.ready.set()
+                self._warn_skipped()
                 await self._stop.wait()
+        except SessionError as exc:  # a busy data dir, or the config refused while submitting
+            self.exit(return_code=exc.exit_code, message=f"wsitui: {exc.message}")
         except DataDirInUse as exc:
             self.exit(return_code=2, message=str(exc))
+
+    @asynccontextmanager
+    async def _open_engine(self) -> AsyncIterator[None]:
+        """The session's `open` (config workflows submitted held, the metrics endpoint
+        served), else the bare engine with the given listeners attached before it opens."""
+        if self._session is not None:
+            async with self._session.open(start=False):
+                yield
+            return
+        for listener in self._listeners:
+            self.engine.bus.add_listener(listener)
+        async with self.engine:
+            yield
+
+    def _warn_skipped(self) -> None:
+        """Config workflows left out (their stored twin no longer matches): say why, once."""
+        if self._session is not None:
+            for line in self._session.skipped():
+                self.tell(line, title="config workflow skipped", severity="warning", timeout=30)
 
     def _tenant_with_work(self) -> str:
         """This tenant if it has workflows, else the one whose newest workflow is newest."""
@@ -515,9 +544,10 @@ class WsituiApp(App[None]):
             self._engine_call(lambda: self.engine.retry(self.tenant, job.id), f"retrying {job.key}")
 
     def action_rerun_job(self) -> None:
-        """R: run a finished job again. Failed and canceled jobs are retried (a new attempt);
-        the engine retries no SUCCEEDED job, so one is run again as a copy in the same lane
-        (`key-2`, `key-3`…), after a confirmation; its outputs stay as they are."""
+        """R: run a finished job again as its next attempt. Failed and canceled jobs are
+        retried; a SUCCEEDED one is rerun (`Engine.rerun`) after a confirmation: it goes to the
+        back of its lane, its outputs are written anew, and jobs after it that succeeded keep
+        theirs."""
         job = self._job()
         if job is None:
             return
@@ -527,29 +557,18 @@ class WsituiApp(App[None]):
         if job.state is not JobState.SUCCEEDED:
             self.tell(f"{job.key} is {job.state}: only a finished job can be rerun")
             return
-        status = self.engine.workflow(self.tenant, job.workflow_id)
-        keys = {j.key for j in status.jobs}
-        base = job.key
-        n = 2
-        while f"{base}-{n}" in keys:
-            n += 1
-        key = f"{base}-{n}"
-        by_id = {j.id: j.key for j in status.jobs}
-        spec = JobSpec(
-            id=key, type=job.job_type, slide=job.slide, branch=job.branch,
-            depends_on=tuple(by_id[d] for d in job.depends_on if d in by_id), params=job.params,
-        )  # fmt: skip
 
         def confirmed(yes: bool | None) -> None:
-            if yes and self._engine_call(
-                lambda: self.engine.add_job(self.tenant, job.workflow_id, spec, start=True),
-                f"{key} runs {job.key} again",
-            ):
-                self._board.selected = job_id_for(job.workflow_id, key)
+            if yes:
+                self._engine_call(
+                    lambda: self.engine.rerun(self.tenant, job.id),
+                    f"rerunning {job.key}: attempt {job.attempt + 1}",
+                )
 
         question = (
-            f"Run {job.key} again? It succeeded; a copy named {key} is added to branch "
-            f"{job.branch} and started. {job.key}'s outputs stay as they are."
+            f"Run {job.key} again? It succeeded; it runs again as attempt {job.attempt + 1} "
+            f"at the back of branch {job.branch}, and its outputs are replaced when it starts. "
+            "Jobs after it that succeeded keep their outputs."
         )
         self.push_screen(ConfirmDialog(question, yes="Rerun"), confirmed)
 

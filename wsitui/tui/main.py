@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wsitui.core.engine import Engine
 from wsitui.core.models import check_safe_id
 from wsitui.core.text import one_line
 from wsitui.observability.setup import ObserveOptions
@@ -33,26 +32,18 @@ def default_tenant(config: Config) -> str:
 
 
 def build_app(session: Session, tenant: str | None) -> WsituiApp:
-    """The app over a prepared session: config workflows submitted held at startup."""
+    """The app over a prepared session, which it opens like every face (`Session.open`):
+    config workflows submitted held, the event log and metrics attached before recovery."""
     from wsitui.tui.app import WsituiApp  # imports textual-image, which probes the terminal
-
-    def startup(engine: Engine) -> None:
-        session.observability.start_soon()  # --metrics-port: served from the TUI's own loop
-        # Config workflows arrive held: the user starts them (s / S), or resumes old ones.
-        try:
-            session.submit(start=False)
-        except SessionError as exc:  # e.g. the disk filled since the checks: leave, one line
-            app.exit(return_code=exc.exit_code, message=f"wsitui: {exc.message}")
 
     config = session.config
     chosen = tenant or default_tenant(config)
     app = WsituiApp(
         session.engine,
         tenant=chosen,
-        startup=startup,
         image_protocol=config.ui.image_protocol,
         sample_dir=session.data_dir / "samples",
-        listeners=session.listeners(),  # event log, the shared Metrics, the job log
+        session=session,  # event log, the shared Metrics, the job log; the config's workflows
         metrics=session.observability.metrics,  # the one source /metrics reads too
         # No tenant named anywhere (e.g. --data-dir alone): open on a tenant with work.
         pick_tenant=tenant is None and not config.ui.tenant and not config.workflows,
