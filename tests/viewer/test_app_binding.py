@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from tests.tui.conftest import make_app
+from tests.tui.helpers import settle
 from wsitui.core.models import JobSpec, JobType, WorkflowSpec
 from wsitui.tui.screens.viewer import ViewerScreen
 
@@ -25,7 +26,9 @@ async def test_v_opens_the_viewer_on_the_selected_job(tmp_path, sample_dir):
         out = app.engine.results_dir(mask)
         out.mkdir(parents=True, exist_ok=True)
         shutil.copy(sample_dir / "tissue.geojson", out / "tissue.geojson")
-        app.selected_workflow, app.selected_job = status.workflow.id, mask.id
+        app.selected_workflow = status.workflow.id  # its only card is the selection
+        await settle(app, pilot)
+        assert app.selected_job == mask.id
         await pilot.press("v")
         await pilot.pause()
         screen = app.screen
