@@ -61,7 +61,7 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
         help=f"comma-separated named looks (default {','.join(HELDOUT_LOOKS)})",
     )
     ev.add_argument("--seeds", type=int, default=1, help="slides per look (default 1)")
-    ev.add_argument("--size", default="2048x1536", help="slide size WxH in px (default 2048x1536)")
+    ev.add_argument("--size", default="1024x1024", help="slide size WxH in px (default 1024x1024)")
     ev.add_argument(
         "--no-baseline", action="store_true", help="skip the classical fallback beside it"
     )
