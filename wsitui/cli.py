@@ -149,6 +149,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sample.add_argument(
+        "--mpp", type=float, default=0.499, help="µm per px: 0.499 (20x, default) or 0.25 (40x)"
+    )
+    sample.add_argument(
         "--force", action="store_true", help="replace an existing slide and truth file"
     )
     _view_parser(sub)
@@ -276,7 +279,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return status(args.data_dir, tenant=args.tenant, as_json=args.json, out=args.out)
     if args.command == "sample":
-        return _sample(args.out, args.size, args.seed, force=args.force)
+        return _sample(args.out, args.size, args.seed, force=args.force, mpp=args.mpp)
     if args.command == "view":
         from wsitui.viewer.cli import view_main
 
@@ -295,14 +298,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     return tui_main(args.config, args.data_dir, args.tenant, observe=_observe(args, headless=False))
 
 
-def _sample(out: Path, size_text: str, seed: int, *, force: bool) -> int:
+def _sample(out: Path, size_text: str, seed: int, *, force: bool, mpp: float = 0.499) -> int:
     from wsitui.core.text import one_line
     from wsitui.slides.errors import SlideError
     from wsitui.slides.sample import parse_size, truth_path_for, write_sample_slide
 
     try:
         size = parse_size(size_text)
-        write_sample_slide(out, size=size, seed=seed, force=force)
+        write_sample_slide(out, size=size, seed=seed, force=force, mpp=mpp)
     except (ValueError, SlideError, OSError) as exc:
         print(f"wsitui sample: {one_line(exc)}", file=sys.stderr)
         return 2

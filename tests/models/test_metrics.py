@@ -56,3 +56,31 @@ def test_empty_images_and_pooling():
     assert pooled == DetectionScore(8, 1, 3) and pooled.f1 == pytest.approx(16 / 20)
     with pytest.raises(ValueError, match="alike"):
         detection_score(one, np.zeros((4, 4), np.int32))
+
+
+def test_match_objects_names_the_true_objects_found():
+    from wsitui.models.metrics import match_objects
+
+    truth = disk((64, 64), [(10, 10, 4), (30, 40, 5), (50, 15, 3)])
+    pred = disk((64, 64), [(30, 41, 5), (50, 15, 3), (5, 60, 2)])
+    score, ids = match_objects(pred, truth)
+    assert score == DetectionScore(2, 1, 1)
+    assert sorted(ids.tolist()) == [2, 3]
+
+
+def test_touching_nuclei_are_those_with_a_neighbour_within_one_diameter():
+    from wsitui.models.evaluate import touching_ids
+
+    # cx, cy, a, b, theta: a touching pair, a lone one, and one a bit more than a diameter away
+    nuclei = np.array(
+        [
+            [20.0, 20.0, 5.0, 4.0, 0.0],
+            [29.0, 20.0, 5.0, 4.0, 0.0],
+            [60.0, 60.0, 5.0, 4.0, 0.0],
+            [71.0, 60.0, 5.0, 4.0, 0.0],
+        ]
+    )
+    from wsitui.slides.sample import rasterize_nuclei
+
+    truth = rasterize_nuclei(nuclei, 0, 0, 96, 96)
+    assert touching_ids(nuclei, truth).tolist() == [1, 2]

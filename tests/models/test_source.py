@@ -21,10 +21,11 @@ def test_cache_dir_option_then_env_then_xdg(tmp_path: Path, monkeypatch: pytest.
     assert cache_dir(tmp_path / "opt") == tmp_path / "opt"
 
 
-def test_default_is_the_shipped_model_when_nothing_is_cached(model_dir: Path):
+def test_default_is_the_classical_fallback_when_nothing_is_cached(model_dir: Path):
+    # The shipped model is not the default until it is sane on real H&E (issue #24, README).
     s = resolve(None, None)
-    assert (s.kind, s.name) == ("shipped", "wsitui_he_nuclei")
-    assert s.path is not None and s.path.is_file()
+    assert (s.kind, s.name, s.fallback_reason) == ("classical", "classical", "")
+    assert resolve("shipped").path.is_file()
 
 
 def test_default_is_the_cached_pretrained_model(model_dir: Path):

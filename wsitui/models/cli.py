@@ -13,6 +13,9 @@ from typing import Any
 
 from wsitui.models.errors import ModelError
 
+# Kept in step with wsitui.models.evaluate.HELDOUT_LOOKS (not imported: parser build stays light).
+HELDOUT_LOOKS = ("default", "grainy", "soft", "dark", "clustered", "pale", "collagen", "ihc")
+
 
 def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
     """Add `model` with its subcommands to a `wsitui` subparsers object."""
@@ -27,11 +30,11 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a small InstanSeg model on generated images (CPU)")
     tr.add_argument("--out", type=Path, required=True, help="output folder (gets instanseg.pt)")
-    tr.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
+    tr.add_argument("--steps", type=int, default=2500, help="optimiser steps (default 2500)")
     tr.add_argument("--seed", type=int, default=0, help="seed of data and weights (default 0)")
     tr.add_argument("--batch", type=int, default=4, help="images per step (default 4)")
     tr.add_argument("--patch", type=int, default=128, help="training crop in px (default 128)")
-    tr.add_argument("--pool", type=int, default=800, help="generated patches (default 800)")
+    tr.add_argument("--pool", type=int, default=1500, help="generated patches (default 1500)")
     tr.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     tr.add_argument(
         "--tune-images",
@@ -43,13 +46,31 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
         "--normalization", choices=("fixed", "percentile"), default="fixed", help="input scaling"
     )
     tr.add_argument(
-        "--negatives", type=float, default=0.1, help="share of styles with no nuclei (0.1)"
+        "--negatives", type=float, default=0.15, help="share of styles with no nuclei (0.15)"
     )
     tr.add_argument("--eval", action="store_true", help="print held-out F1 when done")
 
-    ev = sub.add_parser("eval", help="held-out detection F1 of a model on generated images")
+    ev = sub.add_parser(
+        "eval",
+        help="held-out detection scores per look on whole generated slides, beside classical",
+    )
     ev.add_argument("model", nargs="?", default="shipped", help="name, folder, .pt or classical")
-    ev.add_argument("--images", type=int, default=20, help="held-out 256² images (default 20)")
+    ev.add_argument(
+        "--looks",
+        default=",".join(HELDOUT_LOOKS),
+        help=f"comma-separated named looks (default {','.join(HELDOUT_LOOKS)})",
+    )
+    ev.add_argument("--seeds", type=int, default=1, help="slides per look (default 1)")
+    ev.add_argument("--size", default="1024x1024", help="slide size WxH in px (default 1024x1024)")
+    ev.add_argument(
+        "--no-baseline", action="store_true", help="skip the classical fallback beside it"
+    )
+    ev.add_argument(
+        "--images",
+        type=int,
+        default=0,
+        help="instead: pooled F1 on N held-out 256² crops (the old quick check)",
+    )
     ev.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps")
     ev.add_argument("--model-dir", help="model cache dir")
     ev.add_argument("--json", action="store_true", help="machine-readable output")
@@ -163,15 +184,78 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from wsitui.models.data import heldout_set
-    from wsitui.models.evaluate import evaluate
     from wsitui.models.loaded import load
     from wsitui.models.source import cache_dir, resolve
 
+    source = resolve(args.model, Path.cwd(), cache_dir(args.model_dir))
+    model = load(source, args.device, cpu_threads=None)
+    if args.images:
+        return _eval_crops(args, model)
+    from wsitui.models.classical import ClassicalModel
+    from wsitui.models.evaluate import LookScore, evaluate_slides, pooled
+    from wsitui.slides.sample import parse_size
+    from wsitui.slides.style import STYLES
+
+    looks = [x.strip() for x in args.looks.split(",") if x.strip()]
+    bad = [x for x in looks if x not in STYLES]
+    if bad or not looks:
+        raise ModelError(
+            f"eval: look {bad[0] if bad else ''!r} is unknown; use {', '.join(STYLES)}"
+        )
+    if not 1 <= args.seeds <= 50:
+        raise ModelError("eval: --seeds must be 1-50")
+    try:
+        size = parse_size(args.size)
+    except ValueError as e:
+        raise ModelError(f"eval: {e}") from None
+    seeds = range(args.seeds)
+    models = [model] if args.no_baseline or model.is_classical else [model, ClassicalModel()]
+    results: dict[str, list[LookScore]] = {}
+    for m in models:
+        results[m.name] = evaluate_slides(m, looks, seeds, size)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "size": list(size),
+                    "seeds": args.seeds,
+                    "models": {
+                        name: {
+                            "looks": [r.as_dict() for r in rs],
+                            "f1": round(pooled(rs).f1, 4),
+                        }
+                        for name, rs in results.items()
+                    },
+                    "model": model.manifest(),
+                }
+            )
+        )
+        return 0
+    print(
+        f"held-out slides: {len(looks)} looks x {args.seeds} seed(s), {size[0]}x{size[1]} px, "
+        "seeds and looks training never used"
+    )
+    print(f"{'look':<10} {'model':<18} {'F1':>6} {'prec':>6} {'recall':>6} {'touch':>6} {'n':>6}")
+    for i, look in enumerate(looks):
+        for name, rs in results.items():
+            r = rs[i]
+            s = r.score
+            print(
+                f"{look:<10} {name[:18]:<18} {s.f1:6.3f} {s.precision:6.3f} {s.recall:6.3f} "
+                f"{r.touching_recall:6.3f} {s.tp + s.fn:6d}"
+            )
+    for name, rs in results.items():
+        s = pooled(rs)
+        print(f"{'all':<10} {name[:18]:<18} {s.f1:6.3f} {s.precision:6.3f} {s.recall:6.3f}")
+    return 0
+
+
+def _eval_crops(args: argparse.Namespace, model: Any) -> int:
+    from wsitui.models.data import heldout_set
+    from wsitui.models.evaluate import evaluate
+
     if not 1 <= args.images <= 1000:
         raise ModelError("eval: --images must be 1-1000")
-    source = resolve(args.model, Path.cwd(), cache_dir(args.model_dir))
-    model = load(source, args.device)
     result = evaluate(model, heldout_set(args.images))
     s = result.score
     if args.json:

@@ -1,8 +1,9 @@
 """Training and held-out images from the project's one sample generator (`wsitui.slides`).
 
-Training draws a new random look (`random_style`) for every few patches from its own seed
-stream; held-out sets draw styles from another stream and patch seeds from a range training
-never uses, plus the named looks (`grainy`, `soft`, `dark`) training never sees.
+Training draws a new wide random look (`wide_style`: H&E and IHC, with collagen, keratin,
+folds, ink, pigment, red cells and cytoplasm it must ignore) for every few patches from its own
+seed stream; held-out sets draw styles from another stream and patch seeds from a range
+training never uses, plus the named looks training never sees.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from wsitui.slides.patches import render_patch
-from wsitui.slides.style import STYLES, random_style
+from wsitui.slides.style import STYLES, random_style, wide_style
 
 PIXEL_SIZE = 0.5  # µm/px of every generated patch and of the shipped model
 TRAIN_STREAM, HELDOUT_STREAM = 101, 202
@@ -30,10 +31,10 @@ def training_pool(
     `negatives` of the styles has no nuclei at all (eosin, texture, lumens and glass only)."""
     rng = np.random.default_rng([TRAIN_STREAM, seed])
     out: list[Sample] = []
-    style = random_style(rng)
+    style = wide_style(rng)
     for i in range(count):
         if i % per_style == 0:
-            style = random_style(rng, name=f"train{i}")
+            style = wide_style(rng, name=f"train{i}")
             if rng.random() < negatives:
                 style = replace(style, nucleus_density=0.0)
         patch_seed = int(rng.integers(0, HELDOUT_SEED_BASE))

@@ -69,13 +69,24 @@ def detection_score(
     centroid_px: float = CENTROID_PX,
 ) -> DetectionScore:
     """Match predicted objects to true ones (see the module docstring); 2-D label images."""
+    return match_objects(pred, truth, iou, centroid_px)[0]
+
+
+def match_objects(
+    pred: np.ndarray,
+    truth: np.ndarray,
+    iou: float = IOU_MIN,
+    centroid_px: float = CENTROID_PX,
+) -> tuple[DetectionScore, np.ndarray]:
+    """`detection_score` and the ids of the true objects that were matched."""
+    none = np.zeros(0, np.int64)
     if pred.shape != truth.shape or pred.ndim != 2:
         raise ValueError(f"label images must be 2-D and alike: {pred.shape} vs {truth.shape}")
     p_ids, p_area, p_cent = _objects(pred)
     t_ids, t_area, t_cent = _objects(truth)
     n_p, n_t = p_ids.size, t_ids.size
     if n_p == 0 or n_t == 0:
-        return DetectionScore(0, n_p, n_t)
+        return DetectionScore(0, n_p, n_t), none
     # Overlap areas of every overlapping (pred, true) pair.
     both = (pred > 0) & (truth > 0)
     pi = np.searchsorted(p_ids, pred[both])
@@ -93,7 +104,7 @@ def detection_score(
         for c in near:
             weight.setdefault((r, int(c)), iou_of.get((r, int(c)), 0.0))
     if not weight:
-        return DetectionScore(0, n_p, n_t)
+        return DetectionScore(0, n_p, n_t), none
     rows = np.fromiter((k[0] for k in weight), dtype=np.int64, count=len(weight))
     cols = np.fromiter((k[1] for k in weight), dtype=np.int64, count=len(weight))
     vals = np.fromiter(weight.values(), dtype=float, count=len(weight))
@@ -102,16 +113,18 @@ def detection_score(
     pair_comp = comp[rows]
     order = np.argsort(pair_comp, kind="stable")
     bounds = np.flatnonzero(np.diff(pair_comp[order])) + 1
-    tp = 0
+    matched: list[int] = []
     for group in np.split(order, bounds):
         gr, gc, gv = rows[group], cols[group], vals[group]
         ur, ri = np.unique(gr, return_inverse=True)
         uc, ci = np.unique(gc, return_inverse=True)
         if ur.size == 1 or uc.size == 1:
-            tp += 1
+            matched.append(int(gc[int(np.argmax(gv))]))
             continue
         cost = np.zeros((ur.size, uc.size))
         cost[ri, ci] = -(10.0 + gv)  # any match beats none; then prefer higher IoU
         a, b = linear_sum_assignment(cost)
-        tp += int(np.count_nonzero(cost[a, b] < 0))
-    return DetectionScore(tp, n_p - tp, n_t - tp)
+        ok = cost[a, b] < 0
+        matched.extend(int(c) for c in uc[b[ok]])
+    tp = len(matched)
+    return DetectionScore(tp, n_p - tp, n_t - tp), t_ids[np.asarray(matched, np.int64)]

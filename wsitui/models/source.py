@@ -145,7 +145,7 @@ def resolve(
         cached = pretrained_path(DEFAULT_PRETRAINED, version, cache)
         if version and cached.is_file() and record_path(cached).is_file():
             return ModelSource("pretrained", DEFAULT_PRETRAINED, cached, version)
-        return shipped_source()
+        return classical_source()  # not shipped: issue #24, README "Which model is the default"
     if model == CLASSICAL:
         return classical_source()
     if not torch_available():

@@ -15,7 +15,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from wsitui.slides.sample import CELL, MPP, SamplePlan, rasterize_nuclei
+from wsitui.slides.sample import MPP, SamplePlan, rasterize_nuclei
 from wsitui.slides.style import DEFAULT_STYLE, SampleStyle
 
 PATCH_MIN, PATCH_MAX = 16, 4096
@@ -71,11 +71,11 @@ def render_patch(
 
 def plan_nuclei(plan: SamplePlan, x0: int, y0: int, w: int, h: int) -> np.ndarray:
     """Every nucleus of the plan that reaches the region (cells around it included)."""
-    reach = plan.style.nucleus_major_px[1] + plan.blur_margin + 2
+    reach = plan.nucleus_reach
     nuclei, _, _ = plan.nuclei_in_cells(
-        math.floor((x0 - reach) / CELL),
-        math.floor((x0 + w + reach) / CELL) + 1,
-        math.floor((y0 - reach) / CELL),
-        math.floor((y0 + h + reach) / CELL) + 1,
+        math.floor((x0 - reach) / plan.cell),
+        math.floor((x0 + w + reach) / plan.cell) + 1,
+        math.floor((y0 - reach) / plan.cell),
+        math.floor((y0 + h + reach) / plan.cell) + 1,
     )
     return nuclei

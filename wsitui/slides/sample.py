@@ -41,7 +41,7 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -279,16 +279,50 @@ def _flip_small(raw: np.ndarray, min_px: float) -> np.ndarray:
     return out | fill[lab]
 
 
+def magnification_zoom(mpp: float) -> int:
+    """1 for a 20x sample (mpp ~0.5), 2 for 40x (~0.25); ValueError (one line) otherwise."""
+    for zoom in (1, 2):
+        if math.isclose(mpp, MPP / zoom, rel_tol=0.02):
+            return zoom
+    raise ValueError(
+        f"mpp {mpp:g} is not offered for samples: use {MPP:g} (20x) or {MPP / 2:g} (40x)"
+    )
+
+
+def _zoomed(style: SampleStyle, zoom: int) -> SampleStyle:
+    """The look with its pixel sizes times `zoom` (its µm sizes stay)."""
+    a0, a1 = style.nucleus_major_px
+    return replace(
+        style,
+        nucleus_major_px=(a0 * zoom, a1 * zoom),
+        nucleus_minor_min_px=style.nucleus_minor_min_px * zoom,
+        nucleus_gap_px=style.nucleus_gap_px * zoom,
+        grain_px=min(32.0, style.grain_px * zoom),
+        blur_px=min(8.0, style.blur_px * zoom),
+    )
+
+
 class SamplePlan:
     """Everything that defines a sample slide's pixels, for a (width, height, seed)."""
 
     def __init__(
-        self, width: int, height: int, seed: int, style: SampleStyle = DEFAULT_STYLE
+        self,
+        width: int,
+        height: int,
+        seed: int,
+        style: SampleStyle = DEFAULT_STYLE,
+        mpp: float = MPP,
     ) -> None:
         check_size((width, height))
         if not 0 <= seed < 2**63:
             raise ValueError(f"seed {seed} is out of range: use 0 <= seed < 2**63")
         self.width, self.height, self.seed, self.style = width, height, seed, style
+        # 20x (0.499 µm/px) or 40x (0.2495): at 40x the look's pixel sizes double and the
+        # nucleus cell doubles, so the same tissue is drawn at twice the resolution.
+        self.zoom = magnification_zoom(mpp)
+        self.mpp = MPP / self.zoom
+        self.cell = CELL * self.zoom
+        self.look = style if self.zoom == 1 else _zoomed(style, self.zoom)
         self._colors = {
             name: np.array(getattr(style, name), np.float32)
             for name in ("glass", "eosin_light", "eosin_dark", "nucleus_light", "nucleus_dark")
@@ -301,8 +335,8 @@ class SamplePlan:
         # the signed distance to the tissue edge in level-0 px.
         self.fields = self._make_fields()
         self.truth_tissue = self.fields[0] > 0
-        self.cells_x = math.ceil(width / CELL)
-        self.cells_y = math.ceil(height / CELL)
+        self.cells_x = math.ceil(width / self.cell)
+        self.cells_y = math.ceil(height / self.cell)
 
     # -- fields (coarse grid) --------------------------------------------------------------
 
@@ -350,11 +384,11 @@ class SamplePlan:
         # No features below 0.2% of the slide or 20,000 µm²: tissue fragments are big. Flipping
         # the sign of whole components keeps the field continuous (it is ~0 on their edges).
         tissue = fields[0]
-        clean = _flip_small(tissue > 0, max(0.002 * fw * fh, 20_000 / (ds * MPP) ** 2))
+        clean = _flip_small(tissue > 0, max(0.002 * fw * fh, 20_000 / (ds * self.mpp) ** 2))
         np.abs(tissue, out=tissue)
         np.negative(tissue, out=tissue, where=~clean)
         tissue[tissue == 0] = -1e-6
-        if self.style.soft_edge_um > 0:
+        if self.look.soft_edge_um > 0:
             # Signed distance (level-0 px, > 0 inside) to the truth's edge: the stain fades
             # symmetrically across the edge the truth draws, filled holes included.
             inside = tissue > 0
@@ -405,22 +439,23 @@ class SamplePlan:
         Returns (params (N, 5) float64: cx, cy, a, b, theta; shade (N,); cell row (N,)).
         """
         gx, gy = np.meshgrid(np.arange(cx0 - 1, cx1 + 1), np.arange(cy0 - 1, cy1 + 1))
-        cx = np.repeat(gx.ravel(), SLOTS)
-        cy = np.repeat(gy.ravel(), SLOTS)
-        k = np.tile(np.arange(SLOTS), gx.size)
-        st = self.style
+        st = self.look
+        slots = st.nucleus_slots
+        cx = np.repeat(gx.ravel(), slots)
+        cy = np.repeat(gy.ravel(), slots)
+        k = np.tile(np.arange(slots), gx.size)
         a_min, a_max = st.nucleus_major_px
         b_min, gap = st.nucleus_minor_min_px, st.nucleus_gap_px
         draws = [_hash_u01(self.seed, cx, cy, k * 8 + j) for j in range(7)]
         act = draws[0] < st.nucleus_density
         cx, cy, k = cx[act], cy[act], k[act]
         d = [x[act] for x in draws]
-        x = (cx + d[1]) * CELL
-        y = (cy + d[2]) * CELL
+        x = (cx + d[1]) * self.cell
+        y = (cy + d[2]) * self.cell
         a = a_min + (a_max - a_min) * d[3]
         b = np.minimum(b_min + (a - b_min) * d[4], a)
         theta = np.pi * d[5]
-        key = ((cy + 1) * (self.cells_x + 3) + (cx + 1)) * SLOTS + k  # row-major cell order
+        key = ((cy + 1) * (self.cells_x + 3) + (cx + 1)) * slots + k  # row-major cell order
         rejected = np.zeros(len(x), bool)
         pairs = cKDTree(np.column_stack([x, y])).query_pairs(2 * a_max + gap, output_type="ndarray")
         if len(pairs):
@@ -441,10 +476,10 @@ class SamplePlan:
         if st.lumens_per_mm2 > 0 and ok.any():
             # Not inside (or cut by) a lumen: lumens are empty spaces in the tissue.
             lx, ly, lr = self.lumens_in_box(
-                x0=cx0 * CELL - a_max,
-                y0=cy0 * CELL - a_max,
-                x1=cx1 * CELL + a_max,
-                y1=cy1 * CELL + a_max,
+                x0=cx0 * self.cell - a_max,
+                y0=cy0 * self.cell - a_max,
+                x1=cx1 * self.cell + a_max,
+                y1=cy1 * self.cell + a_max,
             )
             if len(lx):
                 idx = np.nonzero(ok)[0]
@@ -463,23 +498,23 @@ class SamplePlan:
         Seeded per LUMEN_CELL cell like nuclei (no RNG state): any region sees the same ones.
         A lumen lies wholly inside the tissue.
         """
-        st = self.style
+        st = self.look
         none = (np.zeros(0), np.zeros(0), np.zeros(0))
         if st.lumens_per_mm2 <= 0:
             return none
-        r_max = st.lumen_radius_um[1] / MPP
+        r_max = st.lumen_radius_um[1] / self.mpp
         c0x, c1x = math.floor((x0 - r_max) / LUMEN_CELL), math.floor((x1 + r_max) / LUMEN_CELL)
         c0y, c1y = math.floor((y0 - r_max) / LUMEN_CELL), math.floor((y1 + r_max) / LUMEN_CELL)
         gx, gy = np.meshgrid(np.arange(c0x, c1x + 1), np.arange(c0y, c1y + 1))
         cx, cy = np.repeat(gx.ravel(), 2), np.repeat(gy.ravel(), 2)
         k = np.tile(np.arange(2), gx.size) + 1000  # draw indices apart from the nuclei's
         u = [_hash_u01(self.seed, cx, cy, k * 8 + j) for j in range(4)]
-        p = min(1.0, st.lumens_per_mm2 * (LUMEN_CELL * MPP / 1000) ** 2 / 2)
+        p = min(1.0, st.lumens_per_mm2 * (LUMEN_CELL * self.mpp / 1000) ** 2 / 2)
         on = u[0] < p
         x = (cx + u[1])[on] * LUMEN_CELL
         y = (cy + u[2])[on] * LUMEN_CELL
         r0, r1 = st.lumen_radius_um
-        r = (r0 + (r1 - r0) * u[3][on] ** 2) / MPP  # many small, few big
+        r = (r0 + (r1 - r0) * u[3][on] ** 2) / self.mpp  # many small, few big
         ok = (x + r >= x0) & (x - r < x1) & (y + r >= y0) & (y - r < y1)
         for ang in [None, *np.linspace(0, 2 * np.pi, 8, endpoint=False)]:
             if ang is None:
@@ -489,13 +524,81 @@ class SamplePlan:
             ok &= self.tissue_at_points(px, py) > 0
         return x[ok], y[ok], r[ok]
 
-    def _grain(self, x0: int, y0: int, w: int, h: int) -> np.ndarray:
-        """Eosin grain in [-1, 1]: hashed values on a lattice, bilinear between (seamless)."""
-        g = self.style.grain_px
+    def distractors_in_box(
+        self, kind: str, x0: float, y0: float, x1: float, y1: float
+    ) -> np.ndarray:
+        """Fibres or blobs (things that are not nuclei) reaching the box, seeded per LUMEN_CELL
+        cell like lumens; rows (cx, cy, half-length or radius, half-width, angle, wave
+        amplitude, wave period, phase), level-0 px. Centres lie in tissue."""
+        st = self.look
+        if kind == "fibres":
+            per_mm2, per_cell, base_k = st.fibres_per_mm2, 4, 2000
+            l0, l1 = (v / self.mpp / 2 for v in st.fibre_length_um)
+            w0, w1 = (v / self.mpp / 2 for v in st.fibre_width_um)
+        else:
+            per_mm2, per_cell, base_k = st.blobs_per_mm2, 6, 3000
+            l0, l1 = (v / self.mpp for v in st.blob_radius_um)
+            w0, w1 = l0, l1
+        if per_mm2 <= 0:
+            return np.zeros((0, 8))
+        r_max = l1 + w1 + 2
+        c0x, c1x = math.floor((x0 - r_max) / LUMEN_CELL), math.floor((x1 + r_max) / LUMEN_CELL)
+        c0y, c1y = math.floor((y0 - r_max) / LUMEN_CELL), math.floor((y1 + r_max) / LUMEN_CELL)
+        gx, gy = np.meshgrid(np.arange(c0x, c1x + 1), np.arange(c0y, c1y + 1))
+        cx, cy = np.repeat(gx.ravel(), per_cell), np.repeat(gy.ravel(), per_cell)
+        k = np.tile(np.arange(per_cell), gx.size) + base_k
+        d = [_hash_u01(self.seed, cx, cy, k * 8 + j) for j in range(8)]
+        p = min(1.0, per_mm2 * (LUMEN_CELL * self.mpp / 1000) ** 2 / per_cell)
+        on = d[0] < p
+        d = [v[on] for v in d]
+        x, y = (cx[on] + d[1]) * LUMEN_CELL, (cy[on] + d[2]) * LUMEN_CELL
+        length = l0 + (l1 - l0) * d[3]
+        width = w0 + (w1 - w0) * d[4] if kind == "fibres" else length * (0.6 + 0.4 * d[4])
+        angle = np.pi * d[5]
+        amp = width * 2.0 * d[6] if kind == "fibres" else 0.25 * d[6]
+        period = (20 + 60 * d[7]) / self.mpp
+        phase = 2 * np.pi * d[7]
+        reach = length + width + 2
+        ok = (x + reach >= x0) & (x - reach < x1) & (y + reach >= y0) & (y - reach < y1)
+        ok &= self.tissue_at_points(x, y) > 0
+        return np.column_stack([x, y, length, width, angle, amp, period, phase])[ok]
+
+    def _distractor_mask(self, kind: str, x0: int, y0: int, w: int, h: int) -> np.ndarray:
+        """Coverage (h, w) float32 in [0, 1] of the fibres or blobs over the region."""
+        objs = self.distractors_in_box(kind, x0, y0, x0 + w, y0 + h)
+        out = np.zeros((h, w), np.float32)
+        for cx, cy, length, width, ang, amp, period, phase in objs:
+            r = length + width + 2
+            xa, xb = max(x0, math.floor(cx - r)), min(x0 + w, math.ceil(cx + r) + 1)
+            ya, yb = max(y0, math.floor(cy - r)), min(y0 + h, math.ceil(cy + r) + 1)
+            if xa >= xb or ya >= yb:
+                continue
+            dx = (np.arange(xa, xb) + 0.5 - cx).astype(np.float32)
+            dy = (np.arange(ya, yb) + 0.5 - cy).astype(np.float32)[:, None]
+            c, s = math.cos(ang), math.sin(ang)
+            u, v = dx * c + dy * s, dy * c - dx * s
+            if kind == "fibres":
+                v = v - amp * np.sin(2 * np.pi * u / period + phase)
+                taper = np.clip(length - np.abs(u) + 0.5, 0, 1)
+                m = np.clip(width - np.abs(v) + 0.5, 0, 1) * taper
+            else:  # an irregular disc: radius wobbles with the angle
+                phi = np.arctan2(v, u)
+                rad = length * (1 + amp * np.sin(3 * phi + phase))
+                ell = np.hypot(u, v * (length / max(width, 0.5)))
+                m = np.clip(rad - ell + 0.5, 0, 1)
+            sub = out[ya - y0 : yb - y0, xa - x0 : xb - x0]
+            np.maximum(sub, m.astype(np.float32), out=sub)
+        return out
+
+    def _grain(
+        self, x0: int, y0: int, w: int, h: int, g: float | None = None, key: int = 4242
+    ) -> np.ndarray:
+        """Grain in [-1, 1]: hashed values on a lattice, bilinear between (seamless)."""
+        g = self.look.grain_px if g is None else g
         gx0, gy0 = math.floor(x0 / g), math.floor(y0 / g)
         gx1, gy1 = math.floor((x0 + w) / g) + 1, math.floor((y0 + h) / g) + 1
         lx, ly = np.meshgrid(np.arange(gx0, gx1 + 1), np.arange(gy0, gy1 + 1))
-        lattice = _hash_u01(self.seed, lx, ly, np.full(lx.shape, 4242)).astype(np.float32) * 2 - 1
+        lattice = _hash_u01(self.seed, lx, ly, np.full(lx.shape, key)).astype(np.float32) * 2 - 1
         fx = (np.arange(x0, x0 + w) + 0.5) / g - gx0
         fy = (np.arange(y0, y0 + h) + 0.5) / g - gy0
         ix, iy = np.floor(fx).astype(np.int64), np.floor(fy).astype(np.int64)
@@ -517,8 +620,8 @@ class SamplePlan:
         x0, y0 = tx * TILE, ty * TILE
         m = self.blur_margin
         if nuclei is None:
-            reach = 1 + math.ceil((m + self.style.nucleus_major_px[1]) / CELL)
-            c = TILE // CELL
+            reach = 1 + math.ceil(self.nucleus_reach / self.cell)
+            c = TILE // self.cell
             p, shade, _ = self.nuclei_in_cells(
                 c * tx - reach, c * tx + c + reach, c * ty - reach, c * ty + c + reach
             )
@@ -531,7 +634,7 @@ class SamplePlan:
         noise = (raw[0].astype(np.float32) + raw[1] - 255.0) * (1 / 104.4)
         img, amp = self._base(x0 - m, y0 - m, TILE + 2 * m, TILE + 2 * m, p, shade)
         if m:
-            b = self.style.blur_px
+            b = self.look.blur_px
             img = ndimage.gaussian_filter(img, (b, b, 0), truncate=3.0)[m:-m, m:-m]
             amp = amp[m:-m, m:-m]
         img += (amp * noise)[..., None]
@@ -540,17 +643,17 @@ class SamplePlan:
 
     @property
     def blur_margin(self) -> int:
-        b = self.style.blur_px
+        b = self.look.blur_px
         return math.ceil(3 * b) if b > 0 else 0
 
     def _base(
         self, x0: int, y0: int, w: int, h: int, p: np.ndarray, shade: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """(colour before noise (h, w, 3) float32, noise amplitude (h, w) float32)."""
-        st, col = self.style, self._colors
+        st, col = self.look, self._colors
         f = self.fields_at_region(x0, y0, w, h)
         if st.soft_edge_um > 0:
-            alpha = np.clip(0.5 + f[2] / np.float32(st.soft_edge_um / MPP), 0, 1)
+            alpha = np.clip(0.5 + f[2] / np.float32(st.soft_edge_um / self.mpp), 0, 1)
             a3 = alpha[..., None]
             stain = col["eosin_light"] + (col["eosin_dark"] - col["eosin_light"]) * f[1][..., None]
             img = col["glass"] + (stain - col["glass"]) * a3
@@ -574,13 +677,43 @@ class SamplePlan:
                     inside |= (xs - cx) ** 2 + (ys - cy) ** 2 <= r * r
                 img[inside] = np.array(st.lumen_color, np.float32)
                 amp = np.where(inside, np.float32(st.noise_glass), amp)
+        for kind, color, alpha in (
+            ("fibres", st.fibre_color, st.fibre_alpha),
+            ("blobs", st.blob_color, st.blob_alpha),
+        ):
+            if (st.fibres_per_mm2 if kind == "fibres" else st.blobs_per_mm2) > 0:
+                m = self._distractor_mask(kind, x0, y0, w, h) * np.float32(alpha)
+                self._multiply(img, m, color)
+        if st.cytoplasm_scale > 0 and len(p):
+            grown = p.copy()
+            grown[:, 2:4] *= st.cytoplasm_scale
+            cyto = (rasterize_nuclei(grown, x0, y0, w, h) > 0).astype(np.float32)
+            self._multiply(img, cyto * np.float32(st.cytoplasm_alpha), st.cytoplasm_color)
         labels = rasterize_nuclei(p, x0, y0, w, h)
         nz = labels > 0
         if nz.any():
             ns = shade[labels[nz] - 1].astype(np.float32)[:, None]
             img[nz] = col["nucleus_light"] + (col["nucleus_dark"] - col["nucleus_light"]) * ns
+            if st.nucleus_texture > 0:
+                tex = self._grain(x0, y0, w, h, 1.3, 4343)[nz] * np.float32(st.nucleus_texture)
+                img[nz] += tex[:, None]
             amp = np.where(nz, np.float32(st.noise_nucleus), amp)
         return img, amp.astype(np.float32, copy=False)
+
+    @staticmethod
+    def _multiply(img: np.ndarray, cover: np.ndarray, color: tuple[float, float, float]) -> None:
+        """Light through a layer of `color` (transmission color/255) where `cover` > 0."""
+        if not cover.any():
+            return
+        absorb = 1 - np.asarray(color, np.float32) / np.float32(255.0)
+        img *= 1 - cover[..., None] * absorb
+
+    @property
+    def nucleus_reach(self) -> float:
+        """How far (level-0 px) a nucleus' pixels reach from its centre: its major semi-axis
+        (times the cytoplasm scale when cytoplasm is drawn) plus the blur margin."""
+        st = self.look
+        return st.nucleus_major_px[1] * max(1.0, st.cytoplasm_scale) + self.blur_margin + 2
 
     def render_region(self, x0: int, y0: int, w: int, h: int) -> np.ndarray:
         """Level-0 pixels of any region, composed from independently rendered tiles."""
@@ -672,11 +805,11 @@ def _write_svs(
     else:
         level1 = np.empty((h1, w1, 3), np.uint8)
     truth_nuclei: list[np.ndarray] = []
-    c = TILE // CELL  # cells per tile side
+    c = TILE // plan.cell  # cells per tile side
     q = TILE // LEVEL_FACTOR  # a level-0 tile's side at level 1
 
     # How far a nucleus reaches into a tile's pixels: its radius plus the blur margin.
-    reach = plan.style.nucleus_major_px[1] + plan.blur_margin + 2
+    reach = plan.nucleus_reach
 
     def row_tiles(pool: ThreadPoolExecutor) -> Iterator[np.ndarray]:
         for ty in range(nty):
@@ -702,9 +835,9 @@ def _write_svs(
     quality = plan.style.jpeg_quality
     desc0 = (
         f"{_desc_level(width, height, width, height, quality)}"
-        f"|AppMag = {APP_MAG}|StripeWidth = 2040"
+        f"|AppMag = {APP_MAG * plan.zoom}|StripeWidth = 2040"
         f"{SAMPLE_MARKER}Filename = wsitui-sample-{seed}|Date = 01/01/25"
-        f"|Time = 00:00:00|User = wsitui|MPP = {MPP:.4f}|Left = 0|Top = 0"
+        f"|Time = 00:00:00|User = wsitui|MPP = {plan.mpp:.4f}|Left = 0|Top = 0"
         f"|Title = wsitui synthetic sample (seed {seed})"
     )
     if not plan.style.is_default:
@@ -788,13 +921,15 @@ def write_sample_slide(
     seed: int = 0,
     force: bool = False,
     style: SampleStyle | None = None,
+    mpp: float = MPP,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> SampleInfo:
     """Write a synthetic Aperio SVS at `out` and its ground truth at `truth_path_for(out)`.
 
     OpenSlide opens it as vendor 'aperio' (levels 4x apart, thumbnail, label, macro, MPP 0.499,
-    AppMag 20). Same (size, seed, style) -> identical files. `progress(tiles_done, tiles_total)`
+    AppMag 20; with `mpp` 0.2495, 40x: nuclei drawn at that pixel size, AppMag 40).
+    Same (size, seed, style, mpp) -> identical files. `progress(tiles_done, tiles_total)`
     is called per row of level-0 tiles.
 
     Nothing the project did not make is harmed: an existing slide is replaced only when it is
@@ -807,7 +942,7 @@ def write_sample_slide(
     """
     t_start = time.perf_counter()
     out = Path(out)
-    plan = SamplePlan(size[0], size[1], seed, style or DEFAULT_STYLE)
+    plan = SamplePlan(size[0], size[1], seed, style or DEFAULT_STYLE, mpp)
     if not out.parent.is_dir():
         raise SlideError(
             f"cannot write {quoted(out)}: directory {quoted(out.parent)} does not exist"
@@ -834,7 +969,7 @@ def write_sample_slide(
                 width=plan.width,
                 height=plan.height,
                 seed=seed,
-                mpp=MPP,
+                mpp=plan.mpp,
                 tissue=plan.truth_tissue,
                 tissue_downsample=float(plan.field_ds),
                 nuclei=nuclei,

@@ -71,6 +71,26 @@ class SampleStyle:
     noise_tissue: float = 7.0
     noise_nucleus: float = 9.0
     jpeg_quality: int = 80
+    # Since the wide training looks (all off by default, so the default look is unchanged):
+    # nuclei per 64-µm cell at density 1; chromatin grain in nuclei (+- grey levels);
+    # cytoplasm drawn around each nucleus (its ellipse times `cytoplasm_scale`, colour
+    # multiplied in with `cytoplasm_alpha`: eosin or brown DAB); and things that are not
+    # nuclei, per mm² of tissue: fibres (collagen bundles, keratin, folds, ink streaks;
+    # wavy bands) and blobs (DAB, pigment, red cells, ink; irregular discs).
+    nucleus_slots: int = 12
+    nucleus_texture: float = 0.0
+    cytoplasm_color: RGB = (255.0, 255.0, 255.0)
+    cytoplasm_scale: float = 0.0
+    cytoplasm_alpha: float = 0.0
+    fibres_per_mm2: float = 0.0
+    fibre_color: RGB = (200.0, 90.0, 150.0)
+    fibre_width_um: tuple[float, float] = (1.5, 5.0)
+    fibre_length_um: tuple[float, float] = (30.0, 150.0)
+    fibre_alpha: float = 0.8
+    blobs_per_mm2: float = 0.0
+    blob_color: RGB = (150.0, 100.0, 60.0)
+    blob_radius_um: tuple[float, float] = (2.0, 10.0)
+    blob_alpha: float = 0.85
 
     def __post_init__(self) -> None:
         problems = []
@@ -92,6 +112,20 @@ class SampleStyle:
             problems.append("blur_px must be 0-8, grain_px 1-32, grain >= 0")
         if not 1 <= self.jpeg_quality <= 100:
             problems.append("jpeg_quality must be 1-100")
+        if not 1 <= self.nucleus_slots <= 64 or self.nucleus_texture < 0:
+            problems.append("nucleus_slots must be 1-64 and nucleus_texture >= 0")
+        if self.cytoplasm_scale != 0 and not 1.0 <= self.cytoplasm_scale <= 4.0:
+            problems.append("cytoplasm_scale must be 0 (none) or 1-4")
+        w0, w1 = self.fibre_width_um
+        l0, l1 = self.fibre_length_um
+        b0, b1 = self.blob_radius_um
+        if not (0.3 <= w0 <= w1 <= 60 and 1 <= l0 <= l1 <= 400 and 0.3 <= b0 <= b1 <= 60):
+            problems.append("fibre_width_um 0.3-60, fibre_length_um 1-400, blob_radius_um 0.3-60")
+        if not (0 <= self.fibres_per_mm2 <= 2000 and 0 <= self.blobs_per_mm2 <= 5000):
+            problems.append("fibres_per_mm2 must be 0-2000 and blobs_per_mm2 0-5000")
+        alphas = (self.cytoplasm_alpha, self.fibre_alpha, self.blob_alpha)
+        if not all(0 <= a <= 1 for a in alphas):
+            problems.append("cytoplasm_alpha, fibre_alpha and blob_alpha must be 0-1")
         if problems:
             raise ValueError(f"style {self.name!r}: {'; '.join(problems)}")
 
@@ -158,6 +192,103 @@ def random_style(rng: np.random.Generator, name: str = "random") -> SampleStyle:
     )
 
 
+# Optical density vectors of other chromogens and of what is not a stain (normalised on use).
+DAB_OD = (0.268, 0.570, 0.776)
+FAST_RED_OD = (0.214, 0.851, 0.478)
+KERATIN_OD = (0.10, 0.50, 0.86)  # orange-pink
+PIGMENT_OD = (0.45, 0.58, 0.68)  # brown-black (melanin, haemosiderin)
+INK_OD = ((0.58, 0.58, 0.58), (0.75, 0.45, 0.2), (0.7, 0.2, 0.7))  # black, blue, green
+WIDE_CHOICES = ("he", "he", "he", "he", "ihc")
+
+
+def wide_style(rng: np.random.Generator, name: str = "wide") -> SampleStyle:
+    """A training look, wider than `random_style`: paler, smaller, denser, more elongated and
+    more overlapping nuclei with chromatin grain; stronger and darker stroma; and, in most
+    looks, things a nuclei model must ignore: collagen bundles, keratin, folds, ink, pigment,
+    red cells, cytoplasm; one look in five is immunohistochemistry (haematoxylin
+    counterstain, brown DAB or red chromogen in cytoplasm and blobs)."""
+
+    def jitter(vec: tuple[float, float, float], amount: float) -> tuple[float, float, float]:
+        v = np.clip(np.asarray(vec) + rng.normal(0, amount, 3), 0.01, None)
+        v = v / np.linalg.norm(v)
+        return (float(v[0]), float(v[1]), float(v[2]))
+
+    def u(lo: float, hi: float) -> float:
+        return float(rng.uniform(lo, hi))
+
+    ihc = str(rng.choice(WIDE_CHOICES)) == "ihc"
+    h_vec, e_vec = jitter(HEMATOXYLIN_OD, 0.12), jitter(EOSIN_OD, 0.12)
+    light = u(228, 250)
+    glass = tuple(float(np.clip(light + t, 0, 255)) for t in rng.normal(0, 2.0, 3))
+    if ihc:
+        e_lo, e_hi = u(0.0, 0.04), 0.0
+        e_hi = e_lo + u(0.0, 0.06)
+        h_bg = u(0.03, 0.15)
+        h_lo = u(0.15, 0.45)
+    else:
+        e_lo = u(0.05, 0.4)
+        e_hi = e_lo + u(0.05, 0.5)
+        h_bg = u(0.0, 0.15)
+        h_lo = u(0.15, 0.7)
+    h_hi = h_lo + u(0.1, 0.6)
+    a0 = u(2.2, 6.5)
+    a1 = a0 + u(1.0, 7.0)
+    chromogen = jitter(DAB_OD if rng.random() < 0.75 else FAST_RED_OD, 0.06)
+    # Cytoplasm: eosin (H&E) or chromogen (IHC) around the nuclei, in some looks.
+    cyto_vec, cyto_conc = (chromogen, u(0.2, 0.9)) if ihc else (e_vec, u(0.1, 0.5))
+    cyto_on = rng.random() < (0.7 if ihc else 0.4)
+    kind = int(rng.integers(0, 4))
+    fibre_vec, fibre_conc, fibre_w = [
+        (e_vec, u(0.2, 0.8), (u(1.0, 3.0), u(3.0, 12.0))),  # collagen bundles
+        (jitter(KERATIN_OD, 0.1), u(0.2, 0.7), (u(2.0, 6.0), u(6.0, 20.0))),  # keratin
+        (e_vec, u(0.3, 0.8), (u(10.0, 20.0), u(20.0, 50.0))),  # folds (doubled stain)
+        (INK_OD[int(rng.integers(0, 3))], u(0.4, 1.6), (u(2.0, 10.0), u(10.0, 40.0))),  # ink
+    ][kind]
+    bkind = int(rng.integers(0, 4))
+    blob_vec, blob_conc, blob_r = [
+        (chromogen, u(0.3, 1.2), (u(2.0, 5.0), u(5.0, 15.0))),  # DAB / red chromogen
+        (jitter(PIGMENT_OD, 0.08), u(0.5, 1.6), (u(0.4, 1.0), u(1.0, 4.0))),  # pigment
+        (jitter(EOSIN_OD, 0.05), u(0.4, 0.9), (u(3.0, 3.5), u(3.5, 4.2))),  # red blood cells
+        (INK_OD[int(rng.integers(0, 3))], u(0.5, 1.5), (u(1.0, 4.0), u(4.0, 20.0))),  # ink
+    ][bkind]
+    return SampleStyle(
+        name=name,
+        glass=glass,  # type: ignore[arg-type]
+        eosin_light=stain_rgb([(e_vec, e_lo), (h_vec, h_bg)], light),
+        eosin_dark=stain_rgb([(e_vec, e_hi), (h_vec, h_bg * 1.5)], light),
+        nucleus_light=stain_rgb([(h_vec, h_lo), (e_vec, e_lo * 0.5)], light),
+        nucleus_dark=stain_rgb([(h_vec, h_hi), (e_vec, e_lo * 0.5)], light),
+        grain=float(rng.choice([0.0, u(4, 25)])),
+        grain_px=u(1.2, 5.0),
+        lumens_per_mm2=float(rng.choice([0.0, u(5, 80)])),
+        lumen_radius_um=(u(3, 10), u(12, 40)),
+        soft_edge_um=float(rng.choice([0.0, u(10, 150)])),
+        nucleus_density=u(0.25, 1.0),
+        nucleus_slots=int(rng.choice([12, 16, 24, 32])),
+        nucleus_major_px=(a0, a1),
+        nucleus_minor_min_px=u(max(1.2, a0 * 0.3), a0),
+        nucleus_gap_px=u(-0.5 * a0, 2.0),
+        nucleus_texture=float(rng.choice([0.0, u(5, 30)])),
+        cytoplasm_color=stain_rgb([(cyto_vec, cyto_conc)], 255.0),
+        cytoplasm_scale=u(1.5, 2.8) if cyto_on else 0.0,
+        cytoplasm_alpha=u(0.4, 1.0),
+        fibres_per_mm2=float(rng.choice([0.0, u(20, 400)])),
+        fibre_color=stain_rgb([(fibre_vec, fibre_conc)], 255.0),
+        fibre_width_um=fibre_w,
+        fibre_length_um=(u(15, 60), u(60, 250)),
+        fibre_alpha=u(0.5, 1.0),
+        blobs_per_mm2=float(rng.choice([0.0, u(30, 1500 if bkind == 1 else 500)])),
+        blob_color=stain_rgb([(blob_vec, blob_conc)], 255.0),
+        blob_radius_um=blob_r,
+        blob_alpha=u(0.6, 1.0),
+        blur_px=float(rng.choice([0.0, u(0.3, 2.5)])),
+        noise_glass=u(1, 4),
+        noise_tissue=u(3, 14),
+        noise_nucleus=u(4, 16),
+        jpeg_quality=int(rng.integers(40, 96)),
+    )
+
+
 # Looks the generator's default slides do not have; the tissue mask is tested on all of them.
 STYLES: dict[str, SampleStyle] = {
     "default": DEFAULT_STYLE,
@@ -203,6 +334,84 @@ STYLES: dict[str, SampleStyle] = {
         nucleus_major_px=(6.0, 12.0),
         nucleus_minor_min_px=3.0,
         jpeg_quality=90,
+    ),
+    # Held-out looks of the model evaluation (training draws `wide_style` looks, never these).
+    # Dense clusters of touching and overlapping, partly elongated nuclei with chromatin grain.
+    "clustered": SampleStyle(
+        name="clustered",
+        eosin_light=(230.0, 160.0, 200.0),
+        eosin_dark=(205.0, 115.0, 170.0),
+        nucleus_light=(110.0, 70.0, 155.0),
+        nucleus_dark=(55.0, 30.0, 105.0),
+        grain=10.0,
+        nucleus_density=0.95,
+        nucleus_slots=48,
+        nucleus_major_px=(4.5, 9.0),
+        nucleus_minor_min_px=2.5,
+        nucleus_gap_px=-3.5,
+        nucleus_texture=12.0,
+        blur_px=0.6,
+        jpeg_quality=75,
+    ),
+    # Small pale nuclei in pale eosin, slightly out of focus.
+    "pale": SampleStyle(
+        name="pale",
+        eosin_light=(240.0, 196.0, 220.0),
+        eosin_dark=(228.0, 166.0, 202.0),
+        nucleus_light=(150.0, 115.0, 185.0),
+        nucleus_dark=(105.0, 72.0, 150.0),
+        nucleus_density=0.8,
+        nucleus_major_px=(2.5, 5.5),
+        nucleus_minor_min_px=2.0,
+        nucleus_gap_px=0.5,
+        blur_px=0.7,
+        jpeg_quality=70,
+    ),
+    # Stroma: dark pink collagen bundles, red blood cells and eosin cytoplasm between nuclei.
+    "collagen": SampleStyle(
+        name="collagen",
+        eosin_light=(236.0, 170.0, 205.0),
+        eosin_dark=(220.0, 135.0, 185.0),
+        nucleus_light=(115.0, 70.0, 150.0),
+        nucleus_dark=(60.0, 35.0, 105.0),
+        nucleus_density=0.45,
+        nucleus_major_px=(3.5, 10.0),
+        nucleus_minor_min_px=1.8,
+        nucleus_texture=8.0,
+        cytoplasm_color=(225.0, 150.0, 200.0),
+        cytoplasm_scale=2.0,
+        cytoplasm_alpha=0.6,
+        fibres_per_mm2=300.0,
+        fibre_color=(215.0, 95.0, 160.0),
+        fibre_width_um=(2.0, 8.0),
+        fibre_length_um=(40.0, 200.0),
+        fibre_alpha=0.85,
+        blobs_per_mm2=150.0,
+        blob_color=(235.0, 80.0, 95.0),
+        blob_radius_um=(3.2, 4.0),
+        jpeg_quality=80,
+    ),
+    # Immunohistochemistry: pale blue haematoxylin counterstain, brown DAB in the cytoplasm
+    # around the nuclei and in blobs; no eosin.
+    "ihc": SampleStyle(
+        name="ihc",
+        glass=(240.0, 240.0, 238.0),
+        eosin_light=(222.0, 222.0, 232.0),
+        eosin_dark=(205.0, 205.0, 222.0),
+        nucleus_light=(130.0, 130.0, 185.0),
+        nucleus_dark=(80.0, 85.0, 150.0),
+        nucleus_density=0.7,
+        nucleus_major_px=(3.5, 8.0),
+        nucleus_minor_min_px=2.5,
+        nucleus_gap_px=0.0,
+        nucleus_texture=8.0,
+        cytoplasm_color=(190.0, 140.0, 100.0),
+        cytoplasm_scale=2.2,
+        cytoplasm_alpha=0.9,
+        blobs_per_mm2=120.0,
+        blob_color=(160.0, 105.0, 65.0),
+        blob_radius_um=(3.0, 12.0),
+        jpeg_quality=80,
     ),
 }
 

@@ -1,0 +1,59 @@
+"""Overlays of a model and the classical fallback on the real check images, for README.
+
+    PYTHONPATH=. .venv/bin/python scripts/quality_overlays.py [MODEL] [--out screenshots]
+
+Writes `quality_<image>.png`: left the model's outlines (green), right the classical
+fallback's (yellow), on the same image at 0.5 µm/px; prints the real-image measures as JSON
+lines. The images are for checking, never for training (wsitui/models/real_images.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from wsitui.models.classical import ClassicalModel
+from wsitui.models.evaluate import segment_image
+from wsitui.models.loaded import load
+from wsitui.models.real_images import load_real, overlay, real_measures
+from wsitui.models.source import resolve
+
+IMAGES = ("he_target", "he_histo", "ihc")
+TILE = 256
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model", nargs="?", default="shipped")
+    ap.add_argument("--out", type=Path, default=Path("screenshots"))
+    ap.add_argument("--crop", type=int, default=320, help="side of the crop shown (px)")
+    args = ap.parse_args()
+    model = load(resolve(args.model, Path.cwd()), "cpu", cpu_threads=1)
+    classical = ClassicalModel()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in IMAGES:
+        rgb = load_real(name)
+        pred = segment_image(model, rgb, TILE, 64)
+        base = segment_image(classical, rgb, TILE, 64)
+        print(json.dumps({"model": model.name, **real_measures(name, rgb, pred, base).as_dict()}))
+        print(json.dumps({"model": "classical", **real_measures(name, rgb, base, base).as_dict()}))
+        c = min(args.crop, *rgb.shape[:2])
+        sl = (slice(0, c), slice(0, c))
+        pair = np.concatenate(
+            [
+                overlay(rgb[sl], pred[sl], (0, 255, 0)),
+                np.full((c, 4, 3), 255, np.uint8),
+                overlay(rgb[sl], base[sl], (255, 255, 0)),
+            ],
+            axis=1,
+        )
+        Image.fromarray(pair).save(args.out / f"quality_{name}.png", optimize=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""Real images (checking, never training): what the shipped model does on two H&E images from
+package wheels (committed, see tests/models/data/README.md) and on scikit-image's IHC image,
+measured against the classical fallback on the same image (wsitui/models/real_images.py).
+Floors are just under what was measured; the card and README have the numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wsitui.models.classical import ClassicalModel
+from wsitui.models.evaluate import segment_image
+from wsitui.models.real_images import REAL_IMAGES, RealMeasures, load_real, real_measures
+
+IMAGES = (*REAL_IMAGES, "ihc")
+# Measured: low-H share 0.388 / 0.294 on the H&E images (goal of issue #24: under 0.10, not
+# met: these floors guard against getting worse; it is why the shipped model is not the
+# default). On IHC the classical reference picks DAB-darkened spots, so its percentile says
+# little there (measured 0.888); the IHC checks are the largest detection and DAB density.
+LOW_H_SHARE_MAX = {"he_target": 0.42, "he_histo": 0.33, "ihc": 0.92}
+DARK_RECALL_MIN = {"he_target": 0.95, "he_histo": 0.95, "ihc": 0.88}  # 1.0, 1.0, 0.921
+IHC_MAX_AREA_UM2 = 200.0  # a 16-µm disc: nothing a nucleus of colon mucosa reaches
+IHC_DAB_PER_1000UM2_MAX = 1.5  # measured 0.94 (classical 1.12; the previous shipped model 6.9)
+
+
+def _measure(name: str, which: str) -> RealMeasures:
+    rgb = load_real(name)
+    classical = segment_image(ClassicalModel(), rgb, 256, 64)
+    if which == "classical":
+        return real_measures(name, rgb, classical, classical)
+    pytest.importorskip("torch")
+    from wsitui.models.loaded import load
+    from wsitui.models.source import resolve
+
+    model = load(resolve("shipped"), "cpu", cpu_threads=1)
+    return real_measures(name, rgb, segment_image(model, rgb, 256, 64), classical)
+
+
+@pytest.fixture(scope="module")
+def shipped() -> dict[str, RealMeasures]:
+    return {name: _measure(name, "shipped") for name in IMAGES}
+
+
+def test_the_real_images_are_there_and_real():
+    for name in IMAGES:
+        rgb = load_real(name)
+        assert rgb.dtype == np.uint8 and rgb.ndim == 3 and min(rgb.shape[:2]) >= 300
+        assert rgb.std() > 20  # tissue, not a flat placeholder
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_shipped_model_outlines_haematoxylin_not_stroma(shipped: dict[str, RealMeasures], name):
+    m = shipped[name]
+    assert m.detections > 50, m
+    assert m.low_h_share <= LOW_H_SHARE_MAX[name], m.as_dict()
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_shipped_model_finds_the_dark_isolated_nuclei(shipped: dict[str, RealMeasures], name):
+    m = shipped[name]
+    assert m.dark_reference >= 10, m
+    assert m.dark_recall >= DARK_RECALL_MIN[name], m.as_dict()
+
+
+def test_shipped_model_invents_no_big_cells_on_ihc(shipped: dict[str, RealMeasures]):
+    m = shipped["ihc"]
+    assert m.max_area_um2 <= IHC_MAX_AREA_UM2, m.as_dict()
+    assert m.dab_area_share > 0.2  # the DAB compartment is found by colour deconvolution
+    assert m.dab_per_1000um2 <= IHC_DAB_PER_1000UM2_MAX, m.as_dict()
+
+
+def test_classical_reference_is_what_the_measures_assume():
+    m = _measure("he_target", "classical")
+    assert m.low_h_share == pytest.approx(0.05, abs=0.02)  # its own 5th percentile
+    assert m.dark_recall == 1.0
