@@ -88,7 +88,7 @@ def test_model_list_never_executes_a_model(tmp_path: Path, model_dir: Path):
     assert "torch.from_file" in entries[str(model_dir / "planted" / "instanseg.pt")].problem
     assert "torch.from_file" in entries[str(named.resolve())].problem
     # The default never picks a cached file wsitui did not download.
-    assert resolve(None).kind == "shipped"
+    assert resolve(None).kind == "classical"
 
 
 def test_model_list_reads_pixel_size_and_channels_without_torch_jit_load(

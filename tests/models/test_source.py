@@ -32,7 +32,7 @@ def test_default_is_the_cached_pretrained_model(model_dir: Path):
     cached = model_dir / "brightfield_nuclei" / "0.1.1" / "instanseg.pt"
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"x")
-    assert resolve(None, None).kind == "shipped"  # not downloaded by wsitui: no record
+    assert resolve(None, None).kind == "classical"  # not downloaded by wsitui: no record
     cached.with_name("instanseg.pt.sha256").write_text("0" * 64)
     s = resolve(None, None)
     assert (s.kind, s.name, s.path, s.version) == (
