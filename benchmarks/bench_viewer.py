@@ -5,17 +5,17 @@ On a generated 40,000 x 30,000 sample slide (made once into benchmarks/.cache) w
 (the truth mask traced like a TISSUE_MASK job's tissue.geojson):
 
 * first picture: open the slide, read the thumbnail, compose the fitted 1280x800-px view
-  (+ sixel encode);
+  (+ sixel encode, ours and textual-image's as the baseline);
 * cell index: `CellIndex.load` time and the RSS it adds (and the process's peak after it);
 * pan steps (a quarter view to the right, 12 steps from a level-0 view in tissue) and zoom steps
   (2x in about the centre from the fitted view down to level 0, then out): per step, the first
   compose from cache (the coarse stand-in where tiles are missing), the tile reads, the sharp
-  compose, and the encode per protocol. Sixel and kitty (TGP) get a 1280x800-px view; half-block
-  gets that terminal's cells (128 x 40 at 10 x 20 px per cell: a 128 x 80-px view); its encode
-  is timed whole (segments + Rich's ANSI) and as segments only (what the widget hands Textual,
-  which renders them its own way). As in the
-  TUI, the ring of tiles around the view is read after each step (not timed: it runs while the
-  user looks);
+  compose, and the encode per protocol. Sixel (ours, wsitui.tui.widgets.sixel_encode, and
+  textual-image's as the baseline, `sixel_textual_image`) and kitty (TGP) get a 1280x800-px
+  view; half-block gets that terminal's cells (128 x 40 at 10 x 20 px per cell: a 128 x 80-px
+  view); its encode is timed whole (segments + Rich's ANSI) and as segments only (what the
+  widget hands Textual, which renders them its own way). As in the TUI, the ring of tiles
+  around the view is read after each step (not timed: it runs while the user looks);
 * cache: bytes of decoded tiles held at the end, and the process's peak RSS.
 
     python benchmarks/bench_viewer.py [--size 40000x30000] [--steps 12] [--json out.json]
@@ -67,6 +67,14 @@ def overlays(slide: Path) -> tuple[Path, Path]:
 
 # ---- encoders: what the TUI's image widgets do with a frame ------------------------------------
 def encode_sixel(img: Image.Image) -> int:
+    """What the TUI's sixel widget runs: PIL quantizer + numpy bands."""
+    from wsitui.tui.widgets.sixel_encode import encode
+
+    return len(encode(img))
+
+
+def encode_sixel_textual_image(img: Image.Image) -> int:
+    """The baseline: textual-image's encoder (+ the xterm select fix), used before."""
     from textual_image._sixel import image_to_sixels
 
     from wsitui.tui.widgets.sixel import select_after_define
@@ -101,6 +109,7 @@ def encode_halfcell_segments(img: Image.Image) -> int:
 
 ENCODERS = {
     "sixel": encode_sixel,
+    "sixel_textual_image": encode_sixel_textual_image,
     "tgp": encode_tgp,
     "halfcell": encode_halfcell,
     "halfcell_segments": encode_halfcell_segments,
@@ -190,11 +199,15 @@ def run(size: tuple[int, int], n_steps: int) -> dict[str, Any]:
         frame = comp.compose(fit)
     with Clock() as enc_t:
         encode_sixel(Image.fromarray(frame.rgb))
+    with Clock() as old_t:
+        encode_sixel_textual_image(Image.fromarray(frame.rgb))
     out["first_picture_ms"] = {
         "open_and_compose": open_t.wall,
         "open_and_compose_cpu": open_t.cpu,
         "sixel_encode": enc_t.wall,
         "sixel_encode_cpu": enc_t.cpu,
+        "sixel_encode_textual_image": old_t.wall,
+        "sixel_encode_textual_image_cpu": old_t.cpu,
     }
 
     # The cell index (and tissue) as the screen's workers build them.
@@ -225,7 +238,7 @@ def run(size: tuple[int, int], n_steps: int) -> dict[str, Any]:
     x, y = (float(v) for v in comp.cells.centroid[len(comp.cells) // 2])
     results: dict[str, Any] = {}
     for name, vsize, protocols in (
-        ("graphics_1280x800", GRAPHICS_VIEW, ("sixel", "tgp")),
+        ("graphics_1280x800", GRAPHICS_VIEW, ("sixel", "sixel_textual_image", "tgp")),
         ("halfcell_128x80", HALF_VIEW, ("halfcell", "halfcell_segments")),
     ):
         scale = 1.0 if name.startswith("graphics") else 8.0

@@ -15,6 +15,10 @@ Textual goes on writing the rest of the widget's last line (the cells right of t
 was the screen's last (the full-screen preview, just above the footer) the "\n" scrolled the
 whole screen up a line: the title vanished and a ghost footer stayed above the real one.
 
+The encode itself is wsitui.tui.widgets.sixel_encode (PIL's quantizer + numpy bands, which
+selects after each definition by construction): textual-image's Python band loop took ~300 ms
+for a 1280 x 800-px slide view. `select_after_define` stays for textual-image's own output.
+
 Check by eye in a real sixel terminal: `scripts/check_sixel.py`.
 """
 
@@ -32,6 +36,8 @@ from textual_image._sixel import BackgroundColor, SixelOptions
 from textual_image.widget.sixel import Image as SixelImage
 from textual_image.widget.sixel import _ImageSixelImpl, _NoopRenderable
 
+from wsitui.tui.widgets.sixel_encode import MAX_COLORS, encode
+
 _NULL_STYLE = Style()
 _DEFINE = re.compile(r"#(\d+);2;\d+;\d+;\d+")
 
@@ -48,7 +54,10 @@ class _SelectingSixelImpl(_ImageSixelImpl):
         sixel_options: SixelOptions | None = None,
         background: BackgroundColor | None = None,
     ) -> str:
-        return select_after_define(super()._image_to_sixels(image, sixel_options, background))
+        opts = sixel_options or SixelOptions()
+        if opts.smooth:  # textual-image's spatial clean-up: its encoder handles it
+            return select_after_define(super()._image_to_sixels(image, sixel_options, background))
+        return encode(image, min(opts.colors, MAX_COLORS), opts.quantize, background)
 
     def _get_sixel_segments(self, sixel_data: str) -> Iterable[Segment]:
         region = self.screen.find_widget(self).visible_region
