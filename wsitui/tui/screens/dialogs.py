@@ -195,9 +195,14 @@ def check_slide(path: str) -> str | None:
 
 class AddJobDialog(Dialog[NewJob | None]):
     """Everything is checked here, the slide too (it is opened off the UI thread): an error
-    keeps the dialog open with what was typed, and goes away once the field is changed."""
+    keeps the dialog open with what was typed, and goes away once the field is changed.
+    F2 (or the View button) opens the slide viewer on the typed path, to check it is the
+    right slide; esc there comes back here with everything as typed."""
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+    BINDINGS = [
+        Binding("escape", "dismiss(None)", "Cancel"),
+        Binding("f2", "view", "View slide"),
+    ]
 
     def __init__(
         self,
@@ -269,6 +274,7 @@ class AddJobDialog(Dialog[NewJob | None]):
             yield Label("", classes="problem", id="error")
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
+                yield Button("View (F2)", id="view", compact=True)
                 yield Button("Add", variant="primary", id="ok", compact=True)
 
     def _error(self, text: str) -> None:
@@ -336,6 +342,19 @@ class AddJobDialog(Dialog[NewJob | None]):
     @on(Button.Pressed, "#cancel")
     def _cancel(self) -> None:
         self.dismiss(None)
+
+    @on(Button.Pressed, "#view")
+    def action_view(self) -> None:
+        """The viewer on the typed slide (no overlays: the job has not run yet)."""
+        from wsitui.tui.screens.viewer import ViewerScreen
+
+        slide = self.query_one("#slide", Input).value.strip()
+        if not slide:
+            self._error("give the path of a slide file to view")
+            return
+        path = Path(slide).expanduser()
+        protocol = getattr(self.app, "image_protocol", "auto")
+        self.app.push_screen(ViewerScreen(path, protocol=protocol, title=path.name))
 
 
 NEW_TENANT = "\x00new"
