@@ -4,9 +4,11 @@ textual-image's encoder walks each 6-row band's colours in Python (~300 ms for a
 view); here the whole picture is a handful of array operations (tens of ms):
 
 1. quantise with PIL (`Image.quantize`, no dither; FASTOCTREE by default, as textual-image);
-2. for every band and palette colour, the 6-bit column masks (one fancy-index OR per band row);
-3. the (band, colour) rows that paint anything, cut after their last painted column, become
-   runs; a run of 4+ equal sixels is `!N<c>`, a shorter one the char N times;
+2. per band and column, each colour's 6-bit sixel (36 row-against-row compares of the
+   band array), one entry per (band, colour, column) painted, sorted by (band, colour) with a
+   stable radix sort;
+3. each (band, colour) row becomes runs of equal adjacent sixels with gaps of empty ones
+   (`?`) between; a run of 4+ is `!N<c>`, a shorter one the char N times;
 4. the output bytes are laid out by cumulative sums and written with array stores: per row
    `#c` (select), its runs, then `$` (back to the band's start) or `-` after the band's last.
 
@@ -100,22 +102,35 @@ def encode_indexed(q: Quantised) -> str:
     if h == 0 or w == 0:
         return header + "\x1b\\"
     n_bands = -(-h // BAND)
-    mask = np.zeros((n_bands, k, w), np.uint8)
-    cols = np.arange(w)
+    idx = np.full((n_bands * BAND, w), -1, np.int16)  # -1: the rows below the picture
+    idx[:h] = index
+    bands = idx.reshape(n_bands, BAND, w)
+    # Per band and column, each row's colour's sixel: the bits of the rows with that colour;
+    # kept once, on the first row with the colour.
+    sixel = np.zeros(bands.shape, np.uint8)
+    keep = bands >= 0
     for r in range(BAND):
-        rows = index[r::BAND]  # row r of every band that has it
-        mask[np.arange(len(rows))[:, None], rows, cols[None, :]] |= np.uint8(1 << r)
-    # The painted (band, colour, column) cells, in output order.
-    flat = mask.ravel()
-    nz = np.flatnonzero(flat)
-    val = flat[nz]
-    row_id, col = np.divmod(nz, w)  # row_id: band * k + colour
+        for r2 in range(BAND):
+            same = bands[:, r2] == bands[:, r]
+            sixel[:, r] |= same.astype(np.uint8) << r2
+            if r2 < r:
+                keep[:, r] &= ~same
+    # The painted (band, colour, column) cells in output order: band, column, then a stable
+    # sort by band and colour keeps the columns in order within each (band, colour).
+    b, c, r = np.nonzero(keep.transpose(0, 2, 1))
+    key = b.astype(np.int64) * k + bands[b, r, c]
+    if n_bands * k <= 1 << 16:
+        key = key.astype(np.uint16)  # numpy sorts 16-bit keys by radix
+    order = np.argsort(key, kind="stable")
+    row_id = key[order].astype(np.int64)  # band * k + colour
+    col = c[order]
+    val = sixel[b[order], r[order], col]
     # Runs of equal, adjacent, non-zero sixels; each is preceded by a gap of empty ones ('?').
-    new_run = np.ones(len(nz), bool)
+    new_run = np.ones(len(col), bool)
     new_run[1:] = (row_id[1:] != row_id[:-1]) | (col[1:] != col[:-1] + 1) | (val[1:] != val[:-1])
     rs = np.flatnonzero(new_run)
     run_row, run_col = row_id[rs], col[rs]
-    length = np.diff(np.r_[rs, len(nz)])
+    length = np.diff(np.r_[rs, len(col)])
     char = val[rs].astype(np.int64) + 0x3F
     first = np.ones(len(rs), bool)
     first[1:] = run_row[1:] != run_row[:-1]
