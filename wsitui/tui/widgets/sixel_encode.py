@@ -117,31 +117,34 @@ def encode_indexed(q: Quantised) -> str:
                 keep[:, r] &= ~same
     # The painted (band, colour, column) cells in output order: band, column, then a stable
     # sort by band and colour keeps the columns in order within each (band, colour).
-    b, c, r = np.nonzero(keep.transpose(0, 2, 1))
-    key = b.astype(np.int64) * k + bands[b, r, c]
+    per_col = np.ascontiguousarray(keep.transpose(0, 2, 1)).ravel()  # (band, column, row)
+    f = np.flatnonzero(per_col).astype(np.int32)
+    key = (f // (BAND * w)) * k + bands.transpose(0, 2, 1).ravel()[f]
     if n_bands * k <= 1 << 16:
         key = key.astype(np.uint16)  # numpy sorts 16-bit keys by radix
     order = np.argsort(key, kind="stable")
-    row_id = key[order].astype(np.int64)  # band * k + colour
-    col = c[order]
-    val = sixel[b[order], r[order], col]
+    f = f[order]
+    row_id = key[order].astype(np.int32)  # band * k + colour
+    col = (f // BAND) % w
+    val = sixel.transpose(0, 2, 1).ravel()[f]
     # Runs of equal, adjacent, non-zero sixels; each is preceded by a gap of empty ones ('?').
     new_run = np.ones(len(col), bool)
     new_run[1:] = (row_id[1:] != row_id[:-1]) | (col[1:] != col[:-1] + 1) | (val[1:] != val[:-1])
-    rs = np.flatnonzero(new_run)
+    rs = np.flatnonzero(new_run).astype(np.int32)
     run_row, run_col = row_id[rs], col[rs]
-    length = np.diff(np.r_[rs, len(col)])
-    char = val[rs].astype(np.int64) + 0x3F
+    length = np.diff(rs, append=np.int32(len(col)))
+    char = val[rs] + np.uint8(0x3F)
     first = np.ones(len(rs), bool)
     first[1:] = run_row[1:] != run_row[:-1]
-    prev_end = np.r_[0, run_col[:-1] + length[:-1]]
+    prev_end = np.empty_like(run_col)
+    prev_end[0], prev_end[1:] = 0, run_col[:-1] + length[:-1]
     gap = np.where(first, run_col, run_col - prev_end)
     # Tokens: gap i, run i, ... (a gap of 0 writes nothing).
-    t_len = np.empty(2 * len(rs), np.int64)
+    t_len = np.empty(2 * len(rs), np.int32)
     t_len[0::2], t_len[1::2] = gap, length
-    t_char = np.empty(2 * len(rs), np.int64)
+    t_char = np.empty(2 * len(rs), np.uint8)
     t_char[0::2], t_char[1::2] = 0x3F, char
-    t_row = np.repeat(np.arange(len(rs)), 2)
+    t_row = np.repeat(np.arange(len(rs), dtype=np.int32), 2)
     long = t_len >= RLE_MIN
     nd_len = _digits(t_len)
     t_bytes = np.where(long, 2 + nd_len, t_len)
@@ -153,16 +156,16 @@ def encode_indexed(q: Quantised) -> str:
     row_of_run = np.cumsum(first) - 1
     t_rowidx = row_of_run[t_row]
     t_cum = np.cumsum(t_bytes) - t_bytes
-    first_tok = 2 * first_run
-    row_tok = np.add.reduceat(t_bytes, first_tok)
+    row_tok = np.add.reduceat(t_bytes, 2 * first_run)
     row_bytes = 1 + nd_col + row_tok + 1
     row_off = np.cumsum(row_bytes) - row_bytes
+    extra = np.cumsum(2 + nd_col) - 1  # the "#c" and "$" bytes up to a row's tokens
     out = np.zeros(int(row_bytes.sum()), np.uint8)
     out[row_off] = ord("#")
     _write_numbers(out, row_off + 1, colour_of, nd_col)
     last_in_band = np.r_[band_of[1:] != band_of[:-1], True]
     out[row_off + row_bytes - 1] = np.where(last_in_band, ord("-"), ord("$"))
-    t_off = row_off[t_rowidx] + 1 + nd_col[t_rowidx] + t_cum - t_cum[first_tok][t_rowidx]
+    t_off = t_cum + extra[t_rowidx]
     lo = t_off[long]
     out[lo] = ord("!")
     _write_numbers(out, lo + 1, t_len[long], nd_len[long])
