@@ -16,6 +16,14 @@ image's top, middle and bottom rows compare with preview.png. Look at the PNGs t
 must look like preview.png edge to edge, and the full screen must keep its title line and show
 one footer. Measured 2026-12-02, xterm 379: top rows 2.3 (323 before the register fix).
 
+Then the slide viewer: `v` on the job card opens it on the job's slide with its tissue outline
+(viewer.png), and an arrow key pans a quarter view (viewer_pan.png). Each drawn view is cut out
+and compared with the same view composed the way `wsitui view --snapshot` composes it
+(viewer_expected.png, viewer_pan_expected.png; the `--snapshot --region` command is printed):
+the pan must redraw, and the picture must match. Measured 2026-12-04, xterm 379, the
+numpy sixel encoder: previews top rows 2.1-2.3; viewer and pan 0.1 and 2.5 from what was sent
+(11.6 and 16.4 from the unquantised views: the 256-colour quantisation), at offset 0.
+
 `--app DATA_DIR` is the inner mode the xterm runs: the TUI over an engine on DATA_DIR.
 """
 
@@ -43,6 +51,9 @@ from wsitui.core.engine import Engine  # noqa: E402
 from wsitui.core.models import JobSpec, WorkflowSpec  # noqa: E402
 from wsitui.jobs.registry import default_executors  # noqa: E402
 from wsitui.slides.sample import write_sample_slide  # noqa: E402
+from wsitui.viewer.compose import Layers  # noqa: E402
+from wsitui.viewer.snapshot import load_compositor  # noqa: E402
+from wsitui.viewer.view import PAN_FRACTION, View  # noqa: E402
 
 TOOLS = ("Xvfb", "xterm", "xdotool", "import")
 COLUMNS, ROWS = 120, 40
@@ -108,6 +119,16 @@ def last_sixel(typescript: bytes) -> tuple[int, int, int, int] | None:
     return row, col, width, height
 
 
+def largest_sixel(typescript: bytes, since: int) -> tuple[int, int, int, int] | None:
+    """The largest image drawn after byte `since` (the viewer's picture, not its minimap);
+    the last one of that size (the sharp picture after the draft)."""
+    found = [tuple(int(v) for v in m.groups()) for m in _SIXEL_AT.finditer(typescript, since)]
+    if not found:
+        return None
+    biggest = max(w * h for _, _, w, h in found)
+    return [f for f in found if f[2] * f[3] == biggest][-1]  # type: ignore[return-value]
+
+
 def compare(preview: Path, shot: Path, where: tuple[int, int, int, int] | None) -> str:
     """Cut the drawn image out of the window grab and compare it with preview.png."""
     if where is None:
@@ -124,10 +145,58 @@ def compare(preview: Path, shot: Path, where: tuple[int, int, int, int] | None) 
     band = 6  # one sixel band
     return (
         f"{shot.name}: {width}x{height} px image at cell ({col},{row}); mean |difference| "
-        f"per pixel from preview.png (0-765): top {band} rows {diff[:band].mean():.1f}, "
+        f"per {preview.name} pixel (0-765): top {band} rows {diff[:band].mean():.1f}, "
         f"middle {diff[height // 2 - 3 : height // 2 + 3].mean():.1f}, bottom {band} rows "
         f"{diff[-band:].mean():.1f}, whole {diff.mean():.1f}. A few units is right; tens "
         "mean a band of wrong colour"
+    )
+
+
+def compare_view(expected: Path, shot: Path, where: tuple[int, int, int, int] | None) -> str:
+    """The drawn view against the composed one and against its quantisation by our sixel
+    encoder (what the terminal was sent: ~0 there means xterm shows exactly that)."""
+    if where is None:
+        return f"{shot.name}: no viewer picture drawn"
+    from wsitui.tui.widgets.sixel_encode import percent, quantise
+
+    row, col, width, height = where
+    img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    cell_w = (img.shape[1] - 2 * BORDER) / COLUMNS
+    cell_h = (img.shape[0] - 2 * BORDER) / ROWS
+    x, y = BORDER + round((col - 1) * cell_w), BORDER + round((row - 1) * cell_h)
+    crop = img[y : y + height, x : x + width]
+    ref = Image.open(expected).convert("RGB")
+    q = quantise(ref)
+    sent = (percent(q.palette)[q.index] * 255 + 50) // 100
+    composed = np.abs(crop - np.asarray(ref).astype(int)).sum(axis=2).mean()
+    quantised = np.abs(crop - sent).sum(axis=2).mean()
+    return (
+        f"{shot.name}: {width}x{height} px view at cell ({col},{row}); mean |difference| per "
+        f"pixel (0-765) from {expected.name}: {composed:.1f} (256-colour quantisation), from "
+        f"its quantisation as sent: {quantised:.1f} (~0: drawn exactly, in place)"
+    )
+
+
+def expected_view(
+    slide: Path, tissue: Path, where: tuple[int, int, int, int] | None, pans: int, out: Path
+) -> str:
+    """Compose the view the viewer should show (fitted to the drawn size, panned right `pans`
+    times) as `--snapshot` does, into `out`; returns the equivalent command."""
+    if where is None:
+        return "(no viewer image drawn)"
+    _, _, width, height = where
+    comp, _ = load_compositor(slide, None, tissue)
+    try:
+        view = View.fit(comp.source.dimensions, (width, height))
+        for _ in range(pans):
+            view = view.pan(PAN_FRACTION, 0)
+        Image.fromarray(comp.compose_sync(view, Layers()).rgb).save(out)
+    finally:
+        comp.source.close()
+    x0, y0, x1, y1 = view.region
+    return (
+        f"wsitui view {slide} --tissue {tissue} --snapshot {out} "
+        f"--region {x0:g},{y0:g},{x1 - x0:g},{y1 - y0:g} --width {width}"
     )
 
 
@@ -192,7 +261,32 @@ def main() -> int:
             reports.append(
                 compare(preview, out / "fullscreen.png", last_sixel(typescript.read_bytes()))
             )
-            keys(display, "Escape", "Escape", "q")
+            keys(display, "Escape", "Escape")
+            time.sleep(1)
+            # The slide viewer on the job's slide, its tissue outline on top; then a pan.
+            slide, tissue = data.parent / "demo.svs", preview.parent / "tissue.geojson"
+            since = len(typescript.read_bytes())
+            keys(display, "v")
+            time.sleep(4)  # open, thumbnail, tiles
+            grab(display, window, out / "viewer.png")
+            where = largest_sixel(typescript.read_bytes(), since)
+            reports.append(expected_view(slide, tissue, where, 0, out / "viewer_expected.png"))
+            reports.append(compare_view(out / "viewer_expected.png", out / "viewer.png", where))
+            since = len(typescript.read_bytes())
+            keys(display, "Right")
+            time.sleep(3)
+            grab(display, window, out / "viewer_pan.png")
+            where = largest_sixel(typescript.read_bytes(), since)
+            if where is None:
+                reports.append("viewer_pan.png: the pan drew no new picture")
+            else:
+                reports.append(
+                    expected_view(slide, tissue, where, 1, out / "viewer_pan_expected.png")
+                )
+                reports.append(
+                    compare_view(out / "viewer_pan_expected.png", out / "viewer_pan.png", where)
+                )
+            keys(display, "Escape", "q")
             time.sleep(1)
         finally:
             for proc in (xterm, xvfb):
@@ -204,8 +298,9 @@ def main() -> int:
                         proc.kill()
     print("\n".join(reports))
     print(
-        f"wrote preview.png, main.png, detail.png, fullscreen.png and typescript to {out}: "
-        "look at them (the image edge to edge, title line and one footer on the full screen)"
+        f"wrote preview.png, main.png, detail.png, fullscreen.png, viewer*.png and typescript "
+        f"to {out}: look at them (the image edge to edge, title line and one footer on the "
+        "full screen, the viewer's pan moved the picture a quarter left)"
     )
     return 0
 
