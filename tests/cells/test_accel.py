@@ -209,7 +209,7 @@ def shipped():
     from wsitui.models import ModelCache, resolve
 
     cache = ModelCache(cpu_threads=1)
-    yield cache.get(resolve(None), "cpu")
+    yield cache.get(resolve("shipped"), "cpu")  # the InstanSeg path (the default is classical)
     cache.close()
 
 
