@@ -48,7 +48,7 @@ def setup(size: tuple[int, int], seed: int, n: int) -> dict[str, Any]:
     slide = sample(size, seed)
     params = SegmentCellsParams()
     cache = ModelCache()
-    model = cache.get(resolve(None), "cpu")
+    model = cache.get(resolve("shipped"), "cpu")  # InstanSeg: the default is classical
     reader = open_slide(slide)
     tm = compute_tissue_mask(reader)
     plan = plan_tiles(

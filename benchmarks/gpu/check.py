@@ -118,7 +118,7 @@ def bare_model(
 
     params = SegmentCellsParams(tile_size=tile_size)
     cache = ModelCache()
-    model = cache.get(resolve(None), device)
+    model = cache.get(resolve("shipped"), device)  # InstanSeg: the default is classical
     reader = open_slide(slide)
     tm = compute_tissue_mask(reader)
     plan = plan_tiles(
@@ -230,6 +230,7 @@ def job(
                 spec = mask_and_cells(
                     slide,
                     "cells",
+                    model="shipped",
                     device=device,
                     precision=precision,
                     batch_size=batch_size,
