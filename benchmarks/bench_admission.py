@@ -22,7 +22,7 @@ import anyio
 from wsitui.core.admission import Admission, Limits
 from wsitui.core.engine import Engine, QueueFull, RateLimited
 from wsitui.core.executor import Executor, JobContext
-from wsitui.core.models import JobSpec, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, JobType, WorkflowSpec
 
 
 class ZeroWork(Executor):

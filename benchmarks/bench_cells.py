@@ -267,7 +267,7 @@ def ihc(model_name: str, crop: int) -> None:
 
     from tests.cells.images import ihc_slide
     from wsitui.core.engine import Engine
-    from wsitui.core.models import JobSpec, WorkflowSpec
+    from wsitui.core.records import JobSpec, WorkflowSpec
     from wsitui.jobs.registry import default_executors
     from wsitui.slides.sample import write_sample_slide
 

@@ -113,7 +113,7 @@ def main() -> None:
     from types import SimpleNamespace
 
     from wsitui.core.executor import UpstreamJob
-    from wsitui.core.models import JobState, JobType
+    from wsitui.core.records import JobState, JobType
     from wsitui.jobs.measure_cells.executor import _Run
     from wsitui.jobs.measure_cells.params import MeasureCellsParams
 

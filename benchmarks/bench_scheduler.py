@@ -20,7 +20,7 @@ import anyio
 
 from wsitui.core.engine import Engine
 from wsitui.core.executor import Executor, JobContext
-from wsitui.core.models import JobSpec, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, JobType, WorkflowSpec
 
 
 class ZeroWork(Executor):

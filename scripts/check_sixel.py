@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from wsitui.core.engine import Engine  # noqa: E402
-from wsitui.core.models import JobSpec, WorkflowSpec  # noqa: E402
+from wsitui.core.records import JobSpec, WorkflowSpec  # noqa: E402
 from wsitui.jobs.registry import default_executors  # noqa: E402
 from wsitui.slides.sample import write_sample_slide  # noqa: E402
 from wsitui.viewer.compose import Layers  # noqa: E402

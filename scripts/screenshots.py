@@ -13,7 +13,7 @@ from pathlib import Path
 from textual.widgets import Select
 
 from wsitui.core.engine import Engine
-from wsitui.core.models import JobSpec, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, JobType, WorkflowSpec
 from wsitui.jobs.registry import default_executors
 from wsitui.slides.sample import write_sample_slide
 from wsitui.tui.app import WsituiApp

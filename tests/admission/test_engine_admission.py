@@ -12,7 +12,7 @@ from tests.core.fakes import LooseParams
 from wsitui.core.admission import Limits
 from wsitui.core.engine import Engine, InvalidRequest, QueueFull, RateLimited
 from wsitui.core.executor import Executor, JobContext
-from wsitui.core.models import JobSpec, JobState, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, JobType, WorkflowSpec
 
 pytestmark = pytest.mark.anyio
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from wsitui.core.models import JobSpec, WorkflowSpec
+from wsitui.core.records import JobSpec, WorkflowSpec
 
 
 def mask_and_cells(slide: Path, name: str = "w", **params: Any) -> WorkflowSpec:

@@ -15,7 +15,7 @@ from tests.cells.images import forty_x_slide
 from tests.cells.test_segment_cells import executors
 from tests.cells.truth import cells_centroids, match_centroids
 from wsitui.core.engine import Engine
-from wsitui.core.models import JobSpec, JobState, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.slides.sample import load_truth
 
 pytestmark = pytest.mark.anyio

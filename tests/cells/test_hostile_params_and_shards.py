@@ -16,7 +16,7 @@ from tests.cells.specs import mask_and_cells
 from tests.cells.test_segment_cells import _rows, executors, run_to_end
 from tests.jobs.test_tissue_small import write_tiff
 from wsitui.core.engine import Engine, InvalidRequest
-from wsitui.core.models import JobState
+from wsitui.core.records import JobState
 from wsitui.jobs.cells.memory import (
     DEFAULT_BUDGET_GB,
     GB,

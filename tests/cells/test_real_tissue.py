@@ -16,7 +16,7 @@ from shapely.geometry import shape
 from tests.cells.images import ihc_slide
 from tests.cells.test_segment_cells import cells_wf, executors, run_to_end
 from wsitui.core.engine import Engine
-from wsitui.core.models import JobSpec, JobState, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.jobs.cells.extract import CellRecords
 from wsitui.jobs.cells.write import CellWriter
 

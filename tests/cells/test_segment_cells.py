@@ -16,7 +16,7 @@ from shapely.geometry import shape
 from tests.cells.specs import mask_and_cells
 from tests.cells.truth import score_against_truth
 from wsitui.core.engine import Engine, InvalidRequest
-from wsitui.core.models import JobSpec, JobState, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.jobs.segment_cells import SegmentCellsExecutor
 from wsitui.jobs.tissue_mask import TissueMaskExecutor
 

@@ -22,7 +22,7 @@ from tests.core.oracle import Oracle, check, missing_from_log, read_events
 from wsitui.core.engine import Engine
 from wsitui.core.eventlog import JsonlEventLog
 from wsitui.core.executor import Executor, JobContext, JobError
-from wsitui.core.models import JobSpec, JobState, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, JobType, WorkflowSpec
 
 
 class ChaosExecutor(Executor):

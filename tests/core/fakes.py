@@ -12,7 +12,7 @@ import anyio.to_thread
 from pydantic import BaseModel
 
 from wsitui.core.executor import Executor, JobContext, JobError, UpstreamSpec
-from wsitui.core.models import JobSpec, JobType
+from wsitui.core.records import JobSpec, JobType
 
 
 class LooseParams(BaseModel):

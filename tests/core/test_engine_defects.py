@@ -16,7 +16,7 @@ from tests.core.fakes import GatedExecutor, LooseParams, SleepExecutor
 from wsitui.core.engine import Engine
 from wsitui.core.events import JobProgress, JobStateChanged
 from wsitui.core.executor import Executor, JobContext
-from wsitui.core.models import JobSpec, JobState, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, JobType, WorkflowSpec
 
 pytestmark = pytest.mark.anyio
 

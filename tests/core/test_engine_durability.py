@@ -22,7 +22,7 @@ from wsitui.core.engine import Engine
 from wsitui.core.eventlog import JsonlEventLog
 from wsitui.core.events import Event, JobProgress, JobStateChanged
 from wsitui.core.executor import JobContext
-from wsitui.core.models import JobSpec, JobState, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -122,7 +122,7 @@ from pathlib import Path
 sys.path.insert(0, {repo!r})
 from tests.core.fakes import SleepExecutor
 from wsitui.core.engine import Engine
-from wsitui.core.models import JobSpec, WorkflowSpec
+from wsitui.core.records import JobSpec, WorkflowSpec
 
 data, submit = Path(sys.argv[1]), sys.argv[2] == "submit"
 

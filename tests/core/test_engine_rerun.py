@@ -12,7 +12,7 @@ import pytest
 from tests.core.fakes import GatedExecutor
 from wsitui.core.engine import Engine, InvalidRequest
 from wsitui.core.events import JobStateChanged
-from wsitui.core.models import JobSpec, JobState, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,7 @@ from tests.core.crash import snapshot
 from tests.core.fakes import GatedExecutor
 from wsitui.core.engine import Engine, InvalidRequest
 from wsitui.core.executor import JobContext
-from wsitui.core.models import JobSpec, JobState, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, JobType, WorkflowSpec
 
 pytestmark = pytest.mark.anyio
 

@@ -11,7 +11,7 @@ import pytest
 from tests.core.fakes import GatedExecutor
 from wsitui.core.engine import Engine, InvalidRequest, NotFound
 from wsitui.core.events import JobStateChanged, TenantAdmitted
-from wsitui.core.models import JobSpec, JobState, WorkflowSpec, WorkflowState
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec, WorkflowState
 
 pytestmark = pytest.mark.anyio
 

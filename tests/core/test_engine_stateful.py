@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from tests.core.crash import snapshot
 from tests.core.fakes import GatedExecutor
 from wsitui.core.engine import Engine, InvalidRequest
-from wsitui.core.models import JobSpec, JobState, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.core.store import Store
 
 TENANTS = ("t0", "t1", "t2")

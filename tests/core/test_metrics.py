@@ -1,6 +1,6 @@
 from wsitui.core.events import JobProgress, JobStateChanged
 from wsitui.core.metrics import Metrics
-from wsitui.core.models import Job, JobState, JobType
+from wsitui.core.records import Job, JobState, JobType
 
 T = 6_000_000.0  # a minute boundary (divisible by 60)
 

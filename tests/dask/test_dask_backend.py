@@ -15,7 +15,7 @@ import pytest
 from tests.cells.test_segment_cells import _rows, cells_wf, executors, run_to_end
 from wsitui.core.engine import Engine
 from wsitui.core.executor import JobError
-from wsitui.core.models import JobSpec, JobState, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.jobs.cells import dask_backend, dask_worker
 from wsitui.jobs.cells.dask_backend import DaskClusters
 from wsitui.jobs.cells.extract import CellRecords

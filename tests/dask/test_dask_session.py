@@ -12,7 +12,7 @@ import pytest
 
 from tests.cells.test_segment_cells import cells_wf
 from wsitui.core.engine import Engine
-from wsitui.core.models import JobState
+from wsitui.core.records import JobState
 from wsitui.jobs.cells.dask_backend import DaskClusters
 from wsitui.jobs.cells.dask_info import dashboard_link
 from wsitui.jobs.segment_cells import SegmentCellsExecutor

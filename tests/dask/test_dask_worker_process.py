@@ -20,7 +20,7 @@ import pytest
 from tests.cells.specs import mask_and_cells
 from tests.cells.test_segment_cells import run_to_end
 from tests.slides.samples import sample_slide_path
-from wsitui.core.models import JobState
+from wsitui.core.records import JobState
 from wsitui.jobs.cells import dask_worker
 from wsitui.jobs.cells.dask_backend import DaskClusters
 from wsitui.models.device import cuda_visible

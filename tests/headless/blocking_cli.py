@@ -13,7 +13,7 @@ import time
 import wsitui.jobs.registry as registry
 from tests.core.fakes import LooseParams
 from wsitui.core.executor import Executor, JobContext
-from wsitui.core.models import JobType
+from wsitui.core.records import JobType
 
 BLOCK_S = 120.0
 

@@ -12,7 +12,7 @@ from rich.console import Console, RenderableType
 
 from tests.tui.fakes import ScriptedExecutor
 from wsitui.core.engine import Engine
-from wsitui.core.models import JobSpec, JobState, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.headless.display import summary_table
 from wsitui.headless.status import status_table
 from wsitui.models.cli import add_model_commands, run_model_command
@@ -107,7 +107,7 @@ def test_model_list_rows_fit_80_columns(capsys: pytest.CaptureFixture[str]):
 def test_run_bars_show_stage_and_cells():
     from dataclasses import replace
 
-    from wsitui.core.models import Job, JobType
+    from wsitui.core.records import Job, JobType
     from wsitui.headless.display import doing_text
 
     job = Job(

@@ -17,7 +17,7 @@ import anyio.to_thread
 from pydantic import BaseModel
 
 from wsitui.core.executor import Executor, JobCanceled, UpstreamJob
-from wsitui.core.models import Job, JobState, JobType
+from wsitui.core.records import Job, JobState, JobType
 
 T = TypeVar("T")
 

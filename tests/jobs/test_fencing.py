@@ -18,7 +18,7 @@ import pytest
 
 from wsitui.core.engine import Engine
 from wsitui.core.executor import Executor, JobContext
-from wsitui.core.models import JobSpec, JobState, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, JobType, WorkflowSpec
 from wsitui.jobs.common.files import Fenced, commit_fence, write_atomic
 from wsitui.jobs.common.shards import ShardOwner, ShardStore
 

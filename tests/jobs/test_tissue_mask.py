@@ -14,7 +14,7 @@ from tests.jobs.fakes import FakeContext, MemoryCheckpoint
 from tests.jobs.fakes import run as run_executor
 from tests.slides.samples import SIZE, iou, record_reads, with_stated_mpp
 from wsitui.core.executor import JobCanceled, JobError
-from wsitui.core.models import JobSpec, JobType
+from wsitui.core.records import JobSpec, JobType
 from wsitui.jobs.common import grid as grid_mod
 from wsitui.jobs.common import tissue as tissue_mod
 from wsitui.jobs.common.grid import GridGeometry, TileGrid, mask_fractions

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from wsitui.core.engine import Engine, InvalidRequest
-from wsitui.core.models import JobSpec, JobState, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.jobs.measure_cells.names import ALL
 from wsitui.jobs.registry import default_executors
 

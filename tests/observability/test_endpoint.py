@@ -19,7 +19,7 @@ from wsitui.core.admission import Limits
 from wsitui.core.engine import Engine, RateLimited
 from wsitui.core.executor import Executor, JobContext
 from wsitui.core.metrics import Metrics
-from wsitui.core.models import JobSpec, JobState, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, JobType, WorkflowSpec
 from wsitui.observability.prometheus import METRICS, registry_for
 from wsitui.observability.server import MetricsServer, bind
 

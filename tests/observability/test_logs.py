@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from wsitui.core.events import JobStateChanged, TenantAdmitted
-from wsitui.core.models import Job, JobState, JobType
+from wsitui.core.records import Job, JobState, JobType
 from wsitui.observability.logs import JobLog, LogError, setup_logging
 
 

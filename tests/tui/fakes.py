@@ -12,7 +12,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 from wsitui.core.executor import Executor, JobContext, JobError, UpstreamSpec
-from wsitui.core.models import JobSpec, JobType
+from wsitui.core.records import JobSpec, JobType
 from wsitui.jobs.tissue_mask import TissueMaskParams
 
 

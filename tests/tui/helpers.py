@@ -6,7 +6,7 @@ import anyio
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from wsitui.core.models import JobSpec, WorkflowSpec
+from wsitui.core.records import JobSpec, WorkflowSpec
 from wsitui.tui.app import WsituiApp
 from wsitui.tui.screens.dialogs import AddJobDialog
 from wsitui.tui.widgets.lanes import JobCard

@@ -11,7 +11,7 @@ from tests.slides.samples import sample_slide_path
 from tests.tui.fakes import ScriptedExecutor
 from tests.tui.helpers import settle
 from wsitui.core.engine import Engine
-from wsitui.core.models import JobType
+from wsitui.core.records import JobType
 from wsitui.jobs.segment_cells import SegmentCellsExecutor
 from wsitui.tui.app import WsituiApp
 from wsitui.tui.screens.dialogs import AddJobDialog

@@ -13,7 +13,7 @@ from textual.widgets._footer import FooterKey
 from tests.slides.samples import sample_slide_path
 from tests.tui.conftest import make_app
 from tests.tui.helpers import add_job_via_dialog, card_text, settle, spec, wait_for
-from wsitui.core.models import JobState
+from wsitui.core.records import JobState
 from wsitui.tui.screens.detail import JobDetailScreen, PreviewScreen
 from wsitui.tui.screens.dialogs import ConfirmDialog, TenantDialog
 from wsitui.tui.screens.metrics import MetricsScreen

@@ -13,7 +13,7 @@ from textual.widgets import Input, Select
 from tests.slides.samples import sample_slide_path
 from tests.tui.conftest import T0, make_app
 from tests.tui.helpers import settle, spec, wait_for
-from wsitui.core.models import JobState, JobType, WorkflowSpec
+from wsitui.core.records import JobState, JobType, WorkflowSpec
 from wsitui.session.session import SessionOptions, prepare_session
 from wsitui.tui.main import build_app
 from wsitui.tui.rates import WINDOW_S

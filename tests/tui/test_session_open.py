@@ -20,7 +20,7 @@ from tests.core.oracle import SIDE_EFFECTS
 from tests.slides.samples import sample_slide_path
 from tests.tui.fakes import ScriptedExecutor
 from wsitui.core.engine import Engine
-from wsitui.core.models import JobSpec, JobState, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.session.session import SessionOptions, prepare_session
 from wsitui.tui.main import build_app
 

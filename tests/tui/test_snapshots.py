@@ -12,7 +12,7 @@ from textual.widgets import Input, Select
 
 from tests.tui.conftest import T0, make_app
 from tests.tui.helpers import add_job_via_dialog, card_text, settle, spec, wait_for
-from wsitui.core.models import JobSpec, JobState, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, JobType, WorkflowSpec
 from wsitui.tui.app import WsituiApp
 from wsitui.tui.screens.dialogs import Devices
 from wsitui.tui.widgets.lanes import JobCard

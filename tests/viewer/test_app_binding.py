@@ -9,7 +9,7 @@ import pytest
 
 from tests.tui.conftest import make_app
 from tests.tui.helpers import settle
-from wsitui.core.models import JobSpec, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, JobType, WorkflowSpec
 from wsitui.tui.screens.viewer import ViewerScreen
 
 pytestmark = pytest.mark.anyio

@@ -49,7 +49,8 @@ from wsitui.core.executor import (
     UpstreamJob,
     UpstreamSpec,
 )
-from wsitui.core.models import (
+from wsitui.core.paths import DataDirLock, results_dir
+from wsitui.core.records import (
     SAFE_ID,
     SAFE_ID_HINT,
     Job,
@@ -62,7 +63,6 @@ from wsitui.core.models import (
     WorkflowStatus,
     job_id_for,
 )
-from wsitui.core.paths import DataDirLock, results_dir
 from wsitui.core.store import Store, StoreError
 
 T = TypeVar("T")

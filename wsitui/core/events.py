@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from wsitui.core.models import Job, JobState, Workflow, WorkflowState
+from wsitui.core.records import Job, JobState, Workflow, WorkflowState
 
 
 def _job_fields(job: Job) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from wsitui.core.models import Job, JobSpec, JobState, JobType
+from wsitui.core.records import Job, JobSpec, JobState, JobType
 
 T = TypeVar("T")
 

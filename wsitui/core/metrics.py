@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from wsitui.core.events import Event, JobProgress, JobStateChanged
-from wsitui.core.models import Job, JobState
+from wsitui.core.records import Job, JobState
 
 if TYPE_CHECKING:
     from wsitui.core.engine import Engine

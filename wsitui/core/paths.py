@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 from typing import IO
 
-from wsitui.core.models import check_safe_id
+from wsitui.core.records import check_safe_id
 
 
 def default_data_dir() -> Path:

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from wsitui.core.models import Job, JobState
+from wsitui.core.records import Job, JobState
 
 
 class JobPhase(StrEnum):

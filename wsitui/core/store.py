@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from wsitui.core.models import Job, JobState, JobType, Transition, Workflow
+from wsitui.core.records import Job, JobState, JobType, Transition, Workflow
 from wsitui.core.rules import TenantRow
 
 SCHEMA = """

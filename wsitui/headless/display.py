@@ -30,8 +30,8 @@ from wsitui.core.events import (
     TenantWaiting,
     WorkflowProgress,
 )
-from wsitui.core.models import Job, JobState, WorkflowStatus
 from wsitui.core.phase import job_phases
+from wsitui.core.records import Job, JobState, WorkflowStatus
 from wsitui.core.text import one_line
 
 STATE_STYLE = {

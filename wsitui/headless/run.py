@@ -20,7 +20,7 @@ from anyio.abc import TaskStatus
 from pydantic import BaseModel
 from rich.console import Console
 
-from wsitui.core.models import JobState, WorkflowStatus
+from wsitui.core.records import JobState, WorkflowStatus
 from wsitui.core.text import one_line
 from wsitui.headless.display import PlainLines, ProgressBars, summary_table
 from wsitui.observability.setup import ObserveOptions

@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from wsitui.core.models import Job
 from wsitui.core.paths import default_data_dir
+from wsitui.core.records import Job
 from wsitui.core.store import Store, StoreError
 from wsitui.core.text import one_line
 from wsitui.session.errors import EXIT_INPUT, EXIT_OK

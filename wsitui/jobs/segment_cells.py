@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw
 from pydantic import BaseModel, Field
 
 from wsitui.core.executor import Executor, JobContext, JobError, UpstreamJob, UpstreamSpec
-from wsitui.core.models import JobSpec, JobType
+from wsitui.core.records import JobSpec, JobType
 from wsitui.jobs.cells.accel import (
     GpuTurns,
     accelerate,

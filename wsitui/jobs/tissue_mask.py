@@ -50,7 +50,7 @@ from wsitui.core.executor import (
     JobError,
     UpstreamSpec,
 )
-from wsitui.core.models import JobSpec, JobType
+from wsitui.core.records import JobSpec, JobType
 from wsitui.jobs.common.archive import write_archive
 from wsitui.jobs.common.files import commit_fence, write_atomic
 from wsitui.jobs.common.geojson import TISSUE, feature_collection, mask_polygons, write_geojson

@@ -26,7 +26,7 @@ from wsitui.core.events import (
     TenantWaiting,
     WorkflowProgress,
 )
-from wsitui.core.models import JobState, WorkflowState
+from wsitui.core.records import JobState, WorkflowState
 from wsitui.observability.libraries import LibraryRecordsOnly
 
 LOGGER = "wsitui"

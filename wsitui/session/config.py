@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wsitui.core.admission import Limits
-from wsitui.core.models import BranchName, JobKey, JobSpec, JobType, TenantId, WorkflowSpec
+from wsitui.core.records import BranchName, JobKey, JobSpec, JobType, TenantId, WorkflowSpec
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # thousands of jobs fit in well under 1 MiB
 MAX_DEPTH = 32  # tables and arrays nested in each other (params included)

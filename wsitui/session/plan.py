@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from wsitui.core.engine import Engine, EngineError
-from wsitui.core.models import Job, JobState
+from wsitui.core.records import Job, JobState
 from wsitui.core.store import Store
 from wsitui.session.config import Config, JobConfig, WorkflowConfig
 from wsitui.slides.errors import SlideError

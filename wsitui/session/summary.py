@@ -11,9 +11,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from wsitui.core.models import Job, JobState, Workflow, WorkflowState
 from wsitui.core.paths import results_dir
 from wsitui.core.phase import JobPhase, PhaseInfo, job_phases
+from wsitui.core.records import Job, JobState, Workflow, WorkflowState
 
 
 class JobSummary(BaseModel):

@@ -37,7 +37,8 @@ from textual.worker import Worker
 from wsitui.core.engine import Engine, EngineError, QueueFull, RateLimited
 from wsitui.core.events import Event, JobProgress, JobStateChanged, Listener, WorkflowProgress
 from wsitui.core.metrics import Metrics
-from wsitui.core.models import (
+from wsitui.core.paths import DataDirInUse
+from wsitui.core.records import (
     Job,
     JobSpec,
     JobState,
@@ -46,7 +47,6 @@ from wsitui.core.models import (
     WorkflowStatus,
     job_id_for,
 )
-from wsitui.core.paths import DataDirInUse
 from wsitui.session.errors import SessionError
 from wsitui.session.session import Session
 from wsitui.slides.sample import write_sample_slide

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from wsitui.core.models import Job
 from wsitui.core.phase import JobPhase, PhaseInfo, job_phases
+from wsitui.core.records import Job
 
 
 @dataclass(frozen=True, slots=True)

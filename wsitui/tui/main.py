@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wsitui.core.models import check_safe_id
+from wsitui.core.records import check_safe_id
 from wsitui.core.text import one_line
 from wsitui.observability.setup import ObserveOptions
 from wsitui.session.config import Config

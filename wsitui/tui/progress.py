@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from wsitui.core.models import Job, JobState
+from wsitui.core.records import Job, JobState
 
 
 def workflow_progress(jobs: Sequence[Job]) -> float:

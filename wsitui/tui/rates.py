@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from wsitui.core.models import Job, JobState
+from wsitui.core.records import Job, JobState
 
 WINDOW_S = 20.0  # the smoothing window, stated in the help and the README
 

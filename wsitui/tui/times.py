@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from wsitui.core.models import Job, JobState
+from wsitui.core.records import Job, JobState
 
 
 def clock_text(seconds: float | None) -> str:

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from wsitui.core.executor import Executor, JobContext, JobError, UpstreamJob, UpstreamSpec
-from wsitui.core.models import JobSpec, JobType
+from wsitui.core.records import JobSpec, JobType
 from wsitui.jobs.common.files import commit_fence
 from wsitui.jobs.common.manifest import (
     MANIFEST_FILE,

@@ -21,7 +21,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
-from wsitui.core.models import Job, JobState, JobType, Transition
+from wsitui.core.records import Job, JobState, JobType, Transition
 from wsitui.jobs.cells.dask_info import dashboard_link
 from wsitui.tui.badges import Badge
 from wsitui.tui.rates import WINDOW_S, Rates

@@ -20,7 +20,7 @@ from textual.suggester import Suggester, SuggestFromList
 from textual.widgets import Button, Input, Label, OptionList, Select, SelectionList
 from textual.widgets.option_list import Option
 
-from wsitui.core.models import SAFE_ID, SAFE_ID_HINT, JobType
+from wsitui.core.records import SAFE_ID, SAFE_ID_HINT, JobType
 from wsitui.models.device import cuda_visible
 from wsitui.slides.errors import SlideError
 from wsitui.slides.reader import open_slide

@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import Label
 
-from wsitui.core.models import Job, JobState
+from wsitui.core.records import Job, JobState
 from wsitui.tui.badges import Badge
 from wsitui.tui.rates import Rates
 from wsitui.tui.times import times_text

@@ -9,7 +9,7 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import Label, ListItem, ListView
 
-from wsitui.core.models import WorkflowStatus
+from wsitui.core.records import WorkflowStatus
 from wsitui.tui.progress import workflow_progress
 from wsitui.tui.widgets.bar import FractionBar
 

@@ -1,4 +1,4 @@
-"""Engine data model: job types, states, and the records the engine hands out.
+"""Engine records: job types, states, and the specs and snapshots the engine hands out.
 
 Specs (what a user submits) are pydantic models because they arrive from the edges (config,
 TUI dialogs). Workflow/Job records are frozen dataclasses: the engine creates many of them and
