@@ -9,10 +9,15 @@ from textual.widget import Widget
 
 # textual-image asks the terminal about graphics support when imported, which must happen
 # before Textual takes over the terminal: importing this module early (app.py does) does that.
-from textual_image.widget import HalfcellImage, SixelImage, TGPImage
-from textual_image.widget import Image as AutoImage
+# The probe runs first so that a 0×0 pty or a silent terminal cannot crash or scribble on it.
+from wsitui.tui.terminal_probe import probe_cell_size
 
-from wsitui.tui.widgets.sixel import XtermSixelImage
+probe_cell_size()
+
+from textual_image.widget import HalfcellImage, SixelImage, TGPImage  # noqa: E402 (after the probe)
+from textual_image.widget import Image as AutoImage  # noqa: E402
+
+from wsitui.tui.widgets.sixel import XtermSixelImage  # noqa: E402
 
 ImageProtocol = Literal["auto", "sixel", "tgp", "halfcell"]
 _CLASSES: dict[str, type[Widget]] = {
