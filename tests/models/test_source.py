@@ -68,6 +68,22 @@ def test_folder_and_file_relative_to_the_config_dir(tmp_path: Path):
     assert resolve(str(tmp_path / "other.pt")).kind == "file"
 
 
+@pytest.mark.parametrize(
+    ("value", "is_path"),
+    [
+        ("models/mine", True),
+        ("..\\models\\mine", True),  # a Windows path: the TUI took it for a name
+        ("mine.pt", True),
+        ("./mine", True),
+        ("~mine", True),  # resolve took it for a name; the TUI and the config for a path
+        ("brightfield_nuclei", False),
+        ("shipped", False),
+    ],
+)
+def test_the_config_the_tui_and_resolve_agree_on_what_is_a_path(value: str, is_path: bool):
+    assert src.looks_like_path(value) is is_path
+
+
 def test_a_name_in_the_cache_outside_instansegs_index(model_dir: Path):
     (model_dir / "my_model").mkdir(parents=True)
     (model_dir / "my_model" / "instanseg.pt").write_bytes(b"x")

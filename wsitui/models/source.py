@@ -124,8 +124,10 @@ def classical_source(reason: str = "") -> ModelSource:
     return ModelSource("classical", CLASSICAL, None, VERSION, reason)
 
 
-def _looks_like_path(model: str) -> bool:
-    return "/" in model or "\\" in model or model.endswith(".pt") or model.startswith(".")
+def looks_like_path(model: str) -> bool:
+    """Whether a `model` param names a file or folder rather than a model: it has a path
+    separator, ends in .pt, or starts with '.' or '~' (a relative or home path)."""
+    return "/" in model or "\\" in model or model.endswith(".pt") or model.startswith((".", "~"))
 
 
 def resolve(
@@ -160,7 +162,7 @@ def resolve(
         return ModelSource(
             "pretrained", model, pretrained_path(model, index[model], cache), index[model]
         )
-    if not _looks_like_path(model) and not (base_dir is not None and (base_dir / model).exists()):
+    if not looks_like_path(model) and not (base_dir is not None and (base_dir / model).exists()):
         # instanseg's own fallback for names outside its index: <cache>/<name>/instanseg.pt
         local = cache / model / MODEL_FILE
         if local.is_file():

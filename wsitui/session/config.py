@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from wsitui.core.admission import Limits
 from wsitui.core.records import BranchName, JobKey, JobSpec, JobType, TenantId, WorkflowSpec
+from wsitui.models.source import looks_like_path
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # thousands of jobs fit in well under 1 MiB
 MAX_DEPTH = 32  # tables and arrays nested in each other (params included)
@@ -327,7 +328,6 @@ def _model_path(
     model = params.get("model")
     if not isinstance(model, str) or not model:
         return params
-    looks_like_path = "/" in model or "\\" in model or model.endswith(".pt") or model[0] in ".~"
-    if not looks_like_path and not (base / model).exists():
+    if not looks_like_path(model) and not (base / model).exists():
         return params
     return {**params, "model": str(fix(Path(model), f"{key}.params.model"))}

@@ -22,6 +22,7 @@ from textual.widgets.option_list import Option
 
 from wsitui.core.records import SAFE_ID, SAFE_ID_HINT, JobType
 from wsitui.models.device import cuda_visible
+from wsitui.models.source import looks_like_path
 from wsitui.slides.errors import SlideError
 from wsitui.slides.reader import open_slide
 
@@ -311,7 +312,7 @@ class AddJobDialog(Dialog[NewJob | None]):
         if job_type is JobType.SEGMENT_CELLS:
             model = self.query_one("#model", Input).value.strip()
             if model:
-                if "/" in model or model.endswith(".pt") or model[0] in ".~":
+                if looks_like_path(model):
                     model = str(Path(model).expanduser().resolve())  # a path: made absolute
                 params["model"] = model
             device = self.query_one("#device", Select).value
