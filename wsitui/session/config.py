@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wsitui.core.admission import Limits
+from wsitui.core.paths import file_kind
 from wsitui.core.records import BranchName, JobKey, JobSpec, JobType, TenantId, WorkflowSpec
 from wsitui.models.source import looks_like_path
 
@@ -176,18 +177,6 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
-
-
 def read_config_bytes(path: Path) -> bytes:
     """The bytes of a regular file of at most MAX_CONFIG_BYTES; never blocks on a FIFO."""
     try:
@@ -197,7 +186,7 @@ def read_config_bytes(path: Path) -> bytes:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
     if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"{path}: is {_kind(st.st_mode)}; a config is a TOML file")
+        raise ConfigError(f"{path}: is {file_kind(st.st_mode)}; a config is a TOML file")
     if st.st_size > MAX_CONFIG_BYTES:
         raise ConfigError(
             f"{path}: {st.st_size:,} bytes is too large for a config "
