@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from wsitui.core.admission import Limits
 from wsitui.core.paths import file_kind
+from wsitui.core.pydantic_errors import first_problem
 from wsitui.core.records import BranchName, JobKey, JobSpec, JobType, TenantId, WorkflowSpec
 from wsitui.models.source import looks_like_path
 
@@ -78,7 +79,7 @@ class DaskConfig(_Strict):
         try:
             SegmentCellsParams(backend=self.backend, scheduler_address=self.scheduler_address)
         except ValidationError as exc:  # its one line, not pydantic's report
-            raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+            raise ValueError(first_problem(exc).msg) from None
         return self
 
     def apply(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -238,12 +239,11 @@ def load_config(path: Path) -> Config:
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        msg = err["msg"].removeprefix("Value error, ")
-        hint = _HINTS.get(err["type"])
-        more = exc.error_count() - 1
-        where = _loc(err["loc"])
-        line = f"{path}: {where + ': ' if where else ''}{msg}"
+        problem = first_problem(exc)
+        hint = _HINTS.get(problem.type)
+        more = problem.more
+        where = _loc(problem.loc)
+        line = f"{path}: {where + ': ' if where else ''}{problem.msg}"
         if hint:
             line += f" ({hint})"
         if more:
