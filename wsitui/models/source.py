@@ -14,13 +14,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from wsitui.models.device import check_device_name
 from wsitui.models.errors import ModelError
 
 SourceKind = Literal["shipped", "pretrained", "folder", "file", "classical"]
@@ -31,7 +31,6 @@ SHIPPED_DIR = Path(__file__).parent / "shipped" / SHIPPED_NAME
 MODEL_FILE = "instanseg.pt"
 CLASSICAL = "classical"
 CACHE_ENV = "WSITUI_MODEL_DIR"
-_DEVICE_RE = re.compile(r"\A(auto|cpu|mps|cuda(:\d{1,2})?)\Z")
 
 
 class ModelRef(BaseModel):
@@ -52,9 +51,7 @@ class ModelRef(BaseModel):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if not _DEVICE_RE.match(v):
-            raise ValueError(f"device {v!r} is unknown: use auto, cpu, cuda, cuda:N or mps")
-        return v
+        return check_device_name(v)
 
 
 @dataclass(frozen=True, slots=True)
