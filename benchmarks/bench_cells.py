@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, peak_rss_mb, sample
+from common import ROOT, peak_rss_mb, sample, tissue_plan
 
 BASELINE_PY = ROOT / "benchmarks" / ".venv-baseline" / "bin" / "python"
 
@@ -45,9 +45,7 @@ def variant_limit(slide: Path, model_name: str) -> dict[str, Any]:
     import torch
 
     from wsitui.jobs.cells.params import SegmentCellsParams
-    from wsitui.jobs.cells.plan import plan_tiles
     from wsitui.jobs.cells.source import read_tile
-    from wsitui.jobs.common.tissue import compute_tissue_mask
     from wsitui.models import ModelCache, resolve
     from wsitui.models.normalize import normalize_batch
     from wsitui.slides.reader import open_slide
@@ -56,15 +54,7 @@ def variant_limit(slide: Path, model_name: str) -> dict[str, Any]:
     cache = ModelCache()
     model = cache.get(resolve(model_name), "cpu")
     reader = open_slide(slide)
-    tm = compute_tissue_mask(reader)
-    plan = plan_tiles(
-        reader,
-        slide_mpp=reader.mpp or params.assumed_mpp,
-        model_px=model.pixel_size,
-        tile_size=params.tile_size,
-        max_nucleus_um=params.max_nucleus_um,
-        tissue=(tm.mask, tm.downsample),
-    )
+    plan = tissue_plan(reader, model.pixel_size, params)
     rgbs = [read_tile(reader, plan, t).rgb[None] for t in plan.tiles]
     if model.is_classical:
         began = time.perf_counter()

@@ -34,7 +34,7 @@ def write_upstream(slide: Path, out: Path) -> int:
     """cells.geojson + manifest.json of the slide's true nuclei, as SEGMENT_CELLS writes them."""
     import numpy as np
 
-    from wsitui.jobs.common.files import sha256_file
+    from wsitui.core.digest import sha256_file
     from wsitui.slides.sample import load_truth
 
     truth = load_truth(slide)

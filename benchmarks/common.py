@@ -1,10 +1,12 @@
-"""What the benchmarks share: the repo root on sys.path, the slide cache, peak RSS."""
+"""What the benchmarks share: the repo root on sys.path, the slide cache, peak RSS, and a
+slide's tissue tiles planned as a SEGMENT_CELLS job plans them."""
 
 from __future__ import annotations
 
 import resource
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / ".cache"
@@ -26,3 +28,20 @@ def sample(size: tuple[int, int], seed: int) -> Path:
         print(f"generating {path.name} (once) ...", file=sys.stderr)
         write_sample_slide(path, size=size, seed=seed)
     return path
+
+
+def tissue_plan(reader: Any, model_px: float, params: Any) -> Any:
+    """The tissue tiles of an open slide at `model_px` µm/px, as a SEGMENT_CELLS job with
+    `params` (SegmentCellsParams) plans them: its tissue mask computed here, from the slide."""
+    from wsitui.jobs.cells.plan import plan_tiles
+    from wsitui.jobs.common.tissue import compute_tissue_mask
+
+    tm = compute_tissue_mask(reader)
+    return plan_tiles(
+        reader,
+        slide_mpp=reader.mpp or params.assumed_mpp,
+        model_px=model_px,
+        tile_size=params.tile_size,
+        max_nucleus_um=params.max_nucleus_um,
+        tissue=(tm.mask, tm.downsample),
+    )

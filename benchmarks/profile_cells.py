@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
-from common import sample
+from common import sample, tissue_plan
 
 
 def _ms(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -40,8 +40,6 @@ def _ms(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 def setup(size: tuple[int, int], seed: int, n: int) -> dict[str, Any]:
     from wsitui.jobs.cells.params import SegmentCellsParams
-    from wsitui.jobs.cells.plan import plan_tiles
-    from wsitui.jobs.common.tissue import compute_tissue_mask
     from wsitui.models import ModelCache, resolve
     from wsitui.slides.reader import open_slide
 
@@ -50,15 +48,7 @@ def setup(size: tuple[int, int], seed: int, n: int) -> dict[str, Any]:
     cache = ModelCache()
     model = cache.get(resolve("shipped"), "cpu")  # InstanSeg: the default is classical
     reader = open_slide(slide)
-    tm = compute_tissue_mask(reader)
-    plan = plan_tiles(
-        reader,
-        slide_mpp=reader.mpp or params.assumed_mpp,
-        model_px=model.pixel_size,
-        tile_size=params.tile_size,
-        max_nucleus_um=params.max_nucleus_um,
-        tissue=(tm.mask, tm.downsample),
-    )
+    plan = tissue_plan(reader, model.pixel_size, params)
     # Tiles from the middle of the plan: full of tissue, not slide-edge slivers.
     mid = len(plan.tiles) // 2
     tiles = plan.tiles[max(0, mid - n // 2) : max(0, mid - n // 2) + n]

@@ -30,7 +30,8 @@ FORBIDDEN = {
     "jobs": ("textual", "wsitui.tui", "wsitui.headless", "wsitui.cli"),
     "headless": ("textual", "wsitui.tui"),
     "observability": ("textual", "rich", "wsitui.tui", "wsitui.headless", "wsitui.cli"),
-    "serve": ("wsitui.headless",),
+    # serve runs the TUI in its tabs itself: the CLI imports serve, never the other way round.
+    "serve": ("wsitui.headless", "wsitui.cli"),
     # Below both faces: nothing that draws, and neither face.
     "session": ("textual", "rich", "wsitui.tui", "wsitui.headless", "wsitui.cli"),
     # The slide viewer's logic: no drawing toolkit, no engine, no face (its screen is in tui).

@@ -108,10 +108,9 @@ def bare_model(
     import numpy as np
     import torch
 
+    from benchmarks.common import tissue_plan
     from wsitui.jobs.cells.accel import first_tiles
     from wsitui.jobs.cells.params import SegmentCellsParams
-    from wsitui.jobs.cells.plan import plan_tiles
-    from wsitui.jobs.common.tissue import compute_tissue_mask
     from wsitui.models import ModelCache, resolve
     from wsitui.models.normalize import normalize_batch
     from wsitui.slides.reader import open_slide
@@ -120,15 +119,7 @@ def bare_model(
     cache = ModelCache()
     model = cache.get(resolve("shipped"), device)  # InstanSeg: the default is classical
     reader = open_slide(slide)
-    tm = compute_tissue_mask(reader)
-    plan = plan_tiles(
-        reader,
-        slide_mpp=reader.mpp or params.assumed_mpp,
-        model_px=model.pixel_size,
-        tile_size=params.tile_size,
-        max_nucleus_um=params.max_nucleus_um,
-        tissue=(tm.mask, tm.downsample),
-    )
+    plan = tissue_plan(reader, model.pixel_size, params)
     # The job's own tissue tiles (up to MAX_BARE_TILES, spread over the plan), so the bare model
     # and the job see the same mix of full and sparse tiles; batches cycle through them.
     step = max(1, -(-len(plan.tiles) // MAX_BARE_TILES))

@@ -507,13 +507,20 @@ async def test_upstream_results_reach_the_executor(tmp_path):
 
 
 async def test_params_are_validated_once_at_submission_with_one_line(tmp_path):
-    from pydantic import BaseModel, ConfigDict
+    from pydantic import BaseModel, ConfigDict, field_validator
 
     from wsitui.core.engine import InvalidRequest
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         tile_size: int = 512
+
+        @field_validator("tile_size")
+        @classmethod
+        def _even(cls, v: int) -> int:
+            if v % 2:
+                raise ValueError("tile_size must be even")
+            return v
 
     class Typed(Executor):
         job_type = JobType.TISSUE_MASK
@@ -526,6 +533,7 @@ async def test_params_are_validated_once_at_submission_with_one_line(tmp_path):
         for params, msg in (
             ({"tile_size": "big"}, "params.tile_size: Input should be a valid integer"),
             ({"tiel_size": 1}, "params.tiel_size: Extra inputs are not permitted"),
+            ({"tile_size": 255}, "params.tile_size: tile_size must be even"),  # no "Value error"
         ):
             with pytest.raises(InvalidRequest) as err:
                 engine.submit(

@@ -20,11 +20,11 @@ import pytest
 from tests.cells.specs import mask_and_cells
 from tests.cells.test_segment_cells import run_to_end
 from tests.slides.samples import sample_slide_path
+from wsitui.core.digest import sha256_file
 from wsitui.core.records import JobState
 from wsitui.jobs.cells import dask_worker
 from wsitui.jobs.cells.dask_backend import DaskClusters
 from wsitui.models.device import cuda_visible
-from wsitui.models.loaded import file_sha256
 from wsitui.models.source import shipped_source
 
 distributed = pytest.importorskip("distributed")
@@ -93,7 +93,7 @@ def test_a_dask_worker_runs_torch_with_its_own_thread_count(worker_cluster):
     finally:
         clusters.close()
     assert model.info["cpu_threads"] == 1  # `--nthreads 1`, not torch's default of every core
-    assert model.pixel_size == 0.5 and model.sha256 == file_sha256(shipped_source().path)
+    assert model.pixel_size == 0.5 and model.sha256 == sha256_file(shipped_source().path)
     (seen,) = client.gather([client.submit(dask_worker.torch_threads, pure=False)])
     assert seen == 1  # in the worker's task threads, where the model runs
 
@@ -116,7 +116,7 @@ async def test_a_cuda_job_on_dask_runs_from_a_client_without_a_gpu(
     job = engine._jobs[cells_id]
     assert job.state is JobState.SUCCEEDED, job.error
     manifest = json.loads((engine.results_dir(job) / "manifest.json").read_text())
-    assert manifest["model"]["sha256"] == file_sha256(shipped_source().path)
+    assert manifest["model"]["sha256"] == sha256_file(shipped_source().path)
     assert manifest["model"]["pixel_size"] == 0.5
     assert manifest["cells"] == job.counters["cells"] > 0
     threads = manifest["dask"]["torch_threads_by_worker"]

@@ -61,3 +61,33 @@ def corrupt_tiles(src: Path, dst: Path) -> None:
                 for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True):
                     data[offset : offset + count] = bytes(count)
     dst.write_bytes(bytes(data))
+
+
+def bad_after_fine_config(tmp_path: Path, broken_from: Path, good: Path) -> Path:
+    """tmp_path/c.toml: workflow `t/w` with three TISSUE_MASK jobs, `bad` on a copy of
+    `broken_from` with corrupt tiles (it fails), `after` on `good` depending on it (blocked), and
+    `fine` on `good` on another branch (succeeds)."""
+    broken = tmp_path / "broken.svs"
+    corrupt_tiles(broken_from, broken)
+    return write_config(
+        tmp_path / "c.toml",
+        f"""
+[[workflows]]
+tenant = "t"
+name = "w"
+  [[workflows.jobs]]
+  id = "bad"
+  type = "TISSUE_MASK"
+  slide = "{broken}"
+  [[workflows.jobs]]
+  id = "after"
+  type = "TISSUE_MASK"
+  slide = "{good}"
+  depends_on = ["bad"]
+  [[workflows.jobs]]
+  id = "fine"
+  type = "TISSUE_MASK"
+  slide = "{good}"
+  branch = "other"
+""",
+    )

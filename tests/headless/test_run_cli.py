@@ -14,7 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.core.oracle import check, missing_from_log, read_events
-from tests.headless.helpers import REPO, assert_one_line_error, corrupt_tiles, write_config, wsitui
+from tests.headless.helpers import (
+    REPO,
+    assert_one_line_error,
+    bad_after_fine_config,
+    write_config,
+    wsitui,
+)
 
 
 def demo_config(tmp: Path, a: Path, b: Path, *, workers: int = 2, users: int = 1) -> Path:
@@ -92,30 +98,7 @@ def test_run_writes_outputs_summary_and_a_replayable_event_log(tmp_path, slides)
 
 
 def test_failed_job_exits_1_and_blocks_only_its_dependents(tmp_path, slides):
-    broken = tmp_path / "broken.svs"
-    corrupt_tiles(slides[0], broken)
-    config = write_config(
-        tmp_path / "c.toml",
-        f"""
-[[workflows]]
-tenant = "t"
-name = "w"
-  [[workflows.jobs]]
-  id = "bad"
-  type = "TISSUE_MASK"
-  slide = "{broken}"
-  [[workflows.jobs]]
-  id = "after"
-  type = "TISSUE_MASK"
-  slide = "{slides[1]}"
-  depends_on = ["bad"]
-  [[workflows.jobs]]
-  id = "fine"
-  type = "TISSUE_MASK"
-  slide = "{slides[1]}"
-  branch = "other"
-""",
-    )
+    config = bad_after_fine_config(tmp_path, slides[0], slides[1])
     out = wsitui("run", config, "--data-dir", tmp_path / "data", "--json")
     assert out.returncode == 1, out.stderr
     jobs = {j["key"]: j for j in json.loads(out.stdout)["workflows"][0]["jobs"]}

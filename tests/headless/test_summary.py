@@ -4,34 +4,11 @@ from __future__ import annotations
 
 import json
 
-from tests.headless.helpers import corrupt_tiles, write_config, wsitui
+from tests.headless.helpers import bad_after_fine_config, wsitui
 
 
 def test_run_and_status_print_the_same_summary_with_phases(tmp_path, slides):
-    broken = tmp_path / "broken.svs"
-    corrupt_tiles(slides[1], broken)
-    config = write_config(
-        tmp_path / "c.toml",
-        f"""
-[[workflows]]
-tenant = "t"
-name = "w"
-  [[workflows.jobs]]
-  id = "bad"
-  type = "TISSUE_MASK"
-  slide = "{broken}"
-  [[workflows.jobs]]
-  id = "after"
-  type = "TISSUE_MASK"
-  slide = "{slides[1]}"
-  depends_on = ["bad"]
-  [[workflows.jobs]]
-  id = "fine"
-  type = "TISSUE_MASK"
-  slide = "{slides[1]}"
-  branch = "other"
-""",
-    )
+    config = bad_after_fine_config(tmp_path, slides[1], slides[1])
     data = tmp_path / "data"
     run = wsitui("run", config, "--data-dir", data, "--json")
     assert run.returncode == 1, run.stderr
@@ -55,15 +32,7 @@ name = "w"
 
 
 def test_status_table_names_the_phase_of_a_blocked_job(tmp_path, slides):
-    broken = tmp_path / "broken.svs"
-    corrupt_tiles(slides[1], broken)
-    config = write_config(
-        tmp_path / "c.toml",
-        f'[[workflows]]\ntenant = "t"\nname = "w"\n'
-        f'[[workflows.jobs]]\nid = "bad"\ntype = "TISSUE_MASK"\nslide = "{broken}"\n'
-        f'[[workflows.jobs]]\nid = "after"\ntype = "TISSUE_MASK"\nslide = "{slides[1]}"\n'
-        'depends_on = ["bad"]\n',
-    )
+    config = bad_after_fine_config(tmp_path, slides[1], slides[1])
     data = tmp_path / "data"
     assert wsitui("run", config, "--data-dir", data, "--quiet").returncode == 1
     out = wsitui("status", "--data-dir", data)

@@ -31,7 +31,7 @@ from wsitui.jobs.tissue_mask import (
     TissueMaskExecutor,
     TissueMaskParams,
 )
-from wsitui.slides import reader as reader_mod
+from wsitui.slides.reader import base as reader_base
 from wsitui.slides.reader import open_slide
 from wsitui.slides.sample import load_truth
 
@@ -460,8 +460,8 @@ def test_single_level_tiff_mask_is_built_block_by_block(
 ):
     # A region cap as small as one block stands in for a level too big to read at once (an
     # 18432 x 15360 single-level TIFF used to fail with "ValueError: region size ... invalid").
-    block = reader_mod.READ_BLOCK**2
-    monkeypatch.setattr(reader_mod, "MAX_REGION_PIXELS", block)
+    block = reader_base.READ_BLOCK**2
+    monkeypatch.setattr(reader_base, "MAX_REGION_PIXELS", block)
     reads = record_reads(monkeypatch)
     run(make_ctx(single_level_slide, tmp_path))
 
@@ -513,5 +513,5 @@ def test_cancel_stops_a_long_mask_read(single_level_slide: Path, tmp_path: Path,
     reads.clear()
     with pytest.raises(JobCanceled):
         run(ctx)
-    assert 2 <= blocks() <= 2 + reader_mod.SCALED_READ_WORKERS < total
+    assert 2 <= blocks() <= 2 + reader_base.SCALED_READ_WORKERS < total
     assert not (tmp_path / MANIFEST_FILE).exists()

@@ -236,6 +236,14 @@ def test_auto_device_on_this_machine():
     assert pick_device("auto") == expected
 
 
+def test_pick_device_checks_the_name_as_the_params_do():
+    assert pick_device(" CPU ") == "cpu"  # as a job's `device` param is read
+    with pytest.raises(ModelError, match=r"device 'cuda:x' is not one of auto, cpu, cuda"):
+        pick_device("cuda:x")  # was int('x'): a ValueError traceback
+    with pytest.raises(ModelError, match=r"device 'tpu' is not one of"):
+        pick_device("tpu")
+
+
 def test_out_of_memory_on_a_tile_is_one_line(tmp_path: Path, fake_model: FakeFactory):
     model = load(resolve(str(fake_model(tmp_path / "oom.pt", oom_side=100))), "cpu")
     model.predict(np.zeros((1, 64, 64, 3), np.uint8))  # small tiles still work

@@ -68,6 +68,22 @@ def test_folder_and_file_relative_to_the_config_dir(tmp_path: Path):
     assert resolve(str(tmp_path / "other.pt")).kind == "file"
 
 
+@pytest.mark.parametrize(
+    ("value", "is_path"),
+    [
+        ("models/mine", True),
+        ("..\\models\\mine", True),  # a Windows path: the TUI took it for a name
+        ("mine.pt", True),
+        ("./mine", True),
+        ("~mine", True),  # resolve took it for a name; the TUI and the config for a path
+        ("brightfield_nuclei", False),
+        ("shipped", False),
+    ],
+)
+def test_the_config_the_tui_and_resolve_agree_on_what_is_a_path(value: str, is_path: bool):
+    assert src.looks_like_path(value) is is_path
+
+
 def test_a_name_in_the_cache_outside_instansegs_index(model_dir: Path):
     (model_dir / "my_model").mkdir(parents=True)
     (model_dir / "my_model" / "instanseg.pt").write_bytes(b"x")
@@ -108,7 +124,9 @@ def test_without_torch_the_default_falls_back_to_classical_and_says_why(
 def test_model_ref_validates_device_and_model():
     assert ModelRef().model_dump() == {"model": None, "device": "auto"}
     assert ModelRef(model=" shipped ", device="cuda:1").model == "shipped"
-    with pytest.raises(ValidationError, match="device 'gpu' is unknown"):
+    with pytest.raises(
+        ValidationError, match="device 'gpu' is not one of auto, cpu, cuda, cuda:N, mps"
+    ):
         ModelRef(device="gpu")
     with pytest.raises(ValidationError, match="model must be"):
         ModelRef(model="  ")

@@ -7,25 +7,15 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.serve.terminal import REPO, Served, open_tab, start_serve, start_serve_with
+from tests.serve.terminal import REPO, Served, open_tab, start_serve_with
 from wsitui.serve.access import Access
 
 pytestmark = [pytest.mark.anyio]
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    server = start_serve("--data-dir", tmp_path / "data", "--tenant", "alice")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def _get(url: str, **headers: str) -> tuple[int, str]:

@@ -4,14 +4,11 @@ draws its tenant bar, and a key pressed in the browser reaches the app."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import anyio
 import pytest
 
 from tests.serve.cdp import browser, chromium_path, open_served
-from tests.serve.terminal import Served, start_serve
 
 # Skipped only on a developer's machine without chromium: in CI (CI=true, where `.ci/run`
 # installs Debian's chromium) a missing browser fails the test, so the face is always checked.
@@ -32,15 +29,6 @@ def test_chromium_is_there_in_ci():
         assert chromium_path() is not None, (
             "CI=true but chromium is missing: .ci/run installs it with apt-get (did it fail?)"
         )
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    server = start_serve("--data-dir", tmp_path / "data", "--tenant", "alice")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def test_page_loads_draws_the_tenant_bar_and_takes_a_key(served):

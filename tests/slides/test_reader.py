@@ -15,7 +15,6 @@ import tifffile
 from PIL import Image
 
 from tests.slides.samples import SINGLE_LEVEL_SCALE, SIZE, record_reads, zero_tile_bytecounts
-from wsitui.slides import reader as reader_mod
 from wsitui.slides.errors import SlideError
 from wsitui.slides.reader import (
     OpenSlideReader,
@@ -24,6 +23,9 @@ from wsitui.slides.reader import (
     open_slide,
     shared_openslide_cache,
 )
+from wsitui.slides.reader import base as reader_base
+from wsitui.slides.reader import openslide_reader as reader_openslide
+from wsitui.slides.reader import pillow_reader as reader_pillow
 
 
 @pytest.fixture(scope="module")
@@ -347,13 +349,17 @@ def test_closed_reader(sample_slide: Path):
 
 
 def test_background_color_property():
-    assert reader_mod._parse_background({"openslide.background-color": "FFEEDD"}) == (
+    assert reader_openslide._parse_background({"openslide.background-color": "FFEEDD"}) == (
         255,
         238,
         221,
     )
-    assert reader_mod._parse_background({"openslide.background-color": "zz"}) == (255, 255, 255)
-    assert reader_mod._parse_background({}) == (255, 255, 255)
+    assert reader_openslide._parse_background({"openslide.background-color": "zz"}) == (
+        255,
+        255,
+        255,
+    )
+    assert reader_openslide._parse_background({}) == (255, 255, 255)
 
 
 def test_canvas_colours():
@@ -406,7 +412,7 @@ def test_read_level_scaled_is_the_whole_level_reduced_read_in_blocks(
 ):
     with open_slide(sample_slide, fast_path=fast_path) as r:
         want = _box_means(r, level, k) if k else _whole_then_resize(r, level, size)
-        monkeypatch.setattr(reader_mod, "READ_BLOCK", 300)  # many blocks, ragged edges
+        monkeypatch.setattr(reader_base, "READ_BLOCK", 300)  # many blocks, ragged edges
         reads = record_reads(monkeypatch)
         got = r.read_level_scaled(level, size)
         lw, lh = r.level_dimensions[level]
@@ -425,7 +431,7 @@ def test_one_output_pixel_wider_than_a_block_goes_through_an_intermediate(
 ):
     with open_slide(sample_slide) as r:
         want = _box_means(r, 0, 512)
-        monkeypatch.setattr(reader_mod, "READ_BLOCK", 300)  # 512 level px per output px
+        monkeypatch.setattr(reader_base, "READ_BLOCK", 300)  # 512 level px per output px
         reads = record_reads(monkeypatch)
         got = r.read_level_scaled(0, (8, 6))
     assert max(w * h for w, h in reads) <= 300 * 300
@@ -443,7 +449,7 @@ def test_single_level_thumbnail_never_reads_the_whole_level(
         w, h = r.dimensions
         reads = record_reads(monkeypatch)
         got = r.thumbnail(512)
-    block = reader_mod.READ_BLOCK**2
+    block = reader_base.READ_BLOCK**2
     assert w * h > 10 * block  # so the bound below means something
     assert len(reads) > 1 and max(rw * rh for rw, rh in reads) <= block
     assert sum(rw * rh for rw, rh in reads) == w * h  # each level-0 pixel read once
@@ -452,7 +458,7 @@ def test_single_level_thumbnail_never_reads_the_whole_level(
 
 def test_read_level_of_a_big_level_is_not_refused(single_level_slide: Path, monkeypatch):
     # Stands in for an 18432 x 15360 single-level slide (over MAX_REGION_PIXELS in one read).
-    monkeypatch.setattr(reader_mod, "MAX_REGION_PIXELS", reader_mod.READ_BLOCK**2)
+    monkeypatch.setattr(reader_base, "MAX_REGION_PIXELS", reader_base.READ_BLOCK**2)
     with open_slide(single_level_slide) as r:
         w, h = r.dimensions
         with pytest.raises(ValueError, match=f"region size {w}x{h} is invalid"):
@@ -584,7 +590,7 @@ def test_plain_modes_convert_in_strips_like_a_whole_convert(tmp_path: Path, monk
     img.save(p, transparency=0) if img.mode == "P" else img.save(p)
     with Image.open(p) as ref:
         want = composite(np.asarray(ref.convert("RGBA")))
-    monkeypatch.setattr(reader_mod, "PLAIN_STRIP_ROWS", 7)  # strips that do not divide 50
+    monkeypatch.setattr(reader_pillow, "PLAIN_STRIP_ROWS", 7)  # strips that do not divide 50
     with open_slide(p) as r:
         got = r.read_region((0, 0), 0, (40, 50))
     np.testing.assert_array_equal(got, want)

@@ -50,6 +50,7 @@ from wsitui.core.executor import (
     UpstreamSpec,
 )
 from wsitui.core.paths import DataDirLock, results_dir
+from wsitui.core.pydantic_errors import first_problem
 from wsitui.core.records import (
     SAFE_ID,
     SAFE_ID_HINT,
@@ -1280,9 +1281,9 @@ def _forget(tasks: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None
 
 def _params_error(exc: ValidationError) -> str:
     """First pydantic error as one line: `params.tile_size: Input should be ...`."""
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ())) or "params"
-    return f"params.{where}: {err.get('msg', 'invalid')}".replace("params.params", "params")
+    problem = first_problem(exc)
+    where = problem.dotted or "params"
+    return f"params.{where}: {problem.msg}".replace("params.params", "params")
 
 
 def _held(job: Job) -> bool:

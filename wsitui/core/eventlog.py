@@ -18,22 +18,13 @@ from pathlib import Path
 from typing import IO
 
 from wsitui.core.events import Event
+from wsitui.core.paths import file_kind
 
 _FIRST_LINE_LIMIT = 64 * 1024  # an event line is far shorter; more means not an event log
 
 
 class EventLogError(Exception):
     """The event log cannot be opened; one line naming the file and the fix."""
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "not a regular file"
 
 
 def check_event_log(path: Path) -> None:
@@ -47,7 +38,7 @@ def check_event_log(path: Path) -> None:
         raise EventLogError(f"event log {path} cannot be checked ({exc.strerror})") from None
     if not stat.S_ISREG(st.st_mode):
         raise EventLogError(
-            f"event log {path} is {_kind(st.st_mode)}; give a regular file path (.jsonl)"
+            f"event log {path} is {file_kind(st.st_mode)}; give a regular file path (.jsonl)"
         )
     if st.st_size == 0:
         return

@@ -49,7 +49,7 @@ def check_writable_dir(path: Path, what: str) -> None:
     if st is not None:
         if not stat.S_ISDIR(st.st_mode):
             raise UnusableDir(
-                f"{what} {path} is {_kind(st.st_mode)}, not a directory; give a directory path"
+                f"{what} {path} is {file_kind(st.st_mode)}, not a directory; give a directory path"
             )
         if not os.access(path, os.W_OK | os.X_OK):
             raise UnusableDir(f"{what} {path} is not writable; give a directory you can write")
@@ -69,7 +69,7 @@ def check_writable_dir(path: Path, what: str) -> None:
             ) from None
     if not stat.S_ISDIR(pst.st_mode):
         raise UnusableDir(
-            f"{what} {path} cannot be created: {parent} is {_kind(pst.st_mode)}, "
+            f"{what} {path} cannot be created: {parent} is {file_kind(pst.st_mode)}, "
             "not a directory; fix the path"
         )
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -78,7 +78,11 @@ def check_writable_dir(path: Path, what: str) -> None:
         )
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a `stat` mode is, as messages say it: 'a directory', 'a FIFO (named pipe)', ...
+    (for a path that is not the kind of file it should be: the data dir, a config, a log)."""
+    if stat.S_ISDIR(mode):
+        return "a directory"
     if stat.S_ISREG(mode):
         return "a regular file"
     if stat.S_ISFIFO(mode):
@@ -87,7 +91,7 @@ def _kind(mode: int) -> str:
         return "a device"
     if stat.S_ISSOCK(mode):
         return "a socket"
-    return "not a directory"
+    return "an unusual kind of file"
 
 
 class DataDirInUse(Exception):

@@ -50,6 +50,7 @@ from wsitui.core.executor import (
     JobError,
     UpstreamSpec,
 )
+from wsitui.core.pydantic_errors import first_problem
 from wsitui.core.records import JobSpec, JobType
 from wsitui.jobs.common.archive import write_archive
 from wsitui.jobs.common.files import commit_fence, write_atomic
@@ -115,15 +116,15 @@ class TissueMaskParams(BaseModel):
         try:
             return cls.model_validate(dict(params))
         except ValidationError as e:
-            err = e.errors()[0]
-            name = ".".join(str(p) for p in err["loc"]) or "params"
-            if err["type"] == "extra_forbidden":
+            problem = first_problem(e)
+            name = problem.dotted or "params"
+            if problem.type == "extra_forbidden":
                 known = ", ".join(cls.model_fields)
                 raise ValueError(
                     f"unknown param {name!r} for TISSUE_MASK; use one of: {known}"
                 ) from None
             raise ValueError(
-                f"param {name!r}: {err['msg'].lower()}, got {err.get('input')!r}"
+                f"param {name!r}: {problem.msg.lower()}, got {problem.input!r}"
             ) from None
 
 

@@ -12,10 +12,23 @@ _threads_lock = threading.Lock()
 _threads_set: int | None = None
 
 
+def check_device_name(value: str) -> str:
+    """A `device` param, stripped and lower case; ValueError (one line) unless it names a
+    device a job can ask for. The one check behind every device param and `pick_device`."""
+    name = value.strip().lower()
+    if name in ("auto", "cpu", "cuda", "mps") or (name.startswith("cuda:") and name[5:].isdigit()):
+        return name
+    raise ValueError(f"device {name!r} is not one of auto, cpu, cuda, cuda:N, mps")
+
+
 def pick_device(requested: str = "auto") -> str:
     """`auto` -> cuda, then mps, then cpu; a forced device must exist (ModelError otherwise)."""
     import torch
 
+    try:
+        requested = check_device_name(requested)
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
     if requested == "auto":
         if torch.cuda.is_available():
             return "cuda"
@@ -44,9 +57,7 @@ def pick_device(requested: str = "auto") -> str:
                 "use device = 'auto' or 'cpu'"
             )
         return "mps"
-    if requested == "cpu":
-        return "cpu"
-    raise ModelError(f"device {requested!r} is unknown: use auto, cpu, cuda, cuda:N or mps")
+    return "cpu"
 
 
 def default_cpu_threads(jobs_in_flight: int = 1) -> int:

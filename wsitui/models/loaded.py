@@ -7,7 +7,6 @@ worker threads).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from pathlib import Path
@@ -44,14 +43,6 @@ class LoadedModel(Protocol):
     def manifest(self) -> dict[str, object]: ...
 
     def close(self) -> None: ...
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _first_line(exc: BaseException) -> str:

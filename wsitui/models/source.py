@@ -14,13 +14,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from wsitui.models.device import check_device_name
 from wsitui.models.errors import ModelError
 
 SourceKind = Literal["shipped", "pretrained", "folder", "file", "classical"]
@@ -31,7 +31,6 @@ SHIPPED_DIR = Path(__file__).parent / "shipped" / SHIPPED_NAME
 MODEL_FILE = "instanseg.pt"
 CLASSICAL = "classical"
 CACHE_ENV = "WSITUI_MODEL_DIR"
-_DEVICE_RE = re.compile(r"\A(auto|cpu|mps|cuda(:\d{1,2})?)\Z")
 
 
 class ModelRef(BaseModel):
@@ -52,9 +51,7 @@ class ModelRef(BaseModel):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if not _DEVICE_RE.match(v):
-            raise ValueError(f"device {v!r} is unknown: use auto, cpu, cuda, cuda:N or mps")
-        return v
+        return check_device_name(v)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +121,10 @@ def classical_source(reason: str = "") -> ModelSource:
     return ModelSource("classical", CLASSICAL, None, VERSION, reason)
 
 
-def _looks_like_path(model: str) -> bool:
-    return "/" in model or "\\" in model or model.endswith(".pt") or model.startswith(".")
+def looks_like_path(model: str) -> bool:
+    """Whether a `model` param names a file or folder rather than a model: it has a path
+    separator, ends in .pt, or starts with '.' or '~' (a relative or home path)."""
+    return "/" in model or "\\" in model or model.endswith(".pt") or model.startswith((".", "~"))
 
 
 def resolve(
@@ -160,7 +159,7 @@ def resolve(
         return ModelSource(
             "pretrained", model, pretrained_path(model, index[model], cache), index[model]
         )
-    if not _looks_like_path(model) and not (base_dir is not None and (base_dir / model).exists()):
+    if not looks_like_path(model) and not (base_dir is not None and (base_dir / model).exists()):
         # instanseg's own fallback for names outside its index: <cache>/<name>/instanseg.pt
         local = cache / model / MODEL_FILE
         if local.is_file():

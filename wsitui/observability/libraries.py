@@ -15,8 +15,8 @@ Either way the records go to the handlers of the `wsitui` logger that write the 
 (`--log-file`, or `--log-json` on stderr when asked), never to the errors-only stderr handler
 of a headless run (it carries the `LibraryRecordsOnly` filter, which keeps them off it), and
 nowhere at all without a log. Every face calls `route_library_output()` at start (the CLI's
-`main`, which serve tab processes run too), and the Dask backend calls it again after importing
-distributed (whose import re-adds its handler). Idempotent; no heavy import.
+`main`; in serve's tab processes `serve.tab.run_tui`), and the Dask backend calls it again
+after importing distributed (whose import re-adds its handler). Idempotent; no heavy import.
 """
 
 from __future__ import annotations

@@ -1,12 +1,15 @@
 """What one browser tab runs: the TUI, or a clear message when it cannot be opened.
 
-`wsitui serve` starts `python -m wsitui.serve.tab ARGS` for each tab (ARGS as for `wsitui`).
+`wsitui serve` starts `python -m wsitui.serve.tab ARGS` for each tab (ARGS: the TUI's options as
+`wsitui` takes them, written by `server.tab_argv`). It runs the TUI itself, without going
+through `wsitui.cli` (which imports serve: importing it back made a cycle).
 A data dir already open (another tab, or a `wsitui` in a terminal) shows a notice instead of a
 crash; so does any one-line error the TUI would print on the terminal before it starts.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import os
 import signal
@@ -72,12 +75,39 @@ def end_with_parent(poll_s: float = 1.0, grace_s: float = 3.0) -> threading.Thre
     return thread
 
 
+def tab_parser() -> argparse.ArgumentParser:
+    """The options `server.tab_argv` writes (serve checked their values already)."""
+    p = argparse.ArgumentParser(prog="wsitui")
+    p.add_argument("--config", type=Path)
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--tenant")
+    p.add_argument("--metrics-port", type=int)
+    p.add_argument("--metrics-host")
+    p.add_argument("--log-file", type=Path)
+    p.add_argument("--log-json", action="store_true")
+    return p
+
+
+def run_tui(args: argparse.Namespace) -> int:
+    """The TUI as `wsitui` with these options runs it: library output to the log, no linger."""
+    from wsitui.observability.libraries import route_library_output
+    from wsitui.observability.setup import DEFAULT_METRICS_HOST, ObserveOptions
+    from wsitui.tui.main import tui_main
+
+    route_library_output()  # library warnings and logs to the wsitui log, never the terminal
+    observe = ObserveOptions(
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host or DEFAULT_METRICS_HOST,
+        log_file=args.log_file,
+        log_json=args.log_json,
+    )
+    return tui_main(args.config, args.data_dir, args.tenant, observe=observe)
+
+
 def main(argv: list[str]) -> int:
-    from wsitui.cli import _parser
-    from wsitui.cli import main as cli_main
     from wsitui.serve.notice import show_notice
 
-    args = _parser().parse_args(argv)
+    args = tab_parser().parse_args(argv)
     where = data_dir_of(args.config, args.data_dir)
     if where is not None:
         try:
@@ -88,7 +118,7 @@ def main(argv: list[str]) -> int:
     tee = _Tee(sys.stderr)  # type: ignore[arg-type]
     sys.stderr = tee  # type: ignore[assignment]
     try:
-        code = cli_main(argv)
+        code = run_tui(args)
     finally:
         sys.stderr = tee.out  # type: ignore[assignment]
     said = [one_line(line) for line in tee.kept.getvalue().splitlines() if line.strip()]

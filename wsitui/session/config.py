@@ -17,7 +17,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wsitui.core.admission import Limits
+from wsitui.core.paths import file_kind
+from wsitui.core.pydantic_errors import first_problem
 from wsitui.core.records import BranchName, JobKey, JobSpec, JobType, TenantId, WorkflowSpec
+from wsitui.models.source import looks_like_path
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # thousands of jobs fit in well under 1 MiB
 MAX_DEPTH = 32  # tables and arrays nested in each other (params included)
@@ -76,7 +79,7 @@ class DaskConfig(_Strict):
         try:
             SegmentCellsParams(backend=self.backend, scheduler_address=self.scheduler_address)
         except ValidationError as exc:  # its one line, not pydantic's report
-            raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+            raise ValueError(first_problem(exc).msg) from None
         return self
 
     def apply(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -175,18 +178,6 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
-
-
 def read_config_bytes(path: Path) -> bytes:
     """The bytes of a regular file of at most MAX_CONFIG_BYTES; never blocks on a FIFO."""
     try:
@@ -196,7 +187,7 @@ def read_config_bytes(path: Path) -> bytes:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
     if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"{path}: is {_kind(st.st_mode)}; a config is a TOML file")
+        raise ConfigError(f"{path}: is {file_kind(st.st_mode)}; a config is a TOML file")
     if st.st_size > MAX_CONFIG_BYTES:
         raise ConfigError(
             f"{path}: {st.st_size:,} bytes is too large for a config "
@@ -248,12 +239,11 @@ def load_config(path: Path) -> Config:
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        msg = err["msg"].removeprefix("Value error, ")
-        hint = _HINTS.get(err["type"])
-        more = exc.error_count() - 1
-        where = _loc(err["loc"])
-        line = f"{path}: {where + ': ' if where else ''}{msg}"
+        problem = first_problem(exc)
+        hint = _HINTS.get(problem.type)
+        more = problem.more
+        where = _loc(problem.loc)
+        line = f"{path}: {where + ': ' if where else ''}{problem.msg}"
         if hint:
             line += f" ({hint})"
         if more:
@@ -327,7 +317,6 @@ def _model_path(
     model = params.get("model")
     if not isinstance(model, str) or not model:
         return params
-    looks_like_path = "/" in model or "\\" in model or model.endswith(".pt") or model[0] in ".~"
-    if not looks_like_path and not (base / model).exists():
+    if not looks_like_path(model) and not (base / model).exists():
         return params
     return {**params, "model": str(fix(Path(model), f"{key}.params.model"))}

@@ -444,6 +444,17 @@ class WsituiApp(App[None]):
             self.tell(done)
         return True
 
+    def _confirm_then_call(
+        self, question: str, yes: str, fn: Callable[[], object], done: str
+    ) -> None:
+        """Ask `question` (the yes button says `yes`); on yes, run the engine command."""
+
+        def confirmed(answer: bool | None) -> None:
+            if answer:
+                self._engine_call(fn, done)
+
+        self.push_screen(ConfirmDialog(question, yes=yes), confirmed)
+
     # ---- actions -----------------------------------------------------------------------------
     def action_new_workflow(self) -> None:
         def created(name: str | None) -> None:
@@ -524,19 +535,13 @@ class WsituiApp(App[None]):
                 lambda: self.engine.cancel(self.tenant, job.id), f"{job.key} canceled"
             )
             return
-
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self._engine_call(
-                    lambda: self.engine.cancel(self.tenant, job.id),
-                    f"{job.key} stops at its next tile",
-                )
-
-        question = (
+        self._confirm_then_call(
             f"Cancel {job.key}? It is running: it stops at its next tile and its partial "
-            "outputs are discarded (r retries it from the start)."
+            "outputs are discarded (r retries it from the start).",
+            "Cancel job",
+            lambda: self.engine.cancel(self.tenant, job.id),
+            f"{job.key} stops at its next tile",
         )
-        self.push_screen(ConfirmDialog(question, yes="Cancel job"), confirmed)
 
     def action_retry_job(self) -> None:
         job = self._job()
@@ -557,20 +562,14 @@ class WsituiApp(App[None]):
         if job.state is not JobState.SUCCEEDED:
             self.tell(f"{job.key} is {job.state}: only a finished job can be rerun")
             return
-
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self._engine_call(
-                    lambda: self.engine.rerun(self.tenant, job.id),
-                    f"rerunning {job.key}: attempt {job.attempt + 1}",
-                )
-
-        question = (
+        self._confirm_then_call(
             f"Run {job.key} again? It succeeded; it runs again as attempt {job.attempt + 1} "
             f"at the back of branch {job.branch}, and its outputs are replaced when it starts. "
-            "Jobs after it that succeeded keep their outputs."
+            "Jobs after it that succeeded keep their outputs.",
+            "Rerun",
+            lambda: self.engine.rerun(self.tenant, job.id),
+            f"rerunning {job.key}: attempt {job.attempt + 1}",
         )
-        self.push_screen(ConfirmDialog(question, yes="Rerun"), confirmed)
 
     def action_switch_tenant(self) -> None:
         def switched(tenant: str | None) -> None:

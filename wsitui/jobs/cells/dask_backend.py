@@ -377,9 +377,9 @@ class DaskClusters:
                     _call(lambda: client.cancel([fut], force=True), REQUEST_S, "cancel")
             fut.release()
         if source.path is not None and source.path.is_file() and not info.get("is_classical"):
-            from wsitui.models.loaded import file_sha256
+            from wsitui.core.digest import sha256_file
 
-            ours = file_sha256(source.path)  # the file's bytes: no unpickling, no torch
+            ours = sha256_file(source.path)  # the file's bytes: no unpickling, no torch
             if ours != info.get("sha256"):
                 raise JobError(
                     f"model {source.path} on Dask worker {info.get('worker')} is not the file "

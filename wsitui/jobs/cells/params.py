@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from wsitui.jobs.cells.memory import DEFAULT_BUDGET_GB
+from wsitui.models.device import check_device_name
 
 _ADDRESS = re.compile(r"\A((tcp|tls|ucx|inproc)://)?[A-Za-z0-9_.\-\[\]:/]{1,250}\Z")
 
@@ -72,10 +73,7 @@ class SegmentCellsParams(BaseModel):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        v = v.strip().lower()
-        if v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit()):
-            return v
-        raise ValueError(f"device {v!r} is not one of auto, cpu, cuda, cuda:N, mps")
+        return check_device_name(v)
 
     @field_validator("batch_size")
     @classmethod

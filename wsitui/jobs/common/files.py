@@ -12,7 +12,6 @@ writers) take the fence explicitly.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
@@ -66,11 +65,3 @@ def write_atomic(path: Path, data: bytes, *, fence: Fence | None = None) -> None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

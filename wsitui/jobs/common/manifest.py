@@ -15,7 +15,8 @@ import openslide
 from pydantic import BaseModel
 
 import wsitui
-from wsitui.jobs.common.files import sha256_file, write_atomic
+from wsitui.core.digest import sha256_file
+from wsitui.jobs.common.files import write_atomic
 from wsitui.slides.reader import SlideReader
 
 MANIFEST_FILE = "manifest.json"

@@ -21,7 +21,8 @@ from textual.widgets import Button, Input, Label, OptionList, Select, SelectionL
 from textual.widgets.option_list import Option
 
 from wsitui.core.records import SAFE_ID, SAFE_ID_HINT, JobType
-from wsitui.models.device import cuda_visible
+from wsitui.models.device import cuda_device_count
+from wsitui.models.source import looks_like_path
 from wsitui.slides.errors import SlideError
 from wsitui.slides.reader import open_slide
 
@@ -169,9 +170,8 @@ class Devices:
 
     @classmethod
     def probe(cls) -> Devices:
-        listed = Path("/proc/driver/nvidia/gpus")
-        gpus = len(list(listed.iterdir())) if listed.is_dir() else 0
-        gpus = max(gpus, 1) if cuda_visible() else 0
+        # The GPUs the scheduler counts too: narrowed by CUDA_VISIBLE_DEVICES when it lists some.
+        gpus = cuda_device_count()
         return cls(gpus, sys.platform == "darwin" and platform.machine() == "arm64")
 
     def options(self) -> list[tuple[str, str]]:
@@ -311,7 +311,7 @@ class AddJobDialog(Dialog[NewJob | None]):
         if job_type is JobType.SEGMENT_CELLS:
             model = self.query_one("#model", Input).value.strip()
             if model:
-                if "/" in model or model.endswith(".pt") or model[0] in ".~":
+                if looks_like_path(model):
                     model = str(Path(model).expanduser().resolve())  # a path: made absolute
                 params["model"] = model
             device = self.query_one("#device", Select).value

@@ -1,0 +1,148 @@
+"""tifffile pieces: the completeness check run on every TIFF before OpenSlide sees it, and
+the tile geometry, tile cache and page test of the fast path (`OpenSlideReader` uses them)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+
+from wsitui.slides.errors import SlideError
+from wsitui.slides.reader.base import check_pixel_budget, check_tile_budget, corrupt
+
+FAST_COMPRESSIONS = {1, 5, 7, 8, 32773, 32946}  # none, LZW, JPEG, deflate, packbits, deflate
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+class LogCapture(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.messages.append(record.getMessage())
+        return False  # swallow: the caller turns them into one SlideError line
+
+
+@contextmanager
+def tifffile_log() -> Iterator[LogCapture]:
+    """tifffile logs warnings about broken files; collect them instead of printing."""
+    cap = LogCapture()
+    logger = logging.getLogger("tifffile")
+    logger.addFilter(cap)
+    try:
+        yield cap
+    finally:
+        logger.removeFilter(cap)
+
+
+def check_tiff_complete(path: Path, file_size: int) -> None:
+    """Refuse TIFFs whose page list or tile data runs past the end of the file."""
+    try:
+        with tifffile_log() as log, tifffile.TiffFile(path) as tif:
+            pages = []
+            for i, page in enumerate(tif.pages):
+                if i >= 200:  # enough to cover any pyramid; OME stacks can have thousands
+                    break
+                pages.append(page)
+            if log.messages:  # e.g. "<tifffile.TiffPages @8> invalid page offset 1517592"
+                msg = re.sub(r"^<[^>]*>\s*", "", log.messages[0])
+                raise corrupt(path, f"{msg} (the file has {file_size:,} bytes)")
+            for i, page in enumerate(pages):
+                if not isinstance(page, tifffile.TiffPage):
+                    continue
+                check_pixel_budget(path, page.imagewidth, page.imagelength, f"page {i}")
+                if page.is_tiled:
+                    check_tile_budget(path, page.tilewidth, page.tilelength, f"page {i}")
+                ends = np.asarray(page.dataoffsets, np.int64) + np.asarray(
+                    page.databytecounts, np.int64
+                )
+                if len(ends) and int(ends.max()) > file_size:
+                    raise corrupt(
+                        path,
+                        f"image data of page {i} ends at byte {int(ends.max()):,} but the file "
+                        f"has {file_size:,} bytes",
+                    )
+    except SlideError:
+        raise
+    except Exception as e:  # tifffile raises many types on garbage input
+        raise corrupt(path, f"{type(e).__name__}: {e}") from e
+
+
+@dataclass(frozen=True, slots=True)
+class TiffLevel:
+    """A pyramid level that tifffile decodes: tile geometry plus byte ranges."""
+
+    width: int
+    height: int
+    tile_w: int
+    tile_h: int
+    tiles_across: int
+    offsets: np.ndarray
+    counts: np.ndarray
+    jpegtables: bytes | None
+    decode: Callable[..., Any]
+
+
+class TileCache:
+    """Thread-safe LRU of decoded tiles bounded by bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max = max_bytes
+        self._bytes = 0
+        self._items: OrderedDict[tuple[int, int], np.ndarray | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, int]) -> tuple[bool, np.ndarray | None]:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return True, self._items[key]
+            return False, None
+
+    def put(self, key: tuple[int, int], tile: np.ndarray | None) -> None:
+        size = 0 if tile is None else tile.nbytes
+        if size > self._max:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = tile
+            self._bytes += size
+            while self._bytes > self._max:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= 0 if old is None else old.nbytes
+
+
+def fast_level(page: tifffile.TiffPage) -> TiffLevel | None:
+    ok = (
+        page.samplesperpixel == 3
+        and page.bitspersample == 8
+        and page.planarconfig == 1
+        and page.imagedepth == 1
+        and page.compression in FAST_COMPRESSIONS
+        and (page.photometric == 2 or (page.photometric == 6 and page.compression == 7))
+    )
+    if not ok:
+        return None
+    # Load everything lazily-read now: tifffile's own file handle is not thread-safe.
+    return TiffLevel(
+        width=page.imagewidth,
+        height=page.imagelength,
+        tile_w=page.tilewidth,
+        tile_h=page.tilelength,
+        tiles_across=-(-page.imagewidth // page.tilewidth),
+        offsets=np.asarray(page.dataoffsets, np.int64).copy(),
+        counts=np.asarray(page.databytecounts, np.int64).copy(),
+        jpegtables=page.jpegtables,
+        decode=page.decode,
+    )
