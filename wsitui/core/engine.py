@@ -229,7 +229,7 @@ class Engine:
         for kept, job in found.jobs:
             self._put(kept)
             self._wf_jobs[job.workflow_id].append(job.id)
-            state = FINAL_SCHED_STATE.get(job.state, rules.Phase.HELD)
+            state = FINAL_SCHED_STATE.get(job.state, rules.SchedState.HELD)
             self.scheduler.add(
                 job.id, job.tenant, self._lane(job), job.depends_on, job.seq, state, needs[job.id]
             )
@@ -502,7 +502,7 @@ class Engine:
                 self._lane(job),
                 job.depends_on,
                 0,
-                rules.Phase.HELD,
+                rules.SchedState.HELD,
                 self._validator.needs(job),
             )
             if start:

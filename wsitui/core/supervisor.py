@@ -33,11 +33,11 @@ if TYPE_CHECKING:
 
 PROGRESS_COMMIT_S = 2.0  # a running job's progress is committed at most this often (and at stages)
 
-# A finished job's state, as the scheduler records it (rules.SchedState names the relation).
+# A finished job's state as the scheduler records it (rules.SchedState relates the two).
 FINAL_SCHED_STATE = {
-    JobState.SUCCEEDED: rules.Phase.SUCCEEDED,
-    JobState.FAILED: rules.Phase.FAILED,
-    JobState.CANCELED: rules.Phase.CANCELED,
+    JobState.SUCCEEDED: rules.SchedState.SUCCEEDED,
+    JobState.FAILED: rules.SchedState.FAILED,
+    JobState.CANCELED: rules.SchedState.CANCELED,
 }
 
 
