@@ -258,7 +258,7 @@ class Engine:
         return [
             self._status(wf.id, with_jobs=False)
             for wf in self._workflows.values()
-            if wf.tenant == tenant
+            if wf.tenant == tenant  # R7
         ]
 
     def workflow(self, tenant: str, workflow_id: str) -> WorkflowStatus:
@@ -612,7 +612,7 @@ class Engine:
             self._publish_workflow(wf_id, now)
 
     def _after_change(self) -> None:
-        self._dispatch()
+        self._dispatch()  # R8: in the same step as the change, never on a tick
         self._notify()
 
     def _publish_tenants(self, effects: rules.Effects, now: float, *, admitted: bool) -> None:

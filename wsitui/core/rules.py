@@ -44,6 +44,12 @@ code follows, including where they say more than the engine issue did:
       (ties by admission order). "Oldest" is lane entry order: a retried or re-entering job
       has a new, later seq; an interrupted job (the engine stopped) keeps its seq and so
       returns to the head of its lane.
+  R7  Isolation (engine): every query and command is scoped to one tenant. Another tenant's
+      workflow or job id is refused exactly like an unknown one (same NotFound, same message),
+      so a tenant cannot even learn that it exists; listings show a tenant its own workflows.
+  R8  Event-driven (engine): dispatch runs in the same synchronous step as the change that may
+      allow a start (submit, start, finish, cancel, retry, rerun, a released hold), after its
+      commit. There is no polling tick: an idle engine runs no task at all.
   R9  Resources: a job may hold resources besides its worker (e.g. one `gpu`). A job starts only
       if its resources fit under their caps; a lane head that does not fit is passed over, not
       waited for, so a short CPU job never waits behind GPU jobs. A job that needs more than a
