@@ -550,6 +550,7 @@ class Engine:
         else:
             anyio.from_thread.run_sync(fn, *args, token=self._token)
 
+    # ---- internals: commit, publish ----------------------------------------------------------
     def _commit(
         self,
         jobs: list[Job],
