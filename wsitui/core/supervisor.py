@@ -53,6 +53,8 @@ class _Abandoned(Exception):
 
 
 class Supervisor:
+    """The engine's part for RUNNING jobs; `Engine._dispatch` hands it each job it starts."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.runs: dict[str, RunningJob] = {}  # one per RUNNING job
