@@ -6,7 +6,7 @@ The generator's own nuclei (its truth, as 24-vertex ellipses) stand for the upst
 SEGMENT_CELLS job's cells: segmenting a 40k x 30k slide with a model is not what is measured
 here, and the truth has the cell count and spacing of the slide. They are written as
 SEGMENT_CELLS writes cells.geojson (one Feature a line) with its manifest, and the job's own
-run (`executor._Run`) measures them with a stand-in JobContext (no engine: the engine's cost per
+run (`_CellMeasurement`) measures them with a stand-in JobContext (no engine: the engine's cost per
 job is not per cell). Prints cells, seconds, cells/s, timings per stage and peak RSS, sampled
 every 0.5 s while it runs, so a memory that grows with the slide shows. The goal (issue #16):
 190,000 cells of a 40k x 30k slide in < 2 min with flat memory. Slides are cached in
@@ -114,7 +114,7 @@ def main() -> None:
 
     from wsitui.core.executor import UpstreamJob
     from wsitui.core.records import JobState, JobType
-    from wsitui.jobs.measure_cells.executor import _Run
+    from wsitui.jobs.measure_cells.executor import _CellMeasurement
     from wsitui.jobs.measure_cells.params import MeasureCellsParams
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,7 +144,7 @@ def main() -> None:
         base = _rss_now_mb()
         t1 = time.perf_counter()
         threading.Thread(target=sample_rss, daemon=True).start()
-        _Run(ctx, ctx.params).run()  # type: ignore[arg-type]
+        _CellMeasurement(ctx, ctx.params).run()  # type: ignore[arg-type]
         wall = time.perf_counter() - t1
         done.set()
         manifest = json.loads((out / "manifest.json").read_text())

@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-import wsitui.core.engine as engine_module
+import wsitui.core.supervisor as supervisor_module
 from tests.core.crash import snapshot
 from tests.core.fakes import GatedExecutor, SleepExecutor
 from wsitui.core.engine import Engine
@@ -311,7 +311,8 @@ async def test_a_job_resumed_after_a_kill_continues_from_its_checkpoint_of_total
 ):
     """#15 follow-up: the job row's total is saved with the checkpoint, not only with the
     throttled progress commit; a resume used to publish "48 of 0"."""
-    monkeypatch.setattr(engine_module, "PROGRESS_COMMIT_S", 1e9)  # no progress commit but the first
+    # No progress commit but the first.
+    monkeypatch.setattr(supervisor_module, "PROGRESS_COMMIT_S", 1e9)
     ex = StagedCheckpointer()
     async with Engine(tmp_path / "first", [ex]) as engine:
         (job,) = engine.submit("t", spec("a")).jobs

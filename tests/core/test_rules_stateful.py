@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from wsitui.core.rules import Phase, Scheduler
+from wsitui.core.rules import SchedState, Scheduler
 
 TENANTS = ["t0", "t1", "t2", "t3", "t4"]
-BAD = (Phase.FAILED, Phase.CANCELED)
+BAD = (SchedState.FAILED, SchedState.CANCELED)
 
 
 class SchedulerMachine(RuleBasedStateMachine):
@@ -29,7 +29,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.memo: dict[tuple[str, str], bool] = {}  # derived facts, valid until phases change
         self.n = 0
         self.wf = 0
-        self.phase: dict[str, Phase] = {}  # the test's own record of every job's phase
+        self.phase: dict[str, SchedState] = {}  # the test's own record of every job's phase
         self.arrival: list[str] = []  # tenants in the order they became live while inactive
         self.max_seq_seen = 0
         self.in_lane: set[str] = set()
@@ -49,8 +49,8 @@ class SchedulerMachine(RuleBasedStateMachine):
         key = ("held", job_id)
         if key not in self.memo:
             self.memo[key] = any(
-                self.phase[d] is Phase.HELD
-                or (self.phase[d] is Phase.QUEUED and self.behind_held(d))
+                self.phase[d] is SchedState.HELD
+                or (self.phase[d] is SchedState.QUEUED and self.behind_held(d))
                 for d in self.s.jobs[job_id].deps
             )
         return self.memo[key]
@@ -60,10 +60,12 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     def live(self, job_id: str) -> bool:
         p = self.phase[job_id]
-        return p is Phase.RUNNING or (p is Phase.QUEUED and not self.parked(job_id))
+        return p is SchedState.RUNNING or (p is SchedState.QUEUED and not self.parked(job_id))
 
     def gpu_free(self) -> int:
-        used = sum(self.needs[j].get("gpu", 0) for j, p in self.phase.items() if p is Phase.RUNNING)
+        used = sum(
+            self.needs[j].get("gpu", 0) for j, p in self.phase.items() if p is SchedState.RUNNING
+        )
         return self.s.capacity["gpu"] - used
 
     def live_tenants(self) -> set[str]:
@@ -72,14 +74,14 @@ class SchedulerMachine(RuleBasedStateMachine):
     def ready_heads(self) -> dict[str, list[str]]:
         """Per tenant: lane heads (oldest live queued job) of idle lanes whose deps succeeded."""
         lanes: dict[tuple, list[str]] = defaultdict(list)
-        busy = {self.s.jobs[j].lane for j, p in self.phase.items() if p is Phase.RUNNING}
+        busy = {self.s.jobs[j].lane for j, p in self.phase.items() if p is SchedState.RUNNING}
         for j, p in self.phase.items():
-            if p is Phase.QUEUED and not self.parked(j):
+            if p is SchedState.QUEUED and not self.parked(j):
                 lanes[self.s.jobs[j].lane].append(j)
         out: dict[str, list[str]] = defaultdict(list)
         for lane, jobs in lanes.items():
             head = min(jobs, key=lambda j: self.s.jobs[j].seq)
-            deps_ok = all(self.phase[d] is Phase.SUCCEEDED for d in self.s.jobs[head].deps)
+            deps_ok = all(self.phase[d] is SchedState.SUCCEEDED for d in self.s.jobs[head].deps)
             fits = self.needs[head].get("gpu", 0) <= self.gpu_free()
             if lane not in busy and deps_ok and fits:
                 out[lane[0]].append(head)
@@ -96,7 +98,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             if t not in live and t in self.arrival:
                 self.arrival.remove(t)
         # R1: jobs enter lanes in increasing seq (entry order).
-        entered = {j for j in self.phase if self.live(j) and self.phase[j] is Phase.QUEUED}
+        entered = {j for j in self.phase if self.live(j) and self.phase[j] is SchedState.QUEUED}
         for j in sorted(entered - self.in_lane, key=lambda j: self.s.jobs[j].seq):
             assert self.s.jobs[j].seq > self.max_seq_seen
             self.max_seq_seen = self.s.jobs[j].seq
@@ -116,7 +118,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             # R3: a tenant that gave its slot up, or was passed over, had nothing running (and,
             # checked in rules_hold, no active tenant is stalled while one that can start waits).
             running_tenants = {
-                self.s.jobs[j].tenant for j, p in self.phase.items() if p is Phase.RUNNING
+                self.s.jobs[j].tenant for j, p in self.phase.items() if p is SchedState.RUNNING
             }
             assert not (set(yielded) | passed) & running_tenants
             self.arrival = list(self.s.waiting)
@@ -155,7 +157,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             best = min(candidates, key=rank)
             if not yielded:  # with a slot handed over mid-pass, the candidates changed on the way
                 assert candidates[best] == j, f"{j} started before {candidates[best]} (R6)"
-            self.phase[j] = Phase.RUNNING
+            self.phase[j] = SchedState.RUNNING
             self.tick += 1
             self.served[t] = self.tick
             if self.cls(j):
@@ -164,7 +166,9 @@ class SchedulerMachine(RuleBasedStateMachine):
             if self.needs[j]:  # the GPU it took may make other heads not fit any more
                 ready = self.ready_heads()
         self.memo.clear()
-        self.in_lane = {j for j in self.phase if self.live(j) and self.phase[j] is Phase.QUEUED}
+        self.in_lane = {
+            j for j in self.phase if self.live(j) and self.phase[j] is SchedState.QUEUED
+        }
         self.prev_active = set(self.s.active)
 
     def cls(self, job_id: str) -> tuple:
@@ -193,22 +197,22 @@ class SchedulerMachine(RuleBasedStateMachine):
             deps = sorted({ids[p % len(ids)] for p in dep_picks} if ids else set())
             self.needs[job_id] = {"gpu": 1} if data.draw(st.booleans(), label="gpu") else {}
             lane = (tenant, f"w{self.wf}", f"b{branch}")
-            self.s.add(job_id, tenant, lane, deps, 0, Phase.HELD, self.needs[job_id])
-            self.phase[job_id] = Phase.HELD
+            self.s.add(job_id, tenant, lane, deps, 0, SchedState.HELD, self.needs[job_id])
+            self.phase[job_id] = SchedState.HELD
             if start:
                 self.s.enqueue(job_id)
-                self.phase[job_id] = Phase.QUEUED
+                self.phase[job_id] = SchedState.QUEUED
             ids.append(job_id)
         self.dispatch()
 
-    @precondition(lambda self: any(p is Phase.HELD for p in self.phase.values()))
+    @precondition(lambda self: any(p is SchedState.HELD for p in self.phase.values()))
     @rule(data=st.data())
     def start_one(self, data: st.DataObject) -> None:
         """The user starts one held job (its upstreams may stay held: it must then wait)."""
-        held = sorted(j for j, p in self.phase.items() if p is Phase.HELD)
+        held = sorted(j for j, p in self.phase.items() if p is SchedState.HELD)
         job_id = data.draw(st.sampled_from(held))
         self.s.enqueue(job_id)
-        self.phase[job_id] = Phase.QUEUED
+        self.phase[job_id] = SchedState.QUEUED
         self.dispatch()
 
     @rule()
@@ -222,47 +226,55 @@ class SchedulerMachine(RuleBasedStateMachine):
         requeue = []
         for job_id, job in old.jobs.items():  # registration order is topological
             phase = self.phase[job_id]
-            reg = phase if phase in (Phase.SUCCEEDED, *BAD) else Phase.HELD
+            reg = phase if phase in (SchedState.SUCCEEDED, *BAD) else SchedState.HELD
             new.add(job_id, job.tenant, job.lane, job.deps, job.seq, reg, self.needs[job_id])
-            if phase in (Phase.QUEUED, Phase.RUNNING):
+            if phase in (SchedState.QUEUED, SchedState.RUNNING):
                 requeue.append(job)
         for job in sorted(requeue, key=lambda j: j.seq):
             new.enqueue(job.id, job.seq)
-            self.phase[job.id] = Phase.QUEUED
+            self.phase[job.id] = SchedState.QUEUED
         new.restore_tenants(rows)
         assert list(new.active) == active and list(new.waiting) == waiting
         self.served_res.clear()  # per-class service is not persisted (rules.py R6)
         self.s = new
         self.memo.clear()
-        self.in_lane = {j for j in self.phase if self.live(j) and self.phase[j] is Phase.QUEUED}
+        self.in_lane = {
+            j for j in self.phase if self.live(j) and self.phase[j] is SchedState.QUEUED
+        }
         self.dispatch()
 
-    @precondition(lambda self: any(p is Phase.RUNNING for p in self.phase.values()))
-    @rule(data=st.data(), outcome=st.sampled_from([Phase.SUCCEEDED, Phase.SUCCEEDED, *BAD]))
-    def finish(self, data: st.DataObject, outcome: Phase) -> None:
-        running = sorted(j for j, p in self.phase.items() if p is Phase.RUNNING)
+    @precondition(lambda self: any(p is SchedState.RUNNING for p in self.phase.values()))
+    @rule(
+        data=st.data(), outcome=st.sampled_from([SchedState.SUCCEEDED, SchedState.SUCCEEDED, *BAD])
+    )
+    def finish(self, data: st.DataObject, outcome: SchedState) -> None:
+        running = sorted(j for j, p in self.phase.items() if p is SchedState.RUNNING)
         job_id = data.draw(st.sampled_from(running))
         self.s.finish(job_id, outcome)
         self.phase[job_id] = outcome
         self.dispatch()
 
-    @precondition(lambda self: sum(p is Phase.RUNNING for p in self.phase.values()) >= 2)
+    @precondition(lambda self: sum(p is SchedState.RUNNING for p in self.phase.values()) >= 2)
     @rule(data=st.data())
     def finish_several(self, data: st.DataObject) -> None:
         """Several workers free up before one dispatch: exercises round-robin within a pass."""
-        running = sorted(j for j, p in self.phase.items() if p is Phase.RUNNING)
+        running = sorted(j for j, p in self.phase.items() if p is SchedState.RUNNING)
         for job_id in data.draw(st.lists(st.sampled_from(running), min_size=2, unique=True)):
-            self.s.finish(job_id, Phase.SUCCEEDED)
-            self.phase[job_id] = Phase.SUCCEEDED
+            self.s.finish(job_id, SchedState.SUCCEEDED)
+            self.phase[job_id] = SchedState.SUCCEEDED
         self.dispatch()
 
-    @precondition(lambda self: any(p in (Phase.QUEUED, Phase.HELD) for p in self.phase.values()))
+    @precondition(
+        lambda self: any(p in (SchedState.QUEUED, SchedState.HELD) for p in self.phase.values())
+    )
     @rule(data=st.data())
     def cancel_pending(self, data: st.DataObject) -> None:
-        queued = sorted(j for j, p in self.phase.items() if p in (Phase.QUEUED, Phase.HELD))
+        queued = sorted(
+            j for j, p in self.phase.items() if p in (SchedState.QUEUED, SchedState.HELD)
+        )
         job_id = data.draw(st.sampled_from(queued))
         self.s.cancel_queued(job_id)
-        self.phase[job_id] = Phase.CANCELED
+        self.phase[job_id] = SchedState.CANCELED
         self.dispatch()
 
     @precondition(lambda self: any(p in BAD for p in self.phase.values()))
@@ -271,30 +283,30 @@ class SchedulerMachine(RuleBasedStateMachine):
         bad = sorted(j for j, p in self.phase.items() if p in BAD)
         job_id = data.draw(st.sampled_from(bad))
         self.s.retry(job_id)
-        self.phase[job_id] = Phase.QUEUED
+        self.phase[job_id] = SchedState.QUEUED
         self.dispatch()
 
-    @precondition(lambda self: any(p is Phase.SUCCEEDED for p in self.phase.values()))
+    @precondition(lambda self: any(p is SchedState.SUCCEEDED for p in self.phase.values()))
     @rule(data=st.data())
     def rerun(self, data: st.DataObject) -> None:
         """A succeeded job run again as a new attempt; refused while a dependent runs."""
-        done = sorted(j for j, p in self.phase.items() if p is Phase.SUCCEEDED)
+        done = sorted(j for j, p in self.phase.items() if p is SchedState.SUCCEEDED)
         job_id = data.draw(st.sampled_from(done))
-        if any(self.phase[d] is Phase.RUNNING for d in self.s.jobs[job_id].dependents):
+        if any(self.phase[d] is SchedState.RUNNING for d in self.s.jobs[job_id].dependents):
             with pytest.raises(ValueError, match="running dependent"):
                 self.s.rerun(job_id)
             return
         self.s.rerun(job_id)
-        self.phase[job_id] = Phase.QUEUED
+        self.phase[job_id] = SchedState.QUEUED
         self.dispatch()
 
-    @precondition(lambda self: any(p is Phase.RUNNING for p in self.phase.values()))
+    @precondition(lambda self: any(p is SchedState.RUNNING for p in self.phase.values()))
     @rule(data=st.data())
     def interrupt(self, data: st.DataObject) -> None:
-        running = sorted(j for j, p in self.phase.items() if p is Phase.RUNNING)
+        running = sorted(j for j, p in self.phase.items() if p is SchedState.RUNNING)
         job_id = data.draw(st.sampled_from(running))
         self.s.interrupt(job_id)
-        self.phase[job_id] = Phase.QUEUED
+        self.phase[job_id] = SchedState.QUEUED
         self.in_lane.add(job_id)  # back at the head with its old seq: not a new entry
         self.dispatch()
 
@@ -304,7 +316,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         if not hasattr(self, "s"):
             return
         self.memo.clear()
-        running = [j for j, p in self.phase.items() if p is Phase.RUNNING]
+        running = [j for j, p in self.phase.items() if p is SchedState.RUNNING]
         # R1: one running job per lane.
         lanes = Counter(self.s.jobs[j].lane for j in running)
         assert all(n == 1 for n in lanes.values())
@@ -332,16 +344,18 @@ class SchedulerMachine(RuleBasedStateMachine):
             assert all(stalled(t) for t in self.s.waiting), "a stalled tenant holds a slot"
         # R4: running jobs' deps all succeeded; blocked flags match the test's own derivation.
         for j in running:
-            assert all(self.phase[d] is Phase.SUCCEEDED for d in self.s.jobs[j].deps)
+            assert all(self.phase[d] is SchedState.SUCCEEDED for d in self.s.jobs[j].deps)
         for j, p in self.phase.items():
-            if p is Phase.QUEUED:
+            if p is SchedState.QUEUED:
                 assert self.s.jobs[j].blocked == self.blocked(j), j
                 assert self.s.jobs[j].parked == self.parked(j), j
         # R4: a queued job never stands in its lane ahead of (or beside) an unfinished upstream.
-        in_lane = {j for j, p in self.phase.items() if p is Phase.QUEUED and not self.parked(j)}
+        in_lane = {
+            j for j, p in self.phase.items() if p is SchedState.QUEUED and not self.parked(j)
+        }
         for j in in_lane:
             for d in self.s.jobs[j].deps:
-                assert self.phase[d] in (Phase.SUCCEEDED, Phase.RUNNING) or (
+                assert self.phase[d] in (SchedState.SUCCEEDED, SchedState.RUNNING) or (
                     d in in_lane and self.s.jobs[d].seq < self.s.jobs[j].seq
                 ), f"{j} stands in a lane ahead of its upstream {d}"
         # R9: resources never over-committed.
@@ -357,16 +371,16 @@ class SchedulerMachine(RuleBasedStateMachine):
         drains every live job."""
         if not hasattr(self, "s"):
             return
-        for j in sorted((j for j, p in self.phase.items() if p is Phase.HELD), key=self.order):
+        for j in sorted((j for j, p in self.phase.items() if p is SchedState.HELD), key=self.order):
             self.s.enqueue(j)
-            self.phase[j] = Phase.QUEUED
+            self.phase[j] = SchedState.QUEUED
             self.dispatch()
         for _ in range(10_000):
-            running = sorted(j for j, p in self.phase.items() if p is Phase.RUNNING)
+            running = sorted(j for j, p in self.phase.items() if p is SchedState.RUNNING)
             if not running:
                 break
-            self.s.finish(running[0], Phase.SUCCEEDED)
-            self.phase[running[0]] = Phase.SUCCEEDED
+            self.s.finish(running[0], SchedState.SUCCEEDED)
+            self.phase[running[0]] = SchedState.SUCCEEDED
             self.dispatch()
             self.rules_hold()
         stuck = [

@@ -1,6 +1,6 @@
 """Direct checks of the pure scheduler for cases found by the stateful test."""
 
-from wsitui.core.rules import Phase, Scheduler
+from wsitui.core.rules import SchedState, Scheduler
 
 
 def test_dependents_retried_while_blocked_reenter_after_their_upstream():
@@ -8,13 +8,13 @@ def test_dependents_retried_while_blocked_reenter_after_their_upstream():
     # an older seq than b; when a's retry unblocked both, c must still queue behind b.
     s = Scheduler(max_workers=2, max_active_users=1)
     lane = ("t", "w", "main")
-    s.add("a", "t", ("t", "w", "other"), [], 0, Phase.HELD)
-    s.add("b", "t", lane, ["a"], 0, Phase.HELD)
-    s.add("c", "t", lane, ["b"], 0, Phase.HELD)
+    s.add("a", "t", ("t", "w", "other"), [], 0, SchedState.HELD)
+    s.add("b", "t", lane, ["a"], 0, SchedState.HELD)
+    s.add("c", "t", lane, ["b"], 0, SchedState.HELD)
     for job in ("a", "b", "c"):
         s.enqueue(job)
     assert s.next_starts() == ["a"]
-    s.finish("a", Phase.FAILED)
+    s.finish("a", SchedState.FAILED)
     s.cancel_queued("b")
     s.cancel_queued("c")
     s.retry("c")
@@ -26,7 +26,7 @@ def test_dependents_retried_while_blocked_reenter_after_their_upstream():
         batch = s.next_starts()
         started += batch
         for job in batch:
-            s.finish(job, Phase.SUCCEEDED)
+            s.finish(job, SchedState.SUCCEEDED)
     assert started == ["a", "b", "c"]
 
 
@@ -35,12 +35,12 @@ def test_round_robin_within_one_dispatch_pass():
     for tenant, lanes in (("big", 10), ("small", 2), ("tiny", 1)):
         for i in range(lanes):
             job = f"{tenant}{i}"
-            s.add(job, tenant, (tenant, "w", f"b{i}"), [], 0, Phase.HELD)
+            s.add(job, tenant, (tenant, "w", f"b{i}"), [], 0, SchedState.HELD)
             s.enqueue(job)
     started = s.next_starts()
     assert started == ["big0", "small0", "tiny0", "big1"]
     for job in started:
-        s.finish(job, Phase.SUCCEEDED)
+        s.finish(job, SchedState.SUCCEEDED)
     # tiny has nothing left; the next pass resumes after big: small, then big, alternating.
     assert s.next_starts() == ["small1", "big2", "big3", "big4"]
 
@@ -50,23 +50,23 @@ def test_fair_share_holds_per_resource_a_busy_cpu_tenant_still_gets_the_gpu():
     must win the GPU the next time it frees (it was never served the GPU), not after all of B's."""
     s = Scheduler(max_workers=4, max_active_users=2, capacity={"gpu": 1})
     gpu = {"gpu": 1}
-    s.add("b0", "B", ("B", "w", "gpu"), [], 0, Phase.HELD, gpu)
+    s.add("b0", "B", ("B", "w", "gpu"), [], 0, SchedState.HELD, gpu)
     s.enqueue("b0")
     assert s.next_starts() == ["b0"]
-    s.add("a_gpu", "A", ("A", "w", "gpu"), [], 0, Phase.HELD, gpu)
+    s.add("a_gpu", "A", ("A", "w", "gpu"), [], 0, SchedState.HELD, gpu)
     s.enqueue("a_gpu")
-    s.add("a0", "A", ("A", "w", "cpu"), [], 0, Phase.HELD)
+    s.add("a0", "A", ("A", "w", "cpu"), [], 0, SchedState.HELD)
     s.enqueue("a0")
     assert s.next_starts() == ["a0"]  # the GPU is busy: A's CPU job goes
     gpu_grants, b_running, a_running = [], "b0", "a0"
     for i in range(1, 21):
-        s.add(f"a{i}", "A", ("A", "w", "cpu"), [], 0, Phase.HELD)
+        s.add(f"a{i}", "A", ("A", "w", "cpu"), [], 0, SchedState.HELD)
         s.enqueue(f"a{i}")
-        s.finish(a_running, Phase.SUCCEEDED)  # A is served again, on the CPU
+        s.finish(a_running, SchedState.SUCCEEDED)  # A is served again, on the CPU
         (a_running,) = s.next_starts()
-        s.add(f"b{i}", "B", ("B", "w", "gpu"), [], 0, Phase.HELD, gpu)
+        s.add(f"b{i}", "B", ("B", "w", "gpu"), [], 0, SchedState.HELD, gpu)
         s.enqueue(f"b{i}")
-        s.finish(b_running, Phase.SUCCEEDED)  # the GPU frees
+        s.finish(b_running, SchedState.SUCCEEDED)  # the GPU frees
         started = s.next_starts()
         gpu_grants += [j for j in started if s.jobs[j].needs]
         if "a_gpu" in started:
@@ -80,15 +80,15 @@ def test_a_tenant_whose_only_work_waits_for_a_busy_gpu_gives_its_slot_up():
     B gives its slot to C and waits first in line; it is admitted at the next free slot."""
     s = Scheduler(max_workers=4, max_active_users=2, capacity={"gpu": 1})
     gpu = {"gpu": 1}
-    s.add("a1", "A", ("A", "w", "g"), [], 0, Phase.HELD, gpu)
+    s.add("a1", "A", ("A", "w", "g"), [], 0, SchedState.HELD, gpu)
     s.enqueue("a1")
     assert s.next_starts() == ["a1"]
-    s.add("b1", "B", ("B", "w", "g"), [], 0, Phase.HELD, gpu)
+    s.add("b1", "B", ("B", "w", "g"), [], 0, SchedState.HELD, gpu)
     s.enqueue("b1")
     assert s.next_starts() == [] and s.active == ["A", "B"]  # no one else waits: B keeps it
     s.take_effects()
-    s.add("c1", "C", ("C", "w", "x"), [], 0, Phase.HELD)
-    s.add("c2", "C", ("C", "w", "y"), [], 0, Phase.HELD)
+    s.add("c1", "C", ("C", "w", "x"), [], 0, SchedState.HELD)
+    s.add("c2", "C", ("C", "w", "y"), [], 0, SchedState.HELD)
     s.enqueue("c1")
     s.enqueue("c2")
     assert s.next_starts() == ["c1", "c2"]
@@ -99,5 +99,5 @@ def test_a_tenant_whose_only_work_waits_for_a_busy_gpu_gives_its_slot_up():
         ("C", True, False),
     ]
     assert changes[1].passed_over == ("B",)  # B waited first but could start nothing
-    s.finish("a1", Phase.SUCCEEDED)  # A is done: its slot goes to B, first in line
+    s.finish("a1", SchedState.SUCCEEDED)  # A is done: its slot goes to B, first in line
     assert s.next_starts() == ["b1"] and s.active == ["C", "B"]

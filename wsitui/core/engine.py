@@ -5,100 +5,70 @@ Commands are plain methods called on the event-loop thread. Each one changes the
 without awaiting, so no other task sees a half-applied change and one dispatch pass can never
 start two jobs of a lane (R1) or over-admit tenants (R3). Dispatch runs on submit, finish, cancel
 and retry; there is no polling tick (R8).
+
+This module holds the commands, the tenant-scoped queries and the one commit every change goes
+through. Its parts, one job each: `validation` (what a submission must satisfy), `supervisor`
+(running jobs: stop, progress, the end of a run), `run_context` (what an executor sees of the
+engine), `recovery` (what stored jobs become at open), `tally` (workflow status), `errors`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
-import shutil
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
-import anyio.to_thread
 from anyio.abc import TaskGroup
-from pydantic import BaseModel, ValidationError
 
-from wsitui.core import rules
+from wsitui.core import recovery, rules
 from wsitui.core.admission import Admission, Decision, Limits, Refusal
+from wsitui.core.errors import EngineError, InvalidRequest, NotFound, QueueFull, RateLimited
 from wsitui.core.events import (
     Event,
     EventBus,
-    JobProgress,
     JobStateChanged,
     TenantAdmitted,
     TenantReleased,
     TenantWaiting,
     WorkflowProgress,
 )
-from wsitui.core.executor import (
-    Executor,
-    JobCanceled,
-    JobError,
-    UpstreamJob,
-    UpstreamSpec,
-)
+from wsitui.core.executor import Executor
 from wsitui.core.paths import DataDirLock, results_dir
-from wsitui.core.pydantic_errors import first_problem
 from wsitui.core.records import (
-    SAFE_ID,
-    SAFE_ID_HINT,
     Job,
     JobSpec,
     JobState,
     Transition,
     Workflow,
     WorkflowSpec,
-    WorkflowState,
     WorkflowStatus,
     job_id_for,
 )
+from wsitui.core.run_context import RunningJob
 from wsitui.core.store import Store, StoreError
+from wsitui.core.supervisor import FINAL_SCHED_STATE, Supervisor
+from wsitui.core.tally import Tally
+from wsitui.core.validation import JobValidator, check_tenant
 
-T = TypeVar("T")
-
-PROGRESS_COMMIT_S = 2.0  # a running job's progress is committed at most this often (and at stages)
-
-_PHASE = {
-    JobState.SUCCEEDED: rules.Phase.SUCCEEDED,
-    JobState.FAILED: rules.Phase.FAILED,
-    JobState.CANCELED: rules.Phase.CANCELED,
-}
-
-
-class EngineError(Exception):
-    """A refused command; str() is a one-line message for the user."""
-
-
-class NotFound(EngineError):
-    pass
-
-
-class InvalidRequest(EngineError):
-    pass
-
-
-class RateLimited(EngineError):
-    """The tenant submitted faster than its token bucket allows; nothing was submitted."""
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class QueueFull(EngineError):
-    """Too many PENDING jobs (the tenant's or in total); nothing was submitted."""
+__all__ = [
+    "Engine",
+    "EngineError",
+    "EngineStats",
+    "InvalidRequest",
+    "NotFound",
+    "QueueFull",
+    "RateLimited",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,151 +80,6 @@ class EngineStats:
     max_workers: int
     max_active_users: int
     resources: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # name: (used, cap)
-
-
-class _Tally:
-    """Running totals of one workflow's jobs, so status is O(1) per event, not O(jobs)."""
-
-    __slots__ = ("jobs", "progress", "runnable", "states")
-
-    def __init__(self) -> None:
-        self.jobs = 0
-        self.progress = 0.0
-        self.runnable = 0  # PENDING and not blocked
-        self.states: dict[JobState, int] = dict.fromkeys(JobState, 0)
-
-    def add(self, job: Job, sign: int) -> None:
-        self.jobs += sign
-        self.progress += sign * job.progress
-        self.states[job.state] += sign
-        self.runnable += sign * (job.state is JobState.PENDING and not job.blocked)
-
-
-class _Revoked:
-    """Shared by a run's context parts: set once the engine gave up waiting for the run."""
-
-    __slots__ = ("is_set",)
-
-    def __init__(self) -> None:
-        self.is_set = False
-
-
-class _Checkpoint:
-    def __init__(self, store: Store, job: Job, revoked: _Revoked) -> None:
-        self._store, self._job, self._revoked = store, job, revoked
-        # The total the run last reported (set from its thread by `report`, so never behind
-        # a report the loop has not applied yet); saved with every checkpoint.
-        self.tiles_total = job.tiles_total
-
-    def load(self) -> dict[str, Any] | None:
-        found = self._store.load_checkpoint(self._job.id, self._job.attempt)
-        return None if found is None else found[0]
-
-    def save(self, state: Mapping[str, Any], tiles_done: int) -> None:
-        if self._revoked.is_set:  # a run past its cancel deadline must not write any more
-            raise JobCanceled(self._job.id)
-        # The total goes with the done count: the job row's total is otherwise only saved with
-        # throttled progress, and a resume after a kill showed "48 of 0".
-        total = max(self.tiles_total, tiles_done)
-        self._store.save_checkpoint(self._job.id, self._job.attempt, state, tiles_done, total)
-
-
-class _JobContext:
-    """What an executor sees of the engine; every method is safe from any thread."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        job: Job,
-        out_dir: Path,
-        cancel: threading.Event,
-        params: BaseModel,
-        upstream: tuple[UpstreamJob, ...],
-        limiter: anyio.CapacityLimiter,
-    ) -> None:
-        self.job = job
-        self.params = params
-        self.results_dir = out_dir
-        self.shards_dir = out_dir / "shards"
-        self.upstream = upstream
-        self.revoked = _Revoked()
-        self.checkpoint = _Checkpoint(engine.store, job, self.revoked)
-        self._engine = engine
-        self._cancel = cancel
-        self._limiter = limiter
-        self.threads_lock = threading.Lock()
-        self.threads = 0  # worker threads running this job's code now
-        self.on_threads_done: Callable[[], None] | None = None  # set once the run is abandoned
-
-    def _send(self, **change: Any) -> None:
-        if self.revoked.is_set:
-            raise JobCanceled(self.job.id)
-        self._engine._call_in_loop(self._engine._on_progress, self.job.id, self.job.attempt, change)
-
-    def report(
-        self, tiles_done: int, tiles_total: int, counters: Mapping[str, int] | None = None
-    ) -> None:
-        self.checkpoint.tiles_total = int(tiles_total)
-        self._send(
-            tiles_done=int(tiles_done),
-            tiles_total=int(tiles_total),
-            counters=None if counters is None else {str(k): int(v) for k, v in counters.items()},
-        )
-
-    def restart_progress(self, reason: str) -> None:
-        self._send(restart=reason)
-
-    def set_stage(self, stage: str) -> None:
-        self._send(stage=" ".join(str(stage).split())[:80])
-
-    def cancel_requested(self) -> bool:
-        return self._cancel.is_set()
-
-    def check_cancel(self) -> None:
-        if self._cancel.is_set():
-            raise JobCanceled(self.job.id)
-
-    async def to_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        def tracked() -> T:
-            with self.threads_lock:
-                self.threads += 1
-            try:
-                return fn(*args)
-            finally:
-                with self.threads_lock:
-                    self.threads -= 1
-                    done = self.on_threads_done if self.threads == 0 else None
-                if done is not None:
-                    done()
-
-        # abandon_on_cancel: a run the engine gave up on must not pin shutdown to its thread.
-        return await anyio.to_thread.run_sync(
-            tracked, limiter=self._limiter, abandon_on_cancel=True
-        )
-
-
-@dataclass(slots=True)
-class _Run:
-    """One RUNNING job's controls."""
-
-    cancel: threading.Event  # seen by executor threads
-    stop: asyncio.Event  # the same request, awaitable on the loop
-    ctx: _JobContext | None = None
-
-    def request_stop(self) -> None:
-        self.cancel.set()
-        self.stop.set()
-
-
-class _Crash(Exception):
-    """An executor raised something that is not an Exception (SystemExit, a stray cancel...)."""
-
-    def __init__(self, exc: BaseException) -> None:
-        super().__init__(f"{type(exc).__name__}: {exc}".rstrip(": "))
-
-
-class _Abandoned(Exception):
-    """The run ignored a stop request for longer than the grace period."""
 
 
 class Engine:
@@ -298,15 +123,13 @@ class Engine:
         self._jobs: dict[str, Job] = {}
         self._workflows: dict[str, Workflow] = {}
         self._wf_jobs: dict[str, list[str]] = {}
-        self._tally: dict[str, _Tally] = {}
+        self._tally: dict[str, Tally] = {}
         self.admission = Admission(limits or Limits(), clock)
         self._pending: dict[str, int] = {}  # tenant -> PENDING jobs, for admission in O(1)
         self._pending_total = 0
-        self._runs: dict[str, _Run] = {}  # one per RUNNING job
-        self._user_canceled: set[str] = set()  # so shutdown cannot turn a cancel into a resume
-        self._abandoned: set[asyncio.Task[Any]] = set()  # runs past their cancel deadline
-        self._progress_saved: dict[str, float] = {}  # job id -> when its progress was committed
-        self._holds: dict[str, rules.Needs] = {}  # resources of abandoned runs still working
+        self._validator = JobValidator(self.executors, self.scheduler)
+        self._supervisor = Supervisor(self)
+        self._runs: dict[str, RunningJob] = self._supervisor.runs  # one per RUNNING job
         self._tg: TaskGroup | None = None
         self._closing = False
         self._changed = anyio.Event()
@@ -355,8 +178,7 @@ class Engine:
         resumed at the next start) and the engine closes anyway.
         """
         self._closing = True
-        for run in self._runs.values():
-            run.request_stop()
+        self._supervisor.stop_all()
         try:
             assert self._tg is not None
             # If this exit is itself a cancellation, job tasks are cancelled instead; their
@@ -366,7 +188,7 @@ class Engine:
             self._tg = None
             with anyio.CancelScope(shield=True):
                 await self._close_executors()
-            for task in self._abandoned:
+            for task in self._supervisor.abandoned:
                 task.cancel()
             self.store.close()
             self._store = None
@@ -384,90 +206,48 @@ class Engine:
                 )
 
     def _recover(self) -> None:
-        """Rebuild in-memory state; jobs found RUNNING were interrupted and resume first.
-
-        A job found RUNNING means the process died while it ran. One that died twice in a row
-        without saving a checkpoint in between, each time as the only job running, is failed
-        instead of resumed a third time: it is likely what kills the process (a poison job).
-        A death with several jobs running counts against none of them: an external SIGKILL (or
-        the OOM killer) while innocent jobs run must not fail them, and a real poison job is
-        caught once it dies alone (interrupted jobs resume first, so that comes soon).
-        """
+        """Rebuild in-memory state from the store; `recovery` decides what each stored job
+        becomes (jobs found RUNNING were interrupted and resume first)."""
         for wf in self.store.workflows():
             self._workflows[wf.id] = wf
             self._wf_jobs[wf.id] = []
-        interrupted: list[Job] = []
-        poisoned: list[Job] = []
-        unfit: list[Job] = []
-        queued: list[Job] = []
         now = self.clock()
         stored = self.store.jobs()
-        alone = sum(j.state is JobState.RUNNING for j in stored) == 1
         for job in stored:
             if job.workflow_id not in self._wf_jobs:
                 raise StoreError(
                     f"state database {self.store.path}: job {job.id!r} belongs to no workflow; "
                     "restore a backup of state.db, or move it aside to start afresh"
                 )
-            needs = self._needs(job)
-            as_stored = job
-            if job.state in (JobState.RUNNING, JobState.PENDING) and not self.scheduler.fits(
-                needs.items()
-            ):  # e.g. a GPU job stored on a machine that had one: it could never start here
-                job = replace(
-                    job,
-                    state=JobState.FAILED,
-                    finished_at=now,
-                    error=f"{self._unfit_reason(needs)}; this job cannot run on this machine",
-                )
-                unfit.append(job)
-            elif job.state is JobState.RUNNING:
-                job = replace(job, crashes=job.crashes + alone)
-                if job.crashes >= 2:
-                    job = replace(
-                        job,
-                        state=JobState.FAILED,
-                        finished_at=now,
-                        error="the process died while this job ran, twice in a row with no "
-                        "progress saved: failed instead of resumed again; see its error.log "
-                        "or the log, fix the cause, then retry it",
-                    )
-                    poisoned.append(job)
-                else:
-                    interrupted.append(job)
-            elif job.state is JobState.PENDING and job.enqueued:
-                queued.append(job)
-            # A job failed here is kept as stored in memory until its FAILED commit, so that
-            # event says what it was.
-            failing = job.state is JobState.FAILED and as_stored.state is not JobState.FAILED
-            self._put(replace(as_stored, crashes=job.crashes) if failing else job)
+        needs = {job.id: self._validator.needs(job) for job in stored}
+
+        def unfit(job: Job) -> str | None:
+            fits = self.scheduler.fits(needs[job.id].items())
+            return None if fits else self._validator.unfit_reason(needs[job.id])
+
+        found = recovery.triage(stored, unfit, now)
+        for kept, job in found.jobs:
+            self._put(kept)
             self._wf_jobs[job.workflow_id].append(job.id)
-            phase = _PHASE.get(job.state, rules.Phase.HELD)
+            state = FINAL_SCHED_STATE.get(job.state, rules.SchedState.HELD)
             self.scheduler.add(
-                job.id, job.tenant, self._lane(job), job.depends_on, job.seq, phase, needs
+                job.id, job.tenant, self._lane(job), job.depends_on, job.seq, state, needs[job.id]
             )
-        resumed = []
-        for job in interrupted:
-            found = self.store.load_checkpoint(job.id, job.attempt)
-            resumed.append(
-                replace(job, state=JobState.PENDING, tiles_done=found[1] if found else 0, stage="")
-            )
+        resumed = recovery.resumed(found.interrupted, self.store)
         # Interrupted jobs go back to the head of their lanes (their old seqs are lowest).
-        for job in sorted(interrupted, key=lambda j: j.seq) + sorted(queued, key=lambda j: j.seq):
+        for job in sorted(found.interrupted, key=lambda j: j.seq) + sorted(
+            found.queued, key=lambda j: j.seq
+        ):
             self.scheduler.enqueue(job.id, job.seq)
         # Which tenants were active, and the waiting order, continue from the stored state.
         self.scheduler.restore_tenants(self.store.tenant_rows())
         for job_id, job in self._jobs.items():
             if self.scheduler.jobs[job_id].blocked != job.blocked:
                 self._put(replace(job, blocked=self.scheduler.jobs[job_id].blocked))
-        self._commit(
-            resumed,
-            "interrupted: the engine stopped while it ran; resumes from its last checkpoint",
-            now,
-        )
-        self._commit(poisoned, "failed: crashed the process on two consecutive starts", now)
-        self._commit(unfit, "failed: needs a resource this engine does not have", now)
-        for job in unfit:
+        self._commit(resumed, recovery.INTERRUPTED, now)
+        self._commit(found.poisoned, recovery.POISONED, now)
+        self._commit(found.unfit, recovery.UNFIT, now)
+        for job in found.unfit:
             logging.getLogger("wsitui").warning("job %s failed: %s", job.id, job.error)
 
     # ---- tenant-scoped reads -----------------------------------------------------------------
@@ -478,7 +258,7 @@ class Engine:
         return [
             self._status(wf.id, with_jobs=False)
             for wf in self._workflows.values()
-            if wf.tenant == tenant
+            if wf.tenant == tenant  # R7
         ]
 
     def workflow(self, tenant: str, workflow_id: str) -> WorkflowStatus:
@@ -547,13 +327,13 @@ class Engine:
     # ---- commands ----------------------------------------------------------------------------
     def validate(self, tenant: str, spec: WorkflowSpec) -> list[JobSpec]:
         """Raise InvalidRequest exactly when `submit` would; else the jobs in dependency order."""
-        _check_tenant(tenant)
-        return self._validate_jobs(spec.jobs, existing={})
+        check_tenant(tenant)
+        return self._validator.ordered(spec.jobs, existing={})
 
     def submit(self, tenant: str, spec: WorkflowSpec, *, start: bool = True) -> WorkflowStatus:
         """Create a workflow with its jobs; `start=False` leaves them held until `start`."""
-        _check_tenant(tenant)
-        ordered = self._validate_jobs(spec.jobs, existing={})
+        check_tenant(tenant)
+        ordered = self._validator.ordered(spec.jobs, existing={})
         self._admit(tenant, len(spec.jobs))  # after validation: a refused spec costs no token
         wf_id = self._new_id()
         while wf_id in self._workflows:
@@ -567,7 +347,7 @@ class Engine:
     def add_job(self, tenant: str, workflow_id: str, spec: JobSpec, *, start: bool = True) -> Job:
         workflow = self.workflow(tenant, workflow_id).workflow
         existing = {self._jobs[j].key: self._jobs[j] for j in self._wf_jobs[workflow_id]}
-        ordered = self._validate_jobs((spec,), existing=existing)
+        ordered = self._validator.ordered((spec,), existing=existing)
         self._admit(tenant, 1)
         self._create_jobs(workflow, ordered, start=start, new_workflow=False)
         return self._jobs[job_id_for(workflow_id, spec.id)]
@@ -579,7 +359,7 @@ class Engine:
             if job.state is not JobState.PENDING:
                 raise InvalidRequest(
                     f"job {job.key!r} is {job.state}: only held jobs can be started"
-                    + ("; retry it instead" if job.state in _PHASE else "")
+                    + ("; retry it instead" if job.state.terminal else "")
                 )
         to_start: set[str] = set()
         stack = [job.id for job in requested]
@@ -601,8 +381,7 @@ class Engine:
         CANCELED at the latest `cancel_grace` seconds later)."""
         job = self.job(tenant, job_id)
         if job.state is JobState.RUNNING:
-            self._user_canceled.add(job.id)
-            self._runs[job.id].request_stop()
+            self._supervisor.cancel(job.id)
             return
         if job.state is not JobState.PENDING:
             raise InvalidRequest(
@@ -623,7 +402,7 @@ class Engine:
             raise InvalidRequest(
                 f"job {job.key!r} is {job.state}: only failed or canceled jobs can be retried"
             )
-        self._check_fits(job, "retry")
+        self._validator.check_fits(job, "retry")
         self.scheduler.retry(job.id)
         return self._new_attempt(job, "retry")
 
@@ -648,17 +427,9 @@ class Engine:
                 f"job {job.key!r} cannot be rerun while {', '.join(map(repr, running))} runs "
                 "on its outputs; wait for it to finish, or cancel it first"
             )
-        self._check_fits(job, "rerun")
+        self._validator.check_fits(job, "rerun")
         self.scheduler.rerun(job.id)
         return self._new_attempt(job, "rerun")
-
-    def _check_fits(self, job: Job, verb: str) -> None:
-        needs = self._needs(job)
-        if not self.scheduler.fits(needs.items()):  # it would wait forever
-            raise InvalidRequest(
-                f"job {job.key!r} {self._unfit_reason(needs)}: it cannot run on this machine; "
-                f'submit it anew with device = "cpu", or {verb} it on a machine that has it'
-            )
 
     def _new_attempt(self, job: Job, verb: str) -> Job:
         """Commit a job the scheduler put back in its lane as its next attempt."""
@@ -690,7 +461,7 @@ class Engine:
         if refused is not None:
             self._raise_refusal(refused)
 
-    # ---- internals: validation and creation --------------------------------------------------
+    # ---- internals: admission and creation ---------------------------------------------------
     def _admit(self, tenant: str, jobs: int) -> None:
         """Admission control, before anything changes: raise RateLimited / QueueFull."""
         refused = self.admission.admit(
@@ -704,89 +475,6 @@ class Engine:
         if refused.refusal is Refusal.RATE_LIMITED:
             raise RateLimited(refused.message, refused.retry_after)
         raise QueueFull(refused.message)
-
-    def _parse_params(self, spec: JobSpec) -> BaseModel:
-        executor = self.executors.get(str(spec.type))
-        if executor is None:
-            raise InvalidRequest(
-                f"job {spec.id!r}: {spec.type} jobs cannot run yet (no executor is "
-                f"installed for them); available: {', '.join(sorted(self.executors)) or 'none'}"
-            )
-        try:
-            return executor.params_model.model_validate(spec.params)
-        except ValidationError as exc:
-            raise InvalidRequest(f"job {spec.id!r}: {_params_error(exc)}") from None
-
-    def _validate_jobs(
-        self, specs: Sequence[JobSpec], existing: Mapping[str, Job]
-    ) -> list[JobSpec]:
-        """Check ids, types, params, resources, upstreams and the DAG; return specs in a stable
-        topological order."""
-        keys: dict[str, JobSpec] = {}
-        for spec in specs:
-            if spec.id in keys or spec.id in existing:
-                raise InvalidRequest(f"job id {spec.id!r} is used twice in the workflow")
-            keys[spec.id] = spec
-        for spec in specs:
-            upstream: list[UpstreamSpec] = []
-            for dep in spec.depends_on:
-                if dep in keys:
-                    upstream.append(UpstreamSpec(dep, keys[dep].type, keys[dep].slide))
-                elif dep in existing:
-                    up = existing[dep]
-                    upstream.append(UpstreamSpec(dep, up.job_type, up.slide))
-                else:
-                    raise InvalidRequest(
-                        f"job {spec.id!r} depends on unknown job {dep!r}: depends_on names "
-                        "jobs of the same workflow"
-                    )
-            params = self._parse_params(spec)
-            executor = self.executors[str(spec.type)]
-            needs = executor.resources(params)
-            if not self.scheduler.fits(needs.items()):
-                raise InvalidRequest(
-                    f"job {spec.id!r}: {self._unfit_reason(needs)}: "
-                    'run it on the CPU (device = "cpu") or on a machine that has it'
-                )
-            try:
-                executor.validate(spec, Path(spec.slide), params, tuple(upstream))
-            except ValueError as exc:
-                raise InvalidRequest(f"job {spec.id!r}: {exc}") from None
-        ordered: list[JobSpec] = []
-        state: dict[str, int] = {}  # 1 visiting, 2 done
-
-        def visit(key: str, path: list[str]) -> None:
-            if key in existing or state.get(key) == 2:
-                return
-            if state.get(key) == 1:
-                cycle = [*path[path.index(key) :], key]
-                raise InvalidRequest(
-                    f"dependency cycle (x -> y: x depends on y): {' -> '.join(cycle)}"
-                )
-            state[key] = 1
-            for dep in keys[key].depends_on:
-                visit(dep, [*path, key])
-            state[key] = 2
-            ordered.append(keys[key])
-
-        for spec in specs:
-            visit(spec.id, [])
-        return ordered
-
-    def _unfit_reason(self, needs: Mapping[str, int]) -> str:
-        have = ", ".join(f"{k}={v}" for k, v in sorted(self.scheduler.capacity.items()))
-        want = ", ".join(f"{k}={v}" for k, v in sorted(needs.items()) if v > 0)
-        return f"needs {want} but this engine has {have or 'none'}"
-
-    def _needs(self, job: Job) -> dict[str, int]:
-        """Resources a job holds while running (R9); params were validated at submission."""
-        executor = self.executors.get(str(job.job_type))
-        if executor is None:
-            return {}
-        try:
-            return dict(executor.resources(executor.params_model.model_validate(job.params)))
-        except ValidationError:
-            return {}  # the job fails with the message when it starts
 
     def _create_jobs(
         self, workflow: Workflow, specs: list[JobSpec], *, start: bool, new_workflow: bool
@@ -814,8 +502,8 @@ class Engine:
                 self._lane(job),
                 job.depends_on,
                 0,
-                rules.Phase.HELD,
-                self._needs(job),
+                rules.SchedState.HELD,
+                self._validator.needs(job),
             )
             if start:
                 self.scheduler.enqueue(job.id)
@@ -834,7 +522,7 @@ class Engine:
         self._commit(changed, "started by user", now)
         self._after_change()
 
-    # ---- internals: running jobs -------------------------------------------------------------
+    # ---- internals: dispatch (the supervisor runs what it starts) ----------------------------
     def _dispatch(self) -> None:
         """Start what the rules allow; commit the starts with any admissions, then publish."""
         running = self._tg is not None and not self._closing
@@ -848,279 +536,8 @@ class Engine:
         if self._tg is None:
             return
         for job in started:
-            self._runs[job.id] = _Run(threading.Event(), asyncio.Event())
-            self._tg.start_soon(self._run_job, job.id, name=f"job {job.id}")
-
-    def _prepare_results(self, job: Job) -> Path:
-        """The job's results dir: kept when it resumes within an attempt; for a new attempt
-        everything but `shards/` is removed (each shard records the job, plan and checksum it
-        belongs to and is checked before use, so a retry reuses the valid ones)."""
-        out_dir = self.results_dir(job)
-        marker = out_dir / ".attempt"
-        try:
-            current = marker.read_text().strip() if marker.is_file() else None
-        except OSError:
-            current = None
-        if out_dir.exists() and current != str(job.attempt):
-            for entry in list(out_dir.iterdir()):
-                if entry.name == "shards" and entry.is_dir() and not entry.is_symlink():
-                    continue
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        marker.write_text(f"{job.attempt}\n")
-        return out_dir
-
-    def _upstream(self, job: Job) -> tuple[UpstreamJob, ...]:
-        return tuple(
-            UpstreamJob(
-                key=up.key,
-                job_id=up.id,
-                job_type=up.job_type,
-                slide=up.slide,
-                state=up.state,
-                results_dir=self.results_dir(up),
-            )
-            for up in (self._jobs[d] for d in job.depends_on)
-        )
-
-    async def _run_job(self, job_id: str) -> None:
-        job = self._jobs[job_id]
-        run = self._runs[job_id]
-        state, error, reason = JobState.SUCCEEDED, None, "completed"
-        left_behind: _JobContext | None = None
-        try:
-            # A stored job of a type this engine has no executor for fails here, in one line.
-            params = self._parse_params(
-                JobSpec(id=job.key, type=job.job_type, slide=job.slide, params=job.params)
-            )
-            executor = self.executors[str(job.job_type)]
-            out_dir = self._prepare_results(job)
-            run.ctx = _JobContext(
-                self,
-                job,
-                out_dir,
-                run.cancel,
-                params,
-                self._upstream(job),
-                self._limiters[str(job.job_type)],
-            )
-            await self._supervise(executor, run)
-        except JobCanceled:
-            if self._closing and job_id not in self._user_canceled:
-                self._interrupt(job_id)
-                return
-            state, reason = JobState.CANCELED, "canceled while running"
-        except _Abandoned:
-            if self._closing and job_id not in self._user_canceled:
-                self._interrupt(job_id, late=True)
-                return
-            state = JobState.CANCELED
-            reason = (
-                f"canceled: it did not stop within {self.cancel_grace:g} s of the request; its "
-                "late result is discarded and its partial outputs removed"
-            )
-            self._discard_results(job)
-            left_behind = run.ctx
-        except (JobError, EngineError) as exc:
-            state, error, reason = JobState.FAILED, str(exc), "failed"
-        except _Crash as exc:  # a BaseException from executor code: its own name and message
-            state, error, reason = JobState.FAILED, str(exc).splitlines()[0], "failed"
-            self._write_traceback(job, exc)
-        except Exception as exc:  # an executor bug must fail its job, never the engine
-            state, reason = JobState.FAILED, "failed"
-            error = (f"{type(exc).__name__}: {exc}".splitlines() or [type(exc).__name__])[0]
-            self._write_traceback(job, exc)
-        finally:
-            self._runs.pop(job_id, None)
-            self._user_canceled.discard(job_id)
-            self._progress_saved.pop(job_id, None)
-        self._finish(job_id, state, error, reason, left_behind=left_behind)
-
-    async def _supervise(self, executor: Executor, run: _Run) -> None:
-        """Run the executor as its own task, so a run that ignores a stop request can be left
-        behind after `cancel_grace` (its threads cannot be killed) while its worker is freed.
-
-        Whatever the executor raises (SystemExit, KeyboardInterrupt, a stray CancelledError)
-        fails only its own job; only a real cancellation of this task propagates.
-        """
-        assert run.ctx is not None
-        ctx = run.ctx
-
-        async def guarded() -> BaseException | None:
-            try:
-                await executor.run(ctx)
-            except Exception:
-                raise
-            except asyncio.CancelledError as exc:
-                if ctx.revoked.is_set:
-                    raise  # a real cancellation: the engine abandoned the run (or shuts down)
-                # A stray cancel from executor code (even of its own task): its job fails.
-                task = asyncio.current_task()
-                while task is not None and task.cancelling():
-                    task.uncancel()
-                return _Crash(exc)
-            except BaseException as exc:  # SystemExit, KeyboardInterrupt from executor code
-                return _Crash(exc)
-            return None
-
-        task = asyncio.get_running_loop().create_task(guarded(), name=f"executor {ctx.job.id}")
-        stop_wait = asyncio.ensure_future(run.stop.wait())
-        try:
-            done, _ = await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-            if task not in done:  # asked to stop: it has `cancel_grace` seconds to do so
-                done, _ = await asyncio.wait({task}, timeout=self.cancel_grace)
-            if task not in done:
-                ctx.revoked.is_set = True
-                self._abandon(task)
-                raise _Abandoned
-        finally:
-            stop_wait.cancel()
-            if not task.done():  # this task itself was cancelled (hard stop): leave it behind
-                ctx.revoked.is_set = True
-                self._abandon(task)
-            elif not task.cancelled():
-                task.exception()  # mark it retrieved; `result()` below still raises it
-        if task.cancelled():  # cancelled from outside its own code but not by the engine
-            raise _Crash(asyncio.CancelledError())
-        crash = task.result()
-        if crash is not None:
-            raise crash
-
-    def _abandon(self, task: asyncio.Task[Any]) -> None:
-        task.cancel()
-        self._abandoned.add(task)
-        task.add_done_callback(_forget(self._abandoned))
-
-    def _discard_results(self, job: Job) -> None:
-        """A run left behind may still write: move its results dir out of the way, then drop it."""
-        out_dir = self.results_dir(job)
-        if not out_dir.exists():
-            return
-        trash = out_dir.with_name(f".{out_dir.name}.discarded-{secrets.token_hex(4)}")
-        try:
-            out_dir.rename(trash)
-        except OSError:
-            return
-        threading.Thread(target=shutil.rmtree, args=(trash, True), daemon=True).start()
-
-    def _finish(
-        self,
-        job_id: str,
-        state: JobState,
-        error: str | None,
-        reason: str,
-        *,
-        left_behind: _JobContext | None = None,
-    ) -> None:
-        self.scheduler.finish(job_id, _PHASE[state])
-        if left_behind is not None:
-            self._hold_while_busy(job_id, left_behind)
-        job = self._jobs[job_id]
-        now = self.clock()
-        tiles_done = job.tiles_total if state is JobState.SUCCEEDED else job.tiles_done
-        self._commit(
-            [
-                replace(
-                    job,
-                    state=state,
-                    error=error,
-                    finished_at=now,
-                    tiles_done=tiles_done,
-                    stage="",
-                    crashes=0,
-                )
-            ],
-            reason if error is None else f"{reason}: {error}",
-            now,
-        )
-        self._after_change()
-
-    def _hold_while_busy(self, job_id: str, ctx: _JobContext) -> None:
-        """A run left behind after `cancel_grace` frees its worker, but the resources it holds
-        (a GPU) stay reserved until its threads return: the next GPU job never overlaps it.
-        Called before the dispatch that would hand them out."""
-        needs = self.scheduler.jobs[job_id].needs
-        if not needs:
-            return
-        loop = asyncio.get_running_loop()
-        with ctx.threads_lock:
-            if ctx.threads == 0:
-                return  # its work has stopped already
-            ctx.on_threads_done = lambda: _call_soon(loop, self._release_hold, job_id)
-        self.scheduler.reserve(needs)
-        self._holds[job_id] = needs
-        logging.getLogger("wsitui").warning(
-            "job %s was left running in a thread after it was canceled; %s stay in use until "
-            "that thread returns",
-            job_id,
-            ", ".join(f"{k}={v}" for k, v in needs),
-        )
-
-    def _release_hold(self, job_id: str) -> None:
-        needs = self._holds.pop(job_id, None)
-        if needs is None or self._store is None:
-            return  # already released, or the engine has closed
-        self.scheduler.unreserve(needs)
-        self._after_change()
-
-    def _interrupt(self, job_id: str, *, late: bool = False) -> None:
-        self.scheduler.interrupt(job_id)
-        now = self.clock()
-        self._commit(
-            [
-                replace(
-                    self._jobs[job_id], state=JobState.PENDING, started_at=None, stage="", crashes=0
-                )
-            ],
-            "interrupted: the engine stopped"
-            + (f" (it did not stop within {self.cancel_grace:g} s)" if late else "")
-            + "; resumes from its last checkpoint",
-            now,
-        )
-        self._notify()
-
-    def _on_progress(self, job_id: str, attempt: int, change: Mapping[str, Any]) -> None:
-        job = self._jobs.get(job_id)
-        if job is None or job.state is not JobState.RUNNING or job.attempt != attempt:
-            return  # a late report of a run that already ended
-        restarted = "restart" in change
-        tiles_done = 0 if restarted else job.tiles_done
-        if "tiles_done" in change:
-            # Within one attempt progress never goes backwards, unless the executor said so.
-            tiles_done = max(tiles_done, change["tiles_done"])
-        updated = replace(
-            job,
-            tiles_done=tiles_done,
-            tiles_total=change.get("tiles_total", job.tiles_total),
-            counters=change["counters"] if change.get("counters") is not None else job.counters,
-            stage=change.get("stage", job.stage),
-        )
-        if updated == job and not restarted:
-            return
-        self._put(updated)
-        self._save_progress(updated, force=restarted or updated.stage != job.stage)
-        now = self.clock()
-        self.bus.publish(JobProgress(now, updated, restarted=restarted))
-        self._publish_workflow(updated.workflow_id, now)
-        self._notify()
-
-    def _save_progress(self, job: Job, *, force: bool) -> None:
-        """Commit a running job's progress for readers of the database (`wsitui status`): at
-        its first report, at each stage change or restart, else at most every
-        PROGRESS_COMMIT_S seconds, so a status read lags the live figure by that much at most.
-        Best effort: a failed write here is logged, the next commit says it to the user."""
-        at = time.monotonic()
-        last = self._progress_saved.get(job.id)
-        if not force and last is not None and at - last < PROGRESS_COMMIT_S:
-            return
-        self._progress_saved[job.id] = at
-        try:
-            self.store.save_progress(job)
-        except StoreError as exc:
-            logging.getLogger("wsitui").warning("progress of %s not saved: %s", job.id, exc)
+            self._runs[job.id] = RunningJob(threading.Event(), asyncio.Event())
+            self._tg.start_soon(self._supervisor.run_job, job.id, name=f"job {job.id}")
 
     def _notify(self) -> None:
         """Wake `wait_until` callers: something changed."""
@@ -1132,13 +549,6 @@ class Engine:
             fn(*args)
         else:
             anyio.from_thread.run_sync(fn, *args, token=self._token)
-
-    def _write_traceback(self, job: Job, exc: BaseException) -> None:
-        try:
-            path = self.results_dir(job) / "error.log"
-            path.write_text("".join(traceback.format_exception(exc)))
-        except Exception:  # best effort: the job already failed with its own message
-            pass
 
     # ---- internals: commit, publish ----------------------------------------------------------
     def _commit(
@@ -1203,7 +613,7 @@ class Engine:
             self._publish_workflow(wf_id, now)
 
     def _after_change(self) -> None:
-        self._dispatch()
+        self._dispatch()  # R8: in the same step as the change, never on a tick
         self._notify()
 
     def _publish_tenants(self, effects: rules.Effects, now: float, *, admitted: bool) -> None:
@@ -1226,7 +636,7 @@ class Engine:
 
     def _put(self, job: Job) -> None:
         """Replace a job's snapshot, keeping its workflow's tally in step."""
-        tally = self._tally.setdefault(job.workflow_id, _Tally())
+        tally = self._tally.setdefault(job.workflow_id, Tally())
         old = self._jobs.get(job.id)
         if old is not None:
             tally.add(old, -1)
@@ -1240,23 +650,8 @@ class Engine:
         self._jobs[job.id] = job
 
     def _status(self, workflow_id: str, *, with_jobs: bool) -> WorkflowStatus:
-        tally = self._tally.get(workflow_id) or _Tally()
-        n, states = tally.jobs, tally.states
-        if states[JobState.RUNNING]:
-            state = WorkflowState.RUNNING
-        elif n and states[JobState.SUCCEEDED] == n:
-            state = WorkflowState.SUCCEEDED
-        elif tally.runnable or not n:
-            state = WorkflowState.PENDING
-        elif states[JobState.FAILED]:
-            state = WorkflowState.FAILED
-        else:
-            state = WorkflowState.CANCELED
+        state, progress = (self._tally.get(workflow_id) or Tally()).summary()
         jobs = tuple(self._jobs[j] for j in self._wf_jobs[workflow_id]) if with_jobs else ()
-        # Clamp: the running sum accumulates float error over many updates.
-        progress = max(0.0, min(1.0, tally.progress / n)) if n else 0.0
-        if state is WorkflowState.SUCCEEDED:
-            progress = 1.0
         return WorkflowStatus(self._workflows[workflow_id], state, progress, jobs)
 
     @staticmethod
@@ -1264,32 +659,5 @@ class Engine:
         return (job.tenant, job.workflow_id, job.branch)
 
 
-def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
-    """From any thread; nothing if the loop has closed (the engine stopped meanwhile)."""
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(fn, *args)
-
-
-def _forget(tasks: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None]:
-    def done(task: asyncio.Task[Any]) -> None:
-        tasks.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: a late failure of a run left behind is not news
-
-    return done
-
-
-def _params_error(exc: ValidationError) -> str:
-    """First pydantic error as one line: `params.tile_size: Input should be ...`."""
-    problem = first_problem(exc)
-    where = problem.dotted or "params"
-    return f"params.{where}: {problem.msg}".replace("params.params", "params")
-
-
 def _held(job: Job) -> bool:
     return job.state is JobState.PENDING and not job.enqueued
-
-
-def _check_tenant(tenant: str) -> None:
-    if not isinstance(tenant, str) or not SAFE_ID.match(tenant):
-        raise InvalidRequest(f"tenant {tenant!r} is not allowed: {SAFE_ID_HINT}")

@@ -1,9 +1,10 @@
 """A job's phase as a person reads it: one derivation shared by every face.
 
-The scheduler has its own view (`rules.Phase`); a face wants more: *why* a pending job is not
-running. This module answers that from job snapshots alone (plus the waiting-tenant order), so
-the TUI, `wsitui status` (which reads a data dir without an engine) and `wsitui run --json`
-agree on every job. Order of precedence for a PENDING job:
+The stored state is `JobState`; the scheduler has its own view (`rules.SchedState`, whose
+docstring relates all three); a face wants more: *why* a pending job is not running. This
+module answers that from job snapshots alone (plus the waiting-tenant order), so the TUI,
+`wsitui status` (which reads a data dir without an engine) and `wsitui run --json` agree on
+every job. Order of precedence for a PENDING job:
 
   held (not started by the user) → blocked (an upstream failed or was canceled) → after a
   dependency (an upstream has not succeeded yet) → waiting (its tenant waits for a slot) →

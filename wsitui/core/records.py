@@ -43,6 +43,8 @@ class JobType(StrEnum):
 
 
 class JobState(StrEnum):
+    """A job's stored lifecycle state; `rules.SchedState` relates it to the other two views."""
+
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"

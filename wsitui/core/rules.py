@@ -44,6 +44,12 @@ code follows, including where they say more than the engine issue did:
       (ties by admission order). "Oldest" is lane entry order: a retried or re-entering job
       has a new, later seq; an interrupted job (the engine stopped) keeps its seq and so
       returns to the head of its lane.
+  R7  Isolation (engine): every query and command is scoped to one tenant. Another tenant's
+      workflow or job id is refused exactly like an unknown one (same NotFound, same message),
+      so a tenant cannot even learn that it exists; listings show a tenant its own workflows.
+  R8  Event-driven (engine): dispatch runs in the same synchronous step as the change that may
+      allow a start (submit, start, finish, cancel, retry, rerun, a released hold), after its
+      commit. There is no polling tick: an idle engine runs no task at all.
   R9  Resources: a job may hold resources besides its worker (e.g. one `gpu`). A job starts only
       if its resources fit under their caps; a lane head that does not fit is passed over, not
       waited for, so a short CPU job never waits behind GPU jobs. A job that needs more than a
@@ -78,8 +84,20 @@ LaneKey = tuple[str, str, str]  # (tenant, workflow_id, branch)
 Needs = tuple[tuple[str, int], ...]  # resources a job holds while running, sorted: its class
 
 
-class Phase(StrEnum):
-    """The scheduler's view of a job; PENDING splits into QUEUED (in a lane) and HELD."""
+class SchedState(StrEnum):
+    """The scheduler's view of a job's state: `JobState` with PENDING split into HELD and QUEUED.
+
+    A job's condition has three names, each for one reader; this is the one place that relates
+    them (the others point here):
+      - `records.JobState`: the lifecycle state the engine stores and every face shows
+        (PENDING, RUNNING, SUCCEEDED, FAILED, CANCELED).
+      - `SchedState` (here): what the scheduler tracks. PENDING is HELD (created, not started
+        by the user; in no lane) or QUEUED (started; in its lane, or parked out of it, R4). The
+        engine maps a finished JobState to its SchedState in `supervisor.FINAL_SCHED_STATE`;
+        every other stored job is registered HELD and queued again if it was (`Engine._recover`).
+      - `phase.JobPhase`: derived for faces from job snapshots, never stored: *why* a PENDING
+        job is not running (held, blocked, after a dependency, waiting, behind, ready).
+    """
 
     HELD = "HELD"  # created but not yet started by the user
     QUEUED = "QUEUED"
@@ -89,7 +107,7 @@ class Phase(StrEnum):
     CANCELED = "CANCELED"
 
 
-DONE_BAD = (Phase.FAILED, Phase.CANCELED)
+DONE_BAD = (SchedState.FAILED, SchedState.CANCELED)
 
 
 @dataclass(slots=True)
@@ -99,7 +117,7 @@ class SJob:
     lane: LaneKey
     deps: tuple[str, ...]
     seq: int
-    phase: Phase
+    state: SchedState
     order: int = 0  # registration order: dependencies always come first (topological)
     unmet: int = 0  # dependencies not SUCCEEDED
     bad_deps: int = 0  # dependencies FAILED/CANCELED or themselves blocked
@@ -118,12 +136,14 @@ class SJob:
 
     @property
     def in_lane(self) -> bool:
-        return self.phase is Phase.QUEUED and not self.parked
+        return self.state is SchedState.QUEUED and not self.parked
 
     def contribution(self) -> tuple[bool, bool]:
         """(holds dependents back as held, blocks dependents as bad)."""
-        held = self.phase is Phase.HELD or (self.phase is Phase.QUEUED and self.held_deps > 0)
-        bad = self.phase in DONE_BAD or self.bad_deps > 0
+        held = self.state is SchedState.HELD or (
+            self.state is SchedState.QUEUED and self.held_deps > 0
+        )
+        bad = self.state in DONE_BAD or self.bad_deps > 0
         return held, bad
 
 
@@ -236,20 +256,20 @@ class Scheduler:
         lane: LaneKey,
         deps: Iterable[str],
         seq: int,
-        phase: Phase,
+        state: SchedState,
         needs: Mapping[str, int] | None = None,
     ) -> None:
         """Register a HELD or finished job; `enqueue` queues it. Dependencies come first."""
-        if phase not in (Phase.HELD, Phase.SUCCEEDED, *DONE_BAD):
-            raise ValueError(f"cannot register {job_id} as {phase}")
+        if state not in (SchedState.HELD, SchedState.SUCCEEDED, *DONE_BAD):
+            raise ValueError(f"cannot register {job_id} as {state}")
         deps = tuple(deps)
-        job = SJob(job_id, tenant, lane, deps, seq, phase, order=len(self.jobs))
+        job = SJob(job_id, tenant, lane, deps, seq, state, order=len(self.jobs))
         job.needs = tuple(sorted((k, v) for k, v in (needs or {}).items() if v > 0))
         self._next_seq = max(self._next_seq, seq)
         for dep_id in deps:
             dep = self.jobs[dep_id]
             dep.dependents.append(job_id)
-            if dep.phase is not Phase.SUCCEEDED:
+            if dep.state is not SchedState.SUCCEEDED:
                 job.unmet += 1
             held, bad = dep.contribution()
             job.held_deps += held
@@ -260,11 +280,11 @@ class Scheduler:
     def enqueue(self, job_id: str, seq: int | None = None) -> None:
         """A HELD job enters the back of its lane (or is parked until its upstreams allow)."""
         job = self.jobs[job_id]
-        if job.phase is not Phase.HELD:
-            raise ValueError(f"job {job_id} is {job.phase}, not held")
+        if job.state is not SchedState.HELD:
+            raise ValueError(f"job {job_id} is {job.state}, not held")
         before = job.contribution()
         job.seq = self.new_seq() if seq is None else seq
-        job.phase = Phase.QUEUED
+        job.state = SchedState.QUEUED
         if not job.parked:
             self._enter_lane(job)
         self._propagate(job, before)
@@ -333,7 +353,7 @@ class Scheduler:
             lane = self.lanes[job.lane]
             heapq.heappop(lane.queue)
             lane.running = job.id  # R1: the lane is busy before anything else is considered
-            job.phase = Phase.RUNNING
+            job.state = SchedState.RUNNING
             for name, amount in job.needs:  # R9
                 self.in_use[name] = self.in_use.get(name, 0) + amount
             self.running += 1
@@ -346,15 +366,15 @@ class Scheduler:
             started.append(job.id)
         return started
 
-    def finish(self, job_id: str, phase: Phase) -> None:
+    def finish(self, job_id: str, state: SchedState) -> None:
         """A RUNNING job ended SUCCEEDED, FAILED or CANCELED."""
         job = self.jobs[job_id]
-        if job.phase is not Phase.RUNNING or phase not in (Phase.SUCCEEDED, *DONE_BAD):
-            raise ValueError(f"cannot finish {job_id} ({job.phase}) as {phase}")
+        if job.state is not SchedState.RUNNING or state not in (SchedState.SUCCEEDED, *DONE_BAD):
+            raise ValueError(f"cannot finish {job_id} ({job.state}) as {state}")
         self._leave_worker(job)
         before = job.contribution()
-        job.phase = phase
-        if phase is Phase.SUCCEEDED:
+        job.state = state
+        if state is SchedState.SUCCEEDED:
             for dep_id in job.dependents:
                 dependent = self.jobs[dep_id]
                 dependent.unmet -= 1
@@ -367,20 +387,20 @@ class Scheduler:
         """A RUNNING job was stopped by shutdown: it returns to the head of its lane."""
         job = self.jobs[job_id]
         self._leave_worker(job)
-        job.phase = Phase.QUEUED
+        job.state = SchedState.QUEUED
         lane = self.lanes[job.lane]
         heapq.heappush(lane.queue, (job.seq, job.id))
         self._mark_ready(lane)
 
     def cancel_queued(self, job_id: str) -> None:
         job = self.jobs[job_id]
-        if job.phase not in (Phase.QUEUED, Phase.HELD):
-            raise ValueError(f"job {job_id} is {job.phase}, not pending")
+        if job.state not in (SchedState.QUEUED, SchedState.HELD):
+            raise ValueError(f"job {job_id} is {job.state}, not pending")
         before = job.contribution()
         was_live = job.in_lane
         if was_live:
             self._leave_lane(job)
-        job.phase = Phase.CANCELED
+        job.state = SchedState.CANCELED
         self._propagate(job, before)
         if was_live:
             self._live_delta(job.tenant, -1)
@@ -388,12 +408,12 @@ class Scheduler:
     def retry(self, job_id: str) -> None:
         """FAILED/CANCELED → back of its lane; dependents it unblocks follow it, in order."""
         job = self.jobs[job_id]
-        if job.phase not in DONE_BAD:
-            raise ValueError(f"job {job_id} is {job.phase}, not failed or canceled")
+        if job.state not in DONE_BAD:
+            raise ValueError(f"job {job_id} is {job.state}, not failed or canceled")
         before = job.contribution()
-        job.phase = Phase.HELD
+        job.state = SchedState.HELD
         job.seq = self.new_seq()
-        job.phase = Phase.QUEUED
+        job.state = SchedState.QUEUED
         if not job.parked:
             self._enter_lane(job)
         self._propagate(job, before)
@@ -401,15 +421,15 @@ class Scheduler:
     def rerun(self, job_id: str) -> None:
         """SUCCEEDED → back of its lane as a new attempt; its dependents wait for it again."""
         job = self.jobs[job_id]
-        if job.phase is not Phase.SUCCEEDED:
-            raise ValueError(f"job {job_id} is {job.phase}, not succeeded")
-        if any(self.jobs[d].phase is Phase.RUNNING for d in job.dependents):
+        if job.state is not SchedState.SUCCEEDED:
+            raise ValueError(f"job {job_id} is {job.state}, not succeeded")
+        if any(self.jobs[d].state is SchedState.RUNNING for d in job.dependents):
             raise ValueError(f"job {job_id} has a running dependent")
         for dep_id in job.dependents:
             self.jobs[dep_id].unmet += 1  # `unmet` counts dependencies not SUCCEEDED
         before = job.contribution()
         job.seq = self.new_seq()
-        job.phase = Phase.QUEUED
+        job.state = SchedState.QUEUED
         if not job.parked:
             self._enter_lane(job)
         self._propagate(job, before)

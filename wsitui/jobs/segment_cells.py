@@ -226,10 +226,10 @@ class SegmentCellsExecutor(Executor):
     async def run(self, ctx: JobContext) -> None:
         params = ctx.params
         assert isinstance(params, SegmentCellsParams)
-        await ctx.to_thread(_Run(self, ctx, params).run)
+        await ctx.to_thread(_CellSegmentation(self, ctx, params).run)
 
 
-class _Run:
+class _CellSegmentation:
     def __init__(
         self, executor: SegmentCellsExecutor, ctx: JobContext, params: SegmentCellsParams
     ) -> None:

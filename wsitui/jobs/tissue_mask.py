@@ -301,7 +301,7 @@ def run_tissue_mask(
     hooks = hooks or JobHooks()
     try:
         with open_slide(slide) as reader:
-            return _Run(reader, Path(results_dir), params, job_id, hooks, t0).run()
+            return _TissueMasking(reader, Path(results_dir), params, job_id, hooks, t0).run()
     except SlideError as e:
         raise JobError(str(e)) from e
     except MemoryError as e:
@@ -316,7 +316,7 @@ def run_tissue_mask(
         ) from e
 
 
-class _Run:
+class _TissueMasking:
     def __init__(
         self,
         reader: SlideReader,

@@ -105,10 +105,10 @@ class MeasureCellsExecutor(Executor):
     async def run(self, ctx: JobContext) -> None:
         params = ctx.params
         assert isinstance(params, MeasureCellsParams)
-        await ctx.to_thread(_Run(ctx, params).run)
+        await ctx.to_thread(_CellMeasurement(ctx, params).run)
 
 
-class _Run:
+class _CellMeasurement:
     def __init__(self, ctx: JobContext, params: MeasureCellsParams) -> None:
         self.ctx, self.params = ctx, params
         self.out = ctx.results_dir

@@ -1,0 +1,84 @@
+"""Recovery: what each stored job becomes when the engine opens on its data dir.
+
+A job found RUNNING means the process died while it ran: it resumes from its last checkpoint,
+first in its lane. One that died twice in a row without saving a checkpoint in between, each
+time as the only job running, is failed instead of resumed a third time: it is likely what
+kills the process (a poison job). A death with several jobs running counts against none of
+them: an external SIGKILL (or the OOM killer) while innocent jobs run must not fail them, and a
+real poison job is caught once it dies alone (interrupted jobs resume first, so that comes soon).
+A RUNNING or PENDING job whose resources this engine can never give (e.g. a GPU job stored on a
+machine that had one) fails, so it holds no slot (R9).
+
+Pure: the engine applies the result (`Engine._recover`) and commits it in one step per reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from wsitui.core.records import Job, JobState
+from wsitui.core.store import Store
+
+INTERRUPTED = "interrupted: the engine stopped while it ran; resumes from its last checkpoint"
+POISONED = "failed: crashed the process on two consecutive starts"
+UNFIT = "failed: needs a resource this engine does not have"
+
+
+@dataclass(slots=True)
+class Triage:
+    # (snapshot held in memory until its commit, the job as recovered), in stored order. A job
+    # failed here is held as stored until its FAILED commit, so that event says what it was.
+    jobs: list[tuple[Job, Job]] = field(default_factory=list)
+    interrupted: list[Job] = field(default_factory=list)  # found RUNNING: resume
+    poisoned: list[Job] = field(default_factory=list)  # died alone twice: failed
+    unfit: list[Job] = field(default_factory=list)  # can never run here: failed
+    queued: list[Job] = field(default_factory=list)  # PENDING and started by the user
+
+
+def triage(stored: Sequence[Job], unfit_reason: Callable[[Job], str | None], now: float) -> Triage:
+    """Sort stored jobs by what recovery does to them; `unfit_reason(job)` says why a job can
+    never run on this engine, or None when it can."""
+    out = Triage()
+    alone = sum(j.state is JobState.RUNNING for j in stored) == 1
+    for job in stored:
+        as_stored = job
+        why = unfit_reason(job) if job.state in (JobState.RUNNING, JobState.PENDING) else None
+        if why is not None:
+            job = replace(
+                job,
+                state=JobState.FAILED,
+                finished_at=now,
+                error=f"{why}; this job cannot run on this machine",
+            )
+            out.unfit.append(job)
+        elif job.state is JobState.RUNNING:
+            job = replace(job, crashes=job.crashes + alone)
+            if job.crashes >= 2:
+                job = replace(
+                    job,
+                    state=JobState.FAILED,
+                    finished_at=now,
+                    error="the process died while this job ran, twice in a row with no "
+                    "progress saved: failed instead of resumed again; see its error.log "
+                    "or the log, fix the cause, then retry it",
+                )
+                out.poisoned.append(job)
+            else:
+                out.interrupted.append(job)
+        elif job.state is JobState.PENDING and job.enqueued:
+            out.queued.append(job)
+        failing = job.state is JobState.FAILED and as_stored.state is not JobState.FAILED
+        out.jobs.append((replace(as_stored, crashes=job.crashes) if failing else job, job))
+    return out
+
+
+def resumed(interrupted: Sequence[Job], store: Store) -> list[Job]:
+    """Interrupted jobs as they resume: PENDING again, at their last checkpoint's tile."""
+    out = []
+    for job in interrupted:
+        found = store.load_checkpoint(job.id, job.attempt)
+        out.append(
+            replace(job, state=JobState.PENDING, tiles_done=found[1] if found else 0, stage="")
+        )
+    return out
