@@ -41,7 +41,7 @@ def _ms(fn: Callable[[], Any]) -> tuple[float, Any]:
 def setup(size: tuple[int, int], seed: int, n: int) -> dict[str, Any]:
     from wsitui.jobs.cells.params import SegmentCellsParams
     from wsitui.jobs.cells.plan import plan_tiles
-    from wsitui.jobs.common.tissue import compute_tissue_mask
+    from wsitui.jobs.tissue_mask.mask import compute_tissue_mask
     from wsitui.models import ModelCache, resolve
     from wsitui.slides.reader import open_slide
 

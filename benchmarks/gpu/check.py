@@ -111,7 +111,7 @@ def bare_model(
     from wsitui.jobs.cells.accel import first_tiles
     from wsitui.jobs.cells.params import SegmentCellsParams
     from wsitui.jobs.cells.plan import plan_tiles
-    from wsitui.jobs.common.tissue import compute_tissue_mask
+    from wsitui.jobs.tissue_mask.mask import compute_tissue_mask
     from wsitui.models import ModelCache, resolve
     from wsitui.models.normalize import normalize_batch
     from wsitui.slides.reader import open_slide

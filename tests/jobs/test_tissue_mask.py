@@ -16,11 +16,10 @@ from tests.slides.samples import SIZE, iou, record_reads, with_stated_mpp
 from wsitui.core.executor import JobCanceled, JobError
 from wsitui.core.records import JobSpec, JobType
 from wsitui.jobs.common import grid as grid_mod
-from wsitui.jobs.common import tissue as tissue_mod
 from wsitui.jobs.common.grid import GridGeometry, TileGrid, mask_fractions
-from wsitui.jobs.common.tissue import compute_tissue_mask
 from wsitui.jobs.common.upstream import load_tile_grid, load_tissue_mask
-from wsitui.jobs.tissue_mask import (
+from wsitui.jobs.tissue_mask import mask as tissue_mod
+from wsitui.jobs.tissue_mask.executor import (
     ARCHIVE_FILE,
     GEOJSON_FILE,
     MANIFEST_FILE,
@@ -31,6 +30,7 @@ from wsitui.jobs.tissue_mask import (
     TissueMaskExecutor,
     TissueMaskParams,
 )
+from wsitui.jobs.tissue_mask.mask import compute_tissue_mask
 from wsitui.slides import reader as reader_mod
 from wsitui.slides.reader import open_slide
 from wsitui.slides.sample import load_truth
@@ -442,7 +442,7 @@ def test_plain_image_without_mpp(tmp_path: Path):
 def test_otsu_matches_skimage_and_handles_one_level():
     from skimage.filters import threshold_otsu
 
-    from wsitui.jobs.common.tissue import otsu
+    from wsitui.jobs.tissue_mask.mask import otsu
 
     rng = np.random.default_rng(0)
     img = np.concatenate([rng.normal(170, 12, 5000), rng.normal(238, 4, 15000)])

@@ -7,9 +7,9 @@ import pytest
 from tests.slides.samples import record_reads
 from wsitui.core.engine import Engine
 from wsitui.core.records import JobSpec, JobState, JobType, WorkflowSpec
-from wsitui.jobs.common import tissue as tissue_mod
 from wsitui.jobs.common.upstream import load_tissue_mask
 from wsitui.jobs.registry import default_executors
+from wsitui.jobs.tissue_mask import mask as tissue_mod
 from wsitui.slides.reader import open_slide
 
 pytestmark = pytest.mark.anyio

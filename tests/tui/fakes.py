@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from wsitui.core.executor import Executor, JobContext, JobError, UpstreamSpec
 from wsitui.core.records import JobSpec, JobType
-from wsitui.jobs.tissue_mask import TissueMaskParams
+from wsitui.jobs.tissue_mask.executor import TissueMaskParams
 
 
 class ScriptedExecutor(Executor):

@@ -60,8 +60,8 @@ from wsitui.jobs.common.manifest import (
 )
 from wsitui.jobs.common.mpp import resolve_mpp
 from wsitui.jobs.common.shards import ShardOwner, ShardStore
-from wsitui.jobs.common.tissue import MaskSettings, compute_tissue_mask
 from wsitui.jobs.common.upstream import load_tissue_mask
+from wsitui.jobs.tissue_mask.mask import MaskSettings, compute_tissue_mask
 from wsitui.models import ModelError, resolve
 from wsitui.models.device import cuda_device_count, cuda_visible, gpu_resources
 from wsitui.slides.errors import SlideError, quoted

@@ -65,13 +65,13 @@ from wsitui.jobs.common.manifest import (
 )
 from wsitui.jobs.common.mpp import PLAUSIBLE_MPP
 from wsitui.jobs.common.shards import ShardStore
-from wsitui.jobs.common.tissue import (
+from wsitui.jobs.common.upstream import MASK_FILE
+from wsitui.jobs.tissue_mask.mask import (
     MaskPlan,
     TissueMask,
     compute_tissue_mask,
     plan_mask,
 )
-from wsitui.jobs.common.upstream import MASK_FILE
 from wsitui.slides.errors import SlideError, quoted
 from wsitui.slides.reader import SlideReader, open_slide
 
