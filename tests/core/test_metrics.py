@@ -1,13 +1,13 @@
 from wsitui.core.events import JobProgress, JobStateChanged
 from wsitui.core.metrics import Metrics
-from wsitui.core.records import Job, JobState, JobType
+from wsitui.core.records import Job, JobState
 
 T = 6_000_000.0  # a minute boundary (divisible by 60)
 
 
 def job(state: JobState, started: float | None = None, finished: float | None = None, done=0):
     return Job(
-        id="w.j", key="j", workflow_id="w", tenant="t", job_type=JobType.TISSUE_MASK,
+        id="w.j", key="j", workflow_id="w", tenant="t", job_type="TISSUE_MASK",
         slide="s", branch="main", depends_on=(), params={}, state=state, tiles_done=done,
         tiles_total=100, started_at=started, finished_at=finished,
     )  # fmt: skip

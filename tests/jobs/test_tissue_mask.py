@@ -14,7 +14,7 @@ from tests.jobs.fakes import FakeContext, MemoryCheckpoint
 from tests.jobs.fakes import run as run_executor
 from tests.slides.samples import SIZE, iou, record_reads, with_stated_mpp
 from wsitui.core.executor import JobCanceled, JobError
-from wsitui.core.records import JobSpec, JobType
+from wsitui.core.records import JobSpec
 from wsitui.jobs.common import grid as grid_mod
 from wsitui.jobs.common.grid import GridGeometry, TileGrid, mask_fractions
 from wsitui.jobs.common.upstream import load_tile_grid, load_tissue_mask
@@ -345,14 +345,14 @@ def test_validate_accepts_good_params_without_opening_the_slide(tmp_path: Path):
     junk = tmp_path / "not-yet-checked.svs"
     junk.write_text("not a slide")  # validate must not open it
     raw = {"tile_size": 256, "level": 1, "min_tissue_fraction": 0, "target_mpp": 16}
-    spec = JobSpec(id="m", type=JobType.TISSUE_MASK, slide=str(junk), params=raw)
+    spec = JobSpec(id="m", type="TISSUE_MASK", slide=str(junk), params=raw)
     ex = TissueMaskExecutor()
     ex.validate(spec, junk, ex.params_model.model_validate(raw), ())
 
 
 def test_validate_missing_slide(tmp_path: Path):
     p = tmp_path / "gone.svs"
-    spec = JobSpec(id="m", type=JobType.TISSUE_MASK, slide=str(p))
+    spec = JobSpec(id="m", type="TISSUE_MASK", slide=str(p))
     with pytest.raises(ValueError, match=r"slide '.*gone\.svs' does not exist; check the path"):
         TissueMaskExecutor().validate(spec, p, TissueMaskParams(), ())
 

@@ -12,12 +12,12 @@ from PIL import Image
 from pydantic import BaseModel
 
 from wsitui.core.executor import Executor, JobContext, JobError, UpstreamSpec
-from wsitui.core.records import JobSpec, JobType
+from wsitui.core.records import JobSpec
 from wsitui.jobs.tissue_mask.executor import TissueMaskParams
 
 
 class ScriptedExecutor(Executor):
-    job_type = JobType.TISSUE_MASK
+    job_type = "TISSUE_MASK"
     params_model = TissueMaskParams  # the real job's params, so the TUI submits what it would
 
     def __init__(self) -> None:

@@ -11,7 +11,6 @@ from tests.slides.samples import sample_slide_path
 from tests.tui.fakes import ScriptedExecutor
 from tests.tui.helpers import settle
 from wsitui.core.engine import Engine
-from wsitui.core.records import JobType
 from wsitui.jobs.segment_cells import SegmentCellsExecutor
 from wsitui.tui.app import WsituiApp
 from wsitui.tui.screens.dialogs import AddJobDialog
@@ -35,11 +34,11 @@ async def test_add_a_cells_job_with_its_model_and_device(tmp_path, slide):
         await pilot.pause()
         dialog = app.screen
         assert isinstance(dialog, AddJobDialog)
-        assert not dialog.query_one("#cells-opts").display  # only for SEGMENT_CELLS
+        assert not dialog.query_one("#model-opts").display  # only for SEGMENT_CELLS
         dialog.query_one("#slide", Input).value = str(slide)
-        dialog.query_one("#type", Select).value = JobType.SEGMENT_CELLS
+        dialog.query_one("#type", Select).value = "SEGMENT_CELLS"
         await pilot.pause()
-        assert dialog.query_one("#cells-opts").display
+        assert dialog.query_one("#model-opts").display
         dialog.query_one("#model", Input).value = "classical"
         dialog.query_one("#device", Select).value = "cpu"
         await pilot.press("enter")
@@ -49,7 +48,7 @@ async def test_add_a_cells_job_with_its_model_and_device(tmp_path, slide):
         await settle(app, pilot)
         (w,) = engine.workflows("alice")
         (job,) = engine.workflow("alice", w.workflow.id).jobs
-        assert job.job_type is JobType.SEGMENT_CELLS
+        assert job.job_type == "SEGMENT_CELLS"
         assert job.params == {"model": "classical", "device": "cpu"}
         await app.shutdown()
 

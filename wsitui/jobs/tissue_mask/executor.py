@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from PIL import Image
@@ -48,9 +48,10 @@ from wsitui.core.executor import (
     Executor,
     JobContext,
     JobError,
+    Output,
     UpstreamSpec,
 )
-from wsitui.core.records import JobSpec, JobType
+from wsitui.core.records import JobSpec
 from wsitui.jobs.common.archive import write_archive
 from wsitui.jobs.common.files import commit_fence, write_atomic
 from wsitui.jobs.common.geojson import TISSUE, feature_collection, mask_polygons, write_geojson
@@ -75,6 +76,7 @@ from wsitui.jobs.tissue_mask.mask import (
 from wsitui.slides.errors import SlideError, quoted
 from wsitui.slides.reader import SlideReader, open_slide
 
+JOB_TYPE = "TISSUE_MASK"
 TILES_DIR = "tiles"
 PREVIEW_FILE = "preview.png"
 GEOJSON_FILE = "tissue.geojson"
@@ -179,7 +181,7 @@ class GridMeta(BaseModel):
 
 class TissueManifest(JobManifest):
     format: str = MANIFEST_FORMAT
-    job_type: str = JobType.TISSUE_MASK.value
+    job_type: str = JOB_TYPE
     mask: MaskMeta
     grid: GridMeta
     regions: int  # tissue polygons in tissue.geojson
@@ -514,9 +516,11 @@ class _Run:
 
 
 class TissueMaskExecutor(Executor):
-    """The Executor for JobType.TISSUE_MASK (see wsitui.core.executor)."""
+    """The Executor for TISSUE_MASK jobs (see wsitui.core.executor)."""
 
-    job_type = JobType.TISSUE_MASK
+    job_type = JOB_TYPE
+    short_name = "mask"
+    outputs: ClassVar[Mapping[Output, str]] = {Output.TISSUE: GEOJSON_FILE}
     params_model = TissueMaskParams
     threads = 2
 
