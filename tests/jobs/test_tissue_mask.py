@@ -16,21 +16,19 @@ from tests.slides.samples import SIZE, iou, record_reads, with_stated_mpp
 from wsitui.core.executor import JobCanceled, JobError
 from wsitui.core.records import JobSpec
 from wsitui.jobs.common import grid as grid_mod
-from wsitui.jobs.common.grid import GridGeometry, TileGrid, mask_fractions
-from wsitui.jobs.common.upstream import load_tile_grid, load_tissue_mask
+from wsitui.jobs.common.grid import TILES_FILE, GridGeometry, TileGrid, mask_fractions
+from wsitui.jobs.common.manifest import MANIFEST_FILE
+from wsitui.jobs.common.upstream import MASK_FILE, load_tile_grid, load_tissue_mask
 from wsitui.jobs.tissue_mask import mask as tissue_mod
-from wsitui.jobs.tissue_mask.executor import (
+from wsitui.jobs.tissue_mask.executor import TissueMaskExecutor
+from wsitui.jobs.tissue_mask.mask import compute_tissue_mask
+from wsitui.jobs.tissue_mask.outputs import (
     ARCHIVE_FILE,
     GEOJSON_FILE,
-    MANIFEST_FILE,
-    MASK_FILE,
     PREVIEW_FILE,
-    TILES_FILE,
     TissueManifest,
-    TissueMaskExecutor,
-    TissueMaskParams,
 )
-from wsitui.jobs.tissue_mask.mask import compute_tissue_mask
+from wsitui.jobs.tissue_mask.params import TissueMaskParams
 from wsitui.slides import reader as reader_mod
 from wsitui.slides.reader import open_slide
 from wsitui.slides.sample import load_truth

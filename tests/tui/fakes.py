@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from wsitui.core.executor import Executor, JobContext, JobError, UpstreamSpec
 from wsitui.core.records import JobSpec
-from wsitui.jobs.tissue_mask.executor import TissueMaskParams
+from wsitui.jobs.tissue_mask.params import TissueMaskParams
 
 
 class ScriptedExecutor(Executor):
