@@ -124,7 +124,8 @@ async def test_the_metrics_screen_shows_the_numbers_the_endpoint_serves(tmp_path
     from wsitui.core.metrics import Metrics
     from wsitui.tui.screens.metrics import now_text
 
-    engine = Engine(tmp_path / "d", [ScriptedExecutor()], max_workers=3)
+    # The totals shown are those the executors declare: SEGMENT_CELLS's cells found.
+    engine = Engine(tmp_path / "d", [ScriptedExecutor(), SegmentCellsExecutor()], max_workers=3)
     async with engine:
         metrics = Metrics()
         text = str(now_text(metrics.snapshot(engine)))
