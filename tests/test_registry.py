@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 from textual.app import App, ComposeResult
 from textual.widgets import Label, Select
 
@@ -21,7 +22,8 @@ from wsitui.core.executor import (
 )
 from wsitui.core.records import JobSpec, WorkflowSpec
 from wsitui.jobs import registry
-from wsitui.session.config import ConfigError, load_config
+from wsitui.session.config import ConfigError, JobConfig, load_config
+from wsitui.session.plan import changed_fields
 from wsitui.tui.screens.dialogs import AddJobDialog, Devices
 
 pytestmark = pytest.mark.anyio
@@ -36,11 +38,20 @@ class CountSection(SectionModel):
         return {"threshold": self.threshold, **params}
 
 
+class CountParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threshold: int = 10
+    workers: int = 1  # how many threads count: the count is the same
+
+
 class CountSpotsExecutor(Executor):
     """A job type that exists only in this test (nothing in wsitui names it)."""
 
     job_type = "COUNT_SPOTS"
+    params_model = CountParams
     config_section = ConfigSection("count", CountSection)
+    result_neutral = frozenset({"workers"})
     dialog_fields = frozenset({DialogField.MODEL})
 
     async def run(self, ctx: JobContext) -> None:
@@ -116,6 +127,23 @@ async def test_a_registered_job_type_runs_in_the_engine_a_session_builds(
         (job,) = status.jobs
         await engine.wait_until(lambda: engine.job("t", job.id).state.terminal)
         assert str(engine.job("t", job.id).state) == "SUCCEEDED"
+
+
+async def test_a_rerun_that_changes_only_result_neutral_params_is_not_a_change(
+    tmp_path: Path, registered: None
+) -> None:
+    engine = Engine(tmp_path / "d", registry.default_executors())
+    async with engine:
+        spec = JobSpec(id="s", type="COUNT_SPOTS", slide="x", params={"threshold": 3})
+        status = engine.submit("t", WorkflowSpec(name="w", jobs=(spec,)), start=False)
+        (old,) = status.jobs
+
+        def changed(**params: int) -> list[str]:
+            new = JobConfig(id="s", type="COUNT_SPOTS", slide=Path("x"), params=params)
+            return changed_fields(engine, status.workflow.id, new, old)
+
+        assert changed(threshold=3, workers=8) == []  # the executor says workers change nothing
+        assert changed(threshold=4) == ["params"]
 
 
 class _Host(App[None]):
