@@ -131,3 +131,32 @@ async def test_the_metrics_screen_shows_the_numbers_the_endpoint_serves(tmp_path
         text = str(now_text(metrics.snapshot(engine)))
     assert text.startswith("running 0 · workers busy 0 free 3 · queued 0 (pending 0)")
     assert "cells 0" in text and "submissions refused 0" in text
+
+
+async def test_the_metrics_screen_shows_the_clusters_the_executors_report(tmp_path):
+    """Through the contract (`Executor.clusters()`), whichever executor runs on a cluster."""
+    from dataclasses import dataclass
+
+    from wsitui.tui.screens.metrics import MetricsScreen
+
+    @dataclass(frozen=True)
+    class Cluster:  # what a cluster backend reports: the contract's ClusterStatus, typed
+        address: str = "tcp://10.0.0.9:8786"
+        local: bool = False
+        dashboard: str = "http://10.0.0.9:8787/status"
+        workers: tuple = ()
+        tiles_per_s: float = 2.0
+
+    class OnACluster(ScriptedExecutor):
+        def clusters(self) -> list[Cluster]:
+            return [Cluster()]
+
+    engine = Engine(tmp_path / "d", [OnACluster()])
+    app = WsituiApp(engine, tenant="alice", image_protocol="halfcell")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("m")
+        await pilot.pause()
+        assert isinstance(app.screen, MetricsScreen)
+        shown = str(app.screen.query_one("#dask").render())
+        assert shown.startswith("tcp://10.0.0.9:8786 · 2.0 tiles/s · http://10.0.0.9:8787/status")
