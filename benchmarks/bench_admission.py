@@ -22,11 +22,11 @@ import anyio
 from wsitui.core.admission import Admission, Limits
 from wsitui.core.engine import Engine, QueueFull, RateLimited
 from wsitui.core.executor import Executor, JobContext
-from wsitui.core.records import JobSpec, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, WorkflowSpec
 
 
 class ZeroWork(Executor):
-    job_type = JobType.TISSUE_MASK
+    job_type = "TISSUE_MASK"
 
     async def run(self, ctx: JobContext) -> None:
         ctx.report(1, 1)

@@ -113,7 +113,7 @@ def main() -> None:
     from types import SimpleNamespace
 
     from wsitui.core.executor import UpstreamJob
-    from wsitui.core.records import JobState, JobType
+    from wsitui.core.records import JobState
     from wsitui.jobs.measure_cells.executor import _CellMeasurement
     from wsitui.jobs.measure_cells.params import MeasureCellsParams
 
@@ -125,7 +125,7 @@ def main() -> None:
         out = Path(tmp) / "measure"
         (out / "shards").mkdir(parents=True)
         up = UpstreamJob(
-            "cells", "cells-job", JobType.SEGMENT_CELLS, str(slide), JobState.SUCCEEDED, up_dir
+            "cells", "cells-job", "SEGMENT_CELLS", str(slide), JobState.SUCCEEDED, up_dir
         )
         ctx = Ctx(
             job=SimpleNamespace(id="bench", attempt=1, slide=str(slide)),

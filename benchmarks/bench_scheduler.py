@@ -20,13 +20,13 @@ import anyio
 
 from wsitui.core.engine import Engine
 from wsitui.core.executor import Executor, JobContext
-from wsitui.core.records import JobSpec, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, WorkflowSpec
 
 
 class ZeroWork(Executor):
     """No work at all: what is measured is the engine (the base class gives the defaults)."""
 
-    job_type = JobType.TISSUE_MASK
+    job_type = "TISSUE_MASK"
 
     async def run(self, ctx: JobContext) -> None:
         ctx.report(1, 1)

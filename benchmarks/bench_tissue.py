@@ -38,14 +38,11 @@ import tifffile
 from PIL import Image
 from skimage.filters import threshold_otsu
 
-from wsitui.jobs.common.tissue import clean_mask, compute_tissue_mask, otsu, plan_mask
 from wsitui.jobs.common.upstream import load_tissue_mask
-from wsitui.jobs.tissue_mask import (
-    DEFAULTS,
-    TissueMaskParams,
-    build_tile_grid,
-    run_tissue_mask,
-)
+from wsitui.jobs.tissue_mask.executor import run_tissue_mask
+from wsitui.jobs.tissue_mask.mask import clean_mask, compute_tissue_mask, otsu, plan_mask
+from wsitui.jobs.tissue_mask.params import DEFAULTS, TissueMaskParams
+from wsitui.jobs.tissue_mask.plan import build_tile_grid
 from wsitui.slides.fragments import load_fragment_truth, write_fragment_slide
 from wsitui.slides.reader import open_slide
 from wsitui.slides.sample import MPP, load_truth, parse_size, truth_path_for, write_sample_slide
@@ -87,7 +84,8 @@ JOB_CODE = """
 import resource, sys, time
 from pathlib import Path
 from typing import Any
-from wsitui.jobs.tissue_mask import DEFAULTS, run_tissue_mask
+from wsitui.jobs.tissue_mask.executor import run_tissue_mask
+from wsitui.jobs.tissue_mask.params import DEFAULTS
 t = time.perf_counter()
 run_tissue_mask(Path(sys.argv[1]), Path(sys.argv[2]), DEFAULTS)
 print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

@@ -13,7 +13,7 @@ from pathlib import Path
 from textual.widgets import Select
 
 from wsitui.core.engine import Engine
-from wsitui.core.records import JobSpec, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, WorkflowSpec
 from wsitui.jobs.registry import default_executors
 from wsitui.slides.sample import write_sample_slide
 from wsitui.tui.app import WsituiApp
@@ -66,7 +66,7 @@ async def main(out: Path) -> None:
             app.save_screenshot("help.svg", str(out))
             await pilot.press("escape", "a")  # the add-job dialog for a SEGMENT_CELLS job
             await pilot.pause()
-            app.screen.query_one("#type", Select).value = JobType.SEGMENT_CELLS
+            app.screen.query_one("#type", Select).value = "SEGMENT_CELLS"
             await pilot.pause(0.3)
             app.save_screenshot("add_job.svg", str(out))
             await pilot.press("escape")

@@ -1,5 +1,6 @@
-"""Layering: the engine never imports Textual (or any face); executors never import faces;
-the session layer sits below both faces, and the TUI never imports the headless face."""
+"""Layering: the engine never imports Textual (or any face) and names no job type; executors
+never import faces; the session layer sits below both faces, and the TUI never imports the
+headless face; faces and the session reach job types only through wsitui.jobs.registry."""
 
 from __future__ import annotations
 
@@ -94,21 +95,74 @@ def test_importing_the_engine_loads_no_textual():
     assert out.stdout.strip() == "[]"
 
 
-def test_no_executor_imports_another():
-    """Job types share code through wsitui.jobs.common, never through each other's module."""
-    executors = {p.stem for p in (PKG / "jobs").glob("*.py")} - {"__init__", "registry"}
+# A job type's folder (or, until it moves into one, its module) under wsitui/jobs.
+OWNER_ALIASES = {"cells": "segment_cells"}  # jobs/cells/ is SEGMENT_CELLS's until it moves
+
+
+def _job_owner(path: Path) -> str:
+    part = path.relative_to(PKG / "jobs").parts[0].removesuffix(".py")
+    return OWNER_ALIASES.get(part, part)
+
+
+def test_no_job_type_imports_another_executor():
+    """Job types share code through wsitui.jobs.common or another type's algorithm module
+    (SEGMENT_CELLS computes a tissue mask with TISSUE_MASK's), never through its executor."""
+    jobs = PKG / "jobs"
+    executors = {
+        *(f"wsitui.jobs.{p.parent.name}.executor" for p in jobs.glob("*/executor.py")),
+        *(f"wsitui.jobs.{p.stem}" for p in jobs.glob("*.py")),
+    } - {"wsitui.jobs.__init__", "wsitui.jobs.registry"}
     bad = []
-    for path in [
-        *(PKG / "jobs").glob("*.py"),
-        *(PKG / "jobs" / "common").rglob("*.py"),
-        *(PKG / "jobs" / "cells").rglob("*.py"),
-    ]:
+    for path in jobs.rglob("*.py"):
         if path.stem == "registry":
             continue
         for name in imported_names(path):
-            other = name.removeprefix("wsitui.jobs.")
-            if name.startswith("wsitui.jobs.") and other in executors and other != path.stem:
+            target = name.removeprefix("wsitui.jobs.").split(".")[0]
+            if name in executors and target != _job_owner(path):
                 bad.append(f"{path.relative_to(PKG.parent)} imports {name}")
+    assert bad == []
+
+
+def _imports_of(path: Path) -> set[str]:
+    """Modules imported, `from wsitui.jobs import x` as wsitui.jobs.x."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "wsitui.jobs":
+                names.update(f"wsitui.jobs.{alias.name}" for alias in node.names)
+            else:
+                names.add(node.module)
+    return names
+
+
+def test_faces_and_session_reach_job_types_only_through_the_registry():
+    """A face or the session never imports a job type's package: what it shows of one comes
+    from the executor contract, through wsitui.jobs.registry."""
+    bad = []
+    for package in ("session", "tui", "headless", "serve", "observability", "viewer", "cli.py"):
+        root = PKG / package
+        for path in [root] if root.suffix == ".py" else root.rglob("*.py"):
+            for name in _imports_of(path):
+                if name.startswith("wsitui.jobs.") and name != "wsitui.jobs.registry":
+                    bad.append(f"{path.relative_to(PKG.parent)} imports {name}")
+    assert bad == []
+
+
+def test_core_names_no_job_type():
+    """The engine runs what it is given: no job type's name appears anywhere in wsitui/core
+    (not an enum, not a metric, not a docstring)."""
+    from wsitui.jobs.registry import job_type_names
+
+    names = {"TISSUE_MASK", "SEGMENT_CELLS", "MEASURE_CELLS", *job_type_names()}
+    bad = [
+        f"{path.relative_to(PKG.parent)}:{i}: {name}"
+        for path in (PKG / "core").rglob("*.py")
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        for name in names
+        if name in line
+    ]
     assert bad == []
 
 

@@ -12,7 +12,7 @@ from tests.core.fakes import LooseParams
 from wsitui.core.admission import Limits
 from wsitui.core.engine import Engine, InvalidRequest, QueueFull, RateLimited
 from wsitui.core.executor import Executor, JobContext
-from wsitui.core.records import JobSpec, JobState, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 
 pytestmark = pytest.mark.anyio
 
@@ -21,7 +21,7 @@ class Instant(Executor):
     """Finishes at once: these tests are about admission, not work."""
 
     params_model = LooseParams
-    job_type = JobType.TISSUE_MASK
+    job_type = "TISSUE_MASK"
 
     async def run(self, ctx: JobContext) -> None:
         ctx.report(1, 1)

@@ -264,7 +264,7 @@ def test_the_smaller_window_keeps_every_cell_one_to_one(shipped, sample_slide: P
     from wsitui.jobs.cells.accel import first_tiles, window_for
     from wsitui.jobs.cells.params import SegmentCellsParams
     from wsitui.jobs.cells.plan import plan_tiles
-    from wsitui.jobs.common.tissue import compute_tissue_mask
+    from wsitui.jobs.tissue_mask.mask import compute_tissue_mask
     from wsitui.slides.reader import open_slide
 
     params = SegmentCellsParams()

@@ -195,7 +195,7 @@ async def test_a_job_that_segments_no_tile_says_so_in_its_manifest_and_stage(tmp
 async def test_a_retried_dask_job_reuses_its_shards_too(tmp_path, sample_slide):
     from wsitui.jobs.cells.dask_backend import DaskClusters
     from wsitui.jobs.segment_cells import SegmentCellsExecutor
-    from wsitui.jobs.tissue_mask import TissueMaskExecutor
+    from wsitui.jobs.tissue_mask.executor import TissueMaskExecutor
 
     clusters = DaskClusters(local_processes=False, local_workers=1)  # threads: a quick start
     cells = SegmentCellsExecutor(dask=clusters)

@@ -18,7 +18,7 @@ from tests.cells.truth import score_against_truth
 from wsitui.core.engine import Engine, InvalidRequest
 from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.jobs.segment_cells import SegmentCellsExecutor
-from wsitui.jobs.tissue_mask import TissueMaskExecutor
+from wsitui.jobs.tissue_mask.executor import TissueMaskExecutor
 
 pytestmark = pytest.mark.anyio
 

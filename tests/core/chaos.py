@@ -22,11 +22,11 @@ from tests.core.oracle import Oracle, check, missing_from_log, read_events
 from wsitui.core.engine import Engine
 from wsitui.core.eventlog import JsonlEventLog
 from wsitui.core.executor import Executor, JobContext, JobError
-from wsitui.core.records import JobSpec, JobState, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 
 
 class ChaosExecutor(Executor):
-    job_type = JobType.TISSUE_MASK
+    job_type = "TISSUE_MASK"
     params_model = LooseParams
     threads = 4
 

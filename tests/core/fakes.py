@@ -12,7 +12,7 @@ import anyio.to_thread
 from pydantic import BaseModel
 
 from wsitui.core.executor import Executor, JobContext, JobError, UpstreamSpec
-from wsitui.core.records import JobSpec, JobType
+from wsitui.core.records import JobSpec
 
 
 class LooseParams(BaseModel):
@@ -26,7 +26,7 @@ class GatedExecutor(Executor):
 
     params_model = LooseParams
 
-    def __init__(self, job_type: JobType = JobType.TISSUE_MASK) -> None:
+    def __init__(self, job_type: str = "TISSUE_MASK") -> None:
         self.job_type = job_type  # type: ignore[misc]
         self.gates: dict[str, anyio.Event] = {}
         self.outcomes: dict[str, str] = {}
@@ -67,7 +67,7 @@ class SleepExecutor(Executor):
     """Sleeps per tile in a worker thread, checkpointing each tile and logging it to a file."""
 
     def __init__(self, tiles: int = 20, tile_seconds: float = 0.05, log: Path | None = None):
-        self.job_type = JobType.TISSUE_MASK  # type: ignore[misc]
+        self.job_type = "TISSUE_MASK"  # type: ignore[misc]
         self.tiles = tiles
         self.tile_seconds = tile_seconds
         self.log = log

@@ -16,7 +16,7 @@ from tests.core.fakes import GatedExecutor, LooseParams, SleepExecutor
 from wsitui.core.engine import Engine
 from wsitui.core.events import JobProgress, JobStateChanged
 from wsitui.core.executor import Executor, JobContext
-from wsitui.core.records import JobSpec, JobState, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 
 pytestmark = pytest.mark.anyio
 
@@ -191,7 +191,7 @@ async def test_retry_is_one_transaction(tmp_path):
 
 # ---- 4: an executor that raises a BaseException fails only its own job -----------------------
 class Raising(Executor):
-    job_type = JobType.TISSUE_MASK
+    job_type = "TISSUE_MASK"
     params_model = LooseParams
 
     async def run(self, ctx: JobContext) -> None:
@@ -276,7 +276,7 @@ async def test_a_checkpoint_between_two_crashes_means_the_job_resumes(tmp_path):
 class Stubborn(Executor):
     """Ignores cancel: sleeps on the loop, or blocks a worker thread, then writes a result."""
 
-    job_type = JobType.TISSUE_MASK
+    job_type = "TISSUE_MASK"
     params_model = LooseParams
 
     async def run(self, ctx: JobContext) -> None:
@@ -335,7 +335,7 @@ async def test_newly_admitted_tenant_is_served_before_the_first_tenant_again(tmp
 class Forgetful(Executor):
     """Ignores its checkpoint: starts from tile 0 on resume (a lazy executor)."""
 
-    job_type = JobType.TISSUE_MASK
+    job_type = "TISSUE_MASK"
     params_model = LooseParams
 
     async def run(self, ctx: JobContext) -> None:
@@ -429,7 +429,7 @@ async def test_queue_depths_are_per_tenant_workflow_and_branch(tmp_path):
 
 # ---- executor contract ------------------------------------------------------------------------
 class Gpu(Executor):
-    job_type = JobType.SEGMENT_CELLS
+    job_type = "SEGMENT_CELLS"
     params_model = LooseParams
 
     def __init__(self) -> None:
@@ -450,7 +450,7 @@ class Gpu(Executor):
 
     async def run(self, ctx: JobContext) -> None:
         ctx.set_stage("loading model")
-        assert [u.job_type for u in ctx.upstream] == [JobType.TISSUE_MASK] * len(ctx.upstream)
+        assert [u.job_type for u in ctx.upstream] == ["TISSUE_MASK"] * len(ctx.upstream)
         for up in ctx.upstream:
             assert up.results_dir.is_dir() and up.state is JobState.SUCCEEDED
         await self.gates.setdefault(ctx.job.id, anyio.Event()).wait()
@@ -523,7 +523,7 @@ async def test_params_are_validated_once_at_submission_with_one_line(tmp_path):
             return v
 
     class Typed(Executor):
-        job_type = JobType.TISSUE_MASK
+        job_type = "TISSUE_MASK"
         params_model = Params
 
         async def run(self, ctx: JobContext) -> None:

@@ -13,7 +13,7 @@ from tests.core.crash import snapshot
 from tests.core.fakes import GatedExecutor
 from wsitui.core.engine import Engine, InvalidRequest
 from wsitui.core.executor import JobContext
-from wsitui.core.records import JobSpec, JobState, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 
 pytestmark = pytest.mark.anyio
 
@@ -87,7 +87,7 @@ async def test_a_stored_job_without_an_executor_fails_in_one_line(tmp_path):
         await until(engine, lambda: x in engine._runs)
         crashed = snapshot(engine, tmp_path / "crash")
         ex.release(x)
-    other = GatedExecutor(JobType.SEGMENT_CELLS)  # reopened without a TISSUE_MASK executor
+    other = GatedExecutor("SEGMENT_CELLS")  # reopened without a TISSUE_MASK executor
     async with Engine(crashed, [other]) as engine:
         await until(engine, lambda: engine._jobs[x].state is JobState.FAILED)
         error = engine._jobs[x].error or ""
@@ -153,7 +153,7 @@ class StuckGpu(GatedExecutor):
     """A GPU job whose thread ignores cancel until the test lets it go."""
 
     def __init__(self) -> None:
-        super().__init__(JobType.SEGMENT_CELLS)
+        super().__init__("SEGMENT_CELLS")
         self.unblock = threading.Event()
 
     def resources(self, params: object) -> dict[str, int]:

@@ -1,13 +1,19 @@
+from dataclasses import replace
+
+import pytest
+
+from wsitui.core.engine import Engine
 from wsitui.core.events import JobProgress, JobStateChanged
+from wsitui.core.executor import Executor, Total
 from wsitui.core.metrics import Metrics
-from wsitui.core.records import Job, JobState, JobType
+from wsitui.core.records import Job, JobState
 
 T = 6_000_000.0  # a minute boundary (divisible by 60)
 
 
 def job(state: JobState, started: float | None = None, finished: float | None = None, done=0):
     return Job(
-        id="w.j", key="j", workflow_id="w", tenant="t", job_type=JobType.TISSUE_MASK,
+        id="w.j", key="j", workflow_id="w", tenant="t", job_type="TISSUE_MASK",
         slide="s", branch="main", depends_on=(), params={}, state=state, tiles_done=done,
         tiles_total=100, started_at=started, finished_at=finished,
     )  # fmt: skip
@@ -27,3 +33,35 @@ def test_latency_per_minute_workers_and_tiles_per_second():
     # One worker busy from minute 0 to minute 2 (the quiet minute 1 keeps the count).
     assert m.workers_per_minute(T + 121, minutes=3) == [1.0, 1.0, 1.0]
     assert m.running == 0
+
+
+class _Counting(Executor):
+    """Declares one total: the `found` counter its jobs report."""
+
+    job_type = "COUNTING"
+    totals = (Total("found", "wsitui_found_total", "Things found."),)
+
+
+class _Quiet(Executor):
+    """Reports a `found` counter too, but declares no total."""
+
+    job_type = "QUIET"
+
+
+def counted(state: JobState, kind: str, found: int, key: str = "j") -> Job:
+    return replace(job(state, T), id=f"w.{key}", key=key, job_type=kind, counters={"found": found})
+
+
+@pytest.mark.anyio
+async def test_totals_sum_only_the_counters_each_job_type_declares(tmp_path):
+    m = Metrics()
+    m(JobStateChanged(T, counted(JobState.RUNNING, "COUNTING", 0), JobState.PENDING, "started"))
+    m(JobProgress(T + 1, counted(JobState.RUNNING, "COUNTING", 40)))
+    m(JobProgress(T + 2, counted(JobState.RUNNING, "COUNTING", 10)))  # a restart: new baseline
+    m(JobProgress(T + 3, counted(JobState.RUNNING, "COUNTING", 25)))
+    quiet = counted(JobState.RUNNING, "QUIET", 0, key="q")
+    m(JobStateChanged(T, quiet, JobState.PENDING, "started"))
+    m(JobProgress(T + 1, replace(quiet, counters={"found": 500})))
+    async with Engine(tmp_path / "d", [_Counting(), _Quiet()]) as engine:
+        ((total, n),) = metrics_totals = m.snapshot(engine).totals
+    assert total.metric == "wsitui_found_total" and n == 40 + 15, metrics_totals

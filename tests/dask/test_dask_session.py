@@ -16,7 +16,7 @@ from wsitui.core.records import JobState
 from wsitui.jobs.cells.dask_backend import DaskClusters
 from wsitui.jobs.cells.dask_info import dashboard_link
 from wsitui.jobs.segment_cells import SegmentCellsExecutor
-from wsitui.jobs.tissue_mask import TissueMaskExecutor
+from wsitui.jobs.tissue_mask.executor import TissueMaskExecutor
 
 pytestmark = pytest.mark.anyio
 

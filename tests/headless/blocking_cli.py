@@ -13,13 +13,12 @@ import time
 import wsitui.jobs.registry as registry
 from tests.core.fakes import LooseParams
 from wsitui.core.executor import Executor, JobContext
-from wsitui.core.records import JobType
 
 BLOCK_S = 120.0
 
 
 class Blocking(Executor):
-    job_type = JobType.TISSUE_MASK
+    job_type = "TISSUE_MASK"
     params_model = LooseParams
 
     async def run(self, ctx: JobContext) -> None:

@@ -107,11 +107,11 @@ def test_model_list_rows_fit_80_columns(capsys: pytest.CaptureFixture[str]):
 def test_run_bars_show_stage_and_cells():
     from dataclasses import replace
 
-    from wsitui.core.records import Job, JobType
+    from wsitui.core.records import Job
     from wsitui.headless.display import doing_text
 
     job = Job(
-        id="w.c", key="c", workflow_id="w", tenant="t", job_type=JobType.SEGMENT_CELLS,
+        id="w.c", key="c", workflow_id="w", tenant="t", job_type="SEGMENT_CELLS",
         slide="s.svs", branch="A", depends_on=(), params={}, state=JobState.RUNNING,
         stage="segmenting", counters={"cells": 12345},
     )  # fmt: skip

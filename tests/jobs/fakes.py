@@ -17,7 +17,7 @@ import anyio.to_thread
 from pydantic import BaseModel
 
 from wsitui.core.executor import Executor, JobCanceled, UpstreamJob
-from wsitui.core.records import Job, JobState, JobType
+from wsitui.core.records import Job, JobState
 
 T = TypeVar("T")
 
@@ -52,7 +52,7 @@ class FakeContext:
             key="mask",
             workflow_id="wf1",
             tenant="alice",
-            job_type=JobType.TISSUE_MASK,
+            job_type="TISSUE_MASK",
             slide=str(slide),
             branch="main",
             depends_on=(),

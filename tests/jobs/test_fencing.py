@@ -18,7 +18,7 @@ import pytest
 
 from wsitui.core.engine import Engine
 from wsitui.core.executor import Executor, JobContext
-from wsitui.core.records import JobSpec, JobState, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.jobs.common.files import Fenced, commit_fence, write_atomic
 from wsitui.jobs.common.shards import ShardOwner, ShardStore
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.anyio
 class Sleepwalker(Executor):
     """Attempt 1 blocks (ignoring cancel) until released, then writes; attempt 2 is quick."""
 
-    job_type = JobType.TISSUE_MASK
+    job_type = "TISSUE_MASK"
 
     def __init__(self) -> None:
         self.release_first = threading.Event()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.slides.samples import iou
-from wsitui.jobs.common.tissue import compute_tissue_mask
+from wsitui.jobs.tissue_mask.mask import compute_tissue_mask
 from wsitui.slides.reader import open_slide
 from wsitui.slides.sample import SamplePlan, load_truth, write_sample_slide
 from wsitui.slides.style import STYLES, SampleStyle, random_style

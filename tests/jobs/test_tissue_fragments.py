@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from wsitui.jobs.common.tissue import compute_tissue_mask
+from wsitui.jobs.tissue_mask.mask import compute_tissue_mask
 from wsitui.slides.fragments import (
     MPP,
     FragmentLayout,

@@ -14,23 +14,21 @@ from tests.jobs.fakes import FakeContext, MemoryCheckpoint
 from tests.jobs.fakes import run as run_executor
 from tests.slides.samples import SIZE, iou, record_reads, with_stated_mpp
 from wsitui.core.executor import JobCanceled, JobError
-from wsitui.core.records import JobSpec, JobType
+from wsitui.core.records import JobSpec
 from wsitui.jobs.common import grid as grid_mod
-from wsitui.jobs.common import tissue as tissue_mod
-from wsitui.jobs.common.grid import GridGeometry, TileGrid, mask_fractions
-from wsitui.jobs.common.tissue import compute_tissue_mask
-from wsitui.jobs.common.upstream import load_tile_grid, load_tissue_mask
-from wsitui.jobs.tissue_mask import (
+from wsitui.jobs.common.grid import TILES_FILE, GridGeometry, TileGrid, mask_fractions
+from wsitui.jobs.common.manifest import MANIFEST_FILE
+from wsitui.jobs.common.upstream import MASK_FILE, load_tile_grid, load_tissue_mask
+from wsitui.jobs.tissue_mask import mask as tissue_mod
+from wsitui.jobs.tissue_mask.executor import TissueMaskExecutor
+from wsitui.jobs.tissue_mask.mask import compute_tissue_mask
+from wsitui.jobs.tissue_mask.outputs import (
     ARCHIVE_FILE,
     GEOJSON_FILE,
-    MANIFEST_FILE,
-    MASK_FILE,
     PREVIEW_FILE,
-    TILES_FILE,
     TissueManifest,
-    TissueMaskExecutor,
-    TissueMaskParams,
 )
+from wsitui.jobs.tissue_mask.params import TissueMaskParams
 from wsitui.slides.reader import base as reader_base
 from wsitui.slides.reader import open_slide
 from wsitui.slides.sample import load_truth
@@ -345,14 +343,14 @@ def test_validate_accepts_good_params_without_opening_the_slide(tmp_path: Path):
     junk = tmp_path / "not-yet-checked.svs"
     junk.write_text("not a slide")  # validate must not open it
     raw = {"tile_size": 256, "level": 1, "min_tissue_fraction": 0, "target_mpp": 16}
-    spec = JobSpec(id="m", type=JobType.TISSUE_MASK, slide=str(junk), params=raw)
+    spec = JobSpec(id="m", type="TISSUE_MASK", slide=str(junk), params=raw)
     ex = TissueMaskExecutor()
     ex.validate(spec, junk, ex.params_model.model_validate(raw), ())
 
 
 def test_validate_missing_slide(tmp_path: Path):
     p = tmp_path / "gone.svs"
-    spec = JobSpec(id="m", type=JobType.TISSUE_MASK, slide=str(p))
+    spec = JobSpec(id="m", type="TISSUE_MASK", slide=str(p))
     with pytest.raises(ValueError, match=r"slide '.*gone\.svs' does not exist; check the path"):
         TissueMaskExecutor().validate(spec, p, TissueMaskParams(), ())
 
@@ -442,7 +440,7 @@ def test_plain_image_without_mpp(tmp_path: Path):
 def test_otsu_matches_skimage_and_handles_one_level():
     from skimage.filters import threshold_otsu
 
-    from wsitui.jobs.common.tissue import otsu
+    from wsitui.jobs.tissue_mask.mask import otsu
 
     rng = np.random.default_rng(0)
     img = np.concatenate([rng.normal(170, 12, 5000), rng.normal(238, 4, 15000)])

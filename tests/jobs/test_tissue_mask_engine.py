@@ -6,10 +6,10 @@ import pytest
 
 from tests.slides.samples import record_reads
 from wsitui.core.engine import Engine
-from wsitui.core.records import JobSpec, JobState, JobType, WorkflowSpec
-from wsitui.jobs.common import tissue as tissue_mod
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.jobs.common.upstream import load_tissue_mask
 from wsitui.jobs.registry import default_executors
+from wsitui.jobs.tissue_mask import mask as tissue_mod
 from wsitui.slides.reader import open_slide
 
 pytestmark = pytest.mark.anyio
@@ -25,7 +25,7 @@ async def test_a_stopped_job_resumes_without_redoing_its_bands(
     assert len(plan.bands) >= 8
     spec = WorkflowSpec(
         name="w",
-        jobs=(JobSpec(id="mask", type=JobType.TISSUE_MASK, slide=str(single_level_slide)),),
+        jobs=(JobSpec(id="mask", type="TISSUE_MASK", slide=str(single_level_slide)),),
     )
     data = tmp_path / "data"
     seen: list[int] = []

@@ -8,8 +8,10 @@ import tifffile
 
 from tests.jobs.fakes import FakeContext
 from tests.jobs.fakes import run as run_executor
+from wsitui.jobs.common.manifest import MANIFEST_FILE
 from wsitui.jobs.common.upstream import load_tissue_mask
-from wsitui.jobs.tissue_mask import MANIFEST_FILE, TissueManifest, TissueMaskExecutor
+from wsitui.jobs.tissue_mask.executor import TissueMaskExecutor
+from wsitui.jobs.tissue_mask.outputs import TissueManifest
 from wsitui.slides.sample import SamplePlan
 
 MPP_SMALL = 0.25

@@ -19,7 +19,8 @@ from wsitui.core.admission import Limits
 from wsitui.core.engine import Engine, RateLimited
 from wsitui.core.executor import Executor, JobContext
 from wsitui.core.metrics import Metrics
-from wsitui.core.records import JobSpec, JobState, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
+from wsitui.jobs.registry import SegmentCellsExecutor
 from wsitui.observability.prometheus import METRICS, registry_for
 from wsitui.observability.server import MetricsServer, bind
 
@@ -30,7 +31,8 @@ class CellsExecutor(Executor):
     """Reports 40 cells at 5 of 10 tiles, waits to be released, ends at 100 cells."""
 
     params_model = LooseParams
-    job_type = JobType.SEGMENT_CELLS
+    job_type = "SEGMENT_CELLS"
+    totals = SegmentCellsExecutor.totals  # the counter the real one declares: cells found
 
     def __init__(self) -> None:
         self.gate = anyio.Event()
@@ -142,7 +144,9 @@ async def test_scraped_values_match_the_engine_during_and_after_a_run(tmp_path: 
                          state="FAILED") == 1  # fmt: skip
             assert value(after, "wsitui_jobs_finished_total", job_type="SEGMENT_CELLS",
                          state="SUCCEEDED") == 1  # fmt: skip
-            assert value(after, "wsitui_cells_found_total") == snap.cells == 100
+            totals = {total.metric: n for total, n in snap.totals}
+            assert value(after, "wsitui_cells_found_total") == totals["wsitui_cells_found_total"]
+            assert totals["wsitui_cells_found_total"] == 100
             assert value(after, "wsitui_tiles_processed_total", job_type="SEGMENT_CELLS") == 10
             assert value(after, "wsitui_running_jobs") == engine.stats().running == snap.running
             assert value(after, "wsitui_tenants", state="active") == snap.tenants_active == 1

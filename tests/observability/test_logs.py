@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from wsitui.core.events import JobStateChanged, TenantAdmitted
-from wsitui.core.records import Job, JobState, JobType
+from wsitui.core.records import Job, JobState
 from wsitui.observability.logs import JobLog, LogError, setup_logging
 
 
 def job(state: JobState) -> Job:
     return Job(
         id="wf1.mask", key="mask", workflow_id="wf1", tenant="alice",
-        job_type=JobType.TISSUE_MASK, slide="s.svs", branch="A", depends_on=(), params={},
+        job_type="TISSUE_MASK", slide="s.svs", branch="A", depends_on=(), params={},
         state=state, error="boom" if state is JobState.FAILED else None,
     )  # fmt: skip
 

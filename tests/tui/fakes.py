@@ -12,13 +12,19 @@ from PIL import Image
 from pydantic import BaseModel
 
 from wsitui.core.executor import Executor, JobContext, JobError, UpstreamSpec
-from wsitui.core.records import JobSpec, JobType
-from wsitui.jobs.tissue_mask import TissueMaskParams
+from wsitui.core.records import JobSpec
+from wsitui.jobs.registry import executor_class
+from wsitui.jobs.tissue_mask.params import TissueMaskParams
+
+CELLS = executor_class("SEGMENT_CELLS")
+MASK = executor_class("TISSUE_MASK")
 
 
 class ScriptedExecutor(Executor):
-    job_type = JobType.TISSUE_MASK
+    job_type = "TISSUE_MASK"
     params_model = TissueMaskParams  # the real job's params, so the TUI submits what it would
+    totals = CELLS.totals if CELLS else ()  # its jobs report cells, summed like SEGMENT_CELLS's
+    outputs = MASK.outputs if MASK else {}  # what the real one writes, for the viewer
 
     def __init__(self) -> None:
         self.progress: dict[str, tuple[int, int]] = {}  # job key -> (done, total) to report

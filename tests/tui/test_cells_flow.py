@@ -11,7 +11,6 @@ from tests.slides.samples import sample_slide_path
 from tests.tui.fakes import ScriptedExecutor
 from tests.tui.helpers import settle
 from wsitui.core.engine import Engine
-from wsitui.core.records import JobType
 from wsitui.jobs.segment_cells import SegmentCellsExecutor
 from wsitui.tui.app import WsituiApp
 from wsitui.tui.screens.dialogs import AddJobDialog
@@ -35,11 +34,11 @@ async def test_add_a_cells_job_with_its_model_and_device(tmp_path, slide):
         await pilot.pause()
         dialog = app.screen
         assert isinstance(dialog, AddJobDialog)
-        assert not dialog.query_one("#cells-opts").display  # only for SEGMENT_CELLS
+        assert not dialog.query_one("#model-opts").display  # only for SEGMENT_CELLS
         dialog.query_one("#slide", Input).value = str(slide)
-        dialog.query_one("#type", Select).value = JobType.SEGMENT_CELLS
+        dialog.query_one("#type", Select).value = "SEGMENT_CELLS"
         await pilot.pause()
-        assert dialog.query_one("#cells-opts").display
+        assert dialog.query_one("#model-opts").display
         dialog.query_one("#model", Input).value = "classical"
         dialog.query_one("#device", Select).value = "cpu"
         await pilot.press("enter")
@@ -49,7 +48,7 @@ async def test_add_a_cells_job_with_its_model_and_device(tmp_path, slide):
         await settle(app, pilot)
         (w,) = engine.workflows("alice")
         (job,) = engine.workflow("alice", w.workflow.id).jobs
-        assert job.job_type is JobType.SEGMENT_CELLS
+        assert job.job_type == "SEGMENT_CELLS"
         assert job.params == {"model": "classical", "device": "cpu"}
         await app.shutdown()
 
@@ -125,9 +124,39 @@ async def test_the_metrics_screen_shows_the_numbers_the_endpoint_serves(tmp_path
     from wsitui.core.metrics import Metrics
     from wsitui.tui.screens.metrics import now_text
 
-    engine = Engine(tmp_path / "d", [ScriptedExecutor()], max_workers=3)
+    # The totals shown are those the executors declare: SEGMENT_CELLS's cells found.
+    engine = Engine(tmp_path / "d", [ScriptedExecutor(), SegmentCellsExecutor()], max_workers=3)
     async with engine:
         metrics = Metrics()
         text = str(now_text(metrics.snapshot(engine)))
     assert text.startswith("running 0 · workers busy 0 free 3 · queued 0 (pending 0)")
     assert "cells 0" in text and "submissions refused 0" in text
+
+
+async def test_the_metrics_screen_shows_the_clusters_the_executors_report(tmp_path):
+    """Through the contract (`Executor.clusters()`), whichever executor runs on a cluster."""
+    from dataclasses import dataclass
+
+    from wsitui.tui.screens.metrics import MetricsScreen
+
+    @dataclass(frozen=True)
+    class Cluster:  # what a cluster backend reports: the contract's ClusterStatus, typed
+        address: str = "tcp://10.0.0.9:8786"
+        local: bool = False
+        dashboard: str = "http://10.0.0.9:8787/status"
+        workers: tuple = ()
+        tiles_per_s: float = 2.0
+
+    class OnACluster(ScriptedExecutor):
+        def clusters(self) -> list[Cluster]:
+            return [Cluster()]
+
+    engine = Engine(tmp_path / "d", [OnACluster()])
+    app = WsituiApp(engine, tenant="alice", image_protocol="halfcell")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("m")
+        await pilot.pause()
+        assert isinstance(app.screen, MetricsScreen)
+        shown = str(app.screen.query_one("#dask").render())
+        assert shown.startswith("tcp://10.0.0.9:8786 · 2.0 tiles/s · http://10.0.0.9:8787/status")

@@ -13,7 +13,7 @@ from textual.widgets import Input, Select
 from tests.slides.samples import sample_slide_path
 from tests.tui.conftest import T0, make_app
 from tests.tui.helpers import settle, spec, wait_for
-from wsitui.core.records import JobState, JobType, WorkflowSpec
+from wsitui.core.records import JobState, WorkflowSpec
 from wsitui.session.session import SessionOptions, prepare_session
 from wsitui.tui.main import build_app
 from wsitui.tui.rates import WINDOW_S
@@ -190,7 +190,7 @@ async def test_add_job_dialog_offers_devices_with_what_is_present_marked(tmp_pat
         await pilot.pause()
         dialog = app.screen
         assert isinstance(dialog, AddJobDialog)
-        dialog.query_one("#type", Select).value = JobType.SEGMENT_CELLS
+        dialog.query_one("#type", Select).value = "SEGMENT_CELLS"
         await pilot.pause()
         device = dialog.query_one("#device", Select)
         labels = [str(label) for label, _ in device._options]

@@ -12,7 +12,7 @@ from textual.widgets import Input, Select
 
 from tests.tui.conftest import T0, make_app
 from tests.tui.helpers import add_job_via_dialog, card_text, settle, spec, wait_for
-from wsitui.core.records import JobSpec, JobState, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.tui.app import WsituiApp
 from wsitui.tui.screens.dialogs import Devices
 from wsitui.tui.widgets.lanes import JobCard
@@ -220,7 +220,7 @@ def test_add_job_dialog_for_a_cells_job(snap_compare, snapshot_dir: Path, size):
         await settle(app, pilot)
         await pilot.press("a")
         await settle(app, pilot)
-        app.screen.query_one("#type", Select).value = JobType.SEGMENT_CELLS
+        app.screen.query_one("#type", Select).value = "SEGMENT_CELLS"
         await still(app, pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)

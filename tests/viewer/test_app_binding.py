@@ -9,7 +9,7 @@ import pytest
 
 from tests.tui.conftest import make_app
 from tests.tui.helpers import settle
-from wsitui.core.records import JobSpec, JobType, WorkflowSpec
+from wsitui.core.records import JobSpec, WorkflowSpec
 from wsitui.tui.screens.viewer import ViewerScreen
 
 pytestmark = pytest.mark.anyio
@@ -20,7 +20,7 @@ async def test_v_opens_the_viewer_on_the_selected_job(tmp_path, sample_dir):
     async with app.run_test(size=(120, 40)) as pilot:
         await app.ready.wait()
         slide = str(sample_dir / "s.svs")
-        job = JobSpec(id="mask", type=JobType.TISSUE_MASK, slide=slide, branch="A")
+        job = JobSpec(id="mask", type="TISSUE_MASK", slide=slide, branch="A")
         status = app.engine.submit("alice", WorkflowSpec(name="w", jobs=(job,)), start=False)
         mask = status.jobs[0]
         out = app.engine.results_dir(mask)

@@ -1,12 +1,14 @@
 """The contract between the engine and per-job-type executors.
 
-An executor is a plugin for one JobType. Its life with an engine:
+An executor is a plugin for one job type, named by its `job_type` string (the engine knows no
+job type of its own: it runs the ones it is given, `wsitui.jobs.registry` lists them). Its life
+with an engine:
 
 - `params_model` declares the job's params (pydantic, `extra="forbid"`); the engine validates a
   job's params once, at submission, and hands the executor the parsed model at run time.
 - `validate` is called at submission with the parsed params and the specs of the jobs this one
-  depends on (`UpstreamSpec`), so an executor can refuse what it cannot run ("needs a
-  TISSUE_MASK upstream on the same slide") before anything runs.
+  depends on (`UpstreamSpec`), so an executor can refuse what it cannot run ("needs a mask
+  job upstream on the same slide") before anything runs.
 - `resources(params)` names what a running job holds besides a worker (e.g. `{"gpu": 1}`);
   `capacity()` says how much of each resource the machine has. Both are scheduling rules: a job
   starts only when its resources are free (R9 in `rules.py`).
@@ -24,18 +26,27 @@ it, so an executor must check each shard before use (`wsitui.jobs.common.shards`
 plan, key and checksum). A run abandoned past `cancel_grace` keeps `cancel_requested()` true
 forever, and a new attempt gets a new context: an executor fences its writes on it
 (`wsitui.jobs.common.files`), so a discarded run's late output never reaches its retry.
+
+What the layers above read instead of naming a job type (class attributes, so a face or the
+config reads them from the registry without an engine): `config_section` (its own table in the
+config file and its defaults), `result_neutral` (params that change no result: a stored job
+that differs only in those is resumed, not redone), `totals` (counters metrics sum over all jobs),
+`outputs` (the files a face shows, by kind), `dialog_fields` (what the add-job dialog offers),
+`short_name` (a job card's title); and at run time `clusters()` (a typed cluster status) and
+`dashboard_link` (a link to where the job's work runs).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from wsitui.core.records import Job, JobSpec, JobState, JobType
+from wsitui.core.records import Job, JobSpec, JobState
 
 T = TypeVar("T")
 
@@ -59,7 +70,7 @@ class UpstreamSpec:
     """A dependency as known at submission (it may be submitted in the same call)."""
 
     key: str
-    job_type: JobType
+    job_type: str
     slide: str
 
 
@@ -69,10 +80,82 @@ class UpstreamJob:
 
     key: str
     job_id: str
-    job_type: JobType
+    job_type: str
     slide: str
     state: JobState
     results_dir: Path
+
+
+class SectionModel(BaseModel):
+    """An executor's own table in the config file: defaults for its jobs' params."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def apply(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A job's params with the defaults this table sets (a job's own params win)."""
+        return dict(params)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigSection:
+    """`[name]` in the config file, read with `model` (its defaults when the table is absent)."""
+
+    name: str
+    model: type[SectionModel]
+
+
+@dataclass(frozen=True, slots=True)
+class Total:
+    """A counter jobs report (`JobContext.report(..., counters)`) that metrics sum over every
+    job of the type, served as the Prometheus counter `metric`."""
+
+    counter: str  # the key in Job.counters, e.g. "cells"
+    metric: str  # e.g. "wsitui_cells_found_total"
+    help: str
+
+
+class Output(StrEnum):
+    """Kinds of output a face knows how to show (the slide viewer's overlays)."""
+
+    TISSUE = "tissue"  # a GeoJSON of tissue regions
+    CELLS = "cells"  # a GeoJSON of cell outlines
+
+
+class DialogField(StrEnum):
+    """Params the add-job dialog has a field for; a job type lists those it takes."""
+
+    MODEL = "model"  # a model name or path
+    DEVICE = "device"  # where the model runs ("auto" leaves it unset)
+
+
+class WorkerRate(Protocol):
+    """One worker of a cluster, as a face shows it."""
+
+    @property
+    def address(self) -> str: ...
+    @property
+    def threads(self) -> int: ...
+    @property
+    def gpus(self) -> int: ...
+    @property
+    def tiles(self) -> int: ...  # tiles this session's jobs ran on it
+    @property
+    def tiles_per_s(self) -> float: ...
+
+
+class ClusterStatus(Protocol):
+    """A compute cluster an executor runs tiles on, as a face shows it."""
+
+    @property
+    def address(self) -> str: ...  # scheduler address
+    @property
+    def local(self) -> bool: ...  # the session's own local cluster
+    @property
+    def dashboard(self) -> str: ...  # its dashboard link ("" without one)
+    @property
+    def workers(self) -> Sequence[WorkerRate]: ...
+    @property
+    def tiles_per_s(self) -> float: ...
 
 
 class CheckpointStore(Protocol):
@@ -120,9 +203,25 @@ class JobContext(Protocol):
 class Executor:
     """Base class with the defaults; an executor overrides what it needs."""
 
-    job_type: ClassVar[JobType]
+    job_type: ClassVar[str]  # the name jobs give as their `type` (upper case by convention)
     params_model: ClassVar[type[BaseModel]] = NoParams
     threads: ClassVar[int] = 2  # this job type's own thread pool size
+    short_name: ClassVar[str] = ""  # a job card's title (the name when empty)
+    config_section: ClassVar[ConfigSection | None] = None
+    result_neutral: ClassVar[frozenset[str]] = frozenset()  # params that change no result
+    totals: ClassVar[tuple[Total, ...]] = ()
+    outputs: ClassVar[Mapping[Output, str]] = {}  # kind: file name in the results dir
+    dialog_fields: ClassVar[frozenset[DialogField]] = frozenset()
+
+    @classmethod
+    def dashboard_link(cls, stage: str, results_dir: Path) -> str:
+        """A link to where a job's work runs (e.g. a cluster dashboard), "" when none: from a
+        running job's stage or a finished job's results (cheap: no cluster call)."""
+        return ""
+
+    def clusters(self) -> Sequence[ClusterStatus]:
+        """The clusters this executor uses now (cheap: no cluster call); () when none."""
+        return ()
 
     def resources(self, params: BaseModel) -> Mapping[str, int]:
         """Resources a running job holds besides its worker, e.g. {"gpu": 1}."""

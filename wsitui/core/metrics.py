@@ -2,9 +2,11 @@
 
 `Metrics` is a bus listener with bounded memory (one bucket a minute for the last hour, a few
 seconds of progress samples, totals keyed by job type and state, histograms with fixed
-buckets), so a week-long run does not grow it. `Metrics.snapshot(engine)` joins those totals
-with the engine's live numbers (queue, workers, tenants, resources): the TUI's metrics screen
-and the Prometheus endpoint both read it, so the two can never disagree.
+buckets), so a week-long run does not grow it. Besides tiles it sums the counters each job type
+declares as `totals` (e.g. cells found): the executors say which, this module names none.
+`Metrics.snapshot(engine)` joins those totals with the engine's live numbers (queue, workers,
+tenants, resources): the TUI's metrics screen and the Prometheus endpoint both read it, so the
+two can never disagree.
 
 Everything here runs on the engine's event-loop thread (listeners are called there, and the
 metrics endpoint serves from the same loop), so no locks are needed.
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from wsitui.core.events import Event, JobProgress, JobStateChanged
+from wsitui.core.executor import Total
 from wsitui.core.records import Job, JobState
 
 if TYPE_CHECKING:
@@ -30,7 +33,6 @@ LATENCY_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600
 WAIT_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0)
 MAX_BRANCH_LABELS = 20  # branch names are user ids: the rest are summed under OTHER_BRANCH
 OTHER_BRANCH = "(other)"  # parentheses cannot appear in a branch name: no clash
-CELLS = "cells"  # the counter SEGMENT_CELLS jobs report
 
 
 @dataclass
@@ -84,7 +86,7 @@ class MetricsSnapshot:
     tenants_waiting: int
     max_active_users: int
     tiles: Mapping[str, int]  # job type: tiles processed
-    cells: int
+    totals: tuple[tuple[Total, int], ...]  # each counter the executors declare, summed
     outcomes: Mapping[tuple[str, str], int]  # (job type, final state): jobs
     latency: Mapping[str, Histogram]  # job type: seconds from start to end of a run
     queue_wait: Mapping[str, Histogram]  # job type: seconds from queued to started
@@ -108,11 +110,11 @@ class Metrics:
     _running: set[str] = field(default_factory=set)
     _tiles: deque[tuple[float, int]] = field(default_factory=deque)
     _last_done: dict[str, int] = field(default_factory=dict)  # live jobs only
-    _last_cells: dict[str, int] = field(default_factory=dict)
+    _last_counters: dict[str, dict[str, int]] = field(default_factory=dict)  # live jobs only
     _queued_at: dict[str, float] = field(default_factory=dict)
     _last_ts: float = 0.0
     _tiles_total: dict[str, int] = field(default_factory=dict)
-    _cells_total: int = 0
+    _counted: dict[tuple[str, str], int] = field(default_factory=dict)  # (type, counter): sum
     _outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
     _latency: dict[str, Histogram] = field(default_factory=dict)
     _wait: dict[str, Histogram] = field(default_factory=dict)
@@ -158,24 +160,27 @@ class Metrics:
                 self._tiles.popleft()
 
     def _count_work(self, ts: float, job: Job) -> None:
-        """Tiles and cells done since the last event of the job. The first sight of a job is
-        its baseline (a job resumed from a checkpoint does not count its old tiles again); a
+        """Tiles and counters done since the last event of the job. The first sight of a job
+        is its baseline (a job resumed from a checkpoint does not count its old tiles again); a
         count that went down (a retry, a restart) is a new baseline."""
-        done, cells = job.tiles_done, job.counters.get(CELLS, 0)
+        done, kind = job.tiles_done, str(job.job_type)
         before = self._last_done.get(job.id, done)
-        seen = self._last_cells.get(job.id, cells)
+        first = job.id not in self._last_counters
+        seen = self._last_counters.get(job.id, {})
         if done > before:
-            kind = str(job.job_type)
             self._tiles_total[kind] = self._tiles_total.get(kind, 0) + done - before
             self._tiles.append((ts, done - before))
-        if cells > seen:
-            self._cells_total += cells - seen
+        for name, value in job.counters.items():
+            old = value if first else seen.get(name, 0)  # after the first sight, absent is 0
+            if value > old:
+                key = (kind, name)
+                self._counted[key] = self._counted.get(key, 0) + value - old
         if job.state.terminal:  # forget finished jobs: memory follows live jobs only
             self._last_done.pop(job.id, None)
-            self._last_cells.pop(job.id, None)
+            self._last_counters.pop(job.id, None)
         else:
             self._last_done[job.id] = done
-            self._last_cells[job.id] = cells
+            self._last_counters[job.id] = {**seen, **job.counters}
 
     def _minute(self, ts: float) -> _Minute:
         key = int(ts // 60)
@@ -230,6 +235,11 @@ class Metrics:
         for branch in self._branches:  # a label once shown stays (at 0), never disappears
             by_branch.setdefault(branch, 0)
         admission = engine.admission
+        totals: dict[str, tuple[Total, int]] = {}  # by metric: two types may share one
+        for kind, executor in sorted(engine.executors.items()):
+            for total in executor.totals:
+                _, before = totals.get(total.metric, (total, 0))
+                totals[total.metric] = total, before + self._counted.get((kind, total.counter), 0)
         return MetricsSnapshot(
             queued=stats.queued,
             queued_by_branch=by_branch,
@@ -243,7 +253,7 @@ class Metrics:
             tenants_waiting=len(stats.waiting),
             max_active_users=stats.max_active_users,
             tiles=dict(self._tiles_total),
-            cells=self._cells_total,
+            totals=tuple(totals.values()),
             outcomes=dict(self._outcomes),
             latency={k: h.copy() for k, h in self._latency.items()},
             queue_wait={k: h.copy() for k, h in self._wait.items()},

@@ -1,4 +1,7 @@
-"""Engine records: job types, states, and the specs and snapshots the engine hands out.
+"""Engine records: job states, and the specs and snapshots the engine hands out.
+
+A job type is a name (a string, upper case by convention): the engine runs the types it has an
+executor for and refuses the others at submission, naming the ones it knows.
 
 Specs (what a user submits) are pydantic models because they arrive from the edges (config,
 TUI dialogs). Workflow/Job records are frozen dataclasses: the engine creates many of them and
@@ -36,12 +39,6 @@ JobKey = Annotated[str, _safe("job id")]
 BranchName = Annotated[str, _safe("branch")]
 
 
-class JobType(StrEnum):
-    TISSUE_MASK = "TISSUE_MASK"
-    SEGMENT_CELLS = "SEGMENT_CELLS"
-    MEASURE_CELLS = "MEASURE_CELLS"
-
-
 class JobState(StrEnum):
     """A job's stored lifecycle state; `rules.SchedState` relates it to the other two views."""
 
@@ -70,11 +67,18 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: JobKey
-    type: JobType
+    type: str  # a job type's name, checked against the engine's executors at submission
     slide: str
     branch: BranchName = "main"
     depends_on: tuple[str, ...] = ()
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("type")
+    @classmethod
+    def _type_nonempty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("job type is empty: give the name of a job type")
+        return v
 
     @field_validator("slide")
     @classmethod
@@ -107,7 +111,7 @@ class Job:
     key: str
     workflow_id: str
     tenant: str
-    job_type: JobType
+    job_type: str
     slide: str
     branch: str
     depends_on: tuple[str, ...]  # global job ids, same workflow

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from wsitui.core.records import Job, JobState, JobType, Transition, Workflow
+from wsitui.core.records import Job, JobState, Transition, Workflow
 from wsitui.core.rules import TenantRow
 
 SCHEMA = """
@@ -145,7 +145,7 @@ def _parse_job(row: sqlite3.Row) -> Job:
         key=row["key"],
         workflow_id=row["workflow_id"],
         tenant=row["tenant"],
-        job_type=JobType(row["job_type"]),
+        job_type=str(row["job_type"]),
         slide=row["slide"],
         branch=row["branch"],
         depends_on=tuple(str(d) for d in depends_on),

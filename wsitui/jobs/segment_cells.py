@@ -22,16 +22,26 @@ import math
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from PIL import Image, ImageDraw
 from pydantic import BaseModel, Field
 
-from wsitui.core.executor import Executor, JobContext, JobError, UpstreamJob, UpstreamSpec
-from wsitui.core.records import JobSpec, JobType
+from wsitui.core.executor import (
+    ConfigSection,
+    DialogField,
+    Executor,
+    JobContext,
+    JobError,
+    Output,
+    Total,
+    UpstreamJob,
+    UpstreamSpec,
+)
+from wsitui.core.records import JobSpec
 from wsitui.jobs.cells.accel import (
     GpuTurns,
     accelerate,
@@ -44,7 +54,7 @@ from wsitui.jobs.cells.domain import DomainCheck
 from wsitui.jobs.cells.extract import CellRecords
 from wsitui.jobs.cells.memory import check_budget, read_window
 from wsitui.jobs.cells.merge import settle_seams
-from wsitui.jobs.cells.params import SegmentCellsParams
+from wsitui.jobs.cells.params import DaskSection, SegmentCellsParams
 from wsitui.jobs.cells.pipeline import Progress, Segmenter, load_records, run_tiles, shard_key
 from wsitui.jobs.cells.plan import CellPlan, plan_tiles
 from wsitui.jobs.cells.write import CellWriter
@@ -60,8 +70,8 @@ from wsitui.jobs.common.manifest import (
 )
 from wsitui.jobs.common.mpp import resolve_mpp
 from wsitui.jobs.common.shards import ShardOwner, ShardStore
-from wsitui.jobs.common.tissue import MaskSettings, compute_tissue_mask
 from wsitui.jobs.common.upstream import load_tissue_mask
+from wsitui.jobs.tissue_mask.mask import MaskSettings, compute_tissue_mask
 from wsitui.models import ModelError, resolve
 from wsitui.models.device import cuda_device_count, cuda_visible, gpu_resources
 from wsitui.slides.errors import SlideError, quoted
@@ -115,7 +125,7 @@ def _tissue_area_mm2(mask: np.ndarray, mask_ds: tuple[float, float], mpp: float)
 
 def _mask_upstream(upstream: Sequence[UpstreamJob], slide: str) -> UpstreamJob | None:
     for up in upstream:
-        if up.job_type is JobType.TISSUE_MASK and _same_slide(up.slide, slide):
+        if up.job_type == "TISSUE_MASK" and _same_slide(up.slide, slide):
             return up
     return None
 
@@ -135,11 +145,26 @@ def _batch_size(params: SegmentCellsParams, device: str) -> int:
 
 
 class SegmentCellsExecutor(Executor):
-    """The Executor for JobType.SEGMENT_CELLS (see wsitui.core.executor)."""
+    """The Executor for SEGMENT_CELLS jobs (see wsitui.core.executor)."""
 
-    job_type = JobType.SEGMENT_CELLS
+    job_type = "SEGMENT_CELLS"
     params_model = SegmentCellsParams
     threads = 2  # jobs of this type running at once; each uses the model's own thread budget
+    short_name = "cells"
+    config_section = ConfigSection("dask", DaskSection)
+    result_neutral = frozenset({"backend", "scheduler_address"})  # where tiles run, set by [dask]
+    totals = (Total("cells", "wsitui_cells_found_total", "Cells found by SEGMENT_CELLS jobs."),)
+    outputs: ClassVar[Mapping[Output, str]] = {Output.CELLS: "cells.geojson"}
+    dialog_fields = frozenset({DialogField.MODEL, DialogField.DEVICE})
+
+    @classmethod
+    def dashboard_link(cls, stage: str, results_dir: Path) -> str:
+        from wsitui.jobs.cells.dask_info import dashboard_link
+
+        return dashboard_link(stage, results_dir)
+
+    def clusters(self) -> list[ClusterStatus]:
+        return self.dask_status()
 
     def __init__(self, dask: DaskClusters | None = None) -> None:
         self._models: Any = None  # wsitui.models.ModelCache, made on first use (imports torch)
@@ -189,7 +214,7 @@ class SegmentCellsExecutor(Executor):
         if not slide.is_file():
             raise ValueError(f"slide {quoted(spec.slide)} is not a file; give the slide file")
         for up in upstream:
-            if up.job_type is JobType.TISSUE_MASK and not _same_slide(up.slide, spec.slide):
+            if up.job_type == "TISSUE_MASK" and not _same_slide(up.slide, spec.slide):
                 raise ValueError(
                     f"its upstream TISSUE_MASK {up.key!r} is on another slide "
                     f"({quoted(up.slide)}); depend on a mask of {quoted(spec.slide)}"
@@ -471,7 +496,7 @@ class _CellSegmentation:
         manifest = CellsManifest(
             format=MANIFEST_FORMAT,
             job_id=ctx.job.id,
-            job_type=str(JobType.SEGMENT_CELLS),
+            job_type=SegmentCellsExecutor.job_type,
             created_at=time.time(),
             params=params.model_dump(mode="json"),
             slide=SlideMeta.of(reader),

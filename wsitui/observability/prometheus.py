@@ -34,11 +34,12 @@ METRICS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("wsitui_job_latency_seconds", "histogram", ("job_type",), "Start to end of job runs."),
     ("wsitui_job_queue_wait_seconds", "histogram", ("job_type",), "Queued to started."),
     ("wsitui_tiles_processed_total", "counter", ("job_type",), "Tiles processed."),
-    ("wsitui_cells_found_total", "counter", (), "Cells found by SEGMENT_CELLS jobs."),
     ("wsitui_jobs_finished_total", "counter", ("job_type", "state"), "Jobs ended, by state."),
     ("wsitui_submissions_total", "counter", ("outcome",), "Submissions by admission outcome."),
 )
 _HELP = {name: text for name, _, _, text in METRICS}
+# Besides these, one counter for each total the job types declare (`Executor.totals`, e.g.
+# wsitui_cells_found_total), served after wsitui_tiles_processed_total.
 
 
 def _gauge(name: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
@@ -86,8 +87,11 @@ def families(snap: MetricsSnapshot) -> list[Metric]:
     tiles = _counter("wsitui_tiles_processed_total", ("job_type",))
     for job_type, n in sorted(snap.tiles.items()):
         tiles.add_metric([job_type], n)
-    cells = _counter("wsitui_cells_found_total")
-    cells.add_metric([], snap.cells)
+    totals = []
+    for total, n in snap.totals:
+        family = CounterMetricFamily(total.metric.removesuffix("_total"), total.help, labels=[])
+        family.add_metric([], n)
+        totals.append(family)
     finished = _counter("wsitui_jobs_finished_total", ("job_type", "state"))
     for (job_type, state), n in sorted(snap.outcomes.items()):
         finished.add_metric([job_type, state], n)
@@ -107,7 +111,7 @@ def families(snap: MetricsSnapshot) -> list[Metric]:
         _histogram("wsitui_job_latency_seconds", dict(snap.latency)),
         _histogram("wsitui_job_queue_wait_seconds", dict(snap.queue_wait)),
         tiles,
-        cells,
+        *totals,
         finished,
         submissions,
     ]

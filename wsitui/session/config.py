@@ -3,6 +3,9 @@
 Reading is careful about what the path is: only a regular file of at most `MAX_CONFIG_BYTES` is
 read (a FIFO would hang, `/dev/zero` would grow without bound), and nesting deeper than
 `MAX_DEPTH` is refused before it can exhaust the interpreter's stack.
+
+Job types come from `wsitui.jobs.registry`: a job's `type` is checked against it, and each job
+type's own table (its `config_section`, e.g. `[dask]`) is read and applied to its jobs' params.
 """
 
 from __future__ import annotations
@@ -14,12 +17,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from wsitui.core.admission import Limits
+from wsitui.core.executor import ConfigSection, SectionModel
 from wsitui.core.paths import file_kind
 from wsitui.core.pydantic_errors import first_problem
-from wsitui.core.records import BranchName, JobKey, JobSpec, JobType, TenantId, WorkflowSpec
+from wsitui.core.records import BranchName, JobKey, JobSpec, TenantId, WorkflowSpec
+from wsitui.jobs import registry
 from wsitui.models.source import looks_like_path
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # thousands of jobs fit in well under 1 MiB
@@ -65,33 +78,6 @@ class LimitsConfig(_Strict):
         )
 
 
-class DaskConfig(_Strict):
-    """[dask]: defaults for SEGMENT_CELLS jobs that do not set `backend` / `scheduler_address`
-    themselves (a job's own params win)."""
-
-    backend: Literal["local", "dask"] = "local"
-    scheduler_address: str | None = None  # absent: a local Dask cluster for the session
-
-    @model_validator(mode="after")
-    def _valid(self) -> DaskConfig:
-        from wsitui.jobs.cells.params import SegmentCellsParams
-
-        try:
-            SegmentCellsParams(backend=self.backend, scheduler_address=self.scheduler_address)
-        except ValidationError as exc:  # its one line, not pydantic's report
-            raise ValueError(first_problem(exc).msg) from None
-        return self
-
-    def apply(self, params: dict[str, Any]) -> dict[str, Any]:
-        """A SEGMENT_CELLS job's params with the defaults this section sets."""
-        out = dict(params)
-        if "backend" in self.model_fields_set:
-            out.setdefault("backend", self.backend)
-        if self.scheduler_address is not None and out.get("backend") == "dask":
-            out.setdefault("scheduler_address", self.scheduler_address)
-        return out
-
-
 class PathsConfig(_Strict):
     data_dir: Path | None = None  # default: XDG data dir
     results: Path | None = None  # default: <data_dir>/results
@@ -113,11 +99,18 @@ class SampleConfig(_Strict):
 
 class JobConfig(_Strict):
     id: JobKey
-    type: JobType
+    type: str  # a registered job type (wsitui.jobs.registry)
     slide: Path
     branch: BranchName = "main"
     depends_on: list[str] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("type")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        if registry.executor_class(v) is None:
+            raise ValueError(registry.unknown_job_type(v))
+        return v
 
 
 class WorkflowConfig(_Strict):
@@ -146,7 +139,6 @@ class Config(_Strict):
     scheduler: SchedulerConfig = SchedulerConfig()
     limits: LimitsConfig = LimitsConfig()
     paths: PathsConfig = PathsConfig()
-    dask: DaskConfig = DaskConfig()
     ui: UIConfig = UIConfig()
     samples: list[SampleConfig] = Field(default_factory=list)
     workflows: list[WorkflowConfig] = Field(default_factory=list)
@@ -163,6 +155,21 @@ class Config(_Strict):
                     f"workflows[{first}]; give each workflow of a tenant its own name"
                 )
         return self
+
+    def section(self, section: ConfigSection) -> SectionModel:
+        """A job type's table in this config as written, else its defaults."""
+        value = dict(self).get(section.name)
+        return value if isinstance(value, section.model) else section.model()
+
+
+def config_model() -> type[Config]:
+    """`Config` with a table for each config section the registered job types declare."""
+    fields: dict[str, Any] = {}
+    for section in registry.config_sections():
+        if section.name in Config.model_fields:
+            raise ValueError(f"config section [{section.name}] is taken; name it otherwise")
+        fields[section.name] = (section.model, Field(default_factory=section.model))
+    return create_model("Config", __base__=Config, **fields) if fields else Config
 
 
 _HINTS = {
@@ -237,7 +244,7 @@ def load_config(path: Path) -> Config:
             f"{path}: tables or arrays nested more than {MAX_DEPTH} levels deep; flatten them"
         )
     try:
-        config = Config.model_validate(data)
+        config = config_model().model_validate(data)
     except ValidationError as exc:
         problem = first_problem(exc)
         hint = _HINTS.get(problem.type)
@@ -290,9 +297,7 @@ def _resolve(config: Config, path: Path, base: Path) -> Config:
                                 update={
                                     "slide": fix(j.slide, f"workflows[{wi}].jobs[{ji}].slide"),
                                     "params": _model_path(
-                                        config.dask.apply(j.params)
-                                        if j.type is JobType.SEGMENT_CELLS
-                                        else j.params,
+                                        _with_section(config, j),
                                         base,
                                         fix,
                                         f"workflows[{wi}].jobs[{ji}]",
@@ -307,6 +312,13 @@ def _resolve(config: Config, path: Path, base: Path) -> Config:
             ],
         }
     )
+
+
+def _with_section(config: Config, job: JobConfig) -> dict[str, Any]:
+    """A job's params with the defaults of its job type's config section, if it has one."""
+    executor = registry.executor_class(job.type)
+    section = executor.config_section if executor is not None else None
+    return config.section(section).apply(job.params) if section is not None else job.params
 
 
 def _model_path(

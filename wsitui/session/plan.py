@@ -148,20 +148,18 @@ def changed_fields(engine: Engine, wf_id: str, new: JobConfig, old: Job) -> list
 
 def _params(engine: Engine, job_type: str, params: Mapping[str, Any]) -> object:
     """Params as the executor reads them (defaults filled in), else as written."""
-    model = getattr(engine.executors.get(job_type), "params_model", None)
-    if model is not None:
+    executor = engine.executors.get(job_type)
+    if executor is not None:
         try:
-            out = model.model_validate(dict(params)).model_dump()
+            out = executor.params_model.model_validate(dict(params)).model_dump()
         except ValidationError:
             return dict(params)
-        # Where tiles run changes no result: moving a job to a cluster is not "changed".
-        for key in RESULT_NEUTRAL:
+        # What changes no result (e.g. where tiles run: moving a job to a cluster) is not
+        # "changed": the executor says which params those are.
+        for key in executor.result_neutral:
             out.pop(key, None)
         return out
     return dict(params)
-
-
-RESULT_NEUTRAL = ("backend", "scheduler_address")  # set config-wide by [dask]
 
 
 def admission_requests(

@@ -36,13 +36,13 @@ from textual.worker import Worker
 
 from wsitui.core.engine import Engine, EngineError, QueueFull, RateLimited
 from wsitui.core.events import Event, JobProgress, JobStateChanged, Listener, WorkflowProgress
+from wsitui.core.executor import Output
 from wsitui.core.metrics import Metrics
 from wsitui.core.paths import DataDirInUse
 from wsitui.core.records import (
     Job,
     JobSpec,
     JobState,
-    JobType,
     WorkflowSpec,
     WorkflowStatus,
     job_id_for,
@@ -612,19 +612,19 @@ class WsituiApp(App[None]):
         if job is None:
             return
         jobs = self.engine.workflow(self.tenant, job.workflow_id).jobs
-        found: dict[JobType, Path] = {}
-        # The job itself first, then the others on the same slide, last one of a type wins.
+        found: dict[Output, Path] = {}
+        # The others on the same slide, then the job itself: the last output of a kind wins.
         for other in [*(j for j in jobs if j.slide == job.slide and j.id != job.id), job]:
-            name = {JobType.TISSUE_MASK: "tissue.geojson", JobType.SEGMENT_CELLS: "cells.geojson"}
-            if other.job_type in name:
-                path = self.engine.results_dir(other) / name[other.job_type]
+            executor = self.engine.executors.get(other.job_type)
+            for kind, name in executor.outputs.items() if executor is not None else ():
+                path = self.engine.results_dir(other) / name
                 if path.is_file():
-                    found[other.job_type] = path
+                    found[kind] = path
         self.push_screen(
             ViewerScreen(
                 Path(job.slide),
-                cells=found.get(JobType.SEGMENT_CELLS),
-                tissue=found.get(JobType.TISSUE_MASK),
+                cells=found.get(Output.CELLS),
+                tissue=found.get(Output.TISSUE),
                 protocol=self.image_protocol,
                 title=f"{job.key} · {Path(job.slide).name}",
             )
@@ -644,7 +644,7 @@ class WsituiApp(App[None]):
                 self.engine.clock,
                 depths,
                 self.engine.stats().max_workers,
-                dask=getattr(self.engine.executors.get("SEGMENT_CELLS"), "dask_status", list),
+                clusters=lambda: [c for e in self.engine.executors.values() for c in e.clusters()],
                 snapshot=lambda: self.metrics.snapshot(self.engine),
             )
         )
@@ -725,20 +725,20 @@ class WsituiApp(App[None]):
                 lambda: write_sample_slide(slide, size=DEMO_SIZE, seed=1)
             )
         jobs = (
-            JobSpec(id="mask", type=JobType.TISSUE_MASK, slide=str(slide), branch="A"),
+            JobSpec(id="mask", type="TISSUE_MASK", slide=str(slide), branch="A"),
             JobSpec(
-                id="mask-fine", type=JobType.TISSUE_MASK, slide=str(slide), branch="A",
+                id="mask-fine", type="TISSUE_MASK", slide=str(slide), branch="A",
                 depends_on=("mask",), params={"tile_size": 256},
             ),
             JobSpec(
-                id="mask-coarse", type=JobType.TISSUE_MASK, slide=str(slide), branch="B",
+                id="mask-coarse", type="TISSUE_MASK", slide=str(slide), branch="B",
                 params={"tile_size": 1024},
             ),
         )  # fmt: skip
         if "SEGMENT_CELLS" in self.engine.executors:  # nuclei on the tissue the mask found
             jobs += (
                 JobSpec(
-                    id="cells", type=JobType.SEGMENT_CELLS, slide=str(slide), branch="C",
+                    id="cells", type="SEGMENT_CELLS", slide=str(slide), branch="C",
                     depends_on=("mask",),
                 ),
             )  # fmt: skip

@@ -7,10 +7,12 @@ defaults were chosen by measuring throughput (see benchmarks/bench_cells.py and 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from wsitui.core.executor import SectionModel
+from wsitui.core.pydantic_errors import first_problem
 from wsitui.jobs.cells.memory import DEFAULT_BUDGET_GB
 from wsitui.models.device import check_device_name
 
@@ -102,3 +104,27 @@ class SegmentCellsParams(BaseModel):
                 "remove scheduler_address"
             )
         return self
+
+
+class DaskSection(SectionModel):
+    """[dask] in the config file: defaults for SEGMENT_CELLS jobs that do not set `backend` /
+    `scheduler_address` themselves (a job's own params win)."""
+
+    backend: Literal["local", "dask"] = "local"
+    scheduler_address: str | None = None  # absent: a local Dask cluster for the session
+
+    @model_validator(mode="after")
+    def _valid(self) -> DaskSection:
+        try:
+            SegmentCellsParams(backend=self.backend, scheduler_address=self.scheduler_address)
+        except ValidationError as exc:  # its one line, not pydantic's report
+            raise ValueError(first_problem(exc).msg) from None
+        return self
+
+    def apply(self, params: dict[str, Any]) -> dict[str, Any]:
+        out = dict(params)
+        if "backend" in self.model_fields_set:
+            out.setdefault("backend", self.backend)
+        if self.scheduler_address is not None and out.get("backend") == "dask":
+            out.setdefault("scheduler_address", self.scheduler_address)
+        return out

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from wsitui.core.executor import Executor, JobContext, JobError, UpstreamJob, UpstreamSpec
-from wsitui.core.records import JobSpec, JobType
+from wsitui.core.records import JobSpec
 from wsitui.jobs.common.files import commit_fence
 from wsitui.jobs.common.manifest import (
     MANIFEST_FILE,
@@ -74,15 +74,15 @@ def _same_slide(a: str, b: str) -> bool:
 
 def _cells_upstream(upstream: Sequence[UpstreamJob], slide: str) -> UpstreamJob | None:
     for up in upstream:
-        if up.job_type is JobType.SEGMENT_CELLS and _same_slide(up.slide, slide):
+        if up.job_type == "SEGMENT_CELLS" and _same_slide(up.slide, slide):
             return up
     return None
 
 
 class MeasureCellsExecutor(Executor):
-    """The Executor for JobType.MEASURE_CELLS (see wsitui.core.executor)."""
+    """The Executor for MEASURE_CELLS jobs (see wsitui.core.executor)."""
 
-    job_type = JobType.MEASURE_CELLS
+    job_type = "MEASURE_CELLS"
     params_model = MeasureCellsParams
     threads = 2
 
@@ -93,7 +93,7 @@ class MeasureCellsExecutor(Executor):
             raise ValueError(f"slide {quoted(spec.slide)} does not exist; check the path")
         if not slide.is_file():
             raise ValueError(f"slide {quoted(spec.slide)} is not a file; give the slide file")
-        cells = [u for u in upstream if u.job_type is JobType.SEGMENT_CELLS]
+        cells = [u for u in upstream if u.job_type == "SEGMENT_CELLS"]
         if not cells:
             raise ValueError(NEEDS)
         if not any(_same_slide(u.slide, spec.slide) for u in cells):
@@ -226,7 +226,7 @@ class _CellMeasurement:
             MeasureManifest(
                 format=MANIFEST_FORMAT,
                 job_id=ctx.job.id,
-                job_type=str(JobType.MEASURE_CELLS),
+                job_type=MeasureCellsExecutor.job_type,
                 created_at=time.time(),
                 params=params.model_dump(mode="json"),
                 slide=SlideMeta.of(reader),

@@ -21,8 +21,8 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
-from wsitui.core.records import Job, JobState, JobType, Transition
-from wsitui.jobs.cells.dask_info import dashboard_link
+from wsitui.core.records import Job, JobState, Transition
+from wsitui.jobs.registry import executor_class
 from wsitui.tui.badges import Badge
 from wsitui.tui.rates import WINDOW_S, Rates
 from wsitui.tui.times import counters_text, elapsed_and_eta
@@ -193,11 +193,8 @@ class JobDetailScreen(Screen[None]):
             if lines:
                 yield Label("Result", classes="section")
                 yield Static(Text("\n".join(lines)))
-            link = (
-                dashboard_link(job.stage, self.results_dir)
-                if job.job_type is JobType.SEGMENT_CELLS
-                else ""
-            )
+            executor = executor_class(job.job_type)
+            link = executor.dashboard_link(job.stage, self.results_dir) if executor else ""
             if link:
                 yield Label("Dask", classes="section")
                 yield Static(Text.assemble("dashboard: ", (link, f"link {link}")))

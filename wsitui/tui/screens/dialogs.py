@@ -20,7 +20,9 @@ from textual.suggester import Suggester, SuggestFromList
 from textual.widgets import Button, Input, Label, OptionList, Select, SelectionList
 from textual.widgets.option_list import Option
 
-from wsitui.core.records import SAFE_ID, SAFE_ID_HINT, JobType
+from wsitui.core.executor import DialogField
+from wsitui.core.records import SAFE_ID, SAFE_ID_HINT
+from wsitui.jobs import registry
 from wsitui.models.device import cuda_device_count
 from wsitui.models.source import looks_like_path
 from wsitui.slides.errors import SlideError
@@ -57,7 +59,7 @@ class Dialog(ModalScreen[R]):
     Dialog Horizontal.buttons { height: 1; margin-top: 1; align-horizontal: right; }
     Dialog Button { margin-left: 1; }
     Dialog Input, Dialog Select { background: $boost; }
-    Dialog #cells-opts { height: auto; }
+    Dialog #model-opts { height: auto; }
     Dialog .model-row { height: auto; }
     Dialog .model-row Input { width: 1fr; }
     Dialog .model-row Select { width: 26; margin-left: 1; }
@@ -122,7 +124,7 @@ class NewWorkflowDialog(Dialog[str | None]):
 @dataclass(frozen=True)
 class NewJob:
     key: str
-    job_type: JobType
+    job_type: str
     slide: str
     branch: str
     depends_on: tuple[str, ...]
@@ -133,7 +135,7 @@ MODEL_NAMES = ("shipped", "classical", "brightfield_nuclei")
 
 
 class ModelSuggester(Suggester):
-    """Completes a SEGMENT_CELLS model: a known name, or a path to a folder or .pt file."""
+    """Completes a model param: a known name, or a path to a folder or .pt file."""
 
     def __init__(self) -> None:
         super().__init__(use_cache=False, case_sensitive=True)
@@ -232,14 +234,15 @@ class AddJobDialog(Dialog[NewJob | None]):
                 compact=True,
             )
             yield Label("Job type", classes="hint")
+            names = registry.job_type_names()
             yield Select(
-                [(t.value, t) for t in JobType],
-                value=JobType.TISSUE_MASK,
+                [(name, name) for name in names],
+                value=names[0],
                 allow_blank=False,
                 id="type",
                 compact=True,
             )
-            with Vertical(id="cells-opts"):
+            with Vertical(id="model-opts"):
                 yield Label(
                     "Model (shipped, classical, folder, .pt) · device (✓ here)",
                     classes="hint",
@@ -306,14 +309,16 @@ class AddJobDialog(Dialog[NewJob | None]):
         if self.job_keys:
             deps = tuple(self.query_one("#deps", SelectionList).selected)
         job_type = self.query_one("#type", Select).value
-        assert isinstance(job_type, JobType)
+        assert isinstance(job_type, str)
         params: dict[str, Any] = {}
-        if job_type is JobType.SEGMENT_CELLS:
+        fields = _dialog_fields(job_type)
+        if DialogField.MODEL in fields:
             model = self.query_one("#model", Input).value.strip()
             if model:
                 if looks_like_path(model):
                     model = str(Path(model).expanduser().resolve())  # a path: made absolute
                 params["model"] = model
+        if DialogField.DEVICE in fields:
             device = self.query_one("#device", Select).value
             if isinstance(device, str) and device != "auto":
                 params["device"] = device
@@ -330,14 +335,18 @@ class AddJobDialog(Dialog[NewJob | None]):
         self.dismiss(new)
 
     def on_mount(self) -> None:
-        self._show_cells_options(self.query_one("#type", Select).value)
+        self._show_type_fields(self.query_one("#type", Select).value)
 
     @on(Select.Changed, "#type")
     def _type_changed(self, event: Select.Changed) -> None:
-        self._show_cells_options(event.value)
+        self._show_type_fields(event.value)
 
-    def _show_cells_options(self, job_type: object) -> None:
-        self.query_one("#cells-opts").display = job_type is JobType.SEGMENT_CELLS
+    def _show_type_fields(self, job_type: object) -> None:
+        """The model and device fields show for a job type that takes them."""
+        fields = _dialog_fields(job_type) if isinstance(job_type, str) else frozenset()
+        self.query_one("#model-opts").display = bool(fields)
+        self.query_one("#model").display = DialogField.MODEL in fields
+        self.query_one("#device").display = DialogField.DEVICE in fields
 
     @on(Button.Pressed, "#cancel")
     def _cancel(self) -> None:
@@ -355,6 +364,11 @@ class AddJobDialog(Dialog[NewJob | None]):
         path = Path(slide).expanduser()
         protocol = getattr(self.app, "image_protocol", "auto")
         self.app.push_screen(ViewerScreen(path, protocol=protocol, title=path.name))
+
+
+def _dialog_fields(job_type: str) -> frozenset[DialogField]:
+    executor = registry.executor_class(job_type)
+    return executor.dialog_fields if executor is not None else frozenset()
 
 
 NEW_TENANT = "\x00new"

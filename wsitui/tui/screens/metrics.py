@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -11,8 +11,8 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Sparkline, Static
 
+from wsitui.core.executor import ClusterStatus
 from wsitui.core.metrics import Metrics, MetricsSnapshot
-from wsitui.jobs.cells.dask_info import ClusterStatus
 
 MINUTES = 30
 
@@ -32,12 +32,12 @@ class MetricsScreen(Screen[None]):
         now: Callable[[], float],
         depths: Callable[[], dict[str, int]],
         max_workers: int,
-        dask: Callable[[], list[ClusterStatus]] = list,
+        clusters: Callable[[], Sequence[ClusterStatus]] = list,
         snapshot: Callable[[], MetricsSnapshot] | None = None,
     ) -> None:
         super().__init__()
         self.metrics, self.now, self.depths, self.max_workers = metrics, now, depths, max_workers
-        self.dask = dask  # cheap: no dask import, no cluster call (SegmentCellsExecutor)
+        self.clusters = clusters  # cheap: no cluster call (Executor.clusters)
         self.snapshot = snapshot  # the numbers /metrics serves: one source for both
 
     def compose(self) -> ComposeResult:
@@ -77,7 +77,7 @@ class MetricsScreen(Screen[None]):
             f"now {self.metrics.running}/{self.max_workers} · peak {max(workers):.0f}"
         )
         self.query_one("#depths", Static).update(depths_text(self.depths()))
-        self.query_one("#dask", Static).update(dask_text(self.dask()))
+        self.query_one("#dask", Static).update(dask_text(self.clusters()))
         if self.snapshot is not None:
             self.query_one("#now", Static).update(now_text(self.snapshot()))
 
@@ -91,12 +91,14 @@ def now_text(s: MetricsSnapshot) -> Text:
         f"running {s.running} · workers busy {s.workers_busy} free {s.workers_free} · "
         f"queued {s.queued} (pending {s.pending}) · tenants active {s.tenants_active} "
         f"waiting {s.tenants_waiting}" + (f" · {res}" if res else "") + "\n"
-        f"tiles {sum(s.tiles.values()):,} · cells {s.cells:,} · jobs ended {ended:,} "
+        f"tiles {sum(s.tiles.values()):,} · "
+        + "".join(f"{total.counter} {n:,} · " for total, n in s.totals)
+        + f"jobs ended {ended:,} "
         f"({failed:,} failed) · submissions refused {sum(s.submissions_refused.values()):,}"
     )
 
 
-def dask_text(clusters: list[ClusterStatus]) -> Text:
+def dask_text(clusters: Sequence[ClusterStatus]) -> Text:
     """Each cluster in use, then each of its workers with its tiles and tiles/s."""
     if not clusters:
         return Text("no Dask cluster in use", style="dim")

@@ -13,13 +13,12 @@ from textual.reactive import reactive
 from textual.widgets import Label
 
 from wsitui.core.records import Job, JobState
+from wsitui.jobs.registry import short_name
 from wsitui.tui.badges import Badge
 from wsitui.tui.rates import Rates
 from wsitui.tui.times import times_text
 from wsitui.tui.widgets.bar import FractionBar
 from wsitui.tui.widgets.line import LiveLine
-
-SHORT_TYPE = {"TISSUE_MASK": "mask", "SEGMENT_CELLS": "cells"}  # a card title fits 80 columns
 
 
 def slide_name(slide: str) -> str:
@@ -109,7 +108,7 @@ class JobCard(Vertical, can_focus=True):
 
     def _paint_job(self) -> None:
         job = self.job
-        self.border_title = Text(f"{job.key} · {SHORT_TYPE.get(job.job_type, job.job_type)}")
+        self.border_title = Text(f"{job.key} · {short_name(job.job_type)}")  # fits 80 columns
         self.border_subtitle = slide_name(job.slide)
         if job.tiles_total:
             self._bar.fraction = job.tiles_done / job.tiles_total

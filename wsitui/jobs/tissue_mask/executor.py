@@ -31,27 +31,24 @@ annotations, level-0 px) and manifest.json (written last); opt in to per-tile ma
 
 from __future__ import annotations
 
-import io
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any, ClassVar
 
 import numpy as np
-from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel
 
 from wsitui.core.executor import (
     CheckpointStore,
     Executor,
     JobContext,
     JobError,
+    Output,
     UpstreamSpec,
 )
-from wsitui.core.pydantic_errors import first_problem
-from wsitui.core.records import JobSpec, JobType
+from wsitui.core.records import JobSpec
 from wsitui.jobs.common.archive import write_archive
 from wsitui.jobs.common.files import commit_fence, write_atomic
 from wsitui.jobs.common.geojson import TISSUE, feature_collection, mask_polygons, write_geojson
@@ -59,200 +56,35 @@ from wsitui.jobs.common.grid import TILES_FILE, GridGeometry, TileGrid
 from wsitui.jobs.common.manifest import (
     MANIFEST_FILE,
     Artifact,
-    JobManifest,
     SlideMeta,
     library_versions,
     write_manifest,
 )
-from wsitui.jobs.common.mpp import PLAUSIBLE_MPP
 from wsitui.jobs.common.shards import ShardStore
-from wsitui.jobs.common.tissue import (
+from wsitui.jobs.common.upstream import MASK_FILE
+from wsitui.jobs.tissue_mask.mask import (
     MaskPlan,
     TissueMask,
     compute_tissue_mask,
     plan_mask,
 )
-from wsitui.jobs.common.upstream import MASK_FILE
+from wsitui.jobs.tissue_mask.outputs import (
+    ARCHIVE_FILE,
+    GEOJSON_FILE,
+    JOB_TYPE,
+    PREVIEW_FILE,
+    TILES_DIR,
+    GridMeta,
+    MaskMeta,
+    TissueManifest,
+    clear_outputs,
+    png_bytes,
+    render_preview,
+)
+from wsitui.jobs.tissue_mask.params import DEFAULTS, TissueMaskParams
+from wsitui.jobs.tissue_mask.plan import grid_geometry
 from wsitui.slides.errors import SlideError, quoted
 from wsitui.slides.reader import SlideReader, open_slide
-
-TILES_DIR = "tiles"
-PREVIEW_FILE = "preview.png"
-GEOJSON_FILE = "tissue.geojson"
-ARCHIVE_FILE = "artifacts.zip"
-MANIFEST_FORMAT = "wsitui.tissue_mask/2"
-PREVIEW_MAX = 1024
-# The preview is the mask's own image resized when that is at least preview size; when it is
-# smaller, the slide's thumbnail is read if its level has at most this many times the
-# preview's pixels (else the small image is enlarged: no coarse level to read).
-PREVIEW_READ_RATIO = 16
-
-# ------------------------------------------------------------------------------- params
-
-_Float = dict(strict=True, allow_inf_nan=False)
-
-
-class TissueMaskParams(BaseModel):
-    """A TISSUE_MASK job's params (the engine validates them at submission)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    tile_size: Annotated[int, Field(strict=True, ge=16, le=16384)] = 512  # grid tile, px at level
-    level: Annotated[int, Field(strict=True, ge=0, le=32)] = 0  # level the grid is defined at
-    # A tile with at least this much tissue is processed downstream.
-    min_tissue_fraction: Annotated[float, Field(ge=0.0, le=1.0, **_Float)] = 0.05
-    # Resolution the mask is computed at (µm/px); masks are coarse by design.
-    target_mpp: Annotated[float, Field(ge=0.5, le=100.0, **_Float)] = 8.0
-    min_object_um2: Annotated[float, Field(ge=0.0, le=1e9, **_Float)] = 10_000.0  # specks dropped
-    min_hole_um2: Annotated[float, Field(ge=0.0, le=1e9, **_Float)] = 10_000.0  # holes filled
-    # Level-0 µm/px when the slide does not say, or says something implausible.
-    assumed_mpp: Annotated[float, Field(ge=PLAUSIBLE_MPP[0], le=PLAUSIBLE_MPP[1], **_Float)] = 0.5
-    tile_masks: Annotated[bool, Field(strict=True)] = False  # tiles/tile_<col>_<row>.png
-    archive: Annotated[bool, Field(strict=True)] = False  # artifacts.zip of every output
-
-    @classmethod
-    def parse(cls, params: Mapping[str, Any]) -> TissueMaskParams:
-        """Parse job params; ValueError with one line naming the param and the fix."""
-        try:
-            return cls.model_validate(dict(params))
-        except ValidationError as e:
-            problem = first_problem(e)
-            name = problem.dotted or "params"
-            if problem.type == "extra_forbidden":
-                known = ", ".join(cls.model_fields)
-                raise ValueError(
-                    f"unknown param {name!r} for TISSUE_MASK; use one of: {known}"
-                ) from None
-            raise ValueError(
-                f"param {name!r}: {problem.msg.lower()}, got {problem.input!r}"
-            ) from None
-
-
-DEFAULTS = TissueMaskParams()
-
-
-def build_tile_grid(tm: TissueMask, reader: SlideReader, params: TissueMaskParams) -> TileGrid:
-    geometry = grid_geometry(reader, params)
-    return TileGrid.build(
-        geometry, reader.dimensions, tm.mask, tm.downsample, params.min_tissue_fraction
-    )
-
-
-def grid_geometry(reader: SlideReader, params: TissueMaskParams) -> GridGeometry:
-    if params.level >= reader.level_count:
-        raise JobError(
-            f"param 'level' is {params.level} but slide {quoted(reader.path)} has levels "
-            f"0-{reader.level_count - 1}; use one of those"
-        )
-    geometry = GridGeometry(
-        params.tile_size,
-        params.level,
-        reader.level_downsamples[params.level],
-        reader.level_dimensions[params.level],
-    )
-    geometry.check_budget(reader.path)
-    return geometry
-
-
-# ------------------------------------------------------------------------------- outputs
-
-
-class MaskMeta(BaseModel):
-    file: str
-    shape: tuple[int, int]  # (rows, cols)
-    downsample: tuple[float, float]  # level-0 px per mask px, (x, y)
-    level_read: int
-    mpp: float  # µm per mask px
-    mpp_assumed: bool  # level-0 µm/px was params.assumed_mpp (see warnings for why)
-    threshold: float | None
-    tissue_fraction: float
-
-
-class GridMeta(BaseModel):
-    file: str
-    tile_size: int
-    level: int
-    cols: int
-    rows: int
-    tiles_total: int
-    tissue_tiles: int
-
-
-class TissueManifest(JobManifest):
-    format: str = MANIFEST_FORMAT
-    job_type: str = JobType.TISSUE_MASK.value
-    mask: MaskMeta
-    grid: GridMeta
-    regions: int  # tissue polygons in tissue.geojson
-    archive: str | None  # artifacts.zip when the job's `archive` param asked for it
-
-
-def preview_base(reader: SlideReader, image: np.ndarray | None = None) -> np.ndarray:
-    """The slide at preview size: from `image` (the whole slide, e.g. the mask's own image)
-    when that is at least preview size or when reading would mean decoding a much bigger level
-    (no coarse level); else the slide's thumbnail.
-    """
-    level, (tw, th) = reader.thumbnail_plan(PREVIEW_MAX)
-    lw, lh = reader.level_dimensions[level]
-    if image is None:
-        return reader.thumbnail(PREVIEW_MAX)
-    big_enough = image.shape[1] >= tw and image.shape[0] >= th
-    if not big_enough and lw * lh <= PREVIEW_READ_RATIO * tw * th:
-        return reader.thumbnail(PREVIEW_MAX)
-    if (image.shape[1], image.shape[0]) == (tw, th):
-        return image
-    # Area-average when shrinking; when the mask's image is the smaller one (a small slide
-    # with no coarse level), smooth rather than blocky enlargement.
-    kind = Image.Resampling.BOX if big_enough else Image.Resampling.BILINEAR
-    return np.asarray(Image.fromarray(image).resize((tw, th), kind))
-
-
-PREVIEW_TINT = (0, 200, 0)
-PREVIEW_EDGE = (0, 110, 0)
-
-
-def render_preview(
-    reader: SlideReader, mask: np.ndarray, image: np.ndarray | None = None
-) -> np.ndarray:
-    """Downscaled slide with the mask in translucent green (40 %) and its outline in dark green.
-
-    image: the RGB the mask was computed from (TissueMask.image), used instead of reading the
-    slide again (see preview_base). All in PIL's C code: the job's budget is a fraction of a
-    second on the biggest slides.
-    """
-    base = Image.fromarray(preview_base(reader, image))
-    w, h = base.size
-    m = Image.fromarray(mask.view(np.uint8) * np.uint8(255)).resize((w, h), Image.NEAREST)
-    tinted = Image.blend(base, Image.new("RGB", (w, h), PREVIEW_TINT), 0.4)
-    out = Image.composite(tinted, base, m)
-    # Outline: mask pixels with a non-mask 4-neighbour (beyond the image counts as mask).
-    mm = np.asarray(m) > 0
-    inner = mm.copy()
-    inner[1:] &= mm[:-1]
-    inner[:-1] &= mm[1:]
-    inner[:, 1:] &= mm[:, :-1]
-    inner[:, :-1] &= mm[:, 1:]
-    edge = Image.fromarray((mm & ~inner).view(np.uint8) * np.uint8(255))
-    out.paste(PREVIEW_EDGE, (0, 0, w, h), edge)
-    return np.asarray(out)
-
-
-def _png(arr: np.ndarray, level: int = 1) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG", compress_level=level)
-    return buf.getvalue()
-
-
-OUTPUTS = (MASK_FILE, TILES_FILE, PREVIEW_FILE, GEOJSON_FILE, MANIFEST_FILE, ARCHIVE_FILE)
-
-
-def _clear_outputs(results_dir: Path) -> None:
-    """Outputs of an earlier run go before new ones are written (the manifest first: a dir
-    without one is not finished). Shards stay: they are this attempt's work."""
-    for name in (MANIFEST_FILE, *OUTPUTS):
-        (results_dir / name).unlink(missing_ok=True)
-    shutil.rmtree(results_dir / TILES_DIR, ignore_errors=True)
-
 
 # ---------------------------------------------------------------------------- the job
 
@@ -431,10 +263,10 @@ class _TissueMasking:
         out, reader, params = self.out, self.reader, self.params
         t_write = time.perf_counter()
         out.mkdir(parents=True, exist_ok=True)
-        _clear_outputs(out)
-        write_atomic(out / MASK_FILE, _png(tm.mask))
+        clear_outputs(out)
+        write_atomic(out / MASK_FILE, png_bytes(tm.mask))
         write_atomic(out / TILES_FILE, grid.model_dump_json().encode())
-        write_atomic(out / PREVIEW_FILE, _png(render_preview(reader, tm.mask, tm.image)))
+        write_atomic(out / PREVIEW_FILE, png_bytes(render_preview(reader, tm.mask, tm.image)))
         self.hooks.check_cancel()
         polygons = mask_polygons(tm.mask, tm.downsample)
         write_geojson(out / GEOJSON_FILE, feature_collection(polygons, TISSUE))
@@ -506,7 +338,7 @@ class _TissueMasking:
             self.hooks.check_cancel()
             y0, y1, x0, x1 = grid.mask_box(col, row)
             name = f"tile_{col}_{row}.png"
-            pngs[name] = _png(tm.mask[y0:y1, x0:x1])
+            pngs[name] = png_bytes(tm.mask[y0:y1, x0:x1])
             write_atomic(tiles_dir / name, pngs[name])
         return pngs
 
@@ -515,9 +347,11 @@ class _TissueMasking:
 
 
 class TissueMaskExecutor(Executor):
-    """The Executor for JobType.TISSUE_MASK (see wsitui.core.executor)."""
+    """The Executor for TISSUE_MASK jobs (see wsitui.core.executor)."""
 
-    job_type = JobType.TISSUE_MASK
+    job_type = JOB_TYPE
+    short_name = "mask"
+    outputs: ClassVar[Mapping[Output, str]] = {Output.TISSUE: GEOJSON_FILE}
     params_model = TissueMaskParams
     threads = 2
 
