@@ -39,8 +39,8 @@ class JobValidator:
         executor = self.executors.get(str(spec.type))
         if executor is None:
             raise InvalidRequest(
-                f"job {spec.id!r}: {spec.type} jobs cannot run yet (no executor is "
-                f"installed for them); available: {', '.join(sorted(self.executors)) or 'none'}"
+                f"job {spec.id!r}: unknown job type {spec.type!r} (no executor is installed "
+                f"for it); use one of: {', '.join(sorted(self.executors)) or 'none'}"
             )
         try:
             return executor.params_model.model_validate(spec.params)
