@@ -37,9 +37,10 @@ from wsitui.jobs.common.manifest import (
     write_manifest,
 )
 from wsitui.jobs.common.shards import ShardOwner, ShardStore
-from wsitui.jobs.measure_cells.measure import Scale, measure_tile, read_scaled
+from wsitui.jobs.measure_cells.measure import Scale, load_tile, measure_loaded, read_scaled
 from wsitui.jobs.measure_cells.names import ALL
 from wsitui.jobs.measure_cells.params import MeasureCellsParams
+from wsitui.jobs.measure_cells.prefetch import TileLoader
 from wsitui.jobs.measure_cells.source import CELLS_FILE, CellIndex, index_cells
 from wsitui.jobs.measure_cells.stain import Stains, slide_stains
 from wsitui.jobs.measure_cells.write import GEOJSON_FILE, PARQUET_FILE, MeasureWriter
@@ -197,14 +198,15 @@ class _Run:
         ctx.set_stage("measuring")
         total, cells = len(tiles), 0
         ctx.report(0, total, {"cells": 0})
-        for i, (key, own) in enumerate(tiles):
-            ctx.check_cancel()
-            rows = self._shard(shards, key, own)
-            if rows is None:
-                rows = measure_tile(reader, index, own, stains, sc)
-                shards.put_array(key, rows)
-            cells += len(own)
-            ctx.report(i + 1, total, {"cells": cells})
+        with TileLoader(lambda own: load_tile(reader, index, own, sc), tiles) as loader:
+            for i, (key, own) in enumerate(tiles):
+                ctx.check_cancel()
+                rows = self._shard(shards, key, own)
+                if rows is None:
+                    rows = measure_loaded(loader.get(i), stains, sc)
+                    shards.put_array(key, rows)
+                cells += len(own)
+                ctx.report(i + 1, total, {"cells": cells})
         t = self._timed("measure", t)
 
         ctx.set_stage("writing outputs")
