@@ -27,7 +27,8 @@ from PIL import Image
 from scipy import ndimage
 
 from wsitui.jobs.measure_cells.names import ALL, SHAPE
-from wsitui.jobs.measure_cells.shape import label_order, rasterise, shape_rows
+from wsitui.jobs.measure_cells.raster import paint
+from wsitui.jobs.measure_cells.shape import label_order, shape_rows
 from wsitui.jobs.measure_cells.source import CellIndex, ring_of
 from wsitui.jobs.measure_cells.stain import Stains, deconvolve
 from wsitui.slides.reader import SlideReader
@@ -81,12 +82,17 @@ def ring_labels(label: np.ndarray, ring_px: float) -> np.ndarray:
     """Each background pixel within `ring_px` of a nucleus, labelled with its nearest one."""
     if ring_px <= 0 or not label.any():
         return np.zeros_like(label)
-    background = label == 0
-    iy, ix = ndimage.distance_transform_edt(background, return_distances=False, return_indices=True)
+    iy, ix = ndimage.distance_transform_edt(label == 0, return_distances=False, return_indices=True)
     h, w = label.shape
-    dy = iy - np.arange(h, dtype=iy.dtype)[:, None]
+    # Squared distance to the nearest nucleus pixel, in place (int32: exact); a nucleus pixel
+    # is its own nearest (0), so 0 < d2 <= limit is exactly the background within the ring.
+    d2 = iy - np.arange(h, dtype=iy.dtype)[:, None]
     dx = ix - np.arange(w, dtype=ix.dtype)[None, :]
-    near = np.flatnonzero(background & (dy * dy + dx * dx <= ring_limit(ring_px)))
+    np.multiply(d2, d2, out=d2)
+    np.multiply(dx, dx, out=dx)
+    d2 += dx
+    d2 -= 1
+    near = np.flatnonzero(d2.view(np.uint32) < ring_limit(ring_px))  # 0 <= d2 - 1 < limit
     out = np.zeros(label.size, np.int32)
     out[near] = label.ravel()[iy.ravel()[near] * w + ix.ravel()[near]]
     return out.reshape(label.shape)
@@ -176,9 +182,8 @@ def measure_loaded(tile: LoadedTile, stains: Stains, sc: Scale) -> np.ndarray:
     s = sc.level0_per_px
     h, w = tile.rgb.shape[:2]
     label = np.zeros((h, w), np.int32)  # own cells 1..n, then their neighbours
-    # Neighbours painted first: where polygons overlap by rounding, the tile's own cell wins.
-    for k in range(len(tile.features) - 1, -1, -1):
-        rasterise(label, ring_of(tile.features[k]), k + 1, tile.x0, tile.y0, s)
+    # Where polygons overlap by rounding, the tile's own cell wins (painted last).
+    paint(label, [ring_of(f) for f in tile.features], tile.x0, tile.y0, s)
     ring = ring_labels(label, sc.ring_px)
     n_shape = len(SHAPE) - 1
     rows[:, 1 : 1 + n_shape] = shape_rows(label, n, sc.um_per_px)
