@@ -7,8 +7,9 @@ polygon, every edge's crossing with every pixel row it spans is computed at once
 a pixel centre is inside when an odd number of crossings lie right of it, so the painted
 columns are the runs between crossings 1-2, 3-4, ... (sorted). That is skimage's even-odd
 test exactly wherever no crossing and no vertex is within EPS of a pixel centre's row or
-column; a polygon that has one (e.g. coordinates on the half pixel) is painted by skimage
-itself, so the result is the same in every case.
+column; a polygon that has one (a vertex level with a pixel centre, say) is painted by
+skimage itself, so the result is the same in every case. SEGMENT_CELLS's outlines, on pixel
+corners, never have one at the cells' own pixel size.
 """
 
 from __future__ import annotations
