@@ -5,11 +5,10 @@ centre is inside the polygon, on an edge or at a vertex) applied to each polygon
 first polygon painted last (it wins where two overlap). Instead of a test per pixel per
 polygon, every edge's crossing with every pixel row it spans is computed at once; on a row,
 a pixel centre is inside when an odd number of crossings lie right of it, so the painted
-columns are the runs between crossings 1-2, 3-4, ... (sorted). That is skimage's even-odd
-test exactly wherever no crossing and no vertex is within EPS of a pixel centre's row or
-column; a polygon that has one (a vertex level with a pixel centre, say) is painted by
-skimage itself, so the result is the same in every case. SEGMENT_CELLS's outlines, on pixel
-corners, never have one at the cells' own pixel size.
+columns are the runs between crossings 1-2, 3-4, ... (sorted), counted both ways skimage
+counts them (which differ on a row through a vertex). That is skimage's test exactly wherever
+no crossing is within EPS of a pixel centre; a polygon with one (a vertex at a pixel centre,
+an edge through one) is painted by skimage itself, so the result is the same in every case.
 """
 
 from __future__ import annotations
@@ -38,42 +37,52 @@ def paint(label: np.ndarray, rings: list[np.ndarray], x0: float, y0: float, scal
     prev = np.arange(len(poly)) - 1
     prev[first] = first + sizes - 1
     xi, yi, xj, yj = cols, rows, cols[prev], rows[prev]
-    unsure = ~(np.isfinite(cols) & np.isfinite(rows))
-    unsure |= np.abs(rows - np.round(rows)) < EPS  # a vertex on a pixel row
     bad = np.zeros(n, bool)
-    np.logical_or.at(bad, poly, unsure)
+    np.logical_or.at(bad, poly, ~(np.isfinite(cols) & np.isfinite(rows)))
     bad |= sizes < 3
-    # Rows each edge crosses: min(yi, yj) <= r < max(yi, yj)
-    lo = np.ceil(np.minimum(yi, yj))
-    hi = np.ceil(np.maximum(yi, yj)) - 1
-    lo = np.maximum(lo, 0)
-    hi = np.minimum(hi, h - 1)
-    edge_ok = ~bad[poly] & (hi >= lo)
-    e = np.flatnonzero(edge_ok)
-    count = (hi[e] - lo[e] + 1).astype(np.int64)
-    ee = np.repeat(e, count)
-    r = np.repeat(lo[e], count) + (np.arange(ee.size) - np.repeat(np.cumsum(count) - count, count))
-    x = xi[ee] + (r - yi[ee]) * (xj[ee] - xi[ee]) / (yj[ee] - yi[ee])
-    near = np.abs(x - np.round(x)) < EPS  # a crossing at a pixel centre
-    if near.any():
-        bad[poly[ee[near]]] = True
-        keep = ~bad[poly[ee]]
-        ee, r, x = ee[keep], r[keep], x[keep]
-    p = poly[ee]
-    order = np.lexsort((x, r, p))
-    p, r, x = p[order], r[order].astype(np.int64), x[order]
-    # Crossings pair up per (polygon, row): 1-2, 3-4, ...
-    start = np.r_[True, (p[1:] != p[:-1]) | (r[1:] != r[:-1])]
-    rank = np.arange(p.size) - np.maximum.accumulate(np.where(start, np.arange(p.size), 0))
-    left = np.flatnonzero(rank % 2 == 0)
-    right = left + 1
-    c0 = np.maximum(np.ceil(x[left]), 0).astype(np.int64)
-    c1 = np.minimum(np.ceil(x[right]) - 1, w - 1).astype(np.int64)
-    run = np.maximum(c1 - c0 + 1, 0)
-    pix_row = np.repeat(r[left], run)
-    pix_col = np.repeat(c0, run) + (np.arange(run.sum()) - np.repeat(np.cumsum(run) - run, run))
-    pix = [pix_row * w + pix_col]
-    val = [np.repeat(p[left] + 1, run)]
+    # skimage counts an edge at row r in two ways: right of the point when (y_i > r) != (y_j > r)
+    # (min <= r < max), left of it when (y_i < r) != (y_j < r) (min < r <= max); a pixel is
+    # painted when either count is odd. The two differ only on a row holding a vertex exactly,
+    # so the second is taken only for polygons with one.
+    on_row = np.zeros(n, bool)
+    np.logical_or.at(on_row, poly, rows == np.round(rows))
+    ymin, ymax = np.minimum(yi, yj), np.maximum(yi, yj)
+    kinds = (
+        (np.ceil(ymin), np.ceil(ymax) - 1, ~bad[poly]),
+        (np.floor(ymin) + 1, np.floor(ymax), ~bad[poly] & on_row[poly]),
+    )
+    found = []
+    for lo, hi, use in kinds:
+        lo, hi = np.maximum(lo, 0), np.minimum(hi, h - 1)
+        e = np.flatnonzero(use & (hi >= lo))
+        count = (hi[e] - lo[e] + 1).astype(np.int64)
+        ee = np.repeat(e, count)
+        start = np.repeat(np.cumsum(count) - count, count)
+        r = np.repeat(lo[e], count) + (np.arange(ee.size) - start)
+        x = xi[ee] + (r - yi[ee]) * (xj[ee] - xi[ee]) / (yj[ee] - yi[ee])
+        bad[poly[ee[np.abs(x - np.round(x)) < EPS]]] = True  # a crossing at a pixel centre
+        found.append((poly[ee], r, x))
+    pix, val = [], []
+    for kind, (p, r, x) in enumerate(found):
+        keep = ~bad[p]
+        p, r, x = p[keep], r[keep].astype(np.int64), x[keep]
+        order = np.lexsort((x, r, p))
+        p, r, x = p[order], r[order], x[order]
+        # Crossings pair up per (polygon, row): 1-2, 3-4, ...; the odd counts lie between
+        first_of = np.r_[True, (p[1:] != p[:-1]) | (r[1:] != r[:-1])]
+        idx = np.arange(p.size)
+        rank = idx - np.maximum.accumulate(np.where(first_of, idx, 0))
+        a = np.flatnonzero(rank % 2 == 0)
+        if kind == 0:  # right of c: a <= c < b
+            c0, c1 = np.ceil(x[a]), np.ceil(x[a + 1]) - 1
+        else:  # left of c: a < c <= b
+            c0, c1 = np.floor(x[a]) + 1, np.floor(x[a + 1])
+        c0 = np.maximum(c0, 0).astype(np.int64)
+        c1 = np.minimum(c1, w - 1).astype(np.int64)
+        run = np.maximum(c1 - c0 + 1, 0)
+        offset = np.arange(run.sum()) - np.repeat(np.cumsum(run) - run, run)
+        pix.append(np.repeat(r[a], run) * w + np.repeat(c0, run) + offset)
+        val.append(np.repeat(p[a] + 1, run))
     for k in np.flatnonzero(bad).tolist():  # painted by skimage itself
         mask = _skimage_pixels(rings[k], h, w, x0, y0, scale)
         pix.append(mask)
