@@ -1,16 +1,22 @@
-"""MEASURE_CELLS benchmark: cells measured per second on a generated slide, and peak RSS.
+"""MEASURE_CELLS benchmark: cells measured per second on generated slides, against the
+reference computation in the same run, and peak RSS at two cell counts.
 
-    .venv/bin/python benchmarks/bench_measure.py [--size 40000x30000] [--seed 3] [--tile-size 1024]
+    .venv/bin/python benchmarks/bench_measure.py [--size 40000x30000] [--small 8192x6144]
+        [--seed 3] [--tile-size 1024] [--baseline-tiles 12]
 
 The generator's own nuclei (its truth, as 24-vertex ellipses) stand for the upstream
 SEGMENT_CELLS job's cells: segmenting a 40k x 30k slide with a model is not what is measured
 here, and the truth has the cell count and spacing of the slide. They are written as
 SEGMENT_CELLS writes cells.geojson (one Feature a line) with its manifest, and the job's own
 run (`_CellMeasurement`) measures them with a stand-in JobContext (no engine: the engine's cost per
-job is not per cell). Prints cells, seconds, cells/s, timings per stage and peak RSS, sampled
-every 0.5 s while it runs, so a memory that grows with the slide shows. The goal (issue #16):
-190,000 cells of a 40k x 30k slide in < 2 min with flat memory. Slides are cached in
-benchmarks/.cache.
+job is not per cell). Each slide's job runs in its own process, so its peak RSS is its own:
+a memory that grew with the slide would show between the two sizes (and in the RSS sampled
+every 0.5 s per quarter of the run). The baseline: `reference.measure_tile` (the per-region
+regionprops computation the job used before) and the job's `measure_tile` on the same tiles,
+spread over the large slide, timed one after the other in this process, with the largest
+difference of their values. The goal (issue #16): 190,000 cells of a 40k x 30k slide in
+< 2 min with flat memory, i.e. >= 1,583 cells/s. Prints the load average: the machine is
+shared. Slides are cached in benchmarks/.cache.
 """
 
 from __future__ import annotations
@@ -101,15 +107,8 @@ class Ctx:
         pass
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", default="40000x30000")
-    ap.add_argument("--seed", type=int, default=3)
-    ap.add_argument("--tile-size", type=int, default=1024)
-    args = ap.parse_args()
-    size = tuple(int(v) for v in args.size.split("x"))
-    slide = sample((size[0], size[1]), args.seed)
-
+def run_job(slide: Path, tile_size: int) -> dict[str, Any]:
+    """Run the job on `slide`'s true nuclei; what it measured, its time and its memory."""
     from types import SimpleNamespace
 
     from wsitui.core.executor import UpstreamJob
@@ -121,7 +120,7 @@ def main() -> None:
         up_dir = Path(tmp) / "cells"
         t0 = time.perf_counter()
         n = write_upstream(slide, up_dir)
-        print(f"{n:,} cells written as the upstream in {time.perf_counter() - t0:.1f} s")
+        upstream_s = time.perf_counter() - t0
         out = Path(tmp) / "measure"
         (out / "shards").mkdir(parents=True)
         up = UpstreamJob(
@@ -129,7 +128,7 @@ def main() -> None:
         )
         ctx = Ctx(
             job=SimpleNamespace(id="bench", attempt=1, slide=str(slide)),
-            params=MeasureCellsParams(tile_size=args.tile_size),
+            params=MeasureCellsParams(tile_size=tile_size),
             results_dir=out,
             shards_dir=out / "shards",
             upstream=(up,),
@@ -142,28 +141,154 @@ def main() -> None:
                 rss.append((time.perf_counter() - t1, _rss_now_mb()))
 
         base = _rss_now_mb()
+        cpu0 = _cpu_s()
         t1 = time.perf_counter()
         threading.Thread(target=sample_rss, daemon=True).start()
         _CellMeasurement(ctx, ctx.params).run()  # type: ignore[arg-type]
         wall = time.perf_counter() - t1
+        cpu = _cpu_s() - cpu0
         done.set()
         manifest = json.loads((out / "manifest.json").read_text())
-        cells = manifest["cells"]
-        rate = cells / wall
-        print(f"slide {args.size}: {cells:,} cells measured in {wall:.1f} s = {rate:,.0f} cells/s")
-        print(f"timings: {manifest['timings']}")
-        print(f"stains: {manifest['stains']}")
         quarters = [
-            max((r for t, r in rss if q * wall / 4 <= t < (q + 1) * wall / 4), default=0)
+            round(max((r for t, r in rss if q * wall / 4 <= t < (q + 1) * wall / 4), default=0))
             for q in range(4)
         ]
+        return {
+            "upstream_cells": n,
+            "upstream_s": round(upstream_s, 1),
+            "cells": manifest["cells"],
+            "wall_s": round(wall, 2),
+            "cpu_s": round(cpu, 2),
+            "timings": manifest["timings"],
+            "rss_before_mb": round(base),
+            "rss_quarters_mb": quarters,
+            "peak_rss_mb": round(peak_rss_mb()),
+            "parquet_mb": round((out / "measurements.parquet").stat().st_size / 1e6, 1),
+            "geojson_mb": round((out / "cells.geojson").stat().st_size / 1e6, 1),
+        }
+
+
+def baseline(slide: Path, tile_size: int, n_tiles: int) -> dict[str, Any]:
+    """The reference and the job's measurement of the same tiles, timed in turn."""
+    import numpy as np
+
+    from wsitui.jobs.measure_cells import reference
+    from wsitui.jobs.measure_cells.executor import _tiles
+    from wsitui.jobs.measure_cells.measure import Scale, measure_tile
+    from wsitui.jobs.measure_cells.source import index_cells
+    from wsitui.jobs.measure_cells.stain import Stains
+    from wsitui.slides.reader import open_slide
+    from wsitui.slides.sample import load_truth
+    from wsitui.slides.style import EOSIN_OD, HEMATOXYLIN_OD
+
+    mpp = load_truth(slide).mpp
+    with tempfile.TemporaryDirectory() as tmp:
+        write_upstream(slide, Path(tmp))
+        index = index_cells(Path(tmp), lambda: None)
+        tiles = _tiles(index, tile_size)
+        picks = np.unique(np.linspace(0, len(tiles) - 1, n_tiles).astype(int))
+        chosen = [tiles[i][1] for i in picks.tolist()]
+        h, e = (tuple(np.asarray(v) / np.linalg.norm(v)) for v in (HEMATOXYLIN_OD, EOSIN_OD))
+        stains = Stains(h, e, 240.0, "param")  # type: ignore[arg-type]
+        sc = Scale(1.0, mpp, 5.0 / mpp)
+        reader = open_slide(str(slide))
+        try:
+            seconds = {"reference": 0.0, "fast": 0.0}
+            cpu = {"reference": 0.0, "fast": 0.0}
+            worst = 0.0
+            for own in chosen:
+                got = {}
+                for name, fn in (("reference", reference.measure_tile), ("fast", measure_tile)):
+                    t0, c0 = time.perf_counter(), _cpu_s()
+                    got[name] = fn(reader, index, own, stains, sc)
+                    seconds[name] += time.perf_counter() - t0
+                    cpu[name] += _cpu_s() - c0
+                ref, fast = got["reference"], got["fast"]
+                assert np.array_equal(np.isnan(ref), np.isnan(fast))
+                diff = np.abs(fast - ref) / np.maximum(1.0, np.abs(ref))
+                worst = max(worst, float(np.nanmax(diff)))
+        finally:
+            reader.close()
+    cells = sum(len(own) for own in chosen)
+    return {
+        "tiles": len(chosen),
+        "cells": cells,
+        "reference_cells_per_s": cells / seconds["reference"],
+        "fast_cells_per_s": cells / seconds["fast"],
+        "reference_cells_per_cpu_s": cells / cpu["reference"],
+        "fast_cells_per_cpu_s": cells / cpu["fast"],
+        "max_relative_difference": worst,
+    }
+
+
+def _child(args: argparse.Namespace) -> None:
+    size = tuple(int(v) for v in args.child.split("x"))
+    print(json.dumps(run_job(sample((size[0], size[1]), args.seed), args.tile_size)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="40000x30000")
+    ap.add_argument("--small", default="8192x6144", help="the second size, for flat memory")
+    ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--tile-size", type=int, default=1024)
+    ap.add_argument("--baseline-tiles", type=int, default=12)
+    ap.add_argument("--child", help=argparse.SUPPRESS)  # run one job, print its JSON
+    args = ap.parse_args()
+    if args.child:
+        _child(args)
+        return
+    import os
+    import subprocess
+
+    print(f"load average at start: {os.getloadavg()} on {os.cpu_count()} CPUs")
+    jobs: dict[str, dict[str, Any]] = {}
+    for size in (args.small, args.size):
+        w, h = (int(v) for v in size.split("x"))
+        sample((w, h), args.seed)  # generated here (once), not inside the timed child
+        cmd = [sys.executable, __file__, "--child", size, "--seed", str(args.seed)]
+        cmd += ["--tile-size", str(args.tile_size)]
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        job = jobs[size] = json.loads(done.stdout.strip().splitlines()[-1])
+        rate = job["cells"] / job["wall_s"]
         print(
-            f"RSS before {base:.0f} MB; max per quarter of the run: {[round(q) for q in quarters]}"
+            f"slide {size}: {job['cells']:,} cells measured in {job['wall_s']:.1f} s = "
+            f"{rate:,.0f} cells/s; {job['cpu_s']:.1f} CPU s = "
+            f"{job['cells'] / job['cpu_s']:,.0f} cells per CPU s; timings {job['timings']}"
         )
-        print(f"peak RSS {peak_rss_mb():.0f} MB")
-        pq_mb = (out / "measurements.parquet").stat().st_size / 1e6
-        geo_mb = (out / "cells.geojson").stat().st_size / 1e6
-        print(f"parquet {pq_mb:.1f} MB, geojson {geo_mb:.1f} MB")
+        print(
+            f"  RSS before {job['rss_before_mb']} MB, max per quarter of the run "
+            f"{job['rss_quarters_mb']} MB, peak {job['peak_rss_mb']} MB; parquet "
+            f"{job['parquet_mb']} MB, geojson {job['geojson_mb']} MB"
+        )
+    w, h = (int(v) for v in args.size.split("x"))
+    base = baseline(sample((w, h), args.seed), args.tile_size, args.baseline_tiles)
+    ratio = base["fast_cells_per_s"] / base["reference_cells_per_s"]
+    print(
+        f"measuring {base['cells']:,} cells of {base['tiles']} tiles of {args.size}: "
+        f"reference (before) {base['reference_cells_per_s']:,.0f} cells/s, this job's "
+        f"{base['fast_cells_per_s']:,.0f} cells/s: {ratio:.1f}x (per CPU s: "
+        f"{base['reference_cells_per_cpu_s']:,.0f} and {base['fast_cells_per_cpu_s']:,.0f}); "
+        f"largest relative difference of their values {base['max_relative_difference']:.1e}"
+    )
+    big = jobs[args.size]
+    rate = big["cells"] / big["wall_s"]
+    print(
+        f"goal: >= 1,583 cells/s (190,000 cells in 120 s); measured {rate:,.0f} cells/s "
+        f"end to end ({'met' if rate >= 190_000 / 120 else 'NOT met'} on this machine now), "
+        f"{big['cells'] / big['cpu_s']:,.0f} cells per CPU s; "
+        f"peak RSS {jobs[args.small]['peak_rss_mb']} MB at {jobs[args.small]['cells']:,} cells, "
+        f"{big['peak_rss_mb']} MB at {big['cells']:,} cells"
+    )
+    print(f"load average at end: {os.getloadavg()}")
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process, all threads (user + system)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _rss_now_mb() -> float:

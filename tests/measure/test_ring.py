@@ -36,7 +36,7 @@ def test_the_ring_is_clipped_half_way_to_a_neighbour() -> None:
 def test_intensity_stats_per_label() -> None:
     values = np.arange(12, dtype=np.float32).reshape(3, 4)
     labels = np.array([[1, 1, 0, 2], [1, 0, 0, 2], [0, 0, 0, 0]], np.int32)
-    got = intensity_stats(values, labels, np.array([1, 2, 3]))
+    got = intensity_stats(values, labels, 3)
     assert got[0].tolist() == pytest.approx([np.mean([0, 1, 4]), np.std([0, 1, 4]), 0, 4])
     assert got[1].tolist() == pytest.approx([5.0, 2.0, 3, 7])
     assert np.isnan(got[2]).all()  # a label with no pixel: nothing measured

@@ -7,7 +7,9 @@ low-resolution image, `stain.py`, unless `stain_vectors` is given), then measure
 (`measure.py`): each tile's cells are rasterised, their shape taken (`shape.py`), the slide read
 and deconvolved into haematoxylin and eosin OD, and OD statistics taken in each nucleus and in
 its ring of `expansion_um`. Each tile's rows are a shard (`common/shards.py`): a resumed or
-retried job measures only the tiles it has not finished. Cancel is checked at every tile.
+retried job measures only the tiles it has not finished. Cancel is checked at every tile. The
+next tile is loaded on a thread while one is measured (`prefetch.py`), and each tile is written
+as it is done.
 
 Outputs in the results dir: cells.geojson (the upstream cells with the measurements merged in,
 QuPath's `properties.measurements`), measurements.parquet (one row per cell) and manifest.json
@@ -37,9 +39,10 @@ from wsitui.jobs.common.manifest import (
     write_manifest,
 )
 from wsitui.jobs.common.shards import ShardOwner, ShardStore
-from wsitui.jobs.measure_cells.measure import Scale, measure_tile, read_scaled
+from wsitui.jobs.measure_cells.measure import Scale, load_tile, measure_loaded, read_scaled
 from wsitui.jobs.measure_cells.names import ALL
 from wsitui.jobs.measure_cells.params import MeasureCellsParams
+from wsitui.jobs.measure_cells.prefetch import TileLoader
 from wsitui.jobs.measure_cells.source import CELLS_FILE, CellIndex, index_cells
 from wsitui.jobs.measure_cells.stain import Stains, slide_stains
 from wsitui.jobs.measure_cells.write import GEOJSON_FILE, PARQUET_FILE, MeasureWriter
@@ -197,27 +200,26 @@ class _CellMeasurement:
         ctx.set_stage("measuring")
         total, cells = len(tiles), 0
         ctx.report(0, total, {"cells": 0})
-        for i, (key, own) in enumerate(tiles):
-            ctx.check_cancel()
-            rows = self._shard(shards, key, own)
-            if rows is None:
-                rows = measure_tile(reader, index, own, stains, sc)
-                shards.put_array(key, rows)
-            cells += len(own)
-            ctx.report(i + 1, total, {"cells": cells})
-        t = self._timed("measure", t)
-
-        ctx.set_stage("writing outputs")
-        with MeasureWriter(self.out, fence=ctx.cancel_requested) as w:
-            for key, own in tiles:
+        # Each tile is written as soon as it is measured, from the Features it was measured
+        # with (cells.geojson is parsed once); the outputs stay hidden until the writer closes.
+        loader = TileLoader(lambda own: load_tile(reader, index, own, sc), tiles)
+        with MeasureWriter(self.out, fence=ctx.cancel_requested) as w, loader:
+            for i, (key, own) in enumerate(tiles):
                 ctx.check_cancel()
                 rows = self._shard(shards, key, own)
                 if rows is None:
-                    raise JobError(
-                        f"tile {key} lost its measurements while the job ran; retry the job "
-                        "(the tile is redone, the other tiles are reused)"
-                    )
-                w.add(index.features(own), rows, key)
+                    tile = loader.get(i)
+                    rows = measure_loaded(tile, stains, sc)
+                    shards.put_array(key, rows)
+                    features = tile.features[: len(own)]
+                else:
+                    features = index.features(own)
+                t = self._timed("measure", t)
+                w.add(features, rows, key)
+                t = self._timed("write", t)
+                cells += len(own)
+                ctx.report(i + 1, total, {"cells": cells})
+            ctx.set_stage("writing outputs")
         t = self._timed("write", t)
         self.timings["total"] = round(time.perf_counter() - started, 4)
         names = [GEOJSON_FILE, PARQUET_FILE]

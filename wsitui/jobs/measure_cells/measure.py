@@ -7,19 +7,28 @@ every nucleus that can take a ring pixel is painted too. All are rasterised into
 image; the ring is the pixels outside every nucleus within `e` of one, each given to its
 nearest nucleus (a Euclidean distance transform with indices), so rings stop half-way to a
 neighbour like QuPath's cell expansion.
+
+A tile is loaded (`load_tile`: its cells' polygons and the slide region, the I/O, which a
+thread can do for the next tile while this one is measured) and then measured
+(`measure_loaded`) with one pass per quantity over all its cells: shapes from the list of
+nucleus pixels (`shape.py`), and per compartment one stable sort of its pixels by label, only
+those pixels deconvolved, and the statistics reduced per label in that order. The values equal
+`reference.py`'s, the per-region computation this replaced (tests/measure pin them).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
 from wsitui.jobs.measure_cells.names import ALL, SHAPE
-from wsitui.jobs.measure_cells.shape import rasterise, shape_rows
+from wsitui.jobs.measure_cells.raster import paint
+from wsitui.jobs.measure_cells.shape import label_order, shape_rows
 from wsitui.jobs.measure_cells.source import CellIndex, ring_of
 from wsitui.jobs.measure_cells.stain import Stains, deconvolve
 from wsitui.slides.reader import SlideReader
@@ -30,6 +39,17 @@ class Scale:
     level0_per_px: float  # level-0 px per measurement px (the cells' pixel size)
     um_per_px: float  # µm per measurement px
     ring_px: float  # the ring width in measurement px
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedTile:
+    """What measuring a tile reads: its cells (own first) and the slide region around them."""
+
+    own: np.ndarray  # the tile's cells (indices into the CellIndex)
+    features: list[dict[str, Any]]  # own cells', then their neighbours' Features
+    x0: int  # level-0 px of the region's (0, 0)
+    y0: int
+    rgb: np.ndarray  # (h, w, 3) the region at the cells' pixel size
 
 
 def read_scaled(reader: SlideReader, x0: int, y0: int, w: int, h: int, scale: float) -> np.ndarray:
@@ -48,50 +68,140 @@ def read_scaled(reader: SlideReader, x0: int, y0: int, w: int, h: int, scale: fl
     return rgb
 
 
+def ring_limit(ring_px: float) -> int:
+    """The largest squared pixel distance d2 with sqrt(d2) <= ring_px (as floats compare)."""
+    t = math.floor(ring_px * ring_px)
+    while math.sqrt(t + 1) <= ring_px:
+        t += 1
+    while t >= 0 and math.sqrt(t) > ring_px:
+        t -= 1
+    return t
+
+
 def ring_labels(label: np.ndarray, ring_px: float) -> np.ndarray:
     """Each background pixel within `ring_px` of a nucleus, labelled with its nearest one."""
     if ring_px <= 0 or not label.any():
         return np.zeros_like(label)
-    background = label == 0
-    dist, (iy, ix) = ndimage.distance_transform_edt(background, return_indices=True)
-    return np.where(background & (dist <= ring_px), label[iy, ix], 0).astype(np.int32)
+    iy, ix = ndimage.distance_transform_edt(label == 0, return_distances=False, return_indices=True)
+    h, w = label.shape
+    # Squared distance to the nearest nucleus pixel, in place (int32: exact); a nucleus pixel
+    # is its own nearest (0), so 0 < d2 <= limit is exactly the background within the ring.
+    d2 = iy - np.arange(h, dtype=iy.dtype)[:, None]
+    dx = ix - np.arange(w, dtype=ix.dtype)[None, :]
+    np.multiply(d2, d2, out=d2)
+    np.multiply(dx, dx, out=dx)
+    d2 += dx
+    d2 -= 1
+    near = np.flatnonzero(d2.view(np.uint32) < ring_limit(ring_px))  # 0 <= d2 - 1 < limit
+    out = np.zeros(label.size, np.int32)
+    out[near] = label.ravel()[iy.ravel()[near] * w + ix.ravel()[near]]
+    return out.reshape(label.shape)
 
 
-def intensity_stats(values: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """(len(ids), 4) mean, std (population), min, max of `values` per label; NaN if empty.
+@dataclass(frozen=True, slots=True)
+class Compartment:
+    """The pixels of labels 1..n in a label image, grouped by label (stable: raster order)."""
 
-    One stable sort of the labelled pixels only (ndimage.minimum / maximum argsort the whole
-    image per call: 75 % of the job's time, measured), then per-label reductions."""
-    out = np.full((len(ids), 4), np.nan)
-    ids = np.asarray(ids, np.int64)
-    if len(ids) == 0:
+    pixels: np.ndarray  # flat indices into the image, grouped
+    starts: np.ndarray  # where each present label's run begins
+    present: np.ndarray  # the labels present, ascending
+    counts: np.ndarray  # (n,) pixels per label 1..n
+
+    @classmethod
+    def of(cls, labels: np.ndarray, n: int) -> Compartment:
+        flat = labels.ravel()
+        pixels = np.flatnonzero((flat > 0) & (flat <= n))
+        lab = flat[pixels]
+        order = label_order(lab, n)
+        pixels, lab = pixels[order], lab[order]
+        starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]]) if lab.size else pixels
+        counts = np.bincount(lab, minlength=n + 1)[1:]
+        return cls(pixels, starts, lab[starts], counts)
+
+    def stats(self, values: np.ndarray, n: int) -> np.ndarray:
+        """(n, 4) mean, std (population), min, max of `values` (one per pixel of
+        `self.pixels`, in that order) per label; NaN for a label with no pixel."""
+        out = np.full((n, 4), np.nan)
+        if self.pixels.size == 0:
+            return out
+        val = values.astype(np.float64)
+        counts = self.counts[self.present - 1]
+        mean = np.add.reduceat(val, self.starts) / counts
+        sq = np.add.reduceat((val - np.repeat(mean, counts)) ** 2, self.starts)
+        out[self.present - 1] = np.stack(
+            [
+                mean,
+                np.sqrt(sq / counts),
+                np.minimum.reduceat(val, self.starts),
+                np.maximum.reduceat(val, self.starts),
+            ],
+            axis=1,
+        )
         return out
-    inside = (labels > 0) & (labels <= ids.max())  # neighbours are not measured here
-    lab = labels[inside].astype(np.int64)
-    val = values[inside].astype(np.float64)
-    if lab.size == 0:
-        return out
-    order = np.argsort(lab, kind="stable")
-    lab, val = lab[order], val[order]
-    starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
-    present = lab[starts]
-    counts = np.diff(np.r_[starts, lab.size])
-    sums = np.add.reduceat(val, starts)
-    mean = sums / counts
-    sq = np.add.reduceat((val - np.repeat(mean, counts)) ** 2, starts)
-    stats = np.stack(
-        [
-            mean,
-            np.sqrt(sq / counts),
-            np.minimum.reduceat(val, starts),
-            np.maximum.reduceat(val, starts),
-        ],
-        axis=1,
+
+
+def intensity_stats(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+    """(n, 4) mean, std (population), min, max of the image `values` per label 1..n."""
+    part = Compartment.of(labels, n)
+    return part.stats(values.ravel()[part.pixels], n)
+
+
+def tile_region(
+    reader: SlideReader, index: CellIndex, own: np.ndarray, sc: Scale
+) -> tuple[int, int, int, int]:
+    """(x0, y0, w, h): the level-0 origin and measurement-px size of the region around `own`."""
+    s = sc.level0_per_px
+    margin = (2 * sc.ring_px + 2) * s
+    b = index.bbox[own]
+    x0 = math.floor(max(0.0, b[:, 0].min() - margin))
+    y0 = math.floor(max(0.0, b[:, 1].min() - margin))
+    x1 = min(float(reader.dimensions[0]), b[:, 2].max() + margin)
+    y1 = min(float(reader.dimensions[1]), b[:, 3].max() + margin)
+    return x0, y0, max(1, math.ceil((x1 - x0) / s)), max(1, math.ceil((y1 - y0) / s))
+
+
+def load_tile(reader: SlideReader, index: CellIndex, own: np.ndarray, sc: Scale) -> LoadedTile:
+    """Read what measuring `own` needs: the polygons of it and its neighbours, and the pixels."""
+    if len(own) == 0:
+        return LoadedTile(own, [], 0, 0, np.zeros((0, 0, 3), np.uint8))
+    s = sc.level0_per_px
+    x0, y0, w, h = tile_region(reader, index, own, sc)
+    near = index.within(x0, y0, x0 + w * s, y0 + h * s)
+    others = np.setdiff1d(near, own, assume_unique=False)
+    features = index.features(np.concatenate([own, others]))
+    return LoadedTile(own, features, x0, y0, read_scaled(reader, x0, y0, w, h, s))
+
+
+def measure_loaded(tile: LoadedTile, stains: Stains, sc: Scale) -> np.ndarray:
+    """(len(own), 1 + len(ALL)) float64: the cell's index, then ALL's values (NaN: none)."""
+    n = len(tile.own)
+    rows = np.full((n, 1 + len(ALL)), np.nan)
+    rows[:, 0] = tile.own
+    if n == 0:
+        return rows
+    s = sc.level0_per_px
+    h, w = tile.rgb.shape[:2]
+    label = np.zeros((h, w), np.int32)  # own cells 1..n, then their neighbours
+    # Where polygons overlap by rounding, the tile's own cell wins (painted last).
+    paint(label, [ring_of(f) for f in tile.features], tile.x0, tile.y0, s)
+    ring = ring_labels(label, sc.ring_px)
+    n_shape = len(SHAPE) - 1
+    rows[:, 1 : 1 + n_shape] = shape_rows(label, n, sc.um_per_px)
+    nucleus, cytoplasm = Compartment.of(label, n), Compartment.of(ring, n)
+    rows[:, 1 + n_shape] = np.where(
+        nucleus.counts > 0, (nucleus.counts + cytoplasm.counts) * sc.um_per_px**2, np.nan
     )
-    pos = np.clip(np.searchsorted(present, ids), 0, len(present) - 1)
-    found = present[pos] == ids
-    out[found] = stats[pos[found]]
-    return out
+    pixels = tile.rgb.reshape(-1, 3)
+    col = 1 + len(SHAPE)
+    per_stain: list[list[np.ndarray]] = [[], []]
+    for part in (nucleus, cytoplasm):
+        hema, eosin = deconvolve(pixels[part.pixels], stains)
+        per_stain[0].append(part.stats(hema, n))
+        per_stain[1].append(part.stats(eosin, n))
+    for stat in per_stain[0] + per_stain[1]:  # stain, then compartment: ALL's order
+        rows[:, col : col + 4] = stat
+        col += 4
+    return rows
 
 
 def measure_tile(
@@ -102,46 +212,4 @@ def measure_tile(
     sc: Scale,
 ) -> np.ndarray:
     """(len(own), 1 + len(ALL)) float64: the cell's index, then ALL's values (NaN: none)."""
-    rows = np.full((len(own), 1 + len(ALL)), np.nan)
-    rows[:, 0] = own
-    if len(own) == 0:
-        return rows
-    s = sc.level0_per_px
-    margin = (2 * sc.ring_px + 2) * s
-    b = index.bbox[own]
-    x0 = math.floor(max(0.0, b[:, 0].min() - margin))
-    y0 = math.floor(max(0.0, b[:, 1].min() - margin))
-    x1 = min(float(reader.dimensions[0]), b[:, 2].max() + margin)
-    y1 = min(float(reader.dimensions[1]), b[:, 3].max() + margin)
-    w = max(1, math.ceil((x1 - x0) / s))
-    h = max(1, math.ceil((y1 - y0) / s))
-    # Own cells first: labels 1..len(own); neighbours after them.
-    near = index.within(x0, y0, x0 + w * s, y0 + h * s)
-    others = np.setdiff1d(near, own, assume_unique=False)
-    cells = np.concatenate([own, others])
-    label = np.zeros((h, w), np.int32)
-    feats = index.features(cells)
-    # Neighbours painted first: where polygons overlap by rounding, the tile's own cell wins.
-    for k in range(len(cells) - 1, -1, -1):
-        rasterise(label, ring_of(feats[k]), k + 1, x0, y0, s)
-    ring = ring_labels(label, sc.ring_px)
-    ids = np.arange(1, len(own) + 1)
-    shape = shape_rows(label, ids, sc.um_per_px)
-    n_shape = len(SHAPE) - 1
-    for k in range(len(own)):
-        got = shape.get(k + 1)
-        if got is not None:
-            rows[k, 1 : 1 + n_shape] = got
-    nucleus_px = np.bincount(label.ravel(), minlength=len(cells) + 1)[ids]
-    ring_px = np.bincount(ring.ravel(), minlength=len(cells) + 1)[ids]
-    rows[:, 1 + n_shape] = np.where(
-        nucleus_px > 0, (nucleus_px + ring_px) * sc.um_per_px**2, np.nan
-    )
-    rgb = read_scaled(reader, x0, y0, w, h, s)
-    hema, eosin = deconvolve(rgb, stains)
-    col = 1 + len(SHAPE)
-    for values in (hema, eosin):
-        for compartment in (label, ring):
-            rows[:, col : col + 4] = intensity_stats(values, compartment, ids)
-            col += 4
-    return rows
+    return measure_loaded(load_tile(reader, index, own, sc), stains, sc)

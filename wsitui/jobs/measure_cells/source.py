@@ -4,7 +4,8 @@ cells.geojson is the cheapest correct input: it holds exactly the cells the job 
 settled, polygons repaired, size filters applied; its shards hold neither) and SEGMENT_CELLS
 writes it one Feature a line (`cells/write.py`). One pass indexes it: each cell's byte range
 and bounding box (level-0 px), ~40 bytes a cell; a tile then reads only the lines of the cells
-it needs, so memory does not grow with the slide.
+it needs, so memory does not grow with the slide. Lines are parsed with orjson when it is
+installed (~3x faster than json; the same values).
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ import numpy as np
 
 from wsitui.core.executor import JobError
 from wsitui.slides.errors import quoted
+
+try:
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - orjson is a dependency, the standard parser a fallback
+    _loads = json.loads
 
 CELLS_FILE = "cells.geojson"
 _FEATURE = b'{"type":"Feature"'
@@ -47,7 +53,7 @@ class CellIndex:
             for k in order.tolist():
                 i = int(which[k])
                 f.seek(int(self.offset[i]))
-                out[k] = json.loads(f.read(int(self.length[i])))
+                out[k] = _loads(f.read(int(self.length[i])))
         return out
 
 
@@ -72,7 +78,7 @@ def index_cells(results_dir: Path, check_cancel: Callable[[], None]) -> CellInde
             body = line.rstrip(b"\r\n")
             body = body[:-1] if body.endswith(b",") else body
             try:
-                ring = ring_of(json.loads(body))
+                ring = ring_of(_loads(body))
                 box = (
                     float(ring[:, 0].min()),
                     float(ring[:, 1].min()),

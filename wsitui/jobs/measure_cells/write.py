@@ -8,6 +8,11 @@ polygon too small to cover a pixel centre, a ring with no pixel) is left out of 
 one row per cell: its `id` (the Feature's), `tile`, the centroid and every new measurement,
 with the same rounded numbers as the GeoJSON. Both are written to hidden temporaries, a row
 group per ROW_GROUP cells (memory stays bounded), and renamed into place through the fence.
+
+Speed (profiled: writing was a third of a 40k x 30k job): Features are serialised with orjson
+when it is installed (the same values; a number under 1e-4 reads `0.00005` where json writes
+`5e-05`), the measurements merged in one dict update per cell, and the table's columns built
+from numpy buffers (pyarrow's `pa.array` imports pandas, ~1 s, on first use).
 """
 
 from __future__ import annotations
@@ -25,6 +30,19 @@ from wsitui.jobs.measure_cells.names import ALL
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+try:
+    from orjson import dumps as _orjson_dumps
+
+    def _dumps(feature: dict[str, Any]) -> bytes:
+        return _orjson_dumps(feature)
+
+except ImportError:  # pragma: no cover - orjson is a dependency, json the fallback
+
+    def _dumps(feature: dict[str, Any]) -> bytes:
+        text = json.dumps(feature, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+        return text.encode("utf-8")
+
 
 GEOJSON_FILE = "cells.geojson"
 PARQUET_FILE = "measurements.parquet"
@@ -49,45 +67,57 @@ class MeasureWriter:
         self.out = out
         self._fence = fence if fence is not None else current_fence()
         self._tmp = [out / f".{GEOJSON_FILE}.partial", out / f".{PARQUET_FILE}.partial"]
-        self._geo: IO[str] = self._tmp[0].open("w", encoding="utf-8")
-        self._geo.write('{"type":"FeatureCollection","features":[\n')
+        self._geo: IO[bytes] = self._tmp[0].open("wb")
+        self._geo.write(b'{"type":"FeatureCollection","features":[\n')
         import pyarrow.parquet as pq
 
         self._schema = _schema()
         self._pq = pq.ParquetWriter(self._tmp[1], self._schema, compression="zstd")
-        self._buf: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+        self._ids: list[str] = []
+        self._tiles: list[str] = []
+        self._values: list[np.ndarray] = []  # per add: (n, 2 + len(ALL)) centroid, ALL
+        self._buffered = 0
         self.count = 0
 
     def add(self, features: list[dict[str, Any]], rows: np.ndarray, tile: str) -> None:
         """Write `features` with `rows` (from measure_tile, in the same order) merged in."""
         values = np.round(rows[:, 1:], DECIMALS)
-        for feature, vals in zip(features, values, strict=True):
+        whole = np.isfinite(values).all(axis=1)
+        table = np.full((len(features), len(CENTROID) + len(ALL)), np.nan)
+        table[:, len(CENTROID) :] = values
+        for i, (feature, vals) in enumerate(zip(features, values.tolist(), strict=True)):
             props = feature.setdefault("properties", {})
             m = props.setdefault("measurements", {})
-            new = {n: float(v) for n, v in zip(ALL, vals.tolist(), strict=True) if math.isfinite(v)}
-            m.update(new)
-            text = json.dumps(feature, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
-            self._geo.write((",\n" if self.count else "") + text)
-            self._buf["id"].append(str(feature.get("id", "")))
-            self._buf["tile"].append(tile)
-            for name in CENTROID:
+            if whole[i]:
+                m.update(zip(ALL, vals, strict=True))
+            else:
+                m.update((n, v) for n, v in zip(ALL, vals, strict=True) if math.isfinite(v))
+            self._geo.write((b",\n" if self.count else b"") + _dumps(feature))
+            self._ids.append(str(feature.get("id", "")))
+            for j, name in enumerate(CENTROID):
                 v = m.get(name)
-                self._buf[name].append(float(v) if isinstance(v, int | float) else None)
-            for name in ALL:
-                self._buf[name].append(new.get(name))
+                if isinstance(v, int | float):
+                    table[i, j] = float(v)
             self.count += 1
-        if len(self._buf["id"]) >= ROW_GROUP:
+        self._tiles.extend([tile] * len(features))
+        self._values.append(table)
+        self._buffered += len(features)
+        if self._buffered >= ROW_GROUP:
             self._flush()
 
     def _flush(self) -> None:
-        if self._buf["id"]:
-            import pyarrow as pa
+        if not self._buffered:
+            return
+        import pyarrow as pa
 
-            self._pq.write_table(pa.table(self._buf, schema=self._schema))
-            self._buf = {name: [] for name in COLUMNS}
+        values = np.concatenate(self._values)
+        columns = [_strings(self._ids), _strings(self._tiles)]
+        columns += [_floats(values[:, j]) for j in range(values.shape[1])]
+        self._pq.write_table(pa.Table.from_arrays(columns, schema=self._schema))
+        self._ids, self._tiles, self._values, self._buffered = [], [], [], 0
 
     def close(self) -> None:
-        self._geo.write("\n]}\n")
+        self._geo.write(b"\n]}\n")
         self._geo.close()
         self._flush()
         self._pq.close()
@@ -120,3 +150,26 @@ class MeasureWriter:
             self.close()
         else:
             self.abort()
+
+
+def _floats(values: np.ndarray) -> pa.Array:
+    """A float64 column of `values`, NaN as null."""
+    import pyarrow as pa
+
+    values = np.ascontiguousarray(values, np.float64)
+    valid = np.packbits(~np.isnan(values), bitorder="little")
+    return pa.Array.from_buffers(
+        pa.float64(), len(values), [pa.py_buffer(valid), pa.py_buffer(values)]
+    )
+
+
+def _strings(items: list[str]) -> pa.Array:
+    """A string column of `items`."""
+    import pyarrow as pa
+
+    data = [s.encode("utf-8") for s in items]
+    offsets = np.zeros(len(data) + 1, np.int32)
+    np.cumsum([len(b) for b in data], out=offsets[1:])
+    return pa.Array.from_buffers(
+        pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
+    )
