@@ -134,6 +134,10 @@ OWN_LEVEL_PERCENTILE = 25  # a small piece's own tissue level: this percentile o
 OWN_RIM_PX = 2  # how far in from a small piece's edge its own cut applies
 OWN_EDGE_FRACTION = 0.5  # a small piece's edge: half its own median OD (see _own_edges)
 PALE_DELTA = 4.0  # grey levels under the glass a pale object starts at (at least)
+MATCH_GROW_PX = 2  # an object's region for area matching: the mask grown by this (its fade)
+MATCH_RING_PX = 3  # its glass level: the median grey of a ring this wide around the region
+MATCH_HARD_WIDTH = 1.5  # an edge whose part-stained band is at most this many px wide is hard
+MATCH_BIAS = 0.15  # of the rim px, left out of the matched area (no more glass than before)
 
 
 def stain_like(mean_rgb: np.ndarray, glass_rgb: np.ndarray) -> np.ndarray:
@@ -349,6 +353,7 @@ def mask_from_rgb(
     mask = keep_tissue_objects(
         mask, rgb, glass_rgb, mpp, min(min_object_um2, SMALL_IMAGE_SHARE * image_um2)
     )
+    mask = matched_edges(np.asarray(grey, np.float32), mask)
     area = mpp[0] * mpp[1]
     return clean_mask(mask, 0.0, min_hole_um2 / area), float(t)
 
@@ -413,6 +418,67 @@ def _own_edges(
     redo = on.copy()
     redo[on] = small[idx]
     out[redo] = (g[redo] <= cut[lab[redo]]) | core[redo]
+    return out
+
+
+def matched_edges(g: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The mask with each hard-edged object's rim chosen so its area is the stain's own.
+
+    At ~8 µm/px most pixels on a hard edge are part tissue, part glass, and area-averaging
+    mixes their light linearly: a pixel's share of tissue is (glass - grey) / (glass - tissue).
+    Summed over an object and the glass just around it (MATCH_GROW_PX) that is the object's
+    true area in px, whatever the threshold; the rim (the mask minus its 1-px erosion) then
+    gets the darkest-share pixels up to that area, less MATCH_BIAS of the rim (so no more glass
+    is called tissue than a threshold did, measured). The glass level is each object's own
+    (median of a ring around it), the tissue level the mean grey 2 px inside its mask.
+
+    A soft edge (stain fading over tens of µm) is not a mix of two levels: its pixels are
+    measured across the fade (more than MATCH_HARD_WIDTH px of part-stained band per rim px)
+    and keep the threshold's edge, as do objects with no glass around them.
+    """
+    region = _shift_reduce(mask, MATCH_GROW_PX, erode=False, outside=False)
+    lab, n = ndimage.label(region, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return mask
+    ring = _shift_reduce(region, MATCH_RING_PX, erode=False, outside=False) & ~region
+    ring_lab = np.where(ring, ndimage.maximum_filter(lab, 2 * MATCH_RING_PX + 1), 0)
+    labels = np.arange(1, n + 1)
+    has_ring = np.bincount(ring_lab.ravel(), minlength=n + 1) > 0
+    glass = np.zeros(n + 1)
+    if has_ring.any():
+        glass[1:] = np.nan_to_num(ndimage.median(g, ring_lab, labels), nan=0.0)
+    core = _shift_reduce(mask, 1, erode=True, outside=False)
+    inner = _shift_reduce(mask, 2, erode=True, outside=False)
+    for sel in (inner, mask):  # tissue level: 2 px inside, or the mask of a thin object
+        cnt = np.bincount(lab[sel], minlength=n + 1)
+        tot = np.bincount(lab[sel], g[sel], minlength=n + 1)
+        if sel is inner:
+            tissue = np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan)
+        else:
+            tissue = np.where(np.isnan(tissue), tot / np.maximum(cnt, 1), tissue)
+    height = np.maximum(glass - tissue, 3.0)
+    on = lab > 0
+    li = lab[on]
+    share = (glass[li] - g[on]) / height[li]
+    area = np.bincount(li, np.clip(share, -0.5, 1.5), minlength=n + 1)
+    rim_px = mask & ~core
+    n_rim = np.bincount(lab[rim_px], minlength=n + 1)
+    mid = np.bincount(li[(share > 0.15) & (share < 0.85)], minlength=n + 1)
+    hard = has_ring & (mid <= MATCH_HARD_WIDTH * np.maximum(n_rim, 1)) & (n_rim > 0)
+    hard[0] = False
+    if not hard.any():
+        return mask
+    need = np.round(area - np.bincount(lab[core], minlength=n + 1) - MATCH_BIAS * n_rim)
+    redo = on & ~core
+    redo[on] = redo[on] & hard[li]
+    ri, rs = lab[redo], ((glass[lab[redo]] - g[redo]) / height[lab[redo]])
+    order = np.lexsort((-rs, ri))
+    counts = np.bincount(ri, minlength=n + 1)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(len(ri), np.int64)
+    rank[order] = np.arange(len(ri)) - starts[ri[order]]
+    out = mask.copy()
+    out[redo] = rank < need[ri]
     return out
 
 
