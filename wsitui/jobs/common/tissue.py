@@ -135,9 +135,8 @@ OWN_RIM_PX = 2  # how far in from a small piece's edge its own cut applies
 OWN_EDGE_FRACTION = 0.5  # a small piece's edge: half its own median OD (see _own_edges)
 PALE_DELTA = 4.0  # grey levels under the glass a pale object starts at (at least)
 MATCH_GROW_PX = 2  # an object's region for area matching: the mask grown by this (its fade)
-MATCH_RING_PX = 3  # its glass level: the median grey of a ring this wide around the region
 MATCH_HARD_WIDTH = 1.5  # an edge whose part-stained band is at most this many px wide is hard
-MATCH_BIAS = 0.15  # of the rim px, left out of the matched area (no more glass than before)
+MATCH_BIAS = 0.1  # of the rim px, left out of the matched area (no more glass than before)
 
 
 def stain_like(mean_rgb: np.ndarray, glass_rgb: np.ndarray) -> np.ndarray:
@@ -260,9 +259,13 @@ def _shift_reduce(mask: np.ndarray, k: int, erode: bool, outside: bool) -> np.nd
     return out
 
 
-def _threshold_map(g: np.ndarray, first: np.ndarray, fallback: tuple[float, float]) -> np.ndarray:
-    """Per-pixel grey threshold: EDGE_FRACTION of the way from the local glass level to the
-    local tissue level, each the mean grey of its class (of the first split) around the pixel,
+def _threshold_map(
+    g: np.ndarray, first: np.ndarray, fallback: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(per-pixel grey threshold, local glass level per LEVEL_BLOCK-px block).
+
+    The threshold is EDGE_FRACTION of the way from the local glass level to the local tissue
+    level, each the mean grey of its class (of the first split) around the pixel,
     from pixels well inside that class only.
 
     On 2 x 2 px cells (PIL's C reduce): a cell counts for a class when it is wholly that class
@@ -302,7 +305,7 @@ def _threshold_map(g: np.ndarray, first: np.ndarray, fallback: tuple[float, floa
     # levels are integers, so an integer threshold map (a quarter of a float one) loses
     # nothing but the interpolation's rounding.
     up = Image.fromarray(thr).resize((bw * b, bh * b), Image.Resampling.BILINEAR)
-    return np.asarray(up)[:h, :w]
+    return np.asarray(up)[:h, :w], glass
 
 
 def _close(mask: np.ndarray, px: int) -> np.ndarray:
@@ -342,7 +345,8 @@ def mask_from_rgb(
         white = np.full(3, GLASS_WHITE)
         whole = bool(stain_like(rgb.reshape(-1, 3).mean(axis=0)[None], white)[0])
         return np.full(g.shape, whole), float(t)
-    mask = g <= _threshold_map(g, g <= t, (dark, bright))
+    thr, glass_level = _threshold_map(g, g <= t, (dark, bright))
+    mask = g <= thr
     if CLOSE_PX:
         mask = _close(mask, CLOSE_PX)
     glass_rgb = _glass_colour(rgb, g > t, bright)
@@ -353,7 +357,7 @@ def mask_from_rgb(
     mask = keep_tissue_objects(
         mask, rgb, glass_rgb, mpp, min(min_object_um2, SMALL_IMAGE_SHARE * image_um2)
     )
-    mask = matched_edges(np.asarray(grey, np.float32), mask)
+    mask = matched_edges(np.asarray(grey, np.float32), mask, glass_level)
     area = mpp[0] * mpp[1]
     return clean_mask(mask, 0.0, min_hole_um2 / area), float(t)
 
@@ -421,64 +425,66 @@ def _own_edges(
     return out
 
 
-def matched_edges(g: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def matched_edges(g: np.ndarray, mask: np.ndarray, glass_blocks: np.ndarray) -> np.ndarray:
     """The mask with each hard-edged object's rim chosen so its area is the stain's own.
 
     At ~8 µm/px most pixels on a hard edge are part tissue, part glass, and area-averaging
     mixes their light linearly: a pixel's share of tissue is (glass - grey) / (glass - tissue).
     Summed over an object and the glass just around it (MATCH_GROW_PX) that is the object's
-    true area in px, whatever the threshold; the rim (the mask minus its 1-px erosion) then
-    gets the darkest-share pixels up to that area, less MATCH_BIAS of the rim (so no more glass
-    is called tissue than a threshold did, measured). The glass level is each object's own
-    (median of a ring around it), the tissue level the mean grey 2 px inside its mask.
+    true area in px, whatever a threshold would cut; the rim (the mask minus its 1-px erosion)
+    then gets the pixels of the largest shares up to that area, less MATCH_BIAS of the rim (so
+    no more glass is called tissue than the threshold did, measured). The glass level is the
+    threshold map's local one (`glass_blocks`, per LEVEL_BLOCK-px block), the tissue level the
+    object's mean grey 2 px inside its mask.
 
-    A soft edge (stain fading over tens of µm) is not a mix of two levels: its pixels are
-    measured across the fade (more than MATCH_HARD_WIDTH px of part-stained band per rim px)
-    and keep the threshold's edge, as do objects with no glass around them.
+    A soft edge (stain fading over tens of µm) is not a mix of two levels: an object with more
+    than MATCH_HARD_WIDTH px of part-stained band per rim px keeps the threshold's edge.
     """
     region = _shift_reduce(mask, MATCH_GROW_PX, erode=False, outside=False)
     lab, n = ndimage.label(region, structure=np.ones((3, 3), bool))
     if n == 0:
         return mask
-    ring = _shift_reduce(region, MATCH_RING_PX, erode=False, outside=False) & ~region
-    ring_lab = np.where(ring, ndimage.maximum_filter(lab, 2 * MATCH_RING_PX + 1), 0)
-    labels = np.arange(1, n + 1)
-    has_ring = np.bincount(ring_lab.ravel(), minlength=n + 1) > 0
-    glass = np.zeros(n + 1)
-    if has_ring.any():
-        glass[1:] = np.nan_to_num(ndimage.median(g, ring_lab, labels), nan=0.0)
-    core = _shift_reduce(mask, 1, erode=True, outside=False)
-    inner = _shift_reduce(mask, 2, erode=True, outside=False)
-    for sel in (inner, mask):  # tissue level: 2 px inside, or the mask of a thin object
-        cnt = np.bincount(lab[sel], minlength=n + 1)
-        tot = np.bincount(lab[sel], g[sel], minlength=n + 1)
-        if sel is inner:
-            tissue = np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan)
-        else:
-            tissue = np.where(np.isnan(tissue), tot / np.maximum(cnt, 1), tissue)
-    height = np.maximum(glass - tissue, 3.0)
-    on = lab > 0
-    li = lab[on]
-    share = (glass[li] - g[on]) / height[li]
-    area = np.bincount(li, np.clip(share, -0.5, 1.5), minlength=n + 1)
-    rim_px = mask & ~core
-    n_rim = np.bincount(lab[rim_px], minlength=n + 1)
-    mid = np.bincount(li[(share > 0.15) & (share < 0.85)], minlength=n + 1)
-    hard = has_ring & (mid <= MATCH_HARD_WIDTH * np.maximum(n_rim, 1)) & (n_rim > 0)
+    # Work on flat pixel lists of the thin bands (the interiors are only counted).
+    deep = _shift_reduce(mask, 2, erode=True, outside=False)
+    inner, band = np.flatnonzero(deep), np.flatnonzero(region & ~deep)
+    gf, lf = g.ravel(), lab.ravel()
+    li_in = lf[inner]
+    n_in = np.bincount(li_in, minlength=n + 1)
+    tissue = np.bincount(li_in, gf[inner], minlength=n + 1) / np.maximum(n_in, 1)
+    lb, gb = lf[band], gf[band]
+    in_mask, in_core = (
+        mask.ravel()[band],
+        _shift_reduce(mask, 1, erode=True, outside=False).ravel()[band],
+    )
+    # Thin objects (nothing 2 px inside): their mask's mean grey is the tissue level.
+    cnt = np.bincount(lb[in_mask], minlength=n + 1)
+    thin = np.bincount(lb[in_mask], gb[in_mask], minlength=n + 1) / np.maximum(cnt, 1)
+    tissue = np.where(n_in > 0, tissue, thin)
+    # The glass level at each band pixel: the threshold map's, interpolated between blocks.
+    rows, cols = np.divmod(band, g.shape[1])
+    at = [(rows + 0.5) / LEVEL_BLOCK - 0.5, (cols + 0.5) / LEVEL_BLOCK - 0.5]
+    glass = ndimage.map_coordinates(glass_blocks.astype(np.float32), at, order=1, mode="nearest")
+    share = (glass - gb) / np.maximum(glass - tissue[lb], 3.0)
+    # The inner pixels' shares sum to their count (their mean is the tissue level).
+    area = n_in + np.bincount(lb, np.clip(share, -0.5, 1.5), minlength=n + 1)
+    rim = in_mask & ~in_core
+    n_rim = np.bincount(lb[rim], minlength=n + 1)
+    mid = np.bincount(lb[(share > 0.15) & (share < 0.85)], minlength=n + 1)
+    hard = (mid <= MATCH_HARD_WIDTH * np.maximum(n_rim, 1)) & (n_rim > 0)
     hard[0] = False
     if not hard.any():
         return mask
-    need = np.round(area - np.bincount(lab[core], minlength=n + 1) - MATCH_BIAS * n_rim)
-    redo = on & ~core
-    redo[on] = redo[on] & hard[li]
-    ri, rs = lab[redo], ((glass[lab[redo]] - g[redo]) / height[lab[redo]])
+    n_core = n_in + np.bincount(lb[in_core], minlength=n + 1)
+    need = np.round(area - n_core - MATCH_BIAS * n_rim)
+    redo = ~in_core & hard[lb]
+    ri, rs = lb[redo], share[redo]
     order = np.lexsort((-rs, ri))
     counts = np.bincount(ri, minlength=n + 1)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     rank = np.empty(len(ri), np.int64)
     rank[order] = np.arange(len(ri)) - starts[ri[order]]
     out = mask.copy()
-    out[redo] = rank < need[ri]
+    out.ravel()[band[redo]] = rank < need[ri]
     return out
 
 
