@@ -7,7 +7,9 @@ is much finer (block by block, so memory stays bounded): grey level, an Otsu fir
 per pixel a threshold between the local glass and tissue levels in optical density (soft
 edges, pale or grainy stain), a 1-px closing; pieces under OWN_EDGE_MAX_UM2 re-cut at their
 own level (`_own_edges`: small and pale fragments); objects told from debris by colour and
-area (`keep_tissue_objects`); holes smaller than a given area in µm² filled. The mask image
+area (`keep_tissue_objects`); the edges of small pieces placed by the area their stain adds
+up to (hard edges) or at half their local stain density (soft ones; `refine_edges`); holes
+smaller than a given area in µm² filled. The mask image
 has at most MAX_MASK_PIXELS (a JobError names the size and the fix); a pixel size the slide
 states that is not plausible is replaced by `assumed_mpp`, loudly.
 """
@@ -136,6 +138,9 @@ OWN_EDGE_FRACTION = 0.5  # a small piece's edge: half its own median OD (see _ow
 PALE_DELTA = 4.0  # grey levels under the glass a pale object starts at (at least)
 MATCH_GROW_PX = 2  # an object's region for area matching: the mask grown by this (its fade)
 MATCH_HARD_WIDTH = 1.5  # an edge whose part-stained band is at most this many px wide is hard
+SOFT_BLUR_PX = 1.0  # a soft edge is judged on density smoothed over this (sigma, px)
+SOFT_LEVEL_PX = 3.0  # its tissue level: density 2 px or more inside, weighted over this
+SOFT_EDGE_FRACTION = 0.5  # where a soft edge is: half the tissue's density (the truth's)
 MATCH_BIAS = 0.1  # of the rim px, left out of the matched area (no more glass than before)
 
 
@@ -330,7 +335,10 @@ def mask_from_rgb(
        tissue) is all tissue when stain-coloured.
     3. Pieces under OWN_EDGE_MAX_UM2 are cut again at their own level (_own_edges).
     4. Objects are kept by colour and area (keep_tissue_objects; min_object_um2 is capped at
-       SMALL_IMAGE_SHARE of the image), holes under min_hole_um2 filled.
+       SMALL_IMAGE_SHARE of the image).
+    5. The edges of pieces under OWN_EDGE_MAX_UM2 are placed sub-pixel-wise (refine_edges):
+       a hard edge by the area its stain adds up to, a soft one at half its local density.
+       Then holes under min_hole_um2 are filled.
     """
     grey = Image.fromarray(rgb).convert("L")  # in C
     t, dark, bright = otsu(np.asarray(grey.histogram(), np.float64))  # C histogram: 5x bincount
@@ -357,7 +365,8 @@ def mask_from_rgb(
     mask = keep_tissue_objects(
         mask, rgb, glass_rgb, mpp, min(min_object_um2, SMALL_IMAGE_SHARE * image_um2)
     )
-    mask = matched_edges(np.asarray(grey, np.float32), mask, glass_level)
+    small_px = OWN_EDGE_MAX_UM2 / (mpp[0] * mpp[1])
+    mask = refine_edges(np.asarray(grey, np.float32), mask, glass_level, small_px)
     area = mpp[0] * mpp[1]
     return clean_mask(mask, 0.0, min_hole_um2 / area), float(t)
 
@@ -425,20 +434,24 @@ def _own_edges(
     return out
 
 
-def matched_edges(g: np.ndarray, mask: np.ndarray, glass_blocks: np.ndarray) -> np.ndarray:
-    """The mask with each hard-edged object's rim chosen so its area is the stain's own.
+def refine_edges(
+    g: np.ndarray, mask: np.ndarray, glass_blocks: np.ndarray, max_px: float
+) -> np.ndarray:
+    """The mask with the edge of each object under `max_px` placed where the truth's is.
 
-    At ~8 µm/px most pixels on a hard edge are part tissue, part glass, and area-averaging
-    mixes their light linearly: a pixel's share of tissue is (glass - grey) / (glass - tissue).
-    Summed over an object and the glass just around it (MATCH_GROW_PX) that is the object's
-    true area in px, whatever a threshold would cut; the rim (the mask minus its 1-px erosion)
-    then gets the pixels of the largest shares up to that area, less MATCH_BIAS of the rim (so
-    no more glass is called tissue than the threshold did, measured). The glass level is the
-    threshold map's local one (`glass_blocks`, per LEVEL_BLOCK-px block), the tissue level the
-    object's mean grey 2 px inside its mask.
+    Hard edges: at ~8 µm/px most pixels on a hard edge are part tissue, part glass, and
+    area-averaging mixes their light linearly: a pixel's share of tissue is (glass - grey) /
+    (glass - tissue). Summed over an object and the glass just around it (MATCH_GROW_PX) that
+    is the object's true area in px, whatever a threshold would cut; the rim (the mask minus
+    its 1-px erosion) then gets the pixels of the largest shares up to that area, less
+    MATCH_BIAS of the rim (so no more glass is called tissue than the threshold did, measured
+    on the tuning looks). The glass level is the threshold map's local one (`glass_blocks`,
+    per LEVEL_BLOCK-px block), the tissue level the object's mean grey 2 px inside its mask.
 
-    A soft edge (stain fading over tens of µm) is not a mix of two levels: an object with more
-    than MATCH_HARD_WIDTH px of part-stained band per rim px keeps the threshold's edge.
+    Soft edges (stain fading over tens of µm, more than MATCH_HARD_WIDTH px of part-stained
+    band per rim px) are not a mix of two levels: they are cut where the stain is half its
+    own local density (_soft_edges). Bigger objects keep the threshold map's edge (measured:
+    on big tissue with wide fades both steps did worse than the map).
     """
     region = _shift_reduce(mask, MATCH_GROW_PX, erode=False, outside=False)
     lab, n = ndimage.label(region, structure=np.ones((3, 3), bool))
@@ -470,10 +483,18 @@ def matched_edges(g: np.ndarray, mask: np.ndarray, glass_blocks: np.ndarray) -> 
     rim = in_mask & ~in_core
     n_rim = np.bincount(lb[rim], minlength=n + 1)
     mid = np.bincount(lb[(share > 0.15) & (share < 0.85)], minlength=n + 1)
-    hard = (mid <= MATCH_HARD_WIDTH * np.maximum(n_rim, 1)) & (n_rim > 0)
+    small = (n_rim > 0) & (n_in + n_rim < max_px)
+    hard = (mid <= MATCH_HARD_WIDTH * np.maximum(n_rim, 1)) & small
     hard[0] = False
+    out = mask.copy()
+    soft = ~hard & small
+    soft[0] = False
+    if soft.any():
+        n_band = np.bincount(lb, minlength=n + 1)
+        glass_of = np.bincount(lb, glass, minlength=n + 1) / np.maximum(n_band, 1)
+        _soft_edges(g, out, lab, np.flatnonzero(soft), glass_of)
     if not hard.any():
-        return mask
+        return out
     n_core = n_in + np.bincount(lb[in_core], minlength=n + 1)
     need = np.round(area - n_core - MATCH_BIAS * n_rim)
     redo = ~in_core & hard[lb]
@@ -483,9 +504,38 @@ def matched_edges(g: np.ndarray, mask: np.ndarray, glass_blocks: np.ndarray) -> 
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     rank = np.empty(len(ri), np.int64)
     rank[order] = np.arange(len(ri)) - starts[ri[order]]
-    out = mask.copy()
     out.ravel()[band[redo]] = rank < need[ri]
     return out
+
+
+def _soft_edges(
+    g: np.ndarray, out: np.ndarray, lab: np.ndarray, soft: np.ndarray, glass: np.ndarray
+) -> None:
+    """Re-cut, in `out`, the edge of each soft-edged object (labels `soft` of `lab`) where its
+    stain is half there: optical density (from its own glass level `glass[label]`),
+    SOFT_BLUR_PX-Gaussian-smoothed, over the local tissue level, the Gaussian-weighted
+    (SOFT_LEVEL_PX) mean density of the mask 2 px or more inside. A fade's density is the
+    tissue's times a ramp, so half of the tissue's own density *there* is the edge, even where
+    the stain's strength varies along it; pixels with no tissue near are left as they were.
+    """
+    h, w = g.shape
+    boxes = ndimage.find_objects(lab)
+    for i in soft:
+        box = boxes[i - 1]
+        if box is None:
+            continue
+        pad = int(3 * SOFT_LEVEL_PX) + 3
+        ys = slice(max(0, box[0].start - pad), min(h, box[0].stop + pad))
+        xs = slice(max(0, box[1].start - pad), min(w, box[1].stop + pad))
+        sub = out[ys, xs]
+        od = np.log10(glass[i] / np.maximum(g[ys, xs], 1.0))
+        deep = _shift_reduce(sub, 2, erode=True, outside=False)
+        weight = ndimage.gaussian_filter(deep.astype(np.float32), SOFT_LEVEL_PX)
+        level = ndimage.gaussian_filter(np.where(deep, od, 0.0), SOFT_LEVEL_PX)
+        level /= np.maximum(weight, 1e-3)
+        smooth = ndimage.gaussian_filter(od, SOFT_BLUR_PX)
+        redo = (lab[ys, xs] == i) & ~deep & (weight > 0.02)
+        sub[redo] = smooth[redo] >= SOFT_EDGE_FRACTION * np.maximum(level[redo], 0.01)
 
 
 def _glass_colour(rgb: np.ndarray, glass: np.ndarray, bright: float) -> np.ndarray:
