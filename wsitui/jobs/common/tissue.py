@@ -168,7 +168,9 @@ def keep_tissue_objects(
     An object (8-connected) is kept when it is at least `min_object_um2`, or when it is at least
     FLOOR_UM2 (capped at min_object_um2) and stain-coloured (`stain_like`): a small fragment of
     tissue is kept, a dark speck, a coloured one or a stroke of ink of the same size is not.
-    A big object that is not stain-coloured and thin (a pen mark) is dropped too.
+    A big object that is not stain-coloured and thin (a pen mark) is dropped too, except the
+    pieces of it that are stain-coloured pixel by pixel and FLOOR_UM2 or more: a fragment that
+    touches the ink.
     """
     px_area = mpp[0] * mpp[1]
     lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
@@ -195,7 +197,31 @@ def keep_tissue_objects(
             if inner.max() <= thin_px:
                 keep[i] = False
     keep[0] = False
-    return keep[lab]
+    out = keep[lab]
+    # A fragment touching a pen stroke or a dark speck is one object with them, coloured like
+    # the ink: of a dropped object, the stain-coloured pixels that make a piece of their own
+    # (FLOOR_UM2, stain-coloured as a whole) are tissue.
+    dropped = ~keep & (area >= floor)
+    dropped[0] = False
+    if dropped.any():
+        where = dropped[lab]
+        part = np.zeros_like(mask)
+        part[where] = stain_like(rgb[where].astype(np.float64), glass_rgb)
+        sub, m = ndimage.label(part, structure=np.ones((3, 3), bool))
+        if m:
+            s_on = sub > 0
+            s_idx = sub[s_on]
+            s_area = np.bincount(s_idx, minlength=m + 1).astype(np.float64)
+            s_rgb = rgb[s_on]
+            s_sum = np.stack(
+                [np.bincount(s_idx, s_rgb[:, c], minlength=m + 1) for c in range(3)], axis=1
+            )
+            s_keep = (s_area >= floor) & stain_like(
+                s_sum / np.maximum(s_area, 1)[:, None], glass_rgb
+            )
+            s_keep[0] = False
+            out |= s_keep[sub]
+    return out
 
 
 def clean_mask(mask: np.ndarray, min_object_px: float, min_hole_px: float) -> np.ndarray:
