@@ -123,6 +123,8 @@ _E = np.array([0.072, 0.990, 0.105])
 _H, _E = _H / np.linalg.norm(_H), _E / np.linalg.norm(_E)
 _N = np.cross(_H, _E) / np.linalg.norm(np.cross(_H, _E))
 UNMIX = np.linalg.inv(np.column_stack([_H, _E, _N]))
+INK_MIN_OD = 0.5  # ink inside a kept object: darker than this (OD norm) ...
+INK_EOSIN_SHARE = -0.1  # ... with an eosin share under this (inks unmix below zero)
 MIN_EOSIN_SHARE = 0.08  # an object's eosin, over its whole OD: tissue has cytoplasm / stroma
 MAX_RESIDUAL_SHARE = 0.45  # OD that is neither H nor E: dust, ink, brown or yellow debris
 FLOOR_UM2 = 1500.0  # smaller objects are specks whatever they look like (~45 µm across)
@@ -170,7 +172,8 @@ def keep_tissue_objects(
     tissue is kept, a dark speck, a coloured one or a stroke of ink of the same size is not.
     A big object that is not stain-coloured and thin (a pen mark) is dropped too, except the
     pieces of it that are stain-coloured pixel by pixel and FLOOR_UM2 or more: a fragment that
-    touches the ink.
+    touches the ink. Ink inside what is kept (a stroke across an edge) is cut out of it
+    (`_without_ink`).
     """
     px_area = mpp[0] * mpp[1]
     lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
@@ -221,7 +224,32 @@ def keep_tissue_objects(
             )
             s_keep[0] = False
             out |= s_keep[sub]
-    return out
+    return _without_ink(out, rgb, glass_rgb, floor)
+
+
+def _without_ink(
+    mask: np.ndarray, rgb: np.ndarray, glass_rgb: np.ndarray, floor: float
+) -> np.ndarray:
+    """The mask less the ink in it: connected pixels, at least `floor` of them, dark (OD over
+    INK_MIN_OD) and with less than no eosin (blue, green and black inks unmix to a negative
+    eosin share; haematoxylin, eosin and DAB do not), e.g. a pen stroke across an edge."""
+    on = np.flatnonzero(mask)
+    if len(on) == 0:
+        return mask
+    px = rgb.reshape(-1, 3)[on].astype(np.float64)
+    od = np.clip(-np.log10(np.clip(px, 1.0, None) / np.maximum(glass_rgb, 1.0)), 0.0, None)
+    e = od @ UNMIX[1]
+    n = np.linalg.norm(od, axis=1)
+    inky = np.zeros(mask.size, bool)
+    inky[on] = (n >= INK_MIN_OD) & (e <= INK_EOSIN_SHARE * n)
+    lab, m = ndimage.label(inky.reshape(mask.shape), structure=np.ones((3, 3), bool))
+    if m == 0:
+        return mask
+    big = np.bincount(lab.ravel(), minlength=m + 1) >= floor
+    big[0] = False
+    if not big.any():
+        return mask
+    return mask & ~big[lab]
 
 
 def clean_mask(mask: np.ndarray, min_object_px: float, min_hole_px: float) -> np.ndarray:
