@@ -242,14 +242,22 @@ def _without_ink(
     ]
     e_lut = [(t * UNMIX[1, c]).astype(np.float32) for c, t in enumerate(lut)]
     sq_lut = [(t * t).astype(np.float32) for t in lut]
+    # A channel of a pixel with OD norm over INK_MIN_OD is at least INK_MIN_OD / sqrt(3)
+    # darker than the glass: only such pixels (a uint8 test) are looked at.
+    dark = np.floor(np.min(glass_rgb) * 10 ** (-INK_MIN_OD / np.sqrt(3.0)))
     h, w = mask.shape
     inky = np.zeros_like(mask)
     rows = max(1, 2**20 // max(w, 1))
     for r0 in range(0, h, rows):
         sub = rgb[r0 : r0 + rows]
-        e = e_lut[0][sub[..., 0]] + e_lut[1][sub[..., 1]] + e_lut[2][sub[..., 2]]
-        n = np.sqrt(sq_lut[0][sub[..., 0]] + sq_lut[1][sub[..., 1]] + sq_lut[2][sub[..., 2]])
-        inky[r0 : r0 + rows] = mask[r0 : r0 + rows] & (n >= INK_MIN_OD) & (e <= INK_EOSIN_SHARE * n)
+        low = np.minimum(np.minimum(sub[..., 0], sub[..., 1]), sub[..., 2]) <= dark
+        at = np.flatnonzero(low & mask[r0 : r0 + rows])
+        if len(at) == 0:
+            continue
+        px = sub.reshape(-1, 3)[at]
+        e = e_lut[0][px[:, 0]] + e_lut[1][px[:, 1]] + e_lut[2][px[:, 2]]
+        n = np.sqrt(sq_lut[0][px[:, 0]] + sq_lut[1][px[:, 1]] + sq_lut[2][px[:, 2]])
+        inky[r0 : r0 + rows].ravel()[at] = (n >= INK_MIN_OD) & (e <= INK_EOSIN_SHARE * n)
     if not inky.any():
         return mask
     lab, m = ndimage.label(inky, structure=np.ones((3, 3), bool))
@@ -517,8 +525,8 @@ def refine_edges(
     """
     region = _shift_reduce(mask, MATCH_GROW_PX, erode=False, outside=False)
     lab, n = ndimage.label(region, structure=np.ones((3, 3), bool))
-    if n == 0:
-        return mask
+    if n == 0 or np.bincount(lab[mask], minlength=n + 1)[1:].min() >= max_px:
+        return mask  # nothing small: big tissue keeps the map's edge
     # Work on flat pixel lists of the thin bands (the interiors are only counted).
     deep = _shift_reduce(mask, 2, erode=True, outside=False)
     inner, band = np.flatnonzero(deep), np.flatnonzero(region & ~deep)
