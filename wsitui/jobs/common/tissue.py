@@ -258,7 +258,7 @@ def _without_ink(
         e = e_lut[0][px[:, 0]] + e_lut[1][px[:, 1]] + e_lut[2][px[:, 2]]
         n = np.sqrt(sq_lut[0][px[:, 0]] + sq_lut[1][px[:, 1]] + sq_lut[2][px[:, 2]])
         inky[r0 : r0 + rows].ravel()[at] = (n >= INK_MIN_OD) & (e <= INK_EOSIN_SHARE * n)
-    if not inky.any():
+    if inky.sum() < floor:
         return mask
     lab, m = ndimage.label(inky, structure=np.ones((3, 3), bool))
     big = np.bincount(lab.ravel(), minlength=m + 1) >= floor
@@ -525,11 +525,18 @@ def refine_edges(
     """
     region = _shift_reduce(mask, MATCH_GROW_PX, erode=False, outside=False)
     lab, n = ndimage.label(region, structure=np.ones((3, 3), bool))
-    if n == 0 or np.bincount(lab[mask], minlength=n + 1)[1:].min() >= max_px:
-        return mask  # nothing small: big tissue keeps the map's edge
-    # Work on flat pixel lists of the thin bands (the interiors are only counted).
-    deep = _shift_reduce(mask, 2, erode=True, outside=False)
-    inner, band = np.flatnonzero(deep), np.flatnonzero(region & ~deep)
+    if n == 0:
+        return mask
+    # Small: under max_px of mask less the 1-px ring inside the rim (as measured); twice that
+    # in mask px bounds it, so bigger objects' pixels are not even looked at.
+    small = np.bincount(lab[mask], minlength=n + 1) < 2 * max_px
+    small[0] = False
+    if not small.any():
+        return mask  # big tissue keeps the map's edge
+    # Work on flat pixel lists of the small objects' thin bands (interiors are only counted).
+    picked = small[lab]
+    deep = _shift_reduce(mask, 2, erode=True, outside=False) & picked
+    inner, band = np.flatnonzero(deep), np.flatnonzero(region & ~deep & picked)
     gf, lf = g.ravel(), lab.ravel()
     li_in = lf[inner]
     n_in = np.bincount(li_in, minlength=n + 1)
@@ -553,7 +560,7 @@ def refine_edges(
     rim = in_mask & ~in_core
     n_rim = np.bincount(lb[rim], minlength=n + 1)
     mid = np.bincount(lb[(share > 0.15) & (share < 0.85)], minlength=n + 1)
-    small = (n_rim > 0) & (n_in + n_rim < max_px)
+    small &= (n_rim > 0) & (n_in + n_rim < max_px)
     hard = (mid <= MATCH_HARD_WIDTH * np.maximum(n_rim, 1)) & small
     hard[0] = False
     out = mask.copy()
