@@ -14,6 +14,8 @@ $WSITUI_BENCH_DIR), in a child process so its peak RSS and time can be measured.
     edges, ...) and fragment slides in the same styles (small pieces with nuclei, pale soft
     edges, dust, coloured specks, pen marks), IoU, missed and false tissue (shares of the true
     tissue) of the mask beside a plain global Otsu at the same resolution, in the same run;
+    then the held-out looks (`wide_style` 100-111, slide seed 11, wider than the tuning looks)
+    per look, as in README's TISSUE_MASK quality table;
   * the same job on a single-level tiled TIFF (no pyramid: every tile is decoded), cut from the
     big slide and cached beside it, run in a child process for its time and peak RSS;
   * read speed: 512-px level-0 tiles/s, tifffile fast path vs OpenSlide, 1 and 2 threads.
@@ -46,7 +48,7 @@ from wsitui.jobs.tissue_mask.plan import build_tile_grid
 from wsitui.slides.fragments import load_fragment_truth, write_fragment_slide
 from wsitui.slides.reader import open_slide
 from wsitui.slides.sample import MPP, load_truth, parse_size, truth_path_for, write_sample_slide
-from wsitui.slides.style import STYLES, random_style
+from wsitui.slides.style import STYLES, SampleStyle, random_style, wide_style
 
 GEN_CODE = """
 import sys, time
@@ -232,15 +234,24 @@ def looks(cache: Path) -> None:
     edges, dust, specks, ink: wsitui.slides.fragments)."""
     styles = [STYLES[n] for n in ("default", "grainy", "soft", "dark")]
     styles += [random_style(np.random.default_rng(i), f"random{i}") for i in range(10)]
+    tuned: list[tuple[SampleStyle, tuple[int, ...]]] = [(s, (0, 5)) for s in styles]
+    held_out = [(wide_style(np.random.default_rng(i), f"wide{i}"), (11,)) for i in range(100, 112)]
+    for title, plan in (("tuning looks", tuned), ("held-out wide looks", held_out)):
+        print(f"\n{title}")
+        looks_table(cache, plan)
+
+
+def looks_table(cache: Path, plan: list[tuple[SampleStyle, tuple[int, ...]]]) -> None:
+    """One row per look and kind, then the mean (worst) per kind."""
     print(
         f"\n{'look (4096x3072)':28} {'IoU':>6} {'missed':>7} {'false':>6}"
         f"   {'Otsu IoU':>8} {'missed':>7} {'false':>6}"
     )
     for kind in ("sample", "fragments"):
         ours_all, base_all = [], []
-        for style in styles:
+        for style, seeds in plan:
             ours_s, base_s = [], []
-            for seed in (0, 5):
+            for seed in seeds:
                 path = cache / f"{'look' if kind == 'sample' else 'frag'}_{style.name}_s{seed}.svs"
                 if not path.exists() or not truth_path_for(path).exists():
                     if kind == "sample":

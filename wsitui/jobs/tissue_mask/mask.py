@@ -7,7 +7,9 @@ is much finer (block by block, so memory stays bounded): grey level, an Otsu fir
 per pixel a threshold between the local glass and tissue levels in optical density (soft
 edges, pale or grainy stain), a 1-px closing; pieces under OWN_EDGE_MAX_UM2 re-cut at their
 own level (`_own_edges`: small and pale fragments); objects told from debris by colour and
-area (`keep_tissue_objects`); holes smaller than a given area in µm² filled. The mask image
+area (`keep_tissue_objects`); the edges of small pieces placed by the area their stain adds
+up to (hard edges) or at half their local stain density (soft ones; `refine_edges`); holes
+smaller than a given area in µm² filled. The mask image
 has at most MAX_MASK_PIXELS (a JobError names the size and the fix); a pixel size the slide
 states that is not plausible is replaced by `assumed_mpp`, loudly.
 """
@@ -121,6 +123,8 @@ _E = np.array([0.072, 0.990, 0.105])
 _H, _E = _H / np.linalg.norm(_H), _E / np.linalg.norm(_E)
 _N = np.cross(_H, _E) / np.linalg.norm(np.cross(_H, _E))
 UNMIX = np.linalg.inv(np.column_stack([_H, _E, _N]))
+INK_MIN_OD = 0.5  # ink inside a kept object: darker than this (OD norm) ...
+INK_EOSIN_SHARE = -0.1  # ... with an eosin share under this (inks unmix below zero)
 MIN_EOSIN_SHARE = 0.08  # an object's eosin, over its whole OD: tissue has cytoplasm / stroma
 MAX_RESIDUAL_SHARE = 0.45  # OD that is neither H nor E: dust, ink, brown or yellow debris
 FLOOR_UM2 = 1500.0  # smaller objects are specks whatever they look like (~45 µm across)
@@ -134,6 +138,12 @@ OWN_LEVEL_PERCENTILE = 25  # a small piece's own tissue level: this percentile o
 OWN_RIM_PX = 2  # how far in from a small piece's edge its own cut applies
 OWN_EDGE_FRACTION = 0.5  # a small piece's edge: half its own median OD (see _own_edges)
 PALE_DELTA = 4.0  # grey levels under the glass a pale object starts at (at least)
+MATCH_GROW_PX = 2  # an object's region for area matching: the mask grown by this (its fade)
+MATCH_HARD_WIDTH = 1.5  # an edge whose part-stained band is at most this many px wide is hard
+SOFT_BLUR_PX = 1.0  # a soft edge is judged on density smoothed over this (sigma, px)
+SOFT_LEVEL_PX = 3.0  # its tissue level: density 2 px or more inside, weighted over this
+SOFT_EDGE_FRACTION = 0.5  # where a soft edge is: half the tissue's density (the truth's)
+MATCH_BIAS = 0.1  # of the rim px, left out of the matched area (no more glass than before)
 
 
 def stain_like(mean_rgb: np.ndarray, glass_rgb: np.ndarray) -> np.ndarray:
@@ -160,7 +170,10 @@ def keep_tissue_objects(
     An object (8-connected) is kept when it is at least `min_object_um2`, or when it is at least
     FLOOR_UM2 (capped at min_object_um2) and stain-coloured (`stain_like`): a small fragment of
     tissue is kept, a dark speck, a coloured one or a stroke of ink of the same size is not.
-    A big object that is not stain-coloured and thin (a pen mark) is dropped too.
+    A big object that is not stain-coloured and thin (a pen mark) is dropped too, except the
+    pieces of it that are stain-coloured pixel by pixel and FLOOR_UM2 or more: a fragment that
+    touches the ink. Ink inside what is kept (a stroke across an edge) is cut out of it
+    (`_without_ink`).
     """
     px_area = mpp[0] * mpp[1]
     lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
@@ -187,7 +200,72 @@ def keep_tissue_objects(
             if inner.max() <= thin_px:
                 keep[i] = False
     keep[0] = False
-    return keep[lab]
+    out = keep[lab]
+    # A fragment touching a pen stroke or a dark speck is one object with them, coloured like
+    # the ink: of a dropped object, the stain-coloured pixels that make a piece of their own
+    # (FLOOR_UM2, stain-coloured as a whole) are tissue.
+    dropped = ~keep & (area >= floor)
+    dropped[0] = False
+    if dropped.any():
+        where = dropped[lab]
+        part = np.zeros_like(mask)
+        part[where] = stain_like(rgb[where].astype(np.float64), glass_rgb)
+        sub, m = ndimage.label(part, structure=np.ones((3, 3), bool))
+        if m:
+            s_on = sub > 0
+            s_idx = sub[s_on]
+            s_area = np.bincount(s_idx, minlength=m + 1).astype(np.float64)
+            s_rgb = rgb[s_on]
+            s_sum = np.stack(
+                [np.bincount(s_idx, s_rgb[:, c], minlength=m + 1) for c in range(3)], axis=1
+            )
+            s_keep = (s_area >= floor) & stain_like(
+                s_sum / np.maximum(s_area, 1)[:, None], glass_rgb
+            )
+            s_keep[0] = False
+            out |= s_keep[sub]
+    return _without_ink(out, rgb, glass_rgb, floor)
+
+
+def _without_ink(
+    mask: np.ndarray, rgb: np.ndarray, glass_rgb: np.ndarray, floor: float
+) -> np.ndarray:
+    """The mask less the ink in it: connected pixels, at least `floor` of them, dark (OD over
+    INK_MIN_OD) and with less than no eosin (blue, green and black inks unmix to a negative
+    eosin share; haematoxylin, eosin and DAB do not), e.g. a pen stroke across an edge.
+
+    Per-channel OD from 256-entry tables, in row bands of ~1 M px (memory stays bounded)."""
+    levels = np.arange(256, dtype=np.float64)
+    lut = [
+        np.clip(-np.log10(np.maximum(levels, 1.0) / max(float(gl), 1.0)), 0.0, None)
+        for gl in glass_rgb
+    ]
+    e_lut = [(t * UNMIX[1, c]).astype(np.float32) for c, t in enumerate(lut)]
+    sq_lut = [(t * t).astype(np.float32) for t in lut]
+    # A channel of a pixel with OD norm over INK_MIN_OD is at least INK_MIN_OD / sqrt(3)
+    # darker than the glass: only such pixels (a uint8 test) are looked at.
+    dark = np.floor(np.min(glass_rgb) * 10 ** (-INK_MIN_OD / np.sqrt(3.0)))
+    h, w = mask.shape
+    inky = np.zeros_like(mask)
+    rows = max(1, 2**20 // max(w, 1))
+    for r0 in range(0, h, rows):
+        sub = rgb[r0 : r0 + rows]
+        low = np.minimum(np.minimum(sub[..., 0], sub[..., 1]), sub[..., 2]) <= dark
+        at = np.flatnonzero(low & mask[r0 : r0 + rows])
+        if len(at) == 0:
+            continue
+        px = sub.reshape(-1, 3)[at]
+        e = e_lut[0][px[:, 0]] + e_lut[1][px[:, 1]] + e_lut[2][px[:, 2]]
+        n = np.sqrt(sq_lut[0][px[:, 0]] + sq_lut[1][px[:, 1]] + sq_lut[2][px[:, 2]])
+        inky[r0 : r0 + rows].ravel()[at] = (n >= INK_MIN_OD) & (e <= INK_EOSIN_SHARE * n)
+    if inky.sum() < floor:
+        return mask
+    lab, m = ndimage.label(inky, structure=np.ones((3, 3), bool))
+    big = np.bincount(lab.ravel(), minlength=m + 1) >= floor
+    big[0] = False
+    if not big.any():
+        return mask
+    return mask & ~big[lab]
 
 
 def clean_mask(mask: np.ndarray, min_object_px: float, min_hole_px: float) -> np.ndarray:
@@ -256,9 +334,13 @@ def _shift_reduce(mask: np.ndarray, k: int, erode: bool, outside: bool) -> np.nd
     return out
 
 
-def _threshold_map(g: np.ndarray, first: np.ndarray, fallback: tuple[float, float]) -> np.ndarray:
-    """Per-pixel grey threshold: EDGE_FRACTION of the way from the local glass level to the
-    local tissue level, each the mean grey of its class (of the first split) around the pixel,
+def _threshold_map(
+    g: np.ndarray, first: np.ndarray, fallback: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(per-pixel grey threshold, local glass level per LEVEL_BLOCK-px block).
+
+    The threshold is EDGE_FRACTION of the way from the local glass level to the local tissue
+    level, each the mean grey of its class (of the first split) around the pixel,
     from pixels well inside that class only.
 
     On 2 x 2 px cells (PIL's C reduce): a cell counts for a class when it is wholly that class
@@ -298,7 +380,7 @@ def _threshold_map(g: np.ndarray, first: np.ndarray, fallback: tuple[float, floa
     # levels are integers, so an integer threshold map (a quarter of a float one) loses
     # nothing but the interpolation's rounding.
     up = Image.fromarray(thr).resize((bw * b, bh * b), Image.Resampling.BILINEAR)
-    return np.asarray(up)[:h, :w]
+    return np.asarray(up)[:h, :w], glass
 
 
 def _close(mask: np.ndarray, px: int) -> np.ndarray:
@@ -323,7 +405,10 @@ def mask_from_rgb(
        tissue) is all tissue when stain-coloured.
     3. Pieces under OWN_EDGE_MAX_UM2 are cut again at their own level (_own_edges).
     4. Objects are kept by colour and area (keep_tissue_objects; min_object_um2 is capped at
-       SMALL_IMAGE_SHARE of the image), holes under min_hole_um2 filled.
+       SMALL_IMAGE_SHARE of the image).
+    5. The edges of pieces under OWN_EDGE_MAX_UM2 are placed sub-pixel-wise (refine_edges):
+       a hard edge by the area its stain adds up to, a soft one at half its local density.
+       Then holes under min_hole_um2 are filled.
     """
     grey = Image.fromarray(rgb).convert("L")  # in C
     t, dark, bright = otsu(np.asarray(grey.histogram(), np.float64))  # C histogram: 5x bincount
@@ -338,7 +423,8 @@ def mask_from_rgb(
         white = np.full(3, GLASS_WHITE)
         whole = bool(stain_like(rgb.reshape(-1, 3).mean(axis=0)[None], white)[0])
         return np.full(g.shape, whole), float(t)
-    mask = g <= _threshold_map(g, g <= t, (dark, bright))
+    thr, glass_level = _threshold_map(g, g <= t, (dark, bright))
+    mask = g <= thr
     if CLOSE_PX:
         mask = _close(mask, CLOSE_PX)
     glass_rgb = _glass_colour(rgb, g > t, bright)
@@ -349,6 +435,8 @@ def mask_from_rgb(
     mask = keep_tissue_objects(
         mask, rgb, glass_rgb, mpp, min(min_object_um2, SMALL_IMAGE_SHARE * image_um2)
     )
+    small_px = OWN_EDGE_MAX_UM2 / (mpp[0] * mpp[1])
+    mask = refine_edges(np.asarray(grey, np.float32), mask, glass_level, small_px)
     area = mpp[0] * mpp[1]
     return clean_mask(mask, 0.0, min_hole_um2 / area), float(t)
 
@@ -414,6 +502,117 @@ def _own_edges(
     redo[on] = small[idx]
     out[redo] = (g[redo] <= cut[lab[redo]]) | core[redo]
     return out
+
+
+def refine_edges(
+    g: np.ndarray, mask: np.ndarray, glass_blocks: np.ndarray, max_px: float
+) -> np.ndarray:
+    """The mask with the edge of each object under `max_px` placed where the truth's is.
+
+    Hard edges: at ~8 µm/px most pixels on a hard edge are part tissue, part glass, and
+    area-averaging mixes their light linearly: a pixel's share of tissue is (glass - grey) /
+    (glass - tissue). Summed over an object and the glass just around it (MATCH_GROW_PX) that
+    is the object's true area in px, whatever a threshold would cut; the rim (the mask minus
+    its 1-px erosion) then gets the pixels of the largest shares up to that area, less
+    MATCH_BIAS of the rim (so no more glass is called tissue than the threshold did, measured
+    on the tuning looks). The glass level is the threshold map's local one (`glass_blocks`,
+    per LEVEL_BLOCK-px block), the tissue level the object's mean grey 2 px inside its mask.
+
+    Soft edges (stain fading over tens of µm, more than MATCH_HARD_WIDTH px of part-stained
+    band per rim px) are not a mix of two levels: they are cut where the stain is half its
+    own local density (_soft_edges). Bigger objects keep the threshold map's edge (measured:
+    on big tissue with wide fades both steps did worse than the map).
+    """
+    region = _shift_reduce(mask, MATCH_GROW_PX, erode=False, outside=False)
+    lab, n = ndimage.label(region, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return mask
+    # Small: under max_px of mask less the 1-px ring inside the rim (as measured); twice that
+    # in mask px bounds it, so bigger objects' pixels are not even looked at.
+    small = np.bincount(lab[mask], minlength=n + 1) < 2 * max_px
+    small[0] = False
+    if not small.any():
+        return mask  # big tissue keeps the map's edge
+    # Work on flat pixel lists of the small objects' thin bands (interiors are only counted).
+    picked = small[lab]
+    deep = _shift_reduce(mask, 2, erode=True, outside=False) & picked
+    inner, band = np.flatnonzero(deep), np.flatnonzero(region & ~deep & picked)
+    gf, lf = g.ravel(), lab.ravel()
+    li_in = lf[inner]
+    n_in = np.bincount(li_in, minlength=n + 1)
+    tissue = np.bincount(li_in, gf[inner], minlength=n + 1) / np.maximum(n_in, 1)
+    lb, gb = lf[band], gf[band]
+    in_mask, in_core = (
+        mask.ravel()[band],
+        _shift_reduce(mask, 1, erode=True, outside=False).ravel()[band],
+    )
+    # Thin objects (nothing 2 px inside): their mask's mean grey is the tissue level.
+    cnt = np.bincount(lb[in_mask], minlength=n + 1)
+    thin = np.bincount(lb[in_mask], gb[in_mask], minlength=n + 1) / np.maximum(cnt, 1)
+    tissue = np.where(n_in > 0, tissue, thin)
+    # The glass level at each band pixel: the threshold map's, interpolated between blocks.
+    rows, cols = np.divmod(band, g.shape[1])
+    at = [(rows + 0.5) / LEVEL_BLOCK - 0.5, (cols + 0.5) / LEVEL_BLOCK - 0.5]
+    glass = ndimage.map_coordinates(glass_blocks.astype(np.float32), at, order=1, mode="nearest")
+    share = (glass - gb) / np.maximum(glass - tissue[lb], 3.0)
+    # The inner pixels' shares sum to their count (their mean is the tissue level).
+    area = n_in + np.bincount(lb, np.clip(share, -0.5, 1.5), minlength=n + 1)
+    rim = in_mask & ~in_core
+    n_rim = np.bincount(lb[rim], minlength=n + 1)
+    mid = np.bincount(lb[(share > 0.15) & (share < 0.85)], minlength=n + 1)
+    small &= (n_rim > 0) & (n_in + n_rim < max_px)
+    hard = (mid <= MATCH_HARD_WIDTH * np.maximum(n_rim, 1)) & small
+    hard[0] = False
+    out = mask.copy()
+    soft = ~hard & small
+    soft[0] = False
+    if soft.any():
+        n_band = np.bincount(lb, minlength=n + 1)
+        glass_of = np.bincount(lb, glass, minlength=n + 1) / np.maximum(n_band, 1)
+        _soft_edges(g, out, lab, np.flatnonzero(soft), glass_of)
+    if not hard.any():
+        return out
+    n_core = n_in + np.bincount(lb[in_core], minlength=n + 1)
+    need = np.round(area - n_core - MATCH_BIAS * n_rim)
+    redo = ~in_core & hard[lb]
+    ri, rs = lb[redo], share[redo]
+    order = np.lexsort((-rs, ri))
+    counts = np.bincount(ri, minlength=n + 1)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(len(ri), np.int64)
+    rank[order] = np.arange(len(ri)) - starts[ri[order]]
+    out.ravel()[band[redo]] = rank < need[ri]
+    return out
+
+
+def _soft_edges(
+    g: np.ndarray, out: np.ndarray, lab: np.ndarray, soft: np.ndarray, glass: np.ndarray
+) -> None:
+    """Re-cut, in `out`, the edge of each soft-edged object (labels `soft` of `lab`) where its
+    stain is half there: optical density (from its own glass level `glass[label]`),
+    SOFT_BLUR_PX-Gaussian-smoothed, over the local tissue level, the Gaussian-weighted
+    (SOFT_LEVEL_PX) mean density of the mask 2 px or more inside. A fade's density is the
+    tissue's times a ramp, so half of the tissue's own density *there* is the edge, even where
+    the stain's strength varies along it; pixels with no tissue near are left as they were.
+    """
+    h, w = g.shape
+    boxes = ndimage.find_objects(lab)
+    for i in soft:
+        box = boxes[i - 1]
+        if box is None:
+            continue
+        pad = int(3 * SOFT_LEVEL_PX) + 3
+        ys = slice(max(0, box[0].start - pad), min(h, box[0].stop + pad))
+        xs = slice(max(0, box[1].start - pad), min(w, box[1].stop + pad))
+        sub = out[ys, xs]
+        od = np.log10(glass[i] / np.maximum(g[ys, xs], 1.0))
+        deep = _shift_reduce(sub, 2, erode=True, outside=False)
+        weight = ndimage.gaussian_filter(deep.astype(np.float32), SOFT_LEVEL_PX)
+        level = ndimage.gaussian_filter(np.where(deep, od, 0.0), SOFT_LEVEL_PX)
+        level /= np.maximum(weight, 1e-3)
+        smooth = ndimage.gaussian_filter(od, SOFT_BLUR_PX)
+        redo = (lab[ys, xs] == i) & ~deep & (weight > 0.02)
+        sub[redo] = smooth[redo] >= SOFT_EDGE_FRACTION * np.maximum(level[redo], 0.01)
 
 
 def _glass_colour(rgb: np.ndarray, glass: np.ndarray, bright: float) -> np.ndarray:
