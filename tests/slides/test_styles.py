@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from wsitui.slides.patches import patch_origin, render_patch
-from wsitui.slides.sample import SamplePlan, rasterize_nuclei
 from wsitui.slides.style import (
     DEFAULT_STYLE,
     STYLES,
@@ -16,6 +15,7 @@ from wsitui.slides.style import (
     stain_rgb,
     style_named,
 )
+from wsitui.slides.synthetic.generator import SamplePlan, rasterize_nuclei
 
 
 def test_the_default_look_and_seeded_truth_are_unchanged():

@@ -10,15 +10,10 @@ import pytest
 import tifffile
 
 from wsitui.slides.patches import render_patch
-from wsitui.slides.sample import (
-    MPP,
-    SamplePlan,
-    load_truth,
-    magnification_zoom,
-    rasterize_nuclei,
-    write_sample_slide,
-)
 from wsitui.slides.style import DEFAULT_STYLE, STYLES, SampleStyle, wide_style
+from wsitui.slides.synthetic.generator import MPP, SamplePlan, magnification_zoom, rasterize_nuclei
+from wsitui.slides.synthetic.truth import load_truth
+from wsitui.slides.synthetic.writer import write_sample_slide
 
 
 def test_wide_looks_are_valid_and_cover_what_a_model_must_ignore():
