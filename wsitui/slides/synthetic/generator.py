@@ -164,9 +164,11 @@ def magnification_zoom(mpp: float) -> int:
 def _zoomed(style: SampleStyle, zoom: int) -> SampleStyle:
     """The look with its pixel sizes times `zoom` (its µm sizes stay)."""
     a0, a1 = style.nucleus_major_px
+    g0, g1 = style.nucleus_big_px
     return replace(
         style,
         nucleus_major_px=(a0 * zoom, a1 * zoom),
+        nucleus_big_px=(g0 * zoom, g1 * zoom),
         nucleus_minor_min_px=style.nucleus_minor_min_px * zoom,
         nucleus_gap_px=style.nucleus_gap_px * zoom,
         grain_px=min(32.0, style.grain_px * zoom),
@@ -319,7 +321,10 @@ class SamplePlan:
         a_min, a_max = st.nucleus_major_px
         b_min, gap = st.nucleus_minor_min_px, st.nucleus_gap_px
         draws = [_hash_u01(self.seed, cx, cy, k * 8 + j) for j in range(7)]
-        act = draws[0] < st.nucleus_density
+        density = st.nucleus_density
+        if st.nucleus_clustering > 0:
+            density = density * self._nests(cx, cy)
+        act = draws[0] < density
         cx, cy, k = cx[act], cy[act], k[act]
         d = [x[act] for x in draws]
         x = (cx + d[1]) * self.cell
@@ -328,6 +333,14 @@ class SamplePlan:
         b = np.minimum(b_min + (a - b_min) * d[4], a)
         theta = np.pi * d[5]
         key = ((cy + 1) * (self.cells_x + 3) + (cx + 1)) * slots + k  # row-major cell order
+        if st.nucleus_big_share > 0:
+            # Big (tumour) nuclei: roundish, and they win overlaps against small ones.
+            big = _hash_u01(self.seed, cx, cy, k * 8 + 7) < st.nucleus_big_share
+            g0, g1 = st.nucleus_big_px
+            a = np.where(big, g0 + (g1 - g0) * d[3], a)
+            b = np.where(big, a * (0.6 + 0.4 * d[4]), b)
+            key = np.where(big, key - 2**40, key)
+            a_max = max(a_max, g1)
         rejected = np.zeros(len(x), bool)
         pairs = cKDTree(np.column_stack([x, y])).query_pairs(2 * a_max + gap, output_type="ndarray")
         if len(pairs):
@@ -359,6 +372,23 @@ class SamplePlan:
                 ok[idx[(dist < lr[None] + a[idx, None]).any(axis=1)]] = False
         params = np.column_stack([x, y, a, b, theta])[ok]
         return params, d[6][ok], cy[ok]
+
+    def _nests(self, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
+        """Density factor (0-2) per nucleus cell: smooth lattice noise over ~3 cells, so nuclei
+        crowd in nests with sparse stroma between (`nucleus_clustering` of the way)."""
+        g = 3.0
+        fx, fy = (cx + 0.5) / g, (cy + 0.5) / g
+        ix, iy = np.floor(fx).astype(np.int64), np.floor(fy).astype(np.int64)
+        tx, ty = fx - ix, fy - iy
+
+        def at(ox: int, oy: int) -> np.ndarray:
+            return _hash_u01(self.seed, ix + ox, iy + oy, np.full(ix.shape, 5151))
+
+        f = (at(0, 0) * (1 - tx) + at(1, 0) * tx) * (1 - ty)
+        f = f + (at(0, 1) * (1 - tx) + at(1, 1) * tx) * ty
+        nest = np.clip((f - 0.3) / 0.35, 0.0, 1.0) * 2.0
+        c = self.look.nucleus_clustering
+        return (1 - c) + c * nest
 
     # -- eosin texture -----------------------------------------------------------------------
 
@@ -560,6 +590,9 @@ class SamplePlan:
             grown = p.copy()
             grown[:, 2:4] *= st.cytoplasm_scale
             cyto = (rasterize_nuclei(grown, x0, y0, w, h) > 0).astype(np.float32)
+            if st.cytoplasm_texture > 0:  # blotchy: strength varies over a few µm
+                blotch = self._grain(x0, y0, w, h, max(2.0, st.grain_px * 1.5), 4646)
+                cyto *= 1 - np.float32(st.cytoplasm_texture) * 0.5 * (1 + blotch)
             self._multiply(img, cyto * np.float32(st.cytoplasm_alpha), st.cytoplasm_color)
         labels = rasterize_nuclei(p, x0, y0, w, h)
         nz = labels > 0
@@ -569,8 +602,55 @@ class SamplePlan:
             if st.nucleus_texture > 0:
                 tex = self._grain(x0, y0, w, h, 1.3, 4343)[nz] * np.float32(st.nucleus_texture)
                 img[nz] += tex[:, None]
+            if st.nucleus_vesicular > 0 and st.nucleus_big_share > 0:
+                self._vesicular(img, labels, p, x0, y0)
             amp = np.where(nz, np.float32(st.noise_nucleus), amp)
         return img, amp.astype(np.float32, copy=False)
+
+    def _vesicular(
+        self, img: np.ndarray, labels: np.ndarray, p: np.ndarray, x0: int, y0: int
+    ) -> None:
+        """Big nuclei drawn vesicular: interior paler towards the glass, chromatin at the
+        membrane and in coarse clumps, one nucleolus off centre (its place from the nucleus'
+        own parameters, so any tile draws it alike)."""
+        st = self.look
+        v = np.float32(st.nucleus_vesicular)
+        glass = self._colors["glass"]
+        nucleolus = np.asarray(st.nucleolus_color, np.float32)
+        h, w = labels.shape
+        clumps = None
+        for i in np.flatnonzero(p[:, 2] >= st.nucleus_big_px[0] - 1e-6):
+            cx, cy, a, b, th = p[i]
+            xa, xb = max(x0, math.floor(cx - a)), min(x0 + w, math.ceil(cx + a) + 1)
+            ya, yb = max(y0, math.floor(cy - a)), min(y0 + h, math.ceil(cy + a) + 1)
+            if xa >= xb or ya >= yb:
+                continue
+            sub = (slice(ya - y0, yb - y0), slice(xa - x0, xb - x0))
+            mine = labels[sub] == i + 1
+            if not mine.any():
+                continue
+            if clumps is None:
+                clumps = self._grain(x0, y0, w, h, 2.2, 4545)
+            dx = (np.arange(xa, xb) + 0.5 - cx).astype(np.float32)
+            dy = (np.arange(ya, yb) + 0.5 - cy).astype(np.float32)[:, None]
+            c, s = math.cos(th), math.sin(th)
+            u, q = (dx * c + dy * s) / a, (dy * c - dx * s) / b
+            r = np.sqrt(u * u + q * q)
+            # 0 at the membrane (r >= 0.8), 1 inside; clumps keep some chromatin dark.
+            inner = np.clip((0.8 - r) / 0.25, 0, 1) * np.clip(0.75 - 0.6 * clumps[sub], 0, 1)
+            pale = (v * 0.6 * inner)[..., None]
+            px = img[sub]
+            px[:] = np.where(mine[..., None], px + (glass - px) * pale, px)
+            # A nucleolus, ~1.2-2 µm, somewhere within half the radius.
+            frac = (cx * 12.9898 + cy * 78.233) % 1.0
+            ang, rad = 2 * math.pi * frac, 0.45 * ((cx * 3.7 + cy * 1.3) % 1.0)
+            nx, ny = cx + rad * a * math.cos(ang), cy + rad * b * math.sin(ang)
+            rn = max(1.0, 0.12 * a)
+            dot = (np.arange(xa, xb) + 0.5 - nx) ** 2 + (
+                (np.arange(ya, yb) + 0.5 - ny)[:, None]
+            ) ** 2
+            dot = (dot <= rn * rn) & mine
+            px[dot] = px[dot] + (nucleolus - px[dot]) * v
 
     @staticmethod
     def _multiply(img: np.ndarray, cover: np.ndarray, color: tuple[float, float, float]) -> None:
@@ -585,7 +665,10 @@ class SamplePlan:
         """How far (level-0 px) a nucleus' pixels reach from its centre: its major semi-axis
         (times the cytoplasm scale when cytoplasm is drawn) plus the blur margin."""
         st = self.look
-        return st.nucleus_major_px[1] * max(1.0, st.cytoplasm_scale) + self.blur_margin + 2
+        a_max = st.nucleus_major_px[1]
+        if st.nucleus_big_share > 0:
+            a_max = max(a_max, st.nucleus_big_px[1])
+        return a_max * max(1.0, st.cytoplasm_scale) + self.blur_margin + 2
 
     def render_region(self, x0: int, y0: int, w: int, h: int) -> np.ndarray:
         """Level-0 pixels of any region, composed from independently rendered tiles."""
