@@ -334,7 +334,7 @@ def tumour_style(rng: np.random.Generator, name: str = "tumour") -> SampleStyle:
         nucleus_big_px=(g0, g0 + u(3.0, 12.0)),
         nucleus_vesicular=float(rng.choice([0.0, u(0.3, 1.0)], p=[0.25, 0.75])),
         nucleolus_color=stain_rgb([(h_vec, u(0.4, 1.0)), (e_vec, u(0.2, 0.8))], 255.0),
-        nucleus_gap_px=u(-3.0, 2.0),
+        nucleus_gap_px=u(-min(3.0, 0.5 * base.nucleus_major_px[0]), 2.0),
         nucleus_clustering=float(rng.choice([0.0, u(0.3, 1.0)])),
         cytoplasm_color=cyto,
         cytoplasm_scale=u(1.3, 2.6) if rng.random() < 0.85 else 0.0,
