@@ -328,8 +328,19 @@ def tumour_style(rng: np.random.Generator, name: str = "tumour") -> SampleStyle:
     if rng.random() < 0.5:  # collagen with a haematoxylin tinge
         fibre = stain_rgb([(e_vec, u(0.15, 0.6)), (h_vec, u(0.02, 0.15))], 255.0)
     g0 = u(10.0, 15.0)
+    # Pale purple things that are not nuclei (condensed cytoplasm, mucin, debris): paler
+    # than the look's palest nuclei, so darkness relative to the nuclei tells them apart.
+    h_lo = u(0.15, 0.7)
+    blobs = rng.random() < 0.5
     return replace(
         base,
+        nucleus_light=stain_rgb([(h_vec, h_lo), (e_vec, u(0.0, 0.2))], base.glass[0]),
+        blobs_per_mm2=u(50, 600) if blobs else base.blobs_per_mm2,
+        blob_color=stain_rgb([(h_vec, h_lo * u(0.25, 0.6)), (e_vec, u(0.05, 0.3))], 255.0)
+        if blobs
+        else base.blob_color,
+        blob_radius_um=(u(1.5, 4.0), u(4.0, 9.0)) if blobs else base.blob_radius_um,
+        blob_alpha=u(0.5, 1.0) if blobs else base.blob_alpha,
         nucleus_big_share=u(0.2, 0.9),
         nucleus_big_px=(g0, g0 + u(3.0, 12.0)),
         nucleus_vesicular=float(rng.choice([0.0, u(0.3, 1.0)], p=[0.25, 0.75])),
@@ -337,7 +348,7 @@ def tumour_style(rng: np.random.Generator, name: str = "tumour") -> SampleStyle:
         nucleus_gap_px=u(-min(3.0, 0.5 * base.nucleus_major_px[0]), 2.0),
         nucleus_clustering=float(rng.choice([0.0, u(0.3, 1.0)])),
         cytoplasm_color=cyto,
-        cytoplasm_scale=u(1.3, 2.6) if rng.random() < 0.85 else 0.0,
+        cytoplasm_scale=u(1.3, 3.5) if rng.random() < 0.85 else 0.0,
         cytoplasm_alpha=u(0.4, 1.0),
         cytoplasm_texture=float(rng.choice([0.0, u(0.2, 1.0)])),
         fibre_color=fibre,
