@@ -56,6 +56,9 @@ def test_bad_styles_are_refused_in_one_line():
     msg = str(e.value)
     assert "nucleus_major_px must be" in msg and "jpeg_quality must be 1-100" in msg
     assert "\n" not in msg
+    with pytest.raises(ValueError) as e:
+        replace(DEFAULT_STYLE, nucleus_big_px=(20.0, 10.0), nucleus_vesicular=2.0)
+    assert "nucleus_big_px must be" in str(e.value) and "nucleus_vesicular" in str(e.value)
     with pytest.raises(ValueError, match="style 'neon' is unknown; use one of: default, grainy"):
         style_named("neon")
 
