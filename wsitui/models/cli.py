@@ -14,7 +14,17 @@ from typing import Any
 from wsitui.models.errors import ModelError
 
 # Kept in step with wsitui.models.evaluate.HELDOUT_LOOKS (not imported: parser build stays light).
-HELDOUT_LOOKS = ("default", "grainy", "soft", "dark", "clustered", "pale", "collagen", "ihc")
+HELDOUT_LOOKS = (
+    "default",
+    "grainy",
+    "soft",
+    "dark",
+    "clustered",
+    "pale",
+    "collagen",
+    "ihc",
+    "tumour",
+)
 
 
 def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
