@@ -95,6 +95,39 @@ def test_train_smoke_writes_a_loadable_model(tmp_path: Path, capsys: pytest.Capt
     assert (out / "instanseg.pt").stat().st_size < 1_000_000
 
 
+def test_train_warm_starts_from_an_exported_model(tmp_path: Path):
+    """--init loads the shipped model's weights (so a retrain can start from them) and the
+    record names the file it started from."""
+    pytest.importorskip("edt")
+    import hashlib
+
+    import torch
+
+    from wsitui.models.source import SHIPPED_DIR
+
+    out = tmp_path / "m"
+    argv = ["model", "train", "--out", str(out), "--steps", "1", "--pool", "2", "--patch", "64"]
+    assert run([*argv, "--init", str(SHIPPED_DIR), "--lr", "1e-9"]) == 0
+    info = json.loads((out / "wsitui_model.json").read_text())
+    shipped_pt = SHIPPED_DIR / "instanseg.pt"
+    assert info["init_sha256"] == hashlib.sha256(shipped_pt.read_bytes()).hexdigest()
+    assert info["train"]["init"] == str(SHIPPED_DIR)
+    start = torch.jit.load(str(shipped_pt), map_location="cpu").state_dict()
+    got = torch.jit.load(str(out / "instanseg.pt"), map_location="cpu").state_dict()
+    convs = [k for k in start if k.endswith(".weight") and start[k].ndim == 4]
+    assert len(convs) > 10
+    for k in convs:  # one step at a negligible learning rate: the shipped weights
+        assert torch.allclose(start[k], got[k], atol=1e-5), k
+
+
+def test_train_init_that_is_missing_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    pytest.importorskip("edt")
+    argv = ["model", "train", "--out", str(tmp_path / "m"), "--steps", "1", "--pool", "2"]
+    assert run([*argv, "--patch", "64", "--init", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--init" in err and "does not exist" in err and "\n" not in err
+
+
 def test_bad_train_args_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert run(["model", "train", "--out", str(tmp_path), "--steps", "0"]) == 2
     assert "--steps, --batch, --pool and --threads must be >= 1" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """Held-out whole generated slides, one per named look, seeds training never used: the shipped
 model's F1 per look and its recall on touching nuclei, pinned just under what was measured
-(MODEL_CARD.md has the numbers at 2048x1536), beside the classical fallback on the same slides.
+(MODEL_CARD.md has the numbers, at 1024x1024), beside the classical fallback on the same slides.
 """
 
 from __future__ import annotations
@@ -24,9 +24,15 @@ F1_FLOOR: dict[str, float] = {
     "pale": 0.98,  # 0.994 (0.481)
     "collagen": 0.95,  # 0.972 (0.988)
     "ihc": 0.98,  # 0.996 (1.000)
+    # 0.334 (classical 1.000): it cuts big vesicular nuclei into pieces and outlines their
+    # cytoplasm, as on real H&E (issue #24); a retrain reached 0.995 but lost elsewhere (card).
+    "tumour": 0.30,
 }
 TOUCHING_RECALL_FLOOR = 0.84  # measured 0.865 of 223 (soft and clustered; classical 0.852)
-POOLED_F1_FLOOR = 0.97  # measured 0.980 (classical 0.945)
+# Over the nine looks the shipped model is below the classical fallback (0.903 against 0.949:
+# the tumour look); over the eight others above it (0.980 against 0.945).
+POOLED_F1_FLOOR = 0.89  # measured 0.903
+POOLED_F1_FLOOR_BUT_TUMOUR = 0.97  # measured 0.980
 
 
 @pytest.fixture(scope="module")
@@ -65,4 +71,9 @@ def test_shipped_model_pooled_over_looks_beside_classical(
 ):
     ours, theirs = pooled(shipped.values()), pooled(classical.values())
     assert ours.f1 >= POOLED_F1_FLOOR, (ours, theirs)
+    # Beside the watershed without the tumour look, where it loses (0.334 against 1.000).
+    rest = [look for look in HELDOUT_LOOKS if look != "tumour"]
+    ours = pooled(shipped[look] for look in rest)
+    theirs = pooled(classical[look] for look in rest)
+    assert ours.f1 >= POOLED_F1_FLOOR_BUT_TUMOUR, (ours, theirs)
     assert ours.f1 > theirs.f1, (ours, theirs)

@@ -80,7 +80,7 @@ def test_touching_nuclei_are_those_with_a_neighbour_within_one_diameter():
             [71.0, 60.0, 5.0, 4.0, 0.0],
         ]
     )
-    from wsitui.slides.sample import rasterize_nuclei
+    from wsitui.slides.synthetic.generator import rasterize_nuclei
 
     truth = rasterize_nuclei(nuclei, 0, 0, 96, 96)
     assert touching_ids(nuclei, truth).tolist() == [1, 2]

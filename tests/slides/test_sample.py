@@ -9,20 +9,18 @@ from scipy.spatial import cKDTree
 from tests.slides.samples import SIZE
 from wsitui.slides.errors import SlideError
 from wsitui.slides.reader import open_slide
-from wsitui.slides.sample import (
+from wsitui.slides.synthetic.generator import (
     A_MAX,
     A_MIN,
     B_MIN,
     CELL,
     TILE,
     SamplePlan,
-    level_dimensions,
-    load_truth,
     parse_size,
     rasterize_nuclei,
-    truth_path_for,
-    write_sample_slide,
 )
+from wsitui.slides.synthetic.truth import load_truth, truth_path_for
+from wsitui.slides.synthetic.writer import level_dimensions, write_sample_slide
 
 SMALL = (1024, 1024)
 

@@ -12,17 +12,13 @@ import openslide
 import pytest
 
 from wsitui.cli import main
-from wsitui.slides import sample as sample_mod
 from wsitui.slides.errors import SlideError
 from wsitui.slides.reader import open_slide
-from wsitui.slides.sample import (
-    SamplePlan,
-    is_sample_slide,
-    load_truth,
-    truth_path_for,
-    write_sample_slide,
-)
 from wsitui.slides.style import STYLES
+from wsitui.slides.synthetic import writer as sample_mod
+from wsitui.slides.synthetic.generator import SamplePlan
+from wsitui.slides.synthetic.truth import load_truth, truth_path_for
+from wsitui.slides.synthetic.writer import is_sample_slide, write_sample_slide
 
 SMALL = (1024, 1024)
 
@@ -159,7 +155,8 @@ def test_a_failure_while_writing_leaves_nothing_behind(tmp_path: Path, monkeypat
 def test_a_killed_sample_leaves_no_scratch_directory(tmp_path: Path):
     out = tmp_path / "k.svs"
     code = (
-        "import sys; from pathlib import Path; from wsitui.slides.sample import write_sample_slide;"
+        "import sys; from pathlib import Path; "
+        "from wsitui.slides.synthetic.writer import write_sample_slide;"
         "write_sample_slide(Path(sys.argv[1]), size=(4096, 4096), seed=1, "
         "progress=lambda d, t: print(d, flush=True))"
     )

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from wsitui.slides.patches import patch_origin, render_patch
-from wsitui.slides.sample import SamplePlan, rasterize_nuclei
 from wsitui.slides.style import (
     DEFAULT_STYLE,
     STYLES,
@@ -16,6 +15,7 @@ from wsitui.slides.style import (
     stain_rgb,
     style_named,
 )
+from wsitui.slides.synthetic.generator import SamplePlan, rasterize_nuclei
 
 
 def test_the_default_look_and_seeded_truth_are_unchanged():
@@ -56,6 +56,9 @@ def test_bad_styles_are_refused_in_one_line():
     msg = str(e.value)
     assert "nucleus_major_px must be" in msg and "jpeg_quality must be 1-100" in msg
     assert "\n" not in msg
+    with pytest.raises(ValueError) as e:
+        replace(DEFAULT_STYLE, nucleus_big_px=(20.0, 10.0), nucleus_vesicular=2.0)
+    assert "nucleus_big_px must be" in str(e.value) and "nucleus_vesicular" in str(e.value)
     with pytest.raises(ValueError, match="style 'neon' is unknown; use one of: default, grainy"):
         style_named("neon")
 

@@ -10,15 +10,10 @@ import pytest
 import tifffile
 
 from wsitui.slides.patches import render_patch
-from wsitui.slides.sample import (
-    MPP,
-    SamplePlan,
-    load_truth,
-    magnification_zoom,
-    rasterize_nuclei,
-    write_sample_slide,
-)
-from wsitui.slides.style import DEFAULT_STYLE, STYLES, SampleStyle, wide_style
+from wsitui.slides.style import DEFAULT_STYLE, STYLES, SampleStyle, tumour_style, wide_style
+from wsitui.slides.synthetic.generator import MPP, SamplePlan, magnification_zoom, rasterize_nuclei
+from wsitui.slides.synthetic.truth import load_truth
+from wsitui.slides.synthetic.writer import write_sample_slide
 
 
 def test_wide_looks_are_valid_and_cover_what_a_model_must_ignore():
@@ -99,3 +94,48 @@ def test_a_40x_sample_draws_the_same_tissue_at_twice_the_resolution(tmp_path: Pa
     rgb = plan.render_region(0, 0, 1024, 1024).astype(float).mean(axis=2)
     lab = rasterize_nuclei(truth.nuclei, 0, 0, 1024, 1024)
     assert rgb[lab > 0].mean() < rgb[lab == 0].mean() - 40
+
+
+def test_tumour_looks_draw_big_vesicular_nuclei_in_purple_cytoplasm():
+    looks = [tumour_style(np.random.default_rng([9, i]), f"t{i}") for i in range(40)]
+    for s in looks:
+        assert SampleStyle.from_json(s.to_json()) == s
+        assert s.nucleus_big_share > 0 and s.nucleus_big_px[0] >= 10  # >= 10 µm semi-axis px
+    # Haematoxylin-tinged cytoplasm: purple (blue above green), not only pink.
+    cyto = [s for s in looks if s.cytoplasm_scale > 0]
+    assert len(cyto) > 25
+    assert sum(s.cytoplasm_color[2] > s.cytoplasm_color[1] + 10 for s in cyto) > len(cyto) // 2
+    assert sum(s.nucleus_vesicular > 0 for s in looks) > 20
+    assert sum(s.nucleus_clustering > 0 for s in looks) > 10
+
+
+def test_big_vesicular_nuclei_are_labelled_whole_and_pale_inside():
+    style = STYLES["tumour"]
+    plan = SamplePlan(2048, 2048, 5, style)
+    p, _, _ = plan.nuclei_in_cells(0, plan.cells_x, 0, plan.cells_y)
+    big = p[p[:, 2] >= style.nucleus_big_px[0]]
+    assert len(big) > 30 and (p[:, 2] < style.nucleus_major_px[1] + 1e-9).sum() > 30
+    # A big nucleus is labelled as one object, as big as drawn (> any default-look nucleus).
+    cx, cy, a, b, th = big[len(big) // 2]
+    x0, y0, side = int(cx - 40), int(cy - 40), 80
+    labels = rasterize_nuclei(p, x0, y0, side, side)
+    mine = labels == labels[40, 40]
+    assert mine.sum() > np.pi * 9 * 9 and mine.sum() == pytest.approx(np.pi * a * b, rel=0.1)
+    # Vesicular: the interior is paler than the chromatin at the membrane.
+    grey = plan.render_region(x0, y0, side, side).astype(float).mean(axis=2)
+    yy, xx = np.mgrid[0:side, 0:side] + 0.5
+    dx, dy = xx + x0 - cx, yy + y0 - cy
+    c, s = np.cos(th), np.sin(th)
+    r = np.hypot((dx * c + dy * s) / a, (dy * c - dx * s) / b)
+    assert grey[mine & (r < 0.5)].mean() > grey[mine & (r > 0.85)].mean() + 8
+
+
+def test_tumour_tiles_are_seamless():
+    # A tile drawn on its own (nuclei found from its neighbourhood) equals the writer's tile
+    # (nuclei handed in): big nuclei and their cytoplasm reach across tile edges.
+    plan = SamplePlan(2048, 2048, 6, STYLES["tumour"])
+    p, shade, _ = plan.nuclei_in_cells(0, plan.cells_x, 0, plan.cells_y)
+    for tx, ty in ((1, 1), (3, 2)):
+        np.testing.assert_array_equal(
+            plan.render_tile(tx, ty), plan.render_tile(tx, ty, (p, shade))
+        )

@@ -14,7 +14,17 @@ from typing import Any
 from wsitui.models.errors import ModelError
 
 # Kept in step with wsitui.models.evaluate.HELDOUT_LOOKS (not imported: parser build stays light).
-HELDOUT_LOOKS = ("default", "grainy", "soft", "dark", "clustered", "pale", "collagen", "ihc")
+HELDOUT_LOOKS = (
+    "default",
+    "grainy",
+    "soft",
+    "dark",
+    "clustered",
+    "pale",
+    "collagen",
+    "ihc",
+    "tumour",
+)
 
 
 def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
@@ -48,6 +58,11 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
     tr.add_argument(
         "--negatives", type=float, default=0.15, help="share of styles with no nuclei (0.15)"
     )
+    tr.add_argument(
+        "--tumour", type=float, default=0.0, help="share of tumour-style looks (default 0)"
+    )
+    tr.add_argument("--init", type=Path, help="warm start from this exported model's weights")
+    tr.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
     tr.add_argument("--eval", action="store_true", help="print held-out F1 when done")
 
     ev = sub.add_parser(
@@ -170,6 +185,9 @@ def _train(args: argparse.Namespace) -> int:
         tune_images=max(0, args.tune_images),
         normalization=args.normalization,
         negatives=min(1.0, max(0.0, args.negatives)),
+        tumour=min(1.0, max(0.0, args.tumour)),
+        init=args.init,
+        lr=args.lr,
         warm_steps=min(200, max(1, args.steps // 2)),
     )
     path = train(cfg, log=lambda s: print(s, flush=True))

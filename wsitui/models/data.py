@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from wsitui.slides.patches import render_patch
-from wsitui.slides.style import STYLES, random_style, wide_style
+from wsitui.slides.style import STYLES, random_style, tumour_style, wide_style
 
 PIXEL_SIZE = 0.5  # µm/px of every generated patch and of the shipped model
 TRAIN_STREAM, HELDOUT_STREAM = 101, 202
@@ -25,16 +25,25 @@ Sample = tuple[np.ndarray, np.ndarray]  # rgb uint8 (H, W, 3), labels int32 (H, 
 
 
 def training_pool(
-    seed: int, count: int, size: int, per_style: int = 2, negatives: float = 0.0
+    seed: int,
+    count: int,
+    size: int,
+    per_style: int = 2,
+    negatives: float = 0.0,
+    tumour: float = 0.0,
 ) -> list[Sample]:
     """`count` patches of `size` px, a fresh random style every `per_style` patches; a share
-    `negatives` of the styles has no nuclei at all (eosin, texture, lumens and glass only)."""
+    `negatives` of the styles has no nuclei at all (eosin, texture, lumens and glass only); a
+    share `tumour` is a `tumour_style` look (big vesicular nuclei, purple cytoplasm)."""
     rng = np.random.default_rng([TRAIN_STREAM, seed])
     out: list[Sample] = []
     style = wide_style(rng)
     for i in range(count):
         if i % per_style == 0:
-            style = wide_style(rng, name=f"train{i}")
+            if tumour > 0 and rng.random() < tumour:
+                style = tumour_style(rng, name=f"train{i}")
+            else:
+                style = wide_style(rng, name=f"train{i}")
             if rng.random() < negatives:
                 style = replace(style, nucleus_density=0.0)
         patch_seed = int(rng.integers(0, HELDOUT_SEED_BASE))

@@ -28,11 +28,21 @@ from scipy.spatial import cKDTree
 from wsitui.models.data import HELDOUT_SEED_BASE, Sample, heldout_set
 from wsitui.models.loaded import LoadedModel
 from wsitui.models.metrics import DetectionScore, detection_score, match_objects, total
-from wsitui.slides.sample import SamplePlan, rasterize_nuclei
 from wsitui.slides.style import STYLES
+from wsitui.slides.synthetic.generator import SamplePlan, rasterize_nuclei
 
-# Eight looks: the generator's default and its named looks, none of them seen in training.
-HELDOUT_LOOKS = ("default", "grainy", "soft", "dark", "clustered", "pale", "collagen", "ihc")
+# Nine looks: the generator's default and its named looks, none of them seen in training.
+HELDOUT_LOOKS = (
+    "default",
+    "grainy",
+    "soft",
+    "dark",
+    "clustered",
+    "pale",
+    "collagen",
+    "ihc",
+    "tumour",
+)
 SLIDE_SEED_BASE = HELDOUT_SEED_BASE + 10_000  # whole held-out slides use seeds from here
 SLIDE_SIZE = (1024, 1024)  # ~0.26 mm², 90-520 nuclei per look
 TILE, OVERLAP = 512, 64

@@ -2,7 +2,8 @@
 
 No torch here: resolving is cheap and runs at submission. `model` is one of
 - absent: the pretrained `brightfield_nuclei` when wsitui downloaded it into the cache (with its
-  SHA-256 record), else the shipped model;
+  SHA-256 record), else the classical fallback (on real H&E it beats the shipped model:
+  README "Which model is the default");
 - `"shipped"` (or its name `wsitui_he_nuclei`): the small model committed with wsitui;
 - `"classical"`: hematoxylin deconvolution + watershed, no torch at all;
 - a pretrained InstanSeg name (`brightfield_nuclei`, ...): downloaded once into the cache dir;

@@ -44,6 +44,10 @@ class TrainConfig:
     tune_images: int = 0
     normalization: str = "fixed"  # see normalize.py; recorded in wsitui_model.json
     negatives: float = 0.15  # share of patches drawn with no nuclei (tissue, eosin, glass only)
+    tumour: float = 0.0  # share of looks drawn by tumour_style (big vesicular nuclei, etc.)
+    # Warm start: the weights of an exported model of the same layers (its instanseg.pt); the
+    # binary_xloss warm-up is then skipped. Its SHA-256 goes into wsitui_model.json.
+    init: Path | None = None
     name: str = "wsitui_he_nuclei"
 
 
@@ -75,6 +79,40 @@ def _augment(rng: np.random.Generator, rgb: np.ndarray, lab: np.ndarray, size: i
     offset = rng.normal(0, 6, 3)
     rgb = np.clip(rgb.astype(np.float32) * gain + offset, 0, 255).astype(np.uint8)
     return np.ascontiguousarray(rgb), np.ascontiguousarray(lab)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _init_file(path: Path) -> Path:
+    """The instanseg.pt of --init (a folder holding one, or the file itself)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if not path.is_file():
+        raise ModelError(f"train: --init {path} does not exist: give an exported instanseg.pt")
+    return path
+
+
+def _load_init(model: Any, path: Path) -> None:
+    """Load the backbone and pixel classifier of an exported model (`InstanSeg_Torchscript`
+    keeps them under `fcn.`) into `model`; ModelError (one line) if it does not fit."""
+    import torch
+
+    path = _init_file(path)
+    from wsitui.models.archive import check_archive
+
+    check_archive(path)
+    scripted = torch.jit.load(str(path), map_location="cpu")
+    state = {k[4:]: v for k, v in scripted.state_dict().items() if k.startswith("fcn.")}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise ModelError(f"train: --init {path} does not fit these layers: {first}") from None
 
 
 def _dice_loss(pred: Any, gt: Any, **_: Any) -> Any:
@@ -161,7 +199,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng([cfg.seed, 5])
     src = cfg.patch + 32
-    pool = training_pool(cfg.seed, cfg.pool, src, negatives=cfg.negatives)
+    pool = training_pool(cfg.seed, cfg.pool, src, negatives=cfg.negatives, tumour=cfg.tumour)
     log(f"data: {len(pool)} patches of {src} px in {time.monotonic() - t0:.0f} s")
 
     model = build_model_from_dict(
@@ -189,9 +227,15 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         dim_seeds=1,
     )
     model = loss_fn.initialize_pixel_classifier(model, MLP_width=5)
+    warm_steps = cfg.warm_steps
+    if cfg.init is not None:
+        _load_init(model, cfg.init)
+        warm_steps = 0
+        log(f"warm start from {cfg.init}")
     lovasz = loss_fn.binary_loss_fn
-    loss_fn.update_seed_loss("binary_xloss")
-    loss_fn.binary_loss_fn = _dice_loss
+    if warm_steps:
+        loss_fn.update_seed_loss("binary_xloss")
+        loss_fn.binary_loss_fn = _dice_loss
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1
@@ -199,7 +243,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     model.train()
     recent: list[float] = []
     for step in range(1, cfg.steps + 1):
-        if step == cfg.warm_steps + 1:
+        if warm_steps and step == warm_steps + 1:
             loss_fn.update_seed_loss("l1_distance")
             loss_fn.binary_loss_fn = lovasz
             log(f"step {step}: warm start over, l1_distance + lovasz_hinge from here")
@@ -232,6 +276,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         "channels": 3,
         "normalization": cfg.normalization,
         "train": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "init_sha256": _sha256(_init_file(cfg.init)) if cfg.init is not None else None,
         "torch": torch.__version__,
     }
     (cfg.out / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")

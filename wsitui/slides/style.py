@@ -16,7 +16,7 @@ its own pixel size.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -91,6 +91,18 @@ class SampleStyle:
     blob_color: RGB = (150.0, 100.0, 60.0)
     blob_radius_um: tuple[float, float] = (2.0, 10.0)
     blob_alpha: float = 0.85
+    # Since the tumour looks (all off by default): a share of nuclei drawn big (major semi-axis
+    # from `nucleus_big_px`: 14-25 µm nuclei at 0.5 µm/px), vesicular (`nucleus_vesicular` 0-1:
+    # a pale interior with chromatin at the membrane and in clumps, and a nucleolus);
+    # cytoplasm of blotchy strength (`cytoplasm_texture` 0-1); nuclei in nests
+    # (`nucleus_clustering` 0-1: the density varies over ~200 µm, up to twice the look's
+    # density in nests, down to none between).
+    nucleus_big_share: float = 0.0
+    nucleus_big_px: tuple[float, float] = (14.0, 25.0)
+    nucleus_vesicular: float = 0.0
+    nucleolus_color: RGB = (110.0, 40.0, 110.0)
+    cytoplasm_texture: float = 0.0
+    nucleus_clustering: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -126,6 +138,12 @@ class SampleStyle:
         alphas = (self.cytoplasm_alpha, self.fibre_alpha, self.blob_alpha)
         if not all(0 <= a <= 1 for a in alphas):
             problems.append("cytoplasm_alpha, fibre_alpha and blob_alpha must be 0-1")
+        g0, g1 = self.nucleus_big_px
+        if not 1.0 <= g0 <= g1 <= 60.0 or not 0 <= self.nucleus_big_share <= 1:
+            problems.append("nucleus_big_px must be 1 <= min <= max <= 60, its share 0-1")
+        unit = (self.nucleus_vesicular, self.cytoplasm_texture, self.nucleus_clustering)
+        if not all(0 <= v <= 1 for v in unit):
+            problems.append("nucleus_vesicular, cytoplasm_texture, nucleus_clustering: 0-1")
         if problems:
             raise ValueError(f"style {self.name!r}: {'; '.join(problems)}")
 
@@ -201,7 +219,9 @@ INK_OD = ((0.58, 0.58, 0.58), (0.75, 0.45, 0.2), (0.7, 0.2, 0.7))  # black, blue
 WIDE_CHOICES = ("he", "he", "he", "he", "ihc")
 
 
-def wide_style(rng: np.random.Generator, name: str = "wide") -> SampleStyle:
+def wide_style(
+    rng: np.random.Generator, name: str = "wide", ihc: bool | None = None
+) -> SampleStyle:
     """A training look, wider than `random_style`: paler, smaller, denser, more elongated and
     more overlapping nuclei with chromatin grain; stronger and darker stroma; and, in most
     looks, things a nuclei model must ignore: collagen bundles, keratin, folds, ink, pigment,
@@ -216,7 +236,8 @@ def wide_style(rng: np.random.Generator, name: str = "wide") -> SampleStyle:
     def u(lo: float, hi: float) -> float:
         return float(rng.uniform(lo, hi))
 
-    ihc = str(rng.choice(WIDE_CHOICES)) == "ihc"
+    drawn_ihc = str(rng.choice(WIDE_CHOICES)) == "ihc"
+    ihc = drawn_ihc if ihc is None else ihc
     h_vec, e_vec = jitter(HEMATOXYLIN_OD, 0.12), jitter(EOSIN_OD, 0.12)
     light = u(228, 250)
     glass = tuple(float(np.clip(light + t, 0, 255)) for t in rng.normal(0, 2.0, 3))
@@ -287,6 +308,57 @@ def wide_style(rng: np.random.Generator, name: str = "wide") -> SampleStyle:
         noise_nucleus=u(4, 16),
         jpeg_quality=int(rng.integers(40, 96)),
     )
+
+
+def tumour_style(rng: np.random.Generator, name: str = "tumour") -> SampleStyle:
+    """A `wide_style` H&E look with what real tumour H&E has and the plain looks lack: a share of
+    big (14-25 µm) vesicular nuclei with nucleoli among small ones, often in nests;
+    haematoxylin-tinged, blotchy cytoplasm around them (purple, not only pink); and collagen
+    with a haematoxylin tinge. Drawn from the same kind of perturbed stain vectors."""
+
+    def u(lo: float, hi: float) -> float:
+        return float(rng.uniform(lo, hi))
+
+    base = wide_style(rng, name, ihc=False)
+    h_vec = _unit(HEMATOXYLIN_OD, rng, 0.12)
+    e_vec = _unit(EOSIN_OD, rng, 0.12)
+    # Cytoplasm: eosin plus haematoxylin (purple).
+    cyto = stain_rgb([(e_vec, u(0.05, 0.45)), (h_vec, u(0.03, 0.35))], 255.0)
+    fibre = base.fibre_color
+    if rng.random() < 0.5:  # collagen with a haematoxylin tinge
+        fibre = stain_rgb([(e_vec, u(0.15, 0.6)), (h_vec, u(0.02, 0.15))], 255.0)
+    g0 = u(10.0, 15.0)
+    # Pale purple things that are not nuclei (condensed cytoplasm, mucin, debris): paler
+    # than the look's palest nuclei, so darkness relative to the nuclei tells them apart.
+    h_lo = u(0.15, 0.7)
+    blobs = rng.random() < 0.5
+    return replace(
+        base,
+        nucleus_light=stain_rgb([(h_vec, h_lo), (e_vec, u(0.0, 0.2))], base.glass[0]),
+        blobs_per_mm2=u(50, 600) if blobs else base.blobs_per_mm2,
+        blob_color=stain_rgb([(h_vec, h_lo * u(0.25, 0.6)), (e_vec, u(0.05, 0.3))], 255.0)
+        if blobs
+        else base.blob_color,
+        blob_radius_um=(u(1.5, 4.0), u(4.0, 9.0)) if blobs else base.blob_radius_um,
+        blob_alpha=u(0.5, 1.0) if blobs else base.blob_alpha,
+        nucleus_big_share=u(0.2, 0.9),
+        nucleus_big_px=(g0, g0 + u(3.0, 12.0)),
+        nucleus_vesicular=float(rng.choice([0.0, u(0.3, 1.0)], p=[0.25, 0.75])),
+        nucleolus_color=stain_rgb([(h_vec, u(0.4, 1.0)), (e_vec, u(0.2, 0.8))], 255.0),
+        nucleus_gap_px=u(-min(3.0, 0.5 * base.nucleus_major_px[0]), 2.0),
+        nucleus_clustering=float(rng.choice([0.0, u(0.3, 1.0)])),
+        cytoplasm_color=cyto,
+        cytoplasm_scale=u(1.3, 3.5) if rng.random() < 0.85 else 0.0,
+        cytoplasm_alpha=u(0.4, 1.0),
+        cytoplasm_texture=float(rng.choice([0.0, u(0.2, 1.0)])),
+        fibre_color=fibre,
+    )
+
+
+def _unit(vec: tuple[float, float, float], rng: np.random.Generator, amount: float) -> RGB:
+    v = np.clip(np.asarray(vec) + rng.normal(0, amount, 3), 0.01, None)
+    v = v / np.linalg.norm(v)
+    return (float(v[0]), float(v[1]), float(v[2]))
 
 
 # Looks the generator's default slides do not have; the tissue mask is tested on all of them.
@@ -411,6 +483,32 @@ STYLES: dict[str, SampleStyle] = {
         blobs_per_mm2=120.0,
         blob_color=(160.0, 105.0, 65.0),
         blob_radius_um=(3.0, 12.0),
+        jpeg_quality=80,
+    ),
+    # Held out: tumour nests of big (14-25 µm) vesicular nuclei with nucleoli among small dark
+    # ones, in purple (haematoxylin-tinged) blotchy cytoplasm; pink stroma between.
+    "tumour": SampleStyle(
+        name="tumour",
+        eosin_light=(232.0, 180.0, 210.0),
+        eosin_dark=(212.0, 140.0, 185.0),
+        nucleus_light=(120.0, 85.0, 165.0),
+        nucleus_dark=(65.0, 40.0, 115.0),
+        nucleus_density=0.55,
+        nucleus_slots=16,
+        nucleus_major_px=(3.5, 7.0),
+        nucleus_minor_min_px=2.5,
+        nucleus_gap_px=0.0,
+        nucleus_texture=8.0,
+        nucleus_big_share=0.5,
+        nucleus_big_px=(14.0, 22.0),
+        nucleus_vesicular=0.7,
+        nucleolus_color=(120.0, 45.0, 120.0),
+        nucleus_clustering=0.7,
+        cytoplasm_color=(200.0, 150.0, 205.0),
+        cytoplasm_scale=1.8,
+        cytoplasm_alpha=0.8,
+        cytoplasm_texture=0.6,
+        blur_px=0.5,
         jpeg_quality=80,
     ),
 }
