@@ -44,10 +44,10 @@ def f1_of(centroids: Any, slide: Path) -> float:
 def variant_limit(slide: Path, model_name: str) -> dict[str, Any]:
     import torch
 
-    from wsitui.jobs.cells.params import SegmentCellsParams
-    from wsitui.jobs.cells.plan import plan_tiles
-    from wsitui.jobs.cells.source import read_tile
     from wsitui.jobs.common.tissue import compute_tissue_mask
+    from wsitui.jobs.segment_cells.params import SegmentCellsParams
+    from wsitui.jobs.segment_cells.plan import plan_tiles
+    from wsitui.jobs.segment_cells.source import read_tile
     from wsitui.models import ModelCache, resolve
     from wsitui.models.normalize import normalize_batch
     from wsitui.slides.reader import open_slide
@@ -206,8 +206,8 @@ def tile_sizes(slide: Path, model_name: str) -> None:
     import numpy as np
     import torch
 
-    from wsitui.jobs.cells.params import SegmentCellsParams
-    from wsitui.jobs.cells.plan import ALIGN, overlap_for
+    from wsitui.jobs.segment_cells.params import SegmentCellsParams
+    from wsitui.jobs.segment_cells.plan import ALIGN, overlap_for
     from wsitui.models import ModelCache, resolve
     from wsitui.models.normalize import normalize_batch
     from wsitui.slides.reader import open_slide

@@ -39,9 +39,9 @@ def _ms(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def setup(size: tuple[int, int], seed: int, n: int) -> dict[str, Any]:
-    from wsitui.jobs.cells.params import SegmentCellsParams
-    from wsitui.jobs.cells.plan import plan_tiles
     from wsitui.jobs.common.tissue import compute_tissue_mask
+    from wsitui.jobs.segment_cells.params import SegmentCellsParams
+    from wsitui.jobs.segment_cells.plan import plan_tiles
     from wsitui.models import ModelCache, resolve
     from wsitui.slides.reader import open_slide
 
@@ -68,10 +68,10 @@ def setup(size: tuple[int, int], seed: int, n: int) -> dict[str, Any]:
 def profile(ctx: dict[str, Any]) -> None:
     import torch
 
-    from wsitui.jobs.cells.extract import extract
-    from wsitui.jobs.cells.merge import settle_seams
-    from wsitui.jobs.cells.source import read_tile
-    from wsitui.jobs.cells.write import CellWriter
+    from wsitui.jobs.segment_cells.extract import extract
+    from wsitui.jobs.segment_cells.merge import settle_seams
+    from wsitui.jobs.segment_cells.source import read_tile
+    from wsitui.jobs.segment_cells.write import CellWriter
     from wsitui.models.normalize import normalize_batch
 
     model, reader, plan, params = ctx["model"], ctx["reader"], ctx["plan"], ctx["params"]
@@ -156,8 +156,8 @@ def profile(ctx: dict[str, Any]) -> None:
 def candidates(ctx: dict[str, Any], windows: list[int]) -> None:
     import torch
 
-    from wsitui.jobs.cells.accel import label_agreement
-    from wsitui.jobs.cells.source import read_tile
+    from wsitui.jobs.segment_cells.accel import label_agreement
+    from wsitui.jobs.segment_cells.source import read_tile
     from wsitui.models.device import set_cpu_threads
     from wsitui.models.normalize import normalize_batch
 

@@ -108,10 +108,10 @@ def bare_model(
     import numpy as np
     import torch
 
-    from wsitui.jobs.cells.accel import first_tiles
-    from wsitui.jobs.cells.params import SegmentCellsParams
-    from wsitui.jobs.cells.plan import plan_tiles
     from wsitui.jobs.common.tissue import compute_tissue_mask
+    from wsitui.jobs.segment_cells.accel import first_tiles
+    from wsitui.jobs.segment_cells.params import SegmentCellsParams
+    from wsitui.jobs.segment_cells.plan import plan_tiles
     from wsitui.models import ModelCache, resolve
     from wsitui.models.normalize import normalize_batch
     from wsitui.slides.reader import open_slide

@@ -17,7 +17,7 @@ from tests.cells.test_segment_cells import _rows, executors, run_to_end
 from tests.jobs.test_tissue_small import write_tiff
 from wsitui.core.engine import Engine, InvalidRequest
 from wsitui.core.records import JobState
-from wsitui.jobs.cells.memory import (
+from wsitui.jobs.segment_cells.memory import (
     DEFAULT_BUDGET_GB,
     GB,
     READ_AHEAD_BYTES,
@@ -193,8 +193,8 @@ async def test_a_job_that_segments_no_tile_says_so_in_its_manifest_and_stage(tmp
 
 
 async def test_a_retried_dask_job_reuses_its_shards_too(tmp_path, sample_slide):
-    from wsitui.jobs.cells.dask_backend import DaskClusters
-    from wsitui.jobs.segment_cells import SegmentCellsExecutor
+    from wsitui.jobs.segment_cells.backends.dask import DaskClusters
+    from wsitui.jobs.segment_cells.executor import SegmentCellsExecutor
     from wsitui.jobs.tissue_mask import TissueMaskExecutor
 
     clusters = DaskClusters(local_processes=False, local_workers=1)  # threads: a quick start

@@ -16,12 +16,13 @@ from tests.cells.test_segment_cells import _rows, cells_wf, executors, run_to_en
 from wsitui.core.engine import Engine
 from wsitui.core.executor import JobError
 from wsitui.core.records import JobSpec, JobState, WorkflowSpec
-from wsitui.jobs.cells import dask_backend, dask_worker
-from wsitui.jobs.cells.dask_backend import DaskClusters
-from wsitui.jobs.cells.extract import CellRecords
-from wsitui.jobs.cells.pipeline import shard_key
-from wsitui.jobs.cells.plan import plan_tiles
 from wsitui.jobs.common.shards import ShardStore
+from wsitui.jobs.segment_cells.backends import dask as dask_backend
+from wsitui.jobs.segment_cells.backends import dask_worker
+from wsitui.jobs.segment_cells.backends.dask import DaskClusters
+from wsitui.jobs.segment_cells.backends.local import shard_key
+from wsitui.jobs.segment_cells.extract import CellRecords
+from wsitui.jobs.segment_cells.plan import plan_tiles
 from wsitui.models.source import classical_source
 from wsitui.slides.reader import open_slide
 

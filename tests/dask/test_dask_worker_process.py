@@ -21,8 +21,8 @@ from tests.cells.specs import mask_and_cells
 from tests.cells.test_segment_cells import run_to_end
 from tests.slides.samples import sample_slide_path
 from wsitui.core.records import JobState
-from wsitui.jobs.cells import dask_worker
-from wsitui.jobs.cells.dask_backend import DaskClusters
+from wsitui.jobs.segment_cells.backends import dask_worker
+from wsitui.jobs.segment_cells.backends.dask import DaskClusters
 from wsitui.models.device import cuda_visible
 from wsitui.models.loaded import file_sha256
 from wsitui.models.source import shipped_source

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from wsitui.core.executor import Executor
 from wsitui.jobs.measure_cells.executor import MeasureCellsExecutor
-from wsitui.jobs.segment_cells import SegmentCellsExecutor
+from wsitui.jobs.segment_cells.executor import SegmentCellsExecutor
 from wsitui.jobs.tissue_mask import TissueMaskExecutor
 
 

@@ -71,7 +71,7 @@ class DaskConfig(_Strict):
 
     @model_validator(mode="after")
     def _valid(self) -> DaskConfig:
-        from wsitui.jobs.cells.params import SegmentCellsParams
+        from wsitui.jobs.segment_cells.params import SegmentCellsParams
 
         try:
             SegmentCellsParams(backend=self.backend, scheduler_address=self.scheduler_address)

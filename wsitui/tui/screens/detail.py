@@ -22,7 +22,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
 from wsitui.core.records import Job, JobState, JobType, Transition
-from wsitui.jobs.cells.dask_info import dashboard_link
+from wsitui.jobs.segment_cells.dask_info import dashboard_link
 from wsitui.tui.badges import Badge
 from wsitui.tui.rates import WINDOW_S, Rates
 from wsitui.tui.times import counters_text, elapsed_and_eta

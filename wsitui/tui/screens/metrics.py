@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, Sparkline, Static
 
 from wsitui.core.metrics import Metrics, MetricsSnapshot
-from wsitui.jobs.cells.dask_info import ClusterStatus
+from wsitui.jobs.segment_cells.dask_info import ClusterStatus
 
 MINUTES = 30
 

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from wsitui.jobs.cells.memory import DEFAULT_BUDGET_GB
+from wsitui.jobs.segment_cells.memory import DEFAULT_BUDGET_GB
 
 _ADDRESS = re.compile(r"\A((tcp|tls|ucx|inproc)://)?[A-Za-z0-9_.\-\[\]:/]{1,250}\Z")
 

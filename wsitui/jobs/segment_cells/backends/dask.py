@@ -46,8 +46,9 @@ from distributed.client import FutureCancelledError
 from distributed.comm.core import CommClosedError
 
 from wsitui.core.executor import JobError
-from wsitui.jobs.cells.dask_info import ClusterStatus, WorkerRate
-from wsitui.jobs.cells.dask_worker import (
+from wsitui.jobs.common.grid import Tile
+from wsitui.jobs.common.shards import ShardStore
+from wsitui.jobs.segment_cells.backends.dask_worker import (
     CellsPlugin,
     TileResult,
     describe_model,
@@ -55,10 +56,9 @@ from wsitui.jobs.cells.dask_worker import (
     segment_tile,
     slim_plan,
 )
-from wsitui.jobs.cells.pipeline import Progress, _count_cells, shard_key
-from wsitui.jobs.cells.plan import CellPlan
-from wsitui.jobs.common.grid import Tile
-from wsitui.jobs.common.shards import ShardStore
+from wsitui.jobs.segment_cells.backends.local import Progress, _count_cells, shard_key
+from wsitui.jobs.segment_cells.dask_info import ClusterStatus, WorkerRate
+from wsitui.jobs.segment_cells.plan import CellPlan
 from wsitui.models.errors import ModelError
 from wsitui.models.source import ModelSource
 from wsitui.observability.libraries import route_library_output

@@ -32,22 +32,6 @@ from pydantic import BaseModel, Field
 
 from wsitui.core.executor import Executor, JobContext, JobError, UpstreamJob, UpstreamSpec
 from wsitui.core.records import JobSpec, JobType
-from wsitui.jobs.cells.accel import (
-    GpuTurns,
-    accelerate,
-    first_tiles,
-    torch_cuda_usable,
-    window_for,
-)
-from wsitui.jobs.cells.chatter import to_log
-from wsitui.jobs.cells.domain import DomainCheck
-from wsitui.jobs.cells.extract import CellRecords
-from wsitui.jobs.cells.memory import check_budget, read_window
-from wsitui.jobs.cells.merge import settle_seams
-from wsitui.jobs.cells.params import SegmentCellsParams
-from wsitui.jobs.cells.pipeline import Progress, Segmenter, load_records, run_tiles, shard_key
-from wsitui.jobs.cells.plan import CellPlan, plan_tiles
-from wsitui.jobs.cells.write import CellWriter
 from wsitui.jobs.common.archive import write_archive
 from wsitui.jobs.common.files import commit_fence, write_atomic
 from wsitui.jobs.common.grid import MAX_GRID_TILES
@@ -62,14 +46,36 @@ from wsitui.jobs.common.mpp import resolve_mpp
 from wsitui.jobs.common.shards import ShardOwner, ShardStore
 from wsitui.jobs.common.tissue import MaskSettings, compute_tissue_mask
 from wsitui.jobs.common.upstream import load_tissue_mask
+from wsitui.jobs.segment_cells.accel import (
+    GpuTurns,
+    accelerate,
+    first_tiles,
+    torch_cuda_usable,
+    window_for,
+)
+from wsitui.jobs.segment_cells.backends.local import (
+    Progress,
+    Segmenter,
+    load_records,
+    run_tiles,
+    shard_key,
+)
+from wsitui.jobs.segment_cells.chatter import to_log
+from wsitui.jobs.segment_cells.domain import DomainCheck
+from wsitui.jobs.segment_cells.extract import CellRecords
+from wsitui.jobs.segment_cells.memory import check_budget, read_window
+from wsitui.jobs.segment_cells.merge import settle_seams
+from wsitui.jobs.segment_cells.params import SegmentCellsParams
+from wsitui.jobs.segment_cells.plan import CellPlan, plan_tiles
+from wsitui.jobs.segment_cells.write import CellWriter
 from wsitui.models import ModelError, resolve
 from wsitui.models.device import cuda_device_count, cuda_visible, gpu_resources
 from wsitui.slides.errors import SlideError, quoted
 from wsitui.slides.reader import SlideReader, open_slide
 
 if TYPE_CHECKING:
-    from wsitui.jobs.cells.dask_backend import DaskClusters
-    from wsitui.jobs.cells.dask_info import ClusterStatus
+    from wsitui.jobs.segment_cells.backends.dask import DaskClusters
+    from wsitui.jobs.segment_cells.dask_info import ClusterStatus
 
 MANIFEST_FORMAT = "wsitui.segment_cells/1"
 PREVIEW_FILE = "preview.png"
@@ -153,7 +159,7 @@ class SegmentCellsExecutor(Executor):
     def dask(self) -> DaskClusters:
         with self._dask_lock:
             if self._dask is None:
-                from wsitui.jobs.cells.dask_backend import DaskClusters
+                from wsitui.jobs.segment_cells.backends.dask import DaskClusters
 
                 self._dask = DaskClusters()
             return self._dask

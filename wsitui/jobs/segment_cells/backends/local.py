@@ -26,14 +26,14 @@ from typing import Protocol
 
 import numpy as np
 
-from wsitui.jobs.cells.chatter import to_log
-from wsitui.jobs.cells.domain import TIGHT, out_of_domain
-from wsitui.jobs.cells.extract import CellRecords, extract
-from wsitui.jobs.cells.memory import read_window
-from wsitui.jobs.cells.plan import CellPlan
-from wsitui.jobs.cells.source import Prefetcher, TileImage
 from wsitui.jobs.common.grid import Tile
 from wsitui.jobs.common.shards import ShardStore
+from wsitui.jobs.segment_cells.chatter import to_log
+from wsitui.jobs.segment_cells.domain import TIGHT, out_of_domain
+from wsitui.jobs.segment_cells.extract import CellRecords, extract
+from wsitui.jobs.segment_cells.memory import read_window
+from wsitui.jobs.segment_cells.plan import CellPlan
+from wsitui.jobs.segment_cells.source import Prefetcher, TileImage
 from wsitui.slides.reader import SlideReader
 
 

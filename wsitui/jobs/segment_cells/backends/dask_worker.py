@@ -33,10 +33,10 @@ import numpy as np
 from distributed import get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from wsitui.jobs.cells.extract import extract
-from wsitui.jobs.cells.plan import CellPlan
-from wsitui.jobs.cells.source import read_tile
 from wsitui.jobs.common.grid import Tile
+from wsitui.jobs.segment_cells.extract import extract
+from wsitui.jobs.segment_cells.plan import CellPlan
+from wsitui.jobs.segment_cells.source import read_tile
 from wsitui.models.source import ModelSource
 from wsitui.slides.reader import SlideReader, open_slide
 

@@ -25,9 +25,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from wsitui.jobs.cells.pipeline import Segmenter
-from wsitui.jobs.cells.plan import CellPlan
-from wsitui.jobs.cells.source import read_tile
+from wsitui.jobs.segment_cells.backends.local import Segmenter
+from wsitui.jobs.segment_cells.plan import CellPlan
+from wsitui.jobs.segment_cells.source import read_tile
 from wsitui.models.errors import ModelError
 from wsitui.slides.reader import SlideReader
 
