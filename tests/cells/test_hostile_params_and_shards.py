@@ -50,6 +50,12 @@ def cells_wf(slide: Path, mask: dict | None = None, **params: object):  # type: 
         ({"tile_size": 4096}, "tile_size 1504 is the largest that fits with batch_size 1"),
         ({"batch_size": 10**9, "tile_size": 576}, "batch_size 5 is the largest that fits"),
         ({"tile_size": 2048, "memory_gb": 1.9}, "tile_size 1952 is the largest"),
+        # What the Dask backend cannot do is refused, not dropped with a warning after the run.
+        (
+            {"backend": "dask", "tile_labels": True},
+            "tile_labels is not available with backend = 'dask'",
+        ),
+        ({"backend": "dask", "batch_size": 4}, "batch_size = 4 is not available with backend"),
     ],
 )
 async def test_params_the_memory_or_the_pipeline_cannot_take_are_refused_at_submission(

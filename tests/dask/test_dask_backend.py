@@ -59,7 +59,12 @@ async def test_the_dask_backend_gives_the_same_cells_as_the_local_one(
         assert ours[key].shape == ring.shape and np.abs(ours[key] - ring).max() <= 1.0
 
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["backend"] == "dask"
+    local_manifest = json.loads((local_out / "manifest.json").read_text())
+    assert manifest["backend"] == "dask" and local_manifest["backend"] == "local"
+    # One backend contract: the same timing keys, the same tile and model records.
+    assert set(manifest["timings"]) == set(local_manifest["timings"])
+    assert set(manifest["tiles"]) == set(local_manifest["tiles"])
+    assert manifest["model"]["sha256"] == local_manifest["model"]["sha256"]
     assert manifest["dask"]["scheduler"] == threads_cluster.scheduler_address
     assert sum(manifest["dask"]["tiles_by_worker"].values()) == manifest["tiles"]["processed"]
     assert job.tiles_done == job.tiles_total == manifest["tiles"]["processed"]  # tissue tiles

@@ -15,36 +15,26 @@ the job reports to the faces only the work to do (tissue tiles), with skipped ti
 
 from __future__ import annotations
 
-import functools
-import inspect
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any
 
 import numpy as np
 
 from wsitui.jobs.common.grid import Tile
 from wsitui.jobs.common.shards import ShardStore
+from wsitui.jobs.segment_cells.backends.protocol import TIMING_KEYS, Progress, Segmenter, TileRun
+from wsitui.jobs.segment_cells.backends.tile import cells_in, predictor, records
 from wsitui.jobs.segment_cells.chatter import to_log
-from wsitui.jobs.segment_cells.domain import TIGHT, out_of_domain
-from wsitui.jobs.segment_cells.extract import CellRecords, extract
+from wsitui.jobs.segment_cells.domain import out_of_domain
+from wsitui.jobs.segment_cells.extract import CellRecords
 from wsitui.jobs.segment_cells.memory import read_window
 from wsitui.jobs.segment_cells.plan import CellPlan
 from wsitui.jobs.segment_cells.source import Prefetcher, TileImage
 from wsitui.slides.reader import SlideReader
-
-
-class Segmenter(Protocol):
-    """What the pipeline needs of a model (wsitui.models.LoadedModel, or a test double)."""
-
-    pixel_size: float
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """(B, H, W, 3) uint8 RGB at `pixel_size` -> (B, H, W) int instance labels."""
-        ...
 
 
 def shard_key(tile: Tile) -> str:
@@ -62,13 +52,6 @@ class Timings:
     def add(self, name: str, seconds: float) -> None:
         with self.lock:
             setattr(self, name, getattr(self, name) + seconds)
-
-
-@dataclass(slots=True)
-class Progress:
-    tiles_done: int  # grid tiles settled: skipped (no tissue) + segmented (as the Dask backend)
-    cells: int
-    odd: int = 0  # tiles segmented this run that look out of domain (domain.py)
 
 
 def run_tiles(
@@ -92,27 +75,17 @@ def run_tiles(
     state = Progress(done, cells)
     lock = threading.Lock()
     on_progress(state)
-    level_dims = plan.geometry.level_dimensions
 
     def post(image: TileImage, labels: np.ndarray) -> None:
         began = time.perf_counter()
-        rec = extract(
-            labels,
-            image.tile,
-            scale=plan.scale,
-            valid=(image.h, image.w),
-            level_dims=level_dims,
-            band=plan.band,
-            min_area=min_area_px,
-        )
-        rec.info = np.array([image.chromogen, float(out_of_domain(image.chromogen))])
+        rec = records(labels, image, plan, min_area_px)
         if on_labels is not None:
             on_labels(image.tile, labels[: image.h, : image.w])
         shards.put_bytes(shard_key(image.tile), rec.to_bytes())
         timings.add("post", time.perf_counter() - began)
         with lock:
             state.tiles_done += 1
-            state.cells += int(np.count_nonzero(rec.status != 2))
+            state.cells += cells_in(rec)
             state.odd += int(out_of_domain(image.chromogen))
             snapshot = Progress(state.tiles_done, state.cells, state.odd)
         on_progress(snapshot)
@@ -147,7 +120,7 @@ def run_tiles(
                 if not idx:
                     continue
                 x = np.stack([batch[i].rgb for i in idx])
-                fn = _tightened(model) if tight else model.predict
+                fn = predictor(model, tight)
                 for i, lab in zip(idx, _interruptible(infer, fn, x, check_cancel), strict=True):
                     labels[i] = lab
             timings.add("infer", time.perf_counter() - began)
@@ -189,24 +162,12 @@ def _quiet(fn: Callable[[np.ndarray], np.ndarray], batch: np.ndarray) -> np.ndar
         return fn(batch)
 
 
-def _tightened(model: Segmenter) -> Callable[[np.ndarray], np.ndarray]:
-    """The model with instanseg's post-processing tightened (`domain.TIGHT`); a model without
-    such kwargs (a test double) as it is."""
-    try:
-        takes = "postprocess" in inspect.signature(model.predict).parameters
-    except (TypeError, ValueError):
-        takes = False
-    if not takes:
-        return model.predict
-    return functools.partial(model.predict, postprocess=TIGHT)  # type: ignore[call-arg]
-
-
 def _count_cells(shards: ShardStore, tiles: Sequence[Tile]) -> int:
     total = 0
     for tile in tiles:
         rec = load_records(shards, tile)
         if rec is not None:
-            total += int(np.count_nonzero(rec.status != 2))
+            total += cells_in(rec)
     return total
 
 
@@ -222,3 +183,84 @@ def load_records(shards: ShardStore, tile: Tile) -> CellRecords | None:
     except Exception:  # numpy / zipfile internals of any kind: the shard is not usable
         shards.discard(key)
         return None
+
+
+READ_THREADS = 2  # reader threads ahead of the model (tifffile decodes without the GIL)
+
+
+class LocalBackend:
+    """The tiles on this machine: the model loaded here (`ModelCache`), precision and batch
+    settled by `accel.accelerate`, the tile pipeline above."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        models: Any,  # wsitui.models.ModelCache
+        gpu_turns: Any,  # accel.GpuTurns
+        gpu_count: Callable[[], int],
+        source: Any,  # wsitui.models.source.ModelSource
+        params: Any,  # SegmentCellsParams
+    ) -> None:
+        self.models, self.gpu_turns, self.gpu_count = models, gpu_turns, gpu_count
+        self.source, self.params = source, params
+        self.model: Any = None
+
+    def describe(self, check_cancel: Callable[[], None]) -> Any:
+        from wsitui.jobs.segment_cells.accel import torch_cuda_usable
+
+        device = self.gpu_turns.assign(self.params.device, self.gpu_count(), torch_cuda_usable)
+        with to_log():  # what instanseg prints while loading goes to the log
+            self.model = self.models.get(self.source, device)
+        return self.model
+
+    def run_tiles(
+        self,
+        reader: SlideReader,
+        plan: CellPlan,
+        shards: ShardStore,
+        *,
+        min_area_px: float,
+        on_progress: Callable[[Progress], None],
+        check_cancel: Callable[[], None],
+        on_labels: Callable[[Tile, np.ndarray], None] | None,
+    ) -> TileRun:
+        from wsitui.jobs.segment_cells.accel import accelerate, first_tiles, window_for
+
+        params = self.params
+        if self.model is None:
+            self.describe(check_cancel)
+        model = accelerate(  # precision, GPU batch size, out-of-memory retries
+            self.model,
+            precision=params.precision,
+            batch_size=params.batch_size,
+            default_batch=default_batch(params.batch_size, self.model.device),
+            probe=lambda: first_tiles(reader, plan),
+            window_size=window_for(self.model, params.max_nucleus_um, plan.model_px),
+        )
+        timings = run_tiles(
+            reader,
+            plan,
+            model,
+            shards,
+            batch_size=model.batch_size,
+            min_area_px=min_area_px,
+            read_threads=READ_THREADS,
+            on_progress=on_progress,
+            check_cancel=check_cancel,
+            on_labels=on_labels,
+        )
+        return TileRun(
+            timings={k: round(getattr(timings, k), 4) for k in TIMING_KEYS},
+            model=dict(model.manifest()),
+            batch_size=model.batch_size,
+            read_ahead=read_window(plan.input_size**2 * 3, model.batch_size, READ_THREADS),
+        )
+
+
+def default_batch(batch_size: int | str, device: str) -> int:
+    """Tiles per model call: as asked, else 1 on CPU (one tile at a time is as fast per tile,
+    measured) and 4 on an accelerator."""
+    if batch_size != "auto":
+        return int(batch_size)
+    return 1 if device == "cpu" else 4
