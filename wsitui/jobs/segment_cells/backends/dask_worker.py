@@ -16,8 +16,8 @@ was given, whatever torch defaults to (its core count, ignoring `OMP_NUM_THREADS
 Memory allocation on a worker: Dask's nanny starts workers with `MALLOC_TRIM_THRESHOLD_=65536`,
 which also switches off glibc's adaptive mmap threshold, so every large tensor is mmapped,
 page-faulted and unmapped again: a 352-px tile's inference took 1.0-1.9 s instead of 0.3-0.4 s
-(measured, one torch thread). Loading a torch model raises glibc's mmap and trim thresholds for
-the worker process (`mallopt`), back to what a plain process gets at its best.
+(measured, one torch thread). Loading a torch model tunes the worker's allocator as the local
+backend does (`malloc.tune_malloc`: large tensors reused from the heap).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from wsitui.jobs.common.grid import Tile
 from wsitui.jobs.segment_cells.backends.tile import cells_in, records
 from wsitui.jobs.segment_cells.domain import out_of_domain
+from wsitui.jobs.segment_cells.malloc import tune_malloc
 from wsitui.jobs.segment_cells.plan import CellPlan
 from wsitui.jobs.segment_cells.source import read_tile
 from wsitui.models.errors import ModelError
@@ -180,26 +181,6 @@ def make_plugin(
 
 
 _install_lock = threading.Lock()
-MMAP_THRESHOLD = 32 << 20  # bytes: glibc's largest adaptive value on 64-bit
-TRIM_THRESHOLD = 256 << 20  # bytes of free heap kept before returning memory to the system
-
-
-def tune_malloc() -> bool:
-    """Large tensors from the heap, not fresh mmaps (see the module doc); False where the C
-    library is not glibc (nothing changed)."""
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameters
-        return bool(libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD)) and bool(
-            libc.mallopt(m_trim_threshold, TRIM_THRESHOLD)
-        )
-    except (OSError, AttributeError):
-        return False
 
 
 def _set_torch_threads(n: int) -> None:
