@@ -358,6 +358,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--model", default="shipped")
     p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument("--skip-limit", action="store_true", help="skip (a), the model alone")
     p.add_argument("--tile-sizes", action="store_true", help="measure throughput by tile_size")
     p.add_argument(
         "--ihc",
@@ -383,7 +384,7 @@ def main() -> int:
     if args.tile_sizes:
         tile_sizes(slide, args.model)
         return 0
-    names = ["a", "b"] + ([] if args.skip_baseline else ["c"])
+    names = ([] if args.skip_limit else ["a"]) + ["b"] + ([] if args.skip_baseline else ["c"])
     results = {n: run_variant(n, slide, args.model) for n in names}
     labels = {"a": "(a) model alone", "b": "(b) wsitui job", "c": "(c) instanseg WSI"}
     print(f"slide {slide.name} ({w}x{h}), model {args.model}, {math.prod((w, h)) / 1e6:.0f} Mpx")
