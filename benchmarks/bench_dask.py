@@ -95,8 +95,8 @@ def client_per_tile(shards: Path) -> float:
     """The client's own work per finished tile: count its cells and write its shard."""
     import numpy as np
 
-    from wsitui.jobs.cells.extract import CellRecords
     from wsitui.jobs.common.shards import ShardStore
+    from wsitui.jobs.segment_cells.extract import CellRecords
 
     blobs = [p.read_bytes() for p in sorted(shards.glob("*.bin"))]
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,7 +117,7 @@ def variant_local(slide: Path, model: str, workers: int) -> dict[str, Any]:
 def variant_dask(slide: Path, model: str, workers: int) -> dict[str, Any]:
     import distributed
 
-    from wsitui.jobs.cells.dask_backend import local_size
+    from wsitui.jobs.segment_cells.backends.dask import local_size
 
     _, threads, _ = local_size()
     began = time.perf_counter()

@@ -33,7 +33,7 @@ def sample(size: tuple[int, int], seed: int) -> Path:
 def tissue_plan(reader: Any, model_px: float, params: Any) -> Any:
     """The tissue tiles of an open slide at `model_px` µm/px, as a SEGMENT_CELLS job with
     `params` (SegmentCellsParams) plans them: its tissue mask computed here, from the slide."""
-    from wsitui.jobs.cells.plan import plan_tiles
+    from wsitui.jobs.segment_cells.plan import plan_tiles
     from wsitui.jobs.tissue_mask.mask import compute_tissue_mask
 
     tm = compute_tissue_mask(reader)

@@ -1,7 +1,7 @@
 """Where one SEGMENT_CELLS tile's time goes, end to end, on CPU; and two candidate speed-ups.
 
     .venv/bin/python benchmarks/profile_cells.py [--size 2048x1536] [--seed 11] [--tiles 3]
-        [--candidates]
+        [--candidates] [--h-skip]
 
 Profile (median over `--tiles` tissue tiles of a generated slide, the shipped model, the job's
 own defaults): read, normalise, network (`fcn`), instanseg's post-processing (the rest of the
@@ -39,7 +39,8 @@ def _ms(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def setup(size: tuple[int, int], seed: int, n: int) -> dict[str, Any]:
-    from wsitui.jobs.cells.params import SegmentCellsParams
+
+    from wsitui.jobs.segment_cells.params import SegmentCellsParams
     from wsitui.models import ModelCache, resolve
     from wsitui.slides.reader import open_slide
 
@@ -58,10 +59,10 @@ def setup(size: tuple[int, int], seed: int, n: int) -> dict[str, Any]:
 def profile(ctx: dict[str, Any]) -> None:
     import torch
 
-    from wsitui.jobs.cells.extract import extract
-    from wsitui.jobs.cells.merge import settle_seams
-    from wsitui.jobs.cells.source import read_tile
-    from wsitui.jobs.cells.write import CellWriter
+    from wsitui.jobs.segment_cells.extract import extract
+    from wsitui.jobs.segment_cells.merge import settle_seams
+    from wsitui.jobs.segment_cells.source import read_tile
+    from wsitui.jobs.segment_cells.write import CellWriter
     from wsitui.models.normalize import normalize_batch
 
     model, reader, plan, params = ctx["model"], ctx["reader"], ctx["plan"], ctx["params"]
@@ -146,8 +147,8 @@ def profile(ctx: dict[str, Any]) -> None:
 def candidates(ctx: dict[str, Any], windows: list[int]) -> None:
     import torch
 
-    from wsitui.jobs.cells.accel import label_agreement
-    from wsitui.jobs.cells.source import read_tile
+    from wsitui.jobs.segment_cells.accel import label_agreement
+    from wsitui.jobs.segment_cells.source import read_tile
     from wsitui.models.device import set_cpu_threads
     from wsitui.models.normalize import normalize_batch
 
@@ -212,6 +213,58 @@ def _cores() -> str:
     return f"{len(os.sched_getaffinity(0))} cores, load average {load:.1f}"
 
 
+H_OD = 0.25  # haematoxylin optical density of a stained nucleus pixel (colour deconvolution)
+
+
+def haematoxylin_skip(slides: list[tuple[tuple[int, int], int]], shares: list[float]) -> None:
+    """Issue #19's candidate "skip tissue tiles without haematoxylin signal": per tissue tile of
+    each generated slide, the share of its read region's pixels (every 2nd) with haematoxylin
+    OD > H_OD, and the true nuclei in its core; a threshold's skip rate and false skips (true
+    nuclei in skipped tiles' cores)."""
+
+    from wsitui.jobs.segment_cells.plan import plan_tiles
+    from wsitui.jobs.segment_cells.source import read_tile
+    from wsitui.jobs.tissue_mask.mask import compute_tissue_mask
+    from wsitui.slides.reader import open_slide
+    from wsitui.slides.sample import load_truth
+
+    h_vec = np.linalg.inv(np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]]))[
+        :, 0
+    ]  # skimage's hed_from_rgb, haematoxylin column
+    print(f"== haematoxylin skip, share of pixels with H OD > {H_OD}")
+    for size, seed in slides:
+        slide = sample(size, seed)
+        truth = load_truth(slide).nuclei[:, :2]
+        rows = []
+        with open_slide(slide) as reader:
+            tm = compute_tissue_mask(reader)
+            plan = plan_tiles(
+                reader,
+                slide_mpp=reader.mpp or 0.5,
+                model_px=0.5,
+                tile_size=576,
+                max_nucleus_um=20,
+                tissue=(tm.mask, tm.downsample),
+            )
+            for t in plan.tiles:
+                img = read_tile(reader, plan, t)
+                px = np.asarray(img.rgb[: img.h : 2, : img.w : 2], np.float32).reshape(-1, 3)
+                h = -np.log(np.maximum(px, 1) / 255) @ h_vec
+                x, y, w, hh = t._level0(t.core)
+                inside = (truth[:, 0] >= x) & (truth[:, 0] < x + w)
+                inside &= (truth[:, 1] >= y) & (truth[:, 1] < y + hh)
+                rows.append((float(np.mean(h > H_OD)), int(inside.sum())))
+        arr = np.array(rows)
+        empty = int((arr[:, 1] == 0).sum())
+        for share in shares:
+            skip = arr[:, 0] < share
+            print(
+                f"{slide.name}: {len(arr)} tissue tiles, share < {share}: skipped {skip.sum()} "
+                f"({skip.mean():.1%}), true nuclei lost {int(arr[skip, 1].sum())} of "
+                f"{int(arr[:, 1].sum())}; tiles without a true nucleus {empty}"
+            )
+
+
 def main() -> int:
     from wsitui.slides.sample import parse_size
 
@@ -222,7 +275,16 @@ def main() -> int:
     p.add_argument("--candidates", action="store_true")
     p.add_argument("--skip-profile", action="store_true")
     p.add_argument("--windows", default="16,24")
+    p.add_argument(
+        "--h-skip",
+        action="store_true",
+        help="skip rate and false skips of 'no haematoxylin signal' on generated slides",
+    )
     args = p.parse_args()
+    if args.h_skip:
+        slides = [((2048, 1536), 11), ((2048, 1536), 5), ((4096, 3072), 11), ((4096, 3072), 3)]
+        haematoxylin_skip(slides, [0.001, 0.005, 0.01])
+        return 0
     ctx = setup(parse_size(args.size), args.seed, args.tiles)
     print(f"== profile {time.strftime('%Y-%m-%d %H:%M %Z')}")
     # On a worker thread, like the job's model ("wsitui-infer"): measured here, a TorchScript

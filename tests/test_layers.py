@@ -95,13 +95,9 @@ def test_importing_the_engine_loads_no_textual():
     assert out.stdout.strip() == "[]"
 
 
-# A job type's folder (or, until it moves into one, its module) under wsitui/jobs.
-OWNER_ALIASES = {"cells": "segment_cells"}  # jobs/cells/ is SEGMENT_CELLS's until it moves
-
-
 def _job_owner(path: Path) -> str:
-    part = path.relative_to(PKG / "jobs").parts[0].removesuffix(".py")
-    return OWNER_ALIASES.get(part, part)
+    """A job type's folder under wsitui/jobs (or common / registry)."""
+    return path.relative_to(PKG / "jobs").parts[0].removesuffix(".py")
 
 
 def test_no_job_type_imports_another_executor():

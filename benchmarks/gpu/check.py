@@ -109,8 +109,8 @@ def bare_model(
     import torch
 
     from benchmarks.common import tissue_plan
-    from wsitui.jobs.cells.accel import first_tiles
-    from wsitui.jobs.cells.params import SegmentCellsParams
+    from wsitui.jobs.segment_cells.accel import first_tiles
+    from wsitui.jobs.segment_cells.params import SegmentCellsParams
     from wsitui.models import ModelCache, resolve
     from wsitui.models.normalize import normalize_batch
     from wsitui.slides.reader import open_slide

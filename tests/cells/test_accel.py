@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wsitui.jobs.cells.accel import (
+from wsitui.jobs.segment_cells.accel import (
     F1_TOLERANCE,
     GpuTurns,
     OomRetry,
@@ -185,8 +185,8 @@ def test_jobs_go_to_the_gpus_in_turn() -> None:
 
 
 def test_gpu_capacity_is_the_number_of_devices_found(tmp_path: Path, monkeypatch) -> None:
-    from wsitui.jobs import segment_cells
-    from wsitui.jobs.segment_cells import SegmentCellsExecutor
+    from wsitui.jobs.segment_cells import executor as segment_cells
+    from wsitui.jobs.segment_cells.executor import SegmentCellsExecutor
     from wsitui.models import device
 
     gpus = tmp_path / "gpus"
@@ -241,7 +241,7 @@ def test_the_device_path_gives_the_models_own_instances_and_records_what_ran(shi
     info = acc.manifest()
     assert info["precision"] == "bf16" and info["batch_size"] == 2
     assert info["pinned_memory"] is False  # pinned memory is for CUDA copies only
-    from wsitui.jobs.cells.accel import DeviceSegmenter
+    from wsitui.jobs.segment_cells.accel import DeviceSegmenter
 
     fp32 = DeviceSegmenter(shipped, "fp32").predict(x)
     np.testing.assert_array_equal(fp32, ref)  # the device path is the model's own forward
@@ -251,7 +251,7 @@ def test_the_device_path_gives_the_models_own_instances_and_records_what_ran(shi
 
 
 def test_window_for_nuclei_of_at_most_max_nucleus_um(shipped) -> None:
-    from wsitui.jobs.cells.accel import window_for
+    from wsitui.jobs.segment_cells.accel import window_for
 
     assert window_for(shipped, 20.0, 0.5) == 24  # 40-px nuclei: a 48-px square, not 64
     assert window_for(shipped, 30.0, 0.5) is None  # the model's default is already smaller
@@ -261,9 +261,10 @@ def test_window_for_nuclei_of_at_most_max_nucleus_um(shipped) -> None:
 def test_the_smaller_window_keeps_every_cell_one_to_one(shipped, sample_slide: Path) -> None:
     """#19's rule for a CPU speed-up: cells matched one-to-one with today's (IoU >= 0.9) for
     >= 99 %, here on tissue tiles of a generated slide, through the job's own seam."""
-    from wsitui.jobs.cells.accel import first_tiles, window_for
-    from wsitui.jobs.cells.params import SegmentCellsParams
-    from wsitui.jobs.cells.plan import plan_tiles
+
+    from wsitui.jobs.segment_cells.accel import first_tiles, window_for
+    from wsitui.jobs.segment_cells.params import SegmentCellsParams
+    from wsitui.jobs.segment_cells.plan import plan_tiles
     from wsitui.jobs.tissue_mask.mask import compute_tissue_mask
     from wsitui.slides.reader import open_slide
 
@@ -309,10 +310,10 @@ def test_a_job_whose_batch_runs_out_of_cuda_memory_finishes_every_tile(
 ) -> None:
     """Through the tile pipeline: batches of 4 where only 2 fit are retried in halves, and every
     tile gets its shard (the job does not fail)."""
-    from wsitui.jobs.cells.accel import Accelerated, PrecisionChoice
-    from wsitui.jobs.cells.pipeline import run_tiles, shard_key
-    from wsitui.jobs.cells.plan import plan_tiles
     from wsitui.jobs.common.shards import ShardStore
+    from wsitui.jobs.segment_cells.accel import Accelerated, PrecisionChoice
+    from wsitui.jobs.segment_cells.backends.local import run_tiles, shard_key
+    from wsitui.jobs.segment_cells.plan import plan_tiles
     from wsitui.slides.reader import open_slide
 
     class TwoFit:

@@ -17,7 +17,7 @@ from tests.cells.test_segment_cells import _rows, executors, run_to_end
 from tests.jobs.test_tissue_small import write_tiff
 from wsitui.core.engine import Engine, InvalidRequest
 from wsitui.core.records import JobState
-from wsitui.jobs.cells.memory import (
+from wsitui.jobs.segment_cells.memory import (
     DEFAULT_BUDGET_GB,
     GB,
     READ_AHEAD_BYTES,
@@ -50,6 +50,12 @@ def cells_wf(slide: Path, mask: dict | None = None, **params: object):  # type: 
         ({"tile_size": 4096}, "tile_size 1504 is the largest that fits with batch_size 1"),
         ({"batch_size": 10**9, "tile_size": 576}, "batch_size 5 is the largest that fits"),
         ({"tile_size": 2048, "memory_gb": 1.9}, "tile_size 1952 is the largest"),
+        # What the Dask backend cannot do is refused, not dropped with a warning after the run.
+        (
+            {"backend": "dask", "tile_labels": True},
+            "tile_labels is not available with backend = 'dask'",
+        ),
+        ({"backend": "dask", "batch_size": 4}, "batch_size = 4 is not available with backend"),
     ],
 )
 async def test_params_the_memory_or_the_pipeline_cannot_take_are_refused_at_submission(
@@ -193,8 +199,8 @@ async def test_a_job_that_segments_no_tile_says_so_in_its_manifest_and_stage(tmp
 
 
 async def test_a_retried_dask_job_reuses_its_shards_too(tmp_path, sample_slide):
-    from wsitui.jobs.cells.dask_backend import DaskClusters
-    from wsitui.jobs.segment_cells import SegmentCellsExecutor
+    from wsitui.jobs.segment_cells.backends.dask import DaskClusters
+    from wsitui.jobs.segment_cells.executor import SegmentCellsExecutor
     from wsitui.jobs.tissue_mask.executor import TissueMaskExecutor
 
     clusters = DaskClusters(local_processes=False, local_workers=1)  # threads: a quick start

@@ -17,8 +17,8 @@ from tests.cells.images import ihc_slide
 from tests.cells.test_segment_cells import cells_wf, executors, run_to_end
 from wsitui.core.engine import Engine
 from wsitui.core.records import JobSpec, JobState, WorkflowSpec
-from wsitui.jobs.cells.extract import CellRecords
-from wsitui.jobs.cells.write import CellWriter
+from wsitui.jobs.segment_cells.extract import CellRecords
+from wsitui.jobs.segment_cells.write import CellWriter
 
 pytestmark = pytest.mark.anyio
 
@@ -46,9 +46,9 @@ class _ChattyModel:
 
 
 def test_library_chatter_goes_to_the_log_not_stdout(tmp_path, sample_slide, capsys, caplog):
-    from wsitui.jobs.cells.pipeline import run_tiles
-    from wsitui.jobs.cells.plan import plan_tiles
     from wsitui.jobs.common.shards import ShardStore
+    from wsitui.jobs.segment_cells.backends.local import run_tiles
+    from wsitui.jobs.segment_cells.plan import plan_tiles
     from wsitui.slides.reader import open_slide
 
     reader = open_slide(sample_slide)

@@ -18,13 +18,13 @@ from scipy import ndimage
 from shapely.geometry import Polygon, shape
 from skimage.draw import disk, ellipse
 
-from wsitui.jobs.cells.extract import CellRecords
-from wsitui.jobs.cells.merge import settle_seams
-from wsitui.jobs.cells.pipeline import run_tiles, shard_key
-from wsitui.jobs.cells.plan import plan_tiles
-from wsitui.jobs.cells.trace import outlines, ring_area
-from wsitui.jobs.cells.write import CellWriter
 from wsitui.jobs.common.shards import ShardStore
+from wsitui.jobs.segment_cells.backends.local import run_tiles, shard_key
+from wsitui.jobs.segment_cells.extract import CellRecords
+from wsitui.jobs.segment_cells.merge import settle_seams
+from wsitui.jobs.segment_cells.plan import plan_tiles
+from wsitui.jobs.segment_cells.trace import outlines, ring_area
+from wsitui.jobs.segment_cells.write import CellWriter
 from wsitui.slides.reader import open_slide
 
 

@@ -17,7 +17,7 @@ from tests.cells.specs import mask_and_cells
 from tests.cells.truth import score_against_truth
 from wsitui.core.engine import Engine, InvalidRequest
 from wsitui.core.records import JobSpec, JobState, WorkflowSpec
-from wsitui.jobs.segment_cells import SegmentCellsExecutor
+from wsitui.jobs.segment_cells.executor import SegmentCellsExecutor
 from wsitui.jobs.tissue_mask.executor import TissueMaskExecutor
 
 pytestmark = pytest.mark.anyio
@@ -107,9 +107,9 @@ class _SlowModel:
 
 
 async def test_cancel_is_answered_within_about_a_second_mid_batch(tmp_path, sample_slide):
-    from wsitui.jobs.cells import pipeline
-    from wsitui.jobs.cells.plan import plan_tiles
     from wsitui.jobs.common.shards import ShardStore
+    from wsitui.jobs.segment_cells.backends import local as pipeline
+    from wsitui.jobs.segment_cells.plan import plan_tiles
     from wsitui.slides.reader import open_slide
 
     reader = open_slide(sample_slide)

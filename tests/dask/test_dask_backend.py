@@ -16,12 +16,13 @@ from tests.cells.test_segment_cells import _rows, cells_wf, executors, run_to_en
 from wsitui.core.engine import Engine
 from wsitui.core.executor import JobError
 from wsitui.core.records import JobSpec, JobState, WorkflowSpec
-from wsitui.jobs.cells import dask_backend, dask_worker
-from wsitui.jobs.cells.dask_backend import DaskClusters
-from wsitui.jobs.cells.extract import CellRecords
-from wsitui.jobs.cells.pipeline import shard_key
-from wsitui.jobs.cells.plan import plan_tiles
 from wsitui.jobs.common.shards import ShardStore
+from wsitui.jobs.segment_cells.backends import dask as dask_backend
+from wsitui.jobs.segment_cells.backends import dask_worker
+from wsitui.jobs.segment_cells.backends.dask import DaskClusters
+from wsitui.jobs.segment_cells.backends.local import shard_key
+from wsitui.jobs.segment_cells.extract import CellRecords
+from wsitui.jobs.segment_cells.plan import plan_tiles
 from wsitui.models.source import classical_source
 from wsitui.slides.reader import open_slide
 
@@ -58,7 +59,12 @@ async def test_the_dask_backend_gives_the_same_cells_as_the_local_one(
         assert ours[key].shape == ring.shape and np.abs(ours[key] - ring).max() <= 1.0
 
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["backend"] == "dask"
+    local_manifest = json.loads((local_out / "manifest.json").read_text())
+    assert manifest["backend"] == "dask" and local_manifest["backend"] == "local"
+    # One backend contract: the same timing keys, the same tile and model records.
+    assert set(manifest["timings"]) == set(local_manifest["timings"])
+    assert set(manifest["tiles"]) == set(local_manifest["tiles"])
+    assert manifest["model"]["sha256"] == local_manifest["model"]["sha256"]
     assert manifest["dask"]["scheduler"] == threads_cluster.scheduler_address
     assert sum(manifest["dask"]["tiles_by_worker"].values()) == manifest["tiles"]["processed"]
     assert job.tiles_done == job.tiles_total == manifest["tiles"]["processed"]  # tissue tiles

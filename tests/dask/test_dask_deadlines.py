@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from wsitui.core.executor import JobError
-from wsitui.jobs.cells import dask_backend
-from wsitui.jobs.cells.dask_backend import DaskClusters
+from wsitui.jobs.segment_cells.backends import dask as dask_backend
+from wsitui.jobs.segment_cells.backends.dask import DaskClusters
 
 pytest.importorskip("distributed")
 

@@ -9,11 +9,11 @@ import signal
 import numpy as np
 
 from tests.dask.test_dask_backend import _plan, _run
-from wsitui.jobs.cells import pipeline
-from wsitui.jobs.cells.dask_backend import DaskClusters
-from wsitui.jobs.cells.extract import CellRecords
-from wsitui.jobs.cells.pipeline import shard_key
 from wsitui.jobs.common.shards import ShardStore
+from wsitui.jobs.segment_cells.backends import local as pipeline
+from wsitui.jobs.segment_cells.backends.dask import DaskClusters
+from wsitui.jobs.segment_cells.backends.local import shard_key
+from wsitui.jobs.segment_cells.extract import CellRecords
 from wsitui.models.classical import ClassicalModel
 
 

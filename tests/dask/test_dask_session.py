@@ -13,9 +13,9 @@ import pytest
 from tests.cells.test_segment_cells import cells_wf
 from wsitui.core.engine import Engine
 from wsitui.core.records import JobState
-from wsitui.jobs.cells.dask_backend import DaskClusters
-from wsitui.jobs.cells.dask_info import dashboard_link
-from wsitui.jobs.segment_cells import SegmentCellsExecutor
+from wsitui.jobs.segment_cells.backends.dask import DaskClusters
+from wsitui.jobs.segment_cells.dask_info import dashboard_link
+from wsitui.jobs.segment_cells.executor import SegmentCellsExecutor
 from wsitui.jobs.tissue_mask.executor import TissueMaskExecutor
 
 pytestmark = pytest.mark.anyio

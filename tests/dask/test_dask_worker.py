@@ -6,7 +6,7 @@ from __future__ import annotations
 def test_a_model_file_changed_in_place_gets_a_new_worker_plugin(tmp_path):
     import os
 
-    from wsitui.jobs.cells.dask_worker import plugin_name
+    from wsitui.jobs.segment_cells.backends.dask_worker import plugin_name
     from wsitui.models.source import ModelSource
 
     path = tmp_path / "instanseg.pt"

@@ -22,8 +22,6 @@ from tests.cells.test_segment_cells import run_to_end
 from tests.slides.samples import sample_slide_path
 from wsitui.core.digest import sha256_file
 from wsitui.core.records import JobState
-from wsitui.jobs.cells import dask_worker
-from wsitui.jobs.cells.dask_backend import DaskClusters
 from wsitui.models.device import cuda_visible
 from wsitui.models.source import shipped_source
 
@@ -79,31 +77,40 @@ def small_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return sample_slide_path(tmp_path_factory, (1536, 1024), 5)
 
 
-def test_a_dask_worker_runs_torch_with_its_own_thread_count(worker_cluster):
-    address, client = worker_cluster
-    clusters = DaskClusters()
-    try:
-        model = clusters.describe_model(
-            address,
-            source=shipped_source(),
-            device="cpu",
-            check_cancel=lambda: None,
-            set_stage=lambda s: None,
-        )
-    finally:
-        clusters.close()
-    assert model.info["cpu_threads"] == 1  # `--nthreads 1`, not torch's default of every core
-    assert model.pixel_size == 0.5 and model.sha256 == sha256_file(shipped_source().path)
-    (seen,) = client.gather([client.submit(dask_worker.torch_threads, pure=False)])
-    assert seen == 1  # in the worker's task threads, where the model runs
+def _loaded_on_worker(source: object) -> tuple[float, str, int]:
+    from wsitui.models.loaded import load
+
+    model = load(source, "cpu", 1)  # type: ignore[arg-type]
+    return model.pixel_size, model.sha256, model._module.default_window_size  # type: ignore[attr-defined]
+
+
+def test_what_the_client_reads_from_the_file_is_what_a_worker_loads(worker_cluster):
+    """The client plans from the file (no torch); a worker's torch.jit.load agrees."""
+    from wsitui.jobs.segment_cells.model_info import describe
+
+    _, client = worker_cluster
+    info = describe(shipped_source(), "cuda")
+    (loaded,) = client.gather([client.submit(_loaded_on_worker, shipped_source(), pure=False)])
+    assert (info.pixel_size, info.sha256, info.info["default_window_size"]) == loaded
+    assert info.sha256 == sha256_file(shipped_source().path) and info.device == "cuda"
 
 
 @pytest.mark.anyio
 @pytest.mark.skipif(cuda_visible(), reason="checks a client without a GPU")
 async def test_a_cuda_job_on_dask_runs_from_a_client_without_a_gpu(
-    tmp_path, small_slide, worker_cluster
+    tmp_path, small_slide, worker_cluster, monkeypatch
 ):
     address, _ = worker_cluster
+
+    def no_load_here(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the client loaded the model: only the Dask workers may")
+
+    import torch
+
+    import wsitui.models.loaded as loaded
+
+    monkeypatch.setattr(torch.jit, "load", no_load_here)  # this process only, not the worker
+    monkeypatch.setattr(loaded, "_load_module", no_load_here)
     spec = mask_and_cells(
         small_slide,
         model="shipped",
@@ -121,3 +128,6 @@ async def test_a_cuda_job_on_dask_runs_from_a_client_without_a_gpu(
     assert manifest["cells"] == job.counters["cells"] > 0
     threads = manifest["dask"]["torch_threads_by_worker"]
     assert list(threads.values()) == [1]  # the manifest says what the worker ran with
+    assert manifest["model"]["device"] == "cpu"  # what the (faked) GPU worker ran on
+    assert manifest["backend"] == "dask" and manifest["tiles"]["batch_size"] == 1
+    assert set(manifest["timings"]) >= {"read", "infer", "post", "wait_read"}

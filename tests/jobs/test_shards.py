@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wsitui.jobs.cells.extract import CellRecords
 from wsitui.jobs.common.files import Fenced, commit_fence, write_atomic
 from wsitui.jobs.common.shards import MAGIC, ShardOwner, ShardStore
+from wsitui.jobs.segment_cells.extract import CellRecords
 
 PLAN = {"slide": "a.svs", "slide_size": 123, "tile_size": 512}
 

@@ -33,7 +33,7 @@ def routed():
 
 def test_a_distributed_traceback_goes_to_the_log_file_not_stderr(tmp_path, capfd, routed):
     pytest.importorskip("distributed")
-    import wsitui.jobs.cells.dask_backend  # noqa: F401  (imports distributed, which re-adds its handler)
+    import wsitui.jobs.segment_cells.backends.dask  # noqa: F401  (imports distributed, which re-adds its handler)
 
     log = tmp_path / "w.log"
     for log_file in (None, log):  # a headless run without and with --log-file

@@ -11,7 +11,7 @@ from tests.slides.samples import sample_slide_path
 from tests.tui.fakes import ScriptedExecutor
 from tests.tui.helpers import settle
 from wsitui.core.engine import Engine
-from wsitui.jobs.segment_cells import SegmentCellsExecutor
+from wsitui.jobs.segment_cells.executor import SegmentCellsExecutor
 from wsitui.tui.app import WsituiApp
 from wsitui.tui.screens.dialogs import AddJobDialog
 
@@ -104,7 +104,7 @@ def test_the_detail_screen_states_what_a_measure_job_did_without_a_false_density
 
 
 def test_the_metrics_screen_lists_dask_workers_and_their_rates():
-    from wsitui.jobs.cells.dask_info import ClusterStatus, WorkerRate
+    from wsitui.jobs.segment_cells.dask_info import ClusterStatus, WorkerRate
     from wsitui.tui.screens.metrics import dask_text
 
     assert str(dask_text([])) == "no Dask cluster in use"

@@ -1,8 +1,8 @@
 """A cells.geojson made from a sample slide's ground truth (the tests' and benchmark's cells).
 
 Each true nucleus becomes a `vertices`-gon on its ellipse, written in the same layout as a
-SEGMENT_CELLS job (wsitui.jobs.cells.write): a FeatureCollection of detections with a UUID-like
-id, the Nucleus classification and measurements.
+SEGMENT_CELLS job (wsitui.jobs.segment_cells.write): a FeatureCollection of detections with a
+UUID-like id, the Nucleus classification and measurements.
 """
 
 from __future__ import annotations

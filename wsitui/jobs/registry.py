@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from wsitui.core.executor import ConfigSection, Executor
 from wsitui.jobs.measure_cells.executor import MeasureCellsExecutor
-from wsitui.jobs.segment_cells import SegmentCellsExecutor
+from wsitui.jobs.segment_cells.executor import SegmentCellsExecutor
 from wsitui.jobs.tissue_mask.executor import TissueMaskExecutor
 
 JOB_TYPES: list[type[Executor]] = [TissueMaskExecutor, SegmentCellsExecutor, MeasureCellsExecutor]

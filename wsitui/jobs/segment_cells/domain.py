@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wsitui.jobs.cells.extract import EDGE_GUEST, CellRecords
+from wsitui.jobs.segment_cells.extract import EDGE_GUEST, CellRecords
 
 CHROMOGEN_OD = 0.05  # DAB-channel optical density that counts as stained
 CHROMOGEN_SHARE = 0.25  # share of the tissue above it that makes a tile out of domain

@@ -25,9 +25,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from wsitui.jobs.cells.pipeline import Segmenter
-from wsitui.jobs.cells.plan import CellPlan
-from wsitui.jobs.cells.source import read_tile
+from wsitui.jobs.segment_cells.backends.protocol import Segmenter
+from wsitui.jobs.segment_cells.plan import CellPlan
+from wsitui.jobs.segment_cells.source import read_tile
 from wsitui.models.errors import ModelError
 from wsitui.slides.reader import SlideReader
 
@@ -175,7 +175,13 @@ def window_for(model: Any, max_nucleus_um: float, model_px: float) -> int | None
     (32); None keeps the default. Measured (README, "Where a tile's time goes"): 24 instead of 32
     cut post-processing CPU time per tile by ~15 % with every cell matched one-to-one."""
     default = getattr(getattr(model, "_module", None), "default_window_size", None)
-    if not isinstance(default, int) or model_px <= 0:
+    return window_size(default, max_nucleus_um, model_px)
+
+
+def window_size(default: object, max_nucleus_um: float, model_px: float) -> int | None:
+    """`window_for` from the model's default window (read from the loaded module, or from the
+    file by `model_info` where the model is loaded elsewhere)."""
+    if isinstance(default, bool) or not isinstance(default, int) or model_px <= 0:
         return None
     window = math.ceil(max_nucleus_um / model_px / 2 * WINDOW_MARGIN)
     return window if window < default else None

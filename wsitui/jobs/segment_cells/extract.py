@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wsitui.jobs.cells.trace import outlines, ring_measures, smooth_ring
 from wsitui.jobs.common.grid import Tile
+from wsitui.jobs.segment_cells.trace import outlines, ring_measures, smooth_ring
 
 INTERIOR, EDGE_OWNED, EDGE_GUEST = 0, 1, 2  # record status
 

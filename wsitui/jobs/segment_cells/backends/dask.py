@@ -18,9 +18,10 @@ Every network wait has a deadline: connecting and the scheduler's first answer
 `CONNECT_S` (a peer that accepts TCP and never answers fails then too), each request to the
 scheduler `REQUEST_S`, and a scheduler lost (or without workers) mid-job `LOST_AFTER`.
 
-The client never loads the model: one task loads it on a worker (as the tiles will) and
-answers its pixel size, hash, device and torch threads (`describe_model`), so a client without
-a GPU can run a `device = "cuda"` job on GPU workers.
+The client never loads the model: it reads the model's pixel size and hash from the file
+(`model_info.py`, no torch) and the workers load it for their tiles, refusing a file whose hash
+is not the client's; so a client without a GPU runs a `device = "cuda"` job on GPU workers.
+`DaskBackend` is this module's side of the backend contract (`protocol.py`).
 
 `DaskClusters` holds the session's clients (one per scheduler address, plus a LocalCluster
 started on first use when a job names no address) and the per-worker tile rates the TUI's
@@ -46,19 +47,19 @@ from distributed.client import FutureCancelledError
 from distributed.comm.core import CommClosedError
 
 from wsitui.core.executor import JobError
-from wsitui.jobs.cells.dask_info import ClusterStatus, WorkerRate
-from wsitui.jobs.cells.dask_worker import (
+from wsitui.jobs.common.grid import Tile
+from wsitui.jobs.common.shards import ShardStore
+from wsitui.jobs.segment_cells.backends.dask_worker import (
     CellsPlugin,
     TileResult,
-    describe_model,
     make_plugin,
     segment_tile,
     slim_plan,
 )
-from wsitui.jobs.cells.pipeline import Progress, _count_cells, shard_key
-from wsitui.jobs.cells.plan import CellPlan
-from wsitui.jobs.common.grid import Tile
-from wsitui.jobs.common.shards import ShardStore
+from wsitui.jobs.segment_cells.backends.local import _count_cells, shard_key
+from wsitui.jobs.segment_cells.backends.protocol import Progress, TileRun
+from wsitui.jobs.segment_cells.dask_info import ClusterStatus, WorkerRate
+from wsitui.jobs.segment_cells.plan import CellPlan
 from wsitui.models.errors import ModelError
 from wsitui.models.source import ModelSource
 from wsitui.observability.libraries import route_library_output
@@ -95,6 +96,7 @@ class DaskRun:
     tiles_by_worker: dict[str, int]
     timings: DaskTimings
     torch_threads_by_worker: dict[str, int] = field(default_factory=dict)  # CPU workers
+    devices: set[str] = field(default_factory=set)  # where the workers' models ran
 
     def manifest(self) -> dict[str, Any]:
         """The manifest's `dask` block."""
@@ -105,22 +107,6 @@ class DaskRun:
             "tiles_by_worker": self.tiles_by_worker,
             "torch_threads_by_worker": self.torch_threads_by_worker,
         }
-
-
-@dataclass(slots=True)
-class RemoteModel:
-    """The model as a worker loaded it: what the client plans with, in place of loading it."""
-
-    name: str
-    pixel_size: float
-    sha256: str
-    device: str
-    is_classical: bool
-    fallback_reason: str
-    info: dict[str, Any]  # the worker's model manifest
-
-    def manifest(self) -> dict[str, object]:
-        return dict(self.info)
 
 
 @dataclass(slots=True)
@@ -296,6 +282,7 @@ class DaskClusters:
         source: ModelSource,
         device: str,
         set_stage: Callable[[str], None],
+        sha256: str = "",
     ) -> tuple[_Cluster, dict[str, tuple[int, int]], CellsPlugin, dict[str, int] | None]:
         """Connect, list the workers, check for GPU workers, register the model's plugin."""
         set_stage("connecting to Dask" if address else "starting a local Dask cluster")
@@ -310,7 +297,7 @@ class DaskClusters:
                 "device = 'auto'"
             )
         # Torch threads: each worker's own thread count (see dask_worker), never the client's.
-        plugin = make_plugin(source, device, None)
+        plugin = make_plugin(source, device, None, sha256)
         if plugin.name not in cluster.plugins:
             _call(
                 lambda: client.register_plugin(plugin, name=plugin.name),
@@ -319,82 +306,6 @@ class DaskClusters:
             )
             cluster.plugins.add(plugin.name)
         return cluster, workers, plugin, ({"GPU": 1} if gpu else None)
-
-    def describe_model(
-        self,
-        address: str | None,
-        *,
-        source: ModelSource,
-        device: str,
-        check_cancel: Callable[[], None],
-        set_stage: Callable[[str], None],
-    ) -> RemoteModel:
-        """The model as a worker of the cluster loads it; the client does not load it."""
-        with self._scheduler_errors(address):
-            return self._describe(address, source, device, check_cancel, set_stage)
-
-    def _describe(
-        self,
-        address: str | None,
-        source: ModelSource,
-        device: str,
-        check_cancel: Callable[[], None],
-        set_stage: Callable[[str], None],
-    ) -> RemoteModel:
-        cluster, workers, plugin, resources = self._prepare(address, source, device, set_stage)
-        client = cluster.client
-        set_stage("loading the model on a Dask worker")
-        fut = client.submit(
-            describe_model,
-            plugin,
-            key=f"wsitui-model-{uuid.uuid4().hex[:12]}",
-            resources=resources,
-            pure=False,
-        )
-        health = _Health()
-        try:
-            while not fut.done():
-                check_cancel()
-                with contextlib.suppress(Exception):  # its error is read below
-                    fut.result(timeout=POLL)
-                if not fut.done():
-                    if not workers and client.status == "running":  # one may have joined
-                        workers = self._refresh_workers(cluster)
-                    health.check(client, workers)
-            if fut.status != "finished":
-                exc = fut.exception(timeout=REQUEST_S) if fut.status == "error" else None
-                if isinstance(exc, (ModelError, SlideError, JobError)):
-                    raise JobError(f"{exc} (on a Dask worker)") from None
-                what = f"{type(exc).__name__}: {_first_line(exc)}" if exc else fut.status
-                raise JobError(
-                    f"the model could not be loaded on a Dask worker ({what}): check that "
-                    f"{source.path or source.name} is readable there, then retry"
-                )
-            info = fut.result(timeout=REQUEST_S)
-        finally:
-            if not fut.done():
-                with contextlib.suppress(Exception):
-                    _call(lambda: client.cancel([fut], force=True), REQUEST_S, "cancel")
-            fut.release()
-        if source.path is not None and source.path.is_file() and not info.get("is_classical"):
-            from wsitui.core.digest import sha256_file
-
-            ours = sha256_file(source.path)  # the file's bytes: no unpickling, no torch
-            if ours != info.get("sha256"):
-                raise JobError(
-                    f"model {source.path} on Dask worker {info.get('worker')} is not the file "
-                    f"here (sha256 {str(info.get('sha256'))[:12]} there, {ours[:12]} here): "
-                    "give the workers the same file, then retry"
-                )
-        return RemoteModel(
-            name=str(info.get("name", source.name)),
-            pixel_size=float(info["pixel_size"]),
-            sha256=str(info.get("sha256", "")),
-            device=str(info.get("device", device)),
-            is_classical=bool(info.get("is_classical")),
-            fallback_reason=str(info.get("fallback_reason", "")),
-            info={k: v for k, v in info.items() if k not in ("is_classical", "worker")},
-        )
 
     def run_tiles(
         self,
@@ -410,6 +321,8 @@ class DaskClusters:
         check_cancel: Callable[[], None],
         set_stage: Callable[[str], None],
         window: int | None = None,
+        sha256: str = "",
+        postprocess: dict[str, Any] | None = None,
     ) -> DaskRun:
         """Segment every planned tile without a shard on the cluster at `address` (None: the
         session's LocalCluster); shards hold the results, exactly as `pipeline.run_tiles`."""
@@ -426,6 +339,8 @@ class DaskClusters:
                 check_cancel=check_cancel,
                 set_stage=set_stage,
                 window=window,
+                sha256=sha256,
+                postprocess=postprocess,
             )
 
     def _run_tiles(
@@ -442,8 +357,12 @@ class DaskClusters:
         check_cancel: Callable[[], None],
         set_stage: Callable[[str], None],
         window: int | None,
+        sha256: str,
+        postprocess: dict[str, Any] | None,
     ) -> DaskRun:
-        cluster, workers, plugin, resources = self._prepare(address, source, device, set_stage)
+        cluster, workers, plugin, resources = self._prepare(
+            address, source, device, set_stage, sha256
+        )
         client = cluster.client
         timings = DaskTimings()
         dashboard = _dashboard(client)
@@ -473,6 +392,7 @@ class DaskClusters:
                 task_plan,
                 tile,
                 min_area_px,
+                postprocess,
                 key=f"wsitui-cells-{token}-{shard_key(tile)}",
                 resources=resources,
             )
@@ -517,10 +437,13 @@ class DaskClusters:
                     run.tiles_by_worker[res.worker] = run.tiles_by_worker.get(res.worker, 0) + 1
                     if res.torch_threads:
                         run.torch_threads_by_worker[res.worker] = res.torch_threads
+                    if res.device:
+                        run.devices.add(res.device)
                     self._record(cluster, res.worker)
                     state.tiles_done += 1
                     state.cells += res.cells
-                    on_progress(Progress(state.tiles_done, state.cells))
+                    state.odd += res.odd
+                    on_progress(Progress(state.tiles_done, state.cells, state.odd))
                     while len(inflight) < width():
                         nxt = submit()
                         if nxt is None:
@@ -678,3 +601,79 @@ def _why(exc: BaseException) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:200]
+
+
+class DaskBackend:
+    """The tiles on a Dask cluster (`address`, or the session's LocalCluster): the client
+    reads the model's pixel size and hash from its file; the workers load it."""
+
+    name = "dask"
+
+    def __init__(
+        self,
+        clusters: DaskClusters,
+        source: ModelSource,
+        params: Any,  # SegmentCellsParams
+        set_stage: Callable[[str], None],
+    ) -> None:
+        self.clusters, self.source, self.params = clusters, source, params
+        self.set_stage = set_stage
+        self.model: Any = None
+
+    def describe(self, check_cancel: Callable[[], None]) -> Any:
+        from wsitui.jobs.segment_cells.model_info import describe
+
+        self.model = describe(self.source, self.params.device)
+        return self.model
+
+    def run_tiles(
+        self,
+        reader: Any,
+        plan: CellPlan,
+        shards: ShardStore,
+        *,
+        min_area_px: float,
+        on_progress: Callable[[Progress], None],
+        check_cancel: Callable[[], None],
+        on_labels: Callable[[Tile, Any], None] | None,
+    ) -> TileRun:
+        from wsitui.jobs.segment_cells.accel import window_size
+
+        params = self.params
+        model = self.model if self.model is not None else self.describe(check_cancel)
+        window = None
+        if not model.is_classical:  # as the local backend runs the model (accel.accelerate)
+            window = window_size(
+                model.info.get("default_window_size"), params.max_nucleus_um, plan.model_px
+            )
+        run = self.clusters.run_tiles(
+            params.scheduler_address,
+            slide=str(reader.path),
+            plan=plan,
+            source=self.source,
+            device=params.device,  # each worker picks its own device for "auto"
+            shards=shards,
+            min_area_px=min_area_px,
+            on_progress=on_progress,
+            check_cancel=check_cancel,
+            set_stage=self.set_stage,
+            sha256="" if model.is_classical else model.sha256,
+            postprocess={"window_size": window} if window is not None else None,
+        )
+        t = run.timings
+        info = dict(model.manifest())
+        if run.devices:
+            info["device"] = ",".join(sorted(run.devices))
+        if window is not None:
+            info["window_size"] = window
+        info.update(precision="fp32", batch_size=1)
+        return TileRun(
+            # a worker's task reads, then predicts: the model waits for all of its reading
+            timings={
+                k: round(v, 4) for k, v in (("read", t.read), ("infer", t.infer), ("post", t.post))
+            }
+            | {"wait_read": round(t.read, 4)},
+            model=info,
+            batch_size=1,
+            dask=run.manifest(),
+        )

@@ -42,22 +42,6 @@ from wsitui.core.executor import (
     UpstreamSpec,
 )
 from wsitui.core.records import JobSpec
-from wsitui.jobs.cells.accel import (
-    GpuTurns,
-    accelerate,
-    first_tiles,
-    torch_cuda_usable,
-    window_for,
-)
-from wsitui.jobs.cells.chatter import to_log
-from wsitui.jobs.cells.domain import DomainCheck
-from wsitui.jobs.cells.extract import CellRecords
-from wsitui.jobs.cells.memory import check_budget, read_window
-from wsitui.jobs.cells.merge import settle_seams
-from wsitui.jobs.cells.params import DaskSection, SegmentCellsParams
-from wsitui.jobs.cells.pipeline import Progress, Segmenter, load_records, run_tiles, shard_key
-from wsitui.jobs.cells.plan import CellPlan, plan_tiles
-from wsitui.jobs.cells.write import CellWriter
 from wsitui.jobs.common.archive import write_archive
 from wsitui.jobs.common.files import commit_fence, write_atomic
 from wsitui.jobs.common.grid import MAX_GRID_TILES
@@ -71,15 +55,38 @@ from wsitui.jobs.common.manifest import (
 from wsitui.jobs.common.mpp import resolve_mpp
 from wsitui.jobs.common.shards import ShardOwner, ShardStore
 from wsitui.jobs.common.upstream import load_tissue_mask
+from wsitui.jobs.segment_cells.accel import (
+    GpuTurns,
+)
+from wsitui.jobs.segment_cells.backends.local import (
+    LocalBackend,
+    default_batch,
+    load_records,
+    shard_key,
+)
+from wsitui.jobs.segment_cells.backends.protocol import (
+    Described,
+    Progress,
+    TileBackend,
+    refusals,
+)
+from wsitui.jobs.segment_cells.domain import DomainCheck
+from wsitui.jobs.segment_cells.extract import CellRecords
+from wsitui.jobs.segment_cells.memory import check_budget
+from wsitui.jobs.segment_cells.merge import settle_seams
+from wsitui.jobs.segment_cells.params import DaskSection, SegmentCellsParams
+from wsitui.jobs.segment_cells.plan import CellPlan, plan_tiles
+from wsitui.jobs.segment_cells.write import CellWriter
 from wsitui.jobs.tissue_mask.mask import MaskSettings, compute_tissue_mask
 from wsitui.models import ModelError, resolve
 from wsitui.models.device import cuda_device_count, cuda_visible, gpu_resources
+from wsitui.models.source import ModelSource
 from wsitui.slides.errors import SlideError, quoted
 from wsitui.slides.reader import SlideReader, open_slide
 
 if TYPE_CHECKING:
-    from wsitui.jobs.cells.dask_backend import DaskClusters
-    from wsitui.jobs.cells.dask_info import ClusterStatus
+    from wsitui.jobs.segment_cells.backends.dask import DaskClusters
+    from wsitui.jobs.segment_cells.dask_info import ClusterStatus
 
 MANIFEST_FORMAT = "wsitui.segment_cells/1"
 PREVIEW_FILE = "preview.png"
@@ -137,13 +144,6 @@ def _same_slide(a: str, b: str) -> bool:
         return a == b
 
 
-def _batch_size(params: SegmentCellsParams, device: str) -> int:
-    if params.batch_size != "auto":
-        return int(params.batch_size)
-    # Batching pays on an accelerator; on CPU one tile at a time is as fast per tile (measured).
-    return 1 if device == "cpu" else 4
-
-
 class SegmentCellsExecutor(Executor):
     """The Executor for SEGMENT_CELLS jobs (see wsitui.core.executor)."""
 
@@ -159,7 +159,7 @@ class SegmentCellsExecutor(Executor):
 
     @classmethod
     def dashboard_link(cls, stage: str, results_dir: Path) -> str:
-        from wsitui.jobs.cells.dask_info import dashboard_link
+        from wsitui.jobs.segment_cells.dask_info import dashboard_link
 
         return dashboard_link(stage, results_dir)
 
@@ -178,7 +178,7 @@ class SegmentCellsExecutor(Executor):
     def dask(self) -> DaskClusters:
         with self._dask_lock:
             if self._dask is None:
-                from wsitui.jobs.cells.dask_backend import DaskClusters
+                from wsitui.jobs.segment_cells.backends.dask import DaskClusters
 
                 self._dask = DaskClusters()
             return self._dask
@@ -219,6 +219,11 @@ class SegmentCellsExecutor(Executor):
                     f"its upstream TISSUE_MASK {up.key!r} is on another slide "
                     f"({quoted(up.slide)}); depend on a mask of {quoted(spec.slide)}"
                 )
+        refused = refusals(
+            params.backend, tile_labels=params.tile_labels, batch_size=params.batch_size
+        )
+        if refused is not None:
+            raise ValueError(refused)
         try:
             resolve(params.model)
         except ModelError as e:
@@ -233,7 +238,7 @@ class SegmentCellsExecutor(Executor):
         )
         check_budget(
             tile_size=params.tile_size,
-            batch=_batch_size(params, "cuda" if on_gpu else "cpu"),
+            batch=default_batch(params.batch_size, "cuda" if on_gpu else "cpu"),
             max_nucleus_um=params.max_nucleus_um,
             on_gpu=on_gpu,
             budget_gb=params.memory_gb,
@@ -307,19 +312,8 @@ class _CellSegmentation:
         if mpp.warning:
             self.warnings.append(mpp.warning)
         self.stage("loading model")
-        source = resolve(params.model)
-        if params.backend == "dask":  # only the workers load it: this machine may lack the device
-            model: Any = self.executor.dask.describe_model(
-                params.scheduler_address,
-                source=source,
-                device=params.device,
-                check_cancel=ctx.check_cancel,
-                set_stage=self.stage,
-            )
-        else:
-            device = self.executor.gpu_turns.assign(params.device, _gpu_count(), torch_cuda_usable)
-            with to_log():  # what instanseg prints while loading goes to the log
-                model = self.executor.models.get(source, device)
+        backend = self._backend(resolve(params.model))
+        model = backend.describe(ctx.check_cancel)  # loaded only where the tiles run
         if model.is_classical:
             why = f": {model.fallback_reason}" if model.fallback_reason else ""
             self.warnings.append(f"model: {model.name}, the classical fallback, not InstanSeg{why}")
@@ -361,18 +355,6 @@ class _CellSegmentation:
             )
 
         self.stage("segmenting")
-        batch = _batch_size(params, model.device)
-        if params.backend == "local":  # precision, GPU batch size, out-of-memory retries
-            model = accelerate(
-                model,
-                precision=params.precision,
-                batch_size=params.batch_size,
-                default_batch=batch,
-                probe=lambda: first_tiles(reader, plan),
-                window_size=window_for(model, params.max_nucleus_um, plan.model_px),
-            )
-            batch = model.batch_size
-        window = read_window(plan.input_size**2 * 3, batch, 2)
         label_dir = self.out / LABELS_DIR if params.tile_labels else None
         if label_dir is not None:
             label_dir.mkdir(exist_ok=True)
@@ -397,40 +379,16 @@ class _CellSegmentation:
                 label_dir / f"{shard_key(tile)}.png", buf.getvalue(), fence=ctx.cancel_requested
             )
 
-        if params.backend == "dask":
-            if label_dir is not None:
-                self.warnings.append("tile_labels is not written by the dask backend")
-            dask_run = self.executor.dask.run_tiles(
-                params.scheduler_address,
-                slide=str(reader.path),
-                plan=plan,
-                source=source,
-                device=params.device,  # each worker picks its own device for "auto"
-                shards=shards,
-                min_area_px=params.min_area_um2 / (plan.model_px**2),
-                on_progress=progress,
-                check_cancel=ctx.check_cancel,
-                set_stage=self.stage,
-            )
-            for name in ("read", "infer", "post", "wait"):
-                self.timings[name] = round(getattr(dask_run.timings, name), 4)
-            dask_meta: dict[str, Any] | None = dask_run.manifest()
-        else:
-            tile_times = run_tiles(
-                reader,
-                plan,
-                model,
-                shards,
-                batch_size=batch,
-                min_area_px=params.min_area_um2 / (plan.model_px**2),
-                read_threads=2,
-                on_progress=progress,
-                check_cancel=ctx.check_cancel,
-                on_labels=save_labels if label_dir is not None else None,
-            )
-            for name in ("read", "infer", "post", "wait_read"):
-                self.timings[name] = round(getattr(tile_times, name), 4)
-            dask_meta = None
+        tile_run = backend.run_tiles(
+            reader,
+            plan,
+            shards,
+            min_area_px=params.min_area_um2 / (plan.model_px**2),
+            on_progress=progress,
+            check_cancel=ctx.check_cancel,
+            on_labels=save_labels if label_dir is not None else None,
+        )
+        self.timings.update(tile_run.timings)
         t = self._timed("segment", t)
 
         ctx.check_cancel()
@@ -504,7 +462,7 @@ class _CellSegmentation:
             timings=self.timings,
             versions=library_versions(),
             warnings=self.warnings,
-            model=dict(model.manifest()),
+            model=tile_run.model,
             tiles=TilesMeta(
                 tile_size=params.tile_size,
                 overlap=plan.overlap,
@@ -514,8 +472,8 @@ class _CellSegmentation:
                 total=plan.total,
                 processed=len(plan.tiles),
                 skipped=plan.skipped,
-                batch_size=batch,
-                read_ahead=window,
+                batch_size=tile_run.batch_size,
+                read_ahead=tile_run.read_ahead,
             ),
             cells=cells,
             mpp=mpp.mpp,
@@ -523,14 +481,22 @@ class _CellSegmentation:
             tissue_source=tissue_source,
             tissue_area_mm2=round(mask_area, 6),
             density_per_mm2=round(cells / mask_area, 3) if mask_area > 0 else 0.0,
-            backend=params.backend,
-            dask=dask_meta,
+            backend=backend.name,
+            dask=tile_run.dask,
             shards=shards.stats.as_dict(),
         )
         write_manifest(self.out, manifest)
         if label_dir is None and not ctx.cancel_requested():  # fenced, as every write
             shutil.rmtree(self.out / LABELS_DIR, ignore_errors=True)
         ctx.report(work, work, {"cells": cells, "skipped": plan.skipped})
+
+    def _backend(self, source: ModelSource) -> TileBackend:
+        if self.params.backend == "dask":  # only the workers load the model
+            from wsitui.jobs.segment_cells.backends.dask import DaskBackend
+
+            return DaskBackend(self.executor.dask, source, self.params, self.stage)
+        ex = self.executor
+        return LocalBackend(ex.models, ex.gpu_turns, _gpu_count, source, self.params)
 
     def _tissue(
         self, reader: SlideReader, mpp: float
@@ -547,7 +513,7 @@ class _CellSegmentation:
         tm = compute_tissue_mask(reader, settings, check_cancel=self.ctx.check_cancel)
         return (tm.mask, tm.downsample), "own"
 
-    def _shard_plan(self, reader: SlideReader, plan: CellPlan, model: Segmenter) -> dict[str, Any]:
+    def _shard_plan(self, reader: SlideReader, plan: CellPlan, model: Described) -> dict[str, Any]:
         """What the shards were computed for: a resumed job reuses them only if all agree."""
         st = Path(reader.path).stat()
         return {

@@ -16,8 +16,8 @@ was given, whatever torch defaults to (its core count, ignoring `OMP_NUM_THREADS
 Memory allocation on a worker: Dask's nanny starts workers with `MALLOC_TRIM_THRESHOLD_=65536`,
 which also switches off glibc's adaptive mmap threshold, so every large tensor is mmapped,
 page-faulted and unmapped again: a 352-px tile's inference took 1.0-1.9 s instead of 0.3-0.4 s
-(measured, one torch thread). Loading a torch model raises glibc's mmap and trim thresholds for
-the worker process (`mallopt`), back to what a plain process gets at its best.
+(measured, one torch thread). Loading a torch model tunes the worker's allocator as the local
+backend does (`malloc.tune_malloc`: large tensors reused from the heap).
 """
 
 from __future__ import annotations
@@ -29,14 +29,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from distributed import get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from wsitui.jobs.cells.extract import extract
-from wsitui.jobs.cells.plan import CellPlan
-from wsitui.jobs.cells.source import read_tile
 from wsitui.jobs.common.grid import Tile
+from wsitui.jobs.segment_cells.backends.tile import cells_in, records
+from wsitui.jobs.segment_cells.domain import out_of_domain
+from wsitui.jobs.segment_cells.malloc import tune_malloc
+from wsitui.jobs.segment_cells.plan import CellPlan
+from wsitui.jobs.segment_cells.source import read_tile
+from wsitui.models.errors import ModelError
 from wsitui.models.source import ModelSource
 from wsitui.slides.reader import SlideReader, open_slide
 
@@ -55,9 +57,11 @@ class TileResult:
     read: float
     infer: float
     post: float
+    odd: int = 0  # 1 when the tile looks out of domain (domain.py)
+    device: str = ""  # where the model ran on the worker
 
 
-def plugin_name(source: ModelSource, device: str, cpu_threads: int | None) -> str:
+def plugin_name(source: ModelSource, device: str, cpu_threads: int | None, sha256: str = "") -> str:
     """One plugin (one loaded model) per model file (as it is now), device and thread budget.
     Plugins are idempotent: a later job or wsitui session reuses the model a worker loaded."""
     import hashlib
@@ -66,7 +70,7 @@ def plugin_name(source: ModelSource, device: str, cpu_threads: int | None) -> st
     if source.path is not None and source.path.is_file():
         st = source.path.stat()  # a model retrained in place is a new plugin, loaded afresh
         stamp = f"{st.st_size}:{st.st_mtime_ns}"
-    key = f"{source.key}|{source.version}|{stamp}|{device}|{cpu_threads}"
+    key = f"{source.key}|{source.version}|{stamp}|{device}|{cpu_threads}|{sha256}"
     return PLUGIN_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -79,16 +83,23 @@ class CellsPlugin(WorkerPlugin):
     """The state a worker keeps for one model: the loaded model and open slide readers.
 
     The model loads on the first task (once per worker, under a lock): a load error then
-    fails that task with its one-line ModelError, which the client turns into a FAILED job.
+    fails that task with its one-line ModelError, which the client turns into a FAILED job, as
+    does a model file whose hash is not the client's (`sha256`: the file the job planned with).
     """
 
     idempotent = True  # registered again by another job or session: the loaded model stays
 
     def __init__(
-        self, name: str, source: ModelSource, device: str, cpu_threads: int | None
+        self,
+        name: str,
+        source: ModelSource,
+        device: str,
+        cpu_threads: int | None,
+        sha256: str = "",
     ) -> None:
         self.name = name
         self.source, self.device, self.cpu_threads = source, device, cpu_threads
+        self.sha256 = sha256
         self._model: Any = None
         self._lock = threading.Lock()
         self._readers: OrderedDict[tuple[str, int, float], SlideReader] = OrderedDict()
@@ -97,7 +108,8 @@ class CellsPlugin(WorkerPlugin):
 
     def __getstate__(self) -> dict[str, Any]:
         # What travels to the workers: the model's path and device, not locks or readers.
-        return {k: getattr(self, k) for k in ("name", "source", "device", "cpu_threads")}
+        keys = ("name", "source", "device", "cpu_threads", "sha256")
+        return {k: getattr(self, k) for k in keys}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
@@ -129,6 +141,12 @@ class CellsPlugin(WorkerPlugin):
                 if not self._model.is_classical:
                     self.malloc_tuned = tune_malloc()
             model = self._model
+        if self.sha256 and not model.is_classical and model.sha256 != self.sha256:
+            raise ModelError(
+                f"model {self.source.path} on this Dask worker is not the file the job planned "
+                f"with (sha256 {model.sha256[:12]} here, {self.sha256[:12]} on the client): give "
+                "the workers the same file, then retry"
+            )
         if getattr(model, "device", "") == "cpu" and not model.is_classical:
             _set_torch_threads(threads)
         return model
@@ -155,31 +173,14 @@ class CellsPlugin(WorkerPlugin):
         return r
 
 
-def make_plugin(source: ModelSource, device: str, cpu_threads: int | None) -> CellsPlugin:
-    return CellsPlugin(plugin_name(source, device, cpu_threads), source, device, cpu_threads)
+def make_plugin(
+    source: ModelSource, device: str, cpu_threads: int | None, sha256: str = ""
+) -> CellsPlugin:
+    name = plugin_name(source, device, cpu_threads, sha256)
+    return CellsPlugin(name, source, device, cpu_threads, sha256)
 
 
 _install_lock = threading.Lock()
-MMAP_THRESHOLD = 32 << 20  # bytes: glibc's largest adaptive value on 64-bit
-TRIM_THRESHOLD = 256 << 20  # bytes of free heap kept before returning memory to the system
-
-
-def tune_malloc() -> bool:
-    """Large tensors from the heap, not fresh mmaps (see the module doc); False where the C
-    library is not glibc (nothing changed)."""
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameters
-        return bool(libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD)) and bool(
-            libc.mallopt(m_trim_threshold, TRIM_THRESHOLD)
-        )
-    except (OSError, AttributeError):
-        return False
 
 
 def _set_torch_threads(n: int) -> None:
@@ -213,23 +214,13 @@ def _worker_threads(worker: Any) -> int:
     return int(getattr(state, "nthreads", 0) or getattr(worker, "nthreads", 1) or 1)
 
 
-def describe_model(plugin: CellsPlugin) -> dict[str, Any]:
-    """The task that loads the model on a worker (as its tiles will) and says what it is:
-    pixel size, hash, the device and torch threads it runs with. The client plans from this and
-    never loads the model itself."""
-    worker = get_worker()
-    model = _installed(worker, plugin).model(_worker_threads(worker))
-    info = dict(model.manifest())
-    if info.get("device") == "cpu" and not model.is_classical:
-        info["cpu_threads"] = torch_threads()
-    info["is_classical"] = bool(model.is_classical)
-    info["worker_malloc_tuned"] = _installed(worker, plugin).malloc_tuned
-    info["worker"] = worker.address
-    return info
-
-
 def segment_tile(
-    plugin: CellsPlugin, slide: str, plan: CellPlan, tile: Tile, min_area_px: float
+    plugin: CellsPlugin,
+    slide: str,
+    plan: CellPlan,
+    tile: Tile,
+    min_area_px: float,
+    postprocess: dict[str, Any] | None = None,
 ) -> TileResult:
     """The task: read one tile on this worker, predict, extract polygons. Runs on a worker.
 
@@ -242,22 +233,28 @@ def segment_tile(
     model = state.model(_worker_threads(worker))
     image = read_tile(state.reader(slide), plan, tile)
     began = time.perf_counter()
-    labels = model.predict(image.rgb[None])[0]
+    odd = out_of_domain(image.chromogen)
+    # As the local backend runs it (accel.accelerate): instanseg's window for the job's nuclei.
+    if postprocess and not model.is_classical:
+        labels = model.predict(image.rgb[None], postprocess=postprocess)[0]
+    else:
+        labels = model.predict(image.rgb[None])[0]
     infer = time.perf_counter() - began
-    rec = extract(
-        labels,
-        tile,
-        scale=plan.scale,
-        valid=(image.h, image.w),
-        level_dims=plan.geometry.level_dimensions,
-        band=plan.band,
-        min_area=min_area_px,
-    )
+    rec = records(labels, image, plan, min_area_px)
     data = rec.to_bytes()
     post = time.perf_counter() - began - infer
-    cells = int(np.count_nonzero(rec.status != 2))
     threads = torch_threads() if not model.is_classical and model.device == "cpu" else 0
-    return TileResult(data, cells, worker.address, threads, image.seconds, infer, post)
+    return TileResult(
+        data,
+        cells_in(rec),
+        worker.address,
+        threads,
+        image.seconds,
+        infer,
+        post,
+        int(odd),
+        str(getattr(model, "device", "")),
+    )
 
 
 def model_loads(dask_worker: Any = None) -> dict[str, int]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-from wsitui.jobs.cells.plan import ALIGN, overlap_for
+from wsitui.jobs.segment_cells.plan import ALIGN, overlap_for
 
 GB = 1e9
 BASE_BYTES = 0.8 * GB

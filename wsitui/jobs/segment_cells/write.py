@@ -30,8 +30,8 @@ import numpy as np
 import shapely
 from shapely.geometry import Polygon
 
-from wsitui.jobs.cells.extract import CellRecords
 from wsitui.jobs.common.files import Fence, commit, current_fence
+from wsitui.jobs.segment_cells.extract import CellRecords
 
 NUCLEUS = {"name": "Nucleus", "color": [0, 90, 200]}
 _NAMESPACE = uuid.UUID("6f1c7a52-3f1e-4e8e-9d7c-1f0e8d9e2a11")

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from wsitui.core.executor import SectionModel
 from wsitui.core.pydantic_errors import first_problem
-from wsitui.jobs.cells.memory import DEFAULT_BUDGET_GB
+from wsitui.jobs.segment_cells.memory import DEFAULT_BUDGET_GB
 from wsitui.models.device import check_device_name
 
 _ADDRESS = re.compile(r"\A((tcp|tls|ucx|inproc)://)?[A-Za-z0-9_.\-\[\]:/]{1,250}\Z")

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from wsitui.jobs.cells.domain import chromogen_share
-from wsitui.jobs.cells.plan import CellPlan
 from wsitui.jobs.common.grid import Tile
+from wsitui.jobs.segment_cells.domain import chromogen_share
+from wsitui.jobs.segment_cells.plan import CellPlan
 from wsitui.slides.reader import SlideReader
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import shapely
 from shapely.geometry import Polygon
 
-from wsitui.jobs.cells.extract import EDGE_OWNED, INTERIOR, CellRecords
+from wsitui.jobs.segment_cells.extract import EDGE_OWNED, INTERIOR, CellRecords
 
 MATCH_IOU = 0.3
 

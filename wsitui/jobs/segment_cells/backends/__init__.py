@@ -1,0 +1,1 @@
+"""Where SEGMENT_CELLS tiles run: this process (`local`) or a Dask cluster (`dask`)."""

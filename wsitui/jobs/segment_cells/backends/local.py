@@ -1,0 +1,322 @@
+"""The tile pipeline: reading, inference and polygon extraction overlap.
+
+    reader threads --(bounded prefetch)--> model (`inflight` threads) --(bounded)--> extractor
+
+Reads run ahead on a small pool (tifffile decodes without the GIL); the model runs batches on
+`inflight` infer threads (on CPU: the job's torch threads split one per tile in flight, see
+`LocalBackend`); each tile's labels go, in order, to one extractor thread
+that traces polygons and writes the tile's shard. Tiles read ahead are bounded in bytes
+(`memory.read_window`) and at most two batches wait for extraction, so memory is bounded
+whatever the slide size and batch size. A tile whose shard is valid (a resumed or retried job,
+see `common/shards.py`) is not segmented again. Cancel is checked between batches.
+
+`Progress.tiles_done` counts grid tiles settled (skipped + segmented, as the Dask backend does);
+the job reports to the faces only the work to do (tissue tiles), with skipped tiles apart.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from wsitui.jobs.common.grid import Tile
+from wsitui.jobs.common.shards import ShardStore
+from wsitui.jobs.segment_cells.backends.protocol import TIMING_KEYS, Progress, Segmenter, TileRun
+from wsitui.jobs.segment_cells.backends.tile import cells_in, predictor, records
+from wsitui.jobs.segment_cells.chatter import to_log
+from wsitui.jobs.segment_cells.domain import out_of_domain
+from wsitui.jobs.segment_cells.extract import CellRecords
+from wsitui.jobs.segment_cells.malloc import tune_malloc
+from wsitui.jobs.segment_cells.memory import read_window
+from wsitui.jobs.segment_cells.plan import CellPlan
+from wsitui.jobs.segment_cells.source import Prefetcher, TileImage
+from wsitui.slides.reader import SlideReader
+
+
+def shard_key(tile: Tile) -> str:
+    return f"t{tile.col}_{tile.row}"
+
+
+@dataclass(slots=True)
+class Timings:
+    read: float = 0.0  # summed over reader threads (they overlap the model)
+    infer: float = 0.0
+    post: float = 0.0  # polygon extraction + shard writes (overlaps the model)
+    wait_read: float = 0.0  # time the model waited for pixels: the part reading did not hide
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, name: str, seconds: float) -> None:
+        with self.lock:
+            setattr(self, name, getattr(self, name) + seconds)
+
+
+def run_tiles(
+    reader: SlideReader,
+    plan: CellPlan,
+    model: Segmenter,
+    shards: ShardStore,
+    *,
+    batch_size: int,
+    min_area_px: float,
+    read_threads: int,
+    on_progress: Callable[[Progress], None],
+    check_cancel: Callable[[], None],
+    on_labels: Callable[[Tile, np.ndarray], None] | None = None,
+    inflight: int = 1,
+    infer_thread_init: Callable[[], None] | None = None,
+) -> Timings:
+    """Segment every planned tile that has no shard yet; shards hold the results."""
+    timings = Timings()
+    todo = [t for t in plan.tiles if not shards.has(shard_key(t))]
+    done = plan.skipped + len(plan.tiles) - len(todo)
+    cells = _count_cells(shards, [t for t in plan.tiles if shards.has(shard_key(t))])
+    state = Progress(done, cells)
+    lock = threading.Lock()
+    on_progress(state)
+
+    def post(image: TileImage, labels: np.ndarray) -> None:
+        began = time.perf_counter()
+        rec = records(labels, image, plan, min_area_px)
+        if on_labels is not None:
+            on_labels(image.tile, labels[: image.h, : image.w])
+        shards.put_bytes(shard_key(image.tile), rec.to_bytes())
+        timings.add("post", time.perf_counter() - began)
+        with lock:
+            state.tiles_done += 1
+            state.cells += cells_in(rec)
+            state.odd += int(out_of_domain(image.chromogen))
+            snapshot = Progress(state.tiles_done, state.cells, state.odd)
+        on_progress(snapshot)
+
+    def predict(batch: list[TileImage]) -> list[np.ndarray]:  # on an infer thread
+        began = time.perf_counter()
+        # Out-of-domain tiles (DAB-like stain) get instanseg's post-processing tightened:
+        # its time grows with the seeds a model proposes on what it was not made for.
+        odd = [out_of_domain(b.chromogen) for b in batch]
+        labels = [np.empty(0)] * len(batch)
+        with to_log():  # instanseg prints from its TorchScript: to the log, not the screen
+            for tight in (False, True):
+                idx = [i for i, o in enumerate(odd) if o == tight]
+                if not idx:
+                    continue
+                x = np.stack([batch[i].rgb for i in idx])
+                for i, lab in zip(idx, predictor(model, tight)(x), strict=True):
+                    labels[i] = lab
+        timings.add("infer", time.perf_counter() - began)
+        return labels
+
+    window = read_window(plan.input_size**2 * 3, batch_size * inflight, read_threads)
+    prefetch = Prefetcher(reader, plan, todo, threads=read_threads, window=window)
+    extractor = ThreadPoolExecutor(1, thread_name_prefix="wsitui-extract")
+    infer = ThreadPoolExecutor(
+        inflight, thread_name_prefix="wsitui-infer", initializer=infer_thread_init
+    )
+    pending: list[Future[None]] = []
+    running: deque[tuple[list[TileImage], Future[list[np.ndarray]]]] = deque()
+
+    def settle_oldest() -> None:
+        batch, fut = running.popleft()
+        labels = _interruptible(fut, check_cancel)
+        for b, lab in zip(batch, labels, strict=True):
+            pending.append(extractor.submit(post, b, lab))
+        # Back-pressure: at most two batches wait for extraction.
+        while len(pending) > 2 * batch_size:
+            pending.pop(0).result()
+
+    try:
+        batch: list[TileImage] = []
+        images = iter(prefetch)
+        while True:
+            check_cancel()
+            waited = time.perf_counter()
+            image = next(images, None)
+            timings.add("wait_read", time.perf_counter() - waited)
+            if image is not None:
+                timings.add("read", image.seconds)
+                batch.append(image)
+                if len(batch) < batch_size:
+                    continue
+            if batch:
+                running.append((batch, infer.submit(predict, batch)))
+                batch = []
+            # `inflight` batches on the model at once (one thread each on CPU, see LocalBackend)
+            while running and (len(running) >= inflight or image is None):
+                settle_oldest()
+            if image is None:
+                break
+        for fut in pending:
+            fut.result()
+    finally:
+        prefetch.close()
+        extractor.shutdown(wait=True, cancel_futures=True)
+        infer.shutdown(wait=False)  # a batch still computing after a cancel is left to finish
+    return timings
+
+
+def _interruptible(fut: Future[list[np.ndarray]], check_cancel: Callable[[], None]) -> Any:
+    """`fut`'s result, checking for cancel every 0.1 s: a cancel is answered within a fraction
+    of a second even when one batch takes several (its result is then discarded)."""
+    while True:
+        try:
+            return fut.result(timeout=0.1)
+        except TimeoutError:
+            check_cancel()
+
+
+def _count_cells(shards: ShardStore, tiles: Sequence[Tile]) -> int:
+    total = 0
+    for tile in tiles:
+        rec = load_records(shards, tile)
+        if rec is not None:
+            total += cells_in(rec)
+    return total
+
+
+def load_records(shards: ShardStore, tile: Tile) -> CellRecords | None:
+    """The tile's records from its shard, or None when it has none or an unusable one (then
+    the shard is dropped: its tile is redone, never a decoder's traceback)."""
+    key = shard_key(tile)
+    data = shards.get_bytes(key)
+    if data is None:
+        return None
+    try:
+        return CellRecords.from_bytes(data)
+    except Exception:  # numpy / zipfile internals of any kind: the shard is not usable
+        shards.discard(key)
+        return None
+
+
+READ_THREADS = 2  # reader threads ahead of the model (tifffile decodes without the GIL)
+
+
+class LocalBackend:
+    """The tiles on this machine: the model loaded here (`ModelCache`), precision and batch
+    settled by `accel.accelerate`, the tile pipeline above."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        models: Any,  # wsitui.models.ModelCache
+        gpu_turns: Any,  # accel.GpuTurns
+        gpu_count: Callable[[], int],
+        source: Any,  # wsitui.models.source.ModelSource
+        params: Any,  # SegmentCellsParams
+    ) -> None:
+        self.models, self.gpu_turns, self.gpu_count = models, gpu_turns, gpu_count
+        self.source, self.params = source, params
+        self.model: Any = None
+
+    def describe(self, check_cancel: Callable[[], None]) -> Any:
+        from wsitui.jobs.segment_cells.accel import torch_cuda_usable
+
+        device = self.gpu_turns.assign(self.params.device, self.gpu_count(), torch_cuda_usable)
+        with to_log():  # what instanseg prints while loading goes to the log
+            self.model = self.models.get(self.source, device)
+        if not self.model.is_classical and self.model.device == "cpu":
+            tune_malloc()  # large tensors from the heap, not fresh mmaps (malloc.py)
+        return self.model
+
+    def run_tiles(
+        self,
+        reader: SlideReader,
+        plan: CellPlan,
+        shards: ShardStore,
+        *,
+        min_area_px: float,
+        on_progress: Callable[[Progress], None],
+        check_cancel: Callable[[], None],
+        on_labels: Callable[[Tile, np.ndarray], None] | None,
+    ) -> TileRun:
+        from wsitui.jobs.segment_cells.accel import accelerate, first_tiles, window_for
+
+        params = self.params
+        if self.model is None:
+            self.describe(check_cancel)
+        window = window_for(self.model, params.max_nucleus_um, plan.model_px)
+        model = accelerate(  # precision, GPU batch size, out-of-memory retries
+            self.model,
+            precision=params.precision,
+            batch_size=params.batch_size,
+            default_batch=default_batch(params.batch_size, self.model.device),
+            probe=lambda: first_tiles(reader, plan),
+            window_size=window,
+        )
+        inflight, init = self._tiles_in_flight(model, window)
+        timings = run_tiles(
+            reader,
+            plan,
+            model,
+            shards,
+            batch_size=model.batch_size,
+            min_area_px=min_area_px,
+            read_threads=READ_THREADS,
+            on_progress=on_progress,
+            check_cancel=check_cancel,
+            on_labels=on_labels,
+            inflight=inflight,
+            infer_thread_init=init,
+        )
+        info = dict(model.manifest())
+        cpu_torch = not self.model.is_classical and self.model.device == "cpu"
+        info.update(tiles_in_flight=inflight, malloc_tuned=cpu_torch and tune_malloc())
+        return TileRun(
+            timings={k: round(getattr(timings, k), 4) for k in TIMING_KEYS},
+            model=info,
+            batch_size=model.batch_size,
+            read_ahead=read_window(
+                plan.input_size**2 * 3, model.batch_size * inflight, READ_THREADS
+            ),
+        )
+
+    def _tiles_in_flight(
+        self, model: Any, window: int | None
+    ) -> tuple[int, Callable[[], None] | None]:
+        """On CPU, tiles on the model at once with one torch thread each, instead of one tile
+        on all the job's threads: instanseg's post-processing is many small operators that two
+        threads share badly (measured: ~10 % less CPU per tile, the same labels; README).
+        Bounded by the job's memory budget (each tile in flight holds its activations)."""
+        from wsitui.jobs.segment_cells.accel import DeviceSegmenter, OomRetry
+        from wsitui.jobs.segment_cells.memory import GB, largest_batch
+
+        params, loaded = self.params, self.model
+        threads = int(getattr(loaded, "threads", 1) or 1)
+        if (
+            loaded.is_classical
+            or loaded.device != "cpu"
+            or model.precision.precision != "fp32"
+            or model.batch_size != 1
+            or threads < 2
+        ):
+            return 1, None
+        fits = largest_batch(params.tile_size, params.max_nucleus_um, False, params.memory_gb * GB)
+        inflight = max(1, min(threads, fits))
+        if inflight == 1:
+            return 1, None
+        # The loaded model's own predict holds a lock (one call at a time); the same module
+        # and post-processing kwargs are called without it here.
+        seg = DeviceSegmenter(loaded, "fp32", {"window_size": window} if window else None)
+        model.runner = OomRetry(seg.predict, 1)
+        per_tile = max(1, threads // inflight)
+
+        def one_thread_each() -> None:
+            import torch
+
+            torch.set_num_threads(per_tile)  # this thread's OpenMP threads (per thread)
+
+        return inflight, one_thread_each
+
+
+def default_batch(batch_size: int | str, device: str) -> int:
+    """Tiles per model call: as asked, else 1 on CPU (one tile at a time is as fast per tile,
+    measured) and 4 on an accelerator."""
+    if batch_size != "auto":
+        return int(batch_size)
+    return 1 if device == "cpu" else 4

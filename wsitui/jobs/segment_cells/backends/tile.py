@@ -1,0 +1,56 @@
+"""One tile's model call and records, the same on every backend (local threads, Dask workers).
+
+An out-of-domain tile (DAB-like stain, `domain.py`) gets instanseg's post-processing tightened
+(`domain.TIGHT`) when the model takes such kwargs; the records carry the tile's chromogen share
+and whether it was out of domain (the job's domain check reads them from the shards).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from wsitui.jobs.segment_cells.domain import TIGHT, out_of_domain
+from wsitui.jobs.segment_cells.extract import CellRecords, extract
+from wsitui.jobs.segment_cells.plan import CellPlan
+from wsitui.jobs.segment_cells.source import TileImage
+
+
+def predictor(model: Any, odd: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """`model.predict`, tightened for out-of-domain tiles when the model takes
+    `postprocess` (a model without such kwargs, e.g. a test double, as it is)."""
+    if not odd:
+        return model.predict  # type: ignore[no-any-return]
+    try:
+        takes = "postprocess" in inspect.signature(model.predict).parameters
+    except (TypeError, ValueError):
+        takes = False
+    if not takes:
+        return model.predict  # type: ignore[no-any-return]
+    return functools.partial(model.predict, postprocess=TIGHT)
+
+
+def records(
+    labels: np.ndarray, image: TileImage, plan: CellPlan, min_area_px: float
+) -> CellRecords:
+    """The tile's cell records from its labels (polygons, seam status, domain info)."""
+    rec = extract(
+        labels,
+        image.tile,
+        scale=plan.scale,
+        valid=(image.h, image.w),
+        level_dims=plan.geometry.level_dimensions,
+        band=plan.band,
+        min_area=min_area_px,
+    )
+    rec.info = np.array([image.chromogen, float(out_of_domain(image.chromogen))])
+    return rec
+
+
+def cells_in(rec: CellRecords) -> int:
+    """Cells a tile's records count for progress (guests belong to a neighbour)."""
+    return int(np.count_nonzero(rec.status != 2))
