@@ -2,8 +2,9 @@
 # Download, here, the wheels the GPU check needs that the GPU image lacks (see check.sh), for
 # Python 3.12 manylinux x86-64, into the repository's ignored .whl/ folder. Versions are the
 # ones the project's venv runs. torch, numpy, scipy, scikit-image, tifffile, pillow, anyio, rich,
-# prometheus-client are preinstalled there and not carried; textual, dask and instanseg-torch
-# are not needed by the check (the job path never imports them for a local, shipped-model run).
+# prometheus-client are preinstalled there and not carried; textual and dask are not needed by
+# the check. instanseg-torch is carried (127 kB, no dependencies installed) because resolving an
+# InstanSeg model checks that it is installed; the job path itself never imports it.
 #
 #   benchmarks/gpu/fetch_wheels.sh [python]      # then: du -sh .whl (must stay well under 60 MiB)
 set -euo pipefail
@@ -15,6 +16,7 @@ WHEELS=(
     shapely==2.2.0
     imagecodecs==2026.3.6
     openslide-python==1.4.7 openslide-bin==4.0.1.2
+    instanseg-torch==0.1.2
 )
 mkdir -p .whl
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
