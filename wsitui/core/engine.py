@@ -403,6 +403,7 @@ class Engine:
                 f"job {job.key!r} is {job.state}: only failed or canceled jobs can be retried"
             )
         self._validator.check_fits(job, "retry")
+        self._admit(tenant, 1)  # a new attempt is one more PENDING job, like a submission
         self.scheduler.retry(job.id)
         return self._new_attempt(job, "retry")
 
@@ -428,6 +429,7 @@ class Engine:
                 "on its outputs; wait for it to finish, or cancel it first"
             )
         self._validator.check_fits(job, "rerun")
+        self._admit(tenant, 1)
         self.scheduler.rerun(job.id)
         return self._new_attempt(job, "rerun")
 
@@ -463,7 +465,9 @@ class Engine:
 
     # ---- internals: admission and creation ---------------------------------------------------
     def _admit(self, tenant: str, jobs: int) -> None:
-        """Admission control, before anything changes: raise RateLimited / QueueFull."""
+        """Admission control, before anything changes: raise RateLimited / QueueFull. Every
+        request that makes jobs PENDING passes it (submit, add_job, retry, rerun), after its
+        validation: a refused request costs no token."""
         refused = self.admission.admit(
             tenant, jobs, self._pending.get(tenant, 0), self._pending_total
         )
