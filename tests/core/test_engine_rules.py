@@ -330,7 +330,9 @@ async def test_bad_tenant_ids_unknown_types_and_bad_params_are_refused(tmp_path,
             with pytest.raises(InvalidRequest, match=r"tenant .* is not allowed"):
                 engine.submit(tenant, wf("w", ("j", "main")))
         spec = WorkflowSpec(name="w", jobs=(JobSpec(id="c", type="SEGMENT_CELLS", slide="s.svs"),))
-        with pytest.raises(InvalidRequest, match="unknown job type 'SEGMENT_CELLS' .*; use one of: TISSUE_MASK"):
+        with pytest.raises(
+            InvalidRequest, match=r"unknown job type 'SEGMENT_CELLS' .*; use one of: TISSUE_MASK"
+        ):
             engine.submit("t", spec)
         bad = WorkflowSpec(
             name="w", jobs=(JobSpec(id="j", type="TISSUE_MASK", slide="s", params={"bad": 1}),)
