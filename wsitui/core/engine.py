@@ -241,6 +241,8 @@ class Engine:
             self.scheduler.enqueue(job.id, job.seq)
         # Which tenants were active, and the waiting order, continue from the stored state.
         self.scheduler.restore_tenants(self.store.tenant_rows())
+        # What was running runs again first, as the stopped process had it (R6 unchanged).
+        self.scheduler.resume_first(j.id for j in sorted(found.interrupted, key=lambda j: j.seq))
         for job_id, job in self._jobs.items():
             if self.scheduler.jobs[job_id].blocked != job.blocked:
                 self._put(replace(job, blocked=self.scheduler.jobs[job_id].blocked))

@@ -1,0 +1,131 @@
+"""Scheduling scenarios from the outside: tenants, resources and restarts, each a case the
+rules (rules.py R1-R9) decide and a user can observe in the order jobs start."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tests.core.crash import snapshot, snapshot_every_commit
+from tests.core.fakes import GatedExecutor
+from wsitui.core.engine import Engine
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
+
+pytestmark = pytest.mark.anyio
+
+
+class GatedGpu(GatedExecutor):
+    """A gated executor whose jobs each hold the one GPU."""
+
+    def __init__(self) -> None:
+        super().__init__("SEGMENT_CELLS")
+
+    def resources(self, params: object) -> dict[str, int]:
+        return {"gpu": 1}
+
+    def capacity(self) -> dict[str, int]:
+        return {"gpu": 1}
+
+
+def cpu(key: str, branch: str = "main", deps: tuple[str, ...] = ()) -> JobSpec:
+    return JobSpec(id=key, type="TISSUE_MASK", slide="s.svs", branch=branch, depends_on=deps)
+
+
+def gpu(key: str, branch: str = "g") -> JobSpec:
+    return JobSpec(id=key, type="SEGMENT_CELLS", slide="s.svs", branch=branch)
+
+
+def wf(name: str, *jobs: JobSpec) -> WorkflowSpec:
+    return WorkflowSpec(name=name, jobs=jobs)
+
+
+async def until(engine: Engine, predicate: Callable[[], bool], seconds: float = 10) -> None:
+    with anyio.fail_after(seconds):
+        await engine.wait_until(predicate)
+
+
+async def drain(engine: Engine, executors: list[GatedExecutor]) -> list[str]:
+    """Release every job as it starts, one start at a time, until nothing can run; returns
+    the order in which jobs started."""
+    order: list[str] = []
+    with anyio.fail_after(30):
+        while not engine.is_idle():
+            fresh = [j for j in engine._runs if j not in order]
+            if not fresh:
+                await engine.wait_until(lambda: bool(set(engine._runs) - set(order)))
+                continue
+            for job_id in fresh:
+                order.append(job_id)
+                for ex in executors:
+                    ex.release(job_id)
+            await engine.wait_until(_none_running(engine, fresh))
+    return order
+
+
+def _none_running(engine: Engine, job_ids: list[str]) -> Callable[[], bool]:
+    return lambda: all(j not in engine._runs for j in job_ids)
+
+
+# ---- R6 per resource class survives a restart ------------------------------------------------
+async def test_a_restart_keeps_the_gpu_fair_share_order(tmp_path: Path):
+    """A was admitted before B but was served the GPU last: the next GPU start is B's, before
+    and after a crash at any commit (per-class service is persisted with the start)."""
+    c_ex, g_ex = GatedExecutor(), GatedGpu()
+    kw = {"max_workers": 2}
+    async with Engine(tmp_path / "d", [c_ex, g_ex], **kw) as engine:
+        c = engine.submit("A", wf("cpu", cpu("c"))).jobs[0].id  # A is admitted first
+        b1, b2 = (j.id for j in engine.submit("B", wf("gb", gpu("b1"), gpu("b2"))).jobs)
+        a1, a2 = (j.id for j in engine.submit("A", wf("ga", gpu("a1"), gpu("a2"))).jobs)
+        await until(engine, lambda: b1 in engine._runs)
+        g_ex.release(b1)
+        await until(engine, lambda: a1 in engine._runs)  # A never had the GPU: A goes
+        with snapshot_every_commit(engine, tmp_path / "copies") as copies:
+            g_ex.release(a1)  # A had it last: B goes next
+            await until(engine, lambda: b2 in engine._runs)
+        rest = await drain(engine, [c_ex, g_ex])
+    assert [j for j in rest if j in (a2, b2)] == [b2, a2]
+    assert copies
+    for copy in copies:
+        c2, g2 = GatedExecutor(), GatedGpu()
+        async with Engine(copy, [c2, g2], **kw) as engine:
+            order = await drain(engine, [c2, g2])
+            assert engine.job("A", c).state is JobState.SUCCEEDED
+        assert [j for j in order if j in (a2, b2)] == [b2, a2], copy.name
+
+
+# ---- a restart continues what was running first ----------------------------------------------
+async def test_jobs_running_at_a_crash_start_again_before_any_other(tmp_path: Path):
+    """A's job ran when the process died; B's waited for the one worker. B was never served,
+    so by R6 alone B would go first after the restart, and A's half-done job would wait."""
+    ex = GatedExecutor()
+    async with Engine(tmp_path / "d", [ex], max_workers=1) as engine:
+        a1 = engine.submit("A", wf("a", cpu("a1"))).jobs[0].id
+        b1 = engine.submit("B", wf("b", cpu("b1"))).jobs[0].id
+        await until(engine, lambda: a1 in engine._runs)
+        crashed = snapshot(engine, tmp_path / "crashed")
+        assert await drain(engine, [ex]) == [a1, b1]
+    ex2 = GatedExecutor()
+    async with Engine(crashed, [ex2], max_workers=1) as engine:
+        assert await drain(engine, [ex2]) == [a1, b1]
+
+
+async def test_fewer_workers_after_a_restart_resume_the_oldest_running_jobs_only(tmp_path):
+    ex = GatedExecutor()
+    async with Engine(tmp_path / "d", [ex], max_workers=3) as engine:
+        ids = [engine.submit(t, wf(t, cpu("x"), cpu("y"))).jobs[0].id for t in "ABC"]
+        await until(engine, lambda: len(engine._runs) == 3)
+        crashed = snapshot(engine, tmp_path / "crashed")
+        for job_id in ids:
+            ex.release(job_id)
+        await drain(engine, [ex])
+    ex2 = GatedExecutor()
+    async with Engine(crashed, [ex2], max_workers=1) as engine:
+        running: list[int] = []
+        engine.bus.add_listener(lambda _e: running.append(engine.scheduler.running))
+        order = await drain(engine, [ex2])
+        assert order[:3] == ids  # the interrupted ones first, in their start order
+        assert len(order) == 6
+        assert max(running, default=0) <= 1  # the new bound holds from the first start
