@@ -12,6 +12,7 @@ import pytest
 from tests.core.crash import snapshot, snapshot_every_commit
 from tests.core.fakes import GatedExecutor
 from wsitui.core.engine import Engine
+from wsitui.core.events import TenantAdmitted
 from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 
 pytestmark = pytest.mark.anyio
@@ -129,3 +130,90 @@ async def test_fewer_workers_after_a_restart_resume_the_oldest_running_jobs_only
         assert order[:3] == ids  # the interrupted ones first, in their start order
         assert len(order) == 6
         assert max(running, default=0) <= 1  # the new bound holds from the first start
+
+
+# ---- R3: a waiting tenant is admitted exactly when the last live job of an active one ends --
+def admissions(engine: Engine) -> list[str]:
+    out: list[str] = []
+    engine.bus.add_listener(
+        lambda e: out.append(e.tenant) if isinstance(e, TenantAdmitted) else None
+    )
+    return out
+
+
+@pytest.mark.parametrize("end", ["ok", "fail", "cancel"])
+async def test_the_next_tenant_is_admitted_when_the_last_job_ends_however_it_ends(
+    tmp_path: Path, end: str
+):
+    ex = GatedExecutor()
+    async with Engine(tmp_path / "d", [ex], max_workers=4, max_active_users=1) as engine:
+        admitted = admissions(engine)
+        a1, a2 = (j.id for j in engine.submit("A", wf("a", cpu("a1"), cpu("a2"))).jobs)
+        b1 = engine.submit("B", wf("b", cpu("b1"))).jobs[0].id
+        c1 = engine.submit("C", wf("c", cpu("c1"))).jobs[0].id
+        ex.release(a1)
+        await until(engine, lambda: a2 in engine._runs)  # the gap between A's two jobs
+        assert engine.stats().active == ("A",) and engine.stats().waiting == ("B", "C")
+        if end == "cancel":
+            engine.cancel("A", a2)  # running: it stops at its next tile
+        else:
+            ex.release(a2, end)
+        await until(engine, lambda: b1 in engine._runs)
+        assert engine.stats().active == ("B",) and engine.stats().waiting == ("C",)
+        assert c1 not in engine._runs
+        if end != "ok":  # the retry is new live work: A waits behind C, in arrival order
+            engine.retry("A", a2)
+            assert engine.stats().waiting == ("C", "A")
+        assert await drain(engine, [ex]) == [b1, c1, *([a2] if end != "ok" else [])]
+        assert admitted == ["A", "B", "C", *(["A"] if end != "ok" else [])]
+
+
+async def test_retrying_a_failed_job_while_another_job_runs_keeps_the_slot(tmp_path: Path):
+    ex = GatedExecutor()
+    async with Engine(tmp_path / "d", [ex], max_workers=4, max_active_users=1) as engine:
+        a1, a2 = (j.id for j in engine.submit("A", wf("a", cpu("a1"), cpu("a2", "x"))).jobs)
+        b1 = engine.submit("B", wf("b", cpu("b1"))).jobs[0].id
+        await until(engine, lambda: {a1, a2} <= set(engine._runs))
+        ex.release(a1, "fail")
+        await until(engine, lambda: engine._jobs[a1].state is JobState.FAILED)
+        engine.retry("A", a1)  # A still runs a2: it never left, B still waits
+        assert engine.stats().active == ("A",) and engine.stats().waiting == ("B",)
+        order = await drain(engine, [ex])
+        assert order.index(b1) > order.index(a1)
+
+
+async def test_a_tenant_whose_jobs_all_wait_on_a_held_upstream_holds_no_slot(tmp_path: Path):
+    ex = GatedExecutor()
+    async with Engine(tmp_path / "d", [ex], max_workers=4, max_active_users=1) as engine:
+        admitted = admissions(engine)
+        w = engine.submit("A", wf("a", cpu("x"), cpu("y", "y", deps=("x",))), start=False)
+        x, y = (j.id for j in w.jobs)
+        engine.cancel("A", y)
+        engine.retry("A", y)  # queued, but parked behind its held upstream x (R4)
+        assert engine.stats().active == () and engine.stats().waiting == ()
+        b1 = engine.submit("B", wf("b", cpu("b1"))).jobs[0].id
+        assert engine.stats().active == ("B",) and b1 in engine._runs
+        engine.start("A", [x])  # now A has live work: it waits for B to finish everything
+        assert engine.stats().waiting == ("A",)
+        assert await drain(engine, [ex]) == [b1, x, y]
+        assert admitted == ["B", "A"]
+
+
+async def test_canceling_a_waiting_tenants_whole_workflow_keeps_the_others_in_order(
+    tmp_path: Path,
+):
+    ex = GatedExecutor()
+    async with Engine(tmp_path / "d", [ex], max_workers=4, max_active_users=1) as engine:
+        admitted = admissions(engine)
+        a1 = engine.submit("A", wf("a", cpu("a1"))).jobs[0].id
+        wb = engine.submit("B", wf("b", cpu("b1"), cpu("b2", deps=("b1",)), cpu("b3", "z")))
+        c1 = engine.submit("C", wf("c", cpu("c1"))).jobs[0].id
+        d1 = engine.submit("D", wf("d", cpu("d1"))).jobs[0].id
+        assert engine.stats().waiting == ("B", "C", "D")
+        for job in wb.jobs[::-1]:
+            if engine._jobs[job.id].state is JobState.PENDING:
+                engine.cancel("B", job.id)
+        assert engine.stats().waiting == ("C", "D")
+        assert {j.state for j in engine.workflow("B", wb.workflow.id).jobs} == {JobState.CANCELED}
+        assert await drain(engine, [ex]) == [a1, c1, d1]
+        assert admitted == ["A", "C", "D"]
