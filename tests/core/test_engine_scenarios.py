@@ -217,3 +217,59 @@ async def test_canceling_a_waiting_tenants_whole_workflow_keeps_the_others_in_or
         assert {j.state for j in engine.workflow("B", wb.workflow.id).jobs} == {JobState.CANCELED}
         assert await drain(engine, [ex]) == [a1, c1, d1]
         assert admitted == ["A", "C", "D"]
+
+
+# ---- restarts: the waiting order and the running jobs continue --------------------------------
+@pytest.mark.parametrize("how", ["crash", "clean stop"])
+async def test_a_restart_keeps_waiting_tenants_in_arrival_order_and_resumes_first(
+    tmp_path: Path, how: str
+):
+    """One worker, one slot: A is active with a running job and a queued one; D, B, C wait in
+    that order. After the restart A's running job goes on first, then A's next, then D, B, C:
+    as the stopped process would have done."""
+    ex = GatedExecutor()
+    kw = {"max_workers": 1, "max_active_users": 1}
+    async with Engine(tmp_path / "d", [ex], **kw) as engine:
+        a1, a2 = (j.id for j in engine.submit("A", wf("a", cpu("a1"), cpu("a2", "x"))).jobs)
+        rest = [engine.submit(t, wf(t, cpu("j"))).jobs[0].id for t in "DBC"]
+        await until(engine, lambda: a1 in engine._runs)
+        crashed = snapshot(engine, tmp_path / "crashed")
+    data = crashed if how == "crash" else tmp_path / "d"
+    ex2 = GatedExecutor()
+    async with Engine(data, [ex2], **kw) as engine:
+        admitted = admissions(engine)
+        assert engine.stats().active == ("A",)
+        assert engine.stats().waiting == ("D", "B", "C")
+        assert await drain(engine, [ex2]) == [a1, a2, *rest]
+        assert admitted == ["D", "B", "C"]
+
+
+async def test_fewer_active_users_after_a_restart_keep_the_first_admitted(tmp_path: Path):
+    ex = GatedExecutor()
+    async with Engine(tmp_path / "d", [ex], max_workers=1, max_active_users=3) as engine:
+        ids = [engine.submit(t, wf(t, cpu("j"))).jobs[0].id for t in "ABCD"]
+        await until(engine, lambda: ids[0] in engine._runs)
+        assert engine.stats().active == ("A", "B", "C")
+        crashed = snapshot(engine, tmp_path / "crashed")
+    ex2 = GatedExecutor()
+    async with Engine(crashed, [ex2], max_workers=1, max_active_users=1) as engine:
+        assert engine.stats().active == ("A",)
+        assert engine.stats().waiting == ("B", "C", "D")  # those admitted before D stay ahead
+        assert await drain(engine, [ex2]) == ids
+
+
+@pytest.mark.parametrize("how", ["crash", "clean stop"])
+async def test_a_restart_continues_the_running_job_before_a_never_served_tenant(
+    tmp_path: Path, how: str
+):
+    ex = GatedExecutor()
+    kw = {"max_workers": 1, "max_active_users": 2}
+    async with Engine(tmp_path / "d", [ex], **kw) as engine:
+        a1 = engine.submit("A", wf("a", cpu("a1"))).jobs[0].id
+        b1 = engine.submit("B", wf("b", cpu("b1"))).jobs[0].id  # active, waits for the worker
+        await until(engine, lambda: a1 in engine._runs)
+        crashed = snapshot(engine, tmp_path / "crashed")
+    data = crashed if how == "crash" else tmp_path / "d"
+    ex2 = GatedExecutor()
+    async with Engine(data, [ex2], **kw) as engine:
+        assert await drain(engine, [ex2]) == [a1, b1]

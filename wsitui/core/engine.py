@@ -241,8 +241,10 @@ class Engine:
             self.scheduler.enqueue(job.id, job.seq)
         # Which tenants were active, and the waiting order, continue from the stored state.
         self.scheduler.restore_tenants(self.store.tenant_rows())
-        # What was running runs again first, as the stopped process had it (R6 unchanged).
-        self.scheduler.resume_first(j.id for j in sorted(found.interrupted, key=lambda j: j.seq))
+        # What was running (at a crash, or at a clean stop) runs again first, as the stopped
+        # process had it (R6 unchanged).
+        again = [*found.interrupted, *(j for j in found.queued if j.interrupted)]
+        self.scheduler.resume_first(j.id for j in sorted(again, key=lambda j: j.seq))
         for job_id, job in self._jobs.items():
             if self.scheduler.jobs[job_id].blocked != job.blocked:
                 self._put(replace(job, blocked=self.scheduler.jobs[job_id].blocked))
@@ -450,6 +452,7 @@ class Engine:
             stage="",
             counters={},
             crashes=0,
+            interrupted=False,
         )
         # The retried job, the dependents it unblocks, and dropping its old checkpoint: one
         # transaction, so a crash can never leave a dependent ahead of its upstream.
@@ -535,7 +538,13 @@ class Engine:
         starts = self.scheduler.next_starts() if running else []
         now = self.clock()
         started = [
-            replace(self._jobs[j], state=JobState.RUNNING, started_at=now, finished_at=None)
+            replace(
+                self._jobs[j],
+                state=JobState.RUNNING,
+                started_at=now,
+                finished_at=None,
+                interrupted=False,
+            )
             for j in starts
         ]
         self._commit(started, "started", now)

@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     enqueued INTEGER NOT NULL DEFAULT 1,
     stage TEXT NOT NULL DEFAULT '',
     counters TEXT NOT NULL DEFAULT '{}',
-    crashes INTEGER NOT NULL DEFAULT 0
+    crashes INTEGER NOT NULL DEFAULT 0,
+    interrupted INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs(tenant, workflow_id);
 CREATE TABLE IF NOT EXISTS transitions (
@@ -76,14 +77,15 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 _JOB_COLUMNS = (
     "id, key, workflow_id, tenant, job_type, slide, branch, depends_on, params, state, "
     "tiles_done, tiles_total, attempt, error, created_at, started_at, finished_at, seq, enqueued, "
-    "stage, counters, crashes"
+    "stage, counters, crashes, interrupted"
 )
 # Columns added after the first release: an older state.db gains them on open.
-_COLUMN_DEFAULTS = {"stage": "''", "counters": "'{}'", "crashes": "0"}
+_COLUMN_DEFAULTS = {"stage": "''", "counters": "'{}'", "crashes": "0", "interrupted": "0"}
 _ADDED_COLUMNS = {
     "stage": "TEXT NOT NULL DEFAULT ''",
     "counters": "TEXT NOT NULL DEFAULT '{}'",
     "crashes": "INTEGER NOT NULL DEFAULT 0",
+    "interrupted": "INTEGER NOT NULL DEFAULT 0",
 }
 
 
@@ -115,6 +117,7 @@ def _job_row(job: Job) -> tuple[Any, ...]:
         job.stage,
         json.dumps(job.counters, sort_keys=True),
         job.crashes,
+        int(job.interrupted),
     )
 
 
@@ -164,6 +167,7 @@ def _parse_job(row: sqlite3.Row) -> Job:
         stage=str(row["stage"]),
         counters={str(k): int(v) for k, v in counters.items()},
         crashes=int(row["crashes"]),
+        interrupted=bool(row["interrupted"]),
     )
 
 
@@ -283,13 +287,14 @@ class Store:
                     (workflow.id, workflow.tenant, workflow.name, workflow.created_at),
                 )
             db.executemany(
-                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 22)}) "
+                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 23)}) "
                 "ON CONFLICT(id) DO UPDATE SET state=excluded.state, "
                 "tiles_done=excluded.tiles_done, tiles_total=excluded.tiles_total, "
                 "attempt=excluded.attempt, error=excluded.error, "
                 "started_at=excluded.started_at, finished_at=excluded.finished_at, "
                 "seq=excluded.seq, enqueued=excluded.enqueued, stage=excluded.stage, "
-                "counters=excluded.counters, crashes=excluded.crashes",
+                "counters=excluded.counters, crashes=excluded.crashes, "
+                "interrupted=excluded.interrupted",
                 job_rows,
             )
             db.executemany(
