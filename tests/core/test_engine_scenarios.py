@@ -273,3 +273,19 @@ async def test_a_restart_continues_the_running_job_before_a_never_served_tenant(
     ex2 = GatedExecutor()
     async with Engine(data, [ex2], **kw) as engine:
         assert await drain(engine, [ex2]) == [a1, b1]
+
+
+async def test_fewer_gpus_after_a_restart_resume_the_interrupted_gpu_jobs_in_turn(tmp_path):
+    """Two GPU jobs ran at the crash, the restart has one GPU: the second waits for it, and
+    still goes before C's GPU job (C was never served the GPU, so R6 alone would pick C)."""
+    c_ex, g_ex = GatedExecutor(), GatedGpu()
+    async with Engine(tmp_path / "d", [c_ex, g_ex], resources={"gpu": 2}) as engine:
+        g1 = engine.submit("A", wf("a", gpu("g1"))).jobs[0].id
+        g2 = engine.submit("B", wf("b", gpu("g2"))).jobs[0].id
+        g3 = engine.submit("C", wf("c", gpu("g3"))).jobs[0].id
+        await until(engine, lambda: {g1, g2} <= set(engine._runs))
+        crashed = snapshot(engine, tmp_path / "crashed")
+    c2, g2_ex = GatedExecutor(), GatedGpu()
+    async with Engine(crashed, [c2, g2_ex], resources={"gpu": 1}) as engine:
+        assert set(engine._runs) == {g1}
+        assert await drain(engine, [c2, g2_ex]) == [g1, g2, g3]
