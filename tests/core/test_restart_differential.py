@@ -1,0 +1,121 @@
+"""A restart continues exactly where the stopped process was: a random workload runs once
+straight through, and again from a copy of its state after some of its commits once all is
+submitted (a crash there); the jobs still to run start in the same order both times.
+
+One worker and deterministic releases (the oldest running job first, one at a time) make the
+straight run's start order a pure function of the rules, so any difference is state that a
+restart lost: R3 active tenants and waiting order, R6 service per tenant and per resource
+class, lane order, what was running."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import anyio
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, given, settings
+
+from tests.core.crash import snapshot_every_commit
+from tests.core.fakes import GatedExecutor
+from tests.core.test_engine_scenarios import GatedGpu
+from wsitui.core.engine import Engine
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
+
+Plan = list[tuple[str, WorkflowSpec]]
+
+
+@st.composite
+def workloads(draw: st.DrawFn) -> tuple[Plan, set[str]]:
+    """Submissions in order (tenant, workflow) and the job keys that fail."""
+    plan: Plan = []
+    failing: set[str] = set()
+    for w in range(draw(st.integers(1, 5))):
+        tenant = draw(st.sampled_from(["t0", "t1", "t2", "t3"]))
+        jobs: list[JobSpec] = []
+        for i in range(draw(st.integers(1, 3))):
+            key = f"w{w}j{i}"
+            deps = (f"w{w}j{i - 1}",) if i and draw(st.booleans()) else ()
+            kind = draw(st.sampled_from(["TISSUE_MASK", "SEGMENT_CELLS"]))
+            jobs.append(
+                JobSpec(
+                    id=key,
+                    type=kind,
+                    slide="s.svs",
+                    branch=draw(st.sampled_from(["m", "x"])),
+                    depends_on=deps,
+                )
+            )
+            if draw(st.integers(0, 5)) == 0:
+                failing.add(key)
+        plan.append((tenant, WorkflowSpec(name=f"w{w}", jobs=tuple(jobs))))
+    return plan, failing
+
+
+def key_of(job_id: str) -> str:
+    return job_id.split(".", 1)[1]
+
+
+async def run_in_order(engine: Engine, failing: set[str], order: list[str]) -> None:
+    """Release the oldest running job (by start), one at a time, until nothing can run."""
+    executors = list(engine.executors.values())
+    with anyio.fail_after(30):
+        while not engine.is_idle():
+            for job_id in engine._runs:
+                if job_id not in order:
+                    order.append(job_id)
+            running = [j for j in order if j in engine._runs]
+            if not running:
+                await engine.wait_until(lambda: bool(engine._runs) or engine.is_idle())
+                continue
+            oldest = running[0]
+            for ex in executors:
+                assert isinstance(ex, GatedExecutor)
+                ex.release(oldest, "fail" if key_of(oldest) in failing else "ok")
+            await engine.wait_until(lambda oldest=oldest: oldest not in engine._runs)
+
+
+def engine_at(data: Path, users: int) -> Engine:
+    ids = iter(f"wf{i}" for i in range(100))
+    return Engine(
+        data,
+        [GatedExecutor(), GatedGpu()],
+        max_workers=1,
+        max_active_users=users,
+        new_id=lambda: next(ids),
+    )
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(work=workloads(), users=st.integers(1, 3), data=st.data())
+def test_a_restart_after_any_commit_starts_the_remaining_jobs_in_the_same_order(
+    work: tuple[Plan, set[str]], users: int, data: st.DataObject
+) -> None:
+    plan, failing = work
+
+    async def main(root: Path) -> None:
+        straight: list[str] = []
+        async with engine_at(root / "d", users) as engine:
+            for tenant, spec in plan:
+                engine.submit(tenant, spec)
+            with snapshot_every_commit(engine, root / "copies") as copies:
+                await run_in_order(engine, failing, straight)
+        picks = data.draw(
+            st.lists(st.sampled_from(copies), max_size=3, unique=True) if copies else st.just([])
+        )
+        for copy in picks:
+            async with engine_at(copy, users) as engine:
+                done = {j for j, job in engine._jobs.items() if job.state.terminal}
+                again: list[str] = []
+                await run_in_order(engine, failing, again)
+                states = {j: job.state for j, job in engine._jobs.items()}
+            expected = [j for j in straight if j not in done]
+            assert again == expected, f"after {copy.name}: {again} != {expected}"
+            assert JobState.RUNNING not in states.values()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        anyio.run(main, Path(tmp))
