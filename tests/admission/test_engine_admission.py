@@ -10,7 +10,7 @@ import pytest
 
 from tests.core.fakes import LooseParams
 from wsitui.core.admission import Limits
-from wsitui.core.engine import Engine, InvalidRequest, QueueFull, RateLimited
+from wsitui.core.engine import Engine, InvalidRequest, NotFound, QueueFull, RateLimited
 from wsitui.core.executor import Executor, JobContext
 from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 
@@ -209,3 +209,15 @@ async def test_an_invalid_retry_spends_no_token(tmp_path: Path):
             engine.retry("t", job)  # PENDING: not retryable
         engine.cancel("t", job)
         engine.retry("t", job)  # token 2: the refused retry took none
+
+
+async def test_another_tenants_job_is_unknown_to_retry_even_when_rate_limited(tmp_path: Path):
+    clock = Clock()
+    engine = Engine(tmp_path / "d", [Instant()], clock=clock, limits=Limits(rate=1.0, burst=1))
+    async with engine:
+        job = engine.submit("alice", spec("a"), start=False).jobs[0].id
+        engine.cancel("alice", job)
+        engine.submit("bob", spec("b"), start=False)  # bob's one token is spent
+        with pytest.raises(NotFound) as unknown:
+            engine.retry("bob", job)  # R7: refused as unknown, not as rate limited
+        assert str(unknown.value) == f"no job {job!r} for tenant 'bob'"
