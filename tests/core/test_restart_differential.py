@@ -22,14 +22,16 @@ from tests.core.test_engine_scenarios import GatedGpu
 from wsitui.core.engine import Engine
 from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 
-Plan = list[tuple[str, WorkflowSpec]]
+Plan = list[tuple[str, WorkflowSpec, bool]]  # (tenant, workflow, started at submission)
 
 
 @st.composite
-def workloads(draw: st.DrawFn) -> tuple[Plan, set[str]]:
-    """Submissions in order (tenant, workflow) and the job keys that fail."""
+def workloads(draw: st.DrawFn) -> tuple[Plan, set[str], list[str]]:
+    """Submissions in order, the job keys that fail, and commands given once all is submitted
+    ("start KEY": a held job with its upstreams; "cancel KEY": a pending job)."""
     plan: Plan = []
     failing: set[str] = set()
+    commands: list[str] = []
     for w in range(draw(st.integers(1, 5))):
         tenant = draw(st.sampled_from(["t0", "t1", "t2", "t3"]))
         jobs: list[JobSpec] = []
@@ -48,12 +50,32 @@ def workloads(draw: st.DrawFn) -> tuple[Plan, set[str]]:
             )
             if draw(st.integers(0, 5)) == 0:
                 failing.add(key)
-        plan.append((tenant, WorkflowSpec(name=f"w{w}", jobs=tuple(jobs))))
-    return plan, failing
+            if draw(st.integers(0, 6)) == 0:
+                commands.append(f"cancel {key}")
+        started = draw(st.integers(0, 3)) > 0
+        if not started and draw(st.booleans()):
+            commands.append(f"start {draw(st.sampled_from(jobs)).id}")
+        plan.append((tenant, WorkflowSpec(name=f"w{w}", jobs=tuple(jobs)), started))
+    return plan, failing, draw(st.permutations(commands))
 
 
 def key_of(job_id: str) -> str:
     return job_id.split(".", 1)[1]
+
+
+def submit_all(engine: Engine, plan: Plan, commands: list[str]) -> None:
+    ids: dict[str, tuple[str, str]] = {}  # job key -> (tenant, job id)
+    for tenant, spec, started in plan:
+        for job in engine.submit(tenant, spec, start=started).jobs:
+            ids[job.key] = (tenant, job.id)
+    for command in commands:
+        verb, key = command.split()
+        tenant, job_id = ids[key]
+        state, enqueued = engine._jobs[job_id].state, engine._jobs[job_id].enqueued
+        if verb == "start" and state is JobState.PENDING and not enqueued:
+            engine.start(tenant, [job_id])
+        elif verb == "cancel" and state is JobState.PENDING:
+            engine.cancel(tenant, job_id)
 
 
 async def run_in_order(
@@ -109,16 +131,19 @@ def engine_at(data: Path, users: int, workers: int, gpus: int) -> Engine:
     data=st.data(),
 )
 def test_a_restart_after_any_commit_starts_the_remaining_jobs_in_the_same_order(
-    work: tuple[Plan, set[str]], users: int, workers: int, gpus: int, data: st.DataObject
+    work: tuple[Plan, set[str], list[str]],
+    users: int,
+    workers: int,
+    gpus: int,
+    data: st.DataObject,
 ) -> None:
-    plan, failing = work
+    plan, failing, commands = work
     kw = {"users": users, "workers": workers, "gpus": gpus}
 
     async def main(root: Path) -> None:
         straight: list[str] = []
         async with engine_at(root / "d", **kw) as engine:
-            for tenant, spec in plan:
-                engine.submit(tenant, spec)
+            submit_all(engine, plan, commands)
             with snapshot_every_commit(engine, root / "copies") as copies:
                 await run_in_order(engine, failing, straight)
         picks = data.draw(
@@ -127,8 +152,7 @@ def test_a_restart_after_any_commit_starts_the_remaining_jobs_in_the_same_order(
         # A clean stop after some releases, then the same run again from where it stopped.
         stop_after = data.draw(st.integers(0, len(straight)))
         async with engine_at(root / "e", **kw) as engine:
-            for tenant, spec in plan:
-                engine.submit(tenant, spec)
+            submit_all(engine, plan, commands)
             await run_in_order(engine, failing, [], first=straight, releases=stop_after)
         for copy in [*picks, root / "e"]:
             async with engine_at(copy, **kw) as engine:
