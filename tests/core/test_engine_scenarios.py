@@ -10,25 +10,12 @@ import anyio
 import pytest
 
 from tests.core.crash import snapshot, snapshot_every_commit
-from tests.core.fakes import GatedExecutor
+from tests.core.fakes import GatedExecutor, GatedGpu
 from wsitui.core.engine import Engine
 from wsitui.core.events import TenantAdmitted
 from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 
 pytestmark = pytest.mark.anyio
-
-
-class GatedGpu(GatedExecutor):
-    """A gated executor whose jobs each hold the one GPU."""
-
-    def __init__(self) -> None:
-        super().__init__("SEGMENT_CELLS")
-
-    def resources(self, params: object) -> dict[str, int]:
-        return {"gpu": 1}
-
-    def capacity(self) -> dict[str, int]:
-        return {"gpu": 1}
 
 
 def cpu(key: str, branch: str = "main", deps: tuple[str, ...] = ()) -> JobSpec:

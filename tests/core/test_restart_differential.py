@@ -1,6 +1,7 @@
 """A restart continues exactly where the stopped process was: a random workload runs once
 straight through, and again from a copy of its state after some of its commits once all is
-submitted (a crash there); the jobs still to run start in the same order both times.
+submitted (a crash there), and stopped cleanly at some point and reopened; the jobs still to
+run start in the same order every time.
 
 Deterministic releases (one running job at a time, in the straight run's start order) make
 the straight run's start order a pure function of the rules, so any difference is state that a
@@ -17,8 +18,7 @@ import hypothesis.strategies as st
 from hypothesis import HealthCheck, given, settings
 
 from tests.core.crash import snapshot_every_commit
-from tests.core.fakes import GatedExecutor
-from tests.core.test_engine_scenarios import GatedGpu
+from tests.core.fakes import GatedExecutor, GatedGpu
 from wsitui.core.engine import Engine
 from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 
