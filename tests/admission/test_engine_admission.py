@@ -10,7 +10,7 @@ import pytest
 
 from tests.core.fakes import LooseParams
 from wsitui.core.admission import Limits
-from wsitui.core.engine import Engine, InvalidRequest, QueueFull, RateLimited
+from wsitui.core.engine import Engine, InvalidRequest, NotFound, QueueFull, RateLimited
 from wsitui.core.executor import Executor, JobContext
 from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 
@@ -154,3 +154,70 @@ async def test_a_series_is_checked_whole_before_anything_is_taken(tmp_path: Path
             engine.check_admission([("t", 3, 0), ("t", 2, 0)])
         assert engine.pending_jobs() == 0
         engine.submit("t", spec("w", jobs=4), start=False)  # nothing was taken by the checks
+
+
+async def test_a_retry_is_refused_like_a_submission_when_the_tenant_queue_is_full(tmp_path: Path):
+    limits = Limits(max_queued_per_tenant=2, max_queued=3)
+    async with Engine(tmp_path / "d", [Instant()], limits=limits) as engine:
+        wf = engine.submit("alice", spec("a", jobs=1), start=False)
+        job = wf.jobs[0].id
+        engine.cancel("alice", job)  # CANCELED: no longer PENDING
+        engine.submit("alice", spec("b", jobs=2), start=False)  # alice's queue is full
+        with pytest.raises(QueueFull, match=r"^tenant alice: queue full: 2 jobs queued"):
+            engine.retry("alice", job)
+        assert engine.job("alice", job).state is JobState.CANCELED  # nothing changed
+        assert engine.pending_jobs("alice") == 2
+        # The total bound counts too: bob fills it, and bob's retry is refused by it.
+        bob = engine.submit("bob", spec("c", jobs=1), start=False).jobs[0].id
+        engine.cancel("bob", bob)
+        engine.submit("bob", spec("d", jobs=1), start=False)
+        with pytest.raises(QueueFull, match=r"^queue full: 3 jobs queued \(limit 3\)"):
+            engine.retry("bob", bob)
+        assert engine.job("bob", bob).state is JobState.CANCELED
+
+
+async def test_a_rerun_and_a_retry_spend_a_rate_limit_token_like_a_submission(tmp_path: Path):
+    clock = Clock()
+    limits = Limits(rate=1.0, burst=1)
+    engine = Engine(tmp_path / "d", [Instant()], clock=clock, limits=limits)
+    async with engine:
+        done = engine.submit("t", spec("w")).jobs[0].id  # the one token
+        with anyio.fail_after(10):
+            await engine.wait_idle()
+        with pytest.raises(RateLimited, match=r"^tenant t: rate limited, retry in 1\.0 s"):
+            engine.rerun("t", done)
+        assert engine.job("t", done).state is JobState.SUCCEEDED
+        clock.now += 1.0  # a token is back: the rerun is admitted and spends it
+        engine.rerun("t", done)
+        with anyio.fail_after(10):
+            await engine.wait_idle()
+        clock.now += 1.0
+        held = engine.submit("t", spec("h"), start=False).jobs[0].id
+        engine.cancel("t", held)
+        with pytest.raises(RateLimited):
+            engine.retry("t", held)
+        assert engine.job("t", held).state is JobState.CANCELED
+        # Another tenant's bucket is its own.
+        engine.submit("u", spec("u"))
+
+
+async def test_an_invalid_retry_spends_no_token(tmp_path: Path):
+    engine = Engine(tmp_path / "d", [Instant()], limits=Limits(rate=0.001, burst=2))
+    async with engine:
+        job = engine.submit("t", spec("w"), start=False).jobs[0].id  # token 1 of 2
+        with pytest.raises(InvalidRequest):
+            engine.retry("t", job)  # PENDING: not retryable
+        engine.cancel("t", job)
+        engine.retry("t", job)  # token 2: the refused retry took none
+
+
+async def test_another_tenants_job_is_unknown_to_retry_even_when_rate_limited(tmp_path: Path):
+    clock = Clock()
+    engine = Engine(tmp_path / "d", [Instant()], clock=clock, limits=Limits(rate=1.0, burst=1))
+    async with engine:
+        job = engine.submit("alice", spec("a"), start=False).jobs[0].id
+        engine.cancel("alice", job)
+        engine.submit("bob", spec("b"), start=False)  # bob's one token is spent
+        with pytest.raises(NotFound) as unknown:
+            engine.retry("bob", job)  # R7: refused as unknown, not as rate limited
+        assert str(unknown.value) == f"no job {job!r} for tenant 'bob'"

@@ -61,6 +61,19 @@ class GatedExecutor(Executor):
         self.gates.setdefault(job_id, anyio.Event()).set()
 
 
+class GatedGpu(GatedExecutor):
+    """A gated SEGMENT_CELLS executor whose jobs each hold one GPU (one by default)."""
+
+    def __init__(self) -> None:
+        super().__init__("SEGMENT_CELLS")
+
+    def resources(self, params: object) -> dict[str, int]:
+        return {"gpu": 1}
+
+    def capacity(self) -> dict[str, int]:
+        return {"gpu": 1}
+
+
 class SleepExecutor(Executor):
     params_model = LooseParams
 

@@ -34,6 +34,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.max_seq_seen = 0
         self.in_lane: set[str] = set()
         self.prev_active: set[str] = set()
+        self.resuming: list[str] = []  # running at a restart: they start again first
 
     # ---- facts the test derives on its own ---------------------------------------------------
     def blocked(self, job_id: str) -> bool:
@@ -131,7 +132,15 @@ class SchedulerMachine(RuleBasedStateMachine):
                 del self.served_res[key]
             self.tick += 1
             self.admitted_at[t] = self.tick
-        for j in starts:
+        # After a restart, what was running starts again first, in its order, as no new service.
+        resumed, self.resuming = self.resuming, []
+        assert starts[: len(resumed)] == resumed
+        for j in resumed:
+            self.phase[j] = SchedState.RUNNING
+        if resumed:
+            self.memo.clear()
+            ready = self.ready_heads()
+        for j in starts[len(resumed) :]:
             t = self.s.jobs[j].tenant
             assert t in self.s.active
             candidates: dict[tuple[str, tuple], str] = {}
@@ -224,6 +233,10 @@ class SchedulerMachine(RuleBasedStateMachine):
         active, waiting = list(old.active), list(old.waiting)
         new = Scheduler(old.max_workers, old.max_active_users, old.capacity)
         requeue = []
+        running = sorted(
+            (j for j, p in self.phase.items() if p is SchedState.RUNNING),
+            key=lambda j: old.jobs[j].seq,
+        )
         for job_id, job in old.jobs.items():  # registration order is topological
             phase = self.phase[job_id]
             reg = phase if phase in (SchedState.SUCCEEDED, *BAD) else SchedState.HELD
@@ -235,7 +248,8 @@ class SchedulerMachine(RuleBasedStateMachine):
             self.phase[job.id] = SchedState.QUEUED
         new.restore_tenants(rows)
         assert list(new.active) == active and list(new.waiting) == waiting
-        self.served_res.clear()  # per-class service is not persisted (rules.py R6)
+        new.resume_first(running)  # per-class service is persisted too (rules.py R6)
+        self.resuming = running
         self.s = new
         self.memo.clear()
         self.in_lane = {

@@ -1,10 +1,11 @@
 """Admission control for submissions: a token bucket per tenant and bounds on queued jobs.
 
 Pure (no I/O, the clock is injected), called by the engine at the top of `submit` / `add_job`
-before anything changes. A submission is one call, whatever its number of jobs; it costs one
-token of its tenant's bucket (refilled at `rate` per second up to `burst`). The queue bounds
-count PENDING jobs (held or queued, not running), per tenant and in total, including the jobs
-the submission would add: a workflow is admitted whole or not at all.
+/ `retry` / `rerun` (a new attempt is one more PENDING job) before anything changes. A
+submission is one call, whatever its number of jobs; it costs one token of its tenant's bucket
+(refilled at `rate` per second up to `burst`). The queue bounds count PENDING jobs (held or
+queued, not running), per tenant and in total, including the jobs the submission would add: a
+workflow is admitted whole or not at all.
 
 Memory is bounded: a tenant whose bucket has refilled is the same as a tenant never seen, so
 full buckets are dropped once there are many.
@@ -95,8 +96,8 @@ class Admission:
     ) -> Decision | None:
         """Would this series of submissions all be admitted? Nothing is taken either way.
 
-        Each request is (tenant, jobs submitted, jobs that become PENDING without a submission,
-        e.g. retried); they are checked in order, each seeing the tokens and queue the earlier
+        Each request is (tenant, jobs submitted, jobs that become PENDING without a request of
+        their own); they are checked in order, each seeing the tokens and queue the earlier
         ones used, as `admit` would. The first refusal is returned (and counted as refused), so
         a face can refuse a whole config before anything of it is submitted.
         """

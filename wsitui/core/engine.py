@@ -241,6 +241,10 @@ class Engine:
             self.scheduler.enqueue(job.id, job.seq)
         # Which tenants were active, and the waiting order, continue from the stored state.
         self.scheduler.restore_tenants(self.store.tenant_rows())
+        # What was running (at a crash, or at a clean stop) runs again first, as the stopped
+        # process had it (R6 unchanged).
+        again = [*found.interrupted, *(j for j in found.queued if j.interrupted)]
+        self.scheduler.resume_first(j.id for j in sorted(again, key=lambda j: j.seq))
         for job_id, job in self._jobs.items():
             if self.scheduler.jobs[job_id].blocked != job.blocked:
                 self._put(replace(job, blocked=self.scheduler.jobs[job_id].blocked))
@@ -403,6 +407,7 @@ class Engine:
                 f"job {job.key!r} is {job.state}: only failed or canceled jobs can be retried"
             )
         self._validator.check_fits(job, "retry")
+        self._admit(tenant, 1)  # a new attempt is one more PENDING job, like a submission
         self.scheduler.retry(job.id)
         return self._new_attempt(job, "retry")
 
@@ -428,6 +433,7 @@ class Engine:
                 "on its outputs; wait for it to finish, or cancel it first"
             )
         self._validator.check_fits(job, "rerun")
+        self._admit(tenant, 1)
         self.scheduler.rerun(job.id)
         return self._new_attempt(job, "rerun")
 
@@ -446,6 +452,7 @@ class Engine:
             stage="",
             counters={},
             crashes=0,
+            interrupted=False,
         )
         # The retried job, the dependents it unblocks, and dropping its old checkpoint: one
         # transaction, so a crash can never leave a dependent ahead of its upstream.
@@ -463,7 +470,9 @@ class Engine:
 
     # ---- internals: admission and creation ---------------------------------------------------
     def _admit(self, tenant: str, jobs: int) -> None:
-        """Admission control, before anything changes: raise RateLimited / QueueFull."""
+        """Admission control, before anything changes: raise RateLimited / QueueFull. Every
+        request that makes jobs PENDING passes it (submit, add_job, retry, rerun), after its
+        validation: a refused request costs no token."""
         refused = self.admission.admit(
             tenant, jobs, self._pending.get(tenant, 0), self._pending_total
         )
@@ -529,7 +538,13 @@ class Engine:
         starts = self.scheduler.next_starts() if running else []
         now = self.clock()
         started = [
-            replace(self._jobs[j], state=JobState.RUNNING, started_at=now, finished_at=None)
+            replace(
+                self._jobs[j],
+                state=JobState.RUNNING,
+                started_at=now,
+                finished_at=None,
+                interrupted=False,
+            )
             for j in starts
         ]
         self._commit(started, "started", now)

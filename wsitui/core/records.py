@@ -130,6 +130,7 @@ class Job:
     stage: str = ""  # what a running job is doing, as its executor says ("loading model", ...)
     counters: dict[str, int] = field(default_factory=dict)  # live counts, e.g. {"cells": 1234}
     crashes: int = 0  # process deaths while it ran with no checkpoint since (poison-job guard)
+    interrupted: bool = False  # PENDING: a clean stop ended its run; it starts again first
 
     @property
     def progress(self) -> float:

@@ -40,10 +40,12 @@ code follows, including where they say more than the engine issue did:
       Bound: while a ready job of class C waits and fits whenever C frees, each other active
       tenant starts at most one job of class C before it (plus once each tenant admitted in
       the meantime): a tenant kept "recently served" by its CPU jobs still gets the GPU next.
-      Per-class service is not persisted: after a restart every class counts as never served
-      (ties by admission order). "Oldest" is lane entry order: a retried or re-entering job
-      has a new, later seq; an interrupted job (the engine stopped) keeps its seq and so
-      returns to the head of its lane.
+      Per-class service is state like the rest of R3/R6: persisted with the start that
+      changed it, so a restart gives the next start of each class to the same tenant.
+      "Oldest" is lane entry order: a retried or re-entering job has a new, later seq; an
+      interrupted job (the engine stopped) keeps its seq and so returns to the head of its
+      lane. Jobs found RUNNING after a crash start again first, before any other job and
+      without counting as new service: the restart continues the stopped process's order.
   R7  Isolation (engine): every query and command is scoped to one tenant. Another tenant's
       workflow or job id is refused exactly like an unknown one (same NotFound, same message),
       so a tenant cannot even learn that it exists; listings show a tenant its own workflows.
@@ -176,6 +178,8 @@ class TenantRow:
     status: str  # "active" or "waiting"
     order: int  # admission order (active) or arrival order (waiting)
     served: int  # service tick of its last start; -1: never served since admission
+    # Per resource class (R6): (class, tick of its last start of that class), sorted.
+    served_res: tuple[tuple[Needs, int], ...] = ()
 
 
 @dataclass(slots=True)
@@ -218,6 +222,7 @@ class Scheduler:
         # (tenant, class) -> tick of its last start of a job of that class (R6, per resource).
         self._served_res: dict[tuple[str, Needs], int] = {}
         self._next_seq = 0
+        self._resume: list[str] = []  # interrupted jobs to start first (`resume_first`)
         self.effects = Effects()
         self.tenants_dirty = False  # tenant rows changed since `tenant_rows` was last read
 
@@ -242,8 +247,18 @@ class Scheduler:
     def tenant_rows(self) -> list[TenantRow]:
         """The tenant state to persist (R3, R6); clears `tenants_dirty`."""
         self.tenants_dirty = False
+        by_tenant: dict[str, list[tuple[Needs, int]]] = {}
+        for (tenant, needs), tick in self._served_res.items():
+            by_tenant.setdefault(tenant, []).append((needs, tick))
         rows = [
-            TenantRow(t, "active", self._order[t], self._served.get(t, -1)) for t in self.active
+            TenantRow(
+                t,
+                "active",
+                self._order[t],
+                self._served.get(t, -1),
+                tuple(sorted(by_tenant.get(t, ()))),
+            )
+            for t in self.active
         ]
         rows += [TenantRow(t, "waiting", self._order[t], -1) for t in self.waiting]
         return rows
@@ -301,7 +316,7 @@ class Scheduler:
         self.active, self.waiting = [], deque()
         self._order.clear()
         self._served.clear()
-        self._served_res.clear()  # not persisted: every class counts as never served again
+        self._served_res.clear()
         self._counter = 0
         for row in known:
             if not self.is_live(row.tenant) or row.tenant in self._order:
@@ -313,6 +328,9 @@ class Scheduler:
                 if row.served >= 0:
                     self._served[row.tenant] = row.served
                     self._tick = max(self._tick, row.served)
+                for needs, tick in row.served_res:
+                    self._served_res[(row.tenant, needs)] = tick
+                    self._tick = max(self._tick, tick)
             else:
                 self.waiting.append(row.tenant)
         for tenant in live:
@@ -324,12 +342,20 @@ class Scheduler:
         self.tenants_dirty = True
 
     # ---- transitions ---------------------------------------------------------------------
+    def resume_first(self, job_ids: Iterable[str]) -> None:
+        """After recovery: jobs the stopped process was running (enqueued at their old seqs).
+        The next `next_starts` starts them before anything else and without counting them as
+        new service (R6): their starts were counted, and persisted, when they first started.
+        One that cannot start yet (the caps shrank) starts before any other job when it can."""
+        self._resume = list(job_ids)
+
     def next_starts(self) -> list[str]:
-        """Admit waiting tenants into free slots, then fill free workers; then let active
-        tenants that cannot start anything give their slots to waiting ones that can (R3),
-        and fill again. Marks jobs RUNNING."""
+        """Resume interrupted jobs first; admit waiting tenants into free slots, then fill
+        free workers; then let active tenants that cannot start anything give their slots to
+        waiting ones that can (R3), and fill again. Marks jobs RUNNING."""
+        started = self._resume_interrupted()
         self._admit()
-        started = self._fill()
+        started += self._fill()
         while self._yield_slot():
             started += self._fill()
         return started
@@ -350,14 +376,7 @@ class Scheduler:
             job = self._pick()
             if job is None:
                 break
-            lane = self.lanes[job.lane]
-            heapq.heappop(lane.queue)
-            lane.running = job.id  # R1: the lane is busy before anything else is considered
-            job.state = SchedState.RUNNING
-            for name, amount in job.needs:  # R9
-                self.in_use[name] = self.in_use.get(name, 0) + amount
-            self.running += 1
-            self.running_by[job.tenant] = self.running_by.get(job.tenant, 0) + 1
+            self._start(job)
             self._tick += 1
             self._served[job.tenant] = self._tick
             if job.needs:
@@ -365,6 +384,40 @@ class Scheduler:
             self.tenants_dirty = True
             started.append(job.id)
         return started
+
+    def _resume_interrupted(self) -> list[str]:
+        """Start the jobs of `resume_first` that can start, in order; one that waits only for
+        a worker or a resource keeps its turn for the next pass (fewer workers after the
+        restart), one that left the head of its lane (canceled) loses it."""
+        started: list[str] = []
+        keep: list[str] = []
+        for job_id in self._resume:
+            job = self.jobs[job_id]
+            lane = self.lanes[job.lane]
+            if not job.in_lane or lane.running is not None or self.lane_head(lane) is not job:
+                continue
+            if (
+                self.running < self.max_workers  # R2
+                and job.tenant in self.active  # R3
+                and job.unmet == 0  # R4
+                and self._fits_now(job)  # R9
+            ):
+                self._start(job)
+                started.append(job_id)
+            else:
+                keep.append(job_id)
+        self._resume = keep
+        return started
+
+    def _start(self, job: SJob) -> None:
+        lane = self.lanes[job.lane]
+        heapq.heappop(lane.queue)
+        lane.running = job.id  # R1: the lane is busy before anything else is considered
+        job.state = SchedState.RUNNING
+        for name, amount in job.needs:  # R9
+            self.in_use[name] = self.in_use.get(name, 0) + amount
+        self.running += 1
+        self.running_by[job.tenant] = self.running_by.get(job.tenant, 0) + 1
 
     def finish(self, job_id: str, state: SchedState) -> None:
         """A RUNNING job ended SUCCEEDED, FAILED or CANCELED."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from wsitui.core.records import Job, JobState, Transition, Workflow
-from wsitui.core.rules import TenantRow
+from wsitui.core.rules import Needs, TenantRow
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workflows (
@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     enqueued INTEGER NOT NULL DEFAULT 1,
     stage TEXT NOT NULL DEFAULT '',
     counters TEXT NOT NULL DEFAULT '{}',
-    crashes INTEGER NOT NULL DEFAULT 0
+    crashes INTEGER NOT NULL DEFAULT 0,
+    interrupted INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs(tenant, workflow_id);
 CREATE TABLE IF NOT EXISTS transitions (
@@ -62,7 +63,8 @@ CREATE TABLE IF NOT EXISTS tenants (  -- R3/R6 state: who is active, who waits, 
     tenant TEXT PRIMARY KEY,
     status TEXT NOT NULL,
     ord INTEGER NOT NULL,
-    served INTEGER NOT NULL
+    served INTEGER NOT NULL,
+    served_res TEXT NOT NULL DEFAULT '[]'  -- R6 per class: [[[[name, amount], ...], tick], ...]
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
     job_id TEXT PRIMARY KEY,
@@ -75,14 +77,15 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 _JOB_COLUMNS = (
     "id, key, workflow_id, tenant, job_type, slide, branch, depends_on, params, state, "
     "tiles_done, tiles_total, attempt, error, created_at, started_at, finished_at, seq, enqueued, "
-    "stage, counters, crashes"
+    "stage, counters, crashes, interrupted"
 )
 # Columns added after the first release: an older state.db gains them on open.
-_COLUMN_DEFAULTS = {"stage": "''", "counters": "'{}'", "crashes": "0"}
+_COLUMN_DEFAULTS = {"stage": "''", "counters": "'{}'", "crashes": "0", "interrupted": "0"}
 _ADDED_COLUMNS = {
     "stage": "TEXT NOT NULL DEFAULT ''",
     "counters": "TEXT NOT NULL DEFAULT '{}'",
     "crashes": "INTEGER NOT NULL DEFAULT 0",
+    "interrupted": "INTEGER NOT NULL DEFAULT 0",
 }
 
 
@@ -114,6 +117,7 @@ def _job_row(job: Job) -> tuple[Any, ...]:
         job.stage,
         json.dumps(job.counters, sort_keys=True),
         job.crashes,
+        int(job.interrupted),
     )
 
 
@@ -163,7 +167,24 @@ def _parse_job(row: sqlite3.Row) -> Job:
         stage=str(row["stage"]),
         counters={str(k): int(v) for k, v in counters.items()},
         crashes=int(row["crashes"]),
+        interrupted=bool(row["interrupted"]),
     )
+
+
+def _served_res_text(row: TenantRow) -> str:
+    return json.dumps([[[list(need) for need in needs], tick] for needs, tick in row.served_res])
+
+
+def _parse_served_res(text: str) -> tuple[tuple[Needs, int], ...]:
+    """Per-class service ticks (R6); an unreadable value counts as never served (a fairness
+    order, never a reason to refuse the state database)."""
+    try:
+        return tuple(
+            (tuple((str(name), int(amount)) for name, amount in needs), int(tick))
+            for needs, tick in json.loads(text)
+        )
+    except (ValueError, TypeError):
+        return ()
 
 
 class Store:
@@ -217,6 +238,9 @@ class Store:
         for name, decl in _ADDED_COLUMNS.items():
             if name not in have:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(tenants)")}
+        if "served_res" not in have:
+            self._db.execute("ALTER TABLE tenants ADD COLUMN served_res TEXT NOT NULL DEFAULT '[]'")
 
     def close(self) -> None:
         with self._lock:
@@ -263,13 +287,14 @@ class Store:
                     (workflow.id, workflow.tenant, workflow.name, workflow.created_at),
                 )
             db.executemany(
-                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 22)}) "
+                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 23)}) "
                 "ON CONFLICT(id) DO UPDATE SET state=excluded.state, "
                 "tiles_done=excluded.tiles_done, tiles_total=excluded.tiles_total, "
                 "attempt=excluded.attempt, error=excluded.error, "
                 "started_at=excluded.started_at, finished_at=excluded.finished_at, "
                 "seq=excluded.seq, enqueued=excluded.enqueued, stage=excluded.stage, "
-                "counters=excluded.counters, crashes=excluded.crashes",
+                "counters=excluded.counters, crashes=excluded.crashes, "
+                "interrupted=excluded.interrupted",
                 job_rows,
             )
             db.executemany(
@@ -282,9 +307,10 @@ class Store:
                 gone = [(t,) for t in self._tenants if t not in new_tenants]
                 db.executemany("DELETE FROM tenants WHERE tenant=?", gone)
                 db.executemany(
-                    "INSERT OR REPLACE INTO tenants VALUES (?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO tenants (tenant, status, ord, served, served_res) "
+                    "VALUES (?, ?, ?, ?, ?)",
                     [
-                        (r.tenant, r.status, r.order, r.served)
+                        (r.tenant, r.status, r.order, r.served, _served_res_text(r))
                         for r in new_tenants.values()
                         if self._tenants.get(r.tenant) != r
                     ],
@@ -382,8 +408,15 @@ class Store:
         tables = {r[0] for r in self._read("SELECT name FROM sqlite_master")}
         if "tenants" not in tables:
             return []
-        rows = self._read("SELECT tenant, status, ord, served FROM tenants ORDER BY ord")
-        return [TenantRow(r["tenant"], r["status"], r["ord"], r["served"]) for r in rows]
+        have = {r["name"] for r in self._read("PRAGMA table_info(tenants)")}
+        res = "served_res" if "served_res" in have else "'[]' AS served_res"  # read-only, older
+        rows = self._read(f"SELECT tenant, status, ord, served, {res} FROM tenants ORDER BY ord")
+        return [
+            TenantRow(
+                r["tenant"], r["status"], r["ord"], r["served"], _parse_served_res(r["served_res"])
+            )
+            for r in rows
+        ]
 
     def tenant_state(self) -> tuple[list[str], list[str]]:
         """(active tenants in admission order, waiting tenants in arrival order)."""

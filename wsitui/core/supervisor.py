@@ -308,6 +308,7 @@ class Supervisor:
                     started_at=None,
                     stage="",
                     crashes=0,
+                    interrupted=True,
                 )
             ],
             "interrupted: the engine stopped"

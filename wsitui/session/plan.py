@@ -177,14 +177,12 @@ def admission_requests(
             out.append((wf.tenant, len(wf.jobs), 0))
             continue
         have = {j.key: j for j in engine.workflow(wf.tenant, wf_id).jobs}
-        retried = 0
         for j in wf.jobs:
             job = have.get(j.id)
             if job is None:
                 out.append((wf.tenant, 1, 0))  # add_job: one submission each
             elif start and job.state in (JobState.FAILED, JobState.CANCELED):
-                retried += 1
-        out.append((wf.tenant, 0, retried))
+                out.append((wf.tenant, 1, 0))  # a retry is admitted like a submission
     return out
 
 
