@@ -18,7 +18,6 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from wsitui.jobs.common.cells_parquet import CELLS_PARQUET, read_column
 from wsitui.jobs.common.files import write_atomic
 from wsitui.jobs.common.manifest import MANIFEST_FILE
 from wsitui.session.cohort import Cohort, CohortSlide
+from wsitui.session.cohort_rows import chain_finished, chain_state, tissue_mm2
 
 SUMMARY_DIR = "cohort"
 PARQUET_EVERY_S = 5.0
@@ -58,36 +58,12 @@ def columns(cohort: Cohort) -> list[str]:
     return ["slide_id", "path", *cohort.meta_columns, *(c for c, _ in VALUE_COLUMNS)]
 
 
-def slide_state(jobs: list[Job]) -> JobState:
-    states = {j.state for j in jobs}
-    if states == {JobState.SUCCEEDED}:
-        return JobState.SUCCEEDED
-    for state in (JobState.RUNNING, JobState.FAILED, JobState.CANCELED):
-        if state in states:
-            return state
-    return JobState.PENDING
-
-
-def chain_finished(jobs: list[Job]) -> bool:
-    """Every job of the slide ended, or waits behind one that failed (blocked)."""
-    return bool(jobs) and all(j.state.terminal or j.blocked for j in jobs)
-
-
 def _manifest(path: Path) -> dict[str, Any]:
     try:
         data = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _tissue_mm2(manifest: Mapping[str, Any]) -> float | None:
-    mask = manifest.get("mask") or {}
-    try:
-        rows, cols = mask["shape"]
-        return float(mask["tissue_fraction"]) * rows * cols * float(mask["mpp"]) ** 2 / 1e6
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 def _areas(out: Path) -> np.ndarray | None:
@@ -111,13 +87,14 @@ def slide_row(
     row: dict[str, Any] = {"slide_id": slide.id, "path": str(slide.path), **slide.meta}
     for c, _ in VALUE_COLUMNS:
         row[c] = None
-    row["state"] = str(slide_state(jobs))
+    row["state"] = str(chain_state(jobs))
     timed = [j.finished_at - j.started_at for j in jobs if j.started_at and j.finished_at]
     row["run_s"] = round(sum(timed), 3) if timed else None
     failed = [j for j in jobs if j.state in (JobState.FAILED, JobState.CANCELED)]
     if failed:
         j = failed[0]
         row["error"] = f"{j.key.removeprefix(slide.id + '-')}: {j.error or j.state}"
+    tissue: float | None = None
     for job in jobs:
         if job.state is not JobState.SUCCEEDED:
             continue
@@ -127,9 +104,9 @@ def slide_row(
             continue
         manifest = _manifest(out)
         kind = str(manifest.get("job_type", job.job_type))
-        if kind == "TISSUE_MASK" and row["tissue_area_mm2"] is None:
-            area = _tissue_mm2(manifest)
-            row["tissue_area_mm2"] = None if area is None else round(area, 6)
+        if kind == "TISSUE_MASK" and tissue is None:
+            tissue = tissue_mm2(manifest)
+            row["tissue_area_mm2"] = None if tissue is None else round(tissue, 6)
         elif kind == "SEGMENT_CELLS" and row["cells"] is None and "cells" in manifest:
             row["cells"] = int(manifest["cells"])
             model = manifest.get("model") or {}
@@ -143,9 +120,9 @@ def slide_row(
             if areas is not None and len(areas):
                 row["nucleus_area_mean_um2"] = round(float(np.mean(areas)), 4)
                 row["nucleus_area_median_um2"] = round(float(np.median(areas)), 4)
-    area, cells = row["tissue_area_mm2"], row["cells"]
-    if area and cells is not None and area > 0:
-        row["cells_per_mm2"] = round(cells / area, 3)
+    cells = row["cells"]
+    if tissue and cells is not None and tissue > 0:
+        row["cells_per_mm2"] = round(cells / tissue, 3)
     return row
 
 
