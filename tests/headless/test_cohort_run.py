@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.headless.helpers import corrupt_tiles
-from wsitui.headless.cohort_progress import CohortTracker
+from wsitui.session.cohort_tracker import CohortTracker
 from wsitui.headless.run import RunOptions, run
 from wsitui.headless.status import status
 from wsitui.slides.sample import write_sample_slide

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from wsitui.core.events import Listener
 from wsitui.core.records import Job
-from wsitui.headless.cohort_progress import CohortTracker, WithoutCohortJobs
+from wsitui.headless.cohort_progress import WithoutCohortJobs
 from wsitui.session.cohort import Cohort
 from wsitui.session.cohort_rows import TissueAreas, cohort_summary
+from wsitui.session.cohort_tracker import CohortTracker
 from wsitui.session.session import Session
 from wsitui.session.summary import WorkflowSummary
 

@@ -23,7 +23,7 @@ from rich.console import Console
 
 from wsitui.core.records import JobState, WorkflowStatus
 from wsitui.core.text import one_line
-from wsitui.headless.cohort_progress import CohortProgress, CohortTracker, cohort_table
+from wsitui.headless.cohort_progress import CohortProgress, cohort_table
 from wsitui.headless.cohort_run import (
     cohort_notes,
     cohort_trackers,
@@ -33,6 +33,7 @@ from wsitui.headless.cohort_run import (
 )
 from wsitui.headless.display import PlainLines, ProgressBars, summary_table
 from wsitui.observability.setup import ObserveOptions
+from wsitui.session.cohort_tracker import CohortTracker
 from wsitui.session.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
