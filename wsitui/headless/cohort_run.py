@@ -12,11 +12,6 @@ from wsitui.session.session import Session
 from wsitui.session.summary import WorkflowSummary
 
 
-def cohort_notes(session: Session) -> list[str]:
-    """A rerun's news per cohort: new slides, changed ones, removed ones."""
-    return [line for i in sorted(session.cohorts) for line in session.cohorts[i].notes()]
-
-
 def cohort_trackers(session: Session) -> list[CohortTracker]:
     out = []
     for wf_id, cohort in session.cohort_ids.items():

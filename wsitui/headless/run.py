@@ -25,7 +25,6 @@ from wsitui.core.records import JobState, WorkflowStatus
 from wsitui.core.text import one_line
 from wsitui.headless.cohort_progress import CohortProgress, cohort_table
 from wsitui.headless.cohort_run import (
-    cohort_notes,
     cohort_trackers,
     hide_cohort_jobs,
     summary_files,
@@ -117,7 +116,7 @@ def _run_command(opts: RunOptions) -> int:
         return EXIT_INTERRUPTED
     for line in session.skipped():  # a stored workflow the config no longer matches
         _error(line)
-    for line in cohort_notes(session):  # new, changed and removed slides of a rerun
+    for line in session.cohort_notes():  # new, changed and removed slides of a rerun
         if not opts.quiet:
             print(one_line(line), file=sys.stderr)
     server = session.observability.server

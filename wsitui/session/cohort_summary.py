@@ -197,6 +197,12 @@ class CohortSummaryWriter:
     def __call__(self, event: Event) -> None:
         if not isinstance(event, JobStateChanged | JobProgress):
             return
+        try:
+            self._take(event)
+        except Exception as exc:  # never the engine's problem: said once, at the end
+            self.error = f"cohort summary {self.csv_path}: {exc}"
+
+    def _take(self, event: JobStateChanged | JobProgress) -> None:
         job = event.job
         if job.workflow_id != self.workflow_id or job.branch not in self._jobs:
             return
@@ -257,6 +263,12 @@ class CohortSummaryWriter:
 
     def finish(self) -> None:
         """The complete summary: one row per listed slide, in order."""
+        try:
+            self._finish()
+        except Exception as exc:
+            self.error = f"cohort summary {self.csv_path}: {exc}"
+
+    def _finish(self) -> None:
         for job in self.engine.workflow(self.cohort.tenant, self.workflow_id).jobs:
             if job.branch in self._jobs:
                 self._jobs[job.branch][job.key] = job

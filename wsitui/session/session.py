@@ -193,7 +193,12 @@ class Session:
 
     def warnings(self) -> list[str]:
         """One-line problems found while the session ran (e.g. the event log's disk filled)."""
-        return [self.event_log.error] if self.event_log and self.event_log.error else []
+        out = [self.event_log.error] if self.event_log and self.event_log.error else []
+        return out + [w.error for w in self.summaries if w.error]
+
+    def cohort_notes(self) -> list[str]:
+        """A rerun's news per cohort: how many slides are new, changed or no longer listed."""
+        return [line for i in sorted(self.cohorts) for line in self.cohorts[i].notes()]
 
     def close(self) -> None:
         if self.event_log is not None:

@@ -283,6 +283,8 @@ class WsituiApp(App[None]):
         if self._session is not None:
             for line in self._session.skipped():
                 self.tell(line, title="config workflow skipped", severity="warning", timeout=30)
+            for line in self._session.cohort_notes():  # a rerun: new or removed slides
+                self.tell(line, title="cohort", timeout=15)
 
     def _tenant_with_work(self) -> str:
         """This tenant if it has workflows, else the one whose newest workflow is newest."""
