@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from tests.headless.helpers import assert_one_line_error, wsitui
-from wsitui.session.cohort import expand_cohorts, new_slide_id
+from wsitui.session.cohort import (
+    Cohort,
+    _expand_one,
+    _Stored,
+    expand_cohorts,
+    list_slides,
+    new_slide_id,
+)
 from wsitui.session.config import ConfigError, load_config
 from wsitui.session.errors import SessionError
 from wsitui.session.session import SessionOptions, prepare_session
@@ -163,3 +170,46 @@ def test_a_job_outside_a_cohort_still_needs_its_slide(tmp_path):
 def test_the_cli_says_a_glob_matches_nothing_in_one_line(tmp_path):
     out = wsitui("run", cohort_config(tmp_path, '["nowhere/*.svs"]'), "--data-dir", tmp_path / "d")
     assert_one_line_error(out, 2, "nowhere/*.svs matches no file; check the pattern")
+
+
+def _rerun(tmp: Path, match: str, stored_index: dict) -> Cohort:
+    """Expand the cohort as a rerun would, against a stored index (one stored slide `a`)."""
+    config = load_config(cohort_config(tmp, '["cohort/*.svs"]', extra=""))
+    wf = config.workflows[0].model_copy(update={"match": match})
+    listed, meta = list_slides(wf, "w")
+    a = str((tmp / "cohort" / "a.svs").resolve())
+    stored = _Stored("wf1", {a: "a", "/gone/old.svs": "old"}, stored_index)
+    return _expand_one(0, wf, listed, meta, stored)
+
+
+@pytest.mark.parametrize(
+    ("match", "content", "changed"),
+    [
+        ("stat", b"same", True),  # touched: size + mtime differ from the stored run's
+        ("hash", b"same", False),  # touched, same bytes: the same slide
+        ("hash", b"other", True),
+    ],
+)
+def test_a_rerun_reports_changed_and_removed_slides_and_adds_new_ones(
+    tmp_path, match, content, changed
+):
+    import hashlib
+
+    a = touch(tmp_path / "cohort" / "a.svs", content)
+    touch(tmp_path / "cohort" / "b.svs")
+    index = {
+        "slides": [
+            {"id": "a", "path": str(a.resolve()), "size": 4, "mtime_ns": 1,
+             "sha256": hashlib.sha256(b"same").hexdigest()},
+            {"id": "old", "path": "/gone/old.svs", "size": 1, "mtime_ns": 1},
+        ]
+    }  # fmt: skip
+    cohort = _rerun(tmp_path, match, index)
+    assert [s.id for s in cohort.slides] == ["a", "b"]
+    assert cohort.new == ["b"]  # only b adds jobs
+    assert bool(cohort.changed) is changed
+    notes = cohort.notes()
+    assert any("1 new slide of 2" in n for n in notes)
+    assert any("/gone/old.svs is no longer listed; its results are kept" in n for n in notes)
+    if changed:  # the run's fingerprint is kept: it stays reported until the slide is rerun
+        assert (cohort.slides[0].size, cohort.slides[0].mtime_ns) == (4, 1)
