@@ -44,6 +44,8 @@ class CohortTracker:
             if job.branch in self._jobs:
                 self._jobs[job.branch][job.key] = job
         self.state: dict[str, JobState] = {}  # finished slides: SUCCEEDED, FAILED, CANCELED
+        self._running: set[str] = set()  # slides with a job running
+        self.succeeded = 0  # kept as slides settle: every figure is O(1) per event
         for sid in self._jobs:
             self._settle(sid)
         self.done_before = len(self.state)  # finished in an earlier run: no part of the rate
@@ -55,28 +57,28 @@ class CohortTracker:
         return len(self._jobs)
 
     @property
-    def succeeded(self) -> int:
-        return sum(s is JobState.SUCCEEDED for s in self.state.values())
-
-    @property
     def failed(self) -> int:
         return len(self.state) - self.succeeded
 
     @property
     def running(self) -> int:
-        return sum(
-            any(j.state is JobState.RUNNING for j in chain.values())
-            for sid, chain in self._jobs.items()
-            if sid not in self.state
-        )
+        return len(self._running)
 
     def _settle(self, sid: str) -> JobState | None:
         chain = list(self._jobs[sid].values())
-        if chain_finished(chain):
-            self.state[sid] = chain_state(chain)
-            return self.state[sid]
-        self.state.pop(sid, None)
-        return None
+        if any(j.state is JobState.RUNNING for j in chain):
+            self._running.add(sid)
+        else:
+            self._running.discard(sid)
+        old = self.state.pop(sid, None)
+        if old is JobState.SUCCEEDED:
+            self.succeeded -= 1
+        if not chain_finished(chain):
+            return None
+        self.state[sid] = chain_state(chain)
+        if self.state[sid] is JobState.SUCCEEDED:
+            self.succeeded += 1
+        return self.state[sid]
 
     def update(self, job: Job) -> JobState | None:
         """Take a job's new snapshot; the slide's end state when this ended its chain."""

@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -164,6 +165,8 @@ class WsituiApp(App[None]):
         self._inbox: set[str] = {ALL}  # workflow ids with news since the last flush
         self._board_workflow: str | None = None  # whose jobs the lane board shows
         self.cohorts = CohortBook(engine)  # cohort workflows show a table of slides instead
+        self._cohort_shown: tuple[str, str] | None = None  # (workflow, filter) last painted
+        self._cohort_painted = 0.0
 
     # ---- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -417,6 +420,13 @@ class WsituiApp(App[None]):
         self._board.display = index is None
         if index is None:
             return False
+        # A big cohort's rows cost a few ms per thousand slides: at most once a second while
+        # only progress changes (the clock's tick brings the rest); at once on a new selection
+        # or filter.
+        key = (status.workflow.id, self.filter_text)
+        if key == self._cohort_shown and time.monotonic() - self._cohort_painted < 1.0:
+            return True
+        self._cohort_shown, self._cohort_painted = key, time.monotonic()
         rows = self.cohorts.rows(status)
         row = self._wf_list.rows().get(status.workflow.id)
         if row is not None:
