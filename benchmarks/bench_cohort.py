@@ -153,7 +153,9 @@ def run_child(n: int, workers: int, backend: str, slide: str) -> dict[str, Any]:
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
     if out.returncode != 0:
         raise SystemExit(f"child {n}/{backend} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    line = out.stdout.strip().splitlines()[-1]
+    print(line, file=sys.stderr, flush=True)  # each run's figures as soon as it ends
+    return json.loads(line)
 
 
 def on_paper(per_tile_s: float, overhead_ms: float, gpu_tile_s: float | None) -> list[str]:
