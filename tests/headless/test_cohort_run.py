@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.headless.helpers import corrupt_tiles
-from wsitui.session.cohort_tracker import CohortTracker
 from wsitui.headless.run import RunOptions, run
 from wsitui.headless.status import status
+from wsitui.session.cohort_tracker import CohortTracker
 from wsitui.slides.sample import write_sample_slide
 
 TEMPLATE = """
