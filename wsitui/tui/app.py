@@ -83,6 +83,7 @@ MAIN_ONLY = frozenset(
      "rerun_job", "switch_tenant", "details", "preview", "metrics", "demo", "filter",
      "copy_path", "copy_id", "open_results", "notifications", "move"}
 )  # fmt: skip
+BIG_COHORT_JOBS = 1000  # a cohort's table repaints at most once a second above this
 DEMO_NAME = "tui-demo"  # + a number: never a config's name, never an earlier demo's
 
 
@@ -421,10 +422,12 @@ class WsituiApp(App[None]):
         if index is None:
             return False
         # A big cohort's rows cost a few ms per thousand slides: at most once a second while
-        # only progress changes (the clock's tick brings the rest); at once on a new selection
-        # or filter.
+        # only progress changes (the news waits in the inbox); at once on a new selection or
+        # filter, and always for a small cohort.
         key = (status.workflow.id, self.filter_text)
-        if key == self._cohort_shown and time.monotonic() - self._cohort_painted < 1.0:
+        big = len(status.jobs) > BIG_COHORT_JOBS
+        if big and key == self._cohort_shown and time.monotonic() - self._cohort_painted < 1.0:
+            self._inbox.add(status.workflow.id)
             return True
         self._cohort_shown, self._cohort_painted = key, time.monotonic()
         rows = self.cohorts.rows(status)
