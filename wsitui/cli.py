@@ -112,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--events", type=Path, help="append a JSONL event log to this file")
     run.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    run.add_argument(
+        "--verbose", action="store_true", help="a cohort's jobs one by one, not one line"
+    )
     _observe_options(run, suppress=True)
 
     serve = sub.add_parser(
@@ -254,6 +257,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 events=args.events,
                 json=args.json,
                 quiet=args.quiet,
+                verbose=args.verbose,
                 observe=_observe(args, headless=True),
                 program=_PROGRAM,
             )

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +23,16 @@ from rich.console import Console
 
 from wsitui.core.records import JobState, WorkflowStatus
 from wsitui.core.text import one_line
+from wsitui.headless.cohort_progress import CohortProgress, cohort_table
+from wsitui.headless.cohort_run import (
+    cohort_trackers,
+    hide_cohort_jobs,
+    summary_files,
+    with_cohort,
+)
 from wsitui.headless.display import PlainLines, ProgressBars, summary_table
 from wsitui.observability.setup import ObserveOptions
+from wsitui.session.cohort_tracker import CohortTracker
 from wsitui.session.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -42,6 +51,7 @@ class RunOptions:
     events: Path | None = None
     json: bool = False
     quiet: bool = False
+    verbose: bool = False  # a cohort's jobs shown one by one, not as one line
     observe: ObserveOptions = field(default_factory=lambda: ObserveOptions(errors_to_stderr=True))
     # The process is `wsitui` itself (not a test calling `run`): once the engine has stopped, a
     # signal ends it at once, in one line.
@@ -106,6 +116,9 @@ def _run_command(opts: RunOptions) -> int:
         return EXIT_INTERRUPTED
     for line in session.skipped():  # a stored workflow the config no longer matches
         _error(line)
+    for line in session.cohort_notes():  # new, changed and removed slides of a rerun
+        if not opts.quiet:
+            print(one_line(line), file=sys.stderr)
     server = session.observability.server
     if server is not None and say is not None:
         say(f"metrics: {server.url}")
@@ -137,9 +150,9 @@ async def _run(session: Session, opts: RunOptions) -> int:
     if not opts.quiet:
         if human.is_terminal:
             bars = ProgressBars(human)
-            engine.bus.add_listener(bars)
+            engine.bus.add_listener(hide_cohort_jobs(session, bars, opts.verbose))
         else:
-            engine.bus.add_listener(PlainLines(human.file))
+            engine.bus.add_listener(hide_cohort_jobs(session, PlainLines(human.file), opts.verbose))
     interrupted = False
     failure: SessionError | None = None
     waiting = anyio.CancelScope()
@@ -164,9 +177,14 @@ async def _run(session: Session, opts: RunOptions) -> int:
             # Opened inside the task group but caught here: a refusal (busy data dir, a store
             # that cannot be written) stays one SessionError, never an exception group.
             async with session.open(start=True):
+                trackers = [] if opts.verbose else cohort_trackers(session)
                 if bars:
-                    bars.add(_statuses(session))
+                    bars.add(_statuses(session, without=trackers))
                     bars.progress.start()
+                if trackers and not opts.quiet:
+                    engine.bus.add_listener(
+                        CohortProgress(trackers, bars=bars, out=None if bars else human.file)
+                    )
                 try:
                     with waiting:
                         await engine.wait_idle()
@@ -196,15 +214,27 @@ async def _run(session: Session, opts: RunOptions) -> int:
             data_dir=str(engine.data_dir),
             skipped=session.skipped(),
             workflows=[
-                summarize(
-                    s.workflow, s.jobs, waiting=waiting_tenants, results_root=engine.results_root
+                with_cohort(
+                    session,
+                    summarize(
+                        s.workflow,
+                        s.jobs,
+                        waiting=waiting_tenants,
+                        results_root=engine.results_root,
+                    ),
+                    s.jobs,
                 )
                 for s in statuses
             ],
         )
         sys.stdout.write(summary.model_dump_json(indent=2) + "\n")
     elif not opts.quiet:
-        human.print(summary_table(engine, statuses))
+        trackers = [] if opts.verbose else cohort_trackers(session)
+        others = _statuses(session, without=trackers)
+        if others or not trackers:
+            human.print(summary_table(engine, others))
+        if trackers:
+            human.print(cohort_table(trackers, summary_files(session)))
     return code
 
 
@@ -230,8 +260,9 @@ def _deadline(seconds: float) -> None:
     timer.start()
 
 
-def _statuses(session: Session) -> list[WorkflowStatus]:
-    return [session.engine.workflow(w.tenant, i) for w, i in session.runs]
+def _statuses(session: Session, without: Sequence[CohortTracker] = ()) -> list[WorkflowStatus]:
+    skip = {t.workflow_id for t in without}
+    return [session.engine.workflow(w.tenant, i) for w, i in session.runs if i not in skip]
 
 
 def _exit_code(statuses: list[WorkflowStatus]) -> int:

@@ -20,6 +20,7 @@ from wsitui.core.paths import default_data_dir
 from wsitui.core.records import Job
 from wsitui.core.store import Store, StoreError
 from wsitui.core.text import one_line
+from wsitui.session.cohort_rows import cohort_of
 from wsitui.session.errors import EXIT_INPUT, EXIT_OK
 from wsitui.session.summary import WorkflowSummary, summarize
 
@@ -62,6 +63,8 @@ def status(
         summarize(w, jobs_by_wf[w.id], waiting=waiting, results_root=results_root)
         for w in sorted(workflows, key=lambda w: (w.tenant, w.created_at))
     ]
+    for s in summaries:  # a cohort workflow: its per-slide rows
+        s.cohort = cohort_of(data_dir, results_root, s.tenant, s.id, jobs_by_wf[s.id])
     if as_json:
         print(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2))
         return EXIT_OK

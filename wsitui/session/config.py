@@ -100,7 +100,7 @@ class SampleConfig(_Strict):
 class JobConfig(_Strict):
     id: JobKey
     type: str  # a registered job type (wsitui.jobs.registry)
-    slide: Path
+    slide: Path | None = None  # None only in a cohort workflow's template (see `slides`)
     branch: BranchName = "main"
     depends_on: list[str] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
@@ -117,6 +117,17 @@ class WorkflowConfig(_Strict):
     tenant: TenantId
     name: str = Field(min_length=1, max_length=200)
     jobs: list[JobConfig] = Field(min_length=1)
+    # A cohort: globs (relative to the config) or a CSV with a `path` column; `jobs` is then a
+    # template run once per slide (wsitui/session/cohort.py).
+    slides: list[str] | str | None = None
+    match: Literal["stat", "hash"] = "stat"  # how a rerun knows a slide: size+mtime, or sha256
+
+    @model_validator(mode="after")
+    def _slides(self) -> WorkflowConfig:
+        from wsitui.session.cohort import check_template
+
+        check_template(self)
+        return self
 
     def spec(self) -> WorkflowSpec:
         return WorkflowSpec(
@@ -256,7 +267,10 @@ def load_config(path: Path) -> Config:
         if more:
             line += f" [and {more} more problem{'s' if more > 1 else ''}]"
         raise ConfigError(line) from None
-    return _resolve(config, path, path.resolve().parent)
+    from wsitui.session.cohort import resolve_slide_sources
+
+    base = path.resolve().parent
+    return resolve_slide_sources(_resolve(config, path, base), path, base)
 
 
 def _resolve(config: Config, path: Path, base: Path) -> Config:

@@ -83,13 +83,16 @@ class Plan:
 
 
 def check_and_plan(engine: Engine, config: Config, data_dir: Path) -> Plan:
-    """Validate every workflow and open every slide before anything runs."""
+    """Validate every workflow and open every slide before anything runs (a cohort's
+    slides excepted: one that cannot be opened fails only its own chain)."""
     for i, wf in enumerate(config.workflows):
         try:
             engine.validate(wf.tenant, wf.spec())
         except EngineError as exc:
             raise InputError(f"workflows[{i}] ({wf.tenant}/{wf.name}): {exc}") from None
-    for slide in sorted({j.slide for wf in config.workflows for j in wf.jobs}):
+    for slide in sorted(
+        {j.slide for wf in config.workflows if wf.slides is None for j in wf.jobs if j.slide}
+    ):
         open_slide(slide).close()
     plan = _match_stored(engine, config, data_dir)
     if config.workflows and len(plan.skipped) == len(config.workflows):

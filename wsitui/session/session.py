@@ -35,6 +35,8 @@ from wsitui.jobs.registry import default_executors
 from wsitui.observability.logs import LogError
 from wsitui.observability.server import MetricsError
 from wsitui.observability.setup import Observability, ObserveOptions
+from wsitui.session.cohort import Cohort, CohortError, expand_cohorts, write_index
+from wsitui.session.cohort_summary import CohortSummaryWriter
 from wsitui.session.config import Config, ConfigError, WorkflowConfig, load_config
 from wsitui.session.errors import EXIT_INPUT, EXIT_LIMITED, SessionError
 from wsitui.session.plan import (
@@ -50,6 +52,7 @@ from wsitui.slides.errors import SlideError
 # Every failure a session knows how to explain in one line: all are input errors (exit 2).
 _KNOWN = (
     ConfigError,
+    CohortError,
     InputError,
     SlideError,
     EngineError,
@@ -82,6 +85,9 @@ class Session:
     observability: Observability
     # Per config workflow that runs (the skipped ones left out), once submitted.
     runs: list[tuple[WorkflowConfig, str]] = field(default_factory=list)
+    cohorts: dict[int, Cohort] = field(default_factory=dict)  # by config workflow index
+    cohort_ids: dict[str, Cohort] = field(default_factory=dict)  # by workflow id, once submitted
+    summaries: list[CohortSummaryWriter] = field(default_factory=list)
 
     @property
     def workflow_ids(self) -> list[str]:
@@ -107,6 +113,7 @@ class Session:
                 for i, wf in enumerate(self.config.workflows)
                 if i not in self.plan.skipped
             ]
+            self._cohorts_submitted()
         except (RateLimited, QueueFull) as exc:
             raise SessionError(
                 f"{exc}; nothing of the config was submitted (its workflows are submitted "
@@ -116,6 +123,26 @@ class Session:
         except (EngineError, StoreError) as exc:
             raise SessionError(exc, EXIT_INPUT) from None
         return self.workflow_ids
+
+    def _cohorts_submitted(self) -> None:
+        """Record each cohort's slides and start its summary, written as slides finish."""
+        indexes = [i for i in range(len(self.config.workflows)) if i not in self.plan.skipped]
+        for i, (_, wf_id) in zip(indexes, self.runs, strict=True):
+            cohort = self.cohorts.get(i)
+            if cohort is None:
+                continue
+            write_index(self.data_dir, wf_id, cohort)
+            self.cohort_ids[wf_id] = cohort
+            writer = CohortSummaryWriter(self.engine, cohort, wf_id)
+            self.summaries.append(writer)
+            self.engine.bus.add_listener(writer)
+            writer.start()
+
+    def finish_summaries(self) -> None:
+        """Write every cohort's complete summary (once the engine has stopped)."""
+        for writer in self.summaries:
+            self.engine.bus.remove_listener(writer)
+            writer.finish()
 
     def listeners(self) -> list[Listener]:
         """What a face attaches to the engine's bus: the event log, metrics and job log."""
@@ -160,12 +187,18 @@ class Session:
             return
         await self.observability.aclose()
         await engine.__aexit__(None, None, None)
+        self.finish_summaries()
         if failure is not None:
             raise failure
 
     def warnings(self) -> list[str]:
         """One-line problems found while the session ran (e.g. the event log's disk filled)."""
-        return [self.event_log.error] if self.event_log and self.event_log.error else []
+        out = [self.event_log.error] if self.event_log and self.event_log.error else []
+        return out + [w.error for w in self.summaries if w.error]
+
+    def cohort_notes(self) -> list[str]:
+        """A rerun's news per cohort: how many slides are new, changed or no longer listed."""
+        return [line for i in sorted(self.cohorts) for line in self.cohorts[i].notes()]
 
     def close(self) -> None:
         if self.event_log is not None:
@@ -216,6 +249,7 @@ def _prepare(opts: SessionOptions, say: Callable[[str], object] | None) -> Sessi
     observability = Observability(engine, opts.observe)  # a port in use is refused here
     try:
         make_samples(config, say)
+        config, cohorts = expand_cohorts(config, data_dir)  # after samples: a glob sees them
         plan = check_and_plan(engine, config, data_dir)
         log = JsonlEventLog(events) if events is not None else None
     except BaseException:
@@ -228,6 +262,7 @@ def _prepare(opts: SessionOptions, say: Callable[[str], object] | None) -> Sessi
         plan=plan,
         event_log=log,
         observability=observability,
+        cohorts=cohorts,
     )
 
 

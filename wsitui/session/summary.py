@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from wsitui.core.paths import results_dir
 from wsitui.core.phase import JobPhase, PhaseInfo, job_phases
 from wsitui.core.records import Job, JobState, Workflow, WorkflowState
+from wsitui.session.cohort_rows import CohortSummary
 
 
 class JobSummary(BaseModel):
@@ -48,6 +49,7 @@ class WorkflowSummary(BaseModel):
     state: str
     progress: float
     jobs: list[JobSummary]
+    cohort: CohortSummary | None = None  # a cohort workflow: one row per slide
 
 
 def workflow_state(

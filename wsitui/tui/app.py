@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,7 +32,7 @@ from textual.geometry import Size
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Label, ListView, Static
+from textual.widgets import DataTable, Footer, Input, Label, ListView, Static
 from textual.worker import Worker
 
 from wsitui.core.engine import Engine, EngineError, QueueFull, RateLimited
@@ -51,6 +52,7 @@ from wsitui.session.errors import SessionError
 from wsitui.session.session import Session
 from wsitui.slides.sample import write_sample_slide
 from wsitui.tui.badges import badges
+from wsitui.tui.cohorts import CohortBook
 from wsitui.tui.progress import workflow_progress
 from wsitui.tui.rates import Rates
 from wsitui.tui.screens.detail import PREVIEW, JobDetailScreen, PreviewScreen
@@ -65,6 +67,7 @@ from wsitui.tui.screens.dialogs import (
 from wsitui.tui.screens.help import HelpScreen
 from wsitui.tui.screens.metrics import MetricsScreen
 from wsitui.tui.screens.notes import Note, NotesScreen
+from wsitui.tui.widgets.cohort_table import CohortTable, row_matches
 from wsitui.tui.widgets.lanes import LaneBoard
 from wsitui.tui.widgets.preview import ImageProtocol
 from wsitui.tui.widgets.topbar import TopBar
@@ -80,6 +83,7 @@ MAIN_ONLY = frozenset(
      "rerun_job", "switch_tenant", "details", "preview", "metrics", "demo", "filter",
      "copy_path", "copy_id", "open_results", "notifications", "move"}
 )  # fmt: skip
+BIG_COHORT_JOBS = 1000  # a cohort's table repaints at most once a second above this
 DEMO_NAME = "tui-demo"  # + a number: never a config's name, never an earlier demo's
 
 
@@ -161,6 +165,9 @@ class WsituiApp(App[None]):
         self._engine_worker: Worker[None] | None = None
         self._inbox: set[str] = {ALL}  # workflow ids with news since the last flush
         self._board_workflow: str | None = None  # whose jobs the lane board shows
+        self.cohorts = CohortBook(engine)  # cohort workflows show a table of slides instead
+        self._cohort_shown: tuple[str, str] | None = None  # (workflow, filter) last painted
+        self._cohort_painted = 0.0
 
     # ---- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -169,6 +176,7 @@ class WsituiApp(App[None]):
             yield WorkflowList(id="workflows")
             yield Label("", id="lanes-title")
             yield LaneBoard(id="lanes")
+            yield CohortTable(id="cohort-table")
         # Disabled while hidden: a hidden Input still took the first focus, and every key.
         yield Input(
             placeholder="filter workflows and jobs (esc clears)", id="filter", disabled=True
@@ -185,6 +193,8 @@ class WsituiApp(App[None]):
         self._lanes_title = self.query_one("#lanes-title", Label)
         self._board.rates = self.rates
         self._filter = self.query_one("#filter", Input)  # hidden (app.tcss) until `/`
+        self._cohort_table = self.query_one(CohortTable)
+        self._cohort_table.display = False
         self._engine_worker = self.run_worker(
             self._run_engine(), name="engine", exit_on_error=False
         )
@@ -277,6 +287,8 @@ class WsituiApp(App[None]):
         if self._session is not None:
             for line in self._session.skipped():
                 self.tell(line, title="config workflow skipped", severity="warning", timeout=30)
+            for line in self._session.cohort_notes():  # a rerun: new or removed slides
+                self.tell(line, title="cohort", timeout=15)
 
     def _tenant_with_work(self) -> str:
         """This tenant if it has workflows, else the one whose newest workflow is newest."""
@@ -292,6 +304,7 @@ class WsituiApp(App[None]):
         """Runs for every engine event: only note which workflow has news (cheap)."""
         if isinstance(event, (JobProgress, JobStateChanged)):
             self.rates.observe(event.job, self.engine.clock())
+            self.cohorts.observe(event)
             if event.job.tenant == self.tenant:
                 self._inbox.add(event.job.workflow_id)
         elif isinstance(event, WorkflowProgress):
@@ -308,6 +321,8 @@ class WsituiApp(App[None]):
     def watch_now(self, now: float) -> None:
         self._board.now = now
         self._topbar.show(self.tenant, self.engine.stats(), self.rates.total(now))
+        if self._cohort_table.display and self.selected_workflow is not None:
+            self._inbox.add(self.selected_workflow)  # its times and ETA follow the clock
         if isinstance(self.screen, JobDetailScreen):
             self.screen.now = now
 
@@ -341,6 +356,8 @@ class WsituiApp(App[None]):
     def _matches(self, status: WorkflowStatus) -> bool:
         """The `/` filter: a workflow is shown if its name or one of its jobs matches."""
         text = self.filter_text
+        if text and self.cohorts.is_cohort(status.workflow.id):  # metadata matches too
+            return any(row_matches(r, text) for r in self.cohorts.rows(status))
         return not text or text in status.workflow.name.lower() or bool(self._shown(status))
 
     def _shown(self, status: WorkflowStatus) -> list[Job]:
@@ -366,7 +383,7 @@ class WsituiApp(App[None]):
             self.selected_workflow = ids[-1] if ids else None
         wf_list = self._wf_list
         await wf_list.clear()
-        await wf_list.extend(WorkflowRow(st) for st in statuses)
+        await wf_list.extend(WorkflowRow(st, cohort=self.cohorts.bar) for st in statuses)
         if self.selected_workflow is not None:
             wf_list.index = ids.index(self.selected_workflow)
         await self._show_lanes()
@@ -385,6 +402,8 @@ class WsituiApp(App[None]):
             self._board_workflow = None
             return
         status = self.engine.workflow(self.tenant, wf_id)
+        if self._show_cohort(status):
+            return
         jobs = self._shown(status)
         title.update(_lanes_title(status, len(jobs)))
         job_badges = badges(status.jobs, self.engine.stats().waiting)
@@ -393,6 +412,45 @@ class WsituiApp(App[None]):
             self._board_workflow = wf_id
         else:
             board.update_jobs(jobs, job_badges)
+
+    def _show_cohort(self, status: WorkflowStatus) -> bool:
+        """A cohort workflow shows its table of slides in place of the lanes."""
+        index = self.cohorts.index(status.workflow.id)
+        table = self._cohort_table
+        table.display = index is not None
+        self._board.display = index is None
+        if index is None:
+            return False
+        # A big cohort's rows cost a few ms per thousand slides: at most once a second while
+        # only progress changes (the news waits in the inbox); at once on a new selection or
+        # filter, and always for a small cohort.
+        key = (status.workflow.id, self.filter_text)
+        big = len(status.jobs) > BIG_COHORT_JOBS
+        if big and key == self._cohort_shown and time.monotonic() - self._cohort_painted < 1.0:
+            self._inbox.add(status.workflow.id)
+            return True
+        self._cohort_shown, self._cohort_painted = key, time.monotonic()
+        rows = self.cohorts.rows(status)
+        row = self._wf_list.rows().get(status.workflow.id)
+        if row is not None:
+            row.repaint()  # slides done and ETA (the status alone may not have changed)
+        table.show(
+            rows, index["template"], index["meta_columns"], filter_text=self.filter_text,
+            now=self.now,
+        )  # fmt: skip
+        self._lanes_title.update(
+            Text.assemble(
+                (status.workflow.name, "bold"),
+                f" · {len(table.rows)} of {len(rows)} slides · t/T sort · / filter · "
+                "enter details · v viewer",
+            )
+        )
+        self._board_workflow = status.workflow.id
+        return True
+
+    @on(DataTable.RowSelected, "#cohort-table")
+    def _slide_selected(self) -> None:
+        self.action_details()
 
     # ---- selection ---------------------------------------------------------------------------
     @on(ListView.Highlighted, "#workflows")
@@ -403,6 +461,9 @@ class WsituiApp(App[None]):
 
     @on(ListView.Selected, "#workflows")
     def _workflow_selected(self) -> None:
+        if self._cohort_table.display:
+            self._cohort_table.focus()
+            return
         self._board.focus_card(0, 0)
 
     @property
@@ -410,6 +471,8 @@ class WsituiApp(App[None]):
         """The job the keys act on: the highlighted card, which is always on screen."""
         if self._board_workflow != self.selected_workflow:
             return None  # the board still shows another workflow: wait for its redraw
+        if self._cohort_table.display:
+            return self._cohort_table.selected_job
         return self._board.selected
 
     def _job(self) -> Job | None:

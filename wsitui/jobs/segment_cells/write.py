@@ -30,6 +30,7 @@ import numpy as np
 import shapely
 from shapely.geometry import Polygon
 
+from wsitui.jobs.common.cells_parquet import CELLS_PARQUET, write_cells_parquet
 from wsitui.jobs.common.files import Fence, commit, current_fence
 from wsitui.jobs.segment_cells.extract import CellRecords
 
@@ -168,11 +169,14 @@ class CellWriter:
             if f is not None:
                 f.close()
         names = ["cells.geojson", "cells.csv", "cells.geojson.gz"]
+        parquet = self.out / f".{CELLS_PARQUET}.partial"
         try:
+            parquet = write_cells_parquet(self._tmp[1], self.out, job_id=self.job_id)
             for tmp, name in zip(self._tmp, names, strict=False):
                 commit(tmp, self.out / name, self._fence)
+            commit(parquet, self.out / CELLS_PARQUET, self._fence)
         finally:
-            for tmp in self._tmp:
+            for tmp in [*self._tmp, parquet]:
                 tmp.unlink(missing_ok=True)
 
     def abort(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,6 +14,8 @@ from textual.widgets import Label, ListItem, ListView
 from wsitui.core.records import WorkflowStatus
 from wsitui.tui.progress import workflow_progress
 from wsitui.tui.widgets.bar import FractionBar
+
+CohortBar = Callable[[WorkflowStatus], tuple[str, float] | None]
 
 
 class WorkflowRow(ListItem):
@@ -30,9 +34,10 @@ class WorkflowRow(ListItem):
 
     status: reactive[WorkflowStatus] = reactive[WorkflowStatus](None, init=False, repaint=False)  # type: ignore[arg-type]
 
-    def __init__(self, status: WorkflowStatus) -> None:
+    def __init__(self, status: WorkflowStatus, cohort: CohortBar | None = None) -> None:
         super().__init__()
         self.workflow_id = status.workflow.id
+        self._cohort = cohort  # a cohort: its bar counts slides, with an ETA
         # Children exist from the start, so a new status never needs to query for them.
         self._name = Label(classes="wf-name")
         self._state = Label(classes="wf-state")
@@ -51,16 +56,23 @@ class WorkflowRow(ListItem):
     def watch_status(self) -> None:
         self._paint()
 
+    def repaint(self) -> None:
+        """Paint again with the same status (a cohort's ETA moves with the clock)."""
+        self._paint()
+
     def _paint(self) -> None:
         status = self.status
         wf = status.workflow
         n = len(status.jobs)
+        cohort = self._cohort(status) if self._cohort is not None else None
         name = Text(wf.name, no_wrap=True, overflow="ellipsis")
-        name.append(f" {wf.id}" + (f" · {n} job" + ("s" if n > 1 else "") if n else ""), "dim")
+        jobs = f" · {n} job" + ("s" if n > 1 else "") if n else ""
+        name.append(f" {wf.id}" + (f" · {cohort[0]}" if cohort else jobs), "dim")
         self._name.update(name)  # cut with "…" before it can run into the state
         self._state.update(str(status.state))
         self._state.set_classes(f"wf-state state-{str(status.state).lower()}")
-        progress = workflow_progress(status.jobs)  # weighted by tiles, not by job count
+        # weighted by tiles, not by job count; a cohort's: slides done over slides
+        progress = cohort[1] if cohort else workflow_progress(status.jobs)
         self._bar.fraction = progress
         self._percent.update(f"{progress:.0%}")
 

@@ -1,0 +1,149 @@
+"""A cohort workflow in the TUI: a table of slides that sorts, filters and opens job details.
+
+The executor is the TUI tests' scripted fake (the screen is under test), plus a tissue
+manifest per finished mask job so the density column has an area to divide by.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from tests.tui.conftest import T0, Clock, make_app
+from tests.tui.fakes import ScriptedExecutor
+from tests.tui.helpers import settle
+from wsitui.core.executor import JobContext
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
+from wsitui.session.cohort import Cohort, CohortSlide, write_index
+from wsitui.tui.app import WsituiApp
+from wsitui.tui.screens.detail import JobDetailScreen
+from wsitui.tui.widgets.cohort_table import CohortTable
+from wsitui.tui.widgets.workflows import WorkflowRow
+
+pytestmark = pytest.mark.anyio
+SLIDES = [f"TCGA-{i:02d}-A0SB" for i in range(8)]
+CASES = ["C-3", "C-1", "C-2", "C-1", "C-4", "C-2", "C-5", "C-3"]
+
+
+class TissueExecutor(ScriptedExecutor):
+    """The scripted fake, writing a tissue manifest (0.25 mm² of tissue) when it succeeds."""
+
+    async def run(self, ctx: JobContext) -> None:
+        await super().run(ctx)
+        manifest = {"job_type": "TISSUE_MASK", "mask": {"shape": [100, 100], "mpp": 10.0,
+                    "tissue_fraction": 0.25}}  # fmt: skip
+        (ctx.results_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def submit_cohort(app: WsituiApp) -> str:
+    """A cohort of 8 slides, template `mask` then `qc`, as the session submits one."""
+    cohort = Cohort(
+        index=0,
+        tenant="alice",
+        name="TCGA-BRCA-cohort-2024",
+        template=("mask", "qc"),
+        template_types=("TISSUE_MASK", "TISSUE_MASK"),
+        slides=[
+            CohortSlide(sid, Path(f"/slides/{sid}.svs"), 1, 1, None, {"case": case})
+            for sid, case in zip(SLIDES, CASES, strict=True)
+        ],
+        meta_columns=("case",),
+    )
+    jobs = []
+    for s in cohort.slides:
+        jobs.append(JobSpec(id=f"{s.id}-mask", type="TISSUE_MASK", slide=str(s.path), branch=s.id))
+        jobs.append(JobSpec(id=f"{s.id}-qc", type="TISSUE_MASK", slide=str(s.path), branch=s.id,
+                            depends_on=(f"{s.id}-mask",)))  # fmt: skip
+    wf = app.engine.submit("alice", WorkflowSpec(name=cohort.name, jobs=tuple(jobs)))
+    write_index(app.engine.data_dir, wf.workflow.id, cohort)
+    return wf.workflow.id
+
+
+async def cohort_mid_run(app: WsituiApp, ex: ScriptedExecutor, clock: Clock, pilot: Pilot) -> None:
+    """Slides 0-2 done, slide 3 failed, two running for a minute, the others waiting.
+
+    Jobs are released one at a time, whichever the scheduler started, each ending before the
+    next: the picture is the same in every run."""
+    await app.ready.wait()
+    for i, sid in enumerate(SLIDES):
+        ex.counters[f"{sid}-qc"] = {"cells": 1000 * (i + 1)}
+    plan = {f"{s}-{k}": "ok" for s in SLIDES[:3] for k in ("mask", "qc")}
+    plan[f"{SLIDES[3]}-mask"] = "fail"
+    wf_id = submit_cohort(app)
+
+    def job(key: str) -> JobState:
+        return app.engine.job("alice", f"{wf_id}.{key}").state
+
+    while any(not job(k).terminal for k in plan):
+        await settle(app, pilot, lambda: any(job(k) is JobState.RUNNING for k in plan))
+        key = next(k for k in plan if job(k) is JobState.RUNNING)
+        await settle(app, pilot, lambda k=key: ex.gates.get(k) is not None)
+        ex.release(key, plan[key])
+        await settle(app, pilot, lambda k=key: job(k).terminal)
+    await settle(app, pilot, lambda: app.engine.stats().running == 2)
+    clock.now = T0 + 60
+    await pilot.press("tab")  # into the table
+    await settle(app, pilot)
+
+
+def shown(app: WsituiApp) -> list[str]:
+    table = app.query_one(CohortTable)
+    return [str(k.value) for k in table.rows]
+
+
+async def test_a_cohort_shows_a_table_that_sorts_filters_and_opens_details(tmp_path):
+    app, ex, clock = make_app(tmp_path / "data", executor=TissueExecutor(), max_workers=2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await cohort_mid_run(app, ex, clock, pilot)
+        table = app.query_one(CohortTable)
+        assert table.display and not app.query_one("#lanes").display
+        assert shown(app) == SLIDES  # by slide id
+        row = app.query_one(WorkflowRow)
+        assert "4/8 slides · 1 failed · ETA" in str(row.query_one(".wf-name").render())
+
+        await pilot.press("t")  # sort by the next column: case
+        await settle(app, pilot)
+        assert [CASES[SLIDES.index(s)] for s in shown(app)] == sorted(CASES)
+        await pilot.press("T")  # reversed
+        await settle(app, pilot)
+        assert [CASES[SLIDES.index(s)] for s in shown(app)] == sorted(CASES, reverse=True)
+        table.sort_by("cells", reverse=True)
+        await settle(app, pilot)
+        assert shown(app)[:3] == [SLIDES[2], SLIDES[1], SLIDES[0]]  # measured cells first
+
+        await pilot.press("slash", *"c-2")  # the filter reads the CSV's metadata too
+        await settle(app, pilot)
+        assert sorted(shown(app)) == [SLIDES[2], SLIDES[5]]
+        await pilot.press("escape")
+        await pilot.press("slash", *"failed")
+        await settle(app, pilot)
+        assert shown(app) == [SLIDES[3]]
+        await pilot.press("enter")  # leaves the filter for the table
+        await pilot.press("escape")
+        await settle(app, pilot)
+
+        table.focus()
+        table.move_cursor(row=shown(app).index(SLIDES[3]))
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, JobDetailScreen)
+        assert app.screen.job.key == f"{SLIDES[3]}-mask"  # the slide's failed job
+        assert app.screen.job.state is JobState.FAILED
+
+
+def test_cohort_table_snapshot(snap_compare, snapshot_dir: Path):
+    app, ex, clock = make_app(snapshot_dir, executor=TissueExecutor(), max_workers=2)
+
+    async def run_before(pilot: Pilot) -> None:
+        await cohort_mid_run(app, ex, clock, pilot)
+        app.tick()  # the clock moved a minute: times and the ETA follow
+        app.query_one(CohortTable).sort_by("cells", reverse=True)
+        for field in app.screen.query(Input):
+            field.cursor_blink = False
+        await settle(app, pilot)
+
+    assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
