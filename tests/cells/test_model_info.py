@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from wsitui.core.digest import sha256_file
 from wsitui.jobs.segment_cells.model_info import describe, module_state, pixel_size
 from wsitui.models.errors import ModelError
-from wsitui.models.loaded import file_sha256
 from wsitui.models.source import ModelSource, classical_source, shipped_source
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ def test_the_shipped_models_pixel_size_and_hash_are_read_without_torch() -> None
         cwd=REPO,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     ).stdout.split()
-    assert out == ["0.5", file_sha256(shipped_source().path), "32", "False"]
+    assert out == ["0.5", sha256_file(shipped_source().path), "32", "False"]
 
 
 def test_the_classical_model_needs_no_file() -> None:

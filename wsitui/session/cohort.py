@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wsitui.core.digest import sha256_file
 from wsitui.core.store import Store
-from wsitui.jobs.common.files import sha256_file, write_atomic
+from wsitui.jobs.common.files import write_atomic
 
 if TYPE_CHECKING:
     from wsitui.session.config import Config, WorkflowConfig

@@ -18,8 +18,8 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
+from wsitui.core.digest import sha256_file
 from wsitui.models.errors import ModelError
-from wsitui.models.loaded import file_sha256
 from wsitui.models.source import ModelSource
 
 
@@ -67,7 +67,7 @@ def describe(source: ModelSource, device: str) -> ModelInfo:
         source.name,
         source.kind,
         pixel_size(state, str(source.path)),
-        file_sha256(source.path),
+        sha256_file(source.path),
         device,
         False,
         info={"default_window_size": window} if isinstance(window, int) else {},
