@@ -79,7 +79,8 @@ def test_the_detail_screen_states_what_a_cells_job_found():
                 "total": 66.0,
             },
             "warnings": ["slide has no pixel size; assumed 0.5 µm/px"],
-        }
+        },
+        "SEGMENT_CELLS",
     )
     assert lines[0] == "cells 12,345 · 2,100 per mm² of tissue (5.88 mm², upstream:mask)"
     assert lines[1] == "model wsitui_he_nuclei (shipped) on cpu, fp32, 0.5 µm/px"
@@ -97,7 +98,8 @@ def test_the_detail_screen_states_what_a_measure_job_did_without_a_false_density
             "measurements": ["Nucleus: Area µm^2", "Hematoxylin: Nucleus: Mean"],
             "stains": {"source": "macenko", "hematoxylin": [0.65, 0.7, 0.29]},
             "tiles": {"total": 12, "tile_size": 1024},
-        }
+        },
+        "MEASURE_CELLS",
     )
     assert lines[0] == "cells measured 5,054 · 2 measurements each · stain vectors: macenko"
     assert not any("per mm²" in line for line in lines)

@@ -214,6 +214,12 @@ class Executor:
     dialog_fields: ClassVar[frozenset[DialogField]] = frozenset()
 
     @classmethod
+    def found_line(cls, manifest: Mapping[str, Any]) -> str:
+        """One line a face shows of what a finished job found, from its manifest ("" when the
+        type says nothing beyond the shared lines: model, tiles, timings, warnings)."""
+        return ""
+
+    @classmethod
     def dashboard_link(cls, stage: str, results_dir: Path) -> str:
         """A link to where a job's work runs (e.g. a cluster dashboard), "" when none: from a
         running job's stage or a finished job's results (cheap: no cluster call)."""

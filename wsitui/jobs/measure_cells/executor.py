@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,16 @@ class MeasureCellsExecutor(Executor):
     job_type = "MEASURE_CELLS"
     params_model = MeasureCellsParams
     threads = 2
+
+    @classmethod
+    def found_line(cls, manifest: Mapping[str, Any]) -> str:
+        stains = manifest.get("stains")
+        if "cells" not in manifest or not isinstance(stains, dict):
+            return ""
+        return (
+            f"cells measured {manifest['cells']:,} · {len(manifest.get('measurements') or [])} "
+            f"measurements each · stain vectors: {stains.get('source', '?')}"
+        )
 
     def validate(
         self, spec: JobSpec, slide: Path, params: BaseModel, upstream: Sequence[UpstreamSpec]

@@ -158,6 +158,16 @@ class SegmentCellsExecutor(Executor):
     dialog_fields = frozenset({DialogField.MODEL, DialogField.DEVICE})
 
     @classmethod
+    def found_line(cls, manifest: Mapping[str, Any]) -> str:
+        if "cells" not in manifest:
+            return ""
+        area = manifest.get("tissue_area_mm2") or 0.0
+        return (
+            f"cells {manifest['cells']:,} · {manifest.get('density_per_mm2', 0):,.0f} per mm² "
+            f"of tissue ({area:.2f} mm², {manifest.get('tissue_source', '?')})"
+        )
+
+    @classmethod
     def dashboard_link(cls, stage: str, results_dir: Path) -> str:
         from wsitui.jobs.segment_cells.dask_info import dashboard_link
 

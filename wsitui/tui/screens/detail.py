@@ -35,21 +35,14 @@ MANIFEST = "manifest.json"
 STAGES = ("read", "infer", "post", "merge", "write", "total")
 
 
-def result_lines(manifest: dict[str, Any]) -> list[str]:
-    """What a finished job found, from its manifest: cells, density, model, tiles, timings."""
+def result_lines(manifest: dict[str, Any], job_type: str) -> list[str]:
+    """What a finished job found, from its manifest: the job type's own line (its executor says
+    it), then the shared ones: model, tiles, timings, warnings."""
     lines: list[str] = []
-    stains = manifest.get("stains")
-    if "cells" in manifest and isinstance(stains, dict):  # MEASURE_CELLS: no density of its own
-        lines.append(
-            f"cells measured {manifest['cells']:,} · {len(manifest.get('measurements') or [])} "
-            f"measurements each · stain vectors: {stains.get('source', '?')}"
-        )
-    elif "cells" in manifest:
-        area = manifest.get("tissue_area_mm2") or 0.0
-        lines.append(
-            f"cells {manifest['cells']:,} · {manifest.get('density_per_mm2', 0):,.0f} per mm² "
-            f"of tissue ({area:.2f} mm², {manifest.get('tissue_source', '?')})"
-        )
+    executor = executor_class(job_type)
+    found = executor.found_line(manifest) if executor is not None else ""
+    if found:
+        lines.append(found)
     model = manifest.get("model")
     if isinstance(model, dict):
         kind = model.get("kind", "?")
@@ -169,7 +162,7 @@ class JobDetailScreen(Screen[None]):
             manifest = json.loads((self.results_dir / MANIFEST).read_text())
         except (OSError, ValueError):
             return []
-        return result_lines(manifest) if isinstance(manifest, dict) else []
+        return result_lines(manifest, self.job.job_type) if isinstance(manifest, dict) else []
 
     def compose(self) -> ComposeResult:
         job = self.job
