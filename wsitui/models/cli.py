@@ -12,19 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from wsitui.models.errors import ModelError
-
-# Kept in step with wsitui.models.evaluate.HELDOUT_LOOKS (not imported: parser build stays light).
-HELDOUT_LOOKS = (
-    "default",
-    "grainy",
-    "soft",
-    "dark",
-    "clustered",
-    "pale",
-    "collagen",
-    "ihc",
-    "tumour",
-)
+from wsitui.models.heldout import HELDOUT_LOOKS
 
 
 def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:

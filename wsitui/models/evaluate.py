@@ -26,23 +26,12 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from wsitui.models.data import HELDOUT_SEED_BASE, Sample, heldout_set
+from wsitui.models.heldout import HELDOUT_LOOKS
 from wsitui.models.loaded import LoadedModel
 from wsitui.models.metrics import DetectionScore, detection_score, match_objects, total
 from wsitui.slides.style import STYLES
 from wsitui.slides.synthetic.generator import SamplePlan, rasterize_nuclei
 
-# Nine looks: the generator's default and its named looks, none of them seen in training.
-HELDOUT_LOOKS = (
-    "default",
-    "grainy",
-    "soft",
-    "dark",
-    "clustered",
-    "pale",
-    "collagen",
-    "ihc",
-    "tumour",
-)
 SLIDE_SEED_BASE = HELDOUT_SEED_BASE + 10_000  # whole held-out slides use seeds from here
 SLIDE_SIZE = (1024, 1024)  # ~0.26 mm², 90-520 nuclei per look
 TILE, OVERLAP = 512, 64
