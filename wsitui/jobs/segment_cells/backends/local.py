@@ -16,6 +16,7 @@ the job reports to the faces only the work to do (tissue tiles), with skipped ti
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -71,8 +72,14 @@ def run_tiles(
     on_labels: Callable[[Tile, np.ndarray], None] | None = None,
     inflight: int = 1,
     infer_thread_init: Callable[[], None] | None = None,
+    queued: int = 0,
+    extract_workers: int = 1,
 ) -> Timings:
-    """Segment every planned tile that has no shard yet; shards hold the results."""
+    """Segment every planned tile that has no shard yet; shards hold the results.
+
+    `inflight` batches run on the model at once (one infer thread each); `queued` more wait,
+    already collected, for the next free infer thread (a GPU then never waits for the loop to
+    gather its next batch); `extract_workers` threads trace and write finished tiles."""
     timings = Timings()
     todo = [t for t in plan.tiles if not shards.has(shard_key(t))]
     done = plan.skipped + len(plan.tiles) - len(todo)
@@ -112,9 +119,9 @@ def run_tiles(
         timings.add("infer", time.perf_counter() - began)
         return labels
 
-    window = read_window(plan.input_size**2 * 3, batch_size * inflight, read_threads)
+    window = read_window(plan.input_size**2 * 3, batch_size * (inflight + queued), read_threads)
     prefetch = Prefetcher(reader, plan, todo, threads=read_threads, window=window)
-    extractor = ThreadPoolExecutor(1, thread_name_prefix="wsitui-extract")
+    extractor = ThreadPoolExecutor(extract_workers, thread_name_prefix="wsitui-extract")
     infer = ThreadPoolExecutor(
         inflight, thread_name_prefix="wsitui-infer", initializer=infer_thread_init
     )
@@ -126,8 +133,8 @@ def run_tiles(
         labels = _interruptible(fut, check_cancel)
         for b, lab in zip(batch, labels, strict=True):
             pending.append(extractor.submit(post, b, lab))
-        # Back-pressure: at most two batches wait for extraction.
-        while len(pending) > 2 * batch_size:
+        # Back-pressure: at most two batches (or one tile per worker) wait for extraction.
+        while len(pending) > max(2 * batch_size, extract_workers):
             pending.pop(0).result()
 
     try:
@@ -147,7 +154,8 @@ def run_tiles(
                 running.append((batch, infer.submit(predict, batch)))
                 batch = []
             # `inflight` batches on the model at once (one thread each on CPU, see LocalBackend)
-            while running and (len(running) >= inflight or image is None):
+            # and `queued` more waiting for it: the oldest is settled only past that.
+            while running and (len(running) >= inflight + queued or image is None):
                 settle_oldest()
             if image is None:
                 break
@@ -235,11 +243,19 @@ class LocalBackend:
         check_cancel: Callable[[], None],
         on_labels: Callable[[Tile, np.ndarray], None] | None,
     ) -> TileRun:
-        from wsitui.jobs.segment_cells.accel import accelerate, first_tiles, window_for
+        from wsitui.jobs.segment_cells.accel import (
+            PipelineShape,
+            accelerate,
+            first_tiles,
+            gpu_pipeline,
+            window_for,
+        )
 
         params = self.params
         if self.model is None:
             self.describe(check_cancel)
+        on_gpu = not self.model.is_classical and str(self.model.device).startswith("cuda")
+        shape = gpu_pipeline(_cpus()) if on_gpu else PipelineShape(read_threads=READ_THREADS)
         window = window_for(self.model, params.max_nucleus_um, plan.model_px)
         model = accelerate(  # precision, GPU batch size, out-of-memory retries
             self.model,
@@ -248,8 +264,11 @@ class LocalBackend:
             default_batch=default_batch(params.batch_size, self.model.device),
             probe=lambda: first_tiles(reader, plan),
             window_size=window,
+            batches_in_flight=shape.inflight,
         )
         inflight, init = self._tiles_in_flight(model, window)
+        if on_gpu:
+            inflight = shape.inflight
         timings = run_tiles(
             reader,
             plan,
@@ -257,22 +276,32 @@ class LocalBackend:
             shards,
             batch_size=model.batch_size,
             min_area_px=min_area_px,
-            read_threads=READ_THREADS,
+            read_threads=shape.read_threads,
             on_progress=on_progress,
             check_cancel=check_cancel,
             on_labels=on_labels,
             inflight=inflight,
             infer_thread_init=init,
+            queued=shape.queued,
+            extract_workers=shape.extract_workers,
         )
         info = dict(model.manifest())
         cpu_torch = not self.model.is_classical and self.model.device == "cpu"
         info.update(tiles_in_flight=inflight, malloc_tuned=cpu_torch and tune_malloc())
+        if on_gpu:
+            info.update(
+                batches_queued=shape.queued,
+                extract_workers=shape.extract_workers,
+                read_threads=shape.read_threads,
+            )
         return TileRun(
             timings={k: round(getattr(timings, k), 4) for k in TIMING_KEYS},
             model=info,
             batch_size=model.batch_size,
             read_ahead=read_window(
-                plan.input_size**2 * 3, model.batch_size * inflight, READ_THREADS
+                plan.input_size**2 * 3,
+                model.batch_size * (inflight + shape.queued),
+                shape.read_threads,
             ),
         )
 
@@ -312,6 +341,14 @@ class LocalBackend:
             torch.set_num_threads(per_tile)  # this thread's OpenMP threads (per thread)
 
         return inflight, one_thread_each
+
+
+def _cpus() -> int:
+    """Cores this process may run on (the GPU path's readers and tracers are sized by them)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def default_batch(batch_size: int | str, device: str) -> int:
