@@ -2,8 +2,9 @@
 one tracing thread and one-batch-at-a-time loop set the pace). No GPU exists here: the model is
 a fake "device" (`device = "cuda:0"`) whose calls and the pipeline's tracing are observed by
 events, never by timing: two batches are on the device at once, the device keeps getting
-batches while an earlier tile's tracing is stuck, and tiles are traced on several threads.
-The cells of such a run are the same as one tile at a time on one thread."""
+batches while an earlier tile's tracing is stuck, and tiles are traced on several threads
+(the outline walk itself in worker processes). The cells of such a run are the same as one
+tile at a time on one thread in this process."""
 
 from __future__ import annotations
 
@@ -156,7 +157,7 @@ def test_the_gpu_path_keeps_the_device_busy_while_tiles_are_traced(
     assert not traced_together.broken  # tiles were traced on two threads at once
     assert fake.calls == len(plan.tiles)
     assert run.model["tiles_in_flight"] == 2 and run.model["batches_queued"] == 1
-    assert run.model["extract_workers"] >= 2
+    assert run.model["extract_workers"] >= 2 and run.model["trace_processes"] >= 2
     assert sum(len(v) for v in plain_cells.values()) > 0
     assert gpu_cells.keys() == plain_cells.keys()
     for key, cells in plain_cells.items():
@@ -191,3 +192,15 @@ def test_auto_batch_fits_every_batch_in_flight_in_free_memory() -> None:
     two, _ = measured_batch_size(m, probe, m, batches_in_flight=2)
     assert 2 * (GiB + two * GiB // 2) <= 0.8 * 20 * GiB  # both batches fit at once
     assert two < one
+
+
+def test_tracing_runs_in_worker_processes_when_asked() -> None:
+    import os
+
+    assert local._trace_pool(0) is None  # the CPU path traces in this process
+    pool = local._trace_pool(2)
+    assert pool is not None
+    try:
+        assert pool.submit(os.getpid).result(timeout=WAIT) != os.getpid()
+    finally:
+        pool.shutdown()

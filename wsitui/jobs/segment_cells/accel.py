@@ -185,18 +185,21 @@ class PipelineShape:
     inflight: int = 1  # batches on the model at once, one infer thread each
     queued: int = 0  # batches collected and waiting for a free infer thread
     extract_workers: int = 1  # threads tracing polygons and writing shards
+    trace_processes: int = 0  # >0: the tracing itself in that many worker processes
     read_threads: int = 2  # threads reading tiles ahead
 
 
 def gpu_pipeline(cpus: int) -> PipelineShape:
     """On a GPU the CPU side sets the pace (measured on one H200: the GPU idle ~75 % of the
     job with one batch at a time, one tracing thread and two readers): two batches on the
-    device, one more collected and waiting, and the job's cores for reading and tracing."""
+    device, one more collected and waiting, and the job's cores for reading and tracing
+    (tracing in worker processes: its outline walk is Python and holds the GIL)."""
     cpus = max(1, cpus)
     return PipelineShape(
         inflight=GPU_BATCHES_IN_FLIGHT,
         queued=1,
         extract_workers=max(2, min(8, cpus - 4)),
+        trace_processes=max(2, min(8, cpus - 4)),  # tracing is a Python walk: it holds the GIL
         read_threads=max(2, min(6, cpus // 3)),
     )
 

@@ -16,12 +16,13 @@ the job reports to the faces only the work to do (tissue tiles), with skipped ti
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,13 @@ import numpy as np
 from wsitui.jobs.common.grid import Tile
 from wsitui.jobs.common.shards import ShardStore
 from wsitui.jobs.segment_cells.backends.protocol import TIMING_KEYS, Progress, Segmenter, TileRun
-from wsitui.jobs.segment_cells.backends.tile import cells_in, predictor, records
+from wsitui.jobs.segment_cells.backends.tile import (
+    TraceGeometry,
+    cells_in,
+    predictor,
+    ready,
+    traced,
+)
 from wsitui.jobs.segment_cells.chatter import to_log
 from wsitui.jobs.segment_cells.domain import out_of_domain
 from wsitui.jobs.segment_cells.extract import CellRecords
@@ -74,12 +81,15 @@ def run_tiles(
     infer_thread_init: Callable[[], None] | None = None,
     queued: int = 0,
     extract_workers: int = 1,
+    trace_processes: int = 0,
 ) -> Timings:
     """Segment every planned tile that has no shard yet; shards hold the results.
 
     `inflight` batches run on the model at once (one infer thread each); `queued` more wait,
     already collected, for the next free infer thread (a GPU then never waits for the loop to
-    gather its next batch); `extract_workers` threads trace and write finished tiles."""
+    gather its next batch); `extract_workers` threads trace and write finished tiles, the
+    tracing itself (a Python walk that holds the GIL) in `trace_processes` worker processes
+    when > 0."""
     timings = Timings()
     todo = [t for t in plan.tiles if not shards.has(shard_key(t))]
     done = plan.skipped + len(plan.tiles) - len(todo)
@@ -88,9 +98,19 @@ def run_tiles(
     lock = threading.Lock()
     on_progress(state)
 
+    geometry = TraceGeometry(plan.scale, plan.geometry.level_dimensions, plan.band, min_area_px)
+    procs = _trace_pool(trace_processes)
+
+    def trace(image: TileImage, labels: np.ndarray) -> CellRecords:
+        valid = (image.h, image.w)
+        if procs is None:
+            return traced(labels, image.tile, valid, image.chromogen, geometry)
+        lab = np.ascontiguousarray(labels[: image.h, : image.w])  # only the real pixels travel
+        return procs.submit(traced, lab, image.tile, valid, image.chromogen, geometry).result()
+
     def post(image: TileImage, labels: np.ndarray) -> None:
         began = time.perf_counter()
-        rec = records(labels, image, plan, min_area_px)
+        rec = trace(image, labels)
         if on_labels is not None:
             on_labels(image.tile, labels[: image.h, : image.w])
         shards.put_bytes(shard_key(image.tile), rec.to_bytes())
@@ -164,8 +184,24 @@ def run_tiles(
     finally:
         prefetch.close()
         extractor.shutdown(wait=True, cancel_futures=True)
+        if procs is not None:
+            procs.shutdown(wait=True, cancel_futures=True)
         infer.shutdown(wait=False)  # a batch still computing after a cancel is left to finish
     return timings
+
+
+def _trace_pool(processes: int) -> ProcessPoolExecutor | None:
+    """Worker processes for tracing, started now (they import numpy while the first batch is
+    read and inferred). forkserver, not fork: this process has threads, and CUDA once a GPU
+    job ran; a forked child of such a process may hang or fail."""
+    if processes <= 0:
+        return None
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    pool = ProcessPoolExecutor(processes, mp_context=ctx)
+    for _ in range(processes):
+        pool.submit(ready)
+    return pool
 
 
 def _interruptible(fut: Future[list[np.ndarray]], check_cancel: Callable[[], None]) -> Any:
@@ -284,6 +320,7 @@ class LocalBackend:
             infer_thread_init=init,
             queued=shape.queued,
             extract_workers=shape.extract_workers,
+            trace_processes=shape.trace_processes,
         )
         info = dict(model.manifest())
         cpu_torch = not self.model.is_classical and self.model.device == "cpu"
@@ -292,6 +329,7 @@ class LocalBackend:
             info.update(
                 batches_queued=shape.queued,
                 extract_workers=shape.extract_workers,
+                trace_processes=shape.trace_processes,
                 read_threads=shape.read_threads,
             )
         return TileRun(
