@@ -204,3 +204,41 @@ def test_tracing_runs_in_worker_processes_when_asked() -> None:
         assert pool.submit(os.getpid).result(timeout=WAIT) != os.getpid()
     finally:
         pool.shutdown()
+
+
+def test_a_broken_tracing_pool_falls_back_to_threads_and_keeps_every_tile(
+    tmp_path: Path, sample_slide: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker processes that die (a host script without a `__main__` guard re-imported in
+    them) do not fail the job: its tiles are traced on the threads, with the same cells."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    class Broken:
+        def submit(self, *a: Any, **k: Any) -> Any:
+            raise BrokenProcessPool("a worker died")
+
+        def shutdown(self, **k: Any) -> None:
+            pass
+
+    monkeypatch.setattr(local, "_trace_pool", lambda n: Broken() if n else None)
+    with open_slide(sample_slide) as reader:
+        plan = _plan(reader)
+        stores = {n: ShardStore(tmp_path / str(n), {"p": 1}) for n in (0, 2)}
+        for n, shards in stores.items():
+            fake = FakeDevice()
+            run_tiles(
+                reader,
+                plan,
+                Accelerated(fake, OomRetry(fake.predict, 2), PrecisionChoice("fp32", "t"), 2),
+                shards,
+                batch_size=2,
+                min_area_px=1,
+                read_threads=2,
+                on_progress=lambda p: None,
+                check_cancel=lambda: None,
+                extract_workers=2,
+                trace_processes=n,
+            )
+    assert _cells(stores[2], plan).keys() == _cells(stores[0], plan).keys()
+    for key, cells in _cells(stores[0], plan).items():
+        assert np.array_equal(_cells(stores[2], plan)[key], cells), key

@@ -16,6 +16,7 @@ the job reports to the faces only the work to do (tissue tiles), with skipped ti
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import threading
@@ -23,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +48,8 @@ from wsitui.jobs.segment_cells.memory import read_window
 from wsitui.jobs.segment_cells.plan import CellPlan
 from wsitui.jobs.segment_cells.source import Prefetcher, TileImage
 from wsitui.slides.reader import SlideReader
+
+log = logging.getLogger(__name__)
 
 
 def shard_key(tile: Tile) -> str:
@@ -100,13 +104,23 @@ def run_tiles(
 
     geometry = TraceGeometry(plan.scale, plan.geometry.level_dimensions, plan.band, min_area_px)
     procs = _trace_pool(trace_processes)
+    broken: list[bool] = []
 
     def trace(image: TileImage, labels: np.ndarray) -> CellRecords:
         valid = (image.h, image.w)
-        if procs is None:
-            return traced(labels, image.tile, valid, image.chromogen, geometry)
-        lab = np.ascontiguousarray(labels[: image.h, : image.w])  # only the real pixels travel
-        return procs.submit(traced, lab, image.tile, valid, image.chromogen, geometry).result()
+        if procs is not None and not broken:
+            lab = np.ascontiguousarray(labels[: image.h, : image.w])  # only real pixels travel
+            try:
+                return procs.submit(
+                    traced, lab, image.tile, valid, image.chromogen, geometry
+                ).result()
+            except BrokenProcessPool:
+                # A worker died (e.g. a host script without `if __name__ == "__main__":`, which
+                # worker processes re-import): the rest of the job traces on its threads.
+                if not broken:
+                    broken.append(True)
+                    log.warning("tracing processes failed; tracing on threads instead")
+        return traced(labels, image.tile, valid, image.chromogen, geometry)
 
     def post(image: TileImage, labels: np.ndarray) -> None:
         began = time.perf_counter()
