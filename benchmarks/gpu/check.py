@@ -251,6 +251,10 @@ def job(
             "batch": manifest["tiles"]["batch_size"],
             "batch_final": m.get("batch_size_final"),
             "oom_retries": m.get("oom_retries"),
+            "in_flight": m.get("tiles_in_flight"),  # the pipeline that ran (#19, local.py)
+            "queued": m.get("batches_queued"),
+            "trace_procs": m.get("trace_processes"),
+            "read_threads": m.get("read_threads"),
             "tiles": manifest["tiles"]["processed"],
             "tiles_per_s": round(manifest["tiles"]["processed"] / max(t["segment"], 1e-9), 2),
             "wall_s": round(wall, 2),

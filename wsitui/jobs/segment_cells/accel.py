@@ -93,9 +93,14 @@ class TorchCudaMemory:
 
 
 def measured_batch_size(
-    segmenter: Segmenter, probe: np.ndarray, memory: CudaMemory, cap: int = MAX_AUTO_BATCH
+    segmenter: Segmenter,
+    probe: np.ndarray,
+    memory: CudaMemory,
+    cap: int = MAX_AUTO_BATCH,
+    batches_in_flight: int = 1,
 ) -> tuple[int, dict[str, int]]:
-    """`auto` batch on a GPU: peaks of 1 and 2 probe tiles, then what free memory holds."""
+    """`auto` batch on a GPU: peaks of 1 and 2 probe tiles, then what free memory holds with
+    `batches_in_flight` batches on the device at once (free memory split between them)."""
     tiles = np.concatenate([probe, probe])[:2] if len(probe) < 2 else probe[:2]
 
     def peak(n: int) -> int:
@@ -108,7 +113,7 @@ def measured_batch_size(
             raise
         return 1, {"free_bytes": memory.free()}  # two tiles do not fit: one at a time
     free = memory.free()
-    batch = auto_batch_size(free, per_tile, fixed, cap=cap)
+    batch = auto_batch_size(free // max(1, batches_in_flight), per_tile, fixed, cap=cap)
     return batch, {"free_bytes": free, "per_tile_bytes": per_tile, "fixed_bytes": fixed}
 
 
@@ -166,6 +171,37 @@ def label_agreement(ref: np.ndarray, other: np.ndarray, iou: float = MATCH_IOU) 
     matched = int(np.count_nonzero(ious >= iou))  # at IoU > 0.5 a label has one partner
     total = len(ref_ids) + len(oth_ids)
     return 2.0 * matched / total if total else 1.0
+
+
+# ---- the CPU side of a GPU job ---------------------------------------------------------------
+GPU_BATCHES_IN_FLIGHT = 2  # one batch's host work (normalise, pinned copy, labels back) overlaps
+# the other's GPU work
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineShape:
+    """How many of each worker the tile pipeline (`backends/local.py`) runs."""
+
+    inflight: int = 1  # batches on the model at once, one infer thread each
+    queued: int = 0  # batches collected and waiting for a free infer thread
+    extract_workers: int = 1  # threads tracing polygons and writing shards
+    trace_processes: int = 0  # >0: the tracing itself in that many worker processes
+    read_threads: int = 2  # threads reading tiles ahead
+
+
+def gpu_pipeline(cpus: int) -> PipelineShape:
+    """On a GPU the CPU side sets the pace (measured on one H200: the GPU idle ~75 % of the
+    job with one batch at a time, one tracing thread and two readers): two batches on the
+    device, one more collected and waiting, and the job's cores for reading and tracing
+    (tracing in worker processes: its outline walk is Python and holds the GIL)."""
+    cpus = max(1, cpus)
+    return PipelineShape(
+        inflight=GPU_BATCHES_IN_FLIGHT,
+        queued=1,
+        extract_workers=max(2, min(8, cpus - 4)),
+        trace_processes=max(2, min(8, cpus - 4)),  # tracing is a Python walk: it holds the GIL
+        read_threads=max(2, min(6, cpus // 3)),
+    )
 
 
 # ---- instanseg's window -----------------------------------------------------------------------
@@ -374,11 +410,14 @@ def accelerate(
     probe: Callable[[], np.ndarray],
     window_size: int | None = None,
     memory: Callable[[str], CudaMemory] = TorchCudaMemory,
+    batches_in_flight: int = 1,
 ) -> Accelerated:
     """Settle precision and batch size for one job. On CPU with `auto`/`fp32` the model's own
     predict runs unchanged; on CUDA (or a requested lower precision) `DeviceSegmenter` runs.
     `probe()` -> the job's first tiles (uint8 (N, H, W, 3)), read only when a check needs them;
-    `window_size` (see `window_for`) is passed to instanseg's post-processing."""
+    `window_size` (see `window_for`) is passed to instanseg's post-processing;
+    `batches_in_flight`: batches the pipeline keeps on the device at once (`auto` batch size
+    fits that many in free memory)."""
     device = str(model.device)
     on_cuda = device.startswith("cuda")
     if model.is_classical or (not on_cuda and precision in ("auto", "fp32")):
@@ -414,7 +453,9 @@ def accelerate(
     if batch_size != "auto":
         batch = int(batch_size)
     elif on_cuda:
-        batch, mem = measured_batch_size(seg, probe_tiles(), memory(device))
+        batch, mem = measured_batch_size(
+            seg, probe_tiles(), memory(device), batches_in_flight=batches_in_flight
+        )
     else:
         batch = default_batch
     runner_ = OomRetry(seg.predict, batch, seg.empty_cache)

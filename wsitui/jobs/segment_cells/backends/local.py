@@ -16,11 +16,15 @@ the job reports to the faces only the work to do (tissue tiles), with skipped ti
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +33,13 @@ import numpy as np
 from wsitui.jobs.common.grid import Tile
 from wsitui.jobs.common.shards import ShardStore
 from wsitui.jobs.segment_cells.backends.protocol import TIMING_KEYS, Progress, Segmenter, TileRun
-from wsitui.jobs.segment_cells.backends.tile import cells_in, predictor, records
+from wsitui.jobs.segment_cells.backends.tile import (
+    TraceGeometry,
+    cells_in,
+    predictor,
+    ready,
+    traced,
+)
 from wsitui.jobs.segment_cells.chatter import to_log
 from wsitui.jobs.segment_cells.domain import out_of_domain
 from wsitui.jobs.segment_cells.extract import CellRecords
@@ -38,6 +48,8 @@ from wsitui.jobs.segment_cells.memory import read_window
 from wsitui.jobs.segment_cells.plan import CellPlan
 from wsitui.jobs.segment_cells.source import Prefetcher, TileImage
 from wsitui.slides.reader import SlideReader
+
+log = logging.getLogger(__name__)
 
 
 def shard_key(tile: Tile) -> str:
@@ -71,8 +83,17 @@ def run_tiles(
     on_labels: Callable[[Tile, np.ndarray], None] | None = None,
     inflight: int = 1,
     infer_thread_init: Callable[[], None] | None = None,
+    queued: int = 0,
+    extract_workers: int = 1,
+    trace_processes: int = 0,
 ) -> Timings:
-    """Segment every planned tile that has no shard yet; shards hold the results."""
+    """Segment every planned tile that has no shard yet; shards hold the results.
+
+    `inflight` batches run on the model at once (one infer thread each); `queued` more wait,
+    already collected, for the next free infer thread (a GPU then never waits for the loop to
+    gather its next batch); `extract_workers` threads trace and write finished tiles, the
+    tracing itself (a Python walk that holds the GIL) in `trace_processes` worker processes
+    when > 0."""
     timings = Timings()
     todo = [t for t in plan.tiles if not shards.has(shard_key(t))]
     done = plan.skipped + len(plan.tiles) - len(todo)
@@ -81,9 +102,29 @@ def run_tiles(
     lock = threading.Lock()
     on_progress(state)
 
+    geometry = TraceGeometry(plan.scale, plan.geometry.level_dimensions, plan.band, min_area_px)
+    procs = _trace_pool(trace_processes)
+    broken: list[bool] = []
+
+    def trace(image: TileImage, labels: np.ndarray) -> CellRecords:
+        valid = (image.h, image.w)
+        if procs is not None and not broken:
+            lab = np.ascontiguousarray(labels[: image.h, : image.w])  # only real pixels travel
+            try:
+                return procs.submit(
+                    traced, lab, image.tile, valid, image.chromogen, geometry
+                ).result()
+            except BrokenProcessPool:
+                # A worker died (e.g. a host script without `if __name__ == "__main__":`, which
+                # worker processes re-import): the rest of the job traces on its threads.
+                if not broken:
+                    broken.append(True)
+                    log.warning("tracing processes failed; tracing on threads instead")
+        return traced(labels, image.tile, valid, image.chromogen, geometry)
+
     def post(image: TileImage, labels: np.ndarray) -> None:
         began = time.perf_counter()
-        rec = records(labels, image, plan, min_area_px)
+        rec = trace(image, labels)
         if on_labels is not None:
             on_labels(image.tile, labels[: image.h, : image.w])
         shards.put_bytes(shard_key(image.tile), rec.to_bytes())
@@ -112,9 +153,9 @@ def run_tiles(
         timings.add("infer", time.perf_counter() - began)
         return labels
 
-    window = read_window(plan.input_size**2 * 3, batch_size * inflight, read_threads)
+    window = read_window(plan.input_size**2 * 3, batch_size * (inflight + queued), read_threads)
     prefetch = Prefetcher(reader, plan, todo, threads=read_threads, window=window)
-    extractor = ThreadPoolExecutor(1, thread_name_prefix="wsitui-extract")
+    extractor = ThreadPoolExecutor(extract_workers, thread_name_prefix="wsitui-extract")
     infer = ThreadPoolExecutor(
         inflight, thread_name_prefix="wsitui-infer", initializer=infer_thread_init
     )
@@ -126,8 +167,8 @@ def run_tiles(
         labels = _interruptible(fut, check_cancel)
         for b, lab in zip(batch, labels, strict=True):
             pending.append(extractor.submit(post, b, lab))
-        # Back-pressure: at most two batches wait for extraction.
-        while len(pending) > 2 * batch_size:
+        # Back-pressure: at most two batches (or one tile per worker) wait for extraction.
+        while len(pending) > max(2 * batch_size, extract_workers):
             pending.pop(0).result()
 
     try:
@@ -147,7 +188,8 @@ def run_tiles(
                 running.append((batch, infer.submit(predict, batch)))
                 batch = []
             # `inflight` batches on the model at once (one thread each on CPU, see LocalBackend)
-            while running and (len(running) >= inflight or image is None):
+            # and `queued` more waiting for it: the oldest is settled only past that.
+            while running and (len(running) >= inflight + queued or image is None):
                 settle_oldest()
             if image is None:
                 break
@@ -156,8 +198,24 @@ def run_tiles(
     finally:
         prefetch.close()
         extractor.shutdown(wait=True, cancel_futures=True)
+        if procs is not None:
+            procs.shutdown(wait=True, cancel_futures=True)
         infer.shutdown(wait=False)  # a batch still computing after a cancel is left to finish
     return timings
+
+
+def _trace_pool(processes: int) -> ProcessPoolExecutor | None:
+    """Worker processes for tracing, started now (they import numpy while the first batch is
+    read and inferred). forkserver, not fork: this process has threads, and CUDA once a GPU
+    job ran; a forked child of such a process may hang or fail."""
+    if processes <= 0:
+        return None
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    pool = ProcessPoolExecutor(processes, mp_context=ctx)
+    for _ in range(processes):
+        pool.submit(ready)
+    return pool
 
 
 def _interruptible(fut: Future[list[np.ndarray]], check_cancel: Callable[[], None]) -> Any:
@@ -235,11 +293,19 @@ class LocalBackend:
         check_cancel: Callable[[], None],
         on_labels: Callable[[Tile, np.ndarray], None] | None,
     ) -> TileRun:
-        from wsitui.jobs.segment_cells.accel import accelerate, first_tiles, window_for
+        from wsitui.jobs.segment_cells.accel import (
+            PipelineShape,
+            accelerate,
+            first_tiles,
+            gpu_pipeline,
+            window_for,
+        )
 
         params = self.params
         if self.model is None:
             self.describe(check_cancel)
+        on_gpu = not self.model.is_classical and str(self.model.device).startswith("cuda")
+        shape = gpu_pipeline(_cpus()) if on_gpu else PipelineShape(read_threads=READ_THREADS)
         window = window_for(self.model, params.max_nucleus_um, plan.model_px)
         model = accelerate(  # precision, GPU batch size, out-of-memory retries
             self.model,
@@ -248,8 +314,11 @@ class LocalBackend:
             default_batch=default_batch(params.batch_size, self.model.device),
             probe=lambda: first_tiles(reader, plan),
             window_size=window,
+            batches_in_flight=shape.inflight,
         )
         inflight, init = self._tiles_in_flight(model, window)
+        if on_gpu:
+            inflight = shape.inflight
         timings = run_tiles(
             reader,
             plan,
@@ -257,22 +326,34 @@ class LocalBackend:
             shards,
             batch_size=model.batch_size,
             min_area_px=min_area_px,
-            read_threads=READ_THREADS,
+            read_threads=shape.read_threads,
             on_progress=on_progress,
             check_cancel=check_cancel,
             on_labels=on_labels,
             inflight=inflight,
             infer_thread_init=init,
+            queued=shape.queued,
+            extract_workers=shape.extract_workers,
+            trace_processes=shape.trace_processes,
         )
         info = dict(model.manifest())
         cpu_torch = not self.model.is_classical and self.model.device == "cpu"
         info.update(tiles_in_flight=inflight, malloc_tuned=cpu_torch and tune_malloc())
+        if on_gpu:
+            info.update(
+                batches_queued=shape.queued,
+                extract_workers=shape.extract_workers,
+                trace_processes=shape.trace_processes,
+                read_threads=shape.read_threads,
+            )
         return TileRun(
             timings={k: round(getattr(timings, k), 4) for k in TIMING_KEYS},
             model=info,
             batch_size=model.batch_size,
             read_ahead=read_window(
-                plan.input_size**2 * 3, model.batch_size * inflight, READ_THREADS
+                plan.input_size**2 * 3,
+                model.batch_size * (inflight + shape.queued),
+                shape.read_threads,
             ),
         )
 
@@ -312,6 +393,14 @@ class LocalBackend:
             torch.set_num_threads(per_tile)  # this thread's OpenMP threads (per thread)
 
         return inflight, one_thread_each
+
+
+def _cpus() -> int:
+    """Cores this process may run on (the GPU path's readers and tracers are sized by them)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def default_batch(batch_size: int | str, device: str) -> int:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from wsitui.jobs.common.grid import Tile
 from wsitui.jobs.segment_cells.domain import TIGHT, out_of_domain
 from wsitui.jobs.segment_cells.extract import CellRecords, extract
 from wsitui.jobs.segment_cells.plan import CellPlan
@@ -38,17 +40,51 @@ def records(
     labels: np.ndarray, image: TileImage, plan: CellPlan, min_area_px: float
 ) -> CellRecords:
     """The tile's cell records from its labels (polygons, seam status, domain info)."""
-    rec = extract(
+    return traced(
         labels,
         image.tile,
-        scale=plan.scale,
-        valid=(image.h, image.w),
-        level_dims=plan.geometry.level_dimensions,
-        band=plan.band,
-        min_area=min_area_px,
+        (image.h, image.w),
+        image.chromogen,
+        TraceGeometry(plan.scale, plan.geometry.level_dimensions, plan.band, min_area_px),
     )
-    rec.info = np.array([image.chromogen, float(out_of_domain(image.chromogen))])
+
+
+@dataclass(frozen=True, slots=True)
+class TraceGeometry:
+    """What tracing needs of the plan (small and picklable: tiles are traced in worker
+    processes on a GPU, `backends/local.py`)."""
+
+    scale: float
+    level_dims: tuple[int, int]
+    band: int
+    min_area_px: float
+
+
+def traced(
+    labels: np.ndarray,
+    tile: Tile,
+    valid: tuple[int, int],
+    chromogen: float,
+    geometry: TraceGeometry,
+) -> CellRecords:
+    """`records` from plain values: runs in this process or in a worker process."""
+    rec = extract(
+        labels,
+        tile,
+        scale=geometry.scale,
+        valid=valid,
+        level_dims=geometry.level_dims,
+        band=geometry.band,
+        min_area=geometry.min_area_px,
+    )
+    rec.info = np.array([chromogen, float(out_of_domain(chromogen))])
     return rec
+
+
+def ready() -> bool:
+    """A no-op a new worker process runs first: it imports this module (and numpy) before
+    the first tile reaches it."""
+    return True
 
 
 def cells_in(rec: CellRecords) -> int:
