@@ -4,7 +4,7 @@ Slides open at the same time share one `OpenSlideCache` (per-handle caches grow 
 number of open slides). A cache serves OPENSLIDE_CACHE_HANDLES handles, then new ones get a
 fresh cache and the old one is freed with its last handle: the decoded tiles of closed slides
 are not kept, so RSS stays flat over a cohort of any size (one shared cache for ever kept up
-to 128 MB of tiles of slides long closed, ~0.5 MB a slide).
+to 128 MB of tiles of slides long closed, 0.5-1 MB a slide).
 
 Transparent pixels are composited onto the slide's `openslide.background-color` or white,
 never black. A handle is dead after an OpenSlide error, so a failed call reopens the slide once
