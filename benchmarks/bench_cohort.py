@@ -48,10 +48,12 @@ SEEDS = 8
 def slides(n: int, size: tuple[int, int]) -> Path:
     """A folder of n slides: hard links to SEEDS generated ones (made once into the cache)."""
     import wsitui.slides.sample as sample
+    import wsitui.slides.synthetic.generator as generator
 
     base = CACHE / f"cohort_{size[0]}x{size[1]}"
     base.mkdir(parents=True, exist_ok=True)
-    sample.MIN_SIDE = min(sample.MIN_SIDE, *size)  # this benchmark's small slides only
+    # this benchmark's small slides only (the check reads the generator module's constant)
+    generator.MIN_SIDE = min(generator.MIN_SIDE, *size)
     for seed in range(SEEDS):
         path = base / f"seed{seed}.svs"
         if not path.exists():
@@ -80,6 +82,19 @@ def config(tmp: Path, folder: Path, workers: int, backend: str) -> Path:
     return path
 
 
+def _now() -> dict[str, float]:
+    """This process now: resident MB, OS threads, open file descriptors (Linux /proc)."""
+    rss = 0.0
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1]) / 1024
+    return {
+        "rss_mb": round(rss, 1),
+        "threads": sum(1 for _ in Path("/proc/self/task").iterdir()),
+        "fds": sum(1 for _ in Path("/proc/self/fd").iterdir()),
+    }
+
+
 def child(n: int, workers: int, backend: str, size: tuple[int, int]) -> dict[str, Any]:
     """One cohort run in this process; its figures as a dict."""
     import anyio
@@ -94,12 +109,21 @@ def child(n: int, workers: int, backend: str, size: tuple[int, int]) -> dict[str
         session = prepare_session(SessionOptions(config=config(tmp, folder, workers, backend)))
         prepare_s = time.perf_counter() - t0
         walls: dict[str, float] = {}
+        quarters: list[dict[str, float]] = []  # the process as each quarter of the slides ends
 
         async def go() -> None:
             t = time.perf_counter()  # the engine opening and the cohort submitted count too
             async with session.open(start=True):
-                await session.engine.wait_idle()
+                while True:
+                    with anyio.move_on_after(0.5):
+                        await session.engine.wait_idle()
+                        break
+                    (_, wf), *_ = session.runs
+                    done = sum(j.state.terminal for j in session.engine.workflow("lab", wf).jobs)
+                    if done >= (len(quarters) + 1) * 2 * n / 4:  # two jobs a slide
+                        quarters.append({"slides": done // 2, **_now()})
                 walls["run"] = time.perf_counter() - t
+            quarters.append({"slides": n, **_now()})
 
         try:
             anyio.run(go)
@@ -142,6 +166,7 @@ def child(n: int, workers: int, backend: str, size: tuple[int, int]) -> dict[str
         "tiles_per_slide": tiles / n,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "rss_before_mb": round(rss_before, 1),
+        "quarters": quarters,  # RSS, threads, fds as the cohort went: flat = nothing kept
         "summary_rows": len(summary) - 1,
         "all_succeeded": all(str(s) == "SUCCEEDED" for s in states),
     }
@@ -220,6 +245,12 @@ def main() -> None:
             f"{overhead:>17} {r['gaps_per_slide_ms'] if kind == 'overhead' else '-':>13} "
             f"{r['peak_rss_mb']:>11.0f} {ok:>3}"
         )
+    for kind, r in rows:
+        went = ", ".join(
+            f"{q['slides']:.0f}: {q['rss_mb']:.0f} MB {q['threads']:.0f} thr {q['fds']:.0f} fd"
+            for q in r["quarters"]
+        )
+        print(f"{kind}-{r['backend'][:1]} {r['n']} slides, RSS as the slides ended: {went}")
     print(
         f"jobs' own time in the overhead run: {first['by_type_s']}; "
         f"segmenting {first['segment_s_per_tile']} s/tile, {first['tiles_per_slide']:.0f} "

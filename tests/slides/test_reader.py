@@ -197,8 +197,38 @@ def test_all_handles_share_one_openslide_cache(sample_slide: Path, monkeypatch):
         openslide.OpenSlide, "set_cache", lambda self, c: (seen.append(c), real(self, c))[1]
     )
     with open_slide(sample_slide), open_slide(sample_slide, fast_path=False):
-        pass
-    assert len(seen) == 2 and seen[0] is seen[1] is shared_openslide_cache()
+        assert len(seen) == 2 and seen[0] is seen[1] is shared_openslide_cache()
+
+
+def test_closed_slides_keep_no_openslide_cache(sample_slide: Path, monkeypatch):
+    """A cohort opens slide after slide, two at a time: the caches (and the decoded tiles) of
+    closed slides must be freed, or RSS grows with the cohort (~0.5 MB a slide, issue #18)."""
+    import gc
+    import weakref
+
+    import wsitui.slides.reader.openslide_reader as openslide_reader
+
+    # slides another test left open keep their cache: this test's slides start a fresh one
+    monkeypatch.setattr(openslide_reader, "_current", None)
+    seen: list[weakref.ref] = []
+    real = openslide.OpenSlide.set_cache
+    monkeypatch.setattr(
+        openslide.OpenSlide,
+        "set_cache",
+        lambda self, c: (seen.append(weakref.ref(c)), real(self, c))[1],
+    )
+    held = open_slide(sample_slide)  # always one slide open while the next one opens
+    for _ in range(40):
+        nxt = open_slide(sample_slide)
+        nxt.read_region((0, 0), 0, (64, 64))
+        held.close()
+        held = nxt
+    gc.collect()
+    alive = {id(r()) for r in seen if r() is not None}
+    assert len(alive) <= 2  # the open slide's cache, and at most the one before it
+    held.close()
+    gc.collect()
+    assert all(r() is None for r in seen)
 
 
 class _Dead:

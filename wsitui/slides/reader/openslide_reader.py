@@ -1,9 +1,14 @@
 """The OpenSlide backend: whatever OpenSlide recognises (SVS, generic tiled TIFF, NDPI, MRXS, ...).
 
-All handles share one process-wide `OpenSlideCache` (per-handle caches grow RSS with the number
-of open slides). Transparent pixels are composited onto the slide's
-`openslide.background-color` or white, never black. A handle is dead after an OpenSlide error,
-so a failed call reopens the slide once and retries, then raises SlideError.
+Slides open at the same time share one `OpenSlideCache` (per-handle caches grow RSS with the
+number of open slides). A cache serves OPENSLIDE_CACHE_HANDLES handles, then new ones get a
+fresh cache and the old one is freed with its last handle: the decoded tiles of closed slides
+are not kept, so RSS stays flat over a cohort of any size (one shared cache for ever kept up
+to 128 MB of tiles of slides long closed, 0.5-1 MB a slide).
+
+Transparent pixels are composited onto the slide's `openslide.background-color` or white,
+never black. A handle is dead after an OpenSlide error, so a failed call reopens the slide once
+and retries, then raises SlideError.
 
 For Aperio SVS and generic tiled TIFF, levels that tifffile can decode are read with tifffile
 instead (`tiff.py`): tile bytes come from `os.pread` (no shared file position, so any number of
@@ -19,6 +24,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -39,6 +45,7 @@ from wsitui.slides.reader.base import (
 from wsitui.slides.reader.tiff import TiffLevel, TileCache, fast_level, tifffile_log
 
 OPENSLIDE_CACHE_BYTES = 128 * 2**20
+OPENSLIDE_CACHE_HANDLES = 16  # handles one cache serves before new handles get a fresh one
 TILE_CACHE_BYTES = 64 * 2**20  # decoded tifffile tiles per reader (overlapping reads reuse)
 
 _FAST_VENDORS = {"aperio", "generic-tiff"}  # levels are plain TIFF tile grids
@@ -68,17 +75,48 @@ def _parse_mpp(props: Mapping[str, str]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+@dataclass
+class _CacheGeneration:
+    """One shared OpenSlide cache and the handles bound to it."""
+
+    cache: openslide.OpenSlideCache
+    served: int = 0  # handles ever bound to it
+    live: int = 0  # handles bound and not closed
+
+
 _cache_lock = threading.Lock()
-_shared_cache: openslide.OpenSlideCache | None = None
+_current: _CacheGeneration | None = None
+
+
+def _lease_cache() -> _CacheGeneration:
+    """The cache a new handle binds to: the current one, or a fresh one once the current one
+    has served OPENSLIDE_CACHE_HANDLES handles (from then on it lives only as long as its
+    handles, and the tiles of its closed slides go with it)."""
+    global _current
+    with _cache_lock:
+        if _current is None or _current.served >= OPENSLIDE_CACHE_HANDLES:
+            _current = _CacheGeneration(openslide.OpenSlideCache(OPENSLIDE_CACHE_BYTES))
+        _current.served += 1
+        _current.live += 1
+        return _current
+
+
+def _return_cache(gen: _CacheGeneration) -> None:
+    """A handle bound to `gen` closed; with none left open, nothing is kept for it."""
+    global _current
+    with _cache_lock:
+        gen.live -= 1
+        if gen.live == 0 and gen is _current:
+            _current = None
 
 
 def shared_openslide_cache() -> openslide.OpenSlideCache:
-    """The one OpenSlide tile cache every handle in this process uses."""
-    global _shared_cache
+    """The OpenSlide tile cache that slides opened now share."""
+    global _current
     with _cache_lock:
-        if _shared_cache is None:
-            _shared_cache = openslide.OpenSlideCache(OPENSLIDE_CACHE_BYTES)
-        return _shared_cache
+        if _current is None:
+            _current = _CacheGeneration(openslide.OpenSlideCache(OPENSLIDE_CACHE_BYTES))
+        return _current.cache
 
 
 class OpenSlideReader(SlideReader):
@@ -89,6 +127,7 @@ class OpenSlideReader(SlideReader):
         self._closed = False
         self._generation = 0
         self._retired: list[openslide.OpenSlide] = []  # dead handles; closed with the reader
+        self._leases: list[_CacheGeneration] = []  # the caches its handles are bound to
         try:
             self._osr = self._open_handle()
             osr = self._osr
@@ -97,6 +136,7 @@ class OpenSlideReader(SlideReader):
             self.properties = dict(osr.properties)
             self._associated = tuple(osr.associated_images.keys())
         except openslide.OpenSlideError as e:
+            self._return_leases()
             raise corrupt(path, str(e)) from e
         try:
             for i, (w, h) in enumerate(self.level_dimensions):
@@ -107,6 +147,7 @@ class OpenSlideReader(SlideReader):
                     check_tile_budget(path, int(tw), int(th), f"level {i}")
         except SlideError:
             self._osr.close()
+            self._return_leases()
             raise
         self.mpp = _parse_mpp(self.properties)
         self.background = _parse_background(self.properties)
@@ -128,7 +169,9 @@ class OpenSlideReader(SlideReader):
 
     def _open_handle(self) -> openslide.OpenSlide:
         osr = openslide.OpenSlide(self.path)
-        osr.set_cache(shared_openslide_cache())
+        gen = _lease_cache()
+        self._leases.append(gen)
+        osr.set_cache(gen.cache)
         return osr
 
     def _call(self, fn: Callable[[openslide.OpenSlide], _T]) -> _T:
@@ -273,6 +316,11 @@ class OpenSlideReader(SlideReader):
                 ]
         return out
 
+    def _return_leases(self) -> None:
+        for gen in self._leases:
+            _return_cache(gen)
+        self._leases.clear()
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
@@ -281,6 +329,7 @@ class OpenSlideReader(SlideReader):
             for osr in [*self._retired, self._osr]:
                 osr.close()
             self._retired.clear()
+            self._return_leases()
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
