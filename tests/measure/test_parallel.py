@@ -8,6 +8,7 @@ SEGMENT_CELLS job is stood in for by the generated slide's true nuclei (as test_
 from __future__ import annotations
 
 import json
+import multiprocessing
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from tests.measure.test_fast_path import write_cells
 from wsitui.core.digest import sha256_file
 from wsitui.core.executor import JobCanceled, UpstreamJob
 from wsitui.core.records import JobState
+from wsitui.jobs.measure_cells import executor
 from wsitui.jobs.measure_cells.executor import _CellMeasurement
 from wsitui.jobs.measure_cells.measure import LoadedTile, TileInput
 from wsitui.jobs.measure_cells.params import MeasureCellsParams
@@ -44,10 +46,12 @@ class Ctx:
     cancel_at: int | None = None
     checkpoint: Any = None
     reports: list[int] = field(default_factory=list)
+    processes: int = 0  # the most worker processes seen at a tile's end
     canceled: threading.Event = field(default_factory=threading.Event)
 
     def report(self, done: int, total: int, counters: Any = None) -> None:
         self.reports.append(done)
+        self.processes = max(self.processes, len(multiprocessing.active_children()))
         if self.cancel_at is not None and done >= self.cancel_at:
             self.canceled.set()
 
@@ -86,6 +90,12 @@ def context(out: Path, up: UpstreamJob, cancel_at: int | None = None) -> Ctx:
     return Ctx(job, PARAMS, out, out / "shards", (up,), cancel_at)
 
 
+@pytest.fixture(autouse=True)
+def small_slides_use_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sample slide has ~1,300 cells: fewer than a worker is started for in a job."""
+    monkeypatch.setattr(executor, "CELLS_PER_WORKER", 100)
+
+
 def run(out: Path, up: UpstreamJob, workers: int, cancel_at: int | None = None) -> Ctx:
     ctx = context(out, up, cancel_at)
     _CellMeasurement(ctx, PARAMS, workers).run()  # type: ignore[arg-type]
@@ -105,6 +115,7 @@ def test_workers_write_byte_identical_outputs_and_resume_from_shards(
     serial = run(tmp_path / "serial", upstream, workers=1)
     parallel = run(tmp_path / "parallel", upstream, workers=2)
     assert serial.reports[-1] == parallel.reports[-1] > 20  # many tiles, so many in flight
+    assert (serial.processes, parallel.processes) == (0, 2)
     for name in OUTPUTS:
         assert (tmp_path / "parallel" / name).read_bytes() == (
             tmp_path / "serial" / name

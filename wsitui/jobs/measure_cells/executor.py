@@ -60,6 +60,9 @@ STAIN_WINDOW = 128  # px at the cells' pixel size
 # The job's own thread loads and writes (~30 % of its CPU time, measured), which bounds the
 # speed-up near 3.5x: more processes than this would wait on it.
 MAX_WORKERS = 4
+# A worker process takes ~1 CPU s to start (spawn, importing numpy / scipy), the measuring of
+# ~4,000 cells: a slide gets one worker per this many cells, so a small one stays serial.
+CELLS_PER_WORKER = 10_000
 NEEDS = "needs a SEGMENT_CELLS upstream on the same slide (depends_on = [its id])"
 
 
@@ -229,7 +232,7 @@ class _CellMeasurement:
         ctx.set_stage("measuring")
         total, done, cells = len(tiles), 0, 0
         ctx.report(0, total, {"cells": 0})
-        workers = min(self.workers, total)
+        workers = min(self.workers, total, max(1, len(index) // CELLS_PER_WORKER))
         # Each tile is written as soon as it is measured, in tile order, from the Features it
         # was measured with (cells.geojson is parsed once); the outputs stay hidden until the
         # writer closes.

@@ -63,6 +63,7 @@ class TilePipeline:
             else None
         )
         self._started: list[Future[Any]] = []
+        self._stopped = False  # a wait was stopped by cancel
 
     def ready(self, features: list[dict[str, Any]], rows: np.ndarray) -> Pending:
         return Pending(features=features, rows=rows)
@@ -101,20 +102,25 @@ class TilePipeline:
 
     def _wait(self, future: Future[T]) -> T:
         while True:
-            self._check_cancel()
+            try:
+                self._check_cancel()
+            except BaseException:
+                self._stopped = True
+                raise
             try:
                 return future.result(timeout=POLL_S)
             except TimeoutError:
                 continue
 
-    def close(self) -> None:
+    def close(self, stopped: bool = True) -> None:
+        """Stop the loader and the workers. `stopped` (canceled, failed): without waiting for
+        a tile a worker is measuring; it finishes there, unread, and the worker exits."""
         for future in self._started:
             future.cancel()
         self._started.clear()
         self._loader.shutdown(wait=True, cancel_futures=True)  # a load ends within one read
         if self._pool is not None:
-            # Not waiting: a tile being measured finishes in its worker, unread, which exits.
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=not (stopped or self._stopped), cancel_futures=True)
 
     def __enter__(self) -> TilePipeline:
         return self
@@ -125,7 +131,7 @@ class TilePipeline:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        self.close(stopped=exc_type is not None)
 
 
 def _worker_error(e: BaseException) -> JobError:
