@@ -57,10 +57,10 @@ MANIFEST_FORMAT = "wsitui.measure_cells/1"
 STAIN_THUMB = 1024  # px, longest side of the image the background is estimated on
 STAIN_WINDOWS = 32  # windows around cells the stain vectors are estimated on
 STAIN_WINDOW = 128  # px at the cells' pixel size
-# The job's own thread loads and writes (~30 % of its CPU time, measured), which bounds the
-# speed-up near 3.5x: more processes than this would wait on it.
+# The job's own process loads and writes (~25 % of its CPU time, measured), which bounds the
+# speed-up near 4x: more processes than this would wait on it.
 MAX_WORKERS = 4
-# A worker process takes ~1 CPU s to start (spawn, importing numpy / scipy), the measuring of
+# A worker process takes ~1 s to start (spawn: importing numpy, scipy, ...), the measuring of
 # ~4,000 cells: a slide gets one worker per this many cells, so a small one stays serial.
 CELLS_PER_WORKER = 10_000
 NEEDS = "needs a SEGMENT_CELLS upstream on the same slide (depends_on = [its id])"
