@@ -46,7 +46,7 @@ from wsitui.jobs.common.shards import ShardOwner, ShardStore
 from wsitui.jobs.measure_cells.measure import Scale, load_tile, measure_input, read_scaled
 from wsitui.jobs.measure_cells.names import ALL
 from wsitui.jobs.measure_cells.params import MeasureCellsParams
-from wsitui.jobs.measure_cells.pipeline import Pending, TilePipeline
+from wsitui.jobs.measure_cells.pipeline import Pending, TilePipeline, measure_in_worker
 from wsitui.jobs.measure_cells.source import CELLS_FILE, CellIndex, index_cells
 from wsitui.jobs.measure_cells.stain import Stains, slide_stains
 from wsitui.jobs.measure_cells.write import GEOJSON_FILE, PARQUET_FILE, MeasureWriter
@@ -236,9 +236,12 @@ class _CellMeasurement:
         # Each tile is written as soon as it is measured, in tile order, from the Features it
         # was measured with (cells.geojson is parsed once); the outputs stay hidden until the
         # writer closes.
+        # With workers, each worker reads its tiles' pixels (sending them costs more).
         pipe = TilePipeline(
-            lambda own: load_tile(reader, index, own, sc),
-            partial(measure_input, stains=stains, sc=sc),
+            lambda own: load_tile(reader, index, own, sc, pixels=workers == 1),
+            partial(measure_input, stains=stains, sc=sc)
+            if workers == 1
+            else partial(measure_in_worker, stains=stains, sc=sc, slide=str(reader.path)),
             workers,
             ctx.check_cancel,
         )

@@ -20,7 +20,7 @@ those pixels deconvolved, and the statistics reduced per label in that order. Th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -51,7 +51,8 @@ class TileInput:
     sizes: np.ndarray  # then their neighbours'; vertices per polygon
     x0: int  # level-0 px of the region's (0, 0)
     y0: int
-    rgb: np.ndarray  # (h, w, 3) the region at the cells' pixel size
+    rgb: np.ndarray | None  # (h, w, 3) the region at the cells' pixel size; None: not read yet
+    size: tuple[int, int] = (0, 0)  # the region's (w, h) in measurement px
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +171,11 @@ def tile_region(
     return x0, y0, max(1, math.ceil((x1 - x0) / s)), max(1, math.ceil((y1 - y0) / s))
 
 
-def load_tile(reader: SlideReader, index: CellIndex, own: np.ndarray, sc: Scale) -> LoadedTile:
-    """Read what measuring `own` needs: the polygons of it and its neighbours, and the pixels."""
+def load_tile(
+    reader: SlideReader, index: CellIndex, own: np.ndarray, sc: Scale, pixels: bool = True
+) -> LoadedTile:
+    """Read what measuring `own` needs: the polygons of it and its neighbours, and the pixels
+    (unless not `pixels`: then whoever measures reads them, `with_pixels`)."""
     if len(own) == 0:
         empty = np.zeros((0, 2), np.float64)
         rgb = np.zeros((0, 0, 3), np.uint8)
@@ -184,8 +188,17 @@ def load_tile(reader: SlideReader, index: CellIndex, own: np.ndarray, sc: Scale)
     rings = [ring_of(f) for f in features]
     xy = np.concatenate(rings)
     sizes = np.array([len(r) for r in rings], np.int64)
-    rgb = read_scaled(reader, x0, y0, w, h, s)
-    return LoadedTile(features[: len(own)], TileInput(own, xy, sizes, x0, y0, rgb))
+    rgb = read_scaled(reader, x0, y0, w, h, s) if pixels else None
+    return LoadedTile(features[: len(own)], TileInput(own, xy, sizes, x0, y0, rgb, (w, h)))
+
+
+def with_pixels(tile: TileInput, reader: SlideReader, sc: Scale) -> TileInput:
+    """`tile` with its region read, if it was not."""
+    if tile.rgb is not None:
+        return tile
+    w, h = tile.size
+    rgb = read_scaled(reader, tile.x0, tile.y0, w, h, sc.level0_per_px)
+    return replace(tile, rgb=rgb)
 
 
 def measure_input(tile: TileInput, stains: Stains, sc: Scale) -> np.ndarray:
@@ -196,6 +209,7 @@ def measure_input(tile: TileInput, stains: Stains, sc: Scale) -> np.ndarray:
     if n == 0:
         return rows
     s = sc.level0_per_px
+    assert tile.rgb is not None, "read the pixels first (with_pixels)"
     h, w = tile.rgb.shape[:2]
     label = np.zeros((h, w), np.int32)  # own cells 1..n, then their neighbours
     # Where polygons overlap by rounding, the tile's own cell wins (painted last).

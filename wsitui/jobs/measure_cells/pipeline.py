@@ -28,7 +28,15 @@ from typing import Any, TypeVar
 import numpy as np
 
 from wsitui.core.executor import JobError
-from wsitui.jobs.measure_cells.measure import LoadedTile, TileInput
+from wsitui.jobs.measure_cells.measure import (
+    LoadedTile,
+    Scale,
+    TileInput,
+    measure_input,
+    with_pixels,
+)
+from wsitui.jobs.measure_cells.stain import Stains
+from wsitui.slides.reader import SlideReader, open_slide
 
 POLL_S = 0.1  # how often a wait for a tile checks for cancel
 T = TypeVar("T")
@@ -132,6 +140,18 @@ class TilePipeline:
         tb: TracebackType | None,
     ) -> None:
         self.close(stopped=exc_type is not None)
+
+
+_readers: dict[str, SlideReader] = {}  # in a worker process: the slide, opened once
+
+
+def measure_in_worker(tile: TileInput, stains: Stains, sc: Scale, slide: str) -> np.ndarray:
+    """measure_input in a worker process, which reads the tile's pixels itself: a few MB a
+    tile through a pipe cost the job's process more than the read (measured)."""
+    reader = _readers.get(slide)
+    if reader is None:
+        reader = _readers[slide] = open_slide(slide)
+    return measure_input(with_pixels(tile, reader, sc), stains, sc)
 
 
 def _worker_error(e: BaseException) -> JobError:
