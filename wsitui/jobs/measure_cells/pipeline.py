@@ -1,12 +1,13 @@
 """Tiles through a bounded pipeline, in order: loaded on a thread, measured in worker processes.
 
 A tile's inputs are I/O: its cells' lines of cells.geojson and the slide region (OpenSlide and
-the JPEG decoder release the GIL). One loader thread reads them, tile after tile, and is the
-only reader of the slide while tiles are measured. Measuring holds the GIL (measured: two
-threads measure no faster than one), so with `workers` > 1 the loaded numbers (`TileInput`) go
-to a pool of that many worker processes, started with `spawn` (the engine has threads; `fork`
-with threads is unsafe). With one worker a tile is measured on the job's own thread, the next
-loaded meanwhile: the serial path.
+the JPEG decoder release the GIL). One loader thread reads them, tile after tile. Measuring
+holds the GIL (measured: two threads measure no faster than one), so with `workers` > 1 the
+loaded polygons (`TileInput`) go to a pool of that many worker processes, started with `spawn`
+(the engine has threads; `fork` with threads is unsafe), and each worker reads its tiles'
+pixels itself (`measure_in_worker`, the slide opened once per worker). With one worker the
+loader reads the pixels too and a tile is measured on the job's own thread, the next loaded
+meanwhile: the serial path.
 
 Results are taken in the order tiles were started, so the job writes exactly what the serial
 path writes. At most `depth` tiles are in flight (loaded or being measured, not yet taken), so
