@@ -1,8 +1,9 @@
-"""MEASURE_CELLS benchmark: cells measured per second on generated slides, against the
-reference computation in the same run, and peak RSS at two cell counts.
+"""MEASURE_CELLS benchmark: cells measured per second on generated slides with 1 and with N
+worker processes in the same run, against the reference computation, and peak RSS (the job's
+process and its workers together) at two cell counts.
 
     .venv/bin/python benchmarks/bench_measure.py [--size 40000x30000] [--small 8192x6144]
-        [--seed 3] [--tile-size 1024] [--baseline-tiles 12]
+        [--seed 3] [--tile-size 1024] [--baseline-tiles 12] [--workers 2]
 
 The generator's own nuclei (its truth, as 24-vertex ellipses) stand for the upstream
 SEGMENT_CELLS job's cells: segmenting a 40k x 30k slide with a model is not what is measured
@@ -11,7 +12,10 @@ SEGMENT_CELLS writes cells.geojson (one Feature a line) with its manifest, and t
 run (`_CellMeasurement`) measures them with a stand-in JobContext (no engine: the engine's cost per
 job is not per cell). Each slide's job runs in its own process, so its peak RSS is its own:
 a memory that grew with the slide would show between the two sizes (and in the RSS sampled
-every 0.5 s per quarter of the run). The baseline: `reference.measure_tile` (the per-region
+every 0.5 s per quarter of the run, of the job's process plus its worker processes; CPU
+seconds count the workers too). The large slide is measured twice, with 1 worker (the serial
+path, on the job's thread) and with `--workers`, one after the other: the ratio of their rates
+is the speed-up on this machine at this load. The baseline: `reference.measure_tile` (the per-region
 regionprops computation the job used before) and the job's `measure_tile` on the same tiles,
 spread over the large slide, timed one after the other in this process, with the largest
 difference of their values. The goal (issue #16): 190,000 cells of a 40k x 30k slide in
@@ -107,7 +111,7 @@ class Ctx:
         pass
 
 
-def run_job(slide: Path, tile_size: int) -> dict[str, Any]:
+def run_job(slide: Path, tile_size: int, workers: int) -> dict[str, Any]:
     """Run the job on `slide`'s true nuclei; what it measured, its time and its memory."""
     from types import SimpleNamespace
 
@@ -134,19 +138,23 @@ def run_job(slide: Path, tile_size: int) -> dict[str, Any]:
             upstream=(up,),
         )
         rss: list[tuple[float, float]] = []
+        seen = [0]  # the most worker processes alive at a sample
         done = threading.Event()
 
         def sample_rss() -> None:
             while not done.wait(0.5):
-                rss.append((time.perf_counter() - t1, _rss_now_mb()))
+                mb, children = _tree_rss_mb()
+                rss.append((time.perf_counter() - t1, mb))
+                seen[0] = max(seen[0], children)
 
         base = _rss_now_mb()
-        cpu0 = _cpu_s()
+        cpu0, cpu_workers0 = _cpu_s(), _cpu_s(children_only=True)
         t1 = time.perf_counter()
         threading.Thread(target=sample_rss, daemon=True).start()
-        _CellMeasurement(ctx, ctx.params).run()  # type: ignore[arg-type]
+        _CellMeasurement(ctx, ctx.params, workers).run()  # type: ignore[arg-type]
         wall = time.perf_counter() - t1
         cpu = _cpu_s() - cpu0
+        cpu_workers = _cpu_s(children_only=True) - cpu_workers0
         done.set()
         manifest = json.loads((out / "manifest.json").read_text())
         quarters = [
@@ -159,10 +167,15 @@ def run_job(slide: Path, tile_size: int) -> dict[str, Any]:
             "cells": manifest["cells"],
             "wall_s": round(wall, 2),
             "cpu_s": round(cpu, 2),
+            "cpu_workers_s": round(cpu_workers, 2),
             "timings": manifest["timings"],
             "rss_before_mb": round(base),
             "rss_quarters_mb": quarters,
-            "peak_rss_mb": round(peak_rss_mb()),
+            "peak_rss_mb": round(peak_rss_mb()),  # the job's process alone
+            "peak_tree_rss_mb": round(max((r for _, r in rss), default=base)),
+            "worker_peak_rss_mb": round(_children_peak_rss_mb()),
+            "workers": workers,
+            "worker_processes_seen": seen[0],
             "parquet_mb": round((out / "measurements.parquet").stat().st_size / 1e6, 1),
             "geojson_mb": round((out / "cells.geojson").stat().st_size / 1e6, 1),
         }
@@ -223,7 +236,8 @@ def baseline(slide: Path, tile_size: int, n_tiles: int) -> dict[str, Any]:
 
 def _child(args: argparse.Namespace) -> None:
     size = tuple(int(v) for v in args.child.split("x"))
-    print(json.dumps(run_job(sample((size[0], size[1]), args.seed), args.tile_size)))
+    job = run_job(sample((size[0], size[1]), args.seed), args.tile_size, args.workers)
+    print(json.dumps(job))
 
 
 def main() -> None:
@@ -233,6 +247,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--tile-size", type=int, default=1024)
     ap.add_argument("--baseline-tiles", type=int, default=12)
+    ap.add_argument("--workers", type=int, default=2, help="worker processes of the second run")
     ap.add_argument("--child", help=argparse.SUPPRESS)  # run one job, print its JSON
     args = ap.parse_args()
     if args.child:
@@ -242,24 +257,30 @@ def main() -> None:
     import subprocess
 
     print(f"load average at start: {os.getloadavg()} on {os.cpu_count()} CPUs")
-    jobs: dict[str, dict[str, Any]] = {}
-    for size in (args.small, args.size):
+    runs = [(args.small, args.workers), (args.size, 1), (args.size, args.workers)]
+    jobs: dict[tuple[str, int], dict[str, Any]] = {}
+    for size, workers in runs:
         w, h = (int(v) for v in size.split("x"))
         sample((w, h), args.seed)  # generated here (once), not inside the timed child
         cmd = [sys.executable, __file__, "--child", size, "--seed", str(args.seed)]
-        cmd += ["--tile-size", str(args.tile_size)]
+        cmd += ["--tile-size", str(args.tile_size), "--workers", str(workers)]
+        load = os.getloadavg()
         done = subprocess.run(cmd, check=True, capture_output=True, text=True)
-        job = jobs[size] = json.loads(done.stdout.strip().splitlines()[-1])
+        job = jobs[size, workers] = json.loads(done.stdout.strip().splitlines()[-1])
         rate = job["cells"] / job["wall_s"]
         print(
-            f"slide {size}: {job['cells']:,} cells measured in {job['wall_s']:.1f} s = "
-            f"{rate:,.0f} cells/s; {job['cpu_s']:.1f} CPU s = "
-            f"{job['cells'] / job['cpu_s']:,.0f} cells per CPU s; timings {job['timings']}"
+            f"slide {size}, up to {workers} worker(s), {job['worker_processes_seen']} worker "
+            f"processes seen (load average before {load[0]:.2f}): {job['cells']:,} cells "
+            f"measured in {job['wall_s']:.1f} s = {rate:,.0f} cells/s; {job['cpu_s']:.1f} CPU s "
+            f"({job['cpu_workers_s']:.1f} in workers) = {job['cells'] / job['cpu_s']:,.0f} "
+            f"cells per CPU s; timings {job['timings']}",
+            flush=True,
         )
         print(
-            f"  RSS before {job['rss_before_mb']} MB, max per quarter of the run "
-            f"{job['rss_quarters_mb']} MB, peak {job['peak_rss_mb']} MB; parquet "
-            f"{job['parquet_mb']} MB, geojson {job['geojson_mb']} MB"
+            f"  RSS before {job['rss_before_mb']} MB; job and workers together: max per "
+            f"quarter of the run {job['rss_quarters_mb']} MB, peak {job['peak_tree_rss_mb']} MB "
+            f"(job process {job['peak_rss_mb']} MB, largest worker {job['worker_peak_rss_mb']} "
+            f"MB); parquet {job['parquet_mb']} MB, geojson {job['geojson_mb']} MB"
         )
     w, h = (int(v) for v in args.size.split("x"))
     base = baseline(sample((w, h), args.seed), args.tile_size, args.baseline_tiles)
@@ -271,24 +292,66 @@ def main() -> None:
         f"{base['reference_cells_per_cpu_s']:,.0f} and {base['fast_cells_per_cpu_s']:,.0f}); "
         f"largest relative difference of their values {base['max_relative_difference']:.1e}"
     )
-    big = jobs[args.size]
-    rate = big["cells"] / big["wall_s"]
+    one, big = jobs[args.size, 1], jobs[args.size, args.workers]
+    rate1, rate = one["cells"] / one["wall_s"], big["cells"] / big["wall_s"]
+    small = jobs[args.small, args.workers]
+    print(
+        f"{args.workers} workers against 1 on {args.size}: {rate:,.0f} against {rate1:,.0f} "
+        f"cells/s = {rate / rate1:.2f}x; peak RSS (job and workers) {big['peak_tree_rss_mb']} "
+        f"against {one['peak_tree_rss_mb']} MB"
+    )
     print(
         f"goal: >= 1,583 cells/s (190,000 cells in 120 s); measured {rate:,.0f} cells/s "
-        f"end to end ({'met' if rate >= 190_000 / 120 else 'NOT met'} on this machine now), "
-        f"{big['cells'] / big['cpu_s']:,.0f} cells per CPU s; "
-        f"peak RSS {jobs[args.small]['peak_rss_mb']} MB at {jobs[args.small]['cells']:,} cells, "
-        f"{big['peak_rss_mb']} MB at {big['cells']:,} cells"
+        f"end to end with {args.workers} workers ({'met' if rate >= 190_000 / 120 else 'NOT met'}"
+        f" on this machine now), {big['cells'] / big['cpu_s']:,.0f} cells per CPU s; peak RSS "
+        f"{small['peak_tree_rss_mb']} MB at {small['cells']:,} cells, "
+        f"{big['peak_tree_rss_mb']} MB at {big['cells']:,} cells"
     )
     print(f"load average at end: {os.getloadavg()}")
 
 
-def _cpu_s() -> float:
-    """CPU seconds of this process, all threads (user + system)."""
+def _cpu_s(children_only: bool = False) -> float:
+    """CPU seconds (user + system) of this process, all threads, and of its ended children
+    (the worker processes); of the children alone when `children_only`."""
     import resource
 
     r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    mine = 0.0 if children_only else r.ru_utime + r.ru_stime
+    return mine + c.ru_utime + c.ru_stime
+
+
+def _children_peak_rss_mb() -> float:
+    """Peak RSS of the largest ended child process (a worker)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def _tree_rss_mb() -> tuple[float, int]:
+    """RSS now of this process and its children (the worker processes), and how many."""
+    from contextlib import suppress
+
+    import psutil
+
+    me = psutil.Process()
+    total = me.memory_info().rss
+    children = me.children(recursive=True)
+    for child in children:
+        with suppress(psutil.Error):  # ended meanwhile
+            total += child.memory_info().rss
+    # spawn's resource tracker is a child too: not a worker
+    workers = sum(1 for c in children if "resource_tracker" not in " ".join(_cmdline(c)))
+    return total / 2**20, workers
+
+
+def _cmdline(p: Any) -> list[str]:
+    import psutil
+
+    try:
+        return list(p.cmdline())
+    except psutil.Error:
+        return []
 
 
 def _rss_now_mb() -> float:

@@ -9,8 +9,9 @@ nearest nucleus (a Euclidean distance transform with indices), so rings stop hal
 neighbour like QuPath's cell expansion.
 
 A tile is loaded (`load_tile`: its cells' polygons and the slide region, the I/O, which a
-thread can do for the next tile while this one is measured) and then measured
-(`measure_loaded`) with one pass per quantity over all its cells: shapes from the list of
+thread can do for the next tile while this one is measured) into numbers only (`TileInput`,
+which a worker process can be sent as is) and then measured (`measure_input`) with one pass
+per quantity over all its cells: shapes from the list of
 nucleus pixels (`shape.py`), and per compartment one stable sort of its pixels by label, only
 those pixels deconvolved, and the statistics reduced per label in that order. The values equal
 `reference.py`'s, the per-region computation this replaced (tests/measure pin them).
@@ -19,7 +20,7 @@ those pixels deconvolved, and the statistics reduced per label in that order. Th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -42,14 +43,24 @@ class Scale:
 
 
 @dataclass(frozen=True, slots=True)
-class LoadedTile:
-    """What measuring a tile reads: its cells (own first) and the slide region around them."""
+class TileInput:
+    """What measuring a tile needs, numbers only (pickled cheaply to a worker process)."""
 
     own: np.ndarray  # the tile's cells (indices into the CellIndex)
-    features: list[dict[str, Any]]  # own cells', then their neighbours' Features
+    xy: np.ndarray  # (m, 2) float64: the polygons' vertices (level-0 x, y), own cells' first,
+    sizes: np.ndarray  # then their neighbours'; vertices per polygon
     x0: int  # level-0 px of the region's (0, 0)
     y0: int
-    rgb: np.ndarray  # (h, w, 3) the region at the cells' pixel size
+    rgb: np.ndarray | None  # (h, w, 3) the region at the cells' pixel size; None: not read yet
+    size: tuple[int, int] = (0, 0)  # the region's (w, h) in measurement px
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedTile:
+    """A tile read: its own cells' Features (written with the measurements) and its input."""
+
+    features: list[dict[str, Any]]
+    input: TileInput
 
 
 def read_scaled(reader: SlideReader, x0: int, y0: int, w: int, h: int, scale: float) -> np.ndarray:
@@ -160,19 +171,37 @@ def tile_region(
     return x0, y0, max(1, math.ceil((x1 - x0) / s)), max(1, math.ceil((y1 - y0) / s))
 
 
-def load_tile(reader: SlideReader, index: CellIndex, own: np.ndarray, sc: Scale) -> LoadedTile:
-    """Read what measuring `own` needs: the polygons of it and its neighbours, and the pixels."""
+def load_tile(
+    reader: SlideReader, index: CellIndex, own: np.ndarray, sc: Scale, pixels: bool = True
+) -> LoadedTile:
+    """Read what measuring `own` needs: the polygons of it and its neighbours, and the pixels
+    (unless not `pixels`: then whoever measures reads them, `with_pixels`)."""
     if len(own) == 0:
-        return LoadedTile(own, [], 0, 0, np.zeros((0, 0, 3), np.uint8))
+        empty = np.zeros((0, 2), np.float64)
+        rgb = np.zeros((0, 0, 3), np.uint8)
+        return LoadedTile([], TileInput(own, empty, np.zeros(0, np.int64), 0, 0, rgb))
     s = sc.level0_per_px
     x0, y0, w, h = tile_region(reader, index, own, sc)
     near = index.within(x0, y0, x0 + w * s, y0 + h * s)
     others = np.setdiff1d(near, own, assume_unique=False)
     features = index.features(np.concatenate([own, others]))
-    return LoadedTile(own, features, x0, y0, read_scaled(reader, x0, y0, w, h, s))
+    rings = [ring_of(f) for f in features]
+    xy = np.concatenate(rings)
+    sizes = np.array([len(r) for r in rings], np.int64)
+    rgb = read_scaled(reader, x0, y0, w, h, s) if pixels else None
+    return LoadedTile(features[: len(own)], TileInput(own, xy, sizes, x0, y0, rgb, (w, h)))
 
 
-def measure_loaded(tile: LoadedTile, stains: Stains, sc: Scale) -> np.ndarray:
+def with_pixels(tile: TileInput, reader: SlideReader, sc: Scale) -> TileInput:
+    """`tile` with its region read, if it was not."""
+    if tile.rgb is not None:
+        return tile
+    w, h = tile.size
+    rgb = read_scaled(reader, tile.x0, tile.y0, w, h, sc.level0_per_px)
+    return replace(tile, rgb=rgb)
+
+
+def measure_input(tile: TileInput, stains: Stains, sc: Scale) -> np.ndarray:
     """(len(own), 1 + len(ALL)) float64: the cell's index, then ALL's values (NaN: none)."""
     n = len(tile.own)
     rows = np.full((n, 1 + len(ALL)), np.nan)
@@ -180,10 +209,12 @@ def measure_loaded(tile: LoadedTile, stains: Stains, sc: Scale) -> np.ndarray:
     if n == 0:
         return rows
     s = sc.level0_per_px
+    assert tile.rgb is not None, "read the pixels first (with_pixels)"
     h, w = tile.rgb.shape[:2]
     label = np.zeros((h, w), np.int32)  # own cells 1..n, then their neighbours
     # Where polygons overlap by rounding, the tile's own cell wins (painted last).
-    paint(label, [ring_of(f) for f in tile.features], tile.x0, tile.y0, s)
+    rings = np.split(tile.xy, np.cumsum(tile.sizes)[:-1])
+    paint(label, rings, tile.x0, tile.y0, s)
     ring = ring_labels(label, sc.ring_px)
     n_shape = len(SHAPE) - 1
     rows[:, 1 : 1 + n_shape] = shape_rows(label, n, sc.um_per_px)
@@ -212,4 +243,4 @@ def measure_tile(
     sc: Scale,
 ) -> np.ndarray:
     """(len(own), 1 + len(ALL)) float64: the cell's index, then ALL's values (NaN: none)."""
-    return measure_loaded(load_tile(reader, index, own, sc), stains, sc)
+    return measure_input(load_tile(reader, index, own, sc).input, stains, sc)
