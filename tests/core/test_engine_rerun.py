@@ -137,3 +137,35 @@ async def test_a_rerun_survives_a_restart(tmp_path: Path):
         ex.release(a)
         await until(engine, lambda: engine.is_idle())
         assert ex.started == [a]
+
+
+async def test_a_job_stopped_after_its_rerun_upstream_was_canceled_comes_back_blocked(
+    tmp_path: Path,
+):
+    """c runs on b's outputs; a (b's upstream) is rerun and that attempt canceled while c runs,
+    so c's upstream chain is canceled. When the engine stops, c must come back blocked (out of
+    its lane, R4), not running again first; the job behind it in its lane runs instead."""
+    ex = GatedExecutor()
+    async with Engine(tmp_path / "d", [ex], max_workers=1) as engine:
+        spec = (job("a"), job("b", deps=("a",)), job("c", "y", ("b",)), job("d", "y"))
+        w = engine.submit("t", WorkflowSpec(name="w", jobs=spec))
+        a, b, c, d = (j.id for j in w.jobs)
+        ex.release(a)
+        await until(engine, lambda: b in ex.started)
+        ex.release(b)
+        await until(engine, lambda: c in ex.started)
+        engine.rerun("t", a)  # b, its direct dependent, is not running: allowed
+        engine.cancel("t", a)
+        assert engine.job("t", c).blocked
+    ex = GatedExecutor()
+    async with Engine(tmp_path / "d", [ex], max_workers=1) as engine:
+        await until(engine, lambda: engine.job("t", d).state is JobState.RUNNING)
+        got = engine.job("t", c)
+        assert (got.state, got.blocked) == (JobState.PENDING, True)
+        ex.release(d)
+        await until(engine, lambda: engine.is_idle())
+        engine.retry("t", a)
+        ex.release(a)
+        await until(engine, lambda: engine.job("t", c).state is JobState.RUNNING)
+        ex.release(c)
+        await until(engine, lambda: engine.is_idle())

@@ -101,3 +101,32 @@ def test_a_tenant_whose_only_work_waits_for_a_busy_gpu_gives_its_slot_up():
     assert changes[1].passed_over == ("B",)  # B waited first but could start nothing
     s.finish("a1", SchedState.SUCCEEDED)  # A is done: its slot goes to B, first in line
     assert s.next_starts() == ["b1"] and s.active == ["C", "B"]
+
+
+def test_a_running_job_whose_upstream_is_canceled_under_it_stays_parked_when_stopped():
+    # Found by hypothesis: b ran after a; a was rerun and its new attempt canceled while b's
+    # dependent c ran. When the engine stops c, c must not go back into its lane (its upstream
+    # chain is canceled, R4): it is parked, not live, and the lane's next job runs instead.
+    s = Scheduler(max_workers=1, max_active_users=1)
+    s.add("a", "t", ("t", "w", "b0"), [], 0, SchedState.HELD)
+    s.add("b", "t", ("t", "w", "b0"), ["a"], 0, SchedState.HELD)
+    s.add("c", "t", ("t", "w", "b1"), ["b"], 0, SchedState.HELD)
+    s.add("d", "t", ("t", "w", "b1"), [], 0, SchedState.HELD)
+    for job in "abcd":
+        s.enqueue(job)
+    for expected in "ab":
+        assert s.next_starts() == [expected]
+        s.finish(expected, SchedState.SUCCEEDED)
+    assert s.next_starts() == ["c"]
+    s.rerun("a")  # b (its direct dependent) is not running: allowed
+    s.cancel_queued("a")
+    assert s.jobs["c"].blocked  # its upstream chain is canceled while it runs
+    s.interrupt("c")
+    assert s.jobs["c"].parked and not s.jobs["c"].in_lane
+    assert s.next_starts() == ["d"]
+    s.finish("d", SchedState.SUCCEEDED)
+    assert not s.is_live("t") and s.active == []
+    s.retry("a")  # a back: b stays SUCCEEDED, c unblocks and waits for nothing but a's rerun
+    assert s.next_starts() == ["a"]
+    s.finish("a", SchedState.SUCCEEDED)
+    assert s.next_starts() == ["c"]

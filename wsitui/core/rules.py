@@ -44,8 +44,9 @@ code follows, including where they say more than the engine issue did:
       changed it, so a restart gives the next start of each class to the same tenant.
       "Oldest" is lane entry order: a retried or re-entering job has a new, later seq; an
       interrupted job (the engine stopped) keeps its seq and so returns to the head of its
-      lane. Jobs found RUNNING after a crash start again first, before any other job and
-      without counting as new service: the restart continues the stopped process's order.
+      lane (unless an upstream became canceled or held while it ran: then it is parked, R4).
+      Jobs found RUNNING after a crash start again first, before any other job and without
+      counting as new service: the restart continues the stopped process's order.
   R7  Isolation (engine): every query and command is scoped to one tenant. Another tenant's
       workflow or job id is refused exactly like an unknown one (same NotFound, same message),
       so a tenant cannot even learn that it exists; listings show a tenant its own workflows.
