@@ -438,10 +438,15 @@ class Scheduler:
         self._live_delta(job.tenant, -1)
 
     def interrupt(self, job_id: str) -> None:
-        """A RUNNING job was stopped by shutdown: it returns to the head of its lane."""
+        """A RUNNING job was stopped by shutdown: it returns to the head of its lane, or, if an
+        upstream became held, failed or canceled while it ran (a rerun upstream canceled), it
+        is parked like any queued job behind such an upstream (R4) and stops being live."""
         job = self.jobs[job_id]
         self._leave_worker(job)
         job.state = SchedState.QUEUED
+        if job.parked:
+            self._live_delta(job.tenant, -1)
+            return
         lane = self.lanes[job.lane]
         heapq.heappush(lane.queue, (job.seq, job.id))
         self._mark_ready(lane)
