@@ -371,7 +371,7 @@ class DaskClusters:
                 return window or min(512, max(4, 2 * threads))
 
             began = time.perf_counter()
-            ac = as_completed(loop=client.loop, with_results=True, raise_errors=False)
+            ac = _Completed(loop=client.loop, with_results=True, raise_errors=False)
             try:
                 for _ in range(width()):
                     fut = submit()
@@ -427,8 +427,48 @@ class DaskClusters:
             return run
 
 
+@dataclass(frozen=True, slots=True)
+class _Untracked:
+    """What `_Completed` gives in place of a result it failed to wait for."""
+
+    error: Exception
+
+
+class _Completed(as_completed):
+    """`as_completed` whose tracking of a future cannot fail unseen.
+
+    distributed waits for each added future in a coroutine on the client's loop
+    (`_track_future`). One that raises anything but a cancel (the connection failing while the
+    result is fetched, a result that does not deserialise) is only logged by the loop: the
+    future never comes out, and a job waiting for its last tiles would wait forever on a
+    healthy cluster. Here the failure comes out in the future's place, as `_Untracked`, and
+    fails the job with one line (`_result`).
+    """
+
+    async def _track_future(self, future: Future) -> None:
+        try:
+            await super()._track_future(future)
+        except Exception as e:
+            with self.lock:
+                if future not in self.futures:
+                    return  # it came out before the failure
+                self.futures[future] -= 1
+                if not self.futures[future]:
+                    del self.futures[future]
+                self.queue.put_nowait((future, _Untracked(e)))
+            with self.thread_condition:
+                self.thread_condition.notify()
+
+
 def _result(fut: Future, result: Any, tile: Tile, client: Client) -> TileResult:
     where = f"tile {tile.col},{tile.row}"
+    if isinstance(result, _Untracked):
+        e = result.error
+        raise JobError(
+            f"{where}: waiting for its result from the dask scheduler "
+            f"{_scheduler_address(client)} failed ({type(e).__name__}: {_first_line(e)}): "
+            "retry the job"
+        )
     if fut.status == "finished" and isinstance(result, TileResult):
         return result
     if fut.status != "error" or not isinstance(result, tuple):
