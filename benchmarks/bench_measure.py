@@ -133,7 +133,7 @@ def run_job(slide: Path, tile_size: int, workers: int) -> dict[str, Any]:
         )
         ctx = Ctx(
             job=SimpleNamespace(id="bench", attempt=1, slide=str(slide)),
-            params=MeasureCellsParams(tile_size=tile_size),
+            params=MeasureCellsParams(tile_size=tile_size, workers=workers),
             results_dir=out,
             shards_dir=out / "shards",
             upstream=(up,),
@@ -152,7 +152,7 @@ def run_job(slide: Path, tile_size: int, workers: int) -> dict[str, Any]:
         cpu0, cpu_workers0 = _cpu_s(), _cpu_s(children_only=True)
         t1 = time.perf_counter()
         threading.Thread(target=sample_rss, daemon=True).start()
-        _CellMeasurement(ctx, ctx.params, workers).run()  # type: ignore[arg-type]
+        _CellMeasurement(ctx, ctx.params).run()  # type: ignore[arg-type]
         wall = time.perf_counter() - t1
         cpu = _cpu_s() - cpu0
         cpu_workers = _cpu_s(children_only=True) - cpu_workers0
