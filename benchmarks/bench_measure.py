@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 import threading
@@ -132,7 +133,7 @@ def run_job(slide: Path, tile_size: int, workers: int) -> dict[str, Any]:
         )
         ctx = Ctx(
             job=SimpleNamespace(id="bench", attempt=1, slide=str(slide)),
-            params=MeasureCellsParams(tile_size=tile_size),
+            params=MeasureCellsParams(tile_size=tile_size, workers=workers),
             results_dir=out,
             shards_dir=out / "shards",
             upstream=(up,),
@@ -151,7 +152,7 @@ def run_job(slide: Path, tile_size: int, workers: int) -> dict[str, Any]:
         cpu0, cpu_workers0 = _cpu_s(), _cpu_s(children_only=True)
         t1 = time.perf_counter()
         threading.Thread(target=sample_rss, daemon=True).start()
-        _CellMeasurement(ctx, ctx.params, workers).run()  # type: ignore[arg-type]
+        _CellMeasurement(ctx, ctx.params).run()  # type: ignore[arg-type]
         wall = time.perf_counter() - t1
         cpu = _cpu_s() - cpu0
         cpu_workers = _cpu_s(children_only=True) - cpu_workers0
@@ -253,7 +254,6 @@ def main() -> None:
     if args.child:
         _child(args)
         return
-    import os
     import subprocess
 
     print(f"load average at start: {os.getloadavg()} on {os.cpu_count()} CPUs")
@@ -329,36 +329,55 @@ def _children_peak_rss_mb() -> float:
 
 
 def _tree_rss_mb() -> tuple[float, int]:
-    """RSS now of this process and its children (the worker processes), and how many."""
-    from contextlib import suppress
-
-    import psutil
-
-    me = psutil.Process()
-    total = me.memory_info().rss
-    children = me.children(recursive=True)
-    for child in children:
-        with suppress(psutil.Error):  # ended meanwhile
-            total += child.memory_info().rss
+    """RSS now of this process and its children (the worker processes), and how many, read
+    from /proc (no psutil: it is not a dependency)."""
+    children = _descendants(os.getpid())
+    total = _rss_now_mb()
+    for pid in children:
+        total += _rss_of_mb(pid)  # 0 when it ended meanwhile
     # spawn's resource tracker is a child too: not a worker
-    workers = sum(1 for c in children if "resource_tracker" not in " ".join(_cmdline(c)))
-    return total / 2**20, workers
+    workers = sum(1 for pid in children if "resource_tracker" not in _cmdline(pid))
+    return total, workers
 
 
-def _cmdline(p: Any) -> list[str]:
-    import psutil
+def _descendants(root: int) -> list[int]:
+    """The live descendants of process `root`, from each process's parent in /proc/PID/stat."""
+    parents: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        # after the command name (in parentheses, may hold spaces): state, then the parent
+        parents[int(d.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        kids = [c for c, p in parents.items() if p == pid]
+        found += kids
+        todo += kids
+    return found
 
+
+def _rss_of_mb(pid: int) -> float:
     try:
-        return list(p.cmdline())
-    except psutil.Error:
-        return []
+        pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def _rss_now_mb() -> float:
-    import os
-
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return _rss_of_mb(os.getpid())
 
 
 if __name__ == "__main__":

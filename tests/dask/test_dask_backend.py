@@ -333,3 +333,38 @@ def test_at_most_a_window_of_tiles_is_in_flight_whatever_the_slide_size(
         clusters.close()
     assert len(plan.tiles) > 10 and sum(run.tiles_by_worker.values()) == len(plan.tiles)
     assert 0 < max(held) <= 4  # the window (plus one being released), not the slide's tiles
+
+
+def test_a_result_that_cannot_be_waited_for_fails_the_job_with_one_line_not_a_hang(
+    tmp_path, sample_slide, threads_cluster, monkeypatch
+):
+    import distributed
+
+    # distributed's own tracker of a future raises (a connection that breaks while a result
+    # is fetched): the loop only logs that, and the future would never come out.
+    async def broken_tracker(self, future) -> None:
+        raise OSError("connection reset while fetching\nsecond line")
+
+    monkeypatch.setattr(distributed.as_completed, "_track_future", broken_tracker)
+    give_up = time.monotonic() + 30
+
+    def check_cancel() -> None:  # ends a hang (the failure this test is about) as a failure
+        if time.monotonic() > give_up:
+            raise RuntimeError("hung: the job never learned its tiles' results")
+
+    clusters = DaskClusters()
+    try:
+        with pytest.raises(JobError) as e:
+            _run(
+                clusters,
+                threads_cluster.scheduler_address,
+                sample_slide,
+                ShardStore(tmp_path / "s", {}),
+                check_cancel=check_cancel,
+            )
+    finally:
+        clusters.close()
+    line = str(e.value)
+    assert "\n" not in line
+    assert "waiting for its result" in line and "OSError: connection reset" in line
+    assert line.endswith("retry the job")

@@ -15,22 +15,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.cohorts import cohort_config
 from tests.headless.helpers import corrupt_tiles
 from wsitui.headless.run import RunOptions, run
 from wsitui.headless.status import status
 from wsitui.session.cohort_tracker import CohortTracker
 from wsitui.slides.sample import write_sample_slide
-
-TEMPLATE = """
-  [[workflows.jobs]]
-  id = "mask"
-  type = "TISSUE_MASK"
-  [[workflows.jobs]]
-  id = "cells"
-  type = "SEGMENT_CELLS"
-  depends_on = ["mask"]
-  params = { model = "classical" }
-"""
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +35,8 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 def config(tmp: Path, *, workers: int = 2) -> Path:
-    path = tmp / "cohort.toml"
-    path.write_text(
-        f'[scheduler]\nmax_workers = {workers}\n[paths]\ndata_dir = "data"\n'
-        '[[workflows]]\ntenant = "lab"\nname = "study"\nslides = ["slides/*.svs"]\n' + TEMPLATE
-    )
-    return path
+    paths = f'[scheduler]\nmax_workers = {workers}\n[paths]\ndata_dir = "data"\n'
+    return cohort_config(tmp, '["slides/*.svs"]', extra=paths)
 
 
 def add(tmp: Path, *slides: Path) -> None:

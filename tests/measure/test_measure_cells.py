@@ -14,6 +14,7 @@ import pytest
 from wsitui.core.engine import Engine, InvalidRequest
 from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.jobs.measure_cells.names import ALL
+from wsitui.jobs.measure_cells.params import MeasureCellsParams, available_cpus, default_workers
 from wsitui.jobs.registry import default_executors
 
 pytestmark = pytest.mark.anyio
@@ -150,6 +151,26 @@ async def test_bad_params_are_refused_in_one_line(tmp_path, sample_slide):
     async with Engine(tmp_path / "d", default_executors()) as engine:
         with pytest.raises(InvalidRequest, match="parallel"):
             engine.submit("t", workflow(sample_slide, stain_vectors=[[1, 1, 0], [2, 2, 0]]))
+
+
+@pytest.mark.parametrize("workers", [0, -1, "more"])
+async def test_workers_outside_1_to_the_cpu_count_are_refused_in_one_line(
+    tmp_path, sample_slide, workers
+):
+    cpus = available_cpus()
+    if workers == "more":
+        workers = cpus + 1
+    async with Engine(tmp_path / "d", default_executors()) as engine:
+        with pytest.raises(InvalidRequest) as e:
+            engine.submit("t", workflow(sample_slide, workers=workers))
+    assert f"workers = {workers} is not 1 to {cpus}" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_workers_default_to_one_per_cpu_at_most_four_and_take_any_count_up_to_the_cpus():
+    assert MeasureCellsParams().workers is None  # the job then uses default_workers()
+    assert default_workers() == min(4, available_cpus())
+    assert MeasureCellsParams(workers=available_cpus()).workers == available_cpus()
 
 
 async def test_a_resumed_job_measures_only_what_is_left_and_writes_the_same(tmp_path, sample_slide):

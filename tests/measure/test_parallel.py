@@ -84,10 +84,11 @@ def upstream(tmp_path_factory: pytest.TempPathFactory, sample_slide: Path) -> Up
     )
 
 
-def context(out: Path, up: UpstreamJob, cancel_at: int | None = None) -> Ctx:
+def context(out: Path, up: UpstreamJob, workers: int, cancel_at: int | None = None) -> Ctx:
     (out / "shards").mkdir(parents=True, exist_ok=True)
     job = SimpleNamespace(id="measure-job", attempt=1, slide=up.slide)
-    return Ctx(job, PARAMS, out, out / "shards", (up,), cancel_at)
+    params = PARAMS.model_copy(update={"workers": workers})
+    return Ctx(job, params, out, out / "shards", (up,), cancel_at)
 
 
 @pytest.fixture(autouse=True)
@@ -97,8 +98,8 @@ def small_slides_use_workers(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def run(out: Path, up: UpstreamJob, workers: int, cancel_at: int | None = None) -> Ctx:
-    ctx = context(out, up, cancel_at)
-    _CellMeasurement(ctx, PARAMS, workers).run()  # type: ignore[arg-type]
+    ctx = context(out, up, workers, cancel_at)
+    _CellMeasurement(ctx, ctx.params).run()  # type: ignore[arg-type]
     return ctx
 
 
@@ -106,6 +107,7 @@ def without_timings(out: Path) -> dict[str, Any]:
     manifest = json.loads((out / "manifest.json").read_text())
     for key in ("timings", "created_at"):
         manifest.pop(key)
+    manifest["params"].pop("workers")  # what was asked for: all else is the same
     return manifest
 
 

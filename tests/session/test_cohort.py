@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cohorts import cohort_config
 from tests.headless.helpers import assert_one_line_error, wsitui
 from wsitui.session.cohort import (
     Cohort,
@@ -23,29 +24,10 @@ from wsitui.session.config import ConfigError, load_config
 from wsitui.session.errors import SessionError
 from wsitui.session.session import SessionOptions, prepare_session
 
-TEMPLATE = """
-  [[workflows.jobs]]
-  id = "mask"
-  type = "TISSUE_MASK"
-  [[workflows.jobs]]
-  id = "cells"
-  type = "SEGMENT_CELLS"
-  depends_on = ["mask"]
-  params = { model = "classical" }
-"""
-
 
 def touch(path: Path, data: bytes = b"placeholder") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-    return path
-
-
-def cohort_config(tmp: Path, slides: str, *, extra: str = "", name: str = "study") -> Path:
-    path = tmp / "cohort.toml"
-    path.write_text(
-        f'{extra}\n[[workflows]]\ntenant = "lab"\nname = "{name}"\nslides = {slides}\n' + TEMPLATE
-    )
     return path
 
 

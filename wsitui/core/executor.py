@@ -32,8 +32,10 @@ config reads them from the registry without an engine): `config_section` (its ow
 config file and its defaults), `result_neutral` (params that change no result: a stored job
 that differs only in those is resumed, not redone), `totals` (counters metrics sum over all jobs),
 `outputs` (the files a face shows, by kind), `dialog_fields` (what the add-job dialog offers),
-`short_name` (a job card's title); and at run time `clusters()` (a typed cluster status) and
-`dashboard_link` (a link to where the job's work runs).
+`short_name` (a job card's title); from a finished job's manifest `found_line` (what the
+detail screen says it found) and `summary_fields` (the columns it fills in a cohort's summary
+row, those it names in `summary_columns`); and at run time `clusters()` (a typed cluster
+status) and `dashboard_link` (a link to where the job's work runs).
 """
 
 from __future__ import annotations
@@ -212,12 +214,21 @@ class Executor:
     totals: ClassVar[tuple[Total, ...]] = ()
     outputs: ClassVar[Mapping[Output, str]] = {}  # kind: file name in the results dir
     dialog_fields: ClassVar[frozenset[DialogField]] = frozenset()
+    summary_columns: ClassVar[tuple[str, ...]] = ()  # cohort summary columns summary_fields fills
 
     @classmethod
     def found_line(cls, manifest: Mapping[str, Any]) -> str:
         """One line a face shows of what a finished job found, from its manifest ("" when the
         type says nothing beyond the shared lines: model, tiles, timings, warnings)."""
         return ""
+
+    @classmethod
+    def summary_fields(cls, manifest: Mapping[str, Any], results_dir: Path) -> dict[str, object]:
+        """The columns of a cohort's summary row a finished job of this type fills, by column
+        name (among `summary_columns`), from its manifest and results; `{}` when it fills none.
+        A value that cannot be read (a missing file, an older manifest) is left out, never
+        raised."""
+        return {}
 
     @classmethod
     def dashboard_link(cls, stage: str, results_dir: Path) -> str:

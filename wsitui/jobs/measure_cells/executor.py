@@ -20,7 +20,6 @@ QuPath's `properties.measurements`), measurements.parquet (one row per cell) and
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -45,7 +44,7 @@ from wsitui.jobs.common.manifest import (
 from wsitui.jobs.common.shards import ShardOwner, ShardStore
 from wsitui.jobs.measure_cells.measure import Scale, load_tile, measure_input, read_scaled
 from wsitui.jobs.measure_cells.names import ALL
-from wsitui.jobs.measure_cells.params import MeasureCellsParams
+from wsitui.jobs.measure_cells.params import MeasureCellsParams, default_workers
 from wsitui.jobs.measure_cells.pipeline import Pending, TilePipeline, measure_in_worker
 from wsitui.jobs.measure_cells.source import CELLS_FILE, CellIndex, index_cells
 from wsitui.jobs.measure_cells.stain import Stains, slide_stains
@@ -57,9 +56,6 @@ MANIFEST_FORMAT = "wsitui.measure_cells/1"
 STAIN_THUMB = 1024  # px, longest side of the image the background is estimated on
 STAIN_WINDOWS = 32  # windows around cells the stain vectors are estimated on
 STAIN_WINDOW = 128  # px at the cells' pixel size
-# The job's own process loads and writes (~25 % of its CPU time, measured), which bounds the
-# speed-up near 4x: more processes than this would wait on it.
-MAX_WORKERS = 4
 # A worker process takes ~1 s to start (spawn: importing numpy, scipy, ...), the measuring of
 # ~4,000 cells: a slide gets one worker per this many cells, so a small one stays serial.
 CELLS_PER_WORKER = 10_000
@@ -98,13 +94,7 @@ class MeasureCellsExecutor(Executor):
     job_type = "MEASURE_CELLS"
     params_model = MeasureCellsParams
     threads = 2
-
-    def __init__(self, workers: int | None = None) -> None:
-        """`workers`: processes that measure a job's tiles (1: its own thread); None: one per
-        core, at most MAX_WORKERS. The outputs are the same whatever it is."""
-        if workers is not None and workers < 1:
-            raise ValueError(f"workers must be 1 or more, not {workers}")
-        self.workers = workers if workers is not None else default_workers()
+    result_neutral = frozenset({"workers"})  # the outputs are the same whatever it is
 
     @classmethod
     def found_line(cls, manifest: Mapping[str, Any]) -> str:
@@ -135,17 +125,13 @@ class MeasureCellsExecutor(Executor):
     async def run(self, ctx: JobContext) -> None:
         params = ctx.params
         assert isinstance(params, MeasureCellsParams)
-        await ctx.to_thread(_CellMeasurement(ctx, params, self.workers).run)
-
-
-def default_workers() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(MAX_WORKERS, cores or 1))
+        await ctx.to_thread(_CellMeasurement(ctx, params).run)
 
 
 class _CellMeasurement:
-    def __init__(self, ctx: JobContext, params: MeasureCellsParams, workers: int = 1) -> None:
-        self.ctx, self.params, self.workers = ctx, params, workers
+    def __init__(self, ctx: JobContext, params: MeasureCellsParams) -> None:
+        self.ctx, self.params = ctx, params
+        self.workers = params.workers if params.workers is not None else default_workers()
         self.out = ctx.results_dir
         self.timings: dict[str, float] = {}
         self.warnings: list[str] = []

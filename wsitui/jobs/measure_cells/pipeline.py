@@ -23,12 +23,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, TypeVar
 
 import numpy as np
 
 from wsitui.core.executor import JobError
+from wsitui.jobs.common.staged import Finishing
 from wsitui.jobs.measure_cells.measure import (
     LoadedTile,
     Scale,
@@ -52,7 +52,7 @@ class Pending:
     loading: Future[tuple[list[dict[str, Any]], Any]] | None = None
 
 
-class TilePipeline:
+class TilePipeline(Finishing):
     def __init__(
         self,
         load: Callable[[np.ndarray], LoadedTile],
@@ -121,26 +121,23 @@ class TilePipeline:
             except TimeoutError:
                 continue
 
-    def close(self, stopped: bool = True) -> None:
-        """Stop the loader and the workers. `stopped` (canceled, failed): without waiting for
-        a tile a worker is measuring; it finishes there, unread, and the worker exits."""
+    def close(self) -> None:
+        """Stop the loader and the workers, after the tile a worker is measuring unless a wait
+        was stopped by cancel."""
+        self._shut_down(wait=not self._stopped)
+
+    def abort(self) -> None:
+        """Stop the loader and the workers (the job was canceled or failed) without waiting for
+        a tile a worker is measuring: it finishes there, unread, and the worker exits."""
+        self._shut_down(wait=False)
+
+    def _shut_down(self, *, wait: bool) -> None:
         for future in self._started:
             future.cancel()
         self._started.clear()
         self._loader.shutdown(wait=True, cancel_futures=True)  # a load ends within one read
         if self._pool is not None:
-            self._pool.shutdown(wait=not (stopped or self._stopped), cancel_futures=True)
-
-    def __enter__(self) -> TilePipeline:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close(stopped=exc_type is not None)
+            self._pool.shutdown(wait=wait, cancel_futures=True)
 
 
 _readers: dict[str, SlideReader] = {}  # in a worker process: the slide, opened once

@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from wsitui.jobs.common.files import Fence, commit, current_fence
+from wsitui.jobs.common.files import Fence, commit
+from wsitui.jobs.common.staged import StagedFiles
 from wsitui.jobs.measure_cells.names import ALL
 
 if TYPE_CHECKING:
@@ -62,11 +62,10 @@ def _schema() -> pa.Schema:
     )
 
 
-class MeasureWriter:
+class MeasureWriter(StagedFiles):
     def __init__(self, out: Path, fence: Fence | None = None) -> None:
-        self.out = out
-        self._fence = fence if fence is not None else current_fence()
-        self._tmp = [out / f".{GEOJSON_FILE}.partial", out / f".{PARQUET_FILE}.partial"]
+        super().__init__(out, fence)
+        self._tmp = [self.partial(GEOJSON_FILE), self.partial(PARQUET_FILE)]
         self._geo: IO[bytes] = self._tmp[0].open("wb")
         self._geo.write(b'{"type":"FeatureCollection","features":[\n')
         import pyarrow.parquet as pq
@@ -125,31 +124,12 @@ class MeasureWriter:
             commit(self._tmp[0], self.out / GEOJSON_FILE, self._fence)
             commit(self._tmp[1], self.out / PARQUET_FILE, self._fence)
         finally:
-            for tmp in self._tmp:
-                tmp.unlink(missing_ok=True)
+            self.discard()
 
-    def abort(self) -> None:
+    def release(self) -> None:
         if not self._geo.closed:
             self._geo.close()
-        try:
-            self._pq.close()
-        finally:
-            for tmp in self._tmp:
-                tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> MeasureWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+        self._pq.close()
 
 
 def _floats(values: np.ndarray) -> pa.Array:

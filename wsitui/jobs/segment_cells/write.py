@@ -23,7 +23,6 @@ import json
 import math
 import uuid
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
 import numpy as np
@@ -31,7 +30,8 @@ import shapely
 from shapely.geometry import Polygon
 
 from wsitui.jobs.common.cells_parquet import CELLS_PARQUET, write_cells_parquet
-from wsitui.jobs.common.files import Fence, commit, current_fence
+from wsitui.jobs.common.files import Fence, commit
+from wsitui.jobs.common.staged import StagedFiles
 from wsitui.jobs.segment_cells.extract import CellRecords
 
 NUCLEUS = {"name": "Nucleus", "color": [0, 90, 200]}
@@ -70,7 +70,7 @@ def valid_polygon(ring: np.ndarray) -> Polygon:
     return shapely.orient_polygons(poly)  # RFC 7946: exterior counter-clockwise
 
 
-class CellWriter:
+class CellWriter(StagedFiles):
     """Streams cells into cells.geojson (+ .gz) and cells.csv in `out`."""
 
     def __init__(
@@ -84,19 +84,19 @@ class CellWriter:
         max_area_um2: float = math.inf,
         fence: Fence | None = None,
     ) -> None:
-        self.out, self.job_id, self.mpp = out, job_id, mpp
+        super().__init__(out, fence)
+        self.job_id, self.mpp = job_id, mpp
         self.min_area_um2 = min_area_um2
         self.max_area_um2 = max_area_um2
         self.too_large = 0  # over max_area_um2: larger than any nucleus the job allows
-        self._fence = fence if fence is not None else current_fence()
         self.count = 0
         self.dropped = 0  # under min_area_um2 once traced and repaired
-        self._tmp = [out / ".cells.geojson.partial", out / ".cells.csv.partial"]
+        self._tmp = [self.partial("cells.geojson"), self.partial("cells.csv")]
         self._geo: IO[str] = self._tmp[0].open("w", encoding="utf-8")
         self._gz: IO[str] | None = None
         if gz:
-            self._tmp.append(out / ".cells.geojson.gz.partial")
-            self._gz = gzip.open(  # noqa: SIM115 - closed in close() / abort()
+            self._tmp.append(self.partial("cells.geojson.gz"))
+            self._gz = gzip.open(  # noqa: SIM115 - closed in close() / release()
                 self._tmp[2], "wt", encoding="utf-8", compresslevel=6
             )
         self._csv_file = self._tmp[1].open("w", newline="", encoding="utf-8")
@@ -176,26 +176,9 @@ class CellWriter:
                 commit(tmp, self.out / name, self._fence)
             commit(parquet, self.out / CELLS_PARQUET, self._fence)
         finally:
-            for tmp in [*self._tmp, parquet]:
-                tmp.unlink(missing_ok=True)
+            self.discard(parquet)
 
-    def abort(self) -> None:
+    def release(self) -> None:
         for f in (self._geo, self._gz, self._csv_file):
             if f is not None and not f.closed:
                 f.close()
-        for tmp in self._tmp:
-            tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> CellWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()

@@ -346,6 +346,17 @@ class _TissueMasking:
 # ------------------------------------------------------------------------------ executor
 
 
+def tissue_area_mm2(manifest: Mapping[str, Any]) -> float | None:
+    """Tissue area in mm² from a TISSUE_MASK manifest (mask fraction × mask area), None when
+    the manifest does not say."""
+    mask = manifest.get("mask") or {}
+    try:
+        rows, cols = mask["shape"]
+        return float(mask["tissue_fraction"]) * rows * cols * float(mask["mpp"]) ** 2 / 1e6
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 class TissueMaskExecutor(Executor):
     """The Executor for TISSUE_MASK jobs (see wsitui.core.executor)."""
 
@@ -354,6 +365,26 @@ class TissueMaskExecutor(Executor):
     outputs: ClassVar[Mapping[Output, str]] = {Output.TISSUE: GEOJSON_FILE}
     params_model = TissueMaskParams
     threads = 2
+    summary_columns = ("tissue_area_mm2",)
+
+    @classmethod
+    def found_line(cls, manifest: Mapping[str, Any]) -> str:
+        area = tissue_area_mm2(manifest)
+        if area is None:
+            return ""
+        if area <= 0:
+            return "no tissue found"  # the manifest's warning (shown below it) says what next
+        share = float(manifest["mask"]["tissue_fraction"])
+        line = f"tissue {area:,.2f} mm² · {share:.1%} of the slide"
+        grid = manifest.get("grid")
+        if isinstance(grid, dict) and "tissue_tiles" in grid and "tiles_total" in grid:
+            line += f" · {grid['tissue_tiles']:,} of {grid['tiles_total']:,} tiles"
+        return line
+
+    @classmethod
+    def summary_fields(cls, manifest: Mapping[str, Any], results_dir: Path) -> dict[str, object]:
+        area = tissue_area_mm2(manifest)  # unrounded: the summary derives cells per mm² from it
+        return {} if area is None else {"tissue_area_mm2": area}
 
     def validate(
         self,

@@ -327,141 +327,148 @@ class DaskClusters:
         """Segment every planned tile without a shard on the cluster at `address` (None: the
         session's LocalCluster); shards hold the results, exactly as `pipeline.run_tiles`."""
         with self._scheduler_errors(address):
-            return self._run_tiles(
-                address,
-                slide=slide,
-                plan=plan,
-                source=source,
-                device=device,
-                shards=shards,
-                min_area_px=min_area_px,
-                on_progress=on_progress,
-                check_cancel=check_cancel,
-                set_stage=set_stage,
-                window=window,
-                sha256=sha256,
-                postprocess=postprocess,
+            cluster, workers, plugin, resources = self._prepare(
+                address, source, device, set_stage, sha256
             )
+            client = cluster.client
+            timings = DaskTimings()
+            dashboard = _dashboard(client)
+            where = f"{len(workers)} Dask worker{'s' if len(workers) != 1 else ''}"
+            set_stage(f"segmenting on {where}" + (f" · {dashboard}" if dashboard else ""))
 
-    def _run_tiles(
-        self,
-        address: str | None,
-        *,
-        slide: str,
-        plan: CellPlan,
-        source: ModelSource,
-        device: str,
-        shards: ShardStore,
-        min_area_px: float,
-        on_progress: Callable[[Progress], None],
-        check_cancel: Callable[[], None],
-        set_stage: Callable[[str], None],
-        window: int | None,
-        sha256: str,
-        postprocess: dict[str, Any] | None,
-    ) -> DaskRun:
-        cluster, workers, plugin, resources = self._prepare(
-            address, source, device, set_stage, sha256
-        )
-        client = cluster.client
-        timings = DaskTimings()
-        dashboard = _dashboard(client)
-        where = f"{len(workers)} Dask worker{'s' if len(workers) != 1 else ''}"
-        set_stage(f"segmenting on {where}" + (f" · {dashboard}" if dashboard else ""))
+            todo = [t for t in plan.tiles if not shards.has(shard_key(t))]
+            done_tiles = [t for t in plan.tiles if shards.has(shard_key(t))]
+            state = Progress(plan.skipped + len(done_tiles), _count_cells(shards, done_tiles))
+            on_progress(state)
+            run = DaskRun(_scheduler_address(client), dashboard, len(workers), {}, timings)
+            if not todo:
+                return run
+            task_plan = slim_plan(plan)
+            token = uuid.uuid4().hex[:12]
+            pending = iter(todo)
+            inflight: dict[str, tuple[Future, Tile]] = {}
 
-        todo = [t for t in plan.tiles if not shards.has(shard_key(t))]
-        done_tiles = [t for t in plan.tiles if shards.has(shard_key(t))]
-        state = Progress(plan.skipped + len(done_tiles), _count_cells(shards, done_tiles))
-        on_progress(state)
-        run = DaskRun(_scheduler_address(client), dashboard, len(workers), {}, timings)
-        if not todo:
+            def submit() -> Future | None:
+                tile = next(pending, None)
+                if tile is None:
+                    return None
+                fut = client.submit(
+                    segment_tile,
+                    plugin,
+                    slide,
+                    task_plan,
+                    tile,
+                    min_area_px,
+                    postprocess,
+                    key=f"wsitui-cells-{token}-{shard_key(tile)}",
+                    resources=resources,
+                )
+                inflight[fut.key] = (fut, tile)
+                return fut
+
+            def width() -> int:
+                threads = sum(t for t, _ in workers.values()) or 1
+                return window or min(512, max(4, 2 * threads))
+
+            began = time.perf_counter()
+            ac = _Completed(loop=client.loop, with_results=True, raise_errors=False)
+            try:
+                for _ in range(width()):
+                    fut = submit()
+                    if fut is None:
+                        break
+                    ac.add(fut)
+                health = _Health()
+                last_refresh = time.monotonic()
+                while inflight:
+                    check_cancel()
+                    if not ac.has_ready():
+                        with ac.thread_condition:
+                            ac.thread_condition.wait(timeout=POLL)
+                    if not ac.has_ready():
+                        now = time.monotonic()
+                        health.check(client, workers)
+                        if now - last_refresh > 2.0 and client.status == "running":
+                            with contextlib.suppress(Exception):
+                                workers = self._refresh_workers(cluster)
+                            last_refresh = now
+                        continue
+                    for fut, result in ac.next_batch(block=False):
+                        _, tile = inflight.pop(fut.key)
+                        res = _result(fut, result, tile, client)
+                        fut.release()
+                        shards.put_bytes(shard_key(tile), res.data)
+                        timings.read += res.read
+                        timings.infer += res.infer
+                        timings.post += res.post
+                        run.tiles_by_worker[res.worker] = run.tiles_by_worker.get(res.worker, 0) + 1
+                        if res.torch_threads:
+                            run.torch_threads_by_worker[res.worker] = res.torch_threads
+                        if res.device:
+                            run.devices.add(res.device)
+                        self._record(cluster, res.worker)
+                        state.tiles_done += 1
+                        state.cells += res.cells
+                        state.odd += res.odd
+                        on_progress(Progress(state.tiles_done, state.cells, state.odd))
+                        while len(inflight) < width():
+                            nxt = submit()
+                            if nxt is None:
+                                break
+                            ac.add(nxt)
+            finally:
+                if inflight:  # canceled or failed: the job's outstanding tiles stop here
+                    futures = [f for f, _ in inflight.values()]
+                    inflight.clear()
+                    with contextlib.suppress(Exception):
+                        _call(lambda: client.cancel(futures, force=True), REQUEST_S, "cancel")
+                ac.clear()
+                timings.wait = time.perf_counter() - began
             return run
-        task_plan = slim_plan(plan)
-        token = uuid.uuid4().hex[:12]
-        pending = iter(todo)
-        inflight: dict[str, tuple[Future, Tile]] = {}
 
-        def submit() -> Future | None:
-            tile = next(pending, None)
-            if tile is None:
-                return None
-            fut = client.submit(
-                segment_tile,
-                plugin,
-                slide,
-                task_plan,
-                tile,
-                min_area_px,
-                postprocess,
-                key=f"wsitui-cells-{token}-{shard_key(tile)}",
-                resources=resources,
-            )
-            inflight[fut.key] = (fut, tile)
-            return fut
 
-        def width() -> int:
-            threads = sum(t for t, _ in workers.values()) or 1
-            return window or min(512, max(4, 2 * threads))
+@dataclass(frozen=True, slots=True)
+class _Untracked:
+    """What `_Completed` gives in place of a result it failed to wait for."""
 
-        began = time.perf_counter()
-        ac = as_completed(loop=client.loop, with_results=True, raise_errors=False)
+    error: Exception
+
+
+class _Completed(as_completed):
+    """`as_completed` whose tracking of a future cannot fail unseen.
+
+    distributed waits for each added future in a coroutine on the client's loop
+    (`_track_future`). One that raises anything but a cancel (the connection failing while the
+    result is fetched, a result that does not deserialise) is only logged by the loop: the
+    future never comes out, and a job waiting for its last tiles would wait forever on a
+    healthy cluster. Here the failure comes out in the future's place, as `_Untracked`, and
+    fails the job with one line (`_result`).
+    """
+
+    async def _track_future(self, future: Future) -> None:
         try:
-            for _ in range(width()):
-                fut = submit()
-                if fut is None:
-                    break
-                ac.add(fut)
-            health = _Health()
-            last_refresh = time.monotonic()
-            while inflight:
-                check_cancel()
-                if not ac.has_ready():
-                    with ac.thread_condition:
-                        ac.thread_condition.wait(timeout=POLL)
-                if not ac.has_ready():
-                    now = time.monotonic()
-                    health.check(client, workers)
-                    if now - last_refresh > 2.0 and client.status == "running":
-                        with contextlib.suppress(Exception):
-                            workers = self._refresh_workers(cluster)
-                        last_refresh = now
-                    continue
-                for fut, result in ac.next_batch(block=False):
-                    _, tile = inflight.pop(fut.key)
-                    res = _result(fut, result, tile, client)
-                    fut.release()
-                    shards.put_bytes(shard_key(tile), res.data)
-                    timings.read += res.read
-                    timings.infer += res.infer
-                    timings.post += res.post
-                    run.tiles_by_worker[res.worker] = run.tiles_by_worker.get(res.worker, 0) + 1
-                    if res.torch_threads:
-                        run.torch_threads_by_worker[res.worker] = res.torch_threads
-                    if res.device:
-                        run.devices.add(res.device)
-                    self._record(cluster, res.worker)
-                    state.tiles_done += 1
-                    state.cells += res.cells
-                    state.odd += res.odd
-                    on_progress(Progress(state.tiles_done, state.cells, state.odd))
-                    while len(inflight) < width():
-                        nxt = submit()
-                        if nxt is None:
-                            break
-                        ac.add(nxt)
-        finally:
-            if inflight:  # canceled or failed: the job's outstanding tiles stop here
-                futures = [f for f, _ in inflight.values()]
-                inflight.clear()
-                with contextlib.suppress(Exception):
-                    _call(lambda: client.cancel(futures, force=True), REQUEST_S, "cancel")
-            ac.clear()
-            timings.wait = time.perf_counter() - began
-        return run
+            await super()._track_future(future)
+        except Exception as e:
+            with self.lock:
+                if future not in self.futures:
+                    return  # it came out before the failure
+                self.futures[future] -= 1
+                if not self.futures[future]:
+                    del self.futures[future]
+                self.queue.put_nowait((future, _Untracked(e)))
+            with self.thread_condition:
+                self.thread_condition.notify()
 
 
 def _result(fut: Future, result: Any, tile: Tile, client: Client) -> TileResult:
     where = f"tile {tile.col},{tile.row}"
+    if isinstance(result, _Untracked):
+        e = result.error
+        raise JobError(
+            f"{where}: waiting for its result from the dask scheduler "
+            f"{_scheduler_address(client)} failed ({type(e).__name__}: {_first_line(e)}): "
+            "retry the job"
+        )
     if fut.status == "finished" and isinstance(result, TileResult):
         return result
     if fut.status != "error" or not isinstance(result, tuple):
