@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 from common import CACHE, peak_rss_mb, sample
 from PIL import Image
 from rich.console import Console
@@ -52,7 +51,9 @@ HALF_VIEW = (GRAPHICS_VIEW[0] // CELL_PX[0], 2 * (GRAPHICS_VIEW[1] // CELL_PX[1]
 
 
 def rss_mb() -> float:
-    return psutil.Process().memory_info().rss / 2**20
+    """This process's resident memory now (Linux /proc; psutil is not a dependency)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def overlays(slide: Path) -> tuple[Path, Path]:
