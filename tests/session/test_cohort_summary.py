@@ -7,6 +7,7 @@ real jobs' rows are checked against their manifests in tests/headless/test_cohor
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -103,3 +104,63 @@ async def test_a_finished_slides_row_is_on_disk_before_the_cohort_ends(tmp_path)
         ("s1", "SUCCEEDED", "C1"),
         ("s2", "FAILED", "C2"),
     ]
+
+
+def test_every_column_a_job_type_fills_is_a_column_of_the_summary():
+    from wsitui.jobs.registry import JOB_TYPES
+    from wsitui.session.cohort_summary import VALUE_COLUMNS
+
+    names = {c for c, _ in VALUE_COLUMNS}
+    assert {cls.job_type: set(cls.summary_columns) - names for cls in JOB_TYPES} == {
+        cls.job_type: set() for cls in JOB_TYPES
+    }
+
+
+def test_a_row_takes_each_job_types_columns_from_its_executor_and_names_no_type(
+    tmp_path, monkeypatch
+):
+    from wsitui.core.executor import Executor
+    from wsitui.core.paths import results_dir
+    from wsitui.core.records import Job, JobState
+    from wsitui.session import cohort_rows, cohort_summary
+
+    class Area(Executor):
+        job_type = "AREA"
+        summary_columns = ("tissue_area_mm2",)
+
+        @classmethod
+        def summary_fields(cls, manifest, results_dir):
+            return {"tissue_area_mm2": manifest["area"]}
+
+    class Count(Executor):
+        job_type = "COUNT"
+        summary_columns = ("cells", "model")
+
+        @classmethod
+        def summary_fields(cls, manifest, results_dir):
+            return {"cells": manifest["n"], "model": str(results_dir.name)}
+
+    types = {"AREA": Area, "COUNT": Count}
+    monkeypatch.setattr(cohort_summary, "executor_class", types.get)
+    monkeypatch.setattr(cohort_rows, "executor_class", types.get)
+
+    def job(key: str, kind: str, manifest: dict) -> Job:
+        out = results_dir(tmp_path, "lab", "wf1", key)
+        out.mkdir(parents=True)
+        (out / "manifest.json").write_text(json.dumps(manifest))
+        return Job(f"id-{key}", key, "wf1", "lab", kind, "/s.svs", "s0", (), {}, JobState.SUCCEEDED)
+
+    jobs = [
+        job("s0-a", "AREA", {"area": 1.23456789}),
+        job("s0-b", "COUNT", {"n": 100}),
+        job("s0-c", "COUNT", {"n": 7}),  # a second job of a type: the first one's columns stay
+    ]
+    c = cohort(1)
+    row = cohort_summary.slide_row(c, c.slides[0], jobs, tmp_path)
+    assert row["tissue_area_mm2"] == 1.234568  # rounded to 6 places in the table
+    assert (row["cells"], row["model"]) == (100, "s0-b")
+    assert row["cells_per_mm2"] == round(100 / 1.23456789, 3)  # from the unrounded area
+    areas = cohort_rows.TissueAreas(tmp_path)
+    running = dataclasses.replace(jobs[0], state=JobState.RUNNING)
+    assert areas(running) is None  # no area yet, and none remembered for when it succeeds
+    assert [areas(j) for j in jobs] == [1.23456789, None, None]

@@ -19,7 +19,10 @@ from pydantic import BaseModel
 from wsitui.core.paths import results_dir
 from wsitui.core.records import Job, JobState
 from wsitui.jobs.common.manifest import MANIFEST_FILE
+from wsitui.jobs.registry import executor_class
 from wsitui.session.cohort import read_index
+
+TISSUE = "tissue_area_mm2"  # the summary column (an executor's summary field) of tissue area
 
 
 class SlideRow(BaseModel):
@@ -58,16 +61,6 @@ def chain_finished(jobs: Sequence[Job]) -> bool:
     return bool(jobs) and all(j.state.terminal or j.blocked for j in jobs)
 
 
-def tissue_mm2(manifest: Mapping[str, Any]) -> float | None:
-    """Tissue area in mm² from a TISSUE_MASK manifest (mask fraction × mask area)."""
-    mask = manifest.get("mask") or {}
-    try:
-        rows, cols = mask["shape"]
-        return float(mask["tissue_fraction"]) * rows * cols * float(mask["mpp"]) ** 2 / 1e6
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def chain_state(jobs: Sequence[Job]) -> JobState:
     states = {j.state for j in jobs}
     if states == {JobState.SUCCEEDED}:
@@ -79,24 +72,35 @@ def chain_state(jobs: Sequence[Job]) -> JobState:
 
 
 class TissueAreas:
-    """Tissue area (mm²) of succeeded TISSUE_MASK jobs, read from their manifests once each."""
+    """Tissue area (mm²) of succeeded jobs whose type fills the summary's tissue area
+    (`summary_columns`), read from their results once each; None for every other job."""
 
     def __init__(self, results_root: Path) -> None:
         self.results_root = results_root
         self._by_job: dict[str, float | None] = {}
 
     def __call__(self, job: Job) -> float | None:
+        if job.state is not JobState.SUCCEEDED:
+            return None  # not remembered: it may succeed later
         if job.id not in self._by_job:
             self._by_job[job.id] = self._read(job)
         return self._by_job[job.id]
 
     def _read(self, job: Job) -> float | None:
+        executor = executor_class(str(job.job_type))
+        if executor is None:
+            return None
+        if TISSUE not in executor.summary_columns:
+            return None  # no file read for a job type that has no tissue area
         try:
             out = results_dir(self.results_root, job.tenant, job.workflow_id, job.key)
             manifest = json.loads((out / MANIFEST_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        return tissue_mm2(manifest) if isinstance(manifest, dict) else None
+        if not isinstance(manifest, dict):
+            return None
+        area = executor.summary_fields(manifest, out).get(TISSUE)
+        return float(area) if isinstance(area, int | float) else None
 
 
 def slide_rows(
@@ -122,8 +126,7 @@ def slide_rows(
         for j in chain:
             if "cells" in j.counters:
                 cells = int(j.counters["cells"])
-            mask_done = j.state is JobState.SUCCEEDED and str(j.job_type) == "TISSUE_MASK"
-            if areas is not None and mask_done and area is None:
+            if areas is not None and area is None:
                 area = areas(j)
         starts = [j.started_at for j in chain if j.started_at]
         ends = [j.finished_at for j in chain if j.finished_at]

@@ -2,7 +2,9 @@
 
 One row per slide, built from that slide's job records and the manifests its jobs wrote (never
 from live counters): path, metadata columns, state, tissue area, cells, density, nucleus area
-mean / median, model and its hash, device, run seconds, error.
+mean / median, model and its hash, device, run seconds, error. What a job contributes comes
+from its type's executor (`summary_columns` / `summary_fields`, through the registry): this
+module names the columns (VALUE_COLUMNS, the table's schema) and no job type.
 
 Written as slides finish: when a slide's chain ends, its row is appended to summary.csv and
 flushed (a crash loses no finished row); summary.parquet is rewritten at most every
@@ -21,22 +23,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from wsitui.core.engine import Engine
 from wsitui.core.events import Event, JobProgress, JobStateChanged
 from wsitui.core.paths import results_dir
 from wsitui.core.records import Job, JobState
-from wsitui.jobs.common.cells_parquet import CELLS_PARQUET, read_column
 from wsitui.jobs.common.files import write_atomic
 from wsitui.jobs.common.manifest import MANIFEST_FILE
+from wsitui.jobs.registry import executor_class
 from wsitui.session.cohort import Cohort, CohortSlide
-from wsitui.session.cohort_rows import chain_finished, chain_state, tissue_mm2
+from wsitui.session.cohort_rows import chain_finished, chain_state
 
 SUMMARY_DIR = "cohort"
 PARQUET_EVERY_S = 5.0
 
-# (column, kind) after `slide_id`, `path` and the metadata columns
+# (column, kind) after `slide_id`, `path` and the metadata columns: those a job type fills
+# (its executor's `summary_columns`) must be here; cells_per_mm2 is cells / tissue_area_mm2.
 VALUE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("state", "str"),
     ("tissue_area_mm2", "float"),
@@ -66,20 +67,6 @@ def _manifest(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _areas(out: Path) -> np.ndarray | None:
-    """Nucleus areas (µm²) of a cells job: from cells.parquet, else cells.csv."""
-    if (out / CELLS_PARQUET).is_file():
-        try:
-            return read_column(out / CELLS_PARQUET, "area_um2")
-        except (OSError, ValueError, KeyError):
-            pass
-    try:
-        with (out / "cells.csv").open(newline="", encoding="utf-8") as f:
-            return np.array([float(r["area_um2"]) for r in csv.DictReader(f)], dtype=float)
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def slide_row(
     cohort: Cohort, slide: CohortSlide, jobs: list[Job], results_root: Path
 ) -> dict[str, Any]:
@@ -94,35 +81,29 @@ def slide_row(
     if failed:
         j = failed[0]
         row["error"] = f"{j.key.removeprefix(slide.id + '-')}: {j.error or j.state}"
-    tissue: float | None = None
+    taken: set[str] = set()  # job types whose columns are filled (by the chain's first)
     for job in jobs:
-        if job.state is not JobState.SUCCEEDED:
+        executor = executor_class(str(job.job_type))
+        if job.state is not JobState.SUCCEEDED or executor is None or str(job.job_type) in taken:
+            continue
+        if not executor.summary_columns:
             continue
         try:
             out = results_dir(results_root, job.tenant, job.workflow_id, job.key)
         except ValueError:
             continue
-        manifest = _manifest(out)
-        kind = str(manifest.get("job_type", job.job_type))
-        if kind == "TISSUE_MASK" and tissue is None:
-            tissue = tissue_mm2(manifest)
-            row["tissue_area_mm2"] = None if tissue is None else round(tissue, 6)
-        elif kind == "SEGMENT_CELLS" and row["cells"] is None and "cells" in manifest:
-            row["cells"] = int(manifest["cells"])
-            model = manifest.get("model") or {}
-            row["model"] = model.get("name")
-            row["model_sha256"] = model.get("sha256") or None
-            row["device"] = model.get("device")
-            row["cells_job_id"] = job.id
-            if (out / CELLS_PARQUET).is_file():
-                row["cells_parquet"] = str(out / CELLS_PARQUET)
-            areas = _areas(out)
-            if areas is not None and len(areas):
-                row["nucleus_area_mean_um2"] = round(float(np.mean(areas)), 4)
-                row["nucleus_area_median_um2"] = round(float(np.median(areas)), 4)
-    cells = row["cells"]
-    if tissue and cells is not None and tissue > 0:
-        row["cells_per_mm2"] = round(cells / tissue, 3)
+        fields = executor.summary_fields(_manifest(out), out)
+        if not fields:
+            continue
+        taken.add(str(job.job_type))
+        for column in executor.summary_columns:
+            if column in fields and column in row:
+                row[column] = fields[column]
+    tissue, cells = row["tissue_area_mm2"], row["cells"]
+    if isinstance(tissue, int | float):
+        if tissue > 0 and isinstance(cells, int):
+            row["cells_per_mm2"] = round(cells / tissue, 3)
+        row["tissue_area_mm2"] = round(tissue, 6)
     return row
 
 
