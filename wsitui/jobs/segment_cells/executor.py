@@ -76,6 +76,7 @@ from wsitui.jobs.segment_cells.memory import check_budget
 from wsitui.jobs.segment_cells.merge import settle_seams
 from wsitui.jobs.segment_cells.params import DaskSection, SegmentCellsParams
 from wsitui.jobs.segment_cells.plan import CellPlan, plan_tiles
+from wsitui.jobs.segment_cells.summary import SUMMARY_COLUMNS, summary_fields
 from wsitui.jobs.segment_cells.write import CellWriter
 from wsitui.jobs.tissue_mask.mask import MaskSettings, compute_tissue_mask
 from wsitui.models import ModelError, resolve
@@ -156,6 +157,11 @@ class SegmentCellsExecutor(Executor):
     totals = (Total("cells", "wsitui_cells_found_total", "Cells found by SEGMENT_CELLS jobs."),)
     outputs: ClassVar[Mapping[Output, str]] = {Output.CELLS: "cells.geojson"}
     dialog_fields = frozenset({DialogField.MODEL, DialogField.DEVICE})
+    summary_columns = SUMMARY_COLUMNS
+
+    @classmethod
+    def summary_fields(cls, manifest: Mapping[str, Any], results_dir: Path) -> dict[str, object]:
+        return summary_fields(manifest, results_dir)
 
     @classmethod
     def found_line(cls, manifest: Mapping[str, Any]) -> str:
