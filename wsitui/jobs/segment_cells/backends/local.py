@@ -397,7 +397,10 @@ class LocalBackend:
             return 1, None
         # The loaded model's own predict holds a lock (one call at a time); the same module
         # and post-processing kwargs are called without it here.
-        seg = DeviceSegmenter(loaded, "fp32", {"window_size": window} if window else None)
+        extra: dict[str, Any] = {"nuclear_check": getattr(params, "nuclear_check", "auto")}
+        if window:
+            extra["window_size"] = window
+        seg = DeviceSegmenter(loaded, "fp32", extra)
         model.runner = OomRetry(seg.predict, 1)
         per_tile = max(1, threads // inflight)
 
