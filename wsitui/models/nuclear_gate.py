@@ -12,7 +12,9 @@ a nucleus. So, per detection:
   a nucleus was seen in);
 - `h_ring`: mean haematoxylin OD of the background pixels within `RING_PX` of it, each
   background pixel given to its nearest detection (so a neighbour's pixels, or the other half
-  of a nucleus the model cut in two, are never "surroundings");
+  of a nucleus the model cut in two, are never "surroundings"); pixels stained by a chromogen
+  (DAB OD over `CHROMOGEN_OD`) are left out, since fixed H&E vectors read part of DAB as
+  haematoxylin (a pale nucleus in brown IHC cytoplasm would otherwise look empty);
 - kept when it is judged nuclear on three counts: its contrast `h_in - h_ring` is at least
   `MIN_CONTRAST` and at least `CONTRAST_FRACTION` of the tile's nuclear contrast (the
   `CONTRAST_QUANTILE` percentile of the contrasts of the tile's detections: scale-free, so pale
@@ -47,10 +49,12 @@ from skimage.color import rgb2hed
 MODES = ("auto", "off")
 RING_PX = 3  # the band judged "just outside": 1.5 µm at the models' 0.5 µm/px
 MIN_RING_PX = 6  # fewer surrounding pixels than this: not judged (kept)
-# Set on the generator's looks (held-out slides, `wsitui model eval`): the model's true nuclei
-# there have a contrast of 0.018 (pale look) to 0.11 OD over their band, its false detections
-# (collagen, cytoplasm, stroma) at most 0.012; true nuclei are >= 1.3x their band's OD, and a
-# tile's nuclei have contrasts of at least ~0.55x its 75th percentile.
+CHROMOGEN_OD = 0.05  # DAB OD of a band pixel that is not used (as jobs/segment_cells/domain.py)
+# Set on the generator's looks (held-out slides, `wsitui model eval`, shipped model): its true
+# nuclei there stand 0.018 (pale look) to 0.11 OD over their band, its false detections
+# (collagen, cytoplasm, stroma) at most 0.012, caught by the tile's contrast when over 0.008;
+# 98 % of true nuclei have >= 1.33x their band's OD (tumour look; all others >= 1.5x); a tile's
+# true nuclei have contrasts of at least ~0.55x its 75th percentile.
 MIN_CONTRAST = 0.008  # haematoxylin OD (rgb2hed units) over the band, whatever the tile
 RATIO = 1.2  # h_in >= RATIO * h_ring
 CONTRAST_FRACTION = 0.3  # ... and >= this share of the tile's nuclear contrast:
@@ -82,11 +86,6 @@ class Evidence:
         return (~judged | ok) & (self.h_in >= REF_FRACTION * self.reference)
 
 
-def haematoxylin(rgb: np.ndarray) -> np.ndarray:
-    """float32 (H, W) haematoxylin OD of uint8 RGB (fixed Ruifrok stain vectors)."""
-    return rgb2hed(rgb)[..., 0].astype(np.float32)
-
-
 def evidence(rgb: np.ndarray, labels: np.ndarray, ring_px: int = RING_PX) -> Evidence:
     """`Evidence` of every detection in `labels` (int (H, W), 0 background) on `rgb`."""
     lab = np.asarray(labels)
@@ -94,7 +93,8 @@ def evidence(rgb: np.ndarray, labels: np.ndarray, ring_px: int = RING_PX) -> Evi
     if n <= 0:
         z = np.zeros(0)
         return Evidence(np.zeros(0, np.int64), z, z, z)
-    h = haematoxylin(rgb)
+    hed = rgb2hed(rgb)  # fixed (Ruifrok) vectors: the same unmixing on every tile and slide
+    h = hed[..., 0]
     flat = lab.ravel().astype(np.int64)
     count = np.bincount(flat, minlength=n + 1)
     s_in = np.bincount(flat, weights=h.ravel(), minlength=n + 1)
@@ -102,6 +102,9 @@ def evidence(rgb: np.ndarray, labels: np.ndarray, ring_px: int = RING_PX) -> Evi
     # Each background pixel within ring_px of a detection belongs to the nearest one.
     dist, (iy, ix) = ndimage.distance_transform_edt(bg, return_indices=True)
     band = bg & (dist <= ring_px)
+    # Where a chromogen (DAB) stains the band, fixed H&E vectors read part of it as
+    # haematoxylin: such pixels are not surroundings (a pale nucleus in brown cytoplasm).
+    band &= hed[..., 2] <= CHROMOGEN_OD
     owner = lab[iy[band], ix[band]].astype(np.int64)
     r_count = np.bincount(owner, minlength=n + 1)
     s_ring = np.bincount(owner, weights=h[band], minlength=n + 1)
