@@ -56,3 +56,19 @@ def test_a_wrong_setting_is_refused_in_one_line():
     with pytest.raises(ValidationError, match="backend = 'local' only"):
         SegmentCellsParams(nuclear_check="off", backend="dask")
     assert SegmentCellsParams().nuclear_check == "auto"
+
+
+async def test_dask_workers_run_the_same_check_and_report_what_it_dropped(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("distributed")
+    from wsitui.slides.sample import write_sample_slide
+    from wsitui.slides.style import style_named
+
+    slide = tmp_path / "tumour.svs"
+    write_sample_slide(slide, size=(1024, 1024), seed=3, style=style_named("tumour"))
+    local = await _manifest(tmp_path / "local", slide)
+    dask = await _manifest(tmp_path / "dask", slide, backend="dask")
+    assert dask["backend"] == "dask" and dask["model"]["postprocess"]["nuclear_check"] == "auto"
+    assert dask["model"]["nuclear_check"] == local["model"]["nuclear_check"]
+    assert dask["model"]["nuclear_check"]["dropped"] > 0
+    assert dask["cells"] == local["cells"]
