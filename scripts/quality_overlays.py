@@ -2,9 +2,11 @@
 
     PYTHONPATH=. .venv/bin/python scripts/quality_overlays.py [MODEL] [--out screenshots]
 
-Writes `quality_<image>.png`: left the model's outlines (green), right the classical
-fallback's (yellow), on the same image at 0.5 µm/px; prints the real-image measures as JSON
-lines. The images are for checking, never for training (wsitui/models/real_images.py).
+Writes `quality_<image>.png`: left the model's outlines (green; in red, those its nuclear
+check dropped, `wsitui/models/nuclear_gate.py`), right the classical fallback's (yellow), on
+the same image at 0.5 µm/px; prints the real-image measures as JSON lines, for the model with
+its check (`nuclear_check: auto`), without it (`off`), and for the classical fallback. The
+images are for checking, never for training (wsitui/models/real_images.py).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -24,6 +27,29 @@ from wsitui.models.source import resolve
 
 IMAGES = ("he_target", "he_histo", "ihc")
 TILE = 256
+RED = (255, 40, 40)
+
+
+class Unchecked:
+    """The model without its nuclear check (what `nuclear_check = "off"` gives)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def predict(self, batch: np.ndarray, postprocess: dict[str, Any] | None = None) -> np.ndarray:
+        return self.model.predict(
+            batch, postprocess={**(postprocess or {}), "nuclear_check": "off"}
+        )
+
+
+def dropped(raw: np.ndarray, checked: np.ndarray) -> np.ndarray:
+    """The detections of `raw` that `checked` no longer has (mostly not covered by it)."""
+    n = int(raw.max()) + 1
+    covered = np.bincount(raw.ravel(), weights=(checked > 0).ravel(), minlength=n)
+    size = np.maximum(np.bincount(raw.ravel(), minlength=n), 1)
+    gone = covered / size < 0.5
+    gone[0] = False
+    return np.where(gone[raw], raw, 0)
 
 
 def main() -> int:
@@ -38,14 +64,17 @@ def main() -> int:
     for name in IMAGES:
         rgb = load_real(name)
         pred = segment_image(model, rgb, TILE, 64)
+        raw = segment_image(Unchecked(model), rgb, TILE, 64)
         base = segment_image(classical, rgb, TILE, 64)
-        print(json.dumps({"model": model.name, **real_measures(name, rgb, pred, base).as_dict()}))
+        for check, lab in (("auto", pred), ("off", raw)):
+            m = real_measures(name, rgb, lab, base).as_dict()
+            print(json.dumps({"model": model.name, "nuclear_check": check, **m}))
         print(json.dumps({"model": "classical", **real_measures(name, rgb, base, base).as_dict()}))
         c = min(args.crop, *rgb.shape[:2])
         sl = (slice(0, c), slice(0, c))
         pair = np.concatenate(
             [
-                overlay(rgb[sl], pred[sl], (0, 255, 0)),
+                overlay(overlay(rgb[sl], dropped(raw, pred)[sl], RED), pred[sl], (0, 255, 0)),
                 np.full((c, 4, 3), 255, np.uint8),
                 overlay(rgb[sl], base[sl], (255, 255, 0)),
             ],

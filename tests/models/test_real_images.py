@@ -13,14 +13,28 @@ from wsitui.models.evaluate import segment_image
 from wsitui.models.real_images import REAL_IMAGES, RealMeasures, load_real, real_measures
 
 IMAGES = (*REAL_IMAGES, "ihc")
-# Measured: low-H share 0.388 / 0.294 on the H&E images (goal of issue #24: under 0.10, not
-# met: these floors guard against getting worse; it is why the shipped model is not the
-# default). On IHC the classical reference picks DAB-darkened spots, so its percentile says
-# little there (measured 0.888); the IHC checks are the largest detection and DAB density.
-LOW_H_SHARE_MAX = {"he_target": 0.42, "he_histo": 0.33, "ihc": 0.92}
-DARK_RECALL_MIN = {"he_target": 0.95, "he_histo": 0.95, "ihc": 0.88}  # 1.0, 1.0, 0.921
+# Measured 2026-12-04 with the model layer's nuclear check (`nuclear_check = "auto"`, the
+# default; wsitui/models/nuclear_gate.py): low-H share 0.284 / 0.200 on the H&E images (0.388 /
+# 0.294 without the check). Goal of issue #24: under 0.10, not met: these floors guard against
+# getting worse; it is why the shipped model is not the default. On IHC the classical reference
+# picks DAB-darkened spots, so its percentile says little there (measured 0.865, 0.888 without
+# the check); the IHC checks are the largest detection and DAB density.
+LOW_H_SHARE_MAX = {"he_target": 0.30, "he_histo": 0.22, "ihc": 0.89}
+DARK_RECALL_MIN = {"he_target": 0.95, "he_histo": 0.95, "ihc": 0.9}  # 1.0, 1.0, 0.921
+# What the check removes, at least (measured: 140 of 729, 61 of 462, 66 of 400).
+CHECK_DROPS_MIN = {"he_target": 0.15, "he_histo": 0.1, "ihc": 0.1}
 IHC_MAX_AREA_UM2 = 200.0  # a 16-µm disc: nothing a nucleus of colon mucosa reaches
 IHC_DAB_PER_1000UM2_MAX = 1.5  # measured 0.94 (classical 1.12; the previous shipped model 6.9)
+
+
+class _Unchecked:
+    """The shipped model with `nuclear_check = "off"`."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return self.model.predict(batch, postprocess={"nuclear_check": "off"})
 
 
 def _measure(name: str, which: str) -> RealMeasures:
@@ -33,12 +47,24 @@ def _measure(name: str, which: str) -> RealMeasures:
     from wsitui.models.source import resolve
 
     model = load(resolve("shipped"), "cpu", cpu_threads=1)
+    if which == "unchecked":
+        model = _Unchecked(model)
     return real_measures(name, rgb, segment_image(model, rgb, 256, 64), classical)
 
 
 @pytest.fixture(scope="module")
 def shipped() -> dict[str, RealMeasures]:
     return {name: _measure(name, "shipped") for name in IMAGES}
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_the_nuclear_check_removes_low_haematoxylin_outlines_and_no_dark_nucleus(
+    shipped: dict[str, RealMeasures], name
+):
+    checked, raw = shipped[name], _measure(name, "unchecked")
+    assert checked.detections <= (1 - CHECK_DROPS_MIN[name]) * raw.detections, (checked, raw)
+    assert checked.low_h_share < raw.low_h_share
+    assert checked.dark_recall >= raw.dark_recall
 
 
 def test_the_real_images_are_there_and_real():

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from wsitui.models import nuclear_gate
 from wsitui.models.classical import ClassicalModel
 from wsitui.models.device import default_cpu_threads, pick_device, set_cpu_threads
 from wsitui.models.errors import ModelError
@@ -202,15 +204,32 @@ class TorchModel:
                 "TorchScript export taking (B, 3, H, W)?"
             ) from None
 
-    def predict(self, batch: np.ndarray, postprocess: dict[str, Any] | None = None) -> np.ndarray:
+    def predict(
+        self,
+        batch: np.ndarray,
+        postprocess: dict[str, Any] | None = None,
+        forward: Callable[[np.ndarray, dict[str, Any]], np.ndarray] | None = None,
+    ) -> np.ndarray:
         """uint8 (B, H, W, 3) RGB at `pixel_size` -> int32 (B, H, W) labels (0 background).
 
         `postprocess` (instanseg's own kwargs: seed_threshold, mask_threshold, peak_distance,
-        min_size, ...) overrides the defaults given at load, for this call."""
+        min_size, ...) overrides the defaults given at load, for this call; its `nuclear_check`
+        (`auto`, the default, or `off`) is wsitui's: detections without nuclear evidence are
+        dropped (`nuclear_gate.py`). `forward(batch, instanseg_kwargs)` -> labels replaces this
+        model's own forward pass (the GPU runner's, `jobs/segment_cells/accel.py`): every path
+        goes through here, so every path gets the same check."""
         if batch.ndim != 4 or batch.shape[3] != 3 or batch.dtype != np.uint8:
             raise ValueError(
                 f"predict needs uint8 (B, H, W, 3) RGB, got {batch.dtype} {batch.shape}"
             )
+        kwargs = {**self.postprocess, **(postprocess or {})}
+        mode = nuclear_gate.mode_of(kwargs.pop("nuclear_check", "auto"))
+        labels = (forward or self._forward)(batch, kwargs)
+        if mode == "off":
+            return labels
+        return nuclear_gate.check_batch(batch, labels)
+
+    def _forward(self, batch: np.ndarray, kwargs: dict[str, Any]) -> np.ndarray:
         torch = self._torch
         x = torch.from_numpy(normalize_batch(batch, self.normalization))
         with self._lock, torch.inference_mode():
@@ -218,7 +237,7 @@ class TorchModel:
                 x = x.to(self.device)
                 if self.device != "cpu":
                     x = x.contiguous(memory_format=torch.channels_last)
-                out = self._module(x, **{**self.postprocess, **(postprocess or {})})
+                out = self._module(x, **kwargs)
             except Exception as exc:
                 if _is_oom(exc):
                     if self.device.startswith("cuda"):
@@ -247,7 +266,7 @@ class TorchModel:
             "precision": self.precision,
             "cpu_threads": self.threads,
             "normalization": self.normalization,
-            "postprocess": dict(self.postprocess),
+            "postprocess": {"nuclear_check": "auto", **self.postprocess},
             "fallback_reason": "",
         }
 

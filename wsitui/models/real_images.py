@@ -11,6 +11,9 @@ licences), all used at the models' 0.5 µm/px:
   which at 0.5 µm/px is 10 × 4 µm and 10 × 2.5 µm, as in colonic mucosa: taken as 0.5 µm/px.
   (Wrapping it as 2048² at 0.6 µm/px, as a 4× upsample, would make nuclei 48 µm long.)
 
+An InstanSeg model is measured as a job runs it: with its nuclear check (`nuclear_check =
+"auto"`, wsitui/models/nuclear_gate.py); `scripts/quality_overlays.py` prints it without too.
+
 Measures (`real_measures`), with no truth, against the classical fallback on the same image:
 - `low_h_share`: share of detections whose mean haematoxylin OD (skimage `rgb2hed`) is below
   the 5th percentile of the classical fallback's detections: outlines on collagen, cytoplasm,

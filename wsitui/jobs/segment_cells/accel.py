@@ -16,6 +16,7 @@ a device count), so it is tested on CPU (tests/cells/test_accel.py); the CUDA ca
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import threading
 from collections.abc import Callable
@@ -316,7 +317,8 @@ class DeviceSegmenter:
         # The bare TorchScript module: the model layer's own predict copies from pageable memory
         # and has no precision setting. (A later hunk in wsitui/models/loaded.py could expose it.)
         self._module = model._module
-        self._postprocess = {**(getattr(model, "postprocess", {}) or {}), **(postprocess or {})}
+        self._extra = dict(postprocess or {})  # this job's, over the model's own defaults
+        self._postprocess = {**(getattr(model, "postprocess", {}) or {}), **self._extra}
         self._normalization = getattr(model, "normalization", "percentile")
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -327,6 +329,17 @@ class DeviceSegmenter:
         return self._torch.autocast(device_type=kind, dtype=dtype)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Through the model's own `predict` (its input checks and its nuclear check, the same
+        on every path), with this runner's forward pass."""
+        if hasattr(self.model, "_forward"):
+            return np.asarray(
+                self.model.predict(batch, postprocess=self._extra, forward=self._forward)
+            )
+        kwargs = dict(self._postprocess)
+        kwargs.pop("nuclear_check", None)
+        return self._forward(batch, kwargs)
+
+    def _forward(self, batch: np.ndarray, kwargs: dict[str, Any]) -> np.ndarray:
         from wsitui.models.normalize import normalize_batch
 
         torch = self._torch
@@ -337,7 +350,7 @@ class DeviceSegmenter:
                     x = x.pin_memory().to(self.device, non_blocking=True)
                     x = x.contiguous(memory_format=torch.channels_last)
                 with self._autocast():
-                    out = self._module(x, **self._postprocess)
+                    out = self._module(x, **kwargs)
                 labels = out[:, 0].float().to("cpu").numpy()
             except Exception as exc:
                 if is_oom(exc):
@@ -366,6 +379,7 @@ class Accelerated:
     memory: dict[str, int] = field(default_factory=dict)
     pinned: bool = False
     window_size: int | None = None  # instanseg's, when set smaller than the model's default
+    nuclear_check: str = "auto"  # the model layer's nuclear-evidence check (InstanSeg only)
 
     @property
     def pixel_size(self) -> float:
@@ -394,6 +408,12 @@ class Accelerated:
         )
         if self.window_size is not None:
             info["window_size"] = self.window_size
+        if not self.model.is_classical:
+            post = info.get("postprocess")
+            info["postprocess"] = {
+                **(post if isinstance(post, dict) else {}),
+                "nuclear_check": self.nuclear_check,
+            }
         if self.precision.agreement_f1 is not None:
             info["precision_agreement_f1"] = round(self.precision.agreement_f1, 5)
         if self.memory:
@@ -411,23 +431,39 @@ def accelerate(
     window_size: int | None = None,
     memory: Callable[[str], CudaMemory] = TorchCudaMemory,
     batches_in_flight: int = 1,
+    nuclear_check: str = "auto",
 ) -> Accelerated:
     """Settle precision and batch size for one job. On CPU with `auto`/`fp32` the model's own
     predict runs unchanged; on CUDA (or a requested lower precision) `DeviceSegmenter` runs.
     `probe()` -> the job's first tiles (uint8 (N, H, W, 3)), read only when a check needs them;
     `window_size` (see `window_for`) is passed to instanseg's post-processing;
     `batches_in_flight`: batches the pipeline keeps on the device at once (`auto` batch size
-    fits that many in free memory)."""
+    fits that many in free memory); `nuclear_check` (`auto` | `off`): the model layer's check
+    of each detection's nuclear evidence (`wsitui/models/nuclear_gate.py`), InstanSeg only."""
     device = str(model.device)
     on_cuda = device.startswith("cuda")
     if model.is_classical or (not on_cuda and precision in ("auto", "fp32")):
         choice = PrecisionChoice("fp32", "classical" if model.is_classical else f"{device}: fp32")
         batch = default_batch if batch_size == "auto" else int(batch_size)
-        if model.is_classical or window_size is None:
+        if model.is_classical:
             return Accelerated(model, OomRetry(model.predict, batch), choice, batch)
-        predict = partial(model.predict, postprocess={"window_size": window_size})
-        return Accelerated(model, OomRetry(predict, batch), choice, batch, window_size=window_size)
-    extra = {"window_size": window_size} if window_size is not None else {}
+        cpu_extra: dict[str, Any] = {}  # `auto` is the model's own default: nothing to add
+        if nuclear_check != "auto":
+            cpu_extra["nuclear_check"] = nuclear_check
+        if window_size is not None:
+            cpu_extra["window_size"] = window_size
+        predict = _with_postprocess(model, cpu_extra) if cpu_extra else model.predict
+        return Accelerated(
+            model,
+            OomRetry(predict, batch),
+            choice,
+            batch,
+            window_size=window_size,
+            nuclear_check=nuclear_check,
+        )
+    extra: dict[str, Any] = {"nuclear_check": nuclear_check}
+    if window_size is not None:
+        extra["window_size"] = window_size
     tiles: list[np.ndarray] = []
 
     def probe_tiles() -> np.ndarray:
@@ -459,7 +495,18 @@ def accelerate(
     else:
         batch = default_batch
     runner_ = OomRetry(seg.predict, batch, seg.empty_cache)
-    return Accelerated(model, runner_, choice, batch, mem, seg.pinned, window_size)
+    return Accelerated(
+        model, runner_, choice, batch, mem, seg.pinned, window_size, nuclear_check=nuclear_check
+    )
+
+
+def _with_postprocess(model: Any, extra: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
+    """`model.predict` with `extra` post-processing, when it takes any (a test double may not)."""
+    try:
+        takes = "postprocess" in inspect.signature(model.predict).parameters
+    except (TypeError, ValueError):
+        takes = False
+    return partial(model.predict, postprocess=extra) if takes else model.predict  # type: ignore[no-any-return]
 
 
 def first_tiles(reader: SlideReader, plan: CellPlan, n: int = PROBE_TILES) -> np.ndarray:

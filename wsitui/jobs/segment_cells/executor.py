@@ -415,15 +415,36 @@ class _CellSegmentation:
             core_um2=(plan.geometry.tile_size * plan.scale * mpp.mpp) ** 2,
         )
 
+        nuclear = [0, 0, 0]  # tiles with counts, detections, dropped by the nuclear check
+
         def checked(records: Any) -> Any:
             for tile_key, rec in records:
                 domain.add(tile_key, rec)
+                if len(rec.info) >= 4:
+                    nuclear[0] += 1
+                    nuclear[1] += int(rec.info[2])
+                    nuclear[2] += int(rec.info[3])
                 yield tile_key, rec
 
         keep = settle_seams(checked(self._records(plan, shards)))
         for message in domain.warnings():
             self.warn(message, domain.short())
         t = self._timed("merge", t)
+        model_info = dict(tile_run.model)
+        if not model.is_classical:
+            post = model_info.get("postprocess")
+            model_info["postprocess"] = {
+                **(post if isinstance(post, dict) else {}),
+                "nuclear_check": params.nuclear_check,
+            }
+            # Counted per tile as segmented (a cell in a tile overlap is counted by each tile
+            # that saw it); tiles reused from shards written before the check have no count.
+            model_info["nuclear_check"] = {
+                "mode": params.nuclear_check,
+                "tiles": nuclear[0],
+                "detections": nuclear[1],
+                "dropped": nuclear[2],
+            }
 
         ctx.check_cancel()
         self.stage("writing outputs")
@@ -478,7 +499,7 @@ class _CellSegmentation:
             timings=self.timings,
             versions=library_versions(),
             warnings=self.warnings,
-            model=tile_run.model,
+            model=model_info,
             tiles=TilesMeta(
                 tile_size=params.tile_size,
                 overlap=plan.overlap,
@@ -546,6 +567,7 @@ class _CellSegmentation:
             "band": plan.band,
             "min_area_um2": self.params.min_area_um2,
             "max_nucleus_um": self.params.max_nucleus_um,
+            "nuclear_check": self.params.nuclear_check,
         }
 
     def _records(self, plan: CellPlan, shards: ShardStore) -> Any:

@@ -52,6 +52,11 @@ class SegmentCellsParams(BaseModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         default="auto", description="auto: bf16 on CUDA when its cells agree with fp32's, else fp32"
     )
+    nuclear_check: Literal["auto", "off"] = Field(
+        default="auto",
+        description="auto: an InstanSeg model's detections not darker in haematoxylin than "
+        "their surroundings are dropped (wsitui/models/nuclear_gate.py); off: kept",
+    )
     assumed_mpp: float = Field(default=0.5, gt=0, description="µm/px for slides without one")
     min_area_um2: float = Field(default=6.0, ge=0, description="smaller instances are dropped")
     tissue: Literal["auto", "all"] = Field(
@@ -102,6 +107,13 @@ class SegmentCellsParams(BaseModel):
             raise ValueError(
                 "scheduler_address is set but backend is 'local': set backend = 'dask' or "
                 "remove scheduler_address"
+            )
+        if self.nuclear_check == "off" and self.backend == "dask":
+            # The Dask backend does not hand this setting to its workers (yet): refused rather
+            # than a manifest saying "off" over cells that were checked.
+            raise ValueError(
+                "nuclear_check = 'off' runs on backend = 'local' only: use the local backend "
+                "or nuclear_check = 'auto'"
             )
         return self
 

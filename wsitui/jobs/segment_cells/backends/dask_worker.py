@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from distributed import get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -38,6 +39,7 @@ from wsitui.jobs.segment_cells.domain import out_of_domain
 from wsitui.jobs.segment_cells.malloc import tune_malloc
 from wsitui.jobs.segment_cells.plan import CellPlan
 from wsitui.jobs.segment_cells.source import read_tile
+from wsitui.models import nuclear_gate
 from wsitui.models.errors import ModelError
 from wsitui.models.source import ModelSource
 from wsitui.slides.reader import SlideReader, open_slide
@@ -235,12 +237,15 @@ def segment_tile(
     began = time.perf_counter()
     odd = out_of_domain(image.chromogen)
     # As the local backend runs it (accel.accelerate): instanseg's window for the job's nuclei.
-    if postprocess and not model.is_classical:
-        labels = model.predict(image.rgb[None], postprocess=postprocess)[0]
-    else:
-        labels = model.predict(image.rgb[None])[0]
+    with nuclear_gate.tally() as counts:  # the model layer's nuclear check, for the manifest
+        if postprocess and not model.is_classical:
+            labels = model.predict(image.rgb[None], postprocess=postprocess)[0]
+        else:
+            labels = model.predict(image.rgb[None])[0]
     infer = time.perf_counter() - began
     rec = records(labels, image, plan, min_area_px)
+    if len(counts) == 1:  # (detections, dropped) in the shard, as the local backend does
+        rec.info = np.concatenate([rec.info[:2], np.asarray(counts[0], float)])
     data = rec.to_bytes()
     post = time.perf_counter() - began - infer
     threads = torch_threads() if not model.is_classical and model.device == "cpu" else 0

@@ -47,6 +47,7 @@ from wsitui.jobs.segment_cells.malloc import tune_malloc
 from wsitui.jobs.segment_cells.memory import read_window
 from wsitui.jobs.segment_cells.plan import CellPlan
 from wsitui.jobs.segment_cells.source import Prefetcher, TileImage
+from wsitui.models import nuclear_gate
 from wsitui.slides.reader import SlideReader
 
 log = logging.getLogger(__name__)
@@ -122,9 +123,15 @@ def run_tiles(
                     log.warning("tracing processes failed; tracing on threads instead")
         return traced(labels, image.tile, valid, image.chromogen, geometry)
 
+    checked: dict[int, tuple[int, int]] = {}  # id(image) -> nuclear check (detections, dropped)
+
     def post(image: TileImage, labels: np.ndarray) -> None:
         began = time.perf_counter()
         rec = trace(image, labels)
+        with lock:
+            counts = checked.pop(id(image), None)
+        if counts is not None:  # the model's nuclear check counts go in the shard (info[2:4])
+            rec.info = np.concatenate([rec.info[:2], np.asarray(counts, float)])
         if on_labels is not None:
             on_labels(image.tile, labels[: image.h, : image.w])
         shards.put_bytes(shard_key(image.tile), rec.to_bytes())
@@ -148,8 +155,14 @@ def run_tiles(
                 if not idx:
                     continue
                 x = np.stack([batch[i].rgb for i in idx])
-                for i, lab in zip(idx, predictor(model, tight)(x), strict=True):
+                with nuclear_gate.tally() as counts:
+                    out = predictor(model, tight)(x)
+                for i, lab in zip(idx, out, strict=True):
                     labels[i] = lab
+                if len(counts) == len(idx):  # one (detections, dropped) per tile, in order
+                    with lock:
+                        for i, c in zip(idx, counts, strict=True):
+                            checked[id(batch[i])] = c
         timings.add("infer", time.perf_counter() - began)
         return labels
 
@@ -315,6 +328,7 @@ class LocalBackend:
             probe=lambda: first_tiles(reader, plan),
             window_size=window,
             batches_in_flight=shape.inflight,
+            nuclear_check=getattr(params, "nuclear_check", "auto"),
         )
         inflight, init = self._tiles_in_flight(model, window)
         if on_gpu:
@@ -383,7 +397,10 @@ class LocalBackend:
             return 1, None
         # The loaded model's own predict holds a lock (one call at a time); the same module
         # and post-processing kwargs are called without it here.
-        seg = DeviceSegmenter(loaded, "fp32", {"window_size": window} if window else None)
+        extra: dict[str, Any] = {"nuclear_check": getattr(params, "nuclear_check", "auto")}
+        if window:
+            extra["window_size"] = window
+        seg = DeviceSegmenter(loaded, "fp32", extra)
         model.runner = OomRetry(seg.predict, 1)
         per_tile = max(1, threads // inflight)
 

@@ -1,0 +1,74 @@
+"""SEGMENT_CELLS with the nuclear-evidence check (wsitui/models/nuclear_gate.py): on by default
+for an InstanSeg model, off on request, recorded in the manifest with what it dropped; its
+param refused in one line when wrong."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+import pytest
+from pydantic import ValidationError
+
+from tests.cells.specs import mask_and_cells
+from wsitui.core.engine import Engine
+from wsitui.core.records import JobState
+from wsitui.jobs.segment_cells.executor import SegmentCellsExecutor
+from wsitui.jobs.segment_cells.params import SegmentCellsParams
+from wsitui.jobs.tissue_mask.executor import TissueMaskExecutor
+
+pytestmark = pytest.mark.anyio
+
+
+async def _manifest(data: Path, slide: Path, **params: object) -> dict:
+    async with Engine(data, [TissueMaskExecutor(), SegmentCellsExecutor()]) as engine:
+        w = engine.submit("t", mask_and_cells(slide, model="shipped", tile_size=512, **params))
+        with anyio.fail_after(300):
+            await engine.wait_idle()
+        job = engine._jobs[w.jobs[1].id]
+        assert job.state is JobState.SUCCEEDED, job.error
+        return json.loads((engine.results_dir(job) / "manifest.json").read_text())
+
+
+async def test_the_check_is_on_by_default_recorded_and_off_on_request(tmp_path):
+    pytest.importorskip("torch")
+    from wsitui.slides.sample import write_sample_slide
+    from wsitui.slides.style import style_named
+
+    slide = tmp_path / "tumour.svs"  # cytoplasm rings the shipped model outlines
+    write_sample_slide(slide, size=(1024, 1024), seed=3, style=style_named("tumour"))
+    on = await _manifest(tmp_path / "on", slide)
+    off = await _manifest(tmp_path / "off", slide, nuclear_check="off")
+    check = on["model"]["nuclear_check"]
+    assert on["params"]["nuclear_check"] == "auto"
+    assert on["model"]["postprocess"]["nuclear_check"] == "auto"
+    assert check["mode"] == "auto" and check["tiles"] == on["tiles"]["processed"] > 0
+    assert 0 < check["dropped"] < check["detections"]
+    assert off["model"]["postprocess"]["nuclear_check"] == "off"
+    assert off["model"]["nuclear_check"]["dropped"] == 0
+    assert off["cells"] > on["cells"]
+
+
+def test_a_wrong_setting_is_refused_in_one_line():
+    with pytest.raises(ValidationError, match="nuclear_check"):
+        SegmentCellsParams(nuclear_check="on")
+    with pytest.raises(ValidationError, match="backend = 'local' only"):
+        SegmentCellsParams(nuclear_check="off", backend="dask")
+    assert SegmentCellsParams().nuclear_check == "auto"
+
+
+async def test_dask_workers_run_the_same_check_and_report_what_it_dropped(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("distributed")
+    from wsitui.slides.sample import write_sample_slide
+    from wsitui.slides.style import style_named
+
+    slide = tmp_path / "tumour.svs"
+    write_sample_slide(slide, size=(1024, 1024), seed=3, style=style_named("tumour"))
+    local = await _manifest(tmp_path / "local", slide)
+    dask = await _manifest(tmp_path / "dask", slide, backend="dask")
+    assert dask["backend"] == "dask" and dask["model"]["postprocess"]["nuclear_check"] == "auto"
+    assert dask["model"]["nuclear_check"] == local["model"]["nuclear_check"]
+    assert dask["model"]["nuclear_check"]["dropped"] > 0
+    assert dask["cells"] == local["cells"]

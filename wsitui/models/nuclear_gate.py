@@ -1,0 +1,178 @@
+"""The nuclear-evidence check: an InstanSeg detection is kept only if it is darker in
+haematoxylin than its immediate surroundings.
+
+A nucleus binds haematoxylin: whatever the slide's stain strength, a nucleus (a pale one on pale
+tissue included) has a higher haematoxylin optical density than the thin band of tissue just
+outside it. Outlines a model draws on collagen, cytoplasm, stroma, eosin or DAB do not: their
+haematoxylin OD is that of their surroundings, or lower when they are a ring of cytoplasm around
+a nucleus. So, per detection:
+
+- `h_in`: mean haematoxylin OD of its pixels (colour deconvolution with fixed stain vectors,
+  skimage `rgb2hed`; the same for every tile and slide, so a verdict never depends on which tile
+  a nucleus was seen in);
+- `h_ring`: mean haematoxylin OD of the background pixels within `RING_PX` of it, each
+  background pixel given to its nearest detection (so a neighbour's pixels, or the other half
+  of a nucleus the model cut in two, are never "surroundings"); pixels stained by a chromogen
+  (DAB OD over `CHROMOGEN_OD`) are left out, since fixed H&E vectors read part of DAB as
+  haematoxylin (a pale nucleus in brown IHC cytoplasm would otherwise look empty);
+- kept when it is judged nuclear on three counts: its contrast `h_in - h_ring` is at least
+  `MIN_CONTRAST` and at least `CONTRAST_FRACTION` of the tile's nuclear contrast (the
+  `CONTRAST_QUANTILE` percentile of the contrasts of the tile's detections: scale-free, so pale
+  nuclei on a pale slide pass as dark ones on a dark slide); `h_in >= RATIO * h_ring`; and
+  `h_in` reaches `REF_FRACTION` of the tile's haematoxylin Otsu level (the split between what
+  binds haematoxylin in that tile and what does not). A detection with fewer than `MIN_RING_PX`
+  surrounding pixels (packed among other detections) passes the contrast counts: there is no
+  evidence against it.
+
+Seams: the per-detection evidence is local (a nucleus whole in two overlapping tiles has the
+same pixels and band in both) and the stain vectors are fixed; the two tile references come from
+a whole model tile (672 px by default, hundreds of nuclei), so neighbouring tiles agree unless a
+detection sits right at the limit. Then the seam merge (`jobs/segment_cells/merge.py`) still
+keeps exactly one record or none: a nucleus is never doubled by the check. Pure
+numpy/scipy/skimage; applied by the model layer (`wsitui/models/loaded.py`) to every InstanSeg
+model's output, never to the classical fallback (which segments haematoxylin to begin with).
+The constants were set on the generator's looks (wsitui.slides.style, held-out slides), never on
+the real check images (wsitui/models/real_images.py), which are for checking.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage.color import rgb2hed
+
+MODES = ("auto", "off")
+RING_PX = 3  # the band judged "just outside": 1.5 µm at the models' 0.5 µm/px
+MIN_RING_PX = 6  # fewer surrounding pixels than this: not judged (kept)
+CHROMOGEN_OD = 0.05  # DAB OD of a band pixel that is not used (as jobs/segment_cells/domain.py)
+# Set on the generator's looks (held-out slides, `wsitui model eval`, shipped model): its true
+# nuclei there stand 0.018 (pale look) to 0.11 OD over their band, its false detections
+# (collagen, cytoplasm, stroma) at most 0.012, caught by the tile's contrast when over 0.008;
+# 98 % of true nuclei have >= 1.33x their band's OD (tumour look; all others >= 1.5x); a tile's
+# true nuclei have contrasts of at least ~0.55x its 75th percentile.
+MIN_CONTRAST = 0.008  # haematoxylin OD (rgb2hed units) over the band, whatever the tile
+RATIO = 1.2  # h_in >= RATIO * h_ring
+CONTRAST_FRACTION = 0.3  # ... and >= this share of the tile's nuclear contrast:
+CONTRAST_QUANTILE = 75.0  # that percentile of its judged detections' contrasts
+MIN_REFERENCE_DETECTIONS = 5  # a tile with fewer judged detections has no such reference
+REF_FRACTION = 0.8  # h_in >= this share of the tile's haematoxylin Otsu level
+REF_SMOOTH_PX = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Per detection of one label image (ids ascending)."""
+
+    ids: np.ndarray
+    h_in: np.ndarray
+    h_ring: np.ndarray
+    ring_px: np.ndarray
+    reference: float = 0.0
+
+    def nuclear(self) -> np.ndarray:
+        """Which detections show nuclear evidence (bool over `ids`)."""
+        judged = self.ring_px >= MIN_RING_PX
+        d = self.h_in - self.h_ring
+        floor = MIN_CONTRAST
+        if np.count_nonzero(judged) >= MIN_REFERENCE_DETECTIONS:
+            tile_contrast = float(np.percentile(d[judged], CONTRAST_QUANTILE))
+            floor = max(floor, CONTRAST_FRACTION * tile_contrast)
+        ok = (d >= floor) & (self.h_in >= RATIO * self.h_ring)
+        return (~judged | ok) & (self.h_in >= REF_FRACTION * self.reference)
+
+
+def evidence(rgb: np.ndarray, labels: np.ndarray, ring_px: int = RING_PX) -> Evidence:
+    """`Evidence` of every detection in `labels` (int (H, W), 0 background) on `rgb`."""
+    lab = np.asarray(labels)
+    n = int(lab.max()) if lab.size else 0
+    if n <= 0:
+        z = np.zeros(0)
+        return Evidence(np.zeros(0, np.int64), z, z, z)
+    hed = rgb2hed(rgb)  # fixed (Ruifrok) vectors: the same unmixing on every tile and slide
+    h = hed[..., 0]
+    flat = lab.ravel().astype(np.int64)
+    count = np.bincount(flat, minlength=n + 1)
+    s_in = np.bincount(flat, weights=h.ravel(), minlength=n + 1)
+    bg = lab == 0
+    # Each background pixel within ring_px of a detection belongs to the nearest one.
+    dist, (iy, ix) = ndimage.distance_transform_edt(bg, return_indices=True)
+    band = bg & (dist <= ring_px)
+    # Where a chromogen (DAB) stains the band, fixed H&E vectors read part of it as
+    # haematoxylin: such pixels are not surroundings (a pale nucleus in brown cytoplasm).
+    band &= hed[..., 2] <= CHROMOGEN_OD
+    owner = lab[iy[band], ix[band]].astype(np.int64)
+    r_count = np.bincount(owner, minlength=n + 1)
+    s_ring = np.bincount(owner, weights=h[band], minlength=n + 1)
+    ids = np.nonzero(count[1:])[0] + 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        h_in = s_in[ids] / count[ids]
+        h_ring = np.where(r_count[ids] > 0, s_ring[ids] / np.maximum(r_count[ids], 1), 0.0)
+    return Evidence(ids, h_in, h_ring, r_count[ids].astype(np.float64), reference(h))
+
+
+def reference(h: np.ndarray) -> float:
+    """The tile's nuclear haematoxylin level: Otsu's split of its smoothed haematoxylin OD."""
+    from skimage.filters import threshold_otsu
+
+    hs = ndimage.gaussian_filter(h, REF_SMOOTH_PX)
+    try:
+        return float(threshold_otsu(hs))
+    except ValueError:
+        return 0.0
+
+
+def check(rgb: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """(`labels` without the detections lacking nuclear evidence, detections, dropped)."""
+    ev = evidence(rgb, labels)
+    if not ev.ids.size:
+        return labels, 0, 0
+    keep = ev.nuclear()
+    dropped = int(np.count_nonzero(~keep))
+    if not dropped:
+        return labels, int(ev.ids.size), 0
+    lut = np.zeros(int(labels.max()) + 1, labels.dtype)
+    lut[ev.ids[keep]] = ev.ids[keep]
+    return lut[labels], int(ev.ids.size), dropped
+
+
+# ---- counting, for the job's manifest ----------------------------------------------------------
+_TALLY: contextvars.ContextVar[list[tuple[int, int]] | None] = contextvars.ContextVar(
+    "wsitui_nuclear_tally", default=None
+)
+
+
+@contextmanager
+def tally() -> Iterator[list[tuple[int, int]]]:
+    """Within it (on this thread), every checked tile appends (detections, dropped) to the list
+    yielded, in order: the backends put each tile's count in its shard."""
+    out: list[tuple[int, int]] = []
+    token = _TALLY.set(out)
+    try:
+        yield out
+    finally:
+        _TALLY.reset(token)
+
+
+def check_batch(batch: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """`check` on each tile of uint8 (B, H, W, 3) / int (B, H, W); counted into any `tally`."""
+    out = np.empty_like(labels)
+    counts = []
+    for i in range(len(batch)):
+        out[i], n, dropped = check(batch[i], labels[i])
+        counts.append((n, dropped))
+    sink = _TALLY.get()
+    if sink is not None:
+        sink.extend(counts)
+    return out
+
+
+def mode_of(value: object) -> str:
+    """A `nuclear_check` setting, checked: ValueError in one line naming the choices."""
+    if value not in MODES:
+        raise ValueError(f"nuclear_check {value!r} is unknown: use 'auto' or 'off'")
+    return str(value)
