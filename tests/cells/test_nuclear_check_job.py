@@ -53,8 +53,6 @@ async def test_the_check_is_on_by_default_recorded_and_off_on_request(tmp_path):
 def test_a_wrong_setting_is_refused_in_one_line():
     with pytest.raises(ValidationError, match="nuclear_check"):
         SegmentCellsParams(nuclear_check="on")
-    with pytest.raises(ValidationError, match="backend = 'local' only"):
-        SegmentCellsParams(nuclear_check="off", backend="dask")
     assert SegmentCellsParams().nuclear_check == "auto"
 
 
@@ -72,3 +70,7 @@ async def test_dask_workers_run_the_same_check_and_report_what_it_dropped(tmp_pa
     assert dask["model"]["nuclear_check"] == local["model"]["nuclear_check"]
     assert dask["model"]["nuclear_check"]["dropped"] > 0
     assert dask["cells"] == local["cells"]
+    off = await _manifest(tmp_path / "off", slide, backend="dask", nuclear_check="off")
+    assert off["model"]["postprocess"]["nuclear_check"] == "off"
+    assert off["model"]["nuclear_check"]["dropped"] == 0
+    assert off["cells"] > dask["cells"]

@@ -108,13 +108,6 @@ class SegmentCellsParams(BaseModel):
                 "scheduler_address is set but backend is 'local': set backend = 'dask' or "
                 "remove scheduler_address"
             )
-        if self.nuclear_check == "off" and self.backend == "dask":
-            # The Dask backend does not hand this setting to its workers (yet): refused rather
-            # than a manifest saying "off" over cells that were checked.
-            raise ValueError(
-                "nuclear_check = 'off' runs on backend = 'local' only: use the local backend "
-                "or nuclear_check = 'auto'"
-            )
         return self
 
 

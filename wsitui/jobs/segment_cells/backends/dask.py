@@ -653,6 +653,11 @@ class DaskBackend:
             window = window_size(
                 model.info.get("default_window_size"), params.max_nucleus_um, plan.model_px
             )
+        postprocess: dict[str, Any] = {}  # instanseg's kwargs and wsitui's nuclear check
+        if window is not None:
+            postprocess["window_size"] = window
+        if params.nuclear_check != "auto":
+            postprocess["nuclear_check"] = params.nuclear_check
         run = self.clusters.run_tiles(
             params.scheduler_address,
             slide=str(reader.path),
@@ -665,7 +670,7 @@ class DaskBackend:
             check_cancel=check_cancel,
             set_stage=self.set_stage,
             sha256="" if model.is_classical else model.sha256,
-            postprocess={"window_size": window} if window is not None else None,
+            postprocess=postprocess or None,
         )
         t = run.timings
         info = dict(model.manifest())
