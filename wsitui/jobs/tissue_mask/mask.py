@@ -640,7 +640,7 @@ FINE_PAD_PX = 8  # mask px of context around a block (the tissue level's reach)
 FINE_BLUR_UM = 1.0  # the fine density is Gaussian-smoothed over this (µm, sigma)
 FINE_DEEP_PX = 2  # the tissue level: density of the coarse mask this many mask px inside ...
 FINE_LEVEL_UM = 24.0  # ... Gaussian-weighted over this (µm, sigma)
-FINE_OPEN_PX = 5  # fine px: darker spots narrower than this (nuclei) do not set the level
+FINE_OPEN_UM = 10.0  # darker spots narrower than this (nuclei) do not set the tissue level
 FINE_EDGE_FRACTION = 0.55  # the edge: where the density is this share of the tissue level
 
 
@@ -713,6 +713,7 @@ def refine_fine(
     lds = reader.level_downsamples[level]
     lw, lh = reader.level_dimensions[level]
     blur = FINE_BLUR_UM / (fdx * plan.mpp0)
+    opening = round(FINE_OPEN_UM / (fdx * plan.mpp0))
     spread = FINE_LEVEL_UM / (plan.downsample[0] * plan.mpp0)  # in mask px
     b, p = FINE_BLOCK_PX, FINE_PAD_PX
     luma = np.array([0.299, 0.587, 0.114], np.float32)
@@ -751,9 +752,9 @@ def refine_fine(
             glass_f = np.repeat(np.repeat(np.maximum(glass_c, 1.0), f, 0), f, 1)
             od = np.log10(glass_f / np.maximum(grey, 1.0))
             smooth = ndimage.gaussian_filter(od, blur)
-            # The tissue level, at mask px: nuclei (dark spots under FINE_OPEN_PX) opened
+            # The tissue level, at mask px: nuclei (dark spots under FINE_OPEN_UM) opened
             # away, averaged over each mask px, Gaussian-weighted over the deep px around.
-            base = ndimage.grey_opening(smooth, size=FINE_OPEN_PX) if FINE_OPEN_PX > 1 else smooth
+            base = ndimage.grey_opening(smooth, size=opening) if opening > 1 else smooth
             base_c = base.reshape(pr1 - pr0, f, pc1 - pc0, f).mean(axis=(1, 3))
             dp = deep[pr0:pr1, pc0:pc1]
             weight = ndimage.gaussian_filter(dp.astype(np.float32), spread)
