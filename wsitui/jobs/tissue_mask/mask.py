@@ -683,6 +683,7 @@ def refine_fine(
     mask: np.ndarray,
     glass_blocks: np.ndarray,
     dropped: np.ndarray,
+    band: np.ndarray,
     f: int,
     min_hole_um2: float,
     check_cancel: Callable[[], None] | None = None,
@@ -701,7 +702,6 @@ def refine_fine(
     across the edge) where it is half there. What the coarse mask dropped as dust, specks or
     ink is never added back; holes under min_hole_um2 are filled again.
     """
-    band = fine_band(mask, (plan.downsample[0] * plan.mpp0, plan.downsample[1] * plan.mpp0))
     h, w = mask.shape
     fine = np.repeat(np.repeat(mask, f, axis=0), f, axis=1)
     if not band.any():
@@ -717,11 +717,13 @@ def refine_fine(
     spread = FINE_LEVEL_UM / (plan.downsample[0] * plan.mpp0)  # in mask px
     b, p = FINE_BLOCK_PX, FINE_PAD_PX
     luma = np.array([0.299, 0.587, 0.114], np.float32)
+    done = np.zeros((-(-h // b), -(-w // b)), bool)
     for r0 in range(0, h, b):
         for c0 in range(0, w, b):
             r1, c1 = min(h, r0 + b), min(w, c0 + b)
             if not band[r0:r1, c0:c1].any():
                 continue
+            done[r0 // b, c0 // b] = True
             if check_cancel is not None:
                 check_cancel()
             pr0, pr1, pc0, pc1 = max(0, r0 - p), min(h, r1 + p), max(0, c0 - p), min(w, c1 + p)
@@ -734,7 +736,10 @@ def refine_fine(
             region = reader.read_region(
                 (round(rx0 * lds), round(ry0 * lds)), level, (rx1 - rx0, ry1 - ry0)
             )
-            if region.shape[:2] != (fh, fw):
+            k = (rx1 - rx0) / fw
+            if region.shape[:2] == (fh * k, fw * k) and k.is_integer() and k > 1:
+                region = np.asarray(Image.fromarray(region).reduce(int(k)))  # exact box means
+            elif region.shape[:2] != (fh, fw):
                 box = (sx0 - rx0, sy0 - ry0, sx1 - rx0, sy1 - ry0)
                 region = np.asarray(
                     Image.fromarray(region).resize((fw, fh), Image.Resampling.BOX, box=box)
@@ -773,8 +778,30 @@ def refine_fine(
             sel &= ~np.repeat(np.repeat(banned[r0:r1, c0:c1], f, 0), f, 1)
             view = fine[r0 * f : r1 * f, c0 * f : c1 * f]
             view[sel] = cut[ir0:ir1, ic0:ic1][sel]
+    # Specks the cut left and holes it made, looked for only around the refined blocks (with
+    # a block of untouched mask around them: the rest is the coarse mask, already clean).
     area = fdx * fdy * plan.mpp0**2
-    return clean_mask(fine, FLOOR_UM2 / area, min_hole_um2 / area)
+    groups, _ = ndimage.label(_shift_reduce(done, 1, erode=False, outside=False))
+    for ys, xs in ndimage.find_objects(groups):
+        win = (slice(ys.start * b * f, ys.stop * b * f), slice(xs.start * b * f, xs.stop * b * f))
+        fine[win] = _clean_window(fine[win], FLOOR_UM2 / area, min_hole_um2 / area)
+    return fine
+
+
+def _clean_window(mask: np.ndarray, min_object_px: float, min_hole_px: float) -> np.ndarray:
+    """clean_mask within a window of a bigger mask: objects and holes touching the window's
+    border may go on beyond it, so only those wholly inside are dropped or filled."""
+    out = mask.copy()
+    for value, structure in ((True, np.ones((3, 3), bool)), (False, None)):
+        lab, n = ndimage.label(out == value, structure=structure)
+        small = np.bincount(lab.ravel(), minlength=n + 1) < (
+            min_object_px if value else min_hole_px
+        )
+        small[0] = False
+        small[np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])] = False
+        if small.any():
+            out[small[lab]] = not value
+    return out
 
 
 def _glass_colour(rgb: np.ndarray, glass: np.ndarray, bright: float) -> np.ndarray:
@@ -812,19 +839,21 @@ def compute_tissue_mask(
         rgb, mpp, params.min_object_um2, params.min_hole_um2
     )
     t2 = time.perf_counter()
-    f = 1
-    if glass is not None and dropped is not None and fine_band(mask, mpp).any():
-        f = fine_factor(plan, params.edge_mpp)  # only slides with small pieces get a finer mask
+    f = fine_factor(plan, params.edge_mpp)
+    band = fine_band(mask, mpp) if f > 1 and glass is not None else None
     timings = {"read_s": t1 - t0, "mask_s": t2 - t1}
-    if f > 1:
-        mask = refine_fine(reader, plan, mask, glass, dropped, f, params.min_hole_um2, check_cancel)
+    if band is not None and dropped is not None and band.any():
+        # Only slides with small pieces get a finer mask (bigger tissue keeps its edge).
+        mask = refine_fine(
+            reader, plan, mask, glass, dropped, band, f, params.min_hole_um2, check_cancel
+        )
         ds = (ds[0] / f, ds[1] / f)
         timings["edges_s"] = time.perf_counter() - t2
     return TissueMask(
         mask=mask,
         downsample=ds,
         level=plan.level,
-        mpp=mpp[0] / f,
+        mpp=mpp[0] * ds[0] / plan.downsample[0],
         mpp_assumed=plan.mpp_assumed,
         threshold=threshold,
         timings=timings,
