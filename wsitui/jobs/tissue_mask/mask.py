@@ -641,6 +641,8 @@ FINE_BLUR_UM = 1.0  # the fine density is Gaussian-smoothed over this (µm, sigm
 FINE_DEEP_PX = 2  # the tissue level: density of the coarse mask this many mask px inside ...
 FINE_LEVEL_UM = 24.0  # ... Gaussian-weighted over this (µm, sigma)
 FINE_OPEN_UM = 10.0  # darker spots narrower than this (nuclei) do not set the tissue level
+FINE_SOFT_UM = 4.0  # a shallow fade is cut on density smoothed over this (µm, sigma) ...
+FINE_SLOPE = 0.06  # ... where it rises less than this share of the tissue level per µm
 FINE_EDGE_FRACTION = 0.55  # the edge: where the density is this share of the tissue level
 
 
@@ -712,7 +714,8 @@ def refine_fine(
     level = reader.best_level_for_downsample(min(fdx, fdy))
     lds = reader.level_downsamples[level]
     lw, lh = reader.level_dimensions[level]
-    blur = FINE_BLUR_UM / (fdx * plan.mpp0)
+    fine_um = fdx * plan.mpp0
+    blur = FINE_BLUR_UM / fine_um
     opening = round(FINE_OPEN_UM / (fdx * plan.mpp0))
     spread = FINE_LEVEL_UM / (plan.downsample[0] * plan.mpp0)  # in mask px
     b, p = FINE_BLOCK_PX, FINE_PAD_PX
@@ -768,7 +771,16 @@ def refine_fine(
             tissue_f = np.asarray(
                 Image.fromarray(tissue, mode="F").resize((fw, fh), Image.Resampling.BILINEAR)
             )
-            cut = smooth >= FINE_EDGE_FRACTION * np.maximum(tissue_f, 0.01)
+            lv = FINE_EDGE_FRACTION * np.maximum(tissue_f, 0.01)
+            cut = smooth >= lv
+            if FINE_SOFT_UM > 0:
+                # A soft edge (a shallow fade) is cut on density smoothed wider: noise moves
+                # the cut of a shallow fade by many µm.
+                wide = ndimage.gaussian_filter(od, FINE_SOFT_UM / fine_um)
+                gy, gx = np.gradient(wide)
+                slope = np.hypot(gy, gx) / (fine_um * np.maximum(tissue_f, 0.01))
+                soft_px = slope < FINE_SLOPE
+                cut[soft_px] = wide[soft_px] >= lv[soft_px]
             # Only the block itself (not its context) and only its band px are decided here.
             ir0, ir1 = (r0 - pr0) * f, (r1 - pr0) * f
             ic0, ic1 = (c0 - pc0) * f, (c1 - pc0) * f
