@@ -643,6 +643,7 @@ FINE_LEVEL_UM = 24.0  # ... Gaussian-weighted over this (µm, sigma)
 FINE_OPEN_UM = 10.0  # darker spots narrower than this (nuclei) do not set the tissue level
 FINE_SOFT_UM = 4.0  # a shallow fade is cut on density smoothed over this (µm, sigma) ...
 FINE_SLOPE = 0.06  # ... where it rises less than this share of the tissue level per µm
+FINE_WIDE_SLOPE = 0.02  # ... and where it rises less than this, the 8 µm edge stays
 FINE_EDGE_FRACTION = 0.55  # the edge: where the density is this share of the tissue level
 
 
@@ -772,6 +773,7 @@ def refine_fine(
                 Image.fromarray(tissue, mode="F").resize((fw, fh), Image.Resampling.BILINEAR)
             )
             lv = FINE_EDGE_FRACTION * np.maximum(tissue_f, 0.01)
+            coarse_f = np.repeat(np.repeat(mask[pr0:pr1, pc0:pc1], f, 0), f, 1)
             cut = smooth >= lv
             if FINE_SOFT_UM > 0:
                 # A soft edge (a shallow fade) is cut on density smoothed wider: noise moves
@@ -781,6 +783,12 @@ def refine_fine(
                 slope = np.hypot(gy, gx) / (fine_um * np.maximum(tissue_f, 0.01))
                 soft_px = slope < FINE_SLOPE
                 cut[soft_px] = wide[soft_px] >= lv[soft_px]
+                if FINE_WIDE_SLOPE > 0:
+                    # A fade far wider than the band: its tissue level, taken 16 µm in, is
+                    # still on the fade, and the cut would run out onto the glass. The coarse
+                    # edge stays there.
+                    flat = slope < FINE_WIDE_SLOPE
+                    cut[flat] = coarse_f[flat]
             # Only the block itself (not its context) and only its band px are decided here.
             ir0, ir1 = (r0 - pr0) * f, (r1 - pr0) * f
             ic0, ic1 = (c0 - pc0) * f, (c1 - pc0) * f
