@@ -643,7 +643,7 @@ FINE_LEVEL_UM = 24.0  # ... Gaussian-weighted over this (µm, sigma)
 FINE_OPEN_UM = 10.0  # darker spots narrower than this (nuclei) do not set the tissue level
 FINE_SOFT_UM = 4.0  # a shallow fade is cut on density smoothed over this (µm, sigma) ...
 FINE_SLOPE = 0.06  # ... where it rises less than this share of the tissue level per µm
-FINE_WIDE_SLOPE = 0.02  # ... and where it rises less than this, the 8 µm edge stays
+FINE_WIDE_SLOPE = 0.017  # ... and where it rises less than this, the 8 µm edge stays
 FINE_EDGE_FRACTION = 0.55  # the edge: where the density is this share of the tissue level
 
 
