@@ -9,9 +9,11 @@ edges, pale or grainy stain), a 1-px closing; pieces under OWN_EDGE_MAX_UM2 re-c
 own level (`_own_edges`: small and pale fragments); objects told from debris by colour and
 area (`keep_tissue_objects`); the edges of small pieces placed by the area their stain adds
 up to (hard edges) or at half their local stain density (soft ones; `refine_edges`); holes
-smaller than a given area in µm² filled. The mask image
-has at most MAX_MASK_PIXELS (a JobError names the size and the fix); a pixel size the slide
-states that is not plausible is replaced by `assumed_mpp`, loudly.
+smaller than a given area in µm² filled. Then, on slides with pieces under FINE_MAX_UM2, the
+band around those pieces' edges is cut again from a finer level at about `edge_mpp` and the
+mask is returned that much finer (`refine_fine`; TissueMask.downsample and .mpp say so). The
+mask image has at most MAX_MASK_PIXELS (a JobError names the size and the fix); a pixel size
+the slide states that is not plausible is replaced by `assumed_mpp`, loudly.
 """
 
 from __future__ import annotations
