@@ -65,3 +65,52 @@ def test_an_empty_mask_is_a_warning_in_the_manifest_and_the_stage(tmp_path: Path
     assert man.grid.tissue_tiles == 0
     assert len(man.warnings) == 1 and man.warnings[0].startswith("no tissue found")
     assert man.warnings[0] in ctx.stages
+
+
+def test_a_fragment_slides_mask_is_finer_and_its_consumers_use_its_pixel_size(tmp_path: Path):
+    # Small pieces' edges are re-cut at ~2 µm/px: tissue_mask.png is 4x finer per axis than
+    # the 8 µm mask, the manifest and tiles.json say so, and SEGMENT_CELLS' tile plan (which
+    # reads the mask with its recorded downsample) keeps every tile a true piece lies under.
+    from wsitui.jobs.segment_cells.plan import plan_tiles
+    from wsitui.slides.fragments import load_fragment_truth, write_fragment_slide
+    from wsitui.slides.reader import open_slide
+    from wsitui.slides.style import STYLES
+
+    drawn = write_fragment_slide(
+        tmp_path / "f.svs", size=(2048, 1536), seed=2, style=STYLES["soft"]
+    )
+    assert drawn.fragments > 5
+    path = tmp_path / "f.svs"
+    _, manifest = run_job(path, tmp_path / "out")
+    mask, ds = load_tissue_mask(tmp_path / "out")
+    assert ds == (4.0, 4.0) and manifest.mask.downsample == ds
+    assert mask.shape == (1536 // 4, 2048 // 4) == manifest.mask.shape
+    assert abs(manifest.mask.mpp - 4 * 0.499) < 0.01
+    truth, tds = load_fragment_truth(path)
+    with open_slide(path) as reader:
+        plan = plan_tiles(
+            reader,
+            slide_mpp=0.499,
+            model_px=0.5,
+            tile_size=128,
+            max_nucleus_um=12.0,
+            tissue=(mask, ds),
+        )
+        everything = plan_tiles(
+            reader, slide_mpp=0.499, model_px=0.5, tile_size=128, max_nucleus_um=12.0, tissue=None
+        )
+    kept = {(t.col, t.row) for t in plan.tiles}
+    assert 0 < len(kept) < len(everything.tiles)
+    scale, size = plan.scale, plan.geometry.tile_size
+
+    def tiles_of(points: np.ndarray, px: float) -> list[tuple[int, int]]:
+        ys, xs = points
+        cols = ((xs + 0.5) * px / scale // size).astype(int)
+        rows = ((ys + 0.5) * px / scale // size).astype(int)
+        return list(zip(cols.tolist(), rows.tolist(), strict=True))
+
+    # Every mask px is in a segmented tile (a consumer taking the mask for 8 µm/px would put
+    # it 4x too far out), and so is nearly all of the true tissue.
+    assert set(tiles_of(np.nonzero(mask), ds[0])) <= kept
+    in_kept = [t in kept for t in tiles_of(np.nonzero(truth), tds)]
+    assert np.mean(in_kept) >= 0.97

@@ -9,9 +9,11 @@ edges, pale or grainy stain), a 1-px closing; pieces under OWN_EDGE_MAX_UM2 re-c
 own level (`_own_edges`: small and pale fragments); objects told from debris by colour and
 area (`keep_tissue_objects`); the edges of small pieces placed by the area their stain adds
 up to (hard edges) or at half their local stain density (soft ones; `refine_edges`); holes
-smaller than a given area in µm² filled. The mask image
-has at most MAX_MASK_PIXELS (a JobError names the size and the fix); a pixel size the slide
-states that is not plausible is replaced by `assumed_mpp`, loudly.
+smaller than a given area in µm² filled. Then, on slides with pieces under FINE_MAX_UM2, the
+band around those pieces' edges is cut again from a finer level at about `edge_mpp` and the
+mask is returned that much finer (`refine_fine`; TissueMask.downsample and .mpp say so). The
+mask image has at most MAX_MASK_PIXELS (a JobError names the size and the fix); a pixel size
+the slide states that is not plausible is replaced by `assumed_mpp`, loudly.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class MaskParams(Protocol):
     def min_hole_um2(self) -> float: ...
     @property
     def assumed_mpp(self) -> float: ...
+    @property
+    def edge_mpp(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,7 @@ class MaskSettings:
     min_object_um2: float = 10_000.0  # specks dropped
     min_hole_um2: float = 10_000.0  # holes filled
     assumed_mpp: float = 0.5  # level-0 µm/px when the slide does not say (or says nonsense)
+    edge_mpp: float = 2.0  # µm/px edges are re-cut and the mask written at (0: target_mpp)
 
 
 DEFAULTS = MaskSettings()
@@ -389,10 +394,11 @@ def _close(mask: np.ndarray, px: int) -> np.ndarray:
     return _shift_reduce(grown, px, erode=True, outside=True)
 
 
-def mask_from_rgb(
+def _coarse_mask(
     rgb: np.ndarray, mpp: tuple[float, float], min_object_um2: float, min_hole_um2: float
-) -> tuple[np.ndarray, float | None]:
-    """(tissue mask, first-pass Otsu threshold or None) of an RGB image at `mpp` µm/px.
+) -> tuple[np.ndarray, float | None, np.ndarray | None, np.ndarray | None]:
+    """(tissue mask, first-pass Otsu threshold or None, local glass grey per LEVEL_BLOCK block
+    or None, what was dropped as not tissue or None) of an RGB image at `mpp` µm/px.
 
     1. Grey (ITU-R 601 luma), Otsu on its histogram: a first tissue/glass split.
     2. Each pixel is then compared with its own threshold, EDGE_FRACTION of the way (in
@@ -415,14 +421,14 @@ def mask_from_rgb(
     if bright - dark <= MIN_CONTRAST:
         # One class: blank glass if bright, all tissue if dark.
         g0 = np.asarray(grey)
-        return np.full(g0.shape, float(g0.mean()) < 200.0), None
+        return np.full(g0.shape, float(g0.mean()) < 200.0), None, None, None
     g = np.asarray(grey.filter(ImageFilter.BoxBlur(1)))
     if bright < GLASS_MIN:
         # No glass at all (a crop of tissue): Otsu split the tissue itself. It is all tissue
         # if it is stain-coloured against white glass.
         white = np.full(3, GLASS_WHITE)
         whole = bool(stain_like(rgb.reshape(-1, 3).mean(axis=0)[None], white)[0])
-        return np.full(g.shape, whole), float(t)
+        return np.full(g.shape, whole), float(t), None, None
     thr, glass_level = _threshold_map(g, g <= t, (dark, bright))
     mask = g <= thr
     if CLOSE_PX:
@@ -432,13 +438,25 @@ def mask_from_rgb(
     mask = _own_edges(smooth, mask, g > t, mpp, min_object_um2)
     # A small image (a 125 x 75 µm crop) is not thrown away whole by a slide-sized threshold.
     image_um2 = g.size * mpp[0] * mpp[1]
+    candidates = mask
     mask = keep_tissue_objects(
         mask, rgb, glass_rgb, mpp, min(min_object_um2, SMALL_IMAGE_SHARE * image_um2)
     )
+    dropped = candidates & ~mask  # dust, specks, ink: a finer cut must not bring them back
     small_px = OWN_EDGE_MAX_UM2 / (mpp[0] * mpp[1])
     mask = refine_edges(np.asarray(grey, np.float32), mask, glass_level, small_px)
     area = mpp[0] * mpp[1]
-    return clean_mask(mask, 0.0, min_hole_um2 / area), float(t)
+    mask = clean_mask(mask, 0.0, min_hole_um2 / area)
+    return mask, float(t), glass_level, dropped
+
+
+def mask_from_rgb(
+    rgb: np.ndarray, mpp: tuple[float, float], min_object_um2: float, min_hole_um2: float
+) -> tuple[np.ndarray, float | None]:
+    """(tissue mask, first-pass Otsu threshold or None) of an RGB image at `mpp` µm/px, at
+    that image's resolution (no finer level read: see _coarse_mask for the steps)."""
+    mask, t, _, _ = _coarse_mask(rgb, mpp, min_object_um2, min_hole_um2)
+    return mask, t
 
 
 def _own_edges(
@@ -615,6 +633,199 @@ def _soft_edges(
         sub[redo] = smooth[redo] >= SOFT_EDGE_FRACTION * np.maximum(level[redo], 0.01)
 
 
+FINE_MAX = 4  # the written mask is at most this many times finer than target_mpp, per axis
+MAX_FINE_PIXELS = 24_000_000  # ... and has at most this many px (grid, polygons, PNG stay fast)
+FINE_BAND_PX = 3  # mask px either side of the coarse edge that are cut again at the fine level
+FINE_MAX_UM2 = 1_000_000.0  # ... of objects under this (a needle core; big tissue keeps its edge)
+FINE_BLOCK_PX = 64  # mask px per side of a refined block (each read on its own: memory flat)
+FINE_PAD_PX = 8  # mask px of context around a block (the tissue level's reach)
+FINE_BLUR_UM = 1.0  # the fine density is Gaussian-smoothed over this (µm, sigma)
+FINE_DEEP_PX = 2  # the tissue level: density of the coarse mask this many mask px inside ...
+FINE_LEVEL_UM = 24.0  # ... Gaussian-weighted over this (µm, sigma)
+FINE_OPEN_UM = 10.0  # darker spots narrower than this (nuclei) do not set the tissue level
+FINE_SOFT_UM = 4.0  # a shallow fade is cut on density smoothed over this (µm, sigma) ...
+FINE_SLOPE = 0.06  # ... where it rises less than this share of the tissue level per µm
+FINE_WIDE_SLOPE = 0.017  # ... and where it rises less than this, the 8 µm edge stays
+FINE_EDGE_FRACTION = 0.55  # the edge: where the density is this share of the tissue level
+
+
+def fine_factor(plan: MaskPlan, edge_mpp: float) -> int:
+    """How many times finer than the coarse mask the written mask is, per axis: a power of 2,
+    1 when edge_mpp is 0 (off) or not finer than the mask, at most FINE_MAX, never finer than
+    level 0, and the mask under MAX_FINE_PIXELS."""
+    if edge_mpp <= 0:
+        return 1
+    mask_mpp = plan.downsample[0] * plan.mpp0
+    px = plan.size[0] * plan.size[1]
+    f = 1
+    while (
+        2 * f <= FINE_MAX
+        and mask_mpp / (2 * f) * 1.25 >= edge_mpp
+        and min(plan.downsample) / (2 * f) >= 1.0
+        and px * (2 * f) ** 2 <= MAX_FINE_PIXELS
+    ):
+        f *= 2
+    return f
+
+
+def fine_band(mask: np.ndarray, mpp: tuple[float, float]) -> np.ndarray:
+    """The mask px cut again at the fine level: within FINE_BAND_PX of the edge of an object
+    under FINE_MAX_UM2 (bigger tissue keeps the threshold map's edge: on the sample
+    slides' wide fades a finer cut called more glass tissue, measured on the tuning looks)."""
+    grown = _shift_reduce(mask, FINE_BAND_PX, erode=False, outside=False)
+    band = grown & ~_shift_reduce(mask, FINE_BAND_PX, erode=True, outside=False)
+    if not band.any():
+        return band
+    lab, n = ndimage.label(grown, structure=np.ones((3, 3), bool))
+    small = np.bincount(lab[mask], minlength=n + 1) < FINE_MAX_UM2 / (mpp[0] * mpp[1])
+    small[0] = False
+    return band & small[lab]
+
+
+def refine_fine(
+    reader: SlideReader,
+    plan: MaskPlan,
+    mask: np.ndarray,
+    glass_blocks: np.ndarray,
+    dropped: np.ndarray,
+    band: np.ndarray,
+    f: int,
+    min_hole_um2: float,
+    check_cancel: Callable[[], None] | None = None,
+) -> np.ndarray:
+    """The mask `f` times finer per axis, its edges cut again on a finer pyramid level.
+
+    At ~8 µm/px a 100 µm piece has a third of its area in its 1-px rim, and no rule on a rim
+    pixel's mean light tells well which side of the true edge its centre lies. Here only the
+    band of FINE_BAND_PX mask px either side of the coarse edge is looked at again, block by
+    block (FINE_BLOCK_PX, only blocks the band crosses are read, so a big slide stays fast and
+    memory-flat), at f times the resolution from the nearest finer level: a fine px is tissue
+    where its density (optical density against the local glass level, smoothed over
+    FINE_BLUR_UM) is at least FINE_EDGE_FRACTION of the local tissue level, the
+    Gaussian-weighted density of the coarse mask FINE_DEEP_PX px or more inside. On a hard
+    edge that is where a fine px is half tissue; on a fade (stain thinning out symmetrically
+    across the edge) where it is half there. What the coarse mask dropped as dust, specks or
+    ink is never added back; holes under min_hole_um2 are filled again.
+    """
+    h, w = mask.shape
+    fine = np.repeat(np.repeat(mask, f, axis=0), f, axis=1)
+    if not band.any():
+        return fine
+    deep = _shift_reduce(mask, FINE_DEEP_PX, erode=True, outside=False)
+    banned = _shift_reduce(dropped, 1, erode=False, outside=False) & ~mask
+    fdx, fdy = plan.downsample[0] / f, plan.downsample[1] / f  # level-0 px per fine px
+    level = reader.best_level_for_downsample(min(fdx, fdy))
+    lds = reader.level_downsamples[level]
+    lw, lh = reader.level_dimensions[level]
+    fine_um = fdx * plan.mpp0
+    blur = FINE_BLUR_UM / fine_um
+    opening = round(FINE_OPEN_UM / (fdx * plan.mpp0))
+    spread = FINE_LEVEL_UM / (plan.downsample[0] * plan.mpp0)  # in mask px
+    b, p = FINE_BLOCK_PX, FINE_PAD_PX
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    done = np.zeros((-(-h // b), -(-w // b)), bool)
+    for r0 in range(0, h, b):
+        for c0 in range(0, w, b):
+            r1, c1 = min(h, r0 + b), min(w, c0 + b)
+            if not band[r0:r1, c0:c1].any():
+                continue
+            done[r0 // b, c0 // b] = True
+            if check_cancel is not None:
+                check_cancel()
+            pr0, pr1, pc0, pc1 = max(0, r0 - p), min(h, r1 + p), max(0, c0 - p), min(w, c1 + p)
+            fh, fw = (pr1 - pr0) * f, (pc1 - pc0) * f
+            # The block's level-0 box, in the fine level's px, read and box-resized to fine px.
+            sx0, sx1 = pc0 * f * fdx / lds, min(lw, pc1 * f * fdx / lds)
+            sy0, sy1 = pr0 * f * fdy / lds, min(lh, pr1 * f * fdy / lds)
+            rx0, ry0 = int(np.floor(sx0)), int(np.floor(sy0))
+            rx1, ry1 = min(lw, int(np.ceil(sx1))), min(lh, int(np.ceil(sy1)))
+            region = reader.read_region(
+                (round(rx0 * lds), round(ry0 * lds)), level, (rx1 - rx0, ry1 - ry0)
+            )
+            k = (rx1 - rx0) / fw
+            if region.shape[:2] == (fh * k, fw * k) and k.is_integer() and k > 1:
+                region = np.asarray(Image.fromarray(region).reduce(int(k)))  # exact box means
+            elif region.shape[:2] != (fh, fw):
+                box = (sx0 - rx0, sy0 - ry0, sx1 - rx0, sy1 - ry0)
+                region = np.asarray(
+                    Image.fromarray(region).resize((fw, fh), Image.Resampling.BOX, box=box)
+                )
+            grey = region.astype(np.float32) @ luma
+            # The local glass grey, per mask px from the coarse map's blocks.
+            ys = (np.arange(pr0, pr1) + 0.5) / LEVEL_BLOCK - 0.5
+            xs = (np.arange(pc0, pc1) + 0.5) / LEVEL_BLOCK - 0.5
+            glass_c = ndimage.map_coordinates(
+                glass_blocks.astype(np.float32),
+                np.meshgrid(ys, xs, indexing="ij"),
+                order=1,
+                mode="nearest",
+            )
+            glass_f = np.repeat(np.repeat(np.maximum(glass_c, 1.0), f, 0), f, 1)
+            od = np.log10(glass_f / np.maximum(grey, 1.0))
+            smooth = ndimage.gaussian_filter(od, blur)
+            # The tissue level, at mask px: nuclei (dark spots under FINE_OPEN_UM) opened
+            # away, averaged over each mask px, Gaussian-weighted over the deep px around.
+            base = ndimage.grey_opening(smooth, size=opening) if opening > 1 else smooth
+            base_c = base.reshape(pr1 - pr0, f, pc1 - pc0, f).mean(axis=(1, 3))
+            dp = deep[pr0:pr1, pc0:pc1]
+            weight = ndimage.gaussian_filter(dp.astype(np.float32), spread)
+            tissue = ndimage.gaussian_filter(np.where(dp, base_c, 0.0).astype(np.float32), spread)
+            tissue /= np.maximum(weight, 1e-3)
+            tissue_f = np.asarray(
+                Image.fromarray(tissue, mode="F").resize((fw, fh), Image.Resampling.BILINEAR)
+            )
+            lv = FINE_EDGE_FRACTION * np.maximum(tissue_f, 0.01)
+            coarse_f = np.repeat(np.repeat(mask[pr0:pr1, pc0:pc1], f, 0), f, 1)
+            cut = smooth >= lv
+            if FINE_SOFT_UM > 0:
+                # A soft edge (a shallow fade) is cut on density smoothed wider: noise moves
+                # the cut of a shallow fade by many µm.
+                wide = ndimage.gaussian_filter(od, FINE_SOFT_UM / fine_um)
+                gy, gx = np.gradient(wide)
+                slope = np.hypot(gy, gx) / (fine_um * np.maximum(tissue_f, 0.01))
+                soft_px = slope < FINE_SLOPE
+                cut[soft_px] = wide[soft_px] >= lv[soft_px]
+                if FINE_WIDE_SLOPE > 0:
+                    # A fade far wider than the band: its tissue level, taken 16 µm in, is
+                    # still on the fade, and the cut would run out onto the glass. The coarse
+                    # edge stays there.
+                    flat = slope < FINE_WIDE_SLOPE
+                    cut[flat] = coarse_f[flat]
+            # Only the block itself (not its context) and only its band px are decided here.
+            ir0, ir1 = (r0 - pr0) * f, (r1 - pr0) * f
+            ic0, ic1 = (c0 - pc0) * f, (c1 - pc0) * f
+            sel = np.repeat(np.repeat(band[r0:r1, c0:c1], f, 0), f, 1)
+            near = weight[r0 - pr0 : r1 - pr0, c0 - pc0 : c1 - pc0] > 0.02
+            sel &= np.repeat(np.repeat(near, f, 0), f, 1)
+            sel &= ~np.repeat(np.repeat(banned[r0:r1, c0:c1], f, 0), f, 1)
+            view = fine[r0 * f : r1 * f, c0 * f : c1 * f]
+            view[sel] = cut[ir0:ir1, ic0:ic1][sel]
+    # Specks the cut left and holes it made, looked for only around the refined blocks (with
+    # a block of untouched mask around them: the rest is the coarse mask, already clean).
+    area = fdx * fdy * plan.mpp0**2
+    groups, _ = ndimage.label(_shift_reduce(done, 1, erode=False, outside=False))
+    for ys, xs in ndimage.find_objects(groups):
+        win = (slice(ys.start * b * f, ys.stop * b * f), slice(xs.start * b * f, xs.stop * b * f))
+        fine[win] = _clean_window(fine[win], FLOOR_UM2 / area, min_hole_um2 / area)
+    return fine
+
+
+def _clean_window(mask: np.ndarray, min_object_px: float, min_hole_px: float) -> np.ndarray:
+    """clean_mask within a window of a bigger mask: objects and holes touching the window's
+    border may go on beyond it, so only those wholly inside are dropped or filled."""
+    out = mask.copy()
+    for value, structure in ((True, np.ones((3, 3), bool)), (False, None)):
+        lab, n = ndimage.label(out == value, structure=structure)
+        small = np.bincount(lab.ravel(), minlength=n + 1) < (
+            min_object_px if value else min_hole_px
+        )
+        small[0] = False
+        small[np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])] = False
+        if small.any():
+            out[small[lab]] = not value
+    return out
+
+
 def _glass_colour(rgb: np.ndarray, glass: np.ndarray, bright: float) -> np.ndarray:
     """Mean RGB of the glass (the bright class), from a sample of its pixels."""
     step = max(1, int(np.sqrt(glass.size / 200_000)))
@@ -646,16 +857,28 @@ def compute_tissue_mask(
     t1 = time.perf_counter()
     ds = plan.downsample
     mpp = (ds[0] * plan.mpp0, ds[1] * plan.mpp0)
-    mask, threshold = mask_from_rgb(rgb, mpp, params.min_object_um2, params.min_hole_um2)
+    mask, threshold, glass, dropped = _coarse_mask(
+        rgb, mpp, params.min_object_um2, params.min_hole_um2
+    )
     t2 = time.perf_counter()
+    f = fine_factor(plan, params.edge_mpp)
+    band = fine_band(mask, mpp) if f > 1 and glass is not None else None
+    timings = {"read_s": t1 - t0, "mask_s": t2 - t1}
+    if band is not None and dropped is not None and band.any():
+        # Only slides with small pieces get a finer mask (bigger tissue keeps its edge).
+        mask = refine_fine(
+            reader, plan, mask, glass, dropped, band, f, params.min_hole_um2, check_cancel
+        )
+        ds = (ds[0] / f, ds[1] / f)
+        timings["edges_s"] = time.perf_counter() - t2
     return TissueMask(
         mask=mask,
         downsample=ds,
         level=plan.level,
-        mpp=mpp[0],
+        mpp=mpp[0] * ds[0] / plan.downsample[0],
         mpp_assumed=plan.mpp_assumed,
         threshold=threshold,
-        timings={"read_s": t1 - t0, "mask_s": t2 - t1},
+        timings=timings,
         image=rgb,
         warnings=() if plan.warning is None else (plan.warning,),
     )

@@ -28,6 +28,8 @@ class TissueMaskParams(BaseModel):
     min_hole_um2: Annotated[float, Field(ge=0.0, le=1e9, **_Float)] = 10_000.0  # holes filled
     # Level-0 µm/px when the slide does not say, or says something implausible.
     assumed_mpp: Annotated[float, Field(ge=PLAUSIBLE_MPP[0], le=PLAUSIBLE_MPP[1], **_Float)] = 0.5
+    # Edges are re-cut, and the mask written, at about this µm/px from a finer level (0: off).
+    edge_mpp: Annotated[float, Field(ge=0.0, le=100.0, **_Float)] = 2.0
     tile_masks: Annotated[bool, Field(strict=True)] = False  # tiles/tile_<col>_<row>.png
     archive: Annotated[bool, Field(strict=True)] = False  # artifacts.zip of every output
 
