@@ -178,7 +178,12 @@ class _TissueMasking:
             read_stage += f"; slide MPP {reader.mpp:g} implausible, assumed {plan.mpp0:g}"
         h.set_stage(read_stage)
 
-        tm = compute_tissue_mask(reader, params, bands=lambda p: self.read_bands(p, geometry))
+        tm = compute_tissue_mask(
+            reader,
+            params,
+            check_cancel=h.check_cancel,
+            bands=lambda p: self.read_bands(p, geometry),
+        )
         h.check_cancel()
         h.set_stage("masking")
         t_grid = time.perf_counter()
