@@ -356,3 +356,45 @@ def test_a_job_whose_batch_runs_out_of_cuda_memory_finishes_every_tile(
     assert all(shards.has(shard_key(t)) for t in plan.tiles)
     info = acc.manifest()
     assert info["batch_size"] == 4 and info["batch_size_final"] == 2 and info["oom_retries"] == 1
+
+
+class RecordingModel:
+    """An InstanSeg-like model that records the post-processing each call got (a test double:
+    what matters here is what reaches the model, not its labels)."""
+
+    is_classical = False
+    device = "cpu"
+    pixel_size = 0.5
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+
+    def predict(self, batch: np.ndarray, postprocess: dict | None = None) -> np.ndarray:
+        self.calls.append(dict(postprocess or {}))
+        return np.zeros(batch.shape[:3], np.int32)
+
+
+@pytest.mark.parametrize("nuclear_check", ["auto", "off"])
+def test_an_out_of_domain_tile_gets_tightened_post_processing_through_the_job_runner(
+    nuclear_check: str,
+) -> None:
+    from wsitui.jobs.segment_cells.backends.tile import predictor
+    from wsitui.jobs.segment_cells.domain import TIGHT
+
+    model = RecordingModel()
+    acc = accelerate(
+        model,
+        precision="auto",
+        batch_size="auto",
+        default_batch=1,
+        probe=_no_probe,
+        window_size=28,
+        nuclear_check=nuclear_check,
+    )
+    predictor(acc, odd=False)(tiles(1))
+    predictor(acc, odd=True)(tiles(1))
+    plain, tight = model.calls
+    assert plain.get("window_size") == 28
+    assert {k: tight[k] for k in TIGHT} == TIGHT  # it reaches the model, over the job's window
+    if nuclear_check == "off":  # the job's own settings stay under the tile's
+        assert plain["nuclear_check"] == tight["nuclear_check"] == "off"

@@ -21,7 +21,6 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -241,21 +240,26 @@ def is_oom(exc: BaseException) -> bool:
 @dataclass(slots=True)
 class OomRetry:
     """`predict` in chunks of `batch_size`; an out-of-memory halves the chunk and retries it.
-    One tile that does not fit is the model layer's error (a smaller tile_size is the fix)."""
+    One tile that does not fit is the model layer's error (a smaller tile_size is the fix).
+    `postprocess` given to `predict` (an out-of-domain tile's tightened settings) is handed to
+    `predict_fn` as its `postprocess`, over the job's own."""
 
-    predict_fn: Callable[[np.ndarray], np.ndarray]
+    predict_fn: Callable[..., np.ndarray]
     batch_size: int
     on_oom: Callable[[], None] = lambda: None  # e.g. torch.cuda.empty_cache
     retries: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
+    def predict(self, batch: np.ndarray, postprocess: dict[str, Any] | None = None) -> np.ndarray:
         out: list[np.ndarray] = []
         i = 0
         while i < len(batch):
             n = min(self.batch_size, len(batch) - i)
             try:
-                out.append(self.predict_fn(batch[i : i + n]))
+                if postprocess is None:
+                    out.append(self.predict_fn(batch[i : i + n]))
+                else:
+                    out.append(self.predict_fn(batch[i : i + n], postprocess=postprocess))
             except Exception as exc:
                 if n <= 1 or not is_oom(exc):
                     raise
@@ -328,14 +332,13 @@ class DeviceSegmenter:
         kind = "cuda" if self.device.startswith("cuda") else self.device
         return self._torch.autocast(device_type=kind, dtype=dtype)
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
+    def predict(self, batch: np.ndarray, postprocess: dict[str, Any] | None = None) -> np.ndarray:
         """Through the model's own `predict` (its input checks and its nuclear check, the same
-        on every path), with this runner's forward pass."""
+        on every path), with this runner's forward pass; `postprocess` over the job's own."""
+        extra = {**self._extra, **(postprocess or {})}
         if hasattr(self.model, "_forward"):
-            return np.asarray(
-                self.model.predict(batch, postprocess=self._extra, forward=self._forward)
-            )
-        kwargs = dict(self._postprocess)
+            return np.asarray(self.model.predict(batch, postprocess=extra, forward=self._forward))
+        kwargs = {**self._postprocess, **(postprocess or {})}
         kwargs.pop("nuclear_check", None)
         return self._forward(batch, kwargs)
 
@@ -393,8 +396,10 @@ class Accelerated:
     def sha256(self) -> str:
         return str(getattr(self.model, "sha256", ""))
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        return self.runner.predict(batch)
+    def predict(self, batch: np.ndarray, postprocess: dict[str, Any] | None = None) -> np.ndarray:
+        """The job's model call; `postprocess` (instanseg's kwargs, e.g. an out-of-domain tile's
+        tightened settings, `domain.TIGHT`) over the job's own, for this call."""
+        return self.runner.predict(batch, postprocess)
 
     def manifest(self) -> dict[str, object]:
         info = dict(self.model.manifest())
@@ -500,13 +505,20 @@ def accelerate(
     )
 
 
-def _with_postprocess(model: Any, extra: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
-    """`model.predict` with `extra` post-processing, when it takes any (a test double may not)."""
+def _with_postprocess(model: Any, extra: dict[str, Any]) -> Callable[..., np.ndarray]:
+    """`model.predict` with `extra` post-processing, and a call's own `postprocess` over it,
+    when it takes any (a test double may not)."""
     try:
         takes = "postprocess" in inspect.signature(model.predict).parameters
     except (TypeError, ValueError):
         takes = False
-    return partial(model.predict, postprocess=extra) if takes else model.predict  # type: ignore[no-any-return]
+    if not takes:
+        return model.predict  # type: ignore[no-any-return]
+
+    def predict(batch: np.ndarray, postprocess: dict[str, Any] | None = None) -> np.ndarray:
+        return model.predict(batch, postprocess={**extra, **(postprocess or {})})  # type: ignore[no-any-return]
+
+    return predict
 
 
 def first_tiles(reader: SlideReader, plan: CellPlan, n: int = PROBE_TILES) -> np.ndarray:

@@ -35,7 +35,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from wsitui.jobs.common.grid import Tile
 from wsitui.jobs.segment_cells.backends.tile import cells_in, records
-from wsitui.jobs.segment_cells.domain import out_of_domain
+from wsitui.jobs.segment_cells.domain import TIGHT, out_of_domain
 from wsitui.jobs.segment_cells.malloc import tune_malloc
 from wsitui.jobs.segment_cells.plan import CellPlan
 from wsitui.jobs.segment_cells.source import read_tile
@@ -236,7 +236,10 @@ def segment_tile(
     image = read_tile(state.reader(slide), plan, tile)
     began = time.perf_counter()
     odd = out_of_domain(image.chromogen)
-    # As the local backend runs it (accel.accelerate): instanseg's window for the job's nuclei.
+    # As the local backend runs it (accel.accelerate): instanseg's window for the job's nuclei,
+    # tightened on an out-of-domain tile (DAB-like stain, domain.TIGHT).
+    if odd and not model.is_classical:
+        postprocess = {**(postprocess or {}), **TIGHT}
     with nuclear_gate.tally() as counts:  # the model layer's nuclear check, for the manifest
         if postprocess and not model.is_classical:
             labels = model.predict(image.rgb[None], postprocess=postprocess)[0]
