@@ -16,7 +16,8 @@ from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.headless.display import summary_table
 from wsitui.headless.status import status_table
 from wsitui.models.cli import add_model_commands, run_model_command
-from wsitui.session.summary import summarize
+from wsitui.session.cohort_rows import CohortSummary, SlideRow
+from wsitui.session.summary import JobSummary, WorkflowSummary, summarize
 
 pytestmark = pytest.mark.anyio
 
@@ -24,8 +25,8 @@ WORKFLOW = "TCGA-BRCA-cohort-2024-batch-07-masks-and-nuclei"
 SLIDE = "slides/TCGA-A1-A0SB-01Z-00-DX1.8F2A3C9E-1B7D-4C2E-9A6B-3F5E7D1C0B2A.svs"
 
 
-def at_80(table: RenderableType) -> list[str]:
-    console = Console(width=80, file=io.StringIO(), record=True, color_system=None)
+def at_80(table: RenderableType, width: int = 80) -> list[str]:
+    console = Console(width=width, file=io.StringIO(), record=True, color_system=None)
     console.print(table)
     return console.export_text().splitlines()
 
@@ -118,3 +119,100 @@ def test_run_bars_show_stage_and_cells():
     assert doing_text(job) == "segmenting · 12,345 cells"
     done = replace(job, state=JobState.SUCCEEDED)
     assert doing_text(done) == "12,345 cells"  # the stage of a finished job is history
+
+
+def _cohort_summary(n: int) -> WorkflowSummary:
+    """A cohort of `n` slides (mask + cells each): slide 0 failed at its mask, 1 is running,
+    the rest succeeded with 10 cells each."""
+    jobs, rows = [], []
+    for i in range(n):
+        sid = f"case{i:03d}"
+        states = {0: ("FAILED", "PENDING"), 1: ("SUCCEEDED", "RUNNING")}.get(
+            i, ("SUCCEEDED", "SUCCEEDED")
+        )
+        for tid, state in zip(("mask", "cells"), states, strict=True):
+            jobs.append(
+                JobSummary(
+                    id=f"wf1.{sid}-{tid}",
+                    key=f"{sid}-{tid}",
+                    type="TISSUE_MASK",
+                    branch=sid,
+                    slide=f"/s/{sid}.svs",
+                    depends_on=[],
+                    state=state,
+                    phase=state.lower(),
+                    reason="",
+                    stage="",
+                    counters={},
+                    blocked=False,
+                    attempt=1,
+                    crashes=0,
+                    tiles_done=3,
+                    tiles_total=4,
+                    error="bad slide" if i == 0 else None,
+                    results_dir="",
+                    created_at=0.0,
+                    started_at=None,
+                    finished_at=None,
+                )
+            )
+        rows.append(
+            SlideRow(
+                slide_id=sid,
+                path=f"/s/{sid}.svs",
+                meta={},
+                listed=True,
+                state={0: "FAILED", 1: "RUNNING"}.get(i, "SUCCEEDED"),
+                finished=i != 1,
+                jobs={},
+                job_ids={},
+                tiles_done=6,
+                tiles_total=8,
+                progress=0.75,
+                cells=None if i < 2 else 10,
+                tissue_area_mm2=None,
+                cells_per_mm2=None,
+                run_s=None,
+                started_at=None,
+                finished_at=None,
+                error="mask: bad slide" if i == 0 else None,
+            )
+        )
+    cohort = CohortSummary(
+        slides=n, succeeded=n - 2, failed=1, running=1, pending=0, summary_csv="", rows=rows
+    )
+    return WorkflowSummary(
+        id="wf1",
+        tenant="lab",
+        name="brca",
+        created_at=0.0,
+        state="RUNNING",
+        progress=0.5,
+        jobs=jobs,
+        cohort=cohort,
+    )
+
+
+def test_status_shows_a_cohort_as_one_line_and_its_jobs_with_verbose(tmp_path):
+    summary = _cohort_summary(60)
+    lines = at_80(status_table(tmp_path, [summary]))
+    text = "\n".join(lines)
+    assert all(len(line) <= 80 for line in lines), text
+    assert "case001" not in text  # no line per slide job...
+    assert len(lines) < 15, text  # ...so 120 jobs do not flood the screen
+    flat = "\n".join(at_80(status_table(tmp_path, [summary]), width=200))  # as a pipe: 1 line
+    assert len([line for line in flat.splitlines() if "lab/brca" in line]) == 1, flat
+    assert "59/60 slides done, 1 failed, 1 running" in flat  # counted as `wsitui run` does
+    assert "case000: mask: bad slide" in flat  # the first failure, with its reason
+    assert "580" in flat  # cells summed over the slides (58 x 10)
+    assert "360/480" in flat  # tiles summed over the jobs
+    assert "--verbose" in flat  # says how to see the jobs
+    verbose = "\n".join(at_80(status_table(tmp_path, [summary], verbose=True), width=200))
+    assert all(f"case{i:03d}-cells" in verbose for i in range(60))
+
+
+def test_status_verbose_is_an_option_of_the_command():
+    from wsitui.cli import _parser
+
+    assert _parser().parse_args(["status", "--verbose"]).verbose is True
+    assert _parser().parse_args(["status"]).verbose is False

@@ -20,7 +20,7 @@ from wsitui.core.paths import default_data_dir
 from wsitui.core.records import Job
 from wsitui.core.store import Store, StoreError
 from wsitui.core.text import one_line
-from wsitui.session.cohort_rows import cohort_of
+from wsitui.session.cohort_rows import CohortSummary, cohort_of
 from wsitui.session.errors import EXIT_INPUT, EXIT_OK
 from wsitui.session.summary import WorkflowSummary, summarize
 
@@ -36,6 +36,7 @@ def status(
     tenant: str | None = None,
     as_json: bool = False,
     out: Path | None = None,
+    verbose: bool = False,
 ) -> int:
     data_dir = data_dir or default_data_dir()
     if data_dir.exists() and not data_dir.is_dir():
@@ -68,17 +69,56 @@ def status(
     if as_json:
         print(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2))
         return EXIT_OK
-    _print_table(data_dir, summaries)
+    _print_table(data_dir, summaries, verbose=verbose)
     return EXIT_OK
 
 
-def status_table(data_dir: Path, summaries: list[WorkflowSummary]) -> Table:
+def cohort_line(cohort: CohortSummary) -> str:
+    """'12/200 slides done, 1 failed, 3 running', as `wsitui run`'s cohort line counts them
+    (a slide is done when its chain ended, or waits behind a failure); then its first failure."""
+    listed = [r for r in cohort.rows if r.listed]
+    done = sum(r.finished for r in listed)
+    text = f"{done}/{cohort.slides} slides done, {cohort.failed} failed, {cohort.running} running"
+    failed = next((r for r in listed if r.state in ("FAILED", "CANCELED")), None)
+    if failed is not None:
+        text += f" · {failed.slide_id}: {one_line(failed.error or failed.state)}"
+    return text
+
+
+def _cohort_row(w: WorkflowSummary, cohort: CohortSummary) -> tuple[Text | str, ...]:
+    """One row for a whole cohort: its slides counted, its tiles and cells summed."""
+    cells = [r.cells for r in cohort.rows if r.listed and r.cells is not None]
+    removed = sum(not r.listed for r in cohort.rows)
+    what = f"cohort: {cohort.slides} slides"
+    if removed:
+        what += f" (+{removed} no longer listed)"
+    return (
+        Text(f"{w.tenant}/{one_line(w.name)} ({w.id})"),
+        Text(what),
+        Text(w.state),
+        "",
+        f"{sum(j.tiles_done for j in w.jobs)}/{sum(j.tiles_total for j in w.jobs)}",
+        f"{sum(cells):,}" if cells else "",
+        Text(cohort_line(cohort)),
+    )
+
+
+def status_table(
+    data_dir: Path, summaries: list[WorkflowSummary], *, verbose: bool = False
+) -> Table:
     """Readable at 80 columns: workflow, job and reason fold onto more lines rather than
     shrinking to nothing, no header is cut, and a cells job shows its cell count. Progress is
-    what the running process last committed (it commits progress every few seconds)."""
+    what the running process last committed (it commits progress every few seconds). A cohort
+    is one line (its slides counted, like `wsitui run`'s progress line), not a line per job of
+    every slide; `verbose` lists its jobs like any other workflow's."""
+    folded = not verbose and any(w.cohort is not None for w in summaries)
     table = Table(
         title=Text(f"wsitui status: {one_line(data_dir)}"),
         title_justify="left",
+        caption="a cohort is one line; `wsitui status --verbose` lists its jobs"
+        if folded
+        else None,
+        caption_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
@@ -89,6 +129,9 @@ def status_table(data_dir: Path, summaries: list[WorkflowSummary]) -> Table:
         table.add_column(col, no_wrap=True, min_width=len(col))
     table.add_column("why / error", overflow="fold", ratio=3, min_width=14)
     for w in summaries:
+        if w.cohort is not None and not verbose:
+            table.add_row(*_cohort_row(w, w.cohort))
+            continue
         for j in w.jobs:
             state = j.state if j.state != "PENDING" else f"{j.state} ({j.phase})"
             table.add_row(
@@ -103,8 +146,10 @@ def status_table(data_dir: Path, summaries: list[WorkflowSummary]) -> Table:
     return table
 
 
-def _print_table(data_dir: Path, summaries: list[WorkflowSummary]) -> None:
+def _print_table(
+    data_dir: Path, summaries: list[WorkflowSummary], *, verbose: bool = False
+) -> None:
     console = Console()
     if not console.is_terminal:  # pipes and logs: don't fold the table into 80 columns
         console = Console(width=160)
-    console.print(status_table(data_dir, summaries))
+    console.print(status_table(data_dir, summaries, verbose=verbose))
