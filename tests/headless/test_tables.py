@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 
 import anyio
 import pytest
@@ -216,3 +217,16 @@ def test_status_verbose_is_an_option_of_the_command():
 
     assert _parser().parse_args(["status", "--verbose"]).verbose is True
     assert _parser().parse_args(["status"]).verbose is False
+
+
+async def test_status_of_an_unknown_tenant_says_so_and_names_the_tenants(tmp_path, capsys):
+    from wsitui.headless.status import status
+
+    engine = await finished_engine(tmp_path)
+    await engine.__aexit__(None, None, None)
+    capsys.readouterr()
+    assert status(tmp_path / "data", tenant="alcie") == 2  # a typo is not an empty answer
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'alcie'" in err and "tenants: alice" in err, err
+    assert status(tmp_path / "data", tenant="alice", as_json=True) == 0
+    assert [w["tenant"] for w in json.loads(capsys.readouterr().out)] == ["alice"]

@@ -49,13 +49,17 @@ def status(
     try:
         store = Store(db, readonly=True)
         try:
-            workflows = [w for w in store.workflows() if tenant is None or w.tenant == tenant]
+            stored = store.workflows()
+            workflows = [w for w in stored if tenant is None or w.tenant == tenant]
             jobs = store.jobs()
             _, waiting = store.tenant_state()
         finally:
             store.close()
     except StoreError as exc:
         return _error(str(exc))
+    if tenant is not None and not workflows and stored:  # a typo, not an empty answer
+        known = ", ".join(sorted({w.tenant for w in stored}))
+        return _error(f"no tenant {tenant!r} in {data_dir}; its tenants: {known}")
     jobs_by_wf: dict[str, list[Job]] = defaultdict(list)
     for job in jobs:
         jobs_by_wf[job.workflow_id].append(job)
