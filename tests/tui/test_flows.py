@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -140,6 +142,32 @@ async def test_quit_with_running_jobs_asks_then_resumes_next_start(tmp_path):
         await settle(app2, pilot, lambda: app2.engine.job("alice", job_id).state.terminal)
         assert app2.engine.job("alice", job_id).state is JobState.SUCCEEDED
         await app2.shutdown()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
+async def test_hangup_or_term_stops_like_a_quit_and_the_job_resumes_not_a_crash(tmp_path, sig):
+    """The SSH connection dropping (SIGHUP) or `kill` (SIGTERM) used to end the process with
+    its job RUNNING on disk: a crash to recovery, and the job failed after two of them."""
+    data = tmp_path / "data"
+    app, _, _ = make_app(data, catch_signals=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        w = app.engine.submit("alice", spec("long", ("a", "A")))
+        job_id = w.jobs[0].id
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total > 0)
+        os.kill(os.getpid(), sig)
+        with anyio.fail_after(10):
+            while app.is_running:
+                await anyio.sleep(0.05)
+    assert app.signaled == sig and app.stopping == 1
+    db = sqlite3.connect(data / "state.db")
+    state, crashes, reason = db.execute(
+        "SELECT j.state, j.crashes, t.reason FROM jobs j JOIN transitions t ON t.job_id = j.id "
+        "WHERE j.id = ? ORDER BY t.id DESC LIMIT 1",
+        (job_id,),
+    ).fetchone()
+    db.close()
+    assert (state, crashes) == ("PENDING", 0) and reason.startswith("interrupted"), reason
 
 
 async def test_metrics_screen_shows_latency_after_a_job(tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -87,6 +88,9 @@ BIG_COHORT_JOBS = 1000  # a cohort's table repaints at most once a second above 
 DEMO_NAME = "tui-demo"  # + a number: never a config's name, never an earlier demo's
 
 
+STOP_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
+
+
 class WsituiApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "wsitui"
@@ -136,8 +140,12 @@ class WsituiApp(App[None]):
         session: Session | None = None,
         pick_tenant: bool = False,
         reserved_names: Collection[str] = (),
+        catch_signals: bool = False,
     ) -> None:
         super().__init__()
+        # `wsitui` itself (not a test): SIGHUP and SIGTERM stop it like a confirmed quit.
+        self._catch_signals = catch_signals
+        self.signaled: int | None = None  # the stop signal received, if any
         # True when no tenant was named: open on one that has work if this one has none.
         self._pick_tenant = pick_tenant
         self.reserved_names = set(reserved_names)  # the config's workflow names: never a demo's
@@ -201,6 +209,26 @@ class WsituiApp(App[None]):
         self.set_interval(0.1, self.flush)
         self.set_interval(1.0, self.tick)
         self._check_size()
+        if self._catch_signals:
+            loop = asyncio.get_running_loop()
+            for sig in STOP_SIGNALS:
+                loop.add_signal_handler(sig, self._on_stop_signal, sig)
+
+    def on_unmount(self) -> None:
+        if self._catch_signals:
+            loop = asyncio.get_running_loop()
+            for sig in STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
+
+    def _on_stop_signal(self, sig: int) -> None:
+        """SIGHUP (the SSH connection or the terminal went away) or SIGTERM (`kill`, a
+        service manager): quit as if confirmed. Running jobs stop at their next tile and
+        resume at the next start; without this the process died mid-job, which recovery
+        counts as a crash of that job (twice early in a run, and the job is failed)."""
+        if self.signaled is not None:
+            return  # already stopping; the engine's cancel_grace bounds how long
+        self.signaled = sig
+        self._quit(True)
 
     def on_resize(self, event: events.Resize) -> None:
         self._check_size(event.size)  # the new size: `self.size` may still be the old one
