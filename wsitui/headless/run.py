@@ -41,6 +41,7 @@ from wsitui.session.errors import (
 )
 from wsitui.session.session import Session, SessionOptions, prepare_session
 from wsitui.session.summary import WorkflowSummary, summarize
+from wsitui.session.terminal import detach_from_terminal
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,19 @@ def _exit_now(signum: int, frame: object) -> None:
     os._exit(EXIT_INTERRUPTED)
 
 
+def stop_signals() -> tuple[int, ...]:
+    """What stops a run (jobs at their next tile, state kept): Ctrl-C, SIGTERM, and SIGHUP (the
+    SSH connection or terminal went away; the default would kill the process mid-job, which
+    recovery counts as a crash), unless SIGHUP is ignored (`nohup`: keep running)."""
+    hup = getattr(signal, "SIGHUP", None)
+    keep = hup is not None and signal.getsignal(hup) is not signal.SIG_IGN
+    return (signal.SIGINT, signal.SIGTERM, *((hup,) if keep and hup is not None else ()))
+
+
 def _answer_signals_by_exiting(opts: RunOptions) -> None:
     if opts.program and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _exit_now)
-        signal.signal(signal.SIGTERM, _exit_now)
+        for sig in stop_signals():
+            signal.signal(sig, _exit_now)
 
 
 def run(opts: RunOptions) -> int:
@@ -161,9 +171,11 @@ async def _run(session: Session, opts: RunOptions) -> int:
         # Stays open until the engine has stopped, so a second Ctrl-C during the stop is
         # answered here instead of raising KeyboardInterrupt mid-shutdown.
         nonlocal interrupted
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with anyio.open_signal_receiver(*stop_signals()) as signals:
             task_status.started()  # before the engine opens: no signal finds no handler
-            async for _ in signals:
+            async for received in signals:
+                if received == getattr(signal, "SIGHUP", None):
+                    detach_from_terminal()  # the terminal is gone: the stop must not write to it
                 if interrupted and not opts.quiet:
                     human.print("[yellow]still stopping:[/] waiting for jobs to reach a tile")
                 if not interrupted and opts.program:

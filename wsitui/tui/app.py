@@ -51,6 +51,7 @@ from wsitui.core.records import (
 )
 from wsitui.session.errors import SessionError
 from wsitui.session.session import Session
+from wsitui.session.terminal import detach_from_terminal
 from wsitui.slides.sample import write_sample_slide
 from wsitui.tui.badges import badges
 from wsitui.tui.cohorts import CohortBook
@@ -146,6 +147,7 @@ class WsituiApp(App[None]):
         # `wsitui` itself (not a test): SIGHUP and SIGTERM stop it like a confirmed quit.
         self._catch_signals = catch_signals
         self.signaled: int | None = None  # the stop signal received, if any
+        self._hung_up = False  # SIGHUP took the terminal away (its descriptors now /dev/null)
         # True when no tenant was named: open on one that has work if this one has none.
         self._pick_tenant = pick_tenant
         self.reserved_names = set(reserved_names)  # the config's workflow names: never a demo's
@@ -228,7 +230,17 @@ class WsituiApp(App[None]):
         if self.signaled is not None:
             return  # already stopping; the engine's cancel_grace bounds how long
         self.signaled = sig
+        if sig == signal.SIGHUP:  # the terminal is gone: the stop must not write to it
+            self._hung_up = bool(detach_from_terminal())
         self._quit(True)
+
+    def _exit_after_hangup(self) -> None:
+        """The engine has stopped and its state is on disk; the terminal is gone. Textual's
+        own teardown (restoring a terminal that no longer exists) could block for good on
+        its output thread (seen: a write queue that never drained), so end here."""
+        if self._session is not None:
+            self._session.close()
+        os._exit(128 + signal.SIGHUP)
 
     def on_resize(self, event: events.Resize) -> None:
         self._check_size(event.size)  # the new size: `self.size` may still be the old one
@@ -879,6 +891,8 @@ class WsituiApp(App[None]):
                     timeout=30,
                 )
             await self.shutdown()
+            if self._hung_up:
+                self._exit_after_hangup()
             self.exit()
 
     async def shutdown(self) -> None:
