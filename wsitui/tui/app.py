@@ -816,7 +816,17 @@ class WsituiApp(App[None]):
         self.push_screen(NotesScreen(self.notes))
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(list(self.BINDINGS)))  # type: ignore[arg-type]
+        self.push_screen(
+            HelpScreen(
+                list(self.BINDINGS),  # type: ignore[arg-type]
+                sections=[
+                    (
+                        "in a cohort's slide table",
+                        [b for b in CohortTable.BINDINGS if isinstance(b, Binding)],
+                    )
+                ],
+            )
+        )
 
     @work(exclusive=True, group="demo")
     async def action_demo(self) -> None:
