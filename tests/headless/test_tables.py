@@ -13,7 +13,7 @@ from rich.console import Console, RenderableType
 
 from tests.tui.fakes import ScriptedExecutor
 from wsitui.core.engine import Engine
-from wsitui.core.records import JobSpec, JobState, WorkflowSpec
+from wsitui.core.records import Job, JobSpec, JobState, WorkflowSpec
 from wsitui.headless.display import summary_table
 from wsitui.headless.status import status_table
 from wsitui.models.cli import add_model_commands, run_model_command
@@ -230,3 +230,24 @@ async def test_status_of_an_unknown_tenant_says_so_and_names_the_tenants(tmp_pat
     assert err.count("\n") == 1 and "'alcie'" in err and "tenants: alice" in err, err
     assert status(tmp_path / "data", tenant="alice", as_json=True) == 0
     assert [w["tenant"] for w in json.loads(capsys.readouterr().out)] == ["alice"]
+
+
+def test_closing_lines_are_never_wrapped_in_a_log_but_the_table_still_fits():
+    from wsitui.core.records import JobState as S
+    from wsitui.headless.cohort_progress import cohort_table
+    from wsitui.headless.run import print_closing
+    from wsitui.session.cohort_tracker import CohortTracker
+
+    error = "slide '/data/" + "x" * 150 + ".svs' is not a slide image; give an SVS file"
+    job = Job(
+        id="wf.s1-mask", key="s1-mask", workflow_id="wf", tenant="lab", job_type="TISSUE_MASK",
+        slide="/s1.svs", branch="s1", depends_on=(), params={}, state=S.FAILED, error=error,
+    )  # fmt: skip
+    tracker = CohortTracker("lab", "c", "wf", ["s1"], [job])
+    log = Console(width=160, file=io.StringIO(), color_system=None)  # a pipe, as run makes it
+    assert not log.is_terminal
+    print_closing(log, cohort_table([tracker], {"wf": "/r/summary.csv"}))
+    lines = log.file.getvalue().splitlines()
+    assert f"  s1: {error}" in lines  # the whole reason on its one line: greps whole
+    table = [line for line in lines if "lab/c" in line and "summary" not in line]
+    assert table and all(len(line) <= 160 for line in table)

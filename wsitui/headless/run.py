@@ -19,7 +19,8 @@ from pathlib import Path
 import anyio
 from anyio.abc import TaskStatus
 from pydantic import BaseModel
-from rich.console import Console
+from rich.console import Console, Group
+from rich.text import Text
 
 from wsitui.core.records import JobState, WorkflowStatus
 from wsitui.core.text import one_line
@@ -244,10 +245,17 @@ async def _run(session: Session, opts: RunOptions) -> int:
         trackers = [] if opts.verbose else cohort_trackers(session)
         others = _statuses(session, without=trackers)
         if others or not trackers:
-            human.print(summary_table(engine, others))
+            print_closing(human, summary_table(engine, others))
         if trackers:
-            human.print(cohort_table(trackers, summary_files(session)))
+            print_closing(human, cohort_table(trackers, summary_files(session)))
     return code
+
+
+def print_closing(console: Console, closing: Group) -> None:
+    """The closing table, then its lines (paths, errors). Off a terminal (a log, a pipe) a
+    line is never wrapped: a slide's error split over two lines no longer greps whole."""
+    for part in closing.renderables:
+        console.print(part, soft_wrap=isinstance(part, Text) and not console.is_terminal)
 
 
 STOP_MARGIN_S = 0.8  # a stop ends the process within cancel_grace plus this, whatever runs
