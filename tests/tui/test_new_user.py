@@ -395,6 +395,9 @@ async def test_filter_copy_open_notes_and_rerun(tmp_path, monkeypatch):
         await pilot.press("R")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmDialog)
+        # It says what a rerun does: the tiles done for the same slide and params are reused
+        # (it used to promise outputs "replaced", and a rerun that recomputed nothing surprised)
+        assert "reusing the tiles" in app.screen.question
         await pilot.press("y")
         await settle(app, pilot, lambda: app.engine.job("alice", seg.id).attempt == 2)
         # The same job, its next attempt (not a copy `seg-2` beside it), and still selected.

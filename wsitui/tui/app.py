@@ -667,8 +667,9 @@ class WsituiApp(App[None]):
             return
         self._confirm_then_call(
             f"Run {job.key} again? It succeeded; it runs again as attempt {job.attempt + 1} "
-            f"at the back of branch {job.branch}, and its outputs are replaced when it starts. "
-            "Jobs after it that succeeded keep their outputs.",
+            f"at the back of branch {job.branch} and writes its outputs anew, reusing the tiles "
+            "it already did for the same slide and params (only what changed is redone). Jobs "
+            "after it that succeeded keep their outputs.",
             "Rerun",
             lambda: self.engine.rerun(self.tenant, job.id),
             f"rerunning {job.key}: attempt {job.attempt + 1}",
