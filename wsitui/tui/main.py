@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from wsitui.core.records import check_safe_id
 from wsitui.core.text import one_line
@@ -80,6 +81,17 @@ def tui_main(
         print("wsitui: interrupted before the TUI started; nothing was changed", file=sys.stderr)
         return EXIT_INTERRUPTED
 
+    missing = no_terminal()
+    if missing:
+        session.close()
+        print(
+            f"wsitui: the TUI needs a terminal, and {missing} "
+            f"{'are' if ' and ' in missing else 'is'} not one; run a config "
+            "headless with `wsitui run CONFIG`, see a data dir with `wsitui status`, or use "
+            "`wsitui serve` for a browser",
+            file=sys.stderr,
+        )
+        return EXIT_INPUT
     app = build_app(session, tenant, catch_signals=True)
     try:
         app.run()
@@ -95,6 +107,24 @@ def tui_main(
     if app.signaled is not None:
         return 128 + app.signaled  # what a shell reports for a process its signal ended
     return app.return_code or 0
+
+
+def no_terminal() -> str:
+    """Which of stdin and stderr (Textual reads keys from one, draws on the other) is not a
+    terminal ("" when both are). Run from a script, cron or CI, the TUI used to draw escape
+    codes into a file and wait for keys forever. A driver named in TEXTUAL_DRIVER (`wsitui
+    serve`'s browser session) brings its own terminal."""
+    if os.environ.get("TEXTUAL_DRIVER"):
+        return ""
+    streams = (("stdin", sys.__stdin__), ("stderr", sys.__stderr__))
+    return " and ".join(name for name, s in streams if s is None or not _isatty(s))
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (OSError, ValueError):  # closed
+        return False
 
 
 def _say(line: str) -> None:
