@@ -238,6 +238,15 @@ async def test_running_card_clock_ticks_with_no_progress_and_shows_stage(tmp_pat
         await app.shutdown()
 
 
+def tail_text(detail: JobDetailScreen) -> str:
+    """What the detail screen's error, result, outputs and preview sections say."""
+    parts = []
+    for widget in detail.query("#tail > *"):
+        content = getattr(widget, "content", None)
+        parts.append(str(content) if content is not None else type(widget).__name__)
+    return "\n".join(parts)
+
+
 async def test_card_shows_counters_and_detail_shows_stage(tmp_path):
     app, ex, _ = make_app(tmp_path / "data")
     ex.stages["seg"] = "segmenting"
@@ -270,6 +279,10 @@ async def test_card_shows_counters_and_detail_shows_stage(tmp_path):
         await wait_for(pilot, lambda: table.row_count == 3)
         assert table.get_row_at(2)[1] == "SUCCEEDED"
         assert "SUCCEEDED" in str(detail.query_one("#state").render())
+        # ...and so do its outputs and preview, written as it ended (they stayed "(none yet)"
+        # and "no preview yet" until the screen was opened again)
+        await wait_for(pilot, lambda: "preview.png" in tail_text(detail))
+        assert "(none yet)" not in tail_text(detail) and "no preview yet" not in tail_text(detail)
         await pilot.press("p")  # the detail screen's own key for the full-screen preview
         await pilot.pause()
         assert isinstance(app.screen, PreviewScreen)
