@@ -251,3 +251,28 @@ def test_closing_lines_are_never_wrapped_in_a_log_but_the_table_still_fits():
     assert f"  s1: {error}" in lines  # the whole reason on its one line: greps whole
     table = [line for line in lines if "lab/c" in line and "summary" not in line]
     assert table and all(len(line) <= 160 for line in table)
+
+
+async def test_after_an_interrupt_the_summary_says_a_ready_job_resumes_next_time(tmp_path):
+    ex = ScriptedExecutor()
+    engine = Engine(tmp_path / "data", [ex], max_workers=1)
+    jobs = tuple(
+        JobSpec(id=key, type="TISSUE_MASK", slide=SLIDE, branch=branch)
+        for key, branch in (("first", "A"), ("second", "B"))
+    )
+    await engine.__aenter__()
+    try:
+        wf = engine.submit("alice", WorkflowSpec(name="w", jobs=jobs))
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.stats().running == 1)
+        statuses = [engine.workflow("alice", wf.workflow.id)]
+        stopped = "\n".join(at_80(summary_table(engine, statuses, interrupted=True), width=200))
+        live = "\n".join(at_80(summary_table(engine, statuses), width=200))
+    finally:
+        for job in jobs:
+            ex.release(job.id)
+        await engine.__aexit__(None, None, None)
+    # The process is exiting: "waiting for a free worker" would say it is still coming.
+    assert "second: stopped before it finished; the same command resumes it" in stopped
+    assert "waiting for a free worker" not in stopped
+    assert "second: waiting for a free worker" in live  # while it runs, the reason as it is

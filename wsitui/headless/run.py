@@ -245,7 +245,7 @@ async def _run(session: Session, opts: RunOptions) -> int:
         trackers = [] if opts.verbose else cohort_trackers(session)
         others = _statuses(session, without=trackers)
         if others or not trackers:
-            print_closing(human, summary_table(engine, others))
+            print_closing(human, summary_table(engine, others, interrupted=interrupted))
         if trackers:
             print_closing(human, cohort_table(trackers, summary_files(session)))
     return code
