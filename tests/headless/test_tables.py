@@ -276,3 +276,35 @@ async def test_after_an_interrupt_the_summary_says_a_ready_job_resumes_next_time
     assert "second: stopped before it finished; the same command resumes it" in stopped
     assert "waiting for a free worker" not in stopped
     assert "second: waiting for a free worker" in live  # while it runs, the reason as it is
+
+
+def test_status_with_no_process_on_the_data_dir_says_a_ready_job_is_not_running(tmp_path):
+    """After a run stopped (Ctrl-C, a crash), status said 'waiting for a free worker': no
+    process would ever free one. It now says how to resume; with a live run, the reason."""
+    import os
+    import subprocess
+    import sys
+
+    from wsitui.headless.status import run_is_live
+
+    summary = _cohort_summary(3)
+    summary.cohort = None  # its jobs one by one
+    ready = summary.jobs[3]  # case001-cells: RUNNING in the data; make one ready, one running
+    summary.jobs[2] = summary.jobs[2].model_copy(
+        update={"state": "PENDING", "phase": "ready", "reason": "waiting for a free worker"}
+    )
+    stopped = "\n".join(at_80(status_table(tmp_path, [summary], live=False), width=250))
+    lines = {line.split()[2]: line for line in stopped.splitlines() if "lab/brca" in line}
+    assert "not running: no wsitui process has this data dir" in lines["case001-mask"]
+    assert "not running" in lines[ready.key]  # RUNNING on disk, its process gone
+    assert "not running" not in lines["case002-mask"]  # succeeded: nothing to say
+    live = "\n".join(at_80(status_table(tmp_path, [summary], live=True), width=250))
+    assert "waiting for a free worker" in live and "not running" not in live
+
+    assert not run_is_live(tmp_path)  # no lock file: no process
+    (tmp_path / "engine.lock").write_text(str(os.getpid()))
+    assert run_is_live(tmp_path)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    (tmp_path / "engine.lock").write_text(gone)
+    assert not run_is_live(tmp_path)  # a run that ended (or died) leaves its pid behind

@@ -7,6 +7,7 @@ workflow and job summary as `wsitui run --json`, phases included.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -22,7 +23,7 @@ from wsitui.core.store import Store, StoreError
 from wsitui.core.text import one_line
 from wsitui.session.cohort_rows import CohortSummary, cohort_of
 from wsitui.session.errors import EXIT_INPUT, EXIT_OK
-from wsitui.session.summary import WorkflowSummary, summarize
+from wsitui.session.summary import JobSummary, WorkflowSummary, summarize
 
 
 def _error(message: str) -> int:
@@ -73,8 +74,30 @@ def status(
     if as_json:
         print(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2))
         return EXIT_OK
-    _print_table(data_dir, summaries, verbose=verbose)
+    _print_table(data_dir, summaries, verbose=verbose, live=run_is_live(data_dir))
     return EXIT_OK
+
+
+NOT_RUNNING = "not running: no wsitui process has this data dir; run its config to resume"
+
+
+def run_is_live(data_dir: Path) -> bool:
+    """Whether a wsitui process (run or TUI) may have this data dir open now: the pid its
+    lock file names is alive. Read without locking (a lock taken here, however briefly,
+    could make a `wsitui run` starting that instant refuse the data dir as busy)."""
+    try:
+        pid = int((data_dir / "engine.lock").read_text(encoding="utf-8").strip() or "0")
+    except (OSError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True  # alive, another user's
+    except OSError:
+        return False
+    return True
 
 
 def cohort_line(cohort: CohortSummary) -> str:
@@ -107,8 +130,16 @@ def _cohort_row(w: WorkflowSummary, cohort: CohortSummary) -> tuple[Text | str, 
     )
 
 
+def _why(j: JobSummary, live: bool) -> str:
+    """A job's reason; with no process on the data dir, a job that would run says it waits
+    for a run of its config (not "waiting for a free worker", which no process will free)."""
+    if not live and (j.state == "RUNNING" or j.phase in ("ready", "waiting")):
+        return NOT_RUNNING
+    return one_line(j.error or j.reason or j.stage)
+
+
 def status_table(
-    data_dir: Path, summaries: list[WorkflowSummary], *, verbose: bool = False
+    data_dir: Path, summaries: list[WorkflowSummary], *, verbose: bool = False, live: bool = True
 ) -> Table:
     """Readable at 80 columns: workflow, job and reason fold onto more lines rather than
     shrinking to nothing, no header is cut, and a cells job shows its cell count. Progress is
@@ -145,15 +176,15 @@ def status_table(
                 str(j.attempt),
                 f"{j.tiles_done}/{j.tiles_total}",
                 f"{j.counters['cells']:,}" if "cells" in j.counters else "",
-                Text(one_line(j.error or j.reason or j.stage)),
+                Text(_why(j, live)),
             )
     return table
 
 
 def _print_table(
-    data_dir: Path, summaries: list[WorkflowSummary], *, verbose: bool = False
+    data_dir: Path, summaries: list[WorkflowSummary], *, verbose: bool = False, live: bool = True
 ) -> None:
     console = Console()
     if not console.is_terminal:  # pipes and logs: don't fold the table into 80 columns
         console = Console(width=160)
-    console.print(status_table(data_dir, summaries, verbose=verbose))
+    console.print(status_table(data_dir, summaries, verbose=verbose, live=live))
