@@ -301,6 +301,10 @@ def test_status_with_no_process_on_the_data_dir_says_a_ready_job_is_not_running(
     live = "\n".join(at_80(status_table(tmp_path, [summary], live=True), width=250))
     assert "waiting for a free worker" in live and "not running" not in live
 
+    cohort = _cohort_summary(3)  # slide 1 is still running on disk
+    stopped = " ".join(at_80(status_table(tmp_path, [cohort], live=False), width=250))
+    assert "1 running · case000: mask: bad slide · not running: no wsitui process" in stopped
+
     assert not run_is_live(tmp_path)  # no lock file: no process
     (tmp_path / "engine.lock").write_text(str(os.getpid()))
     assert run_is_live(tmp_path)

@@ -112,7 +112,9 @@ def cohort_line(cohort: CohortSummary) -> str:
     return text
 
 
-def _cohort_row(w: WorkflowSummary, cohort: CohortSummary) -> tuple[Text | str, ...]:
+def _cohort_row(
+    w: WorkflowSummary, cohort: CohortSummary, live: bool = True
+) -> tuple[Text | str, ...]:
     """One row for a whole cohort: its slides counted, its tiles and cells summed."""
     cells = [r.cells for r in cohort.rows if r.listed and r.cells is not None]
     removed = sum(not r.listed for r in cohort.rows)
@@ -126,8 +128,12 @@ def _cohort_row(w: WorkflowSummary, cohort: CohortSummary) -> tuple[Text | str, 
         "",
         f"{sum(j.tiles_done for j in w.jobs)}/{sum(j.tiles_total for j in w.jobs)}",
         f"{sum(cells):,}" if cells else "",
-        Text(cohort_line(cohort)),
+        Text(cohort_line(cohort) + ("" if live or _settled(cohort) else f" · {NOT_RUNNING}")),
     )
+
+
+def _settled(cohort: CohortSummary) -> bool:
+    return all(r.finished for r in cohort.rows if r.listed)
 
 
 def _why(j: JobSummary, live: bool) -> str:
@@ -165,7 +171,7 @@ def status_table(
     table.add_column("why / error", overflow="fold", ratio=3, min_width=14)
     for w in summaries:
         if w.cohort is not None and not verbose:
-            table.add_row(*_cohort_row(w, w.cohort))
+            table.add_row(*_cohort_row(w, w.cohort, live))
             continue
         for j in w.jobs:
             state = j.state if j.state != "PENDING" else f"{j.state} ({j.phase})"
