@@ -142,6 +142,9 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--tenant", help="only this tenant")
     status.add_argument("--out", type=Path, help="results root, if run used --out")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument(
+        "--verbose", action="store_true", help="a cohort's jobs one by one, not one line"
+    )
 
     add_model_commands(sub)
 
@@ -281,7 +284,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "status":
         from wsitui.headless.status import status
 
-        return status(args.data_dir, tenant=args.tenant, as_json=args.json, out=args.out)
+        return status(
+            args.data_dir, tenant=args.tenant, as_json=args.json, out=args.out, verbose=args.verbose
+        )
     if args.command == "sample":
         return _sample(args.out, args.size, args.seed, force=args.force, mpp=args.mpp)
     if args.command == "view":

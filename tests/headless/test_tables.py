@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 
 import anyio
 import pytest
@@ -12,11 +13,12 @@ from rich.console import Console, RenderableType
 
 from tests.tui.fakes import ScriptedExecutor
 from wsitui.core.engine import Engine
-from wsitui.core.records import JobSpec, JobState, WorkflowSpec
+from wsitui.core.records import Job, JobSpec, JobState, WorkflowSpec
 from wsitui.headless.display import summary_table
 from wsitui.headless.status import status_table
 from wsitui.models.cli import add_model_commands, run_model_command
-from wsitui.session.summary import summarize
+from wsitui.session.cohort_rows import CohortSummary, SlideRow
+from wsitui.session.summary import JobSummary, WorkflowSummary, summarize
 
 pytestmark = pytest.mark.anyio
 
@@ -24,8 +26,8 @@ WORKFLOW = "TCGA-BRCA-cohort-2024-batch-07-masks-and-nuclei"
 SLIDE = "slides/TCGA-A1-A0SB-01Z-00-DX1.8F2A3C9E-1B7D-4C2E-9A6B-3F5E7D1C0B2A.svs"
 
 
-def at_80(table: RenderableType) -> list[str]:
-    console = Console(width=80, file=io.StringIO(), record=True, color_system=None)
+def at_80(table: RenderableType, width: int = 80) -> list[str]:
+    console = Console(width=width, file=io.StringIO(), record=True, color_system=None)
     console.print(table)
     return console.export_text().splitlines()
 
@@ -118,3 +120,195 @@ def test_run_bars_show_stage_and_cells():
     assert doing_text(job) == "segmenting · 12,345 cells"
     done = replace(job, state=JobState.SUCCEEDED)
     assert doing_text(done) == "12,345 cells"  # the stage of a finished job is history
+
+
+def _cohort_summary(n: int) -> WorkflowSummary:
+    """A cohort of `n` slides (mask + cells each): slide 0 failed at its mask, 1 is running,
+    the rest succeeded with 10 cells each."""
+    jobs, rows = [], []
+    for i in range(n):
+        sid = f"case{i:03d}"
+        states = {0: ("FAILED", "PENDING"), 1: ("SUCCEEDED", "RUNNING")}.get(
+            i, ("SUCCEEDED", "SUCCEEDED")
+        )
+        for tid, state in zip(("mask", "cells"), states, strict=True):
+            jobs.append(
+                JobSummary(
+                    id=f"wf1.{sid}-{tid}",
+                    key=f"{sid}-{tid}",
+                    type="TISSUE_MASK",
+                    branch=sid,
+                    slide=f"/s/{sid}.svs",
+                    depends_on=[],
+                    state=state,
+                    phase=state.lower(),
+                    reason="",
+                    stage="",
+                    counters={},
+                    blocked=False,
+                    attempt=1,
+                    crashes=0,
+                    tiles_done=3,
+                    tiles_total=4,
+                    error="bad slide" if i == 0 else None,
+                    results_dir="",
+                    created_at=0.0,
+                    started_at=None,
+                    finished_at=None,
+                )
+            )
+        rows.append(
+            SlideRow(
+                slide_id=sid,
+                path=f"/s/{sid}.svs",
+                meta={},
+                listed=True,
+                state={0: "FAILED", 1: "RUNNING"}.get(i, "SUCCEEDED"),
+                finished=i != 1,
+                jobs={},
+                job_ids={},
+                tiles_done=6,
+                tiles_total=8,
+                progress=0.75,
+                cells=None if i < 2 else 10,
+                tissue_area_mm2=None,
+                cells_per_mm2=None,
+                run_s=None,
+                started_at=None,
+                finished_at=None,
+                error="mask: bad slide" if i == 0 else None,
+            )
+        )
+    cohort = CohortSummary(
+        slides=n, succeeded=n - 2, failed=1, running=1, pending=0, summary_csv="", rows=rows
+    )
+    return WorkflowSummary(
+        id="wf1",
+        tenant="lab",
+        name="brca",
+        created_at=0.0,
+        state="RUNNING",
+        progress=0.5,
+        jobs=jobs,
+        cohort=cohort,
+    )
+
+
+def test_status_shows_a_cohort_as_one_line_and_its_jobs_with_verbose(tmp_path):
+    summary = _cohort_summary(60)
+    lines = at_80(status_table(tmp_path, [summary]))
+    text = "\n".join(lines)
+    assert all(len(line) <= 80 for line in lines), text
+    assert "case001" not in text  # no line per slide job...
+    assert len(lines) < 15, text  # ...so 120 jobs do not flood the screen
+    flat = "\n".join(at_80(status_table(tmp_path, [summary]), width=200))  # as a pipe: 1 line
+    assert len([line for line in flat.splitlines() if "lab/brca" in line]) == 1, flat
+    assert "59/60 slides done, 1 failed, 1 running" in flat  # counted as `wsitui run` does
+    assert "case000: mask: bad slide" in flat  # the first failure, with its reason
+    assert "580" in flat  # cells summed over the slides (58 x 10)
+    assert "360/480" in flat  # tiles summed over the jobs
+    assert "--verbose" in flat  # says how to see the jobs
+    verbose = "\n".join(at_80(status_table(tmp_path, [summary], verbose=True), width=200))
+    assert all(f"case{i:03d}-cells" in verbose for i in range(60))
+
+
+def test_status_verbose_is_an_option_of_the_command():
+    from wsitui.cli import _parser
+
+    assert _parser().parse_args(["status", "--verbose"]).verbose is True
+    assert _parser().parse_args(["status"]).verbose is False
+
+
+async def test_status_of_an_unknown_tenant_says_so_and_names_the_tenants(tmp_path, capsys):
+    from wsitui.headless.status import status
+
+    engine = await finished_engine(tmp_path)
+    await engine.__aexit__(None, None, None)
+    capsys.readouterr()
+    assert status(tmp_path / "data", tenant="alcie") == 2  # a typo is not an empty answer
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'alcie'" in err and "tenants: alice" in err, err
+    assert status(tmp_path / "data", tenant="alice", as_json=True) == 0
+    assert [w["tenant"] for w in json.loads(capsys.readouterr().out)] == ["alice"]
+
+
+def test_closing_lines_are_never_wrapped_in_a_log_but_the_table_still_fits():
+    from wsitui.core.records import JobState as S
+    from wsitui.headless.cohort_progress import cohort_table
+    from wsitui.headless.run import print_closing
+    from wsitui.session.cohort_tracker import CohortTracker
+
+    error = "slide '/data/" + "x" * 150 + ".svs' is not a slide image; give an SVS file"
+    job = Job(
+        id="wf.s1-mask", key="s1-mask", workflow_id="wf", tenant="lab", job_type="TISSUE_MASK",
+        slide="/s1.svs", branch="s1", depends_on=(), params={}, state=S.FAILED, error=error,
+    )  # fmt: skip
+    tracker = CohortTracker("lab", "c", "wf", ["s1"], [job])
+    log = Console(width=160, file=io.StringIO(), color_system=None)  # a pipe, as run makes it
+    assert not log.is_terminal
+    print_closing(log, cohort_table([tracker], {"wf": "/r/summary.csv"}))
+    lines = log.file.getvalue().splitlines()
+    assert f"  s1: {error}" in lines  # the whole reason on its one line: greps whole
+    table = [line for line in lines if "lab/c" in line and "summary" not in line]
+    assert table and all(len(line) <= 160 for line in table)
+
+
+async def test_after_an_interrupt_the_summary_says_a_ready_job_resumes_next_time(tmp_path):
+    ex = ScriptedExecutor()
+    engine = Engine(tmp_path / "data", [ex], max_workers=1)
+    jobs = tuple(
+        JobSpec(id=key, type="TISSUE_MASK", slide=SLIDE, branch=branch)
+        for key, branch in (("first", "A"), ("second", "B"))
+    )
+    await engine.__aenter__()
+    try:
+        wf = engine.submit("alice", WorkflowSpec(name="w", jobs=jobs))
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.stats().running == 1)
+        statuses = [engine.workflow("alice", wf.workflow.id)]
+        stopped = "\n".join(at_80(summary_table(engine, statuses, interrupted=True), width=200))
+        live = "\n".join(at_80(summary_table(engine, statuses), width=200))
+    finally:
+        for job in jobs:
+            ex.release(job.id)
+        await engine.__aexit__(None, None, None)
+    # The process is exiting: "waiting for a free worker" would say it is still coming.
+    assert "second: stopped before it finished; the same command resumes it" in stopped
+    assert "waiting for a free worker" not in stopped
+    assert "second: waiting for a free worker" in live  # while it runs, the reason as it is
+
+
+def test_status_with_no_process_on_the_data_dir_says_a_ready_job_is_not_running(tmp_path):
+    """After a run stopped (Ctrl-C, a crash), status said 'waiting for a free worker': no
+    process would ever free one. It now says how to resume; with a live run, the reason."""
+    import os
+    import subprocess
+    import sys
+
+    from wsitui.headless.status import run_is_live
+
+    summary = _cohort_summary(3)
+    summary.cohort = None  # its jobs one by one
+    ready = summary.jobs[3]  # case001-cells: RUNNING in the data; make one ready, one running
+    summary.jobs[2] = summary.jobs[2].model_copy(
+        update={"state": "PENDING", "phase": "ready", "reason": "waiting for a free worker"}
+    )
+    stopped = "\n".join(at_80(status_table(tmp_path, [summary], live=False), width=250))
+    lines = {line.split()[2]: line for line in stopped.splitlines() if "lab/brca" in line}
+    assert "not running: no wsitui process has this data dir" in lines["case001-mask"]
+    assert "not running" in lines[ready.key]  # RUNNING on disk, its process gone
+    assert "not running" not in lines["case002-mask"]  # succeeded: nothing to say
+    live = "\n".join(at_80(status_table(tmp_path, [summary], live=True), width=250))
+    assert "waiting for a free worker" in live and "not running" not in live
+
+    cohort = _cohort_summary(3)  # slide 1 is still running on disk
+    stopped = " ".join(at_80(status_table(tmp_path, [cohort], live=False), width=250))
+    assert "1 running · case000: mask: bad slide · not running: no wsitui process" in stopped
+
+    assert not run_is_live(tmp_path)  # no lock file: no process
+    (tmp_path / "engine.lock").write_text(str(os.getpid()))
+    assert run_is_live(tmp_path)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    (tmp_path / "engine.lock").write_text(gone)
+    assert not run_is_live(tmp_path)  # a run that ended (or died) leaves its pid behind

@@ -51,6 +51,7 @@ def make_app(
     max_active_users: int = 3,
     executor: ScriptedExecutor | None = None,
     clock: Clock | None = None,
+    catch_signals: bool = False,
 ) -> tuple[WsituiApp, ScriptedExecutor, Clock]:
     executor = executor or ScriptedExecutor()
     clock = clock or Clock()
@@ -63,5 +64,5 @@ def make_app(
         clock=clock,
         new_id=lambda: f"wf{next(counter):04d}",
     )
-    app = WsituiApp(engine, tenant=tenant, image_protocol="halfcell")
+    app = WsituiApp(engine, tenant=tenant, image_protocol="halfcell", catch_signals=catch_signals)
     return app, executor, clock

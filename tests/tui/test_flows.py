@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -142,6 +144,32 @@ async def test_quit_with_running_jobs_asks_then_resumes_next_start(tmp_path):
         await app2.shutdown()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
+async def test_hangup_or_term_stops_like_a_quit_and_the_job_resumes_not_a_crash(tmp_path, sig):
+    """The SSH connection dropping (SIGHUP) or `kill` (SIGTERM) used to end the process with
+    its job RUNNING on disk: a crash to recovery, and the job failed after two of them."""
+    data = tmp_path / "data"
+    app, _, _ = make_app(data, catch_signals=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        w = app.engine.submit("alice", spec("long", ("a", "A")))
+        job_id = w.jobs[0].id
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total > 0)
+        os.kill(os.getpid(), sig)
+        with anyio.fail_after(10):
+            while app.is_running:
+                await anyio.sleep(0.05)
+    assert app.signaled == sig and app.stopping == 1
+    db = sqlite3.connect(data / "state.db")
+    state, crashes, reason = db.execute(
+        "SELECT j.state, j.crashes, t.reason FROM jobs j JOIN transitions t ON t.job_id = j.id "
+        "WHERE j.id = ? ORDER BY t.id DESC LIMIT 1",
+        (job_id,),
+    ).fetchone()
+    db.close()
+    assert (state, crashes) == ("PENDING", 0) and reason.startswith("interrupted"), reason
+
+
 async def test_metrics_screen_shows_latency_after_a_job(tmp_path):
     app, ex, clock = make_app(tmp_path / "data")
     async with app.run_test(size=SIZE) as pilot:
@@ -210,6 +238,15 @@ async def test_running_card_clock_ticks_with_no_progress_and_shows_stage(tmp_pat
         await app.shutdown()
 
 
+def tail_text(detail: JobDetailScreen) -> str:
+    """What the detail screen's error, result, outputs and preview sections say."""
+    parts = []
+    for widget in detail.query("#tail > *"):
+        content = getattr(widget, "content", None)
+        parts.append(str(content) if content is not None else type(widget).__name__)
+    return "\n".join(parts)
+
+
 async def test_card_shows_counters_and_detail_shows_stage(tmp_path):
     app, ex, _ = make_app(tmp_path / "data")
     ex.stages["seg"] = "segmenting"
@@ -242,6 +279,10 @@ async def test_card_shows_counters_and_detail_shows_stage(tmp_path):
         await wait_for(pilot, lambda: table.row_count == 3)
         assert table.get_row_at(2)[1] == "SUCCEEDED"
         assert "SUCCEEDED" in str(detail.query_one("#state").render())
+        # ...and so do its outputs and preview, written as it ended (they stayed "(none yet)"
+        # and "no preview yet" until the screen was opened again)
+        await wait_for(pilot, lambda: "preview.png" in tail_text(detail))
+        assert "(none yet)" not in tail_text(detail) and "no preview yet" not in tail_text(detail)
         await pilot.press("p")  # the detail screen's own key for the full-screen preview
         await pilot.pause()
         assert isinstance(app.screen, PreviewScreen)

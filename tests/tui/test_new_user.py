@@ -3,10 +3,12 @@ highlighted card, dialogs keep what was typed, numbers say what is true, convent
 
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from textual.content import Content
 from textual.widgets import Input, Select
 
@@ -393,6 +395,9 @@ async def test_filter_copy_open_notes_and_rerun(tmp_path, monkeypatch):
         await pilot.press("R")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmDialog)
+        # It says what a rerun does: the tiles done for the same slide and params are reused
+        # (it used to promise outputs "replaced", and a rerun that recomputed nothing surprised)
+        assert "reusing the tiles" in app.screen.question
         await pilot.press("y")
         await settle(app, pilot, lambda: app.engine.job("alice", seg.id).attempt == 2)
         # The same job, its next attempt (not a copy `seg-2` beside it), and still selected.
@@ -444,3 +449,23 @@ def test_busy_workers_are_drawn_against_max_workers():
     from wsitui.tui.screens.metrics import scaled_sparkline
 
     assert scaled_sparkline([1, 4, 0, 2], 4).plain == "▃█▁▅"  # 1 of 4 is not full height
+
+
+async def test_help_lists_the_cohort_tables_sort_keys(tmp_path):
+    """`t` / `T` sort a cohort's slides (README) but are the table's own keys, so the help
+    built from the app's keys left them out: nothing on screen said how to sort."""
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        console = Console(width=100, file=io.StringIO(), record=True, color_system=None)
+        console.print(app.screen.query_one("#help-body Static").content)
+        text = console.export_text()
+        assert "cohort" in text
+        for key, what in (("t", "Sort"), ("T", "Reverse sort")):
+            assert any(line.split()[:1] == [key] and what in line for line in text.splitlines()), (
+                text
+            )
+        await app.shutdown()

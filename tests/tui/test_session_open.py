@@ -122,3 +122,20 @@ async def test_a_skipped_config_workflow_is_a_warning_at_start(tmp_path: Path, s
             await app.shutdown()
     finally:
         session.close()
+
+
+def test_the_tui_without_a_terminal_says_so_in_one_line_instead_of_drawing_into_a_file(
+    tmp_path, capsys, monkeypatch
+):
+    """From a script, cron or CI (`wsitui < /dev/null > log 2>&1`) the TUI drew escape codes
+    into the file and waited for keys forever."""
+    from wsitui.tui.main import no_terminal, tui_main
+
+    monkeypatch.delenv("TEXTUAL_DRIVER", raising=False)
+    config = tmp_path / "c.toml"
+    config.write_text('[ui]\ntenant = "alice"\n')
+    assert tui_main(config, tmp_path / "data", None) == 2  # pytest's streams are no terminal
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs a terminal" in err and "wsitui run" in err, err
+    monkeypatch.setenv("TEXTUAL_DRIVER", "textual.drivers.web_driver:WebDriver")
+    assert no_terminal() == ""  # `wsitui serve`: the browser is its terminal

@@ -30,7 +30,7 @@ from wsitui.core.events import (
     TenantWaiting,
     WorkflowProgress,
 )
-from wsitui.core.phase import job_phases
+from wsitui.core.phase import JobPhase, job_phases
 from wsitui.core.records import Job, JobState, WorkflowStatus
 from wsitui.core.text import one_line
 
@@ -94,10 +94,17 @@ def doing_text(job: Job) -> str:
     return _line(" · ".join(parts))
 
 
-def summary_table(engine: Engine, statuses: list[WorkflowStatus]) -> Group:
+STOPPED = "stopped before it finished; the same command resumes it"
+
+
+def summary_table(
+    engine: Engine, statuses: list[WorkflowStatus], *, interrupted: bool = False
+) -> Group:
     """`wsitui run`'s closing summary, readable at 80 columns: a table of the jobs (no header
     cut, the cell count shown), then each job's output folder or error on a line of its own,
-    whole (as a table column it was squeezed to 8 characters)."""
+    whole (as a table column it was squeezed to 8 characters). After an interrupt a job that
+    could have run says it resumes next time, not "waiting for a free worker" as the process
+    exits."""
     table = Table(
         title="wsitui run summary",
         title_justify="left",
@@ -126,6 +133,8 @@ def summary_table(engine: Engine, statuses: list[WorkflowStatus]) -> Group:
             elif job.state is JobState.PENDING:
                 state = f"{state} ({phase.phase})"
                 detail = one_line(phase.reason)
+                if interrupted and phase.phase in (JobPhase.READY, JobPhase.WAITING):
+                    detail = STOPPED
             else:
                 detail = f"{job.state}: {one_line(job.error or '')}"
             table.add_row(

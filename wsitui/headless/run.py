@@ -19,7 +19,8 @@ from pathlib import Path
 import anyio
 from anyio.abc import TaskStatus
 from pydantic import BaseModel
-from rich.console import Console
+from rich.console import Console, Group
+from rich.text import Text
 
 from wsitui.core.records import JobState, WorkflowStatus
 from wsitui.core.text import one_line
@@ -41,6 +42,7 @@ from wsitui.session.errors import (
 )
 from wsitui.session.session import Session, SessionOptions, prepare_session
 from wsitui.session.summary import WorkflowSummary, summarize
+from wsitui.session.terminal import detach_from_terminal
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,19 @@ def _exit_now(signum: int, frame: object) -> None:
     os._exit(EXIT_INTERRUPTED)
 
 
+def stop_signals() -> tuple[int, ...]:
+    """What stops a run (jobs at their next tile, state kept): Ctrl-C, SIGTERM, and SIGHUP (the
+    SSH connection or terminal went away; the default would kill the process mid-job, which
+    recovery counts as a crash), unless SIGHUP is ignored (`nohup`: keep running)."""
+    hup = getattr(signal, "SIGHUP", None)
+    keep = hup is not None and signal.getsignal(hup) is not signal.SIG_IGN
+    return (signal.SIGINT, signal.SIGTERM, *((hup,) if keep and hup is not None else ()))
+
+
 def _answer_signals_by_exiting(opts: RunOptions) -> None:
     if opts.program and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _exit_now)
-        signal.signal(signal.SIGTERM, _exit_now)
+        for sig in stop_signals():
+            signal.signal(sig, _exit_now)
 
 
 def run(opts: RunOptions) -> int:
@@ -161,9 +172,11 @@ async def _run(session: Session, opts: RunOptions) -> int:
         # Stays open until the engine has stopped, so a second Ctrl-C during the stop is
         # answered here instead of raising KeyboardInterrupt mid-shutdown.
         nonlocal interrupted
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with anyio.open_signal_receiver(*stop_signals()) as signals:
             task_status.started()  # before the engine opens: no signal finds no handler
-            async for _ in signals:
+            async for received in signals:
+                if received == getattr(signal, "SIGHUP", None):
+                    detach_from_terminal()  # the terminal is gone: the stop must not write to it
                 if interrupted and not opts.quiet:
                     human.print("[yellow]still stopping:[/] waiting for jobs to reach a tile")
                 if not interrupted and opts.program:
@@ -232,10 +245,17 @@ async def _run(session: Session, opts: RunOptions) -> int:
         trackers = [] if opts.verbose else cohort_trackers(session)
         others = _statuses(session, without=trackers)
         if others or not trackers:
-            human.print(summary_table(engine, others))
+            print_closing(human, summary_table(engine, others, interrupted=interrupted))
         if trackers:
-            human.print(cohort_table(trackers, summary_files(session)))
+            print_closing(human, cohort_table(trackers, summary_files(session)))
     return code
+
+
+def print_closing(console: Console, closing: Group) -> None:
+    """The closing table, then its lines (paths, errors). Off a terminal (a log, a pipe) a
+    line is never wrapped: a slide's error split over two lines no longer greps whole."""
+    for part in closing.renderables:
+        console.print(part, soft_wrap=isinstance(part, Text) and not console.is_terminal)
 
 
 STOP_MARGIN_S = 0.8  # a stop ends the process within cancel_grace plus this, whatever runs

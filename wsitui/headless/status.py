@@ -7,6 +7,7 @@ workflow and job summary as `wsitui run --json`, phases included.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -20,9 +21,9 @@ from wsitui.core.paths import default_data_dir
 from wsitui.core.records import Job
 from wsitui.core.store import Store, StoreError
 from wsitui.core.text import one_line
-from wsitui.session.cohort_rows import cohort_of
+from wsitui.session.cohort_rows import CohortSummary, cohort_of
 from wsitui.session.errors import EXIT_INPUT, EXIT_OK
-from wsitui.session.summary import WorkflowSummary, summarize
+from wsitui.session.summary import JobSummary, WorkflowSummary, summarize
 
 
 def _error(message: str) -> int:
@@ -36,6 +37,7 @@ def status(
     tenant: str | None = None,
     as_json: bool = False,
     out: Path | None = None,
+    verbose: bool = False,
 ) -> int:
     data_dir = data_dir or default_data_dir()
     if data_dir.exists() and not data_dir.is_dir():
@@ -48,13 +50,17 @@ def status(
     try:
         store = Store(db, readonly=True)
         try:
-            workflows = [w for w in store.workflows() if tenant is None or w.tenant == tenant]
+            stored = store.workflows()
+            workflows = [w for w in stored if tenant is None or w.tenant == tenant]
             jobs = store.jobs()
             _, waiting = store.tenant_state()
         finally:
             store.close()
     except StoreError as exc:
         return _error(str(exc))
+    if tenant is not None and not workflows and stored:  # a typo, not an empty answer
+        known = ", ".join(sorted({w.tenant for w in stored}))
+        return _error(f"no tenant {tenant!r} in {data_dir}; its tenants: {known}")
     jobs_by_wf: dict[str, list[Job]] = defaultdict(list)
     for job in jobs:
         jobs_by_wf[job.workflow_id].append(job)
@@ -68,17 +74,92 @@ def status(
     if as_json:
         print(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2))
         return EXIT_OK
-    _print_table(data_dir, summaries)
+    _print_table(data_dir, summaries, verbose=verbose, live=run_is_live(data_dir))
     return EXIT_OK
 
 
-def status_table(data_dir: Path, summaries: list[WorkflowSummary]) -> Table:
+NOT_RUNNING = "not running: no wsitui process has this data dir; run its config to resume"
+
+
+def run_is_live(data_dir: Path) -> bool:
+    """Whether a wsitui process (run or TUI) may have this data dir open now: the pid its
+    lock file names is alive. Read without locking (a lock taken here, however briefly,
+    could make a `wsitui run` starting that instant refuse the data dir as busy)."""
+    try:
+        pid = int((data_dir / "engine.lock").read_text(encoding="utf-8").strip() or "0")
+    except (OSError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True  # alive, another user's
+    except OSError:
+        return False
+    return True
+
+
+def cohort_line(cohort: CohortSummary) -> str:
+    """'12/200 slides done, 1 failed, 3 running', as `wsitui run`'s cohort line counts them
+    (a slide is done when its chain ended, or waits behind a failure); then its first failure."""
+    listed = [r for r in cohort.rows if r.listed]
+    done = sum(r.finished for r in listed)
+    text = f"{done}/{cohort.slides} slides done, {cohort.failed} failed, {cohort.running} running"
+    failed = next((r for r in listed if r.state in ("FAILED", "CANCELED")), None)
+    if failed is not None:
+        text += f" · {failed.slide_id}: {one_line(failed.error or failed.state)}"
+    return text
+
+
+def _cohort_row(
+    w: WorkflowSummary, cohort: CohortSummary, live: bool = True
+) -> tuple[Text | str, ...]:
+    """One row for a whole cohort: its slides counted, its tiles and cells summed."""
+    cells = [r.cells for r in cohort.rows if r.listed and r.cells is not None]
+    removed = sum(not r.listed for r in cohort.rows)
+    what = f"cohort: {cohort.slides} slides"
+    if removed:
+        what += f" (+{removed} no longer listed)"
+    return (
+        Text(f"{w.tenant}/{one_line(w.name)} ({w.id})"),
+        Text(what),
+        Text(w.state),
+        "",
+        f"{sum(j.tiles_done for j in w.jobs)}/{sum(j.tiles_total for j in w.jobs)}",
+        f"{sum(cells):,}" if cells else "",
+        Text(cohort_line(cohort) + ("" if live or _settled(cohort) else f" · {NOT_RUNNING}")),
+    )
+
+
+def _settled(cohort: CohortSummary) -> bool:
+    return all(r.finished for r in cohort.rows if r.listed)
+
+
+def _why(j: JobSummary, live: bool) -> str:
+    """A job's reason; with no process on the data dir, a job that would run says it waits
+    for a run of its config (not "waiting for a free worker", which no process will free)."""
+    if not live and (j.state == "RUNNING" or j.phase in ("ready", "waiting")):
+        return NOT_RUNNING
+    return one_line(j.error or j.reason or j.stage)
+
+
+def status_table(
+    data_dir: Path, summaries: list[WorkflowSummary], *, verbose: bool = False, live: bool = True
+) -> Table:
     """Readable at 80 columns: workflow, job and reason fold onto more lines rather than
     shrinking to nothing, no header is cut, and a cells job shows its cell count. Progress is
-    what the running process last committed (it commits progress every few seconds)."""
+    what the running process last committed (it commits progress every few seconds). A cohort
+    is one line (its slides counted, like `wsitui run`'s progress line), not a line per job of
+    every slide; `verbose` lists its jobs like any other workflow's."""
+    folded = not verbose and any(w.cohort is not None for w in summaries)
     table = Table(
         title=Text(f"wsitui status: {one_line(data_dir)}"),
         title_justify="left",
+        caption="a cohort is one line; `wsitui status --verbose` lists its jobs"
+        if folded
+        else None,
+        caption_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
@@ -89,6 +170,9 @@ def status_table(data_dir: Path, summaries: list[WorkflowSummary]) -> Table:
         table.add_column(col, no_wrap=True, min_width=len(col))
     table.add_column("why / error", overflow="fold", ratio=3, min_width=14)
     for w in summaries:
+        if w.cohort is not None and not verbose:
+            table.add_row(*_cohort_row(w, w.cohort, live))
+            continue
         for j in w.jobs:
             state = j.state if j.state != "PENDING" else f"{j.state} ({j.phase})"
             table.add_row(
@@ -98,13 +182,15 @@ def status_table(data_dir: Path, summaries: list[WorkflowSummary]) -> Table:
                 str(j.attempt),
                 f"{j.tiles_done}/{j.tiles_total}",
                 f"{j.counters['cells']:,}" if "cells" in j.counters else "",
-                Text(one_line(j.error or j.reason or j.stage)),
+                Text(_why(j, live)),
             )
     return table
 
 
-def _print_table(data_dir: Path, summaries: list[WorkflowSummary]) -> None:
+def _print_table(
+    data_dir: Path, summaries: list[WorkflowSummary], *, verbose: bool = False, live: bool = True
+) -> None:
     console = Console()
     if not console.is_terminal:  # pipes and logs: don't fold the table into 80 columns
         console = Console(width=160)
-    console.print(status_table(data_dir, summaries))
+    console.print(status_table(data_dir, summaries, verbose=verbose, live=live))

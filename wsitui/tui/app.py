@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -50,6 +51,7 @@ from wsitui.core.records import (
 )
 from wsitui.session.errors import SessionError
 from wsitui.session.session import Session
+from wsitui.session.terminal import detach_from_terminal
 from wsitui.slides.sample import write_sample_slide
 from wsitui.tui.badges import badges
 from wsitui.tui.cohorts import CohortBook
@@ -85,6 +87,9 @@ MAIN_ONLY = frozenset(
 )  # fmt: skip
 BIG_COHORT_JOBS = 1000  # a cohort's table repaints at most once a second above this
 DEMO_NAME = "tui-demo"  # + a number: never a config's name, never an earlier demo's
+
+
+STOP_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
 
 
 class WsituiApp(App[None]):
@@ -136,8 +141,13 @@ class WsituiApp(App[None]):
         session: Session | None = None,
         pick_tenant: bool = False,
         reserved_names: Collection[str] = (),
+        catch_signals: bool = False,
     ) -> None:
         super().__init__()
+        # `wsitui` itself (not a test): SIGHUP and SIGTERM stop it like a confirmed quit.
+        self._catch_signals = catch_signals
+        self.signaled: int | None = None  # the stop signal received, if any
+        self._hung_up = False  # SIGHUP took the terminal away (its descriptors now /dev/null)
         # True when no tenant was named: open on one that has work if this one has none.
         self._pick_tenant = pick_tenant
         self.reserved_names = set(reserved_names)  # the config's workflow names: never a demo's
@@ -201,6 +211,36 @@ class WsituiApp(App[None]):
         self.set_interval(0.1, self.flush)
         self.set_interval(1.0, self.tick)
         self._check_size()
+        if self._catch_signals:
+            loop = asyncio.get_running_loop()
+            for sig in STOP_SIGNALS:
+                loop.add_signal_handler(sig, self._on_stop_signal, sig)
+
+    def on_unmount(self) -> None:
+        if self._catch_signals:
+            loop = asyncio.get_running_loop()
+            for sig in STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
+
+    def _on_stop_signal(self, sig: int) -> None:
+        """SIGHUP (the SSH connection or the terminal went away) or SIGTERM (`kill`, a
+        service manager): quit as if confirmed. Running jobs stop at their next tile and
+        resume at the next start; without this the process died mid-job, which recovery
+        counts as a crash of that job (twice early in a run, and the job is failed)."""
+        if self.signaled is not None:
+            return  # already stopping; the engine's cancel_grace bounds how long
+        self.signaled = sig
+        if sig == signal.SIGHUP:  # the terminal is gone: the stop must not write to it
+            self._hung_up = bool(detach_from_terminal())
+        self._quit(True)
+
+    def _exit_after_hangup(self) -> None:
+        """The engine has stopped and its state is on disk; the terminal is gone. Textual's
+        own teardown (restoring a terminal that no longer exists) could block for good on
+        its output thread (seen: a write queue that never drained), so end here."""
+        if self._session is not None:
+            self._session.close()
+        os._exit(128 + signal.SIGHUP)
 
     def on_resize(self, event: events.Resize) -> None:
         self._check_size(event.size)  # the new size: `self.size` may still be the old one
@@ -627,8 +667,9 @@ class WsituiApp(App[None]):
             return
         self._confirm_then_call(
             f"Run {job.key} again? It succeeded; it runs again as attempt {job.attempt + 1} "
-            f"at the back of branch {job.branch}, and its outputs are replaced when it starts. "
-            "Jobs after it that succeeded keep their outputs.",
+            f"at the back of branch {job.branch} and writes its outputs anew, reusing the tiles "
+            "it already did for the same slide and params (only what changed is redone). Jobs "
+            "after it that succeeded keep their outputs.",
             "Rerun",
             lambda: self.engine.rerun(self.tenant, job.id),
             f"rerunning {job.key}: attempt {job.attempt + 1}",
@@ -776,7 +817,17 @@ class WsituiApp(App[None]):
         self.push_screen(NotesScreen(self.notes))
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(list(self.BINDINGS)))  # type: ignore[arg-type]
+        self.push_screen(
+            HelpScreen(
+                list(self.BINDINGS),  # type: ignore[arg-type]
+                sections=[
+                    (
+                        "in a cohort's slide table",
+                        [b for b in CohortTable.BINDINGS if isinstance(b, Binding)],
+                    )
+                ],
+            )
+        )
 
     @work(exclusive=True, group="demo")
     async def action_demo(self) -> None:
@@ -851,6 +902,8 @@ class WsituiApp(App[None]):
                     timeout=30,
                 )
             await self.shutdown()
+            if self._hung_up:
+                self._exit_after_hangup()
             self.exit()
 
     async def shutdown(self) -> None:

@@ -16,9 +16,10 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Label, Static
 
 from wsitui.core.records import Job, JobState, Transition
@@ -87,6 +88,7 @@ class JobDetailScreen(Screen[None]):
     JobDetailScreen DataTable { height: auto; max-height: 12; }
     JobDetailScreen .preview { width: auto; height: 18; }
     JobDetailScreen .error { color: $error; }
+    JobDetailScreen #tail { height: auto; }
     """
     BINDINGS = [
         Binding("escape,q", "app.pop_screen", "Back"),
@@ -132,6 +134,15 @@ class JobDetailScreen(Screen[None]):
         self._paint()
         if (old.state, old.attempt, old.blocked) != (new.state, new.attempt, new.blocked):
             self._fill_timeline()
+        if (old.state, old.attempt) != (new.state, new.attempt) and self.is_mounted:
+            # It finished (or failed, or started again) while shown: its error, result,
+            # outputs and preview are new, not what they were when the screen opened.
+            self.call_later(self._refresh_tail)
+
+    async def _refresh_tail(self) -> None:
+        tail = self.query_one("#tail", Vertical)
+        await tail.remove_children()
+        await tail.mount_all(self._tail_widgets())
 
     def _fill_timeline(self) -> None:
         table = self._table
@@ -164,6 +175,45 @@ class JobDetailScreen(Screen[None]):
             return []
         return result_lines(manifest, self.job.job_type) if isinstance(manifest, dict) else []
 
+    def _tail_widgets(self) -> list[Widget]:
+        """What the job has to show once it ran: its error, what it found, its outputs and its
+        preview (read again whenever the job changes state while the screen is open)."""
+        job = self.job
+        out: list[Widget] = []
+        if job.error:
+            out += [Label("Error", classes="section"), Static(Text(job.error), classes="error")]
+        lines = self._result()
+        if lines:
+            out += [Label("Result", classes="section"), Static(Text("\n".join(lines)))]
+        executor = executor_class(job.job_type)
+        link = executor.dashboard_link(job.stage, self.results_dir) if executor else ""
+        if link:
+            out += [
+                Label("Dask", classes="section"),
+                Static(Text.assemble("dashboard: ", (link, f"link {link}"))),
+            ]
+        files = (
+            sorted(p.name for p in self.results_dir.iterdir() if not p.name.startswith("."))
+            if self.results_dir.is_dir()
+            else []
+        )
+        out += [
+            Label("Outputs", classes="section"),
+            Static(
+                Text(
+                    str(self.results_dir)
+                    + ("\n  " + "  ".join(files) if files else "\n  (none yet)")
+                )
+            ),
+            Label("Preview", classes="section"),
+        ]
+        preview = self.results_dir / PREVIEW
+        if preview.is_file():
+            out.append(image_widget(preview, self.protocol, classes="preview"))
+        else:
+            out.append(Label("[dim]no preview yet[/]"))
+        return out
+
     def compose(self) -> ComposeResult:
         job = self.job
         with VerticalScroll():
@@ -179,36 +229,8 @@ class JobDetailScreen(Screen[None]):
             self._table.add_columns("time", "state", "try", "reason")
             self._fill_timeline()
             yield self._table
-            if job.error:
-                yield Label("Error", classes="section")
-                yield Static(Text(job.error), classes="error")
-            lines = self._result()
-            if lines:
-                yield Label("Result", classes="section")
-                yield Static(Text("\n".join(lines)))
-            executor = executor_class(job.job_type)
-            link = executor.dashboard_link(job.stage, self.results_dir) if executor else ""
-            if link:
-                yield Label("Dask", classes="section")
-                yield Static(Text.assemble("dashboard: ", (link, f"link {link}")))
-            yield Label("Outputs", classes="section")
-            files = (
-                sorted(p.name for p in self.results_dir.iterdir() if not p.name.startswith("."))
-                if self.results_dir.is_dir()
-                else []
-            )
-            yield Static(
-                Text(
-                    str(self.results_dir)
-                    + ("\n  " + "  ".join(files) if files else "\n  (none yet)")
-                )
-            )
-            preview = self.results_dir / PREVIEW
-            yield Label("Preview", classes="section")
-            if preview.is_file():
-                yield image_widget(preview, self.protocol, classes="preview")
-            else:
-                yield Label("[dim]no preview yet[/]")
+            with Vertical(id="tail"):
+                yield from self._tail_widgets()
         yield Footer()
 
 

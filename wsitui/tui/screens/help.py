@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -25,14 +27,21 @@ class HelpScreen(Dialog[None]):
     """
     BINDINGS = [Binding("escape,q,question_mark,f1", "dismiss", "Close")]
 
-    def __init__(self, bindings: list[Binding]) -> None:
+    def __init__(
+        self, bindings: list[Binding], sections: Sequence[tuple[str, Sequence[Binding]]] = ()
+    ) -> None:
         super().__init__()
         self.bindings = bindings
+        self.sections = sections  # (where, its own keys): a widget's keys, e.g. a cohort table
 
     def compose(self) -> ComposeResult:
         table = Table.grid(padding=(0, 2))
         for b in self.bindings:
             table.add_row(f"[b]{key_text(b.key)}[/b]", b.description)
+        for where, keys in self.sections:
+            table.add_row("", f"[i]{where}:[/i]")
+            for b in keys:
+                table.add_row(f"[b]{key_text(b.key)}[/b]", b.description)
         with Vertical(classes="dialog-box"):
             yield Label("wsitui keys", classes="title")
             with VerticalScroll(id="help-body"):
