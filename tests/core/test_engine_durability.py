@@ -92,6 +92,33 @@ async def test_stop_and_restart_resumes_interrupted_job_from_checkpoint(tmp_path
 
 
 @pytest.mark.anyio
+async def test_an_error_in_the_callers_body_still_stops_running_jobs_cleanly(tmp_path):
+    """A face that fails (e.g. its terminal went away) leaves the engine with an exception:
+    running jobs still stop at their next tile and are interrupted, not left RUNNING on disk
+    (which the next start would count as a crash)."""
+    log = tmp_path / "tiles.log"
+    ex = SleepExecutor(tiles=30, tile_seconds=0.01, log=log)
+    with pytest.raises(BaseExceptionGroup) as raised:  # the engine's task group wraps it
+        async with Engine(tmp_path, [ex]) as engine:
+            w = engine.submit("t", spec("a"))
+            a = w.jobs[0].id
+            with anyio.fail_after(5):
+                await engine.wait_until(lambda: engine.job("t", a).tiles_done >= 5)
+            raise OSError(5, "terminal gone")
+    assert raised.group_contains(OSError, match="terminal gone")
+    row = sqlite3.connect(tmp_path / "state.db").execute(
+        "SELECT state, crashes, interrupted FROM jobs WHERE id=?", (a,)
+    )
+    assert row.fetchone() == ("PENDING", 0, 1)
+    async with Engine(tmp_path, [ex]) as engine:
+        with anyio.fail_after(10):
+            await engine.wait_idle()
+        assert engine.job("t", a).state is JobState.SUCCEEDED
+    tiles = [line for line in log.read_text().splitlines() if line.startswith(a)]
+    assert len(tiles) == 30  # stopped cleanly: no tile redone
+
+
+@pytest.mark.anyio
 async def test_jsonl_event_log_has_the_documented_fields(tmp_path):
     ex = GatedExecutor()
     path = tmp_path / "events.jsonl"

@@ -179,6 +179,13 @@ class Engine:
         """
         self._closing = True
         self._supervisor.stop_all()
+        if isinstance(exc, Exception) and self._tg is not None:
+            # The caller's body failed (a face's error, not a cancellation): the task group
+            # would cancel the job tasks at once, leaving their rows RUNNING, which the next
+            # start counts as a crash. Let them stop at their next tile first, as on a clean
+            # exit (bounded like one), then let the task group see the error.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.cancel_grace + 2.0):
+                await self.wait_until(lambda: self.scheduler.running == 0)
         try:
             assert self._tg is not None
             # If this exit is itself a cancellation, job tasks are cancelled instead; their
