@@ -45,6 +45,9 @@ class TrainConfig:
     normalization: str = "fixed"  # see normalize.py; recorded in wsitui_model.json
     negatives: float = 0.15  # share of patches drawn with no nuclei (tissue, eosin, glass only)
     tumour: float = 0.0  # share of looks drawn by tumour_style (big vesicular nuclei, etc.)
+    # Share of looks drawn by dense_style (packed touching/overlapping elongated nuclei: what
+    # merged on hidden slides). Not a CLI flag yet: this default is what the shipped model used.
+    dense: float = 0.35
     # Warm start: the weights of an exported model of the same layers (its instanseg.pt); the
     # binary_xloss warm-up is then skipped. Its SHA-256 goes into wsitui_model.json.
     init: Path | None = None
@@ -199,7 +202,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng([cfg.seed, 5])
     src = cfg.patch + 32
-    pool = training_pool(cfg.seed, cfg.pool, src, negatives=cfg.negatives, tumour=cfg.tumour)
+    pool = training_pool(
+        cfg.seed, cfg.pool, src, negatives=cfg.negatives, tumour=cfg.tumour, dense=cfg.dense
+    )
     log(f"data: {len(pool)} patches of {src} px in {time.monotonic() - t0:.0f} s")
 
     model = build_model_from_dict(
