@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from wsitui.slides.patches import render_patch
-from wsitui.slides.style import STYLES, random_style, tumour_style, wide_style
+from wsitui.slides.style import STYLES, dense_style, random_style, tumour_style, wide_style
 
 PIXEL_SIZE = 0.5  # µm/px of every generated patch and of the shipped model
 TRAIN_STREAM, HELDOUT_STREAM = 101, 202
@@ -31,17 +31,22 @@ def training_pool(
     per_style: int = 2,
     negatives: float = 0.0,
     tumour: float = 0.0,
+    dense: float = 0.0,
 ) -> list[Sample]:
     """`count` patches of `size` px, a fresh random style every `per_style` patches; a share
     `negatives` of the styles has no nuclei at all (eosin, texture, lumens and glass only); a
-    share `tumour` is a `tumour_style` look (big vesicular nuclei, purple cytoplasm)."""
+    share `tumour` is a `tumour_style` look (big vesicular nuclei, purple cytoplasm); a share
+    `dense` is a `dense_style` look (packed, touching, overlapping, elongated nuclei)."""
     rng = np.random.default_rng([TRAIN_STREAM, seed])
     out: list[Sample] = []
     style = wide_style(rng)
     for i in range(count):
         if i % per_style == 0:
-            if tumour > 0 and rng.random() < tumour:
+            pick = rng.random() if tumour > 0 or dense > 0 else 1.0
+            if pick < tumour:
                 style = tumour_style(rng, name=f"train{i}")
+            elif pick < tumour + dense:
+                style = dense_style(rng, name=f"train{i}")
             else:
                 style = wide_style(rng, name=f"train{i}")
             if rng.random() < negatives:

@@ -355,6 +355,31 @@ def tumour_style(rng: np.random.Generator, name: str = "tumour") -> SampleStyle:
     )
 
 
+def dense_style(rng: np.random.Generator, name: str = "dense") -> SampleStyle:
+    """A `wide_style` look crowded the way hard H&E is: many small-to-medium, often elongated
+    nuclei packed into touching and partly overlapping pairs, triples and clusters (up to 64
+    per 64-µm cell, in nests), some of them pale, in grainy eosin with lumens: where a
+    model merges neighbours and misses the pale ones."""
+
+    def u(lo: float, hi: float) -> float:
+        return float(rng.uniform(lo, hi))
+
+    base = wide_style(rng, name)
+    a0 = u(2.5, 6.0)
+    a1 = a0 + u(2.0, 6.0)
+    return replace(
+        base,
+        nucleus_density=u(0.85, 1.0),
+        nucleus_slots=int(rng.choice([48, 64])),
+        nucleus_major_px=(a0, a1),
+        nucleus_minor_min_px=u(max(1.2, a0 * 0.3), a0 * 0.8),
+        nucleus_gap_px=u(-0.85 * a0, -0.2),
+        nucleus_clustering=float(rng.choice([0.0, u(0.3, 1.0)])),
+        grain=float(rng.choice([base.grain, u(8, 25)])),
+        lumens_per_mm2=float(rng.choice([base.lumens_per_mm2, u(10, 80)])),
+    )
+
+
 def _unit(vec: tuple[float, float, float], rng: np.random.Generator, amount: float) -> RGB:
     v = np.clip(np.asarray(vec) + rng.normal(0, amount, 3), 0.01, None)
     v = v / np.linalg.norm(v)
