@@ -167,3 +167,22 @@ async def test_a_registered_job_type_is_offered_by_the_add_job_dialog(registered
         assert dialog.query_one("#model-opts").display
         assert dialog.query_one("#model").display  # it declares a model field...
         assert not dialog.query_one("#device").display  # ...and no device
+
+
+def test_every_shipped_job_type_names_its_card() -> None:
+    """A card's title is the type's short name ("mask", "cells", "measure"), never the bare
+    type name repeated beside itself."""
+    names = {cls.job_type: cls.short_name for cls in registry.JOB_TYPES}
+    assert all(names.values()), names
+    assert len(set(names.values())) == len(names)
+
+
+def test_python_dash_m_wsitui_is_the_command_line() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "wsitui", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()

@@ -94,6 +94,7 @@ class MeasureCellsExecutor(Executor):
     job_type = "MEASURE_CELLS"
     params_model = MeasureCellsParams
     threads = 2
+    short_name = "measure"
     result_neutral = frozenset({"workers"})  # the outputs are the same whatever it is
 
     @classmethod
