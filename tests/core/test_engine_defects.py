@@ -640,3 +640,30 @@ async def test_a_new_workflow_without_jobs_is_published(tmp_path):
         )
         w = engine.submit("t", WorkflowSpec(name="empty"), start=False)
     assert [e.workflow.id for e in seen] == [w.workflow.id]
+
+
+async def test_a_tenant_admitted_at_once_is_never_announced_as_waiting(tmp_path):
+    """With a slot free, a submitting tenant is admitted in the same step: no 'waiting for a
+    slot' event (logs and faces said so for every single-tenant run). A tenant that does wait
+    is announced, with its place in the queue."""
+    from wsitui.core.events import TenantAdmitted, TenantWaiting
+
+    seen: list[tuple[str, str, int]] = []
+
+    def listen(event: object) -> None:
+        if isinstance(event, TenantWaiting):
+            seen.append(("waiting", event.tenant, event.position))
+        elif isinstance(event, TenantAdmitted):
+            seen.append(("admitted", event.tenant, 0))
+
+    ex = GatedExecutor()
+    async with Engine(tmp_path, [ex], max_active_users=1) as engine:
+        engine.bus.add_listener(listen)
+        a = engine.submit("alice", wf("w", job("a"))).jobs[0].id
+        b = engine.submit("bob", wf("w", job("b"))).jobs[0].id
+        assert seen == [("admitted", "alice", 0), ("waiting", "bob", 1)]
+        ex.release(a)
+        await until(engine, lambda: engine.job("bob", b).state is JobState.RUNNING)
+        assert seen[2:] == [("admitted", "bob", 0)]
+        ex.release(b)
+        await until(engine, engine.is_idle)

@@ -648,7 +648,11 @@ class Engine:
                 self.bus.publish(TenantAdmitted(now, tc.tenant, passed_over=tc.passed_over))
             elif not tc.admitted and not tc.yielded and not admitted:
                 self.bus.publish(TenantReleased(now, tc.tenant))
-        if effects.waiting_changed and not admitted:
+        free = self.scheduler.max_active_users - len(self.scheduler.active)
+        if effects.waiting_changed and not admitted and free <= 0:
+            # With a slot free, the dispatch that follows this commit in the same step (R8)
+            # admits the waiting tenant and publishes the queue that is left: a tenant that
+            # never waits is not announced as waiting.
             for pos, tenant in enumerate(self.scheduler.waiting, start=1):
                 self.bus.publish(TenantWaiting(now, tenant, pos))
 
