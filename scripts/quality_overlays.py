@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from wsitui.jobs.segment_cells.domain import TIGHT, chromogen_share, out_of_domain
 from wsitui.models.classical import ClassicalModel
 from wsitui.models.evaluate import segment_image
 from wsitui.models.loaded import load
@@ -28,6 +29,16 @@ from wsitui.models.source import resolve
 IMAGES = ("he_target", "he_histo", "ihc")
 TILE = 256
 RED = (255, 40, 40)
+
+
+class Tight:
+    """The model as a job runs it on an out-of-domain tile (`domain.TIGHT`)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def predict(self, batch: np.ndarray, postprocess: dict[str, Any] | None = None) -> np.ndarray:
+        return self.model.predict(batch, postprocess={**TIGHT, **(postprocess or {})})
 
 
 class Unchecked:
@@ -63,12 +74,15 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for name in IMAGES:
         rgb = load_real(name)
-        pred = segment_image(model, rgb, TILE, 64)
-        raw = segment_image(Unchecked(model), rgb, TILE, 64)
+        # As a job runs it: a DAB-stained image is out of domain, segmented with `TIGHT` (which
+        # has no nuclear check, so nothing is drawn red there).
+        odd = out_of_domain(chromogen_share(rgb))
+        pred = segment_image(Tight(model) if odd else model, rgb, TILE, 64)
+        raw = segment_image(Tight(Unchecked(model)) if odd else Unchecked(model), rgb, TILE, 64)
         base = segment_image(classical, rgb, TILE, 64)
         for check, lab in (("auto", pred), ("off", raw)):
             m = real_measures(name, rgb, lab, base).as_dict()
-            print(json.dumps({"model": model.name, "nuclear_check": check, **m}))
+            print(json.dumps({"model": model.name, "nuclear_check": check, "tight": odd, **m}))
         print(json.dumps({"model": "classical", **real_measures(name, rgb, base, base).as_dict()}))
         c = min(args.crop, *rgb.shape[:2])
         sl = (slice(0, c), slice(0, c))
