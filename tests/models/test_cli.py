@@ -108,7 +108,16 @@ def test_train_warm_starts_from_an_exported_model(tmp_path: Path):
     out = tmp_path / "m"
     argv = ["model", "train", "--out", str(out), "--steps", "1", "--pool", "2", "--patch", "64"]
     assert run([*argv, "--init", str(SHIPPED_DIR), "--lr", "1e-9"]) == 0
+    dense = tmp_path / "d"
+    assert run([*argv[:3], str(dense), *argv[4:], "--dense", "0.5"]) == 0
+    assert json.loads((dense / "wsitui_model.json").read_text())["train"]["dense"] == 0.5
     info = json.loads((out / "wsitui_model.json").read_text())
+    from dataclasses import fields
+
+    from wsitui.models.train import TrainConfig
+
+    trainer = {f.name: f.default for f in fields(TrainConfig)}["dense"]
+    assert info["train"]["dense"] == trainer  # the CLI's default is the trainer's
     shipped_pt = SHIPPED_DIR / "instanseg.pt"
     assert info["init_sha256"] == hashlib.sha256(shipped_pt.read_bytes()).hexdigest()
     assert info["train"]["init"] == str(SHIPPED_DIR)
