@@ -8,6 +8,7 @@ files placed where instanseg's loader keeps them, with wsitui's SHA-256 record."
 from __future__ import annotations
 
 import io
+import json
 import socket
 import threading
 import zipfile
@@ -289,6 +290,13 @@ def test_shipped_model_loads_through_the_same_path():
     assert model.manifest()["name"] == "wsitui_he_nuclei"
     out = model.predict(np.full((1, 64, 80, 3), 235, np.uint8))
     assert out.shape == (1, 64, 80) and out.dtype == np.int32
+    # The manifest says which post-processing defaults the export carries (what ran, with the
+    # job's own `postprocess`): those its training record says were written into it.
+    record = json.loads((model.path.parent / "wsitui_model.json").read_text())
+    defaults = model.manifest()["postprocess_defaults"]
+    assert record["postprocess"] and all(
+        defaults[k] == v for k, v in record["postprocess"].items()
+    ), defaults
 
 
 def test_gpu_resource_only_for_cuda(monkeypatch: pytest.MonkeyPatch):

@@ -140,6 +140,19 @@ def _expected_channels(module: Any) -> int | None:
     return None
 
 
+# instanseg's post-processing kwargs an export may carry defaults for (`default_<name>`).
+_POSTPROCESS_NAMES = (
+    "mask_threshold",
+    "peak_distance",
+    "seed_threshold",
+    "overlap_threshold",
+    "window_size",
+    "min_size",
+    "fg_threshold",
+    "mean_threshold",
+)
+
+
 class TorchModel:
     """A TorchScript InstanSeg model on one device; `predict` is safe from any thread (calls are
     serialised: on CPU one call already uses every torch thread)."""
@@ -267,8 +280,22 @@ class TorchModel:
             "cpu_threads": self.threads,
             "normalization": self.normalization,
             "postprocess": {"nuclear_check": "auto", **self.postprocess},
+            "postprocess_defaults": self.postprocess_defaults(),
             "fallback_reason": "",
         }
+
+    def postprocess_defaults(self) -> dict[str, float]:
+        """instanseg's post-processing defaults the export carries (`default_<name>`, e.g. the
+        shipped model's mask_threshold 0.7): with `postprocess` (this job's own) what ran."""
+        module = self._module
+        if module is None:
+            return {}
+        out: dict[str, float] = {}
+        for name in _POSTPROCESS_NAMES:
+            value = getattr(module, f"default_{name}", None)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[name] = value
+        return out
 
     def close(self) -> None:
         self._module = None
