@@ -48,7 +48,7 @@ from wsitui.jobs.tissue_mask.mask import clean_mask, compute_tissue_mask, otsu, 
 from wsitui.jobs.tissue_mask.params import DEFAULTS, TissueMaskParams
 from wsitui.jobs.tissue_mask.plan import build_tile_grid
 from wsitui.slides import fragments
-from wsitui.slides.fragments import write_fragment_slide
+from wsitui.slides.fragments import mask_on_truth_grid, write_fragment_slide
 from wsitui.slides.reader import open_slide
 from wsitui.slides.sample import MPP, load_truth, parse_size, truth_path_for, write_sample_slide
 from wsitui.slides.style import STYLES, SampleStyle, random_style, wide_style
@@ -213,29 +213,12 @@ def raw_openslide_speed(path: Path, n: int, seed: int = 1) -> float:
         s.close()
 
 
-def on_truth_grid(
-    mask: np.ndarray, ds: tuple[float, float], shape: tuple[int, int], tds: int
-) -> np.ndarray:
-    """The mask's share of tissue at each truth cell's centre (tds level-0 px per cell; the
-    mask has ds level-0 px per px): the mean of the mask px touching that point, so a finer
-    mask whose px corner falls on a centre is judged by the px around it, not one of them."""
-
-    def at(n: int, d: float, size: int) -> tuple[np.ndarray, np.ndarray]:
-        c = (np.arange(n) + 0.5) * tds / d
-        lo, hi = np.floor(c - 1e-9).astype(int), np.floor(c + 1e-9).astype(int)
-        return np.clip(lo, 0, size - 1), np.clip(hi, 0, size - 1)
-
-    (y0, y1), (x0, x1) = at(shape[0], ds[1], mask.shape[0]), at(shape[1], ds[0], mask.shape[1])
-    m = mask.astype(np.float64)
-    return (m[np.ix_(y0, x0)] + m[np.ix_(y0, x1)] + m[np.ix_(y1, x0)] + m[np.ix_(y1, x1)]) / 4
-
-
 def errors(
     mask: np.ndarray, ds: tuple[float, float], truth: np.ndarray, tds: int
 ) -> tuple[float, float, float]:
     """(IoU, missed tissue, false tissue), both errors as shares of the true tissue's area,
     the mask (ds level-0 px per px) judged at the truth's cell centres (tds level-0 px)."""
-    share = on_truth_grid(mask, ds, truth.shape, tds)
+    share = mask_on_truth_grid(mask, ds, truth.shape, tds)
     t = max(1.0, float(truth.sum()))
     hit, false = float((share * truth).sum()), float((share * ~truth).sum())
     return hit / (t + false), (t - hit) / t, false / t

@@ -23,6 +23,7 @@ from wsitui.slides.fragments import (
     MPP,
     FragmentLayout,
     load_fragment_truth,
+    mask_on_truth_grid,
     render_fragments,
     write_fragment_slide,
 )
@@ -70,23 +71,6 @@ FLOORS = {
 INK_ON_TISSUE = {"wide120"}
 
 
-def on_truth_grid(
-    mask: np.ndarray, ds: tuple[float, float], shape: tuple[int, int], tds: int
-) -> np.ndarray:
-    """The share of tissue of `mask` (ds level-0 px per px) at each truth cell's centre (tds
-    level-0 px per cell): the mean of the mask px touching that point, so a finer mask whose
-    px corner falls on the centre is judged by the px around it, not one of them."""
-
-    def at(n: int, d: float, size: int) -> tuple[np.ndarray, np.ndarray]:
-        c = (np.arange(n) + 0.5) * tds / d
-        lo, hi = np.floor(c - 1e-9).astype(int), np.floor(c + 1e-9).astype(int)
-        return np.clip(lo, 0, size - 1), np.clip(hi, 0, size - 1)
-
-    (y0, y1), (x0, x1) = at(shape[0], ds[1], mask.shape[0]), at(shape[1], ds[0], mask.shape[1])
-    m = mask.astype(np.float64)
-    return (m[np.ix_(y0, x0)] + m[np.ix_(y0, x1)] + m[np.ix_(y1, x0)] + m[np.ix_(y1, x1)]) / 4
-
-
 def scores(share: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     """(IoU, false tissue as a share of the true tissue) of a mask's share on truth's grid."""
     t = truth.sum()
@@ -115,9 +99,9 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[np.ndar
             tm = compute_tissue_mask(r)
             coarse = compute_tissue_mask(r, MaskSettings(edge_mpp=0.0))
         out[name] = (
-            on_truth_grid(tm.mask, tm.downsample, truth.shape, tds),
+            mask_on_truth_grid(tm.mask, tm.downsample, truth.shape, tds),
             truth,
-            on_truth_grid(coarse.mask, coarse.downsample, truth.shape, tds),
+            mask_on_truth_grid(coarse.mask, coarse.downsample, truth.shape, tds),
             tm.downsample,
             coarse.downsample,
         )

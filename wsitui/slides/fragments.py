@@ -360,3 +360,21 @@ def load_fragment_truth(path: Path) -> tuple[np.ndarray, int]:
     """(tissue bool grid, level-0 px per cell) written beside a fragment slide."""
     with np.load(truth_path_for(Path(path))) as z:
         return z["tissue"].astype(bool), int(z["tissue_downsample"])
+
+
+def mask_on_truth_grid(
+    mask: np.ndarray, ds: tuple[float, float], shape: tuple[int, int], tds: int
+) -> np.ndarray:
+    """A mask's share of tissue at each truth cell's centre, to score it against the truth
+    (`tds` level-0 px per truth cell; the mask has `ds` level-0 px per px): the mean of the
+    mask px touching that point, so a finer mask whose px corner falls on a centre is judged by
+    the px around it, not one of them."""
+
+    def at(n: int, d: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+        c = (np.arange(n) + 0.5) * tds / d
+        lo, hi = np.floor(c - 1e-9).astype(int), np.floor(c + 1e-9).astype(int)
+        return np.clip(lo, 0, size - 1), np.clip(hi, 0, size - 1)
+
+    (y0, y1), (x0, x1) = at(shape[0], ds[1], mask.shape[0]), at(shape[1], ds[0], mask.shape[1])
+    m = mask.astype(np.float64)
+    return (m[np.ix_(y0, x0)] + m[np.ix_(y0, x1)] + m[np.ix_(y1, x0)] + m[np.ix_(y1, x1)]) / 4

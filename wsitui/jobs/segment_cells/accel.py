@@ -16,7 +16,6 @@ a device count), so it is tested on CPU (tests/cells/test_accel.py); the CUDA ca
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import threading
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from wsitui.jobs.segment_cells.backends.protocol import Segmenter
+from wsitui.jobs.segment_cells.backends.tile import takes_postprocess
 from wsitui.jobs.segment_cells.plan import CellPlan
 from wsitui.jobs.segment_cells.source import read_tile
 from wsitui.models.errors import ModelError
@@ -508,11 +508,7 @@ def accelerate(
 def _with_postprocess(model: Any, extra: dict[str, Any]) -> Callable[..., np.ndarray]:
     """`model.predict` with `extra` post-processing, and a call's own `postprocess` over it,
     when it takes any (a test double may not)."""
-    try:
-        takes = "postprocess" in inspect.signature(model.predict).parameters
-    except (TypeError, ValueError):
-        takes = False
-    if not takes:
+    if not takes_postprocess(model.predict):
         return model.predict  # type: ignore[no-any-return]
 
     def predict(batch: np.ndarray, postprocess: dict[str, Any] | None = None) -> np.ndarray:

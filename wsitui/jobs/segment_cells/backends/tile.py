@@ -22,16 +22,18 @@ from wsitui.jobs.segment_cells.plan import CellPlan
 from wsitui.jobs.segment_cells.source import TileImage
 
 
+def takes_postprocess(predict: Callable[..., np.ndarray]) -> bool:
+    """Whether a model's `predict` takes `postprocess` (a test double may not)."""
+    try:
+        return "postprocess" in inspect.signature(predict).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def predictor(model: Any, odd: bool) -> Callable[[np.ndarray], np.ndarray]:
     """`model.predict`, tightened for out-of-domain tiles when the model takes
     `postprocess` (a model without such kwargs, e.g. a test double, as it is)."""
-    if not odd:
-        return model.predict  # type: ignore[no-any-return]
-    try:
-        takes = "postprocess" in inspect.signature(model.predict).parameters
-    except (TypeError, ValueError):
-        takes = False
-    if not takes:
+    if not odd or not takes_postprocess(model.predict):
         return model.predict  # type: ignore[no-any-return]
     return functools.partial(model.predict, postprocess=TIGHT)
 
