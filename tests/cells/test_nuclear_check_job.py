@@ -21,6 +21,16 @@ from wsitui.jobs.tissue_mask.executor import TissueMaskExecutor
 pytestmark = pytest.mark.anyio
 
 
+def _real_tumour_slide(tmp_path: Path) -> Path:
+    """Real tumour H&E (tiatoolbox's target image, one of the real check images, wrapped as a
+    slide: it exercises the check, never tunes it), where the shipped model outlines bits of
+    cytoplasm and stroma that the check drops."""
+    from tests.cells.images import write_rgb_slide
+    from wsitui.models.real_images import load_real
+
+    return write_rgb_slide(tmp_path / "he_target.svs", load_real("he_target"), 0.5)
+
+
 async def _manifest(data: Path, slide: Path, **params: object) -> dict:
     async with Engine(data, [TissueMaskExecutor(), SegmentCellsExecutor()]) as engine:
         w = engine.submit("t", mask_and_cells(slide, model="shipped", tile_size=512, **params))
@@ -33,11 +43,7 @@ async def _manifest(data: Path, slide: Path, **params: object) -> dict:
 
 async def test_the_check_is_on_by_default_recorded_and_off_on_request(tmp_path):
     pytest.importorskip("torch")
-    from wsitui.slides.sample import write_sample_slide
-    from wsitui.slides.style import style_named
-
-    slide = tmp_path / "tumour.svs"  # cytoplasm rings the shipped model outlines
-    write_sample_slide(slide, size=(1024, 1024), seed=3, style=style_named("tumour"))
+    slide = _real_tumour_slide(tmp_path)
     on = await _manifest(tmp_path / "on", slide)
     off = await _manifest(tmp_path / "off", slide, nuclear_check="off")
     check = on["model"]["nuclear_check"]
@@ -59,11 +65,7 @@ def test_a_wrong_setting_is_refused_in_one_line():
 async def test_dask_workers_run_the_same_check_and_report_what_it_dropped(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("distributed")
-    from wsitui.slides.sample import write_sample_slide
-    from wsitui.slides.style import style_named
-
-    slide = tmp_path / "tumour.svs"
-    write_sample_slide(slide, size=(1024, 1024), seed=3, style=style_named("tumour"))
+    slide = _real_tumour_slide(tmp_path)
     local = await _manifest(tmp_path / "local", slide)
     dask = await _manifest(tmp_path / "dask", slide, backend="dask")
     assert dask["backend"] == "dask" and dask["model"]["postprocess"]["nuclear_check"] == "auto"
