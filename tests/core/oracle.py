@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wsitui.core.events import SIDE_EFFECT_REASONS
+
 Lane = tuple[str, str, str]
 
 
@@ -188,7 +190,7 @@ def check(events: Iterable[dict[str, Any]], *, max_workers: int, max_active_user
     return oracle
 
 
-SIDE_EFFECTS = ("blocked:", "unblocked:", "re-entered")  # job_state events that are no transition
+SIDE_EFFECTS = SIDE_EFFECT_REASONS  # job_state events that are no transition (core/events.py)
 
 
 def missing_from_log(events: Iterable[dict[str, Any]], db: Path) -> list[str]:

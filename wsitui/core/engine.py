@@ -136,6 +136,9 @@ class Engine:
         self._loop_thread: int | None = None
         self._token: Any = None
         self._opened: list[Executor] = []
+        # Called with the store once the data dir is locked and open, before recovery commits
+        # anything (the event log catches up on what a killed process committed, unlogged).
+        self.on_open: list[Callable[[Store], object]] = []
 
     # ---- lifecycle -----------------------------------------------------------------------------
     @property
@@ -150,6 +153,8 @@ class Engine:
             self._store = Store(self.data_dir / "state.db")
             self._loop_thread = threading.get_ident()
             self._token = anyio.lowlevel.current_token()
+            for hook in self.on_open:  # e.g. the event log's backfill, before recovery commits
+                hook(self._store)
             self._recover()
             for executor in self.executors.values():
                 await executor.open()

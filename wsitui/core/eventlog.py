@@ -6,6 +6,11 @@ only when it is empty or already an event log (its first line is a JSON object w
 key) — so a mistyped `--events` can never append JSON to a slide or a document.
 A write that fails later (disk full) stops the log and is kept in `error` for the face to say;
 it never stops the engine.
+
+The engine commits each change before it publishes it, so a process killed in between (SIGKILL,
+power) has committed transitions its log never got. `backfill` appends them at the next start,
+before recovery commits anything, marked `"recovered": true`: the log replays to exactly the
+committed transitions again.
 """
 
 from __future__ import annotations
@@ -14,11 +19,14 @@ import contextlib
 import json
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
-from wsitui.core.events import Event
+from wsitui.core.events import SIDE_EFFECT_REASONS, Event, JobStateChanged
 from wsitui.core.paths import file_kind
+from wsitui.core.records import JobState
+from wsitui.core.store import Store
 
 _FIRST_LINE_LIMIT = 64 * 1024  # an event line is far shorter; more means not an event log
 
@@ -103,10 +111,13 @@ class JsonlEventLog:
         self._file: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8")
 
     def __call__(self, event: Event) -> None:
+        self._write(event.to_json())
+
+    def _write(self, obj: dict[str, object]) -> None:
         if self._file is None:
             return
         try:
-            self._file.write(json.dumps(event.to_json(), separators=(",", ":")) + "\n")
+            self._file.write(json.dumps(obj, separators=(",", ":")) + "\n")
             self._file.flush()
         except OSError as exc:
             self.error = (
@@ -114,6 +125,67 @@ class JsonlEventLog:
                 "events after that are missing from it"
             )
             self._drop()
+
+    def backfill(self, store: Store) -> int:
+        """Append the transitions `store` committed that this log is missing (the stopped
+        process died between a commit and its log line); how many. Only after an unclean stop
+        (a job left RUNNING), and only for a job whose logged transitions are the start of its
+        committed ones: a log that tells another story is left as it is."""
+        if self._file is None:
+            return 0
+        jobs = {job.id: job for job in store.jobs()}
+        if not any(job.state is JobState.RUNNING for job in jobs.values()):
+            return 0
+        logged = self._logged_transitions()
+        if logged is None:
+            return 0
+        transitions = store.transitions()
+        committed: dict[str, list[tuple[str, str]]] = {}
+        for t in transitions:
+            committed.setdefault(t.job_id, []).append((str(t.state), t.reason))
+        behind = {
+            job_id
+            for job_id, done in committed.items()
+            if job_id in jobs
+            and len(logged.get(job_id, [])) < len(done)
+            and done[: len(logged.get(job_id, []))] == logged.get(job_id, [])
+        }
+        seen: dict[str, int] = {}
+        previous: dict[str, JobState] = {}
+        written = 0
+        for t in transitions:
+            i = seen.get(t.job_id, 0)
+            seen[t.job_id] = i + 1
+            before = previous.get(t.job_id)
+            previous[t.job_id] = t.state
+            if t.job_id not in behind or i < len(logged.get(t.job_id, [])):
+                continue
+            job = replace(jobs[t.job_id], state=t.state, attempt=t.attempt)
+            self._write(
+                {**JobStateChanged(t.ts, job, before, t.reason).to_json(), "recovered": True}
+            )
+            written += 1
+        return written
+
+    def _logged_transitions(self) -> dict[str, list[tuple[str, str]]] | None:
+        """(state, reason) of each job's job_state lines that are transitions, in order."""
+        logged: dict[str, list[tuple[str, str]]] = {}
+        try:
+            with self.path.open(encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    if '"job_state"' not in line:
+                        continue
+                    try:
+                        e = json.loads(line)
+                    except ValueError:
+                        continue  # a line cut short by the crash
+                    reason = str(e.get("reason", ""))
+                    if e.get("event") != "job_state" or reason.startswith(SIDE_EFFECT_REASONS):
+                        continue
+                    logged.setdefault(str(e.get("job_id")), []).append((str(e["state"]), reason))
+        except (OSError, KeyError, TypeError):
+            return None
+        return logged
 
     def _drop(self) -> None:
         f, self._file = self._file, None

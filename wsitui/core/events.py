@@ -51,6 +51,12 @@ class JobStateChanged:
         return out
 
 
+# Reasons of job_state events that are no committed transition: a dependent's flags changed
+# beside another job's change (the engine's `_commit`, "side" jobs). Every other job_state event
+# is one row of the store's transitions.
+SIDE_EFFECT_REASONS = ("blocked:", "unblocked:", "re-entered")
+
+
 @dataclass(frozen=True, slots=True)
 class JobProgress:
     """Tiles, live counters or the stage of a RUNNING job changed. Not committed per event:

@@ -164,6 +164,8 @@ class Session:
         listeners = self.listeners()
         for listener in listeners:
             engine.bus.add_listener(listener)
+        if self.event_log is not None and self.event_log.backfill not in engine.on_open:
+            engine.on_open.append(self.event_log.backfill)
         try:
             await engine.__aenter__()
         except (DataDirInUse, StoreError, OSError) as exc:

@@ -1,0 +1,76 @@
+"""A process killed between a commit and its log line: the next start's event log catches up
+(core/eventlog.py `backfill`), so the log replays to exactly the committed transitions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tests.core.crash import snapshot
+from tests.core.fakes import GatedExecutor
+from tests.core.oracle import missing_from_log
+from wsitui.core.engine import Engine
+from wsitui.core.eventlog import JsonlEventLog
+from wsitui.core.records import JobSpec, JobState, WorkflowSpec
+
+pytestmark = pytest.mark.anyio
+
+
+def _events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def test_transitions_committed_but_never_logged_are_appended_at_the_next_start(tmp_path):
+    log_path = tmp_path / "events.jsonl"
+    ex = GatedExecutor()
+    spec = WorkflowSpec(
+        name="w", jobs=tuple(JobSpec(id=k, type="TISSUE_MASK", slide="s.svs") for k in "ab")
+    )
+    log = JsonlEventLog(log_path)
+    async with Engine(tmp_path / "d", [ex]) as engine:
+        engine.bus.add_listener(log)
+        w = engine.submit("t", spec)
+        a = w.jobs[0].id
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.job("t", a).state is JobState.RUNNING)
+        killed = snapshot(engine, tmp_path / "killed")  # what a SIGKILL leaves on disk
+        ex.release(a)
+        ex.release(w.jobs[1].id)
+        with anyio.fail_after(10):
+            await engine.wait_idle()
+    log.close()
+    # The kill came between the commit of a's start and its log line: the log lacks it.
+    lines = log_path.read_text().splitlines()
+    started = [i for i, ln in enumerate(lines) if '"reason":"started"' in ln]
+    crashed = tmp_path / "crashed.jsonl"
+    crashed.write_text("\n".join(lines[: started[0]]) + "\n")
+    assert missing_from_log(_events(crashed), killed / "state.db") != []
+
+    again = JsonlEventLog(crashed)
+    ex = GatedExecutor()
+    engine = Engine(killed, [ex])
+    engine.bus.add_listener(again)
+    engine.on_open.append(again.backfill)
+    async with engine:
+        ex.release(a)
+        ex.release(w.jobs[1].id)
+        with anyio.fail_after(10):
+            await engine.wait_idle()
+    again.close()
+    events = _events(crashed)
+    assert missing_from_log(events, killed / "state.db") == []
+    recovered = [e for e in events if e.get("recovered")]
+    assert [(e["job_id"], e["state"], e["reason"]) for e in recovered] == [
+        (a, "RUNNING", "started")
+    ]
+    # A clean start (nothing left RUNNING) reads nothing back and appends nothing.
+    shutil.copy(crashed, tmp_path / "before.jsonl")
+    third = JsonlEventLog(crashed)
+    async with Engine(killed, [GatedExecutor()]) as engine:
+        assert third.backfill(engine.store) == 0
+    third.close()
+    assert crashed.read_text() == (tmp_path / "before.jsonl").read_text()
