@@ -16,6 +16,7 @@ from tests.core.oracle import missing_from_log
 from wsitui.core.engine import Engine
 from wsitui.core.eventlog import JsonlEventLog
 from wsitui.core.records import JobSpec, JobState, WorkflowSpec
+from wsitui.core.store import Store
 
 pytestmark = pytest.mark.anyio
 
@@ -49,6 +50,16 @@ async def test_transitions_committed_but_never_logged_are_appended_at_the_next_s
     crashed = tmp_path / "crashed.jsonl"
     crashed.write_text("\n".join(lines[: started[0]]) + "\n")
     assert missing_from_log(_events(crashed), killed / "state.db") != []
+
+    # A log first attached after the crash starts now: nothing of the past is written into it.
+    fresh = JsonlEventLog(tmp_path / "fresh.jsonl")
+    store = Store(killed / "state.db", readonly=True)
+    try:
+        assert fresh.backfill(store) == 0
+    finally:
+        store.close()
+        fresh.close()
+    assert (tmp_path / "fresh.jsonl").read_text() == ""
 
     again = JsonlEventLog(crashed)
     ex = GatedExecutor()

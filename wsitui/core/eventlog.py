@@ -129,8 +129,9 @@ class JsonlEventLog:
     def backfill(self, store: Store) -> int:
         """Append the transitions `store` committed that this log is missing (the stopped
         process died between a commit and its log line); how many. Only after an unclean stop
-        (a job left RUNNING), and only for a job whose logged transitions are the start of its
-        committed ones: a log that tells another story is left as it is."""
+        (a job left RUNNING), and only for a job this log already follows whose logged
+        transitions are the start of its committed ones: a log that tells another story, or
+        one first attached now, is left as it is."""
         if self._file is None:
             return 0
         jobs = {job.id: job for job in store.jobs()}
@@ -143,12 +144,13 @@ class JsonlEventLog:
         committed: dict[str, list[tuple[str, str]]] = {}
         for t in transitions:
             committed.setdefault(t.job_id, []).append((str(t.state), t.reason))
+        # Only jobs this log already follows: a log first attached after the crash starts now.
         behind = {
             job_id
             for job_id, done in committed.items()
             if job_id in jobs
-            and len(logged.get(job_id, [])) < len(done)
-            and done[: len(logged.get(job_id, []))] == logged.get(job_id, [])
+            and 0 < len(logged.get(job_id, [])) < len(done)
+            and done[: len(logged[job_id])] == logged[job_id]
         }
         seen: dict[str, int] = {}
         previous: dict[str, JobState] = {}
