@@ -85,3 +85,18 @@ async def test_transitions_committed_but_never_logged_are_appended_at_the_next_s
         assert third.backfill(engine.store) == 0
     third.close()
     assert crashed.read_text() == (tmp_path / "before.jsonl").read_text()
+
+
+def test_a_line_cut_short_by_a_kill_leaves_the_next_lines_whole(tmp_path):
+    """A log whose last line was cut by a kill: what is appended next (backfilled transitions
+    or new events) starts on a line of its own, so it still parses."""
+    from wsitui.core.events import TenantAdmitted
+
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"event":"tenant_admitted","ts":1.0,"tenant":"a"}\n{"event":"job_st')
+    log = JsonlEventLog(path)
+    log(TenantAdmitted(2.0, "b"))
+    log.close()
+    lines = path.read_text().splitlines()
+    assert lines[1] == '{"event":"job_st'
+    assert json.loads(lines[2])["tenant"] == "b"

@@ -85,6 +85,18 @@ def _check_parent(path: Path) -> None:
         )
 
 
+def _ends_mid_line(path: Path) -> bool:
+    """Whether the file's last line has no newline (cut short by a kill)."""
+    try:
+        with path.open("rb") as f:
+            if f.seek(0, os.SEEK_END) == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except OSError:
+        return False
+
+
 class JsonlEventLog:
     """A bus listener appending every event to a file."""
 
@@ -109,15 +121,20 @@ class JsonlEventLog:
             os.close(fd)
             raise EventLogError(f"event log {path} is not a regular file; give a .jsonl path")
         self._file: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8")
+        if _ends_mid_line(path):  # a process killed mid-write: new lines start on their own
+            self._write_text("\n")
 
     def __call__(self, event: Event) -> None:
         self._write(event.to_json())
 
     def _write(self, obj: dict[str, object]) -> None:
+        self._write_text(json.dumps(obj, separators=(",", ":")) + "\n")
+
+    def _write_text(self, text: str) -> None:
         if self._file is None:
             return
         try:
-            self._file.write(json.dumps(obj, separators=(",", ":")) + "\n")
+            self._file.write(text)
             self._file.flush()
         except OSError as exc:
             self.error = (
