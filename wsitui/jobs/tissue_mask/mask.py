@@ -38,6 +38,8 @@ LEVEL_BLOCK = 8  # mask px per block of the local level maps (a multiple of 2)
 CORE_CELLS = 3  # 2-px cells between an edge of the first split and a cell that sets a level
 LEVEL_SIGMA = 1.0  # blocks the local levels are Gaussian-weighted over
 CLOSE_PX = 1  # notches narrower than about twice this are closed
+CLEAR_GLASS_PX = 6  # the glass level for edges: from glass this far from anything darker
+CLEAR_WIDE_SIGMA = 4.0  # blocks it is weighted over where there is little such glass near
 # The mask image: RGB, grey, labels (int32) and the mask at once stay under ~0.4 GB. At 8 µm/px
 # that is 50 x 50 mm of glass, twice a slide's scan area.
 MAX_MASK_PIXELS = 40_000_000
@@ -435,7 +437,12 @@ def _coarse_mask(
         mask = _close(mask, CLOSE_PX)
     glass_rgb = _glass_colour(rgb, g > t, bright)
     smooth = np.asarray(grey.filter(ImageFilter.BoxBlur(OWN_BLUR_PX))) if OWN_BLUR_PX > 1 else g
-    mask = _own_edges(smooth, mask, g > t, mpp, min_object_um2)
+    mask, pale = _own_edges(smooth, mask, g > t, mpp, min_object_um2)
+    if CLEAR_GLASS_PX:
+        # Pale tissue and its fade are brighter than the first split, so the map's glass
+        # level was taken partly on them: the edge steps below (and the finer cut) take it
+        # from the glass clear of anything darker than the glass instead.
+        glass_level = _clear_glass(g, mask | pale, glass_level)
     # A small image (a 125 x 75 µm crop) is not thrown away whole by a slide-sized threshold.
     image_um2 = g.size * mpp[0] * mpp[1]
     candidates = mask
@@ -465,8 +472,9 @@ def _own_edges(
     glass: np.ndarray,
     mpp: tuple[float, float],
     min_object_um2: float,
-) -> np.ndarray:
-    """The mask with each small piece of tissue cut at its own level.
+) -> tuple[np.ndarray, np.ndarray]:
+    """(the mask with each small piece of tissue cut at its own level, what is a little darker
+    than the glass: pale stain, fades, specks).
 
     The threshold map takes its tissue level from the tissue around a pixel, which for a small
     or pale fragment is darker tissue nearby (or the slide's average): a pale piece is then
@@ -477,21 +485,23 @@ def _own_edges(
     """
     step = max(1, int(np.sqrt(g.size / 200_000)))
     sample = g[::step, ::step][glass[::step, ::step]]
+    none = np.zeros_like(mask)
     if sample.size < 100:
-        return mask
+        return mask, none
     level = float(np.median(sample))
     # Glass noise from the bright side only: the bright class also holds fades and pale stain.
     spread = float(np.percentile(sample, 95) - level)
-    cand = (g <= level - max(PALE_DELTA, 2.0 * spread)) | mask
+    pale = g <= level - max(PALE_DELTA, 2.0 * spread)
+    cand = pale | mask
     lab, n = ndimage.label(cand, structure=np.ones((3, 3), bool))
     if n == 0:
-        return mask
+        return mask, pale
     area = np.bincount(lab.ravel(), minlength=n + 1)
     px = mpp[0] * mpp[1]
     small = (area >= min(FLOOR_UM2, min_object_um2) / px) & (area < OWN_EDGE_MAX_UM2 / px)
     small[0] = False
     if not small.any():
-        return mask
+        return mask, pale
     # Its level: the darkest quarter's grey (OWN_LEVEL_PERCENTILE) of what the map found of
     # it (the candidate also holds the fade), or of the whole candidate when the map found
     # little. All small objects at once: pixels sorted by (object, grey).
@@ -519,6 +529,32 @@ def _own_edges(
     redo = on.copy()
     redo[on] = small[idx]
     out[redo] = (g[redo] <= cut[lab[redo]]) | core[redo]
+    return out, pale
+
+
+def _clear_glass(g: np.ndarray, busy: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """The local glass grey per LEVEL_BLOCK-px block (as _threshold_map's), from 2 x 2 cells
+    CLEAR_GLASS_PX px or more from anything `busy` (tissue, pale stain, their fades), weighted
+    over LEVEL_SIGMA blocks, or CLEAR_WIDE_SIGMA blocks where that finds too few such cells
+    (inside a big piece); `fallback`'s level where none is near at all."""
+    c, b = 2, LEVEL_BLOCK
+    share = np.asarray(Image.fromarray(busy.view(np.uint8) * np.uint8(255)).reduce(c))
+    mean = np.asarray(Image.fromarray(g).reduce(c), np.float32)
+    k = b // c
+    ch, cw = share.shape
+    bh, bw = -(-ch // k), -(-cw // k)
+    if fallback.shape != (bh, bw):
+        return fallback
+    pad = ((0, bh * k - ch), (0, bw * k - cw))
+    clear = _shift_reduce(share == 0, -(-CLEAR_GLASS_PX // c), erode=True, outside=True)
+    total = np.pad(np.where(clear, mean, 0), pad).reshape(bh, k, bw, k).sum((1, 3))
+    count = np.pad(clear, pad).reshape(bh, k, bw, k).sum((1, 3), dtype=np.float32)
+    out = fallback.astype(np.float64)
+    for sigma in (CLEAR_WIDE_SIGMA, LEVEL_SIGMA):
+        t_s = ndimage.gaussian_filter(total, sigma, mode="nearest")
+        c_s = ndimage.gaussian_filter(count, sigma, mode="nearest")
+        ok = c_s > 0.05 * k * k
+        out[ok] = t_s[ok] / c_s[ok]
     return out
 
 
@@ -646,6 +682,7 @@ FINE_OPEN_UM = 10.0  # darker spots narrower than this (nuclei) do not set the t
 FINE_SOFT_UM = 4.0  # a shallow fade is cut on density smoothed over this (µm, sigma) ...
 FINE_SLOPE = 0.06  # ... where it rises less than this share of the tissue level per µm
 FINE_WIDE_SLOPE = 0.017  # ... and where it rises less than this, the 8 µm edge stays
+FINE_WIDE_NEAR = 0.2  # ... or, in a block, its median over px this near the cut's level (0: off)
 FINE_EDGE_FRACTION = 0.55  # the edge: where the density is this share of the tissue level
 
 
@@ -798,6 +835,13 @@ def refine_fine(
             near = weight[r0 - pr0 : r1 - pr0, c0 - pc0 : c1 - pc0] > 0.02
             sel &= np.repeat(np.repeat(near, f, 0), f, 1)
             sel &= ~np.repeat(np.repeat(banned[r0:r1, c0:c1], f, 0), f, 1)
+            if FINE_SOFT_UM > 0 and FINE_WIDE_SLOPE > 0 and FINE_WIDE_NEAR > 0:
+                # Per px the slope is noisy on pale stain; its median where the cut runs
+                # tells a wide fade well, and the whole block keeps the coarse edge then.
+                blk = (slice(ir0, ir1), slice(ic0, ic1))
+                at = sel & (np.abs(wide[blk] - lv[blk]) < FINE_WIDE_NEAR * lv[blk])
+                if at.sum() >= 8 * f and np.median(slope[blk][at]) < FINE_WIDE_SLOPE:
+                    cut = coarse_f
             view = fine[r0 * f : r1 * f, c0 * f : c1 * f]
             view[sel] = cut[ir0:ir1, ic0:ic1][sel]
     # Specks the cut left and holes it made, looked for only around the refined blocks (with
