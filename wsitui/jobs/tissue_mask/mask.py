@@ -134,6 +134,7 @@ INK_MIN_OD = 0.5  # ink inside a kept object: darker than this (OD norm) ...
 INK_EOSIN_SHARE = -0.1  # ... with an eosin share under this (inks unmix below zero)
 MIN_EOSIN_SHARE = 0.08  # an object's eosin, over its whole OD: tissue has cytoplasm / stroma
 MAX_RESIDUAL_SHARE = 0.45  # OD that is neither H nor E: dust, ink, brown or yellow debris
+PALE_MAX_OD = 0.04  # an object paler than this (mean OD norm) is tissue whatever its colour
 FLOOR_UM2 = 1500.0  # smaller objects are specks whatever they look like (~45 µm across)
 THIN_UM = 120.0  # an object this thin (twice the largest inside distance), not H&E: ink
 GLASS_MIN = 205.0  # glass is brighter than this grey; a brighter class darker than it is not glass
@@ -193,6 +194,11 @@ def keep_tissue_objects(
     sums = np.stack([np.bincount(idx, picked[:, c], minlength=n + 1) for c in range(3)], axis=1)
     colour = sums / np.maximum(area, 1.0)[:, None]
     stained = stain_like(colour, glass_rgb)
+    if PALE_MAX_OD > 0:
+        # Stain too pale for its colour to be told (JPEG keeps little of a faint tint): the
+        # dust, specks and ink here are far darker, so a piece this pale is tissue.
+        od = np.clip(-np.log10(np.clip(colour, 1.0, None) / np.maximum(glass_rgb, 1.0)), 0, None)
+        stained |= np.linalg.norm(od, axis=1) < PALE_MAX_OD
     floor = min(FLOOR_UM2, min_object_um2) / px_area
     big = area >= min_object_um2 / px_area
     keep = (big | stained) & (area >= floor)
