@@ -131,6 +131,7 @@ _H, _E = _H / np.linalg.norm(_H), _E / np.linalg.norm(_E)
 _N = np.cross(_H, _E) / np.linalg.norm(np.cross(_H, _E))
 UNMIX = np.linalg.inv(np.column_stack([_H, _E, _N]))
 INK_MIN_OD = 0.5  # ink inside a kept object: darker than this (OD norm) ...
+INK_FRINGE_PX = 1  # px around ink cut out of the mask too unless stain-coloured (0: off)
 INK_EOSIN_SHARE = -0.1  # ... with an eosin share under this (inks unmix below zero)
 MIN_EOSIN_SHARE = 0.08  # an object's eosin, over its whole OD: tissue has cytoplasm / stroma
 MAX_RESIDUAL_SHARE = 0.45  # OD that is neither H nor E: dust, ink, brown or yellow debris
@@ -278,7 +279,16 @@ def _without_ink(
     big[0] = False
     if not big.any():
         return mask
-    return mask & ~big[lab]
+    ink = big[lab]
+    out = mask & ~ink
+    if INK_FRINGE_PX:
+        # The stroke's rim: px part ink, part glass, too pale to be ink, not stain-coloured.
+        fringe = _shift_reduce(ink, INK_FRINGE_PX, erode=False, outside=False) & out
+        if fringe.any():
+            at = np.flatnonzero(fringe)
+            keep = stain_like(rgb.reshape(-1, 3)[at].astype(np.float64), glass_rgb)
+            out.ravel()[at[~keep]] = False
+    return out
 
 
 def clean_mask(mask: np.ndarray, min_object_px: float, min_hole_px: float) -> np.ndarray:
