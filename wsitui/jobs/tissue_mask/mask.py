@@ -414,9 +414,10 @@ def _close(mask: np.ndarray, px: int) -> np.ndarray:
 
 def _coarse_mask(
     rgb: np.ndarray, mpp: tuple[float, float], min_object_um2: float, min_hole_um2: float
-) -> tuple[np.ndarray, float | None, np.ndarray | None, np.ndarray | None]:
-    """(tissue mask, first-pass Otsu threshold or None, local glass grey per LEVEL_BLOCK block
-    or None, what was dropped as not tissue or None) of an RGB image at `mpp` µm/px.
+) -> tuple[np.ndarray, float | None, Callable[[], np.ndarray] | None, np.ndarray | None]:
+    """(tissue mask, first-pass Otsu threshold or None, the local glass grey per LEVEL_BLOCK
+    block (computed when first asked for: only edge steps use it) or None, what was dropped
+    as not tissue or None) of an RGB image at `mpp` µm/px.
 
     1. Grey (ITU-R 601 luma), Otsu on its histogram: a first tissue/glass split.
     2. Each pixel is then compared with its own threshold, EDGE_FRACTION of the way (in
@@ -454,11 +455,11 @@ def _coarse_mask(
     glass_rgb = _glass_colour(rgb, g > t, bright)
     smooth = np.asarray(grey.filter(ImageFilter.BoxBlur(OWN_BLUR_PX))) if OWN_BLUR_PX > 1 else g
     mask, pale = _own_edges(smooth, mask, g > t, mpp, min_object_um2)
-    if CLEAR_GLASS_PX:
-        # Pale tissue and its fade are brighter than the first split, so the map's glass
-        # level was taken partly on them: the edge steps below (and the finer cut) take it
-        # from the glass clear of anything darker than the glass instead.
-        glass_level = _clear_glass(g, mask | pale, glass_level)
+    # Pale tissue and its fade are brighter than the first split, so the map's glass level
+    # was taken partly on them: the edge steps below (and the finer cut) take it from the
+    # glass clear of anything darker than the glass instead (only slides with small pieces).
+    busy = mask | pale
+    glass_of = _once(lambda: _clear_glass(g, busy, glass_level) if CLEAR_GLASS_PX else glass_level)
     # A small image (a 125 x 75 µm crop) is not thrown away whole by a slide-sized threshold.
     image_um2 = g.size * mpp[0] * mpp[1]
     candidates = mask
@@ -467,10 +468,22 @@ def _coarse_mask(
     )
     dropped = candidates & ~mask  # dust, specks, ink: a finer cut must not bring them back
     small_px = OWN_EDGE_MAX_UM2 / (mpp[0] * mpp[1])
-    mask = refine_edges(np.asarray(grey, np.float32), mask, glass_level, small_px)
+    mask = refine_edges(np.asarray(grey, np.float32), mask, glass_of, small_px)
     area = mpp[0] * mpp[1]
     mask = clean_mask(mask, 0.0, min_hole_um2 / area)
-    return mask, float(t), glass_level, dropped
+    return mask, float(t), glass_of, dropped
+
+
+def _once(fn: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
+    """fn, called at most once: later calls return its first result."""
+    done: list[np.ndarray] = []
+
+    def get() -> np.ndarray:
+        if not done:
+            done.append(fn())
+        return done[0]
+
+    return get
 
 
 def mask_from_rgb(
@@ -575,7 +588,7 @@ def _clear_glass(g: np.ndarray, busy: np.ndarray, fallback: np.ndarray) -> np.nd
 
 
 def refine_edges(
-    g: np.ndarray, mask: np.ndarray, glass_blocks: np.ndarray, max_px: float
+    g: np.ndarray, mask: np.ndarray, glass_blocks: Callable[[], np.ndarray], max_px: float
 ) -> np.ndarray:
     """The mask with the edge of each object under `max_px` placed where the truth's is.
 
@@ -585,8 +598,9 @@ def refine_edges(
     is the object's true area in px, whatever a threshold would cut; the rim (the mask minus
     its 1-px erosion) then gets the pixels of the largest shares up to that area, less
     MATCH_BIAS of the rim (so no more glass is called tissue than the threshold did, measured
-    on the tuning looks). The glass level is the threshold map's local one (`glass_blocks`,
-    per LEVEL_BLOCK-px block), the tissue level the object's mean grey 2 px inside its mask.
+    on the tuning looks). The glass level is the local one (`glass_blocks()`, per
+    LEVEL_BLOCK-px block, asked for only when there are small objects), the tissue level
+    the object's mean grey 2 px inside its mask.
 
     Soft edges (stain fading over tens of µm, more than MATCH_HARD_WIDTH px of part-stained
     band per rim px) are not a mix of two levels: they are cut where the stain is half its
@@ -623,7 +637,8 @@ def refine_edges(
     # The glass level at each band pixel: the threshold map's, interpolated between blocks.
     rows, cols = np.divmod(band, g.shape[1])
     at = [(rows + 0.5) / LEVEL_BLOCK - 0.5, (cols + 0.5) / LEVEL_BLOCK - 0.5]
-    glass = ndimage.map_coordinates(glass_blocks.astype(np.float32), at, order=1, mode="nearest")
+    blocks = glass_blocks().astype(np.float32)
+    glass = ndimage.map_coordinates(blocks, at, order=1, mode="nearest")
     share = (glass - gb) / np.maximum(glass - tissue[lb], 3.0)
     # The inner pixels' shares sum to their count (their mean is the tissue level).
     area = n_in + np.bincount(lb, np.clip(share, -0.5, 1.5), minlength=n + 1)
@@ -927,7 +942,7 @@ def compute_tissue_mask(
     if band is not None and dropped is not None and band.any():
         # Only slides with small pieces get a finer mask (bigger tissue keeps its edge).
         mask = refine_fine(
-            reader, plan, mask, glass, dropped, band, f, params.min_hole_um2, check_cancel
+            reader, plan, mask, glass(), dropped, band, f, params.min_hole_um2, check_cancel
         )
         ds = (ds[0] / f, ds[1] / f)
         timings["edges_s"] = time.perf_counter() - t2
