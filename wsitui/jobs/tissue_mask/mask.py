@@ -38,7 +38,7 @@ LEVEL_BLOCK = 8  # mask px per block of the local level maps (a multiple of 2)
 CORE_CELLS = 3  # 2-px cells between an edge of the first split and a cell that sets a level
 LEVEL_SIGMA = 1.0  # blocks the local levels are Gaussian-weighted over
 CLOSE_PX = 1  # notches narrower than about twice this are closed
-CLEAR_GLASS_PX = 6  # the glass level for edges: from glass this far from anything darker
+CLEAR_GLASS_PX = 8  # the glass level for edges: from glass this far from anything darker
 CLEAR_WIDE_SIGMA = 4.0  # blocks it is weighted over where there is little such glass near
 # The mask image: RGB, grey, labels (int32) and the mask at once stay under ~0.4 GB. At 8 µm/px
 # that is 50 x 50 mm of glass, twice a slide's scan area.
