@@ -46,10 +46,10 @@ SEEDS = {name: 11 if name.startswith("wide") else 3 for name in LOOKS} | {
     "wide122": 12,  # pale pieces beside a dark core, fading over 50 µm
 }
 # (IoU floor, false tissue ceiling as a share of the true tissue), just past what was measured
-# against the 1 µm truth (2026-12-04 23:18, the mask re-cut at 2 µm/px): IoU / false
-# 0.996 / 0.001, 0.997 / 0.001, 0.966 / 0.019, 0.966 / 0.017, 0.995 / 0.002, 0.967 / 0.017;
-# wide 0.994 / 0.000, 0.982 / 0.002, 0.951 / 0.010, 0.972 / 0.009, 0.989 / 0.003, 0.962 /
-# 0.025, 0.970 / 0.010 (before the clear-glass level, ink-rim and pale-piece rules: wide120
+# against the 1 µm truth (2026-12-04 23:33, the mask re-cut at 2 µm/px): IoU / false
+# 0.996 / 0.001, 0.997 / 0.001, 0.966 / 0.017, 0.966 / 0.015, 0.995 / 0.002, 0.966 / 0.015;
+# wide 0.994 / 0.000, 0.980 / 0.002, 0.949 / 0.009, 0.971 / 0.007, 0.989 / 0.003, 0.963 /
+# 0.023, 0.968 / 0.008 (before the clear-glass level, ink-rim and pale-piece rules: wide120
 # 0.956 / 0.030, wide122 0.947 / 0.008). The 8 µm mask (edge_mpp = 0) against the same truth:
 # 0.954, 0.955, 0.944, 0.934, 0.956, 0.925; 0.960, 0.958, 0.921, 0.948, 0.943, 0.931, 0.945.
 FLOORS = {
@@ -61,11 +61,11 @@ FLOORS = {
     "random9": (0.965, 0.019),
     "wide100": (0.991, 0.003),
     "wide103": (0.979, 0.005),
-    "wide106": (0.948, 0.012),
+    "wide106": (0.946, 0.012),
     "wide110": (0.969, 0.012),
     "wide115": (0.987, 0.006),
-    "wide120": (0.959, 0.028),
-    "wide122": (0.966, 0.012),
+    "wide120": (0.959, 0.026),
+    "wide122": (0.965, 0.011),
 }
 
 
@@ -175,7 +175,7 @@ def test_pale_pieces_beside_a_dark_core_are_kept_to_their_edges(tmp_path):
     # so the pale pieces fell in its glass class: the glass level beside them was taken
     # partly on them (their edges cut inside), and JPEG leaves their faint tint grey, so the
     # colour test dropped three of them whole. Measured (1 µm truth, core and 40 µm around it
-    # left out): IoU 0.940, none dropped; before 0.899, three dropped.
+    # left out): IoU 0.938, none dropped; before 0.899, three dropped.
     style = wide_style(np.random.default_rng(122), "wide122")
     layout = FragmentLayout(cores=1, fragments=40, pale_share=1.0, dust=0, specks=0, pen_marks=0)
     slide = tmp_path / "pale.svs"

@@ -714,7 +714,7 @@ FINE_SOFT_UM = 4.0  # a shallow fade is cut on density smoothed over this (µm, 
 FINE_SLOPE = 0.06  # ... where it rises less than this share of the tissue level per µm
 FINE_WIDE_SLOPE = 0.017  # ... and where it rises less than this, the 8 µm edge stays
 FINE_WIDE_NEAR = 0.2  # ... or, in a block, its median over px this near the cut's level (0: off)
-FINE_EDGE_FRACTION = 0.55  # the edge: where the density is this share of the tissue level
+FINE_EDGE_FRACTION = 0.555  # the edge: where the density is this share of the tissue level
 
 
 def fine_factor(plan: MaskPlan, edge_mpp: float) -> int:
