@@ -1,7 +1,7 @@
 """TISSUE_MASK speed and quality on a big synthetic slide, against baselines in the same run.
 
     .venv/bin/python benchmarks/bench_tissue.py [--size 40000x30000] [--seed 0] [--regen]
-        [--single-level 16384x15872 | --single-level none]
+        [--single-level 16384x15872 | --single-level none] [--before REF] [--looks-only]
 
 The slide is generated once into a cache dir outside the repo (~/.cache/wsitui/bench/ or
 $WSITUI_BENCH_DIR), in a child process so its peak RSS and time can be measured. Reports:
@@ -13,7 +13,8 @@ $WSITUI_BENCH_DIR), in a child process so its peak RSS and time can be measured.
   * accuracy on other looks: 4096 x 3072 slides in 14 styles (grainy eosin with lumens, soft
     edges, ...) and fragment slides in the same styles (small pieces with nuclei, pale soft
     edges, dust, coloured specks, pen marks), IoU, missed and false tissue (shares of the true
-    tissue) of the mask beside a plain global Otsu at the same resolution, in the same run;
+    tissue) of the mask beside a plain global Otsu at the same resolution, in the same run,
+    and with --before REF beside the mask of git commit REF (its wsitui tree, in a child);
     then the held-out looks (`wide_style` 100-111 at slide seed 11 and 112-123 at seed 12,
     wider than the tuning looks) per look, as in README's TISSUE_MASK quality table; fragment
     slides are judged against their truth redrawn every 1 µm (the mask can be finer than the

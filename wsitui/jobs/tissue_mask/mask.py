@@ -8,7 +8,8 @@ per pixel a threshold between the local glass and tissue levels in optical densi
 edges, pale or grainy stain), a 1-px closing; pieces under OWN_EDGE_MAX_UM2 re-cut at their
 own level (`_own_edges`: small and pale fragments); objects told from debris by colour and
 area (`keep_tissue_objects`); the edges of small pieces placed by the area their stain adds
-up to (hard edges) or at half their local stain density (soft ones; `refine_edges`); holes
+up to (hard edges) or at half their local stain density (soft ones; `refine_edges`), against
+a glass level taken clear of pale stain and fades (`_clear_glass`); holes
 smaller than a given area in µm² filled. Then, on slides with pieces under FINE_MAX_UM2, the
 band around those pieces' edges is cut again from a finer level at about `edge_mpp` and the
 mask is returned that much finer (`refine_fine`; TissueMask.downsample and .mpp say so). The
@@ -177,8 +178,9 @@ def keep_tissue_objects(
     """Objects of `mask` that are tissue, told from dust and debris by more than area.
 
     An object (8-connected) is kept when it is at least `min_object_um2`, or when it is at least
-    FLOOR_UM2 (capped at min_object_um2) and stain-coloured (`stain_like`): a small fragment of
-    tissue is kept, a dark speck, a coloured one or a stroke of ink of the same size is not.
+    FLOOR_UM2 (capped at min_object_um2) and stain-coloured (`stain_like`) or paler than
+    PALE_MAX_OD (too pale for its tint to be told): a small fragment of tissue is kept, a dark
+    speck, a coloured one or a stroke of ink of the same size is not.
     A big object that is not stain-coloured and thin (a pen mark) is dropped too, except the
     pieces of it that are stain-coloured pixel by pixel and FLOOR_UM2 or more: a fragment that
     touches the ink. Ink inside what is kept (a stroke across an edge) is cut out of it
@@ -246,7 +248,8 @@ def _without_ink(
 ) -> np.ndarray:
     """The mask less the ink in it: connected pixels, at least `floor` of them, dark (OD over
     INK_MIN_OD) and with less than no eosin (blue, green and black inks unmix to a negative
-    eosin share; haematoxylin, eosin and DAB do not), e.g. a pen stroke across an edge.
+    eosin share; haematoxylin, eosin and DAB do not), e.g. a pen stroke across an edge, and
+    the px within INK_FRINGE_PX of it that are not stain-coloured (its rim).
 
     Per-channel OD from 256-entry tables, in row bands of ~1 M px (memory stays bounded)."""
     levels = np.arange(256, dtype=np.float64)
@@ -772,8 +775,11 @@ def refine_fine(
     FINE_BLUR_UM) is at least FINE_EDGE_FRACTION of the local tissue level, the
     Gaussian-weighted density of the coarse mask FINE_DEEP_PX px or more inside. On a hard
     edge that is where a fine px is half tissue; on a fade (stain thinning out symmetrically
-    across the edge) where it is half there. What the coarse mask dropped as dust, specks or
-    ink is never added back; holes under min_hole_um2 are filled again.
+    across the edge) where it is half there. `glass_blocks` is the glass level clear of pale
+    stain and fades (_clear_glass). A fade far wider than the band (slope under
+    FINE_WIDE_SLOPE per px, or its median where the cut runs in a block) keeps the coarse
+    edge. What the coarse mask dropped as dust, specks or ink is never added back; holes under
+    min_hole_um2 are filled again.
     """
     h, w = mask.shape
     fine = np.repeat(np.repeat(mask, f, axis=0), f, axis=1)
