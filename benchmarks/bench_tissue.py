@@ -1,7 +1,7 @@
 """TISSUE_MASK speed and quality on a big synthetic slide, against baselines in the same run.
 
     .venv/bin/python benchmarks/bench_tissue.py [--size 40000x30000] [--seed 0] [--regen]
-        [--single-level 16384x15872 | --single-level none]
+        [--single-level 16384x15872 | --single-level none] [--before REF] [--looks-only]
 
 The slide is generated once into a cache dir outside the repo (~/.cache/wsitui/bench/ or
 $WSITUI_BENCH_DIR), in a child process so its peak RSS and time can be measured. Reports:
@@ -13,7 +13,8 @@ $WSITUI_BENCH_DIR), in a child process so its peak RSS and time can be measured.
   * accuracy on other looks: 4096 x 3072 slides in 14 styles (grainy eosin with lumens, soft
     edges, ...) and fragment slides in the same styles (small pieces with nuclei, pale soft
     edges, dust, coloured specks, pen marks), IoU, missed and false tissue (shares of the true
-    tissue) of the mask beside a plain global Otsu at the same resolution, in the same run;
+    tissue) of the mask beside a plain global Otsu at the same resolution, in the same run,
+    and with --before REF beside the mask of git commit REF (its wsitui tree, in a child);
     then the held-out looks (`wide_style` 100-111 at slide seed 11 and 112-123 at seed 12,
     wider than the tuning looks) per look, as in README's TISSUE_MASK quality table; fragment
     slides are judged against their truth redrawn every 1 µm (the mask can be finer than the
@@ -26,6 +27,7 @@ $WSITUI_BENCH_DIR), in a child process so its peak RSS and time can be measured.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -255,61 +257,110 @@ def plain_otsu(r: Any) -> np.ndarray:
     return clean_mask(np.asarray(grey) <= t, 1e4 / area, 1e4 / area), plan.downsample
 
 
-def looks(cache: Path) -> None:
-    """IoU, missed and false tissue of the mask vs a plain global Otsu (same resolution, same
-    cleanup), on sample slides in other looks and on fragment slides (small pieces, pale soft
-    edges, dust, specks, ink: wsitui.slides.fragments)."""
+def look_plans() -> list[tuple[str, list[tuple[SampleStyle, tuple[int, ...]]]]]:
+    """(title, [(look, slide seeds)]): the tuning looks, then the held-out wide looks."""
     styles = [STYLES[n] for n in ("default", "grainy", "soft", "dark")]
     styles += [random_style(np.random.default_rng(i), f"random{i}") for i in range(10)]
     tuned: list[tuple[SampleStyle, tuple[int, ...]]] = [(s, (0, 5)) for s in styles]
     held_out = [(wide_style(np.random.default_rng(i), f"wide{i}"), (11,)) for i in range(100, 112)]
     held_out += [(wide_style(np.random.default_rng(i), f"wide{i}"), (12,)) for i in range(112, 124)]
-    for title, plan in (("tuning looks", tuned), ("held-out wide looks", held_out)):
-        print(f"\n{title}")
-        looks_table(cache, plan)
+    return [("tuning looks", tuned), ("held-out wide looks", held_out)]
 
 
-def looks_table(cache: Path, plan: list[tuple[SampleStyle, tuple[int, ...]]]) -> None:
-    """One row per look and kind, then the mean (worst) per kind."""
-    print(
-        f"\n{'look (4096x3072)':28} {'IoU':>6} {'missed':>7} {'false':>6}"
-        f"   {'Otsu IoU':>8} {'missed':>7} {'false':>6}"
-    )
-    for kind in ("sample", "fragments"):
-        ours_all, base_all = [], []
-        for style, seeds in plan:
-            ours_s, base_s = [], []
-            for seed in seeds:
-                path = cache / f"{'look' if kind == 'sample' else 'frag'}_{style.name}_s{seed}.svs"
-                if not path.exists() or not truth_path_for(path).exists():
-                    if kind == "sample":
-                        write_sample_slide(
-                            path, size=(4096, 3072), seed=seed, style=style, force=True
-                        )
+def look_rows(cache: Path, otsu_too: bool = True) -> dict[str, list[float]]:
+    """Per "title|kind|look|soft": the mean (IoU, missed, false) over the look's seeds of
+    the mask, then of a plain global Otsu when otsu_too."""
+    rows: dict[str, list[float]] = {}
+    for title, plan in look_plans():
+        for kind in ("sample", "fragments"):
+            for style, seeds in plan:
+                ours_s, base_s = [], []
+                for seed in seeds:
+                    stem = f"{'look' if kind == 'sample' else 'frag'}_{style.name}_s{seed}"
+                    path = cache / f"{stem}.svs"
+                    if not path.exists() or not truth_path_for(path).exists():
+                        if kind == "sample":
+                            write_sample_slide(
+                                path, size=(4096, 3072), seed=seed, style=style, force=True
+                            )
+                        else:
+                            write_fragment_slide(path, seed=seed, style=style, force=True)
+                    if kind == "sample":  # big tissue: its 8 µm truth
+                        t8 = load_truth(path)
+                        truth, tds = t8.tissue, t8.tissue_downsample
                     else:
-                        write_fragment_slide(path, seed=seed, style=style, force=True)
-                if kind == "sample":  # big tissue: its 8 µm truth
-                    t8 = load_truth(path)
-                    truth, tds = t8.tissue, t8.tissue_downsample
-                else:
-                    truth, tds = fine_fragment_truth(path, seed, style)
-                with open_slide(path) as r:
-                    tm = compute_tissue_mask(r)
-                    ours_s.append(errors(tm.mask, tm.downsample, truth, tds))
-                    base_s.append(errors(*plain_otsu(r), truth, tds))
-            ours_all += ours_s
-            base_all += base_s
-            o, b = np.mean(ours_s, axis=0), np.mean(base_s, axis=0)
-            name = f"{kind} {style.name}"
-            ours_txt = f"{o[0]:6.4f} {o[1]:7.4f} {o[2]:6.4f}"
-            print(f"{name:28} {ours_txt}   {b[0]:8.4f} {b[1]:7.4f} {b[2]:6.4f}")
-        o, b = np.array(ours_all), np.array(base_all)
-        print(
-            f"{kind + ': mean (worst IoU)':28} {o[:, 0].mean():.4f} ({o[:, 0].min():.4f}) "
-            f"missed {o[:, 1].mean():.4f} false {o[:, 2].mean():.4f} | plain Otsu "
-            f"{b[:, 0].mean():.4f} ({b[:, 0].min():.4f}) missed {b[:, 1].mean():.4f} "
-            f"false {b[:, 2].mean():.4f}"
-        )
+                        truth, tds = fine_fragment_truth(path, seed, style)
+                    with open_slide(path) as r:
+                        tm = compute_tissue_mask(r)
+                        ours_s.append(errors(tm.mask, tm.downsample, truth, tds))
+                        if otsu_too:
+                            base_s.append(errors(*plain_otsu(r), truth, tds))
+                key = f"{title}|{kind}|{style.name}|{style.soft_edge_um:.0f}"
+                rows[key] = list(np.mean(ours_s, axis=0))
+                if otsu_too:
+                    rows[key] += list(np.mean(base_s, axis=0))
+    return rows
+
+
+def rows_at(ref: str, cache: Path) -> dict[str, list[float]]:
+    """look_rows with the mask code of git ref `ref` (its wsitui tree, in a child process)."""
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = subprocess.run(
+            ["git", "-C", str(root), "archive", ref, "wsitui"], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=tree, check=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--rows-only",
+                "--cache-dir",
+                str(cache),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": tmp},
+            cwd=tmp,
+        ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def looks(cache: Path, before: str | None) -> None:
+    """IoU, missed and false tissue (shares of the true tissue) of the mask, beside the mask
+    of git ref `before` (when given) and a plain global Otsu (same resolution, same cleanup),
+    on sample slides in other looks and on fragment slides (small pieces, pale soft edges,
+    dust, specks, ink: wsitui.slides.fragments); per kind the mean (worst IoU)."""
+    rows = look_rows(cache)
+    old = rows_at(before, cache) if before else {}
+    head = f"{'look (soft edge µm)':30} {'IoU':>6} {'missed':>7} {'false':>6}"
+    if before:
+        head += f"   {'before':>6} {'missed':>7} {'false':>6}"
+    head += f"   {'Otsu':>6} {'missed':>7} {'false':>6}"
+    for title, _ in look_plans():
+        for kind in ("sample", "fragments"):
+            print(f"\n{title}, {kind} (before: {before or '-'})\n{head}")
+            ours, prev, otsu_all = [], [], []
+            for key, v in rows.items():
+                t, k, name, soft = key.split("|")
+                if (t, k) != (title, kind):
+                    continue
+                line = f"{name + ' (' + soft + ')':30} {v[0]:6.4f} {v[1]:7.4f} {v[2]:6.4f}"
+                ours.append(v[:3])
+                otsu_all.append(v[3:6])
+                if before:
+                    b = old.get(key, [float("nan")] * 3)
+                    prev.append(b[:3])
+                    line += f"   {b[0]:6.4f} {b[1]:7.4f} {b[2]:6.4f}"
+                print(f"{line}   {v[3]:6.4f} {v[4]:7.4f} {v[5]:6.4f}")
+            line = f"{'mean (worst IoU)':30}"
+            for part in (ours, prev, otsu_all):
+                if part:
+                    a = np.array(part)
+                    line += f" {a[:, 0].mean():.4f} ({a[:, 0].min():.4f}) {a[:, 1].mean():.4f}"
+                    line += f" {a[:, 2].mean():.4f} |"
+            print(line)
 
 
 def main() -> None:
@@ -327,9 +378,22 @@ def main() -> None:
     default_dir = Path(os.environ.get("WSITUI_BENCH_DIR", Path.home() / ".cache/wsitui/bench"))
     ap.add_argument("--cache-dir", default=default_dir, type=Path)
     ap.add_argument("--no-looks", action="store_true", help="skip the accuracy on other looks")
+    ap.add_argument(
+        "--before",
+        default=None,
+        help="a git ref: the looks' table also shows the mask of that commit (e.g. HEAD~3)",
+    )
+    ap.add_argument("--looks-only", action="store_true", help="only the accuracy on other looks")
+    ap.add_argument("--rows-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     args.cache_dir.mkdir(parents=True, exist_ok=True)
+    if args.rows_only:  # the child of --before: the looks' numbers only, as JSON
+        print(json.dumps(look_rows(args.cache_dir, otsu_too=False)))
+        return
+    if args.looks_only:
+        looks(args.cache_dir, args.before)
+        return
     w, h = args.size
     path = args.cache_dir / f"sample_{w}x{h}_s{args.seed}.svs"
     print(f"slide: {path}")
@@ -369,7 +433,7 @@ def main() -> None:
     )
 
     if not args.no_looks:
-        looks(args.cache_dir)
+        looks(args.cache_dir, args.before)
 
     if args.single_level != "none":
         sw, sh = parse_size(args.single_level)

@@ -5,9 +5,9 @@ Slides from wsitui.slides.fragments at slide seed 3 (named looks and random_styl
 and 11 (wide_style looks 100-111, wider than the random_style looks the mask was tuned on:
 tuning used slide seed 0 in the named looks and random_style 0-9, and sample slides at seed
 0). The wide looks here: a hard-edged one and the three soft-edged ones of 100-111 (wide106:
-pale stain on darker glass, the worst of those), and two of 112-123 at slide seed 12: wide115
-(a fragment touching a pen stroke) and wide120, the worst measured (a pen stroke across the
-core's soft edge).
+pale stain on darker glass, the worst measured), and three of 112-123 at slide seed 12:
+wide115 (a fragment touching a pen stroke), wide120 (a pen stroke across the core's soft
+edge) and wide122 (pale pieces, some dropped whole before the pale-piece rule).
 Floors sit just under what was measured (README's tissue table), against each slide's truth
 drawn every 1 µm (the mask is finer than the truth file's 8 µm when it re-cuts small pieces'
 edges at 2 µm/px); the 8 µm mask scored under every IoU floor here.
@@ -37,19 +37,21 @@ LOOKS = {
     **{f"random{i}": random_style(np.random.default_rng(i), f"random{i}") for i in (7, 8, 9)},
     **{
         f"wide{i}": wide_style(np.random.default_rng(i), f"wide{i}")
-        for i in (100, 103, 106, 110, 115, 120)
+        for i in (100, 103, 106, 110, 115, 120, 122)
     },
 }
 SEEDS = {name: 11 if name.startswith("wide") else 3 for name in LOOKS} | {
     "wide115": 12,  # a fragment touching a pen stroke
-    "wide120": 12,  # the worst held-out look: ink across the core's soft edge
+    "wide120": 12,  # ink across the core's soft edge
+    "wide122": 12,  # pale pieces beside a dark core, fading over 50 µm
 }
 # (IoU floor, false tissue ceiling as a share of the true tissue), just past what was measured
-# against the 1 µm truth (2026-12-04 evening, the mask re-cut at 2 µm/px): IoU / false
-# 0.996 / 0.001, 0.997 / 0.001, 0.966 / 0.019, 0.966 / 0.017, 0.995 / 0.002, 0.967 / 0.016;
-# wide 0.994 / 0.000, 0.982 / 0.002, 0.951 / 0.009, 0.972 / 0.009, 0.989 / 0.003, 0.956 /
-# 0.030. The 8 µm mask (edge_mpp = 0) against the same truth: 0.954, 0.955, 0.944, 0.934,
-# 0.955, 0.925; 0.959, 0.958, 0.920, 0.949, 0.943, 0.923.
+# against the 1 µm truth (2026-12-04 23:33, the mask re-cut at 2 µm/px): IoU / false
+# 0.996 / 0.001, 0.997 / 0.001, 0.966 / 0.017, 0.966 / 0.015, 0.995 / 0.002, 0.966 / 0.015;
+# wide 0.994 / 0.000, 0.980 / 0.002, 0.949 / 0.009, 0.971 / 0.007, 0.989 / 0.003, 0.963 /
+# 0.023, 0.968 / 0.008 (before the clear-glass level, ink-rim and pale-piece rules: wide120
+# 0.956 / 0.030, wide122 0.947 / 0.008). The 8 µm mask (edge_mpp = 0) against the same truth:
+# 0.954, 0.955, 0.944, 0.934, 0.956, 0.925; 0.960, 0.958, 0.921, 0.948, 0.943, 0.931, 0.945.
 FLOORS = {
     "default": (0.993, 0.004),
     "dark": (0.994, 0.004),
@@ -59,16 +61,12 @@ FLOORS = {
     "random9": (0.965, 0.019),
     "wide100": (0.991, 0.003),
     "wide103": (0.979, 0.005),
-    "wide106": (0.948, 0.012),
+    "wide106": (0.946, 0.012),
     "wide110": (0.969, 0.012),
     "wide115": (0.987, 0.006),
-    "wide120": (0.953, 0.033),
+    "wide120": (0.959, 0.026),
+    "wide122": (0.965, 0.011),
 }
-
-# A pen stroke drawn across the core's soft edge: its dark middle is cut out of the core
-# (_without_ink), its paler fringe stays (1.3 % of the tissue's area lies over 24 µm out;
-# README's tissue quality section): a known gap, held by its floors above, not the dust check.
-INK_ON_TISSUE = {"wide120"}
 
 
 def scores(share: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -132,11 +130,10 @@ def test_small_fragments_with_nuclei_are_kept(results):
 def test_dust_specks_and_ink_stay_out(results):
     # Everything drawn on the glass is at least 40 µm from tissue: mask pixels farther than
     # 24 µm from the truth are dust, debris or ink called tissue. Measured: at most 0.8 % of
-    # the tissue's area (eosin-pink specks over 1,500 µm² pass the colour test); the size-only
-    # filter kept pen marks whole.
+    # the tissue's area (eosin-pink specks over 1,500 µm² pass the colour test; wide120, a pen
+    # stroke across the core's soft edge, 0.3 %: its rim was 1.0 % before it was cut out with
+    # the stroke); the size-only filter kept pen marks whole.
     for look, (mask, truth, *_) in results.items():
-        if look in INK_ON_TISSUE:
-            continue
         far = ndimage.distance_transform_edt(~truth) * TRUTH_DS * MPP > 24
         assert (mask * far).sum() <= 0.01 * truth.sum(), look
 
@@ -170,3 +167,30 @@ def test_small_pieces_edges_are_cut_finer_than_the_8_um_mask(results):
         assert fine_iou > coarse_iou, (look, fine_iou, coarse_iou)
         gains.append(fine_iou - coarse_iou)
     assert float(np.mean(gains)) >= 0.01, gains
+
+
+def test_pale_pieces_beside_a_dark_core_are_kept_to_their_edges(tmp_path):
+    # Only pale pieces (35-65 % stain) beside a well-stained core, in a held-out look with
+    # pale eosin on darker glass and fading edges (wide122). The core sets the first split,
+    # so the pale pieces fell in its glass class: the glass level beside them was taken
+    # partly on them (their edges cut inside), and JPEG leaves their faint tint grey, so the
+    # colour test dropped three of them whole. Measured (1 µm truth, core and 40 µm around it
+    # left out): IoU 0.938, none dropped; before 0.899, three dropped.
+    style = wide_style(np.random.default_rng(122), "wide122")
+    layout = FragmentLayout(cores=1, fragments=40, pale_share=1.0, dust=0, specks=0, pen_marks=0)
+    slide = tmp_path / "pale.svs"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fragments, "TRUTH_DS", TRUTH_DS)
+        write_fragment_slide(slide, seed=12, style=style, layout=layout)
+    truth, tds = load_fragment_truth(slide)
+    with open_slide(slide) as r:
+        tm = compute_tissue_mask(r)
+    share = mask_on_truth_grid(tm.mask, tm.downsample, truth.shape, tds)
+    lab, n = ndimage.label(truth)
+    core = lab == np.argmax(np.bincount(lab.ravel())[1:]) + 1
+    pale, share = truth & ~core, share * ~ndimage.binary_dilation(core, iterations=40)
+    lab, n = ndimage.label(pale)
+    covered = ndimage.mean(share >= 0.5, lab, np.arange(1, n + 1))
+    assert n >= 20 and covered.min() >= 0.5, covered
+    iou, false = scores(share, pale)
+    assert iou >= 0.93 and false <= 0.025, (iou, false)

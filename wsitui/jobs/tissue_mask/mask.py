@@ -8,7 +8,8 @@ per pixel a threshold between the local glass and tissue levels in optical densi
 edges, pale or grainy stain), a 1-px closing; pieces under OWN_EDGE_MAX_UM2 re-cut at their
 own level (`_own_edges`: small and pale fragments); objects told from debris by colour and
 area (`keep_tissue_objects`); the edges of small pieces placed by the area their stain adds
-up to (hard edges) or at half their local stain density (soft ones; `refine_edges`); holes
+up to (hard edges) or at half their local stain density (soft ones; `refine_edges`), against
+a glass level taken clear of pale stain and fades (`_clear_glass`); holes
 smaller than a given area in µm² filled. Then, on slides with pieces under FINE_MAX_UM2, the
 band around those pieces' edges is cut again from a finer level at about `edge_mpp` and the
 mask is returned that much finer (`refine_fine`; TissueMask.downsample and .mpp say so). The
@@ -38,6 +39,8 @@ LEVEL_BLOCK = 8  # mask px per block of the local level maps (a multiple of 2)
 CORE_CELLS = 3  # 2-px cells between an edge of the first split and a cell that sets a level
 LEVEL_SIGMA = 1.0  # blocks the local levels are Gaussian-weighted over
 CLOSE_PX = 1  # notches narrower than about twice this are closed
+CLEAR_GLASS_PX = 8  # the glass level for edges: from glass this far from anything darker
+CLEAR_WIDE_SIGMA = 4.0  # blocks it is weighted over where there is little such glass near
 # The mask image: RGB, grey, labels (int32) and the mask at once stay under ~0.4 GB. At 8 µm/px
 # that is 50 x 50 mm of glass, twice a slide's scan area.
 MAX_MASK_PIXELS = 40_000_000
@@ -129,9 +132,11 @@ _H, _E = _H / np.linalg.norm(_H), _E / np.linalg.norm(_E)
 _N = np.cross(_H, _E) / np.linalg.norm(np.cross(_H, _E))
 UNMIX = np.linalg.inv(np.column_stack([_H, _E, _N]))
 INK_MIN_OD = 0.5  # ink inside a kept object: darker than this (OD norm) ...
+INK_FRINGE_PX = 1  # px around ink cut out of the mask too unless stain-coloured (0: off)
 INK_EOSIN_SHARE = -0.1  # ... with an eosin share under this (inks unmix below zero)
 MIN_EOSIN_SHARE = 0.08  # an object's eosin, over its whole OD: tissue has cytoplasm / stroma
 MAX_RESIDUAL_SHARE = 0.45  # OD that is neither H nor E: dust, ink, brown or yellow debris
+PALE_MAX_OD = 0.04  # an object paler than this (mean OD norm) is tissue whatever its colour
 FLOOR_UM2 = 1500.0  # smaller objects are specks whatever they look like (~45 µm across)
 THIN_UM = 120.0  # an object this thin (twice the largest inside distance), not H&E: ink
 GLASS_MIN = 205.0  # glass is brighter than this grey; a brighter class darker than it is not glass
@@ -173,8 +178,9 @@ def keep_tissue_objects(
     """Objects of `mask` that are tissue, told from dust and debris by more than area.
 
     An object (8-connected) is kept when it is at least `min_object_um2`, or when it is at least
-    FLOOR_UM2 (capped at min_object_um2) and stain-coloured (`stain_like`): a small fragment of
-    tissue is kept, a dark speck, a coloured one or a stroke of ink of the same size is not.
+    FLOOR_UM2 (capped at min_object_um2) and stain-coloured (`stain_like`) or paler than
+    PALE_MAX_OD (too pale for its tint to be told): a small fragment of tissue is kept, a dark
+    speck, a coloured one or a stroke of ink of the same size is not.
     A big object that is not stain-coloured and thin (a pen mark) is dropped too, except the
     pieces of it that are stain-coloured pixel by pixel and FLOOR_UM2 or more: a fragment that
     touches the ink. Ink inside what is kept (a stroke across an edge) is cut out of it
@@ -191,6 +197,11 @@ def keep_tissue_objects(
     sums = np.stack([np.bincount(idx, picked[:, c], minlength=n + 1) for c in range(3)], axis=1)
     colour = sums / np.maximum(area, 1.0)[:, None]
     stained = stain_like(colour, glass_rgb)
+    if PALE_MAX_OD > 0:
+        # Stain too pale for its colour to be told (JPEG keeps little of a faint tint): the
+        # dust, specks and ink here are far darker, so a piece this pale is tissue.
+        od = np.clip(-np.log10(np.clip(colour, 1.0, None) / np.maximum(glass_rgb, 1.0)), 0, None)
+        stained |= np.linalg.norm(od, axis=1) < PALE_MAX_OD
     floor = min(FLOOR_UM2, min_object_um2) / px_area
     big = area >= min_object_um2 / px_area
     keep = (big | stained) & (area >= floor)
@@ -237,7 +248,8 @@ def _without_ink(
 ) -> np.ndarray:
     """The mask less the ink in it: connected pixels, at least `floor` of them, dark (OD over
     INK_MIN_OD) and with less than no eosin (blue, green and black inks unmix to a negative
-    eosin share; haematoxylin, eosin and DAB do not), e.g. a pen stroke across an edge.
+    eosin share; haematoxylin, eosin and DAB do not), e.g. a pen stroke across an edge, and
+    the px within INK_FRINGE_PX of it that are not stain-coloured (its rim).
 
     Per-channel OD from 256-entry tables, in row bands of ~1 M px (memory stays bounded)."""
     levels = np.arange(256, dtype=np.float64)
@@ -270,7 +282,16 @@ def _without_ink(
     big[0] = False
     if not big.any():
         return mask
-    return mask & ~big[lab]
+    ink = big[lab]
+    out = mask & ~ink
+    if INK_FRINGE_PX:
+        # The stroke's rim: px part ink, part glass, too pale to be ink, not stain-coloured.
+        fringe = _shift_reduce(ink, INK_FRINGE_PX, erode=False, outside=False) & out
+        if fringe.any():
+            at = np.flatnonzero(fringe)
+            keep = stain_like(rgb.reshape(-1, 3)[at].astype(np.float64), glass_rgb)
+            out.ravel()[at[~keep]] = False
+    return out
 
 
 def clean_mask(mask: np.ndarray, min_object_px: float, min_hole_px: float) -> np.ndarray:
@@ -396,9 +417,10 @@ def _close(mask: np.ndarray, px: int) -> np.ndarray:
 
 def _coarse_mask(
     rgb: np.ndarray, mpp: tuple[float, float], min_object_um2: float, min_hole_um2: float
-) -> tuple[np.ndarray, float | None, np.ndarray | None, np.ndarray | None]:
-    """(tissue mask, first-pass Otsu threshold or None, local glass grey per LEVEL_BLOCK block
-    or None, what was dropped as not tissue or None) of an RGB image at `mpp` µm/px.
+) -> tuple[np.ndarray, float | None, Callable[[], np.ndarray] | None, np.ndarray | None]:
+    """(tissue mask, first-pass Otsu threshold or None, the local glass grey per LEVEL_BLOCK
+    block (computed when first asked for: only edge steps use it) or None, what was dropped
+    as not tissue or None) of an RGB image at `mpp` µm/px.
 
     1. Grey (ITU-R 601 luma), Otsu on its histogram: a first tissue/glass split.
     2. Each pixel is then compared with its own threshold, EDGE_FRACTION of the way (in
@@ -435,7 +457,12 @@ def _coarse_mask(
         mask = _close(mask, CLOSE_PX)
     glass_rgb = _glass_colour(rgb, g > t, bright)
     smooth = np.asarray(grey.filter(ImageFilter.BoxBlur(OWN_BLUR_PX))) if OWN_BLUR_PX > 1 else g
-    mask = _own_edges(smooth, mask, g > t, mpp, min_object_um2)
+    mask, pale = _own_edges(smooth, mask, g > t, mpp, min_object_um2)
+    # Pale tissue and its fade are brighter than the first split, so the map's glass level
+    # was taken partly on them: the edge steps below (and the finer cut) take it from the
+    # glass clear of anything darker than the glass instead (only slides with small pieces).
+    busy = mask | pale
+    glass_of = _once(lambda: _clear_glass(g, busy, glass_level) if CLEAR_GLASS_PX else glass_level)
     # A small image (a 125 x 75 µm crop) is not thrown away whole by a slide-sized threshold.
     image_um2 = g.size * mpp[0] * mpp[1]
     candidates = mask
@@ -444,10 +471,22 @@ def _coarse_mask(
     )
     dropped = candidates & ~mask  # dust, specks, ink: a finer cut must not bring them back
     small_px = OWN_EDGE_MAX_UM2 / (mpp[0] * mpp[1])
-    mask = refine_edges(np.asarray(grey, np.float32), mask, glass_level, small_px)
+    mask = refine_edges(np.asarray(grey, np.float32), mask, glass_of, small_px)
     area = mpp[0] * mpp[1]
     mask = clean_mask(mask, 0.0, min_hole_um2 / area)
-    return mask, float(t), glass_level, dropped
+    return mask, float(t), glass_of, dropped
+
+
+def _once(fn: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
+    """fn, called at most once: later calls return its first result."""
+    done: list[np.ndarray] = []
+
+    def get() -> np.ndarray:
+        if not done:
+            done.append(fn())
+        return done[0]
+
+    return get
 
 
 def mask_from_rgb(
@@ -465,8 +504,9 @@ def _own_edges(
     glass: np.ndarray,
     mpp: tuple[float, float],
     min_object_um2: float,
-) -> np.ndarray:
-    """The mask with each small piece of tissue cut at its own level.
+) -> tuple[np.ndarray, np.ndarray]:
+    """(the mask with each small piece of tissue cut at its own level, what is a little darker
+    than the glass: pale stain, fades, specks).
 
     The threshold map takes its tissue level from the tissue around a pixel, which for a small
     or pale fragment is darker tissue nearby (or the slide's average): a pale piece is then
@@ -477,21 +517,23 @@ def _own_edges(
     """
     step = max(1, int(np.sqrt(g.size / 200_000)))
     sample = g[::step, ::step][glass[::step, ::step]]
+    none = np.zeros_like(mask)
     if sample.size < 100:
-        return mask
+        return mask, none
     level = float(np.median(sample))
     # Glass noise from the bright side only: the bright class also holds fades and pale stain.
     spread = float(np.percentile(sample, 95) - level)
-    cand = (g <= level - max(PALE_DELTA, 2.0 * spread)) | mask
+    pale = g <= level - max(PALE_DELTA, 2.0 * spread)
+    cand = pale | mask
     lab, n = ndimage.label(cand, structure=np.ones((3, 3), bool))
     if n == 0:
-        return mask
+        return mask, pale
     area = np.bincount(lab.ravel(), minlength=n + 1)
     px = mpp[0] * mpp[1]
     small = (area >= min(FLOOR_UM2, min_object_um2) / px) & (area < OWN_EDGE_MAX_UM2 / px)
     small[0] = False
     if not small.any():
-        return mask
+        return mask, pale
     # Its level: the darkest quarter's grey (OWN_LEVEL_PERCENTILE) of what the map found of
     # it (the candidate also holds the fade), or of the whole candidate when the map found
     # little. All small objects at once: pixels sorted by (object, grey).
@@ -519,11 +561,37 @@ def _own_edges(
     redo = on.copy()
     redo[on] = small[idx]
     out[redo] = (g[redo] <= cut[lab[redo]]) | core[redo]
+    return out, pale
+
+
+def _clear_glass(g: np.ndarray, busy: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """The local glass grey per LEVEL_BLOCK-px block (as _threshold_map's), from 2 x 2 cells
+    CLEAR_GLASS_PX px or more from anything `busy` (tissue, pale stain, their fades), weighted
+    over LEVEL_SIGMA blocks, or CLEAR_WIDE_SIGMA blocks where that finds too few such cells
+    (inside a big piece); `fallback`'s level where none is near at all."""
+    c, b = 2, LEVEL_BLOCK
+    share = np.asarray(Image.fromarray(busy.view(np.uint8) * np.uint8(255)).reduce(c))
+    mean = np.asarray(Image.fromarray(g).reduce(c), np.float32)
+    k = b // c
+    ch, cw = share.shape
+    bh, bw = -(-ch // k), -(-cw // k)
+    if fallback.shape != (bh, bw):
+        return fallback
+    pad = ((0, bh * k - ch), (0, bw * k - cw))
+    clear = _shift_reduce(share == 0, -(-CLEAR_GLASS_PX // c), erode=True, outside=True)
+    total = np.pad(np.where(clear, mean, 0), pad).reshape(bh, k, bw, k).sum((1, 3))
+    count = np.pad(clear, pad).reshape(bh, k, bw, k).sum((1, 3), dtype=np.float32)
+    out = fallback.astype(np.float64)
+    for sigma in (CLEAR_WIDE_SIGMA, LEVEL_SIGMA):
+        t_s = ndimage.gaussian_filter(total, sigma, mode="nearest")
+        c_s = ndimage.gaussian_filter(count, sigma, mode="nearest")
+        ok = c_s > 0.05 * k * k
+        out[ok] = t_s[ok] / c_s[ok]
     return out
 
 
 def refine_edges(
-    g: np.ndarray, mask: np.ndarray, glass_blocks: np.ndarray, max_px: float
+    g: np.ndarray, mask: np.ndarray, glass_blocks: Callable[[], np.ndarray], max_px: float
 ) -> np.ndarray:
     """The mask with the edge of each object under `max_px` placed where the truth's is.
 
@@ -533,8 +601,9 @@ def refine_edges(
     is the object's true area in px, whatever a threshold would cut; the rim (the mask minus
     its 1-px erosion) then gets the pixels of the largest shares up to that area, less
     MATCH_BIAS of the rim (so no more glass is called tissue than the threshold did, measured
-    on the tuning looks). The glass level is the threshold map's local one (`glass_blocks`,
-    per LEVEL_BLOCK-px block), the tissue level the object's mean grey 2 px inside its mask.
+    on the tuning looks). The glass level is the local one (`glass_blocks()`, per
+    LEVEL_BLOCK-px block, asked for only when there are small objects), the tissue level
+    the object's mean grey 2 px inside its mask.
 
     Soft edges (stain fading over tens of µm, more than MATCH_HARD_WIDTH px of part-stained
     band per rim px) are not a mix of two levels: they are cut where the stain is half its
@@ -571,7 +640,8 @@ def refine_edges(
     # The glass level at each band pixel: the threshold map's, interpolated between blocks.
     rows, cols = np.divmod(band, g.shape[1])
     at = [(rows + 0.5) / LEVEL_BLOCK - 0.5, (cols + 0.5) / LEVEL_BLOCK - 0.5]
-    glass = ndimage.map_coordinates(glass_blocks.astype(np.float32), at, order=1, mode="nearest")
+    blocks = glass_blocks().astype(np.float32)
+    glass = ndimage.map_coordinates(blocks, at, order=1, mode="nearest")
     share = (glass - gb) / np.maximum(glass - tissue[lb], 3.0)
     # The inner pixels' shares sum to their count (their mean is the tissue level).
     area = n_in + np.bincount(lb, np.clip(share, -0.5, 1.5), minlength=n + 1)
@@ -646,7 +716,8 @@ FINE_OPEN_UM = 10.0  # darker spots narrower than this (nuclei) do not set the t
 FINE_SOFT_UM = 4.0  # a shallow fade is cut on density smoothed over this (µm, sigma) ...
 FINE_SLOPE = 0.06  # ... where it rises less than this share of the tissue level per µm
 FINE_WIDE_SLOPE = 0.017  # ... and where it rises less than this, the 8 µm edge stays
-FINE_EDGE_FRACTION = 0.55  # the edge: where the density is this share of the tissue level
+FINE_WIDE_NEAR = 0.2  # ... or, in a block, its median over px this near the cut's level (0: off)
+FINE_EDGE_FRACTION = 0.555  # the edge: where the density is this share of the tissue level
 
 
 def fine_factor(plan: MaskPlan, edge_mpp: float) -> int:
@@ -704,8 +775,11 @@ def refine_fine(
     FINE_BLUR_UM) is at least FINE_EDGE_FRACTION of the local tissue level, the
     Gaussian-weighted density of the coarse mask FINE_DEEP_PX px or more inside. On a hard
     edge that is where a fine px is half tissue; on a fade (stain thinning out symmetrically
-    across the edge) where it is half there. What the coarse mask dropped as dust, specks or
-    ink is never added back; holes under min_hole_um2 are filled again.
+    across the edge) where it is half there. `glass_blocks` is the glass level clear of pale
+    stain and fades (_clear_glass). A fade far wider than the band (slope under
+    FINE_WIDE_SLOPE per px, or its median where the cut runs in a block) keeps the coarse
+    edge. What the coarse mask dropped as dust, specks or ink is never added back; holes under
+    min_hole_um2 are filled again.
     """
     h, w = mask.shape
     fine = np.repeat(np.repeat(mask, f, axis=0), f, axis=1)
@@ -798,6 +872,13 @@ def refine_fine(
             near = weight[r0 - pr0 : r1 - pr0, c0 - pc0 : c1 - pc0] > 0.02
             sel &= np.repeat(np.repeat(near, f, 0), f, 1)
             sel &= ~np.repeat(np.repeat(banned[r0:r1, c0:c1], f, 0), f, 1)
+            if FINE_SOFT_UM > 0 and FINE_WIDE_SLOPE > 0 and FINE_WIDE_NEAR > 0:
+                # Per px the slope is noisy on pale stain; its median where the cut runs
+                # tells a wide fade well, and the whole block keeps the coarse edge then.
+                blk = (slice(ir0, ir1), slice(ic0, ic1))
+                at = sel & (np.abs(wide[blk] - lv[blk]) < FINE_WIDE_NEAR * lv[blk])
+                if at.sum() >= 8 * f and np.median(slope[blk][at]) < FINE_WIDE_SLOPE:
+                    cut = coarse_f
             view = fine[r0 * f : r1 * f, c0 * f : c1 * f]
             view[sel] = cut[ir0:ir1, ic0:ic1][sel]
     # Specks the cut left and holes it made, looked for only around the refined blocks (with
@@ -867,7 +948,7 @@ def compute_tissue_mask(
     if band is not None and dropped is not None and band.any():
         # Only slides with small pieces get a finer mask (bigger tissue keeps its edge).
         mask = refine_fine(
-            reader, plan, mask, glass, dropped, band, f, params.min_hole_um2, check_cancel
+            reader, plan, mask, glass(), dropped, band, f, params.min_hole_um2, check_cancel
         )
         ds = (ds[0] / f, ds[1] / f)
         timings["edges_s"] = time.perf_counter() - t2
