@@ -394,6 +394,7 @@ def tumour_style(rng: np.random.Generator, name: str = "tumour") -> SampleStyle:
         eosin_dark=nest_dark if packed else look.eosin_dark,
         nucleus_gap_px=u(-1.0, 1.0) if packed else look.nucleus_gap_px,
         nucleus_density=u(0.7, 1.0) if packed else look.nucleus_density,
+        cytoplasm_alpha=u(0.2, 0.6) if packed else look.cytoplasm_alpha,
     )
 
 
