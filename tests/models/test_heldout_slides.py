@@ -10,6 +10,7 @@ import pytest
 from wsitui.models import cli as model_cli
 from wsitui.models.classical import ClassicalModel
 from wsitui.models.evaluate import HELDOUT_LOOKS, LookScore, evaluate_slides, pooled
+from wsitui.models.heldout import FIRST_NINE
 from wsitui.models.loaded import load
 from wsitui.models.source import resolve
 
@@ -25,6 +26,9 @@ F1_FLOOR: dict[str, float] = {
     "collagen": 0.98,  # 0.994 (0.988)
     "ihc": 0.99,  # 1.000 (1.000)
     "tumour": 0.985,  # 1.000 (1.000): big vesicular nuclei whole, not cut into pieces
+    # 0.856 (0.500): vesicular nuclei drawn as real ones look (thin rim, interior as pale as
+    # the cytoplasm, clumps): the model misses the palest; classical cuts cytoplasm in.
+    "vesicular": 0.84,
 }
 TOUCHING_RECALL_FLOOR = 0.92  # measured 0.933 of 223 (soft and clustered; classical 0.852)
 POOLED_F1_FLOOR = 0.985  # measured 0.993 over the nine looks (classical 0.949)
@@ -66,11 +70,13 @@ def test_shipped_model_separates_touching_nuclei(shipped: dict[str, LookScore]):
 def test_shipped_model_pooled_over_looks_beside_classical(
     shipped: dict[str, LookScore], classical: dict[str, LookScore]
 ):
-    ours, theirs = pooled(shipped.values()), pooled(classical.values())
+    # "All nine": the looks every model since the first was measured on (the card's table).
+    ours = pooled(shipped[look] for look in FIRST_NINE)
+    theirs = pooled(classical[look] for look in FIRST_NINE)
     assert ours.f1 >= POOLED_F1_FLOOR, (ours, theirs)
     assert ours.precision >= 0.97 and ours.recall >= 0.93, ours
     assert ours.f1 >= theirs.f1 + MARGIN_OVER_CLASSICAL, (ours, theirs)
-    rest = [look for look in HELDOUT_LOOKS if look != "tumour"]
+    rest = [look for look in FIRST_NINE if look != "tumour"]
     ours = pooled(shipped[look] for look in rest)
     theirs = pooled(classical[look] for look in rest)
     assert ours.f1 >= POOLED_F1_FLOOR_BUT_TUMOUR, (ours, theirs)

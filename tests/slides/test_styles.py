@@ -72,7 +72,10 @@ def test_patches_come_with_exact_instance_labels(name: str):
     ids = np.unique(labels)
     assert ids[0] == 0 and list(ids) == list(range(len(ids))) and len(ids) > 3
     grey = rgb.astype(float).mean(axis=2)
-    assert grey[labels > 0].mean() < grey[labels == 0].mean() - 40  # labels are on the nuclei
+    # Labels are on the nuclei; real vesicular nuclei (`vesicular_tone`) are nearly as pale
+    # as their cytoplasm, so that look's margin is smaller.
+    margin = 25 if style.vesicular_tone > 0 else 40
+    assert grey[labels > 0].mean() < grey[labels == 0].mean() - margin
     again, again_labels = render_patch(style, (256, 192), seed=3)
     np.testing.assert_array_equal(again, rgb)
     np.testing.assert_array_equal(again_labels, labels)

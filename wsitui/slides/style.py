@@ -103,6 +103,20 @@ class SampleStyle:
     nucleolus_color: RGB = (110.0, 40.0, 110.0)
     cytoplasm_texture: float = 0.0
     nucleus_clustering: float = 0.0
+    # Since the vesicular looks (all off by default, so every earlier look is unchanged): what
+    # real vesicular tumour nuclei have. `vesicular_tone` 0-1: how far the pale interior goes
+    # towards the colour under the nucleus (cytoplasm, eosin) rather than the glass: real
+    # interiors are about as pale as the cytoplasm around them. `membrane_px` > 0: the
+    # chromatin rim is a crisp line this wide (px) instead of a soft band over the outer
+    # fifth. `chromatin_clumps` 0-1: share of the interior covered by coarse dark chromatin
+    # clumps (~1-2 µm, the rim's colour). `nucleoli`: up to this many nucleoli (1-3, from the
+    # nucleus' own parameters). `cytoplasm_grain` 0-1: dark granular speckle in the cytoplasm
+    # (up to this far towards the darkest nucleus colour), so speckle alone makes no nucleus.
+    vesicular_tone: float = 0.0
+    membrane_px: float = 0.0
+    chromatin_clumps: float = 0.0
+    nucleoli: int = 1
+    cytoplasm_grain: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -144,6 +158,12 @@ class SampleStyle:
         unit = (self.nucleus_vesicular, self.cytoplasm_texture, self.nucleus_clustering)
         if not all(0 <= v <= 1 for v in unit):
             problems.append("nucleus_vesicular, cytoplasm_texture, nucleus_clustering: 0-1")
+        if not 0 <= self.vesicular_tone <= 1 or not 0 <= self.chromatin_clumps <= 1:
+            problems.append("vesicular_tone and chromatin_clumps must be 0-1")
+        if not 0 <= self.membrane_px <= 8 or not 1 <= self.nucleoli <= 3:
+            problems.append("membrane_px must be 0-8 and nucleoli 1-3")
+        if not 0 <= self.cytoplasm_grain <= 1:
+            problems.append("cytoplasm_grain must be 0-1")
         if problems:
             raise ValueError(f"style {self.name!r}: {'; '.join(problems)}")
 
@@ -314,7 +334,11 @@ def tumour_style(rng: np.random.Generator, name: str = "tumour") -> SampleStyle:
     """A `wide_style` H&E look with what real tumour H&E has and the plain looks lack: a share of
     big (14-25 µm) vesicular nuclei with nucleoli among small ones, often in nests;
     haematoxylin-tinged, blotchy cytoplasm around them (purple, not only pink); and collagen
-    with a haematoxylin tinge. Drawn from the same kind of perturbed stain vectors."""
+    with a haematoxylin tinge. Drawn from the same kind of perturbed stain vectors. In most
+    looks the big nuclei are drawn as real vesicular nuclei are: an interior about as pale as
+    the cytoplasm around it (not glass-white), a crisp thin chromatin rim, coarse dark
+    chromatin clumps and 1-3 nucleoli; the cytoplasm often granular, and in some looks the
+    cells packed so that purple cytoplasm fills the nest between them."""
 
     def u(lo: float, hi: float) -> float:
         return float(rng.uniform(lo, hi))
@@ -332,7 +356,7 @@ def tumour_style(rng: np.random.Generator, name: str = "tumour") -> SampleStyle:
     # than the look's palest nuclei, so darkness relative to the nuclei tells them apart.
     h_lo = u(0.15, 0.7)
     blobs = rng.random() < 0.5
-    return replace(
+    look = replace(
         base,
         nucleus_light=stain_rgb([(h_vec, h_lo), (e_vec, u(0.0, 0.2))], base.glass[0]),
         blobs_per_mm2=u(50, 600) if blobs else base.blobs_per_mm2,
@@ -352,6 +376,25 @@ def tumour_style(rng: np.random.Generator, name: str = "tumour") -> SampleStyle:
         cytoplasm_alpha=u(0.4, 1.0),
         cytoplasm_texture=float(rng.choice([0.0, u(0.2, 1.0)])),
         fibre_color=fibre,
+    )
+    # Drawn after the earlier fields so that those keep their values for a given rng.
+    real = rng.random() < 0.75
+    packed = rng.random() < 0.4
+    nest = stain_rgb([(e_vec, u(0.1, 0.4)), (h_vec, u(0.05, 0.3))], look.glass[0])
+    nest_dark = stain_rgb([(e_vec, u(0.3, 0.6)), (h_vec, u(0.15, 0.4))], look.glass[0])
+    return replace(
+        look,
+        vesicular_tone=u(0.4, 1.0) if real else 0.0,
+        membrane_px=u(0.7, 2.2) if real else 0.0,
+        chromatin_clumps=u(0.1, 0.55) if real else 0.0,
+        nucleoli=int(rng.integers(1, 4)),
+        cytoplasm_grain=float(rng.choice([0.0, u(0.1, 0.5)])),
+        # Packed: the cells fill the nest, so the tissue between nuclei is cytoplasm-coloured.
+        eosin_light=nest if packed else look.eosin_light,
+        eosin_dark=nest_dark if packed else look.eosin_dark,
+        nucleus_gap_px=u(-1.0, 1.0) if packed else look.nucleus_gap_px,
+        nucleus_density=u(0.7, 1.0) if packed else look.nucleus_density,
+        cytoplasm_alpha=u(0.2, 0.6) if packed else look.cytoplasm_alpha,
     )
 
 
@@ -534,6 +577,40 @@ STYLES: dict[str, SampleStyle] = {
         cytoplasm_alpha=0.8,
         cytoplasm_texture=0.6,
         blur_px=0.5,
+        jpeg_quality=80,
+    ),
+    # Held out: packed nests of big vesicular nuclei drawn as real ones look: an interior about
+    # as pale as the purple cytoplasm that fills the nest, a crisp thin chromatin rim, coarse
+    # chromatin clumps, 1-3 nucleoli; granular cytoplasm; a few small dark nuclei between.
+    "vesicular": SampleStyle(
+        name="vesicular",
+        eosin_light=stain_rgb([(EOSIN_OD, 0.18), (HEMATOXYLIN_OD, 0.16)]),
+        eosin_dark=stain_rgb([(EOSIN_OD, 0.32), (HEMATOXYLIN_OD, 0.26)]),
+        grain=12.0,
+        grain_px=3.0,
+        nucleus_light=stain_rgb([(HEMATOXYLIN_OD, 0.55), (EOSIN_OD, 0.1)]),
+        nucleus_dark=stain_rgb([(HEMATOXYLIN_OD, 0.95), (EOSIN_OD, 0.1)]),
+        nucleus_density=0.8,
+        nucleus_slots=16,
+        nucleus_major_px=(3.5, 7.0),
+        nucleus_minor_min_px=2.5,
+        nucleus_gap_px=0.5,
+        nucleus_texture=10.0,
+        nucleus_big_share=0.7,
+        nucleus_big_px=(12.0, 19.0),
+        nucleus_vesicular=0.9,
+        nucleolus_color=stain_rgb([(HEMATOXYLIN_OD, 0.7), (EOSIN_OD, 0.5)], 255.0),
+        nucleus_clustering=0.4,
+        cytoplasm_color=stain_rgb([(EOSIN_OD, 0.15), (HEMATOXYLIN_OD, 0.12)], 255.0),
+        cytoplasm_scale=1.7,
+        cytoplasm_alpha=0.5,
+        cytoplasm_texture=0.5,
+        vesicular_tone=0.8,
+        membrane_px=1.2,
+        chromatin_clumps=0.3,
+        nucleoli=3,
+        cytoplasm_grain=0.3,
+        blur_px=0.6,
         jpeg_quality=80,
     ),
 }

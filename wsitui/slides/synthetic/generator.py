@@ -173,6 +173,7 @@ def _zoomed(style: SampleStyle, zoom: int) -> SampleStyle:
         nucleus_gap_px=style.nucleus_gap_px * zoom,
         grain_px=min(32.0, style.grain_px * zoom),
         blur_px=min(8.0, style.blur_px * zoom),
+        membrane_px=min(8.0, style.membrane_px * zoom),
     )
 
 
@@ -594,8 +595,13 @@ class SamplePlan:
                 blotch = self._grain(x0, y0, w, h, max(2.0, st.grain_px * 1.5), 4646)
                 cyto *= 1 - np.float32(st.cytoplasm_texture) * 0.5 * (1 + blotch)
             self._multiply(img, cyto * np.float32(st.cytoplasm_alpha), st.cytoplasm_color)
+            if st.cytoplasm_grain > 0:  # dark granules, ~1 µm, towards the darkest nucleus
+                speck = self._grain(x0, y0, w, h, 1.6, 4747)
+                amt = np.clip(speck * 2 - 0.4, 0, 1) * (cyto > 0) * np.float32(st.cytoplasm_grain)
+                img += (col["nucleus_dark"] - img) * amt[..., None]
         labels = rasterize_nuclei(p, x0, y0, w, h)
         nz = labels > 0
+        under = img.copy() if st.vesicular_tone > 0 and nz.any() else None
         if nz.any():
             ns = shade[labels[nz] - 1].astype(np.float32)[:, None]
             img[nz] = col["nucleus_light"] + (col["nucleus_dark"] - col["nucleus_light"]) * ns
@@ -603,22 +609,36 @@ class SamplePlan:
                 tex = self._grain(x0, y0, w, h, 1.3, 4343)[nz] * np.float32(st.nucleus_texture)
                 img[nz] += tex[:, None]
             if st.nucleus_vesicular > 0 and st.nucleus_big_share > 0:
-                self._vesicular(img, labels, p, x0, y0)
+                self._vesicular(img, labels, p, x0, y0, under)
             amp = np.where(nz, np.float32(st.noise_nucleus), amp)
         return img, amp.astype(np.float32, copy=False)
 
     def _vesicular(
-        self, img: np.ndarray, labels: np.ndarray, p: np.ndarray, x0: int, y0: int
+        self,
+        img: np.ndarray,
+        labels: np.ndarray,
+        p: np.ndarray,
+        x0: int,
+        y0: int,
+        under: np.ndarray | None = None,
     ) -> None:
-        """Big nuclei drawn vesicular: interior paler towards the glass, chromatin at the
-        membrane and in coarse clumps, one nucleolus off centre (its place from the nucleus'
-        own parameters, so any tile draws it alike)."""
+        """Big nuclei drawn vesicular: interior paler towards the glass (or, with
+        `vesicular_tone`, towards `under`, the colour beneath the nucleus), chromatin at the
+        membrane (a soft band, or a crisp `membrane_px` line) and in coarse clumps, one
+        nucleolus off centre or up to `nucleoli` (their places from the nucleus' own
+        parameters, so any tile draws them alike)."""
         st = self.look
         v = np.float32(st.nucleus_vesicular)
         glass = self._colors["glass"]
         nucleolus = np.asarray(st.nucleolus_color, np.float32)
         h, w = labels.shape
         clumps = None
+        dark = None
+        if st.chromatin_clumps > 0:
+            # Grain above a threshold: dark chromatin clumps over about `chromatin_clumps` of
+            # the interior (the bilinear grain is not uniform, hence the 0.6).
+            grain = self._grain(x0, y0, w, h, 2.0, 4848)
+            dark = np.clip((grain - (0.6 - 1.2 * st.chromatin_clumps)) * 3, 0, 1)
         for i in np.flatnonzero(p[:, 2] >= st.nucleus_big_px[0] - 1e-6):
             cx, cy, a, b, th = p[i]
             xa, xb = max(x0, math.floor(cx - a)), min(x0 + w, math.ceil(cx + a) + 1)
@@ -636,21 +656,50 @@ class SamplePlan:
             c, s = math.cos(th), math.sin(th)
             u, q = (dx * c + dy * s) / a, (dy * c - dx * s) / b
             r = np.sqrt(u * u + q * q)
-            # 0 at the membrane (r >= 0.8), 1 inside; clumps keep some chromatin dark.
-            inner = np.clip((0.8 - r) / 0.25, 0, 1) * np.clip(0.75 - 0.6 * clumps[sub], 0, 1)
-            pale = (v * 0.6 * inner)[..., None]
+            if st.membrane_px > 0:
+                # px from the membrane along the ray from the centre: a crisp rim line.
+                reach = np.where(r > 1e-6, np.hypot(dx, dy) / np.maximum(r, 1e-6), b)
+                rim = np.clip((1 - r) * reach - np.float32(st.membrane_px) + 0.5, 0, 1)
+            else:
+                # 0 at the membrane (r >= 0.8), 1 inside.
+                rim = np.clip((0.8 - r) / 0.25, 0, 1)
+            if st.membrane_px > 0:
+                # As real ones: the interior pales most of the way, mottled; the clumps
+                # (`chromatin_clumps`) are drawn dark below.
+                inner = rim * np.clip(0.9 - 0.3 * clumps[sub], 0, 1) * np.float32(0.85)
+            else:
+                # Clumps keep some chromatin dark.
+                inner = rim * np.clip(0.75 - 0.6 * clumps[sub], 0, 1) * np.float32(0.6)
+            if dark is not None:
+                inner = inner * (1 - dark[sub])
+            pale = (v * inner)[..., None]
             px = img[sub]
-            px[:] = np.where(mine[..., None], px + (glass - px) * pale, px)
-            # A nucleolus, ~1.2-2 µm, somewhere within half the radius.
-            frac = (cx * 12.9898 + cy * 78.233) % 1.0
-            ang, rad = 2 * math.pi * frac, 0.45 * ((cx * 3.7 + cy * 1.3) % 1.0)
-            nx, ny = cx + rad * a * math.cos(ang), cy + rad * b * math.sin(ang)
-            rn = max(1.0, 0.12 * a)
-            dot = (np.arange(xa, xb) + 0.5 - nx) ** 2 + (
-                (np.arange(ya, yb) + 0.5 - ny)[:, None]
-            ) ** 2
-            dot = (dot <= rn * rn) & mine
-            px[dot] = px[dot] + (nucleolus - px[dot]) * v
+            target = glass
+            if under is not None:
+                tone = np.float32(st.vesicular_tone)
+                target = glass + (under[sub] - glass) * tone
+            px[:] = np.where(mine[..., None], px + (target - px) * pale, px)
+            ndark = self._colors["nucleus_dark"]
+            if st.membrane_px > 0:  # the rim: condensed chromatin, towards the darkest nuclei
+                px += (ndark - px) * ((1 - rim) * mine * np.float32(0.4))[..., None]
+            if dark is not None:  # clumps: darker than the rim, towards the darkest nuclei
+                px += (ndark - px) * (dark[sub] * mine * rim * np.float32(0.7))[..., None]
+            # Nucleoli, ~1.2-2 µm, somewhere within half the radius.
+            count = 1
+            if st.nucleoli > 1:
+                count += int(((cx * 5.113 + cy * 9.719) % 1.0) * st.nucleoli)
+                count = min(count, st.nucleoli)
+            for n in range(count):
+                frac = (cx * 12.9898 * (n + 1) + cy * 78.233 + 0.371 * n) % 1.0
+                ang = 2 * math.pi * frac
+                rad = 0.45 * ((cx * 3.7 + cy * 1.3 * (n + 1) + 0.53 * n) % 1.0)
+                nx, ny = cx + rad * a * math.cos(ang), cy + rad * b * math.sin(ang)
+                rn = max(1.0, 0.12 * a)
+                dot = (np.arange(xa, xb) + 0.5 - nx) ** 2 + (
+                    (np.arange(ya, yb) + 0.5 - ny)[:, None]
+                ) ** 2
+                dot = (dot <= rn * rn) & mine
+                px[dot] = px[dot] + (nucleolus - px[dot]) * v
 
     @staticmethod
     def _multiply(img: np.ndarray, cover: np.ndarray, color: tuple[float, float, float]) -> None:
