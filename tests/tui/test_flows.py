@@ -279,6 +279,9 @@ async def test_card_shows_counters_and_detail_shows_stage(tmp_path):
         await wait_for(pilot, lambda: table.row_count == 3)
         assert table.get_row_at(2)[1] == "SUCCEEDED"
         assert "SUCCEEDED" in str(detail.query_one("#state").render())
+        # A finished job has no ETA (it read "ETA --:--"): it says how long it ran.
+        progress = str(detail.query_one("#progress").render())
+        assert "ETA" not in progress and " · ran " in progress, progress
         # ...and so do its outputs and preview, written as it ended (they stayed "(none yet)"
         # and "no preview yet" until the screen was opened again)
         await wait_for(pilot, lambda: "preview.png" in tail_text(detail))

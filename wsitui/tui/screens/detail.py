@@ -26,7 +26,7 @@ from wsitui.core.records import Job, JobState, Transition
 from wsitui.jobs.registry import executor_class
 from wsitui.tui.badges import Badge
 from wsitui.tui.rates import WINDOW_S, Rates
-from wsitui.tui.times import counters_text, elapsed_and_eta
+from wsitui.tui.times import counters_text, elapsed_and_eta, ran_text
 from wsitui.tui.widgets.lanes import badge_text
 from wsitui.tui.widgets.line import LiveLine
 from wsitui.tui.widgets.preview import ImageProtocol, image_widget
@@ -66,13 +66,18 @@ def result_lines(manifest: dict[str, Any], job_type: str) -> list[str]:
 
 
 def progress_text(job: Job, now: float, rates: Rates | None = None) -> Text:
-    """tiles, elapsed, ETA and measured rate, the running job's stage and its counters."""
-    eta_s = rates.eta(job, now) if rates is not None else None
-    rate = rates.rate(job.id, now) if rates is not None else None
-    elapsed, eta = elapsed_and_eta(job, now, eta_s)
-    text = Text(f"tiles {job.tiles_done}/{job.tiles_total} · elapsed {elapsed} · ETA {eta}")
-    if rate is not None and job.state is JobState.RUNNING:
-        text.append(f" · {rate:.1f} tiles/s over {WINDOW_S:.0f} s")
+    """Tiles, then for a running job its elapsed time, ETA, measured rate and stage; for a
+    finished one how long it ran (no ETA: it has none); then the counters."""
+    text = Text(f"tiles {job.tiles_done}/{job.tiles_total}")
+    if job.state is not JobState.RUNNING:
+        text.append(f" · {ran_text(job) or 'not started'}")
+    else:
+        eta_s = rates.eta(job, now) if rates is not None else None
+        rate = rates.rate(job.id, now) if rates is not None else None
+        elapsed, eta = elapsed_and_eta(job, now, eta_s)
+        text.append(f" · elapsed {elapsed} · ETA {eta}")
+        if rate is not None:
+            text.append(f" · {rate:.1f} tiles/s over {WINDOW_S:.0f} s")
     if job.state is JobState.RUNNING and job.stage:
         text.append(" · stage: ")
         text.append(job.stage, style="bold")
