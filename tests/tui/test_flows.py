@@ -9,12 +9,11 @@ from pathlib import Path
 
 import anyio
 import pytest
-from textual.widgets import DataTable
 from textual.widgets._footer import FooterKey
 
 from tests.slides.samples import sample_slide_path
 from tests.tui.conftest import make_app
-from tests.tui.helpers import add_job_via_dialog, card_text, settle, spec, wait_for
+from tests.tui.helpers import add_job_via_dialog, card_text, screen_text, settle, spec, wait_for
 from wsitui.core.records import JobState
 from wsitui.tui.screens.detail import JobDetailScreen, PreviewScreen
 from wsitui.tui.screens.dialogs import ConfirmDialog, TenantDialog
@@ -273,11 +272,11 @@ async def test_card_shows_counters_and_detail_shows_stage(tmp_path):
             lambda: "stage: writing outputs" in str(app.screen.query_one("#progress").render()),
         )
         detail = app.screen
-        table = detail.query_one("#timeline", DataTable)
-        assert [table.get_row_at(i)[1] for i in range(table.row_count)] == ["PENDING", "RUNNING"]
+        assert [str(t.state) for t in detail.transitions] == ["PENDING", "RUNNING"]
         ex.release("seg")  # it ends while the screen is open: header and timeline follow
-        await wait_for(pilot, lambda: table.row_count == 3)
-        assert table.get_row_at(2)[1] == "SUCCEEDED"
+        await wait_for(pilot, lambda: len(detail.transitions) == 3)
+        assert str(detail.transitions[2].state) == "SUCCEEDED"
+        assert "SUCCEEDED" in screen_text(app)
         assert "SUCCEEDED" in str(detail.query_one("#state").render())
         # A finished job has no ETA (it read "ETA --:--"): it says how long it ran.
         progress = str(detail.query_one("#progress").render())
@@ -289,6 +288,30 @@ async def test_card_shows_counters_and_detail_shows_stage(tmp_path):
         await pilot.press("p")  # the detail screen's own key for the full-screen preview
         await pilot.pause()
         assert isinstance(app.screen, PreviewScreen)
+        await app.shutdown()
+
+
+async def test_a_long_failure_reason_wraps_in_the_timeline_at_80_columns(tmp_path):
+    # The timeline was a table as wide as its longest reason: at 80 columns a failure's
+    # reason was cut at the screen's edge, with no way to read the rest.
+    app, ex, _ = make_app(tmp_path / "data")
+    key = "nuclei-second-pass-with-a-long-descriptive-name-for-the-lab"
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.ready.wait()
+        w = app.engine.submit("alice", spec("w", (key, "A")))
+        job_id = w.jobs[0].id
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.name == "RUNNING")
+        ex.release(key, "fail")
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
+        await pilot.press("tab", "enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, JobDetailScreen)
+        shown = screen_text(app)
+        assert all(len(line) <= 80 for line in shown.splitlines())
+        reason = f"failed: synthetic failure in {key}"
+        assert len(reason) > 60  # more than the reason column's share of 80 columns
+        # Its continuation lines follow it (the other columns are blank there).
+        assert "".join(reason.split()) in "".join(shown.split()), shown
         await app.shutdown()
 
 
