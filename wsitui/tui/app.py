@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 import anyio.to_thread
@@ -62,6 +62,7 @@ from wsitui.tui.screens.dialogs import (
     AddJobDialog,
     ConfirmDialog,
     Devices,
+    JobConfirmDialog,
     NewJob,
     NewWorkflowDialog,
     TenantDialog,
@@ -375,6 +376,9 @@ class WsituiApp(App[None]):
             self._topbar.show(self.tenant, self.engine.stats(), self.rates.total(self.now))
             if news:
                 await self._apply(news)
+            if isinstance(self.screen, JobConfirmDialog):  # the job it asks about moved on?
+                with suppress(EngineError):
+                    self.screen.job_changed(self.engine.job(self.tenant, self.screen.job.id))
 
     async def _apply(self, news: set[str]) -> None:
         rows = self._wf_list.rows()
@@ -548,15 +552,26 @@ class WsituiApp(App[None]):
         return True
 
     def _confirm_then_call(
-        self, question: str, yes: str, fn: Callable[[], object], done: str
+        self, job: Job, verb: str, question: str, yes: str, fn: Callable[[], object], done: str
     ) -> None:
-        """Ask `question` (the yes button says `yes`); on yes, run the engine command."""
+        """Ask `question` about `job` (the yes button says `yes`); on yes, run the engine
+        command, only if the job is still as it was when asked (the dialog follows it)."""
+        dialog = JobConfirmDialog(question, yes, job, verb)
 
         def confirmed(answer: bool | None) -> None:
-            if answer:
-                self._engine_call(fn, done)
+            if not answer:
+                return
+            try:
+                now = self.engine.job(self.tenant, job.id)
+            except EngineError as exc:
+                self.tell(str(exc), severity="error")
+                return
+            if dialog.is_stale(now):  # it changed between the last redraw and the key
+                self.tell(f"{job.key} is {now.state} now: nothing to {verb}", severity="warning")
+                return
+            self._engine_call(fn, done)
 
-        self.push_screen(ConfirmDialog(question, yes=yes), confirmed)
+        self.push_screen(dialog, confirmed)
 
     # ---- actions -----------------------------------------------------------------------------
     def action_new_workflow(self) -> None:
@@ -639,6 +654,8 @@ class WsituiApp(App[None]):
             )
             return
         self._confirm_then_call(
+            job,
+            "cancel",
             f"Cancel {job.key}? It is running: it stops at its next tile and its partial "
             "outputs are discarded (r retries it from the start).",
             "Cancel job",
@@ -666,6 +683,8 @@ class WsituiApp(App[None]):
             self.tell(f"{job.key} is {job.state}: only a finished job can be rerun")
             return
         self._confirm_then_call(
+            job,
+            "run again",
             f"Run {job.key} again? It succeeded; it runs again as attempt {job.attempt + 1} "
             f"at the back of branch {job.branch} and writes its outputs anew, reusing the tiles "
             "it already did for the same slide and params (only what changed is redone). Jobs "
