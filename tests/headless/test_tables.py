@@ -312,3 +312,27 @@ def test_status_with_no_process_on_the_data_dir_says_a_ready_job_is_not_running(
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     (tmp_path / "engine.lock").write_text(gone)
     assert not run_is_live(tmp_path)  # a run that ended (or died) leaves its pid behind
+
+
+def test_status_of_thousands_of_jobs_is_a_line_per_workflow_and_verbose_lists_them(tmp_path):
+    """3,000 jobs made 3,000 lines that took seconds to lay out; past 200 job rows each
+    workflow is one line (its jobs counted by state, its first failure), `--verbose` all."""
+    big = _cohort_summary(60)  # 120 jobs: 1 failed, 1 running, 1 pending behind the failure
+    big.cohort = None
+    other = big.model_copy(update={"id": "wf2", "name": "second"})
+    flat = "\n".join(at_80(status_table(tmp_path, [big, other]), width=200))
+    rows = [line for line in flat.splitlines() if "lab/" in line]
+    assert len(rows) == 2, flat
+    assert "120 jobs" in rows[0] and "lab/brca (wf1)" in rows[0]
+    assert "117 succeeded, 1 failed, 1 running, 1 pending" in rows[0]
+    assert "case000-mask: bad slide" in rows[0]  # the first failure, with its reason
+    assert "240 jobs: a workflow is one line; `wsitui status --verbose` lists its jobs" in flat
+    stopped = "\n".join(at_80(status_table(tmp_path, [big, other], live=False), width=250))
+    assert "not running: no wsitui process" in stopped  # one of its jobs is RUNNING on disk
+    lines = at_80(status_table(tmp_path, [big, other]))
+    assert all(len(line) <= 80 for line in lines), "\n".join(lines)
+    verbose = "\n".join(at_80(status_table(tmp_path, [big, other], verbose=True), width=200))
+    assert sum("lab/brca" in line for line in verbose.splitlines()) == 120
+    small = big.model_copy(update={"jobs": big.jobs[:100]})  # 200 rows: still one per job
+    shown = "\n".join(at_80(status_table(tmp_path, [small, small]), width=200))
+    assert sum("lab/brca" in line for line in shown.splitlines()) == 200

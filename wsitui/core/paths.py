@@ -28,6 +28,32 @@ def results_dir(results_root: Path, tenant: str, workflow_id: str, job_key: str)
     return path
 
 
+class ResultsDirs:
+    """`results_dir` for many jobs under one root (a summary of thousands): the root and each
+    workflow's dir are resolved once, then a job's dir costs one `lstat`, and only a symlinked
+    one is resolved and checked. Same answers and refusals as `results_dir`, at a moment's
+    state of the tree: make one per summary, not one for good."""
+
+    def __init__(self, results_root: Path) -> None:
+        self.root = results_root.resolve()
+        self._workflows: dict[tuple[str, str], Path] = {}
+
+    def __call__(self, tenant: str, workflow_id: str, job_key: str) -> Path:
+        for kind, value in (("tenant", tenant), ("workflow id", workflow_id), ("job id", job_key)):
+            check_safe_id(kind, value)
+        parent = self._workflows.get((tenant, workflow_id))
+        if parent is None:
+            parent = self._inside((self.root / tenant / workflow_id).resolve())
+            self._workflows[(tenant, workflow_id)] = parent
+        path = parent / job_key
+        return self._inside(path.resolve()) if path.is_symlink() else path
+
+    def _inside(self, path: Path) -> Path:
+        if not path.is_relative_to(self.root):
+            raise ValueError(f"results path {path} is outside {self.root}")
+        return path
+
+
 class UnusableDir(Exception):
     """A directory wsitui must write into cannot be used; one line naming it and the fix."""
 

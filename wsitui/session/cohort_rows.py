@@ -18,8 +18,6 @@ from pydantic import BaseModel
 
 from wsitui.core.paths import results_dir
 from wsitui.core.records import Job, JobState
-from wsitui.jobs.common.manifest import MANIFEST_FILE
-from wsitui.jobs.registry import executor_class
 from wsitui.session.cohort import read_index
 
 TISSUE = "tissue_area_mm2"  # the summary column (an executor's summary field) of tissue area
@@ -87,6 +85,11 @@ class TissueAreas:
         return self._by_job[job.id]
 
     def _read(self, job: Job) -> float | None:
+        # Here, not at the top: the job types bring numpy and scipy, which `wsitui status`
+        # (this module's other user) needs only when a cohort job has a result to read.
+        from wsitui.jobs.common.manifest import MANIFEST_FILE
+        from wsitui.jobs.registry import executor_class
+
         executor = executor_class(str(job.job_type))
         if executor is None:
             return None
