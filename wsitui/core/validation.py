@@ -53,7 +53,9 @@ class JobValidator:
         keys: dict[str, JobSpec] = {}
         for spec in specs:
             if spec.id in keys or spec.id in existing:
-                raise InvalidRequest(f"job id {spec.id!r} is used twice in the workflow")
+                raise InvalidRequest(
+                    f"job id {spec.id!r} is used twice in the workflow; give each job its own id"
+                )
             keys[spec.id] = spec
         for spec in specs:
             upstream: list[UpstreamSpec] = []
@@ -89,7 +91,8 @@ class JobValidator:
             if state.get(key) == 1:
                 cycle = [*path[path.index(key) :], key]
                 raise InvalidRequest(
-                    f"dependency cycle (x -> y: x depends on y): {' -> '.join(cycle)}"
+                    f"dependency cycle: {' -> '.join(cycle)} (each job depends on the next, so "
+                    "none can start); remove one of these depends_on"
                 )
             state[key] = 1
             for dep in keys[key].depends_on:
