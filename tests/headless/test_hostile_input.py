@@ -182,6 +182,14 @@ def test_status_on_a_data_dir_that_is_a_file_is_one_line_exit_2(tmp_path):
     assert_one_line_error(wsitui("status", "--data-dir", data), 2, "not a directory")
 
 
+def test_status_on_a_data_dir_that_is_a_symlink_loop_says_so(tmp_path):
+    # It said "no wsitui state in ...; run a config first", as for an empty dir.
+    data = tmp_path / "data"
+    data.symlink_to(data)
+    out = wsitui("status", "--data-dir", data)
+    assert_one_line_error(out, 2, "cannot be checked (Too many levels of symbolic links)")
+
+
 # ---- config file -------------------------------------------------------------------------------
 
 

@@ -40,6 +40,12 @@ def status(
     verbose: bool = False,
 ) -> int:
     data_dir = data_dir or default_data_dir()
+    try:
+        data_dir.stat()
+    except FileNotFoundError:
+        pass  # said below: no state there
+    except OSError as exc:  # a symlink loop, a dir we may not enter: not "no state"
+        return _error(f"data dir {data_dir} cannot be checked ({exc.strerror}); fix the path")
     if data_dir.exists() and not data_dir.is_dir():
         return _error(f"data dir {data_dir} is not a directory; give the data dir of a run")
     db = data_dir / "state.db"
