@@ -315,6 +315,28 @@ async def test_a_long_failure_reason_wraps_in_the_timeline_at_80_columns(tmp_pat
         await app.shutdown()
 
 
+async def test_quitting_with_a_running_jobs_detail_open_is_no_traceback(tmp_path):
+    # Quitting stops the running job; its state change arrives after the engine closed, and
+    # the open detail screen read its timeline from the closed store: a traceback on exit.
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        w = app.engine.submit("alice", spec("w", ("run", "A")))
+        job_id = w.jobs[0].id
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total > 0)
+        await pilot.press("tab", "enter")
+        await settle(app, pilot)
+        detail = app.screen
+        assert isinstance(detail, JobDetailScreen)
+        await app.shutdown()  # the job stops: RUNNING -> PENDING, published as it closes
+        assert not app.engine.is_open
+        app._inbox.add(w.workflow.id)  # its news, drawn after the close
+        await app.flush()
+        detail.show(app.engine.job("alice", job_id), detail.badge)  # a late redraw of it
+        await pilot.pause()
+        assert [str(t.state) for t in detail.transitions] == ["PENDING", "RUNNING"]
+
+
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
 async def test_footer_shows_help_and_quit(tmp_path, size):
     app, _, _ = make_app(tmp_path / "data")

@@ -368,8 +368,10 @@ class WsituiApp(App[None]):
             self.screen.now = now
 
     async def flush(self) -> None:
-        """Hand the widgets fresh snapshots of what has news (also called directly by tests)."""
-        if not self.ready.is_set():
+        """Hand the widgets fresh snapshots of what has news (also called directly by tests).
+        Nothing once the engine has closed (quitting): its last events, the jobs it stopped,
+        arrive after its state is closed, and redrawing them raised a traceback on exit."""
+        if not self.ready.is_set() or not self.engine.is_open:
             return
         async with self._draw_lock:
             news, self._inbox = self._inbox, set()
@@ -713,7 +715,7 @@ class WsituiApp(App[None]):
             JobDetailScreen(
                 job,
                 badges(status.jobs, self.engine.stats().waiting)[job.id],
-                lambda: self.engine.timeline(self.tenant, job.id),
+                lambda: self.engine.timeline(self.tenant, job.id) if self.engine.is_open else None,
                 self.engine.results_dir(job),
                 self.image_protocol,
                 now=self.now,

@@ -122,7 +122,7 @@ class JobDetailScreen(Screen[None]):
         self,
         job: Job,
         badge: Badge,
-        timeline: Callable[[], list[Transition]],
+        timeline: Callable[[], list[Transition] | None],
         results_dir: Path,
         protocol: ImageProtocol,
         *,
@@ -165,7 +165,10 @@ class JobDetailScreen(Screen[None]):
         await tail.mount_all(self._tail_widgets())
 
     def _fill_timeline(self) -> None:
-        self.transitions = self.timeline()
+        transitions = self.timeline()
+        if transitions is None:  # the engine has closed (quitting): keep what is shown
+            return
+        self.transitions = transitions
         self._table.update(timeline_table(self.transitions))
 
     def watch_badge(self) -> None:
