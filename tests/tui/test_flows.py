@@ -291,6 +291,33 @@ async def test_card_shows_counters_and_detail_shows_stage(tmp_path):
         await app.shutdown()
 
 
+async def test_a_running_jobs_progress_line_is_whole_at_80_columns(tmp_path):
+    # tiles, elapsed, ETA and rate filled the one line: the stage and the counters after them
+    # were cut at the screen's edge ("... · stage:" and nothing).
+    app, ex, clock = make_app(tmp_path / "data")
+    ex.stages["seg"] = "segmenting"
+    ex.progress["seg"] = (3, 1000)
+    ex.counters["seg"] = {"cells": 1234}
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.ready.wait()
+        w = app.engine.submit("alice", spec("cells", ("seg", "A")))
+        job_id = w.jobs[0].id
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).counters != {})
+        for done in (13, 23):  # steps after the first: a measured rate and an ETA
+            clock.now += 10
+            ex.report("seg", done, {"cells": 12345})
+            await settle(app, pilot, lambda d=done: app.engine.job("alice", job_id).tiles_done == d)
+        await pilot.press("tab", "enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, JobDetailScreen)
+        await wait_for(pilot, lambda: "tiles/s" in str(app.screen.query_one("#progress").render()))
+        shown = " ".join(screen_text(app).split())
+        for part in ("tiles 23/1000", "ETA ", "tiles/s", "stage: segmenting", "cells 12.3k"):
+            assert part in shown, (part, screen_text(app))
+        ex.release("seg")
+        await app.shutdown()
+
+
 async def test_a_long_failure_reason_wraps_in_the_timeline_at_80_columns(tmp_path):
     # The timeline was a table as wide as its longest reason: at 80 columns a failure's
     # reason was cut at the screen's edge, with no way to read the rest.

@@ -105,6 +105,7 @@ class JobDetailScreen(Screen[None]):
     JobDetailScreen VerticalScroll { padding: 0 2; }
     JobDetailScreen .section { text-style: bold; margin-top: 1; color: $accent; }
     JobDetailScreen #timeline { height: auto; }
+    JobDetailScreen #progress { height: 2; }
     JobDetailScreen .preview { width: auto; height: 18; }
     JobDetailScreen .error { color: $error; }
     JobDetailScreen #tail { height: auto; }
