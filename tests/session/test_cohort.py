@@ -177,7 +177,7 @@ def test_a_glob_says_in_one_line_what_it_matched_that_is_no_slide(tmp_path, monk
         ("loop", "Too many levels of symbolic links"),
         ("pipe", "a FIFO (named pipe)"),
     ):
-        assert f"{cohort / name} ({why})" in skipped
+        assert f"{cohort / name}: {why}" in skipped
     assert "and 1 more" in skipped  # at most three named: a glob over 5,000 folders is one line
     assert f"slide {locked} cannot be read (permission denied): its chain fails" in unreadable
     assert "\n" not in skipped + unreadable
@@ -186,7 +186,7 @@ def test_a_glob_says_in_one_line_what_it_matched_that_is_no_slide(tmp_path, monk
 def test_a_glob_that_matches_only_non_slides_names_them(tmp_path):
     (tmp_path / "cohort" / "sub.svs").mkdir(parents=True)
     message = _session_error(cohort_config(tmp_path, '["cohort/*"]'), tmp_path)
-    assert f"matches no slide file, only {tmp_path / 'cohort' / 'sub.svs'} (a directory)" in (
+    assert f"matches no slide file, only {tmp_path / 'cohort' / 'sub.svs'}: a directory" in (
         message
     )
 

@@ -218,10 +218,10 @@ def _glob(pattern: str, where: str, notes: list[str]) -> list[Path]:
         try:
             mode = Path(hit).stat().st_mode
         except OSError as exc:  # a broken symlink, a symlink loop, a path we may not stat
-            skipped.append(f"{hit} ({exc.strerror or 'cannot be read'})")
+            skipped.append(f"{hit}: {exc.strerror or 'cannot be read'}")
             continue
         if not stat.S_ISREG(mode):
-            skipped.append(f"{hit} ({file_kind(mode)})")
+            skipped.append(f"{hit}: {file_kind(mode)}")
             continue
         if not os.access(hit, os.R_OK):
             unreadable.append(hit)
@@ -245,7 +245,7 @@ def _glob(pattern: str, where: str, notes: list[str]) -> list[Path]:
 
 
 def _names(entries: list[str]) -> str:
-    shown = ", ".join(entries[:SKIPPED_SHOWN])
+    shown = "; ".join(entries[:SKIPPED_SHOWN])
     more = len(entries) - SKIPPED_SHOWN
     return shown + (f" and {more:,} more" if more > 0 else "")
 
