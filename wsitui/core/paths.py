@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import stat
@@ -154,8 +155,13 @@ class DataDirLock:
         )
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = self.path.open("a+")
+        """Take the lock (raise DataDirInUse if another process has it) and write our pid;
+        a data dir that cannot be written (a full disk) raises UnusableDir naming it."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            f = self.path.open("a+")
+        except OSError as exc:
+            raise self._unusable(exc) from None
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -163,11 +169,23 @@ class DataDirLock:
             owner = f.read().strip() or "?"
             f.close()
             raise DataDirInUse(self._in_use(owner)) from None
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(str(os.getpid()))
+            f.flush()
+        except OSError as exc:  # e.g. ENOSPC: it said only "No space left on device"
+            fcntl.flock(f, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):  # closing flushes the same write again
+                f.close()
+            raise self._unusable(exc) from None
         self._file = f
+
+    def _unusable(self, exc: OSError) -> UnusableDir:
+        return UnusableDir(
+            f"data dir {self.path.parent} cannot be written ({exc.strerror or exc}); free "
+            "space or fix its permissions, or use another --data-dir"
+        )
 
     def release(self) -> None:
         if self._file is not None:

@@ -7,6 +7,7 @@ checkpoints. Each public write is one transaction, committed before the caller p
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -132,6 +133,19 @@ def _row_job(row: sqlite3.Row, path: Path) -> Job:
         ) from None
 
 
+FULL_BELOW = 1 << 20  # free bytes under which a disk counts as full (SQLite needs pages)
+
+
+def _disk_full(path: Path) -> bool:
+    """Whether the file system holding `path` (or its nearest existing parent) is full."""
+    for where in (path, *path.parents):
+        try:
+            return shutil.disk_usage(where).free < FULL_BELOW
+        except OSError:
+            continue
+    return False
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200] or type(exc).__name__
 
@@ -219,6 +233,12 @@ class Store:
                 self._db.execute(f"PRAGMA user_version = {int(version)}")
             self._tenants = {r.tenant: r for r in self.tenant_rows()}
         except sqlite3.Error as exc:
+            if _disk_full(path):  # SQLite says "disk I/O error": the database is fine
+                raise StoreError(
+                    f"state database {path} cannot be opened ({_one_line(exc)}): the disk "
+                    "holding it is full; free space there (the state is kept) or pick another "
+                    "--data-dir"
+                ) from None
             raise StoreError(
                 f"state database {path} cannot be opened ({_one_line(exc)}); move it aside or "
                 "pick another --data-dir"

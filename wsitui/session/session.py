@@ -168,7 +168,7 @@ class Session:
             engine.on_open.append(self.event_log.backfill)
         try:
             await engine.__aenter__()
-        except (DataDirInUse, StoreError, OSError) as exc:
+        except (DataDirInUse, StoreError, UnusableDir, OSError) as exc:
             for listener in listeners:
                 engine.bus.remove_listener(listener)
             raise SessionError(_message(exc), EXIT_INPUT) from None
