@@ -275,7 +275,8 @@ class Store:
                     statements(self._db)
                     self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    if self._db.in_transaction:  # a failed COMMIT (disk full) rolled back
+                        self._db.execute("ROLLBACK")  # already: a ROLLBACK then hid its error
                     raise
             except sqlite3.Error as exc:
                 raise StoreError(
