@@ -133,6 +133,23 @@ def _row_job(row: sqlite3.Row, path: Path) -> Job:
         ) from None
 
 
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """Open for reading only. On read-only media (an archived data dir, a read-only mount)
+    SQLite cannot make the `-shm` file WAL mode reads with, and even `mode=ro` fails ("unable
+    to open database file"); with no `-wal` file beside it (the engine closed cleanly, so
+    every commit is in the file itself) the file cannot change under us: open it immutable."""
+    uri = path.resolve().as_uri()
+    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        db.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+        return db
+    except sqlite3.OperationalError:
+        db.close()
+        if not path.is_file() or path.with_name(path.name + "-wal").exists():
+            raise
+    return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+
+
 FULL_BELOW = 1 << 20  # free bytes under which a disk counts as full (SQLite needs pages)
 
 
@@ -211,8 +228,7 @@ class Store:
         self._tenants: dict[str, TenantRow] = {}  # as last written
         try:
             if readonly:
-                uri = f"{path.resolve().as_uri()}?mode=ro"
-                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+                self._db = _connect_readonly(path)
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
