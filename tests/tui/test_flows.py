@@ -9,6 +9,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from textual.widgets import Input
 from textual.widgets._footer import FooterKey
 
 from tests.slides.samples import sample_slide_path
@@ -401,6 +402,32 @@ async def test_demo_key_generates_a_slide_and_a_held_workflow(tmp_path):
         assert w.workflow.name == "tui-demo-1" and len(jobs) == 3
         assert not any(j.enqueued for j in jobs)  # held until S
         assert len(app.query(JobCard)) == 3
+        await app.shutdown()
+
+
+async def test_a_workflow_name_longer_than_allowed_is_said_in_the_dialog(tmp_path):
+    # 250 characters were accepted by the dialog, then refused after Create with pydantic's
+    # "1 validation error for WorkflowSpec ..." in a toast, and what was typed was gone.
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("n")
+        await pilot.pause()
+        dialog = app.screen
+        dialog.query_one("#name", Input).value = "x" * 250  # pasted
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is dialog  # still open, the name kept to shorten
+        error = str(dialog.query_one("#error").render())
+        assert error == "the name has 250 characters; shorten it to at most 200"
+        assert not app.query(WorkflowRow) and not app.notes
+        await pilot.press("backspace", "enter")  # still 249
+        await pilot.pause()
+        dialog.query_one("#name", Input).value = "x" * 200
+        await pilot.press("enter")
+        await settle(app, pilot)
+        (row,) = app.query(WorkflowRow)
+        assert row.status.workflow.name == "x" * 200
         await app.shutdown()
 
 

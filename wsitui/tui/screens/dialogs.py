@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio.to_thread
+from annotated_types import MaxLen
 from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
@@ -21,7 +22,7 @@ from textual.widgets import Button, Input, Label, OptionList, Select, SelectionL
 from textual.widgets.option_list import Option
 
 from wsitui.core.executor import DialogField
-from wsitui.core.records import SAFE_ID, SAFE_ID_HINT, Job
+from wsitui.core.records import SAFE_ID, SAFE_ID_HINT, Job, WorkflowSpec
 from wsitui.jobs import registry
 from wsitui.models.device import cuda_device_count
 from wsitui.models.source import looks_like_path
@@ -34,6 +35,9 @@ SLIDE_SUFFIXES = (
 )  # fmt: skip
 
 R = TypeVar("R")
+NAME_MAX = next(
+    m.max_length for m in WorkflowSpec.model_fields["name"].metadata if isinstance(m, MaxLen)
+)
 
 
 class Dialog(ModalScreen[R]):
@@ -105,6 +109,9 @@ class NewWorkflowDialog(Dialog[str | None]):
         with box():
             yield Label("New workflow", classes="title")
             yield Input(placeholder="name, e.g. cohort-3 masks", id="name")
+            error = Label("", id="error", classes="problem")
+            error.display = False  # takes a line only once it has something to say
+            yield error
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
                 yield Button("Create", variant="primary", id="ok", compact=True)
@@ -113,6 +120,12 @@ class NewWorkflowDialog(Dialog[str | None]):
     @on(Button.Pressed, "#ok")
     def _ok(self) -> None:
         name = self.query_one("#name", Input).value.strip()
+        if len(name) > NAME_MAX:  # said here, with the name kept: it was refused after Create,
+            # as pydantic's three-line "1 validation error for WorkflowSpec" in a toast
+            error = self.query_one("#error", Label)
+            error.update(f"the name has {len(name)} characters; shorten it to at most {NAME_MAX}")
+            error.display = True
+            return
         if name:
             self.dismiss(name)
 
