@@ -484,11 +484,16 @@ class WsituiApp(App[None]):
             rows, index["template"], index["meta_columns"], filter_text=self.filter_text,
             now=self.now,
         )  # fmt: skip
+        # Its counts and ETA first, the keys last: at 80 columns the workflow row cuts its
+        # own copy of them after the id ("0/600 slides…"), and the ETA was nowhere to be seen.
+        bar = self.cohorts.bar(status)
+        counts = bar[0] if bar else f"{len(rows)} slides"
+        if len(table.rows) != len(rows):
+            counts += f" · {len(table.rows)} shown"
         self._lanes_title.update(
             Text.assemble(
                 (status.workflow.name, "bold"),
-                f" · {len(table.rows)} of {len(rows)} slides · t/T sort · / filter · "
-                "enter details · v viewer",
+                f" · {counts} · t/T sort · / filter · enter details · v viewer",
             )
         )
         self._board_workflow = status.workflow.id
