@@ -532,7 +532,13 @@ async def test_params_are_validated_once_at_submission_with_one_line(tmp_path):
     async with Engine(tmp_path / "d", [Typed()]) as engine:
         for params, msg in (
             ({"tile_size": "big"}, "params.tile_size: Input should be a valid integer"),
-            ({"tiel_size": 1}, "params.tiel_size: Extra inputs are not permitted"),
+            # A misspelt param says the fix and the params there are (it said only "Extra
+            # inputs are not permitted").
+            (
+                {"tiel_size": 1},
+                "params.tiel_size: not a param of this job type; remove it or check its "
+                "spelling (its params: tile_size)",
+            ),
             ({"tile_size": 255}, "params.tile_size: tile_size must be even"),  # no "Value error"
         ):
             with pytest.raises(InvalidRequest) as err:
