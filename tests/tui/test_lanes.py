@@ -76,6 +76,10 @@ async def test_a_workflow_of_2000_jobs_opens_with_a_window_of_cards(tmp_path):
         assert 0 < len(cards) <= MAX_CARDS
         more = [str(label.render()) for label in app.query(".lane-more")]
         assert more == ["… 90 more; / finds one"] * 20  # at each lane's end, below its cards
+        await pilot.press("tab", "j", "l", "j")  # the highlight moves; only it is restyled
+        await settle(app, pilot)
+        highlighted = [c for c in app.query(JobCard) if c.has_class("-selected")]
+        assert [c.job.key for c in highlighted] == ["j0041"] and highlighted[0].has_focus
         await pilot.press("slash", *"j1999", "enter")  # a job left out is found by the filter
         await settle(app, pilot)
         assert [c.job.key for c in app.query(JobCard)] == ["j1999"]
