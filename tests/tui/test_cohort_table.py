@@ -19,9 +19,10 @@ from tests.tui.helpers import screen_text, settle
 from wsitui.core.executor import JobContext
 from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.session.cohort import Cohort, CohortSlide, write_index
+from wsitui.session.cohort_rows import SlideRow
 from wsitui.tui.app import WsituiApp
 from wsitui.tui.screens.detail import JobDetailScreen
-from wsitui.tui.widgets.cohort_table import CohortTable
+from wsitui.tui.widgets.cohort_table import CohortTable, shown_error
 from wsitui.tui.widgets.workflows import WorkflowRow
 
 pytestmark = pytest.mark.anyio
@@ -148,6 +149,22 @@ async def test_the_cohorts_counts_and_eta_are_on_screen_at_80_columns(tmp_path):
         assert "4/8 slides · 1 failed · ETA" in screen_text(app)
         assert "· 1 shown ·" in screen_text(app)
         await app.shutdown()
+
+
+def test_a_rows_error_names_its_slide_by_file_name_not_its_whole_path():
+    path = "/data/lab/scans/2024/batch-07/TCGA-00-A0SB.svs"
+    row = SlideRow(
+        slide_id="TCGA-00-A0SB", path=path, meta={}, listed=True, state="FAILED",
+        finished=True, jobs={"mask": "FAILED"}, job_ids={}, tiles_done=0, tiles_total=0,
+        progress=0.0, cells=None, tissue_area_mm2=None, cells_per_mm2=None, run_s=None,
+        started_at=None, finished_at=None,
+        error=f"mask: '{path}' is not a slide image OpenSlide or Pillow can read",
+    )  # fmt: skip
+    assert shown_error(row) == (
+        "mask: 'TCGA-00-A0SB.svs' is not a slide image OpenSlide or Pillow can read"
+    )
+    other = row.model_copy(update={"error": "mask: /elsewhere/x.svs is missing"})
+    assert shown_error(other) == "mask: /elsewhere/x.svs is missing"  # another path: as it is
 
 
 def test_cohort_table_snapshot(snap_compare, snapshot_dir: Path):
