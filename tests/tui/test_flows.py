@@ -185,6 +185,9 @@ async def test_metrics_screen_shows_latency_after_a_job(tmp_path):
         assert app.metrics.latency_per_minute(clock.now, 30)[-1] == pytest.approx(30.0)
         text = str(app.screen.query_one("#latency-text").render())
         assert "now 30.0 s" in text
+        # Both charts a cell a minute, so their minutes line up (latency was screen-wide).
+        workers = str(app.screen.query_one("#workers").render())
+        assert app.screen.query_one("#latency").size.width == len(workers) == 30
         ex.release("b")
         await app.shutdown()
 
