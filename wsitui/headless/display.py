@@ -151,6 +151,9 @@ def summary_table(
     return Group(table, outputs)
 
 
+MAX_JOB_BARS = 60  # more jobs than this: a bar per workflow only
+
+
 class ProgressBars:
     """Per workflow and per job bars, grouped by tenant (workflows are added tenant by tenant);
     a job's bar says what it is doing (its stage) and, for SEGMENT_CELLS, the cells so far."""
@@ -168,16 +171,25 @@ class ProgressBars:
             refresh_per_second=8,
         )
         self._tasks: dict[str, TaskID] = {}
+        self._folded: dict[str, dict[str, str]] = {}  # workflow id -> job id -> state
 
     def add(self, statuses: list[WorkflowStatus]) -> None:
+        """A bar per workflow and one per job; past MAX_JOB_BARS jobs, a bar per workflow
+        only, counting its jobs by state (3,000 job bars took 2 s a redraw, 8 times a second,
+        a core busy drawing what no terminal shows)."""
+        per_job = sum(len(s.jobs) for s in statuses) <= MAX_JOB_BARS
         for status in sorted(statuses, key=lambda s: (s.workflow.tenant, s.workflow.created_at)):
             wf = status.workflow
+            if not per_job:
+                self._folded[wf.id] = {j.id: str(j.state) for j in status.jobs}
             self._tasks[wf.id] = self.progress.add_task(
                 f"[bold]{wf.tenant}[/] · {_line(wf.name)}",
                 total=100,
                 state=self._state(status.state),
-                doing="",
+                doing="" if per_job else self._counts(wf.id),
             )
+            if not per_job:
+                continue
             for job in status.jobs:
                 self._tasks[job.id] = self.progress.add_task(
                     f"   {job.key} [dim]{job.job_type} · {job.branch}[/]",
@@ -191,7 +203,21 @@ class ProgressBars:
     def _state(state: str) -> str:
         return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
 
+    def _counts(self, workflow_id: str) -> str:
+        states = list(self._folded[workflow_id].values())
+        done = sum(s == "SUCCEEDED" for s in states)
+        text = f"{done}/{len(states)} jobs done · {states.count('RUNNING')} running"
+        failed = states.count("FAILED") + states.count("CANCELED")
+        return text + (f" · [red]{failed} failed[/]" if failed else "")
+
     def __call__(self, event: Event) -> None:
+        if isinstance(event, JobStateChanged) and event.job.workflow_id in self._folded:
+            states = self._folded[event.job.workflow_id]
+            states[event.job.id] = str(event.job.state)
+            task = self._tasks.get(event.job.workflow_id)
+            if task is not None:
+                self.progress.update(task, doing=self._counts(event.job.workflow_id))
+            return
         if isinstance(event, JobProgress | JobStateChanged):
             task = self._tasks.get(event.job.id)
             if task is None:
