@@ -363,3 +363,29 @@ async def test_run_bars_of_hundreds_of_jobs_are_a_bar_per_workflow_counting_them
         with anyio.fail_after(10):
             await engine.wait_until(lambda: engine.stats().running == 0)
         assert task.fields["doing"] == "1/100 jobs done · 0 running · [red]1 failed[/]"
+
+
+async def test_run_summary_of_hundreds_of_jobs_is_a_line_per_workflow(tmp_path):
+    """The closing table and the outputs list had a line per job (3,000 of each); past 200
+    jobs they have a line per workflow, where its outputs are, and the failures."""
+    ex = ScriptedExecutor()
+    keys = [(f"j{i:03d}", "AB"[i % 2]) for i in range(250)]
+    async with Engine(tmp_path / "data", [ex]) as engine:
+        jobs = tuple(JobSpec(id=k, type="TISSUE_MASK", slide=SLIDE, branch=b) for k, b in keys)
+        wf = engine.submit("alice", WorkflowSpec(name="big", jobs=jobs), start=False)
+        engine.start("alice", [wf.jobs[0].id, wf.jobs[1].id])
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.stats().running == 2)
+        ex.release("j000")
+        ex.release("j001", "fail")
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.stats().running == 0)
+        text = "\n".join(
+            at_80(summary_table(engine, [engine.workflow("alice", wf.workflow.id)]), width=160)
+        )
+    lines = text.splitlines()
+    assert sum("alice/big" in line for line in lines) == 2, text  # its row and its outputs
+    assert "250 jobs: 1 failed, 248 pending, 1 succeeded" in text
+    assert f"alice/big: alice/{wf.workflow.id}/<job id>/" in text
+    assert "alice/j001: FAILED: synthetic failure in j001" in text
+    assert len(lines) < 15, text

@@ -117,6 +117,8 @@ def summary_table(
     for col in ("state", "tiles", "cells", "time"):
         table.add_column(col, no_wrap=True, min_width=len(col))
     outputs = Text(f"outputs under {one_line(engine.results_root)}:")
+    if sum(len(s.jobs) for s in statuses) > FOLD_JOBS:
+        return _folded_summary(engine, statuses, table, outputs)
     waiting = engine.stats().waiting
     for status in sorted(statuses, key=lambda s: s.workflow.tenant):
         phases = job_phases(status.jobs, waiting)
@@ -152,6 +154,44 @@ def summary_table(
 
 
 MAX_JOB_BARS = 60  # more jobs than this: a bar per workflow only
+FOLD_JOBS = 200  # more jobs than this: the closing summary has a line per workflow
+SHOWN_FAILURES = 20  # failed jobs the folded summary names, one line each
+
+
+def _folded_summary(
+    engine: Engine, statuses: list[WorkflowStatus], table: Table, outputs: Text
+) -> Group:
+    """The closing summary of thousands of jobs: a row per workflow (its jobs counted by
+    state, tiles and cells summed), where the outputs are, and the first failures; as
+    `wsitui status` does past 200 jobs (`--verbose` there lists every job)."""
+    failures: list[tuple[str, Job]] = []
+    for status in sorted(statuses, key=lambda s: s.workflow.tenant):
+        counts: dict[str, int] = {}
+        for job in status.jobs:
+            counts[str(job.state)] = counts.get(str(job.state), 0) + 1
+            if job.state in (JobState.FAILED, JobState.CANCELED):
+                failures.append((status.workflow.tenant, job))
+        where = f"{status.workflow.tenant}/{one_line(status.workflow.name)}"
+        cells = sum(j.counters.get("cells", 0) for j in status.jobs)
+        table.add_row(
+            Text(where),
+            Text(
+                f"{len(status.jobs):,} jobs: "
+                + ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items()))
+            ),
+            Text(str(status.state), style=STATE_STYLE.get(str(status.state), "red")),
+            f"{sum(j.tiles_done for j in status.jobs)}/{sum(j.tiles_total for j in status.jobs)}",
+            f"{cells:,}" if cells else "",
+            "",
+        )
+        outputs.append(f"\n  {where}: {status.workflow.tenant}/{status.workflow.id}/<job id>/")
+    for tenant, job in failures[:SHOWN_FAILURES]:
+        outputs.append(f"\n  {tenant}/{job.key}: ")
+        outputs.append(f"{job.state}: {one_line(job.error or '')}", style="red")
+    if len(failures) > SHOWN_FAILURES:
+        more = len(failures) - SHOWN_FAILURES
+        outputs.append(f"\n  … {more:,} more failed; `wsitui status --verbose` lists every job")
+    return Group(table, outputs)
 
 
 class ProgressBars:
