@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, NoReturn  # noqa: E402
 
 from wsitui import __version__  # noqa: E402
 from wsitui.models.cli import add_model_commands  # noqa: E402  # cheap: no torch at parser build
-from wsitui.slides.sample import DEFAULT_SIZE  # noqa: E402
 
 if TYPE_CHECKING:
     from wsitui.observability.setup import ObserveOptions
@@ -150,9 +149,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sample = sub.add_parser("sample", help="write a synthetic H&E-like Aperio SVS slide")
     sample.add_argument("out", type=Path, help="output path, e.g. demo.svs")
-    sample.add_argument(
-        "--size", default=f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}", help="WxH in pixels"
-    )
+    # No default here: the sample module (numpy, scipy) would be imported by every command
+    # to build the parser; `_sample` fills in its DEFAULT_SIZE.
+    sample.add_argument("--size", default=None, help="WxH in pixels (default 8192x6144)")
     sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sample.add_argument(
         "--mpp", type=float, default=0.499, help="µm per px: 0.499 (20x, default) or 0.25 (40x)"
@@ -307,13 +306,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     return tui_main(args.config, args.data_dir, args.tenant, observe=_observe(args, headless=False))
 
 
-def _sample(out: Path, size_text: str, seed: int, *, force: bool, mpp: float = 0.499) -> int:
+def _sample(out: Path, size_text: str | None, seed: int, *, force: bool, mpp: float = 0.499) -> int:
     from wsitui.core.text import one_line
     from wsitui.slides.errors import SlideError
-    from wsitui.slides.sample import parse_size, truth_path_for, write_sample_slide
+    from wsitui.slides.sample import DEFAULT_SIZE, parse_size, truth_path_for, write_sample_slide
 
     try:
-        size = parse_size(size_text)
+        size = DEFAULT_SIZE if size_text is None else parse_size(size_text)
         write_sample_slide(out, size=size, seed=seed, force=force, mpp=mpp)
     except (ValueError, SlideError, OSError) as exc:
         print(f"wsitui sample: {one_line(exc)}", file=sys.stderr)

@@ -532,7 +532,13 @@ async def test_params_are_validated_once_at_submission_with_one_line(tmp_path):
     async with Engine(tmp_path / "d", [Typed()]) as engine:
         for params, msg in (
             ({"tile_size": "big"}, "params.tile_size: Input should be a valid integer"),
-            ({"tiel_size": 1}, "params.tiel_size: Extra inputs are not permitted"),
+            # A misspelt param says the fix and the params there are (it said only "Extra
+            # inputs are not permitted").
+            (
+                {"tiel_size": 1},
+                "params.tiel_size: not a param of this job type; remove it or check its "
+                "spelling (its params: tile_size)",
+            ),
             ({"tile_size": 255}, "params.tile_size: tile_size must be even"),  # no "Value error"
         ):
             with pytest.raises(InvalidRequest) as err:
@@ -667,3 +673,17 @@ async def test_a_tenant_admitted_at_once_is_never_announced_as_waiting(tmp_path)
         assert seen[2:] == [("admitted", "bob", 0)]
         ex.release(b)
         await until(engine, engine.is_idle)
+
+
+async def test_is_open_says_when_the_engines_state_can_be_read(tmp_path):
+    # A face redrawing after the engine closed (quitting with a job detail open) read the
+    # closed store and raised; it can now ask first.
+    engine = Engine(tmp_path / "d", [GatedExecutor()])
+    assert not engine.is_open
+    async with engine:
+        assert engine.is_open
+        x = engine.submit("t", wf("w", job("x"))).jobs[0]
+        assert engine.timeline("t", x.id)
+    assert not engine.is_open
+    with pytest.raises(RuntimeError, match="engine is not open"):
+        engine.timeline("t", x.id)

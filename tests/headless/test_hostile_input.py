@@ -182,6 +182,14 @@ def test_status_on_a_data_dir_that_is_a_file_is_one_line_exit_2(tmp_path):
     assert_one_line_error(wsitui("status", "--data-dir", data), 2, "not a directory")
 
 
+def test_status_on_a_data_dir_that_is_a_symlink_loop_says_so(tmp_path):
+    # It said "no wsitui state in ...; run a config first", as for an empty dir.
+    data = tmp_path / "data"
+    data.symlink_to(data)
+    out = wsitui("status", "--data-dir", data)
+    assert_one_line_error(out, 2, "cannot be checked (Too many levels of symbolic links)")
+
+
 # ---- config file -------------------------------------------------------------------------------
 
 
@@ -440,3 +448,32 @@ def test_nul_in_a_config_path_is_one_line_exit_2(tmp_path, toml, key):
 def test_tui_refuses_an_unsafe_tenant_with_one_line(tmp_path):
     out = wsitui("--tenant", "../../etc", "--data-dir", tmp_path / "data", timeout=60)
     assert_one_line_error(out, 2, "tenant '../../etc' is not allowed")
+
+
+def test_a_state_write_failing_mid_run_is_one_line_and_the_rerun_resumes(
+    tmp_path, slides, monkeypatch, capsys
+):
+    """A disk that fills mid-run: the engine's next commit fails inside a job's task. That
+    came out of the task group as a 100-line traceback (and the store's own ROLLBACK hid the
+    reason); it is one line, exit 2, and the same command then resumes."""
+    from wsitui.cli import main
+    from wsitui.core.store import Store
+
+    data = tmp_path / "data"
+    config = one_job_config(tmp_path / "c.toml", slides[1])
+    real = Store._write
+
+    def full(db: sqlite3.Connection) -> None:
+        raise sqlite3.OperationalError("database or disk is full")  # SQLite's words for it
+
+    def full_once_a_job_started(self: Store, statements) -> None:  # type: ignore[no-untyped-def]
+        real(self, full if any((data / "results").rglob(".attempt")) else statements)
+
+    monkeypatch.setattr(Store, "_write", full_once_a_job_started)
+    assert main(["run", str(config), "--data-dir", str(data)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert "cannot be written (database or disk is full)" in err[0], err
+    assert "the same command resumes" in err[0]
+    monkeypatch.setattr(Store, "_write", real)
+    assert main(["run", str(config), "--data-dir", str(data)]) == 0

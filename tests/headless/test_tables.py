@@ -312,3 +312,80 @@ def test_status_with_no_process_on_the_data_dir_says_a_ready_job_is_not_running(
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     (tmp_path / "engine.lock").write_text(gone)
     assert not run_is_live(tmp_path)  # a run that ended (or died) leaves its pid behind
+
+
+def test_status_of_thousands_of_jobs_is_a_line_per_workflow_and_verbose_lists_them(tmp_path):
+    """3,000 jobs made 3,000 lines that took seconds to lay out; past 200 job rows each
+    workflow is one line (its jobs counted by state, its first failure), `--verbose` all."""
+    big = _cohort_summary(60)  # 120 jobs: 1 failed, 1 running, 1 pending behind the failure
+    big.cohort = None
+    other = big.model_copy(update={"id": "wf2", "name": "second"})
+    flat = "\n".join(at_80(status_table(tmp_path, [big, other]), width=200))
+    rows = [line for line in flat.splitlines() if "lab/" in line]
+    assert len(rows) == 2, flat
+    assert "120 jobs" in rows[0] and "lab/brca (wf1)" in rows[0]
+    assert "117 succeeded, 1 failed, 1 running, 1 pending" in rows[0]
+    assert "case000-mask: bad slide" in rows[0]  # the first failure, with its reason
+    assert "240 jobs: a workflow is one line; `wsitui status --verbose` lists its jobs" in flat
+    stopped = "\n".join(at_80(status_table(tmp_path, [big, other], live=False), width=250))
+    assert "not running: no wsitui process" in stopped  # one of its jobs is RUNNING on disk
+    lines = at_80(status_table(tmp_path, [big, other]))
+    assert all(len(line) <= 80 for line in lines), "\n".join(lines)
+    verbose = "\n".join(at_80(status_table(tmp_path, [big, other], verbose=True), width=200))
+    assert sum("lab/brca" in line for line in verbose.splitlines()) == 120
+    small = big.model_copy(update={"jobs": big.jobs[:100]})  # 200 rows: still one per job
+    shown = "\n".join(at_80(status_table(tmp_path, [small, small]), width=200))
+    assert sum("lab/brca" in line for line in shown.splitlines()) == 200
+
+
+async def test_run_bars_of_hundreds_of_jobs_are_a_bar_per_workflow_counting_them(tmp_path):
+    """3,000 job bars took Rich 2 s a redraw, 8 redraws a second: past 60 jobs a run in a
+    terminal shows a bar per workflow, its jobs counted by state."""
+    from wsitui.headless.display import MAX_JOB_BARS, ProgressBars
+
+    ex = ScriptedExecutor()
+    keys = [(f"j{i:03d}", "AB"[i % 2]) for i in range(100)]
+    bars = ProgressBars(Console(file=io.StringIO(), width=120, force_terminal=True))
+    async with Engine(tmp_path / "data", [ex]) as engine:
+        jobs = tuple(JobSpec(id=k, type="TISSUE_MASK", slide=SLIDE, branch=b) for k, b in keys)
+        wf = engine.submit("alice", WorkflowSpec(name="big", jobs=jobs), start=False)
+        engine.bus.add_listener(bars)
+        bars.add([engine.workflow("alice", wf.workflow.id)])
+        (task,) = bars.progress.tasks  # no bar per job
+        assert len(keys) > MAX_JOB_BARS
+        assert task.fields["doing"] == "0/100 jobs done · 0 running"
+        engine.start("alice", [wf.jobs[0].id, wf.jobs[1].id])
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.stats().running == 2)
+        assert task.fields["doing"] == "0/100 jobs done · 2 running"
+        ex.release("j000")
+        ex.release("j001", "fail")
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.stats().running == 0)
+        assert task.fields["doing"] == "1/100 jobs done · 0 running · [red]1 failed[/]"
+
+
+async def test_run_summary_of_hundreds_of_jobs_is_a_line_per_workflow(tmp_path):
+    """The closing table and the outputs list had a line per job (3,000 of each); past 200
+    jobs they have a line per workflow, where its outputs are, and the failures."""
+    ex = ScriptedExecutor()
+    keys = [(f"j{i:03d}", "AB"[i % 2]) for i in range(250)]
+    async with Engine(tmp_path / "data", [ex]) as engine:
+        jobs = tuple(JobSpec(id=k, type="TISSUE_MASK", slide=SLIDE, branch=b) for k, b in keys)
+        wf = engine.submit("alice", WorkflowSpec(name="big", jobs=jobs), start=False)
+        engine.start("alice", [wf.jobs[0].id, wf.jobs[1].id])
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.stats().running == 2)
+        ex.release("j000")
+        ex.release("j001", "fail")
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.stats().running == 0)
+        text = "\n".join(
+            at_80(summary_table(engine, [engine.workflow("alice", wf.workflow.id)]), width=160)
+        )
+    lines = text.splitlines()
+    assert sum("alice/big" in line for line in lines) == 2, text  # its row and its outputs
+    assert "250 jobs: 1 failed, 248 pending, 1 succeeded" in text
+    assert f"alice/big: alice/{wf.workflow.id}/<job id>/" in text
+    assert "alice/j001: FAILED: synthetic failure in j001" in text
+    assert len(lines) < 15, text

@@ -6,6 +6,7 @@ the slide files here are placeholders except where a test says otherwise.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,47 @@ def test_a_job_outside_a_cohort_still_needs_its_slide(tmp_path):
     )
     with pytest.raises(ConfigError, match="job 'mask' has no slide"):
         load_config(path)
+
+
+def test_a_glob_says_in_one_line_what_it_matched_that_is_no_slide(tmp_path, monkeypatch):
+    # A directory, a FIFO (opening it would block), a broken symlink and a symlink loop that
+    # `dir/*` matches were dropped without a word; an unreadable file stayed a slide silently
+    # and only failed later. Each is said before anything runs, one line per kind.
+    cohort = tmp_path / "cohort"
+    touch(cohort / "a.svs")
+    locked = touch(cohort / "locked.svs")
+    (cohort / "sub").mkdir()
+    os.mkfifo(cohort / "pipe")
+    (cohort / "gone").symlink_to(cohort / "nowhere.svs")
+    (cohort / "loop").symlink_to(cohort / "loop")
+    real_access = os.access
+    monkeypatch.setattr(  # the tests run as root, who may read anything
+        "wsitui.session.cohort.os.access",
+        lambda p, mode: False if Path(p) == locked else real_access(p, mode),
+    )
+    _, cohorts = expand_cohorts(
+        load_config(cohort_config(tmp_path, '["cohort/*"]')), tmp_path / "data"
+    )
+    assert [s.path.name for s in cohorts[0].slides] == ["a.svs", "locked.svs"]
+    skipped, unreadable = cohorts[0].notes()
+    assert "matches 4 entries that are not a slide file, skipped:" in skipped
+    for name, why in (
+        ("gone", "No such file or directory"),
+        ("loop", "Too many levels of symbolic links"),
+        ("pipe", "a FIFO (named pipe)"),
+    ):
+        assert f"{cohort / name}: {why}" in skipped
+    assert "and 1 more" in skipped  # at most three named: a glob over 5,000 folders is one line
+    assert f"slide {locked} cannot be read (permission denied): its chain fails" in unreadable
+    assert "\n" not in skipped + unreadable
+
+
+def test_a_glob_that_matches_only_non_slides_names_them(tmp_path):
+    (tmp_path / "cohort" / "sub.svs").mkdir(parents=True)
+    message = _session_error(cohort_config(tmp_path, '["cohort/*"]'), tmp_path)
+    assert f"matches no slide file, only {tmp_path / 'cohort' / 'sub.svs'}: a directory" in (
+        message
+    )
 
 
 def test_the_cli_says_a_glob_matches_nothing_in_one_line(tmp_path):

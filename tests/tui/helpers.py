@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Callable
 
 import anyio
@@ -65,3 +67,16 @@ async def wait_for(pilot: Pilot, predicate: Callable[[], bool]) -> None:
     with anyio.fail_after(10):
         while not predicate():
             await pilot.pause(0.05)
+
+
+def screen_text(app: WsituiApp) -> str:
+    """What the terminal shows now, line by line (from the app's SVG screenshot)."""
+    svg = app.export_screenshot()
+    rows: dict[float, list[tuple[float, str]]] = {}
+    for m in re.finditer(r'<text class="[^"]*" x="([\d.]+)" y="([\d.]+)"[^>]*>(.*?)</text>', svg):
+        x, y, text = float(m.group(1)), float(m.group(2)), html.unescape(m.group(3))
+        rows.setdefault(y, []).append((x, text))
+    return "\n".join(
+        "".join(t for _, t in sorted(parts)).replace("\xa0", " ").rstrip()
+        for _, parts in sorted(rows.items())
+    )

@@ -15,13 +15,14 @@ from textual.widgets import Input
 
 from tests.tui.conftest import T0, Clock, make_app
 from tests.tui.fakes import ScriptedExecutor
-from tests.tui.helpers import settle
+from tests.tui.helpers import screen_text, settle
 from wsitui.core.executor import JobContext
 from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.session.cohort import Cohort, CohortSlide, write_index
+from wsitui.session.cohort_rows import SlideRow
 from wsitui.tui.app import WsituiApp
 from wsitui.tui.screens.detail import JobDetailScreen
-from wsitui.tui.widgets.cohort_table import CohortTable
+from wsitui.tui.widgets.cohort_table import CohortTable, shown_error
 from wsitui.tui.widgets.workflows import WorkflowRow
 
 pytestmark = pytest.mark.anyio
@@ -133,6 +134,37 @@ async def test_a_cohort_shows_a_table_that_sorts_filters_and_opens_details(tmp_p
         assert isinstance(app.screen, JobDetailScreen)
         assert app.screen.job.key == f"{SLIDES[3]}-mask"  # the slide's failed job
         assert app.screen.job.state is JobState.FAILED
+
+
+async def test_the_cohorts_counts_and_eta_are_on_screen_at_80_columns(tmp_path):
+    # The workflow row cut them after its id ("4/8 slides…") and the title above the table
+    # said only "8 of 8 slides": at 80 columns a cohort's ETA was nowhere.
+    app, ex, clock = make_app(tmp_path / "data", executor=TissueExecutor(), max_workers=2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await cohort_mid_run(app, ex, clock, pilot)
+        lines = screen_text(app).splitlines()
+        assert any("4/8 slides · 1 failed · ETA " in line for line in lines), "\n".join(lines)
+        await pilot.press("slash", *"failed")  # a filter says how many rows it leaves
+        await settle(app, pilot)
+        assert "4/8 slides · 1 failed · ETA" in screen_text(app)
+        assert "· 1 shown ·" in screen_text(app)
+        await app.shutdown()
+
+
+def test_a_rows_error_names_its_slide_by_file_name_not_its_whole_path():
+    path = "/data/lab/scans/2024/batch-07/TCGA-00-A0SB.svs"
+    row = SlideRow(
+        slide_id="TCGA-00-A0SB", path=path, meta={}, listed=True, state="FAILED",
+        finished=True, jobs={"mask": "FAILED"}, job_ids={}, tiles_done=0, tiles_total=0,
+        progress=0.0, cells=None, tissue_area_mm2=None, cells_per_mm2=None, run_s=None,
+        started_at=None, finished_at=None,
+        error=f"mask: '{path}' is not a slide image OpenSlide or Pillow can read",
+    )  # fmt: skip
+    assert shown_error(row) == (
+        "mask: 'TCGA-00-A0SB.svs' is not a slide image OpenSlide or Pillow can read"
+    )
+    other = row.model_copy(update={"error": "mask: /elsewhere/x.svs is missing"})
+    assert shown_error(other) == "mask: /elsewhere/x.svs is missing"  # another path: as it is
 
 
 def test_cohort_table_snapshot(snap_compare, snapshot_dir: Path):

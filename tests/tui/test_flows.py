@@ -9,12 +9,12 @@ from pathlib import Path
 
 import anyio
 import pytest
-from textual.widgets import DataTable
+from textual.widgets import Input
 from textual.widgets._footer import FooterKey
 
 from tests.slides.samples import sample_slide_path
 from tests.tui.conftest import make_app
-from tests.tui.helpers import add_job_via_dialog, card_text, settle, spec, wait_for
+from tests.tui.helpers import add_job_via_dialog, card_text, screen_text, settle, spec, wait_for
 from wsitui.core.records import JobState
 from wsitui.tui.screens.detail import JobDetailScreen, PreviewScreen
 from wsitui.tui.screens.dialogs import ConfirmDialog, TenantDialog
@@ -185,6 +185,9 @@ async def test_metrics_screen_shows_latency_after_a_job(tmp_path):
         assert app.metrics.latency_per_minute(clock.now, 30)[-1] == pytest.approx(30.0)
         text = str(app.screen.query_one("#latency-text").render())
         assert "now 30.0 s" in text
+        # Both charts a cell a minute, so their minutes line up (latency was screen-wide).
+        workers = str(app.screen.query_one("#workers").render())
+        assert app.screen.query_one("#latency").size.width == len(workers) == 30
         ex.release("b")
         await app.shutdown()
 
@@ -273,12 +276,15 @@ async def test_card_shows_counters_and_detail_shows_stage(tmp_path):
             lambda: "stage: writing outputs" in str(app.screen.query_one("#progress").render()),
         )
         detail = app.screen
-        table = detail.query_one("#timeline", DataTable)
-        assert [table.get_row_at(i)[1] for i in range(table.row_count)] == ["PENDING", "RUNNING"]
+        assert [str(t.state) for t in detail.transitions] == ["PENDING", "RUNNING"]
         ex.release("seg")  # it ends while the screen is open: header and timeline follow
-        await wait_for(pilot, lambda: table.row_count == 3)
-        assert table.get_row_at(2)[1] == "SUCCEEDED"
+        await wait_for(pilot, lambda: len(detail.transitions) == 3)
+        assert str(detail.transitions[2].state) == "SUCCEEDED"
+        assert "SUCCEEDED" in screen_text(app)
         assert "SUCCEEDED" in str(detail.query_one("#state").render())
+        # A finished job has no ETA (it read "ETA --:--"): it says how long it ran.
+        progress = str(detail.query_one("#progress").render())
+        assert "ETA" not in progress and " · ran " in progress, progress
         # ...and so do its outputs and preview, written as it ended (they stayed "(none yet)"
         # and "no preview yet" until the screen was opened again)
         await wait_for(pilot, lambda: "preview.png" in tail_text(detail))
@@ -287,6 +293,79 @@ async def test_card_shows_counters_and_detail_shows_stage(tmp_path):
         await pilot.pause()
         assert isinstance(app.screen, PreviewScreen)
         await app.shutdown()
+
+
+async def test_a_running_jobs_progress_line_is_whole_at_80_columns(tmp_path):
+    # tiles, elapsed, ETA and rate filled the one line: the stage and the counters after them
+    # were cut at the screen's edge ("... · stage:" and nothing).
+    app, ex, clock = make_app(tmp_path / "data")
+    ex.stages["seg"] = "segmenting"
+    ex.progress["seg"] = (3, 1000)
+    ex.counters["seg"] = {"cells": 1234}
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.ready.wait()
+        w = app.engine.submit("alice", spec("cells", ("seg", "A")))
+        job_id = w.jobs[0].id
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).counters != {})
+        for done in (13, 23):  # steps after the first: a measured rate and an ETA
+            clock.now += 10
+            ex.report("seg", done, {"cells": 12345})
+            await settle(app, pilot, lambda d=done: app.engine.job("alice", job_id).tiles_done == d)
+        await pilot.press("tab", "enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, JobDetailScreen)
+        await wait_for(pilot, lambda: "tiles/s" in str(app.screen.query_one("#progress").render()))
+        shown = " ".join(screen_text(app).split())
+        for part in ("tiles 23/1000", "ETA ", "tiles/s", "stage: segmenting", "cells 12.3k"):
+            assert part in shown, (part, screen_text(app))
+        ex.release("seg")
+        await app.shutdown()
+
+
+async def test_a_long_failure_reason_wraps_in_the_timeline_at_80_columns(tmp_path):
+    # The timeline was a table as wide as its longest reason: at 80 columns a failure's
+    # reason was cut at the screen's edge, with no way to read the rest.
+    app, ex, _ = make_app(tmp_path / "data")
+    key = "nuclei-second-pass-with-a-long-descriptive-name-for-the-lab"
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.ready.wait()
+        w = app.engine.submit("alice", spec("w", (key, "A")))
+        job_id = w.jobs[0].id
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.name == "RUNNING")
+        ex.release(key, "fail")
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
+        await pilot.press("tab", "enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, JobDetailScreen)
+        shown = screen_text(app)
+        assert all(len(line) <= 80 for line in shown.splitlines())
+        reason = f"failed: synthetic failure in {key}"
+        assert len(reason) > 60  # more than the reason column's share of 80 columns
+        # Its continuation lines follow it (the other columns are blank there).
+        assert "".join(reason.split()) in "".join(shown.split()), shown
+        await app.shutdown()
+
+
+async def test_quitting_with_a_running_jobs_detail_open_is_no_traceback(tmp_path):
+    # Quitting stops the running job; its state change arrives after the engine closed, and
+    # the open detail screen read its timeline from the closed store: a traceback on exit.
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        w = app.engine.submit("alice", spec("w", ("run", "A")))
+        job_id = w.jobs[0].id
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total > 0)
+        await pilot.press("tab", "enter")
+        await settle(app, pilot)
+        detail = app.screen
+        assert isinstance(detail, JobDetailScreen)
+        await app.shutdown()  # the job stops: RUNNING -> PENDING, published as it closes
+        assert not app.engine.is_open
+        app._inbox.add(w.workflow.id)  # its news, drawn after the close
+        await app.flush()
+        detail.show(app.engine.job("alice", job_id), detail.badge)  # a late redraw of it
+        await pilot.pause()
+        assert [str(t.state) for t in detail.transitions] == ["PENDING", "RUNNING"]
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
@@ -326,6 +405,32 @@ async def test_demo_key_generates_a_slide_and_a_held_workflow(tmp_path):
         assert w.workflow.name == "tui-demo-1" and len(jobs) == 3
         assert not any(j.enqueued for j in jobs)  # held until S
         assert len(app.query(JobCard)) == 3
+        await app.shutdown()
+
+
+async def test_a_workflow_name_longer_than_allowed_is_said_in_the_dialog(tmp_path):
+    # 250 characters were accepted by the dialog, then refused after Create with pydantic's
+    # "1 validation error for WorkflowSpec ..." in a toast, and what was typed was gone.
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("n")
+        await pilot.pause()
+        dialog = app.screen
+        dialog.query_one("#name", Input).value = "x" * 250  # pasted
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is dialog  # still open, the name kept to shorten
+        error = str(dialog.query_one("#error").render())
+        assert error == "the name has 250 characters; shorten it to at most 200"
+        assert not app.query(WorkflowRow) and not app.notes
+        await pilot.press("backspace", "enter")  # still 249
+        await pilot.pause()
+        dialog.query_one("#name", Input).value = "x" * 200
+        await pilot.press("enter")
+        await settle(app, pilot)
+        (row,) = app.query(WorkflowRow)
+        assert row.status.workflow.name == "x" * 200
         await app.shutdown()
 
 

@@ -7,6 +7,7 @@ import io
 import shutil
 from pathlib import Path
 
+import anyio
 import pytest
 from rich.console import Console
 from textual.content import Content
@@ -128,6 +129,64 @@ async def test_cancel_of_a_running_job_asks_first(tmp_path):
         await pilot.press("c", "y")
         await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
         assert app.engine.job("alice", job_id).state is JobState.CANCELED
+        await app.shutdown()
+
+
+async def test_cancel_question_follows_the_job_and_never_acts_on_a_stale_view(tmp_path):
+    # The question stayed as asked while the job failed and was retried behind it; a `y` then
+    # canceled attempt 2, which the user never saw.
+    app, ex, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        w = app.engine.submit("alice", spec("w", ("run", "A")))
+        job_id = w.jobs[0].id
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total > 0)
+        await pilot.press("c")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmDialog)
+        ex.release("run", "fail")
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
+        app.engine.retry("alice", job_id)  # anything retrying it meanwhile (a script, a hook)
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).attempt == 2)
+        await wait_for(
+            pilot, lambda: "nothing to cancel" in str(dialog.query_one(".title").render())
+        )
+        title = str(dialog.query_one(".title").render())
+        assert "run is" in title and "(attempt 2) now" in title, title
+        assert not dialog.query("#yes")  # nothing left to say yes to
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert app.screen is not dialog
+        job = app.engine.job("alice", job_id)
+        assert job.attempt == 2 and not job.state.terminal  # attempt 2 was not canceled
+        ex.release("run")
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
+        assert app.engine.job("alice", job_id).state is JobState.SUCCEEDED
+        await app.shutdown()
+
+
+async def test_a_yes_racing_the_redraw_is_not_acted_on_either(tmp_path):
+    # The job ends between the dialog's last update and the key: the answer is checked
+    # against the job as it is now, and only says so.
+    app, ex, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        w = app.engine.submit("alice", spec("w", ("run", "A")))
+        job_id = w.jobs[0].id
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total > 0)
+        await pilot.press("c")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmDialog)
+        ex.release("run")
+        with anyio.fail_after(10):
+            await app.engine.wait_until(lambda: app.engine.job("alice", job_id).state.terminal)
+        dialog.dismiss(True)  # the yes, before any redraw
+        await settle(app, pilot)
+        assert app.engine.job("alice", job_id).state is JobState.SUCCEEDED
+        assert any("nothing to cancel" in n.message for n in app.notes), app.notes
+        assert not any(n.severity == "error" for n in app.notes), app.notes
         await app.shutdown()
 
 

@@ -142,6 +142,12 @@ class Engine:
 
     # ---- lifecycle -----------------------------------------------------------------------------
     @property
+    def is_open(self) -> bool:
+        """Whether the engine's state is open (between `async with` entry and exit): a face
+        redrawing late, after it closed, asks this instead of failing on the closed store."""
+        return self._store is not None
+
+    @property
     def store(self) -> Store:
         if self._store is None:
             raise RuntimeError("engine is not open: use `async with engine:`")

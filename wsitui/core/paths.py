@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import stat
@@ -26,6 +27,32 @@ def results_dir(results_root: Path, tenant: str, workflow_id: str, job_key: str)
     if not path.is_relative_to(root):  # e.g. a symlinked tenant dir pointing elsewhere
         raise ValueError(f"results path {path} is outside {root}")
     return path
+
+
+class ResultsDirs:
+    """`results_dir` for many jobs under one root (a summary of thousands): the root and each
+    workflow's dir are resolved once, then a job's dir costs one `lstat`, and only a symlinked
+    one is resolved and checked. Same answers and refusals as `results_dir`, at a moment's
+    state of the tree: make one per summary, not one for good."""
+
+    def __init__(self, results_root: Path) -> None:
+        self.root = results_root.resolve()
+        self._workflows: dict[tuple[str, str], Path] = {}
+
+    def __call__(self, tenant: str, workflow_id: str, job_key: str) -> Path:
+        for kind, value in (("tenant", tenant), ("workflow id", workflow_id), ("job id", job_key)):
+            check_safe_id(kind, value)
+        parent = self._workflows.get((tenant, workflow_id))
+        if parent is None:
+            parent = self._inside((self.root / tenant / workflow_id).resolve())
+            self._workflows[(tenant, workflow_id)] = parent
+        path = parent / job_key
+        return self._inside(path.resolve()) if path.is_symlink() else path
+
+    def _inside(self, path: Path) -> Path:
+        if not path.is_relative_to(self.root):
+            raise ValueError(f"results path {path} is outside {self.root}")
+        return path
 
 
 class UnusableDir(Exception):
@@ -128,8 +155,13 @@ class DataDirLock:
         )
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = self.path.open("a+")
+        """Take the lock (raise DataDirInUse if another process has it) and write our pid;
+        a data dir that cannot be written (a full disk) raises UnusableDir naming it."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            f = self.path.open("a+")
+        except OSError as exc:
+            raise self._unusable(exc) from None
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -137,11 +169,23 @@ class DataDirLock:
             owner = f.read().strip() or "?"
             f.close()
             raise DataDirInUse(self._in_use(owner)) from None
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(str(os.getpid()))
+            f.flush()
+        except OSError as exc:  # e.g. ENOSPC: it said only "No space left on device"
+            fcntl.flock(f, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):  # closing flushes the same write again
+                f.close()
+            raise self._unusable(exc) from None
         self._file = f
+
+    def _unusable(self, exc: OSError) -> UnusableDir:
+        return UnusableDir(
+            f"data dir {self.path.parent} cannot be written ({exc.strerror or exc}); free "
+            "space or fix its permissions, or use another --data-dir"
+        )
 
     def release(self) -> None:
         if self._file is not None:

@@ -7,6 +7,7 @@ checkpoints. Each public write is one transaction, committed before the caller p
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -132,6 +133,36 @@ def _row_job(row: sqlite3.Row, path: Path) -> Job:
         ) from None
 
 
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """Open for reading only. On read-only media (an archived data dir, a read-only mount)
+    SQLite cannot make the `-shm` file WAL mode reads with, and even `mode=ro` fails ("unable
+    to open database file"); with no `-wal` file beside it (the engine closed cleanly, so
+    every commit is in the file itself) the file cannot change under us: open it immutable."""
+    uri = path.resolve().as_uri()
+    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        db.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+        return db
+    except sqlite3.OperationalError:
+        db.close()
+        if not path.is_file() or path.with_name(path.name + "-wal").exists():
+            raise
+    return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+
+
+FULL_BELOW = 1 << 20  # free bytes under which a disk counts as full (SQLite needs pages)
+
+
+def _disk_full(path: Path) -> bool:
+    """Whether the file system holding `path` (or its nearest existing parent) is full."""
+    for where in (path, *path.parents):
+        try:
+            return shutil.disk_usage(where).free < FULL_BELOW
+        except OSError:
+            continue
+    return False
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200] or type(exc).__name__
 
@@ -197,8 +228,7 @@ class Store:
         self._tenants: dict[str, TenantRow] = {}  # as last written
         try:
             if readonly:
-                uri = f"{path.resolve().as_uri()}?mode=ro"
-                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+                self._db = _connect_readonly(path)
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -219,6 +249,12 @@ class Store:
                 self._db.execute(f"PRAGMA user_version = {int(version)}")
             self._tenants = {r.tenant: r for r in self.tenant_rows()}
         except sqlite3.Error as exc:
+            if _disk_full(path):  # SQLite says "disk I/O error": the database is fine
+                raise StoreError(
+                    f"state database {path} cannot be opened ({_one_line(exc)}): the disk "
+                    "holding it is full; free space there (the state is kept) or pick another "
+                    "--data-dir"
+                ) from None
             raise StoreError(
                 f"state database {path} cannot be opened ({_one_line(exc)}); move it aside or "
                 "pick another --data-dir"
@@ -255,7 +291,8 @@ class Store:
                     statements(self._db)
                     self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    if self._db.in_transaction:  # a failed COMMIT (disk full) rolled back
+                        self._db.execute("ROLLBACK")  # already: a ROLLBACK then hid its error
                     raise
             except sqlite3.Error as exc:
                 raise StoreError(

@@ -21,10 +21,17 @@ def check_tenant(tenant: str) -> None:
         raise InvalidRequest(f"tenant {tenant!r} is not allowed: {SAFE_ID_HINT}")
 
 
-def params_error(exc: ValidationError) -> str:
-    """First pydantic error as one line: `params.tile_size: Input should be ...`."""
+def params_error(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """First pydantic error as one line: `params.tile_size: Input should be ...`; a param the
+    job type does not have (a misspelling) names the ones it has."""
     problem = first_problem(exc)
     where = problem.dotted or "params"
+    if problem.type == "extra_forbidden" and model is not None and len(problem.loc) == 1:
+        known = ", ".join(model.model_fields)
+        return (
+            f"params.{where}: not a param of this job type; remove it or check its spelling "
+            f"(its params: {known})"
+        ).replace("params.params", "params")
     return f"params.{where}: {problem.msg}".replace("params.params", "params")
 
 
@@ -45,7 +52,8 @@ class JobValidator:
         try:
             return executor.params_model.model_validate(spec.params)
         except ValidationError as exc:
-            raise InvalidRequest(f"job {spec.id!r}: {params_error(exc)}") from None
+            model = executor.params_model
+            raise InvalidRequest(f"job {spec.id!r}: {params_error(exc, model)}") from None
 
     def ordered(self, specs: Sequence[JobSpec], existing: Mapping[str, Job]) -> list[JobSpec]:
         """Check ids, types, params, resources, upstreams and the DAG; return specs in a stable
@@ -53,7 +61,9 @@ class JobValidator:
         keys: dict[str, JobSpec] = {}
         for spec in specs:
             if spec.id in keys or spec.id in existing:
-                raise InvalidRequest(f"job id {spec.id!r} is used twice in the workflow")
+                raise InvalidRequest(
+                    f"job id {spec.id!r} is used twice in the workflow; give each job its own id"
+                )
             keys[spec.id] = spec
         for spec in specs:
             upstream: list[UpstreamSpec] = []
@@ -89,7 +99,8 @@ class JobValidator:
             if state.get(key) == 1:
                 cycle = [*path[path.index(key) :], key]
                 raise InvalidRequest(
-                    f"dependency cycle (x -> y: x depends on y): {' -> '.join(cycle)}"
+                    f"dependency cycle: {' -> '.join(cycle)} (each job depends on the next, so "
+                    "none can start); remove one of these depends_on"
                 )
             state[key] = 1
             for dep in keys[key].depends_on:

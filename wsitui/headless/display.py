@@ -117,6 +117,8 @@ def summary_table(
     for col in ("state", "tiles", "cells", "time"):
         table.add_column(col, no_wrap=True, min_width=len(col))
     outputs = Text(f"outputs under {one_line(engine.results_root)}:")
+    if sum(len(s.jobs) for s in statuses) > FOLD_JOBS:
+        return _folded_summary(engine, statuses, table, outputs)
     waiting = engine.stats().waiting
     for status in sorted(statuses, key=lambda s: s.workflow.tenant):
         phases = job_phases(status.jobs, waiting)
@@ -151,6 +153,47 @@ def summary_table(
     return Group(table, outputs)
 
 
+MAX_JOB_BARS = 60  # more jobs than this: a bar per workflow only
+FOLD_JOBS = 200  # more jobs than this: the closing summary has a line per workflow
+SHOWN_FAILURES = 20  # failed jobs the folded summary names, one line each
+
+
+def _folded_summary(
+    engine: Engine, statuses: list[WorkflowStatus], table: Table, outputs: Text
+) -> Group:
+    """The closing summary of thousands of jobs: a row per workflow (its jobs counted by
+    state, tiles and cells summed), where the outputs are, and the first failures; as
+    `wsitui status` does past 200 jobs (`--verbose` there lists every job)."""
+    failures: list[tuple[str, Job]] = []
+    for status in sorted(statuses, key=lambda s: s.workflow.tenant):
+        counts: dict[str, int] = {}
+        for job in status.jobs:
+            counts[str(job.state)] = counts.get(str(job.state), 0) + 1
+            if job.state in (JobState.FAILED, JobState.CANCELED):
+                failures.append((status.workflow.tenant, job))
+        where = f"{status.workflow.tenant}/{one_line(status.workflow.name)}"
+        cells = sum(j.counters.get("cells", 0) for j in status.jobs)
+        table.add_row(
+            Text(where),
+            Text(
+                f"{len(status.jobs):,} jobs: "
+                + ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items()))
+            ),
+            Text(str(status.state), style=STATE_STYLE.get(str(status.state), "red")),
+            f"{sum(j.tiles_done for j in status.jobs)}/{sum(j.tiles_total for j in status.jobs)}",
+            f"{cells:,}" if cells else "",
+            "",
+        )
+        outputs.append(f"\n  {where}: {status.workflow.tenant}/{status.workflow.id}/<job id>/")
+    for tenant, job in failures[:SHOWN_FAILURES]:
+        outputs.append(f"\n  {tenant}/{job.key}: ")
+        outputs.append(f"{job.state}: {one_line(job.error or '')}", style="red")
+    if len(failures) > SHOWN_FAILURES:
+        more = len(failures) - SHOWN_FAILURES
+        outputs.append(f"\n  … {more:,} more failed; `wsitui status --verbose` lists every job")
+    return Group(table, outputs)
+
+
 class ProgressBars:
     """Per workflow and per job bars, grouped by tenant (workflows are added tenant by tenant);
     a job's bar says what it is doing (its stage) and, for SEGMENT_CELLS, the cells so far."""
@@ -168,16 +211,25 @@ class ProgressBars:
             refresh_per_second=8,
         )
         self._tasks: dict[str, TaskID] = {}
+        self._folded: dict[str, dict[str, str]] = {}  # workflow id -> job id -> state
 
     def add(self, statuses: list[WorkflowStatus]) -> None:
+        """A bar per workflow and one per job; past MAX_JOB_BARS jobs, a bar per workflow
+        only, counting its jobs by state (3,000 job bars took 2 s a redraw, 8 times a second,
+        a core busy drawing what no terminal shows)."""
+        per_job = sum(len(s.jobs) for s in statuses) <= MAX_JOB_BARS
         for status in sorted(statuses, key=lambda s: (s.workflow.tenant, s.workflow.created_at)):
             wf = status.workflow
+            if not per_job:
+                self._folded[wf.id] = {j.id: str(j.state) for j in status.jobs}
             self._tasks[wf.id] = self.progress.add_task(
                 f"[bold]{wf.tenant}[/] · {_line(wf.name)}",
                 total=100,
                 state=self._state(status.state),
-                doing="",
+                doing="" if per_job else self._counts(wf.id),
             )
+            if not per_job:
+                continue
             for job in status.jobs:
                 self._tasks[job.id] = self.progress.add_task(
                     f"   {job.key} [dim]{job.job_type} · {job.branch}[/]",
@@ -191,7 +243,21 @@ class ProgressBars:
     def _state(state: str) -> str:
         return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
 
+    def _counts(self, workflow_id: str) -> str:
+        states = list(self._folded[workflow_id].values())
+        done = sum(s == "SUCCEEDED" for s in states)
+        text = f"{done}/{len(states)} jobs done · {states.count('RUNNING')} running"
+        failed = states.count("FAILED") + states.count("CANCELED")
+        return text + (f" · [red]{failed} failed[/]" if failed else "")
+
     def __call__(self, event: Event) -> None:
+        if isinstance(event, JobStateChanged) and event.job.workflow_id in self._folded:
+            states = self._folded[event.job.workflow_id]
+            states[event.job.id] = str(event.job.state)
+            task = self._tasks.get(event.job.workflow_id)
+            if task is not None:
+                self.progress.update(task, doing=self._counts(event.job.workflow_id))
+            return
         if isinstance(event, JobProgress | JobStateChanged):
             task = self._tasks.get(event.job.id)
             if task is None:

@@ -40,6 +40,12 @@ def status(
     verbose: bool = False,
 ) -> int:
     data_dir = data_dir or default_data_dir()
+    try:
+        data_dir.stat()
+    except FileNotFoundError:
+        pass  # said below: no state there
+    except OSError as exc:  # a symlink loop, a dir we may not enter: not "no state"
+        return _error(f"data dir {data_dir} cannot be checked ({exc.strerror}); fix the path")
     if data_dir.exists() and not data_dir.is_dir():
         return _error(f"data dir {data_dir} is not a directory; give the data dir of a run")
     db = data_dir / "state.db"
@@ -132,6 +138,37 @@ def _cohort_row(
     )
 
 
+FOLD_ROWS = 200  # job rows past which every workflow is one line (--verbose lists them all)
+
+
+def _workflow_row(w: WorkflowSummary, live: bool = True) -> tuple[Text | str, ...]:
+    """One row for a whole workflow (a big table folded): its jobs counted by state, its
+    tiles and cells summed, its first failure."""
+    counts: dict[str, int] = {}
+    for j in w.jobs:
+        counts[j.state] = counts.get(j.state, 0) + 1
+    text = ", ".join(
+        f"{counts[s]} {s.lower()}"
+        for s in ("SUCCEEDED", "FAILED", "CANCELED", "RUNNING", "PENDING")
+        if counts.get(s)
+    )
+    failed = next((j for j in w.jobs if j.state in ("FAILED", "CANCELED")), None)
+    if failed is not None:
+        text += f" · {failed.key}: {one_line(failed.error or failed.reason or failed.state)}"
+    if not live and (counts.get("RUNNING") or any(j.phase in ("ready", "waiting") for j in w.jobs)):
+        text += f" · {NOT_RUNNING}"
+    cells = [j.counters["cells"] for j in w.jobs if "cells" in j.counters]
+    return (
+        Text(f"{w.tenant}/{one_line(w.name)} ({w.id})"),
+        Text(f"{len(w.jobs):,} jobs"),
+        Text(w.state),
+        "",
+        f"{sum(j.tiles_done for j in w.jobs)}/{sum(j.tiles_total for j in w.jobs)}",
+        f"{sum(cells):,}" if cells else "",
+        Text(text),
+    )
+
+
 def _settled(cohort: CohortSummary) -> bool:
     return all(r.finished for r in cohort.rows if r.listed)
 
@@ -151,14 +188,21 @@ def status_table(
     shrinking to nothing, no header is cut, and a cells job shows its cell count. Progress is
     what the running process last committed (it commits progress every few seconds). A cohort
     is one line (its slides counted, like `wsitui run`'s progress line), not a line per job of
-    every slide; `verbose` lists its jobs like any other workflow's."""
-    folded = not verbose and any(w.cohort is not None for w in summaries)
+    every slide; `verbose` lists its jobs like any other workflow's. Past FOLD_ROWS job rows
+    every workflow is one line too (thousands of lines are not read, and took seconds to lay
+    out)."""
+    rows = sum(len(w.jobs) for w in summaries if w.cohort is None)
+    fold_all = not verbose and rows > FOLD_ROWS
+    folded = not verbose and (fold_all or any(w.cohort is not None for w in summaries))
+    caption = (
+        f"{rows:,} jobs: a workflow is one line; `wsitui status --verbose` lists its jobs"
+        if fold_all
+        else "a cohort is one line; `wsitui status --verbose` lists its jobs"
+    )
     table = Table(
         title=Text(f"wsitui status: {one_line(data_dir)}"),
         title_justify="left",
-        caption="a cohort is one line; `wsitui status --verbose` lists its jobs"
-        if folded
-        else None,
+        caption=caption if folded else None,
         caption_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
@@ -172,6 +216,9 @@ def status_table(
     for w in summaries:
         if w.cohort is not None and not verbose:
             table.add_row(*_cohort_row(w, w.cohort, live))
+            continue
+        if fold_all:
+            table.add_row(*_workflow_row(w, live))
             continue
         for j in w.jobs:
             state = j.state if j.state != "PENDING" else f"{j.state} ({j.phase})"

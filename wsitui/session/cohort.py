@@ -13,8 +13,9 @@ resume. Each slide's fingerprint (size + mtime, and sha256 with `match = "hash"`
 `<data dir>/cohorts/<workflow id>.json`: a slide whose file changed since its run, and one no
 longer listed, are reported, never rerun or deleted.
 
-Validation happens before anything runs; each problem is one line: a glob matching nothing,
-a slide listed twice, a CSV without a `path` column, more jobs than `[limits]` admits.
+Validation happens before anything runs; each problem is one line: a glob matching nothing
+(what it matches that is no slide file is skipped and said), a slide listed twice, a CSV
+without a `path` column, more jobs than `[limits]` admits.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ import csv
 import glob
 import hashlib
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wsitui.core.digest import sha256_file
+from wsitui.core.paths import file_kind
 from wsitui.core.store import Store
 from wsitui.jobs.common.files import write_atomic
 
@@ -137,6 +141,7 @@ class Cohort:
     new: list[str] = field(default_factory=list)  # slide ids not stored before
     changed: list[str] = field(default_factory=list)  # one line each
     removed: list[dict[str, Any]] = field(default_factory=list)  # stored, no longer listed
+    skipped: list[str] = field(default_factory=list)  # what its globs matched that is no slide
 
     @staticmethod
     def job_key(slide_id: str, key: str) -> str:
@@ -146,9 +151,10 @@ class Cohort:
         return {s.id: s for s in self.slides}
 
     def notes(self) -> list[str]:
-        """What a rerun should tell the user about this cohort, one line each."""
+        """What the user should hear about this cohort before it runs, one line each: entries
+        its globs skipped, then a rerun's changed, new and removed slides."""
         where = f"{self.tenant}/{self.name}"
-        out = list(self.changed)
+        out = [*self.skipped, *self.changed]
         if self.stored_id is not None:
             out.append(
                 f"{where}: {len(self.new)} new slide{'s' if len(self.new) != 1 else ''} of "
@@ -196,13 +202,52 @@ def read_index(data_dir: Path, workflow_id: str) -> dict[str, Any] | None:
 # -- listing slides ------------------------------------------------------------------------
 
 
-def _glob(pattern: str, where: str) -> list[Path]:
+SKIPPED_SHOWN = 3  # entries a skip line names; the rest are counted
+
+
+def _glob(pattern: str, where: str, notes: list[str]) -> list[Path]:
+    """The regular files `pattern` matches. What else it matches (a directory, a FIFO, a
+    socket, a broken or looping symlink) is no slide: skipped, said in one line per pattern
+    (never opened: a FIFO would block). A file this process cannot read stays a slide (its
+    chain fails with the reason) and is said too, so nobody waits for it to run."""
     hits = sorted(glob.glob(pattern, recursive=True))  # noqa: PTH207 - an absolute pattern
-    files = [Path(h) for h in hits if Path(h).is_file()]
+    files: list[Path] = []
+    skipped: list[str] = []
+    unreadable: list[str] = []
+    for hit in hits:
+        try:
+            mode = Path(hit).stat().st_mode
+        except OSError as exc:  # a broken symlink, a symlink loop, a path we may not stat
+            skipped.append(f"{hit}: {exc.strerror or 'cannot be read'}")
+            continue
+        if not stat.S_ISREG(mode):
+            skipped.append(f"{hit}: {file_kind(mode)}")
+            continue
+        if not os.access(hit, os.R_OK):
+            unreadable.append(hit)
+        files.append(Path(hit))
     if not files:
-        what = "no file" if not hits else "only directories"
+        what = "no file" if not hits else f"no slide file, only {_names(skipped)}"
         raise CohortError(f"{where}: slides glob {pattern} matches {what}; check the pattern")
+    if skipped:
+        notes.append(
+            f"{where}: slides glob {pattern} matches {len(skipped)} "
+            f"entr{'y' if len(skipped) == 1 else 'ies'} that {'is' if len(skipped) == 1 else 'are'}"
+            f" not a slide file, skipped: {_names(skipped)}"
+        )
+    if unreadable:
+        notes.append(
+            f"{where}: slide{'s' if len(unreadable) > 1 else ''} {_names(unreadable)} "
+            f"cannot be read (permission denied): {'its' if len(unreadable) == 1 else 'their'}"
+            " chain fails; fix the permissions and run the config again"
+        )
     return files
+
+
+def _names(entries: list[str]) -> str:
+    shown = "; ".join(entries[:SKIPPED_SHOWN])
+    more = len(entries) - SKIPPED_SHOWN
+    return shown + (f" and {more:,} more" if more > 0 else "")
 
 
 def _read_csv(source: str, where: str) -> tuple[list[tuple[Path, dict[str, str], str]], tuple]:
@@ -244,8 +289,12 @@ def _read_csv(source: str, where: str) -> tuple[list[tuple[Path, dict[str, str],
     return rows, meta_cols
 
 
-def list_slides(wf: WorkflowConfig, where: str) -> tuple[list[tuple[Path, dict[str, str]]], tuple]:
-    """(resolved path, metadata) per slide in listing order, and the metadata columns."""
+def list_slides(
+    wf: WorkflowConfig, where: str, notes: list[str] | None = None
+) -> tuple[list[tuple[Path, dict[str, str]]], tuple]:
+    """(resolved path, metadata) per slide in listing order, and the metadata columns; what a
+    glob matched and skipped is added to `notes`, one line each."""
+    notes = [] if notes is None else notes
     src = wf.slides
     assert src is not None
     if isinstance(src, str) and is_csv(src):
@@ -255,7 +304,7 @@ def list_slides(wf: WorkflowConfig, where: str) -> tuple[list[tuple[Path, dict[s
         entries = [
             (p, {}, f"glob {pattern}")
             for pattern in ([src] if isinstance(src, str) else src)
-            for p in _glob(pattern, where)
+            for p in _glob(pattern, where, notes)
         ]
     seen: dict[Path, str] = {}
     out = []
@@ -364,9 +413,11 @@ def expand_cohorts(config: Config, data_dir: Path) -> tuple[Config, dict[int, Co
             workflows.append(wf)
             continue
         where = f"workflows[{i}] ({wf.tenant}/{wf.name})"
-        listed, meta_cols = list_slides(wf, where)
+        skipped: list[str] = []
+        listed, meta_cols = list_slides(wf, where, skipped)
         _check_limits(config, wf, where, len(listed))
         cohort = _expand_one(i, wf, listed, meta_cols, stored.get((wf.tenant, wf.name)))
+        cohort.skipped = skipped
         cohorts[i] = cohort
         jobs = [
             j.model_copy(

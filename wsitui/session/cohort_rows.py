@@ -12,15 +12,25 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from wsitui.core.paths import results_dir
 from wsitui.core.records import Job, JobState
-from wsitui.jobs.common.manifest import MANIFEST_FILE
-from wsitui.jobs.registry import executor_class
 from wsitui.session.cohort import read_index
+
+if TYPE_CHECKING:
+    from wsitui.core.executor import Executor
+
+
+def executor_class(job_type: str) -> type[Executor] | None:
+    """The registry's lookup, imported on first use, not with this module: the job types bring
+    numpy and scipy, which `wsitui status` needs only when a cohort job has a result to read."""
+    from wsitui.jobs.registry import executor_class as lookup
+
+    return lookup(job_type)
+
 
 TISSUE = "tissue_area_mm2"  # the summary column (an executor's summary field) of tissue area
 
@@ -87,6 +97,8 @@ class TissueAreas:
         return self._by_job[job.id]
 
     def _read(self, job: Job) -> float | None:
+        from wsitui.jobs.common.manifest import MANIFEST_FILE  # see executor_class
+
         executor = executor_class(str(job.job_type))
         if executor is None:
             return None

@@ -183,9 +183,29 @@ def config_model() -> type[Config]:
     return create_model("Config", __base__=Config, **fields) if fields else Config
 
 
-_HINTS = {
+_HINTS = {  # pydantic's error type -> the fix, for the problems pydantic only describes
     "extra_forbidden": "remove it or check its spelling",
     "missing": "add it",
+    "string_too_long": "shorten it",
+    "string_too_short": "give it a value",
+    "string_type": 'give it as a quoted string, e.g. "text"',
+    "int_parsing": "give a whole number, without quotes",
+    "int_type": "give a whole number, without quotes",
+    "int_from_float": "give a whole number",
+    "float_parsing": "give a number, without quotes",
+    "float_type": "give a number, without quotes",
+    "bool_parsing": "use true or false, without quotes",
+    "bool_type": "use true or false, without quotes",
+    "list_type": 'give a list, e.g. ["a", "b"]',
+    "too_long": "list fewer",
+    "dict_type": "give a table, e.g. { key = 1 }",
+    "model_type": "give a table, e.g. [section] or { key = 1 }",
+}
+
+
+_MESSAGES = {  # pydantic's wording where it names our classes or Python's types
+    "model_type": "Input should be a table",
+    "dict_type": "Input should be a table",
 }
 
 
@@ -261,7 +281,8 @@ def load_config(path: Path) -> Config:
         hint = _HINTS.get(problem.type)
         more = problem.more
         where = _loc(problem.loc)
-        line = f"{path}: {where + ': ' if where else ''}{problem.msg}"
+        msg = _MESSAGES.get(problem.type, problem.msg)
+        line = f"{path}: {where + ': ' if where else ''}{msg}"
         if hint:
             line += f" ({hint})"
         if more:

@@ -13,8 +13,8 @@ refused before slow sample generation), then samples, slides and the stored-stat
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,7 +168,7 @@ class Session:
             engine.on_open.append(self.event_log.backfill)
         try:
             await engine.__aenter__()
-        except (DataDirInUse, StoreError, OSError) as exc:
+        except (DataDirInUse, StoreError, UnusableDir, OSError) as exc:
             for listener in listeners:
                 engine.bus.remove_listener(listener)
             raise SessionError(_message(exc), EXIT_INPUT) from None
@@ -184,11 +184,13 @@ class Session:
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await self.observability.aclose()
-            if not await engine.__aexit__(type(exc), exc, exc.__traceback__):
-                raise
+            with _state_write_failure():
+                if not await engine.__aexit__(type(exc), exc, exc.__traceback__):
+                    raise
             return
         await self.observability.aclose()
-        await engine.__aexit__(None, None, None)
+        with _state_write_failure():
+            await engine.__aexit__(None, None, None)
         self.finish_summaries()
         if failure is not None:
             raise failure
@@ -206,6 +208,27 @@ class Session:
         if self.event_log is not None:
             self.event_log.close()
         self.observability.close()
+
+
+@contextmanager
+def _state_write_failure() -> Iterator[None]:
+    """The engine stopped because it could not commit (a disk that filled mid-run): raised
+    from a job's task, it came out of the engine's task group as a traceback. It is one line:
+    what was committed before is kept and the same command resumes."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        found = group.subgroup(StoreError)
+        if found is None:
+            raise
+        leaf: BaseException = found
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        raise SessionError(
+            f"{leaf}; the engine stopped: what it committed before is kept, and the same "
+            "command resumes once that is fixed",
+            EXIT_INPUT,
+        ) from None
 
 
 def _message(exc: BaseException) -> str:

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 import anyio.to_thread
@@ -62,6 +62,7 @@ from wsitui.tui.screens.dialogs import (
     AddJobDialog,
     ConfirmDialog,
     Devices,
+    JobConfirmDialog,
     NewJob,
     NewWorkflowDialog,
     TenantDialog,
@@ -367,14 +368,19 @@ class WsituiApp(App[None]):
             self.screen.now = now
 
     async def flush(self) -> None:
-        """Hand the widgets fresh snapshots of what has news (also called directly by tests)."""
-        if not self.ready.is_set():
+        """Hand the widgets fresh snapshots of what has news (also called directly by tests).
+        Nothing once the engine has closed (quitting): its last events, the jobs it stopped,
+        arrive after its state is closed, and redrawing them raised a traceback on exit."""
+        if not self.ready.is_set() or not self.engine.is_open:
             return
         async with self._draw_lock:
             news, self._inbox = self._inbox, set()
             self._topbar.show(self.tenant, self.engine.stats(), self.rates.total(self.now))
             if news:
                 await self._apply(news)
+            if isinstance(self.screen, JobConfirmDialog):  # the job it asks about moved on?
+                with suppress(EngineError):
+                    self.screen.job_changed(self.engine.job(self.tenant, self.screen.job.id))
 
     async def _apply(self, news: set[str]) -> None:
         rows = self._wf_list.rows()
@@ -447,7 +453,7 @@ class WsituiApp(App[None]):
         jobs = self._shown(status)
         title.update(_lanes_title(status, len(jobs)))
         job_badges = badges(status.jobs, self.engine.stats().waiting)
-        if self._board_workflow != wf_id or set(board.job_ids()) != {j.id for j in jobs}:
+        if self._board_workflow != wf_id or set(board.job_ids()) != board.layout_ids(jobs):
             await board.show_jobs(jobs, job_badges, "a: add a job to this workflow")
             self._board_workflow = wf_id
         else:
@@ -478,11 +484,16 @@ class WsituiApp(App[None]):
             rows, index["template"], index["meta_columns"], filter_text=self.filter_text,
             now=self.now,
         )  # fmt: skip
+        # Its counts and ETA first, the keys last: at 80 columns the workflow row cuts its
+        # own copy of them after the id ("0/600 slides…"), and the ETA was nowhere to be seen.
+        bar = self.cohorts.bar(status)
+        counts = bar[0] if bar else f"{len(rows)} slides"
+        if len(table.rows) != len(rows):
+            counts += f" · {len(table.rows)} shown"
         self._lanes_title.update(
             Text.assemble(
                 (status.workflow.name, "bold"),
-                f" · {len(table.rows)} of {len(rows)} slides · t/T sort · / filter · "
-                "enter details · v viewer",
+                f" · {counts} · t/T sort · / filter · enter details · v viewer",
             )
         )
         self._board_workflow = status.workflow.id
@@ -548,15 +559,26 @@ class WsituiApp(App[None]):
         return True
 
     def _confirm_then_call(
-        self, question: str, yes: str, fn: Callable[[], object], done: str
+        self, job: Job, verb: str, question: str, yes: str, fn: Callable[[], object], done: str
     ) -> None:
-        """Ask `question` (the yes button says `yes`); on yes, run the engine command."""
+        """Ask `question` about `job` (the yes button says `yes`); on yes, run the engine
+        command, only if the job is still as it was when asked (the dialog follows it)."""
+        dialog = JobConfirmDialog(question, yes, job, verb)
 
         def confirmed(answer: bool | None) -> None:
-            if answer:
-                self._engine_call(fn, done)
+            if not answer:
+                return
+            try:
+                now = self.engine.job(self.tenant, job.id)
+            except EngineError as exc:
+                self.tell(str(exc), severity="error")
+                return
+            if dialog.is_stale(now):  # it changed between the last redraw and the key
+                self.tell(f"{job.key} is {now.state} now: nothing to {verb}", severity="warning")
+                return
+            self._engine_call(fn, done)
 
-        self.push_screen(ConfirmDialog(question, yes=yes), confirmed)
+        self.push_screen(dialog, confirmed)
 
     # ---- actions -----------------------------------------------------------------------------
     def action_new_workflow(self) -> None:
@@ -639,6 +661,8 @@ class WsituiApp(App[None]):
             )
             return
         self._confirm_then_call(
+            job,
+            "cancel",
             f"Cancel {job.key}? It is running: it stops at its next tile and its partial "
             "outputs are discarded (r retries it from the start).",
             "Cancel job",
@@ -666,6 +690,8 @@ class WsituiApp(App[None]):
             self.tell(f"{job.key} is {job.state}: only a finished job can be rerun")
             return
         self._confirm_then_call(
+            job,
+            "run again",
             f"Run {job.key} again? It succeeded; it runs again as attempt {job.attempt + 1} "
             f"at the back of branch {job.branch} and writes its outputs anew, reusing the tiles "
             "it already did for the same slide and params (only what changed is redone). Jobs "
@@ -694,7 +720,7 @@ class WsituiApp(App[None]):
             JobDetailScreen(
                 job,
                 badges(status.jobs, self.engine.stats().waiting)[job.id],
-                lambda: self.engine.timeline(self.tenant, job.id),
+                lambda: self.engine.timeline(self.tenant, job.id) if self.engine.is_open else None,
                 self.engine.results_dir(job),
                 self.image_protocol,
                 now=self.now,

@@ -36,11 +36,17 @@ def times_text(job: Job, now: float, eta_s: float | None, rate: float | None) ->
     if job.state is JobState.RUNNING:
         speed = f" · {rate:.1f}/s" if rate is not None else ""
         return f"{elapsed} · ETA {eta}{speed}{tail}"
-    if job.started_at is not None and job.finished_at is not None:
-        took = job.finished_at - job.started_at
-        ran = f"{took:.1f} s" if 0 <= took < 10 else elapsed  # "00:00" says nothing
-        return f"ran {ran}{tail}"
-    return f"--:--{tail}"
+    ran = ran_text(job)
+    return f"{ran}{tail}" if ran else f"--:--{tail}"
+
+
+def ran_text(job: Job) -> str:
+    """A finished job's run time ("ran 4.2 s", "ran 01:05"); "" when it has none (never ran,
+    or it runs now)."""
+    if job.state is JobState.RUNNING or job.started_at is None or job.finished_at is None:
+        return ""
+    took = job.finished_at - job.started_at
+    return f"ran {took:.1f} s" if 0 <= took < 10 else f"ran {clock_text(max(0.0, took))}"
 
 
 def compact_count(n: int) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -20,13 +21,13 @@ from textual.containers import Vertical, VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Label, Static
+from textual.widgets import Footer, Label, Static
 
 from wsitui.core.records import Job, JobState, Transition
 from wsitui.jobs.registry import executor_class
 from wsitui.tui.badges import Badge
 from wsitui.tui.rates import WINDOW_S, Rates
-from wsitui.tui.times import counters_text, elapsed_and_eta
+from wsitui.tui.times import counters_text, elapsed_and_eta, ran_text
 from wsitui.tui.widgets.lanes import badge_text
 from wsitui.tui.widgets.line import LiveLine
 from wsitui.tui.widgets.preview import ImageProtocol, image_widget
@@ -66,13 +67,18 @@ def result_lines(manifest: dict[str, Any], job_type: str) -> list[str]:
 
 
 def progress_text(job: Job, now: float, rates: Rates | None = None) -> Text:
-    """tiles, elapsed, ETA and measured rate, the running job's stage and its counters."""
-    eta_s = rates.eta(job, now) if rates is not None else None
-    rate = rates.rate(job.id, now) if rates is not None else None
-    elapsed, eta = elapsed_and_eta(job, now, eta_s)
-    text = Text(f"tiles {job.tiles_done}/{job.tiles_total} · elapsed {elapsed} · ETA {eta}")
-    if rate is not None and job.state is JobState.RUNNING:
-        text.append(f" · {rate:.1f} tiles/s over {WINDOW_S:.0f} s")
+    """Tiles, then for a running job its elapsed time, ETA, measured rate and stage; for a
+    finished one how long it ran (no ETA: it has none); then the counters."""
+    text = Text(f"tiles {job.tiles_done}/{job.tiles_total}")
+    if job.state is not JobState.RUNNING:
+        text.append(f" · {ran_text(job) or 'not started'}")
+    else:
+        eta_s = rates.eta(job, now) if rates is not None else None
+        rate = rates.rate(job.id, now) if rates is not None else None
+        elapsed, eta = elapsed_and_eta(job, now, eta_s)
+        text.append(f" · elapsed {elapsed} · ETA {eta}")
+        if rate is not None:
+            text.append(f" · {rate:.1f} tiles/s over {WINDOW_S:.0f} s")
     if job.state is JobState.RUNNING and job.stage:
         text.append(" · stage: ")
         text.append(job.stage, style="bold")
@@ -81,11 +87,25 @@ def progress_text(job: Job, now: float, rates: Rates | None = None) -> Text:
     return text
 
 
+def timeline_table(transitions: list[Transition]) -> Table:
+    """The job's transitions, one row each; a long reason (a failure's error) wraps within the
+    screen's width instead of being cut at its edge."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("time", "state", "try"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("reason", overflow="fold", min_width=12)
+    for t in transitions:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t.ts))
+        table.add_row(stamp, str(t.state), str(t.attempt), Text(t.reason))
+    return table
+
+
 class JobDetailScreen(Screen[None]):
     DEFAULT_CSS = """
     JobDetailScreen VerticalScroll { padding: 0 2; }
     JobDetailScreen .section { text-style: bold; margin-top: 1; color: $accent; }
-    JobDetailScreen DataTable { height: auto; max-height: 12; }
+    JobDetailScreen #timeline { height: auto; }
+    JobDetailScreen #progress { height: 2; }
     JobDetailScreen .preview { width: auto; height: 18; }
     JobDetailScreen .error { color: $error; }
     JobDetailScreen #tail { height: auto; }
@@ -103,7 +123,7 @@ class JobDetailScreen(Screen[None]):
         self,
         job: Job,
         badge: Badge,
-        timeline: Callable[[], list[Transition]],
+        timeline: Callable[[], list[Transition] | None],
         results_dir: Path,
         protocol: ImageProtocol,
         *,
@@ -115,7 +135,8 @@ class JobDetailScreen(Screen[None]):
         self.timeline, self.results_dir, self.protocol = timeline, results_dir, protocol
         self._header = LiveLine(id="header")
         self._state = LiveLine(id="state")
-        self._table: DataTable[str | Text] = DataTable(show_cursor=False, id="timeline")
+        self._table = Static(id="timeline")
+        self.transitions: list[Transition] = []
         self._progress = LiveLine(id="progress")
         self.set_reactive(JobDetailScreen.job, job)
         self.set_reactive(JobDetailScreen.badge, badge)
@@ -145,11 +166,11 @@ class JobDetailScreen(Screen[None]):
         await tail.mount_all(self._tail_widgets())
 
     def _fill_timeline(self) -> None:
-        table = self._table
-        table.clear()
-        for t in self.timeline():
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t.ts))
-            table.add_row(stamp, str(t.state), str(t.attempt), Text(t.reason))
+        transitions = self.timeline()
+        if transitions is None:  # the engine has closed (quitting): keep what is shown
+            return
+        self.transitions = transitions
+        self._table.update(timeline_table(self.transitions))
 
     def watch_badge(self) -> None:
         self._paint()
@@ -219,14 +240,13 @@ class JobDetailScreen(Screen[None]):
         with VerticalScroll():
             yield self._header
             yield self._state
-            yield Label(Text(f"slide: {job.slide}"))
+            yield Static(Text(f"slide: {job.slide}"), id="slide")  # wraps: a path is long
             yield self._progress
             yield Label("Params", classes="section")
             yield Static(
                 Text(json.dumps(job.params, indent=2, sort_keys=True) if job.params else "{}")
             )
             yield Label("Timeline", classes="section")
-            self._table.add_columns("time", "state", "try", "reason")
             self._fill_timeline()
             yield self._table
             with Vertical(id="tail"):

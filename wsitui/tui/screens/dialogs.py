@@ -1,4 +1,4 @@
-"""Modal dialogs: new workflow, add job, switch tenant, confirm."""
+"""Modal dialogs: new workflow, add job, switch tenant, confirm (about a job: kept current)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio.to_thread
+from annotated_types import MaxLen
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -21,7 +22,7 @@ from textual.widgets import Button, Input, Label, OptionList, Select, SelectionL
 from textual.widgets.option_list import Option
 
 from wsitui.core.executor import DialogField
-from wsitui.core.records import SAFE_ID, SAFE_ID_HINT
+from wsitui.core.records import SAFE_ID, SAFE_ID_HINT, Job, WorkflowSpec
 from wsitui.jobs import registry
 from wsitui.models.device import cuda_device_count
 from wsitui.models.source import looks_like_path
@@ -34,6 +35,9 @@ SLIDE_SUFFIXES = (
 )  # fmt: skip
 
 R = TypeVar("R")
+NAME_MAX = next(
+    m.max_length for m in WorkflowSpec.model_fields["name"].metadata if isinstance(m, MaxLen)
+)
 
 
 class Dialog(ModalScreen[R]):
@@ -105,6 +109,9 @@ class NewWorkflowDialog(Dialog[str | None]):
         with box():
             yield Label("New workflow", classes="title")
             yield Input(placeholder="name, e.g. cohort-3 masks", id="name")
+            error = Label("", id="error", classes="problem")
+            error.display = False  # takes a line only once it has something to say
+            yield error
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
                 yield Button("Create", variant="primary", id="ok", compact=True)
@@ -113,6 +120,12 @@ class NewWorkflowDialog(Dialog[str | None]):
     @on(Button.Pressed, "#ok")
     def _ok(self) -> None:
         name = self.query_one("#name", Input).value.strip()
+        if len(name) > NAME_MAX:  # said here, with the name kept: it was refused after Create,
+            # as pydantic's three-line "1 validation error for WorkflowSpec" in a toast
+            error = self.query_one("#error", Label)
+            error.update(f"the name has {len(name)} characters; shorten it to at most {NAME_MAX}")
+            error.display = True
+            return
         if name:
             self.dismiss(name)
 
@@ -442,3 +455,37 @@ class ConfirmDialog(Dialog[bool]):
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
+
+
+class JobConfirmDialog(ConfirmDialog):
+    """A question about one job as it was when asked (cancel it while it runs, run it again
+    once it succeeded). The app hands it the job's every new snapshot: once the job is no
+    longer in that state (it finished, failed or started again while the question was open),
+    the question says so and its yes button goes; the app never acts on a stale answer."""
+
+    def __init__(self, question: str, yes: str, job: Job, verb: str) -> None:
+        super().__init__(question, yes=yes)
+        self.job = job
+        self.verb = verb  # "cancel", "run again": what would no longer be done
+        self.asked = (job.state, job.attempt)
+
+    def is_stale(self, job: Job) -> bool:
+        return (job.state, job.attempt) != self.asked
+
+    def job_changed(self, job: Job) -> None:
+        if not self.is_stale(job) or job == self.job:
+            return
+        self.job = job
+        now = f"{job.state}" + (f" (attempt {job.attempt})" if job.attempt != self.asked[1] else "")
+        self.query_one(".title", Label).update(
+            Text(f"{job.key} is {now} now: there is nothing to {self.verb} (any key closes).")
+        )
+        yes = self.query(Button).filter("#yes")
+        if yes:
+            yes.first().remove()
+        self.query_one("#no", Button).label = "Close (n)"
+
+    def on_key(self, event: events.Key) -> None:
+        if self.is_stale(self.job):
+            event.stop()
+            self.dismiss(False)

@@ -14,15 +14,16 @@ from textual.widgets import Footer, Label, Sparkline, Static
 from wsitui.core.executor import ClusterStatus
 from wsitui.core.metrics import Metrics, MetricsSnapshot
 
-MINUTES = 30
+MINUTES = 30  # also the latency chart's width: a cell a minute like the workers chart, so
+# the two charts' minutes line up (it was stretched over the screen, the other 30 cells wide)
 
 
 class MetricsScreen(Screen[None]):
-    DEFAULT_CSS = """
-    MetricsScreen VerticalScroll { padding: 0 2; }
-    MetricsScreen .section { text-style: bold; margin-top: 1; color: $accent; }
-    MetricsScreen Sparkline { height: 3; }
-    MetricsScreen #workers { height: 1; }
+    DEFAULT_CSS = f"""
+    MetricsScreen VerticalScroll {{ padding: 0 2; }}
+    MetricsScreen .section {{ text-style: bold; margin-top: 1; color: $accent; }}
+    MetricsScreen Sparkline {{ height: 3; width: {MINUTES}; }}
+    MetricsScreen #workers {{ height: 1; }}
     """
     BINDINGS = [Binding("escape,q,m", "app.pop_screen", "Back")]
 

@@ -45,6 +45,14 @@ def _num(value: float | None, fmt: str) -> Text:
     return Text("" if value is None else format(value, fmt), justify="right")
 
 
+def shown_error(row: SlideRow) -> str:
+    """A slide's error as its row shows it: its own path becomes its file name (the row is the
+    slide's already, and the column is short: it read "mask: '/data/lab/scans/2024/…")."""
+    error = row.error or ""
+    name = row.path.replace("\\", "/").rsplit("/", 1)[-1]
+    return error.replace(row.path, name) if row.path and name else error
+
+
 def row_matches(row: SlideRow, text: str) -> bool:
     """The `/` filter on a slide: its id, path, metadata, chain and job states, or error."""
     if not text:
@@ -161,7 +169,7 @@ class CohortTable(DataTable[Any]):
                 t = self._time(row)
                 out.append(Text("" if t is None else duration(t), justify="right"))
             else:
-                error = Text(row.error or "", style="red", no_wrap=True)
+                error = Text(shown_error(row), style="red", no_wrap=True)
                 error.truncate(ERROR_WIDTH, overflow="ellipsis")  # whole in the job's detail
                 out.append(error)
         return tuple(out)

@@ -145,6 +145,7 @@ class LaneColumn(VerticalScroll, can_focus=False):
     LaneColumn > .lane-title {
         text-style: bold; height: 1; width: 1fr; text-wrap: nowrap; text-overflow: ellipsis;
     }
+    LaneColumn > .lane-more { color: $text-muted; height: 1; width: 1fr; text-wrap: nowrap; }
     """
 
 
@@ -172,10 +173,15 @@ class LaneBoard(Horizontal, can_focus=False):
     def job_ids(self) -> tuple[str, ...]:
         return tuple(self.cards)
 
+    def layout_ids(self, jobs: Sequence[Job]) -> set[str]:
+        """The jobs `show_jobs(jobs)` would draw a card for (all, unless lanes are long)."""
+        return {job.id for _, window, _, _ in lane_windows(jobs) for job in window}
+
     async def show_jobs(
         self, jobs: Sequence[Job], badges: Mapping[str, Badge], empty_text: str
     ) -> None:
-        """Lay out lanes: branches in order of first appearance, jobs by lane entry (seq)."""
+        """Lay out lanes: branches in order of first appearance, jobs by lane entry (seq); a
+        long lane shows a window of cards around its running job (see `lane_windows`)."""
         had_focus = any(card.has_focus for card in self.cards.values())
         await self.remove_children()
         self.cards, self._grid = {}, []
@@ -183,20 +189,21 @@ class LaneBoard(Horizontal, can_focus=False):
             await self.mount(Label(empty_text, classes="empty"))
             self.select(None)
             return
-        lanes: dict[str, list[Job]] = defaultdict(list)
-        for job in jobs:
-            lanes[job.branch].append(job)
         columns = []
-        for col, (branch, lane_jobs) in enumerate(lanes.items()):
-            ordered = sorted(lane_jobs, key=_fifo_key)
+        for col, (branch, window, before, after) in enumerate(lane_windows(jobs)):
             cards = [
                 JobCard(job, badges[job.id], self.now, col, row, self.rates)
-                for row, job in enumerate(ordered)
+                for row, job in enumerate(window)
             ]
             self._grid.append(cards)
             self.cards.update({card.job.id: card for card in cards})
-            title = Label(Text(f"branch {branch}"), classes="lane-title")
-            columns.append(LaneColumn(title, *cards))
+            parts: list[Label | JobCard] = [Label(Text(f"branch {branch}"), classes="lane-title")]
+            if before:
+                parts.append(Label(f"… {before} earlier, ended", classes="lane-more"))
+            parts += cards
+            if after:
+                parts.append(Label(f"… {after} more; / finds one", classes="lane-more"))
+            columns.append(LaneColumn(*parts))
         await self.mount(*columns)
         keep = self.selected if self.selected in self.cards else self._grid[0][0].job.id
         self.select(keep, focus=had_focus)
@@ -205,8 +212,13 @@ class LaneBoard(Horizontal, can_focus=False):
         """Highlight `job_id`'s card (None: no card)."""
         if job_id is not None and job_id not in self.cards:
             job_id = None
-        for card_id, card in self.cards.items():
-            card.set_class(card_id == job_id, "-selected")
+        # Only the cards that change: restyling every card made each key cost ~0.1 s per
+        # hundred cards.
+        before = self.cards.get(self.selected or "")
+        if before is not None and self.selected != job_id:
+            before.set_class(False, "-selected")
+        if job_id is not None:
+            self.cards[job_id].set_class(True, "-selected")
         self.selected = job_id
         if job_id is not None:
             card = self.cards[job_id]
@@ -241,6 +253,35 @@ class LaneBoard(Horizontal, can_focus=False):
             self.focus_card(0, 0)
         else:
             self.focus_card(card.column + dx, card.row + dy)
+
+
+MAX_CARDS = 200  # on the whole board: 2,000 cards took ~30 s to lay out and 2 s a key
+MIN_LANE_CARDS = 10
+
+
+def lane_windows(jobs: Sequence[Job]) -> list[tuple[str, list[Job], int, int]]:
+    """Per branch (in order of first appearance): the jobs to draw as cards in FIFO order, and
+    how many are left out before and after them. A lane longer than its share of MAX_CARDS
+    shows a window from a few jobs before its first open one (running, queued or held; a lane
+    runs one at a time), moved in half-window steps so it is not laid out again at every
+    job's end; all are shown when they fit."""
+    lanes: dict[str, list[Job]] = defaultdict(list)
+    for job in jobs:
+        lanes[job.branch].append(job)
+    cap = max(MIN_LANE_CARDS, MAX_CARDS // max(1, len(lanes)))
+    step = cap // 2
+    out = []
+    for branch, lane_jobs in lanes.items():
+        ordered = sorted(lane_jobs, key=_fifo_key)
+        if len(ordered) <= cap:
+            out.append((branch, ordered, 0, 0))
+            continue
+        first_open = next((i for i, j in enumerate(ordered) if not j.state.terminal), len(ordered))
+        start = max(0, first_open - 2) // step * step
+        start = min(start, len(ordered) - cap)
+        window = ordered[start : start + cap]
+        out.append((branch, window, start, len(ordered) - start - len(window)))
+    return out
 
 
 def _fifo_key(job: Job) -> tuple[int, float]:
