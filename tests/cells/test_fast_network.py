@@ -5,7 +5,6 @@ says why) wherever the split is not available."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -130,12 +129,34 @@ def test_a_model_that_cannot_split_runs_its_own_call_and_says_why(monkeypatch) -
     assert acc.manifest()["network_runtime"] == (
         "torchscript (the model's own call: not an InstanSeg_Torchscript export)"
     )
-    # instanseg's exporter missing (another version, a broken install): the same fallback
-    monkeypatch.setitem(sys.modules, "instanseg.utils.loss.instanseg_loss", None)
-    other = _Model()
-    acc = accelerate(other, precision="fp32", batch_size=1, default_batch=1, probe=_probe_never)
-    assert acc.runner.predict_fn == other.predict
-    assert "cannot be imported" in acc.manifest()["network_runtime"]
+    monkeypatch.setenv(fastnet.ENV_OFF, "0")  # switched off: the same, for any model
+    assert fastnet.split(model, "fp32") == (None, "WSITUI_SPLIT_NETWORK is off")
+
+
+def test_a_split_that_would_change_instances_is_refused(cache_and_source, monkeypatch) -> None:
+    """The build's own check: the split's labels on a probe tile against the whole call's."""
+    cache, source = cache_and_source
+    shipped = cache.get(source, "cpu")
+
+    class Fresh:  # the shipped module loaded again: nothing cached for it yet
+        normalization = shipped.normalization
+        _module = torch.jit.load(str(shipped.path), map_location="cpu")
+
+    good, why = fastnet.split(Fresh(), "fp32")
+    assert good is not None and why == ""
+    probe = torch.from_numpy(np.zeros((1, 3, 250, 250), np.float32))
+    with torch.inference_mode():
+        assert good.network(probe).shape[-2:] == (256, 256)  # padded as instanseg pads
+
+    class Broken(Fresh):
+        _module = torch.jit.load(str(shipped.path), map_location="cpu")
+
+    real = fastnet.SplitForward.network
+    monkeypatch.setattr(
+        fastnet.SplitForward, "network", lambda self, x: real(self, x).flip(-1)
+    )  # a runtime that got the network wrong
+    bad, why = fastnet.split(Broken(), "fp32")
+    assert bad is None and why.startswith("the split's instances differ")
 
 
 def test_auto_on_cpu_checks_bf16_only_on_jobs_it_pays_on(monkeypatch) -> None:

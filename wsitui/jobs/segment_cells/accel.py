@@ -556,8 +556,7 @@ def _on_cpu(
     call runs (`accelerate`'s path before the split); the reason is in the manifest."""
     from wsitui.jobs.segment_cells.fastnet import cpu_has_bf16, split
 
-    module = getattr(model, "_module", None)
-    fp32, why = split(module, "fp32") if module is not None else (None, "no TorchScript module")
+    fp32, why = split(model, "fp32")
     if fp32 is None:
         if precision == "bf16":
             return None  # autocast over the whole call, as on any device
@@ -584,7 +583,7 @@ def _on_cpu(
 
     def seg(p: str) -> DeviceSegmenter | None:
         if p not in segs:
-            runner, _why = split(module, p)
+            runner, _why = split(model, p)
             if runner is None:
                 return None
             segs[p] = DeviceSegmenter(model, p, extra, call=runner)
