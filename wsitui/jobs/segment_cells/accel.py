@@ -526,7 +526,7 @@ def accelerate(
 
 
 # ---- CPU: the network through a faster runtime (fastnet.py) -------------------------------------
-AUTO_BF16_MIN_TILES = 40  # `auto` checks bf16 on CPU only on jobs with this many tiles: the check
+AUTO_BF16_MIN_TILES = 100  # `auto` checks bf16 on CPU only on jobs with this many tiles: the check
 # (probe tiles in fp32 and bf16) costs ~8 tile-times; bf16 saves ~0.3 of one a tile (README)
 CPU_MATCH_IOU = 0.9  # issue #19's rule for a CPU speed-up: cells matched one-to-one at IoU 0.9
 CPU_MATCH_SHARE = 0.99  # ... for at least this share of the fp32 cells
