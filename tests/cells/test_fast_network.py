@@ -198,3 +198,41 @@ def test_auto_on_cpu_stays_fp32_on_a_small_job_or_without_bf16(
     )
     assert big.precision.precision == "fp32" and "no native bf16" in big.precision.reason
     assert big.manifest()["network_runtime"] == fastnet.FP32_RUNTIME
+
+
+def test_auto_on_cpu_takes_bf16_on_a_big_job_only_when_its_check_passes(
+    monkeypatch, cache_and_source, sample_slide: Path
+) -> None:
+    from wsitui.jobs.segment_cells.accel import first_tiles
+
+    cache, source = cache_and_source
+    model = cache.get(source, "cpu")
+    monkeypatch.setattr(fastnet, "cpu_has_bf16", lambda: True)
+    params = SegmentCellsParams()
+    with open_slide(sample_slide) as reader:
+        plan = plan_tiles(
+            reader,
+            slide_mpp=reader.mpp or params.assumed_mpp,
+            model_px=model.pixel_size,
+            tile_size=256,
+            max_nucleus_um=params.max_nucleus_um,
+            tissue=None,
+        )
+        mid = len(plan.tiles) // 2
+        plan = replace(plan, tiles=plan.tiles[mid : mid + 2])
+        tissue = first_tiles(reader, plan, 2)  # the job's first tiles: generated tissue
+
+    def auto(probe: np.ndarray) -> dict[str, Any]:
+        acc = accelerate(
+            model, precision="auto", batch_size=1, default_batch=1, probe=lambda: probe, tiles=999
+        )
+        return acc.manifest()
+
+    info = auto(tissue)
+    assert info["precision"] == "bf16" and info["network_runtime"] == fastnet.BF16_RUNTIME
+    assert info["precision_matched_share"] >= 0.99 and "matched" in info["precision_reason"]
+    # A check bf16 cannot pass (a bar over 100 %): the job keeps fp32, and says why.
+    monkeypatch.setattr(accel, "CPU_MATCH_SHARE", 1.01)
+    info = auto(tissue)
+    assert info["precision"] == "fp32" and info["network_runtime"] == fastnet.FP32_RUNTIME
+    assert "under 1.01" in info["precision_reason"]

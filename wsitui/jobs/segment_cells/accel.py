@@ -623,7 +623,8 @@ def _cpu_bf16_check(
     >= 0.9 for >= 99 % (issue #19's rule); the worst tile's share is recorded."""
     if bf16 is None:
         return PrecisionChoice("fp32", "auto on cpu: bf16 network unavailable")
-    shares = [matched_share(r, g) for r, g in zip(fp32.predict(x), bf16.predict(x), strict=True)]
+    # Tile by tile: a batch of 4 would hold 4 tiles' activations at once (peak RSS).
+    shares = [matched_share(fp32.predict(t[None])[0], bf16.predict(t[None])[0]) for t in x]
     worst = float(min(shares)) if shares else 1.0
     if worst >= CPU_MATCH_SHARE:
         return PrecisionChoice(
