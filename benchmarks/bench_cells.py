@@ -6,7 +6,7 @@
                   separate environment made by benchmarks/setup_baseline.sh)
 
     .venv/bin/python benchmarks/bench_cells.py [--size 8192x6144] [--seed 11] [--model shipped]
-        [--skip-baseline]
+        [--skip-baseline] [--alternate ROUNDS [--precision bf16]]
 
 Each variant runs in its own process (peak RSS is that process's). Prints tiles/s, total time,
 detection F1 against the generator's truth (centroids within 6 px) and peak RSS, then the
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -86,7 +87,9 @@ def variant_limit(slide: Path, model_name: str) -> dict[str, Any]:
 
 
 # ---- (b) the wsitui jobs -----------------------------------------------------------------------
-def variant_wsitui(slide: Path, model_name: str) -> dict[str, Any]:
+def variant_wsitui(
+    slide: Path, model_name: str, precision: str = "auto", keep: Path | None = None
+) -> dict[str, Any]:
     import anyio
 
     from tests.cells.specs import mask_and_cells
@@ -100,7 +103,7 @@ def variant_wsitui(slide: Path, model_name: str) -> dict[str, Any]:
                 began = time.perf_counter()
                 w = engine.submit(
                     "bench",
-                    mask_and_cells(slide, "cells", model=model_name),
+                    mask_and_cells(slide, "cells", model=model_name, precision=precision),
                 )
                 await engine.wait_idle()
                 total = time.perf_counter() - began
@@ -110,6 +113,8 @@ def variant_wsitui(slide: Path, model_name: str) -> dict[str, Any]:
                 out = engine.results_dir(job)
                 manifest = json.loads((out / "manifest.json").read_text())
                 cells = cells_centroids(out)
+                if keep is not None:  # the polygons, for --alternate's one-to-one match
+                    keep.write_bytes((out / "cells.geojson").read_bytes())
         n = manifest["tiles"]["processed"]
         job_s = manifest["timings"]["total"]
         return {
@@ -120,6 +125,8 @@ def variant_wsitui(slide: Path, model_name: str) -> dict[str, Any]:
             "f1": f1_of(cells, slide),
             "cells": manifest["cells"],
             "timings": manifest["timings"],
+            "precision": manifest["model"].get("precision"),
+            "network_runtime": manifest["model"].get("network_runtime"),
         }
 
     return anyio.run(main)
@@ -247,16 +254,94 @@ def _timed(fn: Any) -> float:
 VARIANTS = {"a": variant_limit, "b": variant_wsitui, "c": variant_baseline}
 
 
-def run_variant(name: str, slide: Path, model: str) -> dict[str, Any]:
+def run_variant(
+    name: str, slide: Path, model: str, extra: list[str] | None = None, env: dict | None = None
+) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, __file__, "--variant", name, "--slide", str(slide), "--model", model],
+        [sys.executable, __file__, "--variant", name, "--slide", str(slide), "--model", model]
+        + (extra or []),
         capture_output=True,
         text=True,
+        env=None if env is None else {**os.environ, **env},
     )
     if done.returncode:
         tail = (done.stderr.strip().splitlines() or ["?"])[-1]
         return {"error": tail}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ---- today's network against the split one (fastnet.py), runs alternated --------------------
+NETWORKS = {  # the (b) job with the network ...
+    "torchscript": {"WSITUI_SPLIT_NETWORK": "0"},  # ... inside the model's own call (before)
+    "split": {},  # ... split from instanseg's post-processing, frozen, channels-last
+}
+
+
+def polygons(path: Path) -> list[Any]:
+    from shapely.geometry import shape
+
+    return [shape(f["geometry"]) for f in json.loads(path.read_text())["features"]]
+
+
+def matched_one_to_one(ref: list[Any], got: list[Any], iou: float = 0.9) -> float:
+    """Share of `ref`'s cells with a partner in `got` at IoU >= `iou` (> 0.5: one partner)."""
+    from shapely import STRtree
+
+    if not ref:
+        return 1.0
+    tree = STRtree(got)
+    matched = 0
+    for poly in ref:
+        for j in tree.query(poly):
+            other = got[int(j)]
+            union = poly.union(other).area
+            if union > 0 and poly.intersection(other).area / union >= iou:
+                matched += 1
+                break
+    return matched / len(ref)
+
+
+def alternate(slide: Path, model: str, rounds: int, precision: str) -> None:
+    """(b) with today's network and with the split one, `rounds` times each, alternated (which
+    goes first swaps each round): CPU seconds (all threads) and wall time per run, F1, cells,
+    and the share of the first torchscript run's cells matched one-to-one at IoU >= 0.9."""
+    import statistics
+
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in NETWORKS}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            order = list(NETWORKS) if r % 2 == 0 else list(NETWORKS)[::-1]
+            for net in order:
+                keep = Path(tmp) / f"{net}-{r}.geojson"
+                prec = precision if net == "split" else "auto"
+                extra = ["--keep", str(keep), "--precision", prec]
+                res = run_variant("b", slide, model, extra, NETWORKS[net])
+                if "error" in res:
+                    raise SystemExit(f"{net} run {r} failed: {res['error']}")
+                res["load"] = os.getloadavg()[0]
+                res["keep"] = keep
+                runs[net].append(res)
+                print(
+                    f"round {r} {net:11} CPU {res['cpu_s']:7.1f} s  wall {res['seconds']:7.1f} s  "
+                    f"segment {res['timings'].get('segment', 0):6.1f} s  F1 {res['f1']:.4f}  "
+                    f"cells {res['cells']}  {res['precision']} / {res['network_runtime']}  "
+                    f"load {res['load']:.1f}",
+                    flush=True,
+                )
+        ref = polygons(runs["torchscript"][0]["keep"])
+        for net, rs in runs.items():
+            shares = [matched_one_to_one(ref, polygons(x["keep"])) for x in rs]
+            cpu = statistics.median(x["cpu_s"] for x in rs)
+            wall = statistics.median(x["seconds"] for x in rs)
+            f1s = ", ".join(f"{x['f1']:.4f}" for x in rs)
+            print(
+                f"{net:11} median CPU {cpu:7.1f} s  wall {wall:7.1f} s  F1 {f1s}  cells matched "
+                f"one-to-one at IoU>=0.9 with torchscript run 0: "
+                + ", ".join(f"{v:.4f}" for v in shares)
+            )
+    base = statistics.median(x["cpu_s"] for x in runs["torchscript"])
+    new = statistics.median(x["cpu_s"] for x in runs["split"])
+    print(f"split / torchscript CPU seconds: {new / base:.3f} ({time.strftime('%Y-%m-%d %H:%M')})")
 
 
 # ---- real tissue: skimage's IHC image against a generated slide of the same size ----------------
@@ -357,11 +442,28 @@ def main() -> int:
         help="real tissue: the job on skimage's IHC image (its CROP² top-left, 512 = all, "
         "enlarged 4x) against a generated slide of the same size",
     )
+    p.add_argument(
+        "--alternate",
+        type=int,
+        metavar="ROUNDS",
+        help="(b) only: today's network (inside the model's TorchScript call) against the split "
+        "one (fastnet.py), ROUNDS runs each, alternated; CPU s, F1, cells matched one-to-one",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="(b)'s precision (with --alternate: the split runs'; the baseline's is auto)",
+    )
     p.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     p.add_argument("--slide", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--keep", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.variant:
-        out = VARIANTS[args.variant](args.slide, args.model)
+        if args.variant == "b":
+            out = variant_wsitui(args.slide, args.model, args.precision, args.keep)
+        else:
+            out = VARIANTS[args.variant](args.slide, args.model)
         out.setdefault("rss_mb", peak_rss_mb())
         out.setdefault("cpu_s", cpu_seconds())
         print(json.dumps(out))
@@ -373,6 +475,9 @@ def main() -> int:
     slide = sample((w, h), args.seed)
     if args.tile_sizes:
         tile_sizes(slide, args.model)
+        return 0
+    if args.alternate:
+        alternate(slide, args.model, args.alternate, args.precision)
         return 0
     names = ([] if args.skip_limit else ["a"]) + ["b"] + ([] if args.skip_baseline else ["c"])
     results = {n: run_variant(n, slide, args.model) for n in names}

@@ -12,7 +12,9 @@ the seam merge (`settle_seams`) and the write (`CellWriter.add`).
 move (cells matched one-to-one with today's at IoU >= 0.9 for >= 99 %):
   - instanseg's `window_size` smaller than its default 32 px (nuclei here are at most
     `max_nucleus_um` across), and
-  - two tiles in flight with one torch thread each, against one tile with two threads.
+  - two tiles in flight with one torch thread each, against one tile with two threads, and
+  - the network split from instanseg's post-processing (`fastnet.py`): frozen, channels-last,
+    fp32 and bf16, against the network inside the model's own TorchScript call.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def profile(ctx: dict[str, Any]) -> None:
     import torch
 
     from wsitui.jobs.segment_cells.extract import extract
+    from wsitui.jobs.segment_cells.fastnet import split
     from wsitui.jobs.segment_cells.merge import settle_seams
     from wsitui.jobs.segment_cells.source import read_tile
     from wsitui.jobs.segment_cells.write import CellWriter
@@ -67,6 +70,7 @@ def profile(ctx: dict[str, Any]) -> None:
 
     model, reader, plan, params = ctx["model"], ctx["reader"], ctx["plan"], ctx["params"]
     module, post = model._module, model.postprocess
+    fast, _why = split(model, "fp32")
     steps: dict[str, list[float]] = {}
     ops: dict[str, float] = {}
 
@@ -78,6 +82,8 @@ def profile(ctx: dict[str, Any]) -> None:
         for _ in range(3):  # TorchScript optimises each entry point on its first calls
             module(warm, **post)
             module.fcn(warm)
+            if fast is not None:
+                fast.network(warm)
         for tile in ctx["tiles"]:
             ms, image = _ms(lambda t=tile: read_tile(reader, plan, t))
             add("read", ms)
@@ -86,6 +92,9 @@ def profile(ctx: dict[str, Any]) -> None:
             x = torch.from_numpy(arr)
             ms, _ = _ms(lambda x=x: module.fcn(x))
             add("network (fcn)", ms)
+            if fast is not None:  # the same network frozen, channels-last (the job's, fastnet.py)
+                ms, _ = _ms(lambda x=x: fast.network(x))
+                add("network, frozen channels-last (job)", ms)
             ms, out = _ms(lambda x=x: module(x, **post))
             add("whole TorchScript call", ms)
             labels = out[:, 0].numpy().astype(np.int32)[0]
@@ -133,6 +142,12 @@ def profile(ctx: dict[str, Any]) -> None:
         "write (CellWriter.add)",
     ]
     total = sum(med[k] for k in order)
+    if "network, frozen channels-last (job)" in med:
+        print(
+            f"network frozen channels-last (the job's since fastnet.py): "
+            f"{med['network, frozen channels-last (job)']:.0f} ms against "
+            f"{med['network (fcn)']:.0f} ms"
+        )
     n = len(ctx["tiles"])
     print(f"one {plan.input_size}-px tile (median of {n}, ~{cells:.0f} cells/tile), {_cores()}")
     print("| step | ms | share |\n|---|---:|---:|")
@@ -159,9 +174,20 @@ def candidates(ctx: dict[str, Any], windows: list[int]) -> None:
         for t in ctx["tiles"]
     ]
 
-    def run(x: torch.Tensor, **kw: Any) -> np.ndarray:
+    from wsitui.jobs.segment_cells.fastnet import split
+
+    calls: dict[str, Any] = {"torchscript": module}
+    for precision in ("fp32", "bf16"):
+        got, why = split(model, precision)
+        if got is None:
+            print(f"split network {precision} unavailable: {why}")
+        else:
+            calls[f"split {precision}"] = got
+
+    def run(x: torch.Tensor, network: str = "torchscript", **kw: Any) -> np.ndarray:
         with torch.inference_mode():
-            return module(x, **{**post, **kw})[0, 0].numpy().astype(np.int32)
+            out = calls[network](x.clone(), **{**post, **kw})
+            return out[0, 0].numpy().astype(np.int32)
 
     def one_to_one(ref: list[np.ndarray], got: list[np.ndarray]) -> str:
         share = []
@@ -193,6 +219,19 @@ def candidates(ctx: dict[str, Any], windows: list[int]) -> None:
         *[(f"window_size={w}", 2, 1, {"window_size": w}) for w in windows],
         *[(f"1 thread, window_size={w}", 1, 1, {"window_size": w}) for w in (32, *windows)],
         ("2 tiles in flight x 1 thread", 1, 2, {}),
+        *[
+            (f"1 thread, window_size=24, network {n}", 1, 1, {"window_size": 24, "network": n})
+            for n in calls
+        ],
+        *[
+            (
+                f"2 tiles x 1 thread, window_size=24, network {n}",
+                1,
+                2,
+                {"window_size": 24, "network": n},
+            )
+            for n in calls
+        ],
         ("baseline again", 2, 1, {}),
     ]
     for name, threads, in_flight, kw in runs:

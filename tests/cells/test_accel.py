@@ -226,11 +226,13 @@ def _tissue_tiles(n: int, side: int = 128) -> np.ndarray:
     return out
 
 
-def test_on_cpu_fp32_the_job_runs_the_models_own_predict_unchanged(shipped) -> None:
+def test_on_cpu_fp32_the_job_runs_the_models_own_predict_unchanged(shipped, monkeypatch) -> None:
+    monkeypatch.setenv("WSITUI_SPLIT_NETWORK", "0")  # the split network off (test_fast_network)
     acc = accelerate(shipped, precision="auto", batch_size="auto", default_batch=1, probe=_no_probe)
     assert acc.runner.predict_fn == shipped.predict and acc.batch_size == 1
     info = acc.manifest()
     assert info["precision"] == "fp32" and info["batch_size"] == 1 and info["device"] == "cpu"
+    assert info["network_runtime"].startswith("torchscript")
 
 
 def test_the_device_path_gives_the_models_own_instances_and_records_what_ran(shipped) -> None:

@@ -2,7 +2,8 @@
 for >= 99 %, through the job's own tile pipeline on a generated slide, shipped model.
 
 Adopted and checked here: tiles in flight with one torch thread each (instead of one tile on
-the job's two threads) and glibc's allocator tuned to reuse the heap (`malloc.py`)."""
+the job's two threads), glibc's allocator tuned to reuse the heap (`malloc.py`) and the network
+split from instanseg's post-processing, frozen and channels-last (`fastnet.py`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from wsitui.jobs.common.shards import ShardStore
 from wsitui.jobs.segment_cells.accel import GpuTurns, accelerate, label_agreement, window_for
 from wsitui.jobs.segment_cells.backends.local import LocalBackend, run_tiles
+from wsitui.jobs.segment_cells.fastnet import FP32_RUNTIME
 from wsitui.jobs.segment_cells.params import SegmentCellsParams
 from wsitui.jobs.segment_cells.plan import plan_tiles
 from wsitui.slides.reader import open_slide
@@ -42,7 +44,7 @@ def _labels_by_tile(run, **kw) -> dict[str, np.ndarray]:  # type: ignore[no-unty
 
 
 def test_tiles_in_flight_and_the_tuned_allocator_keep_every_cell(
-    tmp_path: Path, sample_slide: Path, two_thread_model
+    tmp_path: Path, sample_slide: Path, two_thread_model, monkeypatch
 ) -> None:
     cache, source = two_thread_model
     params = SegmentCellsParams(model="shipped", device="cpu")
@@ -65,7 +67,9 @@ def test_tiles_in_flight_and_the_tuned_allocator_keep_every_cell(
             "on_progress": lambda p: None,
             "check_cancel": lambda: None,
         }
-        # Today's path: one tile at a time on the model's own (locked) predict.
+        # Today's path: one tile at a time on the model's own (locked) predict, the network
+        # inside the model's own TorchScript call (the split network off: fastnet.py).
+        monkeypatch.setenv("WSITUI_SPLIT_NETWORK", "0")
         plain = accelerate(
             model,
             precision="fp32",
@@ -74,6 +78,7 @@ def test_tiles_in_flight_and_the_tuned_allocator_keep_every_cell(
             probe=lambda: np.zeros(0),
             window_size=window_for(model, params.max_nucleus_um, plan.model_px),
         )
+        monkeypatch.delenv("WSITUI_SPLIT_NETWORK")
         before = _labels_by_tile(
             lambda **kw: run_tiles(
                 reader,
@@ -95,6 +100,7 @@ def test_tiles_in_flight_and_the_tuned_allocator_keep_every_cell(
         )
     info = ran[0].model
     assert info["tiles_in_flight"] == 2 and info["malloc_tuned"] is True  # the fast path ran
+    assert info["network_runtime"] == FP32_RUNTIME  # and the frozen channels-last network
     assert set(before) == set(after) and len(before) >= 8
     matched = total = 0
     for key, ref in before.items():

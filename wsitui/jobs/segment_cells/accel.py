@@ -308,7 +308,11 @@ class DeviceSegmenter:
     `LoadedModel.predict` (uint8 (B, H, W, 3) -> int32 (B, H, W)); errors are ModelErrors."""
 
     def __init__(
-        self, model: Any, precision: str = "fp32", postprocess: dict[str, Any] | None = None
+        self,
+        model: Any,
+        precision: str = "fp32",
+        postprocess: dict[str, Any] | None = None,
+        call: Callable[..., Any] | None = None,
     ) -> None:
         import torch
 
@@ -324,9 +328,12 @@ class DeviceSegmenter:
         self._extra = dict(postprocess or {})  # this job's, over the model's own defaults
         self._postprocess = {**(getattr(model, "postprocess", {}) or {}), **self._extra}
         self._normalization = getattr(model, "normalization", "percentile")
+        # `call`: the module's call through another runtime (`fastnet.SplitForward`: the
+        # network there, instanseg's post-processing as is); it sets its own precision.
+        self._call = call
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.precision == "fp32":
+        if self.precision == "fp32" or self._call is not None:
             return contextlib.nullcontext()
         dtype = getattr(self._torch, _DTYPES[self.precision])
         kind = "cuda" if self.device.startswith("cuda") else self.device
@@ -353,7 +360,7 @@ class DeviceSegmenter:
                     x = x.pin_memory().to(self.device, non_blocking=True)
                     x = x.contiguous(memory_format=torch.channels_last)
                 with self._autocast():
-                    out = self._module(x, **kwargs)
+                    out = (self._call or self._module)(x, **kwargs)
                 labels = out[:, 0].float().to("cpu").numpy()
             except Exception as exc:
                 if is_oom(exc):
@@ -383,6 +390,9 @@ class Accelerated:
     pinned: bool = False
     window_size: int | None = None  # instanseg's, when set smaller than the model's default
     nuclear_check: str = "auto"  # the model layer's nuclear-evidence check (InstanSeg only)
+    # What ran the network on CPU (`fastnet`), or why the model's own whole call ran.
+    network_runtime: str = ""
+    lock_free: bool = False  # the runner may be called from several threads at once
 
     @property
     def pixel_size(self) -> float:
@@ -419,10 +429,13 @@ class Accelerated:
                 **(post if isinstance(post, dict) else {}),
                 "nuclear_check": self.nuclear_check,
             }
-        if self.precision.agreement_f1 is not None:
-            info["precision_agreement_f1"] = round(self.precision.agreement_f1, 5)
+        if self.precision.agreement_f1 is not None:  # on CPU: the share matched at IoU 0.9
+            key = "precision_matched_share" if self.device == "cpu" else "precision_agreement_f1"
+            info[key] = round(self.precision.agreement_f1, 5)
         if self.memory:
             info["gpu_memory"] = dict(self.memory)
+        if self.network_runtime:
+            info["network_runtime"] = self.network_runtime
         return info
 
 
@@ -437,6 +450,7 @@ def accelerate(
     memory: Callable[[str], CudaMemory] = TorchCudaMemory,
     batches_in_flight: int = 1,
     nuclear_check: str = "auto",
+    tiles: int = 0,
 ) -> Accelerated:
     """Settle precision and batch size for one job. On CPU with `auto`/`fp32` the model's own
     predict runs unchanged; on CUDA (or a requested lower precision) `DeviceSegmenter` runs.
@@ -444,9 +458,15 @@ def accelerate(
     `window_size` (see `window_for`) is passed to instanseg's post-processing;
     `batches_in_flight`: batches the pipeline keeps on the device at once (`auto` batch size
     fits that many in free memory); `nuclear_check` (`auto` | `off`): the model layer's check
-    of each detection's nuclear evidence (`wsitui/models/nuclear_gate.py`), InstanSeg only."""
+    of each detection's nuclear evidence (`wsitui/models/nuclear_gate.py`), InstanSeg only;
+    `tiles`: the job's planned tiles (on CPU, `auto` checks bf16 only on jobs it pays on)."""
     device = str(model.device)
     on_cuda = device.startswith("cuda")
+    if not model.is_classical and device == "cpu" and precision in ("auto", "fp32", "bf16"):
+        batch = default_batch if batch_size == "auto" else int(batch_size)
+        on_cpu = _on_cpu(model, precision, batch, probe, window_size, nuclear_check, tiles)
+        if on_cpu is not None:
+            return on_cpu
     if model.is_classical or (not on_cuda and precision in ("auto", "fp32")):
         choice = PrecisionChoice("fp32", "classical" if model.is_classical else f"{device}: fp32")
         batch = default_batch if batch_size == "auto" else int(batch_size)
@@ -502,6 +522,119 @@ def accelerate(
     runner_ = OomRetry(seg.predict, batch, seg.empty_cache)
     return Accelerated(
         model, runner_, choice, batch, mem, seg.pinned, window_size, nuclear_check=nuclear_check
+    )
+
+
+# ---- CPU: the network through a faster runtime (fastnet.py) -------------------------------------
+AUTO_BF16_MIN_TILES = 100  # `auto` checks bf16 on CPU only on jobs with this many tiles: the check
+# (probe tiles in fp32 and bf16) costs ~8 tile-times; bf16 saves ~0.3 of one a tile (README)
+CPU_MATCH_IOU = 0.9  # issue #19's rule for a CPU speed-up: cells matched one-to-one at IoU 0.9
+CPU_MATCH_SHARE = 0.99  # ... for at least this share of the fp32 cells
+
+
+def matched_share(ref: np.ndarray, other: np.ndarray, iou: float = CPU_MATCH_IOU) -> float:
+    """Share of `ref`'s instances matched one-to-one by `other`'s at IoU >= `iou` (> 0.5)."""
+    n_ref = len(np.unique(ref[ref > 0]))
+    n_other = len(np.unique(other[other > 0]))
+    if n_ref == 0:
+        return 1.0 if n_other == 0 else 0.0
+    return label_agreement(ref, other, iou) * (n_ref + n_other) / 2 / n_ref
+
+
+def _on_cpu(
+    model: Any,
+    precision: str,
+    batch: int,
+    probe: Callable[[], np.ndarray],
+    window_size: int | None,
+    nuclear_check: str,
+    tiles: int,
+) -> Accelerated | None:
+    """A CPU job with the network split from instanseg's post-processing (`fastnet.split`):
+    frozen, channels-last fp32 by default (the same labels, ~27 % less CPU a tile), bf16 when
+    asked or when `auto` checked it on this job's first tiles. None: the model's own whole
+    call runs (`accelerate`'s path before the split); the reason is in the manifest."""
+    from wsitui.jobs.segment_cells.fastnet import cpu_has_bf16, split
+
+    fp32, why = split(model, "fp32")
+    if fp32 is None:
+        if precision == "bf16":
+            return None  # autocast over the whole call, as on any device
+        cpu_extra: dict[str, Any] = {}  # `auto` is the model's own default: nothing to add
+        if nuclear_check != "auto":
+            cpu_extra["nuclear_check"] = nuclear_check
+        if window_size is not None:
+            cpu_extra["window_size"] = window_size
+        predict = _with_postprocess(model, cpu_extra) if cpu_extra else model.predict
+        choice = PrecisionChoice("fp32", "cpu: fp32")
+        return Accelerated(
+            model,
+            OomRetry(predict, batch),
+            choice,
+            batch,
+            window_size=window_size,
+            nuclear_check=nuclear_check,
+            network_runtime=f"torchscript (the model's own call: {why})",
+        )
+    extra: dict[str, Any] = {"nuclear_check": nuclear_check}
+    if window_size is not None:
+        extra["window_size"] = window_size
+    segs = {"fp32": DeviceSegmenter(model, "fp32", extra, call=fp32)}
+
+    def seg(p: str) -> DeviceSegmenter | None:
+        if p not in segs:
+            runner, _why = split(model, p)
+            if runner is None:
+                return None
+            segs[p] = DeviceSegmenter(model, p, extra, call=runner)
+        return segs[p]
+
+    if precision == "fp32":
+        choice = PrecisionChoice("fp32", "requested")
+    elif precision == "bf16":
+        choice = PrecisionChoice("bf16", "requested")
+    elif not cpu_has_bf16():
+        choice = PrecisionChoice("fp32", "auto on cpu: no native bf16 (avx512_bf16 / AMX)")
+    elif tiles < AUTO_BF16_MIN_TILES:
+        choice = PrecisionChoice(
+            "fp32", f"auto on cpu: {tiles} tiles, under {AUTO_BF16_MIN_TILES} (bf16 unchecked)"
+        )
+    else:
+        choice = _cpu_bf16_check(probe(), segs["fp32"], seg("bf16"))
+    chosen = seg(choice.precision)
+    if chosen is None:  # bf16 asked but its split failed: autocast over the whole call
+        return None
+    return Accelerated(
+        model,
+        OomRetry(chosen.predict, batch),
+        choice,
+        batch,
+        window_size=window_size,
+        nuclear_check=nuclear_check,
+        network_runtime=(chosen._call.runtime if chosen._call is not None else ""),
+        lock_free=True,
+    )
+
+
+def _cpu_bf16_check(
+    x: np.ndarray, fp32: DeviceSegmenter, bf16: DeviceSegmenter | None
+) -> PrecisionChoice:
+    """`auto` on CPU: bf16 when, on the probe tiles, its cells match fp32's one-to-one at IoU
+    >= 0.9 for >= 99 % (issue #19's rule); the worst tile's share is recorded."""
+    if bf16 is None:
+        return PrecisionChoice("fp32", "auto on cpu: bf16 network unavailable")
+    # Tile by tile: a batch of 4 would hold 4 tiles' activations at once (peak RSS).
+    shares = [matched_share(fp32.predict(t[None])[0], bf16.predict(t[None])[0]) for t in x]
+    worst = float(min(shares)) if shares else 1.0
+    if worst >= CPU_MATCH_SHARE:
+        return PrecisionChoice(
+            "bf16", f"auto on cpu: bf16 matched {worst:.4f} of fp32's cells at IoU 0.9", worst
+        )
+    return PrecisionChoice(
+        "fp32",
+        f"auto on cpu: bf16 matched {worst:.4f} of fp32's cells at IoU 0.9, under "
+        f"{CPU_MATCH_SHARE}: fp32",
+        worst,
     )
 
 

@@ -327,6 +327,7 @@ class LocalBackend:
             default_batch=default_batch(params.batch_size, self.model.device),
             probe=lambda: first_tiles(reader, plan),
             window_size=window,
+            tiles=len(plan.tiles),
             batches_in_flight=shape.inflight,
             nuclear_check=getattr(params, "nuclear_check", "auto"),
         )
@@ -386,7 +387,7 @@ class LocalBackend:
         if (
             loaded.is_classical
             or loaded.device != "cpu"
-            or model.precision.precision != "fp32"
+            or (model.precision.precision != "fp32" and not model.lock_free)
             or model.batch_size != 1
             or threads < 2
         ):
@@ -395,13 +396,14 @@ class LocalBackend:
         inflight = max(1, min(threads, fits))
         if inflight == 1:
             return 1, None
-        # The loaded model's own predict holds a lock (one call at a time); the same module
-        # and post-processing kwargs are called without it here.
-        extra: dict[str, Any] = {"nuclear_check": getattr(params, "nuclear_check", "auto")}
-        if window:
-            extra["window_size"] = window
-        seg = DeviceSegmenter(loaded, "fp32", extra)
-        model.runner = OomRetry(seg.predict, 1)
+        if not model.lock_free:
+            # The loaded model's own predict holds a lock (one call at a time); the same module
+            # and post-processing kwargs are called without it here.
+            extra: dict[str, Any] = {"nuclear_check": getattr(params, "nuclear_check", "auto")}
+            if window:
+                extra["window_size"] = window
+            seg = DeviceSegmenter(loaded, "fp32", extra)
+            model.runner = OomRetry(seg.predict, 1)
         per_tile = max(1, threads // inflight)
 
         def one_thread_each() -> None:
