@@ -26,6 +26,7 @@ import numpy as np
 
 from wsitui.jobs.segment_cells.backends.protocol import Segmenter
 from wsitui.jobs.segment_cells.backends.tile import takes_postprocess
+from wsitui.jobs.segment_cells.malloc import release_free_memory
 from wsitui.jobs.segment_cells.plan import CellPlan
 from wsitui.jobs.segment_cells.source import read_tile
 from wsitui.models.errors import ModelError
@@ -625,6 +626,7 @@ def _cpu_bf16_check(
         return PrecisionChoice("fp32", "auto on cpu: bf16 network unavailable")
     # Tile by tile: a batch of 4 would hold 4 tiles' activations at once (peak RSS).
     shares = [matched_share(fp32.predict(t[None])[0], bf16.predict(t[None])[0]) for t in x]
+    release_free_memory()  # this thread's arena kept the check's tensors (malloc.py)
     worst = float(min(shares)) if shares else 1.0
     if worst >= CPU_MATCH_SHARE:
         return PrecisionChoice(

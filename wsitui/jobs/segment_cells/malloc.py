@@ -52,3 +52,18 @@ def _mallopt() -> bool:
         )
     except (OSError, AttributeError):
         return False
+
+
+def release_free_memory() -> bool:
+    """Give the free memory of every glibc arena back to the system (`malloc_trim(0)`): after a
+    one-off burst on another thread, such as the CPU bf16 check's probe tiles, whose arena
+    would otherwise keep it under `TRIM_THRESHOLD` for the rest of the process (measured: +350
+    MB of peak RSS on a 40k x 30k job). True where it ran (glibc only)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+        return True
+    except (OSError, AttributeError):
+        return False
