@@ -473,20 +473,7 @@ def accelerate(
         batch = default_batch if batch_size == "auto" else int(batch_size)
         if model.is_classical:
             return Accelerated(model, OomRetry(model.predict, batch), choice, batch)
-        cpu_extra: dict[str, Any] = {}  # `auto` is the model's own default: nothing to add
-        if nuclear_check != "auto":
-            cpu_extra["nuclear_check"] = nuclear_check
-        if window_size is not None:
-            cpu_extra["window_size"] = window_size
-        predict = _with_postprocess(model, cpu_extra) if cpu_extra else model.predict
-        return Accelerated(
-            model,
-            OomRetry(predict, batch),
-            choice,
-            batch,
-            window_size=window_size,
-            nuclear_check=nuclear_check,
-        )
+        return _own_call(model, batch, choice, window_size, nuclear_check)
     extra: dict[str, Any] = {"nuclear_check": nuclear_check}
     if window_size is not None:
         extra["window_size"] = window_size
@@ -561,22 +548,9 @@ def _on_cpu(
     if fp32 is None:
         if precision == "bf16":
             return None  # autocast over the whole call, as on any device
-        cpu_extra: dict[str, Any] = {}  # `auto` is the model's own default: nothing to add
-        if nuclear_check != "auto":
-            cpu_extra["nuclear_check"] = nuclear_check
-        if window_size is not None:
-            cpu_extra["window_size"] = window_size
-        predict = _with_postprocess(model, cpu_extra) if cpu_extra else model.predict
         choice = PrecisionChoice("fp32", "cpu: fp32")
-        return Accelerated(
-            model,
-            OomRetry(predict, batch),
-            choice,
-            batch,
-            window_size=window_size,
-            nuclear_check=nuclear_check,
-            network_runtime=f"torchscript (the model's own call: {why})",
-        )
+        runtime = f"torchscript (the model's own call: {why})"
+        return _own_call(model, batch, choice, window_size, nuclear_check, runtime)
     extra: dict[str, Any] = {"nuclear_check": nuclear_check}
     if window_size is not None:
         extra["window_size"] = window_size
@@ -637,6 +611,33 @@ def _cpu_bf16_check(
         f"auto on cpu: bf16 matched {worst:.4f} of fp32's cells at IoU 0.9, under "
         f"{CPU_MATCH_SHARE}: fp32",
         worst,
+    )
+
+
+def _own_call(
+    model: Any,
+    batch: int,
+    choice: PrecisionChoice,
+    window_size: int | None,
+    nuclear_check: str,
+    network_runtime: str = "",
+) -> Accelerated:
+    """The loaded model's own `predict` (one whole TorchScript call) with this job's
+    post-processing settings: the CPU path where the network is not split."""
+    extra: dict[str, Any] = {}  # `auto` is the model's own default: nothing to add
+    if nuclear_check != "auto":
+        extra["nuclear_check"] = nuclear_check
+    if window_size is not None:
+        extra["window_size"] = window_size
+    predict = _with_postprocess(model, extra) if extra else model.predict
+    return Accelerated(
+        model,
+        OomRetry(predict, batch),
+        choice,
+        batch,
+        window_size=window_size,
+        nuclear_check=nuclear_check,
+        network_runtime=network_runtime,
     )
 
 
