@@ -146,7 +146,7 @@ def test_a_failure_while_writing_leaves_nothing_behind(tmp_path: Path, monkeypat
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(sample_mod, "_write_svs", broken)
-    with pytest.raises(SlideError, match=r"cannot write .*No space left on device"):
+    with pytest.raises(SlideError, match=r"cannot write .*No space left on device; give a path"):
         write_sample_slide(old, size=SMALL, seed=2)
     assert old.read_bytes() == before and load_truth(old).seed == 1  # the old pair is intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.svs", "s.truth.npz"]
@@ -219,3 +219,10 @@ def test_truth_files_of_the_previous_version_still_load_and_may_be_replaced(tmp_
     assert old.slide is None and old.style == STYLES["default"] and old.seed == 1
     write_sample_slide(out, size=SMALL, seed=2)  # ours: replaced without force
     assert load_truth(out).seed == 2
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_sample_where_nothing_can_be_written_says_what_to_do():
+    # `[[samples]] path = "/proc/x.svs"` said only "No such file or directory", with no fix.
+    with pytest.raises(SlideError, match=r"cannot write '/proc/x.svs': .*; give a path in a"):
+        write_sample_slide(Path("/proc/x.svs"), size=SMALL, seed=1)

@@ -280,7 +280,8 @@ def write_sample_slide(
     plan = SamplePlan(size[0], size[1], seed, style or DEFAULT_STYLE, mpp)
     if not out.parent.is_dir():
         raise SlideError(
-            f"cannot write {quoted(out)}: directory {quoted(out.parent)} does not exist"
+            f"cannot write {quoted(out)}: directory {quoted(out.parent)} does not exist; "
+            "create it or give a path in a directory that exists"
         )
     truth = truth_path_for(out)
     check_sample_target(out, force=force)
@@ -313,7 +314,10 @@ def write_sample_slide(
             truth_file.commit()
             slide_file.commit()
     except OSError as e:
-        raise SlideError(f"cannot write {quoted(out)}: {e.strerror or e}") from e
+        raise SlideError(
+            f"cannot write {quoted(out)}: {e.strerror or e}; give a path in a directory you can "
+            "write to, with room for the slide"
+        ) from e
     return SampleInfo(
         path=out,
         truth_path=truth,
