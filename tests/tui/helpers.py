@@ -80,3 +80,12 @@ def screen_text(app: WsituiApp) -> str:
         "".join(t for _, t in sorted(parts)).replace("\xa0", " ").rstrip()
         for _, parts in sorted(rows.items())
     )
+
+
+async def start_one_job(app: WsituiApp, pilot: Pilot, name: str = "w", key: str = "run") -> str:
+    """Submit alice's one-job workflow `name` (job `key` on branch A) and wait until it runs
+    (its tiles counted); its job id."""
+    w = app.engine.submit("alice", spec(name, (key, "A")))
+    job_id = w.jobs[0].id
+    await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total > 0)
+    return job_id

@@ -14,7 +14,15 @@ from textual.widgets._footer import FooterKey
 
 from tests.slides.samples import sample_slide_path
 from tests.tui.conftest import make_app
-from tests.tui.helpers import add_job_via_dialog, card_text, screen_text, settle, spec, wait_for
+from tests.tui.helpers import (
+    add_job_via_dialog,
+    card_text,
+    screen_text,
+    settle,
+    spec,
+    start_one_job,
+    wait_for,
+)
 from wsitui.core.records import JobState
 from wsitui.tui.screens.detail import JobDetailScreen, PreviewScreen
 from wsitui.tui.screens.dialogs import ConfirmDialog, TenantDialog
@@ -109,9 +117,7 @@ async def test_quit_with_running_jobs_asks_then_resumes_next_start(tmp_path):
     app, _, _ = make_app(data)
     async with app.run_test(size=SIZE) as pilot:
         await app.ready.wait()
-        w = app.engine.submit("alice", spec("long", ("a", "A")))
-        job_id = w.jobs[0].id
-        await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total > 0)
+        job_id = await start_one_job(app, pilot, "long", "a")
         await pilot.press("q")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmDialog)
@@ -152,9 +158,7 @@ async def test_hangup_or_term_stops_like_a_quit_and_the_job_resumes_not_a_crash(
     app, _, _ = make_app(data, catch_signals=True)
     async with app.run_test(size=SIZE) as pilot:
         await app.ready.wait()
-        w = app.engine.submit("alice", spec("long", ("a", "A")))
-        job_id = w.jobs[0].id
-        await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total > 0)
+        job_id = await start_one_job(app, pilot, "long", "a")
         os.kill(os.getpid(), sig)
         with anyio.fail_after(10):
             while app.is_running:
@@ -352,16 +356,15 @@ async def test_quitting_with_a_running_jobs_detail_open_is_no_traceback(tmp_path
     app, _, _ = make_app(tmp_path / "data")
     async with app.run_test(size=SIZE) as pilot:
         await app.ready.wait()
-        w = app.engine.submit("alice", spec("w", ("run", "A")))
-        job_id = w.jobs[0].id
-        await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total > 0)
+        job_id = await start_one_job(app, pilot, "w", "run")
+        workflow_id = app.engine.job("alice", job_id).workflow_id
         await pilot.press("tab", "enter")
         await settle(app, pilot)
         detail = app.screen
         assert isinstance(detail, JobDetailScreen)
         await app.shutdown()  # the job stops: RUNNING -> PENDING, published as it closes
         assert not app.engine.is_open
-        app._inbox.add(w.workflow.id)  # its news, drawn after the close
+        app._inbox.add(workflow_id)  # its news, drawn after the close
         await app.flush()
         detail.show(app.engine.job("alice", job_id), detail.badge)  # a late redraw of it
         await pilot.pause()

@@ -15,7 +15,7 @@ from textual.widgets import Input, Select
 
 from tests.slides.samples import sample_slide_path
 from tests.tui.conftest import T0, make_app
-from tests.tui.helpers import settle, spec, wait_for
+from tests.tui.helpers import settle, spec, start_one_job, wait_for
 from wsitui.core.records import JobState, WorkflowSpec
 from wsitui.session.session import SessionOptions, prepare_session
 from wsitui.tui.main import build_app
@@ -116,9 +116,7 @@ async def test_cancel_of_a_running_job_asks_first(tmp_path):
     app, _, _ = make_app(tmp_path / "data")
     async with app.run_test(size=SIZE) as pilot:
         await app.ready.wait()
-        w = app.engine.submit("alice", spec("w", ("run", "A")))
-        job_id = w.jobs[0].id
-        await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total > 0)
+        job_id = await start_one_job(app, pilot, "w", "run")
         await pilot.press("c")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmDialog)
@@ -138,9 +136,7 @@ async def test_cancel_question_follows_the_job_and_never_acts_on_a_stale_view(tm
     app, ex, _ = make_app(tmp_path / "data")
     async with app.run_test(size=SIZE) as pilot:
         await app.ready.wait()
-        w = app.engine.submit("alice", spec("w", ("run", "A")))
-        job_id = w.jobs[0].id
-        await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total > 0)
+        job_id = await start_one_job(app, pilot, "w", "run")
         await pilot.press("c")
         await pilot.pause()
         dialog = app.screen
@@ -172,9 +168,7 @@ async def test_a_yes_racing_the_redraw_is_not_acted_on_either(tmp_path):
     app, ex, _ = make_app(tmp_path / "data")
     async with app.run_test(size=SIZE) as pilot:
         await app.ready.wait()
-        w = app.engine.submit("alice", spec("w", ("run", "A")))
-        job_id = w.jobs[0].id
-        await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total > 0)
+        job_id = await start_one_job(app, pilot, "w", "run")
         await pilot.press("c")
         await pilot.pause()
         dialog = app.screen
