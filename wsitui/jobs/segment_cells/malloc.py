@@ -37,11 +37,21 @@ def tune_malloc() -> bool:
         return _tuned
 
 
-def _mallopt() -> bool:
+def _glibc() -> ctypes.CDLL | None:
+    """This process's C library where it is glibc (Linux), else None."""
     if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+def _mallopt() -> bool:
+    libc = _glibc()
+    if libc is None:
         return False
     try:
-        libc = ctypes.CDLL("libc.so.6")
         return all(
             libc.mallopt(param, value) == 1
             for param, value in (
@@ -50,7 +60,7 @@ def _mallopt() -> bool:
                 (_M_TOP_PAD, TOP_PAD),
             )
         )
-    except (OSError, AttributeError):
+    except AttributeError:  # a glibc-named library without mallopt
         return False
 
 
@@ -59,11 +69,11 @@ def release_free_memory() -> bool:
     one-off burst on another thread, such as the CPU bf16 check's probe tiles, whose arena
     would otherwise keep it under `TRIM_THRESHOLD` for the rest of the process (measured: +350
     MB of peak RSS on a 40k x 30k job). True where it ran (glibc only)."""
-    if not sys.platform.startswith("linux"):
+    libc = _glibc()
+    if libc is None:
         return False
     try:
-        libc = ctypes.CDLL("libc.so.6")
         libc.malloc_trim(0)
         return True
-    except (OSError, AttributeError):
+    except AttributeError:
         return False
