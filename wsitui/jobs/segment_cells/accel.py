@@ -474,9 +474,7 @@ def accelerate(
         if model.is_classical:
             return Accelerated(model, OomRetry(model.predict, batch), choice, batch)
         return _own_call(model, batch, choice, window_size, nuclear_check)
-    extra: dict[str, Any] = {"nuclear_check": nuclear_check}
-    if window_size is not None:
-        extra["window_size"] = window_size
+    extra = job_postprocess(window_size, nuclear_check)
     tiles: list[np.ndarray] = []
 
     def probe_tiles() -> np.ndarray:
@@ -551,9 +549,7 @@ def _on_cpu(
         choice = PrecisionChoice("fp32", "cpu: fp32")
         runtime = f"torchscript (the model's own call: {why})"
         return _own_call(model, batch, choice, window_size, nuclear_check, runtime)
-    extra: dict[str, Any] = {"nuclear_check": nuclear_check}
-    if window_size is not None:
-        extra["window_size"] = window_size
+    extra = job_postprocess(window_size, nuclear_check)
     segs = {"fp32": DeviceSegmenter(model, "fp32", extra, call=fp32)}
 
     def seg(p: str) -> DeviceSegmenter | None:
@@ -612,6 +608,15 @@ def _cpu_bf16_check(
         f"{CPU_MATCH_SHARE}: fp32",
         worst,
     )
+
+
+def job_postprocess(window_size: int | None, nuclear_check: str) -> dict[str, Any]:
+    """A job's post-processing settings over the model's own defaults, as every runner that
+    calls the module itself passes them: its nuclear check, and instanseg's window when set."""
+    extra: dict[str, Any] = {"nuclear_check": nuclear_check}
+    if window_size is not None:
+        extra["window_size"] = window_size
+    return extra
 
 
 def _own_call(

@@ -379,7 +379,7 @@ class LocalBackend:
         on all the job's threads: instanseg's post-processing is many small operators that two
         threads share badly (measured: ~10 % less CPU per tile, the same labels; README).
         Bounded by the job's memory budget (each tile in flight holds its activations)."""
-        from wsitui.jobs.segment_cells.accel import DeviceSegmenter, OomRetry
+        from wsitui.jobs.segment_cells.accel import DeviceSegmenter, OomRetry, job_postprocess
         from wsitui.jobs.segment_cells.memory import GB, largest_batch
 
         params, loaded = self.params, self.model
@@ -399,9 +399,7 @@ class LocalBackend:
         if not model.lock_free:
             # The loaded model's own predict holds a lock (one call at a time); the same module
             # and post-processing kwargs are called without it here.
-            extra: dict[str, Any] = {"nuclear_check": getattr(params, "nuclear_check", "auto")}
-            if window:
-                extra["window_size"] = window
+            extra = job_postprocess(window, getattr(params, "nuclear_check", "auto"))
             seg = DeviceSegmenter(loaded, "fp32", extra)
             model.runner = OomRetry(seg.predict, 1)
         per_tile = max(1, threads // inflight)
