@@ -19,6 +19,7 @@ the slide states that is not plausible is replaced by `assumed_mpp`, loudly.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -462,7 +463,9 @@ def _coarse_mask(
     # was taken partly on them: the edge steps below (and the finer cut) take it from the
     # glass clear of anything darker than the glass instead (only slides with small pieces).
     busy = mask | pale
-    glass_of = _once(lambda: _clear_glass(g, busy, glass_level) if CLEAR_GLASS_PX else glass_level)
+    glass_of: Callable[[], np.ndarray] = functools.cache(  # computed only if an edge step asks
+        lambda: _clear_glass(g, busy, glass_level) if CLEAR_GLASS_PX else glass_level
+    )
     # A small image (a 125 x 75 µm crop) is not thrown away whole by a slide-sized threshold.
     image_um2 = g.size * mpp[0] * mpp[1]
     candidates = mask
@@ -475,18 +478,6 @@ def _coarse_mask(
     area = mpp[0] * mpp[1]
     mask = clean_mask(mask, 0.0, min_hole_um2 / area)
     return mask, float(t), glass_of, dropped
-
-
-def _once(fn: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
-    """fn, called at most once: later calls return its first result."""
-    done: list[np.ndarray] = []
-
-    def get() -> np.ndarray:
-        if not done:
-            done.append(fn())
-        return done[0]
-
-    return get
 
 
 def mask_from_rgb(
