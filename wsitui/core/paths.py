@@ -19,14 +19,9 @@ def default_data_dir() -> Path:
 
 
 def results_dir(results_root: Path, tenant: str, workflow_id: str, job_key: str) -> Path:
-    """`<results>/<tenant>/<workflow>/<job>`; refuses any id that could escape it."""
-    for kind, value in (("tenant", tenant), ("workflow id", workflow_id), ("job id", job_key)):
-        check_safe_id(kind, value)
-    root = results_root.resolve()
-    path = (root / tenant / workflow_id / job_key).resolve()
-    if not path.is_relative_to(root):  # e.g. a symlinked tenant dir pointing elsewhere
-        raise ValueError(f"results path {path} is outside {root}")
-    return path
+    """`<results>/<tenant>/<workflow>/<job>`; refuses any id that could escape it, and a path
+    resolved outside the root (e.g. a symlinked tenant dir pointing elsewhere)."""
+    return ResultsDirs(results_root)(tenant, workflow_id, job_key)
 
 
 class ResultsDirs:
