@@ -45,6 +45,18 @@ def test_training_pool_is_the_same_from_the_same_seed_and_mixes_the_looks():
     assert any(not np.array_equal(x[0], y[0]) for x, y in zip(a, c, strict=True))
 
 
+def test_specks_add_non_nuclei_to_the_same_patches_and_leave_specks_zero_unchanged():
+    plain = training_pool(3, 12, 96, tumour=0.4, dense=0.3)
+    zero = training_pool(3, 12, 96, tumour=0.4, dense=0.3, specks=0.0)
+    speckled = training_pool(3, 12, 96, tumour=0.4, dense=0.3, specks=1.0)
+    changed = 0
+    for (r0, l0), (r1, l1), (r2, l2) in zip(plain, zero, speckled, strict=True):
+        assert np.array_equal(r0, r1) and np.array_equal(l0, l1)
+        assert np.array_equal(l0, l2)  # the same nuclei: specks never enter the labels
+        changed += not np.array_equal(r0, r2)
+    assert changed >= 4
+
+
 def test_postprocess_defaults_are_written_into_the_export(tmp_path: Path):
     torch = pytest.importorskip("torch")
     from wsitui.models.source import shipped_source

@@ -13,7 +13,14 @@ from dataclasses import replace
 import numpy as np
 
 from wsitui.slides.patches import render_patch
-from wsitui.slides.style import STYLES, dense_style, random_style, tumour_style, wide_style
+from wsitui.slides.style import (
+    STYLES,
+    dense_style,
+    random_style,
+    tumour_style,
+    wide_style,
+    with_specks,
+)
 
 PIXEL_SIZE = 0.5  # µm/px of every generated patch and of the shipped model
 TRAIN_STREAM, HELDOUT_STREAM = 101, 202
@@ -32,12 +39,17 @@ def training_pool(
     negatives: float = 0.0,
     tumour: float = 0.0,
     dense: float = 0.0,
+    specks: float = 0.0,
 ) -> list[Sample]:
     """`count` patches of `size` px, a fresh random style every `per_style` patches; a share
     `negatives` of the styles has no nuclei at all (eosin, texture, lumens and glass only); a
     share `tumour` is a `tumour_style` look (big vesicular nuclei, purple cytoplasm); a share
-    `dense` is a `dense_style` look (packed, touching, overlapping, elongated nuclei)."""
+    `dense` is a `dense_style` look (packed, touching, overlapping, elongated nuclei); a share
+    `specks` of all looks (with nuclei or not) gets pale purple specks or nucleus-sized pale
+    blobs that are not nuclei (`with_specks`), drawn from a stream of their own so that the
+    other looks stay those of `specks=0`."""
     rng = np.random.default_rng([TRAIN_STREAM, seed])
+    speck_rng = np.random.default_rng([TRAIN_STREAM, seed, 7])
     out: list[Sample] = []
     style = wide_style(rng)
     for i in range(count):
@@ -51,6 +63,8 @@ def training_pool(
                 style = wide_style(rng, name=f"train{i}")
             if rng.random() < negatives:
                 style = replace(style, nucleus_density=0.0)
+            if specks > 0 and speck_rng.random() < specks:
+                style = with_specks(style, speck_rng)
         patch_seed = int(rng.integers(0, HELDOUT_SEED_BASE))
         out.append(render_patch(style, (size, size), patch_seed, PIXEL_SIZE))
     return out

@@ -49,6 +49,10 @@ class TrainConfig:
     # Share of looks drawn by dense_style (packed touching/overlapping elongated nuclei: what
     # merged on hidden slides). Not a CLI flag yet: this default is what the shipped model used.
     dense: float = 0.35
+    # Share of looks given pale purple specks or pale nucleus-sized blobs that are not nuclei
+    # (`with_specks`): what the model outlined in purple cytoplasm on real H&E. 0: the looks
+    # of the shipped model's runs, unchanged.
+    specks: float = 0.0
     # Warm start: the weights of an exported model of the same layers (its instanseg.pt); the
     # binary_xloss warm-up is then skipped. Its SHA-256 goes into wsitui_model.json.
     init: Path | None = None
@@ -215,7 +219,13 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     rng = np.random.default_rng([cfg.seed, 5])
     src = cfg.patch + 32
     pool = training_pool(
-        cfg.seed, cfg.pool, src, negatives=cfg.negatives, tumour=cfg.tumour, dense=cfg.dense
+        cfg.seed,
+        cfg.pool,
+        src,
+        negatives=cfg.negatives,
+        tumour=cfg.tumour,
+        dense=cfg.dense,
+        specks=cfg.specks,
     )
     log(f"data: {len(pool)} patches of {src} px in {time.monotonic() - t0:.0f} s")
 

@@ -117,6 +117,14 @@ class SampleStyle:
     chromatin_clumps: float = 0.0
     nucleoli: int = 1
     cytoplasm_grain: float = 0.0
+    # Since the speck looks (off by default, so every earlier look is unchanged): small pale
+    # purple things that are not nuclei (cytoplasm granules, mucin droplets, debris, pale
+    # nucleus-sized blobs), per mm² of tissue, irregular discs like `blobs`, a second kind in
+    # the same look (`speck_color` multiplied in with `speck_alpha`). See `with_specks`.
+    specks_per_mm2: float = 0.0
+    speck_color: RGB = (200.0, 170.0, 215.0)
+    speck_radius_um: tuple[float, float] = (0.6, 2.0)
+    speck_alpha: float = 0.8
 
     def __post_init__(self) -> None:
         problems = []
@@ -164,6 +172,11 @@ class SampleStyle:
             problems.append("membrane_px must be 0-8 and nucleoli 1-3")
         if not 0 <= self.cytoplasm_grain <= 1:
             problems.append("cytoplasm_grain must be 0-1")
+        k0, k1 = self.speck_radius_um
+        if not 0 <= self.specks_per_mm2 <= 5000 or not 0.3 <= k0 <= k1 <= 60:
+            problems.append("specks_per_mm2 must be 0-5000 and speck_radius_um 0.3-60")
+        if not 0 <= self.speck_alpha <= 1:
+            problems.append("speck_alpha must be 0-1")
         if problems:
             raise ValueError(f"style {self.name!r}: {'; '.join(problems)}")
 
@@ -420,6 +433,35 @@ def dense_style(rng: np.random.Generator, name: str = "dense") -> SampleStyle:
         nucleus_clustering=float(rng.choice([0.0, u(0.3, 1.0)])),
         grain=float(rng.choice([base.grain, u(8, 25)])),
         lumens_per_mm2=float(rng.choice([base.lumens_per_mm2, u(10, 80)])),
+    )
+
+
+def with_specks(style: SampleStyle, rng: np.random.Generator) -> SampleStyle:
+    """`style` with pale purple things that are not nuclei added as its `specks`: either many
+    small specks (1-4 µm across: cytoplasm granules, debris) or fewer nucleus-sized pale
+    blobs (4-12 µm: mucin, condensed cytoplasm), 30-75 % (specks) or 20-50 % (blobs) of the
+    optical density of the look's palest nuclei, so that only darkness relative to the nuclei
+    (and, for the blobs, the lack of a rim and chromatin) tells them apart. What a model drew
+    as specks and pale outlines in purple cytoplasm on real H&E. Draws from its own `rng`
+    only."""
+    glass = np.maximum(np.asarray(style.glass, np.float64), 1.0)
+    light = np.clip(np.asarray(style.nucleus_light, np.float64), 1.0, None)
+    od = np.clip(np.log10(glass / light), 0.0, None)
+    small = rng.random() < 0.6
+    share = float(rng.uniform(0.3, 0.75) if small else rng.uniform(0.2, 0.5))
+    color = 255.0 * np.power(10.0, -od * share)
+    if small:
+        radius = (float(rng.uniform(0.5, 1.0)), float(rng.uniform(1.0, 2.2)))
+        per_mm2 = float(rng.uniform(500, 2500))
+    else:
+        radius = (float(rng.uniform(2.0, 3.0)), float(rng.uniform(3.0, 6.0)))
+        per_mm2 = float(rng.uniform(50, 400))
+    return replace(
+        style,
+        specks_per_mm2=per_mm2,
+        speck_color=(float(color[0]), float(color[1]), float(color[2])),
+        speck_radius_um=radius,
+        speck_alpha=float(rng.uniform(0.6, 1.0)),
     )
 
 

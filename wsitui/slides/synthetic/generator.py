@@ -430,17 +430,21 @@ class SamplePlan:
     def distractors_in_box(
         self, kind: str, x0: float, y0: float, x1: float, y1: float
     ) -> np.ndarray:
-        """Fibres or blobs (things that are not nuclei) reaching the box, seeded per LUMEN_CELL
-        cell like lumens; rows (cx, cy, half-length or radius, half-width, angle, wave
+        """Fibres, blobs or specks (things that are not nuclei) reaching the box, seeded per
+        LUMEN_CELL cell like lumens; rows (cx, cy, half-length or radius, half-width, angle, wave
         amplitude, wave period, phase), level-0 px. Centres lie in tissue."""
         st = self.look
         if kind == "fibres":
             per_mm2, per_cell, base_k = st.fibres_per_mm2, 4, 2000
             l0, l1 = (v / self.mpp / 2 for v in st.fibre_length_um)
             w0, w1 = (v / self.mpp / 2 for v in st.fibre_width_um)
-        else:
+        elif kind == "blobs":
             per_mm2, per_cell, base_k = st.blobs_per_mm2, 6, 3000
             l0, l1 = (v / self.mpp for v in st.blob_radius_um)
+            w0, w1 = l0, l1
+        else:  # specks: small pale discs, many per cell
+            per_mm2, per_cell, base_k = st.specks_per_mm2, 40, 5000
+            l0, l1 = (v / self.mpp for v in st.speck_radius_um)
             w0, w1 = l0, l1
         if per_mm2 <= 0:
             return np.zeros((0, 8))
@@ -580,11 +584,12 @@ class SamplePlan:
                     inside |= (xs - cx) ** 2 + (ys - cy) ** 2 <= r * r
                 img[inside] = np.array(st.lumen_color, np.float32)
                 amp = np.where(inside, np.float32(st.noise_glass), amp)
-        for kind, color, alpha in (
-            ("fibres", st.fibre_color, st.fibre_alpha),
-            ("blobs", st.blob_color, st.blob_alpha),
+        for kind, color, alpha, per_mm2 in (
+            ("fibres", st.fibre_color, st.fibre_alpha, st.fibres_per_mm2),
+            ("blobs", st.blob_color, st.blob_alpha, st.blobs_per_mm2),
+            ("specks", st.speck_color, st.speck_alpha, st.specks_per_mm2),
         ):
-            if (st.fibres_per_mm2 if kind == "fibres" else st.blobs_per_mm2) > 0:
+            if per_mm2 > 0:
                 m = self._distractor_mask(kind, x0, y0, w, h) * np.float32(alpha)
                 self._multiply(img, m, color)
         if st.cytoplasm_scale > 0 and len(p):
