@@ -77,6 +77,32 @@ def test_nuclei_packed_together_are_not_judged_against_each_other():
     assert n == k and dropped == 0
 
 
+def test_nuclei_in_purple_stroma_are_kept_by_their_missing_eosin():
+    """Purple stroma (haematoxylin-dark and eosin-dense, as `dense_style` draws it and as the
+    fixed vectors read it): a nucleus there holds barely more haematoxylin than the stroma but
+    no eosin, and is kept (ids 1-6); an outline on the same stroma (id 7, no eosin deficit) and
+    one on a lumen in it (id 8: no eosin, but paler in haematoxylin too) are dropped."""
+    h = np.full((SIZE, SIZE), 0.06)
+    e = np.full((SIZE, SIZE), 0.12)
+    labels = np.zeros((SIZE, SIZE), np.int32)
+    for i in range(6):
+        rr, cc = disk((30, 15 + 25 * i), 6, shape=h.shape)
+        h[rr, cc], e[rr, cc] = 0.062, 0.04
+        labels[rr, cc] = i + 1
+    rr, cc = disk((100, 50), 7, shape=h.shape)
+    labels[rr, cc] = 7
+    rr, cc = disk((110, 120), 8, shape=h.shape)
+    h[rr, cc], e[rr, cc] = 0.0, 0.0
+    labels[rr, cc] = 8
+    out, n, dropped = nuclear_gate.check(_paint(h, e), labels)
+    assert set(np.unique(out[out > 0]).tolist()) == {1, 2, 3, 4, 5, 6}
+    assert (n, dropped) == (8, 2)
+    # Without the eosin path they would all go: the haematoxylin counts alone drop them.
+    ev = nuclear_gate.evidence(_paint(h, e), labels)
+    d = ev.h_in - ev.h_ring
+    assert not ((d[:6] >= nuclear_gate.MIN_CONTRAST) & (ev.h_in[:6] >= 1.2 * ev.h_ring[:6])).any()
+
+
 def test_a_nucleus_seen_by_two_overlapping_tiles_gets_the_same_verdict():
     """Two tiles overlapping by 128 px of a held-out generated slide (tumour look: big
     pale nuclei, cytoplasm, stroma), with its true nuclei and blobs of plain tissue as the
