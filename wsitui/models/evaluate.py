@@ -35,6 +35,12 @@ from wsitui.slides.synthetic.generator import SamplePlan, rasterize_nuclei
 SLIDE_SEED_BASE = HELDOUT_SEED_BASE + 10_000  # whole held-out slides use seeds from here
 SLIDE_SIZE = (1024, 1024)  # ~0.26 mm², 90-520 nuclei per look
 TILE, OVERLAP = 512, 64
+# A SEGMENT_CELLS job writes no cell under `min_area_um2` (2 µm² by default; the jobs layer's
+# params, pinned equal by tests/models/test_heldout_slides.py): at the models' 0.5 µm/px that
+# is 8 px. A measure "as a job runs it" drops them too, or it counts specks no user ever sees.
+JOB_MIN_AREA_UM2 = 2.0
+MODEL_PX_UM = 0.5
+JOB_MIN_AREA_PX = JOB_MIN_AREA_UM2 / MODEL_PX_UM**2
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +97,22 @@ def _starts(n: int, tile: int, overlap: int) -> list[int]:
 
 
 def segment_image(
-    model: LoadedModel, rgb: np.ndarray, tile: int = TILE, overlap: int = OVERLAP
+    model: LoadedModel,
+    rgb: np.ndarray,
+    tile: int = TILE,
+    overlap: int = OVERLAP,
+    min_area_px: float = JOB_MIN_AREA_PX,
 ) -> np.ndarray:
     """Instance labels of a whole image, tile by tile: each object is kept by the one tile
-    whose core (split half-way through each overlap) holds its centroid."""
+    whose core (split half-way through each overlap) holds its centroid, if it has at least
+    `min_area_px` pixels (a job's size filter; 0 keeps every speck)."""
     h, w = rgb.shape[:2]
     if h < tile or w < tile:
-        return model.predict(np.ascontiguousarray(rgb[None]))[0].astype(np.int32)
+        lab = model.predict(np.ascontiguousarray(rgb[None]))[0].astype(np.int32)
+        ids, count = np.unique(lab, return_counts=True)
+        small = ids[(ids > 0) & (count < min_area_px)]
+        lab[np.isin(lab, small)] = 0
+        return lab
     out = np.zeros((h, w), np.int32)
     ys, xs = _starts(h, tile, overlap), _starts(w, tile, overlap)
 
@@ -109,7 +124,8 @@ def segment_image(
     for y0, (cy0, cy1) in zip(ys, cores(ys, h), strict=True):
         for x0, (cx0, cx1) in zip(xs, cores(xs, w), strict=True):
             lab = model.predict(np.ascontiguousarray(rgb[None, y0 : y0 + tile, x0 : x0 + tile]))[0]
-            ids = np.unique(lab[lab > 0])
+            ids, count = np.unique(lab[lab > 0], return_counts=True)
+            ids = ids[count >= min_area_px]
             if not ids.size:
                 continue
             cents = np.asarray(ndimage.center_of_mass(np.ones_like(lab), lab, ids)).reshape(-1, 2)
