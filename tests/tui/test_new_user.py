@@ -522,3 +522,24 @@ async def test_help_lists_the_cohort_tables_sort_keys(tmp_path):
                 text
             )
         await app.shutdown()
+
+
+async def test_a_new_workflow_never_takes_a_name_the_tenant_uses(tmp_path):
+    # `wsitui run` matches workflows by tenant and name: a second "w" would pass for the
+    # config's. The dialog says so and keeps the name for editing; another tenant's is free.
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.engine.submit("alice", spec("w", ("a", "A")), start=False)
+        app.engine.submit("bob", spec("his", ("x", "A")), start=False)
+        await settle(app, pilot)
+        await pilot.press("n", "w", "enter")
+        await settle(app, pilot)
+        error = app.screen.query_one("#error")
+        assert error.display and "named 'w'" in str(error.render())
+        app.screen.query_one("#name", Input).value = "his"  # bob's name: alice may use it
+        await pilot.press("enter")
+        await settle(app, pilot)
+        names = sorted(w.workflow.name for w in app.engine.workflows("alice"))
+        assert names == ["his", "w"]
+        await app.shutdown()
