@@ -48,10 +48,11 @@ class _Strict(BaseModel):
 
 
 class SchedulerConfig(_Strict):
-    max_workers: int = Field(4, ge=1, le=256)
-    max_active_users: int = Field(3, ge=1, le=1000)
+    # strict numbers: `max_workers = true` or `= "4"` is a mistake to name, not a 1 or a 4
+    max_workers: int = Field(4, ge=1, le=256, strict=True)
+    max_active_users: int = Field(3, ge=1, le=1000, strict=True)
     # Seconds a canceled or interrupted job gets to reach a tile boundary before it is dropped.
-    cancel_grace: float = Field(5.0, gt=0, le=3600)
+    cancel_grace: float = Field(5.0, gt=0, le=3600, strict=True)
 
 
 MAX_QUEUED = 10_000_000  # jobs: far above any real queue, far below what exhausts memory
@@ -62,11 +63,11 @@ class LimitsConfig(_Strict):
 
     # Defaults let a config of a few thousand workflows in (it is submitted at once, at start)
     # and stop only a runaway client; a shared deployment sets its own.
-    rate: float = Field(20.0, ge=0, le=1_000_000)  # submissions per second per tenant
-    burst: int = Field(2_000, ge=0, le=1_000_000)  # submissions at once per tenant
+    rate: float = Field(20.0, ge=0, le=1_000_000, strict=True)  # submissions per second per tenant
+    burst: int = Field(2_000, ge=0, le=1_000_000, strict=True)  # submissions at once per tenant
     # PENDING jobs of one tenant / in total. Bounded: each is a row in memory and on disk.
-    max_queued_per_tenant: int = Field(50_000, ge=0, le=MAX_QUEUED)
-    max_queued: int = Field(100_000, ge=0, le=MAX_QUEUED)
+    max_queued_per_tenant: int = Field(50_000, ge=0, le=MAX_QUEUED, strict=True)
+    max_queued: int = Field(100_000, ge=0, le=MAX_QUEUED, strict=True)
 
     def limits(self) -> Limits:
         off = not self.rate or not self.burst  # either at 0 switches the rate limit off
@@ -94,7 +95,7 @@ class SampleConfig(_Strict):
 
     path: Path
     size: str = "4096x3072"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, strict=True)
 
 
 class JobConfig(_Strict):
