@@ -28,6 +28,9 @@ JOB = '[[workflows.jobs]]\nid="x"\ntype="TISSUE_MASK"\nslide="s.svs"\n'
         ("[scheduler]\ncancel_grace=true\n", "scheduler.cancel_grace", "give a number"),
         ('[limits]\nrate="5"\n', "limits.rate", "give a number, without"),
         ("[limits]\nmax_queued=true\n", "limits.max_queued", "whole number"),
+        # nan was refused as "less than or equal to 3600"
+        ("[scheduler]\ncancel_grace=nan\n", "scheduler.cancel_grace", "finite number"),
+        ("[limits]\nrate=inf\n", "limits.rate", "nan and inf are not"),
         ('[scheduler]\ncancel_grace="x"\n', "scheduler.cancel_grace", "give a number, without"),
         (
             f'[[workflows]]\ntenant="a"\nname="w"\n{JOB}depends_on="y"\n',
