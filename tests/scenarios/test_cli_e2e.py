@@ -116,5 +116,9 @@ def test_sigkill_mid_run_then_the_same_command_finishes_exactly_where_it_was(
     assert len(states) == 16 and set(states.values()) == {"SUCCEEDED"}  # no job lost
     assert set(ends.values()) == {1}  # none ran twice to success
     # What ran at the kill started again first in the rerun, before any other job.
-    again = [job for _, job in starts(events[logged_at_kill:])]
-    assert set(again[: len(running)]) == {r.split(".")[-1] for r in running}
+    again = [
+        e["job_id"]
+        for e in events[logged_at_kill:]
+        if e["event"] == "job_state" and e["state"] == "RUNNING" and e["previous"] != "RUNNING"
+    ]
+    assert set(again[: len(running)]) == set(running)
