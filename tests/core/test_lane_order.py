@@ -59,3 +59,43 @@ def test_dependencies_first_and_each_branch_fifo_when_possible(specs: list[JobSp
         for branch in {s.branch for s in specs}:
             submitted = [s.id for s in specs if s.branch == branch]
             assert sorted(submitted, key=position.__getitem__) == submitted
+
+
+def _chain(n: int) -> list[JobSpec]:
+    """j0 <- j1 <- ... <- j(n-1), listed last first, over 7 branches."""
+    return [
+        JobSpec(
+            id=f"j{i}",
+            type="TISSUE_MASK",
+            slide="s.svs",
+            branch=f"b{i % 7}",
+            depends_on=(f"j{i - 1}",) if i else (),
+        )
+        for i in reversed(range(n))
+    ]
+
+
+def test_a_chain_of_thousands_listed_last_first_is_ordered_not_a_recursion_error():
+    # A recursive depth-first order raised RecursionError past ~1,000 jobs (the CLI then
+    # said "input nested too deeply", of a valid config).
+    ordered = _lane_order(_chain(5000), {f"j{i}" for i in range(5000)})
+    assert [s.id for s in ordered] == [f"j{i}" for i in range(5000)]
+
+
+def test_a_cycle_deep_in_a_long_chain_is_named_in_one_line():
+    from tests.core.fakes import GatedExecutor
+    from wsitui.core.errors import InvalidRequest
+    from wsitui.core.rules import Scheduler
+    from wsitui.core.validation import JobValidator
+
+    specs = _chain(3000)
+    specs[-1] = specs[-1].model_copy(update={"depends_on": ("j2999",)})  # j0 needs j2999
+    validator = JobValidator({"TISSUE_MASK": GatedExecutor()}, Scheduler())
+    try:
+        validator.ordered(specs, existing={})
+    except InvalidRequest as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("a cycle was accepted")
+    assert message.startswith("dependency cycle: j2999 -> j2998 -> ") and "\n" not in message
+    assert message.count("->") == 3000 and "remove one of these depends_on" in message

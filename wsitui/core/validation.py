@@ -92,25 +92,15 @@ class JobValidator:
                 executor.validate(spec, Path(spec.slide), params, tuple(upstream))
             except ValueError as exc:
                 raise InvalidRequest(f"job {spec.id!r}: {exc}") from None
-        state: dict[str, int] = {}  # 1 visiting, 2 done: a cycle is refused first
-
-        def visit(key: str, path: list[str]) -> None:
-            if key in existing or state.get(key) == 2:
-                return
-            if state.get(key) == 1:
-                cycle = [*path[path.index(key) :], key]
-                raise InvalidRequest(
-                    f"dependency cycle: {' -> '.join(cycle)} (each job depends on the next, so "
-                    "none can start); remove one of these depends_on"
-                )
-            state[key] = 1
-            for dep in keys[key].depends_on:
-                visit(dep, [*path, key])
-            state[key] = 2
-
-        for spec in specs:
-            visit(spec.id, [])
-        return _lane_order(specs, set(keys))
+        ordered = _lane_order(specs, set(keys))
+        if len(ordered) < len(specs):
+            placed = {spec.id for spec in ordered}
+            cycle = _a_cycle([spec for spec in specs if spec.id not in placed], placed)
+            raise InvalidRequest(
+                f"dependency cycle: {' -> '.join(cycle)} (each job depends on the next, so "
+                "none can start); remove one of these depends_on"
+            )
+        return ordered
 
     def check_fits(self, job: Job, verb: str) -> None:
         """Refuse to `verb` (retry, rerun) a job whose resources this engine can never give."""
@@ -147,6 +137,9 @@ def _lane_order(specs: Sequence[JobSpec], keys: set[str]) -> list[JobSpec]:
     submitted branch head whose dependencies are placed; only when no branch head can go (a
     job depends on one submitted after it in its own branch) does the earliest submitted job
     whose dependencies are placed go first, since no lane order could ever run otherwise.
+    Jobs on a dependency cycle are left out (the caller refuses the submission). Iterative: a
+    chain of thousands of jobs listed last-first ran a recursive depth-first search out of
+    stack (RecursionError).
     """
     index = {spec.id: i for i, spec in enumerate(specs)}
     unmet = {spec.id: sum(d in keys for d in spec.depends_on) for spec in specs}
@@ -173,7 +166,7 @@ def _lane_order(specs: Sequence[JobSpec], keys: set[str]) -> list[JobSpec]:
         head_of(branch)
     by_key = {spec.id: spec for spec in specs}
     ordered: list[JobSpec] = []
-    while len(ordered) < len(specs):
+    while len(ordered) < len(specs) and (heads or free):
         source = heads if heads else free
         _, key = heapq.heappop(source)
         if key in placed:
@@ -189,3 +182,18 @@ def _lane_order(specs: Sequence[JobSpec], keys: set[str]) -> list[JobSpec]:
                     heapq.heappush(heads, (index[child], child))
         head_of(by_key[key].branch)
     return ordered
+
+
+def _a_cycle(stuck: Sequence[JobSpec], placed: set[str]) -> list[str]:
+    """A dependency cycle among the jobs `_lane_order` could not place: each waits for an
+    unplaced job, so following unplaced dependencies from the first listed one must come back
+    to a job already on the path."""
+    by_key = {spec.id: spec for spec in stuck}
+    path: list[str] = []
+    seen: dict[str, int] = {}
+    key = stuck[0].id
+    while key not in seen:
+        seen[key] = len(path)
+        path.append(key)
+        key = next(d for d in by_key[key].depends_on if d in by_key and d not in placed)
+    return [*path[seen[key] :], key]
