@@ -543,3 +543,27 @@ async def test_a_new_workflow_never_takes_a_name_the_tenant_uses(tmp_path):
         names = sorted(w.workflow.name for w in app.engine.workflows("alice"))
         assert names == ["his", "w"]
         await app.shutdown()
+
+
+async def test_the_top_bar_counts_waiting_tenants_and_keeps_its_figures_at_80_columns(tmp_path):
+    # It listed every waiting tenant by name: at 80 columns the list pushed workers, queue
+    # and throughput off the bar, and showed other tenants' names to this one.
+    app, _, _ = make_app(tmp_path / "data", max_workers=2, max_active_users=1)
+    tenants = ["alice", "bob-the-builder", "carol-from-accounts", "dave-lab-7", "erin-pathology"]
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        for t in tenants:
+            app.engine.submit(t, spec("w", ("x", "A")))
+        await settle(app, pilot)
+        from wsitui.tui.widgets.topbar import TopBar
+
+        bar = str(app.query_one(TopBar).render())
+        assert len(bar) <= 80, bar
+        assert "4 waiting" in bar and "workers 1/2" in bar and "queued 4" in bar, bar
+        assert not any(t in bar for t in tenants[1:]), bar
+        app.tenant = "carol-from-accounts"  # a long name: the bar still fits
+        app.tick()
+        await settle(app, pilot)
+        bar = str(app.query_one(TopBar).render())
+        assert len(bar) <= 80 and "workers 1/2" in bar and "queued 4" in bar, bar
+        await app.shutdown()
