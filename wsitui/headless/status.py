@@ -269,7 +269,12 @@ def plain_lines(console: Console, table: Table) -> list[str] | None:
     for column in columns:
         cells = []
         for cell in column._cells:
-            if isinstance(cell, Text) and not cell.spans and not cell.style:
+            if (
+                isinstance(cell, Text)
+                and not cell.spans
+                and not cell.style
+                and cell.justify in (None, "default", "left")
+            ):
                 plain = cell.plain
             elif isinstance(cell, str) and "[" not in cell:
                 plain = cell  # no markup in it
