@@ -15,7 +15,7 @@ from textual.widgets import Input, Select
 
 from tests.slides.samples import sample_slide_path
 from tests.tui.conftest import T0, make_app
-from tests.tui.helpers import settle, spec, start_one_job, wait_for
+from tests.tui.helpers import screen_text, settle, spec, start_one_job, wait_for
 from wsitui.core.records import JobState, WorkflowSpec
 from wsitui.session.session import SessionOptions, prepare_session
 from wsitui.tui.main import build_app
@@ -566,4 +566,21 @@ async def test_the_top_bar_counts_waiting_tenants_and_keeps_its_figures_at_80_co
         await settle(app, pilot)
         bar = str(app.query_one(TopBar).render())
         assert len(bar) <= 80 and "workers 1/2" in bar and "queued 4" in bar, bar
+        await app.shutdown()
+
+
+async def test_a_waiting_card_shows_its_place_in_line_at_80_columns(tmp_path):
+    # "WAITING for a tenant slot (#1 in" was all a card at 80 columns showed: the place is
+    # what a waiting user wants, so it comes first.
+    app, _, _ = make_app(tmp_path / "data", max_workers=2, max_active_users=1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.engine.submit("alice", spec("w", ("x", "A")))
+        app.engine.submit("bob", spec("his", ("x", "A"), ("y", "B")))
+        app.tenant = "bob"
+        await settle(app, pilot)
+        await app._list_workflows()
+        await settle(app, pilot)
+        text = screen_text(app)
+        assert text.count("WAITING #1 in line") == 2, text
         await app.shutdown()
