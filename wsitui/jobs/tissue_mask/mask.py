@@ -302,7 +302,7 @@ def _without_ink(
 
 
 def _ink_by_neighbours(
-    mask: np.ndarray, rgb: np.ndarray, glass_rgb: np.ndarray
+    mask: np.ndarray, rgb: np.ndarray, glass_rgb: np.ndarray, own: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(the mask with ink decided by what is around it, the px that took away).
 
@@ -311,9 +311,11 @@ def _ink_by_neighbours(
     the ones it cannot tell at 8 µm (thin strokes mixed with glass, JPEG-tinted, in runs
     too short). Here every mask px coloured like ink (OD norm over INK_NEAR_OD, eosin share
     at most INK_NEAR_EOSIN: inks unmix to no or negative eosin, stain over tissue adds
-    eosin) takes the mask value of the nearest px that is not, within INK_NEAR_PX: a stroke
+    eosin) takes the value of the nearest px that is not, within INK_NEAR_PX: a stroke
     over the glass goes with the glass, one over tissue stays tissue, one along the edge is
-    split where the edge is. Deeper ink (wider than twice that) keeps its value."""
+    split where the edge is. Deeper ink (wider than twice that) keeps its value. A px's
+    value is the mask's where `own` (its unblurred grey against the threshold) agrees: the
+    blur the threshold is taken on spreads a stroke onto the glass px beside it."""
     levels = np.arange(256, dtype=np.float64)
     lut = [
         np.clip(-np.log10(np.maximum(levels, 1.0) / max(float(gl), 1.0)), 0.0, None)
@@ -363,7 +365,8 @@ def _ink_by_neighbours(
         near[r0 - ys.start + b :] = False
         near[:, : c0 - xs.start] = False
         near[:, c0 - xs.start + b :] = False
-        out[ys, xs][near] = mask[ys, xs][iy[near], ix[near]]
+        ref = mask[ys, xs] & own[ys, xs]
+        out[ys, xs][near] = ref[iy[near], ix[near]]
     return out, mask & ~out
 
 
@@ -545,7 +548,7 @@ def _coarse_mask(
         mask, rgb, glass_rgb, mpp, min(min_object_um2, SMALL_IMAGE_SHARE * image_um2)
     )
     if INK_NEAR_PX:
-        mask, off = _ink_by_neighbours(mask, rgb, glass_rgb)
+        mask, off = _ink_by_neighbours(mask, rgb, glass_rgb, np.asarray(grey) <= thr)
         candidates = candidates | off
     dropped = candidates & ~mask  # dust, specks, ink: a finer cut must not bring them back
     small_px = OWN_EDGE_MAX_UM2 / (mpp[0] * mpp[1])
