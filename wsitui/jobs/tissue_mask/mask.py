@@ -9,7 +9,8 @@ edges, pale or grainy stain), a 1-px closing; pieces under OWN_EDGE_MAX_UM2 re-c
 own level (`_own_edges`: small and pale fragments); objects told from debris by colour and
 area (`keep_tissue_objects`); the edges of small pieces placed by the area their stain adds
 up to (hard edges) or at half their local stain density (soft ones; `refine_edges`), against
-a glass level taken clear of pale stain and fades (`_clear_glass`); holes
+a glass level taken clear of pale stain and fades (`_clear_glass`); ink crossing an edge
+decided by its neighbours (`_ink_by_neighbours`); fat's net of septa filled (`_lace`); holes
 smaller than a given area in µm² filled. Then, on slides with pieces under FINE_MAX_UM2, the
 band around those pieces' edges is cut again from a finer level at about `edge_mpp` and the
 mask is returned that much finer (`refine_fine`; TissueMask.downsample and .mpp say so). The
@@ -302,7 +303,7 @@ def _without_ink(
 
 
 def _ink_by_neighbours(
-    mask: np.ndarray, rgb: np.ndarray, glass_rgb: np.ndarray, own: np.ndarray
+    mask: np.ndarray, rgb: np.ndarray, glass_rgb: np.ndarray, grey: np.ndarray, thr: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(the mask with ink decided by what is around it, the px that took away).
 
@@ -314,7 +315,7 @@ def _ink_by_neighbours(
     eosin) takes the value of the nearest px that is not, within INK_NEAR_PX: a stroke
     over the glass goes with the glass, one over tissue stays tissue, one along the edge is
     split where the edge is. Deeper ink (wider than twice that) keeps its value. A px's
-    value is the mask's where `own` (its unblurred grey against the threshold) agrees: the
+    value is the mask's where its unblurred `grey` is also under the threshold `thr`: the
     blur the threshold is taken on spreads a stroke onto the glass px beside it."""
     levels = np.arange(256, dtype=np.float64)
     lut = [
@@ -365,7 +366,7 @@ def _ink_by_neighbours(
         near[r0 - ys.start + b :] = False
         near[:, : c0 - xs.start] = False
         near[:, c0 - xs.start + b :] = False
-        ref = mask[ys, xs] & own[ys, xs]
+        ref = mask[ys, xs] & (grey[ys, xs] <= thr[ys, xs])
         out[ys, xs][near] = ref[iy[near], ix[near]]
     return out, mask & ~out
 
@@ -509,9 +510,11 @@ def _coarse_mask(
        tissue) is all tissue when stain-coloured.
     3. Pieces under OWN_EDGE_MAX_UM2 are cut again at their own level (_own_edges).
     4. Objects are kept by colour and area (keep_tissue_objects; min_object_um2 is capped at
-       SMALL_IMAGE_SHARE of the image).
+       SMALL_IMAGE_SHARE of the image); ink on a piece's edge goes with the px around it
+       (_ink_by_neighbours: a stroke out over the glass is not tissue).
     5. The edges of pieces under OWN_EDGE_MAX_UM2 are placed sub-pixel-wise (refine_edges):
        a hard edge by the area its stain adds up to, a soft one at half its local density.
+       A net of faint px enclosing many glass-white holes (fat) is filled in (_lace).
        Then holes under min_hole_um2 are filled.
     """
     grey = Image.fromarray(rgb).convert("L")  # in C
@@ -548,7 +551,7 @@ def _coarse_mask(
         mask, rgb, glass_rgb, mpp, min(min_object_um2, SMALL_IMAGE_SHARE * image_um2)
     )
     if INK_NEAR_PX:
-        mask, off = _ink_by_neighbours(mask, rgb, glass_rgb, np.asarray(grey) <= thr)
+        mask, off = _ink_by_neighbours(mask, rgb, glass_rgb, np.asarray(grey), thr)
         candidates = candidates | off
     dropped = candidates & ~mask  # dust, specks, ink: a finer cut must not bring them back
     small_px = OWN_EDGE_MAX_UM2 / (mpp[0] * mpp[1])
