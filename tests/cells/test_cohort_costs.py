@@ -13,6 +13,7 @@ import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -234,3 +235,61 @@ def test_free_heap_of_finished_threads_goes_back_to_the_system() -> None:
     if kept - base < 300:
         pytest.skip(f"this allocator kept {kept - base:.0f} MB: nothing to give back")
     assert after < kept - 250  # most of what the ended threads kept is given back
+
+
+def test_dask_cpu_workers_run_the_split_network_once_built_with_the_same_cells(
+    sample_slide: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Dask CPU worker runs the split network as the local backend does (built and checked
+    once per worker, not per tile), with the model's own call's cells, and says so per tile."""
+    pytest.importorskip("distributed")
+    from wsitui.jobs.segment_cells.backends import dask_worker
+
+    builds = _count_builds(monkeypatch)
+    plugin = dask_worker.make_plugin(resolve("shipped"), "cpu", 2)
+
+    worker = SimpleNamespace(  # what a task sees of its worker
+        address="tcp://worker:1", plugins={}, state=SimpleNamespace(nthreads=1)
+    )
+    monkeypatch.setattr(dask_worker, "get_worker", lambda: worker)
+    params = SegmentCellsParams(model="shipped", device="cpu")
+    try:
+        model = plugin.model()
+        with open_slide(sample_slide) as reader:
+            plan = plan_tiles(
+                reader,
+                slide_mpp=reader.mpp or params.assumed_mpp,
+                model_px=model.pixel_size,
+                tile_size=256,
+                max_nucleus_um=params.max_nucleus_um,
+                tissue=None,
+            )
+        mid = len(plan.tiles) // 2
+        tiles = plan.tiles[mid - 4 : mid - 2] + plan.tiles[mid + 2 : mid + 4]
+        post = {"window_size": 24}
+        results = [
+            dask_worker.segment_tile(plugin, str(sample_slide), plan, t, 4.0, post) for t in tiles
+        ]
+        assert len(builds) == 1  # once for the worker, not per tile
+        assert {r.network_runtime for r in results} == {fastnet.FP32_RUNTIME}
+        # the model's own whole call on the same tiles: the same cells
+        monkeypatch.setenv(fastnet.ENV_OFF, "0")
+        own = dask_worker.make_plugin(resolve("shipped"), "cpu", 2)
+        worker.plugins = {}
+        plain = [
+            dask_worker.segment_tile(own, str(sample_slide), plan, t, 4.0, post) for t in tiles
+        ]
+        assert {r.network_runtime for r in plain} == {
+            f"torchscript (the model's own call: {fastnet.ENV_OFF} is off)"
+        }
+        own.teardown()
+    finally:
+        plugin.teardown()
+    from wsitui.jobs.segment_cells.extract import CellRecords
+
+    for split_run, whole in zip(results, plain, strict=True):
+        a, b = CellRecords.from_bytes(split_run.data), CellRecords.from_bytes(whole.data)
+        assert split_run.cells == whole.cells
+        assert np.array_equal(a.centroid, b.centroid) and np.array_equal(a.area, b.area)
+        assert np.array_equal(a.info[2:], b.info[2:])  # the nuclear check's counts
+    assert sum(r.cells for r in results) > 50  # the tiles hold nuclei
