@@ -419,7 +419,8 @@ def main() -> int:
     p.add_argument("--model", default="shipped", help="--jobs: the cells jobs' model")
     args = p.parse_args()
     if args.jobs:
-        jobs_profile(parse_size(args.size), [int(v) for v in args.jobs.split(",")], args.model)
+        w, h = (int(v) for v in args.size.lower().split("x"))  # 1,024 x 768 too (see there)
+        jobs_profile((w, h), [int(v) for v in args.jobs.split(",")], args.model)
         return 0
     if args.h_skip:
         slides = [((2048, 1536), 11), ((2048, 1536), 5), ((4096, 3072), 11), ((4096, 3072), 3)]
