@@ -109,7 +109,7 @@ class CellsPlugin(WorkerPlugin):
         self.loads = 0
         self.malloc_tuned = False
         self._predict: Any = None  # (predict, network_runtime) for the loaded model, made once
-        self._call_lock = threading.Lock()  # one model call at a time, as the model's own
+        self._call_lock = threading.Lock()  # one split model call at a time, as the model's own
 
     def __getstate__(self) -> dict[str, Any]:
         # What travels to the workers: the model's path and device, not locks or readers.
@@ -176,13 +176,14 @@ class CellsPlugin(WorkerPlugin):
             if fast is None:
                 made = (_own_call(model), f"torchscript (the model's own call: {why})")
             else:
-                seg = DeviceSegmenter(model, "fp32", None, call=fast)
 
-                def predict(batch: np.ndarray, postprocess: dict[str, Any] | None) -> Any:
-                    with self._call_lock:  # the worker's threading as before the split
-                        return seg.predict(batch, postprocess)
+                def call(x: Any, **kwargs: Any) -> Any:
+                    # One TorchScript call at a time, as the model's own lock ran them; reading,
+                    # normalising and the nuclear check stay outside, as before the split.
+                    with self._call_lock:
+                        return fast(x, **kwargs)
 
-                made = (predict, fast.runtime)
+                made = (DeviceSegmenter(model, "fp32", None, call=call).predict, fast.runtime)
         with self._lock:
             self._predict = (*made, model)
         return made
