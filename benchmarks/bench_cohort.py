@@ -42,6 +42,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CACHE, ROOT, peak_rss_mb
 
+# `--code DIR`: the child runs wsitui from another checkout (e.g. the code before a change, made
+# with `git archive`), on the same cached slides: before/after runs alternated in one command.
+CODE_ENV = "WSITUI_BENCH_CODE"
+if os.environ.get(CODE_ENV):
+    sys.path.insert(0, os.environ[CODE_ENV])
+
 SEEDS = 8
 
 
@@ -68,7 +74,7 @@ def slides(n: int, size: tuple[int, int]) -> Path:
     return folder
 
 
-def config(tmp: Path, folder: Path, workers: int, backend: str) -> Path:
+def config(tmp: Path, folder: Path, workers: int, backend: str, model: str = "classical") -> Path:
     dask = '[dask]\nbackend = "dask"\n' if backend == "dask" else ""
     path = tmp / "cohort.toml"
     path.write_text(
@@ -77,7 +83,7 @@ def config(tmp: Path, folder: Path, workers: int, backend: str) -> Path:
         f'[[workflows]]\ntenant = "lab"\nname = "bench"\nslides = ["{folder}/*.svs"]\n'
         '  [[workflows.jobs]]\n  id = "mask"\n  type = "TISSUE_MASK"\n'
         '  [[workflows.jobs]]\n  id = "cells"\n  type = "SEGMENT_CELLS"\n'
-        '  depends_on = ["mask"]\n  params = { model = "classical", device = "cpu" }\n'
+        '  depends_on = ["mask"]\n  params = { model = "' + model + '", device = "cpu" }\n'
     )
     return path
 
@@ -95,7 +101,9 @@ def _now() -> dict[str, float]:
     }
 
 
-def child(n: int, workers: int, backend: str, size: tuple[int, int]) -> dict[str, Any]:
+def child(
+    n: int, workers: int, backend: str, size: tuple[int, int], model: str = "classical"
+) -> dict[str, Any]:
     """One cohort run in this process; its figures as a dict."""
     import anyio
 
@@ -106,7 +114,9 @@ def child(n: int, workers: int, backend: str, size: tuple[int, int]) -> dict[str
     with tempfile.TemporaryDirectory(prefix="bench_cohort_") as tmp_name:
         tmp = Path(tmp_name)
         t0 = time.perf_counter()
-        session = prepare_session(SessionOptions(config=config(tmp, folder, workers, backend)))
+        session = prepare_session(
+            SessionOptions(config=config(tmp, folder, workers, backend, model))
+        )
         prepare_s = time.perf_counter() - t0
         walls: dict[str, float] = {}
         quarters: list[dict[str, float]] = []  # the process as each quarter of the slides ends
@@ -143,12 +153,16 @@ def child(n: int, workers: int, backend: str, size: tuple[int, int]) -> dict[str
                     by_type.get(str(j.job_type), 0.0) + j.finished_at - j.started_at
                 )
         segment = tiles = 0.0
+        cells = 0
+        load_model: list[float] = []  # each cells job's model step, in start order
         results = session.engine.results_root
-        for j in jobs:
+        for j in sorted(jobs, key=lambda j: j.started_at or 0.0):
             if str(j.job_type) == "SEGMENT_CELLS":
                 m = json.loads((session.engine.results_dir(j) / "manifest.json").read_text())
                 segment += m["timings"]["segment"]
                 tiles += m["tiles"]["processed"]
+                cells += m["cells"]
+                load_model.append(m["timings"].get("load_model", 0.0))
         summary = (results / "lab" / wf_id / "cohort" / "summary.csv").read_text().splitlines()
         states = [j.state for j in jobs]
     return {
@@ -163,19 +177,40 @@ def child(n: int, workers: int, backend: str, size: tuple[int, int]) -> dict[str
         "gaps_per_slide_ms": round(1000 * gaps / n, 1),
         "slides_per_min": round(60 * n / walls["run"], 2),
         "segment_s_per_tile": round(segment / tiles, 4) if tiles else None,
+        "cpu_s": round(cpu_seconds(), 2),  # the process, all threads: imports and model too
+        "cells": cells,
+        "load_model_first_s": round(load_model[0], 3) if load_model else None,
+        "load_model_rest_s": round(sum(load_model[1:]), 3),
         "tiles_per_slide": tiles / n,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "rss_before_mb": round(rss_before, 1),
         "quarters": quarters,  # RSS, threads, fds as the cohort went: flat = nothing kept
         "summary_rows": len(summary) - 1,
         "all_succeeded": all(str(s) == "SUCCEEDED" for s in states),
+        "code": str(Path(sys.modules["wsitui"].__file__ or "").resolve().parents[1]),
     }
 
 
-def run_child(n: int, workers: int, backend: str, slide: str) -> dict[str, Any]:
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far (all its threads)."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_child(
+    n: int,
+    workers: int,
+    backend: str,
+    slide: str,
+    model: str = "classical",
+    code: Path | None = None,
+) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", str(n), "--workers", str(workers)]
-    cmd += ["--backend", backend, "--slide", slide]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
+    cmd += ["--backend", backend, "--slide", slide, "--model", model]
+    env = {**os.environ, CODE_ENV: str(code)} if code else None
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False, env=env)
     if out.returncode != 0:
         raise SystemExit(f"child {n}/{backend} failed:\n{out.stderr[-3000:]}")
     line = out.stdout.strip().splitlines()[-1]
@@ -208,6 +243,36 @@ def on_paper(per_tile_s: float, overhead_ms: float, gpu_tile_s: float | None) ->
     return lines
 
 
+def cohort_rounds(args: argparse.Namespace) -> None:
+    """`--cohort N`: N slides on `--workers` workers with `--model`, `--rounds` times, each
+    round this checkout's code and then (with `--code`) the other's, in their own processes."""
+    codes: list[Path | None] = [None] + ([args.code] if args.code else [])
+    rows = []
+    for r in range(args.rounds):
+        for code in codes:
+            load = os.getloadavg()[0]
+            res = run_child(args.cohort, args.workers, "local", args.slide, args.model, code)
+            rows.append((r, "other" if code else "this", load, res))
+    print(
+        f"cohort of {args.cohort} slides of {args.slide}, {args.workers} workers, model "
+        f"{args.model}, CPU ({time.strftime('%Y-%m-%d %H:%M')})"
+    )
+    print(
+        f"{'round':>5} {'code':<5} {'load':>5} {'wall s':>7} {'slides/min':>10} {'CPU s':>7} "
+        f"{'model 1st s':>11} {'model rest s':>12} {'cells':>7} {'peak RSS MB':>11} {'ok':>3}"
+    )
+    for r, which, load, res in rows:
+        ok = "yes" if res["all_succeeded"] and res["summary_rows"] == res["n"] else "NO"
+        print(
+            f"{r:>5} {which:<5} {load:>5.1f} {res['wall_s']:>7.1f} {res['slides_per_min']:>10.1f} "
+            f"{res['cpu_s']:>7.1f} {res['load_model_first_s'] or 0:>11.2f} "
+            f"{res['load_model_rest_s']:>12.2f} {res['cells']:>7} {res['peak_rss_mb']:>11.0f} "
+            f"{ok:>3}"
+        )
+        went = ", ".join(f"{q['slides']:.0f}: {q['rss_mb']:.0f} MB" for q in res["quarters"])
+        print(f"      RSS as the slides ended: {went}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="50,100,200")
@@ -218,12 +283,19 @@ def main() -> None:
     ap.add_argument("--gpu-tile-s", type=float, default=None)
     ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--backend", default="local", help=argparse.SUPPRESS)
+    ap.add_argument("--model", default="classical", help="the cells jobs' model (e.g. shipped)")
+    ap.add_argument("--cohort", type=int, default=0, help="only N slides on --workers workers")
+    ap.add_argument("--rounds", type=int, default=1, help="--cohort runs (alternated with --code)")
+    ap.add_argument("--code", type=Path, default=None, help="--cohort: also this checkout's code")
     args = ap.parse_args()
     w, h = (int(v) for v in args.slide.lower().split("x"))
     if args.child:
-        print(json.dumps(child(args.child, args.workers, args.backend, (w, h))))
+        print(json.dumps(child(args.child, args.workers, args.backend, (w, h), args.model)))
         return
     slides(1, (w, h))  # generate the seeds once, outside the measured processes
+    if args.cohort:
+        cohort_rounds(args)
+        return
     rows = []
     first = run_child(args.overhead, 1, "local", args.slide)
     rows.append(("overhead", first))

@@ -1,12 +1,18 @@
 """Where one SEGMENT_CELLS tile's time goes, end to end, on CPU; and two candidate speed-ups.
 
     .venv/bin/python benchmarks/profile_cells.py [--size 2048x1536] [--seed 11] [--tiles 3]
-        [--candidates] [--h-skip]
+        [--candidates] [--h-skip] [--jobs 11,12]
 
 Profile (median over `--tiles` tissue tiles of a generated slide, the shipped model, the job's
 own defaults): read, normalise, network (`fcn`), instanseg's post-processing (the rest of the
 TorchScript call; its heaviest operators from torch.profiler), tracing + records (`extract`),
 the seam merge (`settle_seams`) and the write (`CellWriter.add`).
+
+`--jobs SEEDS` runs whole TISSUE_MASK + SEGMENT_CELLS jobs, one slide per seed, one after the
+other in one process (one engine, as a cohort runs them): wall and CPU seconds of each job and
+of the steps before its first tile and after its last (model load, the split network's build
+and probe check, tissue, writing). The first job pays what a process pays once; the others
+show what each further slide of a cohort pays.
 
 `--candidates` measures, on the same tiles, the candidates of issue #19 whose results must not
 move (cells matched one-to-one with today's at IoU >= 0.9 for >= 99 %):
@@ -31,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
-from common import sample, tissue_plan
+from common import peak_rss_mb, sample, tissue_plan
 
 
 def _ms(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -304,6 +310,96 @@ def haematoxylin_skip(slides: list[tuple[tuple[int, int], int]], shares: list[fl
             )
 
 
+def _cpu_s() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+# The steps `--jobs` times: (module, function) wrapped where the job calls them.
+JOB_STEPS = (
+    ("wsitui.models.loaded", "load"),  # torch import, model file read, check, load, test tile
+    ("wsitui.jobs.segment_cells.fastnet", "_build"),  # split network: copy, freeze, probe
+    ("wsitui.jobs.segment_cells.accel", "accelerate"),  # precision and runner, per job
+    ("wsitui.jobs.segment_cells.executor", "compute_tissue_mask"),  # without an upstream mask
+    ("wsitui.jobs.segment_cells.executor", "plan_tiles"),
+    ("wsitui.jobs.segment_cells.backends.local", "run_tiles"),  # the tiles
+    ("wsitui.jobs.segment_cells.executor", "settle_seams"),
+)
+
+
+def jobs_profile(size: tuple[int, int], seeds: list[int], model: str) -> None:
+    """`--jobs`: whole jobs, one slide per seed, in one process (see the module doc)."""
+    import functools
+    import importlib
+    import json
+
+    import anyio
+
+    from tests.cells.specs import mask_and_cells
+    from wsitui.core.engine import Engine
+    from wsitui.jobs.registry import default_executors
+
+    spent: dict[str, list[float]] = {}
+
+    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def run(*a: Any, **k: Any) -> Any:
+            t, c = time.perf_counter(), _cpu_s()
+            try:
+                return fn(*a, **k)
+            finally:
+                row = spent.setdefault(name, [0, 0.0, 0.0])
+                row[0] += 1
+                row[1] += time.perf_counter() - t
+                row[2] += _cpu_s() - c  # the process: other threads' CPU too
+
+        return run
+
+    for mod_name, fn_name in JOB_STEPS:
+        mod = importlib.import_module(mod_name)
+        setattr(mod, fn_name, timed(fn_name, getattr(mod, fn_name)))
+    import wsitui.slides.synthetic.generator as generator
+
+    generator.MIN_SIDE = min(generator.MIN_SIDE, *size)  # this benchmark's 1024 x 768 too
+    slides = [sample(size, seed) for seed in seeds]  # generated once, before any timing
+
+    async def run() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            async with Engine(Path(tmp), default_executors()) as engine:
+                for i, slide in enumerate(slides):
+                    spent.clear()
+                    t, c = time.perf_counter(), _cpu_s()
+                    w = engine.submit(f"p{i}", mask_and_cells(slide, "cells", model=model))
+                    await engine.wait_idle()
+                    wall, cpu = time.perf_counter() - t, _cpu_s() - c
+                    job = engine.workflow(f"p{i}", w.workflow.id).jobs[1]
+                    if job.error:
+                        raise SystemExit(f"job failed: {job.error}")
+                    m = json.loads((engine.results_dir(job) / "manifest.json").read_text())
+                    tm = m["timings"]
+                    print(
+                        f"job {i + 1} ({slide.name}): {wall:.2f} s wall, {cpu:.2f} CPU s, "
+                        f"{m['tiles']['processed']} tiles, {m['cells']} cells, "
+                        f"{m['model'].get('network_runtime', '')}; manifest: load_model "
+                        f"{tm.get('load_model', 0):.2f}, segment {tm['segment']:.2f}, write "
+                        f"{tm['write']:.2f} s"
+                    )
+                    for name, (n, w_s, c_s) in spent.items():
+                        print(f"  {name:<20} x{n:<3.0f} {w_s:7.3f} s wall {c_s:7.3f} CPU s")
+
+    print(f"== jobs {time.strftime('%Y-%m-%d %H:%M %Z')}, load average {_load()}")
+    anyio.run(run)
+    print(f"peak RSS {peak_rss_mb():.0f} MB")
+
+
+def _load() -> str:
+    import os
+
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
 def main() -> int:
     from wsitui.slides.sample import parse_size
 
@@ -319,7 +415,13 @@ def main() -> int:
         action="store_true",
         help="skip rate and false skips of 'no haematoxylin signal' on generated slides",
     )
+    p.add_argument("--jobs", default="", help="whole jobs in one process, one slide per seed")
+    p.add_argument("--model", default="shipped", help="--jobs: the cells jobs' model")
     args = p.parse_args()
+    if args.jobs:
+        w, h = (int(v) for v in args.size.lower().split("x"))  # 1,024 x 768 too (see there)
+        jobs_profile((w, h), [int(v) for v in args.jobs.split(",")], args.model)
+        return 0
     if args.h_skip:
         slides = [((2048, 1536), 11), ((2048, 1536), 5), ((4096, 3072), 11), ((4096, 3072), 3)]
         haematoxylin_skip(slides, [0.001, 0.005, 0.01])

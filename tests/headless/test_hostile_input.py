@@ -90,7 +90,13 @@ def test_second_run_on_a_busy_data_dir_is_one_line_exit_2(tmp_path, slides):
         out = wsitui("run", config, "--data-dir", data, timeout=60)
     finally:
         lock.release()
-    assert_one_line_error(out, 2, "in use by another wsitui process", str(os.getpid()))
+    assert_one_line_error(
+        out,
+        2,
+        "in use by another wsitui process",
+        str(os.getpid()),
+        f"wsitui status --data-dir {data}",
+    )
     assert not (data / "state.db").exists()
 
 

@@ -9,6 +9,7 @@ import json
 
 import anyio
 import pytest
+from rich.cells import cell_len
 from rich.console import Console, RenderableType
 
 from tests.tui.fakes import ScriptedExecutor
@@ -389,3 +390,32 @@ async def test_run_summary_of_hundreds_of_jobs_is_a_line_per_workflow(tmp_path):
     assert f"alice/big: alice/{wf.workflow.id}/<job id>/" in text
     assert "alice/j001: FAILED: synthetic failure in j001" in text
     assert len(lines) < 15, text
+
+
+def _printed(table: RenderableType, width: int) -> str:
+    console = Console(width=width, file=io.StringIO(), color_system=None)
+    console.print(table)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("width", [80, 160, 250])
+@pytest.mark.parametrize("verbose", [False, True])
+@pytest.mark.parametrize("error", ["bad slide", "Ünïcödé 表 error " * 6, "x" * 150])
+def test_status_rows_laid_out_in_python_match_what_rich_prints(tmp_path, width, verbose, error):
+    # `wsitui status --verbose` on 3,000 jobs took 2.4 s, nearly all of it rich laying out
+    # each cell; `plain_lines` writes rows itself and must print exactly what rich would.
+    from wsitui.headless.status import plain_lines
+
+    summary = _cohort_summary(12)
+    summary.jobs[0].error = error  # type: ignore[misc]
+    summary.cohort.rows[0].error = error  # type: ignore[union-attr,misc]
+    table = status_table(tmp_path, [summary], verbose=verbose)
+    console = Console(width=width, file=io.StringIO(), color_system=None)
+    lines = plain_lines(console, table)
+    expected = _printed(status_table(tmp_path, [summary], verbose=verbose), width)
+    unfolded = _printed(status_table(tmp_path, [summary], verbose=verbose), 2000)
+    if max(map(cell_len, unfolded.splitlines())) <= width:  # every row fits on one line
+        assert lines is not None
+        assert "".join(f"{line}\n" for line in lines) == expected
+    else:  # rich folds some rows: it prints the table itself
+        assert lines is None

@@ -21,6 +21,16 @@ JOB = '[[workflows.jobs]]\nid="x"\ntype="TISSUE_MASK"\nslide="s.svs"\n'
         (f'[[workflows]]\ntenant="a"\nname=""\n{JOB}', "workflows[0].name", "give it a value"),
         ('[scheduler]\nmax_workers="four"\n', "scheduler.max_workers", "whole number, without"),
         ("[scheduler]\nmax_workers=2.5\n", "scheduler.max_workers", "give a whole number"),
+        # Numbers are strict: a quoted number or a boolean was read as one (true: 1 worker)
+        ('[scheduler]\nmax_workers="4"\n', "scheduler.max_workers", "whole number, without"),
+        ("[scheduler]\nmax_workers=true\n", "scheduler.max_workers", "whole number"),
+        ("[scheduler]\nmax_active_users=true\n", "scheduler.max_active_users", "whole number"),
+        ("[scheduler]\ncancel_grace=true\n", "scheduler.cancel_grace", "give a number"),
+        ('[limits]\nrate="5"\n', "limits.rate", "give a number, without"),
+        ("[limits]\nmax_queued=true\n", "limits.max_queued", "whole number"),
+        # nan was refused as "less than or equal to 3600"
+        ("[scheduler]\ncancel_grace=nan\n", "scheduler.cancel_grace", "finite number"),
+        ("[limits]\nrate=inf\n", "limits.rate", "nan and inf are not"),
         ('[scheduler]\ncancel_grace="x"\n', "scheduler.cancel_grace", "give a number, without"),
         (
             f'[[workflows]]\ntenant="a"\nname="w"\n{JOB}depends_on="y"\n',

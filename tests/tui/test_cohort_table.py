@@ -179,3 +179,18 @@ def test_cohort_table_snapshot(snap_compare, snapshot_dir: Path):
         await settle(app, pilot)
 
     assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
+
+
+@pytest.mark.parametrize(("width", "whole"), [(160, True), (80, False)])
+async def test_the_error_column_takes_the_width_the_terminal_leaves(tmp_path, width, whole):
+    # It was cut at 30 characters on any terminal: on a wide one the whole error fits.
+    app, ex, clock = make_app(tmp_path / "data", executor=TissueExecutor(), max_workers=2)
+    async with app.run_test(size=(width, 40)) as pilot:
+        await cohort_mid_run(app, ex, clock, pilot)
+        table = app.query_one(CohortTable)
+        error = str(table.get_cell(SLIDES[3], "error"))
+        full = f"mask: synthetic failure in {SLIDES[3]}-mask"
+        assert (error == full) is whole, error
+        assert len(error) >= 30  # never narrower than before
+        assert table.virtual_size.width <= table.scrollable_content_region.width or not whole
+        await app.shutdown()

@@ -453,3 +453,24 @@ async def test_names_and_errors_with_brackets_are_shown_as_typed(tmp_path):
         assert "Add a job to cohort [/] [red]7" in str(app.screen.query_one(".title").render())
         await pilot.press("escape")
         await app.shutdown()
+
+
+async def test_the_detail_state_line_wraps_a_long_error_at_80_columns(tmp_path):
+    # Over SSH at 80x24 the state line (badge, error, attempt) was one row: a long error and
+    # the attempt after it were cut off.
+    app, ex, _ = make_app(tmp_path / "data")
+    key = "k" * 60
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.ready.wait()
+        job_id = app.engine.submit("alice", spec("w", (key, "A"))).jobs[0].id
+        ex.release(key, "fail")
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
+        await pilot.press("tab", "enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, JobDetailScreen)
+        state = app.screen.query_one("#state")
+        shown = str(state.render())
+        assert f"synthetic failure in {key}" in shown and "attempt 1" in shown
+        width = state.content_region.width
+        assert state.content_region.height >= -(-len(shown) // width) >= 2
+        await app.shutdown()

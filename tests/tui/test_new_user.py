@@ -15,7 +15,7 @@ from textual.widgets import Input, Select
 
 from tests.slides.samples import sample_slide_path
 from tests.tui.conftest import T0, make_app
-from tests.tui.helpers import settle, spec, start_one_job, wait_for
+from tests.tui.helpers import screen_text, settle, spec, start_one_job, wait_for
 from wsitui.core.records import JobState, WorkflowSpec
 from wsitui.session.session import SessionOptions, prepare_session
 from wsitui.tui.main import build_app
@@ -521,4 +521,66 @@ async def test_help_lists_the_cohort_tables_sort_keys(tmp_path):
             assert any(line.split()[:1] == [key] and what in line for line in text.splitlines()), (
                 text
             )
+        await app.shutdown()
+
+
+async def test_a_new_workflow_never_takes_a_name_the_tenant_uses(tmp_path):
+    # `wsitui run` matches workflows by tenant and name: a second "w" would pass for the
+    # config's. The dialog says so and keeps the name for editing; another tenant's is free.
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.engine.submit("alice", spec("w", ("a", "A")), start=False)
+        app.engine.submit("bob", spec("his", ("x", "A")), start=False)
+        await settle(app, pilot)
+        await pilot.press("n", "w", "enter")
+        await settle(app, pilot)
+        error = app.screen.query_one("#error")
+        assert error.display and "named 'w'" in str(error.render())
+        app.screen.query_one("#name", Input).value = "his"  # bob's name: alice may use it
+        await pilot.press("enter")
+        await settle(app, pilot)
+        names = sorted(w.workflow.name for w in app.engine.workflows("alice"))
+        assert names == ["his", "w"]
+        await app.shutdown()
+
+
+async def test_the_top_bar_counts_waiting_tenants_and_keeps_its_figures_at_80_columns(tmp_path):
+    # It listed every waiting tenant by name: at 80 columns the list pushed workers, queue
+    # and throughput off the bar, and showed other tenants' names to this one.
+    app, _, _ = make_app(tmp_path / "data", max_workers=2, max_active_users=1)
+    tenants = ["alice", "bob-the-builder", "carol-from-accounts", "dave-lab-7", "erin-pathology"]
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        for t in tenants:
+            app.engine.submit(t, spec("w", ("x", "A")))
+        await settle(app, pilot)
+        from wsitui.tui.widgets.topbar import TopBar
+
+        bar = str(app.query_one(TopBar).render())
+        assert len(bar) <= 80, bar
+        assert "4 waiting" in bar and "workers 1/2" in bar and "queued 4" in bar, bar
+        assert not any(t in bar for t in tenants[1:]), bar
+        app.tenant = "carol-from-accounts"  # a long name: the bar still fits
+        app.tick()
+        await settle(app, pilot)
+        bar = str(app.query_one(TopBar).render())
+        assert len(bar) <= 80 and "workers 1/2" in bar and "queued 4" in bar, bar
+        await app.shutdown()
+
+
+async def test_a_waiting_card_shows_its_place_in_line_at_80_columns(tmp_path):
+    # "WAITING for a tenant slot (#1 in" was all a card at 80 columns showed: the place is
+    # what a waiting user wants, so it comes first.
+    app, _, _ = make_app(tmp_path / "data", max_workers=2, max_active_users=1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.engine.submit("alice", spec("w", ("x", "A")))
+        app.engine.submit("bob", spec("his", ("x", "A"), ("y", "B")))
+        app.tenant = "bob"
+        await settle(app, pilot)
+        await app._list_workflows()
+        await settle(app, pilot)
+        text = screen_text(app)
+        assert text.count("WAITING #1 in line") == 2, text
         await app.shutdown()

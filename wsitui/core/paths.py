@@ -146,7 +146,8 @@ class DataDirLock:
     def _in_use(self, owner: str) -> str:
         return (
             f"data dir {self.path.parent} is in use by another wsitui process (pid {owner}); "
-            "wait for it or use another --data-dir"
+            f"`wsitui status --data-dir {self.path.parent}` shows its progress; wait for it "
+            "or use another --data-dir"
         )
 
     def acquire(self) -> None:

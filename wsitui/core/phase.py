@@ -47,18 +47,42 @@ class PhaseInfo:
     reason: str = ""  # one line; empty when the phase says it all
 
 
-def _bad_upstream(job: Job, jobs: Mapping[str, Job]) -> Job | None:
-    """The failed or canceled job (possibly several levels up) that blocks `job`."""
+def _bad_upstreams(by_id: Mapping[str, Job]) -> dict[str, Job | None]:
+    """Per job, the failed or canceled job (possibly several levels up, through PENDING jobs)
+    that blocks it: its first dependency that is one, or the first found above a PENDING
+    dependency. Iterative and memoized: a recursive walk per job ran out of stack on a chain
+    of ~1,000 pending jobs (every face that shows phases failed) and walked each diamond of
+    a DAG once per path."""
+    memo: dict[str, Job | None] = {}
+    for start in by_id:
+        stack = [start]
+        while stack:
+            job = by_id[stack[-1]]
+            if job.id in memo:
+                stack.pop()
+                continue
+            todo = [
+                d
+                for d in job.depends_on
+                if d in by_id and d not in memo and by_id[d].state is JobState.PENDING
+            ]
+            if todo:
+                stack.extend(reversed(todo))
+                continue
+            stack.pop()
+            memo[job.id] = _first_bad(job, by_id, memo)
+    return memo
+
+
+def _first_bad(job: Job, by_id: Mapping[str, Job], memo: Mapping[str, Job | None]) -> Job | None:
     for dep_id in job.depends_on:
-        dep = jobs.get(dep_id)
+        dep = by_id.get(dep_id)
         if dep is None:
             continue
         if dep.state in (JobState.FAILED, JobState.CANCELED):
             return dep
-        if dep.state is JobState.PENDING:  # `blocked` is derived, not stored: walk up
-            found = _bad_upstream(dep, jobs)
-            if found is not None:
-                return found
+        if dep.state is JobState.PENDING and memo[dep_id] is not None:
+            return memo[dep_id]
     return None
 
 
@@ -74,9 +98,10 @@ def job_phases(jobs: Sequence[Job], waiting: Sequence[str] = ()) -> dict[str, Ph
     for job in jobs:
         if job.state is JobState.RUNNING or _in_lane(job):
             lanes.setdefault(job.branch, []).append(job)
+    bad = _bad_upstreams(by_id)
     out: dict[str, PhaseInfo] = {}
     for job in jobs:
-        out[job.id] = _phase(job, by_id, lanes.get(job.branch, ()), waiting)
+        out[job.id] = _phase(job, by_id, bad, lanes.get(job.branch, ()), waiting)
     return out
 
 
@@ -86,7 +111,11 @@ def job_phase(job: Job, jobs: Sequence[Job], waiting: Sequence[str] = ()) -> Pha
 
 
 def _phase(
-    job: Job, by_id: Mapping[str, Job], lane: Sequence[Job], waiting: Sequence[str]
+    job: Job,
+    by_id: Mapping[str, Job],
+    bad: Mapping[str, Job | None],
+    lane: Sequence[Job],
+    waiting: Sequence[str],
 ) -> PhaseInfo:
     if job.state in _TERMINAL:
         reason = ""
@@ -97,7 +126,7 @@ def _phase(
         return PhaseInfo(_TERMINAL[job.state], reason)
     if not job.enqueued:
         return PhaseInfo(JobPhase.HELD, "not started yet")
-    up = _bad_upstream(job, by_id)
+    up = bad[job.id]
     if job.blocked or up is not None:
         why = f"upstream {up.key} {str(up.state).lower()}" if up else "an upstream job failed"
         return PhaseInfo(JobPhase.BLOCKED, why + "; retry it to go on")

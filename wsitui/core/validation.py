@@ -4,6 +4,8 @@ raised before anything changes."""
 
 from __future__ import annotations
 
+import heapq
+from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -56,8 +58,8 @@ class JobValidator:
             raise InvalidRequest(f"job {spec.id!r}: {params_error(exc, model)}") from None
 
     def ordered(self, specs: Sequence[JobSpec], existing: Mapping[str, Job]) -> list[JobSpec]:
-        """Check ids, types, params, resources, upstreams and the DAG; return specs in a stable
-        topological order."""
+        """Check ids, types, params, resources, upstreams and the DAG; return specs in a
+        topological order that keeps each branch in submission order (`_lane_order`)."""
         keys: dict[str, JobSpec] = {}
         for spec in specs:
             if spec.id in keys or spec.id in existing:
@@ -90,26 +92,14 @@ class JobValidator:
                 executor.validate(spec, Path(spec.slide), params, tuple(upstream))
             except ValueError as exc:
                 raise InvalidRequest(f"job {spec.id!r}: {exc}") from None
-        ordered: list[JobSpec] = []
-        state: dict[str, int] = {}  # 1 visiting, 2 done
-
-        def visit(key: str, path: list[str]) -> None:
-            if key in existing or state.get(key) == 2:
-                return
-            if state.get(key) == 1:
-                cycle = [*path[path.index(key) :], key]
-                raise InvalidRequest(
-                    f"dependency cycle: {' -> '.join(cycle)} (each job depends on the next, so "
-                    "none can start); remove one of these depends_on"
-                )
-            state[key] = 1
-            for dep in keys[key].depends_on:
-                visit(dep, [*path, key])
-            state[key] = 2
-            ordered.append(keys[key])
-
-        for spec in specs:
-            visit(spec.id, [])
+        ordered = _lane_order(specs, set(keys))
+        if len(ordered) < len(specs):
+            placed = {spec.id for spec in ordered}
+            cycle = _a_cycle([spec for spec in specs if spec.id not in placed], placed)
+            raise InvalidRequest(
+                f"dependency cycle: {' -> '.join(cycle)} (each job depends on the next, so "
+                "none can start); remove one of these depends_on"
+            )
         return ordered
 
     def check_fits(self, job: Job, verb: str) -> None:
@@ -135,3 +125,75 @@ class JobValidator:
             return dict(executor.resources(executor.params_model.model_validate(job.params)))
         except ValidationError:
             return {}  # the job fails with the message when it starts
+
+
+def _lane_order(specs: Sequence[JobSpec], keys: set[str]) -> list[JobSpec]:
+    """A topological order of an acyclic submission that keeps each branch's jobs in the order
+    they were submitted (R1: a lane is FIFO by entry `seq`, and seqs follow this order).
+
+    A depth-first order pulled a job forward in its branch when a job of another branch
+    listed earlier depended on it: branch B submitted as [b1, b2] ran b2 first because job x
+    of branch A, listed before both, needs b2. Here the next job is always the earliest
+    submitted branch head whose dependencies are placed; only when no branch head can go (a
+    job depends on one submitted after it in its own branch) does the earliest submitted job
+    whose dependencies are placed go first, since no lane order could ever run otherwise.
+    Jobs on a dependency cycle are left out (the caller refuses the submission). Iterative: a
+    chain of thousands of jobs listed last-first ran a recursive depth-first search out of
+    stack (RecursionError).
+    """
+    index = {spec.id: i for i, spec in enumerate(specs)}
+    unmet = {spec.id: sum(d in keys for d in spec.depends_on) for spec in specs}
+    dependents: dict[str, list[str]] = {}
+    lanes: dict[str, deque[str]] = {}
+    for spec in specs:
+        lanes.setdefault(spec.branch, deque()).append(spec.id)
+        for dep in spec.depends_on:
+            if dep in keys:
+                dependents.setdefault(dep, []).append(spec.id)
+    placed: set[str] = set()
+    heads: list[tuple[int, str]] = []  # branch heads whose dependencies are placed
+    free: list[tuple[int, str]] = [(index[k], k) for k, n in unmet.items() if n == 0]
+    heapq.heapify(free)
+
+    def head_of(branch: str) -> None:
+        lane = lanes[branch]
+        while lane and lane[0] in placed:
+            lane.popleft()
+        if lane and unmet[lane[0]] == 0:
+            heapq.heappush(heads, (index[lane[0]], lane[0]))
+
+    for branch in lanes:
+        head_of(branch)
+    by_key = {spec.id: spec for spec in specs}
+    ordered: list[JobSpec] = []
+    while len(ordered) < len(specs) and (heads or free):
+        source = heads if heads else free
+        _, key = heapq.heappop(source)
+        if key in placed:
+            continue
+        placed.add(key)
+        ordered.append(by_key[key])
+        for child in dependents.get(key, ()):
+            unmet[child] -= 1
+            if unmet[child] == 0:
+                heapq.heappush(free, (index[child], child))
+                branch = by_key[child].branch
+                if lanes[branch] and lanes[branch][0] == child:
+                    heapq.heappush(heads, (index[child], child))
+        head_of(by_key[key].branch)
+    return ordered
+
+
+def _a_cycle(stuck: Sequence[JobSpec], placed: set[str]) -> list[str]:
+    """A dependency cycle among the jobs `_lane_order` could not place: each waits for an
+    unplaced job, so following unplaced dependencies from the first listed one must come back
+    to a job already on the path."""
+    by_key = {spec.id: spec for spec in stuck}
+    path: list[str] = []
+    seen: dict[str, int] = {}
+    key = stuck[0].id
+    while key not in seen:
+        seen[key] = len(path)
+        path.append(key)
+        key = next(d for d in by_key[key].depends_on if d in by_key and d not in placed)
+    return [*path[seen[key] :], key]

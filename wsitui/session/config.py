@@ -48,10 +48,11 @@ class _Strict(BaseModel):
 
 
 class SchedulerConfig(_Strict):
-    max_workers: int = Field(4, ge=1, le=256)
-    max_active_users: int = Field(3, ge=1, le=1000)
+    # strict numbers: `max_workers = true` or `= "4"` is a mistake to name, not a 1 or a 4
+    max_workers: int = Field(4, ge=1, le=256, strict=True)
+    max_active_users: int = Field(3, ge=1, le=1000, strict=True)
     # Seconds a canceled or interrupted job gets to reach a tile boundary before it is dropped.
-    cancel_grace: float = Field(5.0, gt=0, le=3600)
+    cancel_grace: float = Field(5.0, gt=0, le=3600, strict=True, allow_inf_nan=False)
 
 
 MAX_QUEUED = 10_000_000  # jobs: far above any real queue, far below what exhausts memory
@@ -62,11 +63,12 @@ class LimitsConfig(_Strict):
 
     # Defaults let a config of a few thousand workflows in (it is submitted at once, at start)
     # and stop only a runaway client; a shared deployment sets its own.
-    rate: float = Field(20.0, ge=0, le=1_000_000)  # submissions per second per tenant
-    burst: int = Field(2_000, ge=0, le=1_000_000)  # submissions at once per tenant
+    # submissions per second per tenant
+    rate: float = Field(20.0, ge=0, le=1_000_000, strict=True, allow_inf_nan=False)
+    burst: int = Field(2_000, ge=0, le=1_000_000, strict=True)  # submissions at once per tenant
     # PENDING jobs of one tenant / in total. Bounded: each is a row in memory and on disk.
-    max_queued_per_tenant: int = Field(50_000, ge=0, le=MAX_QUEUED)
-    max_queued: int = Field(100_000, ge=0, le=MAX_QUEUED)
+    max_queued_per_tenant: int = Field(50_000, ge=0, le=MAX_QUEUED, strict=True)
+    max_queued: int = Field(100_000, ge=0, le=MAX_QUEUED, strict=True)
 
     def limits(self) -> Limits:
         off = not self.rate or not self.burst  # either at 0 switches the rate limit off
@@ -94,7 +96,7 @@ class SampleConfig(_Strict):
 
     path: Path
     size: str = "4096x3072"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, strict=True)
 
 
 class JobConfig(_Strict):
@@ -194,6 +196,7 @@ _HINTS = {  # pydantic's error type -> the fix, for the problems pydantic only d
     "int_from_float": "give a whole number",
     "float_parsing": "give a number, without quotes",
     "float_type": "give a number, without quotes",
+    "finite_number": "give a number such as 5.0 (nan and inf are not numbers here)",
     "bool_parsing": "use true or false, without quotes",
     "bool_type": "use true or false, without quotes",
     "list_type": 'give a list, e.g. ["a", "b"]',

@@ -107,7 +107,11 @@ def _match_stored(engine: Engine, config: Config, data_dir: Path) -> Plan:
         return Plan(resume={})
     store = Store(db, readonly=True)
     try:
-        stored = {(w.tenant, w.name): w.id for w in store.workflows()}
+        # The first stored of a (tenant, name): a later one of the same name (made in the TUI,
+        # whose workflows may share names) never takes the place of the config's own.
+        stored: dict[tuple[str, str], str] = {}
+        for w in store.workflows():  # oldest first
+            stored.setdefault((w.tenant, w.name), w.id)
         jobs = {(j.workflow_id, j.key): j for j in store.jobs()}
     finally:
         store.close()

@@ -596,7 +596,15 @@ class WsituiApp(App[None]):
             self.selected_workflow = status.workflow.id
             self._inbox.add(ALL)  # a workflow without jobs publishes no job event
 
-        self.push_screen(NewWorkflowDialog(), created)
+        self.push_screen(NewWorkflowDialog(self.taken_names()), created)
+
+    def taken_names(self) -> set[str]:
+        """This tenant's workflow names: stored, and its config workflows (submitted held when
+        the TUI opened, or skipped because their stored twin changed)."""
+        config = self._session.config.workflows if self._session is not None else ()
+        return {w.workflow.name for w in self.engine.workflows(self.tenant)} | {
+            w.name for w in config if w.tenant == self.tenant
+        }
 
     def action_add_job(self) -> None:
         if self.selected_workflow is None:

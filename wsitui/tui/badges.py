@@ -6,6 +6,7 @@ derivation every face shares; this module only decides the look.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -34,11 +35,16 @@ _LOOK: Mapping[JobPhase, tuple[str, str]] = {
 }
 
 
+_PLACE = re.compile(r"^for a tenant slot \(#(\d+) in line\)$")  # core/phase.py's WAITING
+
+
 def badge_for(info: PhaseInfo) -> Badge:
     label, css = _LOOK[info.phase]
     reason = info.reason
     if info.phase is JobPhase.HELD:
         reason = f"{reason}: press s" if reason else "press s to start"
+    elif info.phase is JobPhase.WAITING:  # its place first: a card at 80 columns cut it off
+        reason = _PLACE.sub(r"#\1 in line for a slot", reason)
     return Badge(label, reason, css)
 
 

@@ -30,6 +30,7 @@ import os
 import threading
 import warnings
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +205,24 @@ def probe_tile(side: int = PROBE_SIDE, seed: int = 3) -> Any:
     return out
 
 
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Torch's CPU threads at 1 on this thread while inside (its setting restored after): the
+    probe's two small calls (~50 operators each, most of them tiny) on the job's two threads
+    took 1.9-2.1 CPU s, the second OpenMP thread spinning between operators; on one ~1 s
+    (README, "Where a tile's time goes (CPU)"). OpenMP keeps the setting per thread."""
+    import torch
+
+    before = torch.get_num_threads()
+    if before != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if before != 1:
+            torch.set_num_threads(before)
+
+
 def _same_instances(module: Any, fast: SplitForward, normalization: str) -> str:
     """ "" when the split's labels on the probe tile match the whole call's (>= 99 % of its
     instances one-to-one at IoU >= 0.9), else why not."""
@@ -214,7 +233,7 @@ def _same_instances(module: Any, fast: SplitForward, normalization: str) -> str:
     from wsitui.models.normalize import normalize_batch
 
     x = torch.from_numpy(normalize_batch(probe_tile(), normalization))
-    with torch.inference_mode():
+    with torch.inference_mode(), one_torch_thread():
         ref = module(x.clone())[0, 0].numpy().astype(np.int32)
         got = fast(x.clone())[0, 0].numpy().astype(np.int32)
     share = matched_share(ref, got)

@@ -9,7 +9,8 @@ edges, pale or grainy stain), a 1-px closing; pieces under OWN_EDGE_MAX_UM2 re-c
 own level (`_own_edges`: small and pale fragments); objects told from debris by colour and
 area (`keep_tissue_objects`); the edges of small pieces placed by the area their stain adds
 up to (hard edges) or at half their local stain density (soft ones; `refine_edges`), against
-a glass level taken clear of pale stain and fades (`_clear_glass`); holes
+a glass level taken clear of pale stain and fades (`_clear_glass`); ink crossing an edge
+decided by its neighbours (`_ink_by_neighbours`); fat's net of septa filled (`_lace`); holes
 smaller than a given area in µm² filled. Then, on slides with pieces under FINE_MAX_UM2, the
 band around those pieces' edges is cut again from a finer level at about `edge_mpp` and the
 mask is returned that much finer (`refine_fine`; TissueMask.downsample and .mpp say so). The
@@ -135,6 +136,9 @@ UNMIX = np.linalg.inv(np.column_stack([_H, _E, _N]))
 INK_MIN_OD = 0.5  # ink inside a kept object: darker than this (OD norm) ...
 INK_FRINGE_PX = 1  # px around ink cut out of the mask too unless stain-coloured (0: off)
 INK_EOSIN_SHARE = -0.1  # ... with an eosin share under this (inks unmix below zero)
+INK_NEAR_OD = 0.2  # a mask px this dark (OD norm) ...
+INK_NEAR_EOSIN = 0.0  # ... with at most this eosin share is ink: it goes with its neighbours
+INK_NEAR_PX = 4  # ... the nearest px not ink within this many px (0: off; _ink_by_neighbours)
 MIN_EOSIN_SHARE = 0.08  # an object's eosin, over its whole OD: tissue has cytoplasm / stroma
 MAX_RESIDUAL_SHARE = 0.45  # OD that is neither H nor E: dust, ink, brown or yellow debris
 PALE_MAX_OD = 0.04  # an object paler than this (mean OD norm) is tissue whatever its colour
@@ -154,6 +158,10 @@ MATCH_HARD_WIDTH = 1.5  # an edge whose part-stained band is at most this many p
 SOFT_BLUR_PX = 1.0  # a soft edge is judged on density smoothed over this (sigma, px)
 SOFT_LEVEL_PX = 3.0  # its tissue level: density 2 px or more inside, weighted over this
 SOFT_EDGE_FRACTION = 0.5  # where a soft edge is: half the tissue's density (the truth's)
+LACE_HOLE_SHARE = 0.25  # a net enclosing this share of holes is lace-like tissue (fat; 0: off)
+LACE_SCREEN_SHARE = 0.1  # ... looked for first on 2 x 2 px cells with this share
+LACE_HOLE_FACTOR = 4.0  # ... of holes up to this many times min_hole_um2
+LACE_MIN_HOLES = 5  # ... and has at least this many (a gap between two pieces is one or two)
 MATCH_BIAS = 0.1  # of the rim px, left out of the matched area (no more glass than before)
 
 
@@ -295,6 +303,75 @@ def _without_ink(
     return out
 
 
+def _ink_by_neighbours(
+    mask: np.ndarray, rgb: np.ndarray, glass_rgb: np.ndarray, grey: np.ndarray, thr: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(the mask with ink decided by what is around it, the px that took away).
+
+    A stroke of ink, a hair or a thread that crosses a piece's edge goes on over the glass,
+    and its px there are dark: the threshold calls them tissue, and `_without_ink` leaves
+    the ones it cannot tell at 8 µm (thin strokes mixed with glass, JPEG-tinted, in runs
+    too short). Here every mask px coloured like ink (OD norm over INK_NEAR_OD, eosin share
+    at most INK_NEAR_EOSIN: inks unmix to no or negative eosin, stain over tissue adds
+    eosin) takes the value of the nearest px that is not, within INK_NEAR_PX: a stroke
+    over the glass goes with the glass, one over tissue stays tissue, one along the edge is
+    split where the edge is. Deeper ink (wider than twice that) keeps its value. A px's
+    value is the mask's where its unblurred `grey` is also under the threshold `thr`: the
+    blur the threshold is taken on spreads a stroke onto the glass px beside it."""
+    levels = np.arange(256, dtype=np.float64)
+    lut = [
+        np.clip(-np.log10(np.maximum(levels, 1.0) / max(float(gl), 1.0)), 0.0, None)
+        for gl in glass_rgb
+    ]
+    e_lut = [(t * UNMIX[1, c]).astype(np.float32) for c, t in enumerate(lut)]
+    sq_lut = [(t * t).astype(np.float32) for t in lut]
+    dark = np.floor(np.min(glass_rgb) * 10 ** (-INK_NEAR_OD / np.sqrt(3.0)))
+
+    def inky(sub_rgb: np.ndarray, sub_mask: np.ndarray) -> np.ndarray:
+        low = np.min(sub_rgb, axis=-1) <= dark
+        at = np.flatnonzero(low & sub_mask)
+        out = np.zeros(sub_mask.shape, bool)
+        px = sub_rgb.reshape(-1, 3)[at]
+        e = e_lut[0][px[:, 0]] + e_lut[1][px[:, 1]] + e_lut[2][px[:, 2]]
+        n = np.sqrt(sq_lut[0][px[:, 0]] + sq_lut[1][px[:, 1]] + sq_lut[2][px[:, 2]])
+        out.ravel()[at] = (n >= INK_NEAR_OD) & (e <= INK_NEAR_EOSIN * n)
+        return out
+
+    none = np.zeros_like(mask)
+    # A px that changes is ink with a px off the mask within INK_NEAR_PX, so ink on the
+    # mask's edge lies within INK_NEAR_PX of it: only blocks near such px are looked at.
+    edge = mask & ~_shift_reduce(mask, 1, erode=True, outside=True)
+    ey, ex = np.nonzero(edge)
+    seed = inky(rgb[ey, ex][None], np.ones((1, len(ey)), bool))[0]
+    if not seed.any():
+        return mask, none
+    h, w = mask.shape
+    b, k = 32, INK_NEAR_PX
+    blocks = np.zeros((-(-h // b), -(-w // b)), bool)
+    for dy in (-k, k):
+        for dx in (-k, k):
+            blocks[np.clip(ey[seed] + dy, 0, h - 1) // b, np.clip(ex[seed] + dx, 0, w - 1) // b] = (
+                True
+            )
+    out = mask.copy()
+    for by, bx in zip(*np.nonzero(blocks), strict=True):
+        r0, c0 = by * b, bx * b
+        ys = slice(max(0, r0 - k), min(h, r0 + b + k))
+        xs = slice(max(0, c0 - k), min(w, c0 + b + k))
+        ink = inky(rgb[ys, xs], mask[ys, xs])
+        if not ink.any():
+            continue
+        dist, (iy, ix) = ndimage.distance_transform_edt(ink, return_indices=True)
+        near = ink & (dist <= k)
+        near[: r0 - ys.start] = False
+        near[r0 - ys.start + b :] = False
+        near[:, : c0 - xs.start] = False
+        near[:, c0 - xs.start + b :] = False
+        ref = mask[ys, xs] & (grey[ys, xs] <= thr[ys, xs])
+        out[ys, xs][near] = ref[iy[near], ix[near]]
+    return out, mask & ~out
+
+
 def clean_mask(mask: np.ndarray, min_object_px: float, min_hole_px: float) -> np.ndarray:
     """Drop 8-connected objects < min_object_px; fill enclosed 4-connected holes < min_hole_px."""
     out = mask.copy()
@@ -434,9 +511,11 @@ def _coarse_mask(
        tissue) is all tissue when stain-coloured.
     3. Pieces under OWN_EDGE_MAX_UM2 are cut again at their own level (_own_edges).
     4. Objects are kept by colour and area (keep_tissue_objects; min_object_um2 is capped at
-       SMALL_IMAGE_SHARE of the image).
+       SMALL_IMAGE_SHARE of the image); ink on a piece's edge goes with the px around it
+       (_ink_by_neighbours: a stroke out over the glass is not tissue).
     5. The edges of pieces under OWN_EDGE_MAX_UM2 are placed sub-pixel-wise (refine_edges):
        a hard edge by the area its stain adds up to, a soft one at half its local density.
+       A net of faint px enclosing many glass-white holes (fat) is filled in (_lace).
        Then holes under min_hole_um2 are filled.
     """
     grey = Image.fromarray(rgb).convert("L")  # in C
@@ -472,12 +551,85 @@ def _coarse_mask(
     mask = keep_tissue_objects(
         mask, rgb, glass_rgb, mpp, min(min_object_um2, SMALL_IMAGE_SHARE * image_um2)
     )
+    if INK_NEAR_PX:
+        mask, off = _ink_by_neighbours(mask, rgb, glass_rgb, np.asarray(grey), thr)
+        candidates = candidates | off
     dropped = candidates & ~mask  # dust, specks, ink: a finer cut must not bring them back
     small_px = OWN_EDGE_MAX_UM2 / (mpp[0] * mpp[1])
     mask = refine_edges(np.asarray(grey, np.float32), mask, glass_of, small_px)
     area = mpp[0] * mpp[1]
+    if LACE_HOLE_SHARE > 0:
+        mask = _lace(mask, pale, dropped, min_hole_um2 / area, min_object_um2 / area)
     mask = clean_mask(mask, 0.0, min_hole_um2 / area)
     return mask, float(t), glass_of, dropped
+
+
+def _lace(
+    mask: np.ndarray, pale: np.ndarray, dropped: np.ndarray, min_hole_px: float, min_px: float
+) -> np.ndarray:
+    """The mask with lace-like tissue filled in: fat (adipose) is white cells 30-150 µm across
+    in thin pink septa, at 8 µm/px a net of faint px the threshold keeps only in pieces, and
+    the cells are as white as the glass. Where what is a little darker than the glass (`pale`)
+    or tissue forms a net whose enclosed holes (each under LACE_HOLE_FACTOR x min_hole_px:
+    fat cells reach 150 µm) are at least LACE_HOLE_SHARE of the area it encloses, at least
+    LACE_MIN_HOLES of them (and it encloses min_px or more), the whole of it is tissue. A
+    piece with a few lumens or a fade around it encloses far less. What was dropped as dust,
+    specks or ink (`dropped`) is neither net nor hole, and stays out (the faint rim around a
+    pen stroke encloses it). Nets are looked for on 2 x 2 px cells first, with a looser
+    share (LACE_SCREEN_SHARE: cells thicken the septa), and judged at full resolution only
+    around the nets found there (a quarter of the labelling on most slides)."""
+    cand = (mask | pale) & ~dropped
+    h, w = cand.shape
+
+    def cells(a: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(a.view(np.uint8) * np.uint8(255)).reduce(2)) > 0
+
+    max_hole = LACE_HOLE_FACTOR * min_hole_px
+    screen = _lace_nets(cells(cand), cells(dropped), max_hole / 4, min_px / 4, LACE_SCREEN_SHARE)
+    if screen is None:
+        return mask
+    out = mask.copy()
+    for box in ndimage.find_objects(screen):
+        if box is None:
+            continue
+        ys = slice(max(0, 2 * box[0].start - 4), min(h, 2 * box[0].stop + 4))
+        xs = slice(max(0, 2 * box[1].start - 4), min(w, 2 * box[1].stop + 4))
+        nets = _lace_nets(cand[ys, xs], dropped[ys, xs], max_hole, min_px, LACE_HOLE_SHARE)
+        if nets is not None:
+            out[ys, xs] |= (nets > 0) & ~dropped[ys, xs]
+    return out
+
+
+def _lace_nets(
+    cand: np.ndarray, dropped: np.ndarray, max_hole_px: float, min_px: float, share: float
+) -> np.ndarray | None:
+    """Labels of the lace-like nets of `cand` with their holes filled (see _lace), or None."""
+    # Holes: 4-connected background off the image border, each small enough, not dropped.
+    bg, nb = ndimage.label(~cand)
+    if nb == 0:
+        return None
+    size = np.bincount(bg.ravel(), minlength=nb + 1)
+    small = size < max_hole_px
+    small[0] = False
+    small[np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]])] = False
+    if np.count_nonzero(small) < LACE_MIN_HOLES:
+        return None
+    filled = cand | small[bg]
+    holes = small[bg] & ~dropped
+    # Each hole belongs to the net around it: label the filled image, count per net.
+    flab, fn = ndimage.label(filled, structure=np.ones((3, 3), bool))
+    hole_px = np.bincount(flab[holes], minlength=fn + 1)
+    all_px = np.bincount(flab.ravel(), minlength=fn + 1)
+    net_of = np.zeros(nb + 1, np.int64)
+    net_of[bg[holes]] = flab[holes]
+    n_holes = np.bincount(net_of[small & (net_of > 0)], minlength=fn + 1)
+    lace = (hole_px >= share * all_px) & (all_px >= min_px)
+    lace &= n_holes >= LACE_MIN_HOLES
+    lace[0] = False
+    if not lace.any():
+        return None
+    keep = np.where(lace, np.arange(fn + 1), 0)
+    return keep[flab]
 
 
 def mask_from_rgb(

@@ -106,6 +106,7 @@ class JobDetailScreen(Screen[None]):
     JobDetailScreen .section { text-style: bold; margin-top: 1; color: $accent; }
     JobDetailScreen #timeline { height: auto; }
     JobDetailScreen #progress { height: 2; }
+    JobDetailScreen #state { height: auto; }
     JobDetailScreen .preview { width: auto; height: 18; }
     JobDetailScreen .error { color: $error; }
     JobDetailScreen #tail { height: auto; }
@@ -180,12 +181,14 @@ class JobDetailScreen(Screen[None]):
 
     def _paint(self) -> None:
         job = self.job
-        # Two short lines, so nothing is cut at 80 columns: what the job is, then its state.
+        # What the job is, then its state: two lines, so nothing is cut at 80 columns.
         self._header.show(
             Text.assemble((job.key, "bold"), f" · {job.job_type} · branch {job.branch}")
         )
+        # The state wraps: a failed job's error is its reason, and at 80 columns it was cut.
         self._state.show(
-            Text.assemble(badge_text(self.badge), (f"  (attempt {job.attempt}, {job.id})", "dim"))
+            Text.assemble(badge_text(self.badge), (f"  (attempt {job.attempt}, {job.id})", "dim")),
+            layout=True,
         )
         self._progress.show(progress_text(job, self.now, self.rates))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -105,6 +105,13 @@ class SlidePathSuggester(Suggester):
 class NewWorkflowDialog(Dialog[str | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
+    def __init__(self, taken: Collection[str] = ()) -> None:
+        """`taken`: names this tenant's workflows (stored, or in the config) already have. A
+        second workflow of one name would be taken for the config's by `wsitui run`, which
+        matches workflows by tenant and name."""
+        super().__init__()
+        self.taken = frozenset(taken)
+
     def compose(self) -> ComposeResult:
         with box():
             yield Label("New workflow", classes="title")
@@ -124,6 +131,11 @@ class NewWorkflowDialog(Dialog[str | None]):
             # as pydantic's three-line "1 validation error for WorkflowSpec" in a toast
             error = self.query_one("#error", Label)
             error.update(f"the name has {len(name)} characters; shorten it to at most {NAME_MAX}")
+            error.display = True
+            return
+        if name in self.taken:
+            error = self.query_one("#error", Label)
+            error.update(f"this tenant has a workflow named {name!r}; choose another name")
             error.display = True
             return
         if name:

@@ -32,7 +32,7 @@ STATE_STYLE = {
 STATE_ORDER = {
     s: i for i, s in enumerate(("FAILED", "CANCELED", "BLOCKED", "RUNNING", "PENDING", "SUCCEEDED"))
 }
-ERROR_WIDTH = 30
+ERROR_WIDTH = 30  # the least the error column shows; it takes what the terminal has left
 FIXED = (("progress", "progress"), ("cells", "cells"), ("density", "cells/mm²"), ("time", "time"))
 
 
@@ -82,6 +82,7 @@ class CohortTable(DataTable[Any]):
         self._cells: dict[str, tuple[Any, ...]] = {}
         self._filter = ""
         self._now = 0.0
+        self._error_width = ERROR_WIDTH
         self._keep: str | None = None  # the slide to keep the cursor on across a relayout
 
     # ---- data --------------------------------------------------------------------------------
@@ -170,11 +171,28 @@ class CohortTable(DataTable[Any]):
                 out.append(Text("" if t is None else duration(t), justify="right"))
             else:
                 error = Text(shown_error(row), style="red", no_wrap=True)
-                error.truncate(ERROR_WIDTH, overflow="ellipsis")  # whole in the job's detail
+                error.truncate(self._error_width, overflow="ellipsis")  # whole in the detail
                 out.append(error)
         return tuple(out)
 
+    def _fit_error_width(self) -> None:
+        """Give the error column the width the other columns leave (at least ERROR_WIDTH): it
+        was 30 characters on any terminal, so a wide one showed a cut error beside empty
+        space."""
+        others = sum(
+            column.get_render_width(self)
+            for key, column in self.columns.items()
+            if key.value != "error"
+        )
+        free = self.scrollable_content_region.width - others - 2 * self.cell_padding - 1
+        self._error_width = max(ERROR_WIDTH, free)
+
+    def on_resize(self) -> None:
+        if self._rows:
+            self._paint()
+
     def _paint(self) -> None:
+        self._fit_error_width()
         shown = [r for r in self._rows if self._matches(r)]
         shown.sort(key=self._sort_value, reverse=self.reverse)
         if self.reverse:  # missing values last in both directions

@@ -21,10 +21,12 @@ class LiveLine(Static):
         super().__init__(id=id, classes=classes)
         self._shown: Text | None = None
 
-    def show(self, text: Text) -> None:
+    def show(self, text: Text, *, layout: bool = False) -> None:
+        """Show `text` if it changed; `layout=True` for a line whose height follows its text
+        (height: auto), which must be laid out again when the text changes."""
         if text != self._shown:
             self._shown = text
-            self.update(text, layout=False)
+            self.update(text, layout=layout)
 
     @property
     def text(self) -> str:

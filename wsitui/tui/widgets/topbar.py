@@ -21,24 +21,41 @@ class TopBar(Static):
     _last = ""
 
     def show(self, tenant: str, stats: EngineStats, tiles_per_s: float) -> None:
+        # What does not fit the terminal goes first: the key hint, the name, the throughput.
+        width = self.size.width or 80
+        for drop in range(4):
+            text = self._text(tenant, stats, tiles_per_s, drop)
+            if text.cell_len <= width:
+                break
+        if text.markup != self._last:  # the bar is asked 10x a second: repaint only changes
+            self._last = text.markup
+            self.update(text)
+
+    @staticmethod
+    def _text(tenant: str, stats: EngineStats, tiles_per_s: float, drop: int) -> Text:
         text = Text()
-        text.append(" wsitui ", style="bold reverse")
-        text.append("  tenant ")
+        if drop < 2:
+            text.append(" wsitui ", style="bold reverse")
+            text.append(" ")
+        text.append(" tenant ")
         text.append(tenant, style="bold")
-        text.append(" (u)", style="dim")
+        if drop < 1:
+            text.append(" (u)", style="dim")
         text.append(" │ active ")
         text.append(f"{len(stats.active)}/{stats.max_active_users}", style="bold")
         if stats.waiting:
-            text.append(" · waiting: ")
-            text.append(", ".join(stats.waiting), style="yellow")
+            # A count, not the names: at 80 columns a list of tenants pushed workers, queue
+            # and throughput off the bar, and another tenant's name is not this one's to see
+            # (a waiting tenant's jobs say its place in line).
+            text.append(" · ")
+            text.append(f"{len(stats.waiting)} waiting", style="yellow")
         text.append(" │ workers ")
         text.append(f"{stats.running}/{stats.max_workers}", style="bold")
         text.append(" │ queued ")
         text.append(str(stats.queued), style="bold")
-        text.append(" │ ")
-        # Measured over the last WINDOW_S seconds (tui/rates.py); 0.0 once nothing moves.
-        text.append(f"{tiles_per_s:.1f}", style="bold")
-        text.append(" tiles/s")
-        if text.markup != self._last:  # the bar is asked 10x a second: repaint only changes
-            self._last = text.markup
-            self.update(text)
+        if drop < 3:
+            text.append(" │ ")
+            # Measured over the last WINDOW_S seconds (tui/rates.py); 0.0 once nothing moves.
+            text.append(f"{tiles_per_s:.1f}", style="bold")
+            text.append(" tiles/s")
+        return text

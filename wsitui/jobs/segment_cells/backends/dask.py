@@ -97,6 +97,7 @@ class DaskRun:
     timings: DaskTimings
     torch_threads_by_worker: dict[str, int] = field(default_factory=dict)  # CPU workers
     devices: set[str] = field(default_factory=set)  # where the workers' models ran
+    runtimes: set[str] = field(default_factory=set)  # what ran the network on CPU workers
 
     def manifest(self) -> dict[str, Any]:
         """The manifest's `dask` block."""
@@ -406,6 +407,8 @@ class DaskClusters:
                             run.torch_threads_by_worker[res.worker] = res.torch_threads
                         if res.device:
                             run.devices.add(res.device)
+                        if res.network_runtime:
+                            run.runtimes.add(res.network_runtime)
                         self._record(cluster, res.worker)
                         state.tiles_done += 1
                         state.cells += res.cells
@@ -676,6 +679,8 @@ class DaskBackend:
         info = dict(model.manifest())
         if run.devices:
             info["device"] = ",".join(sorted(run.devices))
+        if run.runtimes:  # several only when workers differ (one without the split)
+            info["network_runtime"] = "; ".join(sorted(run.runtimes))
         if window is not None:
             info["window_size"] = window
         info.update(precision="fp32", batch_size=1)

@@ -61,6 +61,7 @@ class TileResult:
     post: float
     odd: int = 0  # 1 when the tile looks out of domain (domain.py)
     device: str = ""  # where the model ran on the worker
+    network_runtime: str = ""  # what ran the network on a CPU worker (fastnet.py), or why not
 
 
 def plugin_name(source: ModelSource, device: str, cpu_threads: int | None, sha256: str = "") -> str:
@@ -107,6 +108,8 @@ class CellsPlugin(WorkerPlugin):
         self._readers: OrderedDict[tuple[str, int, float], SlideReader] = OrderedDict()
         self.loads = 0
         self.malloc_tuned = False
+        self._predict: Any = None  # (predict, network_runtime) for the loaded model, made once
+        self._call_lock = threading.Lock()  # one split model call at a time, as the model's own
 
     def __getstate__(self) -> dict[str, Any]:
         # What travels to the workers: the model's path and device, not locks or readers.
@@ -122,6 +125,7 @@ class CellsPlugin(WorkerPlugin):
     def teardown(self, worker: Any = None) -> None:
         with self._lock:
             model, self._model = self._model, None
+            self._predict = None
             readers = list(self._readers.values())
             self._readers.clear()
         if model is not None:
@@ -153,6 +157,37 @@ class CellsPlugin(WorkerPlugin):
             _set_torch_threads(threads)
         return model
 
+    def predictor(self, model: Any) -> tuple[Any, str]:
+        """(predict(batch, postprocess), network_runtime) for this worker's loaded model. On a
+        CPU worker the network split from instanseg's post-processing, frozen and channels-last
+        fp32 (`fastnet.py`: the same labels as the whole call, built and checked once per
+        worker process), one call at a time as the model's own call runs; elsewhere, or where
+        the split does not fit, the model's own call (and why, for the manifest)."""
+        with self._lock:
+            if self._predict is not None and self._predict[2] is model:
+                return self._predict[0], self._predict[1]
+        if model.is_classical or getattr(model, "device", "") != "cpu":
+            made: tuple[Any, str] = (_own_call(model), "")
+        else:
+            from wsitui.jobs.segment_cells.accel import DeviceSegmenter
+            from wsitui.jobs.segment_cells.fastnet import split
+
+            fast, why = split(model, "fp32")
+            if fast is None:
+                made = (_own_call(model), f"torchscript (the model's own call: {why})")
+            else:
+
+                def call(x: Any, **kwargs: Any) -> Any:
+                    # One TorchScript call at a time, as the model's own lock ran them; reading,
+                    # normalising and the nuclear check stay outside, as before the split.
+                    with self._call_lock:
+                        return fast(x, **kwargs)
+
+                made = (DeviceSegmenter(model, "fp32", None, call=call).predict, fast.runtime)
+        with self._lock:
+            self._predict = (*made, model)
+        return made
+
     def reader(self, path: str) -> SlideReader:
         st = Path(path).stat()  # a slide replaced on disk is opened again
         key = (path, st.st_size, st.st_mtime)
@@ -183,6 +218,17 @@ def make_plugin(
 
 
 _install_lock = threading.Lock()
+
+
+def _own_call(model: Any) -> Any:
+    """The loaded model's own predict with a task's post-processing settings (none: its own)."""
+
+    def predict(batch: np.ndarray, postprocess: dict[str, Any] | None) -> Any:
+        if postprocess and not model.is_classical:
+            return model.predict(batch, postprocess=postprocess)
+        return model.predict(batch)
+
+    return predict
 
 
 def _set_torch_threads(n: int) -> None:
@@ -240,11 +286,9 @@ def segment_tile(
     # tightened on an out-of-domain tile (DAB-like stain, domain.TIGHT).
     if odd and not model.is_classical:
         postprocess = {**(postprocess or {}), **TIGHT}
+    predict, runtime = state.predictor(model)
     with nuclear_gate.tally() as counts:  # the model layer's nuclear check, for the manifest
-        if postprocess and not model.is_classical:
-            labels = model.predict(image.rgb[None], postprocess=postprocess)[0]
-        else:
-            labels = model.predict(image.rgb[None])[0]
+        labels = predict(image.rgb[None], postprocess)[0]
     infer = time.perf_counter() - began
     rec = records(labels, image, plan, min_area_px)
     if len(counts) == 1:  # (detections, dropped) in the shard, as the local backend does
@@ -262,6 +306,7 @@ def segment_tile(
         post,
         int(odd),
         str(getattr(model, "device", "")),
+        runtime,
     )
 
 

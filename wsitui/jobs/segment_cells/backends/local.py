@@ -43,7 +43,7 @@ from wsitui.jobs.segment_cells.backends.tile import (
 from wsitui.jobs.segment_cells.chatter import to_log
 from wsitui.jobs.segment_cells.domain import out_of_domain
 from wsitui.jobs.segment_cells.extract import CellRecords
-from wsitui.jobs.segment_cells.malloc import tune_malloc
+from wsitui.jobs.segment_cells.malloc import release_free_memory, tune_malloc
 from wsitui.jobs.segment_cells.memory import read_window
 from wsitui.jobs.segment_cells.plan import CellPlan
 from wsitui.jobs.segment_cells.source import Prefetcher, TileImage
@@ -334,25 +334,34 @@ class LocalBackend:
         inflight, init = self._tiles_in_flight(model, window)
         if on_gpu:
             inflight = shape.inflight
-        timings = run_tiles(
-            reader,
-            plan,
-            model,
-            shards,
-            batch_size=model.batch_size,
-            min_area_px=min_area_px,
-            read_threads=shape.read_threads,
-            on_progress=on_progress,
-            check_cancel=check_cancel,
-            on_labels=on_labels,
-            inflight=inflight,
-            infer_thread_init=init,
-            queued=shape.queued,
-            extract_workers=shape.extract_workers,
-            trace_processes=shape.trace_processes,
-        )
-        info = dict(model.manifest())
         cpu_torch = not self.model.is_classical and self.model.device == "cpu"
+        try:
+            timings = run_tiles(
+                reader,
+                plan,
+                model,
+                shards,
+                batch_size=model.batch_size,
+                min_area_px=min_area_px,
+                read_threads=shape.read_threads,
+                on_progress=on_progress,
+                check_cancel=check_cancel,
+                on_labels=on_labels,
+                inflight=inflight,
+                infer_thread_init=init,
+                queued=shape.queued,
+                extract_workers=shape.extract_workers,
+                trace_processes=shape.trace_processes,
+            )
+        finally:
+            if cpu_torch:
+                # The job's threads are gone; the free heap their arenas keep (up to
+                # malloc.TRIM_THRESHOLD each) would otherwise pile up over a cohort's jobs
+                # (glibc hands each new thread an arena in turn). Measured, 1,024 x 768 slides
+                # one after another: RSS 890 -> 1,887 MB over 8 jobs without, flat at 730-880
+                # with, for ~0.1 CPU s of page faults a job (the next job's heap faulted in).
+                release_free_memory()
+        info = dict(model.manifest())
         info.update(tiles_in_flight=inflight, malloc_tuned=cpu_torch and tune_malloc())
         if on_gpu:
             info.update(

@@ -1,0 +1,3 @@
+from tests.headless.conftest import slides
+
+__all__ = ["slides"]
