@@ -71,3 +71,11 @@ def test_postprocess_defaults_are_written_into_the_export(tmp_path: Path):
     assert (module.default_mask_threshold, module.default_peak_distance) == (0.65, 4)
     with pytest.raises(ModelError, match="not an instanseg default"):
         set_postprocess(pt, {"no_such_setting": 1})
+
+
+def test_dark_nests_replace_some_looks_and_leave_dark_nests_zero_unchanged():
+    plain = training_pool(5, 16, 64, tumour=0.4, dense=0.3)
+    zero = training_pool(5, 16, 64, tumour=0.4, dense=0.3, dark_nests=0.0)
+    nests = training_pool(5, 16, 64, tumour=0.4, dense=0.3, dark_nests=1.0)
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(plain, zero, strict=True))
+    assert sum(not np.array_equal(a[0], b[0]) for a, b in zip(plain, nests, strict=True)) >= 8

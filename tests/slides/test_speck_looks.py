@@ -67,3 +67,14 @@ def test_with_specks_draws_small_specks_and_pale_blobs():
     small = [s for s in looks if s.speck_radius_um[1] <= 2.2]
     blobs = [s for s in looks if s.speck_radius_um[0] >= 2.0]
     assert len(small) > 12 and len(blobs) > 8 and len(small) + len(blobs) == 40
+
+
+def test_dark_nest_looks_pack_dark_nuclei_in_dark_purple_cytoplasm():
+    from wsitui.slides.style import dark_nest_style
+
+    looks = [dark_nest_style(np.random.default_rng([6, i])) for i in range(20)]
+    for s in looks:
+        tissue, nucleus = sum(s.eosin_light), sum(s.nucleus_light)
+        assert tissue < 560  # purple, well below pale pink eosin (~620 in the default look)
+        assert 0 < tissue - nucleus < 150  # nuclei darker, but by less than usual
+        assert s.nucleus_big_share >= 0.4 and s.cytoplasm_scale == 0

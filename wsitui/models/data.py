@@ -15,6 +15,7 @@ import numpy as np
 from wsitui.slides.patches import render_patch
 from wsitui.slides.style import (
     STYLES,
+    dark_nest_style,
     dense_style,
     random_style,
     tumour_style,
@@ -40,6 +41,7 @@ def training_pool(
     tumour: float = 0.0,
     dense: float = 0.0,
     specks: float = 0.0,
+    dark_nests: float = 0.0,
 ) -> list[Sample]:
     """`count` patches of `size` px, a fresh random style every `per_style` patches; a share
     `negatives` of the styles has no nuclei at all (eosin, texture, lumens and glass only); a
@@ -47,9 +49,12 @@ def training_pool(
     `dense` is a `dense_style` look (packed, touching, overlapping, elongated nuclei); a share
     `specks` of all looks (with nuclei or not) gets pale purple specks or nucleus-sized pale
     blobs that are not nuclei (`with_specks`), drawn from a stream of their own so that the
-    other looks stay those of `specks=0`."""
+    other looks stay those of `specks=0`; a share `dark_nests` of the looks with nuclei is
+    replaced by a `dark_nest_style` look (big dark nuclei packed in dark purple cytoplasm),
+    from a third stream."""
     rng = np.random.default_rng([TRAIN_STREAM, seed])
     speck_rng = np.random.default_rng([TRAIN_STREAM, seed, 7])
+    nest_rng = np.random.default_rng([TRAIN_STREAM, seed, 8])
     out: list[Sample] = []
     style = wide_style(rng)
     for i in range(count):
@@ -63,6 +68,8 @@ def training_pool(
                 style = wide_style(rng, name=f"train{i}")
             if rng.random() < negatives:
                 style = replace(style, nucleus_density=0.0)
+            if dark_nests > 0 and style.nucleus_density > 0 and nest_rng.random() < dark_nests:
+                style = dark_nest_style(nest_rng, name=f"train{i}")
             if specks > 0 and speck_rng.random() < specks:
                 style = with_specks(style, speck_rng)
         patch_seed = int(rng.integers(0, HELDOUT_SEED_BASE))

@@ -53,6 +53,9 @@ class TrainConfig:
     # (`with_specks`): what the model outlined in purple cytoplasm on real H&E. 0: the looks
     # of the shipped model's runs, unchanged.
     specks: float = 0.0
+    # Share of looks with nuclei replaced by `dark_nest_style` (big dark nuclei packed in dark
+    # purple cytoplasm: what no candidate drew on the real tumour check image). 0: unchanged.
+    dark_nests: float = 0.0
     # Warm start: the weights of an exported model of the same layers (its instanseg.pt); the
     # binary_xloss warm-up is then skipped. Its SHA-256 goes into wsitui_model.json.
     init: Path | None = None
@@ -226,6 +229,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         tumour=cfg.tumour,
         dense=cfg.dense,
         specks=cfg.specks,
+        dark_nests=cfg.dark_nests,
     )
     log(f"data: {len(pool)} patches of {src} px in {time.monotonic() - t0:.0f} s")
 

@@ -465,6 +465,44 @@ def with_specks(style: SampleStyle, rng: np.random.Generator) -> SampleStyle:
     )
 
 
+def dark_nest_style(rng: np.random.Generator, name: str = "dark_nest") -> SampleStyle:
+    """A `tumour_style` look packed the way the real tumour H&E check image is where a model
+    drew nothing: big (12-20 µm), often elongated, dark nuclei with little or no pale
+    interior, pressed together in dark purple cytoplasm, so that a nucleus stands only a
+    little darker than what surrounds it. Draws from its own `rng` only."""
+
+    def u(lo: float, hi: float) -> float:
+        return float(rng.uniform(lo, hi))
+
+    base = tumour_style(rng, name)
+    h_vec = _unit(HEMATOXYLIN_OD, rng, 0.1)
+    e_vec = _unit(EOSIN_OD, rng, 0.1)
+    light = base.glass[0]
+    h_nest, e_nest = u(0.2, 0.45), u(0.2, 0.5)
+    h_lo = h_nest + u(0.15, 0.35)
+    g0 = u(6.0, 10.0)
+    return replace(
+        base,
+        eosin_light=stain_rgb([(e_vec, e_nest), (h_vec, h_nest)], light),
+        eosin_dark=stain_rgb([(e_vec, e_nest * 1.3), (h_vec, h_nest * 1.3)], light),
+        nucleus_light=stain_rgb([(h_vec, h_lo), (e_vec, e_nest * 0.5)], light),
+        nucleus_dark=stain_rgb([(h_vec, h_lo + u(0.2, 0.6)), (e_vec, e_nest * 0.5)], light),
+        nucleus_big_share=u(0.4, 0.9),
+        nucleus_big_px=(g0, g0 + u(3.0, 10.0)),
+        nucleus_vesicular=float(rng.choice([0.0, u(0.1, 0.4)])),
+        vesicular_tone=0.0,
+        membrane_px=0.0,
+        nucleus_density=u(0.85, 1.0),
+        nucleus_slots=int(rng.choice([48, 64])),
+        nucleus_major_px=(u(4.0, 6.0), u(7.0, 10.0)),
+        nucleus_minor_min_px=u(3.0, 4.0),
+        nucleus_gap_px=u(-2.0, 1.0),
+        nucleus_clustering=0.0,
+        cytoplasm_scale=0.0,
+        lumens_per_mm2=float(rng.choice([0.0, u(5, 40)])),
+    )
+
+
 def _unit(vec: tuple[float, float, float], rng: np.random.Generator, amount: float) -> RGB:
     v = np.clip(np.asarray(vec) + rng.normal(0, amount, 3), 0.01, None)
     v = v / np.linalg.norm(v)
