@@ -109,8 +109,10 @@ def test_train_warm_starts_from_an_exported_model(tmp_path: Path):
     argv = ["model", "train", "--out", str(out), "--steps", "1", "--pool", "2", "--patch", "64"]
     assert run([*argv, "--init", str(SHIPPED_DIR), "--lr", "1e-9"]) == 0
     dense = tmp_path / "d"
-    assert run([*argv[:3], str(dense), *argv[4:], "--dense", "0.5"]) == 0
-    assert json.loads((dense / "wsitui_model.json").read_text())["train"]["dense"] == 0.5
+    mix = ["--dense", "0.5", "--specks", "0.5", "--dark-nests", "0.25"]
+    assert run([*argv[:3], str(dense), *argv[4:], *mix]) == 0
+    record = json.loads((dense / "wsitui_model.json").read_text())["train"]
+    assert (record["dense"], record["specks"], record["dark_nests"]) == (0.5, 0.5, 0.25)
     info = json.loads((out / "wsitui_model.json").read_text())
     from dataclasses import fields
 

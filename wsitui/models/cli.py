@@ -55,6 +55,18 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
         default=0.35,  # TrainConfig.dense (not imported here: the CLI starts without the trainer)
         help="share of dense-style looks: packed, touching nuclei (default 0.35)",
     )
+    tr.add_argument(
+        "--specks",
+        type=float,
+        default=0.0,
+        help="share of looks with pale purple specks and blobs that are not nuclei (default 0)",
+    )
+    tr.add_argument(
+        "--dark-nests",
+        type=float,
+        default=0.0,
+        help="share of looks with big dark nuclei packed in dark cytoplasm (default 0)",
+    )
     tr.add_argument("--init", type=Path, help="warm start from this exported model's weights")
     tr.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
     tr.add_argument("--eval", action="store_true", help="print held-out F1 when done")
@@ -181,6 +193,8 @@ def _train(args: argparse.Namespace) -> int:
         negatives=min(1.0, max(0.0, args.negatives)),
         tumour=min(1.0, max(0.0, args.tumour)),
         dense=min(1.0, max(0.0, args.dense)),
+        specks=min(1.0, max(0.0, args.specks)),
+        dark_nests=min(1.0, max(0.0, args.dark_nests)),
         init=args.init,
         lr=args.lr,
         warm_steps=min(200, max(1, args.steps // 2)),
