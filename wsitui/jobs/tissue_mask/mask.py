@@ -6,7 +6,8 @@ has no TISSUE_MASK upstream on the same slide. The mask is computed at about `ta
 is much finer (block by block, so memory stays bounded): grey level, an Otsu first split, then
 per pixel a threshold between the local glass and tissue levels in optical density (soft
 edges, pale or grainy stain), a 1-px closing; pieces under OWN_EDGE_MAX_UM2 re-cut at their
-own level (`_own_edges`: small and pale fragments); objects told from debris by colour and
+own level (`_own_edges`: small and pale fragments; where nuclei pack one, also at its level
+with haematoxylin unmixed away); objects told from debris by colour and
 area (`keep_tissue_objects`); the edges of small pieces placed by the area their stain adds
 up to (hard edges) or at half their local stain density (soft ones; `refine_edges`), against
 a glass level taken clear of pale stain and fades (`_clear_glass`); ink crossing an edge
