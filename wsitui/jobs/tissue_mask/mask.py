@@ -6,7 +6,8 @@ has no TISSUE_MASK upstream on the same slide. The mask is computed at about `ta
 is much finer (block by block, so memory stays bounded): grey level, an Otsu first split, then
 per pixel a threshold between the local glass and tissue levels in optical density (soft
 edges, pale or grainy stain), a 1-px closing; pieces under OWN_EDGE_MAX_UM2 re-cut at their
-own level (`_own_edges`: small and pale fragments); objects told from debris by colour and
+own level (`_own_edges`: small and pale fragments; where nuclei pack one, also at its level
+with haematoxylin unmixed away); objects told from debris by colour and
 area (`keep_tissue_objects`); the edges of small pieces placed by the area their stain adds
 up to (hard edges) or at half their local stain density (soft ones; `refine_edges`), against
 a glass level taken clear of pale stain and fades (`_clear_glass`); ink crossing an edge
@@ -152,6 +153,10 @@ OWN_BLUR_PX = 1  # small pieces are judged on a 5 x 5 box blur: pale grainy stai
 OWN_LEVEL_PERCENTILE = 25  # a small piece's own tissue level: this percentile of its grey
 OWN_RIM_PX = 2  # how far in from a small piece's edge its own cut applies
 OWN_EDGE_FRACTION = 0.5  # a small piece's edge: half its own median OD (see _own_edges)
+OWN_STAIN_ONLY = True  # ... and half its level with haematoxylin unmixed away (nuclei packed)
+OWN_PACKED_H_SHARE = 0.5  # ... where haematoxylin is at least this share of that level's OD
+OWN_STAIN_FRACTION = 0.5  # ... the share of that level (in OD) a px is tissue at
+OWN_STAIN_REACH_PX = 1  # ... within this many px of what the first cut kept (0: anywhere)
 PALE_DELTA = 4.0  # grey levels under the glass a pale object starts at (at least)
 MATCH_GROW_PX = 2  # an object's region for area matching: the mask grown by this (its fade)
 MATCH_HARD_WIDTH = 1.5  # an edge whose part-stained band is at most this many px wide is hard
@@ -537,7 +542,7 @@ def _coarse_mask(
         mask = _close(mask, CLOSE_PX)
     glass_rgb = _glass_colour(rgb, g > t, bright)
     smooth = np.asarray(grey.filter(ImageFilter.BoxBlur(OWN_BLUR_PX))) if OWN_BLUR_PX > 1 else g
-    mask, pale = _own_edges(smooth, mask, g > t, mpp, min_object_um2)
+    mask, pale = _own_edges(smooth, mask, g > t, mpp, min_object_um2, rgb, glass_rgb)
     # Pale tissue and its fade are brighter than the first split, so the map's glass level
     # was taken partly on them: the edge steps below (and the finer cut) take it from the
     # glass clear of anything darker than the glass instead (only slides with small pieces).
@@ -647,6 +652,8 @@ def _own_edges(
     glass: np.ndarray,
     mpp: tuple[float, float],
     min_object_um2: float,
+    rgb: np.ndarray | None = None,
+    glass_rgb: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(the mask with each small piece of tissue cut at its own level, what is a little darker
     than the glass: pale stain, fades, specks).
@@ -657,6 +664,12 @@ def _own_edges(
     mask) under min_object_um2 is cut half-way, in optical density, between the glass and its
     own level inside; bigger ones keep the map's edge. Colour is judged afterwards
     (keep_tissue_objects).
+
+    A piece packed with nuclei has its darkest quarter on its nuclear clumps: half of that
+    is darker than its pale stain between and around them, and its rim (or the whole of a
+    ~50 µm piece) fell outside. With `rgb` (OWN_STAIN_ONLY) a px is also kept where its grey
+    with the haematoxylin unmixed away (`_stain_only_grey`) is half-way to the same level
+    taken on that grey, never paler than what counts as pale (PALE_DELTA, the glass noise).
     """
     step = max(1, int(np.sqrt(g.size / 200_000)))
     sample = g[::step, ::step][glass[::step, ::step]]
@@ -703,8 +716,55 @@ def _own_edges(
     out = mask.copy()
     redo = on.copy()
     redo[on] = small[idx]
-    out[redo] = (g[redo] <= cut[lab[redo]]) | core[redo]
+    keep = (g[redo] <= cut[lab[redo]]) | core[redo]
+    if OWN_STAIN_ONLY and rgb is not None and glass_rgb is not None:
+        # The same cut on the grey without haematoxylin: a nuclei-packed piece's pale stain.
+        ge = np.full(g.shape, level, np.float32)
+        ge[redo] = _stain_only_grey(rgb, redo, glass_rgb)  # `use` is in `redo`
+        ue = ge[on][use]
+        order = np.lexsort((ue, ui))
+        sorted_e = ue[order].astype(np.float64)
+        inside_e = np.where(
+            counts > 0,
+            sorted_e[np.minimum(pick, max(len(sorted_e) - 1, 0))] if len(sorted_e) else level,
+            level,
+        )
+        cut_e = level * (np.clip(inside_e, 1.0, level) / level) ** OWN_STAIN_FRACTION
+        cut_e = np.minimum(cut_e, level - max(PALE_DELTA, 2.0 * spread))
+        # Only where nuclei make much of the piece's darkest quarter: elsewhere the two agree.
+        od_in = np.log10(level / np.clip(inside, 1.0, level))
+        od_e = np.log10(level / np.clip(inside_e, 1.0, level))
+        cut_e[od_e > (1.0 - OWN_PACKED_H_SHARE) * od_in] = 0.0
+        more = ge[redo] <= cut_e[lab[redo]]
+        if OWN_STAIN_REACH_PX > 0:
+            # Within reach of what the first cut kept: between and just around the nuclei,
+            # not out along a fade (its soft edge is placed later, refine_edges).
+            first = out.copy()
+            first[redo] = keep
+            near = _shift_reduce(first, OWN_STAIN_REACH_PX, erode=False, outside=False)
+            more &= near[redo]
+        keep |= more
+    out[redo] = keep
     return out, pale
+
+
+def _stain_only_grey(rgb: np.ndarray, where: np.ndarray, glass_rgb: np.ndarray) -> np.ndarray:
+    """The grey (luma) of `rgb`'s px at `where` (3x3 means, as the mask's grey is blurred)
+    with their haematoxylin unmixed away: eosin and the rest of their optical density only.
+    Only those px are looked at (small pieces: a slide of big tissue costs nothing)."""
+    ys, xs = np.nonzero(where)
+    h, w = where.shape
+    px = np.zeros((len(ys), 3), np.float32)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            px += rgb[np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)]
+    px /= 9.0
+    glass = np.maximum(glass_rgb, 1.0).astype(np.float32)
+    od = np.clip(-np.log10(np.maximum(px, 1.0) / glass), 0.0, None)
+    h = np.clip(od @ UNMIX[0].astype(np.float32), 0.0, None)
+    od -= h[:, None] * _H.astype(np.float32)[None]
+    out = glass * np.power(np.float32(10.0), -od)
+    return out @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def _clear_glass(g: np.ndarray, busy: np.ndarray, fallback: np.ndarray) -> np.ndarray:
@@ -854,6 +914,8 @@ FINE_BLOCK_PX = 64  # mask px per side of a refined block (each read on its own:
 FINE_PAD_PX = 8  # mask px of context around a block (the tissue level's reach)
 FINE_BLUR_UM = 1.0  # the fine density is Gaussian-smoothed over this (µm, sigma)
 FINE_DEEP_PX = 2  # the tissue level: density of the coarse mask this many mask px inside ...
+FINE_DEEP_FALLBACK = True  # ... or as far inside as a piece goes (a ~60 µm piece: _deep_px)
+FINE_NEAR_WEIGHT = 0.005  # band px are cut again where the level's Gaussian weight is over this
 FINE_LEVEL_UM = 24.0  # ... Gaussian-weighted over this (µm, sigma)
 FINE_OPEN_UM = 10.0  # darker spots narrower than this (nuclei) do not set the tissue level
 FINE_SOFT_UM = 4.0  # a shallow fade is cut on density smoothed over this (µm, sigma) ...
@@ -928,7 +990,7 @@ def refine_fine(
     fine = np.repeat(np.repeat(mask, f, axis=0), f, axis=1)
     if not band.any():
         return fine
-    deep = _shift_reduce(mask, FINE_DEEP_PX, erode=True, outside=False)
+    deep = _deep_px(mask, FINE_DEEP_PX)
     banned = _shift_reduce(dropped, 1, erode=False, outside=False) & ~mask
     fdx, fdy = plan.downsample[0] / f, plan.downsample[1] / f  # level-0 px per fine px
     level = reader.best_level_for_downsample(min(fdx, fdy))
@@ -1012,7 +1074,7 @@ def refine_fine(
             ir0, ir1 = (r0 - pr0) * f, (r1 - pr0) * f
             ic0, ic1 = (c0 - pc0) * f, (c1 - pc0) * f
             sel = np.repeat(np.repeat(band[r0:r1, c0:c1], f, 0), f, 1)
-            near = weight[r0 - pr0 : r1 - pr0, c0 - pc0 : c1 - pc0] > 0.02
+            near = weight[r0 - pr0 : r1 - pr0, c0 - pc0 : c1 - pc0] > FINE_NEAR_WEIGHT
             sel &= np.repeat(np.repeat(near, f, 0), f, 1)
             sel &= ~np.repeat(np.repeat(banned[r0:r1, c0:c1], f, 0), f, 1)
             if FINE_SOFT_UM > 0 and FINE_WIDE_SLOPE > 0 and FINE_WIDE_NEAR > 0:
@@ -1032,6 +1094,28 @@ def refine_fine(
         win = (slice(ys.start * b * f, ys.stop * b * f), slice(xs.start * b * f, xs.stop * b * f))
         fine[win] = _clean_window(fine[win], FLOOR_UM2 / area, min_hole_um2 / area)
     return fine
+
+
+def _deep_px(mask: np.ndarray, k: int) -> np.ndarray:
+    """The mask px `k` px or more inside; for a piece with none (a ~50-80 µm piece, or one
+    whose pale stain between nuclei left gaps in it), its px that many fewer px inside as far
+    as it has any: else it would set no tissue level and its edge would not be cut again."""
+    deep = _shift_reduce(mask, k, erode=True, outside=False)
+    if k <= 0 or not FINE_DEEP_FALLBACK:
+        return deep
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return deep
+    got = np.bincount(lab[deep], minlength=n + 1) > 0
+    for j in range(k - 1, -1, -1):
+        got[0] = True
+        if got.all():
+            break
+        inner = _shift_reduce(mask, j, erode=True, outside=False) if j else mask
+        need = ~got[lab] & inner
+        deep |= need
+        got |= np.bincount(lab[need], minlength=n + 1) > 0
+    return deep
 
 
 def _clean_window(mask: np.ndarray, min_object_px: float, min_hole_px: float) -> np.ndarray:
