@@ -257,6 +257,19 @@ def keep_tissue_objects(
     return _without_ink(out, rgb, glass_rgb, floor)
 
 
+def _ink_tables(glass_rgb: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per channel, 256-entry tables of a uint8 value's eosin OD share and squared OD against
+    `glass_rgb`: a pixel's eosin and OD norm in three lookups each, for the ink steps."""
+    levels = np.arange(256, dtype=np.float64)
+    lut = [
+        np.clip(-np.log10(np.maximum(levels, 1.0) / max(float(gl), 1.0)), 0.0, None)
+        for gl in glass_rgb
+    ]
+    e_lut = [(t * UNMIX[1, c]).astype(np.float32) for c, t in enumerate(lut)]
+    sq_lut = [(t * t).astype(np.float32) for t in lut]
+    return e_lut, sq_lut
+
+
 def _without_ink(
     mask: np.ndarray, rgb: np.ndarray, glass_rgb: np.ndarray, floor: float
 ) -> np.ndarray:
@@ -266,13 +279,7 @@ def _without_ink(
     the px within INK_FRINGE_PX of it that are not stain-coloured (its rim).
 
     Per-channel OD from 256-entry tables, in row bands of ~1 M px (memory stays bounded)."""
-    levels = np.arange(256, dtype=np.float64)
-    lut = [
-        np.clip(-np.log10(np.maximum(levels, 1.0) / max(float(gl), 1.0)), 0.0, None)
-        for gl in glass_rgb
-    ]
-    e_lut = [(t * UNMIX[1, c]).astype(np.float32) for c, t in enumerate(lut)]
-    sq_lut = [(t * t).astype(np.float32) for t in lut]
+    e_lut, sq_lut = _ink_tables(glass_rgb)
     # A channel of a pixel with OD norm over INK_MIN_OD is at least INK_MIN_OD / sqrt(3)
     # darker than the glass: only such pixels (a uint8 test) are looked at.
     dark = np.floor(np.min(glass_rgb) * 10 ** (-INK_MIN_OD / np.sqrt(3.0)))
@@ -323,13 +330,7 @@ def _ink_by_neighbours(
     split where the edge is. Deeper ink (wider than twice that) keeps its value. A px's
     value is the mask's where its unblurred `grey` is also under the threshold `thr`: the
     blur the threshold is taken on spreads a stroke onto the glass px beside it."""
-    levels = np.arange(256, dtype=np.float64)
-    lut = [
-        np.clip(-np.log10(np.maximum(levels, 1.0) / max(float(gl), 1.0)), 0.0, None)
-        for gl in glass_rgb
-    ]
-    e_lut = [(t * UNMIX[1, c]).astype(np.float32) for c, t in enumerate(lut)]
-    sq_lut = [(t * t).astype(np.float32) for t in lut]
+    e_lut, sq_lut = _ink_tables(glass_rgb)
     dark = np.floor(np.min(glass_rgb) * 10 ** (-INK_NEAR_OD / np.sqrt(3.0)))
 
     def inky(sub_rgb: np.ndarray, sub_mask: np.ndarray) -> np.ndarray:
