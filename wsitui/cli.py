@@ -42,6 +42,16 @@ def _port(text: str) -> int:
     return port
 
 
+def _tenant(text: str) -> str:
+    """A tenant id from the command line, held to the same alphabet as everywhere else: an id
+    like `../x` is a mistake to name, not a tenant to look for."""
+    from wsitui.core.records import SAFE_ID, SAFE_ID_HINT
+
+    if not SAFE_ID.match(text):
+        raise argparse.ArgumentTypeError(f"tenant {text!r} is not allowed: {SAFE_ID_HINT}")
+    return text
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -100,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"wsitui {__version__}")
     p.add_argument("--config", type=Path, help="TOML config for the TUI (see sample_config.toml)")
     p.add_argument("--data-dir", type=Path, help="state and results (default: XDG data dir)")
-    p.add_argument("--tenant", help="tenant to show first in the TUI")
+    p.add_argument("--tenant", type=_tenant, help="tenant to show first in the TUI")
     _observe_options(p, suppress=False)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -133,12 +143,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=8000, help="listen port (default 8000)")
     serve.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML config")
     serve.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="state dir")
-    serve.add_argument("--tenant", default=argparse.SUPPRESS, help="tenant shown first")
+    serve.add_argument(
+        "--tenant", type=_tenant, default=argparse.SUPPRESS, help="tenant shown first"
+    )
     _observe_options(serve, suppress=True)
 
     status = sub.add_parser("status", help="list the data dir's workflows and jobs per tenant")
     status.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="state dir")
-    status.add_argument("--tenant", help="only this tenant")
+    status.add_argument("--tenant", type=_tenant, help="only this tenant")
     status.add_argument("--out", type=Path, help="results root, if run used --out")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument(

@@ -220,7 +220,9 @@ def test_status_verbose_is_an_option_of_the_command():
     assert _parser().parse_args(["status"]).verbose is False
 
 
-async def test_status_of_an_unknown_tenant_says_so_and_names_the_tenants(tmp_path, capsys):
+async def test_status_of_an_unknown_tenant_says_so_without_naming_any_other(tmp_path, capsys):
+    # README: a tenant sees only its own workflows, so it must not learn that another exists;
+    # the error listed every tenant of the data dir ("its tenants: alice").
     from wsitui.headless.status import status
 
     engine = await finished_engine(tmp_path)
@@ -228,9 +230,27 @@ async def test_status_of_an_unknown_tenant_says_so_and_names_the_tenants(tmp_pat
     capsys.readouterr()
     assert status(tmp_path / "data", tenant="alcie") == 2  # a typo is not an empty answer
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "'alcie'" in err and "tenants: alice" in err, err
+    assert err.count("\n") == 1 and "'alcie'" in err and "check the tenant id" in err, err
+    assert "alice" not in err.replace("'alcie'", ""), err
     assert status(tmp_path / "data", tenant="alice", as_json=True) == 0
     assert [w["tenant"] for w in json.loads(capsys.readouterr().out)] == ["alice"]
+
+
+@pytest.mark.parametrize("argv", [["status"], ["serve"], []])
+def test_an_invalid_tenant_id_gets_the_invalid_id_error_not_no_tenant(tmp_path, capsys, argv):
+    # `--tenant ../x` said "no tenant '../x'" (as if it were a tenant to look for), where the
+    # rest of wsitui refuses such an id naming the alphabet it takes.
+    from wsitui.cli import main
+    from wsitui.headless.status import status
+
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--data-dir", str(tmp_path), "--tenant", "../x"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "tenant '../x' is not allowed: use 1-64 letters" in err, err
+    assert status(tmp_path, tenant="../x") == 2  # the function refuses it too
+    assert "tenant '../x' is not allowed" in capsys.readouterr().err
 
 
 def test_closing_lines_are_never_wrapped_in_a_log_but_the_table_still_fits():

@@ -22,7 +22,7 @@ from rich.table import Row, Table
 from rich.text import Text
 
 from wsitui.core.paths import default_data_dir
-from wsitui.core.records import Job
+from wsitui.core.records import SAFE_ID, SAFE_ID_HINT, Job
 from wsitui.core.store import Store, StoreError
 from wsitui.core.text import one_line
 from wsitui.session.cohort_rows import CohortSummary, cohort_of
@@ -43,6 +43,8 @@ def status(
     out: Path | None = None,
     verbose: bool = False,
 ) -> int:
+    if tenant is not None and not SAFE_ID.match(tenant):
+        return _error(f"tenant {tenant!r} is not allowed: {SAFE_ID_HINT}")
     data_dir = data_dir or default_data_dir()
     try:
         data_dir.stat()
@@ -68,9 +70,13 @@ def status(
             store.close()
     except StoreError as exc:
         return _error(str(exc))
-    if tenant is not None and not workflows and stored:  # a typo, not an empty answer
-        known = ", ".join(sorted({w.tenant for w in stored}))
-        return _error(f"no tenant {tenant!r} in {data_dir}; its tenants: {known}")
+    if tenant is not None and not workflows:
+        # A typo is not an empty answer; but never name the tenants there are (nor say
+        # whether there are any): a tenant must not learn that another exists.
+        return _error(
+            f"no workflows for tenant {tenant!r} in {data_dir}; check the tenant id "
+            "(or run its config first)"
+        )
     jobs_by_wf: dict[str, list[Job]] = defaultdict(list)
     for job in jobs:
         jobs_by_wf[job.workflow_id].append(job)
