@@ -91,17 +91,39 @@ def _in_lane(job: Job) -> bool:
     return job.state is JobState.PENDING and job.enqueued and not job.blocked
 
 
+@dataclass(frozen=True, slots=True)
+class _Lane:
+    """What a pending job of a lane is behind: the lane's running job if there is one, else
+    its head (the oldest queued entry, by `(seq, id)`). Found once per lane, so deriving the
+    phase of every job is linear in the lane: scanning the lane per job was O(lane^2), 1.5 s
+    of CPU per redraw on one lane of 3,000 pending jobs."""
+
+    running: Job | None
+    head: Job | None
+
+
+def _lanes(jobs: Sequence[Job]) -> dict[str, _Lane]:
+    running: dict[str, Job] = {}
+    head: dict[str, Job] = {}
+    for job in jobs:
+        if job.state is JobState.RUNNING:
+            running.setdefault(job.branch, job)
+        elif _in_lane(job):
+            first = head.get(job.branch)
+            if first is None or (job.seq, job.id) < (first.seq, first.id):
+                head[job.branch] = job
+    return {b: _Lane(running.get(b), head.get(b)) for b in running.keys() | head.keys()}
+
+
 def job_phases(jobs: Sequence[Job], waiting: Sequence[str] = ()) -> dict[str, PhaseInfo]:
     """Phase of every job of one workflow. `waiting`: tenants waiting for a slot, in order."""
     by_id = {job.id: job for job in jobs}
-    lanes: dict[str, list[Job]] = {}
-    for job in jobs:
-        if job.state is JobState.RUNNING or _in_lane(job):
-            lanes.setdefault(job.branch, []).append(job)
+    lanes = _lanes(jobs)
     bad = _bad_upstreams(by_id)
+    places = {tenant: place for place, tenant in reversed(list(enumerate(waiting, 1)))}
     out: dict[str, PhaseInfo] = {}
     for job in jobs:
-        out[job.id] = _phase(job, by_id, bad, lanes.get(job.branch, ()), waiting)
+        out[job.id] = _phase(job, by_id, bad, lanes.get(job.branch), places)
     return out
 
 
@@ -114,8 +136,8 @@ def _phase(
     job: Job,
     by_id: Mapping[str, Job],
     bad: Mapping[str, Job | None],
-    lane: Sequence[Job],
-    waiting: Sequence[str],
+    lane: _Lane | None,
+    places: Mapping[str, int],
 ) -> PhaseInfo:
     if job.state in _TERMINAL:
         reason = ""
@@ -137,16 +159,12 @@ def _phase(
         dep = unmet[0]
         note = " (not started)" if dep.state is JobState.PENDING and not dep.enqueued else ""
         return PhaseInfo(JobPhase.AFTER, f"after {dep.key}{note}")
-    if job.tenant in waiting:
-        place = list(waiting).index(job.tenant) + 1
-        return PhaseInfo(JobPhase.WAITING, f"for a tenant slot (#{place} in line)")
-    ahead = [
-        other
-        for other in lane
-        if other.id != job.id
-        and (other.state is JobState.RUNNING or (other.seq, other.id) < (job.seq, job.id))
-    ]
-    if ahead:
-        first = next((o for o in ahead if o.state is JobState.RUNNING), ahead[0])
+    if job.tenant in places:
+        return PhaseInfo(JobPhase.WAITING, f"for a tenant slot (#{places[job.tenant]} in line)")
+    # Here the job is PENDING, queued and not blocked: it stands in its lane.
+    first = None
+    if lane is not None:
+        first = lane.running or (lane.head if lane.head is not job else None)
+    if first is not None:
         return PhaseInfo(JobPhase.BEHIND, f"behind {first.key} in its lane")
     return PhaseInfo(JobPhase.READY, "waiting for a free worker")
