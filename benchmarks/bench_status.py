@@ -2,6 +2,11 @@
 5 tenants, a share of them run to SUCCEEDED or FAILED, the rest held).
 
     .venv/bin/python benchmarks/bench_status.py [--workflows 30 --jobs 100 --ran 0.2 --runs 5]
+    .venv/bin/python benchmarks/bench_status.py --lane 3000
+
+`--lane N` builds instead ONE started workflow of N jobs on one branch, the first running when
+the engine stopped and the rest queued behind it: the case where every job's "behind X in its
+lane" is derived against one long lane (it was O(lane^2)).
 
 Prints, per mode (table, --json, --verbose), the median wall time and the CPU time (user +
 system) of the whole command, interpreter start included. CPU time is the figure to trust on
@@ -55,6 +60,21 @@ async def build(data_dir: Path, workflows: int, jobs: int, ran: float) -> None:
             await engine.wait_until(engine.is_idle)
 
 
+class Hang(ScriptedExecutor):
+    """Never ends on its own: the engine's stop interrupts it."""
+
+
+async def build_lane(data_dir: Path, jobs: int) -> None:
+    async with Engine(data_dir, [Hang()], max_workers=1) as engine:
+        specs = tuple(
+            JobSpec(id=f"j{i:04d}", type="TISSUE_MASK", slide="/bench/s.svs", branch="lane")
+            for i in range(jobs)
+        )
+        engine.submit("t0", WorkflowSpec(name="one-lane", jobs=specs), start=True)
+        with anyio.fail_after(600):
+            await engine.wait_until(lambda: engine.stats().running == 1)
+
+
 def time_status(data_dir: Path, extra: list[str], runs: int) -> tuple[float, float]:
     walls, cpus = [], []
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -80,12 +100,17 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=100, help="jobs per workflow")
     p.add_argument("--ran", type=float, default=0.2, help="share of workflows run to the end")
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--lane", type=int, default=0, help="N jobs queued in one lane instead")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
         t0 = time.perf_counter()
-        anyio.run(build, data_dir, args.workflows, args.jobs, args.ran)
-        total = args.workflows * args.jobs
+        if args.lane:
+            anyio.run(build_lane, data_dir, args.lane)
+            total = args.lane
+        else:
+            anyio.run(build, data_dir, args.workflows, args.jobs, args.ran)
+            total = args.workflows * args.jobs
         print(f"{total:,} jobs built in {time.perf_counter() - t0:.1f} s; "
               f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
         for name, extra in (("table", []), ("--json", ["--json"]), ("--verbose", ["--verbose"])):
