@@ -700,16 +700,18 @@ def _own_edges(
     n_found = np.bincount(idx[hit], minlength=n + 1)
     use = small[idx] & (hit | (n_found[idx] < 4))
     ui, ug = idx[use], g[on][use]
-    order = np.lexsort((ug, ui))
     counts = np.bincount(ui, minlength=n + 1)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     pick = starts + ((counts - 1).clip(0) * OWN_LEVEL_PERCENTILE / 100).astype(np.int64)
-    sorted_g = ug[order].astype(np.float64)
-    inside = np.where(
-        counts > 0,
-        sorted_g[np.minimum(pick, max(len(sorted_g) - 1, 0))] if len(sorted_g) else level,
-        level,
-    )
+
+    def percentile_of(values: np.ndarray) -> np.ndarray:
+        """Per piece, OWN_LEVEL_PERCENTILE of `values` over its px in `use` (`level` if none)."""
+        ranked = values[np.lexsort((values, ui))].astype(np.float64)
+        if not len(ranked):
+            return np.full(n + 1, level, np.float64)
+        return np.where(counts > 0, ranked[np.minimum(pick, len(ranked) - 1)], level)
+
+    inside = percentile_of(ug)
     cut = level * (np.clip(inside, 1.0, level) / level) ** OWN_EDGE_FRACTION
     # Only the rim is decided again: what the map found well inside (lumens included) stays,
     # so a bright lumen near the edge is not opened to the glass.
@@ -722,14 +724,7 @@ def _own_edges(
         # The same cut on the grey without haematoxylin: a nuclei-packed piece's pale stain.
         ge = np.full(g.shape, level, np.float32)
         ge[redo] = _stain_only_grey(rgb, redo, glass_rgb)  # `use` is in `redo`
-        ue = ge[on][use]
-        order = np.lexsort((ue, ui))
-        sorted_e = ue[order].astype(np.float64)
-        inside_e = np.where(
-            counts > 0,
-            sorted_e[np.minimum(pick, max(len(sorted_e) - 1, 0))] if len(sorted_e) else level,
-            level,
-        )
+        inside_e = percentile_of(ge[on][use])
         cut_e = level * (np.clip(inside_e, 1.0, level) / level) ** OWN_STAIN_FRACTION
         cut_e = np.minimum(cut_e, level - max(PALE_DELTA, 2.0 * spread))
         # Only where nuclei make much of the piece's darkest quarter: elsewhere the two agree.
