@@ -1,4 +1,5 @@
-"""The workflow the SEGMENT_CELLS tests and benchmarks run: a tissue mask, then cells on it."""
+"""What the SEGMENT_CELLS tests and benchmarks run: the workflow (a tissue mask, then cells on
+it) and, for tests that drive a backend's tile pipeline directly, the tile plan."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from wsitui.core.records import JobSpec, WorkflowSpec
+from wsitui.jobs.segment_cells.params import SegmentCellsParams
+from wsitui.jobs.segment_cells.plan import plan_tiles
 
 
 def mask_and_cells(slide: Path, name: str = "w", **params: Any) -> WorkflowSpec:
@@ -21,4 +24,16 @@ def mask_and_cells(slide: Path, name: str = "w", **params: Any) -> WorkflowSpec:
                 params=params,
             ),
         ),
+    )
+
+
+def every_tile(reader: Any, model: Any, params: SegmentCellsParams) -> Any:
+    """Every 256-px tile of the slide (no tissue mask), at the model's pixel size."""
+    return plan_tiles(
+        reader,
+        slide_mpp=reader.mpp or params.assumed_mpp,
+        model_px=model.pixel_size,
+        tile_size=256,
+        max_nucleus_um=params.max_nucleus_um,
+        tissue=None,
     )

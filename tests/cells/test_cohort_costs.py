@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.cells.specs import every_tile
 from wsitui.jobs.common.shards import ShardStore
 from wsitui.jobs.segment_cells import fastnet
 from wsitui.jobs.segment_cells.accel import GpuTurns
@@ -26,7 +27,6 @@ from wsitui.jobs.segment_cells.backends import local
 from wsitui.jobs.segment_cells.backends.local import LocalBackend
 from wsitui.jobs.segment_cells.executor import SegmentCellsExecutor
 from wsitui.jobs.segment_cells.params import SegmentCellsParams
-from wsitui.jobs.segment_cells.plan import plan_tiles
 from wsitui.models import resolve
 from wsitui.models.normalize import normalize_batch
 from wsitui.slides.reader import open_slide
@@ -47,6 +47,12 @@ def _count_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return builds
 
 
+def _four_with_nuclei(tiles: Any) -> Any:
+    """Four tiles near the middle of the sample slide, where its tissue is."""
+    mid = len(tiles) // 2
+    return tiles[mid - 4 : mid - 2] + tiles[mid + 2 : mid + 4]
+
+
 def _job(backend: LocalBackend, slide: Path, shards: Path) -> tuple[dict[str, np.ndarray], Any]:
     """One job's tile pipeline on four tiles of 256 px with nuclei: labels per tile and the
     manifest's model."""
@@ -54,16 +60,8 @@ def _job(backend: LocalBackend, slide: Path, shards: Path) -> tuple[dict[str, np
     model = backend.describe(lambda: None)
     seen: dict[str, np.ndarray] = {}
     with open_slide(slide) as reader:
-        plan = plan_tiles(
-            reader,
-            slide_mpp=reader.mpp or params.assumed_mpp,
-            model_px=model.pixel_size,
-            tile_size=256,
-            max_nucleus_um=params.max_nucleus_um,
-            tissue=None,
-        )
-        mid = len(plan.tiles) // 2  # tissue in the middle of the slide
-        plan = replace(plan, tiles=plan.tiles[mid - 4 : mid - 2] + plan.tiles[mid + 2 : mid + 4])
+        plan = every_tile(reader, model, params)
+        plan = replace(plan, tiles=_four_with_nuclei(plan.tiles))
         run = backend.run_tiles(
             reader,
             plan,
@@ -256,16 +254,8 @@ def test_dask_cpu_workers_run_the_split_network_once_built_with_the_same_cells(
     try:
         model = plugin.model()
         with open_slide(sample_slide) as reader:
-            plan = plan_tiles(
-                reader,
-                slide_mpp=reader.mpp or params.assumed_mpp,
-                model_px=model.pixel_size,
-                tile_size=256,
-                max_nucleus_um=params.max_nucleus_um,
-                tissue=None,
-            )
-        mid = len(plan.tiles) // 2
-        tiles = plan.tiles[mid - 4 : mid - 2] + plan.tiles[mid + 2 : mid + 4]
+            plan = every_tile(reader, model, params)
+        tiles = _four_with_nuclei(plan.tiles)
         post = {"window_size": 24}
         results = [
             dask_worker.segment_tile(plugin, str(sample_slide), plan, t, 4.0, post) for t in tiles

@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.cells.specs import every_tile
 from wsitui.jobs.common.shards import ShardStore
 from wsitui.jobs.segment_cells import accel, fastnet
 from wsitui.jobs.segment_cells.accel import GpuTurns, accelerate, matched_share
 from wsitui.jobs.segment_cells.backends.local import LocalBackend
 from wsitui.jobs.segment_cells.params import SegmentCellsParams
-from wsitui.jobs.segment_cells.plan import plan_tiles
 from wsitui.slides.reader import open_slide
 
 torch = pytest.importorskip("torch")
@@ -32,18 +32,6 @@ def cache_and_source():
     cache.close()
 
 
-def _plan(reader: Any, model: Any, params: SegmentCellsParams) -> Any:
-    """Every 256-px tile of the slide (no tissue mask), at the model's pixel size."""
-    return plan_tiles(
-        reader,
-        slide_mpp=reader.mpp or params.assumed_mpp,
-        model_px=model.pixel_size,
-        tile_size=256,
-        max_nucleus_um=params.max_nucleus_um,
-        tissue=None,
-    )
-
-
 def _job_labels(
     cache: Any, source: Any, slide: Path, tmp: Path, precision: str
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -54,7 +42,7 @@ def _job_labels(
     model = backend.describe(lambda: None)
     seen: dict[str, np.ndarray] = {}
     with open_slide(slide) as reader:
-        plan = _plan(reader, model, params)
+        plan = every_tile(reader, model, params)
         mid = len(plan.tiles) // 2  # tissue in the middle of the slide
         plan = replace(plan, tiles=plan.tiles[max(0, mid - 4) : mid + 4])
         run = backend.run_tiles(
@@ -215,7 +203,7 @@ def test_auto_on_cpu_takes_bf16_on_a_big_job_only_when_its_check_passes(
     monkeypatch.setattr(fastnet, "cpu_has_bf16", lambda: True)
     params = SegmentCellsParams()
     with open_slide(sample_slide) as reader:
-        plan = _plan(reader, model, params)
+        plan = every_tile(reader, model, params)
         mid = len(plan.tiles) // 2
         plan = replace(plan, tiles=plan.tiles[mid : mid + 2])
         tissue = first_tiles(reader, plan, 2)  # the job's first tiles: generated tissue
