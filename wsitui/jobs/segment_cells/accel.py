@@ -452,6 +452,7 @@ def accelerate(
     batches_in_flight: int = 1,
     nuclear_check: str = "auto",
     tiles: int = 0,
+    mask_threshold: float | None = None,
 ) -> Accelerated:
     """Settle precision and batch size for one job. On CPU with `auto`/`fp32` the model's own
     predict runs unchanged; on CUDA (or a requested lower precision) `DeviceSegmenter` runs.
@@ -460,12 +461,15 @@ def accelerate(
     `batches_in_flight`: batches the pipeline keeps on the device at once (`auto` batch size
     fits that many in free memory); `nuclear_check` (`auto` | `off`): the model layer's check
     of each detection's nuclear evidence (`wsitui/models/nuclear_gate.py`), InstanSeg only;
+    `mask_threshold`: instanseg's, over the model's default, when the job sets it;
     `tiles`: the job's planned tiles (on CPU, `auto` checks bf16 only on jobs it pays on)."""
     device = str(model.device)
     on_cuda = device.startswith("cuda")
     if not model.is_classical and device == "cpu" and precision in ("auto", "fp32", "bf16"):
         batch = default_batch if batch_size == "auto" else int(batch_size)
-        on_cpu = _on_cpu(model, precision, batch, probe, window_size, nuclear_check, tiles)
+        on_cpu = _on_cpu(
+            model, precision, batch, probe, window_size, nuclear_check, tiles, mask_threshold
+        )
         if on_cpu is not None:
             return on_cpu
     if model.is_classical or (not on_cuda and precision in ("auto", "fp32")):
@@ -473,8 +477,8 @@ def accelerate(
         batch = default_batch if batch_size == "auto" else int(batch_size)
         if model.is_classical:
             return Accelerated(model, OomRetry(model.predict, batch), choice, batch)
-        return _own_call(model, batch, choice, window_size, nuclear_check)
-    extra = job_postprocess(window_size, nuclear_check)
+        return _own_call(model, batch, choice, window_size, nuclear_check, "", mask_threshold)
+    extra = job_postprocess(window_size, nuclear_check, mask_threshold)
     tiles: list[np.ndarray] = []
 
     def probe_tiles() -> np.ndarray:
@@ -507,7 +511,14 @@ def accelerate(
         batch = default_batch
     runner_ = OomRetry(seg.predict, batch, seg.empty_cache)
     return Accelerated(
-        model, runner_, choice, batch, mem, seg.pinned, window_size, nuclear_check=nuclear_check
+        model,
+        runner_,
+        choice,
+        batch,
+        mem,
+        seg.pinned,
+        window_size,
+        nuclear_check=nuclear_check,
     )
 
 
@@ -535,6 +546,7 @@ def _on_cpu(
     window_size: int | None,
     nuclear_check: str,
     tiles: int,
+    mask_threshold: float | None = None,
 ) -> Accelerated | None:
     """A CPU job with the network split from instanseg's post-processing (`fastnet.split`):
     frozen, channels-last fp32 by default (the same labels, ~27 % less CPU a tile), bf16 when
@@ -548,8 +560,8 @@ def _on_cpu(
             return None  # autocast over the whole call, as on any device
         choice = PrecisionChoice("fp32", "cpu: fp32")
         runtime = f"torchscript (the model's own call: {why})"
-        return _own_call(model, batch, choice, window_size, nuclear_check, runtime)
-    extra = job_postprocess(window_size, nuclear_check)
+        return _own_call(model, batch, choice, window_size, nuclear_check, runtime, mask_threshold)
+    extra = job_postprocess(window_size, nuclear_check, mask_threshold)
     segs = {"fp32": DeviceSegmenter(model, "fp32", extra, call=fp32)}
 
     def seg(p: str) -> DeviceSegmenter | None:
@@ -610,12 +622,17 @@ def _cpu_bf16_check(
     )
 
 
-def job_postprocess(window_size: int | None, nuclear_check: str) -> dict[str, Any]:
+def job_postprocess(
+    window_size: int | None, nuclear_check: str, mask_threshold: float | None = None
+) -> dict[str, Any]:
     """A job's post-processing settings over the model's own defaults, as every runner that
-    calls the module itself passes them: its nuclear check, and instanseg's window when set."""
+    calls the module itself passes them: its nuclear check, and instanseg's window and mask
+    threshold when set."""
     extra: dict[str, Any] = {"nuclear_check": nuclear_check}
     if window_size is not None:
         extra["window_size"] = window_size
+    if mask_threshold is not None:
+        extra["mask_threshold"] = mask_threshold
     return extra
 
 
@@ -626,6 +643,7 @@ def _own_call(
     window_size: int | None,
     nuclear_check: str,
     network_runtime: str = "",
+    mask_threshold: float | None = None,
 ) -> Accelerated:
     """The loaded model's own `predict` (one whole TorchScript call) with this job's
     post-processing settings: the CPU path where the network is not split."""
@@ -634,6 +652,8 @@ def _own_call(
         extra["nuclear_check"] = nuclear_check
     if window_size is not None:
         extra["window_size"] = window_size
+    if mask_threshold is not None:
+        extra["mask_threshold"] = mask_threshold
     predict = _with_postprocess(model, extra) if extra else model.predict
     return Accelerated(
         model,

@@ -437,6 +437,8 @@ class _CellSegmentation:
                 **(post if isinstance(post, dict) else {}),
                 "nuclear_check": params.nuclear_check,
             }
+            if params.mask_threshold is not None:
+                model_info["postprocess"]["mask_threshold"] = params.mask_threshold
             # Counted per tile as segmented (a cell in a tile overlap is counted by each tile
             # that saw it); tiles reused from shards written before the check have no count.
             model_info["nuclear_check"] = {
@@ -553,7 +555,7 @@ class _CellSegmentation:
     def _shard_plan(self, reader: SlideReader, plan: CellPlan, model: Described) -> dict[str, Any]:
         """What the shards were computed for: a resumed job reuses them only if all agree."""
         st = Path(reader.path).stat()
-        return {
+        key: dict[str, Any] = {
             "slide": str(reader.path),
             "slide_size": st.st_size,
             "slide_mtime": st.st_mtime_ns,
@@ -569,6 +571,9 @@ class _CellSegmentation:
             "max_nucleus_um": self.params.max_nucleus_um,
             "nuclear_check": self.params.nuclear_check,
         }
+        if self.params.mask_threshold is not None:  # set only when set: earlier shards still fit
+            key["mask_threshold"] = self.params.mask_threshold
+        return key
 
     def _records(self, plan: CellPlan, shards: ShardStore) -> Any:
         for tile in plan.tiles:

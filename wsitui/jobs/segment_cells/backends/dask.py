@@ -661,6 +661,8 @@ class DaskBackend:
             postprocess["window_size"] = window
         if params.nuclear_check != "auto":
             postprocess["nuclear_check"] = params.nuclear_check
+        if params.mask_threshold is not None and not model.is_classical:
+            postprocess["mask_threshold"] = params.mask_threshold
         run = self.clusters.run_tiles(
             params.scheduler_address,
             slide=str(reader.path),

@@ -330,6 +330,7 @@ class LocalBackend:
             tiles=len(plan.tiles),
             batches_in_flight=shape.inflight,
             nuclear_check=getattr(params, "nuclear_check", "auto"),
+            mask_threshold=getattr(params, "mask_threshold", None),
         )
         inflight, init = self._tiles_in_flight(model, window)
         if on_gpu:
@@ -408,7 +409,11 @@ class LocalBackend:
         if not model.lock_free:
             # The loaded model's own predict holds a lock (one call at a time); the same module
             # and post-processing kwargs are called without it here.
-            extra = job_postprocess(window, getattr(params, "nuclear_check", "auto"))
+            extra = job_postprocess(
+                window,
+                getattr(params, "nuclear_check", "auto"),
+                getattr(params, "mask_threshold", None),
+            )
             seg = DeviceSegmenter(loaded, "fp32", extra)
             model.runner = OomRetry(seg.predict, 1)
         per_tile = max(1, threads // inflight)
