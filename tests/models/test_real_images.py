@@ -15,14 +15,20 @@ from wsitui.models.real_images import REAL_IMAGES, RealMeasures, load_real, real
 IMAGES = (*REAL_IMAGES, "ihc")
 # Measured 2026-12-04 (evening) with the retrained shipped model (dense and tumour looks) and
 # the model layer's nuclear check (`nuclear_check = "auto"`, the default;
-# wsitui/models/nuclear_gate.py): low-H share 0.054 / 0.090 on the H&E images (0.175 / 0.163
-# without the check; the previous model 0.284 / 0.200 with it). Issue #24's number goal (under
-# 0.10, dark recall >= 0.9) holds; by eye the model still misses big vesicular tumour nuclei on
-# he_target, so it is not the default. On IHC the classical reference picks DAB-darkened spots,
-# so its percentile says little there (0.665; 0.753 without the check); the IHC checks are the
-# largest detection and DAB density.
-LOW_H_SHARE_MAX = {"he_target": 0.07, "he_histo": 0.11, "ihc": 0.70}
-DARK_RECALL_MIN = {"he_target": 0.92, "he_histo": 0.95, "ihc": 0.85}  # 0.930, 1.0, 0.895
+# wsitui/models/nuclear_gate.py), re-measured 2026-12-05 against the classical fallback
+# `classical-2` (its level floored over the tissue instead of at a fixed 0.05 OD, see
+# wsitui/models/classical.py): low-H share 0.043 / 0.081 on the H&E images (0.139 / 0.132
+# without the check), dark isolated nuclei 0.973 of 37 / 1.0 of 14. Issue #24's number goal
+# (under 0.10, dark recall >= 0.9) holds; by eye the model still misses big vesicular tumour
+# nuclei on he_target, so it is not the default. On IHC `classical-2` also finds the pale
+# nuclei of the stroma and the pale blue ones between DAB (337 detections; `classical-1` 115),
+# so the dark isolated reference grew from 38 to 75 and the shipped model finds 0.68 of them
+# (0.64 with the check, which drops pale nuclei under DAB; a job runs IHC tiles without it,
+# `domain.TIGHT`). The IHC checks that matter are the largest detection and DAB density.
+LOW_H_SHARE_MAX = {"he_target": 0.06, "he_histo": 0.11, "ihc": 0.40}  # 0.043, 0.081, 0.258
+DARK_RECALL_MIN = {"he_target": 0.95, "he_histo": 0.95, "ihc": 0.6}  # 0.973, 1.0, 0.64
+# On IHC the check may drop a few pale nuclei under DAB (measured 0.68 -> 0.64 of 75).
+CHECK_DARK_LOSS_MAX = {"he_target": 0.0, "he_histo": 0.0, "ihc": 0.06}
 # What the check removes, at least (measured: 139 of 584, 65 of 398, 76 of 243).
 CHECK_DROPS_MIN = {"he_target": 0.15, "he_histo": 0.1, "ihc": 0.1}
 IHC_MAX_AREA_UM2 = 200.0  # a 16-µm disc: nothing a nucleus of colon mucosa reaches
@@ -66,7 +72,7 @@ def test_the_nuclear_check_removes_low_haematoxylin_outlines_and_no_dark_nucleus
     checked, raw = shipped[name], _measure(name, "unchecked")
     assert checked.detections <= (1 - CHECK_DROPS_MIN[name]) * raw.detections, (checked, raw)
     assert checked.low_h_share < raw.low_h_share
-    assert checked.dark_recall >= raw.dark_recall
+    assert checked.dark_recall >= raw.dark_recall - CHECK_DARK_LOSS_MAX[name]
 
 
 def test_the_real_images_are_there_and_real():

@@ -16,26 +16,83 @@ from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
-VERSION = "classical-1"
+VERSION = "classical-2"
 PIXEL_SIZE = 0.5
 SMOOTH_PX = 1.0  # Gaussian sigma on the hematoxylin channel
-MIN_H = 0.05  # hematoxylin OD a nucleus must exceed, whatever Otsu says (bare glass / eosin)
+# The level a nucleus must reach, whatever Otsu says: `MIN_CONTRAST` above the tile's tissue
+# (the median haematoxylin of its non-glass pixels), and never under `MIN_H` (bare glass).
+# Until 2026-12-05 (classical-1) it was a fixed 0.05 OD: pale nuclei (0.02-0.04 OD) were never
+# found, whatever the tissue around them (held-out `pale` look F1 0.481).
+MIN_H = 0.02
+MIN_CONTRAST = 0.015
+GLASS_MIN_RGB = 200  # a pixel whose every channel is brighter is glass, not tissue
+# A foreground component this big (750 µm² at 0.5 µm/px, more than a handful of the largest
+# nuclei) is a structure (a fold, a dark stroma band, an ink stroke): it does not set the
+# tile's level, and inside it a nucleus is what is `INSIDE_CONTRAST` darker than its median.
+# classical-1 let such a structure take Otsu's level (the nuclei around it were all missed)
+# and wrote the structure itself as nuclei.
+STRUCTURE_PX = 3000
+INSIDE_CONTRAST = 0.03
+LEVEL_ROUNDS = 2
 MIN_AREA_PX = 12
 PEAK_MIN_DIST_PX = 4
 PEAK_SMOOTH_PX = 1.0
 
 
+def _otsu(values: np.ndarray, default: float) -> float:
+    try:
+        return float(threshold_otsu(values))
+    except ValueError:  # flat
+        return default
+
+
+def _clean(fg: np.ndarray) -> np.ndarray:
+    return ndimage.binary_fill_holes(ndimage.binary_opening(fg, iterations=1))
+
+
+def _sizes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    comp, _ = ndimage.label(mask)
+    area = np.bincount(comp.ravel())
+    area[0] = 0
+    return comp, area
+
+
+def nuclear_foreground(h: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """Boolean nuclei mask of a tile from its smoothed haematoxylin OD `h`: Otsu's level over
+    the tile, floored at `MIN_CONTRAST` over its tissue; structures far bigger than a nucleus
+    are left out of the level (one more round without them) and searched inside on their own."""
+    tissue = rgb.min(axis=2) < GLASS_MIN_RGB
+    base = float(np.median(h[tissue])) if np.count_nonzero(tissue) >= 64 else 0.0
+    floor = max(MIN_H, base + MIN_CONTRAST)
+    keep = np.ones(h.shape, bool)
+    fg = np.zeros(h.shape, bool)
+    structures = np.zeros(h.shape, bool)
+    for _ in range(LEVEL_ROUNDS):
+        if np.count_nonzero(keep) < 64:
+            break
+        cand = _clean((h > max(_otsu(h[keep], floor), floor)) & keep)
+        comp, area = _sizes(cand)
+        big = (area > STRUCTURE_PX)[comp]
+        fg |= cand & ~big
+        if not big.any():
+            break
+        structures |= big
+        keep &= ~ndimage.binary_dilation(big, iterations=2)
+        fg &= keep
+    if structures.any():
+        comp, n = ndimage.label(structures)
+        median = np.asarray(ndimage.median(h, comp, np.arange(1, n + 1)), np.float64)
+        level = np.concatenate([[np.inf], median])[comp]
+        inside = _clean(structures & (h > level + INSIDE_CONTRAST))
+        comp, area = _sizes(inside)
+        fg |= inside & ~(area > STRUCTURE_PX)[comp]
+    return fg
+
+
 def segment_tile(rgb: np.ndarray) -> np.ndarray:
     """uint8 (H, W, 3) RGB -> int32 (H, W) instance labels."""
-    h = rgb2hed(rgb)[..., 0]
-    h = ndimage.gaussian_filter(h, SMOOTH_PX)
-    try:
-        t = float(threshold_otsu(h))
-    except ValueError:  # a flat tile
-        t = MIN_H
-    fg = h > max(t, MIN_H)
-    fg = ndimage.binary_opening(fg, iterations=1)
-    fg = ndimage.binary_fill_holes(fg)
+    h = ndimage.gaussian_filter(rgb2hed(rgb)[..., 0], SMOOTH_PX)
+    fg = nuclear_foreground(h, rgb)
     if not fg.any():
         return np.zeros(rgb.shape[:2], np.int32)
     dist = ndimage.gaussian_filter(ndimage.distance_transform_edt(fg), PEAK_SMOOTH_PX)
