@@ -92,3 +92,22 @@ def heldout_set(
         patch_seed = HELDOUT_SEED_BASE + int(rng.integers(0, HELDOUT_SEED_BASE))
         out.append(render_patch(style, (size, size), patch_seed, PIXEL_SIZE))
     return out
+
+
+TUNING_KINDS = (wide_style, dense_style, tumour_style, dark_nest_style)
+
+
+def tuning_set(count: int = 16, size: int = 384) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(kind, rgb, labels) images for choosing a method's settings: wide, dense, tumour and
+    dark-nest looks in turn, from a stream of their own (neither training's nor any held-out
+    set's), patch seeds in the held-out range. What the classical fallback's levels were chosen
+    on (`scripts/tune_classical.py`)."""
+    rng = np.random.default_rng([HELDOUT_STREAM, TUNING_SEED, 7])
+    out = []
+    for i in range(count):
+        make = TUNING_KINDS[i % len(TUNING_KINDS)]
+        style = make(rng, name=f"tune{i}")
+        patch_seed = HELDOUT_SEED_BASE + int(rng.integers(0, HELDOUT_SEED_BASE))
+        rgb, labels = render_patch(style, (size, size), patch_seed, PIXEL_SIZE)
+        out.append((make.__name__, rgb, labels))
+    return out

@@ -1,0 +1,62 @@
+"""The classical fallback (the default model): drawn tiles with a known answer. A nucleus is what
+is darker in haematoxylin than the tissue around it, however pale the slide; a structure far
+bigger than a nucleus (a fold, a dark stroma band, an ink stroke) is neither a cell nor what
+sets the level the nuclei beside it are measured against."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from wsitui.models.classical import STRUCTURE_PX, ClassicalModel
+from wsitui.slides.style import EOSIN_OD, HEMATOXYLIN_OD, stain_rgb
+
+SIDE = 256
+CENTRES = [(40 + 44 * j, 40 + 44 * i) for i in range(5) for j in range(2)]  # rows 40 and 84
+
+
+def _tile(h_nucleus: float, band_h: float = 0.0) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Pink eosin tissue (0.3 OD) with ten 10-µm nuclei of `h_nucleus` haematoxylin OD in its
+    upper half, noise like a scanner's, and, when `band_h`, a 40-px band of that haematoxylin
+    across the lower half (a fold or dark stroma band)."""
+    rng = np.random.default_rng(3)
+    od = np.zeros((SIDE, SIDE, 3))
+    od += 0.3 * np.asarray(EOSIN_OD) / np.linalg.norm(EOSIN_OD)
+    hv = np.asarray(HEMATOXYLIN_OD) / np.linalg.norm(HEMATOXYLIN_OD)
+    yy, xx = np.mgrid[:SIDE, :SIDE]
+    for cy, cx in CENTRES:
+        od[(yy - cy) ** 2 + (xx - cx) ** 2 <= 10**2] += h_nucleus * hv
+    if band_h:
+        od[160:200] += band_h * hv
+    rgb = 243.0 * np.power(10.0, -od) + rng.normal(0, 3, od.shape)
+    return np.clip(rgb, 0, 255).astype(np.uint8), CENTRES
+
+
+def _found(labels: np.ndarray, centres: list[tuple[int, int]]) -> int:
+    return sum(int(labels[cy, cx] > 0) for cy, cx in centres)
+
+
+def test_pale_nuclei_on_pale_tissue_are_found():
+    # 0.16 OD of haematoxylin reads ~0.035 in rgb2hed's units: under classical-1's fixed 0.05
+    # level (never found there), 0.03 over the tissue around it.
+    rgb, centres = _tile(0.16)
+    labels = ClassicalModel().predict(rgb[None])[0]
+    assert _found(labels, centres) == len(centres)
+    assert int(labels.max()) <= len(centres) + 1
+
+
+def test_a_dark_band_is_no_cell_and_takes_no_nucleus_away():
+    rgb, centres = _tile(0.4, band_h=0.8)
+    labels = ClassicalModel().predict(rgb[None])[0]
+    assert _found(labels, centres) == len(centres)
+    sizes = ndimage.sum(np.ones_like(labels), labels, np.arange(1, int(labels.max()) + 1))
+    assert (sizes <= STRUCTURE_PX).all(), sizes.max()
+    assert not (labels[165:195] > 0).any(), "the band was written as cells"
+
+
+def test_glass_and_plain_eosin_give_no_cell():
+    glass = np.full((1, SIDE, SIDE, 3), 242, np.uint8)
+    rgb, _ = _tile(0.0)
+    labels = ClassicalModel().predict(np.concatenate([glass, rgb[None]]))
+    assert int(labels.max()) == 0
+    assert stain_rgb([(EOSIN_OD, 0.3)])[1] < 200  # the eosin really is tissue, not glass
