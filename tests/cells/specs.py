@@ -11,6 +11,25 @@ from wsitui.jobs.segment_cells.params import SegmentCellsParams
 from wsitui.jobs.segment_cells.plan import plan_tiles
 
 
+async def shipped_cells_results(data: Path, slide: Path, **params: Any) -> Path:
+    """Run a tissue mask, then SEGMENT_CELLS with the shipped model (512-px tiles, `params` over
+    that) on `slide` in a fresh engine at `data`; the cells job's results folder."""
+    import anyio
+
+    from wsitui.core.engine import Engine
+    from wsitui.core.records import JobState
+    from wsitui.jobs.segment_cells.executor import SegmentCellsExecutor
+    from wsitui.jobs.tissue_mask.executor import TissueMaskExecutor
+
+    async with Engine(data, [TissueMaskExecutor(), SegmentCellsExecutor()]) as engine:
+        w = engine.submit("t", mask_and_cells(slide, model="shipped", tile_size=512, **params))
+        with anyio.fail_after(300):
+            await engine.wait_idle()
+        job = engine._jobs[w.jobs[1].id]
+        assert job.state is JobState.SUCCEEDED, job.error
+        return engine.results_dir(job)
+
+
 def mask_and_cells(slide: Path, name: str = "w", **params: Any) -> WorkflowSpec:
     return WorkflowSpec(
         name=name,

@@ -9,18 +9,13 @@ import csv
 import json
 from pathlib import Path
 
-import anyio
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from tests.cells.images import write_rgb_slide
-from tests.cells.specs import mask_and_cells
-from wsitui.core.engine import Engine
-from wsitui.core.records import JobState
-from wsitui.jobs.segment_cells.executor import SegmentCellsExecutor
+from tests.cells.specs import shipped_cells_results
 from wsitui.jobs.segment_cells.params import SegmentCellsParams
-from wsitui.jobs.tissue_mask.executor import TissueMaskExecutor
 
 pytestmark = pytest.mark.anyio
 SIDE = 1024
@@ -36,16 +31,10 @@ def vesicular(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarra
 
 
 async def _run(data: Path, slide: Path, **params: object) -> tuple[dict, list[dict]]:
-    async with Engine(data, [TissueMaskExecutor(), SegmentCellsExecutor()]) as engine:
-        w = engine.submit("t", mask_and_cells(slide, model="shipped", tile_size=512, **params))
-        with anyio.fail_after(300):
-            await engine.wait_idle()
-        job = engine._jobs[w.jobs[1].id]
-        assert job.state is JobState.SUCCEEDED, job.error
-        out = engine.results_dir(job)
-        with (out / "cells.csv").open() as f:
-            rows = list(csv.DictReader(f))
-        return json.loads((out / "manifest.json").read_text()), rows
+    out = await shipped_cells_results(data, slide, **params)
+    with (out / "cells.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    return json.loads((out / "manifest.json").read_text()), rows
 
 
 def _one_per_nucleus(rows: list[dict], truth: np.ndarray) -> float:

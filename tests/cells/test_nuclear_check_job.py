@@ -7,16 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import anyio
 import pytest
 from pydantic import ValidationError
 
-from tests.cells.specs import mask_and_cells
-from wsitui.core.engine import Engine
-from wsitui.core.records import JobState
-from wsitui.jobs.segment_cells.executor import SegmentCellsExecutor
+from tests.cells.specs import shipped_cells_results
 from wsitui.jobs.segment_cells.params import SegmentCellsParams
-from wsitui.jobs.tissue_mask.executor import TissueMaskExecutor
 
 pytestmark = pytest.mark.anyio
 
@@ -32,13 +27,8 @@ def _real_tumour_slide(tmp_path: Path) -> Path:
 
 
 async def _manifest(data: Path, slide: Path, **params: object) -> dict:
-    async with Engine(data, [TissueMaskExecutor(), SegmentCellsExecutor()]) as engine:
-        w = engine.submit("t", mask_and_cells(slide, model="shipped", tile_size=512, **params))
-        with anyio.fail_after(300):
-            await engine.wait_idle()
-        job = engine._jobs[w.jobs[1].id]
-        assert job.state is JobState.SUCCEEDED, job.error
-        return json.loads((engine.results_dir(job) / "manifest.json").read_text())
+    results = await shipped_cells_results(data, slide, **params)
+    return json.loads((results / "manifest.json").read_text())
 
 
 async def test_the_check_is_on_by_default_recorded_and_off_on_request(tmp_path):
