@@ -28,7 +28,13 @@ from scipy.spatial import cKDTree
 from wsitui.models.data import HELDOUT_SEED_BASE, Sample, heldout_set
 from wsitui.models.heldout import HELDOUT_LOOKS
 from wsitui.models.loaded import LoadedModel
-from wsitui.models.metrics import DetectionScore, detection_score, match_objects, total
+from wsitui.models.metrics import (
+    CENTROID_PX,
+    DetectionScore,
+    detection_score,
+    match_objects,
+    total,
+)
 from wsitui.slides.style import STYLES
 from wsitui.slides.synthetic.generator import SamplePlan, rasterize_nuclei
 
@@ -54,14 +60,16 @@ def evaluate(
     model: LoadedModel,
     images: list[Sample] | None = None,
     postprocess: dict[str, Any] | None = None,
+    centroid_px: float = CENTROID_PX,
 ) -> Evaluation:
-    """Pooled detection F1 of `model` on `images` (default: 20 held-out 256² images)."""
+    """Pooled detection F1 of `model` on `images` (default: 20 held-out 256² images); objects
+    match at IoU >= 0.5 or centroids within `centroid_px` (0: IoU only)."""
     images = images if images is not None else heldout_set()
     t0 = time.monotonic()
     scores = []
     for rgb, truth in images:
         pred = model.predict(rgb[None], postprocess)[0]
-        scores.append(detection_score(pred, truth))
+        scores.append(detection_score(pred, truth, centroid_px=centroid_px))
     return Evaluation(total(scores), tuple(s.f1 for s in scores), time.monotonic() - t0)
 
 
