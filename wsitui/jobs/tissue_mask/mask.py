@@ -506,7 +506,8 @@ def _threshold_map(
             near = _nearest_level_threshold(share == 255, mean_t, glass, (h, w))
             if near is not None:
                 # g <= floor(t) is g <= t for integer grey: the float threshold exactly.
-                up = np.floor(soft * near + (1.0 - soft) * up).astype(np.uint8)
+                mixed = near if soft >= 1.0 else soft * near + (1.0 - soft) * up
+                up = np.floor(mixed).astype(np.uint8)
     return up, glass
 
 
@@ -560,7 +561,7 @@ def _nearest_level_threshold(
     weight = ndimage.gaussian_filter(core.astype(np.float32), NEAR_LEVEL_SIGMA)
     total = ndimage.gaussian_filter(np.where(core, mean_t, 0).astype(np.float32), NEAR_LEVEL_SIGMA)
     level = total / np.maximum(weight, 1e-6)
-    _, (iy, ix) = ndimage.distance_transform_edt(~core, return_indices=True)
+    iy, ix = ndimage.distance_transform_edt(~core, return_distances=False, return_indices=True)
     tissue = level[iy, ix]
     bh, bw = glass.shape
     up = Image.fromarray(glass.astype(np.float32), mode="F").resize(
