@@ -519,18 +519,18 @@ def _fade_weight(first: np.ndarray, mean: np.ndarray, big_cells: float) -> float
     (pale fragments lie beside small pieces, which are cut at their own level anyway).
     Measured on the tuning and held-out sample slides: hard edges 0.0-0.24 (ink crossing
     them the most), fades of 26-40 µm up to 0.36, of 66 µm and more 0.66-2.4."""
-    gl = mean[~first]
+    step = max(1, int(np.sqrt(first.size / 200_000)))
+    gl = mean[::step, ::step][~first[::step, ::step]]
     if gl.size < 100 or not first.any():
         return 0.0
-    step = max(1, gl.size // 200_000)
-    level = float(np.median(gl[::step]))
-    spread = float(np.percentile(gl[::step], 95)) - level
+    level = float(np.median(gl))
+    spread = float(np.percentile(gl, 95)) - level
     lab, n = ndimage.label(first, structure=np.ones((3, 3), bool))
     big = np.bincount(lab.ravel(), minlength=n + 1) >= big_cells
     big[0] = False
     if not big.any():
         return 0.0
-    tissue = big[lab]
+    tissue = first if big[1:].all() else big[lab]
     near = _shift_reduce(tissue, FADE_REACH_CELLS, erode=False, outside=False)
     near &= ~_shift_reduce(first, FADE_SKIP_CELLS, erode=False, outside=False)
     band = np.count_nonzero(near & (mean < level - max(PALE_DELTA, 2.0 * spread)))
