@@ -2,21 +2,22 @@
 
 TISSUE_MASK maps it onto a tile grid and writes it out; SEGMENT_CELLS computes it when its DAG
 has no TISSUE_MASK upstream on the same slide. The mask is computed at about `target_mpp`
-(8 µm/px by default) from the pyramid level nearest that, area-averaged down when that level
-is much finer (block by block, so memory stays bounded): grey level, an Otsu first split, then
-per pixel a threshold between the local glass and tissue levels in optical density (soft
-edges, pale or grainy stain), a 1-px closing; pieces under OWN_EDGE_MAX_UM2 re-cut at their
-own level (`_own_edges`: small and pale fragments; where nuclei pack one, also at its level
-with haematoxylin unmixed away); objects told from debris by colour and
-area (`keep_tissue_objects`); the edges of small pieces placed by the area their stain adds
-up to (hard edges) or at half their local stain density (soft ones; `refine_edges`), against
-a glass level taken clear of pale stain and fades (`_clear_glass`); ink crossing an edge
-decided by its neighbours (`_ink_by_neighbours`); fat's net of septa filled (`_lace`); holes
-smaller than a given area in µm² filled. Then, on slides with pieces under FINE_MAX_UM2, the
-band around those pieces' edges is cut again from a finer level at about `edge_mpp` and the
-mask is returned that much finer (`refine_fine`; TissueMask.downsample and .mpp say so). The
-mask image has at most MAX_MASK_PIXELS (a JobError names the size and the fix); a pixel size
-the slide states that is not plausible is replaced by `assumed_mpp`, loudly.
+(8 µm/px by default) from the pyramid level nearest that, area-averaged down when that level is
+much finer (block by block, so memory stays bounded): grey level, an Otsu first split, then per
+pixel a threshold between the local glass and tissue levels in optical density (soft edges,
+pale or grainy stain; on a slide whose big tissue fades out, half-way in grey to the nearest
+tissue's level: `_nearest_level_threshold`), a 1-px closing; pieces under OWN_EDGE_MAX_UM2
+re-cut at their own level (`_own_edges`: small and pale fragments; where nuclei pack one, also
+at its level with haematoxylin unmixed away); objects told from debris by colour and area
+(`keep_tissue_objects`); the edges of small pieces placed by the area their stain adds up to
+(hard edges) or at half their local stain density (soft ones; `refine_edges`), against a glass
+level taken clear of pale stain and fades (`_clear_glass`); ink crossing an edge decided by its
+neighbours (`_ink_by_neighbours`); fat's net of septa filled (`_lace`); holes smaller than a
+given area in µm² filled. Then, on slides with pieces under FINE_MAX_UM2, the band around those
+pieces' edges is cut again from a finer level at about `edge_mpp` and the mask is returned that
+much finer (`refine_fine`; TissueMask.downsample and .mpp say so). The mask image has at most
+MAX_MASK_PIXELS (a JobError names the size and the fix); a pixel size the slide states that is
+not plausible is replaced by `assumed_mpp`, loudly.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ EDGE_FRACTION = 0.45  # where between glass and tissue OD the edge is (see mask_
 LEVEL_BLOCK = 8  # mask px per block of the local level maps (a multiple of 2)
 CORE_CELLS = 3  # 2-px cells between an edge of the first split and a cell that sets a level
 LEVEL_SIGMA = 1.0  # blocks the local levels are Gaussian-weighted over
+# Soft-edged slides (a fade wider than a few px around big tissue): each px's tissue level is
+# the nearest tissue core's, not a mean over blocks, and the edge half-way in grey.
+NEAR_LEVEL_SIGMA = 0.8  # ... the core's grey Gaussian-weighted over this (2-px cells; 0: off)
+NEAR_LINEAR = 0.5  # ... the edge this share of the way from glass to tissue in grey
+FADE_REACH_CELLS = 8  # the fade looked for this far out of big tissue (2-px cells) ...
+FADE_SKIP_CELLS = 1  # ... beyond this (the blur and the px a hard edge part-covers)
+FADE_HARD_CELLS = 0.45  # ... its cells per edge cell at or under which edges are hard
+FADE_SOFT_CELLS = 0.65  # ... and at or over which they are soft (weights blended between)
 CLOSE_PX = 1  # notches narrower than about twice this are closed
 CLEAR_GLASS_PX = 8  # the glass level for edges: from glass this far from anything darker
 CLEAR_WIDE_SIGMA = 4.0  # blocks it is weighted over where there is little such glass near
@@ -445,7 +454,7 @@ def _shift_reduce(mask: np.ndarray, k: int, erode: bool, outside: bool) -> np.nd
 
 
 def _threshold_map(
-    g: np.ndarray, first: np.ndarray, fallback: tuple[float, float]
+    g: np.ndarray, first: np.ndarray, fallback: tuple[float, float], big_px: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """(per-pixel grey threshold, local glass level per LEVEL_BLOCK-px block).
 
@@ -489,8 +498,83 @@ def _threshold_map(
     # Block centres sit at (i + 0.5) * b: resizing to b x the size puts them there. Grey
     # levels are integers, so an integer threshold map (a quarter of a float one) loses
     # nothing but the interpolation's rounding.
-    up = Image.fromarray(thr).resize((bw * b, bh * b), Image.Resampling.BILINEAR)
-    return np.asarray(up)[:h, :w], glass
+    up = np.asarray(Image.fromarray(thr).resize((bw * b, bh * b), Image.Resampling.BILINEAR))
+    up = up[:h, :w]
+    if NEAR_LEVEL_SIGMA > 0:
+        soft = _fade_weight(share == 255, mean_all, big_px / (c * c))
+        if soft > 0:
+            near = _nearest_level_threshold(share == 255, mean_t, glass, (h, w))
+            if near is not None:
+                # g <= floor(t) is g <= t for integer grey: the float threshold exactly.
+                mixed = near if soft >= 1.0 else soft * near + (1.0 - soft) * up
+                up = np.floor(mixed).astype(np.uint8)
+    return up, glass
+
+
+def _fade_weight(first: np.ndarray, mean: np.ndarray, big_cells: float) -> float:
+    """0-1: how soft the edges of big tissue are, on 2 x 2 px cells (`first`: the first split,
+    `mean`: the cells' grey): cells a little darker than the glass (PALE_DELTA or twice its
+    noise) FADE_SKIP_CELLS to FADE_REACH_CELLS out of objects of `big_cells` or more, per
+    edge cell of them. The glass has no shade and no nuclei, so only a fade makes such a band
+    (pale fragments lie beside small pieces, which are cut at their own level anyway).
+    Measured on the tuning and held-out sample slides: hard edges 0.0-0.24 (ink crossing
+    them the most), fades of 26-40 µm up to 0.36, of 66 µm and more 0.66-2.4."""
+    step = max(1, int(np.sqrt(first.size / 200_000)))
+    gl = mean[::step, ::step][~first[::step, ::step]]
+    if gl.size < 100 or not first.any():
+        return 0.0
+    level = float(np.median(gl))
+    spread = float(np.percentile(gl, 95)) - level
+    lab, n = ndimage.label(first, structure=np.ones((3, 3), bool))
+    big = np.bincount(lab.ravel(), minlength=n + 1) >= big_cells
+    big[0] = False
+    if not big.any():
+        return 0.0
+    tissue = first if big[1:].all() else big[lab]
+    near = _shift_reduce(tissue, FADE_REACH_CELLS, erode=False, outside=False)
+    near &= ~_shift_reduce(first, FADE_SKIP_CELLS, erode=False, outside=False)
+    band = np.count_nonzero(near & (mean < level - max(PALE_DELTA, 2.0 * spread)))
+    edge = np.count_nonzero(tissue & ~_shift_reduce(tissue, 1, erode=True, outside=False))
+    width = band / max(edge, 1)
+    return float(np.clip((width - FADE_HARD_CELLS) / (FADE_SOFT_CELLS - FADE_HARD_CELLS), 0, 1))
+
+
+def _nearest_level_threshold(
+    first: np.ndarray, mean_t: np.ndarray, glass: np.ndarray, shape: tuple[int, int]
+) -> np.ndarray | None:
+    """The per-px threshold of a soft-edged slide (float, `shape`), or None with no core.
+
+    A fade mixes the glass and the stain at the edge linearly in light, and the stain's
+    shade varies along an edge (pale lavender beside deep pink, a dark rim round a hole):
+    averaged over blocks, the tissue level at a pale stretch was the dark one beside it (cut
+    inside the truth: `random6`'s sample slide missed 5.3 %) and at a thin strip between
+    holes, one the fade never reaches, the paler body's (cut outside). Here each 2-px cell
+    takes the level of its nearest core cell (CORE_CELLS from the first split, grey
+    Gaussian-weighted over NEAR_LEVEL_SIGMA cells of core), and the edge is NEAR_LINEAR of
+    the way from the glass level (the block map's) to it in grey: where the outer half of
+    the fade (no nuclei) meets the inner (nuclei at full strength)."""
+    c, k = 2, LEVEL_BLOCK // 2
+    core = _shift_reduce(first, CORE_CELLS, erode=True, outside=True)
+    if not core.any():
+        return None
+    ch, cw = core.shape
+    weight = ndimage.gaussian_filter(core.astype(np.float32), NEAR_LEVEL_SIGMA)
+    total = ndimage.gaussian_filter(np.where(core, mean_t, 0).astype(np.float32), NEAR_LEVEL_SIGMA)
+    level = total / np.maximum(weight, 1e-6)
+    iy, ix = ndimage.distance_transform_edt(~core, return_distances=False, return_indices=True)
+    tissue = level[iy, ix]
+    bh, bw = glass.shape
+    up = Image.fromarray(glass.astype(np.float32), mode="F").resize(
+        (bw * k, bh * k), Image.Resampling.BILINEAR
+    )
+    gl = np.asarray(up)[:ch, :cw]
+    thr = np.clip(gl - NEAR_LINEAR * np.maximum(gl - tissue, 0.0), 0.0, 255.0)
+    px = Image.fromarray(thr.astype(np.float32), mode="F").resize(
+        (cw * c, ch * c), Image.Resampling.BILINEAR
+    )
+    h, w = shape
+    out = np.asarray(px)[:h, :w]
+    return np.pad(out, ((0, h - out.shape[0]), (0, w - out.shape[1])), mode="edge")
 
 
 def _close(mask: np.ndarray, px: int) -> np.ndarray:
@@ -513,7 +597,9 @@ def _coarse_mask(
        where the stain is half there, not wherever a global threshold happens to cut the
        fade. The grey is 3x3 box-blurred first (nuclei make single pixels noisy at ~8 µm/px).
        EDGE_FRACTION is a little under half because the tissue level includes nuclei, darker
-       than the stain at the edge. An image whose brighter class is not glass (a crop of
+       than the stain at the edge. Where big tissue's edges fade out (`_fade_weight`) the
+       tissue level is the nearest tissue's and the edge half-way in grey
+       (`_nearest_level_threshold`). An image whose brighter class is not glass (a crop of
        tissue) is all tissue when stain-coloured.
     3. Pieces under OWN_EDGE_MAX_UM2 are cut again at their own level (_own_edges).
     4. Objects are kept by colour and area (keep_tissue_objects; min_object_um2 is capped at
@@ -537,7 +623,8 @@ def _coarse_mask(
         white = np.full(3, GLASS_WHITE)
         whole = bool(stain_like(rgb.reshape(-1, 3).mean(axis=0)[None], white)[0])
         return np.full(g.shape, whole), float(t), None, None
-    thr, glass_level = _threshold_map(g, g <= t, (dark, bright))
+    big_px = OWN_EDGE_MAX_UM2 / (mpp[0] * mpp[1])
+    thr, glass_level = _threshold_map(g, g <= t, (dark, bright), big_px)
     mask = g <= thr
     if CLOSE_PX:
         mask = _close(mask, CLOSE_PX)
