@@ -40,7 +40,7 @@ class TissueExecutor(ScriptedExecutor):
         (ctx.results_dir / "manifest.json").write_text(json.dumps(manifest))
 
 
-def submit_cohort(app: WsituiApp) -> str:
+def submit_cohort(app: WsituiApp, *, start: bool = True) -> str:
     """A cohort of 8 slides, template `mask` then `qc`, as the session submits one."""
     cohort = Cohort(
         index=0,
@@ -59,7 +59,7 @@ def submit_cohort(app: WsituiApp) -> str:
         jobs.append(JobSpec(id=f"{s.id}-mask", type="TISSUE_MASK", slide=str(s.path), branch=s.id))
         jobs.append(JobSpec(id=f"{s.id}-qc", type="TISSUE_MASK", slide=str(s.path), branch=s.id,
                             depends_on=(f"{s.id}-mask",)))  # fmt: skip
-    wf = app.engine.submit("alice", WorkflowSpec(name=cohort.name, jobs=tuple(jobs)))
+    wf = app.engine.submit("alice", WorkflowSpec(name=cohort.name, jobs=tuple(jobs)), start=start)
     write_index(app.engine.data_dir, wf.workflow.id, cohort)
     return wf.workflow.id
 
@@ -218,4 +218,34 @@ async def test_at_120_columns_the_table_fits_sorted_by_any_column(tmp_path):
                     assert not table.show_horizontal_scrollbar, where
                     error = str(table.get_cell(SLIDES[3], "error"))
                     assert len(error) >= 30, where  # it still takes what is left
+        await app.shutdown()
+
+
+async def test_a_cohort_not_started_says_held_and_how_to_start_it(tmp_path):
+    # A cohort from a config opens with its jobs held: the table said "pending" for every job
+    # and nothing on the cohort screen said that they wait for S (the lanes' cards say HELD).
+    app, ex, _clock = make_app(tmp_path / "data", executor=TissueExecutor(), max_workers=2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.ready.wait()
+        wf_id = submit_cohort(app, start=False)
+        await settle(app, pilot)
+        table = app.query_one(CohortTable)
+        assert [str(table.get_cell(s, "job:mask")) for s in SLIDES] == ["held"] * len(SLIDES)
+        assert "8 held: S starts" in screen_text(app)  # at 80 columns too
+        await pilot.press("slash", *"held")  # the filter finds them by what they show
+        await settle(app, pilot)
+        assert shown(app) == SLIDES
+        await pilot.press("escape")
+
+        app.engine.start("alice", [f"{wf_id}.{SLIDES[0]}-mask"])  # one job started
+        await settle(app, pilot, lambda: ex.gates.get(f"{SLIDES[0]}-mask") is not None)
+        assert str(table.get_cell(SLIDES[0], "job:mask")) == "running"
+        assert str(table.get_cell(SLIDES[0], "job:qc")) == "held"  # `s` started one job
+        assert str(table.get_cell(SLIDES[1], "job:mask")) == "held"
+        assert "8 held: S starts" in screen_text(app)  # slide 0's qc is held still
+
+        await pilot.press("S")
+        await settle(app, pilot)
+        assert "held" not in [str(table.get_cell(s, "job:qc")) for s in SLIDES]
+        assert "held: S starts" not in screen_text(app)
         await app.shutdown()

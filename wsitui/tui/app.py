@@ -480,9 +480,10 @@ class WsituiApp(App[None]):
         row = self._wf_list.rows().get(status.workflow.id)
         if row is not None:
             row.repaint()  # slides done and ETA (the status alone may not have changed)
+        held = {j.id for j in status.jobs if j.state is JobState.PENDING and not j.enqueued}
         table.show(
             rows, index["template"], index["meta_columns"], filter_text=self.filter_text,
-            now=self.now,
+            now=self.now, held=held,
         )  # fmt: skip
         # Its counts and ETA first, the keys last: at 80 columns the workflow row cuts its
         # own copy of them after the id ("0/600 slides…"), and the ETA was nowhere to be seen.
@@ -490,6 +491,9 @@ class WsituiApp(App[None]):
         counts = bar[0] if bar else f"{len(rows)} slides"
         if len(table.rows) != len(rows):
             counts += f" · {len(table.rows)} shown"
+        if held:  # a cohort from a config opens held: say so, and how to start it
+            waiting = sum(1 for r in rows if set(r.job_ids.values()) & held)
+            counts += f" · {waiting} held: S starts"
         self._lanes_title.update(
             Text.assemble(
                 (status.workflow.name, "bold"),

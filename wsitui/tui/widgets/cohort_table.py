@@ -10,7 +10,7 @@ key of the main screen (`v` viewer, `y` copy path, `r` retry, ...) acts on that 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from rich.text import Text
@@ -29,9 +29,13 @@ STATE_STYLE = {
     "CANCELED": ("canceled", "magenta"),
     "BLOCKED": ("blocked", "red dim"),
     "PENDING": ("pending", "yellow"),
+    "HELD": ("held", "yellow dim"),  # not started by the user: `s`/`S` starts it
 }
 STATE_ORDER = {
-    s: i for i, s in enumerate(("FAILED", "CANCELED", "BLOCKED", "RUNNING", "PENDING", "SUCCEEDED"))
+    s: i
+    for i, s in enumerate(
+        ("FAILED", "CANCELED", "BLOCKED", "RUNNING", "PENDING", "HELD", "SUCCEEDED")
+    )
 }
 ERROR_WIDTH = 30  # the least the error column shows; it takes what the terminal has left
 FIXED = (("progress", "progress"), ("cells", "cells"), ("density", "cells/mm²"), ("time", "time"))
@@ -52,6 +56,15 @@ def shown_error(row: SlideRow) -> str:
     error = row.error or ""
     name = row.path.replace("\\", "/").rsplit("/", 1)[-1]
     return error.replace(row.path, name) if row.path and name else error
+
+
+def with_held(row: SlideRow, held: Collection[str]) -> SlideRow:
+    """The row with its jobs that are not started yet as HELD (the stored state is PENDING)."""
+    jobs = {
+        key: "HELD" if state == "PENDING" and row.job_ids.get(key) in held else state
+        for key, state in row.jobs.items()
+    }
+    return row if jobs == row.jobs else row.model_copy(update={"jobs": jobs})
 
 
 def row_matches(row: SlideRow, text: str) -> bool:
@@ -95,7 +108,12 @@ class CohortTable(DataTable[Any]):
         *,
         filter_text: str = "",
         now: float = 0.0,
+        held: Collection[str] = (),
     ) -> None:
+        """`held`: the ids of jobs not started yet; their cells say "held", not "pending"
+        (a cohort from a config opened all "pending" and nothing on screen said to start it)."""
+        if held:
+            rows = [with_held(row, held) for row in rows]
         self._rows, self._filter, self._now = list(rows), filter_text.lower(), now
         columns = (
             ("slide", "slide"),
