@@ -243,6 +243,10 @@ async def test_a_cohort_not_started_says_held_and_how_to_start_it(tmp_path):
         assert str(table.get_cell(SLIDES[0], "job:qc")) == "held"  # `s` started one job
         assert str(table.get_cell(SLIDES[1], "job:mask")) == "held"
         assert "8 held: S starts" in screen_text(app)  # slide 0's qc is held still
+        app.engine.cancel("alice", f"{wf_id}.{SLIDES[1]}-mask")  # its qc: blocked, not held
+        await settle(app, pilot)
+        assert str(table.get_cell(SLIDES[1], "job:qc")) == "blocked"
+        assert "7 held: S starts" in screen_text(app)
 
         await pilot.press("S")
         await settle(app, pilot)

@@ -491,9 +491,8 @@ class WsituiApp(App[None]):
         counts = bar[0] if bar else f"{len(rows)} slides"
         if len(table.rows) != len(rows):
             counts += f" · {len(table.rows)} shown"
-        if held:  # a cohort from a config opens held: say so, and how to start it
-            waiting = sum(1 for r in rows if set(r.job_ids.values()) & held)
-            counts += f" · {waiting} held: S starts"
+        if table.held_slides:  # a cohort from a config opens held: say so, and how to start it
+            counts += f" · {table.held_slides} held: S starts"
         self._lanes_title.update(
             Text.assemble(
                 (status.workflow.name, "bold"),

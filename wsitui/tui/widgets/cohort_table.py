@@ -290,6 +290,11 @@ class CohortTable(DataTable[Any]):
         event.stop()
         self.sort_by(str(event.column_key.value))
 
+    @property
+    def held_slides(self) -> int:
+        """How many slides show a held job (a blocked one reads "blocked", not "held")."""
+        return sum(1 for row in self._rows if "HELD" in row.jobs.values())
+
     # ---- selection ---------------------------------------------------------------------------
     @property
     def selected_slide(self) -> str | None:
