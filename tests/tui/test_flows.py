@@ -70,6 +70,9 @@ async def test_create_start_cancel_retry(tmp_path, slide):
         await pilot.press("y")
         await settle(app, pilot, lambda: only_job(app).state is JobState.CANCELED)
         assert "CANCELED" in str(card.query_one(".badge").render())
+        await pilot.press("s")  # the key that does it, not the engine's refusal
+        await settle(app, pilot)
+        assert list(app._notifications)[-1].message == f"{job.key} was canceled: r retries it"
 
         await pilot.press("r")
         await settle(app, pilot, lambda: only_job(app).state is JobState.RUNNING)
@@ -77,6 +80,12 @@ async def test_create_start_cancel_retry(tmp_path, slide):
         ex.release(only_job(app).key)
         await settle(app, pilot, lambda: only_job(app).state is JobState.SUCCEEDED)
         assert "SUCCEEDED" in str(app.query_one(JobCard).query_one(".badge").render())
+        for key in ("s", "r"):  # `s` said "retry it instead", and `r` then refused
+            await pilot.press(key)
+            await settle(app, pilot)
+            said = list(app._notifications)[-1].message
+            assert said == f"{job.key} succeeded: R runs it again (asks first)", key
+        assert only_job(app).attempt == 2 and only_job(app).state is JobState.SUCCEEDED
         await app.shutdown()
 
 

@@ -91,6 +91,12 @@ DEMO_NAME = "tui-demo"  # + a number: never a config's name, never an earlier de
 
 
 STOP_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
+# `s` or `r` on a job that ended: what it is, and the key that does what was meant
+_ENDED = {
+    JobState.SUCCEEDED: "succeeded: R runs it again (asks first)",
+    JobState.FAILED: "failed: r retries it",
+    JobState.CANCELED: "was canceled: r retries it",
+}
 
 
 class WsituiApp(App[None]):
@@ -641,6 +647,9 @@ class WsituiApp(App[None]):
             if job.enqueued and job.state is JobState.PENDING:
                 self.tell(f"{job.key} is already queued")
                 return
+            if job.state.terminal:  # the engine's "retry it instead" was wrong for a done job
+                self.tell(f"{job.key} {_ENDED[job.state]}", severity="warning")
+                return
             self._engine_call(
                 lambda: self.engine.start(self.tenant, [job.id]), f"started {job.key}"
             )
@@ -684,6 +693,9 @@ class WsituiApp(App[None]):
     def action_retry_job(self) -> None:
         job = self._job()
         if job is not None:
+            if job.state is JobState.SUCCEEDED:  # said only what r does not do
+                self.tell(f"{job.key} {_ENDED[job.state]}", severity="warning")
+                return
             self._engine_call(lambda: self.engine.retry(self.tenant, job.id), f"retrying {job.key}")
 
     def action_rerun_job(self) -> None:
