@@ -253,3 +253,34 @@ async def test_a_cohort_not_started_says_held_and_how_to_start_it(tmp_path):
         assert "held" not in [str(table.get_cell(s, "job:qc")) for s in SLIDES]
         assert "held: S starts" not in screen_text(app)
         await app.shutdown()
+
+
+async def test_the_table_goes_when_no_workflow_is_left_to_show(tmp_path):
+    # A filter that matched nothing, or a switch to a tenant without workflows, left the
+    # cohort's table on screen under "nothing matches ..." (another tenant's slides, then).
+    app, _ex, _clock = make_app(tmp_path / "data", executor=TissueExecutor(), max_workers=2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.ready.wait()
+        submit_cohort(app, start=False)
+        await settle(app, pilot)
+        table = app.query_one(CohortTable)
+        assert table.display and SLIDES[0] in screen_text(app)
+
+        await pilot.press("slash", *"zzz")
+        await settle(app, pilot)
+        assert "nothing matches 'zzz'" in screen_text(app)
+        assert not table.display and SLIDES[0] not in screen_text(app)
+        await pilot.press("ctrl+u", *"c-2")  # the cohort again (its metadata matches)
+        await settle(app, pilot)
+        assert table.display and shown(app) == [SLIDES[2], SLIDES[5]]
+        await pilot.press("escape")
+        await settle(app, pilot)
+
+        await pilot.press("u")  # the tenant picker: alice, then "new tenant…"
+        await pilot.pause()
+        await pilot.press("down", "enter", *"carol", "enter")
+        await settle(app, pilot)
+        assert app.tenant == "carol"
+        assert "carol has no workflows yet" in screen_text(app)
+        assert not table.display and SLIDES[0] not in screen_text(app)
+        await app.shutdown()

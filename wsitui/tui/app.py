@@ -449,6 +449,9 @@ class WsituiApp(App[None]):
                 title.update(Text(f"nothing matches {self.filter_text!r} (esc in / clears)"))
             else:
                 title.update(Text.assemble((self.tenant, "bold"), " has no workflows yet"))
+            # A cohort's table stayed under "nothing matches" (or another tenant's name)
+            self._cohort_table.display, board.display = False, True
+            self._cohort_shown = None
             if self._board_workflow is not None or not board.children:
                 await board.show_jobs([], {}, EMPTY_TENANT)
             self._board_workflow = None
