@@ -15,7 +15,7 @@ from textual.widgets import Input
 
 from tests.tui.conftest import T0, Clock, make_app
 from tests.tui.fakes import ScriptedExecutor
-from tests.tui.helpers import screen_text, settle
+from tests.tui.helpers import screen_text, settle, spec
 from wsitui.core.executor import JobContext
 from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.session.cohort import Cohort, CohortSlide, write_index
@@ -283,4 +283,35 @@ async def test_the_table_goes_when_no_workflow_is_left_to_show(tmp_path):
         assert app.tenant == "carol"
         assert "carol has no workflows yet" in screen_text(app)
         assert not table.display and SLIDES[0] not in screen_text(app)
+        await app.shutdown()
+
+
+async def test_t_sorts_the_slides_from_the_workflow_list_too(tmp_path):
+    # The title says "t/T sort", but with the focus in the workflow list (where it is when a
+    # cohort opens) t did nothing and said nothing: it was the table's own key.
+    app, _ex, _clock = make_app(tmp_path / "data", executor=TissueExecutor(), max_workers=2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.ready.wait()
+        submit_cohort(app, start=False)
+        await settle(app, pilot)
+        table = app.query_one(CohortTable)
+        assert app.focused is not table
+        await pilot.press("t")
+        await settle(app, pilot)
+        assert app.focused is table and (table.sort_key, table.reverse) == ("meta:case", False)
+        assert [CASES[SLIDES.index(s)] for s in shown(app)] == sorted(CASES)
+        await pilot.press("shift+tab")
+        await pilot.press("T")
+        await settle(app, pilot)
+        assert app.focused is table and (table.sort_key, table.reverse) == ("meta:case", True)
+
+        app.engine.submit("alice", spec("lanes", ("a", "A")), start=False)  # shows lanes
+        await settle(app, pilot)
+        await pilot.press("shift+tab", "down")  # the list, then the lanes workflow
+        await settle(app, pilot)
+        assert not table.display
+        await pilot.press("t")
+        await settle(app, pilot)
+        said = list(app._notifications)[-1].message
+        assert said == "t and T sort a cohort's slide table; this workflow shows lanes"
         await app.shutdown()

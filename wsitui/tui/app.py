@@ -84,13 +84,19 @@ ALL = "*"  # in the inbox: list the tenant's workflows again (start, tenant swit
 MAIN_ONLY = frozenset(
     {"new_workflow", "add_job", "start_job", "start_all", "cancel_job", "retry_job",
      "rerun_job", "switch_tenant", "details", "preview", "metrics", "demo", "filter",
-     "copy_path", "copy_id", "open_results", "notifications", "move"}
+     "copy_path", "copy_id", "open_results", "notifications", "move", "sort_slides"}
 )  # fmt: skip
 BIG_COHORT_JOBS = 1000  # a cohort's table repaints at most once a second above this
 DEMO_NAME = "tui-demo"  # + a number: never a config's name, never an earlier demo's
 
 
 STOP_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
+
+
+def _is_sort(binding: Binding | tuple[str, ...]) -> bool:
+    return isinstance(binding, Binding) and binding.action.startswith("sort_slides")
+
+
 # `s` or `r` on a job that ended: what it is, and the key that does what was meant
 _ENDED = {
     JobState.SUCCEEDED: "succeeded: R runs it again (asks first)",
@@ -127,6 +133,10 @@ class WsituiApp(App[None]):
         Binding("k", "move(0, -1)", "Previous card / workflow", show=False),
         Binding("h", "move(-1, 0)", "Lane to the left", show=False),
         Binding("l", "move(1, 0)", "Lane to the right", show=False),
+        # The cohort table's own t/T (listed under it in the help), from anywhere on the main
+        # screen: the title says "t/T sort" while the focus is still in the workflow list.
+        Binding("t", "sort_slides", "Sort a cohort's slides", show=False),
+        Binding("T", "sort_slides(True)", "Reverse a cohort's sort", show=False),
         Binding("question_mark,f1", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
@@ -868,10 +878,24 @@ class WsituiApp(App[None]):
     def action_notifications(self) -> None:
         self.push_screen(NotesScreen(self.notes))
 
+    def action_sort_slides(self, reverse: bool = False) -> None:
+        """t/T outside the cohort table: into the table, then sort it (t did nothing, and said
+        nothing, while the focus was in the workflow list)."""
+        table = self._cohort_table
+        if not table.display:
+            lanes = "; this workflow shows lanes" if self.selected_workflow else ""
+            self.tell(f"t and T sort a cohort's slide table{lanes}")
+            return
+        table.focus()
+        if reverse:
+            table.action_sort_reverse()
+        else:
+            table.action_sort_next()
+
     def action_help(self) -> None:
         self.push_screen(
             HelpScreen(
-                list(self.BINDINGS),  # type: ignore[arg-type]
+                [b for b in self.BINDINGS if not _is_sort(b)],  # under the table's keys
                 sections=[
                     (
                         "in a cohort's slide table",
