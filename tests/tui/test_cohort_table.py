@@ -40,7 +40,9 @@ class TissueExecutor(ScriptedExecutor):
         (ctx.results_dir / "manifest.json").write_text(json.dumps(manifest))
 
 
-def submit_cohort(app: WsituiApp, *, start: bool = True) -> str:
+def submit_cohort(
+    app: WsituiApp, *, start: bool = True, slides: list[str] = SLIDES, cases: list[str] = CASES
+) -> str:
     """A cohort of 8 slides, template `mask` then `qc`, as the session submits one."""
     cohort = Cohort(
         index=0,
@@ -50,7 +52,7 @@ def submit_cohort(app: WsituiApp, *, start: bool = True) -> str:
         template_types=("TISSUE_MASK", "TISSUE_MASK"),
         slides=[
             CohortSlide(sid, Path(f"/slides/{sid}.svs"), 1, 1, None, {"case": case})
-            for sid, case in zip(SLIDES, CASES, strict=True)
+            for sid, case in zip(slides, cases, strict=True)
         ],
         meta_columns=("case",),
     )
@@ -314,4 +316,34 @@ async def test_t_sorts_the_slides_from_the_workflow_list_too(tmp_path):
         await settle(app, pilot)
         said = list(app._notifications)[-1].message
         assert said == "t and T sort a cohort's slide table; this workflow shows lanes"
+        await app.shutdown()
+
+
+async def test_a_cohort_taller_than_the_screen_fits_beside_its_scrollbar(tmp_path):
+    # 40 slides at 120x24: the vertical scrollbar takes 2 columns, which the widths counted
+    # before the rows that bring it were on screen.
+    slides = [f"TCGA-{i:02d}-A0SB" for i in range(40)]
+    cases = [f"C-{i % 7}" for i in range(40)]
+    app, ex, _clock = make_app(tmp_path / "data", executor=TissueExecutor(), max_workers=2)
+    async with app.run_test(size=(120, 24)) as pilot:
+        await app.ready.wait()
+        wf_id = submit_cohort(app, start=False, slides=slides, cases=cases)
+        failing = f"{slides[3]}-mask"  # its error takes about all the width left
+        app.engine.start("alice", [f"{wf_id}.{failing}"])
+        await settle(app, pilot, lambda: ex.gates.get(failing) is not None)
+        ex.release(failing, "fail")
+        job_id = f"{wf_id}.{failing}"
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
+        table = app.query_one(CohortTable)
+        for key in ("slide", "meta:case", "error"):
+            table.sort_by(key, reverse=True)
+            await settle(app, pilot)
+            assert table.show_vertical_scrollbar, key
+            assert table.virtual_size.width <= table.scrollable_content_region.width, key
+            assert not table.show_horizontal_scrollbar, key
+        await pilot.press("slash", *"c-3")  # 6 rows: no vertical scrollbar
+        await settle(app, pilot)
+        assert not table.show_vertical_scrollbar
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+        assert not table.show_horizontal_scrollbar
         await app.shutdown()
