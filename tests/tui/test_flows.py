@@ -27,6 +27,7 @@ from wsitui.core.records import JobState
 from wsitui.tui.screens.detail import JobDetailScreen, PreviewScreen
 from wsitui.tui.screens.dialogs import ConfirmDialog, TenantDialog
 from wsitui.tui.screens.metrics import MetricsScreen
+from wsitui.tui.screens.viewer import ViewerScreen
 from wsitui.tui.widgets.lanes import JobCard
 from wsitui.tui.widgets.workflows import WorkflowRow
 
@@ -482,4 +483,19 @@ async def test_the_detail_state_line_wraps_a_long_error_at_80_columns(tmp_path):
         assert f"synthetic failure in {key}" in shown and "attempt 1" in shown
         width = state.content_region.width
         assert state.content_region.height >= -(-len(shown) // width) >= 2
+        await app.shutdown()
+
+
+async def test_the_viewer_footer_fits_80_columns_inside_the_app(tmp_path, slide):
+    # Inside wsitui the app's `? Help` and `q Quit` join the viewer's keys: at 80 columns the
+    # footer was cut after "n Next cel" and showed neither (`wsitui view` alone fitted).
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.push_screen(ViewerScreen(slide, protocol="halfcell"))
+        await settle(app, pilot)
+        footer = screen_text(app).splitlines()[-1]
+        for key in ("esc Back", "+ In", "- Out", "t Tissue", "c Cells", "n Next", "? Help"):
+            assert key in footer, footer
+        assert footer.rstrip().endswith("q Quit"), footer
         await app.shutdown()
