@@ -27,6 +27,7 @@ from wsitui.core.records import JobState
 from wsitui.tui.screens.detail import JobDetailScreen, PreviewScreen
 from wsitui.tui.screens.dialogs import ConfirmDialog, TenantDialog
 from wsitui.tui.screens.metrics import MetricsScreen
+from wsitui.tui.screens.viewer import ViewerScreen
 from wsitui.tui.widgets.lanes import JobCard
 from wsitui.tui.widgets.workflows import WorkflowRow
 
@@ -70,6 +71,9 @@ async def test_create_start_cancel_retry(tmp_path, slide):
         await pilot.press("y")
         await settle(app, pilot, lambda: only_job(app).state is JobState.CANCELED)
         assert "CANCELED" in str(card.query_one(".badge").render())
+        await pilot.press("s")  # the key that does it, not the engine's refusal
+        await settle(app, pilot)
+        assert list(app._notifications)[-1].message == f"{job.key} was canceled: r retries it"
 
         await pilot.press("r")
         await settle(app, pilot, lambda: only_job(app).state is JobState.RUNNING)
@@ -77,6 +81,12 @@ async def test_create_start_cancel_retry(tmp_path, slide):
         ex.release(only_job(app).key)
         await settle(app, pilot, lambda: only_job(app).state is JobState.SUCCEEDED)
         assert "SUCCEEDED" in str(app.query_one(JobCard).query_one(".badge").render())
+        for key in ("s", "r"):  # `s` said "retry it instead", and `r` then refused
+            await pilot.press(key)
+            await settle(app, pilot)
+            said = list(app._notifications)[-1].message
+            assert said == f"{job.key} succeeded: R runs it again (asks first)", key
+        assert only_job(app).attempt == 2 and only_job(app).state is JobState.SUCCEEDED
         await app.shutdown()
 
 
@@ -473,4 +483,19 @@ async def test_the_detail_state_line_wraps_a_long_error_at_80_columns(tmp_path):
         assert f"synthetic failure in {key}" in shown and "attempt 1" in shown
         width = state.content_region.width
         assert state.content_region.height >= -(-len(shown) // width) >= 2
+        await app.shutdown()
+
+
+async def test_the_viewer_footer_fits_80_columns_inside_the_app(tmp_path, slide):
+    # Inside wsitui the app's `? Help` and `q Quit` join the viewer's keys: at 80 columns the
+    # footer was cut after "n Next cel" and showed neither (`wsitui view` alone fitted).
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.push_screen(ViewerScreen(slide, protocol="halfcell"))
+        await settle(app, pilot)
+        footer = screen_text(app).splitlines()[-1]
+        for key in ("esc Back", "+ In", "- Out", "t Tissue", "c Cells", "n Next", "? Help"):
+            assert key in footer, footer
+        assert footer.rstrip().endswith("q Quit"), footer
         await app.shutdown()

@@ -84,13 +84,25 @@ ALL = "*"  # in the inbox: list the tenant's workflows again (start, tenant swit
 MAIN_ONLY = frozenset(
     {"new_workflow", "add_job", "start_job", "start_all", "cancel_job", "retry_job",
      "rerun_job", "switch_tenant", "details", "preview", "metrics", "demo", "filter",
-     "copy_path", "copy_id", "open_results", "notifications", "move"}
+     "copy_path", "copy_id", "open_results", "notifications", "move", "sort_slides"}
 )  # fmt: skip
 BIG_COHORT_JOBS = 1000  # a cohort's table repaints at most once a second above this
 DEMO_NAME = "tui-demo"  # + a number: never a config's name, never an earlier demo's
 
 
 STOP_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
+
+
+def _is_sort(binding: Binding | tuple[str, ...]) -> bool:
+    return isinstance(binding, Binding) and binding.action.startswith("sort_slides")
+
+
+# `s` or `r` on a job that ended: what it is, and the key that does what was meant
+_ENDED = {
+    JobState.SUCCEEDED: "succeeded: R runs it again (asks first)",
+    JobState.FAILED: "failed: r retries it",
+    JobState.CANCELED: "was canceled: r retries it",
+}
 
 
 class WsituiApp(App[None]):
@@ -121,6 +133,10 @@ class WsituiApp(App[None]):
         Binding("k", "move(0, -1)", "Previous card / workflow", show=False),
         Binding("h", "move(-1, 0)", "Lane to the left", show=False),
         Binding("l", "move(1, 0)", "Lane to the right", show=False),
+        # The cohort table's own t/T (listed under it in the help), from anywhere on the main
+        # screen: the title says "t/T sort" while the focus is still in the workflow list.
+        Binding("t", "sort_slides", "Sort a cohort's slides", show=False),
+        Binding("T", "sort_slides(True)", "Reverse a cohort's sort", show=False),
         Binding("question_mark,f1", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
@@ -443,6 +459,9 @@ class WsituiApp(App[None]):
                 title.update(Text(f"nothing matches {self.filter_text!r} (esc in / clears)"))
             else:
                 title.update(Text.assemble((self.tenant, "bold"), " has no workflows yet"))
+            # A cohort's table stayed under "nothing matches" (or another tenant's name)
+            self._cohort_table.display, board.display = False, True
+            self._cohort_shown = None
             if self._board_workflow is not None or not board.children:
                 await board.show_jobs([], {}, EMPTY_TENANT)
             self._board_workflow = None
@@ -480,9 +499,10 @@ class WsituiApp(App[None]):
         row = self._wf_list.rows().get(status.workflow.id)
         if row is not None:
             row.repaint()  # slides done and ETA (the status alone may not have changed)
+        held = {j.id for j in status.jobs if j.state is JobState.PENDING and not j.enqueued}
         table.show(
             rows, index["template"], index["meta_columns"], filter_text=self.filter_text,
-            now=self.now,
+            now=self.now, held=held,
         )  # fmt: skip
         # Its counts and ETA first, the keys last: at 80 columns the workflow row cuts its
         # own copy of them after the id ("0/600 slides…"), and the ETA was nowhere to be seen.
@@ -490,6 +510,8 @@ class WsituiApp(App[None]):
         counts = bar[0] if bar else f"{len(rows)} slides"
         if len(table.rows) != len(rows):
             counts += f" · {len(table.rows)} shown"
+        if table.held_slides:  # a cohort from a config opens held: say so, and how to start it
+            counts += f" · {table.held_slides} held: S starts"
         self._lanes_title.update(
             Text.assemble(
                 (status.workflow.name, "bold"),
@@ -638,6 +660,9 @@ class WsituiApp(App[None]):
             if job.enqueued and job.state is JobState.PENDING:
                 self.tell(f"{job.key} is already queued")
                 return
+            if job.state.terminal:  # the engine's "retry it instead" was wrong for a done job
+                self.tell(f"{job.key} {_ENDED[job.state]}", severity="warning")
+                return
             self._engine_call(
                 lambda: self.engine.start(self.tenant, [job.id]), f"started {job.key}"
             )
@@ -681,6 +706,9 @@ class WsituiApp(App[None]):
     def action_retry_job(self) -> None:
         job = self._job()
         if job is not None:
+            if job.state is JobState.SUCCEEDED:  # said only what r does not do
+                self.tell(f"{job.key} {_ENDED[job.state]}", severity="warning")
+                return
             self._engine_call(lambda: self.engine.retry(self.tenant, job.id), f"retrying {job.key}")
 
     def action_rerun_job(self) -> None:
@@ -850,10 +878,24 @@ class WsituiApp(App[None]):
     def action_notifications(self) -> None:
         self.push_screen(NotesScreen(self.notes))
 
+    def action_sort_slides(self, reverse: bool = False) -> None:
+        """t/T outside the cohort table: into the table, then sort it (t did nothing, and said
+        nothing, while the focus was in the workflow list)."""
+        table = self._cohort_table
+        if not table.display:
+            lanes = "; this workflow shows lanes" if self.selected_workflow else ""
+            self.tell(f"t and T sort a cohort's slide table{lanes}")
+            return
+        table.focus()
+        if reverse:
+            table.action_sort_reverse()
+        else:
+            table.action_sort_next()
+
     def action_help(self) -> None:
         self.push_screen(
             HelpScreen(
-                list(self.BINDINGS),  # type: ignore[arg-type]
+                [b for b in self.BINDINGS if not _is_sort(b)],  # under the table's keys
                 sections=[
                     (
                         "in a cohort's slide table",

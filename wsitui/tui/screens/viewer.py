@@ -8,6 +8,7 @@ bar and a notification; the screen stays up.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image as PILImage
@@ -56,6 +57,11 @@ class GotoDialog(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+# The footer's words for the viewer inside wsitui, where they share 80 columns with `? Help`
+# and `q Quit` (and ^p, which works without its footer entry)
+EMBEDDED_KEYS = {"plus": "In", "equals_sign": "In", "minus": "Out", "n": "Next"}
+
+
 class ViewerScreen(Screen[None]):
     DEFAULT_CSS = f"""
     ViewerScreen #viewer-status {{ height: 1; width: 1fr; background: $panel; padding: 0 1; }}
@@ -93,6 +99,8 @@ class ViewerScreen(Screen[None]):
     ) -> None:
         super().__init__()
         self.standalone = standalone  # `wsitui view`: esc quits
+        if not standalone:
+            self._shorten_keys()
         self.slide_path, self.cells_path, self.tissue_path = slide, cells, tissue
         self.protocol = protocol
         self.cache_mb = cache_mb
@@ -103,6 +111,13 @@ class ViewerScreen(Screen[None]):
         self.cells_note = ""  # "indexing cells … 40%" while the worker runs
         self.hover: int | None = None  # cell under the mouse
 
+    def _shorten_keys(self) -> None:
+        """Inside wsitui the app's `? Help` and `q Quit` join the footer: at 80 columns it was
+        cut after "Next cel" (with a stray letter in the last column), and neither showed."""
+        for key, short in EMBEDDED_KEYS.items():
+            found = self._bindings.key_to_bindings.get(key, [])
+            self._bindings.key_to_bindings[key] = [replace(b, description=short) for b in found]
+
     def compose(self) -> ComposeResult:
         yield Label(f"{self.title_text} · opening…", id="viewer-status")
         with Horizontal():
@@ -111,7 +126,7 @@ class ViewerScreen(Screen[None]):
                 yield image_class(self.protocol)(id="viewer-minimap")
                 yield Static("", id="viewer-info")
                 yield Static("", id="viewer-cell")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=self.standalone)  # ^p works anyway
 
     @property
     def slide_view(self) -> SlideView:

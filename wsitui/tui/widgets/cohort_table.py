@@ -10,11 +10,12 @@ key of the main screen (`v` viewer, `y` copy path, `r` retry, ...) acts on that 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
+from textual.geometry import Region, Size
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
@@ -28,9 +29,13 @@ STATE_STYLE = {
     "CANCELED": ("canceled", "magenta"),
     "BLOCKED": ("blocked", "red dim"),
     "PENDING": ("pending", "yellow"),
+    "HELD": ("held", "yellow dim"),  # not started by the user: `s`/`S` starts it
 }
 STATE_ORDER = {
-    s: i for i, s in enumerate(("FAILED", "CANCELED", "BLOCKED", "RUNNING", "PENDING", "SUCCEEDED"))
+    s: i
+    for i, s in enumerate(
+        ("FAILED", "CANCELED", "BLOCKED", "RUNNING", "PENDING", "HELD", "SUCCEEDED")
+    )
 }
 ERROR_WIDTH = 30  # the least the error column shows; it takes what the terminal has left
 FIXED = (("progress", "progress"), ("cells", "cells"), ("density", "cells/mm²"), ("time", "time"))
@@ -51,6 +56,15 @@ def shown_error(row: SlideRow) -> str:
     error = row.error or ""
     name = row.path.replace("\\", "/").rsplit("/", 1)[-1]
     return error.replace(row.path, name) if row.path and name else error
+
+
+def with_held(row: SlideRow, held: Collection[str]) -> SlideRow:
+    """The row with its jobs that are not started yet as HELD (the stored state is PENDING)."""
+    jobs = {
+        key: "HELD" if state == "PENDING" and row.job_ids.get(key) in held else state
+        for key, state in row.jobs.items()
+    }
+    return row if jobs == row.jobs else row.model_copy(update={"jobs": jobs})
 
 
 def row_matches(row: SlideRow, text: str) -> bool:
@@ -94,7 +108,12 @@ class CohortTable(DataTable[Any]):
         *,
         filter_text: str = "",
         now: float = 0.0,
+        held: Collection[str] = (),
     ) -> None:
+        """`held`: the ids of jobs not started yet; their cells say "held", not "pending"
+        (a cohort from a config opened all "pending" and nothing on screen said to start it)."""
+        if held:
+            rows = [with_held(row, held) for row in rows]
         self._rows, self._filter, self._now = list(rows), filter_text.lower(), now
         columns = (
             ("slide", "slide"),
@@ -170,35 +189,62 @@ class CohortTable(DataTable[Any]):
                 t = self._time(row)
                 out.append(Text("" if t is None else duration(t), justify="right"))
             else:
-                error = Text(shown_error(row), style="red", no_wrap=True)
-                error.truncate(self._error_width, overflow="ellipsis")  # whole in the detail
-                out.append(error)
+                out.append(Text(shown_error(row), style="red", no_wrap=True))  # cut in _paint
         return tuple(out)
 
-    def _fit_error_width(self) -> None:
-        """Give the error column the width the other columns leave (at least ERROR_WIDTH): it
-        was 30 characters on any terminal, so a wide one showed a cut error beside empty
-        space."""
-        others = sum(
-            column.get_render_width(self)
-            for key, column in self.columns.items()
-            if key.value != "error"
-        )
-        free = self.scrollable_content_region.width - others - 2 * self.cell_padding - 1
-        self._error_width = max(ERROR_WIDTH, free)
+    def _widths(self, shown: Sequence[tuple[Any, ...]]) -> dict[str, int]:
+        """Each column's width for the coming paint: its widest cell among the rows it will show
+        or its header with the sort arrow, whichever is wider; the error column gets what the
+        others leave (at least ERROR_WIDTH, and no more than its longest error needs).
+
+        It read the widths the last paint had measured: right after a sort the header's arrow
+        was not yet counted and the table came out 2 columns wider than the terminal."""
+        widths: dict[str, int] = {}
+        for i, (key, label) in enumerate(self._columns):
+            cells = [cell.cell_len for cell in (row[i] for row in shown) if isinstance(cell, Text)]
+            widths[key] = max([self._label(key, label).cell_len, *cells])
+        pad = 2 * self.cell_padding
+        region = self.content_region
+        bar = self.styles.scrollbar_size_vertical if self._needs_bar(len(shown), region) else 0
+        others = sum(w + pad for key, w in widths.items() if key != "error")
+        self._error_width = max(ERROR_WIDTH, region.width - bar - others - pad)
+        widths["error"] = min(widths["error"], self._error_width)
+        return widths
+
+    def _needs_bar(self, rows: int, region: Region) -> bool:
+        """Whether the rows will overflow the height, so a vertical scrollbar takes a width."""
+        overflow = self.styles.overflow_y
+        height = rows + (self.header_height if self.show_header else 0)
+        return overflow == "scroll" or (overflow == "auto" and height > region.height)
+
+    def _apply_widths(self, widths: dict[str, int]) -> None:
+        """Fix each column at its width (DataTable's own measure would grow a column on its
+        next idle, after this paint had shared out the terminal)."""
+        changed = False
+        for key, column in self.columns.items():
+            width = widths[str(key.value)]
+            if column.auto_width or column.width != width:
+                column.auto_width, column.width, changed = False, width, True
+        if changed:  # as DataTable does when its cell padding changes
+            total = sum(column.get_render_width(self) for column in self.columns.values())
+            self.virtual_size = Size(total, self.virtual_size.height)
+            self._clear_caches()
+            self.refresh()
 
     def on_resize(self) -> None:
         if self._rows:
             self._paint()
 
     def _paint(self) -> None:
-        self._fit_error_width()
         shown = [r for r in self._rows if self._matches(r)]
         shown.sort(key=self._sort_value, reverse=self.reverse)
         if self.reverse:  # missing values last in both directions
             shown.sort(key=lambda r: self._sort_value(r)[0])
         order = [r.slide_id for r in shown]
         values = {r.slide_id: self._values(r) for r in shown}
+        self._apply_widths(self._widths(list(values.values())))
+        for cells in values.values():  # the error whole in the job detail
+            cells[-1].truncate(self._error_width, overflow="ellipsis")
         if order != self._order:
             selected = self.selected_slide or self._keep
             self._keep = None
@@ -213,7 +259,7 @@ class CohortTable(DataTable[Any]):
                 old = self._cells.get(sid)
                 for i, value in enumerate(values[sid]):
                     if old is None or old[i] != value:
-                        self.update_cell(RowKey(sid), ColumnKey(keys[i]), value, update_width=True)
+                        self.update_cell(RowKey(sid), ColumnKey(keys[i]), value)
         self._order, self._cells = order, values
 
     # ---- sorting -----------------------------------------------------------------------------
@@ -243,6 +289,11 @@ class CohortTable(DataTable[Any]):
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         event.stop()
         self.sort_by(str(event.column_key.value))
+
+    @property
+    def held_slides(self) -> int:
+        """How many slides show a held job (a blocked one reads "blocked", not "held")."""
+        return sum(1 for row in self._rows if "HELD" in row.jobs.values())
 
     # ---- selection ---------------------------------------------------------------------------
     @property
