@@ -295,6 +295,26 @@ async def test_starting_a_canceled_held_job_is_refused_cleanly(tmp_path):
 
 
 @pytest.mark.anyio
+async def test_starting_a_finished_job_names_what_does_it(tmp_path):
+    """A succeeded job is rerun, a failed or canceled one retried: `start` says which."""
+    from wsitui.core.engine import InvalidRequest
+
+    ex = GatedExecutor()
+    async with Engine(tmp_path, [ex]) as engine:
+        w = engine.submit("t", spec("a", "b"), start=False)
+        a, b = (j.id for j in w.jobs)
+        engine.start("t", [a])
+        ex.release(a)
+        with anyio.fail_after(5):
+            await engine.wait_idle()
+        engine.cancel("t", b)
+        with pytest.raises(InvalidRequest, match="SUCCEEDED: only held jobs can be started; rerun"):
+            engine.start("t", [a])
+        with pytest.raises(InvalidRequest, match="CANCELED: only held jobs can be started; retry"):
+            engine.start("t", [b])
+
+
+@pytest.mark.anyio
 async def test_a_failing_listener_is_dropped_and_the_engine_goes_on(tmp_path):
     ex = GatedExecutor()
 

@@ -206,6 +206,19 @@ def _rerun(tmp: Path, match: str, stored_index: dict) -> Cohort:
     return _expand_one(0, wf, listed, meta, stored)
 
 
+def test_a_rerun_of_the_same_slides_says_nothing(tmp_path):
+    a = touch(tmp_path / "cohort" / "a.svs")
+    st = a.stat()
+    config = load_config(cohort_config(tmp_path, '["cohort/*.svs"]', extra=""))
+    wf = config.workflows[0]
+    listed, meta = list_slides(wf, "w")
+    path = str(a.resolve())
+    index = {"slides": [{"id": "a", "path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}]}
+    cohort = _expand_one(0, wf, listed, meta, _Stored("wf1", {path: "a"}, index))
+    assert cohort.new == [] and not cohort.changed and not cohort.removed
+    assert cohort.notes() == []
+
+
 @pytest.mark.parametrize(
     ("match", "content", "changed"),
     [

@@ -381,7 +381,13 @@ class Engine:
             if job.state is not JobState.PENDING:
                 raise InvalidRequest(
                     f"job {job.key!r} is {job.state}: only held jobs can be started"
-                    + ("; retry it instead" if job.state.terminal else "")
+                    + (
+                        "; rerun it instead"
+                        if job.state is JobState.SUCCEEDED
+                        else "; retry it instead"
+                        if job.state.terminal
+                        else ""
+                    )
                 )
         to_start: set[str] = set()
         stack = [job.id for job in requested]

@@ -155,10 +155,12 @@ class Cohort:
         its globs skipped, then a rerun's changed, new and removed slides."""
         where = f"{self.tenant}/{self.name}"
         out = [*self.skipped, *self.changed]
-        if self.stored_id is not None:
+        if self.stored_id is not None and (self.new or self.changed or self.removed):
+            # Said only when the list moved: a rerun of the same list is no news (the TUI
+            # toasted "0 new slides" at every start).
             out.append(
                 f"{where}: {len(self.new)} new slide{'s' if len(self.new) != 1 else ''} of "
-                f"{len(self.slides)}; the others resume or are done"
+                f"{len(self.slides)}; the others keep their jobs and results"
             )
         for old in self.removed:
             out.append(

@@ -660,7 +660,7 @@ class WsituiApp(App[None]):
             if job.enqueued and job.state is JobState.PENDING:
                 self.tell(f"{job.key} is already queued")
                 return
-            if job.state.terminal:  # the engine's "retry it instead" was wrong for a done job
+            if job.state.terminal:  # name the key that does what was meant (R or r)
                 self.tell(f"{job.key} {_ENDED[job.state]}", severity="warning")
                 return
             self._engine_call(
