@@ -23,14 +23,17 @@ from wsitui.session.terminal import detach_from_terminal, is_terminal
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX terminals only")
 
 
-def _drain(fd: int) -> None:
-    """Read the terminal's output (a full pty buffer would block the program's writes)."""
+def _drain(fd: int, out: list[bytes]) -> None:
+    """Read the terminal's output (a full pty buffer would block the program's writes) into
+    `out`, for the failure message."""
     while True:
         try:
-            if not os.read(fd, 65536):
-                return
+            chunk = os.read(fd, 65536)
         except OSError:
             return
+        if not chunk:
+            return
+        out.append(chunk)
 
 
 def test_a_dropped_terminal_stops_the_run_like_ctrl_c_and_keeps_state(tmp_path, slides):
@@ -46,7 +49,8 @@ def test_a_dropped_terminal_stops_the_run_like_ctrl_c_and_keeps_state(tmp_path, 
     pid, master = pty.fork()  # the child's controlling terminal is this pty, as over SSH
     if pid == 0:  # pragma: no cover - the child
         os.execve(sys.executable, argv, env)
-    reader = threading.Thread(target=_drain, args=(master,), daemon=True)
+    seen: list[bytes] = []
+    reader = threading.Thread(target=_drain, args=(master, seen), daemon=True)
     reader.start()
     try:
         deadline = time.monotonic() + 90
@@ -67,7 +71,9 @@ def test_a_dropped_terminal_stops_the_run_like_ctrl_c_and_keeps_state(tmp_path, 
         pytest.fail("wsitui run did not end within 30 s of its terminal going away")
     status = done[1]
     assert not os.WIFSIGNALED(status), f"killed by signal {os.WTERMSIG(status)}"
-    assert os.WEXITSTATUS(status) == 130
+    tail = b"".join(seen)[-3000:].decode(errors="replace")
+    code = os.WEXITSTATUS(status)
+    assert code == 130, f"exit {code}; the terminal saw:\n{tail}"
     con = sqlite3.connect(db)
     rows = con.execute("SELECT state, crashes FROM jobs").fetchall()
     con.close()
