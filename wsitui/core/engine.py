@@ -381,13 +381,7 @@ class Engine:
             if job.state is not JobState.PENDING:
                 raise InvalidRequest(
                     f"job {job.key!r} is {job.state}: only held jobs can be started"
-                    + (
-                        "; rerun it instead"
-                        if job.state is JobState.SUCCEEDED
-                        else "; retry it instead"
-                        if job.state.terminal
-                        else ""
-                    )
+                    + (f"; {job.state.run_again} instead" if job.state.terminal else "")
                 )
         to_start: set[str] = set()
         stack = [job.id for job in requested]

@@ -52,6 +52,14 @@ class JobState(StrEnum):
     def terminal(self) -> bool:
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED)
 
+    @property
+    def run_again(self) -> str:
+        """How a job that ended runs again ("" while it has not ended): a succeeded job is
+        rerun, a failed or canceled one retried (engine.rerun / engine.retry)."""
+        if self is JobState.SUCCEEDED:
+            return "rerun it"
+        return "retry it" if self.terminal else ""
+
 
 class WorkflowState(StrEnum):
     PENDING = "PENDING"
