@@ -7,6 +7,8 @@ manifest per finished mask job so the density column has an area to divide by.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -96,6 +98,21 @@ async def cohort_mid_run(app: WsituiApp, ex: ScriptedExecutor, clock: Clock, pil
 def shown(app: WsituiApp) -> list[str]:
     table = app.query_one(CohortTable)
     return [str(k.value) for k in table.rows]
+
+
+@asynccontextmanager
+async def held_cohort(
+    tmp_path: Path, size: tuple[int, int] = (120, 40)
+) -> AsyncIterator[tuple[WsituiApp, Pilot, CohortTable, str, TissueExecutor]]:
+    """The app at `size` with a cohort submitted held (as a config opens it), settled: the
+    app, its pilot, the cohort table, the workflow id and the executor; shut down after."""
+    app, ex, _clock = make_app(tmp_path / "data", executor=TissueExecutor(), max_workers=2)
+    async with app.run_test(size=size) as pilot:
+        await app.ready.wait()
+        wf_id = submit_cohort(app, start=False)
+        await settle(app, pilot)
+        yield app, pilot, app.query_one(CohortTable), wf_id, ex
+        await app.shutdown()
 
 
 async def test_a_cohort_shows_a_table_that_sorts_filters_and_opens_details(tmp_path):
@@ -226,12 +243,7 @@ async def test_at_120_columns_the_table_fits_sorted_by_any_column(tmp_path):
 async def test_a_cohort_not_started_says_held_and_how_to_start_it(tmp_path):
     # A cohort from a config opens with its jobs held: the table said "pending" for every job
     # and nothing on the cohort screen said that they wait for S (the lanes' cards say HELD).
-    app, ex, _clock = make_app(tmp_path / "data", executor=TissueExecutor(), max_workers=2)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await app.ready.wait()
-        wf_id = submit_cohort(app, start=False)
-        await settle(app, pilot)
-        table = app.query_one(CohortTable)
+    async with held_cohort(tmp_path, (80, 24)) as (app, pilot, table, wf_id, ex):
         assert [str(table.get_cell(s, "job:mask")) for s in SLIDES] == ["held"] * len(SLIDES)
         assert "8 held: S starts" in screen_text(app)  # at 80 columns too
         await pilot.press("slash", *"held")  # the filter finds them by what they show
@@ -254,18 +266,12 @@ async def test_a_cohort_not_started_says_held_and_how_to_start_it(tmp_path):
         await settle(app, pilot)
         assert "held" not in [str(table.get_cell(s, "job:qc")) for s in SLIDES]
         assert "held: S starts" not in screen_text(app)
-        await app.shutdown()
 
 
 async def test_the_table_goes_when_no_workflow_is_left_to_show(tmp_path):
     # A filter that matched nothing, or a switch to a tenant without workflows, left the
     # cohort's table on screen under "nothing matches ..." (another tenant's slides, then).
-    app, _ex, _clock = make_app(tmp_path / "data", executor=TissueExecutor(), max_workers=2)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await app.ready.wait()
-        submit_cohort(app, start=False)
-        await settle(app, pilot)
-        table = app.query_one(CohortTable)
+    async with held_cohort(tmp_path) as (app, pilot, table, _wf_id, _ex):
         assert table.display and SLIDES[0] in screen_text(app)
 
         await pilot.press("slash", *"zzz")
@@ -285,18 +291,12 @@ async def test_the_table_goes_when_no_workflow_is_left_to_show(tmp_path):
         assert app.tenant == "carol"
         assert "carol has no workflows yet" in screen_text(app)
         assert not table.display and SLIDES[0] not in screen_text(app)
-        await app.shutdown()
 
 
 async def test_t_sorts_the_slides_from_the_workflow_list_too(tmp_path):
     # The title says "t/T sort", but with the focus in the workflow list (where it is when a
     # cohort opens) t did nothing and said nothing: it was the table's own key.
-    app, _ex, _clock = make_app(tmp_path / "data", executor=TissueExecutor(), max_workers=2)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await app.ready.wait()
-        submit_cohort(app, start=False)
-        await settle(app, pilot)
-        table = app.query_one(CohortTable)
+    async with held_cohort(tmp_path) as (app, pilot, table, _wf_id, _ex):
         assert app.focused is not table
         await pilot.press("t")
         await settle(app, pilot)
@@ -316,7 +316,6 @@ async def test_t_sorts_the_slides_from_the_workflow_list_too(tmp_path):
         await settle(app, pilot)
         said = list(app._notifications)[-1].message
         assert said == "t and T sort a cohort's slide table; this workflow shows lanes"
-        await app.shutdown()
 
 
 async def test_a_cohort_taller_than_the_screen_fits_beside_its_scrollbar(tmp_path):
