@@ -42,7 +42,7 @@ from wsitui.session.errors import (
 )
 from wsitui.session.session import Session, SessionOptions, prepare_session
 from wsitui.session.summary import WorkflowSummary, summarize
-from wsitui.session.terminal import detach_from_terminal
+from wsitui.session.terminal import HangupAwareStream, detach_from_terminal
 
 
 @dataclass(frozen=True)
@@ -154,9 +154,10 @@ def _run_command(opts: RunOptions) -> int:
 
 async def _run(session: Session, opts: RunOptions) -> int:
     engine = session.engine
-    human = Console(stderr=opts.json)
+    stream = HangupAwareStream(sys.stderr if opts.json else sys.stdout)
+    human = Console(file=stream)  # type: ignore[arg-type]  # a TextIO in all it is asked for
     if not human.is_terminal:  # logs and pipes: don't squeeze the summary into 80 columns
-        human = Console(stderr=opts.json, width=160)
+        human = Console(file=stream, width=160)  # type: ignore[arg-type]
     bars: ProgressBars | None = None
     if not opts.quiet:
         if human.is_terminal:

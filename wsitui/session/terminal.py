@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import stat
+from typing import Any, TextIO
 
 
 def is_terminal(fd: int) -> bool:
@@ -45,3 +47,45 @@ def detach_from_terminal(fds: tuple[int, ...] = (0, 1, 2)) -> list[int]:
     finally:
         os.close(null)
     return moved
+
+
+class HangupAwareStream:
+    """A face's terminal stream that takes a write or flush failing with EIO (the terminal hung
+    up) as the hangup itself: the terminal's descriptors go to /dev/null (`detach_from_terminal`)
+    and the process is sent the SIGHUP the hangup means, so the face stops as on a hangup (or
+    goes on under `nohup`, which ignores it) instead of dying on the write. The kernel's own
+    SIGHUP can come after the face's next write: a full `wsitui run` test suite saw the run end
+    with exit 1 (the write's OSError), not 130. Everything else is the wrapped stream's."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.hung_up = False
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            self._hang_up()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            self._hang_up()
+
+    def _hang_up(self) -> None:
+        if self.hung_up:
+            return
+        self.hung_up = True
+        detach_from_terminal()
+        hup = getattr(signal, "SIGHUP", None)
+        if hup is not None:
+            os.kill(os.getpid(), hup)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
