@@ -48,6 +48,11 @@ def test_a_dropped_terminal_stops_the_run_like_ctrl_c_and_keeps_state(tmp_path, 
     env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color"}
     pid, master = pty.fork()  # the child's controlling terminal is this pty, as over SSH
     if pid == 0:  # pragma: no cover - the child
+        # As an SSH login starts it: SIGHUP at its default, nothing blocked. A disposition is
+        # inherited through exec, and in full suite runs this test process had SIGHUP ignored
+        # by something run before it: the child then kept running like under `nohup` (exit 0).
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
         os.execve(sys.executable, argv, env)
     seen: list[bytes] = []
     reader = threading.Thread(target=_drain, args=(master, seen), daemon=True)
