@@ -511,14 +511,7 @@ def accelerate(
         batch = default_batch
     runner_ = OomRetry(seg.predict, batch, seg.empty_cache)
     return Accelerated(
-        model,
-        runner_,
-        choice,
-        batch,
-        mem,
-        seg.pinned,
-        window_size,
-        nuclear_check=nuclear_check,
+        model, runner_, choice, batch, mem, seg.pinned, window_size, nuclear_check=nuclear_check
     )
 
 
@@ -622,18 +615,31 @@ def _cpu_bf16_check(
     )
 
 
-def job_postprocess(
+def job_overrides(
     window_size: int | None, nuclear_check: str, mask_threshold: float | None = None
 ) -> dict[str, Any]:
-    """A job's post-processing settings over the model's own defaults, as every runner that
-    calls the module itself passes them: its nuclear check, and instanseg's window and mask
-    threshold when set."""
-    extra: dict[str, Any] = {"nuclear_check": nuclear_check}
+    """What a job sets over the model's own post-processing defaults, and only that: its
+    nuclear check when not `auto`, instanseg's window and mask threshold when set (the model's
+    own predict and the Dask workers take these)."""
+    extra: dict[str, Any] = {}
+    if nuclear_check != "auto":
+        extra["nuclear_check"] = nuclear_check
     if window_size is not None:
         extra["window_size"] = window_size
     if mask_threshold is not None:
         extra["mask_threshold"] = mask_threshold
     return extra
+
+
+def job_postprocess(
+    window_size: int | None, nuclear_check: str, mask_threshold: float | None = None
+) -> dict[str, Any]:
+    """A job's post-processing settings over the model's own defaults, as every runner that
+    calls the module itself passes them: its nuclear check always, and `job_overrides`."""
+    return {
+        "nuclear_check": nuclear_check,
+        **job_overrides(window_size, nuclear_check, mask_threshold),
+    }
 
 
 def _own_call(
@@ -647,13 +653,7 @@ def _own_call(
 ) -> Accelerated:
     """The loaded model's own `predict` (one whole TorchScript call) with this job's
     post-processing settings: the CPU path where the network is not split."""
-    extra: dict[str, Any] = {}  # `auto` is the model's own default: nothing to add
-    if nuclear_check != "auto":
-        extra["nuclear_check"] = nuclear_check
-    if window_size is not None:
-        extra["window_size"] = window_size
-    if mask_threshold is not None:
-        extra["mask_threshold"] = mask_threshold
+    extra = job_overrides(window_size, nuclear_check, mask_threshold)
     predict = _with_postprocess(model, extra) if extra else model.predict
     return Accelerated(
         model,

@@ -647,7 +647,7 @@ class DaskBackend:
         check_cancel: Callable[[], None],
         on_labels: Callable[[Tile, Any], None] | None,
     ) -> TileRun:
-        from wsitui.jobs.segment_cells.accel import window_size
+        from wsitui.jobs.segment_cells.accel import job_overrides, window_size
 
         params = self.params
         model = self.model if self.model is not None else self.describe(check_cancel)
@@ -656,13 +656,10 @@ class DaskBackend:
             window = window_size(
                 model.info.get("default_window_size"), params.max_nucleus_um, plan.model_px
             )
-        postprocess: dict[str, Any] = {}  # instanseg's kwargs and wsitui's nuclear check
-        if window is not None:
-            postprocess["window_size"] = window
-        if params.nuclear_check != "auto":
-            postprocess["nuclear_check"] = params.nuclear_check
-        if params.mask_threshold is not None and not model.is_classical:
-            postprocess["mask_threshold"] = params.mask_threshold
+        # instanseg's kwargs and wsitui's nuclear check, as the local backend's own call passes them
+        postprocess = job_overrides(
+            window, params.nuclear_check, None if model.is_classical else params.mask_threshold
+        )
         run = self.clusters.run_tiles(
             params.scheduler_address,
             slide=str(reader.path),
