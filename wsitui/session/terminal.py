@@ -53,9 +53,10 @@ class HangupAwareStream:
     """A face's terminal stream that takes a write or flush failing with EIO (the terminal hung
     up) as the hangup itself: the terminal's descriptors go to /dev/null (`detach_from_terminal`)
     and the process is sent the SIGHUP the hangup means, so the face stops as on a hangup (or
-    goes on under `nohup`, which ignores it) instead of dying on the write. The kernel's own
-    SIGHUP can come after the face's next write: a full `wsitui run` test suite saw the run end
-    with exit 1 (the write's OSError), not 130. Everything else is the wrapped stream's."""
+    goes on under `nohup`, which ignores it) instead of dying on the write. Seen in a test suite
+    whose process had SIGHUP ignored (the disposition goes through exec): the hangup's SIGHUP
+    was ignored, and `wsitui run` ended on its next write's OSError (exit 1) instead of going
+    on as under `nohup`. Everything else is the wrapped stream's."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
