@@ -15,17 +15,25 @@ SIDE = 256
 CENTRES = [(40 + 44 * j, 40 + 44 * i) for i in range(5) for j in range(2)]  # rows 40 and 84
 
 
-def _tile(h_nucleus: float, band_h: float = 0.0) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Pink eosin tissue (0.3 OD) with ten 10-µm nuclei of `h_nucleus` haematoxylin OD in its
-    upper half, noise like a scanner's, and, when `band_h`, a 40-px band of that haematoxylin
-    across the lower half (a fold or dark stroma band)."""
+DARK = [(170, 40), (170, 120), (170, 200), (225, 80), (225, 160)]  # big nuclei, lower half
+
+
+def _tile(
+    h_nucleus: float, band_h: float = 0.0, radius: int = 10, dark_h: float = 0.0
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Pink eosin tissue (0.3 OD) with ten nuclei of `radius` px and `h_nucleus` haematoxylin
+    OD in its upper half, noise like a scanner's; when `band_h`, a 40-px band of that
+    haematoxylin across the lower half (a fold or dark stroma band); when `dark_h`, five big
+    (14 px) nuclei of that haematoxylin there instead (tumour nuclei beside lymphocytes)."""
     rng = np.random.default_rng(3)
     od = np.zeros((SIDE, SIDE, 3))
     od += 0.3 * np.asarray(EOSIN_OD) / np.linalg.norm(EOSIN_OD)
     hv = np.asarray(HEMATOXYLIN_OD) / np.linalg.norm(HEMATOXYLIN_OD)
     yy, xx = np.mgrid[:SIDE, :SIDE]
     for cy, cx in CENTRES:
-        od[(yy - cy) ** 2 + (xx - cx) ** 2 <= 10**2] += h_nucleus * hv
+        od[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] += h_nucleus * hv
+    for cy, cx in DARK if dark_h else []:
+        od[(yy - cy) ** 2 + (xx - cx) ** 2 <= 14**2] += dark_h * hv
     if band_h:
         od[160:200] += band_h * hv
     rgb = 243.0 * np.power(10.0, -od) + rng.normal(0, 3, od.shape)
@@ -43,6 +51,16 @@ def test_pale_nuclei_on_pale_tissue_are_found():
     labels = ClassicalModel().predict(rgb[None])[0]
     assert _found(labels, centres) == len(centres)
     assert int(labels.max()) <= len(centres) + 1
+
+
+def test_small_pale_nuclei_beside_big_dark_ones_are_found():
+    # The dark nuclei set the tile's Otsu level above the pale ones (classical-2 found 0 of
+    # 10 here); the tissue left over gets a level of its own.
+    rgb, centres = _tile(0.2, radius=5, dark_h=1.2)
+    labels = ClassicalModel().predict(rgb[None])[0]
+    assert _found(labels, centres) == len(centres)
+    assert _found(labels, DARK) == len(DARK)
+    assert int(labels.max()) == len(centres) + len(DARK)
 
 
 def test_a_dark_band_is_no_cell_and_takes_no_nucleus_away():

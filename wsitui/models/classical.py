@@ -16,7 +16,7 @@ from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
-VERSION = "classical-2"
+VERSION = "classical-3"
 PIXEL_SIZE = 0.5
 SMOOTH_PX = 1.0  # Gaussian sigma on the hematoxylin channel
 # The level a nucleus must reach, whatever Otsu says: `MIN_CONTRAST` above the tile's tissue
@@ -34,6 +34,12 @@ GLASS_MIN_RGB = 200  # a pixel whose every channel is brighter is glass, not tis
 STRUCTURE_PX = 3000
 INSIDE_CONTRAST = 0.03
 LEVEL_ROUNDS = 2
+# After the rounds above, the tissue left over (away from what was found and from structures)
+# gets a level of its own, and a candidate there counts only when `RING_CONTRAST` darker than
+# the `RING_PX`-wide ring around it. classical-2 (until 2026-12-05) stopped at the tile's
+# level: a few big dark nuclei set it, and every small pale nucleus beside them was missed.
+RING_CONTRAST = 0.01
+RING_PX = 3
 MIN_AREA_PX = 12
 PEAK_MIN_DIST_PX = 4
 PEAK_SMOOTH_PX = 1.0
@@ -60,7 +66,8 @@ def _sizes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def nuclear_foreground(h: np.ndarray, rgb: np.ndarray) -> np.ndarray:
     """Boolean nuclei mask of a tile from its smoothed haematoxylin OD `h`: Otsu's level over
     the tile, floored at `MIN_CONTRAST` over its tissue; structures far bigger than a nucleus
-    are left out of the level (one more round without them) and searched inside on their own."""
+    are left out of the level (one more round without them) and searched inside on their own;
+    then the tissue left over is searched at a level of its own (`_faint_nuclei`)."""
     tissue = rgb.min(axis=2) < GLASS_MIN_RGB
     base = float(np.median(h[tissue])) if np.count_nonzero(tissue) >= 64 else 0.0
     floor = max(MIN_H, base + MIN_CONTRAST)
@@ -86,7 +93,28 @@ def nuclear_foreground(h: np.ndarray, rgb: np.ndarray) -> np.ndarray:
         inside = _clean(structures & (h > level + INSIDE_CONTRAST))
         comp, area = _sizes(inside)
         fg |= inside & ~(area > STRUCTURE_PX)[comp]
-    return fg
+    return fg | _faint_nuclei(h, tissue & ~structures & ~fg, fg, floor)
+
+
+def _faint_nuclei(h: np.ndarray, left: np.ndarray, fg: np.ndarray, floor: float) -> np.ndarray:
+    """Nuclei paler than the tile's level: Otsu's level over the tissue `left` over (a margin
+    away from `fg`), floored; a candidate counts when it is nucleus-sized and `RING_CONTRAST`
+    darker than the ring around it (a level over pale stroma alone finds its grain too)."""
+    rest = left & ~ndimage.binary_dilation(fg, iterations=2)
+    if np.count_nonzero(rest) < 64:
+        return np.zeros(h.shape, bool)
+    cand = _clean((h > max(_otsu(h[rest], floor), floor)) & rest)
+    comp, area = _sizes(cand)
+    n = area.size - 1
+    if not n:
+        return cand
+    ids = np.arange(1, n + 1)
+    grown = ndimage.grey_dilation(comp, size=2 * RING_PX + 1)
+    ring = np.where((comp == 0) & left, grown, 0)
+    inner = np.asarray(ndimage.mean(h, comp, ids), np.float64)
+    outer = np.nan_to_num(np.asarray(ndimage.mean(h, ring, ids), np.float64), nan=floor)
+    ok = (area[1:] >= MIN_AREA_PX) & (area[1:] <= STRUCTURE_PX) & (inner - outer >= RING_CONTRAST)
+    return np.concatenate([[False], ok])[comp]
 
 
 def segment_tile(rgb: np.ndarray) -> np.ndarray:
