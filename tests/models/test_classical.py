@@ -72,6 +72,25 @@ def test_a_dark_band_is_no_cell_and_takes_no_nucleus_away():
     assert not (labels[165:195] > 0).any(), "the band was written as cells"
 
 
+def test_nuclei_enclosed_by_a_loop_of_a_band_are_found():
+    # A fold or pen stroke that closes on itself: classical-3 until 2026-12-05 filled the loop
+    # and took what it encloses for part of the structure (nuclei there had to be darker than
+    # the band itself: 0 of 5 found).
+    rng = np.random.default_rng(5)
+    od = np.zeros((SIDE, SIDE, 3)) + 0.3 * np.asarray(EOSIN_OD) / np.linalg.norm(EOSIN_OD)
+    hv = np.asarray(HEMATOXYLIN_OD) / np.linalg.norm(HEMATOXYLIN_OD)
+    yy, xx = np.mgrid[:SIDE, :SIDE]
+    r = np.hypot(yy - 128, xx - 128)
+    od[(r >= 70) & (r <= 110)] += 0.8 * hv
+    inside = [(128, 128), (98, 128), (158, 128), (128, 98), (128, 158)]
+    for cy, cx in inside:
+        od[(yy - cy) ** 2 + (xx - cx) ** 2 <= 8**2] += 0.4 * hv
+    rgb = np.clip(243.0 * np.power(10.0, -od) + rng.normal(0, 3, od.shape), 0, 255)
+    labels = ClassicalModel().predict(rgb.astype(np.uint8)[None])[0]
+    assert _found(labels, inside) == len(inside)
+    assert int(labels.max()) == len(inside), "the band itself was written as cells"
+
+
 def test_glass_and_plain_eosin_give_no_cell():
     glass = np.full((1, SIDE, SIDE, 3), 242, np.uint8)
     rgb, _ = _tile(0.0)

@@ -77,12 +77,18 @@ def nuclear_foreground(h: np.ndarray, rgb: np.ndarray) -> np.ndarray:
     for _ in range(LEVEL_ROUNDS):
         if np.count_nonzero(keep) < 64:
             break
-        cand = _clean((h > max(_otsu(h[keep], floor), floor)) & keep)
+        opened = ndimage.binary_opening((h > max(_otsu(h[keep], floor), floor)) & keep)
+        cand = ndimage.binary_fill_holes(opened)
         comp, area = _sizes(cand)
         big = (area > STRUCTURE_PX)[comp]
         fg |= cand & ~big
         if not big.any():
             break
+        # A fold or stroke that closes on itself is a structure; what it encloses is not: of a
+        # big component, only its pieces over STRUCTURE_PX unfilled are (when it has any).
+        pieces, piece_area = _sizes(opened & big)
+        solid = (piece_area > STRUCTURE_PX)[pieces]
+        big = np.where(np.isin(comp, np.unique(comp[solid])), solid, big)
         structures |= big
         keep &= ~ndimage.binary_dilation(big, iterations=2)
         fg &= keep
