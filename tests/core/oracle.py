@@ -9,7 +9,9 @@ dependency SUCCEEDED, and no job stands in a lane ahead of an unfinished upstrea
 admission: R3 the cap, and admission in arrival order (the order tenants gained live work while
 not active), except tenants the event says were passed over (they could start nothing: the
 oracle has no view of resources, so it checks only that they had nothing running); a tenant
-that gave its slot up ("yielded") had nothing running and waits first in line. At each
+that gave its slot up ("yielded") had nothing running and waits first in line; one released at
+a restart under a lower cap ("cap_lowered") had nothing running and waits first in line after
+the others released with it (in their admission order). At each
 release: the tenant has no live job left. LOG: every transition is in
 the log: each job_state event's `previous` is the state the log last showed for that job (a
 start-up that recovers jobs before the log is attached breaks this).
@@ -48,6 +50,7 @@ class Oracle:
     active: list[str] = field(default_factory=list)
     arrivals: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    lowered: list[str] = field(default_factory=list)  # released by one lowered cap, in order
     starts: int = 0
     events: int = 0
 
@@ -87,6 +90,8 @@ class Oracle:
     def feed(self, n: int, e: dict[str, Any]) -> None:
         self.events += 1
         kind = e.get("event")
+        if not (kind == "tenant_released" and e.get("cap_lowered")):
+            self.lowered.clear()
         if kind == "tenant_admitted":
             self._admit(n, e["tenant"], e.get("passed_over", ()))
         elif kind == "tenant_released":
@@ -95,7 +100,14 @@ class Oracle:
                 self._flag(n, "R3", f"{tenant} released but was not active")
             else:
                 self.active.remove(tenant)
-            if e.get("yielded"):  # gave its slot up, work waiting for a busy resource: first
+            if e.get("cap_lowered"):  # a restart under a lower cap: first, in admission order
+                if any(self.jobs[i].state == "RUNNING" for i in self.by_tenant.get(tenant, ())):
+                    self._flag(n, "R3", f"{tenant} released by a lower cap with a job running")
+                if tenant in self.arrivals:
+                    self.arrivals.remove(tenant)
+                self.arrivals.insert(len(self.lowered), tenant)
+                self.lowered.append(tenant)
+            elif e.get("yielded"):  # gave its slot up, work waiting for a busy resource: first
                 if any(self.jobs[i].state == "RUNNING" for i in self.by_tenant.get(tenant, ())):
                     self._flag(n, "R3", f"{tenant} gave its slot up with a job running")
                 if tenant in self.arrivals:

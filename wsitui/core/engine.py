@@ -658,7 +658,7 @@ class Engine:
             if tc.admitted and admitted:
                 self.bus.publish(TenantAdmitted(now, tc.tenant, passed_over=tc.passed_over))
             elif not tc.admitted and not tc.yielded and not admitted:
-                self.bus.publish(TenantReleased(now, tc.tenant))
+                self.bus.publish(TenantReleased(now, tc.tenant, cap_lowered=tc.cap_lowered))
         free = self.scheduler.max_active_users - len(self.scheduler.active)
         if effects.waiting_changed and not admitted and free <= 0:
             # With a slot free, the dispatch that follows this commit in the same step (R8)
