@@ -115,8 +115,8 @@ class Engine:
                 capacity[name] = max(capacity.get(name, 0), amount)
         capacity.update(resources or {})
         self.scheduler = rules.Scheduler(max_workers, max_active_users, capacity)
-        self._limiters = {
-            t: anyio.CapacityLimiter(max(1, e.threads)) for t, e in self.executors.items()
+        self._limiters = {  # at least a thread per worker: a RUNNING job never waits for one
+            t: anyio.CapacityLimiter(max(e.threads, max_workers)) for t, e in self.executors.items()
         }
         self._store: Store | None = None
         self._lock = DataDirLock(self.data_dir)
