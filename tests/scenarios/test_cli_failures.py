@@ -41,7 +41,7 @@ def test_a_failed_middle_blocks_the_join_and_frees_the_slot_for_the_waiting_tena
     out = wsitui("run", tmp_path / "c.toml", "--json", cwd=tmp_path, timeout=300)
     assert out.returncode == 1, out.stderr
     events = list(read_events([tmp_path / "ev.jsonl"]))
-    assert check(events, max_workers=2, max_active_users=1).violations == []
+    assert check(events, max_workers=2, max_active_users=1, strict=True).violations == []
     assert missing_from_log(events, tmp_path / "d" / "state.db") == []
     starts = [
         f"{e['tenant']}/{e['job_id'].split('.')[-1]}"
