@@ -9,10 +9,19 @@ dependency SUCCEEDED, and no job stands in a lane ahead of an unfinished upstrea
 admission: R3 the cap, and admission in arrival order (the order tenants gained live work while
 not active), except tenants the event says were passed over (they could start nothing: the
 oracle has no view of resources, so it checks only that they had nothing running); a tenant
-that gave its slot up ("yielded") had nothing running and waits first in line. At each
+that gave its slot up ("yielded") had nothing running and waits first in line; one released at
+a restart under a lower cap ("cap_lowered") had nothing running and waits first in line after
+the others released with it (in their admission order). At each
 release: the tenant has no live job left. LOG: every transition is in
 the log: each job_state event's `previous` is the state the log last showed for that job (a
 start-up that recovers jobs before the log is attached breaks this).
+
+`strict=True`, for logs of CPU-only jobs (no resources: the log does not show them) from runs
+that end on their own or by a kill (a stop winds running jobs down without starting others):
+each start is the job R6 owes the worker (the active tenant served longest ago, a newcomer
+first, then admission order; its oldest ready lane head; jobs resumed after a stop excepted),
+and whenever a running job reports progress or ends, no worker is idle while an active
+tenant has a ready lane head and no tenant slot is free while a tenant waits (R2, R3).
 """
 
 from __future__ import annotations
@@ -48,8 +57,16 @@ class Oracle:
     active: list[str] = field(default_factory=list)
     arrivals: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    lowered: list[str] = field(default_factory=list)  # released by one lowered cap, in order
     starts: int = 0
     events: int = 0
+    # strict (logs of CPU-only jobs, of runs that end on their own or by a kill; a stop
+    # dispatches nothing while running jobs wind down): R6 and no idle worker or slot.
+    strict: bool = False
+    served: dict[str, int] = field(default_factory=dict)  # tenant -> tick of its last start
+    admitted_at: dict[str, int] = field(default_factory=dict)
+    resuming: set[str] = field(default_factory=set)  # interrupted: start again first (R6)
+    tick: int = 0
 
     # ---- derived facts -------------------------------------------------------------------
     def _bad(self, job_id: str) -> bool:
@@ -87,6 +104,10 @@ class Oracle:
     def feed(self, n: int, e: dict[str, Any]) -> None:
         self.events += 1
         kind = e.get("event")
+        if self.strict:
+            self._strict(n, e)
+        if not (kind == "tenant_released" and e.get("cap_lowered")):
+            self.lowered.clear()
         if kind == "tenant_admitted":
             self._admit(n, e["tenant"], e.get("passed_over", ()))
         elif kind == "tenant_released":
@@ -95,7 +116,14 @@ class Oracle:
                 self._flag(n, "R3", f"{tenant} released but was not active")
             else:
                 self.active.remove(tenant)
-            if e.get("yielded"):  # gave its slot up, work waiting for a busy resource: first
+            if e.get("cap_lowered"):  # a restart under a lower cap: first, in admission order
+                if any(self.jobs[i].state == "RUNNING" for i in self.by_tenant.get(tenant, ())):
+                    self._flag(n, "R3", f"{tenant} released by a lower cap with a job running")
+                if tenant in self.arrivals:
+                    self.arrivals.remove(tenant)
+                self.arrivals.insert(len(self.lowered), tenant)
+                self.lowered.append(tenant)
+            elif e.get("yielded"):  # gave its slot up, work waiting for a busy resource: first
                 if any(self.jobs[i].state == "RUNNING" for i in self.by_tenant.get(tenant, ())):
                     self._flag(n, "R3", f"{tenant} gave its slot up with a job running")
                 if tenant in self.arrivals:
@@ -174,6 +202,69 @@ class Oracle:
         if ahead:
             self._flag(n, "R1", f"{job_id} (seq {seq}) starts before older {ahead[0]} in lane")
 
+    # ---- strict: R6 and work conservation, from outside (CPU-only logs) ---------------------
+    def _strict(self, n: int, e: dict[str, Any]) -> None:
+        kind, reason = e.get("event"), str(e.get("reason", ""))
+        ended = (
+            kind == "job_state"
+            and e.get("previous") == "RUNNING"
+            and e["state"] != "RUNNING"
+            and not e.get("recovered")
+            and not reason.startswith("interrupted")
+        )
+        if kind == "job_progress" or ended:  # the step before it has ended: nothing is idle
+            self._idle(n)
+        elif kind == "tenant_admitted":
+            self.admitted_at[e["tenant"]] = n
+            self.served.pop(e["tenant"], None)  # a newcomer counts as never served
+        elif kind == "job_state" and reason.startswith("interrupted"):
+            self.resuming.add(e["job_id"])
+        elif kind == "job_state" and e["state"] == "RUNNING" and e.get("previous") != "RUNNING":
+            if e["job_id"] in self.resuming:  # starts again first, not counted as service
+                self.resuming.discard(e["job_id"])
+            else:
+                self._pick(n, e)
+
+    def _ready_heads(self, tenant: str) -> list[str]:
+        """The tenant's lane heads that could start now (lane idle, dependencies done)."""
+        heads: dict[Lane, str] = {}
+        for i in self.by_tenant.get(tenant, ()):
+            if self.in_lane(i) and (
+                self.jobs[i].lane not in heads
+                or self.jobs[i].seq < self.jobs[heads[self.jobs[i].lane]].seq
+            ):
+                heads[self.jobs[i].lane] = i
+        busy = {j.lane for j in self.jobs.values() if j.state == "RUNNING"}
+        return [
+            i
+            for lane, i in heads.items()
+            if lane not in busy
+            and all(self.jobs[d].state == "SUCCEEDED" for d in self.jobs[i].deps if d in self.jobs)
+        ]
+
+    def _idle(self, n: int) -> None:
+        waiting = [t for t in self.by_tenant if t not in self.active and self.live(t)]
+        if len(self.active) < self.max_active_users and waiting:
+            self._flag(n, "R3", f"a tenant slot is free while {waiting[0]} waits")
+        if sum(j.state == "RUNNING" for j in self.jobs.values()) < self.max_workers:
+            ready = [i for t in self.active for i in self._ready_heads(t)]
+            if ready:
+                self._flag(n, "R2", f"a worker is idle while {ready[0]} is ready")
+
+    def _pick(self, n: int, e: dict[str, Any]) -> None:
+        """R6: the worker goes to the active tenant served longest ago (a newcomer first, then
+        admission order), to its oldest ready lane head."""
+        best: tuple[tuple[int, int, int], str] | None = None
+        for t in self.active:
+            for i in self._ready_heads(t):
+                key = (self.served.get(t, -1), self.admitted_at.get(t, 0), self.jobs[i].seq)
+                if best is None or key < best[0]:
+                    best = (key, i)
+        if best is not None and best[1] != e["job_id"]:
+            self._flag(n, "R6", f"{e['job_id']} starts, but {best[1]} was owed the worker")
+        self.tick += 1
+        self.served[e["tenant"]] = self.tick
+
 
 def read_events(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
     for path in paths:
@@ -183,8 +274,14 @@ def read_events(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
                     yield json.loads(line)
 
 
-def check(events: Iterable[dict[str, Any]], *, max_workers: int, max_active_users: int) -> Oracle:
-    oracle = Oracle(max_workers, max_active_users)
+def check(
+    events: Iterable[dict[str, Any]],
+    *,
+    max_workers: int,
+    max_active_users: int,
+    strict: bool = False,
+) -> Oracle:
+    oracle = Oracle(max_workers, max_active_users, strict=strict)
     for n, event in enumerate(events):
         oracle.feed(n, event)
     return oracle

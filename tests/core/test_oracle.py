@@ -114,3 +114,57 @@ def test_the_oracle_catches_a_transition_missing_from_the_log():
     ]
     oracle = check(events, max_workers=2, max_active_users=1)
     assert any(": LOG: " in v for v in oracle.violations), oracle.violations
+
+
+def progress(job: str, tenant: str = "a") -> dict[str, Any]:
+    return {"event": "job_progress", "job_id": job, "tenant": tenant}
+
+
+@pytest.mark.parametrize(
+    ("events", "workers", "users", "rule"),
+    [
+        (  # a was served last, yet it gets the one worker before b, never served
+            [
+                admitted("a"),
+                job_state("a1", "PENDING", branch="p"),
+                job_state("a2", "PENDING", branch="q", seq=2),
+                admitted("b"),
+                job_state("b1", "PENDING", "b", "r", 3),
+                start("a1", branch="p"),
+                {**job_state("a1", "SUCCEEDED", branch="p"), "previous": "RUNNING"},
+                start("a2", branch="q", seq=2),
+            ],
+            1,
+            2,
+            "R6",
+        ),
+        (  # a job reports progress while a second worker is free and y is ready
+            [
+                admitted("a"),
+                job_state("x", "PENDING", branch="p"),
+                job_state("y", "PENDING", branch="q", seq=2),
+                start("x", branch="p"),
+                progress("x"),
+            ],
+            2,
+            1,
+            "R2",
+        ),
+        (  # a slot stays free while b waits
+            [
+                admitted("a"),
+                job_state("a1", "PENDING"),
+                start("a1"),
+                job_state("b1", "PENDING", "b", "q", 2),
+                progress("a1"),
+            ],
+            2,
+            2,
+            "R3",
+        ),
+    ],
+)
+def test_the_strict_oracle_catches_an_unfair_or_idle_dispatch(events, workers, users, rule):
+    oracle = check(events, max_workers=workers, max_active_users=users, strict=True)
+    assert any(f": {rule}: " in v for v in oracle.violations), oracle.violations
+    assert check(events, max_workers=workers, max_active_users=users).violations == []

@@ -1,6 +1,6 @@
 """Direct checks of the pure scheduler for cases found by the stateful test."""
 
-from wsitui.core.rules import SchedState, Scheduler
+from wsitui.core.rules import SchedState, Scheduler, TenantRow
 
 
 def test_dependents_retried_while_blocked_reenter_after_their_upstream():
@@ -130,3 +130,34 @@ def test_a_running_job_whose_upstream_is_canceled_under_it_stays_parked_when_sto
     assert s.next_starts() == ["a"]
     s.finish("a", SchedState.SUCCEEDED)
     assert s.next_starts() == ["c"]
+
+
+def test_a_restart_under_a_lower_tenant_cap_releases_the_last_admitted_first_in_line():
+    # Rows of a process with 3 slots: c, a, d active (a admitted after b arrived: b was passed
+    # over); b waiting. Reopened with 1 slot: c stays, a and d wait ahead of b, in admission
+    # order, and are released as a change (the event log must show they lost their slots).
+    s = Scheduler(max_workers=4, max_active_users=1)
+    for t in ("c", "a", "d", "b"):
+        s.add(f"{t}1", t, (t, "w", "main"), [], 0, SchedState.HELD)
+        s.enqueue(f"{t}1")
+    rows = [
+        TenantRow("c", "active", 1, 4),
+        TenantRow("b", "waiting", 2, -1),
+        TenantRow("a", "active", 3, 5),
+        TenantRow("d", "active", 4, 6),
+    ]
+    s.restore_tenants(rows)
+    assert (s.active, list(s.waiting)) == (["c"], ["a", "d", "b"])
+    changes = s.take_effects().tenants
+    assert [(c.tenant, c.admitted, c.cap_lowered) for c in changes] == [
+        ("a", False, True),
+        ("d", False, True),
+    ]
+    # What it persists keeps that line at the next restart (no release the second time).
+    again = Scheduler(max_workers=4, max_active_users=1)
+    for t in ("c", "a", "d", "b"):
+        again.add(f"{t}1", t, (t, "w", "main"), [], 0, SchedState.HELD)
+        again.enqueue(f"{t}1")
+    again.restore_tenants(s.tenant_rows())
+    assert (again.active, list(again.waiting)) == (["c"], ["a", "d", "b"])
+    assert again.take_effects().tenants == []

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.core.crash import snapshot
+from tests.core.oracle import check, read_events
 from tests.scenarios.harness import job, make_engine, wf
+from wsitui.core.eventlog import JsonlEventLog
 
 pytestmark = pytest.mark.anyio
 
@@ -66,3 +68,34 @@ async def test_a_restart_keeps_the_start_order_of_a_run_never_stopped(
     assert sorted(resumed) == sorted(again.key(j) for j in running)
     assert before + order[len(running) :] == expected
     assert again.watch.violations == [] and s.watch.violations == []
+
+
+async def test_a_restart_with_fewer_tenant_slots_keeps_those_admitted_first(tmp_path: Path):
+    """max_active_users 3, then 1 after a stop: the tenant admitted first keeps its slot; the
+    others are released (`cap_lowered`) and wait first in line in admission order, ahead of the
+    tenant that was waiting; the log of all runs adds up (oracle) and the line survives a
+    second restart."""
+    log_path = tmp_path / "ev.jsonl"
+    log = JsonlEventLog(log_path)
+    s = make_engine(tmp_path / "d", workers=4, users=3)
+    s.engine.bus.add_listener(log)
+    async with s.engine:
+        submit_all(s)
+        await s.until(lambda: len(s.engine._runs) == 4)  # c, a, d active; b waits
+    for _ in range(2):
+        again = make_engine(tmp_path / "d", workers=4, users=1)
+        again.engine.bus.add_listener(log)
+        async with again.engine:
+            assert again.engine.stats().active == ("c",)
+            assert again.engine.stats().waiting == ("a", "d", "b")
+    last = make_engine(tmp_path / "d", workers=4, users=1)
+    last.engine.bus.add_listener(log)
+    async with last.engine:
+        await last.drain()
+    log.close()
+    events = list(read_events([log_path]))
+    assert check(events, max_workers=4, max_active_users=3).violations == []
+    released = [e for e in events if e["event"] == "tenant_released" and e.get("cap_lowered")]
+    assert [e["tenant"] for e in released] == ["a", "d"]  # once: the first reopen
+    admitted = [e["tenant"] for e in events if e["event"] == "tenant_admitted"]
+    assert admitted == ["c", "a", "d", "a", "d", "b"]

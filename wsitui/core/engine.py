@@ -115,8 +115,8 @@ class Engine:
                 capacity[name] = max(capacity.get(name, 0), amount)
         capacity.update(resources or {})
         self.scheduler = rules.Scheduler(max_workers, max_active_users, capacity)
-        self._limiters = {
-            t: anyio.CapacityLimiter(max(1, e.threads)) for t, e in self.executors.items()
+        self._limiters = {  # at least a thread per worker: a RUNNING job never waits for one
+            t: anyio.CapacityLimiter(max(e.threads, max_workers)) for t, e in self.executors.items()
         }
         self._store: Store | None = None
         self._lock = DataDirLock(self.data_dir)
@@ -658,7 +658,7 @@ class Engine:
             if tc.admitted and admitted:
                 self.bus.publish(TenantAdmitted(now, tc.tenant, passed_over=tc.passed_over))
             elif not tc.admitted and not tc.yielded and not admitted:
-                self.bus.publish(TenantReleased(now, tc.tenant))
+                self.bus.publish(TenantReleased(now, tc.tenant, cap_lowered=tc.cap_lowered))
         free = self.scheduler.max_active_users - len(self.scheduler.active)
         if effects.waiting_changed and not admitted and free <= 0:
             # With a slot free, the dispatch that follows this commit in the same step (R8)

@@ -119,11 +119,16 @@ class TenantReleased:
     # True: it still has work, all of it waiting for a busy resource, and gave its slot to a
     # waiting tenant that can start now; it waits first in line (R3 in rules.py).
     yielded: bool = False
+    # True: it still has work, and the engine reopened with a lower max_active_users than
+    # when it was admitted; it waits first in line, in admission order (R3 in rules.py).
+    cap_lowered: bool = False
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ts": self.ts, "event": "tenant_released", "tenant": self.tenant}
         if self.yielded:
             out["yielded"] = True
+        if self.cap_lowered:
+            out["cap_lowered"] = True
         return out
 
 

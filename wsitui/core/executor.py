@@ -15,7 +15,10 @@ with an engine:
 - `open()` / `close()` run once with the engine: create shared, expensive things lazily (a
   loaded model) and release them on close.
 - `run(ctx)` does the work. CPU work goes off the event loop through `ctx.to_thread`, which uses
-  the executor type's own bounded thread pool (`threads`). Inside a thread the executor reports
+  the executor type's own bounded thread pool (`threads`, raised to the engine's `max_workers`:
+  a job the scheduler started never waits for a thread, so RUNNING means running and
+  `max_workers` bounds how many run, R2; a cap on jobs of one type at once would be a
+  resource, R9). Inside a thread the executor reports
   progress and its stage, checks for cancellation at tile boundaries and saves checkpoints
   through the JobContext, all of which are safe from any thread.
 
@@ -207,7 +210,7 @@ class Executor:
 
     job_type: ClassVar[str]  # the name jobs give as their `type` (upper case by convention)
     params_model: ClassVar[type[BaseModel]] = NoParams
-    threads: ClassVar[int] = 2  # this job type's own thread pool size
+    threads: ClassVar[int] = 2  # this job type's own thread pool size (at least max_workers)
     short_name: ClassVar[str] = ""  # a job card's title (the name when empty)
     config_section: ClassVar[ConfigSection | None] = None
     result_neutral: ClassVar[frozenset[str]] = frozenset()  # params that change no result

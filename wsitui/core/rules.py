@@ -12,7 +12,8 @@ code follows, including where they say more than the engine issue did:
       `max_active_users` are active; waiting tenants are admitted in arrival order (the order in
       which they gained live work). Which tenants are active, the waiting order and the
       round-robin position are state: the engine persists them with every change, so a restart
-      continues with the same active tenants and the same queue.
+      continues with the same active tenants and the same queue (with a lower cap, those
+      admitted last are released, `cap_lowered`, and wait first in line in admission order).
       When a slot is held, exactly: an active tenant holds its slot while it has a RUNNING job,
       or a ready job (a lane head whose dependencies succeeded) whose resources fit now, or
       while no waiting tenant could start anything either. A *stalled* tenant (live, nothing
@@ -162,6 +163,7 @@ class TenantChange:
     tenant: str
     admitted: bool  # True: admitted (active); False: released (no live job left, or yielded)
     yielded: bool = False  # released with live work that cannot start now (R3)
+    cap_lowered: bool = False  # released at a restart with a lower max_active_users (R3)
     passed_over: tuple[str, ...] = ()  # admitted: waiting tenants passed over (R3)
 
 
@@ -251,18 +253,12 @@ class Scheduler:
         by_tenant: dict[str, list[tuple[Needs, int]]] = {}
         for (tenant, needs), tick in self._served_res.items():
             by_tenant.setdefault(tenant, []).append((needs, tick))
+        order, served = self._order, self._served
         rows = [
-            TenantRow(
-                t,
-                "active",
-                self._order[t],
-                self._served.get(t, -1),
-                tuple(sorted(by_tenant.get(t, ()))),
-            )
+            TenantRow(t, "active", order[t], served.get(t, -1), tuple(sorted(by_tenant.get(t, ()))))
             for t in self.active
         ]
-        rows += [TenantRow(t, "waiting", self._order[t], -1) for t in self.waiting]
-        return rows
+        return rows + [TenantRow(t, "waiting", order[t], -1) for t in self.waiting]
 
     # ---- building state ------------------------------------------------------------------
     def add(
@@ -334,6 +330,7 @@ class Scheduler:
                     self._tick = max(self._tick, tick)
             else:
                 self.waiting.append(row.tenant)
+        demoted = [r.tenant for r in known if r.status == "active" and r.tenant in self.waiting]
         for tenant in live:
             if tenant not in self._order:
                 self._counter += 1
@@ -341,6 +338,12 @@ class Scheduler:
                 self.waiting.append(tenant)
         self.effects = Effects()
         self.tenants_dirty = True
+        if demoted:  # R3 under a lower cap: first in line, numbered so a restart keeps it
+            first = min((self._order[t] for t in self.waiting if t not in demoted), default=1)
+            for i, tenant in enumerate(demoted):
+                self._order[tenant] = first - len(demoted) + i
+            self.effects.tenants = [TenantChange(t, False, cap_lowered=True) for t in demoted]
+            self.effects.waiting_changed = True
 
     # ---- transitions ---------------------------------------------------------------------
     def resume_first(self, job_ids: Iterable[str]) -> None:

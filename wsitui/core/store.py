@@ -150,6 +150,25 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, check_same_thread=False)
 
 
+def _create(path: Path) -> None:
+    """A new state database appears whole: its tables are written under a temporary name that
+    is then renamed into place. A first start killed mid-creation leaves no `state.db` (a file
+    without tables is refused by the next run's read-only look at the data dir), only a
+    temporary file that the next creation removes."""
+    tmp = path.with_name(path.name + ".new")
+    for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
+        leftover.unlink(missing_ok=True)
+    db = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        db.executescript(SCHEMA)
+    finally:
+        db.close()
+    try:
+        tmp.replace(path)
+    except OSError as exc:
+        raise sqlite3.OperationalError(f"cannot rename {tmp.name} into place: {exc}") from exc
+
+
 FULL_BELOW = 1 << 20  # free bytes under which a disk counts as full (SQLite needs pages)
 
 
@@ -231,6 +250,8 @@ class Store:
                 self._db = _connect_readonly(path)
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
+                if not path.exists() or path.stat().st_size == 0:
+                    _create(path)
                 self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA busy_timeout=5000")
