@@ -38,3 +38,35 @@ def test_a_new_state_db_is_created_in_wal_mode(tmp_path: Path):
     mode = sqlite3.connect(tmp_path / "state.db").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
     assert [p.name for p in tmp_path.iterdir() if ".new" in p.name] == []  # nothing left over
+
+
+def test_a_state_db_without_tables_left_by_an_older_version_is_started_afresh(tmp_path: Path):
+    # What a kill in a first start's first second left before `state.db` was created whole: a
+    # database with no table at all. `wsitui run` refused that data dir for good ("holds no
+    # wsitui state") until the user deleted the file; it holds nothing, so the run starts it.
+    from tests.headless.helpers import one_job_config, wsitui
+
+    data = tmp_path / "data"
+    data.mkdir()
+    db = sqlite3.connect(data / "state.db")
+    db.execute("CREATE TABLE scratch (x)")
+    db.execute("DROP TABLE scratch")  # a non-empty file with no table in it
+    db.commit()
+    db.close()
+    assert (data / "state.db").stat().st_size > 0
+    slide = tmp_path / "s.svs"
+    assert wsitui("sample", slide, "--size", "1024x1024", "--seed", "3").returncode == 0
+    out = wsitui("run", one_job_config(tmp_path / "c.toml", slide), "--data-dir", data)
+    assert out.returncode == 0, out.stderr
+    assert [w.name for w in Store(data / "state.db", readonly=True).workflows()] == ["w"]
+
+
+def test_a_database_of_something_else_is_still_refused(tmp_path: Path):
+    db_path = tmp_path / "state.db"
+    db = sqlite3.connect(db_path)
+    db.execute("CREATE TABLE photos (x)")
+    db.commit()
+    db.close()
+    assert not store_module.nothing_stored(db_path)
+    with pytest.raises(StoreError, match="holds no wsitui state"):
+        Store(db_path, readonly=True)

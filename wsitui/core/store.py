@@ -133,6 +133,22 @@ def _row_job(row: sqlite3.Row, path: Path) -> Job:
         ) from None
 
 
+def nothing_stored(path: Path) -> bool:
+    """True when `path` holds no state yet: missing, empty, or a database without a single table
+    (what a first start killed while creating it left before `_create` made creation whole).
+    The engine's own open then creates the tables; a database with other tables is refused."""
+    if not path.exists() or path.stat().st_size == 0:
+        return True
+    try:
+        db = _connect_readonly(path)
+        try:
+            return db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return False  # not a database: the open that follows says so in one line
+
+
 def _connect_readonly(path: Path) -> sqlite3.Connection:
     """Open for reading only. On read-only media (an archived data dir, a read-only mount)
     SQLite cannot make the `-shm` file WAL mode reads with, and even `mode=ro` fails ("unable

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from wsitui.core.digest import sha256_file
 from wsitui.core.paths import file_kind
-from wsitui.core.store import Store
+from wsitui.core.store import Store, nothing_stored
 from wsitui.jobs.common.files import write_atomic
 
 if TYPE_CHECKING:
@@ -368,7 +368,7 @@ class _Stored:
 def _stored_cohorts(config: Config, data_dir: Path) -> dict[tuple[str, str], _Stored]:
     names = {(wf.tenant, wf.name) for wf in config.workflows if wf.slides is not None}
     db = data_dir / "state.db"
-    if not names or not db.is_file() or db.stat().st_size == 0:
+    if not names or not db.is_file() or nothing_stored(db):
         return {}
     store = Store(db, readonly=True)
     try:

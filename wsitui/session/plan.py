@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from wsitui.core.engine import Engine, EngineError
 from wsitui.core.records import Job, JobState
-from wsitui.core.store import Store
+from wsitui.core.store import Store, nothing_stored
 from wsitui.session.config import Config, JobConfig, WorkflowConfig
 from wsitui.slides.errors import SlideError
 from wsitui.slides.reader import open_slide
@@ -103,7 +103,7 @@ def check_and_plan(engine: Engine, config: Config, data_dir: Path) -> Plan:
 def _match_stored(engine: Engine, config: Config, data_dir: Path) -> Plan:
     """Find workflows a previous run on this data dir submitted (same tenant and name)."""
     db = data_dir / "state.db"
-    if not db.exists() or db.stat().st_size == 0:  # nothing stored yet: the engine starts it
+    if nothing_stored(db):  # nothing stored yet: the engine starts it
         return Plan(resume={})
     store = Store(db, readonly=True)
     try:
