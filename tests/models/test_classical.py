@@ -97,3 +97,15 @@ def test_glass_and_plain_eosin_give_no_cell():
     labels = ClassicalModel().predict(np.concatenate([glass, rgb[None]]))
     assert int(labels.max()) == 0
     assert stain_rgb([(EOSIN_OD, 0.3)])[1] < 200  # the eosin really is tissue, not glass
+
+
+def test_hole_filling_is_scipys():
+    # `_fill_holes` stands in for ndimage.binary_fill_holes (4x faster); the cells must not move.
+    from wsitui.models.classical import _fill_holes
+
+    rng = np.random.default_rng(0)
+    for i in range(200):
+        shape = (int(rng.integers(1, 60)), int(rng.integers(1, 60)))
+        mask = rng.random(shape) < rng.random()
+        mask = ndimage.binary_opening(mask) if i % 2 else mask
+        assert np.array_equal(_fill_holes(mask), ndimage.binary_fill_holes(mask)), i

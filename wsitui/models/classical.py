@@ -52,8 +52,21 @@ def _otsu(values: np.ndarray, default: float) -> float:
         return default
 
 
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """`ndimage.binary_fill_holes`, the same pixels about 4x faster: a hole is a piece of the
+    background (4-connected, as there) that does not reach the tile's border."""
+    background, n = ndimage.label(~mask)
+    if n == 0:
+        return mask.copy()
+    border = np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]])
+    open_ = np.zeros(n + 1, bool)
+    open_[border] = True
+    open_[0] = True  # the mask itself
+    return mask | ~open_[background]
+
+
 def _clean(fg: np.ndarray) -> np.ndarray:
-    return ndimage.binary_fill_holes(ndimage.binary_opening(fg, iterations=1))
+    return _fill_holes(ndimage.binary_opening(fg, iterations=1))
 
 
 def _sizes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +91,7 @@ def nuclear_foreground(h: np.ndarray, rgb: np.ndarray) -> np.ndarray:
         if np.count_nonzero(keep) < 64:
             break
         opened = ndimage.binary_opening((h > max(_otsu(h[keep], floor), floor)) & keep)
-        cand = ndimage.binary_fill_holes(opened)
+        cand = _fill_holes(opened)
         comp, area = _sizes(cand)
         big = (area > STRUCTURE_PX)[comp]
         fg |= cand & ~big
