@@ -709,7 +709,24 @@ class WsituiApp(App[None]):
             if job.state is JobState.SUCCEEDED:  # said only what r does not do
                 self.tell(f"{job.key} {_ENDED[job.state]}", severity="warning")
                 return
+            if job.state is JobState.PENDING:
+                job = self._blocking_upstream(job)  # its card says "r retries <upstream>"
+                if job is None:
+                    return
             self._engine_call(lambda: self.engine.retry(self.tenant, job.id), f"retrying {job.key}")
+
+    def _blocking_upstream(self, job: Job) -> Job | None:
+        """`r` on a pending job: a BLOCKED one retries the failed or canceled upstream job its
+        card names (None, said, when it names none); any other stays itself (the engine says
+        why it cannot be retried)."""
+        status = self.engine.workflow(self.tenant, job.workflow_id)
+        badge = badges(status.jobs, self.engine.stats().waiting)[job.id]
+        if badge.css != "blocked":
+            return job
+        up = next((j for j in status.jobs if j.key == badge.upstream), None)
+        if up is None:
+            self.tell(f"{job.key} is blocked: retry the failed job above it", severity="warning")
+        return up
 
     def action_rerun_job(self) -> None:
         """R: run a finished job again as its next attempt. Failed and canceled jobs are

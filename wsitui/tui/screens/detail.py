@@ -187,7 +187,9 @@ class JobDetailScreen(Screen[None]):
         )
         # The state wraps: a failed job's error is its reason, and at 80 columns it was cut.
         self._state.show(
-            Text.assemble(badge_text(self.badge), (f"  (attempt {job.attempt}, {job.id})", "dim")),
+            Text.assemble(
+                badge_text(self.badge, hint=True), (f"  (attempt {job.attempt}, {job.id})", "dim")
+            ),
             layout=True,
         )
         self._progress.show(progress_text(job, self.now, self.rates))

@@ -1,0 +1,85 @@
+"""The screen at small sizes (80x24 over SSH, and a terminal resized below it) still says what
+to do: a card's key hint is never cut, help stays readable, the footer has no half-words."""
+
+from __future__ import annotations
+
+import pytest
+from rich.text import Text
+from textual.app import App, ComposeResult
+
+from tests.tui.conftest import make_app
+from tests.tui.helpers import card_text, screen_text, settle, spec
+from wsitui.core.records import JobState
+from wsitui.tui.widgets.lanes import JobCard
+from wsitui.tui.widgets.line import LiveLine
+
+pytestmark = pytest.mark.anyio
+
+
+def three_lanes(app):
+    """Lane A runs, B's `down` is blocked by the canceled `up`, C's `later` is held."""
+    w = app.engine.submit(
+        "alice",
+        spec("badges", ("run", "A"), ("up", "B"), ("down", "B", ("up",)), ("free", "C")),
+    )
+    ids = {j.key: j.id for j in w.jobs}
+    app.engine.cancel("alice", ids["up"])
+    later = spec("x", ("later", "C")).jobs[0]
+    app.engine.add_job("alice", w.workflow.id, later, start=False)
+    return w.workflow.id, ids
+
+
+def card(app, key: str) -> JobCard:
+    return next(c for c in app.query(JobCard) if c.job.key == key)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (120, 40)])
+async def test_held_and_blocked_cards_show_their_key_at_every_size(tmp_path, size):
+    # At 80x24 with three lanes "HELD not started yet: press s" lost "press s", and "BLOCKED
+    # upstream up canceled; retry it to go on" lost the retry (at 120x40 too): the card said
+    # what was wrong but not the key that fixes it.
+    app, _, _ = make_app(tmp_path / "data", max_workers=1)
+    async with app.run_test(size=size) as pilot:
+        await settle(app, pilot)
+        three_lanes(app)
+        await settle(app, pilot, lambda: app.engine.stats().running == 1)
+        shown = screen_text(app)
+        assert "press s to start" in shown
+        assert "r retries up" in shown
+        assert card_text(card(app, "down"))[0].startswith("BLOCKED upstream up")
+        assert card_text(card(app, "later")) == ("HELD not started yet", "press s to start")
+
+
+async def test_r_on_a_blocked_card_retries_the_upstream_it_names(tmp_path):
+    app, _, _ = make_app(tmp_path / "data", max_workers=1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        _, ids = three_lanes(app)
+        await settle(app, pilot, lambda: app.engine.stats().running == 1)
+        app._board.select(ids["down"], focus=True)
+        await pilot.press("r")
+        await settle(app, pilot)
+        up = app.engine.job("alice", ids["up"])
+        assert up.state is JobState.PENDING and up.enqueued and up.attempt == 2
+        assert "BLOCKED" not in card_text(card(app, "down"))[0]
+
+
+class OneLine(App[None]):
+    CSS = "LiveLine { width: 20; }"
+
+    def compose(self) -> ComposeResult:
+        yield LiveLine(sep=" · ")
+
+
+async def test_a_card_clock_line_too_long_drops_whole_parts():
+    # A running card at 80x24 read "00:45 · ETA 00:42 ·" (cut mid-part, words hidden by the
+    # wrap), then "00:45 · ETA 00:42 ·…" with an ellipsis: whole parts go, one " …" says so.
+    app = OneLine()
+    async with app.run_test(size=(40, 3)) as pilot:
+        line = app.query_one(LiveLine)
+        line.show(Text("00:45 · ETA 00:42 · 2.0/s · cells 2.5k"))
+        await pilot.pause()
+        assert str(line.render()) == "00:45 · ETA 00:42 …"
+        line.show(Text("00:45 · ETA 00:42"))
+        await pilot.pause()
+        assert str(line.render()) == "00:45 · ETA 00:42"
