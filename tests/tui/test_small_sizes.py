@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from rich.text import Text
 from textual.app import App, ComposeResult
+from textual.widgets._footer import FooterKey
 
 from tests.tui.conftest import make_app
 from tests.tui.helpers import card_text, screen_text, settle, spec
@@ -83,3 +84,22 @@ async def test_a_card_clock_line_too_long_drops_whole_parts():
         line.show(Text("00:45 · ETA 00:42"))
         await pilot.pause()
         assert str(line.render()) == "00:45 · ETA 00:42"
+
+
+@pytest.mark.parametrize("size", [(60, 20), (80, 24), (45, 12)])
+async def test_footer_shows_whole_keys_help_and_quit_first(tmp_path, size):
+    # At 60x20 the footer ended in "? He" (Textual cuts the row at the edge) and q was gone.
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=size) as pilot:
+        await settle(app, pilot)
+        footer = screen_text(app).splitlines()[-1]
+        palette = footer.index("▏^p palette")
+        shown = [
+            k for k in app.query(FooterKey) if k.display and "-command-palette" not in k.classes
+        ]
+        assert [k.description for k in shown][-2:] == ["Help", "Quit"]
+        for key in shown:
+            assert f"{key.key_display} {key.description}" in footer[:palette]
+        assert footer[:palette].rstrip().endswith("q Quit")
+        if size[0] >= 80:
+            assert len(shown) == 7  # the everyday keys at 80 columns, as before

@@ -33,7 +33,7 @@ from textual.geometry import Size
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Label, ListView, Static
+from textual.widgets import DataTable, Input, Label, ListView, Static
 from textual.worker import Worker
 
 from wsitui.core.engine import Engine, EngineError, QueueFull, RateLimited
@@ -71,6 +71,7 @@ from wsitui.tui.screens.help import HelpScreen
 from wsitui.tui.screens.metrics import MetricsScreen
 from wsitui.tui.screens.notes import Note, NotesScreen
 from wsitui.tui.widgets.cohort_table import CohortTable, row_matches
+from wsitui.tui.widgets.footer import FitFooter
 from wsitui.tui.widgets.lanes import LaneBoard
 from wsitui.tui.widgets.preview import ImageProtocol
 from wsitui.tui.widgets.topbar import TopBar
@@ -209,7 +210,7 @@ class WsituiApp(App[None]):
             placeholder="filter workflows and jobs (esc clears)", id="filter", disabled=True
         )
         yield Static(id="too-small")
-        yield Footer(compact=True)
+        yield FitFooter(compact=True)
 
     def on_mount(self) -> None:
         # Keep the main screen's widgets: queries go to the *active* screen, which is a dialog

@@ -9,10 +9,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Label, Sparkline, Static
+from textual.widgets import Label, Sparkline, Static
 
 from wsitui.core.executor import ClusterStatus
 from wsitui.core.metrics import Metrics, MetricsSnapshot
+from wsitui.tui.widgets.footer import FitFooter
 
 MINUTES = 30  # also the latency chart's width: a cell a minute like the workers chart, so
 # the two charts' minutes line up (it was stretched over the screen, the other 30 cells wide)
@@ -56,7 +57,7 @@ class MetricsScreen(Screen[None]):
             yield Static(id="depths")
             yield Label("Dask workers (SEGMENT_CELLS on a cluster)", classes="section")
             yield Static(id="dask")
-        yield Footer()
+        yield FitFooter()
 
     def on_mount(self) -> None:
         self.refresh_data()

@@ -17,11 +17,12 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Input, Label, Static
+from textual.widgets import Input, Label, Static
 from textual.worker import get_current_worker
 
 from wsitui.slides.errors import SlideError
 from wsitui.slides.reader import open_slide
+from wsitui.tui.widgets.footer import FitFooter
 from wsitui.tui.widgets.preview import ImageProtocol, image_class
 from wsitui.tui.widgets.slide_view import SlideView
 from wsitui.viewer.cells import CellIndex
@@ -126,7 +127,7 @@ class ViewerScreen(Screen[None]):
                 yield image_class(self.protocol)(id="viewer-minimap")
                 yield Static("", id="viewer-info")
                 yield Static("", id="viewer-cell")
-        yield Footer(compact=True, show_command_palette=self.standalone)  # ^p works anyway
+        yield FitFooter(compact=True, show_command_palette=self.standalone)  # ^p works anyway
 
     @property
     def slide_view(self) -> SlideView:
