@@ -10,6 +10,7 @@ from textual.widgets._footer import FooterKey
 
 from tests.tui.conftest import make_app
 from tests.tui.helpers import card_text, screen_text, settle, spec
+from tests.tui.test_cohort_table import held_cohort
 from wsitui.core.records import JobState
 from wsitui.tui.widgets.lanes import JobCard
 from wsitui.tui.widgets.line import LiveLine
@@ -48,7 +49,7 @@ async def test_held_and_blocked_cards_show_their_key_at_every_size(tmp_path, siz
         assert "press s to start" in shown
         assert "r retries up" in shown
         assert card_text(card(app, "down"))[0].startswith("BLOCKED upstream up")
-        assert card_text(card(app, "later")) == ("HELD not started yet", "press s to start")
+        assert card_text(card(app, "later")) == ("HELD", "press s to start")
 
 
 async def test_r_on_a_blocked_card_retries_the_upstream_it_names(tmp_path):
@@ -103,3 +104,46 @@ async def test_footer_shows_whole_keys_help_and_quit_first(tmp_path, size):
         assert footer[:palette].rstrip().endswith("q Quit")
         if size[0] >= 80:
             assert len(shown) == 7  # the everyday keys at 80 columns, as before
+
+
+async def test_help_resized_small_stays_whole_or_says_how_big_it_must_be(tmp_path):
+    # Help open while the terminal shrank: at 40x8 its close line was cut off, at 30x10
+    # "closes" was; below 80x24 the box must still show whole, scrolled, or say what it needs.
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("question_mark")
+        await settle(app, pilot)
+        for size in [(60, 16), (50, 12), (40, 10)]:
+            await pilot.resize_terminal(*size)
+            await settle(app, pilot)
+            shown = screen_text(app)
+            assert "wsitui keys" in shown, size
+            assert "↑↓ scroll · esc, q or ? closes" in shown, size
+        for w, h in [(40, 8), (30, 10)]:
+            await pilot.resize_terminal(w, h)
+            await settle(app, pilot)
+            shown = screen_text(app)
+            assert f"for help: {w}×{h}" in shown and "needs 40×10" in shown, (w, h)
+            assert "esc closes" in shown and "wsitui keys" not in shown, (w, h)
+        await pilot.resize_terminal(80, 24)
+        await settle(app, pilot)
+        assert "↑↓ scroll · esc, q or ? closes" in screen_text(app)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert len(app.screen_stack) == 1
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_cohort_title_drops_whole_keys_never_half_of_one(tmp_path, size):
+    # At 80 columns a held cohort's title ended in "· enter de" (and "v viewer" was gone).
+    async with held_cohort(tmp_path, size) as (app, _pilot, _table, _wf, _ex):
+        title = next(line for line in screen_text(app).splitlines() if "S starts" in line)
+        title = title.strip()
+        parts = title.removesuffix(" …").split(" · ")
+        expected = "TCGA-BRCA-cohort-2024 · 0/8 slides · ETA – · 8 held: S starts · t/T sort · "
+        expected += "/ filter · enter details · v viewer"
+        assert parts == expected.split(" · ")[: len(parts)]
+        assert title.endswith(" …") == (len(parts) < 8)
+        if size == (120, 40):
+            assert len(parts) == 8

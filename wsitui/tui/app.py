@@ -33,7 +33,7 @@ from textual.geometry import Size
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import DataTable, Input, Label, ListView, Static
+from textual.widgets import DataTable, Input, ListView, Static
 from textual.worker import Worker
 
 from wsitui.core.engine import Engine, EngineError, QueueFull, RateLimited
@@ -73,6 +73,7 @@ from wsitui.tui.screens.notes import Note, NotesScreen
 from wsitui.tui.widgets.cohort_table import CohortTable, row_matches
 from wsitui.tui.widgets.footer import FitFooter
 from wsitui.tui.widgets.lanes import LaneBoard
+from wsitui.tui.widgets.line import LiveLine
 from wsitui.tui.widgets.preview import ImageProtocol
 from wsitui.tui.widgets.topbar import TopBar
 from wsitui.tui.widgets.workflows import WorkflowList, WorkflowRow
@@ -202,7 +203,7 @@ class WsituiApp(App[None]):
         yield TopBar(id="topbar")
         with Vertical(id="main"):
             yield WorkflowList(id="workflows")
-            yield Label("", id="lanes-title")
+            yield LiveLine(id="lanes-title", sep=" · ")  # whole parts: the keys go first
             yield LaneBoard(id="lanes")
             yield CohortTable(id="cohort-table")
         # Disabled while hidden: a hidden Input still took the first focus, and every key.
@@ -218,7 +219,7 @@ class WsituiApp(App[None]):
         self._topbar = self.query_one(TopBar)
         self._wf_list = self.query_one(WorkflowList)
         self._board = self.query_one(LaneBoard)
-        self._lanes_title = self.query_one("#lanes-title", Label)
+        self._lanes_title = self.query_one("#lanes-title", LiveLine)
         self._board.rates = self.rates
         self._filter = self.query_one("#filter", Input)  # hidden (app.tcss) until `/`
         self._cohort_table = self.query_one(CohortTable)
@@ -457,9 +458,9 @@ class WsituiApp(App[None]):
         wf_id = self.selected_workflow
         if wf_id is None:
             if self.filter_text:
-                title.update(Text(f"nothing matches {self.filter_text!r} (esc in / clears)"))
+                title.show(Text(f"nothing matches {self.filter_text!r} (esc in / clears)"))
             else:
-                title.update(Text.assemble((self.tenant, "bold"), " has no workflows yet"))
+                title.show(Text.assemble((self.tenant, "bold"), " has no workflows yet"))
             # A cohort's table stayed under "nothing matches" (or another tenant's name)
             self._cohort_table.display, board.display = False, True
             self._cohort_shown = None
@@ -471,7 +472,7 @@ class WsituiApp(App[None]):
         if self._show_cohort(status):
             return
         jobs = self._shown(status)
-        title.update(_lanes_title(status, len(jobs)))
+        title.show(_lanes_title(status, len(jobs)))
         job_badges = badges(status.jobs, self.engine.stats().waiting)
         if self._board_workflow != wf_id or set(board.job_ids()) != board.layout_ids(jobs):
             await board.show_jobs(jobs, job_badges, "a: add a job to this workflow")
@@ -513,7 +514,7 @@ class WsituiApp(App[None]):
             counts += f" · {len(table.rows)} shown"
         if table.held_slides:  # a cohort from a config opens held: say so, and how to start it
             counts += f" · {table.held_slides} held: S starts"
-        self._lanes_title.update(
+        self._lanes_title.show(
             Text.assemble(
                 (status.workflow.name, "bold"),
                 f" · {counts} · t/T sort · / filter · enter details · v viewer",

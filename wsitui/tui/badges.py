@@ -46,8 +46,8 @@ _UPSTREAM = re.compile(r"^upstream (\S+) (?:failed|canceled)$")  # core/phase.py
 def badge_for(info: PhaseInfo) -> Badge:
     label, css = _LOOK[info.phase]
     reason = info.reason
-    if info.phase is JobPhase.HELD:
-        return Badge(label, reason, css, "press s to start")
+    if info.phase is JobPhase.HELD:  # "not started yet" said again what the hint says
+        return Badge(label, "", css, "press s to start")
     if info.phase is JobPhase.BLOCKED:
         reason = reason.removesuffix("; retry it to go on")
         m = _UPSTREAM.match(reason)
