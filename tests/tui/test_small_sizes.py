@@ -147,3 +147,20 @@ async def test_cohort_title_drops_whole_keys_never_half_of_one(tmp_path, size):
         assert title.endswith(" …") == (len(parts) < 8)
         if size == (120, 40):
             assert len(parts) == 8
+
+
+async def test_top_bar_below_80_columns_drops_whole_parts(tmp_path):
+    # At 60x20 with a tenant waiting the bar read "... │ workers 2/3 │": the wrap had hidden
+    # the queue count and left its separator.
+    app, _, _ = make_app(tmp_path / "data", tenant="bob", max_active_users=1)
+    async with app.run_test(size=(60, 20)) as pilot:
+        await settle(app, pilot)
+        app.engine.submit("alice", spec("hers", ("a", "A")))
+        app.engine.submit("bob", spec("his", ("x", "A")))
+        await settle(app, pilot, lambda: app.engine.stats().waiting == ("bob",))
+        top = screen_text(app).splitlines()[0].strip()
+        assert top == "tenant bob │ active 1/1 · 1 waiting │ workers 1/4 …"
+        await pilot.resize_terminal(80, 24)
+        await settle(app, pilot)
+        top = screen_text(app).splitlines()[0].strip()
+        assert top == "tenant bob │ active 1/1 · 1 waiting │ workers 1/4 │ queued 1 │ 0.0 tiles/s"
