@@ -164,3 +164,18 @@ async def test_top_bar_below_80_columns_drops_whole_parts(tmp_path):
         await settle(app, pilot)
         top = screen_text(app).splitlines()[0].strip()
         assert top == "tenant bob │ active 1/1 · 1 waiting │ workers 1/4 │ queued 1 │ 0.0 tiles/s"
+
+
+async def test_metrics_keeps_each_figure_with_its_label_at_80_columns(tmp_path):
+    # At 80x24 a line ended in "tenants active" and the next began "1 waiting 1".
+    app, _, _ = make_app(tmp_path / "data", tenant="bob", max_active_users=1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.engine.submit("alice", spec("hers", ("a", "A")))
+        app.engine.submit("bob", spec("his", ("x", "A")))
+        await settle(app, pilot, lambda: app.engine.stats().waiting == ("bob",))
+        await pilot.press("m")
+        await settle(app, pilot)
+        shown = screen_text(app)
+        assert "tenants active 1 waiting 1" in shown
+        assert "jobs ended 0 (0 failed)" in shown
