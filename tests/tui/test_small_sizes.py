@@ -9,9 +9,10 @@ from textual.app import App, ComposeResult
 from textual.widgets._footer import FooterKey
 
 from tests.tui.conftest import make_app
-from tests.tui.helpers import card_text, screen_text, settle, spec
+from tests.tui.helpers import card_text, screen_text, settle, spec, start_one_job, wait_for
 from tests.tui.test_cohort_table import held_cohort
 from wsitui.core.records import JobState
+from wsitui.tui.screens.dialogs import QuitDialog
 from wsitui.tui.widgets.lanes import JobCard
 from wsitui.tui.widgets.line import LiveLine
 
@@ -179,3 +180,19 @@ async def test_metrics_keeps_each_figure_with_its_label_at_80_columns(tmp_path):
         shown = screen_text(app)
         assert "tenants active 1 waiting 1" in shown
         assert "jobs ended 0 (0 failed)" in shown
+
+
+async def test_quit_question_follows_the_jobs_that_run(tmp_path):
+    # Asked while two jobs ran, it still said "2 job(s) running" after both had ended.
+    app, ex, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        job_id = await start_one_job(app, pilot)
+        await pilot.press("q")
+        await settle(app, pilot)
+        assert isinstance(app.screen, QuitDialog)
+        assert "1 job(s) running. Quit?" in screen_text(app)
+        ex.release("run")
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
+        await wait_for(pilot, lambda: "No job runs now. Quit?" in screen_text(app))
+        assert "job(s) running" not in screen_text(app)

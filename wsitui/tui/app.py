@@ -60,11 +60,11 @@ from wsitui.tui.rates import Rates
 from wsitui.tui.screens.detail import PREVIEW, JobDetailScreen, PreviewScreen
 from wsitui.tui.screens.dialogs import (
     AddJobDialog,
-    ConfirmDialog,
     Devices,
     JobConfirmDialog,
     NewJob,
     NewWorkflowDialog,
+    QuitDialog,
     TenantDialog,
 )
 from wsitui.tui.screens.help import HelpScreen
@@ -396,6 +396,8 @@ class WsituiApp(App[None]):
             self._topbar.show(self.tenant, self.engine.stats(), self.rates.total(self.now))
             if news:
                 await self._apply(news)
+            if isinstance(self.screen, QuitDialog):  # jobs ended (or started) since it asked
+                self.screen.running_changed(self.engine.stats().running)
             if isinstance(self.screen, JobConfirmDialog):  # the job it asks about moved on?
                 with suppress(EngineError):
                     self.screen.job_changed(self.engine.job(self.tenant, self.screen.job.id))
@@ -979,11 +981,7 @@ class WsituiApp(App[None]):
         if not running:
             self._quit(True)
             return
-        question = (
-            f"{running} job(s) running. Quit? They stop at their next tile; their state is on "
-            "disk and they resume at the next start. (q again or y quits)"
-        )
-        self.push_screen(ConfirmDialog(question, yes="Quit", again="q"), self._quit)
+        self.push_screen(QuitDialog(running), self._quit)
 
     @work(exclusive=True, group="quit")
     async def _quit(self, confirmed: bool | None) -> None:
