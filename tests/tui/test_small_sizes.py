@@ -196,3 +196,20 @@ async def test_quit_question_follows_the_jobs_that_run(tmp_path):
         await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
         await wait_for(pilot, lambda: "No job runs now. Quit?" in screen_text(app))
         assert "job(s) running" not in screen_text(app)
+
+
+async def test_the_filter_says_its_keys_while_one_types(tmp_path):
+    # Its placeholder said "(esc clears)" until the first letter; then no key was on screen.
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.engine.submit("alice", spec("w", ("a", "A")), start=False)
+        await settle(app, pilot)
+        await pilot.press("slash", *"zz")
+        await settle(app, pilot)
+        footer = screen_text(app).splitlines()[-1]
+        assert "esc Clear" in footer and "⏎ Done" in footer
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert app.filter_text == "" and not app.query_one("#filter").display
+        assert "a · mask" in screen_text(app)  # the cards are back

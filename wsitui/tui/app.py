@@ -95,6 +95,16 @@ DEMO_NAME = "tui-demo"  # + a number: never a config's name, never an earlier de
 STOP_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
 
 
+class FilterInput(Input):
+    """The `/` filter. Its keys are in the footer while it has the focus: the placeholder
+    said "(esc clears)", but only until the first letter was typed."""
+
+    BINDINGS = [
+        Binding("escape", "app.clear_filter", "Clear"),
+        Binding("enter", "submit", "Done"),
+    ]
+
+
 def _is_sort(binding: Binding | tuple[str, ...]) -> bool:
     return isinstance(binding, Binding) and binding.action.startswith("sort_slides")
 
@@ -207,7 +217,7 @@ class WsituiApp(App[None]):
             yield LaneBoard(id="lanes")
             yield CohortTable(id="cohort-table")
         # Disabled while hidden: a hidden Input still took the first focus, and every key.
-        yield Input(
+        yield FilterInput(
             placeholder="filter workflows and jobs (esc clears)", id="filter", disabled=True
         )
         yield Static(id="too-small")
@@ -850,13 +860,12 @@ class WsituiApp(App[None]):
     def _filter_done(self) -> None:
         self._board.focus_card(0, 0)
 
-    def on_key(self, event: events.Key) -> None:
-        if event.key == "escape" and self.focused is self._filter:
-            self._filter.value = ""
-            self._filter.display = False
-            self._filter.disabled = True
-            self._board.focus_card(0, 0)
-            event.stop()
+    def action_clear_filter(self) -> None:
+        """esc in the filter: clear it, hide it, back to the cards."""
+        self._filter.value = ""
+        self._filter.display = False
+        self._filter.disabled = True
+        self._board.focus_card(0, 0)
 
     def action_copy_path(self) -> None:
         job = self._job()
