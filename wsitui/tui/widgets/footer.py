@@ -11,7 +11,7 @@ from textual.geometry import Size
 from textual.widgets import Footer
 from textual.widgets._footer import FooterKey
 
-KEEP = ("help", "quit", "app.pop_screen", "dismiss")  # the way to every other key, and out
+KEEP = ("help", "quit", "app.pop_screen", "dismiss", "close")  # the way to every key, and out
 
 
 def key_width(key: FooterKey) -> int:
