@@ -76,7 +76,7 @@ from wsitui.tui.widgets.lanes import LaneBoard
 from wsitui.tui.widgets.line import LiveLine
 from wsitui.tui.widgets.preview import ImageProtocol
 from wsitui.tui.widgets.topbar import TopBar
-from wsitui.tui.widgets.workflows import WorkflowList, WorkflowRow
+from wsitui.tui.widgets.workflows import WorkflowList, WorkflowRow, failed_text
 
 MIN_WIDTH, MIN_HEIGHT = 80, 24
 EMPTY_TENANT = "n: new workflow · d: demo workflow on a sample slide"
@@ -1039,5 +1039,5 @@ def _lanes_title(status: WorkflowStatus, shown: int) -> Text:
     jobs = f"{shown} of {n} jobs" if shown != n else f"{n} job" + ("" if n == 1 else "s")
     return Text.assemble(
         (status.workflow.name, "bold"),
-        f" · {jobs} · {status.state} {workflow_progress(status.jobs):.0%}",
+        f" · {jobs} · {status.state} {workflow_progress(status.jobs):.0%}{failed_text(status)}",
     )
