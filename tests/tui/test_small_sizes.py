@@ -12,6 +12,7 @@ from tests.tui.conftest import make_app
 from tests.tui.helpers import card_text, screen_text, settle, spec, start_one_job, wait_for
 from tests.tui.test_cohort_table import held_cohort
 from wsitui.core.records import JobState
+from wsitui.tui.screens.detail import JobDetailScreen
 from wsitui.tui.screens.dialogs import QuitDialog
 from wsitui.tui.widgets.lanes import JobCard
 from wsitui.tui.widgets.line import LiveLine
@@ -231,3 +232,33 @@ async def test_a_workflow_that_is_not_failed_still_says_a_job_failed(tmp_path):
         shown = screen_text(app)
         assert "w wf0001 · 2 jobs · 1 failed" in shown
         assert "w · 2 jobs · PENDING 0% · 1 failed" in shown
+
+
+async def test_the_keys_a_detail_names_act_on_its_job(tmp_path):
+    # The detail of a held job said "press s to start", and s did nothing there.
+    app, _, _ = make_app(tmp_path / "data", max_workers=1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        _, ids = three_lanes(app)
+        await settle(app, pilot, lambda: app.engine.stats().running == 1)
+        app._board.select(ids["down"], focus=True)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, JobDetailScreen)
+        assert "BLOCKED upstream up canceled: r retries up" in screen_text(app)
+        await pilot.press("r")
+        await settle(app, pilot)
+        assert app.engine.job("alice", ids["up"]).attempt == 2
+        await pilot.press("escape")
+        await settle(app, pilot)
+        later = card(app, "later").job.id
+        app._board.select(later, focus=True)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert "HELD press s to start" in screen_text(app)
+        assert "s Start" in screen_text(app).splitlines()[-1]
+        await pilot.press("s")
+        await settle(app, pilot)
+        assert app.engine.job("alice", later).enqueued
+        assert isinstance(app.screen, JobDetailScreen)  # still on the detail, now updated
+        assert "HELD" not in screen_text(app).splitlines()[1]

@@ -88,6 +88,9 @@ MAIN_ONLY = frozenset(
      "rerun_job", "switch_tenant", "details", "preview", "metrics", "demo", "filter",
      "copy_path", "copy_id", "open_results", "notifications", "move", "sort_slides"}
 )  # fmt: skip
+# The job keys that also act on the job whose detail screen is open: its state line says
+# "press s to start", "r retries <upstream>", and the keys did nothing there.
+DETAIL_KEYS = frozenset({"start_job", "cancel_job", "retry_job", "rerun_job"})
 BIG_COHORT_JOBS = 1000  # a cohort's table repaints at most once a second above this
 DEMO_NAME = "tui-demo"  # + a number: never a config's name, never an earlier demo's
 
@@ -283,7 +286,10 @@ class WsituiApp(App[None]):
         )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Main-screen keys are off (and out of the footer) while another screen is up."""
+        """Main-screen keys are off (and out of the footer) while another screen is up; a
+        job's detail keeps the keys that act on its job (its state line names them)."""
+        if action in DETAIL_KEYS and isinstance(self.screen, JobDetailScreen):
+            return True
         return action not in MAIN_ONLY or len(self.screen_stack) <= 1
 
     def notify(
@@ -555,7 +561,10 @@ class WsituiApp(App[None]):
 
     @property
     def selected_job(self) -> str | None:
-        """The job the keys act on: the highlighted card, which is always on screen."""
+        """The job the keys act on: the highlighted card, which is always on screen (or the
+        job whose detail is open)."""
+        if isinstance(self.screen, JobDetailScreen):
+            return self.screen.job.id
         if self._board_workflow != self.selected_workflow:
             return None  # the board still shows another workflow: wait for its redraw
         if self._cohort_table.display:
