@@ -33,7 +33,7 @@ from textual.geometry import Size
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Label, ListView, Static
+from textual.widgets import DataTable, Input, ListView, Static
 from textual.worker import Worker
 
 from wsitui.core.engine import Engine, EngineError, QueueFull, RateLimited
@@ -60,21 +60,23 @@ from wsitui.tui.rates import Rates
 from wsitui.tui.screens.detail import PREVIEW, JobDetailScreen, PreviewScreen
 from wsitui.tui.screens.dialogs import (
     AddJobDialog,
-    ConfirmDialog,
     Devices,
     JobConfirmDialog,
     NewJob,
     NewWorkflowDialog,
+    QuitDialog,
     TenantDialog,
 )
 from wsitui.tui.screens.help import HelpScreen
 from wsitui.tui.screens.metrics import MetricsScreen
 from wsitui.tui.screens.notes import Note, NotesScreen
 from wsitui.tui.widgets.cohort_table import CohortTable, row_matches
+from wsitui.tui.widgets.footer import FitFooter
 from wsitui.tui.widgets.lanes import LaneBoard
+from wsitui.tui.widgets.line import LiveLine
 from wsitui.tui.widgets.preview import ImageProtocol
 from wsitui.tui.widgets.topbar import TopBar
-from wsitui.tui.widgets.workflows import WorkflowList, WorkflowRow
+from wsitui.tui.widgets.workflows import WorkflowList, WorkflowRow, failed_text
 
 MIN_WIDTH, MIN_HEIGHT = 80, 24
 EMPTY_TENANT = "n: new workflow · d: demo workflow on a sample slide"
@@ -86,11 +88,24 @@ MAIN_ONLY = frozenset(
      "rerun_job", "switch_tenant", "details", "preview", "metrics", "demo", "filter",
      "copy_path", "copy_id", "open_results", "notifications", "move", "sort_slides"}
 )  # fmt: skip
+# The job keys that also act on the job whose detail screen is open: its state line says
+# "press s to start", "r retries <upstream>", and the keys did nothing there.
+DETAIL_KEYS = frozenset({"start_job", "cancel_job", "retry_job", "rerun_job"})
 BIG_COHORT_JOBS = 1000  # a cohort's table repaints at most once a second above this
 DEMO_NAME = "tui-demo"  # + a number: never a config's name, never an earlier demo's
 
 
 STOP_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
+
+
+class FilterInput(Input):
+    """The `/` filter. Its keys are in the footer while it has the focus: the placeholder
+    said "(esc clears)", but only until the first letter was typed."""
+
+    BINDINGS = [
+        Binding("escape", "app.clear_filter", "Clear"),
+        Binding("enter", "submit", "Done"),
+    ]
 
 
 def _is_sort(binding: Binding | tuple[str, ...]) -> bool:
@@ -201,15 +216,15 @@ class WsituiApp(App[None]):
         yield TopBar(id="topbar")
         with Vertical(id="main"):
             yield WorkflowList(id="workflows")
-            yield Label("", id="lanes-title")
+            yield LiveLine(id="lanes-title", sep=" · ")  # whole parts: the keys go first
             yield LaneBoard(id="lanes")
             yield CohortTable(id="cohort-table")
         # Disabled while hidden: a hidden Input still took the first focus, and every key.
-        yield Input(
+        yield FilterInput(
             placeholder="filter workflows and jobs (esc clears)", id="filter", disabled=True
         )
         yield Static(id="too-small")
-        yield Footer(compact=True)
+        yield FitFooter(compact=True)
 
     def on_mount(self) -> None:
         # Keep the main screen's widgets: queries go to the *active* screen, which is a dialog
@@ -217,7 +232,7 @@ class WsituiApp(App[None]):
         self._topbar = self.query_one(TopBar)
         self._wf_list = self.query_one(WorkflowList)
         self._board = self.query_one(LaneBoard)
-        self._lanes_title = self.query_one("#lanes-title", Label)
+        self._lanes_title = self.query_one("#lanes-title", LiveLine)
         self._board.rates = self.rates
         self._filter = self.query_one("#filter", Input)  # hidden (app.tcss) until `/`
         self._cohort_table = self.query_one(CohortTable)
@@ -271,7 +286,10 @@ class WsituiApp(App[None]):
         )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Main-screen keys are off (and out of the footer) while another screen is up."""
+        """Main-screen keys are off (and out of the footer) while another screen is up; a
+        job's detail keeps the keys that act on its job (its state line names them)."""
+        if action in DETAIL_KEYS and isinstance(self.screen, JobDetailScreen):
+            return True
         return action not in MAIN_ONLY or len(self.screen_stack) <= 1
 
     def notify(
@@ -394,6 +412,8 @@ class WsituiApp(App[None]):
             self._topbar.show(self.tenant, self.engine.stats(), self.rates.total(self.now))
             if news:
                 await self._apply(news)
+            if isinstance(self.screen, QuitDialog):  # jobs ended (or started) since it asked
+                self.screen.running_changed(self.engine.stats().running)
             if isinstance(self.screen, JobConfirmDialog):  # the job it asks about moved on?
                 with suppress(EngineError):
                     self.screen.job_changed(self.engine.job(self.tenant, self.screen.job.id))
@@ -456,9 +476,9 @@ class WsituiApp(App[None]):
         wf_id = self.selected_workflow
         if wf_id is None:
             if self.filter_text:
-                title.update(Text(f"nothing matches {self.filter_text!r} (esc in / clears)"))
+                title.show(Text(f"nothing matches {self.filter_text!r} (esc in / clears)"))
             else:
-                title.update(Text.assemble((self.tenant, "bold"), " has no workflows yet"))
+                title.show(Text.assemble((self.tenant, "bold"), " has no workflows yet"))
             # A cohort's table stayed under "nothing matches" (or another tenant's name)
             self._cohort_table.display, board.display = False, True
             self._cohort_shown = None
@@ -470,7 +490,7 @@ class WsituiApp(App[None]):
         if self._show_cohort(status):
             return
         jobs = self._shown(status)
-        title.update(_lanes_title(status, len(jobs)))
+        title.show(_lanes_title(status, len(jobs)))
         job_badges = badges(status.jobs, self.engine.stats().waiting)
         if self._board_workflow != wf_id or set(board.job_ids()) != board.layout_ids(jobs):
             await board.show_jobs(jobs, job_badges, "a: add a job to this workflow")
@@ -512,7 +532,7 @@ class WsituiApp(App[None]):
             counts += f" · {len(table.rows)} shown"
         if table.held_slides:  # a cohort from a config opens held: say so, and how to start it
             counts += f" · {table.held_slides} held: S starts"
-        self._lanes_title.update(
+        self._lanes_title.show(
             Text.assemble(
                 (status.workflow.name, "bold"),
                 f" · {counts} · t/T sort · / filter · enter details · v viewer",
@@ -541,7 +561,10 @@ class WsituiApp(App[None]):
 
     @property
     def selected_job(self) -> str | None:
-        """The job the keys act on: the highlighted card, which is always on screen."""
+        """The job the keys act on: the highlighted card, which is always on screen (or the
+        job whose detail is open)."""
+        if isinstance(self.screen, JobDetailScreen):
+            return self.screen.job.id
         if self._board_workflow != self.selected_workflow:
             return None  # the board still shows another workflow: wait for its redraw
         if self._cohort_table.display:
@@ -709,7 +732,24 @@ class WsituiApp(App[None]):
             if job.state is JobState.SUCCEEDED:  # said only what r does not do
                 self.tell(f"{job.key} {_ENDED[job.state]}", severity="warning")
                 return
+            if job.state is JobState.PENDING:
+                job = self._blocking_upstream(job)  # its card says "r retries <upstream>"
+                if job is None:
+                    return
             self._engine_call(lambda: self.engine.retry(self.tenant, job.id), f"retrying {job.key}")
+
+    def _blocking_upstream(self, job: Job) -> Job | None:
+        """`r` on a pending job: a BLOCKED one retries the failed or canceled upstream job its
+        card names (None, said, when it names none); any other stays itself (the engine says
+        why it cannot be retried)."""
+        status = self.engine.workflow(self.tenant, job.workflow_id)
+        badge = badges(status.jobs, self.engine.stats().waiting)[job.id]
+        if badge.css != "blocked":
+            return job
+        up = next((j for j in status.jobs if j.key == badge.upstream), None)
+        if up is None:
+            self.tell(f"{job.key} is blocked: retry the failed job above it", severity="warning")
+        return up
 
     def action_rerun_job(self) -> None:
         """R: run a finished job again as its next attempt. Failed and canceled jobs are
@@ -829,13 +869,12 @@ class WsituiApp(App[None]):
     def _filter_done(self) -> None:
         self._board.focus_card(0, 0)
 
-    def on_key(self, event: events.Key) -> None:
-        if event.key == "escape" and self.focused is self._filter:
-            self._filter.value = ""
-            self._filter.display = False
-            self._filter.disabled = True
-            self._board.focus_card(0, 0)
-            event.stop()
+    def action_clear_filter(self) -> None:
+        """esc in the filter: clear it, hide it, back to the cards."""
+        self._filter.value = ""
+        self._filter.display = False
+        self._filter.disabled = True
+        self._board.focus_card(0, 0)
 
     def action_copy_path(self) -> None:
         job = self._job()
@@ -960,11 +999,7 @@ class WsituiApp(App[None]):
         if not running:
             self._quit(True)
             return
-        question = (
-            f"{running} job(s) running. Quit? They stop at their next tile; their state is on "
-            "disk and they resume at the next start. (q again or y quits)"
-        )
-        self.push_screen(ConfirmDialog(question, yes="Quit", again="q"), self._quit)
+        self.push_screen(QuitDialog(running), self._quit)
 
     @work(exclusive=True, group="quit")
     async def _quit(self, confirmed: bool | None) -> None:
@@ -1013,5 +1048,5 @@ def _lanes_title(status: WorkflowStatus, shown: int) -> Text:
     jobs = f"{shown} of {n} jobs" if shown != n else f"{n} job" + ("" if n == 1 else "s")
     return Text.assemble(
         (status.workflow.name, "bold"),
-        f" · {jobs} · {status.state} {workflow_progress(status.jobs):.0%}",
+        f" · {jobs} · {status.state} {workflow_progress(status.jobs):.0%}{failed_text(status)}",
     )

@@ -19,6 +19,10 @@ class Badge:
     label: str
     reason: str
     css: str  # one of: running succeeded failed canceled pending blocked waiting held
+    # The key that gets the job going ("press s to start"), shown on a line of its own: at
+    # the end of the reason a narrow card cut it off (80x24 with three lanes, and 120x40).
+    hint: str = ""
+    upstream: str | None = None  # BLOCKED: the failed or canceled job's key; `r` retries it
 
 
 _LOOK: Mapping[JobPhase, tuple[str, str]] = {
@@ -36,14 +40,21 @@ _LOOK: Mapping[JobPhase, tuple[str, str]] = {
 
 
 _PLACE = re.compile(r"^for a tenant slot \(#(\d+) in line\)$")  # core/phase.py's WAITING
+_UPSTREAM = re.compile(r"^upstream (\S+) (?:failed|canceled)$")  # core/phase.py's BLOCKED
 
 
 def badge_for(info: PhaseInfo) -> Badge:
     label, css = _LOOK[info.phase]
     reason = info.reason
-    if info.phase is JobPhase.HELD:
-        reason = f"{reason}: press s" if reason else "press s to start"
-    elif info.phase is JobPhase.WAITING:  # its place first: a card at 80 columns cut it off
+    if info.phase is JobPhase.HELD:  # "not started yet" said again what the hint says
+        return Badge(label, "", css, "press s to start")
+    if info.phase is JobPhase.BLOCKED:
+        reason = reason.removesuffix("; retry it to go on")
+        m = _UPSTREAM.match(reason)
+        up = m.group(1) if m else None
+        hint = f"r retries {up}" if up else "retry upstream to go on"
+        return Badge(label, reason, css, hint, upstream=up)
+    if info.phase is JobPhase.WAITING:  # its place first: a card at 80 columns cut it off
         reason = _PLACE.sub(r"#\1 in line for a slot", reason)
     return Badge(label, reason, css)
 

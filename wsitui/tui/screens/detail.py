@@ -21,13 +21,14 @@ from textual.containers import Vertical, VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Label, Static
+from textual.widgets import Label, Static
 
 from wsitui.core.records import Job, JobState, Transition
 from wsitui.jobs.registry import executor_class
 from wsitui.tui.badges import Badge
 from wsitui.tui.rates import WINDOW_S, Rates
 from wsitui.tui.times import counters_text, elapsed_and_eta, ran_text
+from wsitui.tui.widgets.footer import FitFooter
 from wsitui.tui.widgets.lanes import badge_text
 from wsitui.tui.widgets.line import LiveLine
 from wsitui.tui.widgets.preview import ImageProtocol, image_widget
@@ -187,7 +188,9 @@ class JobDetailScreen(Screen[None]):
         )
         # The state wraps: a failed job's error is its reason, and at 80 columns it was cut.
         self._state.show(
-            Text.assemble(badge_text(self.badge), (f"  (attempt {job.attempt}, {job.id})", "dim")),
+            Text.assemble(
+                badge_text(self.badge, hint=True), (f"  (attempt {job.attempt}, {job.id})", "dim")
+            ),
             layout=True,
         )
         self._progress.show(progress_text(job, self.now, self.rates))
@@ -254,7 +257,7 @@ class JobDetailScreen(Screen[None]):
             yield self._table
             with Vertical(id="tail"):
                 yield from self._tail_widgets()
-        yield Footer()
+        yield FitFooter()
 
 
 class PreviewScreen(Screen[None]):
@@ -275,4 +278,4 @@ class PreviewScreen(Screen[None]):
             yield image_widget(self.path, self.protocol, classes="preview")
         else:
             yield Label("this job has no preview yet", classes="missing")
-        yield Footer()
+        yield FitFooter()

@@ -469,6 +469,29 @@ class ConfirmDialog(Dialog[bool]):
         self.dismiss(event.button.id == "yes")
 
 
+def quit_question(running: int) -> str:
+    if not running:
+        return "No job runs now. Quit? (q again or y quits)"
+    return (
+        f"{running} job(s) running. Quit? They stop at their next tile; their state is on "
+        "disk and they resume at the next start. (q again or y quits)"
+    )
+
+
+class QuitDialog(ConfirmDialog):
+    """Quit while jobs run: the question follows how many run (the app hands it the count at
+    every redraw). It said "2 job(s) running" after both had ended."""
+
+    def __init__(self, running: int) -> None:
+        super().__init__(quit_question(running), yes="Quit", again="q")
+        self.running = running
+
+    def running_changed(self, running: int) -> None:
+        if running != self.running:
+            self.running = running
+            self.query_one(".title", Label).update(Text(quit_question(running)))
+
+
 class JobConfirmDialog(ConfirmDialog):
     """A question about one job as it was when asked (cancel it while it runs, run it again
     once it succeeded). The app hands it the job's every new snapshot: once the job is no

@@ -9,10 +9,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Label, Sparkline, Static
+from textual.widgets import Label, Sparkline, Static
 
 from wsitui.core.executor import ClusterStatus
 from wsitui.core.metrics import Metrics, MetricsSnapshot
+from wsitui.tui.widgets.footer import FitFooter
 
 MINUTES = 30  # also the latency chart's width: a cell a minute like the workers chart, so
 # the two charts' minutes line up (it was stretched over the screen, the other 30 cells wide)
@@ -56,7 +57,7 @@ class MetricsScreen(Screen[None]):
             yield Static(id="depths")
             yield Label("Dask workers (SEGMENT_CELLS on a cluster)", classes="section")
             yield Static(id="dask")
-        yield Footer()
+        yield FitFooter()
 
     def on_mount(self) -> None:
         self.refresh_data()
@@ -84,19 +85,29 @@ class MetricsScreen(Screen[None]):
 
 
 def now_text(s: MetricsSnapshot) -> Text:
-    """The live engine figures and totals, as the Prometheus endpoint reports them."""
+    """The live engine figures and totals, as the Prometheus endpoint reports them, in lines
+    that fit 80 columns: one long line wrapped at 80 ended in "tenants active 1" and began
+    the next with "waiting 1"."""
     ended = sum(s.outcomes.values())
     failed = sum(n for (_, state), n in s.outcomes.items() if state == "FAILED")
-    res = " · ".join(f"{k} {used}/{cap}" for k, (used, cap) in sorted(s.resources.items()))
-    return Text(
-        f"running {s.running} · workers busy {s.workers_busy} free {s.workers_free} · "
-        f"queued {s.queued} (pending {s.pending}) · tenants active {s.tenants_active} "
-        f"waiting {s.tenants_waiting}" + (f" · {res}" if res else "") + "\n"
-        f"tiles {sum(s.tiles.values()):,} · "
-        + "".join(f"{total.counter} {n:,} · " for total, n in s.totals)
-        + f"jobs ended {ended:,} "
-        f"({failed:,} failed) · submissions refused {sum(s.submissions_refused.values()):,}"
-    )
+    lines = [
+        [
+            f"running {s.running}",
+            f"workers busy {s.workers_busy} free {s.workers_free}",
+            f"queued {s.queued} (pending {s.pending})",
+        ],
+        [
+            f"tenants active {s.tenants_active} waiting {s.tenants_waiting}",
+            *(f"{k} {used}/{cap}" for k, (used, cap) in sorted(s.resources.items())),
+        ],
+        [
+            f"tiles {sum(s.tiles.values()):,}",
+            *(f"{total.counter} {n:,}" for total, n in s.totals),
+            f"jobs ended {ended:,} ({failed:,} failed)",
+        ],
+        [f"submissions refused {sum(s.submissions_refused.values()):,}"],
+    ]
+    return Text("\n".join(" · ".join(parts) for parts in lines))
 
 
 def dask_text(clusters: Sequence[ClusterStatus]) -> Text:

@@ -13,7 +13,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Label, Static
+from textual.widgets import Label, Static
+
+from wsitui.tui.widgets.footer import FitFooter
 
 SEVERITY_STYLE = {"information": "", "warning": "yellow", "error": "bold red"}
 
@@ -48,4 +50,4 @@ class NotesScreen(Screen[None]):
                     line.append(f"{note.title}: ", style="bold")
                 line.append(note.message, style=SEVERITY_STYLE.get(note.severity, ""))
                 yield Static(line)
-        yield Footer()
+        yield FitFooter()

@@ -22,6 +22,7 @@ from textual.worker import get_current_worker
 
 from wsitui.slides.errors import SlideError
 from wsitui.slides.reader import open_slide
+from wsitui.tui.widgets.footer import FitFooter
 from wsitui.tui.widgets.preview import ImageProtocol, image_class
 from wsitui.tui.widgets.slide_view import SlideView
 from wsitui.viewer.cells import CellIndex
@@ -126,7 +127,10 @@ class ViewerScreen(Screen[None]):
                 yield image_class(self.protocol)(id="viewer-minimap")
                 yield Static("", id="viewer-info")
                 yield Static("", id="viewer-cell")
-        yield Footer(compact=True, show_command_palette=self.standalone)  # ^p works anyway
+        # `wsitui view` keeps Textual's footer until its snapshots (tests/viewer, not the
+        # TUI's) are redrawn with FitFooter: at 80 columns it ends in "n Next cel".
+        footer = Footer if self.standalone else FitFooter
+        yield footer(compact=True, show_command_palette=self.standalone)  # ^p works anyway
 
     @property
     def slide_view(self) -> SlideView:

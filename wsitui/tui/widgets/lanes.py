@@ -25,12 +25,16 @@ def slide_name(slide: str) -> str:
     return slide.replace("\\", "/").rsplit("/", 1)[-1]
 
 
-def badge_text(badge: Badge) -> Text:
-    """The badge and its reason; job text is never read as markup (a stage may hold "[")."""
+def badge_text(badge: Badge, *, hint: bool = False) -> Text:
+    """The badge and its reason (and with `hint`, the key that gets the job going); job text
+    is never read as markup (a stage may hold "[")."""
     text = Text(badge.label, style="bold")
     if badge.reason:
         text.append(" ")
         text.append(badge.reason, style="dim")
+    if hint and badge.hint:
+        text.append(": " if badge.reason else " ")
+        text.append(badge.hint, style="bold")
     return text
 
 
@@ -48,11 +52,14 @@ class JobCard(Vertical, can_focus=True):
         margin-bottom: 0;
     }
     JobCard:focus { background: $boost; }
-    JobCard .badge { width: 1fr; height: 1; }
+    JobCard .badge { width: 1fr; height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
     JobCard Horizontal { height: 1; }
     JobCard FractionBar { width: 1fr; }
     JobCard .tiles { width: auto; margin-left: 1; }
-    JobCard .times { width: 1fr; height: 1; color: $text-muted; }
+    JobCard .times {
+        width: 1fr; height: 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis;
+    }
+    JobCard .times.-hint { color: $text; }
     """
 
     BINDINGS = [
@@ -75,7 +82,7 @@ class JobCard(Vertical, can_focus=True):
         self._badge = LiveLine(classes="badge")
         self._bar = FractionBar()
         self._tiles = Label(classes="tiles")
-        self._times = LiveLine(classes="times")
+        self._times = LiveLine(classes="times", sep=" · ")
         self.set_reactive(JobCard.job, job)
         self.set_reactive(JobCard.badge, badge)
         self.set_reactive(JobCard.now, now)
@@ -94,6 +101,7 @@ class JobCard(Vertical, can_focus=True):
 
     def watch_badge(self) -> None:
         self._paint_badge()
+        self._paint_times()
 
     def watch_now(self) -> None:
         self._paint_times()
@@ -118,7 +126,13 @@ class JobCard(Vertical, can_focus=True):
         self._paint_times()
 
     def _paint_times(self) -> None:
-        job, now = self.job, self.now
+        """The clock line; a held or blocked job (which has no clock yet) shows the key that
+        gets it going there instead, so no card width cuts it off the end of the reason."""
+        job, now, hint = self.job, self.now, self.badge.hint
+        self._times.set_class(bool(hint), "-hint")
+        if hint:
+            self._times.show(Text(hint))
+            return
         rate = self.rates.rate(job.id, now)
         self._times.show(Text(times_text(job, now, self.rates.eta(job, now), rate)))
 

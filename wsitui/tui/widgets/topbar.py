@@ -27,6 +27,12 @@ class TopBar(Static):
             text = self._text(tenant, stats, tiles_per_s, drop)
             if text.cell_len <= width:
                 break
+        else:  # below 80 columns: whole parts go from the end (it ended in a cut-off " │")
+            plain, end = text.plain, len(text.plain)
+            while (end := plain.rfind(" │ ", 0, end)) > 0:
+                if end + 2 <= width:
+                    text = Text.assemble(text[:end], " …")
+                    break
         if text.markup != self._last:  # the bar is asked 10x a second: repaint only changes
             self._last = text.markup
             self.update(text)

@@ -11,7 +11,7 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import Label, ListItem, ListView
 
-from wsitui.core.records import WorkflowStatus
+from wsitui.core.records import JobState, WorkflowState, WorkflowStatus
 from wsitui.tui.progress import workflow_progress
 from wsitui.tui.widgets.bar import FractionBar
 
@@ -67,6 +67,7 @@ class WorkflowRow(ListItem):
         cohort = self._cohort(status) if self._cohort is not None else None
         name = Text(wf.name, no_wrap=True, overflow="ellipsis")
         jobs = f" · {n} job" + ("s" if n > 1 else "") if n else ""
+        jobs += failed_text(status)
         name.append(f" {wf.id}" + (f" · {cohort[0]}" if cohort else jobs), "dim")
         self._name.update(name)  # cut with "…" before it can run into the state
         self._state.update(str(status.state))
@@ -75,6 +76,15 @@ class WorkflowRow(ListItem):
         progress = cohort[1] if cohort else workflow_progress(status.jobs)
         self._bar.fraction = progress
         self._percent.update(f"{progress:.0%}")
+
+
+def failed_text(status: WorkflowStatus) -> str:
+    """ " · N failed" when a job failed and the state does not say so (a held or queued job
+    keeps the workflow PENDING or RUNNING), else ""."""
+    failed = sum(j.state is JobState.FAILED for j in status.jobs)
+    if not failed or status.state is WorkflowState.FAILED:
+        return ""
+    return f" · {failed} failed"
 
 
 class WorkflowList(ListView):
