@@ -190,6 +190,7 @@ def _view_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a reader that went away
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug of wsitui's own, not the user's input
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,6 +212,36 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return EXIT_BROKEN_PIPE
+    except Exception as exc:
+        if not _PROGRAM:  # a test calling main() sees the exception itself
+            raise
+        return _internal_error(args.command or "wsitui", exc)
+
+
+def _internal_error(command: str, exc: Exception) -> int:
+    """Input that no check foresaw reached a bug: one line naming it and a file holding the
+    traceback, never 40 lines of it on the user's terminal. Every expected problem has its
+    own one-line error; this is the net under them."""
+    import tempfile
+    import traceback
+
+    from wsitui.core.text import one_line
+
+    where = "not saved"
+    try:
+        with tempfile.NamedTemporaryFile(
+            "w", prefix="wsitui-error-", suffix=".txt", delete=False
+        ) as f:
+            traceback.print_exception(exc, file=f)
+            where = f"in {f.name}"
+    except OSError:
+        pass
+    print(
+        f"wsitui {command}: internal error ({type(exc).__name__}: {one_line(exc)}); this is a "
+        f"bug, please report it with the traceback ({where})",
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL
 
 
 LINGER_S = 0.5  # how long the end of the program waits for worker threads to finish

@@ -41,3 +41,30 @@ def test_serve_on_an_unknown_remote_host_is_one_line(tmp_path):
     error that it could not listen at all: two lines for one mistake."""
     out = wsitui("serve", "--host", "no such host!", "--allow-remote", "--port", "0", timeout=60)
     assert_one_line_error(out, 2, "unknown address")
+
+
+def test_an_unforeseen_error_is_one_line_naming_a_file_with_the_traceback(tmp_path):
+    """The net under every one-line error: a bug reached by input no check foresaw (it was a
+    NUL byte in a cohort CSV's path) printed a 36-line traceback. It is one line, exit 70,
+    and the traceback is kept in a file the line names."""
+    import subprocess
+    import sys
+
+    from tests.headless.helpers import REPO
+
+    script = (
+        "import sys, wsitui.cli as cli, wsitui.headless.status as st\n"
+        "def boom(*a, **k): raise ValueError('embedded null byte')\n"
+        "st.status = boom\n"
+        "cli._PROGRAM = True\n"
+        "sys.exit(cli.main(['status', '--data-dir', sys.argv[1]]))\n"
+    )
+    env = {"PYTHONPATH": str(REPO), "TMPDIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    line = assert_one_line_error(out, 70, "wsitui status: internal error (ValueError: embedded")
+    (saved,) = tmp_path.glob("wsitui-error-*.txt")
+    assert str(saved) in line
+    assert "Traceback" in saved.read_text() and "boom" in saved.read_text()
