@@ -68,3 +68,18 @@ def test_an_unforeseen_error_is_one_line_naming_a_file_with_the_traceback(tmp_pa
     (saved,) = tmp_path.glob("wsitui-error-*.txt")
     assert str(saved) in line
     assert "Traceback" in saved.read_text() and "boom" in saved.read_text()
+
+
+def test_a_config_sample_path_under_a_file_says_how_to_fix_it(tmp_path):
+    """A `[[samples]]` path under a file said 'cannot check slide ...: Not a directory' and no
+    more; the line now names what to change, and the file in the way is untouched."""
+    (tmp_path / "notes.txt").write_text("mine\n")
+    path = "notes.txt/x.svs"
+    config = write_config(
+        tmp_path / "c.toml",
+        f'[[samples]]\npath = "{path}"\nsize = "1024x1024"\n[[workflows]]\ntenant = "t"\n'
+        f'name = "w"\n[[workflows.jobs]]\nid = "a"\ntype = "TISSUE_MASK"\nslide = "{path}"\n',
+    )
+    out = wsitui("run", config, "--data-dir", tmp_path / "data", timeout=60)
+    assert_one_line_error(out, 2, "a part of its folder path is a file")
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
