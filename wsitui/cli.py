@@ -290,7 +290,41 @@ def _observe(args: argparse.Namespace, *, headless: bool) -> ObserveOptions:
     )
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return a.samefile(b)
+        return a.resolve() == b.resolve()
+    except (OSError, ValueError):  # a NUL or a loop: the option's own check names it
+        return False
+
+
+def _file_clash(args: argparse.Namespace) -> str | None:
+    """Two options naming one file: `--log-file` appended log lines to the config it named
+    (the next run could not read it) or into the `--events` log (no longer replayable)."""
+    named = [
+        ("the config file", getattr(args, "config", None)),
+        ("the --events file", getattr(args, "events", None)),
+        ("--log-file", getattr(args, "log_file", None)),
+    ]
+    named = [(what, path) for what, path in named if path is not None]
+    for i, (what, path) in enumerate(named):
+        for other, other_path in named[i + 1 :]:
+            if _same_file(path, other_path):
+                return (
+                    f"{other} {other_path} is {what} too; give each its own file (a log or "
+                    "event log written into it would spoil it)"
+                )
+    return None
+
+
 def _dispatch(args: argparse.Namespace) -> int:
+    clash = _file_clash(args)
+    if clash is not None:
+        from wsitui.core.text import one_line
+
+        print(f"wsitui: {one_line(clash)}", file=sys.stderr)
+        return 2
     if args.command == "run":
         from wsitui.headless.run import RunOptions, run
 

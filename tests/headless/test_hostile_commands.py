@@ -83,3 +83,29 @@ def test_a_config_sample_path_under_a_file_says_how_to_fix_it(tmp_path):
     out = wsitui("run", config, "--data-dir", tmp_path / "data", timeout=60)
     assert_one_line_error(out, 2, "a part of its folder path is a file")
     assert (tmp_path / "notes.txt").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--log-file", "{config}"], "--log-file {config} is the config file too"),
+        (["--events", "{log}", "--log-file", "{log}"], "is the --events file too"),
+        (["--events", "{config}"], "the --events file {config} is the config file too"),
+    ],
+)
+def test_two_options_naming_one_file_are_refused(tmp_path, slides, flags, expected):
+    """`wsitui run c.toml --log-file c.toml` appended log lines to the config, and the next
+    run could not read it; `--events` and `--log-file` on one file interleaved them, and the
+    event log could no longer be replayed. One line, exit 2, nothing written."""
+    config = write_config(
+        tmp_path / "c.toml",
+        f'[[workflows]]\ntenant = "t"\nname = "w"\n[[workflows.jobs]]\nid = "a"\n'
+        f'type = "TISSUE_MASK"\nslide = "{slides[1]}"\n',
+    )
+    before = config.read_bytes()
+    log = tmp_path / "one.log"
+    args = [f.format(config=config, log=log) for f in flags]
+    out = wsitui("run", config, "--data-dir", tmp_path / "data", *args, timeout=60)
+    assert_one_line_error(out, 2, expected.format(config=config))
+    assert config.read_bytes() == before
+    assert not log.exists() and not (tmp_path / "data").exists()
