@@ -179,7 +179,9 @@ class _CellMeasurement:
     def _run(self, reader: SlideReader, up: UpstreamJob) -> None:
         ctx, params = self.ctx, self.params
         started = t = time.perf_counter()
-        check_same_slide(up.results_dir, up.key, up.job_type, reader)  # its cells fit this file
+        warning = check_same_slide(up.results_dir, up.key, up.job_type, reader)  # cells fit it
+        if warning:
+            self.warnings.append(warning)
         mpp, scale, cells_sha = self._upstream_meta(up)
         sc = Scale(scale, mpp * scale, params.expansion_um / (mpp * scale))
 

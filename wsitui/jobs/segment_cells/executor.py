@@ -546,7 +546,9 @@ class _CellSegmentation:
         if up is not None:
             # Not a reason to compute our own: the workflow's mask outputs would stay those of
             # another file while this job's follow the new one.
-            check_same_slide(up.results_dir, up.key, up.job_type, reader)
+            warning = check_same_slide(up.results_dir, up.key, up.job_type, reader)
+            if warning:
+                self.warnings.append(warning)
             try:
                 return load_tissue_mask(up.results_dir), f"upstream:{up.key}"
             except JobError as e:
