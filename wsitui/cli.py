@@ -215,10 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if not _PROGRAM:  # a test calling main() sees the exception itself
             raise
-        return _internal_error(args.command or "wsitui", exc)
+        return _internal_error(f"wsitui {args.command}" if args.command else "wsitui", exc)
 
 
-def _internal_error(command: str, exc: Exception) -> int:
+def _internal_error(prefix: str, exc: Exception) -> int:
     """Input that no check foresaw reached a bug: one line naming it and a file holding the
     traceback, never 40 lines of it on the user's terminal. Every expected problem has its
     own one-line error; this is the net under them."""
@@ -237,7 +237,7 @@ def _internal_error(command: str, exc: Exception) -> int:
     except OSError:
         pass
     print(
-        f"wsitui {command}: internal error ({type(exc).__name__}: {one_line(exc)}); this is a "
+        f"{prefix}: internal error ({type(exc).__name__}: {one_line(exc)}); this is a "
         f"bug, please report it with the traceback ({where})",
         file=sys.stderr,
     )
