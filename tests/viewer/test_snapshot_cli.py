@@ -149,3 +149,28 @@ def test_the_screen_without_a_terminal_is_one_line_not_a_hang(sample_dir):
     lines = out.stderr.splitlines()
     assert len(lines) == 1 and "needs a terminal" in lines[0] and "--snapshot" in lines[0], lines
     assert "\x1b" not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "nested 100,000 deep", "directory"])
+def test_an_overlay_that_is_no_geojson_file_is_one_line_not_a_hang(sample_dir, tmp_path, kind):
+    """`--cells` on a FIFO waited forever for a writer; arrays nested 100,000 deep ended in a
+    RecursionError traceback. Both are one line, exit 2, and nothing is written."""
+    import os
+
+    bad = tmp_path / "cells.geojson"
+    if kind == "fifo":
+        os.mkfifo(bad)
+    elif kind == "directory":
+        bad.mkdir()
+    else:
+        bad.write_text("[" * 100_000)
+    out = tmp_path / "a.png"
+    args = ["view", str(sample_dir / "s.svs"), "--cells", str(bad), "--snapshot", str(out)]
+    run = subprocess.run(  # a timeout: a regression hangs this test, not the whole run
+        [sys.executable, "-m", "wsitui.cli", *args],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr[-500:]
+    err = run.stderr
+    assert err.count("\n") == 1 and err.startswith("wsitui view: cells file"), err
+    assert not out.exists()
