@@ -366,11 +366,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "sample":
         return _sample(args.out, args.size, args.seed, force=args.force, mpp=args.mpp)
     if args.command == "view":
-        from wsitui.viewer.cli import view_main
+        from wsitui.viewer.cli import no_terminal_line, view_main
 
         code = view_main(args)  # --snapshot, or a bad option
         if code is not None:
             return code
+        from wsitui.tui.main import no_terminal
+
+        missing = no_terminal()
+        if missing:
+            return no_terminal_line(missing)
         from wsitui.tui.screens.viewer import run_viewer
 
         return run_viewer(args.slide, args.cells, args.tissue, args.image_protocol, args.cache_mb)

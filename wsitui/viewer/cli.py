@@ -54,16 +54,17 @@ def view_main(args: argparse.Namespace) -> int | None:
     for what, path in (("cells", args.cells), ("tissue", args.tissue)):
         if path is not None and not path.is_file():
             return _fail(f"{what} file '{path}' does not exist; check the path")
-    from wsitui.tui.main import no_terminal
-
-    missing = no_terminal()
-    if missing:  # from a script or cron: it drew escape codes into a pipe and waited for keys
-        verb = "are" if " and " in missing else "is"
-        return _fail(
-            f"the viewer needs a terminal, and {missing} {verb} not one; write one view to a "
-            "PNG with --snapshot OUT.png [--region X,Y,W,H]"
-        )
     return None
+
+
+def no_terminal_line(missing: str) -> int:
+    """The screen run without a terminal (from a script or cron: it drew escape codes into a
+    pipe and waited for keys): one line naming what is not one and --snapshot."""
+    verb = "are" if " and " in missing else "is"
+    return _fail(
+        f"the viewer needs a terminal, and {missing} {verb} not one; write one view to a "
+        "PNG with --snapshot OUT.png [--region X,Y,W,H]"
+    )
 
 
 def _fail(message: str) -> int:
