@@ -35,3 +35,27 @@ def test_a_16_bit_tiled_tiff_still_opens(tmp_path: Path):
     tifffile.imwrite(path, np.full((512, 512, 3), 30000, np.uint16), tile=(256, 256))
     with open_slide(path) as reader:
         assert reader.read_region((0, 0), 0, (64, 64)).shape == (64, 64, 3)
+
+
+def test_a_tiff_declaring_more_pixels_than_its_tiles_is_refused_at_open(tmp_path: Path):
+    """Width and height tags edited up (150,000 px a side, under the pixel budget) while the
+    page lists its 4 tiles: the slide opened, and the viewer's first read past the list was
+    an IndexError. It is refused at open as damaged, in one line naming the counts."""
+    import struct
+
+    path = tmp_path / "edited.tif"
+    tifffile.imwrite(path, np.full((512, 512, 3), 200, np.uint8), tile=(256, 256))
+    data = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        for name in ("ImageWidth", "ImageLength"):
+            tag = page.tags[name]
+            fmt = "<H" if tag.dtype == 3 else "<I"
+            data[tag.valueoffset : tag.valueoffset + struct.calcsize(fmt)] = struct.pack(
+                fmt, 60_000
+            )
+    path.write_bytes(bytes(data))
+    with pytest.raises(SlideError) as err:
+        open_slide(path)
+    message = str(err.value)
+    assert "\n" not in message and "lists 4" in message and "60,000x60,000" in message, message

@@ -65,6 +65,7 @@ def check_tiff_complete(path: Path, file_size: int) -> None:
                     check_tile_budget(path, page.tilewidth, page.tilelength, f"page {i}")
                     if i == 0:
                         _check_samples(path, page)
+                    _check_tile_count(path, page, i)
                 ends = np.asarray(page.dataoffsets, np.int64) + np.asarray(
                     page.databytecounts, np.int64
                 )
@@ -78,6 +79,22 @@ def check_tiff_complete(path: Path, file_size: int) -> None:
         raise
     except Exception as e:  # tifffile raises many types on garbage input
         raise corrupt(path, f"{type(e).__name__}: {e}") from e
+
+
+def _check_tile_count(path: Path, page: tifffile.TiffPage, index: int) -> None:
+    """A page whose size needs more tiles than it lists (its width or height tag damaged or
+    edited): reads past the list failed as an IndexError. Refused here in one line."""
+    across = -(-int(page.imagewidth) // int(page.tilewidth))
+    down = -(-int(page.imagelength) // int(page.tilelength))
+    depth = -(-int(page.imagedepth or 1) // int(page.tiledepth or 1))
+    planes = int(page.samplesperpixel) if int(page.planarconfig) == 2 else 1
+    need, have = across * down * depth * planes, len(page.dataoffsets)
+    if have < need:
+        raise corrupt(
+            path,
+            f"page {index} declares {page.imagewidth:,}x{page.imagelength:,} px, {need:,} "
+            f"tiles, but lists {have:,}",
+        )
 
 
 _SAMPLE_KINDS = {1: "integer", 2: "signed integer", 3: "floating-point", 5: "complex", 6: "complex"}
