@@ -190,6 +190,7 @@ def _view_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a reader that went away
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug of wsitui's own, not the user's input
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,6 +212,36 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return EXIT_BROKEN_PIPE
+    except Exception as exc:
+        if not _PROGRAM:  # a test calling main() sees the exception itself
+            raise
+        return _internal_error(f"wsitui {args.command}" if args.command else "wsitui", exc)
+
+
+def _internal_error(prefix: str, exc: Exception) -> int:
+    """Input that no check foresaw reached a bug: one line naming it and a file holding the
+    traceback, never 40 lines of it on the user's terminal. Every expected problem has its
+    own one-line error; this is the net under them."""
+    import tempfile
+    import traceback
+
+    from wsitui.core.text import one_line
+
+    where = "not saved"
+    try:
+        with tempfile.NamedTemporaryFile(
+            "w", prefix="wsitui-error-", suffix=".txt", delete=False
+        ) as f:
+            traceback.print_exception(exc, file=f)
+            where = f"in {f.name}"
+    except OSError:
+        pass
+    print(
+        f"{prefix}: internal error ({type(exc).__name__}: {one_line(exc)}); this is a "
+        f"bug, please report it with the traceback ({where})",
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL
 
 
 LINGER_S = 0.5  # how long the end of the program waits for worker threads to finish
@@ -259,7 +290,41 @@ def _observe(args: argparse.Namespace, *, headless: bool) -> ObserveOptions:
     )
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return a.samefile(b)
+        return a.resolve() == b.resolve()
+    except (OSError, ValueError):  # a NUL or a loop: the option's own check names it
+        return False
+
+
+def _file_clash(args: argparse.Namespace) -> str | None:
+    """Two options naming one file: `--log-file` appended log lines to the config it named
+    (the next run could not read it) or into the `--events` log (no longer replayable)."""
+    named = [
+        ("the config file", getattr(args, "config", None)),
+        ("the --events file", getattr(args, "events", None)),
+        ("--log-file", getattr(args, "log_file", None)),
+    ]
+    named = [(what, path) for what, path in named if path is not None]
+    for i, (what, path) in enumerate(named):
+        for other, other_path in named[i + 1 :]:
+            if _same_file(path, other_path):
+                return (
+                    f"{other} {other_path} is {what} too; give each its own file (a log or "
+                    "event log written into it would spoil it)"
+                )
+    return None
+
+
 def _dispatch(args: argparse.Namespace) -> int:
+    clash = _file_clash(args)
+    if clash is not None:
+        from wsitui.core.text import one_line
+
+        print(f"wsitui: {one_line(clash)}", file=sys.stderr)
+        return 2
     if args.command == "run":
         from wsitui.headless.run import RunOptions, run
 
@@ -301,11 +366,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "sample":
         return _sample(args.out, args.size, args.seed, force=args.force, mpp=args.mpp)
     if args.command == "view":
-        from wsitui.viewer.cli import view_main
+        from wsitui.viewer.cli import no_terminal_line, view_main
 
         code = view_main(args)  # --snapshot, or a bad option
         if code is not None:
             return code
+        from wsitui.tui.main import no_terminal
+
+        missing = no_terminal()
+        if missing:
+            return no_terminal_line(missing)
         from wsitui.tui.screens.viewer import run_viewer
 
         return run_viewer(args.slide, args.cells, args.tissue, args.image_protocol, args.cache_mb)

@@ -80,6 +80,21 @@ BAD = {
     "no cells file for the screen": (["view", "{d}/s.svs", "--cells", "{t}/no.geojson"],
                                      "cells file"),
     "cache size": (["view", "{d}/s.svs", "--cache-mb", "0"], "--cache-mb 0 is invalid"),
+    # hostile2: each of these was a traceback, a cryptic line or a hang
+    "cache nan": (["view", "{d}/s.svs", "--cache-mb", "nan"], "--cache-mb nan is invalid"),
+    "cache inf": (["view", "{d}/s.svs", "--snapshot", "{t}/a.png", "--cache-mb", "inf"],
+                  "--cache-mb inf is invalid"),
+    "region nan": (["view", "{d}/s.svs", "--snapshot", "{t}/a.png", "--region", "nan,0,10,10"],
+                   "is not X,Y,W,H"),
+    "region inf": (["view", "{d}/s.svs", "--snapshot", "{t}/a.png", "--region", "0,0,inf,inf"],
+                   "is not X,Y,W,H"),
+    "region huge": (["view", "{d}/s.svs", "--snapshot", "{t}/a.png", "--region",
+                     "0,0,1e300,1e308"], "out of range"),
+    "region a sliver": (["view", "{d}/s.svs", "--snapshot", "{t}/a.png", "--region",
+                         "0,0,1,10000"], "would be 1x10,000 px"),
+    "snapshot not a png": (["view", "{d}/s.svs", "--snapshot", "{t}/a.svs"], "a .png file"),
+    "snapshot no suffix": (["view", "{d}/s.svs", "--snapshot", "{t}/a"], "a .png file"),
+    "snapshot a directory": (["view", "{d}/s.svs", "--snapshot", "{t}"], "is a directory"),
 }  # fmt: skip
 
 
@@ -91,3 +106,71 @@ def test_bad_input_is_one_line(sample_dir, tmp_path, capsys, case):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("wsitui view: ") and words in err
     assert not (tmp_path / "a.png").exists()
+
+
+def test_a_snapshot_never_overwrites_the_slide_it_shows(tmp_path, capsys):
+    """`wsitui view scan.png --snapshot scan.png` wrote the view over the user's image."""
+    slide = tmp_path / "scan.png"
+    Image.fromarray(np.full((300, 400, 3), 200, np.uint8)).save(slide)
+    before = slide.read_bytes()
+    assert main(["view", str(slide), "--snapshot", str(slide), "--width", "64"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is the slide itself" in err, err
+    assert slide.read_bytes() == before
+
+
+def test_a_failed_snapshot_leaves_an_earlier_one_whole(sample_dir, tmp_path, monkeypatch, capsys):
+    """The PNG is written beside and renamed over: a write that fails (disk full) leaves the
+    earlier picture as it was, not a truncated one, and no temporary file."""
+    out = tmp_path / "view.png"
+    args = ["view", str(sample_dir / "s.svs"), "--snapshot", str(out), "--width", "64"]
+    assert main(args) == 0
+    before = out.read_bytes()
+
+    def full(self, fp, *a, **k):  # type: ignore[no-untyped-def]
+        fp.write(b"\x89PNG half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    assert main([*args, "--width", "32"]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["view.png"]
+
+
+def test_the_screen_without_a_terminal_is_one_line_not_a_hang(sample_dir):
+    """From a script or cron (stdin not a terminal) the viewer drew escape codes into the pipe
+    and waited for keys forever. It says so in one line, exit 2, and names --snapshot."""
+    out = subprocess.run(
+        [sys.executable, "-m", "wsitui.cli", "view", str(sample_dir / "s.svs")],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr[-500:]
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and "needs a terminal" in lines[0] and "--snapshot" in lines[0], lines
+    assert "\x1b" not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "nested 100,000 deep", "directory"])
+def test_an_overlay_that_is_no_geojson_file_is_one_line_not_a_hang(sample_dir, tmp_path, kind):
+    """`--cells` on a FIFO waited forever for a writer; arrays nested 100,000 deep ended in a
+    RecursionError traceback. Both are one line, exit 2, and nothing is written."""
+    import os
+
+    bad = tmp_path / "cells.geojson"
+    if kind == "fifo":
+        os.mkfifo(bad)
+    elif kind == "directory":
+        bad.mkdir()
+    else:
+        bad.write_text("[" * 100_000)
+    out = tmp_path / "a.png"
+    args = ["view", str(sample_dir / "s.svs"), "--cells", str(bad), "--snapshot", str(out)]
+    run = subprocess.run(  # a timeout: a regression hangs this test, not the whole run
+        [sys.executable, "-m", "wsitui.cli", *args],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr[-500:]
+    err = run.stderr
+    assert err.count("\n") == 1 and err.startswith("wsitui view: cells file"), err
+    assert not out.exists()

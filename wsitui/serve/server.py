@@ -281,7 +281,30 @@ class WsituiServer(Server):
         )
 
 
+def _unusable(opts: ServeOptions) -> str | None:
+    """What would make every tab's TUI fail at once (a bad config, a data dir that is a
+    file), said before serving: serve used to start, print its URL, and leave the error to
+    each browser tab."""
+    from wsitui.core.paths import UnusableDir, check_writable_dir
+    from wsitui.session.config import ConfigError, load_config
+
+    try:
+        config = load_config(opts.config) if opts.config is not None else None
+        data_dir = opts.data_dir or (config.paths.data_dir if config is not None else None)
+        if data_dir is not None:
+            check_writable_dir(data_dir, "data dir")
+    except (ConfigError, UnusableDir) as exc:
+        return str(exc)
+    return None
+
+
 def serve(opts: ServeOptions) -> int:
+    from wsitui.core.text import one_line
+
+    problem = _unusable(opts)
+    if problem is not None:
+        print(f"wsitui serve: {one_line(problem)}", file=sys.stderr)
+        return 2
     if not is_loopback(opts.host) and not opts.allow_remote:
         print(
             f"wsitui serve: --host {opts.host} is not a loopback address: anyone who reaches it "
@@ -290,7 +313,12 @@ def serve(opts: ServeOptions) -> int:
             file=sys.stderr,
         )
         return 2
-    if not is_loopback(opts.host):
+    try:
+        sock = bind(opts.host, opts.port, what="address", flags=("--host", "--port"))
+    except MetricsError as exc:
+        print(f"wsitui serve: {exc}", file=sys.stderr)
+        return 2
+    if not is_loopback(opts.host):  # after the bind: an address that fails gets one line
         print(
             f"wsitui serve: WARNING: listening on {opts.host}, beyond this machine: whoever "
             "has the URL with its token drives the TUI and its jobs (plain HTTP: use it on "
@@ -298,10 +326,5 @@ def serve(opts: ServeOptions) -> int:
             file=sys.stderr,
             flush=True,
         )
-    try:
-        sock = bind(opts.host, opts.port, what="address", flags=("--host", "--port"))
-    except MetricsError as exc:
-        print(f"wsitui serve: {exc}", file=sys.stderr)
-        return 2
     WsituiServer(opts, sock).serve()
     return 0

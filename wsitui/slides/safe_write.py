@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import stat
@@ -25,6 +26,11 @@ from typing import IO, Self
 
 from wsitui.slides.errors import SlideError, quoted
 
+_FIXES = {
+    errno.ENOTDIR: "a part of its folder path is a file, not a folder: fix the path",
+    errno.EACCES: "fix the folder's permissions or choose another place",
+}
+
 
 def check_target(path: Path, ours: Callable[[Path], bool], force: bool, what: str) -> None:
     """SlideError (one line) unless writing `path` harms nothing (see the module docstring)."""
@@ -33,7 +39,8 @@ def check_target(path: Path, ours: Callable[[Path], bool], force: bool, what: st
     except FileNotFoundError:
         return
     except OSError as e:
-        raise SlideError(f"cannot check {what} {quoted(path)}: {e.strerror or e}") from e
+        fix = _FIXES.get(e.errno, "fix the path")
+        raise SlideError(f"cannot check {what} {quoted(path)}: {e.strerror or e}; {fix}") from e
     if stat.S_ISLNK(st.st_mode):
         raise SlideError(
             f"{what} {quoted(path)} is a symbolic link; wsitui never writes through or over "

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from wsitui.slides.errors import SlideError
 from wsitui.slides.reader import open_slide
 from wsitui.viewer.geojson import OverlayError
-from wsitui.viewer.snapshot import SnapshotRequest, parse_region, write_snapshot
+from wsitui.viewer.snapshot import (
+    SnapshotRequest,
+    check_snapshot_target,
+    parse_region,
+    write_snapshot,
+)
 
 
 def view_main(args: argparse.Namespace) -> int | None:
     """Check the options; with --snapshot write it. Returns an exit code, or None when the
     caller (wsitui.cli) should open the interactive viewer."""
-    if args.cache_mb <= 0:
+    if not (math.isfinite(args.cache_mb) and args.cache_mb > 0):
         return _fail(f"--cache-mb {args.cache_mb:g} is invalid: give a size in MB above 0")
     if args.snapshot is not None:
         try:
+            check_snapshot_target(args.snapshot, args.slide, args.cells, args.tissue)
             region = parse_region(args.region) if args.region else None
             frame, warnings = write_snapshot(
                 SnapshotRequest(
@@ -48,6 +55,16 @@ def view_main(args: argparse.Namespace) -> int | None:
         if path is not None and not path.is_file():
             return _fail(f"{what} file '{path}' does not exist; check the path")
     return None
+
+
+def no_terminal_line(missing: str) -> int:
+    """The screen run without a terminal (from a script or cron: it drew escape codes into a
+    pipe and waited for keys): one line naming what is not one and --snapshot."""
+    verb = "are" if " and " in missing else "is"
+    return _fail(
+        f"the viewer needs a terminal, and {missing} {verb} not one; write one view to a "
+        "PNG with --snapshot OUT.png [--region X,Y,W,H]"
+    )
 
 
 def _fail(message: str) -> int:

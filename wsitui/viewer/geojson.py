@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import re
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -48,7 +49,15 @@ def iter_features(
     ("cells", "tissue")."""
     name = f"{what} file '{path}'"
     try:
-        total = path.stat().st_size
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise OverlayError(f"{name} is a directory; give the {what}.geojson file in it")
+        if not stat.S_ISREG(st.st_mode):  # a FIFO's open() blocks until a writer comes
+            raise OverlayError(
+                f"{name} is not a regular file (a FIFO, socket or device); give the "
+                f"{what}.geojson a wsitui job or QuPath wrote"
+            )
+        total = st.st_size
         text, raw = _open_text(path)
     except FileNotFoundError:
         raise OverlayError(f"{name} does not exist; check the path") from None
@@ -111,6 +120,11 @@ def iter_features(
             raise OverlayError(f"{name} is not UTF-8 text ({e.reason}); is it GeoJSON?") from None
         except (OSError, EOFError) as e:
             raise OverlayError(f"cannot read {name}: {e}") from None
+        except RecursionError:  # json's decoder on arrays nested thousands deep
+            raise OverlayError(
+                f"{name} nests arrays or objects too deeply to be GeoJSON; give the "
+                f"{what}.geojson a wsitui job or QuPath wrote"
+            ) from None
 
 
 def _one_per_line(rest: str) -> bool:

@@ -6,7 +6,10 @@ for that region at that many pixels, overlays included.
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +42,8 @@ def parse_region(text: str) -> tuple[float, float, float, float]:
     parts = re.split(r"\s*,\s*", text.strip())
     try:
         x, y, w, h = (float(p) for p in parts)
+        if not all(math.isfinite(v) for v in (x, y, w, h)):  # nan, inf: no place on a slide
+            raise ValueError
     except ValueError:
         raise ValueError(
             f"region {text!r} is not X,Y,W,H: give four numbers in level-0 px, "
@@ -78,9 +83,17 @@ def snapshot_frame(
     if x + w <= 0 or y + h <= 0 or x >= w0 or y >= h0:
         raise ValueError(f"region {x:g},{y:g},{w:g},{h:g} lies outside the slide ({w0}x{h0} px)")
     width = width or min(DEFAULT_WIDTH, max(1, round(w)))
-    if not 1 <= width <= MAX_WIDTH or round(h * width / w) > MAX_WIDTH:
+    if not 1 <= width <= MAX_WIDTH:
         raise ValueError(
             f"width {width} px is out of range: the picture may be 1-{MAX_WIDTH} px a side"
+        )
+    height = h / w * width  # in this order: h * width overflows to inf for h near 1e308
+    if height > MAX_WIDTH:
+        shown = f"{height:,.0f}" if height < 1e15 else f"{height:.3g}"
+        hint = "a narrower region" if width == 1 else "a smaller --width"
+        raise ValueError(
+            f"the picture would be {width}x{shown} px, out of range: it may be 1-{MAX_WIDTH} "
+            f"px a side; give {hint} or a region nearer its shape"
         )
     view = View.of_region((w0, h0), region, width)
     return comp.compose_sync(view, Layers())
@@ -93,5 +106,26 @@ def write_snapshot(req: SnapshotRequest) -> tuple[Frame, list[str]]:
     finally:
         comp.source.close()
     req.out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(frame.rgb).save(req.out, optimize=True)
+    # Beside it and renamed over: a failed write (a full disk) leaves an earlier picture whole.
+    fd, tmp = tempfile.mkstemp(prefix=f".{req.out.name}.", suffix=".tmp", dir=req.out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(frame.rgb).save(f, format="PNG", optimize=True)
+        Path(tmp).replace(req.out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return frame, warnings
+
+
+def check_snapshot_target(out: Path, *inputs: Path | None) -> None:
+    """ValueError (one line) unless `out` can take a PNG without harming an input: a .png
+    name, not a directory, not the slide or an overlay it shows (it would be overwritten)."""
+    if out.is_dir():
+        raise ValueError(f"snapshot '{out}' is a directory; give a file name such as view.png")
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"snapshot '{out}' must be a .png file name, such as view.png")
+    for i, path in enumerate(inputs):
+        if path is not None and out.exists() and path.exists() and out.samefile(path):
+            what = "the slide" if i == 0 else "an overlay file"
+            raise ValueError(f"snapshot '{out}' is {what} itself; give another file name")

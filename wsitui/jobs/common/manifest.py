@@ -31,9 +31,14 @@ class SlideMeta(BaseModel):
     level_dimensions: list[tuple[int, int]]
     level_downsamples: list[float]
     mpp: float | None  # as the file says it (see the job's own record of the mpp it used)
+    # The file as the job opened it; a downstream job compares them with the file it opens
+    # (wsitui/jobs/common/upstream.py). None in manifests written before they were recorded.
+    bytes: int | None = None
+    mtime_ns: int | None = None
 
     @classmethod
     def of(cls, reader: SlideReader) -> SlideMeta:
+        size, mtime_ns = reader.file_identity or (None, None)
         return cls(
             path=str(reader.path),
             vendor=reader.vendor,
@@ -43,6 +48,8 @@ class SlideMeta(BaseModel):
             level_dimensions=list(reader.level_dimensions),
             level_downsamples=list(reader.level_downsamples),
             mpp=reader.mpp,
+            bytes=size,
+            mtime_ns=mtime_ns,
         )
 
 

@@ -42,6 +42,7 @@ from wsitui.jobs.common.manifest import (
     write_manifest,
 )
 from wsitui.jobs.common.shards import ShardOwner, ShardStore
+from wsitui.jobs.common.upstream import check_same_slide
 from wsitui.jobs.measure_cells.measure import Scale, load_tile, measure_input, read_scaled
 from wsitui.jobs.measure_cells.names import ALL
 from wsitui.jobs.measure_cells.params import MeasureCellsParams, default_workers
@@ -178,6 +179,9 @@ class _CellMeasurement:
     def _run(self, reader: SlideReader, up: UpstreamJob) -> None:
         ctx, params = self.ctx, self.params
         started = t = time.perf_counter()
+        warning = check_same_slide(up.results_dir, up.key, up.job_type, reader)  # cells fit it
+        if warning:
+            self.warnings.append(warning)
         mpp, scale, cells_sha = self._upstream_meta(up)
         sc = Scale(scale, mpp * scale, params.expansion_um / (mpp * scale))
 

@@ -26,6 +26,10 @@ from wsitui.slides.style import EOSIN_OD, HEMATOXYLIN_OD
 BETA = 0.15  # OD magnitude under this is glass or too faint to tell the stains apart
 ALPHA = 1.0  # percentile of the angle taken as each extreme (robust to outliers)
 MIN_PIXELS = 500  # fewer tissue pixels than this: the defaults (Ruifrok & Johnston) are used
+# Two stain vectors closer than this (cosine) are one colour: a greyscale or single-stain scan.
+# Their residual (cross product) would be ~0 and the matrix singular. The `stain_vectors`
+# param is refused at the same bound (params.py).
+MAX_STAIN_COSINE = 0.999
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +127,14 @@ def slide_stains(
         h, e = (tuple(float(c) for c in _unit(v)) for v in vectors)
         return Stains(h, e, i0, "param"), None  # type: ignore[arg-type]
     found = macenko(tissue, i0)
+    if found is not None and float(np.dot(found[0], found[1])) > MAX_STAIN_COSINE:
+        h, e = (tuple(float(c) for c in _unit(v)) for v in (HEMATOXYLIN_OD, EOSIN_OD))
+        why = (
+            "the stained pixels show one colour only (a greyscale or single-stain scan?), so "
+            "no two stains could be told apart; used Ruifrok & Johnston's H&E (set "
+            "stain_vectors to choose)"
+        )
+        return Stains(h, e, i0, "default"), why  # type: ignore[arg-type]
     if found is None:
         h, e = (tuple(float(c) for c in _unit(v)) for v in (HEMATOXYLIN_OD, EOSIN_OD))
         why = (

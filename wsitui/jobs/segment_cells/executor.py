@@ -54,7 +54,7 @@ from wsitui.jobs.common.manifest import (
 )
 from wsitui.jobs.common.mpp import resolve_mpp
 from wsitui.jobs.common.shards import ShardOwner, ShardStore
-from wsitui.jobs.common.upstream import load_tissue_mask
+from wsitui.jobs.common.upstream import check_same_slide, load_tissue_mask
 from wsitui.jobs.segment_cells.accel import (
     GpuTurns,
 )
@@ -544,6 +544,11 @@ class _CellSegmentation:
             return None, "all"
         up = _mask_upstream(self.ctx.upstream, self.ctx.job.slide)
         if up is not None:
+            # Not a reason to compute our own: the workflow's mask outputs would stay those of
+            # another file while this job's follow the new one.
+            warning = check_same_slide(up.results_dir, up.key, up.job_type, reader)
+            if warning:
+                self.warnings.append(warning)
             try:
                 return load_tissue_mask(up.results_dir), f"upstream:{up.key}"
             except JobError as e:

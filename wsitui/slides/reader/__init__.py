@@ -93,6 +93,10 @@ def open_slide(
         vendor = openslide.OpenSlide.detect_format(p)
     except openslide.OpenSlideError:
         vendor = None
+    reader: SlideReader
     if vendor is not None:
-        return OpenSlideReader(p, vendor, fast_path=fast_path)
-    return PillowReader(p, max_plain_pixels)
+        reader = OpenSlideReader(p, vendor, fast_path=fast_path)
+    else:
+        reader = PillowReader(p, max_plain_pixels)
+    reader.file_identity = (st.st_size, st.st_mtime_ns)
+    return reader

@@ -45,6 +45,9 @@ class SlideReader(ABC):
     mpp: float | None  # µm per level-0 pixel, if the file says
     properties: Mapping[str, str]
     background: tuple[int, int, int]  # what transparent / out-of-image pixels become
+    # (bytes, mtime ns) of the file when open_slide opened it: what a downstream job compares
+    # to know its upstream read this same file (None: a reader made without open_slide).
+    file_identity: tuple[int, int] | None = None
 
     @property
     def dimensions(self) -> tuple[int, int]:

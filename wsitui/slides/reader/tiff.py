@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from wsitui.slides.errors import SlideError
+from wsitui.slides.errors import SlideError, quoted
 from wsitui.slides.reader.base import check_pixel_budget, check_tile_budget, corrupt
 
 FAST_COMPRESSIONS = {1, 5, 7, 8, 32773, 32946}  # none, LZW, JPEG, deflate, packbits, deflate
@@ -63,6 +63,9 @@ def check_tiff_complete(path: Path, file_size: int) -> None:
                 check_pixel_budget(path, page.imagewidth, page.imagelength, f"page {i}")
                 if page.is_tiled:
                     check_tile_budget(path, page.tilewidth, page.tilelength, f"page {i}")
+                    if i == 0:
+                        _check_samples(path, page)
+                    _check_tile_count(path, page, i)
                 ends = np.asarray(page.dataoffsets, np.int64) + np.asarray(
                     page.databytecounts, np.int64
                 )
@@ -76,6 +79,38 @@ def check_tiff_complete(path: Path, file_size: int) -> None:
         raise
     except Exception as e:  # tifffile raises many types on garbage input
         raise corrupt(path, f"{type(e).__name__}: {e}") from e
+
+
+def _check_tile_count(path: Path, page: tifffile.TiffPage, index: int) -> None:
+    """A page whose size needs more tiles than it lists (its width or height tag damaged or
+    edited): reads past the list failed as an IndexError. Refused here in one line."""
+    across = -(-int(page.imagewidth) // int(page.tilewidth))
+    down = -(-int(page.imagelength) // int(page.tilelength))
+    depth = -(-int(page.imagedepth or 1) // int(page.tiledepth or 1))
+    planes = int(page.samplesperpixel) if int(page.planarconfig) == 2 else 1
+    need, have = across * down * depth * planes, len(page.dataoffsets)
+    if have < need:
+        raise corrupt(
+            path,
+            f"page {index} declares {page.imagewidth:,}x{page.imagelength:,} px, {need:,} "
+            f"tiles, but lists {have:,}",
+        )
+
+
+_SAMPLE_KINDS = {1: "integer", 2: "signed integer", 3: "floating-point", 5: "complex", 6: "complex"}
+
+
+def _check_samples(path: Path, page: tifffile.TiffPage) -> None:
+    """OpenSlide (libtiff's RGBA reader) decodes 8- and 16-bit integer samples only: a tiled
+    TIFF of others opens, then every read fails. Refused here, naming them and the fix."""
+    bits, fmt = int(page.bitspersample), int(page.sampleformat)
+    if bits <= 16 and fmt in (1, 2):
+        return
+    kind = _SAMPLE_KINDS.get(fmt, f"sample format {fmt}")
+    raise SlideError(
+        f"slide {quoted(path)} holds {bits}-bit {kind} samples, which OpenSlide cannot read; "
+        "export it as an 8-bit RGB slide (e.g. vips tiffsave --tile --pyramid)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
