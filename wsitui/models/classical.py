@@ -40,6 +40,7 @@ LEVEL_ROUNDS = 2
 # level: a few big dark nuclei set it, and every small pale nucleus beside them was missed.
 RING_CONTRAST = 0.01
 RING_PX = 3
+STRUCTURE_MARGIN_PX = 4  # the blurred edge of a structure is not a faint nucleus
 MIN_AREA_PX = 12
 PEAK_MIN_DIST_PX = 4
 PEAK_SMOOTH_PX = 1.0
@@ -112,7 +113,8 @@ def nuclear_foreground(h: np.ndarray, rgb: np.ndarray) -> np.ndarray:
         inside = _clean(structures & (h > level + INSIDE_CONTRAST))
         comp, area = _sizes(inside)
         fg |= inside & ~(area > STRUCTURE_PX)[comp]
-    return fg | _faint_nuclei(h, tissue & ~structures & ~fg, fg, floor)
+    near = ndimage.binary_dilation(structures, iterations=STRUCTURE_MARGIN_PX)
+    return fg | _faint_nuclei(h, tissue & ~near & ~fg, fg, floor)
 
 
 def _faint_nuclei(h: np.ndarray, left: np.ndarray, fg: np.ndarray, floor: float) -> np.ndarray:
