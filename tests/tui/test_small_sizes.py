@@ -33,6 +33,14 @@ def three_lanes(app):
     return w.workflow.id, ids
 
 
+async def three_lanes_shown(app, pilot) -> dict[str, str]:
+    """`three_lanes` on screen with lane A's job running; the job ids by key."""
+    await settle(app, pilot)
+    _, ids = three_lanes(app)
+    await settle(app, pilot, lambda: app.engine.stats().running == 1)
+    return ids
+
+
 def card(app, key: str) -> JobCard:
     return next(c for c in app.query(JobCard) if c.job.key == key)
 
@@ -44,9 +52,7 @@ async def test_held_and_blocked_cards_show_their_key_at_every_size(tmp_path, siz
     # what was wrong but not the key that fixes it.
     app, _, _ = make_app(tmp_path / "data", max_workers=1)
     async with app.run_test(size=size) as pilot:
-        await settle(app, pilot)
-        three_lanes(app)
-        await settle(app, pilot, lambda: app.engine.stats().running == 1)
+        await three_lanes_shown(app, pilot)
         shown = screen_text(app)
         assert "press s to start" in shown
         assert "r retries up" in shown
@@ -57,9 +63,7 @@ async def test_held_and_blocked_cards_show_their_key_at_every_size(tmp_path, siz
 async def test_r_on_a_blocked_card_retries_the_upstream_it_names(tmp_path):
     app, _, _ = make_app(tmp_path / "data", max_workers=1)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(app, pilot)
-        _, ids = three_lanes(app)
-        await settle(app, pilot, lambda: app.engine.stats().running == 1)
+        ids = await three_lanes_shown(app, pilot)
         app._board.select(ids["down"], focus=True)
         await pilot.press("r")
         await settle(app, pilot)
@@ -238,9 +242,7 @@ async def test_the_keys_a_detail_names_act_on_its_job(tmp_path):
     # The detail of a held job said "press s to start", and s did nothing there.
     app, _, _ = make_app(tmp_path / "data", max_workers=1)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(app, pilot)
-        _, ids = three_lanes(app)
-        await settle(app, pilot, lambda: app.engine.stats().running == 1)
+        ids = await three_lanes_shown(app, pilot)
         app._board.select(ids["down"], focus=True)
         await pilot.press("enter")
         await settle(app, pilot)
