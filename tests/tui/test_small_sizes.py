@@ -41,6 +41,14 @@ async def three_lanes_shown(app, pilot) -> dict[str, str]:
     return ids
 
 
+async def bob_waits(app, pilot) -> None:
+    """alice's job runs in the one tenant slot; bob's waits for it."""
+    await settle(app, pilot)
+    app.engine.submit("alice", spec("hers", ("a", "A")))
+    app.engine.submit("bob", spec("his", ("x", "A")))
+    await settle(app, pilot, lambda: app.engine.stats().waiting == ("bob",))
+
+
 def card(app, key: str) -> JobCard:
     return next(c for c in app.query(JobCard) if c.job.key == key)
 
@@ -160,10 +168,7 @@ async def test_top_bar_below_80_columns_drops_whole_parts(tmp_path):
     # the queue count and left its separator.
     app, _, _ = make_app(tmp_path / "data", tenant="bob", max_active_users=1)
     async with app.run_test(size=(60, 20)) as pilot:
-        await settle(app, pilot)
-        app.engine.submit("alice", spec("hers", ("a", "A")))
-        app.engine.submit("bob", spec("his", ("x", "A")))
-        await settle(app, pilot, lambda: app.engine.stats().waiting == ("bob",))
+        await bob_waits(app, pilot)
         top = screen_text(app).splitlines()[0].strip()
         assert top == "tenant bob │ active 1/1 · 1 waiting │ workers 1/4 …"
         await pilot.resize_terminal(80, 24)
@@ -176,10 +181,7 @@ async def test_metrics_keeps_each_figure_with_its_label_at_80_columns(tmp_path):
     # At 80x24 a line ended in "tenants active" and the next began "1 waiting 1".
     app, _, _ = make_app(tmp_path / "data", tenant="bob", max_active_users=1)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(app, pilot)
-        app.engine.submit("alice", spec("hers", ("a", "A")))
-        app.engine.submit("bob", spec("his", ("x", "A")))
-        await settle(app, pilot, lambda: app.engine.stats().waiting == ("bob",))
+        await bob_waits(app, pilot)
         await pilot.press("m")
         await settle(app, pilot)
         shown = screen_text(app)
