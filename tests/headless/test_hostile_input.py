@@ -251,6 +251,33 @@ def test_events_pointing_at_a_slide_leaves_the_slide_untouched(tmp_path, slides)
     assert not (data / "state.db").exists()
 
 
+def test_log_file_pointing_at_a_slide_leaves_the_slide_untouched(tmp_path, slides):
+    """`--log-file victim.svs` appended log lines to the slide, as `--events` once did."""
+    victim = tmp_path / "victim.svs"
+    shutil.copy(slides[1], victim)
+    before = digest(victim)
+    config = one_job_config(tmp_path / "c.toml", slides[1])
+    data = tmp_path / "data"
+    out = wsitui("run", config, "--data-dir", data, "--log-file", victim)
+    assert_one_line_error(out, 2, f"--log-file {victim} exists and is not a wsitui log")
+    assert digest(victim) == before
+    assert not (data / "state.db").exists()
+
+
+def test_log_file_appends_to_the_last_runs_log(tmp_path, slides):
+    config = one_job_config(tmp_path / "c.toml", slides[1])
+    log = tmp_path / "run.log"
+    counts = []
+    for data, fmt in (("d1", []), ("d2", ["--log-json"])):  # text, then JSON lines after it
+        args = ["--data-dir", tmp_path / data, "--log-file", log, "--quiet", *fmt]
+        out = wsitui("run", config, *args)
+        assert out.returncode == 0, out.stderr
+        counts.append(len(log.read_text().splitlines()))
+    lines = log.read_text().splitlines()
+    assert all(" tenant=" in line for line in lines[: counts[0]])
+    assert any(json.loads(line)["tenant"] == "t" for line in lines[counts[0] :])
+
+
 def test_events_append_to_an_existing_event_log(tmp_path, slides):
     config = one_job_config(tmp_path / "c.toml", slides[1])
     events = tmp_path / "events.jsonl"
