@@ -81,6 +81,21 @@ def test_out_that_cannot_be_used_is_refused_before_anything_runs(tmp_path, slide
     assert not (data / "state.db").exists()  # no job ran and none was stored as failed
 
 
+def test_a_file_in_place_of_a_tenants_results_folder_fails_the_job_naming_it(tmp_path, slides):
+    """`results/<tenant>` a file: the job failed with a raw "NotADirectoryError: [Errno 20]
+    ...". It fails naming the file in the way and the fix, and the file is untouched."""
+    config = one_job_config(tmp_path / "c.toml", slides[1])
+    data = tmp_path / "data"
+    (data / "results").mkdir(parents=True)
+    (data / "results" / "t").write_text("mine\n")
+    out = wsitui("run", config, "--data-dir", data, timeout=60)
+    assert out.returncode == 1, out.stderr
+    said = out.stdout + out.stderr
+    assert f"{data / 'results' / 't'} is a file, not a folder; move it aside" in said, said
+    assert "Errno" not in said and "Traceback" not in said
+    assert (data / "results" / "t").read_text() == "mine\n"
+
+
 def test_second_run_on_a_busy_data_dir_is_one_line_exit_2(tmp_path, slides):
     config = one_job_config(tmp_path / "c.toml", slides[1])
     data = tmp_path / "data"
