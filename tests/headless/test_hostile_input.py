@@ -493,6 +493,36 @@ def test_nul_in_a_config_path_is_one_line_exit_2(tmp_path, toml, key):
     assert_one_line_error(out, 2, key, "NUL")
 
 
+@pytest.mark.parametrize(
+    ("csv", "expected"),
+    [
+        ("path\na\x00b.svs\n", "line 2 has a NUL byte in its `path`; fix that line"),
+        ("path,slide_id\ns.svs,mine\n", "a column `slide_id`, which summary.csv writes itself"),
+        ("path,state\ns.svs,done\n", "a column `state`, which summary.csv writes itself"),
+        ("path,site,site\ns.svs,a,b\n", "two columns named `site`; rename one"),
+        ("fifo", "is a FIFO (named pipe), not a regular file"),
+    ],
+    ids=["nul", "slide_id", "state", "twice", "fifo"],
+)
+def test_a_cohort_csv_that_cannot_be_a_study_table_is_one_line_exit_2(tmp_path, csv, expected):
+    """A NUL byte in a CSV's path reached only the internal-error net (exit 70); a `slide_id`
+    column overwrote the real slide ids in summary.csv (and `state` was there twice); a FIFO
+    was "not found". Each is one line naming the CSV, exit 2, before anything runs."""
+    listing = tmp_path / "list.csv"
+    if csv == "fifo":
+        os.mkfifo(listing)
+    else:
+        listing.write_text(csv)
+    config = write_config(
+        tmp_path / "c.toml",
+        '[[workflows]]\ntenant = "t"\nname = "w"\nslides = "list.csv"\n'
+        '[[workflows.jobs]]\nid = "a"\ntype = "TISSUE_MASK"\n',
+    )
+    out = wsitui("run", config, "--data-dir", tmp_path / "data", timeout=60)
+    assert_one_line_error(out, 2, str(listing), expected)
+    assert not (tmp_path / "data" / "state.db").exists()
+
+
 def test_tui_refuses_an_unsafe_tenant_with_one_line(tmp_path):
     out = wsitui("--tenant", "../../etc", "--data-dir", tmp_path / "data", timeout=60)
     assert_one_line_error(out, 2, "tenant '../../etc' is not allowed")
