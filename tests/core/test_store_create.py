@@ -70,3 +70,21 @@ def test_a_database_of_something_else_is_still_refused(tmp_path: Path):
     assert not store_module.nothing_stored(db_path)
     with pytest.raises(StoreError, match="holds no wsitui state"):
         Store(db_path, readonly=True)
+
+
+def test_a_state_db_overwritten_with_garbage_gets_the_restore_hint_on_write(tmp_path: Path):
+    """A write to a `state.db` turned to garbage under an open engine said "check that the file
+    and its folder are writable and the disk has room", which no chmod or free space fixes;
+    it gets the reads' hint, as SQLite says the file is damaged."""
+    db = tmp_path / "state.db"
+    store = Store(db)
+    try:
+        for path in (db, tmp_path / "state.db-wal"):
+            path.write_bytes(bytes(range(256)) * (path.stat().st_size // 256 + 1))
+        with pytest.raises(StoreError) as caught:
+            store.clear_checkpoint("any")
+    finally:
+        store.close()
+    message = str(caught.value)
+    assert "restore a backup of state.db, or move it aside" in message
+    assert "disk has room" not in message and "\n" not in message

@@ -109,3 +109,14 @@ def test_two_options_naming_one_file_are_refused(tmp_path, slides, flags, expect
     assert_one_line_error(out, 2, expected.format(config=config))
     assert config.read_bytes() == before
     assert not log.exists() and not (tmp_path / "data").exists()
+
+
+def test_sample_under_a_file_says_it_is_a_file(tmp_path):
+    """`wsitui sample notes.txt/x.svs` said "directory 'notes.txt' does not exist" of a file
+    that exists: it says the file is in the way, and leaves it alone."""
+    (tmp_path / "notes.txt").write_text("mine\n")
+    out = wsitui("sample", "notes.txt/x.svs", cwd=tmp_path, timeout=60)
+    assert_one_line_error(out, 2, "'notes.txt' is a file, not a directory")
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+    missing = wsitui("sample", "nodir/x.svs", cwd=tmp_path, timeout=60)
+    assert_one_line_error(missing, 2, "directory 'nodir' does not exist")

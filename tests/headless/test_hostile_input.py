@@ -81,6 +81,21 @@ def test_out_that_cannot_be_used_is_refused_before_anything_runs(tmp_path, slide
     assert not (data / "state.db").exists()  # no job ran and none was stored as failed
 
 
+def test_a_file_in_place_of_a_tenants_results_folder_fails_the_job_naming_it(tmp_path, slides):
+    """`results/<tenant>` a file: the job failed with a raw "NotADirectoryError: [Errno 20]
+    ...". It fails naming the file in the way and the fix, and the file is untouched."""
+    config = one_job_config(tmp_path / "c.toml", slides[1])
+    data = tmp_path / "data"
+    (data / "results").mkdir(parents=True)
+    (data / "results" / "t").write_text("mine\n")
+    out = wsitui("run", config, "--data-dir", data, timeout=60)
+    assert out.returncode == 1, out.stderr
+    said = out.stdout + out.stderr
+    assert f"{data / 'results' / 't'} is a file, not a folder; move it aside" in said, said
+    assert "Errno" not in said and "Traceback" not in said
+    assert (data / "results" / "t").read_text() == "mine\n"
+
+
 def test_second_run_on_a_busy_data_dir_is_one_line_exit_2(tmp_path, slides):
     config = one_job_config(tmp_path / "c.toml", slides[1])
     data = tmp_path / "data"
@@ -249,6 +264,33 @@ def test_events_pointing_at_a_slide_leaves_the_slide_untouched(tmp_path, slides)
     assert_one_line_error(out, 2, "victim.svs", "not a wsitui event log")
     assert digest(victim) == before
     assert not (data / "state.db").exists()
+
+
+def test_log_file_pointing_at_a_slide_leaves_the_slide_untouched(tmp_path, slides):
+    """`--log-file victim.svs` appended log lines to the slide, as `--events` once did."""
+    victim = tmp_path / "victim.svs"
+    shutil.copy(slides[1], victim)
+    before = digest(victim)
+    config = one_job_config(tmp_path / "c.toml", slides[1])
+    data = tmp_path / "data"
+    out = wsitui("run", config, "--data-dir", data, "--log-file", victim)
+    assert_one_line_error(out, 2, f"--log-file {victim} exists and is not a wsitui log")
+    assert digest(victim) == before
+    assert not (data / "state.db").exists()
+
+
+def test_log_file_appends_to_the_last_runs_log(tmp_path, slides):
+    config = one_job_config(tmp_path / "c.toml", slides[1])
+    log = tmp_path / "run.log"
+    counts = []
+    for data, fmt in (("d1", []), ("d2", ["--log-json"])):  # text, then JSON lines after it
+        args = ["--data-dir", tmp_path / data, "--log-file", log, "--quiet", *fmt]
+        out = wsitui("run", config, *args)
+        assert out.returncode == 0, out.stderr
+        counts.append(len(log.read_text().splitlines()))
+    lines = log.read_text().splitlines()
+    assert all(" tenant=" in line for line in lines[: counts[0]])
+    assert any(json.loads(line)["tenant"] == "t" for line in lines[counts[0] :])
 
 
 def test_events_append_to_an_existing_event_log(tmp_path, slides):
@@ -449,6 +491,36 @@ def test_nul_in_a_config_path_is_one_line_exit_2(tmp_path, toml, key):
     )
     out = wsitui("run", config, "--data-dir", tmp_path / "data")
     assert_one_line_error(out, 2, key, "NUL")
+
+
+@pytest.mark.parametrize(
+    ("csv", "expected"),
+    [
+        ("path\na\x00b.svs\n", "line 2 has a NUL byte in its `path`; fix that line"),
+        ("path,slide_id\ns.svs,mine\n", "a column `slide_id`, which summary.csv writes itself"),
+        ("path,state\ns.svs,done\n", "a column `state`, which summary.csv writes itself"),
+        ("path,site,site\ns.svs,a,b\n", "two columns named `site`; rename one"),
+        ("fifo", "is a FIFO (named pipe), not a regular file"),
+    ],
+    ids=["nul", "slide_id", "state", "twice", "fifo"],
+)
+def test_a_cohort_csv_that_cannot_be_a_study_table_is_one_line_exit_2(tmp_path, csv, expected):
+    """A NUL byte in a CSV's path reached only the internal-error net (exit 70); a `slide_id`
+    column overwrote the real slide ids in summary.csv (and `state` was there twice); a FIFO
+    was "not found". Each is one line naming the CSV, exit 2, before anything runs."""
+    listing = tmp_path / "list.csv"
+    if csv == "fifo":
+        os.mkfifo(listing)
+    else:
+        listing.write_text(csv)
+    config = write_config(
+        tmp_path / "c.toml",
+        '[[workflows]]\ntenant = "t"\nname = "w"\nslides = "list.csv"\n'
+        '[[workflows.jobs]]\nid = "a"\ntype = "TISSUE_MASK"\n',
+    )
+    out = wsitui("run", config, "--data-dir", tmp_path / "data", timeout=60)
+    assert_one_line_error(out, 2, str(listing), expected)
+    assert not (tmp_path / "data" / "state.db").exists()
 
 
 def test_tui_refuses_an_unsafe_tenant_with_one_line(tmp_path):

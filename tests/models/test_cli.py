@@ -144,6 +144,20 @@ def test_bad_train_args_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "--steps, --batch, --pool and --threads must be >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("under", [False, True], ids=["file", "under_a_file"])
+def test_train_out_that_is_a_file_is_refused_before_training(tmp_path: Path, under: bool):
+    """`--out notes.txt` trained for the whole run, then hit FileExistsError (exit 70)."""
+    from tests.headless.helpers import assert_one_line_error, wsitui
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    out_dir = notes / "m" if under else notes
+    out = wsitui("model", "train", "--out", out_dir, "--steps", "1", timeout=60)
+    line = assert_one_line_error(out, 2, f"wsitui model: train: --out {out_dir}", "give a folder")
+    assert ("which is a file" if under else "is a file") in line
+    assert notes.read_text() == "mine\n"
+
+
 def test_importing_the_model_cli_loads_no_torch():
     code = (
         "import sys, wsitui.models, wsitui.models.cli, wsitui.models.source; "

@@ -74,6 +74,30 @@ def test_an_unwritable_log_file_is_one_line(tmp_path: Path):
         setup_logging(tmp_path)
 
 
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_log_is_appended_to_by_the_next_run_but_another_file_is_refused(
+    tmp_path: Path, as_json: bool
+):
+    """`--log-file slide.svs` appended log lines to the slide. An existing file is appended
+    to only when it is empty or a wsitui log (text or JSON); anything else is one line."""
+    path = tmp_path / "w.log"
+    for _ in range(2):  # the second run appends to the first run's log
+        setup = setup_logging(path, as_json=as_json)
+        try:
+            logging.getLogger("wsitui").warning("a run")
+        finally:
+            setup.close()
+    assert len(path.read_text().splitlines()) == 2
+    (tmp_path / "empty.log").write_bytes(b"")
+    setup_logging(tmp_path / "empty.log", as_json=as_json).close()
+    for foreign in (b"II*\x00\x08\x00\x00\x00", b"my notes\n", b'{"ts": 1}\n'):
+        other = tmp_path / "other.txt"
+        other.write_bytes(foreign)
+        with pytest.raises(LogError, match=r"exists and is not a wsitui log; give a new file"):
+            setup_logging(other, as_json=as_json)
+        assert other.read_bytes() == foreign
+
+
 def test_headless_without_log_options_still_shows_engine_errors_only(capfd):
     setup = setup_logging(None, errors_to_stderr=True)
     try:

@@ -198,6 +198,15 @@ def _disk_full(path: Path) -> bool:
     return False
 
 
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26  # primary result codes (the low byte)
+
+
+def _corrupt(exc: sqlite3.Error) -> bool:
+    """Whether SQLite says the file is damaged ("malformed") or not a database at all."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200] or type(exc).__name__
 
@@ -332,6 +341,11 @@ class Store:
                         self._db.execute("ROLLBACK")  # already: a ROLLBACK then hid its error
                     raise
             except sqlite3.Error as exc:
+                if _corrupt(exc):  # no permission or room would help: the reads' hint
+                    raise StoreError(
+                        f"state database {self.path} cannot be written ({_one_line(exc)}); "
+                        "restore a backup of state.db, or move it aside to start afresh"
+                    ) from None
                 raise StoreError(
                     f"state database {self.path} cannot be written ({_one_line(exc)}); check "
                     "that the file and its folder are writable and the disk has room"

@@ -52,6 +52,20 @@ class _Abandoned(Exception):
     """The run ignored a stop request for longer than the grace period."""
 
 
+def _results_dir_problem(out_dir: Path, exc: OSError) -> str:
+    """One line for a results dir that cannot be made: the file in its way, or the OS reason."""
+    for part in (*reversed(out_dir.parents), out_dir):
+        if (part.exists() or part.is_symlink()) and not part.is_dir():
+            return (
+                f"results folder {out_dir} cannot be made: {part} is a file, not a folder; "
+                "move it aside, then retry the job"
+            )
+    return (
+        f"results folder {out_dir} cannot be prepared ({exc.strerror or exc}); check that it is "
+        "writable and the disk has room, then retry the job"
+    )
+
+
 class Supervisor:
     """The engine's part for RUNNING jobs; `Engine._dispatch` hands it each job it starts."""
 
@@ -83,16 +97,19 @@ class Supervisor:
             current = marker.read_text().strip() if marker.is_file() else None
         except OSError:
             current = None
-        if out_dir.exists() and current != str(job.attempt):
-            for entry in list(out_dir.iterdir()):
-                if entry.name == "shards" and entry.is_dir() and not entry.is_symlink():
-                    continue
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        marker.write_text(f"{job.attempt}\n")
+        try:
+            if out_dir.exists() and current != str(job.attempt):
+                for entry in list(out_dir.iterdir()):
+                    if entry.name == "shards" and entry.is_dir() and not entry.is_symlink():
+                        continue
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry)
+                    else:
+                        entry.unlink()
+            out_dir.mkdir(parents=True, exist_ok=True)
+            marker.write_text(f"{job.attempt}\n")
+        except OSError as exc:
+            raise JobError(_results_dir_problem(out_dir, exc)) from None
         return out_dir
 
     def _upstream(self, job: Job) -> tuple[UpstreamJob, ...]:

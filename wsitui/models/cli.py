@@ -175,11 +175,22 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    from wsitui.models.train import TrainConfig, train
+def _check_out_folder(out: Path) -> None:
+    """`--out` must be, or be creatable as, a folder: found at the end of training, a file
+    there (or above it) cost the whole run and ended in a FileExistsError."""
+    for part in (*reversed(out.parents), out):
+        if (part.exists() or part.is_symlink()) and not part.is_dir():
+            what = "is a file" if part == out else f"is under {part}, which is a file"
+            raise ModelError(f"train: --out {out} {what}; give a folder")
 
+
+def _train(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.batch < 1 or args.pool < 1 or args.threads < 1:
         raise ModelError("train: --steps, --batch, --pool and --threads must be >= 1")
+    _check_out_folder(args.out)
+
+    from wsitui.models.train import TrainConfig, train
+
     cfg = TrainConfig(
         out=args.out,
         steps=args.steps,

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import stat
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,6 +36,10 @@ MAX_WORKFLOWS_KEPT = 10_000  # workflow states remembered to log changes only
 IDS = ("tenant", "workflow_id", "job_id")
 _EXTRA = ("job_type", "branch", "state", "previous", "attempt", "reason", "error", "position")
 _STD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime"}
+_FIRST_LINE_LIMIT = 64 * 1024  # a log line's head is far shorter; more means not a wsitui log
+# The start of a TextFormatter line: `2026-12-02T06:30:00.123Z INFO tenant=`.
+_TEXT_LINE = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [A-Z]+ tenant=")
+_JSON_KEYS = ("ts", "level", "logger", *IDS, "message")  # what JsonFormatter always writes
 
 
 class LogError(Exception):
@@ -107,15 +113,48 @@ class LogSetup:
 
 
 def check_log_file(path: Path) -> None:
-    """Refuse a log path that cannot be appended to, before anything runs."""
+    """Refuse a log path that cannot be appended to, before anything runs; an existing file
+    is appended to only when it is empty or already a wsitui log (its first line is one of
+    ours, text or JSON), so a mistyped `--log-file` never appends to a slide or a document."""
     if path.exists() and not path.is_file():
         raise LogError(f"--log-file {path}: not a regular file; name a file")
+    if path.is_file() and not _empty_or_ours(path):
+        raise LogError(
+            f"--log-file {path} exists and is not a wsitui log; "
+            "give a new file or an existing wsitui log"
+        )
     parent = path.parent if str(path.parent) else Path()
     if not parent.is_dir():
         raise LogError(f"--log-file {path}: its folder does not exist; create it first")
     target = path if path.exists() else parent
     if not os.access(target, os.W_OK):
         raise LogError(f"--log-file {path}: not writable; fix its permissions or pick another")
+
+
+def _empty_or_ours(path: Path) -> bool:
+    """Whether the regular file `path` is empty or starts with a line this module writes."""
+    try:
+        # O_NONBLOCK: if the path became a FIFO since it was checked, this must not hang.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise LogError(
+            f"--log-file {path} cannot be read to check it is a wsitui log ({exc.strerror}); "
+            "give a new file"
+        ) from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return False
+        head = f.read(_FIRST_LINE_LIMIT)
+    if not head:
+        return True
+    first = head.split(b"\n", 1)[0]
+    if _TEXT_LINE.match(first):
+        return True
+    try:
+        obj = json.loads(first)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(obj, dict) and all(key in obj for key in _JSON_KEYS)
 
 
 def setup_logging(

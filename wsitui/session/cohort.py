@@ -255,8 +255,15 @@ def _names(entries: list[str]) -> str:
 def _read_csv(source: str, where: str) -> tuple[list[tuple[Path, dict[str, str], str]], tuple]:
     path = Path(source)
     try:
-        if not path.is_file():
-            raise CohortError(f"{where}: slides CSV {path} not found; check the path")
+        try:
+            mode = path.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            raise CohortError(f"{where}: slides CSV {path} not found; check the path") from None
+        if not stat.S_ISREG(mode):
+            raise CohortError(
+                f"{where}: slides CSV {path} is {file_kind(mode)}, not a regular file; "
+                "give a CSV file"
+            )
         if path.stat().st_size > MAX_CSV_BYTES:
             raise CohortError(f"{where}: slides CSV {path} is over 64 MiB; split the cohort")
         text = path.read_text(encoding="utf-8-sig")
@@ -276,11 +283,17 @@ def _read_csv(source: str, where: str) -> tuple[list[tuple[Path, dict[str, str],
             )
         reader.fieldnames = header
         meta_cols = tuple(h for h in header if h != "path" and h)
+        _check_meta_columns(meta_cols, path, where)
         rows = []
         for n, row in enumerate(reader, start=2):
             value = (row.get("path") or "").strip()
             if not value:
                 raise CohortError(f"{where}: slides CSV {path} line {n} has an empty `path`")
+            if "\x00" in value:
+                raise CohortError(
+                    f"{where}: slides CSV {path} line {n} has a NUL byte in its `path`; "
+                    "fix that line"
+                )
             slide = path.parent / Path(value).expanduser()
             meta = {c: (row.get(c) or "").strip() for c in meta_cols}
             rows.append((slide, meta, f"line {n}"))
@@ -289,6 +302,28 @@ def _read_csv(source: str, where: str) -> tuple[list[tuple[Path, dict[str, str],
     if not rows:
         raise CohortError(f"{where}: slides CSV {path} lists no slide; add rows")
     return rows, meta_cols
+
+
+def _check_meta_columns(meta_cols: tuple[str, ...], path: Path, where: str) -> None:
+    """A metadata column is a column of the cohort's summary.csv: one named like a column the
+    summary writes itself (`slide_id`, `state`, ...) would appear twice there, and a user's
+    `slide_id` overwrote the real one."""
+    from wsitui.session.cohort_summary import VALUE_COLUMNS  # imports this module
+
+    reserved = {"slide_id", "path", *(c for c, _ in VALUE_COLUMNS)}
+    for column in meta_cols:
+        if column in reserved:
+            raise CohortError(
+                f"{where}: slides CSV {path} has a column `{column}`, which summary.csv writes "
+                f"itself; rename it (e.g. `my_{column}`)"
+            )
+    seen: set[str] = set()
+    for column in meta_cols:
+        if column in seen:
+            raise CohortError(
+                f"{where}: slides CSV {path} has two columns named `{column}`; rename one"
+            )
+        seen.add(column)
 
 
 def list_slides(

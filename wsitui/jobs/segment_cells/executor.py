@@ -150,7 +150,9 @@ class SegmentCellsExecutor(Executor):
 
     job_type = "SEGMENT_CELLS"
     params_model = SegmentCellsParams
-    threads = 2  # jobs of this type running at once; each uses the model's own thread budget
+    # Its thread pool (the engine gives it at least max_workers); each job uses the model's
+    # own thread budget.
+    threads = 2
     short_name = "cells"
     config_section = ConfigSection("dask", DaskSection)
     result_neutral = frozenset({"backend", "scheduler_address"})  # where tiles run, set by [dask]

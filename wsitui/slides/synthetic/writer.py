@@ -279,6 +279,12 @@ def write_sample_slide(
     out = Path(out)
     plan = SamplePlan(size[0], size[1], seed, style or DEFAULT_STYLE, mpp)
     if not out.parent.is_dir():
+        for part in (*reversed(out.parents), out.parent):
+            if (part.exists() or part.is_symlink()) and not part.is_dir():
+                raise SlideError(
+                    f"cannot write {quoted(out)}: {quoted(part)} is a file, not a directory; "
+                    "give a path in a directory"
+                )
         raise SlideError(
             f"cannot write {quoted(out)}: directory {quoted(out.parent)} does not exist; "
             "create it or give a path in a directory that exists"

@@ -17,7 +17,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Input, Label, Static
+from textual.widgets import Input, Label, Static
 from textual.worker import get_current_worker
 
 from wsitui.slides.errors import SlideError
@@ -127,10 +127,9 @@ class ViewerScreen(Screen[None]):
                 yield image_class(self.protocol)(id="viewer-minimap")
                 yield Static("", id="viewer-info")
                 yield Static("", id="viewer-cell")
-        # `wsitui view` keeps Textual's footer until its snapshots (tests/viewer, not the
-        # TUI's) are redrawn with FitFooter: at 80 columns it ends in "n Next cel".
-        footer = Footer if self.standalone else FitFooter
-        yield footer(compact=True, show_command_palette=self.standalone)  # ^p works anyway
+        # Whole keys only, as the main app's: Textual's footer cut `wsitui view`'s at 80
+        # columns in "n Next cel".
+        yield FitFooter(compact=True, show_command_palette=self.standalone)  # ^p works anyway
 
     @property
     def slide_view(self) -> SlideView:
