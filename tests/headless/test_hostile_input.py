@@ -254,27 +254,24 @@ def test_events_to_a_non_regular_file_is_refused_without_hanging(tmp_path, slide
     assert not (data / "state.db").exists()
 
 
-def test_events_pointing_at_a_slide_leaves_the_slide_untouched(tmp_path, slides):
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        ("--events", "not a wsitui event log"),
+        # `--log-file victim.svs` appended log lines to the slide, as `--events` once did.
+        ("--log-file", "--log-file {victim} exists and is not a wsitui log"),
+    ],
+)
+def test_an_output_option_pointing_at_a_slide_leaves_the_slide_untouched(
+    tmp_path, slides, option, says
+):
     victim = tmp_path / "victim.svs"
     shutil.copy(slides[1], victim)
     before = digest(victim)
     config = one_job_config(tmp_path / "c.toml", slides[1])
     data = tmp_path / "data"
-    out = wsitui("run", config, "--data-dir", data, "--events", victim)
-    assert_one_line_error(out, 2, "victim.svs", "not a wsitui event log")
-    assert digest(victim) == before
-    assert not (data / "state.db").exists()
-
-
-def test_log_file_pointing_at_a_slide_leaves_the_slide_untouched(tmp_path, slides):
-    """`--log-file victim.svs` appended log lines to the slide, as `--events` once did."""
-    victim = tmp_path / "victim.svs"
-    shutil.copy(slides[1], victim)
-    before = digest(victim)
-    config = one_job_config(tmp_path / "c.toml", slides[1])
-    data = tmp_path / "data"
-    out = wsitui("run", config, "--data-dir", data, "--log-file", victim)
-    assert_one_line_error(out, 2, f"--log-file {victim} exists and is not a wsitui log")
+    out = wsitui("run", config, "--data-dir", data, option, victim)
+    assert_one_line_error(out, 2, "victim.svs", says.format(victim=victim))
     assert digest(victim) == before
     assert not (data / "state.db").exists()
 
