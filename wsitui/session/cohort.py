@@ -256,15 +256,15 @@ def _read_csv(source: str, where: str) -> tuple[list[tuple[Path, dict[str, str],
     path = Path(source)
     try:
         try:
-            mode = path.stat().st_mode
+            st = path.stat()
         except (FileNotFoundError, NotADirectoryError):
             raise CohortError(f"{where}: slides CSV {path} not found; check the path") from None
-        if not stat.S_ISREG(mode):
+        if not stat.S_ISREG(st.st_mode):
             raise CohortError(
-                f"{where}: slides CSV {path} is {file_kind(mode)}, not a regular file; "
+                f"{where}: slides CSV {path} is {file_kind(st.st_mode)}, not a regular file; "
                 "give a CSV file"
             )
-        if path.stat().st_size > MAX_CSV_BYTES:
+        if st.st_size > MAX_CSV_BYTES:
             raise CohortError(f"{where}: slides CSV {path} is over 64 MiB; split the cohort")
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
