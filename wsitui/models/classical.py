@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 from skimage.color import rgb2hed
-from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
+
+from wsitui.models.label_peaks import label_peaks
 
 VERSION = "classical-4"
 PIXEL_SIZE = 0.5
@@ -66,6 +67,18 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask | ~open_[background]
 
 
+def _label_medians(h: np.ndarray, comp: np.ndarray, n: int) -> np.ndarray:
+    """`ndimage.median(h, comp, 1..n)` for labels 1..n that all occur, the same values (the
+    mean of the two middle ones for an even count) from one sort: scipy's selects label by
+    label (about 40 ms a tile with structures)."""
+    inside = comp > 0
+    labs, values = comp[inside], h[inside]
+    ordered = values[np.lexsort((values, labs))]
+    counts = np.bincount(labs, minlength=n + 1)[1:]
+    starts = np.cumsum(counts) - counts
+    return (ordered[starts + (counts - 1) // 2] + ordered[starts + counts // 2]) / 2
+
+
 def _clean(fg: np.ndarray) -> np.ndarray:
     return _fill_holes(ndimage.binary_opening(fg, iterations=1))
 
@@ -114,8 +127,7 @@ def nuclear_foreground(h: np.ndarray, rgb: np.ndarray) -> np.ndarray:
         fg &= keep
     if structures.any():
         comp, n = ndimage.label(structures)
-        median = np.asarray(ndimage.median(h, comp, np.arange(1, n + 1)), np.float64)
-        level = np.concatenate([[np.inf], median])[comp]
+        level = np.concatenate([[np.inf], _label_medians(h, comp, n)])[comp]
         inside = _clean(structures & (h > level + INSIDE_CONTRAST))
         comp, area = _sizes(inside)
         fg |= inside & ~(area > STRUCTURE_PX)[comp]
@@ -164,7 +176,7 @@ def segment_tile(rgb: np.ndarray) -> np.ndarray:
         return np.zeros(rgb.shape[:2], np.int32)
     dist = ndimage.gaussian_filter(ndimage.distance_transform_edt(fg), PEAK_SMOOTH_PX)
     comp, _ = ndimage.label(fg)
-    peaks = peak_local_max(dist, min_distance=PEAK_MIN_DIST_PX, labels=comp, exclude_border=False)
+    peaks = label_peaks(dist, comp, PEAK_MIN_DIST_PX)
     markers = np.zeros(fg.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     labels = watershed(-dist, markers, mask=fg)
