@@ -405,11 +405,41 @@ async def test_run_summary_of_hundreds_of_jobs_is_a_line_per_workflow(tmp_path):
             at_80(summary_table(engine, [engine.workflow("alice", wf.workflow.id)]), width=160)
         )
     lines = text.splitlines()
-    assert sum("alice/big" in line for line in lines) == 2, text  # its row and its outputs
+    assert sum("alice/big" in line for line in lines) == 3, text  # row, outputs, failure
     assert "250 jobs: 1 failed, 248 pending, 1 succeeded" in text
     assert f"alice/big: alice/{wf.workflow.id}/<job id>/" in text
-    assert "alice/j001: FAILED: synthetic failure in j001" in text
+    assert "alice/big · j001: FAILED: synthetic failure in j001" in text
     assert len(lines) < 15, text
+
+
+async def test_the_outputs_list_says_whose_job_failed_when_job_ids_repeat(tmp_path):
+    """Two workflows each with a job `mask`: the list said "mask: FAILED: ..." and
+    "mask: alice/wf.../mask" and nothing told which workflow's mask failed. Each workflow's
+    outputs are now under its name (one workflow: the list is as it was)."""
+    ex = ScriptedExecutor()
+    async with Engine(tmp_path / "data", [ex]) as engine:
+        ids = {}
+        for name in ("left", "right"):
+            spec = WorkflowSpec(
+                name=name, jobs=(JobSpec(id="mask", type="TISSUE_MASK", slide=SLIDE),)
+            )
+            ids[name] = engine.submit("alice", spec).workflow.id
+            with anyio.fail_after(10):
+                await engine.wait_until(lambda: engine.stats().running == 1)
+            ex.release("mask", "fail" if name == "left" else "ok")
+            with anyio.fail_after(10):
+                await engine.wait_until(lambda: engine.stats().running == 0)
+        statuses = [engine.workflow("alice", wf_id) for wf_id in ids.values()]
+        lines = at_80(summary_table(engine, statuses), width=160)
+        one = at_80(summary_table(engine, statuses[1:]), width=160)
+    start = next(i for i, line in enumerate(lines) if line.startswith("outputs under"))
+    assert [line.rstrip() for line in lines[start + 1 :]] == [
+        "  alice/left:",
+        "    mask: FAILED: synthetic failure in mask",
+        "  alice/right:",
+        f"    mask: alice/{ids['right']}/mask",
+    ], "\n".join(lines)
+    assert one[-1].rstrip() == f"  mask: alice/{ids['right']}/mask"  # one workflow: as before
 
 
 def _printed(table: RenderableType, width: int) -> str:

@@ -120,8 +120,14 @@ def summary_table(
     if sum(len(s.jobs) for s in statuses) > FOLD_JOBS:
         return _folded_summary(engine, statuses, table, outputs)
     waiting = engine.stats().waiting
+    # Several workflows: each one's outputs under its name. Job ids repeat across workflows
+    # (every one may have a `mask`), and "mask: FAILED" alone did not say whose mask failed.
+    grouped = len(statuses) > 1
+    indent = "\n    " if grouped else "\n  "
     for status in sorted(statuses, key=lambda s: s.workflow.tenant):
         phases = job_phases(status.jobs, waiting)
+        if grouped:
+            outputs.append(f"\n  {status.workflow.tenant}/{one_line(status.workflow.name)}:")
         for job in status.jobs:
             elapsed = ""
             if job.started_at and job.finished_at:
@@ -148,7 +154,7 @@ def summary_table(
                 elapsed,
             )
             if detail:
-                outputs.append(f"\n  {job.key}: ")
+                outputs.append(f"{indent}{job.key}: ")
                 outputs.append(detail, style="red" if job.state is JobState.FAILED else "")
     return Group(table, outputs)
 
@@ -167,11 +173,11 @@ def _folded_summary(
     failures: list[tuple[str, Job]] = []
     for status in sorted(statuses, key=lambda s: s.workflow.tenant):
         counts: dict[str, int] = {}
+        where = f"{status.workflow.tenant}/{one_line(status.workflow.name)}"
         for job in status.jobs:
             counts[str(job.state)] = counts.get(str(job.state), 0) + 1
             if job.state in (JobState.FAILED, JobState.CANCELED):
-                failures.append((status.workflow.tenant, job))
-        where = f"{status.workflow.tenant}/{one_line(status.workflow.name)}"
+                failures.append((where, job))
         cells = sum(j.counters.get("cells", 0) for j in status.jobs)
         table.add_row(
             Text(where),
@@ -185,8 +191,8 @@ def _folded_summary(
             "",
         )
         outputs.append(f"\n  {where}: {status.workflow.tenant}/{status.workflow.id}/<job id>/")
-    for tenant, job in failures[:SHOWN_FAILURES]:
-        outputs.append(f"\n  {tenant}/{job.key}: ")
+    for where, job in failures[:SHOWN_FAILURES]:  # whose job: ids repeat across workflows
+        outputs.append(f"\n  {where} · {job.key}: ")
         outputs.append(f"{job.state}: {one_line(job.error or '')}", style="red")
     if len(failures) > SHOWN_FAILURES:
         more = len(failures) - SHOWN_FAILURES
