@@ -31,7 +31,14 @@ from wsitui.core.admission import Limits
 from wsitui.core.executor import ConfigSection, SectionModel
 from wsitui.core.paths import file_kind
 from wsitui.core.pydantic_errors import first_problem
-from wsitui.core.records import BranchName, JobKey, JobSpec, TenantId, WorkflowSpec
+from wsitui.core.records import (
+    BranchName,
+    JobKey,
+    JobSpec,
+    TenantId,
+    WorkflowName,
+    WorkflowSpec,
+)
 from wsitui.jobs import registry
 from wsitui.models.source import looks_like_path
 
@@ -117,7 +124,7 @@ class JobConfig(_Strict):
 
 class WorkflowConfig(_Strict):
     tenant: TenantId
-    name: str = Field(min_length=1, max_length=200)
+    name: WorkflowName = Field(min_length=1, max_length=200)
     jobs: list[JobConfig] = Field(min_length=1)
     # A cohort: globs (relative to the config) or a CSV with a `path` column; `jobs` is then a
     # template run once per slide (wsitui/session/cohort.py).
