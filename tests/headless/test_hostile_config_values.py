@@ -1,0 +1,55 @@
+"""Config values of the wrong type or empty, in the sections that take paths.
+
+`data_dir = ""` was read as the config's own folder: `wsitui run` wrote state.db, engine.lock
+and results/ beside the config. `data_dir = 5` said "Input is not a valid path for <class
+'pathlib.Path'>", Python's type where the user wants the fix.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.headless.helpers import assert_one_line_error, write_config, wsitui
+
+JOB = '[[workflows]]\ntenant = "t"\nname = "w"\n  [[workflows.jobs]]\n  id = "a"\n'
+JOB += '  type = "TISSUE_MASK"\n'
+
+EMPTY = {
+    "paths.data_dir": '[paths]\ndata_dir = ""\n' + JOB + '  slide = "{slide}"\n',
+    "paths.results": '[paths]\nresults = "  "\n' + JOB + '  slide = "{slide}"\n',
+    "paths.events": '[paths]\nevents = ""\n' + JOB + '  slide = "{slide}"\n',
+    "workflows[0].jobs[0].slide": JOB + '  slide = ""\n',
+    "samples[0].path": '[[samples]]\npath = ""\n',
+}
+
+
+@pytest.mark.parametrize("key", list(EMPTY))
+def test_an_empty_path_is_one_line_and_nothing_is_written_beside_the_config(tmp_path, slides, key):
+    folder = tmp_path / "cfg"
+    folder.mkdir()
+    config = write_config(folder / "c.toml", EMPTY[key].format(slide=slides[1]))
+    out = wsitui("run", config, "--quiet")
+    assert_one_line_error(out, 2, "c.toml", f"{key}: the path is empty")
+    assert sorted(p.name for p in folder.iterdir()) == ["c.toml"]
+
+
+@pytest.mark.parametrize("value", ["5", "true", '["data"]', "{ a = 1 }"])
+def test_a_path_of_another_type_says_how_to_write_one(tmp_path, slides, value):
+    config = write_config(
+        tmp_path / "c.toml", f"[paths]\ndata_dir = {value}\n" + JOB + f'  slide = "{slides[1]}"\n'
+    )
+    line = assert_one_line_error(
+        wsitui("run", config), 2, "c.toml", "paths.data_dir: Input should be a path", "quoted"
+    )
+    assert "<class" not in line and "pathlib" not in line
+
+
+def test_a_dot_is_still_the_config_folder_on_purpose(tmp_path, slides):
+    folder = tmp_path / "cfg"
+    folder.mkdir()
+    config = write_config(
+        folder / "c.toml", '[paths]\ndata_dir = "."\n' + JOB + f'  slide = "{slides[1]}"\n'
+    )
+    out = wsitui("run", config, "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert (folder / "state.db").is_file()
