@@ -53,3 +53,25 @@ def test_a_dot_is_still_the_config_folder_on_purpose(tmp_path, slides):
     out = wsitui("run", config, "--quiet")
     assert out.returncode == 0, out.stderr
     assert (folder / "state.db").is_file()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("run", "c.toml", "--quiet", "--data-dir", ""),
+        ("run", "c.toml", "--quiet", "--out", " "),
+        ("run", "c.toml", "--quiet", "--events", ""),
+        ("run", "c.toml", "--quiet", "--log-file", ""),
+        ("status", "--json", "--data-dir", ""),
+        ("--data-dir", ""),
+    ],
+    ids=["run-data-dir", "run-out", "run-events", "run-log-file", "status", "tui"],
+)
+def test_an_empty_path_option_is_refused_not_taken_for_the_current_folder(tmp_path, slides, args):
+    """`--data-dir "$DIR"` with DIR unset gave Path(""): state.db, engine.lock and results/
+    (and with `--out ""` a folder per tenant) landed in the folder the shell stood in."""
+    write_config(tmp_path / "c.toml", JOB + f'  slide = "{slides[1]}"\n')
+    out = wsitui(*args, cwd=tmp_path)
+    option = args[-2]
+    assert_one_line_error(out, 2, f"argument {option}: the path is empty")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
