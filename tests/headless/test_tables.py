@@ -123,6 +123,88 @@ def test_run_bars_show_stage_and_cells():
     assert doing_text(done) == "12,345 cells"  # the stage of a finished job is history
 
 
+@pytest.mark.parametrize("width", [80, 200])
+def test_run_bars_keep_counts_states_and_times_whole_at_any_width(width):
+    """At 80 columns Rich squeezed every column evenly: a job read "26… RUNNING 0:… -:-…" and
+    its workflow lost its bar and count. The counts, states and times stay whole; a workflow
+    shows its percent (its "50/100" read as 50 of 100 tiles); names and stages are cut with "…"."""
+    from wsitui.headless.display import ProgressBars
+
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    bars = ProgressBars(console)
+    add = bars.progress.add_task
+    add(
+        "[bold]alice[/] · " + WORKFLOW,
+        total=100,
+        completed=50,
+        percent=True,
+        state="RUNNING",
+        doing="",
+    )
+    add(
+        "   nuclei-instanseg-20x [dim]SEGMENT_CELLS · B[/]",
+        total=3710,
+        completed=3710,
+        state="SUCCEEDED",
+        doing="writing outputs · 12,345 cells",
+    )
+    add("   tissue-mask-coarse [dim]TISSUE_MASK · A[/]", total=None, state="PENDING", doing="")
+    console.print(bars.progress.make_tasks_table(bars.progress.tasks))
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    text = "\n".join(lines)
+    assert len(lines) == 3 and all(len(line) <= width for line in lines), text
+    assert " 50% " in lines[0] and "RUNNING " in lines[0] and "━━━" in lines[0], text
+    assert "3710/3710 SUCCEEDED 0:00:00 -:--:--" in lines[1], text
+    assert " 0/? " in lines[2] and "PENDING" in lines[2], text
+    assert lines[1].startswith("   nuclei-"), text  # its name first, cut if it must be
+    if width == 200:
+        assert "writing outputs · 12,345 cells" in lines[1] and WORKFLOW in lines[0], text
+
+
+async def test_a_bars_time_runs_only_while_its_job_runs(tmp_path):
+    """A waiting job's bar showed the time since `wsitui run` began, as if it had run that
+    long, and a failed job's time kept growing after it ended. Now a bar's time starts when
+    its job starts and stops when it ends."""
+    from wsitui.headless.display import ProgressBars
+
+    now = [100.0]
+    bars = ProgressBars(Console(file=io.StringIO(), width=120, force_terminal=True))
+    bars.progress.get_time = lambda: now[0]
+    ex = ScriptedExecutor()
+    async with Engine(tmp_path / "data", [ex], max_workers=1) as engine:
+        jobs = tuple(JobSpec(id=k, type="TISSUE_MASK", slide=SLIDE) for k in ("first", "second"))
+        wf = engine.submit("alice", WorkflowSpec(name="w", jobs=jobs), start=False)
+        bars.add([engine.workflow("alice", wf.workflow.id)])
+        engine.bus.add_listener(bars)
+        task = {t.description.split()[0]: t for t in bars.progress.tasks}
+        now[0] = 130.0
+        assert task["first"].elapsed is None and task["second"].elapsed is None  # none ran
+        engine.start("alice", [j.id for j in wf.jobs])
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.stats().running == 1)
+        now[0] = 140.0
+        assert task["first"].elapsed == 10.0 and task["second"].elapsed is None
+        ex.release("first", "fail")
+        with anyio.fail_after(10):
+            await engine.wait_until(
+                lambda: engine.job("alice", wf.jobs[1].id).state is JobState.RUNNING
+            )
+        now[0] = 500.0
+        assert task["first"].elapsed == 10.0  # stopped when it failed
+        assert task["second"].elapsed == 360.0
+        ex.release("second")
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.stats().running == 0)
+        # The next `wsitui run` of the same config: each finished job's bar shows what it ran.
+        again = ProgressBars(Console(file=io.StringIO(), width=120, force_terminal=True))
+        status = engine.workflow("alice", wf.workflow.id)
+        again.add([status])
+        ran = {j.key: j.finished_at - j.started_at for j in status.jobs}  # type: ignore[operator]
+        for t in again.progress.tasks[1:]:
+            key = t.description.split()[0]
+            assert t.elapsed == pytest.approx(ran[key]) and t.stop_time is not None, key
+
+
 def _cohort_summary(n: int) -> WorkflowSummary:
     """A cohort of `n` slides (mask + cells each): slide 0 failed at its mask, 1 is running,
     the rest succeeded with 10 cells each."""

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TextIO
 
 from rich import box
 from rich.console import Console, Group
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
@@ -31,7 +33,7 @@ from wsitui.core.events import (
     WorkflowProgress,
 )
 from wsitui.core.phase import JobPhase, job_phases
-from wsitui.core.records import Job, JobState, WorkflowStatus
+from wsitui.core.records import Job, JobState, WorkflowState, WorkflowStatus
 from wsitui.core.text import one_line
 
 STATE_STYLE = {
@@ -200,15 +202,61 @@ def _folded_summary(
     return Group(table, outputs)
 
 
+class _CountColumn(ProgressColumn):
+    """A job's tiles done of its total ("0/?" before it knows), a workflow's percent: its bar
+    runs 0-100, and "5/100" read as 5 of 100 tiles next to its jobs' "26/26"."""
+
+    def render(self, task: Task) -> Text:
+        if task.fields.get("percent"):
+            return Text(f"{task.percentage:.0f}%", style="progress.download")
+        total = "?" if task.total is None else f"{task.total:.0f}"
+        return Text(f"{task.completed:.0f}/{total}", style="progress.download")
+
+
+class _FitProgress(Progress):
+    """Bars whose counts, states and times stay whole in any terminal width.
+
+    Rich squeezed every column evenly: at 80 columns a job read "26… RUNNING 0:… -:-…" and a
+    workflow lost its bar and count. Here the numbers keep their width; the job's name and
+    what it is doing get the rest (cut with "…"), and the bar narrows below 100 columns."""
+
+    NAME, BAR, DOING = 0, 1, 6  # column indexes (ProgressBars' order)
+
+    def make_tasks_table(self, tasks: Iterable[Task]) -> Table:
+        if getattr(self, "live", None) is None:  # Progress.__init__ draws once before it
+            return super().make_tasks_table(tasks)
+        width = self.console.width
+        bar = self.columns[self.BAR]
+        if isinstance(bar, BarColumn):
+            bar.bar_width = 20 if width >= 100 else 10
+        table = super().make_tasks_table(tasks)
+        options = self.console.options
+        natural = [
+            max((Measurement.get(self.console, options, c).maximum for c in col.cells), default=0)
+            for col in table.columns
+        ]
+        gaps = len(table.columns) - 1  # Progress's grid pads each column by one on its right
+        fixed = sum(w for i, w in enumerate(natural) if i not in (self.NAME, self.DOING))
+        room = max(width - fixed - gaps - 1, 0)  # one spare: a full last column wraps
+        # What it is doing (a cohort's rate and ETA) gets up to half the room, more if the
+        # names leave it; the names get the rest.
+        doing = min(natural[self.DOING], max(room - natural[self.NAME], room // 2))
+        name = max(min(natural[self.NAME], room - doing), 8)
+        for index, share in ((self.NAME, name), (self.DOING, max(room - name, 1))):
+            column = table.columns[index]
+            column.width, column.no_wrap, column.overflow = share, True, "ellipsis"
+        return table
+
+
 class ProgressBars:
     """Per workflow and per job bars, grouped by tenant (workflows are added tenant by tenant);
     a job's bar says what it is doing (its stage) and, for SEGMENT_CELLS, the cells so far."""
 
     def __init__(self, console: Console) -> None:
-        self.progress = Progress(
+        self.progress = _FitProgress(
             TextColumn("{task.description}"),
             BarColumn(bar_width=20),
-            MofNCompleteColumn(),
+            _CountColumn(),
             TextColumn("{task.fields[state]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
@@ -230,20 +278,42 @@ class ProgressBars:
                 self._folded[wf.id] = {j.id: str(j.state) for j in status.jobs}
             self._tasks[wf.id] = self.progress.add_task(
                 f"[bold]{wf.tenant}[/] · {_line(wf.name)}",
+                start=status.state is WorkflowState.RUNNING,
                 total=100,
+                percent=True,
                 state=self._state(status.state),
                 doing="" if per_job else self._counts(wf.id),
             )
             if not per_job:
                 continue
             for job in status.jobs:
-                self._tasks[job.id] = self.progress.add_task(
+                self._tasks[job.id] = task = self.progress.add_task(
                     f"   {job.key} [dim]{job.job_type} · {job.branch}[/]",
+                    start=job.state is JobState.RUNNING,
                     total=job.tiles_total or None,
                     completed=job.tiles_done,
                     state=self._state(job.state),
                     doing=doing_text(job),
                 )
+                if job.state.terminal and job.started_at and job.finished_at:
+                    self._ran(task, job.finished_at - job.started_at)  # in an earlier run
+
+    def _ran(self, task: TaskID, seconds: float) -> None:
+        """A bar's time for a job that ended before this run: what it ran, stopped."""
+        self.progress.start_task(task)
+        self.progress.stop_task(task)
+        t = self.progress._tasks[task]  # Rich has no setter for a task's times
+        t.start_time = (t.stop_time or 0.0) - max(seconds, 0.0)
+
+    def _clock(self, task: TaskID, running: bool, ended: bool) -> None:
+        """A bar's time runs while its job or workflow runs: a waiting one showed the time
+        since `wsitui run` began, and a failed one's time kept growing after it ended."""
+        t = self.progress._tasks[task]
+        if running and (t.start_time is None or t.stop_time is not None):  # again: from now
+            t.start_time = t.stop_time = None
+            self.progress.start_task(task)
+        elif ended and t.start_time is not None and t.stop_time is None:
+            self.progress.stop_task(task)
 
     @staticmethod
     def _state(state: str) -> str:
@@ -270,6 +340,7 @@ class ProgressBars:
                 return
             job = event.job
             state = "BLOCKED" if job.blocked and job.state is JobState.PENDING else job.state
+            self._clock(task, job.state is JobState.RUNNING, job.state.terminal)
             self.progress.update(
                 task,
                 total=job.tiles_total or None,
@@ -280,6 +351,8 @@ class ProgressBars:
         elif isinstance(event, WorkflowProgress):
             task = self._tasks.get(event.workflow.id)
             if task is not None:
+                ended = event.state not in (WorkflowState.PENDING, WorkflowState.RUNNING)
+                self._clock(task, event.state is WorkflowState.RUNNING, ended)
                 self.progress.update(
                     task, completed=round(event.progress * 100), state=self._state(event.state)
                 )
