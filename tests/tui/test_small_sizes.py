@@ -80,6 +80,25 @@ async def test_r_on_a_blocked_card_retries_the_upstream_it_names(tmp_path):
         assert "BLOCKED" not in card_text(card(app, "down"))[0]
 
 
+async def test_s_on_a_blocked_card_says_it_is_blocked_and_which_key_goes_on(tmp_path):
+    # `s` on a BLOCKED card said "down is already queued", as if it would run: it cannot
+    # until its upstream is retried. It says so, with the key its card shows; nothing moves.
+    app, _, _ = make_app(tmp_path / "data", max_workers=1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        ids = await three_lanes_shown(app, pilot)
+        app._board.select(ids["down"], focus=True)
+        await pilot.press("s")
+        await settle(app, pilot)
+        said = list(app._notifications)[-1]
+        assert said.message == "down is blocked: upstream up canceled; r retries up"
+        assert said.severity == "warning"
+        assert app.engine.job("alice", ids["up"]).state is JobState.CANCELED
+        app._board.select(ids["free"], focus=True)  # a queued one still says so
+        await pilot.press("s")
+        await settle(app, pilot)
+        assert list(app._notifications)[-1].message == "free is already queued"
+
+
 class OneLine(App[None]):
     CSS = "LiveLine { width: 20; }"
 
