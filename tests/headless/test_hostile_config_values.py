@@ -75,3 +75,42 @@ def test_an_empty_path_option_is_refused_not_taken_for_the_current_folder(tmp_pa
     option = args[-2]
     assert_one_line_error(out, 2, f"argument {option}: the path is empty")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+@pytest.mark.parametrize("value", ["5", "[5]", "{ a = 1 }", "true"])
+def test_slides_of_another_shape_names_the_key_not_pydantics_union(tmp_path, value):
+    """`slides = 5` said "workflows[0].slides.list[str]: Input should be a valid list": the
+    key path held a Python type from inside pydantic."""
+    body = f'[[workflows]]\ntenant = "t"\nname = "w"\nslides = {value}\n'
+    job = '  [[workflows.jobs]]\n  id = "a"\n  type = "TISSUE_MASK"\n'
+    config = write_config(tmp_path / "c.toml", body + job)
+    line = assert_one_line_error(
+        wsitui("run", config, "--data-dir", tmp_path / "data"),
+        2,
+        "c.toml: workflows[0].slides: not a slide list",
+        '["cohort/*.svs"]',
+    )
+    assert "list[str]" not in line and "[and" not in line
+
+
+CHECKED_LATER = {  # found after the file was read (the DAG, params, globs): named the key only
+    "cycle": (JOB + '  slide = "{slide}"\n  depends_on = ["a"]\n', "workflows[0] (t/w): dep"),
+    "params": (JOB + '  slide = "{slide}"\n  params = {{ tile_size = -5 }}\n', "params.tile_size"),
+    "glob": (
+        '[[workflows]]\ntenant = "t"\nname = "w"\nslides = ["none/*.svs"]\n'
+        '  [[workflows.jobs]]\n  id = "a"\n  type = "TISSUE_MASK"\n',
+        "workflows[0] (t/w): slides glob",
+    ),
+    "sample": (
+        '[[samples]]\npath = "x.svs"\nsize = "0x0"\n' + JOB + '  slide = "{slide}"\n',
+        "samples[0]: size 0x0",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CHECKED_LATER))
+def test_an_error_found_after_reading_the_config_names_its_file(tmp_path, slides, case):
+    body, expected = CHECKED_LATER[case]
+    config = write_config(tmp_path / "c.toml", body.format(slide=slides[1]))
+    line = assert_one_line_error(wsitui("run", config, "--data-dir", tmp_path / "data"), 2)
+    assert line.startswith(f"wsitui: {config}: ") and expected in line, line

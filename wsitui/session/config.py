@@ -143,6 +143,20 @@ class WorkflowConfig(_Strict):
     slides: list[str] | str | None = None
     match: Literal["stat", "hash"] = "stat"  # how a rerun knows a slide: size+mtime, or sha256
 
+    @field_validator("slides", mode="before")
+    @classmethod
+    def _slides_shape(cls, v: object) -> object:
+        """A glob, a list of globs or a CSV path; pydantic named its union's members in the key
+        path ("workflows[0].slides.list[str]: Input should be a valid list")."""
+        if v is None or isinstance(v, str):
+            return v
+        if isinstance(v, list) and all(isinstance(g, str) for g in v):
+            return v
+        raise ValueError(
+            'not a slide list; give a list of globs, e.g. ["cohort/*.svs"], or the path of '
+            "a CSV with a `path` column, in quotes"
+        )
+
     @model_validator(mode="after")
     def _slides(self) -> WorkflowConfig:
         from wsitui.session.cohort import check_template
