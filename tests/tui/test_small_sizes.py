@@ -99,6 +99,22 @@ async def test_s_on_a_blocked_card_says_it_is_blocked_and_which_key_goes_on(tmp_
         assert list(app._notifications)[-1].message == "free is already queued"
 
 
+async def test_a_long_workflow_name_is_cut_before_its_counts_at_80_columns(tmp_path):
+    # A 200-character name with spaces: the line under the list wrapped at a space and
+    # showed "🧪 ünïcödé 工作流" alone, a shorter name with no "…", and no job count, state or
+    # percent. The name is cut with "…"; its counts stay whole.
+    app, _, _ = make_app(tmp_path / "data")
+    name = "🧪 ünïcödé 工作流 " + "x" * 150 + " end"
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.engine.submit("alice", spec(name, ("a", "A")), start=False)
+        await settle(app, pilot)
+        line = app.query_one("#lanes-title", LiveLine)
+        shown = str(line.render())
+        assert shown.startswith("🧪 ünïcödé 工作流 xxx") and "… · 1 job · PENDING 0%" in shown
+        assert Text(shown).cell_len <= line.content_region.width, shown
+
+
 class OneLine(App[None]):
     CSS = "LiveLine { width: 20; }"
 

@@ -216,7 +216,8 @@ class WsituiApp(App[None]):
         yield TopBar(id="topbar")
         with Vertical(id="main"):
             yield WorkflowList(id="workflows")
-            yield LiveLine(id="lanes-title", sep=" · ")  # whole parts: the keys go first
+            # whole parts: the keys go first; a long name is cut before its counts go
+            yield LiveLine(id="lanes-title", sep=" · ", cut_first=True)
             yield LaneBoard(id="lanes")
             yield CohortTable(id="cohort-table")
         # Disabled while hidden: a hidden Input still took the first focus, and every key.
