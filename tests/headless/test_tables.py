@@ -524,6 +524,34 @@ async def test_the_outputs_list_says_whose_job_failed_when_job_ids_repeat(tmp_pa
     assert one[-1].rstrip() == f"  mask: alice/{ids['right']}/mask"  # one workflow: as before
 
 
+async def test_plain_lines_name_the_workflow_of_each_job(tmp_path):
+    """Off a terminal (cron, a pipe) `wsitui run` prints a line per change: two workflows'
+    `mask` jobs read "t/mask [TISSUE_MASK] (main) FAILED" and "... SUCCEEDED", and nothing said
+    which one failed. Each line names its workflow."""
+    from wsitui.headless.display import PlainLines
+
+    out = io.StringIO()
+    ex = ScriptedExecutor()
+    async with Engine(tmp_path / "data", [ex]) as engine:
+        engine.bus.add_listener(PlainLines(out, engine))
+        for name in ("left", "right"):
+            spec = WorkflowSpec(
+                name=name, jobs=(JobSpec(id="mask", type="TISSUE_MASK", slide=SLIDE),)
+            )
+            engine.submit("alice", spec)
+            with anyio.fail_after(10):
+                await engine.wait_until(lambda: engine.stats().running == 1)
+            ex.release("mask", "fail" if name == "left" else "ok")
+            with anyio.fail_after(10):
+                await engine.wait_until(lambda: engine.stats().running == 0)
+    lines = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]  # no time stamp
+    assert "alice/left · mask [TISSUE_MASK] (main) FAILED: failed: synthetic failure in mask" in (
+        lines
+    )
+    assert "alice/right · mask [TISSUE_MASK] (main) SUCCEEDED: completed" in lines
+    assert "alice/left · mask [TISSUE_MASK] (main) PENDING: submitted" in lines  # the first too
+
+
 def _printed(table: RenderableType, width: int) -> str:
     console = Console(width=width, file=io.StringIO(), color_system=None)
     console.print(table)

@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from wsitui.core.engine import Engine
+from wsitui.core.errors import EngineError
 from wsitui.core.events import (
     Event,
     JobProgress,
@@ -45,8 +46,12 @@ STATE_STYLE = {
 }
 
 
-def job_label(job: Job) -> str:
-    return f"{job.tenant}/{job.key} [{job.job_type}] ({job.branch})"
+def job_label(job: Job, workflow: str = "") -> str:
+    """`tenant/workflow · job [TYPE] (branch)`; without the workflow's name, `tenant/job ...`."""
+    where = (
+        f"{job.tenant}/{one_line(workflow)} · {job.key}" if workflow else f"{job.tenant}/{job.key}"
+    )
+    return f"{where} [{job.job_type}] ({job.branch})"
 
 
 def _line(text: str) -> str:
@@ -55,23 +60,38 @@ def _line(text: str) -> str:
 
 
 class PlainLines:
-    """One line per state change and per 25% of a job's progress: logs and pipes stay short."""
+    """One line per state change and per 25% of a job's progress: logs and pipes stay short.
+    Each job line names its workflow (given `engine`): job ids repeat across workflows, and two
+    "t/mask [TISSUE_MASK] (main) FAILED" lines did not say whose mask failed."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, engine: Engine | None = None) -> None:
         self.out = out
+        self.engine = engine
         self._quarter: dict[str, int] = {}
+        self._names: dict[str, str] = {}  # workflow id -> name (a workflow is never renamed)
+
+    def _label(self, job: Job) -> str:
+        name = self._names.get(job.workflow_id)
+        if name is None and self.engine is not None:
+            try:
+                name = self._names[job.workflow_id] = self.engine.workflow(
+                    job.tenant, job.workflow_id
+                ).workflow.name
+            except EngineError:  # not stored (yet): the line without it
+                name = ""
+        return job_label(job, name or "")
 
     def __call__(self, event: Event) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
         if isinstance(event, JobStateChanged):
-            line = f"{stamp} {job_label(event.job)} {event.job.state}: {one_line(event.reason)}"
+            line = f"{stamp} {self._label(event.job)} {event.job.state}: {one_line(event.reason)}"
         elif isinstance(event, JobProgress) and event.job.tiles_total:
             quarter = 4 * event.job.tiles_done // event.job.tiles_total
             if quarter <= self._quarter.get(event.job.id, 0):
                 return
             self._quarter[event.job.id] = quarter
             line = (
-                f"{stamp} {job_label(event.job)} tiles {event.job.tiles_done}/"
+                f"{stamp} {self._label(event.job)} tiles {event.job.tiles_done}/"
                 f"{event.job.tiles_total}"
             )
         elif isinstance(event, TenantAdmitted):

@@ -164,7 +164,9 @@ async def _run(session: Session, opts: RunOptions) -> int:
             bars = ProgressBars(human)
             engine.bus.add_listener(hide_cohort_jobs(session, bars, opts.verbose))
         else:
-            engine.bus.add_listener(hide_cohort_jobs(session, PlainLines(human.file), opts.verbose))
+            engine.bus.add_listener(
+                hide_cohort_jobs(session, PlainLines(human.file, engine), opts.verbose)
+            )
     interrupted = False
     failure: SessionError | None = None
     waiting = anyio.CancelScope()
