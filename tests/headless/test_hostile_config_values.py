@@ -114,3 +114,21 @@ def test_an_error_found_after_reading_the_config_names_its_file(tmp_path, slides
     config = write_config(tmp_path / "c.toml", body.format(slide=slides[1]))
     line = assert_one_line_error(wsitui("run", config, "--data-dir", tmp_path / "data"), 2)
     assert line.startswith(f"wsitui: {config}: ") and expected in line, line
+
+
+@pytest.mark.parametrize("limit", ["max_queued", "max_queued_per_tenant"])
+def test_a_config_larger_than_a_queue_limit_is_not_told_to_retry_later(tmp_path, slides, limit):
+    """Two jobs under `max_queued = 1` said "... can never fit ...; raise [limits] max_queued
+    to at least 2, or split the workflow; ...: raise [limits] in the config, or retry later":
+    a retry never helps. The line keeps the fix that does."""
+    second = f'  [[workflows.jobs]]\n  id = "b"\n  type = "TISSUE_MASK"\n  slide = "{slides[1]}"\n'
+    body = f"[limits]\n{limit} = 1\n" + JOB + f'  slide = "{slides[1]}"\n' + second
+    config = write_config(tmp_path / "c.toml", body)
+    line = assert_one_line_error(
+        wsitui("run", config, "--data-dir", tmp_path / "data"),
+        3,
+        "can never fit",
+        f"raise [limits] {limit} to at least 2",
+        "nothing of the config was submitted",
+    )
+    assert "retry later" not in line

@@ -115,9 +115,15 @@ class Session:
             ]
             self._cohorts_submitted()
         except (RateLimited, QueueFull) as exc:
+            # A workflow larger than a limit says its own fix: "or retry later" would not help.
+            fix = (
+                ""
+                if getattr(exc, "never", False)
+                else ": raise [limits] in the config, or retry later"
+            )
             raise SessionError(
                 f"{exc}; nothing of the config was submitted (its workflows are submitted "
-                "at once): raise [limits] in the config, or retry later",
+                f"at once){fix}",
                 EXIT_LIMITED,
             ) from None
         except (EngineError, StoreError) as exc:
