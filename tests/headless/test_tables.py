@@ -205,6 +205,45 @@ async def test_a_bars_time_runs_only_while_its_job_runs(tmp_path):
             assert t.elapsed == pytest.approx(ran[key]) and t.stop_time is not None, key
 
 
+async def test_a_waiting_tenants_bars_say_its_place_in_line(tmp_path):
+    """With tenant slots full, the other tenants' workflows read "PENDING 0%" with nothing
+    saying why while the others ran. Their bars say their place in line until admitted."""
+    from wsitui.headless.display import ProgressBars
+
+    bars = ProgressBars(Console(file=io.StringIO(), width=120, force_terminal=True))
+    ex = ScriptedExecutor()
+    async with Engine(tmp_path / "data", [ex], max_active_users=1) as engine:
+        engine.bus.add_listener(bars)
+        ids = {}
+        for tenant in ("alice", "bob", "carol"):
+            spec = WorkflowSpec(
+                name="w", jobs=(JobSpec(id=tenant, type="TISSUE_MASK", slide=SLIDE),)
+            )
+            ids[tenant] = engine.submit(tenant, spec).workflow.id
+        bars.add([engine.workflow(t, i) for t, i in ids.items()], engine.stats().waiting)
+        row = {
+            t: next(x for x in bars.progress.tasks if x.id == bars._tasks[i])
+            for t, i in ids.items()
+        }
+        assert [row[t].fields["doing"] for t in ids] == [
+            "",
+            "#1 in line for a slot",
+            "#2 in line for a slot",
+        ]
+        ex.release("alice")
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.stats().active == ("bob",))
+        assert [row[t].fields["doing"] for t in ids] == ["", "", "#1 in line for a slot"]
+        assert "RUNNING" in row["bob"].fields["state"]
+        ex.release("bob")
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.stats().active == ("carol",))
+        ex.release("carol")
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.is_idle())
+        assert [row[t].fields["doing"] for t in ids] == ["", "", ""]
+
+
 def _cohort_summary(n: int) -> WorkflowSummary:
     """A cohort of `n` slides (mask + cells each): slide 0 failed at its mask, 1 is running,
     the rest succeeded with 10 cells each."""

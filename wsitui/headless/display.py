@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TextIO
 
 from rich import box
@@ -294,11 +294,15 @@ class ProgressBars:
         )
         self._tasks: dict[str, TaskID] = {}
         self._folded: dict[str, dict[str, str]] = {}  # workflow id -> job id -> state
+        # tenant -> its workflows' bars (per-job mode): where "waiting for a slot" is said
+        self._rows: dict[str, list[TaskID]] = {}
+        self._pending: set[TaskID] = set()  # workflow bars not started yet
 
-    def add(self, statuses: list[WorkflowStatus]) -> None:
+    def add(self, statuses: list[WorkflowStatus], waiting: Sequence[str] = ()) -> None:
         """A bar per workflow and one per job; past MAX_JOB_BARS jobs, a bar per workflow
         only, counting its jobs by state (3,000 job bars took 2 s a redraw, 8 times a second,
-        a core busy drawing what no terminal shows)."""
+        a core busy drawing what no terminal shows). `waiting`: tenants waiting for a slot,
+        in line order (their workflows' bars say so)."""
         per_job = sum(len(s.jobs) for s in statuses) <= MAX_JOB_BARS
         for status in sorted(statuses, key=lambda s: (s.workflow.tenant, s.workflow.created_at)):
             wf = status.workflow
@@ -314,6 +318,9 @@ class ProgressBars:
             )
             if not per_job:
                 continue
+            self._rows.setdefault(wf.tenant, []).append(self._tasks[wf.id])
+            if status.state is WorkflowState.PENDING:
+                self._pending.add(self._tasks[wf.id])
             for job in status.jobs:
                 self._tasks[job.id] = task = self.progress.add_task(
                     f"   {job.key} [dim]{job.job_type} · {job.branch}[/]",
@@ -325,6 +332,16 @@ class ProgressBars:
                 )
                 if job.state.terminal and job.started_at and job.finished_at:
                     self._ran(task, job.finished_at - job.started_at)  # in an earlier run
+        for place, tenant in enumerate(waiting, 1):
+            self._waiting(tenant, place)
+
+    def _waiting(self, tenant: str, place: int | None) -> None:
+        """A waiting tenant's workflows not started yet say their place in line (their bars
+        read PENDING 0% with no reason while other tenants ran); admitted: said no more."""
+        doing = f"#{place} in line for a slot" if place else ""  # the place first: it is cut
+        for task in self._rows.get(tenant, ()):
+            if task in self._pending:
+                self.progress.update(task, doing=doing)
 
     def _ran(self, task: TaskID, seconds: float) -> None:
         """A bar's time for a job that ended before this run: what it ran, stopped."""
@@ -355,6 +372,12 @@ class ProgressBars:
         return text + (f" · [red]{failed} failed[/]" if failed else "")
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, TenantWaiting):
+            self._waiting(event.tenant, event.position)
+            return
+        if isinstance(event, TenantAdmitted):
+            self._waiting(event.tenant, None)
+            return
         if isinstance(event, JobStateChanged) and event.job.workflow_id in self._folded:
             states = self._folded[event.job.workflow_id]
             states[event.job.id] = str(event.job.state)
@@ -381,6 +404,9 @@ class ProgressBars:
             if task is not None:
                 ended = event.state not in (WorkflowState.PENDING, WorkflowState.RUNNING)
                 self._clock(task, event.state is WorkflowState.RUNNING, ended)
+                if event.state is not WorkflowState.PENDING and task in self._pending:
+                    self._pending.discard(task)
+                    self.progress.update(task, doing="")
                 self.progress.update(
                     task, completed=round(event.progress * 100), state=self._state(event.state)
                 )

@@ -195,7 +195,7 @@ async def _run(session: Session, opts: RunOptions) -> int:
             async with session.open(start=True):
                 trackers = [] if opts.verbose else cohort_trackers(session)
                 if bars:
-                    bars.add(_statuses(session, without=trackers))
+                    bars.add(_statuses(session, without=trackers), engine.stats().waiting)
                     bars.progress.start()
                 if trackers and not opts.quiet:
                     engine.bus.add_listener(
