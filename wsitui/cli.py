@@ -52,6 +52,16 @@ def _tenant(text: str) -> str:
     return text
 
 
+def _path(text: str) -> Path:
+    """A path from the command line. An empty one (`--data-dir "$DIR"` with DIR unset) was
+    Path(""), the current folder: state.db and results/ landed wherever the shell stood."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            'the path is empty (an unset shell variable?); give a path ("." is this folder)'
+        )
+    return Path(text)
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -83,7 +93,7 @@ def _observe_options(p: argparse.ArgumentParser, *, suppress: bool) -> None:
         **kw,
     )
     p.add_argument(
-        "--log-file", type=Path, help="append structured logs (ids on every line) here", **kw
+        "--log-file", type=_path, help="append structured logs (ids on every line) here", **kw
     )
     p.add_argument(
         "--log-json",
@@ -108,17 +118,17 @@ def _parser() -> argparse.ArgumentParser:
         description="Long tile-based inference on whole-slide images, from a terminal.",
     )
     p.add_argument("--version", action="version", version=f"wsitui {__version__}")
-    p.add_argument("--config", type=Path, help="TOML config for the TUI (see sample_config.toml)")
-    p.add_argument("--data-dir", type=Path, help="state and results (default: XDG data dir)")
+    p.add_argument("--config", type=_path, help="TOML config for the TUI (see sample_config.toml)")
+    p.add_argument("--data-dir", type=_path, help="state and results (default: XDG data dir)")
     p.add_argument("--tenant", type=_tenant, help="tenant to show first in the TUI")
     _observe_options(p, suppress=False)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the workflows of a TOML config headless")
-    run.add_argument("config", type=Path, help="TOML config (see sample_config.toml)")
-    run.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="state and results")
-    run.add_argument("--out", type=Path, help="results root (default: DATA_DIR/results)")
-    run.add_argument("--events", type=Path, help="append a JSONL event log to this file")
+    run.add_argument("config", type=_path, help="TOML config (see sample_config.toml)")
+    run.add_argument("--data-dir", type=_path, default=argparse.SUPPRESS, help="state and results")
+    run.add_argument("--out", type=_path, help="results root (default: DATA_DIR/results)")
+    run.add_argument("--events", type=_path, help="append a JSONL event log to this file")
     run.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors")
     run.add_argument(
@@ -141,17 +151,17 @@ def _parser() -> argparse.ArgumentParser:
         "--no-token", action="store_true", help="no token (only behind your own auth proxy)"
     )
     serve.add_argument("--port", type=_port, default=8000, help="listen port (default 8000)")
-    serve.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML config")
-    serve.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="state dir")
+    serve.add_argument("--config", type=_path, default=argparse.SUPPRESS, help="TOML config")
+    serve.add_argument("--data-dir", type=_path, default=argparse.SUPPRESS, help="state dir")
     serve.add_argument(
         "--tenant", type=_tenant, default=argparse.SUPPRESS, help="tenant shown first"
     )
     _observe_options(serve, suppress=True)
 
     status = sub.add_parser("status", help="list the data dir's workflows and jobs per tenant")
-    status.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="state dir")
+    status.add_argument("--data-dir", type=_path, default=argparse.SUPPRESS, help="state dir")
     status.add_argument("--tenant", type=_tenant, help="only this tenant")
-    status.add_argument("--out", type=Path, help="results root, if run used --out")
+    status.add_argument("--out", type=_path, help="results root, if run used --out")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument(
         "--verbose", action="store_true", help="a cohort's jobs one by one, not one line"
@@ -160,7 +170,7 @@ def _parser() -> argparse.ArgumentParser:
     add_model_commands(sub)
 
     sample = sub.add_parser("sample", help="write a synthetic H&E-like Aperio SVS slide")
-    sample.add_argument("out", type=Path, help="output path, e.g. demo.svs")
+    sample.add_argument("out", type=_path, help="output path, e.g. demo.svs")
     # No default here: the sample module (numpy, scipy) would be imported by every command
     # to build the parser; `_sample` fills in its DEFAULT_SIZE.
     sample.add_argument("--size", default=None, help="WxH in pixels (default 8192x6144)")
@@ -177,10 +187,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _view_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     view = sub.add_parser("view", help="pan and zoom a slide with tissue and cell overlays")
-    view.add_argument("slide", type=Path, help="slide file (SVS, tiled TIFF, ...)")
-    view.add_argument("--cells", type=Path, help="cells.geojson[.gz] (a SEGMENT_CELLS output)")
-    view.add_argument("--tissue", type=Path, help="tissue.geojson (a TISSUE_MASK output)")
-    view.add_argument("--snapshot", type=Path, help="write the view of --region to this PNG")
+    view.add_argument("slide", type=_path, help="slide file (SVS, tiled TIFF, ...)")
+    view.add_argument("--cells", type=_path, help="cells.geojson[.gz] (a SEGMENT_CELLS output)")
+    view.add_argument("--tissue", type=_path, help="tissue.geojson (a TISSUE_MASK output)")
+    view.add_argument("--snapshot", type=_path, help="write the view of --region to this PNG")
     view.add_argument("--region", help="X,Y,W,H in level-0 px for --snapshot (default: all)")
     view.add_argument("--width", type=int, help="--snapshot width in px (default 1280)")
     view.add_argument(

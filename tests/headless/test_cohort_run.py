@@ -180,7 +180,7 @@ def test_headless_shows_one_progress_line_for_the_cohort(tmp_path, made, capsys)
     add(other, made[0])
     assert run(RunOptions(config=config(other), verbose=True)) == 0
     out = capsys.readouterr().out
-    assert "lab/case0-mask [TISSUE_MASK] (case0) SUCCEEDED" in out
+    assert "lab/study · case0-mask [TISSUE_MASK] (case0) SUCCEEDED" in out
     assert "lab/study cohort:" not in out
 
 

@@ -123,6 +123,127 @@ def test_run_bars_show_stage_and_cells():
     assert doing_text(done) == "12,345 cells"  # the stage of a finished job is history
 
 
+@pytest.mark.parametrize("width", [80, 200])
+def test_run_bars_keep_counts_states_and_times_whole_at_any_width(width):
+    """At 80 columns Rich squeezed every column evenly: a job read "26… RUNNING 0:… -:-…" and
+    its workflow lost its bar and count. The counts, states and times stay whole; a workflow
+    shows its percent (its "50/100" read as 50 of 100 tiles); names and stages are cut with "…"."""
+    from wsitui.headless.display import ProgressBars
+
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    bars = ProgressBars(console)
+    add = bars.progress.add_task
+    add(
+        "[bold]alice[/] · " + WORKFLOW,
+        total=100,
+        completed=50,
+        percent=True,
+        state="RUNNING",
+        doing="",
+    )
+    add(
+        "   nuclei-instanseg-20x [dim]SEGMENT_CELLS · B[/]",
+        total=3710,
+        completed=3710,
+        state="SUCCEEDED",
+        doing="writing outputs · 12,345 cells",
+    )
+    add("   tissue-mask-coarse [dim]TISSUE_MASK · A[/]", total=None, state="PENDING", doing="")
+    console.print(bars.progress.make_tasks_table(bars.progress.tasks))
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    text = "\n".join(lines)
+    assert len(lines) == 3 and all(len(line) <= width for line in lines), text
+    assert " 50% " in lines[0] and "RUNNING " in lines[0] and "━━━" in lines[0], text
+    assert "3710/3710 SUCCEEDED 0:00:00 -:--:--" in lines[1], text
+    assert " 0/? " in lines[2] and "PENDING" in lines[2], text
+    assert lines[1].startswith("   nuclei-"), text  # its name first, cut if it must be
+    if width == 200:
+        assert "writing outputs · 12,345 cells" in lines[1] and WORKFLOW in lines[0], text
+
+
+async def test_a_bars_time_runs_only_while_its_job_runs(tmp_path):
+    """A waiting job's bar showed the time since `wsitui run` began, as if it had run that
+    long, and a failed job's time kept growing after it ended. Now a bar's time starts when
+    its job starts and stops when it ends."""
+    from wsitui.headless.display import ProgressBars
+
+    now = [100.0]
+    bars = ProgressBars(Console(file=io.StringIO(), width=120, force_terminal=True))
+    bars.progress.get_time = lambda: now[0]
+    ex = ScriptedExecutor()
+    async with Engine(tmp_path / "data", [ex], max_workers=1) as engine:
+        jobs = tuple(JobSpec(id=k, type="TISSUE_MASK", slide=SLIDE) for k in ("first", "second"))
+        wf = engine.submit("alice", WorkflowSpec(name="w", jobs=jobs), start=False)
+        bars.add([engine.workflow("alice", wf.workflow.id)])
+        engine.bus.add_listener(bars)
+        task = {t.description.split()[0]: t for t in bars.progress.tasks}
+        now[0] = 130.0
+        assert task["first"].elapsed is None and task["second"].elapsed is None  # none ran
+        engine.start("alice", [j.id for j in wf.jobs])
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.stats().running == 1)
+        now[0] = 140.0
+        assert task["first"].elapsed == 10.0 and task["second"].elapsed is None
+        ex.release("first", "fail")
+        with anyio.fail_after(10):
+            await engine.wait_until(
+                lambda: engine.job("alice", wf.jobs[1].id).state is JobState.RUNNING
+            )
+        now[0] = 500.0
+        assert task["first"].elapsed == 10.0  # stopped when it failed
+        assert task["second"].elapsed == 360.0
+        ex.release("second")
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.stats().running == 0)
+        # The next `wsitui run` of the same config: each finished job's bar shows what it ran.
+        again = ProgressBars(Console(file=io.StringIO(), width=120, force_terminal=True))
+        status = engine.workflow("alice", wf.workflow.id)
+        again.add([status])
+        ran = {j.key: j.finished_at - j.started_at for j in status.jobs}  # type: ignore[operator]
+        for t in again.progress.tasks[1:]:
+            key = t.description.split()[0]
+            assert t.elapsed == pytest.approx(ran[key]) and t.stop_time is not None, key
+
+
+async def test_a_waiting_tenants_bars_say_its_place_in_line(tmp_path):
+    """With tenant slots full, the other tenants' workflows read "PENDING 0%" with nothing
+    saying why while the others ran. Their bars say their place in line until admitted."""
+    from wsitui.headless.display import ProgressBars
+
+    bars = ProgressBars(Console(file=io.StringIO(), width=120, force_terminal=True))
+    ex = ScriptedExecutor()
+    async with Engine(tmp_path / "data", [ex], max_active_users=1) as engine:
+        engine.bus.add_listener(bars)
+        ids = {}
+        for tenant in ("alice", "bob", "carol"):
+            spec = WorkflowSpec(
+                name="w", jobs=(JobSpec(id=tenant, type="TISSUE_MASK", slide=SLIDE),)
+            )
+            ids[tenant] = engine.submit(tenant, spec).workflow.id
+        bars.add([engine.workflow(t, i) for t, i in ids.items()], engine.stats().waiting)
+        row = {
+            t: next(x for x in bars.progress.tasks if x.id == bars._tasks[i])
+            for t, i in ids.items()
+        }
+        assert [row[t].fields["doing"] for t in ids] == [
+            "",
+            "#1 in line for a slot",
+            "#2 in line for a slot",
+        ]
+        ex.release("alice")
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.stats().active == ("bob",))
+        assert [row[t].fields["doing"] for t in ids] == ["", "", "#1 in line for a slot"]
+        assert "RUNNING" in row["bob"].fields["state"]
+        ex.release("bob")
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.stats().active == ("carol",))
+        ex.release("carol")
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.is_idle())
+        assert [row[t].fields["doing"] for t in ids] == ["", "", ""]
+
+
 def _cohort_summary(n: int) -> WorkflowSummary:
     """A cohort of `n` slides (mask + cells each): slide 0 failed at its mask, 1 is running,
     the rest succeeded with 10 cells each."""
@@ -405,11 +526,69 @@ async def test_run_summary_of_hundreds_of_jobs_is_a_line_per_workflow(tmp_path):
             at_80(summary_table(engine, [engine.workflow("alice", wf.workflow.id)]), width=160)
         )
     lines = text.splitlines()
-    assert sum("alice/big" in line for line in lines) == 2, text  # its row and its outputs
+    assert sum("alice/big" in line for line in lines) == 3, text  # row, outputs, failure
     assert "250 jobs: 1 failed, 248 pending, 1 succeeded" in text
     assert f"alice/big: alice/{wf.workflow.id}/<job id>/" in text
-    assert "alice/j001: FAILED: synthetic failure in j001" in text
+    assert "alice/big · j001: FAILED: synthetic failure in j001" in text
     assert len(lines) < 15, text
+
+
+async def test_the_outputs_list_says_whose_job_failed_when_job_ids_repeat(tmp_path):
+    """Two workflows each with a job `mask`: the list said "mask: FAILED: ..." and
+    "mask: alice/wf.../mask" and nothing told which workflow's mask failed. Each workflow's
+    outputs are now under its name (one workflow: the list is as it was)."""
+    ex = ScriptedExecutor()
+    async with Engine(tmp_path / "data", [ex]) as engine:
+        ids = {}
+        for name in ("left", "right"):
+            spec = WorkflowSpec(
+                name=name, jobs=(JobSpec(id="mask", type="TISSUE_MASK", slide=SLIDE),)
+            )
+            ids[name] = engine.submit("alice", spec).workflow.id
+            with anyio.fail_after(10):
+                await engine.wait_until(lambda: engine.stats().running == 1)
+            ex.release("mask", "fail" if name == "left" else "ok")
+            with anyio.fail_after(10):
+                await engine.wait_until(lambda: engine.stats().running == 0)
+        statuses = [engine.workflow("alice", wf_id) for wf_id in ids.values()]
+        lines = at_80(summary_table(engine, statuses), width=160)
+        one = at_80(summary_table(engine, statuses[1:]), width=160)
+    start = next(i for i, line in enumerate(lines) if line.startswith("outputs under"))
+    assert [line.rstrip() for line in lines[start + 1 :]] == [
+        "  alice/left:",
+        "    mask: FAILED: synthetic failure in mask",
+        "  alice/right:",
+        f"    mask: alice/{ids['right']}/mask",
+    ], "\n".join(lines)
+    assert one[-1].rstrip() == f"  mask: alice/{ids['right']}/mask"  # one workflow: as before
+
+
+async def test_plain_lines_name_the_workflow_of_each_job(tmp_path):
+    """Off a terminal (cron, a pipe) `wsitui run` prints a line per change: two workflows'
+    `mask` jobs read "t/mask [TISSUE_MASK] (main) FAILED" and "... SUCCEEDED", and nothing said
+    which one failed. Each line names its workflow."""
+    from wsitui.headless.display import PlainLines
+
+    out = io.StringIO()
+    ex = ScriptedExecutor()
+    async with Engine(tmp_path / "data", [ex]) as engine:
+        engine.bus.add_listener(PlainLines(out, engine))
+        for name in ("left", "right"):
+            spec = WorkflowSpec(
+                name=name, jobs=(JobSpec(id="mask", type="TISSUE_MASK", slide=SLIDE),)
+            )
+            engine.submit("alice", spec)
+            with anyio.fail_after(10):
+                await engine.wait_until(lambda: engine.stats().running == 1)
+            ex.release("mask", "fail" if name == "left" else "ok")
+            with anyio.fail_after(10):
+                await engine.wait_until(lambda: engine.stats().running == 0)
+    lines = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]  # no time stamp
+    assert "alice/left · mask [TISSUE_MASK] (main) FAILED: failed: synthetic failure in mask" in (
+        lines
+    )
+    assert "alice/right · mask [TISSUE_MASK] (main) SUCCEEDED: completed" in lines
+    assert "alice/left · mask [TISSUE_MASK] (main) PENDING: submitted" in lines  # the first too
 
 
 def _printed(table: RenderableType, width: int) -> str:

@@ -545,6 +545,24 @@ async def test_a_new_workflow_never_takes_a_name_the_tenant_uses(tmp_path):
         await app.shutdown()
 
 
+async def test_a_new_workflow_name_with_a_bidi_override_is_refused_in_the_dialog(tmp_path):
+    # A pasted "\u202e" reversed the rest of the workflow's row in the list; the dialog says
+    # why it is refused (as text: the name's "[" is no markup) and keeps the name for editing.
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("n")
+        await settle(app, pilot)
+        app.screen.query_one("#name", Input).value = "cohort\u202e[b]3"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        error = app.screen.query_one("#error")
+        assert error.display and "'\\u202e'" in str(error.render()), str(error.render())
+        assert app.screen.query_one("#name", Input).value == "cohort\u202e[b]3"
+        assert app.engine.workflows("alice") == []
+        await app.shutdown()
+
+
 async def test_the_top_bar_counts_waiting_tenants_and_keeps_its_figures_at_80_columns(tmp_path):
     # It listed every waiting tenant by name: at 80 columns the list pushed workers, queue
     # and throughput off the bar, and showed other tenants' names to this one.

@@ -80,6 +80,41 @@ async def test_r_on_a_blocked_card_retries_the_upstream_it_names(tmp_path):
         assert "BLOCKED" not in card_text(card(app, "down"))[0]
 
 
+async def test_s_on_a_blocked_card_says_it_is_blocked_and_which_key_goes_on(tmp_path):
+    # `s` on a BLOCKED card said "down is already queued", as if it would run: it cannot
+    # until its upstream is retried. It says so, with the key its card shows; nothing moves.
+    app, _, _ = make_app(tmp_path / "data", max_workers=1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        ids = await three_lanes_shown(app, pilot)
+        app._board.select(ids["down"], focus=True)
+        await pilot.press("s")
+        await settle(app, pilot)
+        said = list(app._notifications)[-1]
+        assert said.message == "down is blocked: upstream up canceled; r retries up"
+        assert said.severity == "warning"
+        assert app.engine.job("alice", ids["up"]).state is JobState.CANCELED
+        app._board.select(ids["free"], focus=True)  # a queued one still says so
+        await pilot.press("s")
+        await settle(app, pilot)
+        assert list(app._notifications)[-1].message == "free is already queued"
+
+
+async def test_a_long_workflow_name_is_cut_before_its_counts_at_80_columns(tmp_path):
+    # A 200-character name with spaces: the line under the list wrapped at a space and
+    # showed "🧪 ünïcödé 工作流" alone, a shorter name with no "…", and no job count, state or
+    # percent. The name is cut with "…"; its counts stay whole.
+    app, _, _ = make_app(tmp_path / "data")
+    name = "🧪 ünïcödé 工作流 " + "x" * 150 + " end"
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.engine.submit("alice", spec(name, ("a", "A")), start=False)
+        await settle(app, pilot)
+        line = app.query_one("#lanes-title", LiveLine)
+        shown = str(line.render())
+        assert shown.startswith("🧪 ünïcödé 工作流 xxx") and "… · 1 job · PENDING 0%" in shown
+        assert Text(shown).cell_len <= line.content_region.width, shown
+
+
 class OneLine(App[None]):
     CSS = "LiveLine { width: 20; }"
 

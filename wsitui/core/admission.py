@@ -56,6 +56,7 @@ class Decision:
     refusal: Refusal
     message: str
     retry_after: float = 0.0  # seconds until a token is back (rate limited only)
+    never: bool = False  # larger than the limit itself: no wait lets it in (the message says)
 
 
 @dataclass(slots=True)
@@ -146,6 +147,7 @@ class Admission:
                 f"tenant {tenant}: {jobs:,} jobs at once can never fit the limit of "
                 f"{per_tenant:,} PENDING jobs per tenant; raise [limits] max_queued_per_tenant "
                 f"to at least {jobs:,}, or split the workflow",
+                never=True,
             ), None
         if lim.max_queued is not None and jobs > lim.max_queued:
             return Decision(
@@ -153,6 +155,7 @@ class Admission:
                 f"{jobs:,} jobs at once can never fit the limit of {lim.max_queued:,} PENDING "
                 f"jobs in total; raise [limits] max_queued to at least {jobs:,}, or split the "
                 "workflow",
+                never=True,
             ), None
         if per_tenant is not None and queued_tenant + jobs > per_tenant:
             return Decision(

@@ -501,7 +501,7 @@ class Engine:
     def _raise_refusal(refused: Decision) -> None:
         if refused.refusal is Refusal.RATE_LIMITED:
             raise RateLimited(refused.message, refused.retry_after)
-        raise QueueFull(refused.message)
+        raise QueueFull(refused.message, never=refused.never)
 
     def _create_jobs(
         self, workflow: Workflow, specs: list[JobSpec], *, start: bool, new_workflow: bool

@@ -24,4 +24,9 @@ class RateLimited(EngineError):
 
 
 class QueueFull(EngineError):
-    """Too many PENDING jobs (the tenant's or in total); nothing was submitted."""
+    """Too many PENDING jobs (the tenant's or in total); nothing was submitted. `never`: the
+    submission alone is larger than the limit, so no wait lets it in."""
+
+    def __init__(self, message: str, *, never: bool = False) -> None:
+        super().__init__(message)
+        self.never = never

@@ -11,6 +11,7 @@ hands out immutable snapshots to faces.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any
@@ -32,6 +33,38 @@ def check_safe_id(kind: str, value: str) -> str:
 def _safe(kind: str) -> AfterValidator:
     return AfterValidator(lambda value: check_safe_id(kind, value))
 
+
+# Characters a workflow name may not hold: they break its line (control characters, line and
+# paragraph separators) or reorder how a terminal shows it (bidi controls: "a\u202eb" shows as
+# "ab" reversed in one face and escaped in another). Joiners and variation selectors (emoji
+# sequences) are allowed.
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
+def check_workflow_name(value: str) -> str:
+    """A workflow name is free text shown on one line in every face: not blank, and none of
+    the characters that break a line or reorder a terminal's text."""
+    if not value.strip():
+        raise ValueError("workflow name is blank: give it a name")
+    bad = next(
+        (
+            ch
+            for ch in value
+            if ch in _BIDI_CONTROLS or unicodedata.category(ch) in ("Cc", "Zl", "Zp")
+        ),
+        None,
+    )
+    if bad is not None:
+        raise ValueError(
+            f"workflow name {value!r} holds {bad!r}, a control or bidi character that breaks "
+            "its line or reorders it on screen; remove it"
+        )
+    return value
+
+
+WorkflowName = Annotated[str, AfterValidator(check_workflow_name)]
 
 # Shared by specs and the config file: every id that can become a directory name.
 TenantId = Annotated[str, _safe("tenant")]
@@ -99,7 +132,7 @@ class JobSpec(BaseModel):
 class WorkflowSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1, max_length=200)
+    name: WorkflowName = Field(min_length=1, max_length=200)
     jobs: tuple[JobSpec, ...] = ()
 
 

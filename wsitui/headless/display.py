@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TextIO
 
 from rich import box
-from rich.console import Console, Group
+from rich.console import Console, ConsoleOptions, Group, RenderableType
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
@@ -22,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from wsitui.core.engine import Engine
+from wsitui.core.errors import EngineError
 from wsitui.core.events import (
     Event,
     JobProgress,
@@ -31,7 +34,7 @@ from wsitui.core.events import (
     WorkflowProgress,
 )
 from wsitui.core.phase import JobPhase, job_phases
-from wsitui.core.records import Job, JobState, WorkflowStatus
+from wsitui.core.records import Job, JobState, WorkflowState, WorkflowStatus
 from wsitui.core.text import one_line
 
 STATE_STYLE = {
@@ -43,8 +46,12 @@ STATE_STYLE = {
 }
 
 
-def job_label(job: Job) -> str:
-    return f"{job.tenant}/{job.key} [{job.job_type}] ({job.branch})"
+def job_label(job: Job, workflow: str = "") -> str:
+    """`tenant/workflow · job [TYPE] (branch)`; without the workflow's name, `tenant/job ...`."""
+    where = (
+        f"{job.tenant}/{one_line(workflow)} · {job.key}" if workflow else f"{job.tenant}/{job.key}"
+    )
+    return f"{where} [{job.job_type}] ({job.branch})"
 
 
 def _line(text: str) -> str:
@@ -53,23 +60,38 @@ def _line(text: str) -> str:
 
 
 class PlainLines:
-    """One line per state change and per 25% of a job's progress: logs and pipes stay short."""
+    """One line per state change and per 25% of a job's progress: logs and pipes stay short.
+    Each job line names its workflow (given `engine`): job ids repeat across workflows, and two
+    "t/mask [TISSUE_MASK] (main) FAILED" lines did not say whose mask failed."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, engine: Engine | None = None) -> None:
         self.out = out
+        self.engine = engine
         self._quarter: dict[str, int] = {}
+        self._names: dict[str, str] = {}  # workflow id -> name (a workflow is never renamed)
+
+    def _label(self, job: Job) -> str:
+        name = self._names.get(job.workflow_id)
+        if name is None and self.engine is not None:
+            try:
+                name = self._names[job.workflow_id] = self.engine.workflow(
+                    job.tenant, job.workflow_id
+                ).workflow.name
+            except EngineError:  # not stored (yet): the line without it
+                name = ""
+        return job_label(job, name or "")
 
     def __call__(self, event: Event) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
         if isinstance(event, JobStateChanged):
-            line = f"{stamp} {job_label(event.job)} {event.job.state}: {one_line(event.reason)}"
+            line = f"{stamp} {self._label(event.job)} {event.job.state}: {one_line(event.reason)}"
         elif isinstance(event, JobProgress) and event.job.tiles_total:
             quarter = 4 * event.job.tiles_done // event.job.tiles_total
             if quarter <= self._quarter.get(event.job.id, 0):
                 return
             self._quarter[event.job.id] = quarter
             line = (
-                f"{stamp} {job_label(event.job)} tiles {event.job.tiles_done}/"
+                f"{stamp} {self._label(event.job)} tiles {event.job.tiles_done}/"
                 f"{event.job.tiles_total}"
             )
         elif isinstance(event, TenantAdmitted):
@@ -120,8 +142,14 @@ def summary_table(
     if sum(len(s.jobs) for s in statuses) > FOLD_JOBS:
         return _folded_summary(engine, statuses, table, outputs)
     waiting = engine.stats().waiting
+    # Several workflows: each one's outputs under its name. Job ids repeat across workflows
+    # (every one may have a `mask`), and "mask: FAILED" alone did not say whose mask failed.
+    grouped = len(statuses) > 1
+    indent = "\n    " if grouped else "\n  "
     for status in sorted(statuses, key=lambda s: s.workflow.tenant):
         phases = job_phases(status.jobs, waiting)
+        if grouped:
+            outputs.append(f"\n  {status.workflow.tenant}/{one_line(status.workflow.name)}:")
         for job in status.jobs:
             elapsed = ""
             if job.started_at and job.finished_at:
@@ -148,7 +176,7 @@ def summary_table(
                 elapsed,
             )
             if detail:
-                outputs.append(f"\n  {job.key}: ")
+                outputs.append(f"{indent}{job.key}: ")
                 outputs.append(detail, style="red" if job.state is JobState.FAILED else "")
     return Group(table, outputs)
 
@@ -167,11 +195,11 @@ def _folded_summary(
     failures: list[tuple[str, Job]] = []
     for status in sorted(statuses, key=lambda s: s.workflow.tenant):
         counts: dict[str, int] = {}
+        where = f"{status.workflow.tenant}/{one_line(status.workflow.name)}"
         for job in status.jobs:
             counts[str(job.state)] = counts.get(str(job.state), 0) + 1
             if job.state in (JobState.FAILED, JobState.CANCELED):
-                failures.append((status.workflow.tenant, job))
-        where = f"{status.workflow.tenant}/{one_line(status.workflow.name)}"
+                failures.append((where, job))
         cells = sum(j.counters.get("cells", 0) for j in status.jobs)
         table.add_row(
             Text(where),
@@ -185,8 +213,8 @@ def _folded_summary(
             "",
         )
         outputs.append(f"\n  {where}: {status.workflow.tenant}/{status.workflow.id}/<job id>/")
-    for tenant, job in failures[:SHOWN_FAILURES]:
-        outputs.append(f"\n  {tenant}/{job.key}: ")
+    for where, job in failures[:SHOWN_FAILURES]:  # whose job: ids repeat across workflows
+        outputs.append(f"\n  {where} · {job.key}: ")
         outputs.append(f"{job.state}: {one_line(job.error or '')}", style="red")
     if len(failures) > SHOWN_FAILURES:
         more = len(failures) - SHOWN_FAILURES
@@ -194,15 +222,69 @@ def _folded_summary(
     return Group(table, outputs)
 
 
+class _CountColumn(ProgressColumn):
+    """A job's tiles done of its total ("0/?" before it knows), a workflow's percent: its bar
+    runs 0-100, and "5/100" read as 5 of 100 tiles next to its jobs' "26/26"."""
+
+    def render(self, task: Task) -> Text:
+        if task.fields.get("percent"):
+            return Text(f"{task.percentage:.0f}%", style="progress.download")
+        total = "?" if task.total is None else f"{task.total:.0f}"
+        return Text(f"{task.completed:.0f}/{total}", style="progress.download")
+
+
+def _width(console: Console, options: ConsoleOptions, cell: RenderableType) -> int:
+    """A cell's natural width: a Text's length in cells (8 redraws a second of 60 bars:
+    Rich's general measure cost a third more than the redraw itself)."""
+    if isinstance(cell, Text):
+        return cell.cell_len
+    return Measurement.get(console, options, cell).maximum
+
+
+class _FitProgress(Progress):
+    """Bars whose counts, states and times stay whole in any terminal width.
+
+    Rich squeezed every column evenly: at 80 columns a job read "26… RUNNING 0:… -:-…" and a
+    workflow lost its bar and count. Here the numbers keep their width; the job's name and
+    what it is doing get the rest (cut with "…"), and the bar narrows below 100 columns."""
+
+    NAME, BAR, DOING = 0, 1, 6  # column indexes (ProgressBars' order)
+
+    def make_tasks_table(self, tasks: Iterable[Task]) -> Table:
+        if getattr(self, "live", None) is None:  # Progress.__init__ draws once before it
+            return super().make_tasks_table(tasks)
+        width = self.console.width
+        bar = self.columns[self.BAR]
+        if isinstance(bar, BarColumn):
+            bar.bar_width = 20 if width >= 100 else 10
+        table = super().make_tasks_table(tasks)
+        options = self.console.options
+        natural = [
+            max((_width(self.console, options, c) for c in col.cells), default=0)
+            for col in table.columns
+        ]
+        gaps = len(table.columns) - 1  # Progress's grid pads each column by one on its right
+        fixed = sum(w for i, w in enumerate(natural) if i not in (self.NAME, self.DOING))
+        room = max(width - fixed - gaps - 1, 0)  # one spare: a full last column wraps
+        # What it is doing (a cohort's rate and ETA) gets up to half the room, more if the
+        # names leave it; the names get the rest.
+        doing = min(natural[self.DOING], max(room - natural[self.NAME], room // 2))
+        name = max(min(natural[self.NAME], room - doing), 8)
+        for index, share in ((self.NAME, name), (self.DOING, max(room - name, 1))):
+            column = table.columns[index]
+            column.width, column.no_wrap, column.overflow = share, True, "ellipsis"
+        return table
+
+
 class ProgressBars:
     """Per workflow and per job bars, grouped by tenant (workflows are added tenant by tenant);
     a job's bar says what it is doing (its stage) and, for SEGMENT_CELLS, the cells so far."""
 
     def __init__(self, console: Console) -> None:
-        self.progress = Progress(
+        self.progress = _FitProgress(
             TextColumn("{task.description}"),
             BarColumn(bar_width=20),
-            MofNCompleteColumn(),
+            _CountColumn(),
             TextColumn("{task.fields[state]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
@@ -212,11 +294,15 @@ class ProgressBars:
         )
         self._tasks: dict[str, TaskID] = {}
         self._folded: dict[str, dict[str, str]] = {}  # workflow id -> job id -> state
+        # tenant -> its workflows' bars (per-job mode): where "waiting for a slot" is said
+        self._rows: dict[str, list[TaskID]] = {}
+        self._pending: set[TaskID] = set()  # workflow bars not started yet
 
-    def add(self, statuses: list[WorkflowStatus]) -> None:
+    def add(self, statuses: list[WorkflowStatus], waiting: Sequence[str] = ()) -> None:
         """A bar per workflow and one per job; past MAX_JOB_BARS jobs, a bar per workflow
         only, counting its jobs by state (3,000 job bars took 2 s a redraw, 8 times a second,
-        a core busy drawing what no terminal shows)."""
+        a core busy drawing what no terminal shows). `waiting`: tenants waiting for a slot,
+        in line order (their workflows' bars say so)."""
         per_job = sum(len(s.jobs) for s in statuses) <= MAX_JOB_BARS
         for status in sorted(statuses, key=lambda s: (s.workflow.tenant, s.workflow.created_at)):
             wf = status.workflow
@@ -224,20 +310,55 @@ class ProgressBars:
                 self._folded[wf.id] = {j.id: str(j.state) for j in status.jobs}
             self._tasks[wf.id] = self.progress.add_task(
                 f"[bold]{wf.tenant}[/] · {_line(wf.name)}",
+                start=status.state is WorkflowState.RUNNING,
                 total=100,
+                percent=True,
                 state=self._state(status.state),
                 doing="" if per_job else self._counts(wf.id),
             )
             if not per_job:
                 continue
+            self._rows.setdefault(wf.tenant, []).append(self._tasks[wf.id])
+            if status.state is WorkflowState.PENDING:
+                self._pending.add(self._tasks[wf.id])
             for job in status.jobs:
-                self._tasks[job.id] = self.progress.add_task(
+                self._tasks[job.id] = task = self.progress.add_task(
                     f"   {job.key} [dim]{job.job_type} · {job.branch}[/]",
+                    start=job.state is JobState.RUNNING,
                     total=job.tiles_total or None,
                     completed=job.tiles_done,
                     state=self._state(job.state),
                     doing=doing_text(job),
                 )
+                if job.state.terminal and job.started_at and job.finished_at:
+                    self._ran(task, job.finished_at - job.started_at)  # in an earlier run
+        for place, tenant in enumerate(waiting, 1):
+            self._waiting(tenant, place)
+
+    def _waiting(self, tenant: str, place: int | None) -> None:
+        """A waiting tenant's workflows not started yet say their place in line (their bars
+        read PENDING 0% with no reason while other tenants ran); admitted: said no more."""
+        doing = f"#{place} in line for a slot" if place else ""  # the place first: it is cut
+        for task in self._rows.get(tenant, ()):
+            if task in self._pending:
+                self.progress.update(task, doing=doing)
+
+    def _ran(self, task: TaskID, seconds: float) -> None:
+        """A bar's time for a job that ended before this run: what it ran, stopped."""
+        self.progress.start_task(task)
+        self.progress.stop_task(task)
+        t = self.progress._tasks[task]  # Rich has no setter for a task's times
+        t.start_time = (t.stop_time or 0.0) - max(seconds, 0.0)
+
+    def _clock(self, task: TaskID, running: bool, ended: bool) -> None:
+        """A bar's time runs while its job or workflow runs: a waiting one showed the time
+        since `wsitui run` began, and a failed one's time kept growing after it ended."""
+        t = self.progress._tasks[task]
+        if running and (t.start_time is None or t.stop_time is not None):  # again: from now
+            t.start_time = t.stop_time = None
+            self.progress.start_task(task)
+        elif ended and t.start_time is not None and t.stop_time is None:
+            self.progress.stop_task(task)
 
     @staticmethod
     def _state(state: str) -> str:
@@ -251,6 +372,12 @@ class ProgressBars:
         return text + (f" · [red]{failed} failed[/]" if failed else "")
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, TenantWaiting):
+            self._waiting(event.tenant, event.position)
+            return
+        if isinstance(event, TenantAdmitted):
+            self._waiting(event.tenant, None)
+            return
         if isinstance(event, JobStateChanged) and event.job.workflow_id in self._folded:
             states = self._folded[event.job.workflow_id]
             states[event.job.id] = str(event.job.state)
@@ -264,6 +391,7 @@ class ProgressBars:
                 return
             job = event.job
             state = "BLOCKED" if job.blocked and job.state is JobState.PENDING else job.state
+            self._clock(task, job.state is JobState.RUNNING, job.state.terminal)
             self.progress.update(
                 task,
                 total=job.tiles_total or None,
@@ -274,6 +402,11 @@ class ProgressBars:
         elif isinstance(event, WorkflowProgress):
             task = self._tasks.get(event.workflow.id)
             if task is not None:
+                ended = event.state not in (WorkflowState.PENDING, WorkflowState.RUNNING)
+                self._clock(task, event.state is WorkflowState.RUNNING, ended)
+                if event.state is not WorkflowState.PENDING and task in self._pending:
+                    self._pending.discard(task)
+                    self.progress.update(task, doing="")
                 self.progress.update(
                     task, completed=round(event.progress * 100), state=self._state(event.state)
                 )

@@ -164,7 +164,9 @@ async def _run(session: Session, opts: RunOptions) -> int:
             bars = ProgressBars(human)
             engine.bus.add_listener(hide_cohort_jobs(session, bars, opts.verbose))
         else:
-            engine.bus.add_listener(hide_cohort_jobs(session, PlainLines(human.file), opts.verbose))
+            engine.bus.add_listener(
+                hide_cohort_jobs(session, PlainLines(human.file, engine), opts.verbose)
+            )
     interrupted = False
     failure: SessionError | None = None
     waiting = anyio.CancelScope()
@@ -193,7 +195,7 @@ async def _run(session: Session, opts: RunOptions) -> int:
             async with session.open(start=True):
                 trackers = [] if opts.verbose else cohort_trackers(session)
                 if bars:
-                    bars.add(_statuses(session, without=trackers))
+                    bars.add(_statuses(session, without=trackers), engine.stats().waiting)
                     bars.progress.start()
                 if trackers and not opts.quiet:
                     engine.bus.add_listener(

@@ -27,6 +27,7 @@ import json
 import os
 import re
 import stat
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -365,6 +366,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 def _base_id(path: Path) -> str:
     stem = path.name.split(".")[0] if not path.name.startswith(".") else path.name
+    # Accents off first: "café-Ä1" was "caf_-_1" (every non-ASCII letter a "_"), now "cafe-A1".
+    stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
     sid = _UNSAFE.sub("_", stem).lstrip("_-")[:SLIDE_ID_MAX].rstrip("_-")
     return sid or "slide"
 

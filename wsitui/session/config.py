@@ -15,10 +15,11 @@ import stat
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -31,12 +32,30 @@ from wsitui.core.admission import Limits
 from wsitui.core.executor import ConfigSection, SectionModel
 from wsitui.core.paths import file_kind
 from wsitui.core.pydantic_errors import first_problem
-from wsitui.core.records import BranchName, JobKey, JobSpec, TenantId, WorkflowSpec
+from wsitui.core.records import (
+    BranchName,
+    JobKey,
+    JobSpec,
+    TenantId,
+    WorkflowName,
+    WorkflowSpec,
+)
 from wsitui.jobs import registry
 from wsitui.models.source import looks_like_path
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # thousands of jobs fit in well under 1 MiB
 MAX_DEPTH = 32  # tables and arrays nested in each other (params included)
+
+
+def _not_empty(value: object) -> object:
+    """`data_dir = ""` read as Path(""), the config's own folder: state.db and results/ were
+    written beside the config. An empty path is a slip; "." says the folder on purpose."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError('the path is empty; give a path ("." is the config\'s folder)')
+    return value
+
+
+ConfigPath = Annotated[Path, BeforeValidator(_not_empty)]  # a path the config file gives
 
 
 class ConfigError(Exception):
@@ -81,9 +100,9 @@ class LimitsConfig(_Strict):
 
 
 class PathsConfig(_Strict):
-    data_dir: Path | None = None  # default: XDG data dir
-    results: Path | None = None  # default: <data_dir>/results
-    events: Path | None = None  # JSONL event log; none by default
+    data_dir: ConfigPath | None = None  # default: XDG data dir
+    results: ConfigPath | None = None  # default: <data_dir>/results
+    events: ConfigPath | None = None  # JSONL event log; none by default
 
 
 class UIConfig(_Strict):
@@ -94,7 +113,7 @@ class UIConfig(_Strict):
 class SampleConfig(_Strict):
     """A synthetic slide generated on first use when the file is missing."""
 
-    path: Path
+    path: ConfigPath
     size: str = "4096x3072"
     seed: int = Field(0, ge=0, strict=True)
 
@@ -102,7 +121,7 @@ class SampleConfig(_Strict):
 class JobConfig(_Strict):
     id: JobKey
     type: str  # a registered job type (wsitui.jobs.registry)
-    slide: Path | None = None  # None only in a cohort workflow's template (see `slides`)
+    slide: ConfigPath | None = None  # None only in a cohort workflow's template (see `slides`)
     branch: BranchName = "main"
     depends_on: list[str] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
@@ -117,12 +136,26 @@ class JobConfig(_Strict):
 
 class WorkflowConfig(_Strict):
     tenant: TenantId
-    name: str = Field(min_length=1, max_length=200)
+    name: WorkflowName = Field(min_length=1, max_length=200)
     jobs: list[JobConfig] = Field(min_length=1)
     # A cohort: globs (relative to the config) or a CSV with a `path` column; `jobs` is then a
     # template run once per slide (wsitui/session/cohort.py).
     slides: list[str] | str | None = None
     match: Literal["stat", "hash"] = "stat"  # how a rerun knows a slide: size+mtime, or sha256
+
+    @field_validator("slides", mode="before")
+    @classmethod
+    def _slides_shape(cls, v: object) -> object:
+        """A glob, a list of globs or a CSV path; pydantic named its union's members in the key
+        path ("workflows[0].slides.list[str]: Input should be a valid list")."""
+        if v is None or isinstance(v, str):
+            return v
+        if isinstance(v, list) and all(isinstance(g, str) for g in v):
+            return v
+        raise ValueError(
+            'not a slide list; give a list of globs, e.g. ["cohort/*.svs"], or the path of '
+            "a CSV with a `path` column, in quotes"
+        )
 
     @model_validator(mode="after")
     def _slides(self) -> WorkflowConfig:
@@ -203,10 +236,12 @@ _HINTS = {  # pydantic's error type -> the fix, for the problems pydantic only d
     "too_long": "list fewer",
     "dict_type": "give a table, e.g. { key = 1 }",
     "model_type": "give a table, e.g. [section] or { key = 1 }",
+    "path_type": 'give it as a quoted string, e.g. "data"',
 }
 
 
 _MESSAGES = {  # pydantic's wording where it names our classes or Python's types
+    "path_type": "Input should be a path",  # was "not a valid path for <class 'pathlib.Path'>"
     "model_type": "Input should be a table",
     "dict_type": "Input should be a table",
 }

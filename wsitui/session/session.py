@@ -115,9 +115,15 @@ class Session:
             ]
             self._cohorts_submitted()
         except (RateLimited, QueueFull) as exc:
+            # A workflow larger than a limit says its own fix: "or retry later" would not help.
+            fix = (
+                ""
+                if getattr(exc, "never", False)
+                else ": raise [limits] in the config, or retry later"
+            )
             raise SessionError(
                 f"{exc}; nothing of the config was submitted (its workflows are submitted "
-                "at once): raise [limits] in the config, or retry later",
+                f"at once){fix}",
                 EXIT_LIMITED,
             ) from None
         except (EngineError, StoreError) as exc:
@@ -248,6 +254,9 @@ def prepare_session(opts: SessionOptions, say: Callable[[str], object] | None = 
         raise SessionError("input nested too deeply to read; simplify it", EXIT_INPUT) from None
 
 
+_CONFIG_KEYS = ("workflows[", "samples[")  # errors that name a key of the config file
+
+
 def _prepare(opts: SessionOptions, say: Callable[[str], object] | None) -> Session:
     config = load_config(opts.config) if opts.config else Config()
     if opts.require_workflows and not config.workflows:
@@ -277,6 +286,13 @@ def _prepare(opts: SessionOptions, say: Callable[[str], object] | None) -> Sessi
         config, cohorts = expand_cohorts(config, data_dir)  # after samples: a glob sees them
         plan = check_and_plan(engine, config, data_dir)
         log = JsonlEventLog(events) if events is not None else None
+    except (InputError, CohortError) as exc:
+        observability.close()
+        if opts.config is not None and str(exc).startswith(_CONFIG_KEYS):
+            # "workflows[0] (t/w): dependency cycle ..." named no file, as the config's own
+            # errors ("c.toml: workflows[0].name: ...") do: with two configs, which one?
+            raise type(exc)(f"{opts.config}: {exc}") from None
+        raise
     except BaseException:
         observability.close()
         raise

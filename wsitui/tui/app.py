@@ -216,7 +216,8 @@ class WsituiApp(App[None]):
         yield TopBar(id="topbar")
         with Vertical(id="main"):
             yield WorkflowList(id="workflows")
-            yield LiveLine(id="lanes-title", sep=" · ")  # whole parts: the keys go first
+            # whole parts: the keys go first; a long name is cut before its counts go
+            yield LiveLine(id="lanes-title", sep=" · ", cut_first=True)
             yield LaneBoard(id="lanes")
             yield CohortTable(id="cohort-table")
         # Disabled while hidden: a hidden Input still took the first focus, and every key.
@@ -681,7 +682,14 @@ class WsituiApp(App[None]):
         job = self._job()
         if job is not None:
             if job.enqueued and job.state is JobState.PENDING:
-                self.tell(f"{job.key} is already queued")
+                status = self.engine.workflow(self.tenant, job.workflow_id)
+                badge = badges(status.jobs, self.engine.stats().waiting)[job.id]
+                if badge.css == "blocked":  # "already queued" said it would run: it cannot
+                    self.tell(
+                        f"{job.key} is blocked: {badge.reason}; {badge.hint}", severity="warning"
+                    )
+                else:
+                    self.tell(f"{job.key} is already queued")
                 return
             if job.state.terminal:  # name the key that does what was meant (R or r)
                 self.tell(f"{job.key} {_ENDED[job.state]}", severity="warning")

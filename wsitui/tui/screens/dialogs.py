@@ -22,7 +22,7 @@ from textual.widgets import Button, Input, Label, OptionList, Select, SelectionL
 from textual.widgets.option_list import Option
 
 from wsitui.core.executor import DialogField
-from wsitui.core.records import SAFE_ID, SAFE_ID_HINT, Job, WorkflowSpec
+from wsitui.core.records import SAFE_ID, SAFE_ID_HINT, Job, WorkflowSpec, check_workflow_name
 from wsitui.jobs import registry
 from wsitui.models.device import cuda_device_count
 from wsitui.models.source import looks_like_path
@@ -131,6 +131,17 @@ class NewWorkflowDialog(Dialog[str | None]):
             # as pydantic's three-line "1 validation error for WorkflowSpec" in a toast
             error = self.query_one("#error", Label)
             error.update(f"the name has {len(name)} characters; shorten it to at most {NAME_MAX}")
+            error.display = True
+            return
+        problem = ""
+        if name:
+            try:
+                check_workflow_name(name)  # a pasted control or bidi character
+            except ValueError as exc:
+                problem = str(exc)
+        if problem:
+            error = self.query_one("#error", Label)
+            error.update(Text(problem))  # as text: a name may hold "[" (markup)
             error.display = True
             return
         if name in self.taken:

@@ -19,13 +19,20 @@ class LiveLine(Static):
     """
 
     def __init__(
-        self, *, id: str | None = None, classes: str | None = None, sep: str | None = None
+        self,
+        *,
+        id: str | None = None,
+        classes: str | None = None,
+        sep: str | None = None,
+        cut_first: bool = False,
     ) -> None:
         """`sep`: the text is parts joined by it; one too long for the line drops whole parts
-        from the end and ends in " …" (cut mid-part it read "00:45 · ETA 00:42 ·…")."""
+        from the end and ends in " …" (cut mid-part it read "00:45 · ETA 00:42 ·…").
+        `cut_first`: the first part (a name) is cut with "…" before the parts after it go."""
         super().__init__(id=id, classes=classes)
         self._shown: Text | None = None
         self._sep = sep
+        self._cut_first = cut_first
 
     def show(self, text: Text, *, layout: bool = False) -> None:
         """Show `text` if it changed; `layout=True` for a line whose height follows its text
@@ -38,13 +45,36 @@ class LiveLine(Static):
         text, width = self._shown, self.content_region.width
         if self._sep is None or text is None or width <= 0 or text.cell_len <= width:
             return super().render()
+        if self._cut_first:
+            text = self._shorter_first(text, width)
+            if text.cell_len <= width:
+                return text
         plain, end = text.plain, len(text.plain)
         while (end := plain.rfind(self._sep, 0, end)) > 0:
             if text[:end].cell_len + 2 <= width:
                 return Text.assemble(text[:end], " …")
-        return super().render()  # not even the first part fits: the ellipsis cuts it
+        return _cut(text, width)  # not even the first part fits: the ellipsis cuts it
+
+    def _shorter_first(self, text: Text, width: int) -> Text:
+        """A first part (a name) longer than half the line cut to what the parts after it
+        leave, at least half the line (whole parts then go from the end as usual): a
+        200-character workflow name hid its job count, state and percent."""
+        first = text.plain.find(self._sep)
+        if first <= 0:
+            return text
+        head, rest = text[:first], text[first:]
+        budget = max(width // 2, width - rest.cell_len)
+        return Text.assemble(_cut(head, budget), rest) if head.cell_len > budget else text
 
     @property
     def text(self) -> str:
         """The plain text shown (what a person reads)."""
         return self._shown.plain if self._shown is not None else ""
+
+
+def _cut(text: Text, width: int) -> Text:
+    """`text` on one line of `width` cells, ending in "…" if cut (a Static wrapped it at a
+    space instead, and the line showed a shorter text with nothing to say it was cut)."""
+    out = text.copy()
+    out.truncate(width, overflow="ellipsis")
+    return out
