@@ -681,19 +681,40 @@ def _ramp_edges(
     more, are tissue from W / 2 + RAMP_OFFSET_PX past their foot on; `dropped` px (dust, ink)
     stay out.
     """
-    gf = g.astype(np.float32)
-    ref = ndimage.gaussian_filter(mask.astype(np.float32), RAMP_REF_SIGMA) >= 0.5
-    d = _signed_distance(ref)
-    width = _fade_width(ref, d, gf)
-    if not width >= RAMP_MIN_PX:
+    # Work on the box around the tissue with glass to spare (an even offset: the same cells).
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
         return mask
     h, w = g.shape
+    pad = int(RAMP_SPAN_PX + 3 * RAMP_FIT_SIGMA) + 4
+    r0, c0 = max(0, rows[0] - pad) // 2 * 2, max(0, cols[0] - pad) // 2 * 2
+    r1, c1 = min(h, rows[-1] + pad + 1), min(w, cols[-1] + pad + 1)
     bh, bw = glass.shape
     k = LEVEL_BLOCK
     up = Image.fromarray(glass.astype(np.float32), mode="F").resize(
         (bw * k, bh * k), Image.Resampling.BILINEAR
     )
-    y = np.asarray(up)[:h, :w] - gf  # how far below the glass: 0 on glass, rising inward
+    box = (slice(r0, r1), slice(c0, c1))
+    cut = _ramp_cut(g[box].astype(np.float32), mask[box], np.asarray(up)[box], big_px, dropped[box])
+    if cut is None:
+        return mask
+    out = mask.copy()
+    out[box] = cut
+    return out
+
+
+def _ramp_cut(
+    gf: np.ndarray, mask: np.ndarray, glass: np.ndarray, big_px: float, dropped: np.ndarray
+) -> np.ndarray | None:
+    """_ramp_edges on a box of the image (`glass`: the glass level per px), or None when
+    there is no fade to cut by."""
+    ref = ndimage.gaussian_filter(mask.astype(np.float32), RAMP_REF_SIGMA) >= 0.5
+    d = _signed_distance(ref)
+    width = _fade_width(ref, d, gf)
+    if not width >= RAMP_MIN_PX:
+        return None
+    h, w = gf.shape
+    y = glass - gf  # how far below the glass: 0 on glass, rising inward
     use = (d > -width / 2 + RAMP_FOOT_SKIP) & (d < 0.5)
     # The fit's sums on 2 x 2 px cells (its weights are 4 px wide: the foot is smooth).
     ch, cw = -(-h // 2), -(-w // 2)
@@ -711,7 +732,7 @@ def _ramp_edges(
         foot_c = -(sy - slope_c * sx) / (n * slope_c)
     ok_c = (n > 0.2) & (np.abs(den) > 1e-5) & (slope_c > 0) & np.isfinite(foot_c)
     if not ok_c.any():
-        return mask
+        return None
 
     def to_px(v: np.ndarray) -> np.ndarray:
         big_v = Image.fromarray(np.where(ok_c, v, 0).astype(np.float32), mode="F")
@@ -726,7 +747,7 @@ def _ramp_edges(
     z = y[rows, cols] / slope_c[near_y, near_x]
     sel = (u > RAMP_KNEE_FROM * width) & (u < width + RAMP_KNEE_PAST)
     if np.count_nonzero(sel) < 20:
-        return mask
+        return None
     knee = _knee(u[sel], z[sel], width)
     # Only near big pieces (small ones have their own edges) and never where dust was dropped.
     grown = _shift_reduce(mask, int(np.ceil(RAMP_BAND_PX)), erode=False, outside=False)
