@@ -67,7 +67,8 @@ def test_a_soft_edge_is_cut_at_the_stains_shade_there(tmp_path: Path):
     """`random6` (a tuning look): edges fading over 71 µm, the stain's shade varying from pale
     lavender to deep pink along them. Its tissue level averaged over 64 µm blocks was the
     deep pink beside a pale stretch, and the mask stopped short of the pale edges (IoU 0.936,
-    5.8 % of the tissue missed); each stretch's own nearest tissue level: 0.957, 3.5 %."""
+    5.8 % of the tissue missed); each stretch's own nearest tissue level: 0.957, 3.5 %; the
+    edge placed on the fade's own ramp (2026-12-05): 0.972, 1.8 % (false 1.0 %)."""
     style = random_style(np.random.default_rng(6), "random6")
     assert style.soft_edge_um > 60
     slide = tmp_path / "random6.svs"
@@ -79,5 +80,33 @@ def test_a_soft_edge_is_cut_at_the_stains_shade_there(tmp_path: Path):
         mask = np.asarray(Image.fromarray(mask).resize(truth.shape[::-1], Image.Resampling.NEAREST))
     missed = float((truth & ~mask).sum() / truth.sum())
     false = float((mask & ~truth).sum() / truth.sum())
-    assert iou(mask, truth) >= 0.952, (iou(mask, truth), missed, false)
-    assert missed <= 0.04 and false <= 0.011, (missed, false)
+    assert iou(mask, truth) >= 0.967, (iou(mask, truth), missed, false)
+    assert missed <= 0.022 and false <= 0.011, (missed, false)
+
+
+@pytest.mark.parametrize(
+    ("look", "seed", "floor", "most_missed", "most_false"),
+    [("random3", 5, 0.958, 0.031, 0.011), ("random7", 5, 0.962, 0.025, 0.0125)],
+)
+def test_a_wide_fade_is_cut_half_way_along_its_own_ramp(
+    tmp_path: Path, look: str, seed: int, floor: float, most_missed: float, most_false: float
+):
+    """Tuning looks whose edges fade over 101 and 121 µm. The edge half-way in grey between
+    the glass and the nearest tissue's level moved with that level, and the stain's shade
+    drifts between the fade and the tissue 50 µm in: `random3` seed 5 IoU 0.943 (missed
+    4.0 %, false 1.8 %), `random7` 0.954 (3.2 %, 1.5 %). Cut W / 2 past where each stretch's
+    fade leaves the glass, W the slide's (_ramp_edges), measured 2026-12-05: 0.963 (2.8 %,
+    0.9 %) and 0.967 (2.2 %, 1.1 %): both errors fall."""
+    style = random_style(np.random.default_rng(int(look.removeprefix("random"))), look)
+    assert style.soft_edge_um > 100
+    slide = tmp_path / f"{look}.svs"
+    write_sample_slide(slide, size=SIZE, seed=seed, style=style)
+    truth = load_truth(slide).tissue
+    with open_slide(slide) as r:
+        mask = compute_tissue_mask(r).mask
+    if mask.shape != truth.shape:  # a finer mask, judged at the truth's px
+        mask = np.asarray(Image.fromarray(mask).resize(truth.shape[::-1], Image.Resampling.NEAREST))
+    missed = float((truth & ~mask).sum() / truth.sum())
+    false = float((mask & ~truth).sum() / truth.sum())
+    assert iou(mask, truth) >= floor, (iou(mask, truth), missed, false)
+    assert missed <= most_missed and false <= most_false, (missed, false)

@@ -6,7 +6,8 @@ has no TISSUE_MASK upstream on the same slide. The mask is computed at about `ta
 much finer (block by block, so memory stays bounded): grey level, an Otsu first split, then per
 pixel a threshold between the local glass and tissue levels in optical density (soft edges,
 pale or grainy stain; on a slide whose big tissue fades out, half-way in grey to the nearest
-tissue's level: `_nearest_level_threshold`), a 1-px closing; pieces under OWN_EDGE_MAX_UM2
+tissue's level: `_nearest_level_threshold`, and where the fade is wide, half its width past
+where it leaves the glass: `_ramp_edges`), a 1-px closing; pieces under OWN_EDGE_MAX_UM2
 re-cut at their own level (`_own_edges`: small and pale fragments; where nuclei pack one, also
 at its level with haematoxylin unmixed away); objects told from debris by colour and area
 (`keep_tissue_objects`); the edges of small pieces placed by the area their stain adds up to
@@ -50,6 +51,15 @@ FADE_REACH_CELLS = 8  # the fade looked for this far out of big tissue (2-px cel
 FADE_SKIP_CELLS = 1  # ... beyond this (the blur and the px a hard edge part-covers)
 FADE_HARD_CELLS = 0.45  # ... its cells per edge cell at or under which edges are hard
 FADE_SOFT_CELLS = 0.65  # ... and at or over which they are soft (weights blended between)
+RAMP_MIN_PX = 6.0  # a fade at least this wide (mask px) is cut by its own ramp (_ramp_edges)
+RAMP_SPAN_PX = 14  # ... the slide's mean profile across the edge read this far either side
+RAMP_REF_SIGMA = 1.5  # ... distances taken from the threshold's cut smoothed this much (px)
+RAMP_FIT_SIGMA = 4.0  # ... the fade's outer half fitted by a line Gaussian-weighted over this
+RAMP_FOOT_SKIP = 1.0  # ... less this many px at its foot (rounded by the glass's noise)
+RAMP_KNEE_FROM = 0.6  # ... its knee fitted from this share of its width past the foot ...
+RAMP_KNEE_PAST = 4.0  # ... to this many px past the knee
+RAMP_BAND_PX = 3.0  # ... mask px this near the threshold's cut are cut again
+RAMP_OFFSET_PX = 0.3  # ... this far inward of half-way (chosen on the tuning looks; 0: off)
 CLOSE_PX = 1  # notches narrower than about twice this are closed
 CLEAR_GLASS_PX = 8  # the glass level for edges: from glass this far from anything darker
 CLEAR_WIDE_SIGMA = 4.0  # blocks it is weighted over where there is little such glass near
@@ -455,8 +465,9 @@ def _shift_reduce(mask: np.ndarray, k: int, erode: bool, outside: bool) -> np.nd
 
 def _threshold_map(
     g: np.ndarray, first: np.ndarray, fallback: tuple[float, float], big_px: float = 0.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """(per-pixel grey threshold, local glass level per LEVEL_BLOCK-px block).
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """(per-pixel grey threshold, local glass level per LEVEL_BLOCK-px block, how soft big
+    tissue's edges are: `_fade_weight`, 0 when not looked at).
 
     The threshold is EDGE_FRACTION of the way from the local glass level to the local tissue
     level, each the mean grey of its class (of the first split) around the pixel,
@@ -500,6 +511,7 @@ def _threshold_map(
     # nothing but the interpolation's rounding.
     up = np.asarray(Image.fromarray(thr).resize((bw * b, bh * b), Image.Resampling.BILINEAR))
     up = up[:h, :w]
+    soft = 0.0
     if NEAR_LEVEL_SIGMA > 0:
         soft = _fade_weight(share == 255, mean_all, big_px / (c * c))
         if soft > 0:
@@ -508,7 +520,7 @@ def _threshold_map(
                 # g <= floor(t) is g <= t for integer grey: the float threshold exactly.
                 mixed = near if soft >= 1.0 else soft * near + (1.0 - soft) * up
                 up = np.floor(mixed).astype(np.uint8)
-    return up, glass
+    return up, glass, soft
 
 
 def _fade_weight(first: np.ndarray, mean: np.ndarray, big_cells: float) -> float:
@@ -577,6 +589,180 @@ def _nearest_level_threshold(
     return np.pad(out, ((0, h - out.shape[0]), (0, w - out.shape[1])), mode="edge")
 
 
+def _signed_distance(mask: np.ndarray) -> np.ndarray:
+    """Per px, its centre's distance (px) to the mask's edge: > 0 inside, < 0 outside."""
+    inside = ndimage.distance_transform_edt(mask)
+    outside = ndimage.distance_transform_edt(~mask)
+    return np.where(mask, inside - 0.5, 0.5 - outside).astype(np.float32)
+
+
+def _hinge(d: np.ndarray, g: np.ndarray, outer: bool) -> float:
+    """Where a mean profile `g` over distances `d` bends: flat then a line (`outer`: the glass
+    then the fade) or a line then flat (the fade then the tissue), least squares over
+    positions 0.1 px apart."""
+    best, at = np.inf, 0.0
+    for k in np.arange(-RAMP_SPAN_PX - 2, RAMP_SPAN_PX + 2.01, 0.1):
+        x = np.maximum(d - k, 0.0) if outer else np.maximum(k - d, 0.0)
+        a = np.column_stack([np.ones_like(x), x])
+        coef = np.linalg.lstsq(a, g, rcond=None)[0]
+        r = float(((a @ coef - g) ** 2).sum())
+        if r < best:
+            best, at = r, float(k)
+    return at
+
+
+def _fade_width(mask: np.ndarray, d: np.ndarray, g: np.ndarray) -> float:
+    """How wide (px) the fade of the slide's tissue edges is: the grey averaged over all edges
+    by distance from the mask's edge (`d`; 0.5 px bins, RAMP_SPAN_PX either side) leaves the
+    glass at one bend and reaches the tissue at another. Outside, only open glass counts (a
+    hole narrower than the fade never reaches the glass); inside, only px whose nearest glass
+    is open glass. 0 when a bend lies at the end of what was read."""
+    lab, _ = ndimage.label(~mask)
+    border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+    open_glass = np.isin(lab, border[border > 0])
+    if not open_glass.any():
+        return 0.0
+    near = np.abs(d) < RAMP_SPAN_PX
+    inner = mask & near
+    if not open_glass[~mask].all():  # holes: px nearer one than open glass are left out
+        to_open = ndimage.distance_transform_edt(~open_glass)
+        inner &= np.abs(to_open - 0.5 - d) < 1.0
+    ends = []
+    for sel, outer in ((open_glass & near, True), (inner, False)):
+        bins = np.round(d[sel] * 2).astype(np.int64)
+        if bins.size < 20:
+            return 0.0
+        lo = int(bins.min())
+        count = np.bincount(bins - lo)
+        total = np.bincount(bins - lo, g[sel])
+        have = count > 0
+        ends.append(_hinge((np.flatnonzero(have) + lo) / 2.0, total[have] / count[have], outer))
+    if max(abs(e) for e in ends) > RAMP_SPAN_PX - 1:
+        return 0.0  # a bend at the end of what was read: a fade wider than that, not measured
+    return ends[1] - ends[0]
+
+
+def _knee(u: np.ndarray, z: np.ndarray, width: float) -> float:
+    """Where z, rising 1:1 with u (plus a constant), stops rising: least squares of
+    z = min(u, k) + c over k between 0.7 and 1.3 `width`, 0.05 px apart (prefix sums over u
+    sorted, so each k costs a search, not a pass)."""
+    order = np.argsort(u)
+    us, zs = u[order].astype(np.float64), z[order].astype(np.float64)
+    a = zs - us  # the residual's part below the knee
+    ca, caa = np.concatenate([[0], np.cumsum(a)]), np.concatenate([[0], np.cumsum(a * a)])
+    cb, cbb = np.concatenate([[0], np.cumsum(zs)]), np.concatenate([[0], np.cumsum(zs * zs)])
+    n = len(us)
+    ks = np.arange(0.7 * width, 1.3 * width, 0.05)
+    i = np.searchsorted(us, ks)  # px below each knee
+    m = n - i
+    sb, sbb = cb[n] - cb[i], cbb[n] - cbb[i]  # z of the px at or past it
+    total = ca[i] + sb - ks * m
+    squares = caa[i] + sbb - 2 * ks * sb + ks * ks * m
+    sse = squares - total * total / n
+    return float(ks[int(np.argmin(sse))])
+
+
+def _ramp_edges(
+    g: np.ndarray, mask: np.ndarray, glass: np.ndarray, big_px: float, dropped: np.ndarray
+) -> np.ndarray:
+    """The edges of big tissue whose stain fades out over RAMP_MIN_PX px or more, cut again
+    from the fade's own ramp (`g`: grey, `glass`: the glass level per LEVEL_BLOCK block).
+
+    A fade mixes glass and stain linearly over a width W the same all round a slide; the
+    truth's edge is half-way, W / 2 from where the fade leaves the glass (its foot). Half-way in
+    grey needs the stain's level at the edge, and the nearest tissue's is not it where the shade
+    drifts between the two or round a hole narrower than the fade (`wide120`'s sample slide:
+    false tissue 6 % of the tissue, all round). The fade's outer half has no nuclei: per px a
+    line is fitted to its grey against the distance from the threshold's cut (Gaussian-weighted
+    over RAMP_FIT_SIGMA px, the foot's px left out), and where the line meets the glass is the
+    foot there. W comes from the slide: the mean profile's bends (`_fade_width`) bound a fit
+    of its knee, where the fade, measured from each px's own foot and scaled by its own slope,
+    stops rising (`_knee`). Px within RAMP_BAND_PX of the cut, near pieces of `big_px` or
+    more, are tissue from W / 2 + RAMP_OFFSET_PX past their foot on; `dropped` px (dust, ink)
+    stay out.
+    """
+    # Work on the box around the tissue with glass to spare (an even offset: the same cells).
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return mask
+    h, w = g.shape
+    pad = int(RAMP_SPAN_PX + 3 * RAMP_FIT_SIGMA) + 4
+    r0, c0 = max(0, rows[0] - pad) // 2 * 2, max(0, cols[0] - pad) // 2 * 2
+    r1, c1 = min(h, rows[-1] + pad + 1), min(w, cols[-1] + pad + 1)
+    bh, bw = glass.shape
+    k = LEVEL_BLOCK
+    up = Image.fromarray(glass.astype(np.float32), mode="F").resize(
+        (bw * k, bh * k), Image.Resampling.BILINEAR
+    )
+    box = (slice(r0, r1), slice(c0, c1))
+    cut = _ramp_cut(g[box].astype(np.float32), mask[box], np.asarray(up)[box], big_px, dropped[box])
+    if cut is None:
+        return mask
+    out = mask.copy()
+    out[box] = cut
+    return out
+
+
+def _ramp_cut(
+    gf: np.ndarray, mask: np.ndarray, glass: np.ndarray, big_px: float, dropped: np.ndarray
+) -> np.ndarray | None:
+    """_ramp_edges on a box of the image (`glass`: the glass level per px), or None when
+    there is no fade to cut by."""
+    ref = ndimage.gaussian_filter(mask.astype(np.float32), RAMP_REF_SIGMA) >= 0.5
+    d = _signed_distance(ref)
+    width = _fade_width(ref, d, gf)
+    if not width >= RAMP_MIN_PX:
+        return None
+    h, w = gf.shape
+    y = glass - gf  # how far below the glass: 0 on glass, rising inward
+    use = (d > -width / 2 + RAMP_FOOT_SKIP) & (d < 0.5)
+    # The fit's sums on 2 x 2 px cells (its weights are 4 px wide: the foot is smooth).
+    ch, cw = -(-h // 2), -(-w // 2)
+
+    def wsum(v: np.ndarray) -> np.ndarray:
+        cells = np.pad(np.where(use, v, np.float32(0)), ((0, 2 * ch - h), (0, 2 * cw - w)))
+        cells = cells.reshape(ch, 2, cw, 2).sum(axis=(1, 3))
+        return ndimage.gaussian_filter(cells, RAMP_FIT_SIGMA / 2)
+
+    one = np.ones_like(d)
+    n, sx, sy, sxx, sxy = wsum(one), wsum(d), wsum(y), wsum(d * d), wsum(d * y)
+    den = n * sxx - sx * sx
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope_c = (n * sxy - sx * sy) / den
+        foot_c = -(sy - slope_c * sx) / (n * slope_c)
+    ok_c = (n > 0.2) & (np.abs(den) > 1e-5) & (slope_c > 0) & np.isfinite(foot_c)
+    if not ok_c.any():
+        return None
+
+    def to_px(v: np.ndarray) -> np.ndarray:
+        big_v = Image.fromarray(np.where(ok_c, v, 0).astype(np.float32), mode="F")
+        return np.asarray(big_v.resize((2 * cw, 2 * ch), Image.Resampling.BILINEAR))[:h, :w]
+
+    # The knee: each px's distance from its nearest fit's foot, against its grey scaled by
+    # that fit's slope, rises 1:1 up to W and stays flat after (nuclei only lift it).
+    iy, ix = ndimage.distance_transform_edt(~ok_c, return_distances=False, return_indices=True)
+    rows, cols = np.nonzero((d > -1) & (d < width / 2 + RAMP_KNEE_PAST))
+    near_y, near_x = iy[rows // 2, cols // 2], ix[rows // 2, cols // 2]
+    u = d[rows, cols] - foot_c[near_y, near_x]
+    z = y[rows, cols] / slope_c[near_y, near_x]
+    sel = (u > RAMP_KNEE_FROM * width) & (u < width + RAMP_KNEE_PAST)
+    if np.count_nonzero(sel) < 20:
+        return None
+    knee = _knee(u[sel], z[sel], width)
+    # Only near big pieces (small ones have their own edges) and never where dust was dropped.
+    grown = _shift_reduce(mask, int(np.ceil(RAMP_BAND_PX)), erode=False, outside=False)
+    lab, m = ndimage.label(grown, structure=np.ones((3, 3), bool))
+    big = np.bincount(lab[mask], minlength=m + 1) >= big_px
+    big[0] = False
+    # Px whose cells' fits all hold (bilinear weights reach the 4 cells around).
+    ok = _shift_reduce(ok_c, 1, erode=True, outside=True)
+    ok = np.repeat(np.repeat(ok, 2, axis=0), 2, axis=1)[:h, :w]
+    redo = (np.abs(d) < RAMP_BAND_PX) & ok & big[lab] & ~dropped
+    out = mask.copy()
+    out[redo] = (d - to_px(foot_c))[redo] >= knee / 2 + RAMP_OFFSET_PX
+    return out
+
+
 def _close(mask: np.ndarray, px: int) -> np.ndarray:
     """Square closing by px: notches and gaps narrower than about 2 px are filled."""
     grown = _shift_reduce(mask, px, erode=False, outside=False)
@@ -609,6 +795,8 @@ def _coarse_mask(
        a hard edge by the area its stain adds up to, a soft one at half its local density.
        A net of faint px enclosing many glass-white holes (fat) is filled in (_lace).
        Then holes under min_hole_um2 are filled.
+    6. Where big tissue fades out over RAMP_MIN_PX px or more, its edge is cut again half the
+       fade's width past where the fade leaves the glass (_ramp_edges), and holes filled again.
     """
     grey = Image.fromarray(rgb).convert("L")  # in C
     t, dark, bright = otsu(np.asarray(grey.histogram(), np.float64))  # C histogram: 5x bincount
@@ -624,7 +812,7 @@ def _coarse_mask(
         whole = bool(stain_like(rgb.reshape(-1, 3).mean(axis=0)[None], white)[0])
         return np.full(g.shape, whole), float(t), None, None
     big_px = OWN_EDGE_MAX_UM2 / (mpp[0] * mpp[1])
-    thr, glass_level = _threshold_map(g, g <= t, (dark, bright), big_px)
+    thr, glass_level, soft = _threshold_map(g, g <= t, (dark, bright), big_px)
     mask = g <= thr
     if CLOSE_PX:
         mask = _close(mask, CLOSE_PX)
@@ -654,6 +842,11 @@ def _coarse_mask(
     if LACE_HOLE_SHARE > 0:
         mask = _lace(mask, pale, dropped, min_hole_um2 / area, min_object_um2 / area)
     mask = clean_mask(mask, 0.0, min_hole_um2 / area)
+    if soft > 0 and RAMP_OFFSET_PX > 0:
+        # On the filled mask: lumens and small holes are tissue, not edges to fade from.
+        mask = clean_mask(
+            _ramp_edges(g, mask, glass_level, big_px, dropped), 0.0, min_hole_um2 / area
+        )
     return mask, float(t), glass_of, dropped
 
 
