@@ -225,14 +225,16 @@ def _folded_summary(
 
 
 class _CountColumn(ProgressColumn):
-    """A job's tiles done of its total ("0/?" before it knows), a workflow's percent: its bar
-    runs 0-100, and "5/100" read as 5 of 100 tiles next to its jobs' "26/26"."""
+    """A job's tiles done of its total ("—" before it knows, as the summary and `wsitui
+    status` say), a workflow's percent: its bar runs 0-100, and "5/100" read as 5 of 100
+    tiles next to its jobs' "26/26"."""
 
     def render(self, task: Task) -> Text:
         if task.fields.get("percent"):
             return Text(f"{task.percentage:.0f}%", style="progress.download")
-        total = "?" if task.total is None else f"{task.total:.0f}"
-        return Text(f"{task.completed:.0f}/{total}", style="progress.download")
+        if task.total is None:
+            return Text("—", style="progress.download")
+        return Text(f"{task.completed:.0f}/{task.total:.0f}", style="progress.download")
 
 
 def _width(console: Console, options: ConsoleOptions, cell: RenderableType) -> int:
