@@ -246,6 +246,8 @@ class Compositor:
     ) -> tuple[CellsMode, int]:
         cells = self.cells
         assert cells is not None
+        if not len(cells):  # a job that found no cell: nothing to draw, and no "density"
+            return "outlines", 0
         x0, y0, x1, y1 = view.region
         on_screen = cells.median_size / view.scale
         if on_screen >= OUTLINE_MIN_PX:

@@ -340,6 +340,9 @@ class ViewerScreen(Screen[None]):
         if comp.cells is None:
             self.notify("no cells loaded (give --cells, or wait for indexing)", severity="warning")
             return
+        if not len(comp.cells):
+            self.notify("the cells file holds no cells: its job found none", severity="warning")
+            return
         cell = comp.cells.step(sv.overlays.selected, direction, sv.view.centre)
         if cell is None:
             return
