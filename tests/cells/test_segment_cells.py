@@ -4,6 +4,7 @@ generator's truth, resume after an interruption, cancel, and refusals."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -57,6 +58,13 @@ async def test_outputs_manifest_and_accuracy_against_the_truth(tmp_path, sample_
     assert all(shape(f["geometry"]).is_valid for f in features)
     assert manifest["density_per_mm2"] > 0
     assert (out / "cells.geojson.gz").is_file() and (out / "preview.png").is_file()
+    # Every output a script reads is in the manifest, with the digest of the file as it is
+    # (cells.parquet was written but not listed, so a check of the artifacts missed it).
+    listed = {a["path"]: a["sha256"] for a in manifest["artifacts"]}
+    on_disk = {p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")}
+    assert set(listed) == on_disk - {"manifest.json"}, (set(listed), on_disk)
+    for name, digest in listed.items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest, name
     score = score_against_truth(out, sample_slide)
     assert score.f1 >= 0.9, score
 

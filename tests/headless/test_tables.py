@@ -155,7 +155,7 @@ def test_run_bars_keep_counts_states_and_times_whole_at_any_width(width):
     assert len(lines) == 3 and all(len(line) <= width for line in lines), text
     assert " 50% " in lines[0] and "RUNNING " in lines[0] and "━━━" in lines[0], text
     assert "3710/3710 SUCCEEDED 0:00:00 -:--:--" in lines[1], text
-    assert " 0/? " in lines[2] and "PENDING" in lines[2], text
+    assert " — " in lines[2] and "PENDING" in lines[2] and "0/?" not in text, text  # as status
     assert lines[1].startswith("   nuclei-"), text  # its name first, cut if it must be
     if width == 200:
         assert "writing outputs · 12,345 cells" in lines[1] and WORKFLOW in lines[0], text
@@ -618,3 +618,39 @@ def test_status_rows_laid_out_in_python_match_what_rich_prints(tmp_path, width, 
         assert "".join(f"{line}\n" for line in lines) == expected
     else:  # rich folds some rows: it prints the table itself
         assert lines is None
+
+
+async def test_a_job_that_never_started_shows_no_tiles_not_zero_of_zero(tmp_path):
+    """A job waiting for a worker showed tiles "0/0" in `wsitui run`'s summary and in
+    `wsitui status` (job rows and the folded workflow row), which reads as finished empty
+    work: until its total is known it shows "—"; a job with a total shows done/total."""
+    from wsitui.headless.status import _workflow_row
+
+    ex = ScriptedExecutor()
+    engine = Engine(tmp_path / "data", [ex], max_workers=1)
+    jobs = tuple(
+        JobSpec(id=key, type="TISSUE_MASK", slide=SLIDE, branch=branch)
+        for key, branch in (("first", "A"), ("second", "B"))
+    )
+    await engine.__aenter__()
+    try:
+        wf = engine.submit("alice", WorkflowSpec(name="w", jobs=jobs))
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.stats().running == 1)
+        status = engine.workflow("alice", wf.workflow.id)
+        run_text = at_80(summary_table(engine, [status]), width=200)
+        summary = summarize(
+            status.workflow, status.jobs, waiting=(), results_root=engine.results_root
+        )
+    finally:
+        for job in jobs:
+            ex.release(job.id)
+        await engine.__aexit__(None, None, None)
+    status_text = at_80(status_table(tmp_path / "data", [summary]), width=200)
+    for lines in (run_text, status_text):
+        row = next(line for line in lines if "second" in line and "PENDING" in line)
+        assert "—" in row and "0/0" not in row, "\n".join(lines)
+    assert "0/0" not in "\n".join(run_text + status_text)
+    assert "—" in _workflow_row(summary)  # the folded row: no job of it has a total yet
+    counted = summary.jobs[0].model_copy(update={"tiles_done": 3, "tiles_total": 8})
+    assert "3/8" in _workflow_row(summary.model_copy(update={"jobs": [counted, summary.jobs[1]]}))

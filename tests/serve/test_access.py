@@ -119,3 +119,20 @@ def test_the_access_rule():
 
 def test_the_printed_url_carries_the_token(served: Served):
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/\?token=[\w-]{20,}", served.page_url)
+
+
+@pytest.mark.slow
+async def test_the_token_never_reaches_the_log(served: Served):
+    """serve's access log printed every request's path and query: `/?token=…` for the page
+    and `/ws/<token>` for its socket, so its output (or a file it was sent to) held the key
+    that drives the TUI. The banner alone shows the token; log lines say `<token>`."""
+    port = served.url.rsplit(":", 1)[1]
+    assert (await _get(served.page_url))[0] == 200
+    assert await _ws_status(served.ws_url(), Origin=f"http://localhost:{port}") == 403  # refused
+    async with open_tab(served) as tab:
+        await tab.wait_for("tenant alice")
+    served.stop()
+    out, err = served.proc.communicate(timeout=15)
+    logged = re.sub(r"\s+", "", out + err)  # the log folds long lines
+    assert served.token not in logged
+    assert "GET/?token=<token>" in logged and "/ws/<token>" in logged  # the requests still are

@@ -296,6 +296,14 @@ def test_directory(tmp_path: Path):
     assert "is a directory; give the slide file itself" in _one_line_error(tmp_path)
 
 
+@pytest.mark.parametrize("path", ["", "  "])
+def test_an_empty_path_says_so_not_that_the_folder_is_a_directory(path: str):
+    """An empty slide path read as Path("."), the current folder: "slide '' is a directory".
+    Every face that opens a slide (the TUI's Add-job dialog and viewer, `wsitui view`, a
+    config's plan) gets one line saying the path is empty."""
+    assert _one_line_error(path) == "slide path is empty; give the path of a slide file"
+
+
 def test_truncated_svs(tmp_path: Path, sample_slide: Path):
     p = tmp_path / "cut.svs"
     data = sample_slide.read_bytes()

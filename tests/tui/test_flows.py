@@ -499,3 +499,20 @@ async def test_the_viewer_footer_fits_80_columns_inside_the_app(tmp_path, slide)
             assert key in footer, footer
         assert footer.rstrip().endswith("q Quit"), footer
         await app.shutdown()
+
+
+async def test_a_held_jobs_card_and_detail_show_no_tiles_until_it_counts_them(tmp_path):
+    """A job that never started showed "0/0" on its card and "tiles 0/0" in its detail, as
+    if it had finished empty work: it shows "—" until the total is known."""
+    from wsitui.tui.screens.detail import progress_text
+
+    app, _, _ = make_app(tmp_path / "data", tenant="bob")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        app.engine.submit("bob", spec("mine", ("b", "A")), start=False)
+        await settle(app, pilot)
+        card = app.query_one(JobCard)
+        assert str(card.query_one(".tiles").render()) == "—"
+        assert "0/0" not in screen_text(app)
+        assert progress_text(card.job, 0.0).plain.startswith("tiles — · not started")
+        await app.shutdown()

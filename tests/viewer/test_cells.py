@@ -122,7 +122,6 @@ BAD = {
         "ends inside feature 2; it was cut short",
     ),
     "no features key": ('{"type":"Feature","geometry":null}', 'no "features" array'),
-    "empty": ('{"type":"FeatureCollection","features":[]}', "has no features"),
     "points": (
         json.dumps(
             {
@@ -187,3 +186,30 @@ def test_tissue_loads_rings_and_counts_outside(tmp_path, sample_dir):
     assert t.rings and t.warnings == [] and t.color == (0, 160, 0)
     far = write(tmp_path / "t.geojson", [feature(square(9000, 9000), object_type="annotation")])
     assert "1 of 1 rings lie outside the slide" in TissueOutline.load(far, SIZE).warnings[0]
+
+
+def test_a_jobs_empty_result_loads_as_no_cells_and_no_tissue(tmp_path, sample_dir):
+    """A slide without tissue gives a TISSUE_MASK and a SEGMENT_CELLS job that write valid,
+    empty FeatureCollections; the viewer refused both ("has no features; give the
+    cells.geojson a SEGMENT_CELLS job wrote") and showed "cells: not loaded". They load as
+    0 cells and no tissue, and the picture is the slide alone."""
+    from wsitui.viewer.snapshot import load_compositor, snapshot_frame
+
+    empty = '{"type":"FeatureCollection","features":[\n\n]}\n'  # as the writers end it
+    cells, tissue = tmp_path / "cells.geojson", tmp_path / "tissue.geojson"
+    cells.write_text(empty)
+    tissue.write_text(empty)
+    idx = CellIndex.load(cells, SIZE)
+    assert len(idx) == 0 and idx.warnings == [] and idx.query(0, 0, 4096, 3072).size == 0
+    assert idx.step(None, 1, (0.0, 0.0)) is None and idx.at(10, 10) is None
+    assert TissueOutline.load(tissue, SIZE).query(0, 0, 4096, 3072) == []
+    comp, warnings = load_compositor(sample_dir / "s.svs", cells, tissue)
+    bare, _ = load_compositor(sample_dir / "s.svs", None, None)
+    try:
+        frame = snapshot_frame(comp, (0, 0, 4096, 3072), 400)
+        alone = snapshot_frame(bare, (0, 0, 4096, 3072), 400)
+    finally:
+        comp.source.close()
+        bare.source.close()
+    assert warnings == [] and frame.cells_drawn == 0 and frame.cells_mode == "outlines"
+    assert np.array_equal(frame.rgb, alone.rgb)

@@ -227,3 +227,24 @@ def _settled(app_factory):
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
 def test_half_block_snapshot(snap_compare, sample_dir, size):
     assert snap_compare(make_app(sample_dir), terminal_size=size, run_before=_settled(None))
+
+
+async def test_a_narrow_terminal_gives_the_slide_every_column(sample_dir):
+    """Resized to 40x10 the 30-column side panel left the slide 10 columns (and showed only its
+    minimap): below 60 columns the panel is hidden and the slide fills the width; back at a
+    wide size the panel returns."""
+    app = make_app(sample_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        screen = app.screen
+        side = screen.query_one("#viewer-side")
+        assert side.display and screen.slide_view.size.width == 100 - 30
+        await pilot.resize_terminal(40, 10)
+        await settle(app, pilot)
+        assert not side.display and screen.slide_view.size.width == 40
+        await pilot.press("n")  # the keys still work without the panel
+        await settle(app, pilot)
+        assert screen.slide_view.overlays.selected is not None
+        await pilot.resize_terminal(100, 30)
+        await settle(app, pilot)
+        assert side.display and screen.slide_view.size.width == 100 - 30

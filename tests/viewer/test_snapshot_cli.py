@@ -12,7 +12,7 @@ from PIL import Image
 
 from wsitui.cli import main
 from wsitui.viewer.compose import Layers
-from wsitui.viewer.snapshot import load_compositor
+from wsitui.viewer.snapshot import load_compositor, snapshot_frame
 from wsitui.viewer.view import View
 
 
@@ -73,6 +73,8 @@ BAD = {
                               "5000,0,10,10"], "lies outside the slide"),
     "width too big": (["view", "{d}/s.svs", "--snapshot", "{t}/a.png", "--width", "99999"],
                       "out of range"),
+    "width zero": (["view", "{d}/s.svs", "--snapshot", "{t}/a.png", "--width", "0"],
+                   "width 0 px is out of range"),  # was drawn 1280 px wide
     "region without snapshot": (["view", "{d}/s.svs", "--region", "0,0,5,5"], "go with --snapshot"),
     "tissue as cells": (["view", "{d}/s.svs", "--cells", "{d}/tissue.geojson", "--snapshot",
                          "{t}/a.png"], "holds annotations"),
@@ -174,3 +176,29 @@ def test_an_overlay_that_is_no_geojson_file_is_one_line_not_a_hang(sample_dir, t
     err = run.stderr
     assert err.count("\n") == 1 and err.startswith("wsitui view: cells file"), err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("region", ["0,0,1e6,1e6", "-5e6,-5e6,1e7,1e7", "0,0,1e30,1e30"])
+def test_a_region_far_larger_than_the_slide_draws_it_small(sample_dir, tmp_path, capsys, region):
+    """`--region 0,0,1e6,1e6` cropped the thumbnail's whole area first: a MemoryError asking
+    for hundreds of GB (1e30: "Maximum allowed dimension exceeded"). The slide is drawn where
+    it lies, a few px, on background."""
+    out = tmp_path / "snap.png"
+    argv = ["view", str(sample_dir / "s.svs"), "--snapshot", str(out), f"--region={region}"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert np.asarray(Image.open(out)).shape[:2] == (1280, 1280)
+
+
+def test_drawing_only_the_slides_part_matches_cropping_the_whole_area(sample_dir, monkeypatch):
+    from wsitui.viewer import compose
+
+    comp, _ = load_compositor(sample_dir / "s.svs", None, None)
+    region = (-4096.0, -3072.0, 16384.0, 12288.0)  # the slide in the middle of 4x its size
+    try:
+        cropped = snapshot_frame(comp, region, 800).rgb.astype(int)
+        monkeypatch.setattr(compose, "CROP_LIMIT_PX", 0)  # every area takes the new path
+        drawn = snapshot_frame(comp, region, 800).rgb.astype(int)
+    finally:
+        comp.source.close()
+    diff = np.abs(cropped - drawn).max(axis=2)
+    assert (diff > 8).mean() < 0.005  # the same picture but for the slide's edge pixels

@@ -33,3 +33,9 @@ def one_line(text: object) -> str:
     if s.isprintable() and "\x1b" not in s:  # fast path: nothing to escape
         return s
     return "".join(_escape(ch) if unicodedata.category(ch) in _UNSAFE else ch for ch in s)
+
+
+def tiles_text(done: int, total: int) -> str:
+    """Tiles as `done/total`, or `—` while the total is not known: a job that never started
+    (or has not counted its tiles yet) has 0 of 0, which reads as finished empty work."""
+    return f"{done}/{total}" if total > 0 else "—"

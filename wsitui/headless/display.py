@@ -35,7 +35,7 @@ from wsitui.core.events import (
 )
 from wsitui.core.phase import JobPhase, job_phases
 from wsitui.core.records import Job, JobState, WorkflowState, WorkflowStatus
-from wsitui.core.text import one_line
+from wsitui.core.text import one_line, tiles_text
 
 STATE_STYLE = {
     "PENDING": "yellow",
@@ -171,7 +171,7 @@ def summary_table(
                 Text(f"{status.workflow.tenant}/{one_line(status.workflow.name)}"),
                 Text(f"{job.key} ({job.job_type})"),
                 Text(state, style=STATE_STYLE.get(str(job.state), "red")),
-                f"{job.tiles_done}/{job.tiles_total}",
+                tiles_text(job.tiles_done, job.tiles_total),
                 cells_text(job.counters),
                 elapsed,
             )
@@ -208,7 +208,9 @@ def _folded_summary(
                 + ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items()))
             ),
             Text(str(status.state), style=STATE_STYLE.get(str(status.state), "red")),
-            f"{sum(j.tiles_done for j in status.jobs)}/{sum(j.tiles_total for j in status.jobs)}",
+            tiles_text(
+                sum(j.tiles_done for j in status.jobs), sum(j.tiles_total for j in status.jobs)
+            ),
             f"{cells:,}" if cells else "",
             "",
         )
@@ -223,14 +225,16 @@ def _folded_summary(
 
 
 class _CountColumn(ProgressColumn):
-    """A job's tiles done of its total ("0/?" before it knows), a workflow's percent: its bar
-    runs 0-100, and "5/100" read as 5 of 100 tiles next to its jobs' "26/26"."""
+    """A job's tiles done of its total ("—" before it knows, as the summary and `wsitui
+    status` say), a workflow's percent: its bar runs 0-100, and "5/100" read as 5 of 100
+    tiles next to its jobs' "26/26"."""
 
     def render(self, task: Task) -> Text:
         if task.fields.get("percent"):
             return Text(f"{task.percentage:.0f}%", style="progress.download")
-        total = "?" if task.total is None else f"{task.total:.0f}"
-        return Text(f"{task.completed:.0f}/{total}", style="progress.download")
+        if task.total is None:
+            return Text("—", style="progress.download")
+        return Text(f"{task.completed:.0f}/{task.total:.0f}", style="progress.download")
 
 
 def _width(console: Console, options: ConsoleOptions, cell: RenderableType) -> int:

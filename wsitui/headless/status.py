@@ -24,7 +24,7 @@ from rich.text import Text
 from wsitui.core.paths import default_data_dir
 from wsitui.core.records import SAFE_ID, SAFE_ID_HINT, Job
 from wsitui.core.store import Store, StoreError
-from wsitui.core.text import one_line
+from wsitui.core.text import one_line, tiles_text
 from wsitui.session.cohort_rows import CohortSummary, cohort_of
 from wsitui.session.errors import EXIT_INPUT, EXIT_OK
 from wsitui.session.summary import JobSummary, WorkflowSummary, summarize
@@ -142,7 +142,7 @@ def _cohort_row(
         Text(what),
         Text(w.state),
         "",
-        f"{sum(j.tiles_done for j in w.jobs)}/{sum(j.tiles_total for j in w.jobs)}",
+        tiles_text(sum(j.tiles_done for j in w.jobs), sum(j.tiles_total for j in w.jobs)),
         f"{sum(cells):,}" if cells else "",
         Text(cohort_line(cohort) + ("" if live or _settled(cohort) else f" · {NOT_RUNNING}")),
     )
@@ -173,7 +173,7 @@ def _workflow_row(w: WorkflowSummary, live: bool = True) -> tuple[Text | str, ..
         Text(f"{len(w.jobs):,} jobs"),
         Text(w.state),
         "",
-        f"{sum(j.tiles_done for j in w.jobs)}/{sum(j.tiles_total for j in w.jobs)}",
+        tiles_text(sum(j.tiles_done for j in w.jobs), sum(j.tiles_total for j in w.jobs)),
         f"{sum(cells):,}" if cells else "",
         Text(text),
     )
@@ -237,7 +237,7 @@ def status_table(
                 Text(f"{j.key} ({j.type}, {j.branch})"),
                 Text(state),
                 str(j.attempt),
-                f"{j.tiles_done}/{j.tiles_total}",
+                tiles_text(j.tiles_done, j.tiles_total),
                 f"{j.counters['cells']:,}" if "cells" in j.counters else "",
                 Text(_why(j, live)),
             )

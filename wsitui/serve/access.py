@@ -10,6 +10,7 @@ origin; the page and the socket also need the random token printed at start (as 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import secrets
 import socket
 from dataclasses import dataclass
@@ -106,3 +107,28 @@ class Access:
         if self.token is None:
             return True
         return given is not None and secrets.compare_digest(given.encode(), self.token.encode())
+
+
+class RedactToken(logging.Filter):
+    """Take the token out of every log line (as Jupyter does): the access log printed each
+    request's path, `/?token=…` and `/ws/<token>`, so anyone who read serve's output or a
+    file it was redirected to could drive the TUI."""
+
+    MARK = "<token>"
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.token in message:
+            record.msg, record.args = message.replace(self.token, self.MARK), ()
+        for name, value in list(vars(record).items()):  # aiohttp's `extra` (first_request_line)
+            if isinstance(value, str) and self.token in value and name not in ("msg", "message"):
+                setattr(record, name, value.replace(self.token, self.MARK))
+        return True
+
+    def install(self, *loggers: str) -> None:
+        for name in loggers:
+            logging.getLogger(name).addFilter(self)

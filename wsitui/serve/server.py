@@ -35,10 +35,13 @@ from textual_serve.server import Server, to_int
 
 from wsitui.observability.server import MetricsError, bind
 from wsitui.observability.setup import ObserveOptions
-from wsitui.serve.access import Access, is_loopback, new_token
+from wsitui.serve.access import Access, RedactToken, is_loopback, new_token
 from wsitui.serve.tab import BUSY, data_dir_of
 
 log = logging.getLogger("wsitui.serve")
+# Loggers whose lines can hold a request's URL (and so the token): the access log, aiohttp's
+# errors about a request, and serve's own refusals.
+TOKEN_LOGGERS = ("aiohttp.access", "aiohttp.server", "aiohttp.web", "wsitui.serve")
 
 
 @dataclass(frozen=True)
@@ -268,6 +271,8 @@ class WsituiServer(Server):
         """As textual-serve's, on the socket bound before (so a busy port is one line)."""
         self.debug = debug
         self.initialize_logging()
+        if self.access.token:
+            RedactToken(self.access.token).install(*TOKEN_LOGGERS)
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         for sig in (signal.SIGINT, signal.SIGTERM):

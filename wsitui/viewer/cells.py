@@ -65,6 +65,22 @@ class CellIndex:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @classmethod
+    def empty(cls, path: Path) -> CellIndex:
+        """No cells: a FeatureCollection without features, what a SEGMENT_CELLS job that found
+        none writes (it was refused as "has no features", though the job wrote it)."""
+        return cls(
+            path=path,
+            coords=np.empty((0, 2), np.float32),
+            offsets=np.zeros(1, np.int64),
+            bounds=np.empty((0, 4), np.float32),
+            centroid=np.empty((0, 2), np.float32),
+            class_idx=np.empty(0, np.uint16),
+            classes=[],
+            ids=[],
+            measurements={},
+        )
+
     @property
     def median_size(self) -> float:
         """Median of the cells' larger bounding-box side, level-0 px."""
@@ -156,10 +172,8 @@ class CellIndex:
                 "and cells.geojson from a SEGMENT_CELLS job as --cells"
             )
         if loader.n == 0:
-            if not loader.seen:
-                raise OverlayError(
-                    f"{name} has no features; give the cells.geojson a SEGMENT_CELLS job wrote"
-                )
+            if not loader.seen:  # a valid result: a job that found no cell (no tissue) wrote it
+                return cls.empty(path)
             raise OverlayError(
                 f"{name} has no usable cell polygons among its {loader.seen:,} features "
                 f"({loader.not_polygon:,} not polygons, {loader.invalid:,} invalid); "

@@ -41,6 +41,9 @@ HEAT_BIN = 8  # view px per density bin side
 HEAT_SIGMA = 1.5  # density smoothing, in bins
 SELECTED = (255, 255, 255)
 SCALE_BAR_MIN_WIDTH = 240  # narrower pictures (half-block) get the scale bar as text only
+# Thumbnail px past which `_from_base` draws only the slide's part of an area (about 200 MB of
+# crop): views on screen stay far below it, a --region far larger than the slide does not.
+CROP_LIMIT_PX = 64 << 20
 
 CellsMode = Literal["outlines", "density", "hidden", "none"]
 
@@ -174,6 +177,8 @@ class Compositor:
         fx, fy = src.base_ds
         bx0, by0 = math.floor(x0 / fx), math.floor(y0 / fy)
         bx1, by1 = math.ceil(x1 / fx), math.ceil(y1 / fy)
+        if (bx1 - bx0) * (by1 - by0) > CROP_LIMIT_PX:
+            return self._slide_part_only(x0 / fx, y0 / fy, x1 / fx, y1 / fy, size)
         part = _crop(
             src.base, bx0, by0, max(1, bx1 - bx0), max(1, by1 - by0), src.reader.background
         )
@@ -185,6 +190,33 @@ class Compositor:
         )
         out = Image.fromarray(part).resize(size, resample, box=box)
         return np.array(out)
+
+    def _slide_part_only(
+        self, tx0: float, ty0: float, tx1: float, ty1: float, size: tuple[int, int]
+    ) -> np.ndarray:
+        """`_from_base` of an area far larger than the slide (thumbnail px [tx0, tx1) x
+        [ty0, ty1)): background, and the slide's part drawn into its place. Cropping the whole
+        area first asked for terabytes at `--region 0,0,1e6,1e6` (a MemoryError)."""
+        src = self.source
+        out = np.empty((size[1], size[0], 3), np.uint8)
+        out[:] = src.reader.background
+        ih, iw = src.base.shape[:2]
+        sx, sy = size[0] / (tx1 - tx0), size[1] / (ty1 - ty0)  # output px per thumbnail px
+        dx0 = max(0, math.floor((0 - tx0) * sx))
+        dy0 = max(0, math.floor((0 - ty0) * sy))
+        dx1 = min(size[0], math.ceil((iw - tx0) * sx))
+        dy1 = min(size[1], math.ceil((ih - ty0) * sy))
+        if dx0 >= dx1 or dy0 >= dy1:
+            return out
+        # The thumbnail with a pixel of background around it: the box may start just outside.
+        part = _crop(src.base, -1, -1, iw + 2, ih + 2, src.reader.background)
+        # Within it: where the slide is under one output px, the box would reach far past it.
+        bx0, bx1 = (min(max(tx0 + d / sx + 1, 0.0), iw + 2.0) for d in (dx0, dx1))
+        by0, by1 = (min(max(ty0 + d / sy + 1, 0.0), ih + 2.0) for d in (dy0, dy1))
+        box = (bx0, by0, bx1, by1)
+        drawn = Image.fromarray(part).resize((dx1 - dx0, dy1 - dy0), Image.Resampling.BOX, box=box)
+        out[dy0:dy1, dx0:dx1] = np.asarray(drawn)
+        return out
 
     # ---- overlays -------------------------------------------------------------------------
     @staticmethod
@@ -214,6 +246,8 @@ class Compositor:
     ) -> tuple[CellsMode, int]:
         cells = self.cells
         assert cells is not None
+        if not len(cells):  # a job that found no cell: nothing to draw, and no "density"
+            return "outlines", 0
         x0, y0, x1, y1 = view.region
         on_screen = cells.median_size / view.scale
         if on_screen >= OUTLINE_MIN_PX:

@@ -82,7 +82,8 @@ def snapshot_frame(
     x, y, w, h = region
     if x + w <= 0 or y + h <= 0 or x >= w0 or y >= h0:
         raise ValueError(f"region {x:g},{y:g},{w:g},{h:g} lies outside the slide ({w0}x{h0} px)")
-    width = width or min(DEFAULT_WIDTH, max(1, round(w)))
+    if width is None:  # not `or`: --width 0 was drawn 1280 px wide instead of refused
+        width = min(DEFAULT_WIDTH, max(1, round(w)))
     if not 1 <= width <= MAX_WIDTH:
         raise ValueError(
             f"width {width} px is out of range: the picture may be 1-{MAX_WIDTH} px a side"

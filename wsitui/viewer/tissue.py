@@ -61,6 +61,8 @@ class TissueOutline:
                     continue
                 rings.append(a[:, :2])
         name = f"tissue file '{path}'"
+        if not rings and seen == 0:  # a valid result: a TISSUE_MASK job that found no tissue
+            return cls(path, [], np.empty((0, 4)), color or DEFAULT_COLOR)
         if not rings:
             raise OverlayError(
                 f"{name} has no usable polygons among its {seen:,} features; "

@@ -19,6 +19,7 @@ measuring finishes there and its result is thrown away, while the job has alread
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from wsitui.core.executor import JobError
+from wsitui.core.pool_worker import exit_with
 from wsitui.jobs.common.staged import Finishing
 from wsitui.jobs.measure_cells.measure import (
     LoadedTile,
@@ -67,7 +69,12 @@ class TilePipeline(Finishing):
         self.depth = self.workers + 1 if self.workers > 1 else 1  # tiles in flight, taken aside
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="measure-load")
         self._pool = (
-            ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=exit_with,  # a kill -9 of wsitui leaves no worker behind
+                initargs=(os.getpid(),),
+            )
             if self.workers > 1
             else None
         )

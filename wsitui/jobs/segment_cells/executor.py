@@ -43,6 +43,7 @@ from wsitui.core.executor import (
 )
 from wsitui.core.records import JobSpec
 from wsitui.jobs.common.archive import write_archive
+from wsitui.jobs.common.cells_parquet import CELLS_PARQUET
 from wsitui.jobs.common.files import commit_fence, write_atomic
 from wsitui.jobs.common.grid import MAX_GRID_TILES
 from wsitui.jobs.common.manifest import (
@@ -481,7 +482,7 @@ class _CellSegmentation:
             if tissue is not None
             else reader.dimensions[0] * reader.dimensions[1] * mpp.mpp**2 / 1e6
         )
-        artifacts = ["cells.geojson", "cells.csv", PREVIEW_FILE]
+        artifacts = ["cells.geojson", "cells.csv", CELLS_PARQUET, PREVIEW_FILE]
         if params.geojson_gz:
             artifacts.append("cells.geojson.gz")
         if params.archive:

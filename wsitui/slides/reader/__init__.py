@@ -67,6 +67,8 @@ def open_slide(
     fast_path: bool = True,
 ) -> SlideReader:
     """Open a slide or plain image; raise SlideError (one line) if it cannot be read."""
+    if not str(path).strip():  # Path("") is Path("."): it would be "a directory"
+        raise SlideError("slide path is empty; give the path of a slide file")
     p = Path(path).expanduser()
     name = quoted(path)
     try:

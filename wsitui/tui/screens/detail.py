@@ -24,6 +24,7 @@ from textual.widget import Widget
 from textual.widgets import Label, Static
 
 from wsitui.core.records import Job, JobState, Transition
+from wsitui.core.text import tiles_text
 from wsitui.jobs.registry import executor_class
 from wsitui.tui.badges import Badge
 from wsitui.tui.rates import WINDOW_S, Rates
@@ -70,7 +71,7 @@ def result_lines(manifest: dict[str, Any], job_type: str) -> list[str]:
 def progress_text(job: Job, now: float, rates: Rates | None = None) -> Text:
     """Tiles, then for a running job its elapsed time, ETA, measured rate and stage; for a
     finished one how long it ran (no ETA: it has none); then the counters."""
-    text = Text(f"tiles {job.tiles_done}/{job.tiles_total}")
+    text = Text(f"tiles {tiles_text(job.tiles_done, job.tiles_total)}")
     if job.state is not JobState.RUNNING:
         text.append(f" · {ran_text(job) or 'not started'}")
     else:

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image as PILImage
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -33,6 +33,9 @@ from wsitui.viewer.tissue import TissueOutline
 from wsitui.viewer.view import format_um, objective, parse_goto, scale_bar
 
 SIDE_WIDTH = 30  # cells
+# Narrower than this, the side panel is hidden and the slide takes every column: at 40x10 it
+# left the slide 10 columns and showed no more than its minimap.
+NARROW = 2 * SIDE_WIDTH
 MINIMAP_ROWS = 8
 TARGET_CELL_PX = 24.0  # n / N zoom so a cell spans about this many view px, if smaller
 
@@ -70,6 +73,7 @@ class ViewerScreen(Screen[None]):
     ViewerScreen #viewer-minimap {{ width: 100%; height: {MINIMAP_ROWS}; }}
     ViewerScreen #viewer-info {{ height: auto; }}
     ViewerScreen #viewer-cell {{ height: 1fr; }}
+    ViewerScreen.-narrow #viewer-side {{ display: none; }}
     """
     BINDINGS = [
         Binding("escape", "close", "Back"),
@@ -137,7 +141,11 @@ class ViewerScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.slide_view.focus()
+        self.set_class(self.app.size.width < NARROW, "-narrow")
         self._open()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < NARROW, "-narrow")
 
     # ---- loading ----------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="viewer-open", exit_on_error=False)
@@ -331,6 +339,9 @@ class ViewerScreen(Screen[None]):
             return
         if comp.cells is None:
             self.notify("no cells loaded (give --cells, or wait for indexing)", severity="warning")
+            return
+        if not len(comp.cells):
+            self.notify("the cells file holds no cells: its job found none", severity="warning")
             return
         cell = comp.cells.step(sv.overlays.selected, direction, sv.view.centre)
         if cell is None:

@@ -13,6 +13,7 @@ from textual.reactive import reactive
 from textual.widgets import Label
 
 from wsitui.core.records import Job, JobState
+from wsitui.core.text import tiles_text
 from wsitui.jobs.registry import short_name
 from wsitui.tui.badges import Badge
 from wsitui.tui.rates import Rates
@@ -122,7 +123,7 @@ class JobCard(Vertical, can_focus=True):
             self._bar.fraction = job.tiles_done / job.tiles_total
         else:
             self._bar.fraction = 1.0 if job.state is JobState.SUCCEEDED else 0.0
-        self._tiles.update(f"{job.tiles_done}/{job.tiles_total}")
+        self._tiles.update(tiles_text(job.tiles_done, job.tiles_total))
         self._paint_times()
 
     def _paint_times(self) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from wsitui.core.pool_worker import exit_with
 from wsitui.jobs.common.grid import Tile
 from wsitui.jobs.common.shards import ShardStore
 from wsitui.jobs.segment_cells.backends.protocol import TIMING_KEYS, Progress, Segmenter, TileRun
@@ -225,7 +226,10 @@ def _trace_pool(processes: int) -> ProcessPoolExecutor | None:
         return None
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    pool = ProcessPoolExecutor(processes, mp_context=ctx)
+    # a kill -9 of wsitui leaves no worker behind
+    pool = ProcessPoolExecutor(
+        processes, mp_context=ctx, initializer=exit_with, initargs=(os.getpid(),)
+    )
     for _ in range(processes):
         pool.submit(ready)
     return pool
