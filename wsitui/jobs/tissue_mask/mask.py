@@ -27,7 +27,7 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -626,12 +626,12 @@ def _signed_distance(mask: np.ndarray) -> np.ndarray:
     return np.where(mask, inside - 0.5, 0.5 - outside).astype(np.float32)
 
 
-def _hinge(d: np.ndarray, g: np.ndarray, outer: bool, span: float) -> float:
+def _hinge(d: np.ndarray, g: np.ndarray, outer: bool, span: float, step: float = 0.1) -> float:
     """Where a mean profile `g` over distances `d` bends: flat then a line (`outer`: the glass
     then the fade) or a line then flat (the fade then the tissue), least squares over
-    positions 0.1 px apart."""
+    positions `step` px apart."""
     best, at = np.inf, 0.0
-    for k in np.arange(-span - 2, span + 2.01, 0.1):
+    for k in np.arange(-span - 2, span + 2.01, step):
         x = np.maximum(d - k, 0.0) if outer else np.maximum(k - d, 0.0)
         a = np.column_stack([np.ones_like(x), x])
         coef = np.linalg.lstsq(a, g, rcond=None)[0]
@@ -642,7 +642,12 @@ def _hinge(d: np.ndarray, g: np.ndarray, outer: bool, span: float) -> float:
 
 
 def _fade_width(
-    mask: np.ndarray, d: np.ndarray, g: np.ndarray, span: float, where: np.ndarray | None = None
+    mask: np.ndarray,
+    d: np.ndarray,
+    g: np.ndarray,
+    span: float,
+    where: np.ndarray | None = None,
+    step: float = 0.1,
 ) -> float:
     """How wide (px) the fade of the slide's tissue edges is: the grey averaged over all edges
     by distance from the mask's edge (`d`; 0.5 px bins, `span` px either side) leaves the
@@ -672,7 +677,7 @@ def _fade_width(
         total = np.bincount(bins - lo, g[sel])
         have = count > 0
         ends.append(
-            _hinge((np.flatnonzero(have) + lo) / 2.0, total[have] / count[have], outer, span)
+            _hinge((np.flatnonzero(have) + lo) / 2.0, total[have] / count[have], outer, span, step)
         )
     if max(abs(e) for e in ends) > span - 1:
         return 0.0  # a bend at the end of what was read: a fade wider than that, not measured
@@ -752,12 +757,15 @@ def _ramp_cut(
     dropped: np.ndarray,
     rs: Ramp,
     width: float | None = None,
+    d: np.ndarray | None = None,
 ) -> tuple[np.ndarray | None, float]:
     """(_ramp_edges on a box of the image, or None when there is no fade to cut by; the
     fade's width in px, 0 when not measured). `glass`: the glass level per px; `rs` in the
-    image's px; `width`: the fade's (px) if measured elsewhere."""
+    image's px; `width`: the fade's (px) and `d` the signed distance from the smoothed mask
+    if measured elsewhere."""
     ref = ndimage.gaussian_filter(mask.astype(np.float32), rs.ref_sigma) >= 0.5
-    d = _signed_distance(ref)
+    if d is None:
+        d = _signed_distance(ref)
     if width is None:
         width = _fade_width(ref, d, gf, rs.span)
     if not width >= rs.min_width:
@@ -1252,6 +1260,8 @@ FINE_WIDE_NEAR = 0.2  # ... or, in a block, its median over px this near the cut
 FINE_EDGE_FRACTION = 0.555  # the edge: where the density is this share of the tissue level
 FINE_RAMP = True  # soft slides: the fine edges cut again on the fade's ramp (_fine_ramp) ...
 FINE_RAMP_SPAN_UM = 64.0  # ... the profile across the edge read this far either side
+FINE_RAMP_STEP_UM = 0.5  # ... its bends looked for this far apart
+FINE_RAMP_KEEP_PX = 4_000_000  # ... fine px of density kept between measuring and cutting
 FINE_RAMP_REF_UM = 3.0  # ... distances from the first cut smoothed this much
 FINE_RAMP_FIT_UM = 12.0  # ... the fade's outer half fitted by a line weighted over this
 FINE_RAMP_FOOT_UM = 2.0  # ... less this much at its foot
@@ -1480,6 +1490,8 @@ def _fine_ramp(
     blocks), put the edge W / 2 past the foot. Only fine px near the edge and not in `stay`
     (mask px: what the coarse mask dropped, bigger tissue outside the fine band) change.
     """
+    if fade_um > FINE_RAMP_MAX_UM + FINE_RAMP_AGREE_UM:
+        return  # no fine width can pass both tests below: nothing read
     fine_um = plan.downsample[0] / f * plan.mpp0
     rs = Ramp(
         span=FINE_RAMP_SPAN_UM / fine_um,
@@ -1492,8 +1504,11 @@ def _fine_ramp(
         offset=FINE_RAMP_OFFSET_UM / fine_um,
         min_width=FINE_RAMP_MIN_UM / fine_um,
     )
-    pieces = []  # (fine box, density with its sign flipped: "grey" for _ramp_cut)
+    # (fine box, mask px box, density with its sign flipped: "grey" for _ramp_cut, distances),
+    # the last two kept up to FINE_RAMP_KEEP_PX px, else read and measured again.
+    pieces: list[tuple[tuple[slice, slice], tuple[int, int, int, int], Any, Any]] = []
     widths = []
+    kept = 0
     # The profile only round the edges to be cut (not bigger tissue's, a wider fade maybe).
     reach = int(np.ceil(FINE_RAMP_SPAN_UM / (plan.downsample[0] * plan.mpp0)))
     round_cut = _shift_reduce(~stay, reach, erode=False, outside=False)
@@ -1505,8 +1520,11 @@ def _fine_ramp(
         ref = ndimage.gaussian_filter(fine[box].astype(np.float32), rs.ref_sigma) >= 0.5
         if ref.any() and not ref.all():
             where = np.repeat(np.repeat(round_cut[r0:r1, c0:c1], f, 0), f, 1)
-            widths.append(_fade_width(ref, _signed_distance(ref), neg, rs.span, where))
-        pieces.append((box, (r0, r1, c0, c1), neg.astype(np.float16)))
+            d = _signed_distance(ref)
+            widths.append(_fade_width(ref, d, neg, rs.span, where, FINE_RAMP_STEP_UM / fine_um))
+            kept += neg.size
+            keep = kept <= FINE_RAMP_KEEP_PX
+            pieces.append((box, (r0, r1, c0, c1), neg if keep else None, d if keep else None))
     valid = [x for x in widths if x >= rs.min_width]
     if not valid:
         return
@@ -1515,10 +1533,13 @@ def _fine_ramp(
     # narrower than its fade shows less of it), keeps refine_fine's cut.
     if width * fine_um > FINE_RAMP_MAX_UM or abs(width * fine_um - fade_um) > FINE_RAMP_AGREE_UM:
         return
-    for box, (r0, r1, c0, c1), neg in pieces:
+    for box, (r0, r1, c0, c1), neg, d in pieces:
+        if check_cancel is not None:
+            check_cancel()
+        if neg is None:
+            neg = -_fine_density(reader, plan, glass_blocks, f, (r0, r1, c0, c1))
         keep = np.repeat(np.repeat(stay[r0:r1, c0:c1], f, 0), f, 1)
-        g = neg.astype(np.float32)
-        cut, _ = _ramp_cut(g, fine[box], np.zeros_like(g), 0.0, keep, rs, width)
+        cut, _ = _ramp_cut(neg, fine[box], np.zeros_like(neg), 0.0, keep, rs, width, d)
         if cut is not None:
             fine[box] = cut
 
