@@ -1523,8 +1523,8 @@ def _fine_ramp(
             d = _signed_distance(ref)
             widths.append(_fade_width(ref, d, neg, rs.span, where, FINE_RAMP_STEP_UM / fine_um))
             kept += neg.size
-            keep = kept <= FINE_RAMP_KEEP_PX
-            pieces.append((box, (r0, r1, c0, c1), neg if keep else None, d if keep else None))
+            hold = kept <= FINE_RAMP_KEEP_PX
+            pieces.append((box, (r0, r1, c0, c1), neg if hold else None, d if hold else None))
     valid = [x for x in widths if x >= rs.min_width]
     if not valid:
         return
