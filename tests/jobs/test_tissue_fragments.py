@@ -1,8 +1,9 @@
 """The tissue mask on needle-biopsy-like slides (issue 20): small fragments with nuclei, pale
 and soft-edged pieces kept; dust, coloured specks and pen marks left out.
 
-Slides from wsitui.slides.fragments at slide seed 3 (named looks and random_style looks 7-9)
-and 11 (wide_style looks 100-111, wider than the random_style looks the mask was tuned on:
+Slides from wsitui.slides.fragments at slide seed 3 (named looks and random_style looks 7-9;
+random_style 3 and 6 at seed 5, tuning slides whose pieces fade out over 50 µm) and 11
+(wide_style looks 100-111, wider than the random_style looks the mask was tuned on:
 tuning used slide seed 0 in the named looks and random_style 0-9, and sample slides at seed
 0). The wide looks here: a hard-edged one and the three soft-edged ones of 100-111 (wide106:
 pale stain on darker glass, the worst measured), and three of 112-123 at slide seed 12:
@@ -34,7 +35,7 @@ LOOKS = {
     "default": STYLES["default"],
     "dark": STYLES["dark"],
     "soft": STYLES["soft"],
-    **{f"random{i}": random_style(np.random.default_rng(i), f"random{i}") for i in (7, 8, 9)},
+    **{f"random{i}": random_style(np.random.default_rng(i), f"random{i}") for i in (3, 6, 7, 8, 9)},
     **{
         f"wide{i}": wide_style(np.random.default_rng(i), f"wide{i}")
         for i in (100, 103, 106, 110, 115, 120, 122)
@@ -44,6 +45,10 @@ SEEDS = {name: 11 if name.startswith("wide") else 3 for name in LOOKS} | {
     "wide115": 12,  # a fragment touching a pen stroke
     "wide120": 12,  # ink across the core's soft edge
     "wide122": 12,  # pale pieces beside a dark core, fading over 50 µm
+    # Tuning looks whose pieces fade out over 50 µm, at a slide seed where the fine cut at a
+    # share of the tissue level missed both ways (_fine_ramp: cut on the fade's own ramp).
+    "random3": 5,
+    "random6": 5,
 }
 # (IoU floor, false tissue ceiling as a share of the true tissue), just past what was measured
 # against the 1 µm truth (2026-12-04 23:33, the mask re-cut at 2 µm/px): IoU / false
@@ -52,19 +57,27 @@ SEEDS = {name: 11 if name.startswith("wide") else 3 for name in LOOKS} | {
 # 0.023, 0.968 / 0.008 (before the clear-glass level, ink-rim and pale-piece rules: wide120
 # 0.956 / 0.030, wide122 0.947 / 0.008). The 8 µm mask (edge_mpp = 0) against the same truth:
 # 0.954, 0.955, 0.944, 0.934, 0.956, 0.925; 0.960, 0.958, 0.921, 0.948, 0.943, 0.931, 0.945.
+# 2026-12-05 (_fine_ramp, tissue5), against the 1 µm truth, IoU / false before -> after:
+# random3 seed 5 0.961 / 0.023 -> 0.985 / 0.004, random6 seed 5 0.948 / 0.028 -> 0.979 /
+# 0.010; wide103 0.981 / 0.002 -> 0.991 / 0.007 (missed 1.8 -> 0.3 %), wide106 0.951 / 0.009
+# -> 0.972 / 0.002, wide110 0.970 / 0.009 -> 0.981 / 0.008, wide120 0.966 / 0.019 -> 0.973 /
+# 0.016; the rest unchanged (hard edges; soft, random7, random9 at seed 3: the fade's width
+# measured at 2 µm and at 8 µm disagree there, and the share cut stays).
 FLOORS = {
     "default": (0.993, 0.004),
+    "random3": (0.981, 0.007),
+    "random6": (0.976, 0.013),
     "dark": (0.994, 0.004),
     "soft": (0.963, 0.022),
     "random7": (0.964, 0.020),
     "random8": (0.992, 0.005),
     "random9": (0.965, 0.019),
     "wide100": (0.991, 0.003),
-    "wide103": (0.979, 0.005),
-    "wide106": (0.946, 0.012),
-    "wide110": (0.969, 0.012),
+    "wide103": (0.988, 0.009),
+    "wide106": (0.969, 0.004),
+    "wide110": (0.978, 0.011),
     "wide115": (0.987, 0.006),
-    "wide120": (0.959, 0.026),
+    "wide120": (0.970, 0.018),
     "wide122": (0.965, 0.011),
 }
 

@@ -27,7 +27,7 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -60,6 +60,36 @@ RAMP_KNEE_FROM = 0.6  # ... its knee fitted from this share of its width past th
 RAMP_KNEE_PAST = 4.0  # ... to this many px past the knee
 RAMP_BAND_PX = 3.0  # ... mask px this near the threshold's cut are cut again
 RAMP_OFFSET_PX = 0.3  # ... this far inward of half-way (chosen on the tuning looks; 0: off)
+
+
+class Ramp(NamedTuple):
+    """_ramp_cut's settings, in px of the image it cuts (the RAMP_* constants for the mask)."""
+
+    span: float  # RAMP_SPAN_PX
+    ref_sigma: float  # RAMP_REF_SIGMA
+    fit_sigma: float  # RAMP_FIT_SIGMA
+    foot_skip: float  # RAMP_FOOT_SKIP
+    knee_from: float  # RAMP_KNEE_FROM
+    knee_past: float  # RAMP_KNEE_PAST
+    band: float  # RAMP_BAND_PX
+    offset: float  # RAMP_OFFSET_PX
+    min_width: float  # RAMP_MIN_PX
+
+
+def _coarse_ramp() -> Ramp:
+    return Ramp(
+        RAMP_SPAN_PX,
+        RAMP_REF_SIGMA,
+        RAMP_FIT_SIGMA,
+        RAMP_FOOT_SKIP,
+        RAMP_KNEE_FROM,
+        RAMP_KNEE_PAST,
+        RAMP_BAND_PX,
+        RAMP_OFFSET_PX,
+        RAMP_MIN_PX,
+    )
+
+
 CLOSE_PX = 1  # notches narrower than about twice this are closed
 CLEAR_GLASS_PX = 8  # the glass level for edges: from glass this far from anything darker
 CLEAR_WIDE_SIGMA = 4.0  # blocks it is weighted over where there is little such glass near
@@ -596,12 +626,12 @@ def _signed_distance(mask: np.ndarray) -> np.ndarray:
     return np.where(mask, inside - 0.5, 0.5 - outside).astype(np.float32)
 
 
-def _hinge(d: np.ndarray, g: np.ndarray, outer: bool) -> float:
+def _hinge(d: np.ndarray, g: np.ndarray, outer: bool, span: float, step: float = 0.1) -> float:
     """Where a mean profile `g` over distances `d` bends: flat then a line (`outer`: the glass
     then the fade) or a line then flat (the fade then the tissue), least squares over
-    positions 0.1 px apart."""
+    positions `step` px apart."""
     best, at = np.inf, 0.0
-    for k in np.arange(-RAMP_SPAN_PX - 2, RAMP_SPAN_PX + 2.01, 0.1):
+    for k in np.arange(-span - 2, span + 2.01, step):
         x = np.maximum(d - k, 0.0) if outer else np.maximum(k - d, 0.0)
         a = np.column_stack([np.ones_like(x), x])
         coef = np.linalg.lstsq(a, g, rcond=None)[0]
@@ -611,18 +641,28 @@ def _hinge(d: np.ndarray, g: np.ndarray, outer: bool) -> float:
     return at
 
 
-def _fade_width(mask: np.ndarray, d: np.ndarray, g: np.ndarray) -> float:
+def _fade_width(
+    mask: np.ndarray,
+    d: np.ndarray,
+    g: np.ndarray,
+    span: float,
+    where: np.ndarray | None = None,
+    step: float = 0.1,
+) -> float:
     """How wide (px) the fade of the slide's tissue edges is: the grey averaged over all edges
-    by distance from the mask's edge (`d`; 0.5 px bins, RAMP_SPAN_PX either side) leaves the
+    by distance from the mask's edge (`d`; 0.5 px bins, `span` px either side) leaves the
     glass at one bend and reaches the tissue at another. Outside, only open glass counts (a
     hole narrower than the fade never reaches the glass); inside, only px whose nearest glass
-    is open glass. 0 when a bend lies at the end of what was read."""
+    is open glass; only px in `where` if given. 0 when a bend lies at the end of what was
+    read."""
     lab, _ = ndimage.label(~mask)
     border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
     open_glass = np.isin(lab, border[border > 0])
     if not open_glass.any():
         return 0.0
-    near = np.abs(d) < RAMP_SPAN_PX
+    near = np.abs(d) < span
+    if where is not None:
+        near &= where
     inner = mask & near
     if not open_glass[~mask].all():  # holes: px nearer one than open glass are left out
         to_open = ndimage.distance_transform_edt(~open_glass)
@@ -636,8 +676,10 @@ def _fade_width(mask: np.ndarray, d: np.ndarray, g: np.ndarray) -> float:
         count = np.bincount(bins - lo)
         total = np.bincount(bins - lo, g[sel])
         have = count > 0
-        ends.append(_hinge((np.flatnonzero(have) + lo) / 2.0, total[have] / count[have], outer))
-    if max(abs(e) for e in ends) > RAMP_SPAN_PX - 1:
+        ends.append(
+            _hinge((np.flatnonzero(have) + lo) / 2.0, total[have] / count[have], outer, span, step)
+        )
+    if max(abs(e) for e in ends) > span - 1:
         return 0.0  # a bend at the end of what was read: a fade wider than that, not measured
     return ends[1] - ends[0]
 
@@ -664,9 +706,10 @@ def _knee(u: np.ndarray, z: np.ndarray, width: float) -> float:
 
 def _ramp_edges(
     g: np.ndarray, mask: np.ndarray, glass: np.ndarray, big_px: float, dropped: np.ndarray
-) -> np.ndarray:
-    """The edges of big tissue whose stain fades out over RAMP_MIN_PX px or more, cut again
-    from the fade's own ramp (`g`: grey, `glass`: the glass level per LEVEL_BLOCK block).
+) -> tuple[np.ndarray, float]:
+    """(the mask, its fade's width W in px or 0 when not measured): the edges of big tissue
+    whose stain fades out over RAMP_MIN_PX px or more, cut again from the fade's own ramp
+    (`g`: grey, `glass`: the glass level per LEVEL_BLOCK block).
 
     A fade mixes glass and stain linearly over a width W the same all round a slide; the
     truth's edge is half-way, W / 2 from where the fade leaves the glass (its foot). Half-way in
@@ -684,9 +727,10 @@ def _ramp_edges(
     # Work on the box around the tissue with glass to spare (an even offset: the same cells).
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
-        return mask
+        return mask, 0.0
     h, w = g.shape
-    pad = int(RAMP_SPAN_PX + 3 * RAMP_FIT_SIGMA) + 4
+    rs = _coarse_ramp()
+    pad = int(rs.span + 3 * rs.fit_sigma) + 4
     r0, c0 = max(0, rows[0] - pad) // 2 * 2, max(0, cols[0] - pad) // 2 * 2
     r1, c1 = min(h, rows[-1] + pad + 1), min(w, cols[-1] + pad + 1)
     bh, bw = glass.shape
@@ -695,34 +739,47 @@ def _ramp_edges(
         (bw * k, bh * k), Image.Resampling.BILINEAR
     )
     box = (slice(r0, r1), slice(c0, c1))
-    cut = _ramp_cut(g[box].astype(np.float32), mask[box], np.asarray(up)[box], big_px, dropped[box])
+    cut, width = _ramp_cut(
+        g[box].astype(np.float32), mask[box], np.asarray(up)[box], big_px, dropped[box], rs
+    )
     if cut is None:
-        return mask
+        return mask, width
     out = mask.copy()
     out[box] = cut
-    return out
+    return out, width
 
 
 def _ramp_cut(
-    gf: np.ndarray, mask: np.ndarray, glass: np.ndarray, big_px: float, dropped: np.ndarray
-) -> np.ndarray | None:
-    """_ramp_edges on a box of the image (`glass`: the glass level per px), or None when
-    there is no fade to cut by."""
-    ref = ndimage.gaussian_filter(mask.astype(np.float32), RAMP_REF_SIGMA) >= 0.5
-    d = _signed_distance(ref)
-    width = _fade_width(ref, d, gf)
-    if not width >= RAMP_MIN_PX:
-        return None
+    gf: np.ndarray,
+    mask: np.ndarray,
+    glass: np.ndarray,
+    big_px: float,
+    dropped: np.ndarray,
+    rs: Ramp,
+    width: float | None = None,
+    d: np.ndarray | None = None,
+) -> tuple[np.ndarray | None, float]:
+    """(_ramp_edges on a box of the image, or None when there is no fade to cut by; the
+    fade's width in px, 0 when not measured). `glass`: the glass level per px; `rs` in the
+    image's px; `width`: the fade's (px) and `d` the signed distance from the smoothed mask
+    if measured elsewhere."""
+    ref = ndimage.gaussian_filter(mask.astype(np.float32), rs.ref_sigma) >= 0.5
+    if d is None:
+        d = _signed_distance(ref)
+    if width is None:
+        width = _fade_width(ref, d, gf, rs.span)
+    if not width >= rs.min_width:
+        return None, width
     h, w = gf.shape
     y = glass - gf  # how far below the glass: 0 on glass, rising inward
-    use = (d > -width / 2 + RAMP_FOOT_SKIP) & (d < 0.5)
+    use = (d > -width / 2 + rs.foot_skip) & (d < 0.5)
     # The fit's sums on 2 x 2 px cells (its weights are 4 px wide: the foot is smooth).
     ch, cw = -(-h // 2), -(-w // 2)
 
     def wsum(v: np.ndarray) -> np.ndarray:
         cells = np.pad(np.where(use, v, np.float32(0)), ((0, 2 * ch - h), (0, 2 * cw - w)))
         cells = cells.reshape(ch, 2, cw, 2).sum(axis=(1, 3))
-        return ndimage.gaussian_filter(cells, RAMP_FIT_SIGMA / 2)
+        return ndimage.gaussian_filter(cells, rs.fit_sigma / 2)
 
     one = np.ones_like(d)
     n, sx, sy, sxx, sxy = wsum(one), wsum(d), wsum(y), wsum(d * d), wsum(d * y)
@@ -732,7 +789,7 @@ def _ramp_cut(
         foot_c = -(sy - slope_c * sx) / (n * slope_c)
     ok_c = (n > 0.2) & (np.abs(den) > 1e-5) & (slope_c > 0) & np.isfinite(foot_c)
     if not ok_c.any():
-        return None
+        return None, width
 
     def to_px(v: np.ndarray) -> np.ndarray:
         big_v = Image.fromarray(np.where(ok_c, v, 0).astype(np.float32), mode="F")
@@ -741,26 +798,26 @@ def _ramp_cut(
     # The knee: each px's distance from its nearest fit's foot, against its grey scaled by
     # that fit's slope, rises 1:1 up to W and stays flat after (nuclei only lift it).
     iy, ix = ndimage.distance_transform_edt(~ok_c, return_distances=False, return_indices=True)
-    rows, cols = np.nonzero((d > -1) & (d < width / 2 + RAMP_KNEE_PAST))
+    rows, cols = np.nonzero((d > -1) & (d < width / 2 + rs.knee_past))
     near_y, near_x = iy[rows // 2, cols // 2], ix[rows // 2, cols // 2]
     u = d[rows, cols] - foot_c[near_y, near_x]
     z = y[rows, cols] / slope_c[near_y, near_x]
-    sel = (u > RAMP_KNEE_FROM * width) & (u < width + RAMP_KNEE_PAST)
+    sel = (u > rs.knee_from * width) & (u < width + rs.knee_past)
     if np.count_nonzero(sel) < 20:
-        return None
+        return None, width
     knee = _knee(u[sel], z[sel], width)
     # Only near big pieces (small ones have their own edges) and never where dust was dropped.
-    grown = _shift_reduce(mask, int(np.ceil(RAMP_BAND_PX)), erode=False, outside=False)
+    grown = _shift_reduce(mask, int(np.ceil(rs.band)), erode=False, outside=False)
     lab, m = ndimage.label(grown, structure=np.ones((3, 3), bool))
     big = np.bincount(lab[mask], minlength=m + 1) >= big_px
     big[0] = False
     # Px whose cells' fits all hold (bilinear weights reach the 4 cells around).
     ok = _shift_reduce(ok_c, 1, erode=True, outside=True)
     ok = np.repeat(np.repeat(ok, 2, axis=0), 2, axis=1)[:h, :w]
-    redo = (np.abs(d) < RAMP_BAND_PX) & ok & big[lab] & ~dropped
+    redo = (np.abs(d) < rs.band) & ok & big[lab] & ~dropped
     out = mask.copy()
-    out[redo] = (d - to_px(foot_c))[redo] >= knee / 2 + RAMP_OFFSET_PX
-    return out
+    out[redo] = (d - to_px(foot_c))[redo] >= knee / 2 + rs.offset
+    return out, width
 
 
 def _close(mask: np.ndarray, px: int) -> np.ndarray:
@@ -771,10 +828,11 @@ def _close(mask: np.ndarray, px: int) -> np.ndarray:
 
 def _coarse_mask(
     rgb: np.ndarray, mpp: tuple[float, float], min_object_um2: float, min_hole_um2: float
-) -> tuple[np.ndarray, float | None, Callable[[], np.ndarray] | None, np.ndarray | None]:
+) -> tuple[np.ndarray, float | None, Callable[[], np.ndarray] | None, np.ndarray | None, float]:
     """(tissue mask, first-pass Otsu threshold or None, the local glass grey per LEVEL_BLOCK
     block (computed when first asked for: only edge steps use it) or None, what was dropped
-    as not tissue or None) of an RGB image at `mpp` µm/px.
+    as not tissue or None, how wide (µm) its big tissue's fade is as _ramp_edges measured it,
+    0 for hard edges or none measured) of an RGB image at `mpp` µm/px.
 
     1. Grey (ITU-R 601 luma), Otsu on its histogram: a first tissue/glass split.
     2. Each pixel is then compared with its own threshold, EDGE_FRACTION of the way (in
@@ -803,14 +861,14 @@ def _coarse_mask(
     if bright - dark <= MIN_CONTRAST:
         # One class: blank glass if bright, all tissue if dark.
         g0 = np.asarray(grey)
-        return np.full(g0.shape, float(g0.mean()) < 200.0), None, None, None
+        return np.full(g0.shape, float(g0.mean()) < 200.0), None, None, None, 0.0
     g = np.asarray(grey.filter(ImageFilter.BoxBlur(1)))
     if bright < GLASS_MIN:
         # No glass at all (a crop of tissue): Otsu split the tissue itself. It is all tissue
         # if it is stain-coloured against white glass.
         white = np.full(3, GLASS_WHITE)
         whole = bool(stain_like(rgb.reshape(-1, 3).mean(axis=0)[None], white)[0])
-        return np.full(g.shape, whole), float(t), None, None
+        return np.full(g.shape, whole), float(t), None, None, 0.0
     big_px = OWN_EDGE_MAX_UM2 / (mpp[0] * mpp[1])
     thr, glass_level, soft = _threshold_map(g, g <= t, (dark, bright), big_px)
     mask = g <= thr
@@ -842,12 +900,13 @@ def _coarse_mask(
     if LACE_HOLE_SHARE > 0:
         mask = _lace(mask, pale, dropped, min_hole_um2 / area, min_object_um2 / area)
     mask = clean_mask(mask, 0.0, min_hole_um2 / area)
+    fade_um = 0.0
     if soft > 0 and RAMP_OFFSET_PX > 0:
         # On the filled mask: lumens and small holes are tissue, not edges to fade from.
-        mask = clean_mask(
-            _ramp_edges(g, mask, glass_level, big_px, dropped), 0.0, min_hole_um2 / area
-        )
-    return mask, float(t), glass_of, dropped
+        ramped, width = _ramp_edges(g, mask, glass_level, big_px, dropped)
+        mask = clean_mask(ramped, 0.0, min_hole_um2 / area)
+        fade_um = width * mpp[0]
+    return mask, float(t), glass_of, dropped, fade_um
 
 
 def _lace(
@@ -923,7 +982,7 @@ def mask_from_rgb(
 ) -> tuple[np.ndarray, float | None]:
     """(tissue mask, first-pass Otsu threshold or None) of an RGB image at `mpp` µm/px, at
     that image's resolution (no finer level read: see _coarse_mask for the steps)."""
-    mask, t, _, _ = _coarse_mask(rgb, mpp, min_object_um2, min_hole_um2)
+    mask, t, _, _, _ = _coarse_mask(rgb, mpp, min_object_um2, min_hole_um2)
     return mask, t
 
 
@@ -1199,6 +1258,19 @@ FINE_SLOPE = 0.06  # ... where it rises less than this share of the tissue level
 FINE_WIDE_SLOPE = 0.017  # ... and where it rises less than this, the 8 µm edge stays
 FINE_WIDE_NEAR = 0.2  # ... or, in a block, its median over px this near the cut's level (0: off)
 FINE_EDGE_FRACTION = 0.555  # the edge: where the density is this share of the tissue level
+FINE_RAMP = True  # soft slides: the fine edges cut again on the fade's ramp (_fine_ramp) ...
+FINE_RAMP_SPAN_UM = 64.0  # ... the profile across the edge read this far either side
+FINE_RAMP_STEP_UM = 0.5  # ... its bends looked for this far apart
+FINE_RAMP_KEEP_PX = 4_000_000  # ... fine px of density kept between measuring and cutting
+FINE_RAMP_REF_UM = 3.0  # ... distances from the first cut smoothed this much
+FINE_RAMP_FIT_UM = 12.0  # ... the fade's outer half fitted by a line weighted over this
+FINE_RAMP_FOOT_UM = 2.0  # ... less this much at its foot
+FINE_RAMP_KNEE_PAST_UM = 16.0  # ... its knee fitted to this far past it
+FINE_RAMP_BAND_UM = 12.0  # ... fine px this near the first cut are cut again
+FINE_RAMP_OFFSET_UM = 0.5  # ... this far inward of half-way (chosen on the tuning looks)
+FINE_RAMP_MIN_UM = 16.0  # ... where the fade is at least this wide ...
+FINE_RAMP_MAX_UM = 60.0  # ... at most this wide (wider: sample slides' lobes, measured) ...
+FINE_RAMP_AGREE_UM = 16.0  # ... and as wide as the coarse step's _ramp_edges measured, +- this
 
 
 def fine_factor(plan: MaskPlan, edge_mpp: float) -> int:
@@ -1244,6 +1316,7 @@ def refine_fine(
     f: int,
     min_hole_um2: float,
     check_cancel: Callable[[], None] | None = None,
+    fade: float = 0.0,
 ) -> np.ndarray:
     """The mask `f` times finer per axis, its edges cut again on a finer pyramid level.
 
@@ -1260,7 +1333,9 @@ def refine_fine(
     stain and fades (_clear_glass). A fade far wider than the band (slope under
     FINE_WIDE_SLOPE per px, or its median where the cut runs in a block) keeps the coarse
     edge. What the coarse mask dropped as dust, specks or ink is never added back; holes under
-    min_hole_um2 are filled again.
+    min_hole_um2 are filled again. On a slide whose big tissue fades out (`fade`: the fade's
+    width in µm as _ramp_edges measured it, > 0) the band is then cut again on the fade's own
+    ramp (_fine_ramp).
     """
     h, w = mask.shape
     fine = np.repeat(np.repeat(mask, f, axis=0), f, axis=1)
@@ -1269,15 +1344,11 @@ def refine_fine(
     deep = _deep_px(mask, FINE_DEEP_PX)
     banned = _shift_reduce(dropped, 1, erode=False, outside=False) & ~mask
     fdx, fdy = plan.downsample[0] / f, plan.downsample[1] / f  # level-0 px per fine px
-    level = reader.best_level_for_downsample(min(fdx, fdy))
-    lds = reader.level_downsamples[level]
-    lw, lh = reader.level_dimensions[level]
     fine_um = fdx * plan.mpp0
     blur = FINE_BLUR_UM / fine_um
     opening = round(FINE_OPEN_UM / (fdx * plan.mpp0))
     spread = FINE_LEVEL_UM / (plan.downsample[0] * plan.mpp0)  # in mask px
     b, p = FINE_BLOCK_PX, FINE_PAD_PX
-    luma = np.array([0.299, 0.587, 0.114], np.float32)
     done = np.zeros((-(-h // b), -(-w // b)), bool)
     for r0 in range(0, h, b):
         for c0 in range(0, w, b):
@@ -1289,34 +1360,7 @@ def refine_fine(
                 check_cancel()
             pr0, pr1, pc0, pc1 = max(0, r0 - p), min(h, r1 + p), max(0, c0 - p), min(w, c1 + p)
             fh, fw = (pr1 - pr0) * f, (pc1 - pc0) * f
-            # The block's level-0 box, in the fine level's px, read and box-resized to fine px.
-            sx0, sx1 = pc0 * f * fdx / lds, min(lw, pc1 * f * fdx / lds)
-            sy0, sy1 = pr0 * f * fdy / lds, min(lh, pr1 * f * fdy / lds)
-            rx0, ry0 = int(np.floor(sx0)), int(np.floor(sy0))
-            rx1, ry1 = min(lw, int(np.ceil(sx1))), min(lh, int(np.ceil(sy1)))
-            region = reader.read_region(
-                (round(rx0 * lds), round(ry0 * lds)), level, (rx1 - rx0, ry1 - ry0)
-            )
-            k = (rx1 - rx0) / fw
-            if region.shape[:2] == (fh * k, fw * k) and k.is_integer() and k > 1:
-                region = np.asarray(Image.fromarray(region).reduce(int(k)))  # exact box means
-            elif region.shape[:2] != (fh, fw):
-                box = (sx0 - rx0, sy0 - ry0, sx1 - rx0, sy1 - ry0)
-                region = np.asarray(
-                    Image.fromarray(region).resize((fw, fh), Image.Resampling.BOX, box=box)
-                )
-            grey = region.astype(np.float32) @ luma
-            # The local glass grey, per mask px from the coarse map's blocks.
-            ys = (np.arange(pr0, pr1) + 0.5) / LEVEL_BLOCK - 0.5
-            xs = (np.arange(pc0, pc1) + 0.5) / LEVEL_BLOCK - 0.5
-            glass_c = ndimage.map_coordinates(
-                glass_blocks.astype(np.float32),
-                np.meshgrid(ys, xs, indexing="ij"),
-                order=1,
-                mode="nearest",
-            )
-            glass_f = np.repeat(np.repeat(np.maximum(glass_c, 1.0), f, 0), f, 1)
-            od = np.log10(glass_f / np.maximum(grey, 1.0))
+            od = _fine_density(reader, plan, glass_blocks, f, (pr0, pr1, pc0, pc1))
             smooth = ndimage.gaussian_filter(od, blur)
             # The tissue level, at mask px: nuclei (dark spots under FINE_OPEN_UM) opened
             # away, averaged over each mask px, Gaussian-weighted over the deep px around.
@@ -1362,14 +1406,142 @@ def refine_fine(
                     cut = coarse_f
             view = fine[r0 * f : r1 * f, c0 * f : c1 * f]
             view[sel] = cut[ir0:ir1, ic0:ic1][sel]
+    groups, _ = ndimage.label(_shift_reduce(done, 1, erode=False, outside=False))
+    windows = [
+        (ys.start * b, min(h, ys.stop * b), xs.start * b, min(w, xs.stop * b))
+        for ys, xs in ndimage.find_objects(groups)
+    ]
+    if fade > 0 and FINE_RAMP:
+        _fine_ramp(
+            reader, plan, fine, glass_blocks, dropped | ~band, f, windows, fade, check_cancel
+        )
     # Specks the cut left and holes it made, looked for only around the refined blocks (with
     # a block of untouched mask around them: the rest is the coarse mask, already clean).
     area = fdx * fdy * plan.mpp0**2
-    groups, _ = ndimage.label(_shift_reduce(done, 1, erode=False, outside=False))
     for ys, xs in ndimage.find_objects(groups):
         win = (slice(ys.start * b * f, ys.stop * b * f), slice(xs.start * b * f, xs.stop * b * f))
         fine[win] = _clean_window(fine[win], FLOOR_UM2 / area, min_hole_um2 / area)
     return fine
+
+
+def _fine_density(
+    reader: SlideReader,
+    plan: MaskPlan,
+    glass_blocks: np.ndarray,
+    f: int,
+    box: tuple[int, int, int, int],
+) -> np.ndarray:
+    """Optical density of the luma (against the local glass grey) at the fine px of the mask
+    px `box` (rows r0:r1, columns c0:c1), read from the nearest finer level and box-resized."""
+    r0, r1, c0, c1 = box
+    fdx, fdy = plan.downsample[0] / f, plan.downsample[1] / f  # level-0 px per fine px
+    level = reader.best_level_for_downsample(min(fdx, fdy))
+    lds = reader.level_downsamples[level]
+    lw, lh = reader.level_dimensions[level]
+    fh, fw = (r1 - r0) * f, (c1 - c0) * f
+    # The box, in the fine level's px, read and box-resized to fine px.
+    sx0, sx1 = c0 * f * fdx / lds, min(lw, c1 * f * fdx / lds)
+    sy0, sy1 = r0 * f * fdy / lds, min(lh, r1 * f * fdy / lds)
+    rx0, ry0 = int(np.floor(sx0)), int(np.floor(sy0))
+    rx1, ry1 = min(lw, int(np.ceil(sx1))), min(lh, int(np.ceil(sy1)))
+    region = reader.read_region((round(rx0 * lds), round(ry0 * lds)), level, (rx1 - rx0, ry1 - ry0))
+    k = (rx1 - rx0) / fw
+    if region.shape[:2] == (fh * k, fw * k) and k.is_integer() and k > 1:
+        region = np.asarray(Image.fromarray(region).reduce(int(k)))  # exact box means
+    elif region.shape[:2] != (fh, fw):
+        crop = (sx0 - rx0, sy0 - ry0, sx1 - rx0, sy1 - ry0)
+        region = np.asarray(
+            Image.fromarray(region).resize((fw, fh), Image.Resampling.BOX, box=crop)
+        )
+    grey = region.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    # The local glass grey, per mask px from the coarse map's blocks.
+    ys = (np.arange(r0, r1) + 0.5) / LEVEL_BLOCK - 0.5
+    xs = (np.arange(c0, c1) + 0.5) / LEVEL_BLOCK - 0.5
+    glass_c = ndimage.map_coordinates(
+        glass_blocks.astype(np.float32),
+        np.meshgrid(ys, xs, indexing="ij"),
+        order=1,
+        mode="nearest",
+    )
+    glass_f = np.repeat(np.repeat(np.maximum(glass_c, 1.0), f, 0), f, 1)
+    return np.log10(glass_f / np.maximum(grey, 1.0))
+
+
+def _fine_ramp(
+    reader: SlideReader,
+    plan: MaskPlan,
+    fine: np.ndarray,
+    glass_blocks: np.ndarray,
+    stay: np.ndarray,
+    f: int,
+    windows: list[tuple[int, int, int, int]],
+    fade_um: float,
+    check_cancel: Callable[[], None] | None = None,
+) -> None:
+    """Cut the fine mask's edges (in place) again on the fade's own ramp, as _ramp_edges
+    does the coarse mask's big tissue (_ramp_cut; FINE_RAMP_* settings in µm).
+
+    On a fade the half-way cut of refine_fine needs the stain's full level at the edge, and
+    the level it takes (16 µm and more inside, Gaussian-weighted) is still partly on the fade
+    of a piece ~100-250 µm across, and more so the paler the stain (the generator's `wide106`
+    fragment slide: the edges of most pieces 1.5-3.5 µm inside, IoU 0.951). The fade's ramp
+    does not need it: its foot, where a line fitted to its outer half meets the glass, and
+    its width W, pooled over the slide (the median over `windows`, mask px boxes of refined
+    blocks), put the edge W / 2 past the foot. Only fine px near the edge and not in `stay`
+    (mask px: what the coarse mask dropped, bigger tissue outside the fine band) change.
+    """
+    if fade_um > FINE_RAMP_MAX_UM + FINE_RAMP_AGREE_UM:
+        return  # no fine width can pass both tests below: nothing read
+    fine_um = plan.downsample[0] / f * plan.mpp0
+    rs = Ramp(
+        span=FINE_RAMP_SPAN_UM / fine_um,
+        ref_sigma=FINE_RAMP_REF_UM / fine_um,
+        fit_sigma=FINE_RAMP_FIT_UM / fine_um,
+        foot_skip=FINE_RAMP_FOOT_UM / fine_um,
+        knee_from=RAMP_KNEE_FROM,
+        knee_past=FINE_RAMP_KNEE_PAST_UM / fine_um,
+        band=FINE_RAMP_BAND_UM / fine_um,
+        offset=FINE_RAMP_OFFSET_UM / fine_um,
+        min_width=FINE_RAMP_MIN_UM / fine_um,
+    )
+    # (fine box, mask px box, density with its sign flipped: "grey" for _ramp_cut, distances),
+    # the last two kept up to FINE_RAMP_KEEP_PX px, else read and measured again.
+    pieces: list[tuple[tuple[slice, slice], tuple[int, int, int, int], Any, Any]] = []
+    widths = []
+    kept = 0
+    # The profile only round the edges to be cut (not bigger tissue's, a wider fade maybe).
+    reach = int(np.ceil(FINE_RAMP_SPAN_UM / (plan.downsample[0] * plan.mpp0)))
+    round_cut = _shift_reduce(~stay, reach, erode=False, outside=False)
+    for r0, r1, c0, c1 in windows:
+        if check_cancel is not None:
+            check_cancel()
+        box = (slice(r0 * f, r1 * f), slice(c0 * f, c1 * f))
+        neg = -_fine_density(reader, plan, glass_blocks, f, (r0, r1, c0, c1))
+        ref = ndimage.gaussian_filter(fine[box].astype(np.float32), rs.ref_sigma) >= 0.5
+        if ref.any() and not ref.all():
+            where = np.repeat(np.repeat(round_cut[r0:r1, c0:c1], f, 0), f, 1)
+            d = _signed_distance(ref)
+            widths.append(_fade_width(ref, d, neg, rs.span, where, FINE_RAMP_STEP_UM / fine_um))
+            kept += neg.size
+            hold = kept <= FINE_RAMP_KEEP_PX
+            pieces.append((box, (r0, r1, c0, c1), neg if hold else None, d if hold else None))
+    valid = [x for x in widths if x >= rs.min_width]
+    if not valid:
+        return
+    width = float(np.median(valid))
+    # A fade wider than FINE_RAMP_MAX_UM, or one the coarse step measured otherwise (a piece
+    # narrower than its fade shows less of it), keeps refine_fine's cut.
+    if width * fine_um > FINE_RAMP_MAX_UM or abs(width * fine_um - fade_um) > FINE_RAMP_AGREE_UM:
+        return
+    for box, (r0, r1, c0, c1), neg, d in pieces:
+        if check_cancel is not None:
+            check_cancel()
+        if neg is None:
+            neg = -_fine_density(reader, plan, glass_blocks, f, (r0, r1, c0, c1))
+        keep = np.repeat(np.repeat(stay[r0:r1, c0:c1], f, 0), f, 1)
+        cut, _ = _ramp_cut(neg, fine[box], np.zeros_like(neg), 0.0, keep, rs, width, d)
+        if cut is not None:
+            fine[box] = cut
 
 
 def _deep_px(mask: np.ndarray, k: int) -> np.ndarray:
@@ -1441,7 +1613,7 @@ def compute_tissue_mask(
     t1 = time.perf_counter()
     ds = plan.downsample
     mpp = (ds[0] * plan.mpp0, ds[1] * plan.mpp0)
-    mask, threshold, glass, dropped = _coarse_mask(
+    mask, threshold, glass, dropped, fade = _coarse_mask(
         rgb, mpp, params.min_object_um2, params.min_hole_um2
     )
     t2 = time.perf_counter()
@@ -1451,7 +1623,7 @@ def compute_tissue_mask(
     if band is not None and dropped is not None and band.any():
         # Only slides with small pieces get a finer mask (bigger tissue keeps its edge).
         mask = refine_fine(
-            reader, plan, mask, glass(), dropped, band, f, params.min_hole_um2, check_cancel
+            reader, plan, mask, glass(), dropped, band, f, params.min_hole_um2, check_cancel, fade
         )
         ds = (ds[0] / f, ds[1] / f)
         timings["edges_s"] = time.perf_counter() - t2
