@@ -156,6 +156,52 @@ async def test_a_series_is_checked_whole_before_anything_is_taken(tmp_path: Path
         engine.submit("t", spec("w", jobs=4), start=False)  # nothing was taken by the checks
 
 
+@pytest.mark.parametrize(
+    ("limits", "bound"),
+    [
+        (Limits(max_queued_per_tenant=3), "max_queued_per_tenant"),
+        (Limits(max_queued=3), "max_queued"),
+    ],
+)
+async def test_a_series_larger_than_a_bound_is_told_it_can_never_fit(
+    tmp_path: Path, limits: Limits, bound: str
+):
+    """A config of two 2-job workflows under a bound of 3, on an empty queue, said "queue full:
+    2 jobs queued (limit 3); wait for some to finish": 2 is under 3, nothing was queued, and no
+    wait ever lets 4 jobs in. It says the series can never fit and the bound that lets it."""
+    async with Engine(tmp_path / "d", [Instant()], limits=limits) as engine:
+        with pytest.raises(QueueFull) as refused:
+            engine.check_admission([("t", 2, 0), ("t", 2, 0)])
+        assert refused.value.never
+        message = str(refused.value)
+        assert "4 jobs submitted together can never fit the limit of 3" in message, message
+        assert f"raise [limits] {bound} to at least 4" in message
+        assert "queue full" not in message and "wait for some to finish" not in message
+        engine.check_admission([("t", 2, 0), ("u", 1, 0)])  # 3 fits: nothing raised
+
+
+async def test_a_series_refused_by_a_full_queue_tells_its_jobs_from_those_queued(tmp_path: Path):
+    """The queue count of a series' refusal held its own earlier workflows: "2 jobs queued
+    (limit 3)" for 1 queued. It names the jobs queued and those submitted together apart."""
+    async with Engine(
+        tmp_path / "d", [Instant()], limits=Limits(max_queued_per_tenant=3)
+    ) as engine:
+        engine.submit("t", spec("held"), start=False)
+        with pytest.raises(QueueFull) as refused:
+            engine.check_admission([("t", 1, 0), ("t", 2, 0)])
+        assert not refused.value.never
+        assert str(refused.value) == (
+            "tenant t: queue full: 1 jobs queued and 3 submitted together (limit 3 per tenant);"
+            " wait for some to finish"
+        )
+    async with Engine(tmp_path / "e", [Instant()], limits=Limits(max_queued=3)) as engine:
+        engine.submit("u", spec("held"), start=False)
+        with pytest.raises(
+            QueueFull, match=r"^queue full: 1 jobs queued and 3 submitted together \(limit 3\);"
+        ):
+            engine.check_admission([("t", 2, 0), ("v", 1, 0)])
+
+
 async def test_a_retry_is_refused_like_a_submission_when_the_tenant_queue_is_full(tmp_path: Path):
     limits = Limits(max_queued_per_tenant=2, max_queued=3)
     async with Engine(tmp_path / "d", [Instant()], limits=limits) as engine:

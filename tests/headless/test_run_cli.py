@@ -473,13 +473,21 @@ def stored_workflows(db: Path) -> int:
 
 
 def test_a_config_refused_by_limits_submits_nothing(tmp_path, slides):
-    """#15.8: the first workflow fits, the second does not: nothing of the config starts."""
+    """#15.8: the first workflow fits, the second does not: nothing of the config starts. On an
+    empty data dir no wait lets the config's 4 jobs under a bound of 2: the line said "queue
+    full: 2 jobs queued (limit 2 per tenant); wait for some to finish; ... or retry later"."""
     config = two_workflows(
         tmp_path / "c.toml", slides[1], head="[limits]\nmax_queued_per_tenant = 2\n"
     )
     out = wsitui("run", config, "--data-dir", tmp_path / "data")
-    line = assert_one_line_error(out, 3, "queue full", "nothing of the config was submitted")
-    assert "max_queued_per_tenant" not in line or "[limits]" in line
+    line = assert_one_line_error(
+        out,
+        3,
+        "tenant t: 4 jobs submitted together can never fit the limit of 2",
+        "raise [limits] max_queued_per_tenant to at least 4",
+        "nothing of the config was submitted",
+    )
+    assert "retry later" not in line and "wait for some" not in line
     assert stored_workflows(tmp_path / "data" / "state.db") == 0
 
 

@@ -60,6 +60,17 @@ class Decision:
 
 
 @dataclass(slots=True)
+class _Series:
+    """Jobs of a series checked together (`preview`): per tenant and in total, the whole
+    series' and those of the submissions before the one being checked."""
+
+    whole: dict[str, int] = field(default_factory=dict)
+    whole_total: int = 0
+    before: dict[str, int] = field(default_factory=dict)
+    before_total: int = 0
+
+
+@dataclass(slots=True)
 class _Bucket:
     tokens: float
     at: float
@@ -106,10 +117,14 @@ class Admission:
         sim: dict[str, _Bucket] = {}
         pending = dict(queued)
         total = queued_total
+        series = _Series()
+        for tenant, jobs, extra in requests:
+            series.whole[tenant] = series.whole.get(tenant, 0) + jobs + extra
+            series.whole_total += jobs + extra
         for tenant, jobs, extra in requests:
             if jobs > 0:
                 decision, bucket = self._decide(
-                    tenant, jobs, pending.get(tenant, 0), total, now, sim
+                    tenant, jobs, pending.get(tenant, 0), total, now, sim, series
                 )
                 if decision is not None:
                     return self._refuse(decision)
@@ -118,6 +133,8 @@ class Admission:
                     sim[tenant] = bucket
             pending[tenant] = pending.get(tenant, 0) + jobs + extra
             total += jobs + extra
+            series.before[tenant] = series.before.get(tenant, 0) + jobs + extra
+            series.before_total += jobs + extra
         return None
 
     def _decide(
@@ -128,7 +145,10 @@ class Admission:
         queued_total: int,
         now: float,
         sim: Mapping[str, _Bucket],
+        series: _Series | None = None,
     ) -> tuple[Decision | None, _Bucket | None]:
+        """`series`: the submissions checked together (`preview`); the queue counts then hold
+        the series' earlier ones, and a series larger than a bound can never fit it."""
         lim = self.limits
         bucket = self._refill(tenant, now, sim.get(tenant)) if lim.rate is not None else None
         if bucket is not None and bucket.tokens < 1.0:
@@ -157,17 +177,36 @@ class Admission:
                 "workflow",
                 never=True,
             ), None
+        series = series or _Series()
         if per_tenant is not None and queued_tenant + jobs > per_tenant:
+            whole = series.whole.get(tenant, 0)
+            if whole > per_tenant:
+                return Decision(
+                    Refusal.QUEUE_FULL,
+                    f"tenant {tenant}: {whole:,} jobs submitted together can never fit the "
+                    f"limit of {per_tenant:,} PENDING jobs per tenant; raise [limits] "
+                    f"max_queued_per_tenant to at least {whole:,}, or submit fewer at once",
+                    never=True,
+                ), None
+            before = series.before.get(tenant, 0)
             return Decision(
                 Refusal.QUEUE_FULL,
-                f"tenant {tenant}: queue full: {queued_tenant:,} jobs queued "
+                f"tenant {tenant}: queue full: {_queued(queued_tenant, before, jobs)} "
                 f"(limit {per_tenant:,} per tenant); wait for some to finish",
             ), None
         if lim.max_queued is not None and queued_total + jobs > lim.max_queued:
+            if series.whole_total > lim.max_queued:
+                return Decision(
+                    Refusal.QUEUE_FULL,
+                    f"{series.whole_total:,} jobs submitted together can never fit the limit "
+                    f"of {lim.max_queued:,} PENDING jobs in total; raise [limits] max_queued "
+                    f"to at least {series.whole_total:,}, or submit fewer at once",
+                    never=True,
+                ), None
             return Decision(
                 Refusal.QUEUE_FULL,
-                f"queue full: {queued_total:,} jobs queued (limit {lim.max_queued:,}); "
-                "wait for some to finish",
+                f"queue full: {_queued(queued_total, series.before_total, jobs)} "
+                f"(limit {lim.max_queued:,}); wait for some to finish",
             ), None
         return None, bucket
 
@@ -194,6 +233,14 @@ class Admission:
     def tracked(self) -> int:
         """Buckets held in memory (for tests of the bound)."""
         return len(self._buckets)
+
+
+def _queued(counted: int, before: int, jobs: int) -> str:
+    """`8 jobs queued`, or, in a series, the jobs queued apart from it and the series' own: a
+    config's earlier workflows are not jobs that finishing work makes room for."""
+    if before == 0:
+        return f"{counted:,} jobs queued"
+    return f"{counted - before:,} jobs queued and {before + jobs:,} submitted together"
 
 
 def _seconds(wait: float) -> str:
