@@ -2,11 +2,12 @@ from dataclasses import replace
 
 import pytest
 
+from tests.core.fakes import LooseParams
 from wsitui.core.engine import Engine
 from wsitui.core.events import JobProgress, JobStateChanged
-from wsitui.core.executor import Executor, Total
+from wsitui.core.executor import Executor, JobContext, JobError, Total
 from wsitui.core.metrics import Metrics
-from wsitui.core.records import Job, JobState
+from wsitui.core.records import Job, JobSpec, JobState, WorkflowSpec
 
 T = 6_000_000.0  # a minute boundary (divisible by 60)
 
@@ -65,3 +66,43 @@ async def test_totals_sum_only_the_counters_each_job_type_declares(tmp_path):
     async with Engine(tmp_path / "d", [_Counting(), _Quiet()]) as engine:
         ((total, n),) = metrics_totals = m.snapshot(engine).totals
     assert total.metric == "wsitui_found_total" and n == 40 + 15, metrics_totals
+
+
+class _Shards(Executor):
+    """Keeps a file per tile in its shards dir and, like SEGMENT_CELLS, counts those found
+    there as done in its first report; its first attempt fails after 4 of 10 tiles."""
+
+    params_model = LooseParams
+    job_type = "COUNTING"
+    totals = (Total("found", "wsitui_found_total", "Things found."),)
+
+    async def run(self, ctx: JobContext) -> None:
+        ctx.shards_dir.mkdir(parents=True, exist_ok=True)
+        done = len(list(ctx.shards_dir.iterdir()))
+        ctx.report(done, 10, {"found": 3 * done})
+        for tile in range(done, 10):
+            if ctx.job.attempt == 1 and tile == 4:
+                raise JobError("the first attempt stops here")
+            (ctx.shards_dir / f"{tile}.bin").write_bytes(b"x")
+            ctx.report(tile + 1, 10, {"found": 3 * (tile + 1)})
+
+
+def spec() -> JobSpec:
+    return JobSpec(id="j", type="COUNTING", slide="s")
+
+
+@pytest.mark.anyio
+async def test_a_run_that_starts_from_kept_shards_does_not_count_them_again(tmp_path):
+    """A retried (or, after kill -9, resumed) SEGMENT_CELLS job reuses its valid shards and
+    reports them at once: wsitui_tiles_processed_total and the cells total counted those
+    tiles twice (here 14 tiles, 42 found, for a job of 10 tiles and 30 found)."""
+    m = Metrics()
+    async with Engine(tmp_path / "d", [_Shards()]) as engine:
+        engine.bus.add_listener(m)
+        job_id = engine.submit("t", WorkflowSpec(name="w", jobs=(spec(),))).jobs[0].id
+        await engine.wait_until(lambda: engine.job("t", job_id).state is JobState.FAILED)
+        engine.retry("t", job_id)
+        await engine.wait_until(lambda: engine.job("t", job_id).state is JobState.SUCCEEDED)
+        snap = m.snapshot(engine)
+    assert snap.tiles == {"COUNTING": 10}
+    assert [n for _, n in snap.totals] == [30]

@@ -66,6 +66,9 @@ class JobProgress:
     ts: float
     job: Job
     restarted: bool = False  # the executor said honestly that it starts over from tile 0
+    # The run's first count, made before it did any work: tiles and counters found done by
+    # an earlier run (kept shards, a checkpoint), not work of this one (metrics skip them).
+    resumed: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -183,7 +183,9 @@ class JobContext(Protocol):
         self, tiles_done: int, tiles_total: int, counters: Mapping[str, int] | None = None
     ) -> None:
         """Progress. Within one attempt tiles_done never goes down (lower values are ignored)
-        unless `restart_progress` was called first."""
+        unless `restart_progress` was called first. A run that starts from an earlier run's
+        work (kept shards, a checkpoint) reports that count first, before any new tile:
+        metrics count the tiles and counters after it as this run's work."""
         ...
 
     def restart_progress(self, reason: str) -> None:

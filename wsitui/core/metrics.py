@@ -155,17 +155,19 @@ class Metrics:
             minute.max_running = max(minute.max_running, len(self._running))
             minute.end_running = len(self._running)
         elif isinstance(event, JobProgress):
-            self._count_work(event.ts, event.job)
+            self._count_work(event.ts, event.job, resumed=event.resumed)
             while self._tiles and self._tiles[0][0] < event.ts - self.window_s:
                 self._tiles.popleft()
 
-    def _count_work(self, ts: float, job: Job) -> None:
+    def _count_work(self, ts: float, job: Job, *, resumed: bool = False) -> None:
         """Tiles and counters done since the last event of the job. The first sight of a job
-        is its baseline (a job resumed from a checkpoint does not count its old tiles again); a
-        count that went down (a retry, a restart) is a new baseline."""
+        is its baseline, and so is a run's first count when it starts from earlier work
+        (`resumed`: kept shards or a checkpoint, which a job row saved every 2 s need not
+        show): a resumed job does not count its old tiles or cells again. A count that went
+        down (a retry, a restart) is a new baseline."""
         done, kind = job.tiles_done, str(job.job_type)
-        before = self._last_done.get(job.id, done)
-        first = job.id not in self._last_counters
+        before = done if resumed else self._last_done.get(job.id, done)
+        first = resumed or job.id not in self._last_counters
         seen = self._last_counters.get(job.id, {})
         if done > before:
             self._tiles_total[kind] = self._tiles_total.get(kind, 0) + done - before

@@ -75,6 +75,8 @@ class Supervisor:
         self.user_canceled: set[str] = set()  # so shutdown cannot turn a cancel into a resume
         self.abandoned: set[asyncio.Task[Any]] = set()  # runs past their cancel deadline
         self._progress_saved: dict[str, float] = {}  # job id -> when its progress was committed
+        # Runs that start from an earlier run's work and have not reported their count yet.
+        self._resuming: set[str] = set()
         self._holds: dict[str, rules.Needs] = {}  # resources of abandoned runs still working
 
     def cancel(self, job_id: str) -> None:
@@ -112,6 +114,20 @@ class Supervisor:
             raise JobError(_results_dir_problem(out_dir, exc)) from None
         return out_dir
 
+    def _earlier_work(self, job: Job, out_dir: Path) -> bool:
+        """Did an earlier run leave work this one starts from (a resume, or a retry reusing
+        valid shards)? Then the run's first count is that work, not its own."""
+        try:
+            shards = out_dir / "shards"
+            if shards.is_dir() and not shards.is_symlink() and any(shards.iterdir()):
+                return True
+        except OSError:
+            pass
+        try:
+            return self.engine.store.load_checkpoint(job.id, job.attempt) is not None
+        except StoreError:
+            return False
+
     def _upstream(self, job: Job) -> tuple[UpstreamJob, ...]:
         jobs = self.engine._jobs
         return tuple(
@@ -139,6 +155,8 @@ class Supervisor:
             )
             executor = engine.executors[str(job.job_type)]
             out_dir = self._prepare_results(job)
+            if self._earlier_work(job, out_dir):
+                self._resuming.add(job_id)
 
             def send(change: Mapping[str, Any]) -> None:
                 engine._call_in_loop(self.on_progress, job.id, job.attempt, change)
@@ -183,6 +201,7 @@ class Supervisor:
             self.runs.pop(job_id, None)
             self.user_canceled.discard(job_id)
             self._progress_saved.pop(job_id, None)
+            self._resuming.discard(job_id)
         self._finish(job_id, state, error, reason, left_behind=left_behind)
 
     async def _supervise(self, executor: Executor, run: RunningJob) -> None:
@@ -341,6 +360,11 @@ class Supervisor:
         if job is None or job.state is not JobState.RUNNING or job.attempt != attempt:
             return  # a late report of a run that already ended
         restarted = "restart" in change
+        # The first count of a run that starts from earlier work says what was done before it.
+        counted = change.get("tiles_total", 0) > 0  # a count of planned work, not a stage
+        resumed = counted and job_id in self._resuming and not restarted
+        if counted or restarted:
+            self._resuming.discard(job_id)
         tiles_done = 0 if restarted else job.tiles_done
         if "tiles_done" in change:
             # Within one attempt progress never goes backwards, unless the executor said so.
@@ -357,7 +381,7 @@ class Supervisor:
         engine._put(updated)
         self._save_progress(updated, force=restarted or updated.stage != job.stage)
         now = engine.clock()
-        engine.bus.publish(JobProgress(now, updated, restarted=restarted))
+        engine.bus.publish(JobProgress(now, updated, restarted=restarted, resumed=resumed))
         engine._publish_workflow(updated.workflow_id, now)
         engine._notify()
 
