@@ -98,6 +98,15 @@ def _session_error(config: Path, tmp: Path) -> str:
         ('"list.csv"', ["s.svs"], "slide,case\ns.svs,1\n", "has no `path` column"),
         ('"list.csv"', ["s.svs"], "path\ns.svs\n./s.svs\n", "is listed twice (line 2 and line 3)"),
         ('"missing.csv"', [], None, "not found"),
+        # A row naming no file said `job 'gone-mask': slide ... does not exist`: a job id the
+        # user never wrote, one row per run. The CSV's lines, all of them at once.
+        (
+            '"list.csv"',
+            ["s.svs"],
+            "path\ngone.svs\ns.svs\nlost.svs\n",
+            "slides CSV {tmp}/list.csv: 2 slides do not exist (line 2 gone.svs, line 4 lost.svs);"
+            " fix the paths or remove the lines",
+        ),
     ],
 )
 def test_bad_slide_lists_are_one_line_errors(tmp_path, slides, files, csv, expected):
@@ -106,7 +115,7 @@ def test_bad_slide_lists_are_one_line_errors(tmp_path, slides, files, csv, expec
     if csv is not None:
         (tmp_path / "list.csv").write_text(csv)
     message = _session_error(cohort_config(tmp_path, slides), tmp_path)
-    assert expected in message
+    assert expected.format(tmp=tmp_path) in message, message
     assert "workflows[0] (lab/study)" in message
     assert "\n" not in message
 

@@ -337,6 +337,7 @@ def list_slides(
     assert src is not None
     if isinstance(src, str) and is_csv(src):
         entries, meta_cols = _read_csv(src, where)
+        _check_rows_exist(entries, Path(src), where)
     else:
         meta_cols = ()
         entries = [
@@ -359,6 +360,31 @@ def list_slides(
         seen[resolved] = origin
         out.append((resolved, meta))
     return out, meta_cols
+
+
+def _check_rows_exist(
+    entries: list[tuple[Path, dict[str, str], str]], csv_path: Path, where: str
+) -> None:
+    """A CSV row naming no file is refused, by its line, all such rows in one line: the
+    engine's check named a job the user never wrote (`job 'missing-mask': slide ... does not
+    exist`), one row per run. A file that exists but cannot be read stays a slide (its chain
+    fails with the reason)."""
+    missing = []
+    for path, _, origin in entries:
+        try:
+            if not path.exists():
+                missing.append(f"{origin} {path.name}")
+        except OSError:  # e.g. a name too long: the slide check names it
+            pass
+    if missing:
+        shown = ", ".join(missing[:SKIPPED_SHOWN])
+        more = f" and {len(missing) - SKIPPED_SHOWN:,} more" if len(missing) > SKIPPED_SHOWN else ""
+        n = len(missing)
+        raise CohortError(
+            f"{where}: slides CSV {csv_path}: {n:,} slide{'s' if n > 1 else ''} "
+            f"{'do' if n > 1 else 'does'} not exist ({shown}{more}); fix the "
+            f"path{'s' if n > 1 else ''} or remove the line{'s' if n > 1 else ''}"
+        )
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
