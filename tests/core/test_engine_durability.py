@@ -386,3 +386,56 @@ async def test_a_job_resumed_after_a_kill_continues_from_its_checkpoint_of_total
     assert seen[0] == (JobState.PENDING, 48, 100)  # the recovery commit: what it continues from
     assert all(total > 0 and done <= total for _, done, total in seen)
     assert [done for _, done, _ in seen] == sorted(done for _, done, _ in seen)  # never back
+
+
+class Counting(SleepExecutor):
+    """Reports 48 of 100 tiles and 259 cells, saves no checkpoint, and waits (like a job that
+    keeps its work in shards): the instant a SIGKILL hits."""
+
+    def __init__(self) -> None:
+        super().__init__(tiles=100)
+        self.reported = threading.Event()
+        self.gate = threading.Event()
+
+    def _work(self, ctx: JobContext) -> None:
+        ctx.report(48, self.tiles, {"cells": 259})
+        self.reported.set()
+        while not self.gate.wait(0.02):
+            ctx.check_cancel()
+
+
+@pytest.mark.anyio
+async def test_a_job_resumed_after_a_kill_without_checkpoint_drops_counters_with_its_tiles(
+    tmp_path,
+):
+    """After a kill -9 a job back at tile 0 (no checkpoint) kept the row's counters: `wsitui
+    status` and its card read "0/100 tiles, 259 cells" while it waited to run again."""
+    ex = Counting()
+    async with Engine(tmp_path / "first", [ex]) as engine:
+        (job,) = engine.submit("t", spec("a")).jobs
+        with anyio.fail_after(30):
+            await anyio.to_thread.run_sync(ex.reported.wait)
+        # The first report is committed at once (the 2 s throttle starts after it).
+        await engine.wait_until(lambda: engine.job("t", job.id).counters == {"cells": 259})
+        killed = snapshot(engine, tmp_path / "killed")
+        ex.gate.set()
+    with sqlite3.connect(killed / "state.db") as db:
+        assert db.execute("SELECT tiles_done, counters FROM jobs").fetchone() == (
+            48,
+            '{"cells": 259}',
+        )
+
+    recovered: list[tuple[int, dict[str, int]]] = []
+
+    def record(event: Event) -> None:
+        if isinstance(event, JobStateChanged) and event.job.state is JobState.PENDING:
+            recovered.append((event.job.tiles_done, dict(event.job.counters)))
+
+    again = Counting()
+    engine = Engine(killed, [again])
+    engine.bus.add_listener(record)  # before it opens: the recovery commit included
+    async with engine:
+        with anyio.fail_after(30):
+            await anyio.to_thread.run_sync(again.reported.wait)
+        again.gate.set()
+    assert recovered[0] == (0, {})  # the recovery commit, what status reads until it runs

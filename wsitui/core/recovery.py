@@ -78,7 +78,11 @@ def resumed(interrupted: Sequence[Job], store: Store) -> list[Job]:
     out = []
     for job in interrupted:
         found = store.load_checkpoint(job.id, job.attempt)
+        tiles = found[1] if found else 0
+        # Live counters (cells so far) were counted with the row's tiles: kept only with them,
+        # so a job back at tile 0 never reads "0/340 tiles, 259 cells" until it runs again.
+        counters = job.counters if tiles == job.tiles_done else {}
         out.append(
-            replace(job, state=JobState.PENDING, tiles_done=found[1] if found else 0, stage="")
+            replace(job, state=JobState.PENDING, tiles_done=tiles, counters=counters, stage="")
         )
     return out
