@@ -2,11 +2,14 @@
 not (issue 20): fat, ink crossing a piece's edge, very pale eosin-only stroma, tiny pale
 fragments with a few nuclei, pale fragments packed with nuclei. Each is drawn here at 0.5
 µm/px (Beer-Lambert H&E on glass, JPEG), with its exact truth, and the mask is judged on
-it; and the held-out look whose ink strokes run out over the glass (`wide101`).
+it; and the held-out look whose ink strokes run out over the glass (`wide101`), with the
+same kind redrawn on a tuning look (`default` with wide black strokes).
 
 Measured 2026-12-05 (before: commit fc1ea84): fat IoU 0.991 (before 0.090), ink across a
 piece's edge false tissue 1.1 % (before 5.4 %), wide101 sample slide IoU 0.946 / false 2.2 %
-(before 0.917 / 5.6 %); pale stroma and tiny pale fragments held before too (guards).
+(before 0.917 / 5.6 %); pale stroma and tiny pale fragments held before too (guards). Later
+(before: commit 2b14313): wide101 0.983 / 1.0 %, `default` with strokes 0.983 / 0.6 % (before
+0.889 / 1.0 %).
 Pale fragments packed with nuclei, worst piece kept 0.959 / 0.913 / 0.898 (before, commit
 0d54328: 0.000 / 0.718 / 0.574).
 """

@@ -1338,7 +1338,10 @@ def refine_fine(
     edge. What the coarse mask dropped as dust, specks or ink is never added back; holes under
     min_hole_um2 are filled again. On a slide whose big tissue fades out (`fade`: the fade's
     width in µm as _ramp_edges measured it, > 0) the band is then cut again on the fade's own
-    ramp (_fine_ramp).
+    ramp (_fine_ramp). Around big tissue on a hard-edged slide (_big_hard_tissue) the level is
+    taken again with dark strokes under FINE_LEVEL_OPEN_UM opened away (ink, fibres, folds
+    raise the mean, and the pale stain beside them was cut off), used where it is under
+    FINE_LEVEL_OPEN_SHARE of the usual one, and fine px coloured like ink are not tissue.
     """
     h, w = mask.shape
     fine = np.repeat(np.repeat(mask, f, axis=0), f, axis=1)
