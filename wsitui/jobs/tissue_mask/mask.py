@@ -1257,6 +1257,9 @@ FINE_SOFT_UM = 4.0  # a shallow fade is cut on density smoothed over this (µm, 
 FINE_SLOPE = 0.06  # ... where it rises less than this share of the tissue level per µm
 FINE_WIDE_SLOPE = 0.017  # ... and where it rises less than this, the 8 µm edge stays
 FINE_WIDE_NEAR = 0.2  # ... or, in a block, its median over px this near the cut's level (0: off)
+FINE_BIG_HARD_UM2 = 100_000.0  # hard-edged slides, objects this big (~0.3 mm across): ...
+FINE_LEVEL_OPEN_UM = 24.0  # ... the cut's level opened this wide (strokes; 0: off) ...
+FINE_LEVEL_OPEN_SHARE = 0.7  # ... where that is under this share of the level
 FINE_EDGE_FRACTION = 0.555  # the edge: where the density is this share of the tissue level
 FINE_RAMP = True  # soft slides: the fine edges cut again on the fade's ramp (_fine_ramp) ...
 FINE_RAMP_SPAN_UM = 64.0  # ... the profile across the edge read this far either side
@@ -1335,7 +1338,10 @@ def refine_fine(
     edge. What the coarse mask dropped as dust, specks or ink is never added back; holes under
     min_hole_um2 are filled again. On a slide whose big tissue fades out (`fade`: the fade's
     width in µm as _ramp_edges measured it, > 0) the band is then cut again on the fade's own
-    ramp (_fine_ramp).
+    ramp (_fine_ramp). Around big tissue on a hard-edged slide (_big_hard_tissue) the level is
+    taken again with dark strokes under FINE_LEVEL_OPEN_UM opened away (ink, fibres, folds
+    raise the mean, and the pale stain beside them was cut off), used where it is under
+    FINE_LEVEL_OPEN_SHARE of the usual one, and fine px coloured like ink are not tissue.
     """
     h, w = mask.shape
     fine = np.repeat(np.repeat(mask, f, axis=0), f, axis=1)
@@ -1347,6 +1353,10 @@ def refine_fine(
     fine_um = fdx * plan.mpp0
     blur = FINE_BLUR_UM / fine_um
     opening = round(FINE_OPEN_UM / (fdx * plan.mpp0))
+    # Big tissue on a hard-edged slide: its level is taken past wide dark strokes, and ink
+    # over its glass is not tissue (_big_hard_tissue).
+    big_hard = _big_hard_tissue(mask, plan, fade)
+    level_opening = round(FINE_LEVEL_OPEN_UM / (fdx * plan.mpp0))
     spread = FINE_LEVEL_UM / (plan.downsample[0] * plan.mpp0)  # in mask px
     b, p = FINE_BLOCK_PX, FINE_PAD_PX
     done = np.zeros((-(-h // b), -(-w // b)), bool)
@@ -1359,21 +1369,26 @@ def refine_fine(
             if check_cancel is not None:
                 check_cancel()
             pr0, pr1, pc0, pc1 = max(0, r0 - p), min(h, r1 + p), max(0, c0 - p), min(w, c1 + p)
-            fh, fw = (pr1 - pr0) * f, (pc1 - pc0) * f
-            od = _fine_density(reader, plan, glass_blocks, f, (pr0, pr1, pc0, pc1))
+            hard_here = big_hard is not None and bool(big_hard[pr0:pr1, pc0:pc1].any())
+            od, ink = _fine_read(
+                reader, plan, glass_blocks, f, (pr0, pr1, pc0, pc1), with_ink=hard_here
+            )
             smooth = ndimage.gaussian_filter(od, blur)
             # The tissue level, at mask px: nuclei (dark spots under FINE_OPEN_UM) opened
             # away, averaged over each mask px, Gaussian-weighted over the deep px around.
-            base = ndimage.grey_opening(smooth, size=opening) if opening > 1 else smooth
-            base_c = base.reshape(pr1 - pr0, f, pc1 - pc0, f).mean(axis=(1, 3))
             dp = deep[pr0:pr1, pc0:pc1]
             weight = ndimage.gaussian_filter(dp.astype(np.float32), spread)
-            tissue = ndimage.gaussian_filter(np.where(dp, base_c, 0.0).astype(np.float32), spread)
-            tissue /= np.maximum(weight, 1e-3)
-            tissue_f = np.asarray(
-                Image.fromarray(tissue, mode="F").resize((fw, fh), Image.Resampling.BILINEAR)
-            )
+            tissue_f = _fine_level(smooth, opening, dp, weight, f, spread)
             lv = FINE_EDGE_FRACTION * np.maximum(tissue_f, 0.01)
+            if hard_here and big_hard is not None and level_opening > opening:
+                # Dark strokes wider than nuclei (ink, fibres, folds) across big tissue raise
+                # its mean level, and the pale stain at the edge beside them was cut off
+                # (`wide101`: missed 3.3 %). Where opening them away lowers the level much,
+                # that lower level is the stain's.
+                wide_level = _fine_level(smooth, level_opening, dp, weight, f, spread)
+                lower = wide_level < FINE_LEVEL_OPEN_SHARE * tissue_f
+                lower &= np.repeat(np.repeat(big_hard[pr0:pr1, pc0:pc1], f, 0), f, 1)
+                lv = np.where(lower, FINE_EDGE_FRACTION * np.maximum(wide_level, 0.01), lv)
             coarse_f = np.repeat(np.repeat(mask[pr0:pr1, pc0:pc1], f, 0), f, 1)
             cut = smooth >= lv
             if FINE_SOFT_UM > 0:
@@ -1390,6 +1405,11 @@ def refine_fine(
                     # edge stays there.
                     flat = slope < FINE_WIDE_SLOPE
                     cut[flat] = coarse_f[flat]
+            if ink is not None and big_hard is not None:
+                # Ink-coloured px are ink over the glass (over stain, ink is stain-tinted): a
+                # stroke out from big tissue's edge is not tissue, at 2 µm as at 8 µm.
+                ink &= np.repeat(np.repeat(big_hard[pr0:pr1, pc0:pc1], f, 0), f, 1)
+                cut &= ~ink
             # Only the block itself (not its context) and only its band px are decided here.
             ir0, ir1 = (r0 - pr0) * f, (r1 - pr0) * f
             ic0, ic1 = (c0 - pc0) * f, (c1 - pc0) * f
@@ -1424,6 +1444,39 @@ def refine_fine(
     return fine
 
 
+def _big_hard_tissue(mask: np.ndarray, plan: MaskPlan, fade: float) -> np.ndarray | None:
+    """Mask px within FINE_BAND_PX of an object of FINE_BIG_HARD_UM2 or more, on a slide
+    whose big tissue does not fade out (`fade` 0), or None where there are none (or
+    FINE_LEVEL_OPEN_UM is 0). Only there are wide dark strokes opened out of the fine
+    level and ink-coloured fine px taken off: on small pieces what a wide opening takes away
+    is mostly their own packed nuclei, at the edge as much as inside, and perturbed stains
+    can unmix like ink (measured on the tuning fragment slides: IoU lost either way)."""
+    if fade > 0 or FINE_LEVEL_OPEN_UM <= 0:
+        return None
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    px_um2 = plan.downsample[0] * plan.downsample[1] * plan.mpp0**2
+    big = np.bincount(lab.ravel(), minlength=n + 1) * px_um2 >= FINE_BIG_HARD_UM2
+    big[0] = False
+    if not big.any():
+        return None
+    return _shift_reduce(big[lab], FINE_BAND_PX, erode=False, outside=False)
+
+
+def _fine_level(
+    smooth: np.ndarray, size: int, deep: np.ndarray, weight: np.ndarray, f: int, spread: float
+) -> np.ndarray:
+    """The tissue level at fine px: the fine density `smooth` grey-opened over `size` fine
+    px (dark spots narrower than that taken away), averaged over each mask px and
+    Gaussian-weighted (`spread` mask px) over the `deep` mask px around (`weight`: the
+    weights' sum), bilinearly resized to fine px."""
+    base = ndimage.grey_opening(smooth, size=size) if size > 1 else smooth
+    base_c = base.reshape(deep.shape[0], f, deep.shape[1], f).mean(axis=(1, 3))
+    tissue = ndimage.gaussian_filter(np.where(deep, base_c, 0.0).astype(np.float32), spread)
+    tissue /= np.maximum(weight, 1e-3)
+    fh, fw = smooth.shape
+    return np.asarray(Image.fromarray(tissue, mode="F").resize((fw, fh), Image.Resampling.BILINEAR))
+
+
 def _fine_density(
     reader: SlideReader,
     plan: MaskPlan,
@@ -1433,6 +1486,20 @@ def _fine_density(
 ) -> np.ndarray:
     """Optical density of the luma (against the local glass grey) at the fine px of the mask
     px `box` (rows r0:r1, columns c0:c1), read from the nearest finer level and box-resized."""
+    return _fine_read(reader, plan, glass_blocks, f, box, with_ink=False)[0]
+
+
+def _fine_read(
+    reader: SlideReader,
+    plan: MaskPlan,
+    glass_blocks: np.ndarray,
+    f: int,
+    box: tuple[int, int, int, int],
+    with_ink: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(_fine_density's optical density, and when `with_ink` the fine px coloured like ink,
+    or None where there are none: OD norm over INK_NEAR_OD and an eosin share under
+    INK_EOSIN_SHARE, per channel against the local glass grey; ink over stain is not)."""
     r0, r1, c0, c1 = box
     fdx, fdy = plan.downsample[0] / f, plan.downsample[1] / f  # level-0 px per fine px
     level = reader.best_level_for_downsample(min(fdx, fdy))
@@ -1464,7 +1531,19 @@ def _fine_density(
         mode="nearest",
     )
     glass_f = np.repeat(np.repeat(np.maximum(glass_c, 1.0), f, 0), f, 1)
-    return np.log10(glass_f / np.maximum(grey, 1.0))
+    od = np.log10(glass_f / np.maximum(grey, 1.0))
+    ink = None
+    if with_ink:
+        dark = np.min(region, axis=-1) <= glass_f * 10 ** (-INK_NEAR_OD / np.sqrt(3.0))
+        if dark.any():
+            od3 = np.log10(glass_f[dark][:, None] / np.maximum(region[dark], 1.0))
+            e = od3 @ UNMIX[1]
+            n = np.sqrt((od3 * od3).sum(axis=1))
+            inky = (n >= INK_NEAR_OD) & (e <= INK_EOSIN_SHARE * n)
+            if inky.any():
+                ink = np.zeros(od.shape, bool)
+                ink[dark] = inky
+    return od, ink
 
 
 def _fine_ramp(
