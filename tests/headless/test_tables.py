@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 import pytest
@@ -395,7 +398,10 @@ def test_closing_lines_are_never_wrapped_in_a_log_but_the_table_still_fits():
     assert table and all(len(line) <= 160 for line in table)
 
 
-async def test_after_an_interrupt_the_summary_says_a_ready_job_resumes_next_time(tmp_path):
+@asynccontextmanager
+async def _one_running_one_waiting(tmp_path: Path) -> AsyncIterator[tuple[Engine, str]]:
+    """An engine of one worker running "first" (branch A) while "second" (branch B) waits for
+    a free worker; yields it and the workflow id, then releases both jobs and closes it."""
     ex = ScriptedExecutor()
     engine = Engine(tmp_path / "data", [ex], max_workers=1)
     jobs = tuple(
@@ -407,13 +413,18 @@ async def test_after_an_interrupt_the_summary_says_a_ready_job_resumes_next_time
         wf = engine.submit("alice", WorkflowSpec(name="w", jobs=jobs))
         with anyio.fail_after(10):
             await engine.wait_until(lambda: engine.stats().running == 1)
-        statuses = [engine.workflow("alice", wf.workflow.id)]
-        stopped = "\n".join(at_80(summary_table(engine, statuses, interrupted=True), width=200))
-        live = "\n".join(at_80(summary_table(engine, statuses), width=200))
+        yield engine, wf.workflow.id
     finally:
         for job in jobs:
             ex.release(job.id)
         await engine.__aexit__(None, None, None)
+
+
+async def test_after_an_interrupt_the_summary_says_a_ready_job_resumes_next_time(tmp_path):
+    async with _one_running_one_waiting(tmp_path) as (engine, wf_id):
+        statuses = [engine.workflow("alice", wf_id)]
+        stopped = "\n".join(at_80(summary_table(engine, statuses, interrupted=True), width=200))
+        live = "\n".join(at_80(summary_table(engine, statuses), width=200))
     # The process is exiting: "waiting for a free worker" would say it is still coming.
     assert "second: stopped before it finished; the same command resumes it" in stopped
     assert "waiting for a free worker" not in stopped
@@ -626,26 +637,12 @@ async def test_a_job_that_never_started_shows_no_tiles_not_zero_of_zero(tmp_path
     work: until its total is known it shows "—"; a job with a total shows done/total."""
     from wsitui.headless.status import _workflow_row
 
-    ex = ScriptedExecutor()
-    engine = Engine(tmp_path / "data", [ex], max_workers=1)
-    jobs = tuple(
-        JobSpec(id=key, type="TISSUE_MASK", slide=SLIDE, branch=branch)
-        for key, branch in (("first", "A"), ("second", "B"))
-    )
-    await engine.__aenter__()
-    try:
-        wf = engine.submit("alice", WorkflowSpec(name="w", jobs=jobs))
-        with anyio.fail_after(10):
-            await engine.wait_until(lambda: engine.stats().running == 1)
-        status = engine.workflow("alice", wf.workflow.id)
+    async with _one_running_one_waiting(tmp_path) as (engine, wf_id):
+        status = engine.workflow("alice", wf_id)
         run_text = at_80(summary_table(engine, [status]), width=200)
         summary = summarize(
             status.workflow, status.jobs, waiting=(), results_root=engine.results_root
         )
-    finally:
-        for job in jobs:
-            ex.release(job.id)
-        await engine.__aexit__(None, None, None)
     status_text = at_80(status_table(tmp_path / "data", [summary]), width=200)
     for lines in (run_text, status_text):
         row = next(line for line in lines if "second" in line and "PENDING" in line)
