@@ -249,3 +249,22 @@ def test_eval_scores_a_look_named_twice_once(
     monkeypatch.setattr(ev, "evaluate_slides", fake)
     run(["model", "eval", "classical", "--looks", "default,default,pale", "--no-baseline"])
     assert seen == [["default", "pale"]]
+
+
+@pytest.mark.parametrize("flag", ["--out", "--init"])
+def test_an_empty_train_path_is_refused_not_the_current_folder(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    flag: str,
+):
+    """Before: `--out "$DIR"` with DIR unset trained for minutes and wrote instanseg.pt and
+    wsitui_model.json into the folder the shell stood in."""
+    _no_heavy_work(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    argv = ["model", "train", "--out", str(tmp_path / "m"), "--steps", "1", flag, ""]
+    with pytest.raises(SystemExit) as exc:
+        run(argv)
+    assert exc.value.code == 2
+    assert "the path is empty (an unset shell variable?)" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -16,6 +16,16 @@ from wsitui.models.errors import ModelError
 from wsitui.models.heldout import HELDOUT_LOOKS
 
 
+def _path(text: str) -> Path:
+    """A path from the command line, never empty: `--out "$DIR"` with DIR unset was Path(""),
+    the current folder, and training wrote instanseg.pt wherever the shell stood."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            'the path is empty (an unset shell variable?); give a path ("." is this folder)'
+        )
+    return Path(text)
+
+
 def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
     """Add `model` with its subcommands to a `wsitui` subparsers object."""
     model = subparsers.add_parser("model", help="list, train or evaluate segmentation models")
@@ -28,7 +38,7 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true", help="machine-readable output")
 
     tr = sub.add_parser("train", help="train a small InstanSeg model on generated images (CPU)")
-    tr.add_argument("--out", type=Path, required=True, help="output folder (gets instanseg.pt)")
+    tr.add_argument("--out", type=_path, required=True, help="output folder (gets instanseg.pt)")
     tr.add_argument("--steps", type=int, default=2500, help="optimiser steps (default 2500)")
     tr.add_argument("--seed", type=int, default=0, help="seed of data and weights (default 0)")
     tr.add_argument("--batch", type=int, default=4, help="images per step (default 4)")
@@ -68,7 +78,7 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
         default=0.0,
         help="share of looks with big dark nuclei packed in dark cytoplasm (default 0)",
     )
-    tr.add_argument("--init", type=Path, help="warm start from this exported model's weights")
+    tr.add_argument("--init", type=_path, help="warm start from this exported model's weights")
     tr.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
     tr.add_argument("--eval", action="store_true", help="print held-out F1 when done")
 
