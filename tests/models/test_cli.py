@@ -166,3 +166,105 @@ def test_importing_the_model_cli_loads_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _no_heavy_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bad arguments must be refused before training or model loading starts."""
+    import wsitui.models.loaded
+    import wsitui.models.train
+
+    def boom(*_a: object, **_k: object) -> None:
+        raise AssertionError("started work on a bad argument")
+
+    monkeypatch.setattr(wsitui.models.train, "train", boom)
+    monkeypatch.setattr(wsitui.models.loaded, "load", boom)
+
+
+@pytest.mark.parametrize(
+    ("extra", "want"),
+    [
+        (["--negatives", "2"], "--negatives 2 is a share: give a value from 0 to 1"),
+        (["--dark-nests", "-0.5"], "--dark-nests -0.5 is a share"),
+        (["--lr", "-1"], "--lr -1 must be above 0"),
+        (["--lr", "nan"], "--lr nan must be above 0"),
+        (["--tune-images", "-3"], "--tune-images must be 0"),
+        (["--init", "NOPE"], "does not exist: give an exported instanseg.pt"),
+    ],
+    ids=["share_over_1", "share_negative", "lr_negative", "lr_nan", "tune_negative", "init"],
+)
+def test_bad_train_values_are_refused_before_data_generation(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    want: str,
+):
+    """Before: --negatives 2 was clamped to 1 (every look without nuclei) and trained; --lr -1
+    ended in torch's ValueError traceback after 80 s of data; a missing --init was found only
+    after the data was generated."""
+    _no_heavy_work(monkeypatch)
+    extra = [str(tmp_path / "nope") if x == "NOPE" else x for x in extra]
+    out = tmp_path / "m"
+    assert run(["model", "train", "--out", str(out), "--steps", "1", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("wsitui model: train: ") and want in err and "\n" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "want"),
+    [
+        (["--images", "0"], "--images must be 1-1000"),
+        (["--images", "5", "--looks", "nosuch"], "look 'nosuch' is unknown"),
+        (["--looks", ",,"], "look '' is unknown"),
+    ],
+    ids=["images_0", "bad_look_with_images", "empty_looks"],
+)
+def test_bad_eval_values_are_refused_before_the_model_loads(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    want: str,
+):
+    """Before: `--images 0` ran the whole-slide eval of every look (0 read as 'not given');
+    `--looks nosuch --images 5` printed an F1 without a word about the look."""
+    _no_heavy_work(monkeypatch)
+    assert run(["model", "eval", "classical", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("wsitui model: eval: ") and want in err and "\n" not in err
+
+
+def test_eval_scores_a_look_named_twice_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """Before: `--looks default,default` scored the look twice and pooled it twice."""
+    import wsitui.models.evaluate as ev
+
+    seen: list[list[str]] = []
+
+    def fake(model: object, looks: list[str], seeds: object, size: object) -> list[object]:
+        seen.append(list(looks))
+        raise KeyboardInterrupt  # stop here: only the looks handed over matter
+
+    monkeypatch.setattr(ev, "evaluate_slides", fake)
+    run(["model", "eval", "classical", "--looks", "default,default,pale", "--no-baseline"])
+    assert seen == [["default", "pale"]]
+
+
+@pytest.mark.parametrize("flag", ["--out", "--init"])
+def test_an_empty_train_path_is_refused_not_the_current_folder(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    flag: str,
+):
+    """Before: `--out "$DIR"` with DIR unset trained for minutes and wrote instanseg.pt and
+    wsitui_model.json into the folder the shell stood in."""
+    _no_heavy_work(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    argv = ["model", "train", "--out", str(tmp_path / "m"), "--steps", "1", flag, ""]
+    with pytest.raises(SystemExit) as exc:
+        run(argv)
+    assert exc.value.code == 2
+    assert "the path is empty (an unset shell variable?)" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

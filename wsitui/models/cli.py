@@ -7,12 +7,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from wsitui.models.errors import ModelError
 from wsitui.models.heldout import HELDOUT_LOOKS
+
+
+def _path(text: str) -> Path:
+    """A path from the command line, never empty: `--out "$DIR"` with DIR unset was Path(""),
+    the current folder, and training wrote instanseg.pt wherever the shell stood."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            'the path is empty (an unset shell variable?); give a path ("." is this folder)'
+        )
+    return Path(text)
 
 
 def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
@@ -27,7 +38,7 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true", help="machine-readable output")
 
     tr = sub.add_parser("train", help="train a small InstanSeg model on generated images (CPU)")
-    tr.add_argument("--out", type=Path, required=True, help="output folder (gets instanseg.pt)")
+    tr.add_argument("--out", type=_path, required=True, help="output folder (gets instanseg.pt)")
     tr.add_argument("--steps", type=int, default=2500, help="optimiser steps (default 2500)")
     tr.add_argument("--seed", type=int, default=0, help="seed of data and weights (default 0)")
     tr.add_argument("--batch", type=int, default=4, help="images per step (default 4)")
@@ -67,7 +78,7 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
         default=0.0,
         help="share of looks with big dark nuclei packed in dark cytoplasm (default 0)",
     )
-    tr.add_argument("--init", type=Path, help="warm start from this exported model's weights")
+    tr.add_argument("--init", type=_path, help="warm start from this exported model's weights")
     tr.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
     tr.add_argument("--eval", action="store_true", help="print held-out F1 when done")
 
@@ -89,7 +100,7 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
     ev.add_argument(
         "--images",
         type=int,
-        default=0,
+        default=None,
         help="instead: pooled F1 on N held-out 256² crops (the old quick check)",
     )
     ev.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps")
@@ -187,6 +198,22 @@ def _check_out_folder(out: Path) -> None:
 def _train(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.batch < 1 or args.pool < 1 or args.threads < 1:
         raise ModelError("train: --steps, --batch, --pool and --threads must be >= 1")
+    # Checked before the minutes of data generation: a bad share was silently clamped (2 ->
+    # every look without nuclei), a bad --lr ended in torch's traceback, a missing --init
+    # was found only after the data was made.
+    for flag in ("negatives", "tumour", "dense", "specks", "dark_nests"):
+        v = getattr(args, flag)
+        if not 0.0 <= v <= 1.0:
+            name = flag.replace("_", "-")
+            raise ModelError(f"train: --{name} {v:g} is a share: give a value from 0 to 1")
+    if not (math.isfinite(args.lr) and 0.0 < args.lr <= 1.0):
+        raise ModelError(f"train: --lr {args.lr:g} must be above 0 and at most 1 (default 1e-3)")
+    if args.tune_images < 0:
+        raise ModelError("train: --tune-images must be 0 (no tuning) or more")
+    if args.init is not None:
+        init = args.init / "instanseg.pt" if args.init.is_dir() else args.init
+        if not init.is_file():
+            raise ModelError(f"train: --init {init} does not exist: give an exported instanseg.pt")
     _check_out_folder(args.out)
 
     from wsitui.models.train import TrainConfig, train
@@ -199,13 +226,13 @@ def _train(args: argparse.Namespace) -> int:
         patch=args.patch,
         pool=args.pool,
         threads=args.threads,
-        tune_images=max(0, args.tune_images),
+        tune_images=args.tune_images,
         normalization=args.normalization,
-        negatives=min(1.0, max(0.0, args.negatives)),
-        tumour=min(1.0, max(0.0, args.tumour)),
-        dense=min(1.0, max(0.0, args.dense)),
-        specks=min(1.0, max(0.0, args.specks)),
-        dark_nests=min(1.0, max(0.0, args.dark_nests)),
+        negatives=args.negatives,
+        tumour=args.tumour,
+        dense=args.dense,
+        specks=args.specks,
+        dark_nests=args.dark_nests,
         init=args.init,
         lr=args.lr,
         warm_steps=min(200, max(1, args.steps // 2)),
@@ -224,17 +251,15 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from wsitui.models.loaded import load
     from wsitui.models.source import cache_dir, resolve
-
-    source = resolve(args.model, Path.cwd(), cache_dir(args.model_dir))
-    model = load(source, args.device, cpu_threads=None)
-    if args.images:
-        return _eval_crops(args, model)
-    from wsitui.models.classical import ClassicalModel
-    from wsitui.models.evaluate import LookScore, evaluate_slides, pooled
     from wsitui.slides.sample import parse_size
     from wsitui.slides.style import STYLES
 
-    looks = [x.strip() for x in args.looks.split(",") if x.strip()]
+    # Every argument is checked before the model loads: `--images 0` ran the whole-slide
+    # eval (0 read as "not given"), and `--looks nosuch --images 5` went unchecked.
+    if args.images is not None and not 1 <= args.images <= 1000:
+        raise ModelError("eval: --images must be 1-1000")
+    # a look named twice was scored twice and counted twice in the pooled row
+    looks = list(dict.fromkeys(x.strip() for x in args.looks.split(",") if x.strip()))
     bad = [x for x in looks if x not in STYLES]
     if bad or not looks:
         raise ModelError(
@@ -246,6 +271,14 @@ def _eval(args: argparse.Namespace) -> int:
         size = parse_size(args.size)
     except ValueError as e:
         raise ModelError(f"eval: {e}") from None
+
+    source = resolve(args.model, Path.cwd(), cache_dir(args.model_dir))
+    model = load(source, args.device, cpu_threads=None)
+    if args.images is not None:
+        return _eval_crops(args, model)
+    from wsitui.models.classical import ClassicalModel
+    from wsitui.models.evaluate import LookScore, evaluate_slides, pooled
+
     seeds = range(args.seeds)
     models = [model] if args.no_baseline or model.is_classical else [model, ClassicalModel()]
     results: dict[str, list[LookScore]] = {}

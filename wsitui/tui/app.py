@@ -876,6 +876,13 @@ class WsituiApp(App[None]):
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
         self._board.focus_card(0, 0)
+        if self.focused is self._filter and self.filter_text:
+            # nothing matched, so nothing took the focus: enter ("Done") did nothing visible
+            # and the next keys (t, s, q...) went on typing into the filter
+            self.tell(
+                f"nothing matches {self._filter.value.strip()!r}: change the filter, "
+                "or esc clears it (keys typed here go to the filter)"
+            )
 
     def action_clear_filter(self) -> None:
         """esc in the filter: clear it, hide it, back to the cards."""
