@@ -42,6 +42,7 @@ from wsitui.core.records import (
 )
 from wsitui.jobs import registry
 from wsitui.models.source import looks_like_path
+from wsitui.session.toml_text import config_text, toml_problem
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # thousands of jobs fit in well under 1 MiB
 MAX_DEPTH = 32  # tables and arrays nested in each other (params included)
@@ -272,11 +273,13 @@ def load_config(path: Path) -> Config:
     """Read, validate and resolve a config: relative paths become relative to the file."""
     raw = read_config_bytes(path)
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file; a config is TOML text") from None
+        text = config_text(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        raise ConfigError(f"{path}: {toml_problem(str(exc), text)}") from None
     except RecursionError:
         data = None
     if data is None or _too_deep(data):
