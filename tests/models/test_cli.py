@@ -298,3 +298,21 @@ def test_an_empty_model_path_is_refused_in_one_line(
     assert captured.out == ""
     assert captured.err.count("\n") == 1, captured.err
     assert "the path is empty (an unset shell variable?)" in captured.err
+
+
+@pytest.mark.parametrize("model", ["classical", "shipped"])
+@pytest.mark.parametrize("device", ["tpu", "cuda:x", ""])
+def test_a_device_that_is_no_device_is_refused_whatever_the_model(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    model: str,
+    device: str,
+):
+    """Before: `model eval classical --device tpu` scored and said nothing of the device, while
+    the same with a torch model was refused."""
+    _no_heavy_work(monkeypatch)
+    with pytest.raises(SystemExit) as exc:
+        run(["model", "eval", model, "--images", "1", "--device", device])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --device: device {device!r} is not one of auto, cpu, cuda" in err

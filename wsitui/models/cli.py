@@ -17,6 +17,16 @@ from wsitui.models.errors import ModelError
 from wsitui.models.heldout import HELDOUT_LOOKS
 
 
+def _device(text: str) -> str:
+    """`--device`, checked whatever the model: `classical --device tpu` ran and said nothing."""
+    from wsitui.models.device import check_device_name
+
+    try:
+        return check_device_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
     """Add `model` with its subcommands to a `wsitui` subparsers object."""
     model = subparsers.add_parser("model", help="list, train or evaluate segmentation models")
@@ -96,7 +106,7 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="instead: pooled F1 on N held-out 256² crops (the old quick check)",
     )
-    ev.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps")
+    ev.add_argument("--device", type=_device, default="cpu", help="auto, cpu, cuda, cuda:N or mps")
     ev.add_argument("--model-dir", type=_path, help="model cache dir")
     ev.add_argument("--json", action="store_true", help="machine-readable output")
     return model
