@@ -78,6 +78,9 @@ BAD = {
     "region without snapshot": (["view", "{d}/s.svs", "--region", "0,0,5,5"], "go with --snapshot"),
     "tissue as cells": (["view", "{d}/s.svs", "--cells", "{d}/tissue.geojson", "--snapshot",
                          "{t}/a.png"], "holds annotations"),
+    # was drawn: every nucleus outlined as tissue, without a word
+    "cells as tissue": (["view", "{d}/s.svs", "--tissue", "{d}/cells.geojson", "--snapshot",
+                         "{t}/a.png"], "holds cells (detections), not tissue; give it as --cells"),
     "no slide for the screen": (["view", "{d}/nope.svs"], "does not exist"),
     "no cells file for the screen": (["view", "{d}/s.svs", "--cells", "{t}/no.geojson"],
                                      "cells file"),
