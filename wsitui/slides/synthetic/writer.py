@@ -245,7 +245,8 @@ def _write_svs(
 
 
 def _check_sample_name(out: Path) -> None:
-    if out.suffix.lower() not in SAMPLE_SUFFIXES:
+    # A directory is said as one by `check_target` ("give a file name"): that is the mistake.
+    if out.suffix.lower() not in SAMPLE_SUFFIXES and not out.is_dir():
         raise SlideError(
             f"cannot write {quoted(out)}: a sample slide is an Aperio SVS (a TIFF); "
             "give it a .svs, .tif or .tiff name"
