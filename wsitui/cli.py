@@ -26,6 +26,7 @@ import time  # noqa: E402
 from typing import TYPE_CHECKING, NoReturn  # noqa: E402
 
 from wsitui import __version__  # noqa: E402
+from wsitui.core.paths import path_arg as _path  # noqa: E402
 from wsitui.models.cli import add_model_commands  # noqa: E402  # cheap: no torch at parser build
 
 if TYPE_CHECKING:
@@ -50,16 +51,6 @@ def _tenant(text: str) -> str:
     if not SAFE_ID.match(text):
         raise argparse.ArgumentTypeError(f"tenant {text!r} is not allowed: {SAFE_ID_HINT}")
     return text
-
-
-def _path(text: str) -> Path:
-    """A path from the command line. An empty one (`--data-dir "$DIR"` with DIR unset) was
-    Path(""), the current folder: state.db and results/ landed wherever the shell stood."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError(
-            'the path is empty (an unset shell variable?); give a path ("." is this folder)'
-        )
-    return Path(text)
 
 
 def _seconds(text: str) -> float:

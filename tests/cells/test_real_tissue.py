@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import anyio
@@ -18,6 +19,7 @@ from tests.cells.test_segment_cells import cells_wf, executors, run_to_end
 from wsitui.core.engine import Engine
 from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.jobs.segment_cells.extract import CellRecords
+from wsitui.jobs.segment_cells.trace import outlines
 from wsitui.jobs.segment_cells.write import CellWriter
 
 pytestmark = pytest.mark.anyio
@@ -151,3 +153,29 @@ async def test_generated_h_and_e_is_not_called_out_of_domain(tmp_path, sample_sl
     out = engine.results_dir(engine._jobs[cells_id])
     warnings = json.loads((out / "manifest.json").read_text())["warnings"]
     assert not [w for w in warnings if "out of domain" in w or "implausib" in w]
+
+
+def test_a_cells_perimeter_is_its_exported_polygons_length(tmp_path):
+    """`Perimeter µm` is the length of the polygon written (what QuPath measures on it), not
+    a separate estimate: for a drawn disc traced along pixel edges, its staircase, 8 r, which
+    is 4/pi times 2 pi r (README, SEGMENT_CELLS outputs)."""
+    r = 10
+    yy, xx = np.mgrid[:64, :64]
+    lab = ((xx - 31.5) ** 2 + (yy - 31.5) ** 2 <= r * r).astype(np.int32)
+    ring = outlines(lab)[1] + 500.0
+    rec = CellRecords(
+        xy=ring,
+        starts=np.array([0, len(ring)]),
+        centroid=np.array([[532.0, 532.0]]),
+        area=np.array([float(lab.sum())]),
+        perimeter=np.array([0.0]),  # not what is written
+        status=np.zeros(1, np.uint8),
+        depth=np.ones(1),
+    )
+    with CellWriter(tmp_path, job_id="j", mpp=0.5, gz=False) as w:
+        w.add(rec, np.ones(1, bool), (0, 0))
+    (feature,) = json.loads((tmp_path / "cells.geojson").read_text())["features"]
+    perimeter = feature["properties"]["measurements"]["Perimeter µm"]
+    assert perimeter == pytest.approx(shape(feature["geometry"]).length * 0.5)
+    assert perimeter == pytest.approx(8 * r * 0.5)
+    assert perimeter / (2 * math.pi * r * 0.5) == pytest.approx(4 / math.pi)

@@ -268,3 +268,51 @@ def test_an_empty_train_path_is_refused_not_the_current_folder(
     assert exc.value.code == 2
     assert "the path is empty (an unset shell variable?)" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["model", "list", "--model-dir", ""],
+        ["model", "list", "--config", " "],
+        ["model", "eval", "classical", "--model-dir", ""],
+    ],
+    ids=["list_model_dir", "list_config", "eval_model_dir"],
+)
+def test_an_empty_model_path_is_refused_in_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+):
+    """Before: `--model-dir "$DIR"` with DIR unset quietly meant the default cache (so a user
+    listed or evaluated models from somewhere they did not name); `--config ""` was '.'."""
+    from wsitui.cli import main
+
+    _no_heavy_work(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1, captured.err
+    assert "the path is empty (an unset shell variable?)" in captured.err
+
+
+@pytest.mark.parametrize("model", ["classical", "shipped"])
+@pytest.mark.parametrize("device", ["tpu", "cuda:x", ""])
+def test_a_device_that_is_no_device_is_refused_whatever_the_model(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    model: str,
+    device: str,
+):
+    """Before: `model eval classical --device tpu` scored and said nothing of the device, while
+    the same with a torch model was refused."""
+    _no_heavy_work(monkeypatch)
+    with pytest.raises(SystemExit) as exc:
+        run(["model", "eval", model, "--images", "1", "--device", device])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --device: device {device!r} is not one of auto, cpu, cuda" in err

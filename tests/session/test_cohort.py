@@ -259,3 +259,17 @@ def test_a_rerun_reports_changed_and_removed_slides_and_adds_new_ones(
     assert any("/gone/old.svs is no longer listed; its results are kept" in n for n in notes)
     if changed:  # the run's fingerprint is kept: it stays reported until the slide is rerun
         assert (cohort.slides[0].size, cohort.slides[0].mtime_ns) == (4, 1)
+
+
+def test_a_samples_ground_truth_is_not_taken_for_a_slide(tmp_path):
+    # `slides = ["samples/*"]` over `wsitui sample` output made x.truth.npz a slide: its chain
+    # failed ("not a slide image") and the run exited 1 though every slide succeeded.
+    cohort = tmp_path / "cohort"
+    touch(cohort / "x.svs")
+    touch(cohort / "x.truth.npz")
+    _, cohorts = expand_cohorts(
+        load_config(cohort_config(tmp_path, '["cohort/*"]')), tmp_path / "data"
+    )
+    assert [s.path.name for s in cohorts[0].slides] == ["x.svs"]
+    (skipped,) = cohorts[0].notes()
+    assert f"{cohort / 'x.truth.npz'}: a sample slide's ground truth" in skipped

@@ -103,11 +103,32 @@ def test_a_truth_file_of_another_slide_is_not_taken(tmp_path: Path):
     assert load_truth(tmp_path / "x.svs").slide == "x.svs"
 
 
+@pytest.mark.parametrize("name", ["x.txt", "x.png", "x.jpg", "x", "x.svs.gz", "x.truth.npz"])
+def test_a_name_other_tools_would_misread_is_refused(name: str, tmp_path: Path, capsys):
+    # `wsitui sample x.png` wrote an Aperio SVS called x.png: image viewers, and the TUI's own
+    # file browser, took it for something else.
+    code, stdout, err = sample(capsys, str(tmp_path / name), "--size", "1024x1024")
+    assert code == 2 and stdout == ""
+    line = one_error_line(err)
+    assert f"cannot write '{tmp_path / name}'" in line and ".svs, .tif or .tiff" in line
+    assert list(tmp_path.iterdir()) == []
+    # ... also where the name is checked before its directory, and through the API.
+    with pytest.raises(SlideError, match=r"give it a \.svs, \.tif or \.tiff name"):
+        write_sample_slide(tmp_path / "no_such_dir" / name, size=SMALL, seed=1)
+
+
+@pytest.mark.parametrize("name", ["x.svs", "x.SVS", "x.tif", "x.TIFF"])
+def test_svs_and_tiff_names_are_written_and_open_as_aperio(name: str, tmp_path: Path, capsys):
+    code, _, _ = sample(capsys, str(tmp_path / name), "--size", "1024x1024")
+    assert code == 0
+    assert openslide.OpenSlide.detect_format(tmp_path / name) == "aperio"
+
+
 def test_never_writes_into_a_device_even_with_force(capsys):
     before = Path("/dev/null").stat()
     code, _, err = sample(capsys, "/dev/null", "--size", "1024x1024", "--force")
     assert code == 2
-    assert "'/dev/null' is not a regular file" in one_error_line(err)
+    assert "cannot write '/dev/null'" in one_error_line(err)
     after = Path("/dev/null").stat()
     assert (after.st_mode, after.st_rdev, after.st_ino) == (
         before.st_mode,

@@ -78,6 +78,9 @@ BAD = {
     "region without snapshot": (["view", "{d}/s.svs", "--region", "0,0,5,5"], "go with --snapshot"),
     "tissue as cells": (["view", "{d}/s.svs", "--cells", "{d}/tissue.geojson", "--snapshot",
                          "{t}/a.png"], "holds annotations"),
+    # was drawn: every nucleus outlined as tissue, without a word
+    "cells as tissue": (["view", "{d}/s.svs", "--tissue", "{d}/cells.geojson", "--snapshot",
+                         "{t}/a.png"], "holds cells (detections), not tissue; give it as --cells"),
     "no slide for the screen": (["view", "{d}/nope.svs"], "does not exist"),
     "no cells file for the screen": (["view", "{d}/s.svs", "--cells", "{t}/no.geojson"],
                                      "cells file"),
@@ -202,3 +205,22 @@ def test_drawing_only_the_slides_part_matches_cropping_the_whole_area(sample_dir
         comp.source.close()
     diff = np.abs(cropped - drawn).max(axis=2)
     assert (diff > 8).mean() < 0.005  # the same picture but for the slide's edge pixels
+
+
+def test_a_tall_slide_is_drawn_as_wide_as_lets_it_fit(tmp_path, capsys):
+    """`wsitui view tall.png --snapshot v.png` of a 300 x 20,000 px image was refused ("the
+    picture would be 300x20,000 px"), though a picture 122 px wide holds all of it; a 1 px wide
+    sliver too tall for any picture was told to take "a narrower region" (taller still)."""
+    tall = tmp_path / "tall.png"
+    Image.fromarray(np.full((20000, 300, 3), 200, np.uint8)).save(tall)
+    assert main(["view", str(tall), "--snapshot", str(tmp_path / "v.png")]) == 0
+    with Image.open(tmp_path / "v.png") as im:
+        assert im.width == 122 and 8100 <= im.height <= 8192
+    capsys.readouterr()
+    assert main(["view", str(tall), "--snapshot", str(tmp_path / "w.png"), "--width", "300"]) == 2
+    assert "give a smaller --width" in capsys.readouterr().err
+    sliver = tmp_path / "sliver.png"
+    Image.fromarray(np.full((10000, 1, 3), 200, np.uint8)).save(sliver)
+    assert main(["view", str(sliver), "--snapshot", str(tmp_path / "s.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "would be 1x10,000 px" in err and "a shorter region" in err

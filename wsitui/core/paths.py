@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import os
@@ -10,6 +11,17 @@ from pathlib import Path
 from typing import IO
 
 from wsitui.core.records import check_safe_id
+
+
+def path_arg(text: str) -> Path:
+    """An argparse `type` for every path option: never empty. `--data-dir "$DIR"` with DIR
+    unset was Path(""), the current folder: state.db, results/ or a trained model landed
+    wherever the shell stood."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            'the path is empty (an unset shell variable?); give a path ("." is this folder)'
+        )
+    return Path(text)
 
 
 def default_data_dir() -> Path:

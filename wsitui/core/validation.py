@@ -34,7 +34,7 @@ def params_error(exc: ValidationError, model: type[BaseModel] | None = None) -> 
             f"params.{where}: not a param of this job type; remove it or check its spelling "
             f"(its params: {known})"
         ).replace("params.params", "params")
-    return f"params.{where}: {problem.msg}".replace("params.params", "params")
+    return f"params.{where}: {problem.described}".replace("params.params", "params")
 
 
 class JobValidator:

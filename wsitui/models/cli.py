@@ -12,18 +12,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from wsitui.core.paths import path_arg as _path
 from wsitui.models.errors import ModelError
 from wsitui.models.heldout import HELDOUT_LOOKS
 
 
-def _path(text: str) -> Path:
-    """A path from the command line, never empty: `--out "$DIR"` with DIR unset was Path(""),
-    the current folder, and training wrote instanseg.pt wherever the shell stood."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError(
-            'the path is empty (an unset shell variable?); give a path ("." is this folder)'
-        )
-    return Path(text)
+def _device(text: str) -> str:
+    """`--device`, checked whatever the model: `classical --device tpu` ran and said nothing."""
+    from wsitui.models.device import check_device_name
+
+    try:
+        return check_device_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
@@ -33,8 +34,10 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
     model.set_defaults(model_parser=model)
 
     ls = sub.add_parser("list", help="the shipped, cached and configured models")
-    ls.add_argument("--config", type=Path, help="also list the models this config names")
-    ls.add_argument("--model-dir", help="model cache dir (default $WSITUI_MODEL_DIR or XDG cache)")
+    ls.add_argument("--config", type=_path, help="also list the models this config names")
+    ls.add_argument(
+        "--model-dir", type=_path, help="model cache dir (default $WSITUI_MODEL_DIR or XDG cache)"
+    )
     ls.add_argument("--json", action="store_true", help="machine-readable output")
 
     tr = sub.add_parser("train", help="train a small InstanSeg model on generated images (CPU)")
@@ -103,8 +106,8 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="instead: pooled F1 on N held-out 256² crops (the old quick check)",
     )
-    ev.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps")
-    ev.add_argument("--model-dir", help="model cache dir")
+    ev.add_argument("--device", type=_device, default="cpu", help="auto, cpu, cuda, cuda:N or mps")
+    ev.add_argument("--model-dir", type=_path, help="model cache dir")
     ev.add_argument("--json", action="store_true", help="machine-readable output")
     return model
 

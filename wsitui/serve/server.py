@@ -323,6 +323,16 @@ def serve(opts: ServeOptions) -> int:
     except MetricsError as exc:
         print(f"wsitui serve: {exc}", file=sys.stderr)
         return 2
+    observe = opts.observe
+    if observe.metrics_port:  # (0: any free port, each tab its own)
+        # Each tab's TUI serves the metrics: one it cannot bind (serve's own --port, or one
+        # already taken) made every tab fail after the URL was printed. Try it once here.
+        try:
+            bind(observe.metrics_host, observe.metrics_port).close()
+        except MetricsError as exc:
+            sock.close()
+            print(f"wsitui serve: {exc}", file=sys.stderr)
+            return 2
     if not is_loopback(opts.host):  # after the bind: an address that fails gets one line
         print(
             f"wsitui serve: WARNING: listening on {opts.host}, beyond this machine: whoever "

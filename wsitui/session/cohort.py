@@ -36,6 +36,7 @@ from wsitui.core.digest import sha256_file
 from wsitui.core.paths import file_kind
 from wsitui.core.store import Store, nothing_stored
 from wsitui.jobs.common.files import write_atomic
+from wsitui.slides.synthetic.truth import TRUTH_SUFFIX
 
 if TYPE_CHECKING:
     from wsitui.session.config import Config, WorkflowConfig
@@ -210,9 +211,10 @@ SKIPPED_SHOWN = 3  # entries a skip line names; the rest are counted
 
 def _glob(pattern: str, where: str, notes: list[str]) -> list[Path]:
     """The regular files `pattern` matches. What else it matches (a directory, a FIFO, a
-    socket, a broken or looping symlink) is no slide: skipped, said in one line per pattern
-    (never opened: a FIFO would block). A file this process cannot read stays a slide (its
-    chain fails with the reason) and is said too, so nobody waits for it to run."""
+    socket, a broken or looping symlink, a sample's NAME.truth.npz) is no slide: skipped,
+    said in one line per pattern (never opened: a FIFO would block). A file this process
+    cannot read stays a slide (its chain fails with the reason) and is said too, so nobody
+    waits for it to run."""
     hits = sorted(glob.glob(pattern, recursive=True))  # noqa: PTH207 - an absolute pattern
     files: list[Path] = []
     skipped: list[str] = []
@@ -225,6 +227,9 @@ def _glob(pattern: str, where: str, notes: list[str]) -> list[Path]:
             continue
         if not stat.S_ISREG(mode):
             skipped.append(f"{hit}: {file_kind(mode)}")
+            continue
+        if hit.endswith(TRUTH_SUFFIX):  # `wsitui sample` writes it beside its slide
+            skipped.append(f"{hit}: a sample slide's ground truth")
             continue
         if not os.access(hit, os.R_OK):
             unreadable.append(hit)

@@ -42,6 +42,7 @@ from wsitui.core.records import (
 )
 from wsitui.jobs import registry
 from wsitui.models.source import looks_like_path
+from wsitui.session.toml_text import config_text, toml_problem
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # thousands of jobs fit in well under 1 MiB
 MAX_DEPTH = 32  # tables and arrays nested in each other (params included)
@@ -218,35 +219,6 @@ def config_model() -> type[Config]:
     return create_model("Config", __base__=Config, **fields) if fields else Config
 
 
-_HINTS = {  # pydantic's error type -> the fix, for the problems pydantic only describes
-    "extra_forbidden": "remove it or check its spelling",
-    "missing": "add it",
-    "string_too_long": "shorten it",
-    "string_too_short": "give it a value",
-    "string_type": 'give it as a quoted string, e.g. "text"',
-    "int_parsing": "give a whole number, without quotes",
-    "int_type": "give a whole number, without quotes",
-    "int_from_float": "give a whole number",
-    "float_parsing": "give a number, without quotes",
-    "float_type": "give a number, without quotes",
-    "finite_number": "give a number such as 5.0 (nan and inf are not numbers here)",
-    "bool_parsing": "use true or false, without quotes",
-    "bool_type": "use true or false, without quotes",
-    "list_type": 'give a list, e.g. ["a", "b"]',
-    "too_long": "list fewer",
-    "dict_type": "give a table, e.g. { key = 1 }",
-    "model_type": "give a table, e.g. [section] or { key = 1 }",
-    "path_type": 'give it as a quoted string, e.g. "data"',
-}
-
-
-_MESSAGES = {  # pydantic's wording where it names our classes or Python's types
-    "path_type": "Input should be a path",  # was "not a valid path for <class 'pathlib.Path'>"
-    "model_type": "Input should be a table",
-    "dict_type": "Input should be a table",
-}
-
-
 def _loc(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
@@ -301,11 +273,13 @@ def load_config(path: Path) -> Config:
     """Read, validate and resolve a config: relative paths become relative to the file."""
     raw = read_config_bytes(path)
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file; a config is TOML text") from None
+        text = config_text(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        raise ConfigError(f"{path}: {toml_problem(str(exc), text)}") from None
     except RecursionError:
         data = None
     if data is None or _too_deep(data):
@@ -316,13 +290,9 @@ def load_config(path: Path) -> Config:
         config = config_model().model_validate(data)
     except ValidationError as exc:
         problem = first_problem(exc)
-        hint = _HINTS.get(problem.type)
         more = problem.more
         where = _loc(problem.loc)
-        msg = _MESSAGES.get(problem.type, problem.msg)
-        line = f"{path}: {where + ': ' if where else ''}{msg}"
-        if hint:
-            line += f" ({hint})"
+        line = f"{path}: {where + ': ' if where else ''}{problem.described}"
         if more:
             line += f" [and {more} more problem{'s' if more > 1 else ''}]"
         raise ConfigError(line) from None

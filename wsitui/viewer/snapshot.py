@@ -82,8 +82,11 @@ def snapshot_frame(
     x, y, w, h = region
     if x + w <= 0 or y + h <= 0 or x >= w0 or y >= h0:
         raise ValueError(f"region {x:g},{y:g},{w:g},{h:g} lies outside the slide ({w0}x{h0} px)")
+    chosen = width is None
     if width is None:  # not `or`: --width 0 was drawn 1280 px wide instead of refused
         width = min(DEFAULT_WIDTH, max(1, round(w)))
+        if h / w * width > MAX_WIDTH:  # a tall region: as wide as lets its height fit
+            width = max(1, math.floor(MAX_WIDTH * w / h))
     if not 1 <= width <= MAX_WIDTH:
         raise ValueError(
             f"width {width} px is out of range: the picture may be 1-{MAX_WIDTH} px a side"
@@ -91,7 +94,8 @@ def snapshot_frame(
     height = h / w * width  # in this order: h * width overflows to inf for h near 1e308
     if height > MAX_WIDTH:
         shown = f"{height:,.0f}" if height < 1e15 else f"{height:.3g}"
-        hint = "a narrower region" if width == 1 else "a smaller --width"
+        # At 1 px wide only a less tall region can fit (a narrower one would be taller still).
+        hint = "a shorter region" if width == 1 or chosen else "a smaller --width"
         raise ValueError(
             f"the picture would be {width}x{shown} px, out of range: it may be 1-{MAX_WIDTH} "
             f"px a side; give {hint} or a region nearer its shape"

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from PIL import Image
 
 from wsitui.slides.reader import SlideReader
 from wsitui.viewer.view import View
@@ -30,6 +31,7 @@ RING = 1  # tiles read around the view, so a pan's new strip is usually there al
 FETCH_THREADS = 4  # tifffile decoding releases the GIL
 READ_LOG_MAX = 10_000  # reads remembered (tests and the benchmark look at them)
 BASE_MAX = 1024  # the always-kept thumbnail's longer side
+VIRTUAL_FACTOR = 4  # a virtual level (see TileSource) is this much coarser than the one below
 
 Key = tuple[int, int, int]  # (level, tx, ty)
 
@@ -82,6 +84,19 @@ class TileSource:
         w0, h0 = reader.dimensions
         # level-0 px per thumbnail px, per axis (the thumbnail's sides are rounded)
         self.base_ds = (w0 / self.base.shape[1], h0 / self.base.shape[0])
+        # Virtual levels where the slide's coarsest is far finer than the thumbnail (a
+        # single-level TIFF): each VIRTUAL_FACTOR x coarser than the one below, its tiles built
+        # from that level's. Without them a view between the two drew every level-0 px it
+        # covers into one canvas (a 30,000 px single-level TIFF's whole view took 9 GB and
+        # 80 s), from more tiles than the cache holds.
+        self.real_levels = reader.level_count
+        ds, dims = list(reader.level_downsamples), list(reader.level_dimensions)
+        while ds[-1] * VIRTUAL_FACTOR < min(self.base_ds):
+            ds.append(ds[-1] * VIRTUAL_FACTOR)
+            lw, lh = dims[-1]
+            dims.append((-(-lw // VIRTUAL_FACTOR), -(-lh // VIRTUAL_FACTOR)))
+        self._downsamples = tuple(ds)
+        self._dims = dims
 
     @property
     def dimensions(self) -> tuple[int, int]:
@@ -89,10 +104,11 @@ class TileSource:
 
     @property
     def downsamples(self) -> tuple[float, ...]:
-        return self.reader.level_downsamples
+        """The slide's levels, then its virtual ones (see __init__)."""
+        return self._downsamples
 
     def level_dims(self, level: int) -> tuple[int, int]:
-        return self.reader.level_dimensions[level]
+        return self._dims[level]
 
     def tiles_for(self, view: View, level: int, ring: int = 0) -> list[Key]:
         """Tiles of `level` under the view (plus `ring` tiles around), within the level,
@@ -129,6 +145,8 @@ class TileSource:
 
     def read_tile(self, key: Key) -> np.ndarray:
         level = key[0]
+        if level >= self.real_levels:
+            return self._build_tile(key)
         x0, y0, x1, y1 = self.tile_box(key)
         ds = self.downsamples[level]
         loc = (round(x0 * ds), round(y0 * ds))
@@ -139,6 +157,28 @@ class TileSource:
             del self.read_log[: READ_LOG_MAX // 2]
         self.cache.put(key, tile)
         return tile
+
+    def _build_tile(self, key: Key) -> np.ndarray:
+        """A virtual level's tile: the VIRTUAL_FACTOR^2 tiles under it, one level finer (from
+        the cache, else read or built in turn), area-averaged (partial edge cells over the
+        pixels they have)."""
+        level, tx, ty = key
+        f = VIRTUAL_FACTOR
+        x0, y0, x1, y1 = self.tile_box(key)
+        lw, lh = self.level_dims(level - 1)
+        cw, ch = min(lw, x1 * f) - x0 * f, min(lh, y1 * f) - y0 * f
+        canvas = np.empty((ch, cw, 3), np.uint8)
+        for cy in range(ty * f, min(-(-lh // TILE), (ty + 1) * f)):
+            for cx in range(tx * f, min(-(-lw // TILE), (tx + 1) * f)):
+                child = (level - 1, cx, cy)
+                tile = self.cache.get(child)
+                if tile is None:
+                    tile = self.read_tile(child)
+                bx0, by0, bx1, by1 = self.tile_box(child)
+                canvas[by0 - y0 * f : by1 - y0 * f, bx0 - x0 * f : bx1 - x0 * f] = tile
+        out = np.asarray(Image.fromarray(canvas).reduce(f))
+        self.cache.put(key, out)
+        return out
 
     def fetch(self, keys: Iterable[Key], stop: Callable[[], bool] = lambda: False) -> int:
         """Read the tiles not cached yet (several at once); `stop()` true skips the rest.

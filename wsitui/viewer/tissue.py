@@ -17,6 +17,7 @@ from wsitui.viewer.geojson import (
 )
 
 DEFAULT_COLOR = (0, 160, 0)
+CELL_OBJECTS = ("detection", "cell")  # objectType of cells; tissue is an "annotation"
 
 
 @dataclass
@@ -38,13 +39,15 @@ class TissueOutline:
     ) -> TissueOutline:
         rings: list[np.ndarray] = []
         color: tuple[int, int, int] | None = None
-        seen = invalid = 0
+        seen = invalid = cells = 0
         for feature in iter_features(path, "tissue", progress):
             seen += 1
+            props = feature.get("properties")
+            if isinstance(props, dict) and props.get("objectType") in CELL_OBJECTS:
+                cells += 1
             found = polygon_rings(feature.get("geometry"))
             if found is None:
                 continue
-            props = feature.get("properties")
             if color is None and isinstance(props, dict):
                 color = classification(props)[1]
             for ring in found:
@@ -61,6 +64,13 @@ class TissueOutline:
                     continue
                 rings.append(a[:, :2])
         name = f"tissue file '{path}'"
+        if seen and cells == seen:
+            # QuPath and wsitui write cells as detections (or cells), regions as annotations:
+            # thousands of nuclei were drawn as tissue outlines without a word.
+            raise OverlayError(
+                f"{name} holds cells (detections), not tissue; give it as --cells, and "
+                "tissue.geojson from a TISSUE_MASK job as --tissue"
+            )
         if not rings and seen == 0:  # a valid result: a TISSUE_MASK job that found no tissue
             return cls(path, [], np.empty((0, 4)), color or DEFAULT_COLOR)
         if not rings:

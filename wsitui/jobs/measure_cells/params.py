@@ -26,8 +26,11 @@ def default_workers() -> int:
 class MeasureCellsParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    # strict (each scalar; a stain vector may be a TOML array): `expansion_um = true` was a
+    # 1 µm ring and `workers = true` one worker, without a word.
     expansion_um: float = Field(
         default=5.0,
+        strict=True,
         ge=0,
         le=50,
         description="width of the ring (cytoplasm) around each nucleus, clipped at neighbours",
@@ -39,13 +42,17 @@ class MeasureCellsParams(BaseModel):
     )
     background: float | None = Field(
         default=None,
+        strict=True,
         gt=0,
         le=255,
         description="light through glass (0-255) for optical density; absent: estimated",
     )
-    tile_size: int = Field(default=1024, ge=128, le=4096, description="px at the cells' scale")
+    tile_size: int = Field(
+        default=1024, ge=128, le=4096, strict=True, description="px at the cells' scale"
+    )
     workers: int | None = Field(
         default=None,
+        strict=True,
         description="processes that measure the tiles, 1 to the CPU count (1: the job's own "
         f"thread); absent: one per CPU, at most {MAX_DEFAULT_WORKERS}. The outputs are the same",
     )

@@ -22,7 +22,9 @@ _ADDRESS = re.compile(r"\A((tcp|tls|ucx|inproc)://)?[A-Za-z0-9_.\-\[\]:/]{1,250}
 class SegmentCellsParams(BaseModel):
     # allow_inf_nan=False: nan or inf in any float param is refused as "not a finite number"
     # (nan slipped through as "must be <= 200", and compared false everywhere after).
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # strict: `min_area_um2 = true` was 1.0, `tile_labels = 1` true and `tile_size = "512"`
+    # 512, without a word (TISSUE_MASK's params and the config's own numbers are strict too).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
     model: str | None = Field(
         default=None,

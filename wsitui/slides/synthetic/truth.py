@@ -20,12 +20,13 @@ from wsitui.slides.style import DEFAULT_STYLE, SampleStyle
 
 TRUTH_VERSION = 2  # 2: records the generator, the slide's file name and the style
 GENERATOR = "wsitui.sample"
+TRUTH_SUFFIX = ".truth.npz"  # the sidecar of NAME.svs is NAME.truth.npz: never a slide
 _V1_KEYS = {"version", "width", "height", "seed", "mpp", "tissue", "tissue_downsample", "nuclei"}
 
 
 def truth_path_for(slide: Path) -> Path:
     """Where the ground truth of a sample slide lives: 'x.svs' -> 'x.truth.npz'."""
-    return slide.with_name(slide.stem + ".truth.npz")
+    return slide.with_name(slide.stem + TRUTH_SUFFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,7 @@ class SampleTruth:
 def load_truth(path: Path) -> SampleTruth:
     """Load a sidecar written by write_sample_slide (give the .truth.npz or the slide path)."""
     path = Path(path)
-    if not path.name.endswith(".truth.npz"):
+    if not path.name.endswith(TRUTH_SUFFIX):
         path = truth_path_for(path)
     if not path.is_file():
         raise SlideError(f"ground truth {quoted(path)} does not exist; regenerate the sample")

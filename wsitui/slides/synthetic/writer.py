@@ -36,6 +36,9 @@ LEVEL_FACTOR = 4
 THUMBNAIL_MAX = 1024
 DEFAULT_SIZE = (8192, 6144)
 LEVEL1_IN_MEMORY_BYTES = 256 * 2**20  # a bigger level 1 lives in an unnamed file instead
+# A sample is an Aperio SVS, itself a TIFF: under any other suffix (x.png, x.txt, none) other
+# tools misread it and the TUI's file browser does not list it.
+SAMPLE_SUFFIXES = (".svs", ".tif", ".tiff")
 
 _DESC_HEAD = "Aperio Image Library v12.0.15\r\n"
 # Page 0's description of every slide this module writes contains this: how an existing file
@@ -241,10 +244,20 @@ def _write_svs(
     return np.concatenate(truth_nuclei) if truth_nuclei else np.zeros((0, 5))
 
 
+def _check_sample_name(out: Path) -> None:
+    # A directory is said as one by `check_target` ("give a file name"): that is the mistake.
+    if out.suffix.lower() not in SAMPLE_SUFFIXES and not out.is_dir():
+        raise SlideError(
+            f"cannot write {quoted(out)}: a sample slide is an Aperio SVS (a TIFF); "
+            "give it a .svs, .tif or .tiff name"
+        )
+
+
 def check_sample_target(out: Path, *, force: bool = False) -> None:
     """SlideError (one line) unless writing a sample at `out` (and its truth) harms nothing:
     what `write_sample_slide` checks first, for a caller that wants to know before it says
     "generating"."""
+    _check_sample_name(out)
     check_target(out, is_sample_slide, force, "slide")
     check_target(truth_path_for(out), lambda p: is_sample_truth(p, out), force, "ground truth")
 
@@ -278,6 +291,7 @@ def write_sample_slide(
     t_start = time.perf_counter()
     out = Path(out)
     plan = SamplePlan(size[0], size[1], seed, style or DEFAULT_STYLE, mpp)
+    _check_sample_name(out)  # before the directory: a wrong name is the first thing to fix
     if not out.parent.is_dir():
         for part in (*reversed(out.parents), out.parent):
             if (part.exists() or part.is_symlink()) and not part.is_dir():
