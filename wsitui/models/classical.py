@@ -17,7 +17,7 @@ from skimage.segmentation import watershed
 
 from wsitui.models.label_peaks import label_peaks
 
-VERSION = "classical-5"
+VERSION = "classical-6"
 PIXEL_SIZE = 0.5
 SMOOTH_PX = 1.0  # Gaussian sigma on the hematoxylin channel
 # The level a nucleus must reach, whatever Otsu says: `MIN_CONTRAST` above the tile's tissue
@@ -49,6 +49,22 @@ STRUCTURE_MARGIN_PX = 4  # the blurred edge of a structure is not a faint nucleu
 EOSIN_DEFICIT = 0.02
 EOSIN_RING = 0.015
 EOSIN_POOR_H = 0.005
+# classical-6 (2026-12-05): each nucleus is outlined where it stands `OUTLINE_SHARE` of its
+# own contrast over the tissue around it (its darkest px within `OUTLINE_PEAK_PX` against the
+# median of a `RING_PX` ring outside its component), not at the tile's level, which sits under
+# any halo: DAB-brown or haematoxylin-tinged cytoplasm around nuclei had outlines a halo too
+# wide and touching nuclei joined through their halos (one cell). Pixels deeper than
+# `OUTLINE_DEPTH_PX` in the component are kept (a vesicular nucleus's pale middle). Chosen on
+# the tuning set (0.9124 -> 0.9168; shares 0.3-0.5, depths 3-5 and peaks 3-8 px scored
+# 0.910-0.9165 with the ring's mean, its 25th percentile 0.9156), checked on 48 more images of
+# its stream (0.8959 -> 0.9023).
+OUTLINE_SHARE = 0.4
+OUTLINE_PEAK_PX = 4
+OUTLINE_DEPTH_PX = 3
+_yy, _xx = np.mgrid[
+    -OUTLINE_DEPTH_PX : OUTLINE_DEPTH_PX + 1, -OUTLINE_DEPTH_PX : OUTLINE_DEPTH_PX + 1
+]
+_DEPTH_DISC = _yy**2 + _xx**2 <= OUTLINE_DEPTH_PX**2  # px within it of a px deeper are all in
 MIN_AREA_PX = 12
 PEAK_MIN_DIST_PX = 4
 PEAK_SMOOTH_PX = 1.0
@@ -74,16 +90,21 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask | ~open_[background]
 
 
-def _label_medians(h: np.ndarray, comp: np.ndarray, n: int) -> np.ndarray:
-    """`ndimage.median(h, comp, 1..n)` for labels 1..n that all occur, the same values (the
-    mean of the two middle ones for an even count) from one sort: scipy's selects label by
-    label (about 40 ms a tile with structures)."""
+def _label_medians(h: np.ndarray, comp: np.ndarray, n: int, empty: float = np.nan) -> np.ndarray:
+    """`ndimage.median(h, comp, 1..n)`, the same values (the mean of the two middle ones for an
+    even count) from one sort, `empty` for a label with no px: scipy's selects label by label
+    (about 40 ms a tile with structures)."""
     inside = comp > 0
     labs, values = comp[inside], h[inside]
+    if not labs.size:
+        return np.full(n, empty)
     ordered = values[np.lexsort((values, labs))]
     counts = np.bincount(labs, minlength=n + 1)[1:]
     starts = np.cumsum(counts) - counts
-    return (ordered[starts + (counts - 1) // 2] + ordered[starts + counts // 2]) / 2
+    last = ordered.size - 1
+    low = ordered[np.clip(starts + (counts - 1) // 2, 0, last)]
+    high = ordered[np.clip(starts + counts // 2, 0, last)]
+    return np.where(counts > 0, (low + high) / 2, empty)
 
 
 def _clean(fg: np.ndarray) -> np.ndarray:
@@ -213,11 +234,34 @@ def _eosin_poor_nuclei(
     return np.concatenate([[False], ok])[comp]
 
 
+def outline_by_contrast(h: np.ndarray, fg: np.ndarray, tissue: np.ndarray) -> np.ndarray:
+    """`fg` cut back to where each nucleus reaches `OUTLINE_SHARE` of its own contrast: over
+    the median of the tissue ring around its component, towards its darkest px within
+    `OUTLINE_PEAK_PX`; px deeper than `OUTLINE_DEPTH_PX` inside `fg` stay, and holes the cut
+    opens are filled."""
+    comp, n = ndimage.label(fg)
+    if n == 0:
+        return fg
+    grown = ndimage.grey_dilation(comp, size=2 * RING_PX + 1)
+    ring = np.where((comp == 0) & tissue, grown, 0)
+    around = _label_medians(h, ring, n)
+    around = np.where(np.isnan(around), _ring_means(h, comp, n, 0.0), around)
+    base = np.concatenate([[0.0], around])[comp]
+    peak = ndimage.maximum_filter(np.where(fg, h, -np.inf), size=2 * OUTLINE_PEAK_PX + 1)
+    keep = fg.copy()
+    keep[fg] = h[fg] >= base[fg] + OUTLINE_SHARE * (peak[fg] - base[fg])
+    keep |= ndimage.binary_erosion(fg, _DEPTH_DISC, border_value=1)  # deeper than the depth
+    return _fill_holes(keep)
+
+
 def segment_tile(rgb: np.ndarray) -> np.ndarray:
     """uint8 (H, W, 3) RGB -> int32 (H, W) instance labels."""
     hed = rgb2hed(rgb)
     h = ndimage.gaussian_filter(hed[..., 0], SMOOTH_PX)
     fg = nuclear_foreground(h, rgb, ndimage.gaussian_filter(hed[..., 1], SMOOTH_PX))
+    if not fg.any():
+        return np.zeros(rgb.shape[:2], np.int32)
+    fg = outline_by_contrast(h, fg, rgb.min(axis=2) < GLASS_MIN_RGB)
     if not fg.any():
         return np.zeros(rgb.shape[:2], np.int32)
     dist = ndimage.gaussian_filter(ndimage.distance_transform_edt(fg), PEAK_SMOOTH_PX)
