@@ -11,6 +11,7 @@ import anyio.to_thread
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.tui.helpers import app_ready
 from wsitui.core.engine import Engine
 from wsitui.observability.setup import ObserveOptions
 from wsitui.session.session import SessionOptions, prepare_session
@@ -50,7 +51,7 @@ async def test_the_tui_serves_metrics_from_its_own_loop(tmp_path: Path):
     try:
         async with app.run_test(size=(120, 40)):
             with anyio.fail_after(30):
-                await app.ready.wait()
+                await app_ready(app)
                 got = await anyio.to_thread.run_sync(scrape, server.url)
             stats = session.engine.stats()
             assert got["wsitui_running_jobs[]"] == stats.running

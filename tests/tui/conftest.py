@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import fcntl
 import shutil
 import tempfile
 import time
@@ -36,11 +37,18 @@ class Clock:
 
 @pytest.fixture
 def snapshot_dir() -> Iterator[Path]:
-    """A fixed data dir path: job detail shows output paths, which must not vary by run."""
+    """A fixed data dir path: job detail shows output paths, which must not vary by run. Two
+    test runs on one machine take turns with it (a lock file beside it): sharing it, one run's
+    engine found the data dir held by the other's, its app exited, and the test hung."""
     path = Path(tempfile.gettempdir()) / "wsitui-tui-snapshot"
-    shutil.rmtree(path, ignore_errors=True)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with path.with_name(path.name + ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        shutil.rmtree(path, ignore_errors=True)
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def make_app(

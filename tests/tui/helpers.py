@@ -14,6 +14,17 @@ from wsitui.tui.screens.dialogs import AddJobDialog
 from wsitui.tui.widgets.lanes import JobCard
 
 
+async def app_ready(app: WsituiApp, timeout: float = 30.0) -> None:
+    """Wait until the app's engine is open. Fails, never hangs, when the app exits first (its
+    engine refused to open, e.g. another process held the data dir: a bare `ready.wait()` then
+    waited forever, and so did the test run) or after `timeout` s."""
+    with anyio.fail_after(timeout):
+        while not app.ready.is_set():
+            if app.return_code is not None:
+                raise AssertionError(f"the app exited (code {app.return_code}) before it was ready")
+            await anyio.sleep(0.01)
+
+
 def spec(name: str, *jobs: tuple) -> WorkflowSpec:
     """jobs: (key, branch[, depends_on])."""
     return WorkflowSpec(
@@ -33,7 +44,7 @@ def spec(name: str, *jobs: tuple) -> WorkflowSpec:
 
 async def settle(app: WsituiApp, pilot: Pilot, until: Callable[[], bool] | None = None) -> None:
     """Let the engine and the UI catch up, deterministically, before a snapshot or assert."""
-    await app.ready.wait()
+    await app_ready(app)
     if until is not None:
         with anyio.fail_after(10):
             await app.engine.wait_until(until)

@@ -17,7 +17,7 @@ from textual.widgets import Input
 
 from tests.tui.conftest import T0, Clock, make_app
 from tests.tui.fakes import ScriptedExecutor
-from tests.tui.helpers import screen_text, settle, spec
+from tests.tui.helpers import app_ready, screen_text, settle, spec
 from wsitui.core.executor import JobContext
 from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.session.cohort import Cohort, CohortSlide, write_index
@@ -73,7 +73,7 @@ async def cohort_mid_run(app: WsituiApp, ex: ScriptedExecutor, clock: Clock, pil
 
     Jobs are released one at a time, whichever the scheduler started, each ending before the
     next: the picture is the same in every run."""
-    await app.ready.wait()
+    await app_ready(app)
     for i, sid in enumerate(SLIDES):
         ex.counters[f"{sid}-qc"] = {"cells": 1000 * (i + 1)}
     plan = {f"{s}-{k}": "ok" for s in SLIDES[:3] for k in ("mask", "qc")}
@@ -108,7 +108,7 @@ async def held_cohort(
     app, its pilot, the cohort table, the workflow id and the executor; shut down after."""
     app, ex, _clock = make_app(tmp_path / "data", executor=TissueExecutor(), max_workers=2)
     async with app.run_test(size=size) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         wf_id = submit_cohort(app, start=False)
         await settle(app, pilot)
         yield app, pilot, app.query_one(CohortTable), wf_id, ex
@@ -325,7 +325,7 @@ async def test_a_cohort_taller_than_the_screen_fits_beside_its_scrollbar(tmp_pat
     cases = [f"C-{i % 7}" for i in range(40)]
     app, ex, _clock = make_app(tmp_path / "data", executor=TissueExecutor(), max_workers=2)
     async with app.run_test(size=(120, 24)) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         wf_id = submit_cohort(app, start=False, slides=slides, cases=cases)
         failing = f"{slides[3]}-mask"  # its error takes about all the width left
         app.engine.start("alice", [f"{wf_id}.{failing}"])

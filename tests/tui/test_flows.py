@@ -16,6 +16,7 @@ from tests.slides.samples import sample_slide_path
 from tests.tui.conftest import make_app
 from tests.tui.helpers import (
     add_job_via_dialog,
+    app_ready,
     card_text,
     screen_text,
     settle,
@@ -93,7 +94,7 @@ async def test_create_start_cancel_retry(tmp_path, slide):
 async def test_tenants_see_and_touch_only_their_own_workflows(tmp_path):
     app, ex, _ = make_app(tmp_path / "data", tenant="bob")
     async with app.run_test(size=SIZE) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         alice = app.engine.submit("alice", spec("secret", ("a", "A")))
         app.engine.submit("bob", spec("mine", ("b", "A")), start=False)
         await settle(app, pilot)
@@ -126,7 +127,7 @@ async def test_quit_with_running_jobs_asks_then_resumes_next_start(tmp_path):
     data = tmp_path / "data"
     app, _, _ = make_app(data)
     async with app.run_test(size=SIZE) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         job_id = await start_one_job(app, pilot, "long", "a")
         await pilot.press("q")
         await pilot.pause()
@@ -167,7 +168,7 @@ async def test_hangup_or_term_stops_like_a_quit_and_the_job_resumes_not_a_crash(
     data = tmp_path / "data"
     app, _, _ = make_app(data, catch_signals=True)
     async with app.run_test(size=SIZE) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         job_id = await start_one_job(app, pilot, "long", "a")
         os.kill(os.getpid(), sig)
         with anyio.fail_after(10):
@@ -187,7 +188,7 @@ async def test_hangup_or_term_stops_like_a_quit_and_the_job_resumes_not_a_crash(
 async def test_metrics_screen_shows_latency_after_a_job(tmp_path):
     app, ex, clock = make_app(tmp_path / "data")
     async with app.run_test(size=SIZE) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         w = app.engine.submit("alice", spec("m", ("a", "A"), ("b", "A")))
         await settle(app, pilot, lambda: app.engine.stats().running == 1)
         clock.now += 30
@@ -209,7 +210,7 @@ async def test_metrics_screen_shows_latency_after_a_job(tmp_path):
 async def test_metrics_screen_shows_queue_depth_per_branch(tmp_path):
     app, ex, _ = make_app(tmp_path / "data", max_workers=1)
     async with app.run_test(size=SIZE) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         # One worker: a runs; b waits behind it in lane A, c and d wait in lane B.
         app.engine.submit("alice", spec("deep", ("a", "A"), ("b", "A"), ("c", "B"), ("d", "B")))
         await settle(app, pilot, lambda: app.engine.stats().running == 1)
@@ -235,7 +236,7 @@ async def test_running_card_clock_ticks_with_no_progress_and_shows_stage(tmp_pat
     ex.stages["load"] = "loading model"
     ex.progress["load"] = (0, 0)  # nothing known about tiles yet
     async with app.run_test(size=SIZE) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         w = app.engine.submit("alice", spec("slow", ("load", "A")))
         job_id = w.jobs[0].id
         await settle(app, pilot, lambda: app.engine.job("alice", job_id).stage == "loading model")
@@ -270,7 +271,7 @@ async def test_card_shows_counters_and_detail_shows_stage(tmp_path):
     ex.progress["seg"] = (3, 10)
     ex.counters["seg"] = {"cells": 1234}
     async with app.run_test(size=SIZE) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         w = app.engine.submit("alice", spec("cells", ("seg", "A")))
         job_id = w.jobs[0].id
         await settle(app, pilot, lambda: app.engine.job("alice", job_id).counters != {})
@@ -317,7 +318,7 @@ async def test_a_running_jobs_progress_line_is_whole_at_80_columns(tmp_path):
     ex.progress["seg"] = (3, 1000)
     ex.counters["seg"] = {"cells": 1234}
     async with app.run_test(size=(80, 24)) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         w = app.engine.submit("alice", spec("cells", ("seg", "A")))
         job_id = w.jobs[0].id
         await settle(app, pilot, lambda: app.engine.job("alice", job_id).counters != {})
@@ -342,7 +343,7 @@ async def test_a_long_failure_reason_wraps_in_the_timeline_at_80_columns(tmp_pat
     app, ex, _ = make_app(tmp_path / "data")
     key = "nuclei-second-pass-with-a-long-descriptive-name-for-the-lab"
     async with app.run_test(size=(80, 24)) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         w = app.engine.submit("alice", spec("w", (key, "A")))
         job_id = w.jobs[0].id
         await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.name == "RUNNING")
@@ -365,7 +366,7 @@ async def test_quitting_with_a_running_jobs_detail_open_is_no_traceback(tmp_path
     # the open detail screen read its timeline from the closed store: a traceback on exit.
     app, _, _ = make_app(tmp_path / "data")
     async with app.run_test(size=SIZE) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         job_id = await start_one_job(app, pilot, "w", "run")
         workflow_id = app.engine.job("alice", job_id).workflow_id
         await pilot.press("tab", "enter")
@@ -385,7 +386,7 @@ async def test_quitting_with_a_running_jobs_detail_open_is_no_traceback(tmp_path
 async def test_footer_shows_help_and_quit(tmp_path, size):
     app, _, _ = make_app(tmp_path / "data")
     async with app.run_test(size=size) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         app.engine.submit("alice", spec("w", ("a", "A")), start=False)
         await settle(app, pilot)
         await pilot.press("tab")  # a job card has focus: the most keys in the footer
@@ -471,7 +472,7 @@ async def test_the_detail_state_line_wraps_a_long_error_at_80_columns(tmp_path):
     app, ex, _ = make_app(tmp_path / "data")
     key = "k" * 60
     async with app.run_test(size=(80, 24)) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         job_id = app.engine.submit("alice", spec("w", (key, "A"))).jobs[0].id
         ex.release(key, "fail")
         await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
@@ -508,7 +509,7 @@ async def test_a_held_jobs_card_and_detail_show_no_tiles_until_it_counts_them(tm
 
     app, _, _ = make_app(tmp_path / "data", tenant="bob")
     async with app.run_test(size=SIZE) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         app.engine.submit("bob", spec("mine", ("b", "A")), start=False)
         await settle(app, pilot)
         card = app.query_one(JobCard)

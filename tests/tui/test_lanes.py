@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.tui.conftest import make_app
-from tests.tui.helpers import settle, spec
+from tests.tui.helpers import app_ready, settle, spec
 from wsitui.core.records import Job, JobState
 from wsitui.tui.widgets.lanes import MAX_CARDS, JobCard, lane_windows
 
@@ -69,7 +69,7 @@ async def test_a_workflow_of_2000_jobs_opens_with_a_window_of_cards(tmp_path):
     app, _, _ = make_app(tmp_path / "data")
     jobs = [(f"j{i:04d}", f"b{i % 20}") for i in range(2000)]
     async with app.run_test(size=(80, 24)) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         app.engine.submit("alice", spec("huge", *jobs), start=False)
         await settle(app, pilot)
         cards = app.query(JobCard)

@@ -15,7 +15,7 @@ from textual.widgets import Input, Select
 
 from tests.slides.samples import sample_slide_path
 from tests.tui.conftest import T0, make_app
-from tests.tui.helpers import screen_text, settle, spec, start_one_job, wait_for
+from tests.tui.helpers import app_ready, screen_text, settle, spec, start_one_job, wait_for
 from wsitui.core.records import JobState, WorkflowSpec
 from wsitui.session.session import SessionOptions, prepare_session
 from wsitui.tui.main import build_app
@@ -45,7 +45,7 @@ def selected(app) -> JobCard:
 async def test_first_card_is_selected_and_keys_act_on_the_shown_workflow_only(tmp_path):
     app, ex, _ = make_app(tmp_path / "data")
     async with app.run_test(size=SIZE) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         first = app.engine.submit("alice", spec("first", ("cells", "A")), start=False)
         await settle(app, pilot)
         await pilot.press("n", *"second", "enter")  # a new workflow: it is shown
@@ -73,7 +73,7 @@ async def test_first_card_is_selected_and_keys_act_on_the_shown_workflow_only(tm
 async def test_selection_is_a_visible_highlight_that_moves_with_jkhl(tmp_path):
     app, _, _ = make_app(tmp_path / "data")
     async with app.run_test(size=SIZE) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         app.engine.submit("alice", spec("w", ("a1", "A"), ("a2", "A"), ("b1", "B")), start=False)
         await settle(app, pilot)
         card = selected(app)
@@ -94,7 +94,7 @@ async def test_selection_is_a_visible_highlight_that_moves_with_jkhl(tmp_path):
 async def test_after_adding_a_job_the_new_card_is_the_selection(tmp_path, slide):
     app, _, _ = make_app(tmp_path / "data")
     async with app.run_test(size=SIZE) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         app.engine.submit("alice", spec("w", ("cells-big", "A")), start=False)
         await settle(app, pilot)
         await pilot.press("a")
@@ -115,7 +115,7 @@ async def test_after_adding_a_job_the_new_card_is_the_selection(tmp_path, slide)
 async def test_cancel_of_a_running_job_asks_first(tmp_path):
     app, _, _ = make_app(tmp_path / "data")
     async with app.run_test(size=SIZE) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         job_id = await start_one_job(app, pilot, "w", "run")
         await pilot.press("c")
         await pilot.pause()
@@ -135,7 +135,7 @@ async def test_cancel_question_follows_the_job_and_never_acts_on_a_stale_view(tm
     # canceled attempt 2, which the user never saw.
     app, ex, _ = make_app(tmp_path / "data")
     async with app.run_test(size=SIZE) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         job_id = await start_one_job(app, pilot, "w", "run")
         await pilot.press("c")
         await pilot.pause()
@@ -167,7 +167,7 @@ async def test_a_yes_racing_the_redraw_is_not_acted_on_either(tmp_path):
     # against the job as it is now, and only says so.
     app, ex, _ = make_app(tmp_path / "data")
     async with app.run_test(size=SIZE) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         job_id = await start_one_job(app, pilot, "w", "run")
         await pilot.press("c")
         await pilot.pause()
@@ -238,7 +238,7 @@ async def test_add_job_dialog_offers_devices_with_what_is_present_marked(tmp_pat
     app, _, _ = make_app(tmp_path / "data")
     app.devices = Devices(gpus=2, mps=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         app.engine.submit("alice", WorkflowSpec(name="w"), start=False)
         await settle(app, pilot)
         await pilot.press("a")
@@ -261,7 +261,7 @@ async def test_add_job_dialog_offers_devices_with_what_is_present_marked(tmp_pat
 async def test_a_bad_slide_keeps_the_dialog_open_and_the_error_clears_once_fixed(tmp_path, slide):
     app, _, _ = make_app(tmp_path / "data")
     async with app.run_test(size=SIZE) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         app.engine.submit("alice", WorkflowSpec(name="w"), start=False)
         await settle(app, pilot)
         await pilot.press("a")
@@ -308,7 +308,7 @@ async def test_eta_comes_from_measured_work_and_skipped_tiles_do_not_move_it(tmp
     app, ex, clock = make_app(tmp_path / "data")
     ex.progress["cells"] = (0, 165)
     async with app.run_test(size=SIZE) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         w = app.engine.submit("alice", spec("w", ("cells", "A")))
         job_id = w.jobs[0].id
 
@@ -344,7 +344,7 @@ async def test_workflow_progress_weighs_jobs_by_their_tiles(tmp_path):
     app, ex, _ = make_app(tmp_path / "data")
     ex.progress = {"small": (10, 10), "cells": (30, 48)}
     async with app.run_test(size=SIZE) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         w = app.engine.submit("alice", spec("w", ("small", "A"), ("cells", "B")))
         ex.release("small")
         await settle(
@@ -361,7 +361,7 @@ async def test_workflow_progress_weighs_jobs_by_their_tiles(tmp_path):
 async def test_quit_asks_at_once_and_a_second_q_confirms_with_a_stopping_notice(tmp_path):
     app, _, _ = make_app(tmp_path / "data")
     async with app.run_test(size=(80, 24)) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         w = app.engine.submit("alice", spec("w", ("a", "A")))
         await settle(app, pilot, lambda: app.engine.job("alice", w.jobs[0].id).tiles_total > 0)
         await pilot.press("q")
@@ -388,7 +388,7 @@ async def test_without_a_tenant_it_opens_on_one_with_work(tmp_path):
     data = tmp_path / "data"
     app, _, _ = make_app(data, tenant="root")
     async with app.run_test(size=SIZE) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         app.engine.submit("carol", spec("hers", ("x", "A")), start=False)
         await app.shutdown()
     app, _, _ = make_app(data, tenant="root")
@@ -420,7 +420,7 @@ async def test_filter_copy_open_notes_and_rerun(tmp_path, monkeypatch):
     monkeypatch.setattr(app, "copy_to_clipboard", copied.append)
     monkeypatch.setattr("wsitui.tui.app.system_opener", lambda: None)  # as over SSH
     async with app.run_test(size=SIZE) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         app.engine.submit("alice", spec("masks", ("m1", "A")), start=False)
         w = app.engine.submit("alice", spec("cells-run", ("seg", "A"), ("other", "B")))
         await settle(app, pilot)
@@ -475,7 +475,7 @@ async def test_filter_copy_open_notes_and_rerun(tmp_path, monkeypatch):
 async def test_start_all_with_nothing_held_says_so(tmp_path):
     app, ex, _ = make_app(tmp_path / "data")
     async with app.run_test(size=SIZE) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         app.engine.submit("alice", spec("w", ("a", "A")))
         await settle(app, pilot)
         await pilot.press("S")

@@ -19,6 +19,7 @@ from tests.core.crash import snapshot
 from tests.core.oracle import SIDE_EFFECTS
 from tests.slides.samples import sample_slide_path
 from tests.tui.fakes import ScriptedExecutor
+from tests.tui.helpers import app_ready
 from wsitui.core.engine import Engine
 from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.session.session import SessionOptions, prepare_session
@@ -60,7 +61,7 @@ async def test_recovery_at_open_is_in_the_tui_event_log(tmp_path: Path, slide: P
     try:
         async with app.run_test(size=SIZE):
             with anyio.fail_after(120):
-                await app.ready.wait()
+                await app_ready(app)
                 # The resumed job runs for real now (TISSUE_MASK on the sample slide).
                 await app.engine.wait_until(
                     lambda: app.engine.job("alice", job_id).state is JobState.SUCCEEDED
@@ -100,7 +101,7 @@ async def test_a_skipped_config_workflow_is_a_warning_at_start(tmp_path: Path, s
     try:
         async with app.run_test(size=SIZE):
             with anyio.fail_after(60):
-                await app.ready.wait()
+                await app_ready(app)
             await app.shutdown()
     finally:
         session.close()
@@ -114,7 +115,7 @@ async def test_a_skipped_config_workflow_is_a_warning_at_start(tmp_path: Path, s
     try:
         async with app.run_test(size=SIZE) as pilot:
             with anyio.fail_after(60):
-                await app.ready.wait()
+                await app_ready(app)
             await pilot.pause()
             warnings = [n for n in app.notes if n.severity == "warning"]
             assert [n.message for n in warnings] == [line]

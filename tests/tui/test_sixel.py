@@ -18,7 +18,7 @@ from textual_image._sixel import image_to_sixels
 
 from tests.tui.conftest import make_app
 from tests.tui.fakes import write_preview
-from tests.tui.helpers import settle, spec, wait_for
+from tests.tui.helpers import app_ready, settle, spec, wait_for
 from wsitui.tui.screens.detail import JobDetailScreen
 from wsitui.tui.widgets import sixel
 from wsitui.tui.widgets.preview import image_class
@@ -124,7 +124,7 @@ async def test_detail_preview_is_not_redrawn_by_the_clock(tmp_path, monkeypatch)
     app, ex, clock = make_app(tmp_path / "data")
     app.image_protocol = "sixel"
     async with app.run_test(size=(120, 40)) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         w = app.engine.submit("alice", spec("d", ("mask", "A")))
         ex.release("mask")
         await settle(app, pilot, lambda: app.engine.job("alice", w.jobs[0].id).state.terminal)

@@ -11,7 +11,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Select
 
 from tests.tui.conftest import T0, make_app
-from tests.tui.helpers import add_job_via_dialog, card_text, settle, spec, wait_for
+from tests.tui.helpers import add_job_via_dialog, app_ready, card_text, settle, spec, wait_for
 from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.tui.app import WsituiApp
 from wsitui.tui.screens.dialogs import Devices
@@ -60,7 +60,7 @@ def three_lanes_mid_run(snapshot_dir: Path) -> tuple[WsituiApp, Before]:
     ex.stages = {"nuclei-instanseg-20x": "segmenting"}
 
     async def run_before(pilot: Pilot) -> None:
-        await app.ready.wait()
+        await app_ready(app)
         wf = app.engine.submit("alice", long_names_spec())
         ids = {j.key: j.id for j in wf.jobs}
         await settle(app, pilot, lambda: app.engine.stats().running == 3)
@@ -112,7 +112,7 @@ def test_blocked_pending_held_badges(snap_compare, snapshot_dir: Path, size):
     app, _, _ = make_app(snapshot_dir, max_workers=1)
 
     async def run_before(pilot: Pilot) -> None:
-        await app.ready.wait()
+        await app_ready(app)
         w = app.engine.submit(
             "alice",
             spec(
@@ -139,7 +139,7 @@ def test_waiting_for_a_tenant_slot(snap_compare, snapshot_dir: Path, size):
     app, _, _ = make_app(snapshot_dir, tenant="bob", max_active_users=1)
 
     async def run_before(pilot: Pilot) -> None:
-        await app.ready.wait()
+        await app_ready(app)
         app.engine.submit("alice", spec("hers", ("a", "A")))
         app.engine.submit("bob", spec("his", ("x", "A"), ("y", "B")))
         await settle(app, pilot, lambda: app.engine.stats().waiting == ("bob",))
@@ -152,7 +152,7 @@ def test_job_detail_with_half_block_preview(snap_compare, snapshot_dir: Path, si
     app, ex, clock = make_app(snapshot_dir)
 
     async def run_before(pilot: Pilot) -> None:
-        await app.ready.wait()
+        await app_ready(app)
         w = app.engine.submit("alice", long_names_spec())
         job_id = w.jobs[0].id
         await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total > 0)
@@ -170,7 +170,7 @@ def dialog_app(snapshot_dir: Path, *keys: str) -> tuple[WsituiApp, Before]:
     app, _, _ = make_app(snapshot_dir)
 
     async def run_before(pilot: Pilot) -> None:
-        await app.ready.wait()
+        await app_ready(app)
         app.engine.submit("alice", long_names_spec(), start=False)
         app.engine.submit("bob", spec("his", ("x", "A")), start=False)
         await settle(app, pilot)
@@ -215,7 +215,7 @@ def test_add_job_dialog_for_a_cells_job(snap_compare, snapshot_dir: Path, size):
     app.devices = Devices(gpus=1, mps=False)  # the machine's devices, fixed for the picture
 
     async def run_before(pilot: Pilot) -> None:
-        await app.ready.wait()
+        await app_ready(app)
         app.engine.submit("alice", long_names_spec(), start=False)
         await settle(app, pilot)
         await pilot.press("a")
@@ -234,7 +234,7 @@ def test_error_shown_for_a_bad_slide(snap_compare, snapshot_dir: Path, size):
     bad.write_text("not a slide\n")
 
     async def run_before(pilot: Pilot) -> None:
-        await app.ready.wait()
+        await app_ready(app)
         app.engine.submit("alice", WorkflowSpec(name="w"), start=False)
         await settle(app, pilot)
         await add_job_via_dialog(app, pilot, str(bad))

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from tests.tui.conftest import make_app
-from tests.tui.helpers import settle
+from tests.tui.helpers import app_ready, settle
 from wsitui.core.records import JobSpec, WorkflowSpec
 from wsitui.tui.screens.viewer import ViewerScreen
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.anyio
 async def test_v_opens_the_viewer_on_the_selected_job(tmp_path, sample_dir):
     app, _, _ = make_app(tmp_path / "data")
     async with app.run_test(size=(120, 40)) as pilot:
-        await app.ready.wait()
+        await app_ready(app)
         slide = str(sample_dir / "s.svs")
         job = JobSpec(id="mask", type="TISSUE_MASK", slide=slide, branch="A")
         status = app.engine.submit("alice", WorkflowSpec(name="w", jobs=(job,)), start=False)
