@@ -89,3 +89,31 @@ async def test_a_waiting_tenants_folded_bars_say_its_place_until_admitted(tmp_pa
         with anyio.fail_after(10):
             await engine.wait_until(lambda: engine.stats().active == ("bob",))
         assert row["bob"].fields["doing"] == "0/70 jobs done · 1 running"
+
+
+async def test_more_workflow_bars_than_rows_show_the_running_ones_and_count_the_rest(tmp_path):
+    """30 tenants of one job each on one worker: even a bar per workflow is 30 rows in 24, and
+    the running tenant (t29, sorted last) was cropped. The bars shown are the running and
+    failed ones first, the rest counted on the last row."""
+    console = Console(
+        file=io.StringIO(), width=80, height=24, force_terminal=True, color_system=None
+    )
+    bars = ProgressBars(console)
+    ex = ScriptedExecutor()
+    async with Engine(tmp_path / "data", [ex], max_workers=1, max_active_users=30) as engine:
+        tenants = [f"t{i:02d}" for i in range(30)]
+        ids = [(t, engine.submit(t, _spec("w", 1)).workflow.id) for t in reversed(tenants)]
+        engine.bus.add_listener(bars)
+        bars.add([engine.workflow(t, i) for t, i in ids], engine.stats().waiting)
+        lines = _screen(bars, 80, 24)
+        text = "\n".join(lines)
+        assert len(lines) <= 23, text
+        assert any(line.startswith("t29 · w") and "RUNNING" in line for line in lines), text
+        assert "8 more: 8 pending" in lines[-1], text
+        ex.release("j0")  # t29's job ends; t28's starts
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.job("t28", ids[1][1] + ".j0").tiles_total > 0)
+        lines = _screen(bars, 80, 24)
+        text = "\n".join(lines)
+        assert any(line.startswith("t28 · w") and "RUNNING" in line for line in lines), text
+        assert "8 more: 7 pending, 1 succeeded" in lines[-1], text

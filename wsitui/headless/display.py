@@ -245,6 +245,39 @@ def _width(console: Console, options: ConsoleOptions, cell: RenderableType) -> i
     return Measurement.get(console, options, cell).maximum
 
 
+# Which bars a terminal too short for all of them shows first: what runs, what failed.
+_SHOW_FIRST = ("RUNNING", "FAILED", "CANCELED", "BLOCKED", "PENDING", "SUCCEEDED")
+
+
+def _task_state(task: Task) -> str:
+    return Text.from_markup(str(task.fields.get("state", ""))).plain
+
+
+def _window(tasks: list[Task], rows: int) -> tuple[list[Task], list[Task]]:
+    """(bars shown, bars hidden) when `rows` cannot hold them all: the running and failed
+    ones first, in their order, one row left for counting the rest. Rows past the terminal's
+    last were cropped, whichever they were: a run showed 23 waiting tenants and not the one
+    running."""
+    if len(tasks) <= rows:
+        return tasks, []
+    rank = {state: i for i, state in enumerate(_SHOW_FIRST)}
+    by_rank = sorted(range(len(tasks)), key=lambda i: rank.get(_task_state(tasks[i]), 4))
+    keep = set(by_rank[: max(rows - 1, 0)])
+    return [t for i, t in enumerate(tasks) if i in keep], [
+        t for i, t in enumerate(tasks) if i not in keep
+    ]
+
+
+def _hidden_text(hidden: list[Task]) -> Text:
+    counts: dict[str, int] = {}
+    for task in hidden:
+        state = _task_state(task)
+        counts[state] = counts.get(state, 0) + 1
+    order = sorted(counts, key=lambda s: _SHOW_FIRST.index(s) if s in _SHOW_FIRST else 4)
+    shown = ", ".join(f"{counts[s]} {s.lower()}" for s in order)
+    return Text(f"… {len(hidden)} more: {shown}", style="dim")
+
+
 class _FitProgress(Progress):
     """Bars whose counts, states and times stay whole in any terminal width.
 
@@ -261,7 +294,10 @@ class _FitProgress(Progress):
         bar = self.columns[self.BAR]
         if isinstance(bar, BarColumn):
             bar.bar_width = 20 if width >= 100 else 10
+        tasks, hidden = _window(list(tasks), self.console.height - 1)
         table = super().make_tasks_table(tasks)
+        if hidden:
+            table.add_row(*[""] * (len(table.columns) - 1), _hidden_text(hidden))
         options = self.console.options
         natural = [
             max((_width(self.console, options, c) for c in col.cells), default=0)
