@@ -68,7 +68,8 @@ class WorkflowRow(ListItem):
         cohort = self._cohort(status) if self._cohort is not None else None
         jobs = f" · {n} job" + ("s" if n > 1 else "") if n else ""
         keep = f" · {cohort[0]}" if cohort else failed_text(status)
-        self._name.show(wf.name, [f" {wf.id}", jobs], keep)  # fits, dropping whole parts
+        parts = [f" {wf.id}", "" if cohort else jobs]  # a cohort's keep says its slides
+        self._name.show(wf.name, parts, keep)  # fits, dropping whole parts
         self._state.update(str(status.state))
         self._state.set_classes(f"wf-state state-{str(status.state).lower()}")
         # weighted by tiles, not by job count; a cohort's: slides done over slides
