@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TextIO
@@ -250,7 +251,13 @@ _SHOW_FIRST = ("RUNNING", "FAILED", "CANCELED", "BLOCKED", "PENDING", "SUCCEEDED
 
 
 def _task_state(task: Task) -> str:
-    return Text.from_markup(str(task.fields.get("state", ""))).plain
+    return _plain(str(task.fields.get("state", "")))
+
+
+@functools.lru_cache(maxsize=64)
+def _plain(markup: str) -> str:
+    """A bar's state without its style (a handful of distinct strings, parsed once each)."""
+    return Text.from_markup(markup).plain
 
 
 def _window(tasks: list[Task], rows: int) -> tuple[list[Task], list[Task]]:
