@@ -75,7 +75,9 @@ class Oracle:
             return False
         if job.state in ("FAILED", "CANCELED"):
             return True
-        return job.state == "PENDING" and any(self._bad(d) for d in job.deps)
+        # R4 is transitive through any job: a SUCCEEDED job whose upstream was rerun and
+        # failed blocks its dependents (the oracle read it as through PENDING jobs only).
+        return any(self._bad(d) for d in job.deps)
 
     def _held(self, job_id: str) -> bool:
         job = self.jobs.get(job_id)

@@ -99,3 +99,40 @@ async def test_a_dependant_waiting_at_its_lane_head_never_lets_a_later_job_jump_
         order = await s.drain()
     assert order == ["t/up", "t/child", "t/later"]
     assert s.watch.violations == []
+
+
+async def test_a_job_blocked_through_a_succeeded_upstream_names_the_failed_job(tmp_path: Path):
+    # up -> mid -> low. up and mid succeed; up is rerun and the rerun fails; mid keeps its
+    # outputs (SUCCEEDED) but the engine blocks low through it (R4: an upstream, transitively,
+    # FAILED). Every face read "BLOCKED an upstream job failed" and `r` found nothing to
+    # retry: the phase looked for the failed job only through PENDING upstreams.
+    from tests.core.oracle import check
+    from wsitui.core.phase import JobPhase, job_phases
+    from wsitui.tui.badges import badges
+
+    s = make_engine(tmp_path, workers=2, users=1)
+    logged: list[dict[str, object]] = []
+    s.engine.bus.add_listener(lambda e: logged.append(e.to_json()))
+    async with s.engine:
+        w = s.engine.submit("a", wf("w", job("up", "A"), job("mid", "B", ("up",))))
+        await s.finish("a", "up")
+        await s.finish("a", "mid")
+        low = s.engine.add_job("a", w.workflow.id, job("low", "C", ("mid",)), start=False)
+        s.engine.rerun("a", s.find("a", "up"))
+        await s.finish("a", "up", "fail")
+        s.engine.start("a", [low.id])
+        jobs = s.engine.workflow("a", w.workflow.id).jobs
+        assert s.engine.job("a", low.id).blocked  # the engine's R4, as rules.py states it
+        info = job_phases(jobs)[low.id]
+        assert info.phase is JobPhase.BLOCKED
+        assert info.reason == "upstream up failed; retry it to go on"
+        assert badges(jobs)[low.id].upstream == "up"
+        s.engine.submit("b", wf("w", job("b1", "A")))  # a holds no slot: b is admitted
+        await s.finish("b", "b1")
+        s.engine.retry("a", s.find("a", "up"))  # what the card says to do: low goes on
+        await s.finish("a", "up")
+        await s.until(lambda: s.engine.job("a", low.id).state.name == "RUNNING")
+        await s.drain()
+    assert s.watch.violations == []
+    # The oracle reads R4 the same way (it took low for live work when a was released).
+    assert check(logged, max_workers=2, max_active_users=1, strict=True).violations == []

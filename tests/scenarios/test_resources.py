@@ -51,3 +51,46 @@ async def test_a_tenant_waiting_only_for_the_gpu_gives_its_slot_to_one_that_can_
         await s.until(lambda: s.running_keys() == ["b/bg"])
         await s.drain()
     assert s.watch.violations == []
+
+
+async def test_a_tenant_admitted_and_yielding_in_one_step_is_published_in_that_order(
+    tmp_path: Path,
+):
+    # Found by a random scenario (GPU jobs, 2 tenant slots) checked by the oracle over the
+    # event log. x's GPU job ends and x is released: a is admitted (the GPU is free), but b,
+    # admitted earlier, takes the GPU in the same pass, so a is stalled and gives its slot to
+    # c. The engine published "a released (yielded)" before "a admitted": read from outside,
+    # a was released while waiting, then active beside b and c (3 active tenants of 2).
+    from tests.core.oracle import check
+    from wsitui.core.events import TenantAdmitted, TenantReleased
+
+    s = make_engine(tmp_path, workers=4, users=2)
+    changes: list[str] = []
+    logged: list[dict[str, object]] = []
+    s.engine.bus.add_listener(lambda e: logged.append(e.to_json()))
+    s.engine.bus.add_listener(
+        lambda e: changes.append(
+            f"+{e.tenant}"
+            if isinstance(e, TenantAdmitted)
+            else f"-{e.tenant}{'~' if e.yielded else ''}"
+            if isinstance(e, TenantReleased)
+            else ""
+        )
+    )
+    async with s.engine:
+        s.engine.submit("x", wf("w", gpu("xg", "G")))
+        s.engine.submit("b", wf("w", job("b0", "C"), gpu("bg", "G")))  # runs b0: not stalled
+        s.engine.submit("a", wf("w", gpu("ag", "G")))
+        s.engine.submit("c", wf("w", job("c1", "C")))
+        await s.until(lambda: s.running_keys() == ["b/b0", "x/xg"])
+        assert s.engine.stats().waiting == ("a", "c")
+        changes.clear()
+        await s.finish("x", "xg")
+        await s.until(lambda: s.running_keys() == ["b/b0", "b/bg", "c/c1"])
+        assert s.engine.stats().active == ("b", "c")
+        assert s.engine.stats().waiting == ("a",)
+        assert [c for c in changes if c] == ["-x", "+a", "-a~", "+c"]
+        await s.drain()
+    assert s.watch.violations == []
+    oracle = check(logged, max_workers=4, max_active_users=2)
+    assert oracle.violations == []

@@ -301,3 +301,62 @@ async def test_the_keys_a_detail_names_act_on_its_job(tmp_path):
         assert app.engine.job("alice", later).enqueued
         assert isinstance(app.screen, JobDetailScreen)  # still on the detail, now updated
         assert "HELD" not in screen_text(app).splitlines()[1]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)])
+async def test_a_workflow_row_keeps_its_failures_at_80_columns(tmp_path, size):
+    # At 80x24 the row's name column read "alpha wf8f933bb6 · 4 jobs · 1…": the failure was
+    # the part cut, while the id stayed. Whole parts go first (the id, then the job count);
+    # the failure count stays.
+    app, ex, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=size) as pilot:
+        await settle(app, pilot)
+        w = app.engine.submit("alice", spec("alpha-masks", ("a", "A"), ("b", "B"), ("c", "C")))
+        app.engine.add_job("alice", w.workflow.id, spec("x", ("later", "B")).jobs[0], start=False)
+        job_id = w.jobs[0].id
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total > 0)
+        ex.release("a", "fail")
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
+        await settle(app, pilot)
+        row = next(line for line in screen_text(app).splitlines() if "alpha-masks" in line)
+        assert "· 1 failed" in row, row
+        assert "…" not in row, row
+        if size[0] == 200:
+            assert "alpha-masks wf0001 · 4 jobs · 1 failed" in row, row
+
+
+def test_a_workflow_rows_name_drops_whole_parts_and_keeps_its_failures():
+    from wsitui.tui.widgets.workflows import fit_name
+
+    parts, keep = [" wf8f933bb6", " · 4 jobs"], " · 1 failed"
+    assert fit_name("alpha", parts, keep, 80).plain == "alpha wf8f933bb6 · 4 jobs · 1 failed"
+    assert fit_name("alpha", parts, keep, 29).plain == "alpha · 4 jobs · 1 failed"
+    assert fit_name("alpha", parts, keep, 20).plain == "alpha · 1 failed"
+    assert fit_name("a-long-workflow-name", parts, keep, 24).plain == "a-long-workf… · 1 failed"
+    assert fit_name("a-long-workflow-name", parts, "", 12).plain == "a-long-work…"
+    assert fit_name("a-long-workflow-name", parts, keep, 12).plain == "a-long-work…"  # too narrow
+
+
+def _lane_order(app) -> list[str]:
+    return [c.job.key for c in sorted(app.query(JobCard), key=lambda c: (c.column, c.row))]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)])
+async def test_a_retried_job_moves_to_the_back_of_its_lane_on_screen(tmp_path, size):
+    # A retried job enters its lane at the back (README), but the board kept its card where
+    # it was: lane A read a1 (PENDING), a2 (RUNNING), a3 while a3 would run before a1. The
+    # board was laid out again only when the set of jobs changed, never their order.
+    app, ex, _ = make_app(tmp_path / "data", max_workers=1)
+    async with app.run_test(size=size) as pilot:
+        await settle(app, pilot)
+        w = app.engine.submit("alice", spec("w", ("a1", "A"), ("a2", "A"), ("a3", "A")))
+        ids = {j.key: j.id for j in w.jobs}
+        await settle(app, pilot, lambda: app.engine.job("alice", ids["a1"]).tiles_total > 0)
+        ex.release("a1", "fail")
+        await settle(app, pilot, lambda: app.engine.job("alice", ids["a2"]).tiles_total > 0)
+        await settle(app, pilot)
+        assert _lane_order(app) == ["a1", "a2", "a3"]
+        app.engine.retry("alice", ids["a1"])
+        await settle(app, pilot)
+        assert _lane_order(app) == ["a2", "a3", "a1"]  # the order they run in
+        assert "behind a2" in card_text(card(app, "a1"))[0]

@@ -650,14 +650,14 @@ class Engine:
         self._notify()
 
     def _publish_tenants(self, effects: rules.Effects, now: float, *, admitted: bool) -> None:
-        if admitted:  # a slot given up (R3) is released before it is taken
-            for tc in effects.tenants:
-                if tc.yielded:
-                    self.bus.publish(TenantReleased(now, tc.tenant, yielded=True))
+        # R3, in the scheduler's order: a slot given up is released before it is taken, and a
+        # tenant admitted then stalled in one pass is admitted before it gives its slot up.
         for tc in effects.tenants:
-            if tc.admitted and admitted:
+            if admitted and tc.yielded:
+                self.bus.publish(TenantReleased(now, tc.tenant, yielded=True))
+            elif admitted and tc.admitted:
                 self.bus.publish(TenantAdmitted(now, tc.tenant, passed_over=tc.passed_over))
-            elif not tc.admitted and not tc.yielded and not admitted:
+            elif not admitted and not tc.admitted and not tc.yielded:
                 self.bus.publish(TenantReleased(now, tc.tenant, cap_lowered=tc.cap_lowered))
         free = self.scheduler.max_active_users - len(self.scheduler.active)
         if effects.waiting_changed and not admitted and free <= 0:

@@ -48,11 +48,11 @@ class PhaseInfo:
 
 
 def _bad_upstreams(by_id: Mapping[str, Job]) -> dict[str, Job | None]:
-    """Per job, the failed or canceled job (possibly several levels up, through PENDING jobs)
-    that blocks it: its first dependency that is one, or the first found above a PENDING
-    dependency. Iterative and memoized: a recursive walk per job ran out of stack on a chain
-    of ~1,000 pending jobs (every face that shows phases failed) and walked each diamond of
-    a DAG once per path."""
+    """Per job, the failed or canceled job (possibly several levels up, through PENDING jobs
+    or jobs the engine marks blocked) that blocks it: its first dependency that is one, or the
+    first found above such a dependency. Iterative and memoized: a recursive walk per job ran
+    out of stack on a chain of ~1,000 pending jobs (every face that shows phases failed) and
+    walked each diamond of a DAG once per path."""
     memo: dict[str, Job | None] = {}
     for start in by_id:
         stack = [start]
@@ -61,11 +61,7 @@ def _bad_upstreams(by_id: Mapping[str, Job]) -> dict[str, Job | None]:
             if job.id in memo:
                 stack.pop()
                 continue
-            todo = [
-                d
-                for d in job.depends_on
-                if d in by_id and d not in memo and by_id[d].state is JobState.PENDING
-            ]
+            todo = [d for d in job.depends_on if d in by_id and d not in memo and _passes(by_id[d])]
             if todo:
                 stack.extend(reversed(todo))
                 continue
@@ -81,9 +77,16 @@ def _first_bad(job: Job, by_id: Mapping[str, Job], memo: Mapping[str, Job | None
             continue
         if dep.state in (JobState.FAILED, JobState.CANCELED):
             return dep
-        if dep.state is JobState.PENDING and memo[dep_id] is not None:
+        if _passes(dep) and memo[dep_id] is not None:
             return memo[dep_id]
     return None
+
+
+def _passes(job: Job) -> bool:
+    """Whether a failure above `job` blocks the jobs below it: a PENDING job's does, and so
+    does a finished one's that the engine marks blocked (R4 is transitive: a SUCCEEDED job
+    whose upstream was rerun and failed blocks its dependents, whose faces named no culprit)."""
+    return job.state is JobState.PENDING or job.blocked
 
 
 def _in_lane(job: Job) -> bool:

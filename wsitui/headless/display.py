@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TextIO
@@ -245,6 +246,45 @@ def _width(console: Console, options: ConsoleOptions, cell: RenderableType) -> i
     return Measurement.get(console, options, cell).maximum
 
 
+# Which bars a terminal too short for all of them shows first: what runs, what failed.
+_SHOW_FIRST = ("RUNNING", "FAILED", "CANCELED", "BLOCKED", "PENDING", "SUCCEEDED")
+
+
+def _task_state(task: Task) -> str:
+    return _plain(str(task.fields.get("state", "")))
+
+
+@functools.lru_cache(maxsize=64)
+def _plain(markup: str) -> str:
+    """A bar's state without its style (a handful of distinct strings, parsed once each)."""
+    return Text.from_markup(markup).plain
+
+
+def _window(tasks: list[Task], rows: int) -> tuple[list[Task], list[Task]]:
+    """(bars shown, bars hidden) when `rows` cannot hold them all: the running and failed
+    ones first, in their order, one row left for counting the rest. Rows past the terminal's
+    last were cropped, whichever they were: a run showed 23 waiting tenants and not the one
+    running."""
+    if len(tasks) <= rows:
+        return tasks, []
+    rank = {state: i for i, state in enumerate(_SHOW_FIRST)}
+    by_rank = sorted(range(len(tasks)), key=lambda i: rank.get(_task_state(tasks[i]), 4))
+    keep = set(by_rank[: max(rows - 1, 0)])
+    return [t for i, t in enumerate(tasks) if i in keep], [
+        t for i, t in enumerate(tasks) if i not in keep
+    ]
+
+
+def _hidden_text(hidden: list[Task]) -> Text:
+    counts: dict[str, int] = {}
+    for task in hidden:
+        state = _task_state(task)
+        counts[state] = counts.get(state, 0) + 1
+    order = sorted(counts, key=lambda s: _SHOW_FIRST.index(s) if s in _SHOW_FIRST else 4)
+    shown = ", ".join(f"{counts[s]} {s.lower()}" for s in order)
+    return Text(f"… {len(hidden)} more: {shown}", style="dim")
+
+
 class _FitProgress(Progress):
     """Bars whose counts, states and times stay whole in any terminal width.
 
@@ -261,7 +301,10 @@ class _FitProgress(Progress):
         bar = self.columns[self.BAR]
         if isinstance(bar, BarColumn):
             bar.bar_width = 20 if width >= 100 else 10
+        tasks, hidden = _window(list(tasks), self.console.height - 1)
         table = super().make_tasks_table(tasks)
+        if hidden:
+            table.add_row(*[""] * (len(table.columns) - 1), _hidden_text(hidden))
         options = self.console.options
         natural = [
             max((_width(self.console, options, c) for c in col.cells), default=0)
@@ -298,18 +341,24 @@ class ProgressBars:
         )
         self._tasks: dict[str, TaskID] = {}
         self._folded: dict[str, dict[str, str]] = {}  # workflow id -> job id -> state
-        # tenant -> its workflows' bars (per-job mode): where "waiting for a slot" is said
+        # tenant -> its workflows' bars: where "waiting for a slot" is said
         self._rows: dict[str, list[TaskID]] = {}
         self._pending: set[TaskID] = set()  # workflow bars not started yet
+        self._place: dict[str, int] = {}  # waiting tenant -> its place in line
+        self._tenant: dict[str, str] = {}  # workflow id -> tenant
 
     def add(self, statuses: list[WorkflowStatus], waiting: Sequence[str] = ()) -> None:
-        """A bar per workflow and one per job; past MAX_JOB_BARS jobs, a bar per workflow
-        only, counting its jobs by state (3,000 job bars took 2 s a redraw, 8 times a second,
-        a core busy drawing what no terminal shows). `waiting`: tenants waiting for a slot,
-        in line order (their workflows' bars say so)."""
-        per_job = sum(len(s.jobs) for s in statuses) <= MAX_JOB_BARS
+        """A bar per workflow and one per job; past MAX_JOB_BARS jobs, or more bars than the
+        terminal has rows, a bar per workflow only, counting its jobs by state (3,000 job bars
+        took 2 s a redraw, 8 times a second, a core busy drawing what no terminal shows; and
+        bars past the terminal's last row were cropped, the running ones among them).
+        `waiting`: tenants waiting for a slot, in line order (their workflows' bars say so)."""
+        jobs = sum(len(s.jobs) for s in statuses)
+        rows = self.progress.console.height - 1  # Live keeps the cursor's row
+        per_job = jobs <= MAX_JOB_BARS and jobs + len(statuses) <= rows
         for status in sorted(statuses, key=lambda s: (s.workflow.tenant, s.workflow.created_at)):
             wf = status.workflow
+            self._tenant[wf.id] = wf.tenant
             if not per_job:
                 self._folded[wf.id] = {j.id: str(j.state) for j in status.jobs}
             self._tasks[wf.id] = self.progress.add_task(
@@ -320,11 +369,11 @@ class ProgressBars:
                 state=self._state(status.state),
                 doing="" if per_job else self._counts(wf.id),
             )
-            if not per_job:
-                continue
             self._rows.setdefault(wf.tenant, []).append(self._tasks[wf.id])
             if status.state is WorkflowState.PENDING:
                 self._pending.add(self._tasks[wf.id])
+            if not per_job:
+                continue
             for job in status.jobs:
                 self._tasks[job.id] = task = self.progress.add_task(
                     f"   {job.key} [dim]{job.job_type} · {job.branch}[/]",
@@ -341,11 +390,25 @@ class ProgressBars:
 
     def _waiting(self, tenant: str, place: int | None) -> None:
         """A waiting tenant's workflows not started yet say their place in line (their bars
-        read PENDING 0% with no reason while other tenants ran); admitted: said no more."""
-        doing = f"#{place} in line for a slot" if place else ""  # the place first: it is cut
-        for task in self._rows.get(tenant, ()):
-            if task in self._pending:
-                self.progress.update(task, doing=doing)
+        read PENDING 0% with no reason while other tenants ran); admitted: said no more.
+        A folded bar (a bar per workflow) says it before its jobs' counts."""
+        if place:
+            self._place[tenant] = place
+        else:
+            self._place.pop(tenant, None)
+        for workflow_id in [w for w, t in self._tenant.items() if t == tenant]:
+            self._say_doing(workflow_id)
+
+    def _say_doing(self, workflow_id: str) -> None:
+        """A workflow bar's last column: its place in line while its tenant waits and it has
+        not started (the place first: a narrow terminal cuts the end), its jobs' counts when
+        folded."""
+        task = self._tasks[workflow_id]
+        place = self._place.get(self._tenant[workflow_id])
+        parts = [f"#{place} in line for a slot"] if place and task in self._pending else []
+        if workflow_id in self._folded:
+            parts.append(self._counts(workflow_id))
+        self.progress.update(task, doing=" · ".join(parts))
 
     def _ran(self, task: TaskID, seconds: float) -> None:
         """A bar's time for a job that ended before this run: what it ran, stopped."""
@@ -385,9 +448,8 @@ class ProgressBars:
         if isinstance(event, JobStateChanged) and event.job.workflow_id in self._folded:
             states = self._folded[event.job.workflow_id]
             states[event.job.id] = str(event.job.state)
-            task = self._tasks.get(event.job.workflow_id)
-            if task is not None:
-                self.progress.update(task, doing=self._counts(event.job.workflow_id))
+            if event.job.workflow_id in self._tasks:
+                self._say_doing(event.job.workflow_id)
             return
         if isinstance(event, JobProgress | JobStateChanged):
             task = self._tasks.get(event.job.id)
@@ -410,7 +472,7 @@ class ProgressBars:
                 self._clock(task, event.state is WorkflowState.RUNNING, ended)
                 if event.state is not WorkflowState.PENDING and task in self._pending:
                     self._pending.discard(task)
-                    self.progress.update(task, doing="")
+                    self._say_doing(event.workflow.id)
                 self.progress.update(
                     task, completed=round(event.progress * 100), state=self._state(event.state)
                 )

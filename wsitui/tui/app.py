@@ -493,7 +493,7 @@ class WsituiApp(App[None]):
         jobs = self._shown(status)
         title.show(_lanes_title(status, len(jobs)))
         job_badges = badges(status.jobs, self.engine.stats().waiting)
-        if self._board_workflow != wf_id or set(board.job_ids()) != board.layout_ids(jobs):
+        if self._board_workflow != wf_id or board.job_ids() != board.layout_ids(jobs):
             await board.show_jobs(jobs, job_badges, "a: add a job to this workflow")
             self._board_workflow = wf_id
         else:

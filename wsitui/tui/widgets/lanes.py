@@ -188,9 +188,11 @@ class LaneBoard(Horizontal, can_focus=False):
     def job_ids(self) -> tuple[str, ...]:
         return tuple(self.cards)
 
-    def layout_ids(self, jobs: Sequence[Job]) -> set[str]:
-        """The jobs `show_jobs(jobs)` would draw a card for (all, unless lanes are long)."""
-        return {job.id for _, window, _, _ in lane_windows(jobs) for job in window}
+    def layout_ids(self, jobs: Sequence[Job]) -> tuple[str, ...]:
+        """The jobs `show_jobs(jobs)` would draw a card for (all, unless lanes are long), in
+        the order it would draw them (as `job_ids`): a retried job moves to the back of its
+        lane, so a new order is a new layout even when the set of jobs is the same."""
+        return tuple(job.id for _, window, _, _ in lane_windows(jobs) for job in window)
 
     async def show_jobs(
         self, jobs: Sequence[Job], badges: Mapping[str, Badge], empty_text: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -39,7 +40,7 @@ class WorkflowRow(ListItem):
         self.workflow_id = status.workflow.id
         self._cohort = cohort  # a cohort: its bar counts slides, with an ETA
         # Children exist from the start, so a new status never needs to query for them.
-        self._name = Label(classes="wf-name")
+        self._name = RowName(classes="wf-name")
         self._state = Label(classes="wf-state")
         self._bar = FractionBar()
         self._percent = Label(classes="wf-percent")
@@ -65,17 +66,52 @@ class WorkflowRow(ListItem):
         wf = status.workflow
         n = len(status.jobs)
         cohort = self._cohort(status) if self._cohort is not None else None
-        name = Text(wf.name, no_wrap=True, overflow="ellipsis")
         jobs = f" · {n} job" + ("s" if n > 1 else "") if n else ""
-        jobs += failed_text(status)
-        name.append(f" {wf.id}" + (f" · {cohort[0]}" if cohort else jobs), "dim")
-        self._name.update(name)  # cut with "…" before it can run into the state
+        keep = f" · {cohort[0]}" if cohort else failed_text(status)
+        parts = [f" {wf.id}", "" if cohort else jobs]  # a cohort's keep says its slides
+        self._name.show(wf.name, parts, keep)  # fits, dropping whole parts
         self._state.update(str(status.state))
         self._state.set_classes(f"wf-state state-{str(status.state).lower()}")
         # weighted by tiles, not by job count; a cohort's: slides done over slides
         progress = cohort[1] if cohort else workflow_progress(status.jobs)
         self._bar.fraction = progress
         self._percent.update(f"{progress:.0%}")
+
+
+class RowName(Label):
+    """A workflow row's name, its dim parts (id, job count) and what a glance must not miss
+    (its failures, a cohort's slides), fitted to the width it is drawn at: parts that do not
+    fit are dropped whole, the id first, then the job count; the failures stay and the name
+    is cut with "…" instead. At 80 columns the row read "alpha wf8f933bb6 · 4 jobs · 1…"."""
+
+    def __init__(self, *, classes: str) -> None:
+        super().__init__(classes=classes)
+        self._text, self._parts, self._keep = "", list[str](), ""
+
+    def show(self, name: str, parts: list[str], keep: str = "") -> None:
+        self._text, self._parts, self._keep = name, [p for p in parts if p], keep
+        self.refresh()
+
+    def render(self) -> Text:
+        return fit_name(self._text, self._parts, self._keep, self.content_size.width or 10_000)
+
+
+MIN_NAME = 8  # a workflow row's name keeps this much before `keep` is cut as well
+
+
+def fit_name(name: str, parts: list[str], keep: str, width: int) -> Text:
+    """`name`, then as many whole `parts` as fit `width` cells (the first dropped first),
+    then `keep`: the name gives way to it down to MIN_NAME cells; narrower, the name alone."""
+    parts = list(parts)
+    while parts and cell_len(name + "".join(parts) + keep) > width:
+        parts.pop(0)  # the id, then the job count
+    tail = Text("".join(parts) + keep, "dim")
+    room = width - tail.cell_len
+    if room < min(MIN_NAME, cell_len(name)):  # too narrow for both: the name alone
+        tail, room = Text(""), width
+    text = Text(name, no_wrap=True, overflow="ellipsis")
+    text.truncate(max(room, 1), overflow="ellipsis")
+    return text + tail
 
 
 def failed_text(status: WorkflowStatus) -> str:
