@@ -36,7 +36,7 @@ from wsitui.core.digest import sha256_file
 from wsitui.core.paths import file_kind
 from wsitui.core.store import Store, nothing_stored
 from wsitui.jobs.common.files import write_atomic
-from wsitui.slides.synthetic.truth import TRUTH_SUFFIX
+from wsitui.slides.synthetic.sidecar import TRUTH_SUFFIX
 
 if TYPE_CHECKING:
     from wsitui.session.config import Config, WorkflowConfig

@@ -17,16 +17,11 @@ import numpy as np
 
 from wsitui.slides.errors import SlideError, quoted
 from wsitui.slides.style import DEFAULT_STYLE, SampleStyle
+from wsitui.slides.synthetic.sidecar import TRUTH_SUFFIX, truth_path_for
 
 TRUTH_VERSION = 2  # 2: records the generator, the slide's file name and the style
 GENERATOR = "wsitui.sample"
-TRUTH_SUFFIX = ".truth.npz"  # the sidecar of NAME.svs is NAME.truth.npz: never a slide
 _V1_KEYS = {"version", "width", "height", "seed", "mpp", "tissue", "tissue_downsample", "nuclei"}
-
-
-def truth_path_for(slide: Path) -> Path:
-    """Where the ground truth of a sample slide lives: 'x.svs' -> 'x.truth.npz'."""
-    return slide.with_name(slide.stem + TRUTH_SUFFIX)
 
 
 @dataclass(frozen=True, slots=True)
