@@ -257,19 +257,24 @@ async def test_the_filter_says_its_keys_while_one_types(tmp_path):
         assert "a · mask" in screen_text(app)  # the cards are back
 
 
+async def _first_fails_beside_a_held_job(app, ex, pilot, workflow) -> None:
+    """Submit `workflow` for alice with a held job `later` added to it; its first job fails."""
+    await settle(app, pilot)
+    w = app.engine.submit("alice", workflow)
+    app.engine.add_job("alice", w.workflow.id, spec("x", ("later", "B")).jobs[0], start=False)
+    job_id = w.jobs[0].id
+    await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total > 0)
+    ex.release(w.jobs[0].key, "fail")
+    await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
+    await settle(app, pilot)
+
+
 async def test_a_workflow_that_is_not_failed_still_says_a_job_failed(tmp_path):
     # A held job keeps a workflow PENDING after another failed: its row and title said only
     # "PENDING 50%", with nothing to tell a failure was in it.
     app, ex, _ = make_app(tmp_path / "data")
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(app, pilot)
-        w = app.engine.submit("alice", spec("w", ("a", "A")))
-        app.engine.add_job("alice", w.workflow.id, spec("x", ("later", "B")).jobs[0], start=False)
-        job_id = w.jobs[0].id
-        await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total > 0)
-        ex.release("a", "fail")
-        await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
-        await settle(app, pilot)
+        await _first_fails_beside_a_held_job(app, ex, pilot, spec("w", ("a", "A")))
         shown = screen_text(app)
         assert "w wf0001 · 2 jobs · 1 failed" in shown
         assert "w · 2 jobs · PENDING 0% · 1 failed" in shown
@@ -310,14 +315,8 @@ async def test_a_workflow_row_keeps_its_failures_at_80_columns(tmp_path, size):
     # the failure count stays.
     app, ex, _ = make_app(tmp_path / "data")
     async with app.run_test(size=size) as pilot:
-        await settle(app, pilot)
-        w = app.engine.submit("alice", spec("alpha-masks", ("a", "A"), ("b", "B"), ("c", "C")))
-        app.engine.add_job("alice", w.workflow.id, spec("x", ("later", "B")).jobs[0], start=False)
-        job_id = w.jobs[0].id
-        await settle(app, pilot, lambda: app.engine.job("alice", job_id).tiles_total > 0)
-        ex.release("a", "fail")
-        await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
-        await settle(app, pilot)
+        workflow = spec("alpha-masks", ("a", "A"), ("b", "B"), ("c", "C"))
+        await _first_fails_beside_a_held_job(app, ex, pilot, workflow)
         row = next(line for line in screen_text(app).splitlines() if "alpha-masks" in line)
         assert "· 1 failed" in row, row
         assert "…" not in row, row
