@@ -107,6 +107,19 @@ def test_invalid_polygons_are_skipped_with_a_count(tmp_path):
                             "(self-crossing, under 3 points, or not numbers)"]  # fmt: skip
 
 
+def test_one_skipped_feature_is_counted_in_the_singular(tmp_path):
+    cells = [feature(square(10, 10)), feature([[1, 1]]), {"type": "Feature", "properties": {},
+             "geometry": {"type": "Point", "coordinates": [1, 1]}}]  # fmt: skip
+    path = tmp_path / "c.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": cells}))
+    idx = CellIndex.load(path, SIZE)
+    assert idx.warnings == [
+        f"cells file '{path}': 1 feature is not a polygon and was skipped",
+        f"cells file '{path}': 1 invalid polygon was skipped "
+        "(self-crossing, under 3 points, or not numbers)",
+    ]
+
+
 def test_cells_outside_the_slide_are_counted(tmp_path):
     cells = [feature(square(10, 10)), feature(square(5000, 10)), feature(square(10, 9000))]
     idx = CellIndex.load(write(tmp_path / "c.geojson", cells), SIZE)

@@ -181,12 +181,16 @@ class CellIndex:
             )
         index = loader.build(path)
         if loader.not_polygon:
+            n = loader.not_polygon
             index.warnings.append(
-                f"{name}: {loader.not_polygon:,} features are not polygons and were skipped"
+                f"{name}: {n:,} feature{'s are' if n != 1 else ' is'} not "
+                f"{'polygons' if n != 1 else 'a polygon'} and {'were' if n != 1 else 'was'} "
+                "skipped"
             )
         if loader.invalid:
+            n = loader.invalid
             index.warnings.append(
-                f"{name}: {loader.invalid:,} invalid polygons were skipped "
+                f"{name}: {n:,} invalid polygon{'s were' if n != 1 else ' was'} skipped "
                 "(self-crossing, under 3 points, or not numbers)"
             )
         b = index.bounds
