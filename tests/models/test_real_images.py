@@ -29,8 +29,11 @@ IMAGES = (*REAL_IMAGES, "ihc")
 # contrast, tighter, so more of its detections are nucleus-sized and isolated): low-H share
 # 0.041 / 0.065 / 0.263; dark isolated nuclei 0.918 of 61 / 0.920 of 25 / 0.696 of 79 (the
 # check drops one of he_target's 61: 0.934 without it). The shipped model is unchanged.
-LOW_H_SHARE_MAX = {"he_target": 0.06, "he_histo": 0.11, "ihc": 0.40}  # 0.041, 0.065, 0.263
-DARK_RECALL_MIN = {"he_target": 0.9, "he_histo": 0.9, "ihc": 0.6}  # 0.918, 0.920, 0.696
+# Run 4 of the shipped model (2026-12-05 evening, against `classical-7`, which draws the same
+# cells here): low-H share 0.042 / 0.093 / 0.200, dark isolated nuclei 0.918 / 0.960 / 0.722
+# (MODEL_CARD.md, "Run 4"); the floors hold for both runs.
+LOW_H_SHARE_MAX = {"he_target": 0.06, "he_histo": 0.11, "ihc": 0.40}  # 0.042, 0.093, 0.200
+DARK_RECALL_MIN = {"he_target": 0.9, "he_histo": 0.9, "ihc": 0.6}  # 0.918, 0.960, 0.722
 # On IHC the check may drop a few pale nuclei under DAB (measured 0.734 -> 0.696 of 79).
 CHECK_DARK_LOSS_MAX = {"he_target": 0.02, "he_histo": 0.0, "ihc": 0.06}
 # What the check removes, at least (measured: 139 of 584, 65 of 398, 76 of 243).

@@ -59,9 +59,10 @@ class SegmentCellsParams(BaseModel):
         description="auto: an InstanSeg model's detections not darker in haematoxylin than "
         "their surroundings are dropped (wsitui/models/nuclear_gate.py); off: kept",
     )
-    # Measured 2026-12-05 (shipped model, README "Whole outlines"): 0.5 outlines big vesicular
-    # nuclei whole (generated `vesicular` look 0.906 -> 0.980) where the model's 0.7 draws parts
-    # of them, and separates fewer touching nuclei (touching recall 0.933 -> 0.834).
+    # Measured 2026-12-05 (run 3 of the shipped model, README "Whole outlines"): 0.5 outlined big
+    # vesicular nuclei whole (generated `vesicular` look 0.906 -> 0.980) where the model's 0.7
+    # drew parts of them, and separated fewer touching nuclei (touching recall 0.933 -> 0.834).
+    # Run 4 draws them whole at 0.7 (0.995); 0.5 draws them fuller (median area +7 %).
     mask_threshold: float | None = Field(
         default=None,
         gt=0,
