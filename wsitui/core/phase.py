@@ -49,7 +49,7 @@ class PhaseInfo:
 
 def _bad_upstreams(by_id: Mapping[str, Job]) -> dict[str, Job | None]:
     """Per job, the failed or canceled job (possibly several levels up, through PENDING jobs
-    or jobs the engine marks blocked) that blocks it: its first dependency that is one, or the
+    or SUCCEEDED jobs) that blocks it: its first dependency that is one, or the
     first found above such a dependency. Iterative and memoized: a recursive walk per job ran
     out of stack on a chain of ~1,000 pending jobs (every face that shows phases failed) and
     walked each diamond of a DAG once per path."""
@@ -84,9 +84,10 @@ def _first_bad(job: Job, by_id: Mapping[str, Job], memo: Mapping[str, Job | None
 
 def _passes(job: Job) -> bool:
     """Whether a failure above `job` blocks the jobs below it: a PENDING job's does, and so
-    does a finished one's that the engine marks blocked (R4 is transitive: a SUCCEEDED job
-    whose upstream was rerun and failed blocks its dependents, whose faces named no culprit)."""
-    return job.state is JobState.PENDING or job.blocked
+    does a SUCCEEDED one's (R4 is transitive: a SUCCEEDED job whose upstream was rerun and
+    failed blocks its dependents, whose faces named no culprit). The engine never marks a
+    finished job blocked, so its state is what tells."""
+    return job.state in (JobState.PENDING, JobState.SUCCEEDED) or job.blocked
 
 
 def _in_lane(job: Job) -> bool:

@@ -112,6 +112,7 @@ class SchedState(StrEnum):
 
 
 DONE_BAD = (SchedState.FAILED, SchedState.CANCELED)
+FINISHED = (SchedState.SUCCEEDED, *DONE_BAD)
 
 
 @dataclass(slots=True)
@@ -131,7 +132,12 @@ class SJob:
 
     @property
     def blocked(self) -> bool:
-        return self.bad_deps > 0
+        """Not finished, behind a failed or canceled upstream (R4): a pending job, or a running
+        one whose upstream chain was rerun and canceled under it (stopped, it is parked). A
+        finished job is never blocked: its `bad_deps` still count, so a SUCCEEDED job whose
+        upstream was rerun and failed blocks its own dependents, but its state does not gain
+        or lose a block (nor does any event say so)."""
+        return self.bad_deps > 0 and self.state not in FINISHED
 
     @property
     def parked(self) -> bool:
