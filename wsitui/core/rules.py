@@ -451,14 +451,21 @@ class Scheduler:
         upstream became held, failed or canceled while it ran (a rerun upstream canceled), it
         is parked like any queued job behind such an upstream (R4) and stops being live."""
         job = self.jobs[job_id]
+        if job.state is not SchedState.RUNNING:
+            raise ValueError(f"job {job_id} is {job.state}, not running")
         self._leave_worker(job)
+        before = job.contribution()
         job.state = SchedState.QUEUED
         if job.parked:
             self._live_delta(job.tenant, -1)
-            return
-        lane = self.lanes[job.lane]
-        heapq.heappush(lane.queue, (job.seq, job.id))
-        self._mark_ready(lane)
+        else:
+            lane = self.lanes[job.lane]
+            heapq.heappush(lane.queue, (job.seq, job.id))
+            self._mark_ready(lane)
+        # As retry and rerun do (R4): RUNNING holds nothing back as held, QUEUED behind a held
+        # upstream does; its dependents follow the change (none today: a running job cannot
+        # gain a held upstream, but the counts must never depend on that).
+        self._propagate(job, before)
 
     def cancel_queued(self, job_id: str) -> None:
         job = self.jobs[job_id]
