@@ -112,7 +112,6 @@ class SchedState(StrEnum):
 
 
 DONE_BAD = (SchedState.FAILED, SchedState.CANCELED)
-FINISHED = (SchedState.SUCCEEDED, *DONE_BAD)
 
 
 @dataclass(slots=True)
@@ -132,12 +131,9 @@ class SJob:
 
     @property
     def blocked(self) -> bool:
-        """Not finished, behind a failed or canceled upstream (R4): a pending job, or a running
-        one whose upstream chain was rerun and canceled under it (stopped, it is parked). A
-        finished job is never blocked: its `bad_deps` still count, so a SUCCEEDED job whose
-        upstream was rerun and failed blocks its own dependents, but its state does not gain
-        or lose a block (nor does any event say so)."""
-        return self.bad_deps > 0 and self.state not in FINISHED
+        """Not finished, behind a failed or canceled upstream (R4). A finished job's `bad_deps`
+        still count for its dependents, but it never gains or loses a block itself."""
+        return self.bad_deps > 0 and self.state not in (SchedState.SUCCEEDED, *DONE_BAD)
 
     @property
     def parked(self) -> bool:
@@ -399,8 +395,7 @@ class Scheduler:
         """Start the jobs of `resume_first` that can start, in order; one that waits only for
         a worker or a resource keeps its turn for the next pass (fewer workers after the
         restart), one that left the head of its lane (canceled) loses it."""
-        started: list[str] = []
-        keep: list[str] = []
+        started, keep = list[str](), list[str]()
         for job_id in self._resume:
             job = self.jobs[job_id]
             lane = self.lanes[job.lane]
@@ -420,8 +415,7 @@ class Scheduler:
         return started
 
     def _start(self, job: SJob) -> None:
-        lane = self.lanes[job.lane]
-        heapq.heappop(lane.queue)
+        heapq.heappop((lane := self.lanes[job.lane]).queue)
         lane.running = job.id  # R1: the lane is busy before anything else is considered
         job.state = SchedState.RUNNING
         for name, amount in job.needs:  # R9
@@ -451,21 +445,15 @@ class Scheduler:
         upstream became held, failed or canceled while it ran (a rerun upstream canceled), it
         is parked like any queued job behind such an upstream (R4) and stops being live."""
         job = self.jobs[job_id]
-        if job.state is not SchedState.RUNNING:
-            raise ValueError(f"job {job_id} is {job.state}, not running")
         self._leave_worker(job)
         before = job.contribution()
         job.state = SchedState.QUEUED
         if job.parked:
             self._live_delta(job.tenant, -1)
         else:
-            lane = self.lanes[job.lane]
-            heapq.heappush(lane.queue, (job.seq, job.id))
-            self._mark_ready(lane)
-        # As retry and rerun do (R4): RUNNING holds nothing back as held, QUEUED behind a held
-        # upstream does; its dependents follow the change (none today: a running job cannot
-        # gain a held upstream, but the counts must never depend on that).
-        self._propagate(job, before)
+            heapq.heappush(self.lanes[job.lane].queue, (job.seq, job.id))
+            self._mark_ready(self.lanes[job.lane])
+        self._propagate(job, before)  # as retry does (R4): dependents follow its contribution
 
     def cancel_queued(self, job_id: str) -> None:
         job = self.jobs[job_id]
