@@ -601,4 +601,7 @@ async def test_a_waiting_card_shows_its_place_in_line_at_80_columns(tmp_path):
         await settle(app, pilot)
         text = screen_text(app)
         assert text.count("WAITING #1 in line") == 2, text
+        # The workflow row says it too (it read PENDING), from the engine's admission state.
+        assert "WAITING" in text and "1st in line" in text, text
+        assert "PENDING" not in text, text
         await app.shutdown()

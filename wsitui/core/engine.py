@@ -44,6 +44,7 @@ from wsitui.core.events import (
 )
 from wsitui.core.executor import Executor
 from wsitui.core.paths import DataDirLock, results_dir
+from wsitui.core.phase import workflow_wait
 from wsitui.core.records import (
     Job,
     JobSpec,
@@ -51,6 +52,7 @@ from wsitui.core.records import (
     Transition,
     Workflow,
     WorkflowSpec,
+    WorkflowState,
     WorkflowStatus,
     job_id_for,
 )
@@ -259,8 +261,7 @@ class Engine:
             self.scheduler.enqueue(job.id, job.seq)
         # Which tenants were active, and the waiting order, continue from the stored state.
         self.scheduler.restore_tenants(self.store.tenant_rows())
-        # What was running (at a crash, or at a clean stop) runs again first, as the stopped
-        # process had it (R6 unchanged).
+        # What was running (at a crash or a clean stop) runs again first (R6 unchanged).
         again = [*found.interrupted, *(j for j in found.queued if j.interrupted)]
         self.scheduler.resume_first(j.id for j in sorted(again, key=lambda j: j.seq))
         for job_id, job in self._jobs.items():
@@ -387,7 +388,7 @@ class Engine:
         stack = [job.id for job in requested]
         while stack:
             job = self._jobs[stack.pop()]
-            if not _held(job) or job.id in to_start:
+            if not job.held or job.id in to_start:
                 continue  # queued, running or finished upstreams need nothing
             to_start.add(job.id)
             stack.extend(job.depends_on)
@@ -396,7 +397,7 @@ class Engine:
 
     def start_workflow(self, tenant: str, workflow_id: str) -> None:
         self.workflow(tenant, workflow_id)
-        self._enqueue([j for j in self._wf_jobs[workflow_id] if _held(self._jobs[j])])
+        self._enqueue([j for j in self._wf_jobs[workflow_id] if self._jobs[j].held])
 
     def cancel(self, tenant: str, job_id: str) -> None:
         """Cancel a pending job now, or ask a running one to stop at its next tile (it ends
@@ -523,15 +524,9 @@ class Engine:
                 created_at=now,
                 enqueued=False,
             )
-            self.scheduler.add(
-                job.id,
-                job.tenant,
-                self._lane(job),
-                job.depends_on,
-                0,
-                rules.SchedState.HELD,
-                self._validator.needs(job),
-            )
+            lane, held = self._lane(job), rules.SchedState.HELD
+            needs = self._validator.needs(job)
+            self.scheduler.add(job.id, job.tenant, lane, job.depends_on, 0, held, needs)
             if start:
                 self.scheduler.enqueue(job.id)
             created.append(replace(job, enqueued=start))
@@ -689,12 +684,11 @@ class Engine:
     def _status(self, workflow_id: str, *, with_jobs: bool) -> WorkflowStatus:
         state, progress = (self._tally.get(workflow_id) or Tally()).summary()
         jobs = tuple(self._jobs[j] for j in self._wf_jobs[workflow_id]) if with_jobs else ()
-        return WorkflowStatus(self._workflows[workflow_id], state, progress, jobs)
+        wf, waiting = self._workflows[workflow_id], self.scheduler.waiting
+        queued = state is WorkflowState.PENDING and wf.tenant in waiting  # rare: then its jobs
+        queued = queued and any(self.scheduler.jobs[j].in_lane for j in self._wf_jobs[wf.id])
+        return WorkflowStatus(wf, state, progress, jobs, workflow_wait(wf.tenant, waiting, queued))
 
     @staticmethod
     def _lane(job: Job) -> rules.LaneKey:
         return (job.tenant, job.workflow_id, job.branch)
-
-
-def _held(job: Job) -> bool:
-    return job.state is JobState.PENDING and not job.enqueued

@@ -119,6 +119,27 @@ def _lanes(jobs: Sequence[Job]) -> dict[str, _Lane]:
     return {b: _Lane(running.get(b), head.get(b)) for b in running.keys() | head.keys()}
 
 
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, … 11th, 12th, 13th, … 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def slot_wait(place: int) -> str:
+    """What a waiting tenant's workflow says (R3): its place in line for an active-tenant slot,
+    the place first (a narrow row cuts the end)."""
+    return f"{ordinal(place)} in line for a tenant slot"
+
+
+def workflow_wait(tenant: str, waiting: Sequence[str], queued: bool) -> str:
+    """A workflow's reason for not running when its tenant waits for a slot: `slot_wait` of its
+    tenant's place in `waiting` (the engine's admission order) if it has work `queued` in a
+    lane, else "" (its held or blocked jobs wait for no slot)."""
+    if not queued or tenant not in waiting:
+        return ""
+    return slot_wait(list(waiting).index(tenant) + 1)
+
+
 def job_phases(jobs: Sequence[Job], waiting: Sequence[str] = ()) -> dict[str, PhaseInfo]:
     """Phase of every job of one workflow. `waiting`: tenants waiting for a slot, in order."""
     by_id = {job.id: job for job in jobs}

@@ -174,6 +174,11 @@ class Job:
     interrupted: bool = False  # PENDING: a clean stop ended its run; it starts again first
 
     @property
+    def held(self) -> bool:
+        """Created but not started by the user yet."""
+        return self.state is JobState.PENDING and not self.enqueued
+
+    @property
     def progress(self) -> float:
         if self.state is JobState.SUCCEEDED:
             return 1.0
@@ -197,6 +202,9 @@ class WorkflowStatus:
     state: WorkflowState
     progress: float
     jobs: tuple[Job, ...] = field(default=())
+    # Why a PENDING workflow does not run, from the engine's admission state (R3): its tenant
+    # waits for a slot ("2nd in line for a tenant slot", `phase.workflow_wait`); "" otherwise.
+    reason: str = ""
 
 
 def job_id_for(workflow_id: str, key: str) -> str:

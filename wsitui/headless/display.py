@@ -34,12 +34,13 @@ from wsitui.core.events import (
     TenantWaiting,
     WorkflowProgress,
 )
-from wsitui.core.phase import JobPhase, job_phases
+from wsitui.core.phase import JobPhase, job_phases, slot_wait
 from wsitui.core.records import Job, JobState, WorkflowState, WorkflowStatus
 from wsitui.core.text import one_line, tiles_text
 
 STATE_STYLE = {
     "PENDING": "yellow",
+    "WAITING": "yellow",  # a workflow whose tenant waits for a slot (its place follows)
     "RUNNING": "cyan",
     "SUCCEEDED": "green",
     "FAILED": "red",
@@ -247,7 +248,7 @@ def _width(console: Console, options: ConsoleOptions, cell: RenderableType) -> i
 
 
 # Which bars a terminal too short for all of them shows first: what runs, what failed.
-_SHOW_FIRST = ("RUNNING", "FAILED", "CANCELED", "BLOCKED", "PENDING", "SUCCEEDED")
+_SHOW_FIRST = ("RUNNING", "FAILED", "CANCELED", "BLOCKED", "PENDING", "WAITING", "SUCCEEDED")
 
 
 def _task_state(task: Task) -> str:
@@ -405,10 +406,13 @@ class ProgressBars:
         folded."""
         task = self._tasks[workflow_id]
         place = self._place.get(self._tenant[workflow_id])
-        parts = [f"#{place} in line for a slot"] if place and task in self._pending else []
+        waits = bool(place) and task in self._pending
+        parts = [slot_wait(place)] if place and waits else []
         if workflow_id in self._folded:
             parts.append(self._counts(workflow_id))
         self.progress.update(task, doing=" · ".join(parts))
+        if task in self._pending:  # not PENDING alone while it waits for a tenant slot
+            self.progress.update(task, state=self._state("WAITING" if waits else "PENDING"))
 
     def _ran(self, task: TaskID, seconds: float) -> None:
         """A bar's time for a job that ended before this run: what it ran, stopped."""
@@ -473,6 +477,9 @@ class ProgressBars:
                 if event.state is not WorkflowState.PENDING and task in self._pending:
                     self._pending.discard(task)
                     self._say_doing(event.workflow.id)
+                state = str(event.state)
+                if event.state is WorkflowState.PENDING and self._place.get(event.workflow.tenant):
+                    state = "WAITING"  # as `_say_doing` says it
                 self.progress.update(
-                    task, completed=round(event.progress * 100), state=self._state(event.state)
+                    task, completed=round(event.progress * 100), state=self._state(state)
                 )

@@ -165,6 +165,8 @@ def _workflow_row(w: WorkflowSummary, live: bool = True) -> tuple[Text | str, ..
     failed = next((j for j in w.jobs if j.state in ("FAILED", "CANCELED")), None)
     if failed is not None:
         text += f" · {failed.key}: {one_line(failed.error or failed.reason or failed.state)}"
+    if live and w.reason:  # its tenant waits for a slot: its place in line first
+        text = f"{w.reason} · {text}"
     if not live and (counts.get("RUNNING") or any(j.phase in ("ready", "waiting") for j in w.jobs)):
         text += f" · {NOT_RUNNING}"
     cells = [j.counters["cells"] for j in w.jobs if "cells" in j.counters]

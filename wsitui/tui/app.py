@@ -82,6 +82,7 @@ MIN_WIDTH, MIN_HEIGHT = 80, 24
 EMPTY_TENANT = "n: new workflow · d: demo workflow on a sample slide"
 DEMO_SIZE = (4096, 3072)
 ALL = "*"  # in the inbox: list the tenant's workflows again (start, tenant switch, new one)
+ROWS = "**"  # in the inbox: every workflow row again (this tenant's place in line changed)
 # Actions that act on the main screen's selection: hidden and off while another screen is up.
 MAIN_ONLY = frozenset(
     {"new_workflow", "add_job", "start_job", "start_all", "cancel_job", "retry_job",
@@ -386,6 +387,8 @@ class WsituiApp(App[None]):
         elif isinstance(event, WorkflowProgress):
             if event.workflow.tenant == self.tenant:
                 self._inbox.add(event.workflow.id)
+        elif getattr(event, "tenant", None) == self.tenant:  # its place in line: every row
+            self._inbox.add(ROWS)
         elif self.selected_workflow is not None:  # tenant admission: "waiting" badges change
             self._inbox.add(self.selected_workflow)
 
@@ -421,6 +424,8 @@ class WsituiApp(App[None]):
 
     async def _apply(self, news: set[str]) -> None:
         rows = self._wf_list.rows()
+        if ROWS in news:  # this tenant was admitted, or its place in line changed
+            news = (news - {ROWS}) | rows.keys() | {self.selected_workflow or ALL}
         if ALL in news or not news <= rows.keys() | {self._board_workflow}:
             await self._list_workflows()
             return
@@ -1063,5 +1068,7 @@ def _lanes_title(status: WorkflowStatus, shown: int) -> Text:
     jobs = f"{shown} of {n} jobs" if shown != n else f"{n} job" + ("" if n == 1 else "s")
     return Text.assemble(
         (status.workflow.name, "bold"),
-        f" · {jobs} · {status.state} {workflow_progress(status.jobs):.0%}{failed_text(status)}",
+        f" · {jobs} · {'WAITING' if status.reason else status.state}"
+        f" {workflow_progress(status.jobs):.0%}{failed_text(status)}",
+        f" · {status.reason}" if status.reason else "",
     )
