@@ -158,7 +158,7 @@ class Engine:
     async def __aenter__(self) -> Engine:
         self._lock.acquire()
         try:
-            self._store = Store(self.data_dir / "state.db")
+            self._store = Store(self.data_dir / "state.db", capacity=self.scheduler.capacity)
             self._loop_thread = threading.get_ident()
             self._token = anyio.lowlevel.current_token()
             for hook in self.on_open:  # e.g. the event log's backfill, before recovery commits
@@ -239,11 +239,12 @@ class Engine:
                     f"state database {self.store.path}: job {job.id!r} belongs to no workflow; "
                     "restore a backup of state.db, or move it aside to start afresh"
                 )
-        needs = {job.id: self._validator.needs(job) for job in stored}
+        # What each job holds while running, as this engine's executors say now (R9).
+        stored = [replace(job, needs=self._validator.needs(job)) for job in stored]
 
         def unfit(job: Job) -> str | None:
-            fits = self.scheduler.fits(needs[job.id].items())
-            return None if fits else self._validator.unfit_reason(needs[job.id])
+            fits = self.scheduler.fits(job.needs.items())
+            return None if fits else self._validator.unfit_reason(job.needs)
 
         found = recovery.triage(stored, unfit, now)
         for kept, job in found.jobs:
@@ -251,7 +252,7 @@ class Engine:
             self._wf_jobs[job.workflow_id].append(job.id)
             state = FINAL_SCHED_STATE.get(job.state, rules.SchedState.HELD)
             self.scheduler.add(
-                job.id, job.tenant, self._lane(job), job.depends_on, job.seq, state, needs[job.id]
+                job.id, job.tenant, self._lane(job), job.depends_on, job.seq, state, job.needs
             )
         resumed = recovery.resumed(found.interrupted, self.store)
         # Interrupted jobs go back to the head of their lanes (their old seqs are lowest).
@@ -524,9 +525,9 @@ class Engine:
                 created_at=now,
                 enqueued=False,
             )
+            job = replace(job, needs=self._validator.needs(job))  # R9: stored for every face
             lane, held = self._lane(job), rules.SchedState.HELD
-            needs = self._validator.needs(job)
-            self.scheduler.add(job.id, job.tenant, lane, job.depends_on, 0, held, needs)
+            self.scheduler.add(job.id, job.tenant, lane, job.depends_on, 0, held, job.needs)
             if start:
                 self.scheduler.enqueue(job.id)
             created.append(replace(job, enqueued=start))

@@ -8,12 +8,13 @@ every job. Order of precedence for a PENDING job:
 
   held (not started by the user) → blocked (an upstream failed or was canceled) → after a
   dependency (an upstream has not succeeded yet) → waiting (its tenant waits for a slot) →
-  behind (another job of its lane runs or is ahead of it) → ready (waiting for a free worker).
+  behind (another job of its lane runs or is ahead of it) → ready (waiting for a free worker,
+  or for the resource it needs that another job holds: "waiting for the GPU").
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -140,21 +141,53 @@ def workflow_wait(tenant: str, waiting: Sequence[str], queued: bool) -> str:
     return slot_wait(list(waiting).index(tenant) + 1)
 
 
-def job_phases(jobs: Sequence[Job], waiting: Sequence[str] = ()) -> dict[str, PhaseInfo]:
-    """Phase of every job of one workflow. `waiting`: tenants waiting for a slot, in order."""
+Resources = Mapping[str, tuple[int, int]]  # resource name: (in use, cap), engine-wide (R9)
+
+
+def resources_in_use(
+    jobs: Iterable[Job], capacity: Mapping[str, int]
+) -> dict[str, tuple[int, int]]:
+    """(in use, cap) of each resource from job snapshots alone: what RUNNING jobs hold. For a
+    reader without an engine (`wsitui status`); a live face passes `EngineStats.resources`."""
+    used = dict.fromkeys(capacity, 0)
+    for job in jobs:
+        if job.state is JobState.RUNNING:
+            for name, amount in job.needs.items():
+                used[name] = used.get(name, 0) + amount
+    return {name: (used[name], capacity.get(name, 0)) for name in used}
+
+
+def resource_wait(needs: Mapping[str, int], resources: Resources) -> str:
+    """What a ready job waits for besides a worker: the first resource it needs that is full
+    now (R9), "" when all fit. The GPU reads "the GPU"; another resource by its name."""
+    for name, amount in sorted(needs.items()):
+        used, cap = resources.get(name, (0, 0))
+        if amount > 0 and used + amount > cap:
+            return "the GPU" if name == "gpu" else f"a free {name}"
+    return ""
+
+
+def job_phases(
+    jobs: Sequence[Job], waiting: Sequence[str] = (), resources: Resources | None = None
+) -> dict[str, PhaseInfo]:
+    """Phase of every job of one workflow. `waiting`: tenants waiting for a slot, in order;
+    `resources`: (in use, cap) of each resource, engine-wide (None: not known, so a ready job
+    says it waits for a worker)."""
     by_id = {job.id: job for job in jobs}
     lanes = _lanes(jobs)
     bad = _bad_upstreams(by_id)
     places = {tenant: place for place, tenant in reversed(list(enumerate(waiting, 1)))}
     out: dict[str, PhaseInfo] = {}
     for job in jobs:
-        out[job.id] = _phase(job, by_id, bad, lanes.get(job.branch), places)
+        out[job.id] = _phase(job, by_id, bad, lanes.get(job.branch), places, resources)
     return out
 
 
-def job_phase(job: Job, jobs: Sequence[Job], waiting: Sequence[str] = ()) -> PhaseInfo:
+def job_phase(
+    job: Job, jobs: Sequence[Job], waiting: Sequence[str] = (), resources: Resources | None = None
+) -> PhaseInfo:
     """Phase of one job; `jobs` are its workflow's jobs."""
-    return job_phases(jobs, waiting)[job.id]
+    return job_phases(jobs, waiting, resources)[job.id]
 
 
 def _phase(
@@ -163,6 +196,7 @@ def _phase(
     bad: Mapping[str, Job | None],
     lane: _Lane | None,
     places: Mapping[str, int],
+    resources: Resources | None,
 ) -> PhaseInfo:
     if job.state in _TERMINAL:
         reason = ""
@@ -192,4 +226,5 @@ def _phase(
         first = lane.running or (lane.head if lane.head is not job else None)
     if first is not None:
         return PhaseInfo(JobPhase.BEHIND, f"behind {first.key} in its lane")
-    return PhaseInfo(JobPhase.READY, "waiting for a free worker")
+    busy = resource_wait(job.needs, resources) if resources is not None else ""
+    return PhaseInfo(JobPhase.READY, f"waiting for {busy or 'a free worker'}")

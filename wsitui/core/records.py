@@ -172,6 +172,7 @@ class Job:
     counters: dict[str, int] = field(default_factory=dict)  # live counts, e.g. {"cells": 1234}
     crashes: int = 0  # process deaths while it ran with no checkpoint since (poison-job guard)
     interrupted: bool = False  # PENDING: a clean stop ended its run; it starts again first
+    needs: dict[str, int] = field(default_factory=dict)  # resources held while running (R9)
 
     @property
     def held(self) -> bool:

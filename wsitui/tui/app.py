@@ -53,7 +53,7 @@ from wsitui.session.errors import SessionError
 from wsitui.session.session import Session
 from wsitui.session.terminal import detach_from_terminal
 from wsitui.slides.sample import write_sample_slide
-from wsitui.tui.badges import badges
+from wsitui.tui.badges import Badge, badges
 from wsitui.tui.cohorts import CohortBook
 from wsitui.tui.progress import workflow_progress
 from wsitui.tui.rates import Rates
@@ -377,6 +377,11 @@ class WsituiApp(App[None]):
         }
         return max(newest, key=lambda t: newest[t]) if newest else self.tenant
 
+    def _badges(self, jobs: Sequence[Job]) -> dict[str, Badge]:
+        """Every job's badge, with the engine's admission and resource state (R3, R9)."""
+        stats = self.engine.stats()
+        return badges(jobs, stats.waiting, stats.resources)
+
     def _on_event(self, event: Event) -> None:
         """Runs for every engine event: only note which workflow has news (cheap)."""
         if isinstance(event, (JobProgress, JobStateChanged)):
@@ -438,7 +443,7 @@ class WsituiApp(App[None]):
             status = self.engine.workflow(self.tenant, screen.job.workflow_id)
             jobs = {j.id: j for j in status.jobs}
             if screen.job.id in jobs:
-                job_badges = badges(status.jobs, self.engine.stats().waiting)
+                job_badges = self._badges(status.jobs)
                 screen.show(jobs[screen.job.id], job_badges[screen.job.id])
 
     def _matches(self, status: WorkflowStatus) -> bool:
@@ -497,7 +502,7 @@ class WsituiApp(App[None]):
             return
         jobs = self._shown(status)
         title.show(_lanes_title(status, len(jobs)))
-        job_badges = badges(status.jobs, self.engine.stats().waiting)
+        job_badges = self._badges(status.jobs)
         if self._board_workflow != wf_id or board.job_ids() != board.layout_ids(jobs):
             await board.show_jobs(jobs, job_badges, "a: add a job to this workflow")
             self._board_workflow = wf_id
@@ -688,7 +693,7 @@ class WsituiApp(App[None]):
         if job is not None:
             if job.enqueued and job.state is JobState.PENDING:
                 status = self.engine.workflow(self.tenant, job.workflow_id)
-                badge = badges(status.jobs, self.engine.stats().waiting)[job.id]
+                badge = self._badges(status.jobs)[job.id]
                 if badge.css == "blocked":  # "already queued" said it would run: it cannot
                     self.tell(
                         f"{job.key} is blocked: {badge.reason}; {badge.hint}", severity="warning"
@@ -756,7 +761,7 @@ class WsituiApp(App[None]):
         card names (None, said, when it names none); any other stays itself (the engine says
         why it cannot be retried)."""
         status = self.engine.workflow(self.tenant, job.workflow_id)
-        badge = badges(status.jobs, self.engine.stats().waiting)[job.id]
+        badge = self._badges(status.jobs)[job.id]
         if badge.css != "blocked":
             return job
         up = next((j for j in status.jobs if j.key == badge.upstream), None)
@@ -808,7 +813,7 @@ class WsituiApp(App[None]):
         self.push_screen(
             JobDetailScreen(
                 job,
-                badges(status.jobs, self.engine.stats().waiting)[job.id],
+                self._badges(status.jobs)[job.id],
                 lambda: self.engine.timeline(self.tenant, job.id) if self.engine.is_open else None,
                 self.engine.results_dir(job),
                 self.image_protocol,
