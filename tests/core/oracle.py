@@ -6,6 +6,7 @@ it checks the engine from outside, across restarts and crashes in one appended l
 Checked at each start (a job_state event to RUNNING): R1 one running job per lane, and it is
 the oldest job standing in its lane; R2 the worker cap; R3 its tenant is active; R4 every
 dependency SUCCEEDED, and no job stands in a lane ahead of an unfinished upstream. At each
+job_state event: R4 no finished job is (un)blocked. At each
 admission: R3 the cap, and admission in arrival order (the order tenants gained live work while
 not active), except tenants the event says were passed over (they could start nothing: the
 oracle has no view of resources, so it checks only that they had nothing running); a tenant
@@ -176,6 +177,10 @@ class Oracle:
             self.by_tenant.setdefault(job.tenant, []).append(job_id)
         if e["state"] == "RUNNING" and job.state != "RUNNING":
             self._check_start(n, job_id, job, e)
+        # R4: a finished job is never blocked: it neither gains nor loses a block.
+        side = str(e.get("reason", "")).startswith(("blocked:", "unblocked:"))
+        if (e.get("blocked") or side) and e["state"] not in ("PENDING", "RUNNING"):
+            self._flag(n, "R4", f"{job_id} is {e['state']} but the log says it was (un)blocked")
         job.state = e["state"]
         job.enqueued = bool(e.get("enqueued", True))
         job.seq = int(e.get("seq", 0))

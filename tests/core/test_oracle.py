@@ -96,6 +96,20 @@ def admitted(tenant: str) -> dict[str, Any]:
             ],
             "R4",
         ),
+        (  # a finished job said to be blocked (its rerun upstream failed)
+            [
+                admitted("a"),
+                job_state("x", "PENDING"),
+                start("x"),
+                job_state("x", "SUCCEEDED"),
+                {
+                    **job_state("x", "SUCCEEDED"),
+                    "blocked": True,
+                    "reason": "blocked: an upstream job failed or was canceled",
+                },
+            ],
+            "R4",
+        ),
     ],
 )
 def test_the_oracle_catches_each_rule_broken(events, rule):

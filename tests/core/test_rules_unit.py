@@ -161,3 +161,61 @@ def test_a_restart_under_a_lower_tenant_cap_releases_the_last_admitted_first_in_
     again.restore_tenants(s.tenant_rows())
     assert (again.active, list(again.waiting)) == (["c"], ["a", "d", "b"])
     assert again.take_effects().tenants == []
+
+
+def _counts_agree(s: Scheduler) -> list[str]:
+    """R4's bookkeeping: each job's held/bad counts are what its dependencies contribute now."""
+    wrong = []
+    for job in s.jobs.values():
+        held = sum(s.jobs[d].contribution()[0] for d in job.deps)
+        bad = sum(s.jobs[d].contribution()[1] for d in job.deps)
+        if (job.held_deps, job.bad_deps) != (held, bad):
+            wrong.append(f"{job.id}: counts {job.held_deps}/{job.bad_deps}, deps give {held}/{bad}")
+    return wrong
+
+
+def test_interrupt_spreads_a_changed_contribution_to_dependents_like_retry():
+    # qa9 #4: `interrupt` turned a RUNNING job QUEUED without `_propagate`, unlike retry,
+    # rerun, enqueue and cancel. A running job cannot gain a held upstream today, so nothing
+    # showed; here b is given one under it (as a future transition could): stopped, it is
+    # parked behind it, and so must c be (out of its lane, not live), as after a retry.
+    s = Scheduler(max_workers=2, max_active_users=1)
+    s.add("a", "t", ("t", "w", "x"), [], 0, SchedState.HELD)
+    s.add("b", "t", ("t", "w", "x"), ["a"], 0, SchedState.HELD)
+    s.add("c", "t", ("t", "w", "y"), ["b"], 0, SchedState.HELD)
+    for job in "abc":
+        s.enqueue(job)
+    assert s.next_starts() == ["a"]
+    s.finish("a", SchedState.SUCCEEDED)
+    assert s.next_starts() == ["b"]
+    assert _counts_agree(s) == []
+    s.jobs["a"].state = SchedState.HELD  # its upstream held under the running job, counted
+    s.jobs["b"].held_deps = 1  # as `_propagate` counts it
+    assert _counts_agree(s) == []
+    s.interrupt("b")
+    assert s.jobs["b"].parked and s.jobs["c"].parked
+    assert _counts_agree(s) == []
+    assert not s.jobs["c"].in_lane and s.lanes[("t", "w", "y")].queue == []
+    assert not s.is_live("t") and s.active == []
+
+
+def test_counts_agree_through_interrupts_of_jobs_blocked_while_running():
+    # The one way a running job gains a bad upstream (a rerun above its upstream, canceled):
+    # interrupting it, then retrying the culprit, keeps every count equal to its deps' view.
+    s = Scheduler(max_workers=1, max_active_users=1)
+    s.add("a", "t", ("t", "w", "x"), [], 0, SchedState.HELD)
+    s.add("b", "t", ("t", "w", "x"), ["a"], 0, SchedState.HELD)
+    s.add("c", "t", ("t", "w", "y"), ["b"], 0, SchedState.HELD)
+    s.add("d", "t", ("t", "w", "z"), ["c"], 0, SchedState.HELD)
+    for job in "abcd":
+        s.enqueue(job)
+    for expected in "ab":
+        assert s.next_starts() == [expected]
+        s.finish(expected, SchedState.SUCCEEDED)
+    assert s.next_starts() == ["c"]
+    s.rerun("a")
+    s.cancel_queued("a")
+    s.interrupt("c")
+    assert _counts_agree(s) == [] and s.jobs["c"].blocked and s.jobs["d"].blocked
+    s.retry("a")
+    assert _counts_agree(s) == [] and not s.jobs["d"].blocked

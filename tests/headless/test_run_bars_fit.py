@@ -62,7 +62,8 @@ async def test_run_bars_that_would_not_fit_the_terminal_are_a_bar_per_workflow(
             t5 = next(line for line in lines if line.startswith("t5 · w0"))
             assert "0/3 jobs done · 1 running" in t5, text
             t1 = next(line for line in lines if line.startswith("t1 · w0"))
-            assert "#3 in line" in t1, text  # the folded bar of a waiting tenant says its place
+            assert "3rd in line" in t1, text  # the folded bar of a waiting tenant says its place
+            assert "WAITING" in t1 and "PENDING" not in t1, text
         else:
             assert len(bars.progress.tasks) == 40, text  # 40 bars fit 60 rows
         ex.release("j0")
@@ -83,7 +84,10 @@ async def test_a_waiting_tenants_folded_bars_say_its_place_until_admitted(tmp_pa
         row = {t: next(x for x in bars.progress.tasks if x.id == bars._tasks[i])
                for t, i in ids.items()}  # fmt: skip
         assert row["alice"].fields["doing"] == "0/70 jobs done · 1 running"
-        assert row["bob"].fields["doing"] == "#1 in line for a slot · 0/70 jobs done · 0 running"
+        assert row["bob"].fields["doing"] == (
+            "1st in line for a tenant slot · 0/70 jobs done · 0 running"
+        )
+        assert "WAITING" in row["bob"].fields["state"]
         for engine_job in engine.workflow("alice", ids["alice"]).jobs:
             engine.cancel("alice", engine_job.id)
         with anyio.fail_after(10):

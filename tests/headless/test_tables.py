@@ -230,13 +230,14 @@ async def test_a_waiting_tenants_bars_say_its_place_in_line(tmp_path):
         }
         assert [row[t].fields["doing"] for t in ids] == [
             "",
-            "#1 in line for a slot",
-            "#2 in line for a slot",
+            "1st in line for a tenant slot",
+            "2nd in line for a tenant slot",
         ]
+        assert ["WAITING" in row[t].fields["state"] for t in ids] == [False, True, True]
         ex.release("alice")
         with anyio.fail_after(10):
             await engine.wait_until(lambda: engine.stats().active == ("bob",))
-        assert [row[t].fields["doing"] for t in ids] == ["", "", "#1 in line for a slot"]
+        assert [row[t].fields["doing"] for t in ids] == ["", "", "1st in line for a tenant slot"]
         assert "RUNNING" in row["bob"].fields["state"]
         ex.release("bob")
         with anyio.fail_after(10):

@@ -601,4 +601,30 @@ async def test_a_waiting_card_shows_its_place_in_line_at_80_columns(tmp_path):
         await settle(app, pilot)
         text = screen_text(app)
         assert text.count("WAITING #1 in line") == 2, text
+        # The workflow row says it too (it read PENDING), from the engine's admission state.
+        assert "WAITING" in text and "1st in line" in text, text
+        assert "PENDING" not in text, text
+        await app.shutdown()
+
+
+async def test_a_waiting_workflow_row_follows_its_place_in_line(tmp_path):
+    # qa9 #3: the row read PENDING. It says WAITING and the place from the engine's admission
+    # state, and follows it when only the queue moves (no event touches its workflow then).
+    app, ex, _ = make_app(tmp_path / "data", max_workers=2, max_active_users=1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        for tenant in ("alice", "bob", "carol"):
+            app.engine.submit(tenant, spec("w", ("x", "A")))
+        app.engine.submit("carol", spec("v", ("y", "A")))  # selected: the other row is not
+        app.tenant = "carol"
+        await settle(app, pilot)
+        await app._list_workflows()
+        await settle(app, pilot)
+        rows = [str(r._name.render()) for r in app.query(WorkflowRow)]
+        assert all("2nd in line for a tenant slot" in r for r in rows), rows
+        ex.release("x")  # alice's job ends: bob is admitted, carol moves up
+        await wait_for(pilot, lambda: app.engine.stats().active == ("bob",))
+        await settle(app, pilot)
+        rows = [str(r._name.render()) for r in app.query(WorkflowRow)]
+        assert all("1st in line for a tenant slot" in r for r in rows), rows
         await app.shutdown()

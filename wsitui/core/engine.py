@@ -44,6 +44,7 @@ from wsitui.core.events import (
 )
 from wsitui.core.executor import Executor
 from wsitui.core.paths import DataDirLock, results_dir
+from wsitui.core.phase import workflow_wait
 from wsitui.core.records import (
     Job,
     JobSpec,
@@ -51,6 +52,7 @@ from wsitui.core.records import (
     Transition,
     Workflow,
     WorkflowSpec,
+    WorkflowState,
     WorkflowStatus,
     job_id_for,
 )
@@ -156,7 +158,7 @@ class Engine:
     async def __aenter__(self) -> Engine:
         self._lock.acquire()
         try:
-            self._store = Store(self.data_dir / "state.db")
+            self._store = Store(self.data_dir / "state.db", capacity=self.scheduler.capacity)
             self._loop_thread = threading.get_ident()
             self._token = anyio.lowlevel.current_token()
             for hook in self.on_open:  # e.g. the event log's backfill, before recovery commits
@@ -237,11 +239,12 @@ class Engine:
                     f"state database {self.store.path}: job {job.id!r} belongs to no workflow; "
                     "restore a backup of state.db, or move it aside to start afresh"
                 )
-        needs = {job.id: self._validator.needs(job) for job in stored}
+        # What each job holds while running, as this engine's executors say now (R9).
+        stored = [replace(job, needs=self._validator.needs(job)) for job in stored]
 
         def unfit(job: Job) -> str | None:
-            fits = self.scheduler.fits(needs[job.id].items())
-            return None if fits else self._validator.unfit_reason(needs[job.id])
+            fits = self.scheduler.fits(job.needs.items())
+            return None if fits else self._validator.unfit_reason(job.needs)
 
         found = recovery.triage(stored, unfit, now)
         for kept, job in found.jobs:
@@ -249,7 +252,7 @@ class Engine:
             self._wf_jobs[job.workflow_id].append(job.id)
             state = FINAL_SCHED_STATE.get(job.state, rules.SchedState.HELD)
             self.scheduler.add(
-                job.id, job.tenant, self._lane(job), job.depends_on, job.seq, state, needs[job.id]
+                job.id, job.tenant, self._lane(job), job.depends_on, job.seq, state, job.needs
             )
         resumed = recovery.resumed(found.interrupted, self.store)
         # Interrupted jobs go back to the head of their lanes (their old seqs are lowest).
@@ -259,8 +262,7 @@ class Engine:
             self.scheduler.enqueue(job.id, job.seq)
         # Which tenants were active, and the waiting order, continue from the stored state.
         self.scheduler.restore_tenants(self.store.tenant_rows())
-        # What was running (at a crash, or at a clean stop) runs again first, as the stopped
-        # process had it (R6 unchanged).
+        # What was running (at a crash or a clean stop) runs again first (R6 unchanged).
         again = [*found.interrupted, *(j for j in found.queued if j.interrupted)]
         self.scheduler.resume_first(j.id for j in sorted(again, key=lambda j: j.seq))
         for job_id, job in self._jobs.items():
@@ -387,7 +389,7 @@ class Engine:
         stack = [job.id for job in requested]
         while stack:
             job = self._jobs[stack.pop()]
-            if not _held(job) or job.id in to_start:
+            if not job.held or job.id in to_start:
                 continue  # queued, running or finished upstreams need nothing
             to_start.add(job.id)
             stack.extend(job.depends_on)
@@ -396,7 +398,7 @@ class Engine:
 
     def start_workflow(self, tenant: str, workflow_id: str) -> None:
         self.workflow(tenant, workflow_id)
-        self._enqueue([j for j in self._wf_jobs[workflow_id] if _held(self._jobs[j])])
+        self._enqueue([j for j in self._wf_jobs[workflow_id] if self._jobs[j].held])
 
     def cancel(self, tenant: str, job_id: str) -> None:
         """Cancel a pending job now, or ask a running one to stop at its next tile (it ends
@@ -523,15 +525,9 @@ class Engine:
                 created_at=now,
                 enqueued=False,
             )
-            self.scheduler.add(
-                job.id,
-                job.tenant,
-                self._lane(job),
-                job.depends_on,
-                0,
-                rules.SchedState.HELD,
-                self._validator.needs(job),
-            )
+            job = replace(job, needs=self._validator.needs(job))  # R9: stored for every face
+            lane, held = self._lane(job), rules.SchedState.HELD
+            self.scheduler.add(job.id, job.tenant, lane, job.depends_on, 0, held, job.needs)
             if start:
                 self.scheduler.enqueue(job.id)
             created.append(replace(job, enqueued=start))
@@ -689,12 +685,11 @@ class Engine:
     def _status(self, workflow_id: str, *, with_jobs: bool) -> WorkflowStatus:
         state, progress = (self._tally.get(workflow_id) or Tally()).summary()
         jobs = tuple(self._jobs[j] for j in self._wf_jobs[workflow_id]) if with_jobs else ()
-        return WorkflowStatus(self._workflows[workflow_id], state, progress, jobs)
+        wf, waiting = self._workflows[workflow_id], self.scheduler.waiting
+        queued = state is WorkflowState.PENDING and wf.tenant in waiting  # rare: then its jobs
+        queued = queued and any(self.scheduler.jobs[j].in_lane for j in self._wf_jobs[wf.id])
+        return WorkflowStatus(wf, state, progress, jobs, workflow_wait(wf.tenant, waiting, queued))
 
     @staticmethod
     def _lane(job: Job) -> rules.LaneKey:
         return (job.tenant, job.workflow_id, job.branch)
-
-
-def _held(job: Job) -> bool:
-    return job.state is JobState.PENDING and not job.enqueued

@@ -8,12 +8,13 @@ every job. Order of precedence for a PENDING job:
 
   held (not started by the user) → blocked (an upstream failed or was canceled) → after a
   dependency (an upstream has not succeeded yet) → waiting (its tenant waits for a slot) →
-  behind (another job of its lane runs or is ahead of it) → ready (waiting for a free worker).
+  behind (another job of its lane runs or is ahead of it) → ready (waiting for a free worker,
+  or for the resource it needs that another job holds: "waiting for the GPU").
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -49,7 +50,7 @@ class PhaseInfo:
 
 def _bad_upstreams(by_id: Mapping[str, Job]) -> dict[str, Job | None]:
     """Per job, the failed or canceled job (possibly several levels up, through PENDING jobs
-    or jobs the engine marks blocked) that blocks it: its first dependency that is one, or the
+    or SUCCEEDED jobs) that blocks it: its first dependency that is one, or the
     first found above such a dependency. Iterative and memoized: a recursive walk per job ran
     out of stack on a chain of ~1,000 pending jobs (every face that shows phases failed) and
     walked each diamond of a DAG once per path."""
@@ -84,9 +85,10 @@ def _first_bad(job: Job, by_id: Mapping[str, Job], memo: Mapping[str, Job | None
 
 def _passes(job: Job) -> bool:
     """Whether a failure above `job` blocks the jobs below it: a PENDING job's does, and so
-    does a finished one's that the engine marks blocked (R4 is transitive: a SUCCEEDED job
-    whose upstream was rerun and failed blocks its dependents, whose faces named no culprit)."""
-    return job.state is JobState.PENDING or job.blocked
+    does a SUCCEEDED one's (R4 is transitive: a SUCCEEDED job whose upstream was rerun and
+    failed blocks its dependents, whose faces named no culprit). The engine never marks a
+    finished job blocked, so its state is what tells."""
+    return job.state in (JobState.PENDING, JobState.SUCCEEDED) or job.blocked
 
 
 def _in_lane(job: Job) -> bool:
@@ -118,21 +120,74 @@ def _lanes(jobs: Sequence[Job]) -> dict[str, _Lane]:
     return {b: _Lane(running.get(b), head.get(b)) for b in running.keys() | head.keys()}
 
 
-def job_phases(jobs: Sequence[Job], waiting: Sequence[str] = ()) -> dict[str, PhaseInfo]:
-    """Phase of every job of one workflow. `waiting`: tenants waiting for a slot, in order."""
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, … 11th, 12th, 13th, … 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def slot_wait(place: int) -> str:
+    """What a waiting tenant's workflow says (R3): its place in line for an active-tenant slot,
+    the place first (a narrow row cuts the end)."""
+    return f"{ordinal(place)} in line for a tenant slot"
+
+
+def workflow_wait(tenant: str, waiting: Sequence[str], queued: bool) -> str:
+    """A workflow's reason for not running when its tenant waits for a slot: `slot_wait` of its
+    tenant's place in `waiting` (the engine's admission order) if it has work `queued` in a
+    lane, else "" (its held or blocked jobs wait for no slot)."""
+    if not queued or tenant not in waiting:
+        return ""
+    return slot_wait(list(waiting).index(tenant) + 1)
+
+
+Resources = Mapping[str, tuple[int, int]]  # resource name: (in use, cap), engine-wide (R9)
+
+
+def resources_in_use(
+    jobs: Iterable[Job], capacity: Mapping[str, int]
+) -> dict[str, tuple[int, int]]:
+    """(in use, cap) of each resource from job snapshots alone: what RUNNING jobs hold. For a
+    reader without an engine (`wsitui status`); a live face passes `EngineStats.resources`."""
+    used = dict.fromkeys(capacity, 0)
+    for job in jobs:
+        if job.state is JobState.RUNNING:
+            for name, amount in job.needs.items():
+                used[name] = used.get(name, 0) + amount
+    return {name: (used[name], capacity.get(name, 0)) for name in used}
+
+
+def resource_wait(needs: Mapping[str, int], resources: Resources) -> str:
+    """What a ready job waits for besides a worker: the first resource it needs that is full
+    now (R9), "" when all fit. The GPU reads "the GPU"; another resource by its name."""
+    for name, amount in sorted(needs.items()):
+        used, cap = resources.get(name, (0, 0))
+        if amount > 0 and used + amount > cap:
+            return "the GPU" if name == "gpu" else f"a free {name}"
+    return ""
+
+
+def job_phases(
+    jobs: Sequence[Job], waiting: Sequence[str] = (), resources: Resources | None = None
+) -> dict[str, PhaseInfo]:
+    """Phase of every job of one workflow. `waiting`: tenants waiting for a slot, in order;
+    `resources`: (in use, cap) of each resource, engine-wide (None: not known, so a ready job
+    says it waits for a worker)."""
     by_id = {job.id: job for job in jobs}
     lanes = _lanes(jobs)
     bad = _bad_upstreams(by_id)
     places = {tenant: place for place, tenant in reversed(list(enumerate(waiting, 1)))}
     out: dict[str, PhaseInfo] = {}
     for job in jobs:
-        out[job.id] = _phase(job, by_id, bad, lanes.get(job.branch), places)
+        out[job.id] = _phase(job, by_id, bad, lanes.get(job.branch), places, resources)
     return out
 
 
-def job_phase(job: Job, jobs: Sequence[Job], waiting: Sequence[str] = ()) -> PhaseInfo:
+def job_phase(
+    job: Job, jobs: Sequence[Job], waiting: Sequence[str] = (), resources: Resources | None = None
+) -> PhaseInfo:
     """Phase of one job; `jobs` are its workflow's jobs."""
-    return job_phases(jobs, waiting)[job.id]
+    return job_phases(jobs, waiting, resources)[job.id]
 
 
 def _phase(
@@ -141,6 +196,7 @@ def _phase(
     bad: Mapping[str, Job | None],
     lane: _Lane | None,
     places: Mapping[str, int],
+    resources: Resources | None,
 ) -> PhaseInfo:
     if job.state in _TERMINAL:
         reason = ""
@@ -170,4 +226,5 @@ def _phase(
         first = lane.running or (lane.head if lane.head is not job else None)
     if first is not None:
         return PhaseInfo(JobPhase.BEHIND, f"behind {first.key} in its lane")
-    return PhaseInfo(JobPhase.READY, "waiting for a free worker")
+    busy = resource_wait(job.needs, resources) if resources is not None else ""
+    return PhaseInfo(JobPhase.READY, f"waiting for {busy or 'a free worker'}")

@@ -172,6 +172,12 @@ class Job:
     counters: dict[str, int] = field(default_factory=dict)  # live counts, e.g. {"cells": 1234}
     crashes: int = 0  # process deaths while it ran with no checkpoint since (poison-job guard)
     interrupted: bool = False  # PENDING: a clean stop ended its run; it starts again first
+    needs: dict[str, int] = field(default_factory=dict)  # resources held while running (R9)
+
+    @property
+    def held(self) -> bool:
+        """Created but not started by the user yet."""
+        return self.state is JobState.PENDING and not self.enqueued
 
     @property
     def progress(self) -> float:
@@ -197,6 +203,9 @@ class WorkflowStatus:
     state: WorkflowState
     progress: float
     jobs: tuple[Job, ...] = field(default=())
+    # Why a PENDING workflow does not run, from the engine's admission state (R3): its tenant
+    # waits for a slot ("2nd in line for a tenant slot", `phase.workflow_wait`); "" otherwise.
+    reason: str = ""
 
 
 def job_id_for(workflow_id: str, key: str) -> str:

@@ -131,7 +131,9 @@ class SJob:
 
     @property
     def blocked(self) -> bool:
-        return self.bad_deps > 0
+        """Not finished, behind a failed or canceled upstream (R4). A finished job's `bad_deps`
+        still count for its dependents, but it never gains or loses a block itself."""
+        return self.bad_deps > 0 and self.state not in (SchedState.SUCCEEDED, *DONE_BAD)
 
     @property
     def parked(self) -> bool:
@@ -393,8 +395,7 @@ class Scheduler:
         """Start the jobs of `resume_first` that can start, in order; one that waits only for
         a worker or a resource keeps its turn for the next pass (fewer workers after the
         restart), one that left the head of its lane (canceled) loses it."""
-        started: list[str] = []
-        keep: list[str] = []
+        started, keep = list[str](), list[str]()
         for job_id in self._resume:
             job = self.jobs[job_id]
             lane = self.lanes[job.lane]
@@ -414,8 +415,7 @@ class Scheduler:
         return started
 
     def _start(self, job: SJob) -> None:
-        lane = self.lanes[job.lane]
-        heapq.heappop(lane.queue)
+        heapq.heappop((lane := self.lanes[job.lane]).queue)
         lane.running = job.id  # R1: the lane is busy before anything else is considered
         job.state = SchedState.RUNNING
         for name, amount in job.needs:  # R9
@@ -446,13 +446,14 @@ class Scheduler:
         is parked like any queued job behind such an upstream (R4) and stops being live."""
         job = self.jobs[job_id]
         self._leave_worker(job)
+        before = job.contribution()
         job.state = SchedState.QUEUED
         if job.parked:
             self._live_delta(job.tenant, -1)
-            return
-        lane = self.lanes[job.lane]
-        heapq.heappush(lane.queue, (job.seq, job.id))
-        self._mark_ready(lane)
+        else:
+            heapq.heappush(self.lanes[job.lane].queue, (job.seq, job.id))
+            self._mark_ready(self.lanes[job.lane])
+        self._propagate(job, before)  # as retry does (R4): dependents follow its contribution
 
     def cancel_queued(self, job_id: str) -> None:
         job = self.jobs[job_id]

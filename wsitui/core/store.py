@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     stage TEXT NOT NULL DEFAULT '',
     counters TEXT NOT NULL DEFAULT '{}',
     crashes INTEGER NOT NULL DEFAULT 0,
-    interrupted INTEGER NOT NULL DEFAULT 0
+    interrupted INTEGER NOT NULL DEFAULT 0,
+    needs TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs(tenant, workflow_id);
 CREATE TABLE IF NOT EXISTS transitions (
@@ -67,6 +68,10 @@ CREATE TABLE IF NOT EXISTS tenants (  -- R3/R6 state: who is active, who waits, 
     served INTEGER NOT NULL,
     served_res TEXT NOT NULL DEFAULT '[]'  -- R6 per class: [[[[name, amount], ...], tick], ...]
 );
+CREATE TABLE IF NOT EXISTS resources (  -- the caps of the engine that last opened (R9)
+    name TEXT PRIMARY KEY,
+    cap INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
     job_id TEXT PRIMARY KEY,
     attempt INTEGER NOT NULL,
@@ -78,15 +83,22 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 _JOB_COLUMNS = (
     "id, key, workflow_id, tenant, job_type, slide, branch, depends_on, params, state, "
     "tiles_done, tiles_total, attempt, error, created_at, started_at, finished_at, seq, enqueued, "
-    "stage, counters, crashes, interrupted"
+    "stage, counters, crashes, interrupted, needs"
 )
 # Columns added after the first release: an older state.db gains them on open.
-_COLUMN_DEFAULTS = {"stage": "''", "counters": "'{}'", "crashes": "0", "interrupted": "0"}
+_COLUMN_DEFAULTS = {
+    "stage": "''",
+    "counters": "'{}'",
+    "crashes": "0",
+    "interrupted": "0",
+    "needs": "'{}'",
+}
 _ADDED_COLUMNS = {
     "stage": "TEXT NOT NULL DEFAULT ''",
     "counters": "TEXT NOT NULL DEFAULT '{}'",
     "crashes": "INTEGER NOT NULL DEFAULT 0",
     "interrupted": "INTEGER NOT NULL DEFAULT 0",
+    "needs": "TEXT NOT NULL DEFAULT '{}'",  # resources it holds while running (R9)
 }
 
 
@@ -119,6 +131,7 @@ def _job_row(job: Job) -> tuple[Any, ...]:
         json.dumps(job.counters, sort_keys=True),
         job.crashes,
         int(job.interrupted),
+        json.dumps(job.needs, sort_keys=True),
     )
 
 
@@ -217,8 +230,9 @@ def _parse_job(row: sqlite3.Row) -> Job:
     counters = json.loads(row["counters"])
     if not isinstance(depends_on, list) or not isinstance(params, dict):
         raise ValueError("depends_on must be a list and params an object")
-    if not isinstance(counters, dict):
-        raise ValueError("counters must be an object")
+    needs = json.loads(row["needs"])
+    if not isinstance(counters, dict) or not isinstance(needs, dict):
+        raise ValueError("counters and needs must be objects")
     return Job(
         id=row["id"],
         key=row["key"],
@@ -243,7 +257,13 @@ def _parse_job(row: sqlite3.Row) -> Job:
         counters={str(k): int(v) for k, v in counters.items()},
         crashes=int(row["crashes"]),
         interrupted=bool(row["interrupted"]),
+        needs={str(k): int(v) for k, v in needs.items()},
     )
+
+
+def _put_capacity(db: sqlite3.Connection, capacity: Mapping[str, int]) -> None:
+    db.execute("DELETE FROM resources")
+    db.executemany("INSERT INTO resources VALUES (?, ?)", sorted(capacity.items()))
 
 
 def _served_res_text(row: TenantRow) -> str:
@@ -265,7 +285,11 @@ def _parse_served_res(text: str) -> tuple[tuple[Needs, int], ...]:
 class Store:
     """`readonly=True` (for `wsitui status`) never creates, migrates or writes anything."""
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, readonly: bool = False, capacity: Mapping[str, int] | None = None
+    ) -> None:
+        """`capacity`: the opening engine's resource caps (R9), kept for readers: `wsitui
+        status` says from them what a ready job waits for (the GPU)."""
         self.path = path
         self.readonly = readonly
         self._lock = threading.Lock()
@@ -293,6 +317,8 @@ class Store:
                 # with a write that changes nothing (the schema version, set to itself).
                 version = self._db.execute("PRAGMA user_version").fetchone()[0]
                 self._db.execute(f"PRAGMA user_version = {int(version)}")
+                if capacity is not None:
+                    self._write(lambda db: _put_capacity(db, capacity))
             self._tenants = {r.tenant: r for r in self.tenant_rows()}
         except sqlite3.Error as exc:
             if _disk_full(path):  # SQLite says "disk I/O error": the database is fine
@@ -375,14 +401,14 @@ class Store:
                     (workflow.id, workflow.tenant, workflow.name, workflow.created_at),
                 )
             db.executemany(
-                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 23)}) "
+                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 24)}) "
                 "ON CONFLICT(id) DO UPDATE SET state=excluded.state, "
                 "tiles_done=excluded.tiles_done, tiles_total=excluded.tiles_total, "
                 "attempt=excluded.attempt, error=excluded.error, "
                 "started_at=excluded.started_at, finished_at=excluded.finished_at, "
                 "seq=excluded.seq, enqueued=excluded.enqueued, stage=excluded.stage, "
                 "counters=excluded.counters, crashes=excluded.crashes, "
-                "interrupted=excluded.interrupted",
+                "interrupted=excluded.interrupted, needs=excluded.needs",
                 job_rows,
             )
             db.executemany(
@@ -505,6 +531,15 @@ class Store:
             )
             for r in rows
         ]
+
+    def capacity(self) -> dict[str, int]:
+        """The resource caps of the engine that last opened the data dir (R9); {} if unknown."""
+        tables = {r[0] for r in self._read("SELECT name FROM sqlite_master")}
+        if "resources" not in tables:
+            return {}
+        return {
+            str(r["name"]): int(r["cap"]) for r in self._read("SELECT name, cap FROM resources")
+        }
 
     def tenant_state(self) -> tuple[list[str], list[str]]:
         """(active tenants in admission order, waiting tenants in arrival order)."""

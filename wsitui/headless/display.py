@@ -34,12 +34,13 @@ from wsitui.core.events import (
     TenantWaiting,
     WorkflowProgress,
 )
-from wsitui.core.phase import JobPhase, job_phases
+from wsitui.core.phase import JobPhase, job_phases, slot_wait
 from wsitui.core.records import Job, JobState, WorkflowState, WorkflowStatus
 from wsitui.core.text import one_line, tiles_text
 
 STATE_STYLE = {
     "PENDING": "yellow",
+    "WAITING": "yellow",  # a workflow whose tenant waits for a slot (its place follows)
     "RUNNING": "cyan",
     "SUCCEEDED": "green",
     "FAILED": "red",
@@ -142,13 +143,13 @@ def summary_table(
     outputs = Text(f"outputs under {one_line(engine.results_root)}:")
     if sum(len(s.jobs) for s in statuses) > FOLD_JOBS:
         return _folded_summary(engine, statuses, table, outputs)
-    waiting = engine.stats().waiting
+    waiting, resources = engine.stats().waiting, engine.stats().resources
     # Several workflows: each one's outputs under its name. Job ids repeat across workflows
     # (every one may have a `mask`), and "mask: FAILED" alone did not say whose mask failed.
     grouped = len(statuses) > 1
     indent = "\n    " if grouped else "\n  "
     for status in sorted(statuses, key=lambda s: s.workflow.tenant):
-        phases = job_phases(status.jobs, waiting)
+        phases = job_phases(status.jobs, waiting, resources)
         if grouped:
             outputs.append(f"\n  {status.workflow.tenant}/{one_line(status.workflow.name)}:")
         for job in status.jobs:
@@ -247,7 +248,7 @@ def _width(console: Console, options: ConsoleOptions, cell: RenderableType) -> i
 
 
 # Which bars a terminal too short for all of them shows first: what runs, what failed.
-_SHOW_FIRST = ("RUNNING", "FAILED", "CANCELED", "BLOCKED", "PENDING", "SUCCEEDED")
+_SHOW_FIRST = ("RUNNING", "FAILED", "CANCELED", "BLOCKED", "PENDING", "WAITING", "SUCCEEDED")
 
 
 def _task_state(task: Task) -> str:
@@ -346,13 +347,23 @@ class ProgressBars:
         self._pending: set[TaskID] = set()  # workflow bars not started yet
         self._place: dict[str, int] = {}  # waiting tenant -> its place in line
         self._tenant: dict[str, str] = {}  # workflow id -> tenant
+        self._engine: Engine | None = None  # where a ready job's reason is read (R9)
+        self._job_bars: dict[str, list[str]] = {}  # workflow id -> its jobs with a bar
+        self._said_ready: set[str] = set()  # job bars that say what their job waits for
 
-    def add(self, statuses: list[WorkflowStatus], waiting: Sequence[str] = ()) -> None:
+    def add(
+        self,
+        statuses: list[WorkflowStatus],
+        waiting: Sequence[str] = (),
+        engine: Engine | None = None,
+    ) -> None:
         """A bar per workflow and one per job; past MAX_JOB_BARS jobs, or more bars than the
         terminal has rows, a bar per workflow only, counting its jobs by state (3,000 job bars
         took 2 s a redraw, 8 times a second, a core busy drawing what no terminal shows; and
         bars past the terminal's last row were cropped, the running ones among them).
-        `waiting`: tenants waiting for a slot, in line order (their workflows' bars say so)."""
+        `waiting`: tenants waiting for a slot, in line order (their workflows' bars say so).
+        `engine`: where a ready job's bar reads what it waits for (a worker, the GPU)."""
+        self._engine = engine
         jobs = sum(len(s.jobs) for s in statuses)
         rows = self.progress.console.height - 1  # Live keeps the cursor's row
         per_job = jobs <= MAX_JOB_BARS and jobs + len(statuses) <= rows
@@ -374,6 +385,7 @@ class ProgressBars:
                 self._pending.add(self._tasks[wf.id])
             if not per_job:
                 continue
+            self._job_bars[wf.id] = [job.id for job in status.jobs]
             for job in status.jobs:
                 self._tasks[job.id] = task = self.progress.add_task(
                     f"   {job.key} [dim]{job.job_type} · {job.branch}[/]",
@@ -387,6 +399,32 @@ class ProgressBars:
                     self._ran(task, job.finished_at - job.started_at)  # in an earlier run
         for place, tenant in enumerate(waiting, 1):
             self._waiting(tenant, place)
+        self._say_ready()
+
+    def _say_ready(self) -> None:
+        """A pending job's bar that is ready says what it waits for, as every face does (core
+        `phase`): "waiting for a free worker", or "waiting for the GPU" that another job holds
+        (R9); it said nothing. Redone at each job state change (60 job bars at most)."""
+        if self._engine is None or not self._engine.is_open:
+            return
+        stats = self._engine.stats()
+        for workflow_id, job_ids in self._job_bars.items():
+            try:
+                jobs = self._engine.workflow(self._tenant[workflow_id], workflow_id).jobs
+            except EngineError:
+                continue
+            phases = job_phases(jobs, stats.waiting, stats.resources)
+            for job_id in job_ids:
+                phase = phases.get(job_id)
+                if phase is not None and phase.phase is JobPhase.READY:
+                    self._said_ready.add(job_id)
+                    # Beside PENDING: "for the GPU" (at 80 columns "waiting for the G…" was cut)
+                    why = escape(phase.reason.removeprefix("waiting "))
+                    self.progress.update(self._tasks[job_id], doing=f"[dim]{why}[/]")
+                elif job_id in self._said_ready and phase is not None:
+                    self._said_ready.discard(job_id)
+                    if phase.phase is not JobPhase.RUNNING:  # its own event says what it does
+                        self.progress.update(self._tasks[job_id], doing="")
 
     def _waiting(self, tenant: str, place: int | None) -> None:
         """A waiting tenant's workflows not started yet say their place in line (their bars
@@ -405,10 +443,13 @@ class ProgressBars:
         folded."""
         task = self._tasks[workflow_id]
         place = self._place.get(self._tenant[workflow_id])
-        parts = [f"#{place} in line for a slot"] if place and task in self._pending else []
+        waits = bool(place) and task in self._pending
+        parts = [slot_wait(place)] if place and waits else []
         if workflow_id in self._folded:
             parts.append(self._counts(workflow_id))
         self.progress.update(task, doing=" · ".join(parts))
+        if task in self._pending:  # not PENDING alone while it waits for a tenant slot
+            self.progress.update(task, state=self._state("WAITING" if waits else "PENDING"))
 
     def _ran(self, task: TaskID, seconds: float) -> None:
         """A bar's time for a job that ended before this run: what it ran, stopped."""
@@ -438,6 +479,17 @@ class ProgressBars:
         failed = states.count("FAILED") + states.count("CANCELED")
         return text + (f" · [red]{failed} failed[/]" if failed else "")
 
+    def _job_bar(self, task: TaskID, job: Job) -> None:
+        state = "BLOCKED" if job.blocked and job.state is JobState.PENDING else job.state
+        self._clock(task, job.state is JobState.RUNNING, job.state.terminal)
+        self.progress.update(
+            task,
+            total=job.tiles_total or None,
+            completed=job.tiles_done,
+            state=self._state(state) if state != "BLOCKED" else "[red dim]BLOCKED[/]",
+            doing=doing_text(job),
+        )
+
     def __call__(self, event: Event) -> None:
         if isinstance(event, TenantWaiting):
             self._waiting(event.tenant, event.position)
@@ -453,18 +505,10 @@ class ProgressBars:
             return
         if isinstance(event, JobProgress | JobStateChanged):
             task = self._tasks.get(event.job.id)
-            if task is None:
-                return
-            job = event.job
-            state = "BLOCKED" if job.blocked and job.state is JobState.PENDING else job.state
-            self._clock(task, job.state is JobState.RUNNING, job.state.terminal)
-            self.progress.update(
-                task,
-                total=job.tiles_total or None,
-                completed=job.tiles_done,
-                state=self._state(state) if state != "BLOCKED" else "[red dim]BLOCKED[/]",
-                doing=doing_text(job),
-            )
+            if task is not None:
+                self._job_bar(task, event.job)
+            if isinstance(event, JobStateChanged):
+                self._say_ready()  # a start or an end changes what a ready job waits for
         elif isinstance(event, WorkflowProgress):
             task = self._tasks.get(event.workflow.id)
             if task is not None:
@@ -473,6 +517,9 @@ class ProgressBars:
                 if event.state is not WorkflowState.PENDING and task in self._pending:
                     self._pending.discard(task)
                     self._say_doing(event.workflow.id)
+                state = str(event.state)
+                if event.state is WorkflowState.PENDING and self._place.get(event.workflow.tenant):
+                    state = "WAITING"  # as `_say_doing` says it
                 self.progress.update(
-                    task, completed=round(event.progress * 100), state=self._state(event.state)
+                    task, completed=round(event.progress * 100), state=self._state(state)
                 )

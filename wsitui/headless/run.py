@@ -195,7 +195,7 @@ async def _run(session: Session, opts: RunOptions) -> int:
             async with session.open(start=True):
                 trackers = [] if opts.verbose else cohort_trackers(session)
                 if bars:
-                    bars.add(_statuses(session, without=trackers), engine.stats().waiting)
+                    bars.add(_statuses(session, without=trackers), engine.stats().waiting, engine)
                     bars.progress.start()
                 if trackers and not opts.quiet:
                     engine.bus.add_listener(
@@ -237,6 +237,7 @@ async def _run(session: Session, opts: RunOptions) -> int:
                         s.jobs,
                         waiting=waiting_tenants,
                         results_root=engine.results_root,
+                        resources=engine.stats().resources,
                     ),
                     s.jobs,
                 )

@@ -22,6 +22,7 @@ from rich.table import Row, Table
 from rich.text import Text
 
 from wsitui.core.paths import default_data_dir
+from wsitui.core.phase import resources_in_use
 from wsitui.core.records import SAFE_ID, SAFE_ID_HINT, Job
 from wsitui.core.store import Store, StoreError
 from wsitui.core.text import one_line, tiles_text
@@ -66,6 +67,7 @@ def status(
             workflows = [w for w in stored if tenant is None or w.tenant == tenant]
             jobs = store.jobs()
             _, waiting = store.tenant_state()
+            resources = resources_in_use(jobs, store.capacity())  # R9: what a ready job awaits
         finally:
             store.close()
     except StoreError as exc:
@@ -82,7 +84,9 @@ def status(
         jobs_by_wf[job.workflow_id].append(job)
     results_root = out or data_dir / "results"
     summaries = [
-        summarize(w, jobs_by_wf[w.id], waiting=waiting, results_root=results_root)
+        summarize(
+            w, jobs_by_wf[w.id], waiting=waiting, results_root=results_root, resources=resources
+        )
         for w in sorted(workflows, key=lambda w: (w.tenant, w.created_at))
     ]
     for s in summaries:  # a cohort workflow: its per-slide rows
@@ -165,6 +169,8 @@ def _workflow_row(w: WorkflowSummary, live: bool = True) -> tuple[Text | str, ..
     failed = next((j for j in w.jobs if j.state in ("FAILED", "CANCELED")), None)
     if failed is not None:
         text += f" · {failed.key}: {one_line(failed.error or failed.reason or failed.state)}"
+    if live and w.reason:  # its tenant waits for a slot: its place in line first
+        text = f"{w.reason} · {text}"
     if not live and (counts.get("RUNNING") or any(j.phase in ("ready", "waiting") for j in w.jobs)):
         text += f" · {NOT_RUNNING}"
     cells = [j.counters["cells"] for j in w.jobs if "cells" in j.counters]

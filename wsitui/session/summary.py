@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from wsitui.core.paths import ResultsDirs
-from wsitui.core.phase import JobPhase, PhaseInfo, job_phases
+from wsitui.core.phase import JobPhase, PhaseInfo, Resources, job_phases, workflow_wait
 from wsitui.core.records import Job, JobState, Workflow, WorkflowState
 from wsitui.session.cohort_rows import CohortSummary
 
@@ -47,6 +47,7 @@ class WorkflowSummary(BaseModel):
     name: str
     created_at: float
     state: str
+    reason: str = ""  # PENDING: its tenant waits for a slot, its place in line (R3); else ""
     progress: float
     jobs: list[JobSummary]
     cohort: CohortSummary | None = None  # a cohort workflow: one row per slide
@@ -87,11 +88,20 @@ def _results_dir(dirs: ResultsDirs, job: Job) -> str:
 
 
 def summarize(
-    workflow: Workflow, jobs: Sequence[Job], *, waiting: Sequence[str], results_root: Path
+    workflow: Workflow,
+    jobs: Sequence[Job],
+    *,
+    waiting: Sequence[str],
+    results_root: Path,
+    resources: Resources | None = None,
 ) -> WorkflowSummary:
-    """One workflow with its jobs; `waiting`: tenants waiting for a slot, in order."""
-    phases = job_phases(jobs, waiting)
+    """One workflow with its jobs; `waiting`: tenants waiting for a slot, in order;
+    `resources`: (in use, cap) per resource, engine-wide (a ready job names what it waits for)."""
+    phases = job_phases(jobs, waiting, resources)
     state, progress = workflow_state(jobs, phases)
+    queued = state is WorkflowState.PENDING and any(  # WAITING: in a lane, its tenant waits
+        p.phase is JobPhase.WAITING for p in phases.values()
+    )
     dirs = ResultsDirs(results_root)  # resolved once, not per job (thousands: ~0.2 s)
     return WorkflowSummary(
         id=workflow.id,
@@ -99,6 +109,7 @@ def summarize(
         name=workflow.name,
         created_at=workflow.created_at,
         state=str(state),
+        reason=workflow_wait(workflow.tenant, waiting, queued),
         progress=progress,
         jobs=[
             JobSummary(

@@ -53,7 +53,7 @@ from wsitui.session.errors import SessionError
 from wsitui.session.session import Session
 from wsitui.session.terminal import detach_from_terminal
 from wsitui.slides.sample import write_sample_slide
-from wsitui.tui.badges import badges
+from wsitui.tui.badges import Badge, badges
 from wsitui.tui.cohorts import CohortBook
 from wsitui.tui.progress import workflow_progress
 from wsitui.tui.rates import Rates
@@ -82,6 +82,7 @@ MIN_WIDTH, MIN_HEIGHT = 80, 24
 EMPTY_TENANT = "n: new workflow · d: demo workflow on a sample slide"
 DEMO_SIZE = (4096, 3072)
 ALL = "*"  # in the inbox: list the tenant's workflows again (start, tenant switch, new one)
+ROWS = "**"  # in the inbox: every workflow row again (this tenant's place in line changed)
 # Actions that act on the main screen's selection: hidden and off while another screen is up.
 MAIN_ONLY = frozenset(
     {"new_workflow", "add_job", "start_job", "start_all", "cancel_job", "retry_job",
@@ -376,6 +377,11 @@ class WsituiApp(App[None]):
         }
         return max(newest, key=lambda t: newest[t]) if newest else self.tenant
 
+    def _badges(self, jobs: Sequence[Job]) -> dict[str, Badge]:
+        """Every job's badge, with the engine's admission and resource state (R3, R9)."""
+        stats = self.engine.stats()
+        return badges(jobs, stats.waiting, stats.resources)
+
     def _on_event(self, event: Event) -> None:
         """Runs for every engine event: only note which workflow has news (cheap)."""
         if isinstance(event, (JobProgress, JobStateChanged)):
@@ -386,6 +392,8 @@ class WsituiApp(App[None]):
         elif isinstance(event, WorkflowProgress):
             if event.workflow.tenant == self.tenant:
                 self._inbox.add(event.workflow.id)
+        elif getattr(event, "tenant", None) == self.tenant:  # its place in line: every row
+            self._inbox.add(ROWS)
         elif self.selected_workflow is not None:  # tenant admission: "waiting" badges change
             self._inbox.add(self.selected_workflow)
 
@@ -421,6 +429,8 @@ class WsituiApp(App[None]):
 
     async def _apply(self, news: set[str]) -> None:
         rows = self._wf_list.rows()
+        if ROWS in news:  # this tenant was admitted, or its place in line changed
+            news = (news - {ROWS}) | rows.keys() | {self.selected_workflow or ALL}
         if ALL in news or not news <= rows.keys() | {self._board_workflow}:
             await self._list_workflows()
             return
@@ -433,7 +443,7 @@ class WsituiApp(App[None]):
             status = self.engine.workflow(self.tenant, screen.job.workflow_id)
             jobs = {j.id: j for j in status.jobs}
             if screen.job.id in jobs:
-                job_badges = badges(status.jobs, self.engine.stats().waiting)
+                job_badges = self._badges(status.jobs)
                 screen.show(jobs[screen.job.id], job_badges[screen.job.id])
 
     def _matches(self, status: WorkflowStatus) -> bool:
@@ -492,7 +502,7 @@ class WsituiApp(App[None]):
             return
         jobs = self._shown(status)
         title.show(_lanes_title(status, len(jobs)))
-        job_badges = badges(status.jobs, self.engine.stats().waiting)
+        job_badges = self._badges(status.jobs)
         if self._board_workflow != wf_id or board.job_ids() != board.layout_ids(jobs):
             await board.show_jobs(jobs, job_badges, "a: add a job to this workflow")
             self._board_workflow = wf_id
@@ -683,7 +693,7 @@ class WsituiApp(App[None]):
         if job is not None:
             if job.enqueued and job.state is JobState.PENDING:
                 status = self.engine.workflow(self.tenant, job.workflow_id)
-                badge = badges(status.jobs, self.engine.stats().waiting)[job.id]
+                badge = self._badges(status.jobs)[job.id]
                 if badge.css == "blocked":  # "already queued" said it would run: it cannot
                     self.tell(
                         f"{job.key} is blocked: {badge.reason}; {badge.hint}", severity="warning"
@@ -751,7 +761,7 @@ class WsituiApp(App[None]):
         card names (None, said, when it names none); any other stays itself (the engine says
         why it cannot be retried)."""
         status = self.engine.workflow(self.tenant, job.workflow_id)
-        badge = badges(status.jobs, self.engine.stats().waiting)[job.id]
+        badge = self._badges(status.jobs)[job.id]
         if badge.css != "blocked":
             return job
         up = next((j for j in status.jobs if j.key == badge.upstream), None)
@@ -803,7 +813,7 @@ class WsituiApp(App[None]):
         self.push_screen(
             JobDetailScreen(
                 job,
-                badges(status.jobs, self.engine.stats().waiting)[job.id],
+                self._badges(status.jobs)[job.id],
                 lambda: self.engine.timeline(self.tenant, job.id) if self.engine.is_open else None,
                 self.engine.results_dir(job),
                 self.image_protocol,
@@ -1063,5 +1073,7 @@ def _lanes_title(status: WorkflowStatus, shown: int) -> Text:
     jobs = f"{shown} of {n} jobs" if shown != n else f"{n} job" + ("" if n == 1 else "s")
     return Text.assemble(
         (status.workflow.name, "bold"),
-        f" · {jobs} · {status.state} {workflow_progress(status.jobs):.0%}{failed_text(status)}",
+        f" · {jobs} · {'WAITING' if status.reason else status.state}"
+        f" {workflow_progress(status.jobs):.0%}{failed_text(status)}",
+        f" · {status.reason}" if status.reason else "",
     )

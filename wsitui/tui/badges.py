@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from wsitui.core.phase import JobPhase, PhaseInfo, job_phases
+from wsitui.core.phase import JobPhase, PhaseInfo, Resources, job_phases
 from wsitui.core.records import Job
 
 
@@ -59,6 +59,10 @@ def badge_for(info: PhaseInfo) -> Badge:
     return Badge(label, reason, css)
 
 
-def badges(jobs: Sequence[Job], waiting: Sequence[str] = ()) -> dict[str, Badge]:
-    """The badge of every job of one workflow; `waiting`: tenants waiting for a slot."""
-    return {job_id: badge_for(info) for job_id, info in job_phases(jobs, waiting).items()}
+def badges(
+    jobs: Sequence[Job], waiting: Sequence[str] = (), resources: Resources | None = None
+) -> dict[str, Badge]:
+    """The badge of every job of one workflow; `waiting`: tenants waiting for a slot;
+    `resources`: the engine's (in use, cap) per resource (a ready job says it waits for one)."""
+    phases = job_phases(jobs, waiting, resources)
+    return {job_id: badge_for(info) for job_id, info in phases.items()}

@@ -68,10 +68,15 @@ class WorkflowRow(ListItem):
         cohort = self._cohort(status) if self._cohort is not None else None
         jobs = f" · {n} job" + ("s" if n > 1 else "") if n else ""
         keep = f" · {cohort[0]}" if cohort else failed_text(status)
+        # Its tenant waits for a slot: its place in line (the engine's, R3); where the whole
+        # reason leaves the name no room (80 columns), the place alone ("2nd in line").
+        short = f" · {status.reason.split(' for ')[0]}{keep}" if status.reason else keep
+        keep = f" · {status.reason}{keep}" if status.reason else keep
         parts = [f" {wf.id}", "" if cohort else jobs]  # a cohort's keep says its slides
-        self._name.show(wf.name, parts, keep)  # fits, dropping whole parts
-        self._state.update(str(status.state))
-        self._state.set_classes(f"wf-state state-{str(status.state).lower()}")
+        self._name.show(wf.name, parts, keep, short)  # fits, dropping whole parts
+        state = "WAITING" if status.reason else str(status.state)
+        self._state.update(state)
+        self._state.set_classes(f"wf-state state-{state.lower()}")
         # weighted by tiles, not by job count; a cohort's: slides done over slides
         progress = cohort[1] if cohort else workflow_progress(status.jobs)
         self._bar.fraction = progress
@@ -86,14 +91,19 @@ class RowName(Label):
 
     def __init__(self, *, classes: str) -> None:
         super().__init__(classes=classes)
-        self._text, self._parts, self._keep = "", list[str](), ""
+        self._text, self._parts, self._keep, self._short = "", list[str](), "", ""
 
-    def show(self, name: str, parts: list[str], keep: str = "") -> None:
+    def show(self, name: str, parts: list[str], keep: str = "", short: str = "") -> None:
+        """`short`: a shorter `keep` for a width where `keep` leaves the name no room."""
         self._text, self._parts, self._keep = name, [p for p in parts if p], keep
+        self._short = short or keep
         self.refresh()
 
     def render(self) -> Text:
-        return fit_name(self._text, self._parts, self._keep, self.content_size.width or 10_000)
+        width = self.content_size.width or 10_000
+        room = width - cell_len(self._keep)
+        keep = self._keep if room >= min(MIN_NAME, cell_len(self._text)) else self._short
+        return fit_name(self._text, self._parts, keep, width)
 
 
 MIN_NAME = 8  # a workflow row's name keeps this much before `keep` is cut as well
