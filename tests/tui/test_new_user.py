@@ -600,7 +600,8 @@ async def test_a_waiting_card_shows_its_place_in_line_at_80_columns(tmp_path):
         await app._list_workflows()
         await settle(app, pilot)
         text = screen_text(app)
-        assert text.count("WAITING #1 in line") == 2, text
+        # The cards say the place in the workflow row's words (they read "#1 in line for a slot").
+        assert text.count("WAITING 1st in line") == 2, text
         # The workflow row says it too (it read PENDING), from the engine's admission state.
         assert "WAITING" in text and "1st in line" in text, text
         assert "PENDING" not in text, text

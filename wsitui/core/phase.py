@@ -219,7 +219,7 @@ def _phase(
         note = " (not started)" if dep.state is JobState.PENDING and not dep.enqueued else ""
         return PhaseInfo(JobPhase.AFTER, f"after {dep.key}{note}")
     if job.tenant in places:
-        return PhaseInfo(JobPhase.WAITING, f"for a tenant slot (#{places[job.tenant]} in line)")
+        return PhaseInfo(JobPhase.WAITING, slot_wait(places[job.tenant]))  # as its workflow says
     # Here the job is PENDING, queued and not blocked: it stands in its lane.
     first = None
     if lane is not None:

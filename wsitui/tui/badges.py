@@ -39,7 +39,6 @@ _LOOK: Mapping[JobPhase, tuple[str, str]] = {
 }
 
 
-_PLACE = re.compile(r"^for a tenant slot \(#(\d+) in line\)$")  # core/phase.py's WAITING
 _UPSTREAM = re.compile(r"^upstream (\S+) (?:failed|canceled)$")  # core/phase.py's BLOCKED
 
 
@@ -54,8 +53,6 @@ def badge_for(info: PhaseInfo) -> Badge:
         up = m.group(1) if m else None
         hint = f"r retries {up}" if up else "retry upstream to go on"
         return Badge(label, reason, css, hint, upstream=up)
-    if info.phase is JobPhase.WAITING:  # its place first: a card at 80 columns cut it off
-        reason = _PLACE.sub(r"#\1 in line for a slot", reason)
     return Badge(label, reason, css)
 
 
