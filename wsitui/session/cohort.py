@@ -258,6 +258,20 @@ def _names(entries: list[str]) -> str:
     return shown + (f" and {more:,} more" if more > 0 else "")
 
 
+def _delimiter(text: str) -> str:
+    """The CSV's separator: a comma, else `;` (as a spreadsheet in a locale with a decimal
+    comma saves a CSV) or a tab, whichever splits the header into a `path` column."""
+    first = next(iter(text.splitlines()), "")
+    for delimiter in (",", ";", "\t"):
+        try:
+            header = next(csv.reader([first], delimiter=delimiter), [])
+        except csv.Error:
+            continue
+        if "path" in (h.strip() for h in header):
+            return delimiter
+    return ","
+
+
 def _read_csv(source: str, where: str) -> tuple[list[tuple[Path, dict[str, str], str]], tuple]:
     path = Path(source)
     try:
@@ -280,7 +294,7 @@ def _read_csv(source: str, where: str) -> tuple[list[tuple[Path, dict[str, str],
     except OSError as exc:
         raise CohortError(f"{where}: slides CSV {path} cannot be read ({exc.strerror})") from None
     try:
-        reader = csv.DictReader(text.splitlines())
+        reader = csv.DictReader(text.splitlines(), delimiter=_delimiter(text))
         header = [h.strip() for h in (reader.fieldnames or [])]
         if "path" not in header:
             raise CohortError(
@@ -292,6 +306,13 @@ def _read_csv(source: str, where: str) -> tuple[list[tuple[Path, dict[str, str],
         _check_meta_columns(meta_cols, path, where)
         rows = []
         for n, row in enumerate(reader, start=2):
+            # csv.DictReader's key for the fields past the header's (empty ones are harmless)
+            if any(v.strip() for v in row.get(None) or ()):
+                raise CohortError(
+                    f"{where}: slides CSV {path} line {n} has more fields than its header "
+                    f"({len(header)}); quote a value that holds the separator "
+                    f'{reader.reader.dialect.delimiter!r}, e.g. "a,b.svs"'
+                )
             value = (row.get("path") or "").strip()
             if not value:
                 raise CohortError(f"{where}: slides CSV {path} line {n} has an empty `path`")
