@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -224,3 +226,17 @@ def test_a_tall_slide_is_drawn_as_wide_as_lets_it_fit(tmp_path, capsys):
     assert main(["view", str(sliver), "--snapshot", str(tmp_path / "s.png")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "would be 1x10,000 px" in err and "a shorter region" in err
+
+
+def test_a_snapshot_gets_the_permissions_any_new_file_gets(sample_dir, tmp_path, capsys):
+    """It was written with mkstemp and renamed: 0600, a picture no other user could open."""
+    out = tmp_path / "view.png"
+    umask = os.umask(0o022)
+    try:
+        assert (
+            main(["view", str(sample_dir / "s.svs"), "--snapshot", str(out), "--width", "64"]) == 0
+        )
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["view.png"]

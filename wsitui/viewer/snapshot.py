@@ -7,15 +7,14 @@ for that region at that many pixels, overlays included.
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
 from wsitui.slides.reader import open_slide
+from wsitui.slides.safe_write import AtomicFile
 from wsitui.viewer.cells import CellIndex
 from wsitui.viewer.compose import Compositor, Frame, Layers
 from wsitui.viewer.tiles import DEFAULT_CACHE_MB, TileSource
@@ -112,14 +111,11 @@ def write_snapshot(req: SnapshotRequest) -> tuple[Frame, list[str]]:
         comp.source.close()
     req.out.parent.mkdir(parents=True, exist_ok=True)
     # Beside it and renamed over: a failed write (a full disk) leaves an earlier picture whole.
-    fd, tmp = tempfile.mkstemp(prefix=f".{req.out.name}.", suffix=".tmp", dir=req.out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(frame.rgb).save(f, format="PNG", optimize=True)
-        Path(tmp).replace(req.out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # AtomicFile gives it the permissions any new file gets (0644 under umask 022); mkstemp's
+    # 0600 made a picture other users (a web server, a colleague) could not open.
+    with AtomicFile(req.out) as f:
+        Image.fromarray(frame.rgb).save(f.file, format="PNG", optimize=True)
+        f.commit()
     return frame, warnings
 
 
