@@ -140,7 +140,11 @@ def test_a_failed_snapshot_leaves_an_earlier_one_whole(sample_dir, tmp_path, mon
 
     monkeypatch.setattr(Image.Image, "save", full)
     assert main([*args, "--width", "32"]) == 2
-    assert "No space left on device" in capsys.readouterr().err
+    err = capsys.readouterr().err  # it was "wsitui view: [Errno 28] No space left on device"
+    assert err == (
+        f"wsitui view: snapshot '{out}' cannot be written (No space left on device); check that "
+        "its folder is a folder you can write to and its disk has room, or give another path\n"
+    )
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["view.png"]
 
@@ -240,3 +244,14 @@ def test_a_snapshot_gets_the_permissions_any_new_file_gets(sample_dir, tmp_path,
         os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["view.png"]
+
+
+def test_a_snapshot_under_a_file_says_the_path_crosses_a_file(sample_dir, tmp_path, capsys):
+    """It said "[Errno 17] File exists: '.../a.txt'"."""
+    (tmp_path / "a.txt").write_text("x")
+    out = tmp_path / "a.txt" / "sub" / "view.png"
+    assert main(["view", str(sample_dir / "s.svs"), "--snapshot", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"wsitui view: snapshot '{out}' cannot be written: a part of its folder path is a file, "
+        "not a folder; fix the path\n"
+    )

@@ -6,6 +6,7 @@ for that region at that many pixels, overlays included.
 
 from __future__ import annotations
 
+import errno
 import math
 import re
 from dataclasses import dataclass
@@ -109,13 +110,24 @@ def write_snapshot(req: SnapshotRequest) -> tuple[Frame, list[str]]:
         frame = snapshot_frame(comp, req.region, req.width)
     finally:
         comp.source.close()
-    req.out.parent.mkdir(parents=True, exist_ok=True)
-    # Beside it and renamed over: a failed write (a full disk) leaves an earlier picture whole.
-    # AtomicFile gives it the permissions any new file gets (0644 under umask 022); mkstemp's
-    # 0600 made a picture other users (a web server, a colleague) could not open.
-    with AtomicFile(req.out) as f:
-        Image.fromarray(frame.rgb).save(f.file, format="PNG", optimize=True)
-        f.commit()
+    try:
+        req.out.parent.mkdir(parents=True, exist_ok=True)
+        # Beside it and renamed over: a failed write (a full disk) leaves an earlier picture
+        # whole. AtomicFile gives it the permissions any new file gets (0644 under umask 022);
+        # mkstemp's 0600 made a picture other users (a web server, a colleague) could not open.
+        with AtomicFile(req.out) as f:
+            Image.fromarray(frame.rgb).save(f.file, format="PNG", optimize=True)
+            f.commit()
+    except OSError as exc:  # it said "[Errno 28] No space left on device", naming no file
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR):  # mkdir met a file on the way
+            raise ValueError(
+                f"snapshot '{req.out}' cannot be written: a part of its folder path is a file, "
+                "not a folder; fix the path"
+            ) from None
+        raise ValueError(
+            f"snapshot '{req.out}' cannot be written ({exc.strerror or exc}); check that its "
+            "folder is a folder you can write to and its disk has room, or give another path"
+        ) from None
     return frame, warnings
 
 
