@@ -316,3 +316,35 @@ def test_a_device_that_is_no_device_is_refused_whatever_the_model(
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert f"argument --device: device {device!r} is not one of auto, cpu, cuda" in err
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["folder", "new_folder_in_it"])
+def test_train_out_that_cannot_be_written_is_refused_before_training(tmp_path: Path, inside: bool):
+    """A read-only --out trained for the whole run (minutes to an hour) and failed only when
+    the model was saved."""
+    import os
+    import shutil
+
+    from tests.headless.helpers import assert_one_line_error, wsitui
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    out_dir = locked / "m" if inside else locked
+    if os.geteuid() != 0:
+        locked.chmod(0o555)
+    else:
+        chattr = shutil.which("chattr")
+        if chattr is None or subprocess.run([chattr, "+i", str(locked)]).returncode != 0:
+            pytest.skip("root without a working chattr: cannot make a folder read-only")
+    try:
+        out = wsitui("model", "train", "--out", out_dir, "--steps", "1", timeout=60)
+    finally:
+        if os.geteuid() != 0:
+            locked.chmod(0o755)
+        else:
+            subprocess.run(["chattr", "-i", str(locked)], check=True)
+    line = assert_one_line_error(
+        out, 2, f"wsitui model: train: --out {out_dir}", "give a folder you can write to"
+    )
+    assert ("(its folder" in line) is inside
+    assert list(locked.iterdir()) == []

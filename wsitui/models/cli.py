@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +197,18 @@ def _check_out_folder(out: Path) -> None:
         if (part.exists() or part.is_symlink()) and not part.is_dir():
             what = "is a file" if part == out else f"is under {part}, which is a file"
             raise ModelError(f"train: --out {out} {what}; give a folder")
+    # A folder that cannot take the model (read-only, another user's) was found only when
+    # the trained model was saved: minutes to an hour of training lost. Tried by making a
+    # file there (permission bits do not tell root, or a read-only mount, the whole story).
+    existing = next(p for p in (out, *out.parents) if p.is_dir())
+    try:
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as exc:
+        where = "" if existing == out else f" (its folder {existing})"
+        raise ModelError(
+            f"train: --out {out}{where} cannot be written ({exc.strerror or exc}); give a "
+            "folder you can write to"
+        ) from None
 
 
 def _train(args: argparse.Namespace) -> int:
