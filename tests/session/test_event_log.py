@@ -148,3 +148,26 @@ def test_a_lock_held_for_good_is_waited_on_only_so_long(tmp_path, monkeypatch):
     log.close()
     assert 0.2 <= waited < 2.0
     assert json.loads(path.read_text())["tenant"] == "b" and log.error is None
+
+
+def test_an_event_log_that_cannot_be_opened_for_writing_says_the_fix(tmp_path, monkeypatch):
+    """On a read-only mount it said only "event log ev.jsonl cannot be written (Read-only
+    file system)"."""
+    import errno
+
+    path = tmp_path / "ev.jsonl"
+    path.write_text('{"ts": 1, "event": "tenant_admitted", "tenant": "a"}\n')
+    real_open = os.open
+
+    def read_only_mount(p, flags, *a):  # type: ignore[no-untyped-def]
+        if flags & os.O_WRONLY:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_open(p, flags, *a)
+
+    monkeypatch.setattr(eventlog.os, "open", read_only_mount)
+    with pytest.raises(EventLogError) as err:
+        JsonlEventLog(path)
+    assert str(err.value) == (
+        f"event log {path} cannot be written (Read-only file system); make it writable or give "
+        "another path"
+    )

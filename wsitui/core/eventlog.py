@@ -149,7 +149,10 @@ class JsonlEventLog:
                 0o644,
             )
         except OSError as exc:
-            raise EventLogError(f"event log {path} cannot be written ({exc.strerror})") from None
+            raise EventLogError(
+                f"event log {path} cannot be written ({exc.strerror}); make it writable or "
+                "give another path"
+            ) from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise EventLogError(f"event log {path} is not a regular file; give a .jsonl path")
