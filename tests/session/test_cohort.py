@@ -220,6 +220,25 @@ def test_a_glob_says_in_one_line_what_it_matched_that_is_no_slide(tmp_path, monk
     assert "\n" not in skipped + unreadable
 
 
+def test_a_glob_matching_a_slide_and_a_link_to_it_runs_it_once_and_says_so(tmp_path):
+    """`cohort/*.svs` over c.svs and lnk.svs -> c.svs was refused: "slide c.svs is listed
+    twice (glob cohort/*.svs and glob cohort/*.svs); list each slide once", a list nobody wrote
+    twice and no way to write it once."""
+    cohort = tmp_path / "cohort"
+    touch(cohort / "c.svs")
+    touch(cohort / "d.svs")
+    (cohort / "lnk.svs").symlink_to("c.svs")
+    _, cohorts = expand_cohorts(
+        load_config(cohort_config(tmp_path, '["cohort/*.svs"]')), tmp_path / "data"
+    )
+    assert [s.path.name for s in cohorts[0].slides] == ["c.svs", "d.svs"]
+    (note,) = cohorts[0].notes()
+    assert note.endswith(
+        f"slides glob {cohort}/*.svs matches 1 file under a second name (a link), run once: "
+        f"{cohort / 'lnk.svs'} is {cohort / 'c.svs'}"
+    )
+
+
 def test_a_glob_that_matches_only_non_slides_names_them(tmp_path):
     (tmp_path / "cohort" / "sub.svs").mkdir(parents=True)
     message = _session_error(cohort_config(tmp_path, '["cohort/*"]'), tmp_path)

@@ -219,12 +219,20 @@ def _glob(pattern: str, where: str, notes: list[str]) -> list[Path]:
     files: list[Path] = []
     skipped: list[str] = []
     unreadable: list[str] = []
+    found: dict[Path, str] = {}  # resolved -> the hit that matched it first
+    twice: list[str] = []  # a second name of a file matched (a symlink beside its target)
     for hit in hits:
         try:
             mode = Path(hit).stat().st_mode
-        except OSError as exc:  # a broken symlink, a symlink loop, a path we may not stat
-            skipped.append(f"{hit}: {exc.strerror or 'cannot be read'}")
+            resolved = Path(hit).resolve()
+        except (OSError, RuntimeError) as exc:  # a broken symlink, a loop, a path we may not stat
+            skipped.append(f"{hit}: {getattr(exc, 'strerror', None) or 'cannot be read'}")
             continue
+        if resolved in found:  # a symlink beside its target: one slide, run once (it said
+            # "listed twice (glob G and glob G)", a list the user never wrote twice)
+            twice.append(f"{hit} is {found[resolved]}")
+            continue
+        found[resolved] = hit
         if not stat.S_ISREG(mode):
             skipped.append(f"{hit}: {file_kind(mode)}")
             continue
@@ -242,6 +250,12 @@ def _glob(pattern: str, where: str, notes: list[str]) -> list[Path]:
             f"{where}: slides glob {pattern} matches {len(skipped)} "
             f"entr{'y' if len(skipped) == 1 else 'ies'} that {'is' if len(skipped) == 1 else 'are'}"
             f" not a slide file, skipped: {_names(skipped)}"
+        )
+    if twice:
+        notes.append(
+            f"{where}: slides glob {pattern} matches {len(twice)} file"
+            f"{'s' if len(twice) > 1 else ''} under a second name (a link), run once: "
+            f"{_names(twice)}"
         )
     if unreadable:
         notes.append(
