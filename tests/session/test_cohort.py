@@ -119,6 +119,8 @@ def _session_error(config: Path, tmp: Path) -> str:
         ('"list.csv"', ["s.svs"], "slide,case\ns.svs,1\n", "has no `path` column"),
         ('"list.csv"', ["s.svs"], "path\ns.svs\n./s.svs\n", "is listed twice (line 2 and line 3)"),
         ('"missing.csv"', [], None, "not found"),
+        # csv.DictReader kept the last `path` column's values without a word.
+        ('"list.csv"', ["a.svs", "b.svs"], "path,path\na.svs,b.svs\n", "has 2 `path` columns"),
         (
             '"list.csv"',
             ["a,b.svs"],

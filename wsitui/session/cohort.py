@@ -310,6 +310,10 @@ def _read_csv(source: str, where: str) -> tuple[list[tuple[Path, dict[str, str],
     try:
         reader = csv.DictReader(text.splitlines(), delimiter=_delimiter(text))
         header = [h.strip() for h in (reader.fieldnames or [])]
+        if header.count("path") > 1:  # csv.DictReader kept the last one's values, silently
+            raise CohortError(
+                f"{where}: slides CSV {path} has {header.count('path')} `path` columns; keep one"
+            )
         if "path" not in header:
             raise CohortError(
                 f"{where}: slides CSV {path} has no `path` column (columns: "
