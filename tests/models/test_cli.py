@@ -348,3 +348,17 @@ def test_train_out_that_cannot_be_written_is_refused_before_training(tmp_path: P
     )
     assert ("(its folder" in line) is inside
     assert list(locked.iterdir()) == []
+
+
+def test_eval_of_a_model_path_that_does_not_exist_says_relative_to_what(tmp_path: Path):
+    """It said "(relative paths are relative to the config file)" on the command line, where
+    no config is read: relative to the current folder."""
+    from tests.headless.helpers import assert_one_line_error, wsitui
+
+    out = wsitui("model", "eval", "gone/model.pt", "--images", "1", cwd=tmp_path, timeout=60)
+    assert_one_line_error(
+        out,
+        2,
+        f"model path {tmp_path.resolve()}/gone/model.pt does not exist (relative paths are "
+        "relative to the current folder); check the path",
+    )

@@ -288,7 +288,9 @@ def _eval(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ModelError(f"eval: {e}") from None
 
-    source = resolve(args.model, Path.cwd(), cache_dir(args.model_dir))
+    source = resolve(
+        args.model, Path.cwd(), cache_dir(args.model_dir), base_is="the current folder"
+    )
     model = load(source, args.device, cpu_threads=None)
     if args.images is not None:
         return _eval_crops(args, model)
