@@ -362,3 +362,21 @@ def test_eval_of_a_model_path_that_does_not_exist_says_relative_to_what(tmp_path
         f"model path {tmp_path.resolve()}/gone/model.pt does not exist (relative paths are "
         "relative to the current folder); check the path",
     )
+
+
+@pytest.mark.parametrize("content", [b"not a model", b"PK\x03\x04 cut short"], ids=["text", "cut"])
+def test_train_init_that_is_no_torchscript_is_refused_before_training(
+    tmp_path: Path, content: bytes
+):
+    """`--init notes.pt` generated the training data for minutes, then failed."""
+    from tests.headless.helpers import assert_one_line_error, wsitui
+
+    init = tmp_path / "init.pt"
+    init.write_bytes(content)
+    out = wsitui(
+        "model", "train", "--out", tmp_path / "m", "--init", init, "--steps", "1", timeout=60
+    )
+    assert_one_line_error(
+        out, 2, f"wsitui model: train: --init: model {init} is not a TorchScript file"
+    )
+    assert not (tmp_path / "m").exists()

@@ -230,6 +230,14 @@ def _train(args: argparse.Namespace) -> int:
         init = args.init / "instanseg.pt" if args.init.is_dir() else args.init
         if not init.is_file():
             raise ModelError(f"train: --init {init} does not exist: give an exported instanseg.pt")
+        # What is no TorchScript export (a slide, a truncated copy) was found only after the
+        # minutes of data generation; the archive check reads it without torch.
+        from wsitui.models.archive import check_archive
+
+        try:
+            check_archive(init)
+        except ModelError as exc:
+            raise ModelError(f"train: --init: {exc}") from None
     _check_out_folder(args.out)
 
     from wsitui.models.train import TrainConfig, train
