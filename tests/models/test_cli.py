@@ -380,3 +380,21 @@ def test_train_init_that_is_no_torchscript_is_refused_before_training(
         out, 2, f"wsitui model: train: --init: model {init} is not a TorchScript file"
     )
     assert not (tmp_path / "m").exists()
+
+
+def test_a_model_cache_that_is_a_file_is_one_line_not_an_internal_error(tmp_path: Path):
+    """`--model-dir notes.txt` with a pretrained name ended in NotADirectoryError (exit 70)."""
+    from tests.headless.helpers import assert_one_line_error, wsitui
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    out = wsitui(
+        "model", "eval", "--model-dir", notes, "brightfield_nuclei", "--images", "1", timeout=60
+    )
+    assert_one_line_error(
+        out,
+        2,
+        f"wsitui model: model cache {notes} cannot take a download (Not a directory); give a "
+        "folder you can write to with --model-dir or $WSITUI_MODEL_DIR",
+    )
+    assert notes.read_text() == "mine\n"
