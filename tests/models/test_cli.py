@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.models.conftest import FakeFactory
-from wsitui.models.cli import add_model_commands, run_model_command
+from wsitui.models.cli import _check_out_folder, add_model_commands, run_model_command
+from wsitui.models.errors import ModelError
 
 
 def run(argv: list[str]) -> int:
@@ -398,3 +399,14 @@ def test_a_model_cache_that_is_a_file_is_one_line_not_an_internal_error(tmp_path
         "folder you can write to with --model-dir or $WSITUI_MODEL_DIR",
     )
     assert notes.read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("target", ["gone", "self"], ids=["dangling", "loop"])
+def test_train_out_that_is_a_broken_link_is_called_one(tmp_path: Path, target: str):
+    """`--out` a dangling or looping symlink was refused as "is a file"."""
+    link = tmp_path / "self"
+    link.symlink_to(target)
+    with pytest.raises(ModelError, match=r"is a broken symbolic link; give a folder"):
+        _check_out_folder(link)
+    with pytest.raises(ModelError, match=r"which is a broken symbolic link; give a folder"):
+        _check_out_folder(link / "m")

@@ -195,7 +195,9 @@ def _check_out_folder(out: Path) -> None:
     there (or above it) cost the whole run and ended in a FileExistsError."""
     for part in (*reversed(out.parents), out):
         if (part.exists() or part.is_symlink()) and not part.is_dir():
-            what = "is a file" if part == out else f"is under {part}, which is a file"
+            # A symbolic link to nothing (or to itself) is no file: it was called one.
+            kind = "a file" if part.exists() else "a broken symbolic link"
+            what = f"is {kind}" if part == out else f"is under {part}, which is {kind}"
             raise ModelError(f"train: --out {out} {what}; give a folder")
     # A folder that cannot take the model (read-only, another user's) was found only when
     # the trained model was saved: minutes to an hour of training lost. Tried by making a
