@@ -171,3 +171,22 @@ def test_an_event_log_that_cannot_be_opened_for_writing_says_the_fix(tmp_path, m
         f"event log {path} cannot be written (Read-only file system); make it writable or give "
         "another path"
     )
+
+
+def test_a_line_another_run_is_writing_is_not_taken_for_a_cut_one(tmp_path):
+    """Opening the log while another run held the lock mid-line saw a line without its end
+    and added a newline after it: an empty line in the middle of the log."""
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"ts": 1, "event": "tenant_admitted", "tenant": "a"}\n')
+    with path.open("a") as other:
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX)
+        other.write('{"ts": 2, "event": "tenant_admitted", ')  # its line, half written
+        other.flush()
+        proc = _writer(path, "b", 1, 1)
+        time.sleep(1.5)
+        other.write('"tenant": "c"}\n')  # the rest of it, then the lock goes
+        other.flush()
+        fcntl.flock(other.fileno(), fcntl.LOCK_UN)
+    assert proc.wait(timeout=30) == 0
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["tenant"] for line in lines] == ["a", "c", "b"], lines

@@ -157,8 +157,9 @@ class JsonlEventLog:
             os.close(fd)
             raise EventLogError(f"event log {path} is not a regular file; give a .jsonl path")
         self._file: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8")
-        if _ends_mid_line(path):  # a process killed mid-write: new lines start on their own
-            self._write_text("\n")
+        # A process killed mid-write: new lines start on their own. Asked under the lock, so
+        # another run's line being written right now is not taken for a cut one.
+        self._write_text("\n", only_mid_line=True)
 
     def __call__(self, event: Event) -> None:
         self._write(event.to_json())
@@ -166,11 +167,13 @@ class JsonlEventLog:
     def _write(self, obj: dict[str, object]) -> None:
         self._write_text(json.dumps(obj, separators=(",", ":")) + "\n")
 
-    def _write_text(self, text: str) -> None:
+    def _write_text(self, text: str, *, only_mid_line: bool = False) -> None:
         if self._file is None:
             return
         try:
             with _line_lock(self._file.fileno()):
+                if only_mid_line and not _ends_mid_line(self.path):
+                    return
                 self._file.write(text)
                 self._file.flush()
         except OSError as exc:
