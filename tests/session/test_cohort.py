@@ -117,6 +117,19 @@ def _session_error(config: Path, tmp: Path) -> str:
         ('["cohort/*.svs"]', [], None, "slides glob"),
         ('["cohort/*.svs", "cohort/a*"]', ["cohort/a.svs"], None, "is listed twice"),
         ('"list.csv"', ["s.svs"], "slide,case\ns.svs,1\n", "has no `path` column"),
+        # It said "add a header row with `path`" to a header that has one, capitalised.
+        (
+            '"list.csv"',
+            ["s.svs"],
+            "Path;case\ns.svs;1\n",
+            "has no `path` column (columns: Path, case); rename `Path` to `path`",
+        ),
+        (
+            '"list.csv"',
+            ["s.svs"],
+            "Path,case\ns.svs,1\n",
+            "(columns: Path, case); rename `Path` to `path`",
+        ),
         ('"list.csv"', ["s.svs"], "path\ns.svs\n./s.svs\n", "is listed twice (line 2 and line 3)"),
         ('"missing.csv"', [], None, "not found"),
         # csv.DictReader kept the last `path` column's values without a word.

@@ -281,7 +281,7 @@ def _delimiter(text: str) -> str:
             header = next(csv.reader([first], delimiter=delimiter), [])
         except csv.Error:
             continue
-        if "path" in (h.strip() for h in header):
+        if "path" in (h.strip().lower() for h in header):  # `Path`: refused after, by name
             return delimiter
     return ","
 
@@ -315,9 +315,11 @@ def _read_csv(source: str, where: str) -> tuple[list[tuple[Path, dict[str, str],
                 f"{where}: slides CSV {path} has {header.count('path')} `path` columns; keep one"
             )
         if "path" not in header:
+            near = next((h for h in header if h.lower() == "path"), None)
+            fix = f"rename `{near}` to `path`" if near else "add a header row with `path`"
             raise CohortError(
                 f"{where}: slides CSV {path} has no `path` column (columns: "
-                f"{', '.join(header) or 'none'}); add a header row with `path`"
+                f"{', '.join(header) or 'none'}); {fix}"
             )
         reader.fieldnames = header
         meta_cols = tuple(h for h in header if h != "path" and h)
