@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, NoReturn  # noqa: E402
 from wsitui import __version__  # noqa: E402
 from wsitui.core.paths import path_arg as _path  # noqa: E402
 from wsitui.models.cli import add_model_commands  # noqa: E402  # cheap: no torch at parser build
+from wsitui.slides.synthetic.mpp import MPP, offered  # noqa: E402  # no numpy
 
 if TYPE_CHECKING:
     from wsitui.observability.setup import ObserveOptions
@@ -166,8 +167,9 @@ def _parser() -> argparse.ArgumentParser:
     # to build the parser; `_sample` fills in its DEFAULT_SIZE.
     sample.add_argument("--size", default=None, help="WxH in pixels (default 8192x6144)")
     sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    # argparse reads '%' in a help text as a format: the 2% must be written %%.
     sample.add_argument(
-        "--mpp", type=float, default=0.499, help="µm per px: 0.499 (20x, default) or 0.25 (40x)"
+        "--mpp", type=float, default=MPP, help=f"µm per px: {offered(MPP)}".replace("%", "%%")
     )
     sample.add_argument(
         "--force", action="store_true", help="replace an existing slide and truth file"
@@ -389,7 +391,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     return tui_main(args.config, args.data_dir, args.tenant, observe=_observe(args, headless=False))
 
 
-def _sample(out: Path, size_text: str | None, seed: int, *, force: bool, mpp: float = 0.499) -> int:
+def _sample(out: Path, size_text: str | None, seed: int, *, force: bool, mpp: float = MPP) -> int:
     from wsitui.core.text import one_line
     from wsitui.slides.errors import SlideError
     from wsitui.slides.sample import DEFAULT_SIZE, parse_size, truth_path_for, write_sample_slide

@@ -120,3 +120,18 @@ def test_sample_under_a_file_says_it_is_a_file(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine\n"
     missing = wsitui("sample", "nodir/x.svs", cwd=tmp_path, timeout=60)
     assert_one_line_error(missing, 2, "directory 'nodir' does not exist")
+
+
+def test_sample_help_and_its_mpp_refusal_offer_the_same_values(tmp_path):
+    """`wsitui sample --help` said "0.25 (40x)" while `--mpp 0.3` was refused with "use 0.499
+    (20x) or 0.2495 (40x)": a user could not tell which 40x value is the one."""
+    import re
+
+    helped = " ".join(wsitui("sample", "--help").stdout.split())
+    out = wsitui("sample", tmp_path / "x.svs", "--mpp", "0.3")
+    line = assert_one_line_error(out, 2, "mpp 0.3 is not offered")
+    offered = re.compile(r"(\d+(?:\.\d+)?) \((20x|40x)")
+    assert offered.findall(helped) == offered.findall(line) == [("0.499", "20x"), ("0.2495", "40x")]
+    tail = line.split("; ", 1)[1]  # what is taken as them, worded the same
+    assert tail in helped, (tail, helped)
+    assert not (tmp_path / "x.svs").exists()

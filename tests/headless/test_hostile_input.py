@@ -418,6 +418,28 @@ def test_rerun_with_a_changed_stored_job_is_refused_before_anything_runs(
     assert digest(data / "state.db") == before
 
 
+def test_a_stored_job_with_params_an_earlier_version_read_laxly_resumes(
+    tmp_path, slides, stored_run
+):
+    """An earlier version stored `tile_size = "512"` as the string; the config now says 512
+    (strict params refuse the string). Before: "job 'a' changed its params ... rename the
+    workflow" (exit 2), the stored queue lost; now it resumes and the row is stored as 512."""
+    data = tmp_path / "data"
+    shutil.copytree(stored_run, data)
+    db = sqlite3.connect(data / "state.db")
+    db.execute("""UPDATE jobs SET params = '{"tile_size": "512"}'""")
+    db.commit()
+    db.close()
+    config = one_job_config(
+        tmp_path / "c.toml", slides[1], extra="  params = { tile_size = 512 }\n"
+    )
+    out = wsitui("run", config, "--data-dir", data, "--quiet", timeout=60)
+    assert out.returncode == 0, out.stderr
+    db = sqlite3.connect(data / "state.db")
+    assert db.execute("SELECT params, attempt FROM jobs").fetchall() == [('{"tile_size": 512}', 1)]
+    db.close()
+
+
 def test_store_failure_while_submitting_is_one_line_exit_2(tmp_path, slides, capsys, monkeypatch):
     """The disk fills between the checks and the first write: still one line, never a group."""
     import wsitui.session.session as session_module

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.models.conftest import FakeFactory
-from wsitui.models.cli import add_model_commands, run_model_command
+from wsitui.models.cli import _check_out_folder, add_model_commands, run_model_command
+from wsitui.models.errors import ModelError
 
 
 def run(argv: list[str]) -> int:
@@ -316,3 +317,96 @@ def test_a_device_that_is_no_device_is_refused_whatever_the_model(
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert f"argument --device: device {device!r} is not one of auto, cpu, cuda" in err
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["folder", "new_folder_in_it"])
+def test_train_out_that_cannot_be_written_is_refused_before_training(tmp_path: Path, inside: bool):
+    """A read-only --out trained for the whole run (minutes to an hour) and failed only when
+    the model was saved."""
+    import os
+    import shutil
+
+    from tests.headless.helpers import assert_one_line_error, wsitui
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    out_dir = locked / "m" if inside else locked
+    if os.geteuid() != 0:
+        locked.chmod(0o555)
+    else:
+        chattr = shutil.which("chattr")
+        if chattr is None or subprocess.run([chattr, "+i", str(locked)]).returncode != 0:
+            pytest.skip("root without a working chattr: cannot make a folder read-only")
+    try:
+        out = wsitui("model", "train", "--out", out_dir, "--steps", "1", timeout=60)
+    finally:
+        if os.geteuid() != 0:
+            locked.chmod(0o755)
+        else:
+            subprocess.run(["chattr", "-i", str(locked)], check=True)
+    line = assert_one_line_error(
+        out, 2, f"wsitui model: train: --out {out_dir}", "give a folder you can write to"
+    )
+    assert ("(its folder" in line) is inside
+    assert list(locked.iterdir()) == []
+
+
+def test_eval_of_a_model_path_that_does_not_exist_says_relative_to_what(tmp_path: Path):
+    """It said "(relative paths are relative to the config file)" on the command line, where
+    no config is read: relative to the current folder."""
+    from tests.headless.helpers import assert_one_line_error, wsitui
+
+    out = wsitui("model", "eval", "gone/model.pt", "--images", "1", cwd=tmp_path, timeout=60)
+    assert_one_line_error(
+        out,
+        2,
+        f"model path {tmp_path.resolve()}/gone/model.pt does not exist (relative paths are "
+        "relative to the current folder); check the path",
+    )
+
+
+@pytest.mark.parametrize("content", [b"not a model", b"PK\x03\x04 cut short"], ids=["text", "cut"])
+def test_train_init_that_is_no_torchscript_is_refused_before_training(
+    tmp_path: Path, content: bytes
+):
+    """`--init notes.pt` generated the training data for minutes, then failed."""
+    from tests.headless.helpers import assert_one_line_error, wsitui
+
+    init = tmp_path / "init.pt"
+    init.write_bytes(content)
+    out = wsitui(
+        "model", "train", "--out", tmp_path / "m", "--init", init, "--steps", "1", timeout=60
+    )
+    assert_one_line_error(
+        out, 2, f"wsitui model: train: --init: model {init} is not a TorchScript file"
+    )
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_model_cache_that_is_a_file_is_one_line_not_an_internal_error(tmp_path: Path):
+    """`--model-dir notes.txt` with a pretrained name ended in NotADirectoryError (exit 70)."""
+    from tests.headless.helpers import assert_one_line_error, wsitui
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    out = wsitui(
+        "model", "eval", "--model-dir", notes, "brightfield_nuclei", "--images", "1", timeout=60
+    )
+    assert_one_line_error(
+        out,
+        2,
+        f"wsitui model: model cache {notes} cannot take a download (Not a directory); give a "
+        "folder you can write to with --model-dir or $WSITUI_MODEL_DIR",
+    )
+    assert notes.read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("target", ["gone", "self"], ids=["dangling", "loop"])
+def test_train_out_that_is_a_broken_link_is_called_one(tmp_path: Path, target: str):
+    """`--out` a dangling or looping symlink was refused as "is a file"."""
+    link = tmp_path / "self"
+    link.symlink_to(target)
+    with pytest.raises(ModelError, match=r"is a broken symbolic link; give a folder"):
+        _check_out_folder(link)
+    with pytest.raises(ModelError, match=r"which is a broken symbolic link; give a folder"):
+        _check_out_folder(link / "m")

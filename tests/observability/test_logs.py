@@ -107,3 +107,28 @@ def test_headless_without_log_options_still_shows_engine_errors_only(capfd):
         setup.close()
     err = capfd.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].endswith("event listener failed and was removed")
+
+
+def test_a_log_file_whose_disk_fills_stops_with_one_line_for_the_face(tmp_path: Path, capfd):
+    """A full disk under --log-file printed Python's "--- Logging error ---" traceback for
+    every line, and the close that flushed the rest raised: `wsitui run` ended as an internal
+    error (exit 70) after its jobs had run."""
+    import os
+
+    path = tmp_path / "run.log"
+    setup = setup_logging(path)
+    log = logging.getLogger("wsitui")
+    log.info("before the disk filled")
+    (handler,) = setup.handlers
+    full = os.open("/dev/full", os.O_WRONLY)
+    os.dup2(full, handler.stream.fileno())  # every write from now on: ENOSPC
+    os.close(full)
+    for i in range(3):
+        log.warning("line %d", i)
+    setup.close()  # flushing what is buffered fails too: said, not raised
+    assert setup.error == (
+        f"--log-file {path}: writing failed (No space left on device); log lines after that "
+        "are missing from it"
+    )
+    assert capfd.readouterr().err == ""
+    assert "before the disk filled" in path.read_text()

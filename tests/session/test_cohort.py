@@ -74,6 +74,27 @@ def test_a_csv_names_slides_relative_to_itself_and_keeps_its_columns_as_metadata
     ]
 
 
+@pytest.mark.parametrize(
+    ("text", "meta"),
+    [
+        ("case;path;size\nC-7;slides/x,2.svs;1,5\n", {"case": "C-7", "size": "1,5"}),
+        ('"case";"path"\r\n"C-7";"slides/x,2.svs"\r\n', {"case": "C-7"}),
+        ("case\tpath\nC-7\tslides/x,2.svs\n", {"case": "C-7"}),
+        ('path\n"slides/x,2.svs"\n', {}),  # one column: nothing to separate
+        ('path,case\n"slides/x,2.svs",C-7,,\n', {"case": "C-7"}),  # empty extra fields
+    ],
+    ids=["semicolons", "quoted_semicolons_crlf", "tabs", "path_only", "trailing_commas"],
+)
+def test_a_csv_saved_with_semicolons_or_tabs_is_read_as_it_was_meant(tmp_path, text, meta):
+    """A spreadsheet in a locale with a decimal comma saves `;`-separated CSV; it said only
+    "has no `path` column (columns: case;path;size)". A comma in a value stays in it."""
+    touch(tmp_path / "slides" / "x,2.svs")
+    (tmp_path / "cohort.csv").write_text(text)
+    config = load_config(cohort_config(tmp_path, '"cohort.csv"'))
+    _, cohorts = expand_cohorts(config, tmp_path / "state")
+    assert [(s.path.name, s.meta) for s in cohorts[0].slides] == [("x,2.svs", meta)]
+
+
 def test_clashing_file_names_get_distinct_stable_ids(tmp_path):
     a = tmp_path / "one" / "slide 1.svs"
     b = tmp_path / "two" / "slide 1.svs"
@@ -96,8 +117,30 @@ def _session_error(config: Path, tmp: Path) -> str:
         ('["cohort/*.svs"]', [], None, "slides glob"),
         ('["cohort/*.svs", "cohort/a*"]', ["cohort/a.svs"], None, "is listed twice"),
         ('"list.csv"', ["s.svs"], "slide,case\ns.svs,1\n", "has no `path` column"),
+        # It said "add a header row with `path`" to a header that has one, capitalised.
+        (
+            '"list.csv"',
+            ["s.svs"],
+            "Path;case\ns.svs;1\n",
+            "has no `path` column (columns: Path, case); rename `Path` to `path`",
+        ),
+        (
+            '"list.csv"',
+            ["s.svs"],
+            "Path,case\ns.svs,1\n",
+            "(columns: Path, case); rename `Path` to `path`",
+        ),
         ('"list.csv"', ["s.svs"], "path\ns.svs\n./s.svs\n", "is listed twice (line 2 and line 3)"),
         ('"missing.csv"', [], None, "not found"),
+        # csv.DictReader kept the last `path` column's values without a word.
+        ('"list.csv"', ["a.svs", "b.svs"], "path,path\na.svs,b.svs\n", "has 2 `path` columns"),
+        (
+            '"list.csv"',
+            ["a,b.svs"],
+            "path,case\na,b.svs,1\n",
+            "line 2 has more fields than its header (2); quote a value that holds the "
+            "separator ',', e.g. \"a,b.svs\"",
+        ),
         # A row naming no file said `job 'gone-mask': slide ... does not exist`: a job id the
         # user never wrote, one row per run. The CSV's lines, all of them at once.
         (
@@ -190,6 +233,25 @@ def test_a_glob_says_in_one_line_what_it_matched_that_is_no_slide(tmp_path, monk
     assert "and 1 more" in skipped  # at most three named: a glob over 5,000 folders is one line
     assert f"slide {locked} cannot be read (permission denied): its chain fails" in unreadable
     assert "\n" not in skipped + unreadable
+
+
+def test_a_glob_matching_a_slide_and_a_link_to_it_runs_it_once_and_says_so(tmp_path):
+    """`cohort/*.svs` over c.svs and lnk.svs -> c.svs was refused: "slide c.svs is listed
+    twice (glob cohort/*.svs and glob cohort/*.svs); list each slide once", a list nobody wrote
+    twice and no way to write it once."""
+    cohort = tmp_path / "cohort"
+    touch(cohort / "c.svs")
+    touch(cohort / "d.svs")
+    (cohort / "lnk.svs").symlink_to("c.svs")
+    _, cohorts = expand_cohorts(
+        load_config(cohort_config(tmp_path, '["cohort/*.svs"]')), tmp_path / "data"
+    )
+    assert [s.path.name for s in cohorts[0].slides] == ["c.svs", "d.svs"]
+    (note,) = cohorts[0].notes()
+    assert note.endswith(
+        f"slides glob {cohort}/*.svs matches 1 file under a second name (a link), run once: "
+        f"{cohort / 'lnk.svs'} is {cohort / 'c.svs'}"
+    )
 
 
 def test_a_glob_that_matches_only_non_slides_names_them(tmp_path):

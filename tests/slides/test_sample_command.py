@@ -173,6 +173,31 @@ def test_a_failure_while_writing_leaves_nothing_behind(tmp_path: Path, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.svs", "s.truth.npz"]
 
 
+@pytest.mark.parametrize("unnamed", [True, False], ids=["this_file_system", "partial_file"])
+def test_a_disk_that_fills_while_writing_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch, unnamed: bool
+):
+    """On a full disk (a 600 KB tmpfs) the slide's last bytes were still buffered when the
+    write failed; closing flushed them, failed again, and `.s.svs.<pid>.*.partial` was left."""
+    from wsitui.slides import safe_write
+
+    if not unnamed:  # a file system where O_TMPFILE cannot be linked (as that tmpfs here)
+        monkeypatch.setattr(safe_write, "_unnamed_file", lambda *_a: None)
+    real = sample_mod._write_svs
+
+    def fills_up(out, *a, **k):  # type: ignore[no-untyped-def]
+        out.write(b"II*\x00 buffered, not yet written")
+        full = os.open("/dev/full", os.O_WRONLY)
+        os.dup2(full, out.fileno())  # every write to the file from now on: ENOSPC
+        os.close(full)
+        return real(out, *a, **k)
+
+    monkeypatch.setattr(sample_mod, "_write_svs", fills_up)
+    with pytest.raises(SlideError, match=r"cannot write .*No space left on device; give a path"):
+        write_sample_slide(tmp_path / "s.svs", size=SMALL, seed=2)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_killed_sample_leaves_no_scratch_directory(tmp_path: Path):
     out = tmp_path / "k.svs"
     code = (

@@ -63,3 +63,32 @@ def test_the_whole_slide_view_is_drawn_from_the_virtual_level(single_level: Path
         assert frame.rgb.shape == (781, 1280, 3)
     finally:
         src.close()
+
+
+def test_a_virtual_level_is_labelled_as_computed(single_level: Path, sample_slide: Path):
+    """It read "level 1 (÷4)" for a slide that has no level 1."""
+    src = TileSource(open_slide(single_level))
+    try:
+        assert src.level_label(0) == "level 0 (÷1)"
+        assert src.level_label(1) == "level 1 (÷4, computed from level 0)"
+    finally:
+        src.close()
+    real = TileSource(open_slide(sample_slide))
+    try:
+        assert real.real_levels > 1
+        assert real.level_label(1) == f"level 1 (÷{real.downsamples[1]:g})"
+    finally:
+        real.close()
+
+
+def test_a_coarse_virtual_tile_stops_part_way_when_asked(single_level: Path):
+    """A virtual tile reads the 16 tiles under it; `stop` was asked only before the first, so a
+    key pressed during a slow coarse read waited for all 16."""
+    src = TileSource(open_slide(single_level))
+    try:
+        assert src.fetch([(1, 0, 0)], stop=lambda: src.reads >= 3) == 0
+        assert src.reads == 3 and (1, 0, 0) not in src.cache
+        assert src.fetch([(1, 0, 0)]) == 1  # later, whole: the 3 read before are reused
+        assert src.reads == 16 and (1, 0, 0) in src.cache
+    finally:
+        src.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -138,7 +140,11 @@ def test_a_failed_snapshot_leaves_an_earlier_one_whole(sample_dir, tmp_path, mon
 
     monkeypatch.setattr(Image.Image, "save", full)
     assert main([*args, "--width", "32"]) == 2
-    assert "No space left on device" in capsys.readouterr().err
+    err = capsys.readouterr().err  # it was "wsitui view: [Errno 28] No space left on device"
+    assert err == (
+        f"wsitui view: snapshot '{out}' cannot be written (No space left on device); check that "
+        "its folder is a folder you can write to and its disk has room, or give another path\n"
+    )
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["view.png"]
 
@@ -224,3 +230,28 @@ def test_a_tall_slide_is_drawn_as_wide_as_lets_it_fit(tmp_path, capsys):
     assert main(["view", str(sliver), "--snapshot", str(tmp_path / "s.png")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "would be 1x10,000 px" in err and "a shorter region" in err
+
+
+def test_a_snapshot_gets_the_permissions_any_new_file_gets(sample_dir, tmp_path, capsys):
+    """It was written with mkstemp and renamed: 0600, a picture no other user could open."""
+    out = tmp_path / "view.png"
+    umask = os.umask(0o022)
+    try:
+        assert (
+            main(["view", str(sample_dir / "s.svs"), "--snapshot", str(out), "--width", "64"]) == 0
+        )
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["view.png"]
+
+
+def test_a_snapshot_under_a_file_says_the_path_crosses_a_file(sample_dir, tmp_path, capsys):
+    """It said "[Errno 17] File exists: '.../a.txt'"."""
+    (tmp_path / "a.txt").write_text("x")
+    out = tmp_path / "a.txt" / "sub" / "view.png"
+    assert main(["view", str(sample_dir / "s.svs"), "--snapshot", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"wsitui view: snapshot '{out}' cannot be written: a part of its folder path is a file, "
+        "not a folder; fix the path\n"
+    )

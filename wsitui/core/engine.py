@@ -232,7 +232,7 @@ class Engine:
             self._workflows[wf.id] = wf
             self._wf_jobs[wf.id] = []
         now = self.clock()
-        stored = self.store.jobs()
+        stored = recovery.upgrade_params(self.store.jobs(), self._validator.upgraded, self.store)
         for job in stored:
             if job.workflow_id not in self._wf_jobs:
                 raise StoreError(

@@ -4,6 +4,10 @@ Opening is careful, because the path comes from a user: only a regular file is w
 FIFO, which would hang, nor a device such as /dev/full), and an existing file is appended to
 only when it is empty or already an event log (its first line is a JSON object with an "event"
 key) — so a mistyped `--events` can never append JSON to a slide or a document.
+Each line is written under an advisory lock on the file (`fcntl.flock`), so runs sharing one
+`--events` file (two data dirs, one log) never interleave parts of their lines, however long a
+line or however the OS splits a write; a lock held past `LOCK_WAIT_S` (a writer stopped
+mid-line) is not waited on further.
 A write that fails later (disk full) stops the log and is kept in `error` for the face to say;
 it never stops the engine.
 
@@ -16,9 +20,12 @@ committed transitions again.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import stat
+import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import IO
@@ -29,6 +36,32 @@ from wsitui.core.records import JobState
 from wsitui.core.store import Store
 
 _FIRST_LINE_LIMIT = 64 * 1024  # an event line is far shorter; more means not an event log
+LOCK_WAIT_S = 5.0  # a line's write waits this long at most for another writer's lock
+
+
+@contextlib.contextmanager
+def _line_lock(fd: int) -> Iterator[None]:
+    """Hold an exclusive flock on `fd`'s file while a line is written; give up waiting after
+    `LOCK_WAIT_S` (then write anyway: a stopped writer must not stall this engine)."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    locked = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = True
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.001)
+        except OSError:  # a file system without flock: lines as before, unlocked
+            break
+    try:
+        yield
+    finally:
+        if locked:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 class EventLogError(Exception):
@@ -116,13 +149,17 @@ class JsonlEventLog:
                 0o644,
             )
         except OSError as exc:
-            raise EventLogError(f"event log {path} cannot be written ({exc.strerror})") from None
+            raise EventLogError(
+                f"event log {path} cannot be written ({exc.strerror}); make it writable or "
+                "give another path"
+            ) from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise EventLogError(f"event log {path} is not a regular file; give a .jsonl path")
         self._file: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8")
-        if _ends_mid_line(path):  # a process killed mid-write: new lines start on their own
-            self._write_text("\n")
+        # A process killed mid-write: new lines start on their own. Asked under the lock, so
+        # another run's line being written right now is not taken for a cut one.
+        self._write_text("\n", only_mid_line=True)
 
     def __call__(self, event: Event) -> None:
         self._write(event.to_json())
@@ -130,12 +167,15 @@ class JsonlEventLog:
     def _write(self, obj: dict[str, object]) -> None:
         self._write_text(json.dumps(obj, separators=(",", ":")) + "\n")
 
-    def _write_text(self, text: str) -> None:
+    def _write_text(self, text: str, *, only_mid_line: bool = False) -> None:
         if self._file is None:
             return
         try:
-            self._file.write(text)
-            self._file.flush()
+            with _line_lock(self._file.fileno()):
+                if only_mid_line and not _ends_mid_line(self.path):
+                    return
+                self._file.write(text)
+                self._file.flush()
         except OSError as exc:
             self.error = (
                 f"event log {self.path}: writing failed ({exc.strerror or exc}); "

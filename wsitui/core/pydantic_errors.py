@@ -7,7 +7,9 @@ and what instead, and reads it from here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -64,12 +66,65 @@ class Problem:
         return ".".join(str(p) for p in self.loc)
 
 
+# How pydantic tags a union's branches in an error's loc: `int | Literal["auto"]` refused "x"
+# as ('batch_size', 'int') and ('batch_size', "literal['auto']"), and the line read
+# `params.batch_size.int`. A model branch is tagged with its class name.
+_TAG = re.compile(
+    r"\A(int|float|str|bool|bytes|none|decimal|date|datetime|time|timedelta|uuid|path|any"
+    r"|[a-z_-]+\[.*\]|[A-Z][A-Za-z0-9_]*)\Z"
+)
+
+
+def _tag_at(err: Any) -> int | None:
+    """Where a union's branch tag sits in an error's loc (the first one), or None."""
+    loc = tuple(err.get("loc", ()))
+    for i, part in enumerate(loc):
+        if i == len(loc) - 1 and err.get("type") == "extra_forbidden":
+            break  # an unknown key is itself, never a branch
+        if isinstance(part, str) and _TAG.match(part):
+            return i
+    return None
+
+
+def _branches(errors: list[Any]) -> tuple[int, list[Any]] | None:
+    """The union the first error belongs to: its tag's index and the errors of its branches
+    (those with the same loc before the tag and a different tag there); None if no union."""
+    first = errors[0]
+    at = _tag_at(first)
+    if at is None:
+        return None
+    loc = tuple(first["loc"])
+    group = [e for e in errors if _tag_at(e) == at and tuple(e["loc"])[:at] == loc[:at]]
+    if len({tuple(e["loc"])[at] for e in group}) < 2:
+        return None
+    return at, group
+
+
+def _msg(err: Any) -> str:
+    return str(err.get("msg", "invalid")).removeprefix("Value error, ")
+
+
 def first_problem(exc: ValidationError) -> Problem:
-    err = exc.errors()[0]
-    return Problem(
-        loc=tuple(err.get("loc", ())),
-        msg=str(err.get("msg", "invalid")).removeprefix("Value error, "),
-        type=str(err.get("type", "")),
-        input=err.get("input"),
-        more=exc.error_count() - 1,
-    )
+    """The first problem; a union's branches (`int | Literal["auto"]`) are one problem at the
+    field's own loc whose message lists what each branch takes: 'Input should be a valid
+    integer or 'auto''."""
+    errors = exc.errors()
+    err = errors[0]
+    loc = tuple(err.get("loc", ()))
+    msg = _msg(err)
+    kind = str(err.get("type", ""))
+    more = exc.error_count() - 1
+    union = _branches(errors)
+    if union is not None:
+        at, group = union
+        more = exc.error_count() - len(group)
+        direct = [e for e in group if len(e["loc"]) == at + 1]  # the branch itself refused it
+        if len(loc) == at + 1 and len(direct) > 1:
+            wants = [_msg(e).removeprefix("Input should be ") for e in direct]
+            if all(_msg(e).startswith("Input should be ") for e in direct):
+                msg = "Input should be " + " or ".join(dict.fromkeys(wants))
+            else:
+                msg = "; or ".join(dict.fromkeys(_msg(e) for e in direct))
+            kind = "union"  # no one branch's hint fits ('give a whole number, without quotes')
+        loc = loc[:at] + loc[at + 1 :]
+    return Problem(loc=loc, msg=msg, type=kind, input=err.get("input"), more=more)

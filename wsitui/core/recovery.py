@@ -7,15 +7,20 @@ kills the process (a poison job). A death with several jobs running counts again
 them: an external SIGKILL (or the OOM killer) while innocent jobs run must not fail them, and a
 real poison job is caught once it dies alone (interrupted jobs resume first, so that comes soon).
 A RUNNING or PENDING job whose resources this engine can never give (e.g. a GPU job stored on a
-machine that had one) fails, so it holds no slot (R9).
+machine that had one) fails, so it holds no slot (R9). Params an earlier, lax version stored
+(`tile_size = "512"`) are read once as what they plainly mean and stored so
+(`upgrade_params`), instead of failing their jobs at start now that params are strict.
 
 Pure: the engine applies the result (`Engine._recover`) and commits it in one step per reason.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from wsitui.core.records import Job, JobState
 from wsitui.core.store import Store
@@ -85,4 +90,28 @@ def resumed(interrupted: Sequence[Job], store: Store) -> list[Job]:
         out.append(
             replace(job, state=JobState.PENDING, tiles_done=tiles, counters=counters, stage="")
         )
+    return out
+
+
+def upgrade_params(
+    stored: Sequence[Job], upgraded: Callable[[Job], dict[str, Any] | None], store: Store
+) -> list[Job]:
+    """Stored jobs with the params `upgraded(job)` reads anew (None: as they are), those
+    rewritten in the store in one transaction and each said in one log line."""
+    new = {job.id: p for job in stored if (p := upgraded(job)) is not None}
+    if not new:
+        return list(stored)
+    store.rewrite_params(new)
+    out = []
+    for job in stored:
+        if job.id in new:
+            was = {k: v for k, v in job.params.items() if type(new[job.id].get(k)) is not type(v)}
+            logging.getLogger("wsitui").warning(
+                "job %s: params %s, stored by an earlier version, read as %s",
+                job.id,
+                json.dumps(was, sort_keys=True),
+                json.dumps({k: new[job.id][k] for k in was}, sort_keys=True),
+            )
+            job = replace(job, params=new[job.id])
+        out.append(job)
     return out

@@ -434,6 +434,12 @@ class Store:
         if new_tenants is not None:
             self._tenants = new_tenants
 
+    def rewrite_params(self, params: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace stored jobs' params (job id -> params), in one transaction: only for params
+        an earlier version stored laxly and the engine read anew (`JobValidator.upgraded`)."""
+        rows = [(json.dumps(dict(p), sort_keys=True), job_id) for job_id, p in params.items()]
+        self._write(lambda db: db.executemany("UPDATE jobs SET params=? WHERE id=?", rows))
+
     def save_checkpoint(
         self, job_id: str, attempt: int, data: Mapping[str, Any], tiles_done: int, tiles_total: int
     ) -> None:

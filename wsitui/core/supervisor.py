@@ -20,8 +20,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
 from wsitui.core import rules
-from wsitui.core.errors import EngineError
+from wsitui.core.errors import EngineError, InvalidRequest
 from wsitui.core.events import JobProgress
 from wsitui.core.executor import Executor, JobCanceled, JobError, UpstreamJob
 from wsitui.core.records import Job, JobSpec, JobState
@@ -142,6 +144,19 @@ class Supervisor:
             for up in (jobs[d] for d in job.depends_on)
         )
 
+    def _stored_params(self, job: Job) -> BaseModel:
+        spec = JobSpec(id=job.key, type=job.job_type, slide=job.slide, params=job.params)
+        try:
+            return self.engine._validator.params(spec)
+        except InvalidRequest as exc:
+            if str(job.job_type) not in self.engine.executors:
+                raise
+            raise InvalidRequest(
+                f"{exc}; an earlier version of wsitui stored these params and a stored "
+                "job's params cannot change: give the job anew with the param fixed (in a "
+                "config: fix it there and rename the workflow)"
+            ) from None
+
     async def run_job(self, job_id: str) -> None:
         engine = self.engine
         job = engine._jobs[job_id]
@@ -149,10 +164,10 @@ class Supervisor:
         state, error, reason = JobState.SUCCEEDED, None, "completed"
         left_behind: RunContext | None = None
         try:
-            # A stored job of a type this engine has no executor for fails here, in one line.
-            params = engine._validator.params(
-                JobSpec(id=job.key, type=job.job_type, slide=job.slide, params=job.params)
-            )
+            # A stored job of a type this engine has no executor for fails here, in one line;
+            # so does one whose params an earlier, lax version stored and that could not be
+            # read as what they plainly mean when the engine opened (`tile_size = "big"`).
+            params = self._stored_params(job)
             executor = engine.executors[str(job.job_type)]
             out_dir = self._prepare_results(job)
             if self._earlier_work(job, out_dir):

@@ -5,9 +5,12 @@ raised before anything changes."""
 from __future__ import annotations
 
 import heapq
+import math
+import re
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -35,6 +38,61 @@ def params_error(exc: ValidationError, model: type[BaseModel] | None = None) -> 
             f"(its params: {known})"
         ).replace("params.params", "params")
     return f"params.{where}: {problem.described}".replace("params.params", "params")
+
+
+_WHOLE = re.compile(r"\A[+-]?\d{1,18}\Z")
+_NUMBER = re.compile(r"\A[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
+_TRUTH = {"true": True, "false": False}
+
+
+def _read_leniently(kind: str, value: object) -> object:
+    """`value` as the type pydantic's error `kind` asks for, where its meaning is plain (what
+    an earlier, lax version read it as): "512" -> 512, 512.0 -> 512, "0.5" -> 0.5, "true" ->
+    True; else `value` itself. A bool is never read as a number (`true` is no tile size)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if kind in ("int_type", "int_parsing") and _WHOLE.match(text):
+            return int(text)
+        if kind in ("float_type", "float_parsing") and _NUMBER.match(text):
+            return float(text)
+        if kind in ("bool_type", "bool_parsing") and text.lower() in _TRUTH:
+            return _TRUTH[text.lower()]
+    elif (
+        isinstance(value, float)
+        and kind in ("int_type", "int_from_float")
+        and math.isfinite(value)
+        and value.is_integer()
+    ):
+        return int(value)
+    return value
+
+
+def lenient_params(model: type[BaseModel], params: dict[str, Any]) -> dict[str, Any] | None:
+    """Params stored by an earlier version, which read them laxly (`tile_size = "512"` was
+    512), with each such value given the type it now needs, when they then validate; None when
+    they validate as they are, or when a value's meaning is not plain (then the job fails when
+    it starts, with the line that names it)."""
+    out = dict(params)
+    read = False  # a value was read anew (512.0 == 512, so comparing dicts cannot tell)
+    for _ in range(len(out) + 1):
+        try:
+            model.model_validate(out)
+        except ValidationError as exc:
+            changed = False
+            for err in exc.errors():
+                loc = err.get("loc", ())
+                key = loc[0] if loc else None
+                if not isinstance(key, str) or key not in out:
+                    continue
+                value = _read_leniently(str(err.get("type", "")), out[key])
+                if value is not out[key]:
+                    out[key], changed = value, True
+            if not changed:
+                return None
+            read = True
+        else:
+            return out if read else None
+    return None
 
 
 class JobValidator:
@@ -115,6 +173,14 @@ class JobValidator:
         have = ", ".join(f"{k}={v}" for k, v in sorted(self.scheduler.capacity.items()))
         want = ", ".join(f"{k}={v}" for k, v in sorted(needs.items()) if v > 0)
         return f"needs {want} but this engine has {have or 'none'}"
+
+    def upgraded(self, job: Job) -> dict[str, Any] | None:
+        """A stored job's params read leniently (`lenient_params`), or None when they need no
+        change or cannot be read so."""
+        executor = self.executors.get(str(job.job_type))
+        if executor is None:
+            return None
+        return lenient_params(executor.params_model, dict(job.params))
 
     def needs(self, job: Job) -> dict[str, int]:
         """Resources a job holds while running (R9); params were validated at submission."""

@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -194,8 +195,22 @@ def _check_out_folder(out: Path) -> None:
     there (or above it) cost the whole run and ended in a FileExistsError."""
     for part in (*reversed(out.parents), out):
         if (part.exists() or part.is_symlink()) and not part.is_dir():
-            what = "is a file" if part == out else f"is under {part}, which is a file"
+            # A symbolic link to nothing (or to itself) is no file: it was called one.
+            kind = "a file" if part.exists() else "a broken symbolic link"
+            what = f"is {kind}" if part == out else f"is under {part}, which is {kind}"
             raise ModelError(f"train: --out {out} {what}; give a folder")
+    # A folder that cannot take the model (read-only, another user's) was found only when
+    # the trained model was saved: minutes to an hour of training lost. Tried by making a
+    # file there (permission bits do not tell root, or a read-only mount, the whole story).
+    existing = next(p for p in (out, *out.parents) if p.is_dir())
+    try:
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as exc:
+        where = "" if existing == out else f" (its folder {existing})"
+        raise ModelError(
+            f"train: --out {out}{where} cannot be written ({exc.strerror or exc}); give a "
+            "folder you can write to"
+        ) from None
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -217,6 +232,14 @@ def _train(args: argparse.Namespace) -> int:
         init = args.init / "instanseg.pt" if args.init.is_dir() else args.init
         if not init.is_file():
             raise ModelError(f"train: --init {init} does not exist: give an exported instanseg.pt")
+        # What is no TorchScript export (a slide, a truncated copy) was found only after the
+        # minutes of data generation; the archive check reads it without torch.
+        from wsitui.models.archive import check_archive
+
+        try:
+            check_archive(init)
+        except ModelError as exc:
+            raise ModelError(f"train: --init: {exc}") from None
     _check_out_folder(args.out)
 
     from wsitui.models.train import TrainConfig, train
@@ -275,7 +298,9 @@ def _eval(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ModelError(f"eval: {e}") from None
 
-    source = resolve(args.model, Path.cwd(), cache_dir(args.model_dir))
+    source = resolve(
+        args.model, Path.cwd(), cache_dir(args.model_dir), base_is="the current folder"
+    )
     model = load(source, args.device, cpu_threads=None)
     if args.images is not None:
         return _eval_crops(args, model)

@@ -110,8 +110,14 @@ def download_pretrained(source: ModelSource) -> None:
     url = pretrained_url(source.name, source.version)
     if url is None:
         raise _offline(source, cache, "not in instanseg's model index")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
+    except OSError as exc:  # a cache that is a file, or read-only: it was an internal error
+        raise ModelError(
+            f"model cache {cache} cannot take a download ({exc.strerror or exc}); give a "
+            "folder you can write to with --model-dir or $WSITUI_MODEL_DIR"
+        ) from None
     try:
         zipped = work / "model.zip"
         try:

@@ -132,8 +132,11 @@ def resolve(
     model: str | None,
     base_dir: Path | None = None,
     cache: Path | None = None,
+    *,
+    base_is: str = "the config file",
 ) -> ModelSource:
-    """The model a job will use; ModelError (one line) for anything unusable."""
+    """The model a job will use; ModelError (one line) for anything unusable. `base_is` says
+    what `base_dir` is, for the line of a path that does not exist."""
     cache = cache if cache is not None else cache_dir()
     if model is None:
         if not torch_available():
@@ -184,5 +187,6 @@ def resolve(
     if path.is_file():
         return ModelSource("file", path.name, path.resolve())
     raise ModelError(
-        f"model path {path} does not exist (relative paths are relative to the config file)"
+        f"model path {path} does not exist (relative paths are relative to {base_is}); "
+        "check the path"
     )

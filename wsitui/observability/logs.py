@@ -9,6 +9,7 @@ nowhere, so nothing is ever printed over the screen.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -93,6 +94,42 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class _LogFile(logging.FileHandler):
+    """The --log-file handler. A write that fails (a full disk) stops the log and is kept in
+    `error` for the face to say once, as the event log does: Python's handler printed a
+    "--- Logging error ---" traceback per log line, and the close that flushed the rest
+    failed again and ended the run as an internal error (exit 70) after its jobs had run."""
+
+    error: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.error is None:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            super().handleError(record)  # a formatting bug: logging's own report
+            return
+        self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        self.error = self.error or (
+            f"--log-file {self.baseFilename}: writing failed ({exc.strerror or exc}); log "
+            "lines after that are missing from it"
+        )
+        stream, self.stream = self.stream, None  # type: ignore[assignment]
+        if stream is not None:
+            with contextlib.suppress(OSError):  # its buffered tail fails to flush again
+                stream.close()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as exc:  # flushing the last lines at close
+            self._failed(exc)
+
+
 @dataclass
 class LogSetup:
     """The handlers installed on the `wsitui` logger; `close` removes them again."""
@@ -101,11 +138,21 @@ class LogSetup:
     path: Path | None = None
     _before: tuple[int, bool] = (logging.NOTSET, True)  # level, propagate
 
+    _closed_error: str | None = None
+
+    @property
+    def error(self) -> str | None:
+        """A --log-file write that failed (the log stopped there), in one line; else None.
+        Kept after `close`, whose flush may be what failed."""
+        found = (h.error for h in self.handlers if isinstance(h, _LogFile) and h.error)
+        return next(found, self._closed_error)
+
     def close(self) -> None:
         logger = logging.getLogger(LOGGER)
         for handler in self.handlers:
             logger.removeHandler(handler)
             handler.close()
+        self._closed_error = self.error
         if self.handlers:
             logger.setLevel(self._before[0])
             logger.propagate = self._before[1]
@@ -173,7 +220,7 @@ def setup_logging(
     if log_file is not None:
         check_log_file(log_file)
         try:
-            handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
+            handler: logging.Handler = _LogFile(log_file, encoding="utf-8")
         except OSError as exc:
             raise LogError(f"--log-file {log_file}: {exc.strerror or exc}; pick another") from None
         setup.handlers.append(handler)

@@ -219,12 +219,20 @@ def _glob(pattern: str, where: str, notes: list[str]) -> list[Path]:
     files: list[Path] = []
     skipped: list[str] = []
     unreadable: list[str] = []
+    found: dict[Path, str] = {}  # resolved -> the hit that matched it first
+    twice: list[str] = []  # a second name of a file matched (a symlink beside its target)
     for hit in hits:
         try:
             mode = Path(hit).stat().st_mode
-        except OSError as exc:  # a broken symlink, a symlink loop, a path we may not stat
-            skipped.append(f"{hit}: {exc.strerror or 'cannot be read'}")
+            resolved = Path(hit).resolve()
+        except (OSError, RuntimeError) as exc:  # a broken symlink, a loop, a path we may not stat
+            skipped.append(f"{hit}: {getattr(exc, 'strerror', None) or 'cannot be read'}")
             continue
+        if resolved in found:  # a symlink beside its target: one slide, run once (it said
+            # "listed twice (glob G and glob G)", a list the user never wrote twice)
+            twice.append(f"{hit} is {found[resolved]}")
+            continue
+        found[resolved] = hit
         if not stat.S_ISREG(mode):
             skipped.append(f"{hit}: {file_kind(mode)}")
             continue
@@ -243,6 +251,12 @@ def _glob(pattern: str, where: str, notes: list[str]) -> list[Path]:
             f"entr{'y' if len(skipped) == 1 else 'ies'} that {'is' if len(skipped) == 1 else 'are'}"
             f" not a slide file, skipped: {_names(skipped)}"
         )
+    if twice:
+        notes.append(
+            f"{where}: slides glob {pattern} matches {len(twice)} file"
+            f"{'s' if len(twice) > 1 else ''} under a second name (a link), run once: "
+            f"{_names(twice)}"
+        )
     if unreadable:
         notes.append(
             f"{where}: slide{'s' if len(unreadable) > 1 else ''} {_names(unreadable)} "
@@ -256,6 +270,20 @@ def _names(entries: list[str]) -> str:
     shown = "; ".join(entries[:SKIPPED_SHOWN])
     more = len(entries) - SKIPPED_SHOWN
     return shown + (f" and {more:,} more" if more > 0 else "")
+
+
+def _delimiter(text: str) -> str:
+    """The CSV's separator: a comma, else `;` (as a spreadsheet in a locale with a decimal
+    comma saves a CSV) or a tab, whichever splits the header into a `path` column."""
+    first = next(iter(text.splitlines()), "")
+    for delimiter in (",", ";", "\t"):
+        try:
+            header = next(csv.reader([first], delimiter=delimiter), [])
+        except csv.Error:
+            continue
+        if "path" in (h.strip().lower() for h in header):  # `Path`: refused after, by name
+            return delimiter
+    return ","
 
 
 def _read_csv(source: str, where: str) -> tuple[list[tuple[Path, dict[str, str], str]], tuple]:
@@ -280,18 +308,31 @@ def _read_csv(source: str, where: str) -> tuple[list[tuple[Path, dict[str, str],
     except OSError as exc:
         raise CohortError(f"{where}: slides CSV {path} cannot be read ({exc.strerror})") from None
     try:
-        reader = csv.DictReader(text.splitlines())
+        reader = csv.DictReader(text.splitlines(), delimiter=_delimiter(text))
         header = [h.strip() for h in (reader.fieldnames or [])]
+        if header.count("path") > 1:  # csv.DictReader kept the last one's values, silently
+            raise CohortError(
+                f"{where}: slides CSV {path} has {header.count('path')} `path` columns; keep one"
+            )
         if "path" not in header:
+            near = next((h for h in header if h.lower() == "path"), None)
+            fix = f"rename `{near}` to `path`" if near else "add a header row with `path`"
             raise CohortError(
                 f"{where}: slides CSV {path} has no `path` column (columns: "
-                f"{', '.join(header) or 'none'}); add a header row with `path`"
+                f"{', '.join(header) or 'none'}); {fix}"
             )
         reader.fieldnames = header
         meta_cols = tuple(h for h in header if h != "path" and h)
         _check_meta_columns(meta_cols, path, where)
         rows = []
         for n, row in enumerate(reader, start=2):
+            # csv.DictReader's key for the fields past the header's (empty ones are harmless)
+            if any(v.strip() for v in row.get(None) or ()):
+                raise CohortError(
+                    f"{where}: slides CSV {path} line {n} has more fields than its header "
+                    f"({len(header)}); quote a value that holds the separator "
+                    f'{reader.reader.dialect.delimiter!r}, e.g. "a,b.svs"'
+                )
             value = (row.get("path") or "").strip()
             if not value:
                 raise CohortError(f"{where}: slides CSV {path} line {n} has an empty `path`")

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from wsitui.core.engine import Engine, EngineError
 from wsitui.core.records import Job, JobState
 from wsitui.core.store import Store, nothing_stored
+from wsitui.core.validation import lenient_params
 from wsitui.session.config import Config, JobConfig, WorkflowConfig
 from wsitui.slides.errors import SlideError
 from wsitui.slides.reader import open_slide
@@ -160,7 +161,12 @@ def _params(engine: Engine, job_type: str, params: Mapping[str, Any]) -> object:
         try:
             out = executor.params_model.model_validate(dict(params)).model_dump()
         except ValidationError:
-            return dict(params)
+            # Stored by an earlier, lax version (`tile_size = "512"`): compared as the engine
+            # reads it when it opens (and stores it anew), so the config's 512 resumes it.
+            fixed = lenient_params(executor.params_model, dict(params))
+            if fixed is None:
+                return dict(params)
+            out = executor.params_model.model_validate(fixed).model_dump()
         # What changes no result (e.g. where tiles run: moving a job to a cluster) is not
         # "changed": the executor says which params those are.
         for key in executor.result_neutral:

@@ -204,6 +204,8 @@ class Session:
     def warnings(self) -> list[str]:
         """One-line problems found while the session ran (e.g. the event log's disk filled)."""
         out = [self.event_log.error] if self.event_log and self.event_log.error else []
+        if self.observability.logs.error:
+            out.append(self.observability.logs.error)
         return out + [w.error for w in self.summaries if w.error]
 
     def cohort_notes(self) -> list[str]:

@@ -162,11 +162,15 @@ class AtomicFile:
     def __exit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._file is not None:
-            self._file.close()
-        if self._tmp_name is not None:
-            with contextlib.suppress(OSError):
-                self._tmp_name.unlink()
+        try:
+            if self._file is not None:
+                # Closing flushes what is buffered: on a full disk that raises too, and the
+                # temporary file must go all the same (a `.NAME.*.partial` was left behind).
+                self._file.close()
+        finally:
+            if self._tmp_name is not None:
+                with contextlib.suppress(OSError):
+                    self._tmp_name.unlink()
 
     def __repr__(self) -> str:
         return f"<AtomicFile {self.dest} committed={self._committed}>"

@@ -6,16 +6,16 @@ for that region at that many pixels, overlays included.
 
 from __future__ import annotations
 
+import errno
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
 from wsitui.slides.reader import open_slide
+from wsitui.slides.safe_write import AtomicFile
 from wsitui.viewer.cells import CellIndex
 from wsitui.viewer.compose import Compositor, Frame, Layers
 from wsitui.viewer.tiles import DEFAULT_CACHE_MB, TileSource
@@ -110,16 +110,24 @@ def write_snapshot(req: SnapshotRequest) -> tuple[Frame, list[str]]:
         frame = snapshot_frame(comp, req.region, req.width)
     finally:
         comp.source.close()
-    req.out.parent.mkdir(parents=True, exist_ok=True)
-    # Beside it and renamed over: a failed write (a full disk) leaves an earlier picture whole.
-    fd, tmp = tempfile.mkstemp(prefix=f".{req.out.name}.", suffix=".tmp", dir=req.out.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(frame.rgb).save(f, format="PNG", optimize=True)
-        Path(tmp).replace(req.out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        req.out.parent.mkdir(parents=True, exist_ok=True)
+        # Beside it and renamed over: a failed write (a full disk) leaves an earlier picture
+        # whole. AtomicFile gives it the permissions any new file gets (0644 under umask 022);
+        # mkstemp's 0600 made a picture other users (a web server, a colleague) could not open.
+        with AtomicFile(req.out) as f:
+            Image.fromarray(frame.rgb).save(f.file, format="PNG", optimize=True)
+            f.commit()
+    except OSError as exc:  # it said "[Errno 28] No space left on device", naming no file
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR):  # mkdir met a file on the way
+            raise ValueError(
+                f"snapshot '{req.out}' cannot be written: a part of its folder path is a file, "
+                "not a folder; fix the path"
+            ) from None
+        raise ValueError(
+            f"snapshot '{req.out}' cannot be written ({exc.strerror or exc}); check that its "
+            "folder is a folder you can write to and its disk has room, or give another path"
+        ) from None
     return frame, warnings
 
 

@@ -36,6 +36,10 @@ VIRTUAL_FACTOR = 4  # a virtual level (see TileSource) is this much coarser than
 Key = tuple[int, int, int]  # (level, tx, ty)
 
 
+class TileStopped(Exception):
+    """A virtual tile's build was stopped part-way (`stop()` turned true between its reads)."""
+
+
 class TileCache:
     """LRU of decoded tiles, bounded by their bytes. Thread-safe."""
 
@@ -110,6 +114,14 @@ class TileSource:
     def level_dims(self, level: int) -> tuple[int, int]:
         return self._dims[level]
 
+    def level_label(self, level: int) -> str:
+        """How the status line names a level: 'level 1 (÷4)', and for a virtual one what it
+        is computed from: 'level 1 (÷4, computed from level 0)' (the slide has no level 1)."""
+        text = f"level {level} (÷{self._downsamples[level]:g}"
+        if level >= self.real_levels:
+            text += f", computed from level {self.real_levels - 1}"
+        return text + ")"
+
     def tiles_for(self, view: View, level: int, ring: int = 0) -> list[Key]:
         """Tiles of `level` under the view (plus `ring` tiles around), within the level,
         nearest the view's centre first."""
@@ -143,10 +155,12 @@ class TileSource:
     def missing(self, keys: Iterable[Key]) -> list[Key]:
         return [k for k in keys if k not in self.cache]
 
-    def read_tile(self, key: Key) -> np.ndarray:
+    def read_tile(self, key: Key, stop: Callable[[], bool] = lambda: False) -> np.ndarray:
+        """A tile, read (a virtual one built: TileStopped when `stop()` turns true between
+        the reads it takes) and cached."""
         level = key[0]
         if level >= self.real_levels:
-            return self._build_tile(key)
+            return self._build_tile(key, stop)
         x0, y0, x1, y1 = self.tile_box(key)
         ds = self.downsamples[level]
         loc = (round(x0 * ds), round(y0 * ds))
@@ -158,10 +172,12 @@ class TileSource:
         self.cache.put(key, tile)
         return tile
 
-    def _build_tile(self, key: Key) -> np.ndarray:
+    def _build_tile(self, key: Key, stop: Callable[[], bool]) -> np.ndarray:
         """A virtual level's tile: the VIRTUAL_FACTOR^2 tiles under it, one level finer (from
         the cache, else read or built in turn), area-averaged (partial edge cells over the
-        pixels they have)."""
+        pixels they have). `stop()` is asked before each read: a coarse tile two virtual
+        levels up reads 256 tiles, and a key pressed meanwhile must not wait for them all
+        (what was read stays cached for the next build)."""
         level, tx, ty = key
         f = VIRTUAL_FACTOR
         x0, y0, x1, y1 = self.tile_box(key)
@@ -173,7 +189,9 @@ class TileSource:
                 child = (level - 1, cx, cy)
                 tile = self.cache.get(child)
                 if tile is None:
-                    tile = self.read_tile(child)
+                    if stop():
+                        raise TileStopped(f"stopped building tile {key}")
+                    tile = self.read_tile(child, stop)
                 bx0, by0, bx1, by1 = self.tile_box(child)
                 canvas[by0 - y0 * f : by1 - y0 * f, bx0 - x0 * f : bx1 - x0 * f] = tile
         out = np.asarray(Image.fromarray(canvas).reduce(f))
@@ -188,7 +206,10 @@ class TileSource:
         def one(key: Key) -> int:
             if stop() or key in self.cache:
                 return 0
-            self.read_tile(key)
+            try:
+                self.read_tile(key, stop)
+            except TileStopped:
+                return 0
             return 1
 
         return sum(self._pool.map(one, todo))

@@ -29,10 +29,10 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from wsitui.slides.style import DEFAULT_STYLE, SampleStyle
+from wsitui.slides.synthetic.mpp import MPP, TOLERANCE, ZOOMS, offered
 
 TILE = 256  # TIFF tile side (level-0 px)
 CELL = 128  # nucleus seeding cell side; divides TILE so each cell belongs to one tile
-MPP = 0.4990  # µm per level-0 pixel, as on a 20x Aperio scan
 MIN_SIDE = 1024  # so there is always a level 1 to build the thumbnail from
 MAX_SIDE = 200_000
 # 1.6 Gpx (e.g. 40,000 x 40,000): level 1 alone is 300 MB, the file ~200 MB, ~3 min on 2 cores.
@@ -153,12 +153,10 @@ def _flip_small(raw: np.ndarray, min_px: float) -> np.ndarray:
 
 def magnification_zoom(mpp: float) -> int:
     """1 for a 20x sample (mpp ~0.5), 2 for 40x (~0.25); ValueError (one line) otherwise."""
-    for zoom in (1, 2):
-        if math.isclose(mpp, MPP / zoom, rel_tol=0.02):
+    for zoom in ZOOMS:
+        if math.isclose(mpp, MPP / zoom, rel_tol=TOLERANCE):
             return zoom
-    raise ValueError(
-        f"mpp {mpp:g} is not offered for samples: use {MPP:g} (20x) or {MPP / 2:g} (40x)"
-    )
+    raise ValueError(f"mpp {mpp:g} is not offered for samples: use {offered()}")
 
 
 def _zoomed(style: SampleStyle, zoom: int) -> SampleStyle:

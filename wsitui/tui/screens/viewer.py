@@ -256,8 +256,7 @@ class ViewerScreen(Screen[None]):
             return
         view = frame.view
         w0, h0 = comp.source.dimensions
-        ds = comp.source.downsamples[frame.level]
-        where = "thumbnail" if comp.from_base(frame.level) else f"level {frame.level} (÷{ds:g})"
+        where = "thumbnail" if comp.from_base(frame.level) else comp.source.level_label(frame.level)
         parts = [self.title_text, f"{w0:,}×{h0:,} px", where]
         if not frame.complete:
             parts.append(f"reading {len(frame.missing)} tiles…")
