@@ -12,6 +12,7 @@ import anyio.to_thread
 import pytest
 
 from tests.core.crash import snapshot, snapshot_every_commit
+from tests.core.engine_helpers import job, until
 from tests.core.fakes import GatedExecutor, LooseParams, SleepExecutor
 from wsitui.core.engine import Engine
 from wsitui.core.events import JobProgress, JobStateChanged
@@ -21,17 +22,8 @@ from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 pytestmark = pytest.mark.anyio
 
 
-def job(key: str, branch: str = "main", deps: tuple[str, ...] = ()) -> JobSpec:
-    return JobSpec(id=key, type="TISSUE_MASK", slide="s.svs", branch=branch, depends_on=deps)
-
-
 def wf(name: str, *jobs: JobSpec) -> WorkflowSpec:
     return WorkflowSpec(name=name, jobs=jobs)
-
-
-async def until(engine: Engine, predicate, seconds: float = 10) -> None:  # type: ignore[no-untyped-def]
-    with anyio.fail_after(seconds):
-        await engine.wait_until(predicate)
 
 
 async def poll(predicate, seconds: float = 10) -> None:  # type: ignore[no-untyped-def]

@@ -4,29 +4,19 @@ unblocked (qa9: it received "blocked: …" / "unblocked" events, and its stored 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-import anyio
 import pytest
 
+from tests.core.engine_helpers import job, until
 from tests.core.fakes import GatedExecutor
 from wsitui.core.engine import Engine
 from wsitui.core.events import JobStateChanged
 from wsitui.core.phase import JobPhase, job_phases
-from wsitui.core.records import JobSpec, JobState, WorkflowSpec
+from wsitui.core.records import JobState, WorkflowSpec
 from wsitui.core.store import Store
 
 pytestmark = pytest.mark.anyio
-
-
-def job(key: str, branch: str = "main", deps: tuple[str, ...] = ()) -> JobSpec:
-    return JobSpec(id=key, type="TISSUE_MASK", slide="s.svs", branch=branch, depends_on=deps)
-
-
-async def until(engine: Engine, predicate: Callable[[], bool]) -> None:
-    with anyio.fail_after(10):
-        await engine.wait_until(predicate)
 
 
 async def test_a_succeeded_job_gets_no_block_when_its_rerun_upstream_fails(tmp_path: Path):

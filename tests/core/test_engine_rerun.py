@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 
-import anyio
 import pytest
 
+from tests.core.engine_helpers import job, until
 from tests.core.fakes import GatedExecutor
 from wsitui.core.engine import Engine, InvalidRequest
 from wsitui.core.events import JobStateChanged
-from wsitui.core.records import JobSpec, JobState, WorkflowSpec
+from wsitui.core.records import JobState, WorkflowSpec
 
 pytestmark = pytest.mark.anyio
-
-
-def job(key: str, branch: str = "main", deps: tuple[str, ...] = ()) -> JobSpec:
-    return JobSpec(id=key, type="TISSUE_MASK", slide="s.svs", branch=branch, depends_on=deps)
-
-
-async def until(engine: Engine, predicate: Callable[[], bool]) -> None:
-    with anyio.fail_after(10):
-        await engine.wait_until(predicate)
 
 
 async def test_a_succeeded_job_reruns_as_a_new_attempt_and_succeeded_dependents_stay(

@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from tests.core.crash import snapshot
+from tests.core.engine_helpers import job, until
 from tests.core.fakes import GatedExecutor
 from wsitui.core.engine import Engine, InvalidRequest
 from wsitui.core.executor import JobContext
@@ -18,19 +19,8 @@ from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 pytestmark = pytest.mark.anyio
 
 
-def job(key: str, branch: str = "main", deps: tuple[str, ...] = (), **params: object) -> JobSpec:
-    return JobSpec(
-        id=key, type="TISSUE_MASK", slide="s.svs", branch=branch, depends_on=deps, params=params
-    )
-
-
 def wf(name: str, *jobs: JobSpec) -> WorkflowSpec:
     return WorkflowSpec(name=name, jobs=jobs)
-
-
-async def until(engine: Engine, predicate, seconds: float = 10) -> None:  # type: ignore[no-untyped-def]
-    with anyio.fail_after(seconds):
-        await engine.wait_until(predicate)
 
 
 # ---- 1: an executor that cancels its own task fails only its own job -------------------------

@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from tests.core.crash import snapshot, snapshot_every_commit
+from tests.core.engine_helpers import until
 from tests.core.fakes import GatedExecutor, GatedGpu
 from wsitui.core.engine import Engine
 from wsitui.core.events import TenantAdmitted
@@ -28,11 +29,6 @@ def gpu(key: str, branch: str = "g") -> JobSpec:
 
 def wf(name: str, *jobs: JobSpec) -> WorkflowSpec:
     return WorkflowSpec(name=name, jobs=jobs)
-
-
-async def until(engine: Engine, predicate: Callable[[], bool], seconds: float = 10) -> None:
-    with anyio.fail_after(seconds):
-        await engine.wait_until(predicate)
 
 
 async def drain(engine: Engine, executors: list[GatedExecutor]) -> list[str]:

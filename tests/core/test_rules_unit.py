@@ -103,6 +103,16 @@ def test_a_tenant_whose_only_work_waits_for_a_busy_gpu_gives_its_slot_up():
     assert s.next_starts() == ["b1"] and s.active == ["C", "B"]
 
 
+def _run_a_b_then_start_c(s: Scheduler) -> None:
+    """Enqueue a-d (one worker), run a then b to success, start c (which needs b)."""
+    for job in "abcd":
+        s.enqueue(job)
+    for expected in "ab":
+        assert s.next_starts() == [expected]
+        s.finish(expected, SchedState.SUCCEEDED)
+    assert s.next_starts() == ["c"]
+
+
 def test_a_running_job_whose_upstream_is_canceled_under_it_stays_parked_when_stopped():
     # Found by hypothesis: b ran after a; a was rerun and its new attempt canceled while b's
     # dependent c ran. When the engine stops c, c must not go back into its lane (its upstream
@@ -112,12 +122,7 @@ def test_a_running_job_whose_upstream_is_canceled_under_it_stays_parked_when_sto
     s.add("b", "t", ("t", "w", "b0"), ["a"], 0, SchedState.HELD)
     s.add("c", "t", ("t", "w", "b1"), ["b"], 0, SchedState.HELD)
     s.add("d", "t", ("t", "w", "b1"), [], 0, SchedState.HELD)
-    for job in "abcd":
-        s.enqueue(job)
-    for expected in "ab":
-        assert s.next_starts() == [expected]
-        s.finish(expected, SchedState.SUCCEEDED)
-    assert s.next_starts() == ["c"]
+    _run_a_b_then_start_c(s)
     s.rerun("a")  # b (its direct dependent) is not running: allowed
     s.cancel_queued("a")
     assert s.jobs["c"].blocked  # its upstream chain is canceled while it runs
@@ -207,12 +212,7 @@ def test_counts_agree_through_interrupts_of_jobs_blocked_while_running():
     s.add("b", "t", ("t", "w", "x"), ["a"], 0, SchedState.HELD)
     s.add("c", "t", ("t", "w", "y"), ["b"], 0, SchedState.HELD)
     s.add("d", "t", ("t", "w", "z"), ["c"], 0, SchedState.HELD)
-    for job in "abcd":
-        s.enqueue(job)
-    for expected in "ab":
-        assert s.next_starts() == [expected]
-        s.finish(expected, SchedState.SUCCEEDED)
-    assert s.next_starts() == ["c"]
+    _run_a_b_then_start_c(s)
     s.rerun("a")
     s.cancel_queued("a")
     s.interrupt("c")
