@@ -104,7 +104,10 @@ def test_an_unregistered_job_type_is_one_line_naming_the_known_ones(
         _load(tmp_path, "COUNT_SPOT")
     msg = str(e.value)
     assert "\n" not in msg
-    assert "workflows[0].jobs[0].type: unknown job type 'COUNT_SPOT'; use one of: " in msg
+    assert (
+        "workflows[0].jobs[0].type: unknown job type 'COUNT_SPOT' (did you mean COUNT_SPOTS?); "
+        "use one of: " in msg
+    )
     assert "use one of: TISSUE_MASK, SEGMENT_CELLS, MEASURE_CELLS, COUNT_SPOTS [and 1" in msg
 
 

@@ -19,6 +19,7 @@ from wsitui.core.errors import InvalidRequest
 from wsitui.core.executor import Executor, UpstreamSpec
 from wsitui.core.pydantic_errors import first_problem
 from wsitui.core.records import SAFE_ID, SAFE_ID_HINT, Job, JobSpec
+from wsitui.core.suggest import did_you_mean
 
 
 def check_tenant(tenant: str) -> None:
@@ -107,7 +108,8 @@ class JobValidator:
         if executor is None:
             raise InvalidRequest(
                 f"job {spec.id!r}: unknown job type {spec.type!r} (no executor is installed "
-                f"for it); use one of: {', '.join(sorted(self.executors)) or 'none'}"
+                f"for it){did_you_mean(str(spec.type), self.executors)}; use one of: "
+                f"{', '.join(sorted(self.executors)) or 'none'}"
             )
         try:
             return executor.params_model.model_validate(spec.params)

@@ -8,6 +8,7 @@ outputs and what a face may show all come from there. Adding a job type is one l
 from __future__ import annotations
 
 from wsitui.core.executor import ConfigSection, Executor
+from wsitui.core.suggest import did_you_mean
 from wsitui.jobs.measure_cells.executor import MeasureCellsExecutor
 from wsitui.jobs.segment_cells.executor import SegmentCellsExecutor
 from wsitui.jobs.tissue_mask.executor import TissueMaskExecutor
@@ -31,7 +32,8 @@ def executor_class(name: str) -> type[Executor] | None:
 
 def unknown_job_type(name: str) -> str:
     """The one line that refuses a job type nobody registered."""
-    return f"unknown job type {name!r}; use one of: {', '.join(job_type_names())}"
+    names = job_type_names()
+    return f"unknown job type {name!r}{did_you_mean(name, names)}; use one of: {', '.join(names)}"
 
 
 def short_name(name: str) -> str:
