@@ -13,9 +13,9 @@ def _plain(name: str) -> str:
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """' (did you mean X?)' naming the choice `name` was most likely meant to be, else ''.
 
-    Case, hyphens and spaces are ignored ('tissue-mask' is TISSUE_MASK); a start of one choice
-    only names it ('SEGMENT' is SEGMENT_CELLS); otherwise the closest choice by difflib's ratio,
-    at least 0.75 alike (one or two letters off)."""
+    Case, hyphens and spaces are ignored ('count-spots' is COUNT_SPOTS); a start of one choice
+    only names it ('COUNT' is COUNT_SPOTS when no other choice starts so); otherwise the closest
+    choice by difflib's ratio, at least 0.75 alike (one or two letters off)."""
     options = {_plain(c): c for c in choices}
     plain = _plain(name)
     if plain in options:
