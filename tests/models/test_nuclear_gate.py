@@ -184,9 +184,10 @@ def _tumour_crop() -> np.ndarray:
 
 def test_the_shipped_model_drops_what_lacks_evidence_and_keeps_the_rest_as_it_was(shipped):
     tile = _tumour_crop()
-    raw = shipped.predict(tile, postprocess={"nuclear_check": "off"})[0]
-    with nuclear_gate.tally() as counts:
-        checked = shipped.predict(tile)[0]  # `auto` is the default
+    # The model's own outlines, without the classical fill (classical_fill.py) that follows.
+    raw = shipped.predict(tile, postprocess={"nuclear_check": "off", "classical_fill": "off"})[0]
+    with nuclear_gate.tally() as counts:  # `auto` is the default
+        checked = shipped.predict(tile, postprocess={"classical_fill": "off"})[0]
     n_raw = len(np.unique(raw[raw > 0]))
     kept = np.unique(checked[checked > 0])
     assert counts == [(n_raw, n_raw - len(kept))]
@@ -203,6 +204,8 @@ def test_the_device_runner_goes_through_the_same_check(shipped):
     with nuclear_gate.tally() as counts:
         got = DeviceSegmenter(shipped, "fp32").predict(tile)
     assert len(counts) == 1 and counts[0][1] > 0
-    assert np.array_equal(ref, got)
-    off = DeviceSegmenter(shipped, "fp32", {"nuclear_check": "off"}).predict(tile)
-    assert len(np.unique(off)) > len(np.unique(got))
+    assert np.array_equal(ref, got)  # the same check and the same classical fill
+    no_fill = {"classical_fill": "off"}
+    alone = DeviceSegmenter(shipped, "fp32", no_fill).predict(tile)
+    off = DeviceSegmenter(shipped, "fp32", {"nuclear_check": "off", **no_fill}).predict(tile)
+    assert len(np.unique(off)) > len(np.unique(alone))

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from wsitui.models import nuclear_gate
+from wsitui.models import classical_fill, nuclear_gate
 from wsitui.models.classical import ClassicalModel
 from wsitui.models.device import default_cpu_threads, pick_device, set_cpu_threads
 from wsitui.models.errors import ModelError
@@ -132,6 +132,22 @@ def model_normalization(path: Path) -> str:
     return str(value)
 
 
+def model_classical_fill(path: Path) -> bool:
+    """Whether a model's labels are completed with the classical fallback's nuclei when a job
+    leaves `classical_fill` at `auto`: `wsitui_model.json` beside the file says (every model
+    `wsitui model train` writes says yes); any other InstanSeg export: no."""
+    info = path.parent / INFO_FILE
+    if not info.is_file():
+        return False
+    try:
+        value = json.loads(info.read_text()).get("classical_fill", False)
+    except (OSError, ValueError, AttributeError):
+        raise ModelError(f"{info} is not valid JSON: fix or delete it") from None
+    if not isinstance(value, bool):
+        raise ModelError(f"{info}: classical_fill {value!r} must be true or false")
+    return value
+
+
 def _expected_channels(module: Any) -> int | None:
     fcn = getattr(module, "fcn", module)
     for _, p in fcn.named_parameters():
@@ -196,6 +212,7 @@ class TorchModel:
         self.channels = 3
         self.precision = "fp32"
         self.normalization = model_normalization(source.path)
+        self.classical_fill = model_classical_fill(source.path)
         self.postprocess = dict(postprocess or {})
         try:
             module = module.to(self.device).eval()
@@ -228,19 +245,29 @@ class TorchModel:
         `postprocess` (instanseg's own kwargs: seed_threshold, mask_threshold, peak_distance,
         min_size, ...) overrides the defaults given at load, for this call; its `nuclear_check`
         (`auto`, the default, or `off`) is wsitui's: detections without nuclear evidence are
-        dropped (`nuclear_gate.py`). `forward(batch, instanseg_kwargs)` -> labels replaces this
-        model's own forward pass (the GPU runner's, `jobs/segment_cells/accel.py`): every path
-        goes through here, so every path gets the same check."""
+        dropped (`nuclear_gate.py`); its `classical_fill` (`auto`, the default: what the model's
+        `wsitui_model.json` says; `on`; `off`) completes the labels with the classical
+        fallback's nuclei (`classical_fill.py`). `forward(batch, instanseg_kwargs)` -> labels
+        replaces this model's own forward pass (the GPU runner's, `jobs/segment_cells/accel.py`):
+        every path goes through here, so every path gets the same check and fill."""
         if batch.ndim != 4 or batch.shape[3] != 3 or batch.dtype != np.uint8:
             raise ValueError(
                 f"predict needs uint8 (B, H, W, 3) RGB, got {batch.dtype} {batch.shape}"
             )
         kwargs = {**self.postprocess, **(postprocess or {})}
         mode = nuclear_gate.mode_of(kwargs.pop("nuclear_check", "auto"))
+        fill = self.fill_on(kwargs.pop("classical_fill", "auto"))
         labels = (forward or self._forward)(batch, kwargs)
-        if mode == "off":
-            return labels
-        return nuclear_gate.check_batch(batch, labels)
+        if mode != "off":
+            labels = nuclear_gate.check_batch(batch, labels)
+        if fill:
+            labels = classical_fill.fill_batch(batch, labels)
+        return labels
+
+    def fill_on(self, setting: object) -> bool:
+        """Whether a `classical_fill` setting (`auto`: this model's own) completes labels."""
+        mode = classical_fill.mode_of(setting)
+        return self.classical_fill if mode == "auto" else mode == "on"
 
     def _forward(self, batch: np.ndarray, kwargs: dict[str, Any]) -> np.ndarray:
         torch = self._torch
@@ -279,7 +306,11 @@ class TorchModel:
             "precision": self.precision,
             "cpu_threads": self.threads,
             "normalization": self.normalization,
-            "postprocess": {"nuclear_check": "auto", **self.postprocess},
+            "postprocess": {
+                "nuclear_check": "auto",
+                "classical_fill": "on" if self.classical_fill else "off",
+                **self.postprocess,
+            },
             "postprocess_defaults": self.postprocess_defaults(),
             "fallback_reason": "",
         }

@@ -318,6 +318,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         "train": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "init_sha256": _sha256(_init_file(cfg.init)) if cfg.init is not None else None,
         "torch": torch.__version__,
+        # The model layer completes this model's labels with the classical fallback's nuclei
+        # (wsitui/models/classical_fill.py; a job's `classical_fill` param overrides it).
+        "classical_fill": True,
     }
     if cfg.postprocess:
         set_postprocess(path, cfg.postprocess)

@@ -1,0 +1,122 @@
+"""The classical fill (wsitui/models/classical_fill.py): a nucleus the model drew nothing on gets
+the classical outline, one it drew a piece of gets the whole outline, one it outlined keeps the
+model's; two touching nuclei the watershed joined keep the model's split; a classical speck
+without nuclear evidence is not added. And the setting: the shipped model's own (`auto`: on),
+off and on by request, refused in one line when wrong."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage.color import hed2rgb
+from skimage.draw import disk, ellipse
+
+from wsitui.models import classical_fill
+
+SIZE = 128
+
+
+def _paint(h: np.ndarray, e: np.ndarray) -> np.ndarray:
+    rgb = hed2rgb(np.stack([h, e, np.zeros_like(h)], axis=-1))
+    return (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
+
+
+def _scene(speck_h: float = 0.02, neighbour: bool = False):
+    """Pink tissue with: A (a nucleus the model missed), B (a big nucleus the model drew a small
+    piece of), C (a nucleus the model outlined whole), D (two touching nuclei the watershed
+    joined, the model split), E (a classical speck with `speck_h` haematoxylin: the tissue's, no
+    evidence), and with `neighbour` F, a nucleus touching C by a few pixels, the model missed."""
+    h = np.full((SIZE, SIZE), 0.02)
+    e = np.full((SIZE, SIZE), 0.25)
+    model = np.zeros((SIZE, SIZE), np.int32)
+    classical = np.zeros((SIZE, SIZE), np.int32)
+    shapes = {
+        "A": disk((20, 20), 6, shape=h.shape),
+        "B": disk((20, 70), 11, shape=h.shape),
+        "C": disk((70, 20), 7, shape=h.shape),
+    }
+    for k, (rr, cc) in shapes.items():
+        h[rr, cc] = 0.12
+        e[rr, cc] = 0.05
+        classical[rr, cc] = "ABC".index(k) + 1
+    rr, cc = shapes["C"]
+    model[rr, cc] = 1
+    rr, cc = disk((20, 70), 4, shape=h.shape)  # a piece of B: 50 of B's 373 px
+    model[rr, cc] = 2
+    # D: two discs touching, one classical instance (not convex), two model instances.
+    for i, x in enumerate((60, 74)):
+        rr, cc = disk((80, x), 7, shape=h.shape)
+        h[rr, cc] = 0.12
+        e[rr, cc] = 0.05
+        classical[rr, cc] = 4
+        model[rr, cc] = 3 + i
+    rr, cc = ellipse(110, 100, 4, 5, shape=h.shape)  # E: only classical saw it
+    classical[rr, cc] = 5
+    h[rr, cc] = speck_h
+    if neighbour:
+        rr, cc = disk((70, 31), 7, shape=h.shape)  # F: 11 px from C's centre, both radius 7
+        classical[rr, cc] = 6
+        h[rr, cc] = np.maximum(h[rr, cc], 0.12)
+        e[rr, cc] = 0.05
+    return _paint(h, e), model, classical
+
+
+def test_a_missed_nucleus_is_added_and_a_piece_becomes_the_whole_nucleus():
+    rgb, model, classical = _scene()
+    out = classical_fill.merge(rgb, model, classical)
+    a = classical == 1
+    assert (out[a] > 0).all() and len(np.unique(out[a])) == 1  # A added whole, one cell
+    assert out[a][0] not in np.unique(model)  # a new id
+    b = classical == 2
+    assert (out[b] > 0).all() and len(np.unique(out[b])) == 1  # B whole, the piece gone
+    assert 2 not in np.unique(out)
+    c = classical == 3
+    assert (out[c] == 1).all() and (out[model == 1] == 1).all()  # C: the model's, untouched
+
+
+def test_touching_nuclei_keep_the_models_split_and_a_speck_without_evidence_is_not_added():
+    rgb, model, classical = _scene()
+    out = classical_fill.merge(rgb, model, classical)
+    assert (out[model == 3] == 3).all() and (out[model == 4] == 4).all()
+    assert not out[classical == 5].any()  # E: no nuclear evidence, not added
+    # The same speck darker in haematoxylin than its tissue is a nucleus: added.
+    rgb, model, classical = _scene(speck_h=0.12)
+    assert classical_fill.merge(rgb, model, classical)[classical == 5].all()
+
+
+def test_a_model_instance_is_never_cut_by_an_addition():
+    rgb, model, classical = _scene(neighbour=True)
+    f = classical == 6
+    assert 0 < np.count_nonzero(f & (model == 1)) <= 0.1 * np.count_nonzero(f)
+    out = classical_fill.merge(rgb, model, classical)
+    assert (out[model == 1] == 1).all()  # C keeps every pixel
+    assert out[f & (model == 0)].all() and not np.isin(out[f], [1]).all()  # F added around it
+
+
+def test_the_setting_is_checked_in_one_line():
+    assert classical_fill.mode_of("on") == "on"
+    with pytest.raises(ValueError, match="classical_fill 'yes' is unknown: use 'auto', 'on'"):
+        classical_fill.mode_of("yes")
+
+
+def test_the_shipped_model_fills_by_default_and_not_when_off():
+    pytest.importorskip("torch")
+    from wsitui.models.evaluate import segment_image
+    from wsitui.models.loaded import load
+    from wsitui.models.real_images import load_real
+    from wsitui.models.source import resolve
+
+    model = load(resolve("shipped"), "cpu", cpu_threads=1)
+    assert model.classical_fill is True  # its wsitui_model.json says so
+    assert model.manifest()["postprocess"]["classical_fill"] == "on"
+    rgb = load_real("he_target")[:256, :256].copy()
+
+    class _Off:
+        def predict(self, batch: np.ndarray) -> np.ndarray:
+            return model.predict(batch, postprocess={"classical_fill": "off"})
+
+    filled = segment_image(model, rgb)
+    alone = segment_image(_Off(), rgb)
+    assert len(np.unique(filled)) > len(np.unique(alone))
+    with pytest.raises(ValueError, match="classical_fill"):
+        model.predict(rgb[None], postprocess={"classical_fill": "yes"})
