@@ -2,11 +2,13 @@
 
     PYTHONPATH=. .venv/bin/python scripts/quality_overlays.py [MODEL] [--out screenshots]
 
-Writes `quality_<image>.png`: left the model's outlines (green; in red, those its nuclear
-check dropped, `wsitui/models/nuclear_gate.py`), right the classical fallback's (yellow), on
-the same image at 0.5 µm/px; prints the real-image measures as JSON lines, for the model with
-its check (`nuclear_check: auto`), without it (`off`), and for the classical fallback. The
-images are for checking, never for training (wsitui/models/real_images.py).
+Writes `quality_<image>.png`: left the model's outlines as a job draws them (green: the
+network's own; cyan: what its classical fill added or redrew whole,
+`wsitui/models/classical_fill.py`; red: what its nuclear check dropped,
+`wsitui/models/nuclear_gate.py`), right the classical fallback's (yellow), on the same image at
+0.5 µm/px; prints the real-image measures as JSON lines, for the model as a job runs it, without
+its fill (`classical_fill: off`), without its check and fill, and for the classical fallback.
+The images are for checking, never for training (wsitui/models/real_images.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from wsitui.models.source import resolve
 IMAGES = ("he_target", "he_histo", "ihc")
 TILE = 256
 RED = (255, 40, 40)
+CYAN = (0, 220, 255)
 
 
 class Tight:
@@ -41,16 +44,15 @@ class Tight:
         return self.model.predict(batch, postprocess={**TIGHT, **(postprocess or {})})
 
 
-class Unchecked:
-    """The model without its nuclear check (what `nuclear_check = "off"` gives)."""
+class With:
+    """The model with some post-processing settings (`nuclear_check`, `classical_fill`)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, **settings: str) -> None:
         self.model = model
+        self.settings = settings
 
     def predict(self, batch: np.ndarray, postprocess: dict[str, Any] | None = None) -> np.ndarray:
-        return self.model.predict(
-            batch, postprocess={**(postprocess or {}), "nuclear_check": "off"}
-        )
+        return self.model.predict(batch, postprocess={**(postprocess or {}), **self.settings})
 
 
 def dropped(raw: np.ndarray, checked: np.ndarray) -> np.ndarray:
@@ -77,18 +79,28 @@ def main() -> int:
         # As a job runs it: a DAB-stained image is out of domain, segmented with `TIGHT` (which
         # has no nuclear check, so nothing is drawn red there).
         odd = out_of_domain(chromogen_share(rgb))
-        pred = segment_image(Tight(model) if odd else model, rgb, TILE, 64)
-        raw = segment_image(Tight(Unchecked(model)) if odd else Unchecked(model), rgb, TILE, 64)
+        runs = {}
+        for what, settings in (
+            ("as a job", {}),
+            ("no fill", {"classical_fill": "off"}),
+            ("no check, no fill", {"classical_fill": "off", "nuclear_check": "off"}),
+        ):
+            m = With(model, **settings)
+            runs[what] = segment_image(Tight(m) if odd else m, rgb, TILE, 64)
+        pred, alone, raw = runs.values()
         base = segment_image(classical, rgb, TILE, 64)
-        for check, lab in (("auto", pred), ("off", raw)):
+        for what, lab in runs.items():
             m = real_measures(name, rgb, lab, base).as_dict()
-            print(json.dumps({"model": model.name, "nuclear_check": check, "tight": odd, **m}))
+            print(json.dumps({"model": model.name, "run": what, "tight": odd, **m}))
         print(json.dumps({"model": "classical", **real_measures(name, rgb, base, base).as_dict()}))
         c = min(args.crop, *rgb.shape[:2])
         sl = (slice(0, c), slice(0, c))
+        filled = dropped(pred, alone)  # added or redrawn whole by the fill
+        own = np.where(filled > 0, 0, pred)  # the network's own outlines the job keeps
+        left = overlay(overlay(rgb[sl], dropped(raw, alone)[sl], RED), own[sl], (0, 255, 0))
         pair = np.concatenate(
             [
-                overlay(overlay(rgb[sl], dropped(raw, pred)[sl], RED), pred[sl], (0, 255, 0)),
+                overlay(left, filled[sl], CYAN),
                 np.full((c, 4, 3), 255, np.uint8),
                 overlay(rgb[sl], base[sl], (255, 255, 0)),
             ],

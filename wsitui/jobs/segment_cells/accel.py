@@ -27,6 +27,7 @@ import numpy as np
 from wsitui.jobs.segment_cells.backends.protocol import Segmenter
 from wsitui.jobs.segment_cells.backends.tile import takes_postprocess
 from wsitui.jobs.segment_cells.malloc import release_free_memory
+from wsitui.jobs.segment_cells.model_info import fill_in_effect
 from wsitui.jobs.segment_cells.plan import CellPlan
 from wsitui.jobs.segment_cells.source import read_tile
 from wsitui.models.errors import ModelError
@@ -348,6 +349,7 @@ class DeviceSegmenter:
             return np.asarray(self.model.predict(batch, postprocess=extra, forward=self._forward))
         kwargs = {**self._postprocess, **(postprocess or {})}
         kwargs.pop("nuclear_check", None)
+        kwargs.pop("classical_fill", None)
         return self._forward(batch, kwargs)
 
     def _forward(self, batch: np.ndarray, kwargs: dict[str, Any]) -> np.ndarray:
@@ -391,6 +393,7 @@ class Accelerated:
     pinned: bool = False
     window_size: int | None = None  # instanseg's, when set smaller than the model's default
     nuclear_check: str = "auto"  # the model layer's nuclear-evidence check (InstanSeg only)
+    classical_fill: str = "auto"  # the model layer's classical fill (InstanSeg only)
     # What ran the network on CPU (`fastnet`), or why the model's own whole call ran.
     network_runtime: str = ""
     lock_free: bool = False  # the runner may be called from several threads at once
@@ -430,6 +433,7 @@ class Accelerated:
                 **(post if isinstance(post, dict) else {}),
                 "nuclear_check": self.nuclear_check,
             }
+            info["postprocess"]["classical_fill"] = fill_in_effect(self.model, self.classical_fill)
         if self.precision.agreement_f1 is not None:  # on CPU: the share matched at IoU 0.9
             key = "precision_matched_share" if self.device == "cpu" else "precision_agreement_f1"
             info[key] = round(self.precision.agreement_f1, 5)
@@ -453,6 +457,7 @@ def accelerate(
     nuclear_check: str = "auto",
     tiles: int = 0,
     mask_threshold: float | None = None,
+    classical_fill: str = "auto",
 ) -> Accelerated:
     """Settle precision and batch size for one job. On CPU with `auto`/`fp32` the model's own
     predict runs unchanged; on CUDA (or a requested lower precision) `DeviceSegmenter` runs.
@@ -462,13 +467,22 @@ def accelerate(
     fits that many in free memory); `nuclear_check` (`auto` | `off`): the model layer's check
     of each detection's nuclear evidence (`wsitui/models/nuclear_gate.py`), InstanSeg only;
     `mask_threshold`: instanseg's, over the model's default, when the job sets it;
+    `classical_fill` (`auto` | `on` | `off`): the model layer's classical fill, InstanSeg only;
     `tiles`: the job's planned tiles (on CPU, `auto` checks bf16 only on jobs it pays on)."""
     device = str(model.device)
     on_cuda = device.startswith("cuda")
     if not model.is_classical and device == "cpu" and precision in ("auto", "fp32", "bf16"):
         batch = default_batch if batch_size == "auto" else int(batch_size)
         on_cpu = _on_cpu(
-            model, precision, batch, probe, window_size, nuclear_check, tiles, mask_threshold
+            model,
+            precision,
+            batch,
+            probe,
+            window_size,
+            nuclear_check,
+            tiles,
+            mask_threshold,
+            classical_fill,
         )
         if on_cpu is not None:
             return on_cpu
@@ -477,8 +491,10 @@ def accelerate(
         batch = default_batch if batch_size == "auto" else int(batch_size)
         if model.is_classical:
             return Accelerated(model, OomRetry(model.predict, batch), choice, batch)
-        return _own_call(model, batch, choice, window_size, nuclear_check, "", mask_threshold)
-    extra = job_postprocess(window_size, nuclear_check, mask_threshold)
+        return _own_call(
+            model, batch, choice, window_size, nuclear_check, "", mask_threshold, classical_fill
+        )
+    extra = job_postprocess(window_size, nuclear_check, mask_threshold, classical_fill)
     tiles: list[np.ndarray] = []
 
     def probe_tiles() -> np.ndarray:
@@ -511,7 +527,15 @@ def accelerate(
         batch = default_batch
     runner_ = OomRetry(seg.predict, batch, seg.empty_cache)
     return Accelerated(
-        model, runner_, choice, batch, mem, seg.pinned, window_size, nuclear_check=nuclear_check
+        model,
+        runner_,
+        choice,
+        batch,
+        mem,
+        seg.pinned,
+        window_size,
+        nuclear_check=nuclear_check,
+        classical_fill=classical_fill,
     )
 
 
@@ -540,6 +564,7 @@ def _on_cpu(
     nuclear_check: str,
     tiles: int,
     mask_threshold: float | None = None,
+    classical_fill: str = "auto",
 ) -> Accelerated | None:
     """A CPU job with the network split from instanseg's post-processing (`fastnet.split`):
     frozen, channels-last fp32 by default (the same labels, ~27 % less CPU a tile), bf16 when
@@ -553,8 +578,11 @@ def _on_cpu(
             return None  # autocast over the whole call, as on any device
         choice = PrecisionChoice("fp32", "cpu: fp32")
         runtime = f"torchscript (the model's own call: {why})"
-        return _own_call(model, batch, choice, window_size, nuclear_check, runtime, mask_threshold)
-    extra = job_postprocess(window_size, nuclear_check, mask_threshold)
+        fill = classical_fill
+        return _own_call(
+            model, batch, choice, window_size, nuclear_check, runtime, mask_threshold, fill
+        )
+    extra = job_postprocess(window_size, nuclear_check, mask_threshold, classical_fill)
     segs = {"fp32": DeviceSegmenter(model, "fp32", extra, call=fp32)}
 
     def seg(p: str) -> DeviceSegmenter | None:
@@ -587,6 +615,7 @@ def _on_cpu(
         batch,
         window_size=window_size,
         nuclear_check=nuclear_check,
+        classical_fill=classical_fill,
         network_runtime=(chosen._call.runtime if chosen._call is not None else ""),
         lock_free=True,
     )
@@ -616,14 +645,19 @@ def _cpu_bf16_check(
 
 
 def job_overrides(
-    window_size: int | None, nuclear_check: str, mask_threshold: float | None = None
+    window_size: int | None,
+    nuclear_check: str,
+    mask_threshold: float | None = None,
+    classical_fill: str = "auto",
 ) -> dict[str, Any]:
     """What a job sets over the model's own post-processing defaults, and only that: its
-    nuclear check when not `auto`, instanseg's window and mask threshold when set (the model's
-    own predict and the Dask workers take these)."""
+    nuclear check and classical fill when not `auto`, instanseg's window and mask threshold
+    when set (the model's own predict and the Dask workers take these)."""
     extra: dict[str, Any] = {}
     if nuclear_check != "auto":
         extra["nuclear_check"] = nuclear_check
+    if classical_fill != "auto":
+        extra["classical_fill"] = classical_fill
     if window_size is not None:
         extra["window_size"] = window_size
     if mask_threshold is not None:
@@ -632,13 +666,16 @@ def job_overrides(
 
 
 def job_postprocess(
-    window_size: int | None, nuclear_check: str, mask_threshold: float | None = None
+    window_size: int | None,
+    nuclear_check: str,
+    mask_threshold: float | None = None,
+    classical_fill: str = "auto",
 ) -> dict[str, Any]:
     """A job's post-processing settings over the model's own defaults, as every runner that
     calls the module itself passes them: its nuclear check always, and `job_overrides`."""
     return {
         "nuclear_check": nuclear_check,
-        **job_overrides(window_size, nuclear_check, mask_threshold),
+        **job_overrides(window_size, nuclear_check, mask_threshold, classical_fill),
     }
 
 
@@ -650,10 +687,11 @@ def _own_call(
     nuclear_check: str,
     network_runtime: str = "",
     mask_threshold: float | None = None,
+    classical_fill: str = "auto",
 ) -> Accelerated:
     """The loaded model's own `predict` (one whole TorchScript call) with this job's
     post-processing settings: the CPU path where the network is not split."""
-    extra = job_overrides(window_size, nuclear_check, mask_threshold)
+    extra = job_overrides(window_size, nuclear_check, mask_threshold, classical_fill)
     predict = _with_postprocess(model, extra) if extra else model.predict
     return Accelerated(
         model,
@@ -662,6 +700,7 @@ def _own_call(
         batch,
         window_size=window_size,
         nuclear_check=nuclear_check,
+        classical_fill=classical_fill,
         network_runtime=network_runtime,
     )
 

@@ -75,6 +75,7 @@ from wsitui.jobs.segment_cells.domain import DomainCheck
 from wsitui.jobs.segment_cells.extract import CellRecords
 from wsitui.jobs.segment_cells.memory import check_budget
 from wsitui.jobs.segment_cells.merge import settle_seams
+from wsitui.jobs.segment_cells.model_info import fill_in_effect
 from wsitui.jobs.segment_cells.params import DaskSection, SegmentCellsParams
 from wsitui.jobs.segment_cells.plan import CellPlan, plan_tiles
 from wsitui.jobs.segment_cells.summary import SUMMARY_COLUMNS, summary_fields
@@ -442,6 +443,9 @@ class _CellSegmentation:
             }
             if params.mask_threshold is not None:
                 model_info["postprocess"]["mask_threshold"] = params.mask_threshold
+            model_info["postprocess"]["classical_fill"] = fill_in_effect(
+                model, params.classical_fill
+            )
             # Counted per tile as segmented (a cell in a tile overlap is counted by each tile
             # that saw it); tiles reused from shards written before the check have no count.
             model_info["nuclear_check"] = {
@@ -581,6 +585,8 @@ class _CellSegmentation:
         }
         if self.params.mask_threshold is not None:  # set only when set: earlier shards still fit
             key["mask_threshold"] = self.params.mask_threshold
+        if fill_in_effect(model, self.params.classical_fill) == "on":  # shards from before: no
+            key["classical_fill"] = "on"
         return key
 
     def _records(self, plan: CellPlan, shards: ShardStore) -> Any:

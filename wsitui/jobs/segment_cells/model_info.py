@@ -62,7 +62,12 @@ def describe(source: ModelSource, device: str) -> ModelInfo:
             "and hash from it; copy it here (the same path as on the workers), then retry"
         )
     state = module_state(source.path.read_bytes(), str(source.path))
+    from wsitui.models.loaded import model_classical_fill
+
     window = state.get("default_window_size")
+    info: dict[str, Any] = {"classical_fill": model_classical_fill(source.path)}
+    if isinstance(window, int):
+        info["default_window_size"] = window
     return ModelInfo(
         source.name,
         source.kind,
@@ -70,7 +75,7 @@ def describe(source: ModelSource, device: str) -> ModelInfo:
         sha256_file(source.path),
         device,
         False,
-        info={"default_window_size": window} if isinstance(window, int) else {},
+        info=info,
     )
 
 
@@ -123,3 +128,17 @@ def pixel_size(state: dict[str, Any], what: str) -> float:
             "InstanSeg_Torchscript(..., pixel_size=<µm/px>)"
         )
     return float(value)
+
+
+def fill_in_effect(model: Any, setting: str) -> str:
+    """`on` or `off`: whether a job's `classical_fill` setting completes `model`'s labels (a
+    loaded model or a `ModelInfo`; `auto` is the model's own, `wsitui_model.json`)."""
+    if getattr(model, "is_classical", False):
+        return "off"
+    if setting != "auto":
+        return setting
+    own = getattr(model, "classical_fill", None)
+    if own is None:
+        info = getattr(model, "info", None)
+        own = info.get("classical_fill", False) if isinstance(info, dict) else False
+    return "on" if own else "off"

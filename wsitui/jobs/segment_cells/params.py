@@ -59,6 +59,12 @@ class SegmentCellsParams(BaseModel):
         description="auto: an InstanSeg model's detections not darker in haematoxylin than "
         "their surroundings are dropped (wsitui/models/nuclear_gate.py); off: kept",
     )
+    classical_fill: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="auto: what the model says (the shipped model: on; other exports: off); on: "
+        "an InstanSeg model's labels are completed with the classical fallback's nuclei where "
+        "it drew none or only pieces of one (wsitui/models/classical_fill.py); off: not",
+    )
     # Measured 2026-12-05 (run 3 of the shipped model, README "Whole outlines"): 0.5 outlined big
     # vesicular nuclei whole (generated `vesicular` look 0.906 -> 0.980) where the model's 0.7
     # drew parts of them, and separated fewer touching nuclei (touching recall 0.933 -> 0.834).

@@ -658,7 +658,10 @@ class DaskBackend:
             )
         # instanseg's kwargs and wsitui's nuclear check, as the local backend's own call passes them
         postprocess = job_overrides(
-            window, params.nuclear_check, None if model.is_classical else params.mask_threshold
+            window,
+            params.nuclear_check,
+            None if model.is_classical else params.mask_threshold,
+            params.classical_fill,
         )
         run = self.clusters.run_tiles(
             params.scheduler_address,

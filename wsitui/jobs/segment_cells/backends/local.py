@@ -335,6 +335,7 @@ class LocalBackend:
             batches_in_flight=shape.inflight,
             nuclear_check=getattr(params, "nuclear_check", "auto"),
             mask_threshold=getattr(params, "mask_threshold", None),
+            classical_fill=getattr(params, "classical_fill", "auto"),
         )
         inflight, init = self._tiles_in_flight(model, window)
         if on_gpu:
@@ -417,6 +418,7 @@ class LocalBackend:
                 window,
                 getattr(params, "nuclear_check", "auto"),
                 getattr(params, "mask_threshold", None),
+                getattr(params, "classical_fill", "auto"),
             )
             seg = DeviceSegmenter(loaded, "fp32", extra)
             model.runner = OomRetry(seg.predict, 1)

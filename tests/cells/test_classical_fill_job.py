@@ -1,0 +1,90 @@
+"""SEGMENT_CELLS with the classical fill (wsitui/models/classical_fill.py): the shipped model's
+own setting (on) by default, off on request, recorded in the manifest, the same on the Dask
+workers; a resumed job never mixes tiles segmented with and without it; the param refused in
+one line when wrong."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from tests.cells.specs import shipped_cells_results
+from wsitui.jobs.segment_cells.params import SegmentCellsParams
+
+pytestmark = pytest.mark.anyio
+
+
+def _real_tumour_slide(tmp_path: Path) -> Path:
+    """Real tumour H&E (tiatoolbox's target image, a real check image wrapped as a slide: it
+    exercises the fill, never tunes it), where the shipped model alone leaves big dark nuclei
+    packed in nests without an outline."""
+    from tests.cells.images import write_rgb_slide
+    from wsitui.models.real_images import load_real
+
+    return write_rgb_slide(tmp_path / "he_target.svs", load_real("he_target"), 0.5)
+
+
+async def _manifest(data: Path, slide: Path, **params: object) -> dict:
+    results = await shipped_cells_results(data, slide, **params)
+    return json.loads((results / "manifest.json").read_text())
+
+
+async def test_the_fill_is_the_shipped_models_default_recorded_and_off_on_request(tmp_path):
+    pytest.importorskip("torch")
+    slide = _real_tumour_slide(tmp_path)
+    on = await _manifest(tmp_path / "on", slide)
+    off = await _manifest(tmp_path / "off", slide, classical_fill="off")
+    assert on["params"]["classical_fill"] == "auto"
+    assert on["model"]["postprocess"]["classical_fill"] == "on"
+    assert off["model"]["postprocess"]["classical_fill"] == "off"
+    assert on["cells"] > off["cells"] > 0
+
+
+def test_a_wrong_setting_is_refused_in_one_line():
+    with pytest.raises(ValidationError, match="classical_fill"):
+        SegmentCellsParams(classical_fill="yes")
+    assert SegmentCellsParams().classical_fill == "auto"
+
+
+def test_a_resumed_job_reuses_no_tile_segmented_without_the_fill(tmp_path):
+    """The shards' plan records `classical_fill` only when it is on: shards a job wrote before
+    the fill existed (or with it off) never count as the same plan as a job that fills."""
+    from types import SimpleNamespace
+
+    from wsitui.jobs.segment_cells.executor import _CellSegmentation
+    from wsitui.jobs.segment_cells.model_info import ModelInfo
+
+    slide = tmp_path / "s.svs"
+    slide.write_bytes(b"x")
+    reader = SimpleNamespace(path=slide, dimensions=(100, 100))
+    geometry = SimpleNamespace(tile_size=512)
+    plan = SimpleNamespace(scale=1.0, geometry=geometry, overlap=40, band=0)
+
+    def key(model: ModelInfo, setting: str) -> dict:
+        seg = _CellSegmentation.__new__(_CellSegmentation)
+        seg.params = SegmentCellsParams(classical_fill=setting)
+        return seg._shard_plan(reader, plan, model)
+
+    fills = ModelInfo("m", "folder", 0.5, "x", "cpu", False, info={"classical_fill": True})
+    bare = ModelInfo("m", "folder", 0.5, "x", "cpu", False, info={"classical_fill": False})
+    classical = ModelInfo("classical", "classical", 0.5, "c", "cpu", True)
+    assert key(fills, "auto")["classical_fill"] == "on"
+    assert "classical_fill" not in key(fills, "off")  # as every shard written before the fill
+    assert key(fills, "off") == key(bare, "auto") != key(bare, "on")
+    assert "classical_fill" not in key(classical, "on")
+
+
+async def test_dask_workers_fill_the_same(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("distributed")
+    slide = _real_tumour_slide(tmp_path)
+    local = await _manifest(tmp_path / "local", slide)
+    dask = await _manifest(tmp_path / "dask", slide, backend="dask")
+    assert dask["model"]["postprocess"]["classical_fill"] == "on"
+    assert dask["cells"] == local["cells"]
+    off = await _manifest(tmp_path / "off", slide, backend="dask", classical_fill="off")
+    assert off["model"]["postprocess"]["classical_fill"] == "off"
+    assert off["cells"] < dask["cells"]
