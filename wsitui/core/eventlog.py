@@ -7,7 +7,9 @@ key) — so a mistyped `--events` can never append JSON to a slide or a document
 Each line is written under an advisory lock on the file (`fcntl.flock`), so runs sharing one
 `--events` file (two data dirs, one log) never interleave parts of their lines, however long a
 line or however the OS splits a write; a lock held past `LOCK_WAIT_S` (a writer stopped
-mid-line) is not waited on further.
+mid-line) is not waited on further: that line is written without it, and so is every later line
+while the lock is still taken (each tries it once, without waiting), until it is free again. The
+log is written on the engine's event loop, so a stopped peer costs it one wait, not one per event.
 A write that fails later (disk full) stops the log and is kept in `error` for the face to say;
 it never stops the engine.
 
@@ -40,11 +42,14 @@ LOCK_WAIT_S = 5.0  # a line's write waits this long at most for another writer's
 
 
 @contextlib.contextmanager
-def _line_lock(fd: int) -> Iterator[None]:
+def _line_lock(fd: int, wait_s: float) -> Iterator[bool]:
     """Hold an exclusive flock on `fd`'s file while a line is written; give up waiting after
-    `LOCK_WAIT_S` (then write anyway: a stopped writer must not stall this engine)."""
-    deadline = time.monotonic() + LOCK_WAIT_S
+    `wait_s` (then write anyway: a stopped writer must not stall this engine). Yields whether
+    the lock is held: False when the wait timed out (a file system without flock counts as
+    locked: there is nothing to wait for)."""
+    deadline = time.monotonic() + wait_s
     locked = False
+    timed_out = False
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -52,12 +57,13 @@ def _line_lock(fd: int) -> Iterator[None]:
             break
         except BlockingIOError:
             if time.monotonic() >= deadline:
+                timed_out = True
                 break
             time.sleep(0.001)
         except OSError:  # a file system without flock: lines as before, unlocked
             break
     try:
-        yield
+        yield not timed_out
     finally:
         if locked:
             with contextlib.suppress(OSError):
@@ -137,6 +143,9 @@ class JsonlEventLog:
         check_event_log(path)
         self.path = path
         self.error: str | None = None  # set when a write failed; the log stopped there
+        # A wait for the lock timed out (a peer stopped holding it): later lines try it without
+        # waiting until it is free again, so the event loop is not stalled per line.
+        self._stalled = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(
@@ -171,7 +180,9 @@ class JsonlEventLog:
         if self._file is None:
             return
         try:
-            with _line_lock(self._file.fileno()):
+            wait_s = 0.0 if self._stalled else LOCK_WAIT_S
+            with _line_lock(self._file.fileno(), wait_s) as locked:
+                self._stalled = not locked
                 if only_mid_line and not _ends_mid_line(self.path):
                     return
                 self._file.write(text)
