@@ -197,9 +197,12 @@ class JsonlEventLog:
     def backfill(self, store: Store) -> int:
         """Append the transitions `store` committed that this log is missing (the stopped
         process died between a commit and its log line); how many. Only after an unclean stop
-        (a job left RUNNING), and only for a job this log already follows whose logged
-        transitions are the start of its committed ones: a log that tells another story, or
-        one first attached now, is left as it is."""
+        (a job left RUNNING), and only if this log follows `store` (it shows the start of at
+        least one job's committed transitions): then for each job it follows whose logged
+        transitions are the start of its committed ones, and for each job it never named that
+        was first committed after the last transition it shows (the kill lost the job's first
+        lines, its "submitted" among them), in commit order. A log that tells another story,
+        one first attached now, and jobs committed before it was attached are left alone."""
         if self._file is None:
             return 0
         jobs = {job.id: job for job in store.jobs()}
@@ -212,15 +215,35 @@ class JsonlEventLog:
         committed: dict[str, list[tuple[str, str]]] = {}
         for t in transitions:
             committed.setdefault(t.job_id, []).append((str(t.state), t.reason))
-        # Only jobs this log already follows: a log first attached after the crash starts now.
-        behind = {
+        # Jobs this log follows: it shows the start of their committed transitions.
+        follows = {
             job_id
             for job_id, done in committed.items()
             if job_id in jobs
-            and 0 < len(logged.get(job_id, [])) < len(done)
+            and 0 < len(logged.get(job_id, [])) <= len(done)
             and done[: len(logged[job_id])] == logged[job_id]
         }
+        behind = {job_id for job_id in follows if len(logged[job_id]) < len(committed[job_id])}
+        # Where the log stops in commit order: a job it never named whose first transition
+        # comes later lost its first lines to the kill; one committed earlier predates the log
+        # (a log first attached after the crash, or later, starts then).
+        last_shown = -1
+        first_at: dict[str, int] = {}
         seen: dict[str, int] = {}
+        for pos, t in enumerate(transitions):
+            i = seen.get(t.job_id, 0)
+            seen[t.job_id] = i + 1
+            first_at.setdefault(t.job_id, pos)
+            if t.job_id in follows and i < len(logged[t.job_id]):
+                last_shown = pos
+        unnamed = set()
+        if last_shown >= 0:
+            unnamed = {
+                job_id
+                for job_id, pos in first_at.items()
+                if job_id in jobs and job_id not in logged and pos > last_shown
+            }
+        seen = {}
         previous: dict[str, JobState] = {}
         written = 0
         for t in transitions:
@@ -228,7 +251,9 @@ class JsonlEventLog:
             seen[t.job_id] = i + 1
             before = previous.get(t.job_id)
             previous[t.job_id] = t.state
-            if t.job_id not in behind or i < len(logged.get(t.job_id, [])):
+            if t.job_id not in behind and t.job_id not in unnamed:
+                continue
+            if i < len(logged.get(t.job_id, [])):
                 continue
             job = replace(jobs[t.job_id], state=t.state, attempt=t.attempt)
             self._write(
