@@ -132,13 +132,22 @@ def slot_wait(place: int) -> str:
     return f"{ordinal(place)} in line for a tenant slot"
 
 
+def places_in_line(waiting: Sequence[str]) -> dict[str, int]:
+    """Each waiting tenant's place in line for a slot (1 = next), from `waiting`, the engine's
+    admission order; a tenant listed twice keeps its first place. The one reading of that
+    order shared by a workflow's reason (`workflow_wait`) and its jobs' (`job_phases`)."""
+    places: dict[str, int] = {}
+    for place, tenant in enumerate(waiting, 1):
+        places.setdefault(tenant, place)
+    return places
+
+
 def workflow_wait(tenant: str, waiting: Sequence[str], queued: bool) -> str:
     """A workflow's reason for not running when its tenant waits for a slot: `slot_wait` of its
     tenant's place in `waiting` (the engine's admission order) if it has work `queued` in a
     lane, else "" (its held or blocked jobs wait for no slot)."""
-    if not queued or tenant not in waiting:
-        return ""
-    return slot_wait(list(waiting).index(tenant) + 1)
+    place = places_in_line(waiting).get(tenant) if queued else None
+    return slot_wait(place) if place is not None else ""
 
 
 Resources = Mapping[str, tuple[int, int]]  # resource name: (in use, cap), engine-wide (R9)
@@ -176,7 +185,7 @@ def job_phases(
     by_id = {job.id: job for job in jobs}
     lanes = _lanes(jobs)
     bad = _bad_upstreams(by_id)
-    places = {tenant: place for place, tenant in reversed(list(enumerate(waiting, 1)))}
+    places = places_in_line(waiting)
     out: dict[str, PhaseInfo] = {}
     for job in jobs:
         out[job.id] = _phase(job, by_id, bad, lanes.get(job.branch), places, resources)
