@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from wsitui.core.executor import resource_label
 from wsitui.core.records import Job, JobState
 
 
@@ -168,11 +169,12 @@ def resources_in_use(
 
 def resource_wait(needs: Mapping[str, int], resources: Resources) -> str:
     """What a ready job waits for besides a worker: the first resource it needs that is full
-    now (R9), "" when all fit. The GPU reads "the GPU"; another resource by its name."""
+    now (R9), "" when all fit; named by the label declared with it (`executor.resource_label`:
+    "the GPU", else "a free <name>")."""
     for name, amount in sorted(needs.items()):
         used, cap = resources.get(name, (0, 0))
         if amount > 0 and used + amount > cap:
-            return "the GPU" if name == "gpu" else f"a free {name}"
+            return resource_label(name)
     return ""
 
 
