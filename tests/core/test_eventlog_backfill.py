@@ -100,3 +100,56 @@ def test_a_line_cut_short_by_a_kill_leaves_the_next_lines_whole(tmp_path):
     lines = path.read_text().splitlines()
     assert lines[1] == '{"event":"job_st'
     assert json.loads(lines[2])["tenant"] == "b"
+
+
+async def test_a_job_whose_first_line_was_lost_is_backfilled_whole(tmp_path):
+    """A kill between the commit of a submission and its log lines: the log never named those
+    jobs, and backfill covered only jobs it already followed, so their "submitted" (and all
+    after it) stayed missing. Jobs committed after the last line the log shows are written
+    whole, in commit order; a job committed before the log was attached is left alone."""
+    log_path = tmp_path / "events.jsonl"
+    ex = GatedExecutor()
+    one = WorkflowSpec(name="one", jobs=(JobSpec(id="a", type="TISSUE_MASK", slide="s.svs"),))
+    two = WorkflowSpec(
+        name="two",
+        jobs=(
+            JobSpec(id="b", type="TISSUE_MASK", slide="s.svs"),
+            JobSpec(id="c", type="TISSUE_MASK", slide="s.svs", depends_on=("b",)),
+        ),
+    )
+    log = JsonlEventLog(log_path)
+    async with Engine(tmp_path / "d", [ex], max_workers=1) as engine:
+        before = engine.submit("t", one, start=False)  # committed before the log is attached
+        engine.bus.add_listener(log)
+        w1 = engine.submit("t", one)
+        a = w1.jobs[0].id
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.job("t", a).state is JobState.RUNNING)
+        w2 = engine.submit("t", two)
+        killed = snapshot(engine, tmp_path / "killed")  # the kill: right after w2's commit
+        ex.release(a)
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.job("t", a).state is JobState.SUCCEEDED)
+    log.close()
+    lines = log_path.read_text().splitlines()
+    first = next(i for i, ln in enumerate(lines) if w2.workflow.id in ln)  # w2's first line, lost
+    crashed = tmp_path / "crashed.jsonl"
+    crashed.write_text("\n".join(lines[:first]) + "\n")
+    assert not any(e.get("job_id", "").startswith(w2.workflow.id) for e in _events(crashed))
+
+    again = JsonlEventLog(crashed)
+    store = Store(killed / "state.db", readonly=True)
+    try:
+        written = again.backfill(store)
+    finally:
+        store.close()
+        again.close()
+    events = _events(crashed)
+    recovered = [(e["job_id"], e["state"], e["reason"]) for e in events if e.get("recovered")]
+    b, c = (j.id for j in w2.jobs)
+    assert recovered == [(b, "PENDING", "submitted"), (c, "PENDING", "submitted")]
+    assert written == 2
+    # What the log lacks now is only the job committed before it was attached.
+    assert [m.split(":")[0] for m in missing_from_log(events, killed / "state.db")] == [
+        before.jobs[0].id
+    ]

@@ -119,3 +119,30 @@ async def test_a_job_ready_with_every_worker_busy_still_waits_for_a_worker(tmp_p
         cpu.release(b)
         with anyio.fail_after(10):
             await engine.wait_until(engine.is_idle)
+
+
+def test_a_resource_is_named_by_the_label_declared_beside_its_caps():
+    """phase.py named only the GPU ("the GPU" for the literal name "gpu"); any other resource
+    read "a free <name>" however its job type would say it. A job type now declares the label
+    with its resources, and phase.py never names one."""
+    from typing import ClassVar
+
+    from wsitui.core.executor import Executor
+
+    class FpgaJobs(Executor):
+        job_type = "FPGA_TEST"
+        resource_labels: ClassVar[dict[str, str]] = {"fpga": "an FPGA"}
+
+        def capacity(self) -> dict[str, int]:
+            return {"fpga": 1}
+
+    assert resource_wait({"fpga": 1}, {"fpga": (1, 1)}) == "an FPGA"
+    assert resource_wait({"gpu": 1}, {"gpu": (1, 1)}) == "the GPU"  # as before
+    assert resource_wait({"tape": 1}, {"tape": (1, 1)}) == "a free tape"  # none declared
+    with pytest.raises(ValueError, match="already labelled 'an FPGA'"):
+
+        class OtherFpga(Executor):
+            job_type = "FPGA_TEST_2"
+            resource_labels: ClassVar[dict[str, str]] = {"fpga": "the accelerator"}
+
+    assert '"gpu"' not in Path(resource_wait.__code__.co_filename).read_text()

@@ -62,3 +62,32 @@ async def test_a_waiting_tenants_workflow_says_its_place_in_line(tmp_path: Path,
     shown = {(w["tenant"], w["id"]): w["reason"] for w in json.loads(capsys.readouterr().out)}
     assert shown == {("a", ids["a"]): "", ("b", ids["b"]): "", ("c", ids["c"]): slot_wait(1),
                      ("c", held): ""}  # fmt: skip
+
+
+def test_a_workflow_and_its_jobs_read_one_place_in_line_for_each_of_three_tenants():
+    """`workflow_wait` and `job_phases` each worked out a tenant's place in line their own way
+    (`list.index` and a dict of their own); both now read `places_in_line`."""
+    from wsitui.core.phase import JobPhase, job_phases, places_in_line, workflow_wait
+    from wsitui.core.records import Job, JobState
+
+    waiting = ("z", "x", "y")
+    assert places_in_line(waiting) == {"z": 1, "x": 2, "y": 3}
+    for tenant in waiting:
+        job = Job(
+            id=f"w{tenant}.j",
+            key="j",
+            workflow_id=f"w{tenant}",
+            tenant=tenant,
+            job_type="TISSUE_MASK",
+            slide="s.svs",
+            branch="main",
+            depends_on=(),
+            params={},
+            state=JobState.PENDING,
+        )
+        info = job_phases([job], waiting)[job.id]
+        place = places_in_line(waiting)[tenant]
+        assert info.phase is JobPhase.WAITING
+        assert info.reason == workflow_wait(tenant, waiting, queued=True) == slot_wait(place)
+    assert workflow_wait("other", waiting, queued=True) == ""
+    assert workflow_wait("x", waiting, queued=False) == ""

@@ -190,3 +190,38 @@ def test_a_line_another_run_is_writing_is_not_taken_for_a_cut_one(tmp_path):
     assert proc.wait(timeout=30) == 0
     lines = path.read_text().splitlines()
     assert [json.loads(line)["tenant"] for line in lines] == ["a", "c", "b"], lines
+
+
+def test_a_lock_held_for_good_stalls_only_the_first_line_not_every_one(tmp_path, monkeypatch):
+    """Each line waited the full LOCK_WAIT_S for a peer stopped holding the lock, on the
+    engine's event loop: N events stalled it N x LOCK_WAIT_S. After one timed-out wait, lines
+    go on at once (in order, none lost), and once the peer lets go they are locked again."""
+    wait_s = 0.5
+    monkeypatch.setattr(eventlog, "LOCK_WAIT_S", wait_s)
+    path = tmp_path / "events.jsonl"
+    log = JsonlEventLog(path)
+    n = 20
+    with path.open("a") as held:  # its own open file description: flock conflicts with ours
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        start = time.monotonic()
+        for i in range(n):
+            log(TenantAdmitted(float(i), "b"))
+        took = time.monotonic() - start
+        fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+        assert took < n * wait_s / 4, f"{n} events took {took:.1f} s"  # was >= 10 s
+        log(TenantAdmitted(float(n), "b"))  # finds the lock free: the stall is over
+
+        # The peer is back: a line waits for the lock again while it is briefly held.
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        held.write('{"ts": 99, "event": "tenant_admitted", "tenant": "peer"}\n')
+        held.flush()
+        timer = threading.Timer(0.2, fcntl.flock, (held.fileno(), fcntl.LOCK_UN))
+        timer.start()
+        start = time.monotonic()
+        log(TenantAdmitted(100.0, "b"))
+        waited = time.monotonic() - start
+        timer.join()
+    log.close()
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [e["ts"] for e in events] == [float(i) for i in range(n + 1)] + [99, 100.0]
+    assert waited >= 0.15 and log.error is None

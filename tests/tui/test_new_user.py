@@ -352,7 +352,8 @@ async def test_workflow_progress_weighs_jobs_by_their_tiles(tmp_path):
         )
         await settle(app, pilot, lambda: app.engine.job("alice", w.jobs[1].id).tiles_done == 30)
         (row,) = app.query(WorkflowRow)
-        assert str(row.query_one(".wf-percent").render()).strip() == "69%"  # 40/58, not 50 %
+        # Weighed by tiles, not 50 %: (10 + 30 x 95 %) / 58 (a job's tiles are 95 % of its work)
+        assert str(row.query_one(".wf-percent").render()).strip() == "66%"
         ex.release("cells")
         await app.shutdown()
 

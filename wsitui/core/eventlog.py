@@ -7,7 +7,9 @@ key) — so a mistyped `--events` can never append JSON to a slide or a document
 Each line is written under an advisory lock on the file (`fcntl.flock`), so runs sharing one
 `--events` file (two data dirs, one log) never interleave parts of their lines, however long a
 line or however the OS splits a write; a lock held past `LOCK_WAIT_S` (a writer stopped
-mid-line) is not waited on further.
+mid-line) is not waited on further: that line is written without it, and so is every later line
+while the lock is still taken (each tries it once, without waiting), until it is free again. The
+log is written on the engine's event loop, so a stopped peer costs it one wait, not one per event.
 A write that fails later (disk full) stops the log and is kept in `error` for the face to say;
 it never stops the engine.
 
@@ -40,11 +42,14 @@ LOCK_WAIT_S = 5.0  # a line's write waits this long at most for another writer's
 
 
 @contextlib.contextmanager
-def _line_lock(fd: int) -> Iterator[None]:
+def _line_lock(fd: int, wait_s: float) -> Iterator[bool]:
     """Hold an exclusive flock on `fd`'s file while a line is written; give up waiting after
-    `LOCK_WAIT_S` (then write anyway: a stopped writer must not stall this engine)."""
-    deadline = time.monotonic() + LOCK_WAIT_S
+    `wait_s` (then write anyway: a stopped writer must not stall this engine). Yields whether
+    the lock is held: False when the wait timed out (a file system without flock counts as
+    locked: there is nothing to wait for)."""
+    deadline = time.monotonic() + wait_s
     locked = False
+    timed_out = False
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -52,12 +57,13 @@ def _line_lock(fd: int) -> Iterator[None]:
             break
         except BlockingIOError:
             if time.monotonic() >= deadline:
+                timed_out = True
                 break
             time.sleep(0.001)
         except OSError:  # a file system without flock: lines as before, unlocked
             break
     try:
-        yield
+        yield not timed_out
     finally:
         if locked:
             with contextlib.suppress(OSError):
@@ -137,6 +143,9 @@ class JsonlEventLog:
         check_event_log(path)
         self.path = path
         self.error: str | None = None  # set when a write failed; the log stopped there
+        # A wait for the lock timed out (a peer stopped holding it): later lines try it without
+        # waiting until it is free again, so the event loop is not stalled per line.
+        self._stalled = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(
@@ -171,7 +180,9 @@ class JsonlEventLog:
         if self._file is None:
             return
         try:
-            with _line_lock(self._file.fileno()):
+            wait_s = 0.0 if self._stalled else LOCK_WAIT_S
+            with _line_lock(self._file.fileno(), wait_s) as locked:
+                self._stalled = not locked
                 if only_mid_line and not _ends_mid_line(self.path):
                     return
                 self._file.write(text)
@@ -186,9 +197,12 @@ class JsonlEventLog:
     def backfill(self, store: Store) -> int:
         """Append the transitions `store` committed that this log is missing (the stopped
         process died between a commit and its log line); how many. Only after an unclean stop
-        (a job left RUNNING), and only for a job this log already follows whose logged
-        transitions are the start of its committed ones: a log that tells another story, or
-        one first attached now, is left as it is."""
+        (a job left RUNNING), and only if this log follows `store` (it shows the start of at
+        least one job's committed transitions): then for each job it follows whose logged
+        transitions are the start of its committed ones, and for each job it never named that
+        was first committed after the last transition it shows (the kill lost the job's first
+        lines, its "submitted" among them), in commit order. A log that tells another story,
+        one first attached now, and jobs committed before it was attached are left alone."""
         if self._file is None:
             return 0
         jobs = {job.id: job for job in store.jobs()}
@@ -201,15 +215,35 @@ class JsonlEventLog:
         committed: dict[str, list[tuple[str, str]]] = {}
         for t in transitions:
             committed.setdefault(t.job_id, []).append((str(t.state), t.reason))
-        # Only jobs this log already follows: a log first attached after the crash starts now.
-        behind = {
+        # Jobs this log follows: it shows the start of their committed transitions.
+        follows = {
             job_id
             for job_id, done in committed.items()
             if job_id in jobs
-            and 0 < len(logged.get(job_id, [])) < len(done)
+            and 0 < len(logged.get(job_id, [])) <= len(done)
             and done[: len(logged[job_id])] == logged[job_id]
         }
+        behind = {job_id for job_id in follows if len(logged[job_id]) < len(committed[job_id])}
+        # Where the log stops in commit order: a job it never named whose first transition
+        # comes later lost its first lines to the kill; one committed earlier predates the log
+        # (a log first attached after the crash, or later, starts then).
+        last_shown = -1
+        first_at: dict[str, int] = {}
         seen: dict[str, int] = {}
+        for pos, t in enumerate(transitions):
+            i = seen.get(t.job_id, 0)
+            seen[t.job_id] = i + 1
+            first_at.setdefault(t.job_id, pos)
+            if t.job_id in follows and i < len(logged[t.job_id]):
+                last_shown = pos
+        unnamed = set()
+        if last_shown >= 0:
+            unnamed = {
+                job_id
+                for job_id, pos in first_at.items()
+                if job_id in jobs and job_id not in logged and pos > last_shown
+            }
+        seen = {}
         previous: dict[str, JobState] = {}
         written = 0
         for t in transitions:
@@ -217,7 +251,9 @@ class JsonlEventLog:
             seen[t.job_id] = i + 1
             before = previous.get(t.job_id)
             previous[t.job_id] = t.state
-            if t.job_id not in behind or i < len(logged.get(t.job_id, [])):
+            if t.job_id not in behind and t.job_id not in unnamed:
+                continue
+            if i < len(logged.get(t.job_id, [])):
                 continue
             job = replace(jobs[t.job_id], state=t.state, attempt=t.attempt)
             self._write(

@@ -11,7 +11,9 @@ with an engine:
   job upstream on the same slide") before anything runs.
 - `resources(params)` names what a running job holds besides a worker (e.g. `{"gpu": 1}`);
   `capacity()` says how much of each resource the machine has. Both are scheduling rules: a job
-  starts only when its resources are free (R9 in `rules.py`).
+  starts only when its resources are free (R9 in `rules.py`). Beside them `resource_labels`
+  says how a face names a resource a ready job waits for ("waiting for the GPU"); one it does
+  not name reads "a free <name>" (`resource_label`).
 - `open()` / `close()` run once with the engine: create shared, expensive things lazily (a
   loaded model) and release them on close.
 - `run(ctx)` does the work. CPU work goes off the event loop through `ctx.to_thread`, which uses
@@ -207,8 +209,33 @@ class JobContext(Protocol):
         ...
 
 
+# How faces name each resource a ready job may wait for (`phase.resource_wait`): the GPU here,
+# every other resource as its executor class declares it in `resource_labels`.
+_RESOURCE_LABELS: dict[str, str] = {"gpu": "the GPU"}
+
+
+def resource_label(name: str) -> str:
+    """What a ready job waiting for resource `name` waits for: its declared label, else
+    "a free <name>"."""
+    return _RESOURCE_LABELS.get(name) or f"a free {name}"
+
+
 class Executor:
     """Base class with the defaults; an executor overrides what it needs."""
+
+    # How a face names a resource this type declares (beside its caps in `capacity`) when a
+    # ready job waits for it, e.g. {"fpga": "an FPGA"}: registered when the class is defined,
+    # one label per resource name across all types. Unnamed: "a free <name>".
+    resource_labels: ClassVar[Mapping[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, label in cls.__dict__.get("resource_labels", {}).items():
+            if _RESOURCE_LABELS.setdefault(name, label) != label:
+                raise ValueError(
+                    f"{cls.__name__} labels resource {name!r} {label!r}, which is already "
+                    f"labelled {_RESOURCE_LABELS[name]!r}; use that label or another name"
+                )
 
     job_type: ClassVar[str]  # the name jobs give as their `type` (upper case by convention)
     params_model: ClassVar[type[BaseModel]] = NoParams

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from wsitui.core.executor import resource_label
 from wsitui.core.records import Job, JobState
 
 
@@ -132,13 +133,22 @@ def slot_wait(place: int) -> str:
     return f"{ordinal(place)} in line for a tenant slot"
 
 
+def places_in_line(waiting: Sequence[str]) -> dict[str, int]:
+    """Each waiting tenant's place in line for a slot (1 = next), from `waiting`, the engine's
+    admission order; a tenant listed twice keeps its first place. The one reading of that
+    order shared by a workflow's reason (`workflow_wait`) and its jobs' (`job_phases`)."""
+    places: dict[str, int] = {}
+    for place, tenant in enumerate(waiting, 1):
+        places.setdefault(tenant, place)
+    return places
+
+
 def workflow_wait(tenant: str, waiting: Sequence[str], queued: bool) -> str:
     """A workflow's reason for not running when its tenant waits for a slot: `slot_wait` of its
     tenant's place in `waiting` (the engine's admission order) if it has work `queued` in a
     lane, else "" (its held or blocked jobs wait for no slot)."""
-    if not queued or tenant not in waiting:
-        return ""
-    return slot_wait(list(waiting).index(tenant) + 1)
+    place = places_in_line(waiting).get(tenant) if queued else None
+    return slot_wait(place) if place is not None else ""
 
 
 Resources = Mapping[str, tuple[int, int]]  # resource name: (in use, cap), engine-wide (R9)
@@ -159,11 +169,12 @@ def resources_in_use(
 
 def resource_wait(needs: Mapping[str, int], resources: Resources) -> str:
     """What a ready job waits for besides a worker: the first resource it needs that is full
-    now (R9), "" when all fit. The GPU reads "the GPU"; another resource by its name."""
+    now (R9), "" when all fit; named by the label declared with it (`executor.resource_label`:
+    "the GPU", else "a free <name>")."""
     for name, amount in sorted(needs.items()):
         used, cap = resources.get(name, (0, 0))
         if amount > 0 and used + amount > cap:
-            return "the GPU" if name == "gpu" else f"a free {name}"
+            return resource_label(name)
     return ""
 
 
@@ -176,7 +187,7 @@ def job_phases(
     by_id = {job.id: job for job in jobs}
     lanes = _lanes(jobs)
     bad = _bad_upstreams(by_id)
-    places = {tenant: place for place, tenant in reversed(list(enumerate(waiting, 1)))}
+    places = places_in_line(waiting)
     out: dict[str, PhaseInfo] = {}
     for job in jobs:
         out[job.id] = _phase(job, by_id, bad, lanes.get(job.branch), places, resources)

@@ -10,6 +10,7 @@ hands out immutable snapshots to faces.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -144,6 +145,20 @@ class Workflow:
     created_at: float
 
 
+# A job's tiles are this share of its work; its final stage after the last tile (writing its
+# outputs and manifest) is the rest, done only when the job SUCCEEDED. A job that read 100 % of
+# its tiles sat at 99-100 % through a long final write; at 95 % it says there is work left.
+TILES_SHARE = 0.95
+
+
+def whole_percent(progress: float) -> int:
+    """A progress (0..1) as the whole percent a face shows: rounded down, so 99.6 % reads 99,
+    and 100 only at 1.0 (every job SUCCEEDED), never before."""
+    if progress >= 1.0:
+        return 100
+    return max(0, min(99, math.floor(progress * 100 + 1e-9)))
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """Snapshot of a job. `id` is global; `key` is the user's id within the workflow."""
@@ -181,11 +196,14 @@ class Job:
 
     @property
     def progress(self) -> float:
+        """Share of the job's work done, 0..1; 1.0 only once it SUCCEEDED. Its tiles are
+        `TILES_SHARE` of it, what follows its last tile (writing its outputs) the rest: a job
+        whose tiles are all done reads 95 % until it has written them."""
         if self.state is JobState.SUCCEEDED:
             return 1.0
         if self.tiles_total <= 0:
             return 0.0
-        return min(1.0, self.tiles_done / self.tiles_total)
+        return TILES_SHARE * min(1.0, self.tiles_done / self.tiles_total)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ from wsitui.core.events import (
     WorkflowProgress,
 )
 from wsitui.core.phase import JobPhase, job_phases, slot_wait
-from wsitui.core.records import Job, JobState, WorkflowState, WorkflowStatus
+from wsitui.core.records import Job, JobState, WorkflowState, WorkflowStatus, whole_percent
 from wsitui.core.text import one_line, tiles_text
 
 STATE_STYLE = {
@@ -521,5 +521,5 @@ class ProgressBars:
                 if event.state is WorkflowState.PENDING and self._place.get(event.workflow.tenant):
                     state = "WAITING"  # as `_say_doing` says it
                 self.progress.update(
-                    task, completed=round(event.progress * 100), state=self._state(state)
+                    task, completed=whole_percent(event.progress), state=self._state(state)
                 )

@@ -48,6 +48,7 @@ from wsitui.core.records import (
     WorkflowSpec,
     WorkflowStatus,
     job_id_for,
+    whole_percent,
 )
 from wsitui.session.errors import SessionError
 from wsitui.session.session import Session
@@ -1074,6 +1075,6 @@ def _lanes_title(status: WorkflowStatus, shown: int) -> Text:
     return Text.assemble(
         (status.workflow.name, "bold"),
         f" · {jobs} · {'WAITING' if status.reason else status.state}"
-        f" {workflow_progress(status.jobs):.0%}{failed_text(status)}",
+        f" {whole_percent(workflow_progress(status.jobs))}%{failed_text(status)}",
         f" · {status.reason}" if status.reason else "",
     )

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from wsitui.core.records import Job, JobState
+from wsitui.core.records import Job
 
 
 def workflow_progress(jobs: Sequence[Job]) -> float:
-    """Tiles done over tiles to do. A job whose total is not known yet (it has not started)
-    weighs as much as the average known job, so a workflow is never 91 % done while its largest
-    job stands at 30/48 nor 100 % before its last job has started."""
+    """Its jobs' progress (`Job.progress`: tiles, then the final stage) weighted by their tiles.
+    A job whose total is not known yet (it has not started) weighs as much as the average known
+    job, so a workflow is never 91 % done while its largest job stands at 30/48; it reaches 1.0
+    only when every job SUCCEEDED (a job past its last tile still writing its outputs is not
+    done)."""
     if not jobs:
         return 0.0
     known = [j.tiles_total for j in jobs if j.tiles_total > 0]
@@ -19,8 +21,5 @@ def workflow_progress(jobs: Sequence[Job]) -> float:
     for job in jobs:
         weight = job.tiles_total if job.tiles_total > 0 else guess
         total += weight
-        if job.state is JobState.SUCCEEDED:
-            done += weight
-        elif job.tiles_total > 0:
-            done += min(job.tiles_done, job.tiles_total)
+        done += weight * job.progress  # 1.0 once SUCCEEDED; 0 while its total is not known
     return done / total if total else 0.0

@@ -19,6 +19,7 @@ from textual.geometry import Region, Size
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
+from wsitui.core.records import whole_percent
 from wsitui.session.cohort_rows import SlideRow
 from wsitui.session.cohort_tracker import duration
 
@@ -180,7 +181,8 @@ class CohortTable(DataTable[Any]):
             elif key.startswith("job:"):
                 out.append(_state(row.jobs.get(key[4:], "")) if key[4:] in row.jobs else Text(""))
             elif key == "progress":
-                out.append(_num(100 * row.progress, ".0f").append("%") if row.jobs else Text(""))
+                pct = _num(whole_percent(row.progress), "d").append("%")
+                out.append(pct if row.jobs else Text(""))
             elif key == "cells":
                 out.append(_num(row.cells, ","))
             elif key == "density":

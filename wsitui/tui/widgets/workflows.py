@@ -12,7 +12,7 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import Label, ListItem, ListView
 
-from wsitui.core.records import JobState, WorkflowState, WorkflowStatus
+from wsitui.core.records import JobState, WorkflowState, WorkflowStatus, whole_percent
 from wsitui.tui.progress import workflow_progress
 from wsitui.tui.widgets.bar import FractionBar
 
@@ -80,7 +80,7 @@ class WorkflowRow(ListItem):
         # weighted by tiles, not by job count; a cohort's: slides done over slides
         progress = cohort[1] if cohort else workflow_progress(status.jobs)
         self._bar.fraction = progress
-        self._percent.update(f"{progress:.0%}")
+        self._percent.update(f"{whole_percent(progress)}%")
 
 
 class RowName(Label):
