@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -148,6 +149,9 @@ class JobCard(Vertical, can_focus=True):
             board.focus_card(self.column + dx, self.row + dy)
 
 
+MIN_LANE_WIDTH = 26  # a card of this width keeps its key, type, state and tiles
+
+
 class LaneColumn(VerticalScroll, can_focus=False):
     DEFAULT_CSS = """
     LaneColumn {
@@ -222,8 +226,28 @@ class LaneBoard(Horizontal, can_focus=False):
                 parts.append(Label(f"… {after} more; / finds one", classes="lane-more"))
             columns.append(LaneColumn(*parts))
         await self.mount(*columns)
+        self._fit_columns(self.size.width)
         keep = self.selected if self.selected in self.cards else self._grid[0][0].job.id
         self.select(keep, focus=had_focus)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit_columns(event.size.width)
+        card = self.cards.get(self.selected or "")
+        if card is not None:  # the card the keys act on stays in sight at the new width
+            self.call_after_refresh(card.scroll_visible, animate=False)
+
+    def _fit_columns(self, width: int) -> None:
+        """Lanes share the width while each gets MIN_LANE_WIDTH; more lanes than that get a
+        fixed width, as many whole ones as fit, and the board scrolls sideways to the rest
+        (`1fr` then made each lane as wide as the screen: four lanes at 80 columns showed
+        branch A alone, with nothing to say three more existed)."""
+        columns = [c for c in self.children if isinstance(c, LaneColumn)]
+        if not columns or width <= 0:
+            return
+        fit = max(1, width // MIN_LANE_WIDTH)
+        lane_width = "1fr" if len(columns) <= fit else str(width // fit)
+        for column in columns:
+            column.styles.width = lane_width
 
     def select(self, job_id: str | None, *, focus: bool = False) -> None:
         """Highlight `job_id`'s card (None: no card)."""
