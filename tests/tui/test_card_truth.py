@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
+from tests.tui.conftest import make_app
+from tests.tui.helpers import settle, start_one_job
 from wsitui.core.records import Job, JobState
+from wsitui.tui.progress import percent_text
 from wsitui.tui.times import times_text
+from wsitui.tui.widgets.workflows import WorkflowRow
 
 
 def job(state: JobState, counters: dict[str, int], **kw: object) -> Job:
@@ -37,3 +43,31 @@ def test_a_finished_job_that_found_no_cells_says_so():
     # A running job's zero is no news yet (it has not found its first cell).
     running = job(JobState.RUNNING, {"cells": 0}, started_at=10.0)
     assert times_text(running, 15.0, None, None) == "00:05 · ETA --:--"
+
+
+@pytest.mark.anyio
+async def test_a_running_workflow_never_reads_100_percent(tmp_path):
+    """A workflow whose last job had done all its tiles but still wrote its outputs read
+    "RUNNING 100%" in its row and title, as if it were done."""
+    app, executor, _ = make_app(tmp_path / "data")
+    executor.progress["run"] = (10, 10)
+    async with app.run_test(size=(80, 24)) as pilot:
+        job_id = await start_one_job(app, pilot)
+        row = app.query_one(WorkflowRow)
+        assert str(row.query_one(".wf-state").render()) == "RUNNING"
+        assert str(row.query_one(".wf-percent").render()) == "99%"
+        assert "RUNNING 99%" in str(app.query_one("#lanes-title").render())
+        executor.release("run")
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
+        await settle(app, pilot)
+        assert str(row.query_one(".wf-percent").render()) == "100%"
+        assert "SUCCEEDED 100%" in str(app.query_one("#lanes-title").render())
+
+
+def test_a_percent_is_rounded_down_and_whole_only_when_done():
+    assert percent_text(0.996, finished=False) == "99%"
+    assert percent_text(0.996, finished=True) == "99%"  # a failed job's share is not done
+    assert percent_text(1.0, finished=True) == "100%"
+    assert percent_text(1.0, finished=False) == "99%"
+    assert percent_text(0.333, finished=False) == "33%"
+    assert percent_text(0.0, finished=False) == "0%"

@@ -55,7 +55,7 @@ from wsitui.session.terminal import detach_from_terminal
 from wsitui.slides.sample import write_sample_slide
 from wsitui.tui.badges import Badge, badges
 from wsitui.tui.cohorts import CohortBook
-from wsitui.tui.progress import workflow_progress
+from wsitui.tui.progress import workflow_percent, workflow_progress
 from wsitui.tui.rates import Rates
 from wsitui.tui.screens.detail import PREVIEW, JobDetailScreen, PreviewScreen
 from wsitui.tui.screens.dialogs import (
@@ -1074,6 +1074,6 @@ def _lanes_title(status: WorkflowStatus, shown: int) -> Text:
     return Text.assemble(
         (status.workflow.name, "bold"),
         f" · {jobs} · {'WAITING' if status.reason else status.state}"
-        f" {workflow_progress(status.jobs):.0%}{failed_text(status)}",
+        f" {workflow_percent(status.state, workflow_progress(status.jobs))}{failed_text(status)}",
         f" · {status.reason}" if status.reason else "",
     )

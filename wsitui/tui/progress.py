@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-from wsitui.core.records import Job, JobState
+from wsitui.core.records import Job, JobState, WorkflowState
 
 
 def workflow_progress(jobs: Sequence[Job]) -> float:
@@ -24,3 +25,15 @@ def workflow_progress(jobs: Sequence[Job]) -> float:
         elif job.tiles_total > 0:
             done += min(job.tiles_done, job.tiles_total)
     return done / total if total else 0.0
+
+
+def percent_text(progress: float, *, finished: bool) -> str:
+    """A percentage as a person reads it: rounded down, and 100 % only when `finished` (a
+    workflow whose last job has done all its tiles but still writes its outputs, or 99.6 %
+    done, read "RUNNING 100%")."""
+    whole = math.floor(max(0.0, min(1.0, progress)) * 100 + 1e-9)
+    return f"{whole if finished else min(whole, 99)}%"
+
+
+def workflow_percent(state: WorkflowState, progress: float) -> str:
+    return percent_text(progress, finished=state is WorkflowState.SUCCEEDED)

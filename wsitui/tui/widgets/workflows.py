@@ -13,7 +13,7 @@ from textual.reactive import reactive
 from textual.widgets import Label, ListItem, ListView
 
 from wsitui.core.records import JobState, WorkflowState, WorkflowStatus
-from wsitui.tui.progress import workflow_progress
+from wsitui.tui.progress import workflow_percent, workflow_progress
 from wsitui.tui.widgets.bar import FractionBar
 
 CohortBar = Callable[[WorkflowStatus], tuple[str, float] | None]
@@ -80,7 +80,7 @@ class WorkflowRow(ListItem):
         # weighted by tiles, not by job count; a cohort's: slides done over slides
         progress = cohort[1] if cohort else workflow_progress(status.jobs)
         self._bar.fraction = progress
-        self._percent.update(f"{progress:.0%}")
+        self._percent.update(workflow_percent(status.state, progress))
 
 
 class RowName(Label):
