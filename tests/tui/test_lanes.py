@@ -10,6 +10,7 @@ from tests.tui.conftest import make_app
 from tests.tui.helpers import app_ready, screen_text, settle, spec
 from wsitui.core.records import Job, JobState
 from wsitui.tui.widgets.lanes import MAX_CARDS, JobCard, LaneBoard, LaneColumn, lane_windows
+from wsitui.tui.widgets.workflows import WorkflowList
 
 
 def lane(n: int, done: int, branch: str = "A") -> list[Job]:
@@ -121,3 +122,31 @@ async def test_lanes_that_do_not_fit_keep_their_width_and_the_selected_card_on_s
         assert all(
             c.outer_size.width >= 45 for c in app.query(LaneColumn)
         )  # the width shared again
+
+
+@pytest.mark.anyio
+async def test_tab_goes_between_the_workflow_list_and_the_highlighted_card(tmp_path):
+    """tab walked card by card (40 presses through a 40-job workflow before the list), and
+    coming back from the list highlighted the first card instead of the one left."""
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app_ready(app)
+        jobs = [(f"j{i}", "ABC"[i % 3]) for i in range(9)]
+        app.engine.submit("alice", spec("w", *jobs), start=False)
+        await settle(app, pilot)
+        board = app.query_one(LaneBoard)
+        assert isinstance(app.focused, WorkflowList)
+        await pilot.press("tab")
+        assert isinstance(app.focused, JobCard) and app.focused.job.key == "j0"
+        await pilot.press("l", "j")  # branch B's second card
+        await settle(app, pilot)
+        assert board.selected is not None and board.selected.endswith(".j4")
+        await pilot.press("tab")
+        assert isinstance(app.focused, WorkflowList)
+        assert board.selected.endswith(".j4")
+        await pilot.press("tab")
+        assert isinstance(app.focused, JobCard) and app.focused.job.key == "j4"
+        await pilot.press("shift+tab")
+        assert isinstance(app.focused, WorkflowList)
+        await pilot.press("shift+tab")
+        assert isinstance(app.focused, JobCard) and app.focused.job.key == "j4"

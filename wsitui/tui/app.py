@@ -600,6 +600,23 @@ class WsituiApp(App[None]):
         """j/k/h/l: move the card selection (the workflow list handles j/k when focused)."""
         self._board.move(dx, dy)
 
+    def action_focus_board(self, forward: bool = True) -> None:
+        """tab / shift+tab in the workflow list: to the highlighted card (Textual's focus
+        chain went to the first card and highlighted it instead); a cohort's table, or an
+        empty board, the next widget as before."""
+        board = self._board
+        if board.display and board.selected in board.cards:
+            board.select(board.selected, focus=True)
+        elif forward:
+            self.screen.focus_next()
+        else:
+            self.screen.focus_previous()
+
+    def action_focus_workflows(self) -> None:
+        """tab / shift+tab on a job card: back to the workflow list, one key however many
+        cards there are (it walked card by card: 40 presses through a 40-job workflow)."""
+        self._wf_list.focus()
+
     def _engine_call(self, fn: Callable[[], object], done: str | None = None) -> bool:
         """Run an engine command; a refusal is shown in the app, never raised."""
         try:

@@ -69,6 +69,8 @@ class JobCard(Vertical, can_focus=True):
         Binding("down,j", "move(0, 1)", "Down", show=False),
         Binding("left,h", "move(-1, 0)", "Left", show=False),
         Binding("right,l", "move(1, 0)", "Right", show=False),
+        # back to the workflow list in one key, not card by card (the app knows the list)
+        Binding("tab,shift+tab", "app.focus_workflows", "Workflows", show=False),
     ]
 
     job: reactive[Job] = reactive[Job](None, init=False, repaint=False)  # type: ignore[arg-type]
