@@ -150,3 +150,26 @@ async def test_tab_goes_between_the_workflow_list_and_the_highlighted_card(tmp_p
         assert isinstance(app.focused, WorkflowList)
         await pilot.press("shift+tab")
         assert isinstance(app.focused, JobCard) and app.focused.job.key == "j4"
+
+
+@pytest.mark.anyio
+async def test_keys_typed_faster_than_the_focus_moves_each_move_the_highlight(tmp_path):
+    """`l l l` sent at once (a burst over SSH, or a held key) moved one lane: each key went
+    to the card that still had the focus, and each moved from that card to the same one."""
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=(200, 50)) as pilot:
+        await app_ready(app)
+        jobs = [(f"j{i}", "ABCDE"[i % 5]) for i in range(15)]
+        app.engine.submit("alice", spec("w", *jobs), start=False)
+        await settle(app, pilot)
+        await pilot.press("tab")
+        card = app.focused
+        assert isinstance(card, JobCard) and card.job.key == "j0"
+        # The keys' actions, all run on the card that has the focus before it loses it (a
+        # card's focus() moves the focus later, when the app next runs its callbacks).
+        for dx, dy in [(1, 0), (1, 0), (1, 0), (0, 1), (0, 1)]:
+            card.action_move(dx, dy)
+        await settle(app, pilot)
+        board = app.query_one(LaneBoard)
+        assert board.selected is not None and board.selected.endswith(".j13")  # D, third
+        assert isinstance(app.focused, JobCard) and app.focused.job.key == "j13"

@@ -141,14 +141,18 @@ class JobCard(Vertical, can_focus=True):
         self._times.show(Text(times_text(job, now, self.rates.eta(job, now), rate)))
 
     def on_focus(self) -> None:
+        """A click (or the focus chain) highlights the card; a focus that has moved on by the
+        time this runs (keys faster than the focus, see `action_move`) does not."""
         board = next((a for a in self.ancestors if isinstance(a, LaneBoard)), None)
-        if board is not None and board.selected != self.job.id:
+        if board is not None and self.has_focus and board.selected != self.job.id:
             board.select(self.job.id)
 
     def action_move(self, dx: int, dy: int) -> None:
+        """From the highlighted card, not this one: keys that come faster than the focus
+        moves all reach the card that had it (`l l l` at once moved one lane)."""
         board = next((a for a in self.ancestors if isinstance(a, LaneBoard)), None)
         if board is not None:
-            board.focus_card(self.column + dx, self.row + dy)
+            board.move(dx, dy)
 
 
 MIN_LANE_WIDTH = 26  # a card of this width keeps its key, type, state and tiles
