@@ -64,10 +64,10 @@ async def test_a_running_workflow_never_reads_100_percent(tmp_path):
         assert "SUCCEEDED 100%" in str(app.query_one("#lanes-title").render())
 
 
-def test_a_percent_is_rounded_down_and_whole_only_when_done():
+def test_a_percent_is_whole_only_when_done():
     assert percent_text(0.996, finished=False) == "99%"
-    assert percent_text(0.996, finished=True) == "99%"  # a failed job's share is not done
     assert percent_text(1.0, finished=True) == "100%"
+    assert percent_text(0.6897, finished=False) == "69%"
     assert percent_text(1.0, finished=False) == "99%"
     assert percent_text(0.333, finished=False) == "33%"
     assert percent_text(0.0, finished=False) == "0%"

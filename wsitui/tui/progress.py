@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from wsitui.core.records import Job, JobState, WorkflowState
@@ -28,10 +27,9 @@ def workflow_progress(jobs: Sequence[Job]) -> float:
 
 
 def percent_text(progress: float, *, finished: bool) -> str:
-    """A percentage as a person reads it: rounded down, and 100 % only when `finished` (a
-    workflow whose last job has done all its tiles but still writes its outputs, or 99.6 %
-    done, read "RUNNING 100%")."""
-    whole = math.floor(max(0.0, min(1.0, progress)) * 100 + 1e-9)
+    """A whole percentage, 100 % only when `finished`: a workflow whose last job has done all
+    its tiles but still writes its outputs (or is 99.6 % done) read "RUNNING 100%"."""
+    whole = round(max(0.0, min(1.0, progress)) * 100)
     return f"{whole if finished else min(whole, 99)}%"
 
 
