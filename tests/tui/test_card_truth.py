@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.tui.conftest import make_app
-from tests.tui.helpers import settle, start_one_job
+from tests.tui.helpers import card_text, screen_text, settle, start_one_job
+from wsitui.core.paths import results_dir
 from wsitui.core.records import Job, JobState
 from wsitui.tui.progress import percent_text
 from wsitui.tui.times import times_text
+from wsitui.tui.widgets.lanes import JobCard
 from wsitui.tui.widgets.workflows import WorkflowRow
 
 
@@ -71,3 +75,26 @@ def test_a_percent_is_whole_only_when_done():
     assert percent_text(1.0, finished=False) == "99%"
     assert percent_text(0.333, finished=False) == "33%"
     assert percent_text(0.0, finished=False) == "0%"
+
+
+@pytest.mark.anyio
+async def test_a_finished_job_with_notes_says_so_on_its_card(tmp_path):
+    """A TISSUE_MASK job that found no tissue (its manifest: "no tissue found: the mask is
+    empty, so downstream jobs segment nothing; ...") read "SUCCEEDED · ran 0.3 s" on its card,
+    like any other: the note was only in its detail screen."""
+    app, executor, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=(80, 24)) as pilot:
+        job_id = await start_one_job(app, pilot)
+        job_now = app.engine.job("alice", job_id)
+        out = results_dir(app.engine.results_root, "alice", job_now.workflow_id, job_now.key)
+        out.mkdir(parents=True, exist_ok=True)
+        warnings = ["no tissue found: the mask is empty", "too little stained tissue"]
+        (out / "manifest.json").write_text(json.dumps({"warnings": warnings}))
+        executor.release("run")
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
+        await settle(app, pilot)
+        card = app.query_one(JobCard)
+        assert card_text(card)[0] == "SUCCEEDED ⚠ 2 notes"
+        await pilot.press("tab", "enter")  # the detail lists them
+        await settle(app, pilot)
+        assert "note: no tissue found: the mask is empty" in screen_text(app)
