@@ -11,6 +11,7 @@ import pytest
 from textual import events
 from textual.worker import WorkerCancelled
 
+from tests.tui.helpers import screen_text
 from wsitui.tui.screens.viewer import ViewerApp, ViewerScreen
 from wsitui.tui.widgets.slide_view import SlideView
 from wsitui.viewer.view import nearest_level
@@ -248,3 +249,24 @@ async def test_a_narrow_terminal_gives_the_slide_every_column(sample_dir):
         await pilot.resize_terminal(100, 30)
         await settle(app, pilot)
         assert side.display and screen.slide_view.size.width == 100 - 30
+
+
+async def test_a_long_slide_name_is_cut_before_the_status_after_it(sample_dir, tmp_path):
+    """At 80 columns the status line wrapped at a space after the name and showed its first
+    line, "Ünïcødé 肝臓 slide … .svs · 4,096×3,072 px ·": the level read, "reading N tiles…"
+    and the cells' note went unseen, with nothing to say the line was cut."""
+    name = "Ünïcødé 肝臓 slide with a rather long file name from the scanner.svs"
+    (tmp_path / name).symlink_to(sample_dir / "s.svs")
+    screen = ViewerScreen(
+        tmp_path / name, cells=sample_dir / "cells.geojson", protocol="halfcell", standalone=True
+    )
+    app = ViewerApp(screen)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        first = screen_text(app).splitlines()[0].strip()
+        assert first.startswith("Ünïcødé 肝臓 slide") and "… · 4,096×3,072 px · " in first
+        assert first.endswith(("thumbnail", "level 0", "level 1", "level 2")), first
+        await pilot.press(*["plus"] * 7)  # to a level of the file
+        await settle(app, pilot)
+        first = screen_text(app).splitlines()[0].strip()
+        assert "… · 4,096×3,072 px · level" in first, first

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
+from dataclasses import replace
 from pathlib import Path
 
 import anyio.to_thread
@@ -56,6 +57,7 @@ from wsitui.session.terminal import detach_from_terminal
 from wsitui.slides.sample import write_sample_slide
 from wsitui.tui.badges import Badge, badges
 from wsitui.tui.cohorts import CohortBook
+from wsitui.tui.job_notes import JobNotes, notes_text
 from wsitui.tui.progress import workflow_progress
 from wsitui.tui.rates import Rates
 from wsitui.tui.screens.detail import PREVIEW, JobDetailScreen, PreviewScreen
@@ -209,6 +211,7 @@ class WsituiApp(App[None]):
         self._engine_worker: Worker[None] | None = None
         self._inbox: set[str] = {ALL}  # workflow ids with news since the last flush
         self._board_workflow: str | None = None  # whose jobs the lane board shows
+        self.job_notes = JobNotes(engine.results_root)
         self.cohorts = CohortBook(engine)  # cohort workflows show a table of slides instead
         self._cohort_shown: tuple[str, str] | None = None  # (workflow, filter) last painted
         self._cohort_painted = 0.0
@@ -381,7 +384,12 @@ class WsituiApp(App[None]):
     def _badges(self, jobs: Sequence[Job]) -> dict[str, Badge]:
         """Every job's badge, with the engine's admission and resource state (R3, R9)."""
         stats = self.engine.stats()
-        return badges(jobs, stats.waiting, stats.resources)
+        out = badges(jobs, stats.waiting, stats.resources)
+        for job in jobs:  # a finished job's notes (no tissue found, ...) at a glance
+            n = self.job_notes(job)
+            if n and not out[job.id].reason:
+                out[job.id] = replace(out[job.id], reason=notes_text(n))
+        return out
 
     def _on_event(self, event: Event) -> None:
         """Runs for every engine event: only note which workflow has news (cheap)."""
@@ -600,6 +608,23 @@ class WsituiApp(App[None]):
     def action_move(self, dx: int, dy: int) -> None:
         """j/k/h/l: move the card selection (the workflow list handles j/k when focused)."""
         self._board.move(dx, dy)
+
+    def action_focus_board(self, forward: bool = True) -> None:
+        """tab / shift+tab in the workflow list: to the highlighted card (Textual's focus
+        chain went to the first card and highlighted it instead); a cohort's table, or an
+        empty board, the next widget as before."""
+        board = self._board
+        if board.display and board.selected in board.cards:
+            board.select(board.selected, focus=True)
+        elif forward:
+            self.screen.focus_next()
+        else:
+            self.screen.focus_previous()
+
+    def action_focus_workflows(self) -> None:
+        """tab / shift+tab on a job card: back to the workflow list, one key however many
+        cards there are (it walked card by card: 40 presses through a 40-job workflow)."""
+        self._wf_list.focus()
 
     def _engine_call(self, fn: Callable[[], object], done: str | None = None) -> bool:
         """Run an engine command; a refusal is shown in the app, never raised."""

@@ -29,9 +29,11 @@ def elapsed_and_eta(job: Job, now: float, eta_s: float | None) -> tuple[str, str
 
 def times_text(job: Job, now: float, eta_s: float | None, rate: float | None) -> str:
     """A card's last line. Running: elapsed, ETA, measured tiles/s, then the live counters (cut
-    first on a narrow card). Finished: how long it ran. Zero counters are not news."""
+    first on a narrow card). Finished: how long it ran, and every counter: a zero is news once
+    the job has ended ("cells 0": it segmented no tile), not while it runs."""
     elapsed, eta = elapsed_and_eta(job, now, eta_s)
-    counters = {k: v for k, v in job.counters.items() if v}
+    ended = job.state is JobState.SUCCEEDED
+    counters = {k: v for k, v in job.counters.items() if v or ended}
     tail = f" · {counters_text(counters)}" if counters else ""
     if job.state is JobState.RUNNING:
         speed = f" · {rate:.1f}/s" if rate is not None else ""

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image as PILImage
+from rich.text import Text
 from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -23,6 +24,7 @@ from textual.worker import get_current_worker
 from wsitui.slides.errors import SlideError
 from wsitui.slides.reader import open_slide
 from wsitui.tui.widgets.footer import FitFooter
+from wsitui.tui.widgets.line import LiveLine
 from wsitui.tui.widgets.preview import ImageProtocol, image_class
 from wsitui.tui.widgets.slide_view import SlideView
 from wsitui.viewer.cells import CellIndex
@@ -38,6 +40,7 @@ SIDE_WIDTH = 30  # cells
 NARROW = 2 * SIDE_WIDTH
 MINIMAP_ROWS = 8
 TARGET_CELL_PX = 24.0  # n / N zoom so a cell spans about this many view px, if smaller
+NAME_KEEPS = 16  # cells of a long slide name the status line keeps before its status goes
 
 
 class GotoDialog(ModalScreen[str | None]):
@@ -124,7 +127,11 @@ class ViewerScreen(Screen[None]):
             self._bindings.key_to_bindings[key] = [replace(b, description=short) for b in found]
 
     def compose(self) -> ComposeResult:
-        yield Label(f"{self.title_text} · opening…", id="viewer-status")
+        # The name is cut first, down to NAME_KEEPS cells, so the status after it shows (a
+        # Label wrapped at a space after a long name: the level and the cells' note unseen).
+        status = LiveLine(id="viewer-status", sep=" · ", cut_first=True, first_keeps=NAME_KEEPS)
+        status.show(Text(f"{self.title_text} · opening…"))
+        yield status
         with Horizontal():
             yield SlideView(self.protocol, id="viewer-slide")
             with Vertical(id="viewer-side"):
@@ -172,7 +179,7 @@ class ViewerScreen(Screen[None]):
 
     def _failed(self, message: str) -> None:
         self.error = message
-        self.query_one("#viewer-status", Label).update(message)
+        self.query_one("#viewer-status", LiveLine).show(Text(message))
         self.notify(message, severity="error", timeout=10)
 
     def _opened(self, comp: Compositor, tissue_error: str | None) -> None:
@@ -249,10 +256,10 @@ class ViewerScreen(Screen[None]):
         frame = frame or self.slide_view.frame
         comp = self.compositor
         sv = self.slide_view
-        status = self.query_one("#viewer-status", Label)
+        status = self.query_one("#viewer-status", LiveLine)
         if comp is None or frame is None:
             if self.error is None:
-                status.update(f"{self.title_text} · opening…")
+                status.show(Text(f"{self.title_text} · opening…"))
             return
         view = frame.view
         w0, h0 = comp.source.dimensions
@@ -262,7 +269,7 @@ class ViewerScreen(Screen[None]):
             parts.append(f"reading {len(frame.missing)} tiles…")
         if self.cells_note:
             parts.append(self.cells_note)
-        status.update(" · ".join(parts))
+        status.show(Text(" · ".join(parts)))
         lines = []
         if comp.mpp:
             um_px = view.scale * comp.mpp

@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -68,6 +69,8 @@ class JobCard(Vertical, can_focus=True):
         Binding("down,j", "move(0, 1)", "Down", show=False),
         Binding("left,h", "move(-1, 0)", "Left", show=False),
         Binding("right,l", "move(1, 0)", "Right", show=False),
+        # back to the workflow list in one key, not card by card (the app knows the list)
+        Binding("tab,shift+tab", "app.focus_workflows", "Workflows", show=False),
     ]
 
     job: reactive[Job] = reactive[Job](None, init=False, repaint=False)  # type: ignore[arg-type]
@@ -138,14 +141,21 @@ class JobCard(Vertical, can_focus=True):
         self._times.show(Text(times_text(job, now, self.rates.eta(job, now), rate)))
 
     def on_focus(self) -> None:
+        """A click (or the focus chain) highlights the card; a focus that has moved on by the
+        time this runs (keys faster than the focus, see `action_move`) does not."""
         board = next((a for a in self.ancestors if isinstance(a, LaneBoard)), None)
-        if board is not None and board.selected != self.job.id:
+        if board is not None and self.has_focus and board.selected != self.job.id:
             board.select(self.job.id)
 
     def action_move(self, dx: int, dy: int) -> None:
+        """From the highlighted card, not this one: keys that come faster than the focus
+        moves all reach the card that had it (`l l l` at once moved one lane)."""
         board = next((a for a in self.ancestors if isinstance(a, LaneBoard)), None)
         if board is not None:
-            board.focus_card(self.column + dx, self.row + dy)
+            board.move(dx, dy)
+
+
+MIN_LANE_WIDTH = 26  # a card of this width keeps its key, type, state and tiles
 
 
 class LaneColumn(VerticalScroll, can_focus=False):
@@ -222,8 +232,28 @@ class LaneBoard(Horizontal, can_focus=False):
                 parts.append(Label(f"… {after} more; / finds one", classes="lane-more"))
             columns.append(LaneColumn(*parts))
         await self.mount(*columns)
+        self._fit_columns(self.size.width)
         keep = self.selected if self.selected in self.cards else self._grid[0][0].job.id
         self.select(keep, focus=had_focus)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit_columns(event.size.width)
+        card = self.cards.get(self.selected or "")
+        if card is not None:  # the card the keys act on stays in sight at the new width
+            self.call_after_refresh(card.scroll_visible, animate=False)
+
+    def _fit_columns(self, width: int) -> None:
+        """Lanes share the width while each gets MIN_LANE_WIDTH; more lanes than that get a
+        fixed width, as many whole ones as fit, and the board scrolls sideways to the rest
+        (`1fr` then made each lane as wide as the screen: four lanes at 80 columns showed
+        branch A alone, with nothing to say three more existed)."""
+        columns = [c for c in self.children if isinstance(c, LaneColumn)]
+        if not columns or width <= 0:
+            return
+        fit = max(1, width // MIN_LANE_WIDTH)
+        lane_width = "1fr" if len(columns) <= fit else str(width // fit)
+        for column in columns:
+            column.styles.width = lane_width
 
     def select(self, job_id: str | None, *, focus: bool = False) -> None:
         """Highlight `job_id`'s card (None: no card)."""

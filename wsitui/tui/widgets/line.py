@@ -25,14 +25,17 @@ class LiveLine(Static):
         classes: str | None = None,
         sep: str | None = None,
         cut_first: bool = False,
+        first_keeps: int | None = None,
     ) -> None:
         """`sep`: the text is parts joined by it; one too long for the line drops whole parts
         from the end and ends in " …" (cut mid-part it read "00:45 · ETA 00:42 ·…").
-        `cut_first`: the first part (a name) is cut with "…" before the parts after it go."""
+        `cut_first`: the first part (a name) is cut with "…" before the parts after it go,
+        down to `first_keeps` cells (default: half the line)."""
         super().__init__(id=id, classes=classes)
         self._shown: Text | None = None
         self._sep = sep
         self._cut_first = cut_first
+        self._first_keeps = first_keeps
 
     def show(self, text: Text, *, layout: bool = False) -> None:
         """Show `text` if it changed; `layout=True` for a line whose height follows its text
@@ -56,14 +59,15 @@ class LiveLine(Static):
         return _cut(text, width)  # not even the first part fits: the ellipsis cuts it
 
     def _shorter_first(self, text: Text, width: int) -> Text:
-        """A first part (a name) longer than half the line cut to what the parts after it
-        leave, at least half the line (whole parts then go from the end as usual): a
+        """A first part (a name) longer than half the line (or `first_keeps`) cut to what the
+        parts after it leave, at least that (whole parts then go from the end as usual): a
         200-character workflow name hid its job count, state and percent."""
         first = text.plain.find(self._sep)
         if first <= 0:
             return text
         head, rest = text[:first], text[first:]
-        budget = max(width // 2, width - rest.cell_len)
+        keeps = width // 2 if self._first_keeps is None else min(self._first_keeps, width)
+        budget = max(keeps, width - rest.cell_len)
         return Text.assemble(_cut(head, budget), rest) if head.cell_len > budget else text
 
     @property

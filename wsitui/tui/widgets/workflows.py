@@ -137,6 +137,9 @@ class WorkflowList(ListView):
     BINDINGS = [
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
+        # to the highlighted job card (the app knows the board), not the first one
+        Binding("tab", "app.focus_board", "Cards", show=False),
+        Binding("shift+tab", "app.focus_board(False)", "Cards", show=False),
     ]
     DEFAULT_CSS = """
     WorkflowList { height: auto; max-height: 8; border: round $primary-darken-2; }
