@@ -56,3 +56,22 @@ def every_tile(reader: Any, model: Any, params: SegmentCellsParams) -> Any:
         max_nucleus_um=params.max_nucleus_um,
         tissue=None,
     )
+
+
+def real_tumour_slide(tmp_path: Path) -> Path:
+    """Real tumour H&E (tiatoolbox's target image, one of the real check images, wrapped as a
+    slide: it exercises the model layer's nuclear check and classical fill, never tunes them),
+    where the shipped network outlines bits of cytoplasm and stroma and leaves big dark nuclei
+    packed in nests bare."""
+    from tests.cells.images import write_rgb_slide
+    from wsitui.models.real_images import load_real
+
+    return write_rgb_slide(tmp_path / "he_target.svs", load_real("he_target"), 0.5)
+
+
+async def shipped_manifest(data: Path, slide: Path, **params: Any) -> dict[str, Any]:
+    """The manifest of `shipped_cells_results` (a fresh engine at `data`)."""
+    import json
+
+    results = await shipped_cells_results(data, slide, **params)
+    return json.loads((results / "manifest.json").read_text())  # type: ignore[no-any-return]

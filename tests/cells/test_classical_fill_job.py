@@ -5,38 +5,20 @@ one line when wrong."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 from pydantic import ValidationError
 
-from tests.cells.specs import shipped_cells_results
+from tests.cells.specs import real_tumour_slide, shipped_manifest
 from wsitui.jobs.segment_cells.params import SegmentCellsParams
 
 pytestmark = pytest.mark.anyio
 
 
-def _real_tumour_slide(tmp_path: Path) -> Path:
-    """Real tumour H&E (tiatoolbox's target image, a real check image wrapped as a slide: it
-    exercises the fill, never tunes it), where the shipped model alone leaves big dark nuclei
-    packed in nests without an outline."""
-    from tests.cells.images import write_rgb_slide
-    from wsitui.models.real_images import load_real
-
-    return write_rgb_slide(tmp_path / "he_target.svs", load_real("he_target"), 0.5)
-
-
-async def _manifest(data: Path, slide: Path, **params: object) -> dict:
-    results = await shipped_cells_results(data, slide, **params)
-    return json.loads((results / "manifest.json").read_text())
-
-
 async def test_the_fill_is_the_shipped_models_default_recorded_and_off_on_request(tmp_path):
     pytest.importorskip("torch")
-    slide = _real_tumour_slide(tmp_path)
-    on = await _manifest(tmp_path / "on", slide)
-    off = await _manifest(tmp_path / "off", slide, classical_fill="off")
+    slide = real_tumour_slide(tmp_path)
+    on = await shipped_manifest(tmp_path / "on", slide)
+    off = await shipped_manifest(tmp_path / "off", slide, classical_fill="off")
     assert on["params"]["classical_fill"] == "auto"
     assert on["model"]["postprocess"]["classical_fill"] == "on"
     assert off["model"]["postprocess"]["classical_fill"] == "off"
@@ -80,11 +62,11 @@ def test_a_resumed_job_reuses_no_tile_segmented_without_the_fill(tmp_path):
 async def test_dask_workers_fill_the_same(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("distributed")
-    slide = _real_tumour_slide(tmp_path)
-    local = await _manifest(tmp_path / "local", slide)
-    dask = await _manifest(tmp_path / "dask", slide, backend="dask")
+    slide = real_tumour_slide(tmp_path)
+    local = await shipped_manifest(tmp_path / "local", slide)
+    dask = await shipped_manifest(tmp_path / "dask", slide, backend="dask")
     assert dask["model"]["postprocess"]["classical_fill"] == "on"
     assert dask["cells"] == local["cells"]
-    off = await _manifest(tmp_path / "off", slide, backend="dask", classical_fill="off")
+    off = await shipped_manifest(tmp_path / "off", slide, backend="dask", classical_fill="off")
     assert off["model"]["postprocess"]["classical_fill"] == "off"
     assert off["cells"] < dask["cells"]

@@ -4,38 +4,20 @@ param refused in one line when wrong."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 from pydantic import ValidationError
 
-from tests.cells.specs import shipped_cells_results
+from tests.cells.specs import real_tumour_slide, shipped_manifest
 from wsitui.jobs.segment_cells.params import SegmentCellsParams
 
 pytestmark = pytest.mark.anyio
 
 
-def _real_tumour_slide(tmp_path: Path) -> Path:
-    """Real tumour H&E (tiatoolbox's target image, one of the real check images, wrapped as a
-    slide: it exercises the check, never tunes it), where the shipped model outlines bits of
-    cytoplasm and stroma that the check drops."""
-    from tests.cells.images import write_rgb_slide
-    from wsitui.models.real_images import load_real
-
-    return write_rgb_slide(tmp_path / "he_target.svs", load_real("he_target"), 0.5)
-
-
-async def _manifest(data: Path, slide: Path, **params: object) -> dict:
-    results = await shipped_cells_results(data, slide, **params)
-    return json.loads((results / "manifest.json").read_text())
-
-
 async def test_the_check_is_on_by_default_recorded_and_off_on_request(tmp_path):
     pytest.importorskip("torch")
-    slide = _real_tumour_slide(tmp_path)
-    on = await _manifest(tmp_path / "on", slide)
-    off = await _manifest(tmp_path / "off", slide, nuclear_check="off")
+    slide = real_tumour_slide(tmp_path)
+    on = await shipped_manifest(tmp_path / "on", slide)
+    off = await shipped_manifest(tmp_path / "off", slide, nuclear_check="off")
     check = on["model"]["nuclear_check"]
     assert on["params"]["nuclear_check"] == "auto"
     assert on["model"]["postprocess"]["nuclear_check"] == "auto"
@@ -55,14 +37,14 @@ def test_a_wrong_setting_is_refused_in_one_line():
 async def test_dask_workers_run_the_same_check_and_report_what_it_dropped(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("distributed")
-    slide = _real_tumour_slide(tmp_path)
-    local = await _manifest(tmp_path / "local", slide)
-    dask = await _manifest(tmp_path / "dask", slide, backend="dask")
+    slide = real_tumour_slide(tmp_path)
+    local = await shipped_manifest(tmp_path / "local", slide)
+    dask = await shipped_manifest(tmp_path / "dask", slide, backend="dask")
     assert dask["backend"] == "dask" and dask["model"]["postprocess"]["nuclear_check"] == "auto"
     assert dask["model"]["nuclear_check"] == local["model"]["nuclear_check"]
     assert dask["model"]["nuclear_check"]["dropped"] > 0
     assert dask["cells"] == local["cells"]
-    off = await _manifest(tmp_path / "off", slide, backend="dask", nuclear_check="off")
+    off = await shipped_manifest(tmp_path / "off", slide, backend="dask", nuclear_check="off")
     assert off["model"]["postprocess"]["nuclear_check"] == "off"
     assert off["model"]["nuclear_check"]["dropped"] == 0
     assert off["cells"] > dask["cells"]
