@@ -65,6 +65,16 @@ def test_eval_classical_prints_f1(capsys: pytest.CaptureFixture[str]):
     assert out["model"]["name"] == "classical" and 0.5 < out["f1"] <= 1.0
 
 
+def test_eval_says_the_shipped_model_runs_with_its_check_and_fill(
+    capsys: pytest.CaptureFixture[str],
+):
+    pytest.importorskip("torch")
+    argv = ["model", "eval", "shipped", "--looks", "default", "--no-baseline"]
+    assert run(argv) == 0
+    out = capsys.readouterr().out
+    assert "wsitui_he_nuclei: as a job runs it: nuclear check on, classical fill on" in out
+
+
 def test_train_smoke_writes_a_loadable_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     """CI never trains for real: 3 steps on 4 small patches, then the export loads."""
     pytest.importorskip("edt")
@@ -91,6 +101,7 @@ def test_train_smoke_writes_a_loadable_model(tmp_path: Path, capsys: pytest.Capt
     model = load(resolve(str(out)), "cpu")
     assert (model.pixel_size, model.channels, model.source_kind) == (0.5, 3, "folder")
     info = json.loads((out / "wsitui_model.json").read_text())
+    assert info["classical_fill"] is True  # the model layer completes its labels with it
     assert info["train"]["steps"] == 3 and info["train"]["seed"] == 0
     assert info["normalization"] == "fixed" and model.manifest()["normalization"] == "fixed"
     assert (out / "instanseg.pt").stat().st_size < 1_000_000

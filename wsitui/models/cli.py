@@ -334,6 +334,9 @@ def _eval(args: argparse.Namespace) -> int:
         f"held-out slides: {len(looks)} looks x {args.seeds} seed(s), {size[0]}x{size[1]} px, "
         "seeds and looks training never used"
     )
+    if not model.is_classical:  # what a job's defaults run (classical_fill.py, nuclear_gate.py)
+        fill = "on" if getattr(model, "classical_fill", False) else "off"
+        print(f"{model.name}: as a job runs it: nuclear check on, classical fill {fill}")
     print(f"{'look':<10} {'model':<18} {'F1':>6} {'prec':>6} {'recall':>6} {'touch':>6} {'n':>6}")
     for i, look in enumerate(looks):
         for name, rs in results.items():
