@@ -56,6 +56,18 @@ def test_nearest_level_by_ratio():
     assert nearest_level(ds, 1000.0) == 3
 
 
+def test_goto_from_the_whole_slide_zooms_to_full_resolution_and_keeps_a_zoom_chosen():
+    """`g X,Y` from the whole-slide view only centred it, which moves nothing when the slide
+    fits: the view did not change at all."""
+    fit = View.fit((40_000, 30_000), (160, 90))
+    there = fit.goto(22_400.0, 15_900.0)
+    assert there.scale == 1.0 and there.centre == (22_400.0, 15_900.0)
+    closer = there.zoom(4)
+    assert closer.goto(1_000.0, 2_000.0).scale == closer.scale  # a zoom chosen is kept
+    small = View.fit((100, 80), (160, 90))  # a slide smaller than the view: it stays fitted
+    assert small.goto(50.0, 40.0).scale == small.scale
+
+
 def test_goto_parses_px_and_um():
     assert parse_goto("12000,8000", 0.5) == (12000, 8000)
     assert parse_goto(" 12000 8000 px", 0.5) == (12000, 8000)

@@ -108,6 +108,14 @@ class View:
         return self._clamped(x - self.width * self.scale / 2, y - self.height * self.scale / 2,
                              self.scale)  # fmt: skip
 
+    def goto(self, x: float, y: float) -> View:
+        """Centred on (x, y). From the whole-slide view (where centring alone moves nothing: the
+        slide fits) it also zooms in to full resolution, one level-0 px per view px."""
+        scale = self.scale
+        if scale >= self.fit_scale * (1 - 1e-9):
+            scale = max(min(self.fit_scale, 1.0), 1 / MAX_ZOOM_IN)
+        return self._clamped(x - self.width * scale / 2, y - self.height * scale / 2, scale)
+
     def fitted(self) -> View:
         return View.fit((self.slide_w, self.slide_h), (self.width, self.height))
 

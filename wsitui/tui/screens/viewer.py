@@ -371,7 +371,7 @@ class ViewerScreen(Screen[None]):
             except ValueError as exc:
                 self.notify(str(exc), severity="error")
                 return
-            sv.set_view(sv.view.centred_on(x, y))
+            sv.set_view(sv.view.goto(x, y))
 
         self.app.push_screen(GotoDialog(), go)
 
