@@ -463,3 +463,72 @@ def test_fewer_workers_after_a_kill_start_every_interrupted_job_before_any_other
     ]
     assert set(again[:3]) == ran  # one at a time, but all three before any other job
     assert len(again) == len(set(again)) == 6 - done
+
+
+def _kill_when_running(cfg: Path, cwd: Path, job: str, times: int) -> None:
+    """Run `cfg` and SIGKILL it once the log shows `job` started for the `times`th time."""
+    log = cwd / "ev.jsonl"
+    proc = _popen(cfg, cwd)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        text = log.read_text() if log.exists() else ""
+        if text.endswith("\n"):
+            started = [
+                e
+                for e in map(json.loads, text.splitlines())
+                if e["event"] == "job_state"
+                and e["state"] == "RUNNING"
+                and e["previous"] != "RUNNING"
+                and e["job_id"].endswith(f".{job}")
+            ]
+            if len(started) == times:
+                break
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def test_a_poison_job_failed_at_a_restart_frees_its_tenant_slot_for_the_waiting_tenant(
+    tmp_path: Path, paths: dict[str, Path], slides: tuple[Path, Path]
+):
+    # ann's a1 is killed twice while it runs alone: the third run fails it when it opens
+    # instead of resuming it (a2 after it is blocked), so ann has nothing that can run and is
+    # released: bob, who waited, goes in. The same command then retries a1 (a config's failed
+    # jobs are retried): ann arrives again, behind bob, and runs once bob is done.
+    paths = {**paths, "big": slides[0]}
+    workflows: list[Workflow] = [
+        ("ann", "w", [one("a1", "A", slide="big"), one("a2", "B", ["a1"])]),
+        ("bob", "w", [one("b1")]),
+    ]
+    cfg = write_config(tmp_path, paths, workflows, workers=1, users=1)
+    db, log = tmp_path / "data" / "state.db", tmp_path / "ev.jsonl"
+    _kill_when_running(cfg, tmp_path, "a1", 1)
+    _kill_when_running(cfg, tmp_path, "a1", 2)
+    con = sqlite3.connect(db)
+    crashes = con.execute("SELECT state, crashes FROM jobs WHERE key = 'a1'").fetchone()
+    con.close()
+    assert crashes == ("RUNNING", 1), crashes  # both kills landed while a1 ran alone
+    logged = len(list(read_events([log])))
+
+    out = wsitui("run", cfg, "--quiet", cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    events = list(read_events([log]))
+    assert_by_the_rules(events, db, workers=1, users=1)
+    third = events[logged:]
+    assert next(e["reason"] for e in third if e["event"] == "job_state").startswith(
+        "failed: crashed the process on two consecutive starts"
+    )
+    tenants = [
+        (e["event"], e["tenant"])
+        for e in third
+        if e["event"] in ("tenant_admitted", "tenant_released")
+    ]
+    assert tenants == [
+        ("tenant_released", "ann"),
+        ("tenant_admitted", "bob"),
+        ("tenant_released", "bob"),
+        ("tenant_admitted", "ann"),
+        ("tenant_released", "ann"),
+    ]
+    assert starts(third) == ["bob/b1", "ann/a1", "ann/a2"]
+    assert tenant_rows(db) == []
