@@ -250,6 +250,27 @@ def test_a_retry_after_its_tenant_was_released_waits_behind_earlier_arrivals(
     assert starts(rerun) == ["cat/c1", "ann/bad", "ann/after", "bob/b2"]
 
 
+def test_a_tenant_arrives_with_its_first_workflow_that_brings_work_not_a_finished_one(
+    tmp_path: Path, paths: dict[str, Path]
+):
+    # Run 1 finishes ann/w1 and bob/w1. Run 2's config lists ann/w1 first again (finished:
+    # it resumes with nothing to do), then bob's new w2, then ann's new w2: bob gained live
+    # work first, so bob is admitted first (R3: arrival is the order tenants gain live work).
+    first: list[Workflow] = [("ann", "w1", [one("a1")]), ("bob", "w1", [one("b1")])]
+    cfg = write_config(tmp_path, paths, first, workers=2, users=1)
+    out = wsitui("run", cfg, "--quiet", cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    logged = len(list(read_events([tmp_path / "ev.jsonl"])))
+    second = [first[0], ("bob", "w2", [one("b2")]), ("ann", "w2", [one("a2")]), first[1]]
+    cfg = write_config(tmp_path, paths, second, workers=2, users=1)
+    out = wsitui("run", cfg, "--quiet", cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    events = list(read_events([tmp_path / "ev.jsonl"]))
+    assert_by_the_rules(events, tmp_path / "data" / "state.db", workers=2, users=1)
+    assert admitted(events[logged:]) == ["bob", "ann"]
+    assert starts(events[logged:]) == ["bob/b2", "ann/a2"]  # nothing finished ran again
+
+
 def _popen(cfg: Path, cwd: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "wsitui.cli", "run", str(cfg), "--quiet"],
