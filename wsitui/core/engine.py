@@ -261,15 +261,18 @@ class Engine:
         ):
             self.scheduler.enqueue(job.id, job.seq)
         # Which tenants were active, and the waiting order, continue from the stored state.
-        self.scheduler.restore_tenants(self.store.tenant_rows())
+        released = self.scheduler.restore_tenants(self.store.tenant_rows())
         # What was running (at a crash or a clean stop) runs again first (R6 unchanged).
         again = [*found.interrupted, *(j for j in found.queued if j.interrupted)]
         self.scheduler.resume_first(j.id for j in sorted(again, key=lambda j: j.seq))
-        for job_id, job in self._jobs.items():
-            if self.scheduler.jobs[job_id].blocked != job.blocked:
+        fresh = recovery.newly_blocked(found, lambda j: self.scheduler.jobs[j].blocked)
+        for job_id, job in self._jobs.items():  # blocks news to the log come with a commit
+            if self.scheduler.jobs[job_id].blocked != job.blocked and job_id not in fresh:
                 self._put(replace(job, blocked=self.scheduler.jobs[job_id].blocked))
         self._commit(resumed, recovery.INTERRUPTED, now)
         self._commit(found.poisoned, recovery.POISONED, now)
+        self.scheduler.effects.tenants += released  # R3: after the ends that caused them
+        self.scheduler.effects.blocks += [rules.BlockChange(j, True) for j in sorted(fresh)]
         self._commit(found.unfit, recovery.UNFIT, now)
         for job in found.unfit:
             logging.getLogger("wsitui").warning("job %s failed: %s", job.id, job.error)

@@ -78,6 +78,17 @@ def triage(stored: Sequence[Job], unfit_reason: Callable[[Job], str | None], now
     return out
 
 
+def newly_blocked(found: Triage, blocked: Callable[[str], bool]) -> set[str]:
+    """Jobs `blocked` now only because `triage` failed an upstream (poison, unfit): news the
+    log must say. A job blocked by an upstream that had ended before was said so then (R4)."""
+    bad = (JobState.FAILED, JobState.CANCELED)
+    stored = {kept.id: kept for kept, _ in found.jobs}  # as stored: failing ones not FAILED
+    before: dict[str, bool] = {}
+    for job_id, kept in stored.items():  # stored order is topological
+        before[job_id] = any(before[d] or stored[d].state in bad for d in kept.depends_on)
+    return {job_id for job_id, was in before.items() if blocked(job_id) and not was}
+
+
 def resumed(interrupted: Sequence[Job], store: Store) -> list[Job]:
     """Interrupted jobs as they resume: PENDING again, at their last checkpoint's tile."""
     out = []

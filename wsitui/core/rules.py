@@ -303,12 +303,11 @@ class Scheduler:
             self._enter_lane(job)
         self._propagate(job, before)
 
-    def restore_tenants(self, rows: Iterable[TenantRow]) -> None:
+    def restore_tenants(self, rows: Iterable[TenantRow]) -> list[TenantChange]:
         """After recovery: put back the persisted active set, waiting order and service ticks.
 
-        Call after every job is registered and enqueued. Tenants that are no longer live are
-        dropped; live tenants the rows do not know (none, unless the rows are older than the
-        jobs) wait behind the known ones.
+        Call after every job is registered and enqueued. Returns the releases of active tenants
+        no longer live (recovery failed their last job: R3). Live tenants unknown to rows wait last.
         """
         known = sorted(rows, key=lambda r: (r.status != "active", r.order))
         live = [t for t in [*self.active, *self.waiting] if self.is_live(t)]
@@ -346,6 +345,8 @@ class Scheduler:
                 self._order[tenant] = first - len(demoted) + i
             self.effects.tenants = [TenantChange(t, False, cap_lowered=True) for t in demoted]
             self.effects.waiting_changed = True
+        gone = [r.tenant for r in known if r.status == "active" and not self.is_live(r.tenant)]
+        return [TenantChange(t, admitted=False) for t in gone]  # rows: one per tenant
 
     # ---- transitions ---------------------------------------------------------------------
     def resume_first(self, job_ids: Iterable[str]) -> None:
@@ -474,7 +475,6 @@ class Scheduler:
         if job.state not in DONE_BAD:
             raise ValueError(f"job {job_id} is {job.state}, not failed or canceled")
         before = job.contribution()
-        job.state = SchedState.HELD
         job.seq = self.new_seq()
         job.state = SchedState.QUEUED
         if not job.parked:
