@@ -83,3 +83,57 @@ async def test_status_json_run_bar_event_and_tui_read_one_percent(tmp_path):
         assert faces == dict.fromkeys(faces, 86), faces
         ex.release("cells")
         await app.shutdown()
+
+
+def _lines(renderable: object, width: int = 200) -> str:
+    console = Console(width=width, file=io.StringIO(), record=True, color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+async def test_a_job_that_succeeded_with_no_tile_says_0_tiles_in_every_face(tmp_path):
+    """A SUCCEEDED job with no tile (a cells job on an empty tissue mask) showed `—`, which
+    README defines as "not counted yet": it now says `0 tiles`; one never started keeps `—`."""
+    from wsitui.headless.display import summary_table
+    from wsitui.headless.status import _workflow_row, status_table
+    from wsitui.session.summary import summarize
+    from wsitui.tui.screens.detail import progress_text
+    from wsitui.tui.widgets.lanes import JobCard
+
+    data = tmp_path / "data"
+    app, ex, _ = make_app(data)
+    ex.progress = {"empty": (0, 0)}
+    bars = ProgressBars(Console(file=io.StringIO(), width=160, height=40, color_system=None))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app_ready(app)
+        engine = app.engine
+        w = engine.submit("alice", spec("nothing", ("empty", "A"), ("held", "B")), start=False)
+        engine.bus.add_listener(bars)
+        bars.add([engine.workflow("alice", w.workflow.id)], (), engine)
+        empty = w.jobs[0].id
+        engine.start("alice", [empty])
+        ex.release("empty")
+        await settle(app, pilot, lambda: engine.job("alice", empty).state is JobState.SUCCEEDED)
+        job = engine.job("alice", empty)
+        assert (job.tiles_done, job.tiles_total) == (0, 0)
+        cards = {c.job.key: c for c in app.query(JobCard)}
+        assert str(cards["empty"].query_one(".tiles").render()) == "0 tiles"
+        assert str(cards["held"].query_one(".tiles").render()) == "—"
+        assert progress_text(job, 0.0).plain.startswith("0 tiles · ran ")
+        status = engine.workflow("alice", w.workflow.id)
+        summary = summarize(status.workflow, status.jobs, waiting=(), results_root=data)
+        bar_text = _lines(bars.progress.make_tasks_table(bars.progress.tasks), 160)
+        for face, text in (
+            ("run bar", bar_text),
+            ("run summary", _lines(summary_table(engine, [status]))),
+            ("status", _lines(status_table(data, [summary]))),
+        ):
+            row = next(line for line in text.splitlines() if "empty" in line)
+            assert "0 tiles" in row and "—" not in row, (face, text)
+            row = next(line for line in text.splitlines() if "held" in line)
+            assert "—" in row and "0 tiles" not in row, (face, text)
+        # The folded workflow row: "0 tiles" only once the whole workflow SUCCEEDED.
+        assert "—" in _workflow_row(summary)
+        done = summary.model_copy(update={"state": "SUCCEEDED", "jobs": summary.jobs[:1]})
+        assert "0 tiles" in _workflow_row(done)
+        await app.shutdown()

@@ -35,7 +35,11 @@ def one_line(text: object) -> str:
     return "".join(_escape(ch) if unicodedata.category(ch) in _UNSAFE else ch for ch in s)
 
 
-def tiles_text(done: int, total: int) -> str:
+def tiles_text(done: int, total: int, *, succeeded: bool = False) -> str:
     """Tiles as `done/total`, or `—` while the total is not known: a job that never started
-    (or has not counted its tiles yet) has 0 of 0, which reads as finished empty work."""
-    return f"{done}/{total}" if total > 0 else "—"
+    (or has not counted its tiles yet) has 0 of 0, which reads as finished empty work. A job
+    (or workflow) that SUCCEEDED with no tile did finish empty work: `0 tiles`, not "not
+    counted yet"."""
+    if total > 0:
+        return f"{done}/{total}"
+    return "0 tiles" if succeeded else "—"

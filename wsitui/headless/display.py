@@ -173,7 +173,9 @@ def summary_table(
                 Text(f"{status.workflow.tenant}/{one_line(status.workflow.name)}"),
                 Text(f"{job.key} ({job.job_type})"),
                 Text(state, style=STATE_STYLE.get(str(job.state), "red")),
-                tiles_text(job.tiles_done, job.tiles_total),
+                tiles_text(
+                    job.tiles_done, job.tiles_total, succeeded=job.state is JobState.SUCCEEDED
+                ),
                 cells_text(job.counters),
                 elapsed,
             )
@@ -211,7 +213,9 @@ def _folded_summary(
             ),
             Text(str(status.state), style=STATE_STYLE.get(str(status.state), "red")),
             tiles_text(
-                sum(j.tiles_done for j in status.jobs), sum(j.tiles_total for j in status.jobs)
+                sum(j.tiles_done for j in status.jobs),
+                sum(j.tiles_total for j in status.jobs),
+                succeeded=status.state is WorkflowState.SUCCEEDED,
             ),
             f"{cells:,}" if cells else "",
             "",
@@ -228,14 +232,15 @@ def _folded_summary(
 
 class _CountColumn(ProgressColumn):
     """A job's tiles done of its total ("—" before it knows, as the summary and `wsitui
-    status` say), a workflow's percent: its bar runs 0-100, and "5/100" read as 5 of 100
-    tiles next to its jobs' "26/26"."""
+    status` say; "0 tiles" once it SUCCEEDED with none), a workflow's percent: its bar runs
+    0-100, and "5/100" read as 5 of 100 tiles next to its jobs' "26/26"."""
 
     def render(self, task: Task) -> Text:
         if task.fields.get("percent"):
             return Text(f"{task.percentage:.0f}%", style="progress.download")
         if task.total is None:
-            return Text("—", style="progress.download")
+            text = tiles_text(0, 0, succeeded=bool(task.fields.get("succeeded")))
+            return Text(text, style="progress.download")
         return Text(f"{task.completed:.0f}/{task.total:.0f}", style="progress.download")
 
 
@@ -394,6 +399,7 @@ class ProgressBars:
                     completed=job.tiles_done,
                     state=self._state(job.state),
                     doing=doing_text(job),
+                    succeeded=job.state is JobState.SUCCEEDED,
                 )
                 if job.state.terminal and job.started_at and job.finished_at:
                     self._ran(task, job.finished_at - job.started_at)  # in an earlier run
@@ -488,6 +494,7 @@ class ProgressBars:
             completed=job.tiles_done,
             state=self._state(state) if state != "BLOCKED" else "[red dim]BLOCKED[/]",
             doing=doing_text(job),
+            succeeded=job.state is JobState.SUCCEEDED,
         )
 
     def __call__(self, event: Event) -> None:

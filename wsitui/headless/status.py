@@ -146,7 +146,11 @@ def _cohort_row(
         Text(what),
         Text(w.state),
         "",
-        tiles_text(sum(j.tiles_done for j in w.jobs), sum(j.tiles_total for j in w.jobs)),
+        tiles_text(
+            sum(j.tiles_done for j in w.jobs),
+            sum(j.tiles_total for j in w.jobs),
+            succeeded=w.state == "SUCCEEDED",
+        ),
         f"{sum(cells):,}" if cells else "",
         Text(cohort_line(cohort) + ("" if live or _settled(cohort) else f" · {NOT_RUNNING}")),
     )
@@ -179,7 +183,11 @@ def _workflow_row(w: WorkflowSummary, live: bool = True) -> tuple[Text | str, ..
         Text(f"{len(w.jobs):,} jobs"),
         Text(w.state),
         "",
-        tiles_text(sum(j.tiles_done for j in w.jobs), sum(j.tiles_total for j in w.jobs)),
+        tiles_text(
+            sum(j.tiles_done for j in w.jobs),
+            sum(j.tiles_total for j in w.jobs),
+            succeeded=w.state == "SUCCEEDED",
+        ),
         f"{sum(cells):,}" if cells else "",
         Text(text),
     )
@@ -243,7 +251,7 @@ def status_table(
                 Text(f"{j.key} ({j.type}, {j.branch})"),
                 Text(state),
                 str(j.attempt),
-                tiles_text(j.tiles_done, j.tiles_total),
+                tiles_text(j.tiles_done, j.tiles_total, succeeded=j.state == "SUCCEEDED"),
                 f"{j.counters['cells']:,}" if "cells" in j.counters else "",
                 Text(_why(j, live)),
             )

@@ -71,7 +71,8 @@ def result_lines(manifest: dict[str, Any], job_type: str) -> list[str]:
 def progress_text(job: Job, now: float, rates: Rates | None = None) -> Text:
     """Tiles, then for a running job its elapsed time, ETA, measured rate and stage; for a
     finished one how long it ran (no ETA: it has none); then the counters."""
-    text = Text(f"tiles {tiles_text(job.tiles_done, job.tiles_total)}")
+    tiles = tiles_text(job.tiles_done, job.tiles_total, succeeded=job.state is JobState.SUCCEEDED)
+    text = Text(tiles if tiles.endswith(" tiles") else f"tiles {tiles}")  # "0 tiles" alone
     if job.state is not JobState.RUNNING:
         text.append(f" · {ran_text(job) or 'not started'}")
     else:

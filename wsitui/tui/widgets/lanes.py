@@ -126,7 +126,9 @@ class JobCard(Vertical, can_focus=True):
             self._bar.fraction = job.tiles_done / job.tiles_total
         else:
             self._bar.fraction = 1.0 if job.state is JobState.SUCCEEDED else 0.0
-        self._tiles.update(tiles_text(job.tiles_done, job.tiles_total))
+        self._tiles.update(
+            tiles_text(job.tiles_done, job.tiles_total, succeeded=job.state is JobState.SUCCEEDED)
+        )
         self._paint_times()
 
     def _paint_times(self) -> None:
