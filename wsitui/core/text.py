@@ -43,3 +43,15 @@ def tiles_text(done: int, total: int, *, succeeded: bool = False) -> str:
     if total > 0:
         return f"{done}/{total}"
     return "0 tiles" if succeeded else "—"
+
+
+def cut_middle(text: str, width: int) -> str:
+    """`text` in at most `width` characters: its middle gives way to "…", keeping its head and
+    more of its tail, where ids that share a prefix differ ("tcga-brca-…-slide-017"). For
+    single-width text (ids, keys)."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    head = (width - 1) // 3
+    return f"{text[:head]}…{text[len(text) - (width - 1 - head) :]}"
