@@ -137,3 +137,48 @@ async def test_a_job_that_succeeded_with_no_tile_says_0_tiles_in_every_face(tmp_
         done = summary.model_copy(update={"state": "SUCCEEDED", "jobs": summary.jobs[:1]})
         assert "0 tiles" in _workflow_row(done)
         await app.shutdown()
+
+
+async def test_tiles_skipped_without_work_are_said_beside_the_tiles_in_every_face(tmp_path):
+    """SEGMENT_CELLS counts the tiles with tissue (19/19: its work, so its percent, rate and
+    ETA are real) and reports the background tiles it skipped as a counter; its manifest counts
+    24 tiles, 5 skipped. `19/19` alone read as the whole slide: every face now says the
+    skipped ones beside the tiles (`19/19 +5 skipped`; a card's counters `skipped 5`)."""
+    from wsitui.headless.display import summary_table
+    from wsitui.headless.status import status_table
+    from wsitui.session.summary import summarize
+    from wsitui.tui.screens.detail import progress_text
+    from wsitui.tui.widgets.lanes import JobCard
+
+    data = tmp_path / "data"
+    app, ex, _ = make_app(data)
+    ex.progress = {"cells": (19, 19)}
+    ex.counters = {"cells": {"cells": 7, "skipped": 5}}
+    bars = ProgressBars(Console(file=io.StringIO(), width=160, height=40, color_system=None))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app_ready(app)
+        engine = app.engine
+        w = engine.submit("alice", spec("skips", ("cells", "A")), start=False)
+        engine.bus.add_listener(bars)
+        bars.add([engine.workflow("alice", w.workflow.id)], (), engine)
+        job_id = w.jobs[0].id
+        engine.start("alice", [job_id])
+        ex.release("cells")
+        await settle(app, pilot, lambda: engine.job("alice", job_id).state is JobState.SUCCEEDED)
+        job = engine.job("alice", job_id)
+        card = app.query_one(JobCard)
+        assert str(card.query_one(".tiles").render()) == "19/19"
+        assert "skipped 5" in str(card.query_one(".times").render())
+        detail = progress_text(job, 0.0).plain
+        assert detail.startswith("tiles 19/19 +5 skipped · ran ") and "skipped 5" not in detail
+        status = engine.workflow("alice", w.workflow.id)
+        summary = summarize(status.workflow, status.jobs, waiting=(), results_root=data)
+        assert summary.jobs[0].counters["skipped"] == 5  # --json: tiles 19/19, counters
+        for face, text in (
+            ("run bar", _lines(bars.progress.make_tasks_table(bars.progress.tasks), 160)),
+            ("run summary", _lines(summary_table(engine, [status]))),
+            ("status", _lines(status_table(data, [summary]))),
+        ):
+            rows = [line for line in text.splitlines() if "19/19" in line]
+            assert len(rows) == 1 and "19/19 +5 skipped" in rows[0], (face, text)
+        await app.shutdown()
