@@ -8,9 +8,8 @@ from dataclasses import replace
 
 from wsitui.core.phase import job_phases
 from wsitui.core.records import TILES_SHARE, Job, JobState, whole_percent
-from wsitui.core.tally import Tally
+from wsitui.core.tally import Tally, workflow_progress
 from wsitui.session.summary import workflow_state
-from wsitui.tui.progress import workflow_progress
 
 
 def _job(i: int, state: JobState, done: int = 10, total: int = 10, stage: str = "") -> Job:
@@ -32,7 +31,8 @@ def _job(i: int, state: JobState, done: int = 10, total: int = 10, stage: str = 
 
 
 def _percents(jobs: list[Job]) -> tuple[int, int, int]:
-    """What the engine (events, `wsitui run`'s bars), `wsitui status` and the TUI read."""
+    """What the engine (events, `wsitui run`'s bars, the TUI), `wsitui status` and a tally
+    built afresh read."""
     tally = Tally()
     for job in jobs:
         tally.add(job, +1)
@@ -74,3 +74,26 @@ def test_progress_through_the_tiles_still_moves_with_them():
     half = _job(0, JobState.RUNNING, done=5)
     assert half.progress == TILES_SHARE * 0.5
     assert _percents([half]) == (47, 47, 47)
+
+
+def test_jobs_weigh_by_their_tiles_and_an_uncounted_job_as_an_average_one():
+    mask = _job(0, JobState.SUCCEEDED, done=192, total=192)
+    cells = _job(1, JobState.RUNNING, done=23, total=55)
+    # (192 + 23 x 95 %) / 247, not (100 % + 40 %) / 2 jobs (70 %, what status said).
+    assert _percents([mask, cells]) == (86, 86, 86)
+    waiting = _job(2, JobState.PENDING, done=0, total=0)  # weighs (192 + 55) / 2 tiles
+    assert _percents([mask, cells, waiting]) == (57, 57, 57)
+
+
+def test_a_tally_kept_over_many_updates_reads_what_one_built_afresh_reads():
+    tally, jobs = Tally(), [_job(i, JobState.PENDING, done=0, total=0) for i in range(3)]
+    for job in jobs:
+        tally.add(job, +1)
+    for step in range(1, 1001):  # every update replaces a snapshot, as the engine does
+        i = step % 3
+        new = replace(jobs[i], state=JobState.RUNNING, tiles_done=step // 3, tiles_total=997)
+        tally.add(jobs[i], -1)
+        tally.add(new, +1)
+        jobs[i] = new
+    assert tally.progress() == workflow_progress(jobs)
+    assert tally.progress() == sum(997 * j.progress for j in jobs) / (3 * 997)

@@ -209,7 +209,8 @@ async def test_top_bar_below_80_columns_drops_whole_parts(tmp_path):
         await pilot.resize_terminal(80, 24)
         await settle(app, pilot)
         top = screen_text(app).splitlines()[0].strip()
-        assert top == "tenant bob │ active 1/1 · 1 waiting │ workers 1/4 │ queued 1 │ 0.0 tiles/s"
+        # alice's job runs, not measured yet: no rate is known ("–"), not "0.0"
+        assert top == "tenant bob │ active 1/1 · 1 waiting │ workers 1/4 │ queued 1 │ – tiles/s"
 
 
 async def test_metrics_keeps_each_figure_with_its_label_at_80_columns(tmp_path):

@@ -88,7 +88,7 @@ class WorkflowProgress:
     ts: float
     workflow: Workflow
     state: WorkflowState
-    progress: float  # mean of its jobs' progress, 0..1
+    progress: float  # its jobs' progress weighted by their tiles, 0..1 (core/tally.py)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -36,7 +36,7 @@ from wsitui.core.events import (
 )
 from wsitui.core.phase import JobPhase, job_phases, slot_wait
 from wsitui.core.records import Job, JobState, WorkflowState, WorkflowStatus, whole_percent
-from wsitui.core.text import one_line, tiles_text
+from wsitui.core.text import one_line, skipped_tiles, tiles_text
 
 STATE_STYLE = {
     "PENDING": "yellow",
@@ -173,7 +173,12 @@ def summary_table(
                 Text(f"{status.workflow.tenant}/{one_line(status.workflow.name)}"),
                 Text(f"{job.key} ({job.job_type})"),
                 Text(state, style=STATE_STYLE.get(str(job.state), "red")),
-                tiles_text(job.tiles_done, job.tiles_total),
+                tiles_text(
+                    job.tiles_done,
+                    job.tiles_total,
+                    succeeded=job.state is JobState.SUCCEEDED,
+                    skipped=skipped_tiles(job.counters),
+                ),
                 cells_text(job.counters),
                 elapsed,
             )
@@ -211,7 +216,10 @@ def _folded_summary(
             ),
             Text(str(status.state), style=STATE_STYLE.get(str(status.state), "red")),
             tiles_text(
-                sum(j.tiles_done for j in status.jobs), sum(j.tiles_total for j in status.jobs)
+                sum(j.tiles_done for j in status.jobs),
+                sum(j.tiles_total for j in status.jobs),
+                succeeded=status.state is WorkflowState.SUCCEEDED,
+                skipped=sum(skipped_tiles(j.counters) for j in status.jobs),
             ),
             f"{cells:,}" if cells else "",
             "",
@@ -228,15 +236,20 @@ def _folded_summary(
 
 class _CountColumn(ProgressColumn):
     """A job's tiles done of its total ("—" before it knows, as the summary and `wsitui
-    status` say), a workflow's percent: its bar runs 0-100, and "5/100" read as 5 of 100
-    tiles next to its jobs' "26/26"."""
+    status` say; "0 tiles" once it SUCCEEDED with none), a workflow's percent: its bar runs
+    0-100, and "5/100" read as 5 of 100 tiles next to its jobs' "26/26"."""
 
     def render(self, task: Task) -> Text:
         if task.fields.get("percent"):
             return Text(f"{task.percentage:.0f}%", style="progress.download")
-        if task.total is None:
-            return Text("—", style="progress.download")
-        return Text(f"{task.completed:.0f}/{task.total:.0f}", style="progress.download")
+        total = 0 if task.total is None else int(task.total)
+        text = tiles_text(
+            int(task.completed),
+            total,
+            succeeded=bool(task.fields.get("succeeded")),
+            skipped=int(task.fields.get("skipped", 0)),
+        )
+        return Text(text, style="progress.download")
 
 
 def _width(console: Console, options: ConsoleOptions, cell: RenderableType) -> int:
@@ -394,6 +407,8 @@ class ProgressBars:
                     completed=job.tiles_done,
                     state=self._state(job.state),
                     doing=doing_text(job),
+                    succeeded=job.state is JobState.SUCCEEDED,
+                    skipped=skipped_tiles(job.counters),
                 )
                 if job.state.terminal and job.started_at and job.finished_at:
                     self._ran(task, job.finished_at - job.started_at)  # in an earlier run
@@ -488,6 +503,8 @@ class ProgressBars:
             completed=job.tiles_done,
             state=self._state(state) if state != "BLOCKED" else "[red dim]BLOCKED[/]",
             doing=doing_text(job),
+            succeeded=job.state is JobState.SUCCEEDED,
+            skipped=skipped_tiles(job.counters),
         )
 
     def __call__(self, event: Event) -> None:

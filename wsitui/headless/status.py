@@ -25,7 +25,7 @@ from wsitui.core.paths import default_data_dir
 from wsitui.core.phase import resources_in_use
 from wsitui.core.records import SAFE_ID, SAFE_ID_HINT, Job
 from wsitui.core.store import Store, StoreError
-from wsitui.core.text import one_line, tiles_text
+from wsitui.core.text import one_line, skipped_tiles, tiles_text
 from wsitui.session.cohort_rows import CohortSummary, cohort_of
 from wsitui.session.errors import EXIT_INPUT, EXIT_OK
 from wsitui.session.summary import JobSummary, WorkflowSummary, summarize
@@ -146,7 +146,12 @@ def _cohort_row(
         Text(what),
         Text(w.state),
         "",
-        tiles_text(sum(j.tiles_done for j in w.jobs), sum(j.tiles_total for j in w.jobs)),
+        tiles_text(
+            sum(j.tiles_done for j in w.jobs),
+            sum(j.tiles_total for j in w.jobs),
+            succeeded=w.state == "SUCCEEDED",
+            skipped=sum(skipped_tiles(j.counters) for j in w.jobs),
+        ),
         f"{sum(cells):,}" if cells else "",
         Text(cohort_line(cohort) + ("" if live or _settled(cohort) else f" · {NOT_RUNNING}")),
     )
@@ -179,7 +184,12 @@ def _workflow_row(w: WorkflowSummary, live: bool = True) -> tuple[Text | str, ..
         Text(f"{len(w.jobs):,} jobs"),
         Text(w.state),
         "",
-        tiles_text(sum(j.tiles_done for j in w.jobs), sum(j.tiles_total for j in w.jobs)),
+        tiles_text(
+            sum(j.tiles_done for j in w.jobs),
+            sum(j.tiles_total for j in w.jobs),
+            succeeded=w.state == "SUCCEEDED",
+            skipped=sum(skipped_tiles(j.counters) for j in w.jobs),
+        ),
         f"{sum(cells):,}" if cells else "",
         Text(text),
     )
@@ -243,7 +253,12 @@ def status_table(
                 Text(f"{j.key} ({j.type}, {j.branch})"),
                 Text(state),
                 str(j.attempt),
-                tiles_text(j.tiles_done, j.tiles_total),
+                tiles_text(
+                    j.tiles_done,
+                    j.tiles_total,
+                    succeeded=j.state == "SUCCEEDED",
+                    skipped=skipped_tiles(j.counters),
+                ),
                 f"{j.counters['cells']:,}" if "cells" in j.counters else "",
                 Text(_why(j, live)),
             )

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from wsitui.core.paths import results_dir
 from wsitui.core.records import Job, JobState
+from wsitui.core.tally import workflow_progress
 from wsitui.session.cohort import read_index
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ def slide_rows(
                 job_ids={k: keyed[k].id for k in order},
                 tiles_done=sum(j.tiles_done for j in chain),
                 tiles_total=sum(j.tiles_total for j in chain),
-                progress=sum(j.progress for j in chain) / len(chain) if chain else 0.0,
+                progress=workflow_progress(chain),  # the workflow rule: jobs weigh their tiles
                 cells=cells,
                 tissue_area_mm2=None if area is None else round(area, 6),
                 cells_per_mm2=round(cells / area, 3)

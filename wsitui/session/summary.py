@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from wsitui.core.paths import ResultsDirs
 from wsitui.core.phase import JobPhase, PhaseInfo, Resources, job_phases, workflow_wait
 from wsitui.core.records import Job, JobState, Workflow, WorkflowState
+from wsitui.core.tally import workflow_progress
 from wsitui.session.cohort_rows import CohortSummary
 
 
@@ -75,9 +76,7 @@ def workflow_state(
         state = WorkflowState.FAILED
     else:
         state = WorkflowState.CANCELED
-    if state is WorkflowState.SUCCEEDED:
-        return state, 1.0
-    return state, (max(0.0, min(1.0, sum(j.progress for j in jobs) / n)) if n else 0.0)
+    return state, workflow_progress(jobs)  # the engine's rule: jobs weighted by their tiles
 
 
 def _results_dir(dirs: ResultsDirs, job: Job) -> str:

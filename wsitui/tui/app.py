@@ -58,7 +58,6 @@ from wsitui.slides.sample import write_sample_slide
 from wsitui.tui.badges import Badge, badges
 from wsitui.tui.cohorts import CohortBook
 from wsitui.tui.job_notes import JobNotes, notes_text
-from wsitui.tui.progress import workflow_progress
 from wsitui.tui.rates import Rates
 from wsitui.tui.screens.detail import PREVIEW, JobDetailScreen, PreviewScreen
 from wsitui.tui.screens.dialogs import (
@@ -1100,6 +1099,6 @@ def _lanes_title(status: WorkflowStatus, shown: int) -> Text:
     return Text.assemble(
         (status.workflow.name, "bold"),
         f" · {jobs} · {'WAITING' if status.reason else status.state}"
-        f" {whole_percent(workflow_progress(status.jobs))}%{failed_text(status)}",
+        f" {whole_percent(status.progress)}%{failed_text(status)}",
         f" · {status.reason}" if status.reason else "",
     )

@@ -32,11 +32,13 @@ class Rates:
     def __init__(self, window_s: float = WINDOW_S) -> None:
         self.window_s = window_s
         self._meters: dict[str, _Meter] = {}
+        self._ended_at = float("-inf")  # when a job last stopped running
 
     def observe(self, job: Job, t: float) -> None:
         meter = self._meters.get(job.id)
         if job.state is not JobState.RUNNING:
-            self._meters.pop(job.id, None)  # finished, or back in its lane: measure afresh
+            if self._meters.pop(job.id, None) is not None:  # finished, or back in its lane
+                self._ended_at = t
             return
         if meter is None or meter.attempt != job.attempt:
             self._meters[job.id] = _Meter(job.attempt, job.tiles_done)
@@ -74,6 +76,15 @@ class Rates:
             return None
         return max(0, job.tiles_total - job.tiles_done) / rate
 
-    def total(self, now: float) -> float:
-        """The sum of the running jobs' rates: the top bar's tiles/s."""
-        return sum(self.rate(job_id, now) or 0.0 for job_id in self._meters)
+    def total(self, now: float) -> float | None:
+        """The sum of the running jobs' measured rates: the top bar's tiles/s. None while no
+        rate can be known but work goes on: jobs run, or one ended within the window, and none
+        has been measured (a short mask reports all its tiles in one step, never taken as
+        speed): 0.0 there claimed that nothing moved while jobs finished. 0.0 once nothing
+        has run for a whole window, or every measured job stalled."""
+        rates = [r for r in (self.rate(job_id, now) for job_id in self._meters) if r is not None]
+        if rates:
+            return sum(rates)
+        if self._meters or now - self._ended_at < self.window_s:
+            return None
+        return 0.0

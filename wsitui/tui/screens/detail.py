@@ -24,7 +24,7 @@ from textual.widget import Widget
 from textual.widgets import Label, Static
 
 from wsitui.core.records import Job, JobState, Transition
-from wsitui.core.text import tiles_text
+from wsitui.core.text import skipped_tiles, tiles_text
 from wsitui.jobs.registry import executor_class
 from wsitui.tui.badges import Badge
 from wsitui.tui.rates import WINDOW_S, Rates
@@ -71,7 +71,13 @@ def result_lines(manifest: dict[str, Any], job_type: str) -> list[str]:
 def progress_text(job: Job, now: float, rates: Rates | None = None) -> Text:
     """Tiles, then for a running job its elapsed time, ETA, measured rate and stage; for a
     finished one how long it ran (no ETA: it has none); then the counters."""
-    text = Text(f"tiles {tiles_text(job.tiles_done, job.tiles_total)}")
+    tiles = tiles_text(
+        job.tiles_done,
+        job.tiles_total,
+        succeeded=job.state is JobState.SUCCEEDED,
+        skipped=skipped_tiles(job.counters),
+    )
+    text = Text(tiles if tiles.startswith("0 tiles") else f"tiles {tiles}")  # "0 tiles" alone
     if job.state is not JobState.RUNNING:
         text.append(f" · {ran_text(job) or 'not started'}")
     else:
@@ -84,8 +90,9 @@ def progress_text(job: Job, now: float, rates: Rates | None = None) -> Text:
     if job.state is JobState.RUNNING and job.stage:
         text.append(" · stage: ")
         text.append(job.stage, style="bold")
-    if job.counters:
-        text.append(" · " + counters_text(job.counters))
+    counters = {k: v for k, v in job.counters.items() if k != "skipped"}  # said with the tiles
+    if counters:
+        text.append(" · " + counters_text(counters))
     return text
 
 

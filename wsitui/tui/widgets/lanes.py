@@ -14,7 +14,7 @@ from textual.reactive import reactive
 from textual.widgets import Label
 
 from wsitui.core.records import Job, JobState
-from wsitui.core.text import tiles_text
+from wsitui.core.text import cut_middle, tiles_text
 from wsitui.jobs.registry import short_name
 from wsitui.tui.badges import Badge
 from wsitui.tui.rates import Rates
@@ -25,6 +25,23 @@ from wsitui.tui.widgets.line import LiveLine
 
 def slide_name(slide: str) -> str:
     return slide.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+TITLE_MARGIN = 6  # a card's corners, a border cell and a blank either side of its title
+MIN_KEY = 8  # a cut key keeps this much before its type gives way
+
+
+def card_title(job: Job, room: int) -> str:
+    """`key · type` in `room` cells (0: not laid out yet, the whole title): a key too long
+    is cut in its middle, keeping its tail, so keys that share their first 30 characters stay
+    apart on a 26-column card (cut at its end by the border, they read the same)."""
+    kind = f" · {short_name(job.job_type)}"
+    title = f"{job.key}{kind}"
+    if room <= 0 or len(title) <= room:
+        return title
+    if room - len(kind) >= MIN_KEY:
+        return cut_middle(job.key, room - len(kind)) + kind
+    return cut_middle(job.key, room)
 
 
 def badge_text(badge: Badge, *, hint: bool = False) -> Text:
@@ -103,6 +120,10 @@ class JobCard(Vertical, can_focus=True):
     def watch_job(self) -> None:
         self._paint_job()
 
+    def on_resize(self, event: events.Resize) -> None:
+        """Its title is fitted to its width: cut in the middle, not by the border at its end."""
+        self.border_title = Text(card_title(self.job, self.outer_size.width - TITLE_MARGIN))
+
     def watch_badge(self) -> None:
         self._paint_badge()
         self._paint_times()
@@ -120,13 +141,15 @@ class JobCard(Vertical, can_focus=True):
 
     def _paint_job(self) -> None:
         job = self.job
-        self.border_title = Text(f"{job.key} · {short_name(job.job_type)}")  # fits 80 columns
+        self.border_title = Text(card_title(job, self.outer_size.width - TITLE_MARGIN))
         self.border_subtitle = slide_name(job.slide)
         if job.tiles_total:
             self._bar.fraction = job.tiles_done / job.tiles_total
         else:
             self._bar.fraction = 1.0 if job.state is JobState.SUCCEEDED else 0.0
-        self._tiles.update(tiles_text(job.tiles_done, job.tiles_total))
+        self._tiles.update(
+            tiles_text(job.tiles_done, job.tiles_total, succeeded=job.state is JobState.SUCCEEDED)
+        )
         self._paint_times()
 
     def _paint_times(self) -> None:

@@ -20,7 +20,8 @@ class TopBar(Static):
 
     _last = ""
 
-    def show(self, tenant: str, stats: EngineStats, tiles_per_s: float) -> None:
+    def show(self, tenant: str, stats: EngineStats, tiles_per_s: float | None) -> None:
+        """`tiles_per_s`: None while no rate can be known (shown as `–`)."""
         # What does not fit the terminal goes first: the key hint, the name, the throughput.
         width = self.size.width or 80
         for drop in range(4):
@@ -38,7 +39,7 @@ class TopBar(Static):
             self.update(text)
 
     @staticmethod
-    def _text(tenant: str, stats: EngineStats, tiles_per_s: float, drop: int) -> Text:
+    def _text(tenant: str, stats: EngineStats, tiles_per_s: float | None, drop: int) -> Text:
         text = Text()
         if drop < 2:
             text.append(" wsitui ", style="bold reverse")
@@ -61,7 +62,8 @@ class TopBar(Static):
         text.append(str(stats.queued), style="bold")
         if drop < 3:
             text.append(" │ ")
-            # Measured over the last WINDOW_S seconds (tui/rates.py); 0.0 once nothing moves.
-            text.append(f"{tiles_per_s:.1f}", style="bold")
+            # Measured over the last WINDOW_S seconds (tui/rates.py); 0.0 once nothing moves,
+            # "–" while jobs run (or just ended) that no rate could be measured for.
+            text.append("–" if tiles_per_s is None else f"{tiles_per_s:.1f}", style="bold")
             text.append(" tiles/s")
         return text

@@ -13,7 +13,6 @@ from textual.reactive import reactive
 from textual.widgets import Label, ListItem, ListView
 
 from wsitui.core.records import JobState, WorkflowState, WorkflowStatus, whole_percent
-from wsitui.tui.progress import workflow_progress
 from wsitui.tui.widgets.bar import FractionBar
 
 CohortBar = Callable[[WorkflowStatus], tuple[str, float] | None]
@@ -77,8 +76,9 @@ class WorkflowRow(ListItem):
         state = "WAITING" if status.reason else str(status.state)
         self._state.update(state)
         self._state.set_classes(f"wf-state state-{state.lower()}")
-        # weighted by tiles, not by job count; a cohort's: slides done over slides
-        progress = cohort[1] if cohort else workflow_progress(status.jobs)
+        # the engine's (core/tally.py: jobs weighted by their tiles), as every face reads it;
+        # a cohort's: slides done over slides
+        progress = cohort[1] if cohort else status.progress
         self._bar.fraction = progress
         self._percent.update(f"{whole_percent(progress)}%")
 
