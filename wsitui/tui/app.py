@@ -415,8 +415,14 @@ class WsituiApp(App[None]):
         self._topbar.show(self.tenant, self.engine.stats(), self.rates.total(now))
         if self._cohort_table.display and self.selected_workflow is not None:
             self._inbox.add(self.selected_workflow)  # its times and ETA follow the clock
-        if isinstance(self.screen, JobDetailScreen):
-            self.screen.now = now
+        top = self._top_screen()
+        if isinstance(top, JobDetailScreen):
+            top.now = now
+
+    def _top_screen(self) -> Screen[object] | None:
+        """The screen on top, or None while the app exits (its stack already empty: a tick or
+        a flush then read `self.screen`, which raised ScreenStackError)."""
+        return self.screen_stack[-1] if self.screen_stack else None
 
     async def flush(self) -> None:
         """Hand the widgets fresh snapshots of what has news (also called directly by tests).
@@ -429,11 +435,12 @@ class WsituiApp(App[None]):
             self._topbar.show(self.tenant, self.engine.stats(), self.rates.total(self.now))
             if news:
                 await self._apply(news)
-            if isinstance(self.screen, QuitDialog):  # jobs ended (or started) since it asked
-                self.screen.running_changed(self.engine.stats().running)
-            if isinstance(self.screen, JobConfirmDialog):  # the job it asks about moved on?
+            top = self._top_screen()
+            if isinstance(top, QuitDialog):  # jobs ended (or started) since it asked
+                top.running_changed(self.engine.stats().running)
+            if isinstance(top, JobConfirmDialog):  # the job it asks about moved on?
                 with suppress(EngineError):
-                    self.screen.job_changed(self.engine.job(self.tenant, self.screen.job.id))
+                    top.job_changed(self.engine.job(self.tenant, top.job.id))
 
     async def _apply(self, news: set[str]) -> None:
         rows = self._wf_list.rows()
@@ -446,7 +453,7 @@ class WsituiApp(App[None]):
             rows[wf_id].status = self.engine.workflow(self.tenant, wf_id)
         if self.selected_workflow in news or self._board_workflow != self.selected_workflow:
             await self._show_lanes()
-        screen = self.screen
+        screen = self._top_screen()
         if isinstance(screen, JobDetailScreen) and screen.job.workflow_id in news:
             status = self.engine.workflow(self.tenant, screen.job.workflow_id)
             jobs = {j.id: j for j in status.jobs}
