@@ -6,24 +6,13 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from tests.job_records import job_record
 from wsitui.core.phase import JobPhase, job_phases
 from wsitui.core.records import Job, JobState
 
 
 def _job(i: int, deps: tuple[int, ...], state: JobState = JobState.PENDING) -> Job:
-    return Job(
-        id=f"w.j{i}",
-        key=f"j{i}",
-        workflow_id="w",
-        tenant="t",
-        job_type="TISSUE_MASK",
-        slide="s.svs",
-        branch=f"b{i % 7}",
-        depends_on=tuple(f"w.j{d}" for d in deps),
-        params={},
-        state=state,
-        seq=i,
-    )
+    return job_record(f"j{i}", state, branch=f"b{i % 7}", deps=tuple(f"j{d}" for d in deps), seq=i)
 
 
 def test_a_chain_of_thousands_below_a_failed_job_is_blocked_not_a_recursion_error():

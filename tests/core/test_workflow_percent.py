@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from tests.job_records import job_record
 from wsitui.core.phase import job_phases
 from wsitui.core.records import TILES_SHARE, Job, JobState, whole_percent
 from wsitui.core.tally import Tally, workflow_progress
@@ -13,20 +14,8 @@ from wsitui.session.summary import workflow_state
 
 
 def _job(i: int, state: JobState, done: int = 10, total: int = 10, stage: str = "") -> Job:
-    return Job(
-        id=f"w.j{i}",
-        key=f"j{i}",
-        workflow_id="w",
-        tenant="t",
-        job_type="TISSUE_MASK",
-        slide="s.svs",
-        branch=f"b{i}",
-        depends_on=(),
-        params={},
-        state=state,
-        tiles_done=done,
-        tiles_total=total,
-        stage=stage,
+    return job_record(
+        f"j{i}", state, branch=f"b{i}", tiles_done=done, tiles_total=total, stage=stage
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from tests.job_records import job_record
 from wsitui.core.records import Job, JobState, whole_percent
 from wsitui.core.tally import workflow_progress
 from wsitui.session.cohort_rows import slide_rows
@@ -14,10 +15,9 @@ INDEX = {"template": ["mask", "cells"], "slides": [{"id": "s1", "path": "s1.svs"
 
 
 def _job(key: str, state: JobState, done: int, total: int) -> Job:
-    return Job(
-        f"w.s1-{key}", f"s1-{key}", "w", "t", "TISSUE_MASK", "s1.svs", "s1", (), {}, state,
-        tiles_done=done, tiles_total=total,
-    )  # fmt: skip
+    return job_record(
+        f"s1-{key}", state, branch="s1", slide="s1.svs", tiles_done=done, tiles_total=total
+    )
 
 
 def test_a_slides_percent_weighs_its_jobs_by_their_tiles():

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import pytest
 
+from tests.job_records import job_record
 from tests.tui.conftest import make_app
 from tests.tui.helpers import screen_text, settle, spec
 from wsitui.core.records import Job, JobState
@@ -22,10 +23,7 @@ T = 1000.0
 
 
 def _job(state: JobState, done: int, total: int = 10) -> Job:
-    return Job(
-        id="w.m", key="m", workflow_id="w", tenant="t", job_type="TISSUE_MASK", slide="s.svs",
-        branch="A", depends_on=(), params={}, state=state, tiles_done=done, tiles_total=total,
-    )  # fmt: skip
+    return job_record("m", state, tiles_done=done, tiles_total=total)
 
 
 def test_a_job_that_reports_all_its_tiles_at_once_leaves_the_rate_unknown_not_zero():
