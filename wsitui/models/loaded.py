@@ -115,16 +115,22 @@ def _load_module(source: ModelSource) -> tuple[Any, str]:
     return module, sha256_bytes(data)
 
 
+def _info_field(path: Path, name: str, default: object) -> tuple[Path, object]:
+    """(`wsitui_model.json` beside the model file, its field `name`, `default` when the file or
+    the field is absent); ModelError (one line) when the file is not valid JSON."""
+    info = path.parent / INFO_FILE
+    if not info.is_file():
+        return info, default
+    try:
+        return info, json.loads(info.read_text()).get(name, default)
+    except (OSError, ValueError, AttributeError):
+        raise ModelError(f"{info} is not valid JSON: fix or delete it") from None
+
+
 def model_normalization(path: Path) -> str:
     """The input normalisation a model was trained with: `wsitui_model.json` beside the file
     (written by `wsitui model train`) says; any other InstanSeg export gets instanseg's own."""
-    info = path.parent / INFO_FILE
-    if not info.is_file():
-        return "percentile"
-    try:
-        value = json.loads(info.read_text()).get("normalization", "percentile")
-    except (OSError, ValueError, AttributeError):
-        raise ModelError(f"{info} is not valid JSON: fix or delete it") from None
+    info, value = _info_field(path, "normalization", "percentile")
     if value not in NORMALIZATIONS:
         raise ModelError(
             f"{info}: normalization {value!r} is unknown: use {' or '.join(NORMALIZATIONS)}"
@@ -136,13 +142,7 @@ def model_classical_fill(path: Path) -> bool:
     """Whether a model's labels are completed with the classical fallback's nuclei when a job
     leaves `classical_fill` at `auto`: `wsitui_model.json` beside the file says (every model
     `wsitui model train` writes says yes); any other InstanSeg export: no."""
-    info = path.parent / INFO_FILE
-    if not info.is_file():
-        return False
-    try:
-        value = json.loads(info.read_text()).get("classical_fill", False)
-    except (OSError, ValueError, AttributeError):
-        raise ModelError(f"{info} is not valid JSON: fix or delete it") from None
+    info, value = _info_field(path, "classical_fill", False)
     if not isinstance(value, bool):
         raise ModelError(f"{info}: classical_fill {value!r} must be true or false")
     return value

@@ -578,9 +578,15 @@ def _on_cpu(
             return None  # autocast over the whole call, as on any device
         choice = PrecisionChoice("fp32", "cpu: fp32")
         runtime = f"torchscript (the model's own call: {why})"
-        fill = classical_fill
         return _own_call(
-            model, batch, choice, window_size, nuclear_check, runtime, mask_threshold, fill
+            model,
+            batch,
+            choice,
+            window_size,
+            nuclear_check,
+            runtime,
+            mask_threshold,
+            classical_fill,
         )
     extra = job_postprocess(window_size, nuclear_check, mask_threshold, classical_fill)
     segs = {"fp32": DeviceSegmenter(model, "fp32", extra, call=fp32)}
