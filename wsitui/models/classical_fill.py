@@ -17,6 +17,11 @@ fallback and 0.813 with either. So, per tile, after the model's own nuclear chec
 - a classical nucleus the model covers more than that but under `REPLACE_MAX_COVER` of, and that
   is convex (`MIN_SOLIDITY`: one nucleus, not two touching ones the watershed joined), *replaces*
   the model's instances lying mostly (`INSIDE`) within it: the model drew pieces of one nucleus;
+- a model instance that is not convex (`SPLIT_MAX_SOLIDITY`) and holds two or more whole
+  classical nuclei (each at least `SPLIT_INSIDE` within it and `SPLIT_MIN_PX` big) making up at
+  least `SPLIT_COVER` of it is *split* along them: the model joined touching nuclei the
+  watershed told apart (its pixels outside them go to the nearest one: the model's outline
+  stays);
 - everything else stays the model's (its splits of touching nuclei above all).
 
 The constants were set on generated looks (held-out slides, four fresh dense looks, judge-like
@@ -29,6 +34,7 @@ writes) or a job sets `classical_fill = "on"`; never to the classical fallback i
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 from skimage.measure import regionprops
 
 from wsitui.models import nuclear_gate
@@ -40,6 +46,19 @@ REPLACE_MAX_COVER = 0.5  # ... under this (and convex): it replaces the model's 
 INSIDE = 0.6  # a model instance with this share of its pixels in such a nucleus is a piece
 MIN_SOLIDITY = 0.85  # area / convex hull area of a classical nucleus that may replace pieces
 MIN_PX = 8  # an addition left smaller (2 µm² at 0.5 µm/px, a job's size filter) is dropped
+# 2026-12-06: split a model instance along the classical nuclei it holds whole. Over cached
+# predictions (held-out nine, seed 0): touching recall 0.933 -> 0.946, F1 0.9934 -> 0.9944; the
+# four fresh dense looks and `tumour` unchanged (their misses are nuclei nobody found, not
+# joined pairs), the judge-like slides too; inside 0.7-0.9 and cover 0.5-0.7 scored within
+# 0.0004.
+SPLIT_INSIDE = 0.8
+SPLIT_COVER = 0.6
+SPLIT_MIN_PX = 20  # 5 µm²: a classical fragment this small is no nucleus to split along
+# A model instance this convex (area / convex hull area) is one nucleus, not a joined pair, and
+# stays whole: without it the watershed's cuts through big vesicular nuclei (pale middles) split
+# them (`vesicular` 0.985 -> 0.976, precision 0.971 -> 0.952); 0.92-0.95 kept every gain of
+# `clustered` (0.987 -> 0.990, touching 0.948 -> 0.962) and `vesicular` unchanged, 0.88 lost some.
+SPLIT_MAX_SOLIDITY = 0.93
 
 
 def mode_of(value: object) -> str:
@@ -91,6 +110,7 @@ def merge(rgb: np.ndarray, model: np.ndarray, classical: np.ndarray) -> np.ndarr
     count = np.bincount(extra.ravel())
     extra[(count < MIN_PX)[extra]] = 0
     out = np.where(out > 0, out, extra)
+    out = split_joined(out, c, nm)
     added = new_ids[add]
     if added.size:
         ev = nuclear_gate.evidence(rgb, out)
@@ -98,6 +118,48 @@ def merge(rgb: np.ndarray, model: np.ndarray, classical: np.ndarray) -> np.ndarr
         if drop.size:
             out[np.isin(out, drop)] = 0
     return out.astype(np.int32)
+
+
+def split_joined(labels: np.ndarray, classical: np.ndarray, first: int) -> np.ndarray:
+    """`labels` with each model instance (id 1..`first`) that holds two or more whole classical
+    nuclei making up most of it split along them (module docstring); new ids follow the highest."""
+    n, nc = int(labels.max(initial=0)), int(classical.max(initial=0))
+    if n == 0 or nc < 2:
+        return labels
+    m = np.where(labels <= first, labels, 0)
+    c_area = np.bincount(classical.ravel(), minlength=nc + 1)
+    m_area = np.bincount(m.ravel(), minlength=first + 1)
+    both = (m > 0) & (classical > 0)
+    pair = np.bincount(m[both] * (nc + 1) + classical[both], minlength=(first + 1) * (nc + 1))
+    pair = pair.reshape(first + 1, nc + 1)
+    whole = (pair >= SPLIT_INSIDE * c_area[None, :]) & (c_area >= SPLIT_MIN_PX)[None, :]
+    whole[0] = False
+    whole[:, 0] = False
+    held = (pair * whole).sum(axis=1)
+    joined = np.flatnonzero((whole.sum(axis=1) >= 2) & (held >= SPLIT_COVER * m_area))
+    if joined.size:  # a convex instance is one nucleus the watershed cut (a vesicular one)
+        candidates = np.where(np.isin(m, joined), m, 0)
+        convex = [r.label for r in regionprops(candidates) if r.solidity >= SPLIT_MAX_SOLIDITY]
+        joined = joined[~np.isin(joined, convex)]
+    if joined.size == 0:
+        return labels
+    out = labels.copy()
+    next_id = n + 1
+    for i in joined:
+        ys, xs = np.nonzero(m == i)
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        region = m[y0:y1, x0:x1] == i
+        seeds = np.zeros(region.shape, np.int64)
+        box = classical[y0:y1, x0:x1]
+        for j in np.flatnonzero(whole[i]):
+            seeds[region & (box == j)] = next_id
+            next_id += 1
+        near = ndimage.distance_transform_edt(
+            seeds == 0, return_distances=False, return_indices=True
+        )
+        grown = seeds[near[0], near[1]]
+        out[y0:y1, x0:x1][region] = grown[region]
+    return out
 
 
 def fill_batch(batch: np.ndarray, labels: np.ndarray) -> np.ndarray:
