@@ -2,8 +2,8 @@
 the classical outline, one it drew a piece of gets the whole outline, one it outlined keeps the
 model's; two touching nuclei the watershed joined keep the model's split, and two the model
 joined are split along the watershed's; a convex nucleus the watershed cut stays whole; a
-classical speck without nuclear evidence is not added. And the setting: the shipped model's own (`auto`: on),
-off and on by request, refused in one line when wrong."""
+classical speck without nuclear evidence is not added. And the setting: the shipped model's
+own (`auto`: on), off and on by request, refused in one line when wrong."""
 
 from __future__ import annotations
 
