@@ -2,7 +2,8 @@
 the classical outline, one it drew a piece of gets the whole outline, one it outlined keeps the
 model's; two touching nuclei the watershed joined keep the model's split, and two the model
 joined are split along the watershed's; a convex nucleus the watershed cut stays whole; a
-classical speck without nuclear evidence is not added. And the setting: the shipped model's
+classical speck without nuclear evidence is not added; a ragged model outline gives way to the
+classical one or to nothing. And the setting: the shipped model's
 own (`auto`: on), off and on by request, refused in one line when wrong."""
 
 from __future__ import annotations
@@ -141,6 +142,41 @@ def test_a_convex_nucleus_the_watershed_cut_in_two_stays_whole():
     classical[rr[cc == 32], cc[cc == 32]] = 0  # the watershed line
     out = classical_fill.merge(_paint(h, e), model, classical)
     assert (out[model == 1] == 1).all()
+
+
+def _ragged_scene():
+    """A nucleus (disc, radius 9) the model outlined raggedly (a star of spokes spilling into the
+    tissue around it: solidity well under 0.8), the watershed whole; and a ragged model
+    instance in plain tissue where the watershed saw nothing."""
+    h = np.full((64, 96), 0.02)
+    e = np.full((64, 96), 0.25)
+    rr, cc = disk((32, 24), 9, shape=h.shape)
+    h[rr, cc] = 0.12
+    e[rr, cc] = 0.05
+    classical = np.zeros(h.shape, np.int32)
+    classical[rr, cc] = 1
+    model = np.zeros(h.shape, np.int32)
+    for i, (y, x) in enumerate(((32, 24), (32, 72))):
+        rr, cc = disk((y, x), 4, shape=h.shape)
+        model[rr, cc] = i + 1
+        for dy, dx in ((1, 0), (0, 1), (1, 1), (1, -1)):  # spokes
+            for t in range(-13, 14):
+                model[y + t * dy, x + t * dx] = i + 1
+    return _paint(h, e), model, classical
+
+
+def test_a_ragged_model_outline_gives_way_to_the_classical_nucleus_or_to_nothing():
+    from skimage.measure import regionprops
+
+    rgb, model, classical = _ragged_scene()
+    assert all(r.solidity < classical_fill.RAGGED_SOLIDITY for r in regionprops(model))
+    out = classical_fill.merge(rgb, model, classical)
+    inside = out[classical == 1]
+    assert (inside > 0).all() and len(np.unique(inside)) == 1  # the watershed's whole outline
+    assert not out[(model > 0) & (classical == 0)].any()  # no spoke, no ragged instance left
+    # A convex model outline of the same nucleus is kept as the model drew it.
+    model = np.where(classical == 1, 7, 0).astype(np.int32)
+    assert (classical_fill.merge(rgb, model, classical)[classical == 1] == 7).all()
 
 
 def test_the_setting_is_checked_in_one_line():
