@@ -75,6 +75,25 @@ def _parse_mpp(props: Mapping[str, str]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def _exact_tiles(lvl: TiffLevel, ds: float) -> np.ndarray:
+    """Indices of the level's tiles whose top-left corner a level-0 location reaches exactly.
+
+    OpenSlide takes a read's location in level-0 px and divides by the level's downsample; a
+    fraction makes it interpolate. Real scanners' levels are floor(level 0 / 4^k) px, so the
+    downsample is not a whole number (4.0043 for 1999 -> 499) and most tile corners are not
+    reachable: comparing one of those against our exact tile always failed, and the level
+    silently lost the fast path. Row 0 and column 0 are always reachable (0 / ds = 0).
+    """
+
+    def ok(n: int, step: int) -> np.ndarray:
+        at = np.arange(n) * step
+        return np.array([round(v * ds) / ds == v for v in at.tolist()], bool)
+
+    down = -(-lvl.height // lvl.tile_h)
+    cols, rows = ok(lvl.tiles_across, lvl.tile_w), ok(down, lvl.tile_h)
+    return np.flatnonzero((rows[:, None] & cols[None, :]).ravel()[: len(lvl.counts)])
+
+
 @dataclass
 class _CacheGeneration:
     """One shared OpenSlide cache and the handles bound to it."""
@@ -255,13 +274,15 @@ class OpenSlideReader(SlideReader):
             return
         self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         self._fast = levels
-        # Prove identity on this file: the busiest tile of each level vs OpenSlide.
+        # Prove identity on this file: the busiest tile of each level vs OpenSlide, among the
+        # tiles whose corner OpenSlide can address exactly (see _exact_tiles).
         for i, lvl in list(levels.items()):
-            idx = int(np.argmax(lvl.counts))
+            ds = self.level_downsamples[i]
+            exact = _exact_tiles(lvl, ds)
+            idx = int(exact[np.argmax(lvl.counts[exact])])
             row, col = divmod(idx, lvl.tiles_across)
             x0, y0 = col * lvl.tile_w, row * lvl.tile_h
             w, h = min(lvl.tile_w, lvl.width - x0), min(lvl.tile_h, lvl.height - y0)
-            ds = self.level_downsamples[i]
             try:
                 ours = self._read_tiles(lvl, i, x0, y0, w, h)
                 ref = self._call(

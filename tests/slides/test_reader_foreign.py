@@ -1,0 +1,200 @@
+"""Slides from other generators (tests/slides/foreign.py): they open, the tifffile fast path
+gives OpenSlide's pixels (or the level stays with OpenSlide), and the pixel size is right."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from tests.slides.foreign import Foreign, write_foreign
+from tests.slides.samples import sample_slide_path
+from wsitui.slides.reader import OpenSlideReader, open_slide
+
+ODD = (1999, 1501)  # level sizes not divisible by the tile; downsamples 4.0043 and 16.13
+
+
+@dataclass(frozen=True)
+class Want:
+    vendor: str
+    mpp: float | None
+    levels: int
+    fast: tuple[int, ...]  # levels the fast path must keep
+    lossless: bool = False
+
+
+MPP = 0.2527
+VARIANTS: dict[str, tuple[Foreign, Want]] = {
+    # Aperio as scanners write it: JPEGTables + abbreviated streams, YCbCr 2x2.
+    "svs-ycbcr-tables-256": (Foreign(), Want("aperio", MPP, 3, (0, 1, 2))),
+    # Aperio's "RGB" JPEG (no colour transform), tile 240, MPP first and spaced otherwise.
+    "svs-rgb-tables-240": (
+        Foreign(photometric="rgb", tile=240, aperio="AppMag = 40 |MPP=0.2527|  Left = 1"),
+        Want("aperio", MPP, 3, (0, 1, 2)),
+    ),
+    "svs-rgb-jpeg-ds2": (
+        Foreign(
+            compression="jpeg", photometric="rgb", downsamples=(1, 2, 8), aperio="MPP  =  0.2527"
+        ),
+        Want("aperio", MPP, 3, (0, 1, 2)),
+    ),
+    "svs-lzw-predictor": (
+        Foreign(compression="lzw", photometric="rgb", predictor=True),
+        Want("aperio", MPP, 3, (0, 1, 2), lossless=True),
+    ),
+    "svs-deflate-240": (
+        Foreign(compression="deflate", photometric="rgb", tile=240),
+        Want("aperio", MPP, 3, (0, 1, 2), lossless=True),
+    ),
+    "svs-raw": (
+        Foreign(compression="none", photometric="rgb"),
+        Want("aperio", MPP, 3, (0, 1, 2), lossless=True),
+    ),
+    # Aperio's own JPEG 2000 (33005, RGB): OpenSlide decodes it; tifffile does not try.
+    "svs-jp2k-rgb": (
+        Foreign(compression=33005, photometric="rgb"),
+        Want("aperio", MPP, 3, (), lossless=True),
+    ),
+    "svs-bigtiff": (Foreign(bigtiff=True), Want("aperio", MPP, 3, (0, 1, 2))),
+    "svs-single-level": (Foreign(downsamples=(1,)), Want("aperio", MPP, 1, (0,))),
+    "svs-no-thumbnail-no-associated": (
+        Foreign(thumbnail=False, associated=False, aperio="AppMag = 20|MPP = 0.4990"),
+        Want("aperio", 0.499, 3, (0, 1, 2)),
+    ),
+    # Generic pyramidal TIFFs: the pixel size only in the resolution tags, or nowhere.
+    "tif-jpeg-cm": (
+        Foreign(aperio=None, compression="jpeg", photometric="rgb", resolution=(0.25, "cm")),
+        Want("generic-tiff", 0.25, 3, (0, 1, 2)),
+    ),
+    "tif-tables-ycbcr-inch": (
+        Foreign(aperio=None, tile=240, resolution=(0.5, "inch")),
+        Want("generic-tiff", 0.5, 3, (0, 1, 2)),
+    ),
+    "tif-lzw-no-mpp": (
+        Foreign(aperio=None, compression="lzw", photometric="rgb"),
+        Want("generic-tiff", None, 3, (0, 1, 2), lossless=True),
+    ),
+    "tif-packbits": (
+        Foreign(aperio=None, compression="packbits", photometric="rgb"),
+        Want("generic-tiff", None, 3, (0, 1, 2), lossless=True),
+    ),
+    "tif-zstd": (
+        Foreign(aperio=None, compression="zstd", photometric="rgb"),
+        Want("generic-tiff", None, 3, (), lossless=True),
+    ),
+    # OME style: levels as SubIFDs of page 0. OpenSlide sees level 0 only.
+    "tif-subifds": (
+        Foreign(aperio=None, subifds=True, compression="jpeg", resolution=(0.5, "cm")),
+        Want("generic-tiff", 0.5, 1, (0,)),
+    ),
+    "tif-bigtiff": (
+        Foreign(aperio=None, bigtiff=True, compression="deflate", photometric="rgb"),
+        Want("generic-tiff", None, 3, (0, 1, 2), lossless=True),
+    ),
+    # Not 3 x 8-bit: OpenSlide reads them, tifffile does not try.
+    "tif-rgba": (
+        Foreign(aperio=None, compression="lzw", photometric="rgba"),
+        Want("generic-tiff", None, 3, ()),
+    ),
+    "tif-palette": (
+        Foreign(aperio=None, compression="lzw", photometric="palette"),
+        Want("generic-tiff", None, 3, ()),
+    ),
+    "tif-grey": (
+        Foreign(aperio=None, compression="deflate", photometric="grey"),
+        Want("generic-tiff", None, 3, ()),
+    ),
+}
+
+
+@pytest.fixture(scope="session")
+def tissue(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    """Level 0 of a 2048x1536 sample, cut to odd sizes: the pixels every variant holds."""
+    with tifffile.TiffFile(sample_slide_path(tmp_path_factory, (2048, 1536), 3)) as tif:
+        return tif.pages[0].asarray()[: ODD[1], : ODD[0]].copy()
+
+
+_written: dict[str, Path] = {}
+
+
+def foreign_slide(factory: pytest.TempPathFactory, tissue: np.ndarray, name: str) -> Path:
+    if name not in _written:
+        spec = VARIANTS[name][0]
+        suffix = ".svs" if spec.aperio is not None else ".tif"
+        _written[name] = write_foreign(factory.mktemp(name) / f"slide{suffix}", tissue, spec)
+    return _written[name]
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_a_foreign_slide_reads_like_openslide(
+    tmp_path_factory: pytest.TempPathFactory, tissue: np.ndarray, name: str
+):
+    want = VARIANTS[name][1]
+    path = foreign_slide(tmp_path_factory, tissue, name)
+    with open_slide(path) as fast, open_slide(path, fast_path=False) as slow:
+        assert isinstance(fast, OpenSlideReader)
+        assert fast.vendor == want.vendor
+        assert fast.level_count == want.levels
+        assert fast.dimensions == ODD
+        assert fast.fast_levels == want.fast
+        if want.mpp is None:
+            assert fast.mpp is None
+        else:
+            assert fast.mpp == pytest.approx(want.mpp, rel=1e-3)
+        # Every level whole, from its origin (always addressed exactly): the same pixels.
+        for level, (w, h) in enumerate(fast.level_dimensions):
+            np.testing.assert_array_equal(
+                fast.read_region((0, 0), level, (w, h)), slow.read_region((0, 0), level, (w, h))
+            )
+            # read_level_scaled reads fast levels in level px: the same as from the origin.
+            np.testing.assert_array_equal(
+                fast.read_level(level), slow.read_region((0, 0), level, (w, h))
+            )
+        rng = np.random.default_rng(5)
+        for _ in range(25):
+            level = int(rng.integers(0, fast.level_count))
+            ds = fast.level_downsamples[level]
+            lw, lh = fast.level_dimensions[level]
+            x = round(int(rng.integers(-30, lw)) * ds)
+            y = round(int(rng.integers(-30, lh)) * ds)
+            w, h = (int(v) for v in rng.integers(1, 300, 2))
+            np.testing.assert_array_equal(
+                fast.read_region((x, y), level, (w, h)), slow.read_region((x, y), level, (w, h))
+            )
+        # And they are the tissue written (JPEG: close; lossless: equal where opaque).
+        got = fast.read_region((0, 0), 0, ODD).astype(np.int16)
+        ref = tissue.astype(np.int16)
+        if VARIANTS[name][0].photometric == "grey":
+            ref = np.asarray(tifffile.imread(path, key=0), np.int16)[..., None]
+        elif VARIANTS[name][0].photometric == "palette":
+            return  # quantised to 64 colours: the equality with OpenSlide is the check
+        diff = np.abs(got - ref)
+        if VARIANTS[name][0].photometric == "rgba":
+            diff = diff[32:, 32:]  # the transparent corner is white
+            assert (got[:32, :32] == 255).all()
+        if want.lossless:
+            assert diff.max() == 0
+        else:
+            assert diff.mean() < 2, diff.mean()
+        assert fast.thumbnail(256).shape == (192, 256, 3)
+
+
+def test_levels_of_scanner_sizes_keep_the_fast_path(
+    tmp_path_factory: pytest.TempPathFactory, tissue: np.ndarray
+):
+    """Scanners write level k as floor(level 0 / 4^k) px, so OpenSlide's downsample is not a
+    whole number (1999 -> 499: 4.0043). The open-time identity check compared the busiest
+    tile against OpenSlide at a level-0 location that divides back to a fraction, so
+    OpenSlide interpolated, the check failed, and the level silently lost the fast path (here
+    level 1, whose busiest 240-px tile is in column 1). It compares an exactly reachable tile."""
+    path = foreign_slide(tmp_path_factory, tissue, "svs-rgb-tables-240")
+    with tifffile.TiffFile(path) as tif:
+        counts = np.asarray(tif.pages[2].databytecounts)
+    across = -(-499 // 240)
+    assert int(np.argmax(counts)) % across != 0  # the busiest tile is off column 0
+    with open_slide(path) as r:
+        assert r.level_downsamples[1] == pytest.approx(4.0043, abs=1e-4)
+        assert r.fast_levels == (0, 1, 2)
