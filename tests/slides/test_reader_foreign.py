@@ -12,6 +12,7 @@ import tifffile
 
 from tests.slides.foreign import Foreign, write_foreign
 from tests.slides.samples import sample_slide_path
+from wsitui.slides.errors import SlideError
 from wsitui.slides.reader import OpenSlideReader, open_slide
 
 ODD = (1999, 1501)  # level sizes not divisible by the tile; downsamples 4.0043 and 16.13
@@ -198,3 +199,26 @@ def test_levels_of_scanner_sizes_keep_the_fast_path(
     with open_slide(path) as r:
         assert r.level_downsamples[1] == pytest.approx(4.0043, abs=1e-4)
         assert r.fast_levels == (0, 1, 2)
+
+
+@pytest.mark.parametrize(
+    ("compression", "named"),
+    [("jpeg2000", "JPEG2000 (TIFF compression 34712)"), ("lzma", "LZMA (TIFF compression 34925)")],
+)
+def test_tiles_in_a_compression_openslide_cannot_decode_are_named_not_called_corrupt(
+    tmp_path: Path, tissue: np.ndarray, compression: str, named: str
+):
+    """JPEG 2000 as tifffile and most converters tag it (34712, not Aperio's 33003/33005),
+    WebP, LZMA: OpenSlide refuses them at open, and the user read 'truncated or corrupt ...
+    copy or export the file again', which copying cannot fix. The compression is named,
+    with the conversion that fixes it."""
+    path = write_foreign(
+        tmp_path / "x.tif",
+        tissue[:512, :512],
+        Foreign(aperio=None, compression=compression, photometric="rgb"),
+    )
+    with pytest.raises(SlideError) as err:
+        open_slide(path)
+    message = str(err.value)
+    assert named in message and "OpenSlide cannot decode" in message, message
+    assert "tiffsave" in message and "corrupt" not in message and "\n" not in message

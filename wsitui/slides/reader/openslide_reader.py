@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -51,6 +52,28 @@ TILE_CACHE_BYTES = 64 * 2**20  # decoded tifffile tiles per reader (overlapping 
 _FAST_VENDORS = {"aperio", "generic-tiff"}  # levels are plain TIFF tile grids
 
 _T = TypeVar("_T")
+
+
+_UNSUPPORTED_COMPRESSION = re.compile(r"Unsupported TIFF compression: (\d+)")
+
+
+def _failure(path: Path, e: openslide.OpenSlideError, what: str = "") -> SlideError:
+    """The SlideError for an OpenSlide error: tiles in a compression this OpenSlide cannot
+    decode (JPEG 2000 as 34712, WebP, LZMA, ...) are named, with the fix; copying the file
+    again, what 'truncated or corrupt' asks for, would change nothing. Else corrupt()."""
+    m = _UNSUPPORTED_COMPRESSION.search(str(e))
+    if m is None:
+        return corrupt(path, f"{what}{e}")
+    code = int(m.group(1))
+    try:
+        name = f"{tifffile.COMPRESSION(code).name} (TIFF compression {code})"
+    except ValueError:
+        name = f"TIFF compression {code}"
+    return SlideError(
+        f"slide {quoted(path)} stores its pixels as {name}, which OpenSlide cannot decode; "
+        "convert it to JPEG, LZW or Deflate tiles "
+        "(e.g. vips tiffsave IN OUT.tif --tile --pyramid --compression jpeg)"
+    )
 
 
 def _parse_background(props: Mapping[str, str]) -> tuple[int, int, int]:
@@ -156,7 +179,7 @@ class OpenSlideReader(SlideReader):
             self._associated = tuple(osr.associated_images.keys())
         except openslide.OpenSlideError as e:
             self._return_leases()
-            raise corrupt(path, str(e)) from e
+            raise _failure(path, e) from e
         try:
             for i, (w, h) in enumerate(self.level_dimensions):
                 check_pixel_budget(path, w, h, f"level {i}")
@@ -212,13 +235,13 @@ class OpenSlideReader(SlideReader):
                     try:
                         self._osr = self._open_handle()
                     except openslide.OpenSlideError as e:
-                        raise corrupt(self.path, f"reopening after a read error: {e}") from e
+                        raise _failure(self.path, e, "reopening after a read error: ") from e
                     self._generation += 1
                 osr = self._osr
             try:
                 return fn(osr)
             except openslide.OpenSlideError as e:
-                raise corrupt(self.path, f"read failed twice: {e}") from e
+                raise _failure(self.path, e, "read failed twice: ") from e
 
     def _read(self, x: int, y: int, level: int, w: int, h: int) -> np.ndarray:
         lvl = self._fast.get(level)
