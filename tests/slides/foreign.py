@@ -16,10 +16,23 @@ from typing import Any
 
 import imagecodecs
 import numpy as np
+import pytest
 import tifffile
 from PIL import Image
 
+from tests.slides.samples import sample_slide_path
+
 APERIO_HEAD = "Aperio Image Library v12.0.15 \r\n"
+ODD = (1999, 1501)  # level sizes not divisible by the tile; downsamples 4.0043 and 16.13
+_tissue: list[np.ndarray] = []
+
+
+def tissue_pixels(factory: pytest.TempPathFactory) -> np.ndarray:
+    """Level 0 of a 2048x1536 sample (0.499 µm/px), cut to ODD: what the variants hold."""
+    if not _tissue:
+        with tifffile.TiffFile(sample_slide_path(factory, (2048, 1536), 3)) as tif:
+            _tissue.append(tif.pages[0].asarray()[: ODD[1], : ODD[0]].copy())
+    return _tissue[0]
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from tests.slides.foreign import Foreign, write_foreign
-from tests.slides.samples import sample_slide_path
+from tests.slides.foreign import ODD, Foreign, tissue_pixels, write_foreign
 from wsitui.slides.errors import SlideError
 from wsitui.slides.reader import OpenSlideReader, open_slide
-
-ODD = (1999, 1501)  # level sizes not divisible by the tile; downsamples 4.0043 and 16.13
 
 
 @dataclass(frozen=True)
@@ -113,9 +110,7 @@ VARIANTS: dict[str, tuple[Foreign, Want]] = {
 
 @pytest.fixture(scope="session")
 def tissue(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
-    """Level 0 of a 2048x1536 sample, cut to odd sizes: the pixels every variant holds."""
-    with tifffile.TiffFile(sample_slide_path(tmp_path_factory, (2048, 1536), 3)) as tif:
-        return tif.pages[0].asarray()[: ODD[1], : ODD[0]].copy()
+    return tissue_pixels(tmp_path_factory)
 
 
 _written: dict[str, Path] = {}
