@@ -217,3 +217,66 @@ def test_tiles_in_a_compression_openslide_cannot_decode_are_named_not_called_cor
     message = str(err.value)
     assert named in message and "OpenSlide cannot decode" in message, message
     assert "tiffsave" in message and "corrupt" not in message and "\n" not in message
+
+
+def _ome(path: Path, pixels: np.ndarray, size: float | None, unit: str | None) -> Path:
+    """An OME-TIFF as tifffile writes it: levels 1-2 as SubIFDs, the pixel size only in the
+    OME-XML (PhysicalSizeX/Y, in `unit`; None: the schema's default, µm)."""
+    meta: dict[str, object] = {"axes": "YXS"}
+    if size is not None:
+        meta |= {"PhysicalSizeX": size, "PhysicalSizeY": size}
+    if unit is not None:
+        meta |= {"PhysicalSizeXUnit": unit, "PhysicalSizeYUnit": unit}
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        kw = {"tile": (256, 256), "photometric": "rgb", "compression": "jpeg"}
+        tif.write(pixels, subifds=2, metadata=meta, **kw)
+        for ds in (4, 16):
+            tif.write(pixels[::ds, ::ds], subfiletype=1, **kw)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("size", "unit", "mpp"),
+    [(0.25, None, 0.25), (0.25, "µm", 0.25), (250.0, "nm", 0.25), (None, None, None)],
+)
+def test_an_ome_tiff_reports_the_pixel_size_of_its_xml(
+    tmp_path: Path, tissue: np.ndarray, size: float | None, unit: str | None, mpp: float | None
+):
+    """OpenSlide opens an OME-TIFF as a generic TIFF and reads no pixel size from its XML:
+    the jobs assumed 0.5 µm/px on a 0.25 µm/px slide (cells at twice their size, a mask of
+    the wrong scale). The XML's PhysicalSizeX/Y is read, in its unit."""
+    with open_slide(_ome(tmp_path / "x.ome.tif", tissue, size, unit)) as r:
+        assert r.vendor == "generic-tiff"
+        assert r.mpp == (None if mpp is None else pytest.approx(mpp))
+        with open_slide(r.path, fast_path=False) as slow:
+            np.testing.assert_array_equal(
+                r.read_region((0, 0), 0, ODD), slow.read_region((0, 0), 0, ODD)
+            )
+
+
+@pytest.mark.parametrize(("unit", "expected"), [("cm", 0.25), ("inch", 0.25)])
+def test_an_svs_without_mpp_in_its_description_reports_the_resolution_tags(
+    tmp_path: Path, tissue: np.ndarray, unit: str, expected: float
+):
+    """OpenSlide takes an Aperio slide's pixel size from the description's MPP only; a
+    converter that writes an Aperio description without MPP and the resolution tags with it
+    gave 'no pixel size' (0.5 assumed). The tags are read when OpenSlide has none."""
+    spec = Foreign(aperio="AppMag = 40", resolution=(0.25, unit))
+    with open_slide(write_foreign(tmp_path / "x.svs", tissue, spec)) as r:
+        assert r.vendor == "aperio"
+        assert r.mpp == pytest.approx(expected)
+
+
+def test_the_description_mpp_wins_over_the_resolution_tags(tmp_path: Path, tissue: np.ndarray):
+    spec = Foreign(aperio="MPP = 0.2527", resolution=(1.0, "cm"))
+    with open_slide(write_foreign(tmp_path / "x.svs", tissue, spec)) as r:
+        assert r.mpp == pytest.approx(0.2527)
+
+
+def test_resolution_tags_without_a_unit_are_no_pixel_size(tmp_path: Path, tissue: np.ndarray):
+    """tifffile and many writers put XResolution = 1 with ResolutionUnit NONE: not a size."""
+    spec = Foreign(aperio="AppMag = 40")
+    path = write_foreign(tmp_path / "x.svs", tissue, spec)
+    with open_slide(path) as r:
+        assert r.properties["tiff.ResolutionUnit"] == "none"
+        assert r.mpp is None

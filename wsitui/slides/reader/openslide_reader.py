@@ -86,16 +86,53 @@ def _parse_background(props: Mapping[str, str]) -> tuple[int, int, int]:
     return WHITE
 
 
-def _parse_mpp(props: Mapping[str, str]) -> float | None:
+def _mean_positive(values: list[str | None], scale: Callable[[float], float]) -> float | None:
     vals = []
-    for key in (openslide.PROPERTY_NAME_MPP_X, openslide.PROPERTY_NAME_MPP_Y):
+    for value in values:
         try:
-            v = float(props[key])
-        except (KeyError, ValueError):
+            v = scale(float(value)) if value is not None else math.nan
+        except (ValueError, ZeroDivisionError):
             continue
         if math.isfinite(v) and v > 0:
             vals.append(v)
     return sum(vals) / len(vals) if vals else None
+
+
+_RES_UNIT_UM = {"centimeter": 1e4, "inch": 25400.0}  # µm per TIFF ResolutionUnit
+_OME_PIXELS = re.compile(r"<(?:\w+:)?Pixels\b[^>]*>")
+_OME_UNIT_UM = {"pm": 1e-6, "nm": 1e-3, "µm": 1.0, "um": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}
+
+
+def _parse_mpp(props: Mapping[str, str], vendor: str) -> float | None:
+    """µm per level-0 px: OpenSlide's, else (Aperio and generic TIFF, whose first directory
+    is level 0) the resolution tags in cm or inches, else an OME-XML description's
+    PhysicalSizeX/Y. OpenSlide reads the tags only for generic TIFF and never OME-XML, so an
+    SVS whose description has no MPP, or an OME-TIFF, came out as 'no pixel size' and the
+    jobs assumed 0.5 µm/px."""
+    own = _mean_positive(
+        [props.get(openslide.PROPERTY_NAME_MPP_X), props.get(openslide.PROPERTY_NAME_MPP_Y)],
+        lambda v: v,
+    )
+    if own is not None or vendor not in _FAST_VENDORS:
+        return own
+    per = _RES_UNIT_UM.get(props.get("tiff.ResolutionUnit", ""))
+    if per is not None:
+        res = _mean_positive(
+            [props.get("tiff.XResolution"), props.get("tiff.YResolution")], lambda v: per / v
+        )
+        if res is not None:
+            return res
+    m = _OME_PIXELS.search(props.get("tiff.ImageDescription", ""))
+    if m is None:
+        return None
+    attrs = dict(re.findall(r'(\w+)\s*=\s*"([^"]*)"', m.group(0)))
+    sizes = [
+        _mean_positive([attrs.get(f"PhysicalSize{axis}")], lambda v, u=um: v * u)
+        for axis in "XY"
+        if (um := _OME_UNIT_UM.get(attrs.get(f"PhysicalSize{axis}Unit", "µm"))) is not None
+    ]
+    found = [v for v in sizes if v is not None]
+    return sum(found) / len(found) if found else None
 
 
 def _exact_tiles(lvl: TiffLevel, ds: float) -> np.ndarray:
@@ -191,7 +228,7 @@ class OpenSlideReader(SlideReader):
             self._osr.close()
             self._return_leases()
             raise
-        self.mpp = _parse_mpp(self.properties)
+        self.mpp = _parse_mpp(self.properties, vendor)
         self.background = _parse_background(self.properties)
         self._fd: int | None = None
         self._fast: dict[int, TiffLevel] = {}
