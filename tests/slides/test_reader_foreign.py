@@ -280,3 +280,29 @@ def test_resolution_tags_without_a_unit_are_no_pixel_size(tmp_path: Path, tissue
     with open_slide(path) as r:
         assert r.properties["tiff.ResolutionUnit"] == "none"
         assert r.mpp is None
+
+
+@pytest.mark.parametrize(("unit", "mpp"), [("CENTIMETER", 0.25), ("INCH", 0.25), ("NONE", None)])
+def test_a_stripped_tiff_reports_the_pixel_size_of_its_resolution_tags(
+    tmp_path: Path, tissue: np.ndarray, unit: str, mpp: float | None
+):
+    """A small slide written as a plain (stripped, not tiled) TIFF opens with Pillow, which
+    reported no pixel size even when the resolution tags give one: the jobs assumed 0.5 µm/px
+    on a 0.25 µm/px slide. The tags in cm or inches are read, as OpenSlide reads a tiled
+    TIFF's; without a unit there is no size."""
+    per = {"CENTIMETER": 1e4, "INCH": 25400.0, "NONE": 1e4}[unit]
+    path = tmp_path / "x.tif"
+    tifffile.imwrite(
+        path,
+        tissue,
+        photometric="rgb",
+        compression="lzw",
+        rowsperstrip=64,
+        resolution=(per / 0.25, per / 0.25),
+        resolutionunit=unit,
+        metadata=None,
+    )
+    with open_slide(path) as r:
+        assert r.backend == "pillow"
+        assert r.mpp == (None if mpp is None else pytest.approx(mpp))
+        np.testing.assert_array_equal(r.read_region((0, 0), 0, ODD), tissue)
