@@ -46,6 +46,7 @@ class Foreign:
     aperio: str | None = "MPP = 0.2527|AppMag = 40"  # the description's tail; None: generic
     thumbnail: bool = True  # an Aperio stripped thumbnail page after level 0
     associated: bool = True  # Aperio label and macro strip pages at the end
+    tiled_label: bool = False  # the label written tiled instead (OpenSlide: a level)
     resolution: tuple[float, str] | None = None  # (µm/px, 'cm' | 'inch') in the resolution tags
     bigtiff: bool = False
     subifds: bool = False  # levels 1.. as SubIFDs of page 0 (OME style) instead of pages
@@ -169,14 +170,15 @@ def write_foreign(path: Path, img: np.ndarray, spec: Foreign) -> Path:
         if spec.aperio is not None and spec.associated:
             label = np.full((300, 280, 3), 230, np.uint8)
             label[100:200, 40:240] = 20
+            layout = {"tile": (128, 128)} if spec.tiled_label else {"rowsperstrip": 16}
             tif.write(
                 label,
                 description=f"{APERIO_HEAD}label {label.shape[1]}x{label.shape[0]}",
                 subfiletype=1,
                 photometric="rgb",
                 compression="lzw",
-                rowsperstrip=16,
                 metadata=None,
+                **layout,
             )
             macro = np.full((250, 700, 3), 200, np.uint8)
             tif.write(

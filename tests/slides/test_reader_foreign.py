@@ -306,3 +306,27 @@ def test_a_stripped_tiff_reports_the_pixel_size_of_its_resolution_tags(
         assert r.backend == "pillow"
         assert r.mpp == (None if mpp is None else pytest.approx(mpp))
         np.testing.assert_array_equal(r.read_region((0, 0), 0, ODD), tissue)
+
+
+def test_an_svs_with_a_tiled_label_is_refused_naming_the_page(
+    tmp_path: Path, tissue: np.ndarray, capfd: pytest.CaptureFixture[str]
+):
+    """OpenSlide takes every tiled page of an SVS as a level; a label written tiled (300x280
+    after the 124x93 level) breaks the order and OpenSlide refuses the file, printing a GLib
+    warning on stderr and saying 'Unsupported or missing image file': the user read
+    'truncated or corrupt ... copy or export the file again' under a stray warning line.
+    It is refused before OpenSlide sees it, in one line naming the page and the fix."""
+    path = write_foreign(tmp_path / "x.svs", tissue, Foreign(tiled_label=True))
+    with pytest.raises(SlideError) as err:
+        open_slide(path)
+    message = str(err.value)
+    assert "tiled page 4 (280x300 px) after a smaller level (page 3, 124x93 px)" in message
+    assert "write those pages as strips" in message and "corrupt" not in message, message
+    assert "OpenSlide-WARNING" not in capfd.readouterr().err
+
+
+def test_an_svs_with_strip_label_and_macro_still_opens(tmp_path: Path, tissue: np.ndarray):
+    path = write_foreign(tmp_path / "x.svs", tissue, Foreign())
+    with open_slide(path) as r:
+        assert r.level_count == 3 and set(r.associated_images) == {"label", "macro", "thumbnail"}
+        assert r.associated_image("label").shape == (300, 280, 3)
