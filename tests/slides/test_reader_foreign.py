@@ -330,3 +330,27 @@ def test_an_svs_with_strip_label_and_macro_still_opens(tmp_path: Path, tissue: n
     with open_slide(path) as r:
         assert r.level_count == 3 and set(r.associated_images) == {"label", "macro", "thumbnail"}
         assert r.associated_image("label").shape == (300, 280, 3)
+
+
+@pytest.mark.parametrize(
+    ("description", "mpp"),
+    [
+        ("converted 1999x1501|AppMag = 40|MPP = 0.2527|Left = 1", 0.2527),
+        ("x|MPP=0.2527", 0.2527),
+        ("x|MPP = nonsense|AppMag = 40", None),
+        ("x|AppMag = 40", None),
+    ],
+)
+def test_aperio_fields_in_a_description_openslide_does_not_take_for_aperio(
+    tmp_path: Path, tissue: np.ndarray, description: str, mpp: float | None
+):
+    """OpenSlide takes a description for Aperio's only when it starts with "Aperio"; a
+    converter that copies the `|MPP = x|` fields without that first line made a generic TIFF
+    with 'no pixel size' (0.5 assumed). The field is read when nothing else gives a size."""
+    path = tmp_path / "x.tif"
+    tifffile.imwrite(
+        path, tissue, tile=(256, 256), photometric="rgb", description=description, metadata=None
+    )
+    with open_slide(path) as r:
+        assert r.vendor == "generic-tiff"
+        assert r.mpp == (None if mpp is None else pytest.approx(mpp))

@@ -99,16 +99,19 @@ def _mean_positive(values: list[str | None], scale: Callable[[float], float]) ->
 
 
 _RES_UNIT_UM = {"centimeter": 1e4, "inch": 25400.0}  # µm per TIFF ResolutionUnit
+# Aperio's `|MPP = 0.25|` in a description OpenSlide did not take for Aperio's (it must start
+# with "Aperio"): converters copy the fields without the first line.
+_DESCRIPTION_MPP = re.compile(r"\|\s*MPP\s*=\s*([^|\s]+)")
 _OME_PIXELS = re.compile(r"<(?:\w+:)?Pixels\b[^>]*>")
 _OME_UNIT_UM = {"pm": 1e-6, "nm": 1e-3, "µm": 1.0, "um": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}
 
 
 def _parse_mpp(props: Mapping[str, str], vendor: str) -> float | None:
     """µm per level-0 px: OpenSlide's, else (Aperio and generic TIFF, whose first directory
-    is level 0) the resolution tags in cm or inches, else an OME-XML description's
-    PhysicalSizeX/Y. OpenSlide reads the tags only for generic TIFF and never OME-XML, so an
-    SVS whose description has no MPP, or an OME-TIFF, came out as 'no pixel size' and the
-    jobs assumed 0.5 µm/px."""
+    is level 0) the resolution tags in cm or inches, else an Aperio-style `|MPP = x` in a
+    description not starting with "Aperio", else an OME-XML description's PhysicalSizeX/Y.
+    OpenSlide reads the tags only for generic TIFF and the others never, so these slides
+    came out as 'no pixel size' and the jobs assumed 0.5 µm/px."""
     own = _mean_positive(
         [props.get(openslide.PROPERTY_NAME_MPP_X), props.get(openslide.PROPERTY_NAME_MPP_Y)],
         lambda v: v,
@@ -122,7 +125,11 @@ def _parse_mpp(props: Mapping[str, str], vendor: str) -> float | None:
         )
         if res is not None:
             return res
-    m = _OME_PIXELS.search(props.get("tiff.ImageDescription", ""))
+    description = props.get("tiff.ImageDescription", "")
+    m = _DESCRIPTION_MPP.search(description)
+    if m is not None and (mpp := _mean_positive([m.group(1)], lambda v: v)) is not None:
+        return mpp
+    m = _OME_PIXELS.search(description)
     if m is None:
         return None
     attrs = dict(re.findall(r'(\w+)\s*=\s*"([^"]*)"', m.group(0)))
