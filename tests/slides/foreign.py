@@ -51,6 +51,7 @@ class Foreign:
     bigtiff: bool = False
     subifds: bool = False  # levels 1.. as SubIFDs of page 0 (OME style) instead of pages
     predictor: bool = False  # horizontal differencing for LZW / Deflate
+    decimate: bool = False  # levels as img[::ds, ::ds]: ceil sizes, as naive writers make them
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -124,7 +125,10 @@ def pyramid(img: np.ndarray, downsamples: tuple[int, ...]) -> list[np.ndarray]:
 def write_foreign(path: Path, img: np.ndarray, spec: Foreign) -> Path:
     """Write `img` (h, w, 3) uint8 as `spec` says; return path."""
     h0, w0 = img.shape[:2]
-    levels = pyramid(img, spec.downsamples)
+    if spec.decimate:
+        levels = [np.ascontiguousarray(img[::ds, ::ds]) for ds in spec.downsamples]
+    else:
+        levels = pyramid(img, spec.downsamples)
     desc0 = desc = None
     if spec.aperio is not None:
         desc0 = (

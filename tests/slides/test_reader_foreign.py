@@ -57,6 +57,11 @@ VARIANTS: dict[str, tuple[Foreign, Want]] = {
         Want("aperio", MPP, 3, (), lossless=True),
     ),
     "svs-bigtiff": (Foreign(bigtiff=True), Want("aperio", MPP, 3, (0, 1, 2))),
+    # Levels decimated with ceil sizes (1999 -> 500 -> 125): downsamples 3.995 and 15.99.
+    "svs-decimated-ceil-240": (
+        Foreign(tile=240, decimate=True, photometric="rgb"),
+        Want("aperio", MPP, 3, (0, 1, 2)),
+    ),
     "svs-single-level": (Foreign(downsamples=(1,)), Want("aperio", MPP, 1, (0,))),
     "svs-no-thumbnail-no-associated": (
         Foreign(thumbnail=False, associated=False, aperio="AppMag = 20|MPP = 0.4990"),
