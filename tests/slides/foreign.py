@@ -39,7 +39,9 @@ def tissue_pixels(factory: pytest.TempPathFactory) -> np.ndarray:
 class Foreign:
     """How to write one slide."""
 
-    compression: str = "jpeg-tables"  # jpeg-tables | jpeg | lzw | deflate | none | jpeg2000
+    # jpeg-tables | jpeg | lzw | deflate | none | jpeg2000, or any tifffile name or TIFF code
+    # (33005: Aperio's RGB JPEG 2000, "zstd", "packbits", ...)
+    compression: str | int = "jpeg-tables"
     photometric: str = "ycbcr"  # ycbcr | rgb (for JPEG); rgb | rgba | palette | grey otherwise
     tile: int = 256
     downsamples: tuple[int, ...] = (1, 4, 16)
@@ -47,6 +49,7 @@ class Foreign:
     thumbnail: bool = True  # an Aperio stripped thumbnail page after level 0
     associated: bool = True  # Aperio label and macro strip pages at the end
     tiled_label: bool = False  # the label written tiled instead (OpenSlide: a level)
+    label_size: tuple[int, int] = (280, 300)  # (w, h)
     resolution: tuple[float, str] | None = None  # (µm/px, 'cm' | 'inch') in the resolution tags
     bigtiff: bool = False
     subifds: bool = False  # levels 1.. as SubIFDs of page 0 (OME style) instead of pages
@@ -172,9 +175,10 @@ def write_foreign(path: Path, img: np.ndarray, spec: Foreign) -> Path:
                     metadata=None,
                 )
         if spec.aperio is not None and spec.associated:
-            label = np.full((300, 280, 3), 230, np.uint8)
-            label[100:200, 40:240] = 20
-            layout = {"tile": (128, 128)} if spec.tiled_label else {"rowsperstrip": 16}
+            lw, lh = spec.label_size
+            label = np.full((lh, lw, 3), 230, np.uint8)
+            label[lh // 3 : 2 * lh // 3, lw // 7 : 6 * lw // 7] = 20
+            layout = {"tile": (64, 64)} if spec.tiled_label else {"rowsperstrip": 16}
             tif.write(
                 label,
                 description=f"{APERIO_HEAD}label {label.shape[1]}x{label.shape[0]}",

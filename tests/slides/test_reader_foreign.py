@@ -3,6 +3,7 @@ gives OpenSlide's pixels (or the level stays with OpenSlide), and the pixel size
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -359,3 +360,47 @@ def test_aperio_fields_in_a_description_openslide_does_not_take_for_aperio(
     with open_slide(path) as r:
         assert r.vendor == "generic-tiff"
         assert r.mpp == (None if mpp is None else pytest.approx(mpp))
+
+
+def test_a_tiled_label_smaller_than_the_last_level_is_never_the_level_a_job_reads(
+    tmp_path: Path, tissue: np.ndarray
+):
+    """A 64x64 label written tiled after the 124x93 level: OpenSlide lists it as level 3
+    (downsample 27.3), and best_level_for_downsample(32), what TISSUE_MASK asks at 8 µm/px
+    on a 0.25 µm/px slide, picked it: the mask was the label (31.2 x 23.5 px per mask px,
+    100 % tissue). The level stays listed, as OpenSlide has it, but no job picks it."""
+    spec = Foreign(tiled_label=True, label_size=(64, 64))
+    path = write_foreign(tmp_path / "x.svs", tissue, spec)
+    with open_slide(path) as r, open_slide(path, fast_path=False) as slow:
+        assert r.level_dimensions == slow.level_dimensions
+        assert r.level_dimensions[3] == (64, 64) and r.level_count == 4
+        assert r.stray_levels == {3}
+        assert r.best_level_for_downsample(32) == 2
+        assert r.best_level_for_downsample(1000) == 2
+        assert r.thumbnail_plan(64)[0] == 2
+        # Still readable as OpenSlide reads it.
+        np.testing.assert_array_equal(
+            r.read_region((0, 0), 3, (64, 64)), slow.read_region((0, 0), 3, (64, 64))
+        )
+
+
+@pytest.mark.parametrize("name", ["svs-decimated-ceil-240", "svs-rgb-jpeg-ds2", "tif-lzw-no-mpp"])
+def test_real_levels_are_never_stray(
+    tmp_path_factory: pytest.TempPathFactory, tissue: np.ndarray, name: str
+):
+    with open_slide(foreign_slide(tmp_path_factory, tissue, name)) as r:
+        assert r.stray_levels == frozenset()
+        assert r.best_level_for_downsample(1000) == r.level_count - 1
+
+
+def test_scanner_level_sizes_down_to_a_few_px_are_not_stray():
+    from wsitui.slides.reader.openslide_reader import _stray_levels
+
+    for w0, h0 in [(1999, 1501), (46000, 32914), (100_001, 20_003), (513, 4097)]:
+        dims = [(w0, h0)]
+        for k in range(1, 12):
+            for rnd in (math.floor, math.ceil):
+                w, h = rnd(w0 / 2**k), rnd(h0 / 2**k)
+                if min(w, h) >= 1:
+                    dims.append((w, h))
+        assert _stray_levels(tuple(dims)) == frozenset(), (w0, h0)

@@ -142,6 +142,30 @@ def _parse_mpp(props: Mapping[str, str], vendor: str) -> float | None:
     return sum(found) / len(found) if found else None
 
 
+STRAY_SLACK = 0.05  # how far a level's two axis factors may part beyond their rounding
+
+
+def _stray_levels(dims: tuple[tuple[int, int], ...]) -> frozenset[int]:
+    """Levels whose width and height are reduced by different factors: no level of this image.
+
+    OpenSlide takes every tiled page of an SVS (and every tiled reduced page of a generic
+    TIFF) for a level; a label or macro written tiled, smaller than the last level, became
+    one, and a job's best_level_for_downsample picked it: the tissue mask was the label's 64
+    x 64 px (downsamples 31.2 x 23.5, 100 % tissue). A real level's factors differ only by
+    the rounding of its sides (1/w + 1/h of the factor).
+    """
+    w0, h0 = dims[0]
+    stray = set()
+    for i, (w, h) in enumerate(dims[1:], 1):
+        if w < 1 or h < 1:
+            stray.add(i)
+            continue
+        fx, fy = w0 / w, h0 / h
+        if abs(fx - fy) > max(fx, fy) * (STRAY_SLACK + 1 / w + 1 / h):
+            stray.add(i)
+    return frozenset(stray)
+
+
 def _exact_tiles(lvl: TiffLevel, ds: float) -> np.ndarray:
     """Indices of the level's tiles whose top-left corner a level-0 location reaches exactly.
 
@@ -236,6 +260,8 @@ class OpenSlideReader(SlideReader):
             self._return_leases()
             raise
         self.mpp = _parse_mpp(self.properties, vendor)
+        if vendor in _FAST_VENDORS:
+            self.stray_levels = _stray_levels(self.level_dimensions)
         self.background = _parse_background(self.properties)
         self._fd: int | None = None
         self._fast: dict[int, TiffLevel] = {}
