@@ -404,3 +404,18 @@ def test_scanner_level_sizes_down_to_a_few_px_are_not_stray():
                 if min(w, h) >= 1:
                     dims.append((w, h))
         assert _stray_levels(tuple(dims)) == frozenset(), (w0, h0)
+
+
+def test_a_tiled_reduced_label_in_a_generic_pyramid_is_stray(tmp_path: Path, tissue: np.ndarray):
+    """OpenSlide sorts a generic TIFF's tiled reduced pages by size: a 288x304 label flagged
+    reduced landed between the 499x375 and 124x93 levels, as level 2 (downsample 5.9)."""
+    path = write_foreign(
+        tmp_path / "x.tif", tissue, Foreign(aperio=None, compression="lzw", photometric="rgb")
+    )
+    with tifffile.TiffWriter(path, append=True) as tif:
+        label = np.full((304, 288, 3), 40, np.uint8)
+        tif.write(label, tile=(64, 64), photometric="rgb", subfiletype=1, metadata=None)
+    with open_slide(path) as r:
+        assert r.level_dimensions[2] == (288, 304)
+        assert r.stray_levels == {2}
+        assert r.best_level_for_downsample(8) == 1 and r.best_level_for_downsample(16.2) == 3
