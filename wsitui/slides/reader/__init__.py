@@ -37,7 +37,7 @@ from wsitui.slides.reader.base import (
 )
 from wsitui.slides.reader.openslide_reader import OpenSlideReader, shared_openslide_cache
 from wsitui.slides.reader.pillow_reader import DEFAULT_MAX_PLAIN_PIXELS, PillowReader
-from wsitui.slides.reader.tiff import TIFF_MAGIC, check_tiff_complete
+from wsitui.slides.reader.tiff import TIFF_MAGIC, check_aperio_levels, check_tiff_complete
 
 __all__ = [
     "DEFAULT_MAX_PLAIN_PIXELS",
@@ -89,12 +89,13 @@ def open_slide(
             head = f.read(4)
     except OSError as e:
         raise SlideError(f"cannot read slide {name}: {e.strerror or e}") from e
-    if head in TIFF_MAGIC:
-        check_tiff_complete(p, st.st_size)
+    tiled = check_tiff_complete(p, st.st_size) if head in TIFF_MAGIC else []
     try:
         vendor = openslide.OpenSlide.detect_format(p)
     except openslide.OpenSlideError:
         vendor = None
+    if vendor == "aperio":
+        check_aperio_levels(p, tiled)
     reader: SlideReader
     if vendor is not None:
         reader = OpenSlideReader(p, vendor, fast_path=fast_path)

@@ -48,6 +48,9 @@ class SlideReader(ABC):
     # (bytes, mtime ns) of the file when open_slide opened it: what a downstream job compares
     # to know its upstream read this same file (None: a reader made without open_slide).
     file_identity: tuple[int, int] | None = None
+    # Levels best_level_for_downsample never picks: pages the backend lists as levels that are
+    # no reduction of level 0 (a label written tiled; see OpenSlideReader). Still readable.
+    stray_levels: frozenset[int] = frozenset()
 
     @property
     def dimensions(self) -> tuple[int, int]:
@@ -96,10 +99,11 @@ class SlideReader(ABC):
         return self._read(x, y, level, w, h)
 
     def best_level_for_downsample(self, downsample: float) -> int:
-        """The coarsest level whose downsample is <= `downsample` (OpenSlide's rule)."""
+        """The coarsest level whose downsample is <= `downsample` (OpenSlide's rule), never a
+        stray level."""
         best = 0
         for i, ds in enumerate(self.level_downsamples):
-            if ds <= downsample * (1 + 1e-6):
+            if ds <= downsample * (1 + 1e-6) and i not in self.stray_levels:
                 best = i
         return best
 

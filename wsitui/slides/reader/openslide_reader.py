@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -53,6 +54,28 @@ _FAST_VENDORS = {"aperio", "generic-tiff"}  # levels are plain TIFF tile grids
 _T = TypeVar("_T")
 
 
+_UNSUPPORTED_COMPRESSION = re.compile(r"Unsupported TIFF compression: (\d+)")
+
+
+def _failure(path: Path, e: openslide.OpenSlideError, what: str = "") -> SlideError:
+    """The SlideError for an OpenSlide error: tiles in a compression this OpenSlide cannot
+    decode (JPEG 2000 as 34712, WebP, LZMA, ...) are named, with the fix; copying the file
+    again, what 'truncated or corrupt' asks for, would change nothing. Else corrupt()."""
+    m = _UNSUPPORTED_COMPRESSION.search(str(e))
+    if m is None:
+        return corrupt(path, f"{what}{e}")
+    code = int(m.group(1))
+    try:
+        name = f"{tifffile.COMPRESSION(code).name} (TIFF compression {code})"
+    except ValueError:
+        name = f"TIFF compression {code}"
+    return SlideError(
+        f"slide {quoted(path)} stores its pixels as {name}, which OpenSlide cannot decode; "
+        "convert it to JPEG, LZW or Deflate tiles "
+        "(e.g. vips tiffsave IN OUT.tif --tile --pyramid --compression jpeg)"
+    )
+
+
 def _parse_background(props: Mapping[str, str]) -> tuple[int, int, int]:
     value = props.get(openslide.PROPERTY_NAME_BACKGROUND_COLOR, "")
     try:
@@ -63,16 +86,103 @@ def _parse_background(props: Mapping[str, str]) -> tuple[int, int, int]:
     return WHITE
 
 
-def _parse_mpp(props: Mapping[str, str]) -> float | None:
+def _mean_positive(values: list[str | None], scale: Callable[[float], float]) -> float | None:
     vals = []
-    for key in (openslide.PROPERTY_NAME_MPP_X, openslide.PROPERTY_NAME_MPP_Y):
+    for value in values:
         try:
-            v = float(props[key])
-        except (KeyError, ValueError):
+            v = scale(float(value)) if value is not None else math.nan
+        except (ValueError, ZeroDivisionError):
             continue
         if math.isfinite(v) and v > 0:
             vals.append(v)
     return sum(vals) / len(vals) if vals else None
+
+
+_RES_UNIT_UM = {"centimeter": 1e4, "inch": 25400.0}  # µm per TIFF ResolutionUnit
+# Aperio's `|MPP = 0.25|` in a description OpenSlide did not take for Aperio's (it must start
+# with "Aperio"): converters copy the fields without the first line.
+_DESCRIPTION_MPP = re.compile(r"\|\s*MPP\s*=\s*([^|\s]+)")
+_OME_PIXELS = re.compile(r"<(?:\w+:)?Pixels\b[^>]*>")
+_OME_UNIT_UM = {"pm": 1e-6, "nm": 1e-3, "µm": 1.0, "um": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}
+
+
+def _parse_mpp(props: Mapping[str, str], vendor: str) -> float | None:
+    """µm per level-0 px: OpenSlide's, else (Aperio and generic TIFF, whose first directory
+    is level 0) the resolution tags in cm or inches, else an Aperio-style `|MPP = x` in a
+    description not starting with "Aperio", else an OME-XML description's PhysicalSizeX/Y.
+    OpenSlide reads the tags only for generic TIFF and the others never, so these slides
+    came out as 'no pixel size' and the jobs assumed 0.5 µm/px."""
+    own = _mean_positive(
+        [props.get(openslide.PROPERTY_NAME_MPP_X), props.get(openslide.PROPERTY_NAME_MPP_Y)],
+        lambda v: v,
+    )
+    if own is not None or vendor not in _FAST_VENDORS:
+        return own
+    per = _RES_UNIT_UM.get(props.get("tiff.ResolutionUnit", ""))
+    if per is not None:
+        res = _mean_positive(
+            [props.get("tiff.XResolution"), props.get("tiff.YResolution")], lambda v: per / v
+        )
+        if res is not None:
+            return res
+    description = props.get("tiff.ImageDescription", "")
+    m = _DESCRIPTION_MPP.search(description)
+    if m is not None and (mpp := _mean_positive([m.group(1)], lambda v: v)) is not None:
+        return mpp
+    m = _OME_PIXELS.search(description)
+    if m is None:
+        return None
+    attrs = dict(re.findall(r'(\w+)\s*=\s*"([^"]*)"', m.group(0)))
+    sizes = [
+        _mean_positive([attrs.get(f"PhysicalSize{axis}")], lambda v, u=um: v * u)
+        for axis in "XY"
+        if (um := _OME_UNIT_UM.get(attrs.get(f"PhysicalSize{axis}Unit", "µm"))) is not None
+    ]
+    found = [v for v in sizes if v is not None]
+    return sum(found) / len(found) if found else None
+
+
+STRAY_SLACK = 0.05  # how far a level's two axis factors may part beyond their rounding
+
+
+def _stray_levels(dims: tuple[tuple[int, int], ...]) -> frozenset[int]:
+    """Levels whose width and height are reduced by different factors: no level of this image.
+
+    OpenSlide takes every tiled page of an SVS (and every tiled reduced page of a generic
+    TIFF) for a level; a label or macro written tiled, smaller than the last level, became
+    one, and a job's best_level_for_downsample picked it: the tissue mask was the label's 64
+    x 64 px (downsamples 31.2 x 23.5, 100 % tissue). A real level's factors differ only by
+    the rounding of its sides (1/w + 1/h of the factor).
+    """
+    w0, h0 = dims[0]
+    stray = set()
+    for i, (w, h) in enumerate(dims[1:], 1):
+        if w < 1 or h < 1:
+            stray.add(i)
+            continue
+        fx, fy = w0 / w, h0 / h
+        if abs(fx - fy) > max(fx, fy) * (STRAY_SLACK + 1 / w + 1 / h):
+            stray.add(i)
+    return frozenset(stray)
+
+
+def _exact_tiles(lvl: TiffLevel, ds: float) -> np.ndarray:
+    """Indices of the level's tiles whose top-left corner a level-0 location reaches exactly.
+
+    OpenSlide takes a read's location in level-0 px and divides by the level's downsample; a
+    fraction makes it interpolate. Real scanners' levels are floor(level 0 / 4^k) px, so the
+    downsample is not a whole number (4.0043 for 1999 -> 499) and most tile corners are not
+    reachable: comparing one of those against our exact tile always failed, and the level
+    silently lost the fast path. Row 0 and column 0 are always reachable (0 / ds = 0).
+    """
+
+    def ok(n: int, step: int) -> np.ndarray:
+        at = np.arange(n) * step
+        return np.array([round(v * ds) / ds == v for v in at.tolist()], bool)
+
+    down = -(-lvl.height // lvl.tile_h)
+    cols, rows = ok(lvl.tiles_across, lvl.tile_w), ok(down, lvl.tile_h)
+    return np.flatnonzero((rows[:, None] & cols[None, :]).ravel()[: len(lvl.counts)])
 
 
 @dataclass
@@ -137,7 +247,7 @@ class OpenSlideReader(SlideReader):
             self._associated = tuple(osr.associated_images.keys())
         except openslide.OpenSlideError as e:
             self._return_leases()
-            raise corrupt(path, str(e)) from e
+            raise _failure(path, e) from e
         try:
             for i, (w, h) in enumerate(self.level_dimensions):
                 check_pixel_budget(path, w, h, f"level {i}")
@@ -149,7 +259,9 @@ class OpenSlideReader(SlideReader):
             self._osr.close()
             self._return_leases()
             raise
-        self.mpp = _parse_mpp(self.properties)
+        self.mpp = _parse_mpp(self.properties, vendor)
+        if vendor in _FAST_VENDORS:
+            self.stray_levels = _stray_levels(self.level_dimensions)
         self.background = _parse_background(self.properties)
         self._fd: int | None = None
         self._fast: dict[int, TiffLevel] = {}
@@ -193,13 +305,13 @@ class OpenSlideReader(SlideReader):
                     try:
                         self._osr = self._open_handle()
                     except openslide.OpenSlideError as e:
-                        raise corrupt(self.path, f"reopening after a read error: {e}") from e
+                        raise _failure(self.path, e, "reopening after a read error: ") from e
                     self._generation += 1
                 osr = self._osr
             try:
                 return fn(osr)
             except openslide.OpenSlideError as e:
-                raise corrupt(self.path, f"read failed twice: {e}") from e
+                raise _failure(self.path, e, "read failed twice: ") from e
 
     def _read(self, x: int, y: int, level: int, w: int, h: int) -> np.ndarray:
         lvl = self._fast.get(level)
@@ -255,13 +367,15 @@ class OpenSlideReader(SlideReader):
             return
         self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         self._fast = levels
-        # Prove identity on this file: the busiest tile of each level vs OpenSlide.
+        # Prove identity on this file: the busiest tile of each level vs OpenSlide, among the
+        # tiles whose corner OpenSlide can address exactly (see _exact_tiles).
         for i, lvl in list(levels.items()):
-            idx = int(np.argmax(lvl.counts))
+            ds = self.level_downsamples[i]
+            exact = _exact_tiles(lvl, ds)
+            idx = int(exact[np.argmax(lvl.counts[exact])])
             row, col = divmod(idx, lvl.tiles_across)
             x0, y0 = col * lvl.tile_w, row * lvl.tile_h
             w, h = min(lvl.tile_w, lvl.width - x0), min(lvl.tile_h, lvl.height - y0)
-            ds = self.level_downsamples[i]
             try:
                 ours = self._read_tiles(lvl, i, x0, y0, w, h)
                 ref = self._call(

@@ -65,6 +65,8 @@ class PillowReader(SlideReader):
                 except (OSError, ValueError, SyntaxError, EOFError) as e:
                     raise self._corrupt(e) from e
             self.properties = {"pillow.format": img.format, "pillow.mode": img.mode}
+            if img.format == "TIFF":
+                self.mpp = _tiff_mpp(img)
         dims = [(w, h)]
         while max(dims[-1]) // 4 >= 256:
             dims.append((-(-dims[-1][0] // 4), -(-dims[-1][1] // 4)))  # Image.reduce rounds up
@@ -184,3 +186,27 @@ def _plain_to_rgb(img: Image.Image) -> Image.Image:
             part = strip.convert("RGB")
         out.paste(part, (0, y0))
     return out
+
+
+_TIFF_UNIT_UM = {2: 25400.0, 3: 1e4}  # ResolutionUnit inch, centimeter -> µm
+
+
+def _tiff_mpp(img: Image.Image) -> float | None:
+    """µm/px from a (stripped) TIFF's resolution tags in inches or cm, as OpenSlide reads a
+    tiled one's; None without a unit (tifffile's default XResolution 1, unit none)."""
+    tags = getattr(img, "tag_v2", {})
+    try:
+        per = _TIFF_UNIT_UM.get(int(tags.get(296, 0)))  # no unit tag: no size, as OpenSlide
+    except (TypeError, ValueError):
+        return None
+    if per is None:
+        return None
+    vals = []
+    for tag in (282, 283):
+        try:
+            v = per / float(tags[tag])
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            continue
+        if math.isfinite(v) and v > 0:
+            vals.append(v)
+    return sum(vals) / len(vals) if vals else None

@@ -45,8 +45,12 @@ def tifffile_log() -> Iterator[LogCapture]:
         logger.removeFilter(cap)
 
 
-def check_tiff_complete(path: Path, file_size: int) -> None:
-    """Refuse TIFFs whose page list or tile data runs past the end of the file."""
+def check_tiff_complete(path: Path, file_size: int) -> list[tuple[int, int, int]]:
+    """Refuse TIFFs whose page list or tile data runs past the end of the file.
+
+    Returns (page index, width, height) of the tiled pages, in file order.
+    """
+    tiled: list[tuple[int, int, int]] = []
     try:
         with tifffile_log() as log, tifffile.TiffFile(path) as tif:
             pages = []
@@ -62,6 +66,7 @@ def check_tiff_complete(path: Path, file_size: int) -> None:
                     continue
                 check_pixel_budget(path, page.imagewidth, page.imagelength, f"page {i}")
                 if page.is_tiled:
+                    tiled.append((i, int(page.imagewidth), int(page.imagelength)))
                     check_tile_budget(path, page.tilewidth, page.tilelength, f"page {i}")
                     if i == 0:
                         _check_samples(path, page)
@@ -79,6 +84,31 @@ def check_tiff_complete(path: Path, file_size: int) -> None:
         raise
     except Exception as e:  # tifffile raises many types on garbage input
         raise corrupt(path, f"{type(e).__name__}: {e}") from e
+    return tiled
+
+
+def check_aperio_levels(path: Path, tiled: list[tuple[int, int, int]]) -> None:
+    """OpenSlide takes every tiled page of an Aperio SVS as a pyramid level, in file order,
+    and refuses the file when one is bigger than the level before it (a label, macro or
+    thumbnail written tiled): it printed a GLib warning and said 'Unsupported or missing
+    image file', which read as 'truncated or corrupt ... copy it again'. Refused here, before
+    OpenSlide sees it, naming the page and the fix."""
+    if not tiled:
+        return
+    _, w0, h0 = tiled[0]
+    prev = tiled[0]
+    for page in tiled[1:]:
+        i, w, h = page
+        # OpenSlide's downsample of a level: the mean of the two axes' ratios.
+        if w and h and prev[1] and prev[2] and (w0 / w + h0 / h) < (w0 / prev[1] + h0 / prev[2]):
+            raise SlideError(
+                f"slide {quoted(path)} has a tiled page {i} ({w}x{h} px) after a smaller "
+                f"level (page {prev[0]}, {prev[1]}x{prev[2]} px): OpenSlide takes every tiled "
+                "page of an SVS as a pyramid level, so it cannot open the file (a label, macro "
+                "or thumbnail written tiled?); write those pages as strips, or convert the "
+                "slide (e.g. vips tiffsave IN OUT.tif --tile --pyramid --compression jpeg)"
+            )
+        prev = page
 
 
 def _check_tile_count(path: Path, page: tifffile.TiffPage, index: int) -> None:

@@ -1,0 +1,71 @@
+"""`wsitui run` on slides from other generators (tests/slides/foreign.py): TISSUE_MASK then
+SEGMENT_CELLS (classical) run end to end on each, at the pixel size the file says, and find
+the cells the same tissue holds in a lossless generic TIFF.
+
+Every subprocess has a timeout (tests/headless/helpers.py): a hang fails the test.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.headless.helpers import write_config, wsitui
+from tests.slides.foreign import Foreign, tissue_pixels, write_foreign
+
+MPP = 0.499  # the sample tissue's own pixel size
+CHAIN = (
+    '  [[workflows.jobs]]\n  id = "m-{n}"\n  type = "TISSUE_MASK"\n  slide = "{slide}"\n'
+    '  [[workflows.jobs]]\n  id = "c-{n}"\n  type = "SEGMENT_CELLS"\n  slide = "{slide}"\n'
+    '  depends_on = ["m-{n}"]\n  params = {{ model = "classical" }}\n'
+)
+SLIDES = {
+    # Lossless, mpp in cm: the reference count.
+    "lossless": Foreign(
+        aperio=None, compression="lzw", photometric="rgb", predictor=True, resolution=(MPP, "cm")
+    ),
+    # Aperio as scanners write it: JPEGTables, YCbCr 2x2, tile 240, odd levels 4 / 16.
+    "svs-ycbcr": Foreign(tile=240, aperio="AppMag = 20|MPP = 0.4990|Left = 25.6"),
+    # Aperio's RGB JPEG with JPEGTables, tile 256, MPP first and unspaced.
+    "svs-rgb": Foreign(photometric="rgb", aperio="MPP=0.499|AppMag=20"),
+    # A generic pyramid, the pixel size only in the resolution tags, in inches.
+    "tif-inch": Foreign(
+        aperio=None, compression="jpeg", photometric="rgb", resolution=(MPP, "inch")
+    ),
+    # No pixel size anywhere: the job assumes 0.5 and says so.
+    "tif-no-mpp": Foreign(aperio=None, compression="deflate", photometric="rgb"),
+}
+
+
+def test_foreign_slides_run_mask_and_cells_end_to_end(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+):
+    tissue = tissue_pixels(tmp_path_factory)[:767, :1023]  # odd: 4 x 3 tiles of 256
+    body = '[[workflows]]\ntenant = "t"\nname = "w"\n'
+    for n, spec in SLIDES.items():
+        slide = write_foreign(tmp_path / f"{n}.{'svs' if spec.aperio else 'tif'}", tissue, spec)
+        body += CHAIN.format(n=n, slide=slide)
+    config = write_config(tmp_path / "c.toml", body)
+    out = wsitui("run", config, "--data-dir", tmp_path / "data", "--json")
+    assert out.returncode == 0, out.stderr
+    (wf,) = json.loads(out.stdout)["workflows"]
+    assert {j["key"]: j["state"] for j in wf["jobs"]} == {
+        f"{k}-{n}": "SUCCEEDED" for n in SLIDES for k in "mc"
+    }
+    results = tmp_path / "data" / "results" / "t"
+    cells = {}
+    for n in SLIDES:
+        manifest = json.loads(next(results.glob(f"*/c-{n}/manifest.json")).read_text())
+        cells[n] = manifest["cells"]
+        assert manifest["tissue_source"] == f"upstream:m-{n}"
+        if n == "tif-no-mpp":
+            assert manifest["mpp"] == 0.5 and manifest["mpp_source"] == "assumed"
+            assert "slide has no pixel size; assumed 0.5 µm/px" in manifest["warnings"]
+        else:
+            assert manifest["mpp"] == pytest.approx(MPP) and manifest["mpp_source"] == "slide", n
+    # JPEG at quality 85 moves a few boundary pixels, not whole cells.
+    assert cells["lossless"] > 50, cells
+    for count in cells.values():
+        assert abs(count - cells["lossless"]) <= 0.02 * cells["lossless"], cells
