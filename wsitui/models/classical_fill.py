@@ -49,12 +49,15 @@ def mode_of(value: object) -> str:
     return str(value)
 
 
-def fill(rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """`labels` (int (H, W), the model's, 0 background) completed on `rgb` (module docstring)."""
-    return merge(rgb, labels, segment_tile(rgb))
+def fill(rgb: np.ndarray, labels: np.ndarray, hed: np.ndarray | None = None) -> np.ndarray:
+    """`labels` (int (H, W), the model's, 0 background) completed on `rgb` (module docstring);
+    `hed`: `rgb2hed(rgb)` when the caller has it (`wsitui/models/finish.py`)."""
+    return merge(rgb, labels, segment_tile(rgb, hed), hed)
 
 
-def merge(rgb: np.ndarray, model: np.ndarray, classical: np.ndarray) -> np.ndarray:
+def merge(
+    rgb: np.ndarray, model: np.ndarray, classical: np.ndarray, hed: np.ndarray | None = None
+) -> np.ndarray:
     """The model's labels with the classical labels' additions and replacements (int32)."""
     m = np.asarray(model).astype(np.int64)
     c = np.asarray(classical).astype(np.int64)
@@ -93,16 +96,8 @@ def merge(rgb: np.ndarray, model: np.ndarray, classical: np.ndarray) -> np.ndarr
     out = np.where(out > 0, out, extra)
     added = new_ids[add]
     if added.size:
-        ev = nuclear_gate.evidence(rgb, out)
+        ev = nuclear_gate.evidence(rgb, out, hed=hed)
         drop = ev.ids[np.isin(ev.ids, added) & ~ev.nuclear()]
         if drop.size:
             out[np.isin(out, drop)] = 0
     return out.astype(np.int32)
-
-
-def fill_batch(batch: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """`fill` on each tile of uint8 (B, H, W, 3) / int (B, H, W)."""
-    out = np.empty(labels.shape, np.int32)
-    for i in range(len(batch)):
-        out[i] = fill(batch[i], labels[i])
-    return out

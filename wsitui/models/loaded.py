@@ -19,6 +19,7 @@ from wsitui.models import classical_fill, nuclear_gate
 from wsitui.models.classical import ClassicalModel
 from wsitui.models.device import default_cpu_threads, pick_device, set_cpu_threads
 from wsitui.models.errors import ModelError
+from wsitui.models.finish import finish_batch
 from wsitui.models.normalize import NORMALIZATIONS, normalize_batch
 from wsitui.models.source import ModelSource
 
@@ -258,11 +259,7 @@ class TorchModel:
         mode = nuclear_gate.mode_of(kwargs.pop("nuclear_check", "auto"))
         fill = self.fill_on(kwargs.pop("classical_fill", "auto"))
         labels = (forward or self._forward)(batch, kwargs)
-        if mode != "off":
-            labels = nuclear_gate.check_batch(batch, labels)
-        if fill:
-            labels = classical_fill.fill_batch(batch, labels)
-        return labels
+        return finish_batch(batch, labels, check=mode != "off", fill=fill)
 
     def fill_on(self, setting: object) -> bool:
         """Whether a `classical_fill` setting (`auto`: this model's own) completes labels."""
