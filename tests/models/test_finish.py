@@ -4,6 +4,8 @@ evidence, with the same labels as each computing its own (the code before 2026-1
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -20,6 +22,7 @@ def _old(rgb: np.ndarray, raw: np.ndarray, check: bool, fill: bool) -> np.ndarra
     return lab
 
 
+@functools.cache
 def _tiles() -> dict[str, np.ndarray]:
     from wsitui.models.evaluate import heldout_slide
     from wsitui.models.real_images import load_real
@@ -43,6 +46,7 @@ def test_one_deconvolution_a_tile_for_the_check_and_the_fill(monkeypatch):
 
     for mod in (finish, nuclear_gate, classical):
         monkeypatch.setattr(mod, "rgb2hed", counted, raising=False)
+        monkeypatch.setattr(mod, "deconvolve", counted, raising=False)
     finish.finish_batch(np.stack([rgb, rgb]), np.stack([raw, raw]), check=True, fill=True)
     assert len(calls) == 2  # one a tile (before: three)
     calls.clear()
@@ -72,3 +76,18 @@ def test_the_labels_are_those_of_each_step_deconvolving_on_its_own():
         both = model.predict(rgb[None])[0]
         assert np.array_equal(both, _old(rgb, raw, True, True)), name
     assert changed >= 5  # the check and the fill did change labels on these tiles
+
+
+def test_the_deconvolution_is_skimages_to_the_last_bit():
+    from skimage.color import rgb2hed
+
+    levels = np.arange(256, dtype=np.uint8)
+    # Every uint8 level in every channel, against each of a spread of the others.
+    r, g, b = np.meshgrid(levels, levels[::5], levels[::17], indexing="ij")
+    every = np.stack([r, g, b], axis=-1).reshape(256, -1, 3)
+    for rgb in (every, every[..., ::-1], _tiles()["he_target"], _tiles()["ihc"][:, ::-1]):
+        got, want = classical.deconvolve(rgb), rgb2hed(rgb)
+        assert got.dtype == want.dtype == np.float64
+        assert np.array_equal(got, want)
+    as_float = every.astype(np.float32) / 255  # not uint8: skimage's own
+    assert np.array_equal(classical.deconvolve(as_float), rgb2hed(as_float))
