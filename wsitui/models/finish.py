@@ -12,6 +12,7 @@ out. Pure numpy/scipy/skimage; called by `TorchModel.predict`
 from __future__ import annotations
 
 import numpy as np
+
 from wsitui.models import classical_fill, nuclear_gate
 from wsitui.models.classical import deconvolve
 
