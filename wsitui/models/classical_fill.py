@@ -49,6 +49,15 @@ def mode_of(value: object) -> str:
     return str(value)
 
 
+def in_effect(setting: object, own: bool) -> bool:
+    """Whether a `classical_fill` setting completes a model's labels: `on` and `off` say, `auto`
+    is the model's `own` (its `wsitui_model.json`); ValueError (one line) for any other. The one
+    rule: the model's predict (`TorchModel.fill_on`) and the job's manifest and shard key
+    (`jobs/segment_cells/model_info.fill_in_effect`) both ask it."""
+    mode = mode_of(setting)
+    return own if mode == "auto" else mode == "on"
+
+
 def fill(rgb: np.ndarray, labels: np.ndarray, hed: np.ndarray | None = None) -> np.ndarray:
     """`labels` (int (H, W), the model's, 0 background) completed on `rgb` (module docstring);
     `hed`: `rgb2hed(rgb)` when the caller has it (`wsitui/models/finish.py`)."""

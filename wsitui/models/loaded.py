@@ -263,8 +263,7 @@ class TorchModel:
 
     def fill_on(self, setting: object) -> bool:
         """Whether a `classical_fill` setting (`auto`: this model's own) completes labels."""
-        mode = classical_fill.mode_of(setting)
-        return self.classical_fill if mode == "auto" else mode == "on"
+        return classical_fill.in_effect(setting, self.classical_fill)
 
     def _forward(self, batch: np.ndarray, kwargs: dict[str, Any]) -> np.ndarray:
         torch = self._torch
