@@ -251,7 +251,8 @@ class TorchModel:
         fallback's nuclei (`classical_fill.py`). `forward(batch, instanseg_kwargs)` -> labels
         replaces this model's own forward pass (the GPU runner's, `jobs/segment_cells/accel.py`):
         every path goes through here, so every path gets the same check and fill (a GPU job's
-        pipeline asks for both off and runs `finish_flags`' on its own threads)."""
+        pipeline asks for the network alone, both off, then checks and fills each tile on its
+        tracing threads as `finish_flags` says, `jobs/segment_cells/backends/local.py`)."""
         if batch.ndim != 4 or batch.shape[3] != 3 or batch.dtype != np.uint8:
             raise ValueError(
                 f"predict needs uint8 (B, H, W, 3) RGB, got {batch.dtype} {batch.shape}"

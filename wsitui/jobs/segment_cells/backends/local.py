@@ -133,8 +133,8 @@ def run_tiles(
         began = time.perf_counter()
         counts = None
         if apart:
-            tight = TIGHT if out_of_domain(image.chromogen) else None  # as `predict` had it
-            labels, counts = model.finish(image.rgb, labels, tight)
+            settings = TIGHT if out_of_domain(image.chromogen) else None  # as `predict` had
+            labels, counts = model.finish(image.rgb, labels, settings)
         rec = trace(image, labels)
         with lock:
             counts = checked.pop(id(image), counts)
