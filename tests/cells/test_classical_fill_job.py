@@ -70,3 +70,28 @@ async def test_dask_workers_fill_the_same(tmp_path):
     off = await shipped_manifest(tmp_path / "off", slide, backend="dask", classical_fill="off")
     assert off["model"]["postprocess"]["classical_fill"] == "off"
     assert off["cells"] < dask["cells"]
+
+
+def test_the_model_and_the_job_read_whether_the_fill_is_on_by_one_rule(monkeypatch):
+    """`TorchModel.fill_on` (what the model's predict runs) and `fill_in_effect` (what the
+    manifest and the shard key say) both ask `classical_fill.in_effect`: they cannot drift."""
+    from types import SimpleNamespace
+
+    from wsitui.jobs.segment_cells.model_info import ModelInfo, fill_in_effect
+    from wsitui.models import classical_fill
+    from wsitui.models.loaded import TorchModel
+
+    for own in (True, False):
+        info = ModelInfo("m", "folder", 0.5, "x", "cpu", False, info={"classical_fill": own})
+        loaded = SimpleNamespace(is_classical=False, classical_fill=own)
+        for setting in classical_fill.MODES:
+            want = own if setting == "auto" else setting == "on"
+            assert TorchModel.fill_on(loaded, setting) is want  # type: ignore[arg-type]
+            assert fill_in_effect(info, setting) == fill_in_effect(loaded, setting)
+            assert fill_in_effect(info, setting) == ("on" if want else "off")
+    with pytest.raises(ValueError, match="classical_fill 'yes' is unknown"):
+        fill_in_effect(info, "yes")  # one line, as the model's own check
+    # One place: a changed rule shows in both.
+    monkeypatch.setattr(classical_fill, "in_effect", lambda setting, own: not own)
+    assert TorchModel.fill_on(loaded, "auto") is True  # type: ignore[arg-type]
+    assert fill_in_effect(info, "auto") == "on"

@@ -242,3 +242,75 @@ def test_a_broken_tracing_pool_falls_back_to_threads_and_keeps_every_tile(
     assert _cells(stores[2], plan).keys() == _cells(stores[0], plan).keys()
     for key, cells in _cells(stores[0], plan).items():
         assert np.array_equal(_cells(stores[2], plan)[key], cells), key
+
+
+@pytest.mark.parametrize("odd", [False, True])
+def test_on_a_gpu_the_check_and_fill_run_on_the_tracing_threads_with_the_same_cells(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, odd: bool
+) -> None:
+    """The model layer's nuclear check and classical fill (CPU work) leave the GPU job's infer
+    threads for its tracing threads (`Accelerated.finisher`): the same cells and per-tile check
+    counts as the model call doing them, out-of-domain tiles (`odd`: no check) included. The
+    shipped model runs on the CPU through the GPU's runner (`DeviceSegmenter`)."""
+    pytest.importorskip("torch")
+    from tests.cells.specs import real_tumour_slide
+    from wsitui.jobs.segment_cells.accel import DeviceSegmenter, job_postprocess
+    from wsitui.models import finish
+    from wsitui.models.loaded import load
+    from wsitui.models.source import resolve
+
+    model = load(resolve("shipped"), "cpu", cpu_threads=1)
+    seg = DeviceSegmenter(model, "fp32", job_postprocess(None, "auto"))
+    threads: list[str] = []
+    changed: list[bool] = []
+    real = finish.finish_tile
+
+    def finish_tile(rgb: np.ndarray, labels: np.ndarray, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name.split("_")[0])
+        out = real(rgb, labels, **kwargs)
+        changed.append(not np.array_equal(out[0], labels))
+        return out
+
+    monkeypatch.setattr(finish, "finish_tile", finish_tile)
+    monkeypatch.setattr(local, "out_of_domain", lambda chromogen: odd)
+
+    def run(accelerated: Accelerated, name: str, **shape: int) -> dict[str, np.ndarray]:
+        shards = ShardStore(tmp_path / name, {"p": 1})
+        run_tiles(
+            reader,
+            plan,
+            accelerated,
+            shards,
+            batch_size=accelerated.batch_size,
+            min_area_px=1,
+            read_threads=2,
+            on_progress=lambda p: None,
+            check_cancel=lambda: None,
+            **shape,
+        )
+        out = {}
+        for tile in plan.tiles:
+            rec = load_records(shards, tile)
+            assert rec is not None
+            out[f"{tile.col},{tile.row}"] = np.concatenate([rec.xy.ravel(), rec.status, rec.info])
+        return out
+
+    choice = PrecisionChoice("fp32", "test")
+    shape = {"inflight": 2, "queued": 1, "extract_workers": 2}  # as on a GPU
+    with open_slide(real_tumour_slide(tmp_path)) as reader:
+        plan = _plan(reader)  # 500 x 500 px of real H&E: 4 tiles
+        whole = run(Accelerated(model, OomRetry(seg.predict, 2), choice, 2), "whole", **shape)
+        in_model = set(threads)
+        threads.clear()
+        gpu = Accelerated(model, OomRetry(seg.predict, 2), choice, 2, finisher=seg.finish)
+        apart = run(gpu, "apart", **shape)
+    assert in_model == {"wsitui-infer"}  # before: in the model call
+    assert set(threads) == {"wsitui-extract"} and len(threads) == len(plan.tiles)
+    assert apart.keys() == whole.keys()
+    for key, cells in whole.items():
+        assert np.array_equal(apart[key], cells, equal_nan=True), key
+    assert any(changed)  # the check or the fill changed the network's labels
+    infos = [load_records(ShardStore(tmp_path / "apart", {"p": 1}), t).info for t in plan.tiles]
+    assert {len(i) for i in infos} == ({2} if odd else {4})  # the check's counts, where it ran
+    if not odd:
+        assert sum(i[3] for i in infos) > 0  # it dropped detections

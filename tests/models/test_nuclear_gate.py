@@ -135,13 +135,15 @@ def test_a_nucleus_seen_by_two_overlapping_tiles_gets_the_same_verdict():
     assert dropped_somewhere > 0  # the seam holds blobs of plain tissue the check drops
 
 
-def test_check_batch_counts_each_tile_in_order_inside_a_tally_only():
+def test_a_checked_batch_counts_each_tile_in_order_inside_a_tally_only():
+    from wsitui.models.finish import finish_batch
+
     rgb, labels = _scene(0.12, 0.03, 0.12)
     empty = np.zeros_like(labels)
     batch, labs = np.stack([rgb, rgb]), np.stack([labels, empty])
-    nuclear_gate.check_batch(batch, labs)  # outside a tally: counted nowhere, no error
+    finish_batch(batch, labs, check=True, fill=False)  # outside a tally: counted nowhere
     with nuclear_gate.tally() as counts:
-        out = nuclear_gate.check_batch(batch, labs)
+        out = finish_batch(batch, labs, check=True, fill=False)
     assert counts == [(8, 2), (0, 0)]
     assert out.dtype == labs.dtype and out.shape == labs.shape
     assert not out[1].any()

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
-from skimage.color import rgb2hed
+from skimage.color import hed_from_rgb, rgb2hed
 from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
@@ -133,14 +133,20 @@ def _floor(h: np.ndarray, tissue: np.ndarray) -> float:
     return max(MIN_H, base + MIN_CONTRAST)
 
 
-def nuclear_foreground(h: np.ndarray, rgb: np.ndarray, e: np.ndarray | None = None) -> np.ndarray:
+def nuclear_foreground(
+    h: np.ndarray,
+    rgb: np.ndarray,
+    e: np.ndarray | None = None,
+    tissue: np.ndarray | None = None,
+) -> np.ndarray:
     """Boolean nuclei mask of a tile from its smoothed haematoxylin OD `h`: Otsu's level over
     the tile, floored at `MIN_CONTRAST` over its tissue; structures far bigger than a nucleus
     are left out of the level (one more round without them) and searched inside on their own;
     then the tissue left over is searched at a level of its own (`_faint_nuclei`), and, given
     the smoothed eosin OD `e`, for nuclei poorer in eosin than it (`_eosin_poor_nuclei`), and
-    so are the structures' insides."""
-    tissue = rgb.min(axis=2) < GLASS_MIN_RGB
+    so are the structures' insides. `tissue`: `tissue_mask(rgb)` when the caller has it."""
+    if tissue is None:
+        tissue = tissue_mask(rgb)
     floor = _floor(h, tissue)
     keep = np.ones(h.shape, bool)
     fg = np.zeros(h.shape, bool)
@@ -278,14 +284,41 @@ def outline_by_contrast(h: np.ndarray, fg: np.ndarray, tissue: np.ndarray) -> np
     return _fill_holes(keep)
 
 
-def segment_tile(rgb: np.ndarray) -> np.ndarray:
-    """uint8 (H, W, 3) RGB -> int32 (H, W) instance labels."""
-    hed = rgb2hed(rgb)
+# skimage's `rgb2hed` of a uint8 value: its float (v * (1 / 255), as `img_as_float64`, at least
+# 1e-6), log, over log(1e-6). `deconvolve` looks these up instead of taking a log of every
+# channel of every pixel.
+_LOG_OD = np.maximum(np.multiply(np.arange(256, dtype=np.uint8), 1.0 / 255, dtype=np.float64), 1e-6)
+_LOG_OD = np.log(_LOG_OD) / np.log(1e-6)
+
+
+def deconvolve(rgb: np.ndarray) -> np.ndarray:
+    """skimage `rgb2hed(rgb)`, the same float64 values, about twice as fast on uint8 RGB (the
+    log of 256 values looked up, then the same product with `hed_from_rgb`); other dtypes go
+    to `rgb2hed`."""
+    if rgb.dtype != np.uint8:
+        return np.asarray(rgb2hed(rgb))
+    stains = _LOG_OD[rgb] @ hed_from_rgb
+    np.maximum(stains, 0, out=stains)
+    return stains
+
+
+def tissue_mask(rgb: np.ndarray) -> np.ndarray:
+    """Pixels of uint8 (H, W, 3) RGB with a channel under `GLASS_MIN_RGB`: tissue, not glass
+    (`rgb.min(axis=2)`'s mask; the two `np.minimum`s take ~1/20 of its time)."""
+    return np.minimum(np.minimum(rgb[..., 0], rgb[..., 1]), rgb[..., 2]) < GLASS_MIN_RGB
+
+
+def segment_tile(rgb: np.ndarray, hed: np.ndarray | None = None) -> np.ndarray:
+    """uint8 (H, W, 3) RGB -> int32 (H, W) instance labels; `hed`: `rgb2hed(rgb)` when the
+    caller has it (the model layer's classical fill, `wsitui/models/finish.py`)."""
+    if hed is None:
+        hed = deconvolve(rgb)
     h = ndimage.gaussian_filter(hed[..., 0], SMOOTH_PX)
-    fg = nuclear_foreground(h, rgb, ndimage.gaussian_filter(hed[..., 1], SMOOTH_PX))
+    tissue = tissue_mask(rgb)
+    fg = nuclear_foreground(h, rgb, ndimage.gaussian_filter(hed[..., 1], SMOOTH_PX), tissue)
     if not fg.any():
         return np.zeros(rgb.shape[:2], np.int32)
-    fg = outline_by_contrast(h, fg, rgb.min(axis=2) < GLASS_MIN_RGB)
+    fg = outline_by_contrast(h, fg, tissue)
     if not fg.any():
         return np.zeros(rgb.shape[:2], np.int32)
     dist = ndimage.gaussian_filter(ndimage.distance_transform_edt(fg), PEAK_SMOOTH_PX)

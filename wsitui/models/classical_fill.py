@@ -77,12 +77,24 @@ def mode_of(value: object) -> str:
     return str(value)
 
 
-def fill(rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """`labels` (int (H, W), the model's, 0 background) completed on `rgb` (module docstring)."""
-    return merge(rgb, labels, segment_tile(rgb))
+def in_effect(setting: object, own: bool) -> bool:
+    """Whether a `classical_fill` setting completes a model's labels: `on` and `off` say, `auto`
+    is the model's `own` (its `wsitui_model.json`); ValueError (one line) for any other. The one
+    rule: the model's predict (`TorchModel.fill_on`) and the job's manifest and shard key
+    (`jobs/segment_cells/model_info.fill_in_effect`) both ask it."""
+    mode = mode_of(setting)
+    return own if mode == "auto" else mode == "on"
 
 
-def merge(rgb: np.ndarray, model: np.ndarray, classical: np.ndarray) -> np.ndarray:
+def fill(rgb: np.ndarray, labels: np.ndarray, hed: np.ndarray | None = None) -> np.ndarray:
+    """`labels` (int (H, W), the model's, 0 background) completed on `rgb` (module docstring);
+    `hed`: `rgb2hed(rgb)` when the caller has it (`wsitui/models/finish.py`)."""
+    return merge(rgb, labels, segment_tile(rgb, hed), hed)
+
+
+def merge(
+    rgb: np.ndarray, model: np.ndarray, classical: np.ndarray, hed: np.ndarray | None = None
+) -> np.ndarray:
     """The model's labels with the classical labels' additions and replacements (int32)."""
     m = drop_ragged(np.asarray(model).astype(np.int64))
     c = np.asarray(classical).astype(np.int64)
@@ -122,7 +134,7 @@ def merge(rgb: np.ndarray, model: np.ndarray, classical: np.ndarray) -> np.ndarr
     out = split_joined(out, c, nm)
     added = new_ids[add]
     if added.size:
-        ev = nuclear_gate.evidence(rgb, out)
+        ev = nuclear_gate.evidence(rgb, out, hed=hed)
         drop = ev.ids[np.isin(ev.ids, added) & ~ev.nuclear()]
         if drop.size:
             out[np.isin(out, drop)] = 0
@@ -178,10 +190,3 @@ def split_joined(labels: np.ndarray, classical: np.ndarray, first: int) -> np.nd
         out[y0:y1, x0:x1][region] = grown[region]
     return out
 
-
-def fill_batch(batch: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """`fill` on each tile of uint8 (B, H, W, 3) / int (B, H, W)."""
-    out = np.empty(labels.shape, np.int32)
-    for i in range(len(batch)):
-        out[i] = fill(batch[i], labels[i])
-    return out

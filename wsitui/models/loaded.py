@@ -19,6 +19,7 @@ from wsitui.models import classical_fill, nuclear_gate
 from wsitui.models.classical import ClassicalModel
 from wsitui.models.device import default_cpu_threads, pick_device, set_cpu_threads
 from wsitui.models.errors import ModelError
+from wsitui.models.finish import finish_batch
 from wsitui.models.normalize import NORMALIZATIONS, normalize_batch
 from wsitui.models.source import ModelSource
 
@@ -249,25 +250,30 @@ class TorchModel:
         `wsitui_model.json` says; `on`; `off`) completes the labels with the classical
         fallback's nuclei (`classical_fill.py`). `forward(batch, instanseg_kwargs)` -> labels
         replaces this model's own forward pass (the GPU runner's, `jobs/segment_cells/accel.py`):
-        every path goes through here, so every path gets the same check and fill."""
+        every path goes through here, so every path gets the same check and fill (a GPU job's
+        pipeline asks for the network alone, both off, then checks and fills each tile on its
+        tracing threads as `finish_flags` says, `jobs/segment_cells/backends/local.py`)."""
         if batch.ndim != 4 or batch.shape[3] != 3 or batch.dtype != np.uint8:
             raise ValueError(
                 f"predict needs uint8 (B, H, W, 3) RGB, got {batch.dtype} {batch.shape}"
             )
+        check, fill = self.finish_flags(postprocess)
         kwargs = {**self.postprocess, **(postprocess or {})}
-        mode = nuclear_gate.mode_of(kwargs.pop("nuclear_check", "auto"))
-        fill = self.fill_on(kwargs.pop("classical_fill", "auto"))
+        kwargs.pop("nuclear_check", None)
+        kwargs.pop("classical_fill", None)
         labels = (forward or self._forward)(batch, kwargs)
-        if mode != "off":
-            labels = nuclear_gate.check_batch(batch, labels)
-        if fill:
-            labels = classical_fill.fill_batch(batch, labels)
-        return labels
+        return finish_batch(batch, labels, check=check, fill=fill)
+
+    def finish_flags(self, postprocess: dict[str, Any] | None = None) -> tuple[bool, bool]:
+        """(nuclear check, classical fill): what `predict` with `postprocess` over the model's
+        own settings runs after the network; ValueError (one line) for a bad setting."""
+        kwargs = {**self.postprocess, **(postprocess or {})}
+        check = nuclear_gate.mode_of(kwargs.get("nuclear_check", "auto")) != "off"
+        return check, self.fill_on(kwargs.get("classical_fill", "auto"))
 
     def fill_on(self, setting: object) -> bool:
         """Whether a `classical_fill` setting (`auto`: this model's own) completes labels."""
-        mode = classical_fill.mode_of(setting)
-        return self.classical_fill if mode == "auto" else mode == "on"
+        return classical_fill.in_effect(setting, self.classical_fill)
 
     def _forward(self, batch: np.ndarray, kwargs: dict[str, Any]) -> np.ndarray:
         torch = self._torch

@@ -109,15 +109,23 @@ class Evidence:
 
 
 def evidence(
-    rgb: np.ndarray, labels: np.ndarray, ring_px: int = RING_PX, gap_px: int = RING_GAP_PX
+    rgb: np.ndarray,
+    labels: np.ndarray,
+    ring_px: int = RING_PX,
+    gap_px: int = RING_GAP_PX,
+    *,
+    hed: np.ndarray | None = None,
 ) -> Evidence:
-    """`Evidence` of every detection in `labels` (int (H, W), 0 background) on `rgb`."""
+    """`Evidence` of every detection in `labels` (int (H, W), 0 background) on `rgb`; `hed`:
+    `rgb2hed(rgb)` when the caller has it (the model layer deconvolves a tile once for the
+    check and the classical fill, `wsitui/models/finish.py`)."""
     lab = np.asarray(labels)
     n = int(lab.max()) if lab.size else 0
     if n <= 0:
         z = np.zeros(0)
         return Evidence(np.zeros(0, np.int64), z, z, z, z, z)
-    hed = rgb2hed(rgb)  # fixed (Ruifrok) vectors: the same unmixing on every tile and slide
+    if hed is None:
+        hed = rgb2hed(rgb)  # fixed (Ruifrok) vectors: the same unmixing on every tile and slide
     h, e = hed[..., 0], hed[..., 1]
     flat = lab.ravel().astype(np.int64)
     count = np.bincount(flat, minlength=n + 1)
@@ -160,9 +168,12 @@ def _medians(owner: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarray,
     return med, count
 
 
-def check(rgb: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """(`labels` without the detections lacking nuclear evidence, detections, dropped)."""
-    ev = evidence(rgb, labels)
+def check(
+    rgb: np.ndarray, labels: np.ndarray, hed: np.ndarray | None = None
+) -> tuple[np.ndarray, int, int]:
+    """(`labels` without the detections lacking nuclear evidence, detections, dropped); `hed`
+    as `evidence`'s."""
+    ev = evidence(rgb, labels, hed=hed)
     if not ev.ids.size:
         return labels, 0, 0
     keep = ev.nuclear()
@@ -192,17 +203,12 @@ def tally() -> Iterator[list[tuple[int, int]]]:
         _TALLY.reset(token)
 
 
-def check_batch(batch: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """`check` on each tile of uint8 (B, H, W, 3) / int (B, H, W); counted into any `tally`."""
-    out = np.empty_like(labels)
-    counts = []
-    for i in range(len(batch)):
-        out[i], n, dropped = check(batch[i], labels[i])
-        counts.append((n, dropped))
+def count(counts: list[tuple[int, int]]) -> None:
+    """Append a batch's (detections, dropped) per checked tile, in order, to any `tally` open on
+    this thread (`wsitui/models/finish.py` checks the tiles)."""
     sink = _TALLY.get()
     if sink is not None:
         sink.extend(counts)
-    return out
 
 
 def mode_of(value: object) -> str:

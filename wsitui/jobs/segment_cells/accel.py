@@ -176,6 +176,7 @@ def label_agreement(ref: np.ndarray, other: np.ndarray, iou: float = MATCH_IOU) 
 
 
 # ---- the CPU side of a GPU job ---------------------------------------------------------------
+NETWORK_ONLY = {"nuclear_check": "off", "classical_fill": "off"}  # the model call, no finishing
 GPU_BATCHES_IN_FLIGHT = 2  # one batch's host work (normalise, pinned copy, labels back) overlaps
 # the other's GPU work
 
@@ -352,6 +353,17 @@ class DeviceSegmenter:
         kwargs.pop("classical_fill", None)
         return self._forward(batch, kwargs)
 
+    def finish(
+        self, rgb: np.ndarray, labels: np.ndarray, postprocess: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, tuple[int, int] | None]:
+        """One tile's labels from `predict(..., NETWORK_ONLY)` after the model layer's nuclear
+        check and classical fill, as `predict` with `postprocess` runs them (its flags from
+        the model's `finish_flags`): (labels, the check's (detections, dropped) or None)."""
+        from wsitui.models.finish import finish_tile
+
+        check, fill = self.model.finish_flags({**self._extra, **(postprocess or {})})
+        return finish_tile(rgb, labels, check=check, fill=fill)
+
     def _forward(self, batch: np.ndarray, kwargs: dict[str, Any]) -> np.ndarray:
         from wsitui.models.normalize import normalize_batch
 
@@ -397,6 +409,9 @@ class Accelerated:
     # What ran the network on CPU (`fastnet`), or why the model's own whole call ran.
     network_runtime: str = ""
     lock_free: bool = False  # the runner may be called from several threads at once
+    # On a GPU: the model layer's per-tile check and fill (CPU work), apart from the network
+    # (`predict_network`, then `finish` on the pipeline's tracing threads, `backends/local.py`).
+    finisher: Callable[..., tuple[np.ndarray, tuple[int, int] | None]] | None = None
 
     @property
     def pixel_size(self) -> float:
@@ -414,6 +429,22 @@ class Accelerated:
         """The job's model call; `postprocess` (instanseg's kwargs, e.g. an out-of-domain tile's
         tightened settings, `domain.TIGHT`) over the job's own, for this call."""
         return self.runner.predict(batch, postprocess)
+
+    def predict_network(
+        self, batch: np.ndarray, postprocess: dict[str, Any] | None = None
+    ) -> np.ndarray:
+        """`predict` without the model layer's nuclear check and classical fill (`finish`
+        runs them, tile by tile, where `finisher` is set)."""
+        return self.runner.predict(batch, {**(postprocess or {}), **NETWORK_ONLY})
+
+    def finish(
+        self, rgb: np.ndarray, labels: np.ndarray, postprocess: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, tuple[int, int] | None]:
+        """One tile's `predict_network` labels checked and filled as `predict` with
+        `postprocess` does: (labels, the check's (detections, dropped) or None)."""
+        if self.finisher is None:
+            raise RuntimeError("finish: this job's model call checks and fills its own tiles")
+        return self.finisher(rgb, labels, postprocess)
 
     def manifest(self) -> dict[str, object]:
         info = dict(self.model.manifest())
@@ -536,6 +567,9 @@ def accelerate(
         window_size,
         nuclear_check=nuclear_check,
         classical_fill=classical_fill,
+        # On CUDA the check and fill leave the infer threads (they hold the next batch back
+        # from the GPU) for the pipeline's tracing threads; the same labels.
+        finisher=seg.finish if on_cuda and hasattr(model, "finish_flags") else None,
     )
 
 

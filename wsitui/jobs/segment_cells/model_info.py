@@ -132,13 +132,14 @@ def pixel_size(state: dict[str, Any], what: str) -> float:
 
 def fill_in_effect(model: Any, setting: str) -> str:
     """`on` or `off`: whether a job's `classical_fill` setting completes `model`'s labels (a
-    loaded model or a `ModelInfo`; `auto` is the model's own, `wsitui_model.json`)."""
+    loaded model or a `ModelInfo`; `auto` is the model's own, `wsitui_model.json`), by the
+    model layer's one rule (`classical_fill.in_effect`, which its predict follows)."""
+    from wsitui.models.classical_fill import in_effect
+
     if getattr(model, "is_classical", False):
         return "off"
-    if setting != "auto":
-        return setting
     own = getattr(model, "classical_fill", None)
     if own is None:
         info = getattr(model, "info", None)
         own = info.get("classical_fill", False) if isinstance(info, dict) else False
-    return "on" if own else "off"
+    return "on" if in_effect(setting, bool(own)) else "off"

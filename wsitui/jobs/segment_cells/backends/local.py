@@ -42,7 +42,7 @@ from wsitui.jobs.segment_cells.backends.tile import (
     traced,
 )
 from wsitui.jobs.segment_cells.chatter import to_log
-from wsitui.jobs.segment_cells.domain import out_of_domain
+from wsitui.jobs.segment_cells.domain import TIGHT, out_of_domain
 from wsitui.jobs.segment_cells.extract import CellRecords
 from wsitui.jobs.segment_cells.malloc import release_free_memory, tune_malloc
 from wsitui.jobs.segment_cells.memory import read_window
@@ -125,12 +125,19 @@ def run_tiles(
         return traced(labels, image.tile, valid, image.chromogen, geometry)
 
     checked: dict[int, tuple[int, int]] = {}  # id(image) -> nuclear check (detections, dropped)
+    # On a GPU the model layer's nuclear check and classical fill (CPU work) run here, on the
+    # tracing threads, not in the model call on an infer thread (`Accelerated.finisher`).
+    apart = getattr(model, "finisher", None) is not None
 
     def post(image: TileImage, labels: np.ndarray) -> None:
         began = time.perf_counter()
+        counts = None
+        if apart:
+            settings = TIGHT if out_of_domain(image.chromogen) else None  # as `predict` had
+            labels, counts = model.finish(image.rgb, labels, settings)
         rec = trace(image, labels)
         with lock:
-            counts = checked.pop(id(image), None)
+            counts = checked.pop(id(image), counts)
         if counts is not None:  # the model's nuclear check counts go in the shard (info[2:4])
             rec.info = np.concatenate([rec.info[:2], np.asarray(counts, float)])
         if on_labels is not None:
@@ -157,7 +164,10 @@ def run_tiles(
                     continue
                 x = np.stack([batch[i].rgb for i in idx])
                 with nuclear_gate.tally() as counts:
-                    out = predictor(model, tight)(x)
+                    if apart:  # checked and filled by `post`
+                        out = model.predict_network(x, TIGHT if tight else None)
+                    else:
+                        out = predictor(model, tight)(x)
                 for i, lab in zip(idx, out, strict=True):
                     labels[i] = lab
                 if len(counts) == len(idx):  # one (detections, dropped) per tile, in order
