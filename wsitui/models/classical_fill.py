@@ -189,4 +189,3 @@ def split_joined(labels: np.ndarray, classical: np.ndarray, first: int) -> np.nd
         grown = seeds[near[0], near[1]]
         out[y0:y1, x0:x1][region] = grown[region]
     return out
-
