@@ -37,6 +37,7 @@ from wsitui.core.events import (
 from wsitui.core.phase import JobPhase, job_phases, slot_wait
 from wsitui.core.records import Job, JobState, WorkflowState, WorkflowStatus, whole_percent
 from wsitui.core.text import one_line, skipped_tiles, tiles_text
+from wsitui.session.job_notes import JobNotes
 
 STATE_STYLE = {
     "PENDING": "yellow",
@@ -126,9 +127,10 @@ def summary_table(
 ) -> Group:
     """`wsitui run`'s closing summary, readable at 80 columns: a table of the jobs (no header
     cut, the cell count shown), then each job's output folder or error on a line of its own,
-    whole (as a table column it was squeezed to 8 characters). After an interrupt a job that
-    could have run says it resumes next time, not "waiting for a free worker" as the process
-    exits."""
+    whole (as a table column it was squeezed to 8 characters), with the notes its manifest
+    left under it (`⚠ slide has no pixel size; ...`: what the TUI's card counts). After an
+    interrupt a job that could have run says it resumes next time, not "waiting for a free
+    worker" as the process exits."""
     table = Table(
         title="wsitui run summary",
         title_justify="left",
@@ -148,6 +150,7 @@ def summary_table(
     # (every one may have a `mask`), and "mask: FAILED" alone did not say whose mask failed.
     grouped = len(statuses) > 1
     indent = "\n    " if grouped else "\n  "
+    notes = JobNotes(engine.results_root)
     for status in sorted(statuses, key=lambda s: s.workflow.tenant):
         phases = job_phases(status.jobs, waiting, resources)
         if grouped:
@@ -185,6 +188,8 @@ def summary_table(
             if detail:
                 outputs.append(f"{indent}{job.key}: ")
                 outputs.append(detail, style="red" if job.state is JobState.FAILED else "")
+            for note in notes.texts(job):  # what the TUI's card counts (`⚠ 1 note`)
+                outputs.append(f"{indent}  ⚠ {one_line(note)}", style="yellow")
     return Group(table, outputs)
 
 

@@ -52,12 +52,12 @@ from wsitui.core.records import (
     whole_percent,
 )
 from wsitui.session.errors import SessionError
+from wsitui.session.job_notes import JobNotes, notes_text
 from wsitui.session.session import Session
 from wsitui.session.terminal import detach_from_terminal
 from wsitui.slides.sample import write_sample_slide
 from wsitui.tui.badges import Badge, badges
 from wsitui.tui.cohorts import CohortBook
-from wsitui.tui.job_notes import JobNotes, notes_text
 from wsitui.tui.rates import Rates
 from wsitui.tui.screens.detail import PREVIEW, JobDetailScreen, PreviewScreen
 from wsitui.tui.screens.dialogs import (

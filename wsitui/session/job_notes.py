@@ -1,5 +1,7 @@
-"""How many notes (manifest `warnings`) a finished job left, for its card: a mask that found no
-tissue, a segmentation that skipped every tile, a fallback model. Read once per attempt."""
+"""The notes (manifest `warnings`) a finished job left: a mask that found no tissue, a
+segmentation that skipped every tile, an assumed pixel size, a fallback model. Read once per
+attempt. Both faces say them: the TUI's card counts them (`⚠ 2 notes`), `wsitui run`'s closing
+summary prints each under the job's output folder."""
 
 from __future__ import annotations
 
@@ -15,26 +17,32 @@ MANIFEST = "manifest.json"
 class JobNotes:
     def __init__(self, results_root: Path) -> None:
         self._dirs = ResultsDirs(results_root)
-        self._read: dict[tuple[str, int], int] = {}
+        self._read: dict[tuple[str, int], tuple[str, ...]] = {}
 
     def __call__(self, job: Job) -> int:
         """The number of notes of a SUCCEEDED job (0 for any other, or when its manifest
         cannot be read: the detail screen says why)."""
+        return len(self.texts(job))
+
+    def texts(self, job: Job) -> tuple[str, ...]:
+        """The notes of a SUCCEEDED job, as its manifest words them (none for any other)."""
         if job.state is not JobState.SUCCEEDED:
-            return 0
+            return ()
         key = (job.id, job.attempt)
         if key not in self._read:
-            self._read[key] = self._count(job)
+            self._read[key] = self._texts(job)
         return self._read[key]
 
-    def _count(self, job: Job) -> int:
+    def _texts(self, job: Job) -> tuple[str, ...]:
         try:
             out = self._dirs(job.tenant, job.workflow_id, job.key)
             manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return 0
+            return ()
         warnings = manifest.get("warnings") if isinstance(manifest, dict) else None
-        return sum(isinstance(w, str) for w in warnings) if isinstance(warnings, list) else 0
+        if not isinstance(warnings, list):
+            return ()
+        return tuple(w for w in warnings if isinstance(w, str))
 
 
 def notes_text(n: int) -> str:

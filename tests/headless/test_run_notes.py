@@ -1,0 +1,38 @@
+"""`wsitui run`'s closing summary says the notes a job's manifest left (its `warnings`: an
+assumed pixel size, an empty mask, a fallback model) under that job's output folder: the TUI's
+card counts them (`⚠ 2 notes`), and a user of the headless face saw none of them before.
+
+Every subprocess has a timeout (tests/headless/helpers.py): a hang fails the test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.headless.helpers import one_job_config, wsitui
+from tests.slides.foreign import Foreign, tissue_pixels, write_foreign
+
+
+def test_the_summary_prints_each_note_under_its_jobs_output(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+):
+    slide = tmp_path / "plain.png"  # a plain image holds no pixel size: 0.5 µm/px is assumed
+    Image.fromarray(tissue_pixels(tmp_path_factory)[:512, :768]).save(slide)
+    config = one_job_config(tmp_path / "c.toml", slide)
+    out = wsitui("run", config, "--data-dir", tmp_path / "data")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    (at,) = [i for i, line in enumerate(lines) if line.strip().startswith("a: t/")]
+    assert lines[at + 1].strip() == "⚠ slide has no pixel size; assumed 0.5 µm/px", lines[at:]
+    # The same tissue in a TIFF that gives its pixel size: no note under its output line.
+    tiff = write_foreign(
+        tmp_path / "x.tif",
+        tissue_pixels(tmp_path_factory)[:512, :768],
+        Foreign(aperio=None, compression="lzw", photometric="rgb", resolution=(0.499, "cm")),
+    )
+    out = wsitui("run", one_job_config(tmp_path / "d.toml", tiff), "--data-dir", tmp_path / "d")
+    assert out.returncode == 0, out.stderr
+    assert "a: t/" in out.stdout and "⚠" not in out.stdout, out.stdout
