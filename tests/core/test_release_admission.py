@@ -18,7 +18,7 @@ import pytest
 from tests.core.crash import snapshot, snapshot_every_commit, snapshot_every_commit_from_open
 from tests.core.engine_helpers import job, until
 from tests.core.fakes import GatedExecutor
-from tests.core.oracle import check, read_events
+from tests.core.oracle import check, missing_from_log, read_events
 from wsitui.core.engine import Engine
 from wsitui.core.eventlog import JsonlEventLog
 from wsitui.core.records import WorkflowSpec
@@ -140,3 +140,49 @@ async def test_a_recovery_that_fails_a_tenants_last_job_admits_the_next_in_its_c
             await drain(third, ex)
     assert copies
     assert [(c.name, gap(c / "state.db")) for c in copies if gap(c / "state.db")] == []
+
+
+async def test_a_kill_between_the_commit_and_its_log_lines_leaves_a_log_by_the_rules(
+    tmp_path: Path,
+):
+    """The commit that ends a's last job also releases a and admits c; a kill before its log
+    lines were written (the state as committed, the log as written then) and the rerun's
+    backfill: the log must still replay by the rules, tenant lines included (it lacked c's
+    admission, so c's starts read as starts of a tenant never admitted)."""
+    ex, log = GatedExecutor(), tmp_path / "ev.jsonl"
+    engine = Engine(tmp_path / "d", [ex], max_workers=2, max_active_users=2)
+    events = attach(engine, log)
+    cuts: list[tuple[Path, bytes]] = []
+    async with engine:
+        a1 = engine.submit("a", WorkflowSpec(name="a", jobs=(job("a1"),))).jobs[0].id
+        b = engine.submit("b", WorkflowSpec(name="b", jobs=(job("b1"), job("b2")))).jobs
+        engine.submit("c", WorkflowSpec(name="c", jobs=(job("c1"),)))
+        await until(engine, lambda: {a1, b[0].id} <= set(engine._runs))
+        apply = engine.store.apply
+
+        def apply_and_copy(*args: object, **kwargs: object) -> None:
+            apply(*args, **kwargs)  # type: ignore[arg-type]
+            copy = snapshot(engine, tmp_path / f"copy{len(cuts)}")
+            cuts.append((copy, log.read_bytes()))
+
+        engine.store.apply = apply_and_copy  # type: ignore[method-assign]
+        ex.release(a1)  # a's last job: a released, c admitted, in one commit
+        await until(engine, lambda: engine.stats().active == ("b", "c"))
+        engine.store.apply = apply  # type: ignore[method-assign]
+        await drain(engine, ex)
+    events.close()
+    assert cuts
+    for copy, written in cuts:
+        cut = copy / "ev.jsonl"
+        cut.write_bytes(written)
+        ex2 = GatedExecutor()
+        again = Engine(copy, [ex2], max_workers=2, max_active_users=2)
+        events = attach(again, cut)
+        again.on_open.append(events.backfill)
+        async with again:
+            await drain(again, ex2)
+        events.close()
+        replay = list(read_events([cut]))
+        oracle = check(replay, max_workers=2, max_active_users=2, strict=True)
+        assert oracle.violations == [], copy.name
+        assert missing_from_log(replay, copy / "state.db") == [], copy.name
