@@ -568,9 +568,9 @@ class Engine:
             self._publish_tenants(effects, now, free, admitted=True)
             self._publish_tenants(effects, now, free, admitted=False)
             return
-        why = reasons or {}
+        by_job = reasons or {}
         transitions = [
-            Transition(j.id, now, j.state, j.attempt, why.get(j.id, reason)) for j in main
+            Transition(j.id, now, j.state, j.attempt, by_job.get(j.id, reason)) for j in main
         ]
         self.store.apply(
             [*main, *side], transitions, workflow=workflow, tenants=tenants, clear=clear
@@ -579,7 +579,7 @@ class Engine:
         for job in main:
             before = None if created else self._jobs[job.id].state
             self._put(job)
-            events.append(JobStateChanged(now, job, before, why.get(job.id, reason)))
+            events.append(JobStateChanged(now, job, before, by_job.get(job.id, reason)))
         for job in side:
             old = self._jobs[job.id]
             self._put(job)
