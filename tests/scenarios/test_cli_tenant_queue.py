@@ -489,8 +489,11 @@ def test_fewer_workers_after_a_kill_start_every_interrupted_job_before_any_other
     assert len(again) == len(set(again)) == 6 - done
 
 
-def _kill_when_running(cfg: Path, cwd: Path, job: str, times: int) -> None:
-    """Run `cfg` and SIGKILL it once the log shows `job` started for the `times`th time."""
+def _kill_when_running(cfg: Path, cwd: Path, job: str, times: int, *, submitted: str) -> None:
+    """Run `cfg` and SIGKILL it once the log shows `job` started for the `times`th time and
+    job `submitted` submitted (a config's later workflow is submitted after the start of an
+    earlier one's job, the resumed one's at a restart: under load a kill at that start came
+    before it, so the next run submitted it after a retry of the first, in another order)."""
     log = cwd / "ev.jsonl"
     proc = _popen(cfg, cwd)
     deadline = time.monotonic() + 60
@@ -505,7 +508,7 @@ def _kill_when_running(cfg: Path, cwd: Path, job: str, times: int) -> None:
                 and e["previous"] != "RUNNING"
                 and e["job_id"].endswith(f".{job}")
             ]
-            if len(started) == times:
+            if len(started) == times and f'.{submitted}","workflow_id"' in text:
                 break
         time.sleep(0.002)
     os.kill(proc.pid, signal.SIGKILL)
@@ -526,8 +529,8 @@ def test_a_poison_job_failed_at_a_restart_frees_its_tenant_slot_for_the_waiting_
     ]
     cfg = write_config(tmp_path, paths, workflows, workers=1, users=1)
     db, log = tmp_path / "data" / "state.db", tmp_path / "ev.jsonl"
-    _kill_when_running(cfg, tmp_path, "a1", 1)
-    _kill_when_running(cfg, tmp_path, "a1", 2)
+    _kill_when_running(cfg, tmp_path, "a1", 1, submitted="b1")
+    _kill_when_running(cfg, tmp_path, "a1", 2, submitted="b1")
     con = sqlite3.connect(db)
     crashes = con.execute("SELECT state, crashes FROM jobs WHERE key = 'a1'").fetchone()
     con.close()
