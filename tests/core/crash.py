@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from wsitui.core.engine import Engine
+from wsitui.core.store import Store
 
 
 def snapshot(engine: Engine, dest: Path) -> Path:
@@ -46,3 +47,25 @@ def snapshot_every_commit(engine: Engine, root: Path) -> Iterator[list[Path]]:
         yield copies
     finally:
         store.apply = apply  # type: ignore[method-assign]
+
+
+@contextmanager
+def snapshot_every_commit_from_open(engine: Engine, root: Path) -> Iterator[list[Path]]:
+    """Like `snapshot_every_commit`, for an engine not open yet: from its first commit on,
+    recovery's included (hooked in when it opens its store)."""
+    copies: list[Path] = []
+
+    def hook(store: Store) -> None:
+        apply = store.apply
+
+        def apply_and_copy(*args: object, **kwargs: object) -> None:
+            apply(*args, **kwargs)  # type: ignore[arg-type]
+            copies.append(snapshot(engine, root / f"{len(copies):03d}"))
+
+        store.apply = apply_and_copy  # type: ignore[method-assign]
+
+    engine.on_open.append(hook)
+    try:
+        yield copies
+    finally:
+        engine.on_open.remove(hook)

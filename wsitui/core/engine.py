@@ -57,8 +57,8 @@ from wsitui.core.records import (
     job_id_for,
 )
 from wsitui.core.run_context import RunningJob
-from wsitui.core.store import Store, StoreError
-from wsitui.core.supervisor import FINAL_SCHED_STATE, Supervisor
+from wsitui.core.store import Store
+from wsitui.core.supervisor import Supervisor
 from wsitui.core.tally import Tally
 from wsitui.core.validation import JobValidator, check_tenant
 
@@ -163,7 +163,7 @@ class Engine:
             self._token = anyio.lowlevel.current_token()
             for hook in self.on_open:  # e.g. the event log's backfill, before recovery commits
                 hook(self._store)
-            self._recover()
+            recovery.recover(self)
             for executor in self.executors.values():
                 await executor.open()
                 self._opened.append(executor)
@@ -224,58 +224,6 @@ class Engine:
                 logging.getLogger("wsitui").exception(
                     "closing the %s executor failed", executor.job_type
                 )
-
-    def _recover(self) -> None:
-        """Rebuild in-memory state from the store; `recovery` decides what each stored job
-        becomes (jobs found RUNNING were interrupted and resume first)."""
-        for wf in self.store.workflows():
-            self._workflows[wf.id] = wf
-            self._wf_jobs[wf.id] = []
-        now = self.clock()
-        stored = recovery.upgrade_params(self.store.jobs(), self._validator.upgraded, self.store)
-        for job in stored:
-            if job.workflow_id not in self._wf_jobs:
-                raise StoreError(
-                    f"state database {self.store.path}: job {job.id!r} belongs to no workflow; "
-                    "restore a backup of state.db, or move it aside to start afresh"
-                )
-        # What each job holds while running, as this engine's executors say now (R9).
-        stored = [replace(job, needs=self._validator.needs(job)) for job in stored]
-
-        def unfit(job: Job) -> str | None:
-            fits = self.scheduler.fits(job.needs.items())
-            return None if fits else self._validator.unfit_reason(job.needs)
-
-        found = recovery.triage(stored, unfit, now)
-        for kept, job in found.jobs:
-            self._put(kept)
-            self._wf_jobs[job.workflow_id].append(job.id)
-            state = FINAL_SCHED_STATE.get(job.state, rules.SchedState.HELD)
-            self.scheduler.add(
-                job.id, job.tenant, self._lane(job), job.depends_on, job.seq, state, job.needs
-            )
-        resumed = recovery.resumed(found.interrupted, self.store)
-        # Interrupted jobs go back to the head of their lanes (their old seqs are lowest).
-        for job in sorted(found.interrupted, key=lambda j: j.seq) + sorted(
-            found.queued, key=lambda j: j.seq
-        ):
-            self.scheduler.enqueue(job.id, job.seq)
-        # Which tenants were active, and the waiting order, continue from the stored state.
-        released = self.scheduler.restore_tenants(self.store.tenant_rows())
-        # What was running (at a crash or a clean stop) runs again first (R6 unchanged).
-        again = [*found.interrupted, *(j for j in found.queued if j.interrupted)]
-        self.scheduler.resume_first(j.id for j in sorted(again, key=lambda j: j.seq))
-        fresh = recovery.newly_blocked(found, lambda j: self.scheduler.jobs[j].blocked)
-        for job_id, job in self._jobs.items():  # blocks news to the log come with a commit
-            if self.scheduler.jobs[job_id].blocked != job.blocked and job_id not in fresh:
-                self._put(replace(job, blocked=self.scheduler.jobs[job_id].blocked))
-        self._commit(resumed, recovery.INTERRUPTED, now)
-        self._commit(found.poisoned, recovery.POISONED, now)
-        self.scheduler.effects.tenants += released  # R3: after the ends that caused them
-        self.scheduler.effects.blocks += [rules.BlockChange(j, True) for j in sorted(fresh)]
-        self._commit(found.unfit, recovery.UNFIT, now)
-        for job in found.unfit:
-            logging.getLogger("wsitui").warning("job %s failed: %s", job.id, job.error)
 
     # ---- tenant-scoped reads -----------------------------------------------------------------
     def tenants(self) -> list[str]:
@@ -592,11 +540,17 @@ class Engine:
         created: bool = False,
         workflow: Workflow | None = None,
         clear: Sequence[str] = (),
+        reasons: Mapping[str, str] | None = None,
     ) -> None:
         """Persist a change, then publish it: the jobs a command changed with their
-        transitions, every job the scheduler moved or (un)blocked as a consequence, and the
-        tenant state — one transaction, so a restart never sees half of it."""
+        transitions (`reasons` by job id, else `reason`), every job the scheduler moved or
+        (un)blocked as a consequence, and the tenant state with the admissions the change
+        allows — one transaction, so a restart or a reader of state.db never sees half of it
+        (not a slot a release freed while a tenant waits for it, R3)."""
         effects = self.scheduler.take_effects()
+        free = self.scheduler.max_active_users - len(self.scheduler.active)  # before admitting
+        self.scheduler.admit()  # R3: the dispatch after this commit finds the slots taken
+        admitted, self.scheduler.effects.tenants = self.scheduler.effects.tenants, []
         sched = self.scheduler.jobs
         # Lane positions and blocked flags come from the scheduler, for every job touched.
         main = [replace(j, seq=sched[j.id].seq, blocked=sched[j.id].blocked) for j in jobs]
@@ -611,10 +565,13 @@ class Engine:
         ]
         tenants = self.scheduler.tenant_rows() if self.scheduler.tenants_dirty else None
         if not main and not side and tenants is None and workflow is None and not clear:
-            self._publish_tenants(effects, now, admitted=True)
-            self._publish_tenants(effects, now, admitted=False)
+            self._publish_tenants(effects, now, free, admitted=True)
+            self._publish_tenants(effects, now, free, admitted=False)
             return
-        transitions = [Transition(j.id, now, j.state, j.attempt, reason) for j in main]
+        by_job = reasons or {}
+        transitions = [
+            Transition(j.id, now, j.state, j.attempt, by_job.get(j.id, reason)) for j in main
+        ]
         self.store.apply(
             [*main, *side], transitions, workflow=workflow, tenants=tenants, clear=clear
         )
@@ -622,7 +579,7 @@ class Engine:
         for job in main:
             before = None if created else self._jobs[job.id].state
             self._put(job)
-            events.append(JobStateChanged(now, job, before, reason))
+            events.append(JobStateChanged(now, job, before, by_job.get(job.id, reason)))
         for job in side:
             old = self._jobs[job.id]
             self._put(job)
@@ -634,21 +591,25 @@ class Engine:
                 why = "re-entered its lane: its upstream was started"
             events.append(JobStateChanged(now, job, job.state, why))
         # Admissions before the starts they allow; releases after the ends that caused them.
-        self._publish_tenants(effects, now, admitted=True)
+        self._publish_tenants(effects, now, free, admitted=True)
         for event in events:
             self.bus.publish(event)
-        self._publish_tenants(effects, now, admitted=False)
+        self._publish_tenants(effects, now, free, admitted=False)
         touched = [j.workflow_id for j in [*main, *side]]
         if workflow is not None:
             touched.append(workflow.id)  # a new workflow is news even with no jobs yet
         for wf_id in dict.fromkeys(touched):
             self._publish_workflow(wf_id, now)
+        for tc in admitted:  # where the dispatch after it published them: before its starts
+            self.bus.publish(TenantAdmitted(now, tc.tenant, passed_over=tc.passed_over))
 
     def _after_change(self) -> None:
         self._dispatch()  # R8: in the same step as the change, never on a tick
         self._notify()
 
-    def _publish_tenants(self, effects: rules.Effects, now: float, *, admitted: bool) -> None:
+    def _publish_tenants(
+        self, effects: rules.Effects, now: float, free: int, *, admitted: bool
+    ) -> None:
         # R3, in the scheduler's order: a slot given up is released before it is taken, and a
         # tenant admitted then stalled in one pass is admitted before it gives its slot up.
         for tc in effects.tenants:
@@ -658,11 +619,10 @@ class Engine:
                 self.bus.publish(TenantAdmitted(now, tc.tenant, passed_over=tc.passed_over))
             elif not admitted and not tc.admitted and not tc.yielded:
                 self.bus.publish(TenantReleased(now, tc.tenant, cap_lowered=tc.cap_lowered))
-        free = self.scheduler.max_active_users - len(self.scheduler.active)
         if effects.waiting_changed and not admitted and free <= 0:
-            # With a slot free, the dispatch that follows this commit in the same step (R8)
-            # admits the waiting tenant and publishes the queue that is left: a tenant that
-            # never waits is not announced as waiting.
+            # With a slot free (before this commit's admissions), the tenant admitted into it
+            # is not announced as waiting: the dispatch that follows in the same step (R8)
+            # publishes the queue that is left.
             for pos, tenant in enumerate(self.scheduler.waiting, start=1):
                 self.bus.publish(TenantWaiting(now, tenant, pos))
 

@@ -16,7 +16,8 @@ it never stops the engine.
 The engine commits each change before it publishes it, so a process killed in between (SIGKILL,
 power) has committed transitions its log never got. `backfill` appends them at the next start,
 before recovery commits anything, marked `"recovered": true`: the log replays to exactly the
-committed transitions again.
+committed transitions again, and to the committed tenant state (the releases and admissions
+that commit made, R3).
 """
 
 from __future__ import annotations
@@ -32,7 +33,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
-from wsitui.core.events import SIDE_EFFECT_REASONS, Event, JobStateChanged
+from wsitui.core.events import (
+    SIDE_EFFECT_REASONS,
+    Event,
+    JobStateChanged,
+    TenantAdmitted,
+    TenantReleased,
+)
 from wsitui.core.paths import file_kind
 from wsitui.core.records import JobState
 from wsitui.core.store import Store
@@ -202,7 +209,8 @@ class JsonlEventLog:
         transitions are the start of its committed ones, and for each job it never named that
         was first committed after the last transition it shows (the kill lost the job's first
         lines, its "submitted" among them), in commit order. A log that tells another story,
-        one first attached now, and jobs committed before it was attached are left alone."""
+        one first attached now, and jobs committed before it was attached are left alone. The
+        tenants that commit released and admitted follow its ends, before its starts."""
         if self._file is None:
             return 0
         jobs = {job.id: job for job in store.jobs()}
@@ -245,7 +253,7 @@ class JsonlEventLog:
             }
         seen = {}
         previous: dict[str, JobState] = {}
-        written = 0
+        lines: list[dict[str, object]] = []
         for t in transitions:
             i = seen.get(t.job_id, 0)
             seen[t.job_id] = i + 1
@@ -256,11 +264,52 @@ class JsonlEventLog:
             if i < len(logged.get(t.job_id, [])):
                 continue
             job = replace(jobs[t.job_id], state=t.state, attempt=t.attempt)
-            self._write(
-                {**JobStateChanged(t.ts, job, before, t.reason).to_json(), "recovered": True}
+            lines.append(JobStateChanged(t.ts, job, before, t.reason).to_json())
+        # The lost lines are the last commit's (each commit is published before the next): its
+        # ends, then the tenants it released and admitted (R3), then its starts, as published.
+        starts = [e for e in lines if e["state"] == "RUNNING"]
+        lines = [e for e in lines if e["state"] != "RUNNING"]
+        if follows and transitions:
+            lines += self._tenant_lines(
+                store, {j.tenant for j in jobs.values()}, transitions[-1].ts
             )
-            written += 1
-        return written
+        for obj in [*lines, *starts]:
+            self._write({**obj, "recovered": True})
+        return len(lines) + len(starts)
+
+    def _tenant_lines(self, store: Store, ours: set[str], ts: float) -> list[dict[str, object]]:
+        """The releases and admissions `store` committed that the log never showed: tenants
+        of this data dir the log shows active and state.db does not, then the reverse."""
+        shown = self._logged_active()
+        rows = store.tenant_rows()
+        active = [r.tenant for r in rows if r.status == "active"]  # in admission order
+        waiting = {r.tenant for r in rows if r.status == "waiting"}  # gave its slot up
+        out = [
+            TenantReleased(ts, t, yielded=t in waiting).to_json()
+            for t in shown
+            if t in ours and t not in active
+        ]
+        return out + [TenantAdmitted(ts, t).to_json() for t in active if t not in shown]
+
+    def _logged_active(self) -> list[str]:
+        """The tenants the log's tenant_admitted and tenant_released lines leave active."""
+        active: list[str] = []
+        with contextlib.suppress(OSError), self.path.open(encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if '"tenant_' not in line:
+                    continue
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by the crash
+                if not isinstance(e, dict):
+                    continue
+                tenant = e.get("tenant")
+                if e.get("event") == "tenant_admitted" and tenant not in active:
+                    active.append(tenant)
+                elif e.get("event") == "tenant_released" and tenant in active:
+                    active.remove(tenant)
+        return active
 
     def _logged_transitions(self) -> dict[str, list[tuple[str, str]]] | None:
         """(state, reason) of each job's job_state lines that are transitions, in order."""

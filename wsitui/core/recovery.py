@@ -11,7 +11,10 @@ machine that had one) fails, so it holds no slot (R9). Params an earlier, lax ve
 (`tile_size = "512"`) are read once as what they plainly mean and stored so
 (`upgrade_params`), instead of failing their jobs at start now that params are strict.
 
-Pure: the engine applies the result (`Engine._recover`) and commits it in one step per reason.
+`triage` and the helpers are pure; `recover` applies their result to the engine as it opens and
+commits it in one transaction, with the releases it causes and the admissions they allow (R3):
+a kill during the open leaves state.db as it was or as recovered, never a slot free while a
+tenant waits.
 """
 
 from __future__ import annotations
@@ -20,10 +23,15 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from wsitui.core import rules
 from wsitui.core.records import Job, JobState
-from wsitui.core.store import Store
+from wsitui.core.store import Store, StoreError
+from wsitui.core.supervisor import FINAL_SCHED_STATE
+
+if TYPE_CHECKING:
+    from wsitui.core.engine import Engine
 
 INTERRUPTED = "interrupted: the engine stopped while it ran; resumes from its last checkpoint"
 POISONED = "failed: crashed the process on two consecutive starts"
@@ -126,3 +134,57 @@ def upgrade_params(
             job = replace(job, params=new[job.id])
         out.append(job)
     return out
+
+
+def recover(engine: Engine) -> None:
+    """Rebuild the engine's in-memory state from its store as it opens (`triage` decides what
+    each stored job becomes: jobs found RUNNING were interrupted and resume first), and commit
+    what changed in one transaction."""
+    store, scheduler = engine.store, engine.scheduler
+    for wf in store.workflows():
+        engine._workflows[wf.id] = wf
+        engine._wf_jobs[wf.id] = []
+    now = engine.clock()
+    stored = upgrade_params(store.jobs(), engine._validator.upgraded, store)
+    for job in stored:
+        if job.workflow_id not in engine._wf_jobs:
+            raise StoreError(
+                f"state database {store.path}: job {job.id!r} belongs to no workflow; "
+                "restore a backup of state.db, or move it aside to start afresh"
+            )
+    # What each job holds while running, as this engine's executors say now (R9).
+    stored = [replace(job, needs=engine._validator.needs(job)) for job in stored]
+
+    def unfit(job: Job) -> str | None:
+        fits = scheduler.fits(job.needs.items())
+        return None if fits else engine._validator.unfit_reason(job.needs)
+
+    found = triage(stored, unfit, now)
+    for kept, job in found.jobs:
+        engine._put(kept)
+        engine._wf_jobs[job.workflow_id].append(job.id)
+        state = FINAL_SCHED_STATE.get(job.state, rules.SchedState.HELD)
+        lane = (job.tenant, job.workflow_id, job.branch)
+        scheduler.add(job.id, job.tenant, lane, job.depends_on, job.seq, state, job.needs)
+    back = resumed(found.interrupted, store)
+    # Interrupted jobs go back to the head of their lanes (their old seqs are lowest).
+    for job in sorted(found.interrupted, key=lambda j: j.seq) + sorted(
+        found.queued, key=lambda j: j.seq
+    ):
+        scheduler.enqueue(job.id, job.seq)
+    # Which tenants were active, and the waiting order, continue from the stored state.
+    released = scheduler.restore_tenants(store.tenant_rows())
+    # What was running (at a crash or a clean stop) runs again first (R6 unchanged).
+    again = [*found.interrupted, *(j for j in found.queued if j.interrupted)]
+    scheduler.resume_first(j.id for j in sorted(again, key=lambda j: j.seq))
+    fresh = newly_blocked(found, lambda j: scheduler.jobs[j].blocked)
+    for job_id, job in engine._jobs.items():  # blocks news to the log come with a commit
+        if scheduler.jobs[job_id].blocked != job.blocked and job_id not in fresh:
+            engine._put(replace(job, blocked=scheduler.jobs[job_id].blocked))
+    scheduler.effects.tenants += released  # R3: published after the ends that caused them
+    scheduler.effects.blocks += [rules.BlockChange(j, True) for j in sorted(fresh)]
+    reasons = {j.id: INTERRUPTED for j in back}
+    reasons |= {j.id: POISONED for j in found.poisoned} | {j.id: UNFIT for j in found.unfit}
+    engine._commit([*back, *found.poisoned, *found.unfit], INTERRUPTED, now, reasons=reasons)
+    for job in found.unfit:
+        logging.getLogger("wsitui").warning("job %s failed: %s", job.id, job.error)

@@ -98,7 +98,7 @@ class SchedState(StrEnum):
       - `SchedState` (here): what the scheduler tracks. PENDING is HELD (created, not started
         by the user; in no lane) or QUEUED (started; in its lane, or parked out of it, R4). The
         engine maps a finished JobState to its SchedState in `supervisor.FINAL_SCHED_STATE`;
-        every other stored job is registered HELD and queued again if it was (`Engine._recover`).
+        every other stored job is registered HELD and queued again if it was (`recovery.recover`).
       - `phase.JobPhase`: derived for faces from job snapshots, never stored: *why* a PENDING
         job is not running (held, blocked, after a dependency, waiting, behind, ready).
     """
@@ -361,7 +361,7 @@ class Scheduler:
         free workers; then let active tenants that cannot start anything give their slots to
         waiting ones that can (R3), and fill again. Marks jobs RUNNING."""
         started = self._resume_interrupted()
-        self._admit()
+        self.admit()
         started += self._fill()
         while self._yield_slot():
             started += self._fill()
@@ -650,8 +650,8 @@ class Scheduler:
             self._order.pop(tenant, None)
             self.tenants_dirty = True
 
-    def _admit(self) -> None:
-        while len(self.active) < self.max_active_users and self.waiting:  # R3
+    def admit(self) -> None:
+        while len(self.active) < self.max_active_users and self.waiting:  # R3 (every commit)
             # The first waiting tenant that can start something; if none can, the first.
             taker = next((t for t in self.waiting if not self.stalled(t)), self.waiting[0])
             self._admit_tenant(taker)
