@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from tests.cells.specs import real_tumour_slide, shipped_manifest
 from wsitui.jobs.segment_cells.params import SegmentCellsParams
+from wsitui.models import classical_fill
 
 pytestmark = pytest.mark.anyio
 
@@ -21,6 +22,7 @@ async def test_the_fill_is_the_shipped_models_default_recorded_and_off_on_reques
     off = await shipped_manifest(tmp_path / "off", slide, classical_fill="off")
     assert on["params"]["classical_fill"] == "auto"
     assert on["model"]["postprocess"]["classical_fill"] == "on"
+    assert on["model"]["postprocess"]["classical_fill_version"] == classical_fill.VERSION
     assert off["model"]["postprocess"]["classical_fill"] == "off"
     assert on["cells"] > off["cells"] > 0
 
@@ -53,7 +55,8 @@ def test_a_resumed_job_reuses_no_tile_segmented_without_the_fill(tmp_path):
     fills = ModelInfo("m", "folder", 0.5, "x", "cpu", False, info={"classical_fill": True})
     bare = ModelInfo("m", "folder", 0.5, "x", "cpu", False, info={"classical_fill": False})
     classical = ModelInfo("classical", "classical", 0.5, "c", "cpu", True)
-    assert key(fills, "auto")["classical_fill"] == "on"
+    # The fill's rules and classical version: a job resumed after they changed redoes its tiles.
+    assert key(fills, "auto")["classical_fill"] == classical_fill.VERSION == "fill-2+classical-7"
     assert "classical_fill" not in key(fills, "off")  # as every shard written before the fill
     assert key(fills, "off") == key(bare, "auto") != key(bare, "on")
     assert "classical_fill" not in key(classical, "on")

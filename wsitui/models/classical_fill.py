@@ -41,9 +41,14 @@ from scipy import ndimage
 from skimage.measure import regionprops
 
 from wsitui.models import nuclear_gate
+from wsitui.models.classical import VERSION as CLASSICAL_VERSION
 from wsitui.models.classical import segment_tile
 
 MODES = ("auto", "on", "off")
+# What these rules are, for a job's manifest and its shard plan (a resumed job never mixes tiles
+# of two rule sets): fill-1 (2026-12-05 night) added and replaced; fill-2 (2026-12-06) also
+# splits joined nuclei and lets ragged outlines give way. With the classical version it runs.
+VERSION = f"fill-2+{CLASSICAL_VERSION}"
 ADD_MAX_COVER = 0.1  # share of a classical nucleus the model covers, at most: added
 REPLACE_MAX_COVER = 0.5  # ... under this (and convex): it replaces the model's pieces in it
 INSIDE = 0.6  # a model instance with this share of its pixels in such a nucleus is a piece

@@ -446,6 +446,10 @@ class _CellSegmentation:
             model_info["postprocess"]["classical_fill"] = fill_in_effect(
                 model, params.classical_fill
             )
+            if model_info["postprocess"]["classical_fill"] == "on":
+                from wsitui.models.classical_fill import VERSION as FILL_VERSION
+
+                model_info["postprocess"]["classical_fill_version"] = FILL_VERSION
             # Counted per tile as segmented (a cell in a tile overlap is counted by each tile
             # that saw it); tiles reused from shards written before the check have no count.
             model_info["nuclear_check"] = {
@@ -586,7 +590,9 @@ class _CellSegmentation:
         if self.params.mask_threshold is not None:  # set only when set: earlier shards still fit
             key["mask_threshold"] = self.params.mask_threshold
         if fill_in_effect(model, self.params.classical_fill) == "on":  # shards from before: no
-            key["classical_fill"] = "on"
+            from wsitui.models.classical_fill import VERSION as FILL_VERSION
+
+            key["classical_fill"] = FILL_VERSION  # tiles of other fill rules are redone
         return key
 
     def _records(self, plan: CellPlan, shards: ShardStore) -> Any:
