@@ -17,11 +17,11 @@ import pytest
 
 from tests.core.crash import snapshot, snapshot_every_commit, snapshot_every_commit_from_open
 from tests.core.engine_helpers import job, until
-from tests.core.fakes import GatedExecutor
+from tests.core.fakes import GatedExecutor, GatedGpu
 from tests.core.oracle import check, missing_from_log, read_events
 from wsitui.core.engine import Engine
 from wsitui.core.eventlog import JsonlEventLog
-from wsitui.core.records import WorkflowSpec
+from wsitui.core.records import JobSpec, WorkflowSpec
 
 pytestmark = pytest.mark.anyio
 
@@ -186,3 +186,33 @@ async def test_a_kill_between_the_commit_and_its_log_lines_leaves_a_log_by_the_r
         oracle = check(replay, max_workers=2, max_active_users=2, strict=True)
         assert oracle.violations == [], copy.name
         assert missing_from_log(replay, copy / "state.db") == [], copy.name
+
+
+async def test_a_restart_admits_after_its_resumed_jobs_take_their_resources(tmp_path: Path):
+    """Recovery's commit admits waiting tenants before its interrupted jobs start again: the GPU
+    the resumed GPU job will take counts as taken, so the first waiting tenant that can start
+    is admitted (a CPU tenant), not a GPU one that would give its slot back at once (reviewer,
+    2026-12-06: `tenant_admitted c`, `tenant_released c yielded`, `tenant_admitted d`)."""
+
+    def gpu_job(key: str) -> JobSpec:
+        return JobSpec(id=key, type="SEGMENT_CELLS", slide="s.svs", branch="main")
+
+    cpu, gpu = GatedExecutor(), GatedGpu()
+    engine = Engine(tmp_path / "A", [cpu, gpu], max_workers=3, max_active_users=2)
+    async with engine:
+        a1 = engine.submit("a", WorkflowSpec(name="w", jobs=(gpu_job("a1"),))).jobs[0].id
+        b1 = engine.submit("b", WorkflowSpec(name="w", jobs=(job("b1"),))).jobs[0].id
+        engine.submit("c", WorkflowSpec(name="w", jobs=(gpu_job("c1"),)))
+        engine.submit("d", WorkflowSpec(name="w", jobs=(job("d1"),)))
+        await until(engine, lambda: {a1, b1} <= set(engine._runs))
+        copy = snapshot(engine, tmp_path / "copy")  # a kill while a and b run, c and d wait
+        cpu.release(b1)
+        gpu.release(a1)
+    events: list[dict] = []
+    again = Engine(copy, [GatedExecutor(), GatedGpu()], max_workers=3, max_active_users=3)
+    again.bus.add_listener(lambda e: events.append(e.to_json()))
+    async with again:
+        await until(again, lambda: len(again._runs) >= 2)
+    tenant_lines = [(e["event"], e["tenant"]) for e in events if e["event"].startswith("tenant_")]
+    assert tenant_lines[0] == ("tenant_admitted", "d"), tenant_lines
+    assert not [e for e in events if e["event"] == "tenant_released" and e.get("yielded")]

@@ -91,8 +91,7 @@ Needs = tuple[tuple[str, int], ...]  # resources a job holds while running, sort
 class SchedState(StrEnum):
     """The scheduler's view of a job's state: `JobState` with PENDING split into HELD and QUEUED.
 
-    A job's condition has three names, each for one reader; this is the one place that relates
-    them (the others point here):
+    A job's condition has three names, one per reader; this relates them (the others point here):
       - `records.JobState`: the lifecycle state the engine stores and every face shows
         (PENDING, RUNNING, SUCCEEDED, FAILED, CANCELED).
       - `SchedState` (here): what the scheduler tracks. PENDING is HELD (created, not started
@@ -221,8 +220,7 @@ class Scheduler:
         self._served: dict[str, int] = {}  # tenant -> tick of its last start (R6)
         self._tick = 0
         self._counter = 0
-        # Per tenant and resource class (a job's `needs`): heap of (seq, lane) for lanes whose
-        # head may be ready; validated lazily. All heads of a class fit or none do (R9).
+        # (tenant, class) -> heap of (seq, lane) whose head may be ready (lazy; R9: all fit or none)
         self._ready: dict[str, dict[Needs, list[tuple[int, LaneKey]]]] = {}
         # (tenant, class) -> tick of its last start of a job of that class (R6, per resource).
         self._served_res: dict[tuple[str, Needs], int] = {}
@@ -307,8 +305,7 @@ class Scheduler:
         """After recovery: put back the persisted active set, waiting order and service ticks.
 
         Call after every job is registered and enqueued. Returns the releases of active tenants
-        no longer live (recovery failed their last job: R3). Live tenants unknown to rows wait last.
-        """
+        no longer live (recovery failed their last job, R3); live unknown tenants wait last."""
         known = sorted(rows, key=lambda r: (r.status != "active", r.order))
         live = [t for t in [*self.active, *self.waiting] if self.is_live(t)]
         self.active, self.waiting = [], deque()
@@ -651,10 +648,13 @@ class Scheduler:
             self.tenants_dirty = True
 
     def admit(self) -> None:
+        held = tuple(n for j in self._resume for n in self.jobs[j].needs)  # R9: theirs first
+        self.reserve(held)  # a restart's commit admits before its resumed jobs start (R3 taker)
         while len(self.active) < self.max_active_users and self.waiting:  # R3 (every commit)
             # The first waiting tenant that can start something; if none can, the first.
             taker = next((t for t in self.waiting if not self.stalled(t)), self.waiting[0])
             self._admit_tenant(taker)
+        self.unreserve(held)
 
     def _admit_tenant(self, tenant: str) -> None:
         passed = tuple(itertools.takewhile(lambda t: t != tenant, self.waiting))
