@@ -93,8 +93,14 @@ class TileSource:
         # from that level's. Without them a view between the two drew every level-0 px it
         # covers into one canvas (a 30,000 px single-level TIFF's whole view took 9 GB and
         # 80 s), from more tiles than the cache holds.
-        self.real_levels = reader.level_count
-        ds, dims = list(reader.level_downsamples), list(reader.level_dimensions)
+        # The slide's levels but stray ones (a label OpenSlide lists as a level: its sides are
+        # reduced by different factors, `SlideReader.stray_levels`): drawn as the slide, a view
+        # at its scale showed the label. `_slide_level[i]` is the reader's index of level i.
+        stray = reader.stray_levels
+        self._slide_level = [i for i in range(reader.level_count) if i not in stray]
+        self.real_levels = len(self._slide_level)
+        ds = [reader.level_downsamples[i] for i in self._slide_level]
+        dims = [reader.level_dimensions[i] for i in self._slide_level]
         while ds[-1] * VIRTUAL_FACTOR < min(self.base_ds):
             ds.append(ds[-1] * VIRTUAL_FACTOR)
             lw, lh = dims[-1]
@@ -117,9 +123,14 @@ class TileSource:
     def level_label(self, level: int) -> str:
         """How the status line names a level: 'level 1 (÷4)', and for a virtual one what it
         is computed from: 'level 1 (÷4, computed from level 0)' (the slide has no level 1)."""
-        text = f"level {level} (÷{self._downsamples[level]:g}"
+        named = (  # a virtual level is numbered after the slide's own, stray ones counted
+            self._slide_level[level]
+            if level < self.real_levels
+            else self.reader.level_count + level - self.real_levels
+        )
+        text = f"level {named} (÷{self._downsamples[level]:g}"
         if level >= self.real_levels:
-            text += f", computed from level {self.real_levels - 1}"
+            text += f", computed from level {self._slide_level[-1]}"
         return text + ")"
 
     def tiles_for(self, view: View, level: int, ring: int = 0) -> list[Key]:
@@ -164,9 +175,11 @@ class TileSource:
         x0, y0, x1, y1 = self.tile_box(key)
         ds = self.downsamples[level]
         loc = (round(x0 * ds), round(y0 * ds))
-        tile = self.reader.read_region(loc, level, (x1 - x0, y1 - y0))
+        tile = self.reader.read_region(loc, self._slide_level[level], (x1 - x0, y1 - y0))
         self.reads += 1
-        self.read_log.append((level, loc[0], loc[1], round((x1 - x0) * ds), round((y1 - y0) * ds)))
+        self.read_log.append(
+            (self._slide_level[level], loc[0], loc[1], round((x1 - x0) * ds), round((y1 - y0) * ds))
+        )
         if len(self.read_log) > READ_LOG_MAX:  # a long session must not grow it for ever
             del self.read_log[: READ_LOG_MAX // 2]
         self.cache.put(key, tile)
