@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from wsitui.core.events import (
     SIDE_EFFECT_REASONS,
@@ -294,16 +294,8 @@ class JsonlEventLog:
     def _logged_active(self) -> list[str]:
         """The tenants the log's tenant_admitted and tenant_released lines leave active."""
         active: list[str] = []
-        with contextlib.suppress(OSError), self.path.open(encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if '"tenant_' not in line:
-                    continue
-                try:
-                    e = json.loads(line)
-                except ValueError:
-                    continue  # a line cut short by the crash
-                if not isinstance(e, dict):
-                    continue
+        with contextlib.suppress(OSError):
+            for e in self._lines('"tenant_'):
                 tenant = e.get("tenant")
                 if e.get("event") == "tenant_admitted" and tenant not in active:
                     active.append(tenant)
@@ -315,21 +307,28 @@ class JsonlEventLog:
         """(state, reason) of each job's job_state lines that are transitions, in order."""
         logged: dict[str, list[tuple[str, str]]] = {}
         try:
-            with self.path.open(encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    if '"job_state"' not in line:
-                        continue
-                    try:
-                        e = json.loads(line)
-                    except ValueError:
-                        continue  # a line cut short by the crash
-                    reason = str(e.get("reason", ""))
-                    if e.get("event") != "job_state" or reason.startswith(SIDE_EFFECT_REASONS):
-                        continue
-                    logged.setdefault(str(e.get("job_id")), []).append((str(e["state"]), reason))
+            for e in self._lines('"job_state"'):
+                reason = str(e.get("reason", ""))
+                if e.get("event") != "job_state" or reason.startswith(SIDE_EFFECT_REASONS):
+                    continue
+                logged.setdefault(str(e.get("job_id")), []).append((str(e["state"]), reason))
         except (OSError, KeyError, TypeError):
             return None
         return logged
+
+    def _lines(self, marker: str) -> Iterator[dict[str, Any]]:
+        """The log's JSON objects on lines holding `marker` (a line cut short by a crash, or
+        not an object, skipped)."""
+        with self.path.open(encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if marker not in line:
+                    continue
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(e, dict):
+                    yield e
 
     def _drop(self) -> None:
         f, self._file = self._file, None
