@@ -396,6 +396,27 @@ def test_held_work_left_by_the_tui_holds_no_tenant_slot(tmp_path: Path, paths: d
     con.close()
 
 
+def rerun_under_new_cap(
+    events: list[dict], logged: int, db: Path, users: tuple[int, int], *, strict: bool
+) -> tuple[list[dict], list[str]]:
+    """A log whose first `logged` lines ran under max_active_users users[0] and the rest (a
+    restart) under users[1]: one oracle over both (the same oracle goes on under the new cap),
+    no committed transition missing from it. The restart's lines, and the tenants it released
+    because the cap was lowered."""
+    oracle = check(events[:logged], max_workers=3, max_active_users=users[0], strict=strict)
+    assert oracle.violations == []
+    oracle.max_active_users = users[1]
+    for n, e in enumerate(events[logged:], logged):
+        oracle.feed(n, e)
+    assert oracle.violations == []
+    assert missing_from_log(events, db) == []
+    rerun = events[logged:]
+    lowered = [
+        e["tenant"] for e in rerun if e["event"] == "tenant_released" and e.get("cap_lowered")
+    ]
+    return rerun, lowered
+
+
 def _kill_after(cfg: Path, tmp_path: Path, done: int) -> int:
     """Run `cfg`, SIGKILL it once `done` jobs succeeded; the number of lines logged then."""
     log = tmp_path / "ev.jsonl"
@@ -426,17 +447,7 @@ def test_a_restart_with_another_tenant_cap_keeps_the_waiting_order(
     out = wsitui("run", cfg, "--quiet", cwd=tmp_path, timeout=120)
     assert out.returncode == 0, out.stderr
     events = list(read_events([tmp_path / "ev.jsonl"]))
-    oracle = check(events[:logged], max_workers=3, max_active_users=users[0], strict=True)
-    assert oracle.violations == []
-    oracle.max_active_users = users[1]  # the same oracle goes on under the new cap
-    for n, e in enumerate(events[logged:], logged):
-        oracle.feed(n, e)
-    assert oracle.violations == []
-    assert missing_from_log(events, db) == []
-    rerun = events[logged:]
-    lowered = [
-        e["tenant"] for e in rerun if e["event"] == "tenant_released" and e.get("cap_lowered")
-    ]
+    rerun, lowered = rerun_under_new_cap(events, logged, db, users, strict=True)
     # More slots: the first waiting go in at once, in their order. Fewer: those admitted
     # first keep theirs; the others are released and wait first in line, in admission order.
     assert lowered == active[users[1] :]
