@@ -206,3 +206,100 @@ def test_the_shipped_model_fills_by_default_and_not_when_off():
     assert len(np.unique(filled)) > len(np.unique(alone))
     with pytest.raises(ValueError, match="classical_fill"):
         model.predict(rgb[None], postprocess={"classical_fill": "yes"})
+
+
+def _solidity_below(labels: np.ndarray, threshold: float) -> list[int]:
+    from skimage.measure import regionprops
+
+    return sorted(r.label for r in regionprops(labels) if r.solidity < threshold)
+
+
+def _blobs(seed: int) -> np.ndarray:
+    """Labels of smoothed noise above a level: round, ragged, thin and one-pixel instances; every
+    third seed grown into each other (touching, with holes)."""
+    from scipy import ndimage
+    from skimage.measure import label
+
+    rng = np.random.default_rng([2026, 12, 6, seed])
+    noise = ndimage.gaussian_filter(rng.random((96, 96)), rng.uniform(0.8, 4))
+    lab = label(noise > np.quantile(noise, rng.uniform(0.4, 0.85)))
+    if seed % 3 == 0:
+        lab = ndimage.grey_dilation(lab, size=3) * (rng.random(lab.shape) > 0.05)
+    return lab.astype(np.int64)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_solidity_shortcut_brackets_the_hull_and_decides_as_regionprops(seed: int):
+    from skimage.measure import regionprops
+
+    lab = _blobs(seed)
+    area, low, high = classical_fill.hull_bounds(lab)
+    for r in regionprops(lab):
+        assert area[r.label] == r.area and low[r.label] <= r.area_convex <= high[r.label]
+    for threshold in (
+        classical_fill.RAGGED_SOLIDITY,
+        classical_fill.MIN_SOLIDITY,
+        classical_fill.SPLIT_MAX_SOLIDITY,
+    ):
+        assert classical_fill.less_solid(lab, threshold).tolist() == _solidity_below(lab, threshold)
+    assert classical_fill.less_solid(np.zeros((8, 8), np.int64), 0.8).size == 0
+
+
+def test_the_fill_decides_as_regionprops_on_real_and_held_out_tiles(monkeypatch):
+    """The shipped network's own labels (check on, fill off) of the three real images and a
+    held-out `clustered` tile: the same ragged instances dropped and the same merge as with
+    skimage's regionprops solidity for every instance (the code before 2026-12-06), and
+    `hull_bounds` brackets every instance's convex hull."""
+    pytest.importorskip("torch")
+    from skimage.measure import regionprops
+
+    from wsitui.models.classical import deconvolve, segment_tile
+    from wsitui.models.evaluate import heldout_slide
+    from wsitui.models.loaded import load
+    from wsitui.models.real_images import load_real
+    from wsitui.models.source import resolve
+
+    model = load(resolve("shipped"), "cpu", cpu_threads=1)
+    tiles = [load_real(n)[:448, :448].copy() for n in ("he_target", "he_histo", "ihc")]
+    tiles.append(heldout_slide("clustered").rgb[:448, :448].copy())
+    dropped = 0
+    for rgb in tiles:
+        net = model.predict(rgb[None], postprocess={"classical_fill": "off"})[0].astype(np.int64)
+        hed = deconvolve(rgb)
+        classical = segment_tile(rgb, hed)
+        _, low, high = classical_fill.hull_bounds(net)
+        for r in regionprops(net):
+            assert low[r.label] <= r.area_convex <= high[r.label]
+        ragged = _solidity_below(net, classical_fill.RAGGED_SOLIDITY)
+        dropped += len(ragged)
+        kept = classical_fill.drop_ragged(net)
+        assert sorted(set(np.unique(net)) - set(np.unique(kept))) == ragged
+        fast = classical_fill.merge(rgb, net, classical, hed)
+        with monkeypatch.context() as m:
+            m.setattr(classical_fill, "less_solid", _reference_less_solid)
+            slow = classical_fill.merge(rgb, net, classical, hed)
+        assert fast.dtype == slow.dtype and np.array_equal(fast, slow)
+    assert dropped >= 50  # the real tiles' ragged outlines were there to decide
+
+
+def _reference_less_solid(labels: np.ndarray, threshold: float) -> np.ndarray:
+    return np.asarray(_solidity_below(labels, threshold), np.int64)
+
+
+def test_the_hull_bounds_hold_for_points_lines_and_the_image_corners():
+    from skimage.measure import regionprops
+
+    lab = np.zeros((40, 60), np.int64)
+    lab[1, 1] = 1  # one pixel
+    lab[3, 2:20] = 2  # a row
+    lab[5:30, 1] = 3  # a column
+    for k in range(12):
+        lab[8 + k, 5 + k] = 4  # a diagonal
+    for k in range(10):
+        lab[8 + k, 40 - 2 * k] = 5  # a broken steep one (not convex)
+    lab[25:35, 20], lab[34, 20:35] = 6, 6  # an L
+    lab[0, 59], lab[39, 0] = 7, 8  # the corners
+    area, low, high = classical_fill.hull_bounds(lab)
+    for r in regionprops(lab):
+        assert area[r.label] == r.area and low[r.label] <= r.area_convex <= high[r.label]
+    assert classical_fill.less_solid(lab, classical_fill.RAGGED_SOLIDITY).tolist() == [5, 6]

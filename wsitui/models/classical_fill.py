@@ -36,6 +36,8 @@ writes) or a job sets `classical_fill = "on"`; never to the classical fallback i
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import ndimage
 from skimage.measure import regionprops
@@ -118,9 +120,7 @@ def merge(
     replace = real & (cover > ADD_MAX_COVER) & (cover < REPLACE_MAX_COVER)
     if replace.any():
         candidates = np.where(np.isin(c, np.flatnonzero(replace)), c, 0)
-        for region in regionprops(candidates):
-            if region.solidity < MIN_SOLIDITY:
-                replace[region.label] = False
+        replace[less_solid(candidates, MIN_SOLIDITY)] = False
     # Model instances that are pieces of a replacing nucleus go.
     inside = pair[:, replace] >= INSIDE * np.maximum(m_area, 1)[:, None]
     pieces = inside.any(axis=1)
@@ -148,10 +148,116 @@ def merge(
 
 def drop_ragged(labels: np.ndarray) -> np.ndarray:
     """`labels` without its instances less convex than `RAGGED_SOLIDITY` (a copy when any)."""
-    ragged = [r.label for r in regionprops(labels) if r.solidity < RAGGED_SOLIDITY]
-    if not ragged:
+    ragged = less_solid(labels, RAGGED_SOLIDITY)
+    if ragged.size == 0:
         return labels
     return np.where(np.isin(labels, ragged), 0, labels)
+
+
+# Normals (row, col) of the sides of the polygons `hull_bounds` counts in: every direction of
+# integer steps up to 4 (48 sides). On the real he_target 448² tile's 331 network instances they
+# leave 8 for regionprops to decide at RAGGED_SOLIDITY (the 16 of steps up to 2: 74).
+_SIDES = tuple(
+    (a, b) for a in range(-4, 5) for b in range(0, 5) if (b > 0 or a == 1) and math.gcd(a, b) == 1
+)
+
+
+def hull_bounds(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(area, low, high), int64 per label 0..max: `low` <= skimage's convex hull pixel count
+    (regionprops' `area_convex`) <= `high`, in integer arithmetic, for all labels at once.
+
+    skimage's hull is that of each pixel's four edge midpoints (centre +- 0.5 along an axis),
+    its image the pixel centres in or on it (`convex_hull_image`, `include_borders`). `high`
+    counts, row by row, the pixel centres in the polygon of sides normal to `_SIDES`, each
+    pushed out to the midpoints' extreme along it: that polygon holds the hull. `low` counts
+    those in or on the polygon through the pixel centres extreme along the same normals, grown
+    by the midpoints' diamond: it lies in the hull. Both vertex sets are half-integers and
+    skimage's point-in-polygon test (differences, products, signs) is exact on them, so a
+    centre on that inner polygon's border, in or on the hull, is one skimage counts."""
+    n = int(labels.max(initial=0))
+    flat = np.asarray(labels, dtype=np.int64).ravel()
+    px = np.flatnonzero(flat)
+    lab = flat[px]
+    order = np.argsort(lab, kind="stable")
+    lab, px = lab[order], px[order]
+    r, c = np.divmod(px, labels.shape[1])
+    area = np.bincount(lab, minlength=n + 1)
+    low, high = np.zeros(n + 1, np.int64), np.zeros(n + 1, np.int64)
+    ids = np.flatnonzero(area[1:]) + 1
+    if ids.size == 0:
+        return area, low, high
+    # Only each row's first and last pixel can be extreme along any side: keep those.
+    key = lab * labels.shape[0] + r
+    ends = np.flatnonzero(key[1:] != key[:-1])
+    keep = np.stack([np.r_[0, ends + 1], np.r_[ends, key.size - 1]], axis=1).ravel()
+    lab, r, c = lab[keep], r[keep], c[keep]
+    starts = np.searchsorted(lab, ids)
+    owner_px = np.searchsorted(ids, lab)
+    rmin, rmax = np.minimum.reduceat(r, starts), np.maximum.reduceat(r, starts)
+    nrows = rmax - rmin + 1
+    owner = np.repeat(np.arange(ids.size), nrows)  # one entry per row of each label's box
+    rows = rmin[owner] + np.arange(owner.size) - (np.cumsum(nrows) - nrows)[owner]
+    lo, hi = np.full(owner.size, -(2**40)), np.full(owner.size, 2**40)
+    support = []  # (angle of the outward normal, row, col of a pixel centre extreme along it)
+    last = np.iinfo(np.int64).max
+    for a, b in _SIDES:
+        p = a * r + b * c
+        pmin, pmax = np.minimum.reduceat(p, starts), np.maximum.reduceat(p, starts)
+        for ext, sign in ((pmin, -1), (pmax, 1)):
+            at = np.where(p == ext[owner_px], np.arange(p.size), last)
+            at = np.minimum.reduceat(at, starts)
+            support.append((float(np.arctan2(sign * b, sign * a)), r[at], c[at]))
+        if b == 0:
+            continue  # rows: rmin..rmax already
+        # a*row + b*col within [pmin - h/2, pmax + h/2] (h: the midpoints' reach), doubled.
+        h = max(abs(a), abs(b))
+        lo = np.maximum(lo, -((2 * a * rows - (2 * pmin - h)[owner]) // (2 * b)))
+        hi = np.minimum(hi, ((2 * pmax + h)[owner] - 2 * a * rows) // (2 * b))
+    high[ids] = np.bincount(owner, weights=np.maximum(hi - lo + 1, 0), minlength=ids.size)
+    support.sort(key=lambda s: s[0])
+    vr, vc = np.stack([s[1] for s in support]), np.stack([s[2] for s in support])
+    dr, dc = np.roll(vr, -1, axis=0) - vr, np.roll(vc, -1, axis=0) - vc
+    # P: the polygon through those centres (in angular order: convex). The hull holds P plus the
+    # midpoints' diamond; count the lattice points strictly inside that sum, row by row: each
+    # side of P pushed out by the diamond's reach along its normal, doubled to stay integer.
+    turn = np.where((vr * (vc + dc) - (vr + dr) * vc).sum(axis=0) < 0, -1, 1)
+    er, ec = dc * turn, -dr * turn  # outward normals of P's sides (a point's side: 0, 0)
+    lim = 2 * (er * vr + ec * vc) + np.maximum(np.abs(er), np.abs(ec))
+    er, ec, lim = er[:, owner], ec[:, owner], lim[:, owner]
+    rest = lim - 2 * er * rows
+    safe = np.where(ec == 0, 1, 2 * ec)
+    up = np.where(ec > 0, rest // safe, 2**40)  # ec > 0: col <= rest / (2 ec)
+    down = np.where(ec < 0, -(rest // -safe), -(2**40))  # ec < 0: col >= rest / (2 ec)
+    flat_side = (ec == 0) & ((er != 0) & (rest < 0))  # a side along a row: this row is out
+    for a, b in ((1, 1), (-1, 1)):  # the diamond's own sides: a*row + b*col within extremes
+        p = a * r + b * c
+        pmin, pmax = np.minimum.reduceat(p, starts), np.maximum.reduceat(p, starts)
+        up = np.vstack([up, (pmax[owner] - a * rows)[None]])
+        down = np.vstack([down, (pmin[owner] - a * rows)[None]])
+    span = np.maximum(up.min(axis=0) - down.max(axis=0) + 1, 0) * ~flat_side.any(axis=0)
+    inside = np.bincount(owner, weights=span, minlength=ids.size).astype(np.int64)
+    low[ids] = np.maximum(inside, area[ids])
+    return area, low, high
+
+
+def less_solid(labels: np.ndarray, threshold: float) -> np.ndarray:
+    """The labels (int64, sorted) whose skimage regionprops `solidity` (area / convex hull
+    pixel count) is below `threshold`: the same set, decided by `hull_bounds` where they settle
+    it and by regionprops for the rest (2026-12-06, drop_ragged on the shipped network's labels
+    of the real he_target 448² tile: 88.6 -> 23.8 ms CPU, load 3.9)."""
+    area, low, high = hull_bounds(labels)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        surely_not = area / high >= threshold
+        surely = area / np.maximum(low, 1) < threshold
+    real = area > 0
+    real[0] = False
+    out = np.flatnonzero(real & surely & ~surely_not)
+    unsure = np.flatnonzero(real & ~surely & ~surely_not)
+    if unsure.size:
+        rest = np.where(np.isin(labels, unsure), labels, 0)
+        below = [g.label for g in regionprops(rest) if g.solidity < threshold]
+        out = np.union1d(out, np.asarray(below, np.int64))
+    return out.astype(np.int64)
 
 
 def split_joined(labels: np.ndarray, classical: np.ndarray, first: int) -> np.ndarray:
@@ -173,8 +279,7 @@ def split_joined(labels: np.ndarray, classical: np.ndarray, first: int) -> np.nd
     joined = np.flatnonzero((whole.sum(axis=1) >= 2) & (held >= SPLIT_COVER * m_area))
     if joined.size:  # a convex instance is one nucleus the watershed cut (a vesicular one)
         candidates = np.where(np.isin(m, joined), m, 0)
-        convex = [r.label for r in regionprops(candidates) if r.solidity >= SPLIT_MAX_SOLIDITY]
-        joined = joined[~np.isin(joined, convex)]
+        joined = joined[np.isin(joined, less_solid(candidates, SPLIT_MAX_SOLIDITY))]
     if joined.size == 0:
         return labels
     out = labels.copy()
