@@ -72,7 +72,10 @@ def test_eval_says_the_shipped_model_runs_with_its_check_and_fill(
     argv = ["model", "eval", "shipped", "--looks", "default", "--no-baseline"]
     assert run(argv) == 0
     out = capsys.readouterr().out
-    assert "wsitui_he_nuclei: as a job runs it: nuclear check on, classical fill on" in out
+    assert (
+        "wsitui_he_nuclei: as a job runs it: nuclear check on, classical fill on "
+        "(fill-2+classical-7)" in out
+    )
 
 
 def test_train_smoke_writes_a_loadable_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

@@ -335,7 +335,11 @@ def _eval(args: argparse.Namespace) -> int:
         "seeds and looks training never used"
     )
     if not model.is_classical:  # what a job's defaults run (classical_fill.py, nuclear_gate.py)
-        fill = "on" if getattr(model, "classical_fill", False) else "off"
+        fill = "off"
+        if getattr(model, "classical_fill", False):
+            from wsitui.models.classical_fill import VERSION as FILL_VERSION
+
+            fill = f"on ({FILL_VERSION})"
         print(f"{model.name}: as a job runs it: nuclear check on, classical fill {fill}")
     print(f"{'look':<10} {'model':<18} {'F1':>6} {'prec':>6} {'recall':>6} {'touch':>6} {'n':>6}")
     for i, look in enumerate(looks):
