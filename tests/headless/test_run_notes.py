@@ -1,6 +1,7 @@
-"""`wsitui run`'s closing summary says the notes a job's manifest left (its `warnings`: an
-assumed pixel size, an empty mask, a fallback model) under that job's output folder: the TUI's
-card counts them (`⚠ 2 notes`), and a user of the headless face saw none of them before.
+"""`wsitui run`'s closing summary says the notes the jobs' manifests left (their `warnings`:
+an assumed pixel size, an empty mask, a fallback model), each once with the jobs that left it:
+the TUI's card counts them (`⚠ 2 notes`), and a user of the headless face saw none of them
+before.
 
 Every subprocess has a timeout (tests/headless/helpers.py): a hang fails the test.
 """
@@ -12,11 +13,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.headless.helpers import one_job_config, wsitui
+from tests.headless.helpers import one_job_config, write_config, wsitui
 from tests.slides.foreign import Foreign, tissue_pixels, write_foreign
 
 
-def test_the_summary_prints_each_note_under_its_jobs_output(
+def test_the_summary_prints_each_note_once_naming_its_jobs(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ):
     slide = tmp_path / "plain.png"  # a plain image holds no pixel size: 0.5 µm/px is assumed
@@ -25,8 +26,20 @@ def test_the_summary_prints_each_note_under_its_jobs_output(
     out = wsitui("run", config, "--data-dir", tmp_path / "data")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    (at,) = [i for i, line in enumerate(lines) if line.strip().startswith("a: t/")]
-    assert lines[at + 1].strip() == "⚠ slide has no pixel size; assumed 0.5 µm/px", lines[at:]
+    (at,) = [i for i, line in enumerate(lines) if line.strip() == "notes:"]
+    assert lines[at + 1].strip() == "⚠ slide has no pixel size; assumed 0.5 µm/px (a)", lines
+    # Said by several jobs: once, naming them (`+N more` past four).
+    body = "".join(
+        f'  [[workflows.jobs]]\n  id = "m{i}"\n  type = "TISSUE_MASK"\n  slide = "{slide}"\n'
+        for i in range(6)
+    )
+    config = write_config(
+        tmp_path / "six.toml", f'[[workflows]]\ntenant = "t"\nname = "six"\n{body}'
+    )
+    out = wsitui("run", config, "--data-dir", tmp_path / "six")
+    assert out.returncode == 0, out.stderr
+    said = [line.strip() for line in out.stdout.splitlines() if "⚠" in line]
+    assert said == ["⚠ slide has no pixel size; assumed 0.5 µm/px (m0, m1, m2, m3 +2 more)"]
     # The same tissue in a TIFF that gives its pixel size: no note under its output line.
     tiff = write_foreign(
         tmp_path / "x.tif",

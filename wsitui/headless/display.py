@@ -127,10 +127,10 @@ def summary_table(
 ) -> Group:
     """`wsitui run`'s closing summary, readable at 80 columns: a table of the jobs (no header
     cut, the cell count shown), then each job's output folder or error on a line of its own,
-    whole (as a table column it was squeezed to 8 characters), with the notes its manifest
-    left under it (`⚠ slide has no pixel size; ...`: what the TUI's card counts). After an
-    interrupt a job that could have run says it resumes next time, not "waiting for a free
-    worker" as the process exits."""
+    whole (as a table column it was squeezed to 8 characters); then the notes the jobs'
+    manifests left, each once with the jobs that left it (`⚠ slide has no pixel size; ... (a,
+    b)`: what the TUI's card counts). After an interrupt a job that could have run says it
+    resumes next time, not "waiting for a free worker" as the process exits."""
     table = Table(
         title="wsitui run summary",
         title_justify="left",
@@ -151,6 +151,7 @@ def summary_table(
     grouped = len(statuses) > 1
     indent = "\n    " if grouped else "\n  "
     notes = JobNotes(engine.results_root)
+    said: dict[str, list[str]] = {}  # note -> the jobs whose manifests left it
     for status in sorted(statuses, key=lambda s: s.workflow.tenant):
         phases = job_phases(status.jobs, waiting, resources)
         if grouped:
@@ -188,14 +189,21 @@ def summary_table(
             if detail:
                 outputs.append(f"{indent}{job.key}: ")
                 outputs.append(detail, style="red" if job.state is JobState.FAILED else "")
+            name = f"{status.workflow.tenant}/{one_line(status.workflow.name)} " if grouped else ""
             for note in notes.texts(job):  # what the TUI's card counts (`⚠ 1 note`)
-                outputs.append(f"{indent}  ⚠ {one_line(note)}", style="yellow")
+                said.setdefault(one_line(note), []).append(name + job.key)
+    if said:  # once per note, naming its jobs: 40 jobs on the fallback said it 40 times
+        outputs.append("\nnotes:")
+    for note, jobs in said.items():
+        more = f" +{len(jobs) - SHOWN_NOTE_JOBS} more" if len(jobs) > SHOWN_NOTE_JOBS else ""
+        outputs.append(f"\n  ⚠ {note} ({', '.join(jobs[:SHOWN_NOTE_JOBS])}{more})", style="yellow")
     return Group(table, outputs)
 
 
 MAX_JOB_BARS = 60  # more jobs than this: a bar per workflow only
 FOLD_JOBS = 200  # more jobs than this: the closing summary has a line per workflow
 SHOWN_FAILURES = 20  # failed jobs the folded summary names, one line each
+SHOWN_NOTE_JOBS = 4  # jobs a note of the closing summary names, then "+N more"
 
 
 def _folded_summary(
