@@ -21,6 +21,7 @@ if _PROGRAM and hasattr(signal, "SIGINT"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import re  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from typing import TYPE_CHECKING, NoReturn  # noqa: E402
@@ -192,6 +193,24 @@ def _view_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     view.add_argument("--cache-mb", type=float, default=256, help="decoded tile cache (MB)")
 
 
+# Options whose value may start with '-': argparse takes `--region -500,-500,5000,4000` (a view
+# reaching left of and above the slide) for two options, "expected one argument".
+_NEGATIVE_VALUE_OPTIONS = frozenset({"--region"})
+_NEGATIVE = re.compile(r"-[0-9.]")
+
+
+def _attach_negative_values(argv: list[str]) -> list[str]:
+    """`--region -500,...` as `--region=-500,...`, which argparse reads as the value. Only a
+    value that starts with '-' and a digit or '.': an option after `--region` stays one."""
+    out = list(argv)
+    i = 0
+    while i < len(out) - 1 and out[i] != "--":
+        if out[i] in _NEGATIVE_VALUE_OPTIONS and _NEGATIVE.match(out[i + 1]):
+            out[i : i + 2] = [f"{out[i]}={out[i + 1]}"]
+        i += 1
+    return out
+
+
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a reader that went away
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug of wsitui's own, not the user's input
 
@@ -200,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     from wsitui.observability.libraries import route_library_output
 
     route_library_output()  # library warnings and logs to the wsitui log, never the terminal
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
     if _PROGRAM and args.command != "run":  # `run` takes Ctrl-C over itself, after its imports
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:

@@ -198,6 +198,27 @@ def test_a_region_far_larger_than_the_slide_draws_it_small(sample_dir, tmp_path,
     assert np.asarray(Image.open(out)).shape[:2] == (1280, 1280)
 
 
+def test_a_region_left_of_or_above_the_slide_is_taken_as_typed(sample_dir, tmp_path, capsys):
+    """`--region -2048,-1536,8192,6144` (the slide in the middle of a view twice its size) was
+    read by argparse as an option: "argument --region: expected one argument". It draws what
+    `--region=-2048,...` draws; an option after it is still an option."""
+    slide, typed, joined = str(sample_dir / "s.svs"), tmp_path / "typed.png", tmp_path / "j.png"
+    region = "-2048,-1536,8192,6144"
+    assert (
+        main(["view", slide, "--snapshot", str(typed), "--region", region, "--width", "200"]) == 0
+    )
+    assert (
+        main(["view", slide, "--snapshot", str(joined), f"--region={region}", "--width", "200"])
+        == 0
+    )
+    capsys.readouterr()
+    assert np.array_equal(np.asarray(Image.open(typed)), np.asarray(Image.open(joined)))
+    assert np.asarray(Image.open(typed)).shape[:2] == (150, 200)
+    with pytest.raises(SystemExit):  # a value is still needed: an option is not taken as one
+        main(["view", slide, "--snapshot", str(typed), "--region", "--width", "200"])
+    assert "--region: expected one argument" in capsys.readouterr().err
+
+
 def test_drawing_only_the_slides_part_matches_cropping_the_whole_area(sample_dir, monkeypatch):
     from wsitui.viewer import compose
 
