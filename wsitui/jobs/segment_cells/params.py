@@ -28,8 +28,8 @@ class SegmentCellsParams(BaseModel):
 
     model: str | None = Field(
         default=None,
-        description="a pretrained InstanSeg name, a model folder, a TorchScript .pt file, or "
-        "'classical'; absent: the shipped model",
+        description="a pretrained InstanSeg name, 'shipped', a model folder, a TorchScript .pt "
+        "file, or 'classical'; absent: a cached pretrained brightfield_nuclei, else 'classical'",
     )
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N | mps")
     # Measured with the shipped model on tissue (benchmarks/bench_cells.py --tile-sizes): useful
