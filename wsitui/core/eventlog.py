@@ -216,9 +216,10 @@ class JsonlEventLog:
         jobs = {job.id: job for job in store.jobs()}
         if not any(job.state is JobState.RUNNING for job in jobs.values()):
             return 0
-        logged = self._logged_transitions()
-        if logged is None:
+        story = self._logged()
+        if story is None:
             return 0
+        logged, shown = story
         transitions = store.transitions()
         committed: dict[str, list[tuple[str, str]]] = {}
         for t in transitions:
@@ -271,16 +272,18 @@ class JsonlEventLog:
         lines = [e for e in lines if e["state"] != "RUNNING"]
         if follows and transitions:
             lines += self._tenant_lines(
-                store, {j.tenant for j in jobs.values()}, transitions[-1].ts
+                store, {j.tenant for j in jobs.values()}, shown, transitions[-1].ts
             )
         for obj in [*lines, *starts]:
             self._write({**obj, "recovered": True})
         return len(lines) + len(starts)
 
-    def _tenant_lines(self, store: Store, ours: set[str], ts: float) -> list[dict[str, object]]:
+    def _tenant_lines(
+        self, store: Store, ours: set[str], shown: list[str], ts: float
+    ) -> list[dict[str, object]]:
         """The releases and admissions `store` committed that the log never showed: tenants
-        of this data dir the log shows active and state.db does not, then the reverse."""
-        shown = self._logged_active()
+        of this data dir the log shows active (`shown`) and state.db does not, then the
+        reverse."""
         rows = store.tenant_rows()
         active = [r.tenant for r in rows if r.status == "active"]  # in admission order
         waiting = {r.tenant for r in rows if r.status == "waiting"}  # gave its slot up
@@ -291,37 +294,34 @@ class JsonlEventLog:
         ]
         return out + [TenantAdmitted(ts, t).to_json() for t in active if t not in shown]
 
-    def _logged_active(self) -> list[str]:
-        """The tenants the log's tenant_admitted and tenant_released lines leave active."""
-        active: list[str] = []
-        with contextlib.suppress(OSError):
-            for e in self._lines('"tenant_'):
-                tenant = e.get("tenant")
-                if e.get("event") == "tenant_admitted" and tenant not in active:
-                    active.append(tenant)
-                elif e.get("event") == "tenant_released" and tenant in active:
-                    active.remove(tenant)
-        return active
-
-    def _logged_transitions(self) -> dict[str, list[tuple[str, str]]] | None:
-        """(state, reason) of each job's job_state lines that are transitions, in order."""
+    def _logged(self) -> tuple[dict[str, list[tuple[str, str]]], list[str]] | None:
+        """One read of the log: the (state, reason) of each job's job_state lines that are
+        transitions, in order, and the tenants its tenant_admitted and tenant_released lines
+        leave active; None when it cannot be read or a job line lacks its state."""
         logged: dict[str, list[tuple[str, str]]] = {}
+        active: list[str] = []
         try:
-            for e in self._lines('"job_state"'):
-                reason = str(e.get("reason", ""))
-                if e.get("event") != "job_state" or reason.startswith(SIDE_EFFECT_REASONS):
-                    continue
-                logged.setdefault(str(e.get("job_id")), []).append((str(e["state"]), reason))
+            for e in self._lines(('"job_state"', '"tenant_')):
+                event, tenant = e.get("event"), e.get("tenant")
+                if event == "tenant_admitted" and tenant not in active:
+                    active.append(tenant)
+                elif event == "tenant_released" and tenant in active:
+                    active.remove(tenant)
+                elif event == "job_state":
+                    reason = str(e.get("reason", ""))
+                    if not reason.startswith(SIDE_EFFECT_REASONS):
+                        job = str(e.get("job_id"))
+                        logged.setdefault(job, []).append((str(e["state"]), reason))
         except (OSError, KeyError, TypeError):
             return None
-        return logged
+        return logged, active
 
-    def _lines(self, marker: str) -> Iterator[dict[str, Any]]:
-        """The log's JSON objects on lines holding `marker` (a line cut short by a crash, or
-        not an object, skipped)."""
+    def _lines(self, markers: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+        """The log's JSON objects on lines holding one of `markers` (a line cut short by a
+        crash, or not an object, skipped)."""
         with self.path.open(encoding="utf-8", errors="replace") as f:
             for line in f:
-                if marker not in line:
+                if not any(m in line for m in markers):
                     continue
                 try:
                     e = json.loads(line)
