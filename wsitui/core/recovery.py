@@ -164,7 +164,7 @@ def recover(engine: Engine) -> None:
         engine._put(kept)
         engine._wf_jobs[job.workflow_id].append(job.id)
         state = FINAL_SCHED_STATE.get(job.state, rules.SchedState.HELD)
-        lane = (job.tenant, job.workflow_id, job.branch)
+        lane = engine._lane(job)
         scheduler.add(job.id, job.tenant, lane, job.depends_on, job.seq, state, job.needs)
     back = resumed(found.interrupted, store)
     # Interrupted jobs go back to the head of their lanes (their old seqs are lowest).
