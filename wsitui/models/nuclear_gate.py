@@ -60,7 +60,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from skimage.color import rgb2hed
+
+from wsitui.models.classical import deconvolve
 
 MODES = ("auto", "off")
 RING_PX = 4  # the band judged "just outside": out to 2 µm at the models' 0.5 µm/px ...
@@ -125,7 +126,7 @@ def evidence(
         z = np.zeros(0)
         return Evidence(np.zeros(0, np.int64), z, z, z, z, z)
     if hed is None:
-        hed = rgb2hed(rgb)  # fixed (Ruifrok) vectors: the same unmixing on every tile and slide
+        hed = deconvolve(rgb)  # fixed (Ruifrok) vectors: the same unmixing on every tile, slide
     h, e = hed[..., 0], hed[..., 1]
     flat = lab.ravel().astype(np.int64)
     count = np.bincount(flat, minlength=n + 1)
