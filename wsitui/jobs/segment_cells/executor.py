@@ -75,7 +75,7 @@ from wsitui.jobs.segment_cells.domain import DomainCheck
 from wsitui.jobs.segment_cells.extract import CellRecords
 from wsitui.jobs.segment_cells.memory import check_budget
 from wsitui.jobs.segment_cells.merge import settle_seams
-from wsitui.jobs.segment_cells.model_info import fill_in_effect
+from wsitui.jobs.segment_cells.model_info import fill_in_effect, fill_rules
 from wsitui.jobs.segment_cells.params import DaskSection, SegmentCellsParams
 from wsitui.jobs.segment_cells.plan import CellPlan, plan_tiles
 from wsitui.jobs.segment_cells.summary import SUMMARY_COLUMNS, summary_fields
@@ -446,10 +446,8 @@ class _CellSegmentation:
             model_info["postprocess"]["classical_fill"] = fill_in_effect(
                 model, params.classical_fill
             )
-            if model_info["postprocess"]["classical_fill"] == "on":
-                from wsitui.models.classical_fill import VERSION as FILL_VERSION
-
-                model_info["postprocess"]["classical_fill_version"] = FILL_VERSION
+            if (rules := fill_rules(model, params.classical_fill)) is not None:
+                model_info["postprocess"]["classical_fill_version"] = rules
             # Counted per tile as segmented (a cell in a tile overlap is counted by each tile
             # that saw it); tiles reused from shards written before the check have no count.
             model_info["nuclear_check"] = {
@@ -589,10 +587,8 @@ class _CellSegmentation:
         }
         if self.params.mask_threshold is not None:  # set only when set: earlier shards still fit
             key["mask_threshold"] = self.params.mask_threshold
-        if fill_in_effect(model, self.params.classical_fill) == "on":  # shards from before: no
-            from wsitui.models.classical_fill import VERSION as FILL_VERSION
-
-            key["classical_fill"] = FILL_VERSION  # tiles of other fill rules are redone
+        if (rules := fill_rules(model, self.params.classical_fill)) is not None:
+            key["classical_fill"] = rules  # shards from before the fill or other rules: redone
         return key
 
     def _records(self, plan: CellPlan, shards: ShardStore) -> Any:

@@ -143,3 +143,14 @@ def fill_in_effect(model: Any, setting: str) -> str:
         info = getattr(model, "info", None)
         own = info.get("classical_fill", False) if isinstance(info, dict) else False
     return "on" if in_effect(setting, bool(own)) else "off"
+
+
+def fill_rules(model: Any, setting: str) -> str | None:
+    """The classical fill's rule version (`classical_fill.VERSION`) when `setting` completes
+    `model`'s labels (`fill_in_effect`), else None: what a job's manifest and its shard plan
+    record, so a resumed job never mixes tiles of two rule sets."""
+    if fill_in_effect(model, setting) != "on":
+        return None
+    from wsitui.models.classical_fill import VERSION
+
+    return VERSION
