@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 from PIL import Image
@@ -273,6 +273,20 @@ def canvas(h: int, w: int, background: tuple[int, int, int]) -> np.ndarray:
     out = np.empty((h, w, 3), np.uint8)
     out[:] = np.tile(np.asarray(background, np.uint8), w).reshape(w, 3)
     return out
+
+
+def mean_positive(values: list[Any], scale: Callable[[float], float]) -> float | None:
+    """The mean of `scale(float(v))` over `values` where that is a finite positive number (a
+    pixel size read from x and y tags or fields: missing, zero, unparsable ones skipped)."""
+    vals = []
+    for value in values:
+        try:
+            v = scale(float(value)) if value is not None else math.nan
+        except (TypeError, ValueError, ZeroDivisionError):
+            continue
+        if math.isfinite(v) and v > 0:
+            vals.append(v)
+    return sum(vals) / len(vals) if vals else None
 
 
 def corrupt(path: Path, what: str) -> SlideError:

@@ -20,7 +20,6 @@ OpenSlide.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import threading
@@ -42,6 +41,7 @@ from wsitui.slides.reader.base import (
     check_tile_budget,
     composite,
     corrupt,
+    mean_positive,
 )
 from wsitui.slides.reader.tiff import TiffLevel, TileCache, fast_level, tifffile_log
 
@@ -86,18 +86,6 @@ def _parse_background(props: Mapping[str, str]) -> tuple[int, int, int]:
     return WHITE
 
 
-def _mean_positive(values: list[str | None], scale: Callable[[float], float]) -> float | None:
-    vals = []
-    for value in values:
-        try:
-            v = scale(float(value)) if value is not None else math.nan
-        except (ValueError, ZeroDivisionError):
-            continue
-        if math.isfinite(v) and v > 0:
-            vals.append(v)
-    return sum(vals) / len(vals) if vals else None
-
-
 _RES_UNIT_UM = {"centimeter": 1e4, "inch": 25400.0}  # µm per TIFF ResolutionUnit
 # Aperio's `|MPP = 0.25|` in a description OpenSlide did not take for Aperio's (it must start
 # with "Aperio"): converters copy the fields without the first line.
@@ -112,7 +100,7 @@ def _parse_mpp(props: Mapping[str, str], vendor: str) -> float | None:
     description not starting with "Aperio", else an OME-XML description's PhysicalSizeX/Y.
     OpenSlide reads the tags only for generic TIFF and the others never, so these slides
     came out as 'no pixel size' and the jobs assumed 0.5 µm/px."""
-    own = _mean_positive(
+    own = mean_positive(
         [props.get(openslide.PROPERTY_NAME_MPP_X), props.get(openslide.PROPERTY_NAME_MPP_Y)],
         lambda v: v,
     )
@@ -120,21 +108,21 @@ def _parse_mpp(props: Mapping[str, str], vendor: str) -> float | None:
         return own
     per = _RES_UNIT_UM.get(props.get("tiff.ResolutionUnit", ""))
     if per is not None:
-        res = _mean_positive(
+        res = mean_positive(
             [props.get("tiff.XResolution"), props.get("tiff.YResolution")], lambda v: per / v
         )
         if res is not None:
             return res
     description = props.get("tiff.ImageDescription", "")
     m = _DESCRIPTION_MPP.search(description)
-    if m is not None and (mpp := _mean_positive([m.group(1)], lambda v: v)) is not None:
+    if m is not None and (mpp := mean_positive([m.group(1)], lambda v: v)) is not None:
         return mpp
     m = _OME_PIXELS.search(description)
     if m is None:
         return None
     attrs = dict(re.findall(r'(\w+)\s*=\s*"([^"]*)"', m.group(0)))
     sizes = [
-        _mean_positive([attrs.get(f"PhysicalSize{axis}")], lambda v, u=um: v * u)
+        mean_positive([attrs.get(f"PhysicalSize{axis}")], lambda v, u=um: v * u)
         for axis in "XY"
         if (um := _OME_UNIT_UM.get(attrs.get(f"PhysicalSize{axis}Unit", "µm"))) is not None
     ]

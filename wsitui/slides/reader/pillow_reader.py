@@ -17,7 +17,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from wsitui.slides.errors import SlideError, quoted
-from wsitui.slides.reader.base import SLIDE_HINT, WHITE, SlideReader, canvas, composite
+from wsitui.slides.reader.base import (
+    SLIDE_HINT,
+    WHITE,
+    SlideReader,
+    canvas,
+    composite,
+    mean_positive,
+)
 
 DEFAULT_MAX_PLAIN_PIXELS = 100_000_000
 PLAIN_STRIP_ROWS = 1024  # rows converted at a time when a plain image is not RGB already
@@ -201,12 +208,4 @@ def _tiff_mpp(img: Image.Image) -> float | None:
         return None
     if per is None:
         return None
-    vals = []
-    for tag in (282, 283):
-        try:
-            v = per / float(tags[tag])
-        except (KeyError, TypeError, ValueError, ZeroDivisionError):
-            continue
-        if math.isfinite(v) and v > 0:
-            vals.append(v)
-    return sum(vals) / len(vals) if vals else None
+    return mean_positive([tags.get(282), tags.get(283)], lambda v: per / v)
