@@ -1,7 +1,7 @@
 """The notes (manifest `warnings`) a finished job left: a mask that found no tissue, a
 segmentation that skipped every tile, an assumed pixel size, a fallback model. Read once per
 attempt. Both faces say them: the TUI's card counts them (`⚠ 2 notes`), `wsitui run`'s closing
-summary prints each under the job's output folder."""
+summary prints each once with the jobs that left it."""
 
 from __future__ import annotations
 
