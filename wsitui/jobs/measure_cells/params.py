@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import math
-import os
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from wsitui.jobs.common.cpus import available_cpus, check_workers
 
 # The job's own process loads and writes (~25 % of its CPU time, measured), which bounds the
 # speed-up near 4x: by default no more worker processes than this.
 MAX_DEFAULT_WORKERS = 4
-
-
-def available_cpus() -> int:
-    """The CPUs this process may run on (its affinity where the OS says, else all)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, cores or 1)
 
 
 def default_workers() -> int:
@@ -60,13 +55,7 @@ class MeasureCellsParams(BaseModel):
     @field_validator("workers")
     @classmethod
     def _workers(cls, v: int | None) -> int | None:
-        cpus = available_cpus()
-        if v is not None and not 1 <= v <= cpus:
-            raise ValueError(
-                f"workers = {v} is not 1 to {cpus} (this machine's CPUs); give one of those, "
-                f"or leave it out for one per CPU, at most {MAX_DEFAULT_WORKERS}"
-            )
-        return v
+        return check_workers(v, f"one per CPU, at most {MAX_DEFAULT_WORKERS}")
 
     @field_validator("stain_vectors")
     @classmethod

@@ -157,7 +157,8 @@ class SegmentCellsExecutor(Executor):
     threads = 2
     short_name = "cells"
     config_section = ConfigSection("dask", DaskSection)
-    result_neutral = frozenset({"backend", "scheduler_address"})  # where tiles run, set by [dask]
+    # where tiles run (set by [dask]) and how many processes run them: the same cells
+    result_neutral = frozenset({"backend", "scheduler_address", "workers"})
     totals = (Total("cells", "wsitui_cells_found_total", "Cells found by SEGMENT_CELLS jobs."),)
     outputs: ClassVar[Mapping[Output, str]] = {Output.CELLS: "cells.geojson"}
     dialog_fields = frozenset({DialogField.MODEL, DialogField.DEVICE})

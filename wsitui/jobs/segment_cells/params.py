@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from wsitui.core.executor import SectionModel
 from wsitui.core.pydantic_errors import first_problem
+from wsitui.jobs.common.cpus import check_workers
 from wsitui.jobs.segment_cells.memory import DEFAULT_BUDGET_GB
 from wsitui.models.device import check_device_name
 
@@ -50,6 +51,13 @@ class SegmentCellsParams(BaseModel):
         le=4096,
         description="memory budget of the job (GB); tile_size and batch_size must fit in it "
         "(checked at submission, see cells/memory.py)",
+    )
+    workers: int | None = Field(
+        default=None,
+        strict=True,
+        description="the classical model: processes that segment tiles at once, 1 to the CPU "
+        "count (1: the job's own thread); absent: one per CPU within memory_gb, on jobs of 12 "
+        "tiles or more. InstanSeg models use torch's threads instead. The cells are the same",
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         default="auto", description="auto: bf16 on CUDA when its cells agree with fp32's, else fp32"
@@ -111,6 +119,11 @@ class SegmentCellsParams(BaseModel):
         if isinstance(v, int) and v < 1:
             raise ValueError(f"batch_size must be 'auto' or a whole number >= 1, not {v}")
         return v
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, v: int | None) -> int | None:
+        return check_workers(v, "one per CPU within memory_gb")
 
     @field_validator("scheduler_address")
     @classmethod

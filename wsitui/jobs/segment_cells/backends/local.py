@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from wsitui.core.pool_worker import exit_with
+from wsitui.jobs.common.cpus import available_cpus
 from wsitui.jobs.common.grid import Tile
 from wsitui.jobs.common.shards import ShardStore
 from wsitui.jobs.segment_cells.backends.protocol import TIMING_KEYS, Progress, Segmenter, TileRun
@@ -321,18 +322,35 @@ class LocalBackend:
         on_labels: Callable[[Tile, np.ndarray], None] | None,
     ) -> TileRun:
         from wsitui.jobs.segment_cells.accel import (
+            OomRetry,
             PipelineShape,
             accelerate,
             first_tiles,
             gpu_pipeline,
             window_for,
         )
+        from wsitui.jobs.segment_cells.classical_pool import (
+            ClassicalPool,
+            classical_pipeline,
+            processes_for,
+        )
 
         params = self.params
         if self.model is None:
             self.describe(check_cancel)
         on_gpu = not self.model.is_classical and str(self.model.device).startswith("cuda")
-        shape = gpu_pipeline(_cpus()) if on_gpu else PipelineShape(read_threads=READ_THREADS)
+        workers = 0  # the classical model's worker processes (`classical_pool.py`)
+        if self.model.is_classical:
+            todo = sum(not shards.has(shard_key(t)) for t in plan.tiles)
+            workers = processes_for(
+                params.workers, todo, available_cpus(), plan.input_size, params.memory_gb
+            )
+        if on_gpu:
+            shape = gpu_pipeline(available_cpus())
+        elif workers:
+            shape = classical_pipeline(workers)
+        else:
+            shape = PipelineShape(read_threads=READ_THREADS)
         window = window_for(self.model, params.max_nucleus_um, plan.model_px)
         model = accelerate(  # precision, GPU batch size, out-of-memory retries
             self.model,
@@ -348,7 +366,10 @@ class LocalBackend:
             classical_fill=getattr(params, "classical_fill", "auto"),
         )
         inflight, init = self._tiles_in_flight(model, window)
-        if on_gpu:
+        pool = ClassicalPool(workers) if workers else None
+        if pool is not None:
+            model.runner = OomRetry(pool.predict, model.batch_size)
+        if on_gpu or pool is not None:
             inflight = shape.inflight
         cpu_torch = not self.model.is_classical and self.model.device == "cpu"
         try:
@@ -370,6 +391,8 @@ class LocalBackend:
                 trace_processes=shape.trace_processes,
             )
         finally:
+            if pool is not None:
+                pool.close()
             if cpu_torch:
                 # The job's threads are gone; the free heap their arenas keep (up to
                 # malloc.TRIM_THRESHOLD each) would otherwise pile up over a cohort's jobs
@@ -379,7 +402,9 @@ class LocalBackend:
                 release_free_memory()
         info = dict(model.manifest())
         info.update(tiles_in_flight=inflight, malloc_tuned=cpu_torch and tune_malloc())
-        if on_gpu:
+        if self.model.is_classical:
+            info["workers"] = workers or 1  # processes that segmented the tiles (1: own thread)
+        if on_gpu or pool is not None:
             info.update(
                 batches_queued=shape.queued,
                 extract_workers=shape.extract_workers,
@@ -440,14 +465,6 @@ class LocalBackend:
             torch.set_num_threads(per_tile)  # this thread's OpenMP threads (per thread)
 
         return inflight, one_thread_each
-
-
-def _cpus() -> int:
-    """Cores this process may run on (the GPU path's readers and tracers are sized by them)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def default_batch(batch_size: int | str, device: str) -> int:

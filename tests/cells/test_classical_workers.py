@@ -1,0 +1,163 @@
+"""The classical model's tiles on worker processes (`classical_pool.py`): the same cells as on
+the job's own thread, a dead worker never fails the job, a cancel or the end of a job leaves no
+worker behind, and `workers` is checked like MEASURE_CELLS' own."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from tests.cells.test_segment_cells import cells_wf, executors, run_to_end
+from wsitui.core.engine import Engine
+from wsitui.core.records import JobState
+from wsitui.jobs.common.cpus import available_cpus
+from wsitui.jobs.segment_cells.classical_pool import (
+    MIN_TILES,
+    ClassicalPool,
+    classical_pipeline,
+    processes_for,
+    worker_bytes,
+)
+from wsitui.jobs.segment_cells.params import SegmentCellsParams
+from wsitui.models import classical
+from wsitui.slides.patches import render_patch
+from wsitui.slides.style import dense_style
+
+pytestmark = pytest.mark.anyio
+
+
+def _tiles(n: int, side: int = 160) -> np.ndarray:
+    rng = np.random.default_rng(5)
+    return np.stack(
+        [render_patch(dense_style(rng, name="d"), (side, side), 4100 + i, 0.5)[0] for i in range(n)]
+    )
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        return "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+
+
+def test_how_many_workers_a_classical_job_gets() -> None:
+    # absent: one per core, within the tiles to do and the memory budget
+    assert processes_for(None, 500, 16, 672, 8.0) == 16
+    assert processes_for(None, 500, 1, 672, 8.0) == 0  # one core: the job's own thread
+    assert processes_for(None, MIN_TILES - 1, 16, 672, 8.0) == 0  # start-up would not pay
+    assert processes_for(None, MIN_TILES, 16, 672, 8.0) == MIN_TILES
+    budget = 1.5  # the default memory_gb: the workers that fit in it, never over it
+    n = processes_for(None, 500, 64, 672, budget)
+    assert 2 <= n < 64
+    assert 0.4e9 + n * worker_bytes(672) <= budget * 1e9
+    assert processes_for(None, 500, 64, 4192, budget) == 0  # huge tiles: not even two fit
+    # asked: as asked, 1 the job's own thread
+    assert processes_for(1, 500, 16, 672, 1.5) == 0
+    assert processes_for(3, 2, 16, 672, 1.5) == 3
+    # tracing moves to processes once one thread could not keep up with the workers
+    assert classical_pipeline(2).trace_processes == 0
+    assert classical_pipeline(16).trace_processes >= 3
+    assert classical_pipeline(4).inflight == 5
+
+
+def test_workers_is_checked_in_one_line() -> None:
+    assert SegmentCellsParams(workers=1).workers == 1
+    for bad in (0, available_cpus() + 1):
+        with pytest.raises(ValidationError, match=r"workers = -?\d+ is not 1 to \d+"):
+            SegmentCellsParams(workers=bad)
+    with pytest.raises(ValidationError):
+        SegmentCellsParams(workers=True)  # strict: not one worker without a word
+
+
+def test_the_pool_gives_the_models_labels_and_survives_a_dead_worker(caplog) -> None:
+    tiles = _tiles(4)
+    expected = np.stack([classical.segment_tile(t) for t in tiles]).astype(np.int32)
+    pool = ClassicalPool(1)
+    try:
+        assert np.array_equal(pool.predict(tiles), expected)
+        (pid,) = pool._pool._processes  # type: ignore[union-attr]
+        os.kill(pid, signal.SIGKILL)  # e.g. the kernel's OOM killer
+        time.sleep(0.5)
+        assert np.array_equal(pool.predict(tiles), expected)  # on the calling thread now
+        assert np.array_equal(pool.predict(tiles[:1]), expected[:1])
+    finally:
+        pool.close()
+    assert "classical worker processes failed" in caplog.text
+
+
+def test_close_ends_the_workers() -> None:
+    pool = ClassicalPool(2)
+    pool.predict(_tiles(2))
+    pids = list(pool._pool._processes)  # type: ignore[union-attr]
+    pool.close()
+    deadline = time.monotonic() + 10
+    while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(_gone(p) for p in pids)
+
+
+def _cells(out: Path) -> list[str]:
+    features = json.loads((out / "cells.geojson").read_text())["features"]
+    return sorted(json.dumps(f["geometry"]) for f in features)
+
+
+async def test_a_job_on_workers_finds_the_same_cells_as_on_its_thread(tmp_path, sample_slide):
+    engine, one = await run_to_end(tmp_path / "one", cells_wf(sample_slide, workers=1))
+    ref = engine.results_dir(engine._jobs[one])
+    engine, two = await run_to_end(tmp_path / "two", cells_wf(sample_slide, workers=2))
+    job = engine._jobs[two]
+    assert job.state is JobState.SUCCEEDED, job.error
+    out = engine.results_dir(job)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["workers"] == 2
+    assert json.loads((ref / "manifest.json").read_text())["model"]["workers"] == 1
+    cells = _cells(out)
+    assert len(cells) > 500 and cells == _cells(ref)
+
+
+async def test_a_cancel_leaves_no_worker_behind(tmp_path, sample_slide):
+    before = _children_of_forkservers()
+    async with Engine(tmp_path / "d", executors()) as engine:
+        spec = cells_wf(sample_slide, workers=2, tile_size=256)
+        cells_id = engine.submit("t", spec).jobs[1].id
+        with anyio.fail_after(300):
+            await engine.wait_until(lambda: engine._jobs[cells_id].tiles_done >= 3)
+            engine.cancel("t", cells_id)
+            await engine.wait_until(lambda: engine._jobs[cells_id].state.terminal)
+        assert engine._jobs[cells_id].state is JobState.CANCELED
+    deadline = time.monotonic() + 10
+    while _children_of_forkservers() - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _children_of_forkservers() - before
+
+
+def _children_of_forkservers() -> set[int]:
+    """Live processes whose parent is a multiprocessing fork server of this test process."""
+    me = os.getpid()
+    procs: dict[int, int] = {}
+    cmd: dict[int, str] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            status = (d / "status").read_text()
+            cmd[int(d.name)] = (d / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "\nState:\tZ" in status:
+            continue
+        procs[int(d.name)] = int(status.split("\nPPid:\t")[1].split()[0])
+    servers = {p for p, parent in procs.items() if parent == me and "forkserver" in cmd[p]}
+    return {p for p, parent in procs.items() if parent in servers}

@@ -1,0 +1,126 @@
+"""The classical fallback's tiles on worker processes, one tile per core at once.
+
+The classical model (`wsitui/models/classical.py`, the default) is numpy, scipy.ndimage and
+skimage calls, and its heaviest ones (binary erosions, labelling, min/max filters) hold the GIL:
+measured 2026-12-06, two threads ran them no faster than one. So a classical job used one core
+whatever the machine. Here each tile goes to a worker process instead (its pixels in, its labels
+out: ~1.4 + 1.8 MB pickled for a 672² tile, a few ms against ~250 ms of segmentation), as many
+at once as the job has processes; the labels are the same (the same function on the same
+pixels, tested). Worker processes start once per job (forkserver, ~1-2 s while the first tiles
+are read) and end with it, or within a second of a `kill -9` of wsitui (`exit_with`).
+
+How many (`workers`, absent): one per core this process may run on, bounded by the job's
+`memory_gb` (each worker holds numpy/scipy/skimage and one tile's temporaries) and by the tiles
+to do; none (the job's own thread, as before) on one core or under `MIN_TILES` tiles, where
+starting workers costs more than it saves.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import numpy as np
+
+from wsitui.core.pool_worker import exit_with
+from wsitui.jobs.segment_cells.accel import PipelineShape
+from wsitui.jobs.segment_cells.memory import GB, READ_AHEAD_BYTES
+from wsitui.models import classical
+
+log = logging.getLogger(__name__)
+
+MIN_TILES = 12  # fewer tiles to segment: the job's own thread (workers take ~1-2 s to start)
+# Memory, measured 2026-12-06 on 672² tiles: a classical job's own process ~0.35 GB peak
+# (README: 319 MB on a 40,000 x 30,000 slide); a worker 86 MB after its imports, 132 MB at its
+# peak (its tile's temporaries: ~100 B per input px).
+MAIN_BYTES = 0.4 * GB
+WORKER_BYTES = 90 * 2**20
+WORKER_BYTES_PER_PX = 100
+
+
+def worker_bytes(input_size: int) -> int:
+    """One worker's memory for tiles of `input_size`² px."""
+    return WORKER_BYTES + WORKER_BYTES_PER_PX * input_size * input_size
+
+
+def processes_for(
+    asked: int | None, tiles: int, cpus: int, input_size: int, budget_gb: float
+) -> int:
+    """Worker processes for a classical job: `asked` (the job's `workers`) as is, absent one
+    per core within the memory budget and the tiles to do; 0: the job's own thread."""
+    if asked is not None:
+        return 0 if asked <= 1 else asked
+    if cpus < 2 or tiles < MIN_TILES:
+        return 0
+    room = budget_gb * GB - MAIN_BYTES - READ_AHEAD_BYTES
+    fits = int(room // worker_bytes(input_size))
+    n = min(cpus, fits, tiles)
+    return n if n >= 2 else 0
+
+
+def classical_pipeline(workers: int) -> PipelineShape:
+    """The tile pipeline around `workers` worker processes: one tile more than workers in
+    flight (a worker that finishes takes the next at once); tracing (a Python walk holding the
+    GIL, ~0.2 of a tile's segmentation time, measured: 58 ms against 250-320 ms) in processes
+    too once one thread could not keep up (5 workers or more); readers (tifffile decodes
+    without the GIL, ~33 ms a tile) one per three workers."""
+    tracers = 0 if workers < 5 else math.ceil(workers / 5)
+    return PipelineShape(
+        inflight=workers + 1,
+        extract_workers=max(1, tracers),
+        trace_processes=tracers,
+        read_threads=max(2, min(6, workers // 3)),
+    )
+
+
+class ClassicalPool:
+    """`predict` as the classical model's, each tile segmented on a worker process. A worker
+    that dies (killed, out of memory) does not fail the job: its tiles and every later one are
+    segmented on the calling thread (the same labels), with one warning in the log."""
+
+    def __init__(self, processes: int) -> None:
+        methods = multiprocessing.get_all_start_methods()
+        # forkserver, not fork: this process has threads (and CUDA where a GPU job ran); a
+        # forked child of such a process may hang.
+        ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if "forkserver" in methods:
+            # The fork server (one per process, started by its first pool) imports the model
+            # once; each worker forked from it starts with numpy, scipy and skimage loaded
+            # (~1-2 s each otherwise). No effect once a fork server runs.
+            ctx.set_forkserver_preload(["__main__", classical.__name__])
+        self.processes = processes
+        self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
+            processes, mp_context=ctx, initializer=exit_with, initargs=(os.getpid(),)
+        )
+        self._broken = False
+        self._lock = threading.Lock()
+        warm = np.full((32, 32, 3), 230, np.uint8)  # each worker's first call, before a tile
+        for _ in range(processes):
+            self._pool.submit(classical.segment_tile, warm)
+
+    def predict(self, batch: np.ndarray, postprocess: dict[str, Any] | None = None) -> np.ndarray:
+        """Labels (B, H, W) int32 of a uint8 (B, H, W, 3) batch (`postprocess`: the classical
+        model has none; accepted as the model's own `predict` accepts it)."""
+        pool = self._pool
+        if pool is not None and not self._broken:
+            try:
+                tiles = [np.ascontiguousarray(t) for t in batch]
+                futures = [pool.submit(classical.segment_tile, t) for t in tiles]
+                return np.stack([f.result() for f in futures]).astype(np.int32)
+            except BrokenProcessPool as exc:  # a worker died; the pool is unusable from now on
+                with self._lock:
+                    if not self._broken:
+                        self._broken = True
+                        log.warning("classical worker processes failed (%s); tiles on threads", exc)
+        return np.stack([classical.segment_tile(t) for t in batch]).astype(np.int32)
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
