@@ -89,11 +89,7 @@ VARIANTS: dict[str, tuple[Foreign, Want]] = {
         Foreign(aperio=None, compression="zstd", photometric="rgb"),
         Want("generic-tiff", None, 3, (), lossless=True),
     ),
-    # OME style: levels as SubIFDs of page 0. OpenSlide sees level 0 only.
-    "tif-subifds": (
-        Foreign(aperio=None, subifds=True, compression="jpeg", resolution=(0.5, "cm")),
-        Want("generic-tiff", 0.5, 1, (0,)),
-    ),
+    # Levels as SubIFDs of page 0 (OME style), or unflagged: test_reader_pyramid.py.
     "tif-bigtiff": (
         Foreign(aperio=None, bigtiff=True, compression="deflate", photometric="rgb"),
         Want("generic-tiff", None, 3, (0, 1, 2), lossless=True),

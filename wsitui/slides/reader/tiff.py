@@ -23,6 +23,7 @@ from wsitui.slides.reader.base import canvas, check_pixel_budget, check_tile_bud
 
 FAST_COMPRESSIONS = {1, 5, 7, 8, 32773, 32946}  # none, LZW, JPEG, deflate, packbits, deflate
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+MAX_PAGES = 200  # top-level pages looked at: enough for any pyramid; OME stacks can have thousands
 
 
 class LogCapture(logging.Filter):
@@ -57,7 +58,7 @@ def check_tiff_complete(path: Path, file_size: int) -> list[tuple[int, int, int]
         with tifffile_log() as log, tifffile.TiffFile(path) as tif:
             pages = []
             for i, page in enumerate(tif.pages):
-                if i >= 200:  # enough to cover any pyramid; OME stacks can have thousands
+                if i >= MAX_PAGES:
                     break
                 pages.append(page)
             if log.messages:  # e.g. "<tifffile.TiffPages @8> invalid page offset 1517592"
@@ -72,7 +73,7 @@ def check_tiff_complete(path: Path, file_size: int) -> list[tuple[int, int, int]
                     check_tile_budget(path, page.tilewidth, page.tilelength, f"page {i}")
                     if i == 0:
                         _check_samples(path, page)
-                    _check_tile_count(path, page, i)
+                    check_tile_count(path, page, f"page {i}")
                 ends = np.asarray(page.dataoffsets, np.int64) + np.asarray(
                     page.databytecounts, np.int64
                 )
@@ -113,7 +114,7 @@ def check_aperio_levels(path: Path, tiled: list[tuple[int, int, int]]) -> None:
         prev = page
 
 
-def _check_tile_count(path: Path, page: tifffile.TiffPage, index: int) -> None:
+def check_tile_count(path: Path, page: tifffile.TiffPage, where: str) -> None:
     """A page whose size needs more tiles than it lists (its width or height tag damaged or
     edited): reads past the list failed as an IndexError. Refused here in one line."""
     across = -(-int(page.imagewidth) // int(page.tilewidth))
@@ -124,7 +125,7 @@ def _check_tile_count(path: Path, page: tifffile.TiffPage, index: int) -> None:
     if have < need:
         raise corrupt(
             path,
-            f"page {index} declares {page.imagewidth:,}x{page.imagelength:,} px, {need:,} "
+            f"{where} declares {page.imagewidth:,}x{page.imagelength:,} px, {need:,} "
             f"tiles, but lists {have:,}",
         )
 
