@@ -39,7 +39,7 @@ class SlideReader(ABC):
 
     path: Path
     vendor: str | None  # OpenSlide vendor ('aperio', 'generic-tiff', ...); None for Pillow
-    backend: str  # 'openslide', 'tifffile+openslide' or 'pillow'
+    backend: str  # 'openslide', 'tifffile+openslide', 'tifffile' (TiffPyramidReader) or 'pillow'
     level_dimensions: tuple[tuple[int, int], ...]  # (width, height) per level
     level_downsamples: tuple[float, ...]
     mpp: float | None  # µm per level-0 pixel, if the file says
