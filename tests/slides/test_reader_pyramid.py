@@ -227,8 +227,18 @@ def test_a_corrupt_subifd_tile_is_one_line(tmp_path: Path, tissue: np.ndarray):
     _one_line(err, "bad.tif", "truncated or corrupt", "tile 0 of level 1")
 
 
-def test_a_truncated_pyramid_is_one_line_at_open(tmp_path: Path, tissue: np.ndarray):
-    """Cut inside the last SubIFD's tiles: OpenSlide (level 0 only) would open it."""
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        ("tiles", "image data of SubIFD 1 of page 0 ends at byte"),
+        ("directory", "corrupted IFD structure"),
+    ],
+)
+def test_a_truncated_pyramid_is_one_line_at_open(
+    tmp_path: Path, tissue: np.ndarray, where: str, says: str
+):
+    """Cut inside the last SubIFD's tiles or its directory: OpenSlide (level 0 only) would
+    open it and never see the damage."""
     src = write_foreign(
         tmp_path / "ok.tif",
         tissue,
@@ -236,14 +246,26 @@ def test_a_truncated_pyramid_is_one_line_at_open(tmp_path: Path, tissue: np.ndar
     )
     with tifffile.TiffFile(src) as tif:
         last = list(tifffile.TiffPages(tif.pages[0], index=0))[-1]
-        cut = int(last.dataoffsets[-1]) + 10
+        cut = int(last.dataoffsets[-1]) + 10 if where == "tiles" else int(last.offset) + 4
     bad = tmp_path / "cut.tif"
     bad.write_bytes(src.read_bytes()[:cut])
     with open_slide(bad, fast_path=False) as r:
-        assert r.level_count == 1  # OpenSlide does not see the damage
+        assert r.level_count == 1
     with pytest.raises(SlideError) as err:
         open_slide(bad)
-    _one_line(err, "cut.tif", "truncated or corrupt", "SubIFD 1 of page 0", "the file has")
+    _one_line(err, "cut.tif", "truncated or corrupt", says, "copy or export the file again")
+
+
+def test_a_level_with_tiles_over_the_budget_is_refused(tmp_path: Path, tissue: np.ndarray):
+    """check_tiff_complete sees top-level pages only: a SubIFD's budgets are checked here."""
+    path = tmp_path / "x.tif"
+    kw = {"photometric": "rgb", "compression": "zlib", "metadata": None}
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(tissue, subifds=1, tile=(256, 256), **kw)
+        tif.write(np.ascontiguousarray(tissue[::16, ::16]), subfiletype=1, tile=(4096, 4112), **kw)
+    with pytest.raises(SlideError) as err:
+        open_slide(path)
+    _one_line(err, "4,112x4,096 px tiles (SubIFD 0 of page 0)", "256 or 512 is usual")
 
 
 def test_a_subifd_in_a_compression_the_fast_path_does_not_decode_is_left_out(
