@@ -69,3 +69,48 @@ def test_foreign_slides_run_mask_and_cells_end_to_end(
     assert cells["lossless"] > 50, cells
     for count in cells.values():
         assert abs(count - cells["lossless"]) <= 0.02 * cells["lossless"], cells
+
+
+def test_an_ome_subifd_pyramid_gives_the_cells_of_the_same_pixels_as_svs(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+):
+    """OpenSlide sees an OME-TIFF's level 0 only (its levels are SubIFDs); the tifffile
+    reader reads every level. The mask and cells jobs on it read the coarse level the SVS of
+    the same pixels (lossless, the same levels) gives them, and find the same cells."""
+    tissue = tissue_pixels(tmp_path_factory)[:767, :1023]
+    lossless = {"compression": "lzw", "photometric": "rgb", "predictor": True}
+    slides = {
+        "ome": write_foreign(
+            tmp_path / "ome.ome.tif",
+            tissue,
+            Foreign(aperio=None, subifds=True, ome_mpp=MPP, downsamples=(1, 4), **lossless),
+        ),
+        "svs": write_foreign(
+            tmp_path / "svs.svs",
+            tissue,
+            Foreign(aperio=f"AppMag = 20|MPP = {MPP}", downsamples=(1, 4), **lossless),
+        ),
+    }
+    body = '[[workflows]]\ntenant = "t"\nname = "w"\n'
+    for n, slide in slides.items():
+        body += CHAIN.format(n=n, slide=slide)
+    config = write_config(tmp_path / "c.toml", body)
+    out = wsitui("run", config, "--data-dir", tmp_path / "data", "--json")
+    assert out.returncode == 0, out.stderr
+    (wf,) = json.loads(out.stdout)["workflows"]
+    assert {j["key"]: j["state"] for j in wf["jobs"]} == {
+        f"{k}-{n}": "SUCCEEDED" for n in slides for k in "mc"
+    }
+    results = tmp_path / "data" / "results" / "t"
+    found = {}
+    for n in slides:
+        mask = json.loads(next(results.glob(f"*/m-{n}/manifest.json")).read_text())
+        cells = json.loads(next(results.glob(f"*/c-{n}/manifest.json")).read_text())
+        found[n] = (mask["slide"]["level_dimensions"], mask["mask"], cells["mpp"], cells["cells"])
+        backend = "tifffile" if n == "ome" else "tifffile+openslide"
+        assert mask["slide"]["backend"] == cells["slide"]["backend"] == backend, n
+    assert found["ome"][0] == [[1023, 767], [255, 191]]
+    assert found["ome"][1]["level_read"] == 1  # not level 0, reduced
+    assert found["ome"][2] == pytest.approx(MPP)
+    assert found["ome"][3] > 20, found
+    assert found["ome"] == found["svs"]

@@ -53,6 +53,8 @@ class Foreign:
     resolution: tuple[float, str] | None = None  # (µm/px, 'cm' | 'inch') in the resolution tags
     bigtiff: bool = False
     subifds: bool = False  # levels 1.. as SubIFDs of page 0 (OME style) instead of pages
+    reduced_flag: bool = True  # levels 1.. flagged reduced (NewSubfileType 1); False: unflagged
+    ome_mpp: float | None = None  # an OME-TIFF whose XML says this PhysicalSizeX/Y (µm)
     predictor: bool = False  # horizontal differencing for LZW / Deflate
     decimate: bool = False  # levels as img[::ds, ::ds]: ceil sizes, as naive writers make them
     extra: dict[str, Any] = field(default_factory=dict)
@@ -146,7 +148,7 @@ def write_foreign(path: Path, img: np.ndarray, spec: Foreign) -> Path:
             "resolution": (per / mpp, per / mpp),
             "resolutionunit": "CENTIMETER" if unit == "cm" else "INCH",
         }
-    with tifffile.TiffWriter(path, bigtiff=spec.bigtiff) as tif:
+    with tifffile.TiffWriter(path, bigtiff=spec.bigtiff, ome=spec.ome_mpp is not None) as tif:
         for i, level in enumerate(levels):
             if spec.aperio is not None:
                 lh, lw = level.shape[:2]
@@ -160,7 +162,9 @@ def write_foreign(path: Path, img: np.ndarray, spec: Foreign) -> Path:
             }
             if spec.subifds and i == 0 and len(levels) > 1:
                 kw["subifds"] = len(levels) - 1
-            if i > 0 and (spec.subifds or spec.aperio is None):
+            if i == 0 and spec.ome_mpp is not None:
+                kw["metadata"] = {"axes": "YXS"} | {f"PhysicalSize{a}": spec.ome_mpp for a in "XY"}
+            if i > 0 and (spec.subifds or spec.aperio is None) and spec.reduced_flag:
                 kw["subfiletype"] = 1  # a reduced-resolution image
             _write_level(tif, level, spec, kw)
             if i == 0 and spec.aperio is not None and spec.thumbnail and not spec.subifds:

@@ -1,10 +1,13 @@
-"""One reader interface over OpenSlide, a tifffile fast path, and Pillow.
+"""One reader interface over OpenSlide, a tifffile fast path, tifffile pyramids, and Pillow.
 
 `open_slide(path)` picks the backend:
 
 * OpenSlide for whatever it recognises (SVS, generic tiled TIFF, NDPI, MRXS, ...):
   `openslide_reader.py`, with a tifffile fast path for Aperio SVS and generic tiled TIFF
   (`tiff.py`), pixel-identical and ~4x faster.
+* tifffile alone for a tiled TIFF whose pyramid OpenSlide does not see (OME-TIFF SubIFD levels,
+  reduced pages without the reduced flag), which OpenSlide would read as level 0 alone:
+  `tifffile_reader.py`.
 * Pillow for plain PNG / JPEG / BMP / (non-tiled) TIFF up to `max_plain_pixels`: `pillow_reader.py`.
 
 What every backend shares (the interface, block-by-block reduced reads, compositing, pixel
@@ -38,6 +41,7 @@ from wsitui.slides.reader.base import (
 from wsitui.slides.reader.openslide_reader import OpenSlideReader, shared_openslide_cache
 from wsitui.slides.reader.pillow_reader import DEFAULT_MAX_PLAIN_PIXELS, PillowReader
 from wsitui.slides.reader.tiff import TIFF_MAGIC, check_aperio_levels, check_tiff_complete
+from wsitui.slides.reader.tifffile_reader import TiffPyramidReader, pyramid_reader
 
 __all__ = [
     "DEFAULT_MAX_PLAIN_PIXELS",
@@ -51,6 +55,7 @@ __all__ = [
     "OpenSlideReader",
     "PillowReader",
     "SlideReader",
+    "TiffPyramidReader",
     "canvas",
     "check_pixel_budget",
     "check_tile_budget",
@@ -99,6 +104,8 @@ def open_slide(
     reader: SlideReader
     if vendor is not None:
         reader = OpenSlideReader(p, vendor, fast_path=fast_path)
+        if fast_path:  # fast_path=False: OpenSlide alone, as it sees the file
+            reader = pyramid_reader(reader) or reader
     else:
         reader = PillowReader(p, max_plain_pixels)
     reader.file_identity = (st.st_size, st.st_mtime_ns)

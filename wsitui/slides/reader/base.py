@@ -39,7 +39,7 @@ class SlideReader(ABC):
 
     path: Path
     vendor: str | None  # OpenSlide vendor ('aperio', 'generic-tiff', ...); None for Pillow
-    backend: str  # 'openslide', 'tifffile+openslide' or 'pillow'
+    backend: str  # 'openslide', 'tifffile+openslide', 'tifffile' (TiffPyramidReader) or 'pillow'
     level_dimensions: tuple[tuple[int, int], ...]  # (width, height) per level
     level_downsamples: tuple[float, ...]
     mpp: float | None  # µm per level-0 pixel, if the file says
@@ -287,6 +287,30 @@ def mean_positive(values: list[Any], scale: Callable[[float], float]) -> float |
         if math.isfinite(v) and v > 0:
             vals.append(v)
     return sum(vals) / len(vals) if vals else None
+
+
+STRAY_SLACK = 0.05  # how far a level's two axis factors may part beyond their rounding
+
+
+def stray_levels(dims: tuple[tuple[int, int], ...]) -> frozenset[int]:
+    """Levels whose width and height are reduced by different factors: no level of this image.
+
+    OpenSlide takes every tiled page of an SVS (and every tiled reduced page of a generic
+    TIFF) for a level; a label or macro written tiled, smaller than the last level, became
+    one, and a job's best_level_for_downsample picked it: the tissue mask was the label's 64
+    x 64 px (downsamples 31.2 x 23.5, 100 % tissue). A real level's factors differ only by
+    the rounding of its sides (1/w + 1/h of the factor).
+    """
+    w0, h0 = dims[0]
+    stray = set()
+    for i, (w, h) in enumerate(dims[1:], 1):
+        if w < 1 or h < 1:
+            stray.add(i)
+            continue
+        fx, fy = w0 / w, h0 / h
+        if abs(fx - fy) > max(fx, fy) * (STRAY_SLACK + 1 / w + 1 / h):
+            stray.add(i)
+    return frozenset(stray)
 
 
 def corrupt(path: Path, what: str) -> SlideError:

@@ -20,7 +20,6 @@ OpenSlide.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -36,14 +35,14 @@ from wsitui.slides.errors import SlideError, quoted
 from wsitui.slides.reader.base import (
     WHITE,
     SlideReader,
-    canvas,
     check_pixel_budget,
     check_tile_budget,
     composite,
     corrupt,
     mean_positive,
+    stray_levels,
 )
-from wsitui.slides.reader.tiff import TiffLevel, TileCache, fast_level, tifffile_log
+from wsitui.slides.reader.tiff import TiffLevel, TiffTiles, fast_level, tifffile_log
 
 OPENSLIDE_CACHE_BYTES = 128 * 2**20
 OPENSLIDE_CACHE_HANDLES = 16  # handles one cache serves before new handles get a fresh one
@@ -128,30 +127,6 @@ def _parse_mpp(props: Mapping[str, str], vendor: str) -> float | None:
     ]
     found = [v for v in sizes if v is not None]
     return sum(found) / len(found) if found else None
-
-
-STRAY_SLACK = 0.05  # how far a level's two axis factors may part beyond their rounding
-
-
-def _stray_levels(dims: tuple[tuple[int, int], ...]) -> frozenset[int]:
-    """Levels whose width and height are reduced by different factors: no level of this image.
-
-    OpenSlide takes every tiled page of an SVS (and every tiled reduced page of a generic
-    TIFF) for a level; a label or macro written tiled, smaller than the last level, became
-    one, and a job's best_level_for_downsample picked it: the tissue mask was the label's 64
-    x 64 px (downsamples 31.2 x 23.5, 100 % tissue). A real level's factors differ only by
-    the rounding of its sides (1/w + 1/h of the factor).
-    """
-    w0, h0 = dims[0]
-    stray = set()
-    for i, (w, h) in enumerate(dims[1:], 1):
-        if w < 1 or h < 1:
-            stray.add(i)
-            continue
-        fx, fy = w0 / w, h0 / h
-        if abs(fx - fy) > max(fx, fy) * (STRAY_SLACK + 1 / w + 1 / h):
-            stray.add(i)
-    return frozenset(stray)
 
 
 def _exact_tiles(lvl: TiffLevel, ds: float) -> np.ndarray:
@@ -249,11 +224,10 @@ class OpenSlideReader(SlideReader):
             raise
         self.mpp = _parse_mpp(self.properties, vendor)
         if vendor in _FAST_VENDORS:
-            self.stray_levels = _stray_levels(self.level_dimensions)
+            self.stray_levels = stray_levels(self.level_dimensions)
         self.background = _parse_background(self.properties)
-        self._fd: int | None = None
+        self._tiff: TiffTiles | None = None
         self._fast: dict[int, TiffLevel] = {}
-        self._tiles = TileCache(TILE_CACHE_BYTES)
         if fast_path and vendor in _FAST_VENDORS:
             self._setup_fast_path()
         self.backend = "tifffile+openslide" if self._fast else "openslide"
@@ -353,7 +327,7 @@ class OpenSlideReader(SlideReader):
             return
         if not levels:
             return
-        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self._tiff = TiffTiles(self.path, self.background, TILE_CACHE_BYTES)
         self._fast = levels
         # Prove identity on this file: the busiest tile of each level vs OpenSlide, among the
         # tiles whose corner OpenSlide can address exactly (see _exact_tiles).
@@ -377,46 +351,10 @@ class OpenSlideReader(SlideReader):
             if not same:
                 del self._fast[i]
 
-    def _tile(self, lvl: TiffLevel, level: int, idx: int) -> np.ndarray | None:
-        hit, tile = self._tiles.get((level, idx))
-        if hit:
-            return tile
-        count = int(lvl.counts[idx])
-        if count == 0:
-            tile = None  # empty tile: no data, shows background like OpenSlide
-        else:
-            assert self._fd is not None
-            data = os.pread(self._fd, count, int(lvl.offsets[idx]))
-            if len(data) != count:
-                raise corrupt(self.path, f"tile {idx} of level {level} is cut short")
-            try:
-                arr = lvl.decode(data, idx, jpegtables=lvl.jpegtables)[0]
-            except Exception as e:
-                raise corrupt(self.path, f"tile {idx} of level {level}: {e}") from e
-            tile = np.asarray(arr).reshape(lvl.tile_h, lvl.tile_w, 3)
-        self._tiles.put((level, idx), tile)
-        return tile
-
     def _read_tiles(self, lvl: TiffLevel, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
-        if self._closed or self._fd is None:
+        if self._closed or self._tiff is None:
             raise SlideError(f"slide {quoted(self.path)} is closed; open it again")
-        out = canvas(h, w, self.background)
-        ax, ay = max(x, 0), max(y, 0)
-        bx, by = min(x + w, lvl.width), min(y + h, lvl.height)
-        if ax >= bx or ay >= by:
-            return out
-        for row in range(ay // lvl.tile_h, (by - 1) // lvl.tile_h + 1):
-            for col in range(ax // lvl.tile_w, (bx - 1) // lvl.tile_w + 1):
-                tile = self._tile(lvl, level, row * lvl.tiles_across + col)
-                if tile is None:
-                    continue
-                tx0, ty0 = col * lvl.tile_w, row * lvl.tile_h
-                sx0, sy0 = max(ax, tx0), max(ay, ty0)
-                sx1, sy1 = min(bx, tx0 + lvl.tile_w), min(by, ty0 + lvl.tile_h)
-                out[sy0 - y : sy1 - y, sx0 - x : sx1 - x] = tile[
-                    sy0 - ty0 : sy1 - ty0, sx0 - tx0 : sx1 - tx0
-                ]
-        return out
+        return self._tiff.read(lvl, level, x, y, w, h)
 
     def _return_leases(self) -> None:
         for gen in self._leases:
@@ -432,6 +370,5 @@ class OpenSlideReader(SlideReader):
                 osr.close()
             self._retired.clear()
             self._return_leases()
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+            if self._tiff is not None:
+                self._tiff.close()

@@ -1,9 +1,11 @@
 """tifffile pieces: the completeness check run on every TIFF before OpenSlide sees it, and
-the tile geometry, tile cache and page test of the fast path (`OpenSlideReader` uses them)."""
+the tile geometry, tile cache, page test and tile reads of the fast path (`OpenSlideReader`
+and `TiffPyramidReader` use them)."""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -17,10 +19,11 @@ import numpy as np
 import tifffile
 
 from wsitui.slides.errors import SlideError, quoted
-from wsitui.slides.reader.base import check_pixel_budget, check_tile_budget, corrupt
+from wsitui.slides.reader.base import canvas, check_pixel_budget, check_tile_budget, corrupt
 
 FAST_COMPRESSIONS = {1, 5, 7, 8, 32773, 32946}  # none, LZW, JPEG, deflate, packbits, deflate
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+MAX_PAGES = 200  # top-level pages looked at: enough for any pyramid; OME stacks can have thousands
 
 
 class LogCapture(logging.Filter):
@@ -55,7 +58,7 @@ def check_tiff_complete(path: Path, file_size: int) -> list[tuple[int, int, int]
         with tifffile_log() as log, tifffile.TiffFile(path) as tif:
             pages = []
             for i, page in enumerate(tif.pages):
-                if i >= 200:  # enough to cover any pyramid; OME stacks can have thousands
+                if i >= MAX_PAGES:
                     break
                 pages.append(page)
             if log.messages:  # e.g. "<tifffile.TiffPages @8> invalid page offset 1517592"
@@ -70,7 +73,7 @@ def check_tiff_complete(path: Path, file_size: int) -> list[tuple[int, int, int]
                     check_tile_budget(path, page.tilewidth, page.tilelength, f"page {i}")
                     if i == 0:
                         _check_samples(path, page)
-                    _check_tile_count(path, page, i)
+                    check_tile_count(path, page, f"page {i}")
                 ends = np.asarray(page.dataoffsets, np.int64) + np.asarray(
                     page.databytecounts, np.int64
                 )
@@ -111,7 +114,7 @@ def check_aperio_levels(path: Path, tiled: list[tuple[int, int, int]]) -> None:
         prev = page
 
 
-def _check_tile_count(path: Path, page: tifffile.TiffPage, index: int) -> None:
+def check_tile_count(path: Path, page: tifffile.TiffPage, where: str) -> None:
     """A page whose size needs more tiles than it lists (its width or height tag damaged or
     edited): reads past the list failed as an IndexError. Refused here in one line."""
     across = -(-int(page.imagewidth) // int(page.tilewidth))
@@ -122,7 +125,7 @@ def _check_tile_count(path: Path, page: tifffile.TiffPage, index: int) -> None:
     if have < need:
         raise corrupt(
             path,
-            f"page {index} declares {page.imagewidth:,}x{page.imagelength:,} px, {need:,} "
+            f"{where} declares {page.imagewidth:,}x{page.imagelength:,} px, {need:,} "
             f"tiles, but lists {have:,}",
         )
 
@@ -211,3 +214,69 @@ def fast_level(page: tifffile.TiffPage) -> TiffLevel | None:
         jpegtables=page.jpegtables,
         decode=page.decode,
     )
+
+
+class TiffTiles:
+    """Regions of TiffLevels of one file, from their tiles.
+
+    Tile bytes come from `os.pread` on one descriptor (no shared file position, so any number
+    of threads read at once without a lock), decoding releases the GIL, and decoded tiles are
+    kept in a TileCache (its own lock) so overlapping reads decode a tile once.
+    """
+
+    def __init__(self, path: Path, background: tuple[int, int, int], cache_bytes: int) -> None:
+        self.path = path
+        self.background = background
+        self._cache = TileCache(cache_bytes)
+        self._fd: int | None = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+
+    def tile(self, lvl: TiffLevel, level: int, idx: int) -> np.ndarray | None:
+        """Tile `idx` of `lvl` (level number `level`, the cache key) decoded; None: empty."""
+        hit, tile = self._cache.get((level, idx))
+        if hit:
+            return tile
+        count = int(lvl.counts[idx])
+        if count == 0:
+            tile = None  # empty tile: no data, shows background like OpenSlide
+        else:
+            fd = self._fd
+            if fd is None:
+                raise SlideError(f"slide {quoted(self.path)} is closed; open it again")
+            data = os.pread(fd, count, int(lvl.offsets[idx]))
+            if len(data) != count:
+                raise corrupt(self.path, f"tile {idx} of level {level} is cut short")
+            try:
+                arr = lvl.decode(data, idx, jpegtables=lvl.jpegtables)[0]
+                tile = np.asarray(arr).reshape(lvl.tile_h, lvl.tile_w, 3)
+            except Exception as e:
+                # Decoders' messages can span lines; the error is one line.
+                why = " ".join(str(e).split()) or type(e).__name__
+                raise corrupt(self.path, f"tile {idx} of level {level}: {why}") from e
+        self._cache.put((level, idx), tile)
+        return tile
+
+    def read(self, lvl: TiffLevel, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        """(h, w, 3) uint8 at level px (x, y) of `lvl`; outside it: background."""
+        out = canvas(h, w, self.background)
+        ax, ay = max(x, 0), max(y, 0)
+        bx, by = min(x + w, lvl.width), min(y + h, lvl.height)
+        if ax >= bx or ay >= by:
+            return out
+        for row in range(ay // lvl.tile_h, (by - 1) // lvl.tile_h + 1):
+            for col in range(ax // lvl.tile_w, (bx - 1) // lvl.tile_w + 1):
+                tile = self.tile(lvl, level, row * lvl.tiles_across + col)
+                if tile is None:
+                    continue
+                tx0, ty0 = col * lvl.tile_w, row * lvl.tile_h
+                sx0, sy0 = max(ax, tx0), max(ay, ty0)
+                sx1, sy1 = min(bx, tx0 + lvl.tile_w), min(by, ty0 + lvl.tile_h)
+                out[sy0 - y : sy1 - y, sx0 - x : sx1 - x] = tile[
+                    sy0 - ty0 : sy1 - ty0, sx0 - tx0 : sx1 - tx0
+                ]
+        return out
+
+    def close(self) -> None:
+        """Close the descriptor; call when no read is in flight. Idempotent."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
