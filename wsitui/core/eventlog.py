@@ -203,9 +203,11 @@ class JsonlEventLog:
 
     def backfill(self, store: Store) -> int:
         """Append the transitions `store` committed that this log is missing (the stopped
-        process died between a commit and its log line); how many. Only after an unclean stop
-        (a job left RUNNING), and only if this log follows `store` (it shows the start of at
-        least one job's committed transitions): then for each job it follows whose logged
+        process died between a commit and its log line); how many. At every start, not only
+        after one that left a job RUNNING: a kill right after a run's last end (or an end that
+        released its tenant and admitted the next) leaves nothing RUNNING, and its lines are
+        missing all the same. Only if this log follows `store` (it shows the start of at least
+        one job's committed transitions): then for each job it follows whose logged
         transitions are the start of its committed ones, and for each job it never named that
         was first committed after the last transition it shows (the kill lost the job's first
         lines, its "submitted" among them), in commit order. A log that tells another story,
@@ -214,8 +216,6 @@ class JsonlEventLog:
         if self._file is None:
             return 0
         jobs = {job.id: job for job in store.jobs()}
-        if not any(job.state is JobState.RUNNING for job in jobs.values()):
-            return 0
         story = self._logged()
         if story is None:
             return 0

@@ -1,0 +1,103 @@
+"""A kill at any commit of a run (between the commit and its log lines): after the restart the
+JSONL event log replays to exactly state.db's jobs and tenant states (core/eventlog.py
+`backfill`), including a kill right after the run's last end, when nothing is left RUNNING."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.core.crash import kill_at_every_commit
+from tests.core.engine_helpers import job
+from tests.core.fakes import GatedExecutor
+from tests.core.oracle import check, missing_from_log, read_events
+from tests.core.test_release_admission import drain
+from wsitui.core.engine import Engine
+from wsitui.core.eventlog import JsonlEventLog
+from wsitui.core.records import WorkflowSpec
+from wsitui.core.store import Store
+
+pytestmark = pytest.mark.anyio
+
+LIMITS = {"max_workers": 1, "max_active_users": 1}
+
+
+def replay(events: list[dict[str, Any]]) -> tuple[dict[str, str], list[str]]:
+    """What a script replaying the log sees: each job's last state, the active tenants."""
+    states: dict[str, str] = {}
+    active: list[str] = []
+    for e in events:
+        if e["event"] == "job_state":
+            states[e["job_id"]] = e["state"]
+        elif e["event"] == "tenant_admitted" and e["tenant"] not in active:
+            active.append(e["tenant"])
+        elif e["event"] == "tenant_released" and e["tenant"] in active:
+            active.remove(e["tenant"])
+    return states, active
+
+
+def stored(db: Path) -> tuple[dict[str, str], list[str]]:
+    store = Store(db, readonly=True)
+    try:
+        return {j.id: str(j.state) for j in store.jobs()}, store.tenant_state()[0]
+    finally:
+        store.close()
+
+
+def opened(engine: Engine, log: Path) -> JsonlEventLog:
+    """The event log as `wsitui run --events` attaches it: a listener, backfilled at open."""
+    events = JsonlEventLog(log)
+    engine.bus.add_listener(events)
+    engine.on_open.append(events.backfill)
+    return events
+
+
+async def test_a_kill_at_any_commit_leaves_a_log_that_replays_to_state_db(tmp_path: Path):
+    """a's two jobs, then b's (b waits for a's slot): the commits end jobs, release a, admit b
+    and end the run. A kill right after the last commit (b1's end and b's release, nothing left
+    RUNNING) or after a2's end (a released, b admitted; with one worker b1 starts in a later
+    commit) lost those lines for good: backfill ran only when a job was left RUNNING."""
+    ex, log = GatedExecutor(), tmp_path / "ev.jsonl"
+    engine = Engine(tmp_path / "d", [ex], **LIMITS)
+    events = opened(engine, log)
+    with kill_at_every_commit(engine, tmp_path / "cuts", log) as cuts:
+        async with engine:
+            engine.submit("a", WorkflowSpec(name="a", jobs=(job("a1"), job("a2"))))
+            engine.submit("b", WorkflowSpec(name="b", jobs=(job("b1"),)))
+            await drain(engine, ex)
+    events.close()
+    assert len(cuts) >= 8
+    for copy, written in cuts:
+        # A restart with a new, empty --events file: nothing of the past is written into it.
+        fresh = tmp_path / f"fresh-{copy.name}.jsonl"
+        store = Store(copy / "state.db", readonly=True)
+        try:
+            assert JsonlEventLog(fresh).backfill(store) == 0, copy.name
+        finally:
+            store.close()
+        assert fresh.read_bytes() == b"", copy.name
+        if not written:
+            # Killed before the log's first line: it reads as a new file, which is left alone
+            # (nothing tells the two apart); the runs' first commit is the only such point.
+            continue
+        cut = copy / "ev.jsonl"
+        cut.write_bytes(written)
+        ex2 = GatedExecutor()
+        again = Engine(copy, [ex2], **LIMITS)
+        events = opened(again, cut)
+        async with again:
+            # Right after the restart (backfill, then recovery's commit and its lines).
+            assert replay(list(read_events([cut]))) == stored(copy / "state.db"), copy.name
+            await drain(again, ex2)
+        events.close()
+        lines = list(read_events([cut]))
+        assert replay(lines) == stored(copy / "state.db"), copy.name
+        assert missing_from_log(lines, copy / "state.db") == [], copy.name
+        assert check(lines, **LIMITS).violations == [], copy.name
+    # The last cut: b1's end and b's release were committed, not logged; the restart wrote them.
+    last = [json.loads(ln) for ln in (cuts[-1][0] / "ev.jsonl").read_text().splitlines()]
+    recovered = [(e["event"], e.get("state"), e.get("tenant")) for e in last if e.get("recovered")]
+    assert recovered == [("job_state", "SUCCEEDED", "b"), ("tenant_released", None, "b")]
