@@ -101,3 +101,23 @@ async def test_a_kill_at_any_commit_leaves_a_log_that_replays_to_state_db(tmp_pa
     last = [json.loads(ln) for ln in (cuts[-1][0] / "ev.jsonl").read_text().splitlines()]
     recovered = [(e["event"], e.get("state"), e.get("tenant")) for e in last if e.get("recovered")]
     assert recovered == [("job_state", "SUCCEEDED", "b"), ("tenant_released", None, "b")]
+
+
+async def test_a_run_without_the_log_is_caught_up_in_each_jobs_order(tmp_path: Path):
+    """A run of the data dir without `--events` in between: the next start with the log writes
+    what that run committed (backfill now runs at every start). Its jobs' starts were moved
+    after all the ends, as if lost by one commit, so a job read "SUCCEEDED", then "RUNNING"."""
+    log, data = tmp_path / "ev.jsonl", tmp_path / "d"
+    for with_log, tenants in ((True, "ab"), (False, "cd"), (True, "")):
+        ex = GatedExecutor()
+        engine = Engine(data, [ex], **LIMITS)
+        events = opened(engine, log) if with_log else None
+        async with engine:
+            for t in tenants:
+                engine.submit(t, WorkflowSpec(name=t, jobs=(job(f"{t}1"),)))
+            await drain(engine, ex)
+        if events is not None:
+            events.close()
+    lines = list(read_events([log]))
+    assert missing_from_log(lines, data / "state.db") == []
+    assert replay(lines) == stored(data / "state.db")

@@ -266,10 +266,19 @@ class JsonlEventLog:
                 continue
             job = replace(jobs[t.job_id], state=t.state, attempt=t.attempt)
             lines.append(JobStateChanged(t.ts, job, before, t.reason).to_json())
-        # The lost lines are the last commit's (each commit is published before the next): its
+        # A kill loses the last commit's lines (each commit is published before the next): its
         # ends, then the tenants it released and admitted (R3), then its starts, as published.
-        starts = [e for e in lines if e["state"] == "RUNNING"]
-        lines = [e for e in lines if e["state"] != "RUNNING"]
+        # So a start that is its job's last missing line goes after the tenant lines; any other
+        # stays in commit order (a run without this log missed many commits: a job's start
+        # before its end).
+        last = {str(e["job_id"]): n for n, e in enumerate(lines)}
+        tail = {
+            n
+            for n, e in enumerate(lines)
+            if e["state"] == "RUNNING" and last[str(e["job_id"])] == n
+        }
+        starts = [e for n, e in enumerate(lines) if n in tail]
+        lines = [e for n, e in enumerate(lines) if n not in tail]
         if follows and transitions:
             lines += self._tenant_lines(
                 store, {j.tenant for j in jobs.values()}, shown, transitions[-1].ts
