@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.core.crash import kill_at_every_commit
-from tests.core.engine_helpers import job
+from tests.core.crash import kill_at_every_commit, snapshot
+from tests.core.engine_helpers import job, until
 from tests.core.fakes import GatedExecutor
 from tests.core.oracle import check, missing_from_log, read_events
 from tests.core.test_release_admission import drain
@@ -121,3 +121,45 @@ async def test_a_run_without_the_log_is_caught_up_in_each_jobs_order(tmp_path: P
     lines = list(read_events([log]))
     assert missing_from_log(lines, data / "state.db") == []
     assert replay(lines) == stored(data / "state.db")
+
+
+async def test_two_data_dirs_sharing_a_log_backfill_only_their_own_tenant_lines(tmp_path: Path):
+    """Two data dirs, one `--events` file, tenant "alice" in both. B's alice ends her work and
+    is released while A's alice still runs; A is killed and restarted. Backfill read every
+    tenant line of the log as A's: B's release left "alice" inactive there, so A's restart wrote
+    a spurious `tenant_admitted alice` "recovered" (nothing of A's was missing)."""
+    log = tmp_path / "ev.jsonl"
+    ex_a, ex_b = GatedExecutor(), GatedExecutor()
+    a = Engine(tmp_path / "A", [ex_a], **LIMITS)
+    b = Engine(tmp_path / "B", [ex_b], **LIMITS)
+    log_a, log_b = opened(a, log), opened(b, log)
+    async with a, b:
+        a1 = a.submit("alice", WorkflowSpec(name="w", jobs=(job("x"),))).jobs[0].id
+        b.submit("alice", WorkflowSpec(name="w", jobs=(job("x"),)))
+        await drain(b, ex_b)  # B's alice released
+        await until(a, lambda: a1 in a._runs)
+        killed = snapshot(a, tmp_path / "killed")  # A killed while its alice's job runs
+        written = log.read_bytes()
+        ex_a.release(a1)
+    log_a.close()
+    log_b.close()
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(written)
+    ex = GatedExecutor()
+    again = Engine(killed, [ex], **LIMITS)
+    events = opened(again, cut)
+    async with again:
+        await drain(again, ex)
+    events.close()
+    lines = list(read_events([cut]))
+    assert [e for e in lines if e.get("recovered")] == []
+    # A script can tell the two stories apart: each line names its data dir.
+    ids = {e.get("data_dir_id") for e in lines}
+    assert len(ids) == 2 and None not in ids
+    store = Store(killed / "state.db", readonly=True)
+    try:
+        mine = [e for e in lines if e["data_dir_id"] == store.data_dir_id]
+    finally:
+        store.close()
+    assert replay(mine) == stored(killed / "state.db")
+    assert missing_from_log(mine, killed / "state.db") == []

@@ -17,7 +17,9 @@ The engine commits each change before it publishes it, so a process killed in be
 power) has committed transitions its log never got. `backfill` appends them at the next start,
 before recovery commits anything, marked `"recovered": true`: the log replays to exactly the
 committed transitions again, and to the committed tenant state (the releases and admissions
-that commit made, R3).
+that commit made, R3). Each line names the data dir that wrote it (`data_dir_id`), and
+`backfill` reads only its own (and old lines without the field): runs sharing one file with the
+same tenant names never read another's releases and admissions as theirs.
 """
 
 from __future__ import annotations
@@ -150,6 +152,9 @@ class JsonlEventLog:
         check_event_log(path)
         self.path = path
         self.error: str | None = None  # set when a write failed; the log stopped there
+        # The data dir's id (Store.data_dir_id), on every line once the engine opened its
+        # store (`backfill`): runs sharing this file read back only their own lines.
+        self.data_dir_id: str | None = None
         # A wait for the lock timed out (a peer stopped holding it): later lines try it without
         # waiting until it is free again, so the event loop is not stalled per line.
         self._stalled = False
@@ -181,6 +186,8 @@ class JsonlEventLog:
         self._write(event.to_json())
 
     def _write(self, obj: dict[str, object]) -> None:
+        if self.data_dir_id is not None:
+            obj = {**obj, "data_dir_id": self.data_dir_id}
         self._write_text(json.dumps(obj, separators=(",", ":")) + "\n")
 
     def _write_text(self, text: str, *, only_mid_line: bool = False) -> None:
@@ -212,7 +219,12 @@ class JsonlEventLog:
         was first committed after the last transition it shows (the kill lost the job's first
         lines, its "submitted" among them), in commit order. A log that tells another story,
         one first attached now, and jobs committed before it was attached are left alone. The
-        tenants that commit released and admitted follow its ends, before its starts."""
+        tenants that commit released and admitted follow its ends, before its starts.
+
+        Lines naming another data dir (`data_dir_id`: runs sharing this file) are not read;
+        lines without one (a log written before the field) are read as this data dir's. From
+        here on, every line this log writes names `store`'s data dir."""
+        self.data_dir_id = store.data_dir_id
         if self._file is None:
             return 0
         jobs = {job.id: job for job in store.jobs()}
@@ -311,6 +323,8 @@ class JsonlEventLog:
         active: list[str] = []
         try:
             for e in self._lines(('"job_state"', '"tenant_')):
+                if e.get("data_dir_id", self.data_dir_id) != self.data_dir_id:
+                    continue  # another data dir's line (runs sharing this file)
                 event, tenant = e.get("event"), e.get("tenant")
                 if event == "tenant_admitted" and tenant not in active:
                     active.append(tenant)
