@@ -47,6 +47,7 @@ from wsitui.core.records import JobState
 from wsitui.core.store import Store
 
 _FIRST_LINE_LIMIT = 64 * 1024  # an event line is far shorter; more means not an event log
+_LINE_START = b'{"ts":'  # how every line this log writes begins (events' to_json)
 LOCK_WAIT_S = 5.0  # a line's write waits this long at most for another writer's lock
 
 
@@ -106,12 +107,17 @@ def check_event_log(path: Path) -> None:
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             raise EventLogError(f"event log {path} is not a regular file; give a .jsonl path")
-        head = f.read(_FIRST_LINE_LIMIT).split(b"\n", 1)[0]
+        data = f.read(_FIRST_LINE_LIMIT)
+    head, newline, _ = data.partition(b"\n")
     try:
         first = json.loads(head)
     except (ValueError, RecursionError):
         first = None
-    if not (isinstance(first, dict) and "event" in first):
+    # Its only line cut short by a kill (no newline in the whole file): the start of one of
+    # our lines, each of which begins `{"ts":`. Appended to, on a fresh line.
+    ours = head.startswith(_LINE_START) or _LINE_START.startswith(head)
+    cut = not newline and len(data) < _FIRST_LINE_LIMIT and ours
+    if not (isinstance(first, dict) and "event" in first) and not cut:
         raise EventLogError(
             f"event log {path} exists and is not a wsitui event log; "
             "give a new file or an existing .jsonl event log"
