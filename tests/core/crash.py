@@ -69,3 +69,29 @@ def snapshot_every_commit_from_open(engine: Engine, root: Path) -> Iterator[list
         yield copies
     finally:
         engine.on_open.remove(hook)
+
+
+@contextmanager
+def kill_at_every_commit(
+    engine: Engine, root: Path, log: Path
+) -> Iterator[list[tuple[Path, bytes]]]:
+    """Like `snapshot_every_commit_from_open`, with the event log as a kill right after each
+    commit leaves it: (state copy, `log`'s bytes before that commit's events were written).
+    The copy's log is left for the test to write (it may want another file there)."""
+    cuts: list[tuple[Path, bytes]] = []
+
+    def hook(store: Store) -> None:
+        apply = store.apply
+
+        def apply_and_copy(*args: object, **kwargs: object) -> None:
+            apply(*args, **kwargs)  # type: ignore[arg-type]
+            written = log.read_bytes() if log.exists() else b""
+            cuts.append((snapshot(engine, root / f"{len(cuts):03d}"), written))
+
+        store.apply = apply_and_copy  # type: ignore[method-assign]
+
+    engine.on_open.append(hook)
+    try:
+        yield cuts
+    finally:
+        engine.on_open.remove(hook)

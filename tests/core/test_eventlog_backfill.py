@@ -102,6 +102,30 @@ def test_a_line_cut_short_by_a_kill_leaves_the_next_lines_whole(tmp_path):
     assert json.loads(lines[2])["tenant"] == "b"
 
 
+def test_a_log_whose_only_line_was_cut_by_a_kill_is_appended_to(tmp_path):
+    """A kill during the log's first line (a line longer than one write, or a full disk): the
+    restart with the same `--events` refused the file as "not a wsitui event log". It is one
+    of ours, cut: appended to, on a fresh line; anything else is still refused."""
+    from wsitui.core.eventlog import EventLogError, check_event_log
+    from wsitui.core.events import TenantAdmitted
+
+    for cut in ('{"ts":1796528177.9,"event":"job_st', '{"t'):
+        path = tmp_path / "events.jsonl"
+        path.write_text(cut)
+        check_event_log(path)
+        log = JsonlEventLog(path)
+        log(TenantAdmitted(2.0, "b"))
+        log.close()
+        lines = path.read_text().splitlines()
+        assert lines[0] == cut
+        assert json.loads(lines[1])["tenant"] == "b"
+    for other in ('{"ts": 1}\n', "hello", '{"tsx'):
+        path = tmp_path / "other.txt"
+        path.write_text(other)
+        with pytest.raises(EventLogError, match="is not a wsitui event log"):
+            check_event_log(path)
+
+
 async def test_a_job_whose_first_line_was_lost_is_backfilled_whole(tmp_path):
     """A kill between the commit of a submission and its log lines: the log never named those
     jobs, and backfill covered only jobs it already followed, so their "submitted" (and all

@@ -88,3 +88,28 @@ def test_a_state_db_overwritten_with_garbage_gets_the_restore_hint_on_write(tmp_
     message = str(caught.value)
     assert "restore a backup of state.db, or move it aside" in message
     assert "disk has room" not in message and "\n" not in message
+
+
+def test_a_state_db_keeps_one_id_and_an_older_one_gets_it_at_its_next_open(tmp_path: Path):
+    """The id event log lines name (`data_dir_id`): made once, kept across opens; a state.db
+    from before it (no meta table) reads as None until an engine opens it to write."""
+    db = tmp_path / "state.db"
+    first = Store(db)
+    made = first.data_dir_id
+    first.close()
+    second = Store(db)
+    assert made and second.data_dir_id == made
+    second.close()
+    con = sqlite3.connect(db)
+    con.execute("DROP TABLE meta")
+    con.commit()
+    con.close()
+    reader = Store(db, readonly=True)
+    assert reader.data_dir_id is None
+    reader.close()
+    again = Store(db)
+    assert again.data_dir_id not in (None, made)
+    again.close()
+    reader = Store(db, readonly=True)
+    assert reader.data_dir_id == again.data_dir_id
+    reader.close()

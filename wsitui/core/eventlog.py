@@ -17,7 +17,9 @@ The engine commits each change before it publishes it, so a process killed in be
 power) has committed transitions its log never got. `backfill` appends them at the next start,
 before recovery commits anything, marked `"recovered": true`: the log replays to exactly the
 committed transitions again, and to the committed tenant state (the releases and admissions
-that commit made, R3).
+that commit made, R3). Each line names the data dir that wrote it (`data_dir_id`), and
+`backfill` reads only its own (and old lines without the field): runs sharing one file with the
+same tenant names never read another's releases and admissions as theirs.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from wsitui.core.records import JobState
 from wsitui.core.store import Store
 
 _FIRST_LINE_LIMIT = 64 * 1024  # an event line is far shorter; more means not an event log
+_LINE_START = b'{"ts":'  # how every line this log writes begins (events' to_json)
 LOCK_WAIT_S = 5.0  # a line's write waits this long at most for another writer's lock
 
 
@@ -104,12 +107,17 @@ def check_event_log(path: Path) -> None:
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             raise EventLogError(f"event log {path} is not a regular file; give a .jsonl path")
-        head = f.read(_FIRST_LINE_LIMIT).split(b"\n", 1)[0]
+        data = f.read(_FIRST_LINE_LIMIT)
+    head, newline, _ = data.partition(b"\n")
     try:
         first = json.loads(head)
     except (ValueError, RecursionError):
         first = None
-    if not (isinstance(first, dict) and "event" in first):
+    # Its only line cut short by a kill (no newline in the whole file): the start of one of
+    # our lines, each of which begins `{"ts":`. Appended to, on a fresh line.
+    ours = head.startswith(_LINE_START) or _LINE_START.startswith(head)
+    cut = not newline and len(data) < _FIRST_LINE_LIMIT and ours
+    if not (isinstance(first, dict) and "event" in first) and not cut:
         raise EventLogError(
             f"event log {path} exists and is not a wsitui event log; "
             "give a new file or an existing .jsonl event log"
@@ -150,6 +158,9 @@ class JsonlEventLog:
         check_event_log(path)
         self.path = path
         self.error: str | None = None  # set when a write failed; the log stopped there
+        # The data dir's id (Store.data_dir_id), on every line once the engine opened its
+        # store (`backfill`): runs sharing this file read back only their own lines.
+        self.data_dir_id: str | None = None
         # A wait for the lock timed out (a peer stopped holding it): later lines try it without
         # waiting until it is free again, so the event loop is not stalled per line.
         self._stalled = False
@@ -181,6 +192,8 @@ class JsonlEventLog:
         self._write(event.to_json())
 
     def _write(self, obj: dict[str, object]) -> None:
+        if self.data_dir_id is not None:
+            obj = {**obj, "data_dir_id": self.data_dir_id}
         self._write_text(json.dumps(obj, separators=(",", ":")) + "\n")
 
     def _write_text(self, text: str, *, only_mid_line: bool = False) -> None:
@@ -203,19 +216,24 @@ class JsonlEventLog:
 
     def backfill(self, store: Store) -> int:
         """Append the transitions `store` committed that this log is missing (the stopped
-        process died between a commit and its log line); how many. Only after an unclean stop
-        (a job left RUNNING), and only if this log follows `store` (it shows the start of at
-        least one job's committed transitions): then for each job it follows whose logged
+        process died between a commit and its log line); how many. At every start, not only
+        after one that left a job RUNNING: a kill right after a run's last end (or an end that
+        released its tenant and admitted the next) leaves nothing RUNNING, and its lines are
+        missing all the same. Only if this log follows `store` (it shows the start of at least
+        one job's committed transitions): then for each job it follows whose logged
         transitions are the start of its committed ones, and for each job it never named that
         was first committed after the last transition it shows (the kill lost the job's first
         lines, its "submitted" among them), in commit order. A log that tells another story,
         one first attached now, and jobs committed before it was attached are left alone. The
-        tenants that commit released and admitted follow its ends, before its starts."""
+        tenants that commit released and admitted follow its ends, before its starts.
+
+        Lines naming another data dir (`data_dir_id`: runs sharing this file) are not read;
+        lines without one (a log written before the field) are read as this data dir's. From
+        here on, every line this log writes names `store`'s data dir."""
+        self.data_dir_id = store.data_dir_id
         if self._file is None:
             return 0
         jobs = {job.id: job for job in store.jobs()}
-        if not any(job.state is JobState.RUNNING for job in jobs.values()):
-            return 0
         story = self._logged()
         if story is None:
             return 0
@@ -266,10 +284,19 @@ class JsonlEventLog:
                 continue
             job = replace(jobs[t.job_id], state=t.state, attempt=t.attempt)
             lines.append(JobStateChanged(t.ts, job, before, t.reason).to_json())
-        # The lost lines are the last commit's (each commit is published before the next): its
+        # A kill loses the last commit's lines (each commit is published before the next): its
         # ends, then the tenants it released and admitted (R3), then its starts, as published.
-        starts = [e for e in lines if e["state"] == "RUNNING"]
-        lines = [e for e in lines if e["state"] != "RUNNING"]
+        # So a start that is its job's last missing line goes after the tenant lines; any other
+        # stays in commit order (a run without this log missed many commits: a job's start
+        # before its end).
+        last = {str(e["job_id"]): n for n, e in enumerate(lines)}
+        tail = {
+            n
+            for n, e in enumerate(lines)
+            if e["state"] == "RUNNING" and last[str(e["job_id"])] == n
+        }
+        starts = [e for n, e in enumerate(lines) if n in tail]
+        lines = [e for n, e in enumerate(lines) if n not in tail]
         if follows and transitions:
             lines += self._tenant_lines(
                 store, {j.tenant for j in jobs.values()}, shown, transitions[-1].ts
@@ -302,6 +329,8 @@ class JsonlEventLog:
         active: list[str] = []
         try:
             for e in self._lines(('"job_state"', '"tenant_')):
+                if e.get("data_dir_id", self.data_dir_id) != self.data_dir_id:
+                    continue  # another data dir's line (runs sharing this file)
                 event, tenant = e.get("event"), e.get("tenant")
                 if event == "tenant_admitted" and tenant not in active:
                     active.append(tenant)

@@ -10,6 +10,7 @@ import json
 import shutil
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,10 @@ CREATE TABLE IF NOT EXISTS tenants (  -- R3/R6 state: who is active, who waits, 
 CREATE TABLE IF NOT EXISTS resources (  -- the caps of the engine that last opened (R9)
     name TEXT PRIMARY KEY,
     cap INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (  -- 'id': this state's id, named by its event log lines
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
     job_id TEXT PRIMARY KEY,
@@ -317,9 +322,17 @@ class Store:
                 # with a write that changes nothing (the schema version, set to itself).
                 version = self._db.execute("PRAGMA user_version").fetchone()[0]
                 self._db.execute(f"PRAGMA user_version = {int(version)}")
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('id', ?)",
+                    (uuid.uuid4().hex[:12],),
+                )
                 if capacity is not None:
                     self._write(lambda db: _put_capacity(db, capacity))
             self._tenants = {r.tenant: r for r in self.tenant_rows()}
+            # Made when the state is first opened to write; a copy of the data dir keeps it.
+            # The event log names it on each line (`data_dir_id`), so runs sharing one log
+            # read back only their own lines. None: an older state.db only read so far.
+            self.data_dir_id: str | None = self._meta("id")
         except sqlite3.Error as exc:
             if _disk_full(path):  # SQLite says "disk I/O error": the database is fine
                 raise StoreError(
@@ -331,6 +344,12 @@ class Store:
                 f"state database {path} cannot be opened ({_one_line(exc)}); move it aside or "
                 "pick another --data-dir"
             ) from None
+
+    def _meta(self, key: str) -> str | None:
+        if not self._db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone():
+            return None
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
 
     def _check_schema(self) -> None:
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
