@@ -24,6 +24,7 @@ from tests.tui.helpers import (
     start_one_job,
     wait_for,
 )
+from wsitui.core.paths import results_dir
 from wsitui.core.records import JobState
 from wsitui.tui.screens.detail import JobDetailScreen, PreviewScreen
 from wsitui.tui.screens.dialogs import ConfirmDialog, TenantDialog
@@ -516,4 +517,34 @@ async def test_a_held_jobs_card_and_detail_show_no_tiles_until_it_counts_them(tm
         assert str(card.query_one(".tiles").render()) == "—"
         assert "0/0" not in screen_text(app)
         assert progress_text(card.job, 0.0).plain.startswith("tiles — · not started")
+        await app.shutdown()
+
+
+async def test_the_cancel_question_says_what_happens_to_the_finished_tiles(tmp_path):
+    """It said "its partial outputs are discarded (r retries it from the start)": a job that
+    stops at its next tile keeps its shards, and a retry continues from them (a cells job
+    canceled at 12/55 came back at 12/55 with its cells). Only a run that ignores the stop
+    past `cancel_grace` has its outputs removed."""
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        job_id = await start_one_job(app, pilot)
+        job = app.engine.job("alice", job_id)
+        out = results_dir(app.engine.results_root, "alice", job.workflow_id, job.key)
+        shard = out / "shards" / "t0_0.bin"  # a finished tile, as the real executors keep it
+        shard.parent.mkdir(parents=True, exist_ok=True)
+        shard.write_bytes(b"tile")
+        await pilot.press("tab", "c")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)
+        question = app.screen.question
+        assert "tiles it finished are kept and r retries it from them" in question, question
+        assert "discarded" not in question and "from the start" not in question, question
+        assert "5 s later" in question, question  # the engine's cancel_grace
+        await pilot.press("y")
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
+        assert app.engine.job("alice", job_id).state is JobState.CANCELED
+        assert shard.read_bytes() == b"tile"  # kept, as the question said
+        await pilot.press("r")
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).attempt == 2)
+        assert shard.read_bytes() == b"tile"  # the retry starts with it
         await app.shutdown()
