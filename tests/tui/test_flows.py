@@ -548,3 +548,27 @@ async def test_the_cancel_question_says_what_happens_to_the_finished_tiles(tmp_p
         await settle(app, pilot, lambda: app.engine.job("alice", job_id).attempt == 2)
         assert shard.read_bytes() == b"tile"  # the retry starts with it
         await app.shutdown()
+
+
+async def test_a_failed_job_does_not_say_its_outputs_and_preview_are_coming(tmp_path):
+    """A failed job's detail read "(none yet)" and "no preview yet", like a running one's:
+    nothing is coming unless it is retried, and the screen says so."""
+    app, ex, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        job_id = await start_one_job(app, pilot)
+        await pilot.press("tab", "enter")
+        await settle(app, pilot)
+        detail = app.screen
+        assert isinstance(detail, JobDetailScreen)
+        assert "(none yet)" in tail_text(detail) and "no preview yet" in tail_text(detail)
+        ex.release("run", "fail")  # it fails while the screen is open
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
+        await wait_for(pilot, lambda: "yet" not in tail_text(detail))
+        tail = tail_text(detail)
+        assert "(none: it failed; r retries it)" in tail, tail
+        assert "no preview: it failed; r retries it" in tail, tail
+        await pilot.press("p")
+        await pilot.pause()
+        assert isinstance(app.screen, PreviewScreen)
+        assert "this job has no preview: it failed; r retries it" in screen_text(app)
+        await app.shutdown()

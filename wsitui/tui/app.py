@@ -859,7 +859,8 @@ class WsituiApp(App[None]):
         job = self._job()
         if job is not None:
             path = self.engine.results_dir(job) / PREVIEW
-            self.push_screen(PreviewScreen(path, self.image_protocol, f"{job.key} · {job.slide}"))
+            title = f"{job.key} · {job.slide}"
+            self.push_screen(PreviewScreen(path, self.image_protocol, title, job.state))
 
     def action_view_slide(self) -> None:
         """The slide viewer on the selected job's slide, with its workflow's tissue and cells."""
