@@ -159,3 +159,31 @@ async def test_a_workflow_bar_never_says_it_ends_before_a_job_of_it_that_runs(tm
         assert "0:00:08" in next(x for x in _screen(bars, 120, 40) if x.startswith("t · w"))
         for key in ("j0", "j1"):
             ex.release(key)
+
+
+async def test_a_failed_jobs_bar_says_its_error_and_a_blocked_ones_its_upstream(tmp_path):
+    """Found in a 100-column tmux pane: `bad TISSUE_MASK 0/24 FAILED` and `after-bad ...
+    BLOCKED` said nothing more until the closing summary, however long the run went on (the
+    TUI's cards say the error and `upstream bad failed`)."""
+    console = Console(file=io.StringIO(), width=160, height=40, force_terminal=True)
+    bars = ProgressBars(console)
+    ex = ScriptedExecutor()
+    spec = WorkflowSpec(
+        name="w",
+        jobs=(
+            JobSpec(id="bad", type="TISSUE_MASK", slide=SLIDE, branch="A"),
+            JobSpec(id="after", type="TISSUE_MASK", slide=SLIDE, branch="A", depends_on=("bad",)),
+        ),
+    )
+    async with Engine(tmp_path / "data", [ex], max_workers=1) as engine:
+        status = engine.submit("t", spec)
+        engine.bus.add_listener(bars)
+        bars.add([engine.workflow("t", status.workflow.id)], engine.stats().waiting, engine)
+        ex.release("bad", "fail")
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.job("t", status.jobs[0].id).state.terminal)
+        lines = _screen(bars, 160, 40)
+        bad = next(line for line in lines if line.lstrip().startswith("bad "))
+        after = next(line for line in lines if line.lstrip().startswith("after "))
+        assert "FAILED" in bad and "synthetic failure in bad" in bad, lines
+        assert "BLOCKED" in after and "upstream bad failed" in after, lines

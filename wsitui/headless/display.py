@@ -374,6 +374,10 @@ class _FitProgress(Progress):
         return table
 
 
+# The phases whose reason a job's bar says beside its state, and how.
+_SAID = {JobPhase.FAILED: "red", JobPhase.BLOCKED: "dim"}
+
+
 class ProgressBars:
     """Per workflow and per job bars, grouped by tenant (workflows are added tenant by tenant);
     a job's bar says what it is doing (its stage) and, for SEGMENT_CELLS, the cells so far."""
@@ -400,7 +404,9 @@ class ProgressBars:
         self._tenant: dict[str, str] = {}  # workflow id -> tenant
         self._engine: Engine | None = None  # where a ready job's reason is read (R9)
         self._job_bars: dict[str, list[str]] = {}  # workflow id -> its jobs with a bar
-        self._said_ready: set[str] = set()  # job bars that say what their job waits for
+        self._said_ready: set[str] = (
+            set()
+        )  # job bars that say what their job waits for (or why not)
 
     def add(
         self,
@@ -477,6 +483,12 @@ class ProgressBars:
                     # Beside PENDING: "for the GPU" (at 80 columns "waiting for the G…" was cut)
                     why = escape(phase.reason.removeprefix("waiting "))
                     self.progress.update(self._tasks[job_id], doing=f"[dim]{why}[/]")
+                elif phase is not None and phase.phase in _SAID and phase.reason:
+                    # A failed job's error, a blocked one's upstream: its bar read FAILED or
+                    # BLOCKED alone until the closing summary (the TUI's card says both).
+                    self._said_ready.add(job_id)
+                    why = f"[{_SAID[phase.phase]}]{_line(phase.reason)}[/]"
+                    self.progress.update(self._tasks[job_id], doing=why)
                 elif job_id in self._said_ready and phase is not None:
                     self._said_ready.discard(job_id)
                     if phase.phase is not JobPhase.RUNNING:  # its own event says what it does
