@@ -126,8 +126,9 @@ async def test_more_workflow_bars_than_rows_show_the_running_ones_and_count_the_
 async def test_a_workflow_bar_never_says_it_ends_before_a_job_of_it_that_runs(tmp_path):
     """Found in a 100-column tmux pane: bob's workflow read 0:00:23 left beside its running
     cells job's 0:01:00 (Rich reads a workflow's time left from its percent, which the end of
-    a short mask job jumped). A workflow ends after its running jobs, never before; with one
-    of them not yet measured, its time left is unknown."""
+    a short mask job jumped; and 0:06:31 beside its last job's 0:00:33, past a failed job its
+    percent never reaches 100 %). A workflow ends after its running jobs, never before, and
+    with them when nothing else of it is to run; with one not measured yet, no one can say."""
     console = Console(file=io.StringIO(), width=120, height=40, force_terminal=True)
     bars = ProgressBars(console)
     now = [1000.0]
@@ -154,8 +155,14 @@ async def test_a_workflow_bar_never_says_it_ends_before_a_job_of_it_that_runs(tm
         assert "0:00:50" in row and "0:00:08" not in row, lines
         progress.start_task(other)  # j1 runs too, not measured yet: no one can say
         assert "-:--:--" in next(x for x in _screen(bars, 120, 40) if x.startswith("t · w"))
-        for task in (job, other):
-            progress.stop_task(task)  # they ended: the workflow's own estimate again
+        # j1 failed: the workflow never reaches 100 %, and j0 is all that is left to run.
+        progress.stop_task(other)
+        progress.update(other, to_run=False)
+        now[0] += 5
+        progress.update(job, completed=50)  # 49 tiles in 15 s: 5 left, 2 s
+        row = next(x for x in _screen(bars, 120, 40) if x.startswith("t · w"))
+        assert "0:00:02" in row and "0:00:08" not in row, row
+        progress.stop_task(job)  # it ended: the workflow's own estimate again
         assert "0:00:08" in next(x for x in _screen(bars, 120, 40) if x.startswith("t · w"))
         for key in ("j0", "j1"):
             ex.release(key)

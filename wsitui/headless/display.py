@@ -266,10 +266,12 @@ class _CountColumn(ProgressColumn):
 
 
 class _RemainingColumn(TimeRemainingColumn):
-    """Rich's time remaining, except that a workflow's is never shorter than that of any job of
-    it that runs: Rich reads a workflow's from its percent's last 30 s, which a short job's end
-    jumps (a mask's 24 tiles at once), and a workflow read 0:00:23 left beside its running cells
-    job's 0:01:00. A running job with no estimate yet leaves its workflow's unknown too."""
+    """Rich's time remaining, except for a workflow with a job running: Rich reads a
+    workflow's from its percent's last 30 s, which a short job's end jumps (a workflow read
+    0:00:23 left beside its running cells job's 0:01:00) and which never reaches 100 % past a
+    failed job (a workflow read 0:06:31 beside its last job's 0:00:33). So a workflow's is that
+    of the jobs of it that run when nothing else of it is still to run, and never shorter than
+    theirs otherwise; a running job with no estimate yet leaves its workflow's unknown."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -278,15 +280,22 @@ class _RemainingColumn(TimeRemainingColumn):
     def render(self, task: Task) -> Text:
         jobs = [self.tasks[j] for j in task.fields.get("jobs", ()) if j in self.tasks]
         running = [j for j in jobs if j.started and j.stop_time is None and not j.finished]
-        if not running or task.finished or task.time_remaining is None:
+        if not running or task.finished:
             return super().render(task)
         theirs = [j.time_remaining for j in running]
-        if any(t is None for t in theirs):
+        to_run = any(j.fields.get("to_run") for j in jobs if j not in running)
+        own = task.time_remaining if to_run else 0.0
+        if own is None or any(t is None for t in theirs):
             return Text("-:--:--", style="progress.remaining")
-        left = max(task.time_remaining, *(t for t in theirs if t is not None))
+        left = max(own, *(t for t in theirs if t is not None))
         minutes, seconds = divmod(int(left), 60)
         hours, minutes = divmod(minutes, 60)
         return Text(f"{hours:d}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
+
+
+def _to_run(job: Job) -> bool:
+    """Whether a job not running now will still run in this run (pending, not blocked)."""
+    return job.state is JobState.PENDING and not job.blocked
 
 
 def _width(console: Console, options: ConsoleOptions, cell: RenderableType) -> int:
@@ -452,6 +461,7 @@ class ProgressBars:
                     state=self._state(job.state),
                     doing=doing_text(job),
                     succeeded=job.state is JobState.SUCCEEDED,
+                    to_run=_to_run(job),
                     skipped=skipped_tiles(job.counters),
                 )
                 if job.state.terminal and job.started_at and job.finished_at:
@@ -557,6 +567,7 @@ class ProgressBars:
             state=self._state(state) if state != "BLOCKED" else "[red dim]BLOCKED[/]",
             doing=doing_text(job),
             succeeded=job.state is JobState.SUCCEEDED,
+            to_run=_to_run(job),
             skipped=skipped_tiles(job.counters),
         )
 
