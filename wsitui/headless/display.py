@@ -265,6 +265,20 @@ class _CountColumn(ProgressColumn):
         return Text(text, style="progress.download")
 
 
+class _ElapsedColumn(TimeElapsedColumn):
+    """A bar's time: its job's (or workflow's), from its start to its end (`_clock`). Rich's
+    stops when the count reaches its total: a cells job at 55/55 writing its outputs read
+    0:00:48 and stayed there, and the summary said it ran 56.9 s."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed
+        if elapsed is None:
+            return Text("-:--:--", style="progress.elapsed")
+        minutes, seconds = divmod(int(elapsed), 60)
+        hours, minutes = divmod(minutes, 60)
+        return Text(f"{hours:d}:{minutes:02d}:{seconds:02d}", style="progress.elapsed")
+
+
 class _RemainingColumn(TimeRemainingColumn):
     """Rich's time remaining, except for a workflow with a job running: Rich reads a
     workflow's from its percent's last 30 s, which a short job's end jumps (a workflow read
@@ -397,7 +411,7 @@ class ProgressBars:
             BarColumn(bar_width=20),
             _CountColumn(),
             TextColumn("{task.fields[state]}"),
-            TimeElapsedColumn(),
+            _ElapsedColumn(),
             (remaining := _RemainingColumn()),
             TextColumn("{task.fields[doing]}"),
             console=console,
