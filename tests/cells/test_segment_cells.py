@@ -16,6 +16,7 @@ from shapely.geometry import shape
 
 from tests.cells.specs import mask_and_cells
 from tests.cells.truth import score_against_truth
+from tests.slides.samples import sample_slide_path
 from wsitui.core.engine import Engine, InvalidRequest
 from wsitui.core.records import JobSpec, JobState, WorkflowSpec
 from wsitui.jobs.segment_cells.executor import SegmentCellsExecutor
@@ -50,7 +51,8 @@ async def test_outputs_manifest_and_accuracy_against_the_truth(tmp_path, sample_
     assert manifest["tissue_source"] == "upstream:mask"
     assert manifest["tiles"]["skipped"] > 0  # background costs nothing
     assert manifest["model"]["kind"] == "classical"
-    assert any("classical fallback" in w for w in manifest["warnings"])  # never silent
+    assert manifest["model"]["name"] == "classical"  # asked for: said, but no note
+    assert not any("classical fallback" in w for w in manifest["warnings"])
     for stage in ("read", "infer", "post", "merge", "write"):
         assert stage in manifest["timings"]
     features = json.loads((out / "cells.geojson").read_text())["features"]
@@ -97,6 +99,42 @@ async def test_a_resumed_job_yields_the_same_cells_as_an_uninterrupted_one(tmp_p
     assert job.state is JobState.SUCCEEDED and job.attempt == 1
     assert min(progress) >= stopped_at  # resumed at its last finished tile, not tile 0
     assert _rows(resumed) == _rows(reference)
+
+
+@pytest.mark.parametrize(
+    "model, torch, note",
+    [
+        ("classical", True, ""),  # asked for
+        (None, True, ""),  # the documented default with no pretrained model cached
+        (None, False, "torch or instanseg-torch is not installed"),  # InstanSeg could not run
+    ],
+)
+async def test_the_classical_model_leaves_a_note_only_when_instanseg_could_not_be_used(
+    tmp_path, tmp_path_factory, monkeypatch, model, torch, note
+):
+    """Every classical job left "model: classical, the classical fallback, not InstanSeg" in
+    its manifest's warnings, also the default one the user never asked to change: every
+    default card read `SUCCEEDED ⚠ 1 note` and every `wsitui run` ended with it. The model
+    used is in the manifest's `model` either way; a note only says why InstanSeg was not."""
+    from wsitui.models import source
+
+    slide = sample_slide_path(tmp_path_factory, (2048, 1536), 3)
+    monkeypatch.setenv("WSITUI_MODEL_DIR", str(tmp_path / "no-models"))  # nothing cached
+    monkeypatch.setattr(source, "torch_available", lambda: torch)
+    params: dict[str, object] = {"tile_size": 512}
+    if model is not None:
+        params["model"] = model
+    engine, cells_id = await run_to_end(tmp_path / "d", mask_and_cells(slide, **params))
+    job = engine._jobs[cells_id]
+    assert job.state is JobState.SUCCEEDED, job.error
+    manifest = json.loads((engine.results_dir(job) / "manifest.json").read_text())
+    assert manifest["model"]["name"] == "classical"
+    said = [w for w in manifest["warnings"] if w.startswith("model:")]
+    if note:
+        assert len(said) == 1 and note in said[0], manifest["warnings"]
+        assert note in manifest["model"]["fallback_reason"]
+    else:
+        assert said == [], manifest["warnings"]
 
 
 def _rows(text: str) -> list[tuple[str, ...]]:

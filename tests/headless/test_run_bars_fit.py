@@ -121,3 +121,76 @@ async def test_more_workflow_bars_than_rows_show_the_running_ones_and_count_the_
         text = "\n".join(lines)
         assert any(line.startswith("t28 · w") and "RUNNING" in line for line in lines), text
         assert "8 more: 7 pending, 1 succeeded" in lines[-1], text
+
+
+async def test_a_workflow_bar_never_says_it_ends_before_a_job_of_it_that_runs(tmp_path):
+    """Found in a 100-column tmux pane: bob's workflow read 0:00:23 left beside its running
+    cells job's 0:01:00 (Rich reads a workflow's time left from its percent, which the end of
+    a short mask job jumped; and 0:06:31 beside its last job's 0:00:33, past a failed job its
+    percent never reaches 100 %). A workflow ends after its running jobs, never before, and
+    with them when nothing else of it is to run; with one not measured yet, no one can say."""
+    console = Console(file=io.StringIO(), width=120, height=40, force_terminal=True)
+    bars = ProgressBars(console)
+    now = [1000.0]
+    bars.progress.get_time = lambda: now[0]  # the bars' clock, not the wall's
+    ex = ScriptedExecutor()
+    async with Engine(tmp_path / "data", [ex], max_workers=1) as engine:
+        status = engine.submit("t", _spec("w", 2))
+        bars.add([engine.workflow("t", status.workflow.id)])
+        progress = bars.progress
+        workflow, job = bars._tasks[status.workflow.id], bars._tasks[status.jobs[0].id]
+        other = bars._tasks[status.jobs[1].id]
+        progress.reset(other, start=False)  # j1 waits for the one worker
+        for task in (workflow, job):
+            progress.start_task(task)
+        progress.update(job, total=55, completed=1)
+        progress.update(workflow, completed=10)
+        now[0] += 10
+        progress.update(job, completed=10)  # 0.9 tiles/s: 45 tiles in 50 s
+        progress.update(workflow, completed=60)  # the other job ended: 5 %/s, 8 s by Rich
+        lines = _screen(bars, 120, 40)
+        row = next(line for line in lines if line.startswith("t · w"))
+        job_row = next(line for line in lines if line.lstrip().startswith("j0"))
+        assert "0:00:50" in job_row, lines
+        assert "0:00:50" in row and "0:00:08" not in row, lines
+        progress.start_task(other)  # j1 runs too, not measured yet: no one can say
+        assert "-:--:--" in next(x for x in _screen(bars, 120, 40) if x.startswith("t · w"))
+        # j1 failed: the workflow never reaches 100 %, and j0 is all that is left to run.
+        progress.stop_task(other)
+        progress.update(other, to_run=False)
+        now[0] += 5
+        progress.update(job, completed=50)  # 49 tiles in 15 s: 5 left, 2 s
+        row = next(x for x in _screen(bars, 120, 40) if x.startswith("t · w"))
+        assert "0:00:02" in row and "0:00:08" not in row, row
+        progress.stop_task(job)  # it ended: the workflow's own estimate again
+        assert "0:00:08" in next(x for x in _screen(bars, 120, 40) if x.startswith("t · w"))
+        for key in ("j0", "j1"):
+            ex.release(key)
+
+
+async def test_a_failed_jobs_bar_says_its_error_and_a_blocked_ones_its_upstream(tmp_path):
+    """Found in a 100-column tmux pane: `bad TISSUE_MASK 0/24 FAILED` and `after-bad ...
+    BLOCKED` said nothing more until the closing summary, however long the run went on (the
+    TUI's cards say the error and `upstream bad failed`)."""
+    console = Console(file=io.StringIO(), width=160, height=40, force_terminal=True)
+    bars = ProgressBars(console)
+    ex = ScriptedExecutor()
+    spec = WorkflowSpec(
+        name="w",
+        jobs=(
+            JobSpec(id="bad", type="TISSUE_MASK", slide=SLIDE, branch="A"),
+            JobSpec(id="after", type="TISSUE_MASK", slide=SLIDE, branch="A", depends_on=("bad",)),
+        ),
+    )
+    async with Engine(tmp_path / "data", [ex], max_workers=1) as engine:
+        status = engine.submit("t", spec)
+        engine.bus.add_listener(bars)
+        bars.add([engine.workflow("t", status.workflow.id)], engine.stats().waiting, engine)
+        ex.release("bad", "fail")
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.job("t", status.jobs[0].id).state.terminal)
+        lines = _screen(bars, 160, 40)
+        bad = next(line for line in lines if line.lstrip().startswith("bad "))
+        after = next(line for line in lines if line.lstrip().startswith("after "))
+        assert "FAILED" in bad and "synthetic failure in bad" in bad, lines
+        assert "BLOCKED" in after and "upstream bad failed" in after, lines

@@ -509,3 +509,18 @@ def test_a_stored_workflow_that_no_longer_matches_skips_only_itself(tmp_path, sl
     assert summary["skipped"] == [line.removeprefix("wsitui: ")]
     states = {j["key"]: j["state"] for j in summary["workflows"][0]["jobs"]}
     assert states == {"c": "SUCCEEDED", "d": "SUCCEEDED", "e": "SUCCEEDED"}
+
+
+def test_the_closing_summary_says_which_workflows_did_not_run(tmp_path, slides):
+    """The skip was said once, on stderr, when the run began; the closing summary listed
+    only what ran, all SUCCEEDED, and the run exited 1 with no word of why at its end."""
+    data = tmp_path / "data"
+    first = wsitui("run", two_workflows(tmp_path / "c.toml", slides[1]), "--data-dir", data)
+    assert first.returncode == 0, first.stderr
+    changed = two_workflows(tmp_path / "c2.toml", slides[1], w1="  params = { tile_size = 256 }\n")
+    out = wsitui("run", changed, "--data-dir", data)
+    assert out.returncode == 1, out.stderr
+    lines = out.stdout.splitlines()
+    (at,) = [i for i, line in enumerate(lines) if line == "not run:"]
+    assert lines[at + 1].startswith("  ⚠ workflows[0] (t/w1) skipped: job "), lines
+    assert "rename the workflow" in lines[at + 1] and at + 2 == len(lines), lines

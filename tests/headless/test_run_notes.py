@@ -8,6 +8,7 @@ Every subprocess has a timeout (tests/headless/helpers.py): a hang fails the tes
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,24 @@ def test_the_summary_prints_each_note_once_naming_its_jobs(
     out = wsitui("run", one_job_config(tmp_path / "d.toml", tiff), "--data-dir", tmp_path / "d")
     assert out.returncode == 0, out.stderr
     assert "a: t/" in out.stdout and "⚠" not in out.stdout, out.stdout
+
+
+def test_a_default_cells_job_on_the_classical_model_leaves_no_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """With no pretrained model cached the documented default is the classical model: every
+    such run ended with "⚠ model: classical, the classical fallback, not InstanSeg", a warning
+    that was always there. The manifest still names the model."""
+    monkeypatch.setenv("WSITUI_MODEL_DIR", str(tmp_path / "no-models"))
+    config = write_config(
+        tmp_path / "c.toml",
+        '[[samples]]\npath = "s.svs"\nsize = "2048x1536"\nseed = 3\n\n'
+        '[[workflows]]\ntenant = "t"\nname = "w"\n'
+        '  [[workflows.jobs]]\n  id = "cells"\n  type = "SEGMENT_CELLS"\n  slide = "s.svs"\n',
+    )
+    out = wsitui("run", config, "--data-dir", tmp_path / "data")
+    assert out.returncode == 0, out.stderr
+    assert "SUCCEEDED" in out.stdout and "notes:" not in out.stdout, out.stdout
+    assert "⚠" not in out.stdout, out.stdout
+    (manifest,) = (tmp_path / "data" / "results").glob("t/*/cells/manifest.json")
+    assert json.loads(manifest.read_text())["model"]["name"] == "classical"

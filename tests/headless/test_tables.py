@@ -652,3 +652,39 @@ async def test_a_job_that_never_started_shows_no_tiles_not_zero_of_zero(tmp_path
     assert "—" in _workflow_row(summary)  # the folded row: no job of it has a total yet
     counted = summary.jobs[0].model_copy(update={"tiles_done": 3, "tiles_total": 8})
     assert "3/8" in _workflow_row(summary.model_copy(update={"jobs": [counted, summary.jobs[1]]}))
+
+
+async def test_a_bars_time_keeps_running_while_its_job_writes_its_outputs(tmp_path):
+    """Rich stops a bar's time when its count reaches its total: a cells job at 55/55 writing
+    its outputs showed 0:00:48 and stopped there, and the summary then said it ran 56.9 s (a
+    shipped-model job: 0:03:05 against 196.5 s). A bar's time is its job's, to its end."""
+    from wsitui.headless.display import ProgressBars
+
+    now = [100.0]
+    console = Console(file=io.StringIO(), width=120, force_terminal=True, color_system=None)
+    bars = ProgressBars(console)
+    bars.progress.get_time = lambda: now[0]
+    ex = ScriptedExecutor()
+    ex.progress["cells"] = (10, 10)  # every tile done at once; then it writes its outputs
+    async with Engine(tmp_path / "data", [ex], max_workers=1) as engine:
+        jobs = (JobSpec(id="cells", type="TISSUE_MASK", slide=SLIDE),)
+        wf = engine.submit("alice", WorkflowSpec(name="w", jobs=jobs), start=False)
+        bars.add([engine.workflow("alice", wf.workflow.id)])
+        engine.bus.add_listener(bars)
+        engine.start("alice", [wf.jobs[0].id])
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.job("alice", wf.jobs[0].id).tiles_done == 10)
+
+        def shown() -> str:
+            console.file = io.StringIO()
+            console.print(bars.progress.make_tasks_table(bars.progress.tasks))
+            return next(x for x in console.file.getvalue().splitlines() if "10/10" in x)
+
+        now[0] = 148.0
+        assert "RUNNING 0:00:48" in shown(), shown()
+        now[0] = 157.0
+        ex.release("cells")
+        with anyio.fail_after(10):
+            await engine.wait_until(lambda: engine.stats().running == 0)
+        now[0] = 300.0
+        assert "SUCCEEDED 0:00:57" in shown(), shown()  # to its end, then stopped

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 from textual.widgets import Input, Select
 
@@ -50,6 +51,36 @@ async def test_add_a_cells_job_with_its_model_and_device(tmp_path, slide):
         (job,) = engine.workflow("alice", w.workflow.id).jobs
         assert job.job_type == "SEGMENT_CELLS"
         assert job.params == {"model": "classical", "device": "cpu"}
+        await app.shutdown()
+
+
+async def test_a_default_cells_job_on_the_classical_model_has_no_note(tmp_path, slide, monkeypatch):
+    """With no pretrained model cached, a job with no `model` runs the classical model, the
+    documented default: its card read `SUCCEEDED ⚠ 1 note` ("the classical fallback, not
+    InstanSeg"), on every default job. The detail screen names the model, without a note."""
+    from tests.tui.helpers import card_text, screen_text
+    from wsitui.core.records import JobSpec, WorkflowSpec
+    from wsitui.tui.widgets.lanes import JobCard
+
+    monkeypatch.setenv("WSITUI_MODEL_DIR", str(tmp_path / "no-models"))
+    engine = Engine(tmp_path / "d", [SegmentCellsExecutor()])
+    app = WsituiApp(engine, tenant="alice", image_protocol="halfcell")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        job = JobSpec(id="cells", type="SEGMENT_CELLS", slide=str(slide), params={"tile_size": 512})
+        w = engine.submit("alice", WorkflowSpec(name="w", jobs=(job,)))
+        job_id = w.jobs[0].id
+        await settle(app, pilot)
+        with anyio.fail_after(120):
+            await engine.wait_until(lambda: engine.job("alice", job_id).state.terminal)
+        await settle(app, pilot)
+        assert engine.job("alice", job_id).state.name == "SUCCEEDED"
+        assert card_text(app.query_one(JobCard))[0] == "SUCCEEDED"
+        await pilot.press("tab", "enter")
+        await settle(app, pilot)
+        shown = screen_text(app)
+        assert "model classical (classical)" in shown, shown
+        assert "note:" not in shown and "⚠" not in shown, shown
         await app.shutdown()
 
 

@@ -24,6 +24,7 @@ from tests.tui.helpers import (
     start_one_job,
     wait_for,
 )
+from wsitui.core.paths import results_dir
 from wsitui.core.records import JobState
 from wsitui.tui.screens.detail import JobDetailScreen, PreviewScreen
 from wsitui.tui.screens.dialogs import ConfirmDialog, TenantDialog
@@ -516,4 +517,58 @@ async def test_a_held_jobs_card_and_detail_show_no_tiles_until_it_counts_them(tm
         assert str(card.query_one(".tiles").render()) == "—"
         assert "0/0" not in screen_text(app)
         assert progress_text(card.job, 0.0).plain.startswith("tiles — · not started")
+        await app.shutdown()
+
+
+async def test_the_cancel_question_says_what_happens_to_the_finished_tiles(tmp_path):
+    """It said "its partial outputs are discarded (r retries it from the start)": a job that
+    stops at its next tile keeps its shards, and a retry continues from them (a cells job
+    canceled at 12/55 came back at 12/55 with its cells). Only a run that ignores the stop
+    past `cancel_grace` has its outputs removed."""
+    app, _, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        job_id = await start_one_job(app, pilot)
+        job = app.engine.job("alice", job_id)
+        out = results_dir(app.engine.results_root, "alice", job.workflow_id, job.key)
+        shard = out / "shards" / "t0_0.bin"  # a finished tile, as the real executors keep it
+        shard.parent.mkdir(parents=True, exist_ok=True)
+        shard.write_bytes(b"tile")
+        await pilot.press("tab", "c")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)
+        question = app.screen.question
+        assert "tiles it finished are kept and r retries it from them" in question, question
+        assert "discarded" not in question and "from the start" not in question, question
+        assert "5 s later" in question, question  # the engine's cancel_grace
+        await pilot.press("y")
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
+        assert app.engine.job("alice", job_id).state is JobState.CANCELED
+        assert shard.read_bytes() == b"tile"  # kept, as the question said
+        await pilot.press("r")
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).attempt == 2)
+        assert shard.read_bytes() == b"tile"  # the retry starts with it
+        await app.shutdown()
+
+
+async def test_a_failed_job_does_not_say_its_outputs_and_preview_are_coming(tmp_path):
+    """A failed job's detail read "(none yet)" and "no preview yet", like a running one's:
+    nothing is coming unless it is retried, and the screen says so."""
+    app, ex, _ = make_app(tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        job_id = await start_one_job(app, pilot)
+        await pilot.press("tab", "enter")
+        await settle(app, pilot)
+        detail = app.screen
+        assert isinstance(detail, JobDetailScreen)
+        assert "(none yet)" in tail_text(detail) and "no preview yet" in tail_text(detail)
+        ex.release("run", "fail")  # it fails while the screen is open
+        await settle(app, pilot, lambda: app.engine.job("alice", job_id).state.terminal)
+        await wait_for(pilot, lambda: "yet" not in tail_text(detail))
+        tail = tail_text(detail)
+        assert "(none: it failed; r retries it)" in tail, tail
+        assert "no preview: it failed; r retries it" in tail, tail
+        await pilot.press("p")
+        await pilot.pause()
+        assert isinstance(app.screen, PreviewScreen)
+        assert "this job has no preview: it failed; r retries it" in screen_text(app)
         await app.shutdown()

@@ -120,7 +120,7 @@ async def test_cancel_of_a_running_job_asks_first(tmp_path):
         await pilot.press("c")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmDialog)
-        assert "partial" in str(app.screen.query_one(".title").render())
+        assert "tiles it finished are kept" in str(app.screen.query_one(".title").render())
         await pilot.press("n")
         await settle(app, pilot)
         assert app.engine.job("alice", job_id).state is JobState.RUNNING

@@ -265,6 +265,53 @@ class _CountColumn(ProgressColumn):
         return Text(text, style="progress.download")
 
 
+class _ElapsedColumn(TimeElapsedColumn):
+    """A bar's time: its job's (or workflow's), from its start to its end (`_clock`). Rich's
+    stops when the count reaches its total: a cells job at 55/55 writing its outputs read
+    0:00:48 and stayed there, and the summary said it ran 56.9 s."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed
+        if elapsed is None:
+            return Text("-:--:--", style="progress.elapsed")
+        minutes, seconds = divmod(int(elapsed), 60)
+        hours, minutes = divmod(minutes, 60)
+        return Text(f"{hours:d}:{minutes:02d}:{seconds:02d}", style="progress.elapsed")
+
+
+class _RemainingColumn(TimeRemainingColumn):
+    """Rich's time remaining, except for a workflow with a job running: Rich reads a
+    workflow's from its percent's last 30 s, which a short job's end jumps (a workflow read
+    0:00:23 left beside its running cells job's 0:01:00) and which never reaches 100 % past a
+    failed job (a workflow read 0:06:31 beside its last job's 0:00:33). So a workflow's is that
+    of the jobs of it that run when nothing else of it is still to run, and never shorter than
+    theirs otherwise; a running job with no estimate yet leaves its workflow's unknown."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tasks: dict[TaskID, Task] = {}  # the Progress's tasks, set once it is made
+
+    def render(self, task: Task) -> Text:
+        jobs = [self.tasks[j] for j in task.fields.get("jobs", ()) if j in self.tasks]
+        running = [j for j in jobs if j.started and j.stop_time is None and not j.finished]
+        if not running or task.finished:
+            return super().render(task)
+        theirs = [j.time_remaining for j in running]
+        to_run = any(j.fields.get("to_run") for j in jobs if j not in running)
+        own = task.time_remaining if to_run else 0.0
+        if own is None or any(t is None for t in theirs):
+            return Text("-:--:--", style="progress.remaining")
+        left = max(own, *(t for t in theirs if t is not None))
+        minutes, seconds = divmod(int(left), 60)
+        hours, minutes = divmod(minutes, 60)
+        return Text(f"{hours:d}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
+
+
+def _to_run(job: Job) -> bool:
+    """Whether a job not running now will still run in this run (pending, not blocked)."""
+    return job.state is JobState.PENDING and not job.blocked
+
+
 def _width(console: Console, options: ConsoleOptions, cell: RenderableType) -> int:
     """A cell's natural width: a Text's length in cells (8 redraws a second of 60 bars:
     Rich's general measure cost a third more than the redraw itself)."""
@@ -350,6 +397,10 @@ class _FitProgress(Progress):
         return table
 
 
+# The phases whose reason a job's bar says beside its state, and how.
+_SAID = {JobPhase.FAILED: "red", JobPhase.BLOCKED: "dim"}
+
+
 class ProgressBars:
     """Per workflow and per job bars, grouped by tenant (workflows are added tenant by tenant);
     a job's bar says what it is doing (its stage) and, for SEGMENT_CELLS, the cells so far."""
@@ -360,12 +411,13 @@ class ProgressBars:
             BarColumn(bar_width=20),
             _CountColumn(),
             TextColumn("{task.fields[state]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
+            _ElapsedColumn(),
+            (remaining := _RemainingColumn()),
             TextColumn("{task.fields[doing]}"),
             console=console,
             refresh_per_second=8,
         )
+        remaining.tasks = self.progress._tasks  # a workflow's time left reads its jobs'
         self._tasks: dict[str, TaskID] = {}
         self._folded: dict[str, dict[str, str]] = {}  # workflow id -> job id -> state
         # tenant -> its workflows' bars: where "waiting for a slot" is said
@@ -375,7 +427,9 @@ class ProgressBars:
         self._tenant: dict[str, str] = {}  # workflow id -> tenant
         self._engine: Engine | None = None  # where a ready job's reason is read (R9)
         self._job_bars: dict[str, list[str]] = {}  # workflow id -> its jobs with a bar
-        self._said_ready: set[str] = set()  # job bars that say what their job waits for
+        self._said_ready: set[str] = (
+            set()
+        )  # job bars that say what their job waits for (or why not)
 
     def add(
         self,
@@ -421,10 +475,14 @@ class ProgressBars:
                     state=self._state(job.state),
                     doing=doing_text(job),
                     succeeded=job.state is JobState.SUCCEEDED,
+                    to_run=_to_run(job),
                     skipped=skipped_tiles(job.counters),
                 )
                 if job.state.terminal and job.started_at and job.finished_at:
                     self._ran(task, job.finished_at - job.started_at)  # in an earlier run
+            self.progress.update(
+                self._tasks[wf.id], jobs=tuple(self._tasks[job.id] for job in status.jobs)
+            )
         for place, tenant in enumerate(waiting, 1):
             self._waiting(tenant, place)
         self._say_ready()
@@ -449,6 +507,12 @@ class ProgressBars:
                     # Beside PENDING: "for the GPU" (at 80 columns "waiting for the G…" was cut)
                     why = escape(phase.reason.removeprefix("waiting "))
                     self.progress.update(self._tasks[job_id], doing=f"[dim]{why}[/]")
+                elif phase is not None and phase.phase in _SAID and phase.reason:
+                    # A failed job's error, a blocked one's upstream: its bar read FAILED or
+                    # BLOCKED alone until the closing summary (the TUI's card says both).
+                    self._said_ready.add(job_id)
+                    why = f"[{_SAID[phase.phase]}]{_line(phase.reason)}[/]"
+                    self.progress.update(self._tasks[job_id], doing=why)
                 elif job_id in self._said_ready and phase is not None:
                     self._said_ready.discard(job_id)
                     if phase.phase is not JobPhase.RUNNING:  # its own event says what it does
@@ -517,6 +581,7 @@ class ProgressBars:
             state=self._state(state) if state != "BLOCKED" else "[red dim]BLOCKED[/]",
             doing=doing_text(job),
             succeeded=job.state is JobState.SUCCEEDED,
+            to_run=_to_run(job),
             skipped=skipped_tiles(job.counters),
         )
 

@@ -252,6 +252,11 @@ async def _run(session: Session, opts: RunOptions) -> int:
             print_closing(human, summary_table(engine, others, interrupted=interrupted))
         if trackers:
             print_closing(human, cohort_table(trackers, summary_files(session)))
+        # Said when it started (stderr), since scrolled away: a summary of nothing but
+        # SUCCEEDED jobs then read as all done, exit 1 with no word of what did not run.
+        if session.skipped():
+            lines = "\n".join(f"  ⚠ {one_line(line)}" for line in session.skipped())
+            print_closing(human, Group(Text("not run:"), Text(lines, style="yellow")))
     return code
 
 

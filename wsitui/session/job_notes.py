@@ -1,7 +1,9 @@
 """The notes (manifest `warnings`) a finished job left: a mask that found no tissue, a
-segmentation that skipped every tile, an assumed pixel size, a fallback model. Read once per
-attempt. Both faces say them: the TUI's card counts them (`⚠ 2 notes`), `wsitui run`'s closing
-summary prints each once with the jobs that left it."""
+segmentation that skipped every tile, an assumed pixel size, the classical fallback where
+InstanSeg could not run (not the classical model asked for or chosen as the default: the
+manifest's `model` names it, without a note). Read once per attempt. Both faces say them:
+the TUI's card counts them (`⚠ 2 notes`), `wsitui run`'s closing summary prints each once
+with the jobs that left it."""
 
 from __future__ import annotations
 

@@ -769,8 +769,9 @@ class WsituiApp(App[None]):
         self._confirm_then_call(
             job,
             "cancel",
-            f"Cancel {job.key}? It is running: it stops at its next tile and its partial "
-            "outputs are discarded (r retries it from the start).",
+            f"Cancel {job.key}? It is running: it stops at its next tile; the tiles it "
+            "finished are kept and r retries it from them (a job that has not stopped "
+            f"{self.engine.cancel_grace:g} s later is ended and loses them).",
             "Cancel job",
             lambda: self.engine.cancel(self.tenant, job.id),
             f"{job.key} stops at its next tile",
@@ -858,7 +859,8 @@ class WsituiApp(App[None]):
         job = self._job()
         if job is not None:
             path = self.engine.results_dir(job) / PREVIEW
-            self.push_screen(PreviewScreen(path, self.image_protocol, f"{job.key} · {job.slide}"))
+            title = f"{job.key} · {job.slide}"
+            self.push_screen(PreviewScreen(path, self.image_protocol, title, job.state))
 
     def action_view_slide(self) -> None:
         """The slide viewer on the selected job's slide, with its workflow's tissue and cells."""

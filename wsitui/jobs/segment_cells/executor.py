@@ -335,9 +335,14 @@ class _CellSegmentation:
         self.stage("loading model")
         backend = self._backend(resolve(params.model))
         model = backend.describe(ctx.check_cancel)  # loaded only where the tiles run
-        if model.is_classical:
-            why = f": {model.fallback_reason}" if model.fallback_reason else ""
-            self.warnings.append(f"model: {model.name}, the classical fallback, not InstanSeg{why}")
+        if model.is_classical and model.fallback_reason:
+            # A note only where something failed (InstanSeg could not be used); the classical
+            # model asked for, or the documented default with no pretrained model cached, is
+            # what the user expects: the manifest's `model` (and the detail screen) names it.
+            self.warnings.append(
+                f"model: {model.name}, the classical fallback, not InstanSeg: "
+                f"{model.fallback_reason}"
+            )
         t = self._timed("load_model", t)
 
         self.stage("finding tissue")

@@ -39,6 +39,17 @@ MANIFEST = "manifest.json"
 STAGES = ("read", "infer", "post", "merge", "write", "total")
 
 
+def not_there(state: JobState) -> str:
+    """Why a job's outputs or preview are not there: "yet" only while it can still write
+    them (a failed job's detail read "(none yet)" and "no preview yet", as if they were
+    coming). Follows "no preview" or "(none"."""
+    if not state.terminal:
+        return " yet"
+    if state is JobState.SUCCEEDED:
+        return ": this job wrote none"
+    return f": it {'failed' if state is JobState.FAILED else 'was canceled'}; r retries it"
+
+
 def result_lines(manifest: dict[str, Any], job_type: str) -> list[str]:
     """What a finished job found, from its manifest: the job type's own line (its executor says
     it), then the shared ones: model, tiles, timings, warnings."""
@@ -159,7 +170,9 @@ class JobDetailScreen(Screen[None]):
     def action_preview(self) -> None:
         job = self.job
         title = f"{job.key} · {job.slide}"
-        self.app.push_screen(PreviewScreen(self.results_dir / PREVIEW, self.protocol, title))
+        self.app.push_screen(
+            PreviewScreen(self.results_dir / PREVIEW, self.protocol, title, job.state)
+        )
 
     def watch_job(self, old: Job, new: Job) -> None:
         self._paint()
@@ -227,6 +240,7 @@ class JobDetailScreen(Screen[None]):
                 Label("Dask", classes="section"),
                 Static(Text.assemble("dashboard: ", (link, f"link {link}"))),
             ]
+        gap = not_there(job.state)
         files = (
             sorted(p.name for p in self.results_dir.iterdir() if not p.name.startswith("."))
             if self.results_dir.is_dir()
@@ -237,7 +251,7 @@ class JobDetailScreen(Screen[None]):
             Static(
                 Text(
                     str(self.results_dir)
-                    + ("\n  " + "  ".join(files) if files else "\n  (none yet)")
+                    + ("\n  " + "  ".join(files) if files else f"\n  (none{gap})")
                 )
             ),
             Label("Preview", classes="section"),
@@ -246,7 +260,7 @@ class JobDetailScreen(Screen[None]):
         if preview.is_file():
             out.append(image_widget(preview, self.protocol, classes="preview"))
         else:
-            out.append(Label("[dim]no preview yet[/]"))
+            out.append(Label(Text(f"no preview{gap}", style="dim")))
         return out
 
     def compose(self) -> ComposeResult:
@@ -276,14 +290,15 @@ class PreviewScreen(Screen[None]):
     """
     BINDINGS = [Binding("escape,q,p", "app.pop_screen", "Back")]
 
-    def __init__(self, path: Path, protocol: ImageProtocol, title: str) -> None:
+    def __init__(self, path: Path, protocol: ImageProtocol, title: str, state: JobState) -> None:
         super().__init__()
         self.path, self.protocol, self.title_text = path, protocol, title
+        self.state = state
 
     def compose(self) -> ComposeResult:
         yield Label(Text(self.title_text))
         if self.path.is_file():
             yield image_widget(self.path, self.protocol, classes="preview")
         else:
-            yield Label("this job has no preview yet", classes="missing")
+            yield Label(f"this job has no preview{not_there(self.state)}", classes="missing")
         yield FitFooter()
