@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -63,9 +64,13 @@ def test_how_many_workers_a_classical_job_gets() -> None:
     assert 2 <= n < 64
     assert 0.4e9 + n * worker_bytes(672) <= budget * 1e9
     assert processes_for(None, 500, 64, 4192, budget) == 0  # huge tiles: not even two fit
-    # asked: as asked, 1 the job's own thread
+    # asked: as asked, 1 the job's own thread; never more than the budget holds or the tiles
     assert processes_for(1, 500, 16, 672, 1.5) == 0
-    assert processes_for(3, 2, 16, 672, 1.5) == 3
+    assert processes_for(3, 500, 16, 672, 1.5) == 3
+    assert processes_for(3, 2, 16, 672, 1.5) == 2
+    assert processes_for(8, 0, 16, 672, 1.5) == 0  # nothing left to do: no workers
+    assert processes_for(16, 500, 16, 1600, 1.5) == processes_for(None, 500, 16, 1600, 1.5) == 2
+    assert processes_for(16, 500, 16, 4192, 1.5) == 0
     # tracing moves to processes once one thread could not keep up with the workers
     assert classical_pipeline(2).trace_processes == 0
     assert classical_pipeline(16).trace_processes >= 3
@@ -92,9 +97,40 @@ def test_the_pool_gives_the_models_labels_and_survives_a_dead_worker(caplog) -> 
         time.sleep(0.5)
         assert np.array_equal(pool.predict(tiles), expected)  # on the calling thread now
         assert np.array_equal(pool.predict(tiles[:1]), expected[:1])
+        assert pool.failed  # for the manifest
     finally:
         pool.close()
     assert "classical worker processes failed" in caplog.text
+
+
+def test_closing_now_drops_the_tile_a_worker_runs() -> None:
+    """A cancel is answered at once, not after the tiles on the workers (a 4096² tile takes
+    many seconds); the worker is gone and the call that waited for it raises."""
+    pool = ClassicalPool(1)
+    pool.predict(_tiles(1))
+    (pid,) = pool._pool._processes  # type: ignore[union-attr]
+    big = np.tile(_tiles(1, 512), (1, 8, 8, 1))  # 4096 x 4096
+    outcome: list[BaseException | np.ndarray] = []
+
+    def call() -> None:
+        try:
+            outcome.append(pool.predict(big))
+        except BaseException as exc:  # what the caller gets
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    time.sleep(1.0)  # the tile is on the worker
+    began = time.monotonic()
+    pool.close(now=True)
+    closing = time.monotonic() - began
+    caller.join(30)
+    assert not caller.is_alive() and isinstance(outcome[0], BaseException)
+    assert closing < 3.0
+    deadline = time.monotonic() + 5
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(pid)
 
 
 def test_close_ends_the_workers() -> None:
@@ -161,3 +197,24 @@ def _children_of_forkservers() -> set[int]:
         procs[int(d.name)] = int(status.split("\nPPid:\t")[1].split()[0])
     servers = {p for p, parent in procs.items() if parent == me and "forkserver" in cmd[p]}
     return {p for p, parent in procs.items() if parent in servers}
+
+
+async def test_a_worker_killed_mid_job_leaves_the_same_cells_and_a_note(tmp_path, sample_slide):
+    engine, one = await run_to_end(tmp_path / "one", cells_wf(sample_slide, workers=1))
+    ref = engine.results_dir(engine._jobs[one])
+    before = _children_of_forkservers()
+    async with Engine(tmp_path / "d", executors()) as engine:
+        cells_id = engine.submit("t", cells_wf(sample_slide, workers=2)).jobs[1].id
+        with anyio.fail_after(300):
+            await engine.wait_until(lambda: engine._jobs[cells_id].tiles_done >= 2)
+            victims = _children_of_forkservers() - before
+            assert victims
+            os.kill(min(victims), signal.SIGKILL)  # e.g. the kernel's OOM killer
+            await engine.wait_idle()
+        job = engine._jobs[cells_id]
+        out = engine.results_dir(job)
+    assert job.state is JobState.SUCCEEDED, job.error
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["workers_failed"]
+    assert any("classical worker processes stopped" in w for w in manifest["warnings"])
+    assert _cells(out) == _cells(ref)

@@ -17,6 +17,7 @@ starting workers costs more than it saves.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import multiprocessing
@@ -52,15 +53,16 @@ def worker_bytes(input_size: int) -> int:
 def processes_for(
     asked: int | None, tiles: int, cpus: int, input_size: int, budget_gb: float
 ) -> int:
-    """Worker processes for a classical job: `asked` (the job's `workers`) as is, absent one
-    per core within the memory budget and the tiles to do; 0: the job's own thread."""
-    if asked is not None:
-        return 0 if asked <= 1 else asked
-    if cpus < 2 or tiles < MIN_TILES:
-        return 0
+    """Worker processes for a classical job: as many as asked (the job's `workers`), absent
+    one per core on jobs of `MIN_TILES` or more; either way no more than the job's memory
+    budget holds and than the tiles it has to do. 0: the job's own thread."""
     room = budget_gb * GB - MAIN_BYTES - READ_AHEAD_BYTES
     fits = int(room // worker_bytes(input_size))
-    n = min(cpus, fits, tiles)
+    if asked is None:
+        if cpus < 2 or tiles < MIN_TILES:
+            return 0
+        asked = cpus
+    n = min(asked, fits, tiles)
     return n if n >= 2 else 0
 
 
@@ -82,7 +84,8 @@ def classical_pipeline(workers: int) -> PipelineShape:
 class ClassicalPool:
     """`predict` as the classical model's, each tile segmented on a worker process. A worker
     that dies (killed, out of memory) does not fail the job: its tiles and every later one are
-    segmented on the calling thread (the same labels), with one warning in the log."""
+    segmented on the calling threads, one at a time as before the pool (the same labels;
+    `failed` says why, for the manifest)."""
 
     def __init__(self, processes: int) -> None:
         methods = multiprocessing.get_all_start_methods()
@@ -93,13 +96,15 @@ class ClassicalPool:
             # The fork server (one per process, started by its first pool) imports the model
             # once; each worker forked from it starts with numpy, scipy and skimage loaded
             # (~1-2 s each otherwise). No effect once a fork server runs.
-            ctx.set_forkserver_preload(["__main__", classical.__name__])
+            ctx.set_forkserver_preload([classical.__name__])
         self.processes = processes
         self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
             processes, mp_context=ctx, initializer=exit_with, initargs=(os.getpid(),)
         )
-        self._broken = False
+        self.failed = ""  # why the workers stopped, when they did before the job's end
+        self._closed = False
         self._lock = threading.Lock()
+        self._own_thread = threading.Lock()  # after a failure: one tile at a time
         warm = np.full((32, 32, 3), 230, np.uint8)  # each worker's first call, before a tile
         for _ in range(processes):
             self._pool.submit(classical.segment_tile, warm)
@@ -108,19 +113,36 @@ class ClassicalPool:
         """Labels (B, H, W) int32 of a uint8 (B, H, W, 3) batch (`postprocess`: the classical
         model has none; accepted as the model's own `predict` accepts it)."""
         pool = self._pool
-        if pool is not None and not self._broken:
+        if pool is not None and not self.failed:
             try:
                 tiles = [np.ascontiguousarray(t) for t in batch]
                 futures = [pool.submit(classical.segment_tile, t) for t in tiles]
                 return np.stack([f.result() for f in futures]).astype(np.int32)
             except BrokenProcessPool as exc:  # a worker died; the pool is unusable from now on
+                if self._closed:
+                    raise  # stopped by `close(now=True)`: the job is over
                 with self._lock:
-                    if not self._broken:
-                        self._broken = True
+                    if not self.failed:
+                        self.failed = str(exc) or type(exc).__name__
                         log.warning("classical worker processes failed (%s); tiles on threads", exc)
-        return np.stack([classical.segment_tile(t) for t in batch]).astype(np.int32)
+        if self._closed:
+            raise RuntimeError("the job's classical worker processes were stopped")
+        with self._own_thread:  # a worker's death is often memory running short: no more at once
+            return np.stack([classical.segment_tile(t) for t in batch]).astype(np.int32)
 
-    def close(self) -> None:
+    def close(self, now: bool = False) -> None:
+        """End the workers: after the tiles they run, or (`now`: a cancel, a failure) at once,
+        the tiles they run dropped (a cancel is answered in a fraction of a second whatever a
+        tile costs). Idempotent."""
         pool, self._pool = self._pool, None
-        if pool is not None:
+        if pool is None:
+            return
+        if not now:
             pool.shutdown(wait=True, cancel_futures=True)
+            return
+        self._closed = True
+        processes = list(getattr(pool, "_processes", {}).values())  # no public handle on them
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in processes:
+            with contextlib.suppress(Exception):  # already gone
+                p.terminate()

@@ -441,6 +441,12 @@ class _CellSegmentation:
             self.warn(message, domain.short())
         t = self._timed("merge", t)
         model_info = dict(tile_run.model)
+        if failed := model_info.get("workers_failed"):
+            self.warnings.append(
+                f"classical worker processes stopped ({failed}); the rest of the tiles ran on "
+                "the job's own thread (the same cells, slower): out of memory? set fewer "
+                "workers or raise memory_gb"
+            )
         if not model.is_classical:
             post = model_info.get("postprocess")
             model_info["postprocess"] = {

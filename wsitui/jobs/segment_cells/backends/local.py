@@ -390,6 +390,10 @@ class LocalBackend:
                 extract_workers=shape.extract_workers,
                 trace_processes=shape.trace_processes,
             )
+        except BaseException:
+            if pool is not None:
+                pool.close(now=True)  # a cancel or a failure: the tiles on workers are dropped
+            raise
         finally:
             if pool is not None:
                 pool.close()
@@ -404,6 +408,8 @@ class LocalBackend:
         info.update(tiles_in_flight=inflight, malloc_tuned=cpu_torch and tune_malloc())
         if self.model.is_classical:
             info["workers"] = workers or 1  # processes that segmented the tiles (1: own thread)
+            if pool is not None and pool.failed:
+                info["workers_failed"] = pool.failed  # the rest of the tiles on the own thread
         if on_gpu or pool is not None:
             info.update(
                 batches_queued=shape.queued,
