@@ -86,3 +86,57 @@ def test_ctrl_c_while_wsitui_starts_is_one_line(tmp_path, slides):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
+
+
+def test_ctrl_c_from_the_terminal_during_a_job_on_worker_processes_is_answered_once(
+    tmp_path, slides
+):
+    """A terminal's Ctrl-C goes to the whole foreground process group: the classical model's
+    worker processes too. Only `wsitui run` answers it; each worker printed "interrupted while
+    starting; nothing was run" (its re-imported cli's start-up handler) under the run's answer."""
+    program = Path(sys.executable).with_name("wsitui")  # as a user runs it: the console script
+    if not program.exists():
+        pytest.skip("no wsitui console script beside this python")
+    extra = (
+        '  [[workflows.jobs]]\n  id = "cells"\n  type = "SEGMENT_CELLS"\n'
+        f'  slide = "{slides[0]}"\n  depends_on = ["a"]\n'
+        '  params = { model = "classical", workers = 2, tile_size = 256 }\n'
+    )
+    config = one_job_config(tmp_path / "c.toml", slides[0], extra=extra)
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [str(program), "run", str(config), "--data-dir", str(data)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(_in_group(proc.pid)) >= 4:  # wsitui, its fork server and the two workers
+            time.sleep(0.5)  # the workers past their start
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        raise AssertionError("the cells job's workers never started")
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert "interrupted while starting" not in err, err
+
+
+def _in_group(pgid: int) -> list[int]:
+    """Live processes of process group `pgid`."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:  # state, ppid, pgrp
+            found.append(int(d.name))
+    return found

@@ -6,11 +6,18 @@ open slide, one more set at every crash. `exit_with(pid)` (the pool's `initializ
 job's process id) starts a thread that ends the worker within about a second of that process.
 It watches the process itself, not the worker's parent: under `forkserver` the parent is the
 fork server, which outlives the job's process.
+
+A worker also ignores Ctrl-C: a terminal sends it to the whole foreground process group, workers
+included, and the job's process answers it (it stops the job and ends its workers). Before, each
+worker of `wsitui run` printed the line its re-imported `wsitui.cli` sets up for a Ctrl-C during
+start-up ("interrupted while starting; nothing was run"), once per worker, under a run's own
+answer.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -33,6 +40,9 @@ def alive(pid: int) -> bool:
 
 
 def exit_with(pid: int) -> None:
+    if hasattr(signal, "SIGINT"):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the job's process answers Ctrl-C
+
     def watch() -> None:
         while alive(pid):
             time.sleep(POLL_S)
