@@ -4,6 +4,7 @@ OpenSlide's level 0 alone, with level 0 pixel-identical to OpenSlide's."""
 
 from __future__ import annotations
 
+import struct
 import threading
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import tifffile
 from tests.slides.foreign import ODD, Foreign, tissue_pixels, write_foreign
 from wsitui.slides.errors import SlideError
 from wsitui.slides.reader import OpenSlideReader, TiffPyramidReader, open_slide
+from wsitui.slides.reader.tifffile_reader import MAX_SUBIFDS
 
 SIZES = ((1999, 1501), (499, 375), (124, 93))  # floor(level 0 / 4^k), as foreign.pyramid
 VARIANTS: dict[str, tuple[Foreign, float | None]] = {
@@ -281,3 +283,31 @@ def test_a_subifd_in_a_compression_the_fast_path_does_not_decode_is_left_out(
     with open_slide(path) as r:
         assert isinstance(r, TiffPyramidReader)
         assert r.level_dimensions == ((1999, 1501), (500, 376))
+
+
+def _point_subifds(path: Path, count: int) -> None:
+    """Rewrite page 0's SubIFDs tag to `count` offsets, all to its first SubIFD (appended)."""
+    with tifffile.TiffFile(path) as tif:
+        tag = tif.pages[0].tags[330]
+        entry, first = tag.offset, int(tif.pages[0].subifds[0])
+    with path.open("r+b") as f:
+        end = f.seek(0, 2)
+        f.write(struct.pack("<I", first) * count)
+        f.seek(entry + 4)  # classic TIFF entry: code, type, count, value offset
+        f.write(struct.pack("<II", count, end))
+
+
+def test_page_0_with_too_many_subifds_stays_with_openslide(tmp_path: Path, tissue: np.ndarray):
+    """200,000 SubIFD offsets took 44 s to parse (OpenSlide, which ignores them, opened the
+    file at once): no pyramid has that many levels, so OpenSlide reads it, level 0 alone."""
+    path = write_foreign(
+        tmp_path / "x.ome.tif",
+        tissue,
+        Foreign(aperio=None, subifds=True, compression="jpeg", photometric="rgb"),
+    )
+    _point_subifds(path, MAX_SUBIFDS)
+    with open_slide(path) as r:
+        assert isinstance(r, TiffPyramidReader) and r.level_dimensions == SIZES[:2]
+    _point_subifds(path, MAX_SUBIFDS + 1)
+    with open_slide(path) as r:
+        assert isinstance(r, OpenSlideReader) and r.level_dimensions == SIZES[:1]

@@ -52,6 +52,9 @@ if TYPE_CHECKING:
     from wsitui.slides.reader.openslide_reader import OpenSlideReader
 
 TILE_CACHE_BYTES = 64 * 2**20  # decoded tiles per reader, as the OpenSlide reader's fast path
+# SubIFDs of page 0 looked at: a pyramid halving 185,000 px (MAX_SLIDE_PIXELS) to 1 px has 18
+# levels. More is no pyramid we know (200,000 took 44 s to parse): OpenSlide keeps the file.
+MAX_SUBIFDS = 64
 
 
 def pyramid_reader(base: OpenSlideReader) -> TiffPyramidReader | None:
@@ -75,7 +78,8 @@ def pyramid_reader(base: OpenSlideReader) -> TiffPyramidReader | None:
 
 def find_levels(path: Path, listed: tuple[tuple[int, int], ...]) -> list[TiffLevel] | None:
     """The levels of a tiled TIFF (level 0 first), or None when OpenSlide lists them all
-    (`listed`: its level sizes) or tifffile cannot decode level 0 on the fast path."""
+    (`listed`: its level sizes), tifffile cannot decode level 0 on the fast path, or page 0
+    has more than MAX_SUBIFDS SubIFDs."""
     size = path.stat().st_size
     try:
         with tifffile_log() as log, tifffile.TiffFile(path) as tif:
@@ -83,6 +87,8 @@ def find_levels(path: Path, listed: tuple[tuple[int, int], ...]) -> list[TiffLev
             if not isinstance(page0, tifffile.TiffPage) or not page0.is_tiled:
                 return None
             found: list[tuple[str, tifffile.TiffPage]] = [("page 0", page0)]
+            if len(page0.subifds or ()) > MAX_SUBIFDS:
+                return None
             if page0.subifds:
                 subs = tifffile.TiffPages(page0, index=0)
                 found += [(f"SubIFD {i} of page 0", p) for i, p in enumerate(subs)]
