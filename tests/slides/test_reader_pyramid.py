@@ -311,3 +311,63 @@ def test_page_0_with_too_many_subifds_stays_with_openslide(tmp_path: Path, tissu
     _point_subifds(path, MAX_SUBIFDS + 1)
     with open_slide(path) as r:
         assert isinstance(r, OpenSlideReader) and r.level_dimensions == SIZES[:1]
+
+
+def _patch_subifd_entry(path: Path, subifd: int, code: int, fmt: str, at: int, *values: int):
+    """Overwrite bytes `at` of tag `code`'s 12-byte entry in a SubIFD of page 0."""
+    with tifffile.TiffFile(path) as tif:
+        offset = int(tif.pages[0].subifds[subifd])
+    with path.open("r+b") as f:
+        f.seek(offset)
+        (n,) = struct.unpack("<H", f.read(2))
+        for k in range(n):
+            f.seek(offset + 2 + 12 * k)
+            if struct.unpack("<H", f.read(2))[0] == code:
+                f.seek(offset + 2 + 12 * k + at)
+                f.write(struct.pack(fmt, *values))
+                return
+    raise AssertionError(f"no tag {code} in SubIFD {subifd}")
+
+
+def _ome(path: Path, tissue: np.ndarray) -> Path:
+    spec = Foreign(aperio=None, subifds=True, compression="jpeg", photometric="rgb")
+    return write_foreign(path, tissue, spec)
+
+
+def test_a_subifd_tag_tifffile_skips_leaves_the_slide_to_openslide(
+    tmp_path: Path, tissue: np.ndarray
+):
+    """A tag of a data type tifffile does not know (it skips the tag with a log message):
+    not damage, but that level's decode is in doubt. The slide opened (level 0 alone) before
+    the takeover; it was refused with a Python repr in the line."""
+    path = _ome(tmp_path / "x.ome.tif", tissue)
+    _patch_subifd_entry(path, 1, 284, "<H", 2, 99)  # PlanarConfiguration: data type 99
+    with open_slide(path) as r:
+        assert isinstance(r, OpenSlideReader) and r.level_dimensions == SIZES[:1]
+        r.read_region((0, 0), 0, (300, 300))
+
+
+@pytest.mark.parametrize(
+    ("code", "at", "says"),
+    [
+        (258, 8, "tag 258 of SubIFD 1 of page 0 ends at byte"),  # BitsPerSample's 3 shorts
+        (330, 0, "SubIFD 1 of page 0 starts at byte"),  # page 0's SubIFDs tag: see below
+    ],
+)
+def test_a_subifd_pointing_past_the_end_is_one_line_at_open(
+    tmp_path: Path, tissue: np.ndarray, code: int, at: int, says: str
+):
+    path = _ome(tmp_path / "x.ome.tif", tissue)
+    size = path.stat().st_size
+    if code == 330:
+        with tifffile.TiffFile(path) as tif:
+            tag = tif.pages[0].tags[330]
+            where = tag.valueoffset if tag.count * 4 > 4 else tag.offset + 8
+        with path.open("r+b") as f:
+            f.seek(where + 4)
+            f.write(struct.pack("<I", size + 10))
+    else:
+        _patch_subifd_entry(path, 1, code, "<I", at, size - 2)
+    with pytest.raises(SlideError) as err:
+        open_slide(path)
+    _one_line(err, "x.ome.tif", "truncated or corrupt", says, f"the file has {size:,} bytes")
