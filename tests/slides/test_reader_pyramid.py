@@ -371,3 +371,33 @@ def test_a_subifd_pointing_past_the_end_is_one_line_at_open(
     with pytest.raises(SlideError) as err:
         open_slide(path)
     _one_line(err, "x.ome.tif", "truncated or corrupt", says, f"the file has {size:,} bytes")
+
+
+def test_a_listed_level_the_identity_check_did_not_prove_keeps_openslide(
+    tmp_path: Path, tissue: np.ndarray, monkeypatch: pytest.MonkeyPatch
+):
+    """Level 1 flagged reduced (OpenSlide lists it), level 2 not (it does not). When the
+    open-time check finds tifffile's level 1 differs from OpenSlide's, the OpenSlide reader
+    reads level 1 with OpenSlide; the takeover read it with tifffile all the same."""
+    path = tmp_path / "x.tif"
+    kw = {"tile": (256, 256), "photometric": "rgb", "compression": "jpeg", "metadata": None}
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(tissue, **kw)
+        tif.write(np.ascontiguousarray(tissue[::4, ::4]), subfiletype=1, **kw)
+        tif.write(np.ascontiguousarray(tissue[::16, ::16]), **kw)  # unflagged
+    with open_slide(path) as r:  # every listed level proven: taken over
+        assert isinstance(r, TiffPyramidReader) and r.level_count == 3
+    setup = OpenSlideReader._setup_fast_path
+
+    def level_1_differs(self: OpenSlideReader) -> None:
+        setup(self)
+        assert 1 in self._fast
+        del self._fast[1]  # what the check does when the busiest tile is not OpenSlide's
+
+    monkeypatch.setattr(OpenSlideReader, "_setup_fast_path", level_1_differs)
+    with open_slide(path) as r, open_slide(path, fast_path=False) as slow:
+        assert isinstance(r, OpenSlideReader) and r.fast_levels == (0,)
+        assert r.level_dimensions == slow.level_dimensions == ((1999, 1501), (500, 376))
+        np.testing.assert_array_equal(
+            r.read_region((0, 0), 1, (500, 376)), slow.read_region((0, 0), 1, (500, 376))
+        )

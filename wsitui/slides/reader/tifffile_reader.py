@@ -12,9 +12,10 @@ gigapixel slide). `pyramid_reader` takes such a file over from its OpenSlideRead
 of page 0 and (not in an OME-TIFF, whose top-level pages are other planes or series) the other
 tiled top-level pages smaller than page 0 become levels, ordered by size, with their true
 downsamples (OpenSlide's: the mean of the two axes' factors); pages reduced by different
-factors across and down (a label, a macro) are not levels. Level 0 is the page OpenSlide reads,
-taken over only once the OpenSlide reader's fast path proved it pixel-identical to OpenSlide;
-reduced levels are the file's own pages as stored. Everything OpenSlide already reads with its
+factors across and down (a label, a macro) are not levels. Level 0 and every other level
+OpenSlide lists are taken over only once the OpenSlide reader's fast path proved each
+pixel-identical to OpenSlide (one unproven: OpenSlide keeps the file); the levels OpenSlide
+misses are the file's own pages as stored. Everything OpenSlide already reads with its
 pyramid (SVS, NDPI, MRXS, flagged generic pyramids) stays with OpenSlide, and so does a file
 with a level tifffile does not decode the way the fast path does (not 3 x 8-bit RGB, or a
 compression outside `FAST_COMPRESSIONS`): it opens as before, as level 0 alone.
@@ -59,10 +60,15 @@ MAX_SUBIFDS = 64
 
 def pyramid_reader(base: OpenSlideReader) -> TiffPyramidReader | None:
     """A TiffPyramidReader for `base`'s file when it holds levels OpenSlide does not list and
-    level 0 is on base's fast path (then base is closed); else None, and base stays as it is.
+    every level OpenSlide lists (stray ones aside) is on base's fast path, proven identical to
+    OpenSlide (then base is closed); else None, and base stays as it is.
     A damaged level (data past the end of the file, a pixel or tile budget broken, too few
     tiles) raises SlideError, with base closed."""
-    if base.vendor != "generic-tiff" or 0 not in base.fast_levels:
+    if base.vendor != "generic-tiff":
+        return None
+    # Every level OpenSlide lists (and a job may read) must be one the fast path proved
+    # pixel-identical to OpenSlide at open; the takeover reads them all with tifffile.
+    if set(range(base.level_count)) - set(base.fast_levels) - base.stray_levels:
         return None
     try:
         levels = find_levels(base.path, base.level_dimensions)
