@@ -401,3 +401,18 @@ def test_a_listed_level_the_identity_check_did_not_prove_keeps_openslide(
         np.testing.assert_array_equal(
             r.read_region((0, 0), 1, (500, 376)), slow.read_region((0, 0), 1, (500, 376))
         )
+
+
+def test_a_subifd_offset_into_the_header_leaves_the_slide_to_openslide(
+    tmp_path: Path, tissue: np.ndarray
+):
+    """SubIFD offset 0 (tifffile: 'invalid SubIFDs'): not a pyramid to read, and not data
+    past the end either; OpenSlide, which ignores SubIFDs, opens level 0 as it did before."""
+    path = _ome(tmp_path / "x.ome.tif", tissue)
+    with tifffile.TiffFile(path) as tif:
+        at = tif.pages[0].tags[330].valueoffset
+    with path.open("r+b") as f:
+        f.seek(at)
+        f.write(struct.pack("<I", 0))
+    with open_slide(path) as r:
+        assert isinstance(r, OpenSlideReader) and r.level_dimensions == SIZES[:1]

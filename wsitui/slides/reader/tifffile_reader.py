@@ -94,8 +94,8 @@ def find_levels(path: Path, listed: tuple[tuple[int, int], ...]) -> list[TiffLev
                 return None
             found: list[tuple[str, tifffile.TiffPage]] = [("page 0", page0)]
             subifds = [int(v) for v in page0.subifds or ()]
-            if len(subifds) > MAX_SUBIFDS:
-                return None
+            if len(subifds) > MAX_SUBIFDS or any(offset < 8 for offset in subifds):
+                return None  # no pyramid we know (an offset into the header: 0, ...)
             for i, offset in enumerate(subifds):
                 if offset >= size:
                     raise corrupt(
@@ -127,33 +127,37 @@ def find_levels(path: Path, listed: tuple[tuple[int, int], ...]) -> list[TiffLev
         raise corrupt(path, f"{type(e).__name__}: {e}") from e
 
 
+# Bytes per value of each TIFF data type (TIFF 6, BigTIFF); another type: tifffile skips the tag.
+_TYPE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+_TYPE_BYTES |= {16: 8, 17: 8, 18: 8}
+
+
 def _check_tag_values(
     path: Path, tif: tifffile.TiffFile, offset: int, size: int, where: str
 ) -> None:
     """SlideError when the directory at `offset`, or a tag value it points to, ends past the
     end of the file (read raw: tifffile drops such a tag with a log message)."""
-    tiff, fh = tif.tiff, tif.filehandle
+    bo, big = tif.byteorder, tif.is_bigtiff
+    count_fmt, entry_fmt, inline = (bo + "Q", bo + "HHQQ", 8) if big else (bo + "H", bo + "HHII", 4)
+    count_size, entry_size = struct.calcsize(count_fmt), struct.calcsize(entry_fmt)
+    fh = tif.filehandle
     fh.seek(offset)
-    head = fh.read(tiff.tagnosize)
-    n = struct.unpack(tiff.tagnoformat, head)[0] if len(head) == tiff.tagnosize else -1
-    entries = fh.read(n * tiff.tagsize) if n > 0 else b""
-    if n < 0 or len(entries) != n * tiff.tagsize:
+    head = fh.read(count_size)
+    n = struct.unpack(count_fmt, head)[0] if len(head) == count_size else -1
+    entries = fh.read(n * entry_size) if n > 0 else b""
+    if n < 0 or len(entries) != n * entry_size:
         raise corrupt(
             path, f"the directory of {where} runs past the end of the file ({size:,} bytes)"
         )
-    for k in range(0, len(entries), tiff.tagsize):
-        code, dtype, count, value = struct.unpack(
-            tiff.tagheaderformat, entries[k : k + tiff.tagsize]
-        )
-        fmt = tifffile.TIFF.DATA_FORMATS.get(dtype)
-        nbytes = count * struct.calcsize(fmt) if fmt is not None else 0
-        if nbytes > tiff.tagoffsetthreshold:
-            end = struct.unpack(tiff.offsetformat, value)[0] + nbytes
-            if end > size:
-                raise corrupt(
-                    path,
-                    f"tag {code} of {where} ends at byte {end:,} but the file has {size:,} bytes",
-                )
+    for k in range(0, len(entries), entry_size):
+        code, dtype, count, value = struct.unpack(entry_fmt, entries[k : k + entry_size])
+        nbytes = count * _TYPE_BYTES.get(dtype, 0)
+        if nbytes > inline and value + nbytes > size:
+            raise corrupt(
+                path,
+                f"tag {code} of {where} ends at byte {value + nbytes:,} but the file has "
+                f"{size:,} bytes",
+            )
 
 
 def _pyramid(
