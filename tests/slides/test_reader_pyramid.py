@@ -416,3 +416,30 @@ def test_a_subifd_offset_into_the_header_leaves_the_slide_to_openslide(
         f.write(struct.pack("<I", 0))
     with open_slide(path) as r:
         assert isinstance(r, OpenSlideReader) and r.level_dimensions == SIZES[:1]
+
+
+@pytest.mark.parametrize("bigtiff", [False, True])
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+def test_the_raw_tag_check_reads_every_tiff_layout(tmp_path: Path, bigtiff: bool, byteorder: str):
+    """The past-the-end check reads SubIFD entries itself (tifffile drops such a tag): classic
+    and BigTIFF, either byte order; a tag value ending one byte past the end is named."""
+    from wsitui.slides.reader.tifffile_reader import _check_tag_values
+
+    path = tmp_path / "x.tif"
+    img = np.random.default_rng(0).integers(0, 255, (600, 700, 3), dtype=np.uint8)
+    kw = {"tile": (128, 128), "photometric": "rgb", "compression": "zlib"}
+    with tifffile.TiffWriter(path, bigtiff=bigtiff, byteorder=byteorder) as tif:
+        tif.write(img, subifds=1, metadata=None, **kw)
+        tif.write(np.ascontiguousarray(img[::2, ::2]), subfiletype=1, **kw)
+    size = path.stat().st_size
+    with tifffile.TiffFile(path) as tif:
+        offset = int(tif.pages[0].subifds[0])
+        tag = tifffile.TiffPages(tif.pages[0], index=0)[0].tags[324]  # TileOffsets
+        end = tag.valueoffset + tag.count * (8 if bigtiff else 4)
+        _check_tag_values(path, tif, offset, size, "SubIFD 0")  # the whole file: fine
+        with pytest.raises(SlideError) as err:
+            _check_tag_values(path, tif, offset, end - 1, "SubIFD 0")
+        _one_line(err, f"tag 324 of SubIFD 0 ends at byte {end:,}")
+        with pytest.raises(SlideError) as err:
+            _check_tag_values(path, tif, offset, offset + 5, "SubIFD 0")
+        _one_line(err, "the directory of SubIFD 0 runs past the end")

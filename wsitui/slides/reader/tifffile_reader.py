@@ -145,7 +145,7 @@ def _check_tag_values(
     head = fh.read(count_size)
     n = struct.unpack(count_fmt, head)[0] if len(head) == count_size else -1
     entries = fh.read(n * entry_size) if n > 0 else b""
-    if n < 0 or len(entries) != n * entry_size:
+    if n < 0 or len(entries) != n * entry_size or offset + count_size + len(entries) > size:
         raise corrupt(
             path, f"the directory of {where} runs past the end of the file ({size:,} bytes)"
         )
