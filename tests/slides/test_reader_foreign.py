@@ -415,3 +415,14 @@ def test_a_tiled_reduced_label_in_a_generic_pyramid_is_stray(tmp_path: Path, tis
         assert r.level_dimensions[2] == (288, 304)
         assert r.stray_levels == {2}
         assert r.best_level_for_downsample(8) == 1 and r.best_level_for_downsample(16.2) == 3
+
+
+def test_a_page_with_a_1_px_side_is_stray():
+    """A 1 px side fits any factor over half the other side: the slack of a 1 px side was
+    >= 100 %, so a 1 x 94 page of a 2000 x 1500 image was a level (downsample 1008)."""
+    from wsitui.slides.reader.base import stray_levels
+
+    dims = ((2000, 1500), (500, 375), (1, 94), (500, 1), (1, 1), (125, 94))
+    assert stray_levels(dims) == {2, 3}  # 1 x 1 agrees with any factor over 2000: a level
+    # A level of 1 px across is one when down agrees (a tall thin image's last levels).
+    assert stray_levels(((513, 4097), (1, 8), (1, 2))) == frozenset()

@@ -4,6 +4,7 @@ OpenSlide's level 0 alone, with level 0 pixel-identical to OpenSlide's."""
 
 from __future__ import annotations
 
+import struct
 import threading
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import tifffile
 from tests.slides.foreign import ODD, Foreign, tissue_pixels, write_foreign
 from wsitui.slides.errors import SlideError
 from wsitui.slides.reader import OpenSlideReader, TiffPyramidReader, open_slide
+from wsitui.slides.reader.tifffile_reader import MAX_SUBIFDS
 
 SIZES = ((1999, 1501), (499, 375), (124, 93))  # floor(level 0 / 4^k), as foreign.pyramid
 VARIANTS: dict[str, tuple[Foreign, float | None]] = {
@@ -281,3 +283,163 @@ def test_a_subifd_in_a_compression_the_fast_path_does_not_decode_is_left_out(
     with open_slide(path) as r:
         assert isinstance(r, TiffPyramidReader)
         assert r.level_dimensions == ((1999, 1501), (500, 376))
+
+
+def _point_subifds(path: Path, count: int) -> None:
+    """Rewrite page 0's SubIFDs tag to `count` offsets, all to its first SubIFD (appended)."""
+    with tifffile.TiffFile(path) as tif:
+        tag = tif.pages[0].tags[330]
+        entry, first = tag.offset, int(tif.pages[0].subifds[0])
+    with path.open("r+b") as f:
+        end = f.seek(0, 2)
+        f.write(struct.pack("<I", first) * count)
+        f.seek(entry + 4)  # classic TIFF entry: code, type, count, value offset
+        f.write(struct.pack("<II", count, end))
+
+
+def test_page_0_with_too_many_subifds_stays_with_openslide(tmp_path: Path, tissue: np.ndarray):
+    """200,000 SubIFD offsets took 44 s to parse (OpenSlide, which ignores them, opened the
+    file at once): no pyramid has that many levels, so OpenSlide reads it, level 0 alone."""
+    path = write_foreign(
+        tmp_path / "x.ome.tif",
+        tissue,
+        Foreign(aperio=None, subifds=True, compression="jpeg", photometric="rgb"),
+    )
+    _point_subifds(path, MAX_SUBIFDS)
+    with open_slide(path) as r:
+        assert isinstance(r, TiffPyramidReader) and r.level_dimensions == SIZES[:2]
+    _point_subifds(path, MAX_SUBIFDS + 1)
+    with open_slide(path) as r:
+        assert isinstance(r, OpenSlideReader) and r.level_dimensions == SIZES[:1]
+
+
+def _patch_subifd_entry(path: Path, subifd: int, code: int, fmt: str, at: int, *values: int):
+    """Overwrite bytes `at` of tag `code`'s 12-byte entry in a SubIFD of page 0."""
+    with tifffile.TiffFile(path) as tif:
+        offset = int(tif.pages[0].subifds[subifd])
+    with path.open("r+b") as f:
+        f.seek(offset)
+        (n,) = struct.unpack("<H", f.read(2))
+        for k in range(n):
+            f.seek(offset + 2 + 12 * k)
+            if struct.unpack("<H", f.read(2))[0] == code:
+                f.seek(offset + 2 + 12 * k + at)
+                f.write(struct.pack(fmt, *values))
+                return
+    raise AssertionError(f"no tag {code} in SubIFD {subifd}")
+
+
+def _ome(path: Path, tissue: np.ndarray) -> Path:
+    spec = Foreign(aperio=None, subifds=True, compression="jpeg", photometric="rgb")
+    return write_foreign(path, tissue, spec)
+
+
+def test_a_subifd_tag_tifffile_skips_leaves_the_slide_to_openslide(
+    tmp_path: Path, tissue: np.ndarray
+):
+    """A tag of a data type tifffile does not know (it skips the tag with a log message):
+    not damage, but that level's decode is in doubt. The slide opened (level 0 alone) before
+    the takeover; it was refused with a Python repr in the line."""
+    path = _ome(tmp_path / "x.ome.tif", tissue)
+    _patch_subifd_entry(path, 1, 284, "<H", 2, 99)  # PlanarConfiguration: data type 99
+    with open_slide(path) as r:
+        assert isinstance(r, OpenSlideReader) and r.level_dimensions == SIZES[:1]
+        r.read_region((0, 0), 0, (300, 300))
+
+
+@pytest.mark.parametrize(
+    ("code", "at", "says"),
+    [
+        (258, 8, "tag 258 of SubIFD 1 of page 0 ends at byte"),  # BitsPerSample's 3 shorts
+        (330, 0, "SubIFD 1 of page 0 starts at byte"),  # page 0's SubIFDs tag: see below
+    ],
+)
+def test_a_subifd_pointing_past_the_end_is_one_line_at_open(
+    tmp_path: Path, tissue: np.ndarray, code: int, at: int, says: str
+):
+    path = _ome(tmp_path / "x.ome.tif", tissue)
+    size = path.stat().st_size
+    if code == 330:
+        with tifffile.TiffFile(path) as tif:
+            tag = tif.pages[0].tags[330]
+            where = tag.valueoffset if tag.count * 4 > 4 else tag.offset + 8
+        with path.open("r+b") as f:
+            f.seek(where + 4)
+            f.write(struct.pack("<I", size + 10))
+    else:
+        _patch_subifd_entry(path, 1, code, "<I", at, size - 2)
+    with pytest.raises(SlideError) as err:
+        open_slide(path)
+    _one_line(err, "x.ome.tif", "truncated or corrupt", says, f"the file has {size:,} bytes")
+
+
+def test_a_listed_level_the_identity_check_did_not_prove_keeps_openslide(
+    tmp_path: Path, tissue: np.ndarray, monkeypatch: pytest.MonkeyPatch
+):
+    """Level 1 flagged reduced (OpenSlide lists it), level 2 not (it does not). When the
+    open-time check finds tifffile's level 1 differs from OpenSlide's, the OpenSlide reader
+    reads level 1 with OpenSlide; the takeover read it with tifffile all the same."""
+    path = tmp_path / "x.tif"
+    kw = {"tile": (256, 256), "photometric": "rgb", "compression": "jpeg", "metadata": None}
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(tissue, **kw)
+        tif.write(np.ascontiguousarray(tissue[::4, ::4]), subfiletype=1, **kw)
+        tif.write(np.ascontiguousarray(tissue[::16, ::16]), **kw)  # unflagged
+    with open_slide(path) as r:  # every listed level proven: taken over
+        assert isinstance(r, TiffPyramidReader) and r.level_count == 3
+    setup = OpenSlideReader._setup_fast_path
+
+    def level_1_differs(self: OpenSlideReader) -> None:
+        setup(self)
+        assert 1 in self._fast
+        del self._fast[1]  # what the check does when the busiest tile is not OpenSlide's
+
+    monkeypatch.setattr(OpenSlideReader, "_setup_fast_path", level_1_differs)
+    with open_slide(path) as r, open_slide(path, fast_path=False) as slow:
+        assert isinstance(r, OpenSlideReader) and r.fast_levels == (0,)
+        assert r.level_dimensions == slow.level_dimensions == ((1999, 1501), (500, 376))
+        np.testing.assert_array_equal(
+            r.read_region((0, 0), 1, (500, 376)), slow.read_region((0, 0), 1, (500, 376))
+        )
+
+
+def test_a_subifd_offset_into_the_header_leaves_the_slide_to_openslide(
+    tmp_path: Path, tissue: np.ndarray
+):
+    """SubIFD offset 0 (tifffile: 'invalid SubIFDs'): not a pyramid to read, and not data
+    past the end either; OpenSlide, which ignores SubIFDs, opens level 0 as it did before."""
+    path = _ome(tmp_path / "x.ome.tif", tissue)
+    with tifffile.TiffFile(path) as tif:
+        at = tif.pages[0].tags[330].valueoffset
+    with path.open("r+b") as f:
+        f.seek(at)
+        f.write(struct.pack("<I", 0))
+    with open_slide(path) as r:
+        assert isinstance(r, OpenSlideReader) and r.level_dimensions == SIZES[:1]
+
+
+@pytest.mark.parametrize("bigtiff", [False, True])
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+def test_the_raw_tag_check_reads_every_tiff_layout(tmp_path: Path, bigtiff: bool, byteorder: str):
+    """The past-the-end check reads SubIFD entries itself (tifffile drops such a tag): classic
+    and BigTIFF, either byte order; a tag value ending one byte past the end is named."""
+    from wsitui.slides.reader.tifffile_reader import _check_tag_values
+
+    path = tmp_path / "x.tif"
+    img = np.random.default_rng(0).integers(0, 255, (600, 700, 3), dtype=np.uint8)
+    kw = {"tile": (128, 128), "photometric": "rgb", "compression": "zlib"}
+    with tifffile.TiffWriter(path, bigtiff=bigtiff, byteorder=byteorder) as tif:
+        tif.write(img, subifds=1, metadata=None, **kw)
+        tif.write(np.ascontiguousarray(img[::2, ::2]), subfiletype=1, **kw)
+    size = path.stat().st_size
+    with tifffile.TiffFile(path) as tif:
+        offset = int(tif.pages[0].subifds[0])
+        tag = tifffile.TiffPages(tif.pages[0], index=0)[0].tags[324]  # TileOffsets
+        end = tag.valueoffset + tag.count * (8 if bigtiff else 4)
+        _check_tag_values(path, tif, offset, size, "SubIFD 0")  # the whole file: fine
+        with pytest.raises(SlideError) as err:
+            _check_tag_values(path, tif, offset, end - 1, "SubIFD 0")
+        _one_line(err, f"tag 324 of SubIFD 0 ends at byte {end:,}")
+        with pytest.raises(SlideError) as err:
+            _check_tag_values(path, tif, offset, offset + 5, "SubIFD 0")
+        _one_line(err, "the directory of SubIFD 0 runs past the end")

@@ -298,8 +298,11 @@ def stray_levels(dims: tuple[tuple[int, int], ...]) -> frozenset[int]:
     OpenSlide takes every tiled page of an SVS (and every tiled reduced page of a generic
     TIFF) for a level; a label or macro written tiled, smaller than the last level, became
     one, and a job's best_level_for_downsample picked it: the tissue mask was the label's 64
-    x 64 px (downsamples 31.2 x 23.5, 100 % tissue). A real level's factors differ only by
-    the rounding of its sides (1/w + 1/h of the factor).
+    x 64 px (downsamples 31.2 x 23.5, 100 % tissue). A real level's sides are its factor's
+    division of level 0's, rounded either way: side s from s0 means a factor in
+    (s0 / (s + 1), s0 / (s - 1)). A level's two axes' intervals overlap (up to STRAY_SLACK);
+    a 1 px side says only "a factor over s0 / 2", so a 1 x 94 page of a 2000 x 1500 image
+    (factors >= 1000 across, ~16 down) is no level.
     """
     w0, h0 = dims[0]
     stray = set()
@@ -307,10 +310,15 @@ def stray_levels(dims: tuple[tuple[int, int], ...]) -> frozenset[int]:
         if w < 1 or h < 1:
             stray.add(i)
             continue
-        fx, fy = w0 / w, h0 / h
-        if abs(fx - fy) > max(fx, fy) * (STRAY_SLACK + 1 / w + 1 / h):
+        (lo_x, hi_x), (lo_y, hi_y) = _factor_interval(w0, w), _factor_interval(h0, h)
+        if max(lo_x, lo_y) > min(hi_x, hi_y) * (1 + STRAY_SLACK):
             stray.add(i)
     return frozenset(stray)
+
+
+def _factor_interval(full: int, side: int) -> tuple[float, float]:
+    """The reduction factors that give `side` px from `full` px, rounded down or up."""
+    return full / (side + 1), (full / (side - 1) if side > 1 else math.inf)
 
 
 def corrupt(path: Path, what: str) -> SlideError:

@@ -12,9 +12,10 @@ gigapixel slide). `pyramid_reader` takes such a file over from its OpenSlideRead
 of page 0 and (not in an OME-TIFF, whose top-level pages are other planes or series) the other
 tiled top-level pages smaller than page 0 become levels, ordered by size, with their true
 downsamples (OpenSlide's: the mean of the two axes' factors); pages reduced by different
-factors across and down (a label, a macro) are not levels. Level 0 is the page OpenSlide reads,
-taken over only once the OpenSlide reader's fast path proved it pixel-identical to OpenSlide;
-reduced levels are the file's own pages as stored. Everything OpenSlide already reads with its
+factors across and down (a label, a macro) are not levels. Level 0 and every other level
+OpenSlide lists are taken over only once the OpenSlide reader's fast path proved each
+pixel-identical to OpenSlide (one unproven: OpenSlide keeps the file); the levels OpenSlide
+misses are the file's own pages as stored. Everything OpenSlide already reads with its
 pyramid (SVS, NDPI, MRXS, flagged generic pyramids) stays with OpenSlide, and so does a file
 with a level tifffile does not decode the way the fast path does (not 3 x 8-bit RGB, or a
 compression outside `FAST_COMPRESSIONS`): it opens as before, as level 0 alone.
@@ -23,7 +24,7 @@ compression outside `FAST_COMPRESSIONS`): it opens as before, as level 0 alone.
 from __future__ import annotations
 
 import math
-import re
+import struct
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,14 +53,22 @@ if TYPE_CHECKING:
     from wsitui.slides.reader.openslide_reader import OpenSlideReader
 
 TILE_CACHE_BYTES = 64 * 2**20  # decoded tiles per reader, as the OpenSlide reader's fast path
+# SubIFDs of page 0 looked at: a pyramid halving 185,000 px (MAX_SLIDE_PIXELS) to 1 px has 18
+# levels. More is no pyramid we know (200,000 took 44 s to parse): OpenSlide keeps the file.
+MAX_SUBIFDS = 64
 
 
 def pyramid_reader(base: OpenSlideReader) -> TiffPyramidReader | None:
     """A TiffPyramidReader for `base`'s file when it holds levels OpenSlide does not list and
-    level 0 is on base's fast path (then base is closed); else None, and base stays as it is.
+    every level OpenSlide lists (stray ones aside) is on base's fast path, proven identical to
+    OpenSlide (then base is closed); else None, and base stays as it is.
     A damaged level (data past the end of the file, a pixel or tile budget broken, too few
     tiles) raises SlideError, with base closed."""
-    if base.vendor != "generic-tiff" or 0 not in base.fast_levels:
+    if base.vendor != "generic-tiff":
+        return None
+    # Every level OpenSlide lists (and a job may read) must be one the fast path proved
+    # pixel-identical to OpenSlide at open; the takeover reads them all with tifffile.
+    if set(range(base.level_count)) - set(base.fast_levels) - base.stray_levels:
         return None
     try:
         levels = find_levels(base.path, base.level_dimensions)
@@ -75,7 +84,8 @@ def pyramid_reader(base: OpenSlideReader) -> TiffPyramidReader | None:
 
 def find_levels(path: Path, listed: tuple[tuple[int, int], ...]) -> list[TiffLevel] | None:
     """The levels of a tiled TIFF (level 0 first), or None when OpenSlide lists them all
-    (`listed`: its level sizes) or tifffile cannot decode level 0 on the fast path."""
+    (`listed`: its level sizes), tifffile cannot decode level 0 on the fast path, or page 0
+    has more than MAX_SUBIFDS SubIFDs."""
     size = path.stat().st_size
     try:
         with tifffile_log() as log, tifffile.TiffFile(path) as tif:
@@ -83,7 +93,17 @@ def find_levels(path: Path, listed: tuple[tuple[int, int], ...]) -> list[TiffLev
             if not isinstance(page0, tifffile.TiffPage) or not page0.is_tiled:
                 return None
             found: list[tuple[str, tifffile.TiffPage]] = [("page 0", page0)]
-            if page0.subifds:
+            subifds = [int(v) for v in page0.subifds or ()]
+            if len(subifds) > MAX_SUBIFDS or any(offset < 8 for offset in subifds):
+                return None  # no pyramid we know (an offset into the header: 0, ...)
+            for i, offset in enumerate(subifds):
+                if offset >= size:
+                    raise corrupt(
+                        path,
+                        f"SubIFD {i} of page 0 starts at byte {offset:,} but the file has "
+                        f"{size:,} bytes",
+                    )
+            if subifds:
                 subs = tifffile.TiffPages(page0, index=0)
                 found += [(f"SubIFD {i} of page 0", p) for i, p in enumerate(subs)]
             if not tif.is_ome:
@@ -92,14 +112,52 @@ def find_levels(path: Path, listed: tuple[tuple[int, int], ...]) -> list[TiffLev
                         break
                     if i:
                         found.append((f"page {i}", page))  # type: ignore[arg-type]
-            if log.messages:  # e.g. an invalid SubIFD offset
-                msg = re.sub(r"^<[^>]*>\s*", "", log.messages[0])
-                raise corrupt(path, f"{msg} (the file has {size:,} bytes)")
+            if log.messages:
+                # Top-level pages logged nothing (check_tiff_complete refuses those): a SubIFD
+                # tag tifffile skipped. Past the end of the file: damage. Otherwise (a data
+                # type it does not know, ...) its decode of that level is in doubt, and level
+                # 0 alone is what OpenSlide opened before: OpenSlide keeps the file.
+                for i, offset in enumerate(subifds):
+                    _check_tag_values(path, tif, offset, size, f"SubIFD {i} of page 0")
+                return None
             return _pyramid(path, size, found, listed)
     except SlideError:
         raise
     except Exception as e:  # tifffile raises many types on damaged SubIFDs
         raise corrupt(path, f"{type(e).__name__}: {e}") from e
+
+
+# Bytes per value of each TIFF data type (TIFF 6, BigTIFF); another type: tifffile skips the tag.
+_TYPE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+_TYPE_BYTES |= {16: 8, 17: 8, 18: 8}
+
+
+def _check_tag_values(
+    path: Path, tif: tifffile.TiffFile, offset: int, size: int, where: str
+) -> None:
+    """SlideError when the directory at `offset`, or a tag value it points to, ends past the
+    end of the file (read raw: tifffile drops such a tag with a log message)."""
+    bo, big = tif.byteorder, tif.is_bigtiff
+    count_fmt, entry_fmt, inline = (bo + "Q", bo + "HHQQ", 8) if big else (bo + "H", bo + "HHII", 4)
+    count_size, entry_size = struct.calcsize(count_fmt), struct.calcsize(entry_fmt)
+    fh = tif.filehandle
+    fh.seek(offset)
+    head = fh.read(count_size)
+    n = struct.unpack(count_fmt, head)[0] if len(head) == count_size else -1
+    entries = fh.read(n * entry_size) if n > 0 else b""
+    if n < 0 or len(entries) != n * entry_size or offset + count_size + len(entries) > size:
+        raise corrupt(
+            path, f"the directory of {where} runs past the end of the file ({size:,} bytes)"
+        )
+    for k in range(0, len(entries), entry_size):
+        code, dtype, count, value = struct.unpack(entry_fmt, entries[k : k + entry_size])
+        nbytes = count * _TYPE_BYTES.get(dtype, 0)
+        if nbytes > inline and value + nbytes > size:
+            raise corrupt(
+                path,
+                f"tag {code} of {where} ends at byte {value + nbytes:,} but the file has "
+                f"{size:,} bytes",
+            )
 
 
 def _pyramid(
