@@ -119,7 +119,12 @@ def test_a_log_whose_only_line_was_cut_by_a_kill_is_appended_to(tmp_path):
         lines = path.read_text().splitlines()
         assert lines[0] == cut
         assert json.loads(lines[1])["tenant"] == "b"
-    for other in ('{"ts": 1}\n', "hello", '{"tsx'):
+        # and at every later start (the cut line is followed by a newline from then on; the
+        # second start refused it), also after a start that wrote no line
+        check_event_log(path)
+        path.write_text(cut + "\n")
+        check_event_log(path)
+    for other in ('{"ts": 1}\n', "hello", '{"tsx', '{"ts":1\nhello\n', '{"ts":1\n{"ts": 2}\n'):
         path = tmp_path / "other.txt"
         path.write_text(other)
         with pytest.raises(EventLogError, match="is not a wsitui event log"):

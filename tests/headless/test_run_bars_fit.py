@@ -162,6 +162,11 @@ async def test_a_workflow_bar_never_says_it_ends_before_a_job_of_it_that_runs(tm
         progress.update(job, completed=50)  # 49 tiles in 15 s: 5 left, 2 s
         row = next(x for x in _screen(bars, 120, 40) if x.startswith("t · w"))
         assert "0:00:02" in row and "0:00:08" not in row, row
+        now[0] += 2
+        progress.update(job, completed=55)  # its last tile: it writes its outputs, still runs
+        now[0] += 10
+        row = next(x for x in _screen(bars, 120, 40) if x.startswith("t · w"))
+        assert "0:00:00" in row and "0:00:08" not in row, row  # not Rich's stale percent's
         progress.stop_task(job)  # it ended: the workflow's own estimate again
         assert "0:00:08" in next(x for x in _screen(bars, 120, 40) if x.startswith("t · w"))
         for key in ("j0", "j1"):

@@ -108,20 +108,33 @@ def check_event_log(path: Path) -> None:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             raise EventLogError(f"event log {path} is not a regular file; give a .jsonl path")
         data = f.read(_FIRST_LINE_LIMIT)
-    head, newline, _ = data.partition(b"\n")
-    try:
-        first = json.loads(head)
-    except (ValueError, RecursionError):
-        first = None
-    # Its only line cut short by a kill (no newline in the whole file): the start of one of
-    # our lines, each of which begins `{"ts":`. Appended to, on a fresh line.
-    ours = head.startswith(_LINE_START) or _LINE_START.startswith(head)
-    cut = not newline and len(data) < _FIRST_LINE_LIMIT and ours
-    if not (isinstance(first, dict) and "event" in first) and not cut:
+    head, newline, rest = data.partition(b"\n")
+    # Its first line cut short by a kill: the start of one of our lines, each of which begins
+    # `{"ts":`, alone in the file or followed by the lines a later run appended (on a fresh
+    # line: the first of them an event, or nothing yet).
+    ours = (head.startswith(_LINE_START) or _LINE_START.startswith(head)) and _parsed(head) is None
+    if newline:
+        cut = ours and (not rest.strip() or _is_event(rest.partition(b"\n")[0]))
+    else:
+        cut = ours and len(data) < _FIRST_LINE_LIMIT
+    if not _is_event(head) and not cut:
         raise EventLogError(
             f"event log {path} exists and is not a wsitui event log; "
             "give a new file or an existing .jsonl event log"
         )
+
+
+def _parsed(line: bytes) -> object:
+    """The JSON value of `line`, None when it is not JSON (a cut line)."""
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _is_event(line: bytes) -> bool:
+    obj = _parsed(line)
+    return isinstance(obj, dict) and "event" in obj
 
 
 def _check_parent(path: Path) -> None:

@@ -293,7 +293,8 @@ class _RemainingColumn(TimeRemainingColumn):
 
     def render(self, task: Task) -> Text:
         jobs = [self.tasks[j] for j in task.fields.get("jobs", ()) if j in self.tasks]
-        running = [j for j in jobs if j.started and j.stop_time is None and not j.finished]
+        # running: started, not stopped (a job at its last tile still writes its outputs)
+        running = [j for j in jobs if j.started and j.stop_time is None]
         if not running or task.finished:
             return super().render(task)
         theirs = [j.time_remaining for j in running]
