@@ -97,7 +97,7 @@ def test_the_gpu_path_keeps_the_device_busy_while_tiles_are_traced(
 ) -> None:
     fake = FakeDevice(hold_first_two=True)
     batch = 1
-    monkeypatch.setattr(local, "_cpus", lambda: 16)  # a GPU machine's cores
+    monkeypatch.setattr(local, "available_cpus", lambda: 16)  # a GPU machine's cores
     monkeypatch.setattr(  # no CUDA here: precision and batch size settled as given
         "wsitui.jobs.segment_cells.accel.accelerate",
         lambda model, **kw: Accelerated(
