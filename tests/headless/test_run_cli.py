@@ -18,6 +18,7 @@ from tests.headless.helpers import (
     REPO,
     assert_one_line_error,
     bad_after_fine_config,
+    one_job_config,
     write_config,
     wsitui,
 )
@@ -524,3 +525,21 @@ def test_the_closing_summary_says_which_workflows_did_not_run(tmp_path, slides):
     (at,) = [i for i, line in enumerate(lines) if line == "not run:"]
     assert lines[at + 1].startswith("  ⚠ workflows[0] (t/w1) skipped: job "), lines
     assert "rename the workflow" in lines[at + 1] and at + 2 == len(lines), lines
+
+
+def test_status_finds_the_results_where_the_run_wrote_them(tmp_path, slides):
+    """`--out` (or `[paths] results`) put a run's results elsewhere, and `wsitui status` looked
+    for them under DATA_DIR/results unless given the same `--out`: every job's results_dir
+    wrong, and the cells counts and notes read from them missing. state.db keeps the root."""
+    config = one_job_config(tmp_path / "c.toml", slides[1])
+    data, out = tmp_path / "data", tmp_path / "elsewhere"
+    run = wsitui("run", config, "--data-dir", data, "--out", out, "--quiet")
+    assert run.returncode == 0, run.stderr
+    status = wsitui("status", "--data-dir", data, "--json")
+    assert status.returncode == 0, status.stderr
+    (job,) = json.loads(status.stdout)[0]["jobs"]
+    assert Path(job["results_dir"]).is_relative_to(out.absolute())
+    assert (Path(job["results_dir"]) / "manifest.json").is_file()
+    given = wsitui("status", "--data-dir", data, "--json", "--out", tmp_path / "other")
+    (job,) = json.loads(given.stdout)[0]["jobs"]  # --out still wins
+    assert Path(job["results_dir"]).is_relative_to(tmp_path / "other")

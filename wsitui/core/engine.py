@@ -158,7 +158,11 @@ class Engine:
     async def __aenter__(self) -> Engine:
         self._lock.acquire()
         try:
-            self._store = Store(self.data_dir / "state.db", capacity=self.scheduler.capacity)
+            self._store = Store(
+                self.data_dir / "state.db",
+                capacity=self.scheduler.capacity,
+                results_root=self.results_root.absolute(),
+            )
             self._loop_thread = threading.get_ident()
             self._token = anyio.lowlevel.current_token()
             for hook in self.on_open:  # e.g. the event log's backfill, before recovery commits

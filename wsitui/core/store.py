@@ -291,10 +291,17 @@ class Store:
     """`readonly=True` (for `wsitui status`) never creates, migrates or writes anything."""
 
     def __init__(
-        self, path: Path, *, readonly: bool = False, capacity: Mapping[str, int] | None = None
+        self,
+        path: Path,
+        *,
+        readonly: bool = False,
+        capacity: Mapping[str, int] | None = None,
+        results_root: Path | None = None,
     ) -> None:
         """`capacity`: the opening engine's resource caps (R9), kept for readers: `wsitui
-        status` says from them what a ready job waits for (the GPU)."""
+        status` says from them what a ready job waits for (the GPU); `results_root`: where
+        the opening engine writes results (`--out`, `[paths] results`), kept for `wsitui
+        status` too (it found them only under DATA_DIR/results unless given `--out`)."""
         self.path = path
         self.readonly = readonly
         self._lock = threading.Lock()
@@ -328,6 +335,13 @@ class Store:
                 )
                 if capacity is not None:
                     self._write(lambda db: _put_capacity(db, capacity))
+                if results_root is not None:
+                    self._write(
+                        lambda db: db.execute(
+                            "INSERT OR REPLACE INTO meta (key, value) VALUES ('results', ?)",
+                            (str(results_root),),
+                        )
+                    )
             self._tenants = {r.tenant: r for r in self.tenant_rows()}
             # Made when the state is first opened to write; a copy of the data dir keeps it.
             # The event log names it on each line (`data_dir_id`), so runs sharing one log
@@ -344,6 +358,12 @@ class Store:
                 f"state database {path} cannot be opened ({_one_line(exc)}); move it aside or "
                 "pick another --data-dir"
             ) from None
+
+    def results_root(self) -> Path | None:
+        """Where the last engine to open this state wrote results; None: not said (an older
+        state.db, or one only read so far)."""
+        value = self._meta("results")
+        return Path(value) if value else None
 
     def _meta(self, key: str) -> str | None:
         if not self._db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone():

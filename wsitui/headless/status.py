@@ -68,6 +68,7 @@ def status(
             jobs = store.jobs()
             _, waiting = store.tenant_state()
             resources = resources_in_use(jobs, store.capacity())  # R9: what a ready job awaits
+            written_to = store.results_root()  # the last run's --out / [paths] results
         finally:
             store.close()
     except StoreError as exc:
@@ -82,7 +83,7 @@ def status(
     jobs_by_wf: dict[str, list[Job]] = defaultdict(list)
     for job in jobs:
         jobs_by_wf[job.workflow_id].append(job)
-    results_root = out or data_dir / "results"
+    results_root = out or written_to or data_dir / "results"
     summaries = [
         summarize(
             w, jobs_by_wf[w.id], waiting=waiting, results_root=results_root, resources=resources
