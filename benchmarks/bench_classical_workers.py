@@ -26,26 +26,15 @@ from typing import Any
 
 from common import sample
 
-from wsitui.core.records import JobSpec, JobState, WorkflowSpec
+from tests.cells.specs import mask_and_cells
+from wsitui.core.records import JobState, WorkflowSpec
 
 
 def _workflow(slide: Path, workers: int | None) -> WorkflowSpec:
     params: dict[str, Any] = {"model": "classical"}
     if workers is not None:
         params["workers"] = workers
-    return WorkflowSpec(
-        name="w",
-        jobs=(
-            JobSpec(id="mask", type="TISSUE_MASK", slide=str(slide)),
-            JobSpec(
-                id="cells",
-                type="SEGMENT_CELLS",
-                slide=str(slide),
-                depends_on=("mask",),
-                params=params,
-            ),
-        ),
-    )
+    return mask_and_cells(slide, **params)
 
 
 async def _run(data: Path, slide: Path, workers: int | None) -> dict[str, Any]:

@@ -43,18 +43,11 @@ def test_foreign_slides_run_mask_and_cells_end_to_end(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ):
     tissue = tissue_pixels(tmp_path_factory)[:767, :1023]  # odd: 4 x 3 tiles of 256
-    body = '[[workflows]]\ntenant = "t"\nname = "w"\n'
-    for n, spec in SLIDES.items():
-        slide = write_foreign(tmp_path / f"{n}.{'svs' if spec.aperio else 'tif'}", tissue, spec)
-        body += CHAIN.format(n=n, slide=slide)
-    config = write_config(tmp_path / "c.toml", body)
-    out = wsitui("run", config, "--data-dir", tmp_path / "data", "--json")
-    assert out.returncode == 0, out.stderr
-    (wf,) = json.loads(out.stdout)["workflows"]
-    assert {j["key"]: j["state"] for j in wf["jobs"]} == {
-        f"{k}-{n}": "SUCCEEDED" for n in SLIDES for k in "mc"
+    slides = {
+        n: write_foreign(tmp_path / f"{n}.{'svs' if spec.aperio else 'tif'}", tissue, spec)
+        for n, spec in SLIDES.items()
     }
-    results = tmp_path / "data" / "results" / "t"
+    results = _run_chains(tmp_path, slides)
     cells = {}
     for n in SLIDES:
         manifest = json.loads(next(results.glob(f"*/c-{n}/manifest.json")).read_text())
@@ -91,17 +84,7 @@ def test_an_ome_subifd_pyramid_gives_the_cells_of_the_same_pixels_as_svs(
             Foreign(aperio=f"AppMag = 20|MPP = {MPP}", downsamples=(1, 4), **lossless),
         ),
     }
-    body = '[[workflows]]\ntenant = "t"\nname = "w"\n'
-    for n, slide in slides.items():
-        body += CHAIN.format(n=n, slide=slide)
-    config = write_config(tmp_path / "c.toml", body)
-    out = wsitui("run", config, "--data-dir", tmp_path / "data", "--json")
-    assert out.returncode == 0, out.stderr
-    (wf,) = json.loads(out.stdout)["workflows"]
-    assert {j["key"]: j["state"] for j in wf["jobs"]} == {
-        f"{k}-{n}": "SUCCEEDED" for n in slides for k in "mc"
-    }
-    results = tmp_path / "data" / "results" / "t"
+    results = _run_chains(tmp_path, slides)
     found = {}
     for n in slides:
         mask = json.loads(next(results.glob(f"*/m-{n}/manifest.json")).read_text())
@@ -114,3 +97,19 @@ def test_an_ome_subifd_pyramid_gives_the_cells_of_the_same_pixels_as_svs(
     assert found["ome"][2] == pytest.approx(MPP)
     assert found["ome"][3] > 20, found
     assert found["ome"] == found["svs"]
+
+
+def _run_chains(tmp_path: Path, slides: dict[str, Path]) -> Path:
+    """`wsitui run` of a mask and a cells job on each of `slides` (named); all must succeed;
+    the tenant's results folder."""
+    body = '[[workflows]]\ntenant = "t"\nname = "w"\n'
+    for n, slide in slides.items():
+        body += CHAIN.format(n=n, slide=slide)
+    config = write_config(tmp_path / "c.toml", body)
+    out = wsitui("run", config, "--data-dir", tmp_path / "data", "--json")
+    assert out.returncode == 0, out.stderr
+    (wf,) = json.loads(out.stdout)["workflows"]
+    assert {j["key"]: j["state"] for j in wf["jobs"]} == {
+        f"{k}-{n}": "SUCCEEDED" for n in slides for k in "mc"
+    }
+    return tmp_path / "data" / "results" / "t"
