@@ -215,16 +215,18 @@ def test_jobs_of_three_tenants_on_workers_at_once_run_by_the_rules_to_the_serial
 # ---- stopped or killed while jobs run on workers ---------------------------------------------
 @pytest.mark.parametrize(
     ("how", "code"),
-    [("SIGTERM", 130), ("Ctrl-C", 130), ("SIGKILL", -signal.SIGKILL)],
+    [("SIGTERM", 130), ("Ctrl-C", 130), ("hang-up", 130), ("SIGKILL", -signal.SIGKILL)],
 )
 def test_a_run_stopped_or_killed_mid_jobs_leaves_no_worker_and_resumes_to_the_same_cells(
     tmp_path: Path, cell_slides: dict[str, Path], serial: dict, how: str, code: int
 ):
-    """Mid-run (three jobs on workers, a tenant waiting): SIGTERM to wsitui, SIGINT to its
-    whole process group (a terminal's Ctrl-C), or SIGKILL to wsitui alone (its workers end
-    within ~1 s: `exit_with`). Within 3 s no process of its group is left (fork server,
-    resource tracker, workers); the same command again resumes and finishes, by the rules,
-    with the serial run's cells."""
+    """Mid-run (three jobs on workers, a tenant waiting): SIGTERM to wsitui, SIGINT or
+    SIGHUP to its whole process group (a terminal's Ctrl-C, a closed terminal or SSH
+    connection), or SIGKILL to wsitui alone (its workers end within ~1 s: `exit_with`). It
+    ends without a traceback (after a hang-up the resource tracker, killed by it and started
+    again by the stopping run, printed one per semaphore); within 3 s no process of its
+    group is left (fork server, resource tracker, workers); the same command again resumes
+    and finishes, by the rules, with the serial run's cells."""
     cfg = write_config(tmp_path, cell_slides, THREE_TENANTS, workers=2)
     proc = start(cfg, group=True)
     db, log = tmp_path / "data" / "state.db", tmp_path / "ev.jsonl"
@@ -237,8 +239,8 @@ def test_a_run_stopped_or_killed_mid_jobs_leaves_no_worker_and_resumes_to_the_sa
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.05)
         assert len(workers_of(proc.pid)) >= 2
-        if how == "Ctrl-C":
-            os.killpg(proc.pid, signal.SIGINT)
+        if how in ("Ctrl-C", "hang-up"):  # what a terminal sends the foreground group
+            os.killpg(proc.pid, signal.SIGINT if how == "Ctrl-C" else signal.SIGHUP)
         else:
             os.kill(proc.pid, getattr(signal, how))
         _, err = proc.communicate(timeout=60)

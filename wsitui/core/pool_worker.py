@@ -16,10 +16,14 @@ answer.
 That takes effect only once the initializer runs: a worker starts by re-importing the program
 (`wsitui.cli`, whose start-up handler prints "interrupted while starting" and exits) and
 unpickling its job, ~0.1-1 s in which a Ctrl-C killed it, a line per worker, and the pool was
-broken (every tile of the job then on its own thread). So pools are started inside
-`ctrl_c_blocked()`: SIGINT is blocked in the thread that starts the processes, and a process
-inherits the blocking from its first instruction (the fork server its first pool starts, so
-every worker forked from it later, and every `spawn` worker).
+broken (every tile of the job then on its own thread). A hang-up (SIGHUP: the terminal or SSH
+connection went away, sent to the whole group too) killed every worker, the fork server and
+multiprocessing's resource tracker, whose successor, started by the stopping job's process,
+printed a traceback per semaphore it was told to forget. So pools are started inside
+`terminal_signals_blocked()`: SIGINT and SIGHUP are blocked in the thread that starts the
+processes, and a process inherits the blocking from its first instruction (the resource tracker
+and the fork server the first pool starts, so every worker forked from it later, and every
+`spawn` worker); the job's process answers both.
 """
 
 from __future__ import annotations
@@ -62,20 +66,23 @@ def exit_with(pid: int) -> None:
 
 
 @contextlib.contextmanager
-def ctrl_c_blocked() -> Iterator[None]:
-    """SIGINT blocked in this thread meanwhile (a Ctrl-C then goes to the process's other
-    threads, or waits until the block ends): the processes started meanwhile, and the fork
-    server with all its later children, never see it."""
-    if not hasattr(signal, "pthread_sigmask"):  # Windows: no Ctrl-C to a process group
+def terminal_signals_blocked() -> Iterator[None]:
+    """SIGINT and SIGHUP blocked in this thread meanwhile (they go to the process's other
+    threads, or wait until the block ends): the processes started meanwhile, and the fork
+    server and resource tracker with all their later children, never see them."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signals to a process group
         yield
         return
-    # multiprocessing's resource tracker, started by a process's first pool, unblocks SIGINT
-    # in the thread that starts it (it blocks it around its own start): started first.
     from multiprocessing import resource_tracker
 
-    resource_tracker.ensure_running()
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    signals = {signal.SIGINT, signal.SIGHUP}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     try:
+        # multiprocessing's resource tracker, started by a process's first pool, blocks
+        # SIGINT and SIGTERM around its start and then unblocks them in the calling thread:
+        # started first (inheriting SIGHUP blocked), then blocked again.
+        resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from wsitui.core.pool_worker import ctrl_c_blocked, exit_with
+from wsitui.core.pool_worker import exit_with, terminal_signals_blocked
 from wsitui.jobs.segment_cells.accel import PipelineShape
 from wsitui.jobs.segment_cells.memory import GB, READ_AHEAD_BYTES
 from wsitui.models import classical
@@ -104,8 +104,8 @@ class ClassicalPool:
         self._own_thread = threading.Lock()  # after a failure: one tile at a time
         warm = np.full((32, 32, 3), 230, np.uint8)  # each worker's first call, before a tile
         # The workers (and the fork server) start here, one per submit: never killed by a
-        # Ctrl-C that reaches them before `exit_with` has them ignore it (pool_worker.py).
-        with ctrl_c_blocked():
+        # Ctrl-C or hang-up sent to the process group; the job's process answers them.
+        with terminal_signals_blocked():
             self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
                 processes, mp_context=ctx, initializer=exit_with, initargs=(os.getpid(),)
             )
