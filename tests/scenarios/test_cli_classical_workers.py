@@ -262,3 +262,91 @@ def test_a_run_stopped_or_killed_mid_jobs_leaves_no_worker_and_resumes_to_the_sa
     assert oracle.violations == []
     assert missing_from_log(events, db) == []
     assert cells(tmp_path / "data") == serial
+
+
+# ---- a cohort of small slides: a pool per job, one fork server ------------------------------
+def test_a_cohort_on_workers_starts_one_fork_server_and_stays_flat(tmp_path: Path):
+    """Six small slides, one worker: each slide's job gets its own pool of two workers and
+    ends it; the fork server is started once for the run; the run's open files, threads and
+    children are the same at the last slides as at the first; nothing is left after."""
+    from tests.slides.samples import write_sample_slide
+
+    (tmp_path / "co").mkdir()
+    for i in range(6):
+        write_sample_slide(tmp_path / "co" / f"s{i}.svs", size=(1536, 1536), seed=20 + i)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[scheduler]\nmax_workers = 1\n[paths]\ndata_dir = "data"\nevents = "ev.jsonl"\n'
+        '[[workflows]]\ntenant = "lab"\nname = "co"\nslides = ["co/*.svs"]\n'
+        '  [[workflows.jobs]]\n  id = "cells"\n  type = "SEGMENT_CELLS"\n'
+        '  params = { model = "classical", tile_size = 256 }\n'  # workers: one per core
+    )
+    proc = start(cfg, group=True)
+    samples: list[tuple[int, int, int]] = []  # (open fds, threads, live children)
+    servers: set[int] = set()
+    workers: set[int] = set()
+    while proc.poll() is None:
+        try:
+            fds = sum(1 for _ in Path(f"/proc/{proc.pid}/fd").iterdir())
+            threads = sum(1 for _ in Path(f"/proc/{proc.pid}/task").iterdir())
+        except OSError:
+            break
+        procs = processes()
+        kids = {p for p, (parent, _, _) in procs.items() if parent == proc.pid}
+        servers |= {p for p in kids if "forkserver" in procs[p][2]}
+        workers |= workers_of(proc.pid)
+        samples.append((fds, threads, len(kids)))
+        time.sleep(0.05)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert left_behind(proc.pid) == []
+    found = manifests(tmp_path / "data")
+    assert len(found) == 6 and {m["model"]["workers"] for m in found.values()} == {2}
+    assert len(servers) == 1, servers  # started once, by the first job's pool
+    assert len(workers) >= 2 * 5, workers  # a pool per job (one may be missed between samples)
+    half = len(samples) // 2
+    for n, what in enumerate(("open files", "threads", "children")):
+        first, last = max(s[n] for s in samples[:half]), max(s[n] for s in samples[half:])
+        assert last <= first, (what, first, last)
+
+
+# ---- a slide cut short while its job runs on workers ---------------------------------------
+def test_a_slide_truncated_mid_job_fails_that_job_in_one_line_and_no_other(
+    tmp_path: Path, cell_slides: dict[str, Path], serial: dict
+):
+    """ann's slide is truncated while her job runs on workers beside bob's: her job fails
+    with one line naming the slide and the fix, its workers end with it, bob's job finds the
+    serial run's cells, and nothing of the run is left."""
+    victim = tmp_path / "victim.svs"
+    victim.write_bytes(cell_slides["s"].read_bytes())
+    slides = {**cell_slides, "v": victim}
+    work: Work = [("ann", [("a1", "main", "v")]), ("bob", [("b1", "main", "t")])]
+    cfg = write_config(tmp_path, slides, work, workers=2, max_workers=2)
+    proc = start(cfg, group=True)
+    log = tmp_path / "ev.jsonl"
+    try:
+        deadline = time.monotonic() + 120
+        while not any(
+            e["event"] == "job_progress" and e["tenant"] == "ann" and e["tiles_done"] >= 3
+            for e in (read_events([log]) if log.exists() else [])
+        ):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
+        with victim.open("r+b") as f:
+            f.truncate(victim.stat().st_size // 3)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err, err
+    assert left_behind(proc.pid) == []
+    ends = {
+        e["tenant"]: e
+        for e in read_events([log])
+        if e["event"] == "job_state" and e["state"] in ("FAILED", "SUCCEEDED")
+    }
+    assert ends["ann"]["state"] == "FAILED" and ends["bob"]["state"] == "SUCCEEDED"
+    error = ends["ann"]["error"]
+    assert "\n" not in error and str(victim) in error and "truncated" in error, error
+    assert cells(tmp_path / "data")["bob/b1"] == serial["bob/b1"]
