@@ -218,3 +218,57 @@ async def test_a_worker_killed_mid_job_leaves_the_same_cells_and_a_note(tmp_path
     assert manifest["model"]["workers_failed"]
     assert any("classical worker processes stopped" in w for w in manifest["warnings"])
     assert _cells(out) == _cells(ref)
+
+
+async def test_a_cancel_among_jobs_on_workers_leaves_the_others_and_a_retry_resumes(
+    tmp_path, tmp_path_factory
+):
+    """Three tenants' classical jobs on workers, two at once (a tenant waits): one canceled
+    mid-run ends at once, the other jobs' pools (on the same fork server) are untouched and
+    find the cells of a run on the job's own thread; its retry keeps the tiles it had and
+    ends with the same cells too; no worker is left."""
+    from tests.slides.samples import sample_slide_path
+
+    slides = {
+        "ann": sample_slide_path(tmp_path_factory, (2048, 1536), 3),
+        "bob": sample_slide_path(tmp_path_factory, (2048, 1536), 4),
+        "cat": sample_slide_path(tmp_path_factory, (2048, 1536), 3),
+    }
+    ref = {}
+    for seed, slide in ((3, slides["ann"]), (4, slides["bob"])):
+        engine, one = await run_to_end(
+            tmp_path / f"one{seed}", cells_wf(slide, workers=1, tile_size=256)
+        )
+        ref[slide] = _cells(engine.results_dir(engine._jobs[one]))
+    before = _children_of_forkservers()
+    async with Engine(tmp_path / "d", executors(), max_workers=2, max_active_users=2) as engine:
+        ids = {
+            t: engine.submit(t, cells_wf(s, workers=2, tile_size=256)).jobs[1].id
+            for t, s in slides.items()
+        }
+        bob = ids["bob"]
+        with anyio.fail_after(300):
+            await engine.wait_until(lambda: engine._jobs[bob].tiles_done >= 3)
+            assert engine._jobs[ids["ann"]].state is JobState.RUNNING
+            began = time.monotonic()
+            engine.cancel("bob", bob)
+            await engine.wait_until(lambda: engine._jobs[bob].state.terminal)
+            assert time.monotonic() - began < 3.0
+            assert engine._jobs[bob].state is JobState.CANCELED
+            await engine.wait_idle()
+            engine.retry("bob", bob)
+            await engine.wait_until(lambda: engine._jobs[bob].state is JobState.RUNNING)
+            await engine.wait_idle()
+        for tenant, job_id in ids.items():
+            job = engine._jobs[job_id]
+            assert job.state is JobState.SUCCEEDED, (tenant, job.error)
+            out = engine.results_dir(job)
+            manifest = json.loads((out / "manifest.json").read_text())
+            assert manifest["model"]["workers"] == 2 and "workers_failed" not in manifest["model"]
+            assert _cells(out) == ref[slides[tenant]], tenant
+        shards = json.loads((engine.results_dir(engine._jobs[bob]) / "manifest.json").read_text())
+        assert shards["shards"]["reused"] >= 3  # the tiles done before the cancel
+    deadline = time.monotonic() + 10
+    while _children_of_forkservers() - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _children_of_forkservers() - before

@@ -176,3 +176,47 @@ def test_cancel_does_not_wait_for_a_tile_being_measured_in_a_worker(tmp_path: Pa
         assert not (tmp_path / "finished").exists()
     finally:
         release.touch()
+
+
+def test_a_ctrl_c_or_hang_up_reaching_the_workers_kills_none(
+    tmp_path: Path, upstream: UpstreamJob
+) -> None:
+    """A terminal sends Ctrl-C (SIGINT) and a hang-up (SIGHUP) to the whole process group:
+    the job's process answers them (it stops the job, which resumes), the workers never. A
+    worker killed by one failed the job ("a measuring worker process stopped") instead, even
+    where the run was only stopping. Both are sent to each worker as soon as it starts."""
+    import os
+    import signal
+
+    serial = run(tmp_path / "serial", upstream, workers=1)
+    me, hit, done = os.getpid(), set[int](), threading.Event()
+
+    def hunt() -> None:
+        while not done.is_set():
+            for d in Path("/proc").iterdir():
+                try:
+                    if not d.name.isdigit() or int(d.name) in hit:
+                        continue
+                    stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
+                    cmd = (d / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if int(stat[1]) == me and b"spawn_main" in cmd:
+                    hit.add(int(d.name))
+                    for sig in (signal.SIGINT, signal.SIGHUP):
+                        os.kill(int(d.name), sig)
+            time.sleep(0.002)
+
+    hunter = threading.Thread(target=hunt)
+    hunter.start()
+    try:
+        parallel = run(tmp_path / "parallel", upstream, workers=2)
+    finally:
+        done.set()
+        hunter.join()
+    assert len(hit) == 2 and parallel.processes == 2
+    assert parallel.reports[-1] == serial.reports[-1]
+    for name in OUTPUTS:
+        assert (tmp_path / "parallel" / name).read_bytes() == (
+            tmp_path / "serial" / name
+        ).read_bytes(), name

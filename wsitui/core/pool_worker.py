@@ -12,14 +12,28 @@ included, and the job's process answers it (it stops the job and ends its worker
 worker of `wsitui run` printed the line its re-imported `wsitui.cli` sets up for a Ctrl-C during
 start-up ("interrupted while starting; nothing was run"), once per worker, under a run's own
 answer.
+
+That takes effect only once the initializer runs: a worker starts by re-importing the program
+(`wsitui.cli`, whose start-up handler prints "interrupted while starting" and exits) and
+unpickling its job, ~0.1-1 s in which a Ctrl-C killed it, a line per worker, and the pool was
+broken (every tile of the job then on its own thread). A hang-up (SIGHUP: the terminal or SSH
+connection went away, sent to the whole group too) killed every worker, the fork server and
+multiprocessing's resource tracker, whose successor, started by the stopping job's process,
+printed a traceback per semaphore it was told to forget. So pools are started inside
+`terminal_signals_blocked()`: SIGINT and SIGHUP are blocked in the thread that starts the
+processes, and a process inherits the blocking from its first instruction (the resource tracker
+and the fork server the first pool starts, so every worker forked from it later, and every
+`spawn` worker); the job's process answers both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 POLL_S = 1.0  # how often a worker checks that the job's process is still there
@@ -49,3 +63,26 @@ def exit_with(pid: int) -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="exit-with-job", daemon=True).start()
+
+
+@contextlib.contextmanager
+def terminal_signals_blocked() -> Iterator[None]:
+    """SIGINT and SIGHUP blocked in this thread meanwhile (they go to the process's other
+    threads, or wait until the block ends): the processes started meanwhile, and the fork
+    server and resource tracker with all their later children, never see them."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signals to a process group
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    signals = {signal.SIGINT, signal.SIGHUP}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        # multiprocessing's resource tracker, started by a process's first pool, blocks
+        # SIGINT and SIGTERM around its start and then unblocks them in the calling thread:
+        # started first (inheriting SIGHUP blocked), then blocked again.
+        resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from wsitui.core.executor import JobError
-from wsitui.core.pool_worker import exit_with
+from wsitui.core.pool_worker import exit_with, terminal_signals_blocked
 from wsitui.jobs.common.staged import Finishing
 from wsitui.jobs.measure_cells.measure import (
     LoadedTile,
@@ -95,7 +95,10 @@ class TilePipeline(Finishing):
         if self._pool is None:
             return tile.features, tile.input
         try:
-            return tile.features, self._pool.submit(self._measure, tile.input)
+            # A submit starts a worker while fewer run: never killed by a Ctrl-C or hang-up
+            # sent to the process group (pool_worker.py); the job's process answers them.
+            with terminal_signals_blocked():
+                return tile.features, self._pool.submit(self._measure, tile.input)
         except (BrokenProcessPool, RuntimeError) as e:  # RuntimeError: shut down by close()
             return tile.features, e
 

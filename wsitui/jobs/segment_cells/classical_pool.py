@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from wsitui.core.pool_worker import exit_with
+from wsitui.core.pool_worker import exit_with, terminal_signals_blocked
 from wsitui.jobs.segment_cells.accel import PipelineShape
 from wsitui.jobs.segment_cells.memory import GB, READ_AHEAD_BYTES
 from wsitui.models import classical
@@ -98,16 +98,19 @@ class ClassicalPool:
             # (~1-2 s each otherwise). No effect once a fork server runs.
             ctx.set_forkserver_preload([classical.__name__])
         self.processes = processes
-        self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
-            processes, mp_context=ctx, initializer=exit_with, initargs=(os.getpid(),)
-        )
         self.failed = ""  # why the workers stopped, when they did before the job's end
         self._closed = False
         self._lock = threading.Lock()
         self._own_thread = threading.Lock()  # after a failure: one tile at a time
         warm = np.full((32, 32, 3), 230, np.uint8)  # each worker's first call, before a tile
-        for _ in range(processes):
-            self._pool.submit(classical.segment_tile, warm)
+        # The workers (and the fork server) start here, one per submit: never killed by a
+        # Ctrl-C or hang-up sent to the process group; the job's process answers them.
+        with terminal_signals_blocked():
+            self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
+                processes, mp_context=ctx, initializer=exit_with, initargs=(os.getpid(),)
+            )
+            for _ in range(processes):
+                self._pool.submit(classical.segment_tile, warm)
 
     def predict(self, batch: np.ndarray, postprocess: dict[str, Any] | None = None) -> np.ndarray:
         """Labels (B, H, W) int32 of a uint8 (B, H, W, 3) batch (`postprocess`: the classical

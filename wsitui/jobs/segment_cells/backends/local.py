@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from wsitui.core.pool_worker import exit_with
+from wsitui.core.pool_worker import exit_with, terminal_signals_blocked
 from wsitui.jobs.common.cpus import available_cpus
 from wsitui.jobs.common.grid import Tile
 from wsitui.jobs.common.shards import ShardStore
@@ -237,12 +237,13 @@ def _trace_pool(processes: int) -> ProcessPoolExecutor | None:
         return None
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    # a kill -9 of wsitui leaves no worker behind
-    pool = ProcessPoolExecutor(
-        processes, mp_context=ctx, initializer=exit_with, initargs=(os.getpid(),)
-    )
-    for _ in range(processes):
-        pool.submit(ready)
+    # a kill -9 of wsitui leaves no worker behind, a Ctrl-C or hang-up while they start kills none
+    with terminal_signals_blocked():
+        pool = ProcessPoolExecutor(
+            processes, mp_context=ctx, initializer=exit_with, initargs=(os.getpid(),)
+        )
+        for _ in range(processes):
+            pool.submit(ready)
     return pool
 
 
