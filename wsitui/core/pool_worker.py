@@ -29,11 +29,13 @@ and the fork server the first pool starts, so every worker forked from it later,
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 POLL_S = 1.0  # how often a worker checks that the job's process is still there
@@ -86,3 +88,26 @@ def terminal_signals_blocked() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def start_pool(
+    processes: int, first: Callable[..., object], *args: object, preload: Iterable[str] = ()
+) -> ProcessPoolExecutor:
+    """`processes` worker processes of a job, started now, each running `first(*args)` before
+    the job's first task reaches it. forkserver, not fork, where there is one: this process has
+    threads (and CUDA once a GPU job ran), and a forked child of such a process may hang.
+    `preload`: modules the fork server imports once, so each worker forked from it starts with
+    them (no effect once a fork server runs). Each worker ends with the job's process
+    (`exit_with`) and never sees a Ctrl-C or hang-up sent to the process group
+    (`terminal_signals_blocked`)."""
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if preload and "forkserver" in methods:
+        ctx.set_forkserver_preload(list(preload))
+    with terminal_signals_blocked():  # the workers (and the fork server) start here
+        pool = ProcessPoolExecutor(
+            processes, mp_context=ctx, initializer=exit_with, initargs=(os.getpid(),)
+        )
+        for _ in range(processes):
+            pool.submit(first, *args)
+    return pool

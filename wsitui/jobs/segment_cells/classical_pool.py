@@ -20,8 +20,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import multiprocessing
-import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -29,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from wsitui.core.pool_worker import exit_with, terminal_signals_blocked
+from wsitui.core.pool_worker import start_pool
 from wsitui.jobs.segment_cells.accel import PipelineShape
 from wsitui.jobs.segment_cells.memory import GB, READ_AHEAD_BYTES
 from wsitui.models import classical
@@ -88,29 +86,18 @@ class ClassicalPool:
     `failed` says why, for the manifest)."""
 
     def __init__(self, processes: int) -> None:
-        methods = multiprocessing.get_all_start_methods()
-        # forkserver, not fork: this process has threads (and CUDA where a GPU job ran); a
-        # forked child of such a process may hang.
-        ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        if "forkserver" in methods:
-            # The fork server (one per process, started by its first pool) imports the model
-            # once; each worker forked from it starts with numpy, scipy and skimage loaded
-            # (~1-2 s each otherwise). No effect once a fork server runs.
-            ctx.set_forkserver_preload([classical.__name__])
         self.processes = processes
         self.failed = ""  # why the workers stopped, when they did before the job's end
         self._closed = False
         self._lock = threading.Lock()
         self._own_thread = threading.Lock()  # after a failure: one tile at a time
-        warm = np.full((32, 32, 3), 230, np.uint8)  # each worker's first call, before a tile
-        # The workers (and the fork server) start here, one per submit: never killed by a
-        # Ctrl-C or hang-up sent to the process group; the job's process answers them.
-        with terminal_signals_blocked():
-            self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
-                processes, mp_context=ctx, initializer=exit_with, initargs=(os.getpid(),)
-            )
-            for _ in range(processes):
-                self._pool.submit(classical.segment_tile, warm)
+        # Each worker's first call, a tiny tile, before the job's first tile. The fork server
+        # imports the model once: each worker forked from it starts with numpy, scipy and
+        # skimage loaded (~1-2 s each otherwise).
+        warm = np.full((32, 32, 3), 230, np.uint8)
+        self._pool: ProcessPoolExecutor | None = start_pool(
+            processes, classical.segment_tile, warm, preload=(classical.__name__,)
+        )
 
     def predict(self, batch: np.ndarray, postprocess: dict[str, Any] | None = None) -> np.ndarray:
         """Labels (B, H, W) int32 of a uint8 (B, H, W, 3) batch (`postprocess`: the classical

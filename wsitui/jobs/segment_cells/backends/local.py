@@ -17,8 +17,6 @@ the job reports to the faces only the work to do (tissue tiles), with skipped ti
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import threading
 import time
 from collections import deque
@@ -30,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from wsitui.core.pool_worker import exit_with, terminal_signals_blocked
+from wsitui.core.pool_worker import start_pool
 from wsitui.jobs.common.cpus import available_cpus
 from wsitui.jobs.common.grid import Tile
 from wsitui.jobs.common.shards import ShardStore
@@ -231,20 +229,10 @@ def run_tiles(
 
 def _trace_pool(processes: int) -> ProcessPoolExecutor | None:
     """Worker processes for tracing, started now (they import numpy while the first batch is
-    read and inferred). forkserver, not fork: this process has threads, and CUDA once a GPU
-    job ran; a forked child of such a process may hang or fail."""
+    read and inferred): `pool_worker.start_pool`."""
     if processes <= 0:
         return None
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    # a kill -9 of wsitui leaves no worker behind, a Ctrl-C or hang-up while they start kills none
-    with terminal_signals_blocked():
-        pool = ProcessPoolExecutor(
-            processes, mp_context=ctx, initializer=exit_with, initargs=(os.getpid(),)
-        )
-        for _ in range(processes):
-            pool.submit(ready)
-    return pool
+    return start_pool(processes, ready)
 
 
 def _interruptible(fut: Future[list[np.ndarray]], check_cancel: Callable[[], None]) -> Any:
