@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -101,6 +103,66 @@ def test_the_pool_gives_the_models_labels_and_survives_a_dead_worker(caplog) -> 
     finally:
         pool.close()
     assert "classical worker processes failed" in caplog.text
+
+
+SENDS_BACK = """
+import sys
+import numpy as np
+from tests.cells.test_classical_workers import _tiles
+from wsitui.jobs.segment_cells.classical_pool import ClassicalPool
+
+pool = ClassicalPool(1)
+tile = _tiles(1, 1024)
+want = pool.predict(tile)
+(pid,) = pool._pool._processes
+print(pid, flush=True)
+sys.stdin.readline()
+got = pool.predict(tile)
+print("done", bool(np.array_equal(got, want)), bool(pool.failed), flush=True)
+pool.close()
+"""
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_a_worker_killed_while_it_sends_its_tile_back_hangs_nothing(tmp_path: Path) -> None:
+    """A worker's result went back through the pool's pipe (a 1024² tile's labels: 4 MB); one
+    killed mid-send (a cancel's terminate, the OOM killer) left half a message there, and the
+    pool's reader waited for its rest for good: the job's thread waited for its tile forever
+    and the process hung at exit (CI ran an hour past its last test). Here the job's process
+    is stopped while its worker segments, so the worker, done, is left in its send (or, now,
+    past it, waiting for its next tile); it is killed then and the process let go on."""
+    repo = Path(__file__).parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SENDS_BACK], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONPATH": str(repo)},
+    )  # fmt: skip
+    try:
+        worker = int(proc.stdout.readline())  # type: ignore[union-attr]
+        busy = _cpu_ticks(worker)
+        proc.stdin.write("go\n")  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+        deadline = time.monotonic() + 30
+        while _cpu_ticks(worker) < busy + 5 and time.monotonic() < deadline:
+            time.sleep(0.002)  # until the worker segments the tile (50 ms of CPU: not idle)
+        os.kill(proc.pid, signal.SIGSTOP)  # nothing reads what the worker sends back
+        still, ticks = time.monotonic(), _cpu_ticks(worker)
+        while time.monotonic() - still < 1.0 and time.monotonic() < deadline:
+            time.sleep(0.05)  # until it has segmented the tile and is blocked
+            now = _cpu_ticks(worker)
+            if now != ticks:
+                still, ticks = time.monotonic(), now
+        os.kill(worker, signal.SIGKILL)
+        os.kill(proc.pid, signal.SIGCONT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert out.split() == ["done", "True", out.split()[2]], out  # the same labels either way
 
 
 def test_closing_now_drops_the_tile_a_worker_runs() -> None:

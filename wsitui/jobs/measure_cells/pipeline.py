@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -29,6 +30,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from wsitui.core.executor import JobError
+from wsitui.core.pool_results import from_file, results_folder, to_file
 from wsitui.core.pool_worker import exit_with, terminal_signals_blocked
 from wsitui.jobs.common.staged import Finishing
 from wsitui.jobs.measure_cells.measure import (
@@ -78,6 +80,9 @@ class TilePipeline(Finishing):
             if self.workers > 1
             else None
         )
+        # The workers' results come back through files (core/pool_results.py: a worker killed
+        # while it sends one back would leave the job waiting for good).
+        self._folder = results_folder() if self._pool is not None else None
         self._started: list[Future[Any]] = []
         self._stopped = False  # a wait was stopped by cancel
 
@@ -98,7 +103,9 @@ class TilePipeline(Finishing):
             # A submit starts a worker while fewer run: never killed by a Ctrl-C or hang-up
             # sent to the process group (pool_worker.py); the job's process answers them.
             with terminal_signals_blocked():
-                return tile.features, self._pool.submit(self._measure, tile.input)
+                return tile.features, self._pool.submit(
+                    to_file, self._folder, self._measure, tile.input
+                )
         except (BrokenProcessPool, RuntimeError) as e:  # RuntimeError: shut down by close()
             return tile.features, e
 
@@ -115,7 +122,7 @@ class TilePipeline(Finishing):
         if isinstance(got, BaseException):
             raise _worker_error(got) from got
         try:
-            return features, self._wait(got)
+            return features, from_file(self._wait(got))
         except BrokenProcessPool as e:
             raise _worker_error(e) from e
 
@@ -148,6 +155,8 @@ class TilePipeline(Finishing):
         self._loader.shutdown(wait=True, cancel_futures=True)  # a load ends within one read
         if self._pool is not None:
             self._pool.shutdown(wait=wait, cancel_futures=True)
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
 
 
 _readers: dict[str, SlideReader] = {}  # in a worker process: the slide, opened once

@@ -9,6 +9,10 @@ at once as the job has processes; the labels are the same (the same function on 
 pixels, tested). Worker processes start once per job (forkserver, ~1-2 s while the first tiles
 are read) and end with it, or within a second of a `kill -9` of wsitui (`exit_with`).
 
+A tile's labels come back through a file (`core/pool_results.py`), not the pool's pipe: a
+cancel terminates the workers, and one ended while it sent its labels back left the job's
+threads, and the process at exit, waiting for good.
+
 How many (`workers`, absent): one per core this process may run on, bounded by the job's
 `memory_gb` (each worker holds numpy/scipy/skimage and one tile's temporaries) and by the tiles
 to do; none (the job's own thread, as before) on one core or under `MIN_TILES` tiles, where
@@ -20,13 +24,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import shutil
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import wait as mp_wait
 from typing import Any
 
 import numpy as np
 
+from wsitui.core.pool_results import from_file, results_folder, to_file
 from wsitui.core.pool_worker import start_pool
 from wsitui.jobs.segment_cells.accel import PipelineShape
 from wsitui.jobs.segment_cells.memory import GB, READ_AHEAD_BYTES
@@ -79,6 +87,11 @@ def classical_pipeline(workers: int) -> PipelineShape:
     )
 
 
+def _warm() -> None:
+    """A worker's first call, before the job's first tile: the model's code paths loaded."""
+    classical.segment_tile(np.full((32, 32, 3), 230, np.uint8))
+
+
 class ClassicalPool:
     """`predict` as the classical model's, each tile segmented on a worker process. A worker
     that dies (killed, out of memory) does not fail the job: its tiles and every later one are
@@ -91,12 +104,13 @@ class ClassicalPool:
         self._closed = False
         self._lock = threading.Lock()
         self._own_thread = threading.Lock()  # after a failure: one tile at a time
+        # Where the workers leave each tile's labels, for a moment (`from_file` removes each).
+        self._dir = results_folder()
         # Each worker's first call, a tiny tile, before the job's first tile. The fork server
         # imports the model once: each worker forked from it starts with numpy, scipy and
         # skimage loaded (~1-2 s each otherwise).
-        warm = np.full((32, 32, 3), 230, np.uint8)
         self._pool: ProcessPoolExecutor | None = start_pool(
-            processes, classical.segment_tile, warm, preload=(classical.__name__,)
+            processes, _warm, preload=(classical.__name__,)
         )
 
     def predict(self, batch: np.ndarray, postprocess: dict[str, Any] | None = None) -> np.ndarray:
@@ -106,8 +120,10 @@ class ClassicalPool:
         if pool is not None and not self.failed:
             try:
                 tiles = [np.ascontiguousarray(t) for t in batch]
-                futures = [pool.submit(classical.segment_tile, t) for t in tiles]
-                return np.stack([f.result() for f in futures]).astype(np.int32)
+                futures = [
+                    pool.submit(to_file, self._dir, classical.segment_tile, t) for t in tiles
+                ]
+                return np.stack([from_file(f.result()) for f in futures]).astype(np.int32)
             except BrokenProcessPool as exc:  # a worker died; the pool is unusable from now on
                 if self._closed:
                     raise  # stopped by `close(now=True)`: the job is over
@@ -124,15 +140,22 @@ class ClassicalPool:
         """End the workers: after the tiles they run, or (`now`: a cancel, a failure) at once,
         the tiles they run dropped (a cancel is answered in a fraction of a second whatever a
         tile costs). Idempotent."""
+        if now:  # first: a tile asked for from here on is refused, not run on the job's thread
+            self._closed = True
         pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        if not now:
+        if pool is not None and not now:
             pool.shutdown(wait=True, cancel_futures=True)
-            return
-        self._closed = True
-        processes = list(getattr(pool, "_processes", {}).values())  # no public handle on them
-        pool.shutdown(wait=False, cancel_futures=True)
-        for p in processes:
-            with contextlib.suppress(Exception):  # already gone
-                p.terminate()
+        elif pool is not None:
+            processes = list(getattr(pool, "_processes", {}).values())  # no public handle
+            pool.shutdown(wait=False, cancel_futures=True)
+            for p in processes:
+                with contextlib.suppress(Exception):  # already gone
+                    p.terminate()
+            # Gone before their folder is (a worker may be writing a tile's labels into it);
+            # SIGTERM ends one at once. Sentinels only: the pool's own thread reaps them.
+            deadline = time.monotonic() + 2.0
+            waiting = [p.sentinel for p in processes]
+            while waiting and time.monotonic() < deadline:
+                done = mp_wait(waiting, timeout=max(0.0, deadline - time.monotonic()))
+                waiting = [w for w in waiting if w not in done]
+        shutil.rmtree(self._dir, ignore_errors=True)

@@ -17,6 +17,7 @@ the job reports to the faces only the work to do (tissue tiles), with skipped ti
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections import deque
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from wsitui.core.pool_results import from_file, results_folder, to_file
 from wsitui.core.pool_worker import start_pool
 from wsitui.jobs.common.cpus import available_cpus
 from wsitui.jobs.common.grid import Tile
@@ -105,6 +107,9 @@ def run_tiles(
 
     geometry = TraceGeometry(plan.scale, plan.geometry.level_dimensions, plan.band, min_area_px)
     procs = _trace_pool(trace_processes)
+    # Their results come back through files (core/pool_results.py: a worker killed while it
+    # sends one back would leave the job waiting for good).
+    folder = results_folder() if procs is not None else None
     broken: list[bool] = []
 
     def trace(image: TileImage, labels: np.ndarray) -> CellRecords:
@@ -112,9 +117,11 @@ def run_tiles(
         if procs is not None and not broken:
             lab = np.ascontiguousarray(labels[: image.h, : image.w])  # only real pixels travel
             try:
-                return procs.submit(
-                    traced, lab, image.tile, valid, image.chromogen, geometry
-                ).result()
+                return from_file(
+                    procs.submit(
+                        to_file, folder, traced, lab, image.tile, valid, image.chromogen, geometry
+                    ).result()
+                )
             except BrokenProcessPool:
                 # A worker died (e.g. a host script without `if __name__ == "__main__":`, which
                 # worker processes re-import): the rest of the job traces on its threads.
@@ -223,6 +230,8 @@ def run_tiles(
         extractor.shutdown(wait=True, cancel_futures=True)
         if procs is not None:
             procs.shutdown(wait=True, cancel_futures=True)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
         infer.shutdown(wait=False)  # a batch still computing after a cancel is left to finish
     return timings
 

@@ -1,0 +1,82 @@
+"""A worker's result goes back through a file (core/pool_results.py): what crosses the pool's
+pipe is a name small enough for one atomic write, the result or the exception comes back whole,
+and the files and folders do not pile up. (The hang it prevents, a worker killed mid-send:
+tests/cells/test_classical_workers.py.)"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wsitui.core import pool_results
+from wsitui.core.pool_results import from_file, results_folder, to_file
+
+
+class _Unpicklable(Exception):
+    def __init__(self, a: int, b: int) -> None:  # pickles, but does not unpickle: two args
+        super().__init__(f"{a}+{b}")
+
+
+def _raise(kind: str) -> None:
+    if kind == "value":
+        raise ValueError("bad tile")
+    raise _Unpicklable(1, 2)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    d = tmp_path / "results"
+    d.mkdir()
+    return d
+
+
+def test_a_result_comes_back_whole_and_its_file_goes(folder: Path) -> None:
+    labels = np.arange(1024 * 1024, dtype=np.int32).reshape(1024, 1024)
+    sent = to_file(folder, np.copy, labels)
+    assert len(pickle.dumps(sent)) < select.PIPE_BUF  # one atomic write on the pipe
+    got = from_file(sent)
+    assert np.array_equal(got, labels)
+    assert list(folder.iterdir()) == []
+
+
+def test_an_exception_comes_back_with_the_workers_traceback(folder: Path) -> None:
+    sent = to_file(folder, _raise, "value")
+    assert sent[0] == "raised" and len(pickle.dumps(sent)) < select.PIPE_BUF
+    with pytest.raises(ValueError, match="bad tile") as caught:
+        from_file(sent)
+    assert "in a worker process" in "".join(caught.value.__notes__)
+    assert "_raise" in "".join(caught.value.__notes__)  # where it was raised
+    with pytest.raises(RuntimeError, match=r"_Unpicklable: 1\+2"):
+        from_file(to_file(folder, _raise, "odd"))  # named, not a failure to unpickle
+    assert list(folder.iterdir()) == []
+
+
+def test_a_result_that_cannot_be_written_is_said_in_one_line(folder: Path) -> None:
+    sent = to_file(folder / "gone", np.zeros, 3)  # the folder removed (a cancel)
+    assert sent[0] == "lost"
+    with pytest.raises(RuntimeError, match="could not hand its result back"):
+        from_file(sent)
+
+
+def test_folders_of_processes_that_are_gone_are_removed(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(pool_results.tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    left = tmp_path / f"{pool_results.PREFIX}{dead}-abc"
+    left.mkdir()
+    (left / "x.pickle").write_bytes(b"1")
+    live = tmp_path / f"{pool_results.PREFIX}{os.getppid()}-def"  # a running process's
+    live.mkdir()
+    other = tmp_path / "wsitui-something-else"
+    other.mkdir()
+    mine = results_folder()
+    assert mine.parent == tmp_path and mine.name.startswith(f"{pool_results.PREFIX}{os.getpid()}-")
+    assert not left.exists() and live.exists() and other.exists()
+    assert results_folder() != mine and mine.exists()  # this process's own are kept
