@@ -4,6 +4,9 @@ import pytest
 
 from tests.slides.samples import SIZE, sample_slide_path, single_level_tiff_path
 
+# Names what keeps the test process from exiting after its last test (CI waits on it).
+pytest_plugins = ["tests.exit_watchdog"]
+
 
 @pytest.fixture
 def anyio_backend() -> str:
