@@ -274,9 +274,7 @@ class _ElapsedColumn(TimeElapsedColumn):
         elapsed = task.elapsed
         if elapsed is None:
             return Text("-:--:--", style="progress.elapsed")
-        minutes, seconds = divmod(int(elapsed), 60)
-        hours, minutes = divmod(minutes, 60)
-        return Text(f"{hours:d}:{minutes:02d}:{seconds:02d}", style="progress.elapsed")
+        return Text(_hms(elapsed), style="progress.elapsed")
 
 
 class _RemainingColumn(TimeRemainingColumn):
@@ -303,9 +301,14 @@ class _RemainingColumn(TimeRemainingColumn):
         if own is None or any(t is None for t in theirs):
             return Text("-:--:--", style="progress.remaining")
         left = max(own, *(t for t in theirs if t is not None))
-        minutes, seconds = divmod(int(left), 60)
-        hours, minutes = divmod(minutes, 60)
-        return Text(f"{hours:d}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
+        return Text(_hms(left), style="progress.remaining")
+
+
+def _hms(seconds: float) -> str:
+    """h:mm:ss, as Rich's own time columns write it."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:d}:{minutes:02d}:{secs:02d}"
 
 
 def _to_run(job: Job) -> bool:
@@ -428,9 +431,8 @@ class ProgressBars:
         self._tenant: dict[str, str] = {}  # workflow id -> tenant
         self._engine: Engine | None = None  # where a ready job's reason is read (R9)
         self._job_bars: dict[str, list[str]] = {}  # workflow id -> its jobs with a bar
-        self._said_ready: set[str] = (
-            set()
-        )  # job bars that say what their job waits for (or why not)
+        # job bars that say what their job waits for (or why not)
+        self._said_ready: set[str] = set()
 
     def add(
         self,
