@@ -32,6 +32,13 @@ import pytest
 # for this plugin's own test.
 GRACE_S = float(os.environ.get("WSITUI_TEST_EXIT_GRACE_S", "120"))
 _status = {"code": 1}
+_session: list[pytest.Session] = []
+# multiprocessing's own helpers end by themselves when this process does (their pipes close)
+_SELF_ENDING = ("multiprocessing.resource_tracker import main", "multiprocessing.forkserver")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _session.append(session)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -40,13 +47,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if _session:  # plugins may raise the status after sessionfinish (syrupy's unused snapshots)
+        _status["code"] = int(_session[0].exitstatus)
     for pid, cmd, ours in _holding_my_output():
         # CI reads the output until every writer has closed it: one left behind holds CI until
-        # its time limit. Ended when it is this session's (its descendant, or in its session).
+        # its time limit. Ended when the tests started it: this process's descendant, or one
+        # of its terminal session started after it (never what CI started before pytest).
         if ours:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-        done = "ended" if ours else "left running (not this session's)"
+        done = "ended" if ours else "left running (not started by the tests)"
         _say(f"tests: process {pid} still held the test run's output, {done}: {cmd}")
     threading.Thread(target=_watch, name="exit-watchdog", daemon=True).start()
 
@@ -75,9 +85,9 @@ def _say(line: str) -> None:
 
 
 def _holding_my_output() -> list[tuple[int, str, bool]]:
-    """(pid, command line, whether this process started it or shares its session) of the
-    processes other than this one and its ancestors with this process's stdout or stderr pipe
-    open for writing: after the last test, only what the session left behind."""
+    """(pid, command line, whether the tests started it) of the processes of this process's
+    terminal session, or its descendants, other than it and its ancestors, with its stdout or
+    stderr pipe open for writing: after the last test, only what the session left behind."""
     try:
         mine = {str(Path(f"/proc/self/fd/{fd}").readlink()) for fd in (1, 2)}
     except OSError:
@@ -87,12 +97,25 @@ def _holding_my_output() -> list[tuple[int, str, bool]]:
         return []
     me, session = os.getpid(), os.getsid(0)
     ancestors = set(_chain(me))
+    born = _started(me)
     found = []
-    for pid, cmd in _processes(lambda stat: True):
-        if pid not in ancestors and any(_writes(fd, mine) for fd in _fds(pid)):
-            ours = me in _chain(pid) or _sid(pid) == session
-            found.append((pid, cmd, ours))
+    for pid, cmd in _processes(lambda stat: int(stat[3]) == session or int(stat[1]) > 1):
+        if pid in ancestors or any(s in cmd for s in _SELF_ENDING):
+            continue
+        descendant = me in _chain(pid)
+        if not descendant and _sid(pid) != session:
+            continue
+        if any(_writes(fd, mine) for fd in _fds(pid)):
+            found.append((pid, cmd, descendant or _started(pid) > born))
     return found
+
+
+def _started(pid: int) -> int:
+    """When `pid` started (clock ticks after boot; /proc stat field 22)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _chain(pid: int) -> list[int]:

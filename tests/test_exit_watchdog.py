@@ -49,6 +49,25 @@ def test_a_failing_session_keeps_its_failing_status(tmp_path: Path):
         "import threading\n\ndef test_fails():\n"
         "    threading.Thread(target=threading.Event().wait).start()\n    assert False\n"
     )
+    # and a status a plugin raises after the session's end (syrupy's unused snapshots) counts
+    (tmp_path / "test_passes_but.py").write_text(
+        "import threading\n\ndef test_passes():\n"
+        "    threading.Thread(target=threading.Event().wait).start()\n"
+    )
+    (tmp_path / "conftest.py").write_text(
+        "import pytest\n\n@pytest.hookimpl(trylast=True)\n"
+        "def pytest_sessionfinish(session, exitstatus):\n"
+        "    if 'test_passes_but' in str(session.config.args):\n"
+        "        session.exitstatus = 1\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "tests.exit_watchdog", "-p",
+         "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path / "test_passes_but.py")],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), "WSITUI_TEST_EXIT_GRACE_S": "2"},
+    )  # fmt: skip
+    assert proc.returncode == 1 and "1 passed" in proc.stdout, proc.stdout + proc.stderr
+    assert "had not exited" in proc.stderr
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "tests.exit_watchdog", "-p",
          "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path / "test_fails.py")],
@@ -57,3 +76,35 @@ def test_a_failing_session_keeps_its_failing_status(tmp_path: Path):
     )  # fmt: skip
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "had not exited" in proc.stderr
+
+
+def test_what_ci_started_before_the_tests_is_named_never_ended(tmp_path: Path):
+    """A process the harness started before pytest (a heartbeat, a service) holding the same
+    output pipe is not the tests': named, left running (ending it failed the harness)."""
+    (tmp_path / "test_ok.py").write_text("def test_ok():\n    pass\n")
+    pidfile = tmp_path / "holder.pid"
+    script = (
+        f"sleep 30 & echo $! > {pidfile}; {sys.executable} -m pytest -q -p "
+        f"tests.exit_watchdog -p no:cacheprovider --rootdir {tmp_path} {tmp_path / 'test_ok.py'}"
+        "; exit $?"  # not exec'd by bash as its last command: pytest is the sleep's sibling
+    )
+    proc = subprocess.Popen(
+        ["bash", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    try:
+        assert proc.wait(timeout=120) == 0
+        holder = int(pidfile.read_text())
+        assert _alive(holder), "the harness's own process was ended"
+    finally:
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), 9)
+    out = proc.stdout.read()  # type: ignore[union-attr]
+    assert "left running (not started by the tests)" in out and "sleep 30" in out, out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False

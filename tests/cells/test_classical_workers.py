@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -163,6 +164,21 @@ def test_a_worker_killed_while_it_sends_its_tile_back_hangs_nothing(tmp_path: Pa
             proc.kill()
             proc.wait()
     assert out.split() == ["done", "True", out.split()[2]], out  # the same labels either way
+
+
+def test_labels_a_worker_cannot_write_send_the_tiles_to_the_jobs_thread() -> None:
+    """A worker hands a tile's labels back through a file (core/pool_results.py); where it
+    cannot write one (a full temporary disk; here its folder removed) the job goes on, on its
+    own thread, with the same labels, and says why in the manifest."""
+    tiles = _tiles(2)
+    expected = np.stack([classical.segment_tile(t) for t in tiles]).astype(np.int32)
+    pool = ClassicalPool(1)
+    try:
+        shutil.rmtree(pool._dir)
+        assert np.array_equal(pool.predict(tiles), expected)
+        assert "could not hand its result back" in pool.failed
+    finally:
+        pool.close()
 
 
 def test_closing_now_drops_the_tile_a_worker_runs() -> None:

@@ -10,13 +10,23 @@ import pickle
 import select
 import subprocess
 import sys
+import time
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from wsitui.core import pool_results
-from wsitui.core.pool_results import from_file, results_folder, to_file
+from wsitui.core.pool_results import (
+    ResultLost,
+    discard,
+    from_file,
+    result_of,
+    results_folder,
+    to_file,
+)
 
 
 class _Unpicklable(Exception):
@@ -60,8 +70,8 @@ def test_an_exception_comes_back_with_the_workers_traceback(folder: Path) -> Non
 
 def test_a_result_that_cannot_be_written_is_said_in_one_line(folder: Path) -> None:
     sent = to_file(folder / "gone", np.zeros, 3)  # the folder removed (a cancel)
-    assert sent[0] == "lost"
-    with pytest.raises(RuntimeError, match="could not hand its result back"):
+    assert sent[0] == "lost" and "gone" in sent[1]  # which folder
+    with pytest.raises(ResultLost, match=r"could not hand its result back.*TMPDIR"):
         from_file(sent)
 
 
@@ -69,14 +79,44 @@ def test_folders_of_processes_that_are_gone_are_removed(monkeypatch, tmp_path: P
     monkeypatch.setattr(pool_results.tempfile, "tempdir", str(tmp_path))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    left = tmp_path / f"{pool_results.PREFIX}{dead}-abc"
+    host = pool_results._host()
+    left = tmp_path / f"{pool_results.PREFIX}{dead}-{host}-abc"
     left.mkdir()
     (left / "x.pickle").write_bytes(b"1")
-    live = tmp_path / f"{pool_results.PREFIX}{os.getppid()}-def"  # a running process's
+    elsewhere = tmp_path / f"{pool_results.PREFIX}{dead}-another_host-abc"  # a shared /tmp
+    elsewhere.mkdir()
+    live = tmp_path / f"{pool_results.PREFIX}{os.getppid()}-{host}-def"  # a running process's
     live.mkdir()
     other = tmp_path / "wsitui-something-else"
     other.mkdir()
     mine = results_folder()
     assert mine.parent == tmp_path and mine.name.startswith(f"{pool_results.PREFIX}{os.getpid()}-")
-    assert not left.exists() and live.exists() and other.exists()
+    assert not left.exists() and live.exists() and other.exists() and elsewhere.exists()
     assert results_folder() != mine and mine.exists()  # this process's own are kept
+
+
+class _BrokenPool:
+    """Fake of the two ProcessPoolExecutor internals `result_of` reads (CPython's own names):
+    a pool broken by a worker's death whose settling thread has ended."""
+
+    _broken = "A child process terminated abruptly"
+    _executor_manager_thread = None
+
+
+def test_a_task_left_pending_in_a_broken_pool_is_not_waited_for_good() -> None:
+    pending: Future[tuple[str, str]] = Future()  # nobody will ever settle it
+    began = time.monotonic()
+    with pytest.raises(BrokenProcessPool):
+        result_of(_BrokenPool(), pending, poll=0.05)  # type: ignore[arg-type]
+    assert time.monotonic() - began < 5
+    done: Future[int] = Future()
+    done.set_result(7)
+    assert result_of(_BrokenPool(), done) == 7  # a settled one is still read
+
+
+def test_the_files_of_a_failed_batchs_other_tiles_go_as_they_end(folder: Path) -> None:
+    later: Future[tuple[str, str]] = Future()
+    discard([later])
+    sent = to_file(folder, np.zeros, 1000)
+    later.set_result(sent)
+    assert list(folder.iterdir()) == []

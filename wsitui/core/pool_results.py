@@ -21,26 +21,46 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import re
 import shutil
+import socket
 import tempfile
+import threading
+import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
 from typing import Any
 
 from wsitui.core.pool_worker import alive
 
 PREFIX = "wsitui-results-"
+POLL_S = 1.0
+
+
+class ResultLost(RuntimeError):
+    """A worker could not write its result (a full or small temporary disk): the task can be
+    run again elsewhere."""
+
+
+def _host() -> str:
+    # A temporary folder shared by several machines (or PID namespaces): only this host's
+    # folders are judged by their process ids.
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:40] or "host"
 
 
 def results_folder() -> Path:
     """A new folder for one pool's result files (in the system's temporary folder)."""
     tmp = Path(tempfile.gettempdir())
-    for old in tmp.glob(f"{PREFIX}*-*"):
+    host = _host()
+    for old in tmp.glob(f"{PREFIX}*-{host}-*"):
         pid = old.name[len(PREFIX) :].split("-", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=tmp))
+    return Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-{host}-", dir=tmp))
 
 
 def to_file(folder: str | Path, fn: Callable[..., Any], *args: Any) -> tuple[str, str]:
@@ -50,12 +70,16 @@ def to_file(folder: str | Path, fn: Callable[..., Any], *args: Any) -> tuple[str
         outcome: tuple[str, Any] = ("ok", fn(*args))
     except Exception as exc:  # raised again in the job's process by `from_file`
         outcome = ("raised", _picklable(exc))
+    path = ""
     try:
         fd, path = tempfile.mkstemp(suffix=".pickle", dir=folder)
         with os.fdopen(fd, "wb") as f:
             pickle.dump(outcome[1], f, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:  # a full disk, the folder removed by a cancel
-        return "lost", f"{type(exc).__name__}: {exc}"[:300]
+        if path:
+            with contextlib.suppress(OSError):
+                Path(path).unlink()  # not the last free space left to a half-written file
+        return "lost", f"{type(exc).__name__}: {exc} (in {folder})"[:400]
     return outcome[0], path
 
 
@@ -64,7 +88,10 @@ def from_file(sent: tuple[str, str]) -> Any:
     raised."""
     status, where = sent
     if status == "lost":
-        raise RuntimeError(f"a worker process could not hand its result back: {where}")
+        raise ResultLost(
+            f"a worker process could not hand its result back: {where}; free some space in "
+            "the system's temporary folder, or set TMPDIR to a folder with room"
+        )
     try:
         with Path(where).open("rb") as f:
             value = pickle.load(f)
@@ -85,3 +112,62 @@ def _picklable(exc: Exception) -> Exception:
     except Exception:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
     return exc
+
+
+def result_of(pool: ProcessPoolExecutor, future: Future[Any], poll: float = POLL_S) -> Any:
+    """`future.result()`, never waiting for good: a task submitted while the pool broke (a
+    worker died) can be left pending with nobody to settle it (CPython 3.11 clears the pool's
+    tasks without its submit lock); that one raises BrokenProcessPool too."""
+    while True:
+        try:
+            return future.result(timeout=poll)
+        except TimeoutError:
+            if broken_for_good(pool, future):
+                raise BrokenProcessPool(getattr(pool, "_broken", "") or "broken") from None
+
+
+def broken_for_good(pool: ProcessPoolExecutor, future: Future[Any]) -> bool:
+    """Whether `future` is pending in a broken pool whose thread that settles tasks is gone
+    (implementation details of CPython's pool, read defensively: absent, it is not)."""
+    thread = getattr(pool, "_executor_manager_thread", None)
+    gone = thread is None or not thread.is_alive()
+    return bool(getattr(pool, "_broken", False)) and gone and not future.done()
+
+
+def remove_when_gone(folder: Path, processes: Iterable[Any]) -> None:
+    """`folder` removed once `processes` (multiprocessing Process objects: their sentinels)
+    have ended, on a daemon thread: a worker still finishing a tile writes its result there,
+    and a folder removed before it may be left with that file."""
+    sentinels = []
+    for p in processes:
+        with contextlib.suppress(ValueError):  # a closed Process object: long gone
+            sentinels.append(p.sentinel)
+
+    def remove() -> None:
+        waiting = list(sentinels)
+        deadline = time.monotonic() + 600
+        while waiting and time.monotonic() < deadline:
+            done = mp_wait(waiting, timeout=max(0.0, deadline - time.monotonic()))
+            waiting = [w for w in waiting if w not in done]
+        shutil.rmtree(folder, ignore_errors=True)
+
+    if not sentinels:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    threading.Thread(target=remove, name="remove-results", daemon=True).start()
+
+
+def discard(futures: Iterable[Future[Any]]) -> None:
+    """The result files of `futures` removed as each ends (a batch whose first tile failed:
+    the others' labels would stay until the job's end, on a tmpfs in memory)."""
+    for f in futures:
+        f.add_done_callback(_discard_one)
+
+
+def _discard_one(f: Future[Any]) -> None:
+    if f.cancelled() or f.exception() is not None:
+        return
+    status, where = f.result()
+    if status != "lost":
+        with contextlib.suppress(OSError):
+            Path(where).unlink()

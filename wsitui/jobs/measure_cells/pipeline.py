@@ -30,7 +30,14 @@ from typing import Any, TypeVar
 import numpy as np
 
 from wsitui.core.executor import JobError
-from wsitui.core.pool_results import from_file, results_folder, to_file
+from wsitui.core.pool_results import (
+    ResultLost,
+    broken_for_good,
+    from_file,
+    remove_when_gone,
+    results_folder,
+    to_file,
+)
 from wsitui.core.pool_worker import exit_with, terminal_signals_blocked
 from wsitui.jobs.common.staged import Finishing
 from wsitui.jobs.measure_cells.measure import (
@@ -125,6 +132,8 @@ class TilePipeline(Finishing):
             return features, from_file(self._wait(got))
         except BrokenProcessPool as e:
             raise _worker_error(e) from e
+        except ResultLost as e:
+            raise JobError(str(e)) from e
 
     def _wait(self, future: Future[T]) -> T:
         while True:
@@ -136,7 +145,10 @@ class TilePipeline(Finishing):
             try:
                 return future.result(timeout=POLL_S)
             except TimeoutError:
-                continue
+                # A tile submitted while the pool broke can be left pending for good
+                # (pool_results.result_of): it is a worker's death too.
+                if self._pool is not None and broken_for_good(self._pool, future):
+                    raise BrokenProcessPool("a worker process died") from None
 
     def close(self) -> None:
         """Stop the loader and the workers, after the tile a worker is measuring unless a wait
@@ -153,10 +165,14 @@ class TilePipeline(Finishing):
             future.cancel()
         self._started.clear()
         self._loader.shutdown(wait=True, cancel_futures=True)  # a load ends within one read
+        processes = list(getattr(self._pool, "_processes", {}).values())  # no public handle
         if self._pool is not None:
             self._pool.shutdown(wait=wait, cancel_futures=True)
-        if self._folder is not None:
+        if self._folder is not None and wait:
             shutil.rmtree(self._folder, ignore_errors=True)
+        elif self._folder is not None:
+            # Once the workers are gone: one still measuring writes its result there.
+            remove_when_gone(self._folder, processes)
 
 
 _readers: dict[str, SlideReader] = {}  # in a worker process: the slide, opened once

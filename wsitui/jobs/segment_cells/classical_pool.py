@@ -27,14 +27,21 @@ import math
 import shutil
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import wait as mp_wait
 from typing import Any
 
 import numpy as np
 
-from wsitui.core.pool_results import from_file, results_folder, to_file
+from wsitui.core.pool_results import (
+    ResultLost,
+    discard,
+    from_file,
+    result_of,
+    results_folder,
+    to_file,
+)
 from wsitui.core.pool_worker import start_pool
 from wsitui.jobs.segment_cells.accel import PipelineShape
 from wsitui.jobs.segment_cells.memory import GB, READ_AHEAD_BYTES
@@ -104,33 +111,39 @@ class ClassicalPool:
         self._closed = False
         self._lock = threading.Lock()
         self._own_thread = threading.Lock()  # after a failure: one tile at a time
+        # Each worker's first call, a tiny tile, before the job's first tile. The fork server
+        # imports the model (and this module) once: each worker forked from it starts with
+        # numpy, scipy and skimage loaded (~1-2 s each otherwise).
+        self._pool: ProcessPoolExecutor | None = start_pool(
+            processes, _warm, preload=(classical.__name__, __name__)
+        )
         # Where the workers leave each tile's labels, for a moment (`from_file` removes each).
         self._dir = results_folder()
-        # Each worker's first call, a tiny tile, before the job's first tile. The fork server
-        # imports the model once: each worker forked from it starts with numpy, scipy and
-        # skimage loaded (~1-2 s each otherwise).
-        self._pool: ProcessPoolExecutor | None = start_pool(
-            processes, _warm, preload=(classical.__name__,)
-        )
 
     def predict(self, batch: np.ndarray, postprocess: dict[str, Any] | None = None) -> np.ndarray:
         """Labels (B, H, W) int32 of a uint8 (B, H, W, 3) batch (`postprocess`: the classical
         model has none; accepted as the model's own `predict` accepts it)."""
         pool = self._pool
         if pool is not None and not self.failed:
+            futures: list[Future[tuple[str, str]]] = []
             try:
                 tiles = [np.ascontiguousarray(t) for t in batch]
-                futures = [
-                    pool.submit(to_file, self._dir, classical.segment_tile, t) for t in tiles
-                ]
-                return np.stack([from_file(f.result()) for f in futures]).astype(np.int32)
-            except BrokenProcessPool as exc:  # a worker died; the pool is unusable from now on
+                for t in tiles:
+                    futures.append(pool.submit(to_file, self._dir, classical.segment_tile, t))
+                return np.stack([from_file(result_of(pool, f)) for f in futures]).astype(np.int32)
+            except (BrokenProcessPool, ResultLost) as exc:
+                # A worker died, or could not write its labels (a full temporary disk): the
+                # pool is not used from now on; the tiles run on the job's thread.
+                discard(futures)
                 if self._closed:
                     raise  # stopped by `close(now=True)`: the job is over
                 with self._lock:
                     if not self.failed:
                         self.failed = str(exc) or type(exc).__name__
                         log.warning("classical worker processes failed (%s); tiles on threads", exc)
+            except BaseException:
+                discard(futures)  # the batch's other tiles: their files go as they end
+                raise
         if self._closed:
             raise RuntimeError("the job's classical worker processes were stopped")
         with self._own_thread:  # a worker's death is often memory running short: no more at once

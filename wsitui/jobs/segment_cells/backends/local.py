@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from wsitui.core.pool_results import from_file, results_folder, to_file
+from wsitui.core.pool_results import ResultLost, from_file, result_of, results_folder, to_file
 from wsitui.core.pool_worker import start_pool
 from wsitui.jobs.common.cpus import available_cpus
 from wsitui.jobs.common.grid import Tile
@@ -117,14 +117,14 @@ def run_tiles(
         if procs is not None and not broken:
             lab = np.ascontiguousarray(labels[: image.h, : image.w])  # only real pixels travel
             try:
-                return from_file(
-                    procs.submit(
-                        to_file, folder, traced, lab, image.tile, valid, image.chromogen, geometry
-                    ).result()
+                fut = procs.submit(
+                    to_file, folder, traced, lab, image.tile, valid, image.chromogen, geometry
                 )
-            except BrokenProcessPool:
+                return from_file(result_of(procs, fut))
+            except (BrokenProcessPool, ResultLost):
                 # A worker died (e.g. a host script without `if __name__ == "__main__":`, which
-                # worker processes re-import): the rest of the job traces on its threads.
+                # worker processes re-import) or could not write its result (a full temporary
+                # disk): the rest of the job traces on its threads.
                 if not broken:
                     broken.append(True)
                     log.warning("tracing processes failed; tracing on threads instead")
