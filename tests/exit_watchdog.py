@@ -49,16 +49,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _session:  # plugins may raise the status after sessionfinish (syrupy's unused snapshots)
         _status["code"] = int(_session[0].exitstatus)
+    try:
+        _end_leftovers()
+    except Exception as exc:  # never the run's own failure: said, and the watch still starts
+        _say(f"tests: could not look for processes holding the output: {exc!r}")
+    threading.Thread(target=_watch, name="exit-watchdog", daemon=True).start()
+
+
+def _end_leftovers() -> None:
     for pid, cmd, ours in _holding_my_output():
         # CI reads the output until every writer has closed it: one left behind holds CI until
-        # its time limit. Ended when the tests started it: this process's descendant, or one
-        # of its terminal session started after it (never what CI started before pytest).
+        # its time limit. Ended when the tests started it (see `_holding_my_output`), never
+        # what the harness started before pytest.
         if ours:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         done = "ended" if ours else "left running (not started by the tests)"
         _say(f"tests: process {pid} still held the test run's output, {done}: {cmd}")
-    threading.Thread(target=_watch, name="exit-watchdog", daemon=True).start()
 
 
 def _watch() -> None:
@@ -99,21 +106,30 @@ def _holding_my_output() -> list[tuple[int, str, bool]]:
     ancestors = set(_chain(me))
     born = _started(me)
     found = []
-    for pid, cmd in _processes(lambda stat: int(stat[3]) == session or int(stat[1]) > 1):
-        if pid in ancestors or any(s in cmd for s in _SELF_ENDING):
-            continue
-        descendant = me in _chain(pid)
+    for pid, cmd in _processes(lambda stat: True):
+        chain = _chain(pid)
+        if pid in ancestors or (len(chain) > 1 and chain[1] == me and _self_ending(cmd)):
+            continue  # this process's own multiprocessing helpers end when it does
+        descendant = me in chain
         if not descendant and _sid(pid) != session:
             continue
         if any(_writes(fd, mine) for fd in _fds(pid)):
-            found.append((pid, cmd, descendant or _started(pid) > born))
+            # The tests': a descendant, or an orphan whose every ancestor short of init (or the
+            # harness) started after pytest; a harness's heartbeat's `sleep` is not (its shell,
+            # started before pytest, is its parent).
+            late = all(_started(c) > born for c in chain if c not in ancestors)
+            found.append((pid, cmd, descendant or late))
     return found
+
+
+def _self_ending(cmd: str) -> bool:
+    return any(s in cmd for s in _SELF_ENDING)
 
 
 def _started(pid: int) -> int:
     """When `pid` started (clock ticks after boot; /proc stat field 22)."""
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return int(_stat(pid)[19])
     except (OSError, IndexError, ValueError):
         return 0
 
@@ -124,7 +140,7 @@ def _chain(pid: int) -> list[int]:
     while pid > 1 and pid not in out:
         out.append(pid)
         try:
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            pid = int(_stat(pid)[1])
         except (OSError, IndexError, ValueError):
             break
     return out
@@ -157,6 +173,13 @@ def _writes(fd: Path, pipes: set[str]) -> bool:
     return int(flags, 8) & 3 != 0  # O_WRONLY or O_RDWR
 
 
+def _stat(pid: int | str) -> list[str]:
+    """/proc/PID/stat's fields after the process name (state, ppid, pgrp, session, ...); the
+    name may hold any bytes (a `)` too), so it is cut at the last one, as bytes."""
+    raw = Path(f"/proc/{pid}/stat").read_bytes()
+    return raw.rsplit(b")", 1)[1].decode(errors="replace").split()
+
+
 def _processes(keep: Callable[[list[str]], bool]) -> list[tuple[int, str]]:
     """(pid, command line) of the live processes whose /proc stat fields after the name
     (state, ppid, ...) `keep` accepts."""
@@ -164,10 +187,10 @@ def _processes(keep: Callable[[list[str]], bool]) -> list[tuple[int, str]]:
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
-        try:
-            stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        try:  # a process name may be any bytes: read as bytes, decoded with replacement
+            stat = _stat(d.name)
             cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
+        except (OSError, IndexError):
             continue
         if stat[0] != "Z" and keep(stat):
             out.append((int(d.name), cmd[:200]))

@@ -5,6 +5,7 @@ and the process exits with pytest's status, instead of CI waiting into its time 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -25,18 +26,27 @@ def test_leaves_a_process_with_the_output():
 
 def test_a_session_that_would_hang_at_exit_ends_naming_what_it_waited_on(tmp_path: Path):
     (tmp_path / "test_hangs.py").write_text(HANGS)
+    # Anywhere on the machine, a process whose name is not UTF-8 (it broke the look-up once)
+    odd = tmp_path / os.fsdecode(b"sl\xff")
+    shutil.copy("/bin/sleep", odd)
+    other = subprocess.Popen([odd, "60"])
     started = time.monotonic()
-    proc = subprocess.run(
-        # -s: no capture, so the child below gets the run's real output pipe, as a process left
-        # by a session-wide fixture or started outside capture would
-        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "tests.exit_watchdog", "-p",
-         "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path / "test_hangs.py")],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO), "WSITUI_TEST_EXIT_GRACE_S": "3"},
-    )  # fmt: skip
+    try:
+        proc = subprocess.run(
+            # -s: no capture, so the child below gets the run's real output pipe, as a process left
+            # by a session-wide fixture or started outside capture would
+            [sys.executable, "-m", "pytest", "-q", "-s", "-p", "tests.exit_watchdog", "-p",
+             "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path / "test_hangs.py")],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(REPO), "WSITUI_TEST_EXIT_GRACE_S": "3"},
+        )  # fmt: skip
+    finally:
+        other.kill()
+        other.wait()
     took = time.monotonic() - started
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out  # pytest's own status: both tests passed
+    assert "could not look" not in out, out
     assert "2 passed" in out, out
     assert "still held the test run's output, ended" in out and "time.sleep(30)" in out, out
     assert "had not exited 3 s after its last test" in out, out
@@ -80,11 +90,14 @@ def test_a_failing_session_keeps_its_failing_status(tmp_path: Path):
 
 def test_what_ci_started_before_the_tests_is_named_never_ended(tmp_path: Path):
     """A process the harness started before pytest (a heartbeat, a service) holding the same
-    output pipe is not the tests': named, left running (ending it failed the harness)."""
+    output pipe is not the tests': named, left running, and so are the children it starts
+    meanwhile (ending one ended the heartbeat's loop and failed the harness)."""
     (tmp_path / "test_ok.py").write_text("def test_ok():\n    pass\n")
     pidfile = tmp_path / "holder.pid"
     script = (
-        f"sleep 30 & echo $! > {pidfile}; {sys.executable} -m pytest -q -p "
+        # a heartbeat: a shell started before pytest, starting a `sleep` every 0.2 s (a child
+        # started after pytest, but of a process that was not)
+        f"( while sleep 0.2; do :; done ) & echo $! > {pidfile}; {sys.executable} -m pytest -q -p "
         f"tests.exit_watchdog -p no:cacheprovider --rootdir {tmp_path} {tmp_path / 'test_ok.py'}"
         "; exit $?"  # not exec'd by bash as its last command: pytest is the sleep's sibling
     )
@@ -100,7 +113,7 @@ def test_what_ci_started_before_the_tests_is_named_never_ended(tmp_path: Path):
         if pidfile.exists():
             os.kill(int(pidfile.read_text()), 9)
     out = proc.stdout.read()  # type: ignore[union-attr]
-    assert "left running (not started by the tests)" in out and "sleep 30" in out, out
+    assert "left running (not started by the tests)" in out and " ended" not in out, out
 
 
 def _alive(pid: int) -> bool:

@@ -181,6 +181,23 @@ def test_labels_a_worker_cannot_write_send_the_tiles_to_the_jobs_thread() -> Non
         pool.close()
 
 
+def test_no_room_for_a_results_folder_runs_the_tiles_on_the_jobs_thread(monkeypatch) -> None:
+    from wsitui.jobs.segment_cells import classical_pool
+
+    def full() -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(classical_pool, "results_folder", full)
+    tiles = _tiles(2)
+    expected = np.stack([classical.segment_tile(t) for t in tiles]).astype(np.int32)
+    pool = ClassicalPool(1)
+    try:
+        assert np.array_equal(pool.predict(tiles), expected)
+        assert "No space left" in pool.failed
+    finally:
+        pool.close()
+
+
 def test_closing_now_drops_the_tile_a_worker_runs() -> None:
     """A cancel is answered at once, not after the tiles on the workers (a 4096² tile takes
     many seconds); the worker is gone and the call that waited for it raises."""

@@ -30,14 +30,21 @@ from wsitui.core.pool_results import (
 
 
 class _Unpicklable(Exception):
-    def __init__(self, a: int, b: int) -> None:  # pickles, but does not unpickle: two args
-        super().__init__(f"{a}+{b}")
+    """Pickles, but does not unpickle (its own reduce says so: a class that merely needs two
+    arguments is rebuilt by tblib's reducers once distributed is imported, as in the suite)."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return _cannot_rebuild, (str(self),)
+
+
+def _cannot_rebuild(text: str) -> Exception:
+    raise TypeError(f"cannot rebuild {text!r}")
 
 
 def _raise(kind: str) -> None:
     if kind == "value":
         raise ValueError("bad tile")
-    raise _Unpicklable(1, 2)
+    raise _Unpicklable("1+2")
 
 
 @pytest.fixture

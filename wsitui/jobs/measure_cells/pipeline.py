@@ -18,6 +18,7 @@ measuring finishes there and its result is thrown away, while the job has alread
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import shutil
@@ -51,6 +52,7 @@ from wsitui.jobs.measure_cells.stain import Stains
 from wsitui.slides.reader import SlideReader, open_slide
 
 POLL_S = 0.1  # how often a wait for a tile checks for cancel
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -89,7 +91,14 @@ class TilePipeline(Finishing):
         )
         # The workers' results come back through files (core/pool_results.py: a worker killed
         # while it sends one back would leave the job waiting for good).
-        self._folder = results_folder() if self._pool is not None else None
+        self._folder = None
+        if self._pool is not None:
+            try:
+                self._folder = results_folder()
+            except OSError as exc:  # a full temporary disk: measured in this process
+                log.warning("measuring worker processes unused (no folder for results: %s)", exc)
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
         self._started: list[Future[Any]] = []
         self._stopped = False  # a wait was stopped by cancel
 
@@ -165,7 +174,8 @@ class TilePipeline(Finishing):
             future.cancel()
         self._started.clear()
         self._loader.shutdown(wait=True, cancel_futures=True)  # a load ends within one read
-        processes = list(getattr(self._pool, "_processes", {}).values())  # no public handle
+        # the pool's worker processes (no public handle on them; None once shut down)
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
         if self._pool is not None:
             self._pool.shutdown(wait=wait, cancel_futures=True)
         if self._folder is not None and wait:

@@ -30,6 +30,7 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import wait as mp_wait
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -118,7 +119,12 @@ class ClassicalPool:
             processes, _warm, preload=(classical.__name__, __name__)
         )
         # Where the workers leave each tile's labels, for a moment (`from_file` removes each).
-        self._dir = results_folder()
+        self._dir: Path | None = None
+        try:
+            self._dir = results_folder()
+        except OSError as exc:  # a full temporary disk: the job's thread, as after a failure
+            self.failed = f"no folder for the workers' results: {exc}"
+            log.warning("classical worker processes unused (%s); tiles on threads", self.failed)
 
     def predict(self, batch: np.ndarray, postprocess: dict[str, Any] | None = None) -> np.ndarray:
         """Labels (B, H, W) int32 of a uint8 (B, H, W, 3) batch (`postprocess`: the classical
@@ -159,7 +165,8 @@ class ClassicalPool:
         if pool is not None and not now:
             pool.shutdown(wait=True, cancel_futures=True)
         elif pool is not None:
-            processes = list(getattr(pool, "_processes", {}).values())  # no public handle
+            # its worker processes (no public handle on them; None once shut down)
+            processes = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
             for p in processes:
                 with contextlib.suppress(Exception):  # already gone
@@ -171,4 +178,5 @@ class ClassicalPool:
             while waiting and time.monotonic() < deadline:
                 done = mp_wait(waiting, timeout=max(0.0, deadline - time.monotonic()))
                 waiting = [w for w in waiting if w not in done]
-        shutil.rmtree(self._dir, ignore_errors=True)
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)

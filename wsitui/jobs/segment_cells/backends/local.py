@@ -109,7 +109,14 @@ def run_tiles(
     procs = _trace_pool(trace_processes)
     # Their results come back through files (core/pool_results.py: a worker killed while it
     # sends one back would leave the job waiting for good).
-    folder = results_folder() if procs is not None else None
+    folder = None
+    if procs is not None:
+        try:
+            folder = results_folder()
+        except OSError as exc:  # a full temporary disk: tracing on the job's threads
+            log.warning("tracing processes unused (no folder for their results: %s)", exc)
+            procs.shutdown(wait=False, cancel_futures=True)
+            procs = None
     broken: list[bool] = []
 
     def trace(image: TileImage, labels: np.ndarray) -> CellRecords:
