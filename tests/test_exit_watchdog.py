@@ -24,6 +24,19 @@ def test_leaves_a_process_with_the_output():
 """
 
 
+def _pytest(
+    where: Path, test_file: str, *, grace_s: float, no_capture: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """pytest with only the watchdog plugin on `where/test_file`, its grace `grace_s`."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", *(["-s"] if no_capture else []), "-p",
+         "tests.exit_watchdog", "-p", "no:cacheprovider", "--rootdir", str(where),
+         str(where / test_file)],
+        capture_output=True, text=True, timeout=120, cwd=where,
+        env={**os.environ, "PYTHONPATH": str(REPO), "WSITUI_TEST_EXIT_GRACE_S": str(grace_s)},
+    )  # fmt: skip
+
+
 def test_a_session_that_would_hang_at_exit_ends_naming_what_it_waited_on(tmp_path: Path):
     (tmp_path / "test_hangs.py").write_text(HANGS)
     # Anywhere on the machine, a process whose name is not UTF-8 (it broke the look-up once)
@@ -32,14 +45,9 @@ def test_a_session_that_would_hang_at_exit_ends_naming_what_it_waited_on(tmp_pat
     other = subprocess.Popen([odd, "60"])
     started = time.monotonic()
     try:
-        proc = subprocess.run(
-            # -s: no capture, so the child below gets the run's real output pipe, as a process left
-            # by a session-wide fixture or started outside capture would
-            [sys.executable, "-m", "pytest", "-q", "-s", "-p", "tests.exit_watchdog", "-p",
-             "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path / "test_hangs.py")],
-            capture_output=True, text=True, timeout=120, cwd=tmp_path,
-            env={**os.environ, "PYTHONPATH": str(REPO), "WSITUI_TEST_EXIT_GRACE_S": "3"},
-        )  # fmt: skip
+        # -s: no capture, so the child below gets the run's real output pipe, as a process left
+        # by a session-wide fixture or started outside capture would
+        proc = _pytest(tmp_path, "test_hangs.py", grace_s=3, no_capture=True)
     finally:
         other.kill()
         other.wait()
@@ -70,20 +78,10 @@ def test_a_failing_session_keeps_its_failing_status(tmp_path: Path):
         "    if 'test_passes_but' in str(session.config.args):\n"
         "        session.exitstatus = 1\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "tests.exit_watchdog", "-p",
-         "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path / "test_passes_but.py")],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO), "WSITUI_TEST_EXIT_GRACE_S": "2"},
-    )  # fmt: skip
+    proc = _pytest(tmp_path, "test_passes_but.py", grace_s=2)
     assert proc.returncode == 1 and "1 passed" in proc.stdout, proc.stdout + proc.stderr
     assert "had not exited" in proc.stderr
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "tests.exit_watchdog", "-p",
-         "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path / "test_fails.py")],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO), "WSITUI_TEST_EXIT_GRACE_S": "2"},
-    )  # fmt: skip
+    proc = _pytest(tmp_path, "test_fails.py", grace_s=2)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "had not exited" in proc.stderr
 
