@@ -127,3 +127,39 @@ def test_the_files_of_a_failed_batchs_other_tiles_go_as_they_end(folder: Path) -
     sent = to_file(folder, np.zeros, 1000)
     later.set_result(sent)
     assert list(folder.iterdir()) == []
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def test_wait_gone_returns_when_the_processes_end_or_at_its_limit(tmp_path: Path) -> None:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    long = ctx.Process(target=_sleep, args=(60,))
+    long.start()
+    try:
+        began = time.monotonic()
+        pool_results.wait_gone([long], 0.3)  # still running: back at the limit, not later
+        assert 0.25 <= time.monotonic() - began < 5 and long.is_alive()
+        folder = tmp_path / "r"
+        folder.mkdir()
+        pool_results.remove_when_gone(folder, [long])
+        time.sleep(0.3)
+        assert folder.is_dir()  # its worker may still write there
+        long.terminate()
+        pool_results.wait_gone([long], 30)
+        assert not long.is_alive()
+        deadline = time.monotonic() + 10
+        while folder.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not folder.exists()  # removed once the worker is gone
+    finally:
+        long.kill()
+        long.join()
+    long.close()
+    began = time.monotonic()
+    pool_results.wait_gone([long], 30)  # a closed Process object: long gone, no wait, no error
+    assert time.monotonic() - began < 1
+    assert pool_results.pool_processes(None) == []

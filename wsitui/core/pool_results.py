@@ -134,24 +134,37 @@ def broken_for_good(pool: ProcessPoolExecutor, future: Future[Any]) -> bool:
     return bool(getattr(pool, "_broken", False)) and gone and not future.done()
 
 
+def pool_processes(pool: ProcessPoolExecutor | None) -> list[Any]:
+    """The worker processes of `pool` (CPython's pool has no public handle on them; none once it
+    is shut down or when there is no pool)."""
+    return list((getattr(pool, "_processes", None) or {}).values())
+
+
+def wait_gone(processes: Iterable[Any], seconds: float) -> None:
+    """Return once `processes` (multiprocessing Process objects) have all ended, or after
+    `seconds`. Sentinels only (never `join`): the pool's own thread reaps its workers. A closed
+    Process object is long gone."""
+    waiting = []
+    for p in processes:
+        with contextlib.suppress(ValueError):
+            waiting.append(p.sentinel)
+    deadline = time.monotonic() + seconds
+    while waiting and time.monotonic() < deadline:
+        done = mp_wait(waiting, timeout=max(0.0, deadline - time.monotonic()))
+        waiting = [w for w in waiting if w not in done]
+
+
 def remove_when_gone(folder: Path, processes: Iterable[Any]) -> None:
     """`folder` removed once `processes` (multiprocessing Process objects: their sentinels)
-    have ended, on a daemon thread: a worker still finishing a tile writes its result there,
-    and a folder removed before it may be left with that file."""
-    sentinels = []
-    for p in processes:
-        with contextlib.suppress(ValueError):  # a closed Process object: long gone
-            sentinels.append(p.sentinel)
+    have ended (at most 600 s), on a daemon thread: a worker still finishing a tile writes its
+    result there, and a folder removed before it may be left with that file."""
+    processes = list(processes)
 
     def remove() -> None:
-        waiting = list(sentinels)
-        deadline = time.monotonic() + 600
-        while waiting and time.monotonic() < deadline:
-            done = mp_wait(waiting, timeout=max(0.0, deadline - time.monotonic()))
-            waiting = [w for w in waiting if w not in done]
+        wait_gone(processes, 600)
         shutil.rmtree(folder, ignore_errors=True)
 
-    if not sentinels:
+    if not processes:
         shutil.rmtree(folder, ignore_errors=True)
         return
     threading.Thread(target=remove, name="remove-results", daemon=True).start()

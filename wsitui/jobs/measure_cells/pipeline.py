@@ -35,6 +35,7 @@ from wsitui.core.pool_results import (
     ResultLost,
     broken_for_good,
     from_file,
+    pool_processes,
     remove_when_gone,
     results_folder,
     to_file,
@@ -174,8 +175,7 @@ class TilePipeline(Finishing):
             future.cancel()
         self._started.clear()
         self._loader.shutdown(wait=True, cancel_futures=True)  # a load ends within one read
-        # the pool's worker processes (no public handle on them; None once shut down)
-        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        processes = pool_processes(self._pool)
         if self._pool is not None:
             self._pool.shutdown(wait=wait, cancel_futures=True)
         if self._folder is not None and wait:

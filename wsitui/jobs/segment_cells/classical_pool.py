@@ -26,10 +26,8 @@ import logging
 import math
 import shutil
 import threading
-import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +37,11 @@ from wsitui.core.pool_results import (
     ResultLost,
     discard,
     from_file,
+    pool_processes,
     result_of,
     results_folder,
     to_file,
+    wait_gone,
 )
 from wsitui.core.pool_worker import start_pool
 from wsitui.jobs.segment_cells.accel import PipelineShape
@@ -165,18 +165,13 @@ class ClassicalPool:
         if pool is not None and not now:
             pool.shutdown(wait=True, cancel_futures=True)
         elif pool is not None:
-            # its worker processes (no public handle on them; None once shut down)
-            processes = list((getattr(pool, "_processes", None) or {}).values())
+            processes = pool_processes(pool)
             pool.shutdown(wait=False, cancel_futures=True)
             for p in processes:
                 with contextlib.suppress(Exception):  # already gone
                     p.terminate()
             # Gone before their folder is (a worker may be writing a tile's labels into it);
-            # SIGTERM ends one at once. Sentinels only: the pool's own thread reaps them.
-            deadline = time.monotonic() + 2.0
-            waiting = [p.sentinel for p in processes]
-            while waiting and time.monotonic() < deadline:
-                done = mp_wait(waiting, timeout=max(0.0, deadline - time.monotonic()))
-                waiting = [w for w in waiting if w not in done]
+            # SIGTERM ends one at once.
+            wait_gone(processes, 2.0)
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
