@@ -244,6 +244,50 @@ def test_a_broken_tracing_pool_falls_back_to_threads_and_keeps_every_tile(
         assert np.array_equal(_cells(stores[2], plan)[key], cells), key
 
 
+def test_a_tile_pipeline_that_fails_to_start_leaves_no_tracing_pool_or_folder(
+    tmp_path: Path, sample_slide: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tracing processes and their results folder are made before the reader threads: a
+    reader that fails to start (here: raises at once) ended the job with both left behind."""
+    shut: list[bool] = []
+    made: list[Path] = []
+
+    class Pool:
+        def shutdown(self, **k: Any) -> None:
+            shut.append(True)
+
+    def folder() -> Path:
+        made.append(tmp_path / "results")
+        made[-1].mkdir()
+        return made[-1]
+
+    class NoReader:
+        def __init__(self, *a: Any, **k: Any) -> None:
+            raise OSError("cannot start reading")
+
+    monkeypatch.setattr(local, "_trace_pool", lambda n: Pool() if n else None)
+    monkeypatch.setattr(local, "results_folder", folder)
+    monkeypatch.setattr(local, "Prefetcher", NoReader)
+    with open_slide(sample_slide) as reader:
+        plan = _plan(reader)
+        fake = FakeDevice()
+        with pytest.raises(OSError, match="cannot start reading"):
+            run_tiles(
+                reader,
+                plan,
+                Accelerated(fake, OomRetry(fake.predict, 2), PrecisionChoice("fp32", "t"), 2),
+                ShardStore(tmp_path / "s", {"p": 1}),
+                batch_size=2,
+                min_area_px=1,
+                read_threads=2,
+                on_progress=lambda p: None,
+                check_cancel=lambda: None,
+                extract_workers=2,
+                trace_processes=2,
+            )
+    assert shut == [True] and len(made) == 1 and not made[0].exists()
+
+
 @pytest.mark.parametrize("odd", [False, True])
 def test_on_a_gpu_the_check_and_fill_run_on_the_tracing_threads_with_the_same_cells(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, odd: bool

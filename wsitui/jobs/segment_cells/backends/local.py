@@ -190,12 +190,11 @@ def run_tiles(
         timings.add("infer", time.perf_counter() - began)
         return labels
 
-    window = read_window(plan.input_size**2 * 3, batch_size * (inflight + queued), read_threads)
-    prefetch = Prefetcher(reader, plan, todo, threads=read_threads, window=window)
-    extractor = ThreadPoolExecutor(extract_workers, thread_name_prefix="wsitui-extract")
-    infer = ThreadPoolExecutor(
-        inflight, thread_name_prefix="wsitui-infer", initializer=infer_thread_init
-    )
+    # Made inside the try: one that fails to start leaves none of the others (nor the tracing
+    # processes and their folder, made above) behind.
+    prefetch: Prefetcher | None = None
+    extractor: ThreadPoolExecutor | None = None
+    infer: ThreadPoolExecutor | None = None
     pending: list[Future[None]] = []
     running: deque[tuple[list[TileImage], Future[list[np.ndarray]]]] = deque()
 
@@ -209,6 +208,12 @@ def run_tiles(
             pending.pop(0).result()
 
     try:
+        window = read_window(plan.input_size**2 * 3, batch_size * (inflight + queued), read_threads)
+        prefetch = Prefetcher(reader, plan, todo, threads=read_threads, window=window)
+        extractor = ThreadPoolExecutor(extract_workers, thread_name_prefix="wsitui-extract")
+        infer = ThreadPoolExecutor(
+            inflight, thread_name_prefix="wsitui-infer", initializer=infer_thread_init
+        )
         batch: list[TileImage] = []
         images = iter(prefetch)
         while True:
@@ -233,13 +238,16 @@ def run_tiles(
         for fut in pending:
             fut.result()
     finally:
-        prefetch.close()
-        extractor.shutdown(wait=True, cancel_futures=True)
+        if prefetch is not None:
+            prefetch.close()
+        if extractor is not None:
+            extractor.shutdown(wait=True, cancel_futures=True)
         if procs is not None:
             procs.shutdown(wait=True, cancel_futures=True)
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
-        infer.shutdown(wait=False)  # a batch still computing after a cancel is left to finish
+        if infer is not None:  # a batch still computing after a cancel is left to finish
+            infer.shutdown(wait=False)
     return timings
 
 
