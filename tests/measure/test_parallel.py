@@ -220,3 +220,27 @@ def test_a_ctrl_c_or_hang_up_reaching_the_workers_kills_none(
         assert (tmp_path / "parallel" / name).read_bytes() == (
             tmp_path / "serial" / name
         ).read_bytes(), name
+
+
+def test_a_writer_that_cannot_open_still_ends_the_workers(
+    tmp_path: Path, upstream: UpstreamJob, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker processes start with the pipeline, before the output files open: a writer
+    that failed to open (a full or read-only disk) left them running in a long-lived process."""
+    from wsitui.jobs.measure_cells import pipeline
+
+    ended: list[bool] = []
+    real = pipeline.TilePipeline._shut_down
+
+    def shut_down(self: pipeline.TilePipeline, *, wait: bool) -> None:
+        ended.append(self._pool is not None)
+        real(self, wait=wait)
+
+    def no_writer(*a: Any, **k: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pipeline.TilePipeline, "_shut_down", shut_down)
+    monkeypatch.setattr(executor, "MeasureWriter", no_writer)
+    with pytest.raises(OSError, match="No space left"):
+        run(tmp_path / "out", upstream, workers=2)
+    assert ended == [True]  # its process pool was started, and ended

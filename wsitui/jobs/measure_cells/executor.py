@@ -237,7 +237,8 @@ class _CellMeasurement:
             ctx.check_cancel,
         )
         window: deque[tuple[str, np.ndarray, bool, Pending]] = deque()
-        with MeasureWriter(self.out, fence=ctx.cancel_requested) as w, pipe:
+        # The pipeline first: a writer that cannot open its files still ends its workers.
+        with pipe, MeasureWriter(self.out, fence=ctx.cancel_requested) as w:
 
             def finish() -> None:
                 nonlocal t, done, cells
