@@ -56,7 +56,7 @@ def test_a_resumed_job_reuses_no_tile_segmented_without_the_fill(tmp_path):
     bare = ModelInfo("m", "folder", 0.5, "x", "cpu", False, info={"classical_fill": False})
     classical = ModelInfo("classical", "classical", 0.5, "c", "cpu", True)
     # The fill's rules and classical version: a job resumed after they changed redoes its tiles.
-    assert key(fills, "auto")["classical_fill"] == classical_fill.VERSION == "fill-2+classical-7"
+    assert key(fills, "auto")["classical_fill"] == classical_fill.VERSION == "fill-2+classical-8"
     assert "classical_fill" not in key(fills, "off")  # as every shard written before the fill
     assert key(fills, "off") == key(bare, "auto") != key(bare, "on")
     assert "classical_fill" not in key(classical, "on")

@@ -74,7 +74,7 @@ def test_eval_says_the_shipped_model_runs_with_its_check_and_fill(
     out = capsys.readouterr().out
     assert (
         "wsitui_he_nuclei: as a job runs it: nuclear check on, classical fill on "
-        "(fill-2+classical-7)" in out
+        "(fill-2+classical-8)" in out
     )
 
 
