@@ -223,3 +223,29 @@ async def test_a_canceled_job_stops_at_a_tile_and_writes_no_outputs(tmp_path, sa
     assert job.tiles_done < job.tiles_total  # stopped part-way, not run to the end
     for name in ("cells.geojson", "measurements.parquet", "manifest.json"):
         assert not (out / name).exists()
+
+
+def test_a_writer_that_fails_half_way_open_leaves_no_file_open_or_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The GeoJSON partial is open when the Parquet writer fails (a disk that fills between the
+    two): the half-made writer is never entered, so nothing else would close or remove it."""
+    from wsitui.jobs.measure_cells import write
+
+    opened: list[object] = []
+    real_open = Path.open
+
+    def spy_open(self: Path, *a: object, **k: object) -> object:
+        f = real_open(self, *a, **k)  # type: ignore[call-overload]
+        opened.append(f)
+        return f
+
+    def no_parquet(*a: object, **k: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "open", spy_open)
+    monkeypatch.setattr(pq, "ParquetWriter", no_parquet)
+    with pytest.raises(OSError, match="No space left"):
+        write.MeasureWriter(tmp_path)
+    assert opened and all(f.closed for f in opened)  # type: ignore[attr-defined]
+    assert list(tmp_path.iterdir()) == []

@@ -222,18 +222,20 @@ def test_a_ctrl_c_or_hang_up_reaching_the_workers_kills_none(
         ).read_bytes(), name
 
 
-def test_a_writer_that_cannot_open_still_ends_the_workers(
+def test_a_writer_that_cannot_open_still_ends_the_pipeline(
     tmp_path: Path, upstream: UpstreamJob, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The worker processes start with the pipeline, before the output files open: a writer
-    that failed to open (a full or read-only disk) left them running in a long-lived process."""
+    """The pipeline makes its process pool and its workers' results folder (in the temp dir)
+    before the output files open: a writer that failed to open (a full or read-only disk) left
+    both, the folder until another job's start swept it. (The spawned pool starts its workers
+    at the first tile only, so none ran yet.)"""
     from wsitui.jobs.measure_cells import pipeline
 
-    ended: list[bool] = []
+    ended: list[object] = []
     real = pipeline.TilePipeline._shut_down
 
     def shut_down(self: pipeline.TilePipeline, *, wait: bool) -> None:
-        ended.append(self._pool is not None)
+        ended.append(self._folder if self._pool is not None else None)
         real(self, wait=wait)
 
     def no_writer(*a: Any, **k: Any) -> None:
@@ -243,4 +245,8 @@ def test_a_writer_that_cannot_open_still_ends_the_workers(
     monkeypatch.setattr(executor, "MeasureWriter", no_writer)
     with pytest.raises(OSError, match="No space left"):
         run(tmp_path / "out", upstream, workers=2)
-    assert ended == [True]  # its process pool was started, and ended
+    assert len(ended) == 1 and isinstance(ended[0], Path)  # its pool was made, and ended
+    deadline = time.monotonic() + 10  # removed once its (no) workers are gone
+    while ended[0].exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not ended[0].exists()

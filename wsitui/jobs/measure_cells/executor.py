@@ -237,7 +237,8 @@ class _CellMeasurement:
             ctx.check_cancel,
         )
         window: deque[tuple[str, np.ndarray, bool, Pending]] = deque()
-        # The pipeline first: a writer that cannot open its files still ends its workers.
+        # The pipeline first: a writer that cannot open its files still ends its pool and
+        # removes its workers' results folder.
         with pipe, MeasureWriter(self.out, fence=ctx.cancel_requested) as w:
 
             def finish() -> None:

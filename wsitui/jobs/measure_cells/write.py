@@ -66,12 +66,18 @@ class MeasureWriter(StagedFiles):
     def __init__(self, out: Path, fence: Fence | None = None) -> None:
         super().__init__(out, fence)
         self._tmp = [self.partial(GEOJSON_FILE), self.partial(PARQUET_FILE)]
-        self._geo: IO[bytes] = self._tmp[0].open("wb")
-        self._geo.write(b'{"type":"FeatureCollection","features":[\n')
-        import pyarrow.parquet as pq
+        try:
+            self._geo: IO[bytes] = self._tmp[0].open("wb")
+            self._geo.write(b'{"type":"FeatureCollection","features":[\n')
+            import pyarrow.parquet as pq
 
-        self._schema = _schema()
-        self._pq = pq.ParquetWriter(self._tmp[1], self._schema, compression="zstd")
+            self._schema = _schema()
+            self._pq = pq.ParquetWriter(self._tmp[1], self._schema, compression="zstd")
+        except BaseException:
+            # A disk that fills or refuses between the two: the file opened is closed and the
+            # partial files go (a half-made writer is never entered, so never aborted).
+            self.abort()
+            raise
         self._ids: list[str] = []
         self._tiles: list[str] = []
         self._values: list[np.ndarray] = []  # per add: (n, 2 + len(ALL)) centroid, ALL
@@ -127,9 +133,11 @@ class MeasureWriter(StagedFiles):
             self.discard()
 
     def release(self) -> None:
-        if not self._geo.closed:
-            self._geo.close()
-        self._pq.close()
+        geo, parquet = getattr(self, "_geo", None), getattr(self, "_pq", None)
+        if geo is not None and not geo.closed:
+            geo.close()
+        if parquet is not None:
+            parquet.close()
 
 
 def _floats(values: np.ndarray) -> pa.Array:
