@@ -26,6 +26,18 @@ def test_the_measures_use_the_jobs_default_size_filter():
     assert default / evaluate.MODEL_PX_UM**2 == evaluate.JOB_MIN_AREA_PX
 
 
+def test_the_measures_frame_a_slide_as_a_jobs_tiles_do():
+    """A model whose levels follow the tile (the classical fallback) draws what the tile shows:
+    the held-out measures take the job's default tiles (core and context), not their own."""
+    from wsitui.jobs.segment_cells.plan import ALIGN, overlap_for
+
+    fields = SegmentCellsParams.model_fields
+    core = fields["tile_size"].default
+    need = overlap_for(fields["max_nucleus_um"].default, evaluate.MODEL_PX_UM)
+    input_size = -(-(core + 2 * need) // ALIGN) * ALIGN  # as plan_tiles pads it
+    assert (input_size, core) == (evaluate.TILE, evaluate.TILE - evaluate.OVERLAP)
+
+
 def test_a_small_nucleus_is_kept_and_a_speck_dropped_as_a_job_would():
     labels = np.zeros((200, 200), np.int32)
     rr, cc = disk((50, 50), 2.2, shape=labels.shape)  # 3 µm² at 0.5 µm/px: a small nucleus

@@ -40,7 +40,12 @@ from wsitui.slides.synthetic.generator import SamplePlan, rasterize_nuclei
 
 SLIDE_SEED_BASE = HELDOUT_SEED_BASE + 10_000  # whole held-out slides use seeds from here
 SLIDE_SIZE = (1024, 1024)  # ~0.26 mm², 90-520 nuclei per look
-TILE, OVERLAP = 512, 64
+# Framed as a job frames a slide (SEGMENT_CELLS' defaults: a 576-px core and 48 px of context
+# either side, 672-px model inputs; pinned by tests/models/test_job_size_filter.py). A model
+# whose levels adapt to the tile (the classical fallback) draws what the tile shows: until
+# 2026-12-06 this took 512-px tiles, and a judge-like wide slide that scored precision 0.987
+# here had 103 false cells as a job (classical-8 fixed those: README, Model quality).
+TILE, OVERLAP = 672, 96
 # A SEGMENT_CELLS job writes no cell under `min_area_um2` (2 µm² by default; the jobs layer's
 # params, pinned equal by tests/models/test_heldout_slides.py): at the models' 0.5 µm/px that
 # is 8 px. A measure "as a job runs it" drops them too, or it counts specks no user ever sees.
