@@ -206,6 +206,24 @@ def test_tracing_runs_in_worker_processes_when_asked() -> None:
         pool.shutdown()
 
 
+def _traced_run(reader: Any, plan: CellPlan, shards: ShardStore, processes: int) -> None:
+    """The tile pipeline on a fake device, tracing in `processes` worker processes."""
+    fake = FakeDevice()
+    run_tiles(
+        reader,
+        plan,
+        Accelerated(fake, OomRetry(fake.predict, 2), PrecisionChoice("fp32", "t"), 2),
+        shards,
+        batch_size=2,
+        min_area_px=1,
+        read_threads=2,
+        on_progress=lambda p: None,
+        check_cancel=lambda: None,
+        extract_workers=2,
+        trace_processes=processes,
+    )
+
+
 def test_a_broken_tracing_pool_falls_back_to_threads_and_keeps_every_tile(
     tmp_path: Path, sample_slide: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -225,20 +243,7 @@ def test_a_broken_tracing_pool_falls_back_to_threads_and_keeps_every_tile(
         plan = _plan(reader)
         stores = {n: ShardStore(tmp_path / str(n), {"p": 1}) for n in (0, 2)}
         for n, shards in stores.items():
-            fake = FakeDevice()
-            run_tiles(
-                reader,
-                plan,
-                Accelerated(fake, OomRetry(fake.predict, 2), PrecisionChoice("fp32", "t"), 2),
-                shards,
-                batch_size=2,
-                min_area_px=1,
-                read_threads=2,
-                on_progress=lambda p: None,
-                check_cancel=lambda: None,
-                extract_workers=2,
-                trace_processes=n,
-            )
+            _traced_run(reader, plan, shards, n)
     assert _cells(stores[2], plan).keys() == _cells(stores[0], plan).keys()
     for key, cells in _cells(stores[0], plan).items():
         assert np.array_equal(_cells(stores[2], plan)[key], cells), key
@@ -270,21 +275,8 @@ def test_a_tile_pipeline_that_fails_to_start_leaves_no_tracing_pool_or_folder(
     monkeypatch.setattr(local, "Prefetcher", NoReader)
     with open_slide(sample_slide) as reader:
         plan = _plan(reader)
-        fake = FakeDevice()
         with pytest.raises(OSError, match="cannot start reading"):
-            run_tiles(
-                reader,
-                plan,
-                Accelerated(fake, OomRetry(fake.predict, 2), PrecisionChoice("fp32", "t"), 2),
-                ShardStore(tmp_path / "s", {"p": 1}),
-                batch_size=2,
-                min_area_px=1,
-                read_threads=2,
-                on_progress=lambda p: None,
-                check_cancel=lambda: None,
-                extract_workers=2,
-                trace_processes=2,
-            )
+            _traced_run(reader, plan, ShardStore(tmp_path / "s", {"p": 1}), 2)
     assert shut == [True] and len(made) == 1 and not made[0].exists()
 
 
