@@ -6,6 +6,7 @@ import os
 import threading
 from pathlib import Path
 
+from wsitui.core.cpus import available_cpus
 from wsitui.models.errors import ModelError
 
 _threads_lock = threading.Lock()
@@ -62,8 +63,7 @@ def pick_device(requested: str = "auto") -> str:
 
 def default_cpu_threads(jobs_in_flight: int = 1) -> int:
     """Torch threads for CPU inference: the machine's cores shared by the jobs in flight."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // max(1, jobs_in_flight))
+    return max(1, available_cpus() // max(1, jobs_in_flight))
 
 
 def set_cpu_threads(n: int) -> int:

@@ -3,13 +3,9 @@ worker processes, MEASURE_CELLS and SEGMENT_CELLS' classical model, both take it
 
 from __future__ import annotations
 
-import os
+from wsitui.core.cpus import available_cpus
 
-
-def available_cpus() -> int:
-    """The CPUs this process may run on (its affinity where the OS says, else all)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, cores or 1)
+__all__ = ["available_cpus", "check_workers"]
 
 
 def check_workers(v: int | None, absent: str) -> int | None:
