@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 import time
 import uuid
@@ -46,6 +45,7 @@ from distributed import Client, as_completed
 from distributed.client import FutureCancelledError
 from distributed.comm.core import CommClosedError
 
+from wsitui.core.cpus import available_cpus
 from wsitui.core.executor import JobError
 from wsitui.jobs.common.grid import Tile
 from wsitui.jobs.common.shards import ShardStore
@@ -124,9 +124,7 @@ def local_size(cores: int | None = None) -> tuple[int, int, int]:
     """(worker processes, threads per worker, model CPU threads per worker) for this machine:
     one process per two cores, two threads each (one task reads and extracts while another
     runs the model), the cores shared by the processes' models."""
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    cores = max(1, cores or 1)
+    cores = max(1, available_cpus() if cores is None else cores)
     processes = max(1, cores // 2)
     return processes, 2, max(1, cores // processes)
 
