@@ -134,9 +134,10 @@ def _in_group(pgid: int) -> list[int]:
         if not d.name.isdigit():
             continue
         try:
-            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            # bytes: a process name need not be UTF-8 (any process on the machine)
+            fields = (d / "stat").read_bytes().rsplit(b")", 1)[1].split()
         except OSError:
             continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:  # state, ppid, pgrp
+        if fields[0] != b"Z" and int(fields[2]) == pgid:  # state, ppid, pgrp
             found.append(int(d.name))
     return found

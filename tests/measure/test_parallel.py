@@ -197,7 +197,8 @@ def test_a_ctrl_c_or_hang_up_reaching_the_workers_kills_none(
                 try:
                     if not d.name.isdigit() or int(d.name) in hit:
                         continue
-                    stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
+                    # bytes: a process name need not be UTF-8 (any on the machine)
+                    stat = (d / "stat").read_bytes().rsplit(b")", 1)[1].split()
                     cmd = (d / "cmdline").read_bytes()
                 except OSError:
                     continue

@@ -28,10 +28,11 @@ def tab_pids(marker: Path) -> list[int]:
             continue
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
+            # bytes: a process name need not be UTF-8 (any process on the machine)
+            state = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
             continue
-        if state != "Z" and b"wsitui.serve.tab" in argv and str(marker).encode() in argv:
+        if state != b"Z" and b"wsitui.serve.tab" in argv and str(marker).encode() in argv:
             found.append(int(entry.name))
     return found
 
