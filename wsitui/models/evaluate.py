@@ -143,23 +143,40 @@ def segment_image(
     for y0, (cy0, cy1) in zip(ys, cores(ys, h), strict=True):
         for x0, (cx0, cx1) in zip(xs, cores(xs, w), strict=True):
             lab = model.predict(np.ascontiguousarray(rgb[None, y0 : y0 + tile, x0 : x0 + tile]))[0]
-            ids, count = np.unique(lab[lab > 0], return_counts=True)
-            ids = ids[count >= min_area_px]
-            if not ids.size:
-                continue
-            cents = np.asarray(ndimage.center_of_mass(np.ones_like(lab), lab, ids)).reshape(-1, 2)
-            cy, cx = cents[:, 0] + y0, cents[:, 1] + x0
-            keep = ids[(cy >= cy0) & (cy < cy1) & (cx >= cx0) & (cx < cx1)]
-            if not keep.size:
-                continue
-            remap = np.zeros(int(lab.max()) + 1, np.int32)
-            remap[keep] = np.arange(next_id, next_id + keep.size, dtype=np.int32)
-            next_id += keep.size
-            new = remap[lab]
-            region = out[y0 : y0 + tile, x0 : x0 + tile]
-            free = (new > 0) & (region == 0)
-            region[free] = new[free]
+            core = (cx0, cy0, cx1 - cx0, cy1 - cy0)
+            next_id = _paste_owned(out, lab, (x0, y0), core, min_area_px, next_id)
     return out
+
+
+def _paste_owned(
+    out: np.ndarray,
+    lab: np.ndarray,
+    origin: tuple[int, int],
+    core: tuple[int, int, int, int],
+    min_area_px: float,
+    next_id: int,
+) -> int:
+    """A tile's labels `lab` (its top-left at `origin` (x, y) of `out`) pasted into `out` where
+    still free: only objects of at least `min_area_px` px whose centroid lies in `core` (x, y,
+    w, h), numbered on from `next_id`. Returns the next free id."""
+    ids, count = np.unique(lab[lab > 0], return_counts=True)
+    ids = ids[count >= min_area_px]
+    if not ids.size:
+        return next_id
+    x0, y0 = origin
+    x, y, w, h = core
+    cents = np.asarray(ndimage.center_of_mass(np.ones_like(lab), lab, ids)).reshape(-1, 2)
+    cy, cx = cents[:, 0] + y0, cents[:, 1] + x0
+    keep = ids[(cy >= y) & (cy < y + h) & (cx >= x) & (cx < x + w)]
+    if not keep.size:
+        return next_id
+    remap = np.zeros(int(lab.max()) + 1, np.int32)
+    remap[keep] = np.arange(next_id, next_id + keep.size, dtype=np.int32)
+    new = remap[lab]
+    region = out[y0 : y0 + lab.shape[0], x0 : x0 + lab.shape[1]]
+    free = (new > 0) & (region == 0)
+    region[free] = new[free]
+    return next_id + int(keep.size)
 
 
 def job_tiles(
@@ -196,22 +213,7 @@ def segment_as_job(
         tile = np.full((1, size, size, 3), GLASS, np.uint8)
         tile[0, :rh, :rw] = rgb[ry : ry + rh, rx : rx + rw]
         lab = model.predict(tile)[0][:rh, :rw]
-        ids, count = np.unique(lab[lab > 0], return_counts=True)
-        ids = ids[count >= min_area_px]
-        if not ids.size:
-            continue
-        cents = np.asarray(ndimage.center_of_mass(np.ones_like(lab), lab, ids)).reshape(-1, 2)
-        cy, cx = cents[:, 0] + ry, cents[:, 1] + rx
-        keep = ids[(cy >= y) & (cy < y + ch) & (cx >= x) & (cx < x + cw)]
-        if not keep.size:
-            continue
-        remap = np.zeros(int(lab.max()) + 1, np.int32)
-        remap[keep] = np.arange(next_id, next_id + keep.size, dtype=np.int32)
-        next_id += keep.size
-        new = remap[lab]
-        region = out[ry : ry + rh, rx : rx + rw]
-        free = (new > 0) & (region == 0)
-        region[free] = new[free]
+        next_id = _paste_owned(out, lab, (rx, ry), (x, y, cw, ch), min_area_px, next_id)
     return out
 
 
