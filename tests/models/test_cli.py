@@ -232,8 +232,9 @@ def test_bad_train_values_are_refused_before_data_generation(
         (["--images", "0"], "--images must be 1-1000"),
         (["--images", "5", "--looks", "nosuch"], "look 'nosuch' is unknown"),
         (["--looks", ",,"], "look '' is unknown"),
+        (["--looks", "dense10"], "look 'dense10' is unknown; use default, grainy"),
     ],
-    ids=["images_0", "bad_look_with_images", "empty_looks"],
+    ids=["images_0", "bad_look_with_images", "empty_looks", "dense_past_nine"],
 )
 def test_bad_eval_values_are_refused_before_the_model_loads(
     monkeypatch: pytest.MonkeyPatch,
@@ -264,6 +265,20 @@ def test_eval_scores_a_look_named_twice_once(
     monkeypatch.setattr(ev, "evaluate_slides", fake)
     run(["model", "eval", "classical", "--looks", "default,default,pale", "--no-baseline"])
     assert seen == [["default", "pale"]]
+    run(["model", "eval", "classical", "--looks", "dense0,dense3", "--no-baseline"])
+    assert seen[-1] == ["dense0", "dense3"], "the dense looks are eval's too"
+
+
+def test_eval_prints_faint_nuclei_and_the_recall_on_the_rest(capsys: pytest.CaptureFixture[str]):
+    size = ["--looks", "dense2", "--no-baseline"]
+    assert run(["model", "eval", "classical", *size]) == 0
+    out = capsys.readouterr().out
+    head = next(line for line in out.splitlines() if line.startswith("look"))
+    assert head.split()[-3:] == ["faint", "vis", "R"]
+    assert "faint: true nuclei under 0.01 OD" in out
+    assert run(["model", "eval", "classical", *size, "--json"]) == 0
+    look = json.loads(capsys.readouterr().out)["models"]["classical"]["looks"][0]
+    assert look["look"] == "dense2" and {"faint", "faint_found", "visible_recall"} <= set(look)
 
 
 @pytest.mark.parametrize("flag", ["--out", "--init"])

@@ -96,3 +96,25 @@ def test_shipped_model_pooled_over_looks_beside_classical(
     theirs = pooled(classical[look] for look in rest)
     assert ours.f1 >= POOLED_F1_FLOOR_BUT_TUMOUR, (ours, theirs)
     assert ours.f1 > theirs.f1, (ours, theirs)
+
+
+# The four fresh dense looks (`dense0`-`dense3`, README), segmented as a job's tiles are,
+# 2026-12-06: shipped 0.928 (precision 0.951, recall 0.906; recall on the nuclei that are not
+# faint 0.958, 214 of 1,930 faint), classical-8 0.915 (0.973, 0.864; 0.929). Where issue #20's
+# goals stop holding: F1 under 0.95 and a margin of +0.013, not +0.04 (README, Model quality).
+DENSE_F1_FLOOR = 0.92
+DENSE_VISIBLE_RECALL_FLOOR = 0.95
+
+
+def test_shipped_model_on_the_fresh_dense_looks_beside_classical():
+    pytest.importorskip("torch")
+    from wsitui.models.evaluate import visible_recall
+    from wsitui.models.heldout import FRESH_DENSE
+
+    model = load(resolve("shipped"), "cpu", cpu_threads=1)
+    ours = evaluate_slides(model, FRESH_DENSE, (0,), SIZE)
+    theirs = evaluate_slides(ClassicalModel(), FRESH_DENSE, (0,), SIZE)
+    assert pooled(ours).f1 >= DENSE_F1_FLOOR, [r.as_dict() for r in ours]
+    assert pooled(ours).f1 > pooled(theirs).f1, (pooled(ours), pooled(theirs))
+    assert visible_recall(ours) >= DENSE_VISIBLE_RECALL_FLOOR, [r.as_dict() for r in ours]
+    assert visible_recall(ours) > pooled(ours).recall, "the faint nuclei are where it misses"

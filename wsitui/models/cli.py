@@ -15,7 +15,7 @@ from typing import Any
 
 from wsitui.core.paths import path_arg as _path
 from wsitui.models.errors import ModelError
-from wsitui.models.heldout import HELDOUT_LOOKS
+from wsitui.models.heldout import DENSE_LOOKS, HELDOUT_LOOKS
 
 
 def _device(text: str) -> str:
@@ -94,7 +94,9 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
     ev.add_argument(
         "--looks",
         default=",".join(HELDOUT_LOOKS),
-        help=f"comma-separated named looks (default {','.join(HELDOUT_LOOKS)})",
+        help=f"comma-separated looks: named ones or dense0-dense9 (dense_style looks of a "
+        f"held-out stream; README's four fresh dense looks are dense0-dense3) (default "
+        f"{','.join(HELDOUT_LOOKS)})",
     )
     ev.add_argument("--seeds", type=int, default=1, help="slides per look (default 1)")
     ev.add_argument("--size", default="1024x1024", help="slide size WxH in px (default 1024x1024)")
@@ -286,10 +288,11 @@ def _eval(args: argparse.Namespace) -> int:
         raise ModelError("eval: --images must be 1-1000")
     # a look named twice was scored twice and counted twice in the pooled row
     looks = list(dict.fromkeys(x.strip() for x in args.looks.split(",") if x.strip()))
-    bad = [x for x in looks if x not in STYLES]
+    bad = [x for x in looks if x not in STYLES and x not in DENSE_LOOKS]
     if bad or not looks:
         raise ModelError(
-            f"eval: look {bad[0] if bad else ''!r} is unknown; use {', '.join(STYLES)}"
+            f"eval: look {bad[0] if bad else ''!r} is unknown; use {', '.join(STYLES)} or "
+            "dense0-dense9"
         )
     if not 1 <= args.seeds <= 50:
         raise ModelError("eval: --seeds must be 1-50")
@@ -305,7 +308,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.images is not None:
         return _eval_crops(args, model)
     from wsitui.models.classical import ClassicalModel
-    from wsitui.models.evaluate import LookScore, evaluate_slides, pooled
+    from wsitui.models.evaluate import LookScore, evaluate_slides, pooled, visible_recall
 
     seeds = range(args.seeds)
     models = [model] if args.no_baseline or model.is_classical else [model, ClassicalModel()]
@@ -322,6 +325,7 @@ def _eval(args: argparse.Namespace) -> int:
                         name: {
                             "looks": [r.as_dict() for r in rs],
                             "f1": round(pooled(rs).f1, 4),
+                            "visible_recall": round(visible_recall(rs), 4),
                         }
                         for name, rs in results.items()
                     },
@@ -341,18 +345,29 @@ def _eval(args: argparse.Namespace) -> int:
 
             fill = f"on ({FILL_VERSION})"
         print(f"{model.name}: as a job runs it: nuclear check on, classical fill {fill}")
-    print(f"{'look':<10} {'model':<18} {'F1':>6} {'prec':>6} {'recall':>6} {'touch':>6} {'n':>6}")
+    print(
+        f"{'look':<10} {'model':<18} {'F1':>6} {'prec':>6} {'recall':>6} {'touch':>6} "
+        f"{'n':>6} {'faint':>6} {'vis R':>6}"
+    )
     for i, look in enumerate(looks):
         for name, rs in results.items():
             r = rs[i]
             s = r.score
             print(
                 f"{look:<10} {name[:18]:<18} {s.f1:6.3f} {s.precision:6.3f} {s.recall:6.3f} "
-                f"{r.touching_recall:6.3f} {s.tp + s.fn:6d}"
+                f"{r.touching_recall:6.3f} {s.tp + s.fn:6d} {r.faint:6d} {r.visible_recall:6.3f}"
             )
     for name, rs in results.items():
         s = pooled(rs)
-        print(f"{'all':<10} {name[:18]:<18} {s.f1:6.3f} {s.precision:6.3f} {s.recall:6.3f}")
+        faint = sum(r.faint for r in rs)
+        print(
+            f"{'all':<10} {name[:18]:<18} {s.f1:6.3f} {s.precision:6.3f} {s.recall:6.3f} "
+            f"{'':6} {s.tp + s.fn:6d} {faint:6d} {visible_recall(rs):6.3f}"
+        )
+    print(
+        "faint: true nuclei under 0.01 OD of haematoxylin over the tissue around them; "
+        "vis R: recall on the rest"
+    )
     return 0
 
 

@@ -1,0 +1,108 @@
+"""`wsitui model eval`'s faint nuclei (true nuclei the image gives next to no evidence for) and
+its dense looks: misses a detector could make apart from misses no detector can help."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wsitui.models import evaluate as ev
+from wsitui.models.evaluate import (
+    FAINT_OD,
+    LookScore,
+    evaluate_slides,
+    faint_ids,
+    heldout_slide,
+    look_style,
+    visible_recall,
+)
+from wsitui.models.heldout import FRESH_DENSE
+from wsitui.models.metrics import DetectionScore
+from wsitui.slides.style import STYLES, dense_style
+
+PINK = (236, 190, 220)  # eosin-stained tissue
+NAVY = (110, 90, 170)  # a haematoxylin-stained nucleus
+
+
+def _disc(shape: tuple[int, int], cy: int, cx: int, r: int) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+def test_a_nucleus_no_darker_than_its_tissue_is_faint_a_stained_one_is_not():
+    rgb = np.empty((64, 96, 3), np.uint8)
+    rgb[:] = PINK
+    truth = np.zeros((64, 96), np.int32)
+    seen = _disc(truth.shape, 32, 20, 6)
+    unseen = _disc(truth.shape, 32, 60, 6)
+    rgb[seen] = NAVY
+    truth[seen], truth[unseen] = 1, 2  # the second is in the truth, not in the image
+    assert faint_ids(rgb, truth).tolist() == [2]
+
+
+def test_a_nucleus_a_shade_darker_is_faint_a_shade_more_is_not():
+    # The same disc, darkened by steps: faint until it stands FAINT_OD over its ring.
+    truth = np.zeros((48, 48), np.int32)
+    disc = _disc(truth.shape, 24, 24, 7)
+    truth[disc] = 1
+    verdicts = []
+    for step in range(0, 60, 4):
+        rgb = np.empty((48, 48, 3), np.uint8)
+        rgb[:] = PINK
+        rgb[disc] = np.subtract(PINK, (step, step, step // 3))
+        verdicts.append(faint_ids(rgb, truth).size == 1)
+    assert verdicts[0] and not verdicts[-1], "neither all faint nor none"
+    assert verdicts == sorted(verdicts, reverse=True), "darker never turns faint again"
+
+
+def test_a_nucleus_packed_among_others_with_no_tissue_around_is_not_faint():
+    rgb = np.empty((32, 32, 3), np.uint8)
+    rgb[:] = PINK
+    truth = np.full((32, 32), 1, np.int32)  # the whole image is nucleus 1 and 2
+    truth[:, 16:] = 2
+    assert faint_ids(rgb, truth).size == 0
+    assert faint_ids(rgb, np.zeros((32, 32), np.int32)).size == 0
+
+
+def test_visible_recall_counts_only_the_nuclei_that_are_not_faint():
+    a = LookScore("a", (0,), DetectionScore(tp=90, fp=0, fn=10), 0, 0, 1.0, faint=8, faint_found=2)
+    b = LookScore("b", (0,), DetectionScore(tp=50, fp=5, fn=0), 0, 0, 1.0)
+    assert a.visible_recall == pytest.approx(88 / 92)
+    assert b.visible_recall == 1.0
+    assert visible_recall([a, b]) == pytest.approx(138 / 142)
+    none = LookScore("c", (0,), DetectionScore(0, 0, 4), 0, 0, 1.0, faint=4)
+    assert none.visible_recall == 1.0, "no visible nucleus: nothing was missed"
+    assert a.as_dict()["visible_recall"] == round(88 / 92, 4) and a.as_dict()["faint"] == 8
+
+
+def test_dense_looks_are_the_readme_four_and_never_a_training_look():
+    style, offset = look_style("dense2")
+    assert style == dense_style(np.random.default_rng([909, 2]), name="dense2")
+    assert offset == 502
+    assert look_style("pale") == (STYLES["pale"], 0)
+    assert FRESH_DENSE == ("dense0", "dense1", "dense2", "dense3")
+    slide = heldout_slide("dense1", size=(1024, 1024))
+    assert slide.seed == ev.SLIDE_SEED_BASE + 501 and slide.rgb.shape == (1024, 1024, 3)
+    with pytest.raises(ValueError, match="look 'dense10' is unknown; use some of: default"):
+        look_style("dense10")
+
+
+def test_evaluate_slides_reports_the_faint_nuclei_found(monkeypatch: pytest.MonkeyPatch):
+    """A model that draws the truth finds every faint nucleus too; one that draws nothing finds
+    none, and its recall on the visible rest is 0."""
+    size = (1024, 1024)
+    slide = heldout_slide("dense2", 0, size)
+    faint = faint_ids(slide.rgb, slide.truth)
+    assert faint.size > 0, "dense2 (ink strokes over nuclei) holds faint nuclei"
+
+    class Nothing:
+        def predict(self, batch: np.ndarray) -> np.ndarray:
+            return np.zeros(batch.shape[:3], np.int32)
+
+    [r] = evaluate_slides(Nothing(), ["dense2"], (0,), size)  # type: ignore[arg-type]
+    assert (r.faint, r.faint_found, r.visible_recall) == (faint.size, 0, 0.0)
+    monkeypatch.setattr(ev, "segment_as_job", lambda model, rgb: slide.truth)
+    [r] = evaluate_slides(Nothing(), ["dense2"], (0,), size)  # type: ignore[arg-type]
+    assert r.score.recall == 1.0 and r.faint_found == r.faint == faint.size
+    assert r.visible_recall == 1.0
+    assert FAINT_OD > 0
