@@ -73,6 +73,7 @@ from wsitui.jobs.segment_cells.backends.protocol import (
 )
 from wsitui.jobs.segment_cells.domain import DomainCheck
 from wsitui.jobs.segment_cells.extract import CellRecords
+from wsitui.jobs.segment_cells.in_tissue import TissueTest
 from wsitui.jobs.segment_cells.memory import check_budget
 from wsitui.jobs.segment_cells.merge import settle_seams
 from wsitui.jobs.segment_cells.model_info import fill_in_effect, fill_rules
@@ -115,6 +116,8 @@ class CellsManifest(JobManifest):
     model: dict[str, Any]  # name, kind, sha256, pixel_size, device, precision, ...
     tiles: TilesMeta
     cells: int
+    # cells not written: centred farther than TISSUE_MARGIN_UM from the tissue (tissue "auto")
+    cells_outside_tissue: int = 0
     mpp: float  # µm per level-0 px used
     mpp_source: str  # slide | assumed
     tissue_source: str  # upstream:<job> | own | all
@@ -476,6 +479,14 @@ class _CellSegmentation:
         draw = ImageDraw.Draw(preview)
         sx = base.shape[1] / reader.dimensions[0]
         sy = base.shape[0] / reader.dimensions[1]
+        # tissue = "auto": cells centred on the glass of a tile with some tissue are not
+        # written (in_tissue.py); "tiles" keeps them, "all" has no mask.
+        in_tissue = (
+            TissueTest.of(tissue[0], tissue[1], mpp.mpp)
+            if tissue is not None and params.tissue == "auto"
+            else None
+        )
+        outside = 0
         with CellWriter(
             self.out,
             job_id=ctx.job.id,
@@ -486,7 +497,12 @@ class _CellSegmentation:
             fence=ctx.cancel_requested,
         ) as w:
             for tile_key, rec in self._records(plan, shards):
-                written = w.add(rec, keep[tile_key], tile_key)
+                kept = keep[tile_key]
+                if in_tissue is not None and len(rec):
+                    inside = in_tissue(rec.centroid)
+                    outside += int(np.count_nonzero(kept & ~inside))
+                    kept = kept & inside
+                written = w.add(rec, kept, tile_key)
                 _draw_outlines(draw, rec, written, sx, sy)
             cells = w.count
         if w.too_large:
@@ -536,6 +552,7 @@ class _CellSegmentation:
                 read_ahead=tile_run.read_ahead,
             ),
             cells=cells,
+            cells_outside_tissue=outside,
             mpp=mpp.mpp,
             mpp_source=mpp.source,
             tissue_source=tissue_source,

@@ -90,10 +90,11 @@ class SegmentCellsParams(BaseModel):
     # half a pixel inside a nucleus, and at 6 µm² jobs dropped small and pale true nuclei (held-out
     # generated slides, shipped model: recall 0.990 -> 0.937, `pale` look F1 1.000 -> 0.746).
     min_area_um2: float = Field(default=2.0, ge=0, description="smaller instances are dropped")
-    tissue: Literal["auto", "all"] = Field(
+    tissue: Literal["auto", "tiles", "all"] = Field(
         default="auto",
         description="auto: only tiles with tissue (an upstream TISSUE_MASK's mask, else its "
-        "own); all: every tile",
+        "own), and only cells centred in that tissue or within 8 µm of it; tiles: those "
+        "tiles, every cell they hold; all: every tile",
     )
     geojson_gz: bool = Field(default=False, description="also write cells.geojson.gz")
     tile_labels: bool = Field(default=False, description="write per-tile label PNGs")
