@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from wsitui.models import evaluate as ev
+from wsitui.models.data import HELDOUT_SEED_BASE, HELDOUT_STREAM, TRAIN_STREAM
 from wsitui.models.evaluate import (
     FAINT_OD,
     LookScore,
@@ -14,9 +15,10 @@ from wsitui.models.evaluate import (
     faint_ids,
     heldout_slide,
     look_style,
+    slide_seed,
     visible_recall,
 )
-from wsitui.models.heldout import FRESH_DENSE
+from wsitui.models.heldout import DENSE_LOOKS, FRESH_DENSE
 from wsitui.models.metrics import DetectionScore
 from wsitui.slides.style import STYLES, dense_style
 
@@ -55,13 +57,34 @@ def test_a_nucleus_a_shade_darker_is_faint_a_shade_more_is_not():
     assert verdicts == sorted(verdicts, reverse=True), "darker never turns faint again"
 
 
-def test_a_nucleus_packed_among_others_with_no_tissue_around_is_not_faint():
+def test_a_nucleus_with_no_tissue_around_it_is_not_faint():
     rgb = np.empty((32, 32, 3), np.uint8)
     rgb[:] = PINK
-    truth = np.full((32, 32), 1, np.int32)  # the whole image is nucleus 1 and 2
+    truth = np.full((32, 32), 1, np.int32)  # packed: the whole image is nucleus 1 and 2
     truth[:, 16:] = 2
     assert faint_ids(rgb, truth).size == 0
     assert faint_ids(rgb, np.zeros((32, 32), np.int32)).size == 0
+    glass = np.full((32, 32, 3), 245, np.uint8)  # a pale disc on glass: no tissue to stand over
+    truth = np.zeros((32, 32), np.int32)
+    truth[_disc(truth.shape, 16, 16, 5)] = 1
+    assert faint_ids(glass, truth).size == 0
+
+
+def test_the_ring_is_the_nearest_nucleus_s_whatever_the_label_order():
+    """Two touching nuclei, one stained, one not: each is judged on the tissue nearest to it,
+    so swapping their labels swaps the verdict (the ring px two nuclei share went to the higher
+    label until the ring was the nearest nucleus's)."""
+    rgb = np.empty((48, 64, 3), np.uint8)
+    rgb[:] = PINK
+    left, right = (
+        _disc((48, 64), 24, 24, 7),
+        _disc((48, 64), 24, 38, 7) & ~_disc((48, 64), 24, 24, 7),
+    )
+    rgb[left] = NAVY
+    for a, b in ((1, 2), (2, 1)):
+        truth = np.zeros((48, 64), np.int32)
+        truth[left], truth[right] = a, b
+        assert faint_ids(rgb, truth).tolist() == [b]
 
 
 def test_visible_recall_counts_only_the_nuclei_that_are_not_faint():
@@ -76,13 +99,17 @@ def test_visible_recall_counts_only_the_nuclei_that_are_not_faint():
 
 
 def test_dense_looks_are_the_readme_four_and_never_a_training_look():
-    style, offset = look_style("dense2")
-    assert style == dense_style(np.random.default_rng([909, 2]), name="dense2")
-    assert offset == 502
-    assert look_style("pale") == (STYLES["pale"], 0)
+    assert look_style("dense2") == dense_style(np.random.default_rng([909, 2]), name="dense2")
+    assert look_style("pale") == STYLES["pale"]
     assert FRESH_DENSE == ("dense0", "dense1", "dense2", "dense3")
+    # README's four were measured at these seeds; each dense look and seed its own layout
+    assert [slide_seed(f"dense{k}") for k in range(4)] == [2**30 + 10_500 + k for k in range(4)]
+    seeds = {slide_seed(look, n) for look in DENSE_LOOKS for n in range(50)}
+    assert len(seeds) == 500 and not seeds & {slide_seed("pale", n) for n in range(50)}
+    # never a training look or seed: its own style stream, seeds above every training seed
+    assert ev.DENSE_STREAM not in (TRAIN_STREAM, HELDOUT_STREAM) and min(seeds) > HELDOUT_SEED_BASE
     slide = heldout_slide("dense1", size=(1024, 1024))
-    assert slide.seed == ev.SLIDE_SEED_BASE + 501 and slide.rgb.shape == (1024, 1024, 3)
+    assert slide.seed == slide_seed("dense1") and slide.rgb.shape == (1024, 1024, 3)
     with pytest.raises(ValueError, match="look 'dense10' is unknown; use some of: default"):
         look_style("dense10")
 

@@ -325,6 +325,7 @@ def _eval(args: argparse.Namespace) -> int:
                         name: {
                             "looks": [r.as_dict() for r in rs],
                             "f1": round(pooled(rs).f1, 4),
+                            "faint": sum(r.faint for r in rs),
                             "visible_recall": round(visible_recall(rs), 4),
                         }
                         for name, rs in results.items()

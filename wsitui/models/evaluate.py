@@ -29,7 +29,7 @@ from PIL import Image
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from wsitui.models.classical import deconvolve
+from wsitui.models.classical import deconvolve, tissue_mask
 from wsitui.models.data import HELDOUT_SEED_BASE, Sample, heldout_set
 from wsitui.models.heldout import DENSE_LOOKS, HELDOUT_LOOKS
 from wsitui.models.loaded import LoadedModel
@@ -62,17 +62,19 @@ GLASS = 255  # what a tile past the slide's edge is padded with (a generated sli
 JOB_MIN_AREA_UM2 = 2.0
 MODEL_PX_UM = 0.5
 JOB_MIN_AREA_PX = JOB_MIN_AREA_UM2 / MODEL_PX_UM**2
-# `denseK`: `dense_style(default_rng([DENSE_STREAM, K]))` at slide seed SLIDE_SEED_BASE +
-# DENSE_SEED_OFFSET + K + seed (the four fresh dense looks README has quoted since 2026-12-05,
-# measured then with this stream and these seeds).
+# `denseK`: `dense_style(default_rng([DENSE_STREAM, K]))` at slide seed `slide_seed` (seed 0 of
+# dense0-dense3: the four fresh dense looks README has quoted since 2026-12-05, measured then
+# with this stream and these seeds). Like the ten named looks, dense0-dense3 were looked at when
+# the nuclear check's and the classical fill's constants were set (never in training);
+# dense4-dense9 never were.
 DENSE_STREAM = 909
 DENSE_SEED_OFFSET = 500
 # A true nucleus is faint when its mean haematoxylin (rgb2hed units, smoothed 1 px) stands less
-# than FAINT_OD over the mean of the FAINT_RING_PX-wide ring of non-nucleus px around it. On
-# the four fresh dense looks (2026-12-06) 11 % of the truth was faint; the shipped model found
-# 36 % of those under 0.005 and 66 % of those at 0.005-0.01, 96-100 % of nuclei over 0.02. By
-# eye most faint misses are not there to see: a bound on recall for any detector, not a miss
-# of the model's.
+# than FAINT_OD over the mean of the tissue px within FAINT_RING_PX of it (`faint_ids`). On
+# the four fresh dense looks (2026-12-06) 13 % of the truth was faint (255 of 1,930); with a
+# square ring, the shipped model found 36 % of those under 0.005 and 66 % at 0.005-0.01, and
+# 96-100 % of nuclei over 0.02. By eye most faint misses are not there to see: a bound on
+# recall for any detector, not a miss of the model's.
 FAINT_OD = 0.01
 FAINT_RING_PX = 3
 
@@ -110,25 +112,34 @@ class HeldoutSlide:
     nuclei: np.ndarray  # (N, 5) cx, cy, a, b, theta in px
 
 
-def look_style(look: str) -> tuple[SampleStyle, int]:
-    """(style, slide seed offset) of a held-out look: a named look (`STYLES`, offset 0) or
-    `denseK` (K 0-9, see DENSE_STREAM); ValueError naming the looks for any other."""
+def look_style(look: str) -> SampleStyle:
+    """The style of a held-out look: a named look (`STYLES`) or `denseK` (K 0-9, see
+    DENSE_STREAM); ValueError naming the looks for any other."""
     if look in STYLES:
-        return STYLES[look], 0
+        return STYLES[look]
     if look in DENSE_LOOKS:
         k = DENSE_LOOKS.index(look)
-        return dense_style(np.random.default_rng([DENSE_STREAM, k]), name=look), (
-            DENSE_SEED_OFFSET + k
-        )
+        return dense_style(np.random.default_rng([DENSE_STREAM, k]), name=look)
     raise ValueError(f"look {look!r} is unknown; use some of: {', '.join(STYLES)}, dense0-dense9")
 
 
+def slide_seed(look: str, seed: int = 0) -> int:
+    """The generator seed of a held-out look's slide `seed`: SLIDE_SEED_BASE + seed for a named
+    look; for `denseK`, SLIDE_SEED_BASE + DENSE_SEED_OFFSET + K + 10 * seed (each dense look and
+    seed a layout of its own: with `+ seed` alone dense0's seed 1 was dense1's seed 0)."""
+    if look in DENSE_LOOKS:
+        return (
+            SLIDE_SEED_BASE + DENSE_SEED_OFFSET + DENSE_LOOKS.index(look) + len(DENSE_LOOKS) * seed
+        )
+    return SLIDE_SEED_BASE + seed
+
+
 def heldout_slide(look: str, seed: int = 0, size: tuple[int, int] = SLIDE_SIZE) -> HeldoutSlide:
-    """A whole generated slide of a held-out look (`look_style`) at level 0 (0.499 µm/px),
-    seed `SLIDE_SEED_BASE + offset + seed` (never a training seed)."""
-    style, offset = look_style(look)
+    """A whole generated slide of a held-out look (`look_style`) at level 0 (0.499 µm/px), seed
+    `slide_seed(look, seed)` (never a training seed)."""
+    style = look_style(look)
+    s = slide_seed(look, seed)
     w, h = size
-    s = SLIDE_SEED_BASE + offset + seed
     plan = SamplePlan(w, h, s, style)
     nuclei, _, _ = plan.nuclei_in_cells(0, plan.cells_x, 0, plan.cells_y)
     rgb = plan.render_region(0, 0, w, h)
@@ -264,14 +275,16 @@ def touching_ids(nuclei: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 def faint_ids(rgb: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Label ids of the true nuclei in `truth` that stand less than `FAINT_OD` of haematoxylin
-    over the ring of non-nucleus px around them in `rgb` (see FAINT_OD). A nucleus with no such
-    ring (packed among others) is not faint: nothing says it is. Where two rings meet, the px
-    count for the higher label."""
+    over the tissue around them in `rgb`: the non-nucleus tissue px (`classical.tissue_mask`)
+    within `FAINT_RING_PX` whose nearest nucleus px is theirs. A nucleus with no such px
+    (packed among others, or ringed by glass) is not faint: nothing says it is."""
     ids = np.unique(truth[truth > 0])
     if not ids.size:
         return ids
     h = ndimage.gaussian_filter(deconvolve(rgb)[..., 0], 1.0)
-    ring = np.where(truth == 0, ndimage.grey_dilation(truth, size=2 * FAINT_RING_PX + 1), 0)
+    dist, (iy, ix) = ndimage.distance_transform_edt(truth == 0, return_indices=True)
+    around = (dist > 0) & (dist <= FAINT_RING_PX) & tissue_mask(rgb)
+    ring = np.where(around, truth[iy, ix], 0)
     n = int(truth.max()) + 1
 
     def means(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

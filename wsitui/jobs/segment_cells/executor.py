@@ -73,7 +73,7 @@ from wsitui.jobs.segment_cells.backends.protocol import (
 )
 from wsitui.jobs.segment_cells.domain import DomainCheck
 from wsitui.jobs.segment_cells.extract import CellRecords
-from wsitui.jobs.segment_cells.in_tissue import TissueTest
+from wsitui.jobs.segment_cells.in_tissue import TISSUE_MARGIN_UM, TissueTest
 from wsitui.jobs.segment_cells.memory import check_budget
 from wsitui.jobs.segment_cells.merge import settle_seams
 from wsitui.jobs.segment_cells.model_info import fill_in_effect, fill_rules
@@ -116,8 +116,10 @@ class CellsManifest(JobManifest):
     model: dict[str, Any]  # name, kind, sha256, pixel_size, device, precision, ...
     tiles: TilesMeta
     cells: int
-    # cells not written: centred farther than TISSUE_MARGIN_UM from the tissue (tissue "auto")
-    cells_outside_tissue: int = 0
+    # detections not written because centred farther than TISSUE_MARGIN_UM from the tissue
+    # (counted before the writer's size checks); None where not looked for (tissue "tiles",
+    # "all", or a manifest from before 2026-12-06)
+    cells_outside_tissue: int | None = None
     mpp: float  # µm per level-0 px used
     mpp_source: str  # slide | assumed
     tissue_source: str  # upstream:<job> | own | all
@@ -505,6 +507,12 @@ class _CellSegmentation:
                 written = w.add(rec, kept, tile_key)
                 _draw_outlines(draw, rec, written, sx, sy)
             cells = w.count
+        if outside:
+            self.warnings.append(
+                f"{outside} detection(s) centred more than {TISSUE_MARGIN_UM:g} µm off the tissue "
+                "mask were not written (ink, dirt, or tissue the mask left out as debris); "
+                "tissue = 'tiles' writes every cell of the tiles with tissue"
+            )
         if w.too_large:
             self.warnings.append(
                 f"{w.too_large} detection(s) larger than a {params.max_nucleus_um:g} µm "
@@ -552,7 +560,7 @@ class _CellSegmentation:
                 read_ahead=tile_run.read_ahead,
             ),
             cells=cells,
-            cells_outside_tissue=outside,
+            cells_outside_tissue=outside if in_tissue is not None else None,
             mpp=mpp.mpp,
             mpp_source=mpp.source,
             tissue_source=tissue_source,
