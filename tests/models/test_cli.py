@@ -232,7 +232,7 @@ def test_bad_train_values_are_refused_before_data_generation(
         (["--images", "0"], "--images must be 1-1000"),
         (["--images", "5", "--looks", "nosuch"], "look 'nosuch' is unknown"),
         (["--looks", ",,"], "look '' is unknown"),
-        (["--looks", "dense10"], "look 'dense10' is unknown; use default, grainy"),
+        (["--looks", "dense20"], "look 'dense20' is unknown; use default, grainy"),
     ],
     ids=["images_0", "bad_look_with_images", "empty_looks", "dense_past_nine"],
 )

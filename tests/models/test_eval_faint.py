@@ -105,13 +105,13 @@ def test_dense_looks_are_the_readme_four_and_never_a_training_look():
     # README's four were measured at these seeds; each dense look and seed its own layout
     assert [slide_seed(f"dense{k}") for k in range(4)] == [2**30 + 10_500 + k for k in range(4)]
     seeds = {slide_seed(look, n) for look in DENSE_LOOKS for n in range(50)}
-    assert len(seeds) == 500 and not seeds & {slide_seed("pale", n) for n in range(50)}
+    assert len(seeds) == 1000 and not seeds & {slide_seed("pale", n) for n in range(50)}
     # never a training look or seed: its own style stream, seeds above every training seed
     assert ev.DENSE_STREAM not in (TRAIN_STREAM, HELDOUT_STREAM) and min(seeds) > HELDOUT_SEED_BASE
     slide = heldout_slide("dense1", size=(1024, 1024))
     assert slide.seed == slide_seed("dense1") and slide.rgb.shape == (1024, 1024, 3)
-    with pytest.raises(ValueError, match="look 'dense10' is unknown; use some of: default"):
-        look_style("dense10")
+    with pytest.raises(ValueError, match="look 'dense20' is unknown; use some of: default"):
+        look_style("dense20")
 
 
 def test_evaluate_slides_reports_the_faint_nuclei_found(monkeypatch: pytest.MonkeyPatch):

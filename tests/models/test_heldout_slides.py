@@ -101,14 +101,14 @@ def test_shipped_model_pooled_over_looks_beside_classical(
 # Dense looks, segmented as a job's tiles are (2026-12-06). The four fresh ones (`dense0`-
 # `dense3`, README; looked at when the nuclear check's and the fill's constants were set):
 # shipped 0.928 (precision 0.951, recall 0.906; recall on the nuclei that are not faint 0.966,
-# 255 of 1,930 faint), classical-8 0.915 (0.973, 0.864; 0.942). The six nobody tuned on
-# (`dense4`-`dense9`): shipped 0.952 (precision 0.984, recall 0.922, touching 0.863; not faint
-# 0.951, 208 of 3,317 faint), classical-8 0.913 (0.982, 0.854): a margin of +0.039.
+# 255 of 1,930 faint), classical-8 0.915 (0.973, 0.864; 0.941). The sixteen nobody tuned on
+# (`dense4`-`dense19`): shipped 0.927 (precision 0.953, recall 0.903, touching 0.869; not faint
+# 0.967, 1,564 of 10,096 faint), classical-8 0.877 (0.963, 0.804): a margin of +0.050.
 FRESH_F1_FLOOR = 0.92
 FRESH_VISIBLE_RECALL_FLOOR = 0.95
-UNTUNED_F1_FLOOR = 0.945
-UNTUNED_MARGIN = 0.03
-UNTUNED = tuple(f"dense{k}" for k in range(4, 10))
+UNTUNED_F1_FLOOR = 0.92
+UNTUNED_MARGIN = 0.045  # issue #20's goal is +0.04
+UNTUNED = tuple(f"dense{k}" for k in range(4, 20))
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +146,6 @@ def test_shipped_model_on_dense_looks_nobody_tuned_on_beside_classical(
 ):
     ours = pooled(shipped_dense[look] for look in UNTUNED)
     theirs = pooled(classical_dense[look] for look in UNTUNED)
-    assert ours.tp + ours.fn > 3000, "six slides packed with nuclei"
-    assert ours.f1 >= UNTUNED_F1_FLOOR and ours.precision >= 0.97, (ours, theirs)
+    assert ours.tp + ours.fn > 10_000, "sixteen slides packed with nuclei"
+    assert ours.f1 >= UNTUNED_F1_FLOOR and ours.precision >= 0.94, (ours, theirs)
     assert ours.f1 >= theirs.f1 + UNTUNED_MARGIN, (ours, theirs)

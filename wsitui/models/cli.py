@@ -94,7 +94,7 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
     ev.add_argument(
         "--looks",
         default=",".join(HELDOUT_LOOKS),
-        help=f"comma-separated looks: named ones or dense0-dense9 (dense_style looks of a "
+        help=f"comma-separated looks: named ones or dense0-dense19 (dense_style looks of a "
         f"held-out stream; README's four fresh dense looks are dense0-dense3) (default "
         f"{','.join(HELDOUT_LOOKS)})",
     )
@@ -292,7 +292,7 @@ def _eval(args: argparse.Namespace) -> int:
     if bad or not looks:
         raise ModelError(
             f"eval: look {bad[0] if bad else ''!r} is unknown; use {', '.join(STYLES)} or "
-            "dense0-dense9"
+            "dense0-dense19"
         )
     if not 1 <= args.seeds <= 50:
         raise ModelError("eval: --seeds must be 1-50")

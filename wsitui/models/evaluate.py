@@ -13,7 +13,7 @@ patch seeds below `HELDOUT_SEED_BASE`):
   touch or overlap), where merged pairs show; and how many true nuclei are faint (`faint_ids`:
   under `FAINT_OD` of haematoxylin over the tissue around them, in the image as scored) with
   the recall on the rest, so a miss the image gives no evidence for reads apart from one it does.
-  Looks: the named ones (`STYLES`) and `dense0`..`dense9` (`look_style`).
+  Looks: the named ones (`STYLES`) and `dense0`..`dense19` (`look_style`).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ JOB_MIN_AREA_PX = JOB_MIN_AREA_UM2 / MODEL_PX_UM**2
 # dense0-dense3: the four fresh dense looks README has quoted since 2026-12-05, measured then
 # with this stream and these seeds). Like the ten named looks, dense0-dense3 were looked at when
 # the nuclear check's and the classical fill's constants were set (never in training);
-# dense4-dense9 never were.
+# dense4-dense19 never were.
 DENSE_STREAM = 909
 DENSE_SEED_OFFSET = 500
 # A true nucleus is faint when its mean haematoxylin (rgb2hed units, smoothed 1 px) stands less
@@ -113,19 +113,19 @@ class HeldoutSlide:
 
 
 def look_style(look: str) -> SampleStyle:
-    """The style of a held-out look: a named look (`STYLES`) or `denseK` (K 0-9, see
+    """The style of a held-out look: a named look (`STYLES`) or `denseK` (K 0-19, see
     DENSE_STREAM); ValueError naming the looks for any other."""
     if look in STYLES:
         return STYLES[look]
     if look in DENSE_LOOKS:
         k = DENSE_LOOKS.index(look)
         return dense_style(np.random.default_rng([DENSE_STREAM, k]), name=look)
-    raise ValueError(f"look {look!r} is unknown; use some of: {', '.join(STYLES)}, dense0-dense9")
+    raise ValueError(f"look {look!r} is unknown; use some of: {', '.join(STYLES)}, dense0-dense19")
 
 
 def slide_seed(look: str, seed: int = 0) -> int:
     """The generator seed of a held-out look's slide `seed`: SLIDE_SEED_BASE + seed for a named
-    look; for `denseK`, SLIDE_SEED_BASE + DENSE_SEED_OFFSET + K + 10 * seed (each dense look and
+    look; for `denseK`, SLIDE_SEED_BASE + DENSE_SEED_OFFSET + K + 20 * seed (each dense look and
     seed a layout of its own: with `+ seed` alone dense0's seed 1 was dense1's seed 0)."""
     if look in DENSE_LOOKS:
         return (

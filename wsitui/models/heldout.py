@@ -22,10 +22,10 @@ HELDOUT_LOOKS = (
 )
 FIRST_NINE = HELDOUT_LOOKS[:9]
 
-# Dense looks, `dense0`..`dense9`: `dense_style` looks (packed, touching, small, pale and
+# Dense looks, `dense0`..`dense19`: `dense_style` looks (packed, touching, small, pale and
 # elongated nuclei, ink and bands; what a model finds hardest) drawn from a held-out stream of
 # their own (`evaluate.look_style`), never from training's. Not in the default set: the card's
 # "all nine" stay comparable across models. `dense0`..`dense3` are README's "four fresh dense
 # looks".
-DENSE_LOOKS = tuple(f"dense{k}" for k in range(10))
+DENSE_LOOKS = tuple(f"dense{k}" for k in range(20))
 FRESH_DENSE = DENSE_LOOKS[:4]
