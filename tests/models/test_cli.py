@@ -234,7 +234,7 @@ def test_bad_train_values_are_refused_before_data_generation(
         (["--looks", ",,"], "look '' is unknown"),
         (["--looks", "dense20"], "look 'dense20' is unknown; use default, grainy"),
     ],
-    ids=["images_0", "bad_look_with_images", "empty_looks", "dense_past_nine"],
+    ids=["images_0", "bad_look_with_images", "empty_looks", "dense_past_the_last"],
 )
 def test_bad_eval_values_are_refused_before_the_model_loads(
     monkeypatch: pytest.MonkeyPatch,

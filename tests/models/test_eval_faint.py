@@ -70,21 +70,20 @@ def test_a_nucleus_with_no_tissue_around_it_is_not_faint():
     assert faint_ids(glass, truth).size == 0
 
 
-def test_the_ring_is_the_nearest_nucleus_s_whatever_the_label_order():
-    """Two touching nuclei, one stained, one not: each is judged on the tissue nearest to it,
-    so swapping their labels swaps the verdict (the ring px two nuclei share went to the higher
-    label until the ring was the nearest nucleus's)."""
-    rgb = np.empty((48, 64, 3), np.uint8)
+def test_the_ring_is_the_nearest_nucleus_s_whatever_the_labels():
+    """An unstained nucleus inside a stained annulus (a nucleus wrapped round it): its ring is
+    the pink between them, nearest to it, so it is faint. Before, the ring px went to the
+    higher label within reach, the annulus's, and the inner nucleus had no ring: not faint."""
+    rgb = np.empty((48, 48, 3), np.uint8)
     rgb[:] = PINK
-    left, right = (
-        _disc((48, 64), 24, 24, 7),
-        _disc((48, 64), 24, 38, 7) & ~_disc((48, 64), 24, 24, 7),
-    )
-    rgb[left] = NAVY
-    for a, b in ((1, 2), (2, 1)):
-        truth = np.zeros((48, 64), np.int32)
-        truth[left], truth[right] = a, b
-        assert faint_ids(rgb, truth).tolist() == [b]
+    inner = _disc((48, 48), 24, 24, 3)
+    annulus = _disc((48, 48), 24, 24, 10) & ~_disc((48, 48), 24, 24, 6)
+    rgb[annulus] = NAVY
+    truth = np.zeros((48, 48), np.int32)
+    truth[inner], truth[annulus] = 1, 2
+    assert faint_ids(rgb, truth).tolist() == [1]
+    truth[inner], truth[annulus] = 2, 1  # the same with the labels swapped
+    assert faint_ids(rgb, truth).tolist() == [2]
 
 
 def test_visible_recall_counts_only_the_nuclei_that_are_not_faint():

@@ -94,8 +94,8 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
     ev.add_argument(
         "--looks",
         default=",".join(HELDOUT_LOOKS),
-        help=f"comma-separated looks: named ones or dense0-dense19 (dense_style looks of a "
-        f"held-out stream; README's four fresh dense looks are dense0-dense3) (default "
+        help=f"comma-separated looks: named ones or dense0-{DENSE_LOOKS[-1]} (dense_style looks "
+        f"of a held-out stream; README's four fresh dense looks are dense0-dense3) (default "
         f"{','.join(HELDOUT_LOOKS)})",
     )
     ev.add_argument("--seeds", type=int, default=1, help="slides per look (default 1)")
@@ -292,7 +292,7 @@ def _eval(args: argparse.Namespace) -> int:
     if bad or not looks:
         raise ModelError(
             f"eval: look {bad[0] if bad else ''!r} is unknown; use {', '.join(STYLES)} or "
-            "dense0-dense19"
+            f"dense0-{DENSE_LOOKS[-1]}"
         )
     if not 1 <= args.seeds <= 50:
         raise ModelError("eval: --seeds must be 1-50")

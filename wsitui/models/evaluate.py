@@ -69,6 +69,8 @@ JOB_MIN_AREA_PX = JOB_MIN_AREA_UM2 / MODEL_PX_UM**2
 # dense4-dense19 never were.
 DENSE_STREAM = 909
 DENSE_SEED_OFFSET = 500
+DENSE_SEED_STRIDE = 20  # fixed, so more dense looks never move the slides of the ones before
+assert len(DENSE_LOOKS) <= DENSE_SEED_STRIDE
 # A true nucleus is faint when its mean haematoxylin (rgb2hed units, smoothed 1 px) stands less
 # than FAINT_OD over the mean of the tissue px within FAINT_RING_PX of it (`faint_ids`). On
 # the four fresh dense looks (2026-12-06) 13 % of the truth was faint (255 of 1,930); with a
@@ -120,17 +122,22 @@ def look_style(look: str) -> SampleStyle:
     if look in DENSE_LOOKS:
         k = DENSE_LOOKS.index(look)
         return dense_style(np.random.default_rng([DENSE_STREAM, k]), name=look)
-    raise ValueError(f"look {look!r} is unknown; use some of: {', '.join(STYLES)}, dense0-dense19")
+    raise ValueError(
+        f"look {look!r} is unknown; use some of: {', '.join(STYLES)}, dense0-{DENSE_LOOKS[-1]}"
+    )
 
 
 def slide_seed(look: str, seed: int = 0) -> int:
-    """The generator seed of a held-out look's slide `seed`: SLIDE_SEED_BASE + seed for a named
-    look; for `denseK`, SLIDE_SEED_BASE + DENSE_SEED_OFFSET + K + 20 * seed (each dense look and
-    seed a layout of its own: with `+ seed` alone dense0's seed 1 was dense1's seed 0)."""
+    """The generator seed of a held-out look's slide `seed` (0 or more): SLIDE_SEED_BASE + seed
+    for a named look; for `denseK`, SLIDE_SEED_BASE + DENSE_SEED_OFFSET + K + DENSE_SEED_STRIDE
+    * seed (each dense look and seed a layout of its own: with `+ seed` alone dense0's seed 1
+    was dense1's seed 0). ValueError for an unknown look or a negative seed."""
+    look_style(look)
+    if seed < 0:
+        raise ValueError(f"seed {seed} is negative; held-out seeds are 0 or more")
     if look in DENSE_LOOKS:
-        return (
-            SLIDE_SEED_BASE + DENSE_SEED_OFFSET + DENSE_LOOKS.index(look) + len(DENSE_LOOKS) * seed
-        )
+        k = DENSE_LOOKS.index(look)
+        return SLIDE_SEED_BASE + DENSE_SEED_OFFSET + k + DENSE_SEED_STRIDE * seed
     return SLIDE_SEED_BASE + seed
 
 

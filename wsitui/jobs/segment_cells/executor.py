@@ -73,7 +73,7 @@ from wsitui.jobs.segment_cells.backends.protocol import (
 )
 from wsitui.jobs.segment_cells.domain import DomainCheck
 from wsitui.jobs.segment_cells.extract import CellRecords
-from wsitui.jobs.segment_cells.in_tissue import TISSUE_MARGIN_UM, TissueTest
+from wsitui.jobs.segment_cells.in_tissue import NOTE_SHARE, TISSUE_MARGIN_UM, TissueTest
 from wsitui.jobs.segment_cells.memory import check_budget
 from wsitui.jobs.segment_cells.merge import settle_seams
 from wsitui.jobs.segment_cells.model_info import fill_in_effect, fill_rules
@@ -507,11 +507,13 @@ class _CellSegmentation:
                 written = w.add(rec, kept, tile_key)
                 _draw_outlines(draw, rec, written, sx, sy)
             cells = w.count
-        if outside:
+        if outside and outside >= NOTE_SHARE * (cells + outside):
+            # no count in the text: a cohort's run summary merges the same note from many jobs
             self.warnings.append(
-                f"{outside} detection(s) centred more than {TISSUE_MARGIN_UM:g} µm off the tissue "
-                "mask were not written (ink, dirt, or tissue the mask left out as debris); "
-                "tissue = 'tiles' writes every cell of the tiles with tissue"
+                f"detections centred more than {TISSUE_MARGIN_UM:g} µm off the tissue mask were "
+                "not written (ink, dirt, or tissue the mask left out as debris; the manifest's "
+                "cells_outside_tissue counts them); tissue = 'tiles' writes every cell of the "
+                "tiles with tissue"
             )
         if w.too_large:
             self.warnings.append(
