@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.procs import live_processes, stat_fields
+
 # A clean exit (pools shut down, threads joined) takes well under 10 s here; the variable is
 # for this plugin's own test.
 GRACE_S = float(os.environ.get("WSITUI_TEST_EXIT_GRACE_S", "120"))
@@ -129,7 +131,7 @@ def _self_ending(cmd: str) -> bool:
 def _started(pid: int) -> int:
     """When `pid` started (clock ticks after boot; /proc stat field 22)."""
     try:
-        return int(_stat(pid)[19])
+        return int(stat_fields(pid)[19])
     except (OSError, IndexError, ValueError):
         return 0
 
@@ -140,7 +142,7 @@ def _chain(pid: int) -> list[int]:
     while pid > 1 and pid not in out:
         out.append(pid)
         try:
-            pid = int(_stat(pid)[1])
+            pid = int(stat_fields(pid)[1])
         except (OSError, IndexError, ValueError):
             break
     return out
@@ -173,25 +175,11 @@ def _writes(fd: Path, pipes: set[str]) -> bool:
     return int(flags, 8) & 3 != 0  # O_WRONLY or O_RDWR
 
 
-def _stat(pid: int | str) -> list[str]:
-    """/proc/PID/stat's fields after the process name (state, ppid, pgrp, session, ...); the
-    name may hold any bytes (a `)` too), so it is cut at the last one, as bytes."""
-    raw = Path(f"/proc/{pid}/stat").read_bytes()
-    return raw.rsplit(b")", 1)[1].decode(errors="replace").split()
-
-
 def _processes(keep: Callable[[list[str]], bool]) -> list[tuple[int, str]]:
     """(pid, command line) of the live processes whose /proc stat fields after the name
     (state, ppid, ...) `keep` accepts."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:  # a process name may be any bytes: read as bytes, decoded with replacement
-            stat = _stat(d.name)
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, IndexError):
-            continue
-        if stat[0] != "Z" and keep(stat):
-            out.append((int(d.name), cmd[:200]))
-    return out
+    return [
+        (pid, cmd.replace(b"\0", b" ").decode(errors="replace")[:200])
+        for pid, stat, cmd in live_processes()
+        if keep(stat)
+    ]

@@ -20,6 +20,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.cells.test_segment_cells import cells_wf, executors, run_to_end
+from tests.procs import stat_fields
 from wsitui.core.engine import Engine
 from wsitui.core.records import JobState
 from wsitui.jobs.common.cpus import available_cpus
@@ -125,7 +126,7 @@ pool.close()
 
 
 def _cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = stat_fields(pid)
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 

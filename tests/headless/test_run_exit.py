@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.headless.helpers import REPO, one_job_config
+from tests.procs import live_processes
 
 BLOCKING = REPO / "tests" / "headless" / "blocking_cli.py"
 
@@ -129,15 +130,4 @@ def test_ctrl_c_from_the_terminal_during_a_job_on_worker_processes_is_answered_o
 
 def _in_group(pgid: int) -> list[int]:
     """Live processes of process group `pgid`."""
-    found = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            # bytes: a process name need not be UTF-8 (any process on the machine)
-            fields = (d / "stat").read_bytes().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != b"Z" and int(fields[2]) == pgid:  # state, ppid, pgrp
-            found.append(int(d.name))
-    return found
+    return [pid for pid, stat, _ in live_processes() if int(stat[2]) == pgid]  # pgrp

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from tests.measure.test_fast_path import write_cells
+from tests.procs import live_processes
 from wsitui.core.digest import sha256_file
 from wsitui.core.executor import JobCanceled, UpstreamJob
 from wsitui.core.records import JobState
@@ -193,19 +194,11 @@ def test_a_ctrl_c_or_hang_up_reaching_the_workers_kills_none(
 
     def hunt() -> None:
         while not done.is_set():
-            for d in Path("/proc").iterdir():
-                try:
-                    if not d.name.isdigit() or int(d.name) in hit:
-                        continue
-                    # bytes: a process name need not be UTF-8 (any on the machine)
-                    stat = (d / "stat").read_bytes().rsplit(b")", 1)[1].split()
-                    cmd = (d / "cmdline").read_bytes()
-                except OSError:
-                    continue
-                if int(stat[1]) == me and b"spawn_main" in cmd:
-                    hit.add(int(d.name))
+            for pid, stat, cmd in live_processes():
+                if pid not in hit and int(stat[1]) == me and b"spawn_main" in cmd:
+                    hit.add(pid)
                     for sig in (signal.SIGINT, signal.SIGHUP):
-                        os.kill(int(d.name), sig)
+                        os.kill(pid, sig)
             time.sleep(0.002)
 
     hunter = threading.Thread(target=hunt)

@@ -21,6 +21,7 @@ import pytest
 
 from tests.core.oracle import check, missing_from_log, read_events
 from tests.headless.helpers import REPO
+from tests.procs import live_processes
 from tests.scenarios.test_cli_tenant_queue import admitted, assert_by_the_rules
 
 # (tenant, [(job id, branch, slide key)]); slides: "s" 2048x1536 (24 tissue tiles of 256 px),
@@ -90,19 +91,10 @@ def start(cfg: Path, *, group: bool = False) -> subprocess.Popen[str]:
 
 def processes() -> dict[int, tuple[int, int, str]]:
     """pid -> (parent, process group, command line) of every live (not zombie) process."""
-    found: dict[int, tuple[int, int, str]] = {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z":
-            found[int(d.name)] = (int(fields[1]), int(fields[2]), cmd)
-    return found
+    return {
+        pid: (int(stat[1]), int(stat[2]), cmd.replace(b"\0", b" ").decode(errors="replace"))
+        for pid, stat, cmd in live_processes()
+    }
 
 
 def workers_of(pid: int) -> set[int]:

@@ -15,6 +15,7 @@ import aiohttp
 import anyio
 import pytest
 
+from tests.procs import live_processes
 from tests.serve.terminal import open_tab, start_serve
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -22,19 +23,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 def tab_pids(marker: Path) -> list[int]:
     """Live `python -m wsitui.serve.tab` processes whose arguments name `marker`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            # bytes: a process name need not be UTF-8 (any process on the machine)
-            state = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state != b"Z" and b"wsitui.serve.tab" in argv and str(marker).encode() in argv:
-            found.append(int(entry.name))
-    return found
+    want = (b"wsitui.serve.tab", str(marker).encode())
+    return [pid for pid, _, cmd in live_processes() if all(w in cmd.split(b"\0") for w in want)]
 
 
 async def _until(condition: Callable[[], object], what: str, timeout: float = 60) -> None:
