@@ -217,7 +217,7 @@ def _stands_out(h: np.ndarray, fg: np.ndarray, tissue: np.ndarray) -> np.ndarray
     if not n:
         return fg
     ring = _rings(comp, tissue & ~fg)
-    contrast = _ring_means(h, comp, n, 0.0) - _ring_means(h, ring, n, -np.inf)
+    contrast = label_means(h, comp, n, 0.0) - label_means(h, ring, n, -np.inf)
     return fg & np.concatenate([[False], contrast >= LEVEL_RING_CONTRAST])[comp]
 
 
@@ -239,8 +239,8 @@ def _faint_nuclei(
     # The ring takes in a structure's margin: a sliver of its blurred edge is no darker than the
     # band beside it (measured without: 262 slivers on a drawn tile of blurred bands).
     ring = _rings(comp, left | near)
-    inner = _ring_means(h, comp, n, 0.0)
-    outer = _ring_means(h, ring, n, floor)
+    inner = label_means(h, comp, n, 0.0)
+    outer = label_means(h, ring, n, floor)
     ok = (area[1:] >= MIN_AREA_PX) & (area[1:] <= STRUCTURE_PX) & (inner - outer >= RING_CONTRAST)
     return np.concatenate([[False], ok])[comp]
 
@@ -252,7 +252,7 @@ def _rings(comp: np.ndarray, around: np.ndarray) -> np.ndarray:
     return np.where((comp == 0) & around, grown, 0)
 
 
-def _ring_means(values: np.ndarray, labels: np.ndarray, n: int, empty: float) -> np.ndarray:
+def label_means(values: np.ndarray, labels: np.ndarray, n: int, empty: float) -> np.ndarray:
     """Mean of `values` per label 1..n, `empty` where a label has no pixel."""
     flat = labels.ravel()
     count = np.bincount(flat, minlength=n + 1)[1:]
@@ -284,8 +284,8 @@ def _eosin_poor_nuclei(
     if not n:
         return cand
     ring = _rings(comp, left | near)
-    h_gain = _ring_means(h, comp, n, 0.0) - _ring_means(h, ring, n, np.inf)
-    e_loss = _ring_means(e, ring, n, -np.inf) - _ring_means(e, comp, n, 0.0)
+    h_gain = label_means(h, comp, n, 0.0) - label_means(h, ring, n, np.inf)
+    e_loss = label_means(e, ring, n, -np.inf) - label_means(e, comp, n, 0.0)
     sized = (area[1:] >= MIN_AREA_PX) & (area[1:] <= STRUCTURE_PX)
     floor = EOSIN_POOR_H if min_h_gain is None else min_h_gain
     ok = sized & (h_gain >= floor) & (e_loss >= EOSIN_RING)
@@ -302,7 +302,7 @@ def outline_by_contrast(h: np.ndarray, fg: np.ndarray, tissue: np.ndarray) -> np
         return fg
     ring = _rings(comp, tissue)
     around = _label_medians(h, ring, n)
-    around = np.where(np.isnan(around), _ring_means(h, comp, n, 0.0), around)
+    around = np.where(np.isnan(around), label_means(h, comp, n, 0.0), around)
     base = np.concatenate([[0.0], around])[comp]
     peak = ndimage.maximum_filter(np.where(fg, h, -np.inf), size=2 * OUTLINE_PEAK_PX + 1)
     keep = fg.copy()

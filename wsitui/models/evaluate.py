@@ -29,7 +29,7 @@ from PIL import Image
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from wsitui.models.classical import deconvolve, tissue_mask
+from wsitui.models.classical import deconvolve, label_means, tissue_mask
 from wsitui.models.data import HELDOUT_SEED_BASE, Sample, heldout_set
 from wsitui.models.heldout import DENSE_LOOKS, HELDOUT_LOOKS
 from wsitui.models.loaded import LoadedModel
@@ -292,18 +292,10 @@ def faint_ids(rgb: np.ndarray, truth: np.ndarray) -> np.ndarray:
     dist, (iy, ix) = ndimage.distance_transform_edt(truth == 0, return_indices=True)
     around = (dist > 0) & (dist <= FAINT_RING_PX) & tissue_mask(rgb)
     ring = np.where(around, truth[iy, ix], 0)
-    n = int(truth.max()) + 1
-
-    def means(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        flat = labels.ravel()
-        count = np.bincount(flat, minlength=n)
-        total = np.bincount(flat, weights=h.ravel(), minlength=n)
-        return total / np.maximum(count, 1), count
-
-    inner, _ = means(truth)
-    outer, ring_px = means(ring)
-    faint = (ring_px[ids] > 0) & (inner[ids] - outer[ids] < FAINT_OD)
-    return ids[faint]
+    n = int(truth.max())
+    inner = label_means(h, truth, n, np.nan)[ids - 1]
+    outer = label_means(h, ring, n, np.nan)[ids - 1]  # nan: no ring
+    return ids[~np.isnan(outer) & (inner - outer < FAINT_OD)]
 
 
 @dataclass(frozen=True, slots=True)
